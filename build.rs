@@ -1,0 +1,560 @@
+//! Turns the endpoint catalogue (`endpoints/*.yaml`) into Rust and OpenAPI at build time.
+//!
+//! Every file is checked against `schema/catalogue.schema.json` and a few cross-file rules
+//! (unique operations and paths, upstream templates naming known parameters, schemas that
+//! compile). Any problem fails the build with the file, the route and the reason. Output, in
+//! `OUT_DIR`:
+//! - `catalogue.rs`: the `Operation`, `Translator` and `LocalHandler` enums, the static route
+//!   table, one axum handler per route (via `ferrolite_codegen::route_handler!`) and `mount`;
+//! - `openapi.json`: an OpenAPI 3.1 document of the same routes.
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+const META_SCHEMA: &str = "schema/catalogue.schema.json";
+const CATALOGUE_DIR: &str = "endpoints";
+
+#[derive(Deserialize)]
+struct FamilyFile {
+    family: String,
+    description: String,
+    routes: Vec<RouteDef>,
+}
+
+#[derive(Deserialize)]
+struct RouteDef {
+    op: String,
+    summary: String,
+    method: String,
+    path: String,
+    #[serde(default)]
+    also_bare: bool,
+    request: RequestDef,
+    response: ResponseDef,
+    local: Option<String>,
+    providers: Option<BTreeMap<String, ProviderRouteDef>>,
+}
+
+#[derive(Deserialize)]
+struct RequestDef {
+    kind: String,
+    model_field: Option<String>,
+    schema: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct ResponseDef {
+    kind: String,
+    content_type: Option<String>,
+    schema: Value,
+}
+
+#[derive(Deserialize)]
+struct ProviderRouteDef {
+    upstream: Option<String>,
+    stream_upstream: Option<String>,
+    translate: String,
+}
+
+struct Route {
+    family: String,
+    def: RouteDef,
+}
+
+fn main() {
+    println!("cargo:rerun-if-changed={CATALOGUE_DIR}");
+    println!("cargo:rerun-if-changed={META_SCHEMA}");
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let (routes, families) = match load_catalogue() {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!("the endpoint catalogue is invalid:");
+            for e in &errors {
+                eprintln!("  {e}");
+            }
+            std::process::exit(1);
+        }
+    };
+    write(&out_dir.join("catalogue.rs"), &generate_rust(&routes));
+    let openapi =
+        serde_json::to_string_pretty(&generate_openapi(&routes, &families)).expect("serialisable");
+    write(&out_dir.join("openapi.json"), &(openapi + "\n"));
+}
+
+fn write(path: &Path, contents: &str) {
+    if let Err(e) = std::fs::write(path, contents) {
+        eprintln!("cannot write {}: {e}", path.display());
+        std::process::exit(1);
+    }
+}
+
+/// Reads and checks every catalogue file; returns all problems found, not only the first.
+fn load_catalogue() -> Result<(Vec<Route>, BTreeMap<String, String>), Vec<String>> {
+    let meta: Value = std::fs::read_to_string(META_SCHEMA)
+        .map_err(|e| format!("{META_SCHEMA}: {e}"))
+        .and_then(|s| serde_json::from_str(&s).map_err(|e| format!("{META_SCHEMA}: {e}")))
+        .map_err(|e| vec![e])?;
+    let validator =
+        jsonschema::validator_for(&meta).map_err(|e| vec![format!("{META_SCHEMA}: {e}")])?;
+
+    let mut files: Vec<PathBuf> = std::fs::read_dir(CATALOGUE_DIR)
+        .map_err(|e| vec![format!("{CATALOGUE_DIR}/: {e}")])?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|ext| ext == "yaml" || ext == "yml")
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(vec![format!("{CATALOGUE_DIR}/: no *.yaml files")]);
+    }
+
+    let mut errors = Vec::new();
+    let mut routes = Vec::new();
+    let mut families = BTreeMap::new();
+    for file in &files {
+        let name = file.display().to_string();
+        let text = match std::fs::read_to_string(file) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        let value: Value = match serde_yaml::from_str(&text) {
+            Ok(v) => v,
+            Err(e) => {
+                errors.push(format!("{name}: not valid YAML: {e}"));
+                continue;
+            }
+        };
+        let schema_errors: Vec<String> = validator
+            .iter_errors(&value)
+            .map(|e| {
+                format!(
+                    "{name}: {}: {}",
+                    describe_location(&value, &e.instance_path().to_string()),
+                    e
+                )
+            })
+            .collect();
+        if !schema_errors.is_empty() {
+            errors.extend(schema_errors);
+            continue;
+        }
+        let parsed: FamilyFile = match serde_json::from_value(value) {
+            Ok(p) => p,
+            Err(e) => {
+                errors.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        let stem = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        if parsed.family != stem {
+            errors.push(format!(
+                "{name}: family {:?} must equal the file name {stem:?}",
+                parsed.family
+            ));
+        }
+        families.insert(parsed.family.clone(), parsed.description.clone());
+        for def in parsed.routes {
+            check_route(&name, &def, &mut errors);
+            routes.push(Route {
+                family: parsed.family.clone(),
+                def,
+            });
+        }
+    }
+
+    let mut ops = BTreeSet::new();
+    let mut paths = BTreeSet::new();
+    for r in &routes {
+        if !ops.insert(r.def.op.clone()) {
+            errors.push(format!(
+                "{}.yaml: route {}: operation name used twice",
+                r.family, r.def.op
+            ));
+        }
+        let mut served = vec![r.def.path.clone()];
+        if r.def.also_bare {
+            served.push(bare_path(&r.def.path).unwrap_or_default());
+        }
+        for path in served {
+            if !paths.insert((r.def.method.clone(), path.clone())) {
+                errors.push(format!(
+                    "{}.yaml: route {}: {} {path} is served twice",
+                    r.family, r.def.op, r.def.method
+                ));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok((routes, families))
+    } else {
+        Err(errors)
+    }
+}
+
+/// Names a JSON pointer by the route it falls in, so errors read `route chat_completions: /request/kind`.
+fn describe_location(doc: &Value, pointer: &str) -> String {
+    let parts: Vec<&str> = pointer.split('/').skip(1).collect();
+    if parts.len() >= 2 && parts[0] == "routes" {
+        let op = parts[1]
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| doc["routes"].get(i))
+            .and_then(|r| r["op"].as_str())
+            .unwrap_or("?");
+        let rest = parts[2..].join("/");
+        return format!("route {op} (/routes/{}) at /{rest}", parts[1]);
+    }
+    if pointer.is_empty() {
+        "/".to_owned()
+    } else {
+        pointer.to_owned()
+    }
+}
+
+fn check_route(file: &str, def: &RouteDef, errors: &mut Vec<String>) {
+    let at = |msg: String| format!("{file}: route {}: {msg}", def.op);
+    if def.also_bare && bare_path(&def.path).is_none() {
+        errors.push(at(format!(
+            "also_bare needs a versioned path, {} has none",
+            def.path
+        )));
+    }
+    if def.request.kind != "none" && def.method != "POST" {
+        errors.push(at(format!(
+            "{} routes carry no body; request kind must be none",
+            def.method
+        )));
+    }
+    for (label, schema) in [
+        ("request", def.request.schema.as_ref()),
+        ("response", Some(&def.response.schema)),
+    ] {
+        if let Some(schema) = schema {
+            if let Err(e) = jsonschema::draft202012::new(schema) {
+                errors.push(at(format!("{label} schema does not compile: {e}")));
+            }
+            if contains_key(schema, "$ref") {
+                errors.push(at(format!(
+                    "{label} schema uses $ref; catalogue schemas must be inline"
+                )));
+            }
+        }
+    }
+    let params = path_params(&def.path);
+    for (provider, route) in def.providers.iter().flatten() {
+        for template in [&route.upstream, &route.stream_upstream]
+            .into_iter()
+            .flatten()
+        {
+            for p in path_params(template) {
+                if !params.contains(&p) && !DEPLOYMENT_FIELDS.contains(&p.as_str()) {
+                    errors.push(at(format!(
+                        "provider {provider}: upstream {template:?} names {{{p}}}, which is neither a path parameter nor one of {DEPLOYMENT_FIELDS:?}"
+                    )));
+                }
+            }
+        }
+        if route.upstream.is_none() && route.translate == "passthrough" {
+            errors.push(at(format!(
+                "provider {provider}: passthrough needs an upstream"
+            )));
+        }
+    }
+}
+
+/// Deployment fields an upstream template may name besides the route's path parameters.
+const DEPLOYMENT_FIELDS: &[&str] = &["model", "deployment", "api_version", "region"];
+
+fn contains_key(v: &Value, key: &str) -> bool {
+    match v {
+        Value::Object(m) => m.contains_key(key) || m.values().any(|v| contains_key(v, key)),
+        Value::Array(a) => a.iter().any(|v| contains_key(v, key)),
+        _ => false,
+    }
+}
+
+fn path_params(path: &str) -> Vec<String> {
+    path.split('{')
+        .skip(1)
+        .filter_map(|s| s.split_once('}').map(|(p, _)| p.to_owned()))
+        .collect()
+}
+
+/// `/v1/chat/completions` -> `/chat/completions`; `None` for paths without a version segment.
+fn bare_path(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/v")?;
+    let (version, tail) = rest.split_once('/')?;
+    (version.chars().all(|c| c.is_ascii_digit()) && !version.is_empty()).then(|| format!("/{tail}"))
+}
+
+fn camel(snake: &str) -> String {
+    snake
+        .split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The Rust variant of `runtime/providers::Provider` for a catalogue provider name.
+fn provider_variant(name: &str) -> &'static str {
+    match name {
+        "openai" => "OpenAi",
+        "azure" => "Azure",
+        "anthropic" => "Anthropic",
+        "gemini" => "Gemini",
+        "bedrock" => "Bedrock",
+        "mock" => "Mock",
+        _ => unreachable!("the meta-schema restricts provider names"),
+    }
+}
+
+fn upstream_tokens(template: &Option<String>) -> String {
+    match template {
+        None => "None".to_owned(),
+        Some(t) => {
+            let (method, path) = t
+                .split_once(' ')
+                .expect("meta-schema pattern guarantees 'METHOD /path'");
+            format!(
+                "Some(Upstream {{ method: HttpMethod::{}, path: {path:?} }})",
+                camel(&method.to_lowercase())
+            )
+        }
+    }
+}
+
+fn generate_rust(routes: &[Route]) -> String {
+    let mut out = String::from("// @generated by build.rs from endpoints/*.yaml. Do not edit.\n\n");
+    let enum_block = |name: &str, doc: &str, names: &BTreeSet<String>| {
+        let mut s =
+            format!("ferrolite_codegen::wire_enum! {{\n    /// {doc}\n    pub enum {name} {{\n");
+        for n in names {
+            let _ = writeln!(s, "        {} = {n:?},", camel(n));
+        }
+        s + "    }\n}\n\n"
+    };
+    // Operations keep catalogue order (files sorted, routes as written) so ROUTES[op as usize] holds.
+    out += "ferrolite_codegen::wire_enum! {\n    /// Every operation of the endpoint catalogue.\n    pub enum Operation {\n";
+    for r in routes {
+        let _ = writeln!(
+            out,
+            "        /// {}\n        {} = {:?},",
+            r.def.summary,
+            camel(&r.def.op),
+            r.def.op
+        );
+    }
+    out += "    }\n}\n\n";
+    let translators: BTreeSet<String> = routes
+        .iter()
+        .flat_map(|r| {
+            r.def
+                .providers
+                .iter()
+                .flatten()
+                .map(|(_, p)| p.translate.clone())
+        })
+        .collect();
+    out += &enum_block(
+        "Translator",
+        "Every translator the catalogue names; each must be implemented in `providers`.",
+        &translators,
+    );
+    let locals: BTreeSet<String> = routes.iter().filter_map(|r| r.def.local.clone()).collect();
+    out += &enum_block(
+        "LocalHandler",
+        "Every route served by ferrolite itself; each must be implemented in `http::local`.",
+        &locals,
+    );
+
+    let _ = writeln!(
+        out,
+        "/// The catalogue, indexed by `Operation as usize`.\npub static ROUTES: [Route; {}] = [",
+        routes.len()
+    );
+    for r in routes {
+        let d = &r.def;
+        let serve = match (&d.local, &d.providers) {
+            (Some(local), _) => format!("Serve::Local(LocalHandler::{})", camel(local)),
+            (None, Some(providers)) => {
+                let mut s = String::from("Serve::Providers(&[");
+                for (name, p) in providers {
+                    let _ = write!(
+                        s,
+                        "(Provider::{}, ProviderRoute {{ upstream: {}, stream_upstream: {}, translate: Translator::{} }}), ",
+                        provider_variant(name),
+                        upstream_tokens(&p.upstream),
+                        upstream_tokens(&p.stream_upstream),
+                        camel(&p.translate)
+                    );
+                }
+                s + "])"
+            }
+            (None, None) => unreachable!("the meta-schema requires local or providers"),
+        };
+        let request_schema = d
+            .request
+            .schema
+            .as_ref()
+            .map(|s| format!("Some({:?})", s.to_string()))
+            .unwrap_or_else(|| "None".to_owned());
+        let _ = writeln!(
+            out,
+            "    Route {{ op: Operation::{op}, family: {family:?}, summary: {summary:?}, method: HttpMethod::{method}, path: {path:?}, bare_path: {bare}, params: &[{params}], request: BodyKind::{req}, model_field: {model_field}, request_schema: {request_schema}, response: ResponseKind::{resp}, content_type: {content_type}, serve: {serve} }},",
+            op = camel(&d.op),
+            family = r.family,
+            summary = d.summary,
+            method = camel(&d.method.to_lowercase()),
+            path = d.path,
+            bare = match (d.also_bare, bare_path(&d.path)) {
+                (true, Some(b)) => format!("Some({b:?})"),
+                _ => "None".to_owned(),
+            },
+            params = path_params(&d.path).iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join(", "),
+            req = camel(&d.request.kind),
+            model_field = d.request.model_field.as_ref().map(|f| format!("Some({f:?})")).unwrap_or_else(|| "None".to_owned()),
+            resp = camel(&d.response.kind.replace('-', "_")),
+            content_type = d.response.content_type.as_ref().map(|c| format!("Some({c:?})")).unwrap_or_else(|| "None".to_owned()),
+        );
+    }
+    out += "];\n\n";
+
+    for r in routes {
+        let d = &r.def;
+        let _ = writeln!(
+            out,
+            "ferrolite_codegen::route_handler! {{ name = handle_{}; op = {}; body = {}; params = [{}] }}",
+            d.op,
+            camel(&d.op),
+            d.request.kind,
+            path_params(&d.path).join(", ")
+        );
+    }
+    out += "\n/// The axum method router serving one operation.\nfn method_router(op: Operation) -> ::axum::routing::MethodRouter<crate::http::AppState> {\n    match op {\n";
+    for r in routes {
+        let _ = writeln!(
+            out,
+            "        Operation::{} => ::axum::routing::{}(handle_{}),",
+            camel(&r.def.op),
+            r.def.method.to_lowercase(),
+            r.def.op
+        );
+    }
+    out += "    }\n}\n";
+    out
+}
+
+fn generate_openapi(routes: &[Route], families: &BTreeMap<String, String>) -> Value {
+    let mut paths: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    for r in routes {
+        let d = &r.def;
+        let mut served = vec![(d.path.clone(), d.op.clone())];
+        if let (true, Some(bare)) = (d.also_bare, bare_path(&d.path)) {
+            served.push((bare, format!("{}_bare", d.op)));
+        }
+        for (path, operation_id) in served {
+            let mut op = json!({
+                "operationId": operation_id,
+                "summary": d.summary,
+                "tags": [r.family],
+                "responses": responses(d),
+            });
+            let params: Vec<Value> = path_params(&path)
+                .iter()
+                .map(|p| json!({"name": p, "in": "path", "required": true, "schema": {"type": "string"}}))
+                .collect();
+            if !params.is_empty() {
+                op["parameters"] = Value::Array(params);
+            }
+            if let Some(schema) = &d.request.schema {
+                let media = if d.request.kind == "multipart" {
+                    "multipart/form-data"
+                } else {
+                    "application/json"
+                };
+                op["requestBody"] =
+                    json!({"required": true, "content": {media: {"schema": schema}}});
+            }
+            paths
+                .entry(path)
+                .or_default()
+                .insert(d.method.to_lowercase(), op);
+        }
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "ferrolite",
+            "version": std::env::var("CARGO_PKG_VERSION").unwrap_or_default(),
+            "description": "The OpenAI-compatible surface of one ferrolite LLM service. Paths are relative to the service prefix /{workspace}/apps/{service_id}."
+        },
+        "servers": [{
+            "url": "/{workspace}/apps/{service_id}",
+            "variables": {
+                "workspace": {"default": "default"},
+                "service_id": {"default": "demo"}
+            }
+        }],
+        "tags": families.iter().map(|(name, description)| json!({"name": name, "description": description})).collect::<Vec<_>>(),
+        "security": [{"bearer": []}, {"apiKey": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}
+            },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "required": ["message", "type"],
+                            "properties": {
+                                "message": {"type": "string"},
+                                "type": {"type": "string"},
+                                "param": {"type": ["string", "null"]},
+                                "code": {"type": ["string", "null"]}
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+fn responses(d: &RouteDef) -> Value {
+    let ok = match d.response.kind.as_str() {
+        "binary" => {
+            json!({"description": "OK", "content": {d.response.content_type.clone().unwrap_or_default(): {"schema": d.response.schema}}})
+        }
+        "sse-capable" => {
+            json!({"description": "OK; a text/event-stream of chunks when the request sets stream: true", "content": {
+                "application/json": {"schema": d.response.schema},
+                "text/event-stream": {"schema": {"type": "string"}}
+            }})
+        }
+        _ => {
+            json!({"description": "OK", "content": {"application/json": {"schema": d.response.schema}}})
+        }
+    };
+    let error = json!({"description": "An OpenAI-style error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    json!({"200": ok, "default": error})
+}

@@ -1,0 +1,222 @@
+//! A running service: its resolved deployments, grouped by model name.
+//!
+//! Built once when an app starts and shared read-only (`Arc<Session>`) by every request, so
+//! the request path never clones an app's tables or takes a lock to read them.
+
+use super::logs::LogBuffer;
+use crate::manifest::validate::SecretRef;
+use crate::manifest::{LitellmParams, LitellmSettings, Manifest, RoutingStrategy, Visibility};
+use crate::providers::{resolve_model, Provider};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// A credential resolved at start. Its `Debug` shows at most the last four characters.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    /// The value itself, for the one place that sends it upstream.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// `****abcd`: enough to tell two keys apart, never enough to use one.
+    pub fn redacted(&self) -> String {
+        redact(&self.0)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// Masks a secret to its last four characters (none at all when it is short).
+pub fn redact(value: &str) -> String {
+    let n = value.chars().count();
+    if n <= 8 {
+        return "****".to_owned();
+    }
+    let tail: String = value.chars().skip(n - 4).collect();
+    format!("****{tail}")
+}
+
+/// One deployment of a model group, ready to serve.
+#[derive(Debug)]
+pub struct Deployment {
+    /// `model_name/index`: stable within the session, used in logs and headers.
+    pub id: String,
+    pub model_name: String,
+    pub provider: Provider,
+    /// The model name the upstream knows.
+    pub upstream_model: String,
+    pub api_base: Option<String>,
+    pub api_key: Option<Secret>,
+    pub api_version: Option<String>,
+    pub mock_response: Option<String>,
+    /// The params as written in the manifest (secrets still as references), for /v1/model/info.
+    pub params: LitellmParams,
+    pub model_info: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Why an app could not start.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum StartError {
+    #[error("secret {0} is not set: os.environ/{0} names a variable missing from the server's environment")]
+    MissingEnv(String),
+    #[error("secret {0} is not set: HYPHA_SECRET:{0} names a key missing from the workspace's secrets (set it with set_env)")]
+    MissingWorkspaceSecret(String),
+    #[error("cannot tell the provider of model {0:?}")]
+    UnknownProvider(String),
+    #[error("service id {0:?} is already in use in this workspace")]
+    ServiceIdInUse(String),
+}
+
+/// Where secret references are looked up when an app starts.
+pub trait SecretSource {
+    fn env(&self, var: &str) -> Option<String>;
+    fn workspace_secret(&self, key: &str) -> Option<String>;
+}
+
+/// A running llm-proxy service.
+#[derive(Debug)]
+pub struct Session {
+    pub id: String,
+    pub app_id: String,
+    pub workspace: String,
+    pub service_id: String,
+    pub visibility: Visibility,
+    pub created: u64,
+    pub settings: LitellmSettings,
+    pub strategy: RoutingStrategy,
+    pub deployments: Vec<Deployment>,
+    /// model_name -> indices into `deployments`, in manifest order.
+    groups: HashMap<String, Vec<usize>>,
+    /// model names in the order they first appear in the manifest.
+    pub model_names: Vec<String>,
+    pub logs: LogBuffer,
+}
+
+/// What a new session needs besides the manifest.
+pub struct SessionSpec<'a> {
+    pub id: String,
+    pub app_id: String,
+    pub workspace: String,
+    pub manifest: &'a Manifest,
+    pub created: u64,
+}
+
+impl Session {
+    /// Resolves secrets and builds the deployment table.
+    pub fn build(spec: SessionSpec<'_>, secrets: &dyn SecretSource) -> Result<Session, StartError> {
+        let config = &spec.manifest.config;
+        let mut deployments = Vec::with_capacity(config.model_list.len());
+        let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut model_names = Vec::new();
+        for entry in &config.model_list {
+            let p = &entry.litellm_params;
+            let (provider, upstream_model, default_base) = if p.mock_response.is_some() {
+                (Provider::Mock, p.model.clone(), None)
+            } else {
+                let r = resolve_model(&p.model)
+                    .ok_or_else(|| StartError::UnknownProvider(p.model.clone()))?;
+                (r.provider, r.upstream_model, r.default_api_base)
+            };
+            let group = groups.entry(entry.model_name.clone()).or_default();
+            if group.is_empty() {
+                model_names.push(entry.model_name.clone());
+            }
+            let index = group.len();
+            group.push(deployments.len());
+            deployments.push(Deployment {
+                id: format!("{}/{index}", entry.model_name),
+                model_name: entry.model_name.clone(),
+                provider,
+                upstream_model,
+                api_base: resolve_opt(&p.api_base, secrets)?.or(default_base.map(str::to_owned)),
+                api_key: resolve_opt(&p.api_key, secrets)?.map(Secret::new),
+                api_version: resolve_opt(&p.api_version, secrets)?,
+                mock_response: p.mock_response.clone(),
+                params: p.clone(),
+                model_info: entry.model_info.clone(),
+            });
+        }
+        let service_id = config
+            .service_id
+            .clone()
+            .unwrap_or_else(|| format!("llm-{}", spec.id));
+        let settings = config.litellm_settings.clone();
+        let strategy = settings
+            .routing_strategy
+            .unwrap_or(RoutingStrategy::SimpleShuffle);
+        Ok(Session {
+            id: spec.id,
+            app_id: spec.app_id,
+            workspace: spec.workspace,
+            service_id,
+            visibility: config.visibility.unwrap_or_default(),
+            created: spec.created,
+            settings,
+            strategy,
+            deployments,
+            groups,
+            model_names,
+            logs: LogBuffer::default(),
+        })
+    }
+
+    /// The deployments serving `model_name`, if this app has that model.
+    pub fn group(&self, model_name: &str) -> Option<impl Iterator<Item = &Deployment> + Clone> {
+        self.groups
+            .get(model_name)
+            .map(|ix| ix.iter().map(|&i| &self.deployments[i]))
+    }
+
+    /// What `start` and `list_running` report about this session.
+    pub fn info(&self, base_url: &str) -> SessionInfo {
+        SessionInfo {
+            id: self.id.clone(),
+            app_id: self.app_id.clone(),
+            workspace: self.workspace.clone(),
+            service_id: self.service_id.clone(),
+            url: format!("{base_url}/{}/apps/{}/v1", self.workspace, self.service_id),
+            models: self.model_names.clone(),
+            status: "running",
+        }
+    }
+}
+
+/// A session as the controller reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionInfo {
+    pub id: String,
+    pub app_id: String,
+    pub workspace: String,
+    pub service_id: String,
+    pub url: String,
+    pub models: Vec<String>,
+    pub status: &'static str,
+}
+
+fn resolve_opt(
+    value: &Option<String>,
+    secrets: &dyn SecretSource,
+) -> Result<Option<String>, StartError> {
+    let Some(v) = value else { return Ok(None) };
+    match SecretRef::parse(v) {
+        Some(SecretRef::Env(var)) => secrets
+            .env(var)
+            .map(Some)
+            .ok_or_else(|| StartError::MissingEnv(var.to_owned())),
+        Some(SecretRef::Workspace(key)) => secrets
+            .workspace_secret(key)
+            .map(Some)
+            .ok_or_else(|| StartError::MissingWorkspaceSecret(key.to_owned())),
+        None => Ok(Some(v.clone())),
+    }
+}

@@ -1,0 +1,224 @@
+//! Tokens: signed JWTs (HS256) naming a workspace, checked on every request.
+//!
+//! The signing secret is created on first run in the data dir (mode 0600) and never leaves
+//! it. A token carries its workspace (`ws`), whether it is an admin token, and an expiry.
+
+use axum::http::HeaderMap;
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What a token says about its holder.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    /// The workspace the token belongs to.
+    pub ws: String,
+    /// Admin tokens act on every workspace.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin: bool,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+impl Claims {
+    /// Whether this token may act inside `workspace`.
+    pub fn may_enter(&self, workspace: &str) -> bool {
+        self.admin || self.ws == workspace
+    }
+}
+
+/// Why a request's credentials were refused (all map to 401).
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("missing credentials: send 'Authorization: Bearer <token>' or 'x-api-key: <token>'")]
+    Missing,
+    #[error("malformed token: not a ferrolite token")]
+    Malformed,
+    #[error("invalid token: bad signature")]
+    BadSignature,
+    #[error("token expired")]
+    Expired,
+}
+
+/// Setting up the token keys failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot use data dir {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the server secret in {0} is corrupt (expected 64 hex characters)")]
+    Corrupt(PathBuf),
+}
+
+/// Issues and verifies tokens with the server secret.
+pub struct Tokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+const SECRET_FILE: &str = "server-secret";
+
+impl Tokens {
+    /// Loads the server secret from `data_dir`, creating it (mode 0600) on first run.
+    pub fn load_or_create(data_dir: &Path) -> Result<Tokens, KeyError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| KeyError::Io { path, source }
+        };
+        std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+        let path = data_dir.join(SECRET_FILE);
+        let secret = match std::fs::read_to_string(&path) {
+            Ok(text) => decode_hex(text.trim())
+                .filter(|b| b.len() == 32)
+                .ok_or_else(|| KeyError::Corrupt(path.clone()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut bytes = vec![0u8; 32];
+                rand::thread_rng().fill_bytes(&mut bytes);
+                write_private(&path, &encode_hex(&bytes)).map_err(io(&path))?;
+                bytes
+            }
+            Err(e) => return Err(io(&path)(e)),
+        };
+        Ok(Tokens::from_secret(&secret))
+    }
+
+    fn from_secret(secret: &[u8]) -> Tokens {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp"]);
+        Tokens {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }
+    }
+
+    /// A token for `workspace`, valid for `expires_in`.
+    pub fn issue(&self, workspace: &str, admin: bool, expires_in: Duration) -> String {
+        let now = unix_now();
+        let claims = Claims {
+            ws: workspace.to_owned(),
+            admin,
+            iat: now,
+            exp: now.saturating_add(expires_in.as_secs()),
+        };
+        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 signing of plain claims cannot fail")
+    }
+
+    /// Checks a token's signature and expiry.
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        use jsonwebtoken::errors::ErrorKind;
+        decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::InvalidSignature => AuthError::BadSignature,
+                _ => AuthError::Malformed,
+            })
+    }
+
+    /// Checks the credentials a request carries.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Claims, AuthError> {
+        self.verify(presented_token(headers).ok_or(AuthError::Missing)?)
+    }
+}
+
+/// The token a request presents: `Authorization: Bearer ...`, else `x-api-key` (Anthropic SDK).
+pub fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    let bearer = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    bearer
+        .or_else(|| {
+            headers
+                .get("x-api-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        })
+        .filter(|t| !t.is_empty())
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Writes a file only its owner can read.
+pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+fn encode_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_reject_tampering() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = Tokens::load_or_create(dir.path()).unwrap();
+        let t = tokens.issue("alice", false, Duration::from_secs(60));
+        let claims = tokens.verify(&t).unwrap();
+        assert_eq!(claims.ws, "alice");
+        assert!(claims.may_enter("alice") && !claims.may_enter("bob"));
+
+        // Same data dir, same secret: tokens survive a restart.
+        let again = Tokens::load_or_create(dir.path()).unwrap();
+        assert_eq!(again.verify(&t).unwrap().ws, "alice");
+
+        let other = Tokens::from_secret(&[7u8; 32]);
+        assert_eq!(other.verify(&t), Err(AuthError::BadSignature));
+        assert_eq!(tokens.verify("not.a.token"), Err(AuthError::Malformed));
+        let expired = tokens.issue("alice", false, Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(tokens.verify(&expired), Err(AuthError::Expired));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn server_secret_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        Tokens::load_or_create(dir.path()).unwrap();
+        let mode = std::fs::metadata(dir.path().join(SECRET_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

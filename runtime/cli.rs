@@ -1,0 +1,204 @@
+//! The `ferrolite` command line.
+
+use crate::auth::Tokens;
+use crate::manifest::{self, validate};
+use crate::server::{self, ServerConfig};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// ferrolite: an OpenAI-compatible LLM gateway that runs llm-proxy app manifests.
+#[derive(Debug, Parser)]
+#[command(name = "ferrolite", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server. With no --config it starts the embedded demo app of mock models.
+    Serve(ServeArgs),
+    /// Print the app manifest's JSON Schema.
+    Schema,
+    /// Print the OpenAPI 3.1 document of a service's routes.
+    Openapi,
+    /// Check manifests (JSON or YAML): every error, one per line, as FILE: /json/path: reason.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print a signed token for a workspace.
+    Token {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long, env = "FERROLITE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 30 * 24 * 3600)]
+        expires_in: u64,
+        /// An admin token acts on every workspace.
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, default_value_t = server::DEFAULT_PORT)]
+    pub port: u16,
+    /// Where the server secret, tokens and app store live.
+    #[arg(long, env = "FERROLITE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A manifest to install and start in the default workspace (repeatable).
+    #[arg(long = "config")]
+    pub configs: Vec<PathBuf>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 32 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Schema => {
+            print!("{}", manifest::json_schema_text());
+            ExitCode::SUCCESS
+        }
+        Command::Openapi => {
+            print!("{}", crate::catalogue::OPENAPI_JSON);
+            ExitCode::SUCCESS
+        }
+        Command::Validate { files } => validate_files(&files),
+        Command::Token {
+            workspace,
+            data_dir,
+            expires_in,
+            admin,
+        } => {
+            let dir = data_dir.unwrap_or_else(server::default_data_dir);
+            match Tokens::load_or_create(&dir) {
+                Ok(tokens) => {
+                    println!(
+                        "{}",
+                        tokens.issue(&workspace, admin, Duration::from_secs(expires_in))
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("ferrolite token: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn validate_files(files: &[PathBuf]) -> ExitCode {
+    let mut failed = false;
+    for file in files {
+        let name = file.display();
+        let doc = match validate::load_file(file) {
+            Ok(doc) => doc,
+            Err(e) => {
+                println!("{name}: {e}");
+                failed = true;
+                continue;
+            }
+        };
+        match validate::validate(&doc) {
+            Ok(ok) => {
+                for w in &ok.warnings {
+                    println!("{name}: {w}");
+                }
+                let config = &ok.manifest.config;
+                let mut models: Vec<&str> = config
+                    .model_list
+                    .iter()
+                    .map(|m| m.model_name.as_str())
+                    .collect();
+                models.dedup();
+                println!(
+                    "{name}: OK ({} model name(s), {} deployment(s))",
+                    models.len(),
+                    config.model_list.len()
+                );
+            }
+            Err(invalid) => {
+                failed = true;
+                for finding in &invalid.findings {
+                    println!("{name}: {finding}");
+                }
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    init_tracing(args.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferrolite: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut config = ServerConfig::new(args.data_dir.unwrap_or_else(server::default_data_dir));
+    config.host = args.host;
+    config.port = args.port;
+    config.configs = args.configs;
+    config.limits.max_body_bytes = args.max_body_bytes;
+    runtime.block_on(async move {
+        let running = match server::start(config).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("ferrolite: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        print!("{}", running.banner());
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        server::shutdown_signal().await;
+        eprintln!("ferrolite: shutting down, draining in-flight requests");
+        match running.shutdown().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ferrolite: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

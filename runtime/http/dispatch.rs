@@ -1,0 +1,444 @@
+//! One function serves every catalogue route: authenticate, find the service, check the
+//! body against the route's schema, then answer locally or through the chosen deployment's
+//! provider. The generated handlers (one per route) only gather their inputs and call
+//! [`dispatch`].
+
+use super::error::ApiError;
+use super::{local, AppState};
+use crate::apps::logs::LogType;
+use crate::apps::session::{Deployment, Session};
+use crate::catalogue::{BodyKind, Operation, Route, Serve};
+use crate::manifest::Visibility;
+use crate::providers::{self, ProviderCall};
+use crate::router;
+use crate::schema_check;
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::Instrument;
+
+/// A request body as the route's kind says, not yet read.
+pub enum RequestBody {
+    Json(Body),
+    Multipart(Body),
+    None,
+}
+
+/// Everything a generated handler gathers for [`dispatch`].
+pub struct Call {
+    pub workspace: String,
+    pub service_id: String,
+    /// The route's own path parameters, by name.
+    pub params: Vec<(&'static str, String)>,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: RequestBody,
+}
+
+/// A request body after it was read and checked against the route's schema.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    Json(Value),
+    Multipart {
+        bytes: Bytes,
+        content_type: String,
+        /// Text fields by name; file fields appear as `"<file NAME>"`.
+        fields: Map<String, Value>,
+    },
+    Empty,
+}
+
+impl Payload {
+    /// A top-level field of the body (JSON) or form (multipart).
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        match self {
+            Payload::Json(v) => v.get(name),
+            Payload::Multipart { fields, .. } => fields.get(name),
+            Payload::Empty => None,
+        }
+    }
+}
+
+/// Token usage of one request, when known.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+/// A served request: the response and what the log line says about it.
+pub struct Outcome {
+    pub response: Response,
+    pub deployment: Option<String>,
+    pub usage: Option<Usage>,
+}
+
+impl Outcome {
+    pub fn local(response: Response) -> Outcome {
+        Outcome {
+            response,
+            deployment: None,
+            usage: None,
+        }
+    }
+}
+
+/// Serves one catalogue operation.
+pub async fn dispatch(state: AppState, op: Operation, call: Call) -> Response {
+    let request_id = new_request_id();
+    let span = tracing::info_span!(
+        "request",
+        id = %request_id,
+        op = op.as_str(),
+        workspace = %call.workspace,
+        service = %call.service_id,
+    );
+    let mut response = handle(&state, op, call, &request_id)
+        .instrument(span)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
+async fn handle(
+    state: &AppState,
+    op: Operation,
+    call: Call,
+    request_id: &str,
+) -> Result<Response, ApiError> {
+    let claims = state.tokens.authenticate(&call.headers)?;
+    let registry = state.controller.registry();
+    let session = registry
+        .get(&call.workspace, &call.service_id)
+        .ok_or_else(|| {
+            if registry.has_workspace(&call.workspace) {
+                ApiError::not_found(format!(
+                "service {:?} not found in workspace {:?}: it is not running (check list_running)",
+                call.service_id, call.workspace
+            ))
+            } else {
+                ApiError::not_found(format!(
+                    "workspace {:?} not found: it has no running services",
+                    call.workspace
+                ))
+            }
+        })?;
+    if session.visibility == Visibility::Protected && !claims.may_enter(&session.workspace) {
+        return Err(ApiError::forbidden(format!(
+            "service {:?} is protected: a token of workspace {:?} cannot call it",
+            session.service_id, claims.ws
+        )));
+    }
+
+    let route = op.route();
+    let started = Instant::now();
+    let Call {
+        params,
+        query,
+        headers,
+        body,
+        ..
+    } = call;
+    let result = match read_payload(state, route, body, &headers).await {
+        Ok(payload) => {
+            let model = route
+                .model_field
+                .and_then(|f| payload.field(f))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            serve(
+                state,
+                &session,
+                route,
+                &params,
+                query.as_deref(),
+                &headers,
+                payload,
+            )
+            .await
+            .map(|o| (o, model))
+        }
+        Err(e) => Err(e),
+    };
+    let elapsed = started.elapsed();
+    let (status, kind, model, deployment, usage) = match &result {
+        Ok((o, model)) => (
+            o.response.status().as_u16(),
+            LogType::Log,
+            model.clone(),
+            o.deployment.clone(),
+            o.usage,
+        ),
+        Err(e) => (e.status.as_u16(), LogType::Error, None, None, None),
+    };
+    let tokens = usage
+        .map(|u| format!("{}/{}", u.prompt_tokens, u.completion_tokens))
+        .unwrap_or_else(|| "-".into());
+    let mut line = format!(
+        "{} {request_id} {} {} model={} deployment={} status={status} latency_ms={:.1} tokens={tokens}",
+        crate::auth::unix_now(),
+        route.method.as_http(),
+        route.path,
+        model.as_deref().unwrap_or("-"),
+        deployment.as_deref().unwrap_or("-"),
+        elapsed.as_secs_f64() * 1000.0,
+    );
+    if let Err(e) = &result {
+        line.push_str(&format!(" error={:?}", e.message));
+    }
+    tracing::debug!(
+        status,
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        "served"
+    );
+    session.logs.push(kind, line);
+    result.map(|(o, _)| o.response)
+}
+
+async fn serve(
+    state: &AppState,
+    session: &Arc<Session>,
+    route: &'static Route,
+    params: &[(&'static str, String)],
+    query: Option<&str>,
+    headers: &HeaderMap,
+    payload: Payload,
+) -> Result<Outcome, ApiError> {
+    match route.serve {
+        Serve::Local(handler) => {
+            local::serve(handler, state, session, route, params, query, &payload)
+                .await
+                .map(Outcome::local)
+        }
+        Serve::Providers(_) => {
+            let deployment = choose_deployment(session, route, query, &payload)?;
+            let provider_route = route.provider_route(deployment.provider).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "model {:?} is served by a {} deployment, and {} does not serve {} {}",
+                    deployment.model_name,
+                    deployment.provider,
+                    deployment.provider,
+                    route.method.as_http(),
+                    route.path
+                ))
+                .with_code("unsupported_route")
+            })?;
+            providers::serve(ProviderCall {
+                state,
+                session,
+                deployment,
+                route,
+                provider_route,
+                params,
+                query,
+                headers,
+                payload,
+            })
+            .await
+        }
+    }
+}
+
+/// Picks the deployment for a provider-served request.
+///
+/// Routes with a model field go to that model group. Routes without one (files, batches,
+/// assistants, ...) or requests that leave it out go to the group named by a
+/// `target_model_names` or `model` query or body field, else to the app's first deployment
+/// whose provider serves the route.
+fn choose_deployment<'s>(
+    session: &'s Session,
+    route: &'static Route,
+    query: Option<&str>,
+    payload: &Payload,
+) -> Result<&'s Deployment, ApiError> {
+    let from_query = |key: &str| {
+        query.and_then(|q| {
+            q.split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.split(',').next().unwrap_or(v).to_owned())
+        })
+    };
+    let named = route
+        .model_field
+        .and_then(|f| payload.field(f))
+        .or_else(|| payload.field("target_model_names"))
+        .or_else(|| payload.field("model"))
+        .and_then(Value::as_str)
+        .map(|s| s.split(',').next().unwrap_or(s).trim().to_owned())
+        .or_else(|| from_query("target_model_names"))
+        .or_else(|| from_query("model"));
+    match named {
+        Some(model) => {
+            let group = session.group(&model).ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "model {model:?} is not served by this app; available models: {}",
+                    session.model_names.join(", ")
+                ))
+                .with_param(route.model_field.unwrap_or("model"))
+                .with_code("model_not_found")
+            })?;
+            router::pick(session.strategy, group).ok_or_else(|| {
+                ApiError::internal(format!("model group {model:?} has no deployments"))
+            })
+        }
+        None => session
+            .deployments
+            .iter()
+            .find(|d| route.provider_route(d.provider).is_some())
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "no deployment of this app serves {} {}: its providers are {}",
+                    route.method.as_http(),
+                    route.path,
+                    providers_of(session)
+                ))
+                .with_code("unsupported_route")
+            }),
+    }
+}
+
+fn providers_of(session: &Session) -> String {
+    let mut names: Vec<&str> = session
+        .deployments
+        .iter()
+        .map(|d| d.provider.as_str())
+        .collect();
+    names.dedup();
+    names.join(", ")
+}
+
+/// Reads the body within the size limit and checks it against the route's schema.
+async fn read_payload(
+    state: &AppState,
+    route: &'static Route,
+    body: RequestBody,
+    headers: &HeaderMap,
+) -> Result<Payload, ApiError> {
+    let limit = state.limits.max_body_bytes;
+    let read = |body: Body| async move {
+        axum::body::to_bytes(body, limit).await.map_err(|e| {
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                || e.to_string().contains("length limit")
+            {
+                ApiError::payload_too_large(limit)
+            } else {
+                ApiError::bad_request(format!("could not read the request body: {e}"))
+            }
+        })
+    };
+    let payload = match (route.request, body) {
+        (BodyKind::Json, RequestBody::Json(body)) => {
+            let bytes = read(body).await?;
+            if bytes.is_empty() {
+                return Err(ApiError::bad_request(
+                    "request body is empty: this route takes a JSON object",
+                ));
+            }
+            let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+                ApiError::bad_request(format!("request body is not valid JSON: {e}"))
+                    .with_code("invalid_json")
+            })?;
+            Payload::Json(value)
+        }
+        (BodyKind::Multipart, RequestBody::Multipart(body)) => {
+            let content_type = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let boundary = multer::parse_boundary(&content_type).map_err(|_| {
+                ApiError::bad_request(
+                    "this route takes multipart/form-data with a boundary in its Content-Type",
+                )
+                .with_code("invalid_multipart")
+            })?;
+            let bytes = read(body).await?;
+            let fields = form_fields(bytes.clone(), boundary).await?;
+            Payload::Multipart {
+                bytes,
+                content_type,
+                fields,
+            }
+        }
+        _ => Payload::Empty,
+    };
+    if let (Some(schema), Some(instance)) = (route.request_schema, payload_instance(&payload)) {
+        let validator = state.validator(route.op, schema);
+        let violations = schema_check::violations(validator, &instance);
+        if let Some(first) = violations.first() {
+            let field = first.pointer.trim_start_matches('/').replace('/', ".");
+            let all: Vec<String> = violations.iter().map(describe_violation).collect();
+            let mut error = ApiError::bad_request(format!("invalid request: {}", all.join("; ")))
+                .with_code("invalid_request");
+            if !field.is_empty() {
+                error = error.with_param(field);
+            }
+            return Err(error);
+        }
+    }
+    Ok(payload)
+}
+
+fn describe_violation(v: &schema_check::Violation) -> String {
+    let field = v.pointer.trim_start_matches('/').replace('/', ".");
+    if field.is_empty() {
+        format!("body: {}", v.reason)
+    } else if v.reason == "required property missing" {
+        format!("`{field}` is required")
+    } else {
+        format!("`{field}`: {}", v.reason)
+    }
+}
+
+fn payload_instance(payload: &Payload) -> Option<std::borrow::Cow<'_, Value>> {
+    match payload {
+        Payload::Json(v) => Some(std::borrow::Cow::Borrowed(v)),
+        Payload::Multipart { fields, .. } => {
+            Some(std::borrow::Cow::Owned(Value::Object(fields.clone())))
+        }
+        Payload::Empty => None,
+    }
+}
+
+/// The text fields of a multipart form, with file fields standing as `"<file NAME>"`.
+async fn form_fields(bytes: Bytes, boundary: String) -> Result<Map<String, Value>, ApiError> {
+    let stream = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(bytes) });
+    let mut form = multer::Multipart::new(stream, boundary);
+    let mut fields = Map::new();
+    let malformed = |e: multer::Error| {
+        ApiError::bad_request(format!("malformed multipart body: {e}"))
+            .with_code("invalid_multipart")
+    };
+    while let Some(field) = form.next_field().await.map_err(malformed)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        let value = match field.file_name() {
+            Some(file) => {
+                let file = file.to_owned();
+                field.bytes().await.map_err(malformed)?;
+                Value::String(format!("<file {file}>"))
+            }
+            None => Value::String(field.text().await.map_err(malformed)?),
+        };
+        match fields.get_mut(&name) {
+            Some(Value::Array(items)) => items.push(value),
+            Some(existing) => *existing = Value::Array(vec![existing.take(), value]),
+            None => {
+                fields.insert(name, value);
+            }
+        }
+    }
+    Ok(fields)
+}
+
+fn new_request_id() -> String {
+    let n: u64 = rand::random();
+    format!("req_{n:016x}")
+}

@@ -1,0 +1,234 @@
+//! Routes ferrolite answers itself from the app's state: models, model info, health,
+//! token counting and supported parameters.
+
+use super::dispatch::Payload;
+use super::error::ApiError;
+use super::AppState;
+use crate::apps::session::{redact, Deployment, Session};
+use crate::catalogue::{LocalHandler, Route};
+use crate::providers::{supported_openai_params, Provider};
+use crate::tokenizer;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Map, Value};
+use std::time::Duration;
+
+/// Keys of `litellm_params` never shown as written unless they are references.
+const SECRET_PARAMS: &[&str] = &[
+    "api_key",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+];
+
+pub async fn serve(
+    handler: LocalHandler,
+    state: &AppState,
+    session: &Session,
+    _route: &'static Route,
+    params: &[(&'static str, String)],
+    query: Option<&str>,
+    payload: &Payload,
+) -> Result<Response, ApiError> {
+    let response = match handler {
+        LocalHandler::ListModels => {
+            let data: Vec<Value> = session
+                .model_names
+                .iter()
+                .map(|m| model_object(session, m))
+                .collect();
+            Json(json!({"object": "list", "data": data})).into_response()
+        }
+        LocalHandler::GetModel => {
+            let name = params
+                .iter()
+                .find(|(n, _)| *n == "model")
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_default();
+            if session.group(name).is_none() {
+                return Err(ApiError::not_found(format!(
+                    "model {name:?} is not served by this app; available models: {}",
+                    session.model_names.join(", ")
+                ))
+                .with_code("model_not_found"));
+            }
+            Json(model_object(session, name)).into_response()
+        }
+        LocalHandler::ModelInfo => {
+            let data: Vec<Value> = session.deployments.iter().map(model_info).collect();
+            Json(json!({"data": data})).into_response()
+        }
+        LocalHandler::Health => Json(health(state, session).await).into_response(),
+        LocalHandler::HealthLiveliness => Json(json!("I'm alive!")).into_response(),
+        LocalHandler::HealthReadiness => Json(json!({
+            "status": "healthy",
+            "service_id": session.service_id,
+            "deployments": session.deployments.len(),
+            "ferrolite_version": env!("CARGO_PKG_VERSION"),
+        }))
+        .into_response(),
+        LocalHandler::TokenCounter => {
+            let model = payload
+                .field("model")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let total = match (payload.field("messages"), payload.field("prompt")) {
+                (Some(Value::Array(messages)), _) => tokenizer::count_chat(&chat_texts(messages)),
+                (_, Some(prompt)) => tokenizer::count_value(prompt),
+                _ => {
+                    return Err(
+                        ApiError::bad_request("send `messages` or `prompt` to count")
+                            .with_param("messages"),
+                    )
+                }
+            };
+            let model_used = session
+                .group(model)
+                .and_then(|mut g| g.next())
+                .map(|d| d.upstream_model.clone());
+            Json(json!({
+                "total_tokens": total,
+                "request_model": model,
+                "model_used": model_used.unwrap_or_else(|| model.to_owned()),
+                "tokenizer_type": "ferrolite-estimate",
+            }))
+            .into_response()
+        }
+        LocalHandler::CountTokens => {
+            let system = payload
+                .field("system")
+                .map(tokenizer::count_value)
+                .unwrap_or(0);
+            let turns: u64 = payload
+                .field("messages")
+                .and_then(Value::as_array)
+                .map(|ms| {
+                    ms.iter()
+                        .map(|m| 3 + tokenizer::count_value(&m["content"]))
+                        .sum()
+                })
+                .unwrap_or(0);
+            let tools = payload
+                .field("tools")
+                .map(tokenizer::count_value)
+                .unwrap_or(0);
+            Json(json!({"input_tokens": system + turns + tools + 3})).into_response()
+        }
+        LocalHandler::SupportedOpenaiParams => {
+            let model = query
+                .into_iter()
+                .flat_map(|q| q.split('&'))
+                .find_map(|pair| pair.strip_prefix("model="))
+                .ok_or_else(|| ApiError::bad_request("pass ?model=NAME").with_param("model"))?;
+            let deployment = session
+                .group(model)
+                .and_then(|mut g| g.next())
+                .ok_or_else(|| {
+                    ApiError::not_found(format!("model {model:?} is not served by this app"))
+                        .with_code("model_not_found")
+                })?;
+            Json(json!({"supported_openai_params": supported_openai_params(deployment.provider)}))
+                .into_response()
+        }
+    };
+    Ok(response)
+}
+
+fn model_object(session: &Session, name: &str) -> Value {
+    json!({"id": name, "object": "model", "created": session.created, "owned_by": "ferrolite"})
+}
+
+fn chat_texts(messages: &[Value]) -> Vec<(String, String)> {
+    messages
+        .iter()
+        .map(|m| {
+            let role = m["role"].as_str().unwrap_or_default().to_owned();
+            (role, crate::api::openai::text_of(m.get("content")))
+        })
+        .collect()
+}
+
+/// A deployment's params as /v1/model/info shows them: secrets only as references or masked.
+fn public_params(d: &Deployment) -> Map<String, Value> {
+    let mut params = match serde_json::to_value(&d.params) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    for key in SECRET_PARAMS {
+        if let Some(Value::String(v)) = params.get_mut(*key) {
+            if !(v.starts_with("os.environ/") || v.starts_with("HYPHA_SECRET:")) {
+                *v = redact(v);
+            }
+        }
+    }
+    params
+}
+
+fn model_info(d: &Deployment) -> Value {
+    let mut info = d.model_info.clone().unwrap_or_default();
+    info.insert("id".into(), json!(d.id));
+    info.entry("mode").or_insert_with(|| json!("chat"));
+    info.insert("provider".into(), json!(d.provider));
+    json!({"model_name": d.model_name, "litellm_params": public_params(d), "model_info": info})
+}
+
+/// litellm's health report: each deployment checked, healthy or not with the reason.
+async fn health(state: &AppState, session: &Session) -> Value {
+    let checks = session
+        .deployments
+        .iter()
+        .map(|d| async move { (d, check(state, d).await) });
+    let results = futures::future::join_all(checks).await;
+    let mut healthy = Vec::new();
+    let mut unhealthy = Vec::new();
+    for (d, result) in results {
+        let mut entry =
+            json!({"model": d.upstream_model, "model_name": d.model_name, "deployment": d.id});
+        if let Some(base) = &d.api_base {
+            entry["api_base"] = json!(base);
+        }
+        match result {
+            Ok(()) => healthy.push(entry),
+            Err(reason) => {
+                entry["error"] = json!(reason);
+                unhealthy.push(entry);
+            }
+        }
+    }
+    json!({
+        "healthy_endpoints": healthy,
+        "unhealthy_endpoints": unhealthy,
+        "healthy_count": healthy.len(),
+        "unhealthy_count": unhealthy.len(),
+    })
+}
+
+/// One deployment's health: mock ones always answer; OpenAI-compatible ones must list models.
+async fn check(state: &AppState, d: &Deployment) -> Result<(), String> {
+    match d.provider {
+        Provider::Mock => Ok(()),
+        Provider::OpenAi => {
+            let base = d
+                .api_base
+                .as_deref()
+                .ok_or("no api_base")?
+                .trim_end_matches('/');
+            let mut request = state
+                .http
+                .get(format!("{base}/models"))
+                .timeout(Duration::from_secs(10));
+            if let Some(key) = &d.api_key {
+                request = request.bearer_auth(key.expose());
+            }
+            match request.send().await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(format!("upstream answered {}", r.status().as_u16())),
+                Err(e) if e.is_timeout() => Err("upstream timed out".into()),
+                Err(_) => Err("upstream unreachable".into()),
+            }
+        }
+        other => Err(format!(
+            "health checks of {other} deployments are not built yet"
+        )),
+    }
+}

@@ -1,0 +1,116 @@
+//! The HTTP door: shared state, the axum router built from the catalogue, and errors.
+
+pub mod dispatch;
+pub mod error;
+pub mod local;
+
+use crate::apps::Controller;
+use crate::auth::Tokens;
+use crate::catalogue::{self, Operation, ROUTES};
+use crate::schema_check;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use error::ApiError;
+use jsonschema::Validator;
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
+
+/// Limits applied to every request.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+/// What every handler shares.
+pub struct Shared {
+    pub controller: Controller,
+    pub tokens: Tokens,
+    pub limits: Limits,
+    /// One connection pool for all upstreams (keep-alive, HTTP/2 where offered).
+    pub http: reqwest::Client,
+    /// Request-body validators, compiled on first use of each route.
+    validators: Vec<OnceLock<Validator>>,
+}
+
+/// Cheap-to-clone handle on [`Shared`].
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(controller: Controller, tokens: Tokens, limits: Limits) -> AppState {
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .build()
+            .unwrap_or_default();
+        AppState(Arc::new(Shared {
+            controller,
+            tokens,
+            limits,
+            http,
+            validators: ROUTES.iter().map(|_| OnceLock::new()).collect(),
+        }))
+    }
+}
+
+impl Shared {
+    /// The compiled request schema of `op`.
+    pub fn validator(&self, op: Operation, schema: &'static str) -> &Validator {
+        self.validators[op as usize].get_or_init(|| {
+            let value = serde_json::from_str(schema).expect("build.rs writes schemas as JSON");
+            schema_check::compile(&value)
+                .expect("build.rs checked that every catalogue schema compiles")
+        })
+    }
+}
+
+/// The whole HTTP surface, and how many catalogue paths it mounts.
+pub fn router(state: AppState) -> (Router, usize) {
+    let (routes, mounted) = catalogue::mount(Router::new());
+    let router = routes
+        .route("/openapi.json", get(openapi))
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state);
+    (router, mounted)
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        catalogue::OPENAPI_JSON,
+    )
+        .into_response()
+}
+
+async fn unknown_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "no route {}: services answer under /{{workspace}}/apps/{{service_id}}/v1/...",
+        uri.path()
+    ))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+    .with_code("method_not_allowed")
+}

@@ -1,0 +1,20 @@
+//! ferrolite: an OpenAI-compatible LLM gateway that turns declarative `llm-proxy` app
+//! manifests into running services.
+//!
+//! A request flows `http` (generated routes) -> `http::dispatch` (auth, service lookup,
+//! schema check) -> `router` (deployment choice) -> `providers` (wire translation) -> upstream,
+//! and back through `streaming`. See README's Architecture section.
+
+pub mod api;
+pub mod apps;
+pub mod auth;
+pub mod catalogue;
+pub mod cli;
+pub mod http;
+pub mod manifest;
+pub mod providers;
+pub mod router;
+pub mod schema_check;
+pub mod server;
+pub mod streaming;
+pub mod tokenizer;

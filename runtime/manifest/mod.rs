@@ -1,0 +1,214 @@
+//! The `llm-proxy` app manifest: Rust types, their JSON Schema, and validation.
+//!
+//! The types mirror the manifests of Hypha's LLM proxy page (and litellm's `model_list` /
+//! `litellm_settings`). Unknown keys are kept in `extra` maps so nothing a newer manifest says
+//! is silently dropped; `schema/manifest.schema.json` is generated from these types.
+
+pub mod validate;
+
+use ferrolite_codegen::wire_enum;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+/// An app manifest of `type: "llm-proxy"`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(title = "ferrolite llm-proxy app manifest")]
+pub struct Manifest {
+    /// Human-readable name of the app.
+    pub name: String,
+    /// The app type; ferrolite runs `llm-proxy` apps.
+    #[serde(rename = "type")]
+    pub app_type: AppType,
+    /// The app's version, free-form (e.g. "1.0.0").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub config: ProxyConfig,
+    /// Other manifest keys, kept as written.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The only app type ferrolite runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum AppType {
+    #[serde(rename = "llm-proxy")]
+    LlmProxy,
+}
+
+/// The `config` block of an llm-proxy manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ProxyConfig {
+    /// Where the service answers: `/{workspace}/apps/{service_id}/v1/...`. Default `llm-{session_id}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_id: Option<String>,
+    /// Who may call the service: `protected` (its own workspace, the default) or `public` (any valid token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<Visibility>,
+    /// The deployments; entries that share a `model_name` are load-balanced.
+    pub model_list: Vec<ModelEntry>,
+    #[serde(default)]
+    pub litellm_settings: LitellmSettings,
+    /// litellm's router settings (routing_strategy, num_retries, ... may also be set here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router_settings: Option<Map<String, Value>>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Who may call a running service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    #[default]
+    Protected,
+    Public,
+}
+
+/// One deployment: a friendly `model_name` and how to reach the model behind it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ModelEntry {
+    /// The name clients put in `model`.
+    pub model_name: String,
+    pub litellm_params: LitellmParams,
+    /// Metadata about the model (id, mode, prices, ...), returned by /v1/model/info.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_info: Option<Map<String, Value>>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// litellm's per-deployment parameters. Secret values may be written `os.environ/VAR` or
+/// `HYPHA_SECRET:KEY`; they are resolved when the app starts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct LitellmParams {
+    /// Provider model string: `gpt-4`, `anthropic/claude-3-opus-20240229`, `bedrock/...`, `hosted_vllm/...`.
+    pub model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    /// Overrides the provider's default base URL (OpenAI-compatible servers, Azure, proxies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_base: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// Answer every request with this text instead of calling a provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mock_response: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_access_key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_secret_access_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_session_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_region_name: Option<String>,
+    /// Requests per minute this deployment may take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u64>,
+    /// Tokens per minute this deployment may take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+    /// Relative share of traffic under simple-shuffle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub weight: Option<f64>,
+    /// Whole-request timeout in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub timeout: Option<f64>,
+    /// Gap allowed between stream chunks, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub stream_timeout: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub input_cost_per_token: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub output_cost_per_token: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub max_budget: Option<f64>,
+    /// Other provider parameters, passed on as written.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// litellm's proxy-wide settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct LitellmSettings {
+    /// Log each request's route, model, deployment, status and latency.
+    #[serde(default)]
+    pub debug: bool,
+    /// Also log request and response bodies (never keys).
+    #[serde(default)]
+    pub detailed_debug: bool,
+    #[serde(default)]
+    pub user_debug: bool,
+    /// Drop request parameters a provider does not support instead of failing with 400.
+    #[serde(default)]
+    pub drop_params: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing_strategy: Option<RoutingStrategy>,
+    /// Retries on another deployment after a retryable failure (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_retries: Option<u32>,
+    /// Whole-request timeout in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub timeout: Option<f64>,
+    /// Spend limit for the app, in US dollars.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub max_budget: Option<f64>,
+    /// Model groups to try, in order, once a group's retries are used up: `[{"gpt-4": ["claude-3-opus"]}]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallbacks: Option<Vec<std::collections::BTreeMap<String, Vec<String>>>>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+wire_enum! {
+    /// How requests are spread over deployments that share a `model_name`.
+    pub enum RoutingStrategy {
+        SimpleShuffle = "simple-shuffle",
+        LeastBusy = "least-busy",
+        UsageBasedRouting = "usage-based-routing",
+        UsageBasedRoutingV2 = "usage-based-routing-v2",
+        LatencyBasedRouting = "latency-based-routing",
+        CostBasedRouting = "cost-based-routing",
+    }
+}
+
+impl JsonSchema for RoutingStrategy {
+    fn schema_name() -> Cow<'static, str> {
+        "RoutingStrategy".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let names: Vec<&str> = RoutingStrategy::ALL.iter().map(|s| s.as_str()).collect();
+        schemars::json_schema!({
+            "description": "How requests are spread over deployments that share a model_name (default simple-shuffle).",
+            "type": "string",
+            "enum": names,
+        })
+    }
+}
+
+/// The manifest's JSON Schema, as checked in at `schema/manifest.schema.json`.
+pub fn json_schema() -> Value {
+    let schema = schemars::schema_for!(Manifest);
+    schema.to_value()
+}
+
+/// The schema, pretty-printed with a trailing newline: the exact checked-in file contents.
+pub fn json_schema_text() -> String {
+    let mut text = serde_json::to_string_pretty(&json_schema()).unwrap_or_default();
+    text.push('\n');
+    text
+}

@@ -1,0 +1,424 @@
+//! Manifest validation: the JSON Schema first, then the checks a schema cannot express.
+//!
+//! Every problem is reported, not only the first, each with the JSON pointer of the value it
+//! concerns. Errors block install; warnings (a literal API key in the file) do not.
+
+use super::{Manifest, RoutingStrategy};
+use crate::providers::{known_prefixes, resolve_model};
+use crate::schema_check::{self, Violation};
+use jsonschema::Validator;
+use serde_json::Value;
+use std::path::Path;
+use std::sync::OnceLock;
+
+/// How serious a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One finding about a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub severity: Severity,
+    pub pointer: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = if self.pointer.is_empty() {
+            "/"
+        } else {
+            &self.pointer
+        };
+        match self.severity {
+            Severity::Error => write!(f, "{at}: {}", self.message),
+            Severity::Warning => write!(f, "{at}: warning: {}", self.message),
+        }
+    }
+}
+
+impl From<Violation> for Finding {
+    fn from(v: Violation) -> Self {
+        Finding {
+            severity: Severity::Error,
+            pointer: v.pointer,
+            message: v.reason,
+        }
+    }
+}
+
+/// A manifest that passed validation, with the warnings it raised.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub manifest: Manifest,
+    pub warnings: Vec<Finding>,
+}
+
+/// Why a manifest was refused: every finding, errors first.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("invalid manifest: {}", summary(.findings))]
+pub struct Invalid {
+    pub findings: Vec<Finding>,
+}
+
+fn summary(findings: &[Finding]) -> String {
+    findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .map(|f| f.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Reading a manifest file failed before validation could start.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("not valid JSON or YAML: {0}")]
+    Parse(String),
+}
+
+/// Parses manifest text as JSON, or as YAML when it is not JSON.
+pub fn parse_text(text: &str) -> Result<Value, LoadError> {
+    match serde_json::from_str(text) {
+        Ok(v) => Ok(v),
+        Err(json_err) => {
+            if text.trim_start().starts_with('{') {
+                return Err(LoadError::Parse(format!("JSON: {json_err}")));
+            }
+            serde_yaml::from_str(text).map_err(|e| LoadError::Parse(format!("YAML: {e}")))
+        }
+    }
+}
+
+/// Reads and parses a manifest file (`.json`, `.yaml`, `.yml`, or either by content).
+pub fn load_file(path: &Path) -> Result<Value, LoadError> {
+    parse_text(&std::fs::read_to_string(path)?)
+}
+
+fn validator() -> &'static Validator {
+    static VALIDATOR: OnceLock<Validator> = OnceLock::new();
+    VALIDATOR.get_or_init(|| {
+        schema_check::compile(&super::json_schema())
+            .expect("the generated manifest schema compiles")
+    })
+}
+
+/// Validates a parsed manifest: schema, then semantic checks; all findings at once.
+pub fn validate(doc: &Value) -> Result<Validated, Invalid> {
+    let mut findings: Vec<Finding> = schema_check::violations(validator(), doc)
+        .into_iter()
+        .map(Finding::from)
+        .collect();
+    semantic_checks(doc, &mut findings);
+    if findings.iter().any(|f| f.severity == Severity::Error) {
+        findings.sort_by_key(|f| f.severity == Severity::Warning);
+        return Err(Invalid { findings });
+    }
+    match serde_json::from_value::<Manifest>(doc.clone()) {
+        Ok(manifest) => Ok(Validated {
+            manifest,
+            warnings: findings,
+        }),
+        Err(e) => Err(Invalid {
+            findings: vec![Finding {
+                severity: Severity::Error,
+                pointer: String::new(),
+                message: e.to_string(),
+            }],
+        }),
+    }
+}
+
+/// Keys whose values are credentials: literal values there draw a warning.
+const SECRET_KEYS: &[&str] = &[
+    "api_key",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "aws_access_key_id",
+];
+
+fn semantic_checks(doc: &Value, out: &mut Vec<Finding>) {
+    let mut error = |pointer: String, message: String| {
+        out.push(Finding {
+            severity: Severity::Error,
+            pointer,
+            message,
+        })
+    };
+    let config = &doc["config"];
+
+    if let Some(id) = config["service_id"].as_str() {
+        if !is_url_safe_id(id) {
+            error(
+                "/config/service_id".into(),
+                format!("{id:?} is not URL-safe: use 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit"),
+            );
+        }
+    }
+
+    let mut model_names = Vec::new();
+    match config["model_list"].as_array() {
+        Some(list) if list.is_empty() => error(
+            "/config/model_list".into(),
+            "is empty: list at least one model".into(),
+        ),
+        Some(list) => {
+            for (i, entry) in list.iter().enumerate() {
+                if let Some(name) = entry["model_name"].as_str() {
+                    model_names.push(name.to_owned());
+                }
+                check_params(
+                    &format!("/config/model_list/{i}/litellm_params"),
+                    &entry["litellm_params"],
+                    &mut error,
+                );
+            }
+        }
+        None => {}
+    }
+
+    // router_settings is an open map, so its strategy is checked here rather than by the schema.
+    if let Some(strategy) = config["router_settings"]["routing_strategy"].as_str() {
+        if RoutingStrategy::from_wire(strategy).is_none() {
+            error(
+                "/config/router_settings/routing_strategy".into(),
+                format!(
+                    "unknown routing strategy {strategy:?}; valid values: {}",
+                    RoutingStrategy::EXPECTING.trim_start_matches("one of: ")
+                ),
+            );
+        }
+    }
+
+    for settings in ["litellm_settings", "router_settings"] {
+        if let Some(fallbacks) = config[settings]["fallbacks"].as_array() {
+            for (i, rule) in fallbacks.iter().enumerate() {
+                for (from, targets) in rule.as_object().into_iter().flatten() {
+                    for target in targets
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .chain(Some(from.as_str()))
+                    {
+                        if !model_names.iter().any(|m| m == target) {
+                            error(
+                                format!("/config/{settings}/fallbacks/{i}"),
+                                format!("{target:?} is not a model_name of this app"),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // Warnings last, so they never hide an error.
+    for (i, entry) in config["model_list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        for key in SECRET_KEYS {
+            if let Some(v) = entry["litellm_params"][*key].as_str() {
+                if !v.is_empty() && !v.starts_with("os.environ/") && !v.starts_with("HYPHA_SECRET:")
+                {
+                    out.push(Finding {
+                        severity: Severity::Warning,
+                        pointer: format!("/config/model_list/{i}/litellm_params/{key}"),
+                        message: "a literal credential is written in the manifest; prefer os.environ/VAR or HYPHA_SECRET:KEY".into(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn check_params(at: &str, params: &Value, error: &mut impl FnMut(String, String)) {
+    let Some(map) = params.as_object() else {
+        return;
+    };
+    for (key, value) in map {
+        if let Some(s) = value.as_str() {
+            if let Err(reason) = check_reference(s) {
+                error(format!("{at}/{key}"), reason);
+            }
+        }
+    }
+    let mocked = map.get("mock_response").is_some_and(|v| !v.is_null());
+    let Some(model) = map.get("model").and_then(Value::as_str) else {
+        return;
+    };
+    if mocked {
+        return; // a mock deployment never calls a provider, so any model string will do
+    }
+    match resolve_model(model) {
+        None => error(
+            format!("{at}/model"),
+            format!(
+                "cannot tell the provider of {model:?}: prefix it with one of {} (e.g. openai/{model}), or use a known model name (gpt-*, claude-*, gemini-*)",
+                known_prefixes()
+            ),
+        ),
+        Some(resolved) if resolved.default_api_base.is_none() && resolved.provider != crate::providers::Provider::Bedrock => {
+            if map.get("api_base").and_then(Value::as_str).is_none_or(str::is_empty) {
+                error(format!("{at}/api_base"), format!("{} models need an api_base", resolved.prefix));
+            }
+        }
+        Some(_) => {}
+    }
+}
+
+/// A reference to a secret, resolved when the app starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef<'a> {
+    /// `os.environ/VAR`: the server's environment.
+    Env(&'a str),
+    /// `HYPHA_SECRET:KEY`: the workspace's secret store.
+    Workspace(&'a str),
+}
+
+impl<'a> SecretRef<'a> {
+    /// The reference `value` makes, if it is a well-formed one.
+    pub fn parse(value: &'a str) -> Option<SecretRef<'a>> {
+        if let Some(var) = value.strip_prefix("os.environ/") {
+            return is_identifier(var).then_some(SecretRef::Env(var));
+        }
+        if let Some(key) = value.strip_prefix("HYPHA_SECRET:") {
+            return is_identifier(key).then_some(SecretRef::Workspace(key));
+        }
+        None
+    }
+}
+
+/// Checks that a value written as a reference is a well-formed one.
+fn check_reference(value: &str) -> Result<(), String> {
+    if (value.starts_with("os.environ/") || value.starts_with("HYPHA_SECRET:"))
+        && SecretRef::parse(value).is_none()
+    {
+        let (kind, name) = value.split_once(['/', ':']).unwrap_or((value, ""));
+        return Err(format!(
+            "malformed {kind} reference {name:?}: the name must be letters, digits and '_', not starting with a digit"
+        ));
+    }
+    Ok(())
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Whether a service id can stand in a URL path segment as written.
+pub fn is_url_safe_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    (1..=64).contains(&id.len())
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn errors(doc: Value) -> Vec<String> {
+        match validate(&doc) {
+            Ok(_) => vec![],
+            Err(e) => e
+                .findings
+                .iter()
+                .filter(|f| f.severity == Severity::Error)
+                .map(|f| f.to_string())
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_path() {
+        let found = errors(json!({
+            "name": "x", "type": "llm-proxy",
+            "config": {
+                "service_id": "bad id/slash",
+                "model_list": [
+                    {"model_name": "a", "litellm_params": {"model": "gpt-4", "api_key": "os.environ/1BAD"}},
+                    {"model_name": "b", "litellm_params": {}},
+                    {"model_name": "c", "litellm_params": {"model": "mystery"}}
+                ],
+                "litellm_settings": {"routing_strategy": "fastest"}
+            }
+        }));
+        assert!(
+            found.contains(
+                &"/config/model_list/1/litellm_params/model: required property missing".to_owned()
+            ),
+            "{found:?}"
+        );
+        assert!(found.iter().any(|e| e.starts_with("/config/litellm_settings/routing_strategy: unknown value \"fastest\"; valid values: simple-shuffle, least-busy")), "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|e| e.starts_with("/config/service_id: \"bad id/slash\" is not URL-safe")),
+            "{found:?}"
+        );
+        assert!(found.iter().any(|e| e.starts_with("/config/model_list/0/litellm_params/api_key: malformed os.environ reference \"1BAD\"")), "{found:?}");
+        assert!(found.iter().any(|e| e.starts_with("/config/model_list/2/litellm_params/model: cannot tell the provider of \"mystery\"")), "{found:?}");
+        assert_eq!(found.len(), 5, "{found:?}");
+    }
+
+    #[test]
+    fn empty_model_list_and_wrong_type_are_errors() {
+        let found = errors(json!({"name": "x", "type": "docker", "config": {"model_list": []}}));
+        assert!(
+            found.contains(&"/config/model_list: is empty: list at least one model".to_owned()),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|e| e.starts_with("/type: unknown value \"docker\"; valid values: llm-proxy")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn literal_key_is_a_warning_not_an_error() {
+        let ok = validate(&json!({
+            "name": "x", "type": "llm-proxy",
+            "config": {"model_list": [{"model_name": "g", "litellm_params": {"model": "gpt-4", "api_key": "sk-live-123"}}]}
+        }))
+        .expect("valid");
+        assert_eq!(ok.warnings.len(), 1);
+        assert_eq!(
+            ok.warnings[0].pointer,
+            "/config/model_list/0/litellm_params/api_key"
+        );
+        assert!(
+            !ok.warnings[0].message.contains("sk-live"),
+            "the key itself is never echoed"
+        );
+    }
+
+    #[test]
+    fn references_parse() {
+        assert_eq!(
+            SecretRef::parse("os.environ/OPENAI_API_KEY"),
+            Some(SecretRef::Env("OPENAI_API_KEY"))
+        );
+        assert_eq!(
+            SecretRef::parse("HYPHA_SECRET:openai"),
+            Some(SecretRef::Workspace("openai"))
+        );
+        assert_eq!(SecretRef::parse("os.environ/"), None);
+        assert_eq!(SecretRef::parse("sk-123"), None);
+    }
+}

@@ -1,0 +1,210 @@
+//! OpenAI and OpenAI-compatible upstreams: requests are forwarded as they are, with the
+//! deployment's key and its model name, and answers stream back as they arrive.
+
+use super::ProviderCall;
+use crate::apps::session::Deployment;
+use crate::http::dispatch::{Outcome, Payload};
+use crate::http::error::ApiError;
+use axum::body::Body;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use serde_json::Value;
+
+/// Request headers a client may set that mean the same upstream.
+const FORWARDED_HEADERS: &[&str] = &["accept", "openai-beta"];
+
+/// Largest upstream error body read into an error message.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+/// Forwards a request to the deployment's OpenAI-compatible upstream.
+pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
+    let d = call.deployment;
+    let wants_stream = call.payload.field("stream").and_then(Value::as_bool) == Some(true);
+    let upstream = if wants_stream {
+        call.provider_route
+            .stream_upstream
+            .or(call.provider_route.upstream)
+    } else {
+        call.provider_route.upstream
+    }
+    .ok_or_else(|| {
+        ApiError::internal(format!(
+            "the catalogue gives no upstream for {}",
+            call.route.path
+        ))
+    })?;
+    let base = d
+        .api_base
+        .as_deref()
+        .ok_or_else(|| ApiError::bad_request(format!("deployment {} has no api_base", d.id)))?
+        .trim_end_matches('/');
+    let mut url = format!("{base}{}", fill_template(upstream.path, call.params, d));
+    if let Some(q) = call.query.filter(|q| !q.is_empty()) {
+        url.push('?');
+        url.push_str(q);
+    }
+
+    let mut request = call.state.http.request(upstream.method.as_http(), &url);
+    if let Some(key) = &d.api_key {
+        request = request.bearer_auth(key.expose());
+    }
+    for name in FORWARDED_HEADERS {
+        if let Some(v) = call.headers.get(*name) {
+            request = request.header(*name, v);
+        }
+    }
+    request = match call.payload {
+        Payload::Json(mut body) => {
+            if let (Some(field), Some(obj)) = (call.route.model_field, body.as_object_mut()) {
+                if obj.contains_key(field) {
+                    obj.insert(field.to_owned(), Value::String(d.upstream_model.clone()));
+                }
+            }
+            let bytes = serde_json::to_vec(&body).map_err(|e| ApiError::internal(e.to_string()))?;
+            request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(bytes)
+        }
+        Payload::Multipart {
+            bytes,
+            content_type,
+            ..
+        } => request
+            .header(header::CONTENT_TYPE, content_type)
+            .body(bytes),
+        Payload::Empty => request,
+    };
+
+    let upstream_response = request.send().await.map_err(|e| unreachable_error(&e, d))?;
+    let status = StatusCode::from_u16(upstream_response.status().as_u16())
+        .unwrap_or(StatusCode::BAD_GATEWAY);
+    if !status.is_success() {
+        return Err(upstream_error(status, upstream_response, d).await);
+    }
+    let content_type = upstream_response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .cloned();
+    let mut response = Response::new(Body::from_stream(upstream_response.bytes_stream()));
+    *response.status_mut() = status;
+    if let Some(ct) = content_type.and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok()) {
+        response.headers_mut().insert(header::CONTENT_TYPE, ct);
+    }
+    Ok(Outcome {
+        response,
+        deployment: Some(d.id.clone()),
+        usage: None,
+    })
+}
+
+/// Fills `{name}` in an upstream path from the route's parameters and the deployment.
+fn fill_template(template: &str, params: &[(&'static str, String)], d: &Deployment) -> String {
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let Some(len) = rest[start..].find('}') else {
+            break;
+        };
+        let name = &rest[start + 1..start + len];
+        let value = params
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .or(match name {
+                "model" | "deployment" => Some(d.upstream_model.as_str()),
+                "api_version" => d.api_version.as_deref(),
+                _ => None,
+            })
+            .unwrap_or_default();
+        encode_segment(value, &mut out);
+        rest = &rest[start + len + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Percent-encodes a path segment (RFC 3986 unreserved characters pass).
+fn encode_segment(value: &str, out: &mut String) {
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
+
+fn unreachable_error(e: &reqwest::Error, d: &Deployment) -> ApiError {
+    let host = e
+        .url()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| "the upstream".into());
+    if e.is_timeout() {
+        ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout_error",
+            format!("deployment {} timed out waiting for {host}", d.id),
+        )
+        .with_code("upstream_timeout")
+    } else {
+        let cause = std::error::Error::source(e)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| e.to_string());
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            format!("deployment {} cannot reach {host}: {cause}", d.id),
+        )
+        .with_code("upstream_unreachable")
+    }
+}
+
+/// Keeps the upstream's status and its OpenAI-style error; wraps anything else in one.
+async fn upstream_error(
+    status: StatusCode,
+    response: reqwest::Response,
+    d: &Deployment,
+) -> ApiError {
+    let mut body = Vec::new();
+    let mut stream = response;
+    while let Ok(Some(chunk)) = stream.chunk().await {
+        body.extend_from_slice(&chunk);
+        if body.len() >= ERROR_BODY_LIMIT {
+            break;
+        }
+    }
+    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    let error = parsed.as_ref().and_then(|v| v.get("error"));
+    let message = error
+        .and_then(|e| {
+            e.get("message")
+                .and_then(Value::as_str)
+                .or_else(|| e.as_str())
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            String::from_utf8_lossy(&body[..body.len().min(512)])
+                .trim()
+                .to_owned()
+        });
+    let kind = match status.as_u16() {
+        401 => "authentication_error",
+        403 => "permission_error",
+        429 => "rate_limit_error",
+        400..=499 => "invalid_request_error",
+        _ => "upstream_error",
+    };
+    let mut api_error = ApiError::new(
+        status,
+        kind,
+        format!("upstream error from deployment {}: {message}", d.id),
+    );
+    if let Some(param) = error.and_then(|e| e.get("param")).and_then(Value::as_str) {
+        api_error = api_error.with_param(param);
+    }
+    if let Some(code) = error.and_then(|e| e.get("code")).and_then(Value::as_str) {
+        api_error = api_error.with_code(code);
+    }
+    api_error
+}

@@ -1,0 +1,254 @@
+//! Starting and stopping the server: data dir, tokens, the apps to run, the listener,
+//! and a graceful drain on Ctrl-C / SIGTERM.
+
+use crate::apps::{demo, Controller, ControllerError};
+use crate::auth::{write_private, KeyError, Tokens};
+use crate::http::{self, AppState, Limits};
+use crate::manifest::validate::{self, LoadError};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The port `ferrolite serve` listens on by default.
+pub const DEFAULT_PORT: u16 = 9527;
+
+/// How `serve` is set up.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    /// Manifests to install and start in the default workspace; none means the demo app.
+    pub configs: Vec<PathBuf>,
+    pub limits: Limits,
+    /// How long in-flight requests may take to finish once shutdown starts.
+    pub drain_timeout: Duration,
+}
+
+impl ServerConfig {
+    pub fn new(data_dir: PathBuf) -> ServerConfig {
+        ServerConfig {
+            host: "127.0.0.1".into(),
+            port: DEFAULT_PORT,
+            data_dir,
+            configs: Vec::new(),
+            limits: Limits::default(),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: {source}")]
+    Load { file: String, source: LoadError },
+    #[error("{file}: {source}")]
+    App {
+        file: String,
+        source: ControllerError,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A started app's address, as the banner prints it.
+#[derive(Debug, Clone)]
+pub struct StartedApp {
+    pub url: String,
+    pub models: Vec<String>,
+}
+
+/// A listening server.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub apps: Vec<StartedApp>,
+    /// A token for the default workspace, ready for an SDK.
+    pub token: String,
+    pub admin_token_file: PathBuf,
+    pub mounted_routes: usize,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+    drain_timeout: Duration,
+}
+
+/// The workspace `serve` puts its apps in.
+pub const DEFAULT_WORKSPACE: &str = demo::WORKSPACE;
+
+/// Starts listening and serving; returns once the listener is bound and the apps run.
+pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> {
+    let tokens = Tokens::load_or_create(&config.data_dir)?;
+    let addr = format!("{}:{}", config.host, config.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| StartupError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| StartupError::Bind { addr, source })?;
+
+    let controller = Controller::new(format!("http://{local}"));
+    let mut apps = Vec::new();
+    let start_app = |doc: serde_json::Value, file: String| -> Result<StartedApp, StartupError> {
+        let app = controller
+            .install(DEFAULT_WORKSPACE, &doc, true)
+            .map_err(|source| StartupError::App {
+                file: file.clone(),
+                source,
+            })?;
+        let session = controller
+            .start(DEFAULT_WORKSPACE, &app.id)
+            .map_err(|source| StartupError::App { file, source })?;
+        Ok(StartedApp {
+            url: session.url,
+            models: session.models,
+        })
+    };
+    if config.configs.is_empty() {
+        apps.push(start_app(demo::manifest(), "the embedded demo app".into())?);
+    }
+    for file in &config.configs {
+        let name = file.display().to_string();
+        let doc = validate::load_file(file).map_err(|source| StartupError::Load {
+            file: name.clone(),
+            source,
+        })?;
+        apps.push(start_app(doc, name)?);
+    }
+
+    let admin_token_file = write_admin_token(&config.data_dir, &tokens)?;
+    let token = tokens.issue(
+        DEFAULT_WORKSPACE,
+        false,
+        Duration::from_secs(30 * 24 * 3600),
+    );
+    let state = AppState::new(controller, tokens, config.limits);
+    let (router, mounted_routes) = http::router(state.clone());
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
+    });
+    Ok(RunningServer {
+        addr: local,
+        state,
+        apps,
+        token,
+        admin_token_file,
+        mounted_routes,
+        shutdown: Some(tx),
+        task,
+        drain_timeout: config.drain_timeout,
+    })
+}
+
+/// The admin token lives in the data dir (0600), written on first start.
+fn write_admin_token(data_dir: &Path, tokens: &Tokens) -> Result<PathBuf, StartupError> {
+    let path = data_dir.join("admin-token");
+    if !path.exists() {
+        let token = tokens.issue("admin", true, Duration::from_secs(365 * 24 * 3600));
+        write_private(&path, &format!("{token}\n")).map_err(|source| StartupError::Write {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(path)
+}
+
+impl RunningServer {
+    /// Stops accepting connections and waits (up to the drain timeout) for in-flight requests.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match tokio::time::timeout(self.drain_timeout, &mut self.task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(std::io::Error::other(join)),
+            Err(_) => {
+                tracing::warn!("drain timeout reached; closing the remaining connections");
+                self.task.abort();
+                Ok(())
+            }
+        }
+    }
+
+    /// The lines `ferrolite serve` prints once it is ready.
+    pub fn banner(&self) -> String {
+        let mut out = format!(
+            "ferrolite {} listening on http://{}\n",
+            env!("CARGO_PKG_VERSION"),
+            self.addr
+        );
+        for app in &self.apps {
+            out += &format!(
+                "  service: {}   (models: {})\n",
+                app.url,
+                app.models.join(", ")
+            );
+        }
+        out += &format!("  token:   {}\n", self.token);
+        out += &format!("  admin token in {}\n", self.admin_token_file.display());
+        if let Some(app) = self.apps.first() {
+            let model = app.models.first().map(String::as_str).unwrap_or("MODEL");
+            out += &format!(
+                "try:\n  curl {}/chat/completions -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\\n    -d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello!\"}}]}}'\n",
+                app.url
+            );
+        }
+        out
+    }
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// The data dir used when none is given: `$FERROLITE_DATA_DIR`, else the XDG data home.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("FERROLITE_DATA_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(dir).join("ferrolite");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/share/ferrolite"),
+        None => PathBuf::from("ferrolite-data"),
+    }
+}

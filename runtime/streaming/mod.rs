@@ -1,0 +1,3 @@
+//! Stream codecs: Server-Sent Events out to clients (and, later, in from providers).
+
+pub mod sse;
