@@ -59,7 +59,7 @@ struct ProviderRouteDef {
     translate: String,
 }
 
-struct Route {
+pub struct Route {
     family: String,
     def: RouteDef,
 }
@@ -68,7 +68,8 @@ fn main() {
     println!("cargo:rerun-if-changed={CATALOGUE_DIR}");
     println!("cargo:rerun-if-changed={META_SCHEMA}");
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let (routes, families) = match load_catalogue() {
+    let (routes, families) = match load_catalogue(Path::new(CATALOGUE_DIR), Path::new(META_SCHEMA))
+    {
         Ok(loaded) => loaded,
         Err(errors) => {
             eprintln!("the endpoint catalogue is invalid:");
@@ -91,17 +92,21 @@ fn write(path: &Path, contents: &str) {
     }
 }
 
+pub type Catalogue = (Vec<Route>, BTreeMap<String, String>);
+
 /// Reads and checks every catalogue file; returns all problems found, not only the first.
-fn load_catalogue() -> Result<(Vec<Route>, BTreeMap<String, String>), Vec<String>> {
-    let meta: Value = std::fs::read_to_string(META_SCHEMA)
-        .map_err(|e| format!("{META_SCHEMA}: {e}"))
-        .and_then(|s| serde_json::from_str(&s).map_err(|e| format!("{META_SCHEMA}: {e}")))
+pub fn load_catalogue(dir: &Path, meta_schema: &Path) -> Result<Catalogue, Vec<String>> {
+    let meta_name = meta_schema.display();
+    let meta: Value = std::fs::read_to_string(meta_schema)
+        .map_err(|e| format!("{meta_name}: {e}"))
+        .and_then(|s| serde_json::from_str(&s).map_err(|e| format!("{meta_name}: {e}")))
         .map_err(|e| vec![e])?;
     let validator =
-        jsonschema::validator_for(&meta).map_err(|e| vec![format!("{META_SCHEMA}: {e}")])?;
+        jsonschema::validator_for(&meta).map_err(|e| vec![format!("{meta_name}: {e}")])?;
 
-    let mut files: Vec<PathBuf> = std::fs::read_dir(CATALOGUE_DIR)
-        .map_err(|e| vec![format!("{CATALOGUE_DIR}/: {e}")])?
+    let dir_name = dir.display();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| vec![format!("{dir_name}/: {e}")])?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|p| {
             p.extension()
@@ -110,7 +115,7 @@ fn load_catalogue() -> Result<(Vec<Route>, BTreeMap<String, String>), Vec<String
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err(vec![format!("{CATALOGUE_DIR}/: no *.yaml files")]);
+        return Err(vec![format!("{dir_name}/: no *.yaml files")]);
     }
 
     let mut errors = Vec::new();
@@ -178,7 +183,7 @@ fn load_catalogue() -> Result<(Vec<Route>, BTreeMap<String, String>), Vec<String
     for r in &routes {
         if !ops.insert(r.def.op.clone()) {
             errors.push(format!(
-                "{}.yaml: route {}: operation name used twice",
+                "{dir_name}/{}.yaml: route {}: operation name used twice",
                 r.family, r.def.op
             ));
         }
@@ -189,7 +194,7 @@ fn load_catalogue() -> Result<(Vec<Route>, BTreeMap<String, String>), Vec<String
         for path in served {
             if !paths.insert((r.def.method.clone(), path.clone())) {
                 errors.push(format!(
-                    "{}.yaml: route {}: {} {path} is served twice",
+                    "{dir_name}/{}.yaml: route {}: {} {path} is served twice",
                     r.family, r.def.op, r.def.method
                 ));
             }

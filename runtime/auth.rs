@@ -132,7 +132,7 @@ impl Tokens {
 /// The token a request presents: `Authorization: Bearer ...`, else `x-api-key` (Anthropic SDK).
 pub fn presented_token(headers: &HeaderMap) -> Option<&str> {
     let bearer = headers
-        .get(http::header::AUTHORIZATION)
+        .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             v.strip_prefix("Bearer ")

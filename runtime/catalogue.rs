@@ -16,11 +16,11 @@ pub enum HttpMethod {
 }
 
 impl HttpMethod {
-    pub fn as_http(self) -> http::Method {
+    pub fn as_http(self) -> axum::http::Method {
         match self {
-            HttpMethod::Get => http::Method::GET,
-            HttpMethod::Post => http::Method::POST,
-            HttpMethod::Delete => http::Method::DELETE,
+            HttpMethod::Get => axum::http::Method::GET,
+            HttpMethod::Post => axum::http::Method::POST,
+            HttpMethod::Delete => axum::http::Method::DELETE,
         }
     }
 }

@@ -74,6 +74,22 @@ fn describe(error: &ValidationError<'_>) -> Violation {
             pointer,
             reason: format!("unknown properties: {}", unexpected.join(", ")),
         },
+        // `Option<T>` fields become `anyOf: [T, null]`: report why the value is not a T.
+        ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
+            let mut branches = context
+                .iter()
+                .filter(|branch| !branch.iter().all(expects_null_only));
+            match (branches.next(), branches.next()) {
+                (Some(only), None) if !only.is_empty() => describe(&only[0]),
+                _ => Violation {
+                    pointer,
+                    reason: format!(
+                        "{} matches none of the allowed forms",
+                        short(error.instance())
+                    ),
+                },
+            }
+        }
         ValidationErrorKind::MinItems { limit } => Violation {
             pointer,
             reason: format!(
@@ -86,6 +102,10 @@ fn describe(error: &ValidationError<'_>) -> Violation {
             reason: error.to_string(),
         },
     }
+}
+
+fn expects_null_only(error: &ValidationError<'_>) -> bool {
+    matches!(error.kind(), ValidationErrorKind::Type { kind: TypeKind::Single(t) } if t.to_string() == "null")
 }
 
 fn type_names(kind: &TypeKind) -> String {

@@ -316,18 +316,19 @@ impl Parse for RouteHandler {
                 "op" => op = Some(input.parse()?),
                 "body" => {
                     let kind: Ident = input.parse()?;
-                    body =
-                        Some(match kind.to_string().as_str() {
-                            "json" => BodyKind::Json,
-                            "multipart" => BodyKind::Multipart,
-                            "none" => BodyKind::None,
-                            other => return Err(syn::Error::new(
+                    body = Some(match kind.to_string().as_str() {
+                        "json" => BodyKind::Json,
+                        "multipart" => BodyKind::Multipart,
+                        "none" => BodyKind::None,
+                        other => {
+                            return Err(syn::Error::new(
                                 kind.span(),
                                 format!(
                                     "unknown body kind `{other}`, expected json, multipart or none"
                                 ),
-                            )),
-                        });
+                            ))
+                        }
+                    });
                 }
                 "params" => {
                     let list;

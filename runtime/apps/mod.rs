@@ -179,6 +179,12 @@ impl Controller {
                 strategy
             ),
         );
+        if !crate::router::is_built(strategy) {
+            session.logs.push(
+                LogType::Log,
+                format!("routing strategy {strategy} is not built yet; using simple-shuffle"),
+            );
+        }
         let info = session.info(&self.base_url);
         self.registry.insert(Arc::new(session));
         Ok(info)

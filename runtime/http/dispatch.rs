@@ -220,9 +220,8 @@ async fn serve(
             let deployment = choose_deployment(session, route, query, &payload)?;
             let provider_route = route.provider_route(deployment.provider).ok_or_else(|| {
                 ApiError::bad_request(format!(
-                    "model {:?} is served by a {} deployment, and {} does not serve {} {}",
+                    "model {:?} is served by provider {}, which does not serve {} {}",
                     deployment.model_name,
-                    deployment.provider,
                     deployment.provider,
                     route.method.as_http(),
                     route.path

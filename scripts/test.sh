@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# ferrolite's test command (README: "run the tests"). Installs what the tests need on a fresh
+# machine, then runs every test. A missing prerequisite is installed here or fails loudly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command -v cargo >/dev/null || { echo "scripts/test.sh: cargo is required (https://rustup.rs)" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "scripts/test.sh: python3 is required for the SDK tests" >&2; exit 1; }
+
+# The real openai / anthropic Python SDKs, pinned, in a virtualenv of their own.
+venv="${FERROLITE_VENV:-$PWD/.venv}"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv" || { echo "scripts/test.sh: cannot create a virtualenv (on Debian: apt-get install python3-venv)" >&2; exit 1; }
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+export FERROLITE_PYTHON="$venv/bin/python"
+
+cargo test --workspace --all-targets "$@"
