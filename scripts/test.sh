@@ -15,4 +15,13 @@ fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 export FERROLITE_PYTHON="$venv/bin/python"
 
-cargo test --workspace --all-targets "$@"
+# cargo prints one "test result" line per target; the last may be a target with no tests, so
+# end with the totals.
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --all-targets "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ { p += $4; f += $6 } END { printf "ferrolite: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
