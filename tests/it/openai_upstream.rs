@@ -42,6 +42,9 @@ async fn fake_chat(
         )
             .into_response();
     }
+    if body["slow"] == json!(true) {
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    }
     if body["stream"] == json!(true) {
         let sse = std::fs::read_to_string(
             repo_root().join("tests/fixtures/openai-chat-completion-stream.sse"),
@@ -164,4 +167,37 @@ async fn an_unreachable_upstream_is_a_502() {
     let (status, err) = read_json(response).await;
     assert_eq!(status, 502);
     assert_eq!(err["error"]["code"], "upstream_unreachable");
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_requests_finish() {
+    let (api_base, _log) = start_fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        TestServer::with_configs(vec![manifest(dir.path(), &api_base, "sk-test-123")]).await;
+    let url = server.demo_url("/v1/chat/completions");
+    let (client, token) = (server.client.clone(), server.token.clone());
+    let in_flight = tokio::spawn(async move {
+        let response = client
+            .post(&url)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(json!({"model": "gpt", "slow": true, "messages": [{"role": "user", "content": "Hi"}]}).to_string())
+            .send()
+            .await
+            .unwrap();
+        read_json(response).await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let base = server.base.clone();
+    server.running.shutdown().await.unwrap();
+    let (status, body) = in_flight.await.unwrap();
+    assert_eq!(
+        status, 200,
+        "the request in flight at shutdown completes: {body}"
+    );
+    assert!(
+        reqwest::get(format!("{base}/openapi.json")).await.is_err(),
+        "no new connections after shutdown"
+    );
 }
