@@ -46,10 +46,7 @@ pub enum AuthError {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("cannot use data dir {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("the server secret in {0} is corrupt (expected 64 hex characters)")]
     Corrupt(PathBuf),
 }
@@ -73,9 +70,9 @@ impl Tokens {
         std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
         let path = data_dir.join(SECRET_FILE);
         let secret = match std::fs::read_to_string(&path) {
-            Ok(text) => decode_hex(text.trim())
-                .filter(|b| b.len() == 32)
-                .ok_or_else(|| KeyError::Corrupt(path.clone()))?,
+            Ok(text) => {
+                decode_hex(text.trim()).filter(|b| b.len() == 32).ok_or_else(|| KeyError::Corrupt(path.clone()))?
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut bytes = vec![0u8; 32];
                 rand::thread_rng().fill_bytes(&mut bytes);
@@ -91,22 +88,14 @@ impl Tokens {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp"]);
-        Tokens {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
-        }
+        Tokens { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), validation }
     }
 
     /// A token for `workspace`, valid for `expires_in`.
     pub fn issue(&self, workspace: &str, admin: bool, expires_in: Duration) -> String {
         let now = unix_now();
-        let claims = Claims {
-            ws: workspace.to_owned(),
-            admin,
-            iat: now,
-            exp: now.saturating_add(expires_in.as_secs()),
-        };
+        let claims =
+            Claims { ws: workspace.to_owned(), admin, iat: now, exp: now.saturating_add(expires_in.as_secs()) };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing of plain claims cannot fail")
     }
@@ -114,13 +103,11 @@ impl Tokens {
     /// Checks a token's signature and expiry.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         use jsonwebtoken::errors::ErrorKind;
-        decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                ErrorKind::InvalidSignature => AuthError::BadSignature,
-                _ => AuthError::Malformed,
-            })
+        decode::<Claims>(token, &self.decoding, &self.validation).map(|data| data.claims).map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::InvalidSignature => AuthError::BadSignature,
+            _ => AuthError::Malformed,
+        })
     }
 
     /// Checks the credentials a request carries.
@@ -134,26 +121,13 @@ pub fn presented_token(headers: &HeaderMap) -> Option<&str> {
     let bearer = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim);
-    bearer
-        .or_else(|| {
-            headers
-                .get("x-api-key")
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-        })
-        .filter(|t| !t.is_empty())
+    bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)).filter(|t| !t.is_empty())
 }
 
 pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Writes a file only its owner can read.
@@ -178,10 +152,7 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
     if text.len() % 2 != 0 {
         return None;
     }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
 }
 
 #[cfg(test)]
@@ -215,10 +186,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         Tokens::load_or_create(dir.path()).unwrap();
-        let mode = std::fs::metadata(dir.path().join(SECRET_FILE))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(dir.path().join(SECRET_FILE)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }

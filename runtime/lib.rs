@@ -16,5 +16,6 @@ pub mod providers;
 pub mod router;
 pub mod schema_check;
 pub mod server;
+pub mod store;
 pub mod streaming;
 pub mod tokenizer;

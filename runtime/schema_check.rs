@@ -18,21 +18,14 @@ pub struct Violation {
 
 impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let at = if self.pointer.is_empty() {
-            "/"
-        } else {
-            &self.pointer
-        };
+        let at = if self.pointer.is_empty() { "/" } else { &self.pointer };
         write!(f, "{at}: {}", self.reason)
     }
 }
 
 /// Every violation of `validator` by `instance`, in document order.
 pub fn violations(validator: &Validator, instance: &Value) -> Vec<Violation> {
-    let mut found: Vec<Violation> = validator
-        .iter_errors(instance)
-        .map(|e| describe(&e))
-        .collect();
+    let mut found: Vec<Violation> = validator.iter_errors(instance).map(|e| describe(&e)).collect();
     found.sort_by(|a, b| a.pointer.cmp(&b.pointer));
     found.dedup();
     found
@@ -50,57 +43,34 @@ fn describe(error: &ValidationError<'_>) -> Violation {
             pointer: format!("{pointer}/{}", property.as_str().unwrap_or_default()),
             reason: "required property missing".to_owned(),
         },
-        ValidationErrorKind::Type { kind } => Violation {
-            pointer,
-            reason: format!(
-                "expected {}, got {}",
-                type_names(kind),
-                json_type(error.instance())
-            ),
-        },
+        ValidationErrorKind::Type { kind } => {
+            Violation { pointer, reason: format!("expected {}, got {}", type_names(kind), json_type(error.instance())) }
+        }
         ValidationErrorKind::Enum { options } => Violation {
             pointer,
-            reason: format!(
-                "unknown value {}; valid values: {}",
-                short(error.instance()),
-                list(options)
-            ),
+            reason: format!("unknown value {}; valid values: {}", short(error.instance()), list(options)),
         },
-        ValidationErrorKind::Constant { expected_value } => Violation {
-            pointer,
-            reason: format!("must be {expected_value}"),
-        },
-        ValidationErrorKind::AdditionalProperties { unexpected } => Violation {
-            pointer,
-            reason: format!("unknown properties: {}", unexpected.join(", ")),
-        },
+        ValidationErrorKind::Constant { expected_value } => {
+            Violation { pointer, reason: format!("must be {expected_value}") }
+        }
+        ValidationErrorKind::AdditionalProperties { unexpected } => {
+            Violation { pointer, reason: format!("unknown properties: {}", unexpected.join(", ")) }
+        }
         // `Option<T>` fields become `anyOf: [T, null]`: report why the value is not a T.
         ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
-            let mut branches = context
-                .iter()
-                .filter(|branch| !branch.iter().all(expects_null_only));
+            let mut branches = context.iter().filter(|branch| !branch.iter().all(expects_null_only));
             match (branches.next(), branches.next()) {
                 (Some(only), None) if !only.is_empty() => describe(&only[0]),
                 _ => Violation {
                     pointer,
-                    reason: format!(
-                        "{} matches none of the allowed forms",
-                        short(error.instance())
-                    ),
+                    reason: format!("{} matches none of the allowed forms", short(error.instance())),
                 },
             }
         }
-        ValidationErrorKind::MinItems { limit } => Violation {
-            pointer,
-            reason: format!(
-                "needs at least {limit} item{}",
-                if *limit == 1 { "" } else { "s" }
-            ),
-        },
-        _ => Violation {
-            pointer,
-            reason: error.to_string(),
-        },
+        ValidationErrorKind::MinItems { limit } => {
+            Violation { pointer, reason: format!("needs at least {limit} item{}", if *limit == 1 { "" } else { "s" }) }
+        }
+        _ => Violation { pointer, reason: error.to_string() },
     }
 }
 
@@ -144,11 +114,7 @@ fn list(options: &Value) -> String {
     match options {
         Value::Array(items) => items
             .iter()
-            .map(|i| {
-                i.as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| i.to_string())
-            })
+            .map(|i| i.as_str().map(str::to_owned).unwrap_or_else(|| i.to_string()))
             .collect::<Vec<_>>()
             .join(", "),
         other => other.to_string(),

@@ -1,10 +1,12 @@
 //! Starting and stopping the server: data dir, tokens, the apps to run, the listener,
 //! and a graceful drain on Ctrl-C / SIGTERM.
 
-use crate::apps::{demo, Controller, ControllerError};
+use crate::apps::{demo, Controller, ControllerError, Source};
 use crate::auth::{write_private, KeyError, Tokens};
 use crate::http::{self, AppState, Limits};
+use crate::manifest::litellm;
 use crate::manifest::validate::{self, LoadError};
+use crate::store::{SqliteStore, StoreError};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -46,22 +48,17 @@ pub enum StartupError {
     #[error(transparent)]
     Keys(#[from] KeyError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
+    Bind { addr: String, source: std::io::Error },
     #[error("{file}: {source}")]
     Load { file: String, source: LoadError },
     #[error("{file}: {source}")]
-    App {
-        file: String,
-        source: ControllerError,
-    },
+    App { file: String, source: ControllerError },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("restoring stored apps: {0}")]
+    Restore(ControllerError),
     #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
 }
 
 /// A started app's address, as the banner prints it.
@@ -79,6 +76,8 @@ pub struct RunningServer {
     /// A token for the default workspace, ready for an SDK.
     pub token: String,
     pub admin_token_file: PathBuf,
+    /// The admin token, when this start created it (printed once).
+    pub new_admin_token: Option<String>,
     pub mounted_routes: usize,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
@@ -94,65 +93,71 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
     let addr = format!("{}:{}", config.host, config.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
-        .map_err(|source| StartupError::Bind {
-            addr: addr.clone(),
-            source,
-        })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| StartupError::Bind { addr, source })?;
+        .map_err(|source| StartupError::Bind { addr: addr.clone(), source })?;
+    let local = listener.local_addr().map_err(|source| StartupError::Bind { addr, source })?;
 
-    let controller = Controller::new(format!("http://{local}"));
+    let store = SqliteStore::open(&config.data_dir)?;
+    let controller = Controller::new(format!("http://{local}"), store);
+    for (session, error) in controller.restore().map_err(StartupError::Restore)? {
+        eprintln!(
+            "ferrolite: stored session {} of app {} did not restart: {error}",
+            session.session_id, session.app_id
+        );
+    }
     let mut apps = Vec::new();
+    // Apps named on the command line are (re)installed and (re)started with what the file says now.
     let start_app = |doc: serde_json::Value, file: String| -> Result<StartedApp, StartupError> {
         let app = controller
-            .install(DEFAULT_WORKSPACE, &doc, true)
-            .map_err(|source| StartupError::App {
-                file: file.clone(),
-                source,
-            })?;
-        let session = controller
-            .start(DEFAULT_WORKSPACE, &app.id)
-            .map_err(|source| StartupError::App { file, source })?;
-        Ok(StartedApp {
-            url: session.url,
-            models: session.models,
-        })
+            .install(DEFAULT_WORKSPACE, Source::Document(doc), true)
+            .map_err(|source| StartupError::App { file: file.clone(), source })?;
+        for running in controller.registry().sessions_in(DEFAULT_WORKSPACE) {
+            if running.app_id == app.id {
+                controller
+                    .stop(DEFAULT_WORKSPACE, &running.id)
+                    .map_err(|source| StartupError::App { file: file.clone(), source })?;
+            }
+        }
+        let session =
+            controller.start(DEFAULT_WORKSPACE, &app.id).map_err(|source| StartupError::App { file, source })?;
+        Ok(StartedApp { url: session.url, models: session.models })
     };
     if config.configs.is_empty() {
         apps.push(start_app(demo::manifest(), "the embedded demo app".into())?);
     }
+    let mut root = None;
     for file in &config.configs {
         let name = file.display().to_string();
-        let doc = validate::load_file(file).map_err(|source| StartupError::Load {
-            file: name.clone(),
-            source,
-        })?;
+        let doc = validate::load_file(file).map_err(|source| StartupError::Load { file: name.clone(), source })?;
+        if litellm::is_litellm_config(&doc) && root.is_none() {
+            root = Some(http::RootAlias::new(DEFAULT_WORKSPACE, litellm::SERVICE_ID));
+        }
         apps.push(start_app(doc, name)?);
     }
 
-    let admin_token_file = write_admin_token(&config.data_dir, &tokens)?;
-    let token = tokens.issue(
-        DEFAULT_WORKSPACE,
-        false,
-        Duration::from_secs(30 * 24 * 3600),
-    );
+    let (admin_token_file, new_admin_token) = write_admin_token(&config.data_dir, &tokens)?;
+    let token = tokens.issue(DEFAULT_WORKSPACE, false, Duration::from_secs(30 * 24 * 3600));
     let state = AppState::new(controller, tokens, config.limits);
     let (router, mounted_routes) = http::router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await
-    });
+    let shutdown = async {
+        let _ = rx.await;
+    };
+    let task = match root {
+        // The alias must rewrite before routing, so it wraps the router as a service.
+        Some(alias) => {
+            let service = tower::ServiceExt::map_request(router, move |r| alias.rewrite(r));
+            let make = axum::ServiceExt::<axum::extract::Request>::into_make_service(service);
+            tokio::spawn(async move { axum::serve(listener, make).with_graceful_shutdown(shutdown).await })
+        }
+        None => tokio::spawn(async move { axum::serve(listener, router).with_graceful_shutdown(shutdown).await }),
+    };
     Ok(RunningServer {
         addr: local,
         state,
         apps,
         token,
         admin_token_file,
+        new_admin_token,
         mounted_routes,
         shutdown: Some(tx),
         task,
@@ -160,17 +165,18 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
     })
 }
 
-/// The admin token lives in the data dir (0600), written on first start.
-fn write_admin_token(data_dir: &Path, tokens: &Tokens) -> Result<PathBuf, StartupError> {
-    let path = data_dir.join("admin-token");
-    if !path.exists() {
-        let token = tokens.issue("admin", true, Duration::from_secs(365 * 24 * 3600));
-        write_private(&path, &format!("{token}\n")).map_err(|source| StartupError::Write {
-            path: path.clone(),
-            source,
-        })?;
+/// The admin token's file name in the data dir.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+/// The admin token lives in the data dir (0600), written on first start; returned when new.
+fn write_admin_token(data_dir: &Path, tokens: &Tokens) -> Result<(PathBuf, Option<String>), StartupError> {
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    if path.exists() {
+        return Ok((path, None));
     }
-    Ok(path)
+    let token = tokens.issue(DEFAULT_WORKSPACE, true, Duration::from_secs(365 * 24 * 3600));
+    write_private(&path, &format!("{token}\n")).map_err(|source| StartupError::Write { path: path.clone(), source })?;
+    Ok((path, Some(token)))
 }
 
 impl RunningServer {
@@ -192,20 +198,15 @@ impl RunningServer {
 
     /// The lines `ferrolite serve` prints once it is ready.
     pub fn banner(&self) -> String {
-        let mut out = format!(
-            "ferrolite {} listening on http://{}\n",
-            env!("CARGO_PKG_VERSION"),
-            self.addr
-        );
+        let mut out = format!("ferrolite {} listening on http://{}\n", env!("CARGO_PKG_VERSION"), self.addr);
         for app in &self.apps {
-            out += &format!(
-                "  service: {}   (models: {})\n",
-                app.url,
-                app.models.join(", ")
-            );
+            out += &format!("  service: {}   (models: {})\n", app.url, app.models.join(", "));
         }
         out += &format!("  token:   {}\n", self.token);
-        out += &format!("  admin token in {}\n", self.admin_token_file.display());
+        match &self.new_admin_token {
+            Some(admin) => out += &format!("  admin token (also in {}): {admin}\n", self.admin_token_file.display()),
+            None => out += &format!("  admin token in {}\n", self.admin_token_file.display()),
+        }
         if let Some(app) = self.apps.first() {
             let model = app.models.first().map(String::as_str).unwrap_or("MODEL");
             out += &format!(

@@ -41,11 +41,7 @@ pub fn count(text: &str) -> u64 {
 /// Estimated prompt tokens of an OpenAI `messages` list: each message's text plus the
 /// per-message framing OpenAI's chat format adds (3 tokens), plus 3 to prime the reply.
 pub fn count_chat(messages: &[(String, String)]) -> u64 {
-    messages
-        .iter()
-        .map(|(role, text)| 3 + count(role) + count(text))
-        .sum::<u64>()
-        + 3
+    messages.iter().map(|(role, text)| 3 + count(role) + count(text)).sum::<u64>() + 3
 }
 
 /// Estimated tokens of any JSON value's text (strings anywhere inside it).

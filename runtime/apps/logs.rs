@@ -47,25 +47,11 @@ impl LogBuffer {
     }
 
     /// Lines `offset..offset+limit` (of the given type, if any) and the total count.
-    pub fn read(
-        &self,
-        kind: Option<LogType>,
-        offset: usize,
-        limit: Option<usize>,
-    ) -> (Vec<LogItem>, usize) {
+    pub fn read(&self, kind: Option<LogType>, offset: usize, limit: Option<usize>) -> (Vec<LogItem>, usize) {
         let ring = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let matching: Vec<&LogItem> = ring
-            .lines
-            .iter()
-            .filter(|l| kind.is_none_or(|k| l.kind == k))
-            .collect();
+        let matching: Vec<&LogItem> = ring.lines.iter().filter(|l| kind.is_none_or(|k| l.kind == k)).collect();
         let total = matching.len();
-        let items = matching
-            .into_iter()
-            .skip(offset)
-            .take(limit.unwrap_or(usize::MAX))
-            .cloned()
-            .collect();
+        let items = matching.into_iter().skip(offset).take(limit.unwrap_or(usize::MAX)).cloned().collect();
         (items, total)
     }
 }

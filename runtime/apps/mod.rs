@@ -1,7 +1,9 @@
 //! Apps and sessions: the server-apps controller behind every door (CLI, HTTP, RPC).
 //!
 //! An *app* is an installed, validated manifest; a *session* is a running service built from
-//! one. Running sessions live in a [`Registry`] that the request path reads without locks.
+//! one. Running sessions live in a [`Registry`] that the request path reads without locks;
+//! apps, secrets and running sessions are written through to the [`SqliteStore`] so a
+//! restart (even after `kill -9`) serves the same services at the same URLs.
 
 pub mod demo;
 pub mod logs;
@@ -9,14 +11,15 @@ pub mod registry;
 pub mod session;
 
 use crate::auth::unix_now;
-use crate::manifest::validate::{self, Finding, Invalid};
-use crate::manifest::Manifest;
-use logs::LogType;
+use crate::manifest::validate::{self, Finding, Invalid, LoadError};
+use crate::manifest::{litellm, Manifest};
+use crate::store::{SqliteStore, StoreError, StoredApp, StoredSession};
+use logs::{LogItem, LogType};
 pub use registry::Registry;
 use serde::Serialize;
 use serde_json::Value;
-use session::{SecretSource, Session, SessionInfo, SessionSpec, StartError};
-use std::collections::{BTreeMap, HashMap};
+use session::{redact, SecretSource, Session, SessionInfo, SessionSpec, StartError};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 /// An installed app.
@@ -25,6 +28,8 @@ pub struct App {
     pub id: String,
     pub workspace: String,
     pub manifest: Manifest,
+    /// The manifest as installed, for the store.
+    pub document: Value,
     pub installed_at: u64,
 }
 
@@ -46,11 +51,38 @@ pub struct AppInfo {
     pub warnings: Vec<String>,
 }
 
+/// What `get_logs` returns.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogsPage {
+    pub items: Vec<LogItem>,
+    pub total: usize,
+    pub offset: usize,
+    pub limit: Option<usize>,
+}
+
+/// A workspace secret as `get_env` shows it: never the value itself.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvEntry {
+    pub key: String,
+    pub value: String,
+}
+
+/// What `install` is given.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Manifest text, JSON or YAML (or a litellm config).
+    Text(String),
+    /// A parsed manifest.
+    Document(Value),
+}
+
 /// Why a controller call failed.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
     #[error(transparent)]
     Invalid(#[from] Invalid),
+    #[error("manifest is {0}")]
+    Unreadable(LoadError),
     #[error("app {0:?} is already installed; pass overwrite=true to replace it")]
     AppExists(String),
     #[error("app {0:?} is not installed in this workspace")]
@@ -61,6 +93,8 @@ pub enum ControllerError {
     ServiceIdInUse(String, String),
     #[error("cannot start: {0}")]
     Start(#[from] StartError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
 }
 
 /// The environment and per-workspace secrets that `HYPHA_SECRET:` and `os.environ/` read.
@@ -84,23 +118,25 @@ struct State {
     apps: BTreeMap<(String, String), App>,
     /// workspace -> key -> value.
     secrets: HashMap<String, HashMap<String, String>>,
+    /// Recently stopped sessions, so their logs stay readable.
+    stopped: VecDeque<Arc<Session>>,
 }
+
+/// How many stopped sessions keep their logs.
+const STOPPED_KEPT: usize = 64;
 
 /// The server-apps controller.
 pub struct Controller {
     state: Mutex<State>,
     registry: Registry,
+    store: SqliteStore,
     /// `http://host:port`, for the URLs sessions report.
     base_url: String,
 }
 
 impl Controller {
-    pub fn new(base_url: String) -> Controller {
-        Controller {
-            state: Mutex::default(),
-            registry: Registry::default(),
-            base_url,
-        }
+    pub fn new(base_url: String, store: SqliteStore) -> Controller {
+        Controller { state: Mutex::default(), registry: Registry::default(), store, base_url }
     }
 
     pub fn registry(&self) -> &Registry {
@@ -115,14 +151,51 @@ impl Controller {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Loads stored apps and secrets and restarts the sessions that were running. Sessions
+    /// that cannot start now (a secret gone from the environment) are reported, not fatal.
+    pub fn restore(&self) -> Result<Vec<(StoredSession, ControllerError)>, ControllerError> {
+        {
+            let mut state = self.lock();
+            state.secrets = self.store.secrets()?;
+            for stored in self.store.apps()? {
+                match validate::validate(&stored.manifest) {
+                    Ok(ok) => {
+                        state.apps.insert(
+                            (stored.workspace.clone(), stored.id.clone()),
+                            App {
+                                id: stored.id,
+                                workspace: stored.workspace,
+                                manifest: ok.manifest,
+                                document: stored.manifest,
+                                installed_at: stored.installed_at,
+                            },
+                        );
+                    }
+                    Err(e) => {
+                        tracing::warn!(app = %stored.id, workspace = %stored.workspace, "stored app no longer validates: {e}")
+                    }
+                }
+            }
+        }
+        let mut failed = Vec::new();
+        for s in self.store.sessions()? {
+            if let Err(e) = self.start_session(&s.workspace, &s.app_id, Some(s.session_id.clone())) {
+                tracing::warn!(session = %s.session_id, "cannot restart session: {e}");
+                let _ = self.store.delete_session(&s.workspace, &s.session_id);
+                failed.push((s, e));
+            }
+        }
+        Ok(failed)
+    }
+
     /// Validates and stores a manifest. Nothing is stored when validation fails.
-    pub fn install(
-        &self,
-        workspace: &str,
-        doc: &Value,
-        overwrite: bool,
-    ) -> Result<AppInfo, ControllerError> {
-        let validated = validate::validate(doc)?;
+    pub fn install(&self, workspace: &str, source: Source, overwrite: bool) -> Result<AppInfo, ControllerError> {
+        let doc = match source {
+            Source::Text(text) => validate::parse_text(&text).map_err(ControllerError::Unreadable)?,
+            Source::Document(doc) => doc,
+        };
+        let doc = if litellm::is_litellm_config(&doc) { litellm::to_manifest(&doc, "litellm") } else { doc };
+        let validated = validate::validate(&doc)?;
         let id = app_id(&validated.manifest);
         let mut state = self.lock();
         let key = (workspace.to_owned(), id.clone());
@@ -133,8 +206,15 @@ impl Controller {
             id,
             workspace: workspace.to_owned(),
             manifest: validated.manifest,
+            document: doc,
             installed_at: unix_now(),
         };
+        self.store.put_app(&StoredApp {
+            workspace: app.workspace.clone(),
+            id: app.id.clone(),
+            manifest: app.document.clone(),
+            installed_at: app.installed_at,
+        })?;
         let info = app_info(&app, &validated.warnings);
         state.apps.insert(key, app);
         Ok(info)
@@ -142,18 +222,24 @@ impl Controller {
 
     /// Starts a session of an installed app and registers its service.
     pub fn start(&self, workspace: &str, app_id: &str) -> Result<SessionInfo, ControllerError> {
+        self.start_session(workspace, app_id, None)
+    }
+
+    fn start_session(
+        &self,
+        workspace: &str,
+        app_id: &str,
+        session_id: Option<String>,
+    ) -> Result<SessionInfo, ControllerError> {
         let state = self.lock();
         let app = state
             .apps
             .get(&(workspace.to_owned(), app_id.to_owned()))
             .ok_or_else(|| ControllerError::AppNotFound(app_id.to_owned()))?;
-        let session_id = new_session_id(app_id);
-        let secrets = Secrets {
-            workspace: state.secrets.get(workspace),
-        };
+        let secrets = Secrets { workspace: state.secrets.get(workspace) };
         let session = Session::build(
             SessionSpec {
-                id: session_id,
+                id: session_id.unwrap_or_else(|| new_session_id(app_id)),
                 app_id: app_id.to_owned(),
                 workspace: workspace.to_owned(),
                 manifest: &app.manifest,
@@ -162,16 +248,14 @@ impl Controller {
             &secrets,
         )?;
         if let Some(existing) = self.registry.get(workspace, &session.service_id) {
-            return Err(ControllerError::ServiceIdInUse(
-                session.service_id.clone(),
-                existing.id.clone(),
-            ));
+            return Err(ControllerError::ServiceIdInUse(session.service_id.clone(), existing.id.clone()));
         }
         let strategy = session.strategy;
         session.logs.push(
             LogType::Log,
             format!(
-                "session {} started: service {} with {} deployment(s) of {} model(s), routing {}",
+                "{} session {} started: service {} with {} deployment(s) of {} model(s), routing {}",
+                unix_now(),
                 session.id,
                 session.service_id,
                 session.deployments.len(),
@@ -180,11 +264,16 @@ impl Controller {
             ),
         );
         if !crate::router::is_built(strategy) {
-            session.logs.push(
-                LogType::Log,
-                format!("routing strategy {strategy} is not built yet; using simple-shuffle"),
-            );
+            session
+                .logs
+                .push(LogType::Log, format!("routing strategy {strategy} is not built yet; using simple-shuffle"));
         }
+        self.store.put_session(&StoredSession {
+            workspace: workspace.to_owned(),
+            session_id: session.id.clone(),
+            app_id: app_id.to_owned(),
+            started_at: session.created,
+        })?;
         let info = session.info(&self.base_url);
         self.registry.insert(Arc::new(session));
         Ok(info)
@@ -192,42 +281,81 @@ impl Controller {
 
     /// Stops a running session; its service answers 404 from then on.
     pub fn stop(&self, workspace: &str, session_id: &str) -> Result<(), ControllerError> {
-        let _guard = self.lock();
+        let mut state = self.lock();
         let session = self
             .registry
             .find_session(workspace, session_id)
             .ok_or_else(|| ControllerError::SessionNotFound(session_id.to_owned()))?;
-        session
-            .logs
-            .push(LogType::Log, format!("session {session_id} stopped"));
+        self.store.delete_session(workspace, session_id)?;
         self.registry.remove(workspace, &session.service_id);
+        session.logs.push(LogType::Log, format!("{} session {session_id} stopped", unix_now()));
+        if state.stopped.len() == STOPPED_KEPT {
+            state.stopped.pop_front();
+        }
+        state.stopped.push_back(session);
+        Ok(())
+    }
+
+    /// Stops the app's sessions, then removes it.
+    pub fn uninstall(&self, workspace: &str, app_id: &str) -> Result<(), ControllerError> {
+        if !self.lock().apps.contains_key(&(workspace.to_owned(), app_id.to_owned())) {
+            return Err(ControllerError::AppNotFound(app_id.to_owned()));
+        }
+        for session in self.registry.sessions_in(workspace).iter().filter(|s| s.app_id == app_id) {
+            self.stop(workspace, &session.id)?;
+        }
+        let mut state = self.lock();
+        self.store.delete_app(workspace, app_id)?;
+        state.apps.remove(&(workspace.to_owned(), app_id.to_owned()));
         Ok(())
     }
 
     pub fn list_apps(&self, workspace: &str) -> Vec<AppInfo> {
-        self.lock()
-            .apps
-            .values()
-            .filter(|a| a.workspace == workspace)
-            .map(|a| app_info(a, &[]))
-            .collect()
+        self.lock().apps.values().filter(|a| a.workspace == workspace).map(|a| app_info(a, &[])).collect()
     }
 
     pub fn list_running(&self, workspace: &str) -> Vec<SessionInfo> {
-        self.registry
-            .sessions_in(workspace)
-            .iter()
-            .map(|s| s.info(&self.base_url))
-            .collect()
+        self.registry.sessions_in(workspace).iter().map(|s| s.info(&self.base_url)).collect()
     }
 
-    /// Stores a workspace secret for `HYPHA_SECRET:KEY` references.
-    pub fn set_env(&self, workspace: &str, key: &str, value: &str) {
-        self.lock()
+    /// A page of a session's log (running or recently stopped).
+    pub fn get_logs(
+        &self,
+        workspace: &str,
+        session_id: &str,
+        kind: Option<LogType>,
+        offset: usize,
+        limit: Option<usize>,
+    ) -> Result<LogsPage, ControllerError> {
+        let session = self.registry.find_session(workspace, session_id).or_else(|| {
+            self.lock().stopped.iter().rev().find(|s| s.workspace == workspace && s.id == session_id).cloned()
+        });
+        let session = session.ok_or_else(|| ControllerError::SessionNotFound(session_id.to_owned()))?;
+        let (items, total) = session.logs.read(kind, offset, limit);
+        Ok(LogsPage { items, total, offset, limit })
+    }
+
+    /// Stores a workspace secret for `HYPHA_SECRET:KEY` references (used at the next start).
+    pub fn set_env(&self, workspace: &str, key: &str, value: &str) -> Result<(), ControllerError> {
+        let mut state = self.lock();
+        self.store.put_secret(workspace, key, value)?;
+        state.secrets.entry(workspace.to_owned()).or_default().insert(key.to_owned(), value.to_owned());
+        Ok(())
+    }
+
+    /// The workspace's secrets (or one of them), masked to their last four characters.
+    pub fn get_env(&self, workspace: &str, key: Option<&str>) -> Vec<EnvEntry> {
+        let state = self.lock();
+        let mut entries: Vec<EnvEntry> = state
             .secrets
-            .entry(workspace.to_owned())
-            .or_default()
-            .insert(key.to_owned(), value.to_owned());
+            .get(workspace)
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| key.is_none_or(|want| want == k.as_str()))
+            .map(|(k, v)| EnvEntry { key: k.clone(), value: redact(v) })
+            .collect();
+        entries.sort_by(|a, b| a.key.cmp(&b.key));
+        entries
     }
 }
 

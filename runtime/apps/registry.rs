@@ -22,39 +22,25 @@ impl Registry {
     }
 
     pub fn find_session(&self, workspace: &str, session_id: &str) -> Option<Arc<Session>> {
-        self.table
-            .load()
-            .get(workspace)?
-            .values()
-            .find(|s| s.id == session_id)
-            .cloned()
+        self.table.load().get(workspace)?.values().find(|s| s.id == session_id).cloned()
     }
 
     pub fn sessions_in(&self, workspace: &str) -> Vec<Arc<Session>> {
-        let mut found: Vec<_> = self
-            .table
-            .load()
-            .get(workspace)
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default();
+        let mut found: Vec<_> =
+            self.table.load().get(workspace).map(|m| m.values().cloned().collect()).unwrap_or_default();
         found.sort_by(|a, b| a.id.cmp(&b.id));
         found
     }
 
     /// Whether any service of `workspace` is running.
     pub fn has_workspace(&self, workspace: &str) -> bool {
-        self.table
-            .load()
-            .get(workspace)
-            .is_some_and(|m| !m.is_empty())
+        self.table.load().get(workspace).is_some_and(|m| !m.is_empty())
     }
 
     pub fn insert(&self, session: Arc<Session>) {
         self.table.rcu(|t| {
             let mut next = Table::clone(t);
-            next.entry(session.workspace.clone())
-                .or_default()
-                .insert(session.service_id.clone(), session.clone());
+            next.entry(session.workspace.clone()).or_default().insert(session.service_id.clone(), session.clone());
             next
         });
     }

@@ -99,6 +99,8 @@ pub struct Session {
     groups: HashMap<String, Vec<usize>>,
     /// model names in the order they first appear in the manifest.
     pub model_names: Vec<String>,
+    /// litellm's `general_settings.master_key`: also accepted as a token for this service.
+    pub master_key: Option<Secret>,
     pub logs: LogBuffer,
 }
 
@@ -123,8 +125,7 @@ impl Session {
             let (provider, upstream_model, default_base) = if p.mock_response.is_some() {
                 (Provider::Mock, p.model.clone(), None)
             } else {
-                let r = resolve_model(&p.model)
-                    .ok_or_else(|| StartError::UnknownProvider(p.model.clone()))?;
+                let r = resolve_model(&p.model).ok_or_else(|| StartError::UnknownProvider(p.model.clone()))?;
                 (r.provider, r.upstream_model, r.default_api_base)
             };
             let group = groups.entry(entry.model_name.clone()).or_default();
@@ -139,20 +140,36 @@ impl Session {
                 provider,
                 upstream_model,
                 api_base: resolve_opt(&p.api_base, secrets)?.or(default_base.map(str::to_owned)),
-                api_key: resolve_opt(&p.api_key, secrets)?.map(Secret::new),
+                // A mock deployment never calls out, so its key is never needed (nor resolved).
+                api_key: if provider == Provider::Mock {
+                    None
+                } else {
+                    resolve_opt(&p.api_key, secrets)?.map(Secret::new)
+                },
                 api_version: resolve_opt(&p.api_version, secrets)?,
                 mock_response: p.mock_response.clone(),
                 params: p.clone(),
                 model_info: entry.model_info.clone(),
             });
         }
-        let service_id = config
-            .service_id
-            .clone()
-            .unwrap_or_else(|| format!("llm-{}", spec.id));
+        let service_id = config.service_id.clone().unwrap_or_else(|| format!("llm-{}", spec.id));
+        let master_key = config
+            .extra
+            .get("general_settings")
+            .and_then(|g| g.get("master_key"))
+            .and_then(serde_json::Value::as_str)
+            .map(|k| resolve_opt(&Some(k.to_owned()), secrets))
+            .transpose()?
+            .flatten()
+            .map(Secret::new);
         let settings = config.litellm_settings.clone();
+        // litellm takes the strategy from litellm_settings or router_settings (validated at install).
         let strategy = settings
             .routing_strategy
+            .or_else(|| {
+                let router = config.router_settings.as_ref()?;
+                RoutingStrategy::from_wire(router.get("routing_strategy")?.as_str()?)
+            })
             .unwrap_or(RoutingStrategy::SimpleShuffle);
         Ok(Session {
             id: spec.id,
@@ -166,15 +183,22 @@ impl Session {
             deployments,
             groups,
             model_names,
+            master_key,
             logs: LogBuffer::default(),
         })
     }
 
     /// The deployments serving `model_name`, if this app has that model.
     pub fn group(&self, model_name: &str) -> Option<impl Iterator<Item = &Deployment> + Clone> {
-        self.groups
-            .get(model_name)
-            .map(|ix| ix.iter().map(|&i| &self.deployments[i]))
+        self.groups.get(model_name).map(|ix| ix.iter().map(|&i| &self.deployments[i]))
+    }
+
+    /// Whether `token` is this service's litellm master key (compared in constant time).
+    pub fn accepts_master_key(&self, token: &str) -> bool {
+        self.master_key.as_ref().is_some_and(|k| {
+            let (a, b) = (k.expose().as_bytes(), token.as_bytes());
+            a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        })
     }
 
     /// What `start` and `list_running` report about this session.
@@ -203,20 +227,13 @@ pub struct SessionInfo {
     pub status: &'static str,
 }
 
-fn resolve_opt(
-    value: &Option<String>,
-    secrets: &dyn SecretSource,
-) -> Result<Option<String>, StartError> {
+fn resolve_opt(value: &Option<String>, secrets: &dyn SecretSource) -> Result<Option<String>, StartError> {
     let Some(v) = value else { return Ok(None) };
     match SecretRef::parse(v) {
-        Some(SecretRef::Env(var)) => secrets
-            .env(var)
-            .map(Some)
-            .ok_or_else(|| StartError::MissingEnv(var.to_owned())),
-        Some(SecretRef::Workspace(key)) => secrets
-            .workspace_secret(key)
-            .map(Some)
-            .ok_or_else(|| StartError::MissingWorkspaceSecret(key.to_owned())),
+        Some(SecretRef::Env(var)) => secrets.env(var).map(Some).ok_or_else(|| StartError::MissingEnv(var.to_owned())),
+        Some(SecretRef::Workspace(key)) => {
+            secrets.workspace_secret(key).map(Some).ok_or_else(|| StartError::MissingWorkspaceSecret(key.to_owned()))
+        }
         None => Ok(Some(v.clone())),
     }
 }

@@ -4,18 +4,20 @@
 //! [`dispatch`].
 
 use super::error::ApiError;
+use super::multipart::MultipartBody;
 use super::{local, AppState};
 use crate::apps::logs::LogType;
 use crate::apps::session::{Deployment, Session};
+use crate::auth::presented_token;
 use crate::catalogue::{BodyKind, Operation, Route, Serve};
 use crate::manifest::Visibility;
 use crate::providers::{self, ProviderCall};
 use crate::router;
 use crate::schema_check;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
@@ -39,15 +41,11 @@ pub struct Call {
 }
 
 /// A request body after it was read and checked against the route's schema.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Payload {
     Json(Value),
-    Multipart {
-        bytes: Bytes,
-        content_type: String,
-        /// Text fields by name; file fields appear as `"<file NAME>"`.
-        fields: Map<String, Value>,
-    },
+    /// Leading text fields read; files still streaming from the client.
+    Multipart(MultipartBody),
     Empty,
 }
 
@@ -56,7 +54,7 @@ impl Payload {
     pub fn field(&self, name: &str) -> Option<&Value> {
         match self {
             Payload::Json(v) => v.get(name),
-            Payload::Multipart { fields, .. } => fields.get(name),
+            Payload::Multipart(form) => form.fields.get(name),
             Payload::Empty => None,
         }
     }
@@ -78,11 +76,7 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn local(response: Response) -> Outcome {
-        Outcome {
-            response,
-            deployment: None,
-            usage: None,
-        }
+        Outcome { response, deployment: None, usage: None }
     }
 }
 
@@ -96,90 +90,72 @@ pub async fn dispatch(state: AppState, op: Operation, call: Call) -> Response {
         workspace = %call.workspace,
         service = %call.service_id,
     );
-    let mut response = handle(&state, op, call, &request_id)
-        .instrument(span)
-        .await
-        .unwrap_or_else(IntoResponse::into_response);
+    let mut response =
+        handle(&state, op, call, &request_id).instrument(span).await.unwrap_or_else(IntoResponse::into_response);
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", v);
     }
     response
 }
 
-async fn handle(
-    state: &AppState,
-    op: Operation,
-    call: Call,
-    request_id: &str,
-) -> Result<Response, ApiError> {
-    let claims = state.tokens.authenticate(&call.headers)?;
+async fn handle(state: &AppState, op: Operation, call: Call, request_id: &str) -> Result<Response, ApiError> {
     let registry = state.controller.registry();
-    let session = registry
-        .get(&call.workspace, &call.service_id)
-        .ok_or_else(|| {
-            if registry.has_workspace(&call.workspace) {
-                ApiError::not_found(format!(
+    let session = registry.get(&call.workspace, &call.service_id);
+    // A litellm config's master key opens its own service, as it did under litellm.
+    let claims = match state.tokens.authenticate(&call.headers) {
+        Ok(claims) => Some(claims),
+        Err(e) => match (presented_token(&call.headers), &session) {
+            (Some(token), Some(s)) if s.accepts_master_key(token) => None,
+            _ => return Err(e.into()),
+        },
+    };
+    let session = session.ok_or_else(|| {
+        if registry.has_workspace(&call.workspace) {
+            ApiError::not_found(format!(
                 "service {:?} not found in workspace {:?}: it is not running (check list_running)",
                 call.service_id, call.workspace
             ))
-            } else {
-                ApiError::not_found(format!(
-                    "workspace {:?} not found: it has no running services",
-                    call.workspace
-                ))
-            }
-        })?;
-    if session.visibility == Visibility::Protected && !claims.may_enter(&session.workspace) {
-        return Err(ApiError::forbidden(format!(
-            "service {:?} is protected: a token of workspace {:?} cannot call it",
-            session.service_id, claims.ws
-        )));
+        } else {
+            ApiError::not_found(format!("workspace {:?} not found: it has no running services", call.workspace))
+        }
+    })?;
+    if let Some(claims) = &claims {
+        if session.visibility == Visibility::Protected && !claims.may_enter(&session.workspace) {
+            return Err(ApiError::forbidden(format!(
+                "service {:?} is protected: a token of workspace {:?} cannot call it",
+                session.service_id, claims.ws
+            )));
+        }
     }
 
     let route = op.route();
     let started = Instant::now();
-    let Call {
-        params,
-        query,
-        headers,
-        body,
-        ..
-    } = call;
+    let Call { params, query, headers, body, .. } = call;
     let result = match read_payload(state, route, body, &headers).await {
         Ok(payload) => {
-            let model = route
-                .model_field
-                .and_then(|f| payload.field(f))
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            serve(
-                state,
-                &session,
-                route,
-                &params,
-                query.as_deref(),
-                &headers,
-                payload,
-            )
-            .await
-            .map(|o| (o, model))
+            let model = route.model_field.and_then(|f| payload.field(f)).and_then(Value::as_str).map(str::to_owned);
+            if session.settings.detailed_debug {
+                session.logs.push(LogType::Log, format!("{request_id} request body: {}", preview(&payload)));
+            } else if session.settings.debug {
+                let query = query.as_deref().unwrap_or("-");
+                session.logs.push(
+                    LogType::Log,
+                    format!(
+                        "{request_id} request query={query} stream={}",
+                        payload.field("stream").is_some_and(|s| s == true)
+                    ),
+                );
+            }
+            serve(state, &session, route, &params, query.as_deref(), &headers, payload).await.map(|o| (o, model))
         }
         Err(e) => Err(e),
     };
     let elapsed = started.elapsed();
     let (status, kind, model, deployment, usage) = match &result {
-        Ok((o, model)) => (
-            o.response.status().as_u16(),
-            LogType::Log,
-            model.clone(),
-            o.deployment.clone(),
-            o.usage,
-        ),
+        Ok((o, model)) => (o.response.status().as_u16(), LogType::Log, model.clone(), o.deployment.clone(), o.usage),
         Err(e) => (e.status.as_u16(), LogType::Error, None, None, None),
     };
-    let tokens = usage
-        .map(|u| format!("{}/{}", u.prompt_tokens, u.completion_tokens))
-        .unwrap_or_else(|| "-".into());
+    let tokens = usage.map(|u| format!("{}/{}", u.prompt_tokens, u.completion_tokens)).unwrap_or_else(|| "-".into());
     let mut line = format!(
         "{} {request_id} {} {} model={} deployment={} status={status} latency_ms={:.1} tokens={tokens}",
         crate::auth::unix_now(),
@@ -192,11 +168,7 @@ async fn handle(
     if let Err(e) = &result {
         line.push_str(&format!(" error={:?}", e.message));
     }
-    tracing::debug!(
-        status,
-        latency_ms = elapsed.as_secs_f64() * 1000.0,
-        "served"
-    );
+    tracing::debug!(status, latency_ms = elapsed.as_secs_f64() * 1000.0, "served");
     session.logs.push(kind, line);
     result.map(|(o, _)| o.response)
 }
@@ -212,9 +184,7 @@ async fn serve(
 ) -> Result<Outcome, ApiError> {
     match route.serve {
         Serve::Local(handler) => {
-            local::serve(handler, state, session, route, params, query, &payload)
-                .await
-                .map(Outcome::local)
+            local::serve(handler, state, session, route, params, query, &payload).await.map(Outcome::local)
         }
         Serve::Providers(_) => {
             let deployment = choose_deployment(session, route, query, &payload)?;
@@ -283,32 +253,23 @@ fn choose_deployment<'s>(
                 .with_param(route.model_field.unwrap_or("model"))
                 .with_code("model_not_found")
             })?;
-            router::pick(session.strategy, group).ok_or_else(|| {
-                ApiError::internal(format!("model group {model:?} has no deployments"))
-            })
+            router::pick(session.strategy, group)
+                .ok_or_else(|| ApiError::internal(format!("model group {model:?} has no deployments")))
         }
-        None => session
-            .deployments
-            .iter()
-            .find(|d| route.provider_route(d.provider).is_some())
-            .ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "no deployment of this app serves {} {}: its providers are {}",
-                    route.method.as_http(),
-                    route.path,
-                    providers_of(session)
-                ))
-                .with_code("unsupported_route")
-            }),
+        None => session.deployments.iter().find(|d| route.provider_route(d.provider).is_some()).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "no deployment of this app serves {} {}: its providers are {}",
+                route.method.as_http(),
+                route.path,
+                providers_of(session)
+            ))
+            .with_code("unsupported_route")
+        }),
     }
 }
 
 fn providers_of(session: &Session) -> String {
-    let mut names: Vec<&str> = session
-        .deployments
-        .iter()
-        .map(|d| d.provider.as_str())
-        .collect();
+    let mut names: Vec<&str> = session.deployments.iter().map(|d| d.provider.as_str()).collect();
     names.dedup();
     names.join(", ")
 }
@@ -323,8 +284,7 @@ async fn read_payload(
     let limit = state.limits.max_body_bytes;
     let read = |body: Body| async move {
         axum::body::to_bytes(body, limit).await.map_err(|e| {
-            if std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
                 || e.to_string().contains("length limit")
             {
                 ApiError::payload_too_large(limit)
@@ -337,46 +297,38 @@ async fn read_payload(
         (BodyKind::Json, RequestBody::Json(body)) => {
             let bytes = read(body).await?;
             if bytes.is_empty() {
-                return Err(ApiError::bad_request(
-                    "request body is empty: this route takes a JSON object",
-                ));
+                return Err(ApiError::bad_request("request body is empty: this route takes a JSON object"));
             }
             let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-                ApiError::bad_request(format!("request body is not valid JSON: {e}"))
-                    .with_code("invalid_json")
+                ApiError::bad_request(format!("request body is not valid JSON: {e}")).with_code("invalid_json")
             })?;
             Payload::Json(value)
         }
         (BodyKind::Multipart, RequestBody::Multipart(body)) => {
-            let content_type = headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
-            let boundary = multer::parse_boundary(&content_type).map_err(|_| {
-                ApiError::bad_request(
-                    "this route takes multipart/form-data with a boundary in its Content-Type",
-                )
-                .with_code("invalid_multipart")
+            let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            let boundary = multer::parse_boundary(content_type).map_err(|_| {
+                ApiError::bad_request("this route takes multipart/form-data with a boundary in its Content-Type")
+                    .with_code("invalid_multipart")
             })?;
-            let bytes = read(body).await?;
-            let fields = form_fields(bytes.clone(), boundary).await?;
-            Payload::Multipart {
-                bytes,
-                content_type,
-                fields,
-            }
+            Payload::Multipart(MultipartBody::read(body, boundary, limit).await?)
         }
         _ => Payload::Empty,
     };
     if let (Some(schema), Some(instance)) = (route.request_schema, payload_instance(&payload)) {
         let validator = state.validator(route.op, schema);
-        let violations = schema_check::violations(validator, &instance);
+        let mut violations = schema_check::violations(validator, &instance);
+        if let Payload::Multipart(form) = &payload {
+            // Fields after the first file are not read yet: they may still bring what is missing.
+            if !form.complete {
+                violations
+                    .retain(|v| !(v.reason == "required property missing" && v.pointer.matches('/').count() == 1));
+            }
+        }
         if let Some(first) = violations.first() {
             let field = first.pointer.trim_start_matches('/').replace('/', ".");
             let all: Vec<String> = violations.iter().map(describe_violation).collect();
-            let mut error = ApiError::bad_request(format!("invalid request: {}", all.join("; ")))
-                .with_code("invalid_request");
+            let mut error =
+                ApiError::bad_request(format!("invalid request: {}", all.join("; "))).with_code("invalid_request");
             if !field.is_empty() {
                 error = error.with_param(field);
             }
@@ -400,41 +352,26 @@ fn describe_violation(v: &schema_check::Violation) -> String {
 fn payload_instance(payload: &Payload) -> Option<std::borrow::Cow<'_, Value>> {
     match payload {
         Payload::Json(v) => Some(std::borrow::Cow::Borrowed(v)),
-        Payload::Multipart { fields, .. } => {
-            Some(std::borrow::Cow::Owned(Value::Object(fields.clone())))
-        }
+        Payload::Multipart(form) => Some(std::borrow::Cow::Owned(Value::Object(form.fields.clone()))),
         Payload::Empty => None,
     }
 }
 
-/// The text fields of a multipart form, with file fields standing as `"<file NAME>"`.
-async fn form_fields(bytes: Bytes, boundary: String) -> Result<Map<String, Value>, ApiError> {
-    let stream = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(bytes) });
-    let mut form = multer::Multipart::new(stream, boundary);
-    let mut fields = Map::new();
-    let malformed = |e: multer::Error| {
-        ApiError::bad_request(format!("malformed multipart body: {e}"))
-            .with_code("invalid_multipart")
+/// What `detailed_debug` logs of a body: JSON as sent (cut at 4 KiB), a form's text fields.
+/// Bodies carry no credentials (those travel in headers, which are never logged).
+fn preview(payload: &Payload) -> String {
+    const MAX: usize = 4096;
+    let text = match payload {
+        Payload::Json(v) => v.to_string(),
+        Payload::Multipart(form) => Value::Object(form.fields.clone()).to_string(),
+        Payload::Empty => "-".to_owned(),
     };
-    while let Some(field) = form.next_field().await.map_err(malformed)? {
-        let name = field.name().unwrap_or_default().to_owned();
-        let value = match field.file_name() {
-            Some(file) => {
-                let file = file.to_owned();
-                field.bytes().await.map_err(malformed)?;
-                Value::String(format!("<file {file}>"))
-            }
-            None => Value::String(field.text().await.map_err(malformed)?),
-        };
-        match fields.get_mut(&name) {
-            Some(Value::Array(items)) => items.push(value),
-            Some(existing) => *existing = Value::Array(vec![existing.take(), value]),
-            None => {
-                fields.insert(name, value);
-            }
-        }
+    if text.len() > MAX {
+        let cut = (0..=MAX).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+        format!("{}... ({} bytes)", &text[..cut], text.len())
+    } else {
+        text
     }
-    Ok(fields)
 }
 
 fn new_request_id() -> String {

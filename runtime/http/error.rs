@@ -20,13 +20,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            kind,
-            message: message.into(),
-            param: None,
-            code: None,
-        }
+        ApiError { status, kind, message: message.into(), param: None, code: None }
     }
 
     pub fn with_param(mut self, param: impl Into<String>) -> ApiError {
@@ -44,8 +38,7 @@ impl ApiError {
     }
 
     pub fn not_found(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", message)
-            .with_code("not_found")
+        ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", message).with_code("not_found")
     }
 
     pub fn forbidden(message: impl Into<String>) -> ApiError {
@@ -91,9 +84,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, axum::Json(self.body())).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }
@@ -106,12 +97,7 @@ impl From<AuthError> for ApiError {
             AuthError::Malformed | AuthError::BadSignature => "invalid_token",
             AuthError::Expired => "token_expired",
         };
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "authentication_error",
-            e.to_string(),
-        )
-        .with_code(code)
+        ApiError::new(StatusCode::UNAUTHORIZED, "authentication_error", e.to_string()).with_code(code)
     }
 }
 
@@ -119,16 +105,19 @@ impl From<ControllerError> for ApiError {
     fn from(e: ControllerError) -> ApiError {
         let message = e.to_string();
         match e {
-            ControllerError::Invalid(_) => {
-                ApiError::bad_request(message).with_code("invalid_manifest")
+            ControllerError::Invalid(ref invalid) => {
+                let mut error = ApiError::bad_request(message).with_code("invalid_manifest");
+                if let Some(first) = invalid.findings.first() {
+                    error = error.with_param(first.pointer.clone());
+                }
+                error
             }
+            ControllerError::Unreadable(_) => ApiError::bad_request(message).with_code("invalid_manifest"),
+            ControllerError::Store(_) => ApiError::internal(message).with_code("store_error"),
             ControllerError::AppExists(_) | ControllerError::ServiceIdInUse(..) => {
-                ApiError::new(StatusCode::CONFLICT, "invalid_request_error", message)
-                    .with_code("conflict")
+                ApiError::new(StatusCode::CONFLICT, "invalid_request_error", message).with_code("conflict")
             }
-            ControllerError::AppNotFound(_) | ControllerError::SessionNotFound(_) => {
-                ApiError::not_found(message)
-            }
+            ControllerError::AppNotFound(_) | ControllerError::SessionNotFound(_) => ApiError::not_found(message),
             ControllerError::Start(_) => ApiError::bad_request(message).with_code("start_failed"),
         }
     }

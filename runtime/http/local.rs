@@ -14,12 +14,7 @@ use serde_json::{json, Map, Value};
 use std::time::Duration;
 
 /// Keys of `litellm_params` never shown as written unless they are references.
-const SECRET_PARAMS: &[&str] = &[
-    "api_key",
-    "aws_access_key_id",
-    "aws_secret_access_key",
-    "aws_session_token",
-];
+const SECRET_PARAMS: &[&str] = &["api_key", "aws_access_key_id", "aws_secret_access_key", "aws_session_token"];
 
 pub async fn serve(
     handler: LocalHandler,
@@ -32,19 +27,11 @@ pub async fn serve(
 ) -> Result<Response, ApiError> {
     let response = match handler {
         LocalHandler::ListModels => {
-            let data: Vec<Value> = session
-                .model_names
-                .iter()
-                .map(|m| model_object(session, m))
-                .collect();
+            let data: Vec<Value> = session.model_names.iter().map(|m| model_object(session, m)).collect();
             Json(json!({"object": "list", "data": data})).into_response()
         }
         LocalHandler::GetModel => {
-            let name = params
-                .iter()
-                .find(|(n, _)| *n == "model")
-                .map(|(_, v)| v.as_str())
-                .unwrap_or_default();
+            let name = params.iter().find(|(n, _)| *n == "model").map(|(_, v)| v.as_str()).unwrap_or_default();
             if session.group(name).is_none() {
                 return Err(ApiError::not_found(format!(
                     "model {name:?} is not served by this app; available models: {}",
@@ -68,24 +55,13 @@ pub async fn serve(
         }))
         .into_response(),
         LocalHandler::TokenCounter => {
-            let model = payload
-                .field("model")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
+            let model = payload.field("model").and_then(Value::as_str).unwrap_or_default();
             let total = match (payload.field("messages"), payload.field("prompt")) {
                 (Some(Value::Array(messages)), _) => tokenizer::count_chat(&chat_texts(messages)),
                 (_, Some(prompt)) => tokenizer::count_value(prompt),
-                _ => {
-                    return Err(
-                        ApiError::bad_request("send `messages` or `prompt` to count")
-                            .with_param("messages"),
-                    )
-                }
+                _ => return Err(ApiError::bad_request("send `messages` or `prompt` to count").with_param("messages")),
             };
-            let model_used = session
-                .group(model)
-                .and_then(|mut g| g.next())
-                .map(|d| d.upstream_model.clone());
+            let model_used = session.group(model).and_then(|mut g| g.next()).map(|d| d.upstream_model.clone());
             Json(json!({
                 "total_tokens": total,
                 "request_model": model,
@@ -95,23 +71,13 @@ pub async fn serve(
             .into_response()
         }
         LocalHandler::CountTokens => {
-            let system = payload
-                .field("system")
-                .map(tokenizer::count_value)
-                .unwrap_or(0);
+            let system = payload.field("system").map(tokenizer::count_value).unwrap_or(0);
             let turns: u64 = payload
                 .field("messages")
                 .and_then(Value::as_array)
-                .map(|ms| {
-                    ms.iter()
-                        .map(|m| 3 + tokenizer::count_value(&m["content"]))
-                        .sum()
-                })
+                .map(|ms| ms.iter().map(|m| 3 + tokenizer::count_value(&m["content"])).sum())
                 .unwrap_or(0);
-            let tools = payload
-                .field("tools")
-                .map(tokenizer::count_value)
-                .unwrap_or(0);
+            let tools = payload.field("tools").map(tokenizer::count_value).unwrap_or(0);
             Json(json!({"input_tokens": system + turns + tools + 3})).into_response()
         }
         LocalHandler::SupportedOpenaiParams => {
@@ -120,15 +86,10 @@ pub async fn serve(
                 .flat_map(|q| q.split('&'))
                 .find_map(|pair| pair.strip_prefix("model="))
                 .ok_or_else(|| ApiError::bad_request("pass ?model=NAME").with_param("model"))?;
-            let deployment = session
-                .group(model)
-                .and_then(|mut g| g.next())
-                .ok_or_else(|| {
-                    ApiError::not_found(format!("model {model:?} is not served by this app"))
-                        .with_code("model_not_found")
-                })?;
-            Json(json!({"supported_openai_params": supported_openai_params(deployment.provider)}))
-                .into_response()
+            let deployment = session.group(model).and_then(|mut g| g.next()).ok_or_else(|| {
+                ApiError::not_found(format!("model {model:?} is not served by this app")).with_code("model_not_found")
+            })?;
+            Json(json!({"supported_openai_params": supported_openai_params(deployment.provider)})).into_response()
         }
     };
     Ok(response)
@@ -174,16 +135,12 @@ fn model_info(d: &Deployment) -> Value {
 
 /// litellm's health report: each deployment checked, healthy or not with the reason.
 async fn health(state: &AppState, session: &Session) -> Value {
-    let checks = session
-        .deployments
-        .iter()
-        .map(|d| async move { (d, check(state, d).await) });
+    let checks = session.deployments.iter().map(|d| async move { (d, check(state, d).await) });
     let results = futures::future::join_all(checks).await;
     let mut healthy = Vec::new();
     let mut unhealthy = Vec::new();
     for (d, result) in results {
-        let mut entry =
-            json!({"model": d.upstream_model, "model_name": d.model_name, "deployment": d.id});
+        let mut entry = json!({"model": d.upstream_model, "model_name": d.model_name, "deployment": d.id});
         if let Some(base) = &d.api_base {
             entry["api_base"] = json!(base);
         }
@@ -208,15 +165,8 @@ async fn check(state: &AppState, d: &Deployment) -> Result<(), String> {
     match d.provider {
         Provider::Mock => Ok(()),
         Provider::OpenAi => {
-            let base = d
-                .api_base
-                .as_deref()
-                .ok_or("no api_base")?
-                .trim_end_matches('/');
-            let mut request = state
-                .http
-                .get(format!("{base}/models"))
-                .timeout(Duration::from_secs(10));
+            let base = d.api_base.as_deref().ok_or("no api_base")?.trim_end_matches('/');
+            let mut request = state.http.get(format!("{base}/models")).timeout(Duration::from_secs(10));
             if let Some(key) = &d.api_key {
                 request = request.bearer_auth(key.expose());
             }
@@ -227,8 +177,6 @@ async fn check(state: &AppState, d: &Deployment) -> Result<(), String> {
                 Err(_) => Err("upstream unreachable".into()),
             }
         }
-        other => Err(format!(
-            "health checks of {other} deployments are not built yet"
-        )),
+        other => Err(format!("health checks of {other} deployments are not built yet")),
     }
 }

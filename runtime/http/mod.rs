@@ -1,8 +1,10 @@
 //! The HTTP door: shared state, the axum router built from the catalogue, and errors.
 
+pub mod controller;
 pub mod dispatch;
 pub mod error;
 pub mod local;
+pub mod multipart;
 
 use crate::apps::Controller;
 use crate::auth::Tokens;
@@ -25,9 +27,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_body_bytes: 32 * 1024 * 1024,
-        }
+        Limits { max_body_bytes: 32 * 1024 * 1024 }
     }
 }
 
@@ -74,8 +74,7 @@ impl Shared {
     pub fn validator(&self, op: Operation, schema: &'static str) -> &Validator {
         self.validators[op as usize].get_or_init(|| {
             let value = serde_json::from_str(schema).expect("build.rs writes schemas as JSON");
-            schema_check::compile(&value)
-                .expect("build.rs checked that every catalogue schema compiles")
+            schema_check::compile(&value).expect("build.rs checked that every catalogue schema compiles")
         })
     }
 }
@@ -85,18 +84,62 @@ pub fn router(state: AppState) -> (Router, usize) {
     let (routes, mounted) = catalogue::mount(Router::new());
     let router = routes
         .route("/openapi.json", get(openapi))
+        .route("/{workspace}/services/server-apps", get(controller::describe))
+        .route("/{workspace}/services/server-apps/{function}", get(controller::call).post(controller::call))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
     (router, mounted)
 }
 
+/// Rewrites root paths (`/v1/chat/completions`, `/health`, ...) to one service's prefix, so a
+/// litellm config keeps litellm's URLs. Paths that already name a workspace pass unchanged.
+#[derive(Clone)]
+pub struct RootAlias {
+    prefix: Arc<str>,
+}
+
+impl RootAlias {
+    pub fn new(workspace: &str, service_id: &str) -> RootAlias {
+        RootAlias { prefix: format!("/{workspace}/apps/{service_id}").into() }
+    }
+
+    pub fn rewrite(&self, mut request: axum::extract::Request) -> axum::extract::Request {
+        let path = request.uri().path();
+        let mut segments = path.trim_start_matches('/').split('/');
+        let first = segments.next().unwrap_or_default();
+        let second = segments.next().unwrap_or_default();
+        let is_catalogue_root = root_segments().contains(&first) && second != "apps" && second != "services";
+        if is_catalogue_root {
+            let target = match request.uri().query() {
+                Some(q) => format!("{}{path}?{q}", self.prefix),
+                None => format!("{}{path}", self.prefix),
+            };
+            if let Ok(uri) = target.parse() {
+                *request.uri_mut() = uri;
+            }
+        }
+        request
+    }
+}
+
+/// The first path segments of every catalogue route and alias (`v1`, `health`, `chat`, ...).
+fn root_segments() -> &'static [&'static str] {
+    static SEGMENTS: OnceLock<Vec<&'static str>> = OnceLock::new();
+    SEGMENTS.get_or_init(|| {
+        let mut found: Vec<&'static str> = ROUTES
+            .iter()
+            .flat_map(|r| std::iter::once(r.path).chain(r.bare_path))
+            .filter_map(|p| p.trim_start_matches('/').split('/').next())
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        found
+    })
+}
+
 async fn openapi() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        catalogue::OPENAPI_JSON,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], catalogue::OPENAPI_JSON).into_response()
 }
 
 async fn unknown_route(uri: axum::http::Uri) -> ApiError {

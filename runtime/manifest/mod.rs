@@ -4,6 +4,7 @@
 //! `litellm_settings`). Unknown keys are kept in `extra` maps so nothing a newer manifest says
 //! is silently dropped; `schema/manifest.schema.json` is generated from these types.
 
+pub mod litellm;
 pub mod validate;
 
 use ferrolite_codegen::wire_enum;

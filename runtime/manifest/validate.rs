@@ -28,11 +28,7 @@ pub struct Finding {
 
 impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let at = if self.pointer.is_empty() {
-            "/"
-        } else {
-            &self.pointer
-        };
+        let at = if self.pointer.is_empty() { "/" } else { &self.pointer };
         match self.severity {
             Severity::Error => write!(f, "{at}: {}", self.message),
             Severity::Warning => write!(f, "{at}: warning: {}", self.message),
@@ -42,11 +38,7 @@ impl std::fmt::Display for Finding {
 
 impl From<Violation> for Finding {
     fn from(v: Violation) -> Self {
-        Finding {
-            severity: Severity::Error,
-            pointer: v.pointer,
-            message: v.reason,
-        }
+        Finding { severity: Severity::Error, pointer: v.pointer, message: v.reason }
     }
 }
 
@@ -65,12 +57,7 @@ pub struct Invalid {
 }
 
 fn summary(findings: &[Finding]) -> String {
-    findings
-        .iter()
-        .filter(|f| f.severity == Severity::Error)
-        .map(|f| f.to_string())
-        .collect::<Vec<_>>()
-        .join("; ")
+    findings.iter().filter(|f| f.severity == Severity::Error).map(|f| f.to_string()).collect::<Vec<_>>().join("; ")
 }
 
 /// Reading a manifest file failed before validation could start.
@@ -102,54 +89,33 @@ pub fn load_file(path: &Path) -> Result<Value, LoadError> {
 
 fn validator() -> &'static Validator {
     static VALIDATOR: OnceLock<Validator> = OnceLock::new();
-    VALIDATOR.get_or_init(|| {
-        schema_check::compile(&super::json_schema())
-            .expect("the generated manifest schema compiles")
-    })
+    VALIDATOR
+        .get_or_init(|| schema_check::compile(&super::json_schema()).expect("the generated manifest schema compiles"))
 }
 
 /// Validates a parsed manifest: schema, then semantic checks; all findings at once.
 pub fn validate(doc: &Value) -> Result<Validated, Invalid> {
-    let mut findings: Vec<Finding> = schema_check::violations(validator(), doc)
-        .into_iter()
-        .map(Finding::from)
-        .collect();
+    let mut findings: Vec<Finding> =
+        schema_check::violations(validator(), doc).into_iter().map(Finding::from).collect();
     semantic_checks(doc, &mut findings);
     if findings.iter().any(|f| f.severity == Severity::Error) {
         findings.sort_by_key(|f| f.severity == Severity::Warning);
         return Err(Invalid { findings });
     }
     match serde_json::from_value::<Manifest>(doc.clone()) {
-        Ok(manifest) => Ok(Validated {
-            manifest,
-            warnings: findings,
-        }),
+        Ok(manifest) => Ok(Validated { manifest, warnings: findings }),
         Err(e) => Err(Invalid {
-            findings: vec![Finding {
-                severity: Severity::Error,
-                pointer: String::new(),
-                message: e.to_string(),
-            }],
+            findings: vec![Finding { severity: Severity::Error, pointer: String::new(), message: e.to_string() }],
         }),
     }
 }
 
 /// Keys whose values are credentials: literal values there draw a warning.
-const SECRET_KEYS: &[&str] = &[
-    "api_key",
-    "aws_secret_access_key",
-    "aws_session_token",
-    "aws_access_key_id",
-];
+const SECRET_KEYS: &[&str] = &["api_key", "aws_secret_access_key", "aws_session_token", "aws_access_key_id"];
 
 fn semantic_checks(doc: &Value, out: &mut Vec<Finding>) {
-    let mut error = |pointer: String, message: String| {
-        out.push(Finding {
-            severity: Severity::Error,
-            pointer,
-            message,
-        })
-    };
+    let mut error =
+        |pointer: String, message: String| out.push(Finding { severity: Severity::Error, pointer, message });
     let config = &doc["config"];
 
     if let Some(id) = config["service_id"].as_str() {
@@ -163,20 +129,13 @@ fn semantic_checks(doc: &Value, out: &mut Vec<Finding>) {
 
     let mut model_names = Vec::new();
     match config["model_list"].as_array() {
-        Some(list) if list.is_empty() => error(
-            "/config/model_list".into(),
-            "is empty: list at least one model".into(),
-        ),
+        Some(list) if list.is_empty() => error("/config/model_list".into(), "is empty: list at least one model".into()),
         Some(list) => {
             for (i, entry) in list.iter().enumerate() {
                 if let Some(name) = entry["model_name"].as_str() {
                     model_names.push(name.to_owned());
                 }
-                check_params(
-                    &format!("/config/model_list/{i}/litellm_params"),
-                    &entry["litellm_params"],
-                    &mut error,
-                );
+                check_params(&format!("/config/model_list/{i}/litellm_params"), &entry["litellm_params"], &mut error);
             }
         }
         None => {}
@@ -199,12 +158,8 @@ fn semantic_checks(doc: &Value, out: &mut Vec<Finding>) {
         if let Some(fallbacks) = config[settings]["fallbacks"].as_array() {
             for (i, rule) in fallbacks.iter().enumerate() {
                 for (from, targets) in rule.as_object().into_iter().flatten() {
-                    for target in targets
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(Value::as_str)
-                        .chain(Some(from.as_str()))
+                    for target in
+                        targets.as_array().into_iter().flatten().filter_map(Value::as_str).chain(Some(from.as_str()))
                     {
                         if !model_names.iter().any(|m| m == target) {
                             error(
@@ -219,20 +174,16 @@ fn semantic_checks(doc: &Value, out: &mut Vec<Finding>) {
     }
 
     // Warnings last, so they never hide an error.
-    for (i, entry) in config["model_list"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+    for (i, entry) in config["model_list"].as_array().into_iter().flatten().enumerate() {
         for key in SECRET_KEYS {
             if let Some(v) = entry["litellm_params"][*key].as_str() {
-                if !v.is_empty() && !v.starts_with("os.environ/") && !v.starts_with("HYPHA_SECRET:")
-                {
+                if !v.is_empty() && !v.starts_with("os.environ/") && !v.starts_with("HYPHA_SECRET:") {
                     out.push(Finding {
                         severity: Severity::Warning,
                         pointer: format!("/config/model_list/{i}/litellm_params/{key}"),
-                        message: "a literal credential is written in the manifest; prefer os.environ/VAR or HYPHA_SECRET:KEY".into(),
+                        message:
+                            "a literal credential is written in the manifest; prefer os.environ/VAR or HYPHA_SECRET:KEY"
+                                .into(),
                     });
                 }
             }
@@ -299,9 +250,7 @@ impl<'a> SecretRef<'a> {
 
 /// Checks that a value written as a reference is a well-formed one.
 fn check_reference(value: &str) -> Result<(), String> {
-    if (value.starts_with("os.environ/") || value.starts_with("HYPHA_SECRET:"))
-        && SecretRef::parse(value).is_none()
-    {
+    if (value.starts_with("os.environ/") || value.starts_with("HYPHA_SECRET:")) && SecretRef::parse(value).is_none() {
         let (kind, name) = value.split_once(['/', ':']).unwrap_or((value, ""));
         return Err(format!(
             "malformed {kind} reference {name:?}: the name must be letters, digits and '_', not starting with a digit"
@@ -312,9 +261,7 @@ fn check_reference(value: &str) -> Result<(), String> {
 
 fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -334,12 +281,7 @@ mod tests {
     fn errors(doc: Value) -> Vec<String> {
         match validate(&doc) {
             Ok(_) => vec![],
-            Err(e) => e
-                .findings
-                .iter()
-                .filter(|f| f.severity == Severity::Error)
-                .map(|f| f.to_string())
-                .collect(),
+            Err(e) => e.findings.iter().filter(|f| f.severity == Severity::Error).map(|f| f.to_string()).collect(),
         }
     }
 
@@ -358,34 +300,35 @@ mod tests {
             }
         }));
         assert!(
-            found.contains(
-                &"/config/model_list/1/litellm_params/model: required property missing".to_owned()
-            ),
+            found.contains(&"/config/model_list/1/litellm_params/model: required property missing".to_owned()),
             "{found:?}"
         );
         assert!(found.iter().any(|e| e.starts_with("/config/litellm_settings/routing_strategy: unknown value \"fastest\"; valid values: simple-shuffle, least-busy")), "{found:?}");
         assert!(
-            found
-                .iter()
-                .any(|e| e.starts_with("/config/service_id: \"bad id/slash\" is not URL-safe")),
+            found.iter().any(|e| e.starts_with("/config/service_id: \"bad id/slash\" is not URL-safe")),
             "{found:?}"
         );
-        assert!(found.iter().any(|e| e.starts_with("/config/model_list/0/litellm_params/api_key: malformed os.environ reference \"1BAD\"")), "{found:?}");
-        assert!(found.iter().any(|e| e.starts_with("/config/model_list/2/litellm_params/model: cannot tell the provider of \"mystery\"")), "{found:?}");
+        assert!(
+            found.iter().any(|e| e
+                .starts_with("/config/model_list/0/litellm_params/api_key: malformed os.environ reference \"1BAD\"")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|e| e
+                    .starts_with("/config/model_list/2/litellm_params/model: cannot tell the provider of \"mystery\"")),
+            "{found:?}"
+        );
         assert_eq!(found.len(), 5, "{found:?}");
     }
 
     #[test]
     fn empty_model_list_and_wrong_type_are_errors() {
         let found = errors(json!({"name": "x", "type": "docker", "config": {"model_list": []}}));
+        assert!(found.contains(&"/config/model_list: is empty: list at least one model".to_owned()), "{found:?}");
         assert!(
-            found.contains(&"/config/model_list: is empty: list at least one model".to_owned()),
-            "{found:?}"
-        );
-        assert!(
-            found
-                .iter()
-                .any(|e| e.starts_with("/type: unknown value \"docker\"; valid values: llm-proxy")),
+            found.iter().any(|e| e.starts_with("/type: unknown value \"docker\"; valid values: llm-proxy")),
             "{found:?}"
         );
     }
@@ -398,26 +341,14 @@ mod tests {
         }))
         .expect("valid");
         assert_eq!(ok.warnings.len(), 1);
-        assert_eq!(
-            ok.warnings[0].pointer,
-            "/config/model_list/0/litellm_params/api_key"
-        );
-        assert!(
-            !ok.warnings[0].message.contains("sk-live"),
-            "the key itself is never echoed"
-        );
+        assert_eq!(ok.warnings[0].pointer, "/config/model_list/0/litellm_params/api_key");
+        assert!(!ok.warnings[0].message.contains("sk-live"), "the key itself is never echoed");
     }
 
     #[test]
     fn references_parse() {
-        assert_eq!(
-            SecretRef::parse("os.environ/OPENAI_API_KEY"),
-            Some(SecretRef::Env("OPENAI_API_KEY"))
-        );
-        assert_eq!(
-            SecretRef::parse("HYPHA_SECRET:openai"),
-            Some(SecretRef::Workspace("openai"))
-        );
+        assert_eq!(SecretRef::parse("os.environ/OPENAI_API_KEY"), Some(SecretRef::Env("OPENAI_API_KEY")));
+        assert_eq!(SecretRef::parse("HYPHA_SECRET:openai"), Some(SecretRef::Workspace("openai")));
         assert_eq!(SecretRef::parse("os.environ/"), None);
         assert_eq!(SecretRef::parse("sk-123"), None);
     }

@@ -50,16 +50,9 @@ fn usage_json(u: Usage) -> Value {
 
 /// Usage of a chat request answered with `text`.
 pub fn chat_usage(req: &ChatRequest, text: &str) -> Usage {
-    let messages: Vec<(String, String)> = req
-        .messages
-        .iter()
-        .map(|m| (m.role.clone(), m.text()))
-        .collect();
+    let messages: Vec<(String, String)> = req.messages.iter().map(|m| (m.role.clone(), m.text())).collect();
     let n = u64::from(req.n.unwrap_or(1).max(1));
-    Usage {
-        prompt_tokens: tokenizer::count_chat(&messages),
-        completion_tokens: tokenizer::count(text) * n,
-    }
+    Usage { prompt_tokens: tokenizer::count_chat(&messages), completion_tokens: tokenizer::count(text) * n }
 }
 
 /// A `chat.completion` object.
@@ -103,12 +96,12 @@ pub fn chat_stream(a: &MockAnswer<'_>, req: &ChatRequest) -> Vec<Bytes> {
             None,
         ));
         for piece in deltas(a.text) {
-            frames.push(chunk(json!([{"index": i, "delta": {"content": piece}, "logprobs": null, "finish_reason": null}]), None));
+            frames.push(chunk(
+                json!([{"index": i, "delta": {"content": piece}, "logprobs": null, "finish_reason": null}]),
+                None,
+            ));
         }
-        frames.push(chunk(
-            json!([{"index": i, "delta": {}, "logprobs": null, "finish_reason": "stop"}]),
-            None,
-        ));
+        frames.push(chunk(json!([{"index": i, "delta": {}, "logprobs": null, "finish_reason": "stop"}]), None));
     }
     if include_usage {
         frames.push(chunk(json!([]), Some(usage_json(chat_usage(req, a.text)))));
@@ -120,11 +113,9 @@ pub fn chat_stream(a: &MockAnswer<'_>, req: &ChatRequest) -> Vec<Bytes> {
 fn prompt_texts(prompt: &Value) -> Vec<String> {
     match prompt {
         Value::String(s) => vec![s.clone()],
-        Value::Array(items) if items.iter().all(Value::is_string) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
+        Value::Array(items) if items.iter().all(Value::is_string) => {
+            items.iter().filter_map(Value::as_str).map(str::to_owned).collect()
+        }
         Value::Null => vec![String::new()],
         other => vec![other.to_string()],
     }
@@ -143,9 +134,8 @@ pub fn completion_usage(req: &CompletionRequest, text: &str) -> Usage {
 /// A `text_completion` object.
 pub fn completion_response(a: &MockAnswer<'_>, req: &CompletionRequest) -> Value {
     let answers = prompt_texts(&req.prompt).len() as u32 * req.n.unwrap_or(1).max(1);
-    let choices: Vec<Value> = (0..answers)
-        .map(|i| json!({"text": a.text, "index": i, "logprobs": null, "finish_reason": "stop"}))
-        .collect();
+    let choices: Vec<Value> =
+        (0..answers).map(|i| json!({"text": a.text, "index": i, "logprobs": null, "finish_reason": "stop"})).collect();
     json!({
         "id": a.id,
         "object": "text_completion",
@@ -170,21 +160,12 @@ pub fn completion_stream(a: &MockAnswer<'_>, req: &CompletionRequest) -> Vec<Byt
     let mut frames = Vec::new();
     for i in 0..answers {
         for piece in deltas(a.text) {
-            frames.push(chunk(
-                json!([{"text": piece, "index": i, "logprobs": null, "finish_reason": null}]),
-                None,
-            ));
+            frames.push(chunk(json!([{"text": piece, "index": i, "logprobs": null, "finish_reason": null}]), None));
         }
-        frames.push(chunk(
-            json!([{"text": "", "index": i, "logprobs": null, "finish_reason": "stop"}]),
-            None,
-        ));
+        frames.push(chunk(json!([{"text": "", "index": i, "logprobs": null, "finish_reason": "stop"}]), None));
     }
     if include_usage {
-        frames.push(chunk(
-            json!([]),
-            Some(usage_json(completion_usage(req, a.text))),
-        ));
+        frames.push(chunk(json!([]), Some(usage_json(completion_usage(req, a.text)))));
     }
     frames.push(sse::done());
     frames
@@ -193,15 +174,8 @@ pub fn completion_stream(a: &MockAnswer<'_>, req: &CompletionRequest) -> Vec<Byt
 /// Usage of an Anthropic Messages request answered with `text`.
 pub fn messages_usage(req: &MessagesRequest, text: &str) -> Usage {
     let system = req.system.as_ref().map(tokenizer::count_value).unwrap_or(0);
-    let turns: u64 = req
-        .messages
-        .iter()
-        .map(|m| 3 + tokenizer::count_value(&m.content))
-        .sum();
-    Usage {
-        prompt_tokens: system + turns + 3,
-        completion_tokens: tokenizer::count(text),
-    }
+    let turns: u64 = req.messages.iter().map(|m| 3 + tokenizer::count_value(&m.content)).sum();
+    Usage { prompt_tokens: system + turns + 3, completion_tokens: tokenizer::count(text) }
 }
 
 /// An Anthropic `message` object.
@@ -243,10 +217,7 @@ pub fn messages_stream(a: &MockAnswer<'_>, req: &MessagesRequest) -> Vec<Bytes> 
             &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
         ));
     }
-    frames.push(sse::named(
-        "content_block_stop",
-        &json!({"type": "content_block_stop", "index": 0}),
-    ));
+    frames.push(sse::named("content_block_stop", &json!({"type": "content_block_stop", "index": 0})));
     frames.push(sse::named(
         "message_delta",
         &json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": u.completion_tokens}}),
@@ -261,9 +232,8 @@ const EMBEDDING_DIMENSIONS: usize = 1536;
 /// A unit-length vector derived from the text alone: the same text always embeds the same.
 pub fn embed(text: &str, dimensions: usize) -> Vec<f32> {
     // FNV-1a seeds a xorshift generator; cheap, stable across platforms and releases.
-    let mut state = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let mut state =
+        text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     let mut v: Vec<f32> = (0..dimensions)
         .map(|_| {
             state ^= state << 13;
@@ -283,9 +253,7 @@ pub fn embed(text: &str, dimensions: usize) -> Vec<f32> {
 pub fn embedding_response(model: &str, req: &EmbeddingRequest) -> Result<Value, ApiError> {
     let dimensions = req.dimensions.unwrap_or(EMBEDDING_DIMENSIONS);
     if dimensions == 0 || dimensions > 8192 {
-        return Err(
-            ApiError::bad_request("dimensions must be between 1 and 8192").with_param("dimensions"),
-        );
+        return Err(ApiError::bad_request("dimensions must be between 1 and 8192").with_param("dimensions"));
     }
     let base64 = match req.encoding_format.as_deref() {
         None | Some("float") => false,
@@ -323,8 +291,9 @@ pub fn embedding_response(model: &str, req: &EmbeddingRequest) -> Result<Value, 
 
 fn parse<T: DeserializeOwned>(payload: Payload) -> Result<T, ApiError> {
     match payload {
-        Payload::Json(v) => serde_json::from_value(v)
-            .map_err(|e| ApiError::bad_request(format!("invalid request: {e}"))),
+        Payload::Json(v) => {
+            serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("invalid request: {e}")))
+        }
         _ => Err(ApiError::bad_request("this route takes a JSON body")),
     }
 }
@@ -392,9 +361,5 @@ pub fn serve(call: ProviderCall<'_>, translator: Translator) -> Result<Outcome, 
             )))
         }
     };
-    Ok(Outcome {
-        response,
-        deployment: Some(d.id.clone()),
-        usage: Some(usage),
-    })
+    Ok(Outcome { response, deployment: Some(d.id.clone()), usage: Some(usage) })
 }

@@ -55,10 +55,9 @@ pub async fn serve(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
     let translator = call.provider_route.translate;
     match translator {
         Translator::Passthrough => openai::forward(call).await,
-        Translator::MockChat
-        | Translator::MockCompletion
-        | Translator::MockMessages
-        | Translator::MockEmbedding => mock::serve(call, translator),
+        Translator::MockChat | Translator::MockCompletion | Translator::MockMessages | Translator::MockEmbedding => {
+            mock::serve(call, translator)
+        }
     }
 }
 
@@ -123,86 +122,34 @@ pub struct Prefix {
 
 /// litellm prefixes ferrolite understands. OpenAI-compatible hosts share the OpenAI protocol.
 pub const PREFIXES: &[Prefix] = &[
-    Prefix {
-        prefix: "openai",
-        provider: Provider::OpenAi,
-        default_api_base: Some("https://api.openai.com/v1"),
-    },
+    Prefix { prefix: "openai", provider: Provider::OpenAi, default_api_base: Some("https://api.openai.com/v1") },
     Prefix {
         prefix: "text-completion-openai",
         provider: Provider::OpenAi,
         default_api_base: Some("https://api.openai.com/v1"),
     },
-    Prefix {
-        prefix: "hosted_vllm",
-        provider: Provider::OpenAi,
-        default_api_base: None,
-    },
-    Prefix {
-        prefix: "lm_studio",
-        provider: Provider::OpenAi,
-        default_api_base: Some("http://localhost:1234/v1"),
-    },
-    Prefix {
-        prefix: "groq",
-        provider: Provider::OpenAi,
-        default_api_base: Some("https://api.groq.com/openai/v1"),
-    },
-    Prefix {
-        prefix: "together_ai",
-        provider: Provider::OpenAi,
-        default_api_base: Some("https://api.together.xyz/v1"),
-    },
-    Prefix {
-        prefix: "mistral",
-        provider: Provider::OpenAi,
-        default_api_base: Some("https://api.mistral.ai/v1"),
-    },
-    Prefix {
-        prefix: "deepseek",
-        provider: Provider::OpenAi,
-        default_api_base: Some("https://api.deepseek.com/v1"),
-    },
-    Prefix {
-        prefix: "openrouter",
-        provider: Provider::OpenAi,
-        default_api_base: Some("https://openrouter.ai/api/v1"),
-    },
+    Prefix { prefix: "hosted_vllm", provider: Provider::OpenAi, default_api_base: None },
+    Prefix { prefix: "lm_studio", provider: Provider::OpenAi, default_api_base: Some("http://localhost:1234/v1") },
+    Prefix { prefix: "groq", provider: Provider::OpenAi, default_api_base: Some("https://api.groq.com/openai/v1") },
+    Prefix { prefix: "together_ai", provider: Provider::OpenAi, default_api_base: Some("https://api.together.xyz/v1") },
+    Prefix { prefix: "mistral", provider: Provider::OpenAi, default_api_base: Some("https://api.mistral.ai/v1") },
+    Prefix { prefix: "deepseek", provider: Provider::OpenAi, default_api_base: Some("https://api.deepseek.com/v1") },
+    Prefix { prefix: "openrouter", provider: Provider::OpenAi, default_api_base: Some("https://openrouter.ai/api/v1") },
     Prefix {
         prefix: "fireworks_ai",
         provider: Provider::OpenAi,
         default_api_base: Some("https://api.fireworks.ai/inference/v1"),
     },
-    Prefix {
-        prefix: "xai",
-        provider: Provider::OpenAi,
-        default_api_base: Some("https://api.x.ai/v1"),
-    },
-    Prefix {
-        prefix: "perplexity",
-        provider: Provider::OpenAi,
-        default_api_base: Some("https://api.perplexity.ai"),
-    },
-    Prefix {
-        prefix: "azure",
-        provider: Provider::Azure,
-        default_api_base: None,
-    },
-    Prefix {
-        prefix: "anthropic",
-        provider: Provider::Anthropic,
-        default_api_base: Some("https://api.anthropic.com"),
-    },
+    Prefix { prefix: "xai", provider: Provider::OpenAi, default_api_base: Some("https://api.x.ai/v1") },
+    Prefix { prefix: "perplexity", provider: Provider::OpenAi, default_api_base: Some("https://api.perplexity.ai") },
+    Prefix { prefix: "azure", provider: Provider::Azure, default_api_base: None },
+    Prefix { prefix: "anthropic", provider: Provider::Anthropic, default_api_base: Some("https://api.anthropic.com") },
     Prefix {
         prefix: "gemini",
         provider: Provider::Gemini,
         default_api_base: Some("https://generativelanguage.googleapis.com"),
     },
-    Prefix {
-        prefix: "bedrock",
-        provider: Provider::Bedrock,
-        default_api_base: None,
-    },
+    Prefix { prefix: "bedrock", provider: Provider::Bedrock, default_api_base: None },
 ];
 
 /// Model-name families recognised without a prefix, as litellm's model map does.
@@ -248,9 +195,7 @@ pub fn resolve_model(model: &str) -> Option<ResolvedModel> {
             });
         }
     }
-    let (_, prefix) = FAMILIES
-        .iter()
-        .find(|(family, _)| model.starts_with(family))?;
+    let (_, prefix) = FAMILIES.iter().find(|(family, _)| model.starts_with(family))?;
     let p = by_prefix(prefix)?;
     Some(ResolvedModel {
         provider: p.provider,
@@ -262,11 +207,7 @@ pub fn resolve_model(model: &str) -> Option<ResolvedModel> {
 
 /// The prefixes, comma-separated, for error messages.
 pub fn known_prefixes() -> String {
-    PREFIXES
-        .iter()
-        .map(|p| p.prefix)
-        .collect::<Vec<_>>()
-        .join(", ")
+    PREFIXES.iter().map(|p| p.prefix).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
@@ -276,30 +217,15 @@ mod tests {
     #[test]
     fn prefixes_and_families_resolve_like_litellm() {
         let r = resolve_model("anthropic/claude-3-opus").unwrap();
-        assert_eq!(
-            (r.provider, r.upstream_model.as_str()),
-            (Provider::Anthropic, "claude-3-opus")
-        );
-        assert_eq!(
-            resolve_model("claude-3-opus-20240229").unwrap().provider,
-            Provider::Anthropic
-        );
-        assert_eq!(
-            resolve_model("gpt-3.5-turbo").unwrap().provider,
-            Provider::OpenAi
-        );
-        assert_eq!(
-            resolve_model("gemini-pro").unwrap().provider,
-            Provider::Gemini
-        );
+        assert_eq!((r.provider, r.upstream_model.as_str()), (Provider::Anthropic, "claude-3-opus"));
+        assert_eq!(resolve_model("claude-3-opus-20240229").unwrap().provider, Provider::Anthropic);
+        assert_eq!(resolve_model("gpt-3.5-turbo").unwrap().provider, Provider::OpenAi);
+        assert_eq!(resolve_model("gemini-pro").unwrap().provider, Provider::Gemini);
         let b = resolve_model("bedrock/anthropic.claude-3-sonnet-20240229-v1:0").unwrap();
         assert_eq!(b.provider, Provider::Bedrock);
         assert_eq!(b.upstream_model, "anthropic.claude-3-sonnet-20240229-v1:0");
         let v = resolve_model("hosted_vllm/meta-llama/Llama-3-8B").unwrap();
-        assert_eq!(
-            (v.provider, v.upstream_model.as_str()),
-            (Provider::OpenAi, "meta-llama/Llama-3-8B")
-        );
+        assert_eq!((v.provider, v.upstream_model.as_str()), (Provider::OpenAi, "meta-llama/Llama-3-8B"));
         assert_eq!(resolve_model("mystery-model"), None);
         assert_eq!(resolve_model("nosuchprefix/model"), None);
         assert_eq!(resolve_model("openai/"), None);

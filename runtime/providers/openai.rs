@@ -21,18 +21,11 @@ pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
     let d = call.deployment;
     let wants_stream = call.payload.field("stream").and_then(Value::as_bool) == Some(true);
     let upstream = if wants_stream {
-        call.provider_route
-            .stream_upstream
-            .or(call.provider_route.upstream)
+        call.provider_route.stream_upstream.or(call.provider_route.upstream)
     } else {
         call.provider_route.upstream
     }
-    .ok_or_else(|| {
-        ApiError::internal(format!(
-            "the catalogue gives no upstream for {}",
-            call.route.path
-        ))
-    })?;
+    .ok_or_else(|| ApiError::internal(format!("the catalogue gives no upstream for {}", call.route.path)))?;
     let base = d
         .api_base
         .as_deref()
@@ -53,6 +46,7 @@ pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
             request = request.header(*name, v);
         }
     }
+    let mut failure = None;
     request = match call.payload {
         Payload::Json(mut body) => {
             if let (Some(field), Some(obj)) = (call.route.model_field, body.as_object_mut()) {
@@ -61,40 +55,35 @@ pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
                 }
             }
             let bytes = serde_json::to_vec(&body).map_err(|e| ApiError::internal(e.to_string()))?;
-            request
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(bytes)
+            request.header(header::CONTENT_TYPE, "application/json").body(bytes)
         }
-        Payload::Multipart {
-            bytes,
-            content_type,
-            ..
-        } => request
-            .header(header::CONTENT_TYPE, content_type)
-            .body(bytes),
+        Payload::Multipart(form) => {
+            failure = Some(form.failure.clone());
+            let rewrite = call.route.model_field.map(|f| (f, d.upstream_model.clone()));
+            let (content_type, stream) = form.into_upstream(rewrite, call.state.limits.max_body_bytes);
+            request.header(header::CONTENT_TYPE, content_type).body(reqwest::Body::wrap_stream(stream))
+        }
         Payload::Empty => request,
     };
 
-    let upstream_response = request.send().await.map_err(|e| unreachable_error(&e, d))?;
-    let status = StatusCode::from_u16(upstream_response.status().as_u16())
-        .unwrap_or(StatusCode::BAD_GATEWAY);
+    let upstream_response = request.send().await.map_err(|e| {
+        // A multipart body that failed on the client's side is the client's error, not the upstream's.
+        match failure.as_ref().and_then(|f| f.get()) {
+            Some(client_error) => client_error.clone(),
+            None => unreachable_error(&e, d),
+        }
+    })?;
+    let status = StatusCode::from_u16(upstream_response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     if !status.is_success() {
         return Err(upstream_error(status, upstream_response, d).await);
     }
-    let content_type = upstream_response
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .cloned();
+    let content_type = upstream_response.headers().get(reqwest::header::CONTENT_TYPE).cloned();
     let mut response = Response::new(Body::from_stream(upstream_response.bytes_stream()));
     *response.status_mut() = status;
     if let Some(ct) = content_type.and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok()) {
         response.headers_mut().insert(header::CONTENT_TYPE, ct);
     }
-    Ok(Outcome {
-        response,
-        deployment: Some(d.id.clone()),
-        usage: None,
-    })
+    Ok(Outcome { response, deployment: Some(d.id.clone()), usage: None })
 }
 
 /// Fills `{name}` in an upstream path from the route's parameters and the deployment.
@@ -136,10 +125,7 @@ fn encode_segment(value: &str, out: &mut String) {
 }
 
 fn unreachable_error(e: &reqwest::Error, d: &Deployment) -> ApiError {
-    let host = e
-        .url()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_else(|| "the upstream".into());
+    let host = e.url().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_else(|| "the upstream".into());
     if e.is_timeout() {
         ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
@@ -148,9 +134,7 @@ fn unreachable_error(e: &reqwest::Error, d: &Deployment) -> ApiError {
         )
         .with_code("upstream_timeout")
     } else {
-        let cause = std::error::Error::source(e)
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| e.to_string());
+        let cause = std::error::Error::source(e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string());
         ApiError::new(
             StatusCode::BAD_GATEWAY,
             "upstream_error",
@@ -161,11 +145,7 @@ fn unreachable_error(e: &reqwest::Error, d: &Deployment) -> ApiError {
 }
 
 /// Keeps the upstream's status and its OpenAI-style error; wraps anything else in one.
-async fn upstream_error(
-    status: StatusCode,
-    response: reqwest::Response,
-    d: &Deployment,
-) -> ApiError {
+async fn upstream_error(status: StatusCode, response: reqwest::Response, d: &Deployment) -> ApiError {
     let mut body = Vec::new();
     let mut stream = response;
     while let Ok(Some(chunk)) = stream.chunk().await {
@@ -177,17 +157,9 @@ async fn upstream_error(
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
     let error = parsed.as_ref().and_then(|v| v.get("error"));
     let message = error
-        .and_then(|e| {
-            e.get("message")
-                .and_then(Value::as_str)
-                .or_else(|| e.as_str())
-        })
+        .and_then(|e| e.get("message").and_then(Value::as_str).or_else(|| e.as_str()))
         .map(str::to_owned)
-        .unwrap_or_else(|| {
-            String::from_utf8_lossy(&body[..body.len().min(512)])
-                .trim()
-                .to_owned()
-        });
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(512)]).trim().to_owned());
     let kind = match status.as_u16() {
         401 => "authentication_error",
         403 => "permission_error",
@@ -195,11 +167,7 @@ async fn upstream_error(
         400..=499 => "invalid_request_error",
         _ => "upstream_error",
     };
-    let mut api_error = ApiError::new(
-        status,
-        kind,
-        format!("upstream error from deployment {}: {message}", d.id),
-    );
+    let mut api_error = ApiError::new(status, kind, format!("upstream error from deployment {}: {message}", d.id));
     if let Some(param) = error.and_then(|e| e.get("param")).and_then(Value::as_str) {
         api_error = api_error.with_param(param);
     }

@@ -22,25 +22,14 @@ pub fn pick<'a>(
 }
 
 /// A random pick, weighted by the first of `weight`, `rpm`, `tpm` that every deployment sets.
-fn simple_shuffle<'a>(
-    group: impl Iterator<Item = &'a Deployment> + Clone,
-) -> Option<&'a Deployment> {
-    let weights: Option<Vec<f64>> = group
-        .clone()
-        .map(|d| d.params.weight)
-        .collect::<Option<Vec<_>>>()
-        .or_else(|| {
-            group
-                .clone()
-                .map(|d| d.params.rpm.map(|r| r as f64))
-                .collect::<Option<Vec<_>>>()
-                .or_else(|| {
-                    group
-                        .clone()
-                        .map(|d| d.params.tpm.map(|t| t as f64))
-                        .collect()
-                })
-        });
+fn simple_shuffle<'a>(group: impl Iterator<Item = &'a Deployment> + Clone) -> Option<&'a Deployment> {
+    let weights: Option<Vec<f64>> = group.clone().map(|d| d.params.weight).collect::<Option<Vec<_>>>().or_else(|| {
+        group
+            .clone()
+            .map(|d| d.params.rpm.map(|r| r as f64))
+            .collect::<Option<Vec<_>>>()
+            .or_else(|| group.clone().map(|d| d.params.tpm.map(|t| t as f64)).collect())
+    });
     let count = group.clone().count();
     let mut rng = rand::thread_rng();
     match weights {

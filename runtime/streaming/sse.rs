@@ -32,10 +32,7 @@ where
     let mut response = Response::new(Body::from_stream(events));
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // Tells nginx-style proxies in between not to buffer the stream.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));

@@ -10,11 +10,7 @@ fn ferrolite() -> Command {
 }
 
 fn run(args: &[&str]) -> (i32, String, String) {
-    let out = ferrolite()
-        .args(args)
-        .current_dir(repo_root())
-        .output()
-        .expect("binary runs");
+    let out = ferrolite().args(args).current_dir(repo_root()).output().expect("binary runs");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -40,35 +36,19 @@ fn validate_reports_every_error_with_file_and_json_path() {
         format!("{f}: /config/model_list/2/litellm_params/model: cannot tell the provider of \"mystery-llm-7b\""),
     ];
     for prefix in &starts {
-        assert!(
-            lines.iter().any(|l| l.starts_with(prefix.as_str())),
-            "missing {prefix:?} in:\n{stdout}"
-        );
+        assert!(lines.iter().any(|l| l.starts_with(prefix.as_str())), "missing {prefix:?} in:\n{stdout}");
     }
     assert_eq!(lines.len(), 5, "exactly the five errors:\n{stdout}");
 }
 
 #[test]
 fn validate_accepts_json_and_yaml_and_warns_on_literal_keys() {
-    let (code, stdout, _) = run(&[
-        "validate",
-        "tests/manifests/quickstart.json",
-        "tests/manifests/mock.yaml",
-    ]);
+    let (code, stdout, _) = run(&["validate", "tests/manifests/quickstart.json", "tests/manifests/mock.yaml"]);
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains("tests/manifests/quickstart.json: /config/model_list/0/litellm_params/api_key: warning: a literal credential"), "{stdout}");
-    assert!(
-        !stdout.contains("your-openai-api-key"),
-        "keys are never echoed"
-    );
-    assert!(
-        stdout.contains("tests/manifests/quickstart.json: OK (2 model name(s), 2 deployment(s))"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("tests/manifests/mock.yaml: OK (1 model name(s), 2 deployment(s))"),
-        "{stdout}"
-    );
+    assert!(!stdout.contains("your-openai-api-key"), "keys are never echoed");
+    assert!(stdout.contains("tests/manifests/quickstart.json: OK (2 model name(s), 2 deployment(s))"), "{stdout}");
+    assert!(stdout.contains("tests/manifests/mock.yaml: OK (1 model name(s), 2 deployment(s))"), "{stdout}");
 }
 
 #[test]
@@ -78,14 +58,8 @@ fn validate_names_unreadable_and_unparsable_files() {
     std::fs::write(&bad, "{\"name\": ").unwrap();
     let (code, stdout, _) = run(&["validate", bad.to_str().unwrap(), "/no/such/file.yaml"]);
     assert_eq!(code, 1);
-    assert!(
-        stdout.contains(&format!("{}: not valid JSON or YAML: JSON:", bad.display())),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("/no/such/file.yaml: cannot read:"),
-        "{stdout}"
-    );
+    assert!(stdout.contains(&format!("{}: not valid JSON or YAML: JSON:", bad.display())), "{stdout}");
+    assert!(stdout.contains("/no/such/file.yaml: cannot read:"), "{stdout}");
 }
 
 #[test]
@@ -100,15 +74,7 @@ fn schema_prints_the_checked_in_manifest_schema() {
 fn token_command_signs_with_the_data_dir_secret() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().to_str().unwrap();
-    let (code, stdout, stderr) = run(&[
-        "token",
-        "--workspace",
-        "alice",
-        "--data-dir",
-        data_dir,
-        "--expires-in",
-        "60",
-    ]);
+    let (code, stdout, stderr) = run(&["token", "--workspace", "alice", "--data-dir", data_dir, "--expires-in", "60"]);
     assert_eq!(code, 0, "{stderr}");
     let tokens = ferrolite::auth::Tokens::load_or_create(dir.path()).unwrap();
     let claims = tokens.verify(stdout.trim()).unwrap();
@@ -160,10 +126,7 @@ fn serve_with_no_arguments_runs_the_demo_and_exits_cleanly_on_sigterm() {
     );
     assert!(body.contains("Hello from ferrolite!"), "{body}");
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -171,20 +134,14 @@ fn serve_with_no_arguments_runs_the_demo_and_exits_cleanly_on_sigterm() {
             assert_eq!(exit.code(), Some(0), "SIGTERM drains and exits 0");
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "server did not exit after SIGTERM"
-        );
+        assert!(Instant::now() < deadline, "server did not exit after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 /// A blocking POST for tests that run outside an async runtime.
 fn ureq_post(url: &str, token: &str, body: &str) -> String {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         reqwest::Client::new()
             .post(url)

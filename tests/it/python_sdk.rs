@@ -12,7 +12,7 @@ fn python() -> String {
     })
 }
 
-async fn run_script(script: &str, base_url: &str, token: &str) {
+pub async fn run_script(script: &str, base_url: &str, token: &str) {
     let python = python();
     let script = repo_root().join("tests/python").join(script);
     let (base_url, token) = (base_url.to_owned(), token.to_owned());
@@ -28,10 +28,7 @@ async fn run_script(script: &str, base_url: &str, token: &str) {
     .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "python SDK checks failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    assert!(output.status.success(), "python SDK checks failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("all checks passed"), "{stdout}");
 }
 

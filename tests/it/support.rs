@@ -34,13 +34,7 @@ impl TestServer {
         let running = server::start(config).await.expect("server starts");
         let base = format!("http://{}", running.addr);
         let token = running.token.clone();
-        TestServer {
-            running,
-            base,
-            token,
-            client: reqwest::Client::new(),
-            _data_dir: data_dir,
-        }
+        TestServer { running, base, token, client: reqwest::Client::new(), _data_dir: data_dir }
     }
 
     /// `http://addr/default/apps/demo` + path.
@@ -49,10 +43,7 @@ impl TestServer {
     }
 
     pub fn token_for(&self, workspace: &str) -> String {
-        self.running
-            .state
-            .tokens
-            .issue(workspace, false, std::time::Duration::from_secs(600))
+        self.running.state.tokens.issue(workspace, false, std::time::Duration::from_secs(600))
     }
 
     pub async fn post_json(&self, url: &str, body: &Value) -> (u16, Value) {
@@ -68,15 +59,37 @@ impl TestServer {
         read_json(response).await
     }
 
+    pub async fn get_json_with(&self, url: &str, token: &str) -> (u16, Value) {
+        let response = self.client.get(url).bearer_auth(token).send().await.expect("request sent");
+        read_json(response).await
+    }
+
     pub async fn get_json(&self, url: &str) -> (u16, Value) {
+        let response = self.client.get(url).bearer_auth(&self.token).send().await.expect("request sent");
+        read_json(response).await
+    }
+}
+
+impl TestServer {
+    /// Calls a server-apps function as `token` would.
+    pub async fn controller(&self, workspace: &str, token: &str, function: &str, kwargs: Value) -> (u16, Value) {
         let response = self
             .client
-            .get(url)
-            .bearer_auth(&self.token)
+            .post(format!("{}/{workspace}/services/server-apps/{function}", self.base))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(kwargs.to_string())
             .send()
             .await
             .expect("request sent");
         read_json(response).await
+    }
+
+    /// `controller` that must succeed.
+    pub async fn ok(&self, workspace: &str, token: &str, function: &str, kwargs: Value) -> Value {
+        let (status, body) = self.controller(workspace, token, function, kwargs).await;
+        assert_eq!(status, 200, "{function} failed: {body}");
+        body
     }
 }
 
@@ -90,16 +103,100 @@ pub async fn read_json(response: reqwest::Response) -> (u16, Value) {
 /// Splits an SSE body into its `data:` payloads.
 pub fn sse_data(body: &str) -> Vec<String> {
     body.split("\n\n")
-        .filter_map(|event| {
-            event
-                .lines()
-                .find_map(|l| l.strip_prefix("data: "))
-                .map(str::to_owned)
-        })
+        .filter_map(|event| event.lines().find_map(|l| l.strip_prefix("data: ")).map(str::to_owned))
         .collect()
 }
 
 /// The repository root (where Cargo.toml is).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A `ferrolite serve` process and what its banner said.
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    pub services: Vec<String>,
+    pub token: String,
+    pub admin_token: Option<String>,
+    pub base: String,
+}
+
+impl ServeProcess {
+    /// Runs the real binary with `args` (after `serve`) and waits for its banner.
+    pub fn spawn(args: &[&str], data_dir: &std::path::Path) -> ServeProcess {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferrolite"))
+            .arg("serve")
+            .args(args)
+            .env("FERROLITE_DATA_DIR", data_dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("binary starts");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let (mut services, mut token, mut admin_token, mut base) = (Vec::new(), String::new(), None, String::new());
+        let mut line = String::new();
+        // The banner ends with a "try:" example.
+        while !line.starts_with("try:") {
+            line.clear();
+            if stdout.read_line(&mut line).unwrap_or(0) == 0 {
+                let mut err = String::new();
+                let _ = std::io::Read::read_to_string(child.stderr.as_mut().expect("piped"), &mut err);
+                panic!("`ferrolite serve {}` printed no banner: {err}", args.join(" "));
+            }
+            let l = line.trim();
+            if let Some(rest) = l.strip_prefix("ferrolite ").and_then(|r| r.split_once(" listening on ")) {
+                base = rest.1.to_owned();
+            } else if let Some(rest) = l.strip_prefix("service: ") {
+                services.push(rest.split_whitespace().next().unwrap_or_default().to_owned());
+            } else if let Some(rest) = l.strip_prefix("token: ") {
+                token = rest.trim().to_owned();
+            } else if let Some((_, t)) = l.strip_prefix("admin token (also in ").and_then(|r| r.split_once("): ")) {
+                admin_token = Some(t.to_owned());
+            }
+        }
+        ServeProcess { child, services, token, admin_token, base }
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// Runs `ferrolite ARGS` to completion: (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrolite"))
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .expect("binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A blocking JSON POST for tests outside an async runtime.
+pub fn blocking_post(url: &str, token: &str, body: &Value) -> (u16, Value) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .post(url)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request sent");
+        read_json(response).await
+    })
 }

@@ -1,5 +1,7 @@
 //! The `ferrolite` command line.
 
+pub mod apps;
+
 use crate::auth::Tokens;
 use crate::manifest::{self, validate};
 use crate::server::{self, ServerConfig};
@@ -29,6 +31,8 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Manage apps on a running server (install, start, stop, list, ps, logs, uninstall).
+    Apps(apps::AppsArgs),
     /// Print a signed token for a workspace.
     Token {
         #[arg(long)]
@@ -81,19 +85,11 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Validate { files } => validate_files(&files),
-        Command::Token {
-            workspace,
-            data_dir,
-            expires_in,
-            admin,
-        } => {
+        Command::Token { workspace, data_dir, expires_in, admin } => {
             let dir = data_dir.unwrap_or_else(server::default_data_dir);
             match Tokens::load_or_create(&dir) {
                 Ok(tokens) => {
-                    println!(
-                        "{}",
-                        tokens.issue(&workspace, admin, Duration::from_secs(expires_in))
-                    );
+                    println!("{}", tokens.issue(&workspace, admin, Duration::from_secs(expires_in)));
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -103,6 +99,7 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Serve(args) => serve(args),
+        Command::Apps(args) => apps::run(args),
     }
 }
 
@@ -124,17 +121,9 @@ fn validate_files(files: &[PathBuf]) -> ExitCode {
                     println!("{name}: {w}");
                 }
                 let config = &ok.manifest.config;
-                let mut models: Vec<&str> = config
-                    .model_list
-                    .iter()
-                    .map(|m| m.model_name.as_str())
-                    .collect();
+                let mut models: Vec<&str> = config.model_list.iter().map(|m| m.model_name.as_str()).collect();
                 models.dedup();
-                println!(
-                    "{name}: OK ({} model name(s), {} deployment(s))",
-                    models.len(),
-                    config.model_list.len()
-                );
+                println!("{name}: OK ({} model name(s), {} deployment(s))", models.len(), config.model_list.len());
             }
             Err(invalid) => {
                 failed = true;
@@ -153,10 +142,7 @@ fn validate_files(files: &[PathBuf]) -> ExitCode {
 
 fn serve(args: ServeArgs) -> ExitCode {
     init_tracing(args.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ferrolite: cannot start the async runtime: {e}");
@@ -194,9 +180,7 @@ fn serve(args: ServeArgs) -> ExitCode {
 fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -1,0 +1,38 @@
+//! Durable state: installed apps, workspace secrets, and which sessions were running.
+//!
+//! Every change is one SQLite transaction, so a crash (even `kill -9`) leaves either the old
+//! state or the new one, never half of a change. On start the server reloads apps and
+//! secrets and starts again every session that was running.
+
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// A stored app: its id, workspace and the manifest as installed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredApp {
+    pub workspace: String,
+    pub id: String,
+    pub manifest: serde_json::Value,
+    pub installed_at: u64,
+}
+
+/// A session that was running when last recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSession {
+    pub workspace: String,
+    pub session_id: String,
+    pub app_id: String,
+    pub started_at: u64,
+}
+
+/// A store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: {source}")]
+    Open { path: String, source: rusqlite::Error },
+    #[error("store: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("store: stored manifest of {0} is not JSON: {1}")]
+    Corrupt(String, serde_json::Error),
+}

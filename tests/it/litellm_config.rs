@@ -1,0 +1,78 @@
+//! A litellm proxy config.yaml, unchanged: `ferrolite serve --config config.yaml` runs it.
+
+use crate::support::TestServer;
+use serde_json::json;
+
+const CONFIG: &str = r#"
+model_list:
+  - model_name: gpt-3.5-turbo
+    litellm_params:
+      model: gpt-3.5-turbo
+      mock_response: "Hello from a litellm config"
+  - model_name: gpt-3.5-turbo
+    litellm_params:
+      model: gpt-3.5-turbo
+      mock_response: "Hello from a litellm config"
+      rpm: 60
+  - model_name: claude-3-opus
+    litellm_params:
+      model: claude-3-opus-20240229
+      api_key: os.environ/FERROLITE_TEST_ANTHROPIC_KEY
+litellm_settings:
+  drop_params: true
+  num_retries: 3
+  timeout: 30
+  max_budget: 100.0
+  debug: true
+  detailed_debug: true
+  user_debug: true
+  fallbacks: [{"gpt-3.5-turbo": ["claude-3-opus"]}]
+router_settings:
+  routing_strategy: least-busy
+general_settings:
+  master_key: sk-1234
+"#;
+
+#[tokio::test]
+async fn a_litellm_config_runs_unchanged_with_its_master_key_and_urls() {
+    std::env::set_var("FERROLITE_TEST_ANTHROPIC_KEY", "sk-ant-test");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, CONFIG).unwrap();
+    let server = TestServer::with_configs(vec![path]).await;
+    let chat = json!({"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "Hi"}]});
+
+    // litellm's own URL and key, unchanged.
+    let response = server
+        .client
+        .post(format!("{}/v1/chat/completions", server.base))
+        .bearer_auth("sk-1234")
+        .header("content-type", "application/json")
+        .body(chat.to_string())
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = crate::support::read_json(response).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["content"], "Hello from a litellm config");
+
+    // Also the app URL, with a ferrolite token.
+    let (status, _) =
+        server.post_json(&format!("{}/default/apps/litellm/v1/chat/completions", server.base), &chat).await;
+    assert_eq!(status, 200);
+    let (status, models) = server.get_json_with(&format!("{}/v1/models", server.base), "sk-1234").await;
+    assert_eq!(status, 200);
+    assert_eq!(models["data"].as_array().unwrap().len(), 2);
+
+    // A wrong key is still refused.
+    let (status, _) = server.get_json_with(&format!("{}/v1/models", server.base), "sk-9999").await;
+    assert_eq!(status, 401);
+
+    // detailed_debug logs the body; keys never.
+    let session = server.running.state.controller.registry().get("default", "litellm").unwrap();
+    let (lines, _) = session.logs.read(None, 0, None);
+    let all: String = lines.iter().map(|l| l.content.clone() + "\n").collect();
+    assert!(all.contains("request body: {\"model\":\"gpt-3.5-turbo\""), "{all}");
+    assert!(all.contains("routing strategy least-busy is not built yet"), "{all}");
+    assert!(!all.contains("sk-1234") && !all.contains("sk-ant-test"), "{all}");
+}
