@@ -68,8 +68,7 @@ fn main() {
     println!("cargo:rerun-if-changed={CATALOGUE_DIR}");
     println!("cargo:rerun-if-changed={META_SCHEMA}");
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let (routes, families) = match load_catalogue(Path::new(CATALOGUE_DIR), Path::new(META_SCHEMA))
-    {
+    let (routes, families) = match load_catalogue(Path::new(CATALOGUE_DIR), Path::new(META_SCHEMA)) {
         Ok(loaded) => loaded,
         Err(errors) => {
             eprintln!("the endpoint catalogue is invalid:");
@@ -80,8 +79,7 @@ fn main() {
         }
     };
     write(&out_dir.join("catalogue.rs"), &generate_rust(&routes));
-    let openapi =
-        serde_json::to_string_pretty(&generate_openapi(&routes, &families)).expect("serialisable");
+    let openapi = serde_json::to_string_pretty(&generate_openapi(&routes, &families)).expect("serialisable");
     write(&out_dir.join("openapi.json"), &(openapi + "\n"));
 }
 
@@ -101,17 +99,13 @@ pub fn load_catalogue(dir: &Path, meta_schema: &Path) -> Result<Catalogue, Vec<S
         .map_err(|e| format!("{meta_name}: {e}"))
         .and_then(|s| serde_json::from_str(&s).map_err(|e| format!("{meta_name}: {e}")))
         .map_err(|e| vec![e])?;
-    let validator =
-        jsonschema::validator_for(&meta).map_err(|e| vec![format!("{meta_name}: {e}")])?;
+    let validator = jsonschema::validator_for(&meta).map_err(|e| vec![format!("{meta_name}: {e}")])?;
 
     let dir_name = dir.display();
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| vec![format!("{dir_name}/: {e}")])?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension()
-                .is_some_and(|ext| ext == "yaml" || ext == "yml")
-        })
+        .filter(|p| p.extension().is_some_and(|ext| ext == "yaml" || ext == "yml"))
         .collect();
     files.sort();
     if files.is_empty() {
@@ -139,13 +133,7 @@ pub fn load_catalogue(dir: &Path, meta_schema: &Path) -> Result<Catalogue, Vec<S
         };
         let schema_errors: Vec<String> = validator
             .iter_errors(&value)
-            .map(|e| {
-                format!(
-                    "{name}: {}: {}",
-                    describe_location(&value, &e.instance_path().to_string()),
-                    e
-                )
-            })
+            .map(|e| format!("{name}: {}: {}", describe_location(&value, &e.instance_path().to_string()), e))
             .collect();
         if !schema_errors.is_empty() {
             errors.extend(schema_errors);
@@ -158,23 +146,14 @@ pub fn load_catalogue(dir: &Path, meta_schema: &Path) -> Result<Catalogue, Vec<S
                 continue;
             }
         };
-        let stem = file
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default();
+        let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
         if parsed.family != stem {
-            errors.push(format!(
-                "{name}: family {:?} must equal the file name {stem:?}",
-                parsed.family
-            ));
+            errors.push(format!("{name}: family {:?} must equal the file name {stem:?}", parsed.family));
         }
         families.insert(parsed.family.clone(), parsed.description.clone());
         for def in parsed.routes {
             check_route(&name, &def, &mut errors);
-            routes.push(Route {
-                family: parsed.family.clone(),
-                def,
-            });
+            routes.push(Route { family: parsed.family.clone(), def });
         }
     }
 
@@ -182,10 +161,7 @@ pub fn load_catalogue(dir: &Path, meta_schema: &Path) -> Result<Catalogue, Vec<S
     let mut paths = BTreeSet::new();
     for r in &routes {
         if !ops.insert(r.def.op.clone()) {
-            errors.push(format!(
-                "{dir_name}/{}.yaml: route {}: operation name used twice",
-                r.family, r.def.op
-            ));
+            errors.push(format!("{dir_name}/{}.yaml: route {}: operation name used twice", r.family, r.def.op));
         }
         let mut served = vec![r.def.path.clone()];
         if r.def.also_bare {
@@ -230,38 +206,24 @@ fn describe_location(doc: &Value, pointer: &str) -> String {
 fn check_route(file: &str, def: &RouteDef, errors: &mut Vec<String>) {
     let at = |msg: String| format!("{file}: route {}: {msg}", def.op);
     if def.also_bare && bare_path(&def.path).is_none() {
-        errors.push(at(format!(
-            "also_bare needs a versioned path, {} has none",
-            def.path
-        )));
+        errors.push(at(format!("also_bare needs a versioned path, {} has none", def.path)));
     }
     if def.request.kind != "none" && def.method != "POST" {
-        errors.push(at(format!(
-            "{} routes carry no body; request kind must be none",
-            def.method
-        )));
+        errors.push(at(format!("{} routes carry no body; request kind must be none", def.method)));
     }
-    for (label, schema) in [
-        ("request", def.request.schema.as_ref()),
-        ("response", Some(&def.response.schema)),
-    ] {
+    for (label, schema) in [("request", def.request.schema.as_ref()), ("response", Some(&def.response.schema))] {
         if let Some(schema) = schema {
             if let Err(e) = jsonschema::draft202012::new(schema) {
                 errors.push(at(format!("{label} schema does not compile: {e}")));
             }
             if contains_key(schema, "$ref") {
-                errors.push(at(format!(
-                    "{label} schema uses $ref; catalogue schemas must be inline"
-                )));
+                errors.push(at(format!("{label} schema uses $ref; catalogue schemas must be inline")));
             }
         }
     }
     let params = path_params(&def.path);
     for (provider, route) in def.providers.iter().flatten() {
-        for template in [&route.upstream, &route.stream_upstream]
-            .into_iter()
-            .flatten()
-        {
+        for template in [&route.upstream, &route.stream_upstream].into_iter().flatten() {
             for p in path_params(template) {
                 if !params.contains(&p) && !DEPLOYMENT_FIELDS.contains(&p.as_str()) {
                     errors.push(at(format!(
@@ -271,9 +233,7 @@ fn check_route(file: &str, def: &RouteDef, errors: &mut Vec<String>) {
             }
         }
         if route.upstream.is_none() && route.translate == "passthrough" {
-            errors.push(at(format!(
-                "provider {provider}: passthrough needs an upstream"
-            )));
+            errors.push(at(format!("provider {provider}: passthrough needs an upstream")));
         }
     }
 }
@@ -290,10 +250,7 @@ fn contains_key(v: &Value, key: &str) -> bool {
 }
 
 fn path_params(path: &str) -> Vec<String> {
-    path.split('{')
-        .skip(1)
-        .filter_map(|s| s.split_once('}').map(|(p, _)| p.to_owned()))
-        .collect()
+    path.split('{').skip(1).filter_map(|s| s.split_once('}').map(|(p, _)| p.to_owned())).collect()
 }
 
 /// `/v1/chat/completions` -> `/chat/completions`; `None` for paths without a version segment.
@@ -308,9 +265,7 @@ fn camel(snake: &str) -> String {
         .split('_')
         .map(|w| {
             let mut c = w.chars();
-            c.next()
-                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                .unwrap_or_default()
+            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
         })
         .collect()
 }
@@ -332,13 +287,8 @@ fn upstream_tokens(template: &Option<String>) -> String {
     match template {
         None => "None".to_owned(),
         Some(t) => {
-            let (method, path) = t
-                .split_once(' ')
-                .expect("meta-schema pattern guarantees 'METHOD /path'");
-            format!(
-                "Some(Upstream {{ method: HttpMethod::{}, path: {path:?} }})",
-                camel(&method.to_lowercase())
-            )
+            let (method, path) = t.split_once(' ').expect("meta-schema pattern guarantees 'METHOD /path'");
+            format!("Some(Upstream {{ method: HttpMethod::{}, path: {path:?} }})", camel(&method.to_lowercase()))
         }
     }
 }
@@ -346,8 +296,7 @@ fn upstream_tokens(template: &Option<String>) -> String {
 fn generate_rust(routes: &[Route]) -> String {
     let mut out = String::from("// @generated by build.rs from endpoints/*.yaml. Do not edit.\n\n");
     let enum_block = |name: &str, doc: &str, names: &BTreeSet<String>| {
-        let mut s =
-            format!("ferrolite_codegen::wire_enum! {{\n    /// {doc}\n    pub enum {name} {{\n");
+        let mut s = format!("ferrolite_codegen::wire_enum! {{\n    /// {doc}\n    pub enum {name} {{\n");
         for n in names {
             let _ = writeln!(s, "        {} = {n:?},", camel(n));
         }
@@ -356,25 +305,11 @@ fn generate_rust(routes: &[Route]) -> String {
     // Operations keep catalogue order (files sorted, routes as written) so ROUTES[op as usize] holds.
     out += "ferrolite_codegen::wire_enum! {\n    /// Every operation of the endpoint catalogue.\n    pub enum Operation {\n";
     for r in routes {
-        let _ = writeln!(
-            out,
-            "        /// {}\n        {} = {:?},",
-            r.def.summary,
-            camel(&r.def.op),
-            r.def.op
-        );
+        let _ = writeln!(out, "        /// {}\n        {} = {:?},", r.def.summary, camel(&r.def.op), r.def.op);
     }
     out += "    }\n}\n\n";
-    let translators: BTreeSet<String> = routes
-        .iter()
-        .flat_map(|r| {
-            r.def
-                .providers
-                .iter()
-                .flatten()
-                .map(|(_, p)| p.translate.clone())
-        })
-        .collect();
+    let translators: BTreeSet<String> =
+        routes.iter().flat_map(|r| r.def.providers.iter().flatten().map(|(_, p)| p.translate.clone())).collect();
     out += &enum_block(
         "Translator",
         "Every translator the catalogue names; each must be implemented in `providers`.",
@@ -487,18 +422,10 @@ fn generate_openapi(routes: &[Route], families: &BTreeMap<String, String>) -> Va
                 op["parameters"] = Value::Array(params);
             }
             if let Some(schema) = &d.request.schema {
-                let media = if d.request.kind == "multipart" {
-                    "multipart/form-data"
-                } else {
-                    "application/json"
-                };
-                op["requestBody"] =
-                    json!({"required": true, "content": {media: {"schema": schema}}});
+                let media = if d.request.kind == "multipart" { "multipart/form-data" } else { "application/json" };
+                op["requestBody"] = json!({"required": true, "content": {media: {"schema": schema}}});
             }
-            paths
-                .entry(path)
-                .or_default()
-                .insert(d.method.to_lowercase(), op);
+            paths.entry(path).or_default().insert(d.method.to_lowercase(), op);
         }
     }
     json!({

@@ -50,12 +50,7 @@ impl Parse for WireEnum {
             }
             body.parse::<Token![,]>()?;
         }
-        Ok(WireEnum {
-            attrs,
-            vis,
-            name,
-            variants,
-        })
+        Ok(WireEnum { attrs, vis, name, variants })
     }
 }
 
@@ -82,27 +77,15 @@ fn expand_wire_enum(def: &WireEnum) -> syn::Result<TokenStream2> {
     let mut seen = BTreeSet::new();
     for v in &def.variants {
         if !seen.insert(v.wire.value()) {
-            return Err(syn::Error::new(
-                v.wire.span(),
-                format!("duplicate wire name {:?}", v.wire.value()),
-            ));
+            return Err(syn::Error::new(v.wire.span(), format!("duplicate wire name {:?}", v.wire.value())));
         }
     }
-    let WireEnum {
-        attrs, vis, name, ..
-    } = def;
+    let WireEnum { attrs, vis, name, .. } = def;
     let idents: Vec<_> = def.variants.iter().map(|v| &v.ident).collect();
     let wires: Vec<_> = def.variants.iter().map(|v| &v.wire).collect();
     let vattrs: Vec<_> = def.variants.iter().map(|v| &v.attrs).collect();
     let count = def.variants.len();
-    let expecting = format!(
-        "one of: {}",
-        wires
-            .iter()
-            .map(|w| w.value())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let expecting = format!("one of: {}", wires.iter().map(|w| w.value()).collect::<Vec<_>>().join(", "));
     Ok(quote! {
         #(#attrs)*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -191,24 +174,14 @@ impl Parse for StrMap {
                 let keys = Punctuated::<LitStr, Token![|]>::parse_separated_nonempty(&body)?;
                 body.parse::<Token![=>]>()?;
                 let value: Expr = body.parse()?;
-                arms.push(MapArm {
-                    keys: keys.into_iter().collect(),
-                    value,
-                });
+                arms.push(MapArm { keys: keys.into_iter().collect(), value });
             }
             if body.is_empty() {
                 break;
             }
             body.parse::<Token![,]>()?;
         }
-        Ok(StrMap {
-            attrs,
-            vis,
-            name,
-            out,
-            arms,
-            default,
-        })
+        Ok(StrMap { attrs, vis, name, out, arms, default })
     }
 }
 
@@ -237,27 +210,15 @@ pub fn str_map(input: TokenStream) -> TokenStream {
 
 fn expand_str_map(def: &StrMap) -> syn::Result<TokenStream2> {
     if def.arms.is_empty() {
-        return Err(syn::Error::new(
-            def.name.span(),
-            "a str_map! needs at least one entry",
-        ));
+        return Err(syn::Error::new(def.name.span(), "a str_map! needs at least one entry"));
     }
     let mut seen = BTreeSet::new();
     for key in def.arms.iter().flat_map(|a| &a.keys) {
         if !seen.insert(key.value()) {
-            return Err(syn::Error::new(
-                key.span(),
-                format!("key {:?} appears twice in this table", key.value()),
-            ));
+            return Err(syn::Error::new(key.span(), format!("key {:?} appears twice in this table", key.value())));
         }
     }
-    let StrMap {
-        attrs,
-        vis,
-        name,
-        out,
-        ..
-    } = def;
+    let StrMap { attrs, vis, name, out, .. } = def;
     let keys: Vec<_> = def.arms.iter().map(|a| &a.keys).collect();
     let values: Vec<_> = def.arms.iter().map(|a| &a.value).collect();
     let all_keys: Vec<_> = def.arms.iter().flat_map(|a| &a.keys).collect();
@@ -323,9 +284,7 @@ impl Parse for RouteHandler {
                         other => {
                             return Err(syn::Error::new(
                                 kind.span(),
-                                format!(
-                                    "unknown body kind `{other}`, expected json, multipart or none"
-                                ),
+                                format!("unknown body kind `{other}`, expected json, multipart or none"),
                             ))
                         }
                     });
@@ -333,9 +292,7 @@ impl Parse for RouteHandler {
                 "params" => {
                     let list;
                     bracketed!(list in input);
-                    params = Punctuated::<Ident, Token![,]>::parse_terminated(&list)?
-                        .into_iter()
-                        .collect();
+                    params = Punctuated::<Ident, Token![,]>::parse_terminated(&list)?.into_iter().collect();
                 }
                 other => {
                     return Err(syn::Error::new(
@@ -349,12 +306,7 @@ impl Parse for RouteHandler {
             }
             input.parse::<Token![;]>()?;
         }
-        let missing = |what: &str| {
-            syn::Error::new(
-                Span::call_site(),
-                format!("route_handler! needs `{what} = ...`"),
-            )
-        };
+        let missing = |what: &str| syn::Error::new(Span::call_site(), format!("route_handler! needs `{what} = ...`"));
         Ok(RouteHandler {
             name: name.ok_or_else(|| missing("name"))?,
             op: op.ok_or_else(|| missing("op"))?,
@@ -376,23 +328,14 @@ impl Parse for RouteHandler {
 #[proc_macro]
 pub fn route_handler(input: TokenStream) -> TokenStream {
     let def = syn::parse_macro_input!(input as RouteHandler);
-    let RouteHandler {
-        name,
-        op,
-        body,
-        params,
-    } = def;
+    let RouteHandler { name, op, body, params } = def;
     let types = std::iter::repeat_n(quote!(::std::string::String), params.len() + 2);
     let param_names: Vec<String> = params.iter().map(|p| p.to_string()).collect();
     let (body_arg, body_value) = match body {
-        BodyKind::Json => (
-            quote!(body: ::axum::body::Body,),
-            quote!(crate::http::dispatch::RequestBody::Json(body)),
-        ),
-        BodyKind::Multipart => (
-            quote!(body: ::axum::body::Body,),
-            quote!(crate::http::dispatch::RequestBody::Multipart(body)),
-        ),
+        BodyKind::Json => (quote!(body: ::axum::body::Body,), quote!(crate::http::dispatch::RequestBody::Json(body))),
+        BodyKind::Multipart => {
+            (quote!(body: ::axum::body::Body,), quote!(crate::http::dispatch::RequestBody::Multipart(body)))
+        }
         BodyKind::None => (quote!(), quote!(crate::http::dispatch::RequestBody::None)),
     };
     quote! {

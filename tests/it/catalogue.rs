@@ -14,11 +14,7 @@ mod build_script;
 async fn mounted_routes_equal_the_catalogue() {
     let server = TestServer::demo().await;
     let aliases = ROUTES.iter().filter(|r| r.bare_path.is_some()).count();
-    assert!(
-        ROUTES.len() >= 50,
-        "the catalogue covers litellm's surface: {} routes",
-        ROUTES.len()
-    );
+    assert!(ROUTES.len() >= 50, "the catalogue covers litellm's surface: {} routes", ROUTES.len());
     assert_eq!(server.running.mounted_routes, ROUTES.len() + aliases);
 }
 
@@ -49,15 +45,8 @@ async fn every_catalogue_route_answers() {
             let response = request.send().await.expect("sent");
             let status = response.status().as_u16();
             let body: Value = response.json_body().await;
-            assert!(
-                status != 404 && status != 405,
-                "{:?} {path} answered {status}: {body}",
-                route.method
-            );
-            assert!(
-                body.is_object() || body.is_string(),
-                "{path}: JSON body expected, got {body}"
-            );
+            assert!(status != 404 && status != 405, "{:?} {path} answered {status}: {body}", route.method);
+            assert!(body.is_object() || body.is_string(), "{path}: JSON body expected, got {body}");
         }
     }
 }
@@ -65,44 +54,26 @@ async fn every_catalogue_route_answers() {
 #[tokio::test]
 async fn openapi_document_is_served_and_lists_every_route() {
     let server = TestServer::demo().await;
-    let response = server
-        .client
-        .get(format!("{}/openapi.json", server.base))
-        .send()
-        .await
-        .unwrap();
+    let response = server.client.get(format!("{}/openapi.json", server.base)).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 200);
     let doc: Value = response.json_body().await;
     assert_eq!(doc["openapi"], "3.1.0");
     for route in ROUTES.iter() {
         let method = format!("{:?}", route.method).to_lowercase();
         let op = &doc["paths"][route.path][&method];
-        assert_eq!(
-            op["operationId"],
-            route.op.as_str(),
-            "{} {}",
-            method,
-            route.path
-        );
+        assert_eq!(op["operationId"], route.op.as_str(), "{} {}", method, route.path);
         if let Some(bare) = route.bare_path {
-            assert!(
-                doc["paths"][bare][&method].is_object(),
-                "bare alias {bare} documented"
-            );
+            assert!(doc["paths"][bare][&method].is_object(), "bare alias {bare} documented");
         }
     }
-    let chat = &doc["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]
-        ["application/json"]["schema"];
+    let chat = &doc["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"];
     assert_eq!(chat["required"], serde_json::json!(["model", "messages"]));
 }
 
 fn broken_catalogue(file: &str, yaml: &str) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(file), yaml).unwrap();
-    match build_script::load_catalogue(
-        dir.path(),
-        &repo_root().join("schema/catalogue.schema.json"),
-    ) {
+    match build_script::load_catalogue(dir.path(), &repo_root().join("schema/catalogue.schema.json")) {
         Ok(_) => vec![],
         Err(errors) => errors,
     }
@@ -128,10 +99,7 @@ routes:
     );
     assert_eq!(errors.len(), 1, "{errors:?}");
     let e = &errors[0];
-    assert!(
-        e.contains("chat.yaml") && e.contains("route chat_completions") && e.contains("/method"),
-        "{e}"
-    );
+    assert!(e.contains("chat.yaml") && e.contains("route chat_completions") && e.contains("/method"), "{e}");
     assert!(e.contains("PATCH"), "the reason names the bad value: {e}");
 }
 
@@ -161,26 +129,16 @@ routes:
 "##,
     );
     let all = errors.join("\n");
-    assert!(
-        all.contains(
-            "route get_file: provider openai: upstream \"GET /files/{fileid}\" names {fileid}"
-        ),
-        "{all}"
-    );
+    assert!(all.contains("route get_file: provider openai: upstream \"GET /files/{fileid}\" names {fileid}"), "{all}");
     assert!(all.contains("operation name used twice"), "{all}");
-    assert!(
-        all.contains("GET /v1/files/{file_id} is served twice"),
-        "{all}"
-    );
+    assert!(all.contains("GET /v1/files/{file_id} is served twice"), "{all}");
     assert!(all.contains("response schema uses $ref"), "{all}");
 }
 
 #[test]
 fn the_shipped_catalogue_passes_its_own_checks() {
-    let loaded = build_script::load_catalogue(
-        &repo_root().join("endpoints"),
-        &repo_root().join("schema/catalogue.schema.json"),
-    );
+    let loaded =
+        build_script::load_catalogue(&repo_root().join("endpoints"), &repo_root().join("schema/catalogue.schema.json"));
     let (routes, families) = loaded.unwrap_or_else(|e| panic!("{e:#?}"));
     assert_eq!(routes.len(), ROUTES.len());
     assert!(families.len() >= 15);

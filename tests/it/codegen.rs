@@ -31,17 +31,9 @@ fn wire_enum_round_trips_names() {
     assert_eq!(Color::from_wire("red"), Some(Color::Red));
     assert_eq!(Color::from_wire("Red"), None);
     assert_eq!(Color::EXPECTING, "one of: red, dark-blue");
-    assert_eq!(
-        serde_json::to_string(&Color::DarkBlue).unwrap(),
-        "\"dark-blue\""
-    );
-    let err = serde_json::from_str::<Color>("\"green\"")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("unknown Color \"green\", expected one of: red, dark-blue"),
-        "{err}"
-    );
+    assert_eq!(serde_json::to_string(&Color::DarkBlue).unwrap(), "\"dark-blue\"");
+    let err = serde_json::from_str::<Color>("\"green\"").unwrap_err().to_string();
+    assert!(err.contains("unknown Color \"green\", expected one of: red, dark-blue"), "{err}");
 }
 
 #[test]
@@ -49,10 +41,7 @@ fn str_map_with_and_without_default() {
     assert_eq!(finish_reason("stop_sequence"), "stop");
     assert_eq!(finish_reason("tool_use"), "tool_calls");
     assert_eq!(finish_reason("something-new"), "stop");
-    assert_eq!(
-        FINISH_REASON_KEYS,
-        ["end_turn", "stop_sequence", "max_tokens", "tool_use"]
-    );
+    assert_eq!(FINISH_REASON_KEYS, ["end_turn", "stop_sequence", "max_tokens", "tool_use"]);
     assert_eq!(strict_role("assistant"), Some("model"));
     assert_eq!(strict_role("system"), None);
 }

@@ -10,19 +10,11 @@ use serde_json::{json, Value};
 const TEXT: &str = "This is a test response";
 
 fn answer() -> MockAnswer<'static> {
-    MockAnswer {
-        text: TEXT,
-        model: "gpt-3.5-turbo",
-        id: "chatcmpl-fixed",
-        created: 1_700_000_000,
-    }
+    MockAnswer { text: TEXT, model: "gpt-3.5-turbo", id: "chatcmpl-fixed", created: 1_700_000_000 }
 }
 
 fn frames_text(frames: &[axum::body::Bytes]) -> String {
-    frames
-        .iter()
-        .map(|f| String::from_utf8_lossy(f).into_owned())
-        .collect()
+    frames.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect()
 }
 
 fn chat(body: Value) -> ChatRequest {
@@ -47,9 +39,7 @@ fn chat_stream_framing_with_usage() {
 
 #[test]
 fn chat_stream_without_usage_has_no_usage_field() {
-    let req = chat(
-        json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}),
-    );
+    let req = chat(json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}));
     let frames = mock::chat_stream(&answer(), &req);
     let text = frames_text(&frames);
     assert!(!text.contains("usage"), "{text}");
@@ -71,41 +61,26 @@ fn chat_stream_without_usage_has_no_usage_field() {
 
 #[test]
 fn completion_shapes() {
-    let req: CompletionRequest = serde_json::from_value(
-        json!({"model": "m", "prompt": "Once upon a time", "max_tokens": 50}),
-    )
-    .unwrap();
-    insta::assert_json_snapshot!(
-        "completion_response",
-        mock::completion_response(&answer(), &req)
-    );
+    let req: CompletionRequest =
+        serde_json::from_value(json!({"model": "m", "prompt": "Once upon a time", "max_tokens": 50})).unwrap();
+    insta::assert_json_snapshot!("completion_response", mock::completion_response(&answer(), &req));
     let req: CompletionRequest =
         serde_json::from_value(json!({"model": "m", "prompt": "Once", "stream": true})).unwrap();
-    insta::assert_snapshot!(
-        "completion_stream",
-        frames_text(&mock::completion_stream(&answer(), &req))
-    );
+    insta::assert_snapshot!("completion_stream", frames_text(&mock::completion_stream(&answer(), &req)));
 }
 
 #[test]
 fn anthropic_messages_shapes() {
     let req: MessagesRequest = serde_json::from_value(json!({"model": "m", "max_tokens": 100, "system": "Be brief.", "messages": [{"role": "user", "content": "Hello!"}]})).unwrap();
-    let a = MockAnswer {
-        id: "msg_fixed",
-        ..answer()
-    };
+    let a = MockAnswer { id: "msg_fixed", ..answer() };
     insta::assert_json_snapshot!("messages_response", mock::messages_response(&a, &req));
-    insta::assert_snapshot!(
-        "messages_stream",
-        frames_text(&mock::messages_stream(&a, &req))
-    );
+    insta::assert_snapshot!("messages_stream", frames_text(&mock::messages_stream(&a, &req)));
 }
 
 #[test]
 fn usage_is_counted_not_zero() {
-    let req = chat(
-        json!({"model": "m", "messages": [{"role": "user", "content": "Tell me a long story about a dragon."}]}),
-    );
+    let req =
+        chat(json!({"model": "m", "messages": [{"role": "user", "content": "Tell me a long story about a dragon."}]}));
     let u = mock::chat_usage(&req, TEXT);
     assert!(u.prompt_tokens > 8 && u.completion_tokens >= 5, "{u:?}");
     let longer = chat(
@@ -164,10 +139,7 @@ async fn server_streams_chat_and_answers_messages() {
     assert!(body["usage"]["input_tokens"].as_u64().unwrap() > 0);
 
     let (status, body) = server
-        .post_json(
-            &server.demo_url("/completions"),
-            &json!({"model": "demo-chat", "prompt": "Once upon a time"}),
-        )
+        .post_json(&server.demo_url("/completions"), &json!({"model": "demo-chat", "prompt": "Once upon a time"}))
         .await;
     assert_eq!(status, 200, "bare alias serves too: {body}");
     assert_eq!(body["object"], "text_completion");

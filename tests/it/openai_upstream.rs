@@ -20,19 +20,11 @@ struct Received {
 
 type Log = Arc<Mutex<Vec<Received>>>;
 
-async fn fake_chat(
-    State(log): State<Log>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn fake_chat(State(log): State<Log>, uri: axum::http::Uri, headers: HeaderMap, body: Bytes) -> Response {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     log.lock().unwrap().push(Received {
         path: uri.path().to_owned(),
-        authorization: headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+        authorization: headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned),
         body: body.clone(),
     });
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer sk-test-123") {
@@ -46,23 +38,17 @@ async fn fake_chat(
         tokio::time::sleep(std::time::Duration::from_millis(800)).await;
     }
     if body["stream"] == json!(true) {
-        let sse = std::fs::read_to_string(
-            repo_root().join("tests/fixtures/openai-chat-completion-stream.sse"),
-        )
-        .unwrap();
+        let sse =
+            std::fs::read_to_string(repo_root().join("tests/fixtures/openai-chat-completion-stream.sse")).unwrap();
         return ([("content-type", "text/event-stream")], sse).into_response();
     }
-    let fixture =
-        std::fs::read_to_string(repo_root().join("tests/fixtures/openai-chat-completion.json"))
-            .unwrap();
+    let fixture = std::fs::read_to_string(repo_root().join("tests/fixtures/openai-chat-completion.json")).unwrap();
     ([("content-type", "application/json")], fixture).into_response()
 }
 
 async fn start_fake() -> (String, Log) {
     let log: Log = Arc::default();
-    let app = Router::new()
-        .route("/v1/chat/completions", post(fake_chat))
-        .with_state(log.clone());
+    let app = Router::new().route("/v1/chat/completions", post(fake_chat)).with_state(log.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -85,10 +71,12 @@ fn manifest(dir: &std::path::Path, api_base: &str, key: &str) -> std::path::Path
 async fn chat_is_forwarded_with_the_deployment_key_and_model() {
     let (api_base, log) = start_fake().await;
     let dir = tempfile::tempdir().unwrap();
-    let server =
-        TestServer::with_configs(vec![manifest(dir.path(), &api_base, "sk-test-123")]).await;
+    let server = TestServer::with_configs(vec![manifest(dir.path(), &api_base, "sk-test-123")]).await;
     let (status, body) = server
-        .post_json(&server.demo_url("/v1/chat/completions"), &json!({"model": "gpt", "messages": [{"role": "user", "content": "Hi"}], "temperature": 0.2}))
+        .post_json(
+            &server.demo_url("/v1/chat/completions"),
+            &json!({"model": "gpt", "messages": [{"role": "user", "content": "Hi"}], "temperature": 0.2}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["choices"][0]["message"]["content"], "Hi from GPT");
@@ -130,31 +118,18 @@ async fn upstream_errors_keep_their_status_and_message() {
         .await;
     assert_eq!(status, 401);
     assert_eq!(err["error"]["code"], "invalid_api_key");
-    assert_eq!(
-        err["error"]["message"],
-        "upstream error from deployment gpt/0: Incorrect API key provided"
-    );
-    assert!(
-        !err.to_string().contains("sk-wrong"),
-        "the key never comes back"
-    );
+    assert_eq!(err["error"]["message"], "upstream error from deployment gpt/0: Incorrect API key provided");
+    assert!(!err.to_string().contains("sk-wrong"), "the key never comes back");
 }
 
 #[tokio::test]
 async fn an_unreachable_upstream_is_a_502() {
     // Bind then drop a listener: nothing answers on that port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::with_configs(vec![manifest(
-        dir.path(),
-        &format!("http://127.0.0.1:{port}/v1"),
-        "sk-test-123",
-    )])
-    .await;
+    let server =
+        TestServer::with_configs(vec![manifest(dir.path(), &format!("http://127.0.0.1:{port}/v1"), "sk-test-123")])
+            .await;
     let response = server
         .client
         .post(server.demo_url("/v1/chat/completions"))
@@ -173,8 +148,7 @@ async fn an_unreachable_upstream_is_a_502() {
 async fn shutdown_lets_in_flight_requests_finish() {
     let (api_base, _log) = start_fake().await;
     let dir = tempfile::tempdir().unwrap();
-    let server =
-        TestServer::with_configs(vec![manifest(dir.path(), &api_base, "sk-test-123")]).await;
+    let server = TestServer::with_configs(vec![manifest(dir.path(), &api_base, "sk-test-123")]).await;
     let url = server.demo_url("/v1/chat/completions");
     let (client, token) = (server.client.clone(), server.token.clone());
     let in_flight = tokio::spawn(async move {
@@ -192,12 +166,6 @@ async fn shutdown_lets_in_flight_requests_finish() {
     let base = server.base.clone();
     server.running.shutdown().await.unwrap();
     let (status, body) = in_flight.await.unwrap();
-    assert_eq!(
-        status, 200,
-        "the request in flight at shutdown completes: {body}"
-    );
-    assert!(
-        reqwest::get(format!("{base}/openapi.json")).await.is_err(),
-        "no new connections after shutdown"
-    );
+    assert_eq!(status, 200, "the request in flight at shutdown completes: {body}");
+    assert!(reqwest::get(format!("{base}/openapi.json")).await.is_err(), "no new connections after shutdown");
 }

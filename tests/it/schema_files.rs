@@ -18,10 +18,7 @@ fn check_fresh(relative: &str, generated: &str) {
 
 #[test]
 fn manifest_schema_file_is_fresh() {
-    check_fresh(
-        "schema/manifest.schema.json",
-        &ferrolite::manifest::json_schema_text(),
-    );
+    check_fresh("schema/manifest.schema.json", &ferrolite::manifest::json_schema_text());
 }
 
 #[test]
@@ -63,10 +60,7 @@ fn manifest_schema_describes_the_seed_manifest() {
         "max_budget",
         "fallbacks",
     ] {
-        assert!(
-            settings[key].is_object(),
-            "litellm_settings.{key} is described"
-        );
+        assert!(settings[key].is_object(), "litellm_settings.{key} is described");
     }
     assert_eq!(schema["properties"]["type"]["$ref"], "#/$defs/AppType");
 }
