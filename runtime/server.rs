@@ -134,6 +134,13 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
         apps.push(start_app(doc, name)?);
     }
 
+    // Sessions restored from the store serve too: list them after the ones started above.
+    for session in controller.registry().all() {
+        let info = session.info(controller.base_url());
+        if !apps.iter().any(|a| a.url == info.url) {
+            apps.push(StartedApp { url: info.url, models: info.models });
+        }
+    }
     let (admin_token_file, new_admin_token) = write_admin_token(&config.data_dir, &tokens)?;
     let token = tokens.issue(DEFAULT_WORKSPACE, false, Duration::from_secs(30 * 24 * 3600));
     let state = AppState::new(controller, tokens, config.limits);

@@ -32,6 +32,13 @@ impl Registry {
         found
     }
 
+    /// Every running session, ordered by workspace and id.
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        let mut found: Vec<_> = self.table.load().values().flat_map(|m| m.values().cloned()).collect();
+        found.sort_by(|a, b| (&a.workspace, &a.id).cmp(&(&b.workspace, &b.id)));
+        found
+    }
+
     /// Whether any service of `workspace` is running.
     pub fn has_workspace(&self, workspace: &str) -> bool {
         self.table.load().get(workspace).is_some_and(|m| !m.is_empty())

@@ -58,10 +58,47 @@ pub struct Deployment {
     pub api_base: Option<String>,
     pub api_key: Option<Secret>,
     pub api_version: Option<String>,
+    /// AWS credentials and region (Bedrock), from the params or the standard AWS environment.
+    pub aws: Option<AwsCredentials>,
     pub mock_response: Option<String>,
     /// The params as written in the manifest (secrets still as references), for /v1/model/info.
     pub params: LitellmParams,
     pub model_info: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// AWS credentials for SigV4 signing, resolved at start.
+#[derive(Debug, Clone)]
+pub struct AwsCredentials {
+    pub access_key_id: Secret,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
+    pub region: String,
+}
+
+impl AwsCredentials {
+    /// From `aws_*` params (references resolved), else the standard AWS environment variables.
+    fn resolve(p: &LitellmParams, secrets: &dyn SecretSource) -> Result<AwsCredentials, StartError> {
+        let pick = |param: &Option<String>, env: &str| -> Result<Option<String>, StartError> {
+            match resolve_opt(param, secrets)? {
+                Some(v) => Ok(Some(v)),
+                None => Ok(secrets.env(env)),
+            }
+        };
+        let missing = |what: &str| StartError::MissingAws(what.to_owned());
+        Ok(AwsCredentials {
+            access_key_id: Secret::new(
+                pick(&p.aws_access_key_id, "AWS_ACCESS_KEY_ID")?.ok_or_else(|| missing("aws_access_key_id"))?,
+            ),
+            secret_access_key: Secret::new(
+                pick(&p.aws_secret_access_key, "AWS_SECRET_ACCESS_KEY")?
+                    .ok_or_else(|| missing("aws_secret_access_key"))?,
+            ),
+            session_token: pick(&p.aws_session_token, "AWS_SESSION_TOKEN")?.map(Secret::new),
+            region: pick(&p.aws_region_name, "AWS_REGION")?
+                .or(secrets.env("AWS_DEFAULT_REGION"))
+                .ok_or_else(|| missing("aws_region_name"))?,
+        })
+    }
 }
 
 /// Why an app could not start.
@@ -71,6 +108,8 @@ pub enum StartError {
     MissingEnv(String),
     #[error("secret {0} is not set: HYPHA_SECRET:{0} names a key missing from the workspace's secrets (set it with set_env)")]
     MissingWorkspaceSecret(String),
+    #[error("bedrock deployment needs {0} (in litellm_params or the standard AWS environment variables)")]
+    MissingAws(String),
     #[error("cannot tell the provider of model {0:?}")]
     UnknownProvider(String),
     #[error("service id {0:?} is already in use in this workspace")]
@@ -147,6 +186,7 @@ impl Session {
                     resolve_opt(&p.api_key, secrets)?.map(Secret::new)
                 },
                 api_version: resolve_opt(&p.api_version, secrets)?,
+                aws: if provider == Provider::Bedrock { Some(AwsCredentials::resolve(p, secrets)?) } else { None },
                 mock_response: p.mock_response.clone(),
                 params: p.clone(),
                 model_info: entry.model_info.clone(),

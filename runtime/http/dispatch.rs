@@ -45,7 +45,7 @@ pub struct Call {
 pub enum Payload {
     Json(Value),
     /// Leading text fields read; files still streaming from the client.
-    Multipart(MultipartBody),
+    Multipart(Box<MultipartBody>),
     Empty,
 }
 
@@ -310,7 +310,7 @@ async fn read_payload(
                 ApiError::bad_request("this route takes multipart/form-data with a boundary in its Content-Type")
                     .with_code("invalid_multipart")
             })?;
-            Payload::Multipart(MultipartBody::read(body, boundary, limit).await?)
+            Payload::Multipart(Box::new(MultipartBody::read(body, boundary, limit).await?))
         }
         _ => Payload::Empty,
     };

@@ -90,7 +90,7 @@ impl MultipartBody {
     /// The form re-encoded for an upstream, with `rewrite` = (field, value) replacing that
     /// field's text wherever it stands. Returns the Content-Type and the body stream.
     pub fn into_upstream(
-        self,
+        self: Box<Self>,
         rewrite: Option<(&'static str, String)>,
         limit: usize,
     ) -> (String, impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static) {
@@ -98,7 +98,7 @@ impl MultipartBody {
         let content_type = format!("multipart/form-data; boundary={boundary}");
         let (mut tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
         let failure = self.failure.clone();
-        let MultipartBody { prefix, rest, .. } = self;
+        let MultipartBody { prefix, rest, .. } = *self;
         tokio::spawn(async move {
             let value_for = |name: &str, original: String| match &rewrite {
                 Some((field, value)) if *field == name => value.clone(),

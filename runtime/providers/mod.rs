@@ -4,8 +4,13 @@
 //! prefix (`anthropic/claude-3`, `hosted_vllm/llama`), else the model family (`gpt-*`, `claude-*`),
 //! and `mock_response` overrides both. Each provider has a module of its own.
 
+pub mod anthropic;
+pub mod bedrock;
+pub mod chat;
+pub mod gemini;
 pub mod mock;
 pub mod openai;
+pub mod translate;
 
 use crate::apps::session::{Deployment, Session};
 use crate::catalogue::{ProviderRoute, Route, Translator};

@@ -1,6 +1,7 @@
 //! OpenAI and OpenAI-compatible upstreams: requests are forwarded as they are, with the
 //! deployment's key and its model name, and answers stream back as they arrive.
 
+use super::translate::upstream_url;
 use super::ProviderCall;
 use crate::apps::session::Deployment;
 use crate::http::dispatch::{Outcome, Payload};
@@ -26,14 +27,9 @@ pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
         call.provider_route.upstream
     }
     .ok_or_else(|| ApiError::internal(format!("the catalogue gives no upstream for {}", call.route.path)))?;
-    let base = d
-        .api_base
-        .as_deref()
-        .ok_or_else(|| ApiError::bad_request(format!("deployment {} has no api_base", d.id)))?
-        .trim_end_matches('/');
-    let mut url = format!("{base}{}", fill_template(upstream.path, call.params, d));
+    let mut url = upstream_url(d, upstream.path, call.params)?;
     if let Some(q) = call.query.filter(|q| !q.is_empty()) {
-        url.push('?');
+        url.push(if url.contains('?') { '&' } else { '?' });
         url.push_str(q);
     }
 
@@ -86,45 +82,7 @@ pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
     Ok(Outcome { response, deployment: Some(d.id.clone()), usage: None })
 }
 
-/// Fills `{name}` in an upstream path from the route's parameters and the deployment.
-fn fill_template(template: &str, params: &[(&'static str, String)], d: &Deployment) -> String {
-    let mut out = String::with_capacity(template.len() + 32);
-    let mut rest = template;
-    while let Some(start) = rest.find('{') {
-        out.push_str(&rest[..start]);
-        let Some(len) = rest[start..].find('}') else {
-            break;
-        };
-        let name = &rest[start + 1..start + len];
-        let value = params
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
-            .or(match name {
-                "model" | "deployment" => Some(d.upstream_model.as_str()),
-                "api_version" => d.api_version.as_deref(),
-                _ => None,
-            })
-            .unwrap_or_default();
-        encode_segment(value, &mut out);
-        rest = &rest[start + len + 1..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Percent-encodes a path segment (RFC 3986 unreserved characters pass).
-fn encode_segment(value: &str, out: &mut String) {
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-}
-
-fn unreachable_error(e: &reqwest::Error, d: &Deployment) -> ApiError {
+pub fn unreachable_error(e: &reqwest::Error, d: &Deployment) -> ApiError {
     let host = e.url().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_else(|| "the upstream".into());
     if e.is_timeout() {
         ApiError::new(

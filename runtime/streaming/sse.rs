@@ -38,3 +38,119 @@ where
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
 }
+
+/// One event parsed from an SSE stream.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Event {
+    /// The `event:` field, when the stream names its events (Anthropic does).
+    pub event: Option<String>,
+    /// The `data:` lines, joined with `\n`.
+    pub data: String,
+}
+
+/// Incremental SSE parser: feed bytes as they arrive, take events as they complete.
+/// Handles `\n`, `\r\n` and `\r` line ends, multi-line data, comments, and events split
+/// across any number of reads.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    buffer: Vec<u8>,
+    current: Event,
+    has_data: bool,
+}
+
+impl Decoder {
+    pub fn new() -> Decoder {
+        Decoder::default()
+    }
+
+    /// Consumes bytes; returns the events they complete.
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<Event> {
+        self.buffer.extend_from_slice(bytes);
+        let mut events = Vec::new();
+        let mut start = 0;
+        let mut i = 0;
+        while i < self.buffer.len() {
+            let b = self.buffer[i];
+            if b == b'\n' || b == b'\r' {
+                // A lone '\r' at the very end may be half of "\r\n": wait for more bytes.
+                if b == b'\r' && i + 1 == self.buffer.len() {
+                    break;
+                }
+                let line = String::from_utf8_lossy(&self.buffer[start..i]).into_owned();
+                self.line(&line, &mut events);
+                if b == b'\r' && self.buffer.get(i + 1) == Some(&b'\n') {
+                    i += 1;
+                }
+                start = i + 1;
+            }
+            i += 1;
+        }
+        self.buffer.drain(..start);
+        events
+    }
+
+    /// The stream ended: an event still open (no blank line after it) is returned.
+    pub fn finish(&mut self) -> Option<Event> {
+        let rest = std::mem::take(&mut self.buffer);
+        let mut events = Vec::new();
+        if !rest.is_empty() {
+            self.line(&String::from_utf8_lossy(&rest), &mut events);
+        }
+        self.line("", &mut events);
+        events.pop()
+    }
+
+    fn line(&mut self, line: &str, events: &mut Vec<Event>) {
+        if line.is_empty() {
+            if self.has_data {
+                events.push(std::mem::take(&mut self.current));
+                self.has_data = false;
+            } else {
+                self.current = Event::default();
+            }
+            return;
+        }
+        if line.starts_with(':') {
+            return; // a comment, e.g. a keep-alive
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+            None => (line, ""),
+        };
+        match field {
+            "event" => self.current.event = Some(value.to_owned()),
+            "data" => {
+                if self.has_data {
+                    self.current.data.push('\n');
+                }
+                self.current.data.push_str(value);
+                self.has_data = true;
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_split_across_reads_and_line_endings() {
+        let mut d = Decoder::new();
+        let mut all = d.feed(b"event: message_start\r\ndata: {\"a\"");
+        assert!(all.is_empty());
+        all.extend(d.feed(b": 1}\r\n\r\n: keep-alive\n\ndata: line1\ndata: line2\n"));
+        all.extend(d.feed(b"\n"));
+        all.extend(d.feed(b"data: [DONE]"));
+        all.extend(d.finish());
+        assert_eq!(
+            all,
+            vec![
+                Event { event: Some("message_start".into()), data: "{\"a\": 1}".into() },
+                Event { event: None, data: "line1\nline2".into() },
+                Event { event: None, data: "[DONE]".into() },
+            ]
+        );
+    }
+}

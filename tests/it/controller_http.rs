@@ -228,3 +228,23 @@ async fn secrets_resolve_at_start_and_never_come_back() {
         assert!(!text.contains(secret), "secret leaked: {text}");
     }
 }
+
+/// The seed's Quick Start, as its JavaScript does it, over HTTP.
+#[tokio::test]
+async fn seed_quick_start_installs_and_starts() {
+    let server = TestServer::demo().await;
+    let t = server.token_for("workspace");
+    let source = std::fs::read_to_string(crate::support::repo_root().join("tests/manifests/quickstart.json")).unwrap();
+    let app = server.ok("public", &t, "install", json!({"source": source})).await;
+    assert_eq!(app["id"], "my-llm-proxy");
+    assert!(app["warnings"][0].as_str().unwrap().contains("literal credential"), "{app}");
+    assert!(!app.to_string().contains("your-openai-api-key"));
+    let session =
+        server.ok("public", &t, "start", json!({"app_id": app["id"], "wait_for_service": "my-llm-service"})).await;
+    assert_eq!(session["url"], format!("{}/workspace/apps/my-llm-service/v1", server.base));
+    assert_eq!(session["models"], json!(["gpt-3.5-turbo", "claude-3-opus"]));
+    let (status, models) =
+        server.get_json_with(&format!("{}/workspace/apps/my-llm-service/v1/models", server.base), &t).await;
+    assert_eq!(status, 200);
+    assert_eq!(models["data"][1]["id"], "claude-3-opus");
+}

@@ -3,11 +3,26 @@
 
 mod support;
 
+mod fake_anthropic;
+mod fake_bedrock;
+mod fake_gemini;
+mod provider_anthropic;
+mod provider_bedrock;
+mod provider_gemini;
+mod translate_anthropic;
+mod translate_bedrock;
+mod translate_gemini;
+
 mod catalogue;
 mod cli;
 mod codegen;
+mod controller_http;
+mod fake_openai;
 mod http_api;
+mod litellm_config;
 mod mock_provider;
+mod openai_provider;
 mod openai_upstream;
+mod persistence;
 mod python_sdk;
 mod schema_files;

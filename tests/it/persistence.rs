@@ -41,6 +41,7 @@ fn running_apps_survive_kill_9_at_the_same_url() {
 
     let restarted = ServeProcess::spawn(&["--port", &port], dir.path());
     assert!(restarted.admin_token.is_none(), "the admin token is printed only once");
+    assert!(restarted.services.contains(&url), "the banner lists restored services: {:?}", restarted.services);
     let (status, body) = blocking_post(&format!("{url}/chat/completions"), &token, &chat);
     assert_eq!(status, 200, "the same URL serves again, and old tokens still work: {body}");
     let (code, out, _) = run_cli(&["apps", "--server", &restarted.base, "--data-dir", data_dir, "ps"]);

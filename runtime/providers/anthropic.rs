@@ -1,0 +1,1 @@
+//! Anthropic (being written in this session; replaced before it lands).

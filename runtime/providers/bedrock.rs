@@ -1,0 +1,1 @@
+//! Bedrock (being written in this session; replaced before it lands).

@@ -1,0 +1,1 @@
+//! OpenAI-shaped chat over translating providers (filled in below).

@@ -1,0 +1,1 @@
+//! Gemini (being written in this session; replaced before it lands).

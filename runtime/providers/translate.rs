@@ -1,0 +1,168 @@
+//! The contract of a translating provider: OpenAI chat requests in, the provider's wire
+//! format out, and OpenAI-shaped answers (whole or streamed) back.
+//!
+//! `providers::chat` runs it: it checks parameters (drop_params), builds the upstream URL from
+//! the catalogue's template, sends the request, and feeds the answer through these methods.
+//! A provider module implements [`ChatProvider`] with pure functions, so every translation
+//! can be snapshot-tested without a network.
+
+use crate::api::openai::ChatRequest;
+use crate::apps::session::Deployment;
+use crate::http::error::ApiError;
+use axum::http::StatusCode;
+use serde_json::Value;
+
+/// An HTTP request ready for the upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamRequest {
+    pub method: reqwest::Method,
+    pub url: String,
+    /// Headers to send, credentials included (never logged).
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl UpstreamRequest {
+    /// A JSON POST to `url`.
+    pub fn post_json(url: String, body: &Value) -> UpstreamRequest {
+        UpstreamRequest {
+            method: reqwest::Method::POST,
+            url,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: serde_json::to_vec(body).unwrap_or_default(),
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> UpstreamRequest {
+        self.headers.push((name.to_owned(), value.into()));
+        self
+    }
+}
+
+/// What a stream decoder needs to stamp the chunks it makes.
+#[derive(Debug, Clone)]
+pub struct StreamMeta {
+    /// One id for every chunk of the stream (`chatcmpl-...`).
+    pub id: String,
+    pub created: u64,
+    /// The model reported in chunks (the deployment's upstream model).
+    pub model: String,
+}
+
+/// Turns an upstream response body, as its bytes arrive, into OpenAI `chat.completion.chunk`s.
+///
+/// Chunks must come out as soon as the bytes that complete them come in (never held back to
+/// the end): the first has `delta.role = "assistant"`; text and tool-call argument deltas
+/// follow as the upstream sends them; the last content chunk carries `finish_reason`; then,
+/// when the upstream reports usage, one chunk with `"choices": []` and `usage`. The caller
+/// decides whether that usage chunk reaches the client (`stream_options.include_usage`).
+pub trait ChunkDecoder: Send {
+    /// Consumes the next bytes of the body; returns the chunks they complete.
+    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Value>, ApiError>;
+    /// The body ended; returns whatever is left (never fails on a clean end).
+    fn finish(&mut self) -> Result<Vec<Value>, ApiError>;
+}
+
+/// A provider that speaks its own chat wire format.
+pub trait ChatProvider: Sync {
+    /// The OpenAI chat parameters this provider can honour. A request with another known
+    /// OpenAI parameter is refused (400) unless `drop_params` is set, which drops it.
+    fn supported_params(&self) -> &'static [&'static str];
+
+    /// The upstream request for `req`. `url` is the full URL built from the catalogue's
+    /// template (`stream` says which template was used); add auth headers and signing here.
+    fn chat_request(
+        &self,
+        req: &ChatRequest,
+        d: &Deployment,
+        url: String,
+        stream: bool,
+    ) -> Result<UpstreamRequest, ApiError>;
+
+    /// A whole upstream answer (2xx) as an OpenAI `chat.completion` object.
+    fn chat_response(&self, body: &[u8], d: &Deployment) -> Result<Value, ApiError>;
+
+    /// A decoder for a streamed upstream answer (2xx).
+    fn stream_decoder(&self, meta: StreamMeta) -> Box<dyn ChunkDecoder>;
+
+    /// An upstream error (non-2xx) as an OpenAI-style error with the upstream's status.
+    fn upstream_error(&self, status: StatusCode, body: &[u8], d: &Deployment) -> ApiError;
+}
+
+/// The base URL of a deployment: its `api_base`, else its provider's default.
+pub fn base_url(d: &Deployment) -> Result<String, ApiError> {
+    match (&d.api_base, d.provider, &d.aws) {
+        (Some(base), _, _) => Ok(base.trim_end_matches('/').to_owned()),
+        (None, crate::providers::Provider::Bedrock, Some(aws)) => {
+            Ok(format!("https://bedrock-runtime.{}.amazonaws.com", aws.region))
+        }
+        _ => Err(ApiError::bad_request(format!("deployment {} has no api_base", d.id))),
+    }
+}
+
+/// An upstream error body's message, for error mapping: `error.message`, `message`, or the text.
+pub fn error_message(body: &[u8]) -> String {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let from_json = parsed.as_ref().and_then(|v| {
+        v.pointer("/error/message")
+            .or_else(|| v.get("message"))
+            .or_else(|| v.get("Message"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
+    from_json.unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(512)]).trim().to_owned())
+}
+
+/// The OpenAI error `type` that goes with an upstream status.
+pub fn error_kind(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 | 400..=428 | 430..=499 => "invalid_request_error",
+        429 => "rate_limit_error",
+        _ => "upstream_error",
+    }
+}
+
+/// The full upstream URL: the deployment's base and the catalogue's path template, filled.
+pub fn upstream_url(d: &Deployment, template: &str, params: &[(&'static str, String)]) -> Result<String, ApiError> {
+    Ok(format!("{}{}", base_url(d)?, fill_template(template, params, d)))
+}
+
+/// Fills `{name}` in an upstream path from the route's parameters and the deployment.
+pub fn fill_template(template: &str, params: &[(&'static str, String)], d: &Deployment) -> String {
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let Some(len) = rest[start..].find('}') else {
+            break;
+        };
+        let name = &rest[start + 1..start + len];
+        let value = params
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .or(match name {
+                "model" | "deployment" => Some(d.upstream_model.as_str()),
+                "api_version" => d.api_version.as_deref(),
+                _ => None,
+            })
+            .unwrap_or_default();
+        encode_segment(value, &mut out);
+        rest = &rest[start + len + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Percent-encodes a path segment (RFC 3986 unreserved characters pass).
+fn encode_segment(value: &str, out: &mut String) {
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
