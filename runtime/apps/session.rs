@@ -66,6 +66,9 @@ pub struct Deployment {
     pub model_info: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
+/// The Azure OpenAI API version used when a deployment names none.
+pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
+
 /// AWS credentials for SigV4 signing, resolved at start.
 #[derive(Debug, Clone)]
 pub struct AwsCredentials {
@@ -185,7 +188,8 @@ impl Session {
                 } else {
                     resolve_opt(&p.api_key, secrets)?.map(Secret::new)
                 },
-                api_version: resolve_opt(&p.api_version, secrets)?,
+                api_version: resolve_opt(&p.api_version, secrets)?
+                    .or_else(|| (provider == Provider::Azure).then(|| DEFAULT_AZURE_API_VERSION.to_owned())),
                 aws: if provider == Provider::Bedrock { Some(AwsCredentials::resolve(p, secrets)?) } else { None },
                 mock_response: p.mock_response.clone(),
                 params: p.clone(),

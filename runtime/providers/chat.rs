@@ -1,1 +1,341 @@
-//! OpenAI-shaped chat over translating providers (filled in below).
+//! OpenAI-shaped chat over translating providers: parameter checks (`drop_params`), the
+//! upstream call, and the answer back as an OpenAI `chat.completion` or a chunk stream.
+//!
+//! [`execute`] is shared by both fronts: `/v1/chat/completions` ([`serve_openai`], here) and
+//! `/v1/messages` (`providers::messages`), so every provider gets both for one translation.
+
+use super::translate::{ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
+use super::{chat_provider, ProviderCall};
+use crate::api::openai::ChatRequest;
+use crate::apps::logs::LogType;
+use crate::apps::session::Session;
+use crate::http::dispatch::{Outcome, Payload, Usage};
+use crate::http::error::ApiError;
+use crate::streaming::sse;
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use futures::{Stream, StreamExt};
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// OpenAI chat parameters ferrolite knows; `drop_params` decides about those a provider lacks.
+pub const OPENAI_CHAT_PARAMS: &[&str] = &[
+    "audio",
+    "frequency_penalty",
+    "function_call",
+    "functions",
+    "logit_bias",
+    "logprobs",
+    "max_completion_tokens",
+    "max_tokens",
+    "metadata",
+    "modalities",
+    "n",
+    "parallel_tool_calls",
+    "prediction",
+    "presence_penalty",
+    "reasoning_effort",
+    "response_format",
+    "seed",
+    "service_tier",
+    "stop",
+    "store",
+    "stream",
+    "stream_options",
+    "temperature",
+    "tool_choice",
+    "tools",
+    "top_logprobs",
+    "top_p",
+    "user",
+    "web_search_options",
+];
+
+/// OpenAI chunks as they arrive, or the error that ended the stream.
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Value, ApiError>> + Send>>;
+
+/// A chat answer: whole, or streaming.
+pub enum ChatOutput {
+    Complete(Value),
+    Stream(ChunkStream),
+}
+
+/// The OpenAI parameters of `req` that `supported` lacks, in request order.
+pub fn unsupported_params(req: &ChatRequest, supported: &[&str]) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    if req.n.is_some_and(|n| n != 1) && !supported.contains(&"n") {
+        found.push("n".into());
+    }
+    for (key, value) in &req.extra {
+        if !value.is_null() && OPENAI_CHAT_PARAMS.contains(&key.as_str()) && !supported.contains(&key.as_str()) {
+            found.push(key.clone());
+        }
+    }
+    found
+}
+
+/// Applies `drop_params`: refuses (400) a request with parameters the provider lacks, or drops
+/// them and returns their names.
+pub fn check_params(
+    req: &mut ChatRequest,
+    provider: super::Provider,
+    supported: &[&str],
+    drop: bool,
+) -> Result<Vec<String>, ApiError> {
+    let unsupported = unsupported_params(req, supported);
+    if unsupported.is_empty() {
+        return Ok(unsupported);
+    }
+    if !drop {
+        return Err(ApiError::bad_request(format!(
+            "{provider} does not support the parameter{} {}; set `drop_params: true` in litellm_settings to drop unsupported parameters",
+            if unsupported.len() == 1 { "" } else { "s" },
+            unsupported.join(", ")
+        ))
+        .with_param(unsupported[0].clone())
+        .with_code("unsupported_parameter"));
+    }
+    for key in &unsupported {
+        if key == "n" {
+            req.n = None;
+        }
+        req.extra.remove(key);
+    }
+    Ok(unsupported)
+}
+
+/// Sends `req` to the deployment through `provider` and returns the OpenAI-shaped answer.
+pub async fn execute(
+    call: &ProviderCall<'_>,
+    provider: &dyn ChatProvider,
+    mut req: ChatRequest,
+) -> Result<ChatOutput, ApiError> {
+    let d = call.deployment;
+    let settings = &call.session.settings;
+    let dropped = check_params(&mut req, d.provider, provider.supported_params(), settings.drop_params)?;
+    if !dropped.is_empty() && (settings.debug || settings.detailed_debug) {
+        call.session.logs.push(
+            LogType::Log,
+            format!("drop_params: dropped {} for {} deployment {}", dropped.join(", "), d.provider, d.id),
+        );
+    }
+    let stream = req.stream == Some(true);
+    let template = if stream {
+        call.provider_route.stream_upstream.or(call.provider_route.upstream)
+    } else {
+        call.provider_route.upstream
+    }
+    .ok_or_else(|| {
+        ApiError::internal(format!("the catalogue gives {} no upstream for {}", d.provider, call.route.path))
+    })?;
+    let url = super::translate::upstream_url(d, template.path, call.params)?;
+    let upstream = provider.chat_request(&req, d, url, stream)?;
+    let response = send(call, upstream).await?;
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    if !status.is_success() {
+        let body = read_capped(response).await;
+        return Err(provider.upstream_error(status, &body, d));
+    }
+    if stream {
+        let meta = StreamMeta { id: new_chat_id(), created: crate::auth::unix_now(), model: d.upstream_model.clone() };
+        Ok(ChatOutput::Stream(decode(response.bytes_stream(), provider.stream_decoder(meta))))
+    } else {
+        let body = response.bytes().await.map_err(|e| {
+            ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("reading the answer of {}: {e}", d.id))
+        })?;
+        Ok(ChatOutput::Complete(provider.chat_response(&body, d)?))
+    }
+}
+
+async fn send(call: &ProviderCall<'_>, upstream: UpstreamRequest) -> Result<reqwest::Response, ApiError> {
+    let mut request = call.state.http.request(upstream.method, &upstream.url);
+    for (name, value) in &upstream.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    request.body(upstream.body).send().await.map_err(|e| super::openai::unreachable_error(&e, call.deployment))
+}
+
+/// At most 64 KiB of an error body: enough for any message, bounded against a hostile upstream.
+async fn read_capped(mut response: reqwest::Response) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        body.extend_from_slice(&chunk);
+        if body.len() >= 64 * 1024 {
+            break;
+        }
+    }
+    body
+}
+
+/// Runs upstream bytes through a decoder, yielding each chunk as soon as it is complete.
+fn decode(
+    bytes: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+    decoder: Box<dyn ChunkDecoder>,
+) -> ChunkStream {
+    struct State<S> {
+        bytes: Pin<Box<S>>,
+        decoder: Box<dyn ChunkDecoder>,
+        pending: VecDeque<Result<Value, ApiError>>,
+        done: bool,
+    }
+    let state = State { bytes: Box::pin(bytes), decoder, pending: VecDeque::new(), done: false };
+    Box::pin(futures::stream::unfold(state, |mut s| async move {
+        loop {
+            if let Some(item) = s.pending.pop_front() {
+                return Some((item, s));
+            }
+            if s.done {
+                return None;
+            }
+            match s.bytes.next().await {
+                Some(Ok(bytes)) => match s.decoder.feed(&bytes) {
+                    Ok(chunks) => s.pending.extend(chunks.into_iter().map(Ok)),
+                    Err(e) => {
+                        s.pending.push_back(Err(e));
+                        s.done = true;
+                    }
+                },
+                Some(Err(e)) => {
+                    s.pending.push_back(Err(ApiError::new(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream_error",
+                        format!("the upstream stream broke off: {e}"),
+                    )));
+                    s.done = true;
+                }
+                None => {
+                    match s.decoder.finish() {
+                        Ok(chunks) => s.pending.extend(chunks.into_iter().map(Ok)),
+                        Err(e) => s.pending.push_back(Err(e)),
+                    }
+                    s.done = true;
+                }
+            }
+        }
+    }))
+}
+
+fn new_chat_id() -> String {
+    format!("chatcmpl-{:024x}", rand::random::<u128>() & ((1u128 << 96) - 1))
+}
+
+/// Token usage of an OpenAI `usage` object.
+pub fn usage_of(v: &Value) -> Option<Usage> {
+    let u = v.get("usage").filter(|u| u.is_object())?;
+    Some(Usage {
+        prompt_tokens: u["prompt_tokens"].as_u64().unwrap_or(0),
+        completion_tokens: u["completion_tokens"].as_u64().unwrap_or(0),
+    })
+}
+
+/// Whether a chunk is the final usage-only chunk (`choices: []`).
+pub fn is_usage_chunk(chunk: &Value) -> bool {
+    chunk["choices"].as_array().is_some_and(Vec::is_empty) && chunk.get("usage").is_some_and(Value::is_object)
+}
+
+/// `POST /v1/chat/completions` through a translating provider.
+pub async fn serve_openai(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
+    let provider = chat_provider(call.deployment.provider)
+        .ok_or_else(|| ApiError::not_built(format!("chat translation for {} deployments", call.deployment.provider)))?;
+    let req = parse_chat(&call.payload)?;
+    let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
+    let deployment = Some(call.deployment.id.clone());
+    match execute(&call, provider, req).await? {
+        ChatOutput::Complete(body) => {
+            let usage = usage_of(&body);
+            Ok(Outcome { response: axum::Json(body).into_response(), deployment, usage })
+        }
+        ChatOutput::Stream(chunks) => {
+            let frames = openai_frames(chunks, include_usage, call.session.clone());
+            Ok(Outcome { response: sse::response(frames), deployment, usage: None })
+        }
+    }
+}
+
+/// The typed chat request of a JSON payload.
+pub fn parse_chat(payload: &Payload) -> Result<ChatRequest, ApiError> {
+    match payload {
+        Payload::Json(v) => {
+            serde_json::from_value(v.clone()).map_err(|e| ApiError::bad_request(format!("invalid request: {e}")))
+        }
+        _ => Err(ApiError::bad_request("this route takes a JSON body")),
+    }
+}
+
+/// OpenAI SSE framing of a chunk stream: usage only when asked for, `data: [DONE]` at the end,
+/// and an upstream failure as an `error` event that ends the stream cleanly (and is logged).
+pub fn openai_frames(
+    chunks: ChunkStream,
+    include_usage: bool,
+    session: Arc<Session>,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    struct State {
+        chunks: ChunkStream,
+        finished: bool,
+    }
+    futures::stream::unfold(State { chunks, finished: false }, move |mut s| {
+        let session = session.clone();
+        async move {
+            loop {
+                if s.finished {
+                    return None;
+                }
+                match s.chunks.next().await {
+                    Some(Ok(mut chunk)) => {
+                        if is_usage_chunk(&chunk) && !include_usage {
+                            continue;
+                        }
+                        if let Some(obj) = chunk.as_object_mut() {
+                            if include_usage {
+                                obj.entry("usage").or_insert(Value::Null);
+                            } else {
+                                obj.remove("usage");
+                            }
+                        }
+                        return Some((Ok(sse::data(&chunk)), s));
+                    }
+                    Some(Err(e)) => {
+                        s.finished = true;
+                        session.logs.push(LogType::Error, format!("stream ended by an upstream error: {}", e.message));
+                        return Some((Ok(sse::named("error", &e.body())), s));
+                    }
+                    None => {
+                        s.finished = true;
+                        return Some((Ok(sse::done()), s));
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// An OpenAI-style error from an OpenAI-compatible upstream body.
+pub fn openai_error(status: StatusCode, body: &[u8], who: &str) -> ApiError {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let error = parsed.as_ref().and_then(|v| v.get("error"));
+    let message = super::translate::error_message(body);
+    let mut api_error = ApiError::new(
+        status,
+        super::translate::error_kind(status),
+        format!("upstream error from deployment {who}: {message}"),
+    );
+    if let Some(param) = error.and_then(|e| e.get("param")).and_then(Value::as_str) {
+        api_error = api_error.with_param(param);
+    }
+    if let Some(code) = error.and_then(|e| e.get("code")).and_then(Value::as_str) {
+        api_error = api_error.with_code(code);
+    }
+    api_error
+}
+
+/// A usage-only chunk, as decoders emit at the end of a stream.
+pub fn usage_chunk(meta: &StreamMeta, prompt: u64, completion: u64) -> Value {
+    json!({
+        "id": meta.id, "object": "chat.completion.chunk", "created": meta.created, "model": meta.model,
+        "choices": [],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    })
+}

@@ -8,6 +8,7 @@ pub mod anthropic;
 pub mod bedrock;
 pub mod chat;
 pub mod gemini;
+pub mod messages;
 pub mod mock;
 pub mod openai;
 pub mod translate;
@@ -60,6 +61,9 @@ pub async fn serve(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
     let translator = call.provider_route.translate;
     match translator {
         Translator::Passthrough => openai::forward(call).await,
+        Translator::AnthropicChat | Translator::GeminiChat | Translator::BedrockChat => chat::serve_openai(call).await,
+        Translator::MessagesViaChat => messages::serve(call).await,
+        Translator::GeminiEmbedding => Err(crate::http::error::ApiError::not_built("gemini embeddings")),
         Translator::MockChat | Translator::MockCompletion | Translator::MockMessages | Translator::MockEmbedding => {
             mock::serve(call, translator)
         }
@@ -68,52 +72,30 @@ pub async fn serve(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
 
 /// The OpenAI request parameters each provider accepts (litellm's `supported_openai_params`).
 pub fn supported_openai_params(provider: Provider) -> &'static [&'static str] {
-    const OPENAI_CHAT: &[&str] = &[
-        "frequency_penalty",
-        "logit_bias",
-        "logprobs",
-        "top_logprobs",
-        "max_tokens",
-        "max_completion_tokens",
-        "modalities",
-        "prediction",
-        "n",
-        "presence_penalty",
-        "seed",
-        "stop",
-        "stream",
-        "stream_options",
-        "temperature",
-        "top_p",
-        "tools",
-        "tool_choice",
-        "function_call",
-        "functions",
-        "parallel_tool_calls",
-        "response_format",
-        "reasoning_effort",
-        "service_tier",
-        "store",
-        "metadata",
-        "user",
-        "audio",
-        "web_search_options",
-    ];
-    const MOCK: &[&str] = &[
-        "max_tokens",
-        "max_completion_tokens",
-        "n",
-        "stream",
-        "stream_options",
-        "temperature",
-        "top_p",
-        "stop",
-        "user",
-    ];
     match provider {
-        Provider::OpenAi | Provider::Azure => OPENAI_CHAT,
-        Provider::Mock => MOCK,
-        Provider::Anthropic | Provider::Gemini | Provider::Bedrock => &[],
+        Provider::Mock => &[
+            "max_tokens",
+            "max_completion_tokens",
+            "n",
+            "stream",
+            "stream_options",
+            "temperature",
+            "top_p",
+            "stop",
+            "user",
+        ],
+        other => chat_provider(other).map(|p| p.supported_params()).unwrap_or(&[]),
+    }
+}
+
+/// The chat translation of each provider that has one.
+pub fn chat_provider(provider: Provider) -> Option<&'static dyn translate::ChatProvider> {
+    match provider {
+        Provider::OpenAi | Provider::Azure => Some(&openai::CHAT),
+        Provider::Anthropic => Some(&anthropic::PROVIDER),
+        Provider::Gemini => Some(&gemini::PROVIDER),
+        Provider::Bedrock => Some(&bedrock::PROVIDER),
+        Provider::Mock => None,
     }
 }
 

@@ -2,7 +2,9 @@
 //! deployment's key and its model name, and answers stream back as they arrive.
 
 use super::translate::upstream_url;
-use super::ProviderCall;
+use super::translate::{ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
+use super::{Provider, ProviderCall};
+use crate::api::openai::ChatRequest;
 use crate::apps::session::Deployment;
 use crate::http::dispatch::{Outcome, Payload};
 use crate::http::error::ApiError;
@@ -12,7 +14,115 @@ use axum::response::Response;
 use serde_json::Value;
 
 /// Request headers a client may set that mean the same upstream.
-const FORWARDED_HEADERS: &[&str] = &["accept", "openai-beta"];
+const FORWARDED_HEADERS: &[&str] = &["accept", "openai-beta", "anthropic-beta"];
+
+/// The Anthropic API version sent when the client names none.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// How each pass-through provider takes its key: OpenAI a bearer token, Azure an `api-key`
+/// header, Anthropic `x-api-key` plus the API version.
+pub fn auth_headers(d: &Deployment, client: &axum::http::HeaderMap) -> Vec<(&'static str, String)> {
+    let key = d.api_key.as_ref().map(|k| k.expose().to_owned());
+    match d.provider {
+        Provider::Azure => key.map(|k| vec![("api-key", k)]).unwrap_or_default(),
+        Provider::Anthropic => {
+            let version =
+                client.get("anthropic-version").and_then(|v| v.to_str().ok()).unwrap_or(ANTHROPIC_VERSION).to_owned();
+            let mut headers = vec![("anthropic-version", version)];
+            headers.extend(key.map(|k| ("x-api-key", k)));
+            headers
+        }
+        _ => key.map(|k| vec![("authorization", format!("Bearer {k}"))]).unwrap_or_default(),
+    }
+}
+
+/// OpenAI's own chat format, spoken as a translating provider: what `/v1/messages` uses in
+/// front of OpenAI, Azure and OpenAI-compatible deployments.
+pub struct OpenAiChat;
+
+/// The OpenAI chat provider.
+pub static CHAT: OpenAiChat = OpenAiChat;
+
+impl ChatProvider for OpenAiChat {
+    fn supported_params(&self) -> &'static [&'static str] {
+        super::chat::OPENAI_CHAT_PARAMS
+    }
+
+    fn chat_request(
+        &self,
+        req: &ChatRequest,
+        d: &Deployment,
+        url: String,
+        stream: bool,
+    ) -> Result<UpstreamRequest, ApiError> {
+        let mut body = serde_json::to_value(req).map_err(|e| ApiError::internal(e.to_string()))?;
+        body["model"] = Value::String(d.upstream_model.clone());
+        if stream {
+            // Ask for usage so the stream's cost and the Anthropic front's message_delta are exact.
+            body["stream_options"]["include_usage"] = Value::Bool(true);
+        }
+        let mut upstream = UpstreamRequest::post_json(url, &body);
+        for (name, value) in auth_headers(d, &axum::http::HeaderMap::new()) {
+            upstream = upstream.header(name, value);
+        }
+        Ok(upstream)
+    }
+
+    fn chat_response(&self, body: &[u8], d: &Deployment) -> Result<Value, ApiError> {
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                format!("deployment {} answered invalid JSON: {e}", d.id),
+            )
+        })
+    }
+
+    fn stream_decoder(&self, _meta: StreamMeta) -> Box<dyn ChunkDecoder> {
+        Box::new(OpenAiChunks(crate::streaming::sse::Decoder::new()))
+    }
+
+    fn upstream_error(&self, status: StatusCode, body: &[u8], d: &Deployment) -> ApiError {
+        super::chat::openai_error(status, body, &d.id)
+    }
+}
+
+/// OpenAI SSE in, the same chunks out.
+struct OpenAiChunks(crate::streaming::sse::Decoder);
+
+impl OpenAiChunks {
+    fn parse(events: Vec<crate::streaming::sse::Event>) -> Result<Vec<Value>, ApiError> {
+        let mut chunks = Vec::with_capacity(events.len());
+        for event in events {
+            if event.data == "[DONE]" {
+                continue;
+            }
+            let chunk: Value = serde_json::from_str(&event.data).map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_error",
+                    format!("the upstream sent an invalid chunk: {e}"),
+                )
+            })?;
+            if let Some(error) = chunk.get("error") {
+                let message = error["message"].as_str().unwrap_or("upstream error").to_owned();
+                return Err(ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", message));
+            }
+            chunks.push(chunk);
+        }
+        Ok(chunks)
+    }
+}
+
+impl ChunkDecoder for OpenAiChunks {
+    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Value>, ApiError> {
+        Self::parse(self.0.feed(bytes))
+    }
+
+    fn finish(&mut self) -> Result<Vec<Value>, ApiError> {
+        Self::parse(self.0.finish().into_iter().collect())
+    }
+}
 
 /// Largest upstream error body read into an error message.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
@@ -34,8 +144,8 @@ pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
     }
 
     let mut request = call.state.http.request(upstream.method.as_http(), &url);
-    if let Some(key) = &d.api_key {
-        request = request.bearer_auth(key.expose());
+    for (name, value) in auth_headers(d, call.headers) {
+        request = request.header(name, value);
     }
     for name in FORWARDED_HEADERS {
         if let Some(v) = call.headers.get(*name) {

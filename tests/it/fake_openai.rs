@@ -547,7 +547,24 @@ fn chat_completions(req: &Req) -> Reply {
         .and_then(|m| m.get("content"))
         .map(content_text)
         .unwrap_or_default();
-    let answer = format!("echo: {last_user}");
+    let last = messages.last().cloned().unwrap_or(Value::Null);
+    // Tool use, as a model would: a weather question with tools gets a call; a tool result an answer.
+    let tool = body.get("tools").and_then(Value::as_array).and_then(|t| t.first()).cloned();
+    let wants_tool = tool.is_some()
+        && last.get("role").and_then(Value::as_str) == Some("user")
+        && last_user.to_lowercase().contains("weather")
+        && body.get("tool_choice") != Some(&json!("none"));
+    let tool_call = wants_tool.then(|| {
+        let name = tool.as_ref().and_then(|t| t.pointer("/function/name")).and_then(Value::as_str).unwrap_or("tool");
+        json!({"id": new_id("call_"), "type": "function", "function": {"name": name, "arguments": "{\"city\": \"Paris\"}"}})
+    });
+    let answer = if last.get("role").and_then(Value::as_str) == Some("tool") {
+        format!("echo: the tool said {}", last.get("content").map(content_text).unwrap_or_default())
+    } else if tool_call.is_some() {
+        String::new()
+    } else {
+        format!("echo: {last_user}")
+    };
     let prompt_tokens: u64 =
         messages.iter().map(|m| tokens(&m.get("content").map(content_text).unwrap_or_default()) + 3).sum();
     let completion_tokens = tokens(&answer);
@@ -571,9 +588,12 @@ fn chat_completions(req: &Req) -> Reply {
             "model": model,
             "choices": [{
                 "index": 0,
-                "message": {"role": "assistant", "content": answer, "refusal": null, "annotations": []},
+                "message": match &tool_call {
+                    Some(call) => json!({"role": "assistant", "content": null, "tool_calls": [call], "refusal": null, "annotations": []}),
+                    None => json!({"role": "assistant", "content": answer, "refusal": null, "annotations": []}),
+                },
                 "logprobs": null,
-                "finish_reason": "stop"
+                "finish_reason": if tool_call.is_some() { "tool_calls" } else { "stop" }
             }],
             "usage": usage,
             "service_tier": "default",
@@ -603,7 +623,17 @@ fn chat_completions(req: &Req) -> Reply {
     for piece in pieces(&answer) {
         events.push(data_event(chunk(choice(json!({"content": piece}), Value::Null))));
     }
-    events.push(data_event(chunk(choice(json!({}), json!("stop")))));
+    if let Some(call) = &tool_call {
+        // The call's head first, then its arguments in two pieces, as OpenAI streams them.
+        let head = json!({"tool_calls": [{"index": 0, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"], "arguments": ""}}]});
+        events.push(data_event(chunk(choice(head, Value::Null))));
+        for part in ["{\"city\":", " \"Paris\"}"] {
+            let delta = json!({"tool_calls": [{"index": 0, "function": {"arguments": part}}]});
+            events.push(data_event(chunk(choice(delta, Value::Null))));
+        }
+    }
+    let finish = if tool_call.is_some() { "tool_calls" } else { "stop" };
+    events.push(data_event(chunk(choice(json!({}), json!(finish)))));
     if with_usage {
         let mut last = chunk(json!([]));
         last["usage"] = usage;

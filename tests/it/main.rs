@@ -20,6 +20,7 @@ mod controller_http;
 mod fake_openai;
 mod http_api;
 mod litellm_config;
+mod messages_front;
 mod mock_provider;
 mod openai_provider;
 mod openai_upstream;
