@@ -339,3 +339,55 @@ pub fn usage_chunk(meta: &StreamMeta, prompt: u64, completion: u64) -> Value {
         "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
     })
 }
+
+/// A one-shot translated JSON call (no streaming): embeddings and the like.
+pub async fn one_shot(
+    call: &ProviderCall<'_>,
+    build: impl FnOnce(String) -> Result<UpstreamRequest, ApiError>,
+    answer: impl FnOnce(&[u8]) -> Result<Value, ApiError>,
+    error: impl FnOnce(StatusCode, &[u8]) -> ApiError,
+) -> Result<Outcome, ApiError> {
+    let template = call.provider_route.upstream.ok_or_else(|| {
+        ApiError::internal(format!(
+            "the catalogue gives {} no upstream for {}",
+            call.deployment.provider, call.route.path
+        ))
+    })?;
+    let url = super::translate::upstream_url(call.deployment, template.path, call.params)?;
+    let response = send(call, build(url)?).await?;
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let body = read_capped_all(response, call.state.limits.max_body_bytes).await?;
+    if !status.is_success() {
+        return Err(error(status, &body));
+    }
+    let value = answer(&body)?;
+    let usage = usage_of(&value);
+    Ok(Outcome { response: axum::Json(value).into_response(), deployment: Some(call.deployment.id.clone()), usage })
+}
+
+/// A whole upstream body, refused past `limit` bytes.
+async fn read_capped_all(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk);
+                if body.len() > limit {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream_error",
+                        "the upstream answer is too large",
+                    ));
+                }
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_error",
+                    format!("reading the upstream answer: {e}"),
+                ))
+            }
+        }
+    }
+}

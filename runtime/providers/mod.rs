@@ -63,7 +63,21 @@ pub async fn serve(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
         Translator::Passthrough => openai::forward(call).await,
         Translator::AnthropicChat | Translator::GeminiChat | Translator::BedrockChat => chat::serve_openai(call).await,
         Translator::MessagesViaChat => messages::serve(call).await,
-        Translator::GeminiEmbedding => Err(crate::http::error::ApiError::not_built("gemini embeddings")),
+        Translator::GeminiEmbedding => {
+            let req: crate::api::openai::EmbeddingRequest = match &call.payload {
+                Payload::Json(v) => serde_json::from_value(v.clone())
+                    .map_err(|e| crate::http::error::ApiError::bad_request(format!("invalid request: {e}")))?,
+                _ => return Err(crate::http::error::ApiError::bad_request("this route takes a JSON body")),
+            };
+            let d = call.deployment;
+            chat::one_shot(
+                &call,
+                |url| gemini::embedding_request(&req, d, url),
+                |body| gemini::embedding_response(body, &req, d),
+                |status, body| translate::ChatProvider::upstream_error(&gemini::PROVIDER, status, body, d),
+            )
+            .await
+        }
         Translator::MockChat | Translator::MockCompletion | Translator::MockMessages | Translator::MockEmbedding => {
             mock::serve(call, translator)
         }
