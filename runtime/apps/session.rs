@@ -139,6 +139,10 @@ pub struct Session {
     pub deployments: Vec<Deployment>,
     /// model_name -> indices into `deployments`, in manifest order.
     groups: HashMap<String, Vec<usize>>,
+    /// Retries, timeouts, cooldowns and fallbacks.
+    pub policy: crate::router::failover::Policy,
+    /// Live routing figures, one per deployment (same order).
+    pub stats: Vec<crate::router::stats::DeploymentStats>,
     /// model names in the order they first appear in the manifest.
     pub model_names: Vec<String>,
     /// litellm's `general_settings.master_key`: also accepted as a token for this service.
@@ -224,12 +228,19 @@ impl Session {
             created: spec.created,
             settings,
             strategy,
+            policy: crate::router::failover::Policy::from_config(config),
+            stats: (0..deployments.len()).map(|_| Default::default()).collect(),
             deployments,
             groups,
             model_names,
             master_key,
             logs: LogBuffer::default(),
         })
+    }
+
+    /// Indices (into `deployments`) of the group serving `model_name`.
+    pub fn group_indices(&self, model_name: &str) -> Option<&[usize]> {
+        self.groups.get(model_name).map(Vec::as_slice)
     }
 
     /// The deployments serving `model_name`, if this app has that model.

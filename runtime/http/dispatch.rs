@@ -7,12 +7,11 @@ use super::error::ApiError;
 use super::multipart::MultipartBody;
 use super::{local, AppState};
 use crate::apps::logs::LogType;
-use crate::apps::session::{Deployment, Session};
+use crate::apps::session::Session;
 use crate::auth::presented_token;
 use crate::catalogue::{BodyKind, Operation, Route, Serve};
 use crate::manifest::Visibility;
-use crate::providers::{self, ProviderCall};
-use crate::router;
+use crate::router::failover::{self, Target};
 use crate::schema_check;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -50,6 +49,15 @@ pub enum Payload {
 }
 
 impl Payload {
+    /// A copy for another attempt; `None` for a streamed multipart body, which is sent once.
+    pub fn try_clone(&self) -> Option<Payload> {
+        match self {
+            Payload::Json(v) => Some(Payload::Json(v.clone())),
+            Payload::Empty => Some(Payload::Empty),
+            Payload::Multipart(_) => None,
+        }
+    }
+
     /// A top-level field of the body (JSON) or form (multipart).
     pub fn field(&self, name: &str) -> Option<&Value> {
         match self {
@@ -187,45 +195,20 @@ async fn serve(
             local::serve(handler, state, session, route, params, query, &payload).await.map(Outcome::local)
         }
         Serve::Providers(_) => {
-            let deployment = choose_deployment(session, route, query, &payload)?;
-            let provider_route = route.provider_route(deployment.provider).ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "model {:?} is served by provider {}, which does not serve {} {}",
-                    deployment.model_name,
-                    deployment.provider,
-                    route.method.as_http(),
-                    route.path
-                ))
-                .with_code("unsupported_route")
-            })?;
-            providers::serve(ProviderCall {
-                state,
-                session,
-                deployment,
-                route,
-                provider_route,
-                params,
-                query,
-                headers,
-                payload,
-            })
-            .await
+            let target = choose_target(session, route, query, &payload)?;
+            let routed = failover::Routed { state, session, route, params, query, headers };
+            failover::serve(routed, target, payload).await
         }
     }
 }
 
-/// Picks the deployment for a provider-served request.
+/// Where a provider-routed request goes.
 ///
 /// Routes with a model field go to that model group. Routes without one (files, batches,
 /// assistants, ...) or requests that leave it out go to the group named by a
 /// `target_model_names` or `model` query or body field, else to the app's first deployment
 /// whose provider serves the route.
-fn choose_deployment<'s>(
-    session: &'s Session,
-    route: &'static Route,
-    query: Option<&str>,
-    payload: &Payload,
-) -> Result<&'s Deployment, ApiError> {
+fn choose_target(session: &Session, route: &'static Route, query: Option<&str>, payload: &Payload) -> Result<Target, ApiError> {
     let from_query = |key: &str| {
         query.and_then(|q| {
             q.split('&')
@@ -245,18 +228,17 @@ fn choose_deployment<'s>(
         .or_else(|| from_query("model"));
     match named {
         Some(model) => {
-            let group = session.group(&model).ok_or_else(|| {
-                ApiError::not_found(format!(
+            if session.group_indices(&model).is_none() {
+                return Err(ApiError::not_found(format!(
                     "model {model:?} is not served by this app; available models: {}",
                     session.model_names.join(", ")
                 ))
                 .with_param(route.model_field.unwrap_or("model"))
-                .with_code("model_not_found")
-            })?;
-            router::pick(session.strategy, group)
-                .ok_or_else(|| ApiError::internal(format!("model group {model:?} has no deployments")))
+                .with_code("model_not_found"));
+            }
+            Ok(Target::Group(model))
         }
-        None => session.deployments.iter().find(|d| route.provider_route(d.provider).is_some()).ok_or_else(|| {
+        None => session.deployments.iter().position(|d| route.provider_route(d.provider).is_some()).map(Target::Deployment).ok_or_else(|| {
             ApiError::bad_request(format!(
                 "no deployment of this app serves {} {}: its providers are {}",
                 route.method.as_http(),

@@ -16,15 +16,22 @@ pub struct ApiError {
     pub message: String,
     pub param: Option<String>,
     pub code: Option<String>,
+    /// Seconds the client should wait (sent as `Retry-After`; also honoured by retries).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, kind, message: message.into(), param: None, code: None }
+        ApiError { status, kind, message: message.into(), param: None, code: None, retry_after: None }
     }
 
     pub fn with_param(mut self, param: impl Into<String>) -> ApiError {
         self.param = Some(param.into());
+        self
+    }
+
+    pub fn with_retry_after(mut self, seconds: Option<u64>) -> ApiError {
+        self.retry_after = seconds;
         self
     }
 
@@ -83,6 +90,9 @@ impl std::fmt::Display for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, axum::Json(self.body())).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }

@@ -136,8 +136,9 @@ pub async fn execute(
     let response = send(call, upstream).await?;
     let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     if !status.is_success() {
+        let retry_after = super::translate::retry_after(response.headers());
         let body = read_capped(response).await;
-        return Err(provider.upstream_error(status, &body, d));
+        return Err(provider.upstream_error(status, &body, d).with_retry_after(retry_after));
     }
     if stream {
         let meta = StreamMeta { id: new_chat_id(), created: crate::auth::unix_now(), model: d.upstream_model.clone() };
@@ -356,9 +357,10 @@ pub async fn one_shot(
     let url = super::translate::upstream_url(call.deployment, template.path, call.params)?;
     let response = send(call, build(url)?).await?;
     let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let retry_after = super::translate::retry_after(response.headers());
     let body = read_capped_all(response, call.state.limits.max_body_bytes).await?;
     if !status.is_success() {
-        return Err(error(status, &body));
+        return Err(error(status, &body).with_retry_after(retry_after));
     }
     let value = answer(&body)?;
     let usage = usage_of(&value);

@@ -181,7 +181,8 @@ pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
     })?;
     let status = StatusCode::from_u16(upstream_response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     if !status.is_success() {
-        return Err(upstream_error(status, upstream_response, d).await);
+        let retry_after = super::translate::retry_after(upstream_response.headers());
+        return Err(upstream_error(status, upstream_response, d).await.with_retry_after(retry_after));
     }
     let content_type = upstream_response.headers().get(reqwest::header::CONTENT_TYPE).cloned();
     let mut response = Response::new(Body::from_stream(upstream_response.bytes_stream()));

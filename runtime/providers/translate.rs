@@ -166,3 +166,9 @@ fn encode_segment(value: &str, out: &mut String) {
         }
     }
 }
+
+/// An upstream's `Retry-After` in whole seconds (delay-seconds form; an HTTP date counts as 1).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    Some(value.parse::<f64>().map(|s| s.ceil().max(0.0) as u64).unwrap_or(1))
+}

@@ -1,49 +1,79 @@
-//! Choosing a deployment within a model group.
-//!
-//! `simple-shuffle` is built: a random pick weighted by `weight`, else `rpm`, else `tpm`.
-//! The other strategies are accepted at install and fall back to simple-shuffle until the
-//! router issue builds them; a session says so in its log when it starts.
+//! Choosing a deployment within a model group: one [`Strategy`] trait, one module per
+//! litellm routing strategy, and the live [`stats::DeploymentStats`] they decide by.
+
+pub mod failover;
+pub mod cost_based;
+pub mod latency_based;
+pub mod least_busy;
+pub mod prices;
+pub mod simple_shuffle;
+pub mod stats;
+pub mod usage_based;
 
 use crate::apps::session::Deployment;
 use crate::manifest::RoutingStrategy;
-use rand::Rng;
+use stats::DeploymentStats;
+
+/// A deployment the router may pick, with its live figures.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    /// Index into the session's deployments.
+    pub index: usize,
+    pub deployment: &'a Deployment,
+    pub stats: &'a DeploymentStats,
+}
+
+/// What a strategy may consult besides the candidates.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PickContext {
+    /// litellm's `lowest_latency_buffer`: deployments within this fraction of the fastest count as equals.
+    pub latency_buffer: f64,
+    /// Estimated tokens of the request (for tpm headroom).
+    pub request_tokens: u64,
+    /// Whether the request streams (latency-based routing then goes by time to first token).
+    pub stream: bool,
+}
+
+/// A routing strategy: picks one of the (non-empty) candidates.
+pub trait Strategy: Sync {
+    /// The position in `candidates` of the chosen deployment.
+    fn pick(&self, candidates: &[Candidate<'_>], ctx: &PickContext, rng: &mut dyn rand::RngCore) -> usize;
+}
 
 /// Whether `strategy` has its own implementation yet.
 pub fn is_built(strategy: RoutingStrategy) -> bool {
-    matches!(strategy, RoutingStrategy::SimpleShuffle)
+    matches!(
+        strategy,
+        RoutingStrategy::SimpleShuffle
+            | RoutingStrategy::LeastBusy
+            | RoutingStrategy::UsageBasedRouting
+            | RoutingStrategy::UsageBasedRoutingV2
+            | RoutingStrategy::LatencyBasedRouting
+            | RoutingStrategy::CostBasedRouting
+    )
 }
 
-/// Picks one deployment of a group; `None` only for an empty group.
-pub fn pick<'a>(
-    _strategy: RoutingStrategy,
-    group: impl Iterator<Item = &'a Deployment> + Clone,
-) -> Option<&'a Deployment> {
-    simple_shuffle(group)
-}
-
-/// A random pick, weighted by the first of `weight`, `rpm`, `tpm` that every deployment sets.
-fn simple_shuffle<'a>(group: impl Iterator<Item = &'a Deployment> + Clone) -> Option<&'a Deployment> {
-    let weights: Option<Vec<f64>> = group.clone().map(|d| d.params.weight).collect::<Option<Vec<_>>>().or_else(|| {
-        group
-            .clone()
-            .map(|d| d.params.rpm.map(|r| r as f64))
-            .collect::<Option<Vec<_>>>()
-            .or_else(|| group.clone().map(|d| d.params.tpm.map(|t| t as f64)).collect())
-    });
-    let count = group.clone().count();
-    let mut rng = rand::thread_rng();
-    match weights {
-        Some(w) if w.iter().sum::<f64>() > 0.0 => {
-            let mut target = rng.gen_range(0.0..w.iter().sum::<f64>());
-            for (d, weight) in group.clone().zip(&w) {
-                if target < *weight {
-                    return Some(d);
-                }
-                target -= weight;
-            }
-            group.last()
-        }
-        _ if count == 0 => None,
-        _ => group.clone().nth(rng.gen_range(0..count)),
+/// The implementation of a strategy.
+pub fn strategy(s: RoutingStrategy) -> &'static dyn Strategy {
+    match s {
+        RoutingStrategy::SimpleShuffle => &simple_shuffle::SimpleShuffle,
+        RoutingStrategy::LeastBusy => &least_busy::LeastBusy,
+        RoutingStrategy::UsageBasedRouting | RoutingStrategy::UsageBasedRoutingV2 => &usage_based::UsageBased,
+        RoutingStrategy::LatencyBasedRouting => &latency_based::LatencyBased,
+        RoutingStrategy::CostBasedRouting => &cost_based::CostBased,
     }
+}
+
+/// Picks one of a session's deployments among `indices` by the session's strategy; `None`
+/// only when `indices` is empty.
+pub fn pick(session: &crate::apps::session::Session, indices: &[usize], ctx: &PickContext) -> Option<usize> {
+    let candidates: Vec<Candidate<'_>> = indices
+        .iter()
+        .map(|&index| Candidate { index, deployment: &session.deployments[index], stats: &session.stats[index] })
+        .collect();
+    if candidates.is_empty() {
+        return None;
+    }
+    let chosen = strategy(session.strategy).pick(&candidates, ctx, &mut rand::thread_rng());
+    Some(candidates[chosen.min(candidates.len() - 1)].index)
 }

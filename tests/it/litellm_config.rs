@@ -73,6 +73,6 @@ async fn a_litellm_config_runs_unchanged_with_its_master_key_and_urls() {
     let (lines, _) = session.logs.read(None, 0, None);
     let all: String = lines.iter().map(|l| l.content.clone() + "\n").collect();
     assert!(all.contains("request body: {\"model\":\"gpt-3.5-turbo\""), "{all}");
-    assert!(all.contains("routing strategy least-busy is not built yet"), "{all}");
+    assert!(all.contains("routing least-busy"), "router_settings.routing_strategy is honoured: {all}");
     assert!(!all.contains("sk-1234") && !all.contains("sk-ant-test"), "{all}");
 }

@@ -27,4 +27,5 @@ mod openai_provider;
 mod openai_upstream;
 mod persistence;
 mod python_sdk;
+mod routing_strategies;
 mod schema_files;

@@ -1,0 +1,473 @@
+//! Failure handling around one routed request: retries on another deployment with backoff
+//! (honouring `Retry-After`), cooldowns, fallbacks to other model groups, timeouts, and the
+//! `x-ferrolite-*` headers that say what happened.
+//!
+//! Only retryable failures retry (connect errors, timeouts, 408, 429, 5xx); 400/401/403/404
+//! fail at once, except that context-window and content-policy errors move to their own
+//! fallback lists. A stream is retried only before its first byte reaches the client, which
+//! holds by construction: an attempt's result is ready only once the upstream answered.
+
+use super::{pick, PickContext};
+use crate::apps::logs::LogType;
+use crate::apps::session::{Deployment, Session};
+use crate::catalogue::Route;
+use crate::http::dispatch::{Outcome, Payload};
+use crate::http::error::ApiError;
+use crate::http::AppState;
+use crate::manifest::ProxyConfig;
+use crate::providers::{self, ProviderCall};
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use futures::StreamExt;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The failure-handling settings of a session, from `litellm_settings` and `router_settings`.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub num_retries: u32,
+    /// Whole-request timeout (all attempts).
+    pub timeout: Option<Duration>,
+    /// Longest gap allowed between two chunks of a stream.
+    pub stream_timeout: Option<Duration>,
+    /// Failures a deployment may have in a minute before it cools down.
+    pub allowed_fails: u64,
+    pub cooldown: Duration,
+    pub fallbacks: HashMap<String, Vec<String>>,
+    pub context_window_fallbacks: HashMap<String, Vec<String>>,
+    pub content_policy_fallbacks: HashMap<String, Vec<String>>,
+    /// First retry's backoff; doubled each retry, with jitter.
+    pub backoff: Duration,
+    pub latency_buffer: f64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            num_retries: 2,
+            timeout: None,
+            stream_timeout: None,
+            allowed_fails: 3,
+            cooldown: Duration::from_secs(5),
+            fallbacks: HashMap::new(),
+            context_window_fallbacks: HashMap::new(),
+            content_policy_fallbacks: HashMap::new(),
+            backoff: Duration::from_millis(100),
+            latency_buffer: 0.0,
+        }
+    }
+}
+
+/// Longest wait honoured from a `Retry-After` before giving up on that deployment.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+fn seconds(v: &Value) -> Option<Duration> {
+    v.as_f64().filter(|s| *s >= 0.0).map(Duration::from_secs_f64)
+}
+
+/// `[{"gpt-4": ["claude-3-opus"]}, ...]` as a map.
+fn fallback_map(v: Option<&Value>) -> HashMap<String, Vec<String>> {
+    let mut map = HashMap::new();
+    for rule in v.and_then(Value::as_array).into_iter().flatten() {
+        for (from, to) in rule.as_object().into_iter().flatten() {
+            let targets: Vec<String> = to.as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect();
+            map.insert(from.clone(), targets);
+        }
+    }
+    map
+}
+
+impl Policy {
+    /// Reads a session's settings: `router_settings` first, then `litellm_settings`.
+    pub fn from_config(config: &ProxyConfig) -> Policy {
+        let litellm = serde_json::to_value(&config.litellm_settings).unwrap_or(Value::Null);
+        let router = config.router_settings.clone().map(Value::Object).unwrap_or(Value::Null);
+        let get = |key: &str| router.get(key).filter(|v| !v.is_null()).or_else(|| litellm.get(key).filter(|v| !v.is_null()));
+        let default = Policy::default();
+        Policy {
+            num_retries: get("num_retries").and_then(Value::as_u64).map(|n| n as u32).unwrap_or(default.num_retries),
+            timeout: get("timeout").and_then(seconds).or(get("request_timeout").and_then(seconds)),
+            stream_timeout: get("stream_timeout").and_then(seconds),
+            allowed_fails: get("allowed_fails").and_then(Value::as_u64).unwrap_or(default.allowed_fails),
+            cooldown: get("cooldown_time").and_then(seconds).unwrap_or(default.cooldown),
+            fallbacks: fallback_map(get("fallbacks")),
+            context_window_fallbacks: fallback_map(get("context_window_fallbacks")),
+            content_policy_fallbacks: fallback_map(get("content_policy_fallbacks")),
+            backoff: get("retry_backoff").and_then(seconds).unwrap_or(default.backoff),
+            latency_buffer: get("routing_strategy_args")
+                .and_then(|a| a.get("lowest_latency_buffer"))
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0),
+        }
+    }
+}
+
+/// What kind of failure an attempt ended in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Worth trying again elsewhere: connect errors, timeouts, 408, 429, 5xx.
+    Retryable,
+    /// The prompt is too long for the model: try `context_window_fallbacks`.
+    ContextWindow,
+    /// The provider refused the content: try `content_policy_fallbacks`.
+    ContentPolicy,
+    /// The request itself is wrong (400/401/403/404...): fail at once.
+    Fatal,
+}
+
+/// Classifies an attempt's error.
+pub fn classify(e: &ApiError) -> Failure {
+    let code = e.code.as_deref().unwrap_or_default();
+    let text = e.message.to_lowercase();
+    match e.status.as_u16() {
+        408 | 429 | 500..=599 => Failure::Retryable,
+        _ if code == "context_length_exceeded" || text.contains("context length") || text.contains("maximum context") => {
+            Failure::ContextWindow
+        }
+        _ if code == "content_policy_violation" || code == "content_filter" || text.contains("content policy") => {
+            Failure::ContentPolicy
+        }
+        _ => Failure::Fatal,
+    }
+}
+
+/// The backoff before retry `n` (0-based): exponential with full jitter, or the upstream's
+/// `Retry-After` when it asks for longer.
+fn backoff(policy: &Policy, n: u32, retry_after: Option<u64>) -> Duration {
+    let exp = policy.backoff.saturating_mul(1 << n.min(10));
+    let jittered = exp.mul_f64(0.5 + rand::random::<f64>() * 0.5);
+    let asked = retry_after.map(Duration::from_secs).unwrap_or_default().min(MAX_RETRY_AFTER);
+    jittered.max(asked)
+}
+
+/// Router-only fields a request may carry; they never reach the upstream.
+const ROUTING_FIELDS: &[&str] = &["fallbacks", "context_window_fallbacks", "content_policy_fallbacks", "num_retries"];
+
+/// Per-request routing options (litellm accepts them in the body).
+#[derive(Debug, Default)]
+struct RequestOptions {
+    fallbacks: Vec<String>,
+    context_window_fallbacks: Vec<String>,
+    content_policy_fallbacks: Vec<String>,
+    num_retries: Option<u32>,
+}
+
+fn names(v: Option<Value>, group: &str) -> Vec<String> {
+    match v {
+        // ["model-b", ...]
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+            items.iter().filter_map(Value::as_str).map(str::to_owned).collect()
+        }
+        // [{"gpt-4": ["model-b"]}]
+        Some(v @ Value::Array(_)) => fallback_map(Some(&v)).remove(group).unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+fn take_options(payload: &mut Payload, group: &str) -> RequestOptions {
+    let Payload::Json(Value::Object(body)) = payload else { return RequestOptions::default() };
+    if !ROUTING_FIELDS.iter().any(|f| body.contains_key(*f)) {
+        return RequestOptions::default();
+    }
+    RequestOptions {
+        fallbacks: names(body.remove("fallbacks"), group),
+        context_window_fallbacks: names(body.remove("context_window_fallbacks"), group),
+        content_policy_fallbacks: names(body.remove("content_policy_fallbacks"), group),
+        num_retries: body.remove("num_retries").and_then(|v| v.as_u64()).map(|n| n as u32),
+    }
+}
+
+/// Everything an attempt needs besides the payload.
+pub struct Routed<'a> {
+    pub state: &'a AppState,
+    pub session: &'a Arc<Session>,
+    pub route: &'static Route,
+    pub params: &'a [(&'static str, String)],
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+}
+
+/// Where a request goes: a model group, or (model-less routes) one deployment.
+pub enum Target {
+    Group(String),
+    Deployment(usize),
+}
+
+/// Serves a provider-routed request with retries, cooldowns and fallbacks.
+pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Result<Outcome, ApiError> {
+    let started = Instant::now();
+    let session = r.session;
+    let policy = &session.policy;
+    let deadline = policy.timeout.map(|t| started + t);
+    let (first_group, options) = match &target {
+        Target::Group(group) => (Some(group.clone()), take_options(&mut payload, group)),
+        Target::Deployment(_) => (None, RequestOptions::default()),
+    };
+    let num_retries = options.num_retries.unwrap_or(policy.num_retries);
+    let mut attempts = 0u32;
+    let mut upstream_time = Duration::ZERO;
+    let mut last_error: Option<ApiError> = None;
+    let mut single_shot = Some(payload);
+    let mut reusable: Option<Payload> = None;
+    if let Some(p) = single_shot.as_ref().and_then(Payload::try_clone) {
+        reusable = Some(p);
+        single_shot = None;
+    }
+
+    // The groups to try, in order: the requested one, then fallbacks chosen by how it failed.
+    let mut plan: Vec<(Option<String>, Vec<usize>)> = match (&target, &first_group) {
+        (Target::Deployment(i), _) => vec![(None, vec![*i])],
+        (Target::Group(_), Some(group)) => vec![(Some(group.clone()), session.group_indices(group).unwrap_or_default().to_vec())],
+        (Target::Group(_), None) => Vec::new(),
+    };
+    let mut visited: Vec<String> = first_group.iter().cloned().collect();
+    let mut step = 0;
+    while step < plan.len() {
+        let (group, indices) = plan[step].clone();
+        step += 1;
+        let serving: Vec<usize> =
+            indices.iter().copied().filter(|&i| r.route.provider_route(session.deployments[i].provider).is_some()).collect();
+        if serving.is_empty() {
+            if let Some(&i) = indices.first() {
+                let d = &session.deployments[i];
+                last_error.get_or_insert_with(|| {
+                    ApiError::bad_request(format!(
+                        "model {:?} is served by provider {}, which does not serve {} {}",
+                        d.model_name,
+                        d.provider,
+                        r.route.method.as_http(),
+                        r.route.path
+                    ))
+                    .with_code("unsupported_route")
+                });
+            }
+            continue;
+        }
+        let indices = serving;
+        let mut tried: Vec<usize> = Vec::new();
+        let mut failure = Failure::Fatal;
+        for retry in 0..=num_retries {
+            let cooling: Vec<Duration> = indices.iter().filter_map(|&i| session.stats[i].cooling_for()).collect();
+            let available: Vec<usize> = indices.iter().copied().filter(|&i| session.stats[i].cooling_for().is_none()).collect();
+            if available.is_empty() {
+                if let Some(shortest) = cooling.iter().min() {
+                    let wait = shortest.as_secs().max(1);
+                    last_error = Some(
+                        ApiError::new(
+                            StatusCode::TOO_MANY_REQUESTS,
+                            "rate_limit_error",
+                            format!(
+                                "every deployment of {} is cooling down after failures; retry in {wait}s",
+                                group.as_deref().map(|g| format!("model {g:?}")).unwrap_or_else(|| "this route".into())
+                            ),
+                        )
+                        .with_code("cooldown")
+                        .with_retry_after(Some(wait)),
+                    );
+                    failure = Failure::Retryable;
+                }
+                break;
+            }
+            let fresh: Vec<usize> = available.iter().copied().filter(|i| !tried.contains(i)).collect();
+            let pool = if fresh.is_empty() { &available } else { &fresh };
+            let ctx = PickContext { latency_buffer: policy.latency_buffer, ..PickContext::default() };
+            let Some(index) = pick(session, pool, &ctx) else { break };
+            tried.push(index);
+            let payload = match (&reusable, single_shot.take()) {
+                (Some(p), _) => p.try_clone().unwrap_or(Payload::Empty),
+                (None, Some(p)) => p,
+                (None, None) => break, // a streamed body can be sent once only
+            };
+            attempts += 1;
+            let d = &session.deployments[index];
+            let stats = &session.stats[index];
+            let in_flight = stats.begin();
+            let attempt_deadline = earliest(deadline, d.params.timeout.map(|t| Instant::now() + Duration::from_secs_f64(t)));
+            let t0 = Instant::now();
+            let result = attempt(&r, d, payload, attempt_deadline).await;
+            let elapsed = t0.elapsed();
+            upstream_time += elapsed;
+            match result {
+                Ok(mut outcome) => {
+                    let stream = is_event_stream(&outcome.response);
+                    if stream {
+                        stats.record_first_token(elapsed);
+                    } else {
+                        stats.record_latency(elapsed, outcome.usage.map(|u| u.completion_tokens).unwrap_or(0));
+                    }
+                    if let Some(u) = outcome.usage {
+                        stats.add_tokens(u.prompt_tokens + u.completion_tokens);
+                    }
+                    let gap = d.params.stream_timeout.map(Duration::from_secs_f64).or(policy.stream_timeout);
+                    outcome.response = hold_until_body_ends(outcome.response, in_flight, if stream { gap } else { None });
+                    let overhead = started.elapsed().saturating_sub(upstream_time);
+                    let headers = outcome.response.headers_mut();
+                    headers.insert("x-ferrolite-deployment", header_value(&d.id));
+                    headers.insert("x-ferrolite-attempts", HeaderValue::from(attempts));
+                    headers.insert("x-ferrolite-overhead-ms", header_value(&format!("{:.3}", overhead.as_secs_f64() * 1000.0)));
+                    return Ok(outcome);
+                }
+                Err(e) => {
+                    drop(in_flight);
+                    failure = classify(&e);
+                    if failure == Failure::Retryable {
+                        let fails = stats.record_failure();
+                        if e.status == StatusCode::TOO_MANY_REQUESTS || fails > policy.allowed_fails {
+                            let wait = e.retry_after.map(Duration::from_secs).unwrap_or_default().max(policy.cooldown);
+                            stats.cool_down(wait);
+                            session.logs.push(
+                                LogType::Error,
+                                format!("deployment {} cools down for {:.1}s after: {}", d.id, wait.as_secs_f64(), e.message),
+                            );
+                        }
+                    }
+                    session.logs.push(LogType::Error, format!("attempt {attempts} on {} failed: {} {}", d.id, e.status.as_u16(), e.message));
+                    let retry_after = e.retry_after;
+                    last_error = Some(e);
+                    let out_of_time = deadline.is_some_and(|dl| Instant::now() >= dl);
+                    if failure != Failure::Retryable || retry == num_retries || reusable.is_none() || out_of_time {
+                        break;
+                    }
+                    let wait = backoff(policy, retry, retry_after);
+                    if deadline.is_some_and(|dl| Instant::now() + wait >= dl) {
+                        break;
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+        // This group is done: queue the fallbacks its failure calls for.
+        let Some(origin) = &first_group else { break };
+        if failure == Failure::Fatal || reusable.is_none() {
+            break;
+        }
+        let (configured, requested) = match failure {
+            Failure::ContextWindow => (&policy.context_window_fallbacks, &options.context_window_fallbacks),
+            Failure::ContentPolicy => (&policy.content_policy_fallbacks, &options.content_policy_fallbacks),
+            _ => (&policy.fallbacks, &options.fallbacks),
+        };
+        for next in requested.iter().chain(configured.get(origin).into_iter().flatten()) {
+            if visited.contains(next) {
+                continue;
+            }
+            visited.push(next.clone());
+            if let Some(indices) = session.group_indices(next) {
+                plan.push((Some(next.clone()), indices.to_vec()));
+            }
+        }
+    }
+    let mut error = last_error.unwrap_or_else(|| {
+        ApiError::bad_request(format!(
+            "no deployment of this app serves {} {}",
+            r.route.method.as_http(),
+            r.route.path
+        ))
+        .with_code("unsupported_route")
+    });
+    if attempts > 1 {
+        error.message = format!("{} (after {attempts} attempts)", error.message);
+    }
+    Err(error)
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// One try on one deployment, bounded by the deadline (408 past it).
+async fn attempt(r: &Routed<'_>, d: &Deployment, payload: Payload, deadline: Option<Instant>) -> Result<Outcome, ApiError> {
+    let provider_route = r.route.provider_route(d.provider).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "model {:?} is served by provider {}, which does not serve {} {}",
+            d.model_name,
+            d.provider,
+            r.route.method.as_http(),
+            r.route.path
+        ))
+        .with_code("unsupported_route")
+    })?;
+    let call = ProviderCall {
+        state: r.state,
+        session: r.session,
+        deployment: d,
+        route: r.route,
+        provider_route,
+        params: r.params,
+        query: r.query,
+        headers: r.headers,
+        payload,
+    };
+    match deadline {
+        None => providers::serve(call).await,
+        Some(deadline) => {
+            let budget = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout_at(deadline.into(), providers::serve(call)).await {
+                Ok(result) => result,
+                Err(_) => Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "timeout_error",
+                    format!("deployment {} did not answer within the {:.1}s timeout", d.id, budget.as_secs_f64()),
+                )
+                .with_code("timeout")),
+            }
+        }
+    }
+}
+
+fn is_event_stream(response: &axum::response::Response) -> bool {
+    response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"))
+}
+
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// Keeps the deployment counted as in flight until the response body is done (a stream until
+/// its last chunk, or the client hanging up), and ends a stream whose upstream falls silent
+/// for longer than `gap` with an SSE error event.
+fn hold_until_body_ends(
+    response: axum::response::Response,
+    in_flight: super::stats::InFlight,
+    gap: Option<Duration>,
+) -> axum::response::Response {
+    let (parts, body) = response.into_parts();
+    struct State {
+        body: axum::body::BodyDataStream,
+        _in_flight: super::stats::InFlight,
+        gap: Option<Duration>,
+        done: bool,
+    }
+    let state = State { body: body.into_data_stream(), _in_flight: in_flight, gap, done: false };
+    let stream = futures::stream::unfold(state, |mut s| async move {
+        if s.done {
+            return None;
+        }
+        let next = match s.gap {
+            Some(gap) => match tokio::time::timeout(gap, s.body.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    s.done = true;
+                    let error = ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "timeout_error",
+                        format!("the upstream sent nothing for {:.1}s (stream_timeout)", gap.as_secs_f64()),
+                    )
+                    .with_code("stream_timeout");
+                    return Some((Ok::<Bytes, axum::Error>(crate::streaming::sse::named("error", &error.body())), s));
+                }
+            },
+            None => s.body.next().await,
+        };
+        next.map(|item| (item, s))
+    });
+    axum::response::Response::from_parts(parts, Body::from_stream(stream))
+}
