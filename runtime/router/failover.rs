@@ -72,7 +72,8 @@ fn fallback_map(v: Option<&Value>) -> HashMap<String, Vec<String>> {
     let mut map = HashMap::new();
     for rule in v.and_then(Value::as_array).into_iter().flatten() {
         for (from, to) in rule.as_object().into_iter().flatten() {
-            let targets: Vec<String> = to.as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect();
+            let targets: Vec<String> =
+                to.as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect();
             map.insert(from.clone(), targets);
         }
     }
@@ -84,7 +85,8 @@ impl Policy {
     pub fn from_config(config: &ProxyConfig) -> Policy {
         let litellm = serde_json::to_value(&config.litellm_settings).unwrap_or(Value::Null);
         let router = config.router_settings.clone().map(Value::Object).unwrap_or(Value::Null);
-        let get = |key: &str| router.get(key).filter(|v| !v.is_null()).or_else(|| litellm.get(key).filter(|v| !v.is_null()));
+        let get =
+            |key: &str| router.get(key).filter(|v| !v.is_null()).or_else(|| litellm.get(key).filter(|v| !v.is_null()));
         let default = Policy::default();
         Policy {
             num_retries: get("num_retries").and_then(Value::as_u64).map(|n| n as u32).unwrap_or(default.num_retries),
@@ -123,7 +125,10 @@ pub fn classify(e: &ApiError) -> Failure {
     let text = e.message.to_lowercase();
     match e.status.as_u16() {
         408 | 429 | 500..=599 => Failure::Retryable,
-        _ if code == "context_length_exceeded" || text.contains("context length") || text.contains("maximum context") => {
+        _ if code == "context_length_exceeded"
+            || text.contains("context length")
+            || text.contains("maximum context") =>
+        {
             Failure::ContextWindow
         }
         _ if code == "content_policy_violation" || code == "content_filter" || text.contains("content policy") => {
@@ -219,7 +224,9 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
     // The groups to try, in order: the requested one, then fallbacks chosen by how it failed.
     let mut plan: Vec<(Option<String>, Vec<usize>)> = match (&target, &first_group) {
         (Target::Deployment(i), _) => vec![(None, vec![*i])],
-        (Target::Group(_), Some(group)) => vec![(Some(group.clone()), session.group_indices(group).unwrap_or_default().to_vec())],
+        (Target::Group(_), Some(group)) => {
+            vec![(Some(group.clone()), session.group_indices(group).unwrap_or_default().to_vec())]
+        }
         (Target::Group(_), None) => Vec::new(),
     };
     let mut visited: Vec<String> = first_group.iter().cloned().collect();
@@ -227,8 +234,11 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
     while step < plan.len() {
         let (group, indices) = plan[step].clone();
         step += 1;
-        let serving: Vec<usize> =
-            indices.iter().copied().filter(|&i| r.route.provider_route(session.deployments[i].provider).is_some()).collect();
+        let serving: Vec<usize> = indices
+            .iter()
+            .copied()
+            .filter(|&i| r.route.provider_route(session.deployments[i].provider).is_some())
+            .collect();
         if serving.is_empty() {
             if let Some(&i) = indices.first() {
                 let d = &session.deployments[i];
@@ -250,7 +260,8 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
         let mut failure = Failure::Fatal;
         for retry in 0..=num_retries {
             let cooling: Vec<Duration> = indices.iter().filter_map(|&i| session.stats[i].cooling_for()).collect();
-            let available: Vec<usize> = indices.iter().copied().filter(|&i| session.stats[i].cooling_for().is_none()).collect();
+            let available: Vec<usize> =
+                indices.iter().copied().filter(|&i| session.stats[i].cooling_for().is_none()).collect();
             if available.is_empty() {
                 if let Some(shortest) = cooling.iter().min() {
                     let wait = shortest.as_secs().max(1);
@@ -284,7 +295,8 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
             let d = &session.deployments[index];
             let stats = &session.stats[index];
             let in_flight = stats.begin();
-            let attempt_deadline = earliest(deadline, d.params.timeout.map(|t| Instant::now() + Duration::from_secs_f64(t)));
+            let attempt_deadline =
+                earliest(deadline, d.params.timeout.map(|t| Instant::now() + Duration::from_secs_f64(t)));
             let t0 = Instant::now();
             let result = attempt(&r, d, payload, attempt_deadline).await;
             let elapsed = t0.elapsed();
@@ -301,12 +313,16 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
                         stats.add_tokens(u.prompt_tokens + u.completion_tokens);
                     }
                     let gap = d.params.stream_timeout.map(Duration::from_secs_f64).or(policy.stream_timeout);
-                    outcome.response = hold_until_body_ends(outcome.response, in_flight, if stream { gap } else { None });
+                    outcome.response =
+                        hold_until_body_ends(outcome.response, in_flight, if stream { gap } else { None });
                     let overhead = started.elapsed().saturating_sub(upstream_time);
                     let headers = outcome.response.headers_mut();
                     headers.insert("x-ferrolite-deployment", header_value(&d.id));
                     headers.insert("x-ferrolite-attempts", HeaderValue::from(attempts));
-                    headers.insert("x-ferrolite-overhead-ms", header_value(&format!("{:.3}", overhead.as_secs_f64() * 1000.0)));
+                    headers.insert(
+                        "x-ferrolite-overhead-ms",
+                        header_value(&format!("{:.3}", overhead.as_secs_f64() * 1000.0)),
+                    );
                     return Ok(outcome);
                 }
                 Err(e) => {
@@ -319,11 +335,19 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
                             stats.cool_down(wait);
                             session.logs.push(
                                 LogType::Error,
-                                format!("deployment {} cools down for {:.1}s after: {}", d.id, wait.as_secs_f64(), e.message),
+                                format!(
+                                    "deployment {} cools down for {:.1}s after: {}",
+                                    d.id,
+                                    wait.as_secs_f64(),
+                                    e.message
+                                ),
                             );
                         }
                     }
-                    session.logs.push(LogType::Error, format!("attempt {attempts} on {} failed: {} {}", d.id, e.status.as_u16(), e.message));
+                    session.logs.push(
+                        LogType::Error,
+                        format!("attempt {attempts} on {} failed: {} {}", d.id, e.status.as_u16(), e.message),
+                    );
                     let retry_after = e.retry_after;
                     last_error = Some(e);
                     let out_of_time = deadline.is_some_and(|dl| Instant::now() >= dl);
@@ -359,12 +383,8 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
         }
     }
     let mut error = last_error.unwrap_or_else(|| {
-        ApiError::bad_request(format!(
-            "no deployment of this app serves {} {}",
-            r.route.method.as_http(),
-            r.route.path
-        ))
-        .with_code("unsupported_route")
+        ApiError::bad_request(format!("no deployment of this app serves {} {}", r.route.method.as_http(), r.route.path))
+            .with_code("unsupported_route")
     });
     if attempts > 1 {
         error.message = format!("{} (after {attempts} attempts)", error.message);
@@ -380,7 +400,12 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 }
 
 /// One try on one deployment, bounded by the deadline (408 past it).
-async fn attempt(r: &Routed<'_>, d: &Deployment, payload: Payload, deadline: Option<Instant>) -> Result<Outcome, ApiError> {
+async fn attempt(
+    r: &Routed<'_>,
+    d: &Deployment,
+    payload: Payload,
+    deadline: Option<Instant>,
+) -> Result<Outcome, ApiError> {
     let provider_route = r.route.provider_route(d.provider).ok_or_else(|| {
         ApiError::bad_request(format!(
             "model {:?} is served by provider {}, which does not serve {} {}",

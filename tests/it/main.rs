@@ -15,6 +15,7 @@ mod translate_gemini;
 
 mod azure;
 mod catalogue;
+mod failover;
 mod cli;
 mod codegen;
 mod controller_http;

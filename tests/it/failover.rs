@@ -1,0 +1,237 @@
+//! Retries, cooldowns, fallbacks and timeouts, against an OpenAI-compatible fake whose
+//! deployments fail, stall or rate-limit on command. Each deployment's `api_base` names its
+//! behaviour: `http://fake/{name}/v1`, and the fake counts requests per name.
+
+use crate::support::{read_json, TestServer};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Default)]
+struct Flaky {
+    hits: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl Flaky {
+    fn hits(&self, name: &str) -> u32 {
+        self.hits.lock().unwrap().get(name).copied().unwrap_or(0)
+    }
+}
+
+fn completion(model: &str, text: &str) -> Value {
+    json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}})
+}
+
+async fn chat(State(flaky): State<Flaky>, Path(name): Path<String>, body: axum::body::Bytes) -> Response {
+    *flaky.hits.lock().unwrap().entry(name.clone()).or_default() += 1;
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let error = |status: StatusCode, code: &str, message: &str| {
+        (
+            status,
+            axum::Json(json!({"error": {"message": message, "type": "server_error", "param": null, "code": code}})),
+        )
+            .into_response()
+    };
+    match name.as_str() {
+        n if n.starts_with("down") => {
+            error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "The server had an error")
+        }
+        n if n.starts_with("bad") => error(StatusCode::BAD_REQUEST, "invalid_value", "Invalid value for temperature"),
+        n if n.starts_with("small") => error(
+            StatusCode::BAD_REQUEST,
+            "context_length_exceeded",
+            "This model's maximum context length is 8192 tokens",
+        ),
+        n if n.starts_with("limited") => {
+            let mut r = error(StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded", "Rate limit reached");
+            r.headers_mut().insert("retry-after", "1".parse().unwrap());
+            r
+        }
+        n if n.starts_with("stall") => {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            axum::Json(completion("m", "too late")).into_response()
+        }
+        n if n.starts_with("trickle") => {
+            // One chunk, then silence.
+            let first = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"},\"finish_reason\":null}]}\n\n";
+            let stream = futures::stream::unfold(0u8, move |step| async move {
+                match step {
+                    0 => Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(first)), 1)),
+                    _ => {
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        None
+                    }
+                }
+            });
+            ([("content-type", "text/event-stream")], axum::body::Body::from_stream(stream)).into_response()
+        }
+        _ => axum::Json(completion(body["model"].as_str().unwrap_or("m"), &format!("answered by {name}")))
+            .into_response(),
+    }
+}
+
+async fn start_flaky() -> (String, Flaky) {
+    let flaky = Flaky::default();
+    let app = Router::new().route("/{name}/v1/chat/completions", post(chat)).with_state(flaky.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), flaky)
+}
+
+/// An app whose deployments are `(model_name, behaviour)` pairs on the fake.
+async fn app(base: &str, deployments: &[(&str, &str)], settings: Value) -> (TestServer, tempfile::TempDir) {
+    let model_list: Vec<Value> = deployments
+        .iter()
+        .map(|(model, behaviour)| {
+            json!({"model_name": model, "litellm_params": {"model": "openai/m", "api_base": format!("{base}/{behaviour}/v1"), "api_key": "k"}})
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.json");
+    let manifest = json!({"name": "flaky", "type": "llm-proxy", "config": {"service_id": "demo", "model_list": model_list, "litellm_settings": settings}});
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    (TestServer::with_configs(vec![path]).await, dir)
+}
+
+async fn ask(server: &TestServer, body: Value) -> (u16, Value, reqwest::header::HeaderMap) {
+    let response = server
+        .client
+        .post(server.demo_url("/v1/chat/completions"))
+        .bearer_auth(&server.token)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let headers = response.headers().clone();
+    let (status, value) = read_json(response).await;
+    (status, value, headers)
+}
+
+fn hi(model: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "Hi"}]})
+}
+
+#[tokio::test]
+async fn a_failing_deployment_is_retried_elsewhere_then_cooled_down() {
+    let (base, flaky) = start_flaky().await;
+    let (server, _dir) =
+        app(&base, &[("gpt", "down-a"), ("gpt", "ok-b")], json!({"num_retries": 2, "retry_backoff": 0.01})).await;
+    for _ in 0..12 {
+        let (status, body, headers) = ask(&server, hi("gpt")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["choices"][0]["message"]["content"], "answered by ok-b");
+        assert_eq!(headers["x-ferrolite-deployment"], "gpt/1");
+        let attempts: u32 = headers["x-ferrolite-attempts"].to_str().unwrap().parse().unwrap();
+        assert!((1..=2).contains(&attempts));
+        let overhead: f64 = headers["x-ferrolite-overhead-ms"].to_str().unwrap().parse().unwrap();
+        assert!(overhead >= 0.0);
+    }
+    // allowed_fails (3) failures in the minute, the 4th cools it down: no more traffic to it.
+    assert_eq!(flaky.hits("down-a"), 4, "the failing deployment cooled down after its 4th failure");
+    assert_eq!(flaky.hits("ok-b"), 12);
+}
+
+#[tokio::test]
+async fn client_errors_fail_at_once() {
+    let (base, flaky) = start_flaky().await;
+    let (server, _dir) =
+        app(&base, &[("gpt", "bad-a"), ("gpt", "bad-b")], json!({"num_retries": 3, "retry_backoff": 0.01})).await;
+    let (status, body, _) = ask(&server, hi("gpt")).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_value");
+    assert_eq!(flaky.hits("bad-a") + flaky.hits("bad-b"), 1, "a 400 is not retried");
+}
+
+#[tokio::test]
+async fn rate_limited_deployments_cool_down_and_the_client_gets_retry_after() {
+    let (base, flaky) = start_flaky().await;
+    let (server, _dir) =
+        app(&base, &[("gpt", "limited")], json!({"num_retries": 2, "retry_backoff": 0.01, "cooldown_time": 2})).await;
+    let (status, body, headers) = ask(&server, hi("gpt")).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(flaky.hits("limited"), 1, "a 429 cools the deployment down at once");
+    assert_eq!(body["error"]["code"], "cooldown");
+    let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    let (status, _, _) = ask(&server, hi("gpt")).await;
+    assert_eq!(status, 429);
+    assert_eq!(flaky.hits("limited"), 1, "nothing reaches a cooling deployment");
+}
+
+#[tokio::test]
+async fn fallbacks_are_tried_in_order_once_retries_are_used_up() {
+    let (base, flaky) = start_flaky().await;
+    let settings = json!({"num_retries": 1, "retry_backoff": 0.01, "allowed_fails": 100, "fallbacks": [{"gpt": ["also-down", "backup"]}]});
+    let (server, _dir) =
+        app(&base, &[("gpt", "down-1"), ("also-down", "down-2"), ("backup", "ok-backup")], settings).await;
+    let (status, body, headers) = ask(&server, hi("gpt")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["content"], "answered by ok-backup");
+    assert_eq!(headers["x-ferrolite-deployment"], "backup/0");
+    assert_eq!(headers["x-ferrolite-attempts"], "5", "2 on gpt, 2 on also-down, 1 on backup");
+    assert_eq!((flaky.hits("down-1"), flaky.hits("down-2")), (2, 2));
+
+    // Fallbacks named in the request body work too, and never reach the upstream.
+    let (server, _dir) = app(&base, &[("gpt", "down-3"), ("spare", "ok-spare")], json!({"num_retries": 0})).await;
+    let mut body = hi("gpt");
+    body["fallbacks"] = json!(["spare"]);
+    let (status, answer, _) = ask(&server, body).await;
+    assert_eq!((status, answer["choices"][0]["message"]["content"].as_str()), (200, Some("answered by ok-spare")));
+}
+
+#[tokio::test]
+async fn context_window_errors_use_their_own_fallbacks() {
+    let (base, flaky) = start_flaky().await;
+    let settings = json!({"num_retries": 2, "fallbacks": [{"gpt": ["never"]}], "context_window_fallbacks": [{"gpt": ["gpt-long"]}]});
+    let (server, _dir) =
+        app(&base, &[("gpt", "small"), ("never", "ok-never"), ("gpt-long", "ok-long")], settings).await;
+    let (status, body, _) = ask(&server, hi("gpt")).await;
+    assert_eq!((status, body["choices"][0]["message"]["content"].as_str()), (200, Some("answered by ok-long")));
+    assert_eq!(flaky.hits("small"), 1, "a context-window error is not retried on the same group");
+    assert_eq!(flaky.hits("ok-never"), 0);
+}
+
+#[tokio::test]
+async fn a_stalled_upstream_times_out_with_408() {
+    let (base, _flaky) = start_flaky().await;
+    let (server, _dir) = app(&base, &[("gpt", "stall")], json!({"timeout": 0.5, "num_retries": 0})).await;
+    let started = Instant::now();
+    let (status, body, _) = ask(&server, hi("gpt")).await;
+    assert_eq!(status, 408, "{body}");
+    assert_eq!(body["error"]["code"], "timeout");
+    assert!(started.elapsed() < Duration::from_secs(3), "answered within the timeout, not the stall");
+}
+
+#[tokio::test]
+async fn a_stream_that_falls_silent_ends_with_an_error_event() {
+    let (base, _flaky) = start_flaky().await;
+    let (server, _dir) = app(&base, &[("gpt", "trickle")], json!({"stream_timeout": 0.5})).await;
+    let started = Instant::now();
+    let response = server
+        .client
+        .post(server.demo_url("/v1/chat/completions"))
+        .bearer_auth(&server.token)
+        .header("content-type", "application/json")
+        .body(json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let text = response.text().await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(text.contains("\"content\":\"Hel\""), "the first chunk arrived: {text}");
+    assert!(text.contains("event: error") && text.contains("stream_timeout"), "{text}");
+    // The deployment is no longer counted as busy once the stream ended.
+    let session = server.running.state.controller.registry().get("default", "demo").unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(session.stats[0].in_flight(), 0);
+}
