@@ -13,6 +13,9 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// How often in-memory spend is written to the store.
+const SPEND_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The port `ferrolite serve` listens on by default.
 pub const DEFAULT_PORT: u16 = 9527;
 
@@ -81,6 +84,7 @@ pub struct RunningServer {
     pub mounted_routes: usize,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    flusher: JoinHandle<()>,
     drain_timeout: Duration,
 }
 
@@ -146,6 +150,21 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
     let state = AppState::new(controller, tokens, config.limits);
     let (router, mounted_routes) = http::router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();
+    // Spend lives in memory on the request path; this writes it through every second.
+    let flusher = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SPEND_FLUSH_INTERVAL);
+            loop {
+                tick.tick().await;
+                let state = state.clone();
+                let flushed = tokio::task::spawn_blocking(move || state.controller.flush_spend()).await;
+                if let Ok(Err(e)) = flushed {
+                    tracing::warn!("cannot store spend: {e}");
+                }
+            }
+        })
+    };
     let shutdown = async {
         let _ = rx.await;
     };
@@ -168,6 +187,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
         mounted_routes,
         shutdown: Some(tx),
         task,
+        flusher,
         drain_timeout: config.drain_timeout,
     })
 }
@@ -192,7 +212,7 @@ impl RunningServer {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        match tokio::time::timeout(self.drain_timeout, &mut self.task).await {
+        let drained = match tokio::time::timeout(self.drain_timeout, &mut self.task).await {
             Ok(Ok(result)) => result,
             Ok(Err(join)) => Err(std::io::Error::other(join)),
             Err(_) => {
@@ -200,7 +220,12 @@ impl RunningServer {
                 self.task.abort();
                 Ok(())
             }
+        };
+        self.flusher.abort();
+        if let Err(e) = self.state.controller.flush_spend() {
+            tracing::warn!("cannot store spend at shutdown: {e}");
         }
+        drained
     }
 
     /// The lines `ferrolite serve` prints once it is ready.

@@ -268,6 +268,14 @@ impl Controller {
                 .logs
                 .push(LogType::Log, format!("routing strategy {strategy} is not built yet; using simple-shuffle"));
         }
+        // Spend carries over from earlier sessions of the app (and from before a restart).
+        for (scope, (period, micros)) in self.store.spend(workspace, app_id)? {
+            if scope == APP_SCOPE {
+                session.app_spend.restore(period, micros);
+            } else if let Some(i) = session.deployments.iter().position(|d| d.id == scope) {
+                session.deployment_spend[i].restore(period, micros);
+            }
+        }
         self.store.put_session(&StoredSession {
             workspace: workspace.to_owned(),
             session_id: session.id.clone(),
@@ -286,6 +294,7 @@ impl Controller {
             .registry
             .find_session(workspace, session_id)
             .ok_or_else(|| ControllerError::SessionNotFound(session_id.to_owned()))?;
+        self.flush_session_spend(&session)?;
         self.store.delete_session(workspace, session_id)?;
         self.registry.remove(workspace, &session.service_id);
         session.logs.push(LogType::Log, format!("{} session {session_id} stopped", unix_now()));
@@ -335,6 +344,36 @@ impl Controller {
         Ok(LogsPage { items, total, offset, limit })
     }
 
+    /// Writes every running session's changed spend to the store.
+    pub fn flush_spend(&self) -> Result<(), ControllerError> {
+        for session in self.registry.all() {
+            self.flush_session_spend(&session)?;
+        }
+        Ok(())
+    }
+
+    fn flush_session_spend(&self, session: &Session) -> Result<(), ControllerError> {
+        let (ws, app) = (&session.workspace, &session.app_id);
+        if let Some((period, micros)) = session.app_spend.take_dirty() {
+            self.store.put_spend(ws, app, APP_SCOPE, period, micros)?;
+        }
+        for (d, ledger) in session.deployments.iter().zip(&session.deployment_spend) {
+            if let Some((period, micros)) = ledger.take_dirty() {
+                self.store.put_spend(ws, app, &d.id, period, micros)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Usage and spend of a running (or recently stopped) session: per app, model and deployment.
+    pub fn get_usage(&self, workspace: &str, session_id: &str) -> Result<Value, ControllerError> {
+        let session = self.registry.find_session(workspace, session_id).or_else(|| {
+            self.lock().stopped.iter().rev().find(|s| s.workspace == workspace && s.id == session_id).cloned()
+        });
+        let session = session.ok_or_else(|| ControllerError::SessionNotFound(session_id.to_owned()))?;
+        Ok(usage_report(&session))
+    }
+
     /// Stores a workspace secret for `HYPHA_SECRET:KEY` references (used at the next start).
     pub fn set_env(&self, workspace: &str, key: &str, value: &str) -> Result<(), ControllerError> {
         let mut state = self.lock();
@@ -357,6 +396,49 @@ impl Controller {
         entries.sort_by(|a, b| a.key.cmp(&b.key));
         entries
     }
+}
+
+/// The spend scope of a whole app (deployments use their ids).
+const APP_SCOPE: &str = "app";
+
+fn usage_report(session: &Session) -> Value {
+    use serde_json::json;
+    let budget = |b: Option<crate::router::spend::Budget>| {
+        b.map(|b| json!({"max_budget": b.max_usd, "budget_duration_seconds": b.period.map(|p| p.as_secs())}))
+    };
+    let mut models: BTreeMap<String, crate::router::stats::Totals> = BTreeMap::new();
+    let mut model_spend: BTreeMap<String, f64> = BTreeMap::new();
+    let deployments: Vec<Value> = session
+        .deployments
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let t = session.stats[i].totals();
+            let m = models.entry(d.model_name.clone()).or_default();
+            m.requests += t.requests;
+            m.errors += t.errors;
+            m.prompt_tokens += t.prompt_tokens;
+            m.completion_tokens += t.completion_tokens;
+            let spend = session.deployment_spend[i].spent();
+            *model_spend.entry(d.model_name.clone()).or_default() += spend;
+            json!({
+                "deployment": d.id, "model_name": d.model_name, "provider": d.provider, "model": d.upstream_model,
+                "requests": t.requests, "errors": t.errors, "prompt_tokens": t.prompt_tokens,
+                "completion_tokens": t.completion_tokens, "in_flight": session.stats[i].in_flight(),
+                "spend": spend, "budget": budget(session.deployment_budgets[i]),
+                "cooling_down_for": session.stats[i].cooling_for().map(|d| d.as_secs_f64()),
+            })
+        })
+        .collect();
+    let per_model: Vec<Value> = models
+        .iter()
+        .map(|(name, t)| json!({"model_name": name, "requests": t.requests, "errors": t.errors, "prompt_tokens": t.prompt_tokens, "completion_tokens": t.completion_tokens, "spend": model_spend[name]}))
+        .collect();
+    json!({
+        "session_id": session.id, "app_id": session.app_id, "service_id": session.service_id,
+        "spend": session.app_spend.spent(), "budget": budget(session.app_budget),
+        "models": per_model, "deployments": deployments,
+    })
 }
 
 /// An app's id: the manifest's `id` when given, else its name made URL-safe.

@@ -139,6 +139,12 @@ pub struct Session {
     pub deployments: Vec<Deployment>,
     /// model_name -> indices into `deployments`, in manifest order.
     groups: HashMap<String, Vec<usize>>,
+    /// The app's spend limit (`max_budget`, `budget_duration`) and its spend this period.
+    pub app_budget: Option<crate::router::spend::Budget>,
+    pub app_spend: crate::router::spend::Ledger,
+    /// Each deployment's limit and spend (same order as `deployments`).
+    pub deployment_budgets: Vec<Option<crate::router::spend::Budget>>,
+    pub deployment_spend: Vec<crate::router::spend::Ledger>,
     /// Retries, timeouts, cooldowns and fallbacks.
     pub policy: crate::router::failover::Policy,
     /// Live routing figures, one per deployment (same order).
@@ -211,6 +217,15 @@ impl Session {
             .flatten()
             .map(Secret::new);
         let settings = config.litellm_settings.clone();
+        let app_budget = budget_of(
+            settings.max_budget,
+            settings
+                .extra
+                .get("budget_duration")
+                .or_else(|| config.router_settings.as_ref().and_then(|r| r.get("budget_duration"))),
+        );
+        let deployment_budgets: Vec<_> =
+            deployments.iter().map(|d| budget_of(d.params.max_budget, d.params.extra.get("budget_duration"))).collect();
         // litellm takes the strategy from litellm_settings or router_settings (validated at install).
         let strategy = settings
             .routing_strategy
@@ -228,6 +243,13 @@ impl Session {
             created: spec.created,
             settings,
             strategy,
+            app_spend: crate::router::spend::Ledger::new(app_budget.and_then(|b| b.period)),
+            app_budget,
+            deployment_spend: deployment_budgets
+                .iter()
+                .map(|b| crate::router::spend::Ledger::new(b.and_then(|b| b.period)))
+                .collect(),
+            deployment_budgets,
             policy: crate::router::failover::Policy::from_config(config),
             stats: (0..deployments.len()).map(|_| Default::default()).collect(),
             deployments,
@@ -280,6 +302,11 @@ pub struct SessionInfo {
     pub url: String,
     pub models: Vec<String>,
     pub status: &'static str,
+}
+
+fn budget_of(max: Option<f64>, duration: Option<&serde_json::Value>) -> Option<crate::router::spend::Budget> {
+    let period = duration.and_then(serde_json::Value::as_str).and_then(crate::router::spend::parse_duration);
+    max.map(|max_usd| crate::router::spend::Budget { max_usd, period })
 }
 
 fn resolve_opt(value: &Option<String>, secrets: &dyn SecretSource) -> Result<Option<String>, StartError> {

@@ -19,8 +19,18 @@ use tracing::Instrument;
 pub const SERVICE_ID: &str = "server-apps";
 
 /// Every function the controller serves.
-pub const FUNCTIONS: &[&str] =
-    &["install", "start", "stop", "list_apps", "list_running", "get_logs", "uninstall", "set_env", "get_env"];
+pub const FUNCTIONS: &[&str] = &[
+    "install",
+    "start",
+    "stop",
+    "list_apps",
+    "list_running",
+    "get_logs",
+    "get_usage",
+    "uninstall",
+    "set_env",
+    "get_env",
+];
 
 /// Largest controller call body (a manifest is small; this bounds a hostile one).
 const MAX_CALL_BYTES: usize = 8 * 1024 * 1024;
@@ -150,6 +160,10 @@ fn run(state: &AppState, workspace: &str, function: &str, kwargs: &Map<String, V
             let offset = number(kwargs, "offset")?.unwrap_or(0);
             let limit = number(kwargs, "limit")?;
             to_value(c.get_logs(workspace, session_id, kind, offset, limit).map(|page| json!(page)))
+        }
+        "get_usage" => {
+            let session_id = required_str(kwargs, "session_id")?;
+            Ok(c.get_usage(workspace, session_id)?)
         }
         "set_env" => {
             let key = required_str(kwargs, "key")?;

@@ -58,6 +58,11 @@ impl Payload {
         }
     }
 
+    /// Whether the JSON body has `true` at `pointer`.
+    pub fn pointer_bool(&self, pointer: &str) -> bool {
+        matches!(self, Payload::Json(v) if v.pointer(pointer) == Some(&Value::Bool(true)))
+    }
+
     /// A top-level field of the body (JSON) or form (multipart).
     pub fn field(&self, name: &str) -> Option<&Value> {
         match self {
@@ -154,7 +159,9 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &str) -
                     ),
                 );
             }
-            serve(state, &session, route, &params, query.as_deref(), &headers, payload).await.map(|o| (o, model))
+            serve(state, request_id, &session, route, &params, query.as_deref(), &headers, payload)
+                .await
+                .map(|o| (o, model))
         }
         Err(e) => Err(e),
     };
@@ -181,8 +188,10 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &str) -
     result.map(|(o, _)| o.response)
 }
 
+#[allow(clippy::too_many_arguments)] // one request's parts, passed through once
 async fn serve(
     state: &AppState,
+    request_id: &str,
     session: &Arc<Session>,
     route: &'static Route,
     params: &[(&'static str, String)],
@@ -196,7 +205,7 @@ async fn serve(
         }
         Serve::Providers(_) => {
             let target = choose_target(session, route, query, &payload)?;
-            let routed = failover::Routed { state, session, route, params, query, headers };
+            let routed = failover::Routed { state, request_id, session, route, params, query, headers };
             failover::serve(routed, target, payload).await
         }
     }
@@ -208,7 +217,12 @@ async fn serve(
 /// assistants, ...) or requests that leave it out go to the group named by a
 /// `target_model_names` or `model` query or body field, else to the app's first deployment
 /// whose provider serves the route.
-fn choose_target(session: &Session, route: &'static Route, query: Option<&str>, payload: &Payload) -> Result<Target, ApiError> {
+fn choose_target(
+    session: &Session,
+    route: &'static Route,
+    query: Option<&str>,
+    payload: &Payload,
+) -> Result<Target, ApiError> {
     let from_query = |key: &str| {
         query.and_then(|q| {
             q.split('&')
@@ -238,15 +252,20 @@ fn choose_target(session: &Session, route: &'static Route, query: Option<&str>, 
             }
             Ok(Target::Group(model))
         }
-        None => session.deployments.iter().position(|d| route.provider_route(d.provider).is_some()).map(Target::Deployment).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "no deployment of this app serves {} {}: its providers are {}",
-                route.method.as_http(),
-                route.path,
-                providers_of(session)
-            ))
-            .with_code("unsupported_route")
-        }),
+        None => session
+            .deployments
+            .iter()
+            .position(|d| route.provider_route(d.provider).is_some())
+            .map(Target::Deployment)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "no deployment of this app serves {} {}: its providers are {}",
+                    route.method.as_http(),
+                    route.path,
+                    providers_of(session)
+                ))
+                .with_code("unsupported_route")
+            }),
     }
 }
 

@@ -6,6 +6,7 @@ use super::translate::{ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
 use super::{Provider, ProviderCall};
 use crate::api::openai::ChatRequest;
 use crate::apps::session::Deployment;
+use crate::catalogue::Operation;
 use crate::http::dispatch::{Outcome, Payload};
 use crate::http::error::ApiError;
 use axum::body::Body;
@@ -159,6 +160,12 @@ pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
                 if obj.contains_key(field) {
                     obj.insert(field.to_owned(), Value::String(d.upstream_model.clone()));
                 }
+            }
+            // Ask streams for their usage so every answer can be priced; the client gets the
+            // usage chunk only if it asked for it (router::accounting drops it otherwise).
+            let counts_tokens = matches!(call.route.op, Operation::ChatCompletions | Operation::Completions);
+            if wants_stream && counts_tokens && d.provider != Provider::Anthropic {
+                body["stream_options"]["include_usage"] = Value::Bool(true);
             }
             let bytes = serde_json::to_vec(&body).map_err(|e| ApiError::internal(e.to_string()))?;
             request.header(header::CONTENT_TYPE, "application/json").body(bytes)

@@ -7,6 +7,7 @@
 //! fallback lists. A stream is retried only before its first byte reaches the client, which
 //! holds by construction: an attempt's result is ready only once the upstream answered.
 
+use super::accounting::{tap_json, tap_stream, Account};
 use super::{pick, PickContext};
 use crate::apps::logs::LogType;
 use crate::apps::session::{Deployment, Session};
@@ -16,9 +17,7 @@ use crate::http::error::ApiError;
 use crate::http::AppState;
 use crate::manifest::ProxyConfig;
 use crate::providers::{self, ProviderCall};
-use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use futures::StreamExt;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,6 +40,8 @@ pub struct Policy {
     /// First retry's backoff; doubled each retry, with jitter.
     pub backoff: Duration,
     pub latency_buffer: f64,
+    /// litellm's `enforce_model_rate_limits`: rpm / tpm become hard limits.
+    pub enforce_rate_limits: bool,
 }
 
 impl Default for Policy {
@@ -56,6 +57,7 @@ impl Default for Policy {
             content_policy_fallbacks: HashMap::new(),
             backoff: Duration::from_millis(100),
             latency_buffer: 0.0,
+            enforce_rate_limits: false,
         }
     }
 }
@@ -102,6 +104,7 @@ impl Policy {
                 .and_then(|a| a.get("lowest_latency_buffer"))
                 .and_then(Value::as_f64)
                 .unwrap_or(0.0),
+            enforce_rate_limits: get("enforce_model_rate_limits").and_then(Value::as_bool).unwrap_or(false),
         }
     }
 }
@@ -187,6 +190,7 @@ fn take_options(payload: &mut Payload, group: &str) -> RequestOptions {
 /// Everything an attempt needs besides the payload.
 pub struct Routed<'a> {
     pub state: &'a AppState,
+    pub request_id: &'a str,
     pub session: &'a Arc<Session>,
     pub route: &'static Route,
     pub params: &'a [(&'static str, String)],
@@ -211,6 +215,25 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
         Target::Deployment(_) => (None, RequestOptions::default()),
     };
     let num_retries = options.num_retries.unwrap_or(policy.num_retries);
+    if let Some(budget) = session.app_budget {
+        let spent = session.app_spend.spent();
+        if spent >= budget.max_usd {
+            return Err(budget_exceeded("this app", spent, budget, session.app_spend.seconds_to_reset()));
+        }
+    }
+    let client_wants_usage = payload.pointer_bool("/stream_options/include_usage");
+    let wants_stream = payload.field("stream").and_then(Value::as_bool) == Some(true);
+    // Only usage-based routing weighs the request's size; counting it costs a pass over the body.
+    let request_tokens = match session.strategy {
+        crate::manifest::RoutingStrategy::UsageBasedRouting | crate::manifest::RoutingStrategy::UsageBasedRoutingV2 => {
+            payload
+                .field("messages")
+                .or_else(|| payload.field("prompt"))
+                .map(crate::tokenizer::count_value)
+                .unwrap_or(0)
+        }
+        _ => 0,
+    };
     let mut attempts = 0u32;
     let mut upstream_time = Duration::ZERO;
     let mut last_error: Option<ApiError> = None;
@@ -260,8 +283,43 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
         let mut failure = Failure::Fatal;
         for retry in 0..=num_retries {
             let cooling: Vec<Duration> = indices.iter().filter_map(|&i| session.stats[i].cooling_for()).collect();
-            let available: Vec<usize> =
+            let mut available: Vec<usize> =
                 indices.iter().copied().filter(|&i| session.stats[i].cooling_for().is_none()).collect();
+            let before_limits = available.len();
+            available.retain(|&i| under_budget(session, i));
+            if available.is_empty() && before_limits > 0 {
+                let i = indices[0];
+                let budget =
+                    session.deployment_budgets[i].unwrap_or(super::spend::Budget { max_usd: 0.0, period: None });
+                last_error = Some(budget_exceeded(
+                    &format!("deployment {}", session.deployments[i].id),
+                    session.deployment_spend[i].spent(),
+                    budget,
+                    session.deployment_spend[i].seconds_to_reset(),
+                ));
+                failure = Failure::Retryable;
+                break;
+            }
+            if policy.enforce_rate_limits {
+                available.retain(|&i| under_rate_limits(session, i, request_tokens));
+                if available.is_empty() && before_limits > 0 {
+                    let wait = 60 - (crate::auth::unix_now() % 60);
+                    last_error = Some(
+                        ApiError::new(
+                            StatusCode::TOO_MANY_REQUESTS,
+                            "rate_limit_error",
+                            format!(
+                                "every deployment of {} is at its rpm/tpm limit this minute",
+                                group.as_deref().unwrap_or("this route")
+                            ),
+                        )
+                        .with_code("rate_limit_exceeded")
+                        .with_retry_after(Some(wait)),
+                    );
+                    failure = Failure::Retryable;
+                    break;
+                }
+            }
             if available.is_empty() {
                 if let Some(shortest) = cooling.iter().min() {
                     let wait = shortest.as_secs().max(1);
@@ -283,7 +341,7 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
             }
             let fresh: Vec<usize> = available.iter().copied().filter(|i| !tried.contains(i)).collect();
             let pool = if fresh.is_empty() { &available } else { &fresh };
-            let ctx = PickContext { latency_buffer: policy.latency_buffer, ..PickContext::default() };
+            let ctx = PickContext { latency_buffer: policy.latency_buffer, request_tokens, stream: wants_stream };
             let Some(index) = pick(session, pool, &ctx) else { break };
             tried.push(index);
             let payload = match (&reusable, single_shot.take()) {
@@ -303,20 +361,29 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
             upstream_time += elapsed;
             match result {
                 Ok(mut outcome) => {
+                    let account = Account { session: session.clone(), index, request_id: r.request_id.to_owned() };
                     let stream = is_event_stream(&outcome.response);
+                    let mut cost = None;
                     if stream {
                         stats.record_first_token(elapsed);
+                        let gap = d.params.stream_timeout.map(Duration::from_secs_f64).or(policy.stream_timeout);
+                        outcome.response = tap_stream(outcome.response, in_flight, gap, account, client_wants_usage);
                     } else {
-                        stats.record_latency(elapsed, outcome.usage.map(|u| u.completion_tokens).unwrap_or(0));
+                        if outcome.usage.is_none() && r.route.model_field.is_some() && is_json(&outcome.response) {
+                            let (response, usage) = tap_json(outcome.response, r.state.limits.max_body_bytes).await;
+                            outcome.response = response;
+                            outcome.usage = usage;
+                        }
+                        let usage = outcome.usage.unwrap_or_default();
+                        stats.record_latency(elapsed, usage.completion_tokens);
+                        cost = Some(account.book(usage));
+                        drop(in_flight);
                     }
-                    if let Some(u) = outcome.usage {
-                        stats.add_tokens(u.prompt_tokens + u.completion_tokens);
-                    }
-                    let gap = d.params.stream_timeout.map(Duration::from_secs_f64).or(policy.stream_timeout);
-                    outcome.response =
-                        hold_until_body_ends(outcome.response, in_flight, if stream { gap } else { None });
                     let overhead = started.elapsed().saturating_sub(upstream_time);
                     let headers = outcome.response.headers_mut();
+                    if let Some(cost) = cost {
+                        headers.insert("x-ferrolite-cost", header_value(&format!("{cost:.8}")));
+                    }
                     headers.insert("x-ferrolite-deployment", header_value(&d.id));
                     headers.insert("x-ferrolite-attempts", HeaderValue::from(attempts));
                     headers.insert(
@@ -327,6 +394,7 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
                 }
                 Err(e) => {
                     drop(in_flight);
+                    stats.record_usage(false, 0, 0);
                     failure = classify(&e);
                     if failure == Failure::Retryable {
                         let fails = stats.record_failure();
@@ -456,43 +524,38 @@ fn header_value(text: &str) -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("-"))
 }
 
-/// Keeps the deployment counted as in flight until the response body is done (a stream until
-/// its last chunk, or the client hanging up), and ends a stream whose upstream falls silent
-/// for longer than `gap` with an SSE error event.
-fn hold_until_body_ends(
-    response: axum::response::Response,
-    in_flight: super::stats::InFlight,
-    gap: Option<Duration>,
-) -> axum::response::Response {
-    let (parts, body) = response.into_parts();
-    struct State {
-        body: axum::body::BodyDataStream,
-        _in_flight: super::stats::InFlight,
-        gap: Option<Duration>,
-        done: bool,
-    }
-    let state = State { body: body.into_data_stream(), _in_flight: in_flight, gap, done: false };
-    let stream = futures::stream::unfold(state, |mut s| async move {
-        if s.done {
-            return None;
-        }
-        let next = match s.gap {
-            Some(gap) => match tokio::time::timeout(gap, s.body.next()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    s.done = true;
-                    let error = ApiError::new(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "timeout_error",
-                        format!("the upstream sent nothing for {:.1}s (stream_timeout)", gap.as_secs_f64()),
-                    )
-                    .with_code("stream_timeout");
-                    return Some((Ok::<Bytes, axum::Error>(crate::streaming::sse::named("error", &error.body())), s));
-                }
-            },
-            None => s.body.next().await,
-        };
-        next.map(|item| (item, s))
-    });
-    axum::response::Response::from_parts(parts, Body::from_stream(stream))
+fn is_json(response: &axum::response::Response) -> bool {
+    response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"))
+}
+
+fn under_budget(session: &Session, i: usize) -> bool {
+    session.deployment_budgets[i].is_none_or(|b| session.deployment_spend[i].spent() < b.max_usd)
+}
+
+/// Whether a deployment has room under its `rpm` / `tpm` this minute.
+fn under_rate_limits(session: &Session, i: usize, request_tokens: u64) -> bool {
+    let params = &session.deployments[i].params;
+    let minute = session.stats[i].minute();
+    params.rpm.is_none_or(|rpm| minute.requests < rpm)
+        && params.tpm.is_none_or(|tpm| minute.tokens + request_tokens <= tpm)
+}
+
+/// 429 `budget_exceeded`, stating spend and budget.
+fn budget_exceeded(what: &str, spent: f64, budget: super::spend::Budget, reset: Option<u64>) -> ApiError {
+    let period = match budget.period {
+        Some(p) => format!(" per {}s period", p.as_secs()),
+        None => String::new(),
+    };
+    let mut error = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "budget_exceeded",
+        format!("budget exceeded: {what} has spent ${spent:.6} of its ${:.6} budget{period}", budget.max_usd),
+    )
+    .with_code("budget_exceeded");
+    error.retry_after = reset;
+    error
 }

@@ -1,12 +1,14 @@
 //! Choosing a deployment within a model group: one [`Strategy`] trait, one module per
 //! litellm routing strategy, and the live [`stats::DeploymentStats`] they decide by.
 
-pub mod failover;
+pub mod accounting;
 pub mod cost_based;
+pub mod failover;
 pub mod latency_based;
 pub mod least_busy;
 pub mod prices;
 pub mod simple_shuffle;
+pub mod spend;
 pub mod stats;
 pub mod usage_based;
 

@@ -56,10 +56,20 @@ fn blend(old: Option<f64>, sample: f64) -> Option<f64> {
     })
 }
 
+/// Totals since the session started.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Totals {
+    pub requests: u64,
+    pub errors: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
 /// One deployment's live figures.
 #[derive(Debug, Default)]
 pub struct DeploymentStats {
     in_flight: Arc<AtomicU64>,
+    totals: Mutex<Totals>,
     window: Mutex<Window>,
     latency: Mutex<Latency>,
     cooldown_until_ms: AtomicU64,
@@ -100,6 +110,19 @@ impl DeploymentStats {
     /// Adds tokens used to this minute's count.
     pub fn add_tokens(&self, tokens: u64) {
         self.lock_window().current(now_ms()).tokens += tokens;
+    }
+
+    /// Counts a finished request (and its tokens) in the session totals.
+    pub fn record_usage(&self, ok: bool, prompt_tokens: u64, completion_tokens: u64) {
+        let mut t = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+        t.requests += 1;
+        t.errors += u64::from(!ok);
+        t.prompt_tokens += prompt_tokens;
+        t.completion_tokens += completion_tokens;
+    }
+
+    pub fn totals(&self) -> Totals {
+        *self.totals.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records a whole answer's latency (per output token when known).

@@ -20,6 +20,14 @@ CREATE TABLE IF NOT EXISTS secrets (
     value     TEXT NOT NULL,
     PRIMARY KEY (workspace, key)
 );
+CREATE TABLE IF NOT EXISTS spend (
+    workspace TEXT NOT NULL,
+    app_id    TEXT NOT NULL,
+    scope     TEXT NOT NULL,
+    period    INTEGER NOT NULL,
+    micros    INTEGER NOT NULL,
+    PRIMARY KEY (workspace, app_id, scope)
+);
 CREATE TABLE IF NOT EXISTS sessions (
     workspace  TEXT NOT NULL,
     session_id TEXT NOT NULL,
@@ -154,6 +162,40 @@ impl SqliteStore {
             })
         })?;
         rows.collect::<Result<Vec<_>, _>>().map_err(StoreError::from)
+    }
+
+    /// Records spend; a figure never goes backwards within a period.
+    pub fn put_spend(
+        &self,
+        workspace: &str,
+        app_id: &str,
+        scope: &str,
+        period: u64,
+        micros: u64,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO spend (workspace, app_id, scope, period, micros) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (workspace, app_id, scope) DO UPDATE SET
+               micros = CASE WHEN excluded.period = spend.period THEN max(spend.micros, excluded.micros) ELSE excluded.micros END,
+               period = excluded.period",
+            params![workspace, app_id, scope, period as i64, micros as i64],
+        )?;
+        Ok(())
+    }
+
+    /// An app's stored spend: scope (`app` or a deployment id) -> (period, micro-dollars).
+    pub fn spend(&self, workspace: &str, app_id: &str) -> Result<HashMap<String, (u64, u64)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT scope, period, micros FROM spend WHERE workspace = ?1 AND app_id = ?2")?;
+        let rows = stmt.query_map(params![workspace, app_id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64))
+        })?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (scope, period, micros) = row?;
+            out.insert(scope, (period, micros));
+        }
+        Ok(out)
     }
 
     /// Whether an app is stored (for tests of the nothing-stored-on-failure rule).

@@ -14,11 +14,12 @@ mod translate_bedrock;
 mod translate_gemini;
 
 mod azure;
+mod budgets;
 mod catalogue;
-mod failover;
 mod cli;
 mod codegen;
 mod controller_http;
+mod failover;
 mod fake_openai;
 mod http_api;
 mod litellm_config;

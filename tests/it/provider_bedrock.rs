@@ -262,5 +262,14 @@ async fn a_wrong_secret_gets_bedrocks_403_as_an_openai_error() {
 async fn a_stream_exception_reaches_the_client() {
     let s = Setup::new(SECRET).await;
     let (_, text) = s.stream(json!({"model": "bedrock-claude", "stream": true, "messages": [{"role": "user", "content": "please throttle me"}]})).await;
-    assert!(text.contains("throttlingException") && text.contains("Too many requests"), "{text}");
+    // The chunks before the exception frame arrived; then the error, as an OpenAI error.
+    let data = sse_data(&text);
+    let first: Value = serde_json::from_str(&data[0]).unwrap();
+    assert_eq!(first["choices"][0]["delta"]["role"], "assistant", "{text}");
+    let error: Value = serde_json::from_str(data.last().unwrap()).unwrap();
+    assert_eq!(error["error"]["type"], "rate_limit_error", "{text}");
+    assert_eq!(
+        error["error"]["message"],
+        "bedrock: throttlingException: Too many requests, please wait before trying again."
+    );
 }

@@ -1,0 +1,250 @@
+//! What a served request used and cost: tokens read from the answer (whole or streamed, in
+//! OpenAI's, Anthropic's or the Responses API's shape), priced by the price table, added to
+//! the deployment's totals and the app's and deployment's spend.
+//!
+//! Streams are accounted when they end: the response body is re-framed event by event (each
+//! event leaves as soon as it is complete), usage is read on the way, the deployment stays
+//! counted as in flight until the last byte, and a stream whose upstream falls silent past
+//! `stream_timeout` ends with an SSE error event.
+
+use super::prices;
+use super::stats::InFlight;
+use crate::apps::logs::LogType;
+use crate::apps::session::Session;
+use crate::http::dispatch::Usage;
+use crate::http::error::ApiError;
+use axum::body::{Body, Bytes};
+use axum::http::StatusCode;
+use axum::response::Response;
+use futures::StreamExt;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Reads token usage from an answer or a stream event, whichever vocabulary it uses.
+pub fn usage_from_json(v: &Value) -> Option<Usage> {
+    let usage = v
+        .get("usage")
+        .filter(|u| u.is_object())
+        .or_else(|| v.pointer("/message/usage").filter(|u| u.is_object()))
+        .or_else(|| v.pointer("/response/usage").filter(|u| u.is_object()))?;
+    let count = |keys: &[&str]| keys.iter().find_map(|k| usage.get(*k).and_then(Value::as_u64));
+    let prompt = count(&["prompt_tokens", "input_tokens"]);
+    let completion = count(&["completion_tokens", "output_tokens"]);
+    (prompt.is_some() || completion.is_some())
+        .then(|| Usage { prompt_tokens: prompt.unwrap_or(0), completion_tokens: completion.unwrap_or(0) })
+}
+
+/// Where a request's usage and cost are booked.
+#[derive(Clone)]
+pub struct Account {
+    pub session: Arc<Session>,
+    pub index: usize,
+    pub request_id: String,
+}
+
+impl Account {
+    /// Books `usage`; returns the cost in US dollars.
+    pub fn book(&self, usage: Usage) -> f64 {
+        let d = &self.session.deployments[self.index];
+        let stats = &self.session.stats[self.index];
+        stats.record_usage(true, usage.prompt_tokens, usage.completion_tokens);
+        stats.add_tokens(usage.prompt_tokens + usage.completion_tokens);
+        let cost = prices::cost(d, usage.prompt_tokens, usage.completion_tokens).unwrap_or(0.0);
+        self.session.app_spend.add(cost);
+        self.session.deployment_spend[self.index].add(cost);
+        cost
+    }
+}
+
+/// Whether an event is the usage-only chunk OpenAI sends last (`choices: []`).
+fn is_usage_only(v: &Value) -> bool {
+    v["choices"].as_array().is_some_and(Vec::is_empty) && v.get("usage").is_some_and(Value::is_object)
+}
+
+/// Re-frames a streamed (SSE) body: books its usage when it ends, drops the usage-only chunk
+/// the client did not ask for, holds `in_flight` to the end, and enforces the chunk gap.
+pub fn tap_stream(
+    response: Response,
+    in_flight: InFlight,
+    gap: Option<Duration>,
+    account: Account,
+    client_wants_usage: bool,
+) -> Response {
+    let (parts, body) = response.into_parts();
+    struct State {
+        body: axum::body::BodyDataStream,
+        buffer: Vec<u8>,
+        usage: Usage,
+        seen_usage: bool,
+        account: Account,
+        _in_flight: InFlight,
+        gap: Option<Duration>,
+        client_wants_usage: bool,
+        done: bool,
+    }
+    let state = State {
+        body: body.into_data_stream(),
+        buffer: Vec::new(),
+        usage: Usage::default(),
+        seen_usage: false,
+        account,
+        _in_flight: in_flight,
+        gap,
+        client_wants_usage,
+        done: false,
+    };
+    let stream = futures::stream::unfold(state, |mut s| async move {
+        loop {
+            if s.done {
+                return None;
+            }
+            let next = match s.gap {
+                Some(gap) => match tokio::time::timeout(gap, s.body.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        s.done = true;
+                        s.finish();
+                        let error = ApiError::new(
+                            StatusCode::REQUEST_TIMEOUT,
+                            "timeout_error",
+                            format!("the upstream sent nothing for {:.1}s (stream_timeout)", gap.as_secs_f64()),
+                        )
+                        .with_code("stream_timeout");
+                        let mut out = std::mem::take(&mut s.buffer);
+                        out.extend_from_slice(&crate::streaming::sse::named("error", &error.body()));
+                        return Some((Ok::<Bytes, axum::Error>(Bytes::from(out)), s));
+                    }
+                },
+                None => s.body.next().await,
+            };
+            match next {
+                Some(Ok(bytes)) => {
+                    s.buffer.extend_from_slice(&bytes);
+                    let out = s.complete_events();
+                    if !out.is_empty() {
+                        return Some((Ok(Bytes::from(out)), s));
+                    }
+                }
+                Some(Err(e)) => {
+                    s.done = true;
+                    s.finish();
+                    return Some((Err(e), s));
+                }
+                None => {
+                    s.done = true;
+                    s.finish();
+                    let rest = std::mem::take(&mut s.buffer);
+                    if rest.is_empty() {
+                        return None;
+                    }
+                    return Some((Ok(Bytes::from(rest)), s));
+                }
+            }
+        }
+    });
+
+    impl State {
+        /// The complete events in the buffer, minus any dropped usage chunk; usage noted.
+        fn complete_events(&mut self) -> Vec<u8> {
+            let mut out = Vec::with_capacity(self.buffer.len());
+            let mut start = 0;
+            while let Some(end) = find_event_end(&self.buffer[start..]) {
+                let event = &self.buffer[start..start + end];
+                let mut keep = true;
+                if contains(event, b"\"usage\"") {
+                    for line in event.split(|b| *b == b'\n') {
+                        let Some(data) = line.strip_prefix(b"data:") else { continue };
+                        let Ok(v) = serde_json::from_slice::<Value>(data.trim_ascii()) else { continue };
+                        if let Some(u) = usage_from_json(&v) {
+                            self.usage.prompt_tokens = self.usage.prompt_tokens.max(u.prompt_tokens);
+                            self.usage.completion_tokens = self.usage.completion_tokens.max(u.completion_tokens);
+                            self.seen_usage = true;
+                        }
+                        if !self.client_wants_usage && is_usage_only(&v) {
+                            keep = false;
+                        }
+                    }
+                }
+                if keep {
+                    out.extend_from_slice(event);
+                }
+                start += end;
+            }
+            self.buffer.drain(..start);
+            out
+        }
+
+        fn finish(&mut self) {
+            let cost = self.account.book(self.usage);
+            let line = format!(
+                "{} stream ended: tokens={}/{}{} cost=${cost:.6}",
+                self.account.request_id,
+                self.usage.prompt_tokens,
+                self.usage.completion_tokens,
+                if self.seen_usage { "" } else { " (the upstream reported no usage)" }
+            );
+            self.account.session.logs.push(LogType::Log, line);
+        }
+    }
+
+    Response::from_parts(parts, Body::from_stream(stream))
+}
+
+/// The length of the first complete SSE event (through its blank line), if there is one.
+fn find_event_end(bytes: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        if bytes[i] == b'\n' && bytes[i + 1] == b'\n' {
+            return Some(i + 2);
+        }
+        if bytes[i] == b'\n' && bytes[i + 1] == b'\r' && bytes.get(i + 2) == Some(&b'\n') {
+            return Some(i + 3);
+        }
+        i += 1;
+    }
+    None
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Reads a whole JSON answer to learn its usage, then serves the same bytes.
+pub async fn tap_json(response: Response, limit: usize) -> (Response, Option<Usage>) {
+    let (parts, body) = response.into_parts();
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => {
+            let usage = serde_json::from_slice::<Value>(&bytes).ok().as_ref().and_then(usage_from_json);
+            (Response::from_parts(parts, Body::from(bytes)), usage)
+        }
+        Err(e) => {
+            let error =
+                ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("reading the upstream answer: {e}"));
+            (axum::response::IntoResponse::into_response(error), None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn usage_is_read_in_every_vocabulary() {
+        let openai = json!({"usage": {"prompt_tokens": 9, "completion_tokens": 3}});
+        let anthropic_start =
+            json!({"type": "message_start", "message": {"usage": {"input_tokens": 11, "output_tokens": 1}}});
+        let anthropic_delta = json!({"type": "message_delta", "usage": {"output_tokens": 7}});
+        let responses =
+            json!({"type": "response.completed", "response": {"usage": {"input_tokens": 5, "output_tokens": 2}}});
+        assert_eq!(usage_from_json(&openai), Some(Usage { prompt_tokens: 9, completion_tokens: 3 }));
+        assert_eq!(usage_from_json(&anthropic_start), Some(Usage { prompt_tokens: 11, completion_tokens: 1 }));
+        assert_eq!(usage_from_json(&anthropic_delta), Some(Usage { prompt_tokens: 0, completion_tokens: 7 }));
+        assert_eq!(usage_from_json(&responses), Some(Usage { prompt_tokens: 5, completion_tokens: 2 }));
+        assert_eq!(usage_from_json(&json!({"usage": null})), None);
+        assert_eq!(find_event_end(b"data: a\n\ndata: b"), Some(9));
+        assert_eq!(find_event_end(b"data: a\n"), None);
+    }
+}
