@@ -127,9 +127,19 @@ pub fn tap_stream(
                     }
                 }
                 Some(Err(e)) => {
+                    // The upstream broke off: end the client's stream cleanly, with the reason.
                     s.done = true;
                     s.finish();
-                    return Some((Err(e), s));
+                    let error = ApiError::new(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream_error",
+                        format!("the upstream stream broke off: {e}"),
+                    )
+                    .with_code("upstream_stream_error");
+                    s.account.session.logs.push(LogType::Error, format!("{} {}", s.account.request_id, error.message));
+                    let mut out = std::mem::take(&mut s.buffer);
+                    out.extend_from_slice(&crate::streaming::sse::named("error", &error.body()));
+                    return Some((Ok(Bytes::from(out)), s));
                 }
                 None => {
                     s.done = true;

@@ -59,6 +59,21 @@ async fn chat(State(flaky): State<Flaky>, Path(name): Path<String>, body: axum::
             tokio::time::sleep(Duration::from_secs(5)).await;
             axum::Json(completion("m", "too late")).into_response()
         }
+        n if n.starts_with("breaks") => {
+            // One chunk, then the connection dies mid-body.
+            let first = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"},\"finish_reason\":null}]}\n\n";
+            let stream = futures::stream::unfold(0u8, move |step| async move {
+                match step {
+                    0 => Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(first)), 1)),
+                    1 => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        Some((Err(std::io::Error::other("connection reset")), 2))
+                    }
+                    _ => None,
+                }
+            });
+            ([("content-type", "text/event-stream")], axum::body::Body::from_stream(stream)).into_response()
+        }
         n if n.starts_with("trickle") => {
             // One chunk, then silence.
             let first = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"},\"finish_reason\":null}]}\n\n";
@@ -234,4 +249,25 @@ async fn a_stream_that_falls_silent_ends_with_an_error_event() {
     let session = server.running.state.controller.registry().get("default", "demo").unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(session.stats[0].in_flight(), 0);
+}
+
+#[tokio::test]
+async fn an_upstream_dying_mid_stream_ends_the_stream_cleanly_with_an_error_event() {
+    let (base, _flaky) = start_flaky().await;
+    let (server, _dir) = app(&base, &[("gpt", "breaks")], json!({})).await;
+    let response = server
+        .client
+        .post(server.demo_url("/v1/chat/completions"))
+        .bearer_auth(&server.token)
+        .header("content-type", "application/json")
+        .body(json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let text = response.text().await.expect("the client's stream ends cleanly, not with a reset");
+    assert!(text.contains("\"content\":\"Hel\""), "{text}");
+    assert!(text.contains("event: error") && text.contains("upstream_stream_error"), "{text}");
+    let session = server.running.state.controller.registry().get("default", "demo").unwrap();
+    let (lines, _) = session.logs.read(Some(ferrolite::apps::logs::LogType::Error), 0, None);
+    assert!(lines.iter().any(|l| l.content.contains("the upstream stream broke off")), "logged");
 }

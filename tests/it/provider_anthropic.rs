@@ -186,3 +186,48 @@ async fn an_error_event_mid_stream_reaches_the_client() {
     assert_eq!(first["choices"][0]["delta"]["role"], "assistant");
     assert!(text.contains("anthropic: Overloaded"), "the upstream's error is told: {text}");
 }
+
+/// `/v1/messages` to an Anthropic deployment is passed through natively: the body arrives as
+/// sent (model rewritten), with the deployment's key, and the answer and its SSE come back as is.
+#[tokio::test]
+async fn messages_pass_through_to_anthropic_natively() {
+    let (fake, server, _dir) = setup().await;
+    let request = json!({"model": "claude", "max_tokens": 100, "system": "Be brief.", "top_k": 5, "messages": [{"role": "user", "content": "Hello"}]});
+    let response = server
+        .client
+        .post(server.demo_url("/v1/messages"))
+        .header("x-api-key", &server.token)
+        .header("anthropic-version", "2023-06-01")
+        .header("content-type", "application/json")
+        .body(request.to_string())
+        .send()
+        .await
+        .unwrap();
+    let (status, message) = crate::support::read_json(response).await;
+    assert_eq!(status, 200, "{message}");
+    assert_eq!(message["type"], "message");
+    let sent = fake.recorded().pop().unwrap();
+    assert_eq!(sent.path, "/v1/messages");
+    assert_eq!(sent.headers.get("x-api-key").map(String::as_str), Some(UPSTREAM_KEY));
+    assert_eq!(sent.headers.get("anthropic-version").map(String::as_str), Some("2023-06-01"));
+    let mut expected = request.clone();
+    expected["model"] = json!("claude-3-5-sonnet-20241022");
+    assert_eq!(sent.body, expected, "native: nothing but the model changes, Anthropic-only fields included");
+
+    let mut streamed = request.clone();
+    streamed["stream"] = json!(true);
+    let response = server
+        .client
+        .post(server.demo_url("/v1/messages"))
+        .header("x-api-key", &server.token)
+        .header("content-type", "application/json")
+        .body(streamed.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let text = response.text().await.unwrap();
+    let events: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+    assert_eq!(events.first(), Some(&"message_start"));
+    assert_eq!(events.last(), Some(&"message_stop"));
+}
