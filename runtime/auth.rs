@@ -63,34 +63,40 @@ const SECRET_FILE: &str = "server-secret";
 impl Tokens {
     /// Loads the server secret from `data_dir`, creating it (mode 0600) on first run.
     pub fn load_or_create(data_dir: &Path) -> Result<Tokens, KeyError> {
-        let io = |path: &Path| {
-            let path = path.to_owned();
-            move |source| KeyError::Io { path, source }
-        };
-        std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
-        let path = data_dir.join(SECRET_FILE);
-        let secret = match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                decode_hex(text.trim()).filter(|b| b.len() == 32).ok_or_else(|| KeyError::Corrupt(path.clone()))?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut bytes = vec![0u8; 32];
-                rand::thread_rng().fill_bytes(&mut bytes);
-                write_private(&path, &encode_hex(&bytes)).map_err(io(&path))?;
-                bytes
-            }
-            Err(e) => return Err(io(&path)(e)),
-        };
-        Ok(Tokens::from_secret(&secret))
+        Ok(Tokens::from_secret(&load_or_create_secret(data_dir)?))
     }
 
-    fn from_secret(secret: &[u8]) -> Tokens {
+    /// Tokens signed with `secret` (32 bytes; several instances share one).
+    pub fn from_secret(secret: &[u8]) -> Tokens {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp"]);
         Tokens { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), validation }
     }
+}
 
+/// The server secret in `data_dir`, created (mode 0600) on first run.
+pub fn load_or_create_secret(data_dir: &Path) -> Result<Vec<u8>, KeyError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| KeyError::Io { path, source }
+    };
+    std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+    let path = data_dir.join(SECRET_FILE);
+    let secret = match std::fs::read_to_string(&path) {
+        Ok(text) => decode_hex(text.trim()).filter(|b| b.len() == 32).ok_or_else(|| KeyError::Corrupt(path.clone()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = vec![0u8; 32];
+            rand::thread_rng().fill_bytes(&mut bytes);
+            write_private(&path, &encode_hex(&bytes)).map_err(io(&path))?;
+            bytes
+        }
+        Err(e) => return Err(io(&path)(e)),
+    };
+    Ok(secret)
+}
+
+impl Tokens {
     /// A token for `workspace`, valid for `expires_in`.
     pub fn issue(&self, workspace: &str, admin: bool, expires_in: Duration) -> String {
         let now = unix_now();
@@ -144,11 +150,13 @@ pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     file.sync_all()
 }
 
-fn encode_hex(bytes: &[u8]) -> String {
+/// Hex of bytes (the server secret's file form).
+pub fn encode_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
+/// Bytes of hex text.
+pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
     if text.len() % 2 != 0 {
         return None;
     }

@@ -10,6 +10,7 @@ pub mod apps;
 pub mod auth;
 pub mod catalogue;
 pub mod cli;
+pub mod cluster;
 pub mod http;
 pub mod manifest;
 pub mod providers;

@@ -3,12 +3,14 @@
 
 use crate::apps::{demo, Controller, ControllerError, Source};
 use crate::auth::{write_private, KeyError, Tokens};
+use crate::cluster::{Cluster, Event};
 use crate::http::{self, AppState, Limits};
 use crate::manifest::litellm;
 use crate::manifest::validate::{self, LoadError};
 use crate::store::{SqliteStore, StoreError};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -30,6 +32,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// How long in-flight requests may take to finish once shutdown starts.
     pub drain_timeout: Duration,
+    /// Share state with other instances through this Redis.
+    pub redis_url: Option<String>,
 }
 
 impl ServerConfig {
@@ -41,6 +45,7 @@ impl ServerConfig {
             configs: Vec::new(),
             limits: Limits::default(),
             drain_timeout: Duration::from_secs(30),
+            redis_url: None,
         }
     }
 }
@@ -60,6 +65,8 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error("restoring stored apps: {0}")]
     Restore(ControllerError),
+    #[error("--redis-url: {0}")]
+    Cluster(crate::cluster::ClusterError),
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
 }
@@ -84,7 +91,7 @@ pub struct RunningServer {
     pub mounted_routes: usize,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
-    flusher: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
     drain_timeout: Duration,
 }
 
@@ -93,7 +100,7 @@ pub const DEFAULT_WORKSPACE: &str = demo::WORKSPACE;
 
 /// Starts listening and serving; returns once the listener is bound and the apps run.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> {
-    let tokens = Tokens::load_or_create(&config.data_dir)?;
+    let mut secret = crate::auth::load_or_create_secret(&config.data_dir)?;
     let addr = format!("{}:{}", config.host, config.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -101,7 +108,17 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
     let local = listener.local_addr().map_err(|source| StartupError::Bind { addr, source })?;
 
     let store = SqliteStore::open(&config.data_dir)?;
-    let controller = Controller::new(format!("http://{local}"), store);
+    let mut controller = Controller::new(format!("http://{local}"), store);
+    let cluster = match &config.redis_url {
+        Some(url) => {
+            let cluster = Arc::new(Cluster::connect(url).await.map_err(StartupError::Cluster)?);
+            // Behind one load balancer, a token from any instance must pass on every other.
+            secret = cluster.shared_secret(&secret).await.map_err(StartupError::Cluster)?;
+            controller = controller.with_cluster(cluster.clone());
+            Some(cluster)
+        }
+        None => None,
+    };
     for (session, error) in controller.restore().map_err(StartupError::Restore)? {
         eprintln!(
             "ferrolite: stored session {} of app {} did not restart: {error}",
@@ -145,6 +162,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
             apps.push(StartedApp { url: info.url, models: info.models });
         }
     }
+    let tokens = Tokens::from_secret(&secret);
     let (admin_token_file, new_admin_token) = write_admin_token(&config.data_dir, &tokens)?;
     let token = tokens.issue(DEFAULT_WORKSPACE, false, Duration::from_secs(30 * 24 * 3600));
     let state = AppState::new(controller, tokens, config.limits);
@@ -165,6 +183,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
             }
         })
     };
+    let mut background = vec![flusher];
+    if let Some(cluster) = cluster {
+        background.extend(cluster_tasks(state.clone(), cluster));
+    }
     let shutdown = async {
         let _ = rx.await;
     };
@@ -187,9 +209,57 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
         mounted_routes,
         shutdown: Some(tx),
         task,
-        flusher,
+        background,
         drain_timeout: config.drain_timeout,
     })
+}
+
+/// What an instance runs to stay in step with the others: it applies their announcements in
+/// order, and refreshes every 200 ms the cluster-wide load the router decides by.
+fn cluster_tasks(state: AppState, cluster: Arc<Cluster>) -> Vec<JoinHandle<()>> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let listener = {
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            loop {
+                let tx = tx.clone();
+                if let Err(e) = cluster.listen(move |event| drop(tx.send(event))).await {
+                    tracing::warn!("shared state: {e}; listening again in 1s");
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
+    let applier = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                let state = state.clone();
+                let applied = tokio::task::spawn_blocking(move || state.controller.apply_remote(event)).await;
+                if let Ok(Err(e)) = applied {
+                    tracing::warn!("cannot apply another instance's change: {e}");
+                }
+            }
+        })
+    };
+    let refresher = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tick.tick().await;
+            let sessions = state.controller.registry().all();
+            let keys: Vec<(String, String, usize)> = sessions
+                .iter()
+                .flat_map(|s| (0..s.deployments.len()).map(move |i| (s.workspace.clone(), s.id.clone(), i)))
+                .collect();
+            if let Some(load) = cluster.load(&keys).await {
+                let stats = sessions.iter().flat_map(|s| s.stats.iter());
+                for (stats, (in_flight, requests, tokens)) in stats.zip(load) {
+                    stats.set_shared(in_flight as u64, requests, tokens);
+                }
+            }
+        }
+    });
+    vec![listener, applier, refresher]
 }
 
 /// The admin token's file name in the data dir.
@@ -221,7 +291,9 @@ impl RunningServer {
                 Ok(())
             }
         };
-        self.flusher.abort();
+        for task in &self.background {
+            task.abort();
+        }
         if let Err(e) = self.state.controller.flush_spend() {
             tracing::warn!("cannot store spend at shutdown: {e}");
         }

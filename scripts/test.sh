@@ -7,6 +7,17 @@ cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "scripts/test.sh: cargo is required (https://rustup.rs)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "scripts/test.sh: python3 is required for the SDK tests" >&2; exit 1; }
 
+# Debian's redis-server, for the multi-instance tests.
+if ! command -v redis-server >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "scripts/test.sh: installing redis-server" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  else
+    echo "scripts/test.sh: redis-server is required (apt-get install redis-server)" >&2
+    exit 1
+  fi
+fi
+
 # The real openai / anthropic Python SDKs, pinned, in a virtualenv of their own.
 venv="${FERROLITE_VENV:-$PWD/.venv}"
 if [ ! -x "$venv/bin/python" ]; then

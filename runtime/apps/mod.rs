@@ -11,6 +11,7 @@ pub mod registry;
 pub mod session;
 
 use crate::auth::unix_now;
+use crate::cluster::{Cluster, ClusterError, Event, SharedApp, SharedSession};
 use crate::manifest::validate::{self, Finding, Invalid, LoadError};
 use crate::manifest::{litellm, Manifest};
 use crate::store::{SqliteStore, StoreError, StoredApp, StoredSession};
@@ -95,6 +96,8 @@ pub enum ControllerError {
     Start(#[from] StartError),
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
 }
 
 /// The environment and per-workspace secrets that `HYPHA_SECRET:` and `os.environ/` read.
@@ -130,13 +133,32 @@ pub struct Controller {
     state: Mutex<State>,
     registry: Registry,
     store: SqliteStore,
+    /// Shared state with other instances (`--redis-url`), when configured.
+    cluster: Option<Arc<Cluster>>,
     /// `http://host:port`, for the URLs sessions report.
     base_url: String,
 }
 
+/// Whether a change starts here (and is announced to other instances) or was announced by one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Local,
+    Remote,
+}
+
 impl Controller {
     pub fn new(base_url: String, store: SqliteStore) -> Controller {
-        Controller { state: Mutex::default(), registry: Registry::default(), store, base_url }
+        Controller { state: Mutex::default(), registry: Registry::default(), store, cluster: None, base_url }
+    }
+
+    /// Shares apps, sessions and secrets with other instances through Redis.
+    pub fn with_cluster(mut self, cluster: Arc<Cluster>) -> Controller {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
     }
 
     pub fn registry(&self) -> &Registry {
@@ -154,10 +176,29 @@ impl Controller {
     /// Loads stored apps and secrets and restarts the sessions that were running. Sessions
     /// that cannot start now (a secret gone from the environment) are reported, not fatal.
     pub fn restore(&self) -> Result<Vec<(StoredSession, ControllerError)>, ControllerError> {
+        // With Redis the shared state is the truth; alone, the local store is.
+        let (secrets, apps, sessions) = match &self.cluster {
+            Some(cluster) => {
+                let apps = cluster.apps()?.into_iter().map(|((workspace, id), a)| StoredApp {
+                    workspace,
+                    id,
+                    manifest: a.manifest,
+                    installed_at: a.installed_at,
+                });
+                let sessions = cluster.sessions()?.into_iter().map(|((workspace, session_id), s)| StoredSession {
+                    workspace,
+                    session_id,
+                    app_id: s.app_id,
+                    started_at: s.started_at,
+                });
+                (cluster.secrets()?, apps.collect::<Vec<_>>(), sessions.collect::<Vec<_>>())
+            }
+            None => (self.store.secrets()?, self.store.apps()?, self.store.sessions()?),
+        };
         {
             let mut state = self.lock();
-            state.secrets = self.store.secrets()?;
-            for stored in self.store.apps()? {
+            state.secrets = secrets;
+            for stored in apps {
                 match validate::validate(&stored.manifest) {
                     Ok(ok) => {
                         state.apps.insert(
@@ -178,8 +219,8 @@ impl Controller {
             }
         }
         let mut failed = Vec::new();
-        for s in self.store.sessions()? {
-            if let Err(e) = self.start_session(&s.workspace, &s.app_id, Some(s.session_id.clone())) {
+        for s in sessions {
+            if let Err(e) = self.start_session(&s.workspace, &s.app_id, Some(s.session_id.clone()), Origin::Remote) {
                 tracing::warn!(session = %s.session_id, "cannot restart session: {e}");
                 let _ = self.store.delete_session(&s.workspace, &s.session_id);
                 failed.push((s, e));
@@ -209,6 +250,10 @@ impl Controller {
             document: doc,
             installed_at: unix_now(),
         };
+        if let Some(cluster) = &self.cluster {
+            let shared = SharedApp { manifest: app.document.clone(), installed_at: app.installed_at };
+            cluster.put_app(workspace, &app.id, &shared)?;
+        }
         self.store.put_app(&StoredApp {
             workspace: app.workspace.clone(),
             id: app.id.clone(),
@@ -222,7 +267,7 @@ impl Controller {
 
     /// Starts a session of an installed app and registers its service.
     pub fn start(&self, workspace: &str, app_id: &str) -> Result<SessionInfo, ControllerError> {
-        self.start_session(workspace, app_id, None)
+        self.start_session(workspace, app_id, None, Origin::Local)
     }
 
     fn start_session(
@@ -230,6 +275,7 @@ impl Controller {
         workspace: &str,
         app_id: &str,
         session_id: Option<String>,
+        origin: Origin,
     ) -> Result<SessionInfo, ControllerError> {
         let state = self.lock();
         let app = state
@@ -276,6 +322,10 @@ impl Controller {
                 session.deployment_spend[i].restore(period, micros);
             }
         }
+        if let (Some(cluster), Origin::Local) = (&self.cluster, origin) {
+            let shared = SharedSession { app_id: app_id.to_owned(), started_at: session.created };
+            cluster.put_session(workspace, &session.id, &shared, true)?;
+        }
         self.store.put_session(&StoredSession {
             workspace: workspace.to_owned(),
             session_id: session.id.clone(),
@@ -289,11 +339,18 @@ impl Controller {
 
     /// Stops a running session; its service answers 404 from then on.
     pub fn stop(&self, workspace: &str, session_id: &str) -> Result<(), ControllerError> {
+        self.stop_session(workspace, session_id, Origin::Local)
+    }
+
+    fn stop_session(&self, workspace: &str, session_id: &str, origin: Origin) -> Result<(), ControllerError> {
         let mut state = self.lock();
         let session = self
             .registry
             .find_session(workspace, session_id)
             .ok_or_else(|| ControllerError::SessionNotFound(session_id.to_owned()))?;
+        if let (Some(cluster), Origin::Local) = (&self.cluster, origin) {
+            cluster.delete_session(workspace, session_id)?;
+        }
         self.flush_session_spend(&session)?;
         self.store.delete_session(workspace, session_id)?;
         self.registry.remove(workspace, &session.service_id);
@@ -307,11 +364,18 @@ impl Controller {
 
     /// Stops the app's sessions, then removes it.
     pub fn uninstall(&self, workspace: &str, app_id: &str) -> Result<(), ControllerError> {
+        self.uninstall_app(workspace, app_id, Origin::Local)
+    }
+
+    fn uninstall_app(&self, workspace: &str, app_id: &str, origin: Origin) -> Result<(), ControllerError> {
         if !self.lock().apps.contains_key(&(workspace.to_owned(), app_id.to_owned())) {
             return Err(ControllerError::AppNotFound(app_id.to_owned()));
         }
         for session in self.registry.sessions_in(workspace).iter().filter(|s| s.app_id == app_id) {
-            self.stop(workspace, &session.id)?;
+            self.stop_session(workspace, &session.id, origin)?;
+        }
+        if let (Some(cluster), Origin::Local) = (&self.cluster, origin) {
+            cluster.delete_app(workspace, app_id)?;
         }
         let mut state = self.lock();
         self.store.delete_app(workspace, app_id)?;
@@ -342,6 +406,58 @@ impl Controller {
         let session = session.ok_or_else(|| ControllerError::SessionNotFound(session_id.to_owned()))?;
         let (items, total) = session.logs.read(kind, offset, limit);
         Ok(LogsPage { items, total, offset, limit })
+    }
+
+    /// Applies a change another instance announced.
+    pub fn apply_remote(&self, event: Event) -> Result<(), ControllerError> {
+        let Some(cluster) = self.cluster.clone() else { return Ok(()) };
+        match event {
+            Event::Install { workspace, app_id } => {
+                let Some(shared) = cluster.get_app(&workspace, &app_id)? else { return Ok(()) };
+                let validated = validate::validate(&shared.manifest)?;
+                self.store.put_app(&StoredApp {
+                    workspace: workspace.clone(),
+                    id: app_id.clone(),
+                    manifest: shared.manifest.clone(),
+                    installed_at: shared.installed_at,
+                })?;
+                let app = App {
+                    id: app_id.clone(),
+                    workspace: workspace.clone(),
+                    manifest: validated.manifest,
+                    document: shared.manifest,
+                    installed_at: shared.installed_at,
+                };
+                self.lock().apps.insert((workspace, app_id), app);
+            }
+            Event::Uninstall { workspace, app_id } => match self.uninstall_app(&workspace, &app_id, Origin::Remote) {
+                Ok(()) | Err(ControllerError::AppNotFound(_)) => {}
+                Err(e) => return Err(e),
+            },
+            Event::Start { workspace, app_id, session_id } => {
+                if self.registry.find_session(&workspace, &session_id).is_none() {
+                    self.start_session(&workspace, &app_id, Some(session_id), Origin::Remote)?;
+                }
+            }
+            Event::Stop { workspace, session_id } => match self.stop_session(&workspace, &session_id, Origin::Remote) {
+                Ok(()) | Err(ControllerError::SessionNotFound(_)) => {}
+                Err(e) => return Err(e),
+            },
+            Event::SetEnv { workspace, key } => {
+                if let Some(value) = cluster.get_secret(&workspace, &key)? {
+                    self.store.put_secret(&workspace, &key, &value)?;
+                    self.lock().secrets.entry(workspace).or_default().insert(key, value);
+                }
+            }
+            Event::Cooldown { workspace, service_id, deployment, millis } => {
+                if let Some(stats) =
+                    self.registry.get(&workspace, &service_id).as_ref().and_then(|s| s.stats.get(deployment))
+                {
+                    stats.cool_down(std::time::Duration::from_millis(millis));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Writes every running session's changed spend to the store.
@@ -376,6 +492,9 @@ impl Controller {
 
     /// Stores a workspace secret for `HYPHA_SECRET:KEY` references (used at the next start).
     pub fn set_env(&self, workspace: &str, key: &str, value: &str) -> Result<(), ControllerError> {
+        if let Some(cluster) = &self.cluster {
+            cluster.put_secret(workspace, key, value)?;
+        }
         let mut state = self.lock();
         self.store.put_secret(workspace, key, value)?;
         state.secrets.entry(workspace.to_owned()).or_default().insert(key.to_owned(), value.to_owned());

@@ -65,6 +65,9 @@ pub struct ServeArgs {
     pub max_body_bytes: usize,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Share apps, sessions, spend, load and cooldowns with other instances through Redis.
+    #[arg(long, env = "FERROLITE_REDIS_URL")]
+    pub redis_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -154,6 +157,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.port = args.port;
     config.configs = args.configs;
     config.limits.max_body_bytes = args.max_body_bytes;
+    config.redis_url = args.redis_url;
     runtime.block_on(async move {
         let running = match server::start(config).await {
             Ok(r) => r,

@@ -180,8 +180,13 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &str) -
         deployment.as_deref().unwrap_or("-"),
         elapsed.as_secs_f64() * 1000.0,
     );
-    if let Err(e) = &result {
-        line.push_str(&format!(" error={:?}", e.message));
+    match &result {
+        Ok((o, _)) => {
+            if let Some(cost) = o.response.headers().get("x-ferrolite-cost").and_then(|v| v.to_str().ok()) {
+                line.push_str(&format!(" cost=${cost}"));
+            }
+        }
+        Err(e) => line.push_str(&format!(" error={:?}", e.message)),
     }
     tracing::debug!(status, latency_ms = elapsed.as_secs_f64() * 1000.0, "served");
     session.logs.push(kind, line);

@@ -124,6 +124,8 @@ impl From<ControllerError> for ApiError {
             }
             ControllerError::Unreadable(_) => ApiError::bad_request(message).with_code("invalid_manifest"),
             ControllerError::Store(_) => ApiError::internal(message).with_code("store_error"),
+            ControllerError::Cluster(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", message)
+                .with_code("shared_state_unavailable"),
             ControllerError::AppExists(_) | ControllerError::ServiceIdInUse(..) => {
                 ApiError::new(StatusCode::CONFLICT, "invalid_request_error", message).with_code("conflict")
             }

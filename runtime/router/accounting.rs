@@ -41,6 +41,8 @@ pub struct Account {
     pub session: Arc<Session>,
     pub index: usize,
     pub request_id: String,
+    /// Other instances share spend and load through this, when configured.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Account {
@@ -53,6 +55,21 @@ impl Account {
         let cost = prices::cost(d, usage.prompt_tokens, usage.completion_tokens).unwrap_or(0.0);
         self.session.app_spend.add(cost);
         self.session.deployment_spend[self.index].add(cost);
+        if let Some(cluster) = self.cluster.clone() {
+            let (s, i) = (self.session.clone(), self.index);
+            let micros = (cost * 1e6).round() as u64;
+            let tokens = usage.prompt_tokens + usage.completion_tokens;
+            tokio::spawn(async move {
+                if micros > 0 {
+                    let deployment = &s.deployments[i].id;
+                    cluster.add_spend(&s.workspace, &s.app_id, "app", s.app_spend.period_now(), micros).await;
+                    cluster
+                        .add_spend(&s.workspace, &s.app_id, deployment, s.deployment_spend[i].period_now(), micros)
+                        .await;
+                }
+                cluster.add_load(&s.workspace, &s.id, i, -1, 0, tokens).await;
+            });
+        }
         cost
     }
 }

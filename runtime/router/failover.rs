@@ -215,8 +215,17 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
         Target::Deployment(_) => (None, RequestOptions::default()),
     };
     let num_retries = options.num_retries.unwrap_or(policy.num_retries);
+    let cluster = r.state.controller.cluster().cloned();
     if let Some(budget) = session.app_budget {
-        let spent = session.app_spend.spent();
+        let mut spent = session.app_spend.spent();
+        // Several instances spend one budget: the shared total decides (local if Redis is away).
+        if let Some(cluster) = &cluster {
+            if let Some(micros) =
+                cluster.spend(&session.workspace, &session.app_id, "app", session.app_spend.period_now()).await
+            {
+                spent = spent.max(micros as f64 / 1e6);
+            }
+        }
         if spent >= budget.max_usd {
             return Err(budget_exceeded("this app", spent, budget, session.app_spend.seconds_to_reset()));
         }
@@ -353,6 +362,10 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
             let d = &session.deployments[index];
             let stats = &session.stats[index];
             let in_flight = stats.begin();
+            if let Some(cluster) = cluster.clone() {
+                let (ws, sid) = (session.workspace.clone(), session.id.clone());
+                tokio::spawn(async move { cluster.add_load(&ws, &sid, index, 1, 1, 0).await });
+            }
             let attempt_deadline =
                 earliest(deadline, d.params.timeout.map(|t| Instant::now() + Duration::from_secs_f64(t)));
             let t0 = Instant::now();
@@ -361,7 +374,12 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
             upstream_time += elapsed;
             match result {
                 Ok(mut outcome) => {
-                    let account = Account { session: session.clone(), index, request_id: r.request_id.to_owned() };
+                    let account = Account {
+                        session: session.clone(),
+                        index,
+                        request_id: r.request_id.to_owned(),
+                        cluster: cluster.clone(),
+                    };
                     let stream = is_event_stream(&outcome.response);
                     let mut cost = None;
                     if stream {
@@ -395,12 +413,23 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
                 Err(e) => {
                     drop(in_flight);
                     stats.record_usage(false, 0, 0);
+                    if let Some(cluster) = cluster.clone() {
+                        let (ws, sid) = (session.workspace.clone(), session.id.clone());
+                        tokio::spawn(async move { cluster.add_load(&ws, &sid, index, -1, 0, 0).await });
+                    }
                     failure = classify(&e);
                     if failure == Failure::Retryable {
                         let fails = stats.record_failure();
                         if e.status == StatusCode::TOO_MANY_REQUESTS || fails > policy.allowed_fails {
                             let wait = e.retry_after.map(Duration::from_secs).unwrap_or_default().max(policy.cooldown);
                             stats.cool_down(wait);
+                            if let Some(cluster) = cluster.clone() {
+                                let (ws, service) = (session.workspace.clone(), session.service_id.clone());
+                                let millis = wait.as_millis() as u64;
+                                tokio::spawn(
+                                    async move { cluster.announce_cooldown(&ws, &service, index, millis).await },
+                                );
+                            }
                             session.logs.push(
                                 LogType::Error,
                                 format!(

@@ -83,6 +83,11 @@ impl Ledger {
         self.dirty.store(true, Ordering::Relaxed);
     }
 
+    /// The current period's index.
+    pub fn period_now(&self) -> u64 {
+        period_index(self.period, now_secs())
+    }
+
     /// Dollars spent this period.
     pub fn spent(&self) -> f64 {
         self.current().1 as f64 / 1e6

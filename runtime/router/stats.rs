@@ -73,6 +73,16 @@ pub struct DeploymentStats {
     window: Mutex<Window>,
     latency: Mutex<Latency>,
     cooldown_until_ms: AtomicU64,
+    /// The cluster-wide figures (all instances, this one included), refreshed from Redis.
+    shared: Mutex<Shared>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Shared {
+    minute: u64,
+    in_flight: u64,
+    requests: u64,
+    tokens: u64,
 }
 
 /// Counts a request as in flight until dropped (streams hold it until they end).
@@ -88,7 +98,14 @@ impl Drop for InFlight {
 impl DeploymentStats {
     /// Requests now in flight.
     pub fn in_flight(&self) -> u64 {
-        self.in_flight.load(Ordering::Relaxed)
+        let local = self.in_flight.load(Ordering::Relaxed);
+        local.max(self.shared.lock().unwrap_or_else(|p| p.into_inner()).in_flight)
+    }
+
+    /// Records the cluster-wide figures read from the shared store.
+    pub fn set_shared(&self, in_flight: u64, requests: u64, tokens: u64) {
+        let minute = now_ms() / 60_000;
+        *self.shared.lock().unwrap_or_else(|p| p.into_inner()) = Shared { minute, in_flight, requests, tokens };
     }
 
     /// Marks a request in flight (and counts it in this minute's requests).
@@ -104,7 +121,14 @@ impl DeploymentStats {
 
     /// This minute's figures.
     pub fn minute(&self) -> MinuteUsage {
-        *self.lock_window().current(now_ms())
+        let now = now_ms();
+        let mut usage = *self.lock_window().current(now);
+        let shared = *self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        if shared.minute == now / 60_000 {
+            usage.requests = usage.requests.max(shared.requests);
+            usage.tokens = usage.tokens.max(shared.tokens);
+        }
+        usage
     }
 
     /// Adds tokens used to this minute's count.

@@ -141,8 +141,8 @@ async fn a_failing_deployment_is_retried_elsewhere_then_cooled_down() {
     let (base, flaky) = start_flaky().await;
     let (server, _dir) =
         app(&base, &[("gpt", "down-a"), ("gpt", "ok-b")], json!({"num_retries": 2, "retry_backoff": 0.01})).await;
-    for _ in 0..12 {
-        let (status, body, headers) = ask(&server, hi("gpt")).await;
+    let mut requests = 0;
+    let check = |status: u16, body: &Value, headers: &reqwest::header::HeaderMap| {
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["choices"][0]["message"]["content"], "answered by ok-b");
         assert_eq!(headers["x-ferrolite-deployment"], "gpt/1");
@@ -150,10 +150,22 @@ async fn a_failing_deployment_is_retried_elsewhere_then_cooled_down() {
         assert!((1..=2).contains(&attempts));
         let overhead: f64 = headers["x-ferrolite-overhead-ms"].to_str().unwrap().parse().unwrap();
         assert!(overhead >= 0.0);
+    };
+    // Picks are random: keep asking until the failing deployment has failed allowed_fails + 1 times.
+    while flaky.hits("down-a") < 4 {
+        let (status, body, headers) = ask(&server, hi("gpt")).await;
+        check(status, &body, &headers);
+        requests += 1;
+        assert!(requests < 200, "the failing deployment was never picked");
     }
-    // allowed_fails (3) failures in the minute, the 4th cools it down: no more traffic to it.
+    // Its 4th failure in the minute (allowed_fails = 3) cooled it down: no more traffic reaches it.
+    for _ in 0..10 {
+        let (status, body, headers) = ask(&server, hi("gpt")).await;
+        check(status, &body, &headers);
+        requests += 1;
+    }
     assert_eq!(flaky.hits("down-a"), 4, "the failing deployment cooled down after its 4th failure");
-    assert_eq!(flaky.hits("ok-b"), 12);
+    assert_eq!(flaky.hits("ok-b"), requests);
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@ mod azure;
 mod budgets;
 mod catalogue;
 mod cli;
+mod cluster;
 mod codegen;
 mod controller_http;
 mod failover;
