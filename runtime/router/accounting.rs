@@ -85,6 +85,7 @@ pub fn tap_stream(
     response: Response,
     in_flight: InFlight,
     gap: Option<Duration>,
+    keepalive: Option<Duration>,
     account: Account,
     client_wants_usage: bool,
 ) -> Response {
@@ -97,6 +98,9 @@ pub fn tap_stream(
         account: Account,
         _in_flight: InFlight,
         gap: Option<Duration>,
+        keepalive: Option<Duration>,
+        since_data: std::time::Instant,
+        sent_data: bool,
         client_wants_usage: bool,
         done: bool,
     }
@@ -108,6 +112,9 @@ pub fn tap_stream(
         account,
         _in_flight: in_flight,
         gap,
+        keepalive,
+        since_data: std::time::Instant::now(),
+        sent_data: false,
         client_wants_usage,
         done: false,
     };
@@ -116,12 +123,22 @@ pub fn tap_stream(
             if s.done {
                 return None;
             }
-            let next = match s.gap {
-                Some(gap) => match tokio::time::timeout(gap, s.body.next()).await {
+            // Before the first event, a comment every `keepalive` keeps proxies in between from
+            // cutting a long wait for the first token; `gap` bounds the silence either way.
+            let keepalive = s.keepalive.filter(|_| !s.sent_data);
+            let gap_left = s.gap.map(|g| g.saturating_sub(s.since_data.elapsed()));
+            let wait = match (keepalive, gap_left) {
+                (Some(k), Some(g)) => Some(k.min(g)),
+                (k, g) => k.or(g),
+            };
+            let next = match wait {
+                None => s.body.next().await,
+                Some(wait) => match tokio::time::timeout(wait, s.body.next()).await {
                     Ok(next) => next,
-                    Err(_) => {
+                    Err(_) if gap_left.is_some_and(|g| g <= wait) => {
                         s.done = true;
                         s.finish();
+                        let gap = s.gap.unwrap_or_default();
                         let error = ApiError::new(
                             StatusCode::REQUEST_TIMEOUT,
                             "timeout_error",
@@ -132,14 +149,16 @@ pub fn tap_stream(
                         out.extend_from_slice(&crate::streaming::sse::named("error", &error.body()));
                         return Some((Ok::<Bytes, axum::Error>(Bytes::from(out)), s));
                     }
+                    Err(_) => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), s)),
                 },
-                None => s.body.next().await,
             };
             match next {
                 Some(Ok(bytes)) => {
+                    s.since_data = std::time::Instant::now();
                     s.buffer.extend_from_slice(&bytes);
                     let out = s.complete_events();
                     if !out.is_empty() {
+                        s.sent_data = true;
                         return Some((Ok(Bytes::from(out)), s));
                     }
                 }

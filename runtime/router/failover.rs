@@ -42,6 +42,8 @@ pub struct Policy {
     pub latency_buffer: f64,
     /// litellm's `enforce_model_rate_limits`: rpm / tpm become hard limits.
     pub enforce_rate_limits: bool,
+    /// How often `: keep-alive` comments go out while a stream waits for its first token.
+    pub keepalive: Duration,
 }
 
 impl Default for Policy {
@@ -58,6 +60,7 @@ impl Default for Policy {
             backoff: Duration::from_millis(100),
             latency_buffer: 0.0,
             enforce_rate_limits: false,
+            keepalive: Duration::from_secs(15),
         }
     }
 }
@@ -105,6 +108,10 @@ impl Policy {
                 .and_then(Value::as_f64)
                 .unwrap_or(0.0),
             enforce_rate_limits: get("enforce_model_rate_limits").and_then(Value::as_bool).unwrap_or(false),
+            keepalive: get("stream_keepalive_interval")
+                .and_then(seconds)
+                .filter(|d| !d.is_zero())
+                .unwrap_or(default.keepalive),
         }
     }
 }
@@ -385,7 +392,14 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
                     if stream {
                         stats.record_first_token(elapsed);
                         let gap = d.params.stream_timeout.map(Duration::from_secs_f64).or(policy.stream_timeout);
-                        outcome.response = tap_stream(outcome.response, in_flight, gap, account, client_wants_usage);
+                        outcome.response = tap_stream(
+                            outcome.response,
+                            in_flight,
+                            gap,
+                            Some(policy.keepalive),
+                            account,
+                            client_wants_usage,
+                        );
                     } else {
                         if outcome.usage.is_none() && r.route.model_field.is_some() && is_json(&outcome.response) {
                             let (response, usage) = tap_json(outcome.response, r.state.limits.max_body_bytes).await;

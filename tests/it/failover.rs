@@ -50,6 +50,15 @@ async fn chat(State(flaky): State<Flaky>, Path(name): Path<String>, body: axum::
             "context_length_exceeded",
             "This model's maximum context length is 8192 tokens",
         ),
+        n if n.starts_with("refuses") => error(
+            StatusCode::BAD_REQUEST,
+            "content_policy_violation",
+            "Your request was rejected by the content policy",
+        ),
+        n if n.starts_with("slow") && !n.starts_with("slowstart") => {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            axum::Json(completion("m", &format!("answered by {name}"))).into_response()
+        }
         n if n.starts_with("limited") => {
             let mut r = error(StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded", "Rate limit reached");
             r.headers_mut().insert("retry-after", "1".parse().unwrap());
@@ -68,6 +77,20 @@ async fn chat(State(flaky): State<Flaky>, Path(name): Path<String>, body: axum::
                     1 => {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         Some((Err(std::io::Error::other("connection reset")), 2))
+                    }
+                    _ => None,
+                }
+            });
+            ([("content-type", "text/event-stream")], axum::body::Body::from_stream(stream)).into_response()
+        }
+        n if n.starts_with("slowstart") => {
+            // Headers at once, the first token only after 700 ms, then the end.
+            let chunk = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hi\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+            let stream = futures::stream::unfold(0u8, move |step| async move {
+                match step {
+                    0 => {
+                        tokio::time::sleep(Duration::from_millis(700)).await;
+                        Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(chunk)), 1))
                     }
                     _ => None,
                 }
@@ -282,4 +305,55 @@ async fn an_upstream_dying_mid_stream_ends_the_stream_cleanly_with_an_error_even
     let session = server.running.state.controller.registry().get("default", "demo").unwrap();
     let (lines, _) = session.logs.read(Some(ferrolite::apps::logs::LogType::Error), 0, None);
     assert!(lines.iter().any(|l| l.content.contains("the upstream stream broke off")), "logged");
+}
+
+#[tokio::test]
+async fn a_long_wait_for_the_first_token_sends_keep_alive_comments() {
+    let (base, _flaky) = start_flaky().await;
+    let (server, _dir) = app(&base, &[("gpt", "slowstart")], json!({"stream_keepalive_interval": 0.2})).await;
+    let response = server
+        .client
+        .post(server.demo_url("/v1/chat/completions"))
+        .bearer_auth(&server.token)
+        .header("content-type", "application/json")
+        .body(json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let text = response.text().await.unwrap();
+    let first_data = text.find("data: ").expect("the answer arrives");
+    let comments = text[..first_data].matches(": keep-alive\n\n").count();
+    assert!(comments >= 2, "keep-alives while waiting: {text:?}");
+    assert!(!text[first_data..].contains("keep-alive"), "none once tokens flow");
+    assert!(text.ends_with("data: [DONE]\n\n"));
+}
+
+#[tokio::test]
+async fn content_policy_errors_use_their_own_fallbacks() {
+    let (base, flaky) = start_flaky().await;
+    let settings = json!({"content_policy_fallbacks": [{"gpt": ["lenient"]}]});
+    let (server, _dir) = app(&base, &[("gpt", "refuses"), ("lenient", "ok-lenient")], settings).await;
+    let (status, body, _) = ask(&server, hi("gpt")).await;
+    assert_eq!((status, body["choices"][0]["message"]["content"].as_str()), (200, Some("answered by ok-lenient")));
+    assert_eq!(flaky.hits("refuses"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn least_busy_steers_away_from_a_slow_deployment() {
+    let (base, flaky) = start_flaky().await;
+    let (server, _dir) =
+        app(&base, &[("gpt", "slow"), ("gpt", "fast")], json!({"routing_strategy": "least-busy"})).await;
+    let server = std::sync::Arc::new(server);
+    let mut tasks = Vec::new();
+    for _ in 0..30 {
+        let server = server.clone();
+        tasks.push(tokio::spawn(async move { ask(&server, hi("gpt")).await.0 }));
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 200);
+    }
+    let (slow, fast) = (flaky.hits("slow"), flaky.hits("fast"));
+    assert_eq!(slow + fast, 30);
+    assert!(slow * 4 <= fast, "the slow deployment, busy longer, gets far fewer requests: slow {slow}, fast {fast}");
 }
