@@ -393,3 +393,26 @@ async fn read_capped_all(mut response: reqwest::Response, limit: usize) -> Resul
         }
     }
 }
+
+/// A health probe: a one-token chat through the deployment's own translation and credentials.
+pub async fn probe(state: &crate::http::AppState, d: &crate::apps::session::Deployment) -> Result<(), String> {
+    let provider = chat_provider(d.provider).ok_or("no chat translation")?;
+    let route = crate::catalogue::Operation::ChatCompletions.route();
+    let template = route.provider_route(d.provider).and_then(|p| p.upstream).ok_or("no chat upstream")?;
+    let url = super::translate::upstream_url(d, template.path, &[]).map_err(|e| e.message)?;
+    let req: ChatRequest = serde_json::from_value(json!({
+        "model": d.upstream_model, "max_tokens": 1, "messages": [{"role": "user", "content": "ping"}]
+    }))
+    .map_err(|e| e.to_string())?;
+    let upstream = provider.chat_request(&req, d, url, false).map_err(|e| e.message)?;
+    let mut request = state.http.request(upstream.method, &upstream.url).timeout(std::time::Duration::from_secs(10));
+    for (name, value) in &upstream.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    match request.body(upstream.body).send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(format!("upstream answered {}", r.status().as_u16())),
+        Err(e) if e.is_timeout() => Err("upstream timed out".into()),
+        Err(_) => Err("upstream unreachable".into()),
+    }
+}

@@ -281,16 +281,7 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
         if serving.is_empty() {
             if let Some(&i) = indices.first() {
                 let d = &session.deployments[i];
-                last_error.get_or_insert_with(|| {
-                    ApiError::bad_request(format!(
-                        "model {:?} is served by provider {}, which does not serve {} {}",
-                        d.model_name,
-                        d.provider,
-                        r.route.method.as_http(),
-                        r.route.path
-                    ))
-                    .with_code("unsupported_route")
-                });
+                last_error.get_or_insert_with(|| unsupported_route(d, r.route));
             }
             continue;
         }
@@ -517,16 +508,7 @@ async fn attempt(
     payload: Payload,
     deadline: Option<Instant>,
 ) -> Result<Outcome, ApiError> {
-    let provider_route = r.route.provider_route(d.provider).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "model {:?} is served by provider {}, which does not serve {} {}",
-            d.model_name,
-            d.provider,
-            r.route.method.as_http(),
-            r.route.path
-        ))
-        .with_code("unsupported_route")
-    })?;
+    let provider_route = r.route.provider_route(d.provider).ok_or_else(|| unsupported_route(d, r.route))?;
     let call = ProviderCall {
         state: r.state,
         session: r.session,
@@ -565,6 +547,18 @@ fn is_event_stream(response: &axum::response::Response) -> bool {
 
 fn header_value(text: &str) -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// 400: the deployment's provider does not serve this route.
+fn unsupported_route(d: &Deployment, route: &Route) -> ApiError {
+    ApiError::bad_request(format!(
+        "model {:?} is served by provider {}, which does not serve {} {}",
+        d.model_name,
+        d.provider,
+        route.method.as_http(),
+        route.path
+    ))
+    .with_code("unsupported_route")
 }
 
 fn is_json(response: &axum::response::Response) -> bool {

@@ -408,3 +408,26 @@ async fn stateful_route_families_round_trip_through_the_upstream() {
         assert_eq!(r.headers.get("authorization").map(String::as_str), Some(format!("Bearer {UPSTREAM_KEY}").as_str()));
     }
 }
+
+/// `/health` lists OpenAI-compatible deployments healthy or not, in litellm's shape.
+#[tokio::test]
+async fn health_reports_each_openai_deployment() {
+    let fake = FakeOpenAi::start("sk-fake-upstream-123").await;
+    let dead = format!("http://127.0.0.1:{}/v1", crate::support::free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("health.json");
+    let manifest = serde_json::json!({"name": "h", "type": "llm-proxy", "config": {"service_id": "demo", "model_list": [
+        {"model_name": "up", "litellm_params": {"model": "openai/gpt-4o", "api_base": fake.base_url, "api_key": "sk-fake-upstream-123"}},
+        {"model_name": "down", "litellm_params": {"model": "openai/gpt-4o", "api_base": dead, "api_key": "k"}}
+    ]}});
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    let server = TestServer::with_configs(vec![path]).await;
+    let (status, health) = server.get_json(&server.demo_url("/health")).await;
+    assert_eq!(status, 200);
+    assert_eq!(health["healthy_endpoints"][0]["model_name"], "up");
+    assert_eq!(health["unhealthy_endpoints"][0]["model_name"], "down");
+    assert_eq!(health["unhealthy_endpoints"][0]["error"], "upstream unreachable");
+    assert_eq!((health["healthy_count"].as_u64(), health["unhealthy_count"].as_u64()), (Some(1), Some(1)));
+    let (_, ready) = server.get_json(&server.demo_url("/health/readiness")).await;
+    assert_eq!(ready["status"], "healthy", "readiness never calls upstreams");
+}

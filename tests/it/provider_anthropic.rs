@@ -231,3 +231,18 @@ async fn messages_pass_through_to_anthropic_natively() {
     assert_eq!(events.first(), Some(&"message_start"));
     assert_eq!(events.last(), Some(&"message_stop"));
 }
+
+/// `/health` checks each deployment for real: a one-token chat through its translation.
+#[tokio::test]
+async fn health_reports_anthropic_deployments_healthy_or_not() {
+    let (_fake, server, _dir) = setup().await;
+    let (status, health) = server.get_json(&server.demo_url("/health")).await;
+    assert_eq!(status, 200);
+    assert_eq!((health["healthy_count"].as_u64(), health["unhealthy_count"].as_u64()), (Some(1), Some(0)), "{health}");
+
+    let (_fake, server, _dir) = setup_with_key("sk-ant-wrong").await;
+    let (_, health) = server.get_json(&server.demo_url("/health")).await;
+    assert_eq!(health["unhealthy_count"], 1, "{health}");
+    assert_eq!(health["unhealthy_endpoints"][0]["error"], "upstream answered 401");
+    assert!(!health.to_string().contains("sk-ant-wrong"));
+}
