@@ -50,6 +50,8 @@ struct Envelope {
 pub struct SharedApp {
     pub manifest: Value,
     pub installed_at: u64,
+    #[serde(default)]
+    pub trusted: bool,
 }
 
 /// A running session as Redis keeps it.

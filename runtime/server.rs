@@ -34,6 +34,8 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// Share state with other instances through this Redis.
     pub redis_url: Option<String>,
+    /// Let apps installed by non-admin tokens call loopback, link-local and private addresses.
+    pub allow_private_upstreams: bool,
 }
 
 impl ServerConfig {
@@ -46,6 +48,7 @@ impl ServerConfig {
             limits: Limits::default(),
             drain_timeout: Duration::from_secs(30),
             redis_url: None,
+            allow_private_upstreams: false,
         }
     }
 }
@@ -108,7 +111,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
     let local = listener.local_addr().map_err(|source| StartupError::Bind { addr, source })?;
 
     let store = SqliteStore::open(&config.data_dir)?;
-    let mut controller = Controller::new(format!("http://{local}"), store);
+    let mut controller =
+        Controller::new(format!("http://{local}"), store).allow_private_upstreams(config.allow_private_upstreams);
     let cluster = match &config.redis_url {
         Some(url) => {
             let cluster = Arc::new(Cluster::connect(url).await.map_err(StartupError::Cluster)?);
@@ -129,7 +133,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
     // Apps named on the command line are (re)installed and (re)started with what the file says now.
     let start_app = |doc: serde_json::Value, file: String| -> Result<StartedApp, StartupError> {
         let app = controller
-            .install(DEFAULT_WORKSPACE, Source::Document(doc), true)
+            .install(DEFAULT_WORKSPACE, Source::Document(doc), true, true)
             .map_err(|source| StartupError::App { file: file.clone(), source })?;
         for running in controller.registry().sessions_in(DEFAULT_WORKSPACE) {
             if running.app_id == app.id {

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod logs;
 pub mod registry;
 pub mod session;
+pub mod upstream_guard;
 
 use crate::auth::unix_now;
 use crate::cluster::{Cluster, ClusterError, Event, SharedApp, SharedSession};
@@ -32,6 +33,8 @@ pub struct App {
     /// The manifest as installed, for the store.
     pub document: Value,
     pub installed_at: u64,
+    /// Installed by an admin (or from the command line): may call private addresses.
+    pub trusted: bool,
 }
 
 /// What `install` and `list_apps` report about an app.
@@ -137,6 +140,8 @@ pub struct Controller {
     cluster: Option<Arc<Cluster>>,
     /// `http://host:port`, for the URLs sessions report.
     base_url: String,
+    /// `--allow-private-upstreams`: every app may call loopback and private addresses.
+    allow_private_upstreams: bool,
 }
 
 /// Whether a change starts here (and is announced to other instances) or was announced by one.
@@ -148,7 +153,20 @@ enum Origin {
 
 impl Controller {
     pub fn new(base_url: String, store: SqliteStore) -> Controller {
-        Controller { state: Mutex::default(), registry: Registry::default(), store, cluster: None, base_url }
+        Controller {
+            state: Mutex::default(),
+            registry: Registry::default(),
+            store,
+            cluster: None,
+            base_url,
+            allow_private_upstreams: false,
+        }
+    }
+
+    /// Lets every app (not only admins') call loopback, link-local and private addresses.
+    pub fn allow_private_upstreams(mut self, allow: bool) -> Controller {
+        self.allow_private_upstreams = allow;
+        self
     }
 
     /// Shares apps, sessions and secrets with other instances through Redis.
@@ -184,6 +202,7 @@ impl Controller {
                     id,
                     manifest: a.manifest,
                     installed_at: a.installed_at,
+                    trusted: a.trusted,
                 });
                 let sessions = cluster.sessions()?.into_iter().map(|((workspace, session_id), s)| StoredSession {
                     workspace,
@@ -209,6 +228,7 @@ impl Controller {
                                 manifest: ok.manifest,
                                 document: stored.manifest,
                                 installed_at: stored.installed_at,
+                                trusted: stored.trusted,
                             },
                         );
                     }
@@ -230,13 +250,26 @@ impl Controller {
     }
 
     /// Validates and stores a manifest. Nothing is stored when validation fails.
-    pub fn install(&self, workspace: &str, source: Source, overwrite: bool) -> Result<AppInfo, ControllerError> {
+    /// `trusted` installs (admin tokens, the command line) may point at private addresses.
+    pub fn install(
+        &self,
+        workspace: &str,
+        source: Source,
+        overwrite: bool,
+        trusted: bool,
+    ) -> Result<AppInfo, ControllerError> {
         let doc = match source {
             Source::Text(text) => validate::parse_text(&text).map_err(ControllerError::Unreadable)?,
             Source::Document(doc) => doc,
         };
         let doc = if litellm::is_litellm_config(&doc) { litellm::to_manifest(&doc, "litellm") } else { doc };
         let validated = validate::validate(&doc)?;
+        if !trusted && !self.allow_private_upstreams {
+            let findings = upstream_guard::check_manifest(&validated.manifest);
+            if !findings.is_empty() {
+                return Err(Invalid { findings }.into());
+            }
+        }
         let id = app_id(&validated.manifest);
         let mut state = self.lock();
         let key = (workspace.to_owned(), id.clone());
@@ -249,9 +282,10 @@ impl Controller {
             manifest: validated.manifest,
             document: doc,
             installed_at: unix_now(),
+            trusted,
         };
         if let Some(cluster) = &self.cluster {
-            let shared = SharedApp { manifest: app.document.clone(), installed_at: app.installed_at };
+            let shared = SharedApp { manifest: app.document.clone(), installed_at: app.installed_at, trusted };
             cluster.put_app(workspace, &app.id, &shared)?;
         }
         self.store.put_app(&StoredApp {
@@ -259,6 +293,7 @@ impl Controller {
             id: app.id.clone(),
             manifest: app.document.clone(),
             installed_at: app.installed_at,
+            trusted,
         })?;
         let info = app_info(&app, &validated.warnings);
         state.apps.insert(key, app);
@@ -293,6 +328,14 @@ impl Controller {
             },
             &secrets,
         )?;
+        if !app.trusted && !self.allow_private_upstreams {
+            for d in &session.deployments {
+                if let Some(base) = &d.api_base {
+                    upstream_guard::check_url(base)
+                        .map_err(|reason| StartError::PrivateUpstream(d.id.clone(), reason))?;
+                }
+            }
+        }
         if let Some(existing) = self.registry.get(workspace, &session.service_id) {
             return Err(ControllerError::ServiceIdInUse(session.service_id.clone(), existing.id.clone()));
         }
@@ -420,6 +463,7 @@ impl Controller {
                     id: app_id.clone(),
                     manifest: shared.manifest.clone(),
                     installed_at: shared.installed_at,
+                    trusted: shared.trusted,
                 })?;
                 let app = App {
                     id: app_id.clone(),
@@ -427,6 +471,7 @@ impl Controller {
                     manifest: validated.manifest,
                     document: shared.manifest,
                     installed_at: shared.installed_at,
+                    trusted: shared.trusted,
                 };
                 self.lock().apps.insert((workspace, app_id), app);
             }

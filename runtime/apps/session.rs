@@ -113,6 +113,8 @@ pub enum StartError {
     MissingWorkspaceSecret(String),
     #[error("bedrock deployment needs {0} (in litellm_params or the standard AWS environment variables)")]
     MissingAws(String),
+    #[error("deployment {0}: {1}; only admin tokens may, or a server started with --allow-private-upstreams")]
+    PrivateUpstream(String, String),
     #[error("cannot tell the provider of model {0:?}")]
     UnknownProvider(String),
     #[error("service id {0:?} is already in use in this workspace")]

@@ -65,6 +65,10 @@ pub struct ServeArgs {
     pub max_body_bytes: usize,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Let apps installed by non-admin tokens call loopback, link-local and private addresses
+    /// (only admins' apps may otherwise: a guard against server-side request forgery).
+    #[arg(long)]
+    pub allow_private_upstreams: bool,
     /// Share apps, sessions, spend, load and cooldowns with other instances through Redis.
     #[arg(long, env = "FERROLITE_REDIS_URL")]
     pub redis_url: Option<String>,
@@ -158,6 +162,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.configs = args.configs;
     config.limits.max_body_bytes = args.max_body_bytes;
     config.redis_url = args.redis_url;
+    config.allow_private_upstreams = args.allow_private_upstreams;
     runtime.block_on(async move {
         let running = match server::start(config).await {
             Ok(r) => r,

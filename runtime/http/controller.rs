@@ -61,9 +61,14 @@ pub async fn call(
 
 /// The workspace a call acts on, once the token may act there.
 fn caller_workspace(state: &AppState, headers: &HeaderMap, workspace: &str) -> Result<String, ApiError> {
+    caller(state, headers, workspace).map(|(ws, _)| ws)
+}
+
+/// The workspace a call acts on and whether the caller is an admin.
+fn caller(state: &AppState, headers: &HeaderMap, workspace: &str) -> Result<(String, bool), ApiError> {
     let claims: Claims = state.tokens.authenticate(headers)?;
     if workspace == "public" {
-        return Ok(claims.ws);
+        return Ok((claims.ws, claims.admin));
     }
     if !claims.may_enter(workspace) {
         return Err(ApiError::forbidden(format!(
@@ -71,7 +76,7 @@ fn caller_workspace(state: &AppState, headers: &HeaderMap, workspace: &str) -> R
             claims.ws
         )));
     }
-    Ok(workspace.to_owned())
+    Ok((workspace.to_owned(), claims.admin))
 }
 
 async fn serve(
@@ -82,7 +87,7 @@ async fn serve(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Value, ApiError> {
-    let workspace = caller_workspace(&state, headers, workspace)?;
+    let (workspace, admin) = caller(&state, headers, workspace)?;
     if !FUNCTIONS.contains(&function) {
         return Err(ApiError::not_found(format!(
             "server-apps has no function {function:?}; it has: {}",
@@ -103,12 +108,18 @@ async fn serve(
     }
     let function = function.to_owned();
     // The store writes synchronously (fsync); keep that off the async workers.
-    tokio::task::spawn_blocking(move || run(&state, &workspace, &function, &kwargs))
+    tokio::task::spawn_blocking(move || run(&state, &workspace, admin, &function, &kwargs))
         .await
         .map_err(|e| ApiError::internal(format!("controller call failed: {e}")))?
 }
 
-fn run(state: &AppState, workspace: &str, function: &str, kwargs: &Map<String, Value>) -> Result<Value, ApiError> {
+fn run(
+    state: &AppState,
+    workspace: &str,
+    admin: bool,
+    function: &str,
+    kwargs: &Map<String, Value>,
+) -> Result<Value, ApiError> {
     let c = &state.controller;
     let to_value = |v: Result<Value, ControllerError>| v.map_err(ApiError::from);
     match function {
@@ -125,7 +136,7 @@ fn run(state: &AppState, workspace: &str, function: &str, kwargs: &Map<String, V
                 }
             };
             let overwrite = flag(kwargs, "overwrite")?;
-            to_value(c.install(workspace, source, overwrite).map(|info| json!(info)))
+            to_value(c.install(workspace, source, overwrite, admin).map(|info| json!(info)))
         }
         "start" => {
             let app_id = required_str(kwargs, "app_id")?;

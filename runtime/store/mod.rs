@@ -15,6 +15,8 @@ pub struct StoredApp {
     pub id: String,
     pub manifest: serde_json::Value,
     pub installed_at: u64,
+    /// Installed by an admin or from the command line (may call private addresses).
+    pub trusted: bool,
 }
 
 /// A session that was running when last recorded.

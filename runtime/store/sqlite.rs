@@ -12,6 +12,7 @@ CREATE TABLE IF NOT EXISTS apps (
     id           TEXT NOT NULL,
     manifest     TEXT NOT NULL,
     installed_at INTEGER NOT NULL,
+    trusted      INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (workspace, id)
 );
 CREATE TABLE IF NOT EXISTS secrets (
@@ -74,9 +75,10 @@ impl SqliteStore {
 
     pub fn put_app(&self, app: &StoredApp) -> Result<(), StoreError> {
         self.conn().execute(
-            "INSERT INTO apps (workspace, id, manifest, installed_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (workspace, id) DO UPDATE SET manifest = excluded.manifest, installed_at = excluded.installed_at",
-            params![app.workspace, app.id, app.manifest.to_string(), app.installed_at as i64],
+            "INSERT INTO apps (workspace, id, manifest, installed_at, trusted) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (workspace, id) DO UPDATE SET
+               manifest = excluded.manifest, installed_at = excluded.installed_at, trusted = excluded.trusted",
+            params![app.workspace, app.id, app.manifest.to_string(), app.installed_at as i64, app.trusted],
         )?;
         Ok(())
     }
@@ -93,16 +95,23 @@ impl SqliteStore {
 
     pub fn apps(&self) -> Result<Vec<StoredApp>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT workspace, id, manifest, installed_at FROM apps ORDER BY workspace, id")?;
+        let mut stmt =
+            conn.prepare("SELECT workspace, id, manifest, installed_at, trusted FROM apps ORDER BY workspace, id")?;
         let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, bool>(4)?,
+            ))
         })?;
         let mut apps = Vec::new();
         for row in rows {
-            let (workspace, id, manifest, installed_at) = row?;
+            let (workspace, id, manifest, installed_at, trusted) = row?;
             let manifest =
                 serde_json::from_str(&manifest).map_err(|e| StoreError::Corrupt(format!("{workspace}/{id}"), e))?;
-            apps.push(StoredApp { workspace, id, manifest, installed_at: installed_at as u64 });
+            apps.push(StoredApp { workspace, id, manifest, installed_at: installed_at as u64, trusted });
         }
         Ok(apps)
     }
@@ -223,6 +232,7 @@ mod tests {
                     workspace: "w".into(),
                     id: "a".into(),
                     manifest: json!({"name": "a"}),
+                    trusted: false,
                     installed_at: 1,
                 })
                 .unwrap();

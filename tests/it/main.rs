@@ -32,3 +32,4 @@ mod persistence;
 mod python_sdk;
 mod routing_strategies;
 mod schema_files;
+mod security;

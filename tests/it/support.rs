@@ -30,6 +30,8 @@ impl TestServer {
         let mut config = ServerConfig::new(data_dir.path().to_owned());
         config.port = 0;
         config.configs = configs;
+        // The fakes live on loopback: tests allow private upstreams explicitly.
+        config.allow_private_upstreams = true;
         tweak(&mut config);
         let running = server::start(config).await.expect("server starts");
         let base = format!("http://{}", running.addr);

@@ -1,0 +1,127 @@
+//! Isolation and the request-forgery guard: no token of another workspace (nor an expired,
+//! forged or missing one) gets anything out of, or changes anything in, a workspace; and apps
+//! of non-admins may not aim ferrolite at its own network.
+
+use crate::support::{read_json, TestServer};
+use ferrolite::catalogue::{BodyKind, HttpMethod, ROUTES};
+use ferrolite::http::controller::FUNCTIONS;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn mock_app(service_id: &str) -> Value {
+    json!({"name": "Victim", "type": "llm-proxy", "config": {"service_id": service_id, "model_list": [
+        {"model_name": "m", "litellm_params": {"model": "gpt-4o", "mock_response": "secret answer"}}
+    ]}})
+}
+
+#[tokio::test]
+async fn other_workspaces_tokens_get_nothing_and_change_nothing() {
+    let server = TestServer::demo().await;
+    let owner = server.token_for("victim");
+    server.ok("victim", &owner, "install", json!({"manifest": mock_app("private")})).await;
+    let session = server.ok("victim", &owner, "start", json!({"app_id": "victim"})).await;
+    server.ok("victim", &owner, "set_env", json!({"key": "K", "value": "v-123456789"})).await;
+    let before = (
+        server.ok("victim", &owner, "list_apps", json!({})).await,
+        server.ok("victim", &owner, "list_running", json!({})).await,
+    );
+
+    let other = server.token_for("attacker");
+    let expired = server.running.state.tokens.issue("victim", false, Duration::ZERO);
+    let forged = ferrolite::auth::Tokens::from_secret(&[9u8; 32]).issue("victim", true, Duration::from_secs(600));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let intruders: [(&str, Option<&str>, u16); 4] = [
+        ("other workspace", Some(&other), 403),
+        ("expired", Some(&expired), 401),
+        ("forged", Some(&forged), 401),
+        ("none", None, 401),
+    ];
+
+    let kwargs = json!({"app_id": "victim", "session_id": session["id"], "key": "K", "value": "x",
+        "manifest": mock_app("hijack"), "overwrite": true});
+    for (who, token, expected) in &intruders {
+        for function in FUNCTIONS {
+            let mut request = server
+                .client
+                .post(format!("{}/victim/services/server-apps/{function}", server.base))
+                .json_body(&kwargs);
+            if let Some(t) = token {
+                request = request.bearer_auth(t);
+            }
+            let (status, body) = read_json(request.send().await.unwrap()).await;
+            assert_eq!(status, *expected, "{who} calling {function}: {body}");
+            assert!(body["error"]["message"].is_string());
+        }
+        for route in ROUTES.iter() {
+            let path =
+                route.params.iter().fold(route.path.to_owned(), |p, name| p.replace(&format!("{{{name}}}"), "x"));
+            let url = format!("{}/victim/apps/private{path}", server.base);
+            let mut request = match route.method {
+                HttpMethod::Get => server.client.get(&url),
+                HttpMethod::Post => server.client.post(&url),
+                HttpMethod::Delete => server.client.delete(&url),
+            };
+            if route.request == BodyKind::Json {
+                request = request.json_body(&json!({"model": "m", "messages": [{"role": "user", "content": "x"}]}));
+            }
+            if let Some(t) = token {
+                request = request.bearer_auth(t);
+            }
+            let (status, body) = read_json(request.send().await.unwrap()).await;
+            assert_eq!(status, *expected, "{who} on {:?} {path}: {body}", route.method);
+            assert!(!body.to_string().contains("secret answer"));
+        }
+    }
+    let after = (
+        server.ok("victim", &owner, "list_apps", json!({})).await,
+        server.ok("victim", &owner, "list_running", json!({})).await,
+    );
+    assert_eq!(before, after, "nothing changed");
+    assert_eq!(server.ok("victim", &owner, "get_env", json!({})).await, json!([{"key": "K", "value": "****6789"}]));
+}
+
+#[tokio::test]
+async fn non_admin_apps_may_not_aim_at_private_addresses() {
+    let server = TestServer::start(vec![], |c| c.allow_private_upstreams = false).await;
+    let user = server.token_for("team");
+    let admin = server.running.state.tokens.issue("team", true, Duration::from_secs(600));
+    let aimed = |base: &str| {
+        json!({"name": "Aimed", "type": "llm-proxy", "config": {"service_id": "aimed", "model_list": [
+            {"model_name": "m", "litellm_params": {"model": "openai/gpt-4o", "api_base": base, "api_key": "k"}}
+        ]}})
+    };
+    for base in
+        ["http://127.0.0.1:6379/v1", "http://169.254.169.254/latest", "http://10.0.0.5/v1", "http://localhost:8080/v1"]
+    {
+        let (status, err) = server.controller("team", &user, "install", json!({"manifest": aimed(base)})).await;
+        assert_eq!(status, 400, "{base}: {err}");
+        assert_eq!(err["error"]["param"], "/config/model_list/0/litellm_params/api_base");
+        assert!(err["error"]["message"].as_str().unwrap().contains("--allow-private-upstreams"), "{err}");
+    }
+    assert_eq!(server.ok("team", &user, "list_apps", json!({})).await, json!([]), "nothing stored");
+
+    // A URL hidden in a workspace secret is caught when the app starts.
+    let hidden = json!({"name": "Hidden", "type": "llm-proxy", "config": {"service_id": "hidden", "model_list": [
+        {"model_name": "m", "litellm_params": {"model": "openai/gpt-4o", "api_base": "HYPHA_SECRET:BASE", "api_key": "k"}}
+    ]}});
+    server.ok("team", &user, "set_env", json!({"key": "BASE", "value": "http://127.0.0.1:9/v1"})).await;
+    server.ok("team", &user, "install", json!({"manifest": hidden})).await;
+    let (status, err) = server.controller("team", &user, "start", json!({"app_id": "hidden"})).await;
+    assert_eq!(status, 400, "{err}");
+    assert!(err["error"]["message"].as_str().unwrap().contains("points at a loopback address"), "{err}");
+
+    // Admins may.
+    server.ok("team", &admin, "install", json!({"manifest": aimed("http://127.0.0.1:6379/v1")})).await;
+    server.ok("team", &admin, "start", json!({"app_id": "aimed"})).await;
+}
+
+/// `json_body` for reqwest without its `json` feature.
+trait JsonBody {
+    fn json_body(self, body: &Value) -> Self;
+}
+
+impl JsonBody for reqwest::RequestBuilder {
+    fn json_body(self, body: &Value) -> Self {
+        self.header("content-type", "application/json").body(body.to_string())
+    }
+}
