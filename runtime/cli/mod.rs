@@ -65,6 +65,15 @@ pub struct ServeArgs {
     pub max_body_bytes: usize,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Requests served at once; beyond it new ones get 503 with Retry-After.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_in_flight: usize,
+    /// Requests per minute each workspace may send to its services (unlimited by default).
+    #[arg(long)]
+    pub workspace_rpm: Option<u64>,
+    /// Requests per minute each token may send (unlimited by default).
+    #[arg(long)]
+    pub token_rpm: Option<u64>,
     /// Let apps installed by non-admin tokens call loopback, link-local and private addresses
     /// (only admins' apps may otherwise: a guard against server-side request forgery).
     #[arg(long)]
@@ -163,6 +172,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.limits.max_body_bytes = args.max_body_bytes;
     config.redis_url = args.redis_url;
     config.allow_private_upstreams = args.allow_private_upstreams;
+    config.limits.max_in_flight = args.max_in_flight.max(1);
+    config.limits.rates.per_workspace = args.workspace_rpm;
+    config.limits.rates.per_token = args.token_rpm;
     runtime.block_on(async move {
         let running = match server::start(config).await {
             Ok(r) => r,

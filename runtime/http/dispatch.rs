@@ -141,6 +141,7 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &str) -
         }
     }
 
+    super::limits::check_rates(state, &call.workspace, presented_token(&call.headers))?;
     let route = op.route();
     let started = Instant::now();
     let Call { params, query, headers, body, .. } = call;

@@ -3,6 +3,7 @@
 pub mod controller;
 pub mod dispatch;
 pub mod error;
+pub mod limits;
 pub mod local;
 pub mod multipart;
 
@@ -23,11 +24,14 @@ use std::sync::{Arc, OnceLock};
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_body_bytes: usize,
+    /// Requests served at once before new ones get 503.
+    pub max_in_flight: usize,
+    pub rates: limits::RateLimits,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_body_bytes: 32 * 1024 * 1024 }
+        Limits { max_body_bytes: 32 * 1024 * 1024, max_in_flight: 10_000, rates: limits::RateLimits::default() }
     }
 }
 
@@ -38,6 +42,9 @@ pub struct Shared {
     pub limits: Limits,
     /// One connection pool for all upstreams (keep-alive, HTTP/2 where offered).
     pub http: reqwest::Client,
+    pub in_flight: limits::InFlightLimit,
+    pub rate_limits: limits::RateLimits,
+    pub rates: limits::RateCounter,
     /// Request-body validators, compiled on first use of each route.
     validators: Vec<OnceLock<Validator>>,
 }
@@ -62,6 +69,9 @@ impl AppState {
         AppState(Arc::new(Shared {
             controller,
             tokens,
+            in_flight: limits::InFlightLimit::new(limits.max_in_flight),
+            rate_limits: limits.rates,
+            rates: limits::RateCounter::default(),
             limits,
             http,
             validators: ROUTES.iter().map(|_| OnceLock::new()).collect(),
@@ -88,6 +98,7 @@ pub fn router(state: AppState) -> (Router, usize) {
         .route("/{workspace}/services/server-apps/{function}", get(controller::call).post(controller::call))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::in_flight))
         .with_state(state);
     (router, mounted)
 }

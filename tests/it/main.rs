@@ -23,6 +23,7 @@ mod controller_http;
 mod failover;
 mod fake_openai;
 mod http_api;
+mod limits;
 mod litellm_config;
 mod messages_front;
 mod mock_provider;

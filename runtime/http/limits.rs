@@ -1,0 +1,127 @@
+//! Protections against too much at once: a global cap on requests in flight (503 with
+//! `Retry-After` beyond it, rather than falling over) and per-workspace / per-token request
+//! rates per minute (429 with `Retry-After`).
+
+use super::error::ApiError;
+use super::AppState;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Requests being served right now, bounded.
+#[derive(Debug)]
+pub struct InFlightLimit {
+    max: usize,
+    current: Arc<AtomicUsize>,
+}
+
+/// Holds one place under the limit until dropped (a stream holds it until it ends).
+struct Place(Arc<AtomicUsize>);
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl InFlightLimit {
+    pub fn new(max: usize) -> InFlightLimit {
+        InFlightLimit { max, current: Arc::default() }
+    }
+
+    pub fn current(&self) -> usize {
+        self.current.load(Ordering::Acquire)
+    }
+
+    fn enter(&self) -> Option<Place> {
+        let previous = self.current.fetch_add(1, Ordering::AcqRel);
+        let place = Place(self.current.clone());
+        (previous < self.max).then_some(place)
+    }
+}
+
+/// Middleware: refuses with 503 once `max_in_flight` requests are being served.
+pub async fn in_flight(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(place) = state.in_flight.enter() else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            format!("ferrolite is serving its limit of {} requests at once; retry shortly", state.in_flight.max),
+        )
+        .with_code("overloaded")
+        .with_retry_after(Some(1))
+        .into_response();
+    };
+    let response = next.run(request).await;
+    let (parts, body) = response.into_parts();
+    let body = Body::from_stream(futures::StreamExt::map(body.into_data_stream(), move |chunk| {
+        let _held = &place;
+        chunk
+    }));
+    Response::from_parts(parts, body)
+}
+
+/// Requests per minute allowed per workspace and per token (`None`: unlimited).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RateLimits {
+    pub per_workspace: Option<u64>,
+    pub per_token: Option<u64>,
+}
+
+/// Fixed one-minute windows of request counts.
+#[derive(Debug, Default)]
+pub struct RateCounter {
+    windows: Mutex<(u64, HashMap<String, u64>)>,
+}
+
+impl RateCounter {
+    /// Counts a request against every `(key, limit)` at once, or against none when one is
+    /// spent: `Err((index of the spent one, seconds to wait))`.
+    pub fn hit(&self, keys: &[(String, u64)]) -> Result<(), (usize, u64)> {
+        let now = crate::auth::unix_now();
+        let minute = now / 60;
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if windows.0 != minute {
+            *windows = (minute, HashMap::new());
+        }
+        if let Some(spent) = keys.iter().position(|(key, limit)| windows.1.get(key).copied().unwrap_or(0) >= *limit) {
+            return Err((spent, 60 - now % 60));
+        }
+        for (key, _) in keys {
+            *windows.1.entry(key.clone()).or_insert(0) += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Applies the per-workspace and per-token limits to one request.
+pub fn check_rates(state: &AppState, workspace: &str, token: Option<&str>) -> Result<(), ApiError> {
+    let mut keys = Vec::new();
+    let mut names = Vec::new();
+    if let Some(limit) = state.rate_limits.per_workspace {
+        keys.push((format!("ws:{workspace}"), limit));
+        names.push(format!("workspace {workspace:?}"));
+    }
+    if let (Some(limit), Some(token)) = (state.rate_limits.per_token, token) {
+        // Keyed by the token's signature: unique per token, and not the credential itself.
+        keys.push((format!("tk:{}", token.rsplit('.').next().unwrap_or(token)), limit));
+        names.push("this token".to_owned());
+    }
+    if keys.is_empty() {
+        return Ok(());
+    }
+    state.rates.hit(&keys).map_err(|(spent, wait)| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            format!("{} is over its request rate; retry in {wait}s", names[spent]),
+        )
+        .with_code("rate_limit_exceeded")
+        .with_retry_after(Some(wait))
+    })
+}
