@@ -65,6 +65,9 @@ pub struct ServeArgs {
     pub max_body_bytes: usize,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// A route family's own body limit, as FAMILY=BYTES (e.g. audio=104857600); repeatable.
+    #[arg(long = "body-limit", value_parser = parse_family_limit)]
+    pub body_limits: Vec<(String, usize)>,
     /// Requests served at once; beyond it new ones get 503 with Retry-After.
     #[arg(long, default_value_t = 10_000)]
     pub max_in_flight: usize,
@@ -170,6 +173,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.port = args.port;
     config.configs = args.configs;
     config.limits.max_body_bytes = args.max_body_bytes;
+    config.limits.family_body_bytes = args.body_limits.into_iter().collect();
     config.redis_url = args.redis_url;
     config.allow_private_upstreams = args.allow_private_upstreams;
     config.limits.max_in_flight = args.max_in_flight.max(1);
@@ -196,6 +200,19 @@ fn serve(args: ServeArgs) -> ExitCode {
             }
         }
     })
+}
+
+fn parse_family_limit(text: &str) -> Result<(String, usize), String> {
+    let (family, bytes) = text.split_once('=').ok_or("expected FAMILY=BYTES")?;
+    let known: Vec<&str> = crate::catalogue::ROUTES.iter().map(|r| r.family).collect();
+    if !known.contains(&family) {
+        return Err(format!("unknown route family {family:?}; families: {}", {
+            let mut k = known.clone();
+            k.dedup();
+            k.join(", ")
+        }));
+    }
+    Ok((family.to_owned(), bytes.parse().map_err(|e| format!("{bytes:?}: {e}"))?))
 }
 
 fn init_tracing(format: LogFormat) {

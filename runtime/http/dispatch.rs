@@ -288,14 +288,11 @@ async fn read_payload(
     body: RequestBody,
     headers: &HeaderMap,
 ) -> Result<Payload, ApiError> {
-    let limit = state.limits.max_body_bytes;
+    let limit = state.limits.body_limit(route.family);
     let read = |body: Body| async move {
-        axum::body::to_bytes(body, limit).await.map_err(|e| {
-            if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-                || e.to_string().contains("length limit")
-            {
-                ApiError::payload_too_large(limit)
-            } else {
+        super::limits::read_body(body, limit).await.map_err(|e| match e {
+            super::limits::BodyError::TooLarge => ApiError::payload_too_large(limit),
+            super::limits::BodyError::Broken(e) => {
                 ApiError::bad_request(format!("could not read the request body: {e}"))
             }
         })

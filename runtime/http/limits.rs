@@ -125,3 +125,37 @@ pub fn check_rates(state: &AppState, workspace: &str, token: Option<&str>) -> Re
         .with_retry_after(Some(wait))
     })
 }
+
+/// Most bytes read (and discarded) past a body limit so the client can read the 413: a client
+/// still sending when the server closes would get a reset instead of the answer.
+const DRAIN_PAST_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Why a body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    TooLarge,
+    Broken(String),
+}
+
+/// Reads a whole body of at most `limit` bytes. Past the limit, the rest is drained (up to
+/// 64 MiB more) so the 413 reaches the client intact.
+pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, BodyError> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buffer = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| BodyError::Broken(e.to_string()))?;
+        if buffer.len() + chunk.len() > limit {
+            let mut drained = 0usize;
+            while let Some(Ok(more)) = stream.next().await {
+                drained += more.len();
+                if drained > DRAIN_PAST_LIMIT {
+                    break;
+                }
+            }
+            return Err(BodyError::TooLarge);
+        }
+        buffer.extend_from_slice(&chunk);
+    }
+    Ok(buffer.into())
+}

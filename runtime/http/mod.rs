@@ -21,17 +21,31 @@ use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 
 /// Limits applied to every request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     pub max_body_bytes: usize,
+    /// Body limits of particular route families (`audio`, `files`, ...), overriding the default.
+    pub family_body_bytes: std::collections::HashMap<String, usize>,
     /// Requests served at once before new ones get 503.
     pub max_in_flight: usize,
     pub rates: limits::RateLimits,
 }
 
+impl Limits {
+    /// The body limit of a route family.
+    pub fn body_limit(&self, family: &str) -> usize {
+        self.family_body_bytes.get(family).copied().unwrap_or(self.max_body_bytes)
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_body_bytes: 32 * 1024 * 1024, max_in_flight: 10_000, rates: limits::RateLimits::default() }
+        Limits {
+            max_body_bytes: 32 * 1024 * 1024,
+            family_body_bytes: Default::default(),
+            max_in_flight: 10_000,
+            rates: limits::RateLimits::default(),
+        }
     }
 }
 

@@ -173,7 +173,7 @@ pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
         Payload::Multipart(form) => {
             failure = Some(form.failure.clone());
             let rewrite = call.route.model_field.map(|f| (f, d.upstream_model.clone()));
-            let (content_type, stream) = form.into_upstream(rewrite, call.state.limits.max_body_bytes);
+            let (content_type, stream) = form.into_upstream(rewrite, call.state.limits.body_limit(call.route.family));
             request.header(header::CONTENT_TYPE, content_type).body(reqwest::Body::wrap_stream(stream))
         }
         Payload::Empty => request,

@@ -14,6 +14,7 @@ mod translate_bedrock;
 mod translate_gemini;
 
 mod azure;
+mod bad_input;
 mod budgets;
 mod catalogue;
 mod cli;
