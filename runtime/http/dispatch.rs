@@ -168,7 +168,9 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &str) -
     };
     let elapsed = started.elapsed();
     let (status, kind, model, deployment, usage) = match &result {
-        Ok((o, model)) => (o.response.status().as_u16(), LogType::Log, model.clone(), o.deployment.clone(), o.usage),
+        Ok((o, model)) => {
+            (o.response.status().as_u16(), log_type(o.response.status()), model.clone(), o.deployment.clone(), o.usage)
+        }
         Err(e) => (e.status.as_u16(), LogType::Error, None, None, None),
     };
     let tokens = usage.map(|u| format!("{}/{}", u.prompt_tokens, u.completion_tokens)).unwrap_or_else(|| "-".into());
@@ -375,6 +377,15 @@ fn preview(payload: &Payload) -> String {
         format!("{}... ({} bytes)", &text[..cut], text.len())
     } else {
         text
+    }
+}
+
+/// Answers with an error status are error lines, whoever produced them.
+fn log_type(status: axum::http::StatusCode) -> LogType {
+    if status.is_client_error() || status.is_server_error() {
+        LogType::Error
+    } else {
+        LogType::Log
     }
 }
 

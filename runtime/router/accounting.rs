@@ -256,19 +256,23 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Reads a whole JSON answer to learn its usage, then serves the same bytes.
-pub async fn tap_json(response: Response, limit: usize) -> (Response, Option<Usage>) {
+/// Reads a whole JSON answer to learn its usage, then serves the same bytes. An answer that
+/// breaks off or is not JSON becomes a 502 saying so.
+pub async fn tap_json(response: Response, limit: usize, who: &str) -> (Response, Option<Usage>) {
     let (parts, body) = response.into_parts();
+    let upstream_error = |message: String| {
+        let error = ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", message).with_code("bad_upstream_answer");
+        (axum::response::IntoResponse::into_response(error), None)
+    };
     match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => {
-            let usage = serde_json::from_slice::<Value>(&bytes).ok().as_ref().and_then(usage_from_json);
-            (Response::from_parts(parts, Body::from(bytes)), usage)
-        }
-        Err(e) => {
-            let error =
-                ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("reading the upstream answer: {e}"));
-            (axum::response::IntoResponse::into_response(error), None)
-        }
+        Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
+            Ok(value) => {
+                let usage = usage_from_json(&value);
+                (Response::from_parts(parts, Body::from(bytes)), usage)
+            }
+            Err(e) => upstream_error(format!("deployment {who} answered invalid JSON: {e}")),
+        },
+        Err(e) => upstream_error(format!("deployment {who}'s answer broke off: {e}")),
     }
 }
 

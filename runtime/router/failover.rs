@@ -393,7 +393,8 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
                         );
                     } else {
                         if outcome.usage.is_none() && r.route.model_field.is_some() && is_json(&outcome.response) {
-                            let (response, usage) = tap_json(outcome.response, r.state.limits.max_body_bytes).await;
+                            let (response, usage) =
+                                tap_json(outcome.response, r.state.limits.max_body_bytes, &d.id).await;
                             outcome.response = response;
                             outcome.usage = usage;
                         }

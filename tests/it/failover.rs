@@ -50,6 +50,24 @@ async fn chat(State(flaky): State<Flaky>, Path(name): Path<String>, body: axum::
             "context_length_exceeded",
             "This model's maximum context length is 8192 tokens",
         ),
+        n if n.starts_with("garbage") => ([("content-type", "application/json")], "<html>oops</html>").into_response(),
+        n if n.starts_with("truncated") => {
+            // Promises 500 bytes, sends 20, hangs up.
+            let stream = futures::stream::unfold(0u8, |step| async move {
+                match step {
+                    0 => {
+                        Some((Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"{\"id\": \"chatcmpl-1\", ")), 1))
+                    }
+                    1 => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Some((Err(std::io::Error::other("hang up")), 2))
+                    }
+                    _ => None,
+                }
+            });
+            ([("content-type", "application/json"), ("content-length", "500")], axum::body::Body::from_stream(stream))
+                .into_response()
+        }
         n if n.starts_with("refuses") => error(
             StatusCode::BAD_REQUEST,
             "content_policy_violation",
@@ -356,4 +374,19 @@ async fn least_busy_steers_away_from_a_slow_deployment() {
     let (slow, fast) = (flaky.hits("slow"), flaky.hits("fast"));
     assert_eq!(slow + fast, 30);
     assert!(slow * 4 <= fast, "the slow deployment, busy longer, gets far fewer requests: slow {slow}, fast {fast}");
+}
+
+#[tokio::test]
+async fn non_json_and_truncated_answers_are_a_clear_502() {
+    let (base, _flaky) = start_flaky().await;
+    let (server, _dir) = app(&base, &[("gpt", "garbage"), ("cut", "truncated")], json!({})).await;
+    let (status, body, _) = ask(&server, hi("gpt")).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["code"], "bad_upstream_answer");
+    assert!(body["error"]["message"].as_str().unwrap().starts_with("deployment gpt/0 answered invalid JSON"), "{body}");
+    let (status, body, _) = ask(&server, hi("cut")).await;
+    assert_eq!(status, 502, "{body}");
+    let session = server.running.state.controller.registry().get("default", "demo").unwrap();
+    let (errors, _) = session.logs.read(Some(ferrolite::apps::logs::LogType::Error), 0, None);
+    assert!(errors.len() >= 2, "both failures are in get_logs: {errors:?}");
 }
