@@ -367,7 +367,7 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
             let attempt_deadline =
                 earliest(deadline, d.params.timeout.map(|t| Instant::now() + Duration::from_secs_f64(t)));
             let t0 = Instant::now();
-            let result = attempt(&r, d, payload, attempt_deadline).await;
+            let result = attempt(&r, d, payload, attempt_deadline).await.map_err(|e| redact_credentials(e, d));
             let elapsed = t0.elapsed();
             upstream_time += elapsed;
             match result {
@@ -548,6 +548,18 @@ fn is_event_stream(response: &axum::response::Response) -> bool {
 
 fn header_value(text: &str) -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// Masks a deployment's credentials wherever an error quotes them (an upstream may echo a key).
+fn redact_credentials(mut e: ApiError, d: &Deployment) -> ApiError {
+    let aws = d.aws.iter().flat_map(|a| [Some(&a.access_key_id), Some(&a.secret_access_key), a.session_token.as_ref()]);
+    for secret in d.api_key.iter().chain(aws.flatten()) {
+        let value = secret.expose();
+        if value.len() >= 4 && e.message.contains(value) {
+            e.message = e.message.replace(value, &secret.redacted());
+        }
+    }
+    e
 }
 
 /// 400: the deployment's provider does not serve this route.

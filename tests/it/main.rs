@@ -35,5 +35,6 @@ mod persistence;
 mod python_sdk;
 mod routing_strategies;
 mod schema_files;
+mod secrets;
 mod security;
 mod shutdown;
