@@ -45,7 +45,7 @@ async fn known_secrets_appear_in_no_output() {
     let admin = std::fs::read_to_string(data.join("admin-token")).unwrap().trim().to_owned();
     let client = reqwest::Client::new();
     let mut seen = String::new();
-    let mut record = |response: reqwest::Response| async move {
+    let record = |response: reqwest::Response| async move {
         let mut text = format!("{}\n", response.status());
         for (name, value) in response.headers() {
             text += &format!("{name}: {}\n", value.to_str().unwrap_or_default());
