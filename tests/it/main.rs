@@ -24,6 +24,7 @@ mod controller_http;
 mod durability;
 mod failover;
 mod fake_openai;
+mod fuzz_regressions;
 mod http_api;
 mod limits;
 mod litellm_config;

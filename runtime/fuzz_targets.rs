@@ -1,0 +1,154 @@
+//! Entry points for fuzzing: each takes arbitrary bytes and drives one parser or translation
+//! the way untrusted input reaches it. `fuzz/` runs them under libFuzzer (`scripts/fuzz.sh`);
+//! `tests/it/fuzz_regressions.rs` replays every input kept in `fuzz/regressions/` through the
+//! same functions, so a crash once found stays fixed. None of them may panic.
+
+use crate::api::openai::ChatRequest;
+use crate::apps::session::{Deployment, SecretSource, Session, SessionSpec};
+use crate::providers::translate::{ChatProvider, StreamMeta};
+use crate::providers::{anthropic, bedrock, gemini, messages};
+use crate::streaming::sse;
+use serde_json::{json, Value};
+use std::sync::OnceLock;
+
+/// The fuzz targets by name (the names of `fuzz/fuzz_targets/*.rs` and `fuzz/regressions/*`).
+pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+    ("manifest", manifest),
+    ("sse", sse_decoder),
+    ("eventstream", event_stream),
+    ("translate_request", translate_request),
+    ("translate_response", translate_response),
+    ("provider_streams", provider_streams),
+];
+
+/// Manifest text (JSON or YAML) through parsing and validation.
+pub fn manifest(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(doc) = crate::manifest::validate::parse_text(text) {
+            let _ = crate::manifest::validate::validate(&doc);
+            let _ = crate::manifest::litellm::is_litellm_config(&doc)
+                .then(|| crate::manifest::litellm::to_manifest(&doc, "x"));
+        }
+    }
+}
+
+/// Splits input at a point chosen by its first byte: the second half arrives as a later read.
+fn split(data: &[u8]) -> (&[u8], &[u8]) {
+    let at = data.first().map(|b| *b as usize % (data.len() + 1)).unwrap_or(0);
+    data.split_at(at.min(data.len()))
+}
+
+/// The SSE parser, fed in two reads.
+pub fn sse_decoder(data: &[u8]) {
+    let (a, b) = split(data);
+    let mut decoder = sse::Decoder::new();
+    let _ = decoder.feed(a);
+    let _ = decoder.feed(b);
+    let _ = decoder.finish();
+}
+
+fn meta() -> StreamMeta {
+    StreamMeta { id: "chatcmpl-fuzz".into(), created: 1, model: "m".into() }
+}
+
+/// Bedrock's binary event-stream decoder, fed in two reads.
+pub fn event_stream(data: &[u8]) {
+    let (a, b) = split(data);
+    let mut decoder = bedrock::ConverseStreamDecoder::new(meta());
+    use crate::providers::translate::ChunkDecoder;
+    let _ = decoder.feed(a);
+    let _ = decoder.feed(b);
+    let _ = decoder.finish();
+}
+
+struct NoSecrets;
+
+impl SecretSource for NoSecrets {
+    fn env(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn workspace_secret(&self, _: &str) -> Option<String> {
+        None
+    }
+}
+
+/// One deployment per translating provider, built once.
+fn deployments() -> &'static Session {
+    static SESSION: OnceLock<Session> = OnceLock::new();
+    SESSION.get_or_init(|| {
+        let params = |model: &str| {
+            json!({"model": model, "api_key": "k", "api_base": "https://example.invalid",
+            "aws_access_key_id": "AKID", "aws_secret_access_key": "secret", "aws_region_name": "us-east-1"})
+        };
+        let doc = json!({"name": "fuzz", "type": "llm-proxy", "config": {"model_list": [
+            {"model_name": "a", "litellm_params": params("anthropic/claude-3-5-sonnet-20241022")},
+            {"model_name": "g", "litellm_params": params("gemini/gemini-1.5-pro")},
+            {"model_name": "b", "litellm_params": params("bedrock/anthropic.claude-3-sonnet-20240229-v1:0")},
+        ]}});
+        let manifest = serde_json::from_value(doc).expect("a fixed, valid manifest");
+        let spec = SessionSpec {
+            id: "fuzz".into(),
+            app_id: "fuzz".into(),
+            workspace: "w".into(),
+            manifest: &manifest,
+            created: 1,
+        };
+        Session::build(spec, &NoSecrets).expect("a fixed, valid session")
+    })
+}
+
+fn deployment(i: usize) -> &'static Deployment {
+    &deployments().deployments[i]
+}
+
+/// An OpenAI chat request (JSON) through each provider's request translation, and an
+/// Anthropic Messages request through the /v1/messages front.
+pub fn translate_request(data: &[u8]) {
+    let Ok(value) = serde_json::from_slice::<Value>(data) else { return };
+    let _ = messages::to_chat_request(&value);
+    let Ok(req) = serde_json::from_value::<ChatRequest>(value) else { return };
+    let _ = anthropic::messages_body(&req, deployment(0));
+    let _ = gemini::generate_content_body(&req);
+    let _ = bedrock::converse_body(&req);
+    for (i, provider) in
+        [(0, &anthropic::PROVIDER as &dyn ChatProvider), (1, &gemini::PROVIDER), (2, &bedrock::PROVIDER)]
+    {
+        let _ =
+            provider.chat_request(&req, deployment(i), "https://example.invalid/x".into(), req.stream == Some(true));
+    }
+}
+
+/// A provider answer (JSON) through each response translation and error mapping.
+pub fn translate_response(data: &[u8]) {
+    let Ok(value) = serde_json::from_slice::<Value>(data) else { return };
+    let _ = anthropic::to_openai(&value, "m");
+    let _ = gemini::to_openai(&value, "m", "id", 1);
+    let _ = bedrock::to_openai(&value, "m", "id", 1);
+    let _ = messages::to_anthropic_message(&value);
+    let status = axum::http::StatusCode::BAD_REQUEST;
+    for (i, provider) in
+        [(0, &anthropic::PROVIDER as &dyn ChatProvider), (1, &gemini::PROVIDER), (2, &bedrock::PROVIDER)]
+    {
+        let _ = provider.chat_response(data, deployment(i));
+        let _ = provider.upstream_error(status, data, deployment(i));
+    }
+}
+
+/// Upstream stream bytes through each provider's stream decoder, and the chunks through the
+/// Anthropic event encoder.
+pub fn provider_streams(data: &[u8]) {
+    let (a, b) = split(data);
+    for provider in [&anthropic::PROVIDER as &dyn ChatProvider, &gemini::PROVIDER, &crate::providers::openai::CHAT] {
+        let mut decoder = provider.stream_decoder(meta());
+        let mut events = messages::AnthropicEvents::new("m");
+        for part in [a, b] {
+            if let Ok(chunks) = decoder.feed(part) {
+                for chunk in &chunks {
+                    let _ = events.push(chunk);
+                }
+            }
+        }
+        let _ = decoder.finish();
+        let _ = events.finish();
+    }
+}
