@@ -11,8 +11,11 @@ use crate::streaming::sse;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
 
+/// A fuzz target: arbitrary bytes in, no panic out.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets by name (the names of `fuzz/fuzz_targets/*.rs` and `fuzz/regressions/*`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("manifest", manifest),
     ("sse", sse_decoder),
     ("eventstream", event_stream),
