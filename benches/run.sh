@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# ferrolite's benchmark (issue 6): installs what the harness needs, builds the release binaries,
+# and runs the driver, which writes benches/results/latest.md and latest.json.
+#
+#   benches/run.sh                          # full run (10 s per measurement, 5-minute soak, litellm)
+#   benches/run.sh --quick --skip-litellm   # a few minutes, without litellm
+#
+# Every argument is passed to the driver (target/release/bench --help lists them). Every process
+# the run starts is stopped when it ends, fails or is interrupted. All traffic stays on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+skip_litellm=0
+for arg in "$@"; do
+  case "$arg" in
+    --skip-litellm) skip_litellm=1 ;;
+    -h|--help) ;;
+  esac
+done
+
+say() { echo "benches/run.sh: $*" >&2; }
+command -v cargo >/dev/null || { say "cargo is required (https://rustup.rs)"; exit 1; }
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+
+# The load tool, from crates.io.
+if ! command -v oha >/dev/null; then
+  say "installing oha (cargo install oha --locked)"
+  cargo install oha --locked
+fi
+
+# nginx from Debian's packages: the plain proxy_pass hop ferrolite is compared with.
+nginx_bin="$(command -v nginx || true)"
+[ -z "$nginx_bin" ] && [ -x /usr/sbin/nginx ] && nginx_bin=/usr/sbin/nginx
+if [ -z "$nginx_bin" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing nginx (apt-get install nginx)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
+    nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
+  else
+    say "nginx is required (as root: apt-get install -y nginx)"
+    exit 1
+  fi
+fi
+
+# litellm's proxy, pinned, in a virtualenv of its own (benches/.venv).
+venv="$PWD/benches/.venv"
+litellm_version="1.80.0"
+if [ "$skip_litellm" = 0 ]; then
+  if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('litellm') != '$litellm_version')" 2>/dev/null \
+     || [ ! -x "$venv/bin/litellm" ]; then
+    command -v python3 >/dev/null || { say "python3 is required for litellm (or pass --skip-litellm)"; exit 1; }
+    say "installing litellm[proxy]==$litellm_version into $venv (takes a few minutes)"
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv" || { say "cannot create a virtualenv (on Debian: apt-get install python3-venv)"; exit 1; }
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "litellm[proxy]==$litellm_version"
+  fi
+fi
+
+say "building the release binaries"
+cargo build --release -p ferrolite -p ferrolite-bench
+
+# The driver appends the id of every process group it starts to this file; whatever happens, they
+# are stopped here too (the driver stops them itself on a normal end, an error or a signal).
+pidfile="$(mktemp)"
+driver=""
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM HUP
+  if [ -n "$driver" ] && kill -0 "$driver" 2>/dev/null; then
+    kill -TERM "$driver" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$driver" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$driver" 2>/dev/null || true
+  fi
+  while read -r pid; do
+    [ -n "$pid" ] || continue
+    kill -TERM -- "-$pid" 2>/dev/null || true
+  done < "$pidfile"
+  sleep 0.5
+  while read -r pid; do
+    [ -n "$pid" ] || continue
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  done < "$pidfile"
+  rm -f "$pidfile"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+BENCH_PIDFILE="$pidfile" target/release/bench --nginx "$nginx_bin" --oha "$(command -v oha)" --venv "$venv" "$@" &
+driver=$!
+wait "$driver"

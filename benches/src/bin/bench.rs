@@ -1,0 +1,1862 @@
+//! The benchmark driver of issue 6: one run on one machine measures a fake upstream directly, through
+//! nginx (a plain `proxy_pass` hop, the physical limit of one proxy hop here), through ferrolite and
+//! through litellm's proxy, and writes `benches/results/latest.md` and `latest.json`.
+//!
+//! It builds nothing: `benches/run.sh` builds the release binaries and installs the load tool
+//! (`oha`), nginx and litellm, then runs this with its arguments. Every process it starts runs in a
+//! process group of its own and is stopped when the run ends, fails or is interrupted. All traffic
+//! goes to 127.0.0.1.
+
+use clap::Parser;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Measure ferrolite beside a direct hop, nginx and litellm on this machine.
+#[derive(Debug, Parser, Clone)]
+#[command(name = "bench")]
+struct Args {
+    /// A short run: 3 s per measurement, a 20 s soak, fewer rate points, fewer streams.
+    #[arg(long)]
+    quick: bool,
+    /// Length of each load measurement (default 10, or 3 with --quick).
+    #[arg(long)]
+    duration_secs: Option<u64>,
+    /// Length of the memory soak on ferrolite (default 300, or 20 with --quick).
+    #[arg(long)]
+    soak_secs: Option<u64>,
+    /// Do not install or measure litellm (the results say so).
+    #[arg(long)]
+    skip_litellm: bool,
+    /// Do not measure routing with many deployments and many apps.
+    #[arg(long)]
+    skip_routing: bool,
+    /// Connections of the throughput measurement.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// The fixed open-loop rates, requests per second.
+    #[arg(long, value_delimiter = ',', default_value = "200,1000,3000")]
+    rates: Vec<u64>,
+    /// Content chunks the fake sends in a stream.
+    #[arg(long, default_value_t = 200)]
+    stream_chunks: usize,
+    /// Pause between two streamed chunks at the fake, in milliseconds.
+    #[arg(long, default_value_t = 1)]
+    stream_gap_ms: u64,
+    /// Streams per target in the streaming measurement (default 20, or 8 with --quick).
+    #[arg(long)]
+    streams: Option<usize>,
+    /// Fixed latency of the fake upstream, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    upstream_latency_ms: u64,
+    /// Worker threads of the fake upstream.
+    #[arg(long, default_value_t = 1)]
+    fake_workers: usize,
+    /// Where `ferrolite` and `fake-upstream` are.
+    #[arg(long, default_value = "target/release")]
+    bin_dir: PathBuf,
+    /// The virtualenv that holds litellm.
+    #[arg(long, default_value = "benches/.venv")]
+    venv: PathBuf,
+    #[arg(long, default_value = "oha")]
+    oha: String,
+    #[arg(long, default_value = "nginx")]
+    nginx: String,
+    /// Where latest.md and latest.json go.
+    #[arg(long, default_value = "benches/results")]
+    out_dir: PathBuf,
+    /// A file to which the id of every process started is appended (run.sh stops them from it).
+    #[arg(long, env = "BENCH_PIDFILE")]
+    pidfile: Option<PathBuf>,
+    /// Keep the scratch directory (configs, data dirs, logs) after the run.
+    #[arg(long)]
+    keep_tmp: bool,
+}
+
+type Res<T> = Result<T, String>;
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+/// Leaders of the process groups this run started, stopped on exit or on a signal.
+static STARTED: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+fn signal_group(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .args(["-s", signal, "--", &format!("-{pid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+fn group_alive(pid: u32) -> bool {
+    group_pids(pid).iter().any(|p| proc_state(*p).is_some_and(|s| s != "Z"))
+}
+
+/// Stops every group still registered (a signal arrived or the run is failing).
+fn stop_all() {
+    let pids: Vec<u32> = STARTED.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
+    for pid in &pids {
+        signal_group(*pid, "TERM");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && pids.iter().any(|p| group_alive(*p)) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for pid in &pids {
+        signal_group(*pid, "KILL");
+    }
+}
+
+fn install_signal_handler() {
+    std::thread::spawn(|| {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term), Ok(mut hup)) =
+                (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()))
+            else {
+                return;
+            };
+            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {}, _ = hup.recv() => {} }
+            eprintln!("bench: interrupted; stopping every process it started");
+            stop_all();
+            std::process::exit(130);
+        });
+    });
+}
+
+/// A child process in a process group of its own, stopped (the whole group) when dropped.
+struct Proc {
+    name: String,
+    child: Child,
+    started: Instant,
+    stopped: bool,
+}
+
+impl Proc {
+    fn spawn(name: &str, cmd: &mut Command, pidfile: Option<&Path>) -> Res<Proc> {
+        cmd.process_group(0);
+        let started = Instant::now();
+        let child = cmd.spawn().map_err(|e| format!("cannot start {name} ({cmd:?}): {e}"))?;
+        let pid = child.id();
+        if let Ok(mut v) = STARTED.lock() {
+            v.push(pid);
+        }
+        if let Some(file) = pidfile {
+            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(file) {
+                let _ = writeln!(f, "{pid}");
+            }
+        }
+        Ok(Proc { name: name.to_owned(), child, started, stopped: false })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn exited(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(format!("{} exited: {status}", self.name)),
+            _ => None,
+        }
+    }
+
+    fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        let pid = self.pid();
+        signal_group(pid, "TERM");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && group_alive(pid) {
+            let _ = self.child.try_wait();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        signal_group(pid, "KILL");
+        let _ = self.child.wait();
+        if let Ok(mut v) = STARTED.lock() {
+            v.retain(|p| *p != pid);
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc: memory and CPU of a process group
+
+/// The fields of /proc/PID/stat after the command name (index 0 is field 3, the state).
+fn proc_stat(pid: u32) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+fn proc_state(pid: u32) -> Option<String> {
+    proc_stat(pid).and_then(|f| f.first().cloned())
+}
+
+/// Every process whose process group is `leader`'s.
+fn group_pids(leader: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if let Some(fields) = proc_stat(pid) {
+            if fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(leader) {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+/// VmRSS of one process, in KiB.
+fn vm_rss_kb(pid: u32) -> u64 {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return 0 };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Resident memory of a whole process group, in KiB.
+fn group_rss_kb(leader: u32) -> u64 {
+    group_pids(leader).into_iter().map(vm_rss_kb).sum()
+}
+
+fn clock_ticks_per_sec() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<f64>().ok())
+        .unwrap_or(100.0)
+}
+
+/// utime + stime of a process group (and its reaped children), in clock ticks.
+fn group_cpu_ticks(leader: u32) -> u64 {
+    group_pids(leader)
+        .into_iter()
+        .filter_map(proc_stat)
+        .map(|f| [11, 12, 13, 14].iter().filter_map(|i| f.get(*i).and_then(|v| v.parse::<u64>().ok())).sum::<u64>())
+        .sum()
+}
+
+/// Samples the resident memory of the watched groups every 100 ms and keeps each one's peak.
+#[derive(Clone, Default)]
+struct Sampler {
+    watched: Arc<Mutex<BTreeMap<String, (u32, u64)>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Sampler {
+    fn start(&self) {
+        let me = self.clone();
+        std::thread::spawn(move || {
+            while !me.stop.load(Ordering::Relaxed) {
+                let leaders: Vec<(String, u32)> = match me.watched.lock() {
+                    Ok(w) => w.iter().map(|(k, (pid, _))| (k.clone(), *pid)).collect(),
+                    Err(_) => return,
+                };
+                for (name, pid) in leaders {
+                    let rss = group_rss_kb(pid);
+                    if let Ok(mut w) = me.watched.lock() {
+                        if let Some(entry) = w.get_mut(&name) {
+                            entry.1 = entry.1.max(rss);
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+    }
+
+    fn watch(&self, name: &str, pid: u32) {
+        if let Ok(mut w) = self.watched.lock() {
+            w.insert(name.to_owned(), (pid, group_rss_kb(pid)));
+        }
+    }
+
+    fn peak_kb(&self, name: &str) -> Option<u64> {
+        self.watched.lock().ok()?.get(name).map(|e| e.1)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP helpers
+
+/// One HTTP/1.1 GET over a fresh connection; the status, or None when nothing answered.
+fn raw_get(port: u16, path: &str, auth: Option<&str>) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream.set_nodelay(true).ok()?;
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    if let Some(token) = auth {
+        request += &format!("Authorization: Bearer {token}\r\n");
+    }
+    request += "\r\n";
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut head = [0u8; 64];
+    let mut got = 0;
+    while got < 12 {
+        let n = stream.read(&mut head[got..]).ok()?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    let line = String::from_utf8_lossy(&head[..got]).to_string();
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Polls `path` until it answers 200; the time since `since`.
+fn wait_ready(
+    proc: &mut Proc,
+    port: u16,
+    path: &str,
+    auth: Option<&str>,
+    since: Instant,
+    timeout: Duration,
+) -> Res<Duration> {
+    loop {
+        if raw_get(port, path, auth) == Some(200) {
+            return Ok(since.elapsed());
+        }
+        if let Some(exit) = proc.exited() {
+            return Err(exit);
+        }
+        if since.elapsed() > timeout {
+            return Err(format!("{} did not answer 200 on {path} within {timeout:?}", proc.name));
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+fn free_port() -> Res<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
+    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+fn post_json(
+    rt: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    url: &str,
+    auth: &str,
+    body: &Value,
+) -> Res<Value> {
+    rt.block_on(async {
+        let response = client
+            .post(url)
+            .bearer_auth(auth)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| format!("POST {url}: {e}"))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| format!("POST {url}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("POST {url}: {status}: {text}"));
+        }
+        serde_json::from_str(&text).map_err(|e| format!("POST {url}: not JSON ({e}): {text}"))
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The load tool
+
+/// One load measurement, from oha's JSON output (and /proc for the target's CPU).
+#[derive(Debug, Clone, Default, Serialize)]
+struct Load {
+    connections: usize,
+    /// Open-loop rate asked for (with latency correction), or None for closed loop.
+    rate: Option<u64>,
+    secs: f64,
+    requests: u64,
+    ok: u64,
+    errors: u64,
+    error_rate: f64,
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    mean_ms: f64,
+    cpu_secs: Option<f64>,
+    cpu_secs_per_1k: Option<f64>,
+}
+
+/// A request oha sends again and again.
+#[derive(Clone)]
+struct Call {
+    url: String,
+    body: String,
+    auth: Option<String>,
+    /// The process group whose CPU time this call is charged to.
+    leader: Option<u32>,
+}
+
+struct Oha {
+    bin: String,
+    ticks: f64,
+}
+
+fn pct(v: &Value, key: &str) -> f64 {
+    v.get("latencyPercentiles").and_then(|p| p.get(key)).and_then(Value::as_f64).unwrap_or(f64::NAN) * 1000.0
+}
+
+impl Oha {
+    fn run(&self, call: &Call, connections: usize, secs: u64, rate: Option<u64>) -> Res<Load> {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(["--no-tui", "--output-format", "json", "-z", &format!("{secs}s"), "-c", &connections.to_string()]);
+        cmd.args(["-m", "POST", "-H", "content-type: application/json", "-d", &call.body, "-t", "30s", "-w"]);
+        if let Some(token) = &call.auth {
+            cmd.args(["-H", &format!("authorization: Bearer {token}")]);
+        }
+        if let Some(rate) = rate {
+            cmd.args(["-q", &rate.to_string(), "--latency-correction"]);
+        }
+        cmd.arg(&call.url);
+        let cpu_before = call.leader.map(group_cpu_ticks);
+        let started = Instant::now();
+        let out = cmd.output().map_err(|e| format!("cannot run {}: {e}", self.bin))?;
+        let elapsed = started.elapsed().as_secs_f64();
+        let cpu_after = call.leader.map(group_cpu_ticks);
+        if !out.status.success() {
+            return Err(format!("oha failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr)));
+        }
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .map_err(|e| format!("oha's output is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))?;
+        let codes = v.get("statusCodeDistribution").and_then(Value::as_object).cloned().unwrap_or_default();
+        let ok: u64 = codes.iter().filter(|(k, _)| k.starts_with('2')).filter_map(|(_, n)| n.as_u64()).sum();
+        let answered: u64 = codes.values().filter_map(Value::as_u64).sum();
+        let failed: u64 = v
+            .get("errorDistribution")
+            .and_then(Value::as_object)
+            .map(|e| e.values().filter_map(Value::as_u64).sum())
+            .unwrap_or(0);
+        let requests = answered + failed;
+        let errors = requests - ok;
+        let summary = v.get("summary").cloned().unwrap_or(Value::Null);
+        let total_secs = summary.get("total").and_then(Value::as_f64).unwrap_or(elapsed);
+        let cpu_secs = match (cpu_before, cpu_after) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / self.ticks),
+            _ => None,
+        };
+        Ok(Load {
+            connections,
+            rate,
+            secs: total_secs,
+            requests,
+            ok,
+            errors,
+            error_rate: if requests == 0 { 1.0 } else { errors as f64 / requests as f64 },
+            rps: if total_secs > 0.0 { ok as f64 / total_secs } else { 0.0 },
+            p50_ms: pct(&v, "p50"),
+            p99_ms: pct(&v, "p99"),
+            p999_ms: pct(&v, "p99.9"),
+            mean_ms: summary.get("average").and_then(Value::as_f64).unwrap_or(f64::NAN) * 1000.0,
+            cpu_secs,
+            cpu_secs_per_1k: cpu_secs.filter(|_| ok > 0).map(|c| c / ok as f64 * 1000.0),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The streaming client (oha cannot see time to first token or chunk counts)
+
+#[derive(Debug, Clone, Default, Serialize)]
+struct StreamRun {
+    status: u16,
+    ttft_ms: f64,
+    total_ms: f64,
+    content_events: usize,
+    /// Separate network reads that carried content (chunks that arrived apart).
+    reads_with_content: usize,
+    text_ok: bool,
+}
+
+/// The text of one SSE event's data when it carries content (OpenAI chunk or Anthropic delta).
+fn event_content(data: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(data).ok()?;
+    let text = if v.get("type").and_then(Value::as_str) == Some("content_block_delta") {
+        v.pointer("/delta/text").and_then(Value::as_str)
+    } else {
+        v.pointer("/choices/0/delta/content").and_then(Value::as_str)
+    };
+    text.filter(|t| !t.is_empty()).map(str::to_owned)
+}
+
+async fn stream_once(client: &reqwest::Client, call: &Call, chunks: usize) -> Res<StreamRun> {
+    use futures::StreamExt;
+    let started = Instant::now();
+    let mut request = client.post(&call.url).header("content-type", "application/json").body(call.body.clone());
+    if let Some(token) = &call.auth {
+        request = request.bearer_auth(token).header("x-api-key", token);
+    }
+    let response = request.send().await.map_err(|e| format!("stream {}: {e}", call.url))?;
+    let status = response.status().as_u16();
+    let mut body = response.bytes_stream();
+    let mut buffer = String::new();
+    let mut run = StreamRun { status, ttft_ms: f64::NAN, ..StreamRun::default() };
+    let mut text = String::new();
+    while let Some(piece) = body.next().await {
+        let piece = piece.map_err(|e| format!("stream {}: {e}", call.url))?;
+        buffer.push_str(&String::from_utf8_lossy(&piece));
+        let mut content_in_read = false;
+        while let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            for line in event.lines() {
+                let Some(data) = line.strip_prefix("data:") else { continue };
+                if let Some(content) = event_content(data.trim()) {
+                    if run.content_events == 0 {
+                        run.ttft_ms = started.elapsed().as_secs_f64() * 1000.0;
+                    }
+                    run.content_events += 1;
+                    content_in_read = true;
+                    text += &content;
+                }
+            }
+        }
+        if content_in_read {
+            run.reads_with_content += 1;
+        }
+    }
+    run.total_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let expected: String = (0..chunks).map(|i| format!("t{i} ")).collect();
+    run.text_ok = text == expected;
+    Ok(run)
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+struct StreamStats {
+    streams: usize,
+    failed: usize,
+    ttft_p50_ms: f64,
+    ttft_p99_ms: f64,
+    total_p50_ms: f64,
+    chunks_in: usize,
+    /// Content events the client received, per stream (the smallest seen).
+    chunks_out_min: usize,
+    chunks_out_max: usize,
+    /// Upstream chunks merged into another event, worst stream.
+    coalesced: usize,
+    text_intact: bool,
+}
+
+fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((p / 100.0) * (v.len() as f64 - 1.0)).round() as usize;
+    v[rank.min(v.len() - 1)]
+}
+
+fn median(values: &[f64]) -> f64 {
+    percentile(values, 50.0)
+}
+
+fn stream_stats(rt: &tokio::runtime::Runtime, call: &Call, streams: usize, chunks: usize) -> Res<StreamStats> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(4).build().map_err(|e| e.to_string())?;
+    let runs: Vec<StreamRun> = rt.block_on(async {
+        // One stream first to open the connection, not counted.
+        let _ = stream_once(&client, call, chunks).await;
+        let mut runs = Vec::new();
+        for _ in 0..streams {
+            runs.push(stream_once(&client, call, chunks).await?);
+        }
+        Ok::<_, String>(runs)
+    })?;
+    let good: Vec<&StreamRun> = runs.iter().filter(|r| r.status == 200).collect();
+    let ttft: Vec<f64> = good.iter().map(|r| r.ttft_ms).collect();
+    let total: Vec<f64> = good.iter().map(|r| r.total_ms).collect();
+    let out_min = good.iter().map(|r| r.content_events).min().unwrap_or(0);
+    Ok(StreamStats {
+        streams,
+        failed: runs.len() - good.len(),
+        ttft_p50_ms: median(&ttft),
+        ttft_p99_ms: percentile(&ttft, 99.0),
+        total_p50_ms: median(&total),
+        chunks_in: chunks,
+        chunks_out_min: out_min,
+        chunks_out_max: good.iter().map(|r| r.content_events).max().unwrap_or(0),
+        coalesced: chunks.saturating_sub(out_min),
+        text_intact: !good.is_empty() && good.iter().all(|r| r.text_ok),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configs of the targets
+
+const CHAT_BODY: &str = r#"{"model":"MODEL","messages":[{"role":"user","content":"Hello!"}],"max_tokens":16}"#;
+const STREAM_BODY: &str =
+    r#"{"model":"MODEL","messages":[{"role":"user","content":"Hello!"}],"max_tokens":256,"stream":true}"#;
+const ANTHROPIC_BODY: &str =
+    r#"{"model":"claude-3-5-sonnet-20241022","max_tokens":16,"messages":[{"role":"user","content":"Hello!"}]}"#;
+const ANTHROPIC_STREAM_BODY: &str = r#"{"model":"claude-3-5-sonnet-20241022","max_tokens":256,"stream":true,"messages":[{"role":"user","content":"Hello!"}]}"#;
+const UPSTREAM_KEY: &str = "sk-bench-upstream";
+const LITELLM_KEY: &str = "sk-bench-master";
+const MOCK_TEXT: &str = "This is a mock benchmark response";
+
+fn body(template: &str, model: &str) -> String {
+    template.replace("MODEL", model)
+}
+
+fn deployment(model_name: &str, fake: u16) -> Value {
+    json!({"model_name": model_name, "litellm_params": {
+        "model": "openai/gpt-4o", "api_base": format!("http://127.0.0.1:{fake}/v1"), "api_key": UPSTREAM_KEY}})
+}
+
+fn model_list(fake: u16) -> Vec<Value> {
+    vec![
+        deployment("gpt", fake),
+        json!({"model_name": "claude", "litellm_params": {
+            "model": "anthropic/claude-3-5-sonnet-20241022", "api_base": format!("http://127.0.0.1:{fake}"),
+            "api_key": UPSTREAM_KEY}}),
+        json!({"model_name": "mock", "litellm_params": {"model": "openai/gpt-4o", "mock_response": MOCK_TEXT}}),
+    ]
+}
+
+fn manifest(service_id: &str, models: Vec<Value>) -> Value {
+    json!({
+        "name": format!("bench {service_id}"),
+        "type": "llm-proxy",
+        "version": "1.0.0",
+        "config": {"service_id": service_id, "model_list": models}
+    })
+}
+
+fn nginx_conf(dir: &Path, port: u16, fake: u16) -> String {
+    let d = dir.display();
+    format!(
+        "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log warn;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/nginx-body;\n  proxy_temp_path {d}/nginx-proxy;\n  \
+         fastcgi_temp_path {d}/nginx-fastcgi;\n  uwsgi_temp_path {d}/nginx-uwsgi;\n  scgi_temp_path {d}/nginx-scgi;\n  \
+         upstream fake {{ server 127.0.0.1:{fake}; keepalive 64; }}\n  \
+         server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://fake;\n      \
+         proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }}\n  }}\n}}\n"
+    )
+}
+
+/// litellm's config.yaml: the same model list (JSON is valid YAML).
+fn litellm_config(fake: u16) -> String {
+    let models = model_list(fake);
+    let mut out = String::from("model_list:\n");
+    for m in models {
+        let _ = writeln!(out, "  - {m}");
+    }
+    let _ = writeln!(out, "general_settings:\n  master_key: {LITELLM_KEY}");
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// The report
+
+#[derive(Default)]
+struct Report {
+    md: String,
+    json: serde_json::Map<String, Value>,
+}
+
+impl Report {
+    fn table(&mut self, title: &str, note: &str, headers: &[&str], rows: &[Vec<String>]) {
+        let _ = writeln!(self.md, "\n## {title}\n");
+        if !note.is_empty() {
+            let _ = writeln!(self.md, "{note}\n");
+        }
+        let _ = writeln!(self.md, "| {} |", headers.join(" | "));
+        let _ = writeln!(self.md, "|{}", " --- |".repeat(headers.len()));
+        for row in rows {
+            let _ = writeln!(self.md, "| {} |", row.join(" | "));
+        }
+    }
+
+    fn put(&mut self, key: &str, value: Value) {
+        self.json.insert(key.to_owned(), value);
+    }
+}
+
+fn ms(v: f64) -> String {
+    if !v.is_finite() {
+        "–".into()
+    } else if v.abs() < 1.0 {
+        format!("{:.0} µs", v * 1000.0)
+    } else {
+        format!("{v:.2} ms")
+    }
+}
+
+fn rps(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn mb(kb: u64) -> String {
+    format!("{:.1} MB", kb as f64 / 1024.0)
+}
+
+fn opt_f(v: Option<f64>, digits: usize) -> String {
+    v.filter(|x| x.is_finite()).map(|x| format!("{x:.digits$}")).unwrap_or_else(|| "–".into())
+}
+
+fn verdict(pass: bool) -> &'static str {
+    if pass {
+        "met"
+    } else {
+        "**missed**"
+    }
+}
+
+fn cmd_output(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| {
+            let text = if o.stdout.is_empty() { o.stderr } else { o.stdout };
+            String::from_utf8_lossy(&text).trim().lines().next().unwrap_or("").to_owned()
+        })
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Targets
+
+/// One thing the load is sent to: the fake directly, nginx, ferrolite or litellm.
+#[derive(Clone)]
+struct Target {
+    name: &'static str,
+    /// The OpenAI base, ending in /v1 (or the service's /v1).
+    base: String,
+    auth: Option<String>,
+    leader: u32,
+}
+
+impl Target {
+    fn call(&self, template: &str, model: &str) -> Call {
+        Call {
+            url: format!("{}/chat/completions", self.base),
+            body: body(template, model),
+            auth: self.auth.clone(),
+            leader: Some(self.leader),
+        }
+    }
+}
+
+struct Ferrolite {
+    proc: Proc,
+    port: u16,
+    token: String,
+    ready: Duration,
+}
+
+/// Starts `ferrolite serve` on a fresh data dir; ready when readiness of `service` answers 200.
+fn start_ferrolite(ctx: &Ctx, tag: &str, configs: &[PathBuf], service: &str) -> Res<Ferrolite> {
+    let ferrolite = ctx.args.bin_dir.join("ferrolite");
+    let data = ctx.tmp.join(format!("data-{tag}"));
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
+    // The secret is made before the start, so a token exists to poll readiness with.
+    let out = Command::new(&ferrolite)
+        .args(["token", "--workspace", "default", "--data-dir"])
+        .arg(&data)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", ferrolite.display()))?;
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || token.is_empty() {
+        return Err(format!("ferrolite token failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let port = free_port()?;
+    let mut cmd = Command::new(&ferrolite);
+    cmd.args(["serve", "--port", &port.to_string(), "--data-dir"]).arg(&data);
+    for c in configs {
+        cmd.arg("--config").arg(c);
+    }
+    let log = std::fs::File::create(ctx.tmp.join(format!("ferrolite-{tag}.log"))).map_err(|e| e.to_string())?;
+    cmd.stdout(Stdio::piped()).stderr(log);
+    let mut proc = Proc::spawn(&format!("ferrolite ({tag})"), &mut cmd, ctx.args.pidfile.as_deref())?;
+    let path = format!("/default/apps/{service}/health/readiness");
+    let since = proc.started;
+    let ready = wait_ready(&mut proc, port, &path, Some(&token), since, Duration::from_secs(60))?;
+    // The banner's token (default workspace), as a user would take it.
+    let mut banner_token = None;
+    if let Some(stdout) = proc.child.stdout.take() {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            if let Some(t) = line.strip_prefix("  token:") {
+                banner_token = Some(t.trim().to_owned());
+                break;
+            }
+            line.clear();
+        }
+        // Keep draining so the pipe never fills.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    }
+    let token = banner_token.unwrap_or(token);
+    Ok(Ferrolite { proc, port, token, ready })
+}
+
+struct Ctx {
+    args: Args,
+    tmp: PathBuf,
+    secs: u64,
+    oha: Oha,
+    rt: tokio::runtime::Runtime,
+    client: reqwest::Client,
+    fake_port: u16,
+}
+
+impl Ctx {
+    fn load(&self, call: &Call, connections: usize, rate: Option<u64>) -> Res<Load> {
+        self.oha.run(call, connections, self.secs, rate)
+    }
+
+    fn check(&self, what: &str, call: &Call, expect: &str) -> Res<()> {
+        let mut request =
+            self.client.post(&call.url).header("content-type", "application/json").body(call.body.clone());
+        if let Some(token) = &call.auth {
+            request = request.bearer_auth(token);
+        }
+        let text = self.rt.block_on(async {
+            let response = request.send().await.map_err(|e| format!("{what}: {e}"))?;
+            let status = response.status();
+            let text = response.text().await.map_err(|e| format!("{what}: {e}"))?;
+            if status.as_u16() != 200 {
+                return Err(format!("{what}: {status}: {text}"));
+            }
+            Ok(text)
+        })?;
+        if !text.contains(expect) {
+            return Err(format!("{what}: the answer lacks {expect:?}: {text}"));
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    install_signal_handler();
+    let result = run(args);
+    stop_all();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn step(what: &str) {
+    eprintln!("bench: {what}");
+}
+
+fn run(args: Args) -> Res<()> {
+    let secs = args.duration_secs.unwrap_or(if args.quick { 3 } else { 10 });
+    let soak_secs = args.soak_secs.unwrap_or(if args.quick { 20 } else { 300 });
+    let streams = args.streams.unwrap_or(if args.quick { 8 } else { 20 });
+    let tmp = std::env::temp_dir().join(format!("ferrolite-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    for bin in ["ferrolite", "fake-upstream"] {
+        if !args.bin_dir.join(bin).exists() {
+            return Err(format!(
+                "{} is missing: build first (cargo build --release -p ferrolite -p ferrolite-bench)",
+                args.bin_dir.join(bin).display()
+            ));
+        }
+    }
+    let litellm_bin = args.venv.join("bin/litellm");
+    if !args.skip_litellm && !litellm_bin.exists() {
+        return Err(format!(
+            "{} is missing: benches/run.sh installs it (or pass --skip-litellm)",
+            litellm_bin.display()
+        ));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().map_err(|e| e.to_string())?;
+    let started_at = Instant::now();
+    let mut ctx = Ctx {
+        oha: Oha { bin: args.oha.clone(), ticks: clock_ticks_per_sec() },
+        args: args.clone(),
+        tmp: tmp.clone(),
+        secs,
+        rt,
+        client,
+        fake_port: 0,
+    };
+    let result = measure(&mut ctx, soak_secs, streams);
+    if result.is_ok() && !args.keep_tmp {
+        let _ = std::fs::remove_dir_all(&tmp);
+    } else {
+        eprintln!("bench: configs and logs are in {}", tmp.display());
+    }
+    eprintln!("bench: finished in {:.0} s", started_at.elapsed().as_secs_f64());
+    result
+}
+
+fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
+    let args = ctx.args.clone();
+    let secs = ctx.secs;
+    let pidfile = args.pidfile.as_deref();
+    let mut report = Report::default();
+    let sampler = Sampler::default();
+    sampler.start();
+
+    // --- the fake upstream
+    step("starting the fake upstream");
+    let fake_port = free_port()?;
+    ctx.fake_port = fake_port;
+    let fake_log = std::fs::File::create(ctx.tmp.join("fake.log")).map_err(|e| e.to_string())?;
+    let mut fake = Proc::spawn(
+        "fake-upstream",
+        Command::new(args.bin_dir.join("fake-upstream"))
+            .args(["--port", &fake_port.to_string(), "--workers", &args.fake_workers.to_string()])
+            .args(["--latency-ms", &args.upstream_latency_ms.to_string()])
+            .args(["--chunks", &args.stream_chunks.to_string(), "--gap-ms", &args.stream_gap_ms.to_string()])
+            .stdout(Stdio::null())
+            .stderr(fake_log),
+        pidfile,
+    )?;
+    let since = fake.started;
+    wait_ready(&mut fake, fake_port, "/health", None, since, Duration::from_secs(20))?;
+    sampler.watch("fake", fake.pid());
+
+    // --- nginx
+    step("starting nginx");
+    let nginx_port = free_port()?;
+    let conf = ctx.tmp.join("nginx.conf");
+    std::fs::write(&conf, nginx_conf(&ctx.tmp, nginx_port, fake_port)).map_err(|e| e.to_string())?;
+    let nginx_log = std::fs::File::create(ctx.tmp.join("nginx.log")).map_err(|e| e.to_string())?;
+    let mut nginx = Proc::spawn(
+        "nginx",
+        Command::new(&args.nginx)
+            .arg("-e")
+            .arg(ctx.tmp.join("nginx-error.log"))
+            .arg("-p")
+            .arg(&ctx.tmp)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(nginx_log),
+        pidfile,
+    )?;
+    let since = nginx.started;
+    let nginx_ready = wait_ready(&mut nginx, nginx_port, "/health", None, since, Duration::from_secs(20))?;
+    sampler.watch("nginx", nginx.pid());
+
+    // --- ferrolite
+    step("starting ferrolite");
+    let app = ctx.tmp.join("bench-app.json");
+    std::fs::write(&app, manifest("bench", model_list(fake_port)).to_string()).map_err(|e| e.to_string())?;
+    let gw = start_ferrolite(ctx, "main", std::slice::from_ref(&app), "bench")?;
+    sampler.watch("ferrolite", gw.proc.pid());
+
+    // --- litellm
+    let mut litellm: Option<(Proc, u16, Duration)> = None;
+    if !args.skip_litellm {
+        step("starting litellm (its first start takes a while)");
+        let port = free_port()?;
+        let config = ctx.tmp.join("litellm-config.yaml");
+        std::fs::write(&config, litellm_config(fake_port)).map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(ctx.tmp.join("litellm.log")).map_err(|e| e.to_string())?;
+        let log2 = log.try_clone().map_err(|e| e.to_string())?;
+        let mut proc = Proc::spawn(
+            "litellm",
+            Command::new(args.venv.join("bin/litellm"))
+                .arg("--config")
+                .arg(&config)
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+                .env("NO_DOCS", "True")
+                .stdout(log)
+                .stderr(log2),
+            pidfile,
+        )?;
+        let since = proc.started;
+        let ready = wait_ready(&mut proc, port, "/health/readiness", None, since, Duration::from_secs(300))?;
+        sampler.watch("litellm", proc.pid());
+        litellm = Some((proc, port, ready));
+    }
+
+    let direct = Target {
+        name: "direct",
+        base: format!("http://127.0.0.1:{fake_port}/v1"),
+        auth: Some(UPSTREAM_KEY.into()),
+        leader: fake.pid(),
+    };
+    let mut targets = vec![
+        direct.clone(),
+        Target { name: "nginx", base: format!("http://127.0.0.1:{nginx_port}/v1"), auth: None, leader: nginx.pid() },
+        Target {
+            name: "ferrolite",
+            base: format!("http://127.0.0.1:{}/default/apps/bench/v1", gw.port),
+            auth: Some(gw.token.clone()),
+            leader: gw.proc.pid(),
+        },
+    ];
+    if let Some((proc, port, _)) = &litellm {
+        targets.push(Target {
+            name: "litellm",
+            base: format!("http://127.0.0.1:{port}/v1"),
+            auth: Some(LITELLM_KEY.into()),
+            leader: proc.pid(),
+        });
+    }
+    let gateways: Vec<&Target> = targets.iter().filter(|t| t.name == "ferrolite" || t.name == "litellm").collect();
+
+    // --- idle memory, before any load
+    std::thread::sleep(Duration::from_secs(2));
+    let idle: BTreeMap<&str, u64> =
+        targets.iter().map(|t| (if t.name == "direct" { "fake" } else { t.name }, group_rss_kb(t.leader))).collect();
+
+    // --- does every path answer?
+    step("checking every path once");
+    for t in &targets {
+        ctx.check(&format!("{} chat", t.name), &t.call(CHAT_BODY, "gpt"), "fake answer")?;
+    }
+    for t in &gateways {
+        ctx.check(&format!("{} claude", t.name), &t.call(CHAT_BODY, "claude"), "fake answer")?;
+        ctx.check(&format!("{} mock", t.name), &t.call(CHAT_BODY, "mock"), "mock benchmark")?;
+    }
+    let anthropic_direct = Call {
+        url: format!("http://127.0.0.1:{fake_port}/v1/messages"),
+        body: ANTHROPIC_BODY.into(),
+        auth: None,
+        leader: Some(fake.pid()),
+    };
+    ctx.check("direct messages", &anthropic_direct, "fake answer")?;
+
+    // Warm-up, not reported: connections and pools open, code paged in.
+    step("warming up");
+    for t in &targets {
+        ctx.secs = 1;
+        let warm = ctx.load(&t.call(CHAT_BODY, "gpt"), 8, None);
+        ctx.secs = secs;
+        warm?;
+    }
+
+    // --- 1. throughput at N connections
+    let conns = args.connections;
+    let mut throughput: BTreeMap<&str, Load> = BTreeMap::new();
+    for t in &targets {
+        step(&format!("throughput at {conns} connections: {}", t.name));
+        throughput.insert(t.name, ctx.load(&t.call(CHAT_BODY, "gpt"), conns, None)?);
+    }
+    let direct_rps = throughput["direct"].rps;
+    let nginx_rps = throughput["nginx"].rps;
+    let rows: Vec<Vec<String>> = targets
+        .iter()
+        .map(|t| {
+            let l = &throughput[t.name];
+            vec![
+                t.name.to_string(),
+                rps(l.rps),
+                format!("{:.2}x", l.rps / nginx_rps),
+                format!("{:.2}%", l.error_rate * 100.0),
+                ms(l.p50_ms),
+                ms(l.p99_ms),
+                opt_f(l.cpu_secs_per_1k, 3),
+            ]
+        })
+        .collect();
+    report.table(
+        &format!("Throughput at {conns} connections (chat, JSON)"),
+        &format!(
+            "Closed loop, {secs} s, oha with {conns} connections. `vs nginx` is req/s over nginx's. CPU is the \
+             target's own (its whole process group), seconds per 1,000 requests. The direct row's CPU is the fake's."
+        ),
+        &["target", "req/s", "vs nginx", "errors", "p50", "p99", "CPU s / 1k req"],
+        &rows,
+    );
+    report.put("throughput", json!(throughput));
+
+    // --- 2. one connection
+    let mut single: BTreeMap<&str, Load> = BTreeMap::new();
+    for t in &targets {
+        step(&format!("latency at one connection: {}", t.name));
+        single.insert(t.name, ctx.load(&t.call(CHAT_BODY, "gpt"), 1, None)?);
+    }
+    let d1 = single["direct"].clone();
+    let rows: Vec<Vec<String>> = targets
+        .iter()
+        .map(|t| {
+            let l = &single[t.name];
+            vec![
+                t.name.to_string(),
+                rps(l.rps),
+                ms(l.p50_ms),
+                ms(l.p99_ms),
+                ms(l.p999_ms),
+                if t.name == "direct" { "–".into() } else { ms(l.p50_ms - d1.p50_ms) },
+                if t.name == "direct" { "–".into() } else { ms(l.p99_ms - d1.p99_ms) },
+            ]
+        })
+        .collect();
+    report.table(
+        "Latency at one connection (chat, JSON)",
+        &format!("Closed loop, one connection, {secs} s. Added = target minus direct, same percentile."),
+        &["target", "req/s", "p50", "p99", "p99.9", "added p50", "added p99"],
+        &rows,
+    );
+    report.put("one_connection", json!(single));
+
+    // --- 3. fixed open-loop rates
+    let open_conns = 64;
+    let mut fixed: Vec<Value> = Vec::new();
+    let mut rows = Vec::new();
+    let mut p99_at: BTreeMap<(u64, &str), f64> = BTreeMap::new();
+    for &rate in &args.rates {
+        for t in &targets {
+            let cap = throughput[t.name].rps;
+            if rate as f64 > cap * 1.05 {
+                rows.push(vec![
+                    format!("{rate}"),
+                    t.name.to_string(),
+                    format!("not run: over what it sustains ({} req/s at {conns} connections)", rps(cap)),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ]);
+                fixed.push(json!({"rate": rate, "target": t.name, "skipped": "over capacity", "capacity_rps": cap}));
+                continue;
+            }
+            step(&format!("open loop at {rate} req/s: {}", t.name));
+            let l = ctx.load(&t.call(CHAT_BODY, "gpt"), open_conns, Some(rate))?;
+            p99_at.insert((rate, t.name), l.p99_ms);
+            let added = match p99_at.get(&(rate, "direct")) {
+                Some(d) if t.name != "direct" => ms(l.p99_ms - d),
+                _ => "–".into(),
+            };
+            rows.push(vec![
+                format!("{rate}"),
+                t.name.to_string(),
+                rps(l.rps),
+                format!("{:.2}%", l.error_rate * 100.0),
+                ms(l.p50_ms),
+                ms(l.p99_ms),
+                ms(l.p999_ms),
+                added,
+            ]);
+            fixed.push(json!({"rate": rate, "target": t.name, "load": l}));
+        }
+    }
+    report.table(
+        "Latency at fixed rates (open loop, latency correction)",
+        &format!(
+            "oha `-q RATE --latency-correction`, {open_conns} connections, {secs} s: latency counts from when each \
+             request was due, so queueing shows. A rate above what a target passed at {conns} connections is not run."
+        ),
+        &["rate", "target", "achieved req/s", "errors", "p50", "p99", "p99.9", "added p99"],
+        &rows,
+    );
+    report.put("fixed_rates", Value::Array(fixed));
+
+    // --- 4. the highest rate sustained with <1% errors and p99 < 50 ms
+    let fractions: &[f64] =
+        if args.quick { &[0.9, 0.6, 0.35, 0.15] } else { &[1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05] };
+    let mut sustained: BTreeMap<&str, Value> = BTreeMap::new();
+    let mut rows = Vec::new();
+    let mut max_rate: BTreeMap<&str, f64> = BTreeMap::new();
+    for t in &targets {
+        let cap = throughput[t.name].rps;
+        let mut tried = Vec::new();
+        let mut found: Option<(u64, Load)> = None;
+        for f in fractions {
+            let rate = ((cap * f).round() as u64).max(1);
+            step(&format!("searching the sustained rate of {}: {rate} req/s", t.name));
+            let l = ctx.load(&t.call(CHAT_BODY, "gpt"), open_conns, Some(rate))?;
+            let pass = l.error_rate < 0.01 && l.p99_ms < 50.0 && l.rps >= rate as f64 * 0.95;
+            tried.push(json!({"rate": rate, "pass": pass, "load": l}));
+            if pass {
+                found = Some((rate, l));
+                break;
+            }
+        }
+        match &found {
+            Some((rate, l)) => {
+                max_rate.insert(t.name, *rate as f64);
+                rows.push(vec![
+                    t.name.to_string(),
+                    format!("{rate}"),
+                    ms(l.p50_ms),
+                    ms(l.p99_ms),
+                    format!("{}", tried.len()),
+                ])
+            }
+            None => rows.push(vec![
+                t.name.to_string(),
+                "none of the rates tried".into(),
+                "".into(),
+                "".into(),
+                format!("{}", tried.len()),
+            ]),
+        }
+        sustained.insert(t.name, json!({"rate": found.as_ref().map(|f| f.0), "tried": tried}));
+    }
+    report.table(
+        "Highest rate sustained (errors < 1%, p99 < 50 ms)",
+        &format!(
+            "Open loop with latency correction, {secs} s per step, from {} down to {} of the req/s each passed at \
+             {conns} connections; the first rate that passes (and is reached within 5%) is shown.",
+            fractions[0],
+            fractions[fractions.len() - 1]
+        ),
+        &["target", "req/s", "p50", "p99", "steps"],
+        &rows,
+    );
+    report.put("sustained", json!(sustained));
+
+    // --- 5. streams
+    let chunks = args.stream_chunks;
+    let mut stream_results: Vec<(String, StreamStats, Option<f64>)> = Vec::new();
+    let anthropic_stream =
+        Call { url: anthropic_direct.url.clone(), body: ANTHROPIC_STREAM_BODY.into(), auth: None, leader: None };
+    step("streams: direct");
+    let direct_stream = stream_stats(&ctx.rt, &direct.call(STREAM_BODY, "gpt"), streams, chunks)?;
+    step("streams: direct Anthropic");
+    let direct_anthropic_stream = stream_stats(&ctx.rt, &anthropic_stream, streams, chunks)?;
+    stream_results.push(("direct (OpenAI)".into(), direct_stream.clone(), None));
+    stream_results.push(("direct (Anthropic)".into(), direct_anthropic_stream.clone(), None));
+    for t in targets.iter().filter(|t| t.name != "direct") {
+        step(&format!("streams: {}", t.name));
+        let s = stream_stats(&ctx.rt, &t.call(STREAM_BODY, "gpt"), streams, chunks)?;
+        let added = s.ttft_p50_ms - direct_stream.ttft_p50_ms;
+        stream_results.push((format!("{} (gpt, pass-through)", t.name), s, Some(added)));
+        if t.name != "nginx" {
+            step(&format!("streams: {} translated", t.name));
+            let s = stream_stats(&ctx.rt, &t.call(STREAM_BODY, "claude"), streams, chunks)?;
+            let added = s.ttft_p50_ms - direct_anthropic_stream.ttft_p50_ms;
+            stream_results.push((format!("{} (claude, OpenAI -> Anthropic)", t.name), s, Some(added)));
+        }
+    }
+    let rows: Vec<Vec<String>> = stream_results
+        .iter()
+        .map(|(name, s, added)| {
+            vec![
+                name.clone(),
+                ms(s.ttft_p50_ms),
+                ms(s.ttft_p99_ms),
+                added.map(ms).unwrap_or_else(|| "–".into()),
+                format!("{} / {}", s.chunks_out_min, s.chunks_in),
+                format!("{}", s.coalesced),
+                if s.text_intact { "yes".into() } else { "**no**".into() },
+                ms(s.total_p50_ms),
+                format!("{}", s.failed),
+            ]
+        })
+        .collect();
+    report.table(
+        &format!("Streams of {chunks} chunks"),
+        &format!(
+            "{streams} streams one after another per row (after one not counted); the fake sends a chunk every \
+             {} ms. Time to first token = until the first event carrying text. Chunks out / in = the fewest \
+             text-carrying events any stream delivered / the chunks the fake sent; coalesced = chunks merged away. \
+             Added TTFT is against the direct stream of the same wire format.",
+            args.stream_gap_ms
+        ),
+        &[
+            "path",
+            "TTFT p50",
+            "TTFT p99",
+            "added TTFT p50",
+            "chunks out / in",
+            "coalesced",
+            "text intact",
+            "whole stream p50",
+            "failed",
+        ],
+        &rows,
+    );
+    report.put(
+        "streams",
+        json!(stream_results
+            .iter()
+            .map(|(n, s, a)| json!({"path": n, "stats": s, "added_ttft_p50_ms": a}))
+            .collect::<Vec<_>>()),
+    );
+
+    // --- 6. the translation path beside pass-through
+    step("translation: direct Anthropic");
+    let direct_anthropic_32 = ctx.load(&anthropic_direct, conns, None)?;
+    let direct_anthropic_1 = ctx.load(&anthropic_direct, 1, None)?;
+    let mut translation = Vec::new();
+    let mut rows = Vec::new();
+    rows.push(vec![
+        "direct (OpenAI)".into(),
+        rps(direct_rps),
+        ms(d1.p50_ms),
+        "–".into(),
+        opt_f(throughput["direct"].cpu_secs_per_1k, 3),
+    ]);
+    rows.push(vec![
+        "direct (Anthropic)".into(),
+        rps(direct_anthropic_32.rps),
+        ms(direct_anthropic_1.p50_ms),
+        "–".into(),
+        opt_f(direct_anthropic_32.cpu_secs_per_1k, 3),
+    ]);
+    let mut translation_ratio: Option<(f64, f64)> = None;
+    for t in &gateways {
+        step(&format!("translation: {}", t.name));
+        let pass32 = &throughput[t.name];
+        let pass1 = &single[t.name];
+        let tr32 = ctx.load(&t.call(CHAT_BODY, "claude"), conns, None)?;
+        let tr1 = ctx.load(&t.call(CHAT_BODY, "claude"), 1, None)?;
+        let pass_added = pass1.p50_ms - d1.p50_ms;
+        let tr_added = tr1.p50_ms - direct_anthropic_1.p50_ms;
+        rows.push(vec![
+            format!("{} gpt (pass-through)", t.name),
+            rps(pass32.rps),
+            ms(pass1.p50_ms),
+            ms(pass_added),
+            opt_f(pass32.cpu_secs_per_1k, 3),
+        ]);
+        rows.push(vec![
+            format!("{} claude (translated)", t.name),
+            rps(tr32.rps),
+            ms(tr1.p50_ms),
+            ms(tr_added),
+            opt_f(tr32.cpu_secs_per_1k, 3),
+        ]);
+        let cpu_ratio = match (tr32.cpu_secs_per_1k, pass32.cpu_secs_per_1k) {
+            (Some(a), Some(b)) if b > 0.0 => a / b,
+            _ => f64::NAN,
+        };
+        let latency_ratio = tr_added / pass_added;
+        if t.name == "ferrolite" {
+            translation_ratio = Some((cpu_ratio, latency_ratio));
+        }
+        translation.push(json!({
+            "target": t.name, "pass_through_32": pass32, "pass_through_1": pass1,
+            "translated_32": tr32, "translated_1": tr1,
+            "added_p50_ms_pass_through": pass_added, "added_p50_ms_translated": tr_added,
+            "cpu_ratio": cpu_ratio, "added_latency_ratio": latency_ratio,
+        }));
+    }
+    report.table(
+        "Translation (OpenAI request to the Anthropic fake) beside pass-through",
+        &format!(
+            "req/s at {conns} connections; p50 at one connection; added = minus the direct call of the same wire \
+             format; CPU of the gateway per 1,000 requests. Ratios (ferrolite, translated / pass-through): CPU {}, \
+             added p50 {}.",
+            translation_ratio.map(|r| format!("{:.2}x", r.0)).unwrap_or_else(|| "–".into()),
+            translation_ratio.map(|r| format!("{:.2}x", r.1)).unwrap_or_else(|| "–".into()),
+        ),
+        &["path", "req/s", "p50 (1 conn)", "added p50", "CPU s / 1k req"],
+        &rows,
+    );
+    report.put(
+        "translation",
+        json!({"direct_anthropic_32": direct_anthropic_32, "direct_anthropic_1": direct_anthropic_1, "gateways": translation}),
+    );
+
+    // --- 7. mock_response
+    let mut mock: BTreeMap<&str, Load> = BTreeMap::new();
+    for t in &gateways {
+        step(&format!("mock_response: {}", t.name));
+        mock.insert(t.name, ctx.load(&t.call(CHAT_BODY, "mock"), conns, None)?);
+    }
+    let mock_ratio = mock.get("litellm").map(|l| mock["ferrolite"].rps / l.rps);
+    let rows: Vec<Vec<String>> = mock
+        .iter()
+        .map(|(n, l)| vec![n.to_string(), rps(l.rps), ms(l.p50_ms), ms(l.p99_ms), opt_f(l.cpu_secs_per_1k, 3)])
+        .collect();
+    report.table(
+        "mock_response chat",
+        &format!(
+            "{conns} connections, {secs} s, no upstream. ferrolite / litellm: {}.",
+            mock_ratio.map(|r| format!("{r:.0}x")).unwrap_or_else(|| "litellm not measured".into())
+        ),
+        &["target", "req/s", "p50", "p99", "CPU s / 1k req"],
+        &rows,
+    );
+    report.put("mock", json!({"loads": mock, "ratio_ferrolite_over_litellm": mock_ratio}));
+
+    // --- 8. soak (ferrolite)
+    let soak_rate = max_rate.get("ferrolite").copied().unwrap_or(1000.0).clamp(1.0, 1000.0) as u64;
+    step(&format!("soak: ferrolite at {soak_rate} req/s for {soak_secs} s"));
+    let gw_target = targets.iter().find(|t| t.name == "ferrolite").cloned().ok_or("no ferrolite target")?;
+    let rss_before_soak = group_rss_kb(gw.proc.pid());
+    let soak_call = gw_target.call(CHAT_BODY, "gpt");
+    let soak_samples: Arc<Mutex<Vec<(f64, u64)>>> = Arc::default();
+    let soak_done = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let samples = soak_samples.clone();
+        let done = soak_done.clone();
+        let pid = gw.proc.pid();
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            while !done.load(Ordering::Relaxed) {
+                if let Ok(mut s) = samples.lock() {
+                    s.push((t0.elapsed().as_secs_f64(), group_rss_kb(pid)));
+                }
+                for _ in 0..10 {
+                    if done.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        })
+    };
+    let soak = ctx.oha.run(&soak_call, open_conns, soak_secs, Some(soak_rate));
+    soak_done.store(true, Ordering::Relaxed);
+    let _ = watcher.join();
+    let soak = soak?;
+    let rss_end_soak = group_rss_kb(gw.proc.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    let rss_after_soak = group_rss_kb(gw.proc.pid());
+    let samples = soak_samples.lock().map(|s| s.clone()).unwrap_or_default();
+    // Warm = the first sample past a tenth of the soak.
+    let warm = samples.iter().find(|(t, _)| *t >= soak_secs as f64 / 10.0).map(|s| s.1).unwrap_or(rss_before_soak);
+    let soak_max = samples.iter().map(|s| s.1).max().unwrap_or(0);
+    let growth = rss_end_soak as f64 / warm.max(1) as f64 - 1.0;
+
+    // --- memory table
+    let mut rows = Vec::new();
+    let mut memory = serde_json::Map::new();
+    for t in &targets {
+        let key = if t.name == "direct" { "fake" } else { t.name };
+        let peak = sampler.peak_kb(key).unwrap_or(0);
+        let now = group_rss_kb(t.leader);
+        rows.push(vec![
+            key.to_string(),
+            mb(idle[key]),
+            mb(peak),
+            if t.name == "ferrolite" { mb(rss_end_soak) } else { mb(now) },
+            if t.name == "ferrolite" { format!("{:+.1}%", growth * 100.0) } else { "–".into() },
+        ]);
+        memory.insert(key.into(), json!({"idle_kb": idle[key], "peak_kb": peak, "end_kb": now}));
+    }
+    memory.insert(
+        "ferrolite_soak".into(),
+        json!({"rate": soak_rate, "secs": soak_secs, "load": soak, "before_kb": rss_before_soak, "warm_kb": warm,
+            "end_kb": rss_end_soak, "after_2s_idle_kb": rss_after_soak, "max_kb": soak_max, "growth_from_warm": growth,
+            "samples": samples.iter().map(|(t, kb)| json!([(*t * 10.0).round() / 10.0, kb])).collect::<Vec<_>>()}),
+    );
+    report.table(
+        "Resident memory (VmRSS of the whole process group)",
+        &format!(
+            "Idle = 2 s after ready, before any request. Peak = the highest of samples every 100 ms over the whole \
+             run. ferrolite's soak: {soak_secs} s at {soak_rate} req/s (pass-through chat; {} requests, {:.2}% \
+             errors, p99 {}); its RSS was {} at the start, {} a tenth of the way in (warm), {} at the end; growth \
+             = end over warm. Other rows: RSS at the end of the run.",
+            soak.requests,
+            soak.error_rate * 100.0,
+            ms(soak.p99_ms),
+            mb(rss_before_soak),
+            mb(warm),
+            mb(rss_end_soak),
+        ),
+        &["process", "idle", "peak", "after soak / at end", "growth in soak"],
+        &rows,
+    );
+    report.put("memory", Value::Object(memory));
+
+    // --- 9. time to ready
+    let ready_runs = if args.quick { 3 } else { 7 };
+    let mut ready_ms = vec![gw.ready.as_secs_f64() * 1000.0];
+    for i in 1..ready_runs {
+        step(&format!("time to ready: start {}", i + 1));
+        let mut f = start_ferrolite(ctx, &format!("ready-{i}"), std::slice::from_ref(&app), "bench")?;
+        ready_ms.push(f.ready.as_secs_f64() * 1000.0);
+        f.proc.stop();
+    }
+    let mut rows = vec![vec![
+        "ferrolite".into(),
+        ms(median(&ready_ms)),
+        ms(ready_ms.iter().copied().fold(0.0, f64::max)),
+        format!("{}", ready_ms.len()),
+    ]];
+    rows.push(vec!["nginx".into(), ms(nginx_ready.as_secs_f64() * 1000.0), "".into(), "1".into()]);
+    if let Some((_, _, ready)) = &litellm {
+        rows.push(vec!["litellm".into(), ms(ready.as_secs_f64() * 1000.0), "".into(), "1".into()]);
+    }
+    report.table(
+        "Time from process start to the first 200 on readiness",
+        "ferrolite: `/default/apps/bench/health/readiness` with the bench app (3 deployments), a fresh data dir \
+         each start (only the token secret made beforehand), polled every 0.5 ms over new connections. litellm: \
+         `/health/readiness`; nginx: a proxied `/health`.",
+        &["target", "median", "max", "starts"],
+        &rows,
+    );
+    report.put(
+        "ready",
+        json!({"ferrolite_ms": ready_ms, "nginx_ms": nginx_ready.as_secs_f64() * 1000.0,
+            "litellm_ms": litellm.as_ref().map(|l| l.2.as_secs_f64() * 1000.0)}),
+    );
+
+    // --- 10. routing cost as deployments and apps grow
+    let mut routing_summary: Option<RoutingRatios> = None;
+    if !args.skip_routing {
+        routing_summary = Some(routing(ctx, &mut report, &d1)?);
+    }
+
+    // --- stop the targets
+    if let Some((mut proc, _, _)) = litellm.take() {
+        proc.stop();
+    }
+    let mut gw = gw;
+    gw.proc.stop();
+    nginx.stop();
+    fake.stop();
+    sampler.stop.store(true, Ordering::Relaxed);
+
+    // --- the targets of issue 6
+    let nginx_added_p50 = single["nginx"].p50_ms - d1.p50_ms;
+    let gw_added_p50 = single["ferrolite"].p50_ms - d1.p50_ms;
+    let p99_1000 = p99_at.get(&(1000, "ferrolite")).map(|p| p - p99_at.get(&(1000, "direct")).copied().unwrap_or(0.0));
+    let fer_stream = stream_results.iter().find(|r| r.0.starts_with("ferrolite (gpt")).map(|r| (r.1.clone(), r.2));
+    let fer_stream_tr = stream_results.iter().find(|r| r.0.starts_with("ferrolite (claude")).map(|r| r.1.clone());
+    let fer_mem_peak = sampler.peak_kb("ferrolite").unwrap_or(0);
+    let mut rows = Vec::new();
+    let mut goals = Vec::new();
+    let mut goal = |what: &str, target: &str, measured: String, pass: Option<bool>| {
+        rows.push(vec![
+            what.to_string(),
+            target.to_string(),
+            measured.clone(),
+            match (pass, target) {
+                (Some(p), _) => verdict(p),
+                (None, "–") => "(no target)",
+                (None, _) => "not measured",
+            }
+            .to_string(),
+        ]);
+        goals.push(json!({"goal": what, "target": target, "measured": measured, "met": pass}));
+    };
+    let fr = throughput["ferrolite"].rps;
+    goal(
+        "pass-through req/s at 32 connections",
+        ">= 0.5x nginx",
+        format!("{} vs nginx {} ({:.2}x)", rps(fr), rps(nginx_rps), fr / nginx_rps),
+        Some(fr >= 0.5 * nginx_rps),
+    );
+    goal(
+        "added latency p50, one connection",
+        "<= 50 µs",
+        format!("{} (nginx adds {})", ms(gw_added_p50), ms(nginx_added_p50)),
+        Some(gw_added_p50 <= 0.050),
+    );
+    goal(
+        "added p99 at 1,000 req/s open loop",
+        "<= 1 ms",
+        p99_1000.map(ms).unwrap_or_else(|| "not run".into()),
+        p99_1000.map(|p| p <= 1.0),
+    );
+    goal(
+        "translation within 1.5x of pass-through",
+        "<= 1.5x",
+        translation_ratio
+            .map(|(c, l)| format!("CPU per request {c:.2}x, added p50 {l:.2}x"))
+            .unwrap_or_else(|| "–".into()),
+        translation_ratio.map(|(c, _)| c <= 1.5),
+    );
+    goal(
+        "mock_response req/s",
+        ">= 50x litellm",
+        mock_ratio
+            .map(|r| format!("{r:.0}x ({} vs {})", rps(mock["ferrolite"].rps), rps(mock["litellm"].rps)))
+            .unwrap_or_else(|| format!("{} req/s; litellm skipped", rps(mock["ferrolite"].rps))),
+        mock_ratio.map(|r| r >= 50.0),
+    );
+    goal("memory idle", "<= 30 MB", mb(idle["ferrolite"]), Some(idle["ferrolite"] <= 30 * 1024));
+    goal("memory at peak", "<= 100 MB", mb(fer_mem_peak), Some(fer_mem_peak <= 100 * 1024));
+    goal(
+        "memory flat after the soak",
+        "within 10%",
+        format!("{:+.1}% over {soak_secs} s", growth * 100.0),
+        Some(growth.abs() <= 0.10),
+    );
+    if let Some((s, added)) = &fer_stream {
+        let added = added.unwrap_or(f64::NAN);
+        goal("added time to first token", "<= 1 ms", ms(added), Some(added <= 1.0));
+        let tr = fer_stream_tr.as_ref().map(|t| t.coalesced).unwrap_or(0);
+        goal(
+            "coalesced chunks",
+            "0",
+            format!("{} pass-through, {} translated", s.coalesced, tr),
+            Some(s.coalesced == 0 && tr == 0 && s.text_intact),
+        );
+    }
+    let ready_median = median(&ready_ms);
+    goal("ready from start", "<= 100 ms", ms(ready_median), Some(ready_median <= 100.0));
+    match routing_summary {
+        Some(r) => {
+            goal(
+                "routing with 1,000 deployments vs 1",
+                "<= 2x",
+                format!(
+                    "CPU per request {:.2}x, added p50 {:.2}x (req/s at {conns} connections {:.2}x lower)",
+                    r.deploy_cpu, r.deploy_added, r.deploy_rps
+                ),
+                Some(r.deploy_cpu <= 2.0 && r.deploy_added <= 2.0),
+            );
+            goal(
+                "1,000 running apps vs 1",
+                "–",
+                format!(
+                    "CPU per request {:.2}x, added p50 {:.2}x (req/s {:.2}x lower)",
+                    r.apps_cpu, r.apps_added, r.apps_rps
+                ),
+                None,
+            );
+        }
+        None => goal("routing with 1,000 deployments vs 1", "<= 2x", "skipped (--skip-routing)".into(), None),
+    }
+
+    // --- write
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let date = cmd_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+    let commit = cmd_output("git", &["rev-parse", "--short", "HEAD"]);
+    let dirty = !cmd_output("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty();
+    let ferrolite_version = cmd_output(&args.bin_dir.join("ferrolite").display().to_string(), &["--version"]);
+    let nginx_version = cmd_output(&args.nginx, &["-v"]);
+    let oha_version = cmd_output(&args.oha, &["--version"]);
+    let litellm_version = if args.skip_litellm {
+        "skipped (--skip-litellm)".to_owned()
+    } else {
+        cmd_output(
+            &args.venv.join("bin/python").display().to_string(),
+            &["-c", "import importlib.metadata as m; print('litellm', m.version('litellm'))"],
+        )
+    };
+    let mut md = String::new();
+    let _ = writeln!(md, "# ferrolite benchmark results\n");
+    let _ = writeln!(md, "- date: {date}");
+    let _ = writeln!(md, "- machine: {cores} cores, {cpu_model}");
+    let _ = writeln!(
+        md,
+        "- **the load tool (oha), the fake upstream ({} worker thread(s)) and the gateway under test share these {cores} \
+         cores**; figures are noisy when anything else runs (other builds on this machine included)",
+        args.fake_workers
+    );
+    let _ = writeln!(
+        md,
+        "- versions: {ferrolite_version} (commit {commit}{}), {nginx_version}, {oha_version}, {litellm_version}",
+        if dirty { ", uncommitted changes" } else { "" }
+    );
+    let _ = writeln!(
+        md,
+        "- mode: {}; {secs} s per measurement; soak {soak_secs} s; fake upstream latency {} ms{}",
+        if args.quick { "quick" } else { "full" },
+        args.upstream_latency_ms,
+        if args.skip_litellm { "; **litellm was not measured (--skip-litellm)**" } else { "" }
+    );
+    let _ = writeln!(
+        md,
+        "- reproduce: `benches/run.sh{}{}`",
+        if args.quick { " --quick" } else { "" },
+        if args.skip_litellm { " --skip-litellm" } else { "" }
+    );
+    let _ = writeln!(md, "\n## Targets of issue 6\n");
+    let _ = writeln!(md, "| goal | target | measured | |");
+    let _ = writeln!(md, "| --- | --- | --- | --- |");
+    for row in &rows {
+        let _ = writeln!(md, "| {} |", row.join(" | "));
+    }
+    md += &report.md;
+    let mut out = serde_json::Map::new();
+    out.insert(
+        "machine".into(),
+        json!({"cores": cores, "cpu_model": cpu_model, "shared_cores": "load tool, fake upstream and gateway share the cores"}),
+    );
+    out.insert("date".into(), json!(date));
+    out.insert(
+        "versions".into(),
+        json!({"ferrolite": ferrolite_version, "commit": commit, "dirty": dirty, "nginx": nginx_version,
+            "oha": oha_version, "litellm": litellm_version}),
+    );
+    out.insert(
+        "settings".into(),
+        json!({"quick": args.quick, "duration_secs": secs, "soak_secs": soak_secs, "connections": conns,
+            "rates": args.rates, "stream_chunks": chunks, "stream_gap_ms": args.stream_gap_ms, "streams": streams,
+            "upstream_latency_ms": args.upstream_latency_ms, "fake_workers": args.fake_workers,
+            "skip_litellm": args.skip_litellm, "skip_routing": args.skip_routing}),
+    );
+    out.insert("goals".into(), Value::Array(goals));
+    out.extend(report.json);
+    std::fs::create_dir_all(&args.out_dir).map_err(|e| e.to_string())?;
+    let md_path = args.out_dir.join("latest.md");
+    let json_path = args.out_dir.join("latest.json");
+    std::fs::write(&md_path, md).map_err(|e| format!("{}: {e}", md_path.display()))?;
+    let pretty = serde_json::to_string_pretty(&Value::Object(out)).map_err(|e| e.to_string())?;
+    std::fs::write(&json_path, pretty + "\n").map_err(|e| format!("{}: {e}", json_path.display()))?;
+    eprintln!("bench: wrote {} and {}", md_path.display(), json_path.display());
+    Ok(())
+}
+
+/// 1,000 over 1 for deployments in a group and for running apps: CPU per request, added p50 at one
+/// connection, and how many times fewer req/s at 32 connections.
+struct RoutingRatios {
+    deploy_cpu: f64,
+    deploy_added: f64,
+    deploy_rps: f64,
+    apps_cpu: f64,
+    apps_added: f64,
+    apps_rps: f64,
+}
+
+/// Routing cost with 1, 100 and 1,000 deployments in one model group, and with 1, 100 and 1,000
+/// running apps.
+fn routing(ctx: &mut Ctx, report: &mut Report, d1: &Load) -> Res<RoutingRatios> {
+    let fake = ctx.fake_port;
+    let conns = ctx.args.connections;
+    let mut rows = Vec::new();
+    let mut results = Vec::new();
+    let mut measure = |ctx: &Ctx, label: String, t: &Target| -> Res<(Load, Load)> {
+        step(&format!("routing: {label}"));
+        let l32 = ctx.load(&t.call(CHAT_BODY, "gpt"), conns, None)?;
+        let l1 = ctx.load(&t.call(CHAT_BODY, "gpt"), 1, None)?;
+        rows.push(vec![
+            label.clone(),
+            rps(l32.rps),
+            opt_f(l32.cpu_secs_per_1k, 3),
+            ms(l1.p50_ms),
+            ms(l1.p50_ms - d1.p50_ms),
+            mb(group_rss_kb(t.leader)),
+        ]);
+        results.push(json!({"case": label, "load_32": l32, "load_1": l1, "rss_kb": group_rss_kb(t.leader)}));
+        Ok((l32, l1))
+    };
+    let cpu = |l: &Load| l.cpu_secs_per_1k.unwrap_or(f64::NAN);
+
+    // Deployments: three apps on one instance, each with one model group of N deployments.
+    let mut configs = Vec::new();
+    for n in [1usize, 100, 1000] {
+        let path = ctx.tmp.join(format!("deploy-{n}.json"));
+        let models: Vec<Value> = (0..n).map(|_| deployment("gpt", fake)).collect();
+        std::fs::write(&path, manifest(&format!("deploy-{n}"), models).to_string()).map_err(|e| e.to_string())?;
+        configs.push(path);
+    }
+    step("routing: starting ferrolite with 1, 100 and 1,000 deployments");
+    let mut inst = start_ferrolite(ctx, "deployments", &configs, "deploy-1000")?;
+    let mut per_deploy = Vec::new();
+    for n in [1usize, 100, 1000] {
+        let t = Target {
+            name: "ferrolite",
+            base: format!("http://127.0.0.1:{}/default/apps/deploy-{n}/v1", inst.port),
+            auth: Some(inst.token.clone()),
+            leader: inst.proc.pid(),
+        };
+        ctx.check(&format!("deploy-{n}"), &t.call(CHAT_BODY, "gpt"), "fake answer")?;
+        let warm_secs = ctx.secs;
+        ctx.secs = 1;
+        let _ = ctx.load(&t.call(CHAT_BODY, "gpt"), 8, None);
+        ctx.secs = warm_secs;
+        per_deploy.push(measure(ctx, format!("{n} deployment(s) in the group"), &t)?);
+    }
+    inst.proc.stop();
+    let added = |l: &Load| l.p50_ms - d1.p50_ms;
+    let deploy_ratio = cpu(&per_deploy[2].0) / cpu(&per_deploy[0].0);
+    let deploy_added = added(&per_deploy[2].1) / added(&per_deploy[0].1);
+    let deploy_rps = per_deploy[0].0.rps / per_deploy[2].0.rps;
+
+    // Apps: one instance, measured with 1, then 100, then 1,000 running apps.
+    let first = ctx.tmp.join("apps-0.json");
+    std::fs::write(&first, manifest("apps-0", vec![deployment("gpt", fake)]).to_string()).map_err(|e| e.to_string())?;
+    step("routing: starting ferrolite with one app");
+    let mut inst = start_ferrolite(ctx, "apps", std::slice::from_ref(&first), "apps-0")?;
+    let admin = std::fs::read_to_string(ctx.tmp.join("data-apps").join("admin-token"))
+        .map_err(|e| format!("admin token: {e}"))?
+        .trim()
+        .to_owned();
+    let t = Target {
+        name: "ferrolite",
+        base: format!("http://127.0.0.1:{}/default/apps/apps-0/v1", inst.port),
+        auth: Some(inst.token.clone()),
+        leader: inst.proc.pid(),
+    };
+    let controller = format!("http://127.0.0.1:{}/default/services/server-apps", inst.port);
+    let mut per_apps = Vec::new();
+    let mut running = 1usize;
+    let mut install_secs = Vec::new();
+    for target_count in [1usize, 100, 1000] {
+        let t0 = Instant::now();
+        let before = running;
+        if running < target_count {
+            step(&format!("routing: installing and starting apps up to {target_count}"));
+        }
+        while running < target_count {
+            let id = format!("apps-{running}");
+            let installed = post_json(
+                &ctx.rt,
+                &ctx.client,
+                &format!("{controller}/install"),
+                &admin,
+                &json!({"manifest": manifest(&id, vec![deployment("gpt", fake)]), "overwrite": true}),
+            )?;
+            let app_id = installed.get("id").and_then(Value::as_str).unwrap_or(&id).to_owned();
+            post_json(&ctx.rt, &ctx.client, &format!("{controller}/start"), &admin, &json!({"app_id": app_id}))?;
+            running += 1;
+        }
+        if running > before {
+            install_secs.push(json!({"apps_added": running - before, "secs": t0.elapsed().as_secs_f64()}));
+        }
+        let listed = post_json(&ctx.rt, &ctx.client, &format!("{controller}/list_running"), &admin, &json!({}))?;
+        let count = listed.as_array().map(Vec::len).unwrap_or(0);
+        if count != target_count {
+            return Err(format!("list_running shows {count} sessions, expected {target_count}"));
+        }
+        per_apps.push(measure(ctx, format!("{target_count} running app(s)"), &t)?);
+    }
+    inst.proc.stop();
+    let apps_ratio = cpu(&per_apps[2].0) / cpu(&per_apps[0].0);
+    let apps_added = added(&per_apps[2].1) / added(&per_apps[0].1);
+    let apps_rps = per_apps[0].0.rps / per_apps[2].0.rps;
+    report.table(
+        "Routing cost as deployments and apps grow (ferrolite)",
+        &format!(
+            "Each row: req/s and ferrolite's CPU per 1,000 requests at {conns} connections, p50 at one connection \
+             and added p50 (minus the direct p50 measured earlier), RSS after. Deployments: three apps on one \
+             instance whose `gpt` group has 1, 100 and 1,000 deployments (simple-shuffle, all to the fake). Apps: \
+             one instance where 99 then 900 more one-deployment apps are installed and started through the \
+             server-apps controller while the first is measured. 1,000 over 1, CPU per request: deployments \
+             {deploy_ratio:.2}x, apps {apps_ratio:.2}x."
+        ),
+        &["case", "req/s", "CPU s / 1k req", "p50 (1 conn)", "added p50", "RSS"],
+        &rows,
+    );
+    report.put(
+        "routing",
+        json!({"cases": results, "deployments_cpu_ratio_1000_over_1": deploy_ratio,
+            "deployments_added_p50_ratio_1000_over_1": deploy_added, "deployments_rps_1_over_1000": deploy_rps,
+            "apps_cpu_ratio_1000_over_1": apps_ratio, "apps_added_p50_ratio_1000_over_1": apps_added,
+            "apps_rps_1_over_1000": apps_rps, "app_installs": install_secs}),
+    );
+    Ok(RoutingRatios { deploy_cpu: deploy_ratio, deploy_added, deploy_rps, apps_cpu: apps_ratio, apps_added, apps_rps })
+}
