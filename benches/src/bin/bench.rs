@@ -171,6 +171,13 @@ impl Proc {
         }
     }
 
+    /// Waits for a process that ends by itself (its group is still stopped afterwards).
+    fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        let status = self.child.wait();
+        self.stop();
+        status
+    }
+
     fn stop(&mut self) {
         if self.stopped {
             return;
@@ -416,6 +423,7 @@ struct Call {
 struct Oha {
     bin: String,
     ticks: f64,
+    pidfile: Option<PathBuf>,
 }
 
 fn pct(v: &Value, key: &str) -> f64 {
@@ -436,14 +444,29 @@ impl Oha {
         cmd.arg(&call.url);
         let cpu_before = call.leader.map(group_cpu_ticks);
         let started = Instant::now();
-        let out = cmd.output().map_err(|e| format!("cannot run {}: {e}", self.bin))?;
+        // A process group of its own, so an interrupted run stops it too.
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut proc = Proc::spawn("oha", &mut cmd, self.pidfile.as_deref())?;
+        let stderr = proc.child.stderr.take().map(|mut e| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = e.read_to_string(&mut text);
+                text
+            })
+        });
+        let mut stdout = String::new();
+        if let Some(mut o) = proc.child.stdout.take() {
+            let _ = o.read_to_string(&mut stdout);
+        }
+        let status = proc.wait().map_err(|e| format!("oha: {e}"))?;
+        let stderr = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
         let elapsed = started.elapsed().as_secs_f64();
         let cpu_after = call.leader.map(group_cpu_ticks);
-        if !out.status.success() {
-            return Err(format!("oha failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr)));
+        if !status.success() {
+            return Err(format!("oha failed ({status}): {stderr}"));
         }
-        let v: Value = serde_json::from_slice(&out.stdout)
-            .map_err(|e| format!("oha's output is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))?;
+        let v: Value =
+            serde_json::from_str(&stdout).map_err(|e| format!("oha's output is not JSON ({e}): {stdout}"))?;
         let codes = v.get("statusCodeDistribution").and_then(Value::as_object).cloned().unwrap_or_default();
         let ok: u64 = codes.iter().filter(|(k, _)| k.starts_with('2')).filter_map(|(_, n)| n.as_u64()).sum();
         let answered: u64 = codes.values().filter_map(Value::as_u64).sum();
@@ -558,6 +581,9 @@ struct StreamStats {
     chunks_out_max: usize,
     /// Upstream chunks merged into another event, worst stream.
     coalesced: usize,
+    /// The fewest separate network reads that carried text in one stream (chunks sent 1 ms apart
+    /// arrive in about as many reads unless something on the way buffers them).
+    reads_with_text_min: usize,
     text_intact: bool,
 }
 
@@ -600,6 +626,7 @@ fn stream_stats(rt: &tokio::runtime::Runtime, call: &Call, streams: usize, chunk
         chunks_out_min: out_min,
         chunks_out_max: good.iter().map(|r| r.content_events).max().unwrap_or(0),
         coalesced: chunks.saturating_sub(out_min),
+        reads_with_text_min: good.iter().map(|r| r.reads_with_content).min().unwrap_or(0),
         text_intact: !good.is_empty() && good.iter().all(|r| r.text_ok),
     })
 }
@@ -902,7 +929,7 @@ fn run(args: Args) -> Res<()> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().map_err(|e| e.to_string())?;
     let started_at = Instant::now();
     let mut ctx = Ctx {
-        oha: Oha { bin: args.oha.clone(), ticks: clock_ticks_per_sec() },
+        oha: Oha { bin: args.oha.clone(), ticks: clock_ticks_per_sec(), pidfile: args.pidfile.clone() },
         args: args.clone(),
         tmp: tmp.clone(),
         secs,
@@ -920,7 +947,15 @@ fn run(args: Args) -> Res<()> {
     result
 }
 
+/// The first three fields of /proc/loadavg: how busy the machine was besides this run.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
+    let load_before = loadavg();
     let args = ctx.args.clone();
     let secs = ctx.secs;
     let pidfile = args.pidfile.as_deref();
@@ -1180,8 +1215,11 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     report.put("fixed_rates", Value::Array(fixed));
 
     // --- 4. the highest rate sustained with <1% errors and p99 < 50 ms
-    let fractions: &[f64] =
-        if args.quick { &[0.9, 0.6, 0.35, 0.15] } else { &[1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05] };
+    let fractions: &[f64] = if args.quick {
+        &[0.9, 0.6, 0.35, 0.15, 0.05]
+    } else {
+        &[1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05]
+    };
     let mut sustained: BTreeMap<&str, Value> = BTreeMap::new();
     let mut rows = Vec::new();
     let mut max_rate: BTreeMap<&str, f64> = BTreeMap::new();
@@ -1267,6 +1305,7 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
                 added.map(ms).unwrap_or_else(|| "–".into()),
                 format!("{} / {}", s.chunks_out_min, s.chunks_in),
                 format!("{}", s.coalesced),
+                format!("{}", s.reads_with_text_min),
                 if s.text_intact { "yes".into() } else { "**no**".into() },
                 ms(s.total_p50_ms),
                 format!("{}", s.failed),
@@ -1278,7 +1317,8 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
         &format!(
             "{streams} streams one after another per row (after one not counted); the fake sends a chunk every \
              {} ms. Time to first token = until the first event carrying text. Chunks out / in = the fewest \
-             text-carrying events any stream delivered / the chunks the fake sent; coalesced = chunks merged away. \
+             text-carrying events any stream delivered / the chunks the fake sent; coalesced = chunks merged away; \
+             reads with text = the fewest separate socket reads that carried text (bursts show as fewer). \
              Added TTFT is against the direct stream of the same wire format.",
             args.stream_gap_ms
         ),
@@ -1289,6 +1329,7 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
             "added TTFT p50",
             "chunks out / in",
             "coalesced",
+            "reads with text",
             "text intact",
             "whole stream p50",
             "failed",
@@ -1665,6 +1706,12 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
          cores**; figures are noisy when anything else runs (other builds on this machine included)",
         args.fake_workers
     );
+    let load_after = loadavg();
+    let _ = writeln!(
+        md,
+        "- load average (1, 5, 15 min) before the run: {load_before}; after: {load_after} (this run itself keeps \
+         about 2 busy while it measures)"
+    );
     let _ = writeln!(
         md,
         "- versions: {ferrolite_version} (commit {commit}{}), {nginx_version}, {oha_version}, {litellm_version}",
@@ -1696,6 +1743,7 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
         json!({"cores": cores, "cpu_model": cpu_model, "shared_cores": "load tool, fake upstream and gateway share the cores"}),
     );
     out.insert("date".into(), json!(date));
+    out.insert("loadavg".into(), json!({"before": load_before, "after": load_after}));
     out.insert(
         "versions".into(),
         json!({"ferrolite": ferrolite_version, "commit": commit, "dirty": dirty, "nginx": nginx_version,
