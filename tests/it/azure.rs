@@ -88,14 +88,11 @@ async fn azure_deployments_use_deployment_urls_api_key_and_api_version() {
     assert_eq!(sent["model"], "my-gpt4o");
 
     let response = server
-        .client
-        .post(server.demo_url("/v1/chat/completions"))
-        .bearer_auth(&server.token)
-        .header("content-type", "application/json")
-        .body(json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}).to_string())
-        .send()
-        .await
-        .unwrap();
+        .post(
+            server.demo_url("/v1/chat/completions"),
+            &json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}),
+        )
+        .await;
     assert_eq!(sse_data(&response.text().await.unwrap()).len(), 5);
 
     let (status, _) =

@@ -21,14 +21,11 @@ async fn server_with(model_list: Vec<Value>, settings: Value) -> (TestServer, te
 
 async fn chat(server: &TestServer, model: &str) -> (u16, Value, reqwest::header::HeaderMap) {
     let response = server
-        .client
-        .post(server.demo_url("/v1/chat/completions"))
-        .bearer_auth(&server.token)
-        .header("content-type", "application/json")
-        .body(json!({"model": model, "messages": [{"role": "user", "content": "Hello there"}]}).to_string())
-        .send()
-        .await
-        .unwrap();
+        .post(
+            server.demo_url("/v1/chat/completions"),
+            &json!({"model": model, "messages": [{"role": "user", "content": "Hello there"}]}),
+        )
+        .await;
     let headers = response.headers().clone();
     let (status, body) = read_json(response).await;
     (status, body, headers)

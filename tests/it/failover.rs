@@ -159,15 +159,7 @@ async fn app(base: &str, deployments: &[(&str, &str)], settings: Value) -> (Test
 }
 
 async fn ask(server: &TestServer, body: Value) -> (u16, Value, reqwest::header::HeaderMap) {
-    let response = server
-        .client
-        .post(server.demo_url("/v1/chat/completions"))
-        .bearer_auth(&server.token)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
+    let response = server.post(server.demo_url("/v1/chat/completions"), &body).await;
     let headers = response.headers().clone();
     let (status, value) = read_json(response).await;
     (status, value, headers)
@@ -286,14 +278,11 @@ async fn a_stream_that_falls_silent_ends_with_an_error_event() {
     let (server, _dir) = app(&base, &[("gpt", "trickle")], json!({"stream_timeout": 0.5})).await;
     let started = Instant::now();
     let response = server
-        .client
-        .post(server.demo_url("/v1/chat/completions"))
-        .bearer_auth(&server.token)
-        .header("content-type", "application/json")
-        .body(json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}).to_string())
-        .send()
-        .await
-        .unwrap();
+        .post(
+            server.demo_url("/v1/chat/completions"),
+            &json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}),
+        )
+        .await;
     let text = response.text().await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(3));
     assert!(text.contains("\"content\":\"Hel\""), "the first chunk arrived: {text}");
@@ -309,14 +298,11 @@ async fn an_upstream_dying_mid_stream_ends_the_stream_cleanly_with_an_error_even
     let (base, _flaky) = start_flaky().await;
     let (server, _dir) = app(&base, &[("gpt", "breaks")], json!({})).await;
     let response = server
-        .client
-        .post(server.demo_url("/v1/chat/completions"))
-        .bearer_auth(&server.token)
-        .header("content-type", "application/json")
-        .body(json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}).to_string())
-        .send()
-        .await
-        .unwrap();
+        .post(
+            server.demo_url("/v1/chat/completions"),
+            &json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}),
+        )
+        .await;
     let text = response.text().await.expect("the client's stream ends cleanly, not with a reset");
     assert!(text.contains("\"content\":\"Hel\""), "{text}");
     assert!(text.contains("event: error") && text.contains("upstream_stream_error"), "{text}");
@@ -330,14 +316,11 @@ async fn a_long_wait_for_the_first_token_sends_keep_alive_comments() {
     let (base, _flaky) = start_flaky().await;
     let (server, _dir) = app(&base, &[("gpt", "slowstart")], json!({"stream_keepalive_interval": 0.2})).await;
     let response = server
-        .client
-        .post(server.demo_url("/v1/chat/completions"))
-        .bearer_auth(&server.token)
-        .header("content-type", "application/json")
-        .body(json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}).to_string())
-        .send()
-        .await
-        .unwrap();
+        .post(
+            server.demo_url("/v1/chat/completions"),
+            &json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}),
+        )
+        .await;
     let text = response.text().await.unwrap();
     let first_data = text.find("data: ").expect("the answer arrives");
     let comments = text[..first_data].matches(": keep-alive\n\n").count();

@@ -187,15 +187,7 @@ async fn routes_a_provider_does_not_serve_say_so() {
 #[tokio::test]
 async fn every_request_is_logged_in_its_session_with_a_request_id() {
     let server = TestServer::demo().await;
-    let response = server
-        .client
-        .post(server.demo_url("/v1/chat/completions"))
-        .bearer_auth(&server.token)
-        .header("content-type", "application/json")
-        .body(chat_body().to_string())
-        .send()
-        .await
-        .unwrap();
+    let response = server.post(server.demo_url("/v1/chat/completions"), &chat_body()).await;
     let request_id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert!(request_id.starts_with("req_"));
     let session = server.running.state.controller.registry().get("default", "demo").unwrap();

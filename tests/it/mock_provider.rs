@@ -108,15 +108,7 @@ fn embeddings_are_deterministic_unit_vectors() {
 #[tokio::test]
 async fn server_streams_chat_and_answers_messages() {
     let server = TestServer::demo().await;
-    let response = server
-        .client
-        .post(server.demo_url("/v1/chat/completions"))
-        .bearer_auth(&server.token)
-        .header("content-type", "application/json")
-        .body(json!({"model": "demo-chat", "stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "Hi"}]}).to_string())
-        .send()
-        .await
-        .unwrap();
+    let response = server.post(server.demo_url("/v1/chat/completions"), &json!({"model": "demo-chat", "stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "Hi"}]})).await;
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let data = sse_data(&response.text().await.unwrap());
     assert!(data.len() > 4, "several chunks: {data:?}");

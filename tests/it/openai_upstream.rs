@@ -91,14 +91,11 @@ async fn chat_is_forwarded_with_the_deployment_key_and_model() {
     assert_eq!(received.body["temperature"], 0.2);
 
     let response = server
-        .client
-        .post(server.demo_url("/v1/chat/completions"))
-        .bearer_auth(&server.token)
-        .header("content-type", "application/json")
-        .body(json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}).to_string())
-        .send()
-        .await
-        .unwrap();
+        .post(
+            server.demo_url("/v1/chat/completions"),
+            &json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}),
+        )
+        .await;
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let data = sse_data(&response.text().await.unwrap());
     assert_eq!(data.len(), 5);
@@ -131,14 +128,11 @@ async fn an_unreachable_upstream_is_a_502() {
         TestServer::with_configs(vec![manifest(dir.path(), &format!("http://127.0.0.1:{port}/v1"), "sk-test-123")])
             .await;
     let response = server
-        .client
-        .post(server.demo_url("/v1/chat/completions"))
-        .bearer_auth(&server.token)
-        .header("content-type", "application/json")
-        .body(json!({"model": "gpt", "messages": [{"role": "user", "content": "Hi"}]}).to_string())
-        .send()
-        .await
-        .unwrap();
+        .post(
+            server.demo_url("/v1/chat/completions"),
+            &json!({"model": "gpt", "messages": [{"role": "user", "content": "Hi"}]}),
+        )
+        .await;
     let (status, err) = read_json(response).await;
     assert_eq!(status, 502);
     assert_eq!(err["error"]["code"], "upstream_unreachable");

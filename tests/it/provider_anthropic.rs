@@ -170,15 +170,7 @@ async fn upstream_errors_come_back_openai_shaped_without_the_key() {
 #[tokio::test]
 async fn an_error_event_mid_stream_reaches_the_client() {
     let (_fake, server, _dir) = setup().await;
-    let response = server
-        .client
-        .post(server.demo_url("/v1/chat/completions"))
-        .bearer_auth(&server.token)
-        .header("content-type", "application/json")
-        .body(json!({"model": "claude", "stream": true, "messages": [{"role": "user", "content": "please break the stream"}]}).to_string())
-        .send()
-        .await
-        .unwrap();
+    let response = server.post(server.demo_url("/v1/chat/completions"), &json!({"model": "claude", "stream": true, "messages": [{"role": "user", "content": "please break the stream"}]})).await;
     assert_eq!(response.status(), 200, "the stream had started");
     let text = response.text().await.unwrap();
     let data = sse_data(&text);

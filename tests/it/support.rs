@@ -48,17 +48,20 @@ impl TestServer {
         self.running.state.tokens.issue(workspace, false, std::time::Duration::from_secs(600))
     }
 
-    pub async fn post_json(&self, url: &str, body: &Value) -> (u16, Value) {
-        let response = self
-            .client
+    /// POSTs JSON with this server's token; the response as it comes (streams included).
+    pub async fn post(&self, url: impl reqwest::IntoUrl, body: &Value) -> reqwest::Response {
+        self.client
             .post(url)
             .bearer_auth(&self.token)
             .header("content-type", "application/json")
             .body(body.to_string())
             .send()
             .await
-            .expect("request sent");
-        read_json(response).await
+            .expect("request sent")
+    }
+
+    pub async fn post_json(&self, url: &str, body: &Value) -> (u16, Value) {
+        read_json(self.post(url, body).await).await
     }
 
     pub async fn get_json_with(&self, url: &str, token: &str) -> (u16, Value) {
