@@ -289,9 +289,16 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
         let mut tried: Vec<usize> = Vec::new();
         let mut failure = Failure::Fatal;
         for retry in 0..=num_retries {
-            let cooling: Vec<Duration> = indices.iter().filter_map(|&i| session.stats[i].cooling_for()).collect();
-            let mut available: Vec<usize> =
-                indices.iter().copied().filter(|&i| session.stats[i].cooling_for().is_none()).collect();
+            // One clock read and one look at each deployment, however large the group.
+            let now = super::stats::now_ms();
+            let mut cooling: Vec<Duration> = Vec::new();
+            let mut available: Vec<usize> = Vec::with_capacity(indices.len());
+            for &i in &indices {
+                match session.stats[i].cooling_at(now) {
+                    Some(left) => cooling.push(left),
+                    None => available.push(i),
+                }
+            }
             let before_limits = available.len();
             available.retain(|&i| under_budget(session, i));
             if available.is_empty() && before_limits > 0 {

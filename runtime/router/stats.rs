@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-fn now_ms() -> u64 {
+/// Wall-clock milliseconds (read once per routing decision, not once per deployment).
+pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
@@ -182,8 +183,12 @@ impl DeploymentStats {
 
     /// How long the cooldown still runs, if it does.
     pub fn cooling_for(&self) -> Option<Duration> {
+        self.cooling_at(now_ms())
+    }
+
+    /// How long the cooldown still runs at `now` (from [`now_ms`]).
+    pub fn cooling_at(&self, now: u64) -> Option<Duration> {
         let until = self.cooldown_until_ms.load(Ordering::Relaxed);
-        let now = now_ms();
         (until > now).then(|| Duration::from_millis(until - now))
     }
 }
