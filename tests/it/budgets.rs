@@ -99,17 +99,11 @@ async fn streams_are_priced_even_when_the_client_did_not_ask_for_usage() {
     let model = json!({"model_name": "gpt", "litellm_params": {"model": "openai/gpt-4o", "api_base": fake.base_url, "api_key": "sk-fake-upstream-123", "input_cost_per_token": 0.5, "output_cost_per_token": 1.0}});
     let (server, _dir) = server_with(vec![model], json!({})).await;
     let response = server
-        .client
-        .post(server.demo_url("/v1/chat/completions"))
-        .bearer_auth(&server.token)
-        .header("content-type", "application/json")
-        .body(
-            json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "Count to three"}]})
-                .to_string(),
+        .post(
+            server.demo_url("/v1/chat/completions"),
+            &json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "Count to three"}]}),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     let text = response.text().await.unwrap();
     let data = sse_data(&text);
     assert_eq!(data.last().map(String::as_str), Some("[DONE]"));

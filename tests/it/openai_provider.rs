@@ -231,22 +231,16 @@ async fn an_upstream_404_for_an_unknown_file_is_a_404_openai_error() {
 async fn streaming_chat_delivers_every_sse_event() {
     let (fake, server, _dir) = setup().await;
     let response = server
-        .client
-        .post(server.demo_url("/v1/chat/completions"))
-        .bearer_auth(&server.token)
-        .header("content-type", "application/json")
-        .body(
-            json!({
+        .post(
+            server.demo_url("/v1/chat/completions"),
+            &json!({
                 "model": "gpt-4o",
                 "stream": true,
                 "stream_options": {"include_usage": true},
                 "messages": [{"role": "user", "content": "Tell me a short story"}]
-            })
-            .to_string(),
+            }),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 200);
     let content_type =
         response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();

@@ -108,18 +108,12 @@ async fn the_upstream_gets_the_translated_request() {
 async fn streams_arrive_as_openai_chunks_with_usage() {
     let (fake, server, _dir) = setup().await;
     let response = server
-        .client
-        .post(server.demo_url("/v1/chat/completions"))
-        .bearer_auth(&server.token)
-        .header("content-type", "application/json")
-        .body(
-            json!({"model": "claude", "stream": true, "stream_options": {"include_usage": true},
-                   "messages": [{"role": "user", "content": "Tell me something"}]})
-            .to_string(),
+        .post(
+            server.demo_url("/v1/chat/completions"),
+            &json!({"model": "claude", "stream": true, "stream_options": {"include_usage": true},
+                   "messages": [{"role": "user", "content": "Tell me something"}]}),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
     let data = sse_data(&response.text().await.unwrap());

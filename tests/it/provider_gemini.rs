@@ -150,18 +150,12 @@ async fn the_upstream_gets_system_instruction_generation_config_and_the_key_in_a
 async fn streams_arrive_as_openai_chunks_with_usage_last() {
     let (_fake, server, _dir) = setup().await;
     let response = server
-        .client
-        .post(server.demo_url("/v1/chat/completions"))
-        .bearer_auth(&server.token)
-        .header("content-type", "application/json")
-        .body(
-            json!({"model": "gemini", "stream": true, "stream_options": {"include_usage": true},
-                "messages": [{"role": "user", "content": "Tell me a short story"}]})
-            .to_string(),
+        .post(
+            server.demo_url("/v1/chat/completions"),
+            &json!({"model": "gemini", "stream": true, "stream_options": {"include_usage": true},
+                "messages": [{"role": "user", "content": "Tell me a short story"}]}),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 200);
     let data = sse_data(&response.text().await.unwrap());
     assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
