@@ -352,11 +352,6 @@ impl Controller {
                 strategy
             ),
         );
-        if !crate::router::is_built(strategy) {
-            session
-                .logs
-                .push(LogType::Log, format!("routing strategy {strategy} is not built yet; using simple-shuffle"));
-        }
         // Spend carries over from earlier sessions of the app (and from before a restart).
         for (scope, (period, micros)) in self.store.spend(workspace, app_id)? {
             if scope == APP_SCOPE {

@@ -42,20 +42,7 @@ pub trait Strategy: Sync {
     fn pick(&self, candidates: &[Candidate<'_>], ctx: &PickContext, rng: &mut dyn rand::RngCore) -> usize;
 }
 
-/// Whether `strategy` has its own implementation yet.
-pub fn is_built(strategy: RoutingStrategy) -> bool {
-    matches!(
-        strategy,
-        RoutingStrategy::SimpleShuffle
-            | RoutingStrategy::LeastBusy
-            | RoutingStrategy::UsageBasedRouting
-            | RoutingStrategy::UsageBasedRoutingV2
-            | RoutingStrategy::LatencyBasedRouting
-            | RoutingStrategy::CostBasedRouting
-    )
-}
-
-/// The implementation of a strategy.
+/// The implementation of a strategy (the match is exhaustive: every strategy has one).
 pub fn strategy(s: RoutingStrategy) -> &'static dyn Strategy {
     match s {
         RoutingStrategy::SimpleShuffle => &simple_shuffle::SimpleShuffle,
