@@ -198,10 +198,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
         // The alias must rewrite before routing, so it wraps the router as a service.
         Some(alias) => {
             let service = tower::ServiceExt::map_request(router, move |r| alias.rewrite(r));
-            let make = axum::ServiceExt::<axum::extract::Request>::into_make_service(service);
-            tokio::spawn(async move { axum::serve(listener, make).with_graceful_shutdown(shutdown).await })
+            tokio::spawn(crate::http::serve::serve(listener, service, shutdown))
         }
-        None => tokio::spawn(async move { axum::serve(listener, router).with_graceful_shutdown(shutdown).await }),
+        None => tokio::spawn(crate::http::serve::serve(listener, router, shutdown)),
     };
     Ok(RunningServer {
         addr: local,

@@ -6,6 +6,7 @@ pub mod error;
 pub mod limits;
 pub mod local;
 pub mod multipart;
+pub mod serve;
 
 use crate::apps::Controller;
 use crate::auth::Tokens;

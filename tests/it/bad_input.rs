@@ -105,7 +105,41 @@ async fn a_flood_of_header_bytes_is_refused_and_the_server_keeps_serving() {
     for i in 0..5_000 {
         request = request.header(format!("x-junk-{i}"), "a".repeat(20));
     }
-    let status = request.send().await.unwrap().status().as_u16();
-    assert_eq!(status, 431, "Request Header Fields Too Large");
+    let (status, body) = read_json(request.send().await.unwrap()).await;
+    assert_eq!(status, 431, "Request Header Fields Too Large: {body}");
+    assert_eq!(body["error"]["code"], "request_header_fields_too_large");
+    assert!(body["error"]["message"].as_str().unwrap().contains("at most 100 headers"), "{body}");
+    still_serving(&server).await;
+}
+
+/// What the server answers to raw bytes on a fresh connection (until it closes).
+async fn raw_exchange(server: &TestServer, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(server.running.addr).await.unwrap();
+    // The server may answer and close before reading all of a flood; a failed write is fine.
+    let _ = stream.write_all(request).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn unparseable_http_gets_a_json_error_not_an_empty_answer() {
+    let server = TestServer::demo().await;
+    let flood: String = (0..100_000).map(|i| format!("x-junk-{i}: aaaaaaaaaaaaaaaaaaaa\r\n")).collect();
+    let cases = [
+        (format!("GET /health HTTP/1.1\r\nhost: x\r\n{flood}\r\n"), "431", "request_header_fields_too_large"),
+        ("GET /he alth HTTP/1.1\r\nhost: x\r\n\r\n".to_owned(), "400", "malformed_request"),
+        ("GET /health HTTP/1.1\r\nhost: x\r\nno colon here\r\n\r\n".to_owned(), "400", "malformed_request"),
+    ];
+    for (request, status, code) in cases {
+        let answer = raw_exchange(&server, request.as_bytes()).await;
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no head in {answer:?}"));
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{head}");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        let body: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+    }
     still_serving(&server).await;
 }

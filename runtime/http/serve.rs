@@ -1,0 +1,228 @@
+//! The accept loop: one hyper connection per client (HTTP/1.1 with upgrades, or h2c), graceful
+//! shutdown, a deadline on slow request heads, and hyper's own protocol-error answers (a header
+//! flood, a malformed request line) given the OpenAI-style JSON body every other error has.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tower::{Service, ServiceExt};
+
+/// How long a client may take to send a request's head (slowloris guard).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves `service` on `listener` until `shutdown` resolves, then waits for open connections to
+/// finish (the caller bounds that wait).
+pub async fn serve<S>(listener: TcpListener, service: S, shutdown: impl Future<Output = ()>) -> io::Result<()>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    // WebSockets over HTTP/2 need the extended CONNECT protocol.
+    builder.http2().enable_connect_protocol();
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Answers are written whole; Nagle's algorithm would only delay the last segment.
+        let _ = stream.set_nodelay(true);
+        let service = service.clone().map_request(|r: hyper::Request<Incoming>| r.map(Body::new));
+        let connection = builder
+            .serve_connection_with_upgrades(
+                TokioIo::new(JsonProtocolErrors::new(stream)),
+                TowerToHyperService::new(service),
+            )
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("connection ended with an error: {e}");
+            }
+        });
+    }
+    // Stop accepting before draining, so new clients are refused rather than kept waiting.
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// A failed accept is about one client (it reset before we took it) or about us (out of file
+/// descriptors): the first is skipped, the second waits a moment instead of spinning.
+async fn accept_failed(e: io::Error) {
+    use io::ErrorKind::*;
+    if !matches!(e.kind(), ConnectionAborted | ConnectionReset | ConnectionRefused) {
+        tracing::warn!("cannot accept a connection: {e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The connection as hyper sees it. Hyper answers requests it cannot parse itself, with an empty
+/// body; this rewrites exactly those answers (a complete head with `content-length: 0` and no
+/// `content-type`, which no handler of ours produces) to carry a JSON error naming the problem.
+struct JsonProtocolErrors {
+    inner: TcpStream,
+    /// A rewritten answer being written: its bytes, how many are out, and the length hyper asked
+    /// to write (reported once all of ours are out).
+    pending: Option<(Vec<u8>, usize, usize)>,
+}
+
+impl JsonProtocolErrors {
+    fn new(inner: TcpStream) -> Self {
+        JsonProtocolErrors { inner, pending: None }
+    }
+
+    fn drain_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        while let Some((bytes, written, _)) = &mut self.pending {
+            if *written == bytes.len() {
+                break;
+            }
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            *written += n;
+        }
+        let reported = self.pending.take().map_or(0, |(_, _, reported)| reported);
+        Poll::Ready(Ok(reported))
+    }
+}
+
+/// The JSON answer that replaces hyper's empty one, if `buf` is such an answer: a 400, 414 or
+/// 431 head whose only headers are `connection: close`, `content-length: 0` and `date`.
+fn rewrite_protocol_error(buf: &[u8]) -> Option<Vec<u8>> {
+    let head = std::str::from_utf8(buf).ok()?.strip_suffix("\r\n\r\n")?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next()?;
+    let (message, code) = match status_line.strip_prefix("HTTP/1.1 ")?.get(..3)? {
+        "431" => (
+            "request header fields too large: at most 100 headers and about 400 KB of head are read",
+            "request_header_fields_too_large",
+        ),
+        "414" => ("request URI too long", "uri_too_long"),
+        "400" => ("malformed HTTP request: the request line or a header cannot be parsed", "malformed_request"),
+        _ => return None,
+    };
+    let mut date = None;
+    let mut seen = 0;
+    for line in lines {
+        let (name, value) = line.split_once(": ")?;
+        match (name.to_ascii_lowercase().as_str(), value) {
+            ("connection", "close") | ("content-length", "0") => seen += 1,
+            ("date", value) => date = Some(value),
+            _ => return None,
+        }
+    }
+    let date = date.filter(|_| seen == 2)?;
+    let body = serde_json::json!({
+        "error": {"message": message, "type": "invalid_request_error", "param": null, "code": code}
+    })
+    .to_string();
+    let answer = format!(
+        "{status_line}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\ndate: {date}\r\n\r\n{body}",
+        body.len()
+    );
+    Some(answer.into_bytes())
+}
+
+impl AsyncRead for JsonProtocolErrors {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for JsonProtocolErrors {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if self.pending.is_none() {
+            match rewrite_protocol_error(buf) {
+                Some(answer) => self.pending = Some((answer, 0, buf.len())),
+                None => return Pin::new(&mut self.inner).poll_write(cx, buf),
+            }
+        }
+        self.drain_pending(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        // Hyper's own answers are a head alone: inspect the first slice only when it is all there is.
+        match bufs.iter().filter(|b| !b.is_empty()).count() {
+            1 if self.pending.is_none() => {
+                let Some(only) = bufs.iter().find(|b| !b.is_empty()) else { return Poll::Ready(Ok(0)) };
+                self.poll_write(cx, only)
+            }
+            _ if self.pending.is_some() => self.drain_pending(cx),
+            _ => Pin::new(&mut self.inner).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.pending.is_some() {
+            ready!(self.drain_pending(cx))?;
+        }
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite_protocol_error;
+
+    #[test]
+    fn hypers_empty_431_becomes_a_json_error() {
+        let hyper = b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\ndate: Wed, 25 Nov 2026 03:00:00 GMT\r\n\r\n";
+        let answer = String::from_utf8(rewrite_protocol_error(hyper).expect("rewritten")).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 431 "));
+        assert!(head.contains("content-type: application/json"));
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["error"]["code"], "request_header_fields_too_large");
+    }
+
+    #[test]
+    fn answers_of_our_handlers_pass_unchanged() {
+        let ours = b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 0\r\n\r\n";
+        assert!(rewrite_protocol_error(ours).is_none());
+        let with_body = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n{}";
+        assert!(rewrite_protocol_error(with_body).is_none());
+        let upstream = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nx-upstream: 1\r\ndate: x\r\n\r\n";
+        assert!(rewrite_protocol_error(upstream).is_none());
+        assert!(rewrite_protocol_error(
+            b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\ndate: x\r\n\r\n"
+        )
+        .is_none());
+    }
+}
