@@ -79,6 +79,9 @@ impl AppState {
     pub fn new(controller: Controller, tokens: Tokens, limits: Limits) -> AppState {
         let http = reqwest::Client::builder()
             .pool_idle_timeout(std::time::Duration::from_secs(90))
+            // A redirect from an upstream goes back to the client as it came, as litellm (httpx)
+            // does; following it would resend bodies and credentials to wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
         AppState(Arc::new(Shared {

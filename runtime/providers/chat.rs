@@ -152,7 +152,8 @@ pub async fn execute(
 }
 
 async fn send(call: &ProviderCall<'_>, upstream: UpstreamRequest) -> Result<reqwest::Response, ApiError> {
-    let mut request = call.state.http.request(upstream.method, &upstream.url);
+    let url = super::translate::parsed_url(&upstream.url, call.deployment)?;
+    let mut request = call.state.http.request(upstream.method, url);
     for (name, value) in &upstream.headers {
         request = request.header(name.as_str(), value.as_str());
     }

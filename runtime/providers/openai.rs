@@ -144,7 +144,7 @@ pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
         url.push_str(q);
     }
 
-    let mut request = call.state.http.request(upstream.method.as_http(), &url);
+    let mut request = call.state.http.request(upstream.method.as_http(), super::translate::parsed_url(&url, d)?);
     for (name, value) in auth_headers(d, call.headers) {
         request = request.header(name, value);
     }

@@ -35,6 +35,69 @@ pub fn usage_from_json(v: &Value) -> Option<Usage> {
         .then(|| Usage { prompt_tokens: prompt.unwrap_or(0), completion_tokens: completion.unwrap_or(0) })
 }
 
+/// The token counts of a JSON answer, read without building the rest of it (the whole answer
+/// is still checked to be JSON): the same places [`usage_from_json`] looks.
+#[derive(serde::Deserialize)]
+struct UsageOnly {
+    #[serde(default)]
+    usage: Lenient<Counts>,
+    #[serde(default)]
+    message: Lenient<HasUsage>,
+    #[serde(default)]
+    response: Lenient<HasUsage>,
+}
+
+#[derive(serde::Deserialize)]
+struct HasUsage {
+    #[serde(default)]
+    usage: Lenient<Counts>,
+}
+
+#[derive(serde::Deserialize)]
+struct Counts {
+    prompt_tokens: Option<u64>,
+    input_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+}
+
+/// A `T` where one is, and nothing (not an error) where the field holds something else.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Lenient<T> {
+    Is(T),
+    Other(serde::de::IgnoredAny),
+}
+
+impl<T> Default for Lenient<T> {
+    fn default() -> Self {
+        Lenient::Other(serde::de::IgnoredAny)
+    }
+}
+
+impl<T> Lenient<T> {
+    fn get(&self) -> Option<&T> {
+        match self {
+            Lenient::Is(t) => Some(t),
+            Lenient::Other(_) => None,
+        }
+    }
+}
+
+impl UsageOnly {
+    fn usage(&self) -> Option<Usage> {
+        let counts = self
+            .usage
+            .get()
+            .or_else(|| self.message.get().and_then(|m| m.usage.get()))
+            .or_else(|| self.response.get().and_then(|r| r.usage.get()))?;
+        let prompt = counts.prompt_tokens.or(counts.input_tokens);
+        let completion = counts.completion_tokens.or(counts.output_tokens);
+        (prompt.is_some() || completion.is_some())
+            .then(|| Usage { prompt_tokens: prompt.unwrap_or(0), completion_tokens: completion.unwrap_or(0) })
+    }
+}
+
 /// Where a request's usage and cost are booked.
 #[derive(Clone)]
 pub struct Account {
@@ -265,11 +328,8 @@ pub async fn tap_json(response: Response, limit: usize, who: &str) -> (Response,
         (axum::response::IntoResponse::into_response(error), None)
     };
     match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
-            Ok(value) => {
-                let usage = usage_from_json(&value);
-                (Response::from_parts(parts, Body::from(bytes)), usage)
-            }
+        Ok(bytes) => match serde_json::from_slice::<UsageOnly>(&bytes) {
+            Ok(answer) => (Response::from_parts(parts, Body::from(bytes)), answer.usage()),
             Err(e) => upstream_error(format!("deployment {who} answered invalid JSON: {e}")),
         },
         Err(e) => upstream_error(format!("deployment {who}'s answer broke off: {e}")),
@@ -294,6 +354,13 @@ mod tests {
         assert_eq!(usage_from_json(&anthropic_delta), Some(Usage { prompt_tokens: 0, completion_tokens: 7 }));
         assert_eq!(usage_from_json(&responses), Some(Usage { prompt_tokens: 5, completion_tokens: 2 }));
         assert_eq!(usage_from_json(&json!({"usage": null})), None);
+        // The answer-only reader agrees with the general one on each vocabulary.
+        for v in
+            [&openai, &anthropic_start, &anthropic_delta, &responses, &json!({"usage": null}), &json!({"message": "x"})]
+        {
+            let typed: UsageOnly = serde_json::from_value(v.clone()).unwrap();
+            assert_eq!(typed.usage(), usage_from_json(v), "{v}");
+        }
         assert_eq!(find_event_end(b"data: a\n\ndata: b"), Some(9));
         assert_eq!(find_event_end(b"data: a\n"), None);
     }
