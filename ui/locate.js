@@ -82,6 +82,7 @@ export function locate(text, pointer, message = '', found = spans(text)) {
     const start = offsetOf(text, Number(at[1]), Number(at[2]));
     return { start, end: Math.min(text.length, start + 1), exact: true };
   }
+  if (!/^\s*[[{]/.test(text)) return locateYaml(text, pointer || '');
   let path = pointer || '';
   for (;;) {
     const span = found.get(path);
@@ -111,4 +112,53 @@ export function lineOf(text, offset) {
   let line = 1;
   for (let i = 0; i < offset && i < text.length; i++) if (text[i] === '\n') line++;
   return line;
+}
+
+/**
+ * The same for block-style YAML (the shape manifests are written in): each path segment is
+ * looked up one level below the previous one. Flow style and multi-line scalars are not
+ * followed; then the nearest ancestor found is given.
+ */
+function locateYaml(text, pointer) {
+  const lines = [];
+  let offset = 0;
+  for (const raw of text.split('\n')) {
+    const trimmed = raw.trimStart();
+    if (trimmed && !trimmed.startsWith('#')) {
+      const indent = raw.length - trimmed.length;
+      const item = /^-(\s|$)/.test(trimmed);
+      // On an item line ("- key: value") the key starts after the dash.
+      const keyAt = item ? raw.length - trimmed.slice(1).trimStart().length : indent;
+      const key = /^(?:"([^"]*)"|'([^']*)'|([^:#'"][^:#]*?))\s*:(\s|$)/.exec(raw.slice(keyAt));
+      lines.push({ offset, end: offset + raw.length, indent, item, keyAt, key: key && (key[1] ?? key[2] ?? key[3]) });
+    }
+    offset += raw.length + 1;
+  }
+  const segments = pointer.split('/').slice(1).map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+  let [from, to] = [0, lines.length];
+  let best = null;
+  for (const [depth, segment] of segments.entries()) {
+    const region = lines.slice(from, to);
+    let hit;
+    let next;
+    if (/^\d+$/.test(segment)) {
+      const level = Math.min(...region.filter((l) => l.item).map((l) => l.indent));
+      const items = region.map((l, n) => (l.item && l.indent === level ? n : -1)).filter((n) => n >= 0);
+      hit = items[Number(segment)];
+      if (hit === undefined) break;
+      next = items[Number(segment) + 1] ?? region.length;
+      best = { start: region[hit].offset + region[hit].indent, end: region[hit].end };
+      [from, to] = [from + hit, from + next]; // the dash line holds the item's first key
+    } else {
+      const level = Math.min(...region.map((l) => l.keyAt));
+      hit = region.findIndex((l) => l.keyAt === level && l.key === segment);
+      if (hit < 0) break;
+      // A key's value runs to the next line at its level ("- " items may share the key's indent).
+      next = region.findIndex((l, n) => n > hit && (l.item ? l.indent < level : l.keyAt <= level));
+      best = { start: region[hit].offset + level, end: region[hit].end };
+      [from, to] = [from + hit + 1, next < 0 ? to : from + next];
+    }
+    if (depth === segments.length - 1) return { ...best, exact: true };
+  }
+  return best ? { ...best, exact: false } : null;
 }

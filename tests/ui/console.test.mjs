@@ -116,6 +116,18 @@ async function main() {
     assert.match(selected, /routing_strategy/);
     await shoot(page, 'install-errors');
 
+    step('YAML errors are placed on their lines too');
+    const yaml = [
+      'name: Console Mock', 'type: llm-proxy', 'config:', '  service_id: console-mock', '  model_list:',
+      '  - model_name: console-chat', '    litellm_params:', '      mock_response: hi', '  litellm_settings:',
+      '    routing_strategy: round-robin', '',
+    ].join('\n');
+    await page.fill('#manifest', yaml);
+    const at = (path, line) => page.locator(`#errors li[data-path="${path}"] .at`, { hasText: `line ${line}` }).waitFor();
+    await at('/config/litellm_settings/routing_strategy', 10);
+    await at('/config/model_list/0/litellm_params/model', 7); // missing: shown at its parent
+    await page.locator('#verdict', { hasText: '2 errors' }).waitFor();
+
     step('a valid manifest installs');
     await page.fill('#manifest', GOOD);
     await page.locator('#verdict', { hasText: 'Valid' }).waitFor();
@@ -184,6 +196,12 @@ async function main() {
     step('sign out forgets the token');
     await page.click('#sign-out');
     await page.locator('#token').waitFor();
+    assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+
+    step('a saved token the server refuses leads back to sign-in, saying why');
+    await page.evaluate((ws) => sessionStorage.setItem('ferrolite.console', JSON.stringify({ token: 'stale', workspace: ws })), workspace);
+    await page.reload();
+    await page.locator('.sign-in .notice.error', { hasText: 'Signed out:' }).waitFor();
     assert.equal(await page.evaluate(() => sessionStorage.length), 0);
 
     assert.deepEqual(pageErrors, [], 'no script errors on the page');
