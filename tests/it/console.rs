@@ -41,6 +41,11 @@ async fn console_files_are_served_with_a_strict_policy_and_every_import_resolves
         seen.push(file);
     }
     assert!(seen.len() >= 10, "{seen:?}");
+    // Every file of ui/ is embedded (a new one must be listed in runtime/http/console.rs).
+    for entry in std::fs::read_dir(repo_root().join("ui")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        assert_eq!(get(&format!("/ui/{name}")).await.unwrap().status(), 200, "ui/{name} is not served");
+    }
     assert_eq!(get("/ui/style.css").await.unwrap().headers()["content-type"], "text/css; charset=utf-8");
     assert_eq!(get("/ui/missing.js").await.unwrap().status(), 404);
 }
