@@ -18,6 +18,27 @@ if ! command -v redis-server >/dev/null; then
   fi
 fi
 
+# Debian's chromium, node and npm, for the web console's browser test (tests/ui/).
+apt_missing=()
+[ -x "${FERROLITE_CHROMIUM:-/usr/bin/chromium}" ] || apt_missing+=(chromium)
+command -v node >/dev/null || apt_missing+=(nodejs)
+command -v npm >/dev/null || apt_missing+=(npm)
+if [ "${#apt_missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "scripts/test.sh: installing ${apt_missing[*]}" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}" >/dev/null
+  else
+    echo "scripts/test.sh: ${apt_missing[*]} required for the console test (apt-get install ${apt_missing[*]})" >&2
+    exit 1
+  fi
+fi
+export FERROLITE_CHROMIUM="${FERROLITE_CHROMIUM:-/usr/bin/chromium}"
+[ -x "$FERROLITE_CHROMIUM" ] || { echo "scripts/test.sh: no Chromium at $FERROLITE_CHROMIUM" >&2; exit 1; }
+# playwright-core, pinned by tests/ui/package-lock.json; it drives the Chromium above.
+if [ ! -d tests/ui/node_modules/playwright-core ]; then
+  (cd tests/ui && npm ci --no-audit --no-fund --loglevel=error) || { echo "scripts/test.sh: npm ci in tests/ui failed" >&2; exit 1; }
+fi
+
 # The real openai / anthropic Python SDKs, pinned, in a virtualenv of their own.
 venv="${FERROLITE_VENV:-$PWD/.venv}"
 if [ ! -x "$venv/bin/python" ]; then

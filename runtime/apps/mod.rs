@@ -300,6 +300,33 @@ impl Controller {
         Ok(info)
     }
 
+    /// What `install` would find wrong with `source`, storing nothing: every finding, errors
+    /// first, warnings after (text that does not parse is one error at the root).
+    pub fn check(&self, source: Source, trusted: bool) -> Vec<Finding> {
+        let doc = match source {
+            Source::Text(text) => match validate::parse_text(&text) {
+                Ok(doc) => doc,
+                Err(e) => {
+                    let message = e.to_string();
+                    return vec![Finding { severity: validate::Severity::Error, pointer: String::new(), message }];
+                }
+            },
+            Source::Document(doc) => doc,
+        };
+        let doc = if litellm::is_litellm_config(&doc) { litellm::to_manifest(&doc, "litellm") } else { doc };
+        match validate::validate(&doc) {
+            Err(invalid) => invalid.findings,
+            Ok(validated) => {
+                let mut findings = Vec::new();
+                if !trusted && !self.allow_private_upstreams {
+                    findings = upstream_guard::check_manifest(&validated.manifest);
+                }
+                findings.extend(validated.warnings);
+                findings
+            }
+        }
+    }
+
     /// Starts a session of an installed app and registers its service.
     pub fn start(&self, workspace: &str, app_id: &str) -> Result<SessionInfo, ControllerError> {
         self.start_session(workspace, app_id, None, Origin::Local)
@@ -565,6 +592,8 @@ fn usage_report(session: &Session) -> Value {
     let budget = |b: Option<crate::router::spend::Budget>| {
         b.map(|b| json!({"max_budget": b.max_usd, "budget_duration_seconds": b.period.map(|p| p.as_secs())}))
     };
+    use crate::router::history::{self, Bucket};
+    let history: Vec<Vec<Bucket>> = session.stats.iter().map(|s| s.history.buckets()).collect();
     let mut models: BTreeMap<String, crate::router::stats::Totals> = BTreeMap::new();
     let mut model_spend: BTreeMap<String, f64> = BTreeMap::new();
     let deployments: Vec<Value> = session
@@ -586,6 +615,7 @@ fn usage_report(session: &Session) -> Value {
                 "completion_tokens": t.completion_tokens, "in_flight": session.stats[i].in_flight(),
                 "spend": spend, "budget": budget(session.deployment_budgets[i]),
                 "cooling_down_for": session.stats[i].cooling_for().map(|d| d.as_secs_f64()),
+                "history": history[i].iter().map(Bucket::to_json).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -597,6 +627,10 @@ fn usage_report(session: &Session) -> Value {
         "session_id": session.id, "app_id": session.app_id, "service_id": session.service_id,
         "spend": session.app_spend.spent(), "budget": budget(session.app_budget),
         "models": per_model, "deployments": deployments,
+        "history": {
+            "bucket_seconds": history::LAYOUT.bucket_seconds, "buckets_kept": history::LAYOUT.buckets_kept,
+            "app": history::merge(history.iter().map(Vec::as_slice)).iter().map(Bucket::to_json).collect::<Vec<_>>(),
+        },
     })
 }
 

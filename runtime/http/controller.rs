@@ -7,6 +7,7 @@ use super::AppState;
 use crate::apps::logs::LogType;
 use crate::apps::{ControllerError, Source};
 use crate::auth::Claims;
+use crate::manifest::validate::Severity;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
@@ -30,6 +31,7 @@ pub const FUNCTIONS: &[&str] = &[
     "uninstall",
     "set_env",
     "get_env",
+    "validate",
 ];
 
 /// Largest controller call body (a manifest is small; this bounds a hostile one).
@@ -126,19 +128,18 @@ fn run(
     let to_value = |v: Result<Value, ControllerError>| v.map_err(ApiError::from);
     match function {
         "install" => {
-            let source = match (kwargs.get("source"), kwargs.get("manifest")) {
-                (Some(Value::String(text)), _) => Source::Text(text.clone()),
-                (_, Some(m @ Value::Object(_))) => Source::Document(m.clone()),
-                (_, Some(Value::String(text))) => Source::Text(text.clone()),
-                _ => {
-                    return Err(ApiError::bad_request(
-                        "install needs `source` (manifest text, JSON or YAML) or `manifest` (an object)",
-                    )
-                    .with_param("source"))
-                }
-            };
+            let source = source(kwargs, function)?;
             let overwrite = flag(kwargs, "overwrite")?;
             to_value(c.install(workspace, source, overwrite, admin).map(|info| json!(info)))
+        }
+        "validate" => {
+            let findings = c.check(source(kwargs, function)?, admin);
+            let list = |severity| {
+                let found = findings.iter().filter(|f| f.severity == severity);
+                found.map(|f| json!({"path": f.pointer, "message": f.message})).collect::<Vec<_>>()
+            };
+            let errors = list(Severity::Error);
+            Ok(json!({"valid": errors.is_empty(), "errors": errors, "warnings": list(Severity::Warning)}))
         }
         "start" => {
             let app_id = required_str(kwargs, "app_id")?;
@@ -185,6 +186,19 @@ fn run(
         }
         "get_env" => Ok(json!(c.get_env(workspace, kwargs.get("key").and_then(Value::as_str)))),
         _ => unreachable!("checked against FUNCTIONS"),
+    }
+}
+
+/// The manifest of `install` and `validate`: `source` text or a `manifest` object.
+fn source(kwargs: &Map<String, Value>, function: &str) -> Result<Source, ApiError> {
+    match (kwargs.get("source"), kwargs.get("manifest")) {
+        (Some(Value::String(text)), _) => Ok(Source::Text(text.clone())),
+        (_, Some(m @ Value::Object(_))) => Ok(Source::Document(m.clone())),
+        (_, Some(Value::String(text))) => Ok(Source::Text(text.clone())),
+        _ => Err(ApiError::bad_request(format!(
+            "{function} needs `source` (manifest text, JSON or YAML) or `manifest` (an object)"
+        ))
+        .with_param("source")),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The HTTP door: shared state, the axum router built from the catalogue, and errors.
 
+pub mod console;
 pub mod controller;
 pub mod dispatch;
 pub mod error;
@@ -111,6 +112,7 @@ impl Shared {
 pub fn router(state: AppState) -> (Router, usize) {
     let (routes, mounted) = catalogue::mount(Router::new());
     let router = routes
+        .merge(console::routes())
         .route("/openapi.json", get(openapi))
         .route("/{workspace}/services/server-apps", get(controller::describe))
         .route("/{workspace}/services/server-apps/{function}", get(controller::call).post(controller::call))

@@ -7,6 +7,7 @@
 //! counted as in flight until the last byte, and a stream whose upstream falls silent past
 //! `stream_timeout` ends with an SSE error event.
 
+use super::history::Sample;
 use super::prices;
 use super::stats::InFlight;
 use crate::apps::logs::LogType;
@@ -106,6 +107,8 @@ pub struct Account {
     pub request_id: String,
     /// Other instances share spend and load through this, when configured.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// When the attempt began: a request's latency in the usage history runs to its last byte.
+    pub started: std::time::Instant,
 }
 
 impl Account {
@@ -118,6 +121,14 @@ impl Account {
         let cost = prices::cost(d, usage.prompt_tokens, usage.completion_tokens).unwrap_or(0.0);
         self.session.app_spend.add(cost);
         self.session.deployment_spend[self.index].add(cost);
+        let sample = Sample {
+            ok: true,
+            latency: self.started.elapsed(),
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            cost,
+        };
+        stats.history.record(super::stats::now_ms(), sample);
         if let Some(cluster) = self.cluster.clone() {
             let (s, i) = (self.session.clone(), self.index);
             let micros = (cost * 1e6).round() as u64;

@@ -384,6 +384,7 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
                         index,
                         request_id: r.request_id.to_owned(),
                         cluster: cluster.clone(),
+                        started: t0,
                     };
                     let stream = is_event_stream(&outcome.response);
                     let mut cost = None;
@@ -426,6 +427,8 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
                 Err(e) => {
                     drop(in_flight);
                     stats.record_usage(false, 0, 0);
+                    let sample = super::history::Sample { ok: false, latency: elapsed, ..Default::default() };
+                    stats.history.record(super::stats::now_ms(), sample);
                     if let Some(cluster) = cluster.clone() {
                         let (ws, sid) = (session.workspace.clone(), session.id.clone());
                         tokio::spawn(async move { cluster.add_load(&ws, &sid, index, -1, 0, 0).await });

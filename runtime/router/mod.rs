@@ -4,6 +4,7 @@
 pub mod accounting;
 pub mod cost_based;
 pub mod failover;
+pub mod history;
 pub mod latency_based;
 pub mod least_busy;
 pub mod prices;

@@ -76,6 +76,8 @@ pub struct DeploymentStats {
     cooldown_until_ms: AtomicU64,
     /// The cluster-wide figures (all instances, this one included), refreshed from Redis.
     shared: Mutex<Shared>,
+    /// Per-minute usage of this instance, for the console's charts.
+    pub history: super::history::History,
 }
 
 #[derive(Debug, Default, Clone, Copy)]

@@ -20,6 +20,7 @@ mod catalogue;
 mod cli;
 mod cluster;
 mod codegen;
+mod console;
 mod controller_http;
 mod durability;
 mod failover;
