@@ -1,6 +1,8 @@
 //! The web console: its files under `/ui`, the controller's `validate` behind its editor, the
 //! usage history behind its charts, and the whole console driven in headless Chromium
-//! (`tests/ui/console.test.mjs`, which also saves the screenshots in `docs/screenshots/`).
+//! (`tests/ui/console.test.mjs`, which also saves a screenshot of each page: under the target
+//! dir's `tmp/screenshots/`, or into `docs/screenshots/` for README when FERROLITE_UPDATE_SCREENSHOTS
+//! is set, so an ordinary test run leaves the work tree clean).
 //!
 //! The browser test needs node with `tests/ui/node_modules` and Chromium (FERROLITE_CHROMIUM,
 //! else /usr/bin/chromium); scripts/test.sh installs both. Without them it fails loudly.
@@ -169,7 +171,11 @@ async fn browser_signs_in_installs_starts_chats_and_sees_logs_and_charts() {
     );
     let server = TestServer::demo().await;
     let token = server.token_for("console");
-    let (base, screenshots) = (server.base.clone(), root.join("docs/screenshots"));
+    let screenshots = match std::env::var_os("FERROLITE_UPDATE_SCREENSHOTS") {
+        Some(_) => root.join("docs/screenshots"),
+        None => std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots"),
+    };
+    let base = server.base.clone();
     let output = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .arg(root.join("tests/ui/console.test.mjs"))
