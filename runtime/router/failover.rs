@@ -253,12 +253,9 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
     let mut attempts = 0u32;
     let mut upstream_time = Duration::ZERO;
     let mut last_error: Option<ApiError> = None;
-    let mut single_shot = Some(payload);
-    let mut reusable: Option<Payload> = None;
-    if let Some(p) = single_shot.as_ref().and_then(Payload::try_clone) {
-        reusable = Some(p);
-        single_shot = None;
-    }
+    // Each attempt sends a copy and the original stays for the next; a streamed multipart body
+    // cannot be copied and goes with the first attempt.
+    let mut kept = Some(payload);
 
     // The groups to try, in order: the requested one, then fallbacks chosen by how it failed.
     let mut plan: Vec<(Option<String>, Vec<usize>)> = match (&target, &first_group) {
@@ -358,10 +355,12 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
             let ctx = PickContext { latency_buffer: policy.latency_buffer, request_tokens, stream: wants_stream };
             let Some(index) = pick(session, pool, &ctx) else { break };
             tried.push(index);
-            let payload = match (&reusable, single_shot.take()) {
-                (Some(p), _) => p.try_clone().unwrap_or(Payload::Empty),
-                (None, Some(p)) => p,
-                (None, None) => break, // a streamed body can be sent once only
+            let payload = match kept.as_ref().and_then(Payload::try_clone) {
+                Some(copy) => copy,
+                None => match kept.take() {
+                    Some(once) => once,
+                    None => break, // a streamed body can be sent once only
+                },
             };
             attempts += 1;
             let d = &session.deployments[index];
@@ -464,7 +463,7 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
                     let retry_after = e.retry_after;
                     last_error = Some(e);
                     let out_of_time = deadline.is_some_and(|dl| Instant::now() >= dl);
-                    if failure != Failure::Retryable || retry == num_retries || reusable.is_none() || out_of_time {
+                    if failure != Failure::Retryable || retry == num_retries || kept.is_none() || out_of_time {
                         break;
                     }
                     let wait = backoff(policy, retry, retry_after);
@@ -477,7 +476,7 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
         }
         // This group is done: queue the fallbacks its failure calls for.
         let Some(origin) = &first_group else { break };
-        if failure == Failure::Fatal || reusable.is_none() {
+        if failure == Failure::Fatal || kept.is_none() {
             break;
         }
         let (configured, requested) = match failure {
