@@ -35,6 +35,7 @@ mod openai_upstream;
 mod persistence;
 mod python_sdk;
 mod routing_strategies;
+mod rpc;
 mod schema_files;
 mod secrets;
 mod security;
