@@ -78,7 +78,7 @@ pub(super) fn describe(hub: &Hub) -> Value {
                 "require_context": true,
                 "visibility": "public",
                 "server_id": super::SERVER_ID,
-                "hypha_version": "0.21.47",
+                "ferrolite_version": env!("CARGO_PKG_VERSION"),
                 "public_base_url": base,
                 "local_base_url": base,
             })),

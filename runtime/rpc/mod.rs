@@ -1,7 +1,6 @@
 //! The WebSocket door, in Hypha's RPC protocol: `GET /ws` speaks to the unmodified `hypha-rpc`
 //! clients, so `connect_to_server({...})` then `get_service("public/server-apps")` work against
-//! ferrolite as against Hypha. `/work/shared/HYPHA_RPC.md`-style facts about the wire format are
-//! summed up where they matter; the code is ours.
+//! ferrolite as against Hypha.
 //!
 //! One connection: a TEXT auth frame (`{client_id, workspace, token}`) checked as HTTP checks a
 //! token, a TEXT `connection_info` answer, then BINARY msgpack messages both ways. A message
@@ -207,7 +206,7 @@ async fn connection(hub: Arc<Hub>, socket: WebSocket) {
     let span = tracing::info_span!("rpc", client = %id);
     let info = json!({
         "type": "connection_info",
-        "hypha_version": "0.21.47",
+        "ferrolite_version": env!("CARGO_PKG_VERSION"),
         "public_base_url": hub.state.controller.base_url(),
         "local_base_url": hub.state.controller.base_url(),
         "manager_id": MANAGER_ID,
@@ -247,11 +246,9 @@ async fn connection(hub: Arc<Hub>, socket: WebSocket) {
         while let Some(Ok(message)) = stream.next().await {
             match message {
                 Message::Text(text) => on_text(&client, &text).await,
+                // Relays go out in the order they came; served calls run on their own tasks.
                 Message::Binary(bytes) => match Frame::decode(&bytes) {
-                    Ok(frame) => {
-                        let (hub, client) = (hub.clone(), client.clone());
-                        tokio::spawn(async move { hub.route(client, frame).await }.in_current_span());
-                    }
+                    Ok(frame) => hub.clone().route(client.clone(), frame).await,
                     Err(e) => tracing::warn!("dropped a frame: {e}"),
                 },
                 Message::Close(_) => break,
@@ -337,7 +334,7 @@ impl Hub {
         let to = if to.contains('/') { to } else { format!("{}/{to}", client.workspace) };
         let (_, target_client) = split_target(&to, &client.workspace);
         if target_client == SERVER_ID || target_client == MANAGER_ID {
-            self.serve(client, frame, to).await;
+            tokio::spawn(self.serve(client, frame, to).in_current_span());
         } else if let Some(peer) = self.client(&to) {
             frame.set_main("from", Value::from(client.id.as_str()));
             frame.set_main("to", Value::from(to.as_str()));

@@ -5,9 +5,120 @@
 use crate::support::{repo_root, TestServer};
 use axum::routing::post;
 use axum::Router;
-use serde_json::json;
+use ferrolite::rpc::codec::{self, map, Frame};
+use futures::{SinkExt as _, StreamExt as _};
+use rmpv::Value as Msgpack;
+use serde_json::{json, Value};
 use std::process::Command;
 use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens `/ws` and sends the auth frame.
+async fn hello(server: &TestServer, workspace: &str, token: Option<&str>) -> Socket {
+    let url = format!("{}/ws", server.base.replacen("http://", "ws://", 1));
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket opens");
+    let auth = json!({"client_id": "raw-client", "workspace": workspace, "token": token, "reconnection_token": null});
+    socket.send(Message::text(auth.to_string())).await.expect("auth frame sent");
+    socket
+}
+
+async fn next_text(socket: &mut Socket) -> Value {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await.expect("a frame in time") {
+            Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).expect("JSON text frame"),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+async fn next_frame(socket: &mut Socket) -> Frame {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await.expect("a frame in time") {
+            Some(Ok(Message::Binary(bytes))) => return Frame::decode(&bytes).expect("msgpack frame"),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            other => panic!("expected a binary frame, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn ws_refuses_a_bad_token_with_the_http_message_and_close_1008() {
+    let server = TestServer::demo().await;
+    for (token, workspace) in [(None, "default"), (Some("not-a-token"), "default")] {
+        let (_, http) = server.get_json_with(&server.demo_url("/v1/models"), token.unwrap_or("")).await;
+        let mut socket = hello(&server, workspace, token).await;
+        let refused = next_text(&mut socket).await;
+        assert_eq!(refused["type"], "error");
+        assert_eq!(refused["message"], http["error"]["message"], "the same words as the HTTP 401");
+        match socket.next().await {
+            Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1008),
+            other => panic!("expected close 1008, got {other:?}"),
+        }
+    }
+    let other = server.token_for("bob");
+    let mut socket = hello(&server, "default", Some(&other)).await;
+    let refused = next_text(&mut socket).await;
+    assert_eq!(refused["message"], "a token of workspace \"bob\" cannot enter workspace \"default\"");
+}
+
+#[tokio::test]
+async fn ws_answers_connection_info_pongs_and_replies_from_the_address_called() {
+    let server = TestServer::demo().await;
+    let mut socket = hello(&server, "default", Some(&server.token)).await;
+    let info = next_text(&mut socket).await;
+    assert_eq!(info["type"], "connection_info");
+    assert_eq!(info["workspace"], "default");
+    assert_eq!(info["client_id"], "raw-client");
+    let manager = format!("*/{}", info["manager_id"].as_str().expect("manager_id"));
+    socket.send(Message::text(r#"{"type": "ping"}"#)).await.unwrap();
+    assert_eq!(next_text(&mut socket).await, json!({"type": "pong"}));
+
+    // echo, as the client packs a call: main, then extra with the arguments.
+    let main = map([
+        ("type", Msgpack::from("method")),
+        ("from", Msgpack::from("forged/someone-else")),
+        ("to", Msgpack::from(manager.as_str())),
+        ("method", Msgpack::from("services.default.echo")),
+        ("session", Msgpack::from("s1")),
+    ]);
+    let extra = map([
+        ("args", Msgpack::Array(vec![codec::from_json(&json!({"data": [1, "two"]}))])),
+        ("with_kwargs", Msgpack::Boolean(true)),
+        ("promise", Msgpack::from("*")),
+        ("t", Msgpack::F64(15.0)),
+    ]);
+    socket.send(Message::binary(codec::encode_message(main, Some(extra)))).await.unwrap();
+    let reply = next_frame(&mut socket).await;
+    assert_eq!(reply.str("method"), Some("s1.resolve"));
+    assert_eq!(reply.str("from"), Some(manager.as_str()), "from must be the address the caller used");
+    assert_eq!(reply.str("to"), Some("default/raw-client"), "the server stamps the caller's real identity");
+    match reply.get("args") {
+        Some(Msgpack::Array(args)) => {
+            assert_eq!(args.iter().map(codec::to_json).collect::<Vec<_>>(), [json!([1, "two"])])
+        }
+        other => panic!("a reply carries exactly one argument: {other:?}"),
+    }
+
+    // A function nobody serves: a reject the client raises as RemoteException.
+    let main = map([
+        ("type", Msgpack::from("method")),
+        ("to", Msgpack::from("default/ferrolite-server")),
+        ("method", Msgpack::from("services.demo.no_such_function")),
+        ("session", Msgpack::from("s2")),
+    ]);
+    socket.send(Message::binary(codec::encode_message(main, None))).await.unwrap();
+    let reject = next_frame(&mut socket).await;
+    assert_eq!(reject.str("method"), Some("s2.reject"));
+    let error = match reject.get("args") {
+        Some(Msgpack::Array(args)) => codec::to_json(&args[0]),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(error["_rtype"], "error");
+    assert!(error["_rvalue"].as_str().unwrap().contains("no_such_function"), "{error}");
+}
 
 /// How long the slow upstream takes: past the script's 3 s method_timeout.
 const SLOW_SECONDS: u64 = 6;
