@@ -146,33 +146,25 @@ fn python() -> String {
     })
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn hypha_rpc_client_installs_starts_chats_streams_and_stays_in_its_workspace() {
-    let server = TestServer::demo().await;
-    let slow = start_slow_upstream().await;
-    let script = repo_root().join("tests/python/hypha_rpc_client.py");
-    let envs = [
-        ("FERROLITE_BASE_URL", server.base.clone()),
-        ("FERROLITE_TOKEN", server.token.clone()),
-        ("FERROLITE_OTHER_TOKEN", server.token_for("intruder")),
-        ("FERROLITE_SLOW_API_BASE", slow),
+/// Runs a hypha-rpc script of tests/python against `server`; it must print "all checks passed".
+async fn run_hypha_script(script: &str, server: &TestServer, extra: &[(&str, String)]) {
+    let script = repo_root().join("tests/python").join(script);
+    let mut envs: Vec<(String, String)> = vec![
+        ("FERROLITE_BASE_URL".into(), server.base.clone()),
+        ("FERROLITE_TOKEN".into(), server.token.clone()),
+        ("FERROLITE_OTHER_TOKEN".into(), server.token_for("intruder")),
         // websockets honours proxy variables; the server is on loopback.
-        ("NO_PROXY", "127.0.0.1,localhost".to_owned()),
-        ("no_proxy", "127.0.0.1,localhost".to_owned()),
+        ("NO_PROXY".into(), "127.0.0.1,localhost".into()),
+        ("no_proxy".into(), "127.0.0.1,localhost".into()),
     ];
+    envs.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
     let python = python();
     let output = tokio::task::spawn_blocking(move || {
-        Command::new(&python)
-            .arg(&script)
-            .envs(envs)
-            .env_remove("HTTP_PROXY")
-            .env_remove("HTTPS_PROXY")
-            .env_remove("ALL_PROXY")
-            .env_remove("http_proxy")
-            .env_remove("https_proxy")
-            .env_remove("all_proxy")
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {python}: {e}"))
+        let mut command = Command::new(&python);
+        for var in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"] {
+            command.env_remove(var);
+        }
+        command.arg(&script).envs(envs).output().unwrap_or_else(|e| panic!("cannot run {python}: {e}"))
     })
     .await
     .unwrap();
@@ -180,4 +172,23 @@ async fn hypha_rpc_client_installs_starts_chats_streams_and_stays_in_its_workspa
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "hypha-rpc checks failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("all checks passed"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hypha_rpc_quick_start_installs_starts_chats_streams_and_stops() {
+    let server = TestServer::demo().await;
+    run_hypha_script("hypha_rpc_quick_start.py", &server, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hypha_rpc_chunks_big_messages_heartbeats_long_calls_and_relays_between_clients() {
+    let server = TestServer::demo().await;
+    let slow = start_slow_upstream().await;
+    run_hypha_script("hypha_rpc_transport.py", &server, &[("FERROLITE_SLOW_API_BASE", slow)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hypha_rpc_client_of_another_workspace_cannot_see_or_call_protected_services() {
+    let server = TestServer::demo().await;
+    run_hypha_script("hypha_rpc_isolation.py", &server, &[]).await;
 }
