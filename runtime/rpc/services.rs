@@ -155,3 +155,48 @@ impl Registry {
         lock(&self.services).values().filter(|s| s.workspace == workspace && s.kind() != "built-in").cloned().collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn info(id: &str, visibility: &str) -> Value {
+        codec::from_json(&json!({
+            "id": id,
+            "name": "Greeter",
+            "type": "generic",
+            "config": {"visibility": visibility, "workspace": "ws"},
+            "service_schema": {
+                "hello": {"type": "function", "function": {"name": "hello", "description": "Say hello."}},
+                "nested": {"deeper": {"type": "function", "function": {"name": "deeper"}}},
+                "count": {"type": "number"},
+            },
+        }))
+    }
+
+    #[test]
+    fn a_registered_service_becomes_method_objects_aimed_at_its_client() {
+        let registry = Registry::default();
+        registry.register("ws/c1", "ws", info("ws/c1:greeter", "protected")).unwrap();
+        let service = registry.find("ws", "greeter").expect("found by name");
+        assert_eq!(registry.find("ws", "c1:greeter").map(|s| s.id), Some("ws/c1:greeter".to_owned()));
+        let described = codec::to_json(&service.describe());
+        assert_eq!(described["hello"]["_rtarget"], "ws/c1");
+        assert_eq!(described["hello"]["_rmethod"], "services.greeter.hello");
+        assert_eq!(described["nested"]["deeper"]["_rmethod"], "services.greeter.nested.deeper");
+        assert!(described.get("count").is_none() && described.get("service_schema").is_none());
+        assert!(service.visible_to("ws", false) && !service.visible_to("other", false));
+    }
+
+    #[test]
+    fn a_client_registers_and_removes_only_its_own_services() {
+        let registry = Registry::default();
+        assert!(registry.register("ws/c1", "ws", info("ws/c2:greeter", "public")).is_err());
+        registry.register("ws/c1", "ws", info("ws/c1:greeter", "public")).unwrap();
+        assert!(registry.unregister("ws/c2", "ws", "ws/c1:greeter").is_err());
+        assert!(registry.find("other", "greeter").is_none());
+        registry.remove_client("ws/c1");
+        assert!(registry.in_workspace("ws").is_empty());
+    }
+}
