@@ -121,6 +121,8 @@ fn get_service(hub: &Hub, client: &Client, id: &str) -> Outcome {
         }
         return Ok(Answer::Value(service.describe()));
     }
+    // An LLM service answers as `workspace/service_id`, also under the server's client id.
+    let name = name.strip_prefix(&format!("{}:", super::SERVER_ID)).unwrap_or(name);
     let registry = hub.state.controller.registry();
     match registry.get(workspace, name) {
         Some(session) => {

@@ -44,6 +44,8 @@ async def main():
     await raises(controller.start("no-such-app"), body["error"]["message"])
 
     svc = await api.get_service("default/my-llm-service")
+    same = await api.get_service("default/ferrolite-server:my-llm-service")
+    check(same["id"] == svc["id"], same["id"])
     answer = await svc.chat_completion(model="gpt-3.5-turbo", messages=MESSAGES)
     check(answer["choices"][0]["message"]["content"] == MOCK_TEXT, answer)
     models = await svc.list_models()
@@ -81,6 +83,12 @@ async def main():
     check(any("POST /v1/chat/completions" in i["content"] for i in logs["items"]), logs)
     errors = await controller.get_logs(session["id"], type="error")
     check(errors["total"] >= 1 and all(i["type"] == "error" for i in errors["items"]), errors)
+
+    usage = await controller.get_usage(session["id"])
+    check(usage, usage)
+    await controller.set_env("RPC_TEST_KEY", "sk-secret-1234")
+    env = await controller.get_env("RPC_TEST_KEY")
+    check(json.dumps(env).count("sk-secret") == 0 and "1234" in json.dumps(env), env)
 
     stopped = await controller.stop(session["id"])
     check(stopped["status"] == "stopped", stopped)
