@@ -16,6 +16,7 @@ pub mod http;
 pub mod manifest;
 pub mod providers;
 pub mod router;
+pub mod rpc;
 pub mod schema_check;
 pub mod server;
 pub mod store;

@@ -34,6 +34,19 @@ pub const FUNCTIONS: &[&str] = &[
     "validate",
 ];
 
+/// Each function's positional parameters, in order: RPC callers may pass them without names
+/// (`controller.start(app_id, wait_for_service=...)`), HTTP callers always name them.
+pub const POSITIONAL: &[(&str, &[&str])] = &[
+    ("install", &["source"]),
+    ("start", &["app_id"]),
+    ("stop", &["session_id"]),
+    ("get_logs", &["session_id", "type", "offset", "limit"]),
+    ("get_usage", &["session_id"]),
+    ("uninstall", &["app_id"]),
+    ("set_env", &["key", "value"]),
+    ("get_env", &["key"]),
+];
+
 /// Largest controller call body (a manifest is small; this bounds a hostile one).
 const MAX_CALL_BYTES: usize = 8 * 1024 * 1024;
 
@@ -69,8 +82,14 @@ fn caller_workspace(state: &AppState, headers: &HeaderMap, workspace: &str) -> R
 /// The workspace a call acts on and whether the caller is an admin.
 fn caller(state: &AppState, headers: &HeaderMap, workspace: &str) -> Result<(String, bool), ApiError> {
     let claims: Claims = state.tokens.authenticate(headers)?;
+    acting_workspace(&claims, workspace)
+}
+
+/// Where a token's holder may act when it names `workspace` (`public`: its own), and whether
+/// it is an admin. Both doors (HTTP, RPC) check the caller here.
+pub(crate) fn acting_workspace(claims: &Claims, workspace: &str) -> Result<(String, bool), ApiError> {
     if workspace == "public" {
-        return Ok((claims.ws, claims.admin));
+        return Ok((claims.ws.clone(), claims.admin));
     }
     if !claims.may_enter(workspace) {
         return Err(ApiError::forbidden(format!(
@@ -90,12 +109,7 @@ async fn serve(
     body: Body,
 ) -> Result<Value, ApiError> {
     let (workspace, admin) = caller(&state, headers, workspace)?;
-    if !FUNCTIONS.contains(&function) {
-        return Err(ApiError::not_found(format!(
-            "server-apps has no function {function:?}; it has: {}",
-            FUNCTIONS.join(", ")
-        )));
-    }
+    check_function(function)?;
     let mut kwargs = query_kwargs(query.as_deref());
     let bytes = super::limits::read_body(body, MAX_CALL_BYTES).await.map_err(|e| match e {
         super::limits::BodyError::TooLarge => ApiError::payload_too_large(MAX_CALL_BYTES),
@@ -110,7 +124,27 @@ async fn serve(
             }
         }
     }
-    let function = function.to_owned();
+    execute(state, workspace, admin, function.to_owned(), kwargs).await
+}
+
+/// Refuses a function the controller does not have, naming the ones it has.
+pub(crate) fn check_function(function: &str) -> Result<(), ApiError> {
+    if FUNCTIONS.contains(&function) {
+        return Ok(());
+    }
+    Err(ApiError::not_found(format!("server-apps has no function {function:?}; it has: {}", FUNCTIONS.join(", "))))
+}
+
+/// Runs one controller function for a caller already checked: the one implementation behind
+/// every door.
+pub(crate) async fn execute(
+    state: AppState,
+    workspace: String,
+    admin: bool,
+    function: String,
+    kwargs: Map<String, Value>,
+) -> Result<Value, ApiError> {
+    check_function(&function)?;
     // The store writes synchronously (fsync); keep that off the async workers.
     tokio::task::spawn_blocking(move || run(&state, &workspace, admin, &function, &kwargs))
         .await

@@ -128,8 +128,10 @@ pub fn router(state: AppState) -> (Router, usize) {
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::in_flight))
-        .with_state(state);
-    (router, mounted)
+        .with_state(state.clone());
+    // Mounted last: the RPC door calls the finished router in-process, and a socket that stays
+    // open is not an in-flight request.
+    (crate::rpc::mount(router, state), mounted)
 }
 
 /// Rewrites root paths (`/v1/chat/completions`, `/health`, ...) to one service's prefix, so a

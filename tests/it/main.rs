@@ -36,6 +36,7 @@ mod openai_upstream;
 mod persistence;
 mod python_sdk;
 mod routing_strategies;
+mod rpc;
 mod schema_files;
 mod secrets;
 mod security;
