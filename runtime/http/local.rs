@@ -166,16 +166,21 @@ async fn check(state: &AppState, d: &Deployment) -> Result<(), String> {
         Provider::Mock => Ok(()),
         Provider::OpenAi => {
             let base = d.api_base.as_deref().ok_or("no api_base")?.trim_end_matches('/');
-            let mut request = state.http.get(format!("{base}/models")).timeout(Duration::from_secs(10));
+            let url = reqwest::Url::parse(&format!("{base}/models")).map_err(|_| "api_base is not a URL")?;
+            let mut headers = axum::http::HeaderMap::new();
             if let Some(key) = &d.api_key {
-                request = request.bearer_auth(key.expose());
+                let value = axum::http::HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+                    .map_err(|_| "the api_key cannot be sent in a header")?;
+                headers.insert(axum::http::header::AUTHORIZATION, value);
             }
-            match request.send().await {
-                Ok(r) if r.status().is_success() => Ok(()),
-                Ok(r) => Err(format!("upstream answered {}", r.status().as_u16())),
-                Err(e) if e.is_timeout() => Err("upstream timed out".into()),
-                Err(_) => Err("upstream unreachable".into()),
-            }
+            let request = crate::providers::upstream::Request {
+                method: axum::http::Method::GET,
+                url,
+                headers,
+                body: axum::body::Body::empty(),
+                timeout: Some(Duration::from_secs(10)),
+            };
+            crate::providers::upstream::answers_ok(state.http.send(request).await)
         }
         // Providers without a free listing call get what litellm's check sends: a one-token chat.
         Provider::Azure | Provider::Anthropic | Provider::Gemini | Provider::Bedrock => {

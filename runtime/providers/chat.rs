@@ -133,48 +133,67 @@ pub async fn execute(
     })?;
     let url = super::translate::upstream_url(d, template.path, call.params)?;
     let upstream = provider.chat_request(&req, d, url, stream)?;
-    let response = send(call, upstream).await?;
-    let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let response = send(call, upstream, None).await?;
+    let status = response.status;
     if !status.is_success() {
-        let retry_after = super::translate::retry_after(response.headers());
-        let body = read_capped(response).await;
+        let retry_after = super::translate::retry_after(&response.headers);
+        // At most 64 KiB of an error body: enough for any message, bounded against a hostile upstream.
+        let body = response.head_of_body(64 * 1024).await;
         return Err(provider.upstream_error(status, &body, d).with_retry_after(retry_after));
     }
     if stream {
         let meta = StreamMeta { id: new_chat_id(), created: crate::auth::unix_now(), model: d.upstream_model.clone() };
-        Ok(ChatOutput::Stream(decode(response.bytes_stream(), provider.stream_decoder(meta))))
+        Ok(ChatOutput::Stream(decode(response.into_stream(), provider.stream_decoder(meta))))
     } else {
-        let body = response.bytes().await.map_err(|e| {
+        let body = response.bytes(call.state.limits.max_body_bytes).await.map_err(|e| {
             ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("reading the answer of {}: {e}", d.id))
         })?;
         Ok(ChatOutput::Complete(provider.chat_response(&body, d)?))
     }
 }
 
-async fn send(call: &ProviderCall<'_>, upstream: UpstreamRequest) -> Result<reqwest::Response, ApiError> {
-    let url = super::translate::parsed_url(&upstream.url, call.deployment)?;
-    let mut request = call.state.http.request(upstream.method, url);
-    for (name, value) in &upstream.headers {
-        request = request.header(name.as_str(), value.as_str());
-    }
-    request.body(upstream.body).send().await.map_err(|e| super::openai::unreachable_error(&e, call.deployment))
+/// Sends a translated request with the deployment's credentials (in `upstream.headers`).
+async fn send(
+    call: &ProviderCall<'_>,
+    upstream: UpstreamRequest,
+    timeout: Option<std::time::Duration>,
+) -> Result<super::upstream::Response, ApiError> {
+    let request = outgoing(upstream, call.deployment, timeout)?;
+    call.state.http.send(request).await.map_err(|e| super::openai::unreachable_error(&e, call.deployment))
 }
 
-/// At most 64 KiB of an error body: enough for any message, bounded against a hostile upstream.
-async fn read_capped(mut response: reqwest::Response) -> Vec<u8> {
-    let mut body = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
-        body.extend_from_slice(&chunk);
-        if body.len() >= 64 * 1024 {
-            break;
-        }
+/// A translated request in the upstream client's terms.
+fn outgoing(
+    upstream: UpstreamRequest,
+    d: &crate::apps::session::Deployment,
+    timeout: Option<std::time::Duration>,
+) -> Result<super::upstream::Request, ApiError> {
+    let url = super::translate::parsed_url(&upstream.url, d)?;
+    let mut headers = axum::http::HeaderMap::with_capacity(upstream.headers.len());
+    for (name, value) in &upstream.headers {
+        let (Ok(name), Ok(value)) =
+            (axum::http::HeaderName::try_from(name.as_str()), axum::http::HeaderValue::from_str(value))
+        else {
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                format!("deployment {} has a header {name:?} that cannot be sent", d.id),
+            ));
+        };
+        headers.append(name, value);
     }
-    body
+    Ok(super::upstream::Request {
+        method: upstream.method,
+        url,
+        headers,
+        body: axum::body::Body::from(upstream.body),
+        timeout,
+    })
 }
 
 /// Runs upstream bytes through a decoder, yielding each chunk as soon as it is complete.
-fn decode(
-    bytes: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+fn decode<E: std::fmt::Display>(
+    bytes: impl Stream<Item = Result<Bytes, E>> + Send + 'static,
     decoder: Box<dyn ChunkDecoder>,
 ) -> ChunkStream {
     struct State<S> {
@@ -356,43 +375,21 @@ pub async fn one_shot(
         ))
     })?;
     let url = super::translate::upstream_url(call.deployment, template.path, call.params)?;
-    let response = send(call, build(url)?).await?;
-    let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let retry_after = super::translate::retry_after(response.headers());
-    let body = read_capped_all(response, call.state.limits.max_body_bytes).await?;
+    let response = send(call, build(url)?, None).await?;
+    let (status, retry_after) = (response.status, super::translate::retry_after(&response.headers));
+    let body = response.bytes(call.state.limits.max_body_bytes).await.map_err(|e| {
+        let message = match e {
+            super::upstream::ReadError::TooLarge => e.to_string(),
+            super::upstream::ReadError::Broken(cause) => format!("reading the upstream answer: {cause}"),
+        };
+        ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", message)
+    })?;
     if !status.is_success() {
         return Err(error(status, &body).with_retry_after(retry_after));
     }
     let value = answer(&body)?;
     let usage = usage_of(&value);
     Ok(Outcome { response: axum::Json(value).into_response(), deployment: Some(call.deployment.id.clone()), usage })
-}
-
-/// A whole upstream body, refused past `limit` bytes.
-async fn read_capped_all(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                body.extend_from_slice(&chunk);
-                if body.len() > limit {
-                    return Err(ApiError::new(
-                        StatusCode::BAD_GATEWAY,
-                        "upstream_error",
-                        "the upstream answer is too large",
-                    ));
-                }
-            }
-            Ok(None) => return Ok(body),
-            Err(e) => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_error",
-                    format!("reading the upstream answer: {e}"),
-                ))
-            }
-        }
-    }
 }
 
 /// A health probe: a one-token chat through the deployment's own translation and credentials.
@@ -406,14 +403,6 @@ pub async fn probe(state: &crate::http::AppState, d: &crate::apps::session::Depl
     }))
     .map_err(|e| e.to_string())?;
     let upstream = provider.chat_request(&req, d, url, false).map_err(|e| e.message)?;
-    let mut request = state.http.request(upstream.method, &upstream.url).timeout(std::time::Duration::from_secs(10));
-    for (name, value) in &upstream.headers {
-        request = request.header(name.as_str(), value.as_str());
-    }
-    match request.body(upstream.body).send().await {
-        Ok(r) if r.status().is_success() => Ok(()),
-        Ok(r) => Err(format!("upstream answered {}", r.status().as_u16())),
-        Err(e) if e.is_timeout() => Err("upstream timed out".into()),
-        Err(_) => Err("upstream unreachable".into()),
-    }
+    let request = outgoing(upstream, d, Some(std::time::Duration::from_secs(10))).map_err(|e| e.message)?;
+    super::upstream::answers_ok(state.http.send(request).await)
 }

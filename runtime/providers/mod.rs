@@ -12,6 +12,7 @@ pub mod messages;
 pub mod mock;
 pub mod openai;
 pub mod translate;
+pub mod upstream;
 
 use crate::apps::session::{Deployment, Session};
 use crate::catalogue::{ProviderRoute, Route, Translator};

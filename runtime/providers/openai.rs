@@ -3,6 +3,7 @@
 
 use super::translate::upstream_url;
 use super::translate::{ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
+use super::upstream::SendError;
 use super::{Provider, ProviderCall};
 use crate::api::openai::ChatRequest;
 use crate::apps::session::Deployment;
@@ -10,7 +11,7 @@ use crate::catalogue::Operation;
 use crate::http::dispatch::{Outcome, Payload};
 use crate::http::error::ApiError;
 use axum::body::Body;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
 
@@ -144,17 +145,25 @@ pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
         url.push_str(q);
     }
 
-    let mut request = call.state.http.request(upstream.method.as_http(), super::translate::parsed_url(&url, d)?);
+    let url = super::translate::parsed_url(&url, d)?;
+    let mut headers = HeaderMap::with_capacity(4);
     for (name, value) in auth_headers(d, call.headers) {
-        request = request.header(name, value);
+        let value = HeaderValue::from_str(&value).map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                format!("deployment {} has a credential that is not a valid header value", d.id),
+            )
+        })?;
+        headers.insert(name, value);
     }
     for name in FORWARDED_HEADERS {
         if let Some(v) = call.headers.get(*name) {
-            request = request.header(*name, v);
+            headers.insert(*name, v.clone());
         }
     }
     let mut failure = None;
-    request = match call.payload {
+    let body = match call.payload {
         Payload::Json(mut body) => {
             if let (Some(field), Some(obj)) = (call.route.model_field, body.as_object_mut()) {
                 if obj.contains_key(field) {
@@ -168,68 +177,58 @@ pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
                 body["stream_options"]["include_usage"] = Value::Bool(true);
             }
             let bytes = serde_json::to_vec(&body).map_err(|e| ApiError::internal(e.to_string()))?;
-            request.header(header::CONTENT_TYPE, "application/json").body(bytes)
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            Body::from(bytes)
         }
         Payload::Multipart(form) => {
             failure = Some(form.failure.clone());
             let rewrite = call.route.model_field.map(|f| (f, d.upstream_model.clone()));
             let (content_type, stream) = form.into_upstream(rewrite, call.state.limits.body_limit(call.route.family));
-            request.header(header::CONTENT_TYPE, content_type).body(reqwest::Body::wrap_stream(stream))
+            if let Ok(v) = HeaderValue::from_str(&content_type) {
+                headers.insert(header::CONTENT_TYPE, v);
+            }
+            Body::from_stream(stream)
         }
-        Payload::Empty => request,
+        Payload::Empty => Body::empty(),
     };
-
-    let upstream_response = request.send().await.map_err(|e| {
+    let request = super::upstream::Request { method: upstream.method.as_http(), url, headers, body, timeout: None };
+    let upstream_response = call.state.http.send(request).await.map_err(|e| {
         // A multipart body that failed on the client's side is the client's error, not the upstream's.
         match failure.as_ref().and_then(|f| f.get()) {
             Some(client_error) => client_error.clone(),
             None => unreachable_error(&e, d),
         }
     })?;
-    let status = StatusCode::from_u16(upstream_response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let status = upstream_response.status;
     if !status.is_success() {
-        let retry_after = super::translate::retry_after(upstream_response.headers());
+        let retry_after = super::translate::retry_after(&upstream_response.headers);
         return Err(upstream_error(status, upstream_response, d).await.with_retry_after(retry_after));
     }
-    let content_type = upstream_response.headers().get(reqwest::header::CONTENT_TYPE).cloned();
-    let mut response = Response::new(Body::from_stream(upstream_response.bytes_stream()));
+    let content_type = upstream_response.headers.get(header::CONTENT_TYPE).cloned();
+    let mut response = Response::new(upstream_response.body);
     *response.status_mut() = status;
-    if let Some(ct) = content_type.and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok()) {
+    if let Some(ct) = content_type {
         response.headers_mut().insert(header::CONTENT_TYPE, ct);
     }
     Ok(Outcome { response, deployment: Some(d.id.clone()), usage: None })
 }
 
-pub fn unreachable_error(e: &reqwest::Error, d: &Deployment) -> ApiError {
-    let host = e.url().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_else(|| "the upstream".into());
-    if e.is_timeout() {
-        ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "timeout_error",
-            format!("deployment {} timed out waiting for {host}", d.id),
-        )
-        .with_code("upstream_timeout")
-    } else {
-        let cause = std::error::Error::source(e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string());
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream_error",
-            format!("deployment {} cannot reach {host}: {cause}", d.id),
-        )
-        .with_code("upstream_unreachable")
+pub fn unreachable_error(e: &SendError, d: &Deployment) -> ApiError {
+    match e {
+        SendError::Timeout { .. } => {
+            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout_error", format!("deployment {} {e}", d.id))
+                .with_code("upstream_timeout")
+        }
+        SendError::Unreachable { .. } => {
+            ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("deployment {} {e}", d.id))
+                .with_code("upstream_unreachable")
+        }
     }
 }
 
 /// Keeps the upstream's status and its OpenAI-style error; wraps anything else in one.
-async fn upstream_error(status: StatusCode, response: reqwest::Response, d: &Deployment) -> ApiError {
-    let mut body = Vec::new();
-    let mut stream = response;
-    while let Ok(Some(chunk)) = stream.chunk().await {
-        body.extend_from_slice(&chunk);
-        if body.len() >= ERROR_BODY_LIMIT {
-            break;
-        }
-    }
+async fn upstream_error(status: StatusCode, response: super::upstream::Response, d: &Deployment) -> ApiError {
+    let body = response.head_of_body(ERROR_BODY_LIMIT).await;
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
     let error = parsed.as_ref().and_then(|v| v.get("error"));
     let message = error
