@@ -5,7 +5,7 @@ pub mod apps;
 use crate::auth::Tokens;
 use crate::manifest::{self, validate};
 use crate::server::{self, ServerConfig};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -46,6 +46,11 @@ pub enum Command {
         #[arg(long)]
         admin: bool,
     },
+    /// Print a shell completion script: `ferrolite completions bash > /etc/bash_completion.d/ferrolite`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -63,8 +68,16 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Log lines on stderr as text or as one JSON object per line (with the request's span).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Serve GET /metrics without a token (by default it needs an admin token).
+    #[arg(long)]
+    pub metrics_public: bool,
+    /// Export request spans to this OpenTelemetry collector (OTLP over HTTP, e.g.
+    /// http://127.0.0.1:4318/v1/traces). Needs a binary built with `--features otlp`.
+    #[arg(long, env = "FERROLITE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// A route family's own body limit, as FAMILY=BYTES (e.g. audio=104857600); repeatable.
     #[arg(long = "body-limit", value_parser = parse_family_limit)]
     pub body_limits: Vec<(String, usize)>,
@@ -86,11 +99,7 @@ pub struct ServeArgs {
     pub redis_url: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+pub use crate::observability::logging::LogFormat;
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
@@ -118,6 +127,10 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Serve(args) => serve(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "ferrolite", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
         Command::Apps(args) => apps::run(args),
     }
 }
@@ -160,7 +173,13 @@ fn validate_files(files: &[PathBuf]) -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    init_tracing(args.log_format);
+    let _logging = match crate::observability::logging::init(args.log_format, args.otlp_endpoint.as_deref()) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("ferrolite: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -176,6 +195,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.limits.family_body_bytes = args.body_limits.into_iter().collect();
     config.redis_url = args.redis_url;
     config.allow_private_upstreams = args.allow_private_upstreams;
+    config.metrics_public = args.metrics_public;
     config.limits.max_in_flight = args.max_in_flight.max(1);
     config.limits.rates.per_workspace = args.workspace_rpm;
     config.limits.rates.per_token = args.token_rpm;
@@ -213,14 +233,4 @@ fn parse_family_limit(text: &str) -> Result<(String, usize), String> {
         }));
     }
     Ok((family.to_owned(), bytes.parse().map_err(|e| format!("{bytes:?}: {e}"))?))
-}
-
-fn init_tracing(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
 }

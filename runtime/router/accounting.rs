@@ -55,6 +55,7 @@ impl Account {
         let cost = prices::cost(d, usage.prompt_tokens, usage.completion_tokens).unwrap_or(0.0);
         self.session.app_spend.add(cost);
         self.session.deployment_spend[self.index].add(cost);
+        crate::observability::metrics::booked(&self.session, self.index, usage, cost);
         if let Some(cluster) = self.cluster.clone() {
             let (s, i) = (self.session.clone(), self.index);
             let micros = (cost * 1e6).round() as u64;
