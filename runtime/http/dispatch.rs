@@ -11,6 +11,7 @@ use crate::apps::session::Session;
 use crate::auth::presented_token;
 use crate::catalogue::{BodyKind, Operation, Route, Serve};
 use crate::manifest::Visibility;
+use crate::observability::metrics;
 use crate::router::failover::{self, Target};
 use crate::schema_check;
 use axum::body::Body;
@@ -192,14 +193,7 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &str) -
         Err(e) => line.push_str(&format!(" error={:?}", e.message)),
     }
     tracing::debug!(status, latency_ms = elapsed.as_secs_f64() * 1000.0, "served");
-    crate::observability::metrics::request_done(
-        &session,
-        route.path,
-        model.as_deref(),
-        deployment.as_deref(),
-        status,
-        elapsed,
-    );
+    metrics::request_done(&session, route.path, model.as_deref(), deployment.as_deref(), status, elapsed);
     session.logs.push(kind, line);
     result.map(|(o, _)| o.response)
 }

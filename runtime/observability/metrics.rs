@@ -2,14 +2,19 @@
 //! the request path makes (`request_done`, `upstream`, `booked`, ...).
 //!
 //! Label values come from [`SessionLabels`], built once when a session starts: each request
-//! clones `Arc`-backed strings instead of allocating one per label. Labels never carry raw
+//! clones `Arc`-backed strings instead of allocating one per label, and a deployment's own
+//! metrics are registered on its first use and then updated through their handles (an atomic
+//! add, no registry look-up). Labels never carry raw
 //! client input (an unknown model is labelled `""`), so a client cannot grow the series count.
 //! Gauges of live state (in flight, budget remaining) are read from the sessions at scrape
 //! time and cost the request path nothing.
 
 use crate::apps::session::Session;
 use crate::http::dispatch::Usage;
-use ::metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Label, SharedString};
+use ::metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter, Gauge, Histogram, Label,
+    SharedString,
+};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -87,18 +92,34 @@ fn describe() {
 }
 
 /// A session's label values, shared by all its requests.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SessionLabels {
     workspace: SharedString,
     app: SharedString,
     /// Same order as the session's deployments.
     deployments: Vec<DeploymentLabels>,
+    overhead: OnceLock<Histogram>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct DeploymentLabels {
     model_name: SharedString,
     deployment: SharedString,
+    /// Registered on first use, once the server's recorder is in place.
+    handles: OnceLock<DeploymentHandles>,
+}
+
+/// One deployment's metrics that need no per-request label.
+#[derive(Debug)]
+struct DeploymentHandles {
+    upstream: Histogram,
+    first_token: Histogram,
+    retries: Counter,
+    fallbacks: Counter,
+    cooldowns: Counter,
+    tokens_in: Counter,
+    tokens_out: Counter,
+    cost: Gauge,
 }
 
 fn shared(text: &str) -> SharedString {
@@ -114,9 +135,37 @@ impl SessionLabels {
             workspace: shared(workspace),
             app: shared(app),
             deployments: deployments
-                .map(|(model_name, id)| DeploymentLabels { model_name: shared(model_name), deployment: shared(id) })
+                .map(|(model_name, id)| DeploymentLabels {
+                    model_name: shared(model_name),
+                    deployment: shared(id),
+                    handles: OnceLock::new(),
+                })
                 .collect(),
+            overhead: OnceLock::new(),
         }
+    }
+
+    /// Deployment `index`'s handles (`None` past the table, which the request path never asks).
+    fn handles(&self, index: usize) -> Option<&DeploymentHandles> {
+        let d = self.deployments.get(index)?;
+        Some(d.handles.get_or_init(|| {
+            let labels = self.with(d.model_name.clone(), d.deployment.clone(), 1);
+            let direction = |dir: &'static str| {
+                let mut with = labels.clone();
+                with.push(Label::from_static_parts("direction", dir));
+                counter!(TOKENS, with)
+            };
+            DeploymentHandles {
+                upstream: histogram!(UPSTREAM_DURATION, labels.clone()),
+                first_token: histogram!(TIME_TO_FIRST_TOKEN, labels.clone()),
+                retries: counter!(RETRIES, labels.clone()),
+                fallbacks: counter!(FALLBACKS, labels.clone()),
+                cooldowns: counter!(COOLDOWNS, labels.clone()),
+                tokens_in: direction("in"),
+                tokens_out: direction("out"),
+                cost: gauge!(COST, labels),
+            }
+        }))
     }
 
     fn app(&self) -> Vec<Label> {
@@ -170,7 +219,7 @@ pub fn request_done(
         .and_then(|&i| l.deployments.get(i))
         .map_or(EMPTY, |d| d.model_name.clone());
     let deployment = deployment
-        .and_then(|id| session.deployments.iter().position(|d| d.id == id))
+        .and_then(|id| deployment_index(session, id))
         .and_then(|i| l.deployments.get(i))
         .map_or(EMPTY, |d| d.deployment.clone());
     let mut labels = l.with(model_name, deployment, 2);
@@ -180,60 +229,58 @@ pub fn request_done(
     counter!(REQUESTS, labels).increment(1);
 }
 
+/// The index of deployment `model_name/n` without scanning the table (apps may have thousands).
+fn deployment_index(session: &Session, id: &str) -> Option<usize> {
+    let (model_name, n) = id.rsplit_once('/')?;
+    let i = *session.group_indices(model_name)?.get(n.parse::<usize>().ok()?)?;
+    (session.deployments.get(i)?.id == id).then_some(i)
+}
+
 /// One upstream attempt's duration (to its response headers).
 pub fn upstream(session: &Session, index: usize, elapsed: Duration) {
-    histogram!(UPSTREAM_DURATION, session.metric_labels.deployment(index)).record(elapsed.as_secs_f64());
+    if let Some(h) = session.metric_labels.handles(index) {
+        h.upstream.record(elapsed.as_secs_f64());
+    }
 }
 
-/// Why an attempt is made, when it is not the request's first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttemptKind {
-    First,
-    /// Another try within the same model group.
-    Retry,
-    /// The first try of a fallback group.
-    Fallback,
-}
-
-/// An attempt is about to go to deployment `index`.
-pub fn attempt(session: &Session, index: usize, kind: AttemptKind) {
-    match kind {
-        AttemptKind::First => {}
-        AttemptKind::Retry => counter!(RETRIES, session.metric_labels.deployment(index)).increment(1),
-        AttemptKind::Fallback => counter!(FALLBACKS, session.metric_labels.deployment(index)).increment(1),
+/// An attempt is about to go to deployment `index`: try `retry` (0-based) of its model group,
+/// which is a fallback group when `in_fallback`. Counts retries and moves to a fallback.
+pub fn attempt(session: &Session, index: usize, retry: u32, in_fallback: bool) {
+    if let Some(h) = session.metric_labels.handles(index) {
+        if retry > 0 {
+            h.retries.increment(1);
+        } else if in_fallback {
+            h.fallbacks.increment(1);
+        }
     }
 }
 
 /// A stream's first upstream byte arrived after `elapsed`.
 pub fn first_token(session: &Session, index: usize, elapsed: Duration) {
-    histogram!(TIME_TO_FIRST_TOKEN, session.metric_labels.deployment(index)).record(elapsed.as_secs_f64());
+    if let Some(h) = session.metric_labels.handles(index) {
+        h.first_token.record(elapsed.as_secs_f64());
+    }
 }
 
 /// Time a routed request spent in ferrolite itself.
 pub fn overhead(session: &Session, overhead: Duration) {
-    histogram!(OVERHEAD_DURATION, session.metric_labels.app()).record(overhead.as_secs_f64());
+    let l = &session.metric_labels;
+    l.overhead.get_or_init(|| histogram!(OVERHEAD_DURATION, l.app())).record(overhead.as_secs_f64());
 }
 
 /// Deployment `index` was put in cooldown.
 pub fn cooldown(session: &Session, index: usize) {
-    counter!(COOLDOWNS, session.metric_labels.deployment(index)).increment(1);
+    if let Some(h) = session.metric_labels.handles(index) {
+        h.cooldowns.increment(1);
+    }
 }
 
 /// A request's usage and cost were booked on deployment `index`.
 pub fn booked(session: &Session, index: usize, usage: Usage, cost: f64) {
-    let labels = session.metric_labels.deployment(index);
-    if usage.prompt_tokens > 0 {
-        let mut with = labels.clone();
-        with.push(Label::from_static_parts("direction", "in"));
-        counter!(TOKENS, with).increment(usage.prompt_tokens);
-    }
-    if usage.completion_tokens > 0 {
-        let mut with = labels.clone();
-        with.push(Label::from_static_parts("direction", "out"));
-        counter!(TOKENS, with).increment(usage.completion_tokens);
-    }
-    if cost > 0.0 {
-        gauge!(COST, labels).increment(cost);
+    if let Some(h) = session.metric_labels.handles(index) {
+        h.tokens_in.increment(usage.prompt_tokens);
+        h.tokens_out.increment(usage.completion_tokens);
+        h.cost.increment(cost);
     }
 }
 

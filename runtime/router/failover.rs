@@ -365,12 +365,7 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
                 (None, None) => break, // a streamed body can be sent once only
             };
             attempts += 1;
-            let kind = match (retry, step) {
-                (0, 1) => metrics::AttemptKind::First,
-                (0, _) => metrics::AttemptKind::Fallback,
-                _ => metrics::AttemptKind::Retry,
-            };
-            metrics::attempt(session, index, kind);
+            metrics::attempt(session, index, retry, step > 1);
             let d = &session.deployments[index];
             let stats = &session.stats[index];
             let in_flight = stats.begin();
