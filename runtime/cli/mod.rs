@@ -30,6 +30,9 @@ pub enum Command {
     Validate {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// `json`: one object per file, `{file, ok, errors: [{pointer, message}], warnings: [...]}`.
+        #[arg(long, short, value_enum, default_value_t = apps::Output::Text)]
+        output: apps::Output,
     },
     /// Manage apps on a running server (install, start, stop, list, ps, logs, uninstall).
     Apps(apps::AppsArgs),
@@ -112,7 +115,7 @@ pub fn run(cli: Cli) -> ExitCode {
             print!("{}", crate::catalogue::OPENAPI_JSON);
             ExitCode::SUCCESS
         }
-        Command::Validate { files } => validate_files(&files),
+        Command::Validate { files, output } => validate_files(&files, output),
         Command::Token { workspace, data_dir, expires_in, admin } => {
             let dir = data_dir.unwrap_or_else(server::default_data_dir);
             match Tokens::load_or_create(&dir) {
@@ -135,7 +138,10 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn validate_files(files: &[PathBuf]) -> ExitCode {
+fn validate_files(files: &[PathBuf], output: apps::Output) -> ExitCode {
+    if output == apps::Output::Json {
+        return validate_files_json(files);
+    }
     let mut failed = false;
     for file in files {
         let name = file.display();
@@ -165,6 +171,39 @@ fn validate_files(files: &[PathBuf]) -> ExitCode {
             }
         }
     }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `validate --output json`: a JSON array, one object per file; exit 1 on any error.
+fn validate_files_json(files: &[PathBuf]) -> ExitCode {
+    let findings = |list: &[validate::Finding]| -> Vec<serde_json::Value> {
+        list.iter().map(|f| serde_json::json!({"pointer": f.pointer, "message": f.message})).collect()
+    };
+    let mut failed = false;
+    let mut report = Vec::new();
+    for file in files {
+        let name = file.display().to_string();
+        let entry = match validate::load_file(file).map(|doc| validate::validate(&doc)) {
+            Err(e) => {
+                serde_json::json!({"file": name, "ok": false, "errors": [{"pointer": "", "message": e.to_string()}], "warnings": []})
+            }
+            Ok(Ok(ok)) => {
+                serde_json::json!({"file": name, "ok": true, "errors": [], "warnings": findings(&ok.warnings)})
+            }
+            Ok(Err(invalid)) => {
+                let (errors, warnings): (Vec<_>, Vec<_>) =
+                    invalid.findings.into_iter().partition(|f| f.severity == validate::Severity::Error);
+                serde_json::json!({"file": name, "ok": false, "errors": findings(&errors), "warnings": findings(&warnings)})
+            }
+        };
+        failed |= entry["ok"] == false;
+        report.push(entry);
+    }
+    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     if failed {
         ExitCode::FAILURE
     } else {

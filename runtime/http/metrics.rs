@@ -25,6 +25,6 @@ pub async fn serve(State(state): State<AppState>, headers: HeaderMap) -> Respons
         }
     }
     let sessions = state.controller.registry().all();
-    let text = crate::observability::metrics::render(&sessions);
+    let text = crate::observability::metrics::render(&sessions, state.in_flight.current());
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
 }

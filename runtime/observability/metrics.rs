@@ -27,6 +27,7 @@ pub const TIME_TO_FIRST_TOKEN: &str = "ferrolite_time_to_first_token_seconds";
 pub const TOKENS: &str = "ferrolite_tokens_total";
 pub const COST: &str = "ferrolite_cost_usd_total";
 pub const IN_FLIGHT: &str = "ferrolite_in_flight";
+pub const SERVER_IN_FLIGHT: &str = "ferrolite_server_in_flight";
 pub const RETRIES: &str = "ferrolite_retries_total";
 pub const FALLBACKS: &str = "ferrolite_fallbacks_total";
 pub const COOLDOWNS: &str = "ferrolite_cooldowns_total";
@@ -85,6 +86,7 @@ fn describe() {
     describe_counter!(TOKENS, "Tokens used, by direction (in: prompt, out: completion).");
     describe_gauge!(COST, "US dollars spent (only ever grows; a gauge because metrics counters are integers).");
     describe_gauge!(IN_FLIGHT, "Requests in flight per deployment (streams until their last byte).");
+    describe_gauge!(SERVER_IN_FLIGHT, "HTTP requests the server is handling, every route (this scrape included).");
     describe_counter!(RETRIES, "Attempts that retried a model group after a failed one.");
     describe_counter!(FALLBACKS, "Times a request moved on to a fallback model group.");
     describe_counter!(COOLDOWNS, "Times a deployment was put in cooldown.");
@@ -302,10 +304,12 @@ pub fn sample(sessions: &[Arc<Session>]) {
     }
 }
 
-/// The Prometheus text exposition of everything recorded, after sampling `sessions`.
-pub fn render(sessions: &[Arc<Session>]) -> String {
+/// The Prometheus text exposition of everything recorded, after sampling `sessions` and the
+/// server's count of requests in flight.
+pub fn render(sessions: &[Arc<Session>], server_in_flight: usize) -> String {
     let handle = install();
     sample(sessions);
+    gauge!(SERVER_IN_FLIGHT).set(server_in_flight as f64);
     handle.render()
 }
 

@@ -53,6 +53,24 @@ fn validate_accepts_json_and_yaml_and_warns_on_literal_keys() {
 }
 
 #[test]
+fn validate_output_json_reports_each_file_for_scripts() {
+    let (code, stdout, _) =
+        run(&["validate", "--output", "json", "tests/manifests/mock.yaml", "tests/manifests/broken.yaml"]);
+    assert_eq!(code, 1);
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report[0]["file"], "tests/manifests/mock.yaml");
+    assert_eq!(report[0]["ok"], true);
+    assert_eq!(report[1]["ok"], false);
+    assert_eq!(report[1]["errors"].as_array().unwrap().len(), 5, "{stdout}");
+    assert!(report[1]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["pointer"] == "/config/model_list/1/litellm_params/model"
+            && e["message"] == "required property missing"));
+}
+
+#[test]
 fn validate_names_unreadable_and_unparsable_files() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.json");

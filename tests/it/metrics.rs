@@ -194,6 +194,8 @@ async fn metrics_need_an_admin_token_unless_the_server_makes_them_public() {
     assert_eq!(status, 200);
     assert!(text.contains("ferrolite_"), "{text}");
 
+    assert!(text.contains("# TYPE ferrolite_server_in_flight gauge"), "{text}");
+
     let public = TestServer::start(Vec::new(), |c| c.metrics_public = true).await;
     let (status, text) = scrape(&public, None).await;
     assert_eq!(status, 200, "{text}");
