@@ -97,3 +97,35 @@ mod otlp {
         Ok((tracing_opentelemetry::layer().with_tracer(tracer), provider))
     }
 }
+
+#[cfg(all(test, feature = "otlp"))]
+mod tests {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[test]
+    fn spans_are_posted_to_the_otlp_endpoint() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}/v1/traces", listener.local_addr().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            if let Ok((mut conn, _)) = listener.accept() {
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut buf = vec![0u8; 64 * 1024];
+                let n = conn.read(&mut buf).unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_owned();
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+                let _ = tx.send(head);
+            }
+        });
+        let (layer, provider) = super::otlp::layer(&endpoint).unwrap();
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            let span = tracing::info_span!("request", id = "req_0123456789abcdef");
+            let _entered = span.enter();
+        });
+        let _ = provider.force_flush();
+        let head = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(head, "POST /v1/traces HTTP/1.1");
+    }
+}

@@ -4,8 +4,8 @@
 //! Label values come from [`SessionLabels`], built once when a session starts: each request
 //! clones `Arc`-backed strings instead of allocating one per label, and a deployment's own
 //! metrics are registered on its first use and then updated through their handles (an atomic
-//! add, no registry look-up). Labels never carry raw
-//! client input (an unknown model is labelled `""`), so a client cannot grow the series count.
+//! add, no registry look-up). Labels never carry raw client input (an unknown model is
+//! labelled `""`), so a client cannot grow the series count.
 //! Gauges of live state (in flight, budget remaining) are read from the sessions at scrape
 //! time and cost the request path nothing.
 
@@ -74,7 +74,7 @@ fn describe() {
     describe_histogram!(
         REQUEST_DURATION,
         ::metrics::Unit::Seconds,
-        "Time from a request's arrival to its response headers (streams: to their first event)."
+        "Time from a request's acceptance (token checked) to its response headers (streams: to their first event)."
     );
     describe_histogram!(UPSTREAM_DURATION, ::metrics::Unit::Seconds, "Time an upstream took to answer one attempt.");
     describe_histogram!(
@@ -180,7 +180,7 @@ impl SessionLabels {
             Some(d) => (d.model_name.clone(), d.deployment.clone()),
             None => (EMPTY, EMPTY),
         };
-        self.with(model_name, deployment, 2)
+        self.with(model_name, deployment, 0)
     }
 
     fn with(&self, model_name: SharedString, deployment: SharedString, extra: usize) -> Vec<Label> {
