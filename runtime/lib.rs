@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod fuzz_targets;
 pub mod http;
 pub mod manifest;
+pub mod observability;
 pub mod providers;
 pub mod router;
 pub mod rpc;

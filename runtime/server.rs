@@ -36,6 +36,8 @@ pub struct ServerConfig {
     pub redis_url: Option<String>,
     /// Let apps installed by non-admin tokens call loopback, link-local and private addresses.
     pub allow_private_upstreams: bool,
+    /// Serve `GET /metrics` without a token (it needs an admin token otherwise).
+    pub metrics_public: bool,
 }
 
 impl ServerConfig {
@@ -49,6 +51,7 @@ impl ServerConfig {
             drain_timeout: Duration::from_secs(30),
             redis_url: None,
             allow_private_upstreams: false,
+            metrics_public: false,
         }
     }
 }
@@ -169,7 +172,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
     let tokens = Tokens::from_secret(&secret);
     let (admin_token_file, new_admin_token) = write_admin_token(&config.data_dir, &tokens)?;
     let token = tokens.issue(DEFAULT_WORKSPACE, false, Duration::from_secs(30 * 24 * 3600));
-    let state = AppState::new(controller, tokens, config.limits);
+    crate::observability::metrics::install();
+    let state = AppState::new(controller, tokens, config.limits).with_metrics_public(config.metrics_public);
     let (router, mounted_routes) = http::router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();
     // Spend lives in memory on the request path; this writes it through every second.

@@ -156,6 +156,8 @@ pub struct Session {
     /// litellm's `general_settings.master_key`: also accepted as a token for this service.
     pub master_key: Option<Secret>,
     pub logs: LogBuffer,
+    /// Metric label values (workspace, app, each deployment's model name and id), built once.
+    pub metric_labels: crate::observability::metrics::SessionLabels,
 }
 
 /// What a new session needs besides the manifest.
@@ -236,7 +238,13 @@ impl Session {
                 RoutingStrategy::from_wire(router.get("routing_strategy")?.as_str()?)
             })
             .unwrap_or(RoutingStrategy::SimpleShuffle);
+        let metric_labels = crate::observability::metrics::SessionLabels::new(
+            &spec.workspace,
+            &spec.app_id,
+            deployments.iter().map(|d| (d.model_name.as_str(), d.id.as_str())),
+        );
         Ok(Session {
+            metric_labels,
             id: spec.id,
             app_id: spec.app_id,
             workspace: spec.workspace,

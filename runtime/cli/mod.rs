@@ -5,7 +5,7 @@ pub mod apps;
 use crate::auth::Tokens;
 use crate::manifest::{self, validate};
 use crate::server::{self, ServerConfig};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -30,6 +30,9 @@ pub enum Command {
     Validate {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// `json`: one object per file, `{file, ok, errors: [{pointer, message}], warnings: [...]}`.
+        #[arg(long, short, value_enum, default_value_t = apps::Output::Text)]
+        output: apps::Output,
     },
     /// Manage apps on a running server (install, start, stop, list, ps, logs, uninstall).
     Apps(apps::AppsArgs),
@@ -45,6 +48,11 @@ pub enum Command {
         /// An admin token acts on every workspace.
         #[arg(long)]
         admin: bool,
+    },
+    /// Print a shell completion script: `ferrolite completions bash > /etc/bash_completion.d/ferrolite`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 
@@ -63,8 +71,16 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Log lines on stderr as text or as one JSON object per line (with the request's span).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Serve GET /metrics without a token (by default it needs an admin token).
+    #[arg(long)]
+    pub metrics_public: bool,
+    /// Export request spans to this OpenTelemetry collector (OTLP over HTTP, e.g.
+    /// http://127.0.0.1:4318/v1/traces). Needs a binary built with `--features otlp`.
+    #[arg(long, env = "FERROLITE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// A route family's own body limit, as FAMILY=BYTES (e.g. audio=104857600); repeatable.
     #[arg(long = "body-limit", value_parser = parse_family_limit)]
     pub body_limits: Vec<(String, usize)>,
@@ -86,11 +102,7 @@ pub struct ServeArgs {
     pub redis_url: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+pub use crate::observability::logging::LogFormat;
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
@@ -103,7 +115,7 @@ pub fn run(cli: Cli) -> ExitCode {
             print!("{}", crate::catalogue::OPENAPI_JSON);
             ExitCode::SUCCESS
         }
-        Command::Validate { files } => validate_files(&files),
+        Command::Validate { files, output } => validate_files(&files, output),
         Command::Token { workspace, data_dir, expires_in, admin } => {
             let dir = data_dir.unwrap_or_else(server::default_data_dir);
             match Tokens::load_or_create(&dir) {
@@ -118,11 +130,18 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Serve(args) => serve(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "ferrolite", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
         Command::Apps(args) => apps::run(args),
     }
 }
 
-fn validate_files(files: &[PathBuf]) -> ExitCode {
+fn validate_files(files: &[PathBuf], output: apps::Output) -> ExitCode {
+    if output == apps::Output::Json {
+        return validate_files_json(files);
+    }
     let mut failed = false;
     for file in files {
         let name = file.display();
@@ -159,8 +178,47 @@ fn validate_files(files: &[PathBuf]) -> ExitCode {
     }
 }
 
+/// `validate --output json`: a JSON array, one object per file; exit 1 on any error.
+fn validate_files_json(files: &[PathBuf]) -> ExitCode {
+    let findings = |list: &[validate::Finding]| -> Vec<serde_json::Value> {
+        list.iter().map(|f| serde_json::json!({"pointer": f.pointer, "message": f.message})).collect()
+    };
+    let mut failed = false;
+    let mut report = Vec::new();
+    for file in files {
+        let name = file.display().to_string();
+        let entry = match validate::load_file(file).map(|doc| validate::validate(&doc)) {
+            Err(e) => {
+                serde_json::json!({"file": name, "ok": false, "errors": [{"pointer": "", "message": e.to_string()}], "warnings": []})
+            }
+            Ok(Ok(ok)) => {
+                serde_json::json!({"file": name, "ok": true, "errors": [], "warnings": findings(&ok.warnings)})
+            }
+            Ok(Err(invalid)) => {
+                let (errors, warnings): (Vec<_>, Vec<_>) =
+                    invalid.findings.into_iter().partition(|f| f.severity == validate::Severity::Error);
+                serde_json::json!({"file": name, "ok": false, "errors": findings(&errors), "warnings": findings(&warnings)})
+            }
+        };
+        failed |= entry["ok"] == false;
+        report.push(entry);
+    }
+    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn serve(args: ServeArgs) -> ExitCode {
-    init_tracing(args.log_format);
+    let _logging = match crate::observability::logging::init(args.log_format, args.otlp_endpoint.as_deref()) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("ferrolite: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -176,6 +234,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.limits.family_body_bytes = args.body_limits.into_iter().collect();
     config.redis_url = args.redis_url;
     config.allow_private_upstreams = args.allow_private_upstreams;
+    config.metrics_public = args.metrics_public;
     config.limits.max_in_flight = args.max_in_flight.max(1);
     config.limits.rates.per_workspace = args.workspace_rpm;
     config.limits.rates.per_token = args.token_rpm;
@@ -213,17 +272,4 @@ fn parse_family_limit(text: &str) -> Result<(String, usize), String> {
         }));
     }
     Ok((family.to_owned(), bytes.parse().map_err(|e| format!("{bytes:?}: {e}"))?))
-}
-
-fn init_tracing(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colour codes only for a terminal: in a log file they are noise, and formatting them
-    // showed up in profiles of the request path.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
 }

@@ -11,6 +11,7 @@ use crate::apps::session::Session;
 use crate::auth::presented_token;
 use crate::catalogue::{BodyKind, Operation, Route, Serve};
 use crate::manifest::Visibility;
+use crate::observability::metrics;
 use crate::router::failover::{self, Target};
 use crate::schema_check;
 use axum::body::Body;
@@ -95,7 +96,7 @@ impl Outcome {
 
 /// Serves one catalogue operation.
 pub async fn dispatch(state: AppState, op: Operation, call: Call) -> Response {
-    let request_id = new_request_id();
+    let request_id = crate::observability::request_id::from_headers(&call.headers);
     let span = tracing::info_span!(
         "request",
         id = %request_id,
@@ -192,6 +193,7 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &str) -
         Err(e) => line.push_str(&format!(" error={:?}", e.message)),
     }
     tracing::debug!(status, latency_ms = elapsed.as_secs_f64() * 1000.0, "served");
+    metrics::request_done(&session, route.path, model.as_deref(), deployment.as_deref(), status, elapsed);
     session.logs.push(kind, line);
     result.map(|(o, _)| o.response)
 }
@@ -387,9 +389,4 @@ fn log_type(status: axum::http::StatusCode) -> LogType {
     } else {
         LogType::Log
     }
-}
-
-fn new_request_id() -> String {
-    let n: u64 = rand::random();
-    format!("req_{n:016x}")
 }

@@ -6,6 +6,7 @@ pub mod dispatch;
 pub mod error;
 pub mod limits;
 pub mod local;
+pub mod metrics;
 pub mod multipart;
 pub mod serve;
 
@@ -61,6 +62,8 @@ pub struct Shared {
     pub in_flight: limits::InFlightLimit,
     pub rate_limits: limits::RateLimits,
     pub rates: limits::RateCounter,
+    /// `GET /metrics` without a token (`--metrics-public`).
+    pub metrics_public: bool,
     /// Request-body validators, compiled on first use of each route.
     validators: Vec<OnceLock<Validator>>,
 }
@@ -85,10 +88,23 @@ impl AppState {
             in_flight: limits::InFlightLimit::new(limits.max_in_flight),
             rate_limits: limits.rates,
             rates: limits::RateCounter::default(),
+            metrics_public: false,
             limits,
             http,
             validators: ROUTES.iter().map(|_| OnceLock::new()).collect(),
         }))
+    }
+}
+
+impl AppState {
+    /// Opens `GET /metrics` to callers without a token. Call it on the state just built,
+    /// before it is cloned (a shared state is left as it is).
+    pub fn with_metrics_public(mut self, public: bool) -> AppState {
+        match Arc::get_mut(&mut self.0) {
+            Some(shared) => shared.metrics_public = public,
+            None => tracing::warn!("with_metrics_public on a shared state: left unchanged"),
+        }
+        self
     }
 }
 
@@ -108,6 +124,7 @@ pub fn router(state: AppState) -> (Router, usize) {
     let router = routes
         .merge(console::routes())
         .route("/openapi.json", get(openapi))
+        .route("/metrics", get(metrics::serve))
         .route("/{workspace}/services/server-apps", get(controller::describe))
         .route("/{workspace}/services/server-apps/{function}", get(controller::call).post(controller::call))
         .fallback(unknown_route)

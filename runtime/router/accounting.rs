@@ -129,6 +129,7 @@ impl Account {
             cost,
         };
         stats.history.record(super::stats::now_ms(), sample);
+        crate::observability::metrics::booked(&self.session, self.index, usage, cost);
         if let Some(cluster) = self.cluster.clone() {
             let (s, i) = (self.session.clone(), self.index);
             let micros = (cost * 1e6).round() as u64;

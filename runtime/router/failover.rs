@@ -16,6 +16,7 @@ use crate::http::dispatch::{Outcome, Payload};
 use crate::http::error::ApiError;
 use crate::http::AppState;
 use crate::manifest::ProxyConfig;
+use crate::observability::metrics;
 use crate::providers::{self, ProviderCall};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::Value;
@@ -363,6 +364,7 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
                 },
             };
             attempts += 1;
+            metrics::attempt(session, index, retry, step > 1);
             let d = &session.deployments[index];
             let stats = &session.stats[index];
             let in_flight = stats.begin();
@@ -376,6 +378,7 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
             let result = attempt(&r, d, payload, attempt_deadline).await.map_err(|e| redact_credentials(e, d));
             let elapsed = t0.elapsed();
             upstream_time += elapsed;
+            metrics::upstream(session, index, elapsed);
             match result {
                 Ok(mut outcome) => {
                     let account = Account {
@@ -389,6 +392,7 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
                     let mut cost = None;
                     if stream {
                         stats.record_first_token(elapsed);
+                        metrics::first_token(session, index, elapsed);
                         let gap = d.params.stream_timeout.map(Duration::from_secs_f64).or(policy.stream_timeout);
                         outcome.response = tap_stream(
                             outcome.response,
@@ -411,6 +415,7 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
                         drop(in_flight);
                     }
                     let overhead = started.elapsed().saturating_sub(upstream_time);
+                    metrics::overhead(session, overhead);
                     let headers = outcome.response.headers_mut();
                     if let Some(cost) = cost {
                         headers.insert("x-ferrolite-cost", header_value(&format!("{cost:.8}")));
@@ -438,6 +443,7 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
                         if e.status == StatusCode::TOO_MANY_REQUESTS || fails > policy.allowed_fails {
                             let wait = e.retry_after.map(Duration::from_secs).unwrap_or_default().max(policy.cooldown);
                             stats.cool_down(wait);
+                            metrics::cooldown(session, index);
                             if let Some(cluster) = cluster.clone() {
                                 let (ws, service) = (session.workspace.clone(), session.service_id.clone());
                                 let millis = wait.as_millis() as u64;

@@ -1,6 +1,7 @@
 //! The `ferrolite` binary as a newcomer runs it.
 
-use crate::support::repo_root;
+use crate::support::{blocking_post, free_port, repo_root, ServeProcess};
+use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -49,6 +50,24 @@ fn validate_accepts_json_and_yaml_and_warns_on_literal_keys() {
     assert!(!stdout.contains("your-openai-api-key"), "keys are never echoed");
     assert!(stdout.contains("tests/manifests/quickstart.json: OK (2 model name(s), 2 deployment(s))"), "{stdout}");
     assert!(stdout.contains("tests/manifests/mock.yaml: OK (1 model name(s), 2 deployment(s))"), "{stdout}");
+}
+
+#[test]
+fn validate_output_json_reports_each_file_for_scripts() {
+    let (code, stdout, _) =
+        run(&["validate", "--output", "json", "tests/manifests/mock.yaml", "tests/manifests/broken.yaml"]);
+    assert_eq!(code, 1);
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report[0]["file"], "tests/manifests/mock.yaml");
+    assert_eq!(report[0]["ok"], true);
+    assert_eq!(report[1]["ok"], false);
+    assert_eq!(report[1]["errors"].as_array().unwrap().len(), 5, "{stdout}");
+    assert!(report[1]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["pointer"] == "/config/model_list/1/litellm_params/model"
+            && e["message"] == "required property missing"));
 }
 
 #[test]
@@ -154,5 +173,187 @@ fn ureq_post(url: &str, token: &str, body: &str) -> String {
             .text()
             .await
             .unwrap()
+    })
+}
+
+/// `ferrolite apps ARGS` against `server`, with its data dir's admin token.
+fn apps(server: &ServeProcess, data_dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["apps", "--server", server.base.as_str(), "--data-dir", data_dir.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run(&all)
+}
+
+fn serve_on_a_free_port(dir: &std::path::Path) -> ServeProcess {
+    ServeProcess::spawn(&["--port", &free_port().to_string()], dir)
+}
+
+#[test]
+fn apps_start_waits_for_the_service_and_ps_shows_its_requests_and_spend() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_on_a_free_port(dir.path());
+    let (code, out, err) = apps(&server, dir.path(), &["install", "tests/manifests/mock.yaml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("installed mock-proxy"), "{out}");
+    let (code, out, err) = apps(&server, dir.path(), &["start", "mock-proxy"]);
+    assert_eq!(code, 0, "{err}");
+    let url = format!("{}/default/apps/mock-llm/v1", server.base);
+    assert!(out.lines().any(|l| l == format!("service: {url}")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("session: ")), "{out}");
+
+    let chat = json!({"model": "test-model", "messages": [{"role": "user", "content": "Hi"}]});
+    let (status, _) = blocking_post(&format!("{url}/chat/completions"), &server.token, &chat);
+    assert_eq!(status, 200);
+
+    let (code, out, _) = apps(&server, dir.path(), &["ps"]);
+    assert_eq!(code, 0);
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines.next().unwrap().split("  ").filter(|c| !c.is_empty()).map(str::trim).collect();
+    assert_eq!(header, ["APP", "SESSION", "SERVICE URL", "MODELS", "REQUESTS", "SPEND"], "{out}");
+    let row: Vec<&str> = lines.find(|l| l.starts_with("mock-proxy")).unwrap().split_whitespace().collect();
+    assert_eq!((row[2], row[3], row[4]), (url.as_str(), "test-model", "1"), "{out}");
+    assert!(row[5].starts_with('$'), "{out}");
+
+    let (code, out, _) = apps(&server, dir.path(), &["ps", "--output", "json"]);
+    assert_eq!(code, 0);
+    let sessions: Value = serde_json::from_str(&out).unwrap();
+    let mock = sessions.as_array().unwrap().iter().find(|s| s["app_id"] == "mock-proxy").unwrap();
+    assert_eq!((mock["url"].as_str(), mock["requests"].as_u64()), (Some(url.as_str()), Some(1)), "{out}");
+    assert!(mock["spend"].is_number(), "{out}");
+
+    let (code, out, _) = apps(&server, dir.path(), &["list", "-o", "json"]);
+    assert_eq!(code, 0);
+    assert!(serde_json::from_str::<Value>(&out).unwrap().as_array().is_some(), "{out}");
+}
+
+#[test]
+fn apps_errors_print_the_servers_message_and_exit_non_zero_in_every_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_on_a_free_port(dir.path());
+    for output in ["text", "json"] {
+        let (code, out, err) = apps(&server, dir.path(), &["stop", "no-such-session", "--output", output]);
+        assert_eq!(code, 1);
+        assert_eq!(out, "");
+        assert_eq!(
+            err.trim(),
+            "ferrolite apps: session \"no-such-session\" is not running in this workspace",
+            "{output}"
+        );
+    }
+}
+
+#[test]
+fn apps_logs_follow_prints_new_lines_as_requests_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_on_a_free_port(dir.path());
+    let (_, out, _) = apps(&server, dir.path(), &["ps", "-o", "json"]);
+    let sessions: Value = serde_json::from_str(&out).unwrap();
+    let demo = sessions.as_array().unwrap().iter().find(|s| s["service_id"] == "demo").unwrap();
+    let (session_id, url) = (demo["id"].as_str().unwrap(), demo["url"].as_str().unwrap());
+
+    let mut follower = ferrolite()
+        .args(["apps", "--server", &server.base, "--data-dir", dir.path().to_str().unwrap()])
+        .args(["logs", session_id, "-f"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = BufReader::new(follower.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // The follower is running (and has printed what was there) before the request is made.
+    std::thread::sleep(Duration::from_millis(700));
+    let chat = r#"{"model": "demo-chat", "messages": [{"role": "user", "content": "Hi"}]}"#;
+    let answer = ureq_post_with_id(&format!("{url}/chat/completions"), &server.token, chat, "followed-request-1");
+    assert!(answer.contains("Hello from ferrolite!"), "{answer}");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    let found = loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) if line.contains("followed-request-1") => break true,
+            Ok(line) => seen.push(line),
+            Err(_) if Instant::now() > deadline => break false,
+            Err(_) => {}
+        }
+    };
+    let _ = follower.kill();
+    let _ = follower.wait();
+    assert!(found, "the new request's line never came: {seen:#?}");
+}
+
+#[test]
+fn serve_log_format_json_writes_one_json_object_per_line_with_the_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let mut server = ServeProcess::spawn_with_env(
+        &["--port", &port, "--log-format", "json"],
+        dir.path(),
+        &[("RUST_LOG", "ferrolite=debug")],
+    );
+    let url = server.services[0].clone();
+    let chat = r#"{"model": "demo-chat", "messages": [{"role": "user", "content": "Hi"}]}"#;
+    ureq_post_with_id(&format!("{url}/chat/completions"), &server.token, chat, "json-logged-1");
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = server.child.kill();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(server.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let lines: Vec<Value> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["span"]["id"] == "json-logged-1" && l["span"]["name"] == "request"),
+        "no line of the request's span: {stderr}"
+    );
+}
+
+#[test]
+fn serve_otlp_endpoint_without_the_feature_says_how_to_get_it() {
+    if cfg!(feature = "otlp") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = ferrolite()
+        .args(["serve", "--port", "0", "--otlp-endpoint", "http://127.0.0.1:4318/v1/traces"])
+        .env("FERROLITE_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("built without the `otlp` feature"), "{err}");
+}
+
+#[test]
+fn completions_print_a_script_for_each_shell() {
+    let (code, out, err) = run(&["completions", "bash"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("_ferrolite()") && out.contains("complete -F _ferrolite"), "{out}");
+    for shell in ["zsh", "fish"] {
+        let (code, out, _) = run(&["completions", shell]);
+        assert_eq!(code, 0);
+        assert!(out.contains("ferrolite") && out.contains("apps"), "{shell}: {out}");
+    }
+}
+
+/// A blocking POST with an `x-request-id`.
+fn ureq_post_with_id(url: &str, token: &str, body: &str, id: &str) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .post(url)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("x-request-id", id)
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["x-request-id"], id);
+        response.text().await.unwrap()
     })
 }

@@ -30,6 +30,7 @@ mod http_api;
 mod limits;
 mod litellm_config;
 mod messages_front;
+mod metrics;
 mod mock_provider;
 mod openai_provider;
 mod openai_upstream;

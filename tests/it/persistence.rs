@@ -17,10 +17,10 @@ fn running_apps_survive_kill_9_at_the_same_url() {
         run_cli(&all)
     };
 
-    let (code, out, err) = apps(&["install", "tests/manifests/mock.yaml"]);
+    let (code, out, err) = apps(&["install", "tests/manifests/mock.yaml", "--output", "json"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("\"id\": \"mock-proxy\""), "{out}");
-    let (code, out, err) = apps(&["start", "mock-proxy"]);
+    let (code, out, err) = apps(&["start", "mock-proxy", "--output", "json"]);
     assert_eq!(code, 0, "{err}");
     let session: serde_json::Value = serde_json::from_str(&out).unwrap();
     let url = session["url"].as_str().unwrap().to_owned();
@@ -32,7 +32,7 @@ fn running_apps_survive_kill_9_at_the_same_url() {
 
     let (code, out, _) = apps(&["ps"]);
     assert_eq!(code, 0);
-    assert!(out.lines().next().unwrap().starts_with("ID"), "a table: {out}");
+    assert!(out.lines().next().unwrap().starts_with("APP"), "a table: {out}");
     assert!(out.contains(session["id"].as_str().unwrap()) && out.contains(&url), "{out}");
 
     // kill -9: no chance to flush anything.

@@ -129,10 +129,16 @@ pub struct ServeProcess {
 impl ServeProcess {
     /// Runs the real binary with `args` (after `serve`) and waits for its banner.
     pub fn spawn(args: &[&str], data_dir: &std::path::Path) -> ServeProcess {
+        ServeProcess::spawn_with_env(args, data_dir, &[])
+    }
+
+    /// `spawn` with extra environment variables (`RUST_LOG`, ...).
+    pub fn spawn_with_env(args: &[&str], data_dir: &std::path::Path, env: &[(&str, &str)]) -> ServeProcess {
         use std::io::{BufRead, BufReader};
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferrolite"))
             .arg("serve")
             .args(args)
+            .envs(env.iter().copied())
             .env("FERROLITE_DATA_DIR", data_dir)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

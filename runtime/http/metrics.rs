@@ -1,0 +1,30 @@
+//! `GET /metrics`: the Prometheus text exposition, for admin tokens (or anyone with
+//! `--metrics-public`).
+
+use super::error::ApiError;
+use super::AppState;
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+
+/// Prometheus' text format version 0.0.4.
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub async fn serve(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !state.metrics_public {
+        let claims = match state.tokens.authenticate(&headers) {
+            Ok(claims) => claims,
+            Err(e) => return ApiError::from(e).into_response(),
+        };
+        if !claims.admin {
+            return ApiError::forbidden(format!(
+                "/metrics needs an admin token (a token of workspace {:?} is not one), or a server started with --metrics-public",
+                claims.ws
+            ))
+            .into_response();
+        }
+    }
+    let sessions = state.controller.registry().all();
+    let text = crate::observability::metrics::render(&sessions, state.in_flight.current());
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
+}
