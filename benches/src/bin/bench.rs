@@ -8,15 +8,23 @@
 //! goes to 127.0.0.1.
 
 use clap::Parser;
+use ferrolite_bench::gateway::{
+    chunk_text, deployment, event_content, manifest, start_ferrolite, Launch, UPSTREAM_KEY,
+};
+use ferrolite_bench::procs::{
+    clock_ticks_per_sec, free_port, group_cpu_ticks, group_rss_kb, install_signal_handler, stop_all, wait_ready, Proc,
+};
+use ferrolite_bench::report::{
+    cmd_output, cores, cpu_model, loadavg, mb, median, ms, opt_f, percentile, rps, verdict, write_results, Report,
+};
+use ferrolite_bench::Res;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -82,190 +90,8 @@ struct Args {
     keep_tmp: bool,
 }
 
-type Res<T> = Result<T, String>;
-
 // ---------------------------------------------------------------------------------------------
-// Processes
-
-/// Leaders of the process groups this run started, stopped on exit or on a signal.
-static STARTED: Mutex<Vec<u32>> = Mutex::new(Vec::new());
-
-fn signal_group(pid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .args(["-s", signal, "--", &format!("-{pid}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-}
-
-fn group_alive(pid: u32) -> bool {
-    group_pids(pid).iter().any(|p| proc_state(*p).is_some_and(|s| s != "Z"))
-}
-
-/// Stops every group still registered (a signal arrived or the run is failing).
-fn stop_all() {
-    let pids: Vec<u32> = STARTED.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
-    for pid in &pids {
-        signal_group(*pid, "TERM");
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline && pids.iter().any(|p| group_alive(*p)) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    for pid in &pids {
-        signal_group(*pid, "KILL");
-    }
-}
-
-fn install_signal_handler() {
-    std::thread::spawn(|| {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-        rt.block_on(async {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term), Ok(mut hup)) =
-                (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()))
-            else {
-                return;
-            };
-            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {}, _ = hup.recv() => {} }
-            eprintln!("bench: interrupted; stopping every process it started");
-            stop_all();
-            std::process::exit(130);
-        });
-    });
-}
-
-/// A child process in a process group of its own, stopped (the whole group) when dropped.
-struct Proc {
-    name: String,
-    child: Child,
-    started: Instant,
-    stopped: bool,
-}
-
-impl Proc {
-    fn spawn(name: &str, cmd: &mut Command, pidfile: Option<&Path>) -> Res<Proc> {
-        cmd.process_group(0);
-        let started = Instant::now();
-        let child = cmd.spawn().map_err(|e| format!("cannot start {name} ({cmd:?}): {e}"))?;
-        let pid = child.id();
-        if let Ok(mut v) = STARTED.lock() {
-            v.push(pid);
-        }
-        if let Some(file) = pidfile {
-            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(file) {
-                let _ = writeln!(f, "{pid}");
-            }
-        }
-        Ok(Proc { name: name.to_owned(), child, started, stopped: false })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn exited(&mut self) -> Option<String> {
-        match self.child.try_wait() {
-            Ok(Some(status)) => Some(format!("{} exited: {status}", self.name)),
-            _ => None,
-        }
-    }
-
-    /// Waits for a process that ends by itself (its group is still stopped afterwards).
-    fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
-        let status = self.child.wait();
-        self.stop();
-        status
-    }
-
-    fn stop(&mut self) {
-        if self.stopped {
-            return;
-        }
-        self.stopped = true;
-        let pid = self.pid();
-        signal_group(pid, "TERM");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline && group_alive(pid) {
-            let _ = self.child.try_wait();
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        signal_group(pid, "KILL");
-        let _ = self.child.wait();
-        if let Ok(mut v) = STARTED.lock() {
-            v.retain(|p| *p != pid);
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// /proc: memory and CPU of a process group
-
-/// The fields of /proc/PID/stat after the command name (index 0 is field 3, the state).
-fn proc_stat(pid: u32) -> Option<Vec<String>> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &text[text.rfind(')')? + 1..];
-    Some(rest.split_whitespace().map(str::to_owned).collect())
-}
-
-fn proc_state(pid: u32) -> Option<String> {
-    proc_stat(pid).and_then(|f| f.first().cloned())
-}
-
-/// Every process whose process group is `leader`'s.
-fn group_pids(leader: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
-    for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        if let Some(fields) = proc_stat(pid) {
-            if fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(leader) {
-                out.push(pid);
-            }
-        }
-    }
-    out
-}
-
-/// VmRSS of one process, in KiB.
-fn vm_rss_kb(pid: u32) -> u64 {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return 0 };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Resident memory of a whole process group, in KiB.
-fn group_rss_kb(leader: u32) -> u64 {
-    group_pids(leader).into_iter().map(vm_rss_kb).sum()
-}
-
-fn clock_ticks_per_sec() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<f64>().ok())
-        .unwrap_or(100.0)
-}
-
-/// utime + stime of a process group (and its reaped children), in clock ticks.
-fn group_cpu_ticks(leader: u32) -> u64 {
-    group_pids(leader)
-        .into_iter()
-        .filter_map(proc_stat)
-        .map(|f| [11, 12, 13, 14].iter().filter_map(|i| f.get(*i).and_then(|v| v.parse::<u64>().ok())).sum::<u64>())
-        .sum()
-}
+// Memory of the targets
 
 /// Samples the resident memory of the watched groups every 100 ms and keeps each one's peak.
 #[derive(Clone, Default)]
@@ -309,58 +135,6 @@ impl Sampler {
 
 // ---------------------------------------------------------------------------------------------
 // HTTP helpers
-
-/// One HTTP/1.1 GET over a fresh connection; the status, or None when nothing answered.
-fn raw_get(port: u16, path: &str, auth: Option<&str>) -> Option<u16> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    stream.set_nodelay(true).ok()?;
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
-    if let Some(token) = auth {
-        request += &format!("Authorization: Bearer {token}\r\n");
-    }
-    request += "\r\n";
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut head = [0u8; 64];
-    let mut got = 0;
-    while got < 12 {
-        let n = stream.read(&mut head[got..]).ok()?;
-        if n == 0 {
-            break;
-        }
-        got += n;
-    }
-    let line = String::from_utf8_lossy(&head[..got]).to_string();
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Polls `path` until it answers 200; the time since `since`.
-fn wait_ready(
-    proc: &mut Proc,
-    port: u16,
-    path: &str,
-    auth: Option<&str>,
-    since: Instant,
-    timeout: Duration,
-) -> Res<Duration> {
-    loop {
-        if raw_get(port, path, auth) == Some(200) {
-            return Ok(since.elapsed());
-        }
-        if let Some(exit) = proc.exited() {
-            return Err(exit);
-        }
-        if since.elapsed() > timeout {
-            return Err(format!("{} did not answer 200 on {path} within {timeout:?}", proc.name));
-        }
-        std::thread::sleep(Duration::from_micros(500));
-    }
-}
-
-fn free_port() -> Res<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
-}
 
 fn post_json(
     rt: &tokio::runtime::Runtime,
@@ -516,17 +290,6 @@ struct StreamRun {
     text_ok: bool,
 }
 
-/// The text of one SSE event's data when it carries content (OpenAI chunk or Anthropic delta).
-fn event_content(data: &str) -> Option<String> {
-    let v: Value = serde_json::from_str(data).ok()?;
-    let text = if v.get("type").and_then(Value::as_str) == Some("content_block_delta") {
-        v.pointer("/delta/text").and_then(Value::as_str)
-    } else {
-        v.pointer("/choices/0/delta/content").and_then(Value::as_str)
-    };
-    text.filter(|t| !t.is_empty()).map(str::to_owned)
-}
-
 async fn stream_once(client: &reqwest::Client, call: &Call, chunks: usize) -> Res<StreamRun> {
     use futures::StreamExt;
     let started = Instant::now();
@@ -563,7 +326,7 @@ async fn stream_once(client: &reqwest::Client, call: &Call, chunks: usize) -> Re
         }
     }
     run.total_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let expected: String = (0..chunks).map(|i| format!("t{i} ")).collect();
+    let expected: String = (0..chunks).map(chunk_text).collect();
     run.text_ok = text == expected;
     Ok(run)
 }
@@ -585,20 +348,6 @@ struct StreamStats {
     /// arrive in about as many reads unless something on the way buffers them).
     reads_with_text_min: usize,
     text_intact: bool,
-}
-
-fn percentile(values: &[f64], p: f64) -> f64 {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let rank = ((p / 100.0) * (v.len() as f64 - 1.0)).round() as usize;
-    v[rank.min(v.len() - 1)]
-}
-
-fn median(values: &[f64]) -> f64 {
-    percentile(values, 50.0)
 }
 
 fn stream_stats(rt: &tokio::runtime::Runtime, call: &Call, streams: usize, chunks: usize) -> Res<StreamStats> {
@@ -640,17 +389,11 @@ const STREAM_BODY: &str =
 const ANTHROPIC_BODY: &str =
     r#"{"model":"claude-3-5-sonnet-20241022","max_tokens":16,"messages":[{"role":"user","content":"Hello!"}]}"#;
 const ANTHROPIC_STREAM_BODY: &str = r#"{"model":"claude-3-5-sonnet-20241022","max_tokens":256,"stream":true,"messages":[{"role":"user","content":"Hello!"}]}"#;
-const UPSTREAM_KEY: &str = "sk-bench-upstream";
 const LITELLM_KEY: &str = "sk-bench-master";
 const MOCK_TEXT: &str = "This is a mock benchmark response";
 
 fn body(template: &str, model: &str) -> String {
     template.replace("MODEL", model)
-}
-
-fn deployment(model_name: &str, fake: u16) -> Value {
-    json!({"model_name": model_name, "litellm_params": {
-        "model": "openai/gpt-4o", "api_base": format!("http://127.0.0.1:{fake}/v1"), "api_key": UPSTREAM_KEY}})
 }
 
 fn model_list(fake: u16) -> Vec<Value> {
@@ -661,15 +404,6 @@ fn model_list(fake: u16) -> Vec<Value> {
             "api_key": UPSTREAM_KEY}}),
         json!({"model_name": "mock", "litellm_params": {"model": "openai/gpt-4o", "mock_response": MOCK_TEXT}}),
     ]
-}
-
-fn manifest(service_id: &str, models: Vec<Value>) -> Value {
-    json!({
-        "name": format!("bench {service_id}"),
-        "type": "llm-proxy",
-        "version": "1.0.0",
-        "config": {"service_id": service_id, "model_list": models}
-    })
 }
 
 fn nginx_conf(dir: &Path, port: u16, fake: u16) -> String {
@@ -697,78 +431,6 @@ fn litellm_config(fake: u16) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The report
-
-#[derive(Default)]
-struct Report {
-    md: String,
-    json: serde_json::Map<String, Value>,
-}
-
-impl Report {
-    fn table(&mut self, title: &str, note: &str, headers: &[&str], rows: &[Vec<String>]) {
-        let _ = writeln!(self.md, "\n## {title}\n");
-        if !note.is_empty() {
-            let _ = writeln!(self.md, "{note}\n");
-        }
-        let _ = writeln!(self.md, "| {} |", headers.join(" | "));
-        let _ = writeln!(self.md, "|{}", " --- |".repeat(headers.len()));
-        for row in rows {
-            let _ = writeln!(self.md, "| {} |", row.join(" | "));
-        }
-    }
-
-    fn put(&mut self, key: &str, value: Value) {
-        self.json.insert(key.to_owned(), value);
-    }
-}
-
-fn ms(v: f64) -> String {
-    if !v.is_finite() {
-        "–".into()
-    } else if v.abs() < 1.0 {
-        format!("{:.0} µs", v * 1000.0)
-    } else {
-        format!("{v:.2} ms")
-    }
-}
-
-fn rps(v: f64) -> String {
-    if v >= 100.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.1}")
-    }
-}
-
-fn mb(kb: u64) -> String {
-    format!("{:.1} MB", kb as f64 / 1024.0)
-}
-
-fn opt_f(v: Option<f64>, digits: usize) -> String {
-    v.filter(|x| x.is_finite()).map(|x| format!("{x:.digits$}")).unwrap_or_else(|| "–".into())
-}
-
-fn verdict(pass: bool) -> &'static str {
-    if pass {
-        "met"
-    } else {
-        "**missed**"
-    }
-}
-
-fn cmd_output(program: &str, args: &[&str]) -> String {
-    Command::new(program)
-        .args(args)
-        .output()
-        .map(|o| {
-            let text = if o.stdout.is_empty() { o.stderr } else { o.stdout };
-            String::from_utf8_lossy(&text).trim().lines().next().unwrap_or("").to_owned()
-        })
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-// ---------------------------------------------------------------------------------------------
 // Targets
 
 /// One thing the load is sent to: the fake directly, nginx, ferrolite or litellm.
@@ -792,60 +454,6 @@ impl Target {
     }
 }
 
-struct Ferrolite {
-    proc: Proc,
-    port: u16,
-    token: String,
-    ready: Duration,
-}
-
-/// Starts `ferrolite serve` on a fresh data dir; ready when readiness of `service` answers 200.
-fn start_ferrolite(ctx: &Ctx, tag: &str, configs: &[PathBuf], service: &str) -> Res<Ferrolite> {
-    let ferrolite = ctx.args.bin_dir.join("ferrolite");
-    let data = ctx.tmp.join(format!("data-{tag}"));
-    let _ = std::fs::remove_dir_all(&data);
-    std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
-    // The secret is made before the start, so a token exists to poll readiness with.
-    let out = Command::new(&ferrolite)
-        .args(["token", "--workspace", "default", "--data-dir"])
-        .arg(&data)
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", ferrolite.display()))?;
-    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    if !out.status.success() || token.is_empty() {
-        return Err(format!("ferrolite token failed: {}", String::from_utf8_lossy(&out.stderr)));
-    }
-    let port = free_port()?;
-    let mut cmd = Command::new(&ferrolite);
-    cmd.args(["serve", "--port", &port.to_string(), "--data-dir"]).arg(&data);
-    for c in configs {
-        cmd.arg("--config").arg(c);
-    }
-    let log = std::fs::File::create(ctx.tmp.join(format!("ferrolite-{tag}.log"))).map_err(|e| e.to_string())?;
-    cmd.stdout(Stdio::piped()).stderr(log);
-    let mut proc = Proc::spawn(&format!("ferrolite ({tag})"), &mut cmd, ctx.args.pidfile.as_deref())?;
-    let path = format!("/default/apps/{service}/health/readiness");
-    let since = proc.started;
-    let ready = wait_ready(&mut proc, port, &path, Some(&token), since, Duration::from_secs(60))?;
-    // The banner's token (default workspace), as a user would take it.
-    let mut banner_token = None;
-    if let Some(stdout) = proc.child.stdout.take() {
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        while reader.read_line(&mut line).unwrap_or(0) > 0 {
-            if let Some(t) = line.strip_prefix("  token:") {
-                banner_token = Some(t.trim().to_owned());
-                break;
-            }
-            line.clear();
-        }
-        // Keep draining so the pipe never fills.
-        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-    }
-    let token = banner_token.unwrap_or(token);
-    Ok(Ferrolite { proc, port, token, ready })
-}
-
 struct Ctx {
     args: Args,
     tmp: PathBuf,
@@ -857,6 +465,10 @@ struct Ctx {
 }
 
 impl Ctx {
+    fn launch(&self) -> Launch<'_> {
+        Launch { bin_dir: &self.args.bin_dir, scratch: &self.tmp, pidfile: self.args.pidfile.as_deref() }
+    }
+
     fn load(&self, call: &Call, connections: usize, rate: Option<u64>) -> Res<Load> {
         self.oha.run(call, connections, self.secs, rate)
     }
@@ -888,7 +500,7 @@ impl Ctx {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    install_signal_handler();
+    install_signal_handler("bench");
     let result = run(args);
     stop_all();
     match result {
@@ -947,13 +559,6 @@ fn run(args: Args) -> Res<()> {
     result
 }
 
-/// The first three fields of /proc/loadavg: how busy the machine was besides this run.
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
 fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     let load_before = loadavg();
     let args = ctx.args.clone();
@@ -1009,7 +614,7 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     step("starting ferrolite");
     let app = ctx.tmp.join("bench-app.json");
     std::fs::write(&app, manifest("bench", model_list(fake_port)).to_string()).map_err(|e| e.to_string())?;
-    let gw = start_ferrolite(ctx, "main", std::slice::from_ref(&app), "bench")?;
+    let gw = start_ferrolite(&ctx.launch(), "main", std::slice::from_ref(&app), "bench", &[])?;
     sampler.watch("ferrolite", gw.proc.pid());
 
     // --- litellm
@@ -1527,7 +1132,7 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     let mut ready_ms = vec![gw.ready.as_secs_f64() * 1000.0];
     for i in 1..ready_runs {
         step(&format!("time to ready: start {}", i + 1));
-        let mut f = start_ferrolite(ctx, &format!("ready-{i}"), std::slice::from_ref(&app), "bench")?;
+        let mut f = start_ferrolite(&ctx.launch(), &format!("ready-{i}"), std::slice::from_ref(&app), "bench", &[])?;
         ready_ms.push(f.ready.as_secs_f64() * 1000.0);
         f.proc.stop();
     }
@@ -1675,13 +1280,8 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     }
 
     // --- write
-    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cpu_model = cpu_model();
+    let cores = cores();
     let date = cmd_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
     let commit = cmd_output("git", &["rev-parse", "--short", "HEAD"]);
     let dirty = !cmd_output("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty();
@@ -1758,13 +1358,8 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     );
     out.insert("goals".into(), Value::Array(goals));
     out.extend(report.json);
-    std::fs::create_dir_all(&args.out_dir).map_err(|e| e.to_string())?;
-    let md_path = args.out_dir.join("latest.md");
-    let json_path = args.out_dir.join("latest.json");
-    std::fs::write(&md_path, md).map_err(|e| format!("{}: {e}", md_path.display()))?;
-    let pretty = serde_json::to_string_pretty(&Value::Object(out)).map_err(|e| e.to_string())?;
-    std::fs::write(&json_path, pretty + "\n").map_err(|e| format!("{}: {e}", json_path.display()))?;
-    eprintln!("bench: wrote {} and {}", md_path.display(), json_path.display());
+    let (md_path, json_path) = write_results(&args.out_dir, "latest", &md, &Value::Object(out))?;
+    eprintln!("bench: wrote {md_path} and {json_path}");
     Ok(())
 }
 
@@ -1812,7 +1407,7 @@ fn routing(ctx: &mut Ctx, report: &mut Report, d1: &Load) -> Res<RoutingRatios> 
         configs.push(path);
     }
     step("routing: starting ferrolite with 1, 100 and 1,000 deployments");
-    let mut inst = start_ferrolite(ctx, "deployments", &configs, "deploy-1000")?;
+    let mut inst = start_ferrolite(&ctx.launch(), "deployments", &configs, "deploy-1000", &[])?;
     let mut per_deploy = Vec::new();
     for n in [1usize, 100, 1000] {
         let t = Target {
@@ -1838,7 +1433,7 @@ fn routing(ctx: &mut Ctx, report: &mut Report, d1: &Load) -> Res<RoutingRatios> 
     let first = ctx.tmp.join("apps-0.json");
     std::fs::write(&first, manifest("apps-0", vec![deployment("gpt", fake)]).to_string()).map_err(|e| e.to_string())?;
     step("routing: starting ferrolite with one app");
-    let mut inst = start_ferrolite(ctx, "apps", std::slice::from_ref(&first), "apps-0")?;
+    let mut inst = start_ferrolite(&ctx.launch(), "apps", std::slice::from_ref(&first), "apps-0", &[])?;
     let admin = std::fs::read_to_string(ctx.tmp.join("data-apps").join("admin-token"))
         .map_err(|e| format!("admin token: {e}"))?
         .trim()

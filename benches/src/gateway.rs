@@ -1,0 +1,117 @@
+//! ferrolite as the harness runs it: app manifests, `ferrolite serve` on a fresh data dir with its
+//! token, and the SSE events it streams back.
+
+use crate::procs::{free_port, wait_ready, Proc};
+use crate::Res;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// The API key every deployment sends to a fake upstream.
+pub const UPSTREAM_KEY: &str = "sk-bench-upstream";
+
+/// An OpenAI deployment named `model_name` whose upstream is the fake on port `fake`.
+pub fn deployment(model_name: &str, fake: u16) -> Value {
+    json!({"model_name": model_name, "litellm_params": {
+        "model": "openai/gpt-4o", "api_base": format!("http://127.0.0.1:{fake}/v1"), "api_key": UPSTREAM_KEY}})
+}
+
+/// An `llm-proxy` app manifest with `models` as its model list.
+pub fn manifest(service_id: &str, models: Vec<Value>) -> Value {
+    json!({
+        "name": format!("bench {service_id}"),
+        "type": "llm-proxy",
+        "version": "1.0.0",
+        "config": {"service_id": service_id, "model_list": models}
+    })
+}
+
+/// Where the binaries are, where scratch files go, and the pid file a wrapper script reads.
+pub struct Launch<'a> {
+    pub bin_dir: &'a Path,
+    pub scratch: &'a Path,
+    pub pidfile: Option<&'a Path>,
+}
+
+/// A running `ferrolite serve`.
+pub struct Ferrolite {
+    pub proc: Proc,
+    pub port: u16,
+    /// A token of the default workspace (the one the start-up banner prints).
+    pub token: String,
+    /// Process start to the first 200 on the service's readiness.
+    pub ready: Duration,
+}
+
+/// Starts `ferrolite serve` (with `extra` arguments) on a fresh data dir under the scratch dir;
+/// ready when readiness of `service` answers 200. Its log is `ferrolite-TAG.log` there.
+pub fn start_ferrolite(
+    launch: &Launch,
+    tag: &str,
+    configs: &[PathBuf],
+    service: &str,
+    extra: &[&str],
+) -> Res<Ferrolite> {
+    let ferrolite = launch.bin_dir.join("ferrolite");
+    let data = launch.scratch.join(format!("data-{tag}"));
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
+    // The secret is made before the start, so a token exists to poll readiness with.
+    let out = Command::new(&ferrolite)
+        .args(["token", "--workspace", "default", "--data-dir"])
+        .arg(&data)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", ferrolite.display()))?;
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || token.is_empty() {
+        return Err(format!("ferrolite token failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let port = free_port()?;
+    let mut cmd = Command::new(&ferrolite);
+    cmd.args(["serve", "--port", &port.to_string(), "--data-dir"]).arg(&data);
+    for c in configs {
+        cmd.arg("--config").arg(c);
+    }
+    cmd.args(extra);
+    let log = std::fs::File::create(launch.scratch.join(format!("ferrolite-{tag}.log"))).map_err(|e| e.to_string())?;
+    cmd.stdout(Stdio::piped()).stderr(log);
+    let mut proc = Proc::spawn(&format!("ferrolite ({tag})"), &mut cmd, launch.pidfile)?;
+    let path = format!("/default/apps/{service}/health/readiness");
+    let since = proc.started;
+    let ready = wait_ready(&mut proc, port, &path, Some(&token), since, Duration::from_secs(60))?;
+    // The banner's token (default workspace), as a user would take it.
+    let mut banner_token = None;
+    if let Some(stdout) = proc.child.stdout.take() {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            if let Some(t) = line.strip_prefix("  token:") {
+                banner_token = Some(t.trim().to_owned());
+                break;
+            }
+            line.clear();
+        }
+        // Keep draining so the pipe never fills.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    }
+    let token = banner_token.unwrap_or(token);
+    Ok(Ferrolite { proc, port, token, ready })
+}
+
+/// The text of one SSE event's data when it carries content (OpenAI chunk or Anthropic delta).
+pub fn event_content(data: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(data).ok()?;
+    let text = if v.get("type").and_then(Value::as_str) == Some("content_block_delta") {
+        v.pointer("/delta/text").and_then(Value::as_str)
+    } else {
+        v.pointer("/choices/0/delta/content").and_then(Value::as_str)
+    };
+    text.filter(|t| !t.is_empty()).map(str::to_owned)
+}
+
+/// The text the fake upstream streams as chunk `i` (its number, so order and count can be checked).
+pub fn chunk_text(i: usize) -> String {
+    format!("t{i} ")
+}

@@ -1,0 +1,297 @@
+//! Processes the harness starts and watches: each in a process group of its own, stopped (the
+//! whole group) when dropped, when the program ends or fails, and on a signal; their memory, CPU
+//! time and open file descriptors from `/proc`; free ports and readiness polling.
+
+use crate::Res;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Leaders of the process groups this run started, stopped on exit or on a signal.
+static STARTED: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+pub fn signal_group(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .args(["-s", signal, "--", &format!("-{pid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+pub fn group_alive(pid: u32) -> bool {
+    group_pids(pid).iter().any(|p| proc_state(*p).is_some_and(|s| s != "Z"))
+}
+
+/// Stops every group still registered (a signal arrived or the run is failing).
+pub fn stop_all() {
+    let pids: Vec<u32> = STARTED.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
+    for pid in &pids {
+        signal_group(*pid, "TERM");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && pids.iter().any(|p| group_alive(*p)) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for pid in &pids {
+        signal_group(*pid, "KILL");
+    }
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: stops every group started, then exits 130 (`who` names the
+/// program in the message).
+pub fn install_signal_handler(who: &'static str) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term), Ok(mut hup)) =
+                (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()))
+            else {
+                return;
+            };
+            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {}, _ = hup.recv() => {} }
+            eprintln!("{who}: interrupted; stopping every process it started");
+            stop_all();
+            std::process::exit(130);
+        });
+    });
+}
+
+/// A child process in a process group of its own, stopped (the whole group) when dropped.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+    pub started: Instant,
+    stopped: bool,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, cmd: &mut Command, pidfile: Option<&Path>) -> Res<Proc> {
+        cmd.process_group(0);
+        let started = Instant::now();
+        let child = cmd.spawn().map_err(|e| format!("cannot start {name} ({cmd:?}): {e}"))?;
+        let pid = child.id();
+        if let Ok(mut v) = STARTED.lock() {
+            v.push(pid);
+        }
+        if let Some(file) = pidfile {
+            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(file) {
+                let _ = writeln!(f, "{pid}");
+            }
+        }
+        Ok(Proc { name: name.to_owned(), child, started, stopped: false })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn exited(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(format!("{} exited: {status}", self.name)),
+            _ => None,
+        }
+    }
+
+    /// Waits for a process that ends by itself (its group is still stopped afterwards).
+    pub fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        let status = self.child.wait();
+        self.stop();
+        status
+    }
+
+    pub fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        let pid = self.pid();
+        signal_group(pid, "TERM");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && group_alive(pid) {
+            let _ = self.child.try_wait();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        signal_group(pid, "KILL");
+        let _ = self.child.wait();
+        if let Ok(mut v) = STARTED.lock() {
+            v.retain(|p| *p != pid);
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc: memory and CPU of a process group
+
+/// The fields of /proc/PID/stat after the command name (index 0 is field 3, the state).
+pub fn proc_stat(pid: u32) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+pub fn proc_state(pid: u32) -> Option<String> {
+    proc_stat(pid).and_then(|f| f.first().cloned())
+}
+
+/// Every process whose process group is `leader`'s.
+pub fn group_pids(leader: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if let Some(fields) = proc_stat(pid) {
+            if fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(leader) {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+/// VmRSS of one process, in KiB.
+pub fn vm_rss_kb(pid: u32) -> u64 {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return 0 };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Resident memory of a whole process group, in KiB.
+pub fn group_rss_kb(leader: u32) -> u64 {
+    group_pids(leader).into_iter().map(vm_rss_kb).sum()
+}
+
+pub fn clock_ticks_per_sec() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<f64>().ok())
+        .unwrap_or(100.0)
+}
+
+/// utime + stime of a process group (and its reaped children), in clock ticks.
+pub fn group_cpu_ticks(leader: u32) -> u64 {
+    group_pids(leader)
+        .into_iter()
+        .filter_map(proc_stat)
+        .map(|f| [11, 12, 13, 14].iter().filter_map(|i| f.get(*i).and_then(|v| v.parse::<u64>().ok())).sum::<u64>())
+        .sum()
+}
+
+/// One HTTP/1.1 GET over a fresh connection; the status, or None when nothing answered.
+pub fn raw_get(port: u16, path: &str, auth: Option<&str>) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream.set_nodelay(true).ok()?;
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    if let Some(token) = auth {
+        request += &format!("Authorization: Bearer {token}\r\n");
+    }
+    request += "\r\n";
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut head = [0u8; 64];
+    let mut got = 0;
+    while got < 12 {
+        let n = stream.read(&mut head[got..]).ok()?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    let line = String::from_utf8_lossy(&head[..got]).to_string();
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Polls `path` until it answers 200; the time since `since`.
+pub fn wait_ready(
+    proc: &mut Proc,
+    port: u16,
+    path: &str,
+    auth: Option<&str>,
+    since: Instant,
+    timeout: Duration,
+) -> Res<Duration> {
+    loop {
+        if raw_get(port, path, auth) == Some(200) {
+            return Ok(since.elapsed());
+        }
+        if let Some(exit) = proc.exited() {
+            return Err(exit);
+        }
+        if since.elapsed() > timeout {
+            return Err(format!("{} did not answer 200 on {path} within {timeout:?}", proc.name));
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+pub fn free_port() -> Res<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
+    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+/// Open file descriptors of one process (entries of /proc/PID/fd), or None when unreadable.
+pub fn fd_count(pid: u32) -> Option<usize> {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).ok().map(|d| d.count())
+}
+
+/// Threads of one process (the `Threads:` line of /proc/PID/status).
+pub fn thread_count(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse().ok())
+}
+
+/// A TCP socket one of a process's descriptors holds: its state (the code of /proc/net/tcp:
+/// 0x01 established, 0x08 close-wait, 0x0A listen, ...) and its ports.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpSocket {
+    pub state: u8,
+    pub local_port: u16,
+    pub remote_port: u16,
+}
+
+pub const TCP_ESTABLISHED: u8 = 0x01;
+pub const TCP_CLOSE_WAIT: u8 = 0x08;
+
+/// The TCP sockets among a process's open descriptors, and how many descriptors are anything
+/// else (files, pipes, event and timer descriptors, other sockets).
+pub fn tcp_sockets(pid: u32) -> (Vec<TcpSocket>, usize) {
+    let port = |field: &str| field.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok()).unwrap_or(0);
+    let mut by_inode = std::collections::HashMap::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 {
+                continue;
+            }
+            let state = u8::from_str_radix(f[3], 16).unwrap_or(0);
+            by_inode.insert(f[9].to_owned(), TcpSocket { state, local_port: port(f[1]), remote_port: port(f[2]) });
+        }
+    }
+    let (mut sockets, mut other) = (Vec::new(), 0);
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten() {
+        let target = std::fs::read_link(entry.path()).map(|t| t.display().to_string()).unwrap_or_default();
+        let inode = target.strip_prefix("socket:[").and_then(|t| t.strip_suffix(']'));
+        match inode.and_then(|i| by_inode.get(i)) {
+            Some(socket) => sockets.push(*socket),
+            None => other += 1,
+        }
+    }
+    (sockets, other)
+}
