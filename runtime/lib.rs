@@ -11,6 +11,7 @@ pub mod auth;
 pub mod catalogue;
 pub mod cli;
 pub mod cluster;
+pub mod decimal;
 pub mod fuzz_targets;
 pub mod http;
 pub mod manifest;

@@ -174,28 +174,56 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &str) -
         }
         Err(e) => (e.status.as_u16(), LogType::Error, None, None, None),
     };
-    let tokens = usage.map(|u| format!("{}/{}", u.prompt_tokens, u.completion_tokens)).unwrap_or_else(|| "-".into());
-    let mut line = format!(
-        "{} {request_id} {} {} model={} deployment={} status={status} latency_ms={:.1} tokens={tokens}",
-        crate::auth::unix_now(),
-        route.method.as_http(),
-        route.path,
-        model.as_deref().unwrap_or("-"),
-        deployment.as_deref().unwrap_or("-"),
-        elapsed.as_secs_f64() * 1000.0,
-    );
-    match &result {
-        Ok((o, _)) => {
-            if let Some(cost) = o.response.headers().get("x-ferrolite-cost").and_then(|v| v.to_str().ok()) {
-                line.push_str(&format!(" cost=${cost}"));
-            }
-        }
-        Err(e) => line.push_str(&format!(" error={:?}", e.message)),
-    }
+    let line = log_line(request_id, route, model.as_deref(), deployment.as_deref(), status, elapsed, usage, &result);
     tracing::debug!(status, latency_ms = elapsed.as_secs_f64() * 1000.0, "served");
     metrics::request_done(&session, route.path, model.as_deref(), deployment.as_deref(), status, elapsed);
     session.logs.push(kind, line);
     result.map(|(o, _)| o.response)
+}
+
+/// The request's line in `get_logs`: `time id METHOD path model= deployment= status=
+/// latency_ms= tokens=prompt/completion [cost=$ | error="..."]`.
+#[allow(clippy::too_many_arguments)] // one request's facts, written once
+fn log_line(
+    request_id: &str,
+    route: &Route,
+    model: Option<&str>,
+    deployment: Option<&str>,
+    status: u16,
+    elapsed: std::time::Duration,
+    usage: Option<Usage>,
+    result: &Result<(Outcome, Option<String>), ApiError>,
+) -> String {
+    use std::fmt::Write;
+    let mut line = String::with_capacity(160);
+    let _ = write!(
+        line,
+        "{} {request_id} {} {} model={} deployment={} status={status} latency_ms=",
+        crate::auth::unix_now(),
+        route.method.as_http(),
+        route.path,
+        model.unwrap_or("-"),
+        deployment.unwrap_or("-"),
+    );
+    crate::decimal::push(&mut line, elapsed.as_secs_f64() * 1000.0, 1);
+    match usage {
+        Some(u) => {
+            let _ = write!(line, " tokens={}/{}", u.prompt_tokens, u.completion_tokens);
+        }
+        None => line.push_str(" tokens=-"),
+    }
+    match result {
+        Ok((o, _)) => {
+            if let Some(cost) = o.response.headers().get("x-ferrolite-cost").and_then(|v| v.to_str().ok()) {
+                line.push_str(" cost=$");
+                line.push_str(cost);
+            }
+        }
+        Err(e) => {
+            let _ = write!(line, " error={:?}", e.message);
+        }
+    }
+    line
 }
 
 #[allow(clippy::too_many_arguments)] // one request's parts, passed through once

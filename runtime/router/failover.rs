@@ -418,13 +418,13 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
                     metrics::overhead(session, overhead);
                     let headers = outcome.response.headers_mut();
                     if let Some(cost) = cost {
-                        headers.insert("x-ferrolite-cost", header_value(&format!("{cost:.8}")));
+                        headers.insert("x-ferrolite-cost", header_value(&crate::decimal::text(cost, 8)));
                     }
                     headers.insert("x-ferrolite-deployment", header_value(&d.id));
                     headers.insert("x-ferrolite-attempts", HeaderValue::from(attempts));
                     headers.insert(
                         "x-ferrolite-overhead-ms",
-                        header_value(&format!("{:.3}", overhead.as_secs_f64() * 1000.0)),
+                        header_value(&crate::decimal::text(overhead.as_secs_f64() * 1000.0, 3)),
                     );
                     return Ok(outcome);
                 }
