@@ -472,6 +472,12 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
                     if failure != Failure::Retryable || retry == num_retries || kept.is_none() || out_of_time {
                         break;
                     }
+                    // With every deployment of the group cooling down, waiting to retry only
+                    // delays the answer: the client gets this attempt's own error now.
+                    let now = super::stats::now_ms();
+                    if indices.iter().all(|&i| session.stats[i].cooling_at(now).is_some()) {
+                        break;
+                    }
                     let wait = backoff(policy, retry, retry_after);
                     if deadline.is_some_and(|dl| Instant::now() + wait >= dl) {
                         break;

@@ -220,11 +220,15 @@ async fn rate_limited_deployments_cool_down_and_the_client_gets_retry_after() {
     let (status, body, headers) = ask(&server, hi("gpt")).await;
     assert_eq!(status, 429, "{body}");
     assert_eq!(flaky.hits("limited"), 1, "a 429 cools the deployment down at once");
+    // The request that caused the cooldown gets the upstream's own answer, not a wait for a
+    // retry that could only find every deployment cooling.
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded", "{body}");
+    assert_eq!(headers["retry-after"], "1");
+    let (status, body, headers) = ask(&server, hi("gpt")).await;
+    assert_eq!(status, 429);
     assert_eq!(body["error"]["code"], "cooldown");
     let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=2).contains(&retry_after), "{retry_after}");
-    let (status, _, _) = ask(&server, hi("gpt")).await;
-    assert_eq!(status, 429);
     assert_eq!(flaky.hits("limited"), 1, "nothing reaches a cooling deployment");
 }
 
