@@ -43,7 +43,8 @@ pub struct Call {
 /// A request body after it was read and checked against the route's schema.
 #[derive(Debug)]
 pub enum Payload {
-    Json(Value),
+    /// Shared by every attempt of a request: a retry sends the same body without copying it.
+    Json(Arc<Value>),
     /// Leading text fields read; files still streaming from the client.
     Multipart(Box<MultipartBody>),
     Empty,
@@ -53,7 +54,7 @@ impl Payload {
     /// A copy for another attempt; `None` for a streamed multipart body, which is sent once.
     pub fn try_clone(&self) -> Option<Payload> {
         match self {
-            Payload::Json(v) => Some(Payload::Json(v.clone())),
+            Payload::Json(v) => Some(Payload::Json(Arc::clone(v))),
             Payload::Empty => Some(Payload::Empty),
             Payload::Multipart(_) => None,
         }
@@ -338,7 +339,7 @@ async fn read_payload(
             let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
                 ApiError::bad_request(format!("request body is not valid JSON: {e}")).with_code("invalid_json")
             })?;
-            Payload::Json(value)
+            Payload::Json(Arc::new(value))
         }
         (BodyKind::Multipart, RequestBody::Multipart(body)) => {
             let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
@@ -387,7 +388,7 @@ fn describe_violation(v: &schema_check::Violation) -> String {
 
 fn payload_instance(payload: &Payload) -> Option<std::borrow::Cow<'_, Value>> {
     match payload {
-        Payload::Json(v) => Some(std::borrow::Cow::Borrowed(v)),
+        Payload::Json(v) => Some(std::borrow::Cow::Borrowed(v.as_ref())),
         Payload::Multipart(form) => Some(std::borrow::Cow::Owned(Value::Object(form.fields.clone()))),
         Payload::Empty => None,
     }

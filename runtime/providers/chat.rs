@@ -279,9 +279,8 @@ pub async fn serve_openai(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
 /// The typed chat request of a JSON payload.
 pub fn parse_chat(payload: &Payload) -> Result<ChatRequest, ApiError> {
     match payload {
-        Payload::Json(v) => {
-            serde_json::from_value(v.clone()).map_err(|e| ApiError::bad_request(format!("invalid request: {e}")))
-        }
+        Payload::Json(v) => <ChatRequest as serde::Deserialize>::deserialize(v.as_ref())
+            .map_err(|e| ApiError::bad_request(format!("invalid request: {e}"))),
         _ => Err(ApiError::bad_request("this route takes a JSON body")),
     }
 }

@@ -371,7 +371,7 @@ pub async fn serve(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
     let provider = chat_provider(call.deployment.provider)
         .ok_or_else(|| ApiError::not_built(format!("chat translation for {} deployments", call.deployment.provider)))?;
     let body = match &call.payload {
-        Payload::Json(v) => v.clone(),
+        Payload::Json(v) => Arc::clone(v),
         _ => return Err(invalid("this route takes a JSON body")),
     };
     let req = to_chat_request(&body)?;

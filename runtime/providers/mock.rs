@@ -291,9 +291,8 @@ pub fn embedding_response(model: &str, req: &EmbeddingRequest) -> Result<Value, 
 
 fn parse<T: DeserializeOwned>(payload: Payload) -> Result<T, ApiError> {
     match payload {
-        Payload::Json(v) => {
-            serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("invalid request: {e}")))
-        }
+        Payload::Json(v) => <T as serde::Deserialize>::deserialize(v.as_ref())
+            .map_err(|e| ApiError::bad_request(format!("invalid request: {e}"))),
         _ => Err(ApiError::bad_request("this route takes a JSON body")),
     }
 }

@@ -66,8 +66,10 @@ pub async fn serve(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
         Translator::MessagesViaChat => messages::serve(call).await,
         Translator::GeminiEmbedding => {
             let req: crate::api::openai::EmbeddingRequest = match &call.payload {
-                Payload::Json(v) => serde_json::from_value(v.clone())
-                    .map_err(|e| crate::http::error::ApiError::bad_request(format!("invalid request: {e}")))?,
+                Payload::Json(v) => {
+                    <crate::api::openai::EmbeddingRequest as serde::Deserialize>::deserialize(v.as_ref())
+                        .map_err(|e| crate::http::error::ApiError::bad_request(format!("invalid request: {e}")))?
+                }
                 _ => return Err(crate::http::error::ApiError::bad_request("this route takes a JSON body")),
             };
             let d = call.deployment;

@@ -164,19 +164,14 @@ pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
     }
     let mut failure = None;
     let body = match call.payload {
-        Payload::Json(mut body) => {
-            if let (Some(field), Some(obj)) = (call.route.model_field, body.as_object_mut()) {
-                if obj.contains_key(field) {
-                    obj.insert(field.to_owned(), Value::String(d.upstream_model.clone()));
-                }
-            }
+        Payload::Json(body) => {
             // Ask streams for their usage so every answer can be priced; the client gets the
             // usage chunk only if it asked for it (router::accounting drops it otherwise).
             let counts_tokens = matches!(call.route.op, Operation::ChatCompletions | Operation::Completions);
-            if wants_stream && counts_tokens && d.provider != Provider::Anthropic {
-                body["stream_options"]["include_usage"] = Value::Bool(true);
-            }
-            let bytes = serde_json::to_vec(&body).map_err(|e| ApiError::internal(e.to_string()))?;
+            let ask_usage = wants_stream && counts_tokens && d.provider != Provider::Anthropic;
+            let upstream_body =
+                UpstreamBody { body: &body, model_field: call.route.model_field, model: &d.upstream_model, ask_usage };
+            let bytes = serde_json::to_vec(&upstream_body).map_err(|e| ApiError::internal(e.to_string()))?;
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             Body::from(bytes)
         }
@@ -211,6 +206,56 @@ pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
         response.headers_mut().insert(header::CONTENT_TYPE, ct);
     }
     Ok(Outcome { response, deployment: Some(d.id.clone()), usage: None })
+}
+
+/// A client's JSON body as the upstream gets it: the model field names the deployment's model,
+/// and streams ask for usage. Written straight from the client's body, which every attempt
+/// shares, instead of from an edited copy of it.
+struct UpstreamBody<'a> {
+    body: &'a Value,
+    model_field: Option<&'a str>,
+    model: &'a str,
+    ask_usage: bool,
+}
+
+impl serde::Serialize for UpstreamBody<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Value::Object(fields) = self.body else { return self.body.serialize(s) };
+        let mut map = s.serialize_map(Some(fields.len() + usize::from(self.ask_usage)))?;
+        let mut asked = false;
+        for (key, value) in fields {
+            if Some(key.as_str()) == self.model_field {
+                map.serialize_entry(key, self.model)?;
+            } else if key == "stream_options" && self.ask_usage {
+                asked = true;
+                map.serialize_entry(key, &WithUsage(value))?;
+            } else {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        if self.ask_usage && !asked {
+            map.serialize_entry("stream_options", &WithUsage(&Value::Null))?;
+        }
+        map.end()
+    }
+}
+
+/// `stream_options` with `include_usage: true` (an object keeps its other options).
+struct WithUsage<'a>(&'a Value);
+
+impl serde::Serialize for WithUsage<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let empty = serde_json::Map::new();
+        let options = self.0.as_object().unwrap_or(&empty);
+        let mut map = s.serialize_map(None)?;
+        for (key, value) in options.iter().filter(|(k, _)| *k != "include_usage") {
+            map.serialize_entry(key, value)?;
+        }
+        map.serialize_entry("include_usage", &true)?;
+        map.end()
+    }
 }
 
 pub fn unreachable_error(e: &SendError, d: &Deployment) -> ApiError {
@@ -250,4 +295,36 @@ async fn upstream_error(status: StatusCode, response: super::upstream::Response,
         api_error = api_error.with_code(code);
     }
     api_error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UpstreamBody;
+    use serde_json::json;
+
+    fn upstream(body: serde_json::Value, ask_usage: bool) -> String {
+        let b = UpstreamBody { body: &body, model_field: Some("model"), model: "gpt-4o-2024-08-06", ask_usage };
+        serde_json::to_string(&b).unwrap()
+    }
+
+    #[test]
+    fn the_upstream_body_names_the_deployments_model_in_place_and_asks_streams_for_usage() {
+        let body =
+            json!({"model": "gpt", "messages": [], "stream": true, "stream_options": {"x": 1, "include_usage": false}});
+        assert_eq!(
+            upstream(body, true),
+            r#"{"model":"gpt-4o-2024-08-06","messages":[],"stream":true,"stream_options":{"x":1,"include_usage":true}}"#
+        );
+        let bare = json!({"messages": [], "model": "gpt", "stream": true});
+        assert_eq!(
+            upstream(bare.clone(), true),
+            r#"{"messages":[],"model":"gpt-4o-2024-08-06","stream":true,"stream_options":{"include_usage":true}}"#
+        );
+        assert_eq!(upstream(bare, false), r#"{"messages":[],"model":"gpt-4o-2024-08-06","stream":true}"#);
+        let null_options = json!({"model": "gpt", "stream_options": null});
+        assert_eq!(
+            upstream(null_options, true),
+            r#"{"model":"gpt-4o-2024-08-06","stream_options":{"include_usage":true}}"#
+        );
+    }
 }

@@ -183,10 +183,13 @@ fn names(v: Option<Value>, group: &str) -> Vec<String> {
 }
 
 fn take_options(payload: &mut Payload, group: &str) -> RequestOptions {
-    let Payload::Json(Value::Object(body)) = payload else { return RequestOptions::default() };
+    let Payload::Json(shared) = payload else { return RequestOptions::default() };
+    let Value::Object(body) = shared.as_ref() else { return RequestOptions::default() };
     if !ROUTING_FIELDS.iter().any(|f| body.contains_key(*f)) {
         return RequestOptions::default();
     }
+    // Not shared yet (no attempt has started), so this copies nothing.
+    let Value::Object(body) = Arc::make_mut(shared) else { return RequestOptions::default() };
     RequestOptions {
         fallbacks: names(body.remove("fallbacks"), group),
         context_window_fallbacks: names(body.remove("context_window_fallbacks"), group),
