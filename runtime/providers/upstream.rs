@@ -77,7 +77,7 @@ impl UpstreamClient {
             .pool_idle_timeout(IDLE_TIMEOUT)
             .pool_timer(TokioTimer::new())
             .build(https);
-        UpstreamClient { direct, proxied: environment_proxy().then(proxied_client) }
+        UpstreamClient { direct, proxied: environment_proxy().then(|| proxied_client(None)) }
     }
 
     /// Sends `request`; resolves when the answer's head has arrived.
@@ -189,8 +189,13 @@ fn environment_proxy() -> bool {
         .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
 }
 
-fn proxied_client() -> reqwest::Client {
-    reqwest::Client::builder()
+/// reqwest's client, through `proxy` or else the proxies the environment names.
+fn proxied_client(proxy: Option<reqwest::Proxy>) -> reqwest::Client {
+    let builder = match proxy {
+        Some(proxy) => reqwest::Client::builder().proxy(proxy),
+        None => reqwest::Client::builder(),
+    };
+    builder
         .pool_idle_timeout(IDLE_TIMEOUT)
         .connect_timeout(CONNECT_TIMEOUT)
         // A redirect goes back to the client as it came, as litellm (httpx) does; following it
@@ -211,4 +216,43 @@ async fn send_proxied(client: &reqwest::Client, request: Request) -> Result<Resp
         .map_err(|e| SendError::Unreachable { host, cause: cause(&e) })?;
     let (status, headers) = (answer.status(), answer.headers().clone());
     Ok(Response { status, headers, body: Body::from_stream(answer.bytes_stream()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn with_a_proxy_every_call_goes_through_it_in_absolute_form() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = format!("http://{}", listener.local_addr().unwrap());
+        let seen = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = socket.read(&mut buf).await.unwrap();
+                head.extend_from_slice(&buf[..n]);
+            }
+            socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.unwrap();
+            String::from_utf8_lossy(&head).into_owned()
+        });
+        let client = UpstreamClient {
+            proxied: Some(proxied_client(Some(reqwest::Proxy::http(&proxy).unwrap()))),
+            ..UpstreamClient::new()
+        };
+        let request = Request {
+            method: Method::POST,
+            url: reqwest::Url::parse("http://upstream.invalid/v1/chat/completions").unwrap(),
+            headers: HeaderMap::new(),
+            body: Body::from("{}"),
+            timeout: Some(Duration::from_secs(10)),
+        };
+        let answer = client.send(request).await.unwrap();
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!(answer.bytes(16).await.unwrap(), b"ok");
+        let head = seen.await.unwrap();
+        assert!(head.starts_with("POST http://upstream.invalid/v1/chat/completions HTTP/1.1"), "{head}");
+    }
 }
