@@ -314,6 +314,7 @@ impl RunningServer {
             out += &format!("  service: {}   (models: {})\n", app.url, app.models.join(", "));
         }
         out += &format!("  token:   {}\n", self.token);
+        out += &format!("  console: http://{}/ui   (sign in with the token)\n", self.addr);
         match &self.new_admin_token {
             Some(admin) => out += &format!("  admin token (also in {}): {admin}\n", self.admin_token_file.display()),
             None => out += &format!("  admin token in {}\n", self.admin_token_file.display()),
