@@ -64,6 +64,8 @@ pub struct Deployment {
     /// The params as written in the manifest (secrets still as references), for /v1/model/info.
     pub params: LitellmParams,
     pub model_info: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Its price per token, worked out on first use (it never changes while the session runs).
+    pub price: std::sync::OnceLock<Option<crate::router::prices::Price>>,
 }
 
 /// The Azure OpenAI API version used when a deployment names none.
@@ -208,6 +210,7 @@ impl Session {
                 mock_response: p.mock_response.clone(),
                 params: p.clone(),
                 model_info: entry.model_info.clone(),
+                price: Default::default(),
             });
         }
         let service_id = config.service_id.clone().unwrap_or_else(|| format!("llm-{}", spec.id));

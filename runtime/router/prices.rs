@@ -62,6 +62,10 @@ pub fn list_price(model: &str) -> Option<Price> {
 
 /// What `d` costs per token; `None` when neither the manifest nor the table knows.
 pub fn price_of(d: &Deployment) -> Option<Price> {
+    *d.price.get_or_init(|| work_out_price(d))
+}
+
+fn work_out_price(d: &Deployment) -> Option<Price> {
     let info = |key: &str| d.model_info.as_ref().and_then(|m| m.get(key)).and_then(number);
     let input = d.params.input_cost_per_token.or_else(|| info("input_cost_per_token"));
     let output = d.params.output_cost_per_token.or_else(|| info("output_cost_per_token"));

@@ -94,6 +94,7 @@ fn deployment(api_base: &str, secret: &str) -> Deployment {
         mock_response: None,
         params: Default::default(),
         model_info: None,
+        price: Default::default(),
     }
 }
 

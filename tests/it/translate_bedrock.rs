@@ -559,6 +559,7 @@ fn deployment(secret: &str) -> Deployment {
         mock_response: None,
         params: LitellmParams::default(),
         model_info: None,
+        price: Default::default(),
     }
 }
 

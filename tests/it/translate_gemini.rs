@@ -30,6 +30,7 @@ fn deployment(upstream_model: &str) -> Deployment {
         mock_response: None,
         params: LitellmParams { model: format!("gemini/{upstream_model}"), ..LitellmParams::default() },
         model_info: None,
+        price: Default::default(),
     }
 }
 
