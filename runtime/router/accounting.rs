@@ -41,47 +41,74 @@ pub fn usage_from_json(v: &Value) -> Option<Usage> {
 #[derive(serde::Deserialize)]
 struct UsageOnly {
     #[serde(default)]
-    usage: Lenient<Counts>,
+    usage: IfObject<Counts>,
     #[serde(default)]
-    message: Lenient<HasUsage>,
+    message: IfObject<HasUsage>,
     #[serde(default)]
-    response: Lenient<HasUsage>,
+    response: IfObject<HasUsage>,
 }
 
 #[derive(serde::Deserialize)]
 struct HasUsage {
     #[serde(default)]
-    usage: Lenient<Counts>,
+    usage: IfObject<Counts>,
 }
 
+/// Counts as sent; one that is not a whole number reads as absent, as in [`usage_from_json`].
 #[derive(serde::Deserialize)]
 struct Counts {
-    prompt_tokens: Option<u64>,
-    input_tokens: Option<u64>,
-    completion_tokens: Option<u64>,
-    output_tokens: Option<u64>,
+    prompt_tokens: Option<Value>,
+    input_tokens: Option<Value>,
+    completion_tokens: Option<Value>,
+    output_tokens: Option<Value>,
 }
 
-/// A `T` where one is, and nothing (not an error) where the field holds something else.
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum Lenient<T> {
-    Is(T),
-    Other(serde::de::IgnoredAny),
-}
+/// A `T` where the field holds an object; `None` (not an error) where it holds anything else.
+/// Unlike `#[serde(untagged)]`, nothing is buffered to find out.
+struct IfObject<T>(Option<T>);
 
-impl<T> Default for Lenient<T> {
+impl<T> Default for IfObject<T> {
     fn default() -> Self {
-        Lenient::Other(serde::de::IgnoredAny)
+        IfObject(None)
     }
 }
 
-impl<T> Lenient<T> {
-    fn get(&self) -> Option<&T> {
-        match self {
-            Lenient::Is(t) => Some(t),
-            Lenient::Other(_) => None,
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for IfObject<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct ObjectOrAnything<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> Visitor<'de> for ObjectOrAnything<T> {
+            type Value = IfObject<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(|t| IfObject(Some(t)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(IfObject(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(IfObject(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(IfObject(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(IfObject(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(IfObject(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(IfObject(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(IfObject(None))
+            }
         }
+        d.deserialize_any(ObjectOrAnything(std::marker::PhantomData))
     }
 }
 
@@ -89,11 +116,13 @@ impl UsageOnly {
     fn usage(&self) -> Option<Usage> {
         let counts = self
             .usage
-            .get()
-            .or_else(|| self.message.get().and_then(|m| m.usage.get()))
-            .or_else(|| self.response.get().and_then(|r| r.usage.get()))?;
-        let prompt = counts.prompt_tokens.or(counts.input_tokens);
-        let completion = counts.completion_tokens.or(counts.output_tokens);
+            .0
+            .as_ref()
+            .or_else(|| self.message.0.as_ref().and_then(|m| m.usage.0.as_ref()))
+            .or_else(|| self.response.0.as_ref().and_then(|r| r.usage.0.as_ref()))?;
+        let whole = |v: &Option<Value>| v.as_ref().and_then(Value::as_u64);
+        let prompt = whole(&counts.prompt_tokens).or(whole(&counts.input_tokens));
+        let completion = whole(&counts.completion_tokens).or(whole(&counts.output_tokens));
         (prompt.is_some() || completion.is_some())
             .then(|| Usage { prompt_tokens: prompt.unwrap_or(0), completion_tokens: completion.unwrap_or(0) })
     }
@@ -367,10 +396,15 @@ mod tests {
         assert_eq!(usage_from_json(&responses), Some(Usage { prompt_tokens: 5, completion_tokens: 2 }));
         assert_eq!(usage_from_json(&json!({"usage": null})), None);
         // The answer-only reader agrees with the general one on each vocabulary.
-        for v in
-            [&openai, &anthropic_start, &anthropic_delta, &responses, &json!({"usage": null}), &json!({"message": "x"})]
-        {
-            let typed: UsageOnly = serde_json::from_value(v.clone()).unwrap();
+        let odd = [
+            json!({"usage": null}),
+            json!({"message": "x"}),
+            json!({"message": ["x", {"usage": 1}]}),
+            json!({"usage": {"prompt_tokens": 1.5, "completion_tokens": 2, "details": {"a": [1]}}}),
+            json!({"response": {"usage": {"input_tokens": "7"}}}),
+        ];
+        for v in [&openai, &anthropic_start, &anthropic_delta, &responses].into_iter().chain(&odd) {
+            let typed: UsageOnly = serde_json::from_slice(&serde_json::to_vec(v).unwrap()).unwrap();
             assert_eq!(typed.usage(), usage_from_json(v), "{v}");
         }
         assert_eq!(find_event_end(b"data: a\n\ndata: b"), Some(9));
