@@ -167,12 +167,8 @@ async fn check(state: &AppState, d: &Deployment) -> Result<(), String> {
         Provider::OpenAi => {
             let base = d.api_base.as_deref().ok_or("no api_base")?.trim_end_matches('/');
             let url = reqwest::Url::parse(&format!("{base}/models")).map_err(|_| "api_base is not a URL")?;
-            let mut headers = axum::http::HeaderMap::new();
-            if let Some(key) = &d.api_key {
-                let value = axum::http::HeaderValue::from_str(&format!("Bearer {}", key.expose()))
-                    .map_err(|_| "the api_key cannot be sent in a header")?;
-                headers.insert(axum::http::header::AUTHORIZATION, value);
-            }
+            let headers = crate::providers::openai::auth_header_map(d, &axum::http::HeaderMap::new())
+                .map_err(|_| "the api_key cannot be sent in a header")?;
             let request = crate::providers::upstream::Request {
                 method: axum::http::Method::GET,
                 url,

@@ -169,13 +169,13 @@ impl AsyncWrite for JsonProtocolErrors {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        // Hyper's own answers are a head alone: inspect the first slice only when it is all there is.
-        match bufs.iter().filter(|b| !b.is_empty()).count() {
-            1 if self.pending.is_none() => {
-                let Some(only) = bufs.iter().find(|b| !b.is_empty()) else { return Poll::Ready(Ok(0)) };
-                self.poll_write(cx, only)
-            }
-            _ if self.pending.is_some() => self.drain_pending(cx),
+        if self.pending.is_some() {
+            return self.drain_pending(cx);
+        }
+        // Hyper's own answers are a head alone: look at a write only when it is one slice.
+        let mut slices = bufs.iter().filter(|b| !b.is_empty());
+        match (slices.next(), slices.next()) {
+            (Some(only), None) => self.poll_write(cx, only),
             _ => Pin::new(&mut self.inner).poll_write_vectored(cx, bufs),
         }
     }

@@ -757,11 +757,6 @@ impl ChunkDecoder for ConverseStreamDecoder {
 // ---------------------------------------------------------------------------------------------
 // The provider
 
-fn new_id() -> String {
-    let n: u128 = rand::random();
-    format!("chatcmpl-{:024x}", n & ((1u128 << 96) - 1))
-}
-
 /// `message` with every credential of `aws` masked (an upstream may quote what it was sent).
 fn scrub(message: String, aws: Option<&AwsCredentials>) -> String {
     let Some(aws) = aws else { return message };
@@ -796,7 +791,7 @@ impl ChatProvider for Bedrock {
     fn chat_response(&self, body: &[u8], d: &Deployment) -> Result<Value, ApiError> {
         let value: Value =
             serde_json::from_slice(body).map_err(|e| bad_upstream(format!("the answer is not JSON ({e})")))?;
-        to_openai(&value, &d.upstream_model, &new_id(), crate::auth::unix_now())
+        to_openai(&value, &d.upstream_model, &super::chat::new_chat_id(), crate::auth::unix_now())
     }
 
     fn stream_decoder(&self, meta: StreamMeta) -> Box<dyn ChunkDecoder> {

@@ -239,7 +239,8 @@ fn decode<E: std::fmt::Display>(
     }))
 }
 
-fn new_chat_id() -> String {
+/// A fresh OpenAI-style completion id for answers a translation builds.
+pub fn new_chat_id() -> String {
     format!("chatcmpl-{:024x}", rand::random::<u128>() & ((1u128 << 96) - 1))
 }
 

@@ -888,11 +888,6 @@ pub fn embedding_response(body: &[u8], req: &EmbeddingRequest, d: &Deployment) -
 // ---------------------------------------------------------------------------------------------
 // The provider
 
-fn new_id() -> String {
-    let n: u128 = rand::random();
-    format!("chatcmpl-{:024x}", n & ((1u128 << 96) - 1))
-}
-
 impl ChatProvider for Gemini {
     fn supported_params(&self) -> &'static [&'static str] {
         SUPPORTED_PARAMS
@@ -912,7 +907,7 @@ impl ChatProvider for Gemini {
     fn chat_response(&self, body: &[u8], d: &Deployment) -> Result<Value, ApiError> {
         let parsed: Value =
             serde_json::from_slice(body).map_err(|e| bad_gateway(format!("gemini: the answer is not JSON: {e}")))?;
-        to_openai(&parsed, &d.upstream_model, &new_id(), crate::auth::unix_now())
+        to_openai(&parsed, &d.upstream_model, &super::chat::new_chat_id(), crate::auth::unix_now())
     }
 
     fn stream_decoder(&self, meta: StreamMeta) -> Box<dyn ChunkDecoder> {

@@ -38,6 +38,22 @@ pub fn auth_headers(d: &Deployment, client: &axum::http::HeaderMap) -> Vec<(&'st
     }
 }
 
+/// [`auth_headers`] as headers to send; a key that cannot be a header value is the deployment's fault.
+pub fn auth_header_map(d: &Deployment, client: &HeaderMap) -> Result<HeaderMap, ApiError> {
+    let mut headers = HeaderMap::with_capacity(4);
+    for (name, value) in auth_headers(d, client) {
+        let value = HeaderValue::from_str(&value).map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                format!("deployment {} has a credential that is not a valid header value", d.id),
+            )
+        })?;
+        headers.insert(name, value);
+    }
+    Ok(headers)
+}
+
 /// OpenAI's own chat format, spoken as a translating provider: what `/v1/messages` uses in
 /// front of OpenAI, Azure and OpenAI-compatible deployments.
 pub struct OpenAiChat;
@@ -146,17 +162,7 @@ pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
     }
 
     let url = super::translate::parsed_url(&url, d)?;
-    let mut headers = HeaderMap::with_capacity(4);
-    for (name, value) in auth_headers(d, call.headers) {
-        let value = HeaderValue::from_str(&value).map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "upstream_error",
-                format!("deployment {} has a credential that is not a valid header value", d.id),
-            )
-        })?;
-        headers.insert(name, value);
-    }
+    let mut headers = auth_header_map(d, call.headers)?;
     for name in FORWARDED_HEADERS {
         if let Some(v) = call.headers.get(*name) {
             headers.insert(*name, v.clone());

@@ -82,37 +82,36 @@ impl UpstreamClient {
 
     /// Sends `request`; resolves when the answer's head has arrived.
     pub async fn send(&self, request: Request) -> Result<Response, SendError> {
-        let host = request.url.host_str().unwrap_or("the upstream").to_owned();
-        let timeout = request.timeout;
+        let Request { method, url, headers, body, timeout } = request;
         let answer = async {
             match &self.proxied {
-                Some(client) => send_proxied(client, request).await,
-                None => self.send_direct(request).await,
+                Some(client) => send_proxied(client, method, &url, headers, body).await,
+                None => self.send_direct(method, &url, headers, body).await,
             }
         };
         match timeout {
             Some(limit) => match tokio::time::timeout(limit, answer).await {
                 Ok(result) => result,
-                Err(_) => Err(SendError::Timeout { host }),
+                Err(_) => Err(SendError::Timeout { host: request_host(&url) }),
             },
             None => answer.await,
         }
     }
 
-    async fn send_direct(&self, request: Request) -> Result<Response, SendError> {
-        let host = || request_host(&request.url);
-        let uri: Uri = request
-            .url
-            .as_str()
-            .parse()
-            .map_err(|e: axum::http::uri::InvalidUri| SendError::Unreachable { host: host(), cause: e.to_string() })?;
-        let mut outgoing = axum::http::Request::new(request.body);
-        *outgoing.method_mut() = request.method;
+    async fn send_direct(
+        &self,
+        method: Method,
+        url: &reqwest::Url,
+        headers: HeaderMap,
+        body: Body,
+    ) -> Result<Response, SendError> {
+        let unreachable = |cause: String| SendError::Unreachable { host: request_host(url), cause };
+        let uri: Uri = url.as_str().parse().map_err(|e: axum::http::uri::InvalidUri| unreachable(e.to_string()))?;
+        let mut outgoing = axum::http::Request::new(body);
+        *outgoing.method_mut() = method;
         *outgoing.uri_mut() = uri;
-        *outgoing.headers_mut() = request.headers;
-        let host = host();
-        let answer =
-            self.direct.request(outgoing).await.map_err(|e| SendError::Unreachable { host, cause: cause(&e) })?;
+        *outgoing.headers_mut() = headers;
+        let answer = self.direct.request(outgoing).await.map_err(|e| unreachable(cause(&e)))?;
         let (parts, body) = answer.into_parts();
         Ok(Response { status: parts.status, headers: parts.headers, body: Body::new(body) })
     }
@@ -205,15 +204,20 @@ fn proxied_client(proxy: Option<reqwest::Proxy>) -> reqwest::Client {
         .unwrap_or_default()
 }
 
-async fn send_proxied(client: &reqwest::Client, request: Request) -> Result<Response, SendError> {
-    let host = request_host(&request.url);
+async fn send_proxied(
+    client: &reqwest::Client,
+    method: Method,
+    url: &reqwest::Url,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, SendError> {
     let answer = client
-        .request(request.method, request.url)
-        .headers(request.headers)
-        .body(reqwest::Body::wrap_stream(request.body.into_data_stream()))
+        .request(method, url.clone())
+        .headers(headers)
+        .body(reqwest::Body::wrap_stream(body.into_data_stream()))
         .send()
         .await
-        .map_err(|e| SendError::Unreachable { host, cause: cause(&e) })?;
+        .map_err(|e| SendError::Unreachable { host: request_host(url), cause: cause(&e) })?;
     let (status, headers) = (answer.status(), answer.headers().clone());
     Ok(Response { status, headers, body: Body::from_stream(answer.bytes_stream()) })
 }
