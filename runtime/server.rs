@@ -4,7 +4,7 @@
 use crate::apps::{demo, Controller, ControllerError, Source};
 use crate::auth::{write_private, KeyError, Tokens};
 use crate::cluster::{Cluster, Event};
-use crate::http::{self, AppState, Limits};
+use crate::http::{self, serve, AppState, Limits};
 use crate::manifest::litellm;
 use crate::manifest::validate::{self, LoadError};
 use crate::store::{SqliteStore, StoreError};
@@ -38,6 +38,9 @@ pub struct ServerConfig {
     pub allow_private_upstreams: bool,
     /// Serve `GET /metrics` without a token (it needs an admin token otherwise).
     pub metrics_public: bool,
+    /// Threads that serve connections, each on its own runtime (`http::serve::Lanes`); 0 serves
+    /// them on the caller's runtime.
+    pub io_threads: usize,
 }
 
 impl ServerConfig {
@@ -52,6 +55,7 @@ impl ServerConfig {
             redis_url: None,
             allow_private_upstreams: false,
             metrics_public: false,
+            io_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -75,6 +79,8 @@ pub enum StartupError {
     Cluster(crate::cluster::ClusterError),
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot start the connection threads: {0}")]
+    Lanes(std::io::Error),
 }
 
 /// A started app's address, as the banner prints it.
@@ -198,13 +204,17 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
     let shutdown = async {
         let _ = rx.await;
     };
-    let task = match root {
-        // The alias must rewrite before routing, so it wraps the router as a service.
-        Some(alias) => {
-            let service = tower::ServiceExt::map_request(router, move |r| alias.rewrite(r));
-            tokio::spawn(crate::http::serve::serve(listener, service, shutdown))
-        }
-        None => tokio::spawn(crate::http::serve::serve(listener, router, shutdown)),
+    // The alias must rewrite before routing, so it wraps the router as a service.
+    let service = tower::ServiceExt::map_request(router, move |r: axum::extract::Request| match &root {
+        Some(alias) => alias.rewrite(r),
+        None => r,
+    });
+    let task = if config.io_threads == 0 {
+        tokio::spawn(serve::serve(listener, service, shutdown))
+    } else {
+        let lanes = serve::Lanes::start(config.io_threads, service, crate::providers::upstream::use_lane_pool)
+            .map_err(StartupError::Lanes)?;
+        tokio::spawn(serve::serve_on_lanes(listener, lanes, shutdown))
     };
     Ok(RunningServer {
         addr: local,

@@ -100,6 +100,10 @@ pub struct ServeArgs {
     /// Share apps, sessions, spend, load and cooldowns with other instances through Redis.
     #[arg(long, env = "FERROLITE_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Threads serving connections, each with its own event loop [default: one per core];
+    /// 0 serves them on the shared runtime.
+    #[arg(long, env = "FERROLITE_IO_THREADS")]
+    pub io_threads: Option<usize>,
 }
 
 pub use crate::observability::logging::LogFormat;
@@ -235,6 +239,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.redis_url = args.redis_url;
     config.allow_private_upstreams = args.allow_private_upstreams;
     config.metrics_public = args.metrics_public;
+    if let Some(threads) = args.io_threads {
+        config.io_threads = threads;
+    }
     config.limits.max_in_flight = args.max_in_flight.max(1);
     config.limits.rates.per_workspace = args.workspace_rpm;
     config.limits.rates.per_token = args.token_rpm;

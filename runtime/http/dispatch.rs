@@ -108,7 +108,7 @@ pub async fn dispatch(state: AppState, op: Operation, call: Call) -> Response {
     let mut response =
         handle(&state, op, call, &request_id).instrument(span).await.unwrap_or_else(IntoResponse::into_response);
     if let Ok(v) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-request-id", v);
+        response.headers_mut().insert(crate::observability::request_id::HEADER, v);
     }
     response
 }
@@ -215,7 +215,9 @@ fn log_line(
     }
     match result {
         Ok((o, _)) => {
-            if let Some(cost) = o.response.headers().get("x-ferrolite-cost").and_then(|v| v.to_str().ok()) {
+            if let Some(cost) =
+                o.response.headers().get(crate::router::failover::COST_HEADER).and_then(|v| v.to_str().ok())
+            {
                 line.push_str(" cost=$");
                 line.push_str(cost);
             }

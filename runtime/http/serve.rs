@@ -18,55 +18,157 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
 use tower::{Service, ServiceExt};
 
 /// How long a client may take to send a request's head (slowloris guard).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves `service` on `listener` until `shutdown` resolves, then waits for open connections to
-/// finish (the caller bounds that wait).
+/// finish (the caller bounds that wait). Connections run on the caller's runtime.
 pub async fn serve<S>(listener: TcpListener, service: S, shutdown: impl Future<Output = ()>) -> io::Result<()>
 where
     S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
-    // WebSockets over HTTP/2 need the extended CONNECT protocol.
-    builder.http2().enable_connect_protocol();
+    let builder = connection_builder();
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
-                Err(e) => {
-                    accept_failed(e).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        // Answers are written whole; Nagle's algorithm would only delay the last segment.
-        let _ = stream.set_nodelay(true);
-        let service = service.clone().map_request(|r: hyper::Request<Incoming>| r.map(Body::new));
-        let connection = builder
-            .serve_connection_with_upgrades(
-                TokioIo::new(JsonProtocolErrors::new(stream)),
-                TowerToHyperService::new(service),
-            )
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!("connection ended with an error: {e}");
-            }
-        });
+    while let Some(stream) = accept(&listener, &mut shutdown).await {
+        spawn_connection(&builder, &graceful, stream, service.clone());
     }
     // Stop accepting before draining, so new clients are refused rather than kept waiting.
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Accepts on `listener` and hands each connection to one of `lanes`' threads in turn, until
+/// `shutdown` resolves; then waits for every lane to finish its open connections. Dropping the
+/// future (the caller's drain deadline) closes whatever the lanes still hold.
+pub async fn serve_on_lanes(listener: TcpListener, lanes: Lanes, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+    tokio::pin!(shutdown);
+    let mut next = 0;
+    while let Some(stream) = accept(&listener, &mut shutdown).await {
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!("cannot hand a connection to a lane: {e}");
+                continue;
+            }
+        };
+        lanes.inboxes[next].send(stream).map_err(|_| io::Error::other("a connection lane has stopped"))?;
+        next = (next + 1) % lanes.inboxes.len();
+    }
+    drop(listener);
+    let Lanes { inboxes, finished, _abort } = lanes;
+    // A closed inbox tells its lane to drain.
+    drop(inboxes);
+    for lane in finished {
+        let _ = lane.await;
+    }
+    Ok(())
+}
+
+/// Threads that each run their own single-threaded runtime and serve the connections handed to
+/// them, start to end, the way nginx's workers do. A request then never moves between threads:
+/// on the multi-threaded runtime every proxied request woke a parked worker (a futex round trip
+/// and a cache-cold thread) as the upstream connection's task and the client's ping-ponged.
+pub struct Lanes {
+    inboxes: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
+    finished: Vec<oneshot::Receiver<()>>,
+    /// Dropped with the pool: lanes stop at once, closing the connections they hold.
+    _abort: Vec<oneshot::Sender<()>>,
+}
+
+impl Lanes {
+    /// Starts `count` lane threads serving `service`; each runs `on_start` first (thread-local
+    /// set-up such as its own upstream connection pool).
+    pub fn start<S>(count: usize, service: S, on_start: fn()) -> io::Result<Lanes>
+    where
+        S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+    {
+        let mut lanes = Lanes { inboxes: Vec::new(), finished: Vec::new(), _abort: Vec::new() };
+        for index in 0..count.max(1) {
+            let (inbox, mut connections) = mpsc::unbounded_channel::<std::net::TcpStream>();
+            let (finish, finished) = oneshot::channel();
+            let (abort_tx, abort) = oneshot::channel::<()>();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let service = service.clone();
+            std::thread::Builder::new().name(format!("ferrolite-lane-{index}")).spawn(move || {
+                on_start();
+                runtime.block_on(async move {
+                    let builder = connection_builder();
+                    let graceful = GracefulShutdown::new();
+                    let serving = async {
+                        while let Some(stream) = connections.recv().await {
+                            match TcpStream::from_std(stream) {
+                                Ok(stream) => spawn_connection(&builder, &graceful, stream, service.clone()),
+                                Err(e) => tracing::warn!("cannot take a connection on its lane: {e}"),
+                            }
+                        }
+                        graceful.shutdown().await;
+                    };
+                    tokio::select! {
+                        () = serving => {}
+                        _ = abort => {}
+                    }
+                });
+                // Whatever is left (an aborted drain) is dropped, not waited for.
+                runtime.shutdown_background();
+                let _ = finish.send(());
+            })?;
+            lanes.inboxes.push(inbox);
+            lanes.finished.push(finished);
+            lanes._abort.push(abort_tx);
+        }
+        Ok(lanes)
+    }
+}
+
+fn connection_builder() -> Builder<TokioExecutor> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    // WebSockets over HTTP/2 need the extended CONNECT protocol.
+    builder.http2().enable_connect_protocol();
+    builder
+}
+
+/// The next client connection, or `None` once `shutdown` resolves.
+async fn accept(listener: &TcpListener, shutdown: &mut Pin<&mut impl Future<Output = ()>>) -> Option<TcpStream> {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => return Some(stream),
+                Err(e) => accept_failed(e).await,
+            },
+            () = shutdown.as_mut() => return None,
+        }
+    }
+}
+
+/// Serves one connection on the current runtime, watched by `graceful`.
+fn spawn_connection<S>(builder: &Builder<TokioExecutor>, graceful: &GracefulShutdown, stream: TcpStream, service: S)
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    // Answers are written whole; Nagle's algorithm would only delay the last segment.
+    let _ = stream.set_nodelay(true);
+    let service = service.map_request(|r: hyper::Request<Incoming>| r.map(Body::new));
+    let connection = builder
+        .serve_connection_with_upgrades(
+            TokioIo::new(JsonProtocolErrors::new(stream)),
+            TowerToHyperService::new(service),
+        )
+        .into_owned();
+    let connection = graceful.watch(connection);
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("connection ended with an error: {e}");
+        }
+    });
 }
 
 /// A failed accept is about one client (it reset before we took it) or about us (out of file

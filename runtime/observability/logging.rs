@@ -49,6 +49,9 @@ pub fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> Result<Guard, Log
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
     let fmt = match format {
+        // Every request's span has its fields formatted when it opens; the default formatter
+        // styles each name through nu_ansi_term even with colours off.
+        LogFormat::Text if !ansi => fmt.fmt_fields(plain_fields()).boxed(),
         LogFormat::Text => fmt.boxed(),
         LogFormat::Json => fmt.json().with_current_span(true).with_span_list(false).boxed(),
     };
@@ -70,6 +73,16 @@ pub fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> Result<Guard, Log
             Ok(Guard { provider: Some(provider) })
         }
     }
+}
+
+/// `name=value` fields, space-separated, the message bare: the default text layout, unstyled.
+fn plain_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|writer, field, value| match field.name() {
+        "message" => write!(writer, "{value:?}"),
+        name => write!(writer, "{name}={value:?}"),
+    })
+    .delimited(" ")
 }
 
 #[cfg(feature = "otlp")]

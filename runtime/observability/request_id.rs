@@ -1,10 +1,10 @@
 //! The request id: a client's own `x-request-id` when it is a plausible id, else a fresh one.
 //! It goes into the request's span, its log line and the `x-request-id` response header.
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName};
 
 /// The header that carries it both ways.
-pub const HEADER: &str = "x-request-id";
+pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Longest client-sent id kept; longer ones are replaced, not cut, so ids stay unique.
 const MAX_LEN: usize = 128;
@@ -13,7 +13,7 @@ const MAX_LEN: usize = 128;
 /// so nothing that could forge a line or a field), else a new `req_<16 hex>`.
 pub fn from_headers(headers: &HeaderMap) -> String {
     headers
-        .get(HEADER)
+        .get(&HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|id| is_acceptable(id))
         .map(str::to_owned)
@@ -27,8 +27,12 @@ fn is_acceptable(id: &str) -> bool {
 
 /// A fresh id.
 pub fn new() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let n: u64 = rand::random();
-    format!("req_{n:016x}")
+    let mut id = String::with_capacity(20);
+    id.push_str("req_");
+    id.extend((0..16).rev().map(|nibble| char::from(HEX[((n >> (nibble * 4)) & 0xf) as usize])));
+    id
 }
 
 #[cfg(test)]

@@ -55,29 +55,45 @@ pub enum ReadError {
     Broken(String),
 }
 
+type DirectClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+thread_local! {
+    /// A lane thread's own client: its connections' tasks run on the lane's runtime, where the
+    /// requests that use them run.
+    static LANE_CLIENT: std::cell::OnceCell<DirectClient> = const { std::cell::OnceCell::new() };
+}
+
+/// Gives the calling thread (a connection lane) its own upstream connection pool.
+pub fn use_lane_pool() {
+    LANE_CLIENT.with(|lane| {
+        let _ = lane.set(direct_client());
+    });
+}
+
+fn direct_client() -> DirectClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_all_versions()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new()).pool_idle_timeout(IDLE_TIMEOUT).pool_timer(TokioTimer::new()).build(https)
+}
+
 /// The client every upstream call goes through.
 pub struct UpstreamClient {
-    direct: Client<HttpsConnector<HttpConnector>, Body>,
+    /// Used off the lanes (background tasks on the main runtime).
+    direct: DirectClient,
     /// Set when the environment names a proxy; every call then goes through it.
     proxied: Option<reqwest::Client>,
 }
 
 impl UpstreamClient {
     pub fn new() -> UpstreamClient {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_all_versions()
-            .wrap_connector(http);
-        let direct = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(IDLE_TIMEOUT)
-            .pool_timer(TokioTimer::new())
-            .build(https);
-        UpstreamClient { direct, proxied: environment_proxy().then(|| proxied_client(None)) }
+        UpstreamClient { direct: direct_client(), proxied: environment_proxy().then(|| proxied_client(None)) }
     }
 
     /// Sends `request`; resolves when the answer's head has arrived.
@@ -111,7 +127,11 @@ impl UpstreamClient {
         *outgoing.method_mut() = method;
         *outgoing.uri_mut() = uri;
         *outgoing.headers_mut() = headers;
-        let answer = self.direct.request(outgoing).await.map_err(|e| unreachable(cause(&e)))?;
+        let pending = LANE_CLIENT.with(|lane| match lane.get() {
+            Some(client) => client.request(outgoing),
+            None => self.direct.request(outgoing),
+        });
+        let answer = pending.await.map_err(|e| unreachable(cause(&e)))?;
         let (parts, body) = answer.into_parts();
         Ok(Response { status: parts.status, headers: parts.headers, body: Body::new(body) })
     }

@@ -18,7 +18,7 @@ use crate::http::AppState;
 use crate::manifest::ProxyConfig;
 use crate::observability::metrics;
 use crate::providers::{self, ProviderCall};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -214,6 +214,16 @@ pub enum Target {
     Group(String),
     Deployment(usize),
 }
+
+// Built at compile time: a `&str` name is validated again on every insert.
+/// What the request cost, in USD.
+pub const COST_HEADER: HeaderName = HeaderName::from_static("x-ferrolite-cost");
+/// The deployment that answered.
+pub const DEPLOYMENT_HEADER: HeaderName = HeaderName::from_static("x-ferrolite-deployment");
+/// How many upstream attempts the answer took.
+pub const ATTEMPTS_HEADER: HeaderName = HeaderName::from_static("x-ferrolite-attempts");
+/// The gateway's own time, in milliseconds (the whole minus the upstreams').
+pub const OVERHEAD_HEADER: HeaderName = HeaderName::from_static("x-ferrolite-overhead-ms");
 
 /// Serves a provider-routed request with retries, cooldowns and fallbacks.
 pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Result<Outcome, ApiError> {
@@ -421,12 +431,12 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
                     metrics::overhead(session, overhead);
                     let headers = outcome.response.headers_mut();
                     if let Some(cost) = cost {
-                        headers.insert("x-ferrolite-cost", header_value(&crate::decimal::text(cost, 8)));
+                        headers.insert(COST_HEADER, header_value(&crate::decimal::text(cost, 8)));
                     }
-                    headers.insert("x-ferrolite-deployment", header_value(&d.id));
-                    headers.insert("x-ferrolite-attempts", HeaderValue::from(attempts));
+                    headers.insert(DEPLOYMENT_HEADER, header_value(&d.id));
+                    headers.insert(ATTEMPTS_HEADER, HeaderValue::from(attempts));
                     headers.insert(
-                        "x-ferrolite-overhead-ms",
+                        OVERHEAD_HEADER,
                         header_value(&crate::decimal::text(overhead.as_secs_f64() * 1000.0, 3)),
                     );
                     return Ok(outcome);

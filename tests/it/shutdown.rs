@@ -1,6 +1,7 @@
-//! SIGTERM with 100 streams open: new requests are refused, open streams finish, exit 0.
+//! SIGTERM with 100 streams open: new requests are refused, open streams finish, exit 0; the
+//! same with connections on the shared runtime (`--io-threads 0`); and the drain deadline.
 
-use crate::support::{free_port, ServeProcess};
+use crate::support::{free_port, ServeProcess, TestServer};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::Router;
@@ -34,18 +35,32 @@ async fn streaming_fake() -> String {
     format!("http://{addr}/v1")
 }
 
+fn streams_manifest(upstream: &str) -> serde_json::Value {
+    json!({"name": "streams", "type": "llm-proxy", "config": {"service_id": "s", "model_list": [
+        {"model_name": "m", "litellm_params": {"model": "openai/m", "api_base": upstream, "api_key": "k"}}
+    ]}})
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_with_100_open_streams_drains_them_and_exits_0() {
+    drains_100_streams(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_on_the_shared_runtime_drain_the_same_way() {
+    drains_100_streams(&["--io-threads", "0"]).await;
+}
+
+async fn drains_100_streams(extra: &[&str]) {
     let upstream = streaming_fake().await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("app.json");
-    let manifest = json!({"name": "streams", "type": "llm-proxy", "config": {"service_id": "s", "model_list": [
-        {"model_name": "m", "litellm_params": {"model": "openai/m", "api_base": upstream, "api_key": "k"}}
-    ]}});
-    std::fs::write(&config, manifest.to_string()).unwrap();
+    std::fs::write(&config, streams_manifest(&upstream).to_string()).unwrap();
     let port = free_port().to_string();
     let data = dir.path().join("data");
-    let mut server = ServeProcess::spawn(&["--port", &port, "--config", config.to_str().unwrap()], &data);
+    let mut args = vec!["--port", &port, "--config", config.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let mut server = ServeProcess::spawn(&args, &data);
     let url = format!("{}/default/apps/s/v1/chat/completions", server.base);
     let client = reqwest::Client::new();
 
@@ -83,4 +98,27 @@ async fn sigterm_with_100_open_streams_drains_them_and_exits_0() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(status.code(), Some(0));
+}
+
+/// A stream longer than the drain deadline is cut when the deadline passes: shutdown returns
+/// then, not when the stream would have ended, and the client sees the stream end early.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_drain_deadline_closes_what_is_still_open() {
+    let upstream = streaming_fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("app.json");
+    std::fs::write(&config, streams_manifest(&upstream).to_string()).unwrap();
+    let server = TestServer::start(vec![config], |c| c.drain_timeout = Duration::from_millis(300)).await;
+    let url = format!("{}/default/apps/s/v1/chat/completions", server.base);
+    let body = json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "Hi"}]});
+    let response = server.post(&url, &body).await;
+    assert_eq!(response.status(), 200);
+    let stream = tokio::spawn(response.text());
+
+    let started = Instant::now();
+    server.running.shutdown().await.expect("shutdown");
+    // The stream needs two seconds; the deadline is 300 ms.
+    assert!(started.elapsed() < Duration::from_millis(1500), "shutdown waited {:?}", started.elapsed());
+    let text = stream.await.unwrap().unwrap_or_default();
+    assert!(!text.ends_with("data: [DONE]\n\n"), "the stream was cut: {text}");
 }
