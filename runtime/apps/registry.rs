@@ -2,7 +2,7 @@
 
 use super::session::Session;
 use arc_swap::ArcSwap;
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 /// workspace -> service_id -> session; nested so a lookup borrows the path's `&str`s.

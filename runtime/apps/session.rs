@@ -7,8 +7,8 @@ use super::logs::LogBuffer;
 use crate::manifest::validate::SecretRef;
 use crate::manifest::{LitellmParams, LitellmSettings, Manifest, RoutingStrategy, Visibility};
 use crate::providers::{resolve_model, Provider};
+use foldhash::HashMap;
 use serde::Serialize;
-use std::collections::HashMap;
 
 /// A credential resolved at start. Its `Debug` shows at most the last four characters.
 #[derive(Clone, PartialEq, Eq)]
@@ -176,7 +176,7 @@ impl Session {
     pub fn build(spec: SessionSpec<'_>, secrets: &dyn SecretSource) -> Result<Session, StartError> {
         let config = &spec.manifest.config;
         let mut deployments = Vec::with_capacity(config.model_list.len());
-        let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut groups: HashMap<String, Vec<usize>> = HashMap::default();
         let mut model_names = Vec::new();
         for entry in &config.model_list {
             let p = &entry.litellm_params;

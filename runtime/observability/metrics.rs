@@ -103,7 +103,7 @@ pub struct SessionLabels {
     overhead: OnceLock<Histogram>,
     /// Handles of the per-request series seen so far, so a repeat costs no registry look-up
     /// (which, with its label list, was ~6% of a proxied request).
-    requests: std::sync::Mutex<std::collections::HashMap<RequestSeries, (Histogram, Counter)>>,
+    requests: std::sync::Mutex<foldhash::HashMap<RequestSeries, (Histogram, Counter)>>,
 }
 
 /// The labels of one per-request series, as indices into the session's tables.

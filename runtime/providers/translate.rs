@@ -128,7 +128,7 @@ pub fn error_kind(status: StatusCode) -> &'static str {
 /// one (host checks included) cost ~8% of a proxied request's instructions, so parsed URLs are
 /// remembered; the set is bounded and starts over when full.
 pub fn parsed_url(url: &str, d: &Deployment) -> Result<reqwest::Url, ApiError> {
-    use std::collections::HashMap;
+    use foldhash::HashMap;
     use std::sync::{OnceLock, RwLock};
     const MAX_REMEMBERED: usize = 4096;
     static PARSED: OnceLock<RwLock<HashMap<Box<str>, reqwest::Url>>> = OnceLock::new();
