@@ -99,6 +99,7 @@ impl Lanes {
             std::thread::Builder::new().name(format!("ferrolite-lane-{index}")).spawn(move || {
                 on_start();
                 runtime.block_on(async move {
+                    tokio::spawn(keep_the_timer_due_soon());
                     let builder = connection_builder();
                     let graceful = GracefulShutdown::new();
                     let serving = async {
@@ -124,6 +125,18 @@ impl Lanes {
             lanes._abort.push(abort_tx);
         }
         Ok(lanes)
+    }
+}
+
+/// Keeps a timer of the lane due within a second. tokio's timer driver wakes its own event loop
+/// (an eventfd write and one more turn of the loop) whenever a timer is set earlier than the
+/// earliest it parked for; hyper sets the header-read timer afresh for every request, and
+/// between requests no earlier timer existed, so every request paid for that wake. With this
+/// tick pending, a 30 s header timer is never the earliest.
+async fn keep_the_timer_due_soon() {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
     }
 }
 

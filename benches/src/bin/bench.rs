@@ -406,10 +406,12 @@ fn model_list(fake: u16) -> Vec<Value> {
     ]
 }
 
+/// nginx with one worker per core, as Debian's own config runs it and as ferrolite runs one
+/// connection lane per core: the best a plain hop does here.
 fn nginx_conf(dir: &Path, port: u16, fake: u16) -> String {
     let d = dir.display();
     format!(
-        "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log warn;\n\
+        "worker_processes auto;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log warn;\n\
          events {{ worker_connections 4096; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {d}/nginx-body;\n  proxy_temp_path {d}/nginx-proxy;\n  \
          fastcgi_temp_path {d}/nginx-fastcgi;\n  uwsgi_temp_path {d}/nginx-uwsgi;\n  scgi_temp_path {d}/nginx-scgi;\n  \
