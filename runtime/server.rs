@@ -38,6 +38,8 @@ pub struct ServerConfig {
     pub allow_private_upstreams: bool,
     /// Serve `GET /metrics` without a token (it needs an admin token otherwise).
     pub metrics_public: bool,
+    /// How client connections are served (the slowloris guard).
+    pub connections: serve::ConnectionSettings,
     /// Threads that serve connections, each on its own runtime (`http::serve::Lanes`); 0 serves
     /// them on the caller's runtime.
     pub io_threads: usize,
@@ -55,6 +57,7 @@ impl ServerConfig {
             redis_url: None,
             allow_private_upstreams: false,
             metrics_public: false,
+            connections: serve::ConnectionSettings::default(),
             io_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
@@ -210,10 +213,15 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
         None => r,
     });
     let task = if config.io_threads == 0 {
-        tokio::spawn(serve::serve(listener, service, shutdown))
+        tokio::spawn(serve::serve(listener, service, config.connections, shutdown))
     } else {
-        let lanes = serve::Lanes::start(config.io_threads, service, crate::providers::upstream::use_lane_pool)
-            .map_err(StartupError::Lanes)?;
+        let lanes = serve::Lanes::start(
+            config.io_threads,
+            service,
+            config.connections,
+            crate::providers::upstream::use_lane_pool,
+        )
+        .map_err(StartupError::Lanes)?;
         tokio::spawn(serve::serve_on_lanes(listener, lanes, shutdown))
     };
     Ok(RunningServer {

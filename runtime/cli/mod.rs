@@ -100,6 +100,10 @@ pub struct ServeArgs {
     /// Share apps, sessions, spend, load and cooldowns with other instances through Redis.
     #[arg(long, env = "FERROLITE_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Seconds a client may take to send a request's head before its connection is closed
+    /// (the slowloris guard).
+    #[arg(long, default_value_t = 30.0, value_parser = parse_positive_seconds)]
+    pub header_read_timeout: f64,
     /// Threads serving connections, each with its own event loop [default: one per core];
     /// 0 serves them on the shared runtime.
     #[arg(long, env = "FERROLITE_IO_THREADS")]
@@ -239,6 +243,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.redis_url = args.redis_url;
     config.allow_private_upstreams = args.allow_private_upstreams;
     config.metrics_public = args.metrics_public;
+    config.connections.header_read_timeout = std::time::Duration::from_secs_f64(args.header_read_timeout);
     if let Some(threads) = args.io_threads {
         config.io_threads = threads;
     }
@@ -266,6 +271,16 @@ fn serve(args: ServeArgs) -> ExitCode {
             }
         }
     })
+}
+
+/// A number of seconds above zero and at most a day (`Duration` cannot hold every float).
+fn parse_positive_seconds(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text.parse().map_err(|e| format!("{text:?}: {e}"))?;
+    if seconds > 0.0 && seconds <= 86_400.0 {
+        Ok(seconds)
+    } else {
+        Err(format!("{text:?}: expected seconds above 0 and at most 86400"))
+    }
 }
 
 fn parse_family_limit(text: &str) -> Result<(String, usize), String> {

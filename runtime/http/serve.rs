@@ -21,17 +21,33 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tower::{Service, ServiceExt};
 
-/// How long a client may take to send a request's head (slowloris guard).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How each client connection is served.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionSettings {
+    /// How long a client may take to send a request's head (slowloris guard); the connection is
+    /// closed when it passes.
+    pub header_read_timeout: Duration,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        ConnectionSettings { header_read_timeout: Duration::from_secs(30) }
+    }
+}
 
 /// Serves `service` on `listener` until `shutdown` resolves, then waits for open connections to
 /// finish (the caller bounds that wait). Connections run on the caller's runtime.
-pub async fn serve<S>(listener: TcpListener, service: S, shutdown: impl Future<Output = ()>) -> io::Result<()>
+pub async fn serve<S>(
+    listener: TcpListener,
+    service: S,
+    settings: ConnectionSettings,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()>
 where
     S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    let builder = connection_builder();
+    let builder = connection_builder(settings);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     while let Some(stream) = accept(&listener, &mut shutdown).await {
@@ -84,7 +100,7 @@ pub struct Lanes {
 impl Lanes {
     /// Starts `count` lane threads serving `service`; each runs `on_start` first (thread-local
     /// set-up such as its own upstream connection pool).
-    pub fn start<S>(count: usize, service: S, on_start: fn()) -> io::Result<Lanes>
+    pub fn start<S>(count: usize, service: S, settings: ConnectionSettings, on_start: fn()) -> io::Result<Lanes>
     where
         S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
         S::Future: Send + 'static,
@@ -100,7 +116,7 @@ impl Lanes {
                 on_start();
                 runtime.block_on(async move {
                     tokio::spawn(keep_the_timer_due_soon());
-                    let builder = connection_builder();
+                    let builder = connection_builder(settings);
                     let graceful = GracefulShutdown::new();
                     let serving = async {
                         while let Some(stream) = connections.recv().await {
@@ -140,9 +156,9 @@ async fn keep_the_timer_due_soon() {
     }
 }
 
-fn connection_builder() -> Builder<TokioExecutor> {
+fn connection_builder(settings: ConnectionSettings) -> Builder<TokioExecutor> {
     let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(settings.header_read_timeout);
     // WebSockets over HTTP/2 need the extended CONNECT protocol.
     builder.http2().enable_connect_protocol();
     builder

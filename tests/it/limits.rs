@@ -1,5 +1,6 @@
 //! Load protections: the global in-flight cap (503 + Retry-After), per-workspace and per-token
-//! request rates (429 + Retry-After), and clients hanging up mid-stream by the thousand.
+//! request rates (429 + Retry-After), clients hanging up mid-stream by the thousand, and
+//! clients that never finish a request head (slowloris).
 
 use crate::support::{read_json, TestServer};
 use axum::response::IntoResponse;
@@ -173,5 +174,33 @@ async fn a_thousand_clients_hanging_up_mid_stream_leave_nothing_behind() {
             "after 1,000 hang-ups: {deployment} in flight on the deployment, {global} in ferrolite, {upstream} upstream streams still open"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A client that sends part of a request head and then nothing has its connection closed once
+/// the header-read timeout passes, not before; other clients are served meanwhile. Both ways of
+/// running connections: lanes and the shared runtime.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_head_that_never_ends_is_cut_off_at_the_header_read_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for io_threads in [2, 0] {
+        let server = TestServer::start(Vec::new(), |c| {
+            c.connections.header_read_timeout = Duration::from_millis(600);
+            c.io_threads = io_threads;
+        })
+        .await;
+        let mut slow = tokio::net::TcpStream::connect(server.running.addr).await.unwrap();
+        slow.write_all(b"POST /default/apps/demo/v1/chat/completions HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+        let started = std::time::Instant::now();
+
+        let (status, _) = server.get_json(&server.demo_url("/v1/models")).await;
+        assert_eq!(status, 200, "a prompt client is served while the slow one waits");
+
+        let mut buf = [0u8; 256];
+        let read = tokio::time::timeout(Duration::from_secs(10), slow.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("io_threads {io_threads}: the slow connection is still open after 10 s"));
+        assert!(matches!(read, Ok(0) | Err(_)), "io_threads {io_threads}: closed without an answer: {read:?}");
+        assert!(started.elapsed() >= Duration::from_millis(500), "io_threads {io_threads}: closed too early");
     }
 }
