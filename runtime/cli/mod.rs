@@ -105,9 +105,9 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 30.0, value_parser = parse_positive_seconds)]
     pub header_read_timeout: f64,
     /// Threads serving connections, each with its own event loop [default: one per core];
-    /// 0 serves them on the shared runtime.
-    #[arg(long, env = "FERROLITE_IO_THREADS")]
-    pub io_threads: Option<usize>,
+    /// 0 serves them on the shared runtime. At most 1024.
+    #[arg(long, env = "FERROLITE_IO_THREADS", value_parser = clap::value_parser!(u16).range(0..=1024))]
+    pub io_threads: Option<u16>,
 }
 
 pub use crate::observability::logging::LogFormat;
@@ -245,7 +245,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.metrics_public = args.metrics_public;
     config.connections.header_read_timeout = std::time::Duration::from_secs_f64(args.header_read_timeout);
     if let Some(threads) = args.io_threads {
-        config.io_threads = threads;
+        config.io_threads = usize::from(threads);
     }
     config.limits.max_in_flight = args.max_in_flight.max(1);
     config.limits.rates.per_workspace = args.workspace_rpm;

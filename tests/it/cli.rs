@@ -312,6 +312,20 @@ fn serve_log_format_json_writes_one_json_object_per_line_with_the_request_id() {
     );
 }
 
+/// Out-of-range connection settings are refused before anything starts, naming the flag.
+#[test]
+fn serve_refuses_connection_settings_out_of_range() {
+    for (flag, value, says) in [
+        ("--io-threads", "5000", "5000 is not in 0..=1024"),
+        ("--header-read-timeout", "0", "expected seconds above 0"),
+        ("--header-read-timeout", "NaN", "expected seconds above 0"),
+    ] {
+        let (code, _, err) = run(&["serve", "--port", "0", flag, value]);
+        assert_eq!(code, 2, "{flag} {value}: {err}");
+        assert!(err.contains(flag) && err.contains(says), "{flag} {value}: {err}");
+    }
+}
+
 #[test]
 fn serve_otlp_endpoint_without_the_feature_says_how_to_get_it() {
     if cfg!(feature = "otlp") {
