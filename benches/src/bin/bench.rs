@@ -1052,8 +1052,13 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     let soak_rate = max_rate.get("ferrolite").copied().unwrap_or(1000.0).clamp(1.0, 1000.0) as u64;
     step(&format!("soak: ferrolite at {soak_rate} req/s for {soak_secs} s"));
     let gw_target = targets.iter().find(|t| t.name == "ferrolite").cloned().ok_or("no ferrolite target")?;
-    let rss_before_soak = group_rss_kb(gw.proc.pid());
     let soak_call = gw_target.call(CHAT_BODY, "gpt");
+    // oha opens its connections as it needs them, so a hiccup in the soak opens more (up to
+    // `open_conns`, each with its upstream connection): RSS then stepped up once, a high-water
+    // mark the soak would count as growth. A burst on as many connections first makes that mark;
+    // the soak then measures growth over time at steady load.
+    ctx.oha.run(&soak_call, open_conns, 2, None)?;
+    let rss_before_soak = group_rss_kb(gw.proc.pid());
     let soak_samples: Arc<Mutex<Vec<(f64, u64)>>> = Arc::default();
     let soak_done = Arc::new(AtomicBool::new(false));
     let watcher = {
@@ -1115,7 +1120,8 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
         &format!(
             "Idle = 2 s after ready, before any request. Peak = the highest of samples every 100 ms over the whole \
              run. ferrolite's soak: {soak_secs} s at {soak_rate} req/s (pass-through chat; {} requests, {:.2}% \
-             errors, p99 {}); its RSS was {} at the start, {} a tenth of the way in (warm), {} at the end; growth \
+             errors, p99 {}), after a 2 s burst on its {open_conns} connections (so that the load tool opening \
+             more connections mid-soak is not counted as growth); its RSS was {} at the start, {} a tenth of the way in (warm), {} at the end; growth \
              = end over warm. Other rows: RSS at the end of the run.",
             soak.requests,
             soak.error_rate * 100.0,
