@@ -300,88 +300,73 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
         let mut tried: Vec<usize> = Vec::new();
         let mut failure = Failure::Fatal;
         for retry in 0..=num_retries {
+            // One clock read. A first try in an unweighted simple-shuffle group looks at one
+            // random deployment and takes it when it can serve (uniform over the ones that can,
+            // as the scan is); otherwise every deployment of the group is looked at once.
             let now = super::stats::now_ms();
-            // A first try in an unweighted simple-shuffle group looks at one random deployment
-            // and takes it when it can serve: uniform over the ones that can, as the full scan
-            // below is, without touching every deployment of a large group.
             let quick = if retry == 0 { quick_pick(session, &indices, request_tokens, now) } else { None };
-            let index = match quick {
-                Some(index) => index,
-                None => {
-                    // One clock read and one look at each deployment, however large the group.
-                    let mut cooling: Vec<Duration> = Vec::new();
-                    let mut available: Vec<usize> = Vec::with_capacity(indices.len());
-                    for &i in &indices {
-                        match session.stats[i].cooling_at(now) {
-                            Some(left) => cooling.push(left),
-                            None => available.push(i),
-                        }
-                    }
-                    let before_limits = available.len();
-                    available.retain(|&i| under_budget(session, i));
-                    if available.is_empty() && before_limits > 0 {
-                        let i = indices[0];
-                        let budget = session.deployment_budgets[i]
-                            .unwrap_or(super::spend::Budget { max_usd: 0.0, period: None });
-                        last_error = Some(budget_exceeded(
-                            &format!("deployment {}", session.deployments[i].id),
-                            session.deployment_spend[i].spent(),
-                            budget,
-                            session.deployment_spend[i].seconds_to_reset(),
-                        ));
-                        failure = Failure::Retryable;
-                        break;
-                    }
-                    if policy.enforce_rate_limits {
-                        available.retain(|&i| under_rate_limits(session, i, request_tokens));
-                        if available.is_empty() && before_limits > 0 {
-                            let wait = 60 - (crate::auth::unix_now() % 60);
-                            last_error = Some(
-                                ApiError::new(
-                                    StatusCode::TOO_MANY_REQUESTS,
-                                    "rate_limit_error",
-                                    format!(
-                                        "every deployment of {} is at its rpm/tpm limit this minute",
-                                        group.as_deref().unwrap_or("this route")
-                                    ),
-                                )
-                                .with_code("rate_limit_exceeded")
-                                .with_retry_after(Some(wait)),
-                            );
-                            failure = Failure::Retryable;
-                            break;
-                        }
-                    }
-                    if available.is_empty() {
-                        if let Some(shortest) = cooling.iter().min() {
-                            let wait = shortest.as_secs().max(1);
-                            last_error = Some(
-                                ApiError::new(
-                                    StatusCode::TOO_MANY_REQUESTS,
-                                    "rate_limit_error",
-                                    format!(
-                                        "every deployment of {} is cooling down after failures; retry in {wait}s",
-                                        group
-                                            .as_deref()
-                                            .map(|g| format!("model {g:?}"))
-                                            .unwrap_or_else(|| "this route".into())
-                                    ),
-                                )
-                                .with_code("cooldown")
-                                .with_retry_after(Some(wait)),
-                            );
-                            failure = Failure::Retryable;
-                        }
-                        break;
-                    }
-                    let fresh: Vec<usize> = available.iter().copied().filter(|i| !tried.contains(i)).collect();
-                    let pool = if fresh.is_empty() { &available } else { &fresh };
-                    let ctx =
-                        PickContext { latency_buffer: policy.latency_buffer, request_tokens, stream: wants_stream };
-                    let Some(index) = pick(session, pool, &ctx) else { break };
-                    index
-                }
+            let (mut available, cooling) = match quick {
+                Some(index) => (vec![index], Vec::new()),
+                None => split_cooling(session, &indices, now),
             };
+            let before_limits = available.len();
+            available.retain(|&i| under_budget(session, i));
+            if available.is_empty() && before_limits > 0 {
+                let i = indices[0];
+                let budget =
+                    session.deployment_budgets[i].unwrap_or(super::spend::Budget { max_usd: 0.0, period: None });
+                last_error = Some(budget_exceeded(
+                    &format!("deployment {}", session.deployments[i].id),
+                    session.deployment_spend[i].spent(),
+                    budget,
+                    session.deployment_spend[i].seconds_to_reset(),
+                ));
+                failure = Failure::Retryable;
+                break;
+            }
+            if policy.enforce_rate_limits {
+                available.retain(|&i| under_rate_limits(session, i, request_tokens));
+                if available.is_empty() && before_limits > 0 {
+                    let wait = 60 - (crate::auth::unix_now() % 60);
+                    last_error = Some(
+                        ApiError::new(
+                            StatusCode::TOO_MANY_REQUESTS,
+                            "rate_limit_error",
+                            format!(
+                                "every deployment of {} is at its rpm/tpm limit this minute",
+                                group.as_deref().unwrap_or("this route")
+                            ),
+                        )
+                        .with_code("rate_limit_exceeded")
+                        .with_retry_after(Some(wait)),
+                    );
+                    failure = Failure::Retryable;
+                    break;
+                }
+            }
+            if available.is_empty() {
+                if let Some(shortest) = cooling.iter().min() {
+                    let wait = shortest.as_secs().max(1);
+                    last_error = Some(
+                        ApiError::new(
+                            StatusCode::TOO_MANY_REQUESTS,
+                            "rate_limit_error",
+                            format!(
+                                "every deployment of {} is cooling down after failures; retry in {wait}s",
+                                group.as_deref().map(|g| format!("model {g:?}")).unwrap_or_else(|| "this route".into())
+                            ),
+                        )
+                        .with_code("cooldown")
+                        .with_retry_after(Some(wait)),
+                    );
+                    failure = Failure::Retryable;
+                }
+                break;
+            }
+            let fresh: Vec<usize> = available.iter().copied().filter(|i| !tried.contains(i)).collect();
+            let pool = if fresh.is_empty() { &available } else { &fresh };
+            let ctx = PickContext { latency_buffer: policy.latency_buffer, request_tokens, stream: wants_stream };
+            let Some(index) = pick(session, pool, &ctx) else { break };
             tried.push(index);
             let payload = match kept.as_ref().and_then(Payload::try_clone) {
                 Some(copy) => copy,
@@ -628,6 +613,19 @@ fn is_json(response: &axum::response::Response) -> bool {
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/json"))
+}
+
+/// `indices` split into those that can take a request now and how long the others still cool.
+fn split_cooling(session: &Session, indices: &[usize], now: u64) -> (Vec<usize>, Vec<Duration>) {
+    let mut available = Vec::with_capacity(indices.len());
+    let mut cooling = Vec::new();
+    for &i in indices {
+        match session.stats[i].cooling_at(now) {
+            Some(left) => cooling.push(left),
+            None => available.push(i),
+        }
+    }
+    (available, cooling)
 }
 
 /// One deployment of `indices` drawn uniformly, if the group is routed by unweighted
