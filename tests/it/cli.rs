@@ -326,6 +326,18 @@ fn serve_refuses_connection_settings_out_of_range() {
     }
 }
 
+/// The served process has transparent huge pages off: with them, khugepaged grew mimalloc's
+/// arena by whole 2 MiB pages under steady load (the benchmark soak's RSS step).
+#[test]
+#[cfg(target_os = "linux")]
+fn serve_runs_with_transparent_huge_pages_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServeProcess::spawn(&["--port", &free_port().to_string()], dir.path());
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    let thp = status.lines().find_map(|l| l.strip_prefix("THP_enabled:")).map(str::trim);
+    assert_eq!(thp, Some("0"), "{status}");
+}
+
 #[test]
 fn serve_otlp_endpoint_without_the_feature_says_how_to_get_it() {
     if cfg!(feature = "otlp") {
