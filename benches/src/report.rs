@@ -106,6 +106,16 @@ pub fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// The kernel's transparent-huge-page mode (the bracketed word of
+/// `/sys/kernel/mm/transparent_hugepage/enabled`): with it on, a heap's resident size grows in
+/// 2 MiB steps, so memory figures depend on it. ferrolite opts itself out; the others may not.
+pub fn thp_mode() -> String {
+    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+        .ok()
+        .and_then(|s| s.split('[').nth(1).and_then(|r| r.split(']').next()).map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// Cores this process may run on.
 pub fn cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)

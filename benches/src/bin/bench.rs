@@ -15,7 +15,7 @@ use ferrolite_bench::procs::{
     clock_ticks_per_sec, free_port, group_cpu_ticks, group_rss_kb, install_signal_handler, stop_all, wait_ready, Proc,
 };
 use ferrolite_bench::report::{
-    cmd_output, cores, cpu_model, loadavg, mb, median, ms, opt_f, percentile, rps, verdict, write_results, Report,
+    cmd_output, cores, cpu_model, loadavg, thp_mode, mb, median, ms, opt_f, percentile, rps, verdict, write_results, Report,
 };
 use ferrolite_bench::Res;
 use serde::Serialize;
@@ -1307,7 +1307,8 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     let mut md = String::new();
     let _ = writeln!(md, "# ferrolite benchmark results\n");
     let _ = writeln!(md, "- date: {date}");
-    let _ = writeln!(md, "- machine: {cores} cores, {cpu_model}");
+    let thp = thp_mode();
+    let _ = writeln!(md, "- machine: {cores} cores, {cpu_model}; transparent huge pages: {thp} (ferrolite opts out)");
     let _ = writeln!(
         md,
         "- **the load tool (oha), the fake upstream ({} worker thread(s)) and the gateway under test share these {cores} \
@@ -1348,7 +1349,7 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     let mut out = serde_json::Map::new();
     out.insert(
         "machine".into(),
-        json!({"cores": cores, "cpu_model": cpu_model, "shared_cores": "load tool, fake upstream and gateway share the cores"}),
+        json!({"cores": cores, "cpu_model": cpu_model, "transparent_huge_pages": thp, "shared_cores": "load tool, fake upstream and gateway share the cores"}),
     );
     out.insert("date".into(), json!(date));
     out.insert("loadavg".into(), json!({"before": load_before, "after": load_after}));
