@@ -9,9 +9,13 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::body::Bytes;
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 /// Requests being served right now, bounded.
 #[derive(Debug)]
@@ -59,11 +63,32 @@ pub async fn in_flight(State(state): State<AppState>, request: Request, next: Ne
     };
     let response = next.run(request).await;
     let (parts, body) = response.into_parts();
-    let body = Body::from_stream(futures::StreamExt::map(body.into_data_stream(), move |chunk| {
-        let _held = &place;
-        chunk
-    }));
-    Response::from_parts(parts, body)
+    Response::from_parts(parts, Body::new(Held { body, _place: place }))
+}
+
+/// A response body that keeps its place under the limit until hyper drops it (a stream: at its
+/// end), and is otherwise its inner body. Its exact size still reaches hyper, so a JSON answer
+/// goes out with its `Content-Length` rather than chunked.
+struct Held {
+    body: Body,
+    _place: Place,
+}
+
+impl HttpBody for Held {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Requests per minute allowed per workspace and per token (`None`: unlimited).

@@ -107,6 +107,35 @@ async fn beyond_the_in_flight_cap_requests_get_503_with_retry_after() {
     assert_eq!(chat_request(&server, &server.token, false).send().await.unwrap().status(), 200, "and it keeps serving");
 }
 
+/// The in-flight cap holds each response's place without hiding its size: a JSON answer goes
+/// out with its Content-Length (not chunked), a stream keeps its place until it ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_place_keeps_the_answers_content_length_and_a_stream_holds_it_to_the_end() {
+    let (base, _open) = slow_fake().await;
+    let (server, _dir) = server_on(&base, |_| {}).await;
+
+    let response = chat_request(&server, &server.token, false).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("transfer-encoding").is_none(), "{:?}", response.headers());
+    let length = response.headers().get("content-length").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let body = response.bytes().await.unwrap();
+    assert_eq!(length, Some(body.len().to_string()));
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["choices"][0]["message"]["content"], "slow");
+    assert_eq!(server.running.state.in_flight.current(), 0);
+
+    let mut stream = chat_request(&server, &server.token, true).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let first = stream.chunk().await.unwrap().unwrap_or_default();
+    assert!(String::from_utf8_lossy(&first).contains("Hi"), "{first:?}");
+    assert_eq!(server.running.state.in_flight.current(), 1, "an open stream holds its place");
+    drop(stream);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while server.running.state.in_flight.current() != 0 {
+        assert!(std::time::Instant::now() < deadline, "the place was not given back after the client left");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn workspaces_and_tokens_have_request_rates() {
     let into_minute = ferrolite::auth::unix_now() % 60;
