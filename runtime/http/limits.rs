@@ -5,11 +5,11 @@
 use super::error::ApiError;
 use super::AppState;
 use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::body::Bytes;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use std::collections::HashMap;
 use std::pin::Pin;

@@ -15,7 +15,8 @@ use ferrolite_bench::procs::{
     clock_ticks_per_sec, free_port, group_cpu_ticks, group_rss_kb, install_signal_handler, stop_all, wait_ready, Proc,
 };
 use ferrolite_bench::report::{
-    cmd_output, cores, cpu_model, loadavg, thp_mode, mb, median, ms, opt_f, percentile, rps, verdict, write_results, Report,
+    cmd_output, cores, cpu_model, loadavg, mb, median, ms, opt_f, percentile, rps, thp_mode, verdict, write_results,
+    Report,
 };
 use ferrolite_bench::Res;
 use serde::Serialize;
