@@ -14,9 +14,9 @@ fn main() -> std::process::ExitCode {
 
 /// mimalloc marks its arenas `MADV_HUGEPAGE`, and the kernel's khugepaged then turns any 2 MiB
 /// stretch with one page in use into a whole huge page. Under steady load, resident memory
-/// stepped up by megabytes at random moments as it did (the benchmark soak's unexplained step),
-/// and sat ~12 MB above what the heap uses. Opting the process out of transparent huge pages
-/// keeps it at what is used; throughput at 32 connections was no lower.
+/// stepped up by megabytes at random moments (the benchmark soak's step) and sat ~12 MB above
+/// what the heap uses. Out of transparent huge pages, it stays at what is used; throughput at
+/// 32 connections was no lower.
 #[cfg(target_os = "linux")]
 fn keep_the_heap_in_small_pages() {
     // Fails only on kernels older than 3.15, which then keep their default.

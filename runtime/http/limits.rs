@@ -4,8 +4,7 @@
 
 use super::error::ApiError;
 use super::AppState;
-use axum::body::Body;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
