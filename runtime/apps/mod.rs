@@ -15,7 +15,7 @@ use crate::auth::unix_now;
 use crate::cluster::{Cluster, ClusterError, Event, SharedApp, SharedSession};
 use crate::manifest::validate::{self, Finding, Invalid, LoadError};
 use crate::manifest::{litellm, Manifest};
-use crate::store::{SqliteStore, StoreError, StoredApp, StoredSession};
+use crate::store::{SpendRow, SqliteStore, StoreError, StoredApp, StoredSession};
 use logs::{LogItem, LogType};
 pub use registry::Registry;
 use serde::Serialize;
@@ -527,25 +527,20 @@ impl Controller {
         Ok(())
     }
 
-    /// Writes every running session's changed spend to the store.
+    /// Writes every running session's changed spend to the store, in one transaction.
     pub fn flush_spend(&self) -> Result<(), ControllerError> {
-        for session in self.registry.all() {
-            self.flush_session_spend(&session)?;
+        let sessions = self.registry.all();
+        let mut rows = Vec::new();
+        for session in &sessions {
+            dirty_spend(session, &mut rows);
         }
-        Ok(())
+        Ok(self.store.put_spends(&rows)?)
     }
 
     fn flush_session_spend(&self, session: &Session) -> Result<(), ControllerError> {
-        let (ws, app) = (&session.workspace, &session.app_id);
-        if let Some((period, micros)) = session.app_spend.take_dirty() {
-            self.store.put_spend(ws, app, APP_SCOPE, period, micros)?;
-        }
-        for (d, ledger) in session.deployments.iter().zip(&session.deployment_spend) {
-            if let Some((period, micros)) = ledger.take_dirty() {
-                self.store.put_spend(ws, app, &d.id, period, micros)?;
-            }
-        }
-        Ok(())
+        let mut rows = Vec::new();
+        dirty_spend(session, &mut rows);
+        Ok(self.store.put_spends(&rows)?)
     }
 
     /// Usage and spend of a running (or recently stopped) session: per app, model and deployment.
@@ -586,6 +581,18 @@ impl Controller {
 
 /// The spend scope of a whole app (deployments use their ids).
 const APP_SCOPE: &str = "app";
+
+/// The session's spend changed since its last flush (the app's and each deployment's), taken.
+fn dirty_spend<'a>(session: &'a Session, rows: &mut Vec<SpendRow<'a>>) {
+    let (workspace, app_id) = (session.workspace.as_str(), session.app_id.as_str());
+    let ledgers = std::iter::once((APP_SCOPE, &session.app_spend))
+        .chain(session.deployments.iter().map(|d| d.id.as_str()).zip(&session.deployment_spend));
+    for (scope, ledger) in ledgers {
+        if let Some((period, micros)) = ledger.take_dirty() {
+            rows.push(SpendRow { workspace, app_id, scope, period, micros });
+        }
+    }
+}
 
 fn usage_report(session: &Session) -> Value {
     use serde_json::json;

@@ -141,8 +141,8 @@ pub struct Session {
     pub settings: LitellmSettings,
     pub strategy: RoutingStrategy,
     pub deployments: Vec<Deployment>,
-    /// model_name -> indices into `deployments`, in manifest order.
-    groups: HashMap<String, Vec<usize>>,
+    /// model_name -> its deployments.
+    groups: HashMap<String, ModelGroup>,
     /// The app's spend limit (`max_budget`, `budget_duration`) and its spend this period.
     pub app_budget: Option<crate::router::spend::Budget>,
     pub app_spend: crate::router::spend::Ledger,
@@ -171,12 +171,21 @@ pub struct SessionSpec<'a> {
     pub created: u64,
 }
 
+/// The deployments sharing one model_name.
+#[derive(Debug, Default)]
+struct ModelGroup {
+    /// Indices into the session's `deployments`, in manifest order.
+    indices: Vec<usize>,
+    /// The distinct providers among them, in order of first appearance.
+    providers: Vec<Provider>,
+}
+
 impl Session {
     /// Resolves secrets and builds the deployment table.
     pub fn build(spec: SessionSpec<'_>, secrets: &dyn SecretSource) -> Result<Session, StartError> {
         let config = &spec.manifest.config;
         let mut deployments = Vec::with_capacity(config.model_list.len());
-        let mut groups: HashMap<String, Vec<usize>> = HashMap::default();
+        let mut groups: HashMap<String, ModelGroup> = HashMap::default();
         let mut model_names = Vec::new();
         for entry in &config.model_list {
             let p = &entry.litellm_params;
@@ -187,11 +196,14 @@ impl Session {
                 (r.provider, r.upstream_model, r.default_api_base)
             };
             let group = groups.entry(entry.model_name.clone()).or_default();
-            if group.is_empty() {
+            if group.indices.is_empty() {
                 model_names.push(entry.model_name.clone());
             }
-            let index = group.len();
-            group.push(deployments.len());
+            let index = group.indices.len();
+            group.indices.push(deployments.len());
+            if !group.providers.contains(&provider) {
+                group.providers.push(provider);
+            }
             deployments.push(Deployment {
                 id: format!("{}/{index}", entry.model_name),
                 model_name: entry.model_name.clone(),
@@ -275,12 +287,18 @@ impl Session {
 
     /// Indices (into `deployments`) of the group serving `model_name`.
     pub fn group_indices(&self, model_name: &str) -> Option<&[usize]> {
-        self.groups.get(model_name).map(Vec::as_slice)
+        self.groups.get(model_name).map(|g| g.indices.as_slice())
+    }
+
+    /// The distinct providers of `model_name`'s deployments: what a route's support is asked
+    /// of, once per provider rather than once per deployment.
+    pub fn group_providers(&self, model_name: &str) -> Option<&[Provider]> {
+        self.groups.get(model_name).map(|g| g.providers.as_slice())
     }
 
     /// The deployments serving `model_name`, if this app has that model.
     pub fn group(&self, model_name: &str) -> Option<impl Iterator<Item = &Deployment> + Clone> {
-        self.groups.get(model_name).map(|ix| ix.iter().map(|&i| &self.deployments[i]))
+        self.groups.get(model_name).map(|g| g.indices.iter().map(|&i| &self.deployments[i]))
     }
 
     /// Whether `token` is this service's litellm master key (compared in constant time).

@@ -20,6 +20,7 @@ use crate::observability::metrics;
 use crate::providers::{self, ProviderCall};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -272,10 +273,11 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
     let mut kept = Some(payload);
 
     // The groups to try, in order: the requested one, then fallbacks chosen by how it failed.
-    let mut plan: Vec<(Option<String>, Vec<usize>)> = match (&target, &first_group) {
-        (Target::Deployment(i), _) => vec![(None, vec![*i])],
+    // Groups' indices are borrowed from the session: no per-request copy of a large group.
+    let mut plan: Vec<(Option<String>, Cow<'_, [usize]>)> = match (&target, &first_group) {
+        (Target::Deployment(i), _) => vec![(None, Cow::Owned(vec![*i]))],
         (Target::Group(_), Some(group)) => {
-            vec![(Some(group.clone()), session.group_indices(group).unwrap_or_default().to_vec())]
+            vec![(Some(group.clone()), Cow::Borrowed(session.group_indices(group).unwrap_or_default()))]
         }
         (Target::Group(_), None) => Vec::new(),
     };
@@ -284,11 +286,7 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
     while step < plan.len() {
         let (group, indices) = plan[step].clone();
         step += 1;
-        let serving: Vec<usize> = indices
-            .iter()
-            .copied()
-            .filter(|&i| r.route.provider_route(session.deployments[i].provider).is_some())
-            .collect();
+        let serving = serving(session, r.route, group.as_deref(), indices.clone());
         if serving.is_empty() {
             if let Some(&i) = indices.first() {
                 let d = &session.deployments[i];
@@ -514,7 +512,7 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
             }
             visited.push(next.clone());
             if let Some(indices) = session.group_indices(next) {
-                plan.push((Some(next.clone()), indices.to_vec()));
+                plan.push((Some(next.clone()), Cow::Borrowed(indices)));
             }
         }
     }
@@ -613,6 +611,17 @@ fn is_json(response: &axum::response::Response) -> bool {
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/json"))
+}
+
+/// The deployments of `indices` whose provider serves `route`. A group's distinct providers are
+/// known from the session's start, so when all of them serve it (the usual case) no deployment
+/// is looked at, however many the group has.
+fn serving<'a>(session: &Session, route: &Route, group: Option<&str>, indices: Cow<'a, [usize]>) -> Cow<'a, [usize]> {
+    let providers = group.and_then(|g| session.group_providers(g));
+    if providers.is_some_and(|ps| ps.iter().all(|&p| route.provider_route(p).is_some())) {
+        return indices;
+    }
+    indices.iter().copied().filter(|&i| route.provider_route(session.deployments[i].provider).is_some()).collect()
 }
 
 /// `indices` split into those that can take a request now and how long the others still cool.

@@ -28,6 +28,17 @@ pub struct StoredSession {
     pub started_at: u64,
 }
 
+/// An app's or a deployment's spend in one budget period, as flushed from memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpendRow<'a> {
+    pub workspace: &'a str,
+    pub app_id: &'a str,
+    /// `app`, or a deployment's id.
+    pub scope: &'a str,
+    pub period: u64,
+    pub micros: u64,
+}
+
 /// A store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -1,6 +1,6 @@
 //! The embedded SQLite store in the data dir (`ferrolite.db`, mode 0600, WAL journal).
 
-use super::{StoreError, StoredApp, StoredSession};
+use super::{SpendRow, StoreError, StoredApp, StoredSession};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::path::Path;
@@ -174,21 +174,26 @@ impl SqliteStore {
     }
 
     /// Records spend; a figure never goes backwards within a period.
-    pub fn put_spend(
-        &self,
-        workspace: &str,
-        app_id: &str,
-        scope: &str,
-        period: u64,
-        micros: u64,
-    ) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT INTO spend (workspace, app_id, scope, period, micros) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (workspace, app_id, scope) DO UPDATE SET
-               micros = CASE WHEN excluded.period = spend.period THEN max(spend.micros, excluded.micros) ELSE excluded.micros END,
-               period = excluded.period",
-            params![workspace, app_id, scope, period as i64, micros as i64],
-        )?;
+    /// Writes spend rows in one transaction: one fsync per flush, not one per row (a flush
+    /// covers every deployment that served since the last, which may be hundreds).
+    pub fn put_spends(&self, rows: &[SpendRow<'_>]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO spend (workspace, app_id, scope, period, micros) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (workspace, app_id, scope) DO UPDATE SET
+                   micros = CASE WHEN excluded.period = spend.period THEN max(spend.micros, excluded.micros) ELSE excluded.micros END,
+                   period = excluded.period",
+            )?;
+            for r in rows {
+                upsert.execute(params![r.workspace, r.app_id, r.scope, r.period as i64, r.micros as i64])?;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 

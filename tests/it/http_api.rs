@@ -170,6 +170,37 @@ async fn local_routes_answer_from_the_app() {
     assert!(params["supported_openai_params"].as_array().unwrap().contains(&json!("stream")));
 }
 
+/// In a group mixing providers, a route goes only to the deployments whose provider serves it:
+/// the mock cannot make images, so every request lands on the OpenAI deployment.
+#[tokio::test]
+async fn a_mixed_group_routes_to_the_deployments_that_serve_the_route() {
+    let fake = crate::fake_openai::FakeOpenAi::start("sk-mixed").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.json");
+    let manifest = json!({"name": "mixed", "type": "llm-proxy", "config": {"service_id": "demo", "model_list": [
+        {"model_name": "mix", "litellm_params": {"model": "gpt-4o", "mock_response": "mocked"}},
+        {"model_name": "mix", "litellm_params": {"model": "openai/dall-e-3", "api_base": fake.base_url, "api_key": "sk-mixed"}},
+    ]}});
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    let server = TestServer::with_configs(vec![path]).await;
+    for _ in 0..6 {
+        let response =
+            server.post(server.demo_url("/v1/images/generations"), &json!({"model": "mix", "prompt": "a cat"})).await;
+        assert_eq!(response.headers()["x-ferrolite-deployment"], "mix/1");
+        let (status, body) = read_json(response).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body["data"].is_array(), "{body}");
+    }
+    assert_eq!(fake.requests().iter().filter(|r| r.path == "/v1/images/generations").count(), 6);
+    let (status, chat) = server
+        .post_json(
+            &server.demo_url("/v1/chat/completions"),
+            &json!({"model": "mix", "messages": [{"role": "user", "content": "Hi"}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{chat}");
+}
+
 #[tokio::test]
 async fn routes_a_provider_does_not_serve_say_so() {
     let server = TestServer::demo().await;
