@@ -416,7 +416,7 @@ impl Controller {
         if let (Some(cluster), Origin::Local) = (&self.cluster, origin) {
             cluster.delete_session(workspace, session_id)?;
         }
-        self.flush_session_spend(&session)?;
+        self.write_spend(std::slice::from_ref(&session))?;
         self.store.delete_session(workspace, session_id)?;
         self.registry.remove(workspace, &session.service_id);
         session.logs.push(LogType::Log, format!("{} session {session_id} stopped", unix_now()));
@@ -527,19 +527,17 @@ impl Controller {
         Ok(())
     }
 
-    /// Writes every running session's changed spend to the store, in one transaction.
+    /// Writes every running session's changed spend to the store.
     pub fn flush_spend(&self) -> Result<(), ControllerError> {
-        let sessions = self.registry.all();
-        let mut rows = Vec::new();
-        for session in &sessions {
-            dirty_spend(session, &mut rows);
-        }
-        Ok(self.store.put_spends(&rows)?)
+        self.write_spend(&self.registry.all())
     }
 
-    fn flush_session_spend(&self, session: &Session) -> Result<(), ControllerError> {
+    /// Writes the changed spend of `sessions` in one transaction.
+    fn write_spend(&self, sessions: &[Arc<Session>]) -> Result<(), ControllerError> {
         let mut rows = Vec::new();
-        dirty_spend(session, &mut rows);
+        for session in sessions {
+            dirty_spend(session, &mut rows);
+        }
         Ok(self.store.put_spends(&rows)?)
     }
 

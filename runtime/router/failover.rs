@@ -286,7 +286,7 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
     while step < plan.len() {
         let (group, indices) = plan[step].clone();
         step += 1;
-        let serving = serving(session, r.route, group.as_deref(), indices.clone());
+        let serving = serving(session, r.route, group.as_deref(), &indices);
         if serving.is_empty() {
             if let Some(&i) = indices.first() {
                 let d = &session.deployments[i];
@@ -616,10 +616,10 @@ fn is_json(response: &axum::response::Response) -> bool {
 /// The deployments of `indices` whose provider serves `route`. A group's distinct providers are
 /// known from the session's start, so when all of them serve it (the usual case) no deployment
 /// is looked at, however many the group has.
-fn serving<'a>(session: &Session, route: &Route, group: Option<&str>, indices: Cow<'a, [usize]>) -> Cow<'a, [usize]> {
+fn serving<'a>(session: &Session, route: &Route, group: Option<&str>, indices: &'a [usize]) -> Cow<'a, [usize]> {
     let providers = group.and_then(|g| session.group_providers(g));
     if providers.is_some_and(|ps| ps.iter().all(|&p| route.provider_route(p).is_some())) {
-        return indices;
+        return Cow::Borrowed(indices);
     }
     indices.iter().copied().filter(|&i| route.provider_route(session.deployments[i].provider).is_some()).collect()
 }

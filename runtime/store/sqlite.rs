@@ -173,9 +173,9 @@ impl SqliteStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(StoreError::from)
     }
 
-    /// Records spend; a figure never goes backwards within a period.
-    /// Writes spend rows in one transaction: one fsync per flush, not one per row (a flush
-    /// covers every deployment that served since the last, which may be hundreds).
+    /// Records spend rows in one transaction: one fsync per flush, not one per row (a flush
+    /// covers every deployment that served since the last, which may be hundreds). A figure
+    /// never goes backwards within a period.
     pub fn put_spends(&self, rows: &[SpendRow<'_>]) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
