@@ -22,6 +22,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("translate_request", translate_request),
     ("translate_response", translate_response),
     ("provider_streams", provider_streams),
+    ("json_scan", json_scan),
 ];
 
 /// Manifest text (JSON or YAML) through parsing and validation.
@@ -31,6 +32,21 @@ pub fn manifest(data: &[u8]) {
             let _ = crate::manifest::validate::validate(&doc);
             let _ = crate::manifest::litellm::is_litellm_config(&doc)
                 .then(|| crate::manifest::litellm::to_manifest(&doc, "x"));
+        }
+    }
+}
+
+/// The JSON scan that reads an answer's usage, against serde_json: both must accept and refuse
+/// the same texts, and where a valid text spells its keys plainly (no escapes) both must read
+/// the same usage from it.
+pub fn json_scan(data: &[u8]) {
+    let scanned = crate::json_scan::members(data, |_, _| {});
+    let serde = serde_json::from_slice::<serde::de::IgnoredAny>(data);
+    assert_eq!(scanned.is_ok(), serde.is_ok(), "scan {scanned:?}, serde_json {serde:?}");
+    if let (Ok(()), Ok(value)) = (scanned, serde_json::from_slice::<Value>(data)) {
+        if !data.contains(&b'\\') {
+            let usage = crate::router::accounting::answer_usage(data).ok().flatten();
+            assert_eq!(usage, crate::router::accounting::usage_from_json(&value));
         }
     }
 }

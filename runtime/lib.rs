@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod decimal;
 pub mod fuzz_targets;
 pub mod http;
+pub mod json_scan;
 pub mod manifest;
 pub mod observability;
 pub mod providers;

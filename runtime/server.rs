@@ -219,7 +219,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
             config.io_threads,
             service,
             config.connections,
-            crate::providers::upstream::use_lane_pool,
+            serve::LaneHooks {
+                on_start: crate::providers::upstream::use_lane_pool,
+                every_second: crate::providers::upstream::sweep_lane_pool,
+            },
         )
         .map_err(StartupError::Lanes)?;
         tokio::spawn(serve::serve_on_lanes(listener, lanes, shutdown))

@@ -322,8 +322,8 @@ impl Parse for RouteHandler {
 /// route_handler! { name = h_retrieve_file; op = RetrieveFile; body = none; params = [file_id] }
 /// ```
 /// The handler extracts the service prefix (`workspace`, `service_id`) and the route's own path
-/// parameters as a typed tuple, the raw query and headers, and the body as the route's kind says
-/// (raw bytes for JSON and multipart, nothing for `none`), then calls
+/// parameters as a typed tuple, then takes the request apart: its raw query, its headers, and its
+/// body as the route's kind says (unread for JSON and multipart, dropped for `none`), and calls
 /// `crate::http::dispatch::dispatch` with the operation. Schema checks run there, after auth.
 #[proc_macro]
 pub fn route_handler(input: TokenStream) -> TokenStream {
@@ -331,21 +331,22 @@ pub fn route_handler(input: TokenStream) -> TokenStream {
     let RouteHandler { name, op, body, params } = def;
     let types = std::iter::repeat_n(quote!(::std::string::String), params.len() + 2);
     let param_names: Vec<String> = params.iter().map(|p| p.to_string()).collect();
-    let (body_arg, body_value) = match body {
-        BodyKind::Json => (quote!(body: ::axum::body::Body,), quote!(crate::http::dispatch::RequestBody::Json(body))),
-        BodyKind::Multipart => {
-            (quote!(body: ::axum::body::Body,), quote!(crate::http::dispatch::RequestBody::Multipart(body)))
-        }
-        BodyKind::None => (quote!(), quote!(crate::http::dispatch::RequestBody::None)),
+    let body_value = match body {
+        BodyKind::Json => quote!(crate::http::dispatch::RequestBody::Json(body)),
+        BodyKind::Multipart => quote!(crate::http::dispatch::RequestBody::Multipart(body)),
+        BodyKind::None => quote!({
+            drop(body);
+            crate::http::dispatch::RequestBody::None
+        }),
     };
     quote! {
         async fn #name(
             ::axum::extract::State(state): ::axum::extract::State<crate::http::AppState>,
             ::axum::extract::Path((workspace, service_id, #(#params,)*)): ::axum::extract::Path<( #(#types,)* )>,
-            ::axum::extract::RawQuery(query): ::axum::extract::RawQuery,
-            headers: ::axum::http::HeaderMap,
-            #body_arg
+            request: ::axum::extract::Request,
         ) -> ::axum::response::Response {
+            // The request taken whole: its headers move into the call instead of being cloned.
+            let (parts, body) = request.into_parts();
             crate::http::dispatch::dispatch(
                 state,
                 crate::catalogue::Operation::#op,
@@ -353,8 +354,8 @@ pub fn route_handler(input: TokenStream) -> TokenStream {
                     workspace,
                     service_id,
                     params: ::std::vec![ #( (#param_names, #params) ),* ],
-                    query,
-                    headers,
+                    query: parts.uri.query().map(::std::borrow::ToOwned::to_owned),
+                    headers: parts.headers,
                     body: #body_value,
                 },
             )

@@ -1,8 +1,14 @@
 //! A session's log: a bounded ring of lines, read back by `get_logs`.
 
+use crate::catalogue::Route;
+use crate::http::dispatch::Usage;
+use crate::observability::request_id::RequestId;
+use axum::http::HeaderValue;
 use serde::Serialize;
 use std::collections::VecDeque;
+use std::fmt;
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// Lines kept per session; older ones are dropped first.
 const CAPACITY: usize = 10_000;
@@ -15,12 +21,87 @@ pub enum LogType {
     Error,
 }
 
-/// One log line.
+/// One log line, as `get_logs` returns it.
 #[derive(Debug, Clone, Serialize)]
 pub struct LogItem {
     #[serde(rename = "type")]
     pub kind: LogType,
     pub content: String,
+}
+
+/// A line as kept: text, or a request's facts written out only when read (every request makes
+/// one; few are ever read).
+#[derive(Debug)]
+enum Content {
+    Text(String),
+    Request(Box<RequestLine>),
+}
+
+#[derive(Debug)]
+struct Entry {
+    kind: LogType,
+    content: Content,
+}
+
+impl Entry {
+    fn item(&self) -> LogItem {
+        let content = match &self.content {
+            Content::Text(text) => text.clone(),
+            Content::Request(line) => line.to_string(),
+        };
+        LogItem { kind: self.kind, content }
+    }
+}
+
+/// A served request's line: `time id METHOD path model= deployment= status= latency_ms=
+/// tokens=prompt/completion [cost=$ | error="..."]`.
+#[derive(Debug)]
+pub struct RequestLine {
+    /// Unix seconds when it was served.
+    pub at: u64,
+    pub request_id: RequestId,
+    pub route: &'static Route,
+    pub model: Option<String>,
+    pub deployment: Option<String>,
+    pub status: u16,
+    pub elapsed: Duration,
+    pub usage: Option<Usage>,
+    pub outcome: LineOutcome,
+}
+
+/// How a request's line ends.
+#[derive(Debug)]
+pub enum LineOutcome {
+    /// Served; with its cost in USD, as the `x-ferrolite-cost` header gave it, when priced.
+    Served(Option<HeaderValue>),
+    Failed(String),
+}
+
+impl fmt::Display for RequestLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut latency = String::with_capacity(12);
+        crate::decimal::push(&mut latency, self.elapsed.as_secs_f64() * 1000.0, 1);
+        write!(
+            f,
+            "{} {} {} {} model={} deployment={} status={} latency_ms={latency}",
+            self.at,
+            self.request_id,
+            self.route.method.as_http(),
+            self.route.path,
+            self.model.as_deref().unwrap_or("-"),
+            self.deployment.as_deref().unwrap_or("-"),
+            self.status,
+        )?;
+        match self.usage {
+            Some(u) => write!(f, " tokens={}/{}", u.prompt_tokens, u.completion_tokens)?,
+            None => f.write_str(" tokens=-")?,
+        }
+        match &self.outcome {
+            LineOutcome::Served(Some(cost)) => write!(f, " cost=${}", cost.to_str().unwrap_or("?")),
+            LineOutcome::Served(None) => Ok(()),
+            LineOutcome::Failed(message) => write!(f, " error={message:?}"),
+        }
+    }
 }
 
 /// A session's recent log lines. `total` counts every line ever written, so offsets stay
@@ -32,26 +113,85 @@ pub struct LogBuffer {
 
 #[derive(Debug, Default)]
 struct Ring {
-    lines: VecDeque<LogItem>,
+    lines: VecDeque<Entry>,
     dropped: usize,
 }
 
 impl LogBuffer {
     pub fn push(&self, kind: LogType, content: String) {
+        self.push_entry(Entry { kind, content: Content::Text(content) });
+    }
+
+    /// A served request's line: an error line when it failed or its status is 4xx/5xx.
+    pub fn push_request(&self, line: RequestLine) {
+        let failed = matches!(line.outcome, LineOutcome::Failed(_)) || line.status >= 400;
+        let kind = if failed { LogType::Error } else { LogType::Log };
+        self.push_entry(Entry { kind, content: Content::Request(Box::new(line)) });
+    }
+
+    fn push_entry(&self, entry: Entry) {
         let mut ring = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if ring.lines.len() == CAPACITY {
             ring.lines.pop_front();
             ring.dropped += 1;
         }
-        ring.lines.push_back(LogItem { kind, content });
+        ring.lines.push_back(entry);
     }
 
     /// Lines `offset..offset+limit` (of the given type, if any) and the total count.
     pub fn read(&self, kind: Option<LogType>, offset: usize, limit: Option<usize>) -> (Vec<LogItem>, usize) {
         let ring = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let matching: Vec<&LogItem> = ring.lines.iter().filter(|l| kind.is_none_or(|k| l.kind == k)).collect();
-        let total = matching.len();
-        let items = matching.into_iter().skip(offset).take(limit.unwrap_or(usize::MAX)).cloned().collect();
+        let matching = || ring.lines.iter().filter(|l| kind.is_none_or(|k| l.kind == k));
+        let total = matching().count();
+        let items = matching().skip(offset).take(limit.unwrap_or(usize::MAX)).map(Entry::item).collect();
         (items, total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::{Operation, ROUTES};
+
+    fn line(status: u16, outcome: LineOutcome) -> RequestLine {
+        RequestLine {
+            at: 1_796_000_000,
+            request_id: RequestId::from_headers(&{
+                let mut h = axum::http::HeaderMap::new();
+                h.insert("x-request-id", HeaderValue::from_static("req_1"));
+                h
+            }),
+            route: ROUTES.iter().find(|r| r.op == Operation::ChatCompletions).expect("chat route"),
+            model: Some("gpt".into()),
+            deployment: Some("gpt/0".into()),
+            status,
+            elapsed: Duration::from_micros(1_234),
+            usage: Some(Usage { prompt_tokens: 9, completion_tokens: 10 }),
+            outcome,
+        }
+    }
+
+    #[test]
+    fn a_request_line_is_written_out_when_read() {
+        let logs = LogBuffer::default();
+        logs.push(LogType::Log, "started".into());
+        logs.push_request(line(200, LineOutcome::Served(Some(HeaderValue::from_static("0.00012250")))));
+        let mut failed = line(502, LineOutcome::Failed("cannot reach \"x\"".into()));
+        failed.usage = None;
+        logs.push_request(failed);
+        let (items, total) = logs.read(None, 0, None);
+        assert_eq!(total, 3);
+        let path = ROUTES.iter().find(|r| r.op == Operation::ChatCompletions).unwrap().path;
+        assert_eq!(
+            items[1].content,
+            format!("1796000000 req_1 POST {path} model=gpt deployment=gpt/0 status=200 latency_ms=1.2 tokens=9/10 cost=$0.00012250")
+        );
+        assert_eq!(items[1].kind, LogType::Log);
+        assert_eq!(
+            items[2].content,
+            format!("1796000000 req_1 POST {path} model=gpt deployment=gpt/0 status=502 latency_ms=1.2 tokens=- error=\"cannot reach \\\"x\\\"\"")
+        );
+        let (errors, total) = logs.read(Some(LogType::Error), 0, None);
+        assert_eq!((errors.len(), total), (1, 1));
     }
 }

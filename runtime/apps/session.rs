@@ -66,6 +66,9 @@ pub struct Deployment {
     pub model_info: Option<serde_json::Map<String, serde_json::Value>>,
     /// Its price per token, worked out on first use (it never changes while the session runs).
     pub price: std::sync::OnceLock<Option<crate::router::prices::Price>>,
+    /// The headers that carry its credentials, built on first use; `None` when its key cannot
+    /// be a header value.
+    pub credential_headers: std::sync::OnceLock<Option<axum::http::HeaderMap>>,
 }
 
 /// The Azure OpenAI API version used when a deployment names none.
@@ -223,6 +226,7 @@ impl Session {
                 params: p.clone(),
                 model_info: entry.model_info.clone(),
                 price: Default::default(),
+                credential_headers: Default::default(),
             });
         }
         let service_id = config.service_id.clone().unwrap_or_else(|| format!("llm-{}", spec.id));

@@ -6,16 +6,17 @@
 use super::error::ApiError;
 use super::multipart::MultipartBody;
 use super::{local, AppState};
-use crate::apps::logs::LogType;
+use crate::apps::logs::{LineOutcome, LogType, RequestLine};
 use crate::apps::session::Session;
 use crate::auth::presented_token;
 use crate::catalogue::{BodyKind, Operation, Route, Serve};
 use crate::manifest::Visibility;
 use crate::observability::metrics;
+use crate::observability::request_id::RequestId;
 use crate::router::failover::{self, Target};
 use crate::schema_check;
 use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use std::sync::Arc;
@@ -60,18 +61,34 @@ impl Payload {
         }
     }
 
-    /// Whether the JSON body has `true` at `pointer`.
-    pub fn pointer_bool(&self, pointer: &str) -> bool {
-        matches!(self, Payload::Json(v) if v.pointer(pointer) == Some(&Value::Bool(true)))
+    /// Whether the body's top-level `name` is `true`.
+    pub fn flag(&self, name: &str) -> bool {
+        self.field(name) == Some(&Value::Bool(true))
+    }
+
+    /// Whether the client asked a stream for its usage (`stream_options.include_usage`).
+    pub fn wants_stream_usage(&self) -> bool {
+        self.field("stream_options").and_then(|o| small_object_field(o, "include_usage")) == Some(&Value::Bool(true))
     }
 
     /// A top-level field of the body (JSON) or form (multipart).
     pub fn field(&self, name: &str) -> Option<&Value> {
         match self {
-            Payload::Json(v) => v.get(name),
+            Payload::Json(v) => small_object_field(v, name),
             Payload::Multipart(form) => form.fields.get(name),
             Payload::Empty => None,
         }
+    }
+}
+
+/// A field of a JSON object. A request body has a handful of fields: comparing names beats
+/// hashing one with the map's SipHash (`preserve_order` maps are keyed that way).
+fn small_object_field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
+    let Value::Object(map) = value else { return None };
+    if map.len() <= 16 {
+        map.iter().find_map(|(key, v)| (key == name).then_some(v))
+    } else {
+        map.get(name)
     }
 }
 
@@ -97,23 +114,23 @@ impl Outcome {
 
 /// Serves one catalogue operation.
 pub async fn dispatch(state: AppState, op: Operation, call: Call) -> Response {
-    let request_id = crate::observability::request_id::from_headers(&call.headers);
+    let request_id = RequestId::from_headers(&call.headers);
     let span = tracing::info_span!(
         "request",
-        id = %request_id,
+        id = request_id.as_str(),
         op = op.as_str(),
-        workspace = %call.workspace,
-        service = %call.service_id,
+        workspace = call.workspace.as_str(),
+        service = call.service_id.as_str(),
     );
-    let mut response =
-        handle(&state, op, call, &request_id).instrument(span).await.unwrap_or_else(IntoResponse::into_response);
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(crate::observability::request_id::HEADER, v);
-    }
+    // Boxed: the request's whole state machine is large, and axum's layers move the future
+    // they are handed; a box moves as a pointer.
+    let handled = Box::pin(handle(&state, op, call, &request_id).instrument(span)).await;
+    let mut response = handled.unwrap_or_else(IntoResponse::into_response);
+    response.headers_mut().insert(crate::observability::request_id::HEADER, request_id.header_value());
     response
 }
 
-async fn handle(state: &AppState, op: Operation, call: Call, request_id: &str) -> Result<Response, ApiError> {
+async fn handle(state: &AppState, op: Operation, call: Call, request_id: &RequestId) -> Result<Response, ApiError> {
     let registry = state.controller.registry();
     let session = registry.get(&call.workspace, &call.service_id);
     // A litellm config's master key opens its own service, as it did under litellm.
@@ -156,10 +173,7 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &str) -
                 let query = query.as_deref().unwrap_or("-");
                 session.logs.push(
                     LogType::Log,
-                    format!(
-                        "{request_id} request query={query} stream={}",
-                        payload.field("stream").is_some_and(|s| s == true)
-                    ),
+                    format!("{request_id} request query={query} stream={}", payload.flag("stream")),
                 );
             }
             serve(state, request_id, &session, route, &params, query.as_deref(), &headers, payload)
@@ -169,70 +183,34 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &str) -
         Err(e) => Err(e),
     };
     let elapsed = started.elapsed();
-    let (status, kind, model, deployment, usage) = match &result {
+    // The log line keeps the request's facts; it is written out only if someone reads it.
+    let (status, model, deployment, usage, outcome) = match &result {
         Ok((o, model)) => {
-            (o.response.status().as_u16(), log_type(o.response.status()), model.clone(), o.deployment.clone(), o.usage)
+            let cost = o.response.headers().get(crate::router::failover::COST_HEADER).cloned();
+            (o.response.status().as_u16(), model.clone(), o.deployment.clone(), o.usage, LineOutcome::Served(cost))
         }
-        Err(e) => (e.status.as_u16(), LogType::Error, None, None, None),
+        Err(e) => (e.status.as_u16(), None, None, None, LineOutcome::Failed(e.message.clone())),
     };
-    let line = log_line(request_id, route, model.as_deref(), deployment.as_deref(), status, elapsed, usage, &result);
     tracing::debug!(status, latency_ms = elapsed.as_secs_f64() * 1000.0, "served");
     metrics::request_done(&session, route.path, model.as_deref(), deployment.as_deref(), status, elapsed);
-    session.logs.push(kind, line);
+    session.logs.push_request(RequestLine {
+        at: crate::auth::unix_now(),
+        request_id: request_id.clone(),
+        route,
+        model,
+        deployment,
+        status,
+        elapsed,
+        usage,
+        outcome,
+    });
     result.map(|(o, _)| o.response)
-}
-
-/// The request's line in `get_logs`: `time id METHOD path model= deployment= status=
-/// latency_ms= tokens=prompt/completion [cost=$ | error="..."]`.
-#[allow(clippy::too_many_arguments)] // one request's facts, written once
-fn log_line(
-    request_id: &str,
-    route: &Route,
-    model: Option<&str>,
-    deployment: Option<&str>,
-    status: u16,
-    elapsed: std::time::Duration,
-    usage: Option<Usage>,
-    result: &Result<(Outcome, Option<String>), ApiError>,
-) -> String {
-    use std::fmt::Write;
-    let mut line = String::with_capacity(160);
-    let _ = write!(
-        line,
-        "{} {request_id} {} {} model={} deployment={} status={status} latency_ms=",
-        crate::auth::unix_now(),
-        route.method.as_http(),
-        route.path,
-        model.unwrap_or("-"),
-        deployment.unwrap_or("-"),
-    );
-    crate::decimal::push(&mut line, elapsed.as_secs_f64() * 1000.0, 1);
-    match usage {
-        Some(u) => {
-            let _ = write!(line, " tokens={}/{}", u.prompt_tokens, u.completion_tokens);
-        }
-        None => line.push_str(" tokens=-"),
-    }
-    match result {
-        Ok((o, _)) => {
-            if let Some(cost) =
-                o.response.headers().get(crate::router::failover::COST_HEADER).and_then(|v| v.to_str().ok())
-            {
-                line.push_str(" cost=$");
-                line.push_str(cost);
-            }
-        }
-        Err(e) => {
-            let _ = write!(line, " error={:?}", e.message);
-        }
-    }
-    line
 }
 
 #[allow(clippy::too_many_arguments)] // one request's parts, passed through once
 async fn serve(
     state: &AppState,
-    request_id: &str,
+    request_id: &RequestId,
     session: &Arc<Session>,
     route: &'static Route,
     params: &[(&'static str, String)],
@@ -410,14 +388,5 @@ fn preview(payload: &Payload) -> String {
         format!("{}... ({} bytes)", &text[..cut], text.len())
     } else {
         text
-    }
-}
-
-/// Answers with an error status are error lines, whoever produced them.
-fn log_type(status: axum::http::StatusCode) -> LogType {
-    if status.is_client_error() || status.is_server_error() {
-        LogType::Error
-    } else {
-        LogType::Log
     }
 }

@@ -173,7 +173,7 @@ async fn check(state: &AppState, d: &Deployment) -> Result<(), String> {
                 method: axum::http::Method::GET,
                 url,
                 headers,
-                body: axum::body::Body::empty(),
+                body: crate::providers::upstream::RequestBody::empty(),
                 timeout: Some(Duration::from_secs(10)),
             };
             crate::providers::upstream::answers_ok(state.http.send(request).await)

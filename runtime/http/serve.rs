@@ -98,9 +98,10 @@ pub struct Lanes {
 }
 
 impl Lanes {
-    /// Starts `count` lane threads serving `service`; each runs `on_start` first (thread-local
-    /// set-up such as its own upstream connection pool).
-    pub fn start<S>(count: usize, service: S, settings: ConnectionSettings, on_start: fn()) -> io::Result<Lanes>
+    /// Starts `count` lane threads serving `service`; each runs `hooks.on_start` first
+    /// (thread-local set-up such as its own upstream connection pool) and `hooks.every_second`
+    /// once a second (upkeep of that set-up).
+    pub fn start<S>(count: usize, service: S, settings: ConnectionSettings, hooks: LaneHooks) -> io::Result<Lanes>
     where
         S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
         S::Future: Send + 'static,
@@ -113,9 +114,9 @@ impl Lanes {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let service = service.clone();
             std::thread::Builder::new().name(format!("ferrolite-lane-{index}")).spawn(move || {
-                on_start();
+                (hooks.on_start)();
                 runtime.block_on(async move {
-                    tokio::spawn(keep_the_timer_due_soon());
+                    tokio::spawn(every_second(hooks.every_second));
                     let builder = connection_builder(settings);
                     let graceful = GracefulShutdown::new();
                     let serving = async {
@@ -144,15 +145,26 @@ impl Lanes {
     }
 }
 
-/// Keeps a timer of the lane due within a second. tokio's timer driver wakes its own event loop
-/// (an eventfd write and one more turn of the loop) whenever a timer is set earlier than the
-/// earliest it parked for; hyper sets the header-read timer afresh for every request, and
-/// between requests no earlier timer existed, so every request paid for that wake. With this
-/// tick pending, a 30 s header timer is never the earliest.
-async fn keep_the_timer_due_soon() {
+/// What each lane runs besides its connections.
+#[derive(Debug, Clone, Copy)]
+pub struct LaneHooks {
+    /// Once, on the lane's thread, before it serves.
+    pub on_start: fn(),
+    /// Once a second, on the lane's thread.
+    pub every_second: fn(),
+}
+
+/// Runs `upkeep` once a second. The tick also keeps a timer of the lane due within a second:
+/// tokio's timer driver wakes its own event loop (an eventfd write and one more turn of the
+/// loop) whenever a timer is set earlier than the earliest it parked for; hyper sets the
+/// header-read timer afresh for every request, and between requests no earlier timer existed,
+/// so every request paid for that wake. With this tick pending, a 30 s header timer is never
+/// the earliest.
+async fn every_second(upkeep: fn()) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
+        upkeep();
     }
 }
 

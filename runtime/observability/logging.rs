@@ -76,13 +76,57 @@ pub fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> Result<Guard, Log
 }
 
 /// `name=value` fields, space-separated, the message bare: the default text layout, unstyled.
-fn plain_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static {
-    use tracing_subscriber::field::MakeExt;
-    tracing_subscriber::fmt::format::debug_fn(|writer, field, value| match field.name() {
-        "message" => write!(writer, "{value:?}"),
-        name => write!(writer, "{name}={value:?}"),
-    })
-    .delimited(" ")
+/// Text values are written as they are (a request's span has four, formatted when it opens).
+fn plain_fields() -> PlainFields {
+    PlainFields
+}
+
+struct PlainFields;
+
+impl<'w> tracing_subscriber::fmt::FormatFields<'w> for PlainFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        writer: tracing_subscriber::fmt::format::Writer<'w>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut visitor = PlainVisitor { writer, result: Ok(()), first: true };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct PlainVisitor<'w> {
+    writer: tracing_subscriber::fmt::format::Writer<'w>,
+    result: std::fmt::Result,
+    first: bool,
+}
+
+impl PlainVisitor<'_> {
+    /// Writes the separator and `name=` (nothing for the message); false once a write failed.
+    fn start(&mut self, field: &tracing::field::Field) -> bool {
+        if self.result.is_ok() && !std::mem::take(&mut self.first) {
+            self.result = self.writer.write_char(' ');
+        }
+        if self.result.is_ok() && field.name() != "message" {
+            self.result = self.writer.write_str(field.name()).and_then(|()| self.writer.write_char('='));
+        }
+        self.result.is_ok()
+    }
+}
+
+impl tracing::field::Visit for PlainVisitor<'_> {
+    // Text is copied as it is: no formatting machinery for the span's four strings.
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if self.start(field) {
+            self.result = std::fmt::Write::write_str(&mut self.writer, value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if self.start(field) {
+            self.result = write!(self.writer, "{value:?}");
+        }
+    }
 }
 
 #[cfg(feature = "otlp")]
@@ -143,5 +187,42 @@ mod tests {
         let _ = provider.force_flush();
         let head = rx.recv_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(head, "POST /v1/traces HTTP/1.1");
+    }
+}
+
+#[cfg(test)]
+mod plain_tests {
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn span_fields_and_event_fields_are_written_plain() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .fmt_fields(super::plain_fields())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request", id = "req_1", op = "chat_completions", n = 3);
+            let _entered = span.enter();
+            tracing::info!(status = 200, path = "/v1/x", "served {}", "fine");
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("request{id=req_1 op=chat_completions n=3}:"), "{text}");
+        assert!(text.contains("served fine status=200 path=/v1/x"), "{text}");
     }
 }

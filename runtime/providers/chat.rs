@@ -182,13 +182,7 @@ fn outgoing(
         };
         headers.append(name, value);
     }
-    Ok(super::upstream::Request {
-        method: upstream.method,
-        url,
-        headers,
-        body: axum::body::Body::from(upstream.body),
-        timeout,
-    })
+    Ok(super::upstream::Request { method: upstream.method, url, headers, body: upstream.body.into(), timeout })
 }
 
 /// Runs upstream bytes through a decoder, yielding each chunk as soon as it is complete.

@@ -3,7 +3,7 @@
 
 use super::translate::upstream_url;
 use super::translate::{ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
-use super::upstream::SendError;
+use super::upstream::{RequestBody, SendError};
 use super::{Provider, ProviderCall};
 use crate::api::openai::ChatRequest;
 use crate::apps::session::Deployment;
@@ -11,12 +11,14 @@ use crate::catalogue::Operation;
 use crate::http::dispatch::{Outcome, Payload};
 use crate::http::error::ApiError;
 use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
 
-/// Request headers a client may set that mean the same upstream.
-const FORWARDED_HEADERS: &[&str] = &["accept", "openai-beta", "anthropic-beta"];
+/// Request headers a client may set that mean the same upstream (names built at compile time:
+/// a `&str` name is parsed and hashed again on every look-up).
+const FORWARDED_HEADERS: [HeaderName; 3] =
+    [header::ACCEPT, HeaderName::from_static("openai-beta"), HeaderName::from_static("anthropic-beta")];
 
 /// The Anthropic API version sent when the client names none.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -40,18 +42,29 @@ pub fn auth_headers(d: &Deployment, client: &axum::http::HeaderMap) -> Vec<(&'st
 
 /// [`auth_headers`] as headers to send; a key that cannot be a header value is the deployment's fault.
 pub fn auth_header_map(d: &Deployment, client: &HeaderMap) -> Result<HeaderMap, ApiError> {
+    // They depend on the client only through the Anthropic version it may name; otherwise the
+    // deployment's own copy serves every request.
+    let chosen_by_client = d.provider == Provider::Anthropic && client.contains_key("anthropic-version");
+    let headers = if chosen_by_client {
+        credential_headers(d, client)
+    } else {
+        d.credential_headers.get_or_init(|| credential_headers(d, &HeaderMap::new())).clone()
+    };
+    headers.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            format!("deployment {} has a credential that is not a valid header value", d.id),
+        )
+    })
+}
+
+fn credential_headers(d: &Deployment, client: &HeaderMap) -> Option<HeaderMap> {
     let mut headers = HeaderMap::with_capacity(4);
     for (name, value) in auth_headers(d, client) {
-        let value = HeaderValue::from_str(&value).map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "upstream_error",
-                format!("deployment {} has a credential that is not a valid header value", d.id),
-            )
-        })?;
-        headers.insert(name, value);
+        headers.insert(name, HeaderValue::from_str(&value).ok()?);
     }
-    Ok(headers)
+    Some(headers)
 }
 
 /// OpenAI's own chat format, spoken as a translating provider: what `/v1/messages` uses in
@@ -148,7 +161,7 @@ const ERROR_BODY_LIMIT: usize = 64 * 1024;
 /// Forwards a request to the deployment's OpenAI-compatible upstream.
 pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
     let d = call.deployment;
-    let wants_stream = call.payload.field("stream").and_then(Value::as_bool) == Some(true);
+    let wants_stream = call.payload.flag("stream");
     let upstream = if wants_stream {
         call.provider_route.stream_upstream.or(call.provider_route.upstream)
     } else {
@@ -164,8 +177,8 @@ pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
     let url = super::translate::parsed_url(&url, d)?;
     let mut headers = auth_header_map(d, call.headers)?;
     for name in FORWARDED_HEADERS {
-        if let Some(v) = call.headers.get(*name) {
-            headers.insert(*name, v.clone());
+        if let Some(v) = call.headers.get(&name) {
+            headers.insert(name, v.clone());
         }
     }
     let mut failure = None;
@@ -179,7 +192,7 @@ pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
                 UpstreamBody { body: &body, model_field: call.route.model_field, model: &d.upstream_model, ask_usage };
             let bytes = serde_json::to_vec(&upstream_body).map_err(|e| ApiError::internal(e.to_string()))?;
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            Body::from(bytes)
+            RequestBody::from(bytes)
         }
         Payload::Multipart(form) => {
             failure = Some(form.failure.clone());
@@ -188,9 +201,9 @@ pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
             if let Ok(v) = HeaderValue::from_str(&content_type) {
                 headers.insert(header::CONTENT_TYPE, v);
             }
-            Body::from_stream(stream)
+            RequestBody::Stream(Body::from_stream(stream))
         }
-        Payload::Empty => Body::empty(),
+        Payload::Empty => RequestBody::empty(),
     };
     let request = super::upstream::Request { method: upstream.method.as_http(), url, headers, body, timeout: None };
     let upstream_response = call.state.http.send(request).await.map_err(|e| {

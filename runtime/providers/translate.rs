@@ -89,15 +89,19 @@ pub trait ChatProvider: Sync {
     fn upstream_error(&self, status: StatusCode, body: &[u8], d: &Deployment) -> ApiError;
 }
 
-/// The base URL of a deployment: its `api_base`, else its provider's default.
-pub fn base_url(d: &Deployment) -> Result<String, ApiError> {
+/// The base URL of a deployment, without a trailing `/`: its `api_base`, else its provider's
+/// default (written into `out`).
+fn push_base_url(d: &Deployment, out: &mut String) -> Result<(), ApiError> {
     match (&d.api_base, d.provider, &d.aws) {
-        (Some(base), _, _) => Ok(base.trim_end_matches('/').to_owned()),
+        (Some(base), _, _) => out.push_str(base.trim_end_matches('/')),
         (None, crate::providers::Provider::Bedrock, Some(aws)) => {
-            Ok(format!("https://bedrock-runtime.{}.amazonaws.com", aws.region))
+            out.push_str("https://bedrock-runtime.");
+            out.push_str(&aws.region);
+            out.push_str(".amazonaws.com");
         }
-        _ => Err(ApiError::bad_request(format!("deployment {} has no api_base", d.id))),
+        _ => return Err(ApiError::bad_request(format!("deployment {} has no api_base", d.id))),
     }
+    Ok(())
 }
 
 /// An upstream error body's message, for error mapping: `error.message`, `message`, or the text.
@@ -155,12 +159,20 @@ pub fn parsed_url(url: &str, d: &Deployment) -> Result<reqwest::Url, ApiError> {
 
 /// The full upstream URL: the deployment's base and the catalogue's path template, filled.
 pub fn upstream_url(d: &Deployment, template: &str, params: &[(&'static str, String)]) -> Result<String, ApiError> {
-    Ok(format!("{}{}", base_url(d)?, fill_template(template, params, d)))
+    let mut url = String::with_capacity(d.api_base.as_ref().map_or(64, String::len) + template.len() + 32);
+    push_base_url(d, &mut url)?;
+    push_filled_template(template, params, d, &mut url);
+    Ok(url)
 }
 
 /// Fills `{name}` in an upstream path from the route's parameters and the deployment.
 pub fn fill_template(template: &str, params: &[(&'static str, String)], d: &Deployment) -> String {
     let mut out = String::with_capacity(template.len() + 32);
+    push_filled_template(template, params, d, &mut out);
+    out
+}
+
+fn push_filled_template(template: &str, params: &[(&'static str, String)], d: &Deployment, out: &mut String) {
     let mut rest = template;
     while let Some(start) = rest.find('{') {
         out.push_str(&rest[..start]);
@@ -178,11 +190,10 @@ pub fn fill_template(template: &str, params: &[(&'static str, String)], d: &Depl
                 _ => None,
             })
             .unwrap_or_default();
-        encode_segment(value, &mut out);
+        encode_segment(value, out);
         rest = &rest[start + len + 1..];
     }
     out.push_str(rest);
-    out
 }
 
 /// Percent-encodes a path segment (RFC 3986 unreserved characters pass).

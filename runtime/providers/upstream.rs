@@ -1,5 +1,7 @@
-//! The HTTP client that calls upstreams: hyper's pooled client over rustls (keep-alive, HTTP/2
-//! where the upstream offers it by ALPN), one pool for all deployments, keyed by host.
+//! The HTTP client that calls upstreams. On a connection lane, plain-HTTP upstreams are called
+//! over the lane's own HTTP/1.1 connections ([`h1`]); TLS upstreams go through hyper's pooled
+//! client over rustls (keep-alive, HTTP/2 where the upstream offers it by ALPN), one pool per
+//! lane, keyed by host.
 //!
 //! reqwest on this path cost ~12% of a proxied request's instructions (a URL parse per request
 //! for its redirect policy and its response, large futures moved around) for features a gateway
@@ -15,6 +17,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::time::Duration;
 
+mod h1;
+
 /// How long an idle upstream connection stays in the pool.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long opening a connection to an upstream may take.
@@ -25,9 +29,36 @@ pub struct Request {
     pub method: Method,
     pub url: reqwest::Url,
     pub headers: HeaderMap,
-    pub body: Body,
+    pub body: RequestBody,
     /// Bounds the wait for the answer's head (the caller bounds the rest).
     pub timeout: Option<Duration>,
+}
+
+/// What a request sends.
+pub enum RequestBody {
+    /// Whole, in memory (JSON, or nothing).
+    Full(Bytes),
+    /// Streamed as it is read (a multipart upload's files).
+    Stream(Body),
+}
+
+impl RequestBody {
+    pub fn empty() -> RequestBody {
+        RequestBody::Full(Bytes::new())
+    }
+
+    fn into_body(self) -> Body {
+        match self {
+            RequestBody::Full(bytes) => Body::from(bytes),
+            RequestBody::Stream(body) => body,
+        }
+    }
+}
+
+impl From<Vec<u8>> for RequestBody {
+    fn from(bytes: Vec<u8>) -> RequestBody {
+        RequestBody::Full(bytes.into())
+    }
 }
 
 /// An upstream's answer; its body streams as it arrives.
@@ -63,11 +94,18 @@ thread_local! {
     static LANE_CLIENT: std::cell::OnceCell<DirectClient> = const { std::cell::OnceCell::new() };
 }
 
-/// Gives the calling thread (a connection lane) its own upstream connection pool.
+/// Gives the calling thread (a connection lane) its own upstream connection pools.
 pub fn use_lane_pool() {
     LANE_CLIENT.with(|lane| {
         let _ = lane.set(direct_client());
     });
+    h1::enable(IDLE_TIMEOUT);
+}
+
+/// Closes the calling lane's plain-HTTP connections that sat idle past the idle timeout (hyper's
+/// pool sweeps its own).
+pub fn sweep_lane_pool() {
+    h1::sweep();
 }
 
 fn direct_client() -> DirectClient {
@@ -100,9 +138,12 @@ impl UpstreamClient {
     pub async fn send(&self, request: Request) -> Result<Response, SendError> {
         let Request { method, url, headers, body, timeout } = request;
         let answer = async {
-            match &self.proxied {
-                Some(client) => send_proxied(client, method, &url, headers, body).await,
-                None => self.send_direct(method, &url, headers, body).await,
+            match (&self.proxied, body) {
+                (Some(client), body) => send_proxied(client, method, &url, headers, body.into_body()).await,
+                (None, RequestBody::Full(bytes)) if url.scheme() == "http" && h1::on_lane() => {
+                    h1::send(&method, &url, &headers, &bytes).await
+                }
+                (None, body) => self.send_direct(method, &url, headers, body.into_body()).await,
             }
         };
         match timeout {
@@ -270,7 +311,7 @@ mod tests {
             method: Method::POST,
             url: reqwest::Url::parse("http://upstream.invalid/v1/chat/completions").unwrap(),
             headers: HeaderMap::new(),
-            body: Body::from("{}"),
+            body: RequestBody::from(b"{}".to_vec()),
             timeout: Some(Duration::from_secs(10)),
         };
         let answer = client.send(request).await.unwrap();

@@ -14,11 +14,13 @@ use crate::apps::logs::LogType;
 use crate::apps::session::Session;
 use crate::http::dispatch::Usage;
 use crate::http::error::ApiError;
+use crate::json_scan::{self, ScanError};
 use axum::body::{Body, Bytes};
 use axum::http::StatusCode;
 use axum::response::Response;
 use futures::StreamExt;
 use serde_json::Value;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,96 +38,45 @@ pub fn usage_from_json(v: &Value) -> Option<Usage> {
         .then(|| Usage { prompt_tokens: prompt.unwrap_or(0), completion_tokens: completion.unwrap_or(0) })
 }
 
-/// The token counts of a JSON answer, read without building the rest of it (the whole answer
-/// is still checked to be JSON): the same places [`usage_from_json`] looks.
-#[derive(serde::Deserialize)]
-struct UsageOnly {
-    #[serde(default)]
-    usage: IfObject<Counts>,
-    #[serde(default)]
-    message: IfObject<HasUsage>,
-    #[serde(default)]
-    response: IfObject<HasUsage>,
-}
-
-#[derive(serde::Deserialize)]
-struct HasUsage {
-    #[serde(default)]
-    usage: IfObject<Counts>,
-}
-
-/// Counts as sent; one that is not a whole number reads as absent, as in [`usage_from_json`].
-#[derive(serde::Deserialize)]
-struct Counts {
-    prompt_tokens: Option<Value>,
-    input_tokens: Option<Value>,
-    completion_tokens: Option<Value>,
-    output_tokens: Option<Value>,
-}
-
-/// A `T` where the field holds an object; `None` (not an error) where it holds anything else.
-/// Unlike `#[serde(untagged)]`, nothing is buffered to find out.
-struct IfObject<T>(Option<T>);
-
-impl<T> Default for IfObject<T> {
-    fn default() -> Self {
-        IfObject(None)
-    }
-}
-
-impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for IfObject<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
-        struct ObjectOrAnything<T>(std::marker::PhantomData<T>);
-        impl<'de, T: serde::Deserialize<'de>> Visitor<'de> for ObjectOrAnything<T> {
-            type Value = IfObject<T>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("any JSON value")
+/// The token counts of a JSON answer, read without building it (the whole answer is still
+/// checked to be JSON): the same places [`usage_from_json`] looks, with keys as written.
+pub fn answer_usage(doc: &[u8]) -> Result<Option<Usage>, ScanError> {
+    let (mut usage, mut message, mut response) = (None, None, None);
+    json_scan::members(doc, |key, span| match key {
+        b"usage" => usage = Some(span),
+        b"message" => message = Some(span),
+        b"response" => response = Some(span),
+        _ => {}
+    })?;
+    let object = |span: Option<Range<usize>>| span.map(|s| &doc[s]).filter(|v| v.first() == Some(&b'{'));
+    let nested = |span: Option<Range<usize>>| {
+        let outer = object(span)?;
+        let mut inner = None;
+        json_scan::members(outer, |key, span| {
+            if key == b"usage" {
+                inner = Some(span);
             }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(|t| IfObject(Some(t)))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(IfObject(None))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(IfObject(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(IfObject(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(IfObject(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(IfObject(None))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(IfObject(None))
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(IfObject(None))
-            }
-        }
-        d.deserialize_any(ObjectOrAnything(std::marker::PhantomData))
-    }
-}
-
-impl UsageOnly {
-    fn usage(&self) -> Option<Usage> {
-        let counts = self
-            .usage
-            .0
-            .as_ref()
-            .or_else(|| self.message.0.as_ref().and_then(|m| m.usage.0.as_ref()))
-            .or_else(|| self.response.0.as_ref().and_then(|r| r.usage.0.as_ref()))?;
-        let whole = |v: &Option<Value>| v.as_ref().and_then(Value::as_u64);
-        let prompt = whole(&counts.prompt_tokens).or(whole(&counts.input_tokens));
-        let completion = whole(&counts.completion_tokens).or(whole(&counts.output_tokens));
-        (prompt.is_some() || completion.is_some())
-            .then(|| Usage { prompt_tokens: prompt.unwrap_or(0), completion_tokens: completion.unwrap_or(0) })
-    }
+        })
+        .ok()?;
+        inner.map(|s| &outer[s]).filter(|v| v.first() == Some(&b'{'))
+    };
+    let Some(counts) = object(usage).or_else(|| nested(message)).or_else(|| nested(response)) else {
+        return Ok(None);
+    };
+    let (mut prompt, mut input, mut completion, mut output) = (None, None, None, None);
+    json_scan::members(counts, |key, span| {
+        let slot = match key {
+            b"prompt_tokens" => &mut prompt,
+            b"input_tokens" => &mut input,
+            b"completion_tokens" => &mut completion,
+            b"output_tokens" => &mut output,
+            _ => return,
+        };
+        *slot = json_scan::whole_number(&counts[span]);
+    })?;
+    let (prompt, completion) = (prompt.or(input), completion.or(output));
+    Ok((prompt.is_some() || completion.is_some())
+        .then(|| Usage { prompt_tokens: prompt.unwrap_or(0), completion_tokens: completion.unwrap_or(0) }))
 }
 
 /// Where a request's usage and cost are booked.
@@ -133,7 +84,7 @@ impl UsageOnly {
 pub struct Account {
     pub session: Arc<Session>,
     pub index: usize,
-    pub request_id: String,
+    pub request_id: crate::observability::request_id::RequestId,
     /// Other instances share spend and load through this, when configured.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// When the attempt began: a request's latency in the usage history runs to its last byte.
@@ -369,8 +320,8 @@ pub async fn tap_json(response: Response, limit: usize, who: &str) -> (Response,
         (axum::response::IntoResponse::into_response(error), None)
     };
     match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => match serde_json::from_slice::<UsageOnly>(&bytes) {
-            Ok(answer) => (Response::from_parts(parts, Body::from(bytes)), answer.usage()),
+        Ok(bytes) => match answer_usage(&bytes) {
+            Ok(usage) => (Response::from_parts(parts, Body::from(bytes)), usage),
             Err(e) => upstream_error(format!("deployment {who} answered invalid JSON: {e}")),
         },
         Err(e) => upstream_error(format!("deployment {who}'s answer broke off: {e}")),
@@ -404,9 +355,9 @@ mod tests {
             json!({"response": {"usage": {"input_tokens": "7"}}}),
         ];
         for v in [&openai, &anthropic_start, &anthropic_delta, &responses].into_iter().chain(&odd) {
-            let typed: UsageOnly = serde_json::from_slice(&serde_json::to_vec(v).unwrap()).unwrap();
-            assert_eq!(typed.usage(), usage_from_json(v), "{v}");
+            assert_eq!(answer_usage(&serde_json::to_vec(v).unwrap()).unwrap(), usage_from_json(v), "{v}");
         }
+        assert!(answer_usage(br#"{"usage": {"prompt_tokens": 1}"#).is_err());
         assert_eq!(find_event_end(b"data: a\n\ndata: b"), Some(9));
         assert_eq!(find_event_end(b"data: a\n"), None);
     }

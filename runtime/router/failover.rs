@@ -186,7 +186,8 @@ fn names(v: Option<Value>, group: &str) -> Vec<String> {
 fn take_options(payload: &mut Payload, group: &str) -> RequestOptions {
     let Payload::Json(shared) = payload else { return RequestOptions::default() };
     let Value::Object(body) = shared.as_ref() else { return RequestOptions::default() };
-    if !ROUTING_FIELDS.iter().any(|f| body.contains_key(*f)) {
+    // Most bodies carry none: one pass over their few keys rather than a hashed look-up each.
+    if !body.keys().any(|k| ROUTING_FIELDS.contains(&k.as_str())) {
         return RequestOptions::default();
     }
     // Not shared yet (no attempt has started), so this copies nothing.
@@ -202,7 +203,7 @@ fn take_options(payload: &mut Payload, group: &str) -> RequestOptions {
 /// Everything an attempt needs besides the payload.
 pub struct Routed<'a> {
     pub state: &'a AppState,
-    pub request_id: &'a str,
+    pub request_id: &'a crate::observability::request_id::RequestId,
     pub session: &'a Arc<Session>,
     pub route: &'static Route,
     pub params: &'a [(&'static str, String)],
@@ -233,7 +234,7 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
     let policy = &session.policy;
     let deadline = policy.timeout.map(|t| started + t);
     let (first_group, options) = match &target {
-        Target::Group(group) => (Some(group.clone()), take_options(&mut payload, group)),
+        Target::Group(group) => (Some(group.as_str()), take_options(&mut payload, group)),
         Target::Deployment(_) => (None, RequestOptions::default()),
     };
     let num_retries = options.num_retries.unwrap_or(policy.num_retries);
@@ -252,8 +253,8 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
             return Err(budget_exceeded("this app", spent, budget, session.app_spend.seconds_to_reset()));
         }
     }
-    let client_wants_usage = payload.pointer_bool("/stream_options/include_usage");
-    let wants_stream = payload.field("stream").and_then(Value::as_bool) == Some(true);
+    let client_wants_usage = payload.wants_stream_usage();
+    let wants_stream = payload.flag("stream");
     // Only usage-based routing weighs the request's size; counting it costs a pass over the body.
     let request_tokens = match session.strategy {
         crate::manifest::RoutingStrategy::UsageBasedRouting | crate::manifest::RoutingStrategy::UsageBasedRoutingV2 => {
@@ -274,19 +275,20 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
 
     // The groups to try, in order: the requested one, then fallbacks chosen by how it failed.
     // Groups' indices are borrowed from the session: no per-request copy of a large group.
-    let mut plan: Vec<(Option<String>, Cow<'_, [usize]>)> = match (&target, &first_group) {
+    // Group names are borrowed from the request, its options and the policy.
+    let mut plan: Vec<(Option<&str>, Cow<'_, [usize]>)> = match (&target, first_group) {
         (Target::Deployment(i), _) => vec![(None, Cow::Owned(vec![*i]))],
         (Target::Group(_), Some(group)) => {
-            vec![(Some(group.clone()), Cow::Borrowed(session.group_indices(group).unwrap_or_default()))]
+            vec![(Some(group), Cow::Borrowed(session.group_indices(group).unwrap_or_default()))]
         }
         (Target::Group(_), None) => Vec::new(),
     };
-    let mut visited: Vec<String> = first_group.iter().cloned().collect();
+    let mut visited: Vec<&str> = first_group.into_iter().collect();
     let mut step = 0;
     while step < plan.len() {
         let (group, indices) = plan[step].clone();
         step += 1;
-        let serving = serving(session, r.route, group.as_deref(), &indices);
+        let serving = serving(session, r.route, group, &indices);
         if serving.is_empty() {
             if let Some(&i) = indices.first() {
                 let d = &session.deployments[i];
@@ -332,7 +334,7 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
                             "rate_limit_error",
                             format!(
                                 "every deployment of {} is at its rpm/tpm limit this minute",
-                                group.as_deref().unwrap_or("this route")
+                                group.unwrap_or("this route")
                             ),
                         )
                         .with_code("rate_limit_exceeded")
@@ -351,7 +353,7 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
                             "rate_limit_error",
                             format!(
                                 "every deployment of {} is cooling down after failures; retry in {wait}s",
-                                group.as_deref().map(|g| format!("model {g:?}")).unwrap_or_else(|| "this route".into())
+                                group.map(|g| format!("model {g:?}")).unwrap_or_else(|| "this route".into())
                             ),
                         )
                         .with_code("cooldown")
@@ -394,7 +396,7 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
                     let account = Account {
                         session: session.clone(),
                         index,
-                        request_id: r.request_id.to_owned(),
+                        request_id: r.request_id.clone(),
                         cluster: cluster.clone(),
                         started: t0,
                     };
@@ -497,7 +499,7 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
             }
         }
         // This group is done: queue the fallbacks its failure calls for.
-        let Some(origin) = &first_group else { break };
+        let Some(origin) = first_group else { break };
         if failure == Failure::Fatal || kept.is_none() {
             break;
         }
@@ -507,12 +509,12 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
             _ => (&policy.fallbacks, &options.fallbacks),
         };
         for next in requested.iter().chain(configured.get(origin).into_iter().flatten()) {
-            if visited.contains(next) {
+            if visited.contains(&next.as_str()) {
                 continue;
             }
-            visited.push(next.clone());
+            visited.push(next);
             if let Some(indices) = session.group_indices(next) {
-                plan.push((Some(next.clone()), Cow::Borrowed(indices)));
+                plan.push((Some(next), Cow::Borrowed(indices)));
             }
         }
     }

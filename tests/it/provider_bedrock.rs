@@ -95,6 +95,7 @@ fn deployment(api_base: &str, secret: &str) -> Deployment {
         params: Default::default(),
         model_info: None,
         price: Default::default(),
+        credential_headers: Default::default(),
     }
 }
 

@@ -560,6 +560,7 @@ fn deployment(secret: &str) -> Deployment {
         params: LitellmParams::default(),
         model_info: None,
         price: Default::default(),
+        credential_headers: Default::default(),
     }
 }
 

@@ -31,6 +31,7 @@ fn deployment(upstream_model: &str) -> Deployment {
         params: LitellmParams { model: format!("gemini/{upstream_model}"), ..LitellmParams::default() },
         model_info: None,
         price: Default::default(),
+        credential_headers: Default::default(),
     }
 }
 

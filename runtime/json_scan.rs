@@ -1,0 +1,446 @@
+//! A validating scan of JSON text that finds an object's members without building any values:
+//! how the request path reads a few fields (an answer's `usage`) out of a document it otherwise
+//! passes on as it came. It accepts exactly what serde_json accepts (the fuzz target
+//! `json_scan` checks the two agree), at a fraction of the cost of deserializing into a
+//! `serde_json::Value` or skipping with `IgnoredAny`.
+
+use std::ops::Range;
+
+/// Why the text is not one JSON value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason} at byte {offset}")]
+pub struct ScanError {
+    pub reason: &'static str,
+    pub offset: usize,
+}
+
+/// Checks that `doc` is exactly one JSON value and, when it is an object, calls `member` with
+/// each member's key (the raw text between its quotes, escapes as written) and the byte range
+/// of its value. Like serde_json skipping a value, it leaves the bytes inside strings to
+/// whoever reads them: it does not decode them, so it does not check their UTF-8 either.
+pub fn members(doc: &[u8], mut member: impl FnMut(&[u8], Range<usize>)) -> Result<(), ScanError> {
+    let mut scan = Scanner { doc, pos: 0 };
+    scan.skip_space();
+    if scan.peek() == Some(b'{') {
+        scan.pos += 1;
+        scan.skip_space();
+        if scan.peek() == Some(b'}') {
+            scan.pos += 1;
+        } else {
+            loop {
+                let key = scan.key()?;
+                let start = scan.pos;
+                scan.value()?;
+                member(&doc[key], start..scan.pos);
+                scan.skip_space();
+                match scan.peek() {
+                    Some(b',') => {
+                        scan.pos += 1;
+                        scan.skip_space();
+                    }
+                    Some(b'}') => {
+                        scan.pos += 1;
+                        break;
+                    }
+                    Some(_) => return Err(scan.error("expected `,` or `}`")),
+                    None => return Err(scan.error("EOF while parsing an object")),
+                }
+            }
+        }
+    } else {
+        scan.value()?;
+    }
+    scan.skip_space();
+    match scan.peek() {
+        None => Ok(()),
+        Some(_) => Err(scan.error("trailing characters")),
+    }
+}
+
+/// A whole-number member value (`9`, not `9.0`, `"9"` or `-1`), as `Value::as_u64` reads one.
+pub fn whole_number(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
+
+/// The length of the plain text at the start of `bytes`: the index of its first `"`, `\` or
+/// control character. Eight bytes at a time: string text is most of an answer's bytes.
+fn plain_run(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Each test sets a byte's high bit where that byte matches; a borrow can set bits above a
+    // match as well, but never below one, so the lowest bit set is the first match.
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x;
+    let mut at = 0;
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        let quote = zero_byte(word ^ (ONES * u64::from(b'"')));
+        let backslash = zero_byte(word ^ (ONES * u64::from(b'\\')));
+        let control = word.wrapping_sub(ONES * 0x20) & !word;
+        let found = (quote | backslash | control) & HIGH;
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    bytes[at..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).map(|p| at + p)
+}
+
+/// The containers open around the scan, innermost last (`true`: an object). The first 128
+/// levels live in a word; deeper ones (rare, hostile) spill to the heap.
+#[derive(Default)]
+struct Nesting {
+    bits: u128,
+    depth: usize,
+    deeper: Vec<bool>,
+}
+
+impl Nesting {
+    fn push(&mut self, object: bool) {
+        if self.depth < 128 {
+            self.bits = (self.bits & !(1 << self.depth)) | (u128::from(object) << self.depth);
+        } else {
+            self.deeper.push(object);
+        }
+        self.depth += 1;
+    }
+
+    fn pop(&mut self) {
+        self.depth -= 1;
+        if self.depth >= 128 {
+            self.deeper.pop();
+        }
+    }
+
+    fn last(&self) -> Option<bool> {
+        match self.depth {
+            0 => None,
+            d if d <= 128 => Some((self.bits >> (d - 1)) & 1 == 1),
+            _ => self.deeper.last().copied(),
+        }
+    }
+}
+
+struct Scanner<'a> {
+    doc: &'a [u8],
+    pos: usize,
+}
+
+impl Scanner<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.doc.get(self.pos).copied()
+    }
+
+    fn error(&self, reason: &'static str) -> ScanError {
+        ScanError { reason, offset: self.pos }
+    }
+
+    fn skip_space(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
+        }
+    }
+
+    fn expect(&mut self, byte: u8, reason: &'static str) -> Result<(), ScanError> {
+        if self.peek() == Some(byte) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(self.error(reason))
+        }
+    }
+
+    /// A member's key and its colon, with the space around them.
+    fn key(&mut self) -> Result<Range<usize>, ScanError> {
+        match self.peek() {
+            Some(b'"') => {}
+            Some(_) => return Err(self.error("key must be a string")),
+            None => return Err(self.error("EOF while parsing an object")),
+        }
+        let key = self.string()?;
+        self.skip_space();
+        self.expect(b':', "expected `:`")?;
+        self.skip_space();
+        Ok(key)
+    }
+
+    /// One value at `pos`, nested as deep as it goes. The walk keeps its own stack of open
+    /// containers rather than recursing, so no depth of nesting can exhaust the thread's stack
+    /// (serde_json's skipping of a value has no depth limit either).
+    fn value(&mut self) -> Result<(), ScanError> {
+        let mut open = Nesting::default();
+        loop {
+            // A value is due.
+            match self.peek() {
+                Some(b'{') => {
+                    self.pos += 1;
+                    self.skip_space();
+                    if self.peek() == Some(b'}') {
+                        self.pos += 1;
+                    } else {
+                        open.push(true);
+                        self.key()?;
+                        continue;
+                    }
+                }
+                Some(b'[') => {
+                    self.pos += 1;
+                    self.skip_space();
+                    if self.peek() == Some(b']') {
+                        self.pos += 1;
+                    } else {
+                        open.push(false);
+                        continue;
+                    }
+                }
+                Some(b'"') => {
+                    self.string()?;
+                }
+                Some(b't') => self.literal(b"true")?,
+                Some(b'f') => self.literal(b"false")?,
+                Some(b'n') => self.literal(b"null")?,
+                Some(b'-' | b'0'..=b'9') => self.number()?,
+                Some(_) => return Err(self.error("expected value")),
+                None => return Err(self.error("EOF while parsing a value")),
+            }
+            // A value ended: close what it ends, up to the next value due.
+            loop {
+                let Some(in_object) = open.last() else { return Ok(()) };
+                self.skip_space();
+                match (self.peek(), in_object) {
+                    (Some(b','), true) => {
+                        self.pos += 1;
+                        self.skip_space();
+                        self.key()?;
+                        break;
+                    }
+                    (Some(b','), false) => {
+                        self.pos += 1;
+                        self.skip_space();
+                        break;
+                    }
+                    (Some(b'}'), true) | (Some(b']'), false) => {
+                        self.pos += 1;
+                        open.pop();
+                    }
+                    (Some(_), true) => return Err(self.error("expected `,` or `}`")),
+                    (Some(_), false) => return Err(self.error("expected `,` or `]`")),
+                    (None, true) => return Err(self.error("EOF while parsing an object")),
+                    (None, false) => return Err(self.error("EOF while parsing a list")),
+                }
+            }
+        }
+    }
+
+    /// A string at `pos`; the range of its text between the quotes.
+    fn string(&mut self) -> Result<Range<usize>, ScanError> {
+        self.pos += 1;
+        let start = self.pos;
+        loop {
+            let Some(stop) = plain_run(&self.doc[self.pos..]) else {
+                self.pos = self.doc.len();
+                return Err(self.error("EOF while parsing a string"));
+            };
+            self.pos += stop;
+            match self.doc[self.pos] {
+                b'"' => {
+                    self.pos += 1;
+                    return Ok(start..self.pos - 1);
+                }
+                b'\\' => self.escape()?,
+                _ => return Err(self.error("control character in a string")),
+            }
+        }
+    }
+
+    fn escape(&mut self) -> Result<(), ScanError> {
+        self.pos += 1;
+        match self.peek() {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                self.pos += 1;
+                Ok(())
+            }
+            Some(b'u') => {
+                // Four hex digits; like serde_json when it skips a value, surrogates are not
+                // paired up (nothing here decodes the text).
+                self.pos += 1;
+                self.hex4().map(drop)
+            }
+            Some(_) => Err(self.error("invalid escape")),
+            None => Err(self.error("EOF while parsing a string")),
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, ScanError> {
+        let digits = self.doc.get(self.pos..self.pos + 4).ok_or_else(|| self.error("EOF while parsing a string"))?;
+        let mut code = 0;
+        for &d in digits {
+            let v = (d as char).to_digit(16).ok_or_else(|| self.error("invalid escape"))?;
+            code = code * 16 + v;
+        }
+        self.pos += 4;
+        Ok(code)
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    fn number(&mut self) -> Result<(), ScanError> {
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return Err(self.error("invalid number")),
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if self.digits() == 0 {
+                return Err(self.error("invalid number"));
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.pos += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            if self.digits() == 0 {
+                return Err(self.error("invalid number"));
+            }
+        }
+        Ok(())
+    }
+
+    fn literal(&mut self, word: &'static [u8]) -> Result<(), ScanError> {
+        if self.doc[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            Err(self.error("expected value"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid(text: &str) -> bool {
+        members(text.as_bytes(), |_, _| {}).is_ok()
+    }
+
+    fn serde_accepts(text: &str) -> bool {
+        serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
+    }
+
+    #[test]
+    fn members_of_the_outer_object_are_found_with_their_value_spans() {
+        let doc = br#" {"id":"x","usage" : {"prompt_tokens":9} ,"a\"b":[1,{"usage":2}],"n":-1.5e3} "#;
+        let mut seen = Vec::new();
+        members(doc, |key, span| seen.push((String::from_utf8_lossy(key).into_owned(), doc[span].to_vec()))).unwrap();
+        let seen: Vec<(String, String)> = seen.into_iter().map(|(k, v)| (k, String::from_utf8(v).unwrap())).collect();
+        assert_eq!(
+            seen,
+            [
+                ("id".into(), "\"x\"".into()),
+                ("usage".into(), "{\"prompt_tokens\":9}".into()),
+                ("a\\\"b".into(), "[1,{\"usage\":2}]".into()),
+                ("n".into(), "-1.5e3".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn it_accepts_and_refuses_what_serde_json_does() {
+        let cases = [
+            "{}",
+            "[]",
+            "0",
+            "-0",
+            "1.5",
+            "1e10",
+            "1E+2",
+            "-1.25e-3",
+            "\"a\\u00e9\\ud83d\\ude00\"",
+            "true",
+            "null",
+            " {\"a\" : [ 1 , 2 ] } ",
+            "01",
+            "1.",
+            ".5",
+            "1e",
+            "-",
+            "+1",
+            "{\"a\":}",
+            "{\"a\" 1}",
+            "{a:1}",
+            "[1,]",
+            "{\"a\":1,}",
+            "[1 2]",
+            "\"\\x\"",
+            "\"\\ud800\"",
+            "\"\\udc00\"",
+            "\"\\ud800\\u0041\"",
+            "\"tab\there\"",
+            "tru",
+            "nul",
+            "{} {}",
+            "[",
+            "{",
+            "\"",
+            "",
+            "  ",
+            "\u{feff}{}",
+            "{\"a\":1}x",
+            "[[[]]]",
+            "\"é\"",
+        ];
+        for case in cases {
+            assert_eq!(valid(case), serde_accepts(case), "{case:?}");
+        }
+        assert!(!valid("\u{0}"));
+        // Any depth, with objects and arrays interleaved past the first 128 levels.
+        for n in [1, 127, 128, 129, 300, 100_000] {
+            let deep = format!("{}1{}", "{\"a\":[".repeat(n), "]}".repeat(n));
+            assert!(valid(&deep) && serde_accepts(&deep), "depth {n}");
+            let broken = format!("{}1{}", "{\"a\":[".repeat(n), "}]".repeat(n));
+            assert!(!valid(&broken) && !serde_accepts(&broken), "depth {n}");
+        }
+        assert!(members(b"{\"a\":\xff}", |_, _| {}).is_err());
+        assert!(members(b"{\"a\":\"\xff\"}", |_, _| {}).is_ok());
+    }
+
+    #[test]
+    fn plain_runs_stop_at_the_first_quote_backslash_or_control_byte() {
+        let mut text = vec![b'a'; 40];
+        assert_eq!(plain_run(&text), None);
+        for (at, stop) in [(0, b'"'), (7, b'\\'), (8, 0x1f), (13, b'"'), (39, b'\n')] {
+            let mut t = text.clone();
+            t[at] = stop;
+            // A later match never hides an earlier one, nor non-ASCII bytes count.
+            t[at.saturating_sub(1)] = if at > 0 { 0xc3 } else { t[0] };
+            assert_eq!(plain_run(&t), Some(at), "{at}");
+        }
+        text[20] = b'"';
+        text[21] = 0;
+        assert_eq!(plain_run(&text), Some(20));
+    }
+
+    #[test]
+    fn whole_numbers_are_what_as_u64_reads() {
+        assert_eq!(whole_number(b"19"), Some(19));
+        for not in [&b"1.0"[..], b"-1", b"\"7\"", b"1e2", b"", b"99999999999999999999999"] {
+            assert_eq!(whole_number(not), None, "{}", String::from_utf8_lossy(not));
+        }
+    }
+}

@@ -1,0 +1,779 @@
+//! Plain-HTTP upstreams called from a connection lane: HTTP/1.1 on the lane's own keep-alive
+//! connections, written and read by the task that serves the client.
+//!
+//! hyper's pooled client runs each upstream connection as a task of its own, so a proxied
+//! request crossed tasks three times (the request to the connection's task, the answer's head
+//! back, its body), and the pool hashed the origin with SipHash on every checkout and return:
+//! together about a quarter of a proxied request's instructions. A lane owns its connections
+//! outright (nothing else runs on its thread), so here one task writes the request, reads the
+//! answer and gives the connection back once the body has been read to its end. TLS, HTTP/2 and
+//! upstreams behind a proxy still go through hyper's client.
+
+use super::{Response, SendError};
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use bytes::{Buf, BytesMut};
+use hyper::body::{Frame, SizeHint};
+use std::cell::RefCell;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// Longest answer head (status line and headers) read before giving up on it.
+const MAX_HEAD: usize = 64 * 1024;
+/// Most headers an answer may have (hyper's limit too).
+const MAX_HEADERS: usize = 100;
+/// Longest chunk-size or trailer line of a chunked body.
+const MAX_LINE: usize = 4096;
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 16 * 1024;
+/// Idle connections a lane keeps per origin; more are closed when they come back.
+const MAX_IDLE_PER_ORIGIN: usize = 256;
+
+thread_local! {
+    static POOL: RefCell<Option<Pool>> = const { RefCell::new(None) };
+}
+
+/// Lane ids, so a connection is only ever given back to the lane whose runtime it is
+/// registered with.
+static NEXT_LANE: AtomicU64 = AtomicU64::new(1);
+
+/// One lane's idle connections, by origin (`host:port`).
+struct Pool {
+    lane: u64,
+    idle_timeout: Duration,
+    idle: foldhash::HashMap<Arc<str>, Vec<Idle>>,
+}
+
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+/// An open connection to one origin, with what was read of it and not used yet.
+struct Conn {
+    stream: TcpStream,
+    buf: BytesMut,
+    origin: Arc<str>,
+    lane: u64,
+}
+
+/// Gives the calling thread (a connection lane) its own pool of plain-HTTP connections.
+pub fn enable(idle_timeout: Duration) {
+    POOL.with(|pool| {
+        let lane = NEXT_LANE.fetch_add(1, Ordering::Relaxed);
+        *pool.borrow_mut() = Some(Pool { lane, idle_timeout, idle: Default::default() });
+    });
+}
+
+/// Whether the calling thread is a lane with its own pool.
+pub fn on_lane() -> bool {
+    POOL.with(|pool| pool.borrow().is_some())
+}
+
+/// Closes the calling lane's connections that sat idle past the idle timeout.
+pub fn sweep() {
+    POOL.with(|pool| {
+        if let Some(pool) = pool.borrow_mut().as_mut() {
+            let timeout = pool.idle_timeout;
+            pool.idle.retain(|_, idle| {
+                idle.retain(|i| i.since.elapsed() < timeout);
+                !idle.is_empty()
+            });
+        }
+    });
+}
+
+/// How many idle connections the calling lane holds (all origins).
+#[cfg(test)]
+fn idle_count() -> usize {
+    POOL.with(|pool| pool.borrow().as_ref().map_or(0, |p| p.idle.values().map(Vec::len).sum()))
+}
+
+/// Where a request goes, read off its URL without copying.
+struct Origin<'a> {
+    /// The URL's `host[:port]`, as written: the pool's key and the `Host` header.
+    authority: &'a str,
+    /// The host to connect to: a name, or an address (IPv6 without its brackets).
+    host: &'a str,
+    port: u16,
+}
+
+impl<'a> Origin<'a> {
+    fn of(url: &'a reqwest::Url) -> Option<Origin<'a>> {
+        let name = url.host_str()?;
+        let port = url.port_or_known_default()?;
+        let authority = &url[url::Position::BeforeHost..url::Position::AfterPort];
+        let host = name.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(name);
+        Some(Origin { authority, host, port })
+    }
+}
+
+/// Sends a request with a body already in memory over a connection of the calling lane;
+/// resolves when the answer's head has arrived. The body streams as it is read.
+pub async fn send(
+    method: &Method,
+    url: &reqwest::Url,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, SendError> {
+    let unreachable = |cause: String| SendError::Unreachable { host: url.host_str().unwrap_or("").to_owned(), cause };
+    let origin = Origin::of(url).ok_or_else(|| unreachable("the URL names no host".into()))?;
+    let head = request_head(method, url, origin.authority, headers, body.len());
+    // The upstream may have closed a kept-alive connection while it sat idle (its own idle
+    // timeout), and the close may not have been seen yet: a reused connection that ends before
+    // any byte of an answer is dropped and the request goes again on a new one, as browsers
+    // and Go's client do.
+    if let Some(conn) = checkout(origin.authority) {
+        match exchange(conn, method, &head, body).await {
+            Ok(answer) => return Ok(answer),
+            Err(Failure::Stale) => {}
+            Err(Failure::Broken(cause)) => return Err(unreachable(cause)),
+        }
+    }
+    let conn = connect(&origin).await.map_err(|e| unreachable(e.to_string()))?;
+    match exchange(conn, method, &head, body).await {
+        Ok(answer) => Ok(answer),
+        Err(Failure::Stale) => Err(unreachable("the connection closed before an answer".into())),
+        Err(Failure::Broken(cause)) => Err(unreachable(cause)),
+    }
+}
+
+/// Why an exchange gave no answer.
+enum Failure {
+    /// The connection ended before a single byte of an answer.
+    Stale,
+    Broken(String),
+}
+
+/// A kept-alive connection to `origin`, if the lane has a live one.
+fn checkout(origin: &str) -> Option<Conn> {
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let pool = pool.as_mut()?;
+        let idle = pool.idle.get_mut(origin)?;
+        // Most recently used first: the likeliest to be alive and warm.
+        while let Some(Idle { conn, since }) = idle.pop() {
+            if since.elapsed() < pool.idle_timeout && is_quiet(&conn.stream) {
+                return Some(conn);
+            }
+        }
+        None
+    })
+}
+
+/// Whether an idle connection has nothing to read: a close from the upstream (or bytes it
+/// should not have sent) makes it readable. The reactor's cached readiness answers without a
+/// system call unless the socket was marked readable.
+fn is_quiet(stream: &TcpStream) -> bool {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match stream.poll_read_ready(&mut cx) {
+        Poll::Pending => true,
+        Poll::Ready(Err(_)) => false,
+        Poll::Ready(Ok(())) => {
+            matches!(stream.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        }
+    }
+}
+
+/// Gives a connection whose last answer was read to its end back to its lane's pool.
+fn give_back(conn: Conn) {
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        // Another thread (or a lane since stopped) cannot use a socket registered with this
+        // lane's reactor: the connection closes instead.
+        let Some(pool) = pool.as_mut().filter(|p| p.lane == conn.lane) else { return };
+        if !conn.buf.is_empty() {
+            return; // bytes past the answer's end: the connection is out of step
+        }
+        let idle = pool.idle.entry(conn.origin.clone()).or_default();
+        if idle.len() < MAX_IDLE_PER_ORIGIN {
+            idle.push(Idle { conn, since: Instant::now() });
+        }
+    });
+}
+
+async fn connect(origin: &Origin<'_>) -> io::Result<Conn> {
+    let lane = POOL.with(|pool| pool.borrow().as_ref().map(|p| p.lane)).unwrap_or(0);
+    // An address is used as it is; a name is looked up (off the lane's thread).
+    let stream = tokio::time::timeout(super::CONNECT_TIMEOUT, TcpStream::connect((origin.host, origin.port)))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "timed out connecting"))??;
+    // Requests are written whole; Nagle's algorithm would only hold back their last segment.
+    stream.set_nodelay(true)?;
+    Ok(Conn { stream, buf: BytesMut::with_capacity(READ_CHUNK), origin: origin.authority.into(), lane })
+}
+
+/// The request line and headers. `Host` and the body's length are ours; a caller's own
+/// framing headers are not sent (they would contradict ours).
+fn request_head(method: &Method, url: &reqwest::Url, host: &str, headers: &HeaderMap, body_len: usize) -> Vec<u8> {
+    use axum::http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(method.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(url.path().as_bytes());
+    if let Some(query) = url.query() {
+        head.push(b'?');
+        head.extend_from_slice(query.as_bytes());
+    }
+    head.extend_from_slice(b" HTTP/1.1\r\n");
+    if !headers.contains_key(HOST) {
+        push_header(&mut head, b"host", host.as_bytes());
+    }
+    for (name, value) in headers {
+        if name != CONTENT_LENGTH && name != TRANSFER_ENCODING && name != CONNECTION {
+            push_header(&mut head, name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+    // A body-less GET or DELETE says nothing of length, as clients do; everything else says it.
+    if body_len > 0 || !matches!(*method, Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS) {
+        let mut digits = itoa::Buffer::new();
+        push_header(&mut head, b"content-length", digits.format(body_len).as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+fn push_header(head: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    head.extend_from_slice(name);
+    head.extend_from_slice(b": ");
+    head.extend_from_slice(value);
+    head.extend_from_slice(b"\r\n");
+}
+
+/// Writes one request on `conn` and reads its answer's head.
+async fn exchange(mut conn: Conn, method: &Method, head: &[u8], body: &[u8]) -> Result<Response, Failure> {
+    if let Err(e) = write_all(&mut conn.stream, head, body).await {
+        return Err(match e.kind() {
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Failure::Stale,
+            _ => Failure::Broken(e.to_string()),
+        });
+    }
+    let mut seen_any = false;
+    loop {
+        if !conn.buf.is_empty() {
+            seen_any = true;
+            match parse_head(&mut conn.buf, method).map_err(Failure::Broken)? {
+                Parsed::Answer(head) => return Ok(answer(conn, head)),
+                Parsed::Informational => continue,
+                Parsed::Partial => {}
+            }
+        }
+        let read = std::future::poll_fn(|cx| fill(&mut conn, cx)).await;
+        match read {
+            Ok(0) if !seen_any => return Err(Failure::Stale),
+            Ok(0) => return Err(Failure::Broken("the connection closed in the middle of the answer's head".into())),
+            Ok(_) => {}
+            Err(e) if !seen_any && e.kind() == io::ErrorKind::ConnectionReset => return Err(Failure::Stale),
+            Err(e) => return Err(Failure::Broken(e.to_string())),
+        }
+    }
+}
+
+async fn write_all(stream: &mut TcpStream, head: &[u8], body: &[u8]) -> io::Result<()> {
+    let mut slices = [IoSlice::new(head), IoSlice::new(body)];
+    let mut rest: &mut [IoSlice<'_>] = if body.is_empty() { &mut slices[..1] } else { &mut slices[..] };
+    while !rest.is_empty() {
+        let n = stream.write_vectored(rest).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut rest, n);
+    }
+    Ok(())
+}
+
+/// Reads more of the connection into its buffer; `Ok(0)` at its end.
+fn fill(conn: &mut Conn, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    if conn.buf.capacity() - conn.buf.len() < READ_CHUNK / 4 {
+        conn.buf.reserve(READ_CHUNK);
+    }
+    tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, &mut conn.buf)
+}
+
+/// An answer's head, parsed.
+struct Head {
+    status: StatusCode,
+    headers: HeaderMap,
+    framing: Framing,
+    keep_alive: bool,
+}
+
+/// How an answer's body ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Length(u64),
+    Chunked,
+    /// Read until the upstream closes the connection.
+    UntilClose,
+}
+
+enum Parsed {
+    Answer(Head),
+    /// A 1xx answer, consumed: the real one follows.
+    Informational,
+    Partial,
+}
+
+/// Parses the head at the start of `buf` and removes it from there.
+fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, String> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut slots);
+    let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
+            return Err(format!("the answer's head is longer than {MAX_HEAD} bytes"))
+        }
+        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
+        Err(e) => return Err(format!("the upstream sent a malformed answer ({e})")),
+    };
+    let code = parsed.code.unwrap_or(0);
+    let status = StatusCode::from_u16(code).map_err(|_| format!("the upstream answered status {code}"))?;
+    if status.is_informational() {
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            return Err("the upstream switched protocols".into());
+        }
+        buf.advance(len);
+        return Ok(Parsed::Informational);
+    }
+    // Header values are kept as slices of the head, not copied one by one.
+    let base = buf.as_ptr() as usize;
+    let mut fields = Vec::with_capacity(parsed.headers.len());
+    for h in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| format!("the upstream sent a malformed header name {:?}", h.name))?;
+        let start = h.value.as_ptr() as usize - base;
+        fields.push((name, start..start + h.value.len()));
+    }
+    let http11 = parsed.version == Some(1);
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    for (name, range) in fields {
+        let value = HeaderValue::from_maybe_shared(head.slice(range))
+            .map_err(|_| format!("the upstream sent a malformed value for {name}"))?;
+        headers.append(name, value);
+    }
+    let framing = framing(method, status, &headers)?;
+    let keep_alive = framing != Framing::UntilClose && wants_keep_alive(&headers, http11);
+    Ok(Parsed::Answer(Head { status, headers, framing, keep_alive }))
+}
+
+/// The body's framing, as RFC 9112 section 6.3 orders the rules.
+fn framing(method: &Method, status: StatusCode, headers: &HeaderMap) -> Result<Framing, String> {
+    use axum::http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+    if *method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        return Ok(Framing::Length(0));
+    }
+    if let Some(codings) = headers.get_all(TRANSFER_ENCODING).iter().next_back() {
+        let last = codings.to_str().unwrap_or_default().rsplit(',').next().unwrap_or_default().trim();
+        return Ok(if last.eq_ignore_ascii_case("chunked") { Framing::Chunked } else { Framing::UntilClose });
+    }
+    let mut length = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for part in value.to_str().unwrap_or("x").split(',') {
+            let n: u64 = part.trim().parse().map_err(|_| format!("the upstream sent content-length {value:?}"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err("the upstream sent conflicting content-length headers".into());
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length.map_or(Framing::UntilClose, Framing::Length))
+}
+
+fn wants_keep_alive(headers: &HeaderMap, http11: bool) -> bool {
+    let mut tokens = headers
+        .get_all(axum::http::header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or_default().split(','))
+        .map(str::trim);
+    if http11 {
+        !tokens.any(|t| t.eq_ignore_ascii_case("close"))
+    } else {
+        tokens.any(|t| t.eq_ignore_ascii_case("keep-alive"))
+    }
+}
+
+fn answer(conn: Conn, head: Head) -> Response {
+    let Head { status, headers, framing, keep_alive } = head;
+    let body = match framing {
+        Framing::Length(0) => {
+            if keep_alive {
+                give_back(conn);
+            }
+            Body::empty()
+        }
+        Framing::Length(n) => Body::new(AnswerBody { conn: Some(conn), state: State::Length(n), keep_alive }),
+        Framing::Chunked => Body::new(AnswerBody { conn: Some(conn), state: State::ChunkSize, keep_alive }),
+        Framing::UntilClose => Body::new(AnswerBody { conn: Some(conn), state: State::UntilClose, keep_alive: false }),
+    };
+    Response { status, headers, body }
+}
+
+/// An answer's body, read from its connection as it is polled. Read to its end, it gives the
+/// connection back to the lane; dropped before, it closes it.
+struct AnswerBody {
+    /// `None` once the body has ended.
+    conn: Option<Conn>,
+    state: State,
+    keep_alive: bool,
+}
+
+/// Where the body's reader stands.
+#[derive(Debug, Clone, Copy)]
+enum State {
+    /// This many bytes are still to come.
+    Length(u64),
+    /// A chunk-size line is next.
+    ChunkSize,
+    /// This many bytes of the current chunk are still to come.
+    ChunkData(u64),
+    /// The CRLF that ends a chunk's data.
+    ChunkEnd,
+    /// Trailer lines, up to an empty one.
+    Trailers,
+    UntilClose,
+}
+
+impl AnswerBody {
+    fn finish(&mut self) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        if let Some(conn) = self.conn.take() {
+            if self.keep_alive {
+                give_back(conn);
+            }
+        }
+        Poll::Ready(None)
+    }
+}
+
+fn broken(message: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("the upstream's answer broke off: {message}"))
+}
+
+/// The next CRLF-terminated line at the start of `buf` (without its line end), removed from it.
+fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, io::Error> {
+    match buf.iter().position(|&b| b == b'\n') {
+        Some(end) => {
+            let mut line = buf.split_to(end + 1);
+            line.truncate(end);
+            if line.last() == Some(&b'\r') {
+                line.truncate(end - 1);
+            }
+            Ok(Some(line))
+        }
+        None if buf.len() > MAX_LINE => Err(broken("a chunk line is too long")),
+        None => Ok(None),
+    }
+}
+
+fn chunk_size(line: &[u8]) -> Result<u64, io::Error> {
+    // Chunk extensions (`;name=value`) carry nothing a proxy uses.
+    let digits = line.split(|&b| b == b';').next().unwrap_or_default();
+    let digits = std::str::from_utf8(digits).map_err(|_| broken("a malformed chunk size"))?.trim();
+    u64::from_str_radix(digits, 16).map_err(|_| broken("a malformed chunk size"))
+}
+
+impl hyper::body::Body for AnswerBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = &mut *self;
+        loop {
+            let Some(conn) = this.conn.as_mut() else { return Poll::Ready(None) };
+            // Take what the buffer already holds before reading more.
+            if !conn.buf.is_empty() {
+                match this.state {
+                    State::Length(left) | State::ChunkData(left) => {
+                        let take = conn.buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                        let data = conn.buf.split_to(take).freeze();
+                        let left = left - take as u64;
+                        this.state = match this.state {
+                            State::Length(_) => State::Length(left),
+                            _ if left == 0 => State::ChunkEnd,
+                            _ => State::ChunkData(left),
+                        };
+                        if matches!(this.state, State::Length(0)) {
+                            // Give the connection back now: the caller may never poll again.
+                            let _ = this.finish();
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    State::UntilClose => {
+                        let data = conn.buf.split().freeze();
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    State::ChunkSize => {
+                        if let Some(line) = take_line(&mut conn.buf)? {
+                            let size = chunk_size(&line)?;
+                            this.state = if size == 0 { State::Trailers } else { State::ChunkData(size) };
+                            continue;
+                        }
+                    }
+                    State::ChunkEnd => {
+                        if let Some(line) = take_line(&mut conn.buf)? {
+                            if !line.is_empty() {
+                                return Poll::Ready(Some(Err(broken("a chunk is longer than its size"))));
+                            }
+                            this.state = State::ChunkSize;
+                            continue;
+                        }
+                    }
+                    State::Trailers => {
+                        if let Some(line) = take_line(&mut conn.buf)? {
+                            if line.is_empty() {
+                                return this.finish();
+                            }
+                            continue;
+                        }
+                    }
+                }
+            } else if matches!(this.state, State::Length(0)) {
+                return this.finish();
+            }
+            match ready!(fill(conn, cx)) {
+                Ok(0) if matches!(this.state, State::UntilClose) => {
+                    this.conn = None;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(broken("the connection closed before the end"))));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.conn.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.state {
+            State::Length(left) if self.conn.is_some() => SizeHint::with_exact(left),
+            _ if self.conn.is_none() => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// An upstream that answers each request read on a connection with the next canned answer,
+    /// and reports the requests it read and how many connections it accepted.
+    async fn upstream(answers: Vec<&'static [u8]>) -> (reqwest::Url, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url =
+            reqwest::Url::parse(&format!("http://{}/v1/chat/completions?x=1", listener.local_addr().unwrap())).unwrap();
+        let (seen, requests) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut answers = answers.into_iter();
+            let mut connection = 0;
+            while let Ok((mut socket, _)) = listener.accept().await {
+                connection += 1;
+                let mut buf = Vec::new();
+                loop {
+                    let mut chunk = [0u8; 4096];
+                    let n = socket.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    // One request: a head and the body its content-length gives.
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    let length = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .map_or(0, |n| n.parse::<usize>().unwrap());
+                    if buf.len() < end + 4 + length {
+                        continue;
+                    }
+                    let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + length]).to_string();
+                    buf.drain(..end + 4 + length);
+                    let _ = seen.send(format!("#{connection} {head}\n\n{body}"));
+                    match answers.next() {
+                        Some(answer) => socket.write_all(answer).await.unwrap(),
+                        None => return,
+                    }
+                }
+            }
+        });
+        (url, requests)
+    }
+
+    async fn send_on_lane(url: &reqwest::Url, body: &'static str) -> Result<(StatusCode, HeaderMap, String), String> {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", HeaderValue::from_static("Bearer sk-test"));
+        let answer = send(&Method::POST, url, &headers, &Bytes::from_static(body.as_bytes()))
+            .await
+            .map_err(|e| e.to_string())?;
+        let bytes = axum::body::to_bytes(answer.body, usize::MAX).await.map_err(|e| e.to_string())?;
+        Ok((answer.status, answer.headers, String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    fn lane() -> tokio::runtime::Runtime {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        enable(Duration::from_secs(90));
+        runtime
+    }
+
+    #[test]
+    fn a_request_is_written_once_with_host_and_length_and_the_connection_is_kept() {
+        lane().block_on(async {
+            let (url, mut seen) = upstream(vec![
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
+                b"HTTP/1.1 201 Created\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 3\r\n\r\nabc",
+            ])
+            .await;
+            let (status, headers, body) = send_on_lane(&url, r#"{"model":"m"}"#).await.unwrap();
+            assert_eq!((status, body.as_str()), (StatusCode::OK, "{}"));
+            assert_eq!(headers["content-type"], "application/json");
+            let first = seen.recv().await.unwrap();
+            let port = url.port().unwrap();
+            assert_eq!(
+                first,
+                format!(
+                    "#1 POST /v1/chat/completions?x=1 HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nauthorization: Bearer sk-test\r\ncontent-length: 13\n\n{{\"model\":\"m\"}}"
+                )
+            );
+            assert_eq!(idle_count(), 1);
+            let (status, headers, body) = send_on_lane(&url, "{}").await.unwrap();
+            assert_eq!((status, body.as_str()), (StatusCode::CREATED, "abc"));
+            assert_eq!(headers.get_all("x-a").iter().collect::<Vec<_>>(), ["1", "2"]);
+            // The same connection served the second request.
+            assert!(seen.recv().await.unwrap().starts_with("#1 POST"));
+        });
+    }
+
+    #[test]
+    fn a_chunked_answer_is_decoded_chunk_by_chunk_and_trailers_are_skipped() {
+        lane().block_on(async {
+            let (url, _seen) = upstream(vec![
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\ntrailer: x\r\n\r\n",
+            ])
+            .await;
+            let (status, _, body) = send_on_lane(&url, "{}").await.unwrap();
+            assert_eq!((status, body.as_str()), (StatusCode::OK, "hello, world"));
+            assert_eq!(idle_count(), 1);
+        });
+    }
+
+    #[test]
+    fn an_answer_without_length_runs_to_the_close_and_its_connection_is_not_kept() {
+        lane().block_on(async {
+            let url = answers_once_and_closes(b"HTTP/1.1 200 OK\r\n\r\nuntil the end").await;
+            let (_, _, body) = send_on_lane(&url, "{}").await.unwrap();
+            assert_eq!(body, "until the end");
+            assert_eq!(idle_count(), 0);
+        });
+    }
+
+    /// An upstream that reads one request, writes `answer` and closes the connection.
+    async fn answers_once_and_closes(answer: &'static [u8]) -> reqwest::Url {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = reqwest::Url::parse(&format!("http://{}/v1/x", listener.local_addr().unwrap())).unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = socket.read(&mut buf).await;
+            socket.write_all(answer).await.unwrap();
+        });
+        url
+    }
+
+    #[test]
+    fn a_body_cut_short_is_an_error_and_malformed_answers_are_refused() {
+        lane().block_on(async {
+            let url = answers_once_and_closes(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort").await;
+            let answer = send(&Method::POST, &url, &HeaderMap::new(), &Bytes::from_static(b"{}")).await.unwrap();
+            let error = axum::body::to_bytes(answer.body, usize::MAX).await.unwrap_err().to_string();
+            assert!(error.contains("broke off"), "{error}");
+            assert_eq!(idle_count(), 0);
+            let (url, _seen) =
+                upstream(vec![b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab"]).await;
+            let error = send_on_lane(&url, "{}").await.unwrap_err();
+            assert!(error.contains("conflicting content-length"), "{error}");
+            let (url, _seen) = upstream(vec![b"NOT HTTP\r\n\r\n"]).await;
+            let error = send_on_lane(&url, "{}").await.unwrap_err();
+            assert!(error.contains("malformed answer"), "{error}");
+        });
+    }
+
+    #[test]
+    fn a_kept_connection_the_upstream_closed_is_replaced_and_the_request_sent_again() {
+        lane().block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = reqwest::Url::parse(&format!("http://{}/v1/x", listener.local_addr().unwrap())).unwrap();
+            let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let count = served.clone();
+            tokio::spawn(async move {
+                // Each connection answers one request and then closes, without saying so.
+                while let Ok((mut socket, _)) = listener.accept().await {
+                    let mut buf = [0u8; 1024];
+                    let _ = socket.read(&mut buf).await;
+                    count.fetch_add(1, Ordering::SeqCst);
+                    socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.unwrap();
+                    drop(socket);
+                }
+            });
+            for _ in 0..3 {
+                let (status, _, body) = send_on_lane(&url, "{}").await.unwrap();
+                assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+            }
+            assert_eq!(served.load(Ordering::SeqCst), 3);
+        });
+    }
+
+    #[test]
+    fn a_refused_connection_names_its_cause() {
+        lane().block_on(async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let url = reqwest::Url::parse(&format!("http://{}/v1/x", listener.local_addr().unwrap())).unwrap();
+            drop(listener);
+            let error = send_on_lane(&url, "{}").await.unwrap_err();
+            assert!(error.contains("cannot reach 127.0.0.1") && error.contains("refused"), "{error}");
+        });
+    }
+
+    #[test]
+    fn idle_connections_past_the_timeout_are_swept() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        enable(Duration::from_millis(50));
+        runtime.block_on(async {
+            let (url, _seen) = upstream(vec![b"HTTP/1.1 204 No Content\r\n\r\n"]).await;
+            let (status, _, _) = send_on_lane(&url, "{}").await.unwrap();
+            assert_eq!(status, StatusCode::NO_CONTENT);
+            assert_eq!(idle_count(), 1);
+            tokio::time::sleep(Duration::from_millis(80)).await;
+            sweep();
+            assert_eq!(idle_count(), 0);
+        });
+    }
+
+    #[test]
+    fn request_heads_keep_the_callers_headers_but_not_its_framing() {
+        let url = reqwest::Url::parse("http://up.example:8080/v1/models").unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("content-length", HeaderValue::from_static("999"));
+        headers.insert("x-api-key", HeaderValue::from_static("k"));
+        let get = request_head(&Method::GET, &url, "up.example:8080", &headers, 0);
+        assert_eq!(get, b"GET /v1/models HTTP/1.1\r\nhost: up.example:8080\r\nx-api-key: k\r\n\r\n");
+        let post = request_head(&Method::POST, &url, "up.example:8080", &HeaderMap::new(), 0);
+        assert_eq!(post, b"POST /v1/models HTTP/1.1\r\nhost: up.example:8080\r\ncontent-length: 0\r\n\r\n");
+    }
+}
