@@ -5,7 +5,8 @@
 //! compile). Any problem fails the build with the file, the route and the reason. Output, in
 //! `OUT_DIR`:
 //! - `catalogue.rs`: the `Operation`, `Translator` and `LocalHandler` enums, the static route
-//!   table, one axum handler per route (via `ferrolite_codegen::route_handler!`) and `mount`;
+//!   table, one axum handler per route (via `ferrolite_codegen::route_handler!`), `mount`, and
+//!   `plain_operation`, the match of parameter-free paths the request path uses first;
 //! - `openapi.json`: an OpenAPI 3.1 document of the same routes.
 
 use serde::Deserialize;
@@ -378,13 +379,29 @@ fn generate_rust(routes: &[Route]) -> String {
         let d = &r.def;
         let _ = writeln!(
             out,
-            "ferrolite_codegen::route_handler! {{ name = handle_{}; op = {}; body = {}; params = [{}] }}",
+            "ferrolite_codegen::route_handler! {{ name = handle_{}; op = {}; params = [{}] }}",
             d.op,
             camel(&d.op),
-            d.request.kind,
             path_params(&d.path).join(", ")
         );
     }
+    out += "\n/// The operation a method and a parameter-free path below the service prefix name (the\n/// request path's own match; paths with parameters go through axum's router).\npub fn plain_operation(method: &::axum::http::Method, path: &str) -> Option<Operation> {\n    match (path, method.as_str()) {\n";
+    for r in routes {
+        let d = &r.def;
+        if !path_params(&d.path).is_empty() {
+            continue;
+        }
+        let bare = if d.also_bare { bare_path(&d.path) } else { None };
+        for path in std::iter::once(d.path.clone()).chain(bare) {
+            let _ = writeln!(
+                out,
+                "        ({path:?}, {:?}) => Some(Operation::{}),",
+                d.method.to_uppercase(),
+                camel(&d.op)
+            );
+        }
+    }
+    out += "        _ => None,\n    }\n}\n";
     out += "\n/// The axum method router serving one operation.\nfn method_router(op: Operation) -> ::axum::routing::MethodRouter<crate::http::AppState> {\n    match op {\n";
     for r in routes {
         let _ = writeln!(

@@ -208,7 +208,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
         let _ = rx.await;
     };
     // The alias must rewrite before routing, so it wraps the router as a service.
-    let service = tower::ServiceExt::map_request(router, move |r: axum::extract::Request| match &root {
+    let door = http::Door::new(state.clone(), router);
+    let service = tower::ServiceExt::map_request(door, move |r: axum::extract::Request| match &root {
         Some(alias) => alias.rewrite(r),
         None => r,
     });

@@ -249,17 +249,9 @@ fn expand_str_map(def: &StrMap) -> syn::Result<TokenStream2> {
 // ---------------------------------------------------------------------------------------------
 // route_handler!
 
-/// How a route's request body reaches the handler.
-enum BodyKind {
-    Json,
-    Multipart,
-    None,
-}
-
 struct RouteHandler {
     name: Ident,
     op: Ident,
-    body: BodyKind,
     params: Vec<Ident>,
 }
 
@@ -267,7 +259,6 @@ impl Parse for RouteHandler {
     fn parse(input: ParseStream) -> syn::Result<Self> {
         let mut name = None;
         let mut op = None;
-        let mut body = None;
         let mut params = Vec::new();
         while !input.is_empty() {
             let key: Ident = input.parse()?;
@@ -275,20 +266,6 @@ impl Parse for RouteHandler {
             match key.to_string().as_str() {
                 "name" => name = Some(input.parse()?),
                 "op" => op = Some(input.parse()?),
-                "body" => {
-                    let kind: Ident = input.parse()?;
-                    body = Some(match kind.to_string().as_str() {
-                        "json" => BodyKind::Json,
-                        "multipart" => BodyKind::Multipart,
-                        "none" => BodyKind::None,
-                        other => {
-                            return Err(syn::Error::new(
-                                kind.span(),
-                                format!("unknown body kind `{other}`, expected json, multipart or none"),
-                            ))
-                        }
-                    });
-                }
                 "params" => {
                     let list;
                     bracketed!(list in input);
@@ -297,7 +274,7 @@ impl Parse for RouteHandler {
                 other => {
                     return Err(syn::Error::new(
                         key.span(),
-                        format!("unknown key `{other}`, expected name, op, body or params"),
+                        format!("unknown key `{other}`, expected name, op or params"),
                     ))
                 }
             }
@@ -307,57 +284,38 @@ impl Parse for RouteHandler {
             input.parse::<Token![;]>()?;
         }
         let missing = |what: &str| syn::Error::new(Span::call_site(), format!("route_handler! needs `{what} = ...`"));
-        Ok(RouteHandler {
-            name: name.ok_or_else(|| missing("name"))?,
-            op: op.ok_or_else(|| missing("op"))?,
-            body: body.ok_or_else(|| missing("body"))?,
-            params,
-        })
+        Ok(RouteHandler { name: name.ok_or_else(|| missing("name"))?, op: op.ok_or_else(|| missing("op"))?, params })
     }
 }
 
 /// Emits one axum handler for a catalogue route.
 ///
 /// ```ignore
-/// route_handler! { name = h_retrieve_file; op = RetrieveFile; body = none; params = [file_id] }
+/// route_handler! { name = h_retrieve_file; op = RetrieveFile; params = [file_id] }
 /// ```
 /// The handler extracts the service prefix (`workspace`, `service_id`) and the route's own path
-/// parameters as a typed tuple, then takes the request apart: its raw query, its headers, and its
-/// body as the route's kind says (unread for JSON and multipart, dropped for `none`), and calls
-/// `crate::http::dispatch::dispatch` with the operation. Schema checks run there, after auth.
+/// parameters as a typed tuple, and hands them with the whole request to
+/// `crate::http::dispatch::serve_request`, which reads the body as the route's kind says. Schema
+/// checks run there, after auth.
 #[proc_macro]
 pub fn route_handler(input: TokenStream) -> TokenStream {
     let def = syn::parse_macro_input!(input as RouteHandler);
-    let RouteHandler { name, op, body, params } = def;
+    let RouteHandler { name, op, params } = def;
     let types = std::iter::repeat_n(quote!(::std::string::String), params.len() + 2);
     let param_names: Vec<String> = params.iter().map(|p| p.to_string()).collect();
-    let body_value = match body {
-        BodyKind::Json => quote!(crate::http::dispatch::RequestBody::Json(body)),
-        BodyKind::Multipart => quote!(crate::http::dispatch::RequestBody::Multipart(body)),
-        BodyKind::None => quote!({
-            drop(body);
-            crate::http::dispatch::RequestBody::None
-        }),
-    };
     quote! {
         async fn #name(
             ::axum::extract::State(state): ::axum::extract::State<crate::http::AppState>,
             ::axum::extract::Path((workspace, service_id, #(#params,)*)): ::axum::extract::Path<( #(#types,)* )>,
             request: ::axum::extract::Request,
         ) -> ::axum::response::Response {
-            // The request taken whole: its headers move into the call instead of being cloned.
-            let (parts, body) = request.into_parts();
-            crate::http::dispatch::dispatch(
+            crate::http::dispatch::serve_request(
                 state,
                 crate::catalogue::Operation::#op,
-                crate::http::dispatch::Call {
-                    workspace,
-                    service_id,
-                    params: ::std::vec![ #( (#param_names, #params) ),* ],
-                    query: parts.uri.query().map(::std::borrow::ToOwned::to_owned),
-                    headers: parts.headers,
-                    body: #body_value,
-                },
+                workspace,
+                service_id,
+                ::std::vec![ #( (#param_names, #params) ),* ],
+                request,
             )
             .await
         }

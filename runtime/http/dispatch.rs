@@ -23,14 +23,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
 
-/// A request body as the route's kind says, not yet read.
-pub enum RequestBody {
-    Json(Body),
-    Multipart(Body),
-    None,
-}
-
-/// Everything a generated handler gathers for [`dispatch`].
+/// Everything a request to one catalogue operation brings to [`dispatch`].
 pub struct Call {
     pub workspace: String,
     pub service_id: String,
@@ -38,7 +31,25 @@ pub struct Call {
     pub params: Vec<(&'static str, String)>,
     pub query: Option<String>,
     pub headers: HeaderMap,
-    pub body: RequestBody,
+    /// Not read yet: the route's body kind says how it is read.
+    pub body: Body,
+}
+
+/// Serves `request` as operation `op` of the service at `/{workspace}/apps/{service_id}`, with
+/// the route's own path parameters already taken from its path: what every generated handler
+/// and the request path's own match ([`super::Door`]) call.
+pub async fn serve_request(
+    state: AppState,
+    op: Operation,
+    workspace: String,
+    service_id: String,
+    params: Vec<(&'static str, String)>,
+    request: axum::extract::Request,
+) -> Response {
+    // The request taken whole: its headers move into the call instead of being cloned.
+    let (parts, body) = request.into_parts();
+    let query = parts.uri.query().map(str::to_owned);
+    dispatch(state, op, Call { workspace, service_id, params, query, headers: parts.headers, body }).await
 }
 
 /// A request body after it was read and checked against the route's schema.
@@ -298,7 +309,7 @@ fn providers_of(session: &Session) -> String {
 async fn read_payload(
     state: &AppState,
     route: &'static Route,
-    body: RequestBody,
+    body: Body,
     headers: &HeaderMap,
 ) -> Result<Payload, ApiError> {
     let limit = state.limits.body_limit(route.family);
@@ -310,8 +321,8 @@ async fn read_payload(
             }
         })
     };
-    let payload = match (route.request, body) {
-        (BodyKind::Json, RequestBody::Json(body)) => {
+    let payload = match route.request {
+        BodyKind::Json => {
             let bytes = read(body).await?;
             if bytes.is_empty() {
                 return Err(ApiError::bad_request("request body is empty: this route takes a JSON object"));
@@ -321,7 +332,7 @@ async fn read_payload(
             })?;
             Payload::Json(Arc::new(value))
         }
-        (BodyKind::Multipart, RequestBody::Multipart(body)) => {
+        BodyKind::Multipart => {
             let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
             let boundary = multer::parse_boundary(content_type).map_err(|_| {
                 ApiError::bad_request("this route takes multipart/form-data with a boundary in its Content-Type")
@@ -329,7 +340,7 @@ async fn read_payload(
             })?;
             Payload::Multipart(Box::new(MultipartBody::read(body, boundary, limit).await?))
         }
-        _ => Payload::Empty,
+        BodyKind::None => Payload::Empty,
     };
     if let (Some(schema), Some(instance)) = (route.request_schema, payload_instance(&payload)) {
         let validator = state.validator(route.op, schema);

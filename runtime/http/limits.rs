@@ -50,6 +50,12 @@ impl InFlightLimit {
 
 /// Middleware: refuses with 503 once `max_in_flight` requests are being served.
 pub async fn in_flight(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    within_cap(&state, next.run(request)).await
+}
+
+/// Serves `respond` under the in-flight cap: 503 beyond it; otherwise its response, holding a
+/// place until the response's body ends.
+pub async fn within_cap(state: &AppState, respond: impl std::future::Future<Output = Response>) -> Response {
     let Some(place) = state.in_flight.enter() else {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -60,7 +66,7 @@ pub async fn in_flight(State(state): State<AppState>, request: Request, next: Ne
         .with_retry_after(Some(1))
         .into_response();
     };
-    let response = next.run(request).await;
+    let response = respond.await;
     let (parts, body) = response.into_parts();
     Response::from_parts(parts, Body::new(Held { body, _place: place }))
 }
