@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Leaders of the process groups this run started, stopped on exit or on a signal.
@@ -22,6 +22,43 @@ pub fn signal_group(pid: u32, signal: &str) {
         .status();
 }
 
+/// Process groups that stand by while another target is measured: each measurement pauses them
+/// (SIGSTOP) and resumes them (SIGCONT) when it ends, so their background work (litellm's event
+/// loop wakes several times a second) never lands in another target's tail latency.
+#[derive(Clone, Default)]
+pub struct Bystanders(Arc<Mutex<Vec<u32>>>);
+
+impl Bystanders {
+    /// `leader`'s group is paused whenever something else is measured.
+    pub fn add(&self, leader: u32) {
+        if let Ok(mut all) = self.0.lock() {
+            all.push(leader);
+        }
+    }
+
+    /// Pauses every group but `target`'s until the guard drops.
+    pub fn pause_all_but(&self, target: Option<u32>) -> Paused {
+        let paused: Vec<u32> = self.0.lock().map(|all| all.clone()).unwrap_or_default();
+        let paused: Vec<u32> = paused.into_iter().filter(|p| Some(*p) != target).collect();
+        for pid in &paused {
+            signal_group(*pid, "STOP");
+        }
+        Paused(paused)
+    }
+}
+
+/// Groups paused for a measurement; dropping it resumes them.
+#[must_use = "the groups resume when this drops"]
+pub struct Paused(Vec<u32>);
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            signal_group(*pid, "CONT");
+        }
+    }
+}
+
 pub fn group_alive(pid: u32) -> bool {
     group_pids(pid).iter().any(|p| proc_state(*p).is_some_and(|s| s != "Z"))
 }
@@ -30,6 +67,8 @@ pub fn group_alive(pid: u32) -> bool {
 pub fn stop_all() {
     let pids: Vec<u32> = STARTED.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
     for pid in &pids {
+        // A group paused for another target's measurement must run again to see the TERM.
+        signal_group(*pid, "CONT");
         signal_group(*pid, "TERM");
     }
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -110,6 +149,7 @@ impl Proc {
         }
         self.stopped = true;
         let pid = self.pid();
+        signal_group(pid, "CONT");
         signal_group(pid, "TERM");
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline && group_alive(pid) {

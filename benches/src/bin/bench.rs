@@ -12,7 +12,8 @@ use ferrolite_bench::gateway::{
     chunk_text, deployment, event_content, manifest, start_ferrolite, Launch, UPSTREAM_KEY,
 };
 use ferrolite_bench::procs::{
-    clock_ticks_per_sec, free_port, group_cpu_ticks, group_rss_kb, install_signal_handler, stop_all, wait_ready, Proc,
+    clock_ticks_per_sec, free_port, group_cpu_ticks, group_pids, group_rss_kb, install_signal_handler, stop_all,
+    vm_rss_kb, wait_ready, Bystanders, Proc,
 };
 use ferrolite_bench::report::{
     cmd_output, cores, cpu_model, loadavg, mb, median, ms, opt_f, percentile, rps, thp_mode, verdict, write_results,
@@ -102,22 +103,31 @@ struct Sampler {
 }
 
 impl Sampler {
+    /// Samples every 100 ms. Finding a group's members takes a walk over all of /proc (hundreds
+    /// of reads); that is done every 2 s, and in between only the known members' VmRSS is read,
+    /// so the sampling itself stays out of the latencies it runs beside.
     fn start(&self) {
         let me = self.clone();
         std::thread::spawn(move || {
+            let mut members: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+            let mut tick = 0u64;
             while !me.stop.load(Ordering::Relaxed) {
                 let leaders: Vec<(String, u32)> = match me.watched.lock() {
                     Ok(w) => w.iter().map(|(k, (pid, _))| (k.clone(), *pid)).collect(),
                     Err(_) => return,
                 };
                 for (name, pid) in leaders {
-                    let rss = group_rss_kb(pid);
+                    if tick % 20 == 0 || !members.contains_key(&name) {
+                        members.insert(name.clone(), group_pids(pid));
+                    }
+                    let rss: u64 = members.get(&name).map_or(0, |m| m.iter().map(|p| vm_rss_kb(*p)).sum());
                     if let Ok(mut w) = me.watched.lock() {
                         if let Some(entry) = w.get_mut(&name) {
                             entry.1 = entry.1.max(rss);
                         }
                     }
                 }
+                tick += 1;
                 std::thread::sleep(Duration::from_millis(100));
             }
         });
@@ -199,6 +209,8 @@ struct Oha {
     bin: String,
     ticks: f64,
     pidfile: Option<PathBuf>,
+    /// Paused while another target is measured.
+    bystanders: Bystanders,
 }
 
 fn pct(v: &Value, key: &str) -> f64 {
@@ -207,6 +219,7 @@ fn pct(v: &Value, key: &str) -> f64 {
 
 impl Oha {
     fn run(&self, call: &Call, connections: usize, secs: u64, rate: Option<u64>) -> Res<Load> {
+        let _paused = self.bystanders.pause_all_but(call.leader);
         let mut cmd = Command::new(&self.bin);
         cmd.args(["--no-tui", "--output-format", "json", "-z", &format!("{secs}s"), "-c", &connections.to_string()]);
         cmd.args(["-m", "POST", "-H", "content-type: application/json", "-d", &call.body, "-t", "30s", "-w"]);
@@ -544,7 +557,12 @@ fn run(args: Args) -> Res<()> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().map_err(|e| e.to_string())?;
     let started_at = Instant::now();
     let mut ctx = Ctx {
-        oha: Oha { bin: args.oha.clone(), ticks: clock_ticks_per_sec(), pidfile: args.pidfile.clone() },
+        oha: Oha {
+            bin: args.oha.clone(),
+            ticks: clock_ticks_per_sec(),
+            pidfile: args.pidfile.clone(),
+            bystanders: Bystanders::default(),
+        },
         args: args.clone(),
         tmp: tmp.clone(),
         secs,
@@ -612,6 +630,7 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     let since = nginx.started;
     let nginx_ready = wait_ready(&mut nginx, nginx_port, "/health", None, since, Duration::from_secs(20))?;
     sampler.watch("nginx", nginx.pid());
+    ctx.oha.bystanders.add(nginx.pid());
 
     // --- ferrolite
     step("starting ferrolite");
@@ -619,6 +638,7 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     std::fs::write(&app, manifest("bench", model_list(fake_port)).to_string()).map_err(|e| e.to_string())?;
     let gw = start_ferrolite(&ctx.launch(), "main", std::slice::from_ref(&app), "bench", &[])?;
     sampler.watch("ferrolite", gw.proc.pid());
+    ctx.oha.bystanders.add(gw.proc.pid());
 
     // --- litellm
     let mut litellm: Option<(Proc, u16, Duration)> = None;
@@ -644,6 +664,7 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
         let since = proc.started;
         let ready = wait_ready(&mut proc, port, "/health/readiness", None, since, Duration::from_secs(300))?;
         sampler.watch("litellm", proc.pid());
+        ctx.oha.bystanders.add(proc.pid());
         litellm = Some((proc, port, ready));
     }
 
@@ -885,20 +906,25 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     let mut stream_results: Vec<(String, StreamStats, Option<f64>)> = Vec::new();
     let anthropic_stream =
         Call { url: anthropic_direct.url.clone(), body: ANTHROPIC_STREAM_BODY.into(), auth: None, leader: None };
+    // Like every load, each run of streams has the other targets paused.
+    let streams_of = |call: &Call| {
+        let _paused = ctx.oha.bystanders.pause_all_but(call.leader);
+        stream_stats(&ctx.rt, call, streams, chunks)
+    };
     step("streams: direct");
-    let direct_stream = stream_stats(&ctx.rt, &direct.call(STREAM_BODY, "gpt"), streams, chunks)?;
+    let direct_stream = streams_of(&direct.call(STREAM_BODY, "gpt"))?;
     step("streams: direct Anthropic");
-    let direct_anthropic_stream = stream_stats(&ctx.rt, &anthropic_stream, streams, chunks)?;
+    let direct_anthropic_stream = streams_of(&anthropic_stream)?;
     stream_results.push(("direct (OpenAI)".into(), direct_stream.clone(), None));
     stream_results.push(("direct (Anthropic)".into(), direct_anthropic_stream.clone(), None));
     for t in targets.iter().filter(|t| t.name != "direct") {
         step(&format!("streams: {}", t.name));
-        let s = stream_stats(&ctx.rt, &t.call(STREAM_BODY, "gpt"), streams, chunks)?;
+        let s = streams_of(&t.call(STREAM_BODY, "gpt"))?;
         let added = s.ttft_p50_ms - direct_stream.ttft_p50_ms;
         stream_results.push((format!("{} (gpt, pass-through)", t.name), s, Some(added)));
         if t.name != "nginx" {
             step(&format!("streams: {} translated", t.name));
-            let s = stream_stats(&ctx.rt, &t.call(STREAM_BODY, "claude"), streams, chunks)?;
+            let s = streams_of(&t.call(STREAM_BODY, "claude"))?;
             let added = s.ttft_p50_ms - direct_anthropic_stream.ttft_p50_ms;
             stream_results.push((format!("{} (claude, OpenAI -> Anthropic)", t.name), s, Some(added)));
         }
@@ -1139,12 +1165,14 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     // --- 9. time to ready
     let ready_runs = if args.quick { 3 } else { 7 };
     let mut ready_ms = vec![gw.ready.as_secs_f64() * 1000.0];
+    let paused = ctx.oha.bystanders.pause_all_but(None);
     for i in 1..ready_runs {
         step(&format!("time to ready: start {}", i + 1));
         let mut f = start_ferrolite(&ctx.launch(), &format!("ready-{i}"), std::slice::from_ref(&app), "bench", &[])?;
         ready_ms.push(f.ready.as_secs_f64() * 1000.0);
         f.proc.stop();
     }
+    drop(paused);
     let mut rows = vec![vec![
         "ferrolite".into(),
         ms(median(&ready_ms)),
