@@ -19,11 +19,14 @@
 //! - `stream_options` has no counterpart: Anthropic always reports usage in a stream, and the
 //!   decoder always emits the usage chunk (the caller drops it unless `include_usage`).
 
+mod answer;
+
 use crate::api::openai::{ChatMessage, ChatRequest};
 use crate::apps::session::Deployment;
 use crate::http::error::ApiError;
 use crate::providers::translate::{error_kind, error_message, ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
 use crate::streaming::sse;
+use answer::Answer;
 use axum::http::StatusCode;
 use ferrolite_codegen::str_map;
 use serde_json::{json, Map, Value};
@@ -124,10 +127,10 @@ impl ChatProvider for Anthropic {
     }
 
     fn chat_response(&self, body: &[u8], d: &Deployment) -> Result<Value, ApiError> {
-        let value: Value = serde_json::from_slice(body).map_err(|e| {
+        let answer = Answer::from_slice(body).map_err(|e| {
             ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("anthropic: the answer is not JSON: {e}"))
         })?;
-        to_openai(&value, &d.upstream_model)
+        completion(answer, &d.upstream_model, crate::auth::unix_now())
     }
 
     fn stream_decoder(&self, meta: StreamMeta) -> Box<dyn ChunkDecoder> {
@@ -603,31 +606,36 @@ pub fn to_openai(body: &Value, model: &str) -> Result<Value, ApiError> {
 
 /// [`to_openai`] with the `created` timestamp given. `model` is used when the answer names none.
 pub fn to_openai_at(body: &Value, model: &str, created: u64) -> Result<Value, ApiError> {
-    let blocks =
-        body.get("content").and_then(Value::as_array).ok_or_else(|| bad_answer("the message has no content"))?;
+    completion(Answer::from_value(body), model, created)
+}
+
+/// An Anthropic answer as an OpenAI `chat.completion`.
+fn completion(answer: Answer<'_>, model: &str, created: u64) -> Result<Value, ApiError> {
+    let blocks = answer.content.ok_or_else(|| bad_answer("the message has no content"))?;
     let mut text = String::new();
     let mut tool_calls = Vec::new();
     let mut json_answer = false;
     for block in blocks {
-        match block.get("type").and_then(Value::as_str) {
-            Some("text") => text.push_str(block.get("text").and_then(Value::as_str).unwrap_or_default()),
-            Some("tool_use") if block.get("name").and_then(Value::as_str) == Some(RESPONSE_FORMAT_TOOL) => {
-                text.push_str(&block.get("input").cloned().unwrap_or_else(|| json!({})).to_string());
+        let is_format_tool = block.name.as_ref().and_then(Value::as_str) == Some(RESPONSE_FORMAT_TOOL);
+        match block.kind.as_deref() {
+            Some("text") => text.push_str(block.text.as_deref().unwrap_or_default()),
+            Some("tool_use") if is_format_tool => {
+                text.push_str(&block.input.unwrap_or_else(|| json!({})).to_string());
                 json_answer = true;
             }
             Some("tool_use") => tool_calls.push(json!({
-                "id": block.get("id").cloned().unwrap_or_default(),
+                "id": block.id.unwrap_or_default(),
                 "type": "function",
                 "function": {
-                    "name": block.get("name").cloned().unwrap_or_default(),
-                    "arguments": block.get("input").cloned().unwrap_or_else(|| json!({})).to_string(),
+                    "name": block.name.unwrap_or_default(),
+                    "arguments": block.input.unwrap_or_else(|| json!({})).to_string(),
                 }
             })),
             // thinking, redacted_thinking, server tool blocks: nothing OpenAI-shaped to say.
             _ => {}
         }
     }
-    let stop_reason = body.get("stop_reason").and_then(Value::as_str).unwrap_or("end_turn");
+    let stop_reason = answer.stop_reason.as_deref().unwrap_or("end_turn");
     let finish = match finish_reason(stop_reason) {
         "tool_calls" if tool_calls.is_empty() && json_answer => "stop",
         other => other,
@@ -638,15 +646,17 @@ pub fn to_openai_at(body: &Value, model: &str, created: u64) -> Result<Value, Ap
         message["tool_calls"] = Value::Array(tool_calls);
     }
     message["refusal"] = Value::Null;
-    let id = body.get("id").and_then(Value::as_str).unwrap_or_default();
+    let mut id = String::with_capacity(40);
+    id.push_str("chatcmpl-");
+    id.push_str(answer.id.as_deref().unwrap_or_default());
     let mut out = json!({
-        "id": format!("chatcmpl-{id}"),
+        "id": id,
         "object": "chat.completion",
         "created": created,
-        "model": body.get("model").and_then(Value::as_str).unwrap_or(model),
+        "model": answer.model.as_deref().unwrap_or(model),
         "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
     });
-    if let Some(usage) = body.get("usage") {
+    if let Some(usage) = &answer.usage {
         out["usage"] = Usage::default().update(usage).to_openai();
     }
     Ok(out)
