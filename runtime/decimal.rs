@@ -1,6 +1,7 @@
 //! Fixed-point decimal text for the request path (the log line, the cost and overhead
 //! headers): `{:.N}` float formatting cost ~2k instructions a number there; integer digits
-//! (itoa, without the formatting machinery) cost a twentieth of that. Values outside what fits in integers fall back to `{:.N}`.
+//! through itoa cost a twentieth of that. Values outside what fits in integers fall back to
+//! `{:.N}`.
 
 use std::fmt::Write;
 

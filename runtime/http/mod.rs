@@ -181,15 +181,14 @@ impl tower::Service<axum::extract::Request> for Door {
 /// `/{workspace}/apps/{service_id}` and a parameter-free catalogue path served with its method.
 /// Segments with percent-escapes are left to axum, which decodes them.
 fn plain_target(request: &axum::extract::Request) -> Option<(Operation, String, String)> {
-    let rest = request.uri().path().strip_prefix('/')?;
-    let (workspace, rest) = rest.split_once('/')?;
-    let (service_id, rest) = rest.strip_prefix("apps/")?.split_once('/')?;
+    let (workspace, rest) = request.uri().path().strip_prefix('/')?.split_once('/')?;
+    let rest = rest.strip_prefix("apps/")?;
+    // The catalogue's paths keep their leading slash.
+    let (service_id, path) = rest.split_at(rest.find('/')?);
     let plain = |segment: &str| !segment.is_empty() && !segment.contains('%');
     if !plain(workspace) || !plain(service_id) {
         return None;
     }
-    // `rest` lost its leading slash to the split: the table's paths start with one.
-    let path = &request.uri().path()[request.uri().path().len() - rest.len() - 1..];
     let op = catalogue::plain_operation(request.method(), path)?;
     Some((op, workspace.to_owned(), service_id.to_owned()))
 }

@@ -165,13 +165,7 @@ pub fn upstream_url(d: &Deployment, template: &str, params: &[(&'static str, Str
     Ok(url)
 }
 
-/// Fills `{name}` in an upstream path from the route's parameters and the deployment.
-pub fn fill_template(template: &str, params: &[(&'static str, String)], d: &Deployment) -> String {
-    let mut out = String::with_capacity(template.len() + 32);
-    push_filled_template(template, params, d, &mut out);
-    out
-}
-
+/// Appends an upstream path, its `{name}`s filled from the route's parameters and the deployment.
 fn push_filled_template(template: &str, params: &[(&'static str, String)], d: &Deployment, out: &mut String) {
     let mut rest = template;
     while let Some(start) = rest.find('{') {

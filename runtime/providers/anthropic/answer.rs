@@ -13,8 +13,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
-/// The `visit_*` methods of JSON's scalars (strings, numbers, booleans, null), all giving `$value`.
-macro_rules! scalars_read_as {
+/// The `visit_*` methods of JSON's numbers, booleans and null, all giving `$value`.
+macro_rules! non_strings_read_as {
     ($value:expr) => {
         fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
             Ok($value)
@@ -26,9 +26,6 @@ macro_rules! scalars_read_as {
             Ok($value)
         }
         fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
             Ok($value)
         }
         fn visit_unit<E>(self) -> Result<Self::Value, E> {
@@ -127,7 +124,10 @@ impl<'de, T: FromMembers<'de>> Deserialize<'de> for Lenient<T> {
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
                 skip_seq(seq).map(|()| Lenient(T::default()))
             }
-            scalars_read_as!(Lenient(T::default()));
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Lenient(T::default()))
+            }
+            non_strings_read_as!(Lenient(T::default()));
         }
         d.deserialize_any(LenientVisitor(PhantomData))
     }
@@ -154,7 +154,10 @@ impl<'de, T: FromMembers<'de>> Deserialize<'de> for ArrayOf<T> {
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
                 skip_map(map).map(|()| ArrayOf(None))
             }
-            scalars_read_as!(ArrayOf(None));
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(ArrayOf(None))
+            }
+            non_strings_read_as!(ArrayOf(None));
         }
         d.deserialize_any(ArrayVisitor(PhantomData))
     }
@@ -186,21 +189,7 @@ impl<'de> Deserialize<'de> for Text<'de> {
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
                 skip_seq(seq).map(|()| Text(None))
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Text(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Text(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Text(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Text(None))
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Text(None))
-            }
+            non_strings_read_as!(Text(None));
         }
         d.deserialize_any(TextVisitor)
     }
