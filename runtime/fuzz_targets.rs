@@ -111,6 +111,7 @@ fn deployments() -> &'static Session {
             workspace: "w".into(),
             manifest: &manifest,
             created: 1,
+            public_only: false,
         };
         Session::build(spec, &NoSecrets).expect("a fixed, valid session")
     })

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod cluster;
 pub mod decimal;
 pub mod fuzz_targets;
+pub mod grammar;
 pub mod http;
 pub mod json_scan;
 pub mod manifest;

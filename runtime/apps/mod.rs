@@ -352,9 +352,12 @@ impl Controller {
                 workspace: workspace.to_owned(),
                 manifest: &app.manifest,
                 created: unix_now(),
+                public_only: !app.trusted && !self.allow_private_upstreams,
             },
             &secrets,
         )?;
+        // The final base URL of each deployment (Bedrock's is built from its region) is checked
+        // here; each connection is checked again when it is made.
         if !app.trusted && !self.allow_private_upstreams {
             for d in &session.deployments {
                 if let Some(base) = &d.api_base {

@@ -4,6 +4,7 @@
 //! the request path never clones an app's tables or takes a lock to read them.
 
 use super::logs::LogBuffer;
+use crate::grammar;
 use crate::manifest::validate::SecretRef;
 use crate::manifest::{LitellmParams, LitellmSettings, Manifest, RoutingStrategy, Visibility};
 use crate::providers::{resolve_model, Provider};
@@ -55,7 +56,11 @@ pub struct Deployment {
     pub provider: Provider,
     /// The model name the upstream knows.
     pub upstream_model: String,
+    /// Where its requests go: `api_base`, else the provider's default (Bedrock's is built from
+    /// the region). The address guard checks this, the final origin of every upstream URL.
     pub api_base: Option<String>,
+    /// Its requests may reach public addresses only (an app installed without an admin token).
+    pub public_only: bool,
     pub api_key: Option<Secret>,
     pub api_version: Option<String>,
     /// AWS credentials and region (Bedrock), from the params or the standard AWS environment.
@@ -120,6 +125,8 @@ pub enum StartError {
     MissingAws(String),
     #[error("deployment {0}: {1}; only admin tokens may, or a server started with --allow-private-upstreams")]
     PrivateUpstream(String, String),
+    #[error("deployment {0}: litellm_params.{1}: {2}")]
+    InvalidValue(String, &'static str, String),
     #[error("cannot tell the provider of model {0:?}")]
     UnknownProvider(String),
     #[error("service id {0:?} is already in use in this workspace")]
@@ -172,6 +179,8 @@ pub struct SessionSpec<'a> {
     pub workspace: String,
     pub manifest: &'a Manifest,
     pub created: u64,
+    /// Its deployments may call public addresses only (see `providers::upstream::guard`).
+    pub public_only: bool,
 }
 
 /// The deployments sharing one model_name.
@@ -207,21 +216,42 @@ impl Session {
             if !group.providers.contains(&provider) {
                 group.providers.push(provider);
             }
+            let id = format!("{}/{index}", entry.model_name);
+            // Values that end up in the upstream URL keep to their grammars once resolved (a
+            // secret may hold any text): none may move a request to another host or path.
+            let invalid = |field: &'static str, reason: String| StartError::InvalidValue(id.clone(), field, reason);
+            let aws = if provider == Provider::Bedrock { Some(AwsCredentials::resolve(p, secrets)?) } else { None };
+            if let Some(aws) = &aws {
+                grammar::aws_region(&aws.region).map_err(|r| invalid("aws_region_name", r))?;
+            }
+            let api_version = resolve_opt(&p.api_version, secrets)?
+                .or_else(|| (provider == Provider::Azure).then(|| DEFAULT_AZURE_API_VERSION.to_owned()));
+            if let Some(version) = &api_version {
+                grammar::api_version(version).map_err(|r| invalid("api_version", r))?;
+            }
+            if provider != Provider::Mock {
+                grammar::upstream_model(&upstream_model).map_err(|r| invalid("model", r))?;
+            }
+            let api_base = match (resolve_opt(&p.api_base, secrets)?, &aws) {
+                (Some(base), _) => Some(base),
+                (None, Some(aws)) => Some(format!("https://bedrock-runtime.{}.amazonaws.com", aws.region)),
+                (None, None) => default_base.map(str::to_owned),
+            };
             deployments.push(Deployment {
-                id: format!("{}/{index}", entry.model_name),
+                id,
                 model_name: entry.model_name.clone(),
                 provider,
                 upstream_model,
-                api_base: resolve_opt(&p.api_base, secrets)?.or(default_base.map(str::to_owned)),
+                api_base,
+                public_only: spec.public_only,
                 // A mock deployment never calls out, so its key is never needed (nor resolved).
                 api_key: if provider == Provider::Mock {
                     None
                 } else {
                     resolve_opt(&p.api_key, secrets)?.map(Secret::new)
                 },
-                api_version: resolve_opt(&p.api_version, secrets)?
-                    .or_else(|| (provider == Provider::Azure).then(|| DEFAULT_AZURE_API_VERSION.to_owned())),
-                aws: if provider == Provider::Bedrock { Some(AwsCredentials::resolve(p, secrets)?) } else { None },
+                api_version,
+                aws,
                 mock_response: p.mock_response.clone(),
                 params: p.clone(),
                 model_info: entry.model_info.clone(),

@@ -175,6 +175,7 @@ async fn check(state: &AppState, d: &Deployment) -> Result<(), String> {
                 headers,
                 body: crate::providers::upstream::RequestBody::empty(),
                 timeout: Some(Duration::from_secs(10)),
+                public_only: d.public_only,
             };
             crate::providers::upstream::answers_ok(state.http.send(request).await)
         }

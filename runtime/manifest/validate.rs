@@ -4,6 +4,7 @@
 //! concerns. Errors block install; warnings (a literal API key in the file) do not.
 
 use super::{Manifest, RoutingStrategy};
+use crate::grammar;
 use crate::providers::{known_prefixes, resolve_model};
 use crate::schema_check::{self, Violation};
 use jsonschema::Validator;
@@ -209,20 +210,34 @@ fn check_params(at: &str, params: &Value, error: &mut impl FnMut(String, String)
     if mocked {
         return; // a mock deployment never calls a provider, so any model string will do
     }
-    match resolve_model(model) {
-        None => error(
+    // Values pasted into upstream URLs keep to their grammars (references are checked once
+    // resolved, at start).
+    let literal = |key: &str| map.get(key).and_then(Value::as_str).filter(|v| SecretRef::parse(v).is_none());
+    if let Some(region) = literal("aws_region_name") {
+        if let Err(reason) = grammar::aws_region(region) {
+            error(format!("{at}/aws_region_name"), reason);
+        }
+    }
+    if let Some(version) = literal("api_version") {
+        if let Err(reason) = grammar::api_version(version) {
+            error(format!("{at}/api_version"), reason);
+        }
+    }
+    let Some(resolved) = resolve_model(model) else {
+        return error(
             format!("{at}/model"),
             format!(
                 "cannot tell the provider of {model:?}: prefix it with one of {} (e.g. openai/{model}), or use a known model name (gpt-*, claude-*, gemini-*)",
                 known_prefixes()
             ),
-        ),
-        Some(resolved) if resolved.default_api_base.is_none() && resolved.provider != crate::providers::Provider::Bedrock => {
-            if map.get("api_base").and_then(Value::as_str).is_none_or(str::is_empty) {
-                error(format!("{at}/api_base"), format!("{} models need an api_base", resolved.prefix));
-            }
-        }
-        Some(_) => {}
+        );
+    };
+    if let Err(reason) = grammar::upstream_model(&resolved.upstream_model) {
+        error(format!("{at}/model"), reason);
+    }
+    let needs_base = resolved.default_api_base.is_none() && resolved.provider != crate::providers::Provider::Bedrock;
+    if needs_base && map.get("api_base").and_then(Value::as_str).is_none_or(str::is_empty) {
+        error(format!("{at}/api_base"), format!("{} models need an api_base", resolved.prefix));
     }
 }
 

@@ -182,7 +182,14 @@ fn outgoing(
         };
         headers.append(name, value);
     }
-    Ok(super::upstream::Request { method: upstream.method, url, headers, body: upstream.body.into(), timeout })
+    Ok(super::upstream::Request {
+        method: upstream.method,
+        url,
+        headers,
+        body: upstream.body.into(),
+        timeout,
+        public_only: d.public_only,
+    })
 }
 
 /// Runs upstream bytes through a decoder, yielding each chunk as soon as it is complete.

@@ -205,7 +205,14 @@ pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
         }
         Payload::Empty => RequestBody::empty(),
     };
-    let request = super::upstream::Request { method: upstream.method.as_http(), url, headers, body, timeout: None };
+    let request = super::upstream::Request {
+        method: upstream.method.as_http(),
+        url,
+        headers,
+        body,
+        timeout: None,
+        public_only: d.public_only,
+    };
     let upstream_response = call.state.http.send(request).await.map_err(|e| {
         // A multipart body that failed on the client's side is the client's error, not the upstream's.
         match failure.as_ref().and_then(|f| f.get()) {
@@ -287,6 +294,8 @@ pub fn unreachable_error(e: &SendError, d: &Deployment) -> ApiError {
             ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("deployment {} {e}", d.id))
                 .with_code("upstream_unreachable")
         }
+        // Not retried (403): another deployment's address is not what is wrong.
+        SendError::Refused(_) => ApiError::forbidden(format!("deployment {}: {e}", d.id)).with_code("private_upstream"),
     }
 }
 

@@ -89,18 +89,11 @@ pub trait ChatProvider: Sync {
     fn upstream_error(&self, status: StatusCode, body: &[u8], d: &Deployment) -> ApiError;
 }
 
-/// The base URL of a deployment, without a trailing `/`: its `api_base`, else its provider's
-/// default (written into `out`).
+/// The base URL of a deployment, without a trailing `/` (written into `out`).
 fn push_base_url(d: &Deployment, out: &mut String) -> Result<(), ApiError> {
-    match (&d.api_base, d.provider, &d.aws) {
-        (Some(base), _, _) => out.push_str(base.trim_end_matches('/')),
-        (None, crate::providers::Provider::Bedrock, Some(aws)) => {
-            out.push_str("https://bedrock-runtime.");
-            out.push_str(&aws.region);
-            out.push_str(".amazonaws.com");
-        }
-        _ => return Err(ApiError::bad_request(format!("deployment {} has no api_base", d.id))),
-    }
+    let base =
+        d.api_base.as_deref().ok_or_else(|| ApiError::bad_request(format!("deployment {} has no api_base", d.id)))?;
+    out.push_str(base.trim_end_matches('/'));
     Ok(())
 }
 

@@ -17,6 +17,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::time::Duration;
 
+pub mod guard;
 mod h1;
 
 /// How long an idle upstream connection stays in the pool.
@@ -32,6 +33,8 @@ pub struct Request {
     pub body: RequestBody,
     /// Bounds the wait for the answer's head (the caller bounds the rest).
     pub timeout: Option<Duration>,
+    /// Only public addresses may be connected to (an untrusted app's request; see [`guard`]).
+    pub public_only: bool,
 }
 
 /// What a request sends.
@@ -75,6 +78,8 @@ pub enum SendError {
     Timeout { host: String },
     #[error("cannot reach {host}: {cause}")]
     Unreachable { host: String, cause: String },
+    #[error(transparent)]
+    Refused(#[from] guard::Refused),
 }
 
 /// Reading an answer's body failed.
@@ -87,17 +92,23 @@ pub enum ReadError {
 }
 
 type DirectClient = Client<HttpsConnector<HttpConnector>, Body>;
+/// The client of guarded requests: host names resolve to public addresses only.
+type GuardedClient = Client<HttpsConnector<HttpConnector<guard::PublicResolver>>, Body>;
 
 thread_local! {
-    /// A lane thread's own client: its connections' tasks run on the lane's runtime, where the
-    /// requests that use them run.
+    /// A lane thread's own clients: their connections' tasks run on the lane's runtime, where
+    /// the requests that use them run.
     static LANE_CLIENT: std::cell::OnceCell<DirectClient> = const { std::cell::OnceCell::new() };
+    static LANE_GUARDED: std::cell::OnceCell<GuardedClient> = const { std::cell::OnceCell::new() };
 }
 
 /// Gives the calling thread (a connection lane) its own upstream connection pools.
 pub fn use_lane_pool() {
     LANE_CLIENT.with(|lane| {
-        let _ = lane.set(direct_client());
+        let _ = lane.set(direct_client(HttpConnector::new()));
+    });
+    LANE_GUARDED.with(|lane| {
+        let _ = lane.set(direct_client(HttpConnector::new_with_resolver(guard::PublicResolver)));
     });
     h1::enable(IDLE_TIMEOUT);
 }
@@ -108,8 +119,12 @@ pub fn sweep_lane_pool() {
     h1::sweep();
 }
 
-fn direct_client() -> DirectClient {
-    let mut http = HttpConnector::new();
+fn direct_client<R>(mut http: HttpConnector<R>) -> Client<HttpsConnector<HttpConnector<R>>, Body>
+where
+    R: tower::Service<hyper_util::client::legacy::connect::dns::Name> + Clone + Send + Sync + 'static,
+    HttpConnector<R>: tower::Service<Uri>,
+    HttpsConnector<HttpConnector<R>>: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(CONNECT_TIMEOUT));
@@ -125,25 +140,36 @@ fn direct_client() -> DirectClient {
 pub struct UpstreamClient {
     /// Used off the lanes (background tasks on the main runtime).
     direct: DirectClient,
+    guarded: GuardedClient,
     /// Set when the environment names a proxy; every call then goes through it.
     proxied: Option<reqwest::Client>,
 }
 
 impl UpstreamClient {
     pub fn new() -> UpstreamClient {
-        UpstreamClient { direct: direct_client(), proxied: environment_proxy().then(|| proxied_client(None)) }
+        UpstreamClient {
+            direct: direct_client(HttpConnector::new()),
+            guarded: direct_client(HttpConnector::new_with_resolver(guard::PublicResolver)),
+            proxied: environment_proxy().then(|| proxied_client(None)),
+        }
     }
 
     /// Sends `request`; resolves when the answer's head has arrived.
     pub async fn send(&self, request: Request) -> Result<Response, SendError> {
-        let Request { method, url, headers, body, timeout } = request;
+        let Request { method, url, headers, body, timeout, public_only } = request;
         let answer = async {
             match (&self.proxied, body) {
-                (Some(client), body) => send_proxied(client, method, &url, headers, body.into_body()).await,
-                (None, RequestBody::Full(bytes)) if url.scheme() == "http" && h1::on_lane() => {
-                    h1::send(&method, &url, &headers, &bytes).await
+                (Some(client), body) => {
+                    if public_only {
+                        // The proxy connects, so this look-up is the guard's only say.
+                        check_public(&url).await?;
+                    }
+                    send_proxied(client, method, &url, headers, body.into_body()).await
                 }
-                (None, body) => self.send_direct(method, &url, headers, body.into_body()).await,
+                (None, RequestBody::Full(bytes)) if url.scheme() == "http" && h1::on_lane() => {
+                    h1::send(&method, &url, &headers, &bytes, public_only).await
+                }
+                (None, body) => self.send_direct(method, &url, headers, body.into_body(), public_only).await,
             }
         };
         match timeout {
@@ -161,20 +187,59 @@ impl UpstreamClient {
         url: &reqwest::Url,
         headers: HeaderMap,
         body: Body,
+        public_only: bool,
     ) -> Result<Response, SendError> {
-        let unreachable = |cause: String| SendError::Unreachable { host: request_host(url), cause };
-        let uri: Uri = url.as_str().parse().map_err(|e: axum::http::uri::InvalidUri| unreachable(e.to_string()))?;
+        let unreachable = |e: &(dyn std::error::Error + 'static)| match guard::refusal_in(e) {
+            Some(refused) => SendError::Refused(refused),
+            None => SendError::Unreachable { host: request_host(url), cause: cause(e) },
+        };
+        let uri: Uri = url.as_str().parse().map_err(|e: axum::http::uri::InvalidUri| unreachable(&e))?;
         let mut outgoing = axum::http::Request::new(body);
         *outgoing.method_mut() = method;
         *outgoing.uri_mut() = uri;
         *outgoing.headers_mut() = headers;
-        let pending = LANE_CLIENT.with(|lane| match lane.get() {
-            Some(client) => client.request(outgoing),
-            None => self.direct.request(outgoing),
-        });
-        let answer = pending.await.map_err(|e| unreachable(cause(&e)))?;
+        let pending = if public_only {
+            // hyper connects to a literal address without asking the resolver.
+            if let Some(ip) = literal_ip(url) {
+                if guard::private_kind(ip).is_some() {
+                    return Err(SendError::Refused(guard::Refused { host: request_host(url) }));
+                }
+            }
+            LANE_GUARDED.with(|lane| match lane.get() {
+                Some(client) => client.request(outgoing),
+                None => self.guarded.request(outgoing),
+            })
+        } else {
+            LANE_CLIENT.with(|lane| match lane.get() {
+                Some(client) => client.request(outgoing),
+                None => self.direct.request(outgoing),
+            })
+        };
+        let answer = pending.await.map_err(|e| unreachable(&e))?;
         let (parts, body) = answer.into_parts();
         Ok(Response { status: parts.status, headers: parts.headers, body: Body::new(body) })
+    }
+}
+
+/// The address a URL names literally, if it names one.
+fn literal_ip(url: &reqwest::Url) -> Option<std::net::IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(v4) => Some(v4.into()),
+        url::Host::Ipv6(v6) => Some(v6.into()),
+        url::Host::Domain(_) => None,
+    }
+}
+
+/// Refuses a URL whose host is, or resolves to, a non-public address.
+async fn check_public(url: &reqwest::Url) -> Result<(), SendError> {
+    let host = url.host_str().unwrap_or_default();
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    match guard::resolve_public(host, url.port_or_known_default().unwrap_or(443)).await {
+        Ok(_) => Ok(()),
+        Err(guard::GuardedLookup::Refused(refused)) => Err(SendError::Refused(refused)),
+        Err(guard::GuardedLookup::Lookup(e)) => {
+            Err(SendError::Unreachable { host: request_host(url), cause: e.to_string() })
+        }
     }
 }
 
@@ -225,6 +290,7 @@ pub fn answers_ok(answer: Result<Response, SendError>) -> Result<(), String> {
         Ok(r) => Err(format!("upstream answered {}", r.status.as_u16())),
         Err(SendError::Timeout { .. }) => Err("upstream timed out".into()),
         Err(SendError::Unreachable { .. }) => Err("upstream unreachable".into()),
+        Err(SendError::Refused(_)) => Err("upstream address refused by the guard".into()),
     }
 }
 
@@ -313,6 +379,7 @@ mod tests {
             headers: HeaderMap::new(),
             body: RequestBody::from(b"{}".to_vec()),
             timeout: Some(Duration::from_secs(10)),
+            public_only: false,
         };
         let answer = client.send(request).await.unwrap();
         assert_eq!(answer.status, StatusCode::OK);

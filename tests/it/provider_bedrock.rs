@@ -83,6 +83,7 @@ fn deployment(api_base: &str, secret: &str) -> Deployment {
         provider: Provider::Bedrock,
         upstream_model: UPSTREAM_MODEL.into(),
         api_base: Some(api_base.into()),
+        public_only: false,
         api_key: None,
         api_version: None,
         aws: Some(AwsCredentials {

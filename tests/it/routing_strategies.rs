@@ -44,6 +44,7 @@ fn session(strategy: &str, model_list: Vec<Value>) -> Session {
         workspace: "default".into(),
         manifest: &manifest,
         created: 0,
+        public_only: false,
     };
     Session::build(spec, &NoSecrets).expect("the session starts")
 }

@@ -115,6 +115,65 @@ async fn non_admin_apps_may_not_aim_at_private_addresses() {
     server.ok("team", &admin, "start", json!({"app_id": "aimed"})).await;
 }
 
+#[tokio::test]
+async fn no_value_pasted_into_an_upstream_url_can_move_it_inside() {
+    let server = TestServer::start(vec![], |c| c.allow_private_upstreams = false).await;
+    let user = server.token_for("team");
+    let admin = server.running.state.tokens.issue("team", true, Duration::from_secs(600));
+    // A listener that would see any connection the forged URLs make.
+    let trap = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = trap.local_addr().unwrap().port();
+    let bedrock = |region: &str| {
+        json!({"name": "Forged", "type": "llm-proxy", "config": {"service_id": "forged", "model_list": [
+            {"model_name": "m", "litellm_params": {"model": "bedrock/anthropic.claude-3-haiku-20240307-v1:0",
+                "aws_region_name": region, "aws_access_key_id": "AKIDEXAMPLE", "aws_secret_access_key": "s"}}
+        ]}})
+    };
+    let forged =
+        [format!("x@127.0.0.1:{port}/#"), format!("x@127.0.0.1:{port}/?"), format!("us-east-1.x@127.0.0.1:{port}")];
+    for region in &forged {
+        // Refused at install whoever installs it: no region looks like that.
+        for token in [&user, &admin] {
+            let (status, err) = server.controller("team", token, "install", json!({"manifest": bedrock(region)})).await;
+            assert_eq!(status, 400, "{region}: {err}");
+            assert_eq!(err["error"]["param"], "/config/model_list/0/litellm_params/aws_region_name", "{err}");
+            assert!(err["error"]["message"].as_str().unwrap().contains("is not an AWS region"), "{err}");
+        }
+    }
+    // The same value in a workspace secret is refused when the app starts.
+    server.ok("team", &user, "set_env", json!({"key": "REGION", "value": forged[0]})).await;
+    server.ok("team", &user, "install", json!({"manifest": bedrock("HYPHA_SECRET:REGION")})).await;
+    let (status, err) = server.controller("team", &user, "start", json!({"app_id": "forged"})).await;
+    assert_eq!(status, 400, "{err}");
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(message.contains("aws_region_name") && message.contains("is not an AWS region"), "{err}");
+
+    // An API version and a model name are held to theirs too (they land in a query and a path).
+    let azure = |version: &str, model: &str| {
+        json!({"name": "Az", "type": "llm-proxy", "config": {"service_id": "az", "model_list": [
+            {"model_name": "m", "litellm_params": {"model": format!("azure/{model}"), "api_version": version,
+                "api_base": "https://example.openai.azure.com", "api_key": "k"}}
+        ]}})
+    };
+    let (status, err) =
+        server.controller("team", &admin, "install", json!({"manifest": azure("2024-10-21&x=1", "gpt")})).await;
+    assert_eq!(
+        (status, err["error"]["param"].as_str()),
+        (400, Some("/config/model_list/0/litellm_params/api_version"))
+    );
+    let (status, err) =
+        server.controller("team", &admin, "install", json!({"manifest": azure("2024-10-21", "..")})).await;
+    assert_eq!((status, err["error"]["param"].as_str()), (400, Some("/config/model_list/0/litellm_params/model")));
+
+    assert_eq!(
+        server.ok("team", &user, "list_apps", json!({})).await.as_array().unwrap().len(),
+        1,
+        "only the one with a secret"
+    );
+    let accepted = tokio::time::timeout(Duration::from_millis(200), trap.accept()).await;
+    assert!(accepted.is_err(), "ferrolite connected to the trap");
+}
+
 /// `json_body` for reqwest without its `json` feature.
 trait JsonBody {
     fn json_body(self, body: &Value) -> Self;

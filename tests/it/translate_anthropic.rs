@@ -40,6 +40,7 @@ fn session() -> Session {
         workspace: "default".into(),
         manifest: &manifest,
         created: 1_700_000_000,
+        public_only: false,
     };
     Session::build(spec, &Secrets).expect("the session starts")
 }

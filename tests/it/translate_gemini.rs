@@ -24,6 +24,7 @@ fn deployment(upstream_model: &str) -> Deployment {
         provider: Provider::Gemini,
         upstream_model: upstream_model.into(),
         api_base: Some(gemini::DEFAULT_API_BASE.into()),
+        public_only: false,
         api_key: Some(Secret::new(KEY.into())),
         api_version: None,
         aws: None,

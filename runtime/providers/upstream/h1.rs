@@ -115,28 +115,38 @@ impl<'a> Origin<'a> {
 }
 
 /// Sends a request with a body already in memory over a connection of the calling lane;
-/// resolves when the answer's head has arrived. The body streams as it is read.
+/// resolves when the answer's head has arrived. The body streams as it is read. With
+/// `public_only`, a new connection goes only to public addresses (see [`super::guard`]), and
+/// guarded connections are pooled apart from the others.
 pub async fn send(
     method: &Method,
     url: &reqwest::Url,
     headers: &HeaderMap,
     body: &Bytes,
+    public_only: bool,
 ) -> Result<Response, SendError> {
     let unreachable = |cause: String| SendError::Unreachable { host: url.host_str().unwrap_or("").to_owned(), cause };
     let origin = Origin::of(url).ok_or_else(|| unreachable("the URL names no host".into()))?;
     let head = request_head(method, url, origin.authority, headers, body.len());
+    let guarded_key;
+    let pool_key = if public_only {
+        guarded_key = format!("guarded {}", origin.authority);
+        guarded_key.as_str()
+    } else {
+        origin.authority
+    };
     // The upstream may have closed a kept-alive connection while it sat idle (its own idle
     // timeout), and the close may not have been seen yet: a reused connection that ends before
     // any byte of an answer is dropped and the request goes again on a new one, as browsers
     // and Go's client do.
-    if let Some(conn) = checkout(origin.authority) {
+    if let Some(conn) = checkout(pool_key) {
         match exchange(conn, method, &head, body).await {
             Ok(answer) => return Ok(answer),
             Err(Failure::Stale) => {}
             Err(Failure::Broken(cause)) => return Err(unreachable(cause)),
         }
     }
-    let conn = connect(&origin).await.map_err(|e| unreachable(e.to_string()))?;
+    let conn = connect(&origin, pool_key, public_only).await?;
     match exchange(conn, method, &head, body).await {
         Ok(answer) => Ok(answer),
         Err(Failure::Stale) => Err(unreachable("the connection closed before an answer".into())),
@@ -198,15 +208,29 @@ fn give_back(conn: Conn) {
     });
 }
 
-async fn connect(origin: &Origin<'_>) -> io::Result<Conn> {
+async fn connect(origin: &Origin<'_>, pool_key: &str, public_only: bool) -> Result<Conn, SendError> {
+    let unreachable = |e: io::Error| SendError::Unreachable { host: origin.host.to_owned(), cause: e.to_string() };
     let lane = POOL.with(|pool| pool.borrow().as_ref().map(|p| p.lane)).unwrap_or(0);
-    // An address is used as it is; a name is looked up (off the lane's thread).
-    let stream = tokio::time::timeout(super::CONNECT_TIMEOUT, TcpStream::connect((origin.host, origin.port)))
+    let connecting = async {
+        if public_only {
+            // Resolved once and checked; the connection goes to exactly these addresses.
+            let addrs = match super::guard::resolve_public(origin.host, origin.port).await {
+                Ok(addrs) => addrs,
+                Err(super::guard::GuardedLookup::Refused(refused)) => return Err(SendError::Refused(refused)),
+                Err(super::guard::GuardedLookup::Lookup(e)) => return Err(unreachable(e)),
+            };
+            TcpStream::connect(&addrs[..]).await.map_err(unreachable)
+        } else {
+            // An address is used as it is; a name is looked up (off the lane's thread).
+            TcpStream::connect((origin.host, origin.port)).await.map_err(unreachable)
+        }
+    };
+    let stream = tokio::time::timeout(super::CONNECT_TIMEOUT, connecting)
         .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "timed out connecting"))??;
+        .map_err(|_| unreachable(io::Error::new(io::ErrorKind::TimedOut, "timed out connecting")))??;
     // Requests are written whole; Nagle's algorithm would only hold back their last segment.
-    stream.set_nodelay(true)?;
-    Ok(Conn { stream, buf: BytesMut::with_capacity(READ_CHUNK), origin: origin.authority.into(), lane })
+    stream.set_nodelay(true).map_err(unreachable)?;
+    Ok(Conn { stream, buf: BytesMut::with_capacity(READ_CHUNK), origin: pool_key.into(), lane })
 }
 
 /// The request line and headers. `Host` and the body's length are ours; a caller's own
@@ -619,7 +643,7 @@ mod tests {
     async fn send_on_lane(url: &reqwest::Url, body: &'static str) -> Result<(StatusCode, HeaderMap, String), String> {
         let mut headers = HeaderMap::new();
         headers.insert("authorization", HeaderValue::from_static("Bearer sk-test"));
-        let answer = send(&Method::POST, url, &headers, &Bytes::from_static(body.as_bytes()))
+        let answer = send(&Method::POST, url, &headers, &Bytes::from_static(body.as_bytes()), false)
             .await
             .map_err(|e| e.to_string())?;
         let bytes = axum::body::to_bytes(answer.body, usize::MAX).await.map_err(|e| e.to_string())?;
@@ -700,7 +724,7 @@ mod tests {
     fn a_body_cut_short_is_an_error_and_malformed_answers_are_refused() {
         lane().block_on(async {
             let url = answers_once_and_closes(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort").await;
-            let answer = send(&Method::POST, &url, &HeaderMap::new(), &Bytes::from_static(b"{}")).await.unwrap();
+            let answer = send(&Method::POST, &url, &HeaderMap::new(), &Bytes::from_static(b"{}"), false).await.unwrap();
             let error = axum::body::to_bytes(answer.body, usize::MAX).await.unwrap_err().to_string();
             assert!(error.contains("broke off"), "{error}");
             assert_eq!(idle_count(), 0);
@@ -748,6 +772,38 @@ mod tests {
             let error = send_on_lane(&url, "{}").await.unwrap_err();
             assert!(error.contains("cannot reach 127.0.0.1") && error.contains("refused"), "{error}");
         });
+    }
+
+    #[test]
+    fn a_guarded_request_never_connects_inside_and_says_the_same_whether_a_port_is_open() {
+        lane().block_on(async {
+            let open = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let open_port = open.local_addr().unwrap().port();
+            let closed_port = free_port();
+            let mut said = Vec::new();
+            for url in [
+                format!("http://127.0.0.1:{open_port}/v1/x"),
+                format!("http://127.0.0.1:{closed_port}/v1/x"),
+                format!("http://localhost:{open_port}/v1/x"),
+                format!("http://[::ffff:127.0.0.1]:{open_port}/v1/x"),
+            ] {
+                let url = reqwest::Url::parse(&url).unwrap();
+                let body = Bytes::from_static(b"{}");
+                match send(&Method::POST, &url, &HeaderMap::new(), &body, true).await {
+                    Err(SendError::Refused(refused)) => {
+                        said.push(refused.to_string().replace(&open_port.to_string(), ""))
+                    }
+                    other => panic!("{url}: {:?}", other.map(|r| r.status)),
+                }
+            }
+            assert_eq!(said[0], said[1].replace(&closed_port.to_string(), ""), "{said:?}");
+            let accepted = tokio::time::timeout(Duration::from_millis(100), open.accept()).await;
+            assert!(accepted.is_err(), "nothing may connect to the open port");
+        });
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
     }
 
     #[test]

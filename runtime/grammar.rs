@@ -1,0 +1,126 @@
+//! The grammars of values a user names that end up in an upstream URL: an AWS region becomes
+//! part of a host name, an API version a query value, a model name a path segment. Each is
+//! checked against its own grammar at install (literal values) and at start (values a secret
+//! reference resolved to), so no value can move a request to another host or path.
+//!
+//! Each check returns the reason a value is refused, written to follow the value's JSON path.
+
+/// The longest model name accepted in an upstream path.
+const MAX_MODEL_NAME: usize = 256;
+
+/// An AWS region: `us-east-1`, `us-gov-west-1`, `eusc-de-east-1`, ... It is pasted into
+/// Bedrock's host name, so nothing but lowercase letters, digits and single hyphens may pass.
+pub fn aws_region(value: &str) -> Result<(), String> {
+    let parts: Vec<&str> = value.split('-').collect();
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    let ok = value.len() <= 32
+        && parts.len() >= 3
+        && (2..=4).contains(&first.len())
+        && first.bytes().all(|b| b.is_ascii_lowercase())
+        && parts[1..parts.len() - 1].iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && (1..=2).contains(&last.len())
+        && last.bytes().all(|b| b.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{} is not an AWS region: write one like us-east-1", quoted(value)))
+    }
+}
+
+/// An API version (Azure's `api-version`): `2024-10-21`, `2024-08-01-preview`, `preview`.
+pub fn api_version(value: &str) -> Result<(), String> {
+    let mut bytes = value.bytes();
+    let ok = (1..=64).contains(&value.len())
+        && bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is not an API version: use 1-64 letters, digits, '-', '.' or '_' (e.g. 2024-10-21)",
+            quoted(value)
+        ))
+    }
+}
+
+/// A model name as an upstream knows it, placed in URL paths (Azure deployments, Gemini and
+/// Bedrock models). Paths percent-encode it, so `/` and `:` are fine (Bedrock ARNs have both);
+/// control characters, white space and a name that is only dots (a `..` segment) are not.
+pub fn upstream_model(value: &str) -> Result<(), String> {
+    if value.is_empty() || value.len() > MAX_MODEL_NAME {
+        return Err(format!("a model name must be 1-{MAX_MODEL_NAME} bytes long"));
+    }
+    if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(format!("{} has control characters or white space", quoted(value)));
+    }
+    if value.bytes().all(|b| b == b'.') {
+        return Err(format!("{} is not a model name", quoted(value)));
+    }
+    Ok(())
+}
+
+/// `value` in quotes for an error message, cut short and with control characters escaped so a
+/// hostile value cannot forge log lines or terminal output.
+pub fn quoted(value: &str) -> String {
+    const SHOWN: usize = 64;
+    let mut out = String::from("\"");
+    for (i, c) in value.chars().enumerate() {
+        if i == SHOWN {
+            out.push_str("...");
+            break;
+        }
+        out.extend(c.escape_debug());
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_are_aws_regions_and_nothing_else() {
+        for ok in ["us-east-1", "us-gov-west-1", "eu-central-2", "ap-southeast-4", "cn-northwest-1", "eusc-de-east-1"] {
+            assert_eq!(aws_region(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "x@127.0.0.1:9/#",
+            "x@127.0.0.1:9/?",
+            "us-east-1.x@127.0.0.1:9",
+            "us-east-1/",
+            "US-EAST-1",
+            "us-east",
+            "us--east-1",
+            "us-east-123",
+            "us-east-1\n",
+            "localhost",
+        ] {
+            assert!(aws_region(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn api_versions_and_model_names_stay_in_their_place() {
+        for ok in ["2024-10-21", "2024-08-01-preview", "preview", "v1"] {
+            assert_eq!(api_version(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "2024&x=1", "2024#", "a/b", "-1", "x y"] {
+            assert!(api_version(bad).is_err(), "{bad:?} must be refused");
+        }
+        for ok in ["gpt-4o", "anthropic.claude-3-sonnet-20240229-v1:0", "meta-llama/Llama-3-8B", "arn:aws:bedrock:x/y"]
+        {
+            assert_eq!(upstream_model(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", ".", "..", "a\nb", "a b", "a\u{1f}b", &"m".repeat(300)] {
+            assert!(upstream_model(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn quoted_values_cannot_forge_lines() {
+        assert_eq!(quoted("a\nb\u{1b}[31m"), "\"a\\nb\\u{1b}[31m\"");
+        assert!(quoted(&"x".repeat(5000)).len() < 80);
+    }
+}
