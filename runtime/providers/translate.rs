@@ -154,12 +154,19 @@ pub fn parsed_url(url: &str, d: &Deployment) -> Result<reqwest::Url, ApiError> {
 pub fn upstream_url(d: &Deployment, template: &str, params: &[(&'static str, String)]) -> Result<String, ApiError> {
     let mut url = String::with_capacity(d.api_base.as_ref().map_or(64, String::len) + template.len() + 32);
     push_base_url(d, &mut url)?;
-    push_filled_template(template, params, d, &mut url);
+    push_filled_template(template, params, d, &mut url)?;
     Ok(url)
 }
 
 /// Appends an upstream path, its `{name}`s filled from the route's parameters and the deployment.
-fn push_filled_template(template: &str, params: &[(&'static str, String)], d: &Deployment, out: &mut String) {
+/// A value that is only dots is refused: URL parsers take `..` (even escaped, `%2E%2E`) as a
+/// step up the path, which would send the request to another route of the upstream.
+fn push_filled_template(
+    template: &str,
+    params: &[(&'static str, String)],
+    d: &Deployment,
+    out: &mut String,
+) -> Result<(), ApiError> {
     let mut rest = template;
     while let Some(start) = rest.find('{') {
         out.push_str(&rest[..start]);
@@ -177,10 +184,14 @@ fn push_filled_template(template: &str, params: &[(&'static str, String)], d: &D
                 _ => None,
             })
             .unwrap_or_default();
+        if !value.is_empty() && value.bytes().all(|b| b == b'.') {
+            return Err(ApiError::bad_request(format!("`{name}` may not be {value:?}")).with_param(name));
+        }
         encode_segment(value, out);
         rest = &rest[start + len + 1..];
     }
     out.push_str(rest);
+    Ok(())
 }
 
 /// Percent-encodes a path segment (RFC 3986 unreserved characters pass).

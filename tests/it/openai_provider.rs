@@ -419,3 +419,29 @@ async fn health_reports_each_openai_deployment() {
     let (_, ready) = server.get_json(&server.demo_url("/health/readiness")).await;
     assert_eq!(ready["status"], "healthy", "readiness never calls upstreams");
 }
+
+#[tokio::test]
+async fn a_path_parameter_of_dots_cannot_step_up_the_upstreams_path() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (fake, server, _dir) = setup().await;
+    // Escaped, so no client or server in between collapses it first; axum decodes it to `..`.
+    for escaped in ["%2E%2E", "%2e", "..%2F.."] {
+        let mut socket = tokio::net::TcpStream::connect(server.running.addr).await.unwrap();
+        let head = format!(
+            "GET /default/apps/demo/v1/files/{escaped} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\nconnection: close\r\n\r\n",
+            server.token
+        );
+        socket.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        socket.read_to_string(&mut answer).await.unwrap();
+        let status_line = answer.lines().next().unwrap_or_default().to_owned();
+        if escaped == "..%2F.." {
+            // Not only dots: it goes upstream as one escaped segment, as the files route asks.
+            assert!(status_line.contains(" 404 ") || status_line.contains(" 200 "), "{answer}");
+            continue;
+        }
+        assert!(status_line.contains(" 400 "), "{escaped}: {answer}");
+        assert!(answer.contains("`file_id` may not be"), "{answer}");
+    }
+    assert!(fake.requests().iter().all(|r| r.path.starts_with("/v1/files/")), "{:?}", fake.requests());
+}
