@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Instructions per proxied request, counted by callgrind: the figure README's request-path
+# numbers come from, the same whatever else the machine runs. ferrolite (release, one lane) runs
+# under valgrind in front of the bench fake upstream; after a warm-up, counting is switched on
+# for N requests on one kept-alive connection of each kind:
+#   pass-through  OpenAI chat in, OpenAI deployment out (JSON answer)
+#   translated    OpenAI chat in, Anthropic deployment out (JSON answer)
+#
+#   benches/callgrind.sh [N]        # default 2000 requests of each kind
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n="${1:-2000}"
+say() { echo "benches/callgrind.sh: $*" >&2; }
+command -v valgrind >/dev/null || { say "valgrind is required (apt-get install valgrind)"; exit 1; }
+command -v python3 >/dev/null || { say "python3 is required"; exit 1; }
+
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+say "building the release binaries"
+cargo build --release -q -p ferrolite -p ferrolite-bench
+bin="$target/release"
+
+scratch="$(mktemp -d)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ -n "${KEEP:-}" ] || rm -rf "$scratch"; [ -n "${KEEP:-}" ] && echo "kept $scratch" >&2 || true
+}
+trap cleanup EXIT INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+fake_port="$(free_port)"
+port="$(free_port)"
+"$bin/fake-upstream" --port "$fake_port" >/dev/null 2>&1 &
+pids+=($!)
+
+cat > "$scratch/app.json" <<EOF
+{"name": "callgrind", "type": "llm-proxy", "config": {"service_id": "bench", "model_list": [
+  {"model_name": "pass", "litellm_params": {"model": "openai/gpt-4o", "api_base": "http://127.0.0.1:$fake_port/v1", "api_key": "sk-bench-upstream"}},
+  {"model_name": "translated", "litellm_params": {"model": "anthropic/claude-3-5-sonnet-20241022", "api_base": "http://127.0.0.1:$fake_port", "api_key": "sk-bench-upstream"}}
+]}}
+EOF
+mkdir -p "$scratch/data"
+token="$("$bin/ferrolite" token --workspace default --data-dir "$scratch/data")"
+valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$scratch/cg.%p" \
+  "$bin/ferrolite" serve --port "$port" --io-threads 1 --data-dir "$scratch/data" --config "$scratch/app.json" \
+  >"$scratch/serve.log" 2>&1 &
+pids+=($!)
+serve_pid=$!
+
+python3 - "$port" "$token" "$n" "$serve_pid" "$scratch" <<'EOF'
+import glob, http.client, json, subprocess, sys, time
+port, token, n, pid, scratch = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+path = "/default/apps/bench/v1/chat/completions"
+
+def connect():
+    for _ in range(600):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            c.request("GET", "/default/apps/bench/health/readiness", headers=headers)
+            if c.getresponse().read() is not None:
+                return c
+        except OSError:
+            time.sleep(0.1)
+    sys.exit("ferrolite did not start under valgrind")
+
+def run(conn, model, count):
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 16})
+    for _ in range(count):
+        conn.request("POST", path, body=body, headers=headers)
+        r = conn.getresponse()
+        data = r.read()
+        if r.status != 200:
+            sys.exit(f"{model}: {r.status} {data[:300]!r}")
+
+def control(*args):
+    subprocess.run(["callgrind_control", *args, pid], check=True, stdout=subprocess.DEVNULL)
+
+def counted(model):
+    conn = connect()
+    run(conn, model, 300)  # warm: connections, caches, metric handles
+    control("--zero")
+    control("--instr=on")
+    run(conn, model, n)
+    control("--instr=off")
+    before = set(glob.glob(f"{scratch}/cg.*"))
+    control("--dump")
+    time.sleep(0.5)
+    dumps = sorted(set(glob.glob(f"{scratch}/cg.*")) - before) or sorted(glob.glob(f"{scratch}/cg.*"))
+    total = 0
+    for line in open(dumps[-1]):
+        if line.startswith("summary:") or line.startswith("totals:"):
+            total = int(line.split()[1])
+    conn.close()
+    return total / n
+
+for kind, model in (("pass-through", "pass"), ("translated (OpenAI -> Anthropic)", "translated")):
+    print(f"{kind}: {counted(model):,.0f} instructions per request")
+EOF
