@@ -1,12 +1,16 @@
-//! Turns the endpoint catalogue (`endpoints/*.yaml`) into Rust and OpenAPI at build time.
+//! Turns the endpoint catalogue (`endpoints/*.yaml`) and the provider table (`providers.yaml`)
+//! into Rust and OpenAPI at build time.
 //!
-//! Every file is checked against `schema/catalogue.schema.json` and a few cross-file rules
-//! (unique operations and paths, upstream templates naming known parameters, schemas that
-//! compile). Any problem fails the build with the file, the route and the reason. Output, in
-//! `OUT_DIR`:
-//! - `catalogue.rs`: the `Operation`, `Translator` and `LocalHandler` enums, the static route
-//!   table, one axum handler per route (via `ferrolite_codegen::route_handler!`), `mount`, and
-//!   `plain_operation`, the match of parameter-free paths the request path uses first;
+//! Every catalogue file is checked against `schema/catalogue.schema.json` and a few cross-file
+//! rules (unique operations and paths, upstream templates naming known parameters, schemas that
+//! compile, providers the table names and translators their provider lists). Any problem fails
+//! the build with the file, the route and the reason. Output, in `OUT_DIR`:
+//! - `catalogue.rs`: data only: the `Operation`, `Translator` and `LocalHandler` enums, the
+//!   static route table and `plain_operation`, the match of parameter-free paths the request
+//!   path uses first (included by `runtime/catalogue/mod.rs`, a leaf);
+//! - `providers.rs`: the `Provider` enum and its spec table (`runtime/catalogue/providers.rs`);
+//! - `http_routes.rs`: the axum glue, one handler per route (via
+//!   `ferrolite_codegen::route_handler!`) and `method_router` (included by `runtime/http/routes.rs`);
 //! - `openapi.json`: an OpenAPI 3.1 document of the same routes.
 
 use serde::Deserialize;
@@ -17,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 const META_SCHEMA: &str = "schema/catalogue.schema.json";
 const CATALOGUE_DIR: &str = "endpoints";
+const PROVIDERS_FILE: &str = "providers.yaml";
 
 #[derive(Deserialize)]
 struct FamilyFile {
@@ -65,21 +70,75 @@ pub struct Route {
     def: RouteDef,
 }
 
+/// `providers.yaml`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProviderTable {
+    openai_chat_params: Vec<String>,
+    providers: BTreeMap<String, ProviderDef>,
+    prefixes: Vec<PrefixDef>,
+    families: Vec<FamilyDef>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProviderDef {
+    /// The Rust variant, where plain camel case of the name will not do (`OpenAi`).
+    variant: Option<String>,
+    summary: String,
+    auth: AuthDef,
+    /// `all` (every OpenAI chat parameter) or a list.
+    chat_params: Value,
+    translators: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, tag = "scheme", rename_all = "lowercase")]
+enum AuthDef {
+    Bearer,
+    Header { name: String },
+    Anthropic { version: String },
+    Sigv4 { service: String },
+    None,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrefixDef {
+    prefix: String,
+    provider: String,
+    api_base: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FamilyDef {
+    starts_with: String,
+    prefix: String,
+}
+
 fn main() {
     println!("cargo:rerun-if-changed={CATALOGUE_DIR}");
     println!("cargo:rerun-if-changed={META_SCHEMA}");
+    println!("cargo:rerun-if-changed={PROVIDERS_FILE}");
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let (routes, families) = match load_catalogue(Path::new(CATALOGUE_DIR), Path::new(META_SCHEMA)) {
-        Ok(loaded) => loaded,
-        Err(errors) => {
-            eprintln!("the endpoint catalogue is invalid:");
-            for e in &errors {
-                eprintln!("  {e}");
-            }
-            std::process::exit(1);
+    let fail = |what: &str, errors: Vec<String>| -> ! {
+        eprintln!("{what} is invalid:");
+        for e in &errors {
+            eprintln!("  {e}");
         }
+        std::process::exit(1);
     };
-    write(&out_dir.join("catalogue.rs"), &generate_rust(&routes));
+    let table = load_providers(Path::new(PROVIDERS_FILE)).unwrap_or_else(|e| fail("the provider table", e));
+    let (routes, families) = load_catalogue(Path::new(CATALOGUE_DIR), Path::new(META_SCHEMA))
+        .unwrap_or_else(|e| fail("the endpoint catalogue", e));
+    let mismatches = check_translators(Path::new(CATALOGUE_DIR), &routes, &table);
+    if !mismatches.is_empty() {
+        fail("the endpoint catalogue", mismatches);
+    }
+    write(&out_dir.join("catalogue.rs"), &generate_rust(&routes, &table));
+    write(&out_dir.join("providers.rs"), &generate_providers(&table, &routes));
+    write(&out_dir.join("http_routes.rs"), &generate_http_glue(&routes));
     let openapi = serde_json::to_string_pretty(&generate_openapi(&routes, &families)).expect("serialisable");
     write(&out_dir.join("openapi.json"), &(openapi + "\n"));
 }
@@ -184,6 +243,152 @@ pub fn load_catalogue(dir: &Path, meta_schema: &Path) -> Result<Catalogue, Vec<S
     }
 }
 
+/// Reads `providers.yaml` and checks what its shape cannot say: known translators and
+/// prefixes, parameters OpenAI has, every provider reachable.
+fn load_providers(path: &Path) -> Result<ProviderTable, Vec<String>> {
+    let name = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| vec![format!("{name}: {e}")])?;
+    let table: ProviderTable = serde_yaml::from_str(&text).map_err(|e| vec![format!("{name}: {e}")])?;
+    let mut errors = Vec::new();
+    for (provider, def) in &table.providers {
+        match &def.chat_params {
+            Value::String(all) if all == "all" => {}
+            Value::Array(list) => {
+                for p in list {
+                    match p.as_str() {
+                        Some(p) if table.openai_chat_params.iter().any(|k| k == p) => {}
+                        _ => errors.push(format!(
+                            "{name}: provider {provider}: chat_params names {p}, which is not in openai_chat_params"
+                        )),
+                    }
+                }
+            }
+            other => {
+                errors.push(format!("{name}: provider {provider}: chat_params must be `all` or a list, not {other}"))
+            }
+        }
+        if def.translators.is_empty() {
+            errors.push(format!("{name}: provider {provider}: lists no translators"));
+        }
+    }
+    for p in &table.prefixes {
+        if !table.providers.contains_key(&p.provider) {
+            errors.push(format!("{name}: prefix {}: unknown provider {:?}", p.prefix, p.provider));
+        }
+    }
+    for f in &table.families {
+        if !table.prefixes.iter().any(|p| p.prefix == f.prefix) {
+            errors.push(format!("{name}: family {}: unknown prefix {:?}", f.starts_with, f.prefix));
+        }
+    }
+    if errors.is_empty() {
+        Ok(table)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Every route's providers are in the table, and each names a translator its provider lists
+/// (a swapped name, `translate: gemini_chat` under `anthropic:`, fails here).
+fn check_translators(dir: &Path, routes: &[Route], table: &ProviderTable) -> Vec<String> {
+    let mut errors = Vec::new();
+    for r in routes {
+        let file = format!("{}/{}.yaml", dir.display(), r.family);
+        for (provider, route) in r.def.providers.iter().flatten() {
+            match table.providers.get(provider) {
+                None => errors.push(format!(
+                    "{file}: route {}: provider {provider} is not in {PROVIDERS_FILE} (known: {})",
+                    r.def.op,
+                    table.providers.keys().cloned().collect::<Vec<_>>().join(", ")
+                )),
+                Some(def) if !def.translators.contains(&route.translate) => errors.push(format!(
+                    "{file}: route {}: provider {provider} does not run translator {:?}; {PROVIDERS_FILE} lists {}",
+                    r.def.op,
+                    route.translate,
+                    def.translators.join(", ")
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    errors
+}
+
+fn provider_variant(name: &str, def: &ProviderDef) -> String {
+    def.variant.clone().unwrap_or_else(|| camel(name))
+}
+
+fn str_list(items: &[String]) -> String {
+    items.iter().map(|i| format!("{i:?}")).collect::<Vec<_>>().join(", ")
+}
+
+fn generate_providers(table: &ProviderTable, routes: &[Route]) -> String {
+    let mut out = String::from("// @generated by build.rs from providers.yaml. Do not edit.\n\n");
+    out += "ferrolite_codegen::wire_enum! {\n    /// The wire protocols ferrolite speaks upstream.\n    pub enum Provider {\n";
+    for (name, def) in &table.providers {
+        let _ = writeln!(out, "        /// {}\n        {} = {name:?},", def.summary, provider_variant(name, def));
+    }
+    out += "    }\n}\n\n";
+    let _ = writeln!(
+        out,
+        "/// The OpenAI chat parameters ferrolite knows.\npub static OPENAI_CHAT_PARAMS: &[&str] = &[{}];\n",
+        str_list(&table.openai_chat_params)
+    );
+    // Translators as the catalogue's enum names them (only those some route uses exist).
+    let used: BTreeSet<String> =
+        routes.iter().flat_map(|r| r.def.providers.iter().flatten().map(|(_, p)| p.translate.clone())).collect();
+    let _ = writeln!(
+        out,
+        "/// Each provider's spec, indexed by `Provider as usize`.\npub static SPECS: [ProviderSpec; {}] = [",
+        table.providers.len()
+    );
+    for (name, def) in &table.providers {
+        let auth = match &def.auth {
+            AuthDef::Bearer => "AuthScheme::Bearer".to_owned(),
+            AuthDef::Header { name } => format!("AuthScheme::Header({name:?})"),
+            AuthDef::Anthropic { version } => format!("AuthScheme::Anthropic {{ version: {version:?} }}"),
+            AuthDef::Sigv4 { service } => format!("AuthScheme::SigV4 {{ service: {service:?} }}"),
+            AuthDef::None => "AuthScheme::None".to_owned(),
+        };
+        let params = match &def.chat_params {
+            Value::Array(list) => format!(
+                "&[{}]",
+                list.iter().filter_map(Value::as_str).map(|p| format!("{p:?}")).collect::<Vec<_>>().join(", ")
+            ),
+            _ => "OPENAI_CHAT_PARAMS".to_owned(),
+        };
+        let translators = def
+            .translators
+            .iter()
+            .filter(|t| used.contains(*t))
+            .map(|t| format!("Translator::{}", camel(t)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(
+            out,
+            "    ProviderSpec {{ provider: Provider::{}, auth: {auth}, chat_params: {params}, translators: &[{translators}] }},",
+            provider_variant(name, def)
+        );
+    }
+    out += "];\n\n/// litellm's `provider/` prefixes.\npub static PREFIXES: &[Prefix] = &[\n";
+    for p in &table.prefixes {
+        let def = &table.providers[&p.provider];
+        let base = p.api_base.as_ref().map(|b| format!("Some({b:?})")).unwrap_or_else(|| "None".to_owned());
+        let _ = writeln!(
+            out,
+            "    Prefix {{ prefix: {:?}, provider: Provider::{}, default_api_base: {base} }},",
+            p.prefix,
+            provider_variant(&p.provider, def)
+        );
+    }
+    out += "];\n\n/// Model-name families recognised without a prefix: (start of the name, prefix).\npub static FAMILIES: &[(&str, &str)] = &[\n";
+    for f in &table.families {
+        let _ = writeln!(out, "    ({:?}, {:?}),", f.starts_with, f.prefix);
+    }
+    out += "];\n";
+    out
+}
+
 /// Names a JSON pointer by the route it falls in, so errors read `route chat_completions: /request/kind`.
 fn describe_location(doc: &Value, pointer: &str) -> String {
     let parts: Vec<&str> = pointer.split('/').skip(1).collect();
@@ -271,19 +476,6 @@ fn camel(snake: &str) -> String {
         .collect()
 }
 
-/// The Rust variant of `runtime/providers::Provider` for a catalogue provider name.
-fn provider_variant(name: &str) -> &'static str {
-    match name {
-        "openai" => "OpenAi",
-        "azure" => "Azure",
-        "anthropic" => "Anthropic",
-        "gemini" => "Gemini",
-        "bedrock" => "Bedrock",
-        "mock" => "Mock",
-        _ => unreachable!("the meta-schema restricts provider names"),
-    }
-}
-
 fn upstream_tokens(template: &Option<String>) -> String {
     match template {
         None => "None".to_owned(),
@@ -294,7 +486,7 @@ fn upstream_tokens(template: &Option<String>) -> String {
     }
 }
 
-fn generate_rust(routes: &[Route]) -> String {
+fn generate_rust(routes: &[Route], table: &ProviderTable) -> String {
     let mut out = String::from("// @generated by build.rs from endpoints/*.yaml. Do not edit.\n\n");
     let enum_block = |name: &str, doc: &str, names: &BTreeSet<String>| {
         let mut s = format!("ferrolite_codegen::wire_enum! {{\n    /// {doc}\n    pub enum {name} {{\n");
@@ -338,7 +530,7 @@ fn generate_rust(routes: &[Route]) -> String {
                     let _ = write!(
                         s,
                         "(Provider::{}, ProviderRoute {{ upstream: {}, stream_upstream: {}, translate: Translator::{} }}), ",
-                        provider_variant(name),
+                        provider_variant(name, &table.providers[name]),
                         upstream_tokens(&p.upstream),
                         upstream_tokens(&p.stream_upstream),
                         camel(&p.translate)
@@ -375,16 +567,6 @@ fn generate_rust(routes: &[Route]) -> String {
     }
     out += "];\n\n";
 
-    for r in routes {
-        let d = &r.def;
-        let _ = writeln!(
-            out,
-            "ferrolite_codegen::route_handler! {{ name = handle_{}; op = {}; params = [{}] }}",
-            d.op,
-            camel(&d.op),
-            path_params(&d.path).join(", ")
-        );
-    }
     out += "\n/// The operation a method and a parameter-free path below the service prefix name (the\n/// request path's own match; paths with parameters go through axum's router).\npub fn plain_operation(method: &::axum::http::Method, path: &str) -> Option<Operation> {\n    match (path, method.as_str()) {\n";
     for r in routes {
         let d = &r.def;
@@ -402,6 +584,21 @@ fn generate_rust(routes: &[Route]) -> String {
         }
     }
     out += "        _ => None,\n    }\n}\n";
+    out
+}
+
+fn generate_http_glue(routes: &[Route]) -> String {
+    let mut out = String::from("// @generated by build.rs from endpoints/*.yaml. Do not edit.\n\n");
+    for r in routes {
+        let d = &r.def;
+        let _ = writeln!(
+            out,
+            "ferrolite_codegen::route_handler! {{ name = handle_{}; op = {}; params = [{}] }}",
+            d.op,
+            camel(&d.op),
+            path_params(&d.path).join(", ")
+        );
+    }
     out += "\n/// The axum method router serving one operation.\nfn method_router(op: Operation) -> ::axum::routing::MethodRouter<crate::http::AppState> {\n    match op {\n";
     for r in routes {
         let _ = writeln!(

@@ -11,8 +11,6 @@
 //! budgets then count only local traffic) and controller changes fail with 503, so no instance
 //! drifts from the others; see README.
 
-use crate::http::error::ApiError;
-use axum::http::StatusCode;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -65,13 +63,6 @@ pub struct SharedSession {
 #[derive(Debug, thiserror::Error)]
 #[error("shared state (redis) unavailable: {0}")]
 pub struct ClusterError(#[from] redis::RedisError);
-
-impl From<ClusterError> for ApiError {
-    fn from(e: ClusterError) -> ApiError {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", e.to_string())
-            .with_code("shared_state_unavailable")
-    }
-}
 
 /// This instance's handle on the shared state.
 pub struct Cluster {

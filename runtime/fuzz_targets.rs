@@ -4,8 +4,9 @@
 //! same functions, so a crash once found stays fixed. None of them may panic.
 
 use crate::api::openai::ChatRequest;
-use crate::apps::session::{Deployment, SecretSource, Session, SessionSpec};
+use crate::apps::session::{SecretSource, Session, SessionSpec};
 use crate::providers::translate::{ChatProvider, StreamMeta};
+use crate::providers::Deployment;
 use crate::providers::{anthropic, bedrock, gemini, messages};
 use crate::streaming::sse;
 use serde_json::{json, Value};
@@ -45,8 +46,8 @@ pub fn json_scan(data: &[u8]) {
     assert_eq!(scanned.is_ok(), serde.is_ok(), "scan {scanned:?}, serde_json {serde:?}");
     if let (Ok(()), Ok(value)) = (scanned, serde_json::from_slice::<Value>(data)) {
         if !data.contains(&b'\\') {
-            let usage = crate::router::accounting::answer_usage(data).ok().flatten();
-            assert_eq!(usage, crate::router::accounting::usage_from_json(&value));
+            let usage = crate::exchange::usage::from_answer(data).ok().flatten();
+            assert_eq!(usage, crate::exchange::usage::from_json(&value));
         }
     }
 }
@@ -118,7 +119,7 @@ fn deployments() -> &'static Session {
 }
 
 fn deployment(i: usize) -> &'static Deployment {
-    &deployments().deployments[i]
+    &deployments().table.deployments[i]
 }
 
 /// An OpenAI chat request (JSON) through each provider's request translation, and an

@@ -1,9 +1,11 @@
 //! ferrolite: an OpenAI-compatible LLM gateway that turns declarative `llm-proxy` app
 //! manifests into running services.
 //!
-//! A request flows `http` (generated routes) -> `http::dispatch` (auth, service lookup,
-//! schema check) -> `router` (deployment choice) -> `providers` (wire translation) -> upstream,
-//! and back through `streaming`. See README's Architecture section.
+//! The modules are layers whose imports point one way (docs/ARCHITECTURE.md draws them, and
+//! `tests/it/architecture.rs` keeps them so): the doors (`cli`, `server`, `rpc`, `http`) ->
+//! `apps` (controller, sessions) -> `router` (choosing and failing over) -> `providers` (wire
+//! formats and translation) -> `transport` (the upstream HTTP client) -> leaves (`exchange`,
+//! `catalogue`, `manifest`, `auth`, `store`, `cluster`, `streaming`, `observability`, ...).
 
 pub mod api;
 pub mod apps;
@@ -12,6 +14,7 @@ pub mod catalogue;
 pub mod cli;
 pub mod cluster;
 pub mod decimal;
+pub mod exchange;
 pub mod fuzz_targets;
 pub mod grammar;
 pub mod http;
@@ -26,3 +29,4 @@ pub mod server;
 pub mod store;
 pub mod streaming;
 pub mod tokenizer;
+pub mod transport;

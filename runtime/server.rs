@@ -184,6 +184,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
     crate::observability::metrics::install();
     let state = AppState::new(controller, tokens, config.limits).with_metrics_public(config.metrics_public);
     let (router, mounted_routes) = http::router(state.clone());
+    // The WebSocket door is mounted last: it calls the finished HTTP router in-process, and a
+    // socket that stays open is not an in-flight request.
+    let router = crate::rpc::mount(router, state.clone());
     let (tx, rx) = oneshot::channel::<()>();
     // Spend lives in memory on the request path; this writes it through every second.
     let flusher = {
@@ -221,8 +224,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
             service,
             config.connections,
             serve::LaneHooks {
-                on_start: crate::providers::upstream::use_lane_pool,
-                every_second: crate::providers::upstream::sweep_lane_pool,
+                on_start: crate::transport::use_lane_pool,
+                every_second: crate::transport::sweep_lane_pool,
             },
         )
         .map_err(StartupError::Lanes)?;
@@ -278,10 +281,10 @@ fn cluster_tasks(state: AppState, cluster: Arc<Cluster>) -> Vec<JoinHandle<()>> 
             let sessions = state.controller.registry().all();
             let keys: Vec<(String, String, usize)> = sessions
                 .iter()
-                .flat_map(|s| (0..s.deployments.len()).map(move |i| (s.workspace.clone(), s.id.clone(), i)))
+                .flat_map(|s| (0..s.table.deployments.len()).map(move |i| (s.workspace.clone(), s.id.clone(), i)))
                 .collect();
             if let Some(load) = cluster.load(&keys).await {
-                let stats = sessions.iter().flat_map(|s| s.stats.iter());
+                let stats = sessions.iter().flat_map(|s| s.table.stats.iter());
                 for (stats, (in_flight, requests, tokens)) in stats.zip(load) {
                     stats.set_shared(in_flight as u64, requests, tokens);
                 }

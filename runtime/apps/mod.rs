@@ -6,7 +6,6 @@
 //! restart (even after `kill -9`) serves the same services at the same URLs.
 
 pub mod demo;
-pub mod logs;
 pub mod registry;
 pub mod session;
 pub mod upstream_guard;
@@ -15,12 +14,13 @@ use crate::auth::unix_now;
 use crate::cluster::{Cluster, ClusterError, Event, SharedApp, SharedSession};
 use crate::manifest::validate::{self, Finding, Invalid, LoadError};
 use crate::manifest::{litellm, Manifest};
+use crate::observability::session_log::{LogItem, LogType};
+use crate::providers::deployment::redact;
 use crate::store::{SpendRow, SqliteStore, StoreError, StoredApp, StoredSession};
-use logs::{LogItem, LogType};
 pub use registry::Registry;
 use serde::Serialize;
 use serde_json::Value;
-use session::{redact, SecretSource, Session, SessionInfo, SessionSpec, StartError};
+use session::{SecretSource, Session, SessionInfo, SessionSpec, StartError};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
@@ -359,7 +359,7 @@ impl Controller {
         // The final base URL of each deployment (Bedrock's is built from its region) is checked
         // here; each connection is checked again when it is made.
         if !app.trusted && !self.allow_private_upstreams {
-            for d in &session.deployments {
+            for d in &session.table.deployments {
                 if let Some(base) = &d.api_base {
                     upstream_guard::check_url(base)
                         .map_err(|reason| StartError::PrivateUpstream(d.id.clone(), reason))?;
@@ -369,25 +369,25 @@ impl Controller {
         if let Some(existing) = self.registry.get(workspace, &session.service_id) {
             return Err(ControllerError::ServiceIdInUse(session.service_id.clone(), existing.id.clone()));
         }
-        let strategy = session.strategy;
-        session.logs.push(
+        let table = &session.table;
+        table.logs.push(
             LogType::Log,
             format!(
                 "{} session {} started: service {} with {} deployment(s) of {} model(s), routing {}",
                 unix_now(),
                 session.id,
                 session.service_id,
-                session.deployments.len(),
-                session.model_names.len(),
-                strategy
+                table.deployments.len(),
+                table.model_names.len(),
+                table.strategy
             ),
         );
         // Spend carries over from earlier sessions of the app (and from before a restart).
         for (scope, (period, micros)) in self.store.spend(workspace, app_id)? {
             if scope == APP_SCOPE {
-                session.app_spend.restore(period, micros);
-            } else if let Some(i) = session.deployments.iter().position(|d| d.id == scope) {
-                session.deployment_spend[i].restore(period, micros);
+                table.app_spend.restore(period, micros);
+            } else if let Some(i) = table.deployment_index(&scope) {
+                table.deployment_spend[i].restore(period, micros);
             }
         }
         if let (Some(cluster), Origin::Local) = (&self.cluster, origin) {
@@ -422,7 +422,7 @@ impl Controller {
         self.write_spend(std::slice::from_ref(&session))?;
         self.store.delete_session(workspace, session_id)?;
         self.registry.remove(workspace, &session.service_id);
-        session.logs.push(LogType::Log, format!("{} session {session_id} stopped", unix_now()));
+        session.table.logs.push(LogType::Log, format!("{} session {session_id} stopped", unix_now()));
         if state.stopped.len() == STOPPED_KEPT {
             state.stopped.pop_front();
         }
@@ -472,7 +472,7 @@ impl Controller {
             self.lock().stopped.iter().rev().find(|s| s.workspace == workspace && s.id == session_id).cloned()
         });
         let session = session.ok_or_else(|| ControllerError::SessionNotFound(session_id.to_owned()))?;
-        let (items, total) = session.logs.read(kind, offset, limit);
+        let (items, total) = session.table.logs.read(kind, offset, limit);
         Ok(LogsPage { items, total, offset, limit })
     }
 
@@ -521,7 +521,7 @@ impl Controller {
             }
             Event::Cooldown { workspace, service_id, deployment, millis } => {
                 if let Some(stats) =
-                    self.registry.get(&workspace, &service_id).as_ref().and_then(|s| s.stats.get(deployment))
+                    self.registry.get(&workspace, &service_id).as_ref().and_then(|s| s.table.stats.get(deployment))
                 {
                     stats.cool_down(std::time::Duration::from_millis(millis));
                 }
@@ -585,9 +585,9 @@ const APP_SCOPE: &str = "app";
 
 /// The session's spend changed since its last flush (the app's and each deployment's), taken.
 fn dirty_spend<'a>(session: &'a Session, rows: &mut Vec<SpendRow<'a>>) {
-    let (workspace, app_id) = (session.workspace.as_str(), session.app_id.as_str());
-    let ledgers = std::iter::once((APP_SCOPE, &session.app_spend))
-        .chain(session.deployments.iter().map(|d| d.id.as_str()).zip(&session.deployment_spend));
+    let (workspace, app_id, table) = (session.workspace.as_str(), session.app_id.as_str(), &session.table);
+    let ledgers = std::iter::once((APP_SCOPE, &table.app_spend))
+        .chain(table.deployments.iter().map(|d| d.id.as_str()).zip(&table.deployment_spend));
     for (scope, ledger) in ledgers {
         if let Some((period, micros)) = ledger.take_dirty() {
             rows.push(SpendRow { workspace, app_id, scope, period, micros });
@@ -601,28 +601,29 @@ fn usage_report(session: &Session) -> Value {
         b.map(|b| json!({"max_budget": b.max_usd, "budget_duration_seconds": b.period.map(|p| p.as_secs())}))
     };
     use crate::router::history::{self, Bucket};
-    let history: Vec<Vec<Bucket>> = session.stats.iter().map(|s| s.history.buckets()).collect();
+    let table = &session.table;
+    let history: Vec<Vec<Bucket>> = table.stats.iter().map(|s| s.history.buckets()).collect();
     let mut models: BTreeMap<String, crate::router::stats::Totals> = BTreeMap::new();
     let mut model_spend: BTreeMap<String, f64> = BTreeMap::new();
-    let deployments: Vec<Value> = session
+    let deployments: Vec<Value> = table
         .deployments
         .iter()
         .enumerate()
         .map(|(i, d)| {
-            let t = session.stats[i].totals();
+            let t = table.stats[i].totals();
             let m = models.entry(d.model_name.clone()).or_default();
             m.requests += t.requests;
             m.errors += t.errors;
             m.prompt_tokens += t.prompt_tokens;
             m.completion_tokens += t.completion_tokens;
-            let spend = session.deployment_spend[i].spent();
+            let spend = table.deployment_spend[i].spent();
             *model_spend.entry(d.model_name.clone()).or_default() += spend;
             json!({
                 "deployment": d.id, "model_name": d.model_name, "provider": d.provider, "model": d.upstream_model,
                 "requests": t.requests, "errors": t.errors, "prompt_tokens": t.prompt_tokens,
-                "completion_tokens": t.completion_tokens, "in_flight": session.stats[i].in_flight(),
-                "spend": spend, "budget": budget(session.deployment_budgets[i]),
-                "cooling_down_for": session.stats[i].cooling_for().map(|d| d.as_secs_f64()),
+                "completion_tokens": t.completion_tokens, "in_flight": table.stats[i].in_flight(),
+                "spend": spend, "budget": budget(table.deployment_budgets[i]),
+                "cooling_down_for": table.stats[i].cooling_for().map(|d| d.as_secs_f64()),
                 "history": history[i].iter().map(Bucket::to_json).collect::<Vec<_>>(),
             })
         })
@@ -633,7 +634,7 @@ fn usage_report(session: &Session) -> Value {
         .collect();
     json!({
         "session_id": session.id, "app_id": session.app_id, "service_id": session.service_id,
-        "spend": session.app_spend.spent(), "budget": budget(session.app_budget),
+        "spend": table.app_spend.spent(), "budget": budget(table.app_budget),
         "models": per_model, "deployments": deployments,
         "history": {
             "bucket_seconds": history::LAYOUT.bucket_seconds, "buckets_kept": history::LAYOUT.buckets_kept,

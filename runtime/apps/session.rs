@@ -1,117 +1,41 @@
-//! A running service: its resolved deployments, grouped by model name.
+//! A running service: an app's deployments resolved (secrets read, values checked against
+//! their grammars) and handed to the router's table, with who may call it.
 //!
 //! Built once when an app starts and shared read-only (`Arc<Session>`) by every request, so
 //! the request path never clones an app's tables or takes a lock to read them.
 
-use super::logs::LogBuffer;
+use crate::catalogue::providers::resolve_model;
+use crate::catalogue::Provider;
 use crate::grammar;
 use crate::manifest::validate::SecretRef;
-use crate::manifest::{LitellmParams, LitellmSettings, Manifest, RoutingStrategy, Visibility};
-use crate::providers::{resolve_model, Provider};
-use foldhash::HashMap;
+use crate::manifest::{LitellmParams, Manifest, Visibility};
+use crate::providers::deployment::{AwsCredentials, Deployment, Secret, DEFAULT_AZURE_API_VERSION};
+use crate::router::table::{Ident, Table};
 use serde::Serialize;
+use std::sync::Arc;
 
-/// A credential resolved at start. Its `Debug` shows at most the last four characters.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: String) -> Secret {
-        Secret(value)
-    }
-
-    /// The value itself, for the one place that sends it upstream.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// `****abcd`: enough to tell two keys apart, never enough to use one.
-    pub fn redacted(&self) -> String {
-        redact(&self.0)
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.redacted())
-    }
-}
-
-/// Masks a secret to its last four characters (none at all when it is short).
-pub fn redact(value: &str) -> String {
-    let n = value.chars().count();
-    if n <= 8 {
-        return "****".to_owned();
-    }
-    let tail: String = value.chars().skip(n - 4).collect();
-    format!("****{tail}")
-}
-
-/// One deployment of a model group, ready to serve.
-#[derive(Debug)]
-pub struct Deployment {
-    /// `model_name/index`: stable within the session, used in logs and headers.
-    pub id: String,
-    pub model_name: String,
-    pub provider: Provider,
-    /// The model name the upstream knows.
-    pub upstream_model: String,
-    /// Where its requests go: `api_base`, else the provider's default (Bedrock's is built from
-    /// the region). The address guard checks this, the final origin of every upstream URL.
-    pub api_base: Option<String>,
-    /// Its requests may reach public addresses only (an app installed without an admin token).
-    pub public_only: bool,
-    pub api_key: Option<Secret>,
-    pub api_version: Option<String>,
-    /// AWS credentials and region (Bedrock), from the params or the standard AWS environment.
-    pub aws: Option<AwsCredentials>,
-    pub mock_response: Option<String>,
-    /// The params as written in the manifest (secrets still as references), for /v1/model/info.
-    pub params: LitellmParams,
-    pub model_info: Option<serde_json::Map<String, serde_json::Value>>,
-    /// Its price per token, worked out on first use (it never changes while the session runs).
-    pub price: std::sync::OnceLock<Option<crate::router::prices::Price>>,
-    /// The headers that carry its credentials, built on first use; `None` when its key cannot
-    /// be a header value.
-    pub credential_headers: std::sync::OnceLock<Option<axum::http::HeaderMap>>,
-}
-
-/// The Azure OpenAI API version used when a deployment names none.
-pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
-
-/// AWS credentials for SigV4 signing, resolved at start.
-#[derive(Debug, Clone)]
-pub struct AwsCredentials {
-    pub access_key_id: Secret,
-    pub secret_access_key: Secret,
-    pub session_token: Option<Secret>,
-    pub region: String,
-}
-
-impl AwsCredentials {
-    /// From `aws_*` params (references resolved), else the standard AWS environment variables.
-    fn resolve(p: &LitellmParams, secrets: &dyn SecretSource) -> Result<AwsCredentials, StartError> {
-        let pick = |param: &Option<String>, env: &str| -> Result<Option<String>, StartError> {
-            match resolve_opt(param, secrets)? {
-                Some(v) => Ok(Some(v)),
-                None => Ok(secrets.env(env)),
-            }
-        };
-        let missing = |what: &str| StartError::MissingAws(what.to_owned());
-        Ok(AwsCredentials {
-            access_key_id: Secret::new(
-                pick(&p.aws_access_key_id, "AWS_ACCESS_KEY_ID")?.ok_or_else(|| missing("aws_access_key_id"))?,
-            ),
-            secret_access_key: Secret::new(
-                pick(&p.aws_secret_access_key, "AWS_SECRET_ACCESS_KEY")?
-                    .ok_or_else(|| missing("aws_secret_access_key"))?,
-            ),
-            session_token: pick(&p.aws_session_token, "AWS_SESSION_TOKEN")?.map(Secret::new),
-            region: pick(&p.aws_region_name, "AWS_REGION")?
-                .or(secrets.env("AWS_DEFAULT_REGION"))
-                .ok_or_else(|| missing("aws_region_name"))?,
-        })
-    }
+/// AWS credentials from `aws_*` params (references resolved), else the standard AWS
+/// environment variables.
+fn resolve_aws(p: &LitellmParams, secrets: &dyn SecretSource) -> Result<AwsCredentials, StartError> {
+    let pick = |param: &Option<String>, env: &str| -> Result<Option<String>, StartError> {
+        match resolve_opt(param, secrets)? {
+            Some(v) => Ok(Some(v)),
+            None => Ok(secrets.env(env)),
+        }
+    };
+    let missing = |what: &str| StartError::MissingAws(what.to_owned());
+    Ok(AwsCredentials {
+        access_key_id: Secret::new(
+            pick(&p.aws_access_key_id, "AWS_ACCESS_KEY_ID")?.ok_or_else(|| missing("aws_access_key_id"))?,
+        ),
+        secret_access_key: Secret::new(
+            pick(&p.aws_secret_access_key, "AWS_SECRET_ACCESS_KEY")?.ok_or_else(|| missing("aws_secret_access_key"))?,
+        ),
+        session_token: pick(&p.aws_session_token, "AWS_SESSION_TOKEN")?.map(Secret::new),
+        region: pick(&p.aws_region_name, "AWS_REGION")?
+            .or(secrets.env("AWS_DEFAULT_REGION"))
+            .ok_or_else(|| missing("aws_region_name"))?,
+    })
 }
 
 /// Why an app could not start.
@@ -148,28 +72,10 @@ pub struct Session {
     pub service_id: String,
     pub visibility: Visibility,
     pub created: u64,
-    pub settings: LitellmSettings,
-    pub strategy: RoutingStrategy,
-    pub deployments: Vec<Deployment>,
-    /// model_name -> its deployments.
-    groups: HashMap<String, ModelGroup>,
-    /// The app's spend limit (`max_budget`, `budget_duration`) and its spend this period.
-    pub app_budget: Option<crate::router::spend::Budget>,
-    pub app_spend: crate::router::spend::Ledger,
-    /// Each deployment's limit and spend (same order as `deployments`).
-    pub deployment_budgets: Vec<Option<crate::router::spend::Budget>>,
-    pub deployment_spend: Vec<crate::router::spend::Ledger>,
-    /// Retries, timeouts, cooldowns and fallbacks.
-    pub policy: crate::router::failover::Policy,
-    /// Live routing figures, one per deployment (same order).
-    pub stats: Vec<crate::router::stats::DeploymentStats>,
-    /// model names in the order they first appear in the manifest.
-    pub model_names: Vec<String>,
     /// litellm's `general_settings.master_key`: also accepted as a token for this service.
     pub master_key: Option<Secret>,
-    pub logs: LogBuffer,
-    /// Metric label values (workspace, app, each deployment's model name and id), built once.
-    pub metric_labels: crate::observability::metrics::SessionLabels,
+    /// Its deployments by model group, as the router chooses among them.
+    pub table: Arc<Table>,
 }
 
 /// What a new session needs besides the manifest.
@@ -179,26 +85,17 @@ pub struct SessionSpec<'a> {
     pub workspace: String,
     pub manifest: &'a Manifest,
     pub created: u64,
-    /// Its deployments may call public addresses only (see `providers::upstream::guard`).
+    /// Its deployments may call public addresses only (see `transport::guard`).
     pub public_only: bool,
-}
-
-/// The deployments sharing one model_name.
-#[derive(Debug, Default)]
-struct ModelGroup {
-    /// Indices into the session's `deployments`, in manifest order.
-    indices: Vec<usize>,
-    /// The distinct providers among them, in order of first appearance.
-    providers: Vec<Provider>,
 }
 
 impl Session {
     /// Resolves secrets and builds the deployment table.
     pub fn build(spec: SessionSpec<'_>, secrets: &dyn SecretSource) -> Result<Session, StartError> {
         let config = &spec.manifest.config;
-        let mut deployments = Vec::with_capacity(config.model_list.len());
-        let mut groups: HashMap<String, ModelGroup> = HashMap::default();
-        let mut model_names = Vec::new();
+        let mut deployments: Vec<Deployment> = Vec::with_capacity(config.model_list.len());
+        // Deployments are numbered within their model group: `gpt-4/0`, `gpt-4/1`, ...
+        let mut numbered: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         for entry in &config.model_list {
             let p = &entry.litellm_params;
             let (provider, upstream_model, default_base) = if p.mock_response.is_some() {
@@ -207,20 +104,13 @@ impl Session {
                 let r = resolve_model(&p.model).ok_or_else(|| StartError::UnknownProvider(p.model.clone()))?;
                 (r.provider, r.upstream_model, r.default_api_base)
             };
-            let group = groups.entry(entry.model_name.clone()).or_default();
-            if group.indices.is_empty() {
-                model_names.push(entry.model_name.clone());
-            }
-            let index = group.indices.len();
-            group.indices.push(deployments.len());
-            if !group.providers.contains(&provider) {
-                group.providers.push(provider);
-            }
+            let index = numbered.entry(entry.model_name.as_str()).or_default();
             let id = format!("{}/{index}", entry.model_name);
+            *index += 1;
             // Values that end up in the upstream URL keep to their grammars once resolved (a
             // secret may hold any text): none may move a request to another host or path.
             let invalid = |field: &'static str, reason: String| StartError::InvalidValue(id.clone(), field, reason);
-            let aws = if provider == Provider::Bedrock { Some(AwsCredentials::resolve(p, secrets)?) } else { None };
+            let aws = if provider == Provider::Bedrock { Some(resolve_aws(p, secrets)?) } else { None };
             if let Some(aws) = &aws {
                 grammar::aws_region(&aws.region).map_err(|r| invalid("aws_region_name", r))?;
             }
@@ -255,7 +145,6 @@ impl Session {
                 mock_response: p.mock_response.clone(),
                 params: p.clone(),
                 model_info: entry.model_info.clone(),
-                price: Default::default(),
                 credential_headers: Default::default(),
             });
         }
@@ -269,70 +158,22 @@ impl Session {
             .transpose()?
             .flatten()
             .map(Secret::new);
-        let settings = config.litellm_settings.clone();
-        let app_budget = budget_of(
-            settings.max_budget,
-            settings
-                .extra
-                .get("budget_duration")
-                .or_else(|| config.router_settings.as_ref().and_then(|r| r.get("budget_duration"))),
-        );
-        let deployment_budgets: Vec<_> =
-            deployments.iter().map(|d| budget_of(d.params.max_budget, d.params.extra.get("budget_duration"))).collect();
-        // litellm takes the strategy from litellm_settings or router_settings (validated at install).
-        let strategy = settings
-            .routing_strategy
-            .or_else(|| {
-                let router = config.router_settings.as_ref()?;
-                RoutingStrategy::from_wire(router.get("routing_strategy")?.as_str()?)
-            })
-            .unwrap_or(RoutingStrategy::SimpleShuffle);
-        let metric_labels = crate::observability::metrics::SessionLabels::new(
-            &spec.workspace,
-            &spec.app_id,
-            deployments.iter().map(|d| (d.model_name.as_str(), d.id.as_str())),
-        );
+        let ident = Ident {
+            workspace: spec.workspace.clone(),
+            app_id: spec.app_id.clone(),
+            session_id: spec.id.clone(),
+            service_id: service_id.clone(),
+        };
         Ok(Session {
-            metric_labels,
             id: spec.id,
             app_id: spec.app_id,
             workspace: spec.workspace,
             service_id,
             visibility: config.visibility.unwrap_or_default(),
             created: spec.created,
-            settings,
-            strategy,
-            app_spend: crate::router::spend::Ledger::new(app_budget.and_then(|b| b.period)),
-            app_budget,
-            deployment_spend: deployment_budgets
-                .iter()
-                .map(|b| crate::router::spend::Ledger::new(b.and_then(|b| b.period)))
-                .collect(),
-            deployment_budgets,
-            policy: crate::router::failover::Policy::from_config(config),
-            stats: (0..deployments.len()).map(|_| Default::default()).collect(),
-            deployments,
-            groups,
-            model_names,
             master_key,
-            logs: LogBuffer::default(),
+            table: Arc::new(Table::new(ident, deployments, config)),
         })
-    }
-
-    /// Indices (into `deployments`) of the group serving `model_name`.
-    pub fn group_indices(&self, model_name: &str) -> Option<&[usize]> {
-        self.groups.get(model_name).map(|g| g.indices.as_slice())
-    }
-
-    /// The distinct providers of `model_name`'s deployments: what a route's support is asked
-    /// of, once per provider rather than once per deployment.
-    pub fn group_providers(&self, model_name: &str) -> Option<&[Provider]> {
-        self.groups.get(model_name).map(|g| g.providers.as_slice())
-    }
-
-    /// The deployments serving `model_name`, if this app has that model.
-    pub fn group(&self, model_name: &str) -> Option<impl Iterator<Item = &Deployment> + Clone> {
-        self.groups.get(model_name).map(|g| g.indices.iter().map(|&i| &self.deployments[i]))
     }
 
     /// Whether `token` is this service's litellm master key (compared in constant time).
@@ -351,7 +192,7 @@ impl Session {
             workspace: self.workspace.clone(),
             service_id: self.service_id.clone(),
             url: format!("{base_url}/{}/apps/{}/v1", self.workspace, self.service_id),
-            models: self.model_names.clone(),
+            models: self.table.model_names.clone(),
             status: "running",
         }
     }
@@ -367,11 +208,6 @@ pub struct SessionInfo {
     pub url: String,
     pub models: Vec<String>,
     pub status: &'static str,
-}
-
-fn budget_of(max: Option<f64>, duration: Option<&serde_json::Value>) -> Option<crate::router::spend::Budget> {
-    let period = duration.and_then(serde_json::Value::as_str).and_then(crate::router::spend::parse_duration);
-    max.map(|max_usd| crate::router::spend::Budget { max_usd, period })
 }
 
 fn resolve_opt(value: &Option<String>, secrets: &dyn SecretSource) -> Result<Option<String>, StartError> {

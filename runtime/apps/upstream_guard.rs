@@ -4,11 +4,11 @@
 //!
 //! Checked at install on the manifest's literal `api_base` values, again at start on each
 //! deployment's final base URL (a secret may hold the URL; Bedrock's is built from the region),
-//! and on every connection such an app's requests make (`providers::upstream::guard`).
+//! and on every connection such an app's requests make (`transport::guard`).
 
 use crate::manifest::validate::{Finding, Severity};
 use crate::manifest::Manifest;
-pub use crate::providers::upstream::guard::check_url;
+pub use crate::transport::guard::check_url;
 
 /// The install-time findings: literal `api_base` values that point inside the server's network.
 pub fn check_manifest(manifest: &Manifest) -> Vec<Finding> {

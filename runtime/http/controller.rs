@@ -2,12 +2,12 @@
 //! `POST /{workspace}/services/server-apps/{function}` with JSON keyword arguments (or `GET`
 //! with query parameters). The workspace `public` means the caller's own.
 
-use super::error::ApiError;
 use super::AppState;
-use crate::apps::logs::LogType;
 use crate::apps::{ControllerError, Source};
 use crate::auth::Claims;
+use crate::exchange::ApiError;
 use crate::manifest::validate::Severity;
+use crate::observability::session_log::LogType;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;

@@ -3,17 +3,18 @@
 //! provider. The generated handlers (one per route) only gather their inputs and call
 //! [`dispatch`].
 
-use super::error::ApiError;
-use super::multipart::MultipartBody;
 use super::{local, AppState};
-use crate::apps::logs::{LineOutcome, LogType, RequestLine};
 use crate::apps::session::Session;
 use crate::auth::presented_token;
 use crate::catalogue::{BodyKind, Operation, Route, Serve};
+use crate::exchange::{ApiError, MultipartBody, Outcome, Payload};
 use crate::manifest::Visibility;
 use crate::observability::metrics;
 use crate::observability::request_id::RequestId;
-use crate::router::failover::{self, Target};
+use crate::observability::session_log::{LineOutcome, LogType, RequestLine};
+use crate::router::plan::Target;
+use crate::router::stamp::COST_HEADER;
+use crate::router::{failover, Routed};
 use crate::schema_check;
 use axum::body::Body;
 use axum::http::{header, HeaderMap};
@@ -50,77 +51,6 @@ pub async fn serve_request(
     let (parts, body) = request.into_parts();
     let query = parts.uri.query().map(str::to_owned);
     dispatch(state, op, Call { workspace, service_id, params, query, headers: parts.headers, body }).await
-}
-
-/// A request body after it was read and checked against the route's schema.
-#[derive(Debug)]
-pub enum Payload {
-    /// Shared by every attempt of a request: a retry sends the same body without copying it.
-    Json(Arc<Value>),
-    /// Leading text fields read; files still streaming from the client.
-    Multipart(Box<MultipartBody>),
-    Empty,
-}
-
-impl Payload {
-    /// A copy for another attempt; `None` for a streamed multipart body, which is sent once.
-    pub fn try_clone(&self) -> Option<Payload> {
-        match self {
-            Payload::Json(v) => Some(Payload::Json(Arc::clone(v))),
-            Payload::Empty => Some(Payload::Empty),
-            Payload::Multipart(_) => None,
-        }
-    }
-
-    /// Whether the body's top-level `name` is `true`.
-    pub fn flag(&self, name: &str) -> bool {
-        self.field(name) == Some(&Value::Bool(true))
-    }
-
-    /// Whether the client asked a stream for its usage (`stream_options.include_usage`).
-    pub fn wants_stream_usage(&self) -> bool {
-        self.field("stream_options").and_then(|o| small_object_field(o, "include_usage")) == Some(&Value::Bool(true))
-    }
-
-    /// A top-level field of the body (JSON) or form (multipart).
-    pub fn field(&self, name: &str) -> Option<&Value> {
-        match self {
-            Payload::Json(v) => small_object_field(v, name),
-            Payload::Multipart(form) => form.fields.get(name),
-            Payload::Empty => None,
-        }
-    }
-}
-
-/// A field of a JSON object. A request body has a handful of fields: comparing names beats
-/// hashing one with the map's SipHash (`preserve_order` maps are keyed that way).
-fn small_object_field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
-    let Value::Object(map) = value else { return None };
-    if map.len() <= 16 {
-        map.iter().find_map(|(key, v)| (key == name).then_some(v))
-    } else {
-        map.get(name)
-    }
-}
-
-/// Token usage of one request, when known.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-}
-
-/// A served request: the response and what the log line says about it.
-pub struct Outcome {
-    pub response: Response,
-    pub deployment: Option<String>,
-    pub usage: Option<Usage>,
-}
-
-impl Outcome {
-    pub fn local(response: Response) -> Outcome {
-        Outcome { response, deployment: None, usage: None }
-    }
 }
 
 /// Serves one catalogue operation.
@@ -178,11 +108,12 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
     let result = match read_payload(state, route, body, &headers).await {
         Ok(payload) => {
             let model = route.model_field.and_then(|f| payload.field(f)).and_then(Value::as_str).map(str::to_owned);
-            if session.settings.detailed_debug {
-                session.logs.push(LogType::Log, format!("{request_id} request body: {}", preview(&payload)));
-            } else if session.settings.debug {
+            let table = &session.table;
+            if table.settings.detailed_debug {
+                table.logs.push(LogType::Log, format!("{request_id} request body: {}", preview(&payload)));
+            } else if table.settings.debug {
                 let query = query.as_deref().unwrap_or("-");
-                session.logs.push(
+                table.logs.push(
                     LogType::Log,
                     format!("{request_id} request query={query} stream={}", payload.flag("stream")),
                 );
@@ -197,14 +128,18 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
     // The log line keeps the request's facts; it is written out only if someone reads it.
     let (status, model, deployment, usage, outcome) = match &result {
         Ok((o, model)) => {
-            let cost = o.response.headers().get(crate::router::failover::COST_HEADER).cloned();
+            let cost = o.response.headers().get(COST_HEADER).cloned();
             (o.response.status().as_u16(), model.clone(), o.deployment.clone(), o.usage, LineOutcome::Served(cost))
         }
         Err(e) => (e.status.as_u16(), None, None, None, LineOutcome::Failed(e.message.clone())),
     };
     tracing::debug!(status, latency_ms = elapsed.as_secs_f64() * 1000.0, "served");
-    metrics::request_done(&session, route.path, model.as_deref(), deployment.as_deref(), status, elapsed);
-    session.logs.push_request(RequestLine {
+    let table = &session.table;
+    // Label indices: only names the app knows become labels.
+    let model_label = model.as_deref().and_then(|m| table.group_label(m));
+    let deployment_label = deployment.as_deref().and_then(|id| table.deployment_index(id));
+    metrics::request_done(&table.labels, route.path, model_label, deployment_label, status, elapsed);
+    table.logs.push_request(RequestLine {
         at: crate::auth::unix_now(),
         request_id: request_id.clone(),
         route,
@@ -235,7 +170,18 @@ async fn serve(
         }
         Serve::Providers(_) => {
             let target = choose_target(session, route, query, &payload)?;
-            let routed = failover::Routed { state, request_id, session, route, params, query, headers };
+            let routed = Routed {
+                table: &session.table,
+                route,
+                params,
+                query,
+                headers,
+                request_id,
+                upstream: &state.http,
+                cluster: state.controller.cluster(),
+                answer_limit: state.limits.max_body_bytes,
+                body_limit: state.limits.body_limit(route.family),
+            };
             failover::serve(routed, target, payload).await
         }
     }
@@ -253,14 +199,8 @@ fn choose_target(
     query: Option<&str>,
     payload: &Payload,
 ) -> Result<Target, ApiError> {
-    let from_query = |key: &str| {
-        query.and_then(|q| {
-            q.split('&')
-                .filter_map(|pair| pair.split_once('='))
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| v.split(',').next().unwrap_or(v).to_owned())
-        })
-    };
+    let from_query =
+        |key: &str| super::query::param(query, key).map(|v| v.split(',').next().unwrap_or_default().to_owned());
     let named = route
         .model_field
         .and_then(|f| payload.field(f))
@@ -270,19 +210,20 @@ fn choose_target(
         .map(|s| s.split(',').next().unwrap_or(s).trim().to_owned())
         .or_else(|| from_query("target_model_names"))
         .or_else(|| from_query("model"));
+    let table = &session.table;
     match named {
         Some(model) => {
-            if session.group_indices(&model).is_none() {
+            if table.group_indices(&model).is_none() {
                 return Err(ApiError::not_found(format!(
                     "model {model:?} is not served by this app; available models: {}",
-                    session.model_names.join(", ")
+                    table.model_names.join(", ")
                 ))
                 .with_param(route.model_field.unwrap_or("model"))
                 .with_code("model_not_found"));
             }
             Ok(Target::Group(model))
         }
-        None => session
+        None => table
             .deployments
             .iter()
             .position(|d| route.provider_route(d.provider).is_some())
@@ -300,7 +241,7 @@ fn choose_target(
 }
 
 fn providers_of(session: &Session) -> String {
-    let mut names: Vec<&str> = session.deployments.iter().map(|d| d.provider.as_str()).collect();
+    let mut names: Vec<&str> = session.table.deployments.iter().map(|d| d.provider.as_str()).collect();
     names.dedup();
     names.join(", ")
 }

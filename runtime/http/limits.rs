@@ -2,8 +2,8 @@
 //! `Retry-After` beyond it, rather than falling over) and per-workspace / per-token request
 //! rates per minute (429 with `Retry-After`).
 
-use super::error::ApiError;
 use super::AppState;
+use crate::exchange::ApiError;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;

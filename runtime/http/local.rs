@@ -1,12 +1,12 @@
 //! Routes ferrolite answers itself from the app's state: models, model info, health,
 //! token counting and supported parameters.
 
-use super::dispatch::Payload;
-use super::error::ApiError;
 use super::AppState;
-use crate::apps::session::{redact, Deployment, Session};
+use crate::apps::session::Session;
 use crate::catalogue::{LocalHandler, Route};
-use crate::providers::{supported_openai_params, Provider};
+use crate::exchange::{ApiError, Payload};
+use crate::providers::deployment::redact;
+use crate::providers::{auth, Deployment, Provider};
 use crate::tokenizer;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -25,24 +25,25 @@ pub async fn serve(
     query: Option<&str>,
     payload: &Payload,
 ) -> Result<Response, ApiError> {
+    let table = &session.table;
     let response = match handler {
         LocalHandler::ListModels => {
-            let data: Vec<Value> = session.model_names.iter().map(|m| model_object(session, m)).collect();
+            let data: Vec<Value> = table.model_names.iter().map(|m| model_object(session, m)).collect();
             Json(json!({"object": "list", "data": data})).into_response()
         }
         LocalHandler::GetModel => {
             let name = params.iter().find(|(n, _)| *n == "model").map(|(_, v)| v.as_str()).unwrap_or_default();
-            if session.group(name).is_none() {
+            if table.group(name).is_none() {
                 return Err(ApiError::not_found(format!(
                     "model {name:?} is not served by this app; available models: {}",
-                    session.model_names.join(", ")
+                    table.model_names.join(", ")
                 ))
                 .with_code("model_not_found"));
             }
             Json(model_object(session, name)).into_response()
         }
         LocalHandler::ModelInfo => {
-            let data: Vec<Value> = session.deployments.iter().map(model_info).collect();
+            let data: Vec<Value> = table.deployments.iter().map(model_info).collect();
             Json(json!({"data": data})).into_response()
         }
         LocalHandler::Health => Json(health(state, session).await).into_response(),
@@ -50,7 +51,7 @@ pub async fn serve(
         LocalHandler::HealthReadiness => Json(json!({
             "status": "healthy",
             "service_id": session.service_id,
-            "deployments": session.deployments.len(),
+            "deployments": table.deployments.len(),
             "ferrolite_version": env!("CARGO_PKG_VERSION"),
         }))
         .into_response(),
@@ -61,7 +62,7 @@ pub async fn serve(
                 (_, Some(prompt)) => tokenizer::count_value(prompt),
                 _ => return Err(ApiError::bad_request("send `messages` or `prompt` to count").with_param("messages")),
             };
-            let model_used = session.group(model).and_then(|mut g| g.next()).map(|d| d.upstream_model.clone());
+            let model_used = table.group(model).and_then(|mut g| g.next()).map(|d| d.upstream_model.clone());
             Json(json!({
                 "total_tokens": total,
                 "request_model": model,
@@ -81,15 +82,12 @@ pub async fn serve(
             Json(json!({"input_tokens": system + turns + tools + 3})).into_response()
         }
         LocalHandler::SupportedOpenaiParams => {
-            let model = query
-                .into_iter()
-                .flat_map(|q| q.split('&'))
-                .find_map(|pair| pair.strip_prefix("model="))
+            let model = super::query::param(query, "model")
                 .ok_or_else(|| ApiError::bad_request("pass ?model=NAME").with_param("model"))?;
-            let deployment = session.group(model).and_then(|mut g| g.next()).ok_or_else(|| {
+            let deployment = table.group(&model).and_then(|mut g| g.next()).ok_or_else(|| {
                 ApiError::not_found(format!("model {model:?} is not served by this app")).with_code("model_not_found")
             })?;
-            Json(json!({"supported_openai_params": supported_openai_params(deployment.provider)})).into_response()
+            Json(json!({"supported_openai_params": deployment.provider.spec().chat_params})).into_response()
         }
     };
     Ok(response)
@@ -135,7 +133,7 @@ fn model_info(d: &Deployment) -> Value {
 
 /// litellm's health report: each deployment checked, healthy or not with the reason.
 async fn health(state: &AppState, session: &Session) -> Value {
-    let checks = session.deployments.iter().map(|d| async move { (d, check(state, d).await) });
+    let checks = session.table.deployments.iter().map(|d| async move { (d, check(state, d).await) });
     let results = futures::future::join_all(checks).await;
     let mut healthy = Vec::new();
     let mut unhealthy = Vec::new();
@@ -167,21 +165,20 @@ async fn check(state: &AppState, d: &Deployment) -> Result<(), String> {
         Provider::OpenAi => {
             let base = d.api_base.as_deref().ok_or("no api_base")?.trim_end_matches('/');
             let url = reqwest::Url::parse(&format!("{base}/models")).map_err(|_| "api_base is not a URL")?;
-            let headers = crate::providers::openai::auth_header_map(d, &axum::http::HeaderMap::new())
-                .map_err(|_| "the api_key cannot be sent in a header")?;
-            let request = crate::providers::upstream::Request {
+            let headers = auth::credential_headers(d, None).map_err(|_| "the api_key cannot be sent in a header")?;
+            let request = crate::transport::Request {
                 method: axum::http::Method::GET,
                 url,
                 headers,
-                body: crate::providers::upstream::RequestBody::empty(),
+                body: crate::transport::RequestBody::empty(),
                 timeout: Some(Duration::from_secs(10)),
                 public_only: d.public_only,
             };
-            crate::providers::upstream::answers_ok(state.http.send(request).await)
+            crate::transport::answers_ok(state.http.send(request).await)
         }
         // Providers without a free listing call get what litellm's check sends: a one-token chat.
         Provider::Azure | Provider::Anthropic | Provider::Gemini | Provider::Bedrock => {
-            crate::providers::chat::probe(state, d).await
+            crate::providers::chat::probe(&state.http, d).await
         }
     }
 }

@@ -1,8 +1,8 @@
 //! `GET /metrics`: the Prometheus text exposition, for admin tokens (or anyone with
 //! `--metrics-public`).
 
-use super::error::ApiError;
 use super::AppState;
+use crate::exchange::ApiError;
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
@@ -24,7 +24,9 @@ pub async fn serve(State(state): State<AppState>, headers: HeaderMap) -> Respons
             .into_response();
         }
     }
-    let sessions = state.controller.registry().all();
-    let text = crate::observability::metrics::render(&sessions, state.in_flight.current());
+    for session in state.controller.registry().all() {
+        session.table.sample_gauges();
+    }
+    let text = crate::observability::metrics::render(state.in_flight.current());
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
 }

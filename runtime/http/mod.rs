@@ -7,18 +7,19 @@ pub mod error;
 pub mod limits;
 pub mod local;
 pub mod metrics;
-pub mod multipart;
+pub mod query;
+pub mod routes;
 pub mod serve;
 
 use crate::apps::Controller;
 use crate::auth::Tokens;
 use crate::catalogue::{self, Operation, ROUTES};
+use crate::exchange::ApiError;
 use crate::schema_check;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use error::ApiError;
 use jsonschema::Validator;
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
@@ -58,7 +59,7 @@ pub struct Shared {
     pub tokens: Tokens,
     pub limits: Limits,
     /// One connection pool for all upstreams (keep-alive, HTTP/2 where offered).
-    pub http: crate::providers::upstream::UpstreamClient,
+    pub http: crate::transport::UpstreamClient,
     pub in_flight: limits::InFlightLimit,
     pub rate_limits: limits::RateLimits,
     pub rates: limits::RateCounter,
@@ -81,7 +82,7 @@ impl Deref for AppState {
 
 impl AppState {
     pub fn new(controller: Controller, tokens: Tokens, limits: Limits) -> AppState {
-        let http = crate::providers::upstream::UpstreamClient::new();
+        let http = crate::transport::UpstreamClient::new();
         AppState(Arc::new(Shared {
             controller,
             tokens,
@@ -118,9 +119,10 @@ impl Shared {
     }
 }
 
-/// The whole HTTP surface, and how many catalogue paths it mounts.
+/// The whole HTTP surface, and how many catalogue paths it mounts. (The WebSocket door is
+/// mounted beside it by `server`, as it calls this router in-process.)
 pub fn router(state: AppState) -> (Router, usize) {
-    let (routes, mounted) = catalogue::mount(Router::new());
+    let (routes, mounted) = routes::mount(Router::new());
     let router = routes
         .merge(console::routes())
         .route("/openapi.json", get(openapi))
@@ -130,10 +132,8 @@ pub fn router(state: AppState) -> (Router, usize) {
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::in_flight))
-        .with_state(state.clone());
-    // Mounted last: the RPC door calls the finished router in-process, and a socket that stays
-    // open is not an in-flight request.
-    (crate::rpc::mount(router, state), mounted)
+        .with_state(state);
+    (router, mounted)
 }
 
 /// The server's front door: catalogue requests on parameter-free paths

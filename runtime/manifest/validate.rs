@@ -4,8 +4,8 @@
 //! concerns. Errors block install; warnings (a literal API key in the file) do not.
 
 use super::{Manifest, RoutingStrategy};
+use crate::catalogue::providers::{known_prefixes, resolve_model};
 use crate::grammar;
-use crate::providers::{known_prefixes, resolve_model};
 use crate::schema_check::{self, Violation};
 use jsonschema::Validator;
 use serde_json::Value;

@@ -9,14 +9,14 @@
 //! Gauges of live state (in flight, budget remaining) are read from the sessions at scrape
 //! time and cost the request path nothing.
 
-use crate::apps::session::Session;
-use crate::http::dispatch::Usage;
+use crate::exchange::Usage;
 use ::metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter, Gauge, Histogram, Label,
     SharedString,
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::{Arc, OnceLock};
+
 use std::time::Duration;
 
 pub const REQUESTS: &str = "ferrolite_requests_total";
@@ -222,19 +222,17 @@ fn status_label(status: u16) -> SharedString {
 }
 
 /// A served request (counted once the session is known): its route, the model group asked
-/// for, the deployment that answered, the status and the time to the response headers.
+/// for and the deployment that answered (as indices of the session's deployments: only names
+/// the app knows become labels, so a client's typo cannot mint a series), the status and the
+/// time to the response headers.
 pub fn request_done(
-    session: &Session,
+    l: &SessionLabels,
     route: &'static str,
-    model: Option<&str>,
-    deployment: Option<&str>,
+    model: Option<usize>,
+    deployment: Option<usize>,
     status: u16,
     elapsed: Duration,
 ) {
-    let l = &session.metric_labels;
-    // Only names the app knows become labels: a client's typo must not mint a new series.
-    let model = model.and_then(|m| session.group_indices(m)).and_then(|ix| ix.first()).copied();
-    let deployment = deployment.and_then(|id| deployment_index(session, id));
     let series = RequestSeries { route: route.as_ptr() as usize, model, deployment, status };
     let remembered = l.requests.lock().ok().and_then(|m| m.get(&series).cloned());
     let (duration, count) = match remembered {
@@ -259,24 +257,17 @@ pub fn request_done(
     count.increment(1);
 }
 
-/// The index of deployment `model_name/n` without scanning the table (apps may have thousands).
-fn deployment_index(session: &Session, id: &str) -> Option<usize> {
-    let (model_name, n) = id.rsplit_once('/')?;
-    let i = *session.group_indices(model_name)?.get(n.parse::<usize>().ok()?)?;
-    (session.deployments.get(i)?.id == id).then_some(i)
-}
-
 /// One upstream attempt's duration (to its response headers).
-pub fn upstream(session: &Session, index: usize, elapsed: Duration) {
-    if let Some(h) = session.metric_labels.handles(index) {
+pub fn upstream(l: &SessionLabels, index: usize, elapsed: Duration) {
+    if let Some(h) = l.handles(index) {
         h.upstream.record(elapsed.as_secs_f64());
     }
 }
 
 /// An attempt is about to go to deployment `index`: try `retry` (0-based) of its model group,
 /// which is a fallback group when `in_fallback`. Counts retries and moves to a fallback.
-pub fn attempt(session: &Session, index: usize, retry: u32, in_fallback: bool) {
-    if let Some(h) = session.metric_labels.handles(index) {
+pub fn attempt(l: &SessionLabels, index: usize, retry: u32, in_fallback: bool) {
+    if let Some(h) = l.handles(index) {
         if retry > 0 {
             h.retries.increment(1);
         } else if in_fallback {
@@ -286,57 +277,51 @@ pub fn attempt(session: &Session, index: usize, retry: u32, in_fallback: bool) {
 }
 
 /// A stream's first upstream byte arrived after `elapsed`.
-pub fn first_token(session: &Session, index: usize, elapsed: Duration) {
-    if let Some(h) = session.metric_labels.handles(index) {
+pub fn first_token(l: &SessionLabels, index: usize, elapsed: Duration) {
+    if let Some(h) = l.handles(index) {
         h.first_token.record(elapsed.as_secs_f64());
     }
 }
 
 /// Time a routed request spent in ferrolite itself.
-pub fn overhead(session: &Session, overhead: Duration) {
-    let l = &session.metric_labels;
+pub fn overhead(l: &SessionLabels, overhead: Duration) {
     l.overhead.get_or_init(|| histogram!(OVERHEAD_DURATION, l.app())).record(overhead.as_secs_f64());
 }
 
 /// Deployment `index` was put in cooldown.
-pub fn cooldown(session: &Session, index: usize) {
-    if let Some(h) = session.metric_labels.handles(index) {
+pub fn cooldown(l: &SessionLabels, index: usize) {
+    if let Some(h) = l.handles(index) {
         h.cooldowns.increment(1);
     }
 }
 
 /// A request's usage and cost were booked on deployment `index`.
-pub fn booked(session: &Session, index: usize, usage: Usage, cost: f64) {
-    if let Some(h) = session.metric_labels.handles(index) {
+pub fn booked(l: &SessionLabels, index: usize, usage: Usage, cost: f64) {
+    if let Some(h) = l.handles(index) {
         h.tokens_in.increment(usage.prompt_tokens);
         h.tokens_out.increment(usage.completion_tokens);
         h.cost.increment(cost);
     }
 }
 
-/// Sets the gauges read from live state (in flight, budget remaining) for these sessions.
-pub fn sample(sessions: &[Arc<Session>]) {
-    for session in sessions {
-        let l = &session.metric_labels;
-        for (i, stats) in session.stats.iter().enumerate() {
-            gauge!(IN_FLIGHT, l.deployment(i)).set(stats.in_flight() as f64);
-            if let Some(budget) = session.deployment_budgets.get(i).copied().flatten() {
-                let left = budget.max_usd - session.deployment_spend[i].spent();
-                gauge!(BUDGET_REMAINING, l.deployment(i)).set(left.max(0.0));
-            }
-        }
-        if let Some(budget) = session.app_budget {
-            let left = budget.max_usd - session.app_spend.spent();
-            gauge!(BUDGET_REMAINING, l.with(EMPTY, EMPTY, 0)).set(left.max(0.0));
-        }
-    }
+/// Deployment `index` has `count` requests in flight (sampled at scrape time).
+pub fn in_flight(l: &SessionLabels, index: usize, count: u64) {
+    gauge!(IN_FLIGHT, l.deployment(index)).set(count as f64);
 }
 
-/// The Prometheus text exposition of everything recorded, after sampling `sessions` and the
-/// server's count of requests in flight.
-pub fn render(sessions: &[Arc<Session>], server_in_flight: usize) -> String {
+/// US dollars left in a budget period: deployment `index`'s, or the app's (`None`).
+pub fn budget_remaining(l: &SessionLabels, index: Option<usize>, left: f64) {
+    let labels = match index {
+        Some(i) => l.deployment(i),
+        None => l.with(EMPTY, EMPTY, 0),
+    };
+    gauge!(BUDGET_REMAINING, labels).set(left.max(0.0));
+}
+
+/// The Prometheus text exposition of everything recorded, with the server's count of requests
+/// in flight (the sessions' own gauges are set by their caller first).
+pub fn render(server_in_flight: usize) -> String {
     let handle = install();
-    sample(sessions);
     gauge!(SERVER_IN_FLIGHT).set(server_in_flight as f64);
     handle.render()
 }

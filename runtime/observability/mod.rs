@@ -1,6 +1,8 @@
-//! What ferrolite tells operators about itself: Prometheus metrics, logs and traces, and the
-//! request id that ties a response to its log lines.
+//! What ferrolite tells operators about itself: Prometheus metrics, logs and traces, each
+//! session's own log, and the request id that ties a response to its log lines. A leaf: the
+//! request path calls into it with labels and facts, never the other way round.
 
 pub mod logging;
 pub mod metrics;
 pub mod request_id;
+pub mod session_log;

@@ -22,8 +22,8 @@
 mod answer;
 
 use crate::api::openai::{ChatMessage, ChatRequest};
-use crate::apps::session::Deployment;
-use crate::http::error::ApiError;
+use crate::exchange::ApiError;
+use crate::providers::deployment::Deployment;
 use crate::providers::translate::{error_kind, error_message, ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
 use crate::streaming::sse;
 use answer::Answer;
@@ -32,32 +32,12 @@ use ferrolite_codegen::str_map;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
-/// The `anthropic-version` header every request carries.
-pub const ANTHROPIC_VERSION: &str = "2023-06-01";
-
 /// `max_tokens` when the caller sets neither `max_tokens` nor `max_completion_tokens`
 /// (Anthropic requires one).
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
 /// The tool a `response_format` becomes; its calls come back as message content.
 pub const RESPONSE_FORMAT_TOOL: &str = "json_tool_call";
-
-/// The OpenAI chat parameters Anthropic honours.
-pub const SUPPORTED_PARAMS: &[&str] = &[
-    "max_tokens",
-    "max_completion_tokens",
-    "stop",
-    "stream",
-    "stream_options",
-    "temperature",
-    "top_p",
-    "tools",
-    "tool_choice",
-    "response_format",
-    "user",
-    "parallel_tool_calls",
-    "metadata",
-];
 
 str_map! {
     /// Anthropic `stop_reason` -> OpenAI `finish_reason`.
@@ -102,10 +82,6 @@ pub struct Anthropic;
 pub static PROVIDER: Anthropic = Anthropic;
 
 impl ChatProvider for Anthropic {
-    fn supported_params(&self) -> &'static [&'static str] {
-        SUPPORTED_PARAMS
-    }
-
     fn chat_request(
         &self,
         req: &ChatRequest,
@@ -121,9 +97,7 @@ impl ChatProvider for Anthropic {
                 obj.remove("stream");
             }
         }
-        let mut request = UpstreamRequest::post_json(url, &body);
-        request.headers.extend(headers(d));
-        Ok(request)
+        Ok(UpstreamRequest::post_json(url, &body))
     }
 
     fn chat_response(&self, body: &[u8], d: &Deployment) -> Result<Value, ApiError> {
@@ -137,35 +111,15 @@ impl ChatProvider for Anthropic {
         Box::new(StreamDecoder::new(meta))
     }
 
-    fn upstream_error(&self, status: StatusCode, body: &[u8], d: &Deployment) -> ApiError {
+    fn upstream_error(&self, status: StatusCode, body: &[u8], _d: &Deployment) -> ApiError {
         let parsed: Option<Value> = serde_json::from_slice(body).ok();
         let code = parsed.as_ref().and_then(|v| v.pointer("/error/type")).and_then(Value::as_str).map(str::to_owned);
-        let message = redact_key(&format!("anthropic: {}", error_message(body)), d);
+        let message = format!("anthropic: {}", error_message(body));
         let error = ApiError::new(status, error_kind(status), message);
         match code {
             Some(code) => error.with_code(code),
             None => error,
         }
-    }
-}
-
-/// The headers besides content-type: the deployment's key (when it has one) and the API version.
-pub fn headers(d: &Deployment) -> Vec<(String, String)> {
-    let mut headers = Vec::with_capacity(2);
-    if let Some(key) = &d.api_key {
-        headers.push(("x-api-key".to_owned(), key.expose().to_owned()));
-    }
-    headers.push(("anthropic-version".to_owned(), ANTHROPIC_VERSION.to_owned()));
-    headers
-}
-
-/// Never lets the deployment's key through in an error message.
-fn redact_key(message: &str, d: &Deployment) -> String {
-    match &d.api_key {
-        Some(key) if !key.expose().is_empty() && message.contains(key.expose()) => {
-            message.replace(key.expose(), &key.redacted())
-        }
-        _ => message.to_owned(),
     }
 }
 

@@ -7,39 +7,20 @@
 //! [`ChatProvider`] contract that `providers::chat` runs.
 
 use crate::api::openai::ChatRequest;
-use crate::apps::session::{AwsCredentials, Deployment};
-use crate::http::error::ApiError;
+use crate::exchange::ApiError;
+use crate::providers::deployment::Deployment;
 use crate::providers::translate::{error_kind, error_message, ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
-use aws_sigv4::http_request::{PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings};
 use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
 use axum::http::StatusCode;
 use ferrolite_codegen::str_map;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
-use std::time::SystemTime;
 
 /// The Bedrock Converse provider.
 pub struct Bedrock;
 
 /// The one instance `providers::chat` calls.
 pub static PROVIDER: Bedrock = Bedrock;
-
-/// The OpenAI chat parameters Bedrock's Converse API can honour.
-pub const SUPPORTED_PARAMS: &[&str] = &[
-    "max_tokens",
-    "max_completion_tokens",
-    "stop",
-    "stream",
-    "stream_options",
-    "temperature",
-    "top_p",
-    "tools",
-    "tool_choice",
-    "response_format",
-];
-
-/// The SigV4 service name of bedrock-runtime.
-pub const SERVICE: &str = "bedrock";
 
 /// The tool a `response_format` of JSON becomes: forced, and its input comes back as the
 /// message content (litellm's name for it, so logs read the same).
@@ -417,47 +398,6 @@ fn json_response_schema(req: &ChatRequest) -> Result<Option<Value>, ApiError> {
     }
 }
 
-/// Signs `request` with SigV4 for bedrock in the credentials' region, at `time`: adds
-/// `x-amz-date`, `x-amz-content-sha256`, `x-amz-security-token` (with a session token) and
-/// `authorization`. The signed headers are `host` and the request's own headers.
-pub fn sign(mut request: UpstreamRequest, aws: &AwsCredentials, time: SystemTime) -> Result<UpstreamRequest, ApiError> {
-    let signing_error =
-        |e: &dyn std::fmt::Display| ApiError::internal(format!("bedrock: cannot sign the request: {e}"));
-    let identity = aws_credential_types::Credentials::new(
-        aws.access_key_id.expose(),
-        aws.secret_access_key.expose(),
-        aws.session_token.as_ref().map(|t| t.expose().to_owned()),
-        None,
-        "ferrolite",
-    )
-    .into();
-    let mut settings = SigningSettings::default();
-    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region(&aws.region)
-        .name(SERVICE)
-        .time(time)
-        .settings(settings)
-        .build()
-        .map_err(|e| signing_error(&e))?
-        .into();
-    const SIGNING_HEADERS: [&str; 4] = ["authorization", "x-amz-date", "x-amz-content-sha256", "x-amz-security-token"];
-    request.headers.retain(|(name, _)| !SIGNING_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h)));
-    let signable = SignableRequest::new(
-        request.method.as_str(),
-        request.url.as_str(),
-        request.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
-        SignableBody::Bytes(&request.body),
-    )
-    .map_err(|e| signing_error(&e))?;
-    let (instructions, _signature) =
-        aws_sigv4::http_request::sign(signable, &params).map_err(|e| signing_error(&e))?.into_parts();
-    let (headers, _query) = instructions.into_parts();
-    request.headers.extend(headers.iter().map(|h| (h.name().to_owned(), h.value().to_owned())));
-    Ok(request)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Response: Converse -> chat.completion
 
@@ -758,34 +698,15 @@ impl ChunkDecoder for ConverseStreamDecoder {
 // The provider
 
 /// `message` with every credential of `aws` masked (an upstream may quote what it was sent).
-fn scrub(message: String, aws: Option<&AwsCredentials>) -> String {
-    let Some(aws) = aws else { return message };
-    let secrets = [Some(&aws.secret_access_key), aws.session_token.as_ref(), Some(&aws.access_key_id)];
-    secrets
-        .into_iter()
-        .flatten()
-        .filter(|s| s.expose().len() >= 4)
-        .fold(message, |m, s| m.replace(s.expose(), &s.redacted()))
-}
-
 impl ChatProvider for Bedrock {
-    fn supported_params(&self) -> &'static [&'static str] {
-        SUPPORTED_PARAMS
-    }
-
     fn chat_request(
         &self,
         req: &ChatRequest,
-        d: &Deployment,
+        _d: &Deployment,
         url: String,
         _stream: bool,
     ) -> Result<UpstreamRequest, ApiError> {
-        let aws = d
-            .aws
-            .as_ref()
-            .ok_or_else(|| ApiError::bad_request(format!("bedrock deployment {} has no AWS credentials", d.id)))?;
-        let body = converse_body(req)?;
-        sign(UpstreamRequest::post_json(url, &body), aws, SystemTime::now())
+        Ok(UpstreamRequest::post_json(url, &converse_body(req)?))
     }
 
     fn chat_response(&self, body: &[u8], d: &Deployment) -> Result<Value, ApiError> {
@@ -798,8 +719,8 @@ impl ChatProvider for Bedrock {
         Box::new(ConverseStreamDecoder::new(meta))
     }
 
-    fn upstream_error(&self, status: StatusCode, body: &[u8], d: &Deployment) -> ApiError {
-        let message = scrub(error_message(body), d.aws.as_ref());
+    fn upstream_error(&self, status: StatusCode, body: &[u8], _d: &Deployment) -> ApiError {
+        let message = error_message(body);
         ApiError::new(status, error_kind(status), format!("bedrock: {message}"))
     }
 }

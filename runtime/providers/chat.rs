@@ -4,14 +4,15 @@
 //! [`execute`] is shared by both fronts: `/v1/chat/completions` ([`serve_openai`], here) and
 //! `/v1/messages` (`providers::messages`), so every provider gets both for one translation.
 
+use super::auth::{self, Scrubber};
 use super::translate::{ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
-use super::{chat_provider, ProviderCall};
+use super::{Deployment, Provider, ProviderCall};
 use crate::api::openai::ChatRequest;
-use crate::apps::logs::LogType;
-use crate::apps::session::Session;
-use crate::http::dispatch::{Outcome, Payload, Usage};
-use crate::http::error::ApiError;
+use crate::catalogue::providers::OPENAI_CHAT_PARAMS;
+use crate::exchange::{usage, ApiError, Outcome, Payload};
+use crate::observability::session_log::{LogBuffer, LogType};
 use crate::streaming::sse;
+use crate::transport::{ReadError, Request, Response, UpstreamClient};
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -20,39 +21,6 @@ use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
-
-/// OpenAI chat parameters ferrolite knows; `drop_params` decides about those a provider lacks.
-pub const OPENAI_CHAT_PARAMS: &[&str] = &[
-    "audio",
-    "frequency_penalty",
-    "function_call",
-    "functions",
-    "logit_bias",
-    "logprobs",
-    "max_completion_tokens",
-    "max_tokens",
-    "metadata",
-    "modalities",
-    "n",
-    "parallel_tool_calls",
-    "prediction",
-    "presence_penalty",
-    "reasoning_effort",
-    "response_format",
-    "seed",
-    "service_tier",
-    "stop",
-    "store",
-    "stream",
-    "stream_options",
-    "temperature",
-    "tool_choice",
-    "tools",
-    "top_logprobs",
-    "top_p",
-    "user",
-    "web_search_options",
-];
 
 /// OpenAI chunks as they arrive, or the error that ended the stream.
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Value, ApiError>> + Send>>;
@@ -81,7 +49,7 @@ pub fn unsupported_params(req: &ChatRequest, supported: &[&str]) -> Vec<String> 
 /// them and returns their names.
 pub fn check_params(
     req: &mut ChatRequest,
-    provider: super::Provider,
+    provider: Provider,
     supported: &[&str],
     drop: bool,
 ) -> Result<Vec<String>, ApiError> {
@@ -114,10 +82,10 @@ pub async fn execute(
     mut req: ChatRequest,
 ) -> Result<ChatOutput, ApiError> {
     let d = call.deployment;
-    let settings = &call.session.settings;
-    let dropped = check_params(&mut req, d.provider, provider.supported_params(), settings.drop_params)?;
+    let settings = call.settings;
+    let dropped = check_params(&mut req, d.provider, d.provider.spec().chat_params, settings.drop_params)?;
     if !dropped.is_empty() && (settings.debug || settings.detailed_debug) {
-        call.session.logs.push(
+        call.logs.push(
             LogType::Log,
             format!("drop_params: dropped {} for {} deployment {}", dropped.join(", "), d.provider, d.id),
         );
@@ -133,7 +101,7 @@ pub async fn execute(
     })?;
     let url = super::translate::upstream_url(d, template.path, call.params)?;
     let upstream = provider.chat_request(&req, d, url, stream)?;
-    let response = send(call, upstream, None).await?;
+    let response = send(call.upstream, upstream, d, None).await?;
     let status = response.status;
     if !status.is_success() {
         let retry_after = super::translate::retry_after(&response.headers);
@@ -145,29 +113,30 @@ pub async fn execute(
         let meta = StreamMeta { id: new_chat_id(), created: crate::auth::unix_now(), model: d.upstream_model.clone() };
         Ok(ChatOutput::Stream(decode(response.into_stream(), provider.stream_decoder(meta))))
     } else {
-        let body = response.bytes(call.state.limits.max_body_bytes).await.map_err(|e| {
+        let body = response.bytes(call.answer_limit).await.map_err(|e| {
             ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("reading the answer of {}: {e}", d.id))
         })?;
         Ok(ChatOutput::Complete(provider.chat_response(&body, d)?))
     }
 }
 
-/// Sends a translated request with the deployment's credentials (in `upstream.headers`).
+/// Sends a translated request with the deployment's credentials on it.
 async fn send(
-    call: &ProviderCall<'_>,
+    client: &UpstreamClient,
     upstream: UpstreamRequest,
+    d: &Deployment,
     timeout: Option<std::time::Duration>,
-) -> Result<super::upstream::Response, ApiError> {
-    let request = outgoing(upstream, call.deployment, timeout)?;
-    call.state.http.send(request).await.map_err(|e| super::openai::unreachable_error(&e, call.deployment))
+) -> Result<Response, ApiError> {
+    let request = outgoing(auth::authorize(upstream, d)?, d, timeout)?;
+    client.send(request).await.map_err(|e| super::openai::unreachable_error(&e, d))
 }
 
 /// A translated request in the upstream client's terms.
 fn outgoing(
     upstream: UpstreamRequest,
-    d: &crate::apps::session::Deployment,
+    d: &Deployment,
     timeout: Option<std::time::Duration>,
-) -> Result<super::upstream::Request, ApiError> {
+) -> Result<Request, ApiError> {
     let url = super::translate::parsed_url(&upstream.url, d)?;
     let mut headers = axum::http::HeaderMap::with_capacity(upstream.headers.len());
     for (name, value) in &upstream.headers {
@@ -182,7 +151,7 @@ fn outgoing(
         };
         headers.append(name, value);
     }
-    Ok(super::upstream::Request {
+    Ok(Request {
         method: upstream.method,
         url,
         headers,
@@ -245,36 +214,42 @@ pub fn new_chat_id() -> String {
     format!("chatcmpl-{:024x}", rand::random::<u128>() & ((1u128 << 96) - 1))
 }
 
-/// Token usage of an OpenAI `usage` object.
-pub fn usage_of(v: &Value) -> Option<Usage> {
-    let u = v.get("usage").filter(|u| u.is_object())?;
-    Some(Usage {
-        prompt_tokens: u["prompt_tokens"].as_u64().unwrap_or(0),
-        completion_tokens: u["completion_tokens"].as_u64().unwrap_or(0),
-    })
-}
-
 /// Whether a chunk is the final usage-only chunk (`choices: []`).
 pub fn is_usage_chunk(chunk: &Value) -> bool {
     chunk["choices"].as_array().is_some_and(Vec::is_empty) && chunk.get("usage").is_some_and(Value::is_object)
 }
 
 /// `POST /v1/chat/completions` through a translating provider.
-pub async fn serve_openai(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
-    let provider = chat_provider(call.deployment.provider)
-        .ok_or_else(|| ApiError::not_built(format!("chat translation for {} deployments", call.deployment.provider)))?;
+pub async fn serve_openai(call: ProviderCall<'_>, provider: &dyn ChatProvider) -> Result<Outcome, ApiError> {
     let req = parse_chat(&call.payload)?;
     let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
     let deployment = Some(call.deployment.id.clone());
     match execute(&call, provider, req).await? {
         ChatOutput::Complete(body) => {
-            let usage = usage_of(&body);
+            let usage = usage::from_json(&body);
             Ok(Outcome { response: axum::Json(body).into_response(), deployment, usage })
         }
         ChatOutput::Stream(chunks) => {
-            let frames = openai_frames(chunks, include_usage, call.session.clone());
+            let ends = StreamEnds { logs: call.logs.clone(), scrubber: Scrubber::of(call.deployment) };
+            let frames = openai_frames(chunks, include_usage, ends);
             Ok(Outcome { response: sse::response(frames), deployment, usage: None })
         }
+    }
+}
+
+/// What a translated stream needs when it ends in an error: the session's log, and the
+/// deployment's secrets to mask in the message.
+pub struct StreamEnds {
+    pub logs: Arc<LogBuffer>,
+    pub scrubber: Scrubber,
+}
+
+impl StreamEnds {
+    /// The upstream error that ended a stream, scrubbed and logged.
+    pub fn failed(&self, e: ApiError) -> ApiError {
+        let e = self.scrubber.scrub(e);
+        self.logs.push(LogType::Error, format!("stream ended by an upstream error: {}", e.message));
+        e
     }
 }
 
@@ -292,14 +267,15 @@ pub fn parse_chat(payload: &Payload) -> Result<ChatRequest, ApiError> {
 pub fn openai_frames(
     chunks: ChunkStream,
     include_usage: bool,
-    session: Arc<Session>,
+    ends: StreamEnds,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     struct State {
         chunks: ChunkStream,
         finished: bool,
     }
+    let ends = Arc::new(ends);
     futures::stream::unfold(State { chunks, finished: false }, move |mut s| {
-        let session = session.clone();
+        let ends = ends.clone();
         async move {
             loop {
                 if s.finished {
@@ -321,8 +297,7 @@ pub fn openai_frames(
                     }
                     Some(Err(e)) => {
                         s.finished = true;
-                        session.logs.push(LogType::Error, format!("stream ended by an upstream error: {}", e.message));
-                        return Some((Ok(sse::named("error", &e.body())), s));
+                        return Some((Ok(sse::named("error", &ends.failed(e).body())), s));
                     }
                     None => {
                         s.finished = true;
@@ -369,19 +344,17 @@ pub async fn one_shot(
     answer: impl FnOnce(&[u8]) -> Result<Value, ApiError>,
     error: impl FnOnce(StatusCode, &[u8]) -> ApiError,
 ) -> Result<Outcome, ApiError> {
+    let d = call.deployment;
     let template = call.provider_route.upstream.ok_or_else(|| {
-        ApiError::internal(format!(
-            "the catalogue gives {} no upstream for {}",
-            call.deployment.provider, call.route.path
-        ))
+        ApiError::internal(format!("the catalogue gives {} no upstream for {}", d.provider, call.route.path))
     })?;
-    let url = super::translate::upstream_url(call.deployment, template.path, call.params)?;
-    let response = send(call, build(url)?, None).await?;
+    let url = super::translate::upstream_url(d, template.path, call.params)?;
+    let response = send(call.upstream, build(url)?, d, None).await?;
     let (status, retry_after) = (response.status, super::translate::retry_after(&response.headers));
-    let body = response.bytes(call.state.limits.max_body_bytes).await.map_err(|e| {
+    let body = response.bytes(call.answer_limit).await.map_err(|e| {
         let message = match e {
-            super::upstream::ReadError::TooLarge => e.to_string(),
-            super::upstream::ReadError::Broken(cause) => format!("reading the upstream answer: {cause}"),
+            ReadError::TooLarge => e.to_string(),
+            ReadError::Broken(cause) => format!("reading the upstream answer: {cause}"),
         };
         ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", message)
     })?;
@@ -389,13 +362,13 @@ pub async fn one_shot(
         return Err(error(status, &body).with_retry_after(retry_after));
     }
     let value = answer(&body)?;
-    let usage = usage_of(&value);
-    Ok(Outcome { response: axum::Json(value).into_response(), deployment: Some(call.deployment.id.clone()), usage })
+    let usage = usage::from_json(&value);
+    Ok(Outcome { response: axum::Json(value).into_response(), deployment: Some(d.id.clone()), usage })
 }
 
 /// A health probe: a one-token chat through the deployment's own translation and credentials.
-pub async fn probe(state: &crate::http::AppState, d: &crate::apps::session::Deployment) -> Result<(), String> {
-    let provider = chat_provider(d.provider).ok_or("no chat translation")?;
+pub async fn probe(client: &UpstreamClient, d: &Deployment) -> Result<(), String> {
+    let provider = super::chat_provider(d.provider).ok_or("no chat translation")?;
     let route = crate::catalogue::Operation::ChatCompletions.route();
     let template = route.provider_route(d.provider).and_then(|p| p.upstream).ok_or("no chat upstream")?;
     let url = super::translate::upstream_url(d, template.path, &[]).map_err(|e| e.message)?;
@@ -404,6 +377,7 @@ pub async fn probe(state: &crate::http::AppState, d: &crate::apps::session::Depl
     }))
     .map_err(|e| e.to_string())?;
     let upstream = provider.chat_request(&req, d, url, false).map_err(|e| e.message)?;
+    let upstream = auth::authorize(upstream, d).map_err(|e| e.message)?;
     let request = outgoing(upstream, d, Some(std::time::Duration::from_secs(10))).map_err(|e| e.message)?;
-    super::upstream::answers_ok(state.http.send(request).await)
+    crate::transport::answers_ok(client.send(request).await)
 }

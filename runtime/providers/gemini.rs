@@ -17,8 +17,8 @@
 
 use super::translate::{error_kind, error_message, ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
 use crate::api::openai::{ChatMessage, ChatRequest, EmbeddingRequest};
-use crate::apps::session::{Deployment, Secret};
-use crate::http::error::ApiError;
+use crate::exchange::ApiError;
+use crate::providers::deployment::Deployment;
 use crate::streaming::sse;
 use crate::tokenizer;
 use axum::http::StatusCode;
@@ -38,24 +38,6 @@ pub const DEFAULT_API_BASE: &str = "https://generativelanguage.googleapis.com";
 
 /// The header that carries the API key.
 pub const API_KEY_HEADER: &str = "x-goog-api-key";
-
-/// The OpenAI chat parameters this translation honours.
-pub const SUPPORTED_PARAMS: &[&str] = &[
-    "max_tokens",
-    "max_completion_tokens",
-    "stop",
-    "stream",
-    "stream_options",
-    "temperature",
-    "top_p",
-    "n",
-    "tools",
-    "tool_choice",
-    "response_format",
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
-];
 
 str_map! {
     /// OpenAI message role -> Gemini `Content.role` (system and developer messages become
@@ -479,13 +461,6 @@ pub fn gemini_schema(schema: &Value) -> Value {
     }
 }
 
-fn with_key(request: UpstreamRequest, d: &Deployment) -> UpstreamRequest {
-    match &d.api_key {
-        Some(key) => request.header(API_KEY_HEADER, key.expose()),
-        None => request,
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Answers
 
@@ -692,7 +667,7 @@ impl StreamDecoder {
                 .and_then(|c| u16::try_from(c).ok())
                 .and_then(|c| StatusCode::from_u16(c).ok())
                 .unwrap_or(StatusCode::BAD_GATEWAY);
-            return Err(error_from_json(status, &event, data.as_bytes(), None));
+            return Err(error_from_json(status, &event, data.as_bytes()));
         }
         if let Some(meta) = event.get("usageMetadata").filter(|m| m.is_object()) {
             self.usage = Some(usage(meta));
@@ -774,12 +749,12 @@ impl ChunkDecoder for StreamDecoder {
 /// A Google error body (`{"error": {"code", "message", "status"}}`) as an OpenAI-style error
 /// with the upstream's status: message prefixed `gemini: `, code the Google status name. The
 /// key, should a message ever quote it, is redacted.
-pub fn upstream_error(status: StatusCode, body: &[u8], key: Option<&Secret>) -> ApiError {
+pub fn upstream_error(status: StatusCode, body: &[u8]) -> ApiError {
     let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    error_from_json(status, &parsed, body, key)
+    error_from_json(status, &parsed, body)
 }
 
-fn error_from_json(status: StatusCode, parsed: &Value, body: &[u8], key: Option<&Secret>) -> ApiError {
+fn error_from_json(status: StatusCode, parsed: &Value, body: &[u8]) -> ApiError {
     // Stream errors come as a one-element list of the same object.
     let error = parsed.get("error").or_else(|| parsed.get(0).and_then(|e| e.get("error")));
     let mut message = error
@@ -789,9 +764,6 @@ fn error_from_json(status: StatusCode, parsed: &Value, body: &[u8], key: Option<
         .unwrap_or_else(|| error_message(body));
     if message.is_empty() {
         message = format!("upstream answered {status}");
-    }
-    if let Some(key) = key.filter(|k| !k.expose().is_empty()) {
-        message = message.replace(key.expose(), &key.redacted());
     }
     let mut api_error = ApiError::new(status, error_kind(status), format!("gemini: {message}"));
     if let Some(code) = error.and_then(|e| e.get("status")).and_then(Value::as_str) {
@@ -833,11 +805,28 @@ pub fn batch_embed_body(req: &EmbeddingRequest, upstream_model: &str) -> Result<
     Ok(json!({"requests": requests}))
 }
 
+/// `POST /v1/embeddings` on a Gemini deployment: `batchEmbedContents`, answered as OpenAI's list.
+pub async fn serve_embedding(call: super::ProviderCall<'_>) -> Result<crate::exchange::Outcome, ApiError> {
+    let req: EmbeddingRequest = match &call.payload {
+        crate::exchange::Payload::Json(v) => <EmbeddingRequest as serde::Deserialize>::deserialize(v.as_ref())
+            .map_err(|e| ApiError::bad_request(format!("invalid request: {e}")))?,
+        _ => return Err(ApiError::bad_request("this route takes a JSON body")),
+    };
+    let d = call.deployment;
+    super::chat::one_shot(
+        &call,
+        |url| embedding_request(&req, d, url),
+        |body| embedding_response(body, &req, d),
+        upstream_error,
+    )
+    .await
+}
+
 /// `POST {api_base}/v1beta/models/{model}:batchEmbedContents` for an OpenAI embeddings request.
 pub fn embedding_request(req: &EmbeddingRequest, d: &Deployment, url: String) -> Result<UpstreamRequest, ApiError> {
     wants_base64(req)?;
     let body = batch_embed_body(req, &d.upstream_model)?;
-    Ok(with_key(UpstreamRequest::post_json(url, &body), d))
+    Ok(UpstreamRequest::post_json(url, &body))
 }
 
 /// A `batchEmbedContents` answer as an OpenAI embeddings `list` (floats, or base64 of
@@ -889,19 +878,15 @@ pub fn embedding_response(body: &[u8], req: &EmbeddingRequest, d: &Deployment) -
 // The provider
 
 impl ChatProvider for Gemini {
-    fn supported_params(&self) -> &'static [&'static str] {
-        SUPPORTED_PARAMS
-    }
-
     fn chat_request(
         &self,
         req: &ChatRequest,
-        d: &Deployment,
+        _d: &Deployment,
         url: String,
         _stream: bool,
     ) -> Result<UpstreamRequest, ApiError> {
         let body = generate_content_body(req)?;
-        Ok(with_key(UpstreamRequest::post_json(url, &body), d))
+        Ok(UpstreamRequest::post_json(url, &body))
     }
 
     fn chat_response(&self, body: &[u8], d: &Deployment) -> Result<Value, ApiError> {
@@ -914,7 +899,7 @@ impl ChatProvider for Gemini {
         Box::new(StreamDecoder::new(meta))
     }
 
-    fn upstream_error(&self, status: StatusCode, body: &[u8], d: &Deployment) -> ApiError {
-        upstream_error(status, body, d.api_key.as_ref())
+    fn upstream_error(&self, status: StatusCode, body: &[u8], _d: &Deployment) -> ApiError {
+        upstream_error(status, body)
     }
 }

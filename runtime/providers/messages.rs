@@ -6,13 +6,12 @@
 //! delta / stop, message_delta, message_stop), so the Anthropic SDK works against GPT,
 //! Gemini or Bedrock deployments.
 
-use super::chat::{execute, is_usage_chunk, usage_of, ChatOutput, ChunkStream};
-use super::{chat_provider, ProviderCall};
+use super::auth::Scrubber;
+use super::chat::{execute, is_usage_chunk, ChatOutput, ChunkStream, StreamEnds};
+use super::translate::ChatProvider;
+use super::ProviderCall;
 use crate::api::openai::ChatRequest;
-use crate::apps::logs::LogType;
-use crate::apps::session::Session;
-use crate::http::dispatch::{Outcome, Payload};
-use crate::http::error::ApiError;
+use crate::exchange::{usage, ApiError, Outcome, Payload};
 use crate::streaming::sse;
 use axum::body::Bytes;
 use axum::response::IntoResponse;
@@ -172,7 +171,7 @@ pub fn to_anthropic_message(chat: &Value) -> Value {
             "input": serde_json::from_str::<Value>(arguments).unwrap_or_else(|_| json!({})),
         }));
     }
-    let usage = usage_of(chat).unwrap_or_default();
+    let usage = usage::from_json(chat).unwrap_or_default();
     let mut usage_json = json!({"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens});
     if let Some(cached) = chat.pointer("/usage/prompt_tokens_details/cached_tokens").and_then(Value::as_u64) {
         usage_json["cache_read_input_tokens"] = json!(cached);
@@ -257,7 +256,7 @@ impl AnthropicEvents {
         let mut out = Vec::new();
         self.start(chunk, &mut out);
         if is_usage_chunk(chunk) {
-            let usage = usage_of(chunk).unwrap_or_default();
+            let usage = usage::from_json(chunk).unwrap_or_default();
             self.input_tokens = usage.prompt_tokens;
             self.output_tokens = usage.completion_tokens;
             return out;
@@ -294,7 +293,7 @@ impl AnthropicEvents {
         if let Some(reason) = choice["finish_reason"].as_str() {
             self.stop_reason = Some(stop_reason(reason));
         }
-        if let Some(usage) = usage_of(chunk) {
+        if let Some(usage) = usage::from_json(chunk) {
             self.input_tokens = usage.prompt_tokens;
             self.output_tokens = usage.completion_tokens;
         }
@@ -334,7 +333,7 @@ pub fn error_event(e: &ApiError) -> Bytes {
 fn anthropic_frames(
     chunks: ChunkStream,
     model: String,
-    session: Arc<Session>,
+    ends: StreamEnds,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     struct State {
         chunks: ChunkStream,
@@ -342,8 +341,9 @@ fn anthropic_frames(
         finished: bool,
     }
     let state = State { chunks, events: AnthropicEvents::new(&model), finished: false };
+    let ends = Arc::new(ends);
     futures::stream::unfold(state, move |mut s| {
-        let session = session.clone();
+        let ends = ends.clone();
         async move {
             if s.finished {
                 return None;
@@ -352,8 +352,7 @@ fn anthropic_frames(
                 Some(Ok(chunk)) => s.events.push(&chunk),
                 Some(Err(e)) => {
                     s.finished = true;
-                    session.logs.push(LogType::Error, format!("stream ended by an upstream error: {}", e.message));
-                    vec![error_event(&e)]
+                    vec![error_event(&ends.failed(e))]
                 }
                 None => {
                     s.finished = true;
@@ -366,10 +365,8 @@ fn anthropic_frames(
     .flatten()
 }
 
-/// `POST /v1/messages` for a deployment that is not Anthropic.
-pub async fn serve(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
-    let provider = chat_provider(call.deployment.provider)
-        .ok_or_else(|| ApiError::not_built(format!("chat translation for {} deployments", call.deployment.provider)))?;
+/// `POST /v1/messages` for a deployment that is not Anthropic, through its chat translation.
+pub async fn serve(call: ProviderCall<'_>, provider: &dyn ChatProvider) -> Result<Outcome, ApiError> {
     let body = match &call.payload {
         Payload::Json(v) => Arc::clone(v),
         _ => return Err(invalid("this route takes a JSON body")),
@@ -378,11 +375,12 @@ pub async fn serve(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
     let deployment = Some(call.deployment.id.clone());
     match execute(&call, provider, req).await? {
         ChatOutput::Complete(chat) => {
-            let usage = usage_of(&chat);
+            let usage = usage::from_json(&chat);
             Ok(Outcome { response: axum::Json(to_anthropic_message(&chat)).into_response(), deployment, usage })
         }
         ChatOutput::Stream(chunks) => {
-            let frames = anthropic_frames(chunks, call.deployment.upstream_model.clone(), call.session.clone());
+            let ends = StreamEnds { logs: call.logs.clone(), scrubber: Scrubber::of(call.deployment) };
+            let frames = anthropic_frames(chunks, call.deployment.upstream_model.clone(), ends);
             Ok(Outcome { response: sse::response(frames), deployment, usage: None })
         }
     }

@@ -1,17 +1,16 @@
 //! OpenAI and OpenAI-compatible upstreams: requests are forwarded as they are, with the
 //! deployment's key and its model name, and answers stream back as they arrive.
 
+use super::auth;
 use super::translate::upstream_url;
 use super::translate::{ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
-use super::upstream::{RequestBody, SendError};
-use super::{Provider, ProviderCall};
+use super::{Deployment, Provider, ProviderCall};
 use crate::api::openai::ChatRequest;
-use crate::apps::session::Deployment;
 use crate::catalogue::Operation;
-use crate::http::dispatch::{Outcome, Payload};
-use crate::http::error::ApiError;
+use crate::exchange::{ApiError, Outcome, Payload};
+use crate::transport::{RequestBody, SendError};
 use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
 
@@ -19,53 +18,6 @@ use serde_json::Value;
 /// a `&str` name is parsed and hashed again on every look-up).
 const FORWARDED_HEADERS: [HeaderName; 3] =
     [header::ACCEPT, HeaderName::from_static("openai-beta"), HeaderName::from_static("anthropic-beta")];
-
-/// The Anthropic API version sent when the client names none.
-pub const ANTHROPIC_VERSION: &str = "2023-06-01";
-
-/// How each pass-through provider takes its key: OpenAI a bearer token, Azure an `api-key`
-/// header, Anthropic `x-api-key` plus the API version.
-pub fn auth_headers(d: &Deployment, client: &axum::http::HeaderMap) -> Vec<(&'static str, String)> {
-    let key = d.api_key.as_ref().map(|k| k.expose().to_owned());
-    match d.provider {
-        Provider::Azure => key.map(|k| vec![("api-key", k)]).unwrap_or_default(),
-        Provider::Anthropic => {
-            let version =
-                client.get("anthropic-version").and_then(|v| v.to_str().ok()).unwrap_or(ANTHROPIC_VERSION).to_owned();
-            let mut headers = vec![("anthropic-version", version)];
-            headers.extend(key.map(|k| ("x-api-key", k)));
-            headers
-        }
-        _ => key.map(|k| vec![("authorization", format!("Bearer {k}"))]).unwrap_or_default(),
-    }
-}
-
-/// [`auth_headers`] as headers to send; a key that cannot be a header value is the deployment's fault.
-pub fn auth_header_map(d: &Deployment, client: &HeaderMap) -> Result<HeaderMap, ApiError> {
-    // They depend on the client only through the Anthropic version it may name; otherwise the
-    // deployment's own copy serves every request.
-    let chosen_by_client = d.provider == Provider::Anthropic && client.contains_key("anthropic-version");
-    let headers = if chosen_by_client {
-        credential_headers(d, client)
-    } else {
-        d.credential_headers.get_or_init(|| credential_headers(d, &HeaderMap::new())).clone()
-    };
-    headers.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream_error",
-            format!("deployment {} has a credential that is not a valid header value", d.id),
-        )
-    })
-}
-
-fn credential_headers(d: &Deployment, client: &HeaderMap) -> Option<HeaderMap> {
-    let mut headers = HeaderMap::with_capacity(4);
-    for (name, value) in auth_headers(d, client) {
-        headers.insert(name, HeaderValue::from_str(&value).ok()?);
-    }
-    Some(headers)
-}
 
 /// OpenAI's own chat format, spoken as a translating provider: what `/v1/messages` uses in
 /// front of OpenAI, Azure and OpenAI-compatible deployments.
@@ -75,10 +27,6 @@ pub struct OpenAiChat;
 pub static CHAT: OpenAiChat = OpenAiChat;
 
 impl ChatProvider for OpenAiChat {
-    fn supported_params(&self) -> &'static [&'static str] {
-        super::chat::OPENAI_CHAT_PARAMS
-    }
-
     fn chat_request(
         &self,
         req: &ChatRequest,
@@ -92,11 +40,7 @@ impl ChatProvider for OpenAiChat {
             // Ask for usage so the stream's cost and the Anthropic front's message_delta are exact.
             body["stream_options"]["include_usage"] = Value::Bool(true);
         }
-        let mut upstream = UpstreamRequest::post_json(url, &body);
-        for (name, value) in auth_headers(d, &axum::http::HeaderMap::new()) {
-            upstream = upstream.header(name, value);
-        }
-        Ok(upstream)
+        Ok(UpstreamRequest::post_json(url, &body))
     }
 
     fn chat_response(&self, body: &[u8], d: &Deployment) -> Result<Value, ApiError> {
@@ -175,7 +119,7 @@ pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
     }
 
     let url = super::translate::parsed_url(&url, d)?;
-    let mut headers = auth_header_map(d, call.headers)?;
+    let mut headers = auth::credential_headers(d, Some(call.headers))?;
     for name in FORWARDED_HEADERS {
         if let Some(v) = call.headers.get(&name) {
             headers.insert(name, v.clone());
@@ -197,7 +141,7 @@ pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
         Payload::Multipart(form) => {
             failure = Some(form.failure.clone());
             let rewrite = call.route.model_field.map(|f| (f, d.upstream_model.clone()));
-            let (content_type, stream) = form.into_upstream(rewrite, call.state.limits.body_limit(call.route.family));
+            let (content_type, stream) = form.into_upstream(rewrite, call.body_limit);
             if let Ok(v) = HeaderValue::from_str(&content_type) {
                 headers.insert(header::CONTENT_TYPE, v);
             }
@@ -205,7 +149,7 @@ pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
         }
         Payload::Empty => RequestBody::empty(),
     };
-    let request = super::upstream::Request {
+    let request = crate::transport::Request {
         method: upstream.method.as_http(),
         url,
         headers,
@@ -213,7 +157,7 @@ pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
         timeout: None,
         public_only: d.public_only,
     };
-    let upstream_response = call.state.http.send(request).await.map_err(|e| {
+    let upstream_response = call.upstream.send(request).await.map_err(|e| {
         // A multipart body that failed on the client's side is the client's error, not the upstream's.
         match failure.as_ref().and_then(|f| f.get()) {
             Some(client_error) => client_error.clone(),
@@ -300,7 +244,7 @@ pub fn unreachable_error(e: &SendError, d: &Deployment) -> ApiError {
 }
 
 /// Keeps the upstream's status and its OpenAI-style error; wraps anything else in one.
-async fn upstream_error(status: StatusCode, response: super::upstream::Response, d: &Deployment) -> ApiError {
+async fn upstream_error(status: StatusCode, response: crate::transport::Response, d: &Deployment) -> ApiError {
     let body = response.head_of_body(ERROR_BODY_LIMIT).await;
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
     let error = parsed.as_ref().and_then(|v| v.get("error"));

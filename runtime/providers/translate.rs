@@ -6,9 +6,9 @@
 //! A provider module implements [`ChatProvider`] with pure functions, so every translation
 //! can be snapshot-tested without a network.
 
+use super::Deployment;
 use crate::api::openai::ChatRequest;
-use crate::apps::session::Deployment;
-use crate::http::error::ApiError;
+use crate::exchange::ApiError;
 use axum::http::StatusCode;
 use serde_json::Value;
 
@@ -63,14 +63,11 @@ pub trait ChunkDecoder: Send {
     fn finish(&mut self) -> Result<Vec<Value>, ApiError>;
 }
 
-/// A provider that speaks its own chat wire format.
+/// A provider that speaks its own chat wire format. Which OpenAI parameters it honours is data
+/// (`Provider::spec().chat_params`); how it takes credentials too (`providers::auth`).
 pub trait ChatProvider: Sync {
-    /// The OpenAI chat parameters this provider can honour. A request with another known
-    /// OpenAI parameter is refused (400) unless `drop_params` is set, which drops it.
-    fn supported_params(&self) -> &'static [&'static str];
-
-    /// The upstream request for `req`. `url` is the full URL built from the catalogue's
-    /// template (`stream` says which template was used); add auth headers and signing here.
+    /// The upstream request for `req`, without credentials (`auth::authorize` adds them). `url`
+    /// is the full URL built from the catalogue's template (`stream` says which one was used).
     fn chat_request(
         &self,
         req: &ChatRequest,

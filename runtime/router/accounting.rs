@@ -1,106 +1,59 @@
-//! What a served request used and cost: tokens read from the answer (whole or streamed, in
-//! OpenAI's, Anthropic's or the Responses API's shape), priced by the price table, added to
-//! the deployment's totals and the app's and deployment's spend.
+//! What a served request used and cost: tokens read from the answer (whole or streamed, in any
+//! vocabulary `exchange::usage` reads), priced by the deployment's price, added to its totals
+//! and to the app's and deployment's spend (and, with several instances, the shared spend).
 //!
-//! Streams are accounted when they end: the response body is re-framed event by event (each
-//! event leaves as soon as it is complete), usage is read on the way, the deployment stays
-//! counted as in flight until the last byte, and a stream whose upstream falls silent past
-//! `stream_timeout` ends with an SSE error event.
+//! A stream is accounted when it ends: [`AccountedStream`] re-frames its body event by event
+//! (each event leaves as soon as it is complete), reads usage on the way, keeps the deployment
+//! counted in flight until the last byte, sends `: keep-alive` comments while the first token
+//! is awaited, and ends a stream whose upstream falls silent past `stream_timeout` with an SSE
+//! error event.
 
 use super::history::Sample;
-use super::prices;
 use super::stats::InFlight;
-use crate::apps::logs::LogType;
-use crate::apps::session::Session;
-use crate::http::dispatch::Usage;
-use crate::http::error::ApiError;
-use crate::json_scan::{self, ScanError};
-use axum::body::{Body, Bytes};
+use super::table::Table;
+use crate::cluster::Cluster;
+use crate::exchange::{usage, ApiError, Usage};
+use crate::observability::metrics;
+use crate::observability::request_id::RequestId;
+use crate::observability::session_log::LogType;
+use crate::streaming::sse;
+use axum::body::{Body, BodyDataStream, Bytes};
 use axum::http::StatusCode;
 use axum::response::Response;
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use serde_json::Value;
-use std::ops::Range;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
-
-/// Reads token usage from an answer or a stream event, whichever vocabulary it uses.
-pub fn usage_from_json(v: &Value) -> Option<Usage> {
-    let usage = v
-        .get("usage")
-        .filter(|u| u.is_object())
-        .or_else(|| v.pointer("/message/usage").filter(|u| u.is_object()))
-        .or_else(|| v.pointer("/response/usage").filter(|u| u.is_object()))?;
-    let count = |keys: &[&str]| keys.iter().find_map(|k| usage.get(*k).and_then(Value::as_u64));
-    let prompt = count(&["prompt_tokens", "input_tokens"]);
-    let completion = count(&["completion_tokens", "output_tokens"]);
-    (prompt.is_some() || completion.is_some())
-        .then(|| Usage { prompt_tokens: prompt.unwrap_or(0), completion_tokens: completion.unwrap_or(0) })
-}
-
-/// The token counts of a JSON answer, read without building it (the whole answer is still
-/// checked to be JSON): the same places [`usage_from_json`] looks, with keys as written.
-pub fn answer_usage(doc: &[u8]) -> Result<Option<Usage>, ScanError> {
-    let (mut usage, mut message, mut response) = (None, None, None);
-    json_scan::members(doc, |key, span| match key {
-        b"usage" => usage = Some(span),
-        b"message" => message = Some(span),
-        b"response" => response = Some(span),
-        _ => {}
-    })?;
-    let object = |span: Option<Range<usize>>| span.map(|s| &doc[s]).filter(|v| v.first() == Some(&b'{'));
-    let nested = |span: Option<Range<usize>>| {
-        let outer = object(span)?;
-        let mut inner = None;
-        json_scan::members(outer, |key, span| {
-            if key == b"usage" {
-                inner = Some(span);
-            }
-        })
-        .ok()?;
-        inner.map(|s| &outer[s]).filter(|v| v.first() == Some(&b'{'))
-    };
-    let Some(counts) = object(usage).or_else(|| nested(message)).or_else(|| nested(response)) else {
-        return Ok(None);
-    };
-    let (mut prompt, mut input, mut completion, mut output) = (None, None, None, None);
-    json_scan::members(counts, |key, span| {
-        let slot = match key {
-            b"prompt_tokens" => &mut prompt,
-            b"input_tokens" => &mut input,
-            b"completion_tokens" => &mut completion,
-            b"output_tokens" => &mut output,
-            _ => return,
-        };
-        *slot = json_scan::whole_number(&counts[span]);
-    })?;
-    let (prompt, completion) = (prompt.or(input), completion.or(output));
-    Ok((prompt.is_some() || completion.is_some())
-        .then(|| Usage { prompt_tokens: prompt.unwrap_or(0), completion_tokens: completion.unwrap_or(0) }))
-}
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 /// Where a request's usage and cost are booked.
 #[derive(Clone)]
 pub struct Account {
-    pub session: Arc<Session>,
+    pub table: Arc<Table>,
     pub index: usize,
-    pub request_id: crate::observability::request_id::RequestId,
+    pub request_id: RequestId,
     /// Other instances share spend and load through this, when configured.
-    pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    pub cluster: Option<Arc<Cluster>>,
     /// When the attempt began: a request's latency in the usage history runs to its last byte.
-    pub started: std::time::Instant,
+    pub started: Instant,
 }
 
 impl Account {
     /// Books `usage`; returns the cost in US dollars.
     pub fn book(&self, usage: Usage) -> f64 {
-        let d = &self.session.deployments[self.index];
-        let stats = &self.session.stats[self.index];
+        let t = &self.table;
+        let stats = &t.stats[self.index];
         stats.record_usage(true, usage.prompt_tokens, usage.completion_tokens);
         stats.add_tokens(usage.prompt_tokens + usage.completion_tokens);
-        let cost = prices::cost(d, usage.prompt_tokens, usage.completion_tokens).unwrap_or(0.0);
-        self.session.app_spend.add(cost);
-        self.session.deployment_spend[self.index].add(cost);
+        let cost = t.prices[self.index]
+            .map(|p| {
+                p.input_per_token * usage.prompt_tokens as f64 + p.output_per_token * usage.completion_tokens as f64
+            })
+            .unwrap_or(0.0);
+        t.app_spend.add(cost);
+        t.deployment_spend[self.index].add(cost);
         let sample = Sample {
             ok: true,
             latency: self.started.elapsed(),
@@ -109,20 +62,20 @@ impl Account {
             cost,
         };
         stats.history.record(super::stats::now_ms(), sample);
-        crate::observability::metrics::booked(&self.session, self.index, usage, cost);
+        metrics::booked(&t.labels, self.index, usage, cost);
         if let Some(cluster) = self.cluster.clone() {
-            let (s, i) = (self.session.clone(), self.index);
+            let (t, i) = (self.table.clone(), self.index);
             let micros = (cost * 1e6).round() as u64;
             let tokens = usage.prompt_tokens + usage.completion_tokens;
             tokio::spawn(async move {
+                let id = &t.ident;
                 if micros > 0 {
-                    let deployment = &s.deployments[i].id;
-                    cluster.add_spend(&s.workspace, &s.app_id, "app", s.app_spend.period_now(), micros).await;
-                    cluster
-                        .add_spend(&s.workspace, &s.app_id, deployment, s.deployment_spend[i].period_now(), micros)
-                        .await;
+                    let deployment = &t.deployments[i].id;
+                    cluster.add_spend(&id.workspace, &id.app_id, "app", t.app_spend.period_now(), micros).await;
+                    let period = t.deployment_spend[i].period_now();
+                    cluster.add_spend(&id.workspace, &id.app_id, deployment, period, micros).await;
                 }
-                cluster.add_load(&s.workspace, &s.id, i, -1, 0, tokens).await;
+                cluster.add_load(&id.workspace, &id.session_id, i, -1, 0, tokens).await;
             });
         }
         cost
@@ -134,162 +87,206 @@ fn is_usage_only(v: &Value) -> bool {
     v["choices"].as_array().is_some_and(Vec::is_empty) && v.get("usage").is_some_and(Value::is_object)
 }
 
-/// Re-frames a streamed (SSE) body: books its usage when it ends, drops the usage-only chunk
-/// the client did not ask for, holds `in_flight` to the end, and enforces the chunk gap.
-pub fn tap_stream(
-    response: Response,
-    in_flight: InFlight,
-    gap: Option<Duration>,
-    keepalive: Option<Duration>,
+/// How a stream's silences are bounded.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Pacing {
+    /// Longest gap allowed between two pieces of the upstream's body (`stream_timeout`).
+    pub gap: Option<Duration>,
+    /// How often `: keep-alive` goes out while the first event is awaited.
+    pub keepalive: Option<Duration>,
+}
+
+/// A streamed (SSE) answer on its way to the client, accounted as it goes: see the module.
+pub struct AccountedStream {
+    body: BodyDataStream,
+    /// Bytes of an event not complete yet.
+    buffer: Vec<u8>,
+    usage: Usage,
+    seen_usage: bool,
     account: Account,
+    _in_flight: InFlight,
+    pacing: Pacing,
+    /// When the upstream last sent something, and when the next keep-alive is due.
+    since_data: Instant,
+    next_keepalive: Instant,
+    /// The one timer of the stream, moved to whichever of the two comes first.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    sent_data: bool,
     client_wants_usage: bool,
-) -> Response {
-    let (parts, body) = response.into_parts();
-    struct State {
-        body: axum::body::BodyDataStream,
-        buffer: Vec<u8>,
-        usage: Usage,
-        seen_usage: bool,
+    done: bool,
+}
+
+/// What a stream's timer meant when it fired.
+enum Silence {
+    KeepAlive,
+    TooLong,
+}
+
+impl AccountedStream {
+    /// Wraps a streamed `response`: the deployment of `account` stays in flight until it ends,
+    /// its usage is booked then, and the usage-only chunk is dropped unless the client asked.
+    pub fn wrap(
+        response: Response,
+        in_flight: InFlight,
+        pacing: Pacing,
         account: Account,
-        _in_flight: InFlight,
-        gap: Option<Duration>,
-        keepalive: Option<Duration>,
-        since_data: std::time::Instant,
-        sent_data: bool,
         client_wants_usage: bool,
-        done: bool,
+    ) -> Response {
+        let (parts, body) = response.into_parts();
+        let now = Instant::now();
+        let stream = AccountedStream {
+            body: body.into_data_stream(),
+            buffer: Vec::new(),
+            usage: Usage::default(),
+            seen_usage: false,
+            account,
+            _in_flight: in_flight,
+            pacing,
+            since_data: now,
+            next_keepalive: now + pacing.keepalive.unwrap_or_default(),
+            timer: None,
+            sent_data: false,
+            client_wants_usage,
+            done: false,
+        };
+        Response::from_parts(parts, Body::from_stream(stream))
     }
-    let state = State {
-        body: body.into_data_stream(),
-        buffer: Vec::new(),
-        usage: Usage::default(),
-        seen_usage: false,
-        account,
-        _in_flight: in_flight,
-        gap,
-        keepalive,
-        since_data: std::time::Instant::now(),
-        sent_data: false,
-        client_wants_usage,
-        done: false,
-    };
-    let stream = futures::stream::unfold(state, |mut s| async move {
-        loop {
-            if s.done {
-                return None;
-            }
-            // Before the first event, a comment every `keepalive` keeps proxies in between from
-            // cutting a long wait for the first token; `gap` bounds the silence either way.
-            let keepalive = s.keepalive.filter(|_| !s.sent_data);
-            let gap_left = s.gap.map(|g| g.saturating_sub(s.since_data.elapsed()));
-            let wait = match (keepalive, gap_left) {
-                (Some(k), Some(g)) => Some(k.min(g)),
-                (k, g) => k.or(g),
-            };
-            let next = match wait {
-                None => s.body.next().await,
-                Some(wait) => match tokio::time::timeout(wait, s.body.next()).await {
-                    Ok(next) => next,
-                    Err(_) if gap_left.is_some_and(|g| g <= wait) => {
-                        s.done = true;
-                        s.finish();
-                        let gap = s.gap.unwrap_or_default();
-                        let error = ApiError::new(
-                            StatusCode::REQUEST_TIMEOUT,
-                            "timeout_error",
-                            format!("the upstream sent nothing for {:.1}s (stream_timeout)", gap.as_secs_f64()),
-                        )
-                        .with_code("stream_timeout");
-                        let mut out = std::mem::take(&mut s.buffer);
-                        out.extend_from_slice(&crate::streaming::sse::named("error", &error.body()));
-                        return Some((Ok::<Bytes, axum::Error>(Bytes::from(out)), s));
+
+    /// Waits on the earlier of the keep-alive and the gap's end; pending when neither applies.
+    fn poll_silence(&mut self, cx: &mut Context<'_>) -> Poll<Silence> {
+        let gap_ends = self.pacing.gap.map(|g| self.since_data + g);
+        let keepalive = self.pacing.keepalive.filter(|_| !self.sent_data).map(|_| self.next_keepalive);
+        let at = match (gap_ends, keepalive) {
+            (Some(g), Some(k)) => g.min(k),
+            (g, k) => match g.or(k) {
+                Some(at) => at,
+                None => return Poll::Pending,
+            },
+        };
+        let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at.into())));
+        if timer.deadline() != at.into() {
+            timer.as_mut().reset(at.into());
+        }
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        if gap_ends.is_some_and(|g| g <= at) {
+            return Poll::Ready(Silence::TooLong);
+        }
+        self.next_keepalive = Instant::now() + self.pacing.keepalive.unwrap_or_default();
+        Poll::Ready(Silence::KeepAlive)
+    }
+
+    /// The complete events in the buffer, minus any dropped usage chunk; usage noted.
+    fn complete_events(&mut self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.buffer.len());
+        let mut start = 0;
+        while let Some(end) = find_event_end(&self.buffer[start..]) {
+            let event = &self.buffer[start..start + end];
+            let mut keep = true;
+            if contains(event, b"\"usage\"") {
+                for line in event.split(|b| *b == b'\n') {
+                    let Some(data) = line.strip_prefix(b"data:") else { continue };
+                    let Ok(v) = serde_json::from_slice::<Value>(data.trim_ascii()) else { continue };
+                    if let Some(u) = usage::from_json(&v) {
+                        self.usage.prompt_tokens = self.usage.prompt_tokens.max(u.prompt_tokens);
+                        self.usage.completion_tokens = self.usage.completion_tokens.max(u.completion_tokens);
+                        self.seen_usage = true;
                     }
-                    Err(_) => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), s)),
-                },
-            };
-            match next {
-                Some(Ok(bytes)) => {
-                    s.since_data = std::time::Instant::now();
-                    s.buffer.extend_from_slice(&bytes);
-                    let out = s.complete_events();
-                    if !out.is_empty() {
-                        s.sent_data = true;
-                        return Some((Ok(Bytes::from(out)), s));
+                    if !self.client_wants_usage && is_usage_only(&v) {
+                        keep = false;
                     }
                 }
-                Some(Err(e)) => {
+            }
+            if keep {
+                out.extend_from_slice(event);
+            }
+            start += end;
+        }
+        self.buffer.drain(..start);
+        out
+    }
+
+    /// The stream is over: books its usage and notes it in the session's log.
+    fn finish(&mut self) {
+        self.done = true;
+        let cost = self.account.book(self.usage);
+        let line = format!(
+            "{} stream ended: tokens={}/{}{} cost=${cost:.6}",
+            self.account.request_id,
+            self.usage.prompt_tokens,
+            self.usage.completion_tokens,
+            if self.seen_usage { "" } else { " (the upstream reported no usage)" }
+        );
+        self.account.table.logs.push(LogType::Log, line);
+    }
+
+    /// Ends the stream with what is left of the buffer and an SSE `error` event.
+    fn end_with(&mut self, error: ApiError) -> Bytes {
+        self.finish();
+        let mut out = std::mem::take(&mut self.buffer);
+        out.extend_from_slice(&sse::named("error", &error.body()));
+        Bytes::from(out)
+    }
+}
+
+impl Stream for AccountedStream {
+    type Item = Result<Bytes, axum::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match this.body.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(bytes))) => {
+                    this.since_data = Instant::now();
+                    this.buffer.extend_from_slice(&bytes);
+                    let out = this.complete_events();
+                    if !out.is_empty() {
+                        this.sent_data = true;
+                        return Poll::Ready(Some(Ok(Bytes::from(out))));
+                    }
+                    continue;
+                }
+                Poll::Ready(Some(Err(e))) => {
                     // The upstream broke off: end the client's stream cleanly, with the reason.
-                    s.done = true;
-                    s.finish();
                     let error = ApiError::new(
                         StatusCode::BAD_GATEWAY,
                         "upstream_error",
                         format!("the upstream stream broke off: {e}"),
                     )
                     .with_code("upstream_stream_error");
-                    s.account.session.logs.push(LogType::Error, format!("{} {}", s.account.request_id, error.message));
-                    let mut out = std::mem::take(&mut s.buffer);
-                    out.extend_from_slice(&crate::streaming::sse::named("error", &error.body()));
-                    return Some((Ok(Bytes::from(out)), s));
+                    let line = format!("{} {}", this.account.request_id, error.message);
+                    this.account.table.logs.push(LogType::Error, line);
+                    return Poll::Ready(Some(Ok(this.end_with(error))));
                 }
-                None => {
-                    s.done = true;
-                    s.finish();
-                    let rest = std::mem::take(&mut s.buffer);
-                    if rest.is_empty() {
-                        return None;
-                    }
-                    return Some((Ok(Bytes::from(rest)), s));
+                Poll::Ready(None) => {
+                    this.finish();
+                    let rest = std::mem::take(&mut this.buffer);
+                    return Poll::Ready((!rest.is_empty()).then(|| Ok(Bytes::from(rest))));
                 }
+                Poll::Pending => {}
             }
-        }
-    });
-
-    impl State {
-        /// The complete events in the buffer, minus any dropped usage chunk; usage noted.
-        fn complete_events(&mut self) -> Vec<u8> {
-            let mut out = Vec::with_capacity(self.buffer.len());
-            let mut start = 0;
-            while let Some(end) = find_event_end(&self.buffer[start..]) {
-                let event = &self.buffer[start..start + end];
-                let mut keep = true;
-                if contains(event, b"\"usage\"") {
-                    for line in event.split(|b| *b == b'\n') {
-                        let Some(data) = line.strip_prefix(b"data:") else { continue };
-                        let Ok(v) = serde_json::from_slice::<Value>(data.trim_ascii()) else { continue };
-                        if let Some(u) = usage_from_json(&v) {
-                            self.usage.prompt_tokens = self.usage.prompt_tokens.max(u.prompt_tokens);
-                            self.usage.completion_tokens = self.usage.completion_tokens.max(u.completion_tokens);
-                            self.seen_usage = true;
-                        }
-                        if !self.client_wants_usage && is_usage_only(&v) {
-                            keep = false;
-                        }
-                    }
+            // Before the first event, a comment every `keepalive` keeps proxies in between from
+            // cutting a long wait for the first token; `gap` bounds the silence either way.
+            return match this.poll_silence(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Silence::KeepAlive) => Poll::Ready(Some(Ok(Bytes::from_static(b": keep-alive\n\n")))),
+                Poll::Ready(Silence::TooLong) => {
+                    let gap = this.pacing.gap.unwrap_or_default();
+                    let error = ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "timeout_error",
+                        format!("the upstream sent nothing for {:.1}s (stream_timeout)", gap.as_secs_f64()),
+                    )
+                    .with_code("stream_timeout");
+                    Poll::Ready(Some(Ok(this.end_with(error))))
                 }
-                if keep {
-                    out.extend_from_slice(event);
-                }
-                start += end;
-            }
-            self.buffer.drain(..start);
-            out
-        }
-
-        fn finish(&mut self) {
-            let cost = self.account.book(self.usage);
-            let line = format!(
-                "{} stream ended: tokens={}/{}{} cost=${cost:.6}",
-                self.account.request_id,
-                self.usage.prompt_tokens,
-                self.usage.completion_tokens,
-                if self.seen_usage { "" } else { " (the upstream reported no usage)" }
-            );
-            self.account.session.logs.push(LogType::Log, line);
+            };
         }
     }
-
-    Response::from_parts(parts, Body::from_stream(stream))
 }
 
 /// The length of the first complete SSE event (through its blank line), if there is one.
@@ -312,53 +309,33 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 /// Reads a whole JSON answer to learn its usage, then serves the same bytes. An answer that
-/// breaks off or is not JSON becomes a 502 saying so.
-pub async fn tap_json(response: Response, limit: usize, who: &str) -> (Response, Option<Usage>) {
+/// breaks off or is not JSON is a 502 saying so.
+pub async fn read_json_usage(
+    response: Response,
+    limit: usize,
+    who: &str,
+) -> Result<(Response, Option<Usage>), ApiError> {
     let (parts, body) = response.into_parts();
     let upstream_error = |message: String| {
-        let error = ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", message).with_code("bad_upstream_answer");
-        (axum::response::IntoResponse::into_response(error), None)
+        ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", message).with_code("bad_upstream_answer")
     };
     match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => match answer_usage(&bytes) {
-            Ok(usage) => (Response::from_parts(parts, Body::from(bytes)), usage),
-            Err(e) => upstream_error(format!("deployment {who} answered invalid JSON: {e}")),
+        Ok(bytes) => match usage::from_answer(&bytes) {
+            Ok(usage) => Ok((Response::from_parts(parts, Body::from(bytes)), usage)),
+            Err(e) => Err(upstream_error(format!("deployment {who} answered invalid JSON: {e}"))),
         },
-        Err(e) => upstream_error(format!("deployment {who}'s answer broke off: {e}")),
+        Err(e) => Err(upstream_error(format!("deployment {who}'s answer broke off: {e}"))),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
-    fn usage_is_read_in_every_vocabulary() {
-        let openai = json!({"usage": {"prompt_tokens": 9, "completion_tokens": 3}});
-        let anthropic_start =
-            json!({"type": "message_start", "message": {"usage": {"input_tokens": 11, "output_tokens": 1}}});
-        let anthropic_delta = json!({"type": "message_delta", "usage": {"output_tokens": 7}});
-        let responses =
-            json!({"type": "response.completed", "response": {"usage": {"input_tokens": 5, "output_tokens": 2}}});
-        assert_eq!(usage_from_json(&openai), Some(Usage { prompt_tokens: 9, completion_tokens: 3 }));
-        assert_eq!(usage_from_json(&anthropic_start), Some(Usage { prompt_tokens: 11, completion_tokens: 1 }));
-        assert_eq!(usage_from_json(&anthropic_delta), Some(Usage { prompt_tokens: 0, completion_tokens: 7 }));
-        assert_eq!(usage_from_json(&responses), Some(Usage { prompt_tokens: 5, completion_tokens: 2 }));
-        assert_eq!(usage_from_json(&json!({"usage": null})), None);
-        // The answer-only reader agrees with the general one on each vocabulary.
-        let odd = [
-            json!({"usage": null}),
-            json!({"message": "x"}),
-            json!({"message": ["x", {"usage": 1}]}),
-            json!({"usage": {"prompt_tokens": 1.5, "completion_tokens": 2, "details": {"a": [1]}}}),
-            json!({"response": {"usage": {"input_tokens": "7"}}}),
-        ];
-        for v in [&openai, &anthropic_start, &anthropic_delta, &responses].into_iter().chain(&odd) {
-            assert_eq!(answer_usage(&serde_json::to_vec(v).unwrap()).unwrap(), usage_from_json(v), "{v}");
-        }
-        assert!(answer_usage(br#"{"usage": {"prompt_tokens": 1}"#).is_err());
+    fn events_end_at_a_blank_line() {
         assert_eq!(find_event_end(b"data: a\n\ndata: b"), Some(9));
+        assert_eq!(find_event_end(b"data: a\n\r\ndata: b"), Some(10));
         assert_eq!(find_event_end(b"data: a\n"), None);
     }
 }

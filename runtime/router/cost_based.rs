@@ -2,7 +2,6 @@
 //! [`super::prices`]); one of unknown price counts as the most expensive. Equals share at random.
 
 use super::least_busy::random_lowest;
-use super::prices::price_of;
 use super::{Candidate, PickContext, Strategy};
 
 pub struct CostBased;
@@ -11,7 +10,7 @@ impl Strategy for CostBased {
     fn pick(&self, candidates: &[Candidate<'_>], _ctx: &PickContext, rng: &mut dyn rand::RngCore) -> usize {
         let cost: Vec<f64> = candidates
             .iter()
-            .map(|c| price_of(c.deployment).map(|p| p.per_token_sum()).filter(|s| !s.is_nan()).unwrap_or(f64::INFINITY))
+            .map(|c| c.price.map(|p| p.per_token_sum()).filter(|s| !s.is_nan()).unwrap_or(f64::INFINITY))
             .collect();
         random_lowest(&cost, rng)
     }

@@ -1,21 +1,60 @@
-//! Choosing a deployment within a model group: one [`Strategy`] trait, one module per
-//! litellm routing strategy, and the live [`stats::DeploymentStats`] they decide by.
+//! Choosing a deployment and failing over: a running service's [`table::Table`], one
+//! [`Strategy`] trait with one module per litellm routing strategy and the live
+//! [`stats::DeploymentStats`] they decide by, and the failover loop ([`failover::serve`]) made
+//! of named steps: [`plan`], [`admission`], [`attempt`], [`breaker`], [`accounting`], [`stamp`].
+//!
+//! The router sits below the apps and above the providers: a request brings what it needs (the
+//! upstream client, the shared state, limits) as a [`Routed`].
 
 pub mod accounting;
+pub mod admission;
+pub mod attempt;
+pub mod breaker;
 pub mod cost_based;
 pub mod failover;
 pub mod history;
 pub mod latency_based;
 pub mod least_busy;
+pub mod plan;
+pub mod policy;
 pub mod prices;
 pub mod simple_shuffle;
 pub mod spend;
+pub mod stamp;
 pub mod stats;
+pub mod table;
 pub mod usage_based;
 
-use crate::apps::session::Deployment;
+use crate::catalogue::Route;
+use crate::cluster::Cluster;
 use crate::manifest::RoutingStrategy;
+use crate::observability::request_id::RequestId;
+use crate::providers::Deployment;
+use crate::transport::UpstreamClient;
+use axum::http::HeaderMap;
+use prices::Price;
 use stats::DeploymentStats;
+use std::sync::Arc;
+use table::Table;
+
+/// A routed request's context: the service, the route, and what the router is handed instead
+/// of the server's state.
+pub struct Routed<'a> {
+    pub table: &'a Arc<Table>,
+    pub route: &'static Route,
+    pub params: &'a [(&'static str, String)],
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    pub request_id: &'a RequestId,
+    /// The client every upstream call goes through.
+    pub upstream: &'a UpstreamClient,
+    /// The state shared with other instances (`--redis-url`), when configured.
+    pub cluster: Option<&'a Arc<Cluster>>,
+    /// Largest upstream answer read whole into memory.
+    pub answer_limit: usize,
+    /// The body limit of the route's family.
+    pub body_limit: usize,
+}
 
 /// A deployment the router may pick, with its live figures.
 #[derive(Debug, Clone, Copy)]
@@ -24,6 +63,8 @@ pub struct Candidate<'a> {
     pub index: usize,
     pub deployment: &'a Deployment,
     pub stats: &'a DeploymentStats,
+    /// Its price per token, when known.
+    pub price: Option<Price>,
 }
 
 /// What a strategy may consult besides the candidates.
@@ -54,16 +95,21 @@ pub fn strategy(s: RoutingStrategy) -> &'static dyn Strategy {
     }
 }
 
-/// Picks one of a session's deployments among `indices` by the session's strategy; `None`
-/// only when `indices` is empty.
-pub fn pick(session: &crate::apps::session::Session, indices: &[usize], ctx: &PickContext) -> Option<usize> {
+/// Picks one of a table's deployments among `indices` by its strategy; `None` only when
+/// `indices` is empty.
+pub fn pick(table: &Table, indices: &[usize], ctx: &PickContext) -> Option<usize> {
     let candidates: Vec<Candidate<'_>> = indices
         .iter()
-        .map(|&index| Candidate { index, deployment: &session.deployments[index], stats: &session.stats[index] })
+        .map(|&index| Candidate {
+            index,
+            deployment: &table.deployments[index],
+            stats: &table.stats[index],
+            price: table.prices[index],
+        })
         .collect();
     if candidates.is_empty() {
         return None;
     }
-    let chosen = strategy(session.strategy).pick(&candidates, ctx, &mut rand::thread_rng());
+    let chosen = strategy(table.strategy).pick(&candidates, ctx, &mut rand::thread_rng());
     Some(candidates[chosen.min(candidates.len() - 1)].index)
 }

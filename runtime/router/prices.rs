@@ -6,7 +6,7 @@
 //! (`-v1:0`), a date (`-20241022`, `-2024-08-06`, `@20240620`), a short revision (`-0613`,
 //! `-002`), `-latest`, and a Bedrock vendor (`anthropic.`).
 
-use crate::apps::session::Deployment;
+use crate::providers::Deployment;
 use crate::providers::Provider;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -60,12 +60,9 @@ pub fn list_price(model: &str) -> Option<Price> {
     lookup_keys(model).iter().find_map(|key| table.get(key).copied())
 }
 
-/// What `d` costs per token; `None` when neither the manifest nor the table knows.
+/// What `d` costs per token; `None` when neither the manifest nor the table knows. Worked out
+/// once when its session starts (`Table::prices`).
 pub fn price_of(d: &Deployment) -> Option<Price> {
-    *d.price.get_or_init(|| work_out_price(d))
-}
-
-fn work_out_price(d: &Deployment) -> Option<Price> {
     let info = |key: &str| d.model_info.as_ref().and_then(|m| m.get(key)).and_then(number);
     let input = d.params.input_cost_per_token.or_else(|| info("input_cost_per_token"));
     let output = d.params.output_cost_per_token.or_else(|| info("output_cost_per_token"));
@@ -94,7 +91,9 @@ pub fn cost(d: &Deployment, prompt_tokens: u64, completion_tokens: u64) -> Optio
 fn table_price(d: &Deployment) -> Option<Price> {
     list_price(&d.upstream_model).or_else(|| {
         let base = d.model_info.as_ref()?.get("base_model")?.as_str()?;
-        crate::providers::resolve_model(base).and_then(|r| list_price(&r.upstream_model)).or_else(|| list_price(base))
+        crate::catalogue::providers::resolve_model(base)
+            .and_then(|r| list_price(&r.upstream_model))
+            .or_else(|| list_price(base))
     })
 }
 

@@ -213,10 +213,10 @@ pub(super) fn summary(session: &Session) -> Json {
         "id": format!("{}/{}", session.workspace, session.service_id),
         "name": session.service_id,
         "type": "llm-proxy",
-        "description": format!("llm-proxy service of app {} (models: {})", session.app_id, session.model_names.join(", ")),
+        "description": format!("llm-proxy service of app {} (models: {})", session.app_id, session.table.model_names.join(", ")),
         "app_id": session.app_id,
         "config": {"visibility": visibility, "workspace": session.workspace, "require_context": false},
-        "models": session.model_names,
+        "models": session.table.model_names,
     })
 }
 

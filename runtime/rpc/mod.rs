@@ -100,7 +100,7 @@ impl Client {
 
     /// The token still valid (it may expire while the socket stays open).
     fn claims_now(&self, tokens: &crate::auth::Tokens) -> Result<Claims, String> {
-        tokens.verify(&self.token).map_err(|e| crate::http::error::ApiError::from(e).message)
+        tokens.verify(&self.token).map_err(|e| crate::exchange::ApiError::from(e).message)
     }
 }
 
@@ -299,7 +299,7 @@ impl Hub {
             None => Err(crate::auth::AuthError::Missing),
             Some(t) => self.state.tokens.verify(t),
         }
-        .map_err(|e| crate::http::error::ApiError::from(e).message)?;
+        .map_err(|e| crate::exchange::ApiError::from(e).message)?;
         let workspace = workspace.filter(|w| !w.is_empty()).unwrap_or_else(|| claims.ws.clone());
         if !claims.may_enter(&workspace) {
             return Err(format!("a token of workspace {:?} cannot enter workspace {workspace:?}", claims.ws));

@@ -294,7 +294,7 @@ async fn a_stream_that_falls_silent_ends_with_an_error_event() {
     // The deployment is no longer counted as busy once the stream ended.
     let session = server.running.state.controller.registry().get("default", "demo").unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(session.stats[0].in_flight(), 0);
+    assert_eq!(session.table.stats[0].in_flight(), 0);
 }
 
 #[tokio::test]
@@ -311,7 +311,7 @@ async fn an_upstream_dying_mid_stream_ends_the_stream_cleanly_with_an_error_even
     assert!(text.contains("\"content\":\"Hel\""), "{text}");
     assert!(text.contains("event: error") && text.contains("upstream_stream_error"), "{text}");
     let session = server.running.state.controller.registry().get("default", "demo").unwrap();
-    let (lines, _) = session.logs.read(Some(ferrolite::apps::logs::LogType::Error), 0, None);
+    let (lines, _) = session.table.logs.read(Some(ferrolite::observability::session_log::LogType::Error), 0, None);
     assert!(lines.iter().any(|l| l.content.contains("the upstream stream broke off")), "logged");
 }
 
@@ -374,6 +374,6 @@ async fn non_json_and_truncated_answers_are_a_clear_502() {
     let (status, body, _) = ask(&server, hi("cut")).await;
     assert_eq!(status, 502, "{body}");
     let session = server.running.state.controller.registry().get("default", "demo").unwrap();
-    let (errors, _) = session.logs.read(Some(ferrolite::apps::logs::LogType::Error), 0, None);
+    let (errors, _) = session.table.logs.read(Some(ferrolite::observability::session_log::LogType::Error), 0, None);
     assert!(errors.len() >= 2, "both failures are in get_logs: {errors:?}");
 }

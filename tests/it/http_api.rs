@@ -222,7 +222,7 @@ async fn every_request_is_logged_in_its_session_with_a_request_id() {
     let request_id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert!(request_id.starts_with("req_"));
     let session = server.running.state.controller.registry().get("default", "demo").unwrap();
-    let (lines, _) = session.logs.read(None, 0, None);
+    let (lines, _) = session.table.logs.read(None, 0, None);
     let line = lines.iter().find(|l| l.content.contains(&request_id)).expect("a log line for the request");
     assert!(
         line.content.contains("POST /v1/chat/completions model=demo-chat deployment=demo-chat/0 status=200"),

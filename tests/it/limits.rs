@@ -197,7 +197,7 @@ async fn a_thousand_clients_hanging_up_mid_stream_leave_nothing_behind() {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let (deployment, global, upstream) = (
-            session.stats[0].in_flight(),
+            session.table.stats[0].in_flight(),
             server.running.state.in_flight.current(),
             open_upstream.load(Ordering::SeqCst),
         );

@@ -70,7 +70,7 @@ async fn a_litellm_config_runs_unchanged_with_its_master_key_and_urls() {
 
     // detailed_debug logs the body; keys never.
     let session = server.running.state.controller.registry().get("default", "litellm").unwrap();
-    let (lines, _) = session.logs.read(None, 0, None);
+    let (lines, _) = session.table.logs.read(None, 0, None);
     let all: String = lines.iter().map(|l| l.content.clone() + "\n").collect();
     assert!(all.contains("request body: {\"model\":\"gpt-3.5-turbo\""), "{all}");
     assert!(all.contains("routing least-busy"), "router_settings.routing_strategy is honoured: {all}");

@@ -5,8 +5,9 @@ use crate::fake_bedrock::{self, FakeBedrock};
 use crate::python_sdk::run_script;
 use crate::support::{read_json, sse_data, TestServer};
 use ferrolite::api::openai::ChatRequest;
-use ferrolite::apps::session::{AwsCredentials, Deployment, Secret};
+use ferrolite::providers::auth;
 use ferrolite::providers::bedrock::{self, PROVIDER};
+use ferrolite::providers::deployment::{AwsCredentials, Deployment, Secret};
 use ferrolite::providers::translate::{ChatProvider, StreamMeta};
 use ferrolite::providers::Provider;
 use futures::StreamExt as _;
@@ -95,7 +96,6 @@ fn deployment(api_base: &str, secret: &str) -> Deployment {
         mock_response: None,
         params: Default::default(),
         model_info: None,
-        price: Default::default(),
         credential_headers: Default::default(),
     }
 }
@@ -122,14 +122,19 @@ async fn the_provider_speaks_to_the_fake_directly() {
         "messages": [{"role": "user", "content": "What is the weather in Oslo?"}]}))
         .unwrap();
 
-    let response = send(PROVIDER.chat_request(&req, &d, url("converse"), false).unwrap()).await.unwrap();
+    let response = send(auth::authorize(PROVIDER.chat_request(&req, &d, url("converse"), false).unwrap(), &d).unwrap())
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let answer = PROVIDER.chat_response(&response.bytes().await.unwrap(), &d).unwrap();
     assert_eq!(answer["choices"][0]["finish_reason"], "tool_calls", "{answer}");
     let call = &answer["choices"][0]["message"]["tool_calls"][0];
     assert_eq!(call["function"]["arguments"], r#"{"location":"Oslo"}"#);
 
-    let response = send(PROVIDER.chat_request(&req, &d, url("converse-stream"), true).unwrap()).await.unwrap();
+    let response =
+        send(auth::authorize(PROVIDER.chat_request(&req, &d, url("converse-stream"), true).unwrap(), &d).unwrap())
+            .await
+            .unwrap();
     assert_eq!(response.headers()["content-type"], "application/vnd.amazon.eventstream");
     let meta = StreamMeta { id: "chatcmpl-x".into(), created: 1, model: UPSTREAM_MODEL.into() };
     let mut decoder = PROVIDER.stream_decoder(meta);
@@ -150,7 +155,10 @@ async fn the_provider_speaks_to_the_fake_directly() {
 
     // The wrong secret: the fake's 403, as the provider maps it.
     let wrong = deployment(&fake.base_url, "wrong-secret-wrong-secret");
-    let response = send(PROVIDER.chat_request(&req, &wrong, url("converse"), false).unwrap()).await.unwrap();
+    let response =
+        send(auth::authorize(PROVIDER.chat_request(&req, &wrong, url("converse"), false).unwrap(), &wrong).unwrap())
+            .await
+            .unwrap();
     let status = response.status();
     let e = PROVIDER.upstream_error(status, &response.bytes().await.unwrap(), &wrong);
     assert_eq!((e.status.as_u16(), e.kind), (403, "permission_error"));

@@ -51,10 +51,10 @@ fn session(strategy: &str, model_list: Vec<Value>) -> Session {
 
 /// How many times each deployment of group `m` is picked in `PICKS` picks.
 fn counts(s: &Session, ctx: &PickContext) -> Vec<usize> {
-    let indices = s.group_indices("m").expect("group m");
-    let mut counts = vec![0; s.deployments.len()];
+    let indices = s.table.group_indices("m").expect("group m");
+    let mut counts = vec![0; s.table.deployments.len()];
     for _ in 0..PICKS {
-        counts[router::pick(s, indices, ctx).expect("a pick")] += 1;
+        counts[router::pick(&s.table, indices, ctx).expect("a pick")] += 1;
     }
     counts
 }
@@ -89,12 +89,12 @@ fn simple_shuffle_follows_weights_then_rpm() {
 #[test]
 fn least_busy_avoids_the_busier_and_spreads_among_equals() {
     let s = session("least-busy", vec![mock(json!({})), mock(json!({})), mock(json!({}))]);
-    let busy = [s.stats[0].begin(), s.stats[0].begin()];
+    let busy = [s.table.stats[0].begin(), s.table.stats[0].begin()];
     let c = counts(&s, &PickContext::default());
     assert_eq!(c[0], 0, "{c:?}");
     assert!((share(c[1]) - 0.5).abs() < 0.05, "{c:?}");
 
-    let _one_more = s.stats[1].begin();
+    let _one_more = s.table.stats[1].begin();
     let c = counts(&s, &PickContext::default());
     assert_eq!(c, vec![0, 0, PICKS]);
 
@@ -109,8 +109,8 @@ fn usage_based_respects_tpm_and_rpm_then_prefers_the_least_used() {
     for strategy in ["usage-based-routing", "usage-based-routing-v2"] {
         // The least used this minute, but this request would take it past its tpm.
         let s = session(strategy, vec![mock(json!({"tpm": 1_000})), mock(json!({}))]);
-        s.stats[0].add_tokens(950);
-        s.stats[1].add_tokens(5_000);
+        s.table.stats[0].add_tokens(950);
+        s.table.stats[1].add_tokens(5_000);
         let ctx = PickContext { request_tokens: 100, ..Default::default() };
         assert_eq!(counts(&s, &ctx), vec![0, PICKS], "{strategy}");
         // A smaller request still fits.
@@ -119,23 +119,23 @@ fn usage_based_respects_tpm_and_rpm_then_prefers_the_least_used() {
 
         // Under limits the lower usage wins; equals share.
         let s = session(strategy, vec![mock(json!({"tpm": 100_000})), mock(json!({"tpm": 100_000})), mock(json!({}))]);
-        s.stats[0].add_tokens(300);
-        s.stats[1].add_tokens(200);
-        s.stats[2].add_tokens(200);
+        s.table.stats[0].add_tokens(300);
+        s.table.stats[1].add_tokens(200);
+        s.table.stats[2].add_tokens(200);
         let c = counts(&s, &PickContext::default());
         assert_eq!(c[0], 0, "{strategy}: {c:?}");
         assert!((share(c[1]) - 0.5).abs() < 0.05, "{strategy}: {c:?}");
 
         // rpm: a deployment that had its requests this minute is skipped.
         let s = session(strategy, vec![mock(json!({"rpm": 1})), mock(json!({}))]);
-        drop(s.stats[0].begin());
-        s.stats[1].add_tokens(10_000);
+        drop(s.table.stats[0].begin());
+        s.table.stats[1].add_tokens(10_000);
         assert_eq!(counts(&s, &PickContext::default()), vec![0, PICKS], "{strategy}");
 
         // None under its limits: the least used anyway.
         let s = session(strategy, vec![mock(json!({"tpm": 100})), mock(json!({"tpm": 100}))]);
-        s.stats[0].add_tokens(500);
-        s.stats[1].add_tokens(400);
+        s.table.stats[0].add_tokens(500);
+        s.table.stats[1].add_tokens(400);
         assert_eq!(counts(&s, &PickContext { request_tokens: 10, ..Default::default() }), vec![0, PICKS]);
     }
 }
@@ -144,9 +144,9 @@ fn usage_based_respects_tpm_and_rpm_then_prefers_the_least_used() {
 fn latency_based_prefers_the_fast_and_spreads_within_the_buffer() {
     let s = session("latency-based-routing", vec![mock(json!({})), mock(json!({})), mock(json!({}))]);
     // Seconds per output token: 0.010, 0.0105 (within 10%), 0.050.
-    s.stats[0].record_latency(Duration::from_millis(1_000), 100);
-    s.stats[1].record_latency(Duration::from_millis(1_050), 100);
-    s.stats[2].record_latency(Duration::from_millis(5_000), 100);
+    s.table.stats[0].record_latency(Duration::from_millis(1_000), 100);
+    s.table.stats[1].record_latency(Duration::from_millis(1_050), 100);
+    s.table.stats[2].record_latency(Duration::from_millis(5_000), 100);
     let ctx = PickContext { latency_buffer: 0.1, ..Default::default() };
     let c = counts(&s, &ctx);
     assert_eq!(c[2], 0, "{c:?}");
@@ -155,14 +155,14 @@ fn latency_based_prefers_the_fast_and_spreads_within_the_buffer() {
     assert_eq!(counts(&s, &PickContext::default()), vec![PICKS, 0, 0]);
 
     // Streams go by time to first token: there the third is fastest.
-    s.stats[0].record_first_token(Duration::from_millis(900));
-    s.stats[1].record_first_token(Duration::from_millis(800));
-    s.stats[2].record_first_token(Duration::from_millis(200));
+    s.table.stats[0].record_first_token(Duration::from_millis(900));
+    s.table.stats[1].record_first_token(Duration::from_millis(800));
+    s.table.stats[2].record_first_token(Duration::from_millis(200));
     assert_eq!(counts(&s, &PickContext { latency_buffer: 0.1, stream: true, ..Default::default() }), vec![0, 0, PICKS]);
 
     // A deployment with no figure yet counts as 0, so it gets tried.
     let s = session("latency-based-routing", vec![mock(json!({})), mock(json!({}))]);
-    s.stats[0].record_latency(Duration::from_millis(10), 100);
+    s.table.stats[0].record_latency(Duration::from_millis(10), 100);
     assert_eq!(counts(&s, &ctx), vec![0, PICKS]);
 }
 
@@ -230,25 +230,25 @@ fn prices_and_costs_of_table_and_overridden_deployments() {
                    "model_info": {"input_cost_per_token": 4e-6, "output_cost_per_token": "8e-6"}}),
         ],
     );
-    let p = |i: usize| price_of(&s.deployments[i]);
+    let p = |i: usize| price_of(&s.table.deployments[i]);
     let price = |input: f64, output: f64| Some(Price { input_per_token: input, output_per_token: output });
 
     assert_eq!(p(0), price(2.5e-6, 1e-5));
-    assert!(close(cost(&s.deployments[0], 1_000, 500).unwrap(), 0.0075));
+    assert!(close(cost(&s.table.deployments[0], 1_000, 500).unwrap(), 0.0075));
     // An input override alone: the output price still from the table.
     assert_eq!(p(1), price(1e-6, 1e-5));
-    assert!(close(cost(&s.deployments[1], 1_000, 500).unwrap(), 0.006));
+    assert!(close(cost(&s.table.deployments[1], 1_000, 500).unwrap(), 0.006));
     assert_eq!(p(2), price(3e-6, 1.5e-5));
     assert_eq!(p(3), price(2.5e-7, 1.25e-6));
-    assert!(close(cost(&s.deployments[3], 2_000_000, 1_000_000).unwrap(), 0.5 + 1.25));
+    assert!(close(cost(&s.table.deployments[3], 2_000_000, 1_000_000).unwrap(), 0.5 + 1.25));
     // Mocks are free unless priced.
     assert_eq!(p(4), price(0.0, 0.0));
-    assert_eq!(cost(&s.deployments[4], 1_000, 1_000), Some(0.0));
+    assert_eq!(cost(&s.table.deployments[4], 1_000, 1_000), Some(0.0));
     assert_eq!(p(5), price(0.0, 2e-6));
     assert_eq!(p(6), price(1e-7, 2e-7));
-    assert!(close(cost(&s.deployments[6], 10, 20).unwrap(), 5e-6));
+    assert!(close(cost(&s.table.deployments[6], 10, 20).unwrap(), 5e-6));
     assert_eq!(p(7), None);
-    assert_eq!(cost(&s.deployments[7], 1, 1), None);
+    assert_eq!(cost(&s.table.deployments[7], 1, 1), None);
     assert_eq!(p(8), price(1.5e-7, 6e-7));
     assert_eq!(p(9), price(4e-6, 8e-6));
 }

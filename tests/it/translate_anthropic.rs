@@ -3,10 +3,11 @@
 //! the chunks its stream decoder emits, fed whole and in small pieces.
 
 use ferrolite::api::openai::ChatRequest;
-use ferrolite::apps::session::{Deployment, Session, SessionSpec};
+use ferrolite::apps::session::{Session, SessionSpec};
 use ferrolite::manifest::Manifest;
 use ferrolite::providers::anthropic::{self, StreamDecoder, PROVIDER, RESPONSE_FORMAT_TOOL};
 use ferrolite::providers::translate::{ChatProvider, ChunkDecoder, StreamMeta};
+use ferrolite::providers::Deployment;
 use serde_json::{json, Value};
 
 const KEY: &str = "sk-ant-test-0123456789abcdef";
@@ -56,10 +57,10 @@ fn body(openai: Value) -> Value {
 }
 
 fn deployment(s: &Session) -> &Deployment {
-    &s.deployments[0]
+    &s.table.deployments[0]
 }
 
-fn refused(openai: Value) -> ferrolite::http::error::ApiError {
+fn refused(openai: Value) -> ferrolite::exchange::ApiError {
     let s = session();
     anthropic::messages_body(&chat(openai), deployment(&s)).expect_err("refused")
 }
@@ -282,7 +283,8 @@ fn upstream_request_headers_url_and_stream_flag() {
     let s = session();
     let d = deployment(&s);
     let req = chat(json!({"model": "claude", "messages": [{"role": "user", "content": "Hi"}]}));
-    let up = PROVIDER.chat_request(&req, d, URL.to_owned(), true).unwrap();
+    let up = ferrolite::providers::auth::authorize(PROVIDER.chat_request(&req, d, URL.to_owned(), true).unwrap(), d)
+        .unwrap();
     assert_eq!((up.method.as_str(), up.url.as_str()), ("POST", URL));
     let key = up.headers.iter().find(|(k, _)| k == "x-api-key").map(|(_, v)| v.as_str());
     assert_eq!(key, Some(KEY), "the deployment's key, resolved from os.environ/ANTHROPIC_API_KEY");
@@ -319,9 +321,12 @@ fn upstream_request_headers_url_and_stream_flag() {
         "parallel_tool_calls",
         "metadata",
     ] {
-        assert!(PROVIDER.supported_params().contains(&param), "{param}");
+        assert!(ferrolite::providers::Provider::Anthropic.spec().chat_params.contains(&param), "{param}");
     }
-    assert!(!PROVIDER.supported_params().contains(&"n"), "Anthropic answers one choice");
+    assert!(
+        !ferrolite::providers::Provider::Anthropic.spec().chat_params.contains(&"n"),
+        "Anthropic answers one choice"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -412,6 +417,7 @@ fn upstream_errors() {
     assert_eq!((e.message.as_str(), e.code), ("anthropic: upstream connect error", None));
     let echoed = format!(r#"{{"type":"error","error":{{"type":"authentication_error","message":"bad key {KEY}"}}}}"#);
     let e = PROVIDER.upstream_error(axum::http::StatusCode::UNAUTHORIZED, echoed.as_bytes(), d);
+    let e = ferrolite::providers::auth::scrub(e, d);
     assert!(!e.message.contains(KEY) && !format!("{e:?}").contains(KEY), "the key never shows: {e:?}");
 }
 

@@ -5,9 +5,10 @@
 use crate::fake_bedrock::{self, event_frame, exception_frame, Expected};
 use axum::http::StatusCode;
 use ferrolite::api::openai::ChatRequest;
-use ferrolite::apps::session::{AwsCredentials, Deployment, Secret};
 use ferrolite::manifest::LitellmParams;
-use ferrolite::providers::bedrock::{self, ConverseStreamDecoder, PROVIDER, SUPPORTED_PARAMS};
+use ferrolite::providers::auth;
+use ferrolite::providers::bedrock::{self, ConverseStreamDecoder, PROVIDER};
+use ferrolite::providers::deployment::{AwsCredentials, Deployment, Secret};
 use ferrolite::providers::translate::{ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
 use ferrolite::providers::Provider;
 use serde_json::{json, Value};
@@ -217,7 +218,7 @@ fn requests_bedrock_cannot_take_are_400s_naming_the_field() {
 
 #[test]
 fn supported_params_and_stop_reasons() {
-    assert_eq!(PROVIDER.supported_params(), SUPPORTED_PARAMS);
+    let supported = Provider::Bedrock.spec().chat_params;
     for p in [
         "max_tokens",
         "max_completion_tokens",
@@ -229,7 +230,7 @@ fn supported_params_and_stop_reasons() {
         "tools",
         "tool_choice",
     ] {
-        assert!(SUPPORTED_PARAMS.contains(&p), "{p}");
+        assert!(supported.contains(&p), "{p}");
     }
     let table: Vec<(&str, &str)> =
         bedrock::FINISH_REASON_KEYS.iter().map(|k| (*k, bedrock::finish_reason(k))).collect();
@@ -501,7 +502,9 @@ fn sigv4_signature_is_stable_and_verifies() {
     let body =
         bedrock::converse_body(&chat(json!({"model": "m", "messages": [{"role": "user", "content": "Hello!"}]})))
             .unwrap();
-    let signed = bedrock::sign(UpstreamRequest::post_json(URL.into(), &body), &credentials(SECRET, None), at).unwrap();
+    let signed =
+        auth::sign_sigv4(UpstreamRequest::post_json(URL.into(), &body), &credentials(SECRET, None), "bedrock", at)
+            .unwrap();
     let headers: Vec<(String, String)> = signed.headers.clone();
     insta::assert_json_snapshot!("sigv4_headers", headers);
     let authorization = &signed.headers.iter().find(|(k, _)| k == "authorization").unwrap().1;
@@ -514,7 +517,9 @@ fn sigv4_signature_is_stable_and_verifies() {
     assert_eq!(path, "/model/anthropic.claude-3-sonnet-20240229-v1%3A0/converse");
     fake_bedrock::verify_sigv4("POST", &path, &received, &signed.body, &expected(SECRET, at)).unwrap();
     // The same time and credentials sign the same way.
-    let again = bedrock::sign(UpstreamRequest::post_json(URL.into(), &body), &credentials(SECRET, None), at).unwrap();
+    let again =
+        auth::sign_sigv4(UpstreamRequest::post_json(URL.into(), &body), &credentials(SECRET, None), "bedrock", at)
+            .unwrap();
     assert_eq!(again, signed);
 
     // What AWS would refuse, the verifier refuses.
@@ -538,7 +543,8 @@ fn sigv4_signature_is_stable_and_verifies() {
 fn session_tokens_are_sent_and_signed() {
     let at = UNIX_EPOCH + Duration::from_secs(SIGNED_AT);
     let request = UpstreamRequest::post_json(URL.into(), &json!({"messages": []}));
-    let signed = bedrock::sign(request, &credentials(SECRET, Some("FwoGZXIvYXdzEXAMPLETOKEN")), at).unwrap();
+    let signed =
+        auth::sign_sigv4(request, &credentials(SECRET, Some("FwoGZXIvYXdzEXAMPLETOKEN")), "bedrock", at).unwrap();
     let (path, received) = received(&signed);
     assert_eq!(received["x-amz-security-token"], "FwoGZXIvYXdzEXAMPLETOKEN");
     assert!(received["authorization"]
@@ -560,7 +566,6 @@ fn deployment(secret: &str) -> Deployment {
         mock_response: None,
         params: LitellmParams::default(),
         model_info: None,
-        price: Default::default(),
         credential_headers: Default::default(),
     }
 }
@@ -569,7 +574,7 @@ fn deployment(secret: &str) -> Deployment {
 fn the_provider_signs_now_and_maps_answers_and_errors() {
     let d = deployment(SECRET);
     let req = chat(json!({"model": "bedrock-claude", "messages": [{"role": "user", "content": "Hello!"}]}));
-    let signed = PROVIDER.chat_request(&req, &d, URL.into(), false).unwrap();
+    let signed = auth::authorize(PROVIDER.chat_request(&req, &d, URL.into(), false).unwrap(), &d).unwrap();
     assert_eq!(serde_json::from_slice::<Value>(&signed.body).unwrap(), bedrock::converse_body(&req).unwrap());
     let (path, received) = received(&signed);
     fake_bedrock::verify_sigv4("POST", &path, &received, &signed.body, &expected(SECRET, SystemTime::now())).unwrap();
@@ -585,9 +590,10 @@ fn the_provider_signs_now_and_maps_answers_and_errors() {
     assert_eq!(e.message, "bedrock: The request signature we calculated does not match the signature you provided.");
     let e = PROVIDER.upstream_error(StatusCode::TOO_MANY_REQUESTS, br#"{"message":"Too many requests"}"#, &d);
     assert_eq!((e.status.as_u16(), e.kind), (429, "rate_limit_error"));
-    // An upstream that quotes the credentials it saw never gets them echoed.
+    // An upstream that quotes the credentials it saw never gets them echoed (the one scrubber
+    // every attempt's error goes through).
     let leaky = format!(r#"{{"message":"bad token FwoGZXIvYXdzEXAMPLETOKEN for {KEY_ID} / {SECRET}"}}"#);
-    let e = PROVIDER.upstream_error(StatusCode::BAD_REQUEST, leaky.as_bytes(), &d);
+    let e = auth::scrub(PROVIDER.upstream_error(StatusCode::BAD_REQUEST, leaky.as_bytes(), &d), &d);
     assert!(
         !e.message.contains("FwoGZXIvYXdzEXAMPLETOKEN") && !e.message.contains(SECRET) && !e.message.contains(KEY_ID),
         "{e}"

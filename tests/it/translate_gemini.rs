@@ -6,8 +6,9 @@ use crate::support::repo_root;
 use axum::http::StatusCode;
 use base64::Engine as _;
 use ferrolite::api::openai::{ChatRequest, EmbeddingRequest};
-use ferrolite::apps::session::{Deployment, Secret};
 use ferrolite::manifest::LitellmParams;
+use ferrolite::providers::auth;
+use ferrolite::providers::deployment::{Deployment, Secret};
 use ferrolite::providers::gemini::{self, StreamDecoder};
 use ferrolite::providers::translate::{ChatProvider, ChunkDecoder, StreamMeta};
 use ferrolite::providers::Provider;
@@ -31,7 +32,6 @@ fn deployment(upstream_model: &str) -> Deployment {
         mock_response: None,
         params: LitellmParams { model: format!("gemini/{upstream_model}"), ..LitellmParams::default() },
         model_info: None,
-        price: Default::default(),
         credential_headers: Default::default(),
     }
 }
@@ -238,7 +238,7 @@ fn the_key_goes_in_a_header_never_the_url() {
     let d = deployment("gemini-1.5-pro");
     let url = format!("{}/v1beta/models/gemini-1.5-pro:streamGenerateContent?alt=sse", gemini::DEFAULT_API_BASE);
     let req = chat(json!({"model": "gemini", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}));
-    let upstream = gemini::PROVIDER.chat_request(&req, &d, url.clone(), true).unwrap();
+    let upstream = auth::authorize(gemini::PROVIDER.chat_request(&req, &d, url.clone(), true).unwrap(), &d).unwrap();
     assert_eq!(upstream.method, reqwest::Method::POST);
     assert_eq!(upstream.url, url, "the URL is the caller's, untouched");
     assert!(!upstream.url.contains(KEY) && !upstream.url.contains("key="));
@@ -248,7 +248,7 @@ fn the_key_goes_in_a_header_never_the_url() {
     let body: Value = serde_json::from_slice(&upstream.body).unwrap();
     assert_eq!(body, body_of(json!({"model": "gemini", "messages": [{"role": "user", "content": "Hi"}]})));
     for param in ["temperature", "tools", "response_format", "seed", "n", "stop", "max_completion_tokens"] {
-        assert!(gemini::PROVIDER.supported_params().contains(&param), "{param}");
+        assert!(ferrolite::providers::Provider::Gemini.spec().chat_params.contains(&param), "{param}");
     }
 }
 
@@ -452,6 +452,7 @@ fn upstream_errors_keep_status_and_google_status_code() {
     let quoting =
         json!({"error": {"code": 403, "message": format!("key {KEY} is suspended"), "status": "PERMISSION_DENIED"}});
     let err = gemini::PROVIDER.upstream_error(StatusCode::FORBIDDEN, quoting.to_string().as_bytes(), &d);
+    let err = auth::scrub(err, &d);
     assert_eq!(err.kind, "permission_error");
     assert!(!err.message.contains(KEY), "the key is never echoed: {}", err.message);
 
@@ -467,7 +468,7 @@ fn embeddings_translate_both_ways() {
     )
     .unwrap();
     let url = format!("{}/v1beta/models/text-embedding-004:batchEmbedContents", gemini::DEFAULT_API_BASE);
-    let upstream = gemini::embedding_request(&req, &d, url.clone()).unwrap();
+    let upstream = auth::authorize(gemini::embedding_request(&req, &d, url.clone()).unwrap(), &d).unwrap();
     assert_eq!(upstream.url, url);
     assert!(upstream.headers.contains(&("x-goog-api-key".to_owned(), KEY.to_owned())));
     let body: Value = serde_json::from_slice(&upstream.body).unwrap();

@@ -6,7 +6,7 @@
 //! chunk as it arrives, with the `model` field rewritten to the deployment's model, so an
 //! upload is never held in memory whole.
 
-use super::error::ApiError;
+use super::ApiError;
 use axum::body::{Body, Bytes};
 use futures::channel::mpsc;
 use futures::{SinkExt, Stream};

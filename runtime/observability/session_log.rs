@@ -1,7 +1,7 @@
 //! A session's log: a bounded ring of lines, read back by `get_logs`.
 
 use crate::catalogue::Route;
-use crate::http::dispatch::Usage;
+use crate::exchange::Usage;
 use crate::observability::request_id::RequestId;
 use axum::http::HeaderValue;
 use serde::Serialize;

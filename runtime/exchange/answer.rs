@@ -1,0 +1,24 @@
+//! What a served request gives back: the response on its way to the client, the deployment
+//! that answered and the tokens it used.
+
+use axum::response::Response;
+
+/// Token usage of one request, when known.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+/// A served request: the response and what the log line says about it.
+pub struct Outcome {
+    pub response: Response,
+    pub deployment: Option<String>,
+    pub usage: Option<Usage>,
+}
+
+impl Outcome {
+    pub fn local(response: Response) -> Outcome {
+        Outcome { response, deployment: None, usage: None }
+    }
+}

@@ -1,0 +1,14 @@
+//! The exchange of one request and its answer, in the terms every layer shares: the body as
+//! read ([`Payload`], [`MultipartBody`]), the answer ([`Outcome`], [`Usage`]) and the error it
+//! may end in ([`ApiError`]). A leaf: it imports no other layer.
+
+mod answer;
+mod error;
+pub mod multipart;
+mod payload;
+pub mod usage;
+
+pub use answer::{Outcome, Usage};
+pub use error::ApiError;
+pub use multipart::MultipartBody;
+pub use payload::Payload;

@@ -1,0 +1,102 @@
+//! One deployment as the providers see it: the upstream model, where it lives and the
+//! credentials it is called with, resolved when its app starts.
+
+use super::Provider;
+use crate::manifest::LitellmParams;
+
+/// A credential resolved at start. Its `Debug` shows at most the last four characters.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    /// The value itself, for the one place that sends it upstream.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// `****abcd`: enough to tell two keys apart, never enough to use one.
+    pub fn redacted(&self) -> String {
+        redact(&self.0)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// Masks a secret to its last four characters (none at all when it is short).
+pub fn redact(value: &str) -> String {
+    let n = value.chars().count();
+    if n <= 8 {
+        return "****".to_owned();
+    }
+    let tail: String = value.chars().skip(n - 4).collect();
+    format!("****{tail}")
+}
+
+/// One deployment of a model group, ready to serve.
+#[derive(Debug)]
+pub struct Deployment {
+    /// `model_name/index`: stable within the session, used in logs and headers.
+    pub id: String,
+    pub model_name: String,
+    pub provider: Provider,
+    /// The model name the upstream knows.
+    pub upstream_model: String,
+    /// Where its requests go: `api_base`, else the provider's default (Bedrock's is built from
+    /// the region). The address guard checks this, the final origin of every upstream URL.
+    pub api_base: Option<String>,
+    /// Its requests may reach public addresses only (an app installed without an admin token).
+    pub public_only: bool,
+    pub api_key: Option<Secret>,
+    pub api_version: Option<String>,
+    /// AWS credentials and region (Bedrock), from the params or the standard AWS environment.
+    pub aws: Option<AwsCredentials>,
+    pub mock_response: Option<String>,
+    /// The params as written in the manifest (secrets still as references), for /v1/model/info.
+    pub params: LitellmParams,
+    pub model_info: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The headers that carry its credentials, built on first use; `None` when its key cannot
+    /// be a header value.
+    pub credential_headers: std::sync::OnceLock<Option<axum::http::HeaderMap>>,
+}
+
+/// The Azure OpenAI API version used when a deployment names none.
+pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
+
+/// AWS credentials for SigV4 signing, resolved at start.
+#[derive(Debug, Clone)]
+pub struct AwsCredentials {
+    pub access_key_id: Secret,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
+    pub region: String,
+}
+
+impl Deployment {
+    /// A deployment answered by ferrolite itself (`mock_response`), nothing else set: the
+    /// smallest one a router or provider test can hold.
+    pub fn mock(id: &str, model_name: &str) -> Deployment {
+        Deployment {
+            id: id.to_owned(),
+            model_name: model_name.to_owned(),
+            provider: Provider::Mock,
+            upstream_model: model_name.to_owned(),
+            api_base: None,
+            public_only: false,
+            api_key: None,
+            api_version: None,
+            aws: None,
+            mock_response: Some(String::new()),
+            params: LitellmParams::default(),
+            model_info: None,
+            credential_headers: Default::default(),
+        }
+    }
+}

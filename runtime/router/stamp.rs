@@ -1,0 +1,65 @@
+//! The stamp on a routed answer: the `x-ferrolite-*` headers that say what happened (who
+//! answered, after how many attempts, at what cost, and ferrolite's own time), and the overhead
+//! metric. The request's log line and its per-route metrics are the door's (`http::dispatch`).
+
+use crate::observability::metrics;
+use crate::observability::metrics::SessionLabels;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use std::time::Duration;
+
+// Built at compile time: a `&str` name is validated again on every insert.
+/// What the request cost, in USD.
+pub const COST_HEADER: HeaderName = HeaderName::from_static("x-ferrolite-cost");
+/// The deployment that answered.
+pub const DEPLOYMENT_HEADER: HeaderName = HeaderName::from_static("x-ferrolite-deployment");
+/// How many upstream attempts the answer took.
+pub const ATTEMPTS_HEADER: HeaderName = HeaderName::from_static("x-ferrolite-attempts");
+/// The gateway's own time, in milliseconds (the whole minus the upstreams').
+pub const OVERHEAD_HEADER: HeaderName = HeaderName::from_static("x-ferrolite-overhead-ms");
+
+/// What the stamp says.
+#[derive(Debug, Clone, Copy)]
+pub struct Stamp<'a> {
+    pub deployment: &'a str,
+    pub attempts: u32,
+    /// Known for whole answers; a stream is priced when it ends.
+    pub cost: Option<f64>,
+    /// Time in ferrolite itself: the whole so far minus the upstreams'.
+    pub overhead: Duration,
+}
+
+/// Stamps an answer's headers and counts its overhead.
+pub fn stamp(headers: &mut HeaderMap, labels: &SessionLabels, s: Stamp<'_>) {
+    metrics::overhead(labels, s.overhead);
+    if let Some(cost) = s.cost {
+        headers.insert(COST_HEADER, header_value(&crate::decimal::text(cost, 8)));
+    }
+    headers.insert(DEPLOYMENT_HEADER, header_value(s.deployment));
+    headers.insert(ATTEMPTS_HEADER, HeaderValue::from(s.attempts));
+    headers.insert(OVERHEAD_HEADER, header_value(&crate::decimal::text(s.overhead.as_secs_f64() * 1000.0, 3)));
+}
+
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("-"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stamp_says_who_answered_after_how_many_tries_at_what_cost() {
+        let labels = SessionLabels::new("w", "a", std::iter::once(("m", "m/0")));
+        let mut headers = HeaderMap::new();
+        let overhead = Duration::from_micros(1_250);
+        stamp(&mut headers, &labels, Stamp { deployment: "m/0", attempts: 2, cost: Some(0.000_122_5), overhead });
+        assert_eq!(headers[DEPLOYMENT_HEADER], "m/0");
+        assert_eq!(headers[ATTEMPTS_HEADER], "2");
+        assert_eq!(headers[COST_HEADER], "0.00012250");
+        assert_eq!(headers[OVERHEAD_HEADER], "1.250");
+        let mut stream = HeaderMap::new();
+        stamp(&mut stream, &labels, Stamp { deployment: "m\n/0", attempts: 1, cost: None, overhead });
+        assert!(!stream.contains_key(COST_HEADER), "a stream is priced when it ends");
+        assert_eq!(stream[DEPLOYMENT_HEADER], "-", "a value that cannot be a header is not sent");
+    }
+}

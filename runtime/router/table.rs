@@ -1,0 +1,168 @@
+//! What the router keeps of one running service: its deployments by model group, how it
+//! chooses among them and fails over, their budgets, and their live figures.
+//!
+//! Built once when a session starts and shared read-only (`Arc<Table>`) by every request, so the
+//! request path never clones a group or takes a lock to read one; the live figures are atomics.
+
+use super::policy::Policy;
+use super::prices::{price_of, Price};
+use super::spend::{parse_duration, Budget, Ledger};
+use super::stats::DeploymentStats;
+use crate::catalogue::Provider;
+use crate::manifest::{LitellmSettings, ProxyConfig, RoutingStrategy};
+use crate::observability::metrics::{self, SessionLabels};
+use crate::observability::session_log::LogBuffer;
+use crate::providers::Deployment;
+use foldhash::HashMap;
+use std::sync::Arc;
+
+/// Which service a table belongs to: the keys its shared counters and log lines carry.
+#[derive(Debug, Clone)]
+pub struct Ident {
+    pub workspace: String,
+    pub app_id: String,
+    pub session_id: String,
+    pub service_id: String,
+}
+
+/// One running service's routing state.
+#[derive(Debug)]
+pub struct Table {
+    pub ident: Ident,
+    pub settings: LitellmSettings,
+    pub strategy: RoutingStrategy,
+    /// Retries, timeouts, cooldowns and fallbacks.
+    pub policy: Policy,
+    pub deployments: Vec<Deployment>,
+    /// Each deployment's price per token (same order), worked out once at start.
+    pub prices: Vec<Option<Price>>,
+    /// model_name -> its deployments.
+    groups: HashMap<String, ModelGroup>,
+    /// model names in the order they first appear in the manifest.
+    pub model_names: Vec<String>,
+    /// The app's spend limit (`max_budget`, `budget_duration`) and its spend this period.
+    pub app_budget: Option<Budget>,
+    pub app_spend: Ledger,
+    /// Each deployment's limit and spend (same order as `deployments`).
+    pub deployment_budgets: Vec<Option<Budget>>,
+    pub deployment_spend: Vec<Ledger>,
+    /// Live routing figures, one per deployment (same order).
+    pub stats: Vec<DeploymentStats>,
+    /// The session's log, shared with the streams still open when it stops.
+    pub logs: Arc<LogBuffer>,
+    /// Metric label values (workspace, app, each deployment's model name and id), built once.
+    pub labels: SessionLabels,
+}
+
+/// The deployments sharing one model_name.
+#[derive(Debug, Default)]
+struct ModelGroup {
+    /// Indices into `deployments`, in manifest order.
+    indices: Vec<usize>,
+    /// The distinct providers among them, in order of first appearance.
+    providers: Vec<Provider>,
+}
+
+impl Table {
+    /// The table of `deployments` (in manifest order, their ids `model_name/n`) run by `config`.
+    pub fn new(ident: Ident, deployments: Vec<Deployment>, config: &ProxyConfig) -> Table {
+        let mut groups: HashMap<String, ModelGroup> = HashMap::default();
+        let mut model_names = Vec::new();
+        for (i, d) in deployments.iter().enumerate() {
+            let group = groups.entry(d.model_name.clone()).or_default();
+            if group.indices.is_empty() {
+                model_names.push(d.model_name.clone());
+            }
+            group.indices.push(i);
+            if !group.providers.contains(&d.provider) {
+                group.providers.push(d.provider);
+            }
+        }
+        let settings = config.litellm_settings.clone();
+        let app_budget = budget_of(
+            settings.max_budget,
+            settings
+                .extra
+                .get("budget_duration")
+                .or_else(|| config.router_settings.as_ref().and_then(|r| r.get("budget_duration"))),
+        );
+        let deployment_budgets: Vec<_> =
+            deployments.iter().map(|d| budget_of(d.params.max_budget, d.params.extra.get("budget_duration"))).collect();
+        // litellm takes the strategy from litellm_settings or router_settings (validated at install).
+        let strategy = settings
+            .routing_strategy
+            .or_else(|| {
+                let router = config.router_settings.as_ref()?;
+                RoutingStrategy::from_wire(router.get("routing_strategy")?.as_str()?)
+            })
+            .unwrap_or(RoutingStrategy::SimpleShuffle);
+        let labels = SessionLabels::new(
+            &ident.workspace,
+            &ident.app_id,
+            deployments.iter().map(|d| (d.model_name.as_str(), d.id.as_str())),
+        );
+        Table {
+            ident,
+            settings,
+            strategy,
+            policy: Policy::from_config(config),
+            prices: deployments.iter().map(price_of).collect(),
+            app_spend: Ledger::new(app_budget.and_then(|b| b.period)),
+            app_budget,
+            deployment_spend: deployment_budgets.iter().map(|b| Ledger::new(b.and_then(|b| b.period))).collect(),
+            deployment_budgets,
+            stats: (0..deployments.len()).map(|_| Default::default()).collect(),
+            deployments,
+            groups,
+            model_names,
+            logs: Arc::default(),
+            labels,
+        }
+    }
+
+    /// Indices (into `deployments`) of the group serving `model_name`.
+    pub fn group_indices(&self, model_name: &str) -> Option<&[usize]> {
+        self.groups.get(model_name).map(|g| g.indices.as_slice())
+    }
+
+    /// The distinct providers of `model_name`'s deployments: what a route's support is asked
+    /// of, once per provider rather than once per deployment.
+    pub fn group_providers(&self, model_name: &str) -> Option<&[Provider]> {
+        self.groups.get(model_name).map(|g| g.providers.as_slice())
+    }
+
+    /// The deployments serving `model_name`, if this app has that model.
+    pub fn group(&self, model_name: &str) -> Option<impl Iterator<Item = &Deployment> + Clone> {
+        self.groups.get(model_name).map(|g| g.indices.iter().map(|&i| &self.deployments[i]))
+    }
+
+    /// The index of deployment `model_name/n` without scanning the table (apps may have thousands).
+    pub fn deployment_index(&self, id: &str) -> Option<usize> {
+        let (model_name, n) = id.rsplit_once('/')?;
+        let i = *self.group_indices(model_name)?.get(n.parse::<usize>().ok()?)?;
+        (self.deployments.get(i)?.id == id).then_some(i)
+    }
+
+    /// The index of `model_name`'s first deployment, as metric labels name a model group.
+    pub fn group_label(&self, model_name: &str) -> Option<usize> {
+        self.group_indices(model_name).and_then(|ix| ix.first()).copied()
+    }
+
+    /// Sets the gauges read from live state: in flight and budget remaining.
+    pub fn sample_gauges(&self) {
+        for (i, stats) in self.stats.iter().enumerate() {
+            metrics::in_flight(&self.labels, i, stats.in_flight());
+            if let Some(budget) = self.deployment_budgets.get(i).copied().flatten() {
+                metrics::budget_remaining(&self.labels, Some(i), budget.max_usd - self.deployment_spend[i].spent());
+            }
+        }
+        if let Some(budget) = self.app_budget {
+            metrics::budget_remaining(&self.labels, None, budget.max_usd - self.app_spend.spent());
+        }
+    }
+}
+
+fn budget_of(max: Option<f64>, duration: Option<&serde_json::Value>) -> Option<Budget> {
+    let period = duration.and_then(serde_json::Value::as_str).and_then(parse_duration);
+    max.map(|max_usd| Budget { max_usd, period })
+}
