@@ -246,7 +246,7 @@ impl Cluster {
     ) {
         let mut conn = self.conn.clone();
         let key = Self::load_key(workspace, session_id, deployment);
-        let minute = crate::auth::unix_now() / 60;
+        let minute = crate::clock::unix_now() / 60;
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("HINCRBY")
@@ -277,7 +277,7 @@ impl Cluster {
             return Some(Vec::new());
         }
         let mut conn = self.conn.clone();
-        let minute = crate::auth::unix_now() / 60;
+        let minute = crate::clock::unix_now() / 60;
         let mut pipe = redis::pipe();
         for (ws, session, d) in keys {
             pipe.cmd("HMGET")

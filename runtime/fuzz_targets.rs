@@ -165,7 +165,7 @@ pub fn provider_streams(data: &[u8]) {
         for part in [a, b] {
             if let Ok(chunks) = decoder.feed(part) {
                 for chunk in &chunks {
-                    let _ = events.push(chunk);
+                    let _ = events.push(&serde_json::to_value(chunk).unwrap_or_default());
                 }
             }
         }

@@ -12,6 +12,7 @@ pub mod apps;
 pub mod auth;
 pub mod catalogue;
 pub mod cli;
+pub mod clock;
 pub mod cluster;
 pub mod decimal;
 pub mod exchange;

@@ -1,4 +1,6 @@
-//! OpenAI request types: chat completions, completions, embeddings.
+//! OpenAI's wire bodies: the chat, completion and embedding requests, and the chat answer and
+//! its stream chunks, as serde types. Unknown fields stay in `extra` maps, so what a newer
+//! client or upstream sends passes through.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -102,4 +104,180 @@ impl EmbeddingRequest {
             other => vec![one(other)],
         }
     }
+}
+
+/// Serde helper for `Option<Option<T>>` fields that tell an absent field (`None`) from an
+/// explicit `null` (`Some(None)`): with `#[serde(default, deserialize_with = "nullable")]` and
+/// `skip_serializing_if = "Option::is_none"`, what was absent stays absent and a `null` stays.
+pub fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A `chat.completion` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatCompletion {
+    pub id: String,
+    /// `chat.completion`.
+    pub object: String,
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<Choice>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
+    pub system_fingerprint: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<ChatUsage>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One choice of a whole answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Choice {
+    pub index: u32,
+    pub message: AssistantMessage,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
+    pub logprobs: Option<Option<Value>>,
+    /// `stop`, `length`, `tool_calls`, `content_filter` (null while unknown).
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The assistant's message of a whole answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssistantMessage {
+    /// `assistant`.
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
+    pub content: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
+    pub refusal: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A function call the model made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    /// `function`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: FunctionCall,
+}
+
+/// A function's name and its arguments as JSON text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionCall {
+    pub name: String,
+    pub arguments: String,
+}
+
+/// Token usage of an answer or a stream.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatUsage {
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+    #[serde(default)]
+    pub total_tokens: u64,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ChatUsage {
+    /// Prompt and completion counts, with their total.
+    pub fn new(prompt_tokens: u64, completion_tokens: u64) -> ChatUsage {
+        ChatUsage {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: prompt_tokens + completion_tokens,
+            extra: Map::new(),
+        }
+    }
+}
+
+/// One `chat.completion.chunk` of a streamed answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatChunk {
+    pub id: String,
+    /// `chat.completion.chunk`.
+    pub object: String,
+    pub created: u64,
+    pub model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
+    pub system_fingerprint: Option<Option<String>>,
+    pub choices: Vec<ChunkChoice>,
+    /// Absent, `null` (every chunk but the last when the client asks for usage), or the usage.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
+    pub usage: Option<Option<ChatUsage>>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ChatChunk {
+    /// Whether this is the usage-only chunk a stream ends with (`choices: []`).
+    pub fn is_usage_only(&self) -> bool {
+        self.choices.is_empty() && matches!(self.usage, Some(Some(_)))
+    }
+
+    /// Its usage, when it carries one.
+    pub fn usage(&self) -> Option<&ChatUsage> {
+        self.usage.as_ref().and_then(Option::as_ref)
+    }
+}
+
+/// One choice of a chunk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChunkChoice {
+    pub index: u32,
+    pub delta: Delta,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
+    pub logprobs: Option<Option<Value>>,
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// What a chunk adds to the message.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Delta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
+    pub content: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCallDelta>>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A piece of a tool call: its id, type and name come first, its arguments in pieces after.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ToolCallDelta {
+    pub index: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<FunctionDelta>,
+}
+
+/// A piece of a function call.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FunctionDelta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<String>,
 }

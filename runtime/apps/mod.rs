@@ -10,7 +10,7 @@ pub mod registry;
 pub mod session;
 pub mod upstream_guard;
 
-use crate::auth::unix_now;
+use crate::clock::unix_now;
 use crate::cluster::{Cluster, ClusterError, Event, SharedApp, SharedSession};
 use crate::manifest::validate::{self, Finding, Invalid, LoadError};
 use crate::manifest::{litellm, Manifest};

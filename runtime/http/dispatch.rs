@@ -140,7 +140,7 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
     let deployment_label = deployment.as_deref().and_then(|id| table.deployment_index(id));
     metrics::request_done(&table.labels, route.path, model_label, deployment_label, status, elapsed);
     table.logs.push_request(RequestLine {
-        at: crate::auth::unix_now(),
+        at: crate::clock::unix_now(),
         request_id: request_id.clone(),
         route,
         model,

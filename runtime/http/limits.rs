@@ -113,7 +113,7 @@ impl RateCounter {
     /// Counts a request against every `(key, limit)` at once, or against none when one is
     /// spent: `Err((index of the spent one, seconds to wait))`.
     pub fn hit(&self, keys: &[(String, u64)]) -> Result<(), (usize, u64)> {
-        let now = crate::auth::unix_now();
+        let now = crate::clock::unix_now();
         let minute = now / 60;
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         if windows.0 != minute {

@@ -235,7 +235,7 @@ fn check_params(at: &str, params: &Value, error: &mut impl FnMut(String, String)
     if let Err(reason) = grammar::upstream_model(&resolved.upstream_model) {
         error(format!("{at}/model"), reason);
     }
-    let needs_base = resolved.default_api_base.is_none() && resolved.provider != crate::providers::Provider::Bedrock;
+    let needs_base = resolved.default_api_base.is_none() && resolved.provider != crate::catalogue::Provider::Bedrock;
     if needs_base && map.get("api_base").and_then(Value::as_str).is_none_or(str::is_empty) {
         error(format!("{at}/api_base"), format!("{} models need an api_base", resolved.prefix));
     }

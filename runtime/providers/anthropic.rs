@@ -21,7 +21,7 @@
 
 mod answer;
 
-use crate::api::openai::{ChatMessage, ChatRequest};
+use crate::api::openai::{ChatChunk, ChatCompletion, ChatMessage, ChatRequest};
 use crate::exchange::ApiError;
 use crate::providers::deployment::Deployment;
 use crate::providers::translate::{error_kind, error_message, ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
@@ -100,11 +100,11 @@ impl ChatProvider for Anthropic {
         Ok(UpstreamRequest::post_json(url, &body))
     }
 
-    fn chat_response(&self, body: &[u8], d: &Deployment) -> Result<Value, ApiError> {
+    fn chat_response(&self, body: &[u8], d: &Deployment) -> Result<ChatCompletion, ApiError> {
         let answer = Answer::from_slice(body).map_err(|e| {
             ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("anthropic: the answer is not JSON: {e}"))
         })?;
-        completion(answer, &d.upstream_model, crate::auth::unix_now())
+        super::translate::typed_completion(completion(answer, &d.upstream_model, crate::clock::unix_now())?)
     }
 
     fn stream_decoder(&self, meta: StreamMeta) -> Box<dyn ChunkDecoder> {
@@ -555,7 +555,7 @@ fn bad_answer(message: impl Into<String>) -> ApiError {
 
 /// An Anthropic `message` as an OpenAI `chat.completion`, created now.
 pub fn to_openai(body: &Value, model: &str) -> Result<Value, ApiError> {
-    to_openai_at(body, model, crate::auth::unix_now())
+    to_openai_at(body, model, crate::clock::unix_now())
 }
 
 /// [`to_openai`] with the `created` timestamp given. `model` is used when the answer names none.
@@ -828,7 +828,17 @@ impl StreamDecoder {
 }
 
 impl ChunkDecoder for StreamDecoder {
-    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Value>, ApiError> {
+    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<ChatChunk>, ApiError> {
+        super::translate::typed_chunks(self.feed_values(bytes)?)
+    }
+
+    fn finish(&mut self) -> Result<Vec<ChatChunk>, ApiError> {
+        super::translate::typed_chunks(self.finish_values()?)
+    }
+}
+
+impl StreamDecoder {
+    fn feed_values(&mut self, bytes: &[u8]) -> Result<Vec<Value>, ApiError> {
         let mut out = Vec::new();
         for event in self.sse.feed(bytes) {
             self.event(event, &mut out)?;
@@ -836,7 +846,7 @@ impl ChunkDecoder for StreamDecoder {
         Ok(out)
     }
 
-    fn finish(&mut self) -> Result<Vec<Value>, ApiError> {
+    fn finish_values(&mut self) -> Result<Vec<Value>, ApiError> {
         let mut out = Vec::new();
         if let Some(event) = self.sse.finish() {
             self.event(event, &mut out)?;

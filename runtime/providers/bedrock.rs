@@ -6,7 +6,7 @@
 //! tests in `tests/it/translate_bedrock.rs` pin each translation; [`Bedrock`] wires them to the
 //! [`ChatProvider`] contract that `providers::chat` runs.
 
-use crate::api::openai::ChatRequest;
+use crate::api::openai::{ChatChunk, ChatCompletion, ChatRequest};
 use crate::exchange::ApiError;
 use crate::providers::deployment::Deployment;
 use crate::providers::translate::{error_kind, error_message, ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
@@ -656,7 +656,17 @@ impl ConverseStreamDecoder {
 }
 
 impl ChunkDecoder for ConverseStreamDecoder {
-    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Value>, ApiError> {
+    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<ChatChunk>, ApiError> {
+        super::translate::typed_chunks(self.feed_values(bytes)?)
+    }
+
+    fn finish(&mut self) -> Result<Vec<ChatChunk>, ApiError> {
+        super::translate::typed_chunks(self.finish_values()?)
+    }
+}
+
+impl ConverseStreamDecoder {
+    fn feed_values(&mut self, bytes: &[u8]) -> Result<Vec<Value>, ApiError> {
         self.pending.extend_from_slice(bytes);
         let mut out = Vec::new();
         loop {
@@ -679,7 +689,7 @@ impl ChunkDecoder for ConverseStreamDecoder {
         Ok(out)
     }
 
-    fn finish(&mut self) -> Result<Vec<Value>, ApiError> {
+    fn finish_values(&mut self) -> Result<Vec<Value>, ApiError> {
         if self.partial > 0 || !self.pending.is_empty() {
             let n = self.partial + self.pending.len();
             self.partial = 0;
@@ -709,10 +719,15 @@ impl ChatProvider for Bedrock {
         Ok(UpstreamRequest::post_json(url, &converse_body(req)?))
     }
 
-    fn chat_response(&self, body: &[u8], d: &Deployment) -> Result<Value, ApiError> {
+    fn chat_response(&self, body: &[u8], d: &Deployment) -> Result<ChatCompletion, ApiError> {
         let value: Value =
             serde_json::from_slice(body).map_err(|e| bad_upstream(format!("the answer is not JSON ({e})")))?;
-        to_openai(&value, &d.upstream_model, &super::chat::new_chat_id(), crate::auth::unix_now())
+        super::translate::typed_completion(to_openai(
+            &value,
+            &d.upstream_model,
+            &super::chat::new_chat_id(),
+            crate::clock::unix_now(),
+        )?)
     }
 
     fn stream_decoder(&self, meta: StreamMeta) -> Box<dyn ChunkDecoder> {

@@ -7,7 +7,7 @@
 use super::auth::{self, Scrubber};
 use super::translate::{ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
 use super::{Deployment, Provider, ProviderCall};
-use crate::api::openai::ChatRequest;
+use crate::api::openai::{ChatChunk, ChatCompletion, ChatRequest, ChatUsage};
 use crate::catalogue::providers::OPENAI_CHAT_PARAMS;
 use crate::exchange::{usage, ApiError, Outcome, Payload};
 use crate::observability::session_log::{LogBuffer, LogType};
@@ -23,11 +23,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 /// OpenAI chunks as they arrive, or the error that ended the stream.
-pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Value, ApiError>> + Send>>;
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, ApiError>> + Send>>;
 
 /// A chat answer: whole, or streaming.
 pub enum ChatOutput {
-    Complete(Value),
+    Complete(Box<ChatCompletion>),
     Stream(ChunkStream),
 }
 
@@ -110,13 +110,13 @@ pub async fn execute(
         return Err(provider.upstream_error(status, &body, d).with_retry_after(retry_after));
     }
     if stream {
-        let meta = StreamMeta { id: new_chat_id(), created: crate::auth::unix_now(), model: d.upstream_model.clone() };
+        let meta = StreamMeta { id: new_chat_id(), created: crate::clock::unix_now(), model: d.upstream_model.clone() };
         Ok(ChatOutput::Stream(decode(response.into_stream(), provider.stream_decoder(meta))))
     } else {
         let body = response.bytes(call.answer_limit).await.map_err(|e| {
             ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("reading the answer of {}: {e}", d.id))
         })?;
-        Ok(ChatOutput::Complete(provider.chat_response(&body, d)?))
+        Ok(ChatOutput::Complete(Box::new(provider.chat_response(&body, d)?)))
     }
 }
 
@@ -169,7 +169,7 @@ fn decode<E: std::fmt::Display>(
     struct State<S> {
         bytes: Pin<Box<S>>,
         decoder: Box<dyn ChunkDecoder>,
-        pending: VecDeque<Result<Value, ApiError>>,
+        pending: VecDeque<Result<ChatChunk, ApiError>>,
         done: bool,
     }
     let state = State { bytes: Box::pin(bytes), decoder, pending: VecDeque::new(), done: false };
@@ -214,11 +214,6 @@ pub fn new_chat_id() -> String {
     format!("chatcmpl-{:024x}", rand::random::<u128>() & ((1u128 << 96) - 1))
 }
 
-/// Whether a chunk is the final usage-only chunk (`choices: []`).
-pub fn is_usage_chunk(chunk: &Value) -> bool {
-    chunk["choices"].as_array().is_some_and(Vec::is_empty) && chunk.get("usage").is_some_and(Value::is_object)
-}
-
 /// `POST /v1/chat/completions` through a translating provider.
 pub async fn serve_openai(call: ProviderCall<'_>, provider: &dyn ChatProvider) -> Result<Outcome, ApiError> {
     let req = parse_chat(&call.payload)?;
@@ -226,7 +221,7 @@ pub async fn serve_openai(call: ProviderCall<'_>, provider: &dyn ChatProvider) -
     let deployment = Some(call.deployment.id.clone());
     match execute(&call, provider, req).await? {
         ChatOutput::Complete(body) => {
-            let usage = usage::from_json(&body);
+            let usage = body.usage.as_ref().map(usage_of);
             Ok(Outcome { response: axum::Json(body).into_response(), deployment, usage })
         }
         ChatOutput::Stream(chunks) => {
@@ -283,15 +278,14 @@ pub fn openai_frames(
                 }
                 match s.chunks.next().await {
                     Some(Ok(mut chunk)) => {
-                        if is_usage_chunk(&chunk) && !include_usage {
+                        if chunk.is_usage_only() && !include_usage {
                             continue;
                         }
-                        if let Some(obj) = chunk.as_object_mut() {
-                            if include_usage {
-                                obj.entry("usage").or_insert(Value::Null);
-                            } else {
-                                obj.remove("usage");
-                            }
+                        // As OpenAI does: with usage asked for, every other chunk says `null`.
+                        if include_usage {
+                            chunk.usage.get_or_insert(None);
+                        } else {
+                            chunk.usage = None;
                         }
                         return Some((Ok(sse::data(&chunk)), s));
                     }
@@ -328,13 +322,23 @@ pub fn openai_error(status: StatusCode, body: &[u8], who: &str) -> ApiError {
     api_error
 }
 
+/// The exchange's usage of an answer's or a chunk's OpenAI usage.
+pub fn usage_of(u: &ChatUsage) -> crate::exchange::Usage {
+    crate::exchange::Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }
+}
+
 /// A usage-only chunk, as decoders emit at the end of a stream.
-pub fn usage_chunk(meta: &StreamMeta, prompt: u64, completion: u64) -> Value {
-    json!({
-        "id": meta.id, "object": "chat.completion.chunk", "created": meta.created, "model": meta.model,
-        "choices": [],
-        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-    })
+pub fn usage_chunk(meta: &StreamMeta, prompt: u64, completion: u64) -> ChatChunk {
+    ChatChunk {
+        id: meta.id.clone(),
+        object: "chat.completion.chunk".into(),
+        created: meta.created,
+        model: meta.model.clone(),
+        choices: Vec::new(),
+        system_fingerprint: None,
+        usage: Some(Some(ChatUsage::new(prompt, completion))),
+        extra: Default::default(),
+    }
 }
 
 /// A one-shot translated JSON call (no streaming): embeddings and the like.

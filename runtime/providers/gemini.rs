@@ -16,7 +16,7 @@
 //!   (+ `responseSchema`, cleaned of the JSON Schema keys Gemini's schema subset rejects).
 
 use super::translate::{error_kind, error_message, ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
-use crate::api::openai::{ChatMessage, ChatRequest, EmbeddingRequest};
+use crate::api::openai::{ChatChunk, ChatCompletion, ChatMessage, ChatRequest, EmbeddingRequest};
 use crate::exchange::ApiError;
 use crate::providers::deployment::Deployment;
 use crate::streaming::sse;
@@ -710,7 +710,17 @@ impl StreamDecoder {
 }
 
 impl ChunkDecoder for StreamDecoder {
-    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Value>, ApiError> {
+    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<ChatChunk>, ApiError> {
+        super::translate::typed_chunks(self.feed_values(bytes)?)
+    }
+
+    fn finish(&mut self) -> Result<Vec<ChatChunk>, ApiError> {
+        super::translate::typed_chunks(self.finish_values()?)
+    }
+}
+
+impl StreamDecoder {
+    fn feed_values(&mut self, bytes: &[u8]) -> Result<Vec<Value>, ApiError> {
         let mut chunks = Vec::new();
         for event in self.sse.feed(bytes) {
             chunks.extend(self.event(&event.data)?);
@@ -718,7 +728,7 @@ impl ChunkDecoder for StreamDecoder {
         Ok(chunks)
     }
 
-    fn finish(&mut self) -> Result<Vec<Value>, ApiError> {
+    fn finish_values(&mut self) -> Result<Vec<Value>, ApiError> {
         let mut chunks = Vec::new();
         if let Some(event) = self.sse.finish() {
             // A malformed trailing fragment is dropped: the end of a body never fails.
@@ -889,10 +899,15 @@ impl ChatProvider for Gemini {
         Ok(UpstreamRequest::post_json(url, &body))
     }
 
-    fn chat_response(&self, body: &[u8], d: &Deployment) -> Result<Value, ApiError> {
+    fn chat_response(&self, body: &[u8], d: &Deployment) -> Result<ChatCompletion, ApiError> {
         let parsed: Value =
             serde_json::from_slice(body).map_err(|e| bad_gateway(format!("gemini: the answer is not JSON: {e}")))?;
-        to_openai(&parsed, &d.upstream_model, &super::chat::new_chat_id(), crate::auth::unix_now())
+        super::translate::typed_completion(to_openai(
+            &parsed,
+            &d.upstream_model,
+            &super::chat::new_chat_id(),
+            crate::clock::unix_now(),
+        )?)
     }
 
     fn stream_decoder(&self, meta: StreamMeta) -> Box<dyn ChunkDecoder> {

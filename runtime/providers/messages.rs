@@ -7,7 +7,7 @@
 //! Gemini or Bedrock deployments.
 
 use super::auth::Scrubber;
-use super::chat::{execute, is_usage_chunk, ChatOutput, ChunkStream, StreamEnds};
+use super::chat::{execute, ChatOutput, ChunkStream, StreamEnds};
 use super::translate::ChatProvider;
 use super::ProviderCall;
 use crate::api::openai::ChatRequest;
@@ -255,7 +255,7 @@ impl AnthropicEvents {
     pub fn push(&mut self, chunk: &Value) -> Vec<Bytes> {
         let mut out = Vec::new();
         self.start(chunk, &mut out);
-        if is_usage_chunk(chunk) {
+        if chunk["choices"].as_array().is_some_and(Vec::is_empty) && chunk.get("usage").is_some_and(Value::is_object) {
             let usage = usage::from_json(chunk).unwrap_or_default();
             self.input_tokens = usage.prompt_tokens;
             self.output_tokens = usage.completion_tokens;
@@ -349,7 +349,7 @@ fn anthropic_frames(
                 return None;
             }
             let frames = match s.chunks.next().await {
-                Some(Ok(chunk)) => s.events.push(&chunk),
+                Some(Ok(chunk)) => s.events.push(&serde_json::to_value(&chunk).unwrap_or_default()),
                 Some(Err(e)) => {
                     s.finished = true;
                     vec![error_event(&ends.failed(e))]
@@ -375,6 +375,7 @@ pub async fn serve(call: ProviderCall<'_>, provider: &dyn ChatProvider) -> Resul
     let deployment = Some(call.deployment.id.clone());
     match execute(&call, provider, req).await? {
         ChatOutput::Complete(chat) => {
+            let chat = serde_json::to_value(&chat).map_err(|e| ApiError::internal(e.to_string()))?;
             let usage = usage::from_json(&chat);
             Ok(Outcome { response: axum::Json(to_anthropic_message(&chat)).into_response(), deployment, usage })
         }

@@ -309,7 +309,7 @@ fn new_id(prefix: &str) -> String {
 pub fn serve(call: ProviderCall<'_>, translator: Translator) -> Result<Outcome, ApiError> {
     let d = call.deployment;
     let text = d.mock_response.as_deref().unwrap_or_default();
-    let created = crate::auth::unix_now();
+    let created = crate::clock::unix_now();
     let (response, usage) = match translator {
         Translator::MockChat => {
             let req: ChatRequest = parse(call.payload)?;

@@ -5,7 +5,7 @@ use super::auth;
 use super::translate::upstream_url;
 use super::translate::{ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
 use super::{Deployment, Provider, ProviderCall};
-use crate::api::openai::ChatRequest;
+use crate::api::openai::{ChatChunk, ChatCompletion, ChatRequest};
 use crate::catalogue::Operation;
 use crate::exchange::{ApiError, Outcome, Payload};
 use crate::transport::{RequestBody, SendError};
@@ -34,16 +34,16 @@ impl ChatProvider for OpenAiChat {
         url: String,
         stream: bool,
     ) -> Result<UpstreamRequest, ApiError> {
-        let mut body = serde_json::to_value(req).map_err(|e| ApiError::internal(e.to_string()))?;
-        body["model"] = Value::String(d.upstream_model.clone());
+        let mut req = req.clone();
+        req.model.clone_from(&d.upstream_model);
         if stream {
             // Ask for usage so the stream's cost and the Anthropic front's message_delta are exact.
-            body["stream_options"]["include_usage"] = Value::Bool(true);
+            req.stream_options.get_or_insert_with(Default::default).include_usage = true;
         }
-        Ok(UpstreamRequest::post_json(url, &body))
+        Ok(UpstreamRequest::post_json(url, &req))
     }
 
-    fn chat_response(&self, body: &[u8], d: &Deployment) -> Result<Value, ApiError> {
+    fn chat_response(&self, body: &[u8], d: &Deployment) -> Result<ChatCompletion, ApiError> {
         serde_json::from_slice(body).map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_GATEWAY,
@@ -66,35 +66,47 @@ impl ChatProvider for OpenAiChat {
 struct OpenAiChunks(crate::streaming::sse::Decoder);
 
 impl OpenAiChunks {
-    fn parse(events: Vec<crate::streaming::sse::Event>) -> Result<Vec<Value>, ApiError> {
+    fn parse(events: Vec<crate::streaming::sse::Event>) -> Result<Vec<ChatChunk>, ApiError> {
         let mut chunks = Vec::with_capacity(events.len());
         for event in events {
             if event.data == "[DONE]" {
                 continue;
             }
-            let chunk: Value = serde_json::from_str(&event.data).map_err(|e| {
+            let invalid = |e: serde_json::Error| {
                 ApiError::new(
                     StatusCode::BAD_GATEWAY,
                     "upstream_error",
                     format!("the upstream sent an invalid chunk: {e}"),
                 )
-            })?;
-            if let Some(error) = chunk.get("error") {
-                let message = error["message"].as_str().unwrap_or("upstream error").to_owned();
+            };
+            // An error event mid-stream is `{"error": {...}}`, not a chunk.
+            if let Ok(UpstreamFailure { error }) = serde_json::from_str::<UpstreamFailure>(&event.data) {
+                let message = error.message.unwrap_or_else(|| "upstream error".to_owned());
                 return Err(ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", message));
             }
-            chunks.push(chunk);
+            chunks.push(serde_json::from_str(&event.data).map_err(invalid)?);
         }
         Ok(chunks)
     }
 }
 
+/// An OpenAI error event: `{"error": {"message": ...}}`.
+#[derive(serde::Deserialize)]
+struct UpstreamFailure {
+    error: FailureDetail,
+}
+
+#[derive(serde::Deserialize)]
+struct FailureDetail {
+    message: Option<String>,
+}
+
 impl ChunkDecoder for OpenAiChunks {
-    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Value>, ApiError> {
+    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<ChatChunk>, ApiError> {
         Self::parse(self.0.feed(bytes))
     }
 
-    fn finish(&mut self) -> Result<Vec<Value>, ApiError> {
+    fn finish(&mut self) -> Result<Vec<ChatChunk>, ApiError> {
         Self::parse(self.0.finish().into_iter().collect())
     }
 }

@@ -7,7 +7,7 @@
 //! can be snapshot-tested without a network.
 
 use super::Deployment;
-use crate::api::openai::ChatRequest;
+use crate::api::openai::{ChatChunk, ChatCompletion, ChatRequest};
 use crate::exchange::ApiError;
 use axum::http::StatusCode;
 use serde_json::Value;
@@ -24,7 +24,7 @@ pub struct UpstreamRequest {
 
 impl UpstreamRequest {
     /// A JSON POST to `url`.
-    pub fn post_json(url: String, body: &Value) -> UpstreamRequest {
+    pub fn post_json<T: serde::Serialize + ?Sized>(url: String, body: &T) -> UpstreamRequest {
         UpstreamRequest {
             method: reqwest::Method::POST,
             url,
@@ -58,9 +58,9 @@ pub struct StreamMeta {
 /// decides whether that usage chunk reaches the client (`stream_options.include_usage`).
 pub trait ChunkDecoder: Send {
     /// Consumes the next bytes of the body; returns the chunks they complete.
-    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Value>, ApiError>;
+    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<ChatChunk>, ApiError>;
     /// The body ended; returns whatever is left (never fails on a clean end).
-    fn finish(&mut self) -> Result<Vec<Value>, ApiError>;
+    fn finish(&mut self) -> Result<Vec<ChatChunk>, ApiError>;
 }
 
 /// A provider that speaks its own chat wire format. Which OpenAI parameters it honours is data
@@ -77,7 +77,7 @@ pub trait ChatProvider: Sync {
     ) -> Result<UpstreamRequest, ApiError>;
 
     /// A whole upstream answer (2xx) as an OpenAI `chat.completion` object.
-    fn chat_response(&self, body: &[u8], d: &Deployment) -> Result<Value, ApiError>;
+    fn chat_response(&self, body: &[u8], d: &Deployment) -> Result<ChatCompletion, ApiError>;
 
     /// A decoder for a streamed upstream answer (2xx).
     fn stream_decoder(&self, meta: StreamMeta) -> Box<dyn ChunkDecoder>;
@@ -206,4 +206,22 @@ fn encode_segment(value: &str, out: &mut String) {
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
     let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
     Some(value.parse::<f64>().map(|s| s.ceil().max(0.0) as u64).unwrap_or(1))
+}
+
+/// An answer a translation built as JSON, read into the typed answer (the translations build
+/// their own wire types step by step; until each does, this is their boundary).
+pub fn typed_completion(value: Value) -> Result<ChatCompletion, ApiError> {
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::internal(format!("a translated answer is not a chat.completion: {e}")))
+}
+
+/// Chunks a translation built as JSON, read into typed chunks (see [`typed_completion`]).
+pub fn typed_chunks(values: Vec<Value>) -> Result<Vec<ChatChunk>, ApiError> {
+    values
+        .into_iter()
+        .map(|v| {
+            serde_json::from_value(v)
+                .map_err(|e| ApiError::internal(format!("a translated chunk is not a chat.completion.chunk: {e}")))
+        })
+        .collect()
 }

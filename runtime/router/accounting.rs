@@ -61,7 +61,7 @@ impl Account {
             completion_tokens: usage.completion_tokens,
             cost,
         };
-        stats.history.record(super::stats::now_ms(), sample);
+        stats.history.record(crate::clock::now_ms(), sample);
         metrics::booked(&t.labels, self.index, usage, cost);
         if let Some(cluster) = self.cluster.clone() {
             let (t, i) = (self.table.clone(), self.index);

@@ -5,8 +5,8 @@
 
 use super::breaker::Failure;
 use super::spend::Budget;
-use super::stats::now_ms;
 use super::table::Table;
+use crate::clock::now_ms;
 use crate::cluster::Cluster;
 use crate::exchange::ApiError;
 use crate::manifest::RoutingStrategy;
@@ -70,7 +70,7 @@ pub fn admit(
     if table.policy.enforce_rate_limits {
         available.retain(|&i| under_rate_limits(table, i, request_tokens));
         if available.is_empty() && before_limits > 0 {
-            let wait = 60 - (crate::auth::unix_now() % 60);
+            let wait = 60 - (crate::clock::unix_now() % 60);
             let what = group.unwrap_or("this route");
             let error = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,

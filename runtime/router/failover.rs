@@ -203,7 +203,7 @@ async fn try_one(r: &Routed<'_>, run: &mut Attempts, index: usize, payload: Payl
             drop(in_flight);
             stats.record_usage(false, 0, 0);
             stats.history.record(
-                super::stats::now_ms(),
+                crate::clock::now_ms(),
                 super::history::Sample { ok: false, latency: elapsed, ..Default::default() },
             );
             if let Some(cluster) = r.cluster.cloned() {

@@ -4,14 +4,10 @@
 //! Updated on every request without blocking others: counters are atomics, the minute window
 //! and latency sit behind tiny mutexes held for a few instructions.
 
+use crate::clock::now_ms;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// Wall-clock milliseconds (read once per routing decision, not once per deployment).
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
+use std::time::Duration;
 
 /// Counts for the current wall-clock minute.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,8 @@ mod llm;
 mod manager;
 mod services;
 
-use crate::auth::{unix_now, Claims};
+use crate::auth::Claims;
+use crate::clock::unix_now;
 use crate::http::AppState;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;

@@ -7,16 +7,37 @@ use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use futures::Stream;
-use serde_json::Value;
+use serde::Serialize;
 
 /// `data: {json}\n\n`, the OpenAI framing.
-pub fn data(value: &Value) -> Bytes {
-    Bytes::from(format!("data: {value}\n\n"))
+pub fn data<T: Serialize + ?Sized>(value: &T) -> Bytes {
+    let mut out = b"data: ".to_vec();
+    write_json(&mut out, value);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
 }
 
 /// `event: NAME\ndata: {json}\n\n`, the Anthropic framing.
-pub fn named(event: &str, value: &Value) -> Bytes {
-    Bytes::from(format!("event: {event}\ndata: {value}\n\n"))
+pub fn named<T: Serialize + ?Sized>(event: &str, value: &T) -> Bytes {
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(event.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    write_json(&mut out, value);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+/// A wire body as compact JSON. The types written here serialise without fail (string keys,
+/// no foreign `Serialize` that can refuse); should one ever fail, the event says so as JSON.
+fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    let start = out.len();
+    if let Err(e) = serde_json::to_writer(&mut *out, value) {
+        out.truncate(start);
+        let error =
+            serde_json::json!({"error": {"message": format!("cannot write an event: {e}"), "type": "server_error"}});
+        out.extend_from_slice(error.to_string().as_bytes());
+    }
 }
 
 /// The OpenAI end-of-stream marker.

@@ -144,7 +144,7 @@ async fn places_given_back(server: &TestServer, when: &str) {
 
 #[tokio::test]
 async fn workspaces_and_tokens_have_request_rates() {
-    let into_minute = ferrolite::auth::unix_now() % 60;
+    let into_minute = ferrolite::clock::unix_now() % 60;
     if into_minute >= 55 {
         tokio::time::sleep(Duration::from_secs(61 - into_minute)).await; // keep the counts in one minute
     }

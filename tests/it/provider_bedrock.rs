@@ -126,7 +126,7 @@ async fn the_provider_speaks_to_the_fake_directly() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let answer = PROVIDER.chat_response(&response.bytes().await.unwrap(), &d).unwrap();
+    let answer = crate::support::wire(PROVIDER.chat_response(&response.bytes().await.unwrap(), &d).unwrap());
     assert_eq!(answer["choices"][0]["finish_reason"], "tool_calls", "{answer}");
     let call = &answer["choices"][0]["message"]["tool_calls"][0];
     assert_eq!(call["function"]["arguments"], r#"{"location":"Oslo"}"#);
@@ -142,9 +142,9 @@ async fn the_provider_speaks_to_the_fake_directly() {
     let mut body = response.bytes_stream();
     while let Some(bytes) = body.next().await {
         reads += 1;
-        chunks.extend(decoder.feed(&bytes.unwrap()).unwrap());
+        chunks.extend(crate::support::wires(decoder.feed(&bytes.unwrap()).unwrap()));
     }
-    chunks.extend(decoder.finish().unwrap());
+    chunks.extend(crate::support::wires(decoder.finish().unwrap()));
     assert!(reads >= 5, "each frame is flushed on its own: {reads} reads");
     let arguments: String = chunks
         .iter()

@@ -290,9 +290,9 @@ async fn the_fake_stream_decodes_into_the_same_text_as_the_whole_answer() {
     let mut response = response;
     while let Some(bytes) = response.chunk().await.unwrap() {
         reads += 1;
-        chunks.extend(decoder.feed(&bytes).unwrap());
+        chunks.extend(crate::support::wires(decoder.feed(&bytes).unwrap()));
     }
-    chunks.extend(decoder.finish().unwrap());
+    chunks.extend(crate::support::wires(decoder.finish().unwrap()));
     assert!(reads >= 3, "events arrive separately: {reads} reads");
     let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
     assert_eq!(text, whole["candidates"][0]["content"]["parts"][0]["text"].as_str().unwrap());

@@ -211,3 +211,13 @@ pub fn blocking_post(url: &str, token: &str, body: &Value) -> (u16, Value) {
         read_json(response).await
     })
 }
+
+/// A typed wire body as the JSON a client or upstream sees.
+pub fn wire<T: serde::Serialize>(body: T) -> Value {
+    serde_json::to_value(body).expect("wire bodies serialise")
+}
+
+/// Typed wire bodies as JSON, in order.
+pub fn wires<T: serde::Serialize>(bodies: Vec<T>) -> Vec<Value> {
+    bodies.into_iter().map(wire).collect()
+}

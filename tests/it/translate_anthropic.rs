@@ -354,7 +354,8 @@ fn tool_use_message_to_tool_calls() {
 #[test]
 fn chat_response_through_the_provider() {
     let s = session();
-    let out = PROVIDER.chat_response(&fixture("anthropic-messages.json"), deployment(&s)).unwrap();
+    let out =
+        crate::support::wire(PROVIDER.chat_response(&fixture("anthropic-messages.json"), deployment(&s)).unwrap());
     assert_eq!(out["id"], "chatcmpl-msg_1");
     assert_eq!(out["object"], "chat.completion");
     assert!(out["created"].as_u64().unwrap() > CREATED);
@@ -433,9 +434,9 @@ fn decode(bytes: &[u8], size: usize) -> Vec<Value> {
     let mut d = StreamDecoder::new(meta());
     let mut chunks = Vec::new();
     for piece in bytes.chunks(size) {
-        chunks.extend(d.feed(piece).expect("decodes"));
+        chunks.extend(crate::support::wires(d.feed(piece).expect("decodes")));
     }
-    chunks.extend(d.finish().expect("finishes"));
+    chunks.extend(crate::support::wires(d.finish().expect("finishes")));
     chunks
 }
 
@@ -446,7 +447,7 @@ fn check_stream(name: &str) -> Vec<Value> {
     assert_eq!(decode(&bytes, 1), whole, "1-byte reads make the same chunks");
     // Chunks come out as their events complete, not at the end.
     let mut d = StreamDecoder::new(meta());
-    let early = d.feed(&bytes[..bytes.len() / 2]).unwrap();
+    let early = crate::support::wires(d.feed(&bytes[..bytes.len() / 2]).unwrap());
     assert!(early.len() >= 2, "half the stream already makes chunks: {early:?}");
     assert_eq!(early[..], whole[..early.len()]);
     for chunk in &whole {

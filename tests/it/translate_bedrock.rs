@@ -305,13 +305,13 @@ fn decode_in_pieces(bytes: &[u8], size: usize) -> (Vec<Value>, Vec<usize>) {
     let mut decoder = PROVIDER.stream_decoder(meta());
     let (mut chunks, mut at) = (Vec::new(), Vec::new());
     for (i, piece) in bytes.chunks(size).enumerate() {
-        for chunk in decoder.feed(piece).unwrap() {
+        for chunk in crate::support::wires(decoder.feed(piece).unwrap()) {
             chunks.push(chunk);
             at.push(i);
         }
     }
     let pieces = bytes.len().div_ceil(size);
-    for chunk in decoder.finish().unwrap() {
+    for chunk in crate::support::wires(decoder.finish().unwrap()) {
         chunks.push(chunk);
         at.push(pieces);
     }
@@ -454,7 +454,7 @@ fn exception_frames_and_broken_streams_are_errors() {
     // A clean end never fails.
     let mut decoder = ConverseStreamDecoder::new(meta());
     decoder.feed(&whole).unwrap();
-    assert_eq!(decoder.finish().unwrap(), Vec::<Value>::new());
+    assert!(decoder.finish().unwrap().is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -579,7 +579,7 @@ fn the_provider_signs_now_and_maps_answers_and_errors() {
     let (path, received) = received(&signed);
     fake_bedrock::verify_sigv4("POST", &path, &received, &signed.body, &expected(SECRET, SystemTime::now())).unwrap();
 
-    let answer = PROVIDER.chat_response(&fixture("bedrock-converse.json"), &d).unwrap();
+    let answer = crate::support::wire(PROVIDER.chat_response(&fixture("bedrock-converse.json"), &d).unwrap());
     assert_eq!(answer["model"], MODEL);
     assert_eq!(answer["choices"][0]["message"]["content"], "Hola from Bedrock");
     assert!(answer["id"].as_str().unwrap().starts_with("chatcmpl-"));

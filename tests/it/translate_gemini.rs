@@ -358,10 +358,10 @@ fn decode(bytes: &[u8], piece: usize) -> (Vec<Value>, usize) {
     let mut decoder = StreamDecoder::new(meta());
     let mut chunks = Vec::new();
     for part in bytes.chunks(piece) {
-        chunks.extend(decoder.feed(part).unwrap());
+        chunks.extend(crate::support::wires(decoder.feed(part).unwrap()));
     }
     let before_finish = chunks.len();
-    chunks.extend(decoder.finish().unwrap());
+    chunks.extend(crate::support::wires(decoder.finish().unwrap()));
     (chunks, before_finish)
 }
 
@@ -423,7 +423,7 @@ fn stream_blocks_errors_and_unfinished_ends() {
     let mut decoder = StreamDecoder::new(meta());
     let chunks = decoder.feed(b"data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"Hi\"}]}}]}").unwrap();
     assert!(chunks.is_empty());
-    let chunks = decoder.finish().unwrap();
+    let chunks = crate::support::wires(decoder.finish().unwrap());
     assert_eq!(chunks.len(), 2, "{chunks:?}");
     assert_eq!(chunks[0]["choices"][0]["delta"], json!({"role": "assistant", "content": "Hi"}));
     assert_eq!(chunks[1]["choices"][0]["finish_reason"], "stop");
