@@ -1,5 +1,8 @@
-//! Typed request bodies of the core operations. Unknown fields stay in `extra`, so a
-//! request passes through with everything a newer client sent.
+//! The wire bodies of every provider, as serde types: requests, answers and stream events.
+//! Unknown fields stay in `extra` maps, so what a newer client or upstream sends passes
+//! through. A leaf: translations between them live in `providers`.
 
 pub mod anthropic;
+pub mod bedrock;
+pub mod gemini;
 pub mod openai;

@@ -1,0 +1,1 @@
+//! Gemini's generateContent / streamGenerateContent and batchEmbedContents wire bodies.
