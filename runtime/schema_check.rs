@@ -25,7 +25,10 @@ impl std::fmt::Display for Violation {
 
 /// Every violation of `validator` by `instance`, in document order.
 pub fn violations(validator: &Validator, instance: &Value) -> Vec<Violation> {
-    let mut found: Vec<Violation> = validator.iter_errors(instance).map(|e| describe(&e)).collect();
+    let mut found: Vec<Violation> = Vec::new();
+    for e in validator.iter_errors(instance) {
+        describe(&e, &mut found);
+    }
     found.sort_by(|a, b| a.pointer.cmp(&b.pointer));
     found.dedup();
     found
@@ -36,9 +39,9 @@ pub fn compile(schema: &Value) -> Result<Validator, String> {
     jsonschema::draft202012::new(schema).map_err(|e| e.to_string())
 }
 
-fn describe(error: &ValidationError<'_>) -> Violation {
+fn describe(error: &ValidationError<'_>, out: &mut Vec<Violation>) {
     let pointer = error.instance_path().as_str().to_owned();
-    match error.kind() {
+    let violation = match error.kind() {
         ValidationErrorKind::Required { property } => Violation {
             pointer: format!("{pointer}/{}", property.as_str().unwrap_or_default()),
             reason: "required property missing".to_owned(),
@@ -56,11 +59,17 @@ fn describe(error: &ValidationError<'_>) -> Violation {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
             Violation { pointer, reason: format!("unknown properties: {}", unexpected.join(", ")) }
         }
-        // `Option<T>` fields become `anyOf: [T, null]`: report why the value is not a T.
+        // `Option<T>` fields become `anyOf: [T, null]`: report why the value is not a T (every
+        // reason: an object may break several of its rules at once).
         ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
             let mut branches = context.iter().filter(|branch| !branch.iter().all(expects_null_only));
             match (branches.next(), branches.next()) {
-                (Some(only), None) if !only.is_empty() => describe(&only[0]),
+                (Some(only), None) if !only.is_empty() => {
+                    for e in only {
+                        describe(e, out);
+                    }
+                    return;
+                }
                 _ => Violation {
                     pointer,
                     reason: format!("{} matches none of the allowed forms", short(error.instance())),
@@ -71,7 +80,8 @@ fn describe(error: &ValidationError<'_>) -> Violation {
             Violation { pointer, reason: format!("needs at least {limit} item{}", if *limit == 1 { "" } else { "s" }) }
         }
         _ => Violation { pointer, reason: error.to_string() },
-    }
+    };
+    out.push(violation);
 }
 
 fn expects_null_only(error: &ValidationError<'_>) -> bool {

@@ -12,6 +12,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 /// An app manifest of `type: "llm-proxy"`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -53,9 +54,9 @@ pub struct ProxyConfig {
     pub model_list: Vec<ModelEntry>,
     #[serde(default)]
     pub litellm_settings: LitellmSettings,
-    /// litellm's router settings (routing_strategy, num_retries, ... may also be set here).
+    /// litellm's router settings: the routing settings of `litellm_settings`, winning over them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub router_settings: Option<Map<String, Value>>,
+    pub router_settings: Option<RoutingSettings>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -135,12 +136,17 @@ pub struct LitellmParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0))]
     pub max_budget: Option<f64>,
+    /// The period this deployment's `max_budget` applies to: `30d`, `24h`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^\s*[0-9]+(s|m|min|h|d|w|mo)\s*$"))]
+    pub budget_duration: Option<String>,
     /// Other provider parameters, passed on as written.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
-/// litellm's proxy-wide settings.
+/// litellm's proxy-wide settings: logging and parameter handling, and the routing settings
+/// it shares with `router_settings`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct LitellmSettings {
     /// Log each request's route, model, deployment, status and latency.
@@ -154,22 +160,83 @@ pub struct LitellmSettings {
     /// Drop request parameters a provider does not support instead of failing with 400.
     #[serde(default)]
     pub drop_params: bool,
+    #[serde(flatten)]
+    pub routing: RoutingSettings,
+}
+
+/// How requests are routed and failures handled: accepted in `litellm_settings` and in
+/// `router_settings` (which wins where both set one). Durations are in seconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct RoutingSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routing_strategy: Option<RoutingStrategy>,
+    /// Options of the routing strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing_strategy_args: Option<RoutingStrategyArgs>,
     /// Retries on another deployment after a retryable failure (default 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 100))]
     pub num_retries: Option<u32>,
-    /// Whole-request timeout in seconds.
+    /// Whole-request timeout in seconds, all attempts included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0))]
     pub timeout: Option<f64>,
+    /// litellm's other name for `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub request_timeout: Option<f64>,
+    /// Longest silence allowed between two chunks of a stream, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub stream_timeout: Option<f64>,
+    /// Failures a deployment may have in a minute before it cools down (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_fails: Option<u64>,
+    /// How long a failing deployment sits out, in seconds (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub cooldown_time: Option<f64>,
+    /// The first retry's backoff in seconds, doubled each retry, with jitter (default 0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 60.0))]
+    pub retry_backoff: Option<f64>,
+    /// Model groups to try, in order, once a group's retries are used up: `[{"gpt-4": ["claude-3-opus"]}]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallbacks: Option<Vec<BTreeMap<String, Vec<String>>>>,
+    /// Fallbacks for a prompt too long for the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_window_fallbacks: Option<Vec<BTreeMap<String, Vec<String>>>>,
+    /// Fallbacks for content the provider refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_policy_fallbacks: Option<Vec<BTreeMap<String, Vec<String>>>>,
+    /// Makes each deployment's `rpm` / `tpm` hard limits (429) rather than routing weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforce_model_rate_limits: Option<bool>,
+    /// How often `: keep-alive` goes out while a stream waits for its first token, in seconds
+    /// (default 15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.1))]
+    pub stream_keepalive_interval: Option<f64>,
     /// Spend limit for the app, in US dollars.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0))]
     pub max_budget: Option<f64>,
-    /// Model groups to try, in order, once a group's retries are used up: `[{"gpt-4": ["claude-3-opus"]}]`.
+    /// The period `max_budget` applies to: `30d`, `7d`, `24h`, `90m`, `45s` (all time when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fallbacks: Option<Vec<std::collections::BTreeMap<String, Vec<String>>>>,
+    #[schemars(regex(pattern = r"^\s*[0-9]+(s|m|min|h|d|w|mo)\s*$"))]
+    pub budget_duration: Option<String>,
+    /// Settings ferrolite does not honour, kept as written (each is a warning at install).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `routing_strategy_args`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct RoutingStrategyArgs {
+    /// latency-based-routing: deployments within this fraction of the fastest count as equals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 10.0))]
+    pub lowest_latency_buffer: Option<f64>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

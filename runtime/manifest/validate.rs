@@ -3,7 +3,7 @@
 //! Every problem is reported, not only the first, each with the JSON pointer of the value it
 //! concerns. Errors block install; warnings (a literal API key in the file) do not.
 
-use super::{Manifest, RoutingStrategy};
+use super::Manifest;
 use crate::catalogue::providers::{known_prefixes, resolve_model};
 use crate::grammar;
 use crate::schema_check::{self, Violation};
@@ -142,29 +142,17 @@ fn semantic_checks(doc: &Value, out: &mut Vec<Finding>) {
         None => {}
     }
 
-    // router_settings is an open map, so its strategy is checked here rather than by the schema.
-    if let Some(strategy) = config["router_settings"]["routing_strategy"].as_str() {
-        if RoutingStrategy::from_wire(strategy).is_none() {
-            error(
-                "/config/router_settings/routing_strategy".into(),
-                format!(
-                    "unknown routing strategy {strategy:?}; valid values: {}",
-                    RoutingStrategy::EXPECTING.trim_start_matches("one of: ")
-                ),
-            );
-        }
-    }
-
+    const FALLBACK_LISTS: [&str; 3] = ["fallbacks", "context_window_fallbacks", "content_policy_fallbacks"];
     for settings in ["litellm_settings", "router_settings"] {
-        if let Some(fallbacks) = config[settings]["fallbacks"].as_array() {
-            for (i, rule) in fallbacks.iter().enumerate() {
+        for list in FALLBACK_LISTS {
+            for (i, rule) in config[settings][list].as_array().into_iter().flatten().enumerate() {
                 for (from, targets) in rule.as_object().into_iter().flatten() {
                     for target in
                         targets.as_array().into_iter().flatten().filter_map(Value::as_str).chain(Some(from.as_str()))
                     {
                         if !model_names.iter().any(|m| m == target) {
                             error(
-                                format!("/config/{settings}/fallbacks/{i}"),
+                                format!("/config/{settings}/{list}/{i}"),
                                 format!("{target:?} is not a model_name of this app"),
                             );
                         }
@@ -175,6 +163,7 @@ fn semantic_checks(doc: &Value, out: &mut Vec<Finding>) {
     }
 
     // Warnings last, so they never hide an error.
+    ignored_settings(config, out);
     for (i, entry) in config["model_list"].as_array().into_iter().flatten().enumerate() {
         for key in SECRET_KEYS {
             if let Some(v) = entry["litellm_params"][*key].as_str() {
@@ -190,6 +179,77 @@ fn semantic_checks(doc: &Value, out: &mut Vec<Finding>) {
             }
         }
     }
+}
+
+/// The settings keys ferrolite reads; every other key of these sections is kept but ignored,
+/// which install and `validate` say, one warning each.
+const HONOURED: &[(&str, &[&str])] = &[
+    (
+        "litellm_settings",
+        &[
+            "debug",
+            "detailed_debug",
+            "user_debug",
+            "drop_params",
+            "routing_strategy",
+            "routing_strategy_args",
+            "num_retries",
+            "timeout",
+            "request_timeout",
+            "stream_timeout",
+            "allowed_fails",
+            "cooldown_time",
+            "retry_backoff",
+            "fallbacks",
+            "context_window_fallbacks",
+            "content_policy_fallbacks",
+            "enforce_model_rate_limits",
+            "stream_keepalive_interval",
+            "max_budget",
+            "budget_duration",
+        ],
+    ),
+    (
+        "router_settings",
+        &[
+            "routing_strategy",
+            "routing_strategy_args",
+            "num_retries",
+            "timeout",
+            "request_timeout",
+            "stream_timeout",
+            "allowed_fails",
+            "cooldown_time",
+            "retry_backoff",
+            "fallbacks",
+            "context_window_fallbacks",
+            "content_policy_fallbacks",
+            "enforce_model_rate_limits",
+            "stream_keepalive_interval",
+            "max_budget",
+            "budget_duration",
+        ],
+    ),
+    ("general_settings", &["master_key"]),
+];
+
+fn ignored_settings(config: &Value, out: &mut Vec<Finding>) {
+    for (section, honoured) in HONOURED {
+        for key in config[*section].as_object().into_iter().flat_map(|m| m.keys()) {
+            if !honoured.contains(&key.as_str()) {
+                out.push(Finding {
+                    severity: Severity::Warning,
+                    pointer: format!("/config/{section}/{}", escape_pointer(key)),
+                    message: format!("{section}.{key} is not a setting ferrolite honours; it is ignored"),
+                });
+            }
+        }
+    }
+}
+
+/// A key as a JSON pointer token (RFC 6901).
+fn escape_pointer(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
 }
 
 fn check_params(at: &str, params: &Value, error: &mut impl FnMut(String, String)) {

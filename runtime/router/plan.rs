@@ -9,6 +9,7 @@ use super::table::Table;
 use crate::exchange::Payload;
 use serde_json::Value;
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Where a request goes: a model group, or (model-less routes) one deployment.
@@ -37,7 +38,10 @@ fn names(v: Option<Value>, group: &str) -> Vec<String> {
             items.iter().filter_map(Value::as_str).map(str::to_owned).collect()
         }
         // [{"gpt-4": ["model-b"]}]
-        Some(v @ Value::Array(_)) => fallback_map(Some(&v)).remove(group).unwrap_or_default(),
+        Some(v @ Value::Array(_)) => {
+            let rules: Vec<BTreeMap<String, Vec<String>>> = serde_json::from_value(v).unwrap_or_default();
+            fallback_map(Some(&rules)).remove(group).unwrap_or_default()
+        }
         _ => Vec::new(),
     }
 }

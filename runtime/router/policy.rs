@@ -3,8 +3,7 @@
 //! fallbacks and rate limits.
 
 use crate::manifest::ProxyConfig;
-use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 /// The failure-handling settings of a session, from `litellm_settings` and `router_settings`.
@@ -49,50 +48,80 @@ impl Default for Policy {
     }
 }
 
-fn seconds(v: &Value) -> Option<Duration> {
-    v.as_f64().filter(|s| *s >= 0.0).map(Duration::from_secs_f64)
-}
-
 /// `[{"gpt-4": ["claude-3-opus"]}, ...]` as a map.
-pub fn fallback_map(v: Option<&Value>) -> HashMap<String, Vec<String>> {
+pub fn fallback_map(rules: Option<&[BTreeMap<String, Vec<String>>]>) -> HashMap<String, Vec<String>> {
     let mut map = HashMap::new();
-    for rule in v.and_then(Value::as_array).into_iter().flatten() {
-        for (from, to) in rule.as_object().into_iter().flatten() {
-            let targets: Vec<String> =
-                to.as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect();
-            map.insert(from.clone(), targets);
+    for rule in rules.into_iter().flatten() {
+        for (from, to) in rule {
+            map.insert(from.clone(), to.clone());
         }
     }
     map
 }
 
+fn seconds(s: f64) -> Option<Duration> {
+    Duration::try_from_secs_f64(s).ok()
+}
+
 impl Policy {
-    /// Reads a session's settings: `router_settings` first, then `litellm_settings`.
+    /// Reads a session's typed settings: `router_settings` first, then `litellm_settings`.
     pub fn from_config(config: &ProxyConfig) -> Policy {
-        let litellm = serde_json::to_value(&config.litellm_settings).unwrap_or(Value::Null);
-        let router = config.router_settings.clone().map(Value::Object).unwrap_or(Value::Null);
-        let get =
-            |key: &str| router.get(key).filter(|v| !v.is_null()).or_else(|| litellm.get(key).filter(|v| !v.is_null()));
+        let litellm = &config.litellm_settings.routing;
+        let router = config.router_settings.as_ref();
+        // The first of the two that sets a field.
+        macro_rules! get {
+            ($field:ident) => {
+                router.and_then(|r| r.$field.clone()).or_else(|| litellm.$field.clone())
+            };
+        }
         let default = Policy::default();
+        let fallbacks = |rules: Option<Vec<BTreeMap<String, Vec<String>>>>| fallback_map(rules.as_deref());
         Policy {
-            num_retries: get("num_retries").and_then(Value::as_u64).map(|n| n as u32).unwrap_or(default.num_retries),
-            timeout: get("timeout").and_then(seconds).or(get("request_timeout").and_then(seconds)),
-            stream_timeout: get("stream_timeout").and_then(seconds),
-            allowed_fails: get("allowed_fails").and_then(Value::as_u64).unwrap_or(default.allowed_fails),
-            cooldown: get("cooldown_time").and_then(seconds).unwrap_or(default.cooldown),
-            fallbacks: fallback_map(get("fallbacks")),
-            context_window_fallbacks: fallback_map(get("context_window_fallbacks")),
-            content_policy_fallbacks: fallback_map(get("content_policy_fallbacks")),
-            backoff: get("retry_backoff").and_then(seconds).unwrap_or(default.backoff),
-            latency_buffer: get("routing_strategy_args")
-                .and_then(|a| a.get("lowest_latency_buffer"))
-                .and_then(Value::as_f64)
-                .unwrap_or(0.0),
-            enforce_rate_limits: get("enforce_model_rate_limits").and_then(Value::as_bool).unwrap_or(false),
-            keepalive: get("stream_keepalive_interval")
+            num_retries: get!(num_retries).unwrap_or(default.num_retries),
+            timeout: get!(timeout).or(get!(request_timeout)).and_then(seconds),
+            stream_timeout: get!(stream_timeout).and_then(seconds),
+            allowed_fails: get!(allowed_fails).unwrap_or(default.allowed_fails),
+            cooldown: get!(cooldown_time).and_then(seconds).unwrap_or(default.cooldown),
+            fallbacks: fallbacks(get!(fallbacks)),
+            context_window_fallbacks: fallbacks(get!(context_window_fallbacks)),
+            content_policy_fallbacks: fallbacks(get!(content_policy_fallbacks)),
+            backoff: get!(retry_backoff).and_then(seconds).unwrap_or(default.backoff),
+            latency_buffer: get!(routing_strategy_args).and_then(|a| a.lowest_latency_buffer).unwrap_or(0.0),
+            enforce_rate_limits: get!(enforce_model_rate_limits).unwrap_or(false),
+            keepalive: get!(stream_keepalive_interval)
                 .and_then(seconds)
                 .filter(|d| !d.is_zero())
                 .unwrap_or(default.keepalive),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn policy(config: serde_json::Value) -> Policy {
+        let mut config = config;
+        config["model_list"] = json!([]);
+        Policy::from_config(&serde_json::from_value(config).unwrap())
+    }
+
+    #[test]
+    fn router_settings_win_over_litellm_settings_and_defaults_fill_the_rest() {
+        let p = policy(json!({
+            "litellm_settings": {"num_retries": 5, "cooldown_time": 9, "timeout": 30, "fallbacks": [{"a": ["b"]}]},
+            "router_settings": {"num_retries": 1, "retry_backoff": 0.5, "request_timeout": 10,
+                                "routing_strategy_args": {"lowest_latency_buffer": 0.2}}
+        }));
+        assert_eq!(p.num_retries, 1, "router_settings wins");
+        assert_eq!(p.cooldown, Duration::from_secs(9), "litellm_settings where the router sets none");
+        assert_eq!(p.timeout, Some(Duration::from_secs(30)), "timeout before request_timeout");
+        assert_eq!(p.backoff, Duration::from_millis(500));
+        assert_eq!(p.latency_buffer, 0.2);
+        assert_eq!(p.fallbacks["a"], ["b"]);
+        assert_eq!(p.allowed_fails, 3);
+        assert_eq!(p.keepalive, Duration::from_secs(15));
+        assert_eq!(policy(json!({})).timeout, None);
     }
 }

@@ -79,22 +79,15 @@ impl Table {
             }
         }
         let settings = config.litellm_settings.clone();
-        let app_budget = budget_of(
-            settings.max_budget,
-            settings
-                .extra
-                .get("budget_duration")
-                .or_else(|| config.router_settings.as_ref().and_then(|r| r.get("budget_duration"))),
-        );
+        let (litellm, router) = (&settings.routing, config.router_settings.as_ref());
+        let duration = router.and_then(|r| r.budget_duration.as_deref()).or(litellm.budget_duration.as_deref());
+        let max_budget = router.and_then(|r| r.max_budget).or(litellm.max_budget);
+        let app_budget = budget_of(max_budget, duration);
         let deployment_budgets: Vec<_> =
-            deployments.iter().map(|d| budget_of(d.params.max_budget, d.params.extra.get("budget_duration"))).collect();
-        // litellm takes the strategy from litellm_settings or router_settings (validated at install).
-        let strategy = settings
-            .routing_strategy
-            .or_else(|| {
-                let router = config.router_settings.as_ref()?;
-                RoutingStrategy::from_wire(router.get("routing_strategy")?.as_str()?)
-            })
+            deployments.iter().map(|d| budget_of(d.params.max_budget, d.params.budget_duration.as_deref())).collect();
+        let strategy = router
+            .and_then(|r| r.routing_strategy)
+            .or(litellm.routing_strategy)
             .unwrap_or(RoutingStrategy::SimpleShuffle);
         let labels = SessionLabels::new(
             &ident.workspace,
@@ -162,7 +155,7 @@ impl Table {
     }
 }
 
-fn budget_of(max: Option<f64>, duration: Option<&serde_json::Value>) -> Option<Budget> {
-    let period = duration.and_then(serde_json::Value::as_str).and_then(parse_duration);
+fn budget_of(max: Option<f64>, duration: Option<&str>) -> Option<Budget> {
+    let period = duration.and_then(parse_duration);
     max.map(|max_usd| Budget { max_usd, period })
 }

@@ -53,6 +53,46 @@ fn validate_accepts_json_and_yaml_and_warns_on_literal_keys() {
 }
 
 #[test]
+fn validate_types_every_setting_and_lists_the_ones_it_ignores() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("settings.yaml");
+    std::fs::write(
+        &path,
+        r#"name: Settings
+type: llm-proxy
+config:
+  model_list:
+    - model_name: m
+      litellm_params: {model: gpt-4o, mock_response: hi}
+  litellm_settings:
+    cooldown_time: "5"
+    num_retries: -1
+    success_callback: ["langfuse"]
+  router_settings:
+    routing_strategy: round-robin
+    budget_duration: 30 days
+    allowed_fails: 2
+    enable_pre_call_checks: true
+"#,
+    )
+    .unwrap();
+    let f = path.to_str().unwrap();
+    let (code, stdout, _) = run(&["validate", f]);
+    assert_eq!(code, 1, "{stdout}");
+    for expected in [
+        format!("{f}: /config/litellm_settings/cooldown_time: expected null or number, got string"),
+        format!("{f}: /config/router_settings/budget_duration: \"30 days\" does not match"),
+        format!("{f}: /config/router_settings/routing_strategy: unknown value \"round-robin\""),
+        format!("{f}: /config/litellm_settings/num_retries: -1 is less than the minimum of 0"),
+        format!("{f}: /config/litellm_settings/success_callback: warning: litellm_settings.success_callback is not a setting ferrolite honours; it is ignored"),
+        format!("{f}: /config/router_settings/enable_pre_call_checks: warning: "),
+    ] {
+        assert!(stdout.lines().any(|l| l.starts_with(&expected)), "missing {expected:?} in:\n{stdout}");
+    }
+    assert!(!stdout.contains("allowed_fails"), "a setting of the right type is quiet:\n{stdout}");
+}
+
+#[test]
 fn validate_output_json_reports_each_file_for_scripts() {
     let (code, stdout, _) =
         run(&["validate", "--output", "json", "tests/manifests/mock.yaml", "tests/manifests/broken.yaml"]);
