@@ -141,6 +141,63 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
             session.session_id, session.app_id
         );
     }
+    let (apps, root) = start_apps(&controller, &config.configs)?;
+    let tokens = Tokens::from_secret(&secret);
+    let (admin_token_file, new_admin_token) = write_admin_token(&config.data_dir, &tokens)?;
+    let token = tokens.issue(DEFAULT_WORKSPACE, false, Duration::from_secs(30 * 24 * 3600));
+    crate::observability::metrics::install();
+    let state = AppState::new(controller, tokens, config.limits).with_metrics_public(config.metrics_public);
+    let (router, mounted_routes) = http::router(state.clone());
+    // The WebSocket door is mounted last: it calls the finished HTTP router in-process, and a
+    // socket that stays open is not an in-flight request.
+    let router = crate::rpc::mount(router, state.clone());
+    let mut background = vec![spend_flusher(state.clone())];
+    if let Some(cluster) = cluster {
+        background.extend(cluster_tasks(state.clone(), cluster));
+    }
+    let (tx, rx) = oneshot::channel::<()>();
+    let shutdown = async {
+        let _ = rx.await;
+    };
+    // The alias must rewrite before routing, so it wraps the router as a service.
+    let door = http::Door::new(state.clone(), router);
+    let service = tower::ServiceExt::map_request(door, move |r: axum::extract::Request| match &root {
+        Some(alias) => alias.rewrite(r),
+        None => r,
+    });
+    let task = if config.io_threads == 0 {
+        tokio::spawn(serve::serve(listener, service, config.connections, shutdown))
+    } else {
+        let hooks = serve::LaneHooks {
+            on_start: crate::transport::use_lane_pool,
+            every_second: crate::transport::sweep_lane_pool,
+        };
+        let lanes =
+            serve::Lanes::start(config.io_threads, service, config.connections, hooks).map_err(StartupError::Lanes)?;
+        tokio::spawn(serve::serve_on_lanes(listener, lanes, shutdown))
+    };
+    Ok(RunningServer {
+        addr: local,
+        state,
+        apps,
+        token,
+        admin_token_file,
+        new_admin_token,
+        mounted_routes,
+        shutdown: Some(tx),
+        task,
+        background,
+        drain_timeout: config.drain_timeout,
+    })
+}
+
+/// Installs and starts the apps named on the command line (the demo app when none is), and
+/// lists them with the sessions restored from the store; with a litellm config among them, the
+/// alias that serves it at the server root too.
+fn start_apps(
+    controller: &Controller,
+    configs: &[PathBuf],
+) -> Result<(Vec<StartedApp>, Option<http::RootAlias>), StartupError> {
     let mut apps = Vec::new();
     // Apps named on the command line are (re)installed and (re)started with what the file says now.
     let start_app = |doc: serde_json::Value, file: String| -> Result<StartedApp, StartupError> {
@@ -158,11 +215,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
             controller.start(DEFAULT_WORKSPACE, &app.id).map_err(|source| StartupError::App { file, source })?;
         Ok(StartedApp { url: session.url, models: session.models })
     };
-    if config.configs.is_empty() {
+    if configs.is_empty() {
         apps.push(start_app(demo::manifest(), "the embedded demo app".into())?);
     }
     let mut root = None;
-    for file in &config.configs {
+    for file in configs {
         let name = file.display().to_string();
         let doc = validate::load_file(file).map_err(|source| StartupError::Load { file: name.clone(), source })?;
         if litellm::is_litellm_config(&doc) && root.is_none() {
@@ -170,7 +227,6 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
         }
         apps.push(start_app(doc, name)?);
     }
-
     // Sessions restored from the store serve too: list them after the ones started above.
     for session in controller.registry().all() {
         let info = session.info(controller.base_url());
@@ -178,71 +234,21 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
             apps.push(StartedApp { url: info.url, models: info.models });
         }
     }
-    let tokens = Tokens::from_secret(&secret);
-    let (admin_token_file, new_admin_token) = write_admin_token(&config.data_dir, &tokens)?;
-    let token = tokens.issue(DEFAULT_WORKSPACE, false, Duration::from_secs(30 * 24 * 3600));
-    crate::observability::metrics::install();
-    let state = AppState::new(controller, tokens, config.limits).with_metrics_public(config.metrics_public);
-    let (router, mounted_routes) = http::router(state.clone());
-    // The WebSocket door is mounted last: it calls the finished HTTP router in-process, and a
-    // socket that stays open is not an in-flight request.
-    let router = crate::rpc::mount(router, state.clone());
-    let (tx, rx) = oneshot::channel::<()>();
-    // Spend lives in memory on the request path; this writes it through every second.
-    let flusher = {
-        let state = state.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(SPEND_FLUSH_INTERVAL);
-            loop {
-                tick.tick().await;
-                let state = state.clone();
-                let flushed = tokio::task::spawn_blocking(move || state.controller.flush_spend()).await;
-                if let Ok(Err(e)) = flushed {
-                    tracing::warn!("cannot store spend: {e}");
-                }
+    Ok((apps, root))
+}
+
+/// Spend lives in memory on the request path; this writes it through every second.
+fn spend_flusher(state: AppState) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SPEND_FLUSH_INTERVAL);
+        loop {
+            tick.tick().await;
+            let state = state.clone();
+            let flushed = tokio::task::spawn_blocking(move || state.controller.flush_spend()).await;
+            if let Ok(Err(e)) = flushed {
+                tracing::warn!("cannot store spend: {e}");
             }
-        })
-    };
-    let mut background = vec![flusher];
-    if let Some(cluster) = cluster {
-        background.extend(cluster_tasks(state.clone(), cluster));
-    }
-    let shutdown = async {
-        let _ = rx.await;
-    };
-    // The alias must rewrite before routing, so it wraps the router as a service.
-    let door = http::Door::new(state.clone(), router);
-    let service = tower::ServiceExt::map_request(door, move |r: axum::extract::Request| match &root {
-        Some(alias) => alias.rewrite(r),
-        None => r,
-    });
-    let task = if config.io_threads == 0 {
-        tokio::spawn(serve::serve(listener, service, config.connections, shutdown))
-    } else {
-        let lanes = serve::Lanes::start(
-            config.io_threads,
-            service,
-            config.connections,
-            serve::LaneHooks {
-                on_start: crate::transport::use_lane_pool,
-                every_second: crate::transport::sweep_lane_pool,
-            },
-        )
-        .map_err(StartupError::Lanes)?;
-        tokio::spawn(serve::serve_on_lanes(listener, lanes, shutdown))
-    };
-    Ok(RunningServer {
-        addr: local,
-        state,
-        apps,
-        token,
-        admin_token_file,
-        new_admin_token,
-        mounted_routes,
-        shutdown: Some(tx),
-        task,
-        background,
-        drain_timeout: config.drain_timeout,
+        }
     })
 }
 

@@ -13,6 +13,7 @@ mod translate_anthropic;
 mod translate_bedrock;
 mod translate_gemini;
 
+mod architecture;
 mod azure;
 mod bad_input;
 mod budgets;
