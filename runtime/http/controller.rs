@@ -237,35 +237,7 @@ fn source(kwargs: &Map<String, Value>, function: &str) -> Result<Source, ApiErro
 }
 
 fn query_kwargs(query: Option<&str>) -> Map<String, Value> {
-    query
-        .into_iter()
-        .flat_map(|q| q.split('&'))
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (percent_decode(k), Value::String(percent_decode(v))))
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    super::query::pairs(query).map(|(k, v)| (k.into_owned(), Value::String(v.into_owned()))).collect()
 }
 
 fn required_str<'a>(kwargs: &'a Map<String, Value>, name: &str) -> Result<&'a str, ApiError> {
