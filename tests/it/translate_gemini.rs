@@ -41,7 +41,8 @@ fn chat(body: Value) -> ChatRequest {
 }
 
 fn body_of(body: Value) -> Value {
-    gemini::generate_content_body(&chat(body)).unwrap_or_else(|e| panic!("translation failed: {e}"))
+    let req = chat(body);
+    crate::support::wire(gemini::generate_content_body(&req).unwrap_or_else(|e| panic!("translation failed: {e}")))
 }
 
 fn weather_tool() -> Value {
@@ -257,7 +258,7 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 fn to_openai(body: Value) -> Value {
-    gemini::to_openai(&body, "gemini-1.5-pro", ID, CREATED).unwrap()
+    crate::support::wire(gemini::to_openai(body.to_string().as_bytes(), "gemini-1.5-pro", ID, CREATED).unwrap())
 }
 
 #[test]
@@ -326,7 +327,7 @@ fn safety_blocked_responses_translate() {
             to_openai(json!({"candidates": [{"content": {"role": "model", "parts": []}, "finishReason": reason}]}));
         assert_eq!(answer["choices"][0]["finish_reason"], expected, "{reason}");
     }
-    let err = gemini::to_openai(&json!({}), "m", ID, CREATED).unwrap_err();
+    let err = gemini::to_openai(b"{}", "m", ID, CREATED).unwrap_err();
     assert_eq!(err.status, StatusCode::BAD_GATEWAY);
 }
 
