@@ -4,7 +4,9 @@
 //!
 //! The key goes in the `x-goog-api-key` header, never in a `key=` query parameter, so it never
 //! sits in a URL (or in a log line that prints one). Every translation is a pure function of
-//! its inputs (ids and clocks passed in), so the tests pin the exact wire shapes.
+//! its inputs (ids and clocks passed in), so the tests pin the exact wire shapes. Both sides
+//! are typed: Gemini's bodies are the serde types of `api::gemini`, OpenAI's those of
+//! `api::openai`; a request is serialized once, and answers are read straight from the bytes.
 //!
 //! The mapping, in short:
 //! - `system` / `developer` messages -> `systemInstruction.parts`; `user` -> `user`,
@@ -16,7 +18,16 @@
 //!   (+ `responseSchema`, cleaned of the JSON Schema keys Gemini's schema subset rejects).
 
 use super::translate::{error_kind, error_message, ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
-use crate::api::openai::{ChatChunk, ChatCompletion, ChatMessage, ChatRequest, EmbeddingRequest};
+use crate::api::gemini::{
+    BatchEmbedContentsRequest, BatchEmbedContentsResponse, Blob, Candidate, Content, EmbedContentRequest, ErrorBody,
+    ErrorDetail, FileData, FunctionCall, FunctionCallingConfig, FunctionDeclaration, FunctionResponse, FunctionResult,
+    GenerateContentRequest, GenerateContentResponse, GenerationConfig, Part, PromptFeedback, StreamEvent, Tool,
+    ToolConfig, UsageMetadata,
+};
+use crate::api::openai::{
+    self, AssistantMessage, ChatChunk, ChatCompletion, ChatMessage, ChatRequest, ChatUsage, Choice, ChunkChoice, Delta,
+    EmbeddingRequest, FunctionDelta, ToolCall, ToolCallDelta,
+};
 use crate::exchange::ApiError;
 use crate::providers::deployment::Deployment;
 use crate::streaming::sse;
@@ -25,6 +36,7 @@ use axum::http::StatusCode;
 use base64::Engine as _;
 use ferrolite_codegen::str_map;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 /// The Gemini provider.
@@ -97,6 +109,15 @@ fn bad_gateway(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", message).with_code("bad_upstream_response")
 }
 
+/// An upstream body serde could not read as `what`: not JSON at all, or JSON of another shape.
+fn unreadable(what: &str, e: &serde_json::Error) -> ApiError {
+    if e.is_data() {
+        bad_gateway(format!("gemini: {what} is not of the expected shape: {e}"))
+    } else {
+        bad_gateway(format!("gemini: {what} is not JSON: {e}"))
+    }
+}
+
 /// A parameter of the request, `null` counting as absent.
 fn param<'a>(req: &'a ChatRequest, name: &str) -> Option<&'a Value> {
     req.extra.get(name).filter(|v| !v.is_null())
@@ -104,40 +125,34 @@ fn param<'a>(req: &'a ChatRequest, name: &str) -> Option<&'a Value> {
 
 /// The `generateContent` body for an OpenAI chat request (the same body serves streams; the
 /// URL says which method is called).
-pub fn generate_content_body(req: &ChatRequest) -> Result<Value, ApiError> {
+pub fn generate_content_body(req: &ChatRequest) -> Result<GenerateContentRequest<'_>, ApiError> {
     let (system, contents) = contents(&req.messages)?;
     if contents.is_empty() {
         return Err(bad("gemini needs at least one user or assistant message with content", "messages"));
     }
-    let mut body = Map::new();
-    if !system.is_empty() {
-        body.insert("systemInstruction".into(), json!({"parts": system}));
-    }
-    body.insert("contents".into(), Value::Array(contents));
-    if let Some(tools) = tools(req)? {
-        body.insert("tools".into(), tools);
-    }
-    if let Some(config) = tool_config(req)? {
-        body.insert("toolConfig".into(), config);
-    }
+    let tools = tools(req)?;
+    let tool_config = tool_config(req)?;
     let config = generation_config(req)?;
-    if !config.is_empty() {
-        body.insert("generationConfig".into(), Value::Object(config));
-    }
-    Ok(Value::Object(body))
+    Ok(GenerateContentRequest {
+        system_instruction: (!system.is_empty()).then_some(Content { role: None, parts: system }),
+        contents,
+        tools,
+        tool_config,
+        generation_config: (config != GenerationConfig::default()).then_some(config),
+    })
 }
 
 /// The system parts and the alternating `contents` turns of a conversation.
-fn contents(messages: &[ChatMessage]) -> Result<(Vec<Value>, Vec<Value>), ApiError> {
+fn contents(messages: &[ChatMessage]) -> Result<(Vec<Part<'_>>, Vec<Content<'_>>), ApiError> {
     let mut system = Vec::new();
-    let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    let mut turns: Vec<Content<'_>> = Vec::new();
     // tool_call_id -> function name, from the assistant turns seen so far.
-    let mut call_names: HashMap<String, String> = HashMap::new();
+    let mut call_names: HashMap<&str, &str> = HashMap::new();
     for (i, m) in messages.iter().enumerate() {
         if m.role == "system" || m.role == "developer" {
-            let text = m.text();
+            let text = message_text(m);
             if !text.is_empty() {
-                system.push(json!({"text": text}));
+                system.push(Part::Text(text));
             }
             continue;
         }
@@ -159,81 +174,92 @@ fn contents(messages: &[ChatMessage]) -> Result<(Vec<Value>, Vec<Value>), ApiErr
             continue;
         }
         match turns.last_mut() {
-            Some((last, previous)) if *last == gemini_role => previous.extend(parts),
-            _ => turns.push((gemini_role, parts)),
+            Some(last) if last.role.as_deref() == Some(gemini_role) => last.parts.extend(parts),
+            _ => turns.push(Content { role: Some(Cow::Borrowed(gemini_role)), parts }),
         }
     }
-    let contents = turns.into_iter().map(|(role, parts)| json!({"role": role, "parts": parts})).collect();
-    Ok((system, contents))
+    Ok((system, turns))
+}
+
+/// A message's text, borrowed when its content is a plain string.
+fn message_text(m: &ChatMessage) -> Cow<'_, str> {
+    match &m.content {
+        Some(Value::String(s)) => Cow::Borrowed(s),
+        _ => Cow::Owned(m.text()),
+    }
 }
 
 /// The parts of a message's `content`: a string, or a list of OpenAI content parts.
-fn content_parts(content: Option<&Value>, i: usize) -> Result<Vec<Value>, ApiError> {
-    let at = format!("messages[{i}].content");
+fn content_parts(content: Option<&Value>, i: usize) -> Result<Vec<Part<'_>>, ApiError> {
     match content {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::String(s)) if s.is_empty() => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![json!({"text": s})]),
+        Some(Value::String(s)) => Ok(vec![Part::Text(Cow::Borrowed(s))]),
         Some(Value::Array(parts)) => {
             let mut out = Vec::with_capacity(parts.len());
             for (j, part) in parts.iter().enumerate() {
-                let at = format!("{at}[{j}]");
-                let kind = part.get("type").and_then(Value::as_str).unwrap_or_default();
-                match kind {
-                    "text" | "refusal" => {
-                        let text = part.get(kind).and_then(Value::as_str).unwrap_or_default();
-                        if !text.is_empty() {
-                            out.push(json!({"text": text}));
-                        }
-                    }
-                    "image_url" => {
-                        let image = part.get("image_url");
-                        let url = image
-                            .and_then(|u| u.as_str().or_else(|| u.get("url").and_then(Value::as_str)))
-                            .ok_or_else(|| bad("an image_url part needs image_url.url", format!("{at}.image_url")))?;
-                        out.push(media_part(url, &format!("{at}.image_url.url"))?);
-                    }
-                    "input_audio" => {
-                        let audio = part.get("input_audio");
-                        let data = audio.and_then(|a| a.get("data")).and_then(Value::as_str);
-                        let format = audio.and_then(|a| a.get("format")).and_then(Value::as_str).unwrap_or("wav");
-                        let data =
-                            data.ok_or_else(|| bad("an input_audio part needs input_audio.data", format!("{at}.input_audio")))?;
-                        out.push(json!({"inlineData": {"mimeType": format!("audio/{format}"), "data": data}}));
-                    }
-                    "file" => {
-                        let data = part.pointer("/file/file_data").and_then(Value::as_str).ok_or_else(|| {
-                            bad("gemini takes file parts as file.file_data data URLs", format!("{at}.file"))
-                        })?;
-                        out.push(media_part(data, &format!("{at}.file.file_data"))?);
-                    }
-                    other => {
-                        return Err(bad(
-                            format!("content part type {other:?} is not supported by gemini; use text, image_url, input_audio or file"),
-                            format!("{at}.type"),
-                        ))
-                    }
-                }
+                out.extend(content_part(part, i, j)?);
             }
             Ok(out)
         }
-        Some(_) => Err(bad("content must be a string, a list of content parts, or null", at)),
+        Some(_) => {
+            Err(bad("content must be a string, a list of content parts, or null", format!("messages[{i}].content")))
+        }
+    }
+}
+
+/// One OpenAI content part (`messages[i].content[j]`) as a Gemini part (none for empty text).
+fn content_part(part: &Value, i: usize, j: usize) -> Result<Option<Part<'_>>, ApiError> {
+    // The parameter path is only spelled out when a part is refused.
+    let at = |field: &str| format!("messages[{i}].content[{j}]{field}");
+    let kind = part.get("type").and_then(Value::as_str).unwrap_or_default();
+    match kind {
+        "text" | "refusal" => {
+            let text = part.get(kind).and_then(Value::as_str).unwrap_or_default();
+            Ok((!text.is_empty()).then_some(Part::Text(Cow::Borrowed(text))))
+        }
+        "image_url" => {
+            let image = part.get("image_url");
+            let url = image
+                .and_then(|u| u.as_str().or_else(|| u.get("url").and_then(Value::as_str)))
+                .ok_or_else(|| bad("an image_url part needs image_url.url", at(".image_url")))?;
+            media_part(url, || at(".image_url.url")).map(Some)
+        }
+        "input_audio" => {
+            let audio = part.get("input_audio");
+            let data = audio.and_then(|a| a.get("data")).and_then(Value::as_str);
+            let format = audio.and_then(|a| a.get("format")).and_then(Value::as_str).unwrap_or("wav");
+            let data = data.ok_or_else(|| bad("an input_audio part needs input_audio.data", at(".input_audio")))?;
+            let mime_type = Cow::Owned(format!("audio/{format}"));
+            Ok(Some(Part::InlineData(Blob { mime_type, data: Cow::Borrowed(data) })))
+        }
+        "file" => {
+            let data = part
+                .pointer("/file/file_data")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("gemini takes file parts as file.file_data data URLs", at(".file")))?;
+            media_part(data, || at(".file.file_data")).map(Some)
+        }
+        other => Err(bad(
+            format!("content part type {other:?} is not supported by gemini; use text, image_url, input_audio or file"),
+            at(".type"),
+        )),
     }
 }
 
 /// A data URL -> `inlineData`; any other URL -> `fileData` with a MIME type guessed from its
 /// extension (`image/jpeg` when there is none to go by).
-fn media_part(url: &str, param: &str) -> Result<Value, ApiError> {
+fn media_part(url: &str, param: impl Fn() -> String) -> Result<Part<'_>, ApiError> {
     if let Some(rest) = url.strip_prefix("data:") {
         let (meta, data) =
-            rest.split_once(',').ok_or_else(|| bad("a data URL needs a comma before its data", param.to_owned()))?;
+            rest.split_once(',').ok_or_else(|| bad("a data URL needs a comma before its data", param()))?;
         let Some(mime) = meta.strip_suffix(";base64") else {
-            return Err(bad("gemini takes base64 data URLs only (data:MIME;base64,DATA)", param.to_owned()));
+            return Err(bad("gemini takes base64 data URLs only (data:MIME;base64,DATA)", param()));
         };
         let mime = if mime.is_empty() { "application/octet-stream" } else { mime };
-        return Ok(json!({"inlineData": {"mimeType": mime, "data": data}}));
+        return Ok(Part::InlineData(Blob { mime_type: Cow::Borrowed(mime), data: Cow::Borrowed(data) }));
     }
-    Ok(json!({"fileData": {"mimeType": guess_mime_type(url), "fileUri": url}}))
+    Ok(Part::FileData(FileData { mime_type: Cow::Borrowed(guess_mime_type(url)), file_uri: Cow::Borrowed(url) }))
 }
 
 /// The MIME type of a URL's file, from the extension of its path.
@@ -247,11 +273,11 @@ pub fn guess_mime_type(url: &str) -> &'static str {
 }
 
 /// An assistant turn: its content, then a `functionCall` part per tool call.
-fn assistant_parts(
-    m: &ChatMessage,
+fn assistant_parts<'a>(
+    m: &'a ChatMessage,
     i: usize,
-    call_names: &mut HashMap<String, String>,
-) -> Result<Vec<Value>, ApiError> {
+    call_names: &mut HashMap<&'a str, &'a str>,
+) -> Result<Vec<Part<'a>>, ApiError> {
     let mut parts = content_parts(m.content.as_ref(), i)?;
     let Some(calls) = m.extra.get("tool_calls").filter(|v| !v.is_null()) else {
         return Ok(parts);
@@ -259,29 +285,24 @@ fn assistant_parts(
     let calls =
         calls.as_array().ok_or_else(|| bad("tool_calls must be a list", format!("messages[{i}].tool_calls")))?;
     for (j, call) in calls.iter().enumerate() {
-        let at = format!("messages[{i}].tool_calls[{j}]");
+        let at = |field: &str| format!("messages[{i}].tool_calls[{j}].function.{field}");
         let name = call
             .pointer("/function/name")
             .and_then(Value::as_str)
-            .ok_or_else(|| bad("a tool call needs function.name", format!("{at}.function.name")))?;
+            .ok_or_else(|| bad("a tool call needs function.name", at("name")))?;
         let arguments = call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or_default();
         let args = if arguments.trim().is_empty() {
-            json!({})
+            Value::Object(Map::new())
         } else {
             match serde_json::from_str::<Value>(arguments) {
                 Ok(v @ Value::Object(_)) => v,
-                _ => {
-                    return Err(bad(
-                        "function.arguments must be a JSON object for gemini",
-                        format!("{at}.function.arguments"),
-                    ))
-                }
+                _ => return Err(bad("function.arguments must be a JSON object for gemini", at("arguments"))),
             }
         };
         if let Some(id) = call.get("id").and_then(Value::as_str) {
-            call_names.insert(id.to_owned(), name.to_owned());
+            call_names.insert(id, name);
         }
-        parts.push(json!({"functionCall": {"name": name, "args": args}}));
+        parts.push(Part::FunctionCall(FunctionCall { name: Cow::Borrowed(name), args }));
     }
     Ok(parts)
 }
@@ -289,10 +310,14 @@ fn assistant_parts(
 /// A `tool` (or legacy `function`) message -> a `functionResponse` part named after the call it
 /// answers. The output goes in `response.content`: the parsed object when it is a JSON object,
 /// else the text.
-fn function_response(m: &ChatMessage, i: usize, call_names: &HashMap<String, String>) -> Result<Value, ApiError> {
+fn function_response<'a>(
+    m: &'a ChatMessage,
+    i: usize,
+    call_names: &HashMap<&'a str, &'a str>,
+) -> Result<Part<'a>, ApiError> {
     let id = m.extra.get("tool_call_id").and_then(Value::as_str);
     let name = id
-        .and_then(|id| call_names.get(id).map(String::as_str))
+        .and_then(|id| call_names.get(id).copied())
         .or_else(|| m.extra.get("name").and_then(Value::as_str))
         .ok_or_else(|| {
             let what = match id {
@@ -301,16 +326,16 @@ fn function_response(m: &ChatMessage, i: usize, call_names: &HashMap<String, Str
             };
             bad(what, format!("messages[{i}].tool_call_id"))
         })?;
-    let text = m.text();
+    let text = message_text(m);
     let content = match serde_json::from_str::<Value>(&text) {
         Ok(object @ Value::Object(_)) => object,
-        _ => Value::String(text),
+        _ => Value::String(text.into_owned()),
     };
-    Ok(json!({"functionResponse": {"name": name, "response": {"content": content}}}))
+    Ok(Part::FunctionResponse(FunctionResponse { name: Cow::Borrowed(name), response: FunctionResult { content } }))
 }
 
 /// `tools` -> `[{functionDeclarations: [...]}]`.
-fn tools(req: &ChatRequest) -> Result<Option<Value>, ApiError> {
+fn tools(req: &ChatRequest) -> Result<Option<Vec<Tool<'_>>>, ApiError> {
     let Some(tools) = param(req, "tools") else { return Ok(None) };
     let tools = tools.as_array().ok_or_else(|| bad("tools must be a list", "tools"))?;
     let mut declarations = Vec::with_capacity(tools.len());
@@ -327,35 +352,33 @@ fn tools(req: &ChatRequest) -> Result<Option<Value>, ApiError> {
             .get("name")
             .and_then(Value::as_str)
             .ok_or_else(|| bad("a function tool needs function.name", format!("tools[{i}].function.name")))?;
-        let mut declaration = Map::new();
-        declaration.insert("name".into(), json!(name));
-        if let Some(description) = function.get("description").filter(|d| !d.is_null()) {
-            declaration.insert("description".into(), description.clone());
-        }
         // Gemini refuses an OBJECT schema without properties: a function without parameters
         // is declared without a schema.
-        if let Some(parameters) = function.get("parameters").filter(|p| !p.is_null()) {
-            let empty = parameters.get("properties").and_then(Value::as_object).is_none_or(Map::is_empty);
-            if !empty {
-                declaration.insert("parameters".into(), gemini_schema(parameters));
-            }
-        }
-        declarations.push(Value::Object(declaration));
+        let parameters = function
+            .get("parameters")
+            .filter(|p| !p.is_null())
+            .filter(|p| p.get("properties").and_then(Value::as_object).is_some_and(|props| !props.is_empty()))
+            .map(gemini_schema);
+        declarations.push(FunctionDeclaration {
+            name: Cow::Borrowed(name),
+            description: function.get("description").filter(|d| !d.is_null()),
+            parameters,
+        });
     }
     if declarations.is_empty() {
         return Ok(None);
     }
-    Ok(Some(json!([{"functionDeclarations": declarations}])))
+    Ok(Some(vec![Tool { function_declarations: declarations }]))
 }
 
 /// `tool_choice` -> `{functionCallingConfig: {mode, allowedFunctionNames?}}`.
-fn tool_config(req: &ChatRequest) -> Result<Option<Value>, ApiError> {
+fn tool_config(req: &ChatRequest) -> Result<Option<ToolConfig<'_>>, ApiError> {
     let Some(choice) = param(req, "tool_choice") else { return Ok(None) };
     let config = match choice {
         Value::String(s) => {
             let mode = tool_choice_mode(s)
                 .ok_or_else(|| bad(format!("tool_choice {s:?} is not one of auto, none, required"), "tool_choice"))?;
-            json!({"mode": mode})
+            FunctionCallingConfig { mode: Cow::Borrowed(mode), allowed_function_names: None }
         }
         Value::Object(_) => {
             let name = choice.pointer("/function/name").and_then(Value::as_str).ok_or_else(|| {
@@ -364,55 +387,37 @@ fn tool_config(req: &ChatRequest) -> Result<Option<Value>, ApiError> {
                     "tool_choice",
                 )
             })?;
-            json!({"mode": "ANY", "allowedFunctionNames": [name]})
+            FunctionCallingConfig {
+                mode: Cow::Borrowed("ANY"),
+                allowed_function_names: Some(vec![Cow::Borrowed(name)]),
+            }
         }
         _ => return Err(bad("tool_choice must be a string or an object", "tool_choice")),
     };
-    Ok(Some(json!({"functionCallingConfig": config})))
+    Ok(Some(ToolConfig { function_calling_config: config }))
 }
 
-/// The sampling parameters -> `generationConfig` (empty when the request sets none).
-fn generation_config(req: &ChatRequest) -> Result<Map<String, Value>, ApiError> {
-    let mut config = Map::new();
-    if let Some(max) = param(req, "max_completion_tokens").or_else(|| param(req, "max_tokens")) {
-        config.insert("maxOutputTokens".into(), max.clone());
-    }
-    for (openai, gemini) in [("temperature", "temperature"), ("top_p", "topP")] {
-        if let Some(v) = param(req, openai) {
-            config.insert(gemini.into(), v.clone());
-        }
-    }
-    if let Some(stop) = param(req, "stop") {
-        let sequences = match stop {
-            Value::String(s) => vec![json!(s)],
-            Value::Array(items) if items.iter().all(Value::is_string) => items.clone(),
-            _ => return Err(bad("stop must be a string or a list of strings", "stop")),
-        };
-        if !sequences.is_empty() {
-            config.insert("stopSequences".into(), Value::Array(sequences));
-        }
-    }
-    if let Some(n) = req.n {
-        config.insert("candidateCount".into(), json!(n));
-    }
-    for (openai, gemini) in
-        [("seed", "seed"), ("presence_penalty", "presencePenalty"), ("frequency_penalty", "frequencyPenalty")]
-    {
-        if let Some(v) = param(req, openai) {
-            config.insert(gemini.into(), v.clone());
-        }
-    }
+/// The sampling parameters -> `generationConfig` (all `None` when the request sets none).
+fn generation_config(req: &ChatRequest) -> Result<GenerationConfig<'_>, ApiError> {
+    let mut config = GenerationConfig {
+        max_output_tokens: param(req, "max_completion_tokens").or_else(|| param(req, "max_tokens")),
+        temperature: param(req, "temperature"),
+        top_p: param(req, "top_p"),
+        stop_sequences: stop_sequences(req)?,
+        candidate_count: req.n,
+        seed: param(req, "seed"),
+        presence_penalty: param(req, "presence_penalty"),
+        frequency_penalty: param(req, "frequency_penalty"),
+        ..GenerationConfig::default()
+    };
     if let Some(format) = param(req, "response_format") {
         match format.get("type").and_then(Value::as_str) {
             Some("text") => {}
-            Some("json_object") => {
-                config.insert("responseMimeType".into(), json!("application/json"));
-            }
+            Some("json_object") => config.response_mime_type = Some(Cow::Borrowed("application/json")),
             Some("json_schema") => {
-                config.insert("responseMimeType".into(), json!("application/json"));
-                if let Some(schema) = format.pointer("/json_schema/schema").filter(|s| !s.is_null()) {
-                    config.insert("responseSchema".into(), gemini_schema(schema));
-                }
+                config.response_mime_type = Some(Cow::Borrowed("application/json"));
+                config.response_schema =
+                    format.pointer("/json_schema/schema").filter(|s| !s.is_null()).map(gemini_schema);
             }
             _ => {
                 return Err(bad(
@@ -423,6 +428,21 @@ fn generation_config(req: &ChatRequest) -> Result<Map<String, Value>, ApiError> 
         }
     }
     Ok(config)
+}
+
+/// `stop` (a string or a list of strings) -> `stopSequences` (none for an empty list).
+fn stop_sequences(req: &ChatRequest) -> Result<Option<Vec<Cow<'_, str>>>, ApiError> {
+    let Some(stop) = param(req, "stop") else { return Ok(None) };
+    let sequences: Vec<Cow<'_, str>> = match stop {
+        Value::String(s) => vec![Cow::Borrowed(s)],
+        Value::Array(items) => items
+            .iter()
+            .map(|item| item.as_str().map(Cow::Borrowed))
+            .collect::<Option<_>>()
+            .ok_or_else(|| bad("stop must be a string or a list of strings", "stop"))?,
+        _ => return Err(bad("stop must be a string or a list of strings", "stop")),
+    };
+    Ok((!sequences.is_empty()).then_some(sequences))
 }
 
 /// A JSON Schema in Gemini's schema subset, at every depth: the keywords it refuses removed
@@ -480,51 +500,61 @@ pub fn tool_call_id(answer_id: &str, candidate: u64, call: usize) -> String {
 }
 
 /// Gemini `usageMetadata` -> OpenAI `usage` (thinking tokens count as completion tokens, as
-/// OpenAI counts reasoning tokens).
-pub fn usage(meta: &Value) -> Value {
-    let count = |key: &str| meta.get(key).and_then(Value::as_u64);
-    let prompt = count("promptTokenCount").unwrap_or(0);
-    let thoughts = count("thoughtsTokenCount").unwrap_or(0);
-    let completion = count("candidatesTokenCount").unwrap_or(0) + thoughts;
-    let total = count("totalTokenCount").unwrap_or(prompt + completion);
-    let mut usage = json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total});
-    if let Some(cached) = count("cachedContentTokenCount") {
-        usage["prompt_tokens_details"] = json!({"cached_tokens": cached});
+/// OpenAI counts reasoning tokens). Sums saturate: the counts are the upstream's to choose.
+pub fn usage(meta: &UsageMetadata) -> ChatUsage {
+    let prompt = meta.prompt_token_count.unwrap_or(0);
+    let thoughts = meta.thoughts_token_count.unwrap_or(0);
+    let completion = meta.candidates_token_count.unwrap_or(0).saturating_add(thoughts);
+    let total = meta.total_token_count.unwrap_or(prompt.saturating_add(completion));
+    let mut usage =
+        ChatUsage { prompt_tokens: prompt, completion_tokens: completion, total_tokens: total, extra: Map::new() };
+    if let Some(cached) = meta.cached_content_token_count {
+        usage.extra.insert("prompt_tokens_details".into(), json!({"cached_tokens": cached}));
     }
     if thoughts > 0 {
-        usage["completion_tokens_details"] = json!({"reasoning_tokens": thoughts});
+        usage.extra.insert("completion_tokens_details".into(), json!({"reasoning_tokens": thoughts}));
     }
     usage
 }
 
 /// What one candidate's parts say: its visible text and its function calls.
-struct Parts {
+struct Parts<'c, 'a> {
     text: String,
-    calls: Vec<(String, Value)>,
+    calls: Vec<&'c FunctionCall<'a>>,
 }
 
-fn read_parts(candidate: &Value) -> Parts {
+fn read_parts<'c, 'a>(candidate: &'c Candidate<'a>) -> Parts<'c, 'a> {
     let mut out = Parts { text: String::new(), calls: Vec::new() };
-    let parts = candidate.pointer("/content/parts").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let parts = candidate.content.as_ref().and_then(|c| c.parts.as_deref()).unwrap_or_default();
     for part in parts {
         // Thought summaries are not part of the answer.
-        if part.get("thought").and_then(Value::as_bool) == Some(true) {
+        if part.thought == Some(true) {
             continue;
         }
-        if let Some(text) = part.get("text").and_then(Value::as_str) {
+        if let Some(text) = &part.text {
             out.text.push_str(text);
         }
-        if let Some(call) = part.get("functionCall") {
-            let name = call.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
-            let args = call.get("args").filter(|a| !a.is_null()).cloned().unwrap_or_else(|| json!({}));
-            out.calls.push((name, args));
+        if let Some(call) = &part.function_call {
+            out.calls.push(call);
         }
     }
     out
 }
 
-fn tool_call(id: String, name: &str, args: &Value) -> Value {
-    json!({"id": id, "type": "function", "function": {"name": name, "arguments": args.to_string()}})
+/// A function call's arguments as OpenAI's JSON text (`{}` when the upstream gave none).
+fn arguments(call: &FunctionCall<'_>) -> String {
+    match &call.args {
+        Value::Null => "{}".to_owned(),
+        args => args.to_string(),
+    }
+}
+
+fn tool_call(id: String, call: &FunctionCall<'_>) -> ToolCall {
+    ToolCall {
+        id,
+        kind: "function".to_owned(),
+        function: openai::FunctionCall { name: call.name.clone().into_owned(), arguments: arguments(call) },
+    }
 }
 
 /// The OpenAI `finish_reason` of a candidate: STOP (or none given) with function calls is
@@ -537,64 +567,81 @@ fn candidate_finish(reason: Option<&str>, has_calls: bool) -> &'static str {
     }
 }
 
-fn candidate_index(candidate: &Value, position: usize) -> u64 {
-    candidate.get("index").and_then(Value::as_u64).unwrap_or(position as u64)
+fn candidate_index(candidate: &Candidate<'_>, position: usize) -> u32 {
+    candidate.index.unwrap_or_else(|| u32::try_from(position).unwrap_or(u32::MAX))
 }
 
-fn blocked(body: &Value) -> bool {
-    body.pointer("/promptFeedback/blockReason").is_some_and(|r| !r.is_null())
+fn blocked(feedback: Option<&PromptFeedback<'_>>) -> bool {
+    feedback.is_some_and(|f| f.block_reason.is_some())
 }
 
-/// A `GenerateContentResponse` as an OpenAI `chat.completion` object.
-pub fn to_openai(body: &Value, model: &str, id: &str, created: u64) -> Result<Value, ApiError> {
-    let candidates = body.get("candidates").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-    let mut choices = Vec::with_capacity(candidates.len().max(1));
-    for (position, candidate) in candidates.iter().enumerate() {
-        let index = candidate_index(candidate, position);
-        let Parts { text, calls } = read_parts(candidate);
-        let has_calls = !calls.is_empty();
-        let mut message = Map::new();
-        message.insert("role".into(), json!("assistant"));
-        message.insert("content".into(), if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) });
-        if !calls.is_empty() {
-            let calls: Vec<Value> = calls
-                .iter()
-                .enumerate()
-                .map(|(k, (name, args))| tool_call(tool_call_id(id, index, k), name, args))
-                .collect();
-            message.insert("tool_calls".into(), Value::Array(calls));
-        }
-        let reason = candidate.get("finishReason").and_then(Value::as_str);
-        choices.push(json!({
-            "index": index,
-            "message": message,
-            "logprobs": null,
-            "finish_reason": candidate_finish(reason, has_calls),
-        }));
-    }
+/// A `GenerateContentResponse`'s bytes as an OpenAI `chat.completion`.
+pub fn to_openai(body: &[u8], model: &str, id: &str, created: u64) -> Result<ChatCompletion, ApiError> {
+    let answer: GenerateContentResponse<'_> = serde_json::from_slice(body).map_err(|e| unreadable("the answer", &e))?;
+    completion(&answer, model, id, created)
+}
+
+/// A `GenerateContentResponse` as an OpenAI `chat.completion`: a choice per candidate, or one
+/// choice ended by the content filter when the prompt itself was blocked.
+pub fn completion(
+    answer: &GenerateContentResponse<'_>,
+    model: &str,
+    id: &str,
+    created: u64,
+) -> Result<ChatCompletion, ApiError> {
+    let candidates = answer.candidates.as_deref().unwrap_or_default();
+    let mut choices: Vec<Choice> =
+        candidates.iter().enumerate().map(|(position, candidate)| choice(candidate, position, id)).collect();
     if choices.is_empty() {
-        if !blocked(body) {
+        if !blocked(answer.prompt_feedback.as_ref()) {
             return Err(bad_gateway("gemini: the answer has neither candidates nor promptFeedback.blockReason"));
         }
-        choices.push(json!({
-            "index": 0,
-            "message": {"role": "assistant", "content": ""},
-            "logprobs": null,
-            "finish_reason": "content_filter",
-        }));
+        choices.push(Choice {
+            index: 0,
+            message: assistant_message(Some(String::new()), None),
+            logprobs: Some(None),
+            finish_reason: Some("content_filter".to_owned()),
+            extra: Map::new(),
+        });
     }
-    let mut answer = json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": choices,
-        "system_fingerprint": null,
+    Ok(ChatCompletion {
+        id: id.to_owned(),
+        object: "chat.completion".to_owned(),
+        created,
+        model: model.to_owned(),
+        choices,
+        system_fingerprint: Some(None),
+        usage: answer.usage_metadata.as_ref().map(usage),
+        extra: Map::new(),
+    })
+}
+
+/// One candidate as a choice: its text (null when it only calls functions) and its calls.
+fn choice(candidate: &Candidate<'_>, position: usize, id: &str) -> Choice {
+    let index = candidate_index(candidate, position);
+    let Parts { text, calls } = read_parts(candidate);
+    let finish = candidate_finish(candidate.finish_reason.as_deref(), !calls.is_empty());
+    let content = if text.is_empty() && !calls.is_empty() { None } else { Some(text) };
+    let tool_calls = (!calls.is_empty()).then(|| {
+        calls.iter().enumerate().map(|(k, call)| tool_call(tool_call_id(id, u64::from(index), k), call)).collect()
     });
-    if let Some(meta) = body.get("usageMetadata").filter(|m| m.is_object()) {
-        answer["usage"] = usage(meta);
+    Choice {
+        index,
+        message: assistant_message(content, tool_calls),
+        logprobs: Some(None),
+        finish_reason: Some(finish.to_owned()),
+        extra: Map::new(),
     }
-    Ok(answer)
+}
+
+fn assistant_message(content: Option<String>, tool_calls: Option<Vec<ToolCall>>) -> AssistantMessage {
+    AssistantMessage {
+        role: "assistant".to_owned(),
+        content: Some(content),
+        refusal: None,
+        tool_calls,
+        extra: Map::new(),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -612,8 +659,8 @@ struct CandidateState {
 pub struct StreamDecoder {
     meta: StreamMeta,
     sse: sse::Decoder,
-    candidates: BTreeMap<u64, CandidateState>,
-    usage: Option<Value>,
+    candidates: BTreeMap<u32, CandidateState>,
+    usage: Option<ChatUsage>,
 }
 
 impl StreamDecoder {
@@ -621,106 +668,108 @@ impl StreamDecoder {
         StreamDecoder { meta, sse: sse::Decoder::new(), candidates: BTreeMap::new(), usage: None }
     }
 
-    fn chunk(&self, choices: Value) -> Value {
-        json!({
-            "id": self.meta.id,
-            "object": "chat.completion.chunk",
-            "created": self.meta.created,
-            "model": self.meta.model,
-            "system_fingerprint": null,
-            "choices": choices,
-        })
+    fn chunk(&self, choices: Vec<ChunkChoice>) -> ChatChunk {
+        ChatChunk {
+            id: self.meta.id.clone(),
+            object: "chat.completion.chunk".to_owned(),
+            created: self.meta.created,
+            model: self.meta.model.clone(),
+            system_fingerprint: Some(None),
+            choices,
+            usage: None,
+            extra: Map::new(),
+        }
     }
 
-    /// A chunk of one choice; the first of each choice carries the role.
-    fn delta(&mut self, index: u64, mut delta: Map<String, Value>, finish: Option<&str>) -> Value {
+    /// A chunk of one choice; the first of each choice carries the role (and a content, empty
+    /// or, before tool calls, null).
+    fn delta(&mut self, index: u32, mut delta: Delta, finish: Option<&str>) -> ChatChunk {
         let state = self.candidates.entry(index).or_default();
         if !state.started {
             state.started = true;
-            let mut first = Map::new();
-            first.insert("role".into(), json!("assistant"));
-            if !delta.contains_key("content") {
-                first.insert("content".into(), if delta.contains_key("tool_calls") { Value::Null } else { json!("") });
+            delta.role = Some("assistant".to_owned());
+            if delta.content.is_none() {
+                delta.content = Some(if delta.tool_calls.is_some() { None } else { Some(String::new()) });
             }
-            first.extend(delta);
-            delta = first;
         }
-        self.chunk(json!([{"index": index, "delta": delta, "logprobs": null, "finish_reason": finish}]))
+        let choice = ChunkChoice {
+            index,
+            delta,
+            logprobs: Some(None),
+            finish_reason: finish.map(str::to_owned),
+            extra: Map::new(),
+        };
+        self.chunk(vec![choice])
     }
 
-    fn finish_chunk(&mut self, index: u64, reason: &str) -> Value {
+    fn finish_chunk(&mut self, index: u32, reason: &str) -> ChatChunk {
         self.candidates.entry(index).or_default().finished = true;
-        self.delta(index, Map::new(), Some(reason))
+        self.delta(index, Delta::default(), Some(reason))
     }
 
-    fn event(&mut self, data: &str) -> Result<Vec<Value>, ApiError> {
+    /// The chunks of one `data:` event; an error event ends the stream with its error.
+    fn event(&mut self, data: &str) -> Result<Vec<ChatChunk>, ApiError> {
         let data = data.trim();
         if data.is_empty() || data == "[DONE]" {
             return Ok(Vec::new());
         }
-        let event: Value =
-            serde_json::from_str(data).map_err(|e| bad_gateway(format!("gemini: a stream event is not JSON: {e}")))?;
-        if let Some(error) = event.get("error") {
+        let event: StreamEvent<'_> = serde_json::from_str(data).map_err(|e| unreadable("a stream event", &e))?;
+        if let Some(error) = &event.error {
             let status = error
-                .get("code")
-                .and_then(Value::as_u64)
+                .code
                 .and_then(|c| u16::try_from(c).ok())
                 .and_then(|c| StatusCode::from_u16(c).ok())
                 .unwrap_or(StatusCode::BAD_GATEWAY);
-            return Err(error_from_json(status, &event, data.as_bytes()));
+            return Err(error_from_detail(status, Some(error), data.as_bytes()));
         }
-        if let Some(meta) = event.get("usageMetadata").filter(|m| m.is_object()) {
+        if let Some(meta) = &event.usage_metadata {
             self.usage = Some(usage(meta));
         }
-        let candidates = event.get("candidates").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        let candidates = event.candidates.as_deref().unwrap_or_default();
         let mut chunks = Vec::new();
-        if candidates.is_empty() && blocked(&event) && !self.candidates.get(&0).is_some_and(|s| s.finished) {
+        if candidates.is_empty()
+            && blocked(event.prompt_feedback.as_ref())
+            && !self.candidates.get(&0).is_some_and(|s| s.finished)
+        {
             chunks.push(self.finish_chunk(0, "content_filter"));
         }
         for (position, candidate) in candidates.iter().enumerate() {
-            let index = candidate_index(candidate, position);
-            let Parts { text, calls } = read_parts(candidate);
-            if !text.is_empty() {
-                let mut delta = Map::new();
-                delta.insert("content".into(), json!(text));
-                chunks.push(self.delta(index, delta, None));
-            }
-            for (name, args) in &calls {
-                let state = self.candidates.entry(index).or_default();
-                let k = state.calls;
-                state.calls += 1;
-                let mut call = Map::new();
-                call.insert("index".into(), json!(k));
-                if let Value::Object(fields) = tool_call(tool_call_id(&self.meta.id, index, k), name, args) {
-                    call.extend(fields);
-                }
-                let mut delta = Map::new();
-                delta.insert("tool_calls".into(), json!([call]));
-                chunks.push(self.delta(index, delta, None));
-            }
-            let reason = candidate.get("finishReason").and_then(Value::as_str).filter(|r| !r.is_empty());
-            let state = self.candidates.entry(index).or_default();
-            if let (Some(reason), false) = (reason, state.finished) {
-                let has_calls = state.calls > 0;
-                chunks.push(self.finish_chunk(index, candidate_finish(Some(reason), has_calls)));
-            }
+            self.candidate_chunks(candidate, position, &mut chunks);
         }
         Ok(chunks)
+    }
+
+    /// One candidate's piece of an event: its text, each function call whole, and its finish.
+    fn candidate_chunks(&mut self, candidate: &Candidate<'_>, position: usize, chunks: &mut Vec<ChatChunk>) {
+        let index = candidate_index(candidate, position);
+        let Parts { text, calls } = read_parts(candidate);
+        if !text.is_empty() {
+            chunks.push(self.delta(index, Delta { content: Some(Some(text)), ..Delta::default() }, None));
+        }
+        for call in calls {
+            let state = self.candidates.entry(index).or_default();
+            let k = state.calls;
+            state.calls += 1;
+            let ToolCall { id, kind, function } = tool_call(tool_call_id(&self.meta.id, u64::from(index), k), call);
+            let call = ToolCallDelta {
+                index: u32::try_from(k).unwrap_or(u32::MAX),
+                id: Some(id),
+                kind: Some(kind),
+                function: Some(FunctionDelta { name: Some(function.name), arguments: Some(function.arguments) }),
+            };
+            chunks.push(self.delta(index, Delta { tool_calls: Some(vec![call]), ..Delta::default() }, None));
+        }
+        let reason = candidate.finish_reason.as_deref().filter(|r| !r.is_empty());
+        let state = self.candidates.entry(index).or_default();
+        if let (Some(reason), false) = (reason, state.finished) {
+            let has_calls = state.calls > 0;
+            chunks.push(self.finish_chunk(index, candidate_finish(Some(reason), has_calls)));
+        }
     }
 }
 
 impl ChunkDecoder for StreamDecoder {
     fn feed(&mut self, bytes: &[u8]) -> Result<Vec<ChatChunk>, ApiError> {
-        super::translate::typed_chunks(self.feed_values(bytes)?)
-    }
-
-    fn finish(&mut self) -> Result<Vec<ChatChunk>, ApiError> {
-        super::translate::typed_chunks(self.finish_values()?)
-    }
-}
-
-impl StreamDecoder {
-    fn feed_values(&mut self, bytes: &[u8]) -> Result<Vec<Value>, ApiError> {
         let mut chunks = Vec::new();
         for event in self.sse.feed(bytes) {
             chunks.extend(self.event(&event.data)?);
@@ -728,14 +777,14 @@ impl StreamDecoder {
         Ok(chunks)
     }
 
-    fn finish_values(&mut self) -> Result<Vec<Value>, ApiError> {
+    fn finish(&mut self) -> Result<Vec<ChatChunk>, ApiError> {
         let mut chunks = Vec::new();
         if let Some(event) = self.sse.finish() {
             // A malformed trailing fragment is dropped: the end of a body never fails.
             chunks.extend(self.event(&event.data).unwrap_or_default());
         }
         // A choice the upstream never finished ends here.
-        let open: Vec<(u64, usize)> = self
+        let open: Vec<(u32, usize)> = self
             .candidates
             .iter()
             .filter(|(_, s)| s.started && !s.finished)
@@ -745,8 +794,8 @@ impl StreamDecoder {
             chunks.push(self.finish_chunk(index, candidate_finish(None, calls > 0)));
         }
         if let Some(usage) = self.usage.take() {
-            let mut chunk = self.chunk(json!([]));
-            chunk["usage"] = usage;
+            let mut chunk = self.chunk(Vec::new());
+            chunk.usage = Some(Some(usage));
             chunks.push(chunk);
         }
         Ok(chunks)
@@ -758,25 +807,23 @@ impl StreamDecoder {
 
 /// A Google error body (`{"error": {"code", "message", "status"}}`) as an OpenAI-style error
 /// with the upstream's status: message prefixed `gemini: `, code the Google status name. The
-/// key, should a message ever quote it, is redacted.
+/// key, should a message ever quote it, is redacted. A body of another shape still gives its
+/// text as the message.
 pub fn upstream_error(status: StatusCode, body: &[u8]) -> ApiError {
-    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    error_from_json(status, &parsed, body)
+    let parsed: Option<ErrorBody<'_>> = serde_json::from_slice(body).ok();
+    error_from_detail(status, parsed.as_ref().and_then(ErrorBody::detail), body)
 }
 
-fn error_from_json(status: StatusCode, parsed: &Value, body: &[u8]) -> ApiError {
-    // Stream errors come as a one-element list of the same object.
-    let error = parsed.get("error").or_else(|| parsed.get(0).and_then(|e| e.get("error")));
-    let mut message = error
-        .and_then(|e| e.get("message"))
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .unwrap_or_else(|| error_message(body));
+fn error_from_detail(status: StatusCode, detail: Option<&ErrorDetail<'_>>, body: &[u8]) -> ApiError {
+    let mut message = match detail.and_then(|d| d.message.as_deref()) {
+        Some(message) => message.to_owned(),
+        None => error_message(body),
+    };
     if message.is_empty() {
         message = format!("upstream answered {status}");
     }
     let mut api_error = ApiError::new(status, error_kind(status), format!("gemini: {message}"));
-    if let Some(code) = error.and_then(|e| e.get("status")).and_then(Value::as_str) {
+    if let Some(code) = detail.and_then(|d| d.status.as_deref()) {
         api_error = api_error.with_code(code);
     }
     api_error
@@ -796,23 +843,24 @@ fn wants_base64(req: &EmbeddingRequest) -> Result<bool, ApiError> {
 }
 
 /// The `batchEmbedContents` body: one request per input.
-pub fn batch_embed_body(req: &EmbeddingRequest, upstream_model: &str) -> Result<Value, ApiError> {
+pub fn batch_embed_body(
+    req: &EmbeddingRequest,
+    upstream_model: &str,
+) -> Result<BatchEmbedContentsRequest<'static>, ApiError> {
     let inputs = req.inputs();
     if inputs.is_empty() {
         return Err(bad("input must not be empty", "input"));
     }
     let model = format!("models/{upstream_model}");
-    let requests: Vec<Value> = inputs
-        .iter()
-        .map(|text| {
-            let mut one = json!({"model": model, "content": {"parts": [{"text": text}]}});
-            if let Some(dimensions) = req.dimensions {
-                one["outputDimensionality"] = json!(dimensions);
-            }
-            one
+    let requests = inputs
+        .into_iter()
+        .map(|text| EmbedContentRequest {
+            model: Cow::Owned(model.clone()),
+            content: Content { role: None, parts: vec![Part::Text(Cow::Owned(text))] },
+            output_dimensionality: req.dimensions,
         })
         .collect();
-    Ok(json!({"requests": requests}))
+    Ok(BatchEmbedContentsRequest { requests })
 }
 
 /// `POST /v1/embeddings` on a Gemini deployment: `batchEmbedContents`, answered as OpenAI's list.
@@ -843,12 +891,10 @@ pub fn embedding_request(req: &EmbeddingRequest, d: &Deployment, url: String) ->
 /// little-endian f32 when asked), with prompt tokens estimated from the inputs.
 pub fn embedding_response(body: &[u8], req: &EmbeddingRequest, d: &Deployment) -> Result<Value, ApiError> {
     let base64 = wants_base64(req)?;
-    let parsed: Value =
-        serde_json::from_slice(body).map_err(|e| bad_gateway(format!("gemini: embeddings answer is not JSON: {e}")))?;
-    let embeddings = parsed
-        .get("embeddings")
-        .and_then(Value::as_array)
-        .ok_or_else(|| bad_gateway("gemini: embeddings answer has no embeddings list"))?;
+    let answer: BatchEmbedContentsResponse =
+        serde_json::from_slice(body).map_err(|e| unreadable("the embeddings answer", &e))?;
+    let embeddings =
+        answer.embeddings.ok_or_else(|| bad_gateway("gemini: embeddings answer has no embeddings list"))?;
     let inputs = req.inputs();
     if embeddings.len() != inputs.len() {
         return Err(bad_gateway(format!(
@@ -858,15 +904,8 @@ pub fn embedding_response(body: &[u8], req: &EmbeddingRequest, d: &Deployment) -
         )));
     }
     let mut data = Vec::with_capacity(embeddings.len());
-    for (i, e) in embeddings.iter().enumerate() {
-        let values: Vec<f32> = e
-            .get("values")
-            .and_then(Value::as_array)
-            .ok_or_else(|| bad_gateway(format!("gemini: embedding {i} has no values")))?
-            .iter()
-            .map(|v| v.as_f64().map(|x| x as f32))
-            .collect::<Option<_>>()
-            .ok_or_else(|| bad_gateway(format!("gemini: embedding {i} has a value that is not a number")))?;
+    for (i, e) in embeddings.into_iter().enumerate() {
+        let values = e.values.ok_or_else(|| bad_gateway(format!("gemini: embedding {i} has no values")))?;
         let embedding = if base64 {
             let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
             Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
@@ -900,14 +939,7 @@ impl ChatProvider for Gemini {
     }
 
     fn chat_response(&self, body: &[u8], d: &Deployment) -> Result<ChatCompletion, ApiError> {
-        let parsed: Value =
-            serde_json::from_slice(body).map_err(|e| bad_gateway(format!("gemini: the answer is not JSON: {e}")))?;
-        super::translate::typed_completion(to_openai(
-            &parsed,
-            &d.upstream_model,
-            &super::chat::new_chat_id(),
-            crate::clock::unix_now(),
-        )?)
+        to_openai(body, &d.upstream_model, &super::chat::new_chat_id(), crate::clock::unix_now())
     }
 
     fn stream_decoder(&self, meta: StreamMeta) -> Box<dyn ChunkDecoder> {

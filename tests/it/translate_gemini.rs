@@ -41,7 +41,8 @@ fn chat(body: Value) -> ChatRequest {
 }
 
 fn body_of(body: Value) -> Value {
-    gemini::generate_content_body(&chat(body)).unwrap_or_else(|e| panic!("translation failed: {e}"))
+    let req = chat(body);
+    crate::support::wire(gemini::generate_content_body(&req).unwrap_or_else(|e| panic!("translation failed: {e}")))
 }
 
 fn weather_tool() -> Value {
@@ -257,7 +258,7 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 fn to_openai(body: Value) -> Value {
-    gemini::to_openai(&body, "gemini-1.5-pro", ID, CREATED).unwrap()
+    crate::support::wire(gemini::to_openai(body.to_string().as_bytes(), "gemini-1.5-pro", ID, CREATED).unwrap())
 }
 
 #[test]
@@ -326,7 +327,7 @@ fn safety_blocked_responses_translate() {
             to_openai(json!({"candidates": [{"content": {"role": "model", "parts": []}, "finishReason": reason}]}));
         assert_eq!(answer["choices"][0]["finish_reason"], expected, "{reason}");
     }
-    let err = gemini::to_openai(&json!({}), "m", ID, CREATED).unwrap_err();
+    let err = gemini::to_openai(b"{}", "m", ID, CREATED).unwrap_err();
     assert_eq!(err.status, StatusCode::BAD_GATEWAY);
 }
 
@@ -458,6 +459,44 @@ fn upstream_errors_keep_status_and_google_status_code() {
 
     let err = gemini::PROVIDER.upstream_error(StatusCode::TOO_MANY_REQUESTS, b"slow down", &d);
     assert_eq!((err.kind, err.message.as_str()), ("rate_limit_error", "gemini: slow down"));
+
+    // A stream called without alt=sse fails with a list of one error.
+    let listed = json!([{"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}}]);
+    let err = gemini::PROVIDER.upstream_error(StatusCode::SERVICE_UNAVAILABLE, listed.to_string().as_bytes(), &d);
+    assert_eq!((err.message.as_str(), err.code.as_deref()), ("gemini: The model is overloaded.", Some("UNAVAILABLE")));
+
+    // A body of another shape still gives its text.
+    let odd = br#"{"error": "quota exhausted"}"#;
+    let err = gemini::PROVIDER.upstream_error(StatusCode::TOO_MANY_REQUESTS, odd, &d);
+    assert_eq!((err.message.as_str(), err.code), (r#"gemini: {"error": "quota exhausted"}"#, None));
+}
+
+#[test]
+fn answers_that_are_not_generate_content_responses_are_bad_gateways() {
+    let d = deployment("gemini-1.5-pro");
+    for (body, said) in [
+        (&b"not json"[..], "is not JSON"),
+        (br#"{"candidates": {"text": "not a list"}}"#, "is not of the expected shape"),
+        (br#"{"candidates": [{"content": {"parts": [{"text": 42}]}}]}"#, "is not of the expected shape"),
+    ] {
+        let err = gemini::PROVIDER.chat_response(body, &d).unwrap_err();
+        assert_eq!((err.status, err.code.as_deref()), (StatusCode::BAD_GATEWAY, Some("bad_upstream_response")));
+        assert!(err.message.contains(said), "{}", err.message);
+    }
+    let mut decoder = StreamDecoder::new(meta());
+    let err = decoder.feed(b"data: {\"candidates\": 7}\n\n").unwrap_err();
+    assert_eq!(err.status, StatusCode::BAD_GATEWAY);
+    assert!(err.message.starts_with("gemini: a stream event"), "{}", err.message);
+}
+
+#[test]
+fn escaped_text_and_arguments_come_through() {
+    let body = br#"{"candidates": [{"content": {"parts": [{"text": "line\none \"quoted\" \u00e9"},
+        {"functionCall": {"name": "f", "args": null}}]}, "finishReason": "STOP"}]}"#;
+    let answer = crate::support::wire(gemini::to_openai(body, "m", ID, CREATED).unwrap());
+    assert_eq!(answer["choices"][0]["message"]["content"], "line\none \"quoted\" \u{e9}");
+    assert_eq!(answer["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"], "{}");
+    assert_eq!(answer["choices"][0]["finish_reason"], "tool_calls");
 }
 
 #[test]
