@@ -144,7 +144,7 @@ pub fn translate_response(data: &[u8]) {
     let Ok(value) = serde_json::from_slice::<Value>(data) else { return };
     let _ = anthropic::to_openai(&value, "m");
     let _ = gemini::to_openai(data, "m", "id", 1);
-    let _ = bedrock::to_openai(&value, "m", "id", 1);
+    let _ = bedrock::to_openai(data, "m", "id", 1);
     let _ = messages::to_anthropic_message(&value);
     let status = axum::http::StatusCode::BAD_REQUEST;
     for (i, provider) in

@@ -1,19 +1,31 @@
-//! AWS Bedrock's Converse API: OpenAI chat requests become `Converse` / `ConverseStream` bodies,
-//! signed with SigV4; answers (JSON, or binary `application/vnd.amazon.eventstream` frames)
-//! come back as OpenAI `chat.completion` objects and chunks.
+//! AWS Bedrock's Converse API: OpenAI chat requests become `Converse` / `ConverseStream` bodies
+//! (the types of `api::bedrock`), signed with SigV4; answers (JSON, or binary
+//! `application/vnd.amazon.eventstream` frames) come back as OpenAI `chat.completion` objects and
+//! chunks.
 //!
 //! Everything here is a pure function of its inputs (clock and ids passed in) so the snapshot
 //! tests in `tests/it/translate_bedrock.rs` pin each translation; [`Bedrock`] wires them to the
 //! [`ChatProvider`] contract that `providers::chat` runs.
 
-use crate::api::openai::{ChatChunk, ChatCompletion, ChatRequest};
+use crate::api::bedrock::{
+    AnyToolChoice, AutoToolChoice, ContentBlock, ContentBlockDelta, ContentBlockStart, ConversationRole,
+    ConverseRequest, ConverseResponse, ErrorBody, ImageBlock, ImageSource, InferenceConfig, Message, MessageStop,
+    Metadata, OutputBlock, SpecificToolChoice, StreamEvent, SystemContentBlock, TokenUsage, Tool, ToolChoice,
+    ToolConfig, ToolInputSchema, ToolResultBlock, ToolResultContent, ToolSpec, ToolUseBlock,
+};
+use crate::api::openai::{
+    AssistantMessage, ChatChunk, ChatCompletion, ChatMessage, ChatRequest, ChatUsage, Choice, ChunkChoice, Delta,
+    FunctionCall, FunctionDelta, ToolCall, ToolCallDelta,
+};
 use crate::exchange::ApiError;
 use crate::providers::deployment::Deployment;
 use crate::providers::translate::{error_kind, error_message, ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
 use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
+use aws_smithy_types::event_stream::Message as Frame;
 use axum::http::StatusCode;
 use ferrolite_codegen::str_map;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Map, Number, Value};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// The Bedrock Converse provider.
@@ -25,6 +37,9 @@ pub static PROVIDER: Bedrock = Bedrock;
 /// The tool a `response_format` of JSON becomes: forced, and its input comes back as the
 /// message content (litellm's name for it, so logs read the same).
 pub const JSON_TOOL: &str = "json_tool_call";
+
+/// What the model is told [`JSON_TOOL`] is for.
+const JSON_TOOL_DESCRIPTION: &str = "Respond with a JSON object in this tool's input.";
 
 str_map! {
     /// Bedrock `stopReason` -> OpenAI `finish_reason`.
@@ -48,11 +63,12 @@ str_map! {
 }
 
 str_map! {
-    /// OpenAI's string `tool_choice` -> Bedrock's `toolChoice` key (`none` drops the tools).
-    fn tool_choice_key -> &'static str {
-        "auto" => "auto",
-        "required" => "any",
-        "none" => "none",
+    /// OpenAI's string `tool_choice` -> Bedrock's `toolChoice` (`none` has none: it drops the
+    /// tools).
+    fn string_tool_choice -> Option<ToolChoice<'static>> {
+        "auto" => Some(ToolChoice::Auto(AutoToolChoice {})),
+        "required" => Some(ToolChoice::Any(AnyToolChoice {})),
+        "none" => None,
     }
 }
 
@@ -83,73 +99,72 @@ fn bad_upstream(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("bedrock: {}", message.into()))
 }
 
+/// An upstream body serde could not read: not JSON at all, or JSON of another shape.
+fn unreadable(what: &str, e: serde_json::Error) -> ApiError {
+    if e.is_data() {
+        bad_upstream(format!("{what} is not of the expected shape ({e})"))
+    } else {
+        bad_upstream(format!("{what} is not JSON ({e})"))
+    }
+}
+
 /// A request parameter, `null` counted as absent.
 fn param<'a>(req: &'a ChatRequest, name: &str) -> Option<&'a Value> {
     req.extra.get(name).filter(|v| !v.is_null())
 }
 
-/// The Converse (and ConverseStream: the same body) request for `req`.
-pub fn converse_body(req: &ChatRequest) -> Result<Value, ApiError> {
+/// A message's text, borrowed when its content is a plain string (the common case).
+fn message_text(m: &ChatMessage) -> Cow<'_, str> {
+    match &m.content {
+        Some(Value::String(text)) => Cow::Borrowed(text),
+        _ => Cow::Owned(m.text()),
+    }
+}
+
+/// The Converse (and ConverseStream: the same body) request for `req`; it borrows the text it
+/// carries from `req`.
+pub fn converse_body(req: &ChatRequest) -> Result<ConverseRequest<'_>, ApiError> {
     let (system, messages) = converse_messages(req)?;
-    let mut body = Map::new();
-    body.insert("messages".into(), Value::Array(messages.iter().map(Turn::to_json).collect()));
-    if !system.is_empty() {
-        body.insert("system".into(), Value::Array(system));
-    }
     let inference = inference_config(req)?;
-    if !inference.is_empty() {
-        body.insert("inferenceConfig".into(), Value::Object(inference));
-    }
-    let has_tool_blocks =
-        messages.iter().flat_map(|t| &t.content).any(|b| b.get("toolUse").is_some() || b.get("toolResult").is_some());
-    if let Some(tool_config) = tool_config(req, has_tool_blocks)? {
-        body.insert("toolConfig".into(), tool_config);
-    }
-    Ok(Value::Object(body))
+    let has_tool_blocks = messages
+        .iter()
+        .flat_map(|m| &m.content)
+        .any(|b| matches!(b, ContentBlock::ToolUse(_) | ContentBlock::ToolResult(_)));
+    let tools = tool_config(req, has_tool_blocks)?;
+    Ok(ConverseRequest {
+        messages,
+        system: (!system.is_empty()).then_some(system),
+        inference_config: (!inference.is_empty()).then_some(inference),
+        tool_config: tools,
+    })
 }
 
-/// One Converse message: consecutive OpenAI messages of the same Bedrock role merge into one.
-struct Turn {
-    role: &'static str,
-    content: Vec<Value>,
-}
-
-impl Turn {
-    fn to_json(&self) -> Value {
-        json!({"role": self.role, "content": self.content})
-    }
-}
-
-fn push_turn(turns: &mut Vec<Turn>, role: &'static str, content: Vec<Value>) {
+/// Appends a turn: consecutive OpenAI messages of the same Bedrock role merge into one, as
+/// Converse wants user and assistant turns to alternate.
+fn push_turn<'a>(turns: &mut Vec<Message<'a>>, role: ConversationRole, content: Vec<ContentBlock<'a>>) {
     match turns.last_mut() {
         Some(last) if last.role == role => last.content.extend(content),
-        _ => turns.push(Turn { role, content }),
+        _ => turns.push(Message { role, content }),
     }
 }
 
 /// `system` blocks and the alternating user / assistant turns.
-fn converse_messages(req: &ChatRequest) -> Result<(Vec<Value>, Vec<Turn>), ApiError> {
+#[allow(clippy::type_complexity)]
+fn converse_messages(req: &ChatRequest) -> Result<(Vec<SystemContentBlock<'_>>, Vec<Message<'_>>), ApiError> {
     let mut system = Vec::new();
-    let mut turns: Vec<Turn> = Vec::new();
+    let mut turns = Vec::new();
     for (i, m) in req.messages.iter().enumerate() {
         let at = format!("messages[{i}]");
         match m.role.as_str() {
             "system" | "developer" => {
-                let text = m.text();
+                let text = message_text(m);
                 if !text.trim().is_empty() {
-                    system.push(json!({"text": text}));
+                    system.push(SystemContentBlock::Text(text));
                 }
             }
-            "user" => push_turn(&mut turns, "user", user_blocks(m.content.as_ref(), &at)?),
-            "assistant" => push_turn(&mut turns, "assistant", assistant_blocks(m, &at)?),
-            "tool" => {
-                let id = m.extra.get("tool_call_id").and_then(Value::as_str).ok_or_else(|| {
-                    invalid(format!("{at}.tool_call_id"), format!("{at}: a tool message needs tool_call_id"))
-                })?;
-                let result =
-                    json!({"toolResult": {"toolUseId": id, "content": tool_result_content(m.content.as_ref())}});
-                push_turn(&mut turns, "user", vec![result]);
-            }
+            "user" => push_turn(&mut turns, ConversationRole::User, user_blocks(m.content.as_ref(), &at)?),
+            "assistant" => push_turn(&mut turns, ConversationRole::Assistant, assistant_blocks(m, &at)?),
+            "tool" => push_turn(&mut turns, ConversationRole::User, vec![tool_result_block(m, &at)?]),
             other => {
                 return Err(invalid(
                     format!("{at}.role"),
@@ -163,26 +178,24 @@ fn converse_messages(req: &ChatRequest) -> Result<(Vec<Value>, Vec<Turn>), ApiEr
 
 /// Drops blank text blocks when a message has something else to say (Bedrock refuses blank
 /// text); a message of nothing but blank text keeps it, and Bedrock's own error explains.
-fn without_blank_text(blocks: Vec<Value>) -> Vec<Value> {
-    let blank = |b: &Value| b.get("text").and_then(Value::as_str).is_some_and(|t| t.trim().is_empty());
+fn without_blank_text(blocks: Vec<ContentBlock<'_>>) -> Vec<ContentBlock<'_>> {
+    let blank = |b: &ContentBlock| matches!(b, ContentBlock::Text(t) if t.trim().is_empty());
     if blocks.iter().all(blank) {
         return blocks;
     }
     blocks.into_iter().filter(|b| !blank(b)).collect()
 }
 
-fn user_blocks(content: Option<&Value>, at: &str) -> Result<Vec<Value>, ApiError> {
+fn user_blocks<'a>(content: Option<&'a Value>, at: &str) -> Result<Vec<ContentBlock<'a>>, ApiError> {
     let blocks = match content {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(text)) => vec![json!({"text": text})],
+        Some(Value::String(text)) => vec![ContentBlock::Text(Cow::Borrowed(text))],
         Some(Value::Array(parts)) => {
             let mut blocks = Vec::with_capacity(parts.len());
             for (j, part) in parts.iter().enumerate() {
                 let at = format!("{at}.content[{j}]");
                 match part.get("type").and_then(Value::as_str) {
-                    Some("text") => {
-                        blocks.push(json!({"text": part.get("text").and_then(Value::as_str).unwrap_or("")}))
-                    }
+                    Some("text") => blocks.push(ContentBlock::Text(Cow::Borrowed(part_text(part)))),
                     Some("image_url") => blocks.push(image_block(part, &at)?),
                     other => {
                         return Err(invalid(
@@ -204,8 +217,13 @@ fn user_blocks(content: Option<&Value>, at: &str) -> Result<Vec<Value>, ApiError
     Ok(without_blank_text(blocks))
 }
 
+/// A text part's text (`""` when it has none).
+fn part_text(part: &Value) -> &str {
+    part.get("text").and_then(Value::as_str).unwrap_or("")
+}
+
 /// `{"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}` -> an image block.
-fn image_block(part: &Value, at: &str) -> Result<Value, ApiError> {
+fn image_block<'a>(part: &'a Value, at: &str) -> Result<ContentBlock<'a>, ApiError> {
     let url = part
         .get("image_url")
         .and_then(|u| u.get("url").or(Some(u)))
@@ -226,83 +244,106 @@ fn image_block(part: &Value, at: &str) -> Result<Value, ApiError> {
             format!("{at}: image type {mime:?} is not one bedrock takes ({})", IMAGE_FORMAT_KEYS.join(", ")),
         )
     })?;
-    let bytes: String = data.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    Ok(json!({"image": {"format": format, "source": {"bytes": bytes}}}))
+    // Base64 may be wrapped over lines; Bedrock wants it in one piece (copied only if wrapped).
+    let bytes = if data.bytes().any(|b| b.is_ascii_whitespace()) {
+        Cow::Owned(data.chars().filter(|c| !c.is_ascii_whitespace()).collect())
+    } else {
+        Cow::Borrowed(data)
+    };
+    Ok(ContentBlock::Image(ImageBlock { format: Cow::Borrowed(format), source: ImageSource { bytes } }))
 }
 
-fn assistant_blocks(m: &crate::api::openai::ChatMessage, at: &str) -> Result<Vec<Value>, ApiError> {
+fn assistant_blocks<'a>(m: &'a ChatMessage, at: &str) -> Result<Vec<ContentBlock<'a>>, ApiError> {
     let mut blocks = Vec::new();
-    let text = m.text();
+    let text = message_text(m);
     if !text.is_empty() {
-        blocks.push(json!({"text": text}));
+        blocks.push(ContentBlock::Text(text));
     }
     let calls = m.extra.get("tool_calls").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
     for (j, call) in calls.iter().enumerate() {
-        let at = format!("{at}.tool_calls[{j}]");
-        let id = call
-            .get("id")
-            .and_then(Value::as_str)
-            .ok_or_else(|| invalid(format!("{at}.id"), format!("{at}: needs an id")))?;
-        let function = call.get("function").unwrap_or(&Value::Null);
-        let name = function
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| invalid(format!("{at}.function.name"), format!("{at}: needs function.name")))?;
-        let arguments = function.get("arguments").and_then(Value::as_str).unwrap_or("");
-        let input: Value = if arguments.trim().is_empty() {
-            json!({})
-        } else {
-            serde_json::from_str(arguments).map_err(|e| {
-                invalid(format!("{at}.function.arguments"), format!("{at}: function.arguments is not JSON ({e})"))
-            })?
-        };
-        blocks.push(json!({"toolUse": {"toolUseId": id, "name": name, "input": input}}));
+        blocks.push(tool_use_block(call, &format!("{at}.tool_calls[{j}]"))?);
     }
     if blocks.is_empty() {
         // An assistant turn with nothing in it: Bedrock refuses empty content, and says so.
-        blocks.push(json!({"text": text}));
+        blocks.push(ContentBlock::Text(Cow::Borrowed("")));
     }
     Ok(without_blank_text(blocks))
 }
 
+/// One of an assistant message's `tool_calls` as a toolUse block (its arguments parsed).
+fn tool_use_block<'a>(call: &'a Value, at: &str) -> Result<ContentBlock<'a>, ApiError> {
+    let id = call
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid(format!("{at}.id"), format!("{at}: needs an id")))?;
+    let function = call.get("function").unwrap_or(&Value::Null);
+    let name = function
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid(format!("{at}.function.name"), format!("{at}: needs function.name")))?;
+    let arguments = function.get("arguments").and_then(Value::as_str).unwrap_or("");
+    let input: Value = if arguments.trim().is_empty() {
+        json!({})
+    } else {
+        serde_json::from_str(arguments).map_err(|e| {
+            invalid(format!("{at}.function.arguments"), format!("{at}: function.arguments is not JSON ({e})"))
+        })?
+    };
+    Ok(ContentBlock::ToolUse(ToolUseBlock { tool_use_id: Cow::Borrowed(id), name: Cow::Borrowed(name), input }))
+}
+
+/// A `tool` message as a toolResult block (of a user turn).
+fn tool_result_block<'a>(m: &'a ChatMessage, at: &str) -> Result<ContentBlock<'a>, ApiError> {
+    let id = m
+        .extra
+        .get("tool_call_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid(format!("{at}.tool_call_id"), format!("{at}: a tool message needs tool_call_id")))?;
+    Ok(ContentBlock::ToolResult(ToolResultBlock {
+        tool_use_id: Cow::Borrowed(id),
+        content: tool_result_content(m.content.as_ref()),
+    }))
+}
+
 /// A tool message's content: text stays text; a JSON value that is not text goes as `json`.
-fn tool_result_content(content: Option<&Value>) -> Vec<Value> {
+fn tool_result_content(content: Option<&Value>) -> Vec<ToolResultContent<'_>> {
     match content {
-        Some(Value::String(text)) => vec![json!({"text": text})],
+        Some(Value::String(text)) => vec![ToolResultContent::Text(Cow::Borrowed(text))],
         Some(Value::Array(parts)) if parts.iter().all(|p| p.get("type").and_then(Value::as_str) == Some("text")) => {
-            parts.iter().map(|p| json!({"text": p.get("text").and_then(Value::as_str).unwrap_or("")})).collect()
+            parts.iter().map(|p| ToolResultContent::Text(Cow::Borrowed(part_text(p)))).collect()
         }
-        None | Some(Value::Null) => vec![json!({"text": ""})],
-        Some(other) => vec![json!({"json": other})],
+        None | Some(Value::Null) => vec![ToolResultContent::Text(Cow::Borrowed(""))],
+        Some(other) => vec![ToolResultContent::Json(other.clone())],
     }
 }
 
-fn inference_config(req: &ChatRequest) -> Result<Map<String, Value>, ApiError> {
-    let mut config = Map::new();
+fn inference_config(req: &ChatRequest) -> Result<InferenceConfig<'_>, ApiError> {
+    let mut config = InferenceConfig::default();
     if let Some(v) = param(req, "max_completion_tokens").or_else(|| param(req, "max_tokens")) {
         let n = v.as_u64().ok_or_else(|| invalid("max_tokens", "max_tokens must be a positive integer"))?;
-        config.insert("maxTokens".into(), json!(n));
+        config.max_tokens = Some(n);
     }
-    for (openai, bedrock) in [("temperature", "temperature"), ("top_p", "topP")] {
-        if let Some(v) = param(req, openai) {
-            if !v.is_number() {
-                return Err(invalid(openai, format!("{openai} must be a number")));
-            }
-            config.insert(bedrock.into(), v.clone());
-        }
-    }
-    match param(req, "stop") {
-        None => {}
-        Some(Value::String(s)) => {
-            config.insert("stopSequences".into(), json!([s]));
-        }
-        Some(Value::Array(items)) if items.is_empty() => {}
+    config.temperature = number_param(req, "temperature")?;
+    config.top_p = number_param(req, "top_p")?;
+    config.stop_sequences = match param(req, "stop") {
+        None => None,
+        Some(Value::String(s)) => Some(vec![Cow::Borrowed(s.as_str())]),
+        Some(Value::Array(items)) if items.is_empty() => None,
         Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
-            config.insert("stopSequences".into(), Value::Array(items.clone()));
+            Some(items.iter().filter_map(Value::as_str).map(Cow::Borrowed).collect())
         }
         Some(_) => return Err(invalid("stop", "stop must be a string or a list of strings")),
-    }
+    };
     Ok(config)
+}
+
+/// A numeric parameter, as the client wrote it.
+fn number_param(req: &ChatRequest, name: &str) -> Result<Option<Number>, ApiError> {
+    match param(req, name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => Ok(Some(n.clone())),
+        Some(_) => Err(invalid(name, format!("{name} must be a number"))),
+    }
 }
 
 /// `toolConfig`, from `tools`, `tool_choice` and `response_format`.
@@ -310,45 +351,18 @@ fn inference_config(req: &ChatRequest) -> Result<Map<String, Value>, ApiError> {
 /// `tool_choice: "none"` drops the tools, unless the conversation already holds tool calls:
 /// Bedrock refuses toolUse / toolResult blocks without a toolConfig, so then the tools stay
 /// (with no choice forced).
-fn tool_config(req: &ChatRequest, has_tool_blocks: bool) -> Result<Option<Value>, ApiError> {
-    let mut tools = Vec::new();
-    if let Some(list) = param(req, "tools") {
-        let list = list.as_array().ok_or_else(|| invalid("tools", "tools must be a list"))?;
-        for (i, tool) in list.iter().enumerate() {
-            if tool.get("type").and_then(Value::as_str).unwrap_or("function") != "function" {
-                return Err(invalid(
-                    format!("tools[{i}].type"),
-                    format!("tools[{i}]: bedrock takes function tools only"),
-                ));
-            }
-            let function = tool.get("function").unwrap_or(&Value::Null);
-            let name = function.get("name").and_then(Value::as_str).ok_or_else(|| {
-                invalid(format!("tools[{i}].function.name"), format!("tools[{i}]: needs function.name"))
-            })?;
-            let schema = function
-                .get("parameters")
-                .filter(|p| !p.is_null())
-                .cloned()
-                .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
-            let mut spec = Map::new();
-            spec.insert("name".into(), json!(name));
-            if let Some(description) = function.get("description").and_then(Value::as_str) {
-                spec.insert("description".into(), json!(description));
-            }
-            spec.insert("inputSchema".into(), json!({"json": schema}));
-            tools.push(json!({"toolSpec": spec}));
-        }
-    }
+fn tool_config(req: &ChatRequest, has_tool_blocks: bool) -> Result<Option<ToolConfig<'_>>, ApiError> {
+    let mut tools = function_tools(req)?;
     let mut choice = match param(req, "tool_choice") {
         None => None,
-        Some(Value::String(s)) => match tool_choice_key(s) {
-            Some("none") => {
+        Some(Value::String(s)) => match string_tool_choice(s) {
+            Some(Some(choice)) => Some(choice),
+            Some(None) => {
                 if !has_tool_blocks {
                     tools.clear();
                 }
                 None
             }
-            Some(key) => Some(json!({ key: {} })),
             None => {
                 return Err(invalid("tool_choice", format!("tool_choice {s:?} is not one of auto, required, none")))
             }
@@ -360,26 +374,50 @@ fn tool_config(req: &ChatRequest, has_tool_blocks: bool) -> Result<Option<Value>
                     "tool_choice must name a function: {\"type\": \"function\", \"function\": {\"name\": ...}}",
                 )
             })?;
-            Some(json!({"tool": {"name": name}}))
+            Some(ToolChoice::Tool(SpecificToolChoice { name: Cow::Borrowed(name) }))
         }
         Some(_) => return Err(invalid("tool_choice", "tool_choice must be a string or an object")),
     };
     if let Some(schema) = json_response_schema(req)? {
-        tools.push(json!({"toolSpec": {
-            "name": JSON_TOOL,
-            "description": "Respond with a JSON object in this tool's input.",
-            "inputSchema": {"json": schema}
-        }}));
-        choice = Some(json!({"tool": {"name": JSON_TOOL}}));
+        tools.push(Tool::ToolSpec(ToolSpec {
+            name: Cow::Borrowed(JSON_TOOL),
+            description: Some(Cow::Borrowed(JSON_TOOL_DESCRIPTION)),
+            input_schema: ToolInputSchema::Json(schema),
+        }));
+        choice = Some(ToolChoice::Tool(SpecificToolChoice { name: Cow::Borrowed(JSON_TOOL) }));
     }
     if tools.is_empty() {
         return Ok(None);
     }
-    let mut config = json!({"tools": tools});
-    if let Some(choice) = choice {
-        config["toolChoice"] = choice;
+    Ok(Some(ToolConfig { tools, tool_choice: choice }))
+}
+
+/// The request's `tools`, as tool specs (a function without `parameters` takes an empty object).
+fn function_tools(req: &ChatRequest) -> Result<Vec<Tool<'_>>, ApiError> {
+    let Some(list) = param(req, "tools") else { return Ok(Vec::new()) };
+    let list = list.as_array().ok_or_else(|| invalid("tools", "tools must be a list"))?;
+    let mut tools = Vec::with_capacity(list.len() + 1);
+    for (i, tool) in list.iter().enumerate() {
+        if tool.get("type").and_then(Value::as_str).unwrap_or("function") != "function" {
+            return Err(invalid(format!("tools[{i}].type"), format!("tools[{i}]: bedrock takes function tools only")));
+        }
+        let function = tool.get("function").unwrap_or(&Value::Null);
+        let name = function
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid(format!("tools[{i}].function.name"), format!("tools[{i}]: needs function.name")))?;
+        let schema = function
+            .get("parameters")
+            .filter(|p| !p.is_null())
+            .cloned()
+            .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+        tools.push(Tool::ToolSpec(ToolSpec {
+            name: Cow::Borrowed(name),
+            description: function.get("description").and_then(Value::as_str).map(Cow::Borrowed),
+            input_schema: ToolInputSchema::Json(schema),
+        }));
     }
-    Ok(Some(config))
+    Ok(tools)
 }
 
 /// The schema a `response_format` asks for (`json_object`: any object), if it asks for JSON.
@@ -401,63 +439,104 @@ fn json_response_schema(req: &ChatRequest) -> Result<Option<Value>, ApiError> {
 // ---------------------------------------------------------------------------------------------
 // Response: Converse -> chat.completion
 
-fn usage_json(usage: &Value) -> Value {
-    let n = |k: &str| usage.get(k).and_then(Value::as_u64).unwrap_or(0);
-    let (prompt, completion) = (n("inputTokens"), n("outputTokens"));
-    let total = usage.get("totalTokens").and_then(Value::as_u64).unwrap_or(prompt + completion);
-    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total})
+/// Bedrock's token counts as OpenAI's (the total, when Bedrock leaves it out, is the sum).
+fn chat_usage(usage: TokenUsage) -> ChatUsage {
+    let (prompt, completion) = (usage.input_tokens, usage.output_tokens);
+    ChatUsage {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        total_tokens: usage.total_tokens.unwrap_or(prompt.saturating_add(completion)),
+        extra: Map::new(),
+    }
 }
 
-fn tool_call(id: &str, name: &str, arguments: String) -> Value {
-    json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}})
+/// OpenAI's `finish_reason` for a `stopReason` (absent: `end_turn`). The forced JSON-answer
+/// tool stops with `tool_use`, but its call comes back as content, so that is a plain stop.
+fn finish(stop_reason: Option<&str>, tool_calls: bool, json_answer: bool) -> &'static str {
+    match finish_reason(stop_reason.unwrap_or("end_turn")) {
+        "tool_calls" if !tool_calls && json_answer => "stop",
+        other => other,
+    }
 }
 
-/// A whole Converse answer as a `chat.completion`.
-pub fn to_openai(body: &Value, model: &str, id: &str, created: u64) -> Result<Value, ApiError> {
-    let blocks = body
-        .pointer("/output/message/content")
-        .and_then(Value::as_array)
-        .ok_or_else(|| bad_upstream("the answer has no output.message.content"))?;
-    let (mut text, mut reasoning, mut calls, mut json_answer) = (String::new(), String::new(), Vec::new(), false);
-    for block in blocks {
-        if let Some(t) = block.get("text").and_then(Value::as_str) {
-            text.push_str(t);
-        } else if let Some(tool) = block.get("toolUse") {
-            let name = tool.get("name").and_then(Value::as_str).unwrap_or_default();
-            let input = tool.get("input").cloned().unwrap_or_else(|| json!({}));
-            if name == JSON_TOOL {
-                text.push_str(&input.to_string());
-                json_answer = true;
-            } else {
-                let id = tool.get("toolUseId").and_then(Value::as_str).unwrap_or_default();
-                calls.push(tool_call(id, name, input.to_string()));
+/// What the blocks of a whole answer add up to.
+#[derive(Default)]
+struct AnswerParts {
+    text: String,
+    reasoning: String,
+    calls: Vec<ToolCall>,
+    /// The forced JSON-answer tool was called (its input is in `text`).
+    json_answer: bool,
+}
+
+impl AnswerParts {
+    fn read(blocks: Vec<OutputBlock<'_>>) -> AnswerParts {
+        let mut parts = AnswerParts::default();
+        for block in blocks {
+            if let Some(text) = block.text {
+                parts.text.push_str(&text);
+            } else if let Some(tool) = block.tool_use {
+                let input = tool.input.unwrap_or_else(|| json!({}));
+                if tool.name == JSON_TOOL {
+                    parts.text.push_str(&input.to_string());
+                    parts.json_answer = true;
+                } else {
+                    parts.calls.push(ToolCall {
+                        id: tool.tool_use_id.into_owned(),
+                        kind: "function".into(),
+                        function: FunctionCall { name: tool.name.into_owned(), arguments: input.to_string() },
+                    });
+                }
+            } else if let Some(text) = block.reasoning_content.and_then(|r| r.reasoning_text).and_then(|r| r.text) {
+                parts.reasoning.push_str(&text);
             }
-        } else if let Some(t) = block.pointer("/reasoningContent/reasoningText/text").and_then(Value::as_str) {
-            reasoning.push_str(t);
+        }
+        parts
+    }
+
+    /// The assistant's message: content is null when the answer is only tool calls.
+    fn into_message(self) -> AssistantMessage {
+        let content = if self.text.is_empty() && !self.calls.is_empty() { None } else { Some(self.text) };
+        let mut extra = Map::new();
+        if !self.reasoning.is_empty() {
+            extra.insert("reasoning_content".into(), Value::String(self.reasoning));
+        }
+        AssistantMessage {
+            role: "assistant".into(),
+            content: Some(content),
+            refusal: Some(None),
+            tool_calls: (!self.calls.is_empty()).then_some(self.calls),
+            extra,
         }
     }
-    let stop_reason = body.get("stopReason").and_then(Value::as_str).unwrap_or("end_turn");
-    let finish = match finish_reason(stop_reason) {
-        "tool_calls" if calls.is_empty() && json_answer => "stop",
-        other => other,
-    };
-    let content = if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) };
-    let mut message = json!({"role": "assistant", "content": content, "refusal": null});
-    if !reasoning.is_empty() {
-        message["reasoning_content"] = json!(reasoning);
-    }
-    if !calls.is_empty() {
-        message["tool_calls"] = Value::Array(calls);
-    }
-    Ok(json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
-        "usage": usage_json(body.get("usage").unwrap_or(&Value::Null)),
-        "system_fingerprint": null
-    }))
+}
+
+/// A whole Converse answer (its body's bytes) as a `chat.completion`.
+pub fn to_openai(body: &[u8], model: &str, id: &str, created: u64) -> Result<ChatCompletion, ApiError> {
+    let answer: ConverseResponse = serde_json::from_slice(body).map_err(|e| unreadable("the answer", e))?;
+    let blocks = answer
+        .output
+        .and_then(|o| o.message)
+        .and_then(|m| m.content)
+        .ok_or_else(|| bad_upstream("the answer has no output.message.content"))?;
+    let parts = AnswerParts::read(blocks);
+    let finish = finish(answer.stop_reason.as_deref(), !parts.calls.is_empty(), parts.json_answer);
+    Ok(ChatCompletion {
+        id: id.to_owned(),
+        object: "chat.completion".into(),
+        created,
+        model: model.to_owned(),
+        choices: vec![Choice {
+            index: 0,
+            message: parts.into_message(),
+            logprobs: Some(None),
+            finish_reason: Some(finish.into()),
+            extra: Map::new(),
+        }],
+        system_fingerprint: Some(None),
+        usage: Some(chat_usage(answer.usage.unwrap_or_default())),
+        extra: Map::new(),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -467,7 +546,7 @@ pub fn to_openai(body: &Value, model: &str, id: &str, created: u64) -> Result<Va
 #[derive(Debug, Clone, Copy)]
 enum Block {
     /// A tool call, with its OpenAI `tool_calls[].index`.
-    Tool(usize),
+    Tool(u32),
     /// The forced JSON-answer tool: its input streams out as content.
     JsonAnswer,
 }
@@ -483,13 +562,26 @@ pub struct ConverseStreamDecoder {
     /// The role chunk has gone out.
     started: bool,
     blocks: HashMap<u64, Block>,
-    tool_calls: usize,
+    tool_calls: u32,
     json_answer: bool,
     /// The finish_reason chunk has gone out.
     finished: bool,
     /// Usage seen before the finish chunk, sent right after it (or at the end).
-    usage: Option<Value>,
+    usage: Option<ChatUsage>,
     usage_sent: bool,
+}
+
+/// A string header of an event-stream frame.
+fn header<'m>(frame: &'m Frame, name: &str) -> Option<&'m str> {
+    let header = frame.headers().iter().find(|h| h.name().as_str() == name)?;
+    header.value().as_string().ok().map(|s| s.as_str())
+}
+
+/// An exception frame as the error Bedrock gives the same failure on a plain request.
+fn exception(kind: Option<&str>, payload: &[u8]) -> ApiError {
+    let kind = kind.unwrap_or("exception");
+    let status = StatusCode::from_u16(exception_status(kind)).unwrap_or(StatusCode::BAD_GATEWAY);
+    ApiError::new(status, error_kind(status), format!("bedrock: {kind}: {}", error_text(payload)))
 }
 
 impl ConverseStreamDecoder {
@@ -509,164 +601,162 @@ impl ConverseStreamDecoder {
         }
     }
 
-    fn envelope(&self, choices: Value) -> Value {
-        json!({
-            "id": self.meta.id,
-            "object": "chat.completion.chunk",
-            "created": self.meta.created,
-            "model": self.meta.model,
-            "system_fingerprint": null,
-            "choices": choices
-        })
+    fn envelope(&self, choices: Vec<ChunkChoice>) -> ChatChunk {
+        ChatChunk {
+            id: self.meta.id.clone(),
+            object: "chat.completion.chunk".into(),
+            created: self.meta.created,
+            model: self.meta.model.clone(),
+            system_fingerprint: Some(None),
+            choices,
+            usage: None,
+            extra: Map::new(),
+        }
     }
 
     /// A content chunk; the first one of the stream also carries the role.
-    fn chunk(&mut self, delta: Value, finish: Option<&str>) -> Value {
-        let mut delta = delta;
+    fn chunk(&mut self, mut delta: Delta, finish: Option<&str>) -> ChatChunk {
         if !self.started {
             self.started = true;
-            let mut with_role = Map::new();
-            with_role.insert("role".into(), json!("assistant"));
-            if let Value::Object(rest) = delta {
-                with_role.extend(rest);
-            }
-            delta = Value::Object(with_role);
+            delta.role = Some("assistant".into());
         }
-        self.envelope(json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]))
+        let choice = ChunkChoice {
+            index: 0,
+            delta,
+            logprobs: Some(None),
+            finish_reason: finish.map(str::to_owned),
+            extra: Map::new(),
+        };
+        self.envelope(vec![choice])
     }
 
-    fn usage_chunk(&mut self, out: &mut Vec<Value>) {
+    fn usage_chunk(&mut self, out: &mut Vec<ChatChunk>) {
         if let Some(usage) = self.usage.take() {
             self.usage_sent = true;
-            let mut chunk = self.envelope(json!([]));
-            chunk["usage"] = usage;
+            let mut chunk = self.envelope(Vec::new());
+            chunk.usage = Some(Some(usage));
             out.push(chunk);
         }
     }
 
-    fn on_frame(
-        &mut self,
-        message: &aws_smithy_types::event_stream::Message,
-        out: &mut Vec<Value>,
-    ) -> Result<(), ApiError> {
-        let header = |name: &str| {
-            message
-                .headers()
-                .iter()
-                .find(|h| h.name().as_str() == name)
-                .and_then(|h| h.value().as_string().ok())
-                .map(|s| s.as_str().to_owned())
-        };
-        let payload: &[u8] = message.payload();
-        match header(":message-type").as_deref() {
-            Some("event") => {}
-            Some("exception") => {
-                let kind = header(":exception-type").unwrap_or_else(|| "exception".to_owned());
-                let status = StatusCode::from_u16(exception_status(&kind)).unwrap_or(StatusCode::BAD_GATEWAY);
-                return Err(ApiError::new(
-                    status,
-                    error_kind(status),
-                    format!("bedrock: {kind}: {}", error_message(payload)),
-                ));
+    /// One whole frame: an event, or an exception / error that ends the stream.
+    fn on_frame(&mut self, frame: &Frame, out: &mut Vec<ChatChunk>) -> Result<(), ApiError> {
+        match header(frame, ":message-type") {
+            Some("event") => {
+                let kind = header(frame, ":event-type").unwrap_or_default();
+                let event =
+                    StreamEvent::parse(kind, frame.payload()).map_err(|e| unreadable(&format!("{kind} event"), e))?;
+                self.on_event(event, out)
             }
+            Some("exception") => Err(exception(header(frame, ":exception-type"), frame.payload())),
             Some("error") => {
-                let code = header(":error-code").unwrap_or_else(|| "error".to_owned());
-                let text = header(":error-message").unwrap_or_default();
-                return Err(bad_upstream(format!("{code}: {text}")));
+                let code = header(frame, ":error-code").unwrap_or("error");
+                let text = header(frame, ":error-message").unwrap_or_default();
+                Err(bad_upstream(format!("{code}: {text}")))
             }
-            other => return Err(bad_upstream(format!("unexpected event-stream message type {other:?}"))),
+            other => Err(bad_upstream(format!("unexpected event-stream message type {other:?}"))),
         }
-        let event = header(":event-type").unwrap_or_default();
-        let data: Value = if payload.is_empty() {
-            json!({})
-        } else {
-            serde_json::from_slice(payload).map_err(|e| bad_upstream(format!("{event} event is not JSON ({e})")))?
-        };
-        let block_index = data.get("contentBlockIndex").and_then(Value::as_u64).unwrap_or(0);
-        match event.as_str() {
-            "messageStart" if !self.started => {
-                let chunk = self.chunk(json!({"content": ""}), None);
-                out.push(chunk);
-            }
-            "contentBlockStart" => {
-                if let Some(tool) = data.pointer("/start/toolUse") {
-                    let name = tool.get("name").and_then(Value::as_str).unwrap_or_default();
-                    if name == JSON_TOOL {
-                        self.json_answer = true;
-                        self.blocks.insert(block_index, Block::JsonAnswer);
-                    } else {
-                        let index = self.tool_calls;
-                        self.tool_calls += 1;
-                        self.blocks.insert(block_index, Block::Tool(index));
-                        let id = tool.get("toolUseId").and_then(Value::as_str).unwrap_or_default();
-                        let call = json!({"index": index, "id": id, "type": "function", "function": {"name": name, "arguments": ""}});
-                        let chunk = self.chunk(json!({"tool_calls": [call]}), None);
-                        out.push(chunk);
-                    }
-                }
-            }
-            "contentBlockDelta" => {
-                let delta = data.get("delta").unwrap_or(&Value::Null);
-                let openai = if let Some(text) = delta.get("text").and_then(Value::as_str) {
-                    json!({"content": text})
-                } else if let Some(input) = delta.pointer("/toolUse/input").and_then(Value::as_str) {
-                    match self.blocks.get(&block_index) {
-                        Some(Block::JsonAnswer) => json!({"content": input}),
-                        Some(Block::Tool(index)) => {
-                            json!({"tool_calls": [{"index": index, "function": {"arguments": input}}]})
-                        }
-                        None => {
-                            return Err(bad_upstream(format!(
-                                "tool input for content block {block_index}, which never started"
-                            )))
-                        }
-                    }
-                } else if let Some(text) = delta.pointer("/reasoningContent/text").and_then(Value::as_str) {
-                    json!({"reasoning_content": text})
-                } else {
-                    return Ok(());
-                };
-                let chunk = self.chunk(openai, None);
-                out.push(chunk);
-            }
-            "messageStop" => {
-                let stop_reason = data.get("stopReason").and_then(Value::as_str).unwrap_or("end_turn");
-                let finish = match finish_reason(stop_reason) {
-                    "tool_calls" if self.tool_calls == 0 && self.json_answer => "stop",
-                    other => other,
-                };
-                let chunk = self.chunk(json!({}), Some(finish));
-                out.push(chunk);
-                self.finished = true;
-                self.usage_chunk(out);
-            }
-            "metadata" => {
-                if let Some(usage) = data.get("usage") {
-                    self.usage = Some(usage_json(usage));
-                    if self.finished {
-                        self.usage_chunk(out);
-                    }
-                }
-            }
-            // contentBlockStop, a repeated messageStart, and events this translation has no use for.
-            _ => {}
+    }
+
+    fn on_event(&mut self, event: StreamEvent<'_>, out: &mut Vec<ChatChunk>) -> Result<(), ApiError> {
+        match event {
+            StreamEvent::MessageStart(_) => self.on_message_start(out),
+            StreamEvent::ContentBlockStart(start) => self.on_block_start(start, out),
+            StreamEvent::ContentBlockDelta(delta) => self.on_block_delta(delta, out)?,
+            StreamEvent::MessageStop(stop) => self.on_message_stop(stop, out),
+            StreamEvent::Metadata(metadata) => self.on_metadata(metadata, out),
+            // A block's end has no OpenAI counterpart, nor have events this translation
+            // does not know.
+            StreamEvent::ContentBlockStop(_) | StreamEvent::Other => {}
         }
         Ok(())
+    }
+
+    /// `messageStart`: the role chunk (once: a repeated messageStart adds nothing).
+    fn on_message_start(&mut self, out: &mut Vec<ChatChunk>) {
+        if !self.started {
+            let chunk = self.chunk(Delta { content: Some(Some(String::new())), ..Delta::default() }, None);
+            out.push(chunk);
+        }
+    }
+
+    /// `contentBlockStart`: a tool call's first chunk (id and name), unless it is the forced
+    /// JSON answer, whose input will stream out as content.
+    fn on_block_start(&mut self, start: ContentBlockStart<'_>, out: &mut Vec<ChatChunk>) {
+        let Some(tool) = start.start.and_then(|s| s.tool_use) else { return };
+        if tool.name == JSON_TOOL {
+            self.json_answer = true;
+            self.blocks.insert(start.content_block_index, Block::JsonAnswer);
+            return;
+        }
+        let index = self.tool_calls;
+        self.tool_calls = self.tool_calls.saturating_add(1);
+        self.blocks.insert(start.content_block_index, Block::Tool(index));
+        let call = ToolCallDelta {
+            index,
+            id: Some(tool.tool_use_id.into_owned()),
+            kind: Some("function".into()),
+            function: Some(FunctionDelta { name: Some(tool.name.into_owned()), arguments: Some(String::new()) }),
+        };
+        let chunk = self.chunk(Delta { tool_calls: Some(vec![call]), ..Delta::default() }, None);
+        out.push(chunk);
+    }
+
+    /// `contentBlockDelta`: a piece of text, of a tool call's input, or of reasoning.
+    fn on_block_delta(&mut self, event: ContentBlockDelta<'_>, out: &mut Vec<ChatChunk>) -> Result<(), ApiError> {
+        let Some(delta) = event.delta else { return Ok(()) };
+        let openai = if let Some(text) = delta.text {
+            Delta { content: Some(Some(text.into_owned())), ..Delta::default() }
+        } else if let Some(input) = delta.tool_use.and_then(|t| t.input) {
+            self.tool_input(event.content_block_index, input.into_owned())?
+        } else if let Some(text) = delta.reasoning_content.and_then(|r| r.text) {
+            let mut extra = Map::new();
+            extra.insert("reasoning_content".into(), Value::String(text.into_owned()));
+            Delta { extra, ..Delta::default() }
+        } else {
+            return Ok(());
+        };
+        let chunk = self.chunk(openai, None);
+        out.push(chunk);
+        Ok(())
+    }
+
+    /// A piece of the input of the tool call in block `block`: arguments, or content for the
+    /// JSON answer.
+    fn tool_input(&self, block: u64, input: String) -> Result<Delta, ApiError> {
+        match self.blocks.get(&block) {
+            Some(Block::JsonAnswer) => Ok(Delta { content: Some(Some(input)), ..Delta::default() }),
+            Some(&Block::Tool(index)) => {
+                let function = FunctionDelta { name: None, arguments: Some(input) };
+                let call = ToolCallDelta { index, id: None, kind: None, function: Some(function) };
+                Ok(Delta { tool_calls: Some(vec![call]), ..Delta::default() })
+            }
+            None => Err(bad_upstream(format!("tool input for content block {block}, which never started"))),
+        }
+    }
+
+    /// `messageStop`: the finish chunk, then the usage if it came first.
+    fn on_message_stop(&mut self, stop: MessageStop<'_>, out: &mut Vec<ChatChunk>) {
+        let finish = finish(stop.stop_reason.as_deref(), self.tool_calls > 0, self.json_answer);
+        let chunk = self.chunk(Delta::default(), Some(finish));
+        out.push(chunk);
+        self.finished = true;
+        self.usage_chunk(out);
+    }
+
+    /// `metadata`: the usage, sent at once if the finish chunk is out (else right after it).
+    fn on_metadata(&mut self, metadata: Metadata, out: &mut Vec<ChatChunk>) {
+        if let Some(usage) = metadata.usage {
+            self.usage = Some(chat_usage(usage));
+            if self.finished {
+                self.usage_chunk(out);
+            }
+        }
     }
 }
 
 impl ChunkDecoder for ConverseStreamDecoder {
     fn feed(&mut self, bytes: &[u8]) -> Result<Vec<ChatChunk>, ApiError> {
-        super::translate::typed_chunks(self.feed_values(bytes)?)
-    }
-
-    fn finish(&mut self) -> Result<Vec<ChatChunk>, ApiError> {
-        super::translate::typed_chunks(self.finish_values()?)
-    }
-}
-
-impl ConverseStreamDecoder {
-    fn feed_values(&mut self, bytes: &[u8]) -> Result<Vec<Value>, ApiError> {
         self.pending.extend_from_slice(bytes);
         let mut out = Vec::new();
         loop {
@@ -679,9 +769,9 @@ impl ConverseStreamDecoder {
                     self.partial += consumed;
                     break;
                 }
-                Ok(DecodedFrame::Complete(message)) => {
+                Ok(DecodedFrame::Complete(frame)) => {
                     self.partial = 0;
-                    self.on_frame(&message, &mut out)?;
+                    self.on_frame(&frame, &mut out)?;
                 }
                 Err(e) => return Err(bad_upstream(format!("malformed event stream: {e}"))),
             }
@@ -689,7 +779,7 @@ impl ConverseStreamDecoder {
         Ok(out)
     }
 
-    fn finish_values(&mut self) -> Result<Vec<Value>, ApiError> {
+    fn finish(&mut self) -> Result<Vec<ChatChunk>, ApiError> {
         if self.partial > 0 || !self.pending.is_empty() {
             let n = self.partial + self.pending.len();
             self.partial = 0;
@@ -707,7 +797,14 @@ impl ConverseStreamDecoder {
 // ---------------------------------------------------------------------------------------------
 // The provider
 
-/// `message` with every credential of `aws` masked (an upstream may quote what it was sent).
+/// An error body's message: Bedrock's `{"message": ...}` (or a proxy's `{"error": {"message":
+/// ...}}`, which wins when both are there); any other body gets the shared lenient reading.
+fn error_text(body: &[u8]) -> String {
+    let typed =
+        serde_json::from_slice::<ErrorBody>(body).ok().and_then(|b| b.error.and_then(|e| e.message).or(b.message));
+    typed.map_or_else(|| error_message(body), Cow::into_owned)
+}
+
 impl ChatProvider for Bedrock {
     fn chat_request(
         &self,
@@ -720,14 +817,7 @@ impl ChatProvider for Bedrock {
     }
 
     fn chat_response(&self, body: &[u8], d: &Deployment) -> Result<ChatCompletion, ApiError> {
-        let value: Value =
-            serde_json::from_slice(body).map_err(|e| bad_upstream(format!("the answer is not JSON ({e})")))?;
-        super::translate::typed_completion(to_openai(
-            &value,
-            &d.upstream_model,
-            &super::chat::new_chat_id(),
-            crate::clock::unix_now(),
-        )?)
+        to_openai(body, &d.upstream_model, &super::chat::new_chat_id(), crate::clock::unix_now())
     }
 
     fn stream_decoder(&self, meta: StreamMeta) -> Box<dyn ChunkDecoder> {
@@ -735,7 +825,6 @@ impl ChatProvider for Bedrock {
     }
 
     fn upstream_error(&self, status: StatusCode, body: &[u8], _d: &Deployment) -> ApiError {
-        let message = error_message(body);
-        ApiError::new(status, error_kind(status), format!("bedrock: {message}"))
+        ApiError::new(status, error_kind(status), format!("bedrock: {}", error_text(body)))
     }
 }

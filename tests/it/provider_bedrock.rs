@@ -198,7 +198,8 @@ async fn upstream_requests_are_signed_converse_calls() {
     assert_eq!(sent.path, "/model/anthropic.claude-3-sonnet-20240229-v1%3A0/converse");
     assert!(sent.headers["authorization"].starts_with(&format!("AWS4-HMAC-SHA256 Credential={KEY_ID}/")), "{sent:?}");
     assert!(sent.headers["authorization"].contains(&format!("/{REGION}/bedrock/aws4_request")));
-    let expected_body = bedrock::converse_body(&serde_json::from_value::<ChatRequest>(body).unwrap()).unwrap();
+    let req = serde_json::from_value::<ChatRequest>(body).unwrap();
+    let expected_body = crate::support::wire(bedrock::converse_body(&req).unwrap());
     assert_eq!(serde_json::from_slice::<Value>(&sent.body).unwrap(), expected_body);
     assert!(!String::from_utf8_lossy(&sent.body).contains(SECRET));
 }

@@ -3,8 +3,10 @@
 //! SigV4 signing checked by the fake's independent verifier.
 
 use crate::fake_bedrock::{self, event_frame, exception_frame, Expected};
+use crate::support::wire;
 use axum::http::StatusCode;
-use ferrolite::api::openai::ChatRequest;
+use ferrolite::api::openai::{ChatCompletion, ChatRequest};
+use ferrolite::exchange::ApiError;
 use ferrolite::manifest::LitellmParams;
 use ferrolite::providers::auth;
 use ferrolite::providers::bedrock::{self, ConverseStreamDecoder, PROVIDER};
@@ -39,9 +41,17 @@ fn weather_tool() -> Value {
 const PNG_1X1: &str =
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
 
+fn user(text: &str) -> Value {
+    json!({"role": "user", "content": text})
+}
+
 /// The representative requests: (snapshot name, OpenAI request).
 fn requests() -> Vec<(&'static str, Value)> {
-    let user = |text: &str| json!({"role": "user", "content": text});
+    [conversation_requests(), parameter_requests()].concat()
+}
+
+/// Requests that differ in their messages: roles, merged turns, tool calls, images.
+fn conversation_requests() -> Vec<(&'static str, Value)> {
     vec![
         ("plain", json!({"model": "m", "messages": [user("Hello!")]})),
         (
@@ -98,6 +108,12 @@ fn requests() -> Vec<(&'static str, Value)> {
                 {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9j/4AAQSkZJRg==", "detail": "low"}}
             ]}]}),
         ),
+    ]
+}
+
+/// Requests that differ in their parameters: stop, response_format, sampling, tool_choice.
+fn parameter_requests() -> Vec<(&'static str, Value)> {
+    vec![
         ("stop_string", json!({"model": "m", "stop": "END", "messages": [user("Count.")]})),
         ("stop_list", json!({"model": "m", "stop": ["\n\n", "Human:"], "messages": [user("Count.")]})),
         (
@@ -154,7 +170,8 @@ fn request_bodies() {
     let cases = requests();
     assert!(cases.len() >= 12);
     for (name, openai) in cases {
-        let bedrock = bedrock::converse_body(&chat(openai.clone())).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let req = chat(openai.clone());
+        let bedrock = bedrock::converse_body(&req).unwrap_or_else(|e| panic!("{name}: {e}"));
         insta::assert_json_snapshot!(format!("body_{name}"), json!({"openai": openai, "bedrock": bedrock}));
     }
 }
@@ -245,10 +262,15 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(crate::support::repo_root().join("tests/fixtures").join(name)).unwrap()
 }
 
+/// A Converse answer, written as JSON, through the translation.
+fn to_openai(body: &Value, model: &str, id: &str, created: u64) -> Result<ChatCompletion, ApiError> {
+    bedrock::to_openai(&serde_json::to_vec(body).unwrap(), model, id, created)
+}
+
 #[test]
 fn converse_fixture_response() {
-    let body: Value = serde_json::from_slice(&fixture("bedrock-converse.json")).unwrap();
-    let out = bedrock::to_openai(&body, MODEL, "chatcmpl-fixed", 1_700_000_000).unwrap();
+    let out =
+        wire(bedrock::to_openai(&fixture("bedrock-converse.json"), MODEL, "chatcmpl-fixed", 1_700_000_000).unwrap());
     assert_eq!(out["usage"], json!({"prompt_tokens": 6, "completion_tokens": 3, "total_tokens": 9}));
     insta::assert_json_snapshot!("response_fixture", out);
 }
@@ -267,7 +289,7 @@ fn tool_use_response() {
     });
     insta::assert_json_snapshot!(
         "response_tool_use",
-        bedrock::to_openai(&body, MODEL, "chatcmpl-fixed", 1_700_000_000).unwrap()
+        to_openai(&body, MODEL, "chatcmpl-fixed", 1_700_000_000).unwrap()
     );
 }
 
@@ -280,17 +302,45 @@ fn json_answer_and_content_filter_responses() {
         "stopReason": "tool_use",
         "usage": {"inputTokens": 20, "outputTokens": 10, "totalTokens": 30}
     });
-    let out = bedrock::to_openai(&body, MODEL, "chatcmpl-fixed", 1_700_000_000).unwrap();
+    let out = to_openai(&body, MODEL, "chatcmpl-fixed", 1_700_000_000).unwrap();
     insta::assert_json_snapshot!("response_json_answer", out);
     let blocked = json!({
         "output": {"message": {"role": "assistant", "content": [{"text": "Sorry, the model cannot answer this question."}]}},
         "stopReason": "guardrail_intervened",
         "usage": {"inputTokens": 5, "outputTokens": 9, "totalTokens": 14}
     });
-    let out = bedrock::to_openai(&blocked, MODEL, "id", 1).unwrap();
-    assert_eq!(out["choices"][0]["finish_reason"], "content_filter");
-    let e = bedrock::to_openai(&json!({"message": "nope"}), MODEL, "id", 1).unwrap_err();
+    let out = to_openai(&blocked, MODEL, "id", 1).unwrap();
+    assert_eq!(out.choices[0].finish_reason.as_deref(), Some("content_filter"));
+    let e = to_openai(&json!({"message": "nope"}), MODEL, "id", 1).unwrap_err();
     assert_eq!(e.status, StatusCode::BAD_GATEWAY);
+}
+
+#[test]
+fn reasoning_and_unknown_blocks_and_unreadable_answers() {
+    // Reasoning comes back as `reasoning_content`; a block of a kind not read (an image) is
+    // skipped; no totalTokens means their sum.
+    let body = json!({
+        "output": {"message": {"role": "assistant", "content": [
+            {"reasoningContent": {"reasoningText": {"text": "Think \"twice\".", "signature": "s"}}},
+            {"image": {"format": "png", "source": {"bytes": "AAAA"}}},
+            {"text": "Done."}
+        ]}},
+        "stopReason": "end_turn",
+        "usage": {"inputTokens": 4, "outputTokens": 5}
+    });
+    let out = wire(to_openai(&body, MODEL, "id", 1).unwrap());
+    assert_eq!(
+        out["choices"][0]["message"],
+        json!({"role": "assistant", "content": "Done.", "refusal": null, "reasoning_content": "Think \"twice\"."})
+    );
+    assert_eq!(out["usage"], json!({"prompt_tokens": 4, "completion_tokens": 5, "total_tokens": 9}));
+    // Not JSON, and JSON of another shape, are both the upstream's fault, said apart.
+    let e = bedrock::to_openai(b"<html>", MODEL, "id", 1).unwrap_err();
+    assert_eq!(e.status, StatusCode::BAD_GATEWAY);
+    assert!(e.message.contains("the answer is not JSON"), "{e}");
+    let e = to_openai(&json!({"output": {"message": {"content": [{"text": 5}]}}}), MODEL, "id", 1).unwrap_err();
+    assert_eq!(e.status, StatusCode::BAD_GATEWAY);
+    assert!(e.message.contains("not of the expected shape"), "{e}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -424,6 +474,36 @@ fn usage_before_stop_follows_the_finish_chunk() {
 }
 
 #[test]
+fn reasoning_streams_as_reasoning_content() {
+    let bytes = [
+        event_frame(
+            "contentBlockDelta",
+            &json!({"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "Hmm."}}}),
+        ),
+        event_frame(
+            "contentBlockDelta",
+            &json!({"contentBlockIndex": 0, "delta": {"reasoningContent": {"signature": "s"}}}),
+        ),
+        event_frame("contentBlockDelta", &json!({"contentBlockIndex": 1, "delta": {"text": "Yes."}})),
+        event_frame("messageStop", &json!({})),
+    ]
+    .concat();
+    let (chunks, _) = decode_in_pieces(&bytes, bytes.len());
+    let deltas: Vec<&Value> = chunks.iter().map(|c| &c["choices"][0]["delta"]).collect();
+    assert_eq!(
+        deltas,
+        [&json!({"role": "assistant", "reasoning_content": "Hmm."}), &json!({"content": "Yes."}), &json!({})]
+    );
+    assert_eq!(chunks[2]["choices"][0]["finish_reason"], "stop");
+    // A known event of the wrong shape is the upstream's fault.
+    let e = ConverseStreamDecoder::new(meta())
+        .feed(&event_frame("contentBlockDelta", &json!({"contentBlockIndex": "one"})))
+        .unwrap_err();
+    assert_eq!(e.status, StatusCode::BAD_GATEWAY);
+    assert!(e.message.contains("contentBlockDelta event is not of the expected shape"), "{e}");
+}
+
+#[test]
 fn exception_frames_and_broken_streams_are_errors() {
     let mut decoder = ConverseStreamDecoder::new(meta());
     let first = decoder.feed(&event_frame("messageStart", &json!({"role": "assistant"}))).unwrap();
@@ -499,9 +579,8 @@ fn the_verifier_matches_aws_published_example() {
 #[test]
 fn sigv4_signature_is_stable_and_verifies() {
     let at = UNIX_EPOCH + Duration::from_secs(SIGNED_AT);
-    let body =
-        bedrock::converse_body(&chat(json!({"model": "m", "messages": [{"role": "user", "content": "Hello!"}]})))
-            .unwrap();
+    let req = chat(json!({"model": "m", "messages": [{"role": "user", "content": "Hello!"}]}));
+    let body = bedrock::converse_body(&req).unwrap();
     let signed =
         auth::sign_sigv4(UpstreamRequest::post_json(URL.into(), &body), &credentials(SECRET, None), "bedrock", at)
             .unwrap();
@@ -575,11 +654,11 @@ fn the_provider_signs_now_and_maps_answers_and_errors() {
     let d = deployment(SECRET);
     let req = chat(json!({"model": "bedrock-claude", "messages": [{"role": "user", "content": "Hello!"}]}));
     let signed = auth::authorize(PROVIDER.chat_request(&req, &d, URL.into(), false).unwrap(), &d).unwrap();
-    assert_eq!(serde_json::from_slice::<Value>(&signed.body).unwrap(), bedrock::converse_body(&req).unwrap());
+    assert_eq!(serde_json::from_slice::<Value>(&signed.body).unwrap(), wire(bedrock::converse_body(&req).unwrap()));
     let (path, received) = received(&signed);
     fake_bedrock::verify_sigv4("POST", &path, &received, &signed.body, &expected(SECRET, SystemTime::now())).unwrap();
 
-    let answer = crate::support::wire(PROVIDER.chat_response(&fixture("bedrock-converse.json"), &d).unwrap());
+    let answer = wire(PROVIDER.chat_response(&fixture("bedrock-converse.json"), &d).unwrap());
     assert_eq!(answer["model"], MODEL);
     assert_eq!(answer["choices"][0]["message"]["content"], "Hola from Bedrock");
     assert!(answer["id"].as_str().unwrap().starts_with("chatcmpl-"));
@@ -590,6 +669,12 @@ fn the_provider_signs_now_and_maps_answers_and_errors() {
     assert_eq!(e.message, "bedrock: The request signature we calculated does not match the signature you provided.");
     let e = PROVIDER.upstream_error(StatusCode::TOO_MANY_REQUESTS, br#"{"message":"Too many requests"}"#, &d);
     assert_eq!((e.status.as_u16(), e.kind), (429, "rate_limit_error"));
+    // Other shapes of error body: AWS's capitalised `Message`, a proxy's OpenAI-style error,
+    // and a body that is not JSON at all.
+    let message = |body: &[u8]| PROVIDER.upstream_error(StatusCode::BAD_GATEWAY, body, &d).message;
+    assert_eq!(message(br#"{"Message":"Capitalised"}"#), "bedrock: Capitalised");
+    assert_eq!(message(br#"{"message":"outer","error":{"message":"inner"}}"#), "bedrock: inner");
+    assert_eq!(message(b"  <html>Bad gateway</html>\n"), "bedrock: <html>Bad gateway</html>");
     // An upstream that quotes the credentials it saw never gets them echoed (the one scrubber
     // every attempt's error goes through).
     let leaky = format!(r#"{{"message":"bad token FwoGZXIvYXdzEXAMPLETOKEN for {KEY_ID} / {SECRET}"}}"#);
