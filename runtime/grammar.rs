@@ -3,7 +3,79 @@
 //! checked against its own grammar at install (literal values) and at start (values a secret
 //! reference resolved to), so no value can move a request to another host or path.
 //!
+//! The names a user gives (app ids, service ids, workspaces, secret keys, model names) have
+//! grammars too: they end up in URLs, in log lines, in store and Redis keys (where U+001F is
+//! ferrolite's own separator). The manifest schema carries the same patterns, and the doors
+//! (HTTP, RPC, CLI) all reach these checks through the controller.
+//!
 //! Each check returns the reason a value is refused, written to follow the value's JSON path.
+
+/// A grammar a schema pattern and a check share.
+#[derive(Debug, Clone, Copy)]
+pub struct Grammar {
+    /// The pattern, as the JSON Schema has it.
+    pub pattern: &'static str,
+    /// What a refused value is told, after it: `"x y" is not URL-safe: use ...`.
+    pub says: &'static str,
+}
+
+/// App ids, service ids and workspaces: a URL path segment as written, a store key.
+pub const NAME: Grammar = Grammar {
+    pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+    says: "is not URL-safe: use 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit",
+};
+
+/// Workspace secret keys: what `HYPHA_SECRET:KEY` can name.
+pub const SECRET_KEY: Grammar = Grammar {
+    pattern: "^[A-Za-z_][A-Za-z0-9_]{0,127}$",
+    says: "is not a secret key: use 1-128 letters, digits and '_', not starting with a digit",
+};
+
+/// A model group's name (`model_name`): placed in paths (`/v1/models/{model}`), ids, labels.
+pub const MODEL_NAME: Grammar = Grammar {
+    pattern: "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$",
+    says: "is not a model name: use 1-256 characters, none of them a control character",
+};
+
+/// Every grammar, for messages about a pattern a schema names.
+const ALL: [Grammar; 3] = [NAME, SECRET_KEY, MODEL_NAME];
+
+/// What a value that does not match `pattern` is told, when the pattern is one of these.
+pub fn says(pattern: &str) -> Option<&'static str> {
+    ALL.iter().find(|g| g.pattern == pattern).map(|g| g.says)
+}
+
+/// An app id, a service id or a workspace.
+pub fn name(value: &str) -> Result<(), String> {
+    let mut chars = value.chars();
+    let ok = (1..=64).contains(&value.len())
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    refuse_unless(ok, value, NAME)
+}
+
+/// A workspace secret's key.
+pub fn secret_key(value: &str) -> Result<(), String> {
+    let mut chars = value.chars();
+    let ok = (1..=128).contains(&value.len())
+        && chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    refuse_unless(ok, value, SECRET_KEY)
+}
+
+/// A model group's name.
+pub fn model_name(value: &str) -> Result<(), String> {
+    let ok = (1..=256).contains(&value.chars().count()) && !value.chars().any(char::is_control);
+    refuse_unless(ok, value, MODEL_NAME)
+}
+
+fn refuse_unless(ok: bool, value: &str, grammar: Grammar) -> Result<(), String> {
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{} {}", quoted(value), grammar.says))
+    }
+}
 
 /// The longest model name accepted in an upstream path.
 const MAX_MODEL_NAME: usize = 256;
@@ -115,6 +187,37 @@ mod tests {
         }
         for bad in ["", ".", "..", "a\nb", "a b", "a\u{1f}b", &"m".repeat(300)] {
             assert!(upstream_model(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn names_keys_and_model_names_keep_to_their_grammars() {
+        for ok in ["my-app", "a", "App_1.2", &"x".repeat(64)] {
+            assert_eq!(name(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "a\nb", "a\0", "a\u{1f}b", "\u{1b}[31mred", "../../b/apps/x", ".hidden", &"x".repeat(65), "a b"]
+        {
+            assert!(name(bad).is_err(), "{bad:?} must be refused");
+        }
+        assert!(secret_key("OPENAI_KEY").is_ok() && secret_key("_k").is_ok());
+        for bad in ["", "1KEY", "A-B", "a\u{1f}", &"k".repeat(129)] {
+            assert!(secret_key(bad).is_err(), "{bad:?} must be refused");
+        }
+        assert!(model_name("gpt-4o").is_ok() && model_name("org/model name").is_ok());
+        for bad in ["", "a\nb", "x\u{85}", &"m".repeat(257)] {
+            assert!(model_name(bad).is_err(), "{bad:?} must be refused");
+        }
+        // The schema's patterns say the same as the checks.
+        for (grammar, check, samples) in [
+            (NAME, name as fn(&str) -> Result<(), String>, vec!["ok-1", "", "a\nb", "../x", "A.b_c"]),
+            (SECRET_KEY, secret_key, vec!["K_1", "1K", "a-b", "_"]),
+            (MODEL_NAME, model_name, vec!["gpt", "", "a\u{7f}", "org/x y"]),
+        ] {
+            let schema = serde_json::json!({"type": "string", "pattern": grammar.pattern});
+            let validator = jsonschema::draft202012::new(&schema).expect("the pattern compiles");
+            for sample in samples {
+                assert_eq!(validator.is_valid(&serde_json::json!(sample)), check(sample).is_ok(), "{sample:?}");
+            }
         }
     }
 

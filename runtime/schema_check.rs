@@ -76,6 +76,14 @@ fn describe(error: &ValidationError<'_>, out: &mut Vec<Violation>) {
                 },
             }
         }
+        // A grammar ferrolite names says what to write instead of quoting its pattern.
+        ValidationErrorKind::Pattern { pattern } => match crate::grammar::says(pattern) {
+            Some(says) => Violation {
+                pointer,
+                reason: format!("{} {says}", error.instance().as_str().map(crate::grammar::quoted).unwrap_or_default()),
+            },
+            None => Violation { pointer, reason: error.to_string() },
+        },
         ValidationErrorKind::MinItems { limit } => {
             Violation { pointer, reason: format!("needs at least {limit} item{}", if *limit == 1 { "" } else { "s" }) }
         }

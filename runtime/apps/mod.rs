@@ -12,6 +12,7 @@ pub mod upstream_guard;
 
 use crate::clock::unix_now;
 use crate::cluster::{Cluster, ClusterError, Event, SharedApp, SharedSession};
+use crate::grammar::{self, quoted};
 use crate::manifest::validate::{self, Finding, Invalid, LoadError};
 use crate::manifest::{litellm, Manifest};
 use crate::observability::session_log::{LogItem, LogType};
@@ -87,12 +88,15 @@ pub enum ControllerError {
     Invalid(#[from] Invalid),
     #[error("manifest is {0}")]
     Unreadable(LoadError),
-    #[error("app {0:?} is already installed; pass overwrite=true to replace it")]
+    #[error("app {} is already installed; pass overwrite=true to replace it", quoted(.0))]
     AppExists(String),
-    #[error("app {0:?} is not installed in this workspace")]
+    #[error("app {} is not installed in this workspace", quoted(.0))]
     AppNotFound(String),
-    #[error("session {0:?} is not running in this workspace")]
+    #[error("session {} is not running in this workspace", quoted(.0))]
     SessionNotFound(String),
+    /// A name a caller gave does not keep to its grammar (`grammar.rs`).
+    #[error("{0} {1}")]
+    InvalidName(&'static str, String),
     #[error("service id already in use: {0:?} is served by session {1:?}; stop it first or choose another service_id")]
     ServiceIdInUse(String, String),
     #[error("cannot start: {0}")]
@@ -258,6 +262,7 @@ impl Controller {
         overwrite: bool,
         trusted: bool,
     ) -> Result<AppInfo, ControllerError> {
+        check_name("workspace", grammar::name(workspace))?;
         let doc = match source {
             Source::Text(text) => validate::parse_text(&text).map_err(ControllerError::Unreadable)?,
             Source::Document(doc) => doc,
@@ -329,6 +334,7 @@ impl Controller {
 
     /// Starts a session of an installed app and registers its service.
     pub fn start(&self, workspace: &str, app_id: &str) -> Result<SessionInfo, ControllerError> {
+        check_name("workspace", grammar::name(workspace))?;
         self.start_session(workspace, app_id, None, Origin::Local)
     }
 
@@ -555,6 +561,8 @@ impl Controller {
 
     /// Stores a workspace secret for `HYPHA_SECRET:KEY` references (used at the next start).
     pub fn set_env(&self, workspace: &str, key: &str, value: &str) -> Result<(), ControllerError> {
+        check_name("workspace", grammar::name(workspace))?;
+        check_name("key", grammar::secret_key(key))?;
         if let Some(cluster) = &self.cluster {
             cluster.put_secret(workspace, key, value)?;
         }
@@ -578,6 +586,11 @@ impl Controller {
         entries.sort_by(|a, b| a.key.cmp(&b.key));
         entries
     }
+}
+
+/// A grammar's refusal of the name a caller gave for `what`.
+fn check_name(what: &'static str, checked: Result<(), String>) -> Result<(), ControllerError> {
+    checked.map_err(|reason| ControllerError::InvalidName(what, reason))
 }
 
 /// The spend scope of a whole app (deployments use their ids).
@@ -645,11 +658,14 @@ fn usage_report(session: &Session) -> Value {
 
 /// An app's id: the manifest's `id` when given, else its name made URL-safe.
 pub fn app_id(manifest: &Manifest) -> String {
-    if let Some(id) = manifest.extra.get("id").and_then(Value::as_str) {
-        return id.to_owned();
+    if let Some(id) = &manifest.id {
+        return id.clone(); // its grammar is the schema's
     }
-    let mut slug = String::with_capacity(manifest.name.len());
+    let mut slug = String::with_capacity(manifest.name.len().min(64));
     for c in manifest.name.chars() {
+        if slug.len() == 64 {
+            break; // the grammar's longest name
+        }
         if c.is_ascii_alphanumeric() {
             slug.push(c.to_ascii_lowercase());
         } else if !slug.ends_with('-') && !slug.is_empty() {

@@ -107,6 +107,9 @@ impl Session {
             let index = numbered.entry(entry.model_name.as_str()).or_default();
             let id = format!("{}/{index}", entry.model_name);
             *index += 1;
+            // Every reference must resolve, whatever the provider: a typo in a mock deployment's
+            // key must not surface only once the mock is swapped for a real model.
+            check_references(p, secrets)?;
             // Values that end up in the upstream URL keep to their grammars once resolved (a
             // secret may hold any text): none may move a request to another host or path.
             let invalid = |field: &'static str, reason: String| StartError::InvalidValue(id.clone(), field, reason);
@@ -208,6 +211,16 @@ pub struct SessionInfo {
     pub url: String,
     pub models: Vec<String>,
     pub status: &'static str,
+}
+
+/// Resolves every secret reference of `p` (and forgets the values): one that names a missing
+/// variable or workspace secret fails the start, naming it.
+fn check_references(p: &LitellmParams, secrets: &dyn SecretSource) -> Result<(), StartError> {
+    let Ok(serde_json::Value::Object(params)) = serde_json::to_value(p) else { return Ok(()) };
+    for value in params.values().filter_map(serde_json::Value::as_str) {
+        resolve_opt(&Some(value.to_owned()), secrets)?;
+    }
+    Ok(())
 }
 
 fn resolve_opt(value: &Option<String>, secrets: &dyn SecretSource) -> Result<Option<String>, StartError> {

@@ -125,6 +125,10 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Validate { files, output } => validate_files(&files, output),
         Command::Token { workspace, data_dir, expires_in, admin } => {
+            if let Err(reason) = crate::grammar::name(&workspace) {
+                eprintln!("ferrolite token: --workspace {reason}");
+                return ExitCode::FAILURE;
+            }
             let dir = data_dir.unwrap_or_else(server::default_data_dir);
             match Tokens::load_or_create(&dir) {
                 Ok(tokens) => {

@@ -53,6 +53,9 @@ impl From<ControllerError> for ApiError {
             }
             ControllerError::AppNotFound(_) | ControllerError::SessionNotFound(_) => ApiError::not_found(message),
             ControllerError::Start(_) => ApiError::bad_request(message).with_code("start_failed"),
+            ControllerError::InvalidName(what, _) => {
+                ApiError::bad_request(message).with_param(what).with_code("invalid_name")
+            }
         }
     }
 }

@@ -18,6 +18,10 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[schemars(title = "ferrolite llm-proxy app manifest")]
 pub struct Manifest {
+    /// The app's id (default: its name made URL-safe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(crate::grammar::NAME.pattern))]
+    pub id: Option<String>,
     /// Human-readable name of the app.
     pub name: String,
     /// The app type; ferrolite runs `llm-proxy` apps.
@@ -46,6 +50,7 @@ pub enum AppType {
 pub struct ProxyConfig {
     /// Where the service answers: `/{workspace}/apps/{service_id}/v1/...`. Default `llm-{session_id}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(crate::grammar::NAME.pattern))]
     pub service_id: Option<String>,
     /// Who may call the service: `protected` (its own workspace, the default) or `public` (any valid token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,6 +79,7 @@ pub enum Visibility {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ModelEntry {
     /// The name clients put in `model`.
+    #[schemars(pattern(crate::grammar::MODEL_NAME.pattern))]
     pub model_name: String,
     pub litellm_params: LitellmParams,
     /// Metadata about the model (id, mode, prices, ...), returned by /v1/model/info.

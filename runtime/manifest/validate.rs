@@ -119,15 +119,6 @@ fn semantic_checks(doc: &Value, out: &mut Vec<Finding>) {
         |pointer: String, message: String| out.push(Finding { severity: Severity::Error, pointer, message });
     let config = &doc["config"];
 
-    if let Some(id) = config["service_id"].as_str() {
-        if !is_url_safe_id(id) {
-            error(
-                "/config/service_id".into(),
-                format!("{id:?} is not URL-safe: use 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit"),
-            );
-        }
-    }
-
     let mut model_names = Vec::new();
     match config["model_list"].as_array() {
         Some(list) if list.is_empty() => error("/config/model_list".into(), "is empty: list at least one model".into()),
@@ -338,14 +329,6 @@ fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// Whether a service id can stand in a URL path segment as written.
-pub fn is_url_safe_id(id: &str) -> bool {
-    let mut chars = id.chars();
-    (1..=64).contains(&id.len())
-        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 #[cfg(test)]

@@ -121,3 +121,25 @@ async fn known_secrets_appear_in_no_output() {
         assert!(!seen.contains(secret), "{what} leaked");
     }
 }
+
+#[tokio::test]
+async fn a_missing_secret_fails_the_start_naming_it_even_on_a_mock_deployment() {
+    let server = crate::support::TestServer::demo().await;
+    let token = server.token_for("team");
+    // Hypha's own test: a mock deployment whose key names a workspace secret that is not set.
+    let app = serde_json::json!({"name": "Typo", "type": "llm-proxy", "config": {"service_id": "typo", "model_list": [
+        {"model_name": "m", "litellm_params": {"model": "gpt-4o", "mock_response": "hi", "api_key": "HYPHA_SECRET:NONEXISTENT_KEY"}},
+        {"model_name": "n", "litellm_params": {"model": "gpt-4o", "mock_response": "hi", "organization": "os.environ/FERROLITE_NO_SUCH_VAR"}}
+    ]}});
+    server.ok("team", &token, "install", serde_json::json!({"manifest": app})).await;
+    let (status, err) = server.controller("team", &token, "start", serde_json::json!({"app_id": "typo"})).await;
+    assert_eq!(status, 400, "{err}");
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(message.contains("NONEXISTENT_KEY") && message.contains("set_env"), "{message}");
+    // Once set, the next reference is the one named.
+    server.ok("team", &token, "set_env", serde_json::json!({"key": "NONEXISTENT_KEY", "value": "k"})).await;
+    let (status, err) = server.controller("team", &token, "start", serde_json::json!({"app_id": "typo"})).await;
+    assert_eq!(status, 400, "{err}");
+    assert!(err["error"]["message"].as_str().unwrap().contains("FERROLITE_NO_SUCH_VAR"), "{err}");
+    assert_eq!(server.ok("team", &token, "list_running", serde_json::json!({})).await, serde_json::json!([]));
+}

@@ -174,6 +174,49 @@ async fn no_value_pasted_into_an_upstream_url_can_move_it_inside() {
     assert!(accepted.is_err(), "ferrolite connected to the trap");
 }
 
+#[tokio::test]
+async fn every_name_a_user_gives_keeps_to_its_grammar_and_nothing_is_stored_otherwise() {
+    let server = TestServer::demo().await;
+    let token = server.token_for("team");
+    let app = |id: &str, model_name: &str| {
+        json!({"id": id, "name": "Named", "type": "llm-proxy", "config": {"model_list": [
+            {"model_name": model_name, "litellm_params": {"model": "gpt-4o", "mock_response": "hi"}}
+        ]}})
+    };
+    let long = "x".repeat(5000);
+    for bad in ["a\nb", "a\0b", "a\u{1f}b", "\u{1b}[31mred", long.as_str(), "../../b/apps/x", ""] {
+        let (status, err) = server.controller("team", &token, "install", json!({"manifest": app(bad, "m")})).await;
+        assert_eq!(status, 400, "{bad:?}: {err}");
+        assert_eq!(err["error"]["param"], "/id", "{err}");
+        let message = err["error"]["message"].as_str().unwrap();
+        assert!(message.contains("is not URL-safe"), "{message}");
+        assert!(message.len() < 400 && !message.contains('\u{1b}') && !message.contains('\n'), "{message:?}");
+    }
+    let (status, err) = server.controller("team", &token, "install", json!({"manifest": app("ok", "bad\nname")})).await;
+    assert_eq!((status, err["error"]["param"].as_str()), (400, Some("/config/model_list/0/model_name")), "{err}");
+    let (status, err) =
+        server.controller("team", &token, "install", json!({"manifest": {"name": "x", "type": "llm-proxy",
+            "config": {"service_id": "../up", "model_list": [{"model_name": "m", "litellm_params": {"model": "m", "mock_response": "x"}}]}}})).await;
+    assert_eq!((status, err["error"]["param"].as_str()), (400, Some("/config/service_id")), "{err}");
+    for key in ["BAD-KEY", "1KEY", "K\u{1f}", ""] {
+        let (status, err) = server.controller("team", &token, "set_env", json!({"key": key, "value": "v"})).await;
+        assert_eq!(status, 400, "{key:?}: {err}");
+    }
+    // A name derived from a long app name is cut to the grammar's length, and works.
+    let named = json!({"name": "A very long app name ".repeat(20), "type": "llm-proxy", "config": {"model_list": [
+        {"model_name": "m", "litellm_params": {"model": "gpt-4o", "mock_response": "hi"}}]}});
+    let info = server.ok("team", &token, "install", json!({"manifest": named})).await;
+    let id = info["id"].as_str().unwrap();
+    assert!(id.len() <= 64 && ferrolite::grammar::name(id).is_ok(), "{id}");
+    server.ok("team", &token, "start", json!({"app_id": id})).await;
+    assert_eq!(server.ok("team", &token, "list_apps", json!({})).await.as_array().unwrap().len(), 1);
+    assert_eq!(server.ok("team", &token, "get_env", json!({})).await, json!([]));
+    // The command line refuses such a workspace for a token.
+    let (code, _, stderr) = crate::support::run_cli(&["token", "--workspace", "a/b"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("--workspace \"a/b\" is not URL-safe"), "{stderr}");
+}
+
 /// `json_body` for reqwest without its `json` feature.
 trait JsonBody {
     fn json_body(self, body: &Value) -> Self;

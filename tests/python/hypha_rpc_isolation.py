@@ -49,6 +49,15 @@ async def main():
     check(await own.list_running() == [] and await own.list_apps() == [], "intruder's workspace is empty")
     await raises(own.stop(session["id"]), "not running in this workspace")
 
+    # Names keep to their grammar at this door too: nothing is stored.
+    for bad_id in ["a\nb", "../../b/apps/x", "", "x" * 5000]:
+        forged = {"id": bad_id, "name": "Forged", "type": "llm-proxy",
+                  "config": {"model_list": [{"model_name": "m", "litellm_params": {"model": "m", "mock_response": "x"}}]}}
+        await raises(controller.install(manifest=forged), "is not URL-safe")
+    await raises(controller.set_env("BAD-KEY", "v"), "is not a secret key")
+    installed = [a["id"] for a in await controller.list_apps()]
+    check(installed == ["ferrolite-demo", "my-llm-proxy"], f"nothing else is installed: {installed}")
+
     await controller.stop(session["id"])
     await controller.uninstall(app["id"])
     for client in (stranger, api):
