@@ -308,26 +308,6 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Reads a whole JSON answer to learn its usage, then serves the same bytes. An answer that
-/// breaks off or is not JSON is a 502 saying so.
-pub async fn read_json_usage(
-    response: Response,
-    limit: usize,
-    who: &str,
-) -> Result<(Response, Option<Usage>), ApiError> {
-    let (parts, body) = response.into_parts();
-    let upstream_error = |message: String| {
-        ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", message).with_code("bad_upstream_answer")
-    };
-    match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => match usage::from_answer(&bytes) {
-            Ok(usage) => Ok((Response::from_parts(parts, Body::from(bytes)), usage)),
-            Err(e) => Err(upstream_error(format!("deployment {who} answered invalid JSON: {e}"))),
-        },
-        Err(e) => Err(upstream_error(format!("deployment {who}'s answer broke off: {e}"))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

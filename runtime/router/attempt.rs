@@ -1,21 +1,40 @@
 //! One attempt: a request sent to one deployment through its provider, bounded by the deadline
 //! (408 past it), with the deployment's secrets masked in whatever error comes back.
+//!
+//! The deadline covers the whole exchange of a JSON answer: its head and its body, which is read
+//! here (and its usage with it) before anything goes to the client, so an upstream that sends
+//! its headers and then trickles the body gets a 408, not a 200 that never ends. A stream's
+//! deadline ends at its head; from there its chunks are bounded by `stream_timeout`.
 
 use super::Routed;
 use crate::catalogue::Route;
-use crate::exchange::{ApiError, Outcome, Payload};
+use crate::exchange::{usage, ApiError, Outcome, Payload};
 use crate::providers::{self, auth, Deployment, ProviderCall};
+use axum::body::Body;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
+use axum::response::Response;
 use std::time::{Duration, Instant};
 
-/// One try on deployment `d`.
+/// How an attempt failed.
+#[derive(Debug)]
+pub enum Failed {
+    /// The upstream gave no (good) answer: retried or fallen back from as the breaker says.
+    Upstream(ApiError),
+    /// A 2xx JSON answer that broke off or is not JSON: the upstream took the request, so it
+    /// is not sent again.
+    Answer(ApiError),
+}
+
+/// One try on deployment `d`: its answer, a JSON one read whole.
 pub async fn attempt(
     r: &Routed<'_>,
     d: &Deployment,
     payload: Payload,
     deadline: Option<Instant>,
-) -> Result<Outcome, ApiError> {
-    let provider_route = r.route.provider_route(d.provider).ok_or_else(|| unsupported_route(d, r.route))?;
+) -> Result<Outcome, Failed> {
+    let provider_route =
+        r.route.provider_route(d.provider).ok_or_else(|| Failed::Upstream(unsupported_route(d, r.route)))?;
     let call = ProviderCall {
         upstream: r.upstream,
         answer_limit: r.answer_limit,
@@ -30,23 +49,60 @@ pub async fn attempt(
         headers: r.headers,
         payload,
     };
+    let exchange = async {
+        let outcome = providers::serve(call).await.map_err(Failed::Upstream)?;
+        read_json(outcome, r.answer_limit, r.route.model_field.is_some(), &d.id).await.map_err(Failed::Answer)
+    };
     let result = match deadline {
-        None => providers::serve(call).await,
+        None => exchange.await,
         Some(deadline) => {
             let budget = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout_at(deadline.into(), providers::serve(call)).await {
+            match tokio::time::timeout_at(deadline.into(), exchange).await {
                 Ok(result) => result,
-                Err(_) => Err(timed_out(d, budget)),
+                Err(_) => Err(Failed::Upstream(timed_out(d, budget))),
             }
         }
     };
-    result.map_err(|e| auth::scrub(e, d))
+    result.map_err(|failed| match failed {
+        Failed::Upstream(e) => Failed::Upstream(auth::scrub(e, d)),
+        Failed::Answer(e) => Failed::Answer(auth::scrub(e, d)),
+    })
+}
+
+/// A JSON answer read whole, and its usage with it on routes that count tokens; an answer
+/// whose usage the provider gave (a translation's, in memory already) or that is not JSON goes
+/// on as it is.
+async fn read_json(outcome: Outcome, limit: usize, count_usage: bool, who: &str) -> Result<Outcome, ApiError> {
+    if outcome.usage.is_some() || !content_type_is(&outcome.response, "application/json") {
+        return Ok(outcome);
+    }
+    let Outcome { response, deployment, usage: known } = outcome;
+    let (parts, body) = response.into_parts();
+    let broken = |message: String| {
+        ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", message).with_code("bad_upstream_answer")
+    };
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|e| broken(format!("deployment {who}'s answer broke off: {e}")))?;
+    let usage = match (known, count_usage) {
+        (Some(usage), _) => Some(usage),
+        (None, true) => {
+            usage::from_answer(&bytes).map_err(|e| broken(format!("deployment {who} answered invalid JSON: {e}")))?
+        }
+        (None, false) => None,
+    };
+    Ok(Outcome { response: Response::from_parts(parts, Body::from(bytes)), deployment, usage })
+}
+
+/// Whether a response's content type starts with `prefix`.
+pub fn content_type_is(response: &Response, prefix: &str) -> bool {
+    response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.starts_with(prefix))
 }
 
 /// When an attempt on `d` must end: the request's deadline or the deployment's own `timeout`,
 /// whichever comes first.
 pub fn deadline(request: Option<Instant>, d: &Deployment) -> Option<Instant> {
-    let own = d.params.timeout.map(|t| Instant::now() + Duration::from_secs_f64(t));
+    let own = d.params.timeout.and_then(|t| Instant::now().checked_add(Duration::try_from_secs_f64(t).ok()?));
     match (request, own) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

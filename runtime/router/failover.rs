@@ -6,9 +6,9 @@
 //! its first byte reaches the client, which holds by construction: an attempt's result is ready
 //! only once the upstream answered.
 
-use super::accounting::{read_json_usage, Account, AccountedStream, Pacing};
+use super::accounting::{Account, AccountedStream, Pacing};
 use super::admission::{self, Refused};
-use super::attempt::{self, attempt};
+use super::attempt::{self, attempt, content_type_is, Failed};
 use super::breaker::{self, Failure};
 use super::plan::{take_options, Plan, RequestOptions, Step, Target};
 use super::stamp::{stamp, Stamp};
@@ -18,7 +18,6 @@ use crate::exchange::{ApiError, Outcome, Payload};
 use crate::manifest::RoutingStrategy;
 use crate::observability::metrics;
 use crate::observability::session_log::LogType;
-use axum::http::header::CONTENT_TYPE;
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
@@ -54,7 +53,7 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
         count: 0,
         started,
         upstream_time: Duration::ZERO,
-        deadline: table.policy.timeout.map(|t| started + t),
+        deadline: table.policy.timeout.and_then(|t| started.checked_add(t)),
         last_error: None,
     };
     let num_retries = options.num_retries.unwrap_or(table.policy.num_retries);
@@ -172,14 +171,6 @@ impl Attempts {
     }
 }
 
-/// How an attempt failed.
-enum Failed {
-    /// The upstream gave no (good) answer: retried or fallen back from as the breaker says.
-    Upstream(ApiError),
-    /// A 2xx answer that broke off or is not JSON.
-    Answer(ApiError),
-}
-
 /// One attempt on deployment `index`: sent, then on success accounted and stamped; on failure
 /// its load given back.
 async fn try_one(r: &Routed<'_>, run: &mut Attempts, index: usize, payload: Payload) -> Result<Outcome, Failed> {
@@ -197,22 +188,6 @@ async fn try_one(r: &Routed<'_>, run: &mut Attempts, index: usize, payload: Payl
     let elapsed = t0.elapsed();
     run.upstream_time += elapsed;
     metrics::upstream(&table.labels, index, elapsed);
-    let mut outcome = match result {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            drop(in_flight);
-            stats.record_usage(false, 0, 0);
-            stats.history.record(
-                crate::clock::now_ms(),
-                super::history::Sample { ok: false, latency: elapsed, ..Default::default() },
-            );
-            if let Some(cluster) = r.cluster.cloned() {
-                let (ws, sid) = (table.ident.workspace.clone(), table.ident.session_id.clone());
-                tokio::spawn(async move { cluster.add_load(&ws, &sid, index, -1, 0, 0).await });
-            }
-            return Err(Failed::Upstream(e));
-        }
-    };
     let account = Account {
         table: table.clone(),
         index,
@@ -220,41 +195,55 @@ async fn try_one(r: &Routed<'_>, run: &mut Attempts, index: usize, payload: Payl
         cluster: r.cluster.cloned(),
         started: t0,
     };
+    let mut outcome = match result {
+        Ok(outcome) => outcome,
+        Err(Failed::Answer(e)) => {
+            // Answered, badly: counted as served (nothing spent), not retried.
+            stats.record_latency(elapsed, 0);
+            account.book(Default::default());
+            return Err(Failed::Answer(e));
+        }
+        Err(Failed::Upstream(e)) => {
+            drop(in_flight);
+            failed_attempt(r, index, elapsed);
+            return Err(Failed::Upstream(e));
+        }
+    };
     let mut cost = None;
     if content_type_is(&outcome.response, "text/event-stream") {
         stats.record_first_token(elapsed);
         metrics::first_token(&table.labels, index, elapsed);
-        let gap = d.params.stream_timeout.map(Duration::from_secs_f64).or(table.policy.stream_timeout);
+        // Between chunks: `stream_timeout` (the deployment's, the app's), else the timeout.
+        let own = |s: Option<f64>| s.and_then(|s| Duration::try_from_secs_f64(s).ok());
+        let gap = own(d.params.stream_timeout)
+            .or(table.policy.stream_timeout)
+            .or(own(d.params.timeout))
+            .or(table.policy.timeout);
         let pacing = Pacing { gap, keepalive: Some(table.policy.keepalive) };
         outcome.response = AccountedStream::wrap(outcome.response, in_flight, pacing, account, run.client_wants_usage);
     } else {
-        let read = outcome.usage.is_none()
-            && r.route.model_field.is_some()
-            && content_type_is(&outcome.response, "application/json");
-        let broken = if read {
-            let response = std::mem::take(&mut outcome.response);
-            match read_json_usage(response, r.answer_limit, &d.id).await {
-                Ok((response, usage)) => {
-                    (outcome.response, outcome.usage) = (response, usage);
-                    None
-                }
-                Err(e) => Some(e),
-            }
-        } else {
-            None
-        };
         let usage = outcome.usage.unwrap_or_default();
         stats.record_latency(elapsed, usage.completion_tokens);
         cost = Some(account.book(usage));
         drop(in_flight);
-        if let Some(e) = broken {
-            return Err(Failed::Answer(e));
-        }
     }
     let overhead = run.started.elapsed().saturating_sub(run.upstream_time);
     let s = Stamp { deployment: &d.id, attempts: run.count, cost, overhead };
     stamp(outcome.response.headers_mut(), &table.labels, s);
     Ok(outcome)
+}
+
+/// Gives a failed attempt's load back and counts it in the deployment's figures.
+fn failed_attempt(r: &Routed<'_>, index: usize, elapsed: Duration) {
+    let table = r.table;
+    let stats = &table.stats[index];
+    stats.record_usage(false, 0, 0);
+    let sample = super::history::Sample { ok: false, latency: elapsed, ..Default::default() };
+    stats.history.record(crate::clock::now_ms(), sample);
+    if let Some(cluster) = r.cluster.cloned() {
+        let (ws, sid) = (table.ident.workspace.clone(), table.ident.session_id.clone());
+        tokio::spawn(async move { cluster.add_load(&ws, &sid, index, -1, 0, 0).await });
+    }
 }
 
 /// The deployments of `indices` whose provider serves the route. A group's distinct providers
@@ -267,10 +256,6 @@ fn serving<'a>(r: &Routed<'_>, group: Option<&str>, indices: &'a [usize]) -> Cow
         return Cow::Borrowed(indices);
     }
     indices.iter().copied().filter(|&i| route.provider_route(table.deployments[i].provider).is_some()).collect()
-}
-
-fn content_type_is(response: &axum::response::Response, prefix: &str) -> bool {
-    response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.starts_with(prefix))
 }
 
 fn no_deployment(route: &Route) -> ApiError {

@@ -10,7 +10,8 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub num_retries: u32,
-    /// Whole-request timeout (all attempts).
+    /// Whole-request timeout (all attempts; a JSON answer's body included; a stream's gaps
+    /// between chunks when it sets no `stream_timeout`).
     pub timeout: Option<Duration>,
     /// Longest gap allowed between two chunks of a stream.
     pub stream_timeout: Option<Duration>,
@@ -29,11 +30,14 @@ pub struct Policy {
     pub keepalive: Duration,
 }
 
+/// The whole-request timeout when none is set: litellm's.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
 impl Default for Policy {
     fn default() -> Self {
         Policy {
             num_retries: 2,
-            timeout: None,
+            timeout: Some(DEFAULT_TIMEOUT),
             stream_timeout: None,
             allowed_fails: 3,
             cooldown: Duration::from_secs(5),
@@ -78,7 +82,7 @@ impl Policy {
         let fallbacks = |rules: Option<Vec<BTreeMap<String, Vec<String>>>>| fallback_map(rules.as_deref());
         Policy {
             num_retries: get!(num_retries).unwrap_or(default.num_retries),
-            timeout: get!(timeout).or(get!(request_timeout)).and_then(seconds),
+            timeout: get!(timeout).or(get!(request_timeout)).and_then(seconds).or(default.timeout),
             stream_timeout: get!(stream_timeout).and_then(seconds),
             allowed_fails: get!(allowed_fails).unwrap_or(default.allowed_fails),
             cooldown: get!(cooldown_time).and_then(seconds).unwrap_or(default.cooldown),
@@ -122,6 +126,6 @@ mod tests {
         assert_eq!(p.fallbacks["a"], ["b"]);
         assert_eq!(p.allowed_fails, 3);
         assert_eq!(p.keepalive, Duration::from_secs(15));
-        assert_eq!(policy(json!({})).timeout, None);
+        assert_eq!(policy(json!({})).timeout, Some(DEFAULT_TIMEOUT), "litellm's 600 s when unset");
     }
 }

@@ -22,8 +22,10 @@ mod h1;
 
 /// How long an idle upstream connection stays in the pool.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-/// How long opening a connection to an upstream may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long opening a TCP connection to an upstream may take: a few seconds, so an upstream
+/// whose listen queue is full is given up on (and retried elsewhere) long before the request's
+/// own timeout.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A request for an upstream.
 pub struct Request {

@@ -68,6 +68,26 @@ async fn chat(State(flaky): State<Flaky>, Path(name): Path<String>, body: axum::
             ([("content-type", "application/json"), ("content-length", "500")], axum::body::Body::from_stream(stream))
                 .into_response()
         }
+        n if n.starts_with("dribble") => {
+            // The head at once, then the body a byte a second: only the whole exchange's
+            // timeout can end it.
+            let text = serde_json::to_vec(&completion("m", "slowly")).unwrap_or_default();
+            let len = text.len().to_string();
+            let stream = futures::stream::unfold((text, 0usize), |(text, at)| async move {
+                if at == text.len() {
+                    return None;
+                }
+                if at > 0 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![text[at]])), (text, at + 1)))
+            });
+            (
+                [("content-type", "application/json"), ("content-length", len.as_str())],
+                axum::body::Body::from_stream(stream),
+            )
+                .into_response()
+        }
         n if n.starts_with("refuses") => error(
             StatusCode::BAD_REQUEST,
             "content_policy_violation",
@@ -274,6 +294,49 @@ async fn a_stalled_upstream_times_out_with_408() {
     assert_eq!(status, 408, "{body}");
     assert_eq!(body["error"]["code"], "timeout");
     assert!(started.elapsed() < Duration::from_secs(3), "answered within the timeout, not the stall");
+}
+
+#[tokio::test]
+async fn the_timeout_covers_a_json_answers_body_not_only_its_head() {
+    let (base, flaky) = start_flaky().await;
+    let (server, _dir) = app(&base, &[("gpt", "dribble")], json!({"timeout": 2, "num_retries": 0})).await;
+    let started = Instant::now();
+    let (status, body, _) = ask(&server, hi("gpt")).await;
+    assert_eq!(status, 408, "{body}");
+    assert_eq!(body["error"]["code"], "timeout");
+    assert!(started.elapsed() < Duration::from_secs(5), "ended at the timeout: {:?}", started.elapsed());
+    assert_eq!(flaky.hits("dribble"), 1);
+    let session = server.running.state.controller.registry().get("default", "demo").unwrap();
+    let (lines, _) = session.table.logs.read(Some(ferrolite::observability::session_log::LogType::Error), 0, None);
+    assert!(lines.iter().any(|l| l.content.contains("status=408")), "{lines:?}");
+}
+
+#[tokio::test]
+async fn an_upstream_that_never_accepts_is_given_up_on_at_the_connect_timeout() {
+    // A listener whose accept queue is full: further connections are neither accepted nor
+    // refused, as when an upstream is overwhelmed.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let full = socket.listen(1).unwrap();
+    let addr = full.local_addr().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        if let Ok(Ok(c)) = tokio::time::timeout(Duration::from_millis(300), tokio::net::TcpStream::connect(addr)).await
+        {
+            held.push(c);
+        }
+    }
+    let probe = tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(addr)).await;
+    assert!(probe.is_err(), "the listen queue is full: a connect hangs");
+    let base = format!("http://{addr}");
+    let (server, _dir) = app(&base, &[("gpt", "x")], json!({"num_retries": 0})).await;
+    let started = Instant::now();
+    let (status, body, _) = ask(&server, hi("gpt")).await;
+    let took = started.elapsed();
+    assert_eq!(status, 502, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("timed out connecting"), "{body}");
+    assert!(took >= ferrolite::transport::CONNECT_TIMEOUT && took < Duration::from_secs(15), "{took:?}");
+    drop(full);
 }
 
 #[tokio::test]
