@@ -136,28 +136,40 @@ pub async fn send(
         origin.authority
     };
     // The upstream may have closed a kept-alive connection while it sat idle (its own idle
-    // timeout), and the close may not have been seen yet: a reused connection that ends before
-    // any byte of an answer is dropped and the request goes again on a new one, as browsers
-    // and Go's client do.
+    // timeout), and the close may not have been seen yet. A request that could not even be
+    // written goes again on a new connection, as browsers and Go's client do; one that was
+    // written and got no answer goes again only when repeating it is harmless (GET, HEAD,
+    // OPTIONS, TRACE): the upstream may have acted on a POST before it closed.
     if let Some(conn) = checkout(pool_key) {
         match exchange(conn, method, &head, body).await {
             Ok(answer) => return Ok(answer),
-            Err(Failure::Stale) => {}
+            Err(Failure::NotSent) => {}
+            Err(Failure::Unanswered) if is_replayable(method) => {}
+            Err(Failure::Unanswered) => return Err(unreachable(UNANSWERED.into())),
             Err(Failure::Broken(cause)) => return Err(unreachable(cause)),
         }
     }
     let conn = connect(&origin, pool_key, public_only).await?;
     match exchange(conn, method, &head, body).await {
         Ok(answer) => Ok(answer),
-        Err(Failure::Stale) => Err(unreachable("the connection closed before an answer".into())),
+        Err(Failure::NotSent | Failure::Unanswered) => Err(unreachable(UNANSWERED.into())),
         Err(Failure::Broken(cause)) => Err(unreachable(cause)),
     }
 }
 
+const UNANSWERED: &str = "the connection closed before an answer";
+
+/// Whether a request may be sent again after its connection closed without answering.
+fn is_replayable(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
+}
+
 /// Why an exchange gave no answer.
 enum Failure {
-    /// The connection ended before a single byte of an answer.
-    Stale,
+    /// The request could not be written: the connection was closed already.
+    NotSent,
+    /// The request was written, and the connection ended before a single byte of an answer.
+    Unanswered,
     Broken(String),
 }
 
@@ -274,7 +286,7 @@ fn push_header(head: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 async fn exchange(mut conn: Conn, method: &Method, head: &[u8], body: &[u8]) -> Result<Response, Failure> {
     if let Err(e) = write_all(&mut conn.stream, head, body).await {
         return Err(match e.kind() {
-            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Failure::Stale,
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Failure::NotSent,
             _ => Failure::Broken(e.to_string()),
         });
     }
@@ -290,10 +302,10 @@ async fn exchange(mut conn: Conn, method: &Method, head: &[u8], body: &[u8]) -> 
         }
         let read = std::future::poll_fn(|cx| fill(&mut conn, cx)).await;
         match read {
-            Ok(0) if !seen_any => return Err(Failure::Stale),
+            Ok(0) if !seen_any => return Err(Failure::Unanswered),
             Ok(0) => return Err(Failure::Broken("the connection closed in the middle of the answer's head".into())),
             Ok(_) => {}
-            Err(e) if !seen_any && e.kind() == io::ErrorKind::ConnectionReset => return Err(Failure::Stale),
+            Err(e) if !seen_any && e.kind() == io::ErrorKind::ConnectionReset => return Err(Failure::Unanswered),
             Err(e) => return Err(Failure::Broken(e.to_string())),
         }
     }
@@ -349,6 +361,10 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, String> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut slots);
     let len = match parsed.parse(buf) {
+        // The limit holds however the head arrived: in one read or in many.
+        Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => {
+            return Err(format!("the answer's head is longer than {MAX_HEAD} bytes"))
+        }
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
             return Err(format!("the answer's head is longer than {MAX_HEAD} bytes"))
@@ -495,11 +511,21 @@ fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, io::Error> {
     }
 }
 
+/// A chunk-size line: `1*HEXDIG [BWS] [";" extensions]` (RFC 9112 section 7.1). Chunk
+/// extensions carry nothing a proxy uses. Nothing else passes: no sign, no leading space, no
+/// more hex digits than a u64 holds.
 fn chunk_size(line: &[u8]) -> Result<u64, io::Error> {
-    // Chunk extensions (`;name=value`) carry nothing a proxy uses.
-    let digits = line.split(|&b| b == b';').next().unwrap_or_default();
-    let digits = std::str::from_utf8(digits).map_err(|_| broken("a malformed chunk size"))?.trim();
-    u64::from_str_radix(digits, 16).map_err(|_| broken("a malformed chunk size"))
+    let malformed = || broken("a malformed chunk size");
+    let size_part = line.split(|&b| b == b';').next().unwrap_or_default();
+    let digits_end = size_part.iter().position(|b| !b.is_ascii_hexdigit()).unwrap_or(size_part.len());
+    let (digits, rest) = size_part.split_at(digits_end);
+    if digits.is_empty() || digits.len() > 16 || !rest.iter().all(|&b| b == b' ' || b == b'\t') {
+        return Err(malformed());
+    }
+    digits.iter().try_fold(0u64, |n, &b| {
+        let digit = char::from(b).to_digit(16).ok_or_else(malformed)?;
+        n.checked_mul(16).and_then(|n| n.checked_add(u64::from(digit))).ok_or_else(malformed)
+    })
 }
 
 impl hyper::body::Body for AnswerBody {
@@ -761,6 +787,59 @@ mod tests {
             }
             assert_eq!(served.load(Ordering::SeqCst), 3);
         });
+    }
+
+    #[test]
+    fn a_written_post_that_gets_no_answer_is_never_sent_again_but_a_get_is() {
+        for (method, replayed) in [(Method::POST, false), (Method::GET, true)] {
+            lane().block_on(async {
+                let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let url = reqwest::Url::parse(&format!("http://{}/v1/x", listener.local_addr().unwrap())).unwrap();
+                let received = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                let count = received.clone();
+                tokio::spawn(async move {
+                    // The first connection answers one request, reads the next and hangs up
+                    // without a word; later ones answer.
+                    let mut first = true;
+                    while let Ok((mut socket, _)) = listener.accept().await {
+                        let count = count.clone();
+                        let hang_up = std::mem::replace(&mut first, false);
+                        tokio::spawn(async move {
+                            let mut buf = [0u8; 4096];
+                            for n in 0.. {
+                                if socket.read(&mut buf).await.unwrap_or(0) == 0 {
+                                    return;
+                                }
+                                count.fetch_add(1, Ordering::SeqCst);
+                                if hang_up && n == 1 {
+                                    return;
+                                }
+                                let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                                if socket.write_all(ok).await.is_err() {
+                                    return;
+                                }
+                            }
+                        });
+                    }
+                });
+                let send_once = |url: reqwest::Url, method: Method| async move {
+                    let answer = send(&method, &url, &HeaderMap::new(), &Bytes::from_static(b"{}"), false).await?;
+                    let _ = axum::body::to_bytes(answer.body, usize::MAX).await;
+                    Ok::<_, SendError>(answer.status)
+                };
+                assert_eq!(send_once(url.clone(), method.clone()).await.unwrap(), StatusCode::OK);
+                let second = send_once(url.clone(), method.clone()).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if replayed {
+                    assert_eq!(second.unwrap(), StatusCode::OK);
+                    assert_eq!(received.load(Ordering::SeqCst), 3, "{method}: sent again on a new connection");
+                } else {
+                    let error = second.unwrap_err().to_string();
+                    assert!(error.contains("closed before an answer"), "{error}");
+                    assert_eq!(received.load(Ordering::SeqCst), 2, "{method}: the upstream got it once");
+                }
+            });
+        }
     }
 
     #[test]
