@@ -126,7 +126,9 @@ fn deployment(i: usize) -> &'static Deployment {
 /// Anthropic Messages request through the /v1/messages front.
 pub fn translate_request(data: &[u8]) {
     let Ok(value) = serde_json::from_slice::<Value>(data) else { return };
-    let _ = messages::to_chat_request(&value);
+    if let Ok(req) = <crate::api::anthropic::MessagesRequest as serde::Deserialize>::deserialize(&value) {
+        let _ = messages::to_chat_request(&req);
+    }
     let Ok(req) = serde_json::from_value::<ChatRequest>(value) else { return };
     let _ = anthropic::messages_body(&req, deployment(0));
     let _ = gemini::generate_content_body(&req);
@@ -145,7 +147,9 @@ pub fn translate_response(data: &[u8]) {
     let _ = anthropic::to_openai(&value, "m");
     let _ = gemini::to_openai(data, "m", "id", 1);
     let _ = bedrock::to_openai(data, "m", "id", 1);
-    let _ = messages::to_anthropic_message(&value);
+    if let Ok(chat) = <crate::api::openai::ChatCompletion as serde::Deserialize>::deserialize(&value) {
+        let _ = messages::to_anthropic_message(&chat);
+    }
     let status = axum::http::StatusCode::BAD_REQUEST;
     for (i, provider) in
         [(0, &anthropic::PROVIDER as &dyn ChatProvider), (1, &gemini::PROVIDER), (2, &bedrock::PROVIDER)]
@@ -165,7 +169,7 @@ pub fn provider_streams(data: &[u8]) {
         for part in [a, b] {
             if let Ok(chunks) = decoder.feed(part) {
                 for chunk in &chunks {
-                    let _ = events.push(&serde_json::to_value(chunk).unwrap_or_default());
+                    let _ = events.push(chunk);
                 }
             }
         }

@@ -281,3 +281,72 @@ pub struct FunctionDelta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arguments: Option<String>,
 }
+
+/// A `text_completion` answer, whole or one chunk of a stream (OpenAI uses one shape for both).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextCompletion {
+    pub id: String,
+    /// `text_completion`.
+    pub object: String,
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<CompletionChoice>,
+    /// The usage of a whole answer; in a stream, absent, `null` (every chunk but the last when
+    /// the client asks for usage), or the usage.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
+    pub usage: Option<Option<ChatUsage>>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One choice of a `text_completion`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompletionChoice {
+    pub text: String,
+    pub index: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
+    pub logprobs: Option<Option<Value>>,
+    /// `stop` or `length` (null until the last chunk of a stream).
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// An embeddings answer: a `list` of `embedding`s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingList {
+    /// `list`.
+    pub object: String,
+    pub data: Vec<Embedding>,
+    pub model: String,
+    pub usage: EmbeddingUsage,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One input's embedding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Embedding {
+    /// `embedding`.
+    pub object: String,
+    pub index: u32,
+    pub embedding: EmbeddingVector,
+}
+
+/// An embedding as numbers (`encoding_format: float`), or as base64 of little-endian f32s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EmbeddingVector {
+    Float(Vec<f64>),
+    Base64(String),
+}
+
+/// Token usage of an embeddings answer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingUsage {
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub total_tokens: u64,
+}

@@ -1,10 +1,12 @@
 //! Anthropic's Messages API behind OpenAI chat completions.
 //!
-//! [`messages_body`] turns an OpenAI chat request into a `POST /v1/messages` body, [`to_openai`]
-//! turns a `message` back into a `chat.completion`, and [`StreamDecoder`] turns the Messages SSE
-//! stream into `chat.completion.chunk`s as its events arrive. All of them are pure, so the
-//! translations are snapshot-tested without a network; [`Anthropic`] wires them to the
-//! [`ChatProvider`] contract that `providers::chat` runs.
+//! [`messages_body`] turns an OpenAI chat request into a typed `POST /v1/messages` body (the
+//! wire types of `api::anthropic`, borrowing the request's text), [`to_openai`] turns a
+//! `message` back into a typed `chat.completion`, and [`StreamDecoder`] turns the Messages SSE
+//! stream into `chat.completion.chunk`s as its events arrive; answers and events are read by the
+//! lenient reader in `answer`. All of them are pure, so the translations are snapshot-tested
+//! without a network; [`Anthropic`] wires them to the [`ChatProvider`] contract that
+//! `providers::chat` runs.
 //!
 //! What does not map one to one:
 //! - every `system` (and `developer`) message is lifted into the top-level `system`, and
@@ -21,15 +23,22 @@
 
 mod answer;
 
-use crate::api::openai::{ChatChunk, ChatCompletion, ChatMessage, ChatRequest};
+use crate::api::anthropic::{
+    Content, ContentBlock, Message, MessagesRequest, Metadata, Source, Tool, ToolChoice, Usage,
+};
+use crate::api::openai::{
+    AssistantMessage, ChatChunk, ChatCompletion, ChatMessage, ChatRequest, ChatUsage, Choice, ChunkChoice, Delta,
+    FunctionCall, FunctionDelta, ToolCall, ToolCallDelta,
+};
 use crate::exchange::ApiError;
 use crate::providers::deployment::Deployment;
 use crate::providers::translate::{error_kind, error_message, ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
 use crate::streaming::sse;
-use answer::Answer;
+use answer::{Answer, ErrorView, Event};
 use axum::http::StatusCode;
 use ferrolite_codegen::str_map;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Map, Number, Value};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// `max_tokens` when the caller sets neither `max_tokens` nor `max_completion_tokens`
@@ -90,13 +99,8 @@ impl ChatProvider for Anthropic {
         stream: bool,
     ) -> Result<UpstreamRequest, ApiError> {
         let mut body = messages_body(req, d)?;
-        if let Some(obj) = body.as_object_mut() {
-            if stream {
-                obj.insert("stream".into(), Value::Bool(true));
-            } else {
-                obj.remove("stream");
-            }
-        }
+        // The template used decides, whatever the request asked.
+        body.stream = stream.then_some(true);
         Ok(UpstreamRequest::post_json(url, &body))
     }
 
@@ -104,7 +108,7 @@ impl ChatProvider for Anthropic {
         let answer = Answer::from_slice(body).map_err(|e| {
             ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("anthropic: the answer is not JSON: {e}"))
         })?;
-        super::translate::typed_completion(completion(answer, &d.upstream_model, crate::clock::unix_now())?)
+        completion(answer, &d.upstream_model, crate::clock::unix_now())
     }
 
     fn stream_decoder(&self, meta: StreamMeta) -> Box<dyn ChunkDecoder> {
@@ -112,8 +116,7 @@ impl ChatProvider for Anthropic {
     }
 
     fn upstream_error(&self, status: StatusCode, body: &[u8], _d: &Deployment) -> ApiError {
-        let parsed: Option<Value> = serde_json::from_slice(body).ok();
-        let code = parsed.as_ref().and_then(|v| v.pointer("/error/type")).and_then(Value::as_str).map(str::to_owned);
+        let code = answer::error_of(body).and_then(|e| e.kind).map(Cow::into_owned);
         let message = format!("anthropic: {}", error_message(body));
         let error = ApiError::new(status, error_kind(status), message);
         match code {
@@ -130,47 +133,33 @@ fn invalid(message: impl Into<String>, param: impl Into<String>) -> ApiError {
     ApiError::bad_request(message).with_param(param)
 }
 
-/// The `POST /v1/messages` body for an OpenAI chat request. `stream` is set when the request
-/// asks for it; [`ChatProvider::chat_request`] makes it agree with the template used.
-pub fn messages_body(req: &ChatRequest, d: &Deployment) -> Result<Value, ApiError> {
+/// The `POST /v1/messages` body for an OpenAI chat request, borrowing its text from the request.
+/// `stream` is set when the request asks for it; [`ChatProvider::chat_request`] makes it agree
+/// with the template used.
+pub fn messages_body<'a>(req: &'a ChatRequest, d: &'a Deployment) -> Result<MessagesRequest<'a>, ApiError> {
     let p = &req.extra;
-    let mut body = Map::new();
-    body.insert("model".into(), Value::String(d.upstream_model.clone()));
-
+    // Checked in this order, so the first fault named is the one it always was.
     let (system, messages) = convert_messages(&req.messages)?;
-    if let Some(system) = system {
-        body.insert("system".into(), system);
-    }
-    body.insert("messages".into(), Value::Array(messages));
-    body.insert("max_tokens".into(), json!(max_tokens(p)?));
-
-    if let Some(stop) = stop_sequences(p.get("stop"))? {
-        body.insert("stop_sequences".into(), stop);
-    }
-    for name in ["temperature", "top_p"] {
-        match p.get(name) {
-            None | Some(Value::Null) => {}
-            Some(v @ Value::Number(_)) => {
-                body.insert(name.into(), v.clone());
-            }
-            Some(_) => return Err(invalid(format!("{name} must be a number"), name)),
-        }
-    }
-    if let Some(user_id) = user_id(p)? {
-        body.insert("metadata".into(), json!({"user_id": user_id}));
-    }
-    if req.stream == Some(true) {
-        body.insert("stream".into(), Value::Bool(true));
-    }
-
+    let max_tokens = max_tokens(p)?;
+    let stop_sequences = stop_sequences(p.get("stop"))?;
+    let temperature = number(p, "temperature")?;
+    let top_p = number(p, "top_p")?;
+    let metadata = user_id(p)?.map(|user_id| Metadata { user_id: Some(user_id) });
     let (tools, tool_choice) = tools_and_choice(p)?;
-    if let Some(tools) = tools {
-        body.insert("tools".into(), tools);
-    }
-    if let Some(choice) = tool_choice {
-        body.insert("tool_choice".into(), choice);
-    }
-    Ok(Value::Object(body))
+    Ok(MessagesRequest {
+        model: Cow::Borrowed(&d.upstream_model),
+        system,
+        messages,
+        max_tokens,
+        stop_sequences,
+        temperature,
+        top_p,
+        metadata,
+        stream: (req.stream == Some(true)).then_some(true),
+        tools,
+        tool_choice,
+        extra: Map::new(),
+    })
 }
 
 fn max_tokens(p: &Map<String, Value>) -> Result<u64, ApiError> {
@@ -188,35 +177,44 @@ fn max_tokens(p: &Map<String, Value>) -> Result<u64, ApiError> {
     Ok(DEFAULT_MAX_TOKENS)
 }
 
-fn stop_sequences(stop: Option<&Value>) -> Result<Option<Value>, ApiError> {
+fn stop_sequences(stop: Option<&Value>) -> Result<Option<Vec<Cow<'_, str>>>, ApiError> {
     match stop {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(json!([s]))),
+        Some(Value::String(s)) => Ok(Some(vec![Cow::Borrowed(s.as_str())])),
         Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
-            Ok((!items.is_empty()).then(|| Value::Array(items.clone())))
+            Ok((!items.is_empty()).then(|| items.iter().filter_map(Value::as_str).map(Cow::Borrowed).collect()))
         }
         Some(_) => Err(invalid("stop must be a string or a list of strings", "stop")),
     }
 }
 
-fn user_id(p: &Map<String, Value>) -> Result<Option<String>, ApiError> {
+/// A sampling parameter, passed on as the caller wrote the number.
+fn number(p: &Map<String, Value>, name: &str) -> Result<Option<Number>, ApiError> {
+    match p.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(Some(n.clone())),
+        Some(_) => Err(invalid(format!("{name} must be a number"), name)),
+    }
+}
+
+fn user_id(p: &Map<String, Value>) -> Result<Option<Cow<'_, str>>, ApiError> {
     match p.get("user") {
         None | Some(Value::Null) => {}
-        Some(Value::String(user)) => return Ok(Some(user.clone())),
+        Some(Value::String(user)) => return Ok(Some(Cow::Borrowed(user))),
         Some(_) => return Err(invalid("user must be a string", "user")),
     }
-    Ok(p.get("metadata").and_then(|m| m.get("user_id")).and_then(Value::as_str).map(str::to_owned))
+    Ok(p.get("metadata").and_then(|m| m.get("user_id")).and_then(Value::as_str).map(Cow::Borrowed))
 }
 
 /// A turn being built: its role and content blocks.
-struct Turn {
+struct Turn<'a> {
     role: &'static str,
-    blocks: Vec<Value>,
+    blocks: Vec<ContentBlock<'a>>,
 }
 
 /// (top-level `system`, alternating `messages`).
-fn convert_messages(messages: &[ChatMessage]) -> Result<(Option<Value>, Vec<Value>), ApiError> {
-    let mut system: Vec<Value> = Vec::new();
+fn convert_messages(messages: &[ChatMessage]) -> Result<(Option<Content<'_>>, Vec<Message<'_>>), ApiError> {
+    let mut system = Vec::new();
     let mut turns: Vec<Turn> = Vec::new();
     for (i, m) in messages.iter().enumerate() {
         let at = format!("messages[{i}]");
@@ -250,8 +248,8 @@ fn convert_messages(messages: &[ChatMessage]) -> Result<(Option<Value>, Vec<Valu
         .into_iter()
         .map(|mut t| {
             // Anthropic wants a user turn's tool results before anything else in it.
-            t.blocks.sort_by_key(|b| b.get("type").and_then(Value::as_str) != Some("tool_result"));
-            json!({"role": t.role, "content": compact(t.blocks)})
+            t.blocks.sort_by_key(|b| !matches!(b, ContentBlock::ToolResult { .. }));
+            Message { role: Cow::Borrowed(t.role), content: compact(t.blocks) }
         })
         .collect();
     let system = (!system.is_empty()).then(|| compact(system));
@@ -259,35 +257,31 @@ fn convert_messages(messages: &[ChatMessage]) -> Result<(Option<Value>, Vec<Valu
 }
 
 /// One plain text block is written as a string; anything else stays a list of blocks.
-fn compact(mut blocks: Vec<Value>) -> Value {
-    let plain = blocks.len() == 1
-        && blocks[0].as_object().is_some_and(|b| b.len() == 2 && b.get("type") == Some(&json!("text")));
-    if plain {
-        blocks.pop().and_then(|b| b.get("text").cloned()).unwrap_or_default()
-    } else {
-        Value::Array(blocks)
+fn compact(mut blocks: Vec<ContentBlock<'_>>) -> Content<'_> {
+    if let [ContentBlock::Text { cache_control: None, .. }] = blocks.as_slice() {
+        if let Some(ContentBlock::Text { text, .. }) = blocks.pop() {
+            return Content::Text(text);
+        }
     }
+    Content::Blocks(blocks)
 }
 
 /// A text block, keeping a part's `cache_control`; `None` for empty text (Anthropic refuses it).
-fn text_block(text: &str, part: Option<&Value>) -> Option<Value> {
+fn text_block<'a>(text: &'a str, part: Option<&'a Value>) -> Option<ContentBlock<'a>> {
     if text.is_empty() {
         return None;
     }
-    let mut block = json!({"type": "text", "text": text});
-    if let Some(cache) = part.and_then(|p| p.get("cache_control")) {
-        block["cache_control"] = cache.clone();
-    }
-    Some(block)
+    let cache_control = part.and_then(|p| p.get("cache_control")).map(Cow::Borrowed);
+    Some(ContentBlock::Text { text: Cow::Borrowed(text), cache_control })
 }
 
 /// Content that may only hold text (system messages): a string or text parts.
-fn text_blocks(content: Option<&Value>, at: &str) -> Result<Vec<Value>, ApiError> {
+fn text_blocks<'a>(content: Option<&'a Value>, at: &str) -> Result<Vec<ContentBlock<'a>>, ApiError> {
     match content {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::String(s)) => Ok(text_block(s, None).into_iter().collect()),
         Some(Value::Array(parts)) => {
-            let mut blocks = Vec::new();
+            let mut blocks = Vec::with_capacity(parts.len());
             for (j, part) in parts.iter().enumerate() {
                 match (part.get("type").and_then(Value::as_str), part.get("text").and_then(Value::as_str)) {
                     (Some("text"), Some(text)) => blocks.extend(text_block(text, Some(part))),
@@ -306,12 +300,12 @@ fn text_blocks(content: Option<&Value>, at: &str) -> Result<Vec<Value>, ApiError
 }
 
 /// A user message's content: text, images and PDF files.
-fn user_blocks(content: Option<&Value>, at: &str) -> Result<Vec<Value>, ApiError> {
+fn user_blocks<'a>(content: Option<&'a Value>, at: &str) -> Result<Vec<ContentBlock<'a>>, ApiError> {
     let parts = match content {
         Some(Value::Array(parts)) => parts,
         other => return text_blocks(other, at),
     };
-    let mut blocks = Vec::new();
+    let mut blocks = Vec::with_capacity(parts.len());
     for (j, part) in parts.iter().enumerate() {
         let here = format!("{at}.content[{j}]");
         let block = match part.get("type").and_then(Value::as_str) {
@@ -347,15 +341,26 @@ fn parse_data_url(url: &str) -> Option<(&str, &str)> {
     Some((media_type, data))
 }
 
-fn image_block(url: &str, at: &str) -> Result<Value, ApiError> {
+/// Inline base64 bytes of a media type.
+fn base64_source<'a>(media_type: &'a str, data: &'a str) -> Source<'a> {
+    Source {
+        kind: Cow::Borrowed("base64"),
+        media_type: Some(Cow::Borrowed(media_type)),
+        data: Some(Cow::Borrowed(data)),
+        url: None,
+    }
+}
+
+fn image_block<'a>(url: &'a str, at: &str) -> Result<ContentBlock<'a>, ApiError> {
     if url.starts_with("data:") {
         let (media_type, data) = parse_data_url(url).ok_or_else(|| {
             invalid(format!("{at}: an image data URL must be data:<type>;base64,<data>"), format!("{at}.image_url.url"))
         })?;
-        return Ok(json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}));
+        return Ok(ContentBlock::Image { source: base64_source(media_type, data) });
     }
     if url.starts_with("https://") || url.starts_with("http://") {
-        return Ok(json!({"type": "image", "source": {"type": "url", "url": url}}));
+        let source = Source { kind: Cow::Borrowed("url"), media_type: None, data: None, url: Some(Cow::Borrowed(url)) };
+        return Ok(ContentBlock::Image { source });
     }
     Err(invalid(
         format!("{at}: an image URL must be an http(s) URL or a base64 data URL"),
@@ -364,21 +369,21 @@ fn image_block(url: &str, at: &str) -> Result<Value, ApiError> {
 }
 
 /// An OpenAI `file` part (`file_data` as a base64 data URL) -> a `document` block.
-fn file_block(part: &Value, at: &str) -> Result<Value, ApiError> {
+fn file_block<'a>(part: &'a Value, at: &str) -> Result<ContentBlock<'a>, ApiError> {
     let data_url = part.pointer("/file/file_data").and_then(Value::as_str).ok_or_else(|| {
         invalid(format!("{at}: anthropic needs the file inline as file.file_data"), format!("{at}.file.file_data"))
     })?;
     let (media_type, data) = parse_data_url(data_url).ok_or_else(|| {
         invalid(format!("{at}: file_data must be data:<type>;base64,<data>"), format!("{at}.file.file_data"))
     })?;
-    Ok(json!({"type": "document", "source": {"type": "base64", "media_type": media_type, "data": data}}))
+    Ok(ContentBlock::Document { source: base64_source(media_type, data) })
 }
 
 /// An assistant message: its text, then a `tool_use` block per tool call.
-fn assistant_blocks(m: &ChatMessage, at: &str) -> Result<Vec<Value>, ApiError> {
+fn assistant_blocks<'a>(m: &'a ChatMessage, at: &str) -> Result<Vec<ContentBlock<'a>>, ApiError> {
     let mut blocks = match m.content.as_ref() {
         Some(Value::Array(parts)) => {
-            let mut blocks = Vec::new();
+            let mut blocks = Vec::with_capacity(parts.len());
             for (j, part) in parts.iter().enumerate() {
                 let text = match part.get("type").and_then(Value::as_str) {
                     Some("text") => part.get("text").and_then(Value::as_str),
@@ -403,47 +408,59 @@ fn assistant_blocks(m: &ChatMessage, at: &str) -> Result<Vec<Value>, ApiError> {
         Some(_) => return Err(invalid(format!("{at}.tool_calls must be a list"), format!("{at}.tool_calls"))),
     };
     for (j, call) in calls.iter().enumerate() {
-        let here = format!("{at}.tool_calls[{j}]");
-        let id = call.get("id").and_then(Value::as_str);
-        let name = call.pointer("/function/name").and_then(Value::as_str);
-        let (Some(id), Some(name)) = (id, name) else {
-            return Err(invalid(format!("{here} needs an id and function.name"), here));
-        };
-        let arguments = call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or("");
-        let input: Value = if arguments.trim().is_empty() {
-            json!({})
-        } else {
-            serde_json::from_str(arguments).map_err(|e| {
-                invalid(format!("{here}.function.arguments is not JSON: {e}"), format!("{here}.function.arguments"))
-            })?
-        };
-        blocks.push(json!({"type": "tool_use", "id": id, "name": name, "input": input}));
+        blocks.push(tool_use_block(call, &format!("{at}.tool_calls[{j}]"))?);
     }
     Ok(blocks)
 }
 
+/// An assistant's tool call -> a `tool_use` block, its arguments parsed.
+fn tool_use_block<'a>(call: &'a Value, at: &str) -> Result<ContentBlock<'a>, ApiError> {
+    let id = call.get("id").and_then(Value::as_str);
+    let name = call.pointer("/function/name").and_then(Value::as_str);
+    let (Some(id), Some(name)) = (id, name) else {
+        return Err(invalid(format!("{at} needs an id and function.name"), at));
+    };
+    let arguments = call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or("");
+    let input = if arguments.trim().is_empty() {
+        Value::Object(Map::new())
+    } else {
+        serde_json::from_str(arguments).map_err(|e| {
+            invalid(format!("{at}.function.arguments is not JSON: {e}"), format!("{at}.function.arguments"))
+        })?
+    };
+    Ok(ContentBlock::ToolUse { id: Cow::Borrowed(id), name: Cow::Borrowed(name), input })
+}
+
 /// A `tool` message -> a `tool_result` block.
-fn tool_result(m: &ChatMessage, at: &str) -> Result<Value, ApiError> {
+fn tool_result<'a>(m: &'a ChatMessage, at: &str) -> Result<ContentBlock<'a>, ApiError> {
     let id = m.extra.get("tool_call_id").and_then(Value::as_str).ok_or_else(|| {
         invalid(format!("{at}.tool_call_id is required for a tool message"), format!("{at}.tool_call_id"))
     })?;
     let content = match m.content.as_ref() {
-        None | Some(Value::Null) => Value::String(String::new()),
-        Some(Value::String(s)) => Value::String(s.clone()),
-        Some(parts @ Value::Array(_)) => Value::Array(user_blocks(Some(parts), at)?),
+        None | Some(Value::Null) => Content::default(),
+        Some(Value::String(s)) => Content::Text(Cow::Borrowed(s)),
+        Some(parts @ Value::Array(_)) => Content::Blocks(user_blocks(Some(parts), at)?),
         Some(_) => {
             return Err(invalid(format!("{at}.content must be a string or a list of parts"), format!("{at}.content")))
         }
     };
-    Ok(json!({"type": "tool_result", "tool_use_id": id, "content": content}))
+    Ok(ContentBlock::ToolResult { tool_use_id: Cow::Borrowed(id), content })
 }
 
+/// A `tool_choice` of this type (and tool name).
+fn choice<'a>(kind: &'static str, name: Option<&'a str>) -> ToolChoice<'a> {
+    ToolChoice { kind: Cow::Borrowed(kind), name: name.map(Cow::Borrowed), disable_parallel_tool_use: None }
+}
+
+type ToolsAndChoice<'a> = (Option<Vec<Tool<'a>>>, Option<ToolChoice<'a>>);
+
 /// (`tools`, `tool_choice`) from `tools`, `tool_choice`, `parallel_tool_calls` and `response_format`.
-fn tools_and_choice(p: &Map<String, Value>) -> Result<(Option<Value>, Option<Value>), ApiError> {
+fn tools_and_choice(p: &Map<String, Value>) -> Result<ToolsAndChoice<'_>, ApiError> {
     let mut tools = Vec::new();
     match p.get("tools") {
         None | Some(Value::Null) => {}
         Some(Value::Array(list)) => {
+            tools.reserve(list.len());
             for (i, tool) in list.iter().enumerate() {
                 tools.push(convert_tool(tool, i)?);
             }
@@ -451,46 +468,50 @@ fn tools_and_choice(p: &Map<String, Value>) -> Result<(Option<Value>, Option<Val
         Some(_) => return Err(invalid("tools must be a list", "tools")),
     }
     let has_own_tools = !tools.is_empty();
-
-    let mut choice = match p.get("tool_choice") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => {
-            let kind = tool_choice_type(s).ok_or_else(|| {
-                invalid(format!("tool_choice {s:?} is not one of: {}", TOOL_CHOICE_TYPE_KEYS.join(", ")), "tool_choice")
-            })?;
-            Some(json!({"type": kind}))
-        }
-        Some(obj @ Value::Object(_)) => {
-            let name = obj.pointer("/function/name").and_then(Value::as_str).ok_or_else(|| {
-                invalid("tool_choice must be auto, required, none or {type: function, function: {name}}", "tool_choice")
-            })?;
-            Some(json!({"type": "tool", "name": name}))
-        }
-        Some(_) => return Err(invalid("tool_choice must be a string or an object", "tool_choice")),
-    };
+    let mut choice = caller_tool_choice(p.get("tool_choice"))?;
 
     if let Some(tool) = response_format_tool(p.get("response_format"))? {
         tools.push(tool);
         // Forced unless the caller's own tools are in play and the caller chose how.
-        let caller_chose = choice.as_ref().is_some_and(|c| c["type"] != "none");
+        let caller_chose = choice.as_ref().is_some_and(|c| c.kind != "none");
         if !(has_own_tools && caller_chose) {
-            choice = Some(json!({"type": "tool", "name": RESPONSE_FORMAT_TOOL}));
+            choice = Some(self::choice("tool", Some(RESPONSE_FORMAT_TOOL)));
         }
     }
 
     if p.get("parallel_tool_calls") == Some(&Value::Bool(false)) && !tools.is_empty() {
-        let c = choice.get_or_insert_with(|| json!({"type": "auto"}));
-        if c["type"] != "none" {
-            c["disable_parallel_tool_use"] = Value::Bool(true);
+        let c = choice.get_or_insert_with(|| self::choice("auto", None));
+        if c.kind != "none" {
+            c.disable_parallel_tool_use = Some(true);
         }
     }
-    let tools = (!tools.is_empty()).then_some(Value::Array(tools));
+    let tools = (!tools.is_empty()).then_some(tools);
     // A tool_choice without tools is refused upstream; it means nothing anyway.
     let choice = if tools.is_some() { choice } else { None };
     Ok((tools, choice))
 }
 
-fn convert_tool(tool: &Value, i: usize) -> Result<Value, ApiError> {
+/// The caller's own `tool_choice`.
+fn caller_tool_choice(value: Option<&Value>) -> Result<Option<ToolChoice<'_>>, ApiError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            let kind = tool_choice_type(s).ok_or_else(|| {
+                invalid(format!("tool_choice {s:?} is not one of: {}", TOOL_CHOICE_TYPE_KEYS.join(", ")), "tool_choice")
+            })?;
+            Ok(Some(choice(kind, None)))
+        }
+        Some(obj @ Value::Object(_)) => {
+            let name = obj.pointer("/function/name").and_then(Value::as_str).ok_or_else(|| {
+                invalid("tool_choice must be auto, required, none or {type: function, function: {name}}", "tool_choice")
+            })?;
+            Ok(Some(choice("tool", Some(name))))
+        }
+        Some(_) => Err(invalid("tool_choice must be a string or an object", "tool_choice")),
+    }
+}
+
+fn convert_tool(tool: &Value, i: usize) -> Result<Tool<'_>, ApiError> {
     let at = format!("tools[{i}]");
     if tool.get("type").and_then(Value::as_str).unwrap_or("function") != "function" {
         return Err(invalid(format!("{at}: only function tools are supported by anthropic"), format!("{at}.type")));
@@ -507,29 +528,28 @@ fn convert_tool(tool: &Value, i: usize) -> Result<Value, ApiError> {
             format!("{at}.function.name"),
         ));
     }
-    let mut out = Map::new();
-    out.insert("name".into(), Value::String(name.to_owned()));
-    if let Some(description) = f.get("description").filter(|d| d.is_string()) {
-        out.insert("description".into(), description.clone());
-    }
     let schema = match f.get("parameters") {
-        None | Some(Value::Null) => json!({"type": "object", "properties": {}}),
-        Some(schema) => schema.clone(),
+        None | Some(Value::Null) => Cow::Owned(json!({"type": "object", "properties": {}})),
+        Some(schema) => Cow::Borrowed(schema),
     };
-    out.insert("input_schema".into(), schema);
-    Ok(Value::Object(out))
+    Ok(Tool {
+        name: Cow::Borrowed(name),
+        description: f.get("description").and_then(Value::as_str).map(Cow::Borrowed),
+        input_schema: Some(schema),
+    })
 }
 
 /// The tool a `response_format` becomes, if it asks for JSON.
-fn response_format_tool(format: Option<&Value>) -> Result<Option<Value>, ApiError> {
+fn response_format_tool(format: Option<&Value>) -> Result<Option<Tool<'_>>, ApiError> {
     let Some(format) = format.filter(|f| !f.is_null()) else { return Ok(None) };
+    let object_schema = || Cow::Owned(json!({"type": "object"}));
     match format.get("type").and_then(Value::as_str) {
         Some("text") => Ok(None),
-        Some("json_object") => Ok(Some(json!({
-            "name": RESPONSE_FORMAT_TOOL,
-            "description": "Respond with a JSON object.",
-            "input_schema": {"type": "object"}
-        }))),
+        Some("json_object") => Ok(Some(Tool {
+            name: Cow::Borrowed(RESPONSE_FORMAT_TOOL),
+            description: Some(Cow::Borrowed("Respond with a JSON object.")),
+            input_schema: Some(object_schema()),
+        })),
         Some("json_schema") => {
             let spec = format
                 .get("json_schema")
@@ -539,8 +559,11 @@ fn response_format_tool(format: Option<&Value>) -> Result<Option<Value>, ApiErro
             if let Some(more) = spec.get("description").and_then(Value::as_str) {
                 description = format!("{description} {more}");
             }
-            let schema = spec.get("schema").cloned().unwrap_or_else(|| json!({"type": "object"}));
-            Ok(Some(json!({"name": RESPONSE_FORMAT_TOOL, "description": description, "input_schema": schema})))
+            Ok(Some(Tool {
+                name: Cow::Borrowed(RESPONSE_FORMAT_TOOL),
+                description: Some(Cow::Owned(description)),
+                input_schema: Some(spec.get("schema").map_or_else(object_schema, Cow::Borrowed)),
+            }))
         }
         _ => Err(invalid("response_format.type must be text, json_object or json_schema", "response_format.type")),
     }
@@ -554,37 +577,35 @@ fn bad_answer(message: impl Into<String>) -> ApiError {
 }
 
 /// An Anthropic `message` as an OpenAI `chat.completion`, created now.
-pub fn to_openai(body: &Value, model: &str) -> Result<Value, ApiError> {
+pub fn to_openai(body: &Value, model: &str) -> Result<ChatCompletion, ApiError> {
     to_openai_at(body, model, crate::clock::unix_now())
 }
 
 /// [`to_openai`] with the `created` timestamp given. `model` is used when the answer names none.
-pub fn to_openai_at(body: &Value, model: &str, created: u64) -> Result<Value, ApiError> {
+pub fn to_openai_at(body: &Value, model: &str, created: u64) -> Result<ChatCompletion, ApiError> {
     completion(Answer::from_value(body), model, created)
 }
 
 /// An Anthropic answer as an OpenAI `chat.completion`.
-fn completion(answer: Answer<'_>, model: &str, created: u64) -> Result<Value, ApiError> {
+fn completion(answer: Answer<'_>, model: &str, created: u64) -> Result<ChatCompletion, ApiError> {
+    use std::fmt::Write as _;
     let blocks = answer.content.ok_or_else(|| bad_answer("the message has no content"))?;
     let mut text = String::new();
     let mut tool_calls = Vec::new();
     let mut json_answer = false;
     for block in blocks {
-        let is_format_tool = block.name.as_ref().and_then(Value::as_str) == Some(RESPONSE_FORMAT_TOOL);
-        match block.kind.as_deref() {
-            Some("text") => text.push_str(block.text.as_deref().unwrap_or_default()),
-            Some("tool_use") if is_format_tool => {
-                text.push_str(&block.input.unwrap_or_else(|| json!({})).to_string());
+        match block {
+            ContentBlock::Text { text: piece, .. } => text.push_str(&piece),
+            ContentBlock::ToolUse { name, input, .. } if name == RESPONSE_FORMAT_TOOL => {
+                // Writing a Value into a String cannot fail.
+                let _ = write!(text, "{input}");
                 json_answer = true;
             }
-            Some("tool_use") => tool_calls.push(json!({
-                "id": block.id.unwrap_or_default(),
-                "type": "function",
-                "function": {
-                    "name": block.name.unwrap_or_default(),
-                    "arguments": block.input.unwrap_or_else(|| json!({})).to_string(),
-                }
-            })),
+            ContentBlock::ToolUse { id, name, input } => tool_calls.push(ToolCall {
+                id: id.into_owned(),
+                kind: "function".into(),
+                function: FunctionCall { name: name.into_owned(), arguments: input.to_string() },
+            }),
             // thinking, redacted_thinking, server tool blocks: nothing OpenAI-shaped to say.
             _ => {}
         }
@@ -594,69 +615,53 @@ fn completion(answer: Answer<'_>, model: &str, created: u64) -> Result<Value, Ap
         "tool_calls" if tool_calls.is_empty() && json_answer => "stop",
         other => other,
     };
-    let content = if text.is_empty() && !tool_calls.is_empty() { Value::Null } else { Value::String(text) };
-    let mut message = json!({"role": "assistant", "content": content});
-    if !tool_calls.is_empty() {
-        message["tool_calls"] = Value::Array(tool_calls);
-    }
-    message["refusal"] = Value::Null;
-    let mut id = String::with_capacity(40);
-    id.push_str("chatcmpl-");
-    id.push_str(answer.id.as_deref().unwrap_or_default());
-    let mut out = json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": created,
-        "model": answer.model.as_deref().unwrap_or(model),
-        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
-    });
-    if let Some(usage) = &answer.usage {
-        out["usage"] = Usage::default().update(usage).to_openai();
-    }
-    Ok(out)
+    let content = if text.is_empty() && !tool_calls.is_empty() { None } else { Some(text) };
+    let message = AssistantMessage {
+        role: "assistant".into(),
+        content: Some(content),
+        refusal: Some(None),
+        tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
+        extra: Map::new(),
+    };
+    let id = answer.id.as_deref().unwrap_or_default();
+    let mut chat_id = String::with_capacity(9 + id.len());
+    chat_id.push_str("chatcmpl-");
+    chat_id.push_str(id);
+    Ok(ChatCompletion {
+        id: chat_id,
+        object: "chat.completion".into(),
+        created,
+        model: answer.model.map_or_else(|| model.to_owned(), Cow::into_owned),
+        choices: vec![Choice {
+            index: 0,
+            message,
+            logprobs: Some(None),
+            finish_reason: Some(finish.into()),
+            extra: Map::new(),
+        }],
+        system_fingerprint: None,
+        usage: answer.usage.as_ref().map(openai_usage),
+        extra: Map::new(),
+    })
 }
 
-/// Token counts as Anthropic reports them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cache_creation_input_tokens: u64,
-    /// `None` when the upstream did not report it.
-    pub cache_read_input_tokens: Option<u64>,
-}
-
-impl Usage {
-    /// Takes every count present in an Anthropic `usage` object (later reports are cumulative).
-    pub fn update(mut self, usage: &Value) -> Usage {
-        let get = |name: &str| usage.get(name).and_then(Value::as_u64);
-        if let Some(n) = get("input_tokens") {
-            self.input_tokens = n;
-        }
-        if let Some(n) = get("output_tokens") {
-            self.output_tokens = n;
-        }
-        if let Some(n) = get("cache_creation_input_tokens") {
-            self.cache_creation_input_tokens = n;
-        }
-        if let Some(n) = get("cache_read_input_tokens") {
-            self.cache_read_input_tokens = Some(n);
-        }
-        self
+/// OpenAI's `usage`: cache writes and reads count as prompt tokens, reads also as cached.
+pub fn openai_usage(usage: &Usage) -> ChatUsage {
+    let prompt = usage
+        .input_tokens
+        .unwrap_or(0)
+        .saturating_add(usage.cache_creation_input_tokens.unwrap_or(0))
+        .saturating_add(usage.cache_read_input_tokens.unwrap_or(0));
+    let completion = usage.output_tokens.unwrap_or(0);
+    let mut extra = Map::new();
+    if let Some(cached) = usage.cache_read_input_tokens {
+        extra.insert("prompt_tokens_details".into(), json!({"cached_tokens": cached}));
     }
-
-    /// OpenAI's `usage`: cache writes and reads count as prompt tokens, reads also as cached.
-    pub fn to_openai(self) -> Value {
-        let prompt = self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens.unwrap_or(0);
-        let mut usage = json!({
-            "prompt_tokens": prompt,
-            "completion_tokens": self.output_tokens,
-            "total_tokens": prompt + self.output_tokens,
-        });
-        if let Some(cached) = self.cache_read_input_tokens {
-            usage["prompt_tokens_details"] = json!({"cached_tokens": cached});
-        }
-        usage
+    ChatUsage {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        total_tokens: prompt.saturating_add(completion),
+        extra,
     }
 }
 
@@ -668,7 +673,7 @@ impl Usage {
 enum Block {
     Text,
     /// A tool call, with its index among the answer's tool calls.
-    Tool(usize),
+    Tool(u32),
     /// The response_format tool: its input is the message content.
     Json,
     /// Thinking and other blocks OpenAI has no delta for.
@@ -681,8 +686,9 @@ pub struct StreamDecoder {
     sse: sse::Decoder,
     started: bool,
     blocks: HashMap<u64, Block>,
-    tool_calls: usize,
+    tool_calls: u32,
     json_answer: bool,
+    /// Counts reported so far (`None` until the stream reports any).
     usage: Option<Usage>,
     usage_sent: bool,
 }
@@ -701,144 +707,156 @@ impl StreamDecoder {
         }
     }
 
-    fn chunk(&self, choices: Value) -> Value {
-        json!({
-            "id": self.meta.id,
-            "object": "chat.completion.chunk",
-            "created": self.meta.created,
-            "model": self.meta.model,
-            "choices": choices,
-        })
+    fn chunk(&self, choices: Vec<ChunkChoice>) -> ChatChunk {
+        ChatChunk {
+            id: self.meta.id.clone(),
+            object: "chat.completion.chunk".into(),
+            created: self.meta.created,
+            model: self.meta.model.clone(),
+            system_fingerprint: None,
+            choices,
+            usage: None,
+            extra: Map::new(),
+        }
     }
 
     /// A chunk with one delta; the first chunk of the stream also says the role.
-    fn delta(&mut self, mut delta: Value, finish: Option<&str>) -> Value {
+    fn delta(&mut self, mut delta: Delta, finish: Option<&str>) -> ChatChunk {
         if !self.started {
             self.started = true;
-            let mut with_role = json!({"role": "assistant"});
-            if let (Some(obj), Some(fields)) = (with_role.as_object_mut(), delta.as_object()) {
-                obj.extend(fields.clone());
-            }
-            delta = with_role;
+            delta.role = Some("assistant".into());
         }
-        self.chunk(json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]))
+        let choice = ChunkChoice {
+            index: 0,
+            delta,
+            logprobs: Some(None),
+            finish_reason: finish.map(Into::into),
+            extra: Map::new(),
+        };
+        self.chunk(vec![choice])
     }
 
-    fn usage_chunk(&mut self) -> Option<Value> {
+    /// A chunk adding text to the message.
+    fn content(&mut self, text: &str) -> ChatChunk {
+        self.delta(Delta { content: Some(Some(text.to_owned())), ..Delta::default() }, None)
+    }
+
+    /// A chunk with one piece of a tool call.
+    fn tool_call(&mut self, call: ToolCallDelta) -> ChatChunk {
+        self.delta(Delta { tool_calls: Some(vec![call]), ..Delta::default() }, None)
+    }
+
+    fn usage_chunk(&mut self) -> Option<ChatChunk> {
         if self.usage_sent {
             return None;
         }
         let usage = self.usage?;
         self.usage_sent = true;
-        let mut chunk = self.chunk(json!([]));
-        chunk["usage"] = usage.to_openai();
+        let mut chunk = self.chunk(Vec::new());
+        chunk.usage = Some(Some(openai_usage(&usage)));
         Some(chunk)
     }
 
-    fn event(&mut self, event: sse::Event, out: &mut Vec<Value>) -> Result<(), ApiError> {
-        let data: Value = serde_json::from_str(&event.data)
+    fn add_usage(&mut self, usage: Option<&Usage>) {
+        if let Some(usage) = usage {
+            self.usage.get_or_insert_with(Usage::default).update(usage);
+        }
+    }
+
+    fn event(&mut self, event: sse::Event, out: &mut Vec<ChatChunk>) -> Result<(), ApiError> {
+        let data = Event::read(&event.data)
             .map_err(|e| bad_answer(format!("a stream event is not JSON ({e}): {:.200}", event.data)))?;
-        let kind = data.get("type").and_then(Value::as_str).or(event.event.as_deref()).unwrap_or_default();
-        let index = data.get("index").and_then(Value::as_u64).unwrap_or(0);
+        let kind = data.kind.as_deref().or(event.event.as_deref()).unwrap_or_default();
+        let index = data.index.unwrap_or(0);
         match kind {
             "message_start" => {
-                if let Some(usage) = data.pointer("/message/usage") {
-                    self.usage = Some(self.usage.unwrap_or_default().update(usage));
-                }
+                self.add_usage(data.message.as_ref().and_then(|m| m.usage.as_ref()));
                 if !self.started {
-                    let chunk = self.delta(json!({"content": ""}), None);
-                    out.push(chunk);
+                    out.push(self.content(""));
                 }
             }
-            "content_block_start" => {
-                let block = data.get("content_block").cloned().unwrap_or_default();
-                match block.get("type").and_then(Value::as_str) {
-                    Some("text") => {
-                        self.blocks.insert(index, Block::Text);
-                        if let Some(text) = block.get("text").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-                            let chunk = self.delta(json!({"content": text}), None);
-                            out.push(chunk);
-                        }
-                    }
-                    Some("tool_use") if block.get("name").and_then(Value::as_str) == Some(RESPONSE_FORMAT_TOOL) => {
-                        self.blocks.insert(index, Block::Json);
-                        self.json_answer = true;
-                    }
-                    Some("tool_use") => {
-                        let n = self.tool_calls;
-                        self.tool_calls += 1;
-                        self.blocks.insert(index, Block::Tool(n));
-                        let call = json!({
-                            "index": n,
-                            "id": block.get("id").cloned().unwrap_or_default(),
-                            "type": "function",
-                            "function": {"name": block.get("name").cloned().unwrap_or_default(), "arguments": ""},
-                        });
-                        let chunk = self.delta(json!({"tool_calls": [call]}), None);
-                        out.push(chunk);
-                    }
-                    _ => {
-                        self.blocks.insert(index, Block::Skip);
-                    }
-                }
-            }
+            "content_block_start" => out.extend(self.block_start(index, data.content_block)),
             "content_block_delta" => {
-                let delta = data.get("delta").cloned().unwrap_or_default();
-                let block = self.blocks.get(&index).copied().unwrap_or(Block::Text);
-                let piece = match delta.get("type").and_then(Value::as_str) {
-                    Some("text_delta") => delta.get("text"),
-                    Some("input_json_delta") => delta.get("partial_json"),
+                let delta = data.delta.unwrap_or_default();
+                let piece = match delta.kind.as_deref() {
+                    Some("text_delta") => delta.text,
+                    Some("input_json_delta") => delta.partial_json,
                     _ => None,
                 };
-                let Some(piece) = piece.and_then(Value::as_str).filter(|p| !p.is_empty()) else { return Ok(()) };
-                let chunk = match block {
-                    Block::Text | Block::Json => self.delta(json!({"content": piece}), None),
-                    Block::Tool(n) => {
-                        self.delta(json!({"tool_calls": [{"index": n, "function": {"arguments": piece}}]}), None)
-                    }
-                    Block::Skip => return Ok(()),
-                };
-                out.push(chunk);
+                out.extend(piece.filter(|p| !p.is_empty()).and_then(|p| self.block_delta(index, &p)));
             }
             "message_delta" => {
-                if let Some(usage) = data.get("usage") {
-                    self.usage = Some(self.usage.unwrap_or_default().update(usage));
-                }
-                if let Some(reason) = data.pointer("/delta/stop_reason").and_then(Value::as_str) {
-                    let finish = match finish_reason(reason) {
+                self.add_usage(data.usage.as_ref());
+                if let Some(reason) = data.delta.and_then(|d| d.stop_reason) {
+                    let finish = match finish_reason(&reason) {
                         "tool_calls" if self.tool_calls == 0 && self.json_answer => "stop",
                         other => other,
                     };
-                    let chunk = self.delta(json!({}), Some(finish));
-                    out.push(chunk);
+                    out.push(self.delta(Delta::default(), Some(finish)));
                 }
             }
             "message_stop" => out.extend(self.usage_chunk()),
-            "error" => {
-                let kind = data.pointer("/error/type").and_then(Value::as_str).unwrap_or("api_error");
-                let message = data.pointer("/error/message").and_then(Value::as_str).unwrap_or("stream error");
-                let status = StatusCode::from_u16(error_status(kind)).unwrap_or(StatusCode::BAD_GATEWAY);
-                return Err(ApiError::new(status, error_kind(status), format!("anthropic: {message}")).with_code(kind));
-            }
+            "error" => return Err(stream_error(data.error.unwrap_or_default())),
             // ping, content_block_stop, and events added later.
             _ => {}
         }
         Ok(())
     }
+
+    /// A block opens: text may come with it, a tool call says its id and name.
+    fn block_start(&mut self, index: u64, block: Option<ContentBlock<'_>>) -> Option<ChatChunk> {
+        match block {
+            Some(ContentBlock::Text { text, .. }) => {
+                self.blocks.insert(index, Block::Text);
+                (!text.is_empty()).then(|| self.content(&text))
+            }
+            Some(ContentBlock::ToolUse { name, .. }) if name == RESPONSE_FORMAT_TOOL => {
+                self.blocks.insert(index, Block::Json);
+                self.json_answer = true;
+                None
+            }
+            Some(ContentBlock::ToolUse { id, name, .. }) => {
+                let n = self.tool_calls;
+                self.tool_calls = self.tool_calls.saturating_add(1);
+                self.blocks.insert(index, Block::Tool(n));
+                Some(self.tool_call(ToolCallDelta {
+                    index: n,
+                    id: Some(id.into_owned()),
+                    kind: Some("function".into()),
+                    function: Some(FunctionDelta { name: Some(name.into_owned()), arguments: Some(String::new()) }),
+                }))
+            }
+            _ => {
+                self.blocks.insert(index, Block::Skip);
+                None
+            }
+        }
+    }
+
+    /// A piece of a block: text, or a tool call's (or the JSON answer's) input.
+    fn block_delta(&mut self, index: u64, piece: &str) -> Option<ChatChunk> {
+        match self.blocks.get(&index).copied().unwrap_or(Block::Text) {
+            Block::Text | Block::Json => Some(self.content(piece)),
+            Block::Tool(n) => Some(self.tool_call(ToolCallDelta {
+                index: n,
+                function: Some(FunctionDelta { name: None, arguments: Some(piece.to_owned()) }),
+                ..ToolCallDelta::default()
+            })),
+            Block::Skip => None,
+        }
+    }
+}
+
+/// An `error` event as the error that ends the stream, with the status Anthropic gives it.
+fn stream_error(error: ErrorView<'_>) -> ApiError {
+    let kind = error.kind.as_deref().unwrap_or("api_error");
+    let message = error.message.as_deref().unwrap_or("stream error");
+    let status = StatusCode::from_u16(error_status(kind)).unwrap_or(StatusCode::BAD_GATEWAY);
+    ApiError::new(status, error_kind(status), format!("anthropic: {message}")).with_code(kind)
 }
 
 impl ChunkDecoder for StreamDecoder {
     fn feed(&mut self, bytes: &[u8]) -> Result<Vec<ChatChunk>, ApiError> {
-        super::translate::typed_chunks(self.feed_values(bytes)?)
-    }
-
-    fn finish(&mut self) -> Result<Vec<ChatChunk>, ApiError> {
-        super::translate::typed_chunks(self.finish_values()?)
-    }
-}
-
-impl StreamDecoder {
-    fn feed_values(&mut self, bytes: &[u8]) -> Result<Vec<Value>, ApiError> {
         let mut out = Vec::new();
         for event in self.sse.feed(bytes) {
             self.event(event, &mut out)?;
@@ -846,7 +864,7 @@ impl StreamDecoder {
         Ok(out)
     }
 
-    fn finish_values(&mut self) -> Result<Vec<Value>, ApiError> {
+    fn finish(&mut self) -> Result<Vec<ChatChunk>, ApiError> {
         let mut out = Vec::new();
         if let Some(event) = self.sse.finish() {
             self.event(event, &mut out)?;

@@ -7,17 +7,23 @@
 //! Gemini or Bedrock deployments.
 
 use super::auth::Scrubber;
-use super::chat::{execute, ChatOutput, ChunkStream, StreamEnds};
+use super::chat::{execute, usage_of, ChatOutput, ChunkStream, StreamEnds};
 use super::translate::ChatProvider;
 use super::ProviderCall;
-use crate::api::openai::ChatRequest;
-use crate::exchange::{usage, ApiError, Outcome, Payload};
+use crate::api::anthropic::{
+    BlockDelta, Content, ContentBlock, ErrorDetail, Message, MessageDelta, MessageResponse, MessagesRequest, Source,
+    StreamEvent, Tool, ToolChoice, Usage,
+};
+use crate::api::openai::{ChatChunk, ChatCompletion, ChatMessage, ChatRequest, ChatUsage, ChunkChoice, ToolCallDelta};
+use crate::exchange::{ApiError, Outcome, Payload};
 use crate::streaming::sse;
 use axum::body::Bytes;
 use axum::response::IntoResponse;
 use ferrolite_codegen::str_map;
 use futures::{Stream, StreamExt};
-use serde_json::{json, Map, Value};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 str_map! {
@@ -35,161 +41,202 @@ fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::bad_request(message)
 }
 
-/// The text of a content value: a string, or its `text` blocks joined.
-fn text_of(content: &Value) -> String {
-    match content {
-        Value::String(s) => s.clone(),
-        Value::Array(blocks) => blocks.iter().filter_map(|b| b.get("text").and_then(Value::as_str)).collect(),
-        _ => String::new(),
-    }
+/// A JSON object of these members, in this order.
+fn object<const N: usize>(members: [(&str, Value); N]) -> Value {
+    Value::Object(members.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }
 
-/// An Anthropic image block as an OpenAI `image_url` part.
-fn image_part(block: &Value) -> Option<Value> {
-    let source = block.get("source")?;
-    let url = match source["type"].as_str()? {
-        "base64" => format!("data:{};base64,{}", source["media_type"].as_str()?, source["data"].as_str()?),
-        "url" => source["url"].as_str()?.to_owned(),
+fn string(text: &str) -> Value {
+    Value::String(text.to_owned())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request: Messages -> OpenAI chat
+
+/// An Anthropic image source as an OpenAI `image_url` part.
+fn image_part(source: &Source<'_>) -> Option<Value> {
+    let url = match source.kind.as_ref() {
+        "base64" => format!("data:{};base64,{}", source.media_type.as_deref()?, source.data.as_deref()?),
+        "url" => source.url.as_deref()?.to_owned(),
         _ => return None,
     };
-    Some(json!({"type": "image_url", "image_url": {"url": url}}))
+    Some(object([("type", string("image_url")), ("image_url", object([("url", Value::String(url))]))]))
 }
 
 /// A Messages API request as an OpenAI chat request.
-pub fn to_chat_request(body: &Value) -> Result<ChatRequest, ApiError> {
-    let mut messages: Vec<Value> = Vec::new();
-    match body.get("system") {
-        None | Some(Value::Null) => {}
-        Some(system) => messages.push(json!({"role": "system", "content": text_of(system)})),
+pub fn to_chat_request(req: &MessagesRequest<'_>) -> ChatRequest {
+    let mut messages = Vec::with_capacity(req.messages.len() + 1);
+    if let Some(system) = &req.system {
+        messages.push(chat_message("system", Some(Value::String(system.text()))));
     }
-    for (i, turn) in body["messages"].as_array().into_iter().flatten().enumerate() {
-        let role = turn["role"].as_str().ok_or_else(|| invalid(format!("messages.{i}.role is required")))?;
-        let blocks = match &turn["content"] {
-            Value::String(text) => {
-                messages.push(json!({"role": role, "content": text}));
-                continue;
-            }
-            Value::Array(blocks) => blocks,
-            _ => return Err(invalid(format!("messages.{i}.content must be a string or a list of blocks"))),
-        };
-        let mut parts: Vec<Value> = Vec::new();
-        let mut tool_calls: Vec<Value> = Vec::new();
-        for block in blocks {
-            match block["type"].as_str().unwrap_or_default() {
-                "text" => parts.push(json!({"type": "text", "text": block["text"]})),
-                "image" => parts.extend(image_part(block)),
-                "tool_use" => tool_calls.push(json!({
-                    "id": block["id"],
-                    "type": "function",
-                    "function": {"name": block["name"], "arguments": block["input"].to_string()}
-                })),
-                // Tool results answer the previous assistant turn, so they go first, as `tool` messages.
-                "tool_result" => messages.push(json!({
-                    "role": "tool",
-                    "tool_call_id": block["tool_use_id"],
-                    "content": text_of(&block["content"]),
-                })),
-                _ => {} // thinking and other blocks have no OpenAI form
-            }
-        }
-        if role == "assistant" {
-            let text: String = parts.iter().filter_map(|p| p["text"].as_str()).collect();
-            let mut message =
-                json!({"role": "assistant", "content": if text.is_empty() { Value::Null } else { json!(text) }});
-            if !tool_calls.is_empty() {
-                message["tool_calls"] = json!(tool_calls);
-            }
-            messages.push(message);
-        } else if !parts.is_empty() {
-            let only_text = parts.iter().all(|p| p["type"] == "text");
-            let content = if only_text {
-                json!(parts.iter().filter_map(|p| p["text"].as_str()).collect::<String>())
-            } else {
-                json!(parts)
-            };
-            messages.push(json!({"role": role, "content": content}));
-        }
+    for turn in &req.messages {
+        push_turn(turn, &mut messages);
     }
-
-    let mut chat = Map::new();
-    chat.insert("model".into(), body["model"].clone());
-    chat.insert("messages".into(), json!(messages));
-    for (from, to) in
-        [("max_tokens", "max_tokens"), ("temperature", "temperature"), ("top_p", "top_p"), ("stream", "stream")]
-    {
-        if let Some(v) = body.get(from).filter(|v| !v.is_null()) {
-            chat.insert(to.into(), v.clone());
-        }
+    ChatRequest {
+        model: req.model.as_ref().to_owned(),
+        messages,
+        stream: req.stream,
+        stream_options: None,
+        n: None,
+        extra: chat_params(req),
     }
-    if let Some(stop) = body.get("stop_sequences").filter(|v| v.as_array().is_some_and(|a| !a.is_empty())) {
-        chat.insert("stop".into(), stop.clone());
-    }
-    if let Some(user) = body.pointer("/metadata/user_id").filter(|v| v.is_string()) {
-        chat.insert("user".into(), user.clone());
-    }
-    if let Some(tools) = body.get("tools").and_then(Value::as_array) {
-        let tools: Vec<Value> = tools
-            .iter()
-            .map(|t| {
-                json!({"type": "function", "function": {
-                    "name": t["name"], "description": t.get("description").cloned().unwrap_or(Value::Null),
-                    "parameters": t.get("input_schema").cloned().unwrap_or(json!({"type": "object"}))
-                }})
-            })
-            .collect();
-        chat.insert("tools".into(), json!(tools));
-    }
-    if let Some(choice) = body.get("tool_choice").filter(|c| c.is_object()) {
-        let mapped = match choice["type"].as_str() {
-            Some("any") => json!("required"),
-            Some("none") => json!("none"),
-            Some("tool") => json!({"type": "function", "function": {"name": choice["name"]}}),
-            _ => json!("auto"),
-        };
-        chat.insert("tool_choice".into(), mapped);
-        if choice["disable_parallel_tool_use"] == true {
-            chat.insert("parallel_tool_calls".into(), json!(false));
-        }
-    }
-    serde_json::from_value(Value::Object(chat)).map_err(|e| invalid(format!("invalid request: {e}")))
 }
 
+fn chat_message(role: &str, content: Option<Value>) -> ChatMessage {
+    ChatMessage { role: role.to_owned(), content, extra: Map::new() }
+}
+
+/// One turn as chat messages: its tool results first (they answer the previous assistant
+/// turn), as `tool` messages, then the turn's own text, images and tool calls.
+fn push_turn(turn: &Message<'_>, messages: &mut Vec<ChatMessage>) {
+    let blocks = match &turn.content {
+        Content::Text(text) => return messages.push(chat_message(&turn.role, Some(string(text)))),
+        Content::Blocks(blocks) => blocks,
+    };
+    // The turn's text, joined, and its parts (text and images) for when it has images.
+    let mut text = String::new();
+    let mut parts: Vec<Value> = Vec::new();
+    let mut images = false;
+    let mut tool_calls: Vec<Value> = Vec::new();
+    for block in blocks {
+        match block {
+            ContentBlock::Text { text: piece, .. } => {
+                text.push_str(piece);
+                parts.push(object([("type", string("text")), ("text", string(piece))]));
+            }
+            ContentBlock::Image { source } => {
+                let part = image_part(source);
+                images |= part.is_some();
+                parts.extend(part);
+            }
+            ContentBlock::ToolUse { id, name, input } => tool_calls.push(object([
+                ("id", string(id)),
+                ("type", string("function")),
+                ("function", object([("name", string(name)), ("arguments", Value::String(input.to_string()))])),
+            ])),
+            ContentBlock::ToolResult { tool_use_id, content } => {
+                let mut message = chat_message("tool", Some(Value::String(content.text())));
+                message.extra.insert("tool_call_id".into(), string(tool_use_id));
+                messages.push(message);
+            }
+            _ => {} // documents, thinking and other blocks have no OpenAI form
+        }
+    }
+    if turn.role == "assistant" {
+        let mut message = chat_message("assistant", (!text.is_empty()).then_some(Value::String(text)));
+        if !tool_calls.is_empty() {
+            message.extra.insert("tool_calls".into(), Value::Array(tool_calls));
+        }
+        messages.push(message);
+    } else if !parts.is_empty() {
+        let content = if images { Value::Array(parts) } else { Value::String(text) };
+        messages.push(chat_message(&turn.role, Some(content)));
+    }
+}
+
+/// The chat parameters of a Messages request, in the order OpenAI documents them.
+fn chat_params(req: &MessagesRequest<'_>) -> Map<String, Value> {
+    let mut chat = Map::new();
+    chat.insert("max_tokens".into(), req.max_tokens.into());
+    if let Some(temperature) = &req.temperature {
+        chat.insert("temperature".into(), Value::Number(temperature.clone()));
+    }
+    if let Some(top_p) = &req.top_p {
+        chat.insert("top_p".into(), Value::Number(top_p.clone()));
+    }
+    if let Some(stop) = req.stop_sequences.as_ref().filter(|s| !s.is_empty()) {
+        chat.insert("stop".into(), stop.iter().map(|s| string(s)).collect());
+    }
+    if let Some(user) = req.metadata.as_ref().and_then(|m| m.user_id.as_deref()) {
+        chat.insert("user".into(), string(user));
+    }
+    if let Some(tools) = &req.tools {
+        chat.insert("tools".into(), tools.iter().map(chat_tool).collect());
+    }
+    if let Some(choice) = &req.tool_choice {
+        chat.insert("tool_choice".into(), chat_tool_choice(choice));
+        if choice.disable_parallel_tool_use == Some(true) {
+            chat.insert("parallel_tool_calls".into(), Value::Bool(false));
+        }
+    }
+    chat
+}
+
+/// An Anthropic tool as an OpenAI function tool (a missing description is null).
+fn chat_tool(tool: &Tool<'_>) -> Value {
+    let description = tool.description.as_deref().map_or(Value::Null, string);
+    let parameters = match &tool.input_schema {
+        Some(schema) => schema.as_ref().clone(),
+        None => object([("type", string("object"))]),
+    };
+    let function = object([("name", string(&tool.name)), ("description", description), ("parameters", parameters)]);
+    object([("type", string("function")), ("function", function)])
+}
+
+fn chat_tool_choice(choice: &ToolChoice<'_>) -> Value {
+    match choice.kind.as_ref() {
+        "any" => string("required"),
+        "none" => string("none"),
+        "tool" => {
+            let name = choice.name.as_deref().map_or(Value::Null, string);
+            object([("type", string("function")), ("function", object([("name", name)]))])
+        }
+        _ => string("auto"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Answer: chat.completion -> message
+
 /// An OpenAI `chat.completion` as an Anthropic `message`.
-pub fn to_anthropic_message(chat: &Value) -> Value {
-    let choice = &chat["choices"][0];
-    let message = &choice["message"];
-    let mut content: Vec<Value> = Vec::new();
-    if let Some(text) = message["content"].as_str().filter(|t| !t.is_empty()) {
-        content.push(json!({"type": "text", "text": text}));
+pub fn to_anthropic_message(chat: &ChatCompletion) -> MessageResponse<'_> {
+    let choice = chat.choices.first();
+    let message = choice.map(|c| &c.message);
+    let mut content = Vec::new();
+    if let Some(text) = message.and_then(|m| m.content.as_ref()).and_then(Option::as_deref).filter(|t| !t.is_empty()) {
+        content.push(ContentBlock::text(text));
     }
-    for call in message["tool_calls"].as_array().into_iter().flatten() {
-        let arguments = call["function"]["arguments"].as_str().unwrap_or("{}");
-        content.push(json!({
-            "type": "tool_use",
-            "id": call["id"],
-            "name": call["function"]["name"],
-            "input": serde_json::from_str::<Value>(arguments).unwrap_or_else(|_| json!({})),
-        }));
+    for call in message.and_then(|m| m.tool_calls.as_ref()).into_iter().flatten() {
+        content.push(ContentBlock::ToolUse {
+            id: Cow::Borrowed(&call.id),
+            name: Cow::Borrowed(&call.function.name),
+            // Arguments that are not JSON (a model's slip) become an empty input.
+            input: serde_json::from_str(&call.function.arguments).unwrap_or_else(|_| Value::Object(Map::new())),
+        });
     }
-    let usage = usage::from_json(chat).unwrap_or_default();
-    let mut usage_json = json!({"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens});
-    if let Some(cached) = chat.pointer("/usage/prompt_tokens_details/cached_tokens").and_then(Value::as_u64) {
-        usage_json["cache_read_input_tokens"] = json!(cached);
+    let finish = choice.and_then(|c| c.finish_reason.as_deref()).unwrap_or("stop");
+    MessageResponse {
+        id: Cow::Owned(message_id(&chat.id)),
+        kind: Cow::Borrowed("message"),
+        role: Cow::Borrowed("assistant"),
+        model: Cow::Borrowed(&chat.model),
+        content,
+        stop_reason: Some(Cow::Borrowed(stop_reason(finish))),
+        stop_sequence: None,
+        usage: message_usage(chat.usage.as_ref()),
     }
-    json!({
-        "id": message_id(chat["id"].as_str().unwrap_or_default()),
-        "type": "message",
-        "role": "assistant",
-        "model": chat["model"],
-        "content": content,
-        "stop_reason": stop_reason(choice["finish_reason"].as_str().unwrap_or("stop")),
-        "stop_sequence": null,
-        "usage": usage_json,
-    })
+}
+
+/// OpenAI's usage in Anthropic's words: cached prompt tokens are cache reads.
+fn message_usage(usage: Option<&ChatUsage>) -> Usage {
+    let mut out = Usage::new(usage.map_or(0, |u| u.prompt_tokens), usage.map_or(0, |u| u.completion_tokens));
+    out.cache_read_input_tokens = usage
+        .and_then(|u| u.extra.get("prompt_tokens_details"))
+        .and_then(|d| d.get("cached_tokens"))
+        .and_then(Value::as_u64);
+    out
 }
 
 fn message_id(chat_id: &str) -> String {
     format!("msg_{}", chat_id.trim_start_matches("chatcmpl-"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stream: chat.completion.chunk -> Messages SSE
+
+/// An event in Anthropic's SSE framing.
+fn frame(event: &StreamEvent<'_>) -> Bytes {
+    sse::named(event.name(), event)
 }
 
 /// What kind of content block is open in the Anthropic stream.
@@ -197,7 +244,7 @@ fn message_id(chat_id: &str) -> String {
 enum Block {
     Text,
     /// A tool_use block for the OpenAI tool call of this index.
-    Tool(u64),
+    Tool(u32),
 }
 
 /// OpenAI chunks in, Anthropic SSE events out, as each chunk arrives.
@@ -205,8 +252,8 @@ enum Block {
 pub struct AnthropicEvents {
     model: String,
     started: bool,
-    open: Option<(usize, Block)>,
-    next_index: usize,
+    open: Option<(u64, Block)>,
+    next_index: u64,
     stop_reason: Option<&'static str>,
     input_tokens: u64,
     output_tokens: u64,
@@ -217,101 +264,106 @@ impl AnthropicEvents {
         AnthropicEvents { model: model.to_owned(), ..AnthropicEvents::default() }
     }
 
-    fn start(&mut self, chunk: &Value, out: &mut Vec<Bytes>) {
+    /// `message_start`, once, named after the first chunk (or after nothing, for a stream
+    /// without chunks).
+    fn start(&mut self, chat_id: &str, model: Option<&str>, out: &mut Vec<Bytes>) {
         if self.started {
             return;
         }
         self.started = true;
-        let model = chunk["model"].as_str().unwrap_or(&self.model).to_owned();
-        out.push(sse::named(
-            "message_start",
-            &json!({"type": "message_start", "message": {
-                "id": message_id(chunk["id"].as_str().unwrap_or_default()), "type": "message", "role": "assistant",
-                "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
-                "usage": {"input_tokens": 0, "output_tokens": 0}
-            }}),
-        ));
+        let message = MessageResponse {
+            id: Cow::Owned(message_id(chat_id)),
+            kind: Cow::Borrowed("message"),
+            role: Cow::Borrowed("assistant"),
+            model: Cow::Borrowed(model.unwrap_or(&self.model)),
+            content: Vec::new(),
+            stop_reason: None,
+            stop_sequence: None,
+            usage: Usage::new(0, 0),
+        };
+        out.push(frame(&StreamEvent::MessageStart { message }));
     }
 
     fn close(&mut self, out: &mut Vec<Bytes>) {
         if let Some((index, _)) = self.open.take() {
-            out.push(sse::named("content_block_stop", &json!({"type": "content_block_stop", "index": index})));
+            out.push(frame(&StreamEvent::ContentBlockStop { index }));
         }
     }
 
-    fn open(&mut self, block: Block, start: Value, out: &mut Vec<Bytes>) -> usize {
+    fn open(&mut self, block: Block, start: ContentBlock<'_>, out: &mut Vec<Bytes>) -> u64 {
         self.close(out);
         let index = self.next_index;
         self.next_index += 1;
         self.open = Some((index, block));
-        out.push(sse::named(
-            "content_block_start",
-            &json!({"type": "content_block_start", "index": index, "content_block": start}),
-        ));
+        out.push(frame(&StreamEvent::ContentBlockStart { index, content_block: start }));
         index
     }
 
     /// The events one OpenAI chunk makes.
-    pub fn push(&mut self, chunk: &Value) -> Vec<Bytes> {
+    pub fn push(&mut self, chunk: &ChatChunk) -> Vec<Bytes> {
         let mut out = Vec::new();
-        self.start(chunk, &mut out);
-        if chunk["choices"].as_array().is_some_and(Vec::is_empty) && chunk.get("usage").is_some_and(Value::is_object) {
-            let usage = usage::from_json(chunk).unwrap_or_default();
-            self.input_tokens = usage.prompt_tokens;
-            self.output_tokens = usage.completion_tokens;
-            return out;
+        self.start(&chunk.id, Some(&chunk.model), &mut out);
+        if let Some(choice) = chunk.choices.first() {
+            self.choice(choice, &mut out);
         }
-        let choice = &chunk["choices"][0];
-        let delta = &choice["delta"];
-        if let Some(text) = delta["content"].as_str().filter(|t| !t.is_empty()) {
-            let index = match self.open {
-                Some((index, Block::Text)) => index,
-                _ => self.open(Block::Text, json!({"type": "text", "text": ""}), &mut out),
-            };
-            out.push(sse::named(
-                "content_block_delta",
-                &json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}}),
-            ));
-        }
-        for call in delta["tool_calls"].as_array().into_iter().flatten() {
-            let tool = call["index"].as_u64().unwrap_or(0);
-            let index = match self.open {
-                Some((index, Block::Tool(t))) if t == tool && call.get("id").is_none_or(Value::is_null) => index,
-                _ => self.open(
-                    Block::Tool(tool),
-                    json!({"type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": {}}),
-                    &mut out,
-                ),
-            };
-            if let Some(partial) = call["function"]["arguments"].as_str().filter(|a| !a.is_empty()) {
-                out.push(sse::named(
-                    "content_block_delta",
-                    &json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": partial}}),
-                ));
-            }
-        }
-        if let Some(reason) = choice["finish_reason"].as_str() {
-            self.stop_reason = Some(stop_reason(reason));
-        }
-        if let Some(usage) = usage::from_json(chunk) {
+        // Usage comes on the usage-only chunk at the end, or (some upstreams) on the last chunks.
+        if let Some(usage) = chunk.usage() {
             self.input_tokens = usage.prompt_tokens;
             self.output_tokens = usage.completion_tokens;
         }
         out
     }
 
+    /// The events of a chunk's first choice: text, tool calls, and the finish reason kept.
+    fn choice(&mut self, choice: &ChunkChoice, out: &mut Vec<Bytes>) {
+        if let Some(text) = choice.delta.content.as_ref().and_then(Option::as_deref).filter(|t| !t.is_empty()) {
+            let index = match self.open {
+                Some((index, Block::Text)) => index,
+                _ => self.open(Block::Text, ContentBlock::text(""), out),
+            };
+            let delta = BlockDelta::TextDelta { text: Cow::Borrowed(text) };
+            out.push(frame(&StreamEvent::ContentBlockDelta { index, delta }));
+        }
+        for call in choice.delta.tool_calls.iter().flatten() {
+            self.tool_call(call, out);
+        }
+        if let Some(reason) = choice.finish_reason.as_deref() {
+            self.stop_reason = Some(stop_reason(reason));
+        }
+    }
+
+    /// A piece of a tool call: a call with an id (or of another index) opens a tool_use block.
+    fn tool_call(&mut self, call: &ToolCallDelta, out: &mut Vec<Bytes>) {
+        let index = match self.open {
+            Some((index, Block::Tool(t))) if t == call.index && call.id.is_none() => index,
+            _ => {
+                let name = call.function.as_ref().and_then(|f| f.name.as_deref()).unwrap_or_default();
+                let start = ContentBlock::ToolUse {
+                    id: Cow::Borrowed(call.id.as_deref().unwrap_or_default()),
+                    name: Cow::Borrowed(name),
+                    input: Value::Object(Map::new()),
+                };
+                self.open(Block::Tool(call.index), start, out)
+            }
+        };
+        if let Some(partial) = call.function.as_ref().and_then(|f| f.arguments.as_deref()).filter(|a| !a.is_empty()) {
+            let delta = BlockDelta::InputJsonDelta { partial_json: Cow::Borrowed(partial) };
+            out.push(frame(&StreamEvent::ContentBlockDelta { index, delta }));
+        }
+    }
+
     /// The closing events: the open block's stop, message_delta with stop_reason and usage, message_stop.
     pub fn finish(&mut self) -> Vec<Bytes> {
         let mut out = Vec::new();
-        self.start(&json!({}), &mut out);
+        self.start("", None, &mut out);
         self.close(&mut out);
-        out.push(sse::named(
-            "message_delta",
-            &json!({"type": "message_delta",
-                "delta": {"stop_reason": self.stop_reason.unwrap_or("end_turn"), "stop_sequence": null},
-                "usage": {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}}),
-        ));
-        out.push(sse::named("message_stop", &json!({"type": "message_stop"})));
+        let delta = MessageDelta {
+            stop_reason: Some(Cow::Borrowed(self.stop_reason.unwrap_or("end_turn"))),
+            stop_sequence: None,
+        };
+        let usage = Usage::new(self.input_tokens, self.output_tokens);
+        out.push(frame(&StreamEvent::MessageDelta { delta, usage }));
+        out.push(frame(&StreamEvent::MessageStop));
         out
     }
 }
@@ -327,7 +379,7 @@ pub fn error_event(e: &ApiError) -> Bytes {
         529 | 503 => "overloaded_error",
         _ => "api_error",
     };
-    sse::named("error", &json!({"type": "error", "error": {"type": kind, "message": e.message}}))
+    frame(&StreamEvent::Error { error: ErrorDetail { kind: Cow::Borrowed(kind), message: Cow::Borrowed(&e.message) } })
 }
 
 fn anthropic_frames(
@@ -349,7 +401,7 @@ fn anthropic_frames(
                 return None;
             }
             let frames = match s.chunks.next().await {
-                Some(Ok(chunk)) => s.events.push(&serde_json::to_value(&chunk).unwrap_or_default()),
+                Some(Ok(chunk)) => s.events.push(&chunk),
                 Some(Err(e)) => {
                     s.finished = true;
                     vec![error_event(&ends.failed(e))]
@@ -367,16 +419,13 @@ fn anthropic_frames(
 
 /// `POST /v1/messages` for a deployment that is not Anthropic, through its chat translation.
 pub async fn serve(call: ProviderCall<'_>, provider: &dyn ChatProvider) -> Result<Outcome, ApiError> {
-    let body = match &call.payload {
-        Payload::Json(v) => Arc::clone(v),
-        _ => return Err(invalid("this route takes a JSON body")),
-    };
-    let req = to_chat_request(&body)?;
+    let Payload::Json(body) = &call.payload else { return Err(invalid("this route takes a JSON body")) };
+    let req = MessagesRequest::deserialize(body.as_ref()).map_err(|e| invalid(format!("invalid request: {e}")))?;
+    let chat = to_chat_request(&req);
     let deployment = Some(call.deployment.id.clone());
-    match execute(&call, provider, req).await? {
+    match execute(&call, provider, chat).await? {
         ChatOutput::Complete(chat) => {
-            let chat = serde_json::to_value(&chat).map_err(|e| ApiError::internal(e.to_string()))?;
-            let usage = usage::from_json(&chat);
+            let usage = chat.usage.as_ref().map(usage_of);
             Ok(Outcome { response: axum::Json(to_anthropic_message(&chat)).into_response(), deployment, usage })
         }
         ChatOutput::Stream(chunks) => {

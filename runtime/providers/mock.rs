@@ -5,8 +5,15 @@
 //! and SSE framing; [`serve`] wires them to a request.
 
 use super::ProviderCall;
-use crate::api::anthropic::MessagesRequest;
-use crate::api::openai::{ChatRequest, CompletionRequest, EmbeddingRequest};
+use crate::api::anthropic::{
+    BlockDelta, Content, ContentBlock, MessageDelta, MessageResponse, MessagesRequest, Source, StreamEvent,
+    Usage as AnthropicUsage,
+};
+use crate::api::openai::{
+    AssistantMessage, ChatChunk, ChatCompletion, ChatRequest, ChatUsage, Choice, ChunkChoice, CompletionChoice,
+    CompletionRequest, Delta, Embedding, EmbeddingList, EmbeddingRequest, EmbeddingUsage, EmbeddingVector,
+    TextCompletion,
+};
 use crate::catalogue::Translator;
 use crate::exchange::{ApiError, Outcome, Payload, Usage};
 use crate::streaming::sse;
@@ -15,7 +22,8 @@ use axum::body::Bytes;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::de::DeserializeOwned;
-use serde_json::{json, Value};
+use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// What the mock needs to build one answer.
 #[derive(Debug, Clone)]
@@ -43,8 +51,8 @@ pub fn deltas(text: &str) -> Vec<&str> {
     pieces
 }
 
-fn usage_json(u: Usage) -> Value {
-    json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.prompt_tokens + u.completion_tokens})
+fn chat_usage_of(u: Usage) -> ChatUsage {
+    ChatUsage::new(u.prompt_tokens, u.completion_tokens)
 }
 
 /// Usage of a chat request answered with `text`.
@@ -55,55 +63,80 @@ pub fn chat_usage(req: &ChatRequest, text: &str) -> Usage {
 }
 
 /// A `chat.completion` object.
-pub fn chat_response(a: &MockAnswer<'_>, req: &ChatRequest) -> Value {
-    let choices: Vec<Value> = (0..req.n.unwrap_or(1).max(1))
-        .map(|i| {
-            json!({
-                "index": i,
-                "message": {"role": "assistant", "content": a.text, "refusal": null},
-                "logprobs": null,
-                "finish_reason": "stop"
-            })
+pub fn chat_response(a: &MockAnswer<'_>, req: &ChatRequest) -> ChatCompletion {
+    let choices = (0..req.n.unwrap_or(1).max(1))
+        .map(|i| Choice {
+            index: i,
+            message: AssistantMessage {
+                role: "assistant".into(),
+                content: Some(Some(a.text.to_owned())),
+                refusal: Some(None),
+                tool_calls: None,
+                extra: Map::new(),
+            },
+            logprobs: Some(None),
+            finish_reason: Some("stop".into()),
+            extra: Map::new(),
         })
         .collect();
-    json!({
-        "id": a.id,
-        "object": "chat.completion",
-        "created": a.created,
-        "model": a.model,
-        "choices": choices,
-        "usage": usage_json(chat_usage(req, a.text)),
-        "system_fingerprint": null
-    })
+    ChatCompletion {
+        id: a.id.to_owned(),
+        object: "chat.completion".into(),
+        created: a.created,
+        model: a.model.to_owned(),
+        choices,
+        system_fingerprint: Some(None),
+        usage: Some(chat_usage_of(chat_usage(req, a.text))),
+        extra: Map::new(),
+    }
+}
+
+/// One `chat.completion.chunk` of choice `index` (no choice at all for the usage chunk).
+fn chat_chunk(a: &MockAnswer<'_>, index: Option<u32>, delta: Delta, finish: Option<&str>) -> ChatChunk {
+    let choice = |index| ChunkChoice {
+        index,
+        delta,
+        logprobs: Some(None),
+        finish_reason: finish.map(Into::into),
+        extra: Map::new(),
+    };
+    ChatChunk {
+        id: a.id.to_owned(),
+        object: "chat.completion.chunk".into(),
+        created: a.created,
+        model: a.model.to_owned(),
+        system_fingerprint: Some(None),
+        choices: index.map(choice).into_iter().collect(),
+        usage: None,
+        extra: Map::new(),
+    }
 }
 
 /// The SSE frames of a streamed chat completion, `data: [DONE]` included.
 pub fn chat_stream(a: &MockAnswer<'_>, req: &ChatRequest) -> Vec<Bytes> {
     let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
-    let chunk = |choices: Value, usage: Option<Value>| {
-        let mut c = json!({"id": a.id, "object": "chat.completion.chunk", "created": a.created, "model": a.model, "system_fingerprint": null, "choices": choices});
+    // With usage asked for, every chunk says `usage: null` but the last, which has it.
+    let frame = |mut chunk: ChatChunk| {
         if include_usage {
-            c["usage"] = usage.unwrap_or(Value::Null);
+            chunk.usage = Some(None);
         }
-        sse::data(&c)
+        sse::data(&chunk)
     };
+    let text = |piece: &str| Delta { content: Some(Some(piece.to_owned())), ..Delta::default() };
     let n = req.n.unwrap_or(1).max(1);
     let mut frames = Vec::new();
     for i in 0..n {
-        frames.push(chunk(
-            json!([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]),
-            None,
-        ));
+        let first = Delta { role: Some("assistant".into()), ..text("") };
+        frames.push(frame(chat_chunk(a, Some(i), first, None)));
         for piece in deltas(a.text) {
-            frames.push(chunk(
-                json!([{"index": i, "delta": {"content": piece}, "logprobs": null, "finish_reason": null}]),
-                None,
-            ));
+            frames.push(frame(chat_chunk(a, Some(i), text(piece), None)));
         }
-        frames.push(chunk(json!([{"index": i, "delta": {}, "logprobs": null, "finish_reason": "stop"}]), None));
+        frames.push(frame(chat_chunk(a, Some(i), Delta::default(), Some("stop"))));
     }
     if include_usage {
-        frames.push(chunk(json!([]), Some(usage_json(chat_usage(req, a.text)))));
+        let mut last = chat_chunk(a, None, Delta::default(), None);
+        last.usage = Some(Some(chat_usage_of(chat_usage(req, a.text))));
+        frames.push(sse::data(&last));
     }
     frames.push(sse::done());
     frames
@@ -130,98 +163,155 @@ pub fn completion_usage(req: &CompletionRequest, text: &str) -> Usage {
     }
 }
 
+/// How many answers a completions request gets: one per prompt and per `n`.
+fn completion_answers(req: &CompletionRequest) -> u32 {
+    let prompts = u32::try_from(prompt_texts(&req.prompt).len()).unwrap_or(u32::MAX);
+    prompts.saturating_mul(req.n.unwrap_or(1).max(1))
+}
+
+/// A `text_completion` with these choices.
+fn text_completion(a: &MockAnswer<'_>, choices: Vec<CompletionChoice>) -> TextCompletion {
+    TextCompletion {
+        id: a.id.to_owned(),
+        object: "text_completion".into(),
+        created: a.created,
+        model: a.model.to_owned(),
+        choices,
+        usage: None,
+        extra: Map::new(),
+    }
+}
+
+fn completion_choice(index: u32, text: &str, finish: Option<&str>) -> CompletionChoice {
+    CompletionChoice {
+        text: text.to_owned(),
+        index,
+        logprobs: Some(None),
+        finish_reason: finish.map(Into::into),
+        extra: Map::new(),
+    }
+}
+
 /// A `text_completion` object.
-pub fn completion_response(a: &MockAnswer<'_>, req: &CompletionRequest) -> Value {
-    let answers = prompt_texts(&req.prompt).len() as u32 * req.n.unwrap_or(1).max(1);
-    let choices: Vec<Value> =
-        (0..answers).map(|i| json!({"text": a.text, "index": i, "logprobs": null, "finish_reason": "stop"})).collect();
-    json!({
-        "id": a.id,
-        "object": "text_completion",
-        "created": a.created,
-        "model": a.model,
-        "choices": choices,
-        "usage": usage_json(completion_usage(req, a.text))
-    })
+pub fn completion_response(a: &MockAnswer<'_>, req: &CompletionRequest) -> TextCompletion {
+    let choices = (0..completion_answers(req)).map(|i| completion_choice(i, a.text, Some("stop"))).collect();
+    let mut answer = text_completion(a, choices);
+    answer.usage = Some(Some(chat_usage_of(completion_usage(req, a.text))));
+    answer
 }
 
 /// The SSE frames of a streamed completion.
 pub fn completion_stream(a: &MockAnswer<'_>, req: &CompletionRequest) -> Vec<Bytes> {
     let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
-    let chunk = |choices: Value, usage: Option<Value>| {
-        let mut c = json!({"id": a.id, "object": "text_completion", "created": a.created, "model": a.model, "choices": choices});
+    let frame = |choice: CompletionChoice| {
+        let mut chunk = text_completion(a, vec![choice]);
         if include_usage {
-            c["usage"] = usage.unwrap_or(Value::Null);
+            chunk.usage = Some(None);
         }
-        sse::data(&c)
+        sse::data(&chunk)
     };
-    let answers = prompt_texts(&req.prompt).len() as u32 * req.n.unwrap_or(1).max(1);
     let mut frames = Vec::new();
-    for i in 0..answers {
+    for i in 0..completion_answers(req) {
         for piece in deltas(a.text) {
-            frames.push(chunk(json!([{"text": piece, "index": i, "logprobs": null, "finish_reason": null}]), None));
+            frames.push(frame(completion_choice(i, piece, None)));
         }
-        frames.push(chunk(json!([{"text": "", "index": i, "logprobs": null, "finish_reason": "stop"}]), None));
+        frames.push(frame(completion_choice(i, "", Some("stop"))));
     }
     if include_usage {
-        frames.push(chunk(json!([]), Some(usage_json(completion_usage(req, a.text)))));
+        let mut last = text_completion(a, Vec::new());
+        last.usage = Some(Some(chat_usage_of(completion_usage(req, a.text))));
+        frames.push(sse::data(&last));
     }
     frames.push(sse::done());
     frames
 }
 
 /// Usage of an Anthropic Messages request answered with `text`.
-pub fn messages_usage(req: &MessagesRequest, text: &str) -> Usage {
-    let system = req.system.as_ref().map(tokenizer::count_value).unwrap_or(0);
-    let turns: u64 = req.messages.iter().map(|m| 3 + tokenizer::count_value(&m.content)).sum();
+pub fn messages_usage(req: &MessagesRequest<'_>, text: &str) -> Usage {
+    let system = req.system.as_ref().map(content_tokens).unwrap_or(0);
+    let turns: u64 = req.messages.iter().map(|m| 3 + content_tokens(&m.content)).sum();
     Usage { prompt_tokens: system + turns + 3, completion_tokens: tokenizer::count(text) }
 }
 
+/// The tokens of a turn's content, counted as `tokenizer::count_value` counts its JSON: every
+/// string and number, block types included, so the figures stay those of the untyped mock.
+fn content_tokens(content: &Content<'_>) -> u64 {
+    match content {
+        Content::Text(text) => tokenizer::count(text),
+        Content::Blocks(blocks) => blocks.iter().map(block_tokens).sum(),
+    }
+}
+
+fn block_tokens(block: &ContentBlock<'_>) -> u64 {
+    let texts = |texts: &[&str]| texts.iter().map(|t| tokenizer::count(t)).sum::<u64>();
+    let source = |kind: &str, s: &Source<'_>| {
+        let optional = [s.media_type.as_deref(), s.data.as_deref(), s.url.as_deref()];
+        texts(&[kind, &s.kind]) + optional.into_iter().flatten().map(tokenizer::count).sum::<u64>()
+    };
+    match block {
+        ContentBlock::Text { text, cache_control } => {
+            texts(&["text", text]) + cache_control.as_deref().map_or(0, tokenizer::count_value)
+        }
+        ContentBlock::Image { source: s } => source("image", s),
+        ContentBlock::Document { source: s } => source("document", s),
+        ContentBlock::ToolUse { id, name, input } => texts(&["tool_use", id, name]) + tokenizer::count_value(input),
+        ContentBlock::ToolResult { tool_use_id, content } => {
+            texts(&["tool_result", tool_use_id]) + content_tokens(content)
+        }
+        ContentBlock::Other(members) => members.values().map(tokenizer::count_value).sum(),
+    }
+}
+
+/// An assistant `message` with this content.
+fn message<'a>(
+    a: &MockAnswer<'a>,
+    content: Vec<ContentBlock<'a>>,
+    stop_reason: Option<&'static str>,
+    usage: AnthropicUsage,
+) -> MessageResponse<'a> {
+    MessageResponse {
+        id: Cow::Borrowed(a.id),
+        kind: Cow::Borrowed("message"),
+        role: Cow::Borrowed("assistant"),
+        model: Cow::Borrowed(a.model),
+        content,
+        stop_reason: stop_reason.map(Cow::Borrowed),
+        stop_sequence: None,
+        usage,
+    }
+}
+
 /// An Anthropic `message` object.
-pub fn messages_response(a: &MockAnswer<'_>, req: &MessagesRequest) -> Value {
+pub fn messages_response<'a>(a: &MockAnswer<'a>, req: &MessagesRequest<'_>) -> MessageResponse<'a> {
     let u = messages_usage(req, a.text);
-    json!({
-        "id": a.id,
-        "type": "message",
-        "role": "assistant",
-        "model": a.model,
-        "content": [{"type": "text", "text": a.text}],
-        "stop_reason": "end_turn",
-        "stop_sequence": null,
-        "usage": {"input_tokens": u.prompt_tokens, "output_tokens": u.completion_tokens}
-    })
+    let usage = AnthropicUsage::new(u.prompt_tokens, u.completion_tokens);
+    message(a, vec![ContentBlock::text(a.text)], Some("end_turn"), usage)
+}
+
+/// An event in Anthropic's SSE framing.
+fn frame(event: &StreamEvent<'_>) -> Bytes {
+    sse::named(event.name(), event)
 }
 
 /// The full Anthropic SSE sequence: message_start, ping, the text block, message_delta, message_stop.
-pub fn messages_stream(a: &MockAnswer<'_>, req: &MessagesRequest) -> Vec<Bytes> {
+pub fn messages_stream(a: &MockAnswer<'_>, req: &MessagesRequest<'_>) -> Vec<Bytes> {
     let u = messages_usage(req, a.text);
+    // Anthropic reports one output token at the start.
+    let start = message(a, Vec::new(), None, AnthropicUsage::new(u.prompt_tokens, 1));
     let mut frames = vec![
-        sse::named(
-            "message_start",
-            &json!({"type": "message_start", "message": {
-                "id": a.id, "type": "message", "role": "assistant", "model": a.model, "content": [],
-                "stop_reason": null, "stop_sequence": null,
-                "usage": {"input_tokens": u.prompt_tokens, "output_tokens": 1}
-            }}),
-        ),
-        sse::named(
-            "content_block_start",
-            &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-        ),
-        sse::named("ping", &json!({"type": "ping"})),
+        frame(&StreamEvent::MessageStart { message: start }),
+        frame(&StreamEvent::ContentBlockStart { index: 0, content_block: ContentBlock::text("") }),
+        frame(&StreamEvent::Ping),
     ];
     for piece in deltas(a.text) {
-        frames.push(sse::named(
-            "content_block_delta",
-            &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
-        ));
+        let delta = BlockDelta::TextDelta { text: Cow::Borrowed(piece) };
+        frames.push(frame(&StreamEvent::ContentBlockDelta { index: 0, delta }));
     }
-    frames.push(sse::named("content_block_stop", &json!({"type": "content_block_stop", "index": 0})));
-    frames.push(sse::named(
-        "message_delta",
-        &json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": u.completion_tokens}}),
-    ));
-    frames.push(sse::named("message_stop", &json!({"type": "message_stop"})));
+    frames.push(frame(&StreamEvent::ContentBlockStop { index: 0 }));
+    let delta = MessageDelta { stop_reason: Some(Cow::Borrowed("end_turn")), stop_sequence: None };
+    let usage = AnthropicUsage { output_tokens: Some(u.completion_tokens), ..AnthropicUsage::default() };
+    frames.push(frame(&StreamEvent::MessageDelta { delta, usage }));
+    frames.push(frame(&StreamEvent::MessageStop));
     frames
 }
 
@@ -249,7 +339,7 @@ pub fn embed(text: &str, dimensions: usize) -> Vec<f32> {
 }
 
 /// An embeddings `list` response, as floats or (when asked) base64 of little-endian f32.
-pub fn embedding_response(model: &str, req: &EmbeddingRequest) -> Result<Value, ApiError> {
+pub fn embedding_response(model: &str, req: &EmbeddingRequest) -> Result<EmbeddingList, ApiError> {
     let dimensions = req.dimensions.unwrap_or(EMBEDDING_DIMENSIONS);
     if dimensions == 0 || dimensions > 8192 {
         return Err(ApiError::bad_request("dimensions must be between 1 and 8192").with_param("dimensions"));
@@ -265,27 +355,29 @@ pub fn embedding_response(model: &str, req: &EmbeddingRequest) -> Result<Value, 
         }
     };
     let inputs = req.inputs();
-    let data: Vec<Value> = inputs
+    let data = inputs
         .iter()
-        .enumerate()
-        .map(|(i, text)| {
+        .zip(0..)
+        .map(|(text, index)| {
             let v = embed(text, dimensions);
             let embedding = if base64 {
                 let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+                EmbeddingVector::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
             } else {
-                json!(v)
+                // As f64, the numbers written are those the untyped answer had.
+                EmbeddingVector::Float(v.into_iter().map(f64::from).collect())
             };
-            json!({"object": "embedding", "index": i, "embedding": embedding})
+            Embedding { object: "embedding".into(), index, embedding }
         })
         .collect();
     let tokens: u64 = inputs.iter().map(|t| tokenizer::count(t)).sum();
-    Ok(json!({
-        "object": "list",
-        "data": data,
-        "model": model,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}
-    }))
+    Ok(EmbeddingList {
+        object: "list".into(),
+        data,
+        model: model.to_owned(),
+        usage: EmbeddingUsage { prompt_tokens: tokens, total_tokens: tokens },
+        extra: Map::new(),
+    })
 }
 
 fn parse<T: DeserializeOwned>(payload: Payload) -> Result<T, ApiError> {
@@ -350,7 +442,7 @@ pub fn serve(call: ProviderCall<'_>, translator: Translator) -> Result<Outcome, 
         Translator::MockEmbedding => {
             let req: EmbeddingRequest = parse(call.payload)?;
             let body = embedding_response(&d.upstream_model, &req)?;
-            let prompt_tokens = body["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
+            let prompt_tokens = body.usage.prompt_tokens;
             (axum::Json(body).into_response(), Usage { prompt_tokens, completion_tokens: 0 })
         }
         other => {

@@ -3,6 +3,7 @@
 
 use crate::fake_openai::FakeOpenAi;
 use crate::support::TestServer;
+use ferrolite::api::openai::ChatChunk;
 use ferrolite::providers::chat::{check_params, unsupported_params};
 use ferrolite::providers::messages::{to_anthropic_message, to_chat_request, AnthropicEvents};
 use ferrolite::providers::Provider;
@@ -30,7 +31,8 @@ fn messages_request_becomes_an_openai_chat_request() {
             ]}
         ]
     });
-    insta::assert_json_snapshot!(serde_json::to_value(to_chat_request(&body).unwrap()).unwrap());
+    let req = serde_json::from_value(body).expect("a Messages request");
+    insta::assert_json_snapshot!(serde_json::to_value(to_chat_request(&req)).unwrap());
 }
 
 #[test]
@@ -43,6 +45,7 @@ fn chat_completion_becomes_an_anthropic_message() {
         }}],
         "usage": {"prompt_tokens": 20, "completion_tokens": 7, "total_tokens": 27, "prompt_tokens_details": {"cached_tokens": 4}}
     });
+    let chat = serde_json::from_value(chat).expect("a chat.completion");
     insta::assert_json_snapshot!(to_anthropic_message(&chat));
 }
 
@@ -51,12 +54,15 @@ fn openai_chunks_become_the_full_anthropic_event_sequence() {
     let text =
         std::fs::read_to_string(crate::support::repo_root().join("tests/fixtures/openai-chat-completion-stream.sse"))
             .unwrap();
-    let mut chunks: Vec<Value> = crate::support::sse_data(&text)
+    let mut chunks: Vec<ChatChunk> = crate::support::sse_data(&text)
         .into_iter()
         .filter(|d| d != "[DONE]")
         .map(|d| serde_json::from_str(&d).unwrap())
         .collect();
-    chunks.push(json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o", "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}}));
+    chunks.push(
+        serde_json::from_value(json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o", "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}}))
+            .unwrap(),
+    );
     let mut events = AnthropicEvents::new("gpt-4o");
     let mut out = String::new();
     for chunk in &chunks {

@@ -53,7 +53,7 @@ fn chat(body: Value) -> ChatRequest {
 /// The Messages body for an OpenAI chat body.
 fn body(openai: Value) -> Value {
     let s = session();
-    anthropic::messages_body(&chat(openai), deployment(&s)).expect("translates")
+    crate::support::wire(anthropic::messages_body(&chat(openai), deployment(&s)).expect("translates"))
 }
 
 fn deployment(s: &Session) -> &Deployment {
@@ -337,7 +337,7 @@ const CREATED: u64 = 1_700_000_000;
 #[test]
 fn message_to_chat_completion() {
     let body: Value = serde_json::from_slice(&fixture("anthropic-messages.json")).unwrap();
-    let out = anthropic::to_openai_at(&body, "fallback-model", CREATED).unwrap();
+    let out = crate::support::wire(anthropic::to_openai_at(&body, "fallback-model", CREATED).unwrap());
     insta::assert_json_snapshot!(out);
     assert_eq!(out["choices"][0]["message"]["content"], "Bonjour from Claude");
 }
@@ -345,7 +345,7 @@ fn message_to_chat_completion() {
 #[test]
 fn tool_use_message_to_tool_calls() {
     let body: Value = serde_json::from_slice(&fixture("anthropic-messages-tool-use.json")).unwrap();
-    let out = anthropic::to_openai_at(&body, "fallback-model", CREATED).unwrap();
+    let out = crate::support::wire(anthropic::to_openai_at(&body, "fallback-model", CREATED).unwrap());
     insta::assert_json_snapshot!(out);
     let arguments = out["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"].as_str().unwrap();
     assert_eq!(serde_json::from_str::<Value>(arguments).unwrap(), json!({"city": "Paris"}));
@@ -378,18 +378,21 @@ fn stop_reasons_usage_and_json_answers() {
         ("tool_use", "tool_calls"),
         ("refusal", "content_filter"),
     ] {
-        let out = anthropic::to_openai_at(&message(text.clone(), stop, usage.clone()), "m", CREATED).unwrap();
+        let out = crate::support::wire(
+            anthropic::to_openai_at(&message(text.clone(), stop, usage.clone()), "m", CREATED).unwrap(),
+        );
         assert_eq!(out["choices"][0]["finish_reason"], finish, "{stop}");
         assert_eq!(out["choices"][0]["message"]["content"], "Hi there", "text blocks are joined");
     }
     let cached = json!({"input_tokens": 5, "cache_creation_input_tokens": 100, "cache_read_input_tokens": 2000, "output_tokens": 3});
-    let out = anthropic::to_openai_at(&message(text, "end_turn", cached), "m", CREATED).unwrap();
+    let out = crate::support::wire(anthropic::to_openai_at(&message(text, "end_turn", cached), "m", CREATED).unwrap());
     assert_eq!(
         out["usage"],
         json!({"prompt_tokens": 2105, "completion_tokens": 3, "total_tokens": 2108, "prompt_tokens_details": {"cached_tokens": 2000}})
     );
     let json_answer = json!([{"type": "tool_use", "id": "toolu_9", "name": RESPONSE_FORMAT_TOOL, "input": {"name": "Paris", "population": 2102650}}]);
-    let out = anthropic::to_openai_at(&message(json_answer, "tool_use", usage), "m", CREATED).unwrap();
+    let out =
+        crate::support::wire(anthropic::to_openai_at(&message(json_answer, "tool_use", usage), "m", CREATED).unwrap());
     insta::assert_json_snapshot!("json_answer", out);
     assert_eq!(out["choices"][0]["finish_reason"], "stop");
     assert!(out["choices"][0]["message"].get("tool_calls").is_none());
