@@ -189,6 +189,30 @@ pub struct ChatUsage {
     pub completion_tokens: u64,
     #[serde(default)]
     pub total_tokens: u64,
+    /// How many of the prompt's tokens came from the provider's cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+    /// How many of the completion's tokens were reasoning (thinking).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_tokens_details: Option<CompletionTokensDetails>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `usage.prompt_tokens_details`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PromptTokensDetails {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_tokens: Option<u64>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `usage.completion_tokens_details`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CompletionTokensDetails {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens: Option<u64>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -199,9 +223,22 @@ impl ChatUsage {
         ChatUsage {
             prompt_tokens,
             completion_tokens,
-            total_tokens: prompt_tokens + completion_tokens,
-            extra: Map::new(),
+            total_tokens: prompt_tokens.saturating_add(completion_tokens),
+            ..ChatUsage::default()
         }
+    }
+
+    /// With `cached` of the prompt's tokens read from the provider's cache.
+    pub fn cached(mut self, cached: u64) -> ChatUsage {
+        self.prompt_tokens_details = Some(PromptTokensDetails { cached_tokens: Some(cached), extra: Map::new() });
+        self
+    }
+
+    /// With `reasoning` of the completion's tokens spent thinking.
+    pub fn reasoning(mut self, reasoning: u64) -> ChatUsage {
+        let details = CompletionTokensDetails { reasoning_tokens: Some(reasoning), extra: Map::new() };
+        self.completion_tokens_details = Some(details);
+        self
     }
 }
 

@@ -652,16 +652,10 @@ pub fn openai_usage(usage: &Usage) -> ChatUsage {
         .unwrap_or(0)
         .saturating_add(usage.cache_creation_input_tokens.unwrap_or(0))
         .saturating_add(usage.cache_read_input_tokens.unwrap_or(0));
-    let completion = usage.output_tokens.unwrap_or(0);
-    let mut extra = Map::new();
-    if let Some(cached) = usage.cache_read_input_tokens {
-        extra.insert("prompt_tokens_details".into(), json!({"cached_tokens": cached}));
-    }
-    ChatUsage {
-        prompt_tokens: prompt,
-        completion_tokens: completion,
-        total_tokens: prompt.saturating_add(completion),
-        extra,
+    let openai = ChatUsage::new(prompt, usage.output_tokens.unwrap_or(0));
+    match usage.cache_read_input_tokens {
+        Some(cached) => openai.cached(cached),
+        None => openai,
     }
 }
 

@@ -442,12 +442,8 @@ fn json_response_schema(req: &ChatRequest) -> Result<Option<Value>, ApiError> {
 /// Bedrock's token counts as OpenAI's (the total, when Bedrock leaves it out, is the sum).
 fn chat_usage(usage: TokenUsage) -> ChatUsage {
     let (prompt, completion) = (usage.input_tokens, usage.output_tokens);
-    ChatUsage {
-        prompt_tokens: prompt,
-        completion_tokens: completion,
-        total_tokens: usage.total_tokens.unwrap_or(prompt.saturating_add(completion)),
-        extra: Map::new(),
-    }
+    let total = usage.total_tokens.unwrap_or(prompt.saturating_add(completion));
+    ChatUsage { total_tokens: total, ..ChatUsage::new(prompt, completion) }
 }
 
 /// OpenAI's `finish_reason` for a `stopReason` (absent: `end_turn`). The forced JSON-answer

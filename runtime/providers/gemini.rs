@@ -506,13 +506,12 @@ pub fn usage(meta: &UsageMetadata) -> ChatUsage {
     let thoughts = meta.thoughts_token_count.unwrap_or(0);
     let completion = meta.candidates_token_count.unwrap_or(0).saturating_add(thoughts);
     let total = meta.total_token_count.unwrap_or(prompt.saturating_add(completion));
-    let mut usage =
-        ChatUsage { prompt_tokens: prompt, completion_tokens: completion, total_tokens: total, extra: Map::new() };
+    let mut usage = ChatUsage { total_tokens: total, ..ChatUsage::new(prompt, completion) };
     if let Some(cached) = meta.cached_content_token_count {
-        usage.extra.insert("prompt_tokens_details".into(), json!({"cached_tokens": cached}));
+        usage = usage.cached(cached);
     }
     if thoughts > 0 {
-        usage.extra.insert("completion_tokens_details".into(), json!({"reasoning_tokens": thoughts}));
+        usage = usage.reasoning(thoughts);
     }
     usage
 }

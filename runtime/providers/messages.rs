@@ -220,10 +220,7 @@ pub fn to_anthropic_message(chat: &ChatCompletion) -> MessageResponse<'_> {
 /// OpenAI's usage in Anthropic's words: cached prompt tokens are cache reads.
 fn message_usage(usage: Option<&ChatUsage>) -> Usage {
     let mut out = Usage::new(usage.map_or(0, |u| u.prompt_tokens), usage.map_or(0, |u| u.completion_tokens));
-    out.cache_read_input_tokens = usage
-        .and_then(|u| u.extra.get("prompt_tokens_details"))
-        .and_then(|d| d.get("cached_tokens"))
-        .and_then(Value::as_u64);
+    out.cache_read_input_tokens = usage.and_then(|u| u.prompt_tokens_details.as_ref()).and_then(|d| d.cached_tokens);
     out
 }
 

@@ -207,21 +207,3 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
     let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
     Some(value.parse::<f64>().map(|s| s.ceil().max(0.0) as u64).unwrap_or(1))
 }
-
-/// An answer a translation built as JSON, read into the typed answer (the translations build
-/// their own wire types step by step; until each does, this is their boundary).
-pub fn typed_completion(value: Value) -> Result<ChatCompletion, ApiError> {
-    serde_json::from_value(value)
-        .map_err(|e| ApiError::internal(format!("a translated answer is not a chat.completion: {e}")))
-}
-
-/// Chunks a translation built as JSON, read into typed chunks (see [`typed_completion`]).
-pub fn typed_chunks(values: Vec<Value>) -> Result<Vec<ChatChunk>, ApiError> {
-    values
-        .into_iter()
-        .map(|v| {
-            serde_json::from_value(v)
-                .map_err(|e| ApiError::internal(format!("a translated chunk is not a chat.completion.chunk: {e}")))
-        })
-        .collect()
-}
