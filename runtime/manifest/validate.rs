@@ -172,62 +172,25 @@ fn semantic_checks(doc: &Value, out: &mut Vec<Finding>) {
     }
 }
 
-/// The settings keys ferrolite reads; every other key of these sections is kept but ignored,
-/// which install and `validate` say, one warning each.
-const HONOURED: &[(&str, &[&str])] = &[
-    (
-        "litellm_settings",
-        &[
-            "debug",
-            "detailed_debug",
-            "user_debug",
-            "drop_params",
-            "routing_strategy",
-            "routing_strategy_args",
-            "num_retries",
-            "timeout",
-            "request_timeout",
-            "stream_timeout",
-            "allowed_fails",
-            "cooldown_time",
-            "retry_backoff",
-            "fallbacks",
-            "context_window_fallbacks",
-            "content_policy_fallbacks",
-            "enforce_model_rate_limits",
-            "stream_keepalive_interval",
-            "max_budget",
-            "budget_duration",
-        ],
-    ),
-    (
-        "router_settings",
-        &[
-            "routing_strategy",
-            "routing_strategy_args",
-            "num_retries",
-            "timeout",
-            "request_timeout",
-            "stream_timeout",
-            "allowed_fails",
-            "cooldown_time",
-            "retry_backoff",
-            "fallbacks",
-            "context_window_fallbacks",
-            "content_policy_fallbacks",
-            "enforce_model_rate_limits",
-            "stream_keepalive_interval",
-            "max_budget",
-            "budget_duration",
-        ],
-    ),
-    ("general_settings", &["master_key"]),
-];
-
+/// The settings keys ferrolite reads are the typed fields of its settings (as the generated
+/// schema lists them); every other key of these sections is kept but ignored, which install and
+/// `validate` say, one warning each.
 fn ignored_settings(config: &Value, out: &mut Vec<Finding>) {
-    for (section, honoured) in HONOURED {
+    static SECTIONS: OnceLock<[(&str, Vec<String>); 3]> = OnceLock::new();
+    let sections = SECTIONS.get_or_init(|| {
+        let schema = super::json_schema();
+        let fields = |def: &str| -> Vec<String> {
+            schema["$defs"][def]["properties"].as_object().map(|p| p.keys().cloned().collect()).unwrap_or_default()
+        };
+        [
+            ("litellm_settings", fields("LitellmSettings")),
+            ("router_settings", fields("RoutingSettings")),
+            ("general_settings", vec!["master_key".to_owned()]),
+        ]
+    });
+    for (section, honoured) in sections {
         for key in config[*section].as_object().into_iter().flat_map(|m| m.keys()) {
-            if !honoured.contains(&key.as_str()) {
+            if !honoured.contains(key) {
                 out.push(Finding {
                     severity: Severity::Warning,
                     pointer: format!("/config/{section}/{}", escape_pointer(key)),

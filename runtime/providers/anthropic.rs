@@ -702,16 +702,7 @@ impl StreamDecoder {
     }
 
     fn chunk(&self, choices: Vec<ChunkChoice>) -> ChatChunk {
-        ChatChunk {
-            id: self.meta.id.clone(),
-            object: "chat.completion.chunk".into(),
-            created: self.meta.created,
-            model: self.meta.model.clone(),
-            system_fingerprint: None,
-            choices,
-            usage: None,
-            extra: Map::new(),
-        }
+        self.meta.chunk(choices, false)
     }
 
     /// A chunk with one delta; the first chunk of the stream also says the role.
@@ -720,14 +711,7 @@ impl StreamDecoder {
             self.started = true;
             delta.role = Some("assistant".into());
         }
-        let choice = ChunkChoice {
-            index: 0,
-            delta,
-            logprobs: Some(None),
-            finish_reason: finish.map(Into::into),
-            extra: Map::new(),
-        };
-        self.chunk(vec![choice])
+        self.chunk(vec![super::translate::delta_choice(0, delta, finish)])
     }
 
     /// A chunk adding text to the message.

@@ -598,16 +598,7 @@ impl ConverseStreamDecoder {
     }
 
     fn envelope(&self, choices: Vec<ChunkChoice>) -> ChatChunk {
-        ChatChunk {
-            id: self.meta.id.clone(),
-            object: "chat.completion.chunk".into(),
-            created: self.meta.created,
-            model: self.meta.model.clone(),
-            system_fingerprint: Some(None),
-            choices,
-            usage: None,
-            extra: Map::new(),
-        }
+        self.meta.chunk(choices, true)
     }
 
     /// A content chunk; the first one of the stream also carries the role.
@@ -616,14 +607,7 @@ impl ConverseStreamDecoder {
             self.started = true;
             delta.role = Some("assistant".into());
         }
-        let choice = ChunkChoice {
-            index: 0,
-            delta,
-            logprobs: Some(None),
-            finish_reason: finish.map(str::to_owned),
-            extra: Map::new(),
-        };
-        self.envelope(vec![choice])
+        self.envelope(vec![super::translate::delta_choice(0, delta, finish)])
     }
 
     fn usage_chunk(&mut self, out: &mut Vec<ChatChunk>) {

@@ -668,16 +668,7 @@ impl StreamDecoder {
     }
 
     fn chunk(&self, choices: Vec<ChunkChoice>) -> ChatChunk {
-        ChatChunk {
-            id: self.meta.id.clone(),
-            object: "chat.completion.chunk".to_owned(),
-            created: self.meta.created,
-            model: self.meta.model.clone(),
-            system_fingerprint: Some(None),
-            choices,
-            usage: None,
-            extra: Map::new(),
-        }
+        self.meta.chunk(choices, true)
     }
 
     /// A chunk of one choice; the first of each choice carries the role (and a content, empty
@@ -691,14 +682,7 @@ impl StreamDecoder {
                 delta.content = Some(if delta.tool_calls.is_some() { None } else { Some(String::new()) });
             }
         }
-        let choice = ChunkChoice {
-            index,
-            delta,
-            logprobs: Some(None),
-            finish_reason: finish.map(str::to_owned),
-            extra: Map::new(),
-        };
-        self.chunk(vec![choice])
+        self.chunk(vec![super::translate::delta_choice(index, delta, finish)])
     }
 
     fn finish_chunk(&mut self, index: u32, reason: &str) -> ChatChunk {

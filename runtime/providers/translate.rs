@@ -7,7 +7,7 @@
 //! can be snapshot-tested without a network.
 
 use super::Deployment;
-use crate::api::openai::{ChatChunk, ChatCompletion, ChatRequest};
+use crate::api::openai::{ChatChunk, ChatCompletion, ChatRequest, ChunkChoice, Delta};
 use crate::exchange::ApiError;
 use axum::http::StatusCode;
 use serde_json::Value;
@@ -47,6 +47,34 @@ pub struct StreamMeta {
     pub created: u64,
     /// The model reported in chunks (the deployment's upstream model).
     pub model: String,
+}
+
+impl StreamMeta {
+    /// A chunk of this stream carrying `choices` (no usage). `null_fingerprint` writes
+    /// `"system_fingerprint": null`, as some translations always have.
+    pub fn chunk(&self, choices: Vec<ChunkChoice>, null_fingerprint: bool) -> ChatChunk {
+        ChatChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk".into(),
+            created: self.created,
+            model: self.model.clone(),
+            system_fingerprint: null_fingerprint.then_some(None),
+            choices,
+            usage: None,
+            extra: Default::default(),
+        }
+    }
+}
+
+/// One choice of a chunk: its delta and, on the last, why the answer ended.
+pub fn delta_choice(index: u32, delta: Delta, finish: Option<&str>) -> ChunkChoice {
+    ChunkChoice {
+        index,
+        delta,
+        logprobs: Some(None),
+        finish_reason: finish.map(str::to_owned),
+        extra: Default::default(),
+    }
 }
 
 /// Turns an upstream response body, as its bytes arrive, into OpenAI `chat.completion.chunk`s.

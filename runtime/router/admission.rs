@@ -164,23 +164,11 @@ fn budget_exceeded(what: &str, spent: f64, budget: Budget, reset: Option<u64>) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::router::table::{Ident, Table};
+    use crate::router::table::Table;
     use serde_json::json;
 
     fn table(config: serde_json::Value) -> Table {
-        let config: crate::manifest::ProxyConfig = serde_json::from_value(config).unwrap();
-        let deployments = config
-            .model_list
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                let mut d = crate::providers::Deployment::mock(&format!("{}/{i}", e.model_name), &e.model_name);
-                d.params = e.litellm_params.clone();
-                d
-            })
-            .collect();
-        let ident = Ident { workspace: "w".into(), app_id: "a".into(), session_id: "s".into(), service_id: "x".into() };
-        Table::new(ident, deployments, &config)
+        crate::router::table::for_tests(config)
     }
 
     fn group(n: usize, params: serde_json::Value, settings: serde_json::Value) -> Table {

@@ -133,20 +133,7 @@ mod tests {
     use serde_json::json;
 
     fn table(config: serde_json::Value) -> Table {
-        let config: crate::manifest::ProxyConfig = serde_json::from_value(config).unwrap();
-        let deployments = config
-            .model_list
-            .iter()
-            .enumerate()
-            .map(|(i, e)| crate::providers::Deployment::mock(&format!("{}/{i}", e.model_name), &e.model_name))
-            .collect();
-        let ident = super::super::table::Ident {
-            workspace: "w".into(),
-            app_id: "a".into(),
-            session_id: "s".into(),
-            service_id: "x".into(),
-        };
-        Table::new(ident, deployments, &config)
+        crate::router::table::for_tests(config)
     }
 
     #[test]

@@ -159,3 +159,22 @@ fn budget_of(max: Option<f64>, duration: Option<&str>) -> Option<Budget> {
     let period = duration.and_then(parse_duration);
     max.map(|max_usd| Budget { max_usd, period })
 }
+
+/// A table of mock deployments run by `config` (a manifest's `config`), each with its
+/// `litellm_params`: what the router's unit tests route over.
+#[cfg(test)]
+pub fn for_tests(config: serde_json::Value) -> Table {
+    let config: ProxyConfig = serde_json::from_value(config).expect("a test config");
+    let deployments = config
+        .model_list
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let mut d = Deployment::mock(&format!("{}/{i}", e.model_name), &e.model_name);
+            d.params = e.litellm_params.clone();
+            d
+        })
+        .collect();
+    let ident = Ident { workspace: "w".into(), app_id: "a".into(), session_id: "s".into(), service_id: "x".into() };
+    Table::new(ident, deployments, &config)
+}
