@@ -24,6 +24,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("translate_response", translate_response),
     ("provider_streams", provider_streams),
     ("json_scan", json_scan),
+    ("h1_answer", h1_answer),
 ];
 
 /// Manifest text (JSON or YAML) through parsing and validation.
@@ -175,5 +176,17 @@ pub fn provider_streams(data: &[u8]) {
         }
         let _ = decoder.finish();
         let _ = events.finish();
+    }
+}
+
+/// An upstream's answer (status line, headers, a body framed by length, chunks with extensions
+/// and trailers, or the close) through the reader of the lanes' own HTTP/1.1 client, as a GET's
+/// and as a HEAD's answer. `tests/it/h1_differential.rs` holds the same reader to hyper's.
+pub fn h1_answer(data: &[u8]) {
+    for method in [axum::http::Method::GET, axum::http::Method::HEAD] {
+        if let Ok((status, body)) = crate::transport::read_answer(data, &method) {
+            assert!(body.len() <= data.len(), "a body longer than the answer");
+            assert!(method != axum::http::Method::HEAD || body.is_empty(), "a HEAD answer with a body ({status})");
+        }
     }
 }

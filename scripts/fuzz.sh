@@ -9,11 +9,12 @@ seconds="${1:-60}"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 status=0
-for target in manifest sse eventstream translate_request translate_response provider_streams json_scan; do
+for target in manifest sse eventstream translate_request translate_response provider_streams json_scan h1_answer; do
   corpus="fuzz/corpus/$target"
   mkdir -p "$corpus"
   case "$target" in
     manifest) cp tests/manifests/* "$corpus"/ ;;
+    h1_answer) cp tests/fixtures/http1/* "$corpus"/ ;;
     *) cp tests/fixtures/*.json tests/fixtures/*.sse tests/fixtures/*.eventstream "$corpus"/ 2>/dev/null || true ;;
   esac
   echo "== fuzz $target for ${seconds}s"

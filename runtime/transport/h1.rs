@@ -448,9 +448,10 @@ fn answer(conn: Conn, head: Head) -> Response {
             }
             Body::empty()
         }
-        Framing::Length(n) => Body::new(AnswerBody { conn: Some(conn), state: State::Length(n), keep_alive }),
-        Framing::Chunked => Body::new(AnswerBody { conn: Some(conn), state: State::ChunkSize, keep_alive }),
-        Framing::UntilClose => Body::new(AnswerBody { conn: Some(conn), state: State::UntilClose, keep_alive: false }),
+        Framing::UntilClose => {
+            Body::new(AnswerBody { conn: Some(conn), decoder: BodyDecoder::new(framing), keep_alive: false })
+        }
+        framing => Body::new(AnswerBody { conn: Some(conn), decoder: BodyDecoder::new(framing), keep_alive }),
     };
     Response { status, headers, body }
 }
@@ -460,7 +461,7 @@ fn answer(conn: Conn, head: Head) -> Response {
 struct AnswerBody {
     /// `None` once the body has ended.
     conn: Option<Conn>,
-    state: State,
+    decoder: BodyDecoder,
     keep_alive: bool,
 }
 
@@ -478,6 +479,115 @@ enum State {
     /// Trailer lines, up to an empty one.
     Trailers,
     UntilClose,
+    /// The body has ended.
+    Done,
+}
+
+/// Cuts an answer's body out of the bytes that arrive: the socket-free half of [`AnswerBody`],
+/// which [`read_answer`] also drives (the fuzz target and the comparison with hyper).
+#[derive(Debug, Clone, Copy)]
+struct BodyDecoder {
+    state: State,
+}
+
+/// What the buffered bytes give next.
+enum Step {
+    Data(Bytes),
+    /// The body needs bytes that have not arrived.
+    NeedMore,
+    End,
+}
+
+impl BodyDecoder {
+    fn new(framing: Framing) -> BodyDecoder {
+        let state = match framing {
+            Framing::Length(0) => State::Done,
+            Framing::Length(n) => State::Length(n),
+            Framing::Chunked => State::ChunkSize,
+            Framing::UntilClose => State::UntilClose,
+        };
+        BodyDecoder { state }
+    }
+
+    /// Whether the body has ended.
+    fn is_done(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+
+    /// The next piece of the body `buf` holds; what it uses is taken from `buf`.
+    fn step(&mut self, buf: &mut BytesMut) -> io::Result<Step> {
+        loop {
+            match self.state {
+                State::Done => return Ok(Step::End),
+                _ if buf.is_empty() => return Ok(Step::NeedMore),
+                State::Length(left) | State::ChunkData(left) => {
+                    let take = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    let data = buf.split_to(take).freeze();
+                    let left = left - take as u64;
+                    self.state = match self.state {
+                        State::Length(_) if left == 0 => State::Done,
+                        State::Length(_) => State::Length(left),
+                        _ if left == 0 => State::ChunkEnd,
+                        _ => State::ChunkData(left),
+                    };
+                    return Ok(Step::Data(data));
+                }
+                State::UntilClose => return Ok(Step::Data(buf.split().freeze())),
+                State::ChunkSize => {
+                    let Some(line) = take_line(buf)? else { return Ok(Step::NeedMore) };
+                    let size = chunk_size(&line)?;
+                    self.state = if size == 0 { State::Trailers } else { State::ChunkData(size) };
+                }
+                State::ChunkEnd => {
+                    let Some(line) = take_line(buf)? else { return Ok(Step::NeedMore) };
+                    if !line.is_empty() {
+                        return Err(broken("a chunk is longer than its size"));
+                    }
+                    self.state = State::ChunkSize;
+                }
+                State::Trailers => {
+                    let Some(line) = take_line(buf)? else { return Ok(Step::NeedMore) };
+                    if line.is_empty() {
+                        self.state = State::Done;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The connection ended: fine where the body runs to the close, or had ended already.
+    fn at_eof(&self) -> io::Result<()> {
+        match self.state {
+            State::UntilClose | State::Done => Ok(()),
+            _ => Err(broken("the connection closed before the end")),
+        }
+    }
+}
+
+/// An answer read from `bytes` as this client reads one from a connection that ends where
+/// `bytes` do (a request of `method`): its status and whole body, or why it is refused.
+pub fn read_answer(bytes: &[u8], method: &Method) -> Result<(StatusCode, Vec<u8>), String> {
+    let mut buf = BytesMut::from(bytes);
+    let head = loop {
+        match parse_head(&mut buf, method)? {
+            Parsed::Answer(head) => break head,
+            Parsed::Informational => continue,
+            Parsed::Partial if buf.is_empty() => return Err(UNANSWERED.into()),
+            Parsed::Partial => return Err("the connection closed in the middle of the answer's head".into()),
+        }
+    };
+    let mut decoder = BodyDecoder::new(head.framing);
+    let mut body = Vec::new();
+    loop {
+        match decoder.step(&mut buf).map_err(|e| e.to_string())? {
+            Step::Data(data) => body.extend_from_slice(&data),
+            Step::End => return Ok((head.status, body)),
+            Step::NeedMore => {
+                decoder.at_eof().map_err(|e| e.to_string())?;
+                return Ok((head.status, body));
+            }
+        }
+    }
 }
 
 impl AnswerBody {
@@ -537,63 +647,25 @@ impl hyper::body::Body for AnswerBody {
         loop {
             let Some(conn) = this.conn.as_mut() else { return Poll::Ready(None) };
             // Take what the buffer already holds before reading more.
-            if !conn.buf.is_empty() {
-                match this.state {
-                    State::Length(left) | State::ChunkData(left) => {
-                        let take = conn.buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                        let data = conn.buf.split_to(take).freeze();
-                        let left = left - take as u64;
-                        this.state = match this.state {
-                            State::Length(_) => State::Length(left),
-                            _ if left == 0 => State::ChunkEnd,
-                            _ => State::ChunkData(left),
-                        };
-                        if matches!(this.state, State::Length(0)) {
-                            // Give the connection back now: the caller may never poll again.
-                            let _ = this.finish();
-                        }
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
+            match this.decoder.step(&mut conn.buf) {
+                Ok(Step::Data(data)) => {
+                    if this.decoder.is_done() {
+                        // Give the connection back now: the caller may never poll again.
+                        let _ = this.finish();
                     }
-                    State::UntilClose => {
-                        let data = conn.buf.split().freeze();
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                    State::ChunkSize => {
-                        if let Some(line) = take_line(&mut conn.buf)? {
-                            let size = chunk_size(&line)?;
-                            this.state = if size == 0 { State::Trailers } else { State::ChunkData(size) };
-                            continue;
-                        }
-                    }
-                    State::ChunkEnd => {
-                        if let Some(line) = take_line(&mut conn.buf)? {
-                            if !line.is_empty() {
-                                return Poll::Ready(Some(Err(broken("a chunk is longer than its size"))));
-                            }
-                            this.state = State::ChunkSize;
-                            continue;
-                        }
-                    }
-                    State::Trailers => {
-                        if let Some(line) = take_line(&mut conn.buf)? {
-                            if line.is_empty() {
-                                return this.finish();
-                            }
-                            continue;
-                        }
-                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-            } else if matches!(this.state, State::Length(0)) {
-                return this.finish();
+                Ok(Step::End) => return this.finish(),
+                Ok(Step::NeedMore) => {}
+                Err(e) => {
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
             }
             match ready!(fill(conn, cx)) {
-                Ok(0) if matches!(this.state, State::UntilClose) => {
-                    this.conn = None;
-                    return Poll::Ready(None);
-                }
                 Ok(0) => {
                     this.conn = None;
-                    return Poll::Ready(Some(Err(broken("the connection closed before the end"))));
+                    return Poll::Ready(this.decoder.at_eof().err().map(Err));
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -609,7 +681,7 @@ impl hyper::body::Body for AnswerBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self.state {
+        match self.decoder.state {
             State::Length(left) if self.conn.is_some() => SizeHint::with_exact(left),
             _ if self.conn.is_none() => SizeHint::with_exact(0),
             _ => SizeHint::default(),

@@ -20,6 +20,8 @@ use std::time::Duration;
 pub mod guard;
 mod h1;
 
+pub use h1::read_answer;
+
 /// How long an idle upstream connection stays in the pool.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long opening a TCP connection to an upstream may take: a few seconds, so an upstream

@@ -18,6 +18,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
     let mut inputs = read_dir(&format!("fuzz/regressions/{target}"));
     inputs.extend(match target {
         "manifest" => read_dir("tests/manifests"),
+        "h1_answer" => read_dir("tests/fixtures/http1"),
         _ => read_dir("tests/fixtures"),
     });
     inputs.push(Vec::new());

@@ -27,6 +27,7 @@ mod durability;
 mod failover;
 mod fake_openai;
 mod fuzz_regressions;
+mod h1_differential;
 mod http_api;
 mod limits;
 mod litellm_config;
