@@ -13,7 +13,8 @@ pub struct Usage {
 /// A served request: the response and what the log line says about it.
 pub struct Outcome {
     pub response: Response,
-    pub deployment: Option<String>,
+    /// The deployment that answered, by its index in the service's table (the router sets it).
+    pub deployment: Option<usize>,
     pub usage: Option<Usage>,
 }
 

@@ -9,7 +9,7 @@ use crate::auth::presented_token;
 use crate::catalogue::{BodyKind, Operation, Route, Serve};
 use crate::exchange::{ApiError, MultipartBody, Outcome, Payload};
 use crate::manifest::Visibility;
-use crate::observability::metrics;
+use crate::observability::metrics::{self, LabelText};
 use crate::observability::request_id::RequestId;
 use crate::observability::session_log::{LineOutcome, LogType, RequestLine};
 use crate::router::plan::Target;
@@ -105,10 +105,16 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
     let route = op.route();
     let started = Instant::now();
     let Call { params, query, headers, body, .. } = call;
-    let result = match read_payload(state, route, body, &headers).await {
+    let body_limit = state.limits.body_limit(route.family);
+    let result = match read_payload(state, route, body, &headers, body_limit).await {
         Ok(payload) => {
-            let model = route.model_field.and_then(|f| payload.field(f)).and_then(Value::as_str).map(str::to_owned);
             let table = &session.table;
+            // The model asked for, as the log line and the metrics name it: the app's own
+            // label when it has the model (no copy), the client's text otherwise.
+            let model = route.model_field.and_then(|f| payload.field(f)).and_then(Value::as_str).map(|m| {
+                let known = table.group_label(m).and_then(|i| table.labels.model_name(i));
+                known.unwrap_or_else(|| LabelText::from_owned(m.to_owned()))
+            });
             if table.settings.detailed_debug {
                 table.logs.push(LogType::Log, format!("{request_id} request body: {}", preview(&payload)));
             } else if table.settings.debug {
@@ -118,9 +124,17 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
                     format!("{request_id} request query={query} stream={}", payload.flag("stream")),
                 );
             }
-            serve(state, request_id, &session, route, &params, query.as_deref(), &headers, payload)
-                .await
-                .map(|o| (o, model))
+            let request = Request {
+                request_id,
+                session: &session,
+                route,
+                params: &params,
+                query: query.as_deref(),
+                headers: &headers,
+                body_limit,
+                started,
+            };
+            serve(state, &request, payload).await.map(|o| (o, model))
         }
         Err(e) => Err(e),
     };
@@ -129,7 +143,7 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
     let (status, model, deployment, usage, outcome) = match &result {
         Ok((o, model)) => {
             let cost = o.response.headers().get(COST_HEADER).cloned();
-            (o.response.status().as_u16(), model.clone(), o.deployment.clone(), o.usage, LineOutcome::Served(cost))
+            (o.response.status().as_u16(), model.clone(), o.deployment, o.usage, LineOutcome::Served(cost))
         }
         Err(e) => (e.status.as_u16(), None, None, None, LineOutcome::Failed(e.message.clone())),
     };
@@ -137,14 +151,13 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
     let table = &session.table;
     // Label indices: only names the app knows become labels.
     let model_label = model.as_deref().and_then(|m| table.group_label(m));
-    let deployment_label = deployment.as_deref().and_then(|id| table.deployment_index(id));
-    metrics::request_done(&table.labels, route.path, model_label, deployment_label, status, elapsed);
+    metrics::request_done(&table.labels, route.path, model_label, deployment, status, elapsed);
     table.logs.push_request(RequestLine {
         at: crate::clock::unix_now(),
         request_id: request_id.clone(),
         route,
         model,
-        deployment,
+        deployment: deployment.and_then(|i| table.labels.deployment_id(i)),
         status,
         elapsed,
         usage,
@@ -153,34 +166,38 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
     result.map(|(o, _)| o.response)
 }
 
-#[allow(clippy::too_many_arguments)] // one request's parts, passed through once
-async fn serve(
-    state: &AppState,
-    request_id: &RequestId,
-    session: &Arc<Session>,
+/// One request's parts, as the route's server needs them.
+struct Request<'a> {
+    request_id: &'a RequestId,
+    session: &'a Arc<Session>,
     route: &'static Route,
-    params: &[(&'static str, String)],
-    query: Option<&str>,
-    headers: &HeaderMap,
-    payload: Payload,
-) -> Result<Outcome, ApiError> {
-    match route.serve {
+    params: &'a [(&'static str, String)],
+    query: Option<&'a str>,
+    headers: &'a HeaderMap,
+    /// The body limit of the route's family.
+    body_limit: usize,
+    started: Instant,
+}
+
+async fn serve(state: &AppState, r: &Request<'_>, payload: Payload) -> Result<Outcome, ApiError> {
+    match r.route.serve {
         Serve::Local(handler) => {
-            local::serve(handler, state, session, route, params, query, &payload).await.map(Outcome::local)
+            local::serve(handler, state, r.session, r.route, r.params, r.query, &payload).await.map(Outcome::local)
         }
         Serve::Providers(_) => {
-            let target = choose_target(session, route, query, &payload)?;
+            let target = choose_target(r.session, r.route, r.query, &payload)?;
             let routed = Routed {
-                table: &session.table,
-                route,
-                params,
-                query,
-                headers,
-                request_id,
+                table: &r.session.table,
+                route: r.route,
+                params: r.params,
+                query: r.query,
+                headers: r.headers,
+                request_id: r.request_id,
                 upstream: &state.http,
                 cluster: state.controller.cluster(),
                 answer_limit: state.limits.max_body_bytes,
-                body_limit: state.limits.body_limit(route.family),
+                body_limit: r.body_limit,
+                started: r.started,
             };
             failover::serve(routed, target, payload).await
         }
@@ -193,12 +210,12 @@ async fn serve(
 /// assistants, ...) or requests that leave it out go to the group named by a
 /// `target_model_names` or `model` query or body field, else to the app's first deployment
 /// whose provider serves the route.
-fn choose_target(
-    session: &Session,
+fn choose_target<'t>(
+    session: &'t Session,
     route: &'static Route,
     query: Option<&str>,
     payload: &Payload,
-) -> Result<Target, ApiError> {
+) -> Result<Target<'t>, ApiError> {
     let from_query =
         |key: &str| super::query::param(query, key).map(|v| v.split(',').next().unwrap_or_default().to_owned());
     let named = route
@@ -212,17 +229,15 @@ fn choose_target(
         .or_else(|| from_query("model"));
     let table = &session.table;
     match named {
-        Some(model) => {
-            if table.group_indices(&model).is_none() {
-                return Err(ApiError::not_found(format!(
-                    "model {model:?} is not served by this app; available models: {}",
-                    table.model_names.join(", ")
-                ))
-                .with_param(route.model_field.unwrap_or("model"))
-                .with_code("model_not_found"));
-            }
-            Ok(Target::Group(model))
-        }
+        Some(model) => match table.group_name(&model) {
+            Some(group) => Ok(Target::Group(group)),
+            None => Err(ApiError::not_found(format!(
+                "model {model:?} is not served by this app; available models: {}",
+                table.model_names.join(", ")
+            ))
+            .with_param(route.model_field.unwrap_or("model"))
+            .with_code("model_not_found")),
+        },
         None => table
             .deployments
             .iter()
@@ -252,8 +267,8 @@ async fn read_payload(
     route: &'static Route,
     body: Body,
     headers: &HeaderMap,
+    limit: usize,
 ) -> Result<Payload, ApiError> {
-    let limit = state.limits.body_limit(route.family);
     let read = |body: Body| async move {
         super::limits::read_body(body, limit).await.map_err(|e| match e {
             super::limits::BodyError::TooLarge => ApiError::payload_too_large(limit),

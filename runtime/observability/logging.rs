@@ -86,46 +86,115 @@ struct PlainFields;
 impl<'w> tracing_subscriber::fmt::FormatFields<'w> for PlainFields {
     fn format_fields<R: tracing_subscriber::field::RecordFields>(
         &self,
-        writer: tracing_subscriber::fmt::format::Writer<'w>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'w>,
         fields: R,
     ) -> std::fmt::Result {
-        let mut visitor = PlainVisitor { writer, result: Ok(()), first: true };
+        // The fields are gathered on the stack and written in one piece: the writer behind
+        // `Writer` is a growing String reached through `dyn Write`, and a write per separator,
+        // name and value grew it (and copied it) a dozen times for each request's span.
+        let mut visitor = PlainVisitor { line: Line::default(), first: true };
         fields.record(&mut visitor);
-        visitor.result
+        match &visitor.line.spilled {
+            Some(text) => writer.write_str(text),
+            None => writer.write_str(visitor.line.as_str()),
+        }
     }
 }
 
-struct PlainVisitor<'w> {
-    writer: tracing_subscriber::fmt::format::Writer<'w>,
-    result: std::fmt::Result,
+/// Text of up to [`Line::INLINE`] bytes kept on the stack, in a String past that.
+struct Line {
+    bytes: [u8; Line::INLINE],
+    len: usize,
+    spilled: Option<String>,
+}
+
+impl Line {
+    const INLINE: usize = 256;
+
+    fn as_str(&self) -> &str {
+        // Only whole `&str`s are ever copied in, so the bytes are UTF-8.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+
+    fn push(&mut self, text: &str) {
+        if let Some(spilled) = &mut self.spilled {
+            spilled.push_str(text);
+            return;
+        }
+        match self.bytes.get_mut(self.len..self.len + text.len()) {
+            Some(room) => {
+                room.copy_from_slice(text.as_bytes());
+                self.len += text.len();
+            }
+            None => {
+                let mut spilled = String::with_capacity(self.len + text.len() + 64);
+                spilled.push_str(self.as_str());
+                spilled.push_str(text);
+                self.spilled = Some(spilled);
+            }
+        }
+    }
+}
+
+impl Default for Line {
+    fn default() -> Self {
+        Line { bytes: [0; Line::INLINE], len: 0, spilled: None }
+    }
+}
+
+impl std::fmt::Write for Line {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        self.push(text);
+        Ok(())
+    }
+}
+
+struct PlainVisitor {
+    line: Line,
     first: bool,
 }
 
-impl PlainVisitor<'_> {
-    /// Writes the separator and `name=` (nothing for the message); false once a write failed.
-    fn start(&mut self, field: &tracing::field::Field) -> bool {
-        if self.result.is_ok() && !std::mem::take(&mut self.first) {
-            self.result = self.writer.write_char(' ');
+impl PlainVisitor {
+    /// Writes the separator and `name=` (nothing for the message).
+    fn start(&mut self, field: &tracing::field::Field) {
+        if !std::mem::take(&mut self.first) {
+            self.line.push(" ");
         }
-        if self.result.is_ok() && field.name() != "message" {
-            self.result = self.writer.write_str(field.name()).and_then(|()| self.writer.write_char('='));
+        if field.name() != "message" {
+            self.line.push(field.name());
+            self.line.push("=");
         }
-        self.result.is_ok()
     }
 }
 
-impl tracing::field::Visit for PlainVisitor<'_> {
+impl tracing::field::Visit for PlainVisitor {
     // Text is copied as it is: no formatting machinery for the span's four strings.
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        if self.start(field) {
-            self.result = std::fmt::Write::write_str(&mut self.writer, value);
-        }
+        self.start(field);
+        self.line.push(value);
     }
 
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        if self.start(field) {
-            self.result = write!(self.writer, "{value:?}");
-        }
+        self.start(field);
+        let _ = std::fmt::Write::write_fmt(&mut self.line, format_args!("{value:?}"));
+    }
+}
+
+#[cfg(test)]
+mod line_tests {
+    use super::Line;
+    use std::fmt::Write;
+
+    #[test]
+    fn a_line_stays_on_the_stack_until_it_outgrows_it_and_keeps_every_byte() {
+        let mut line = Line::default();
+        line.push("id=req_1 op=chat_completions ");
+        assert!(line.spilled.is_none());
+        assert_eq!(line.as_str(), "id=req_1 op=chat_completions ");
+        let long = "é".repeat(200);
+        let _ = write!(line, "x={long}");
+        let text = line.spilled.as_deref().expect("spilled");
+        assert_eq!(text, format!("id=req_1 op=chat_completions x={long}"));
     }
 }
 

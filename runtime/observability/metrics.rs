@@ -19,6 +19,9 @@ use std::sync::{Arc, OnceLock};
 
 use std::time::Duration;
 
+/// Label text shared by every request that carries it (an `Arc` underneath).
+pub type LabelText = SharedString;
+
 pub const REQUESTS: &str = "ferrolite_requests_total";
 pub const REQUEST_DURATION: &str = "ferrolite_request_duration_seconds";
 pub const UPSTREAM_DURATION: &str = "ferrolite_upstream_duration_seconds";
@@ -163,6 +166,16 @@ impl SessionLabels {
             overhead: OnceLock::new(),
             requests: Default::default(),
         }
+    }
+
+    /// The model name of deployment `index`, as its labels hold it.
+    pub fn model_name(&self, index: usize) -> Option<SharedString> {
+        self.deployments.get(index).map(|d| d.model_name.clone())
+    }
+
+    /// Deployment `index`'s id, as its labels hold it.
+    pub fn deployment_id(&self, index: usize) -> Option<SharedString> {
+        self.deployments.get(index).map(|d| d.deployment.clone())
     }
 
     /// Deployment `index`'s handles (`None` past the table, which the request path never asks).

@@ -61,8 +61,10 @@ pub struct RequestLine {
     pub at: u64,
     pub request_id: RequestId,
     pub route: &'static Route,
-    pub model: Option<String>,
-    pub deployment: Option<String>,
+    /// The model group asked for (shared with its metric labels when the app has it).
+    pub model: Option<crate::observability::metrics::LabelText>,
+    /// The deployment's id, shared with its metric labels.
+    pub deployment: Option<crate::observability::metrics::LabelText>,
     pub status: u16,
     pub elapsed: Duration,
     pub usage: Option<Usage>,
@@ -162,8 +164,8 @@ mod tests {
                 h
             }),
             route: ROUTES.iter().find(|r| r.op == Operation::ChatCompletions).expect("chat route"),
-            model: Some("gpt".into()),
-            deployment: Some("gpt/0".into()),
+            model: Some(crate::observability::metrics::LabelText::const_str("gpt")),
+            deployment: Some(crate::observability::metrics::LabelText::const_str("gpt/0")),
             status,
             elapsed: Duration::from_micros(1_234),
             usage: Some(Usage { prompt_tokens: 9, completion_tokens: 10 }),

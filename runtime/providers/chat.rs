@@ -218,16 +218,15 @@ pub fn new_chat_id() -> String {
 pub async fn serve_openai(call: ProviderCall<'_>, provider: &dyn ChatProvider) -> Result<Outcome, ApiError> {
     let req = parse_chat(&call.payload)?;
     let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
-    let deployment = Some(call.deployment.id.clone());
     match execute(&call, provider, req).await? {
         ChatOutput::Complete(body) => {
             let usage = body.usage.as_ref().map(usage_of);
-            Ok(Outcome { response: axum::Json(body).into_response(), deployment, usage })
+            Ok(Outcome { response: axum::Json(body).into_response(), deployment: None, usage })
         }
         ChatOutput::Stream(chunks) => {
             let ends = StreamEnds { logs: call.logs.clone(), scrubber: Scrubber::of(call.deployment) };
             let frames = openai_frames(chunks, include_usage, ends);
-            Ok(Outcome { response: sse::response(frames), deployment, usage: None })
+            Ok(Outcome { response: sse::response(frames), deployment: None, usage: None })
         }
     }
 }
@@ -367,7 +366,7 @@ pub async fn one_shot(
     }
     let value = answer(&body)?;
     let usage = usage::from_json(&value);
-    Ok(Outcome { response: axum::Json(value).into_response(), deployment: Some(d.id.clone()), usage })
+    Ok(Outcome { response: axum::Json(value).into_response(), deployment: None, usage })
 }
 
 /// A health probe: a one-token chat through the deployment's own translation and credentials.

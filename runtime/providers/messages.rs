@@ -419,16 +419,15 @@ pub async fn serve(call: ProviderCall<'_>, provider: &dyn ChatProvider) -> Resul
     let Payload::Json(body) = &call.payload else { return Err(invalid("this route takes a JSON body")) };
     let req = MessagesRequest::deserialize(body.as_ref()).map_err(|e| invalid(format!("invalid request: {e}")))?;
     let chat = to_chat_request(&req);
-    let deployment = Some(call.deployment.id.clone());
     match execute(&call, provider, chat).await? {
         ChatOutput::Complete(chat) => {
             let usage = chat.usage.as_ref().map(usage_of);
-            Ok(Outcome { response: axum::Json(to_anthropic_message(&chat)).into_response(), deployment, usage })
+            Ok(Outcome { response: axum::Json(to_anthropic_message(&chat)).into_response(), deployment: None, usage })
         }
         ChatOutput::Stream(chunks) => {
             let ends = StreamEnds { logs: call.logs.clone(), scrubber: Scrubber::of(call.deployment) };
             let frames = anthropic_frames(chunks, call.deployment.upstream_model.clone(), ends);
-            Ok(Outcome { response: sse::response(frames), deployment, usage: None })
+            Ok(Outcome { response: sse::response(frames), deployment: None, usage: None })
         }
     }
 }

@@ -451,5 +451,5 @@ pub fn serve(call: ProviderCall<'_>, translator: Translator) -> Result<Outcome, 
             )))
         }
     };
-    Ok(Outcome { response, deployment: Some(d.id.clone()), usage: Some(usage) })
+    Ok(Outcome { response, deployment: None, usage: Some(usage) })
 }

@@ -47,6 +47,8 @@ pub struct ProviderCall<'a> {
     pub query: Option<&'a str>,
     pub headers: &'a HeaderMap,
     pub payload: Payload,
+    /// Whether the request asks for a stream (`stream: true`), read once by the router.
+    pub stream: bool,
 }
 
 /// Runs the code the catalogue's translator names for this (route, provider).

@@ -117,7 +117,7 @@ const ERROR_BODY_LIMIT: usize = 64 * 1024;
 /// Forwards a request to the deployment's OpenAI-compatible upstream.
 pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
     let d = call.deployment;
-    let wants_stream = call.payload.flag("stream");
+    let wants_stream = call.stream;
     let upstream = if wants_stream {
         call.provider_route.stream_upstream.or(call.provider_route.upstream)
     } else {
@@ -187,7 +187,7 @@ pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
     if let Some(ct) = content_type {
         response.headers_mut().insert(header::CONTENT_TYPE, ct);
     }
-    Ok(Outcome { response, deployment: Some(d.id.clone()), usage: None })
+    Ok(Outcome { response, deployment: None, usage: None })
 }
 
 /// A client's JSON body as the upstream gets it: the model field names the deployment's model,

@@ -26,12 +26,27 @@ pub enum Failed {
     Answer(ApiError),
 }
 
+/// When an exchange must end, and the length of the timeout that set it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    pub at: Instant,
+    pub length: Duration,
+}
+
+impl Deadline {
+    /// The deadline of a timeout of `length` from `start`; none past the clock's end.
+    pub fn after(start: Instant, length: Duration) -> Option<Deadline> {
+        Some(Deadline { at: start.checked_add(length)?, length })
+    }
+}
+
 /// One try on deployment `d`: its answer, a JSON one read whole.
 pub async fn attempt(
     r: &Routed<'_>,
     d: &Deployment,
     payload: Payload,
-    deadline: Option<Instant>,
+    stream: bool,
+    deadline: Option<Deadline>,
 ) -> Result<Outcome, Failed> {
     let provider_route =
         r.route.provider_route(d.provider).ok_or_else(|| Failed::Upstream(unsupported_route(d, r.route)))?;
@@ -48,20 +63,20 @@ pub async fn attempt(
         query: r.query,
         headers: r.headers,
         payload,
+        stream,
     };
-    let exchange = async {
+    // Boxed: the provider's exchange is the request's largest future, and every layer above
+    // would otherwise copy it in whole when it is made.
+    let exchange = Box::pin(async {
         let outcome = providers::serve(call).await.map_err(Failed::Upstream)?;
         read_json(outcome, r.answer_limit, r.route.model_field.is_some(), &d.id).await.map_err(Failed::Answer)
-    };
+    });
     let result = match deadline {
         None => exchange.await,
-        Some(deadline) => {
-            let budget = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout_at(deadline.into(), exchange).await {
-                Ok(result) => result,
-                Err(_) => Err(Failed::Upstream(timed_out(d, budget))),
-            }
-        }
+        Some(deadline) => match crate::transport::deadline::within(deadline.at, deadline.length, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(Failed::Upstream(timed_out(d, deadline.length))),
+        },
     };
     result.map_err(|failed| match failed {
         Failed::Upstream(e) => Failed::Upstream(auth::scrub(e, d)),
@@ -101,19 +116,19 @@ pub fn content_type_is(response: &Response, prefix: &str) -> bool {
 
 /// When an attempt on `d` must end: the request's deadline or the deployment's own `timeout`,
 /// whichever comes first.
-pub fn deadline(request: Option<Instant>, d: &Deployment) -> Option<Instant> {
-    let own = d.params.timeout.and_then(|t| Instant::now().checked_add(Duration::try_from_secs_f64(t).ok()?));
+pub fn deadline(request: Option<Deadline>, d: &Deployment) -> Option<Deadline> {
+    let own = d.params.timeout.and_then(|t| Deadline::after(Instant::now(), Duration::try_from_secs_f64(t).ok()?));
     match (request, own) {
-        (Some(a), Some(b)) => Some(a.min(b)),
+        (Some(a), Some(b)) => Some(if b.at < a.at { b } else { a }),
         (a, b) => a.or(b),
     }
 }
 
-fn timed_out(d: &Deployment, budget: Duration) -> ApiError {
+fn timed_out(d: &Deployment, length: Duration) -> ApiError {
     ApiError::new(
         StatusCode::REQUEST_TIMEOUT,
         "timeout_error",
-        format!("deployment {} did not answer within the {:.1}s timeout", d.id, budget.as_secs_f64()),
+        format!("deployment {} did not answer within the {:.1}s timeout", d.id, length.as_secs_f64()),
     )
     .with_code("timeout")
 }

@@ -29,7 +29,7 @@ struct Attempts {
     count: u32,
     started: Instant,
     upstream_time: Duration,
-    deadline: Option<Instant>,
+    deadline: Option<attempt::Deadline>,
     last_error: Option<ApiError>,
     request_tokens: u64,
     stream: bool,
@@ -37,14 +37,14 @@ struct Attempts {
 }
 
 /// Serves a provider-routed request with retries, cooldowns and fallbacks.
-pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Result<Outcome, ApiError> {
+pub async fn serve(r: Routed<'_>, target: Target<'_>, mut payload: Payload) -> Result<Outcome, ApiError> {
     let table = r.table;
     let options = match &target {
         Target::Group(group) => take_options(&mut payload, group),
         Target::Deployment(_) => RequestOptions::default(),
     };
     admission::app_budget(table, r.cluster).await?;
-    let started = Instant::now();
+    let started = r.started;
     let mut run = Attempts {
         client_wants_usage: payload.wants_stream_usage(),
         stream: payload.flag("stream"),
@@ -53,11 +53,11 @@ pub async fn serve(r: Routed<'_>, target: Target, mut payload: Payload) -> Resul
         count: 0,
         started,
         upstream_time: Duration::ZERO,
-        deadline: table.policy.timeout.and_then(|t| started.checked_add(t)),
+        deadline: table.policy.timeout.and_then(|t| attempt::Deadline::after(started, t)),
         last_error: None,
     };
     let num_retries = options.num_retries.unwrap_or(table.policy.num_retries);
-    let mut plan = Plan::new(table, &target);
+    let mut plan = Plan::new(table, target);
     while let Some(step) = plan.next_step() {
         let failure = match try_group(&r, &mut run, step, num_retries).await {
             Ok(outcome) => return Ok(outcome),
@@ -141,7 +141,7 @@ async fn try_group(r: &Routed<'_>, run: &mut Attempts, step: Step<'_>, num_retri
         table.logs.push(LogType::Error, line);
         let retry_after = e.retry_after;
         run.last_error = Some(e);
-        let out_of_time = run.deadline.is_some_and(|dl| Instant::now() >= dl);
+        let out_of_time = run.deadline.is_some_and(|dl| Instant::now() >= dl.at);
         // With every deployment of the group cooling down, waiting to retry only delays the
         // answer: the client gets this attempt's own error now.
         if failure != Failure::Retryable
@@ -153,7 +153,7 @@ async fn try_group(r: &Routed<'_>, run: &mut Attempts, step: Step<'_>, num_retri
             return Err(failure);
         }
         let wait = breaker::backoff(&table.policy, retry, retry_after);
-        if run.deadline.is_some_and(|dl| Instant::now() + wait >= dl) {
+        if run.deadline.is_some_and(|dl| Instant::now() + wait >= dl.at) {
             return Err(failure);
         }
         tokio::time::sleep(wait).await;
@@ -184,7 +184,7 @@ async fn try_one(r: &Routed<'_>, run: &mut Attempts, index: usize, payload: Payl
         tokio::spawn(async move { cluster.add_load(&ws, &sid, index, 1, 1, 0).await });
     }
     let t0 = Instant::now();
-    let result = attempt(r, d, payload, attempt::deadline(run.deadline, d)).await;
+    let result = attempt(r, d, payload, run.stream, attempt::deadline(run.deadline, d)).await;
     let elapsed = t0.elapsed();
     run.upstream_time += elapsed;
     metrics::upstream(&table.labels, index, elapsed);
@@ -227,6 +227,7 @@ async fn try_one(r: &Routed<'_>, run: &mut Attempts, index: usize, payload: Payl
         cost = Some(account.book(usage));
         drop(in_flight);
     }
+    outcome.deployment = Some(index);
     let overhead = run.started.elapsed().saturating_sub(run.upstream_time);
     let s = Stamp { deployment: &d.id, attempts: run.count, cost, overhead };
     stamp(outcome.response.headers_mut(), &table.labels, s);

@@ -54,6 +54,9 @@ pub struct Routed<'a> {
     pub answer_limit: usize,
     /// The body limit of the route's family.
     pub body_limit: usize,
+    /// When the request was accepted: ferrolite's own time (`x-ferrolite-overhead-ms`) is
+    /// counted from here.
+    pub started: std::time::Instant,
 }
 
 /// A deployment the router may pick, with its live figures.

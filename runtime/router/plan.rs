@@ -12,10 +12,11 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Where a request goes: a model group, or (model-less routes) one deployment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    Group(String),
+/// Where a request goes: a model group (its name as the table holds it), or (model-less
+/// routes) one deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    Group(&'a str),
     Deployment(usize),
 }
 
@@ -74,34 +75,43 @@ pub struct Step<'a> {
     pub fallback: bool,
 }
 
-/// The groups to try, in order.
+/// The groups to try, in order. The first is held apart from the fallbacks, so a request
+/// that needs none (nearly all) allocates nothing here.
 #[derive(Debug)]
 pub struct Plan<'a> {
-    steps: Vec<Step<'a>>,
+    first: Option<Step<'a>>,
+    fallbacks: Vec<Step<'a>>,
     next: usize,
     /// The group asked for; fallbacks are looked up under it.
     origin: Option<&'a str>,
-    visited: Vec<&'a str>,
 }
 
 impl<'a> Plan<'a> {
     /// The plan of a request for `target`: its group (or deployment) first.
-    pub fn new(table: &'a Table, target: &'a Target) -> Plan<'a> {
-        let (steps, origin) = match target {
-            Target::Deployment(i) => (vec![Step { group: None, indices: Cow::Owned(vec![*i]), fallback: false }], None),
+    pub fn new(table: &'a Table, target: Target<'a>) -> Plan<'a> {
+        let (first, origin) = match target {
+            Target::Deployment(i) => (Step { group: None, indices: Cow::Owned(vec![i]), fallback: false }, None),
             Target::Group(group) => {
                 let indices = Cow::Borrowed(table.group_indices(group).unwrap_or_default());
-                (vec![Step { group: Some(group.as_str()), indices, fallback: false }], Some(group.as_str()))
+                (Step { group: Some(group), indices, fallback: false }, Some(group))
             }
         };
-        Plan { steps, next: 0, origin, visited: origin.into_iter().collect() }
+        Plan { first: Some(first), fallbacks: Vec::new(), next: 0, origin }
     }
 
     /// The next group to try.
     pub fn next_step(&mut self) -> Option<Step<'a>> {
-        let step = self.steps.get(self.next).cloned()?;
+        if let Some(first) = self.first.take() {
+            return Some(first);
+        }
+        let step = self.fallbacks.get(self.next).cloned()?;
         self.next += 1;
         Some(step)
+    }
+
+    /// Whether `group` is planned already (the origin or a queued fallback).
+    fn planned(&self, group: &str) -> bool {
+        self.origin == Some(group) || self.fallbacks.iter().any(|s| s.group == Some(group))
     }
 
     /// Queues the fallbacks a group's `failure` calls for: the request's own first, then the
@@ -116,12 +126,13 @@ impl<'a> Plan<'a> {
             Failure::Retryable => (&policy.fallbacks, &options.fallbacks),
         };
         for next in requested.iter().chain(configured.get(origin).into_iter().flatten()) {
-            if self.visited.contains(&next.as_str()) {
+            if self.planned(next) {
                 continue;
             }
-            self.visited.push(next);
+            // A fallback the app does not have is skipped (validation refuses it in the
+            // manifest; a request may still name one).
             if let Some(indices) = table.group_indices(next) {
-                self.steps.push(Step { group: Some(next), indices: Cow::Borrowed(indices), fallback: true });
+                self.fallbacks.push(Step { group: Some(next), indices: Cow::Borrowed(indices), fallback: true });
             }
         }
     }
@@ -143,9 +154,9 @@ mod tests {
             {"model_name": "b", "litellm_params": {"model": "m", "mock_response": "x"}},
             {"model_name": "c", "litellm_params": {"model": "m", "mock_response": "x"}}
         ], "litellm_settings": {"fallbacks": [{"a": ["b", "c"]}], "context_window_fallbacks": [{"a": ["c"]}]}}));
-        let target = Target::Group("a".into());
+        let target = Target::Group("a");
         let options = RequestOptions { fallbacks: vec!["c".into(), "a".into()], ..Default::default() };
-        let mut plan = Plan::new(&t, &target);
+        let mut plan = Plan::new(&t, target);
         let first = plan.next_step().unwrap();
         assert_eq!((first.group, first.fallback, &*first.indices), (Some("a"), false, &[0usize][..]));
         assert!(plan.next_step().is_none());
@@ -154,12 +165,12 @@ mod tests {
         let order: Vec<_> = std::iter::from_fn(|| plan.next_step()).map(|s| (s.group, s.fallback)).collect();
         assert_eq!(order, [(Some("c"), true), (Some("b"), true)]);
 
-        let mut plan = Plan::new(&t, &target);
+        let mut plan = Plan::new(&t, target);
         plan.next_step();
         plan.fall_back(Failure::Fatal, &t, &t.policy, &options);
         assert!(plan.next_step().is_none(), "a fatal failure has no fallback");
         let none = RequestOptions::default();
-        let mut plan = Plan::new(&t, &target);
+        let mut plan = Plan::new(&t, target);
         plan.next_step();
         plan.fall_back(Failure::ContextWindow, &t, &t.policy, &none);
         assert_eq!(plan.next_step().map(|s| s.group), Some(Some("c")));

@@ -118,6 +118,11 @@ impl Table {
         self.groups.get(model_name).map(|g| g.indices.as_slice())
     }
 
+    /// `model_name` as the table holds it, if this app has that model.
+    pub fn group_name(&self, model_name: &str) -> Option<&str> {
+        self.groups.get_key_value(model_name).map(|(name, _)| name.as_str())
+    }
+
     /// The distinct providers of `model_name`'s deployments: what a route's support is asked
     /// of, once per provider rather than once per deployment.
     pub fn group_providers(&self, model_name: &str) -> Option<&[Provider]> {

@@ -17,6 +17,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::time::Duration;
 
+pub mod deadline;
 pub mod guard;
 mod h1;
 
@@ -115,12 +116,14 @@ pub fn use_lane_pool() {
         let _ = lane.set(direct_client(HttpConnector::new_with_resolver(guard::PublicResolver)));
     });
     h1::enable(IDLE_TIMEOUT);
+    deadline::enable();
 }
 
-/// Closes the calling lane's plain-HTTP connections that sat idle past the idle timeout (hyper's
-/// pool sweeps its own).
+/// The calling lane's tick: closes its plain-HTTP connections that sat idle past the idle
+/// timeout (hyper's pool sweeps its own), and ends the exchanges whose coarse deadline passed.
 pub fn sweep_lane_pool() {
     h1::sweep();
+    deadline::expire();
 }
 
 fn direct_client<R>(mut http: HttpConnector<R>) -> Client<HttpsConnector<HttpConnector<R>>, Body>
