@@ -58,6 +58,8 @@ fi
 
 say "building the release binaries"
 cargo build --release -p ferrolite -p ferrolite-bench
+# The binaries live wherever cargo put them (CARGO_TARGET_DIR may point outside the clone).
+bin="${CARGO_TARGET_DIR:-$PWD/target}/release"
 
 # The driver appends the id of every process group it starts to this file; whatever happens, they
 # are stopped here too (the driver stops them itself on a normal end, an error or a signal).
@@ -86,6 +88,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
-BENCH_PIDFILE="$pidfile" target/release/bench --nginx "$nginx_bin" --oha "$(command -v oha)" --venv "$venv" "$@" &
+BENCH_PIDFILE="$pidfile" "$bin/bench" --bin-dir "$bin" --nginx "$nginx_bin" --oha "$(command -v oha)" --venv "$venv" "$@" &
 driver=$!
 wait "$driver"

@@ -18,6 +18,8 @@ command -v cargo >/dev/null || { say "cargo is required (https://rustup.rs)"; ex
 
 say "building the release binaries"
 cargo build --release -p ferrolite -p ferrolite-bench
+# The binaries live wherever cargo put them (CARGO_TARGET_DIR may point outside the clone).
+bin="${CARGO_TARGET_DIR:-$PWD/target}/release"
 
 # The soak appends the id of every process group it starts to this file; whatever happens, they
 # are stopped here too (the soak stops them itself on a normal end, an error or a signal).
@@ -38,6 +40,6 @@ stop_everything() {
 trap stop_everything EXIT
 trap 'exit 130' INT TERM HUP
 
-BENCH_PIDFILE="$pidfile" target/release/soak "$@" &
+BENCH_PIDFILE="$pidfile" "$bin/soak" --bin-dir "$bin" "$@" &
 soak=$!
 wait "$soak"
