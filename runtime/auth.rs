@@ -147,6 +147,17 @@ pub fn load_or_create_secret(data_dir: &Path) -> Result<Vec<u8>, KeyError> {
     Ok(secret)
 }
 
+/// Replaces the server secret in `data_dir` (written aside, then renamed over the old file, so a
+/// crash leaves one whole secret or the other). Used when an instance adopts its cluster's
+/// secret, so that `ferrolite token --data-dir` signs what every instance accepts.
+pub fn replace_secret(data_dir: &Path, secret: &[u8]) -> Result<(), KeyError> {
+    let path = data_dir.join(SECRET_FILE);
+    let aside = data_dir.join(format!("{SECRET_FILE}.new"));
+    let io = |source| KeyError::Io { path: path.clone(), source };
+    write_private(&aside, &encode_hex(secret)).map_err(io)?;
+    std::fs::rename(&aside, &path).map_err(io)
+}
+
 impl Tokens {
     /// A token for `workspace`, valid for `expires_in`.
     pub fn issue(&self, workspace: &str, admin: bool, expires_in: Duration) -> String {

@@ -127,9 +127,17 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
         Controller::new(format!("http://{local}"), store).allow_private_upstreams(config.allow_private_upstreams);
     let cluster = match &config.redis_url {
         Some(url) => {
-            let cluster = Arc::new(Cluster::connect(url).await.map_err(StartupError::Cluster)?);
-            // Behind one load balancer, a token from any instance must pass on every other.
-            secret = cluster.shared_secret(&secret).await.map_err(StartupError::Cluster)?;
+            let instance = crate::cluster::instance_id(&config.data_dir).map_err(StartupError::Cluster)?;
+            let cluster = Arc::new(Cluster::connect(url, instance).await.map_err(StartupError::Cluster)?);
+            // Behind one load balancer, a token from any instance must pass on every other; the
+            // data dir keeps the secret the cluster uses, so `ferrolite token --data-dir` signs
+            // tokens every instance accepts.
+            // (Blocking calls, as the restore below: nothing else runs yet.)
+            let shared = cluster.shared_secret(&secret).map_err(StartupError::Cluster)?;
+            if shared != secret {
+                crate::auth::replace_secret(&config.data_dir, &shared)?;
+                secret = shared;
+            }
             controller = controller.with_cluster(cluster.clone());
             Some(cluster)
         }
@@ -253,15 +261,26 @@ fn spend_flusher(state: AppState) -> JoinHandle<()> {
 }
 
 /// What an instance runs to stay in step with the others: it applies their announcements in
-/// order, and refreshes every 200 ms the cluster-wide load the router decides by.
+/// order, reads the whole shared state again whenever its subscriber (re)connects, and
+/// exchanges spend, load and cooldown figures every 200 ms (`apps/figures.rs`).
 fn cluster_tasks(state: AppState, cluster: Arc<Cluster>) -> Vec<JoinHandle<()>> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    enum Step {
+        Apply(Event),
+        Resync,
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Step>();
     let listener = {
         let cluster = cluster.clone();
         tokio::spawn(async move {
             loop {
-                let tx = tx.clone();
-                if let Err(e) = cluster.listen(move |event| drop(tx.send(event))).await {
+                let (subscribed, each) = (tx.clone(), tx.clone());
+                let listened = cluster
+                    .listen(
+                        move || drop(subscribed.send(Step::Resync)),
+                        move |event| drop(each.send(Step::Apply(event))),
+                    )
+                    .await;
+                if let Err(e) = listened {
                     tracing::warn!("shared state: {e}; listening again in 1s");
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -271,33 +290,37 @@ fn cluster_tasks(state: AppState, cluster: Arc<Cluster>) -> Vec<JoinHandle<()>> 
     let applier = {
         let state = state.clone();
         tokio::spawn(async move {
-            while let Some(event) = rx.recv().await {
+            while let Some(step) = rx.recv().await {
                 let state = state.clone();
-                let applied = tokio::task::spawn_blocking(move || state.controller.apply_remote(event)).await;
-                if let Ok(Err(e)) = applied {
-                    tracing::warn!("cannot apply another instance's change: {e}");
+                let done = tokio::task::spawn_blocking(move || match step {
+                    Step::Apply(event) => state.controller.apply_remote(event),
+                    Step::Resync => state.controller.resync(),
+                })
+                .await;
+                if let Ok(Err(e)) = done {
+                    tracing::warn!("cannot take up the other instances' changes: {e}");
                 }
             }
         })
     };
-    let refresher = tokio::spawn(async move {
+    let exchanger = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(200));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut exchange = crate::apps::figures::Exchange::default();
+        let mut was_healthy = true;
         loop {
             tick.tick().await;
-            let sessions = state.controller.registry().all();
-            let keys: Vec<(String, String, usize)> = sessions
-                .iter()
-                .flat_map(|s| (0..s.table.deployments.len()).map(move |i| (s.workspace.clone(), s.id.clone(), i)))
-                .collect();
-            if let Some(load) = cluster.load(&keys).await {
-                let stats = sessions.iter().flat_map(|s| s.table.stats.iter());
-                for (stats, (in_flight, requests, tokens)) in stats.zip(load) {
-                    stats.set_shared(in_flight as u64, requests, tokens);
-                }
+            let result = exchange.round(state.controller.registry(), &cluster).await;
+            // One line when the figures stop flowing and one when they flow again.
+            match (&result, was_healthy) {
+                (Err(e), true) => tracing::warn!("shared state: {e}; budgets and routing use this instance's figures and the others' last known ones"),
+                (Ok(()), false) => tracing::info!("shared state: figures flow again"),
+                _ => {}
             }
+            was_healthy = result.is_ok();
         }
     });
-    vec![listener, applier, refresher]
+    vec![listener, applier, exchanger]
 }
 
 /// The admin token's file name in the data dir.
@@ -306,8 +329,12 @@ pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 /// The admin token lives in the data dir (0600), written on first start; returned when new.
 fn write_admin_token(data_dir: &Path, tokens: &Tokens) -> Result<(PathBuf, Option<String>), StartupError> {
     let path = data_dir.join(ADMIN_TOKEN_FILE);
-    if path.exists() {
-        return Ok((path, None));
+    // Kept while it still passes: an instance that took up its cluster's secret, or whose
+    // token expired, writes a new one.
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if tokens.verify(text.trim()).is_ok() {
+            return Ok((path, None));
+        }
     }
     let token = tokens.issue(DEFAULT_WORKSPACE, true, Duration::from_secs(365 * 24 * 3600));
     write_private(&path, &format!("{token}\n")).map_err(|source| StartupError::Write { path: path.clone(), source })?;

@@ -6,12 +6,14 @@
 //! restart (even after `kill -9`) serves the same services at the same URLs.
 
 pub mod demo;
+pub mod figures;
 pub mod registry;
 pub mod session;
+mod sync;
 pub mod upstream_guard;
 
 use crate::clock::unix_now;
-use crate::cluster::{Cluster, ClusterError, Event, SharedApp, SharedSession};
+use crate::cluster::{Cluster, ClusterError, SharedApp, SharedSession};
 use crate::grammar::{self, quoted};
 use crate::manifest::validate::{self, Finding, Invalid, LoadError};
 use crate::manifest::{litellm, Manifest};
@@ -138,6 +140,10 @@ const STOPPED_KEPT: usize = 64;
 /// The server-apps controller.
 pub struct Controller {
     state: Mutex<State>,
+    /// Held by each change for its whole course (shared state written, then this instance's):
+    /// a resync reading the shared state then applying it must not run between the two halves
+    /// of a change, or it would undo it.
+    changes: Mutex<()>,
     registry: Registry,
     store: SqliteStore,
     /// Shared state with other instances (`--redis-url`), when configured.
@@ -159,6 +165,7 @@ impl Controller {
     pub fn new(base_url: String, store: SqliteStore) -> Controller {
         Controller {
             state: Mutex::default(),
+            changes: Mutex::default(),
             registry: Registry::default(),
             store,
             cluster: None,
@@ -195,26 +202,35 @@ impl Controller {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// One change at a time (see `changes`); taken at the public entry points only.
+    fn one_change(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.changes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Loads stored apps and secrets and restarts the sessions that were running. Sessions
     /// that cannot start now (a secret gone from the environment) are reported, not fatal.
     pub fn restore(&self) -> Result<Vec<(StoredSession, ControllerError)>, ControllerError> {
+        let _change = self.one_change();
         // With Redis the shared state is the truth; alone, the local store is.
         let (secrets, apps, sessions) = match &self.cluster {
             Some(cluster) => {
-                let apps = cluster.apps()?.into_iter().map(|((workspace, id), a)| StoredApp {
+                let shared = self.shared_at_start(cluster)?;
+                let apps = shared.apps.into_iter().map(|((workspace, id), a)| StoredApp {
                     workspace,
                     id,
                     manifest: a.manifest,
                     installed_at: a.installed_at,
                     trusted: a.trusted,
                 });
-                let sessions = cluster.sessions()?.into_iter().map(|((workspace, session_id), s)| StoredSession {
+                let sessions = shared.sessions.into_iter().map(|((workspace, session_id), s)| StoredSession {
                     workspace,
                     session_id,
                     app_id: s.app_id,
                     started_at: s.started_at,
                 });
-                (cluster.secrets()?, apps.collect::<Vec<_>>(), sessions.collect::<Vec<_>>())
+                let mut sessions = sessions.collect::<Vec<_>>();
+                sessions.sort_by_key(|s| s.started_at);
+                (shared.secrets, apps.collect::<Vec<_>>(), sessions)
             }
             None => (self.store.secrets()?, self.store.apps()?, self.store.sessions()?),
         };
@@ -276,6 +292,7 @@ impl Controller {
             }
         }
         let id = app_id(&validated.manifest);
+        let _change = self.one_change();
         let mut state = self.lock();
         let key = (workspace.to_owned(), id.clone());
         if state.apps.contains_key(&key) && !overwrite {
@@ -335,6 +352,7 @@ impl Controller {
     /// Starts a session of an installed app and registers its service.
     pub fn start(&self, workspace: &str, app_id: &str) -> Result<SessionInfo, ControllerError> {
         check_name("workspace", grammar::name(workspace))?;
+        let _change = self.one_change();
         self.start_session(workspace, app_id, None, Origin::Local)
     }
 
@@ -398,7 +416,7 @@ impl Controller {
         }
         if let (Some(cluster), Origin::Local) = (&self.cluster, origin) {
             let shared = SharedSession { app_id: app_id.to_owned(), started_at: session.created };
-            cluster.put_session(workspace, &session.id, &shared, true)?;
+            cluster.put_session(workspace, &session.id, &shared)?;
         }
         self.store.put_session(&StoredSession {
             workspace: workspace.to_owned(),
@@ -413,6 +431,7 @@ impl Controller {
 
     /// Stops a running session; its service answers 404 from then on.
     pub fn stop(&self, workspace: &str, session_id: &str) -> Result<(), ControllerError> {
+        let _change = self.one_change();
         self.stop_session(workspace, session_id, Origin::Local)
     }
 
@@ -438,6 +457,7 @@ impl Controller {
 
     /// Stops the app's sessions, then removes it.
     pub fn uninstall(&self, workspace: &str, app_id: &str) -> Result<(), ControllerError> {
+        let _change = self.one_change();
         self.uninstall_app(workspace, app_id, Origin::Local)
     }
 
@@ -482,60 +502,6 @@ impl Controller {
         Ok(LogsPage { items, total, offset, limit })
     }
 
-    /// Applies a change another instance announced.
-    pub fn apply_remote(&self, event: Event) -> Result<(), ControllerError> {
-        let Some(cluster) = self.cluster.clone() else { return Ok(()) };
-        match event {
-            Event::Install { workspace, app_id } => {
-                let Some(shared) = cluster.get_app(&workspace, &app_id)? else { return Ok(()) };
-                let validated = validate::validate(&shared.manifest)?;
-                self.store.put_app(&StoredApp {
-                    workspace: workspace.clone(),
-                    id: app_id.clone(),
-                    manifest: shared.manifest.clone(),
-                    installed_at: shared.installed_at,
-                    trusted: shared.trusted,
-                })?;
-                let app = App {
-                    id: app_id.clone(),
-                    workspace: workspace.clone(),
-                    manifest: validated.manifest,
-                    document: shared.manifest,
-                    installed_at: shared.installed_at,
-                    trusted: shared.trusted,
-                };
-                self.lock().apps.insert((workspace, app_id), app);
-            }
-            Event::Uninstall { workspace, app_id } => match self.uninstall_app(&workspace, &app_id, Origin::Remote) {
-                Ok(()) | Err(ControllerError::AppNotFound(_)) => {}
-                Err(e) => return Err(e),
-            },
-            Event::Start { workspace, app_id, session_id } => {
-                if self.registry.find_session(&workspace, &session_id).is_none() {
-                    self.start_session(&workspace, &app_id, Some(session_id), Origin::Remote)?;
-                }
-            }
-            Event::Stop { workspace, session_id } => match self.stop_session(&workspace, &session_id, Origin::Remote) {
-                Ok(()) | Err(ControllerError::SessionNotFound(_)) => {}
-                Err(e) => return Err(e),
-            },
-            Event::SetEnv { workspace, key } => {
-                if let Some(value) = cluster.get_secret(&workspace, &key)? {
-                    self.store.put_secret(&workspace, &key, &value)?;
-                    self.lock().secrets.entry(workspace).or_default().insert(key, value);
-                }
-            }
-            Event::Cooldown { workspace, service_id, deployment, millis } => {
-                if let Some(stats) =
-                    self.registry.get(&workspace, &service_id).as_ref().and_then(|s| s.table.stats.get(deployment))
-                {
-                    stats.cool_down(std::time::Duration::from_millis(millis));
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Writes every running session's changed spend to the store.
     pub fn flush_spend(&self) -> Result<(), ControllerError> {
         self.write_spend(&self.registry.all())
@@ -563,6 +529,7 @@ impl Controller {
     pub fn set_env(&self, workspace: &str, key: &str, value: &str) -> Result<(), ControllerError> {
         check_name("workspace", grammar::name(workspace))?;
         check_name("key", grammar::secret_key(key))?;
+        let _change = self.one_change();
         if let Some(cluster) = &self.cluster {
             cluster.put_secret(workspace, key, value)?;
         }
@@ -594,7 +561,7 @@ fn check_name(what: &'static str, checked: Result<(), String>) -> Result<(), Con
 }
 
 /// The spend scope of a whole app (deployments use their ids).
-const APP_SCOPE: &str = "app";
+pub(crate) const APP_SCOPE: &str = "app";
 
 /// The session's spend changed since its last flush (the app's and each deployment's), taken.
 fn dirty_spend<'a>(session: &'a Session, rows: &mut Vec<SpendRow<'a>>) {

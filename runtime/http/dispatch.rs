@@ -194,7 +194,6 @@ async fn serve(state: &AppState, r: &Request<'_>, payload: Payload) -> Result<Ou
                 headers: r.headers,
                 request_id: r.request_id,
                 upstream: &state.http,
-                cluster: state.controller.cluster(),
                 answer_limit: state.limits.max_body_bytes,
                 body_limit: r.body_limit,
                 started: r.started,

@@ -1,6 +1,6 @@
 //! What a served request used and cost: tokens read from the answer (whole or streamed, in any
 //! vocabulary `exchange::usage` reads), priced by the deployment's price, added to its totals
-//! and to the app's and deployment's spend (and, with several instances, the shared spend).
+//! and to the app's and deployment's spend (which other instances read from this one's figures).
 //!
 //! A stream is accounted when it ends: [`AccountedStream`] re-frames its body event by event
 //! (each event leaves as soon as it is complete), reads usage on the way, keeps the deployment
@@ -11,7 +11,6 @@
 use super::history::Sample;
 use super::stats::InFlight;
 use super::table::Table;
-use crate::cluster::Cluster;
 use crate::exchange::{usage, ApiError, Usage};
 use crate::observability::metrics;
 use crate::observability::request_id::RequestId;
@@ -34,8 +33,6 @@ pub struct Account {
     pub table: Arc<Table>,
     pub index: usize,
     pub request_id: RequestId,
-    /// Other instances share spend and load through this, when configured.
-    pub cluster: Option<Arc<Cluster>>,
     /// When the attempt began: a request's latency in the usage history runs to its last byte.
     pub started: Instant,
 }
@@ -63,21 +60,6 @@ impl Account {
         };
         stats.history.record(crate::clock::now_ms(), sample);
         metrics::booked(&t.labels, self.index, usage, cost);
-        if let Some(cluster) = self.cluster.clone() {
-            let (t, i) = (self.table.clone(), self.index);
-            let micros = (cost * 1e6).round() as u64;
-            let tokens = usage.prompt_tokens + usage.completion_tokens;
-            tokio::spawn(async move {
-                let id = &t.ident;
-                if micros > 0 {
-                    let deployment = &t.deployments[i].id;
-                    cluster.add_spend(&id.workspace, &id.app_id, "app", t.app_spend.period_now(), micros).await;
-                    let period = t.deployment_spend[i].period_now();
-                    cluster.add_spend(&id.workspace, &id.app_id, deployment, period, micros).await;
-                }
-                cluster.add_load(&id.workspace, &id.session_id, i, -1, 0, tokens).await;
-            });
-        }
         cost
     }
 }

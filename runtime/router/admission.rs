@@ -7,24 +7,16 @@ use super::breaker::Failure;
 use super::spend::Budget;
 use super::table::Table;
 use crate::clock::now_ms;
-use crate::cluster::Cluster;
 use crate::exchange::ApiError;
 use crate::manifest::RoutingStrategy;
 use axum::http::StatusCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// 429 once the app's spend this period reached its `max_budget`. With several instances the
-/// shared total decides (the local one while Redis is away).
-pub async fn app_budget(table: &Table, cluster: Option<&Arc<Cluster>>) -> Result<(), ApiError> {
+/// ledger holds the others' spend too, as last read (never waited for here).
+pub fn app_budget(table: &Table) -> Result<(), ApiError> {
     let Some(budget) = table.app_budget else { return Ok(()) };
-    let mut spent = table.app_spend.spent();
-    if let Some(cluster) = cluster {
-        let id = &table.ident;
-        if let Some(micros) = cluster.spend(&id.workspace, &id.app_id, "app", table.app_spend.period_now()).await {
-            spent = spent.max(micros as f64 / 1e6);
-        }
-    }
+    let spent = table.app_spend.spent();
     if spent >= budget.max_usd {
         return Err(budget_exceeded("this app", spent, budget, table.app_spend.seconds_to_reset()));
     }

@@ -6,12 +6,10 @@
 
 use super::policy::Policy;
 use super::table::Table;
-use crate::cluster::Cluster;
 use crate::exchange::ApiError;
 use crate::observability::metrics;
 use crate::observability::session_log::LogType;
 use axum::http::StatusCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Longest wait honoured from a `Retry-After` before giving up on that deployment.
@@ -50,8 +48,8 @@ pub fn classify(e: &ApiError) -> Failure {
 }
 
 /// Records a retryable failure of deployment `index`; cools it down when it has failed too
-/// often this minute or was rate limited, and tells the other instances.
-pub fn trip(table: &Table, index: usize, e: &ApiError, cluster: Option<&Arc<Cluster>>) {
+/// often this minute or was rate limited (the other instances learn it with this one's figures).
+pub fn trip(table: &Table, index: usize, e: &ApiError) {
     let stats = &table.stats[index];
     let fails = stats.record_failure();
     if e.status != StatusCode::TOO_MANY_REQUESTS && fails <= table.policy.allowed_fails {
@@ -60,11 +58,6 @@ pub fn trip(table: &Table, index: usize, e: &ApiError, cluster: Option<&Arc<Clus
     let wait = e.retry_after.map(Duration::from_secs).unwrap_or_default().max(table.policy.cooldown);
     stats.cool_down(wait);
     metrics::cooldown(&table.labels, index);
-    if let Some(cluster) = cluster.cloned() {
-        let (ws, service) = (table.ident.workspace.clone(), table.ident.service_id.clone());
-        let millis = wait.as_millis() as u64;
-        tokio::spawn(async move { cluster.announce_cooldown(&ws, &service, index, millis).await });
-    }
     table.logs.push(
         LogType::Error,
         format!(

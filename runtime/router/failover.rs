@@ -43,7 +43,7 @@ pub async fn serve(r: Routed<'_>, target: Target<'_>, mut payload: Payload) -> R
         Target::Group(group) => take_options(&mut payload, group),
         Target::Deployment(_) => RequestOptions::default(),
     };
-    admission::app_budget(table, r.cluster).await?;
+    admission::app_budget(table)?;
     let started = r.started;
     let mut run = Attempts {
         client_wants_usage: payload.wants_stream_usage(),
@@ -129,7 +129,7 @@ async fn try_group(r: &Routed<'_>, run: &mut Attempts, step: Step<'_>, num_retri
         };
         let failure = breaker::classify(&e);
         if failure == Failure::Retryable {
-            breaker::trip(table, index, &e, r.cluster);
+            breaker::trip(table, index, &e);
         }
         let line = format!(
             "attempt {} on {} failed: {} {}",
@@ -179,22 +179,12 @@ async fn try_one(r: &Routed<'_>, run: &mut Attempts, index: usize, payload: Payl
     let stats = &table.stats[index];
     run.count += 1;
     let in_flight = stats.begin();
-    if let Some(cluster) = r.cluster.cloned() {
-        let (ws, sid) = (table.ident.workspace.clone(), table.ident.session_id.clone());
-        tokio::spawn(async move { cluster.add_load(&ws, &sid, index, 1, 1, 0).await });
-    }
     let t0 = Instant::now();
     let result = attempt(r, d, payload, run.stream, attempt::deadline(run.deadline, d)).await;
     let elapsed = t0.elapsed();
     run.upstream_time += elapsed;
     metrics::upstream(&table.labels, index, elapsed);
-    let account = Account {
-        table: table.clone(),
-        index,
-        request_id: r.request_id.clone(),
-        cluster: r.cluster.cloned(),
-        started: t0,
-    };
+    let account = Account { table: table.clone(), index, request_id: r.request_id.clone(), started: t0 };
     let mut outcome = match result {
         Ok(outcome) => outcome,
         Err(Failed::Answer(e)) => {
@@ -241,10 +231,6 @@ fn failed_attempt(r: &Routed<'_>, index: usize, elapsed: Duration) {
     stats.record_usage(false, 0, 0);
     let sample = super::history::Sample { ok: false, latency: elapsed, ..Default::default() };
     stats.history.record(crate::clock::now_ms(), sample);
-    if let Some(cluster) = r.cluster.cloned() {
-        let (ws, sid) = (table.ident.workspace.clone(), table.ident.session_id.clone());
-        tokio::spawn(async move { cluster.add_load(&ws, &sid, index, -1, 0, 0).await });
-    }
 }
 
 /// The deployments of `indices` whose provider serves the route. A group's distinct providers

@@ -26,7 +26,6 @@ pub mod table;
 pub mod usage_based;
 
 use crate::catalogue::Route;
-use crate::cluster::Cluster;
 use crate::manifest::RoutingStrategy;
 use crate::observability::request_id::RequestId;
 use crate::providers::Deployment;
@@ -48,8 +47,6 @@ pub struct Routed<'a> {
     pub request_id: &'a RequestId,
     /// The client every upstream call goes through.
     pub upstream: &'a UpstreamClient,
-    /// The state shared with other instances (`--redis-url`), when configured.
-    pub cluster: Option<&'a Arc<Cluster>>,
     /// Largest upstream answer read whole into memory.
     pub answer_limit: usize,
     /// The body limit of the route's family.

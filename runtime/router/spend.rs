@@ -3,7 +3,8 @@
 //!
 //! Ledgers live in memory on the request path and are flushed to the store every second
 //! (and on stop and shutdown), so spend survives restarts; a `kill -9` can lose at most the
-//! last second of it, never more.
+//! last second of it, never more. With several instances each ledger also holds what the
+//! others spent, as last read from the shared state (every 200 ms); budgets count both.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -43,33 +44,50 @@ pub fn period_index(period: Option<Duration>, at_secs: u64) -> u64 {
     period.map(|p| at_secs / p.as_secs().max(1)).unwrap_or(0)
 }
 
-/// Spend of one scope (an app, or one deployment) in the current period.
+/// Spend of one scope (an app, or one deployment) in the current period: this instance's own,
+/// and (with several instances) the others' as last read from the shared state.
 #[derive(Debug)]
 pub struct Ledger {
     period: Option<Duration>,
-    /// (period index, micro-dollars spent in it).
-    state: Mutex<(u64, u64)>,
+    state: Mutex<Period>,
     dirty: AtomicBool,
+}
+
+/// A period's figures, in micro-dollars.
+#[derive(Debug, Clone, Copy)]
+struct Period {
+    index: u64,
+    own: u64,
+    others: u64,
 }
 
 impl Ledger {
     pub fn new(period: Option<Duration>) -> Ledger {
-        Ledger { period, state: Mutex::new((period_index(period, now_secs()), 0)), dirty: AtomicBool::new(false) }
+        let index = period_index(period, now_secs());
+        Ledger { period, state: Mutex::new(Period { index, own: 0, others: 0 }), dirty: AtomicBool::new(false) }
     }
 
-    /// Restores a stored figure; one of a past period is discarded.
+    /// Restores a stored figure of this instance's; one of a past period is discarded.
     pub fn restore(&self, period: u64, micros: u64) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if period == state.0 {
-            state.1 = state.1.max(micros);
+        if period == state.index {
+            state.own = state.own.max(micros);
         }
     }
 
-    fn current(&self) -> std::sync::MutexGuard<'_, (u64, u64)> {
+    /// Records what the other instances spent in `period` (read from the shared state).
+    pub fn set_others(&self, period: u64, micros: u64) {
+        let mut state = self.current();
+        if period == state.index {
+            state.others = micros;
+        }
+    }
+
+    fn current(&self) -> std::sync::MutexGuard<'_, Period> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let now = period_index(self.period, now_secs());
-        if state.0 != now {
-            *state = (now, 0);
+        if state.index != now {
+            *state = Period { index: now, own: 0, others: 0 };
             self.dirty.store(true, Ordering::Relaxed);
         }
         state
@@ -79,7 +97,7 @@ impl Ledger {
         if usd <= 0.0 || !usd.is_finite() {
             return;
         }
-        self.current().1 += (usd * 1e6).round() as u64;
+        self.current().own += (usd * 1e6).round() as u64;
         self.dirty.store(true, Ordering::Relaxed);
     }
 
@@ -88,14 +106,21 @@ impl Ledger {
         period_index(self.period, now_secs())
     }
 
-    /// Dollars spent this period.
+    /// Dollars spent this period, by every instance.
     pub fn spent(&self) -> f64 {
-        self.current().1 as f64 / 1e6
+        let p = *self.current();
+        (p.own + p.others) as f64 / 1e6
     }
 
-    /// The figure to store, if it changed since the last call.
+    /// This instance's own spend: (period index, micro-dollars).
+    pub fn own(&self) -> (u64, u64) {
+        let p = *self.current();
+        (p.index, p.own)
+    }
+
+    /// This instance's figure to store, if it changed since the last call.
     pub fn take_dirty(&self) -> Option<(u64, u64)> {
-        self.dirty.swap(false, Ordering::Relaxed).then(|| *self.current())
+        self.dirty.swap(false, Ordering::Relaxed).then(|| self.own())
     }
 
     /// Seconds until the current period ends (for `Retry-After`), if periods are bounded.
@@ -130,5 +155,11 @@ mod tests {
         assert!((ledger.spent() - 0.9).abs() < 1e-12, "restore never lowers spend below what is known");
         ledger.restore(7, 5_000_000);
         assert!((ledger.spent() - 0.9).abs() < 1e-12, "another period's figure is ignored");
+        ledger.set_others(0, 100_000);
+        ledger.set_others(0, 50_000);
+        assert!((ledger.spent() - 0.95).abs() < 1e-12, "the others' latest figure counts, once");
+        assert_eq!(ledger.own(), (0, 900_000), "only this instance's own spend is stored and shared");
+        ledger.set_others(3, 1_000_000);
+        assert!((ledger.spent() - 0.95).abs() < 1e-12, "another period's figure is ignored");
     }
 }

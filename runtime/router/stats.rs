@@ -5,6 +5,7 @@
 //! and latency sit behind tiny mutexes held for a few instructions.
 
 use crate::clock::now_ms;
+use crate::cluster::LoadFigure;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -69,20 +70,28 @@ pub struct DeploymentStats {
     totals: Mutex<Totals>,
     window: Mutex<Window>,
     latency: Mutex<Latency>,
+    /// Until when the deployment is skipped (this instance's cooldowns and the others').
     cooldown_until_ms: AtomicU64,
-    /// The cluster-wide figures (all instances, this one included), refreshed from Redis.
-    shared: Mutex<Shared>,
+    /// Until when this instance's own breaker skips it (what it tells the others).
+    own_cooldown_until_ms: AtomicU64,
+    /// The other instances' figures, as last read from the shared state.
+    others: Mutex<Others>,
     /// Per-minute usage of this instance, for the console's charts.
     pub history: super::history::History,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
-struct Shared {
-    minute: u64,
+struct Others {
+    /// When they were read (unix ms): figures not refreshed for 5 s are no longer counted.
+    read_ms: u64,
     in_flight: u64,
+    minute: u64,
     requests: u64,
     tokens: u64,
 }
+
+/// How long the others' figures count after they were read.
+const OTHERS_FRESH_MS: u64 = 5_000;
 
 /// Counts a request as in flight until dropped (streams hold it until they end).
 #[derive(Debug)]
@@ -95,16 +104,38 @@ impl Drop for InFlight {
 }
 
 impl DeploymentStats {
-    /// Requests now in flight.
+    /// Requests now in flight, on every instance.
     pub fn in_flight(&self) -> u64 {
-        let local = self.in_flight.load(Ordering::Relaxed);
-        local.max(self.shared.lock().unwrap_or_else(|p| p.into_inner()).in_flight)
+        self.in_flight.load(Ordering::Relaxed) + self.others(now_ms()).in_flight
     }
 
-    /// Records the cluster-wide figures read from the shared store.
-    pub fn set_shared(&self, in_flight: u64, requests: u64, tokens: u64) {
-        let minute = now_ms() / 60_000;
-        *self.shared.lock().unwrap_or_else(|p| p.into_inner()) = Shared { minute, in_flight, requests, tokens };
+    fn others(&self, now: u64) -> Others {
+        let others = *self.others.lock().unwrap_or_else(|p| p.into_inner());
+        if now.saturating_sub(others.read_ms) > OTHERS_FRESH_MS {
+            return Others::default();
+        }
+        others
+    }
+
+    /// Records the other instances' figures (their in-flight count, and their requests and
+    /// tokens in wall-clock `minute`), as read from the shared state now.
+    pub fn set_others(&self, in_flight: u64, minute: u64, requests: u64, tokens: u64) {
+        let read_ms = now_ms();
+        *self.others.lock().unwrap_or_else(|p| p.into_inner()) =
+            Others { read_ms, in_flight, minute, requests, tokens };
+    }
+
+    /// This instance's own figures, for the others.
+    pub fn own_figures(&self) -> LoadFigure {
+        let now = now_ms();
+        let usage = *self.lock_window().current(now);
+        LoadFigure {
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            minute: now / 60_000,
+            requests: usage.requests,
+            tokens: usage.tokens,
+            cooldown_until_ms: self.own_cooldown_until_ms.load(Ordering::Relaxed),
+        }
     }
 
     /// Marks a request in flight (and counts it in this minute's requests).
@@ -118,14 +149,14 @@ impl DeploymentStats {
         self.window.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// This minute's figures.
+    /// This minute's figures (requests and tokens of every instance; failures of this one).
     pub fn minute(&self) -> MinuteUsage {
         let now = now_ms();
         let mut usage = *self.lock_window().current(now);
-        let shared = *self.shared.lock().unwrap_or_else(|p| p.into_inner());
-        if shared.minute == now / 60_000 {
-            usage.requests = usage.requests.max(shared.requests);
-            usage.tokens = usage.tokens.max(shared.tokens);
+        let others = self.others(now);
+        if others.minute == now / 60_000 {
+            usage.requests += others.requests;
+            usage.tokens += others.tokens;
         }
         usage
     }
@@ -176,7 +207,13 @@ impl DeploymentStats {
     /// Skips this deployment for `duration` from now.
     pub fn cool_down(&self, duration: Duration) {
         let until = now_ms() + duration.as_millis() as u64;
+        self.own_cooldown_until_ms.fetch_max(until, Ordering::Relaxed);
         self.cooldown_until_ms.fetch_max(until, Ordering::Relaxed);
+    }
+
+    /// Skips this deployment until `until_ms` (unix ms) because another instance does.
+    pub fn adopt_cooldown(&self, until_ms: u64) {
+        self.cooldown_until_ms.fetch_max(until_ms, Ordering::Relaxed);
     }
 
     /// How long the cooldown still runs, if it does.
@@ -209,6 +246,17 @@ mod tests {
         assert!(s.cooling_for().is_some());
         std::thread::sleep(Duration::from_millis(60));
         assert!(s.cooling_for().is_none());
+        s.set_others(3, now_ms() / 60_000, 5, 40);
+        let _held = s.begin();
+        assert_eq!((s.in_flight(), s.minute().requests), (4, 8), "the other instances' figures add to this one's");
+        assert_eq!((s.own_figures().in_flight, s.own_figures().requests), (1, 3), "only its own go out");
+        s.adopt_cooldown(now_ms() + 60_000);
+        assert!(s.cooling_for().is_some());
+        assert_eq!(
+            s.own_figures().cooldown_until_ms,
+            s.own_cooldown_until_ms.load(Ordering::Relaxed),
+            "an adopted cooldown is not sent back"
+        );
         s.record_latency(Duration::from_secs(1), 10);
         s.record_latency(Duration::from_secs(2), 10);
         let per_token = s.latency().per_token.unwrap();

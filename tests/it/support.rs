@@ -44,6 +44,11 @@ impl TestServer {
         format!("{}/default/apps/demo{path}", self.base)
     }
 
+    /// The server's data dir (removed when the server is dropped).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._data_dir.path()
+    }
+
     pub fn token_for(&self, workspace: &str) -> String {
         self.running.state.tokens.issue(workspace, false, std::time::Duration::from_secs(600))
     }

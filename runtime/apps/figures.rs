@@ -1,0 +1,87 @@
+//! This instance's share of the cluster's figures: every 200 ms it sends each running
+//! session's own spend, in-flight count, this minute's requests and tokens and its own
+//! cooldowns, and takes up what the other instances sent (`cluster/figures.rs` says how they
+//! are kept). The request path only ever reads the figures taken up here.
+
+use super::{Registry, APP_SCOPE};
+use crate::clock::now_ms;
+use crate::cluster::{Cluster, ClusterError, LoadFigure, Others, Outgoing, SpendFigure};
+use crate::router::table::Table;
+use std::collections::HashMap;
+
+/// The exchange rounds of one instance.
+#[derive(Default)]
+pub struct Exchange {
+    /// Per (workspace, app): spend fields of periods that are over, deleted next round.
+    forget: HashMap<(String, String), Vec<String>>,
+}
+
+impl Exchange {
+    /// One round: send this instance's figures of every running session, take up the others'.
+    pub async fn round(&mut self, registry: &Registry, cluster: &Cluster) -> Result<(), ClusterError> {
+        let sessions = registry.all();
+        let outgoing: Vec<Outgoing> = sessions
+            .iter()
+            .map(|s| {
+                let forget = self.forget.remove(&(s.workspace.clone(), s.app_id.clone())).unwrap_or_default();
+                Outgoing {
+                    workspace: s.workspace.clone(),
+                    app_id: s.app_id.clone(),
+                    session_id: s.id.clone(),
+                    spend: own_spend(&s.table),
+                    forget,
+                    load: own_load(&s.table),
+                }
+            })
+            .collect();
+        let answers = cluster.exchange(&outgoing).await?;
+        for (session, others) in sessions.iter().zip(answers) {
+            take_up(&session.table, &others);
+            let over = others.over(|scope| ledger(&session.table, scope).map(|l| l.period_now()));
+            if !over.is_empty() {
+                self.forget.insert((session.workspace.clone(), session.app_id.clone()), over);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn ledgers(table: &Table) -> impl Iterator<Item = (&str, &crate::router::spend::Ledger)> {
+    std::iter::once((APP_SCOPE, &table.app_spend))
+        .chain(table.deployments.iter().map(|d| d.id.as_str()).zip(&table.deployment_spend))
+}
+
+fn ledger<'a>(table: &'a Table, scope: &str) -> Option<&'a crate::router::spend::Ledger> {
+    ledgers(table).find(|(s, _)| *s == scope).map(|(_, l)| l)
+}
+
+/// This instance's spend of the app and of each deployment (nothing spent: nothing sent).
+fn own_spend(table: &Table) -> Vec<SpendFigure> {
+    ledgers(table)
+        .filter_map(|(scope, ledger)| {
+            let (period, micros) = ledger.own();
+            (micros > 0).then(|| SpendFigure { scope: scope.to_owned(), period, micros })
+        })
+        .collect()
+}
+
+/// This instance's load of each deployment.
+fn own_load(table: &Table) -> Vec<(usize, LoadFigure)> {
+    table.stats.iter().enumerate().map(|(i, stats)| (i, stats.own_figures())).collect()
+}
+
+/// Records the others' figures where routing and budgets read them.
+fn take_up(table: &Table, others: &Others) {
+    for (scope, ledger) in ledgers(table) {
+        let period = ledger.period_now();
+        ledger.set_others(period, others.spend(scope, period));
+    }
+    let now = now_ms();
+    for (i, stats) in table.stats.iter().enumerate() {
+        let load = others.load(i);
+        stats.set_others(load.in_flight, load.minute, load.requests, load.tokens);
+        if load.cooldown_until_ms > now {
+            stats.adopt_cooldown(load.cooldown_until_ms);
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! The controller's shared state: installed apps, workspace secrets and running sessions, one
+//! Redis hash each (field `workspace<US>id`). Every write is announced; `seed` puts back what an
+//! instance holds without overwriting anything already there.
+
+use super::{field, split, Cluster, ClusterError, Event, SECRET};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::HashMap;
+
+const APPS: &str = "ferrolite:apps";
+const SECRETS: &str = "ferrolite:secrets";
+const SESSIONS: &str = "ferrolite:sessions";
+
+/// A stored app as Redis keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SharedApp {
+    pub manifest: Value,
+    pub installed_at: u64,
+    #[serde(default)]
+    pub trusted: bool,
+}
+
+/// A running session as Redis keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SharedSession {
+    pub app_id: String,
+    pub started_at: u64,
+}
+
+/// Everything the controller shares, as one instance holds it (or Redis does).
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// (workspace, app id) -> app.
+    pub apps: HashMap<(String, String), SharedApp>,
+    /// workspace -> key -> value.
+    pub secrets: HashMap<String, HashMap<String, String>>,
+    /// (workspace, session id) -> session.
+    pub sessions: HashMap<(String, String), SharedSession>,
+}
+
+fn encode<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// Entries of a hash whose field and value both read; others (a foreign writer) are skipped.
+fn decode<T: for<'de> Deserialize<'de>>(all: HashMap<String, String>) -> HashMap<(String, String), T> {
+    all.into_iter().filter_map(|(f, v)| Some((split(&f)?, serde_json::from_str(&v).ok()?))).collect()
+}
+
+impl Cluster {
+    pub fn put_app(&self, workspace: &str, app_id: &str, app: &SharedApp) -> Result<(), ClusterError> {
+        self.run::<i64>(redis::cmd("HSET").arg(APPS).arg(field(workspace, app_id)).arg(encode(app)))?;
+        self.publish(Event::Install { workspace: workspace.into(), app_id: app_id.into() })
+    }
+
+    pub fn get_app(&self, workspace: &str, app_id: &str) -> Result<Option<SharedApp>, ClusterError> {
+        let raw: Option<String> = self.run(redis::cmd("HGET").arg(APPS).arg(field(workspace, app_id)))?;
+        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
+    }
+
+    pub fn delete_app(&self, workspace: &str, app_id: &str) -> Result<(), ClusterError> {
+        self.run::<i64>(redis::cmd("HDEL").arg(APPS).arg(field(workspace, app_id)))?;
+        self.publish(Event::Uninstall { workspace: workspace.into(), app_id: app_id.into() })
+    }
+
+    pub fn put_secret(&self, workspace: &str, key: &str, value: &str) -> Result<(), ClusterError> {
+        self.run::<i64>(redis::cmd("HSET").arg(SECRETS).arg(field(workspace, key)).arg(value))?;
+        self.publish(Event::SetEnv { workspace: workspace.into(), key: key.into() })
+    }
+
+    pub fn get_secret(&self, workspace: &str, key: &str) -> Result<Option<String>, ClusterError> {
+        self.run(redis::cmd("HGET").arg(SECRETS).arg(field(workspace, key)))
+    }
+
+    /// Records a start and announces it.
+    pub fn put_session(&self, workspace: &str, session_id: &str, s: &SharedSession) -> Result<(), ClusterError> {
+        self.run::<i64>(redis::cmd("HSET").arg(SESSIONS).arg(field(workspace, session_id)).arg(encode(s)))?;
+        self.publish(Event::Start {
+            workspace: workspace.into(),
+            app_id: s.app_id.clone(),
+            session_id: session_id.into(),
+        })
+    }
+
+    pub fn delete_session(&self, workspace: &str, session_id: &str) -> Result<(), ClusterError> {
+        self.run::<i64>(redis::cmd("HDEL").arg(SESSIONS).arg(field(workspace, session_id)))?;
+        self.publish(Event::Stop { workspace: workspace.into(), session_id: session_id.into() })
+    }
+
+    /// The whole shared state, read in one round trip (so it is one moment's state).
+    pub fn snapshot(&self) -> Result<Snapshot, ClusterError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("HGETALL").arg(APPS).cmd("HGETALL").arg(SECRETS).cmd("HGETALL").arg(SESSIONS);
+        type Hashes = (HashMap<String, String>, HashMap<String, String>, HashMap<String, String>);
+        let (apps, secrets, sessions): Hashes = self.run_pipe(&pipe)?;
+        let mut by_workspace: HashMap<String, HashMap<String, String>> = HashMap::new();
+        for (f, v) in secrets {
+            if let Some((w, k)) = split(&f) {
+                by_workspace.entry(w).or_default().insert(k, v);
+            }
+        }
+        Ok(Snapshot { apps: decode(apps), secrets: by_workspace, sessions: decode(sessions) })
+    }
+
+    /// Puts back what this instance holds where Redis has nothing (HSETNX: an entry another
+    /// instance already put back stays). Not announced: every instance reads the whole state
+    /// after it finds Redis was emptied.
+    pub fn seed(&self, mine: &Snapshot) -> Result<(), ClusterError> {
+        let mut pipe = redis::pipe();
+        for ((workspace, id), app) in &mine.apps {
+            pipe.cmd("HSETNX").arg(APPS).arg(field(workspace, id)).arg(encode(app)).ignore();
+        }
+        for (workspace, keys) in &mine.secrets {
+            for (key, value) in keys {
+                pipe.cmd("HSETNX").arg(SECRETS).arg(field(workspace, key)).arg(value).ignore();
+            }
+        }
+        for ((workspace, id), session) in &mine.sessions {
+            pipe.cmd("HSETNX").arg(SESSIONS).arg(field(workspace, id)).arg(encode(session)).ignore();
+        }
+        let secret = self.secret.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(secret) = secret else { return self.run_pipe::<()>(&pipe) };
+        pipe.cmd("SET").arg(SECRET).arg(&secret).arg("NX").ignore().cmd("GET").arg(SECRET);
+        let (shared,): (String,) = self.run_pipe(&pipe)?;
+        if shared != secret {
+            // Another instance found Redis empty first and put its own secret there.
+            tracing::error!(
+                "the cluster's token secret changed while redis was away: tokens signed by this instance are refused by \
+                 instances started since, and theirs here; restart this instance to take up the new secret"
+            );
+        }
+        Ok(())
+    }
+}
