@@ -339,8 +339,8 @@ fn serve_log_format_json_writes_one_json_object_per_line_with_the_request_id() {
     ureq_post_with_id(&format!("{url}/chat/completions"), &server.token, chat, "json-logged-1");
     std::thread::sleep(Duration::from_millis(200));
     let _ = server.child.kill();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(server.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let _ = server.child.wait();
+    let stderr = server.stderr();
     let lines: Vec<Value> = stderr
         .lines()
         .filter(|l| !l.trim().is_empty())

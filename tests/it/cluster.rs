@@ -3,62 +3,9 @@
 //! stops A; tokens from any instance's data dir; an instance that missed announcements, or
 //! found Redis emptied, catches up; requests keep flowing while Redis is away or frozen.
 
-use crate::support::{free_port, TestServer};
+use crate::support::{Redis, TestServer};
 use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A throwaway redis-server on a free loopback port.
-struct Redis {
-    child: Child,
-    url: String,
-    port: u16,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        Redis::start_on(free_port())
-    }
-
-    fn start_on(port: u16) -> Redis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run redis-server ({e}): scripts/test.sh installs it (apt-get install redis-server)")
-            });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { child, url: format!("redis://127.0.0.1:{port}"), port }
-    }
-}
-
-impl Redis {
-    /// A command's answer, from a connection of the test's own.
-    fn query<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> T {
-        let mut conn = redis::Client::open(self.url.as_str()).unwrap().get_connection().unwrap();
-        cmd.query(&mut conn).unwrap()
-    }
-
-    /// SIGSTOP (`true`) or SIGCONT: Redis keeps its sockets open and answers nothing.
-    fn freeze(&self, frozen: bool) {
-        let signal = if frozen { "-STOP" } else { "-CONT" };
-        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn instance(redis: &Redis) -> TestServer {
     let url = redis.url.clone();

@@ -18,6 +18,7 @@ mod azure;
 mod bad_input;
 mod budgets;
 mod catalogue;
+mod chaos;
 mod cli;
 mod cluster;
 mod codegen;

@@ -3,6 +3,7 @@
 use ferrolite::server::{self, RunningServer, ServerConfig};
 use serde_json::Value;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// A ferrolite server for one test, with its own data dir.
 pub struct TestServer {
@@ -129,6 +130,8 @@ pub struct ServeProcess {
     pub token: String,
     pub admin_token: Option<String>,
     pub base: String,
+    /// Where its stderr goes.
+    pub log: PathBuf,
 }
 
 impl ServeProcess {
@@ -140,13 +143,17 @@ impl ServeProcess {
     /// `spawn` with extra environment variables (`RUST_LOG`, ...).
     pub fn spawn_with_env(args: &[&str], data_dir: &std::path::Path, env: &[(&str, &str)]) -> ServeProcess {
         use std::io::{BufRead, BufReader};
+        // stderr goes to a file: a pipe nobody reads would stall a chatty server once full.
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        let log = data_dir.join("serve-stderr.log");
+        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferrolite"))
             .arg("serve")
             .args(args)
             .envs(env.iter().copied())
             .env("FERROLITE_DATA_DIR", data_dir)
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .expect("binary starts");
         let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
@@ -156,8 +163,8 @@ impl ServeProcess {
         while !line.starts_with("try:") {
             line.clear();
             if stdout.read_line(&mut line).unwrap_or(0) == 0 {
-                let mut err = String::new();
-                let _ = std::io::Read::read_to_string(child.stderr.as_mut().expect("piped"), &mut err);
+                let _ = child.wait();
+                let err = std::fs::read_to_string(&log).unwrap_or_default();
                 panic!("`ferrolite serve {}` printed no banner: {err}", args.join(" "));
             }
             let l = line.trim();
@@ -171,7 +178,14 @@ impl ServeProcess {
                 admin_token = Some(t.to_owned());
             }
         }
-        ServeProcess { child, services, token, admin_token, base }
+        ServeProcess { child, services, token, admin_token, base, log }
+    }
+}
+
+impl ServeProcess {
+    /// What it wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
 
@@ -225,4 +239,56 @@ pub fn wire<T: serde::Serialize>(body: T) -> Value {
 /// Typed wire bodies as JSON, in order.
 pub fn wires<T: serde::Serialize>(bodies: Vec<T>) -> Vec<Value> {
     bodies.into_iter().map(wire).collect()
+}
+
+/// A throwaway redis-server on a free loopback port.
+pub struct Redis {
+    child: std::process::Child,
+    pub url: String,
+    pub port: u16,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        Redis::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> Redis {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run redis-server ({e}): scripts/test.sh installs it (apt-get install redis-server)")
+            });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { child, url: format!("redis://127.0.0.1:{port}"), port }
+    }
+}
+
+impl Redis {
+    /// A command's answer, from a connection of the test's own.
+    pub fn query<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> T {
+        let mut conn = redis::Client::open(self.url.as_str()).unwrap().get_connection().unwrap();
+        cmd.query(&mut conn).unwrap()
+    }
+
+    /// SIGSTOP (`true`) or SIGCONT: Redis keeps its sockets open and answers nothing.
+    pub fn freeze(&self, frozen: bool) {
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = std::process::Command::new("kill").args([signal, &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
