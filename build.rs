@@ -108,6 +108,9 @@ struct PrefixDef {
     prefix: String,
     provider: String,
     api_base: Option<String>,
+    /// An OpenAI-compatible server with chat completions but no Responses API.
+    #[serde(default)]
+    chat_only: bool,
 }
 
 #[derive(Deserialize)]
@@ -376,9 +379,10 @@ fn generate_providers(table: &ProviderTable, routes: &[Route]) -> String {
         let base = p.api_base.as_ref().map(|b| format!("Some({b:?})")).unwrap_or_else(|| "None".to_owned());
         let _ = writeln!(
             out,
-            "    Prefix {{ prefix: {:?}, provider: Provider::{}, default_api_base: {base} }},",
+            "    Prefix {{ prefix: {:?}, provider: Provider::{}, default_api_base: {base}, chat_only: {} }},",
             p.prefix,
-            provider_variant(&p.provider, def)
+            provider_variant(&p.provider, def),
+            p.chat_only
         );
     }
     out += "];\n\n/// Model-name families recognised without a prefix: (start of the name, prefix).\npub static FAMILIES: &[(&str, &str)] = &[\n";

@@ -98,11 +98,11 @@ impl Session {
         let mut numbered: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         for entry in &config.model_list {
             let p = &entry.litellm_params;
-            let (provider, upstream_model, default_base) = if p.mock_response.is_some() {
-                (Provider::Mock, p.model.clone(), None)
+            let (provider, upstream_model, default_base, chat_only) = if p.mock_response.is_some() {
+                (Provider::Mock, p.model.clone(), None, false)
             } else {
                 let r = resolve_model(&p.model).ok_or_else(|| StartError::UnknownProvider(p.model.clone()))?;
-                (r.provider, r.upstream_model, r.default_api_base)
+                (r.provider, r.upstream_model, r.default_api_base, r.chat_only)
             };
             let index = numbered.entry(entry.model_name.as_str()).or_default();
             let id = format!("{}/{index}", entry.model_name);
@@ -146,6 +146,7 @@ impl Session {
                 api_version,
                 aws,
                 mock_response: p.mock_response.clone(),
+                chat_only: p.use_chat_completions_api.unwrap_or(chat_only),
                 params: p.clone(),
                 model_info: entry.model_info.clone(),
                 credential_headers: Default::default(),

@@ -45,6 +45,8 @@ pub struct Prefix {
     pub provider: Provider,
     /// The base URL used when the deployment sets no `api_base`; `None` means it must set one.
     pub default_api_base: Option<&'static str>,
+    /// Chat completions but no Responses API (Responses requests are translated to chat).
+    pub chat_only: bool,
 }
 
 /// What a litellm model string resolves to.
@@ -56,6 +58,8 @@ pub struct ResolvedModel {
     /// The model name the upstream knows, prefix removed.
     pub upstream_model: String,
     pub default_api_base: Option<&'static str>,
+    /// Chat completions but no Responses API.
+    pub chat_only: bool,
 }
 
 /// Resolves a litellm `model` string to its provider, or `None` when no rule matches: a known
@@ -69,6 +73,7 @@ pub fn resolve_model(model: &str) -> Option<ResolvedModel> {
                 prefix: p.prefix,
                 upstream_model: rest.to_owned(),
                 default_api_base: p.default_api_base,
+                chat_only: p.chat_only,
             });
         }
     }
@@ -79,6 +84,7 @@ pub fn resolve_model(model: &str) -> Option<ResolvedModel> {
         prefix: p.prefix,
         upstream_model: model.to_owned(),
         default_api_base: p.default_api_base,
+        chat_only: p.chat_only,
     })
 }
 

@@ -146,6 +146,11 @@ pub struct LitellmParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^\s*[0-9]+(s|m|min|h|d|w|mo)\s*$"))]
     pub budget_duration: Option<String>,
+    /// An OpenAI-compatible server without `/v1/responses`: Responses requests are translated to
+    /// chat completions. Defaults to true for prefixes of servers known to lack the route
+    /// (`hosted_vllm/`, `lm_studio/`, ...), false otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_chat_completions_api: Option<bool>,
     /// Other provider parameters, passed on as written.
     #[serde(flatten)]
     pub extra: Map<String, Value>,

@@ -59,6 +59,9 @@ pub struct Deployment {
     /// AWS credentials and region (Bedrock), from the params or the standard AWS environment.
     pub aws: Option<AwsCredentials>,
     pub mock_response: Option<String>,
+    /// An OpenAI-compatible server without the Responses API: `/v1/responses` goes through its
+    /// chat completions (`use_chat_completions_api`, or its prefix's default).
+    pub chat_only: bool,
     /// The params as written in the manifest (secrets still as references), for /v1/model/info.
     pub params: LitellmParams,
     pub model_info: Option<serde_json::Map<String, serde_json::Value>>,
@@ -94,6 +97,7 @@ impl Deployment {
             api_version: None,
             aws: None,
             mock_response: Some(String::new()),
+            chat_only: false,
             params: LitellmParams::default(),
             model_info: None,
             credential_headers: Default::default(),

@@ -112,34 +112,50 @@ fn chat_chunk(a: &MockAnswer<'_>, index: Option<u32>, delta: Delta, finish: Opti
     }
 }
 
-/// The SSE frames of a streamed chat completion, `data: [DONE]` included.
-pub fn chat_stream(a: &MockAnswer<'_>, req: &ChatRequest) -> Vec<Bytes> {
+/// The chunks of a streamed chat completion: per choice a role chunk, one per word, and a
+/// finish chunk; with usage asked for, every chunk says `usage: null` but a last usage-only one.
+pub fn chat_chunks(a: &MockAnswer<'_>, req: &ChatRequest) -> Vec<ChatChunk> {
     let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
-    // With usage asked for, every chunk says `usage: null` but the last, which has it.
-    let frame = |mut chunk: ChatChunk| {
+    let marked = |mut chunk: ChatChunk| {
         if include_usage {
             chunk.usage = Some(None);
         }
-        sse::data(&chunk)
+        chunk
     };
     let text = |piece: &str| Delta { content: Some(Some(piece.to_owned())), ..Delta::default() };
     let n = req.n.unwrap_or(1).max(1);
-    let mut frames = Vec::new();
+    let mut chunks = Vec::new();
     for i in 0..n {
         let first = Delta { role: Some("assistant".into()), ..text("") };
-        frames.push(frame(chat_chunk(a, Some(i), first, None)));
+        chunks.push(marked(chat_chunk(a, Some(i), first, None)));
         for piece in deltas(a.text) {
-            frames.push(frame(chat_chunk(a, Some(i), text(piece), None)));
+            chunks.push(marked(chat_chunk(a, Some(i), text(piece), None)));
         }
-        frames.push(frame(chat_chunk(a, Some(i), Delta::default(), Some("stop"))));
+        chunks.push(marked(chat_chunk(a, Some(i), Delta::default(), Some("stop"))));
     }
     if include_usage {
         let mut last = chat_chunk(a, None, Delta::default(), None);
         last.usage = Some(Some(chat_usage_of(chat_usage(req, a.text))));
-        frames.push(sse::data(&last));
+        chunks.push(last);
     }
+    chunks
+}
+
+/// The SSE frames of a streamed chat completion, `data: [DONE]` included.
+pub fn chat_stream(a: &MockAnswer<'_>, req: &ChatRequest) -> Vec<Bytes> {
+    let mut frames: Vec<Bytes> = chat_chunks(a, req).iter().map(sse::data).collect();
     frames.push(sse::done());
     frames
+}
+
+/// A mock deployment's chat answer to `req`: the whole answer, and its chunks when `req`
+/// streams (what the Responses front turns into its own shapes).
+pub fn chat_answer(d: &super::Deployment, req: &ChatRequest) -> (ChatCompletion, Option<Vec<ChatChunk>>) {
+    let id = new_id("chatcmpl-");
+    let text = d.mock_response.as_deref().unwrap_or_default();
+    let a = MockAnswer { text, model: &d.upstream_model, id: &id, created: crate::clock::unix_now() };
+    let chunks = (req.stream == Some(true)).then(|| chat_chunks(&a, req));
+    (chat_response(&a, req), chunks)
 }
 
 fn prompt_texts(prompt: &Value) -> Vec<String> {

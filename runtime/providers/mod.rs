@@ -15,6 +15,7 @@ pub mod gemini;
 pub mod messages;
 pub mod mock;
 pub mod openai;
+pub mod responses;
 pub mod translate;
 
 pub use crate::catalogue::Provider;
@@ -68,6 +69,14 @@ pub async fn serve(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
             })?;
             messages::serve(call, provider).await
         }
+        Translator::ResponsesOrChat => responses::serve_openai(call).await,
+        Translator::ResponsesViaChat => {
+            let provider = chat_provider(call.deployment.provider).ok_or_else(|| {
+                ApiError::not_built(format!("/v1/responses for {} deployments", call.deployment.provider))
+            })?;
+            responses::serve(call, provider).await
+        }
+        Translator::MockResponses => responses::serve_mock(call),
         Translator::GeminiEmbedding => gemini::serve_embedding(call).await,
         translator @ (Translator::MockChat
         | Translator::MockCompletion

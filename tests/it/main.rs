@@ -39,6 +39,7 @@ mod openai_provider;
 mod openai_upstream;
 mod persistence;
 mod python_sdk;
+mod responses_bridge;
 mod routing_strategies;
 mod rpc;
 mod schema_files;

@@ -51,14 +51,7 @@ fn chat_completion_becomes_an_anthropic_message() {
 
 #[test]
 fn openai_chunks_become_the_full_anthropic_event_sequence() {
-    let text =
-        std::fs::read_to_string(crate::support::repo_root().join("tests/fixtures/openai-chat-completion-stream.sse"))
-            .unwrap();
-    let mut chunks: Vec<ChatChunk> = crate::support::sse_data(&text)
-        .into_iter()
-        .filter(|d| d != "[DONE]")
-        .map(|d| serde_json::from_str(&d).unwrap())
-        .collect();
+    let mut chunks: Vec<ChatChunk> = crate::support::fixture_chat_chunks();
     chunks.push(
         serde_json::from_value(json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o", "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}}))
             .unwrap(),

@@ -94,6 +94,7 @@ fn deployment(api_base: &str, secret: &str) -> Deployment {
             region: REGION.into(),
         }),
         mock_response: None,
+        chat_only: false,
         params: Default::default(),
         model_info: None,
         credential_headers: Default::default(),

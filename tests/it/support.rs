@@ -118,6 +118,13 @@ pub fn sse_data(body: &str) -> Vec<String> {
         .collect()
 }
 
+/// The chunks of the captured OpenAI chat stream (`tests/fixtures/openai-chat-completion-stream.sse`).
+pub fn fixture_chat_chunks() -> Vec<ferrolite::api::openai::ChatChunk> {
+    let text = std::fs::read_to_string(repo_root().join("tests/fixtures/openai-chat-completion-stream.sse"))
+        .expect("the captured chat stream");
+    sse_data(&text).into_iter().filter(|d| d != "[DONE]").map(|d| serde_json::from_str(&d).expect("a chunk")).collect()
+}
+
 /// The repository root (where Cargo.toml is).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

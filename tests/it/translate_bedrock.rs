@@ -643,6 +643,7 @@ fn deployment(secret: &str) -> Deployment {
         api_version: None,
         aws: Some(credentials(secret, Some("FwoGZXIvYXdzEXAMPLETOKEN"))),
         mock_response: None,
+        chat_only: false,
         params: LitellmParams::default(),
         model_info: None,
         credential_headers: Default::default(),

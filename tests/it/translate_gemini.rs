@@ -30,6 +30,7 @@ fn deployment(upstream_model: &str) -> Deployment {
         api_version: None,
         aws: None,
         mock_response: None,
+        chat_only: false,
         params: LitellmParams { model: format!("gemini/{upstream_model}"), ..LitellmParams::default() },
         model_info: None,
         credential_headers: Default::default(),

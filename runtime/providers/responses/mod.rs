@@ -1,0 +1,155 @@
+//! OpenAI's Responses API (`POST /v1/responses`) in front of every provider that does not speak
+//! it: Anthropic, Gemini, Bedrock, mock, and OpenAI-compatible servers with chat completions
+//! only. The request becomes a chat request (`request.rs`), runs through the deployment's chat
+//! translation (`providers::chat::execute`, so parameters, errors and usage behave as chat's),
+//! and the answer comes back as a `response` (`answer.rs`) or as the Responses event stream
+//! (`events.rs`). OpenAI deployments that have the route are passed through untouched.
+
+pub mod answer;
+pub mod events;
+pub mod request;
+
+use super::auth::Scrubber;
+use super::chat::{execute, usage_of, ChatOutput, ChunkStream, StreamEnds};
+use super::translate::ChatProvider;
+use super::ProviderCall;
+use crate::api::openai::ChatRequest;
+use crate::api::responses::ResponsesRequest;
+use crate::catalogue::Operation;
+use crate::exchange::{ApiError, Outcome, Payload};
+use crate::observability::session_log::LogType;
+use crate::streaming::sse;
+use answer::Shell;
+use axum::body::Bytes;
+use axum::response::IntoResponse;
+use events::ResponsesEvents;
+use futures::{Stream, StreamExt};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// The request, its chat translation, and the shell of its response.
+struct Prepared {
+    chat: ChatRequest,
+    shell: Shell,
+}
+
+fn prepare(call: &ProviderCall<'_>) -> Result<Prepared, ApiError> {
+    let Payload::Json(body) = &call.payload else {
+        return Err(ApiError::bad_request("this route takes a JSON body"));
+    };
+    let req = ResponsesRequest::deserialize(body.as_ref())
+        .map_err(|e| ApiError::bad_request(format!("invalid request: {e}")))?;
+    if req.previous_response_id.is_some() {
+        return Err(ApiError::not_built(format!(
+            "previous_response_id on {} deployments (responses are not stored yet: send the whole conversation in `input`)",
+            call.deployment.provider
+        ))
+        .with_param("previous_response_id"));
+    }
+    let settings = call.settings;
+    let translated = request::to_chat_request(&req, settings.drop_params)?;
+    if !translated.dropped.is_empty() && (settings.debug || settings.detailed_debug) {
+        let d = call.deployment;
+        call.logs.push(
+            LogType::Log,
+            format!("drop_params: dropped {} for {} deployment {}", translated.dropped.join(", "), d.provider, d.id),
+        );
+    }
+    let shell = Shell::new(&req, body, translated.names, &call.deployment.upstream_model);
+    Ok(Prepared { chat: translated.chat, shell })
+}
+
+/// `POST /v1/responses` through the deployment's chat translation.
+pub async fn serve(call: ProviderCall<'_>, provider: &dyn ChatProvider) -> Result<Outcome, ApiError> {
+    let Prepared { chat, shell } = prepare(&call)?;
+    match execute(&call, provider, chat).await? {
+        ChatOutput::Complete(chat) => {
+            let usage = chat.usage.as_ref().map(usage_of);
+            let body = answer::to_response(&chat, &shell);
+            Ok(Outcome { response: axum::Json(body).into_response(), deployment: None, usage })
+        }
+        ChatOutput::Stream(chunks) => {
+            let ends = StreamEnds { logs: call.logs.clone(), scrubber: Scrubber::of(call.deployment) };
+            Ok(Outcome { response: sse::response(frames(chunks, shell, ends)), deployment: None, usage: None })
+        }
+    }
+}
+
+/// `POST /v1/responses` on an OpenAI-compatible deployment: passed through, unless it has chat
+/// completions only, then through its chat route.
+pub async fn serve_openai(mut call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
+    if !call.deployment.chat_only {
+        return super::openai::forward(call).await;
+    }
+    let provider = call.deployment.provider;
+    call.provider_route = Operation::ChatCompletions
+        .route()
+        .provider_route(provider)
+        .ok_or_else(|| ApiError::internal(format!("the catalogue gives {provider} no chat completions route")))?;
+    serve(call, &super::openai::CHAT).await
+}
+
+/// A mock deployment's answer, in the Responses API's shape.
+pub fn serve_mock(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
+    let Prepared { chat, shell } = prepare(&call)?;
+    let (chat_answer, chunks) = super::mock::chat_answer(call.deployment, &chat);
+    let usage = super::mock::chat_usage(&chat, call.deployment.mock_response.as_deref().unwrap_or_default());
+    let response = match chunks {
+        None => axum::Json(answer::to_response(&chat_answer, &shell)).into_response(),
+        Some(chunks) => {
+            let mut events = ResponsesEvents::new(shell);
+            let mut frames = events.start();
+            for chunk in &chunks {
+                frames.extend(events.push(chunk));
+            }
+            frames.extend(events.finish());
+            sse::response(futures::stream::iter(frames.into_iter().map(Ok)))
+        }
+    };
+    Ok(Outcome { response, deployment: None, usage: Some(usage) })
+}
+
+/// Chat chunks as Responses events, each sent as soon as its chunk arrives.
+fn frames(
+    chunks: ChunkStream,
+    shell: Shell,
+    ends: StreamEnds,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    enum Phase {
+        Start,
+        Chunks,
+        Finished,
+    }
+    struct State {
+        chunks: ChunkStream,
+        events: ResponsesEvents,
+        phase: Phase,
+    }
+    let state = State { chunks, events: ResponsesEvents::new(shell), phase: Phase::Start };
+    let ends = Arc::new(ends);
+    futures::stream::unfold(state, move |mut s| {
+        let ends = ends.clone();
+        async move {
+            let frames = match s.phase {
+                Phase::Finished => return None,
+                Phase::Start => {
+                    s.phase = Phase::Chunks;
+                    s.events.start()
+                }
+                Phase::Chunks => match s.chunks.next().await {
+                    Some(Ok(chunk)) => s.events.push(&chunk),
+                    Some(Err(e)) => {
+                        s.phase = Phase::Finished;
+                        s.events.fail(&ends.failed(e))
+                    }
+                    None => {
+                        s.phase = Phase::Finished;
+                        s.events.finish()
+                    }
+                },
+            };
+            Some((futures::stream::iter(frames.into_iter().map(Ok)), s))
+        }
+    })
+    .flatten()
+}
