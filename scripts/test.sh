@@ -38,6 +38,10 @@ export FERROLITE_CHROMIUM="${FERROLITE_CHROMIUM:-/usr/bin/chromium}"
 if [ ! -d tests/ui/node_modules/playwright-core ]; then
   (cd tests/ui && npm ci --no-audit --no-fund --loglevel=error) || { echo "scripts/test.sh: npm ci in tests/ui failed" >&2; exit 1; }
 fi
+# The Node clients (the Vercel AI SDK), pinned by tests/node/package-lock.json.
+if [ ! -d tests/node/node_modules/ai ] || [ ! -d tests/node/node_modules/@ai-sdk/openai ]; then
+  (cd tests/node && npm ci --no-audit --no-fund --loglevel=error) || { echo "scripts/test.sh: npm ci in tests/node failed" >&2; exit 1; }
+fi
 
 # The real openai / anthropic Python SDKs, pinned, in a virtualenv of their own.
 venv="${FERROLITE_VENV:-$PWD/.venv}"

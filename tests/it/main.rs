@@ -35,6 +35,7 @@ mod litellm_config;
 mod messages_front;
 mod metrics;
 mod mock_provider;
+mod node_clients;
 mod openai_provider;
 mod openai_upstream;
 mod persistence;
