@@ -345,3 +345,30 @@ fn chat_chunks_become_the_responses_event_sequence() {
     let out: String = frames.iter().map(|f| std::str::from_utf8(f).unwrap()).collect();
     insta::assert_snapshot!(out);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn translated_responses_are_priced_and_booked_like_chat() {
+    let s = setup().await;
+    let session = s.server.running.state.controller.list_running("default")[0].id.clone();
+    let spend = || {
+        let usage = s.server.running.state.controller.get_usage("default", &session).unwrap();
+        usage["spend"].as_f64().unwrap()
+    };
+    // Claude has a price in the table: a JSON answer says its cost, and the spend grows by it.
+    let before = spend();
+    let response =
+        s.server.post(s.server.demo_url("/v1/responses"), &json!({"model": "claude", "input": "Hello there"})).await;
+    assert_eq!(response.status(), 200);
+    let cost: f64 = response.headers()["x-ferrolite-cost"].to_str().unwrap().parse().unwrap();
+    assert!(cost > 0.0);
+    assert!((spend() - before - cost).abs() < 1e-6, "the JSON answer was booked");
+    // A stream is booked from its response.completed usage once it ends.
+    let before = spend();
+    let streamed = events(&s, json!({"model": "claude", "input": "Hello there"})).await;
+    let usage = streamed.last().unwrap().1["response"]["usage"].clone();
+    assert!(usage["input_tokens"].as_u64().unwrap() > 0, "{usage}");
+    assert!(spend() > before, "the stream was booked");
+    let logs = s.server.running.state.controller.get_logs("default", &session, None, 0, None).unwrap();
+    let lines = serde_json::to_string(&logs.items).unwrap();
+    assert!(lines.contains("/v1/responses"), "the session log has the requests: {lines}");
+}
