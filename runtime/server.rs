@@ -1,13 +1,14 @@
 //! Starting and stopping the server: data dir, tokens, the apps to run, the listener,
 //! and a graceful drain on Ctrl-C / SIGTERM.
 
+use crate::apps::responses::ResponseStore;
 use crate::apps::{demo, Controller, ControllerError, Source};
 use crate::auth::{write_private, KeyError, Tokens};
 use crate::cluster::{Cluster, Event};
 use crate::http::{self, serve, AppState, Limits};
 use crate::manifest::litellm;
 use crate::manifest::validate::{self, LoadError};
-use crate::store::{SqliteStore, StoreError};
+use crate::store::{ResponseDb, SqliteStore, StoreError};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use tokio::task::JoinHandle;
 
 /// How often in-memory spend is written to the store.
 const SPEND_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+const RESPONSES_PURGE_INTERVAL: Duration = Duration::from_secs(300);
 
 /// The port `ferrolite serve` listens on by default.
 pub const DEFAULT_PORT: u16 = 9527;
@@ -34,6 +36,8 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// Share state with other instances through this Redis.
     pub redis_url: Option<String>,
+    /// How long stored Responses API answers are kept.
+    pub responses_ttl: Duration,
     /// Let apps installed by non-admin tokens call loopback, link-local and private addresses.
     pub allow_private_upstreams: bool,
     /// Serve `GET /metrics` without a token (it needs an admin token otherwise).
@@ -55,6 +59,7 @@ impl ServerConfig {
             limits: Limits::default(),
             drain_timeout: Duration::from_secs(30),
             redis_url: None,
+            responses_ttl: crate::apps::responses::DEFAULT_TTL,
             allow_private_upstreams: false,
             metrics_public: false,
             connections: serve::ConnectionSettings::default(),
@@ -123,8 +128,6 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
     let local = listener.local_addr().map_err(|source| StartupError::Bind { addr, source })?;
 
     let store = SqliteStore::open(&config.data_dir)?;
-    let mut controller =
-        Controller::new(format!("http://{local}"), store).allow_private_upstreams(config.allow_private_upstreams);
     let cluster = match &config.redis_url {
         Some(url) => {
             let instance = crate::cluster::instance_id(&config.data_dir).map_err(StartupError::Cluster)?;
@@ -138,11 +141,19 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
                 crate::auth::replace_secret(&config.data_dir, &shared)?;
                 secret = shared;
             }
-            controller = controller.with_cluster(cluster.clone());
             Some(cluster)
         }
         None => None,
     };
+    let mut responses = ResponseStore::new(ResponseDb::open(&config.data_dir)?, config.responses_ttl);
+    if let Some(cluster) = &cluster {
+        responses = responses.with_cluster(cluster.clone());
+    }
+    let mut controller = Controller::new(format!("http://{local}"), store, responses)
+        .allow_private_upstreams(config.allow_private_upstreams);
+    if let Some(cluster) = &cluster {
+        controller = controller.with_cluster(cluster.clone());
+    }
     for (session, error) in controller.restore().map_err(StartupError::Restore)? {
         eprintln!(
             "ferrolite: stored session {} of app {} did not restart: {error}",
@@ -159,7 +170,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
     // The WebSocket door is mounted last: it calls the finished HTTP router in-process, and a
     // socket that stays open is not an in-flight request.
     let router = crate::rpc::mount(router, state.clone());
-    let mut background = vec![spend_flusher(state.clone())];
+    let mut background = vec![spend_flusher(state.clone()), responses_purger(state.clone())];
     if let Some(cluster) = cluster {
         background.extend(cluster_tasks(state.clone(), cluster));
     }
@@ -255,6 +266,22 @@ fn spend_flusher(state: AppState) -> JoinHandle<()> {
             let flushed = tokio::task::spawn_blocking(move || state.controller.flush_spend()).await;
             if let Ok(Err(e)) = flushed {
                 tracing::warn!("cannot store spend: {e}");
+            }
+        }
+    })
+}
+
+/// Removes expired stored responses from the data dir's file every few minutes (Redis expires
+/// its copies itself).
+fn responses_purger(state: AppState) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RESPONSES_PURGE_INTERVAL);
+        loop {
+            tick.tick().await;
+            let state = state.clone();
+            let purged = tokio::task::spawn_blocking(move || state.controller.responses().purge_expired()).await;
+            if let Ok(Err(e)) = purged {
+                tracing::warn!("cannot purge expired responses: {e}");
             }
         }
     })

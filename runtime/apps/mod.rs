@@ -8,6 +8,7 @@
 pub mod demo;
 pub mod figures;
 pub mod registry;
+pub mod responses;
 pub mod session;
 mod sync;
 pub mod upstream_guard;
@@ -148,6 +149,8 @@ pub struct Controller {
     store: SqliteStore,
     /// Shared state with other instances (`--redis-url`), when configured.
     cluster: Option<Arc<Cluster>>,
+    /// Stored Responses API answers (`store: true`).
+    responses: Arc<responses::ResponseStore>,
     /// `http://host:port`, for the URLs sessions report.
     base_url: String,
     /// `--allow-private-upstreams`: every app may call loopback and private addresses.
@@ -162,13 +165,15 @@ enum Origin {
 }
 
 impl Controller {
-    pub fn new(base_url: String, store: SqliteStore) -> Controller {
+    /// A controller keeping apps in `store` and stored Responses answers in `responses`.
+    pub fn new(base_url: String, store: SqliteStore, responses: responses::ResponseStore) -> Controller {
         Controller {
             state: Mutex::default(),
             changes: Mutex::default(),
             registry: Registry::default(),
             store,
             cluster: None,
+            responses: Arc::new(responses),
             base_url,
             allow_private_upstreams: false,
         }
@@ -184,6 +189,10 @@ impl Controller {
     pub fn with_cluster(mut self, cluster: Arc<Cluster>) -> Controller {
         self.cluster = Some(cluster);
         self
+    }
+
+    pub fn responses(&self) -> &Arc<responses::ResponseStore> {
+        &self.responses
     }
 
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {

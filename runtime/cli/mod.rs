@@ -100,6 +100,9 @@ pub struct ServeArgs {
     /// Share apps, sessions, spend, load and cooldowns with other instances through Redis.
     #[arg(long, env = "FERROLITE_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// How long stored Responses API answers (`store: true`) are kept, e.g. 30d, 12h, 3600s.
+    #[arg(long, default_value = "30d", value_parser = parse_ttl)]
+    pub responses_ttl: Duration,
     /// Seconds a client may take to send a request's head before its connection is closed
     /// (the slowloris guard).
     #[arg(long, default_value_t = 30.0, value_parser = parse_positive_seconds)]
@@ -245,6 +248,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.limits.max_body_bytes = args.max_body_bytes;
     config.limits.family_body_bytes = args.body_limits.into_iter().collect();
     config.redis_url = args.redis_url;
+    config.responses_ttl = args.responses_ttl;
     config.allow_private_upstreams = args.allow_private_upstreams;
     config.metrics_public = args.metrics_public;
     config.connections.header_read_timeout = std::time::Duration::from_secs_f64(args.header_read_timeout);
@@ -285,6 +289,12 @@ fn parse_positive_seconds(text: &str) -> Result<f64, String> {
     } else {
         Err(format!("{text:?}: expected seconds above 0 and at most 86400"))
     }
+}
+
+/// A retention such as `30d`, `12h` or `3600s` (at least a second).
+fn parse_ttl(text: &str) -> Result<Duration, String> {
+    crate::router::spend::parse_duration(text)
+        .ok_or_else(|| format!("{text:?}: expected a positive number with a unit: s, m, h, d or w (e.g. 30d)"))
 }
 
 fn parse_family_limit(text: &str) -> Result<(String, usize), String> {

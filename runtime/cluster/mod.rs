@@ -9,12 +9,14 @@
 //! - Spend, load and cooldowns are figures each instance writes under its own id and every
 //!   instance sums (`figures.rs`), exchanged every 200 ms off the request path: a write repeated
 //!   after a failure never counts twice, and an instance's figures survive Redis restarting.
+//! - Stored Responses API answers: one expiring key each (`responses.rs`).
 //!
-//! Requests never wait on Redis: with Redis away, each instance routes and budgets on its local
-//! view plus the last figures it read, and controller changes fail with 503 so no instance
-//! drifts from the others. See README.
+//! Requests never wait on Redis but to read or write a stored response: with Redis away, each
+//! instance routes and budgets on its local view plus the last figures it read, and controller
+//! changes fail with 503 so no instance drifts from the others. See README.
 
 mod figures;
+mod responses;
 mod state;
 
 pub use figures::{LoadFigure, Others, Outgoing, SpendFigure};

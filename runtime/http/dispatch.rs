@@ -4,6 +4,7 @@
 //! [`dispatch`].
 
 use super::{local, AppState};
+use crate::apps::responses::recorder;
 use crate::apps::session::Session;
 use crate::auth::presented_token;
 use crate::catalogue::{BodyKind, Operation, Route, Serve};
@@ -124,8 +125,11 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
                     format!("{request_id} request query={query} stream={}", payload.flag("stream")),
                 );
             }
+            // Stored responses belong to the caller's workspace (a master key's: the app's).
+            let caller = claims.as_ref().map_or(session.workspace.as_str(), |c| c.ws.as_str());
             let request = Request {
                 request_id,
+                caller,
                 session: &session,
                 route,
                 params: &params,
@@ -169,6 +173,8 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
 /// One request's parts, as the route's server needs them.
 struct Request<'a> {
     request_id: &'a RequestId,
+    /// The workspace of the caller's token: where its stored responses live.
+    caller: &'a str,
     session: &'a Arc<Session>,
     route: &'static Route,
     params: &'a [(&'static str, String)],
@@ -182,10 +188,23 @@ struct Request<'a> {
 async fn serve(state: &AppState, r: &Request<'_>, payload: Payload) -> Result<Outcome, ApiError> {
     match r.route.serve {
         Serve::Local(handler) => {
-            local::serve(handler, state, r.session, r.route, r.params, r.query, &payload).await.map(Outcome::local)
+            let local = local::Local { state, session: r.session, caller: r.caller, params: r.params, query: r.query };
+            local::serve(handler, &local, &payload).await.map(Outcome::local)
         }
         Serve::Providers(_) => {
             let target = choose_target(r.session, r.route, r.query, &payload)?;
+            // The Responses API's state: a continued conversation's items put in, the answer
+            // recorded on its way out.
+            let (payload, recording) = match r.route.op {
+                Operation::CreateResponse => {
+                    let forward_unknown = passes_responses_through(r.session, &target);
+                    let store = state.controller.responses();
+                    recorder::prepare(store, r.caller, payload, forward_unknown)
+                        .await
+                        .map_err(|e| ApiError::from(e).with_param("previous_response_id"))?
+                }
+                _ => (payload, None),
+            };
             let routed = Routed {
                 table: &r.session.table,
                 route: r.route,
@@ -198,8 +217,23 @@ async fn serve(state: &AppState, r: &Request<'_>, payload: Payload) -> Result<Ou
                 body_limit: r.body_limit,
                 started: r.started,
             };
-            failover::serve(routed, target, payload).await
+            let mut outcome = failover::serve(routed, target, payload).await?;
+            if let Some(recording) = recording {
+                outcome.response = recording.finish(outcome.response, state.limits.max_body_bytes).await?;
+            }
+            Ok(outcome)
         }
+    }
+}
+
+/// Whether the target may be an OpenAI deployment that has the Responses API itself, and so
+/// may know a `previous_response_id` this gateway never stored.
+fn passes_responses_through(session: &Session, target: &Target<'_>) -> bool {
+    let passes = |d: &crate::providers::Deployment| d.provider == crate::providers::Provider::OpenAi && !d.chat_only;
+    let table = &session.table;
+    match target {
+        Target::Group(name) => table.group(name).is_some_and(|mut g| g.any(passes)),
+        Target::Deployment(i) => table.deployments.get(*i).is_some_and(passes),
     }
 }
 

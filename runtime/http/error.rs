@@ -2,6 +2,7 @@
 //! OpenAI-style JSON body, and the errors of the controller, auth and shared state as
 //! [`ApiError`]s.
 
+use crate::apps::responses::ResponsesError;
 use crate::apps::ControllerError;
 use crate::auth::AuthError;
 use crate::cluster::ClusterError;
@@ -64,5 +65,22 @@ impl From<ClusterError> for ApiError {
     fn from(e: ClusterError) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", e.to_string())
             .with_code("shared_state_unavailable")
+    }
+}
+
+impl From<ResponsesError> for ApiError {
+    fn from(e: ResponsesError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            ResponsesError::NotFound(_) | ResponsesError::BrokenChain { .. } => {
+                ApiError::not_found(message).with_code("response_not_found")
+            }
+            ResponsesError::TooLong(_) => ApiError::bad_request(message).with_code("conversation_too_long"),
+            ResponsesError::Store(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", message)
+                .with_code("response_store_unavailable"),
+            ResponsesError::Answer(_) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "server_error", message).with_code("upstream_error")
+            }
+        }
     }
 }

@@ -1,9 +1,10 @@
 //! Routes ferrolite answers itself from the app's state: models, model info, health,
-//! token counting and supported parameters.
+//! token counting, supported parameters, and stored Responses API answers.
 
 use super::AppState;
+use crate::apps::responses::{items, Record, ResponsesError};
 use crate::apps::session::Session;
-use crate::catalogue::{LocalHandler, Route};
+use crate::catalogue::LocalHandler;
 use crate::exchange::{ApiError, Payload};
 use crate::providers::deployment::redact;
 use crate::providers::{auth, Deployment, Provider};
@@ -16,15 +17,24 @@ use std::time::Duration;
 /// Keys of `litellm_params` never shown as written unless they are references.
 const SECRET_PARAMS: &[&str] = &["api_key", "aws_access_key_id", "aws_secret_access_key", "aws_session_token"];
 
-pub async fn serve(
-    handler: LocalHandler,
-    state: &AppState,
-    session: &Session,
-    _route: &'static Route,
-    params: &[(&'static str, String)],
-    query: Option<&str>,
-    payload: &Payload,
-) -> Result<Response, ApiError> {
+/// What a local route reads besides its body.
+pub struct Local<'a> {
+    pub state: &'a AppState,
+    pub session: &'a Session,
+    /// The workspace of the caller's token (where its stored responses live).
+    pub caller: &'a str,
+    pub params: &'a [(&'static str, String)],
+    pub query: Option<&'a str>,
+}
+
+impl Local<'_> {
+    fn param(&self, name: &str) -> &str {
+        self.params.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str()).unwrap_or_default()
+    }
+}
+
+pub async fn serve(handler: LocalHandler, local: &Local<'_>, payload: &Payload) -> Result<Response, ApiError> {
+    let Local { state, session, query, .. } = *local;
     let table = &session.table;
     let response = match handler {
         LocalHandler::ListModels => {
@@ -32,7 +42,7 @@ pub async fn serve(
             Json(json!({"object": "list", "data": data})).into_response()
         }
         LocalHandler::GetModel => {
-            let name = params.iter().find(|(n, _)| *n == "model").map(|(_, v)| v.as_str()).unwrap_or_default();
+            let name = local.param("model");
             if table.group(name).is_none() {
                 return Err(ApiError::not_found(format!(
                     "model {name:?} is not served by this app; available models: {}",
@@ -81,6 +91,27 @@ pub async fn serve(
             let tools = payload.field("tools").map(tokenizer::count_value).unwrap_or(0);
             Json(json!({"input_tokens": system + turns + tools + 3})).into_response()
         }
+        LocalHandler::GetResponse => {
+            let id = local.param("response_id");
+            let record = stored(local, id).await?;
+            Json(record.response).into_response()
+        }
+        LocalHandler::DeleteResponse => {
+            let id = local.param("response_id");
+            let store = state.controller.responses();
+            if !store.delete(local.caller, id).await? {
+                return Err(ResponsesError::NotFound(id.to_owned()).into());
+            }
+            Json(json!({"id": id, "object": "response", "deleted": true})).into_response()
+        }
+        LocalHandler::ListResponseInputItems => {
+            let id = local.param("response_id");
+            let page = items::PageQuery::read(|key| super::query::param(query, key).map(|v| v.into_owned()))
+                .map_err(|e| ApiError::bad_request(e.to_string()).with_param(e.param()))?;
+            let store = state.controller.responses();
+            let chain = store.chain(local.caller, id).await.map_err(|e| ApiError::from(e).with_param("response_id"))?;
+            Json(items::page(items::listed(&chain), &page)).into_response()
+        }
         LocalHandler::SupportedOpenaiParams => {
             let model = super::query::param(query, "model")
                 .ok_or_else(|| ApiError::bad_request("pass ?model=NAME").with_param("model"))?;
@@ -91,6 +122,15 @@ pub async fn serve(
         }
     };
     Ok(response)
+}
+
+/// A stored response of the caller's workspace (404 naming it otherwise).
+async fn stored(local: &Local<'_>, id: &str) -> Result<Record, ApiError> {
+    let store = local.state.controller.responses();
+    match store.get(local.caller, id).await? {
+        Some(record) => Ok(record),
+        None => Err(ApiError::from(ResponsesError::NotFound(id.to_owned())).with_param("response_id")),
+    }
 }
 
 fn model_object(session: &Session, name: &str) -> Value {

@@ -1,11 +1,14 @@
-//! Durable state: installed apps, workspace secrets, and which sessions were running.
+//! Durable state: installed apps, workspace secrets, which sessions were running, and stored
+//! Responses API answers (`responses.rs`).
 //!
 //! Every change is one SQLite transaction, so a crash (even `kill -9`) leaves either the old
 //! state or the new one, never half of a change. On start the server reloads apps and
 //! secrets and starts again every session that was running.
 
+pub mod responses;
 pub mod sqlite;
 
+pub use responses::ResponseDb;
 pub use sqlite::SqliteStore;
 
 /// A stored app: its id, workspace and the manifest as installed.

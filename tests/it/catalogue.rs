@@ -45,7 +45,14 @@ async fn every_catalogue_route_answers() {
             let response = request.send().await.expect("sent");
             let status = response.status().as_u16();
             let body: Value = response.json_body().await;
-            assert!(status != 404 && status != 405, "{:?} {path} answered {status}: {body}", route.method);
+            // A stored response the gateway answers for itself is looked up: its 404 names the
+            // missing response, not a missing route.
+            let unknown_response = status == 404 && body["error"]["code"] == "response_not_found";
+            assert!(
+                (status != 404 || unknown_response) && status != 405,
+                "{:?} {path} answered {status}: {body}",
+                route.method
+            );
             assert!(body.is_object() || body.is_string(), "{path}: JSON body expected, got {body}");
         }
     }

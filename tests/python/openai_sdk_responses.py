@@ -7,6 +7,8 @@ Run by tests/it/responses_bridge.rs with FERROLITE_BASE_URL (the service's /v1) 
 import json
 import os
 
+import openai
+
 from openai import OpenAI
 
 client = OpenAI(api_key=os.environ["FERROLITE_TOKEN"], base_url=os.environ["FERROLITE_BASE_URL"])
@@ -58,6 +60,38 @@ second = client.responses.create(
 )
 assert second.output_text == "The tool said: rain", second
 print("tool round trip ok")
+
+# State: every answer is stored (whatever provider gave it), read back, listed, continued with
+# previous_response_id (also across providers), and deleted.
+for model in EXPECTED:
+    first = client.responses.create(model=model, input="Hello there")
+    assert client.responses.retrieve(first.id).output_text == first.output_text, model
+    follow = client.responses.create(model=model, input="And again", previous_response_id=first.id)
+    assert follow.previous_response_id == first.id, follow
+    items = list(client.responses.input_items.list(follow.id))
+    assert [item.role for item in items] == ["user", "assistant", "user"], (model, items)
+    assert items[0].content[0].text == "And again", items
+    client.responses.delete(first.id)
+    try:
+        client.responses.retrieve(first.id)
+        raise AssertionError(f"{model}: a deleted response was still there")
+    except openai.NotFoundError:
+        pass
+    print(model, "state ok")
+
+# A tool round trip that sends only the tool's output, continuing the call's response, on
+# each translating provider that calls tools.
+for model in ["claude", "gemini", "bedrock"]:
+    asked = client.responses.create(model=model, input="What is the weather in Oslo?", tools=tools)
+    call = next(item for item in asked.output if item.type == "function_call")
+    answered = client.responses.create(
+        model=model,
+        tools=tools,
+        previous_response_id=asked.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "rain"}],
+    )
+    assert "rain" in answered.output_text, (model, answered)
+    print(model, "stored tool round trip ok")
 
 # Structured output reaches the provider as its own JSON mode (the fake answers text; the
 # request must pass).

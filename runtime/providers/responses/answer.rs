@@ -24,6 +24,7 @@ pub struct Shell {
     parallel_tool_calls: bool,
     previous_response_id: Option<String>,
     reasoning: ReasoningConfig,
+    store: bool,
     temperature: Option<f64>,
     top_p: Option<f64>,
     user: Option<String>,
@@ -48,6 +49,7 @@ impl Shell {
             parallel_tool_calls: req.parallel_tool_calls.unwrap_or(true),
             previous_response_id: req.previous_response_id.clone(),
             reasoning: req.reasoning.clone().unwrap_or_default(),
+            store: req.store != Some(false),
             temperature: req.temperature,
             top_p: req.top_p,
             user: req.user.clone(),
@@ -89,8 +91,8 @@ impl Shell {
             parallel_tool_calls: self.parallel_tool_calls,
             previous_response_id: borrowed(&self.previous_response_id),
             reasoning: self.reasoning.clone(),
-            // Nothing is kept yet: a stored response could not be read back.
-            store: false,
+            // The gateway keeps it (apps::responses) unless the client said not to.
+            store: self.store,
             temperature: self.temperature,
             text: self.text.clone(),
             tool_choice: self.tool_choice.clone(),

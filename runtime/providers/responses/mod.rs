@@ -39,12 +39,15 @@ fn prepare(call: &ProviderCall<'_>) -> Result<Prepared, ApiError> {
     };
     let req = ResponsesRequest::deserialize(body.as_ref())
         .map_err(|e| ApiError::bad_request(format!("invalid request: {e}")))?;
-    if req.previous_response_id.is_some() {
-        return Err(ApiError::not_built(format!(
-            "previous_response_id on {} deployments (responses are not stored yet: send the whole conversation in `input`)",
-            call.deployment.provider
+    // The gateway's store resolves the ids it knows before routing (`apps::responses`); one
+    // left here is one it does not know, kept for an OpenAI deployment's own store.
+    if let Some(id) = &req.previous_response_id {
+        return Err(ApiError::not_found(format!(
+            "previous_response_id {id:?}: no such response is stored in this workspace, and {} deployment {} has no store of its own",
+            call.deployment.provider, call.deployment.id
         ))
-        .with_param("previous_response_id"));
+        .with_param("previous_response_id")
+        .with_code("response_not_found"));
     }
     let settings = call.settings;
     let translated = request::to_chat_request(&req, settings.drop_params)?;

@@ -1,0 +1,226 @@
+//! One `POST /v1/responses` seen by the state: before routing, a `previous_response_id` this
+//! store knows becomes the conversation's items in `input`; after, a 2xx answer the client
+//! asked to store is recorded on its way out. A stream passes through untouched (unless the
+//! continued id must be echoed) and is recorded when its last event (`response.completed`,
+//! `.incomplete` or `.failed`) goes by, before that event reaches the client: a client that
+//! reads the end of a stream and at once continues from it finds the response stored.
+
+use super::{items, Record, ResponseStore, ResponsesError};
+use crate::exchange::Payload;
+use crate::streaming::sse;
+use axum::body::{Body, Bytes};
+use axum::http::header;
+use axum::response::Response;
+use futures::StreamExt;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+/// What a create request's answer needs to be recorded.
+pub struct Recording {
+    store: Arc<ResponseStore>,
+    workspace: String,
+    input: Vec<Value>,
+    /// The response continued, when this store resolved it (echoed in the answer).
+    previous: Option<String>,
+}
+
+/// Prepares a create request: resolves its `previous_response_id` and says whether (and how)
+/// its answer is recorded. An id this store does not know is a [`ResponsesError::NotFound`],
+/// unless `forward_unknown` (a deployment that may store responses upstream, an OpenAI one,
+/// can be chosen): then the request goes on as sent and is not recorded here, so the whole
+/// conversation stays in the upstream's store.
+pub async fn prepare(
+    store: &Arc<ResponseStore>,
+    workspace: &str,
+    payload: Payload,
+    forward_unknown: bool,
+) -> Result<(Payload, Option<Recording>), ResponsesError> {
+    let Payload::Json(body) = &payload else { return Ok((payload, None)) };
+    let wants_store = payload.field("store") != Some(&Value::Bool(false));
+    let previous = payload.field("previous_response_id").and_then(Value::as_str).filter(|id| !id.is_empty());
+    let recording = |previous: Option<String>| Recording {
+        store: store.clone(),
+        workspace: workspace.to_owned(),
+        input: items::stored(payload.field("input")),
+        previous,
+    };
+    let Some(previous) = previous else {
+        let recording = wants_store.then(|| recording(None));
+        return Ok((payload, recording));
+    };
+    let chain = match store.chain(workspace, previous).await {
+        Ok(chain) => chain,
+        Err(ResponsesError::NotFound(_)) if forward_unknown => return Ok((payload, None)),
+        Err(e) => return Err(e),
+    };
+    let mut conversation = items::resent(&chain);
+    match payload.field("input") {
+        Some(Value::String(text)) => {
+            conversation.push(serde_json::json!({"type": "message", "role": "user", "content": text}))
+        }
+        Some(Value::Array(own)) => conversation.extend(own.iter().cloned()),
+        _ => {}
+    }
+    let mut continued: Map<String, Value> = body.as_object().cloned().unwrap_or_default();
+    continued.insert("input".into(), Value::Array(conversation));
+    continued.remove("previous_response_id");
+    let recording = wants_store.then(|| recording(Some(previous.to_owned())));
+    Ok((Payload::Json(Arc::new(Value::Object(continued))), recording))
+}
+
+impl Recording {
+    /// The answer, recorded (a 2xx JSON object or event stream; anything else goes by as is).
+    /// `limit` bounds a JSON answer read whole.
+    pub async fn finish(self, response: Response, limit: usize) -> Result<Response, ResponsesError> {
+        if !response.status().is_success() {
+            return Ok(response);
+        }
+        let is_stream = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        let (mut parts, body) = response.into_parts();
+        if is_stream {
+            return Ok(Response::from_parts(parts, self.stream(body)));
+        }
+        let bytes = axum::body::to_bytes(body, limit)
+            .await
+            .map_err(|e| ResponsesError::Answer(format!("reading the answer to record it: {e}")))?;
+        let Ok(Value::Object(mut object)) = serde_json::from_slice::<Value>(&bytes) else {
+            return Ok(Response::from_parts(parts, Body::from(bytes)));
+        };
+        let body = match self.echo_previous(&mut object) {
+            true => {
+                parts.headers.remove(header::CONTENT_LENGTH);
+                Body::from(serde_json::to_vec(&object).unwrap_or_else(|_| bytes.to_vec()))
+            }
+            false => Body::from(bytes),
+        };
+        self.record(Value::Object(object)).await;
+        Ok(Response::from_parts(parts, body))
+    }
+
+    /// Sets `previous_response_id` on a response object when this store resolved it; whether
+    /// that changed anything.
+    fn echo_previous(&self, response: &mut Map<String, Value>) -> bool {
+        let Some(previous) = &self.previous else { return false };
+        let echoed = Value::String(previous.clone());
+        let changed = response.get("previous_response_id") != Some(&echoed);
+        response.insert("previous_response_id".into(), echoed);
+        changed
+    }
+
+    async fn record(&self, response: Value) {
+        let Some(id) = response.get("id").and_then(Value::as_str).map(str::to_owned) else { return };
+        let record = Record { response, input: self.input.clone(), previous: self.previous.clone() };
+        if let Err(e) = self.store.put(&self.workspace, &id, &record).await {
+            tracing::warn!(response = id, "cannot store a response: {e}");
+        }
+    }
+
+    /// The stream, recorded at its last event.
+    fn stream(self, body: Body) -> Body {
+        struct State {
+            inner: axum::body::BodyDataStream,
+            decoder: sse::Decoder,
+            recording: Recording,
+            done: bool,
+        }
+        let state =
+            State { inner: body.into_data_stream(), decoder: sse::Decoder::new(), recording: self, done: false };
+        let frames = futures::stream::unfold(state, |mut s| async move {
+            if s.done {
+                return None;
+            }
+            let (bytes, events) = match s.inner.next().await {
+                Some(Ok(bytes)) => {
+                    let events = s.decoder.feed(&bytes);
+                    (bytes, events)
+                }
+                Some(Err(e)) => return Some((Err(std::io::Error::other(e)), s)),
+                None => {
+                    s.done = true;
+                    (Bytes::new(), s.decoder.finish().into_iter().collect())
+                }
+            };
+            // Echoing the continued id means writing the events anew; otherwise the bytes go
+            // on as they came.
+            let rewrite = s.recording.previous.is_some();
+            let mut out = Vec::new();
+            for event in events {
+                let seen = s.recording.observe(&event).await;
+                if rewrite {
+                    write_event(&mut out, &event, seen.as_ref());
+                }
+            }
+            let bytes = if rewrite { Bytes::from(out) } else { bytes };
+            Some((Ok(bytes), s))
+        });
+        Body::from_stream(frames.filter(|frame| futures::future::ready(!matches!(frame, Ok(b) if b.is_empty()))))
+    }
+
+    /// Looks at one event: a lifecycle event carries the response, which gets the continued id
+    /// echoed and, on the last one, is recorded. Returns the event's data when it changed.
+    async fn observe(&self, event: &sse::Event) -> Option<String> {
+        let kind = event_type(event)?;
+        let terminal = matches!(kind, "response.completed" | "response.incomplete" | "response.failed");
+        if !terminal && self.previous.is_none() {
+            return None;
+        }
+        if !matches!(kind, "response.created" | "response.in_progress" | "response.queued") && !terminal {
+            return None;
+        }
+        let Ok(Value::Object(mut data)) = serde_json::from_str::<Value>(&event.data) else { return None };
+        let changed = match data.get_mut("response") {
+            Some(Value::Object(response)) => self.echo_previous(response),
+            _ => return None,
+        };
+        if terminal {
+            if let Some(response) = data.get("response") {
+                self.record(response.clone()).await;
+            }
+        }
+        changed.then(|| Value::Object(data).to_string())
+    }
+}
+
+/// An event's type: its `event:` name, else the `type` its data starts with (every Responses
+/// event has one), read without parsing the rest.
+fn event_type(event: &sse::Event) -> Option<&str> {
+    if let Some(name) = &event.event {
+        return Some(name);
+    }
+    let rest = &event.data[event.data.find("\"type\"")? + 6..];
+    let rest = rest.trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    rest.split('"').next()
+}
+
+/// Writes `event` as SSE, with `data` in place of its own when given.
+fn write_event(out: &mut Vec<u8>, event: &sse::Event, data: Option<&String>) {
+    if let Some(name) = &event.event {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'\n');
+    }
+    for line in data.unwrap_or(&event.data).split('\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_types_read_from_names_or_data() {
+        let named = sse::Event { event: Some("response.completed".into()), data: "{}".into() };
+        assert_eq!(event_type(&named), Some("response.completed"));
+        let plain = sse::Event { event: None, data: r#"{"type": "response.output_text.delta","delta":"x"}"#.into() };
+        assert_eq!(event_type(&plain), Some("response.output_text.delta"));
+        assert_eq!(event_type(&sse::Event { event: None, data: "[DONE]".into() }), None);
+    }
+}

@@ -1,0 +1,113 @@
+//! Stored Responses API answers (`store: true`), in their own SQLite file beside the app store
+//! (`responses.db` in the data dir). They are written on the request path of every stored
+//! response, so this file commits with `synchronous=NORMAL` (survives a crash of ferrolite, not
+//! necessarily of the machine) and never waits behind the app store's fsyncs.
+
+use super::StoreError;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+use std::sync::Mutex;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS responses (
+    workspace  TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    record     TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (workspace, id)
+);
+CREATE INDEX IF NOT EXISTS responses_expiry ON responses (expires_at);
+";
+
+/// The stored responses of every workspace, each a JSON record kept until `expires_at`.
+pub struct ResponseDb {
+    conn: Mutex<Connection>,
+}
+
+impl ResponseDb {
+    /// Opens (creating if needed) `responses.db` in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<ResponseDb, StoreError> {
+        let path = data_dir.join("responses.db");
+        let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
+        let conn = Connection::open(&path).map_err(open_err)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+        }
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
+        conn.execute_batch(SCHEMA).map_err(open_err)?;
+        Ok(ResponseDb { conn: Mutex::new(conn) })
+    }
+
+    /// An in-memory store, for tests.
+    pub fn in_memory() -> Result<ResponseDb, StoreError> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(ResponseDb { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn put(&self, workspace: &str, id: &str, record: &str, expires_at: u64) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO responses (workspace, id, record, expires_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (workspace, id) DO UPDATE SET record = excluded.record, expires_at = excluded.expires_at",
+            params![workspace, id, record, expires_at as i64],
+        )?;
+        Ok(())
+    }
+
+    /// The record, unless it expired before `now`.
+    pub fn get(&self, workspace: &str, id: &str, now: u64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT record FROM responses WHERE workspace = ?1 AND id = ?2 AND expires_at > ?3",
+                params![workspace, id, now as i64],
+                |row| row.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Whether a record was there to delete.
+    pub fn delete(&self, workspace: &str, id: &str) -> Result<bool, StoreError> {
+        let n =
+            self.conn().execute("DELETE FROM responses WHERE workspace = ?1 AND id = ?2", params![workspace, id])?;
+        Ok(n > 0)
+    }
+
+    /// Removes every record expired by `now`; returns how many.
+    pub fn purge(&self, now: u64) -> Result<usize, StoreError> {
+        Ok(self.conn().execute("DELETE FROM responses WHERE expires_at <= ?1", params![now as i64])?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_scoped_by_workspace_and_expire() {
+        let db = ResponseDb::in_memory().unwrap();
+        db.put("ws-a", "resp_1", "{\"a\":1}", 100).unwrap();
+        db.put("ws-a", "resp_2", "{}", 200).unwrap();
+        assert_eq!(db.get("ws-a", "resp_1", 50).unwrap().as_deref(), Some("{\"a\":1}"));
+        assert_eq!(db.get("ws-b", "resp_1", 50).unwrap(), None);
+        assert_eq!(db.get("ws-a", "resp_1", 100).unwrap(), None, "expired at its instant");
+        assert_eq!(db.purge(150).unwrap(), 1);
+        assert!(db.get("ws-a", "resp_2", 150).unwrap().is_some());
+        assert!(db.delete("ws-a", "resp_2").unwrap());
+        assert!(!db.delete("ws-a", "resp_2").unwrap());
+    }
+
+    #[test]
+    fn reopened_file_keeps_records() {
+        let dir = tempfile::tempdir().unwrap();
+        ResponseDb::open(dir.path()).unwrap().put("w", "resp_x", "{}", u64::MAX / 2).unwrap();
+        assert!(ResponseDb::open(dir.path()).unwrap().get("w", "resp_x", 1).unwrap().is_some());
+    }
+}
