@@ -43,7 +43,7 @@ if [ ! -d tests/node/node_modules/ai ] || [ ! -d tests/node/node_modules/@ai-sdk
   (cd tests/node && npm ci --no-audit --no-fund --loglevel=error) || { echo "scripts/test.sh: npm ci in tests/node failed" >&2; exit 1; }
 fi
 
-# The real openai / anthropic Python SDKs, pinned, in a virtualenv of their own.
+# The real openai / anthropic Python SDKs and the OpenAI Agents SDK, pinned, in a virtualenv of their own.
 venv="${FERROLITE_VENV:-$PWD/.venv}"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv" || { echo "scripts/test.sh: cannot create a virtualenv (on Debian: apt-get install python3-venv)" >&2; exit 1; }

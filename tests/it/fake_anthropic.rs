@@ -551,3 +551,8 @@ fn sse(events: Vec<(&str, Value)>) -> Response {
         .body(Body::from_stream(body))
         .expect("SSE response")
 }
+
+/// The `tool_result` contents of a request's last message (empty unless it answers tool uses).
+pub fn last_tool_results(body: &Value) -> Vec<String> {
+    body.as_object().map(tool_results).unwrap_or_default()
+}
