@@ -38,12 +38,17 @@ export FERROLITE_CHROMIUM="${FERROLITE_CHROMIUM:-/usr/bin/chromium}"
 if [ ! -d tests/ui/node_modules/playwright-core ]; then
   (cd tests/ui && npm ci --no-audit --no-fund --loglevel=error) || { echo "scripts/test.sh: npm ci in tests/ui failed" >&2; exit 1; }
 fi
-# The Node clients (the Vercel AI SDK), pinned by tests/node/package-lock.json.
-if [ ! -d tests/node/node_modules/ai ] || [ ! -d tests/node/node_modules/@ai-sdk/openai ]; then
+# The Node clients (the Vercel AI SDK, the Codex CLI), pinned by tests/node/package-lock.json.
+if [ ! -d tests/node/node_modules/ai ] || [ ! -d tests/node/node_modules/@ai-sdk/openai ] \
+  || ! tests/node/node_modules/.bin/codex --version >/dev/null 2>&1; then
   (cd tests/node && npm ci --no-audit --no-fund --loglevel=error) || { echo "scripts/test.sh: npm ci in tests/node failed" >&2; exit 1; }
 fi
+# @openai/codex runs a native binary from an optional per-platform package (@openai/codex-linux-x64
+# here): npm skips it silently when it does not fit, so check that Codex really starts.
+tests/node/node_modules/.bin/codex --version >/dev/null \
+  || { echo "scripts/test.sh: the Codex CLI does not run: no platform package of @openai/codex for $(uname -sm)?" >&2; exit 1; }
 
-# The real openai / anthropic Python SDKs, pinned, in a virtualenv of their own.
+# The real openai / anthropic Python SDKs and the OpenAI Agents SDK, pinned, in a virtualenv of their own.
 venv="${FERROLITE_VENV:-$PWD/.venv}"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv" || { echo "scripts/test.sh: cannot create a virtualenv (on Debian: apt-get install python3-venv)" >&2; exit 1; }

@@ -551,3 +551,107 @@ fn sse(events: Vec<(&str, Value)>) -> Response {
         .body(Body::from_stream(body))
         .expect("SSE response")
 }
+
+/// The `tool_result` contents of a request's last message (empty unless it answers tool uses).
+pub fn last_tool_results(body: &Value) -> Vec<String> {
+    body.as_object().map(tool_results).unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scripted answers, for clients whose tools the default answers cannot drive (a coding agent's
+// shell tool wants a real command, not a placeholder built from its schema).
+
+/// What a scripted fake says to one request.
+pub enum Scripted {
+    /// A text message (`end_turn`).
+    Text(String),
+    /// A `tool_use` block calling `name` with `input` (`tool_use`), after a word of text.
+    ToolUse { name: String, input: Value },
+}
+
+type Script = dyn Fn(&Value) -> Scripted + Send + Sync;
+
+impl FakeAnthropic {
+    /// A fake that checks requests as [`FakeAnthropic::start`] does and answers each valid one
+    /// with what `script` says for its body, JSON or SSE as asked.
+    pub async fn start_scripted(
+        expected_key: &str,
+        script: impl Fn(&Value) -> Scripted + Send + Sync + 'static,
+    ) -> FakeAnthropic {
+        let shared = Arc::new(Shared { key: expected_key.to_owned(), log: Mutex::default(), ids: AtomicU64::new(0) });
+        let script: Arc<Script> = Arc::new(script);
+        let state = shared.clone();
+        let app = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let (shared, script) = (state.clone(), script.clone());
+            async move { handle_scripted(&shared, &*script, method, uri, headers, body) }
+        });
+        let listener =
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("fake Anthropic binds a loopback port");
+        let addr = listener.local_addr().expect("local addr");
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeAnthropic { base_url: format!("http://{addr}"), shared, server }
+    }
+}
+
+fn handle_scripted(
+    shared: &Shared,
+    script: &Script,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let header_map: HashMap<String, String> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    shared.log.lock().unwrap().push(Recorded {
+        path: uri.path().to_owned(),
+        headers: header_map.clone(),
+        body: parsed.clone().unwrap_or(Value::Null),
+    });
+    if header_map.get("x-api-key") != Some(&shared.key) {
+        return error(401, "authentication_error", "invalid x-api-key");
+    }
+    if method != Method::POST || uri.path() != "/v1/messages" {
+        return error(404, "not_found_error", format!("Not found: {} {}", method, uri.path()));
+    }
+    if !header_map.contains_key("anthropic-version") {
+        return invalid("anthropic-version: header is required");
+    }
+    let Some(Value::Object(map)) = &parsed else {
+        return invalid("There was an error parsing the body of your request: it is not a JSON object");
+    };
+    if let Err(message) = validate(map) {
+        return invalid(message);
+    }
+    let body = parsed.as_ref().expect("checked above");
+    let (text, tool) = match script(body) {
+        Scripted::Text(text) => (text, None),
+        Scripted::ToolUse { name, input } => {
+            if !map.get("tools").and_then(Value::as_array).is_some_and(|t| t.iter().any(|t| t["name"] == name)) {
+                return invalid(format!("the script calls {name:?}, which is not among the request's tools"));
+            }
+            (format!("Let me run {name}."), Some(ToolCall { id: shared.next_id("toolu_fake"), name, input }))
+        }
+    };
+    let output_tokens = text.split_whitespace().count() as u64 + if tool.is_some() { 20 } else { 0 };
+    let answer = Answer {
+        id: shared.next_id("msg_fake"),
+        model: map["model"].as_str().unwrap_or_default().to_owned(),
+        stop_reason: if tool.is_some() { "tool_use" } else { "end_turn" },
+        text,
+        tool,
+        stop_sequence: None,
+        input_tokens: body.to_string().split_whitespace().count() as u64 + 8,
+        output_tokens,
+    };
+    if map.get("stream").and_then(Value::as_bool) == Some(true) {
+        stream(&answer, false)
+    } else {
+        (StatusCode::OK, [("request-id", "req_fake")], axum::Json(answer.message())).into_response()
+    }
+}

@@ -13,6 +13,7 @@ mod translate_anthropic;
 mod translate_bedrock;
 mod translate_gemini;
 
+mod agent_clients;
 mod architecture;
 mod azure;
 mod bad_input;
