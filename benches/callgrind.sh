@@ -5,6 +5,8 @@
 # for N requests on one kept-alive connection of each kind:
 #   pass-through  OpenAI chat in, OpenAI deployment out (JSON answer)
 #   translated    OpenAI chat in, Anthropic deployment out (JSON answer)
+#   responses     OpenAI Responses in, Anthropic deployment out (JSON answer), not stored
+#                 (`store: false`) and stored (the default: recorded in responses.db)
 #
 #   benches/callgrind.sh [N]        # default 2000 requests of each kind
 set -euo pipefail
@@ -52,7 +54,8 @@ python3 - "$port" "$token" "$n" "$serve_pid" "$scratch" <<'EOF'
 import glob, http.client, json, subprocess, sys, time
 port, token, n, pid, scratch = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
-path = "/default/apps/bench/v1/chat/completions"
+chat = "/default/apps/bench/v1/chat/completions"
+responses = "/default/apps/bench/v1/responses"
 
 def connect():
     for _ in range(600):
@@ -65,8 +68,21 @@ def connect():
             time.sleep(0.1)
     sys.exit("ferrolite did not start under valgrind")
 
-def run(conn, model, count):
-    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 16})
+def request(kind):
+    """The route and body of one request of `kind`."""
+    if kind == "pass":
+        return chat, {"model": "pass", "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 16}
+    if kind == "translated":
+        return chat, {"model": "translated", "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 16}
+    body = {"model": "translated", "input": "Hello!", "max_output_tokens": 16}
+    if kind == "responses":
+        body["store"] = False
+    return responses, body
+
+def run(conn, kind, count):
+    path, body = request(kind)
+    body = json.dumps(body)
+    model = kind
     for _ in range(count):
         conn.request("POST", path, body=body, headers=headers)
         r = conn.getresponse()
@@ -95,6 +111,12 @@ def counted(model):
     conn.close()
     return total / n
 
-for kind, model in (("pass-through", "pass"), ("translated (OpenAI -> Anthropic)", "translated")):
-    print(f"{kind}: {counted(model):,.0f} instructions per request")
+kinds = (
+    ("pass-through", "pass"),
+    ("translated (OpenAI -> Anthropic)", "translated"),
+    ("responses (Responses -> Anthropic, store: false)", "responses"),
+    ("responses stored (Responses -> Anthropic, store: true)", "responses-stored"),
+)
+for label, kind in kinds:
+    print(f"{label}: {counted(kind):,.0f} instructions per request")
 EOF

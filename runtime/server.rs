@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 /// How often in-memory spend is written to the store.
 const SPEND_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+const RESPONSES_FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 const RESPONSES_PURGE_INTERVAL: Duration = Duration::from_secs(300);
 
 /// The port `ferrolite serve` listens on by default.
@@ -170,7 +171,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
     // The WebSocket door is mounted last: it calls the finished HTTP router in-process, and a
     // socket that stays open is not an in-flight request.
     let router = crate::rpc::mount(router, state.clone());
-    let mut background = vec![spend_flusher(state.clone()), responses_purger(state.clone())];
+    let mut background = vec![spend_flusher(state.clone()), responses_keeper(state.clone())];
     if let Some(cluster) = cluster {
         background.extend(cluster_tasks(state.clone(), cluster));
     }
@@ -271,17 +272,30 @@ fn spend_flusher(state: AppState) -> JoinHandle<()> {
     })
 }
 
-/// Removes expired stored responses from the data dir's file every few minutes (Redis expires
-/// its copies itself).
-fn responses_purger(state: AppState) -> JoinHandle<()> {
+/// Writes recorded responses to the data dir's file every 200 ms, and removes expired ones
+/// every few minutes (Redis expires its copies itself).
+fn responses_keeper(state: AppState) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(RESPONSES_PURGE_INTERVAL);
+        let mut tick = tokio::time::interval(RESPONSES_FLUSH_INTERVAL);
+        let mut last_purge = std::time::Instant::now();
         loop {
             tick.tick().await;
+            let purge = last_purge.elapsed() >= RESPONSES_PURGE_INTERVAL;
+            if purge {
+                last_purge = std::time::Instant::now();
+            }
             let state = state.clone();
-            let purged = tokio::task::spawn_blocking(move || state.controller.responses().purge_expired()).await;
-            if let Ok(Err(e)) = purged {
-                tracing::warn!("cannot purge expired responses: {e}");
+            let kept = tokio::task::spawn_blocking(move || {
+                let responses = state.controller.responses();
+                responses.flush()?;
+                if purge {
+                    responses.purge_expired()?;
+                }
+                Ok::<_, crate::apps::responses::ResponsesError>(())
+            })
+            .await;
+            if let Ok(Err(e)) = kept {
+                tracing::warn!("cannot keep stored responses: {e}");
             }
         }
     })
@@ -388,6 +402,9 @@ impl RunningServer {
         }
         if let Err(e) = self.state.controller.flush_spend() {
             tracing::warn!("cannot store spend at shutdown: {e}");
+        }
+        if let Err(e) = self.state.controller.responses().flush() {
+            tracing::warn!("cannot store responses at shutdown: {e}");
         }
         drained
     }

@@ -8,7 +8,7 @@
 pub mod responses;
 pub mod sqlite;
 
-pub use responses::ResponseDb;
+pub use responses::{ResponseDb, ResponseRow};
 pub use sqlite::SqliteStore;
 
 /// A stored app: its id, workspace and the manifest as installed.

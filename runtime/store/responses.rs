@@ -19,6 +19,16 @@ CREATE TABLE IF NOT EXISTS responses (
 CREATE INDEX IF NOT EXISTS responses_expiry ON responses (expires_at);
 ";
 
+/// One stored response on its way to the file.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseRow<'a> {
+    pub workspace: &'a str,
+    pub id: &'a str,
+    /// The record as JSON.
+    pub record: &'a str,
+    pub expires_at: u64,
+}
+
 /// The stored responses of every workspace, each a JSON record kept until `expires_at`.
 pub struct ResponseDb {
     conn: Mutex<Connection>,
@@ -53,11 +63,23 @@ impl ResponseDb {
     }
 
     pub fn put(&self, workspace: &str, id: &str, record: &str, expires_at: u64) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT INTO responses (workspace, id, record, expires_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (workspace, id) DO UPDATE SET record = excluded.record, expires_at = excluded.expires_at",
-            params![workspace, id, record, expires_at as i64],
-        )?;
+        self.put_many(&[ResponseRow { workspace, id, record, expires_at }])
+    }
+
+    /// Writes `rows` in one transaction (the store batches what requests recorded).
+    pub fn put_many(&self, rows: &[ResponseRow<'_>]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO responses (workspace, id, record, expires_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (workspace, id) DO UPDATE SET record = excluded.record, expires_at = excluded.expires_at",
+            )?;
+            for row in rows {
+                insert.execute(params![row.workspace, row.id, row.record, row.expires_at as i64])?;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 

@@ -290,7 +290,7 @@ async fn an_id_only_the_openai_upstream_knows_is_forwarded_to_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn stored_responses_survive_a_restart() {
+async fn stored_responses_survive_a_graceful_restart() {
     let anthropic = FakeAnthropic::start(ANTHROPIC_KEY).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.json");
@@ -304,7 +304,11 @@ async fn stored_responses_survive_a_restart() {
     let (status, answer) =
         post_to(&format!("{}/default/apps/demo/v1/responses", first.base), &first.token, &body).await;
     assert_eq!(status, 200, "{answer}");
-    drop(first);
+    // Stopped as a service manager stops it: what is held in memory is written out on the way.
+    let mut first = first;
+    let pid = first.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(first.child.wait().unwrap().success(), "{}", first.stderr());
     let second = crate::support::ServeProcess::spawn(&args, data.path());
     let body = json!({"model": "claude", "input": "Still there?", "previous_response_id": answer["id"]});
     let (status, next) =

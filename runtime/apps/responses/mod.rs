@@ -17,10 +17,11 @@ pub mod items;
 pub mod recorder;
 
 use crate::cluster::Cluster;
-use crate::store::{ResponseDb, StoreError};
+use crate::store::{ResponseDb, ResponseRow, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// How long stored responses are kept unless `--responses-ttl` says otherwise.
@@ -61,16 +62,30 @@ impl From<StoreError> for ResponsesError {
     }
 }
 
+/// A stored response's (workspace, id).
+type Key = (String, String);
+/// A record held in memory: its JSON and its expiry (Unix seconds).
+type Held = (Arc<str>, u64);
+
 /// Where responses are kept: the local file always; Redis too when instances share state.
+///
+/// A request never waits on the local file: what it records is held in memory (`pending`,
+/// where reads find it at once) and written in one transaction per flush, every 200 ms and at
+/// shutdown. A crash loses at most the last flush interval's records, as for spend.
 pub struct ResponseStore {
     db: Arc<ResponseDb>,
     cluster: Option<Arc<Cluster>>,
     ttl: Duration,
+    /// Recorded, not yet in the file.
+    pending: Mutex<HashMap<Key, Held>>,
+    /// Held by a flush for its whole course and by a delete, so a delete cannot land between a
+    /// flush's reading of `pending` and its write (which would bring the record back).
+    flushing: Arc<Mutex<()>>,
 }
 
 impl ResponseStore {
     pub fn new(db: ResponseDb, ttl: Duration) -> ResponseStore {
-        ResponseStore { db: Arc::new(db), cluster: None, ttl }
+        ResponseStore { db: Arc::new(db), cluster: None, ttl, pending: Mutex::default(), flushing: Arc::default() }
     }
 
     pub fn with_cluster(mut self, cluster: Arc<Cluster>) -> ResponseStore {
@@ -82,18 +97,22 @@ impl ResponseStore {
         self.ttl
     }
 
+    fn pending(&self) -> MutexGuard<'_, HashMap<Key, Held>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Keeps `record` as response `id` of `workspace`. With Redis away the local copy still
     /// lets this instance continue the conversation; the failure is logged, not the client's.
     pub async fn put(&self, workspace: &str, id: &str, record: &Record) -> Result<(), ResponsesError> {
-        let text = serde_json::to_string(record).map_err(|e| ResponsesError::Store(e.to_string()))?;
+        let text: Arc<str> = serde_json::to_string(record).map_err(|e| ResponsesError::Store(e.to_string()))?.into();
         if let Some(cluster) = &self.cluster {
             if let Err(e) = cluster.put_response(workspace, id, &text, self.ttl).await {
                 tracing::warn!(response = id, "cannot share a stored response: {e}");
             }
         }
         let expires_at = crate::clock::unix_now().saturating_add(self.ttl.as_secs());
-        let (db, workspace, id) = (self.db.clone(), workspace.to_owned(), id.to_owned());
-        blocking(move || db.put(&workspace, &id, &text, expires_at)).await
+        self.pending().insert((workspace.to_owned(), id.to_owned()), (text, expires_at));
+        Ok(())
     }
 
     /// The record of response `id` in `workspace`, if stored and not expired. With Redis, Redis
@@ -112,14 +131,20 @@ impl ResponseStore {
         };
         let text = match shared {
             Some(text) => text,
-            None => {
-                let (db, ws, rid, now) =
-                    (self.db.clone(), workspace.to_owned(), id.to_owned(), crate::clock::unix_now());
-                blocking(move || db.get(&ws, &rid, now)).await?
-            }
+            None => self.get_local(workspace, id).await?,
         };
         // A record that does not read (another version's, a foreign writer's) is not there.
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    async fn get_local(&self, workspace: &str, id: &str) -> Result<Option<String>, ResponsesError> {
+        let now = crate::clock::unix_now();
+        let key = (workspace.to_owned(), id.to_owned());
+        if let Some((text, expires_at)) = self.pending().get(&key) {
+            return Ok((*expires_at > now).then(|| text.to_string()));
+        }
+        let db = self.db.clone();
+        blocking(move || db.get(&key.0, &key.1, now)).await
     }
 
     /// Deletes response `id` everywhere; whether it was stored.
@@ -128,8 +153,42 @@ impl ResponseStore {
         if let Some(cluster) = &self.cluster {
             deleted = cluster.delete_response(workspace, id).await.map_err(|e| ResponsesError::Store(e.to_string()))?;
         }
-        let (db, workspace, id) = (self.db.clone(), workspace.to_owned(), id.to_owned());
-        Ok(blocking(move || db.delete(&workspace, &id)).await? || deleted)
+        let key = (workspace.to_owned(), id.to_owned());
+        let pending = self.pending().remove(&key).is_some();
+        let (db, flushing) = (self.db.clone(), self.flushing.clone());
+        let in_file = blocking(move || {
+            let _flush = flushing.lock().unwrap_or_else(|p| p.into_inner());
+            db.delete(&key.0, &key.1)
+        })
+        .await?;
+        Ok(deleted || pending || in_file)
+    }
+
+    /// Writes the records held in memory to the file (blocking: run it off the event loop).
+    pub fn flush(&self) -> Result<usize, ResponsesError> {
+        let _flush = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
+        let batch: Vec<(Key, Held)> = self.pending().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let rows: Vec<ResponseRow<'_>> = batch
+            .iter()
+            .map(|((workspace, id), (text, expires_at))| ResponseRow {
+                workspace,
+                id,
+                record: text,
+                expires_at: *expires_at,
+            })
+            .collect();
+        self.db.put_many(&rows)?;
+        // Only what was written leaves memory: a record put again meanwhile stays for the next.
+        let mut pending = self.pending();
+        for (key, (text, _)) in &batch {
+            if pending.get(key).is_some_and(|(now, _)| Arc::ptr_eq(now, text)) {
+                pending.remove(key);
+            }
+        }
+        Ok(batch.len())
     }
 
     /// The conversation ending in response `id`, oldest turn first.
@@ -193,6 +252,10 @@ mod tests {
         let ids: Vec<&str> = chain.iter().map(|r| r.response["id"].as_str().unwrap()).collect();
         assert_eq!(ids, ["resp_1", "resp_2", "resp_3"]);
         assert!(matches!(store.chain("other", "resp_3").await, Err(ResponsesError::NotFound(_))));
+        // Written to the file in one batch, and read from there afterwards.
+        assert_eq!(store.flush().unwrap(), 3);
+        assert_eq!(store.flush().unwrap(), 0, "nothing left in memory");
+        assert_eq!(store.chain("ws", "resp_3").await.unwrap().len(), 3);
         assert!(store.delete("ws", "resp_2").await.unwrap());
         match store.chain("ws", "resp_3").await {
             Err(ResponsesError::BrokenChain { missing, of }) => {
