@@ -43,7 +43,7 @@ fn chat(body: Value) -> ChatRequest {
 
 fn body_of(body: Value) -> Value {
     let req = chat(body);
-    crate::support::wire(gemini::generate_content_body(&req).unwrap_or_else(|e| panic!("translation failed: {e}")))
+    crate::support::wire(gemini::generate_content_body(&req, "gemini-1.5-pro").unwrap_or_else(|e| panic!("translation failed: {e}")))
 }
 
 fn weather_tool() -> Value {
@@ -196,16 +196,17 @@ fn tool_choice_modes() {
     assert_eq!(with_choice(json!("auto"))["toolConfig"], json!({"functionCallingConfig": {"mode": "AUTO"}}));
     assert_eq!(with_choice(json!("none"))["toolConfig"], json!({"functionCallingConfig": {"mode": "NONE"}}));
     assert_eq!(with_choice(json!("required"))["toolConfig"], json!({"functionCallingConfig": {"mode": "ANY"}}));
-    let err = gemini::generate_content_body(&chat(
-        json!({"model": "g", "tool_choice": "sometimes", "messages": [{"role": "user", "content": "x"}]}),
-    ))
+    let err = gemini::generate_content_body(
+        &chat(json!({"model": "g", "tool_choice": "sometimes", "messages": [{"role": "user", "content": "x"}]})),
+        "gemini-1.5-pro",
+    )
     .unwrap_err();
     assert_eq!((err.status, err.param.as_deref()), (StatusCode::BAD_REQUEST, Some("tool_choice")));
 }
 
 #[test]
 fn invalid_conversations_are_refused_naming_the_field() {
-    let refuse = |body: Value| gemini::generate_content_body(&chat(body)).unwrap_err();
+    let refuse = |body: Value| gemini::generate_content_body(&chat(body), "gemini-1.5-pro").unwrap_err();
     let err = refuse(json!({"model": "g", "messages": [{"role": "narrator", "content": "x"}]}));
     assert_eq!(err.param.as_deref(), Some("messages[0].role"), "{err}");
     let err = refuse(json!({"model": "g", "messages": [
@@ -333,7 +334,7 @@ fn safety_blocked_responses_translate() {
 }
 
 #[test]
-fn candidates_become_choices_and_thoughts_are_left_out() {
+fn candidates_become_choices_and_thoughts_their_reasoning() {
     let answer = to_openai(json!({
         "candidates": [
             {"content": {"role": "model", "parts": [{"text": "thinking...", "thought": true}, {"text": "One"}]}, "finishReason": "STOP", "index": 0},
@@ -342,6 +343,8 @@ fn candidates_become_choices_and_thoughts_are_left_out() {
         "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 2, "thoughtsTokenCount": 5, "totalTokenCount": 10}
     }));
     assert_eq!(answer["choices"][0]["message"]["content"], "One");
+    assert_eq!(answer["choices"][0]["message"]["reasoning_content"], "thinking...");
+    assert_eq!(answer["choices"][0]["message"].get("thinking_blocks"), None, "nothing signed to hand back");
     assert_eq!(answer["choices"][1]["message"]["content"], "Two");
     assert_eq!(answer["choices"][1]["index"], 1);
     assert_eq!(
