@@ -344,7 +344,9 @@ mod tests {
         let read: Content = serde_json::from_value(content.clone()).unwrap();
         let Content::Blocks(blocks) = &read else { panic!("blocks: {read:?}") };
         assert!(matches!(&blocks[0], ContentBlock::Text { cache_control: Some(_), .. }));
-        assert!(matches!(&blocks[1], ContentBlock::Thinking { thinking, signature } if thinking == "hmm" && signature == "s"));
+        assert!(
+            matches!(&blocks[1], ContentBlock::Thinking { thinking, signature } if thinking == "hmm" && signature == "s")
+        );
         assert!(matches!(&blocks[2], ContentBlock::Other(m) if m["source"] == 5), "{:?}", blocks[2]);
         assert!(matches!(&blocks[3], ContentBlock::Other(m) if m["id"] == "x"));
         assert!(matches!(&blocks[4], ContentBlock::ToolResult { content: Content::Blocks(_), .. }));

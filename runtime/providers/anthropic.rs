@@ -36,9 +36,9 @@ use crate::api::openai::{
     AssistantMessage, ChatChunk, ChatCompletion, ChatMessage, ChatRequest, ChatUsage, Choice, ChunkChoice, Delta,
     FunctionCall, FunctionDelta, ThinkingBlock, ToolCall, ToolCallDelta,
 };
-use crate::providers::reasoning::{self, ClaudeThinking};
 use crate::exchange::ApiError;
 use crate::providers::deployment::Deployment;
+use crate::providers::reasoning::{self, ClaudeThinking};
 use crate::providers::translate::{error_kind, error_message, ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
 use crate::streaming::sse;
 use answer::{Answer, ErrorView, Event};
@@ -178,10 +178,10 @@ pub fn messages_body<'a>(req: &'a ChatRequest, d: &'a Deployment) -> Result<Mess
         stream: (req.stream == Some(true)).then_some(true),
         tools,
         tool_choice,
-        output_config: thinking.as_ref().and_then(|t| t.effort).map(|effort| OutputConfig {
-            effort: Some(Cow::Borrowed(effort)),
-            extra: Map::new(),
-        }),
+        output_config: thinking
+            .as_ref()
+            .and_then(|t| t.effort)
+            .map(|effort| OutputConfig { effort: Some(Cow::Borrowed(effort)), extra: Map::new() }),
         thinking: thinking.map(|t| t.thinking),
         extra: Map::new(),
     })
@@ -444,9 +444,9 @@ fn assistant_blocks<'a>(m: &'a ChatMessage, at: &str) -> Result<Vec<ContentBlock
 /// The thinking an assistant message hands back: signed blocks and redacted ones (Claude
 /// refuses a thinking block without its signature, and has no use for one).
 fn thinking_blocks<'a>(m: &ChatMessage, at: &str) -> Result<Vec<ContentBlock<'a>>, ApiError> {
-    let blocks = m.thinking_blocks().map_err(|e| {
-        invalid(format!("{at}.thinking_blocks: {e}"), format!("{at}.thinking_blocks"))
-    })?;
+    let blocks = m
+        .thinking_blocks()
+        .map_err(|e| invalid(format!("{at}.thinking_blocks: {e}"), format!("{at}.thinking_blocks")))?;
     Ok(blocks
         .into_iter()
         .filter_map(|block| match block {
@@ -705,8 +705,8 @@ fn completion(answer: Answer<'_>, model: &str, created: u64) -> Result<ChatCompl
         other => other,
     };
     let content = if text.is_empty() && !tool_calls.is_empty() { None } else { Some(text) };
-    let message = AssistantMessage::new(content, (!tool_calls.is_empty()).then_some(tool_calls))
-        .thinking(reasoning, thinking);
+    let message =
+        AssistantMessage::new(content, (!tool_calls.is_empty()).then_some(tool_calls)).thinking(reasoning, thinking);
     let id = answer.id.as_deref().unwrap_or_default();
     let mut chat_id = String::with_capacity(9 + id.len());
     chat_id.push_str("chatcmpl-");

@@ -25,9 +25,9 @@ use crate::api::openai::{
     AssistantMessage, ChatChunk, ChatCompletion, ChatMessage, ChatRequest, ChatUsage, Choice, ChunkChoice, Delta,
     FunctionCall, FunctionDelta, ThinkingBlock, ToolCall, ToolCallDelta,
 };
-use crate::providers::reasoning::{self, ClaudeThinking};
 use crate::exchange::ApiError;
 use crate::providers::deployment::Deployment;
+use crate::providers::reasoning::{self, ClaudeThinking};
 use crate::providers::translate::{error_kind, error_message, ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
 use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
 use aws_smithy_types::event_stream::Message as Frame;
@@ -159,7 +159,9 @@ pub fn converse_body<'a>(req: &'a ChatRequest, model: &str) -> Result<ConverseRe
         inference_config: (!inference.is_empty()).then_some(inference),
         tool_config: tools,
         additional_model_request_fields: thinking.map(|t| AdditionalModelRequestFields {
-            output_config: t.effort.map(|effort| OutputConfig { effort: Some(Cow::Borrowed(effort)), extra: Map::new() }),
+            output_config: t
+                .effort
+                .map(|effort| OutputConfig { effort: Some(Cow::Borrowed(effort)), extra: Map::new() }),
             thinking: Some(t.thinking),
         }),
     })

@@ -21,8 +21,8 @@
 //!   come back as `reasoning_content`; each `thoughtSignature` as a signed `thinking_blocks`
 //!   entry, which an assistant turn hands back on its first function call (or its last text).
 
-use super::translate::{error_kind, error_message, ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
 use super::reasoning::{self, Ask, Effort};
+use super::translate::{error_kind, error_message, ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
 use crate::api::gemini::{
     BatchEmbedContentsRequest, BatchEmbedContentsResponse, Blob, Candidate, Content, EmbedContentRequest, ErrorBody,
     ErrorDetail, FileData, FunctionCall, FunctionCallingConfig, FunctionDeclaration, FunctionResponse, FunctionResult,

@@ -126,8 +126,11 @@ pub fn claude(model: &str, ask: &Ask) -> Option<ClaudeThinking> {
             Effort::High => "high",
         };
         // The newest models leave the thinking text out unless asked for its summary.
-        let thinking =
-            Thinking { kind: Cow::Borrowed("adaptive"), budget_tokens: None, display: Some(Cow::Borrowed("summarized")) };
+        let thinking = Thinking {
+            kind: Cow::Borrowed("adaptive"),
+            budget_tokens: None,
+            display: Some(Cow::Borrowed("summarized")),
+        };
         return Some(ClaudeThinking { thinking, effort: Some(level) });
     }
     let budget = budget(effort).map(|b| b.max(CLAUDE_MIN_BUDGET));
@@ -141,7 +144,8 @@ pub fn claude(model: &str, ask: &Ask) -> Option<ClaudeThinking> {
 /// Bedrock's `us.anthropic.claude-sonnet-4-6-v1:0`) is version 4.6 or later.
 pub fn claude_adaptive(model: &str) -> bool {
     let Some((_, rest)) = model.split_once("claude-") else { return false };
-    let mut numbers = rest.split(['-', '.', ':']).skip_while(|t| !t.bytes().all(|b| b.is_ascii_digit()) || t.is_empty());
+    let mut numbers =
+        rest.split(['-', '.', ':']).skip_while(|t| !t.bytes().all(|b| b.is_ascii_digit()) || t.is_empty());
     let major: u32 = match numbers.next().and_then(|t| t.parse().ok()) {
         Some(major) => major,
         None => return false,
@@ -204,7 +208,8 @@ mod tests {
 
     #[test]
     fn efforts_become_budgets_or_adaptive_effort() {
-        let budget_of = |model: &str, effort| claude(model, &Ask::Effort(effort)).and_then(|c| c.thinking.budget_tokens);
+        let budget_of =
+            |model: &str, effort| claude(model, &Ask::Effort(effort)).and_then(|c| c.thinking.budget_tokens);
         let old = "claude-sonnet-4-5";
         assert_eq!(budget_of(old, Effort::Minimal), Some(1024), "Anthropic's minimum, not litellm's 128");
         assert_eq!(budget_of(old, Effort::Low), Some(1024));

@@ -663,7 +663,10 @@ fn the_provider_signs_now_and_maps_answers_and_errors() {
     let d = deployment(SECRET);
     let req = chat(json!({"model": "bedrock-claude", "messages": [{"role": "user", "content": "Hello!"}]}));
     let signed = auth::authorize(PROVIDER.chat_request(&req, &d, URL.into(), false).unwrap(), &d).unwrap();
-    assert_eq!(serde_json::from_slice::<Value>(&signed.body).unwrap(), wire(bedrock::converse_body(&req, MODEL).unwrap()));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&signed.body).unwrap(),
+        wire(bedrock::converse_body(&req, MODEL).unwrap())
+    );
     let (path, received) = received(&signed);
     fake_bedrock::verify_sigv4("POST", &path, &received, &signed.body, &expected(SECRET, SystemTime::now())).unwrap();
 
@@ -692,4 +695,76 @@ fn the_provider_signs_now_and_maps_answers_and_errors() {
         !e.message.contains("FwoGZXIvYXdzEXAMPLETOKEN") && !e.message.contains(SECRET) && !e.message.contains(KEY_ID),
         "{e}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Thinking
+
+#[test]
+fn claude_thinks_through_additional_model_request_fields() {
+    let openai = json!({"model": "m", "reasoning_effort": "high", "max_tokens": 1000, "temperature": 0.3,
+        "tools": [weather_tool()], "messages": [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": "",
+         "thinking_blocks": [{"type": "thinking", "thinking": "Paris.", "signature": "sig-1"},
+                             {"type": "redacted_thinking", "data": "c2VjcmV0"},
+                             {"type": "thinking", "thinking": "unsigned"}],
+         "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"location\":\"Paris\"}"}}]},
+        {"role": "tool", "tool_call_id": "t1", "content": "18C"}
+    ]});
+    let body = wire(bedrock::converse_body(&chat(openai.clone()), MODEL).unwrap());
+    insta::assert_json_snapshot!("thinking_request", body);
+    assert_eq!(body["additionalModelRequestFields"], json!({"thinking": {"type": "enabled", "budget_tokens": 4096}}));
+    assert_eq!(body["inferenceConfig"], json!({"maxTokens": 5096}), "above the budget; no temperature");
+    assert_eq!(
+        body["messages"][1]["content"].as_array().unwrap()[..2],
+        [
+            json!({"reasoningContent": {"reasoningText": {"text": "Paris.", "signature": "sig-1"}}}),
+            json!({"reasoningContent": {"redactedContent": "c2VjcmV0"}})
+        ]
+    );
+    assert_eq!(body["messages"][1]["content"][2]["toolUse"]["toolUseId"], "t1");
+    // Claude 4.6 and later think adaptively; other models' reasoning is not mapped.
+    let adaptive = wire(bedrock::converse_body(&chat(openai.clone()), "us.anthropic.claude-opus-4-7").unwrap());
+    assert_eq!(
+        adaptive["additionalModelRequestFields"],
+        json!({"thinking": {"type": "adaptive", "display": "summarized"}, "output_config": {"effort": "high"}})
+    );
+    let nova = wire(bedrock::converse_body(&chat(openai), "amazon.nova-pro-v1:0").unwrap());
+    assert_eq!(
+        (nova.get("additionalModelRequestFields"), nova["inferenceConfig"]["maxTokens"].clone()),
+        (None, json!(1000))
+    );
+    // A forced tool cannot go with thinking; the JSON-answer tool is then offered instead.
+    let e = bedrock::converse_body(
+        &chat(json!({"model": "m", "reasoning_effort": "low", "tools": [weather_tool()], "tool_choice": "required",
+            "messages": [{"role": "user", "content": "x"}]})),
+        MODEL,
+    )
+    .unwrap_err();
+    assert_eq!(e.param.as_deref(), Some("tool_choice"));
+    let json_answer = wire(
+        bedrock::converse_body(
+            &chat(json!({"model": "m", "reasoning_effort": "low", "response_format": {"type": "json_object"},
+                "messages": [{"role": "user", "content": "x"}]})),
+            MODEL,
+        )
+        .unwrap(),
+    );
+    assert_eq!(json_answer["toolConfig"]["toolChoice"], json!({"auto": {}}));
+}
+
+#[test]
+fn reasoning_with_a_tool_call_comes_back_signed() {
+    let body = json!({
+        "output": {"message": {"role": "assistant", "content": [
+            {"reasoningContent": {"reasoningText": {"text": "Paris.", "signature": "sig-1"}}},
+            {"toolUse": {"toolUseId": "t1", "name": "get_weather", "input": {"location": "Paris"}}}
+        ]}},
+        "stopReason": "tool_use",
+        "usage": {"inputTokens": 10, "outputTokens": 20}
+    });
+    let out = wire(to_openai(&body, MODEL, "chatcmpl-fixed", 1_700_000_000).unwrap());
+    insta::assert_json_snapshot!("thinking_answer", out);
+    assert_eq!(out["choices"][0]["message"]["thinking_blocks"][0]["signature"], "sig-1");
 }

@@ -480,8 +480,9 @@ mod tests {
         let e = Event::read(r#"{"index": "2", "content_block": {"name": "f", "type": "tool_use"}}"#).unwrap();
         assert_eq!(e.index, None);
         assert!(matches!(e.content_block, Some(ContentBlock::ToolUse { ref name, .. }) if name == "f"));
-        let e = Event::read(r#"{"type": "content_block_delta", "delta": {"type": "signature_delta", "signature": "EqQ"}}"#)
-            .unwrap();
+        let e =
+            Event::read(r#"{"type": "content_block_delta", "delta": {"type": "signature_delta", "signature": "EqQ"}}"#)
+                .unwrap();
         assert_eq!(e.delta.and_then(|d| d.signature).as_deref(), Some("EqQ"));
         assert!(Event::read("{").is_err());
         let error = error_of(br#"{"type": "error", "error": {"type": "overloaded_error", "message": 5}}"#).unwrap();
