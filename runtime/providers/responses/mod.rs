@@ -7,6 +7,7 @@
 
 pub mod answer;
 pub mod events;
+pub mod reasoning;
 pub mod request;
 
 use super::auth::Scrubber;
@@ -47,7 +48,8 @@ fn prepare(call: &ProviderCall<'_>) -> Result<Prepared, ApiError> {
         .with_param("previous_response_id"));
     }
     let settings = call.settings;
-    let translated = request::to_chat_request(&req, settings.drop_params)?;
+    let signer = reasoning::signer(call.deployment.provider);
+    let translated = request::to_chat_request(&req, settings.drop_params, signer)?;
     if !translated.dropped.is_empty() && (settings.debug || settings.detailed_debug) {
         let d = call.deployment;
         call.logs.push(
@@ -55,7 +57,7 @@ fn prepare(call: &ProviderCall<'_>) -> Result<Prepared, ApiError> {
             format!("drop_params: dropped {} for {} deployment {}", translated.dropped.join(", "), d.provider, d.id),
         );
     }
-    let shell = Shell::new(&req, body, translated.names, &call.deployment.upstream_model);
+    let shell = Shell::new(&req, body, translated.names, &call.deployment.upstream_model, signer);
     Ok(Prepared { chat: translated.chat, shell })
 }
 
