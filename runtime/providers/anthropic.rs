@@ -153,7 +153,11 @@ pub fn messages_body<'a>(req: &'a ChatRequest, d: &'a Deployment) -> Result<Mess
     let mut top_p = number(p, "top_p")?;
     let metadata = user_id(p)?.map(|user_id| Metadata { user_id: Some(user_id) });
     let (tools, mut tool_choice) = tools_and_choice(p)?;
-    let thinking = reasoning::ask(p)?.and_then(|ask| reasoning::claude(&d.upstream_model, &ask));
+    let thinking = reasoning::ask(p)?
+        .and_then(|ask| reasoning::claude(&d.upstream_model, &ask))
+        // A client that did not hand back the thinking of the tool call it answers (most chat
+        // clients) gets an answer without thinking rather than Claude's 400.
+        .filter(|t| !(t.needs_signed_tool_turn() && tool_turn_without_thinking(&messages)));
     let thinks = thinking.as_ref().is_some_and(ClaudeThinking::is_on);
     if thinks {
         temperature = temperature.filter(reasoning::claude_takes_temperature);
@@ -200,6 +204,16 @@ fn unforced(choice: Option<ToolChoice<'_>>) -> Result<Option<ToolChoice<'_>>, Ap
         )),
         other => Ok(other),
     }
+}
+
+/// Whether the conversation answers tool calls whose assistant turn does not start with thinking.
+fn tool_turn_without_thinking(messages: &[Message<'_>]) -> bool {
+    let [.., call, answer] = messages else { return false };
+    let answers_tools =
+        matches!(&answer.content, Content::Blocks(b) if b.iter().any(|b| matches!(b, ContentBlock::ToolResult { .. })));
+    let starts_thinking = matches!(&call.content, Content::Blocks(b)
+        if matches!(b.first(), Some(ContentBlock::Thinking { .. } | ContentBlock::RedactedThinking { .. })));
+    answer.role == "user" && answers_tools && !starts_thinking
 }
 
 /// Claude refuses thinking blocks in an assistant turn that ends the conversation (a prefill)

@@ -140,7 +140,10 @@ pub fn converse_body<'a>(req: &'a ChatRequest, model: &str) -> Result<ConverseRe
         .flat_map(|m| &m.content)
         .any(|b| matches!(b, ContentBlock::ToolUse(_) | ContentBlock::ToolResult(_)));
     let mut tools = tool_config(req, has_tool_blocks)?;
-    let thinking = claude_thinking(req, model)?;
+    let thinking = claude_thinking(req, model)?
+        // A client that did not hand back the reasoning of the tool call it answers gets an
+        // answer without thinking rather than Claude's refusal.
+        .filter(|t| !(t.needs_signed_tool_turn() && tool_turn_without_reasoning(&messages)));
     if thinking.as_ref().is_some_and(ClaudeThinking::is_on) {
         inference.temperature = inference.temperature.filter(reasoning::claude_takes_temperature);
         inference.top_p = inference.top_p.filter(reasoning::claude_takes_top_p);
@@ -186,6 +189,14 @@ fn unforced(choice: Option<ToolChoice<'_>>) -> Result<Option<ToolChoice<'_>>, Ap
         )),
         other => Ok(other),
     }
+}
+
+/// Whether the conversation answers tool calls whose assistant turn does not start with reasoning.
+fn tool_turn_without_reasoning(messages: &[Message<'_>]) -> bool {
+    let [.., call, answer] = messages else { return false };
+    let answers_tools = answer.content.iter().any(|b| matches!(b, ContentBlock::ToolResult(_)));
+    let starts_reasoning = matches!(call.content.first(), Some(ContentBlock::ReasoningContent(_)));
+    answer.role == ConversationRole::User && answers_tools && !starts_reasoning
 }
 
 /// Claude refuses reasoning in an assistant turn that ends the conversation unless it thinks.

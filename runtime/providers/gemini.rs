@@ -131,9 +131,12 @@ fn param<'a>(req: &'a ChatRequest, name: &str) -> Option<&'a Value> {
 /// The `generateContent` body for an OpenAI chat request to `model` (the same body serves
 /// streams; the URL says which method is called).
 pub fn generate_content_body<'a>(req: &'a ChatRequest, model: &str) -> Result<GenerateContentRequest<'a>, ApiError> {
-    let (system, contents) = contents(&req.messages)?;
+    let (system, mut contents) = contents(&req.messages)?;
     if contents.is_empty() {
         return Err(bad("gemini needs at least one user or assistant message with content", "messages"));
+    }
+    if gemini_major(model).is_some_and(|major| major >= 3) {
+        vouch_for_unsigned_calls(&mut contents);
     }
     let tools = tools(req)?;
     let tool_config = tool_config(req)?;
@@ -501,6 +504,23 @@ pub fn thinking_config(model: &str, ask: &Ask) -> Option<ThinkingConfig> {
         effort => reasoning::budget(effort).unwrap_or(0),
     };
     Some(ThinkingConfig { thinking_budget: Some(budget), thinking_level: None, include_thoughts })
+}
+
+/// What Gemini 3 takes in place of a thought signature it never gave (history from another
+/// model, or a client that did not hand the signature back); Google documents it for this.
+pub const UNSIGNED_CALL_SIGNATURE: &str = "skip_thought_signature_validator";
+
+/// Gemini 3 refuses a model turn's function calls without the signature of its thinking: a
+/// turn of calls none of which is signed gets [`UNSIGNED_CALL_SIGNATURE`] on its first.
+fn vouch_for_unsigned_calls(contents: &mut [Content<'_>]) {
+    for turn in contents.iter_mut().filter(|c| c.role.as_deref() == Some("model")) {
+        if turn.parts.iter().any(|p| p.thought_signature.is_some()) {
+            continue;
+        }
+        if let Some(first) = turn.parts.iter_mut().find(|p| matches!(p.data, PartData::FunctionCall(_))) {
+            first.thought_signature = Some(Cow::Borrowed(UNSIGNED_CALL_SIGNATURE));
+        }
+    }
 }
 
 /// The thinking budget of `minimal` effort on Gemini 2.5: the least every 2.5 model takes.

@@ -97,6 +97,12 @@ impl ClaudeThinking {
         self.thinking.is_on()
     }
 
+    /// Whether a tool call's turn must start with its thinking when the conversation continues
+    /// it (Claude refuses budgeted thinking otherwise; adaptive thinking may have thought nothing).
+    pub fn needs_signed_tool_turn(&self) -> bool {
+        self.thinking.kind == "enabled"
+    }
+
     /// `max_tokens` for a request that asked for `requested`: Claude counts thinking in it and
     /// wants it above the budget, so one at or under the budget gets the budget on top (and
     /// none asked for, the budget and [`CLAUDE_ANSWER_ROOM`]).

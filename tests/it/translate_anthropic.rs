@@ -763,3 +763,16 @@ fn thinking_streams_as_reasoning_deltas_and_a_signature() {
     );
     insta::assert_json_snapshot!("thinking_stream", chunks);
 }
+
+#[test]
+fn a_tool_turn_handed_back_without_its_thinking_turns_budgeted_thinking_off() {
+    // Most chat clients drop thinking_blocks: Claude would refuse the budget, so none is asked for.
+    let mut openai = round_trip("low");
+    openai["messages"][1].as_object_mut().unwrap().remove("thinking_blocks");
+    openai["temperature"] = json!(0.3);
+    let b = body(openai.clone());
+    assert_eq!((b.get("thinking"), b["temperature"].clone()), (None, json!(0.3)));
+    // Adaptive thinking may have thought nothing before a call: it stays.
+    let b = body_for("claude-sonnet-4-6", openai).unwrap();
+    assert_eq!(b["thinking"]["type"], "adaptive");
+}

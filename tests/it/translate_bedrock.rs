@@ -730,10 +730,18 @@ fn claude_thinks_through_additional_model_request_fields() {
         adaptive["additionalModelRequestFields"],
         json!({"thinking": {"type": "adaptive", "display": "summarized"}, "output_config": {"effort": "high"}})
     );
-    let nova = wire(bedrock::converse_body(&chat(openai), "amazon.nova-pro-v1:0").unwrap());
+    let nova = wire(bedrock::converse_body(&chat(openai.clone()), "amazon.nova-pro-v1:0").unwrap());
     assert_eq!(
         (nova.get("additionalModelRequestFields"), nova["inferenceConfig"]["maxTokens"].clone()),
         (None, json!(1000))
+    );
+    // A tool turn handed back without its reasoning: Claude would refuse the budget.
+    let mut unsigned = openai;
+    unsigned["messages"][1].as_object_mut().unwrap().remove("thinking_blocks");
+    let body = wire(bedrock::converse_body(&chat(unsigned), MODEL).unwrap());
+    assert_eq!(
+        (body.get("additionalModelRequestFields"), body["inferenceConfig"]["temperature"].clone()),
+        (None, json!(0.3))
     );
     // A forced tool cannot go with thinking; the JSON-answer tool is then offered instead.
     let e = bedrock::converse_body(

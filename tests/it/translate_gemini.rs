@@ -644,3 +644,18 @@ fn thoughts_stream_as_reasoning_deltas_and_signatures_before_their_part() {
     assert_eq!(deltas[3]["tool_calls"][0]["function"]["name"], "get_weather");
     insta::assert_json_snapshot!("thinking_stream", chunks);
 }
+
+#[test]
+fn gemini_3_calls_without_a_signature_are_vouched_for() {
+    let req = chat(json!({"model": "g", "tools": [weather_tool()], "messages": [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "18C"}
+    ]}));
+    let signature = |model: &str| {
+        let body = crate::support::wire(gemini::generate_content_body(&req, model).unwrap());
+        body["contents"][1]["parts"][0].get("thoughtSignature").cloned()
+    };
+    assert_eq!(signature("gemini-3-pro-preview"), Some(json!(gemini::UNSIGNED_CALL_SIGNATURE)));
+    assert_eq!(signature("gemini-2.5-flash"), None, "only Gemini 3 insists");
+}
