@@ -41,6 +41,7 @@ mod openai_upstream;
 mod persistence;
 mod python_sdk;
 mod responses_bridge;
+mod responses_reasoning;
 mod routing_strategies;
 mod rpc;
 mod schema_files;
