@@ -1,5 +1,6 @@
 //! What a chat request asks of the model's thinking: OpenAI's `reasoning_effort` (`none`,
-//! `minimal`, `low`, `medium`, `high`) or litellm's `thinking` (Anthropic's own config), and the
+//! `minimal`, `low`, `medium`, `high`; `xhigh`, which Codex may send, is `high` here) or
+//! litellm's `thinking` (Anthropic's own config), and the
 //! thinking budget each effort stands for (litellm's defaults). Each translation maps the ask
 //! to its provider's control (`gemini.rs` its `thinkingConfig`); Claude's, which Anthropic and
 //! Bedrock share, is here with the limits Claude puts on a request that thinks.
@@ -29,7 +30,7 @@ str_map! {
         "minimal" => Effort::Minimal,
         "low" => Effort::Low,
         "medium" => Effort::Medium,
-        "high" => Effort::High,
+        "high" | "xhigh" => Effort::High,
     }
 }
 
@@ -184,6 +185,7 @@ mod tests {
     fn efforts_and_thinking_read_and_thinking_wins() {
         assert_eq!(ask_of(json!({})).unwrap(), None);
         assert_eq!(ask_of(json!({"reasoning_effort": "low"})).unwrap(), Some(Ask::Effort(Effort::Low)));
+        assert_eq!(ask_of(json!({"reasoning_effort": "xhigh"})).unwrap(), Some(Ask::Effort(Effort::High)));
         let both = ask_of(json!({"reasoning_effort": "low", "thinking": {"type": "enabled", "budget_tokens": 5000}}));
         let Some(Ask::Thinking(t)) = both.unwrap() else { panic!("thinking wins") };
         assert_eq!((t.kind.as_ref(), t.budget_tokens), ("enabled", Some(5000)));
