@@ -132,8 +132,8 @@ pub fn translate_request(data: &[u8]) {
     }
     let Ok(req) = serde_json::from_value::<ChatRequest>(value) else { return };
     let _ = anthropic::messages_body(&req, deployment(0));
-    let _ = gemini::generate_content_body(&req);
-    let _ = bedrock::converse_body(&req);
+    let _ = gemini::generate_content_body(&req, "gemini-2.5-flash");
+    let _ = bedrock::converse_body(&req, "anthropic.claude-sonnet-4-5");
     for (i, provider) in
         [(0, &anthropic::PROVIDER as &dyn ChatProvider), (1, &gemini::PROVIDER), (2, &bedrock::PROVIDER)]
     {

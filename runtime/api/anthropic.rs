@@ -34,6 +34,39 @@ pub struct MessagesRequest<'a> {
     pub tools: Option<Vec<Tool<'a>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<ToolChoice<'a>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<Thinking<'a>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_config: Option<OutputConfig<'a>>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `thinking`: `enabled` with a `budget_tokens`, `adaptive` (the model decides how much, after
+/// `output_config.effort`), or `disabled`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Thinking<'a> {
+    #[serde(rename = "type")]
+    pub kind: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_tokens: Option<u64>,
+    /// `summarized` or `omitted` (the thinking text left out, its signature kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display: Option<Cow<'a, str>>,
+}
+
+impl Thinking<'_> {
+    /// Whether it turns thinking on.
+    pub fn is_on(&self) -> bool {
+        matches!(self.kind.as_ref(), "enabled" | "adaptive")
+    }
+}
+
+/// `output_config`: how much effort the model spends (`low`, `medium`, `high`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputConfig<'a> {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effort: Option<Cow<'a, str>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -108,7 +141,19 @@ pub enum ContentBlock<'a> {
         #[serde(default)]
         content: Content<'a>,
     },
-    /// Any other block (thinking, server tools, ...), or a known type of another shape,
+    /// The model's thinking (its summary), signed: handed back unchanged in later turns.
+    Thinking {
+        #[serde(default)]
+        thinking: Cow<'a, str>,
+        #[serde(default)]
+        signature: Cow<'a, str>,
+    },
+    /// Thinking withheld, encrypted.
+    RedactedThinking {
+        #[serde(default)]
+        data: Cow<'a, str>,
+    },
+    /// Any other block (server tools, ...), or a known type of another shape,
     /// with its members as they came.
     #[serde(untagged)]
     Other(Map<String, Value>),
@@ -251,7 +296,15 @@ pub enum BlockDelta<'a> {
     InputJsonDelta {
         partial_json: Cow<'a, str>,
     },
-    /// thinking_delta, signature_delta, citations_delta, ...
+    /// A piece of a thinking block's text.
+    ThinkingDelta {
+        thinking: Cow<'a, str>,
+    },
+    /// A thinking block's signature, sent whole just before the block stops.
+    SignatureDelta {
+        signature: Cow<'a, str>,
+    },
+    /// citations_delta, ...
     #[serde(untagged)]
     Other(Map<String, Value>),
 }
@@ -285,14 +338,18 @@ mod tests {
             {"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}},
             {"type": "thinking", "thinking": "hmm", "signature": "s"},
             {"type": "image", "source": 5},
+            {"type": "server_tool_use", "id": "x"},
             {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": "18C"}]}
         ]);
         let read: Content = serde_json::from_value(content.clone()).unwrap();
         let Content::Blocks(blocks) = &read else { panic!("blocks: {read:?}") };
         assert!(matches!(&blocks[0], ContentBlock::Text { cache_control: Some(_), .. }));
-        assert!(matches!(&blocks[1], ContentBlock::Other(m) if m["thinking"] == "hmm"));
+        assert!(
+            matches!(&blocks[1], ContentBlock::Thinking { thinking, signature } if thinking == "hmm" && signature == "s")
+        );
         assert!(matches!(&blocks[2], ContentBlock::Other(m) if m["source"] == 5), "{:?}", blocks[2]);
-        assert!(matches!(&blocks[3], ContentBlock::ToolResult { content: Content::Blocks(_), .. }));
+        assert!(matches!(&blocks[3], ContentBlock::Other(m) if m["id"] == "x"));
+        assert!(matches!(&blocks[4], ContentBlock::ToolResult { content: Content::Blocks(_), .. }));
         assert_eq!(serde_json::to_value(&read).unwrap(), content);
     }
 
@@ -306,6 +363,7 @@ mod tests {
                 index: 0,
                 delta: BlockDelta::InputJsonDelta { partial_json: Cow::Borrowed("{") },
             },
+            StreamEvent::ContentBlockDelta { index: 1, delta: BlockDelta::SignatureDelta { signature: "sig".into() } },
             StreamEvent::MessageDelta { delta: MessageDelta::default(), usage: Usage::new(1, 2) },
         ];
         for event in events {

@@ -7,6 +7,7 @@
 //! block or delta of a kind this file does not name (images, documents, citations...) reads as
 //! one with every field absent.
 
+use crate::api::anthropic::{OutputConfig, Thinking};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Number, Value};
 use std::borrow::Cow;
@@ -26,6 +27,18 @@ pub struct ConverseRequest<'a> {
     pub inference_config: Option<InferenceConfig<'a>>,
     #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
     pub tool_config: Option<ToolConfig<'a>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub additional_model_request_fields: Option<AdditionalModelRequestFields<'a>>,
+}
+
+/// What goes to the model's own API unchanged: for Claude, its `thinking` (and the effort of
+/// adaptive thinking), as Anthropic spells them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdditionalModelRequestFields<'a> {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<Thinking<'a>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_config: Option<OutputConfig<'a>>,
 }
 
 /// Who speaks a message: Converse has no system or tool role (those go in `system` and in
@@ -53,6 +66,26 @@ pub enum ContentBlock<'a> {
     Image(#[serde(borrow)] ImageBlock<'a>),
     ToolUse(#[serde(borrow)] ToolUseBlock<'a>),
     ToolResult(#[serde(borrow)] ToolResultBlock<'a>),
+    /// The model's reasoning of an earlier turn, handed back as it came.
+    ReasoningContent(#[serde(borrow)] ReasoningBlock<'a>),
+}
+
+/// Reasoning: its text with the signature that vouches for it, or withheld (encrypted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ReasoningBlock<'a> {
+    ReasoningText(#[serde(borrow)] ReasoningTextBlock<'a>),
+    /// Base64 of the encrypted bytes.
+    RedactedContent(#[serde(borrow)] Cow<'a, str>),
+}
+
+/// Reasoning as text, signed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReasoningTextBlock<'a> {
+    #[serde(borrow)]
+    pub text: Cow<'a, str>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Cow<'a, str>>,
 }
 
 /// An image, sent inline.
@@ -248,19 +281,23 @@ pub struct OutputToolUse<'a> {
     pub input: Option<Value>,
 }
 
-/// The model's reasoning (`redactedContent`, when it is withheld, is not read).
+/// The model's reasoning: as text, or withheld (`redactedContent`, base64).
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReasoningContent<'a> {
     #[serde(default, borrow)]
     pub reasoning_text: Option<ReasoningText<'a>>,
+    #[serde(default, borrow, deserialize_with = "text")]
+    pub redacted_content: Option<Cow<'a, str>>,
 }
 
-/// Reasoning as text (its `signature` is not read).
+/// Reasoning as text, with the signature a later turn hands back.
 #[derive(Debug, Default, Deserialize)]
 pub struct ReasoningText<'a> {
     #[serde(default, borrow, deserialize_with = "text")]
     pub text: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "text")]
+    pub signature: Option<Cow<'a, str>>,
 }
 
 /// Token counts, of an answer or (in its `metadata` event) of a stream.
@@ -378,11 +415,16 @@ pub struct ToolUseDelta<'a> {
     pub input: Option<Cow<'a, str>>,
 }
 
-/// A piece of reasoning (its `signature` and `redactedContent` are not read).
+/// A piece of reasoning: text, the signature that ends a block of it, or a withheld block.
 #[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ReasoningDelta<'a> {
     #[serde(default, borrow, deserialize_with = "text")]
     pub text: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "text")]
+    pub signature: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "text")]
+    pub redacted_content: Option<Cow<'a, str>>,
 }
 
 /// `contentBlockStop`: a block is complete.
@@ -483,6 +525,7 @@ mod tests {
                 })],
                 tool_choice: Some(ToolChoice::Auto(AutoToolChoice {})),
             }),
+            additional_model_request_fields: None,
         };
         assert_eq!(
             serde_json::to_string(&request).unwrap(),

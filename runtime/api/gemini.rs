@@ -40,10 +40,27 @@ pub struct Content<'a> {
     pub parts: Vec<Part<'a>>,
 }
 
-/// One part of a request's content: an object with exactly one of these members.
+/// One part of a request's content: what it holds, and (on a model turn handed back) the
+/// signature of the thinking that came with it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub enum Part<'a> {
+pub struct Part<'a> {
+    #[serde(flatten)]
+    pub data: PartData<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thought_signature: Option<Cow<'a, str>>,
+}
+
+impl<'a> From<PartData<'a>> for Part<'a> {
+    fn from(data: PartData<'a>) -> Part<'a> {
+        Part { data, thought_signature: None }
+    }
+}
+
+/// What a part holds: an object with exactly one of these members.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PartData<'a> {
     Text(Cow<'a, str>),
     InlineData(Blob<'a>),
     FileData(FileData<'a>),
@@ -151,6 +168,21 @@ pub struct GenerationConfig<'a> {
     /// A JSON Schema in Gemini's subset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_schema: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thinking_config: Option<ThinkingConfig>,
+}
+
+/// `thinkingConfig`: a token budget (Gemini 2.5) or a level (Gemini 3), and whether the
+/// answer carries thought summaries.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThinkingConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thinking_budget: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thinking_level: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub include_thoughts: Option<bool>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -204,8 +236,9 @@ pub struct CandidateContent<'a> {
     pub parts: Option<Vec<CandidatePart<'a>>>,
 }
 
-/// One part of an answer: text (a thought summary when `thought` is true) or a function call.
-/// Kinds the translation does not read come with none of these members.
+/// One part of an answer: text (a thought summary when `thought` is true) or a function call,
+/// either with the signature of the thinking behind it. Kinds the translation does not read
+/// come with none of these members.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CandidatePart<'a> {
@@ -215,6 +248,8 @@ pub struct CandidatePart<'a> {
     pub thought: Option<bool>,
     #[serde(default, borrow)]
     pub function_call: Option<FunctionCall<'a>>,
+    #[serde(default, borrow, deserialize_with = "optional_text")]
+    pub thought_signature: Option<Cow<'a, str>>,
 }
 
 /// Why a prompt was refused outright.
@@ -363,13 +398,16 @@ mod tests {
         let content = Content {
             role: Some("model".into()),
             parts: vec![
-                Part::Text("hi".into()),
-                Part::FunctionCall(FunctionCall { name: "f".into(), args: serde_json::json!({"a": 1}) }),
+                PartData::Text("hi".into()).into(),
+                Part {
+                    data: PartData::FunctionCall(FunctionCall { name: "f".into(), args: serde_json::json!({"a": 1}) }),
+                    thought_signature: Some("sig".into()),
+                },
             ],
         };
         assert_eq!(
             serde_json::to_string(&content).unwrap_or_default(),
-            r#"{"role":"model","parts":[{"text":"hi"},{"functionCall":{"name":"f","args":{"a":1}}}]}"#
+            r#"{"role":"model","parts":[{"text":"hi"},{"functionCall":{"name":"f","args":{"a":1}},"thoughtSignature":"sig"}]}"#
         );
     }
 }

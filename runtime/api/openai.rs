@@ -35,6 +35,14 @@ impl ChatMessage {
     pub fn text(&self) -> String {
         text_of(self.content.as_ref())
     }
+
+    /// The `thinking_blocks` of an assistant message handed back (none when absent).
+    pub fn thinking_blocks(&self) -> serde_json::Result<Vec<ThinkingBlock>> {
+        match self.extra.get("thinking_blocks") {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(blocks) => Vec::<ThinkingBlock>::deserialize(blocks),
+        }
+    }
 }
 
 /// The text in a content value: a string, or the `text` of each part of a list.
@@ -159,8 +167,71 @@ pub struct AssistantMessage {
     pub refusal: Option<Option<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCall>>,
+    /// The model's thinking as text (litellm's name for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+    /// The thinking a later turn must hand back, signed by the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking_blocks: Option<Vec<ThinkingBlock>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+impl AssistantMessage {
+    /// An assistant message of `content` and `tool_calls`, with no refusal and no thinking.
+    pub fn new(content: Option<String>, tool_calls: Option<Vec<ToolCall>>) -> AssistantMessage {
+        AssistantMessage {
+            role: "assistant".into(),
+            content: Some(content),
+            refusal: Some(None),
+            tool_calls,
+            reasoning_content: None,
+            thinking_blocks: None,
+            extra: Map::new(),
+        }
+    }
+
+    /// With the thinking the provider returned (none of either is left out).
+    pub fn thinking(mut self, text: String, blocks: Vec<ThinkingBlock>) -> AssistantMessage {
+        self.reasoning_content = (!text.is_empty()).then_some(text);
+        self.thinking_blocks = (!blocks.is_empty()).then_some(blocks);
+        self
+    }
+}
+
+/// A block of thinking in litellm's shape (`thinking_blocks`): what a provider signed, to be
+/// handed back unchanged in the assistant turn it came with. In a stream, a block comes in
+/// pieces: its text, then its signature alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ThinkingBlock {
+    Thinking {
+        #[serde(default)]
+        thinking: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<String>,
+    },
+    /// Thinking the provider withheld, encrypted.
+    RedactedThinking {
+        #[serde(default)]
+        data: String,
+    },
+    /// A block of another kind, as it came (read leniently: an upstream's new kind never fails
+    /// an answer).
+    #[serde(untagged)]
+    Other(Map<String, Value>),
+}
+
+impl ThinkingBlock {
+    /// A thinking block's text, unsigned (or a piece of it, in a stream).
+    pub fn text(thinking: impl Into<String>) -> ThinkingBlock {
+        ThinkingBlock::Thinking { thinking: thinking.into(), signature: None }
+    }
+
+    /// A signed thinking block (in a stream, the signature with empty text).
+    pub fn signed(thinking: impl Into<String>, signature: impl Into<String>) -> ThinkingBlock {
+        ThinkingBlock::Thinking { thinking: thinking.into(), signature: Some(signature.into()) }
+    }
 }
 
 /// A function call the model made.
@@ -294,6 +365,12 @@ pub struct Delta {
     pub content: Option<Option<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCallDelta>>,
+    /// A piece of the model's thinking as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+    /// Pieces of the blocks of thinking: text as it comes, then the block's signature alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking_blocks: Option<Vec<ThinkingBlock>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

@@ -19,19 +19,26 @@
 //! - OpenAI's `metadata` only contributes a `user_id` (all Anthropic's `metadata` accepts);
 //!   `user` takes precedence;
 //! - `stream_options` has no counterpart: Anthropic always reports usage in a stream, and the
-//!   decoder always emits the usage chunk (the caller drops it unless `include_usage`).
+//!   decoder always emits the usage chunk (the caller drops it unless `include_usage`);
+//! - `reasoning_effort` (or litellm's `thinking`) becomes `thinking` (`providers::reasoning`):
+//!   with thinking on, `max_tokens` is raised above the budget, a `temperature` other than 1
+//!   and a `top_p` under 0.95 are dropped, and the response_format tool is offered, not forced
+//!   (Claude refuses all three); a caller's own forced tool is refused. Thinking comes back as
+//!   `reasoning_content` and signed `thinking_blocks`, which an assistant turn hands back
+//!   before its text and tool calls (Claude wants them back when it thinks and uses tools).
 
 mod answer;
 
 use crate::api::anthropic::{
-    Content, ContentBlock, Message, MessagesRequest, Metadata, Source, Tool, ToolChoice, Usage,
+    Content, ContentBlock, Message, MessagesRequest, Metadata, OutputConfig, Source, Tool, ToolChoice, Usage,
 };
 use crate::api::openai::{
     AssistantMessage, ChatChunk, ChatCompletion, ChatMessage, ChatRequest, ChatUsage, Choice, ChunkChoice, Delta,
-    FunctionCall, FunctionDelta, ToolCall, ToolCallDelta,
+    FunctionCall, FunctionDelta, ThinkingBlock, ToolCall, ToolCallDelta,
 };
 use crate::exchange::ApiError;
 use crate::providers::deployment::Deployment;
+use crate::providers::reasoning::{self, ClaudeThinking};
 use crate::providers::translate::{error_kind, error_message, ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
 use crate::streaming::sse;
 use answer::{Answer, ErrorView, Event};
@@ -139,18 +146,35 @@ fn invalid(message: impl Into<String>, param: impl Into<String>) -> ApiError {
 pub fn messages_body<'a>(req: &'a ChatRequest, d: &'a Deployment) -> Result<MessagesRequest<'a>, ApiError> {
     let p = &req.extra;
     // Checked in this order, so the first fault named is the one it always was.
-    let (system, messages) = convert_messages(&req.messages)?;
+    let (system, mut messages) = convert_messages(&req.messages)?;
     let max_tokens = max_tokens(p)?;
     let stop_sequences = stop_sequences(p.get("stop"))?;
-    let temperature = number(p, "temperature")?;
-    let top_p = number(p, "top_p")?;
+    let mut temperature = number(p, "temperature")?;
+    let mut top_p = number(p, "top_p")?;
     let metadata = user_id(p)?.map(|user_id| Metadata { user_id: Some(user_id) });
-    let (tools, tool_choice) = tools_and_choice(p)?;
+    let (tools, mut tool_choice) = tools_and_choice(p)?;
+    let thinking = reasoning::ask(p)?
+        .and_then(|ask| reasoning::claude(&d.upstream_model, &ask))
+        // A client that did not hand back the thinking of the tool call it answers (most chat
+        // clients) gets an answer without thinking rather than Claude's 400.
+        .filter(|t| !(t.needs_signed_tool_turn() && tool_turn_without_thinking(&messages)));
+    let thinks = thinking.as_ref().is_some_and(ClaudeThinking::is_on);
+    if thinks {
+        temperature = temperature.filter(reasoning::claude_takes_temperature);
+        top_p = top_p.filter(reasoning::claude_takes_top_p);
+        tool_choice = unforced(tool_choice)?;
+    } else {
+        drop_final_thinking(&mut messages);
+    }
+    let max_tokens = match &thinking {
+        Some(t) => t.max_tokens(max_tokens),
+        None => max_tokens,
+    };
     Ok(MessagesRequest {
         model: Cow::Borrowed(&d.upstream_model),
         system,
         messages,
-        max_tokens,
+        max_tokens: max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
         stop_sequences,
         temperature,
         top_p,
@@ -158,11 +182,51 @@ pub fn messages_body<'a>(req: &'a ChatRequest, d: &'a Deployment) -> Result<Mess
         stream: (req.stream == Some(true)).then_some(true),
         tools,
         tool_choice,
+        output_config: thinking
+            .as_ref()
+            .and_then(|t| t.effort)
+            .map(|effort| OutputConfig { effort: Some(Cow::Borrowed(effort)), extra: Map::new() }),
+        thinking: thinking.map(|t| t.thinking),
         extra: Map::new(),
     })
 }
 
-fn max_tokens(p: &Map<String, Value>) -> Result<u64, ApiError> {
+/// A `tool_choice` Claude takes while it thinks: the response_format tool offered rather than
+/// forced; a caller's own forced tool refused, as Claude would, but saying what to do instead.
+fn unforced(choice: Option<ToolChoice<'_>>) -> Result<Option<ToolChoice<'_>>, ApiError> {
+    match choice {
+        Some(c) if c.kind == "tool" && c.name.as_deref() == Some(RESPONSE_FORMAT_TOOL) => {
+            Ok(Some(ToolChoice { kind: Cow::Borrowed("auto"), name: None, ..c }))
+        }
+        Some(c) if c.kind == "any" || c.kind == "tool" => Err(invalid(
+            "anthropic cannot think while tool_choice forces a tool call: use tool_choice auto or none, or reasoning_effort none",
+            "tool_choice",
+        )),
+        other => Ok(other),
+    }
+}
+
+/// Whether the conversation answers tool calls whose assistant turn does not start with thinking.
+fn tool_turn_without_thinking(messages: &[Message<'_>]) -> bool {
+    let [.., call, answer] = messages else { return false };
+    let answers_tools =
+        matches!(&answer.content, Content::Blocks(b) if b.iter().any(|b| matches!(b, ContentBlock::ToolResult { .. })));
+    let starts_thinking = matches!(&call.content, Content::Blocks(b)
+        if matches!(b.first(), Some(ContentBlock::Thinking { .. } | ContentBlock::RedactedThinking { .. })));
+    answer.role == "user" && answers_tools && !starts_thinking
+}
+
+/// Claude refuses thinking blocks in an assistant turn that ends the conversation (a prefill)
+/// unless it thinks; earlier turns may keep theirs (Claude ignores them then).
+fn drop_final_thinking(messages: &mut [Message<'_>]) {
+    let Some(last) = messages.last_mut().filter(|m| m.role == "assistant") else { return };
+    if let Content::Blocks(blocks) = &mut last.content {
+        blocks.retain(|b| !matches!(b, ContentBlock::Thinking { .. } | ContentBlock::RedactedThinking { .. }));
+    }
+}
+
+/// The caller's `max_completion_tokens` (or `max_tokens`), if any.
+fn max_tokens(p: &Map<String, Value>) -> Result<Option<u64>, ApiError> {
     for name in ["max_completion_tokens", "max_tokens"] {
         match p.get(name) {
             None | Some(Value::Null) => {}
@@ -170,11 +234,12 @@ fn max_tokens(p: &Map<String, Value>) -> Result<u64, ApiError> {
                 return v
                     .as_u64()
                     .filter(|n| *n > 0)
+                    .map(Some)
                     .ok_or_else(|| invalid(format!("{name} must be a positive integer"), name))
             }
         }
     }
-    Ok(DEFAULT_MAX_TOKENS)
+    Ok(None)
 }
 
 fn stop_sequences(stop: Option<&Value>) -> Result<Option<Vec<Cow<'_, str>>>, ApiError> {
@@ -379,8 +444,37 @@ fn file_block<'a>(part: &'a Value, at: &str) -> Result<ContentBlock<'a>, ApiErro
     Ok(ContentBlock::Document { source: base64_source(media_type, data) })
 }
 
-/// An assistant message: its text, then a `tool_use` block per tool call.
+/// An assistant message: its signed thinking, its text, then a `tool_use` block per tool call.
 fn assistant_blocks<'a>(m: &'a ChatMessage, at: &str) -> Result<Vec<ContentBlock<'a>>, ApiError> {
+    let thinking = thinking_blocks(m, at)?;
+    let said = said_blocks(m, at)?;
+    // Claude refuses a turn that ends in thinking: thinking alone says nothing to hand back.
+    if said.is_empty() {
+        return Ok(said);
+    }
+    Ok(thinking.into_iter().chain(said).collect())
+}
+
+/// The thinking an assistant message hands back: signed blocks and redacted ones (Claude
+/// refuses a thinking block without its signature, and has no use for one).
+fn thinking_blocks<'a>(m: &ChatMessage, at: &str) -> Result<Vec<ContentBlock<'a>>, ApiError> {
+    let blocks = m
+        .thinking_blocks()
+        .map_err(|e| invalid(format!("{at}.thinking_blocks: {e}"), format!("{at}.thinking_blocks")))?;
+    Ok(blocks
+        .into_iter()
+        .filter_map(|block| match block {
+            ThinkingBlock::Thinking { thinking, signature: Some(signature) } if !signature.is_empty() => {
+                Some(ContentBlock::Thinking { thinking: Cow::Owned(thinking), signature: Cow::Owned(signature) })
+            }
+            ThinkingBlock::RedactedThinking { data } => Some(ContentBlock::RedactedThinking { data: Cow::Owned(data) }),
+            _ => None,
+        })
+        .collect())
+}
+
+/// An assistant message's text, then a `tool_use` block per tool call.
+fn said_blocks<'a>(m: &'a ChatMessage, at: &str) -> Result<Vec<ContentBlock<'a>>, ApiError> {
     let mut blocks = match m.content.as_ref() {
         Some(Value::Array(parts)) => {
             let mut blocks = Vec::with_capacity(parts.len());
@@ -593,9 +687,18 @@ fn completion(answer: Answer<'_>, model: &str, created: u64) -> Result<ChatCompl
     let mut text = String::new();
     let mut tool_calls = Vec::new();
     let mut json_answer = false;
+    let mut reasoning = String::new();
+    let mut thinking = Vec::new();
     for block in blocks {
         match block {
             ContentBlock::Text { text: piece, .. } => text.push_str(&piece),
+            ContentBlock::Thinking { thinking: piece, signature } => {
+                reasoning.push_str(&piece);
+                thinking.push(ThinkingBlock::signed(piece, signature));
+            }
+            ContentBlock::RedactedThinking { data } => {
+                thinking.push(ThinkingBlock::RedactedThinking { data: data.into_owned() })
+            }
             ContentBlock::ToolUse { name, input, .. } if name == RESPONSE_FORMAT_TOOL => {
                 // Writing a Value into a String cannot fail.
                 let _ = write!(text, "{input}");
@@ -606,7 +709,7 @@ fn completion(answer: Answer<'_>, model: &str, created: u64) -> Result<ChatCompl
                 kind: "function".into(),
                 function: FunctionCall { name: name.into_owned(), arguments: input.to_string() },
             }),
-            // thinking, redacted_thinking, server tool blocks: nothing OpenAI-shaped to say.
+            // Server tool blocks: nothing OpenAI-shaped to say.
             _ => {}
         }
     }
@@ -616,13 +719,8 @@ fn completion(answer: Answer<'_>, model: &str, created: u64) -> Result<ChatCompl
         other => other,
     };
     let content = if text.is_empty() && !tool_calls.is_empty() { None } else { Some(text) };
-    let message = AssistantMessage {
-        role: "assistant".into(),
-        content: Some(content),
-        refusal: Some(None),
-        tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
-        extra: Map::new(),
-    };
+    let message =
+        AssistantMessage::new(content, (!tool_calls.is_empty()).then_some(tool_calls)).thinking(reasoning, thinking);
     let id = answer.id.as_deref().unwrap_or_default();
     let mut chat_id = String::with_capacity(9 + id.len());
     chat_id.push_str("chatcmpl-");
@@ -670,7 +768,9 @@ enum Block {
     Tool(u32),
     /// The response_format tool: its input is the message content.
     Json,
-    /// Thinking and other blocks OpenAI has no delta for.
+    /// Thinking: `reasoning_content` and `thinking_blocks`.
+    Thinking,
+    /// Blocks OpenAI has no delta for.
     Skip,
 }
 
@@ -719,6 +819,21 @@ impl StreamDecoder {
         self.delta(Delta { content: Some(Some(text.to_owned())), ..Delta::default() }, None)
     }
 
+    /// A chunk with a piece of thinking, as text and as a piece of its block.
+    fn thinking(&mut self, piece: &str) -> ChatChunk {
+        let delta = Delta {
+            reasoning_content: Some(piece.to_owned()),
+            thinking_blocks: Some(vec![ThinkingBlock::text(piece)]),
+            ..Delta::default()
+        };
+        self.delta(delta, None)
+    }
+
+    /// A chunk with a whole block of thinking, or the signature that ends one.
+    fn thinking_block(&mut self, block: ThinkingBlock) -> ChatChunk {
+        self.delta(Delta { thinking_blocks: Some(vec![block]), ..Delta::default() }, None)
+    }
+
     /// A chunk with one piece of a tool call.
     fn tool_call(&mut self, call: ToolCallDelta) -> ChatChunk {
         self.delta(Delta { tool_calls: Some(vec![call]), ..Delta::default() }, None)
@@ -759,6 +874,16 @@ impl StreamDecoder {
                 let piece = match delta.kind.as_deref() {
                     Some("text_delta") => delta.text,
                     Some("input_json_delta") => delta.partial_json,
+                    Some("thinking_delta") => {
+                        let thinking = delta.thinking.filter(|t| !t.is_empty());
+                        out.extend(thinking.map(|t| self.thinking(&t)));
+                        None
+                    }
+                    Some("signature_delta") => {
+                        let signature = delta.signature.filter(|s| !s.is_empty());
+                        out.extend(signature.map(|s| self.thinking_block(ThinkingBlock::signed("", s))));
+                        None
+                    }
                     _ => None,
                 };
                 out.extend(piece.filter(|p| !p.is_empty()).and_then(|p| self.block_delta(index, &p)));
@@ -787,6 +912,14 @@ impl StreamDecoder {
             Some(ContentBlock::Text { text, .. }) => {
                 self.blocks.insert(index, Block::Text);
                 (!text.is_empty()).then(|| self.content(&text))
+            }
+            Some(ContentBlock::Thinking { thinking, .. }) => {
+                self.blocks.insert(index, Block::Thinking);
+                (!thinking.is_empty()).then(|| self.thinking(&thinking))
+            }
+            Some(ContentBlock::RedactedThinking { data }) => {
+                self.blocks.insert(index, Block::Skip);
+                Some(self.thinking_block(ThinkingBlock::RedactedThinking { data: data.into_owned() }))
             }
             Some(ContentBlock::ToolUse { name, .. }) if name == RESPONSE_FORMAT_TOOL => {
                 self.blocks.insert(index, Block::Json);
@@ -820,7 +953,7 @@ impl StreamDecoder {
                 function: Some(FunctionDelta { name: None, arguments: Some(piece.to_owned()) }),
                 ..ToolCallDelta::default()
             })),
-            Block::Skip => None,
+            Block::Thinking | Block::Skip => None,
         }
     }
 }

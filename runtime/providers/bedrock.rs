@@ -3,22 +3,31 @@
 //! `application/vnd.amazon.eventstream` frames) come back as OpenAI `chat.completion` objects and
 //! chunks.
 //!
+//! Claude models think as on Anthropic's API (`providers::reasoning`): `reasoning_effort` (or
+//! litellm's `thinking`) goes in `additionalModelRequestFields.thinking`, with Claude's limits
+//! applied to `inferenceConfig` and the tool choice; reasoning comes back as
+//! `reasoning_content` and `thinking_blocks` (signed `reasoningText`, or `redactedContent`),
+//! which an assistant turn hands back as `reasoningContent` blocks before its text and calls.
+//!
 //! Everything here is a pure function of its inputs (clock and ids passed in) so the snapshot
 //! tests in `tests/it/translate_bedrock.rs` pin each translation; [`Bedrock`] wires them to the
 //! [`ChatProvider`] contract that `providers::chat` runs.
 
+use crate::api::anthropic::OutputConfig;
 use crate::api::bedrock::{
-    AnyToolChoice, AutoToolChoice, ContentBlock, ContentBlockDelta, ContentBlockStart, ConversationRole,
-    ConverseRequest, ConverseResponse, ErrorBody, ImageBlock, ImageSource, InferenceConfig, Message, MessageStop,
-    Metadata, OutputBlock, SpecificToolChoice, StreamEvent, SystemContentBlock, TokenUsage, Tool, ToolChoice,
-    ToolConfig, ToolInputSchema, ToolResultBlock, ToolResultContent, ToolSpec, ToolUseBlock,
+    AdditionalModelRequestFields, AnyToolChoice, AutoToolChoice, ContentBlock, ContentBlockDelta, ContentBlockStart,
+    ConversationRole, ConverseRequest, ConverseResponse, ErrorBody, ImageBlock, ImageSource, InferenceConfig, Message,
+    MessageStop, Metadata, OutputBlock, ReasoningBlock, ReasoningTextBlock, SpecificToolChoice, StreamEvent,
+    SystemContentBlock, TokenUsage, Tool, ToolChoice, ToolConfig, ToolInputSchema, ToolResultBlock, ToolResultContent,
+    ToolSpec, ToolUseBlock,
 };
 use crate::api::openai::{
     AssistantMessage, ChatChunk, ChatCompletion, ChatMessage, ChatRequest, ChatUsage, Choice, ChunkChoice, Delta,
-    FunctionCall, FunctionDelta, ToolCall, ToolCallDelta,
+    FunctionCall, FunctionDelta, ThinkingBlock, ToolCall, ToolCallDelta,
 };
 use crate::exchange::ApiError;
 use crate::providers::deployment::Deployment;
+use crate::providers::reasoning::{self, ClaudeThinking};
 use crate::providers::translate::{error_kind, error_message, ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
 use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
 use aws_smithy_types::event_stream::Message as Frame;
@@ -121,22 +130,80 @@ fn message_text(m: &ChatMessage) -> Cow<'_, str> {
     }
 }
 
-/// The Converse (and ConverseStream: the same body) request for `req`; it borrows the text it
-/// carries from `req`.
-pub fn converse_body(req: &ChatRequest) -> Result<ConverseRequest<'_>, ApiError> {
-    let (system, messages) = converse_messages(req)?;
-    let inference = inference_config(req)?;
+/// The Converse (and ConverseStream: the same body) request for `req` to `model`; it borrows
+/// the text it carries from `req`.
+pub fn converse_body<'a>(req: &'a ChatRequest, model: &str) -> Result<ConverseRequest<'a>, ApiError> {
+    let (system, mut messages) = converse_messages(req)?;
+    let mut inference = inference_config(req)?;
     let has_tool_blocks = messages
         .iter()
         .flat_map(|m| &m.content)
         .any(|b| matches!(b, ContentBlock::ToolUse(_) | ContentBlock::ToolResult(_)));
-    let tools = tool_config(req, has_tool_blocks)?;
+    let mut tools = tool_config(req, has_tool_blocks)?;
+    let thinking = claude_thinking(req, model)?
+        // A client that did not hand back the reasoning of the tool call it answers gets an
+        // answer without thinking rather than Claude's refusal.
+        .filter(|t| !(t.needs_signed_tool_turn() && tool_turn_without_reasoning(&messages)));
+    if thinking.as_ref().is_some_and(ClaudeThinking::is_on) {
+        inference.temperature = inference.temperature.filter(reasoning::claude_takes_temperature);
+        inference.top_p = inference.top_p.filter(reasoning::claude_takes_top_p);
+        if let Some(config) = &mut tools {
+            config.tool_choice = unforced(config.tool_choice.take())?;
+        }
+    } else {
+        drop_final_reasoning(&mut messages);
+    }
+    if let Some(t) = &thinking {
+        inference.max_tokens = t.max_tokens(inference.max_tokens);
+    }
     Ok(ConverseRequest {
         messages,
         system: (!system.is_empty()).then_some(system),
         inference_config: (!inference.is_empty()).then_some(inference),
         tool_config: tools,
+        additional_model_request_fields: thinking.map(|t| AdditionalModelRequestFields {
+            output_config: t
+                .effort
+                .map(|effort| OutputConfig { effort: Some(Cow::Borrowed(effort)), extra: Map::new() }),
+            thinking: Some(t.thinking),
+        }),
     })
+}
+
+/// Claude's thinking for what `req` asks, when `model` is a Claude model (other models' own
+/// reasoning controls are not mapped: the ask is left out for them).
+fn claude_thinking(req: &ChatRequest, model: &str) -> Result<Option<ClaudeThinking>, ApiError> {
+    let ask = reasoning::ask(&req.extra)?;
+    let claude = model.contains("anthropic.") || model.contains("claude");
+    Ok(ask.filter(|_| claude).and_then(|ask| reasoning::claude(model, &ask)))
+}
+
+/// A tool choice Claude takes while it thinks: the JSON-answer tool offered rather than
+/// forced; a caller's own forced tool refused, saying what to do instead.
+fn unforced(choice: Option<ToolChoice<'_>>) -> Result<Option<ToolChoice<'_>>, ApiError> {
+    match choice {
+        Some(ToolChoice::Tool(t)) if t.name == JSON_TOOL => Ok(Some(ToolChoice::Auto(AutoToolChoice {}))),
+        Some(ToolChoice::Tool(_) | ToolChoice::Any(_)) => Err(invalid(
+            "tool_choice",
+            "Claude cannot think while tool_choice forces a tool call: use tool_choice auto or none, or reasoning_effort none",
+        )),
+        other => Ok(other),
+    }
+}
+
+/// Whether the conversation answers tool calls whose assistant turn does not start with reasoning.
+fn tool_turn_without_reasoning(messages: &[Message<'_>]) -> bool {
+    let [.., call, answer] = messages else { return false };
+    let answers_tools = answer.content.iter().any(|b| matches!(b, ContentBlock::ToolResult(_)));
+    let starts_reasoning = matches!(call.content.first(), Some(ContentBlock::ReasoningContent(_)));
+    answer.role == ConversationRole::User && answers_tools && !starts_reasoning
+}
+
+/// Claude refuses reasoning in an assistant turn that ends the conversation unless it thinks.
+fn drop_final_reasoning(messages: &mut [Message<'_>]) {
+    if let Some(last) = messages.last_mut().filter(|m| m.role == ConversationRole::Assistant) {
+        last.content.retain(|b| !matches!(b, ContentBlock::ReasoningContent(_)));
+    }
 }
 
 /// Appends a turn: consecutive OpenAI messages of the same Bedrock role merge into one, as
@@ -253,7 +320,40 @@ fn image_block<'a>(part: &'a Value, at: &str) -> Result<ContentBlock<'a>, ApiErr
     Ok(ContentBlock::Image(ImageBlock { format: Cow::Borrowed(format), source: ImageSource { bytes } }))
 }
 
+/// An assistant message: its signed reasoning (only with something said after it: a turn may
+/// not end in reasoning), its text, its tool calls.
 fn assistant_blocks<'a>(m: &'a ChatMessage, at: &str) -> Result<Vec<ContentBlock<'a>>, ApiError> {
+    let said = said_blocks(m, at)?;
+    if said.iter().all(|b| matches!(b, ContentBlock::Text(t) if t.trim().is_empty())) {
+        return Ok(said);
+    }
+    Ok(reasoning_blocks(m, at)?.into_iter().chain(said).collect())
+}
+
+/// The reasoning an assistant message hands back: signed text and redacted blocks (an unsigned
+/// one would be refused).
+fn reasoning_blocks<'a>(m: &ChatMessage, at: &str) -> Result<Vec<ContentBlock<'a>>, ApiError> {
+    let blocks = m
+        .thinking_blocks()
+        .map_err(|e| invalid(format!("{at}.thinking_blocks"), format!("{at}.thinking_blocks: {e}")))?;
+    Ok(blocks
+        .into_iter()
+        .filter_map(|block| match block {
+            ThinkingBlock::Thinking { thinking, signature: Some(signature) } if !signature.is_empty() => {
+                Some(ReasoningBlock::ReasoningText(ReasoningTextBlock {
+                    text: Cow::Owned(thinking),
+                    signature: Some(Cow::Owned(signature)),
+                }))
+            }
+            ThinkingBlock::RedactedThinking { data } => Some(ReasoningBlock::RedactedContent(Cow::Owned(data))),
+            _ => None,
+        })
+        .map(ContentBlock::ReasoningContent)
+        .collect())
+}
+
+/// An assistant message's text and tool calls.
+fn said_blocks<'a>(m: &'a ChatMessage, at: &str) -> Result<Vec<ContentBlock<'a>>, ApiError> {
     let mut blocks = Vec::new();
     let text = message_text(m);
     if !text.is_empty() {
@@ -460,6 +560,7 @@ fn finish(stop_reason: Option<&str>, tool_calls: bool, json_answer: bool) -> &'s
 struct AnswerParts {
     text: String,
     reasoning: String,
+    thinking: Vec<ThinkingBlock>,
     calls: Vec<ToolCall>,
     /// The forced JSON-answer tool was called (its input is in `text`).
     json_answer: bool,
@@ -483,27 +584,31 @@ impl AnswerParts {
                         function: FunctionCall { name: tool.name.into_owned(), arguments: input.to_string() },
                     });
                 }
-            } else if let Some(text) = block.reasoning_content.and_then(|r| r.reasoning_text).and_then(|r| r.text) {
-                parts.reasoning.push_str(&text);
+            } else if let Some(reasoning) = block.reasoning_content {
+                parts.reasoning_block(reasoning);
             }
         }
         parts
     }
 
+    /// A reasoning block: its text, and the block itself when it is signed or redacted.
+    fn reasoning_block(&mut self, reasoning: crate::api::bedrock::ReasoningContent<'_>) {
+        if let Some(r) = reasoning.reasoning_text {
+            let text = r.text.unwrap_or_default();
+            self.reasoning.push_str(&text);
+            if let Some(signature) = r.signature.filter(|s| !s.is_empty()) {
+                self.thinking.push(ThinkingBlock::signed(text.into_owned(), signature.into_owned()));
+            }
+        } else if let Some(data) = reasoning.redacted_content {
+            self.thinking.push(ThinkingBlock::RedactedThinking { data: data.into_owned() });
+        }
+    }
+
     /// The assistant's message: content is null when the answer is only tool calls.
     fn into_message(self) -> AssistantMessage {
         let content = if self.text.is_empty() && !self.calls.is_empty() { None } else { Some(self.text) };
-        let mut extra = Map::new();
-        if !self.reasoning.is_empty() {
-            extra.insert("reasoning_content".into(), Value::String(self.reasoning));
-        }
-        AssistantMessage {
-            role: "assistant".into(),
-            content: Some(content),
-            refusal: Some(None),
-            tool_calls: (!self.calls.is_empty()).then_some(self.calls),
-            extra,
-        }
+        AssistantMessage::new(content, (!self.calls.is_empty()).then_some(self.calls))
+            .thinking(self.reasoning, self.thinking)
     }
 }
 
@@ -565,6 +670,19 @@ pub struct ConverseStreamDecoder {
     /// Usage seen before the finish chunk, sent right after it (or at the end).
     usage: Option<ChatUsage>,
     usage_sent: bool,
+}
+
+/// A piece of reasoning as a delta: text (as `reasoning_content` and a piece of its block),
+/// the signature that ends a block, or a redacted block.
+fn reasoning_delta(reasoning: crate::api::bedrock::ReasoningDelta<'_>) -> Option<Delta> {
+    let (text, block) = if let Some(text) = reasoning.text.filter(|t| !t.is_empty()) {
+        (Some(text.to_string()), ThinkingBlock::text(text))
+    } else if let Some(signature) = reasoning.signature.filter(|s| !s.is_empty()) {
+        (None, ThinkingBlock::signed("", signature))
+    } else {
+        (None, ThinkingBlock::RedactedThinking { data: reasoning.redacted_content?.into_owned() })
+    };
+    Some(Delta { reasoning_content: text, thinking_blocks: Some(vec![block]), ..Delta::default() })
 }
 
 /// A string header of an event-stream frame.
@@ -689,10 +807,11 @@ impl ConverseStreamDecoder {
             Delta { content: Some(Some(text.into_owned())), ..Delta::default() }
         } else if let Some(input) = delta.tool_use.and_then(|t| t.input) {
             self.tool_input(event.content_block_index, input.into_owned())?
-        } else if let Some(text) = delta.reasoning_content.and_then(|r| r.text) {
-            let mut extra = Map::new();
-            extra.insert("reasoning_content".into(), Value::String(text.into_owned()));
-            Delta { extra, ..Delta::default() }
+        } else if let Some(reasoning) = delta.reasoning_content {
+            match reasoning_delta(reasoning) {
+                Some(delta) => delta,
+                None => return Ok(()),
+            }
         } else {
             return Ok(());
         };
@@ -789,11 +908,11 @@ impl ChatProvider for Bedrock {
     fn chat_request(
         &self,
         req: &ChatRequest,
-        _d: &Deployment,
+        d: &Deployment,
         url: String,
         _stream: bool,
     ) -> Result<UpstreamRequest, ApiError> {
-        Ok(UpstreamRequest::post_json(url, &converse_body(req)?))
+        Ok(UpstreamRequest::post_json(url, &converse_body(req, &d.upstream_model)?))
     }
 
     fn chat_response(&self, body: &[u8], d: &Deployment) -> Result<ChatCompletion, ApiError> {

@@ -16,17 +16,22 @@
 //! - `tools` -> `functionDeclarations`; `tool_choice` -> `toolConfig.functionCallingConfig`.
 //! - sampling parameters -> `generationConfig`; `response_format` -> `responseMimeType`
 //!   (+ `responseSchema`, cleaned of the JSON Schema keys Gemini's schema subset rejects).
+//! - `reasoning_effort` (or litellm's `thinking`) -> `generationConfig.thinkingConfig`: a
+//!   `thinkingLevel` on Gemini 3, a `thinkingBudget` before, thoughts included. Thought parts
+//!   come back as `reasoning_content`; each `thoughtSignature` as a signed `thinking_blocks`
+//!   entry, which an assistant turn hands back on its first function call (or its last text).
 
+use super::reasoning::{self, Ask, Effort};
 use super::translate::{error_kind, error_message, ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
 use crate::api::gemini::{
     BatchEmbedContentsRequest, BatchEmbedContentsResponse, Blob, Candidate, Content, EmbedContentRequest, ErrorBody,
     ErrorDetail, FileData, FunctionCall, FunctionCallingConfig, FunctionDeclaration, FunctionResponse, FunctionResult,
-    GenerateContentRequest, GenerateContentResponse, GenerationConfig, Part, PromptFeedback, StreamEvent, Tool,
-    ToolConfig, UsageMetadata,
+    GenerateContentRequest, GenerateContentResponse, GenerationConfig, Part, PartData, PromptFeedback, StreamEvent,
+    ThinkingConfig, Tool, ToolConfig, UsageMetadata,
 };
 use crate::api::openai::{
     self, AssistantMessage, ChatChunk, ChatCompletion, ChatMessage, ChatRequest, ChatUsage, Choice, ChunkChoice, Delta,
-    EmbeddingRequest, FunctionDelta, ToolCall, ToolCallDelta,
+    EmbeddingRequest, FunctionDelta, ThinkingBlock, ToolCall, ToolCallDelta,
 };
 use crate::exchange::ApiError;
 use crate::providers::deployment::Deployment;
@@ -123,16 +128,20 @@ fn param<'a>(req: &'a ChatRequest, name: &str) -> Option<&'a Value> {
     req.extra.get(name).filter(|v| !v.is_null())
 }
 
-/// The `generateContent` body for an OpenAI chat request (the same body serves streams; the
-/// URL says which method is called).
-pub fn generate_content_body(req: &ChatRequest) -> Result<GenerateContentRequest<'_>, ApiError> {
-    let (system, contents) = contents(&req.messages)?;
+/// The `generateContent` body for an OpenAI chat request to `model` (the same body serves
+/// streams; the URL says which method is called).
+pub fn generate_content_body<'a>(req: &'a ChatRequest, model: &str) -> Result<GenerateContentRequest<'a>, ApiError> {
+    let (system, mut contents) = contents(&req.messages)?;
     if contents.is_empty() {
         return Err(bad("gemini needs at least one user or assistant message with content", "messages"));
     }
+    if gemini_major(model).is_some_and(|major| major >= 3) {
+        vouch_for_unsigned_calls(&mut contents);
+    }
     let tools = tools(req)?;
     let tool_config = tool_config(req)?;
-    let config = generation_config(req)?;
+    let mut config = generation_config(req)?;
+    config.thinking_config = reasoning::ask(&req.extra)?.and_then(|ask| thinking_config(model, &ask));
     Ok(GenerateContentRequest {
         system_instruction: (!system.is_empty()).then_some(Content { role: None, parts: system }),
         contents,
@@ -152,7 +161,7 @@ fn contents(messages: &[ChatMessage]) -> Result<(Vec<Part<'_>>, Vec<Content<'_>>
         if m.role == "system" || m.role == "developer" {
             let text = message_text(m);
             if !text.is_empty() {
-                system.push(Part::Text(text));
+                system.push(PartData::Text(text).into());
             }
             continue;
         }
@@ -194,11 +203,11 @@ fn content_parts(content: Option<&Value>, i: usize) -> Result<Vec<Part<'_>>, Api
     match content {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::String(s)) if s.is_empty() => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![Part::Text(Cow::Borrowed(s))]),
+        Some(Value::String(s)) => Ok(vec![PartData::Text(Cow::Borrowed(s)).into()]),
         Some(Value::Array(parts)) => {
             let mut out = Vec::with_capacity(parts.len());
             for (j, part) in parts.iter().enumerate() {
-                out.extend(content_part(part, i, j)?);
+                out.extend(content_part(part, i, j)?.map(Part::from));
             }
             Ok(out)
         }
@@ -209,14 +218,14 @@ fn content_parts(content: Option<&Value>, i: usize) -> Result<Vec<Part<'_>>, Api
 }
 
 /// One OpenAI content part (`messages[i].content[j]`) as a Gemini part (none for empty text).
-fn content_part(part: &Value, i: usize, j: usize) -> Result<Option<Part<'_>>, ApiError> {
+fn content_part(part: &Value, i: usize, j: usize) -> Result<Option<PartData<'_>>, ApiError> {
     // The parameter path is only spelled out when a part is refused.
     let at = |field: &str| format!("messages[{i}].content[{j}]{field}");
     let kind = part.get("type").and_then(Value::as_str).unwrap_or_default();
     match kind {
         "text" | "refusal" => {
             let text = part.get(kind).and_then(Value::as_str).unwrap_or_default();
-            Ok((!text.is_empty()).then_some(Part::Text(Cow::Borrowed(text))))
+            Ok((!text.is_empty()).then_some(PartData::Text(Cow::Borrowed(text))))
         }
         "image_url" => {
             let image = part.get("image_url");
@@ -231,7 +240,7 @@ fn content_part(part: &Value, i: usize, j: usize) -> Result<Option<Part<'_>>, Ap
             let format = audio.and_then(|a| a.get("format")).and_then(Value::as_str).unwrap_or("wav");
             let data = data.ok_or_else(|| bad("an input_audio part needs input_audio.data", at(".input_audio")))?;
             let mime_type = Cow::Owned(format!("audio/{format}"));
-            Ok(Some(Part::InlineData(Blob { mime_type, data: Cow::Borrowed(data) })))
+            Ok(Some(PartData::InlineData(Blob { mime_type, data: Cow::Borrowed(data) })))
         }
         "file" => {
             let data = part
@@ -249,7 +258,7 @@ fn content_part(part: &Value, i: usize, j: usize) -> Result<Option<Part<'_>>, Ap
 
 /// A data URL -> `inlineData`; any other URL -> `fileData` with a MIME type guessed from its
 /// extension (`image/jpeg` when there is none to go by).
-fn media_part(url: &str, param: impl Fn() -> String) -> Result<Part<'_>, ApiError> {
+fn media_part(url: &str, param: impl Fn() -> String) -> Result<PartData<'_>, ApiError> {
     if let Some(rest) = url.strip_prefix("data:") {
         let (meta, data) =
             rest.split_once(',').ok_or_else(|| bad("a data URL needs a comma before its data", param()))?;
@@ -257,9 +266,9 @@ fn media_part(url: &str, param: impl Fn() -> String) -> Result<Part<'_>, ApiErro
             return Err(bad("gemini takes base64 data URLs only (data:MIME;base64,DATA)", param()));
         };
         let mime = if mime.is_empty() { "application/octet-stream" } else { mime };
-        return Ok(Part::InlineData(Blob { mime_type: Cow::Borrowed(mime), data: Cow::Borrowed(data) }));
+        return Ok(PartData::InlineData(Blob { mime_type: Cow::Borrowed(mime), data: Cow::Borrowed(data) }));
     }
-    Ok(Part::FileData(FileData { mime_type: Cow::Borrowed(guess_mime_type(url)), file_uri: Cow::Borrowed(url) }))
+    Ok(PartData::FileData(FileData { mime_type: Cow::Borrowed(guess_mime_type(url)), file_uri: Cow::Borrowed(url) }))
 }
 
 /// The MIME type of a URL's file, from the extension of its path.
@@ -272,8 +281,39 @@ pub fn guess_mime_type(url: &str) -> &'static str {
     }
 }
 
-/// An assistant turn: its content, then a `functionCall` part per tool call.
+/// An assistant turn: its content, then a `functionCall` part per tool call; the signatures
+/// of its thinking on its function calls, in order (or, without calls, on its last part), as
+/// Gemini gave them.
 fn assistant_parts<'a>(
+    m: &'a ChatMessage,
+    i: usize,
+    call_names: &mut HashMap<&'a str, &'a str>,
+) -> Result<Vec<Part<'a>>, ApiError> {
+    let mut parts = said_parts(m, i, call_names)?;
+    let blocks = m
+        .thinking_blocks()
+        .map_err(|e| bad(format!("thinking_blocks: {e}"), format!("messages[{i}].thinking_blocks")))?;
+    let mut signatures = blocks.into_iter().filter_map(|block| match block {
+        ThinkingBlock::Thinking { signature: Some(signature), .. } if !signature.is_empty() => Some(signature),
+        _ => None,
+    });
+    let calls = parts.iter().filter(|p| matches!(p.data, PartData::FunctionCall(_))).count();
+    for part in parts.iter_mut() {
+        let takes = if calls > 0 { matches!(part.data, PartData::FunctionCall(_)) } else { false };
+        if takes {
+            part.thought_signature = signatures.next().map(Cow::Owned);
+        }
+    }
+    if calls == 0 {
+        if let Some(last) = parts.last_mut() {
+            last.thought_signature = signatures.next().map(Cow::Owned);
+        }
+    }
+    Ok(parts)
+}
+
+/// An assistant turn's content, then a `functionCall` part per tool call.
+fn said_parts<'a>(
     m: &'a ChatMessage,
     i: usize,
     call_names: &mut HashMap<&'a str, &'a str>,
@@ -302,7 +342,7 @@ fn assistant_parts<'a>(
         if let Some(id) = call.get("id").and_then(Value::as_str) {
             call_names.insert(id, name);
         }
-        parts.push(Part::FunctionCall(FunctionCall { name: Cow::Borrowed(name), args }));
+        parts.push(PartData::FunctionCall(FunctionCall { name: Cow::Borrowed(name), args }).into());
     }
     Ok(parts)
 }
@@ -331,7 +371,8 @@ fn function_response<'a>(
         Ok(object @ Value::Object(_)) => object,
         _ => Value::String(text.into_owned()),
     };
-    Ok(Part::FunctionResponse(FunctionResponse { name: Cow::Borrowed(name), response: FunctionResult { content } }))
+    Ok(PartData::FunctionResponse(FunctionResponse { name: Cow::Borrowed(name), response: FunctionResult { content } })
+        .into())
 }
 
 /// `tools` -> `[{functionDeclarations: [...]}]`.
@@ -430,6 +471,68 @@ fn generation_config(req: &ChatRequest) -> Result<GenerationConfig<'_>, ApiError
     Ok(config)
 }
 
+/// Gemini's `thinkingConfig` for what a request asks of `model`. Gemini 3 takes a level
+/// (its Flash models all four, the others `low` and `high` only; `none` is the lowest, its
+/// thoughts left out); earlier models a budget (`none` is 0: off where the model allows it).
+pub fn thinking_config(model: &str, ask: &Ask) -> Option<ThinkingConfig> {
+    let effort = match ask {
+        Ask::Thinking(t) => {
+            let on = t.is_on() && t.budget_tokens != Some(0);
+            return Some(ThinkingConfig {
+                thinking_budget: t.budget_tokens,
+                thinking_level: None,
+                include_thoughts: on.then_some(true),
+            });
+        }
+        Ask::Effort(effort) => *effort,
+    };
+    let include_thoughts = Some(effort != Effort::None);
+    if gemini_major(model).is_some_and(|major| major >= 3) {
+        let flash = model.contains("flash");
+        let level = match effort {
+            Effort::None | Effort::Minimal if flash => "minimal",
+            Effort::Medium if flash => "medium",
+            Effort::None | Effort::Minimal | Effort::Low => "low",
+            Effort::Medium | Effort::High => "high",
+        };
+        return Some(ThinkingConfig { thinking_budget: None, thinking_level: Some(level), include_thoughts });
+    }
+    let budget = match effort {
+        Effort::None => 0,
+        // litellm's 128 is under the smallest budget some 2.5 models take (Flash-Lite's 512).
+        Effort::Minimal => GEMINI_MINIMAL_BUDGET,
+        effort => reasoning::budget(effort).unwrap_or(0),
+    };
+    Some(ThinkingConfig { thinking_budget: Some(budget), thinking_level: None, include_thoughts })
+}
+
+/// What Gemini 3 takes in place of a thought signature it never gave (history from another
+/// model, or a client that did not hand the signature back); Google documents it for this.
+pub const UNSIGNED_CALL_SIGNATURE: &str = "skip_thought_signature_validator";
+
+/// Gemini 3 refuses a model turn's function calls without the signature of its thinking: a
+/// turn of calls none of which is signed gets [`UNSIGNED_CALL_SIGNATURE`] on its first.
+fn vouch_for_unsigned_calls(contents: &mut [Content<'_>]) {
+    for turn in contents.iter_mut().filter(|c| c.role.as_deref() == Some("model")) {
+        if turn.parts.iter().any(|p| p.thought_signature.is_some()) {
+            continue;
+        }
+        if let Some(first) = turn.parts.iter_mut().find(|p| matches!(p.data, PartData::FunctionCall(_))) {
+            first.thought_signature = Some(Cow::Borrowed(UNSIGNED_CALL_SIGNATURE));
+        }
+    }
+}
+
+/// The thinking budget of `minimal` effort on Gemini 2.5: the least every 2.5 model takes.
+pub const GEMINI_MINIMAL_BUDGET: u64 = 512;
+
+/// The major version of a `gemini-N...` model name.
+fn gemini_major(model: &str) -> Option<u32> {
+    let (_, rest) = model.split_once("gemini-")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
 /// `stop` (a string or a list of strings) -> `stopSequences` (none for an empty list).
 fn stop_sequences(req: &ChatRequest) -> Result<Option<Vec<Cow<'_, str>>>, ApiError> {
     let Some(stop) = param(req, "stop") else { return Ok(None) };
@@ -516,25 +619,68 @@ pub fn usage(meta: &UsageMetadata) -> ChatUsage {
     usage
 }
 
-/// What one candidate's parts say: its visible text and its function calls.
+/// What one candidate's parts say: its visible text, its function calls, its thought
+/// summaries and the signed blocks of its thinking.
+#[derive(Default)]
 struct Parts<'c, 'a> {
     text: String,
     calls: Vec<&'c FunctionCall<'a>>,
+    thoughts: String,
+    thinking: Vec<ThinkingBlock>,
 }
 
 fn read_parts<'c, 'a>(candidate: &'c Candidate<'a>) -> Parts<'c, 'a> {
-    let mut out = Parts { text: String::new(), calls: Vec::new() };
-    let parts = candidate.content.as_ref().and_then(|c| c.parts.as_deref()).unwrap_or_default();
-    for part in parts {
-        // Thought summaries are not part of the answer.
-        if part.thought == Some(true) {
-            continue;
+    let mut out = Parts::default();
+    // The thought text since the last signature: the text of the next signed block.
+    let mut unsigned = 0;
+    for piece in pieces(candidate) {
+        match piece {
+            Piece::Thought(text) => out.thoughts.push_str(&text),
+            Piece::Signature(signature) => {
+                out.thinking.push(ThinkingBlock::signed(&out.thoughts[unsigned..], signature));
+                unsigned = out.thoughts.len();
+            }
+            Piece::Text(text) => out.text.push_str(&text),
+            Piece::Call(call) => out.calls.push(call),
         }
-        if let Some(text) = &part.text {
-            out.text.push_str(text);
+    }
+    out
+}
+
+/// One thing a candidate's parts say, in their order.
+enum Piece<'c, 'a> {
+    /// A thought summary's text.
+    Thought(Cow<'c, str>),
+    /// The signature of the thinking so far: after a thought part's text, before another
+    /// part's content.
+    Signature(&'c str),
+    Text(Cow<'c, str>),
+    Call(&'c FunctionCall<'a>),
+}
+
+/// A candidate's parts as pieces, adjacent texts (and thoughts) joined.
+fn pieces<'c, 'a>(candidate: &'c Candidate<'a>) -> Vec<Piece<'c, 'a>> {
+    let parts = candidate.content.as_ref().and_then(|c| c.parts.as_deref()).unwrap_or_default();
+    let mut out: Vec<Piece<'c, 'a>> = Vec::with_capacity(parts.len());
+    let push_text = |out: &mut Vec<Piece<'c, 'a>>, text: &'c str, thought: bool| match (out.last_mut(), thought) {
+        (Some(Piece::Thought(joined)), true) | (Some(Piece::Text(joined)), false) => joined.to_mut().push_str(text),
+        (_, true) => out.push(Piece::Thought(Cow::Borrowed(text))),
+        (_, false) => out.push(Piece::Text(Cow::Borrowed(text))),
+    };
+    for part in parts {
+        let signature = part.thought_signature.as_deref().filter(|s| !s.is_empty());
+        let thought = part.thought == Some(true);
+        if let (Some(signature), false) = (signature, thought) {
+            out.push(Piece::Signature(signature));
+        }
+        if let Some(text) = part.text.as_deref().filter(|t| !t.is_empty()) {
+            push_text(&mut out, text, thought);
+        }
+        if let (Some(signature), true) = (signature, thought) {
+            out.push(Piece::Signature(signature));
         }
         if let Some(call) = &part.function_call {
-            out.calls.push(call);
+            out.push(Piece::Call(call));
         }
     }
     out
@@ -618,7 +764,7 @@ pub fn completion(
 /// One candidate as a choice: its text (null when it only calls functions) and its calls.
 fn choice(candidate: &Candidate<'_>, position: usize, id: &str) -> Choice {
     let index = candidate_index(candidate, position);
-    let Parts { text, calls } = read_parts(candidate);
+    let Parts { text, calls, thoughts, thinking } = read_parts(candidate);
     let finish = candidate_finish(candidate.finish_reason.as_deref(), !calls.is_empty());
     let content = if text.is_empty() && !calls.is_empty() { None } else { Some(text) };
     let tool_calls = (!calls.is_empty()).then(|| {
@@ -626,7 +772,7 @@ fn choice(candidate: &Candidate<'_>, position: usize, id: &str) -> Choice {
     });
     Choice {
         index,
-        message: assistant_message(content, tool_calls),
+        message: assistant_message(content, tool_calls).thinking(thoughts, thinking),
         logprobs: Some(None),
         finish_reason: Some(finish.to_owned()),
         extra: Map::new(),
@@ -634,13 +780,7 @@ fn choice(candidate: &Candidate<'_>, position: usize, id: &str) -> Choice {
 }
 
 fn assistant_message(content: Option<String>, tool_calls: Option<Vec<ToolCall>>) -> AssistantMessage {
-    AssistantMessage {
-        role: "assistant".to_owned(),
-        content: Some(content),
-        refusal: None,
-        tool_calls,
-        extra: Map::new(),
-    }
+    AssistantMessage { refusal: None, ..AssistantMessage::new(content, tool_calls) }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -722,25 +862,24 @@ impl StreamDecoder {
         Ok(chunks)
     }
 
-    /// One candidate's piece of an event: its text, each function call whole, and its finish.
+    /// One candidate's piece of an event, in order: thoughts, signatures, text, each function
+    /// call whole; then its finish.
     fn candidate_chunks(&mut self, candidate: &Candidate<'_>, position: usize, chunks: &mut Vec<ChatChunk>) {
         let index = candidate_index(candidate, position);
-        let Parts { text, calls } = read_parts(candidate);
-        if !text.is_empty() {
-            chunks.push(self.delta(index, Delta { content: Some(Some(text)), ..Delta::default() }, None));
-        }
-        for call in calls {
-            let state = self.candidates.entry(index).or_default();
-            let k = state.calls;
-            state.calls += 1;
-            let ToolCall { id, kind, function } = tool_call(tool_call_id(&self.meta.id, u64::from(index), k), call);
-            let call = ToolCallDelta {
-                index: u32::try_from(k).unwrap_or(u32::MAX),
-                id: Some(id),
-                kind: Some(kind),
-                function: Some(FunctionDelta { name: Some(function.name), arguments: Some(function.arguments) }),
+        for piece in pieces(candidate) {
+            let delta = match piece {
+                Piece::Thought(text) => Delta {
+                    reasoning_content: Some(text.to_string()),
+                    thinking_blocks: Some(vec![ThinkingBlock::text(text)]),
+                    ..Delta::default()
+                },
+                Piece::Signature(signature) => {
+                    Delta { thinking_blocks: Some(vec![ThinkingBlock::signed("", signature)]), ..Delta::default() }
+                }
+                Piece::Text(text) => Delta { content: Some(Some(text.into_owned())), ..Delta::default() },
+                Piece::Call(call) => self.call_delta(index, call),
             };
-            chunks.push(self.delta(index, Delta { tool_calls: Some(vec![call]), ..Delta::default() }, None));
+            chunks.push(self.delta(index, delta, None));
         }
         let reason = candidate.finish_reason.as_deref().filter(|r| !r.is_empty());
         let state = self.candidates.entry(index).or_default();
@@ -748,6 +887,21 @@ impl StreamDecoder {
             let has_calls = state.calls > 0;
             chunks.push(self.finish_chunk(index, candidate_finish(Some(reason), has_calls)));
         }
+    }
+
+    /// A function call of candidate `index`, whole, as the next of its tool calls.
+    fn call_delta(&mut self, index: u32, call: &FunctionCall<'_>) -> Delta {
+        let state = self.candidates.entry(index).or_default();
+        let k = state.calls;
+        state.calls += 1;
+        let ToolCall { id, kind, function } = tool_call(tool_call_id(&self.meta.id, u64::from(index), k), call);
+        let call = ToolCallDelta {
+            index: u32::try_from(k).unwrap_or(u32::MAX),
+            id: Some(id),
+            kind: Some(kind),
+            function: Some(FunctionDelta { name: Some(function.name), arguments: Some(function.arguments) }),
+        };
+        Delta { tool_calls: Some(vec![call]), ..Delta::default() }
     }
 }
 
@@ -839,7 +993,7 @@ pub fn batch_embed_body(
         .into_iter()
         .map(|text| EmbedContentRequest {
             model: Cow::Owned(model.clone()),
-            content: Content { role: None, parts: vec![Part::Text(Cow::Owned(text))] },
+            content: Content { role: None, parts: vec![PartData::Text(Cow::Owned(text)).into()] },
             output_dimensionality: req.dimensions,
         })
         .collect();
@@ -913,11 +1067,11 @@ impl ChatProvider for Gemini {
     fn chat_request(
         &self,
         req: &ChatRequest,
-        _d: &Deployment,
+        d: &Deployment,
         url: String,
         _stream: bool,
     ) -> Result<UpstreamRequest, ApiError> {
-        let body = generate_content_body(req)?;
+        let body = generate_content_body(req, &d.upstream_model)?;
         Ok(UpstreamRequest::post_json(url, &body))
     }
 

@@ -67,13 +67,7 @@ pub fn chat_response(a: &MockAnswer<'_>, req: &ChatRequest) -> ChatCompletion {
     let choices = (0..req.n.unwrap_or(1).max(1))
         .map(|i| Choice {
             index: i,
-            message: AssistantMessage {
-                role: "assistant".into(),
-                content: Some(Some(a.text.to_owned())),
-                refusal: Some(None),
-                tool_calls: None,
-                extra: Map::new(),
-            },
+            message: AssistantMessage::new(Some(a.text.to_owned()), None),
             logprobs: Some(None),
             finish_reason: Some("stop".into()),
             extra: Map::new(),
@@ -274,6 +268,8 @@ fn block_tokens(block: &ContentBlock<'_>) -> u64 {
         ContentBlock::ToolResult { tool_use_id, content } => {
             texts(&["tool_result", tool_use_id]) + content_tokens(content)
         }
+        ContentBlock::Thinking { thinking, signature } => texts(&["thinking", thinking, signature]),
+        ContentBlock::RedactedThinking { data } => texts(&["redacted_thinking", data]),
         ContentBlock::Other(members) => members.values().map(tokenizer::count_value).sum(),
     }
 }

@@ -15,6 +15,7 @@ pub mod gemini;
 pub mod messages;
 pub mod mock;
 pub mod openai;
+pub mod reasoning;
 pub mod responses;
 pub mod translate;
 

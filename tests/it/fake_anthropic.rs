@@ -11,7 +11,10 @@
 //!   `input_schema` (a `city`/`location` string is the word after "in", else Paris);
 //! - `stop_sequences` cut the text (`stop_sequence`), `max_tokens` counts words (`max_tokens`);
 //! - a last user text containing "overloaded" gets a 529 `overloaded_error`; streaming, one
-//!   containing "break the stream" gets an `event: error` after the first text delta.
+//!   containing "break the stream" gets an `event: error` after the first text delta;
+//! - with `thinking` on, a signed `thinking` block first ([`thinking_text`], signed by
+//!   [`signature`]), streamed as `thinking_delta`s and a `signature_delta`; thinking handed back
+//!   is checked as the real API checks it ([`validate_thinking`]).
 
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
@@ -124,7 +127,7 @@ fn handle(shared: &Shared, method: Method, uri: Uri, headers: HeaderMap, body: B
     let Some(Value::Object(body)) = parsed else {
         return invalid("There was an error parsing the body of your request: it is not a JSON object");
     };
-    if let Err(message) = validate(&body) {
+    if let Err(message) = validate(&body).and_then(|()| validate_thinking(&body)) {
         return invalid(message);
     }
     let last_text = last_user_text(&body);
@@ -213,6 +216,7 @@ fn validate(body: &Map<String, Value>) -> Result<(), String> {
                     };
                     tool_uses.push(id.to_owned());
                 }
+                Some("thinking") | Some("redacted_thinking") if role == "assistant" => {}
                 Some("tool_result") if role == "user" => {
                     if results.len() != j {
                         return Err(format!("{at}: tool_result blocks must come first in the content"));
@@ -271,6 +275,80 @@ fn validate(body: &Map<String, Value>) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// What the real API checks of thinking: the budget and the sampling it allows, blocks handed
+/// back unchanged (their signatures), first in their turn, and present in the tool call a
+/// request answers while budgeted thinking is on.
+fn validate_thinking(body: &Map<String, Value>) -> Result<(), String> {
+    let kind = body.get("thinking").and_then(|t| t.get("type")).and_then(Value::as_str).unwrap_or("disabled");
+    let on = kind == "enabled" || kind == "adaptive";
+    if kind == "enabled" {
+        let budget = body.get("thinking").and_then(|t| t.get("budget_tokens")).and_then(Value::as_u64).unwrap_or(0);
+        if budget < 1024 {
+            return Err("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024".into());
+        }
+        if body["max_tokens"].as_u64().unwrap_or(0) <= budget {
+            return Err("`max_tokens` must be greater than `thinking.budget_tokens`".into());
+        }
+    }
+    if on {
+        if body.get("temperature").is_some_and(|t| t.as_f64() != Some(1.0)) {
+            return Err("`temperature` may only be set to 1 when thinking is enabled".into());
+        }
+        if body.get("top_p").is_some_and(|p| p.as_f64().is_none_or(|p| p < 0.95)) {
+            return Err("`top_p` must be greater than or equal to 0.95 or unset when thinking is enabled".into());
+        }
+        if matches!(
+            body.get("tool_choice").and_then(|c| c.get("type")).and_then(Value::as_str),
+            Some("any") | Some("tool")
+        ) {
+            return Err("Thinking may not be enabled when tool_choice forces tool use.".into());
+        }
+    }
+    let messages = body["messages"].as_array().map(Vec::as_slice).unwrap_or_default();
+    for (i, m) in messages.iter().enumerate().filter(|(_, m)| m["role"] == "assistant") {
+        let blocks = m["content"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let thinking = |b: &Value| b["type"] == "thinking" || b["type"] == "redacted_thinking";
+        if blocks.iter().any(thinking) && !blocks.first().is_some_and(thinking) {
+            return Err(format!("messages.{i}.content.0: If an assistant message contains any thinking blocks, the first block must be `thinking` or `redacted_thinking`."));
+        }
+        for (j, b) in blocks.iter().enumerate().filter(|(_, b)| b["type"] == "thinking") {
+            if b["signature"].as_str() != Some(signature(b["thinking"].as_str().unwrap_or_default()).as_str()) {
+                return Err(format!("messages.{i}.content.{j}: Invalid `signature` in `thinking` block"));
+            }
+        }
+        if !on && i + 1 == messages.len() && blocks.iter().any(thinking) {
+            return Err(format!("messages.{i}.content.0: When thinking is disabled, an `assistant` message in the final position cannot contain `thinking`."));
+        }
+    }
+    if kind == "enabled" {
+        if let [.., call, answer] = messages {
+            let answers_tools =
+                answer["content"].as_array().is_some_and(|b| b.iter().any(|b| b["type"] == "tool_result"));
+            let first = call.pointer("/content/0/type").and_then(Value::as_str).unwrap_or("text");
+            if answers_tools && first != "thinking" && first != "redacted_thinking" {
+                return Err(format!("messages.{}.content.0.type: Expected `thinking` or `redacted_thinking`, but found `{first}`. When `thinking` is enabled, a final `assistant` message must start with a thinking block.", messages.len() - 2));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The fake's signature of a thinking text: handed back changed, it no longer matches.
+pub fn signature(thinking: &str) -> String {
+    let hash =
+        thinking.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("EqFakeSig{hash:016x}")
+}
+
+/// What the fake thinks when thinking is on: about the last user text (or the tool results).
+pub fn thinking_text(last_user_text: &str, tool_results: &[String]) -> String {
+    if tool_results.is_empty() {
+        format!("The user said: {last_user_text}. I will answer.")
+    } else {
+        format!("The tool answered {}. I will report it.", tool_results.len())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -367,6 +445,8 @@ struct Answer {
     stop_sequence: Option<String>,
     input_tokens: u64,
     output_tokens: u64,
+    /// The thinking said first, when thinking is on.
+    thinking: Option<String>,
 }
 
 fn answer(shared: &Shared, body: &Map<String, Value>) -> Answer {
@@ -427,12 +507,20 @@ fn answer(shared: &Shared, body: &Map<String, Value>) -> Answer {
         stop_sequence,
         input_tokens: request_words as u64 + 8,
         output_tokens: output_tokens.max(1),
+        thinking: matches!(
+            body.get("thinking").and_then(|t| t.get("type")).and_then(Value::as_str),
+            Some("enabled") | Some("adaptive")
+        )
+        .then(|| thinking_text(&last_text, &results)),
     }
 }
 
 impl Answer {
     fn content(&self) -> Vec<Value> {
         let mut content = Vec::new();
+        if let Some(t) = &self.thinking {
+            content.push(json!({"type": "thinking", "thinking": t, "signature": signature(t)}));
+        }
         if !self.text.is_empty() {
             content.push(json!({"type": "text", "text": self.text}));
         }
@@ -486,6 +574,24 @@ fn stream(answer: &Answer, break_it: bool) -> Response {
         }}),
     )];
     let mut index = 0;
+    if let Some(t) = &answer.thinking {
+        events.push((
+            "content_block_start",
+            json!({"type": "content_block_start", "index": index, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+        ));
+        for piece in words(t) {
+            events.push((
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": index, "delta": {"type": "thinking_delta", "thinking": piece}}),
+            ));
+        }
+        events.push((
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": index, "delta": {"type": "signature_delta", "signature": signature(t)}}),
+        ));
+        events.push(("content_block_stop", json!({"type": "content_block_stop", "index": index})));
+        index += 1;
+    }
     if !answer.text.is_empty() {
         events.push((
             "content_block_start",
@@ -648,6 +754,8 @@ fn handle_scripted(
         stop_sequence: None,
         input_tokens: body.to_string().split_whitespace().count() as u64 + 8,
         output_tokens,
+        // Scripted answers never think.
+        thinking: None,
     };
     if map.get("stream").and_then(Value::as_bool) == Some(true) {
         stream(&answer, false)

@@ -12,7 +12,9 @@
 //! Answers are deterministic: text is `echo: <last user text>`; with tools and "weather" in the
 //! last user text, a `get_weather`-style toolUse; after tool results, `The tool said: <results>`;
 //! a forced tool gets an input sampled from its schema; "throttle me" streams one delta and then
-//! a `throttlingException` frame.
+//! a `throttlingException` frame. With `additionalModelRequestFields.thinking` on, a signed
+//! `reasoningContent` block comes first (streamed as text deltas and a signature); reasoning
+//! handed back must carry the fake's signature ([`reasoning_signature`]).
 
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use axum::body::{Body, Bytes};
@@ -425,7 +427,9 @@ fn answer(
     let request: Value =
         serde_json::from_slice(body).map_err(|e| validation(format!("Malformed input request: {e}")))?;
     validate(&request)?;
-    let reply = reply_to(&request);
+    validate_thinking(&request)?;
+    let mut reply = reply_to(&request);
+    reply.reasoning = thinking_of(&request);
     if stream {
         Ok(stream_response(&reply))
     } else {
@@ -529,6 +533,13 @@ fn validate(request: &Value) -> Result<(), AwsError> {
                         )));
                     }
                 }
+                [k] if k.as_str() == "reasoningContent" && role == "assistant" => {
+                    let text = block.pointer("/reasoningContent/reasoningText/text").and_then(Value::as_str);
+                    let signature = block.pointer("/reasoningContent/reasoningText/signature").and_then(Value::as_str);
+                    if text.is_some() && signature != text.map(reasoning_signature).as_deref() {
+                        return Err(validation(format!("The reasoningContent at {at} has an invalid signature")));
+                    }
+                }
                 [k] if k.as_str() == "toolUse" || k.as_str() == "toolResult" => {
                     if tools.is_empty() {
                         return Err(validation(
@@ -565,6 +576,44 @@ fn validate(request: &Value) -> Result<(), AwsError> {
     Ok(())
 }
 
+/// Claude's checks of thinking on Bedrock: a budget of at least 1024 under maxTokens, no
+/// temperature, and, answering a tool call, that call's turn starting with its reasoning.
+fn validate_thinking(request: &Value) -> Result<(), AwsError> {
+    if request.pointer("/additionalModelRequestFields/thinking/type").and_then(Value::as_str) != Some("enabled") {
+        return Ok(());
+    }
+    let budget =
+        request.pointer("/additionalModelRequestFields/thinking/budget_tokens").and_then(Value::as_u64).unwrap_or(0);
+    let max = request.pointer("/inferenceConfig/maxTokens").and_then(Value::as_u64).unwrap_or(4096);
+    if budget < 1024 || max <= budget {
+        return Err(validation("thinking.budget_tokens must be at least 1024 and less than max_tokens"));
+    }
+    if request.pointer("/inferenceConfig/temperature").is_some_and(|t| t.as_f64() != Some(1.0)) {
+        return Err(validation("temperature may only be set to 1 when thinking is enabled"));
+    }
+    let messages = request["messages"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if let [.., call, answer] = messages {
+        let answers_tools =
+            answer["content"].as_array().is_some_and(|c| c.iter().any(|b| b.get("toolResult").is_some()));
+        if answers_tools && call.pointer("/content/0/reasoningContent").is_none() {
+            return Err(validation("Expected `thinking` or `redacted_thinking`, but found `tool_use`. When `thinking` is enabled, a final `assistant` message must start with a thinking block."));
+        }
+    }
+    Ok(())
+}
+
+/// The fake's signature of a reasoning text.
+pub fn reasoning_signature(text: &str) -> String {
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("bedrock-sig-{hash:016x}")
+}
+
+/// The reasoning the fake does when thinking is on.
+fn thinking_of(request: &Value) -> Option<String> {
+    let kind = request.pointer("/additionalModelRequestFields/thinking/type").and_then(Value::as_str);
+    matches!(kind, Some("enabled") | Some("adaptive")).then(|| "Reasoning about the request.".to_owned())
+}
+
 /// What the fake answers: text and/or one tool use, why it stopped, and usage.
 struct Reply {
     text: String,
@@ -573,6 +622,8 @@ struct Reply {
     input_tokens: u64,
     output_tokens: u64,
     throttle: bool,
+    /// Reasoning said first, when thinking is on.
+    reasoning: Option<String>,
 }
 
 fn words(s: &str) -> u64 {
@@ -661,6 +712,7 @@ fn reply_to(request: &Value) -> Reply {
             input_tokens,
             output_tokens,
             throttle,
+            reasoning: None,
         };
     }
     let mut answer =
@@ -680,11 +732,14 @@ fn reply_to(request: &Value) -> Reply {
         }
     }
     let output_tokens = words(&answer);
-    Reply { text: answer, tool: None, stop_reason, input_tokens, output_tokens, throttle }
+    Reply { text: answer, tool: None, stop_reason, input_tokens, output_tokens, throttle, reasoning: None }
 }
 
 fn converse_json(reply: &Reply) -> Value {
     let mut content = Vec::new();
+    if let Some(r) = &reply.reasoning {
+        content.push(json!({"reasoningContent": {"reasoningText": {"text": r, "signature": reasoning_signature(r)}}}));
+    }
     if !reply.text.is_empty() {
         content.push(json!({"text": reply.text}));
     }
@@ -716,6 +771,20 @@ fn pieces(text: &str) -> Vec<String> {
 fn stream_frames(reply: &Reply) -> Vec<Vec<u8>> {
     let mut frames = vec![event_frame("messageStart", &json!({"p": "abcd", "role": "assistant"}))];
     let mut index = 0;
+    if let Some(r) = &reply.reasoning {
+        for piece in pieces(r) {
+            frames.push(event_frame(
+                "contentBlockDelta",
+                &json!({"contentBlockIndex": index, "delta": {"reasoningContent": {"text": piece}}, "p": "ab"}),
+            ));
+        }
+        frames.push(event_frame(
+            "contentBlockDelta",
+            &json!({"contentBlockIndex": index, "delta": {"reasoningContent": {"signature": reasoning_signature(r)}}}),
+        ));
+        frames.push(event_frame("contentBlockStop", &json!({"contentBlockIndex": index})));
+        index += 1;
+    }
     if !reply.text.is_empty() {
         for piece in pieces(&reply.text) {
             frames.push(event_frame(

@@ -13,7 +13,9 @@
 //! (`:streamGenerateContent?alt=sse`) split the text over at least three `data:` events, each
 //! written separately, with `usageMetadata` and `finishReason` in the last. Embeddings
 //! (`:batchEmbedContents`) are unit vectors derived from the text alone (768 dimensions unless
-//! `outputDimensionality` says otherwise).
+//! `outputDimensionality` says otherwise). With `thinkingConfig.includeThoughts`, a thought
+//! summary comes first (streamed in two pieces) and the first part after it carries
+//! [`THOUGHT_SIGNATURE`]; a signature handed back must be that one (or the documented stand-in).
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -234,7 +236,11 @@ const GENERATION_CONFIG_FIELDS: &[&str] = &[
     "logprobs",
     "thinkingConfig",
 ];
-const PART_FIELDS: &[&str] = &["text", "inlineData", "fileData", "functionCall", "functionResponse", "thought"];
+const PART_FIELDS: &[&str] =
+    &["text", "inlineData", "fileData", "functionCall", "functionResponse", "thought", "thoughtSignature"];
+
+/// The signature the fake gives its thinking.
+pub const THOUGHT_SIGNATURE: &str = "ZmFrZS1nZW1pbmktdGhvdWdodA==";
 
 fn unknown_field(name: &str, at: &str) -> String {
     format!("Invalid JSON payload received. Unknown name \"{name}\" at '{at}': Cannot find field.")
@@ -324,6 +330,11 @@ fn check_generate(body: &Value) -> Result<(), String> {
         for (j, part) in parts.iter().enumerate() {
             let at = format!("contents[{i}].parts[{j}]");
             check_fields(part, PART_FIELDS, &at)?;
+            if let Some(signature) = part.get("thoughtSignature").and_then(Value::as_str) {
+                if signature != THOUGHT_SIGNATURE && signature != "skip_thought_signature_validator" {
+                    return Err(format!("Corrupted thought signature at '{at}.thought_signature'."));
+                }
+            }
             if let Some(inline) = part.get("inlineData") {
                 let data = inline.get("data").and_then(Value::as_str).unwrap_or_default();
                 if inline.get("mimeType").and_then(Value::as_str).is_none()
@@ -466,10 +477,11 @@ fn generate(model: &str, body: &Value) -> Value {
         }
         Reply::Call { name, args } => (json!([{"functionCall": {"name": name, "args": args}}]), "STOP", 5),
     };
+    let parts = with_thoughts(body, parts);
     let candidates: Vec<Value> = (0..n).map(|i| candidate(i, parts.clone(), Some(finish))).collect();
     json!({
         "candidates": candidates,
-        "usageMetadata": usage_metadata(prompt, tokens * n),
+        "usageMetadata": with_thought_tokens(body, usage_metadata(prompt, tokens * n)),
         "modelVersion": model,
         "responseId": "fake-gemini-response",
     })
@@ -523,6 +535,24 @@ fn stream(model: &str, body: &Value) -> Response {
             events.push(json!({"candidates": candidates, "usageMetadata": usage_metadata(prompt, 5 * n), "modelVersion": model}));
         }
     }
+    if includes_thoughts(body) {
+        // The thought in two pieces, then the signature on the first part of the answer.
+        for event in events.iter_mut().take(1) {
+            for c in event["candidates"].as_array_mut().into_iter().flatten() {
+                c["content"]["parts"][0]["thoughtSignature"] = json!(THOUGHT_SIGNATURE);
+            }
+        }
+        let thought = thought_text(body);
+        let (first, second) = thought.split_at(thought.len() / 2);
+        for piece in [second, first] {
+            let parts = json!([{"text": piece, "thought": true}]);
+            let candidates: Vec<Value> = (0..n).map(|i| candidate(i, parts.clone(), None)).collect();
+            events.insert(0, json!({"candidates": candidates, "modelVersion": model}));
+        }
+        if let Some(last) = events.last_mut() {
+            last["usageMetadata"] = with_thought_tokens(body, last["usageMetadata"].clone());
+        }
+    }
     // Each event is its own body frame, written a moment after the one before.
     let frames = futures::stream::iter(events).then(|event| async move {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -531,6 +561,39 @@ fn stream(model: &str, body: &Value) -> Response {
     let mut response = Response::new(Body::from_stream(frames));
     response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/event-stream"));
     response
+}
+
+fn includes_thoughts(body: &Value) -> bool {
+    body.pointer("/generationConfig/thinkingConfig/includeThoughts").and_then(Value::as_bool) == Some(true)
+}
+
+/// The fake's thought summary: about the last user turn.
+pub fn thought_text(body: &Value) -> String {
+    let last = body["contents"].as_array().and_then(|c| c.last()).cloned().unwrap_or_default();
+    format!("Thinking about: {}", text_parts(&last))
+}
+
+/// An answer's parts with the thought summary first and the signature on the part after it.
+fn with_thoughts(body: &Value, mut parts: Value) -> Value {
+    if !includes_thoughts(body) {
+        return parts;
+    }
+    if let Some(first) = parts.get_mut(0) {
+        first["thoughtSignature"] = json!(THOUGHT_SIGNATURE);
+    }
+    let mut out = vec![json!({"text": thought_text(body), "thought": true})];
+    out.extend(parts.as_array().cloned().unwrap_or_default());
+    Value::Array(out)
+}
+
+/// Usage with the thought summary's words as thought tokens, when there is one.
+fn with_thought_tokens(body: &Value, mut usage: Value) -> Value {
+    if includes_thoughts(body) {
+        let thoughts = words(&thought_text(body));
+        usage["thoughtsTokenCount"] = json!(thoughts);
+        usage["totalTokenCount"] = json!(usage["totalTokenCount"].as_u64().unwrap_or(0) + thoughts);
+    }
+    usage
 }
 
 /// A unit vector derived from the text alone: the same text always embeds the same.

@@ -42,6 +42,7 @@ mod openai_upstream;
 mod persistence;
 mod python_sdk;
 mod responses_bridge;
+mod responses_reasoning;
 mod responses_state;
 mod routing_strategies;
 mod rpc;

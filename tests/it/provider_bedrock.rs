@@ -200,7 +200,7 @@ async fn upstream_requests_are_signed_converse_calls() {
     assert!(sent.headers["authorization"].starts_with(&format!("AWS4-HMAC-SHA256 Credential={KEY_ID}/")), "{sent:?}");
     assert!(sent.headers["authorization"].contains(&format!("/{REGION}/bedrock/aws4_request")));
     let req = serde_json::from_value::<ChatRequest>(body).unwrap();
-    let expected_body = crate::support::wire(bedrock::converse_body(&req).unwrap());
+    let expected_body = crate::support::wire(bedrock::converse_body(&req, UPSTREAM_MODEL).unwrap());
     assert_eq!(serde_json::from_slice::<Value>(&sent.body).unwrap(), expected_body);
     assert!(!String::from_utf8_lossy(&sent.body).contains(SECRET));
 }

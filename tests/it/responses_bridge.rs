@@ -278,15 +278,15 @@ fn a_responses_request_becomes_a_chat_request() {
         ]
     });
     let req = serde_json::from_value(body).expect("a Responses request");
-    let translated = ferrolite::providers::responses::request::to_chat_request(&req, false).unwrap();
+    let translated = ferrolite::providers::responses::request::to_chat_request(&req, false, "claude").unwrap();
     insta::assert_json_snapshot!(serde_json::to_value(&translated.chat).unwrap());
 }
 
 /// A shell with a fixed id and time, so snapshots hold still.
 fn fixed_shell(body: &Value) -> ferrolite::providers::responses::answer::Shell {
     let req = serde_json::from_value(body.clone()).unwrap();
-    let names = ferrolite::providers::responses::request::to_chat_request(&req, true).unwrap().names;
-    let mut shell = ferrolite::providers::responses::answer::Shell::new(&req, body, names, "upstream-model");
+    let names = ferrolite::providers::responses::request::to_chat_request(&req, true, "claude").unwrap().names;
+    let mut shell = ferrolite::providers::responses::answer::Shell::new(&req, body, names, "upstream-model", "claude");
     shell.id = "resp_0123".into();
     shell.created_at = 1_700_000_000;
     shell

@@ -28,10 +28,15 @@ impl ferrolite::apps::session::SecretSource for Secrets {
 /// A session with one deployment, `claude` = anthropic/claude-3-5-sonnet-20241022, its key
 /// from the environment the way a manifest names it.
 fn session() -> Session {
+    session_of("claude-3-5-sonnet-20241022")
+}
+
+/// A session whose deployment `claude` is anthropic/`upstream_model`.
+fn session_of(upstream_model: &str) -> Session {
     let manifest: Manifest = serde_json::from_value(json!({
         "name": "Anthropic", "type": "llm-proxy", "version": "1.0.0",
         "config": {"service_id": "claude-app", "model_list": [{"model_name": "claude", "litellm_params": {
-            "model": "anthropic/claude-3-5-sonnet-20241022", "api_key": "os.environ/ANTHROPIC_API_KEY"
+            "model": format!("anthropic/{upstream_model}"), "api_key": "os.environ/ANTHROPIC_API_KEY"
         }}]}
     }))
     .expect("a valid manifest");
@@ -577,4 +582,197 @@ fn a_stream_cut_short_still_reports_usage_at_finish() {
     let chunks = decode(&bytes[..cut], 9);
     assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 7);
     assert_eq!(chunks.iter().filter(|c| c.get("usage").is_some()).count(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Thinking
+
+/// The Messages body for an OpenAI chat body sent to `upstream_model`.
+fn body_for(upstream_model: &str, openai: Value) -> Result<Value, ferrolite::exchange::ApiError> {
+    let s = session_of(upstream_model);
+    anthropic::messages_body(&chat(openai), deployment(&s)).map(crate::support::wire)
+}
+
+#[test]
+fn reasoning_effort_becomes_a_thinking_budget_within_claudes_limits() {
+    // max_tokens at or under the budget gets the budget on top; a temperature other than 1 and a
+    // top_p under 0.95 are dropped; the response_format tool is offered, not forced.
+    let b = body(json!({"model": "claude", "reasoning_effort": "medium", "max_tokens": 500, "temperature": 0.2,
+        "top_p": 0.5, "response_format": {"type": "json_object"}, "messages": [{"role": "user", "content": "Hi"}]}));
+    insta::assert_json_snapshot!("thinking_request_effort", b);
+    assert_eq!(b["thinking"], json!({"type": "enabled", "budget_tokens": 2048}));
+    assert_eq!(b["max_tokens"], 2548);
+    assert_eq!((b.get("temperature"), b.get("top_p")), (None, None));
+    assert_eq!(b["tool_choice"], json!({"type": "auto"}));
+    // Claude's own limits pass: temperature 1, top_p 0.95, max_tokens above the budget.
+    let b = body(json!({"model": "claude", "reasoning_effort": "high", "max_tokens": 9000, "temperature": 1,
+        "top_p": 0.95, "messages": [{"role": "user", "content": "Hi"}]}));
+    assert_eq!(
+        (b["max_tokens"].clone(), b["temperature"].clone(), b["top_p"].clone()),
+        (json!(9000), json!(1), json!(0.95))
+    );
+    assert_eq!(b["thinking"]["budget_tokens"], 4096);
+    // minimal is litellm's 128, raised to Claude's 1024; none asks for nothing.
+    let b = body(
+        json!({"model": "claude", "reasoning_effort": "minimal", "messages": [{"role": "user", "content": "Hi"}]}),
+    );
+    assert_eq!((b["thinking"]["budget_tokens"].clone(), b["max_tokens"].clone()), (json!(1024), json!(1024 + 4096)));
+    let b = body(
+        json!({"model": "claude", "reasoning_effort": "none", "temperature": 0.2, "messages": [{"role": "user", "content": "Hi"}]}),
+    );
+    assert_eq!((b.get("thinking"), b["temperature"].clone(), b["max_tokens"].clone()), (None, json!(0.2), json!(4096)));
+}
+
+#[test]
+fn litellms_thinking_param_passes_as_written_and_wins() {
+    let b = body(
+        json!({"model": "claude", "reasoning_effort": "low", "thinking": {"type": "enabled", "budget_tokens": 3000},
+        "messages": [{"role": "user", "content": "Hi"}]}),
+    );
+    assert_eq!(b["thinking"], json!({"type": "enabled", "budget_tokens": 3000}));
+    assert_eq!(b["max_tokens"], 3000 + 4096);
+    let b = body(
+        json!({"model": "claude", "thinking": {"type": "disabled"}, "messages": [{"role": "user", "content": "Hi"}]}),
+    );
+    assert_eq!((b["thinking"].clone(), b["max_tokens"].clone()), (json!({"type": "disabled"}), json!(4096)));
+    let e = refused(
+        json!({"model": "claude", "thinking": {"budget_tokens": 3}, "messages": [{"role": "user", "content": "Hi"}]}),
+    );
+    assert_eq!((e.status.as_u16(), e.param.as_deref()), (400, Some("thinking")));
+    let e =
+        refused(json!({"model": "claude", "reasoning_effort": "max", "messages": [{"role": "user", "content": "Hi"}]}));
+    assert_eq!((e.status.as_u16(), e.param.as_deref()), (400, Some("reasoning_effort")));
+}
+
+#[test]
+fn claude_4_6_and_later_think_adaptively() {
+    let b = body_for(
+        "claude-opus-4-7",
+        json!({"model": "claude", "reasoning_effort": "high", "max_tokens": 100,
+        "messages": [{"role": "user", "content": "Hi"}]}),
+    )
+    .unwrap();
+    insta::assert_json_snapshot!("thinking_request_adaptive", b);
+    assert_eq!(b["thinking"], json!({"type": "adaptive", "display": "summarized"}));
+    assert_eq!(b["output_config"], json!({"effort": "high"}));
+    assert_eq!(b["max_tokens"], 100, "no budget to stay above");
+}
+
+#[test]
+fn a_forced_tool_while_thinking_is_refused_naming_tool_choice() {
+    let e = refused(
+        json!({"model": "claude", "reasoning_effort": "low", "tools": [weather_tool()], "tool_choice": "required",
+        "messages": [{"role": "user", "content": "Hi"}]}),
+    );
+    assert_eq!((e.status.as_u16(), e.param.as_deref()), (400, Some("tool_choice")));
+    assert!(e.message.contains("reasoning_effort none"), "{e}");
+    // Without thinking the same request forces the tool.
+    let b = body(json!({"model": "claude", "tools": [weather_tool()], "tool_choice": "required",
+        "messages": [{"role": "user", "content": "Hi"}]}));
+    assert_eq!(b["tool_choice"], json!({"type": "any"}));
+}
+
+/// A tool round trip whose assistant turn hands back its thinking.
+fn round_trip(effort: &str) -> Value {
+    json!({"model": "claude", "reasoning_effort": effort, "tools": [weather_tool()], "messages": [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": "Let me check.",
+         "thinking_blocks": [
+            {"type": "thinking", "thinking": "The user wants Paris.", "signature": "sig-1"},
+            {"type": "thinking", "thinking": "unsigned, from another provider"},
+            {"type": "redacted_thinking", "data": "opaque"}
+         ],
+         "tool_calls": [{"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+        {"role": "tool", "tool_call_id": "toolu_1", "content": "18C"}
+    ]})
+}
+
+#[test]
+fn thinking_blocks_handed_back_come_first_in_their_turn() {
+    let b = body(round_trip("low"));
+    insta::assert_json_snapshot!("thinking_request_round_trip", b);
+    assert_eq!(
+        b["messages"][1]["content"],
+        json!([
+            {"type": "thinking", "thinking": "The user wants Paris.", "signature": "sig-1"},
+            {"type": "redacted_thinking", "data": "opaque"},
+            {"type": "text", "text": "Let me check."},
+            {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}
+        ]),
+        "signed and redacted blocks, in order, before the text; the unsigned one left out"
+    );
+    // Without thinking, earlier turns keep theirs (Claude ignores them) ...
+    let b = body(round_trip("none"));
+    assert_eq!(b["messages"][1]["content"][0]["type"], "thinking");
+    // ... but a final assistant turn (a prefill) may not hold any.
+    let b = body(json!({"model": "claude", "messages": [{"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Well,", "thinking_blocks": [{"type": "thinking", "thinking": "t", "signature": "s"}]}]}));
+    assert_eq!(b["messages"][1]["content"], json!([{"type": "text", "text": "Well,"}]));
+    // thinking_blocks of the wrong shape are the caller's to fix.
+    let e = refused(json!({"model": "claude", "messages": [{"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "x", "thinking_blocks": "nope"}, {"role": "user", "content": "Hi"}]}));
+    assert_eq!(e.param.as_deref(), Some("messages[1].thinking_blocks"));
+}
+
+#[test]
+fn thinking_answers_carry_reasoning_content_and_signed_blocks() {
+    let answer = json!({"id": "msg_t", "type": "message", "role": "assistant", "model": "claude-3-7-sonnet-20250219",
+        "content": [
+            {"type": "thinking", "thinking": "Paris, so the weather tool.", "signature": "EqQBCgIYAhIM"},
+            {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix"},
+            {"type": "text", "text": "Let me check."},
+            {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}
+        ],
+        "stop_reason": "tool_use", "usage": {"input_tokens": 20, "output_tokens": 40}});
+    let out = crate::support::wire(anthropic::to_openai_at(&answer, "m", CREATED).unwrap());
+    insta::assert_json_snapshot!("thinking_answer", out);
+    let message = &out["choices"][0]["message"];
+    assert_eq!(message["reasoning_content"], "Paris, so the weather tool.");
+    assert_eq!(message["thinking_blocks"][1], json!({"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix"}));
+}
+
+#[test]
+fn thinking_streams_as_reasoning_deltas_and_a_signature() {
+    let events = [
+        json!({"type": "message_start", "message": {"id": "msg_t", "type": "message", "role": "assistant", "model": "m", "content": [],
+               "usage": {"input_tokens": 4, "output_tokens": 1}}}),
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "Paris,"}}),
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": " so the tool."}}),
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "EqQBCgIYAhIM"}}),
+        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "content_block_start", "index": 1, "content_block": {"type": "redacted_thinking", "data": "EmwK"}}),
+        json!({"type": "content_block_stop", "index": 1}),
+        json!({"type": "content_block_start", "index": 2, "content_block": {"type": "text", "text": ""}}),
+        json!({"type": "content_block_delta", "index": 2, "delta": {"type": "text_delta", "text": "Sunny."}}),
+        json!({"type": "content_block_stop", "index": 2}),
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 30}}),
+        json!({"type": "message_stop"}),
+    ];
+    let chunks = decode(&sse(&events), 9);
+    assert_eq!(chunks, decode(&sse(&events), 1000), "the same whatever the reads");
+    let deltas: Vec<&Value> = chunks.iter().map(|c| &c["choices"][0]["delta"]).collect();
+    assert_eq!(
+        deltas[1..5],
+        [
+            &json!({"reasoning_content": "Paris,", "thinking_blocks": [{"type": "thinking", "thinking": "Paris,"}]}),
+            &json!({"reasoning_content": " so the tool.", "thinking_blocks": [{"type": "thinking", "thinking": " so the tool."}]}),
+            &json!({"thinking_blocks": [{"type": "thinking", "thinking": "", "signature": "EqQBCgIYAhIM"}]}),
+            &json!({"thinking_blocks": [{"type": "redacted_thinking", "data": "EmwK"}]}),
+        ]
+    );
+    insta::assert_json_snapshot!("thinking_stream", chunks);
+}
+
+#[test]
+fn a_tool_turn_handed_back_without_its_thinking_turns_budgeted_thinking_off() {
+    // Most chat clients drop thinking_blocks: Claude would refuse the budget, so none is asked for.
+    let mut openai = round_trip("low");
+    openai["messages"][1].as_object_mut().unwrap().remove("thinking_blocks");
+    openai["temperature"] = json!(0.3);
+    let b = body(openai.clone());
+    assert_eq!((b.get("thinking"), b["temperature"].clone()), (None, json!(0.3)));
+    // Adaptive thinking may have thought nothing before a call: it stays.
+    let b = body_for("claude-sonnet-4-6", openai).unwrap();
+    assert_eq!(b["thinking"]["type"], "adaptive");
 }

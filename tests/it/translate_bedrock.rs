@@ -171,7 +171,7 @@ fn request_bodies() {
     assert!(cases.len() >= 12);
     for (name, openai) in cases {
         let req = chat(openai.clone());
-        let bedrock = bedrock::converse_body(&req).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let bedrock = bedrock::converse_body(&req, MODEL).unwrap_or_else(|e| panic!("{name}: {e}"));
         insta::assert_json_snapshot!(format!("body_{name}"), json!({"openai": openai, "bedrock": bedrock}));
     }
 }
@@ -182,7 +182,7 @@ fn streaming_does_not_change_the_body() {
     let stream = chat(
         json!({"model": "m", "stream": true, "stream_options": {"include_usage": true}, "max_tokens": 10, "messages": [{"role": "user", "content": "Hi"}]}),
     );
-    assert_eq!(bedrock::converse_body(&plain).unwrap(), bedrock::converse_body(&stream).unwrap());
+    assert_eq!(bedrock::converse_body(&plain, MODEL).unwrap(), bedrock::converse_body(&stream, MODEL).unwrap());
 }
 
 #[test]
@@ -226,7 +226,7 @@ fn requests_bedrock_cannot_take_are_400s_naming_the_field() {
         ),
     ];
     for (body, param, says) in cases {
-        let e = bedrock::converse_body(&chat(body)).unwrap_err();
+        let e = bedrock::converse_body(&chat(body), MODEL).unwrap_err();
         assert_eq!((e.status, e.kind), (StatusCode::BAD_REQUEST, "invalid_request_error"));
         assert_eq!(e.param.as_deref(), Some(param), "{e}");
         assert!(e.message.starts_with("bedrock: ") && e.message.contains(says), "{e}");
@@ -317,12 +317,13 @@ fn json_answer_and_content_filter_responses() {
 
 #[test]
 fn reasoning_and_unknown_blocks_and_unreadable_answers() {
-    // Reasoning comes back as `reasoning_content`; a block of a kind not read (an image) is
-    // skipped; no totalTokens means their sum.
+    // Reasoning comes back as `reasoning_content`, and signed or redacted as `thinking_blocks`;
+    // a block of a kind not read (an image) is skipped; no totalTokens means their sum.
     let body = json!({
         "output": {"message": {"role": "assistant", "content": [
             {"reasoningContent": {"reasoningText": {"text": "Think \"twice\".", "signature": "s"}}},
             {"image": {"format": "png", "source": {"bytes": "AAAA"}}},
+            {"reasoningContent": {"redactedContent": "c2VjcmV0"}},
             {"text": "Done."}
         ]}},
         "stopReason": "end_turn",
@@ -331,7 +332,9 @@ fn reasoning_and_unknown_blocks_and_unreadable_answers() {
     let out = wire(to_openai(&body, MODEL, "id", 1).unwrap());
     assert_eq!(
         out["choices"][0]["message"],
-        json!({"role": "assistant", "content": "Done.", "refusal": null, "reasoning_content": "Think \"twice\"."})
+        json!({"role": "assistant", "content": "Done.", "refusal": null, "reasoning_content": "Think \"twice\".",
+            "thinking_blocks": [{"type": "thinking", "thinking": "Think \"twice\".", "signature": "s"},
+                                {"type": "redacted_thinking", "data": "c2VjcmV0"}]})
     );
     assert_eq!(out["usage"], json!({"prompt_tokens": 4, "completion_tokens": 5, "total_tokens": 9}));
     // Not JSON, and JSON of another shape, are both the upstream's fault, said apart.
@@ -474,7 +477,7 @@ fn usage_before_stop_follows_the_finish_chunk() {
 }
 
 #[test]
-fn reasoning_streams_as_reasoning_content() {
+fn reasoning_streams_as_reasoning_content_and_thinking_blocks() {
     let bytes = [
         event_frame(
             "contentBlockDelta",
@@ -492,9 +495,14 @@ fn reasoning_streams_as_reasoning_content() {
     let deltas: Vec<&Value> = chunks.iter().map(|c| &c["choices"][0]["delta"]).collect();
     assert_eq!(
         deltas,
-        [&json!({"role": "assistant", "reasoning_content": "Hmm."}), &json!({"content": "Yes."}), &json!({})]
+        [
+            &json!({"role": "assistant", "reasoning_content": "Hmm.", "thinking_blocks": [{"type": "thinking", "thinking": "Hmm."}]}),
+            &json!({"thinking_blocks": [{"type": "thinking", "thinking": "", "signature": "s"}]}),
+            &json!({"content": "Yes."}),
+            &json!({})
+        ]
     );
-    assert_eq!(chunks[2]["choices"][0]["finish_reason"], "stop");
+    assert_eq!(chunks[3]["choices"][0]["finish_reason"], "stop");
     // A known event of the wrong shape is the upstream's fault.
     let e = ConverseStreamDecoder::new(meta())
         .feed(&event_frame("contentBlockDelta", &json!({"contentBlockIndex": "one"})))
@@ -580,7 +588,7 @@ fn the_verifier_matches_aws_published_example() {
 fn sigv4_signature_is_stable_and_verifies() {
     let at = UNIX_EPOCH + Duration::from_secs(SIGNED_AT);
     let req = chat(json!({"model": "m", "messages": [{"role": "user", "content": "Hello!"}]}));
-    let body = bedrock::converse_body(&req).unwrap();
+    let body = bedrock::converse_body(&req, MODEL).unwrap();
     let signed =
         auth::sign_sigv4(UpstreamRequest::post_json(URL.into(), &body), &credentials(SECRET, None), "bedrock", at)
             .unwrap();
@@ -655,7 +663,10 @@ fn the_provider_signs_now_and_maps_answers_and_errors() {
     let d = deployment(SECRET);
     let req = chat(json!({"model": "bedrock-claude", "messages": [{"role": "user", "content": "Hello!"}]}));
     let signed = auth::authorize(PROVIDER.chat_request(&req, &d, URL.into(), false).unwrap(), &d).unwrap();
-    assert_eq!(serde_json::from_slice::<Value>(&signed.body).unwrap(), wire(bedrock::converse_body(&req).unwrap()));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&signed.body).unwrap(),
+        wire(bedrock::converse_body(&req, MODEL).unwrap())
+    );
     let (path, received) = received(&signed);
     fake_bedrock::verify_sigv4("POST", &path, &received, &signed.body, &expected(SECRET, SystemTime::now())).unwrap();
 
@@ -684,4 +695,84 @@ fn the_provider_signs_now_and_maps_answers_and_errors() {
         !e.message.contains("FwoGZXIvYXdzEXAMPLETOKEN") && !e.message.contains(SECRET) && !e.message.contains(KEY_ID),
         "{e}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Thinking
+
+#[test]
+fn claude_thinks_through_additional_model_request_fields() {
+    let openai = json!({"model": "m", "reasoning_effort": "high", "max_tokens": 1000, "temperature": 0.3,
+        "tools": [weather_tool()], "messages": [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": "",
+         "thinking_blocks": [{"type": "thinking", "thinking": "Paris.", "signature": "sig-1"},
+                             {"type": "redacted_thinking", "data": "c2VjcmV0"},
+                             {"type": "thinking", "thinking": "unsigned"}],
+         "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"location\":\"Paris\"}"}}]},
+        {"role": "tool", "tool_call_id": "t1", "content": "18C"}
+    ]});
+    let body = wire(bedrock::converse_body(&chat(openai.clone()), MODEL).unwrap());
+    insta::assert_json_snapshot!("thinking_request", body);
+    assert_eq!(body["additionalModelRequestFields"], json!({"thinking": {"type": "enabled", "budget_tokens": 4096}}));
+    assert_eq!(body["inferenceConfig"], json!({"maxTokens": 5096}), "above the budget; no temperature");
+    assert_eq!(
+        body["messages"][1]["content"].as_array().unwrap()[..2],
+        [
+            json!({"reasoningContent": {"reasoningText": {"text": "Paris.", "signature": "sig-1"}}}),
+            json!({"reasoningContent": {"redactedContent": "c2VjcmV0"}})
+        ]
+    );
+    assert_eq!(body["messages"][1]["content"][2]["toolUse"]["toolUseId"], "t1");
+    // Claude 4.6 and later think adaptively; other models' reasoning is not mapped.
+    let adaptive = wire(bedrock::converse_body(&chat(openai.clone()), "us.anthropic.claude-opus-4-7").unwrap());
+    assert_eq!(
+        adaptive["additionalModelRequestFields"],
+        json!({"thinking": {"type": "adaptive", "display": "summarized"}, "output_config": {"effort": "high"}})
+    );
+    let nova = wire(bedrock::converse_body(&chat(openai.clone()), "amazon.nova-pro-v1:0").unwrap());
+    assert_eq!(
+        (nova.get("additionalModelRequestFields"), nova["inferenceConfig"]["maxTokens"].clone()),
+        (None, json!(1000))
+    );
+    // A tool turn handed back without its reasoning: Claude would refuse the budget.
+    let mut unsigned = openai;
+    unsigned["messages"][1].as_object_mut().unwrap().remove("thinking_blocks");
+    let body = wire(bedrock::converse_body(&chat(unsigned), MODEL).unwrap());
+    assert_eq!(
+        (body.get("additionalModelRequestFields"), body["inferenceConfig"]["temperature"].clone()),
+        (None, json!(0.3))
+    );
+    // A forced tool cannot go with thinking; the JSON-answer tool is then offered instead.
+    let e = bedrock::converse_body(
+        &chat(json!({"model": "m", "reasoning_effort": "low", "tools": [weather_tool()], "tool_choice": "required",
+            "messages": [{"role": "user", "content": "x"}]})),
+        MODEL,
+    )
+    .unwrap_err();
+    assert_eq!(e.param.as_deref(), Some("tool_choice"));
+    let json_answer = wire(
+        bedrock::converse_body(
+            &chat(json!({"model": "m", "reasoning_effort": "low", "response_format": {"type": "json_object"},
+                "messages": [{"role": "user", "content": "x"}]})),
+            MODEL,
+        )
+        .unwrap(),
+    );
+    assert_eq!(json_answer["toolConfig"]["toolChoice"], json!({"auto": {}}));
+}
+
+#[test]
+fn reasoning_with_a_tool_call_comes_back_signed() {
+    let body = json!({
+        "output": {"message": {"role": "assistant", "content": [
+            {"reasoningContent": {"reasoningText": {"text": "Paris.", "signature": "sig-1"}}},
+            {"toolUse": {"toolUseId": "t1", "name": "get_weather", "input": {"location": "Paris"}}}
+        ]}},
+        "stopReason": "tool_use",
+        "usage": {"inputTokens": 10, "outputTokens": 20}
+    });
+    let out = wire(to_openai(&body, MODEL, "chatcmpl-fixed", 1_700_000_000).unwrap());
+    insta::assert_json_snapshot!("thinking_answer", out);
+    assert_eq!(out["choices"][0]["message"]["thinking_blocks"][0]["signature"], "sig-1");
 }

@@ -43,7 +43,9 @@ fn chat(body: Value) -> ChatRequest {
 
 fn body_of(body: Value) -> Value {
     let req = chat(body);
-    crate::support::wire(gemini::generate_content_body(&req).unwrap_or_else(|e| panic!("translation failed: {e}")))
+    crate::support::wire(
+        gemini::generate_content_body(&req, "gemini-1.5-pro").unwrap_or_else(|e| panic!("translation failed: {e}")),
+    )
 }
 
 fn weather_tool() -> Value {
@@ -196,16 +198,17 @@ fn tool_choice_modes() {
     assert_eq!(with_choice(json!("auto"))["toolConfig"], json!({"functionCallingConfig": {"mode": "AUTO"}}));
     assert_eq!(with_choice(json!("none"))["toolConfig"], json!({"functionCallingConfig": {"mode": "NONE"}}));
     assert_eq!(with_choice(json!("required"))["toolConfig"], json!({"functionCallingConfig": {"mode": "ANY"}}));
-    let err = gemini::generate_content_body(&chat(
-        json!({"model": "g", "tool_choice": "sometimes", "messages": [{"role": "user", "content": "x"}]}),
-    ))
+    let err = gemini::generate_content_body(
+        &chat(json!({"model": "g", "tool_choice": "sometimes", "messages": [{"role": "user", "content": "x"}]})),
+        "gemini-1.5-pro",
+    )
     .unwrap_err();
     assert_eq!((err.status, err.param.as_deref()), (StatusCode::BAD_REQUEST, Some("tool_choice")));
 }
 
 #[test]
 fn invalid_conversations_are_refused_naming_the_field() {
-    let refuse = |body: Value| gemini::generate_content_body(&chat(body)).unwrap_err();
+    let refuse = |body: Value| gemini::generate_content_body(&chat(body), "gemini-1.5-pro").unwrap_err();
     let err = refuse(json!({"model": "g", "messages": [{"role": "narrator", "content": "x"}]}));
     assert_eq!(err.param.as_deref(), Some("messages[0].role"), "{err}");
     let err = refuse(json!({"model": "g", "messages": [
@@ -333,7 +336,7 @@ fn safety_blocked_responses_translate() {
 }
 
 #[test]
-fn candidates_become_choices_and_thoughts_are_left_out() {
+fn candidates_become_choices_and_thoughts_their_reasoning() {
     let answer = to_openai(json!({
         "candidates": [
             {"content": {"role": "model", "parts": [{"text": "thinking...", "thought": true}, {"text": "One"}]}, "finishReason": "STOP", "index": 0},
@@ -342,6 +345,8 @@ fn candidates_become_choices_and_thoughts_are_left_out() {
         "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 2, "thoughtsTokenCount": 5, "totalTokenCount": 10}
     }));
     assert_eq!(answer["choices"][0]["message"]["content"], "One");
+    assert_eq!(answer["choices"][0]["message"]["reasoning_content"], "thinking...");
+    assert_eq!(answer["choices"][0]["message"].get("thinking_blocks"), None, "nothing signed to hand back");
     assert_eq!(answer["choices"][1]["message"]["content"], "Two");
     assert_eq!(answer["choices"][1]["index"], 1);
     assert_eq!(
@@ -536,4 +541,121 @@ fn embeddings_translate_both_ways() {
         serde_json::from_value(json!({"model": "e", "input": "x", "encoding_format": "int8"})).unwrap();
     let err = gemini::embedding_request(&bad_format, &d, "http://x".into()).unwrap_err();
     assert_eq!(err.param.as_deref(), Some("encoding_format"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Thinking
+
+fn thinking_config(model: &str, effort: &str) -> Value {
+    let req = chat(json!({"model": "g", "reasoning_effort": effort, "messages": [{"role": "user", "content": "Hi"}]}));
+    let body = crate::support::wire(gemini::generate_content_body(&req, model).unwrap());
+    body["generationConfig"]["thinkingConfig"].clone()
+}
+
+#[test]
+fn reasoning_effort_becomes_a_thinking_budget_or_level() {
+    let budget = |b: u64| json!({"thinkingBudget": b, "includeThoughts": true});
+    assert_eq!(thinking_config("gemini-2.5-flash", "minimal"), budget(512));
+    assert_eq!(thinking_config("gemini-2.5-flash", "low"), budget(1024));
+    assert_eq!(thinking_config("gemini-2.5-pro", "medium"), budget(2048));
+    assert_eq!(thinking_config("gemini-2.5-pro", "high"), budget(4096));
+    assert_eq!(thinking_config("gemini-2.5-flash", "none"), json!({"thinkingBudget": 0, "includeThoughts": false}));
+    let level = |l: &str| json!({"thinkingLevel": l, "includeThoughts": true});
+    assert_eq!(thinking_config("gemini-3-pro-preview", "minimal"), level("low"));
+    assert_eq!(thinking_config("gemini-3-pro-preview", "medium"), level("high"));
+    assert_eq!(thinking_config("gemini-3-flash-preview", "minimal"), level("minimal"));
+    assert_eq!(thinking_config("gemini-3-flash-preview", "medium"), level("medium"));
+    assert_eq!(
+        thinking_config("gemini-3-pro-preview", "none"),
+        json!({"thinkingLevel": "low", "includeThoughts": false})
+    );
+    // litellm's `thinking` param, as Anthropic spells it.
+    let req = chat(json!({"model": "g", "thinking": {"type": "enabled", "budget_tokens": 3000},
+        "messages": [{"role": "user", "content": "Hi"}]}));
+    let body = crate::support::wire(gemini::generate_content_body(&req, "gemini-2.5-pro").unwrap());
+    assert_eq!(body["generationConfig"]["thinkingConfig"], budget(3000));
+    let e = gemini::generate_content_body(
+        &chat(json!({"model": "g", "reasoning_effort": "max", "messages": [{"role": "user", "content": "Hi"}]})),
+        "gemini-2.5-pro",
+    )
+    .unwrap_err();
+    assert_eq!(e.param.as_deref(), Some("reasoning_effort"));
+}
+
+#[test]
+fn thought_signatures_go_back_on_the_first_call_or_the_last_text() {
+    let req = chat(json!({"model": "g", "reasoning_effort": "low", "tools": [weather_tool()], "messages": [
+        {"role": "user", "content": "Weather in Paris and Rome?"},
+        {"role": "assistant", "content": "Checking.",
+         "thinking_blocks": [{"type": "thinking", "thinking": "Two cities.", "signature": "c2lnLTE="},
+                             {"type": "redacted_thinking", "data": "not Gemini's"}],
+         "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"location\":\"Paris\"}"}},
+            {"id": "c2", "type": "function", "function": {"name": "get_weather", "arguments": "{\"location\":\"Rome\"}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "18C"},
+        {"role": "tool", "tool_call_id": "c2", "content": "25C"},
+        {"role": "assistant", "content": "Mild in both.", "thinking_blocks": [{"type": "thinking", "thinking": "", "signature": "c2lnLTI="}]},
+        {"role": "user", "content": "Thanks"}
+    ]}));
+    let body = crate::support::wire(gemini::generate_content_body(&req, "gemini-2.5-flash").unwrap());
+    insta::assert_json_snapshot!("thinking_request_round_trip", body);
+    let parts = &body["contents"][1]["parts"];
+    assert_eq!(parts[0], json!({"text": "Checking."}));
+    assert_eq!(parts[1]["thoughtSignature"], "c2lnLTE=");
+    assert_eq!(parts[2].get("thoughtSignature"), None, "only the first call of a step is signed");
+    assert_eq!(body["contents"][3]["parts"], json!([{"text": "Mild in both.", "thoughtSignature": "c2lnLTI="}]));
+}
+
+#[test]
+fn thoughts_and_signatures_come_back_as_reasoning_and_thinking_blocks() {
+    let answer = to_openai(json!({
+        "candidates": [{"content": {"role": "model", "parts": [
+            {"text": "The user wants", "thought": true},
+            {"text": " the weather.", "thought": true},
+            {"functionCall": {"name": "get_weather", "args": {"location": "Paris"}}, "thoughtSignature": "c2lnLTE="}
+        ]}, "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {"promptTokenCount": 8, "candidatesTokenCount": 5, "thoughtsTokenCount": 12, "totalTokenCount": 25}
+    }));
+    insta::assert_json_snapshot!("thinking_answer", answer);
+    let message = &answer["choices"][0]["message"];
+    assert_eq!(message["reasoning_content"], "The user wants the weather.");
+    assert_eq!(
+        message["thinking_blocks"],
+        json!([{"type": "thinking", "thinking": "The user wants the weather.", "signature": "c2lnLTE="}])
+    );
+    assert_eq!(answer["usage"]["completion_tokens_details"]["reasoning_tokens"], 12);
+}
+
+#[test]
+fn thoughts_stream_as_reasoning_deltas_and_signatures_before_their_part() {
+    let sse = sse_of(&[
+        json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "The user wants", "thought": true}]}, "index": 0}]}),
+        json!({"candidates": [{"content": {"role": "model", "parts": [{"text": " the weather.", "thought": true}]}, "index": 0}]}),
+        json!({"candidates": [{"content": {"role": "model", "parts": [
+            {"functionCall": {"name": "get_weather", "args": {"location": "Paris"}}, "thoughtSignature": "c2lnLTE="}]},
+            "finishReason": "STOP", "index": 0}],
+         "usageMetadata": {"promptTokenCount": 8, "candidatesTokenCount": 5, "thoughtsTokenCount": 12, "totalTokenCount": 25}}),
+    ]);
+    let (chunks, _) = decode(&sse, 11);
+    let deltas: Vec<&Value> = chunks.iter().map(|c| &c["choices"][0]["delta"]).collect();
+    assert_eq!(deltas[0]["reasoning_content"], "The user wants");
+    assert_eq!(deltas[1]["reasoning_content"], " the weather.");
+    assert_eq!(deltas[2], &json!({"thinking_blocks": [{"type": "thinking", "thinking": "", "signature": "c2lnLTE="}]}));
+    assert_eq!(deltas[3]["tool_calls"][0]["function"]["name"], "get_weather");
+    insta::assert_json_snapshot!("thinking_stream", chunks);
+}
+
+#[test]
+fn gemini_3_calls_without_a_signature_are_vouched_for() {
+    let req = chat(json!({"model": "g", "tools": [weather_tool()], "messages": [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "18C"}
+    ]}));
+    let signature = |model: &str| {
+        let body = crate::support::wire(gemini::generate_content_body(&req, model).unwrap());
+        body["contents"][1]["parts"][0].get("thoughtSignature").cloned()
+    };
+    assert_eq!(signature("gemini-3-pro-preview"), Some(json!(gemini::UNSIGNED_CALL_SIGNATURE)));
+    assert_eq!(signature("gemini-2.5-flash"), None, "only Gemini 3 insists");
 }

@@ -67,12 +67,15 @@ pub struct Event<'a> {
     pub error: Option<ErrorView<'a>>,
 }
 
-/// A delta of either kind: a block's (`text_delta`, `input_json_delta`) or the message's.
+/// A delta of either kind: a block's (`text_delta`, `input_json_delta`, `thinking_delta`,
+/// `signature_delta`) or the message's.
 #[derive(Debug, Default)]
 pub struct Delta<'a> {
     pub kind: Option<Cow<'a, str>>,
     pub text: Option<Cow<'a, str>>,
     pub partial_json: Option<Cow<'a, str>>,
+    pub thinking: Option<Cow<'a, str>>,
+    pub signature: Option<Cow<'a, str>>,
     pub stop_reason: Option<Cow<'a, str>>,
 }
 
@@ -143,6 +146,9 @@ struct RawBlock<'a> {
     id: Option<Cow<'a, str>>,
     name: Option<Cow<'a, str>>,
     input: Option<Value>,
+    thinking: Option<Cow<'a, str>>,
+    signature: Option<Cow<'a, str>>,
+    data: Option<Cow<'a, str>>,
 }
 
 impl<'de> Builder<'de> for RawBlock<'de> {
@@ -154,6 +160,9 @@ impl<'de> Builder<'de> for RawBlock<'de> {
             "id" => self.id = map.next_value::<Text<'de>>()?.0,
             "name" => self.name = map.next_value::<Text<'de>>()?.0,
             "input" => self.input = Some(map.next_value()?),
+            "thinking" => self.thinking = map.next_value::<Text<'de>>()?.0,
+            "signature" => self.signature = map.next_value::<Text<'de>>()?.0,
+            "data" => self.data = map.next_value::<Text<'de>>()?.0,
             _ => drop(map.next_value::<IgnoredAny>()?),
         }
         Ok(())
@@ -167,6 +176,11 @@ impl<'de> Builder<'de> for RawBlock<'de> {
                 // A missing input is an empty one; a null stays null.
                 input: self.input.unwrap_or_else(|| Value::Object(Map::new())),
             },
+            Some("thinking") => ContentBlock::Thinking {
+                thinking: self.thinking.unwrap_or_default(),
+                signature: self.signature.unwrap_or_default(),
+            },
+            Some("redacted_thinking") => ContentBlock::RedactedThinking { data: self.data.unwrap_or_default() },
             _ => ContentBlock::Other(Map::new()),
         }
     }
@@ -217,6 +231,8 @@ impl<'de> Builder<'de> for Delta<'de> {
             "type" => self.kind = map.next_value::<Text<'de>>()?.0,
             "text" => self.text = map.next_value::<Text<'de>>()?.0,
             "partial_json" => self.partial_json = map.next_value::<Text<'de>>()?.0,
+            "thinking" => self.thinking = map.next_value::<Text<'de>>()?.0,
+            "signature" => self.signature = map.next_value::<Text<'de>>()?.0,
             "stop_reason" => self.stop_reason = map.next_value::<Text<'de>>()?.0,
             _ => drop(map.next_value::<IgnoredAny>()?),
         }
@@ -413,14 +429,17 @@ mod tests {
     fn odd_shapes_read_as_absent_and_the_last_of_a_repeated_key_wins() {
         let body = br#"{"id": 7, "id": "msg_1", "model": ["x"], "stop_reason": "end_turn", "usage": null,
             "content": [{"type": "text", "text": "a\"b"}, "not a block", {"type": 3, "text": "x"},
-                        {"type": "tool_use", "id": "t1", "name": "f", "input": {"q": [1, {"r": null}]}}],
+                        {"type": "tool_use", "id": "t1", "name": "f", "input": {"q": [1, {"r": null}]}},
+                        {"type": "thinking", "thinking": "hmm", "signature": "sig"}, {"type": "redacted_thinking", "data": "x"}],
             "extra": {"nested": [true, false]}}"#;
         let a = Answer::from_slice(body).unwrap();
         assert_eq!(a.id.as_deref(), Some("msg_1"));
         assert_eq!(a.model, None);
         assert_eq!(a.usage, Some(Usage::default()), "present, though null");
         let blocks = a.content.unwrap();
-        assert_eq!(blocks.len(), 4);
+        assert_eq!(blocks.len(), 6);
+        assert_eq!(blocks[4], ContentBlock::Thinking { thinking: "hmm".into(), signature: "sig".into() });
+        assert_eq!(blocks[5], ContentBlock::RedactedThinking { data: "x".into() });
         assert_eq!(blocks[0], ContentBlock::text("a\"b"));
         assert!(matches!(blocks[1], ContentBlock::Other(_)) && matches!(blocks[2], ContentBlock::Other(_)));
         let ContentBlock::ToolUse { input, .. } = &blocks[3] else { panic!("a tool_use block: {:?}", blocks[3]) };
@@ -461,6 +480,10 @@ mod tests {
         let e = Event::read(r#"{"index": "2", "content_block": {"name": "f", "type": "tool_use"}}"#).unwrap();
         assert_eq!(e.index, None);
         assert!(matches!(e.content_block, Some(ContentBlock::ToolUse { ref name, .. }) if name == "f"));
+        let e =
+            Event::read(r#"{"type": "content_block_delta", "delta": {"type": "signature_delta", "signature": "EqQ"}}"#)
+                .unwrap();
+        assert_eq!(e.delta.and_then(|d| d.signature).as_deref(), Some("EqQ"));
         assert!(Event::read("{").is_err());
         let error = error_of(br#"{"type": "error", "error": {"type": "overloaded_error", "message": 5}}"#).unwrap();
         assert_eq!((error.kind.as_deref(), error.message), (Some("overloaded_error"), None));

@@ -4,9 +4,12 @@
 //! translation (`providers::chat::execute`, so parameters, errors and usage behave as chat's),
 //! and the answer comes back as a `response` (`answer.rs`) or as the Responses event stream
 //! (`events.rs`). OpenAI deployments that have the route are passed through untouched.
+//! `reasoning.effort` rides along as chat's `reasoning_effort`; the thinking that comes back is
+//! `reasoning` items whose `encrypted_content` (`reasoning.rs`) brings it back to the provider.
 
 pub mod answer;
 pub mod events;
+pub mod reasoning;
 pub mod request;
 
 use super::auth::Scrubber;
@@ -50,7 +53,8 @@ fn prepare(call: &ProviderCall<'_>) -> Result<Prepared, ApiError> {
         .with_code("response_not_found"));
     }
     let settings = call.settings;
-    let translated = request::to_chat_request(&req, settings.drop_params)?;
+    let signer = reasoning::signer(call.deployment.provider);
+    let translated = request::to_chat_request(&req, settings.drop_params, signer)?;
     if !translated.dropped.is_empty() && (settings.debug || settings.detailed_debug) {
         let d = call.deployment;
         call.logs.push(
@@ -58,7 +62,7 @@ fn prepare(call: &ProviderCall<'_>) -> Result<Prepared, ApiError> {
             format!("drop_params: dropped {} for {} deployment {}", translated.dropped.join(", "), d.provider, d.id),
         );
     }
-    let shell = Shell::new(&req, body, translated.names, &call.deployment.upstream_model);
+    let shell = Shell::new(&req, body, translated.names, &call.deployment.upstream_model, signer);
     Ok(Prepared { chat: translated.chat, shell })
 }
 

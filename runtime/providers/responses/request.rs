@@ -2,9 +2,12 @@
 //! chat messages (consecutive function calls one assistant turn, their outputs `tool`
 //! messages), function tools (and the functions of a namespace, offered flat) chat tools,
 //! `text.format` a `response_format`, `max_output_tokens` `max_tokens`, `reasoning.effort`
-//! `reasoning_effort`. Hosted tools (`web_search`, ...) follow `drop_params`.
+//! `reasoning_effort`. Hosted tools (`web_search`, ...) follow `drop_params`. A `reasoning` item
+//! handed back gives the next assistant turn its `thinking_blocks` (those its
+//! `encrypted_content` holds for this deployment's signer).
 
-use crate::api::openai::{ChatMessage, ChatRequest, StreamOptions};
+use super::reasoning;
+use crate::api::openai::{ChatMessage, ChatRequest, StreamOptions, ThinkingBlock};
 use crate::api::responses::{
     ContentPart, FunctionTool, Input, InputItem, MessageContent, ResponsesRequest, TextFormat, Tool, ToolChoice,
 };
@@ -40,8 +43,9 @@ pub struct Translated {
     pub dropped: Vec<String>,
 }
 
-/// Translates `req`; with `drop_params` false, a hosted tool (or a choice of one) is a 400.
-pub fn to_chat_request(req: &ResponsesRequest, drop_params: bool) -> Result<Translated, ApiError> {
+/// Translates `req` for a deployment whose thinking `signer` signs; with `drop_params` false, a
+/// hosted tool (or a choice of one) is a 400.
+pub fn to_chat_request(req: &ResponsesRequest, drop_params: bool, signer: &str) -> Result<Translated, ApiError> {
     let mut messages = Vec::new();
     if let Some(instructions) = req.instructions.as_deref().filter(|i| !i.is_empty()) {
         messages.push(message("system", Some(Value::String(instructions.to_owned()))));
@@ -50,8 +54,9 @@ pub fn to_chat_request(req: &ResponsesRequest, drop_params: bool) -> Result<Tran
         None => {}
         Some(Input::Text(text)) => messages.push(message("user", Some(Value::String(text.clone())))),
         Some(Input::Items(items)) => {
+            let mut turns = Turns { messages: &mut messages, thinking: Vec::new(), signer };
             for item in items {
-                push_item(item, &mut messages)?;
+                turns.push(item)?;
             }
         }
     }
@@ -166,6 +171,40 @@ fn response_format(format: &TextFormat) -> Option<Value> {
     }
 }
 
+/// The chat messages items make, and the thinking handed back for the next assistant turn.
+struct Turns<'m, 's> {
+    messages: &'m mut Vec<ChatMessage>,
+    thinking: Vec<ThinkingBlock>,
+    signer: &'s str,
+}
+
+impl Turns<'_, '_> {
+    fn push(&mut self, item: &InputItem) -> Result<(), ApiError> {
+        match item {
+            InputItem::Reasoning(r) => {
+                let encrypted = r.encrypted_content.as_deref().unwrap_or_default();
+                self.thinking.extend(reasoning::open(self.signer, encrypted));
+                return Ok(());
+            }
+            InputItem::Message(m) if m.role != "assistant" => self.thinking.clear(),
+            _ => {}
+        }
+        push_item(item, self.messages)?;
+        // Thinking goes with the assistant turn the item made or added to.
+        let assistant = matches!(item, InputItem::FunctionCall(_))
+            || matches!(item, InputItem::Message(m) if m.role == "assistant");
+        if !assistant || self.thinking.is_empty() {
+            return Ok(());
+        }
+        let Some(turn) = self.messages.last_mut() else { return Ok(()) };
+        let blocks = turn.extra.entry("thinking_blocks").or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(blocks) = blocks {
+            blocks.extend(self.thinking.drain(..).filter_map(|b| serde_json::to_value(b).ok()));
+        }
+        Ok(())
+    }
+}
+
 /// Adds one input item to the chat messages.
 fn push_item(item: &InputItem, messages: &mut Vec<ChatMessage>) -> Result<(), ApiError> {
     match item {
@@ -212,7 +251,7 @@ fn push_item(item: &InputItem, messages: &mut Vec<ChatMessage>) -> Result<(), Ap
             result.extra.insert("tool_call_id".into(), Value::String(output.call_id.clone()));
             messages.push(result);
         }
-        // Reasoning handed back, and the items of hosted tools, have no chat form.
+        // Reasoning handed back goes with its turn (`Turns`); hosted tools' items have no chat form.
         InputItem::Reasoning(_) | InputItem::Other(_) => {}
     }
     Ok(())
@@ -275,7 +314,7 @@ mod tests {
     use super::*;
 
     fn translate(body: Value) -> Translated {
-        to_chat_request(&serde_json::from_value(body).unwrap(), false).unwrap()
+        to_chat_request(&serde_json::from_value(body).unwrap(), false, "claude").unwrap()
     }
 
     #[test]
@@ -333,10 +372,58 @@ mod tests {
     fn hosted_tools_follow_drop_params() {
         let req: ResponsesRequest =
             serde_json::from_value(json!({"model": "m", "input": "hi", "tools": [{"type": "web_search"}]})).unwrap();
-        let e = to_chat_request(&req, false).err().unwrap();
+        let e = to_chat_request(&req, false, "claude").err().unwrap();
         assert_eq!((e.status.as_u16(), e.param.as_deref()), (400, Some("tools[type=web_search]")));
-        let t = to_chat_request(&req, true).unwrap();
+        let t = to_chat_request(&req, true, "claude").unwrap();
         assert_eq!(t.dropped, vec!["tools[type=web_search]".to_owned()]);
         assert!(!t.chat.extra.contains_key("tools"));
+    }
+}
+
+#[cfg(test)]
+mod reasoning_tests {
+    use super::*;
+    use crate::api::openai::ThinkingBlock;
+
+    fn sealed(signer: &str, blocks: &[ThinkingBlock]) -> String {
+        reasoning::seal(signer, blocks).unwrap()
+    }
+
+    #[test]
+    fn reasoning_handed_back_is_the_thinking_of_the_next_assistant_turn() {
+        let first = sealed("claude", &[ThinkingBlock::signed("Paris.", "s1")]);
+        let second = sealed("claude", &[ThinkingBlock::RedactedThinking { data: "opaque".into() }]);
+        let foreign = sealed("gemini", &[ThinkingBlock::signed("x", "g")]);
+        let req: ResponsesRequest = serde_json::from_value(json!({"model": "m", "input": [
+            {"role": "user", "content": "weather?"},
+            {"type": "reasoning", "summary": [{"type": "summary_text", "text": "Paris."}], "encrypted_content": first},
+            {"type": "reasoning", "summary": [], "encrypted_content": second},
+            {"type": "reasoning", "summary": [], "encrypted_content": foreign},
+            {"type": "reasoning", "summary": [], "encrypted_content": "gAAAA-openai-own"},
+            {"type": "function_call", "call_id": "c1", "name": "weather", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "rain"},
+            {"type": "reasoning", "summary": [], "encrypted_content": sealed("claude", &[ThinkingBlock::signed("Rain.", "s2")])},
+            {"role": "assistant", "content": [{"type": "output_text", "text": "It rains."}]},
+            {"type": "reasoning", "summary": [], "encrypted_content": sealed("claude", &[ThinkingBlock::signed("Dropped.", "s3")])},
+            {"role": "user", "content": "thanks"}
+        ]}))
+        .unwrap();
+        let t = to_chat_request(&req, false, "claude").unwrap();
+        let messages = serde_json::to_value(&t.chat.messages).unwrap();
+        assert_eq!(
+            messages[1]["thinking_blocks"],
+            json!([{"type": "thinking", "thinking": "Paris.", "signature": "s1"}, {"type": "redacted_thinking", "data": "opaque"}])
+        );
+        assert_eq!(messages[1]["tool_calls"][0]["id"], "c1");
+        assert_eq!(
+            messages[3]["thinking_blocks"],
+            json!([{"type": "thinking", "thinking": "Rain.", "signature": "s2"}])
+        );
+        assert_eq!(
+            messages[4],
+            json!({"role": "user", "content": "thanks"}),
+            "reasoning before a user turn goes nowhere"
+        );
+        assert_eq!(messages.as_array().unwrap().len(), 5);
     }
 }
