@@ -1,5 +1,5 @@
 //! Token counts for usage figures where no provider reports them (mock deployments,
-//! `/utils/token_counter`, `/v1/messages/count_tokens`).
+//! `/utils/token_counter`, and the counting routes where the provider does not count).
 //!
 //! An estimate shaped like BPE tokenisers on English text (short words are one token, long
 //! words several, each punctuation mark one), not a real vocabulary: it keeps the binary

@@ -4,6 +4,7 @@
 
 pub mod anthropic;
 pub mod bedrock;
+pub mod count_tokens;
 pub mod gemini;
 pub mod openai;
 pub mod responses;

@@ -194,14 +194,16 @@ async fn serve(state: &AppState, r: &Request<'_>, payload: Payload) -> Result<Ou
         Serve::Providers(_) => {
             let target = choose_target(r.session, r.route, r.query, &payload)?;
             // The Responses API's state: a continued conversation's items put in, the answer
-            // recorded on its way out.
+            // recorded on its way out. A count of one counts the whole conversation; it records
+            // nothing.
             let (payload, recording) = match r.route.op {
-                Operation::CreateResponse => {
+                Operation::CreateResponse | Operation::CountInputTokens => {
                     let forward_unknown = passes_responses_through(r.session, &target);
                     let store = state.controller.responses();
-                    recorder::prepare(store, r.caller, payload, forward_unknown)
+                    let (payload, recording) = recorder::prepare(store, r.caller, payload, forward_unknown)
                         .await
-                        .map_err(|e| ApiError::from(e).with_param("previous_response_id"))?
+                        .map_err(|e| ApiError::from(e).with_param("previous_response_id"))?;
+                    (payload, recording.filter(|_| r.route.op == Operation::CreateResponse))
                 }
                 _ => (payload, None),
             };

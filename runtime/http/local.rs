@@ -1,5 +1,5 @@
 //! Routes ferrolite answers itself from the app's state: models, model info, health,
-//! token counting, supported parameters, and stored Responses API answers.
+//! `/utils/token_counter`, supported parameters, and stored Responses API answers.
 
 use super::AppState;
 use crate::apps::responses::{items, Record, ResponsesError};
@@ -80,16 +80,6 @@ pub async fn serve(handler: LocalHandler, local: &Local<'_>, payload: &Payload) 
                 "tokenizer_type": "ferrolite-estimate",
             }))
             .into_response()
-        }
-        LocalHandler::CountTokens => {
-            let system = payload.field("system").map(tokenizer::count_value).unwrap_or(0);
-            let turns: u64 = payload
-                .field("messages")
-                .and_then(Value::as_array)
-                .map(|ms| ms.iter().map(|m| 3 + tokenizer::count_value(&m["content"])).sum())
-                .unwrap_or(0);
-            let tools = payload.field("tools").map(tokenizer::count_value).unwrap_or(0);
-            Json(json!({"input_tokens": system + turns + tools + 3})).into_response()
         }
         LocalHandler::GetResponse => {
             let id = local.param("response_id");

@@ -121,7 +121,7 @@ pub async fn execute(
 }
 
 /// Sends a translated request with the deployment's credentials on it.
-async fn send(
+pub(super) async fn send(
     client: &UpstreamClient,
     upstream: UpstreamRequest,
     d: &Deployment,

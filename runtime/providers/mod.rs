@@ -10,6 +10,7 @@ pub mod anthropic;
 pub mod auth;
 pub mod bedrock;
 pub mod chat;
+pub mod count_tokens;
 pub mod deployment;
 pub mod gemini;
 pub mod messages;
@@ -79,6 +80,10 @@ pub async fn serve(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
         }
         Translator::MockResponses => responses::serve_mock(call),
         Translator::GeminiEmbedding => gemini::serve_embedding(call).await,
+        translator @ (Translator::CountTokensAnthropic
+        | Translator::CountTokensGemini
+        | Translator::CountTokensOpenai
+        | Translator::CountTokensEstimate) => count_tokens::serve(call, translator).await,
         translator @ (Translator::MockChat
         | Translator::MockCompletion
         | Translator::MockMessages

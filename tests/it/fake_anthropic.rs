@@ -118,6 +118,9 @@ fn handle(shared: &Shared, method: Method, uri: Uri, headers: HeaderMap, body: B
         Some(key) if *key == shared.key => {}
         _ => return error(401, "authentication_error", "invalid x-api-key"),
     }
+    if method == Method::POST && uri.path() == "/v1/messages/count_tokens" {
+        return count_tokens(&header_map, parsed);
+    }
     if method != Method::POST || uri.path() != "/v1/messages" {
         return error(404, "not_found_error", format!("Not found: {} {}", method, uri.path()));
     }
@@ -140,6 +143,53 @@ fn handle(shared: &Shared, method: Method, uri: Uri, headers: HeaderMap, body: B
     } else {
         (StatusCode::OK, [("request-id", "req_fake")], axum::Json(answer.message())).into_response()
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Token counting
+
+/// Members count_tokens refuses as the real API does ("Extra inputs are not permitted").
+const NOT_COUNTED: &[&str] = &["max_tokens", "stream", "temperature", "top_p", "top_k", "stop_sequences", "metadata"];
+
+/// `POST /v1/messages/count_tokens`: the Messages checks, generation settings refused, answered
+/// `{"input_tokens": N}` with N from [`count_of`]. A last user text containing "server error"
+/// gets a 500 `api_error`.
+fn count_tokens(headers: &HashMap<String, String>, parsed: Option<Value>) -> Response {
+    if !headers.contains_key("anthropic-version") {
+        return invalid("anthropic-version: header is required");
+    }
+    let Some(Value::Object(body)) = parsed else {
+        return invalid("There was an error parsing the body of your request: it is not a JSON object");
+    };
+    if let Some(key) = NOT_COUNTED.iter().find(|k| body.contains_key(**k)) {
+        return invalid(format!("{key}: Extra inputs are not permitted"));
+    }
+    let mut checked = body.clone();
+    checked.insert("max_tokens".into(), json!(1));
+    if let Err(message) = validate(&checked) {
+        return invalid(message);
+    }
+    if last_user_text(&body).contains("server error") {
+        return error(500, "api_error", "Internal server error");
+    }
+    let count = json!({"input_tokens": count_of(&Value::Object(body))});
+    (StatusCode::OK, [("request-id", "req_fake")], axum::Json(count)).into_response()
+}
+
+/// The fake's token count of a count_tokens body: 10, plus 4 per turn, plus one per word of
+/// every string in `system`, the turns' `content` and `tools` but their `type`s (so text and
+/// text blocks count alike; deterministic, and unlike ferrolite's estimate).
+pub fn count_of(body: &Value) -> u64 {
+    fn words(v: &Value) -> u64 {
+        match v {
+            Value::String(s) => s.split_whitespace().count() as u64,
+            Value::Array(items) => items.iter().map(words).sum(),
+            Value::Object(members) => members.iter().filter(|(k, _)| *k != "type").map(|(_, v)| words(v)).sum(),
+            _ => 0,
+        }
+    }
+    let turns = body["messages"].as_array().map(Vec::as_slice).unwrap_or_default();
+    10 + turns.iter().map(|m| 4 + words(&m["content"])).sum::<u64>() + words(&body["system"]) + words(&body["tools"])
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -209,6 +209,7 @@ async fn handle(
             }
         }
         "batchEmbedContents" => batch_embed(model, &body),
+        "countTokens" => count_tokens(model, &body),
         other => google_error(StatusCode::NOT_FOUND, format!("method {other:?} is not found for models/{model}")),
     }
 }
@@ -649,4 +650,64 @@ fn batch_embed(model: &str, body: &Value) -> Response {
     let mut answer = Map::new();
     answer.insert("embeddings".into(), Value::Array(embeddings));
     axum::Json(Value::Object(answer)).into_response()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Token counting
+
+/// `models/{model}:countTokens`: `contents`, or a whole `generateContentRequest` (naming its
+/// model, `models/NAME`), never both; each checked as generateContent checks it. Answered
+/// `{"totalTokens", "promptTokensDetails"}` with [`count_of`]; a last user text containing
+/// "server error" gets a 500.
+fn count_tokens(model: &str, body: &Value) -> Response {
+    if let Err(message) = check_fields(body, &["contents", "generateContentRequest"], "") {
+        return invalid(message);
+    }
+    let request = match (body.get("contents"), body.get("generateContentRequest")) {
+        (Some(_), Some(_)) => {
+            return invalid("* CountTokensRequest: contents and generate_content_request are mutually exclusive.")
+        }
+        (Some(contents), None) => json!({"contents": contents}),
+        (None, Some(Value::Object(request))) => {
+            let mut request = request.clone();
+            match request.remove("model") {
+                Some(Value::String(named)) if named == format!("models/{model}") => {}
+                Some(other) => {
+                    return invalid(format!(
+                        "* CountTokensRequest.generate_content_request.model: {other} is not models/{model}"
+                    ))
+                }
+                None => return invalid("* CountTokensRequest.generate_content_request.model: model is required."),
+            }
+            Value::Object(request)
+        }
+        _ => return invalid("* CountTokensRequest: contents or generate_content_request is required."),
+    };
+    if let Err(message) = check_generate(&request) {
+        return invalid(message);
+    }
+    let contents = request["contents"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let last_user = contents.iter().rev().find(|c| c["role"] == "user").map(text_parts).unwrap_or_default();
+    if last_user.contains("server error") {
+        return google_error(StatusCode::INTERNAL_SERVER_ERROR, "An internal error has occurred.");
+    }
+    let total = count_of(&request);
+    axum::Json(json!({"totalTokens": total, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": total}]}))
+        .into_response()
+}
+
+/// The fake's count of a generateContent request: 5, plus one per word of the contents' and
+/// the system instruction's text, plus one per word of every string in the tools but `type`s.
+pub fn count_of(request: &Value) -> u64 {
+    fn words_in(v: &Value) -> u64 {
+        match v {
+            Value::String(s) => words(s),
+            Value::Array(items) => items.iter().map(words_in).sum(),
+            Value::Object(members) => members.iter().filter(|(k, _)| *k != "type").map(|(_, v)| words_in(v)).sum(),
+            _ => 0,
+        }
+    }
+    let contents = request["contents"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let system = request.get("systemInstruction").map(text_parts).unwrap_or_default();
+    5 + contents.iter().map(|c| words(&text_parts(c))).sum::<u64>() + words(&system) + words_in(&request["tools"])
 }

@@ -219,6 +219,7 @@ async fn handle(
         ("GET", ["batches", id]) => get_batch(s, id),
         ("POST", ["batches", id, "cancel"]) => cancel_batch(s, id),
         ("POST", ["responses"]) => create_response(s, &req),
+        ("POST", ["responses", "input_tokens"]) => count_input_tokens(&req),
         ("GET", ["responses", id]) => get_response(s, id),
         ("DELETE", ["responses", id]) => delete_response(s, id),
         ("GET", ["responses", id, "input_items"]) => response_input_items(s, id),
@@ -1632,4 +1633,34 @@ fn rerank(req: &Req) -> Reply {
         "results": results,
         "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}},
     }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Input token counts
+
+/// `POST /v1/responses/input_tokens`: `{"object": "response.input_tokens", "input_tokens"}`
+/// with [`input_token_count`]; a last user text containing "server error" gets a 500.
+fn count_input_tokens(req: &Req) -> Reply {
+    let body = json_object(req, false)?;
+    let items = input_items(body.get("input").unwrap_or(&Value::Null));
+    let last_user =
+        items.iter().rev().find(|i| i["role"] == "user").map(|i| content_text(&i["content"])).unwrap_or_default();
+    if last_user.contains("server error") {
+        return Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The server had an error processing your request.",
+            None,
+            None,
+        ));
+    }
+    ok_json(json!({"object": "response.input_tokens", "input_tokens": input_token_count(&Value::Object(body))}))
+}
+
+/// The fake's count of a Responses request: 7, plus one per word of `instructions` and of each
+/// input item's text.
+pub fn input_token_count(body: &Value) -> u64 {
+    let words = |text: &str| text.split_whitespace().count() as u64;
+    let items = input_items(body.get("input").unwrap_or(&Value::Null));
+    let instructions = body.get("instructions").and_then(Value::as_str).unwrap_or_default();
+    7 + words(instructions) + items.iter().map(|i| words(&content_text(&i["content"]))).sum::<u64>()
 }

@@ -50,3 +50,4 @@ mod schema_files;
 mod secrets;
 mod security;
 mod shutdown;
+mod token_counting;

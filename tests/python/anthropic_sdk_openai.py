@@ -68,4 +68,11 @@ answer = client.messages.create(
     ],
 )
 assert answer.content[0].text == "echo: the tool said 18C and sunny", answer
+
+raw = client.messages.with_raw_response.count_tokens(model="gpt-4o", system="You are terse.", messages=[question])
+counted = raw.parse()
+assert counted.input_tokens > 0, counted
+# OpenAI counts no Messages prompt: ferrolite's estimate answers, and says so.
+assert raw.headers["x-ferrolite-token-count"] == "estimate", raw.headers
+print("count_tokens:", counted.input_tokens, "(estimate)")
 print("all checks passed")
