@@ -9,7 +9,9 @@
 //!
 //! Answers are deterministic: `echo: <last user text>` (its text parts joined with spaces); a `functionCall` of the first declared
 //! function (`{"location": <the word after "in ">}`) when tools are given and that text mentions
-//! the weather; `<name> says: <response.content>` after function responses. Streams
+//! the weather, or of the first allowed one (its args an example of its schema) when `toolConfig`
+//! forces a call (`ANY`); in JSON mode (`responseMimeType: application/json`) an example of the
+//! `responseSchema`; `<name> says: <response.content>` after function responses. Streams
 //! (`:streamGenerateContent?alt=sse`) split the text over at least three `data:` events, each
 //! written separately, with `usageMetadata` and `finishReason` in the last. Embeddings
 //! (`:batchEmbedContents`) are unit vectors derived from the text alone (768 dimensions unless
@@ -425,6 +427,26 @@ fn reply(body: &Value) -> Reply {
     if !declarations.is_empty() && mode != "NONE" && text.to_lowercase().contains("weather") {
         let name = declarations.iter().find(|n| n.contains("weather")).unwrap_or(&declarations[0]);
         return Reply::Call { name: (*name).to_owned(), args: json!({"location": place_in(&text)}) };
+    }
+    // A forced call (`ANY`) of the first allowed function, its args an example of its schema.
+    if mode == "ANY" {
+        let allowed = body.pointer("/toolConfig/functionCallingConfig/allowedFunctionNames/0").and_then(Value::as_str);
+        let declaration = body["tools"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|t| t["functionDeclarations"].as_array().into_iter().flatten())
+            .find(|d| allowed.is_none_or(|name| d["name"] == name));
+        if let Some(declaration) = declaration {
+            let args = crate::support::schema_example(&declaration["parameters"]);
+            return Reply::Call { name: declaration["name"].as_str().unwrap_or_default().to_owned(), args };
+        }
+    }
+    // JSON mode: an example of the response schema (an empty object without one).
+    if body.pointer("/generationConfig/responseMimeType").and_then(Value::as_str) == Some("application/json") {
+        let schema =
+            body.pointer("/generationConfig/responseSchema").cloned().unwrap_or_else(|| json!({"type": "object"}));
+        return Reply::Text(crate::support::schema_example(&schema).to_string());
     }
     Reply::Text(format!("echo: {text}"))
 }

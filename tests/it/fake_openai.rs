@@ -3,8 +3,11 @@
 //! (files, batches, responses, fine-tuning jobs, assistants, threads, vector stores), and a log
 //! of every request exactly as it arrived.
 //!
-//! Answers are deterministic: chat and completions echo the prompt, embeddings hash the input,
-//! speech is [`speech_bytes`], transcriptions report the size and [`fnv64_hex`] of the file.
+//! Answers are deterministic: chat and completions echo the prompt (chat and responses call a
+//! function for a weather question, chat also the one `tool_choice` forces; both echo a tool's
+//! output and answer a `json_schema` format with an example of the schema), embeddings hash the
+//! input, speech is [`speech_bytes`], transcriptions report the size and [`fnv64_hex`] of the
+//! file. [`FakeOpenAi::start_azure`] serves chat completions on Azure's deployment paths.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
@@ -67,6 +70,52 @@ impl FakeOpenAi {
 impl Drop for FakeOpenAi {
     fn drop(&mut self) {
         self.server.abort();
+    }
+}
+
+impl FakeOpenAi {
+    /// Azure OpenAI's flavour of the fake: chat completions at
+    /// `/openai/deployments/{deployment}/chat/completions?api-version=...` behind an `api-key`
+    /// header, answered as [`FakeOpenAi::start`]'s `/v1/chat/completions` answers. `base_url` is
+    /// the bare origin, what an Azure deployment's `api_base` is set to.
+    pub async fn start_azure(expected_key: &str) -> FakeOpenAi {
+        let shared = Arc::new(Shared { key: expected_key.to_owned(), log: Mutex::default(), store: Mutex::default() });
+        let app = Router::new().fallback(handle_azure).with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("fake Azure binds a loopback port");
+        let addr = listener.local_addr().expect("local addr");
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeOpenAi { base_url: format!("http://{addr}"), shared, server }
+    }
+}
+
+async fn handle_azure(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    shared.log.lock().unwrap().push(Recorded {
+        method: method.as_str().to_owned(),
+        path: uri.path().to_owned(),
+        query: uri.query().map(str::to_owned),
+        headers: header_map(&headers),
+        body: body.to_vec(),
+    });
+    if headers.get("api-key").and_then(|v| v.to_str().ok()) != Some(shared.key.as_str()) {
+        let message = "Access denied due to invalid subscription key or wrong API endpoint.";
+        return error(StatusCode::UNAUTHORIZED, message, None, None).into_response();
+    }
+    let segments: Vec<&str> = uri.path().trim_start_matches('/').split('/').collect();
+    let versioned = uri.query().is_some_and(|q| q.split('&').any(|p| p.starts_with("api-version=")));
+    let req = Req { method: method.clone(), query: uri.query().map(str::to_owned), headers, body };
+    match (method.as_str(), segments.as_slice()) {
+        ("POST", ["openai", "deployments", _, "chat", "completions"]) if versioned => {
+            chat_completions(&req).unwrap_or_else(IntoResponse::into_response)
+        }
+        _ => error(StatusCode::NOT_FOUND, "Resource not found", None, None).into_response(),
     }
 }
 
@@ -555,14 +604,19 @@ fn chat_completions(req: &Req) -> Reply {
         && last.get("role").and_then(Value::as_str) == Some("user")
         && last_user.to_lowercase().contains("weather")
         && body.get("tool_choice") != Some(&json!("none"));
-    let tool_call = wants_tool.then(|| {
+    let mut tool_call = wants_tool.then(|| {
         let name = tool.as_ref().and_then(|t| t.pointer("/function/name")).and_then(Value::as_str).unwrap_or("tool");
         json!({"id": new_id("call_"), "type": "function", "function": {"name": name, "arguments": "{\"city\": \"Paris\"}"}})
     });
+    if tool_call.is_none() && last.get("role").and_then(Value::as_str) == Some("user") {
+        tool_call = forced_call(&body);
+    }
     let answer = if last.get("role").and_then(Value::as_str) == Some("tool") {
         format!("echo: the tool said {}", last.get("content").map(content_text).unwrap_or_default())
     } else if tool_call.is_some() {
         String::new()
+    } else if let Some(schema) = body.get("response_format").filter(|f| f["type"] == "json_schema") {
+        crate::support::schema_example(&schema["json_schema"]["schema"]).to_string()
     } else {
         format!("echo: {last_user}")
     };
@@ -628,7 +682,8 @@ fn chat_completions(req: &Req) -> Reply {
         // The call's head first, then its arguments in two pieces, as OpenAI streams them.
         let head = json!({"tool_calls": [{"index": 0, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"], "arguments": ""}}]});
         events.push(data_event(chunk(choice(head, Value::Null))));
-        for part in ["{\"city\":", " \"Paris\"}"] {
+        let arguments = call["function"]["arguments"].as_str().unwrap_or_default();
+        for part in split_arguments(arguments) {
             let delta = json!({"tool_calls": [{"index": 0, "function": {"arguments": part}}]});
             events.push(data_event(chunk(choice(delta, Value::Null))));
         }
@@ -642,6 +697,28 @@ fn chat_completions(req: &Req) -> Reply {
     }
     events.push(data_event("[DONE]"));
     Ok(sse(events))
+}
+
+/// A call's arguments in the two pieces they stream in: up to the first `:`, and the rest.
+fn split_arguments(arguments: &str) -> [&str; 2] {
+    let at = arguments.find(':').map_or(arguments.len() / 2, |i| i + 1);
+    [&arguments[..at], &arguments[at..]]
+}
+
+/// The call a forced `tool_choice` (`required`, or a named function) makes: the named tool (the
+/// first for `required`), its arguments an example of its parameters' schema.
+fn forced_call(body: &Map<String, Value>) -> Option<Value> {
+    let tools = body.get("tools").and_then(Value::as_array)?;
+    let tool = match body.get("tool_choice")? {
+        Value::String(choice) if choice == "required" => tools.first()?,
+        choice => {
+            let name = choice.pointer("/function/name")?;
+            tools.iter().find(|t| t.pointer("/function/name") == Some(name))?
+        }
+    };
+    let (name, parameters) = (&tool["function"]["name"], tool.pointer("/function/parameters").unwrap_or(&Value::Null));
+    let arguments = crate::support::schema_example(parameters).to_string();
+    Some(json!({"id": new_id("call_"), "type": "function", "function": {"name": name, "arguments": arguments}}))
 }
 
 fn completions(req: &Req) -> Reply {
@@ -1127,7 +1204,25 @@ fn create_response(shared: &Shared, req: &Req) -> Reply {
     let items = input_items(body.get("input").unwrap_or(&Value::Null));
     let last_user =
         items.iter().rev().find(|i| i["role"] == "user").map(|i| content_text(&i["content"])).unwrap_or_default();
-    let answer = format!("echo: {last_user}");
+    // Function tools as chat's: a weather question gets a call, a call's output an answer, and
+    // a `text.format` JSON schema an example of it.
+    let last = items.last().cloned().unwrap_or(Value::Null);
+    let function = body
+        .get("tools")
+        .and_then(Value::as_array)
+        .and_then(|tools| tools.iter().find(|t| t["type"] == "function"))
+        .filter(|_| body.get("tool_choice") != Some(&json!("none")));
+    let call = function.filter(|_| last["role"] == "user" && last_user.to_lowercase().contains("weather")).map(|f| {
+        json!({"type": "function_call", "id": new_id("fc_"), "call_id": new_id("call_"), "name": f["name"],
+               "arguments": "{\"city\": \"Paris\"}", "status": "completed"})
+    });
+    let answer = if last["type"] == "function_call_output" {
+        format!("echo: the tool said {}", content_text(&last["output"]))
+    } else if let Some(format) = body.get("text").and_then(|t| t.get("format")).filter(|f| f["type"] == "json_schema") {
+        crate::support::schema_example(&format["schema"]).to_string()
+    } else {
+        format!("echo: {last_user}")
+    };
     let (input_tokens, output_tokens) = (tokens(&last_user), tokens(&answer));
     let id = new_id("resp_");
     let message_id = new_id("msg_");
@@ -1157,9 +1252,9 @@ fn create_response(shared: &Shared, req: &Req) -> Reply {
             "reasoning": {"effort": null, "summary": null},
             "store": true,
             "temperature": body.get("temperature").cloned().unwrap_or(json!(1.0)),
-            "text": {"format": {"type": "text"}},
-            "tool_choice": "auto",
-            "tools": [],
+            "text": body.get("text").cloned().unwrap_or_else(|| json!({"format": {"type": "text"}})),
+            "tool_choice": body.get("tool_choice").cloned().unwrap_or(json!("auto")),
+            "tools": body.get("tools").cloned().unwrap_or(json!([])),
             "top_p": body.get("top_p").cloned().unwrap_or(json!(1.0)),
             "truncation": "disabled",
             "usage": usage,
@@ -1174,7 +1269,11 @@ fn create_response(shared: &Shared, req: &Req) -> Reply {
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": input_tokens + output_tokens,
     });
-    let done = response("completed", json!([message("completed", &answer)]), usage);
+    let output = match &call {
+        Some(call) => json!([call]),
+        None => json!([message("completed", &answer)]),
+    };
+    let done = response("completed", output, usage);
     shared.store.lock().unwrap().responses.insert(id.clone(), (done.clone(), items));
     if !wants_stream(&body) {
         return ok_json(done);
@@ -1190,6 +1289,27 @@ fn create_response(shared: &Shared, req: &Req) -> Reply {
     let started = response("in_progress", json!([]), Value::Null);
     push("response.created", json!({"response": started}));
     push("response.in_progress", json!({"response": started}));
+    if let Some(call) = &call {
+        let item_id = &call["id"];
+        let mut added = call.clone();
+        added["arguments"] = json!("");
+        added["status"] = json!("in_progress");
+        push("response.output_item.added", json!({"output_index": 0, "item": added}));
+        let arguments = call["arguments"].as_str().unwrap_or_default();
+        for piece in split_arguments(arguments) {
+            push(
+                "response.function_call_arguments.delta",
+                json!({"item_id": item_id, "output_index": 0, "delta": piece}),
+            );
+        }
+        push(
+            "response.function_call_arguments.done",
+            json!({"item_id": item_id, "output_index": 0, "arguments": arguments}),
+        );
+        push("response.output_item.done", json!({"output_index": 0, "item": call}));
+        push("response.completed", json!({"response": done}));
+        return Ok(sse(events));
+    }
     push(
         "response.output_item.added",
         json!({"output_index": 0, "item": {

@@ -23,6 +23,7 @@ mod chaos;
 mod cli;
 mod cluster;
 mod codegen;
+mod conformance;
 mod console;
 mod controller_http;
 mod durability;

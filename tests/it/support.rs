@@ -299,3 +299,26 @@ impl Drop for Redis {
         let _ = self.child.wait();
     }
 }
+
+/// A value that fits a JSON schema (each object property present, the first of an enum, a
+/// placeholder of each type): what the fakes answer a structured-output request with. Gemini's
+/// upper-case type names are read as JSON Schema's.
+pub fn schema_example(schema: &Value) -> Value {
+    if let Some(first) = schema.get("enum").and_then(Value::as_array).and_then(|e| e.first()) {
+        return first.clone();
+    }
+    let kind = schema.get("type").and_then(Value::as_str).unwrap_or("object").to_ascii_lowercase();
+    match kind.as_str() {
+        "object" => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            let members = properties.into_iter().flatten().map(|(name, sub)| (name.clone(), schema_example(sub)));
+            Value::Object(members.collect())
+        }
+        "string" => Value::String("example".into()),
+        "integer" => serde_json::json!(7),
+        "number" => serde_json::json!(7.5),
+        "boolean" => Value::Bool(true),
+        "array" => Value::Array(vec![schema_example(schema.get("items").unwrap_or(&Value::Null))]),
+        _ => Value::Null,
+    }
+}
