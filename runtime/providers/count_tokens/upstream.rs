@@ -33,7 +33,7 @@ pub fn anthropic(
     let count = match shape {
         Shape::Messages => MessagesCountRequest::deserialize(body).map_err(invalid)?,
         Shape::Responses => {
-            let chat = responses_chat(body)?;
+            let chat = responses_chat(body, d)?;
             let request = anthropic::messages_body(&chat, d)?;
             // The same members, read back as the count's: what count_tokens refuses is dropped below.
             serde_json::to_value(&request)
@@ -54,9 +54,9 @@ pub fn anthropic(
 pub fn gemini(shape: Shape, body: &Value, d: &Deployment, url: String) -> Result<UpstreamRequest, ApiError> {
     let chat = match shape {
         Shape::Messages => messages::to_chat_request(&messages_request(body)?),
-        Shape::Responses => responses_chat(body)?,
+        Shape::Responses => responses_chat(body, d)?,
     };
-    let mut request = gemini::generate_content_body(&chat)?;
+    let mut request = gemini::generate_content_body(&chat, &d.upstream_model)?;
     // Generation settings count no input token (and a Messages prompt's are placeholders).
     request.generation_config = None;
     let count = GeminiCountRequest {
@@ -83,10 +83,11 @@ fn messages_request(body: &Value) -> Result<MessagesRequest<'static>, ApiError> 
 }
 
 /// A Responses prompt as the chat request `POST /v1/responses` would send.
-fn responses_chat(body: &Value) -> Result<ChatRequest, ApiError> {
+fn responses_chat(body: &Value, d: &Deployment) -> Result<ChatRequest, ApiError> {
     let request = ResponsesRequest::deserialize(body).map_err(invalid)?;
     // Hosted tools run only on OpenAI: the count leaves them out rather than refusing it.
-    Ok(responses::request::to_chat_request(&request, true)?.chat)
+    let signer = responses::reasoning::signer(d.provider);
+    Ok(responses::request::to_chat_request(&request, true, signer)?.chat)
 }
 
 /// The count of Anthropic's answer.
