@@ -779,8 +779,9 @@ fn choice(candidate: &Candidate<'_>, position: usize, id: &str) -> Choice {
     }
 }
 
+/// OpenAI's schema has `refusal` on every assistant message (`null` when there is none).
 fn assistant_message(content: Option<String>, tool_calls: Option<Vec<ToolCall>>) -> AssistantMessage {
-    AssistantMessage { refusal: None, ..AssistantMessage::new(content, tool_calls) }
+    AssistantMessage::new(content, tool_calls)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -159,7 +159,20 @@ fn chat_params(req: &MessagesRequest<'_>) -> Map<String, Value> {
             chat.insert("parallel_tool_calls".into(), Value::Bool(false));
         }
     }
+    if let Some(schema) = output_schema(req) {
+        let spec = object([("name", string("output")), ("schema", schema.clone()), ("strict", Value::Bool(true))]);
+        chat.insert("response_format".into(), object([("type", string("json_schema")), ("json_schema", spec)]));
+    }
     chat
+}
+
+/// The JSON schema a Messages request asks its answer to follow: `output_config.format`, or the
+/// earlier beta's `output_format`, each `{"type": "json_schema", "schema": ...}`. It becomes chat's
+/// `response_format`, which each provider's translation turns into its own JSON mode.
+fn output_schema<'r>(req: &'r MessagesRequest<'_>) -> Option<&'r Value> {
+    let format =
+        req.output_config.as_ref().and_then(|c| c.extra.get("format")).or_else(|| req.extra.get("output_format"))?;
+    (format.get("type").and_then(Value::as_str) == Some("json_schema")).then(|| format.get("schema")).flatten()
 }
 
 /// An Anthropic tool as an OpenAI function tool (a missing description is null).
