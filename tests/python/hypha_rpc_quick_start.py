@@ -55,6 +55,15 @@ async def main():
     check(embedding["data"][0]["embedding"], embedding)
     message = await svc.messages(model="claude-3-opus", max_tokens=64, messages=MESSAGES)
     check(message["content"][0]["text"] == MOCK_TEXT, message)
+    # The Responses API: an answer, stored and read back, continued, and streamed as its events.
+    response = await svc.create_response(model="claude-3-opus", input="Hello!")
+    check(response["object"] == "response" and response["output"][0]["content"][0]["text"] == MOCK_TEXT, response)
+    check((await svc.get_response(response_id=response["id"]))["id"] == response["id"], "get_response")
+    follow = await svc.create_response(model="gpt-3.5-turbo", input="Again", previous_response_id=response["id"])
+    check(follow["previous_response_id"] == response["id"], follow)
+    events = [e async for e in await svc.create_response(model="gpt-3.5-turbo", input="Hi", stream=True)]
+    check([e["type"] for e in events][:2] == ["response.created", "response.in_progress"], events)
+    check(events[-1]["type"] == "response.completed", events[-1])
 
     # A stream yields its chunks as a generator; HTTP answers the same service meanwhile.
     stream = await svc.chat_completion(model="gpt-3.5-turbo", messages=MESSAGES, stream=True)

@@ -93,12 +93,23 @@ for model in ["claude", "gemini", "bedrock"]:
     assert "rain" in answered.output_text, (model, answered)
     print(model, "stored tool round trip ok")
 
-# Structured output reaches the provider as its own JSON mode (the fake answers text; the
-# request must pass).
-structured = client.responses.create(
-    model="vllm",
-    input="Hello there",
-    text={"format": {"type": "json_schema", "name": "greeting", "schema": {"type": "object", "properties": {"text": {"type": "string"}}}}},
-)
-assert structured.status == "completed", structured
+# Structured output: each provider's own JSON mode (a forced tool on Claude and Bedrock,
+# responseSchema on Gemini, response_format on the chat-only server) answers JSON of the schema.
+schema = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "temperature_c": {"type": "integer"}},
+    "required": ["city", "temperature_c"],
+    "additionalProperties": False,
+}
+for model in ["claude", "gemini", "bedrock", "vllm"]:
+    structured = client.responses.create(
+        model=model,
+        input="The weather in Oslo, as JSON",
+        text={"format": {"type": "json_schema", "name": "weather", "schema": schema, "strict": True}},
+    )
+    assert structured.status == "completed", structured
+    parsed = json.loads(structured.output_text)
+    assert set(parsed) == {"city", "temperature_c"} and isinstance(parsed["temperature_c"], int), (model, parsed)
+    assert structured.text.format.type == "json_schema", structured.text
+    print(model, "structured output ok:", parsed)
 print("all checks passed")
