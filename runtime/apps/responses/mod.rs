@@ -40,6 +40,25 @@ pub struct Record {
     pub previous: Option<String>,
 }
 
+impl Record {
+    /// A record's JSON with `response` written as the text it came as: an answer is recorded
+    /// without being parsed and written again.
+    pub fn encode(response: &str, input: &[Value], previous: Option<&str>) -> String {
+        let input = serde_json::to_string(input).unwrap_or_else(|_| "[]".into());
+        let mut out = String::with_capacity(response.len() + input.len() + 64);
+        out.push_str("{\"response\":");
+        out.push_str(response);
+        out.push_str(",\"input\":");
+        out.push_str(&input);
+        if let Some(previous) = previous {
+            out.push_str(",\"previous\":");
+            out.push_str(&Value::String(previous.to_owned()).to_string());
+        }
+        out.push('}');
+        out
+    }
+}
+
 /// Why stored state could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum ResponsesError {
@@ -101,10 +120,11 @@ impl ResponseStore {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Keeps `record` as response `id` of `workspace`. With Redis away the local copy still
-    /// lets this instance continue the conversation; the failure is logged, not the client's.
-    pub async fn put(&self, workspace: &str, id: &str, record: &Record) -> Result<(), ResponsesError> {
-        let text: Arc<str> = serde_json::to_string(record).map_err(|e| ResponsesError::Store(e.to_string()))?.into();
+    /// Keeps `record` (a [`Record`]'s JSON, see [`Record::encode`]) as response `id` of
+    /// `workspace`. With Redis away the local copy still lets this instance continue the
+    /// conversation; the failure is logged, not the client's.
+    pub async fn put(&self, workspace: &str, id: &str, record: String) -> Result<(), ResponsesError> {
+        let text: Arc<str> = record.into();
         if let Some(cluster) = &self.cluster {
             if let Err(e) = cluster.put_response(workspace, id, &text, self.ttl).await {
                 tracing::warn!(response = id, "cannot share a stored response: {e}");
@@ -245,9 +265,12 @@ mod tests {
     #[tokio::test]
     async fn a_chain_reads_oldest_first_and_names_a_missing_turn() {
         let store = ResponseStore::new(ResponseDb::in_memory().unwrap(), DEFAULT_TTL);
-        store.put("ws", "resp_1", &record(1, None)).await.unwrap();
-        store.put("ws", "resp_2", &record(2, Some("resp_1"))).await.unwrap();
-        store.put("ws", "resp_3", &record(3, Some("resp_2"))).await.unwrap();
+        for (n, previous) in [(1, None), (2, Some("resp_1")), (3, Some("resp_2"))] {
+            let r = record(n, previous);
+            let text = Record::encode(&r.response.to_string(), &r.input, r.previous.as_deref());
+            assert_eq!(serde_json::from_str::<Record>(&text).unwrap(), r, "a record reads back as written");
+            store.put("ws", &format!("resp_{n}"), text).await.unwrap();
+        }
         let chain = store.chain("ws", "resp_3").await.unwrap();
         let ids: Vec<&str> = chain.iter().map(|r| r.response["id"].as_str().unwrap()).collect();
         assert_eq!(ids, ["resp_1", "resp_2", "resp_3"]);

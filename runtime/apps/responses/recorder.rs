@@ -87,34 +87,35 @@ impl Recording {
         let bytes = axum::body::to_bytes(body, limit)
             .await
             .map_err(|e| ResponsesError::Answer(format!("reading the answer to record it: {e}")))?;
+        if self.previous.is_none() {
+            // The common case: the answer goes on as it came and is recorded as its own text.
+            if let Ok(text) = std::str::from_utf8(&bytes) {
+                self.record(text).await;
+            }
+            return Ok(Response::from_parts(parts, Body::from(bytes)));
+        }
         let Ok(Value::Object(mut object)) = serde_json::from_slice::<Value>(&bytes) else {
             return Ok(Response::from_parts(parts, Body::from(bytes)));
         };
-        let body = match self.echo_previous(&mut object) {
-            true => {
-                parts.headers.remove(header::CONTENT_LENGTH);
-                Body::from(serde_json::to_vec(&object).unwrap_or_else(|_| bytes.to_vec()))
-            }
-            false => Body::from(bytes),
-        };
-        self.record(Value::Object(object)).await;
-        Ok(Response::from_parts(parts, body))
+        self.echo_previous(&mut object);
+        let text = Value::Object(object).to_string();
+        self.record(&text).await;
+        parts.headers.remove(header::CONTENT_LENGTH);
+        Ok(Response::from_parts(parts, Body::from(text)))
     }
 
-    /// Sets `previous_response_id` on a response object when this store resolved it; whether
-    /// that changed anything.
-    fn echo_previous(&self, response: &mut Map<String, Value>) -> bool {
-        let Some(previous) = &self.previous else { return false };
-        let echoed = Value::String(previous.clone());
-        let changed = response.get("previous_response_id") != Some(&echoed);
-        response.insert("previous_response_id".into(), echoed);
-        changed
+    /// Sets `previous_response_id` on a response object to the id this store resolved.
+    fn echo_previous(&self, response: &mut Map<String, Value>) {
+        if let Some(previous) = &self.previous {
+            response.insert("previous_response_id".into(), Value::String(previous.clone()));
+        }
     }
 
-    async fn record(&self, response: Value) {
-        let Some(id) = response.get("id").and_then(Value::as_str).map(str::to_owned) else { return };
-        let record = Record { response, input: self.input.clone(), previous: self.previous.clone() };
-        if let Err(e) = self.store.put(&self.workspace, &id, &record).await {
+    /// Records `response` (a response object's JSON text), written into the record as it is.
+    async fn record(&self, response: &str) {
+        let Some(id) = top_level_string(response.as_bytes(), b"id") else { return };
+        let record = Record::encode(response, &self.input, self.previous.as_deref());
+        if let Err(e) = self.store.put(&self.workspace, &id, record).await {
             tracing::warn!(response = id, "cannot store a response: {e}");
         }
     }
@@ -161,7 +162,8 @@ impl Recording {
     }
 
     /// Looks at one event: a lifecycle event carries the response, which gets the continued id
-    /// echoed and, on the last one, is recorded. Returns the event's data when it changed.
+    /// echoed and, on the last one, is recorded. Returns the event's new data when it was
+    /// rewritten (a continuation's lifecycle events).
     async fn observe(&self, event: &sse::Event) -> Option<String> {
         let kind = event_type(event)?;
         let terminal = matches!(kind, "response.completed" | "response.incomplete" | "response.failed");
@@ -171,18 +173,41 @@ impl Recording {
         if !matches!(kind, "response.created" | "response.in_progress" | "response.queued") && !terminal {
             return None;
         }
+        if self.previous.is_none() {
+            // Only the last event is read, and only to find its response's text.
+            let response = top_level_raw(event.data.as_bytes(), b"response")?;
+            self.record(std::str::from_utf8(response).ok()?).await;
+            return None;
+        }
         let Ok(Value::Object(mut data)) = serde_json::from_str::<Value>(&event.data) else { return None };
-        let changed = match data.get_mut("response") {
+        match data.get_mut("response") {
             Some(Value::Object(response)) => self.echo_previous(response),
             _ => return None,
         };
         if terminal {
             if let Some(response) = data.get("response") {
-                self.record(response.clone()).await;
+                self.record(&response.to_string()).await;
             }
         }
-        changed.then(|| Value::Object(data).to_string())
+        Some(Value::Object(data).to_string())
     }
+}
+
+/// The raw text of a JSON object's top-level member `key`, found without parsing the document.
+fn top_level_raw<'d>(doc: &'d [u8], key: &[u8]) -> Option<&'d [u8]> {
+    let mut found = None;
+    crate::json_scan::members(doc, |name, range| {
+        if found.is_none() && name == key {
+            found = Some(range);
+        }
+    })
+    .ok()?;
+    found.map(|range| &doc[range])
+}
+
+/// A top-level string member of a JSON object.
+fn top_level_string(doc: &[u8], key: &[u8]) -> Option<String> {
+    serde_json::from_slice(top_level_raw(doc, key)?).ok()
 }
 
 /// An event's type: its `event:` name, else the `type` its data starts with (every Responses
