@@ -90,6 +90,17 @@ impl FakeOpenAi {
     }
 }
 
+/// Keeps a request in the log the tests read.
+fn log(shared: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) {
+    shared.log.lock().unwrap().push(Recorded {
+        method: method.as_str().to_owned(),
+        path: uri.path().to_owned(),
+        query: uri.query().map(str::to_owned),
+        headers: header_map(headers),
+        body: body.to_vec(),
+    });
+}
+
 async fn handle_azure(
     State(shared): State<Arc<Shared>>,
     method: Method,
@@ -97,13 +108,7 @@ async fn handle_azure(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    shared.log.lock().unwrap().push(Recorded {
-        method: method.as_str().to_owned(),
-        path: uri.path().to_owned(),
-        query: uri.query().map(str::to_owned),
-        headers: header_map(&headers),
-        body: body.to_vec(),
-    });
+    log(&shared, &method, &uri, &headers, &body);
     if headers.get("api-key").and_then(|v| v.to_str().ok()) != Some(shared.key.as_str()) {
         let message = "Access denied due to invalid subscription key or wrong API endpoint.";
         return error(StatusCode::UNAUTHORIZED, message, None, None).into_response();
@@ -230,13 +235,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    shared.log.lock().unwrap().push(Recorded {
-        method: method.as_str().to_owned(),
-        path: uri.path().to_owned(),
-        query: uri.query().map(str::to_owned),
-        headers: header_map(&headers),
-        body: body.to_vec(),
-    });
+    log(&shared, &method, &uri, &headers, &body);
     if let Err(unauthorized) = authenticate(&shared.key, &headers) {
         return unauthorized.into_response();
     }
