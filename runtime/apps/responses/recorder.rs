@@ -113,7 +113,7 @@ impl Recording {
 
     /// Records `response` (a response object's JSON text), written into the record as it is.
     async fn record(&self, response: &str) {
-        let Some(id) = top_level_string(response.as_bytes(), b"id") else { return };
+        let Some(id) = response_id(response) else { return };
         let record = Record::encode(response, &self.input, self.previous.as_deref());
         if let Err(e) = self.store.put(&self.workspace, &id, record).await {
             tracing::warn!(response = id, "cannot store a response: {e}");
@@ -205,9 +205,15 @@ fn top_level_raw<'d>(doc: &'d [u8], key: &[u8]) -> Option<&'d [u8]> {
     found.map(|range| &doc[range])
 }
 
-/// A top-level string member of a JSON object.
-fn top_level_string(doc: &[u8], key: &[u8]) -> Option<String> {
-    serde_json::from_slice(top_level_raw(doc, key)?).ok()
+/// A response object's `id`. Responses (OpenAI's and ours) write it first, as a plain
+/// `resp_...` string: read there without scanning the rest; anywhere else, found by a scan.
+fn response_id(response: &str) -> Option<String> {
+    let plain = |id: &str| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if let Some(id) = response.strip_prefix("{\"id\":\"").and_then(|rest| rest.split('"').next()).filter(|id| plain(id))
+    {
+        return Some(id.to_owned());
+    }
+    serde_json::from_slice(top_level_raw(response.as_bytes(), b"id")?).ok()
 }
 
 /// An event's type: its `event:` name, else the `type` its data starts with (every Responses
@@ -239,6 +245,15 @@ fn write_event(out: &mut Vec<u8>, event: &sse::Event, data: Option<&String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_response_id_is_read_first_or_found() {
+        assert_eq!(response_id(r#"{"id":"resp_1","object":"response"}"#).as_deref(), Some("resp_1"));
+        assert_eq!(response_id(r#"{"object":"response", "id": "resp_2"}"#).as_deref(), Some("resp_2"));
+        assert_eq!(response_id(r#"{"id":"a\"b","x":1}"#).as_deref(), Some("a\"b"), "an escaped id takes the scan");
+        assert_eq!(response_id(r#"{"object":"response"}"#), None);
+        assert_eq!(response_id("[1]"), None);
+    }
 
     #[test]
     fn event_types_read_from_names_or_data() {
