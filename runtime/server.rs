@@ -39,6 +39,8 @@ pub struct ServerConfig {
     pub redis_url: Option<String>,
     /// How long stored Responses API answers are kept.
     pub responses_ttl: Duration,
+    /// A Hypha server's JWT secret: its tokens are accepted beside ferrolite's.
+    pub hypha_jwt_secret: Option<String>,
     /// Let apps installed by non-admin tokens call loopback, link-local and private addresses.
     pub allow_private_upstreams: bool,
     /// Serve `GET /metrics` without a token (it needs an admin token otherwise).
@@ -61,6 +63,7 @@ impl ServerConfig {
             drain_timeout: Duration::from_secs(30),
             redis_url: None,
             responses_ttl: crate::apps::responses::DEFAULT_TTL,
+            hypha_jwt_secret: None,
             allow_private_upstreams: false,
             metrics_public: false,
             connections: serve::ConnectionSettings::default(),
@@ -162,7 +165,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
         );
     }
     let (apps, root) = start_apps(&controller, &config.configs)?;
-    let tokens = Tokens::from_secret(&secret);
+    let mut tokens = Tokens::from_secret(&secret);
+    if let Some(hypha_secret) = &config.hypha_jwt_secret {
+        tokens = tokens.with_hypha_secret(hypha_secret.as_bytes());
+    }
     let (admin_token_file, new_admin_token) = write_admin_token(&config.data_dir, &tokens)?;
     let token = tokens.issue(DEFAULT_WORKSPACE, false, Duration::from_secs(30 * 24 * 3600));
     crate::observability::metrics::install();

@@ -100,6 +100,10 @@ pub struct ServeArgs {
     /// Share apps, sessions, spend, load and cooldowns with other instances through Redis.
     #[arg(long, env = "FERROLITE_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Accept the tokens of the Hypha server with this JWT secret (its HYPHA_JWT_SECRET) beside
+    /// ferrolite's own; a token of another workspace still gets 403 on a protected service.
+    #[arg(long, env = "HYPHA_JWT_SECRET", hide_env_values = true)]
+    pub hypha_jwt_secret: Option<String>,
     /// How long stored Responses API answers (`store: true`) are kept, e.g. 30d, 12h, 3600s.
     #[arg(long, default_value = "30d", value_parser = parse_ttl)]
     pub responses_ttl: Duration,
@@ -249,6 +253,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.limits.family_body_bytes = args.body_limits.into_iter().collect();
     config.redis_url = args.redis_url;
     config.responses_ttl = args.responses_ttl;
+    config.hypha_jwt_secret = args.hypha_jwt_secret.filter(|s| !s.is_empty());
     config.allow_private_upstreams = args.allow_private_upstreams;
     config.metrics_public = args.metrics_public;
     config.connections.header_read_timeout = std::time::Duration::from_secs_f64(args.header_read_timeout);

@@ -227,3 +227,39 @@ impl JsonBody for reqwest::RequestBuilder {
         self.header("content-type", "application/json").body(body.to_string())
     }
 }
+
+/// A Hypha server's token (HS256 with its JWT secret, its workspaces in `scope`).
+fn hypha_token(secret: &[u8], scope: &str) -> String {
+    let claims = serde_json::json!({"iss": "https://amun.ai/", "sub": "alice", "aud": "https://amun-ai.eu.auth0.com/api/v2/",
+        "iat": 1, "exp": ferrolite::clock::unix_now() + 600, "scope": scope, "gty": "client-credentials"});
+    let key = jsonwebtoken::EncodingKey::from_secret(secret);
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), &claims, &key).unwrap()
+}
+
+#[tokio::test]
+async fn hypha_tokens_pass_with_the_hypha_servers_secret_and_keep_workspaces_apart() {
+    const SECRET: &str = "the hypha server's jwt secret for this test";
+    let server = TestServer::start(Vec::new(), |c| c.hypha_jwt_secret = Some(SECRET.into())).await;
+    let body = serde_json::json!({"model": "demo-chat", "messages": [{"role": "user", "content": "hi"}]});
+    let call = |token: String| {
+        let request = server.client.post(server.demo_url("/v1/chat/completions")).bearer_auth(token);
+        let body = body.to_string();
+        async move { read_json(request.header("content-type", "application/json").body(body).send().await.unwrap()).await }
+    };
+    let (status, answer) = call(hypha_token(SECRET.as_bytes(), "ws:default#rw wid:default")).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = call(hypha_token(SECRET.as_bytes(), "ws:team-b#rw wid:team-b")).await;
+    assert_eq!(status, 403, "another workspace's Hypha token on a protected service: {answer}");
+    let (status, _) = call(hypha_token(b"some other server's secret", "ws:default#rw wid:default")).await;
+    assert_eq!(status, 401);
+    // Without the secret, a Hypha token is nobody's.
+    let plain = TestServer::demo().await;
+    let request = plain
+        .client
+        .post(plain.demo_url("/v1/chat/completions"))
+        .bearer_auth(hypha_token(SECRET.as_bytes(), "ws:default#rw"));
+    let (status, _) =
+        read_json(request.header("content-type", "application/json").body(body.to_string()).send().await.unwrap())
+            .await;
+    assert_eq!(status, 401);
+}

@@ -2,6 +2,9 @@
 //!
 //! The signing secret is created on first run in the data dir (mode 0600) and never leaves
 //! it. A token carries its workspace (`ws`), whether it is an admin token, and an expiry.
+//! With a Hypha server's JWT secret, that server's tokens pass too (`hypha.rs`).
+
+pub mod hypha;
 
 use crate::clock::unix_now;
 use axum::http::HeaderMap;
@@ -21,12 +24,15 @@ pub struct Claims {
     pub admin: bool,
     pub iat: u64,
     pub exp: u64,
+    /// Other workspaces the token may act in (a Hypha token's scope); never in ferrolite's own.
+    #[serde(skip)]
+    pub also: Vec<String>,
 }
 
 impl Claims {
     /// Whether this token may act inside `workspace`.
     pub fn may_enter(&self, workspace: &str) -> bool {
-        self.admin || self.ws == workspace
+        self.admin || self.ws == workspace || self.also.iter().any(|w| w == workspace)
     }
 }
 
@@ -58,6 +64,8 @@ pub struct Tokens {
     decoding: DecodingKey,
     validation: Validation,
     verified: VerifiedTokens,
+    /// A Hypha server's tokens, accepted too when its JWT secret is given.
+    hypha: Option<hypha::HyphaTokens>,
 }
 
 /// Tokens whose signature was checked recently, so that a client sending the same token on
@@ -122,7 +130,14 @@ impl Tokens {
             decoding: DecodingKey::from_secret(secret),
             validation,
             verified: VerifiedTokens::new(),
+            hypha: None,
         }
+    }
+
+    /// Also accepts the tokens of the Hypha server whose JWT secret is `secret`.
+    pub fn with_hypha_secret(mut self, secret: &[u8]) -> Tokens {
+        self.hypha = Some(hypha::HyphaTokens::new(secret));
+        self
     }
 }
 
@@ -162,8 +177,13 @@ impl Tokens {
     /// A token for `workspace`, valid for `expires_in`.
     pub fn issue(&self, workspace: &str, admin: bool, expires_in: Duration) -> String {
         let now = unix_now();
-        let claims =
-            Claims { ws: workspace.to_owned(), admin, iat: now, exp: now.saturating_add(expires_in.as_secs()) };
+        let claims = Claims {
+            ws: workspace.to_owned(),
+            admin,
+            iat: now,
+            exp: now.saturating_add(expires_in.as_secs()),
+            also: Vec::new(),
+        };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing of plain claims cannot fail")
     }
@@ -174,14 +194,24 @@ impl Tokens {
         if let Some(claims) = self.verified.get(token, unix_now()) {
             return Ok(claims);
         }
-        let claims =
+        let ours =
             decode::<Claims>(token, &self.decoding, &self.validation).map(|data| data.claims).map_err(|e| {
                 match e.kind() {
                     ErrorKind::ExpiredSignature => AuthError::Expired,
                     ErrorKind::InvalidSignature => AuthError::BadSignature,
                     _ => AuthError::Malformed,
                 }
-            })?;
+            });
+        let claims = match (ours, &self.hypha) {
+            (Ok(claims), _) => claims,
+            // Not one of ours: perhaps the Hypha server's (an expired one says so).
+            (Err(e @ (AuthError::BadSignature | AuthError::Malformed)), Some(hypha)) => match hypha.verify(token) {
+                Ok(claims) => claims,
+                Err(AuthError::Expired) => return Err(AuthError::Expired),
+                Err(_) => return Err(e),
+            },
+            (Err(e), _) => return Err(e),
+        };
         self.verified.put(token, &claims);
         Ok(claims)
     }
