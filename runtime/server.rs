@@ -225,8 +225,13 @@ fn start_apps(
     configs: &[PathBuf],
 ) -> Result<(Vec<StartedApp>, Option<http::RootAlias>), StartupError> {
     let mut apps = Vec::new();
-    // Apps named on the command line are (re)installed and (re)started with what the file says now.
+    // Apps named on the command line are (re)installed and (re)started with what the file says
+    // now; one already running as the file says is left running.
     let start_app = |doc: serde_json::Value, file: String| -> Result<StartedApp, StartupError> {
+        if let Some(session) = controller.running_unchanged(DEFAULT_WORKSPACE, &doc) {
+            let info = session.info(controller.base_url());
+            return Ok(StartedApp { url: info.url, models: info.models });
+        }
         let app = controller
             .install(DEFAULT_WORKSPACE, Source::Document(doc), true, true)
             .map_err(|source| StartupError::App { file: file.clone(), source })?;

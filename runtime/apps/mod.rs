@@ -280,6 +280,30 @@ impl Controller {
 
     /// Validates and stores a manifest. Nothing is stored when validation fails.
     /// `trusted` installs (admin tokens, the command line) may point at private addresses.
+    /// The running session of an app installed from exactly `doc` (by the command line), if
+    /// any. An instance restarted with the same `--config` keeps serving it rather than
+    /// reinstalling and restarting it, which, with several instances, would stop it on every
+    /// instance for a moment on each restart of any one of them.
+    pub fn running_unchanged(&self, workspace: &str, doc: &serde_json::Value) -> Option<Arc<Session>> {
+        let converted;
+        let doc = if litellm::is_litellm_config(doc) {
+            converted = litellm::to_manifest(doc, "litellm");
+            &converted
+        } else {
+            doc
+        };
+        let id = app_id(&validate::validate(doc).ok()?.manifest);
+        let unchanged = self
+            .lock()
+            .apps
+            .get(&(workspace.to_owned(), id.clone()))
+            .is_some_and(|app| app.trusted && app.document == *doc);
+        if !unchanged {
+            return None;
+        }
+        self.registry.sessions_in(workspace).into_iter().find(|s| s.app_id == id)
+    }
+
     pub fn install(
         &self,
         workspace: &str,

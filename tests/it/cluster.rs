@@ -255,3 +255,41 @@ async fn budgeted_requests_do_not_wait_on_a_frozen_or_dead_redis() {
         assert_eq!(response.status(), 200);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_started_with_the_same_config_leaves_the_running_app_alone() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.json");
+    let manifest = json!({"name": "Shared", "type": "llm-proxy", "config": {"service_id": "shared",
+        "model_list": [{"model_name": "m", "litellm_params": {"model": "gpt-4o", "mock_response": "steady"}}]}});
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    let start = |path: std::path::PathBuf| {
+        let url = redis.url.clone();
+        TestServer::start(vec![path], move |c| c.redis_url = Some(url))
+    };
+    let a = start(path.clone()).await;
+    let token = a.token_for("default");
+    let before = a.ok("default", &token, "list_running", json!({})).await;
+    // A second instance (or A's own restart in a rolling deploy) starts with the same file.
+    let b = start(path.clone()).await;
+    let chat = |server: &TestServer| {
+        let request = server.client.post(format!("{}/default/apps/shared/v1/chat/completions", server.base));
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+        let request = request.bearer_auth(&token).header("content-type", "application/json").body(body);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    for _ in 0..20 {
+        assert_eq!((chat(&a).await, chat(&b).await), (200, 200), "served throughout, on both");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let after = b.ok("default", &token, "list_running", json!({})).await;
+    assert_eq!(before[0]["id"], after[0]["id"], "the same session, not a restarted one");
+    // A changed file does restart it.
+    let changed = json!({"name": "Shared", "type": "llm-proxy", "config": {"service_id": "shared",
+        "model_list": [{"model_name": "m", "litellm_params": {"model": "gpt-4o", "mock_response": "changed"}}]}});
+    std::fs::write(&path, changed.to_string()).unwrap();
+    let c = start(path).await;
+    let restarted = c.ok("default", &token, "list_running", json!({})).await;
+    assert_ne!(restarted[0]["id"], before[0]["id"], "a new manifest starts a new session");
+}

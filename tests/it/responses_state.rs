@@ -321,31 +321,39 @@ async fn stored_responses_survive_a_graceful_restart() {
 async fn instances_sharing_redis_continue_each_others_conversations() {
     let redis = crate::support::Redis::start();
     let anthropic = FakeAnthropic::start(ANTHROPIC_KEY).await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.json");
-    std::fs::write(&path, manifest(&anthropic.base_url, "http://127.0.0.1:9", "http://127.0.0.1:9").to_string())
-        .unwrap();
-    let start = |url: String, path: std::path::PathBuf| TestServer::start(vec![path], move |c| c.redis_url = Some(url));
-    let a = start(redis.url.clone(), path.clone()).await;
-    let b = start(redis.url.clone(), path).await;
-    let (status, first) =
-        a.post_json(&a.demo_url("/v1/responses"), &json!({"model": "claude", "input": "On A."})).await;
+    let start = |url: String| TestServer::start(Vec::new(), move |c| c.redis_url = Some(url));
+    let a = start(redis.url.clone()).await;
+    let b = start(redis.url.clone()).await;
+    // Installed and started through A (two instances starting one config would each install it).
+    let token = a.token.clone();
+    // Beside the embedded demo app each instance runs.
+    let mut app = manifest(&anthropic.base_url, "http://127.0.0.1:9", "http://127.0.0.1:9");
+    app["config"]["service_id"] = json!("stored");
+    let url = |server: &TestServer, path: &str| format!("{}/default/apps/stored{path}", server.base);
+    let installed = a.ok("default", &token, "install", json!({"manifest": app})).await;
+    a.ok("default", &token, "start", json!({"app_id": installed["id"]})).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while b.get_json(&url(&b, "/v1/models")).await.0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "B never served the app started on A");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (status, first) = a.post_json(&url(&a, "/v1/responses"), &json!({"model": "claude", "input": "On A."})).await;
     assert_eq!(status, 200, "{first}");
     let id = first["id"].as_str().unwrap();
     let key = format!("ferrolite:response:default\u{1f}{id}");
     let ttl: i64 = redis.query(redis::cmd("TTL").arg(&key));
     assert!(ttl > 29 * 24 * 3600, "kept in Redis for the default 30 days: {ttl}");
     // B reads it and continues it (its token is A's: the instances share the signing secret).
-    let (status, read) = b.get_json(&b.demo_url(&format!("/v1/responses/{id}"))).await;
+    let (status, read) = b.get_json(&url(&b, &format!("/v1/responses/{id}"))).await;
     assert_eq!((status, &read["id"]), (200, &first["id"]), "{read}");
     let body = json!({"model": "claude", "input": "On B.", "previous_response_id": id});
-    let (status, second) = b.post_json(&b.demo_url("/v1/responses"), &body).await;
+    let (status, second) = b.post_json(&url(&b, "/v1/responses"), &body).await;
     assert_eq!((status, &second["previous_response_id"]), (200, &first["id"]), "{second}");
     assert_eq!(anthropic.requests().pop().unwrap()["messages"].as_array().unwrap().len(), 3);
     // Deleted through B: gone on A.
-    let url = b.demo_url(&format!("/v1/responses/{id}"));
-    let (status, _) = read_json(b.client.delete(&url).bearer_auth(&b.token).send().await.unwrap()).await;
+    let target = url(&b, &format!("/v1/responses/{id}"));
+    let (status, _) = read_json(b.client.delete(&target).bearer_auth(&b.token).send().await.unwrap()).await;
     assert_eq!(status, 200);
-    let (status, _) = a.get_json(&a.demo_url(&format!("/v1/responses/{id}"))).await;
+    let (status, _) = a.get_json(&url(&a, &format!("/v1/responses/{id}"))).await;
     assert_eq!(status, 404, "deleted everywhere");
 }
