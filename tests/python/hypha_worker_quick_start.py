@@ -4,7 +4,7 @@ First, as Hypha's root: a workspace for the user, a token for it, and the worker
 `public`, printed as `worker token: ...` for the test to start ferrolite with; then it waits for
 the worker to register. Then, as the user: an install with errors (shown with their JSON paths),
 the Quick Start's install (as `manifest=`: see main) and start through `public/server-apps`, chat through Hypha's URL (JSON
-and a stream) with the user's Hypha token, get_logs, and stop (the service is gone).
+and a stream) with the user's Hypha token, get_logs, an app without a service_id (served as `llm-{session}`), and stop (the service is gone).
 Prints "all checks passed" at the end.
 
 Env: HYPHA_SERVER_URL (http://127.0.0.1:PORT), HYPHA_ROOT_TOKEN.
@@ -47,6 +47,12 @@ LLM_APP = {
         ],
         "litellm_settings": {"debug": False, "routing_strategy": "simple-shuffle"},
     },
+}
+
+AUTO_ID_APP = {
+    "name": "Auto Id Proxy",
+    "type": "llm-proxy",
+    "config": {"model_list": [{"model_name": "auto-model", "litellm_params": {"model": "gpt-4o", "mock_response": "hi"}}]},
 }
 
 # Two mistakes: a deployment without its model, and a routing strategy nobody has.
@@ -167,6 +173,14 @@ async def main():
     check(logs["total"] == len(logs["items"]) and all(i["type"] in ("log", "error") for i in logs["items"]), logs)
     check(any("/v1/chat/completions" in line for line in lines), lines)
     check(any("hypha session" in line for line in lines), lines)
+
+    # Without a service_id the service is `llm-{session}` (the session's client id).
+    auto_app = await controller.install(manifest=AUTO_ID_APP, overwrite=True)
+    auto = await controller.start(auto_app["id"])
+    auto_base = f"/{WORKSPACE}/apps/llm-{auto['id'].split('/')[1]}/v1"
+    status, _, body = http("GET", auto_base + "/models", token)
+    check(status == 200 and [m["id"] for m in json.loads(body)["data"]] == ["auto-model"], (status, body))
+    await controller.stop(auto["id"])
 
     await controller.stop(session["id"])
     status, _, body = http("GET", base + "/models", token)
