@@ -151,6 +151,8 @@ pub struct Call {
     pub args: Args,
     /// The caller's workspace, against which callbacks with a bare target resolve.
     pub caller_ws: String,
+    /// The caller's user id as Hypha stamped it (`root` for Hypha's own calls).
+    pub caller_user: String,
     /// This client, to call the callbacks the arguments carry.
     pub client: Client,
 }
@@ -337,6 +339,11 @@ impl Client {
     }
 }
 
+/// Whether a service of `visibility` in workspace `own` answers a caller of `caller_ws`.
+fn admits(visibility: &str, own: &str, caller_ws: &str, user: &str) -> bool {
+    visibility != "protected" || caller_ws == own || user == "root"
+}
+
 /// Forgets a call's session when the call ends, however it ends.
 struct Forget<'a>(&'a Inner, &'a str);
 
@@ -392,6 +399,16 @@ impl Inner {
     fn unlink(&self) {
         lock(&self.link).take();
         lock(&self.pending).clear();
+    }
+
+    /// hypha-rpc's rule, kept by the callee: a protected service answers its own workspace and
+    /// Hypha itself (root) only; the server relays calls between workspaces unchecked.
+    fn admit(&self, service: &Service, caller_ws: &str, user: &str) -> Result<(), String> {
+        let own = lock(&self.link).as_ref().map(|l| l.info.workspace.clone()).unwrap_or_default();
+        if admits(service.visibility, &own, caller_ws, user) {
+            return Ok(());
+        }
+        Err(format!("Permission denied for protected service {}: workspace {caller_ws:?} is not {own:?}", service.name))
     }
 
     fn settle(&self, session: &str, reply: Reply) {
@@ -580,14 +597,22 @@ async fn serve(inner: Arc<Inner>, frame: Frame, path: String) {
         .map(str::to_owned)
         .or_else(|| caller.split_once('/').map(|(ws, _)| ws.to_owned()))
         .unwrap_or_default();
+    // Hypha stamps `ws` and `user` on every message it delivers: the caller cannot forge them.
+    let user = frame.get("user").and_then(|u| field(u, "id")).and_then(Value::as_str).unwrap_or_default().to_owned();
     let span = tracing::info_span!("hypha_call", %service, %function, %caller);
+    tracing::debug!(parent: &span, ws = %caller_ws, %user, "call");
     let args = Args::of(&frame);
     let client = Client(inner.clone());
     let work: BoxFuture<'static, Result<Value, String>> = if service == "built-in" {
-        Box::pin(std::future::ready(builtin(&inner, function, &args, &caller)))
+        Box::pin(std::future::ready(builtin(&inner, function, &args, &caller, (&caller_ws, &user))))
     } else {
         match inner.services.iter().find(|s| s.name == service) {
-            Some(s) => s.handler.call(Call { function: function.to_owned(), args, caller_ws, client }),
+            Some(s) => match inner.admit(s, &caller_ws, &user) {
+                Ok(()) => {
+                    s.handler.call(Call { function: function.to_owned(), args, caller_ws, caller_user: user, client })
+                }
+                Err(refused) => Box::pin(std::future::ready(Err(refused))),
+            },
             None => Box::pin(std::future::ready(Err(format!("this client has no service {service:?}")))),
         }
     };
@@ -642,7 +667,13 @@ async fn send_to(inner: &Inner, to: &str, method: &str, arg: Option<Value>) {
 
 /// The client's `built-in` service: `get_service` (how Hypha learns a service's functions),
 /// `ping`, and the `message_cache` big messages arrive through.
-fn builtin(inner: &Arc<Inner>, function: &str, args: &Args, caller: &str) -> Result<Value, String> {
+fn builtin(
+    inner: &Arc<Inner>,
+    function: &str,
+    args: &Args,
+    caller: &str,
+    (caller_ws, user): (&str, &str),
+) -> Result<Value, String> {
     let key = || args.str(0, "key").map(str::to_owned).ok_or_else(|| "missing argument `key`".to_owned());
     let link = lock(&inner.link).clone().ok_or("not connected")?;
     match function {
@@ -655,6 +686,7 @@ fn builtin(inner: &Arc<Inner>, function: &str, args: &Args, caller: &str) -> Res
                 return Ok(builtin_object(&link.info));
             }
             let service = inner.services.iter().find(|s| s.name == name).ok_or_else(|| format!("no service {id:?}"))?;
+            inner.admit(service, caller_ws, user)?;
             Ok(service_object(service, &link.info))
         }
         "message_cache.create" => {
@@ -798,6 +830,14 @@ mod tests {
         let error = r#"{"type": "error", "message": "bad token"}"#;
         assert!(matches!(serde_json::from_str(error), Ok(ServerText::Error { message }) if message == "bad token"));
         assert!(matches!(serde_json::from_str(r#"{"type": "pong"}"#), Ok(ServerText::Other)));
+    }
+
+    #[test]
+    fn a_protected_service_answers_its_workspace_and_hypha_only() {
+        assert!(admits("protected", "team-a", "team-a", "alice"));
+        assert!(admits("protected", "team-a", "public", "root"));
+        assert!(!admits("protected", "team-a", "team-b", "mallory"));
+        assert!(admits("public", "team-a", "team-b", "mallory"));
     }
 
     #[test]

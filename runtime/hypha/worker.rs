@@ -387,6 +387,14 @@ impl Handler for WorkerHandler {
         let span = tracing::info_span!("worker", function = %call.function);
         Box::pin(
             async move {
+                // The worker is public so that every workspace's apps can reach it, but only
+                // Hypha's server-apps (root) may run, stop or read sessions through it.
+                if call.caller_user != "root" {
+                    return Err(format!(
+                        "only Hypha's server-apps may call the worker, not user {:?}",
+                        call.caller_user
+                    ));
+                }
                 let args = &call.args;
                 let outcome = match call.function.as_str() {
                     "compile" => worker.compile(args),

@@ -174,6 +174,18 @@ async def main():
     check(any("/v1/chat/completions" in line for line in lines), lines)
     check(any("hypha session" in line for line in lines), lines)
 
+    # The worker is public, but only Hypha's server-apps may call it: a user cannot stop (or read)
+    # sessions through it, this one's included.
+    workers = await api.list_services({"workspace": "public", "type": "server-app-worker"})
+    worker = await api.get_service(next(w["id"] for w in workers if w["id"].endswith(":ferrolite-worker")))
+    try:
+        await worker.stop(session["id"])
+        raise AssertionError("a user stopped a session through the worker")
+    except Exception as e:  # RemoteException
+        check("only Hypha's server-apps may call the worker" in str(e), str(e))
+    status, _, body = http("GET", base + "/models", token)
+    check(status == 200, (status, body))
+
     # Without a service_id the service is `llm-{session}` (the session's client id).
     auto_app = await controller.install(manifest=AUTO_ID_APP, overwrite=True)
     auto = await controller.start(auto_app["id"])
