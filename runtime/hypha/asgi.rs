@@ -4,7 +4,8 @@
 //! log: all as on the native URL), and the answer goes back with `send()`:
 //! `http.response.start`, then the body, an event stream chunk by chunk as it arrives.
 
-use super::client::{Call, Handler, CALL_TIMEOUT};
+use super::client::CALL_TIMEOUT;
+use super::service::{Call, Handler};
 use crate::http::AppState;
 use crate::rpc::codec::{self, field, map};
 use axum::body::Body;

@@ -8,6 +8,7 @@
 
 pub mod asgi;
 pub mod client;
+pub mod service;
 pub mod worker;
 
 use crate::http::AppState;

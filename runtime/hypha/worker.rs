@@ -7,7 +7,8 @@
 //! ferrolite session of an app installed under Hypha's app id in that workspace.
 
 use super::asgi::{Asgi, AsgiHandler, HttpService};
-use super::client::{Call, Client, ClientConfig, ClientError, Function, Handler, Service};
+use super::client::{Client, ClientConfig, ClientError};
+use super::service::{Call, Function, Handler, Service};
 use crate::apps::{ControllerError, Source};
 use crate::http::AppState;
 use crate::manifest::validate::Severity;
