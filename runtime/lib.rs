@@ -2,7 +2,7 @@
 //! manifests into running services.
 //!
 //! The modules are layers whose imports point one way (docs/ARCHITECTURE.md draws them, and
-//! `tests/it/architecture.rs` keeps them so): the doors (`cli`, `server`, `rpc`, `http`) ->
+//! `tests/it/architecture.rs` keeps them so): the doors (`cli`, `server`, `hypha`, `rpc`, `http`) ->
 //! `apps` (controller, sessions) -> `router` (choosing and failing over) -> `providers` (wire
 //! formats and translation) -> `transport` (the upstream HTTP client) -> leaves (`exchange`,
 //! `catalogue`, `manifest`, `auth`, `store`, `cluster`, `streaming`, `observability`, ...).
@@ -19,6 +19,7 @@ pub mod exchange;
 pub mod fuzz_targets;
 pub mod grammar;
 pub mod http;
+pub mod hypha;
 pub mod json_scan;
 pub mod manifest;
 pub mod observability;

@@ -6,6 +6,8 @@ use crate::apps::{demo, Controller, ControllerError, Source};
 use crate::auth::{write_private, KeyError, Tokens};
 use crate::cluster::{Cluster, Event};
 use crate::http::{self, serve, AppState, Limits};
+use crate::hypha::client::ClientError;
+use crate::hypha::{HyphaOptions, HyphaWorker};
 use crate::manifest::litellm;
 use crate::manifest::validate::{self, LoadError};
 use crate::store::{ResponseDb, SqliteStore, StoreError};
@@ -50,6 +52,16 @@ pub struct ServerConfig {
     /// Threads that serve connections, each on its own runtime (`http::serve::Lanes`); 0 serves
     /// them on the caller's runtime.
     pub io_threads: usize,
+    /// Worker mode: run the `llm-proxy` apps of this Hypha server.
+    pub hypha: Option<HyphaSettings>,
+}
+
+/// `--hypha-server`, `--hypha-token`, `--hypha-workspace`.
+#[derive(Debug, Clone)]
+pub struct HyphaSettings {
+    pub server_url: String,
+    pub token: String,
+    pub workspace: String,
 }
 
 impl ServerConfig {
@@ -68,6 +80,7 @@ impl ServerConfig {
             metrics_public: false,
             connections: serve::ConnectionSettings::default(),
             io_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            hypha: None,
         }
     }
 }
@@ -93,6 +106,8 @@ pub enum StartupError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("cannot start the connection threads: {0}")]
     Lanes(std::io::Error),
+    #[error("--hypha-server: {0}")]
+    Hypha(crate::cluster::ClusterError),
 }
 
 /// A started app's address, as the banner prints it.
@@ -113,6 +128,8 @@ pub struct RunningServer {
     /// The admin token, when this start created it (printed once).
     pub new_admin_token: Option<String>,
     pub mounted_routes: usize,
+    /// Worker mode: the Hypha worker, and what its registration came to when the server started.
+    pub hypha: Option<(HyphaWorker, Result<String, ClientError>)>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
     background: Vec<JoinHandle<()>>,
@@ -187,6 +204,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
     };
     // The alias must rewrite before routing, so it wraps the router as a service.
     let door = http::Door::new(state.clone(), router);
+    let hypha = match config.hypha {
+        Some(settings) => Some(start_hypha(&config.data_dir, settings, state.clone(), door.clone()).await?),
+        None => None,
+    };
     let service = tower::ServiceExt::map_request(door, move |r: axum::extract::Request| match &root {
         Some(alias) => alias.rewrite(r),
         None => r,
@@ -210,11 +231,36 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
         admin_token_file,
         new_admin_token,
         mounted_routes,
+        hypha,
         shutdown: Some(tx),
         task,
         background,
         drain_timeout: config.drain_timeout,
     })
+}
+
+/// How long start-up waits for the worker's registration before it reports what happened (the
+/// client keeps reconnecting in the background either way).
+const HYPHA_READY_WAIT: Duration = Duration::from_secs(15);
+
+/// Joins the Hypha server as its llm-proxy worker, the requests of its sessions served by `door`.
+async fn start_hypha(
+    data_dir: &Path,
+    settings: HyphaSettings,
+    state: AppState,
+    door: http::Door,
+) -> Result<(HyphaWorker, Result<String, ClientError>), StartupError> {
+    // The data dir's instance id keeps the client id across restarts.
+    let instance = crate::cluster::instance_id(data_dir).map_err(StartupError::Hypha)?;
+    let options = HyphaOptions {
+        server_url: settings.server_url,
+        token: settings.token,
+        workspace: settings.workspace,
+        client_id: format!("ferrolite-{instance}"),
+    };
+    let worker = HyphaWorker::start(options, state, tower::util::BoxCloneSyncService::new(door));
+    let ready = worker.ready(HYPHA_READY_WAIT).await;
+    Ok((worker, ready))
 }
 
 /// Installs and starts the apps named on the command line (the demo app when none is), and
@@ -396,6 +442,9 @@ fn write_admin_token(data_dir: &Path, tokens: &Tokens) -> Result<(PathBuf, Optio
 impl RunningServer {
     /// Stops accepting connections and waits (up to the drain timeout) for in-flight requests.
     pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some((worker, _)) = &self.hypha {
+            worker.close();
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -428,6 +477,11 @@ impl RunningServer {
         }
         out += &format!("  token:   {}\n", self.token);
         out += &format!("  console: http://{}/ui   (sign in with the token)\n", self.addr);
+        match &self.hypha {
+            Some((_, Ok(service))) => out += &format!("  hypha:   worker {service} runs llm-proxy apps\n"),
+            Some((_, Err(e))) => out += &format!("  hypha:   not registered yet ({e}); retrying\n"),
+            None => {}
+        }
         match &self.new_admin_token {
             Some(admin) => out += &format!("  admin token (also in {}): {admin}\n", self.admin_token_file.display()),
             None => out += &format!("  admin token in {}\n", self.admin_token_file.display()),

@@ -56,6 +56,18 @@ fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 export FERROLITE_PYTHON="$venv/bin/python"
 
+# A real Hypha server (and moto, its S3 stand-in) for the worker tests, in a virtualenv of its
+# own: its pins conflict with the client venv's packages.
+hypha_venv="${FERROLITE_HYPHA_VENV:-$(dirname "$venv")/hypha-venv}"
+if [ ! -x "$hypha_venv/bin/python" ]; then
+  python3 -m venv "$hypha_venv" || { echo "scripts/test.sh: cannot create the Hypha virtualenv $hypha_venv" >&2; exit 1; }
+fi
+"$hypha_venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/python/hypha-server-requirements.txt \
+  || { echo "scripts/test.sh: cannot install the pinned Hypha server into $hypha_venv" >&2; exit 1; }
+"$hypha_venv/bin/python" -c "import hypha.server, moto.server" \
+  || { echo "scripts/test.sh: the Hypha server in $hypha_venv does not import" >&2; exit 1; }
+export FERROLITE_HYPHA_PYTHON="$hypha_venv/bin/python"
+
 # cargo prints one "test result" line per target; the last may be a target with no tests, so
 # end with the totals.
 log="$(mktemp)"

@@ -115,6 +115,17 @@ pub struct ServeArgs {
     /// 0 serves them on the shared runtime. At most 1024.
     #[arg(long, env = "FERROLITE_IO_THREADS", value_parser = clap::value_parser!(u16).range(0..=1024))]
     pub io_threads: Option<u16>,
+    /// Run as the llm-proxy worker of this Hypha server (http(s)://host[:port]): the apps its
+    /// users install through public/server-apps run here, served at Hypha's URL too.
+    #[arg(long, env = "FERROLITE_HYPHA_SERVER", requires = "hypha_token")]
+    pub hypha_server: Option<String>,
+    /// The token the worker connects with, of --hypha-workspace (for `public`, one Hypha's root
+    /// issued: generate_token({"workspace": "public", "permission": "admin"})).
+    #[arg(long, env = "FERROLITE_HYPHA_TOKEN", hide_env_values = true)]
+    pub hypha_token: Option<String>,
+    /// The Hypha workspace the worker registers in: `public` serves every workspace's apps.
+    #[arg(long, env = "FERROLITE_HYPHA_WORKSPACE", default_value = "public")]
+    pub hypha_workspace: String,
 }
 
 pub use crate::observability::logging::LogFormat;
@@ -263,6 +274,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.limits.max_in_flight = args.max_in_flight.max(1);
     config.limits.rates.per_workspace = args.workspace_rpm;
     config.limits.rates.per_token = args.token_rpm;
+    if let (Some(server_url), Some(token)) = (args.hypha_server, args.hypha_token) {
+        config.hypha = Some(server::HyphaSettings { server_url, token, workspace: args.hypha_workspace });
+    }
     runtime.block_on(async move {
         let running = match server::start(config).await {
             Ok(r) => r,

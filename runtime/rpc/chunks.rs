@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 /// Bytes one connection may hold in unfinished messages (the HTTP body limit's size).
 const MAX_CACHED_BYTES: usize = 32 * 1024 * 1024;
 
-/// One connection's unfinished messages, by key.
+/// One connection's unfinished messages, by key (also the Hypha worker's client's, whose
+/// server sends it big messages the same way).
 #[derive(Default)]
 pub struct Cache {
     messages: Mutex<HashMap<String, BTreeMap<u64, Vec<u8>>>>,
@@ -23,7 +24,17 @@ impl Cache {
         messages.values().flat_map(BTreeMap::values).map(Vec::len).sum()
     }
 
-    fn put(&self, key: &str, index: Option<u64>, data: Vec<u8>) -> Result<(), String> {
+    /// Starts (or restarts) the message `key`.
+    pub fn create(&self, key: String) {
+        lock(&self.messages).insert(key, BTreeMap::new());
+    }
+
+    pub fn remove(&self, key: &str) {
+        lock(&self.messages).remove(key);
+    }
+
+    /// Stores a chunk at `index`, or after the last one.
+    pub fn put(&self, key: &str, index: Option<u64>, data: Vec<u8>) -> Result<(), String> {
         let mut messages = lock(&self.messages);
         if Cache::held(&messages) + data.len() > MAX_CACHED_BYTES {
             messages.remove(key);
@@ -35,7 +46,8 @@ impl Cache {
         Ok(())
     }
 
-    fn take(&self, key: &str) -> Result<Vec<u8>, String> {
+    /// The message's chunks joined in index order, forgotten here.
+    pub fn take(&self, key: &str) -> Result<Vec<u8>, String> {
         let chunks = lock(&self.messages).remove(key).ok_or_else(|| format!("message {key} does not exist"))?;
         Ok(chunks.into_values().flatten().collect())
     }
@@ -49,7 +61,7 @@ pub(super) async fn serve(hub: &Arc<Hub>, client: &Arc<Client>, target: &str, fu
     match function {
         "get_service" => Ok(Answer::Value(describe(target))),
         "message_cache.create" => {
-            lock(&cache.messages).insert(key()?, BTreeMap::new());
+            cache.create(key()?);
             done
         }
         "message_cache.set" | "message_cache.append" => {
@@ -66,7 +78,7 @@ pub(super) async fn serve(hub: &Arc<Hub>, client: &Arc<Client>, target: &str, fu
             done
         }
         "message_cache.remove" => {
-            lock(&cache.messages).remove(&key()?);
+            cache.remove(&key()?);
             done
         }
         "message_cache.process" => {

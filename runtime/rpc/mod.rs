@@ -9,7 +9,7 @@
 //! services) is served here, with heartbeats while it runs and one `resolve` or `reject`.
 
 mod apps;
-mod chunks;
+pub mod chunks;
 pub mod codec;
 mod llm;
 mod manager;
@@ -122,13 +122,13 @@ pub(crate) type Outcome = Result<Answer, String>;
 
 /// The arguments of a call: positional ones, then keyword ones (`with_kwargs`).
 #[derive(Debug, Default)]
-pub(crate) struct Args {
+pub struct Args {
     pub positional: Vec<Value>,
     pub kwargs: Vec<(Value, Value)>,
 }
 
 impl Args {
-    fn of(frame: &Frame) -> Args {
+    pub(crate) fn of(frame: &Frame) -> Args {
         let mut positional = match frame.get("args") {
             Some(Value::Array(items)) => items.clone(),
             _ => Vec::new(),
@@ -549,12 +549,12 @@ fn reply(client: &Client, from: &str, session: &str, verb: &str, value: Value) -
 }
 
 /// What the client raises as `RemoteException(message)`.
-fn error_value(message: &str) -> Value {
+pub(crate) fn error_value(message: &str) -> Value {
     map([("_rtype", Value::from("error")), ("_rvalue", Value::from(message)), ("_rtrace", Value::from(""))])
 }
 
 /// A 22-character id, like the client's shortuuids.
-fn random_id() -> String {
+pub(crate) fn random_id() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
     let mut rng = rand::thread_rng();

@@ -32,6 +32,8 @@ mod fake_openai;
 mod fuzz_regressions;
 mod h1_differential;
 mod http_api;
+mod hypha_server;
+mod hypha_worker;
 mod limits;
 mod litellm_config;
 mod messages_front;

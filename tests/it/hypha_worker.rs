@@ -1,0 +1,111 @@
+//! ferrolite as the llm-proxy worker of a real Hypha server (tests/it/hypha_server.rs starts
+//! one): the seed's Quick Start through the unmodified hypha-rpc client
+//! (tests/python/hypha_worker_quick_start.py) installs, starts, chats through Hypha's URL, reads
+//! the logs and stops, all served by a `ferrolite serve --hypha-server` process; and again after
+//! Hypha restarts, once the worker has reconnected and registered itself anew.
+
+use crate::hypha_server::{HyphaServer, ROOT_TOKEN};
+use crate::support::{free_port, repo_root, ServeProcess};
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+fn python() -> String {
+    std::env::var("FERROLITE_PYTHON").unwrap_or_else(|_| {
+        panic!("FERROLITE_PYTHON is not set: run the tests with scripts/test.sh, which installs the Python SDKs into a virtualenv")
+    })
+}
+
+/// One run of the Quick Start script: it prints the worker's token first, then waits for a
+/// ferrolite worker to register before it goes on.
+struct QuickStart {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+    log: PathBuf,
+}
+
+impl QuickStart {
+    fn start(hypha: &HyphaServer, dir: &Path, run: usize) -> QuickStart {
+        let log = dir.join(format!("quick-start-{run}.log"));
+        let mut child = Command::new(python())
+            .arg(repo_root().join("tests/python/hypha_worker_quick_start.py"))
+            .env("HYPHA_SERVER_URL", &hypha.url)
+            .env("HYPHA_ROOT_TOKEN", ROOT_TOKEN)
+            // websockets and urllib honour proxy variables; the server is on loopback.
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("no_proxy", "127.0.0.1,localhost")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("the client venv's python runs");
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        QuickStart { child, stdout, log }
+    }
+
+    /// The `public` token root generated for the worker.
+    fn worker_token(&mut self) -> String {
+        let mut line = String::new();
+        let _ = self.stdout.read_line(&mut line);
+        match line.trim().strip_prefix("worker token: ") {
+            Some(token) => token.to_owned(),
+            None => {
+                let _ = self.child.kill();
+                panic!("no worker token:\n{line}{}", std::fs::read_to_string(&self.log).unwrap_or_default())
+            }
+        }
+    }
+
+    /// Waits (60 s at most) for the script's end: its exit status and the rest of its stdout.
+    async fn finish(self) -> Result<String, String> {
+        let QuickStart { mut child, mut stdout, log } = self;
+        let pid = child.id();
+        let waited = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::task::spawn_blocking(move || {
+                let mut out = String::new();
+                let _ = stdout.read_to_string(&mut out);
+                (child.wait().map(|s| s.success()).unwrap_or(false), out)
+            }),
+        )
+        .await;
+        let err = std::fs::read_to_string(&log).unwrap_or_default();
+        match waited {
+            Ok(Ok((true, out))) if out.contains("all checks passed") => Ok(out),
+            Ok(Ok((_, out))) => Err(format!("stdout:\n{out}\nstderr:\n{err}")),
+            _ => {
+                let _ = Command::new("kill").arg(pid.to_string()).status();
+                Err(format!("no end within 60 s\nstderr:\n{err}"))
+            }
+        }
+    }
+}
+
+fn report(what: &str, error: &str, ferrolite: &ServeProcess, hypha: &HyphaServer) -> ! {
+    panic!("{what}\n{error}\nferrolite:\n{}\nhypha:\n{}", ferrolite.stderr(), hypha.log())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hypha_runs_the_quick_start_on_ferrolite_as_its_llm_proxy_worker_across_a_hypha_restart() {
+    let mut hypha = HyphaServer::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut first = QuickStart::start(&hypha, dir.path(), 1);
+    let token = first.worker_token();
+    let port = free_port().to_string();
+    let args = ["--port", port.as_str(), "--hypha-server", hypha.url.as_str(), "--hypha-token", token.as_str()];
+    let ferrolite = ServeProcess::spawn_with_env(&args, &dir.path().join("data"), &[("RUST_LOG", "info")]);
+    if let Err(e) = first.finish().await {
+        report("the Quick Start on Hypha failed", &e, &ferrolite, &hypha);
+    }
+
+    // Hypha restarts with nothing in memory: the worker reconnects (its token, signed with the
+    // fixed JWT secret, still passes), registers again, and runs the Quick Start again.
+    hypha.restart().await;
+    let mut again = QuickStart::start(&hypha, dir.path(), 2);
+    let _ = again.worker_token();
+    if let Err(e) = again.finish().await {
+        report("the Quick Start after Hypha's restart failed", &e, &ferrolite, &hypha);
+    }
+    let log = ferrolite.stderr();
+    assert_eq!(log.matches("connected to Hypha id=public/").count(), 2, "{log}");
+}
