@@ -26,12 +26,13 @@ struct QuickStart {
 }
 
 impl QuickStart {
-    fn start(hypha: &HyphaServer, dir: &Path, run: usize) -> QuickStart {
+    fn start(hypha: &HyphaServer, dir: &Path, run: usize, native: &str) -> QuickStart {
         let log = dir.join(format!("quick-start-{run}.log"));
         let mut child = Command::new(python())
             .arg(repo_root().join("tests/python/hypha_worker_quick_start.py"))
             .env("HYPHA_SERVER_URL", &hypha.url)
             .env("HYPHA_ROOT_TOKEN", ROOT_TOKEN)
+            .env("FERROLITE_NATIVE_URL", native)
             // websockets and urllib honour proxy variables; the server is on loopback.
             .env("NO_PROXY", "127.0.0.1,localhost")
             .env("no_proxy", "127.0.0.1,localhost")
@@ -89,10 +90,21 @@ fn report(what: &str, error: &str, ferrolite: &ServeProcess, hypha: &HyphaServer
 async fn hypha_runs_the_quick_start_on_ferrolite_as_its_llm_proxy_worker_across_a_hypha_restart() {
     let mut hypha = HyphaServer::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut first = QuickStart::start(&hypha, dir.path(), 1);
-    let token = first.worker_token();
     let port = free_port().to_string();
-    let args = ["--port", port.as_str(), "--hypha-server", hypha.url.as_str(), "--hypha-token", token.as_str()];
+    let native = format!("http://127.0.0.1:{port}");
+    let mut first = QuickStart::start(&hypha, dir.path(), 1, &native);
+    let token = first.worker_token();
+    let args = [
+        "--port",
+        port.as_str(),
+        "--hypha-server",
+        hypha.url.as_str(),
+        "--hypha-token",
+        token.as_str(),
+        // The native URL takes the same Hypha tokens.
+        "--hypha-jwt-secret",
+        crate::hypha_server::JWT_SECRET,
+    ];
     let ferrolite = ServeProcess::spawn_with_env(&args, &dir.path().join("data"), &[("RUST_LOG", "info")]);
     if let Err(e) = first.finish().await {
         report("the Quick Start on Hypha failed", &e, &ferrolite, &hypha);
@@ -101,7 +113,7 @@ async fn hypha_runs_the_quick_start_on_ferrolite_as_its_llm_proxy_worker_across_
     // Hypha restarts with nothing in memory: the worker reconnects (its token, signed with the
     // fixed JWT secret, still passes), registers again, and runs the Quick Start again.
     hypha.restart().await;
-    let mut again = QuickStart::start(&hypha, dir.path(), 2);
+    let mut again = QuickStart::start(&hypha, dir.path(), 2, &native);
     let _ = again.worker_token();
     if let Err(e) = again.finish().await {
         report("the Quick Start after Hypha's restart failed", &e, &ferrolite, &hypha);

@@ -22,6 +22,8 @@ from hypha_rpc import connect_to_server
 
 SERVER = os.environ["HYPHA_SERVER_URL"]
 ROOT_TOKEN = os.environ["HYPHA_ROOT_TOKEN"]
+# ferrolite's own URL (http://host:port), where the same apps answer.
+NATIVE = os.environ["FERROLITE_NATIVE_URL"]
 WORKSPACE = "team-a"
 
 MOCK_TEXT = "This is a test response from the mock model"
@@ -72,13 +74,13 @@ def check(condition, what):
         raise AssertionError(what)
 
 
-def http(method, path, token, body=None):
-    """(status, headers, body bytes) of a request to Hypha's URL."""
+def http(method, path, token, body=None, base=None):
+    """(status, headers, body bytes) of a request to Hypha's URL (or to `base`)."""
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(SERVER + path, data=data, headers=headers, method=method)
+    request = urllib.request.Request((base or SERVER) + path, data=data, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, response.headers, response.read()
@@ -118,11 +120,11 @@ async def prepare():
         check(time.monotonic() < deadline, f"no ferrolite worker registered: {workers}")
         await asyncio.sleep(0.1)
     await root.disconnect()
-    return user_token
+    return user_token, worker_token
 
 
 async def main():
-    token = await prepare()
+    token, worker_token = await prepare()
     api = await connect_to_server({"server_url": SERVER, "token": token, "workspace": WORKSPACE})
     controller = await api.get_service("public/server-apps")
 
@@ -164,6 +166,13 @@ async def main():
     status, _, body = http("POST", base + "/chat/completions", token, {"model": "no-such-model", "messages": MESSAGES})
     check(status in (400, 404) and "no-such-model" in json.loads(body)["error"]["message"], (status, body))
 
+    # The native URL serves the same app and takes the same Hypha token (ferrolite checks it with
+    # the Hypha server's JWT secret); a Hypha token of another workspace gets 403 there.
+    status, _, body = http("POST", base + "/chat/completions", token, {"model": "gpt-3.5-turbo", "messages": MESSAGES}, NATIVE)
+    check(status == 200 and json.loads(body)["choices"][0]["message"]["content"] == MOCK_TEXT, (status, body))
+    status, _, body = http("GET", base + "/models", worker_token, None, NATIVE)
+    check(status == 403, (status, body))
+
     # The service is protected: Hypha turns away a caller without a token.
     status, _, body = http("GET", base + "/models", None)
     check(status in (401, 403), (status, body))
@@ -197,6 +206,8 @@ async def main():
     await controller.stop(session["id"])
     status, _, body = http("GET", base + "/models", token)
     check(status >= 400, (status, body))
+    status, _, body = http("GET", base + "/models", token, None, NATIVE)
+    check(status == 404, ("gone on the native URL too", status, body))
     services = await api.list_services({"workspace": WORKSPACE})
     check(not any(s["id"].endswith(":my-llm-service") for s in services), services)
 
