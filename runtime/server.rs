@@ -43,6 +43,8 @@ pub struct ServerConfig {
     pub responses_ttl: Duration,
     /// A Hypha server's JWT secret: its tokens are accepted beside ferrolite's.
     pub hypha_jwt_secret: Option<String>,
+    /// A Hypha server asked about its tokens (the worker's server when its secret is not given).
+    pub hypha_token_server: Option<String>,
     /// Let apps installed by non-admin tokens call loopback, link-local and private addresses.
     pub allow_private_upstreams: bool,
     /// Serve `GET /metrics` without a token (it needs an admin token otherwise).
@@ -76,6 +78,7 @@ impl ServerConfig {
             redis_url: None,
             responses_ttl: crate::apps::responses::DEFAULT_TTL,
             hypha_jwt_secret: None,
+            hypha_token_server: None,
             allow_private_upstreams: false,
             metrics_public: false,
             connections: serve::ConnectionSettings::default(),
@@ -189,7 +192,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
     let (admin_token_file, new_admin_token) = write_admin_token(&config.data_dir, &tokens)?;
     let token = tokens.issue(DEFAULT_WORKSPACE, false, Duration::from_secs(30 * 24 * 3600));
     crate::observability::metrics::install();
-    let state = AppState::new(controller, tokens, config.limits).with_metrics_public(config.metrics_public);
+    let mut state = AppState::new(controller, tokens, config.limits).with_metrics_public(config.metrics_public);
+    if let Some(server) = &config.hypha_token_server {
+        state = state.with_hypha_token_check(server);
+    }
     let (router, mounted_routes) = http::router(state.clone());
     // The WebSocket door is mounted last: it calls the finished HTTP router in-process, and a
     // socket that stays open is not an in-flight request.

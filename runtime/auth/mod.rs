@@ -47,6 +47,8 @@ pub enum AuthError {
     BadSignature,
     #[error("token expired")]
     Expired,
+    #[error("the Hypha server that issued this token could not be asked about it; try again")]
+    Unverifiable,
 }
 
 /// Setting up the token keys failed.

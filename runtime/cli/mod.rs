@@ -274,6 +274,10 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.limits.max_in_flight = args.max_in_flight.max(1);
     config.limits.rates.per_workspace = args.workspace_rpm;
     config.limits.rates.per_token = args.token_rpm;
+    // Without the Hypha server's JWT secret its tokens are checked by asking it.
+    if config.hypha_jwt_secret.is_none() {
+        config.hypha_token_server = args.hypha_server.clone();
+    }
     if let (Some(server_url), Some(token)) = (args.hypha_server, args.hypha_token) {
         config.hypha = Some(server::HyphaSettings { server_url, token, workspace: args.hypha_workspace });
     }

@@ -29,6 +29,10 @@ impl From<AuthError> for ApiError {
             AuthError::Missing => "missing_token",
             AuthError::Malformed | AuthError::BadSignature => "invalid_token",
             AuthError::Expired => "token_expired",
+            AuthError::Unverifiable => {
+                return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", e.to_string())
+                    .with_code("token_check_unavailable")
+            }
         };
         ApiError::new(StatusCode::UNAUTHORIZED, "authentication_error", e.to_string()).with_code(code)
     }

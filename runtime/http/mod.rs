@@ -4,6 +4,7 @@ pub mod console;
 pub mod controller;
 pub mod dispatch;
 pub mod error;
+pub mod hypha_tokens;
 pub mod limits;
 pub mod local;
 pub mod metrics;
@@ -65,6 +66,8 @@ pub struct Shared {
     pub rates: limits::RateCounter,
     /// `GET /metrics` without a token (`--metrics-public`).
     pub metrics_public: bool,
+    /// Hypha tokens checked by asking their server (`--hypha-server` without its JWT secret).
+    pub hypha_tokens: Option<hypha_tokens::HyphaTokenCheck>,
     /// Request-body validators, compiled on first use of each route.
     validators: Vec<OnceLock<Validator>>,
 }
@@ -90,6 +93,7 @@ impl AppState {
             rate_limits: limits.rates,
             rates: limits::RateCounter::default(),
             metrics_public: false,
+            hypha_tokens: None,
             limits,
             http,
             validators: ROUTES.iter().map(|_| OnceLock::new()).collect(),
@@ -100,6 +104,15 @@ impl AppState {
 impl AppState {
     /// Opens `GET /metrics` to callers without a token. Call it on the state just built,
     /// before it is cloned (a shared state is left as it is).
+    /// Accepts the tokens of the Hypha server at `server` by asking it about each.
+    pub fn with_hypha_token_check(mut self, server: &str) -> AppState {
+        match Arc::get_mut(&mut self.0) {
+            Some(shared) => shared.hypha_tokens = Some(hypha_tokens::HyphaTokenCheck::new(server)),
+            None => tracing::warn!("with_hypha_token_check on a shared state: left unchanged"),
+        }
+        self
+    }
+
     pub fn with_metrics_public(mut self, public: bool) -> AppState {
         match Arc::get_mut(&mut self.0) {
             Some(shared) => shared.metrics_public = public,

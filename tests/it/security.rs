@@ -263,3 +263,57 @@ async fn hypha_tokens_pass_with_the_hypha_servers_secret_and_keep_workspaces_apa
             .await;
     assert_eq!(status, 401);
 }
+
+/// A stand-in for a Hypha server's `GET /{workspace}/info`: 200 when the bearer token is one
+/// it issued for that workspace; the number of questions it was asked.
+async fn fake_hypha_info(grants: Vec<(String, String)>) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::extract::Path;
+    use axum::http::{HeaderMap, StatusCode};
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = asked.clone();
+    let app = axum::Router::new().route(
+        "/{workspace}/info",
+        axum::routing::get(move |Path(workspace): Path<String>, headers: HeaderMap| {
+            let grants = grants.clone();
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                let token = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                let known = grants.iter().any(|(t, w)| token == format!("Bearer {t}") && *w == workspace);
+                if known {
+                    (StatusCode::OK, "{}")
+                } else {
+                    (StatusCode::FORBIDDEN, "{\"success\": false}")
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, asked)
+}
+
+#[tokio::test]
+async fn without_its_secret_a_hypha_servers_tokens_are_checked_by_asking_it_once() {
+    // Signed with a secret ferrolite does not know: only the server can vouch for them.
+    let mine = hypha_token(b"unknown to ferrolite", "ws:default#rw wid:default");
+    let foreign = hypha_token(b"unknown to ferrolite", "ws:team-b#rw wid:team-b");
+    let grants = vec![(mine.clone(), "default".to_owned()), (foreign.clone(), "team-b".to_owned())];
+    let (hypha, asked) = fake_hypha_info(grants).await;
+    let server = TestServer::start(Vec::new(), |c| c.hypha_token_server = Some(format!("{hypha}/"))).await;
+    let body = serde_json::json!({"model": "demo-chat", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let call = |token: String| {
+        let request = server.client.post(server.demo_url("/v1/chat/completions")).bearer_auth(token);
+        let request = request.header("content-type", "application/json").body(body.clone());
+        async move { read_json(request.send().await.unwrap()).await }
+    };
+    for _ in 0..3 {
+        let (status, answer) = call(mine.clone()).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1, "asked once, then remembered");
+    let (status, answer) = call(foreign).await;
+    assert_eq!(status, 403, "a token of another workspace on a protected service: {answer}");
+    let (status, _) = call(hypha_token(b"unknown to ferrolite", "ws:nobody#rw wid:nobody")).await;
+    assert_eq!(status, 401, "a token the server does not vouch for");
+}
