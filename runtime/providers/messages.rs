@@ -159,6 +159,10 @@ fn chat_params(req: &MessagesRequest<'_>) -> Map<String, Value> {
             chat.insert("parallel_tool_calls".into(), Value::Bool(false));
         }
     }
+    // Thinking becomes the effort every chat translation maps to its provider's control.
+    if let Some(thinking) = &req.thinking {
+        chat.insert("reasoning_effort".into(), string(super::reasoning::effort_for(thinking)));
+    }
     if let Some(schema) = output_schema(req) {
         let spec = object([("name", string("output")), ("schema", schema.clone()), ("strict", Value::Bool(true))]);
         chat.insert("response_format".into(), object([("type", string("json_schema")), ("json_schema", spec)]));

@@ -64,6 +64,20 @@ pub fn ask(p: &Map<String, Value>) -> Result<Option<Ask>, ApiError> {
     }
 }
 
+/// The `reasoning_effort` closest to Anthropic's `thinking` (what `/v1/messages` sends a
+/// deployment that is not Anthropic's): off is `none`; a budget the effort whose litellm budget
+/// covers it (up to 1024 `low`, 2048 `medium`, beyond `high`); adaptive thinking `medium`.
+pub fn effort_for(thinking: &Thinking<'_>) -> &'static str {
+    if !thinking.is_on() {
+        return "none";
+    }
+    match thinking.budget_tokens {
+        Some(0..=1024) => "low",
+        Some(1025..=2048) | None => "medium",
+        Some(_) => "high",
+    }
+}
+
 /// litellm's thinking budget for an effort (`DEFAULT_REASONING_EFFORT_*_THINKING_BUDGET`);
 /// `None` for no thinking.
 pub fn budget(effort: Effort) -> Option<u64> {

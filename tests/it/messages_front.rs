@@ -36,6 +36,21 @@ fn messages_request_becomes_an_openai_chat_request() {
 }
 
 #[test]
+fn thinking_on_the_messages_front_becomes_the_effort_of_its_budget() {
+    let effort = |thinking: Value| {
+        let body = json!({"model": "m", "max_tokens": 8000, "thinking": thinking,
+            "messages": [{"role": "user", "content": "Think."}]});
+        let chat = to_chat_request(&serde_json::from_value(body).unwrap());
+        serde_json::to_value(chat).unwrap()["reasoning_effort"].clone()
+    };
+    assert_eq!(effort(json!({"type": "enabled", "budget_tokens": 1024})), "low");
+    assert_eq!(effort(json!({"type": "enabled", "budget_tokens": 2048})), "medium");
+    assert_eq!(effort(json!({"type": "enabled", "budget_tokens": 10000})), "high");
+    assert_eq!(effort(json!({"type": "adaptive"})), "medium");
+    assert_eq!(effort(json!({"type": "disabled"})), "none");
+}
+
+#[test]
 fn chat_completion_becomes_an_anthropic_message() {
     let chat = json!({
         "id": "chatcmpl-abc", "object": "chat.completion", "created": 1, "model": "gpt-4o",
@@ -154,4 +169,13 @@ async fn messages_stream_from_an_openai_deployment_is_the_anthropic_sequence() {
         delta["usage"]["output_tokens"].as_u64().unwrap() > 0,
         "the upstream's usage reaches message_delta: {delta}"
     );
+}
+
+#[tokio::test]
+async fn thinking_on_the_messages_front_is_taken_by_a_mock_deployment() {
+    let server = crate::support::TestServer::demo().await;
+    let body = json!({"model": "demo-chat", "max_tokens": 4000, "thinking": {"type": "enabled", "budget_tokens": 2048},
+        "messages": [{"role": "user", "content": "Think."}]});
+    let (status, answer) = server.post_json(&server.demo_url("/v1/messages"), &body).await;
+    assert_eq!(status, 200, "{answer}");
 }
