@@ -22,6 +22,7 @@ pub mod http;
 pub mod hypha;
 pub mod json_scan;
 pub mod manifest;
+pub mod mcp;
 pub mod observability;
 pub mod providers;
 pub mod router;

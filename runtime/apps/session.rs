@@ -53,6 +53,10 @@ pub enum StartError {
     InvalidValue(String, &'static str, String),
     #[error("cannot tell the provider of model {0:?}")]
     UnknownProvider(String),
+    #[error("MCP server {0}: {1}; only admin tokens may, or a server started with --allow-private-upstreams")]
+    PrivateMcpServer(String, String),
+    #[error("MCP server {0}: {1}")]
+    InvalidMcpServer(String, String),
     #[error("service id {0:?} is already in use in this workspace")]
     ServiceIdInUse(String),
 }
@@ -76,6 +80,8 @@ pub struct Session {
     pub master_key: Option<Secret>,
     /// Its deployments by model group, as the router chooses among them.
     pub table: Arc<Table>,
+    /// `/mcp`: the app's MCP servers as one, when it has any.
+    pub mcp: Option<Arc<crate::mcp::Endpoint>>,
 }
 
 /// What a new session needs besides the manifest.
@@ -168,6 +174,8 @@ impl Session {
             session_id: spec.id.clone(),
             service_id: service_id.clone(),
         };
+        let table = Arc::new(Table::new(ident, deployments, config));
+        let mcp = mcp_endpoint(config, spec.public_only, secrets, &table)?;
         Ok(Session {
             id: spec.id,
             app_id: spec.app_id,
@@ -176,7 +184,8 @@ impl Session {
             visibility: config.visibility.unwrap_or_default(),
             created: spec.created,
             master_key,
-            table: Arc::new(Table::new(ident, deployments, config)),
+            table,
+            mcp,
         })
     }
 
@@ -212,6 +221,36 @@ pub struct SessionInfo {
     pub url: String,
     pub models: Vec<String>,
     pub status: &'static str,
+}
+
+/// The app's MCP endpoint: each server's `url`, `auth_value` and header values resolved,
+/// and its final `url` checked against the address guard when the app is untrusted.
+fn mcp_endpoint(
+    config: &crate::manifest::ProxyConfig,
+    public_only: bool,
+    secrets: &dyn SecretSource,
+    table: &Table,
+) -> Result<Option<Arc<crate::mcp::Endpoint>>, StartError> {
+    if config.mcp_servers.is_empty() {
+        return Ok(None);
+    }
+    let mut upstreams = Vec::with_capacity(config.mcp_servers.len());
+    for (name, server) in &config.mcp_servers {
+        let url = resolve_opt(&Some(server.url.clone()), secrets)?.unwrap_or_default();
+        if public_only {
+            crate::transport::guard::check_url(&url).map_err(|r| StartError::PrivateMcpServer(name.clone(), r))?;
+        }
+        let auth_value = resolve_opt(&server.auth_value, secrets)?;
+        let mut headers = Vec::with_capacity(server.headers.len());
+        for (key, value) in &server.headers {
+            headers.push((key.clone(), resolve_opt(&Some(value.clone()), secrets)?.unwrap_or_default()));
+        }
+        let upstream = crate::mcp::Upstream::new(name, server, url, auth_value, headers)
+            .map_err(|e| StartError::InvalidMcpServer(name.clone(), e.to_string()))?;
+        upstreams.push(upstream);
+    }
+    let gateway = crate::mcp::Gateway::new(upstreams, public_only, table.logs.clone());
+    Ok(Some(Arc::new(crate::mcp::Endpoint::new(gateway))))
 }
 
 /// Resolves every secret reference of `p` (and forgets the values): one that names a missing

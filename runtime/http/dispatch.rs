@@ -73,42 +73,7 @@ pub async fn dispatch(state: AppState, op: Operation, call: Call) -> Response {
 }
 
 async fn handle(state: &AppState, op: Operation, call: Call, request_id: &RequestId) -> Result<Response, ApiError> {
-    let registry = state.controller.registry();
-    let session = registry.get(&call.workspace, &call.service_id);
-    // A litellm config's master key opens its own service, as it did under litellm.
-    let claims = match state.tokens.authenticate(&call.headers) {
-        Ok(claims) => Some(claims),
-        Err(e) => match (presented_token(&call.headers), &session) {
-            (Some(token), Some(s)) if s.accepts_master_key(token) => None,
-            // Not ferrolite's: perhaps the Hypha server's, which is asked (its answer kept).
-            (Some(token), Some(s)) if matches!(e, AuthError::BadSignature | AuthError::Malformed) => {
-                match &state.hypha_tokens {
-                    Some(check) => Some(check.claims(&state.http, token, &s.workspace).await?),
-                    None => return Err(e.into()),
-                }
-            }
-            _ => return Err(e.into()),
-        },
-    };
-    let session = session.ok_or_else(|| {
-        if registry.has_workspace(&call.workspace) {
-            ApiError::not_found(format!(
-                "service {:?} not found in workspace {:?}: it is not running (check list_running)",
-                call.service_id, call.workspace
-            ))
-        } else {
-            ApiError::not_found(format!("workspace {:?} not found: it has no running services", call.workspace))
-        }
-    })?;
-    if let Some(claims) = &claims {
-        if session.visibility == Visibility::Protected && !claims.may_enter(&session.workspace) {
-            return Err(ApiError::forbidden(format!(
-                "service {:?} is protected: a token of workspace {:?} cannot call it",
-                session.service_id, claims.ws
-            )));
-        }
-    }
-
+    let (session, claims) = admit(state, &call.headers, &call.workspace, &call.service_id).await?;
     super::limits::check_rates(state, &call.workspace, presented_token(&call.headers))?;
     let route = op.route();
     let started = Instant::now();
@@ -175,6 +140,52 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
         outcome,
     });
     result.map(|(o, _)| o.response)
+}
+
+/// Who is calling and which running service: the token checked (or the service's litellm
+/// master key, or the Hypha server's word on it), the service found, its visibility enforced.
+/// Every route of a service passes here: the catalogue's and `/mcp`.
+pub async fn admit(
+    state: &AppState,
+    headers: &HeaderMap,
+    workspace: &str,
+    service_id: &str,
+) -> Result<(Arc<Session>, Option<crate::auth::Claims>), ApiError> {
+    let registry = state.controller.registry();
+    let session = registry.get(workspace, service_id);
+    // A litellm config's master key opens its own service, as it did under litellm.
+    let claims = match state.tokens.authenticate(headers) {
+        Ok(claims) => Some(claims),
+        Err(e) => match (presented_token(headers), &session) {
+            (Some(token), Some(s)) if s.accepts_master_key(token) => None,
+            // Not ferrolite's: perhaps the Hypha server's, which is asked (its answer kept).
+            (Some(token), Some(s)) if matches!(e, AuthError::BadSignature | AuthError::Malformed) => {
+                match &state.hypha_tokens {
+                    Some(check) => Some(check.claims(&state.http, token, &s.workspace).await?),
+                    None => return Err(e.into()),
+                }
+            }
+            _ => return Err(e.into()),
+        },
+    };
+    let session = session.ok_or_else(|| {
+        if registry.has_workspace(workspace) {
+            ApiError::not_found(format!(
+                "service {service_id:?} not found in workspace {workspace:?}: it is not running (check list_running)"
+            ))
+        } else {
+            ApiError::not_found(format!("workspace {workspace:?} not found: it has no running services"))
+        }
+    })?;
+    if let Some(claims) = &claims {
+        if session.visibility == Visibility::Protected && !claims.may_enter(&session.workspace) {
+            return Err(ApiError::forbidden(format!(
+                "service {:?} is protected: a token of workspace {:?} cannot call it",
+                session.service_id, claims.ws
+            )));
+        }
+    }
+    Ok((session, claims))
 }
 
 /// One request's parts, as the route's server needs them.

@@ -7,6 +7,7 @@ pub mod error;
 pub mod hypha_tokens;
 pub mod limits;
 pub mod local;
+pub mod mcp;
 pub mod metrics;
 pub mod query;
 pub mod routes;
@@ -19,7 +20,7 @@ use crate::exchange::ApiError;
 use crate::schema_check;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::Router;
 use jsonschema::Validator;
 use std::ops::Deref;
@@ -140,6 +141,7 @@ pub fn router(state: AppState) -> (Router, usize) {
         .merge(console::routes())
         .route("/openapi.json", get(openapi))
         .route("/metrics", get(metrics::serve))
+        .route("/{workspace}/apps/{service_id}/mcp", any(mcp::serve))
         .route("/{workspace}/services/server-apps", get(controller::describe))
         .route("/{workspace}/services/server-apps/{function}", get(controller::call).post(controller::call))
         .fallback(unknown_route)

@@ -14,7 +14,14 @@ pub fn is_litellm_config(doc: &Value) -> bool {
 pub fn to_manifest(doc: &Value, name: &str) -> Value {
     let mut config = Map::new();
     config.insert("service_id".into(), json!(SERVICE_ID));
-    for section in ["model_list", "litellm_settings", "router_settings", "general_settings", "environment_variables"] {
+    for section in [
+        "model_list",
+        "litellm_settings",
+        "router_settings",
+        "general_settings",
+        "environment_variables",
+        "mcp_servers",
+    ] {
         if let Some(v) = doc.get(section).filter(|v| !v.is_null()) {
             config.insert(section.into(), v.clone());
         }

@@ -62,8 +62,70 @@ pub struct ProxyConfig {
     /// litellm's router settings: the routing settings of `litellm_settings`, winning over them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub router_settings: Option<RoutingSettings>,
+    /// MCP servers served together at `/{workspace}/apps/{service_id}/mcp`, their tools named
+    /// `{server}-{tool}` (litellm's key). Names keep to MCP's tool-name characters (SEP-986).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("propertyNames" = {"pattern": MCP_SERVER_NAME_PATTERN}))]
+    pub mcp_servers: BTreeMap<String, McpServer>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// An MCP server name: SEP-986's tool-name characters, short enough that `{server}-{tool}` of a
+/// tool of 63 characters is still a valid tool name (at most 128).
+pub const MCP_SERVER_NAME_PATTERN: &str = "^[A-Za-z0-9_.-]{1,64}$";
+
+/// One upstream MCP server of an app (litellm's `mcp_servers` entry).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct McpServer {
+    /// The server's MCP endpoint: `https://host/mcp` (Streamable HTTP) or its `/sse` (HTTP+SSE).
+    #[schemars(regex(pattern = r"^(https?://|os\.environ/|HYPHA_SECRET:)"))]
+    pub url: String,
+    #[serde(default)]
+    pub transport: McpTransport,
+    #[serde(default)]
+    pub auth_type: McpAuthType,
+    /// The credential `auth_type` sends; `os.environ/VAR` or `HYPHA_SECRET:KEY`, resolved at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_value: Option<String>,
+    /// Extra headers sent to the server; values may be secret references too.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Only these tools (the server's own names) are listed and callable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_tools: Option<Vec<String>>,
+    /// These tools are neither listed nor callable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disallowed_tools: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// How ferrolite talks to an upstream MCP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum McpTransport {
+    /// Streamable HTTP (MCP 2025-03-26 and later).
+    #[default]
+    Http,
+    /// The older HTTP+SSE transport (MCP 2024-11-05).
+    Sse,
+}
+
+/// How an upstream MCP server is authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum McpAuthType {
+    #[default]
+    None,
+    /// `Authorization: Bearer {auth_value}`.
+    BearerToken,
+    /// `X-API-Key: {auth_value}`.
+    ApiKey,
+    /// `Authorization: Basic {auth_value}` (`user:password`, or already base64).
+    Basic,
 }
 
 /// Who may call a running service.

@@ -36,6 +36,7 @@ mod hypha_server;
 mod hypha_worker;
 mod limits;
 mod litellm_config;
+mod mcp_gateway;
 mod messages_front;
 mod metrics;
 mod mock_provider;
