@@ -39,6 +39,29 @@ pub struct App {
     pub installed_at: u64,
     /// Installed by an admin (or from the command line): may call private addresses.
     pub trusted: bool,
+    pub keeping: Keeping,
+}
+
+/// Where an app and its sessions are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Keeping {
+    /// Written to the store (and shared with other instances): a restart serves it again.
+    #[default]
+    Stored,
+    /// In this process only, for a door that owns its lifecycle: a Hypha worker's app ends with
+    /// its Hypha session, which Hypha forgets when the worker's connection ends, so a restart
+    /// must not bring it back. Never stored, shared with other instances or restored.
+    Transient,
+}
+
+/// What `HYPHA_SECRET:KEY` references of a starting session read.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum WorkspaceSecrets<'a> {
+    /// The workspace's secrets stored here (`set_env`).
+    #[default]
+    Stored,
+    /// Secrets the calling door read elsewhere (a Hypha workspace's env), used for this start only.
+    Given(&'a HashMap<String, String>),
 }
 
 /// What `install` and `list_apps` report about an app.
@@ -133,6 +156,13 @@ struct State {
     secrets: HashMap<String, HashMap<String, String>>,
     /// Recently stopped sessions, so their logs stay readable.
     stopped: VecDeque<Arc<Session>>,
+}
+
+impl State {
+    /// Whether the app is [`Keeping::Transient`] (its sessions too).
+    fn is_transient(&self, workspace: &str, app_id: &str) -> bool {
+        self.apps.get(&(workspace.to_owned(), app_id.to_owned())).is_some_and(|a| a.keeping == Keeping::Transient)
+    }
 }
 
 /// How many stopped sessions keep their logs.
@@ -258,6 +288,7 @@ impl Controller {
                                 document: stored.manifest,
                                 installed_at: stored.installed_at,
                                 trusted: stored.trusted,
+                                keeping: Keeping::Stored,
                             },
                         );
                     }
@@ -269,7 +300,14 @@ impl Controller {
         }
         let mut failed = Vec::new();
         for s in sessions {
-            if let Err(e) = self.start_session(&s.workspace, &s.app_id, Some(s.session_id.clone()), Origin::Remote) {
+            let restarted = self.start_session(
+                &s.workspace,
+                &s.app_id,
+                Some(s.session_id.clone()),
+                Origin::Remote,
+                Default::default(),
+            );
+            if let Err(e) = restarted {
                 tracing::warn!(session = %s.session_id, "cannot restart session: {e}");
                 let _ = self.store.delete_session(&s.workspace, &s.session_id);
                 failed.push((s, e));
@@ -311,6 +349,28 @@ impl Controller {
         overwrite: bool,
         trusted: bool,
     ) -> Result<AppInfo, ControllerError> {
+        self.install_app(workspace, source, overwrite, trusted, Keeping::Stored)
+    }
+
+    /// Installs (or replaces) an app held in memory only ([`Keeping::Transient`]), for a door
+    /// that owns its lifecycle.
+    pub fn install_transient(
+        &self,
+        workspace: &str,
+        source: Source,
+        trusted: bool,
+    ) -> Result<AppInfo, ControllerError> {
+        self.install_app(workspace, source, true, trusted, Keeping::Transient)
+    }
+
+    fn install_app(
+        &self,
+        workspace: &str,
+        source: Source,
+        overwrite: bool,
+        trusted: bool,
+        keeping: Keeping,
+    ) -> Result<AppInfo, ControllerError> {
         check_name("workspace", grammar::name(workspace))?;
         let doc = match source {
             Source::Text(text) => validate::parse_text(&text).map_err(ControllerError::Unreadable)?,
@@ -331,6 +391,7 @@ impl Controller {
         if state.apps.contains_key(&key) && !overwrite {
             return Err(ControllerError::AppExists(id));
         }
+        let replaced = state.apps.get(&key).map(|a| a.keeping);
         let app = App {
             id,
             workspace: workspace.to_owned(),
@@ -338,18 +399,31 @@ impl Controller {
             document: doc,
             installed_at: unix_now(),
             trusted,
+            keeping,
         };
-        if let Some(cluster) = &self.cluster {
-            let shared = SharedApp { manifest: app.document.clone(), installed_at: app.installed_at, trusted };
-            cluster.put_app(workspace, &app.id, &shared)?;
+        match keeping {
+            Keeping::Stored => {
+                if let Some(cluster) = &self.cluster {
+                    let shared = SharedApp { manifest: app.document.clone(), installed_at: app.installed_at, trusted };
+                    cluster.put_app(workspace, &app.id, &shared)?;
+                }
+                self.store.put_app(&StoredApp {
+                    workspace: app.workspace.clone(),
+                    id: app.id.clone(),
+                    manifest: app.document.clone(),
+                    installed_at: app.installed_at,
+                    trusted,
+                })?;
+            }
+            // A stored app replaced by a transient one must not come back at the next restart.
+            Keeping::Transient if replaced == Some(Keeping::Stored) => {
+                if let Some(cluster) = &self.cluster {
+                    cluster.delete_app(workspace, &app.id)?;
+                }
+                self.store.delete_app(workspace, &app.id)?;
+            }
+            Keeping::Transient => {}
         }
-        self.store.put_app(&StoredApp {
-            workspace: app.workspace.clone(),
-            id: app.id.clone(),
-            manifest: app.document.clone(),
-            installed_at: app.installed_at,
-            trusted,
-        })?;
         let info = app_info(&app, &validated.warnings);
         state.apps.insert(key, app);
         Ok(info)
@@ -384,9 +458,19 @@ impl Controller {
 
     /// Starts a session of an installed app and registers its service.
     pub fn start(&self, workspace: &str, app_id: &str) -> Result<SessionInfo, ControllerError> {
+        self.start_with(workspace, app_id, WorkspaceSecrets::Stored)
+    }
+
+    /// `start`, its `HYPHA_SECRET:` references read from `secrets`.
+    pub fn start_with(
+        &self,
+        workspace: &str,
+        app_id: &str,
+        secrets: WorkspaceSecrets<'_>,
+    ) -> Result<SessionInfo, ControllerError> {
         check_name("workspace", grammar::name(workspace))?;
         let _change = self.one_change();
-        self.start_session(workspace, app_id, None, Origin::Local)
+        self.start_session(workspace, app_id, None, Origin::Local, secrets)
     }
 
     fn start_session(
@@ -395,13 +479,19 @@ impl Controller {
         app_id: &str,
         session_id: Option<String>,
         origin: Origin,
+        secrets: WorkspaceSecrets<'_>,
     ) -> Result<SessionInfo, ControllerError> {
         let state = self.lock();
         let app = state
             .apps
             .get(&(workspace.to_owned(), app_id.to_owned()))
             .ok_or_else(|| ControllerError::AppNotFound(app_id.to_owned()))?;
-        let secrets = Secrets { workspace: state.secrets.get(workspace) };
+        let secrets = Secrets {
+            workspace: match secrets {
+                WorkspaceSecrets::Stored => state.secrets.get(workspace),
+                WorkspaceSecrets::Given(given) => Some(given),
+            },
+        };
         let session = Session::build(
             SessionSpec {
                 id: session_id.unwrap_or_else(|| new_session_id(app_id)),
@@ -447,16 +537,18 @@ impl Controller {
                 table.deployment_spend[i].restore(period, micros);
             }
         }
-        if let (Some(cluster), Origin::Local) = (&self.cluster, origin) {
-            let shared = SharedSession { app_id: app_id.to_owned(), started_at: session.created };
-            cluster.put_session(workspace, &session.id, &shared)?;
+        if app.keeping == Keeping::Stored {
+            if let (Some(cluster), Origin::Local) = (&self.cluster, origin) {
+                let shared = SharedSession { app_id: app_id.to_owned(), started_at: session.created };
+                cluster.put_session(workspace, &session.id, &shared)?;
+            }
+            self.store.put_session(&StoredSession {
+                workspace: workspace.to_owned(),
+                session_id: session.id.clone(),
+                app_id: app_id.to_owned(),
+                started_at: session.created,
+            })?;
         }
-        self.store.put_session(&StoredSession {
-            workspace: workspace.to_owned(),
-            session_id: session.id.clone(),
-            app_id: app_id.to_owned(),
-            started_at: session.created,
-        })?;
         let info = session.info(&self.base_url);
         self.registry.insert(Arc::new(session));
         Ok(info)
@@ -474,7 +566,8 @@ impl Controller {
             .registry
             .find_session(workspace, session_id)
             .ok_or_else(|| ControllerError::SessionNotFound(session_id.to_owned()))?;
-        if let (Some(cluster), Origin::Local) = (&self.cluster, origin) {
+        let transient = state.is_transient(workspace, &session.app_id);
+        if let (Some(cluster), Origin::Local, false) = (&self.cluster, origin, transient) {
             cluster.delete_session(workspace, session_id)?;
         }
         self.write_spend(std::slice::from_ref(&session))?;
@@ -501,10 +594,11 @@ impl Controller {
         for session in self.registry.sessions_in(workspace).iter().filter(|s| s.app_id == app_id) {
             self.stop_session(workspace, &session.id, origin)?;
         }
-        if let (Some(cluster), Origin::Local) = (&self.cluster, origin) {
+        let mut state = self.lock();
+        let transient = state.is_transient(workspace, app_id);
+        if let (Some(cluster), Origin::Local, false) = (&self.cluster, origin, transient) {
             cluster.delete_app(workspace, app_id)?;
         }
-        let mut state = self.lock();
         self.store.delete_app(workspace, app_id)?;
         state.apps.remove(&(workspace.to_owned(), app_id.to_owned()));
         Ok(())
@@ -704,5 +798,57 @@ fn app_info(app: &App, warnings: &[Finding]) -> AppInfo {
         models,
         installed_at: app.installed_at,
         warnings: warnings.iter().map(|w| w.to_string()).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ResponseDb;
+    use serde_json::json;
+    use std::time::Duration;
+
+    fn controller(dir: &std::path::Path) -> Controller {
+        let store = SqliteStore::open(dir).expect("store");
+        let responses = responses::ResponseStore::new(ResponseDb::open(dir).expect("db"), Duration::from_secs(60));
+        Controller::new("http://127.0.0.1:1".into(), store, responses)
+    }
+
+    fn app(id: &str, api_key: &str) -> Source {
+        Source::Document(json!({
+            "id": id, "name": id, "type": "llm-proxy",
+            "config": {"service_id": id, "model_list": [{"model_name": "m", "litellm_params": {"model": "gpt-4o", "api_key": api_key}}]},
+        }))
+    }
+
+    #[test]
+    fn a_transient_app_and_its_session_are_gone_after_a_restart_and_stored_ones_come_back() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let first = controller(dir.path());
+        first.install("ws", app("kept", "sk-literal"), false, false).expect("installed");
+        first.start("ws", "kept").expect("started");
+        first.install_transient("ws", app("held", "sk-literal"), false).expect("installed");
+        first.start("ws", "held").expect("started");
+        drop(first);
+
+        let again = controller(dir.path());
+        assert!(again.restore().expect("restored").is_empty());
+        let running: Vec<String> = again.list_running("ws").into_iter().map(|s| s.app_id).collect();
+        assert_eq!(running, ["kept"]);
+        let installed: Vec<String> = again.list_apps("ws").into_iter().map(|a| a.id).collect();
+        assert_eq!(installed, ["kept"]);
+    }
+
+    #[test]
+    fn given_workspace_secrets_replace_the_stored_ones_for_one_start() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let controller = controller(dir.path());
+        controller.set_env("ws", "KEY", "stored").expect("set");
+        controller.install_transient("ws", app("a", "HYPHA_SECRET:OTHER"), false).expect("installed");
+        let given = HashMap::from([("OTHER".to_owned(), "sk-given".to_owned())]);
+        controller.start_with("ws", "a", WorkspaceSecrets::Given(&given)).expect("resolved from the given secrets");
+        controller.install_transient("ws", app("b", "HYPHA_SECRET:KEY"), false).expect("installed");
+        let missing = controller.start_with("ws", "b", WorkspaceSecrets::Given(&given)).expect_err("KEY is not given");
+        assert!(missing.to_string().contains("HYPHA_SECRET:KEY"), "{missing}");
     }
 }

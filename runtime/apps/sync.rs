@@ -4,7 +4,7 @@
 //! emptied (it restarted without persistence), an instance puts back what it holds first, so
 //! the apps survive as long as one instance runs.
 
-use super::{App, Controller, ControllerError, Origin};
+use super::{App, Controller, ControllerError, Keeping, Origin};
 use crate::cluster::{Cluster, Event, SharedApp, SharedSession, Snapshot};
 use crate::manifest::validate;
 use crate::store::StoredApp;
@@ -60,7 +60,11 @@ impl Controller {
                 }
             }
         }
+        // Transient apps and sessions are this instance's own: never shared, so never missing.
         for running in self.registry.all() {
+            if self.lock().is_transient(&running.workspace, &running.app_id) {
+                continue;
+            }
             if !shared.sessions.contains_key(&(running.workspace.clone(), running.id.clone())) {
                 self.stop_session(&running.workspace, &running.id, Origin::Remote)?;
             }
@@ -69,13 +73,25 @@ impl Controller {
         starts.sort_by_key(|(_, s)| s.started_at);
         for ((workspace, session_id), s) in starts {
             if self.registry.find_session(workspace, session_id).is_none() {
-                if let Err(e) = self.start_session(workspace, &s.app_id, Some(session_id.clone()), Origin::Remote) {
+                let started = self.start_session(
+                    workspace,
+                    &s.app_id,
+                    Some(session_id.clone()),
+                    Origin::Remote,
+                    Default::default(),
+                );
+                if let Err(e) = started {
                     tracing::warn!(session = %session_id, workspace = %workspace, "cannot start a shared session: {e}");
                 }
             }
         }
-        let gone: Vec<(String, String)> =
-            self.lock().apps.keys().filter(|k| !shared.apps.contains_key(*k)).cloned().collect();
+        let gone: Vec<(String, String)> = self
+            .lock()
+            .apps
+            .iter()
+            .filter(|(k, a)| a.keeping == Keeping::Stored && !shared.apps.contains_key(*k))
+            .map(|(k, _)| k.clone())
+            .collect();
         for (workspace, id) in gone {
             match self.uninstall_app(&workspace, &id, Origin::Remote) {
                 Ok(()) | Err(ControllerError::AppNotFound(_)) => {}
@@ -101,7 +117,7 @@ impl Controller {
             },
             Event::Start { workspace, app_id, session_id } => {
                 if self.registry.find_session(&workspace, &session_id).is_none() {
-                    self.start_session(&workspace, &app_id, Some(session_id), Origin::Remote)?;
+                    self.start_session(&workspace, &app_id, Some(session_id), Origin::Remote, Default::default())?;
                 }
             }
             Event::Stop { workspace, session_id } => match self.stop_session(&workspace, &session_id, Origin::Remote) {
@@ -134,6 +150,7 @@ impl Controller {
             document: shared.manifest,
             installed_at: shared.installed_at,
             trusted: shared.trusted,
+            keeping: Keeping::Stored,
         };
         self.lock().apps.insert((workspace.to_owned(), app_id.to_owned()), app);
         Ok(())
@@ -151,6 +168,7 @@ impl Controller {
         let apps = state
             .apps
             .iter()
+            .filter(|(_, a)| a.keeping == Keeping::Stored)
             .map(|(k, a)| {
                 let app = SharedApp { manifest: a.document.clone(), installed_at: a.installed_at, trusted: a.trusted };
                 (k.clone(), app)
@@ -160,6 +178,7 @@ impl Controller {
             .registry
             .all()
             .iter()
+            .filter(|s| !state.is_transient(&s.workspace, &s.app_id))
             .map(|s| {
                 let shared = SharedSession { app_id: s.app_id.clone(), started_at: s.created };
                 ((s.workspace.clone(), s.id.clone()), shared)

@@ -5,12 +5,11 @@
 //! `http.response.start`, then the body, an event stream chunk by chunk as it arrives.
 
 use super::client::CALL_TIMEOUT;
-use super::service::{Call, Handler};
+use super::service::Call;
 use crate::http::AppState;
 use crate::rpc::codec::{self, field, map};
 use axum::body::Body;
 use axum::http::{header, HeaderName, HeaderValue, Request, Response, StatusCode};
-use futures::future::BoxFuture;
 use futures::StreamExt as _;
 use rmpv::Value;
 use std::convert::Infallible;
@@ -47,7 +46,7 @@ pub struct Asgi {
 
 /// Why a request from Hypha could not be served.
 #[derive(Debug, thiserror::Error)]
-enum AsgiError {
+pub enum AsgiError {
     #[error("serve() expects one argument {{scope, receive, send}}; {0} is missing")]
     Missing(&'static str),
     #[error("scope type {0:?} is not http")]
@@ -65,9 +64,23 @@ impl Asgi {
         Asgi { http, state, workspace, service_id, token: Mutex::default() }
     }
 
+    /// The HTTP door the session's requests go through.
+    pub fn http(&self) -> HttpService {
+        self.http.clone()
+    }
+
+    pub fn workspace(&self) -> &str {
+        &self.workspace
+    }
+
+    pub fn service_id(&self) -> &str {
+        &self.service_id
+    }
+
     /// Hypha authenticated the caller and enforced the service's visibility before calling
-    /// `serve`; the request then runs as the session's workspace, with a token ferrolite signs.
-    fn token(&self) -> String {
+    /// `serve` (and the client keeps a protected service's workspace rule for the other
+    /// functions); the request then runs as the session's workspace, with a token ferrolite signs.
+    pub fn token(&self) -> String {
         let mut held = self.token.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match &*held {
             Some((token, signed)) if signed.elapsed() < TOKEN_RENEW_AFTER => token.clone(),
@@ -79,7 +92,8 @@ impl Asgi {
         }
     }
 
-    async fn serve(self: Arc<Self>, call: Call) -> Result<Value, AsgiError> {
+    /// `serve({scope, receive, send})`: one HTTP request through the door.
+    pub async fn serve(self: Arc<Self>, call: Call) -> Result<Value, AsgiError> {
         let request = call.args.positional.first().ok_or(AsgiError::Missing("the argument"))?;
         let part = |key: &'static str| field(request, key).ok_or(AsgiError::Missing(key));
         let (scope, receive, send) = (part("scope")?, part("receive")?, part("send")?);
@@ -259,21 +273,6 @@ impl Exchange<'_> {
             .body(Body::from(body.to_string()))
             .unwrap_or_default();
         self.respond(response).await
-    }
-}
-
-/// Serves the `asgi` service's one function, `serve`.
-pub struct AsgiHandler(pub Arc<Asgi>);
-
-impl Handler for AsgiHandler {
-    fn call(&self, call: Call) -> BoxFuture<'static, Result<Value, String>> {
-        let asgi = self.0.clone();
-        Box::pin(async move {
-            if call.function != "serve" {
-                return Err(format!("an asgi service has only `serve`, not {:?}", call.function));
-            }
-            asgi.serve(call).await.map_err(|e| e.to_string())
-        })
     }
 }
 

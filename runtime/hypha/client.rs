@@ -5,12 +5,13 @@
 //!
 //! The frames are hypha-rpc's (`rpc::codec`): TEXT JSON for the handshake and keepalives, one
 //! BINARY msgpack message per frame for everything else. What the services are and how they
-//! are described is `service.rs`.
+//! are described is `service.rs`. A streamed answer is handed out as a hypha-rpc generator
+//! whose `next` the caller calls on this client.
 
 use super::service::{announcement, builtin_info, builtin_object, service_object, Call, Service};
 use crate::rpc::chunks::Cache;
 use crate::rpc::codec::{self, field, map, Frame};
-use crate::rpc::{error_value, random_id, Args};
+use crate::rpc::{error_value, random_id, Answer, Args, Items};
 use futures::future::BoxFuture;
 use futures::{SinkExt as _, StreamExt as _};
 use rmpv::Value;
@@ -39,6 +40,8 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_HEARTBEAT: f64 = 15.0;
 /// Frames queued for the socket before senders wait.
 const OUTBOX: usize = 256;
+/// A generator nobody read for this long is dropped (and its upstream call with it).
+const GENERATOR_IDLE: Duration = Duration::from_secs(300);
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
@@ -49,6 +52,17 @@ pub struct ClientConfig {
     pub workspace: Option<String>,
     pub client_id: String,
     pub token: String,
+    pub reconnect: Reconnect,
+}
+
+/// What a client does when its connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reconnect {
+    /// Connect again, with backoff, until closed: the worker must come back after any outage.
+    Always,
+    /// End: a Hypha app's client, whose disconnection ends its session in Hypha (Hypha stops it,
+    /// or forgot it when it restarted), so a new connection would only leave an orphan service.
+    Never,
 }
 
 /// Why a connection or a call failed.
@@ -62,6 +76,8 @@ pub enum ClientError {
     Protocol(String),
     #[error("not connected to the Hypha server")]
     Disconnected,
+    #[error("the Hypha server closed the connection")]
+    ServerClosed,
     #[error("no answer to {method} within {seconds} s")]
     Timeout { method: String, seconds: u64 },
     /// The callee's own error message.
@@ -129,22 +145,35 @@ struct Link {
     info: Arc<ConnectionInfo>,
 }
 
-/// Where a client stands, for [`Client::ready`].
+/// Where a client stands.
 #[derive(Debug, Clone)]
-enum Status {
+pub enum Status {
     Connecting,
+    /// Connected, every service registered.
     Ready(Arc<ConnectionInfo>),
+    /// The last attempt failed; another follows.
     Failed(ClientError),
-    Closed,
+    /// For good: closed by [`Client::close`] (`None`), or its connection ended and it does not
+    /// reconnect (why).
+    Ended(Option<ClientError>),
+}
+
+/// A streamed answer handed out as a generator: read by the client that asked for it only.
+struct Generator {
+    reader: String,
+    items: Arc<tokio::sync::Mutex<Items>>,
+    last_read: Instant,
 }
 
 struct Inner {
     config: ClientConfig,
     url: String,
-    services: Vec<Service>,
+    services: Mutex<Vec<Arc<Service>>>,
     link: Mutex<Option<Link>>,
     /// Calls of this client awaiting their answer, by session.
     pending: Mutex<HashMap<String, mpsc::UnboundedSender<Reply>>>,
+    /// Open generators, by id.
+    generators: Mutex<HashMap<String, Generator>>,
     chunks: Cache,
     status: watch::Sender<Status>,
     closed: watch::Sender<bool>,
@@ -182,9 +211,10 @@ impl Client {
         let inner = Arc::new(Inner {
             url: ws_url(&config.server_url),
             config,
-            services,
+            services: Mutex::new(services.into_iter().map(Arc::new).collect()),
             link: Mutex::default(),
             pending: Mutex::default(),
+            generators: Mutex::default(),
             chunks: Cache::default(),
             status: watch::Sender::new(Status::Connecting),
             closed: watch::Sender::new(false),
@@ -205,9 +235,39 @@ impl Client {
             Err(_) => Err(ClientError::Timeout { method: "connect".into(), seconds: within.as_secs() }),
             Ok(Err(_)) => Err(ClientError::Closed),
             Ok(Ok(Status::Ready(info))) => Ok(info),
-            Ok(Ok(Status::Failed(e))) => Err(e),
-            Ok(Ok(Status::Closed | Status::Connecting)) => Err(ClientError::Closed),
+            Ok(Ok(Status::Failed(e) | Status::Ended(Some(e)))) => Err(e),
+            Ok(Ok(Status::Ended(None) | Status::Connecting)) => Err(ClientError::Closed),
         }
+    }
+
+    /// Follows the client's status as it changes.
+    pub fn status(&self) -> watch::Receiver<Status> {
+        self.0.status.subscribe()
+    }
+
+    /// Waits until the client ended for good: `None` when [`Client::close`] ended it, else why
+    /// its connection ended (a [`Reconnect::Never`] client).
+    pub async fn ended(&self) -> Option<ClientError> {
+        let mut status = self.0.status.subscribe();
+        let why = match status.wait_for(|s| matches!(s, Status::Ended(_))).await {
+            Ok(now) => match &*now {
+                Status::Ended(why) => why.clone(),
+                _ => None,
+            },
+            Err(_) => None,
+        };
+        why
+    }
+
+    /// Offers one more service: registered now (the client must be connected), and again
+    /// after every reconnection.
+    pub async fn add_service(&self, service: Service) -> Result<(), ClientError> {
+        let info = lock(&self.0.link).as_ref().map(|l| l.info.clone()).ok_or(ClientError::Disconnected)?;
+        let announced = announcement(&service, &info);
+        lock(&self.0.services).push(Arc::new(service));
+        let manager = format!("*/{}", info.manager_id);
+        self.call(&manager, "services.default.register_service", vec![announced], None, CALL_TIMEOUT).await?;
+        Ok(())
     }
 
     /// Leaves the server (close 1000) and stops reconnecting. Idempotent.
@@ -322,42 +382,74 @@ impl Drop for AbortOnDrop {
 }
 
 /// Keeps a connection up until the client is closed: connect, serve, and after a drop wait
-/// (doubling, up to 30 s) and connect again.
+/// (doubling, up to 30 s) and connect again; a [`Reconnect::Never`] client ends instead.
 async fn run(inner: Arc<Inner>) {
     let mut closed = inner.closed.subscribe();
     let mut delay = BACKOFF_FIRST;
-    loop {
+    let why = loop {
         let began = Instant::now();
         let ended = tokio::select! {
             ended = connection(&inner) => ended,
-            _ = closed.wait_for(|c| *c) => break,
+            _ = closed.wait_for(|c| *c) => break None,
         };
         inner.unlink();
-        match ended {
-            Ok(()) => tracing::warn!("the Hypha server closed the connection; reconnecting"),
-            Err(e) => {
-                tracing::warn!("Hypha connection: {e}; retrying in {:.1} s", delay.as_secs_f64());
-                inner.status.send_replace(Status::Failed(e));
-            }
+        let error = ended.err().unwrap_or(ClientError::ServerClosed);
+        if inner.config.reconnect == Reconnect::Never {
+            tracing::info!("Hypha connection ended: {error}");
+            break Some(error);
+        }
+        if matches!(error, ClientError::ServerClosed) {
+            tracing::warn!("the Hypha server closed the connection; reconnecting");
+            inner.status.send_replace(Status::Connecting);
+        } else {
+            tracing::warn!("Hypha connection: {error}; retrying in {:.1} s", delay.as_secs_f64());
+            inner.status.send_replace(Status::Failed(error));
         }
         if began.elapsed() > STABLE_AFTER {
             delay = BACKOFF_FIRST;
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = closed.wait_for(|c| *c) => break,
+            _ = closed.wait_for(|c| *c) => break None,
         }
         delay = (delay * 2).min(BACKOFF_LAST);
-    }
+    };
     inner.unlink();
-    inner.status.send_replace(Status::Closed);
+    inner.status.send_replace(Status::Ended(why));
 }
 
 impl Inner {
-    /// Drops the link; calls in flight end with `Disconnected`.
+    /// Drops the link; calls in flight end with `Disconnected`, generators go (their readers
+    /// reached them through this connection).
     fn unlink(&self) {
         lock(&self.link).take();
         lock(&self.pending).clear();
+        lock(&self.generators).clear();
+    }
+
+    fn service(&self, name: &str) -> Option<Arc<Service>> {
+        lock(&self.services).iter().find(|s| s.name == name).cloned()
+    }
+
+    /// Hands out `items` as a generator that `reader` reads with `{id}.next`.
+    fn open_generator(&self, items: Items, reader: &str, own_id: &str) -> Value {
+        let id = format!("gen-{}", random_id());
+        let mut generators = lock(&self.generators);
+        generators.retain(|_, g| g.last_read.elapsed() < GENERATOR_IDLE);
+        let generator = Generator {
+            reader: reader.to_owned(),
+            items: Arc::new(tokio::sync::Mutex::new(items)),
+            last_read: Instant::now(),
+        };
+        generators.insert(id.clone(), generator);
+        map([
+            ("_rtype", Value::from("generator")),
+            ("_rtarget", Value::from(own_id)),
+            ("_rmethod", Value::from(format!("{id}.next"))),
+            ("_rclose_method", Value::from(format!("{id}.close"))),
+            ("_rpromise", Value::from("*")),
+            ("_rdoc", Value::from("Remote generator")),
+        ])
     }
 
     /// hypha-rpc's rule, kept by the callee: a protected service answers its own workspace and
@@ -481,7 +573,8 @@ async fn register(inner: Arc<Inner>, info: Arc<ConnectionInfo>) {
     let client = Client(inner.clone());
     let manager = format!("*/{}", info.manager_id);
     // Hypha refuses (silently) the services of a client whose built-in service it has not seen.
-    let infos = std::iter::once(builtin_info(&info)).chain(inner.services.iter().map(|s| announcement(s, &info)));
+    let services: Vec<Arc<Service>> = lock(&inner.services).clone();
+    let infos = std::iter::once(builtin_info(&info)).chain(services.iter().map(|s| announcement(s, &info)));
     for announced in infos.collect::<Vec<_>>() {
         let id = field(&announced, "id").and_then(Value::as_str).unwrap_or_default().to_owned();
         let registered =
@@ -526,6 +619,11 @@ fn on_frame(inner: &Arc<Inner>, frame: Frame) {
         return;
     }
     let Some((session, verb)) = method.rsplit_once('.') else { return };
+    if matches!(verb, "next" | "close") && lock(&inner.generators).contains_key(session) {
+        let (id, verb) = (session.to_owned(), verb.to_owned());
+        tokio::spawn(read_generator(inner.clone(), frame, id, verb).in_current_span());
+        return;
+    }
     let first = || match frame.get("args") {
         Some(Value::Array(items)) => items.first().cloned().unwrap_or(Value::Nil),
         _ => Value::Nil,
@@ -562,11 +660,11 @@ async fn serve(inner: Arc<Inner>, frame: Frame, path: String) {
     tracing::debug!(parent: &span, ws = %caller_ws, %user, "call");
     let args = Args::of(&frame);
     let client = Client(inner.clone());
-    let work: BoxFuture<'static, Result<Value, String>> = if service == "built-in" {
-        Box::pin(std::future::ready(builtin(&inner, function, &args, &caller, (&caller_ws, &user))))
+    let work: BoxFuture<'static, Result<Answer, String>> = if service == "built-in" {
+        Box::pin(std::future::ready(builtin(&inner, function, &args, &caller, (&caller_ws, &user)).map(Answer::Value)))
     } else {
-        match inner.services.iter().find(|s| s.name == service) {
-            Some(s) => match inner.admit(s, &caller_ws, &user) {
+        match inner.service(service) {
+            Some(s) => match inner.admit(&s, &caller_ws, &user) {
                 Ok(()) => {
                     s.handler.call(Call { function: function.to_owned(), args, caller_ws, caller_user: user, client })
                 }
@@ -578,7 +676,38 @@ async fn serve(inner: Arc<Inner>, frame: Frame, path: String) {
     answer(&inner, &frame, &caller, work).instrument(span).await;
 }
 
-async fn answer(inner: &Inner, frame: &Frame, caller: &str, work: BoxFuture<'static, Result<Value, String>>) {
+/// Serves `{id}.next` (the next item, or hypha-rpc's `stop_iteration` at the end) and
+/// `{id}.close` of a generator, for the client it was handed to only.
+async fn read_generator(inner: Arc<Inner>, frame: Frame, id: String, verb: String) {
+    let caller = frame.str("from").unwrap_or_default().to_owned();
+    let items = match lock(&inner.generators).get_mut(&id) {
+        Some(g) if g.reader == caller => {
+            g.last_read = Instant::now();
+            Some(g.items.clone())
+        }
+        _ => None,
+    };
+    let (generators, reader) = (inner.clone(), caller.clone());
+    let work: BoxFuture<'static, Result<Answer, String>> = Box::pin(async move {
+        let Some(items) = items else { return Err(format!("generator {id} is not open for {reader}")) };
+        if verb == "close" {
+            lock(&generators.generators).remove(&id);
+            return Ok(Answer::Value(Value::Boolean(true)));
+        }
+        let item = items.lock().await.recv().await;
+        if !matches!(item, Some(Ok(_))) {
+            lock(&generators.generators).remove(&id);
+        }
+        match item {
+            Some(Ok(value)) => Ok(Answer::Value(value)),
+            Some(Err(message)) => Err(message),
+            None => Ok(Answer::Value(map([("_rtype", Value::from("stop_iteration"))]))),
+        }
+    });
+    answer(&inner, &frame, &caller, work).await;
+}
+
+async fn answer(inner: &Inner, frame: &Frame, caller: &str, work: BoxFuture<'static, Result<Answer, String>>) {
     let Some(session) = frame.str("session").map(str::to_owned) else {
         if let Err(e) = work.await {
             tracing::warn!("a call that wants no answer failed: {e}");
@@ -602,7 +731,11 @@ async fn answer(inner: &Inner, frame: &Frame, caller: &str, work: BoxFuture<'sta
         }
     };
     let (verb, value) = match outcome {
-        Ok(value) => ("resolve", value),
+        Ok(Answer::Value(value)) => ("resolve", value),
+        Ok(Answer::Stream(items)) => match lock(&inner.link).as_ref().map(|l| l.info.id()) {
+            Some(own_id) => ("resolve", inner.open_generator(items, caller, &own_id)),
+            None => return,
+        },
         Err(message) => {
             tracing::info!(%message, "call failed");
             ("reject", error_value(&message))
@@ -644,9 +777,9 @@ fn builtin(
             if name == "built-in" {
                 return Ok(builtin_object(&link.info));
             }
-            let service = inner.services.iter().find(|s| s.name == name).ok_or_else(|| format!("no service {id:?}"))?;
-            inner.admit(service, caller_ws, user)?;
-            Ok(service_object(service, &link.info))
+            let service = inner.service(name).ok_or_else(|| format!("no service {id:?}"))?;
+            inner.admit(&service, caller_ws, user)?;
+            Ok(service_object(&service, &link.info))
         }
         "message_cache.create" => {
             inner.chunks.create(key()?);
@@ -706,6 +839,44 @@ mod tests {
         assert!(admits("protected", "team-a", "public", "root"));
         assert!(!admits("protected", "team-a", "team-b", "mallory"));
         assert!(admits("public", "team-a", "team-b", "mallory"));
+    }
+
+    /// A server that greets each connection with `connection_info` and closes it at once,
+    /// counting the connections.
+    async fn closing_server() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+        let url = format!("ws://{}/ws", listener.local_addr().expect("address"));
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Ok(mut socket) = tokio_tungstenite::accept_async(tcp).await else { continue };
+                let _hello = socket.next().await;
+                let info = r#"{"type": "connection_info", "manager_id": "m", "workspace": "ws", "client_id": "c"}"#;
+                let _ = socket.send(Message::text(info)).await;
+                let _ = socket.close(None).await;
+            }
+        });
+        (url, accepted)
+    }
+
+    #[tokio::test]
+    async fn a_client_that_does_not_reconnect_ends_with_its_connection_and_says_why() {
+        let (url, accepted) = closing_server().await;
+        let config = ClientConfig {
+            server_url: url,
+            workspace: Some("ws".into()),
+            client_id: "c".into(),
+            token: "t".into(),
+            reconnect: Reconnect::Never,
+        };
+        let client = Client::spawn(config, Vec::new());
+        let why = tokio::time::timeout(Duration::from_secs(5), client.ended()).await.expect("it ends");
+        assert!(matches!(why, Some(ClientError::ServerClosed)), "{why:?}");
+        // An `Always` client would be back after the first backoff (0.5 s).
+        tokio::time::sleep(BACKOFF_FIRST * 3).await;
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[test]

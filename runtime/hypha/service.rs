@@ -5,17 +5,27 @@
 
 use super::client::{Client, ConnectionInfo};
 use crate::rpc::codec::{self, map};
-use crate::rpc::Args;
+use crate::rpc::{Answer, Args};
 use futures::future::BoxFuture;
 use rmpv::Value;
 use serde_json::json;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// A function of a service, as the service object lists it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Function {
     pub name: &'static str,
-    pub doc: &'static str,
+    pub doc: Cow<'static, str>,
+    /// Its parameters' JSON schema: told once, at registration, so that the service object
+    /// Hypha asks for on every request through its URL stays small.
+    pub parameters: Option<serde_json::Value>,
+}
+
+impl Function {
+    pub const fn new(name: &'static str, doc: &'static str) -> Function {
+        Function { name, doc: Cow::Borrowed(doc), parameters: None }
+    }
 }
 
 /// A service this client offers: announced with `register_service` after every (re)connection,
@@ -37,8 +47,9 @@ pub struct Service {
 
 /// What serves the calls to a [`Service`]'s functions.
 pub trait Handler: Send + Sync + 'static {
-    /// The answer, or the message the caller's `RemoteException` carries.
-    fn call(&self, call: Call) -> BoxFuture<'static, Result<Value, String>>;
+    /// The answer (a stream becomes a generator), or the message the caller's
+    /// `RemoteException` carries.
+    fn call(&self, call: Call) -> BoxFuture<'static, Result<Answer, String>>;
 }
 
 /// One call Hypha made to a service of this client.
@@ -65,14 +76,18 @@ fn method_object(info: &ConnectionInfo, service: &str, function: &str, doc: &str
 }
 
 /// A function's entry in `service_schema`.
-fn schema_entry(name: &str, doc: &str) -> serde_json::Value {
-    json!({"type": "function", "function": {"name": name, "description": doc, "parameters": {"type": "object", "properties": {}}}})
+fn schema_entry(name: &str, doc: &str, parameters: Option<&serde_json::Value>) -> serde_json::Value {
+    let parameters = parameters.cloned().unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+    json!({"type": "function", "function": {"name": name, "description": doc, "parameters": parameters}})
 }
 
 /// What `register_service` is told: the service without callables (Hypha asks for those).
 pub(super) fn announcement(service: &Service, info: &ConnectionInfo) -> Value {
-    let schema: serde_json::Map<String, serde_json::Value> =
-        service.functions.iter().map(|f| (f.name.to_owned(), schema_entry(f.name, f.doc))).collect();
+    let schema: serde_json::Map<String, serde_json::Value> = service
+        .functions
+        .iter()
+        .map(|f| (f.name.to_owned(), schema_entry(f.name, &f.doc, f.parameters.as_ref())))
+        .collect();
     codec::from_json(&json!({
         "id": format!("{}:{}", info.id(), service.name),
         "name": service.name,
@@ -94,7 +109,7 @@ pub(super) fn service_object(service: &Service, info: &ConnectionInfo) -> Value 
     fields.retain(|(k, _)| k.as_str() != Some("service_schema"));
     fields.extend(service.extra.iter().map(|(k, v)| (Value::from(k.as_str()), codec::from_json(v))));
     for f in &service.functions {
-        fields.push((Value::from(f.name), method_object(info, &service.name, f.name, f.doc)));
+        fields.push((Value::from(f.name), method_object(info, &service.name, f.name, &f.doc)));
     }
     Value::Map(fields)
 }
@@ -120,8 +135,8 @@ pub(super) fn builtin_info(info: &ConnectionInfo) -> Value {
         "app_id": "*",
         "config": {"require_context": true, "visibility": "public", "api_version": 3, "workspace": info.workspace},
         "service_schema": {
-            "ping": schema_entry("ping", BUILTIN_FUNCTIONS[0].1),
-            "get_service": schema_entry("get_service", BUILTIN_FUNCTIONS[1].1),
+            "ping": schema_entry("ping", BUILTIN_FUNCTIONS[0].1, None),
+            "get_service": schema_entry("get_service", BUILTIN_FUNCTIONS[1].1, None),
         },
     }))
 }

@@ -3,17 +3,21 @@
 //! `embedding`), each served by the HTTP router in-process with the caller's token, so auth,
 //! limits, routing, budgets and the session log are exactly those of the HTTP route. A
 //! streamed answer becomes a remote generator of its SSE events.
+//!
+//! Both RPC doors offer these functions with this code: ferrolite's own `/ws` (here) and a
+//! Hypha session's service (`hypha::session`), through [`functions`] and [`call`].
 
 use super::codec;
-use super::{Answer, Args, Client, Hub, Outcome, SERVER_ID};
+use super::{Answer, Args, Outcome, SERVER_ID};
 use crate::apps::session::Session;
-use crate::catalogue::{BodyKind, HttpMethod, Operation, ROUTES};
+use crate::catalogue::{BodyKind, HttpMethod, Operation, Route, ROUTES};
 use crate::streaming::sse;
 use axum::body::Body;
-use axum::http::{header, Request};
+use axum::http::{header, Request, Response};
 use futures::StreamExt as _;
 use rmpv::Value;
 use serde_json::{json, Value as Json};
+use std::convert::Infallible;
 use tokio::sync::mpsc;
 use tower::ServiceExt as _;
 
@@ -33,15 +37,39 @@ fn operation(function: &str) -> Option<Operation> {
     ALIASES.iter().find(|(name, _)| *name == function).map(|(_, op)| *op).or_else(|| Operation::from_wire(function))
 }
 
-/// `services.{service_id}.{function}` sent to `{workspace}/ferrolite-server`.
-pub(super) async fn serve(
-    hub: &Hub,
-    client: &Client,
-    workspace: &str,
-    service_id: &str,
-    function: &str,
-    args: &Args,
-) -> Outcome {
+/// One function of an LLM service, as a service object lists it.
+pub struct LlmFunction {
+    pub name: &'static str,
+    /// The route's summary, method and path.
+    pub doc: String,
+    /// The JSON schema of its request (an empty object for a route without a body).
+    pub parameters: Json,
+}
+
+/// Every function of an LLM service: Hypha's names first, then one per catalogue operation.
+pub fn functions() -> Vec<LlmFunction> {
+    let routes = ALIASES.iter().map(|(name, op)| (*name, op.route())).chain(ROUTES.iter().map(|r| (r.op.as_str(), r)));
+    routes.map(|(name, route)| LlmFunction { name, doc: doc(route), parameters: parameters(route) }).collect()
+}
+
+fn doc(route: &Route) -> String {
+    format!("{} ({} {})", route.summary, method_name(route.method), route.path)
+}
+
+fn parameters(route: &Route) -> Json {
+    route
+        .request_schema
+        .and_then(|s| serde_json::from_str::<Json>(s).ok())
+        .unwrap_or_else(|| json!({"type": "object", "properties": {}}))
+}
+
+/// Runs `function` of the LLM service `service_id` in `workspace` as one request to the HTTP
+/// door `http`, authorised by `token`: the request as keyword arguments (or as one dict), path
+/// parameters among them. A streamed answer comes back as its events.
+pub async fn call<S>(http: S, token: &str, workspace: &str, service_id: &str, function: &str, args: &Args) -> Outcome
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+{
     let op = operation(function).ok_or_else(|| {
         format!(
             "service {service_id:?} has no function {function:?}: its functions are the catalogue's operation names"
@@ -89,11 +117,14 @@ pub(super) async fn serve(
     let request = Request::builder()
         .method(route.method.as_http())
         .uri(uri)
-        .header(header::AUTHORIZATION, format!("Bearer {}", client.token))
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
         .header(header::CONTENT_TYPE, "application/json")
         .body(body)
         .map_err(|e| format!("cannot build the request: {e}"))?;
-    let response = hub.http.clone().oneshot(request).await.map_err(|e| format!("request failed: {e}"))?;
+    let response = match http.oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
     let status = response.status();
     let content_type =
         response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
@@ -179,18 +210,10 @@ pub(super) fn describe(session: &Session) -> Value {
     let Json::Object(summary) = summary(session) else { return Value::Nil };
     let mut fields: Vec<(Value, Value)> =
         summary.iter().map(|(k, v)| (Value::from(k.as_str()), codec::from_json(v))).collect();
-    let functions = ALIASES
-        .iter()
-        .map(|(name, op)| (*name, op.route()))
-        .chain(ROUTES.iter().map(|route| (route.op.as_str(), route)));
-    for (name, route) in functions {
-        let parameters = route
-            .request_schema
-            .and_then(|s| serde_json::from_str::<Json>(s).ok())
-            .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
-        let doc = format!("{} ({} {})", route.summary, method_name(route.method), route.path);
-        let method = super::method(&target, &format!("{}.{name}", session.service_id), name, &doc, parameters);
-        fields.push((Value::from(name), method));
+    for f in functions() {
+        let method =
+            super::method(&target, &format!("{}.{}", session.service_id, f.name), f.name, &f.doc, f.parameters);
+        fields.push((Value::from(f.name), method));
     }
     Value::Map(fields)
 }

@@ -11,7 +11,7 @@
 mod apps;
 pub mod chunks;
 pub mod codec;
-mod llm;
+pub mod llm;
 mod manager;
 mod services;
 
@@ -106,19 +106,19 @@ impl Client {
 }
 
 /// The items of a streamed answer, or the message that ended it.
-pub(crate) type Items = mpsc::Receiver<Result<Value, String>>;
+pub type Items = mpsc::Receiver<Result<Value, String>>;
 /// A stream handed out as a generator, read by one `next` call at a time.
 type OpenStream = Arc<tokio::sync::Mutex<Items>>;
 
 /// What a served call returns.
-pub(crate) enum Answer {
+pub enum Answer {
     Value(Value),
     /// Items as they come, handed to the caller as a remote generator.
     Stream(Items),
 }
 
 /// A served call: its answer, or the message the caller's `RemoteException` carries.
-pub(crate) type Outcome = Result<Answer, String>;
+pub type Outcome = Result<Answer, String>;
 
 /// The arguments of a call: positional ones, then keyword ones (`with_kwargs`).
 #[derive(Debug, Default)]
@@ -375,7 +375,7 @@ impl Hub {
                 "built-in" => chunks::serve(&hub, &caller, &target, &function, &args).await,
                 "default" => manager::serve(&hub, &caller, &function, &args).await,
                 apps::SERVICE_ID => apps::serve(&hub, &caller, target_ws, &function, &args).await,
-                _ => llm::serve(&hub, &caller, target_ws, &service, &function, &args).await,
+                _ => llm::call(hub.http.clone(), &caller.token, target_ws, &service, &function, &args).await,
             }
         }
         .instrument(span);

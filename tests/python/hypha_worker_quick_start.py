@@ -3,11 +3,21 @@
 First, as Hypha's root: a workspace for the user, a token for it, and the worker's token for
 `public`, printed as `worker token: ...` for the test to start ferrolite with; then it waits for
 the worker to register. Then, as the user: an install with errors (shown with their JSON paths),
-the Quick Start's install (as `manifest=`: see main) and start through `public/server-apps`, chat through Hypha's URL (JSON
-and a stream) with the user's Hypha token, get_logs, an app without a service_id (served as `llm-{session}`), and stop (the service is gone).
-Prints "all checks passed" at the end.
+the Quick Start's install (as `manifest=`: see main) and start through `public/server-apps`, chat
+through Hypha's URL (JSON and a stream) with the user's Hypha token, the service's functions
+through `get_service` (JSON and a generator), get_logs, an app without a service_id (served as
+`llm-{session}`), an app whose key is a `HYPHA_SECRET:` of the workspace's env (set with Hypha's
+set_env; the fake upstream checks that it arrives) and one whose secret is missing (start fails
+naming it), and stop (the service is gone). Prints "all checks passed" at the end.
 
-Env: HYPHA_SERVER_URL (http://127.0.0.1:PORT), HYPHA_ROOT_TOKEN.
+With KILL_STEP=1 it then starts the app, prints "kill ferrolite now", and reads a line on stdin
+once the test has killed ferrolite (-9) and started it again: Hypha forgot the session, the
+restarted ferrolite serves none of it, and the app starts again cleanly (one service, no
+"Multiple services found"). With LEAVE_RUNNING=1 it ends with the app running (the test then
+restarts Hypha; the next run finds it gone on the native URL too).
+
+Env: HYPHA_SERVER_URL (http://127.0.0.1:PORT), HYPHA_ROOT_TOKEN, FERROLITE_NATIVE_URL,
+UPSTREAM_KEY (the key the fake upstream, at ferrolite's os.environ/FAKE_OPENAI_BASE, expects).
 """
 
 import asyncio
@@ -25,6 +35,8 @@ ROOT_TOKEN = os.environ["HYPHA_ROOT_TOKEN"]
 # ferrolite's own URL (http://host:port), where the same apps answer.
 NATIVE = os.environ["FERROLITE_NATIVE_URL"]
 WORKSPACE = "team-a"
+# The key the fake OpenAI upstream accepts; the user keeps it in the workspace's env.
+UPSTREAM_KEY = os.environ["UPSTREAM_KEY"]
 
 MOCK_TEXT = "This is a test response from the mock model"
 MESSAGES = [{"role": "user", "content": "Hello!"}]
@@ -55,6 +67,40 @@ AUTO_ID_APP = {
     "name": "Auto Id Proxy",
     "type": "llm-proxy",
     "config": {"model_list": [{"model_name": "auto-model", "litellm_params": {"model": "gpt-4o", "mock_response": "hi"}}]},
+}
+
+# A real upstream (the test's fake OpenAI): its address from ferrolite's environment, its key from
+# the Hypha workspace's env.
+SECRET_APP = {
+    "name": "Secret Proxy",
+    "type": "llm-proxy",
+    "config": {
+        "service_id": "secret-llm",
+        "model_list": [
+            {
+                "model_name": "upstream-gpt",
+                "litellm_params": {
+                    "model": "openai/gpt-4o-mini",
+                    "api_base": "os.environ/FAKE_OPENAI_BASE",
+                    "api_key": "HYPHA_SECRET:UPSTREAM_KEY",
+                },
+            }
+        ],
+    },
+}
+
+MISSING_SECRET_APP = {
+    "name": "Missing Secret Proxy",
+    "type": "llm-proxy",
+    "config": {
+        "service_id": "missing-secret",
+        "model_list": [
+            {
+                "model_name": "upstream-gpt",
+                "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "HYPHA_SECRET:NEVER_SET_KEY"},
+            }
+        ],
+    },
 }
 
 # Two mistakes: a deployment without its model, and a routing strategy nobody has.
@@ -123,10 +169,97 @@ async def prepare():
     return user_token, worker_token
 
 
+async def check_functions(api):
+    """The session's service carries the LLM functions, as ferrolite's own RPC services do."""
+    llm = await api.get_service(f"{WORKSPACE}/my-llm-service")
+    check(llm["type"] == "asgi" and callable(llm["serve"]), llm)
+    answer = await llm.chat_completions(model="gpt-3.5-turbo", messages=MESSAGES)
+    check(answer["choices"][0]["message"]["content"] == MOCK_TEXT, answer)
+    # Hypha's llm-proxy names, the request as one dict.
+    answer = await llm.chat_completion({"model": "claude-3-opus", "messages": MESSAGES})
+    check(answer["choices"][0]["message"]["content"] == MOCK_TEXT, answer)
+    models = await llm.list_models()
+    check({m["id"] for m in models["data"]} >= {"gpt-3.5-turbo", "claude-3-opus"}, models)
+    # A stream is a generator of its chunks.
+    chunks = [c async for c in await llm.chat_completions(model="gpt-3.5-turbo", messages=MESSAGES, stream=True)]
+    text = "".join((c["choices"][0]["delta"].get("content") or "") for c in chunks if c.get("choices"))
+    check(text == MOCK_TEXT, chunks)
+    try:
+        await llm.chat_completions(model="no-such-model", messages=MESSAGES)
+        raise AssertionError("an unknown model answered")
+    except Exception as e:  # RemoteException
+        check("no-such-model" in str(e), str(e))
+
+
+async def check_secrets(api, controller, token):
+    """HYPHA_SECRET: reads the Hypha workspace's env; a missing one fails start, naming it."""
+    await api.set_env("UPSTREAM_KEY", UPSTREAM_KEY)
+    app = await controller.install(manifest=SECRET_APP, overwrite=True)
+    session = await controller.start(app["id"], wait_for_service="secret-llm")
+    body = {"model": "upstream-gpt", "messages": MESSAGES}
+    status, _, answer = http("POST", f"/{WORKSPACE}/apps/secret-llm/v1/chat/completions", token, body)
+    # The fake upstream answers only its key.
+    check(status == 200 and json.loads(answer)["choices"][0]["message"]["content"] == "echo: Hello!", (status, answer))
+    await controller.stop(session["id"])
+
+    # Hypha's install test-starts the app: the missing secret fails it, named.
+    try:
+        await controller.install(manifest=MISSING_SECRET_APP, overwrite=True)
+        raise AssertionError("an app with a missing secret installed")
+    except Exception as e:  # RemoteException
+        check("HYPHA_SECRET:NEVER_SET_KEY" in str(e), str(e))
+    # Staged, it installs untested; its start fails, named, and leaves nothing running.
+    app = await controller.install(manifest=MISSING_SECRET_APP, overwrite=True, stage=True)
+    try:
+        await controller.start(app["id"], stage=True, wait_for_service="missing-secret")
+        raise AssertionError("an app with a missing secret started")
+    except Exception as e:  # RemoteException
+        check("HYPHA_SECRET:NEVER_SET_KEY" in str(e), str(e))
+    running = await controller.list_running()
+    check(not any(s.get("app_id") == app["id"] for s in running), running)
+    services = await api.list_services({"workspace": WORKSPACE})
+    check(not any(s["id"].endswith(":missing-secret") for s in services), services)
+    await controller.uninstall(app["id"])
+
+
+async def served_once(api, base, token):
+    """Hypha's URL answers, and exactly one client offers the service."""
+    status, _, body = http("GET", base + "/models", token)
+    check(status == 200, (status, body))
+    services = await api.list_services({"workspace": WORKSPACE})
+    check(len([s for s in services if s["id"].endswith(":my-llm-service")]) == 1, services)
+
+
+async def kill_step(api, controller, app_id, base, token):
+    """ferrolite is killed (-9) while the app runs, and started again by the test."""
+    session = await controller.start(app_id, wait_for_service="my-llm-service")
+    await served_once(api, base, token)
+    print("kill ferrolite now", flush=True)
+    check(sys.stdin.readline().strip() == "restarted", "the test did not restart ferrolite")
+    # Hypha forgot the session with the worker's connection; the restarted ferrolite brought
+    # none of it back (its app is held in memory only), on either URL.
+    running = await controller.list_running()
+    check(not any(s["id"] == session["id"] for s in running), running)
+    status, _, body = http("GET", base + "/models", token, None, NATIVE)
+    check(status == 404, ("not restored on the native URL", status, body))
+    status, _, body = http("GET", base + "/models", token)
+    check(status >= 400 and b"Multiple services" not in body, (status, body))
+    # The app starts again cleanly.
+    session = await controller.start(app_id, wait_for_service="my-llm-service")
+    await served_once(api, base, token)
+    await controller.stop(session["id"])
+
+
 async def main():
     token, worker_token = await prepare()
     api = await connect_to_server({"server_url": SERVER, "token": token, "workspace": WORKSPACE})
     controller = await api.get_service("public/server-apps")
+    base = f"/{WORKSPACE}/apps/my-llm-service/v1"
+
+    # An app left running before Hypha restarted ended with its connection: its service is
+    # gone from ferrolite's native URL too.
+    status, _, body = http("GET", base + "/models", token, None, NATIVE)
+    check(status == 404, ("a session outlived its connection to Hypha", status, body))
 
     # An install with errors shows each with its JSON path; nothing is installed.
     try:
@@ -145,7 +278,6 @@ async def main():
     session = await controller.start(app["id"], wait_for_service="my-llm-service")
     check(session["id"].startswith(WORKSPACE + "/"), session)
 
-    base = f"/{WORKSPACE}/apps/my-llm-service/v1"
     status, _, body = http("POST", base + "/chat/completions", token, {"model": "gpt-3.5-turbo", "messages": MESSAGES})
     check(status == 200, (status, body))
     answer = json.loads(body)
@@ -176,6 +308,8 @@ async def main():
     # The service is protected: Hypha turns away a caller without a token.
     status, _, body = http("GET", base + "/models", None)
     check(status in (401, 403), (status, body))
+
+    await check_functions(api)
 
     logs = await controller.get_logs(session["id"])
     lines = [item["content"] for item in logs["items"]]
@@ -210,6 +344,14 @@ async def main():
     check(status == 404, ("gone on the native URL too", status, body))
     services = await api.list_services({"workspace": WORKSPACE})
     check(not any(s["id"].endswith(":my-llm-service") for s in services), services)
+
+    await check_secrets(api, controller, token)
+
+    if os.environ.get("KILL_STEP") == "1":
+        await kill_step(api, controller, app["id"], base, token)
+    if os.environ.get("LEAVE_RUNNING") == "1":
+        await controller.start(app["id"], wait_for_service="my-llm-service")
+        await served_once(api, base, token)
 
     await api.disconnect()
     print("all checks passed")
