@@ -36,8 +36,6 @@ const BACKOFF_LAST: Duration = Duration::from_secs(30);
 const STABLE_AFTER: Duration = Duration::from_secs(60);
 /// How long a call waits without an answer or a heartbeat (hypha-rpc's method_timeout).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// The heartbeat interval of a served call when the caller names none (method_timeout / 2).
-const DEFAULT_HEARTBEAT: f64 = 15.0;
 /// Frames queued for the socket before senders wait.
 const OUTBOX: usize = 256;
 /// A generator nobody read for this long is dropped (and its upstream call with it).
@@ -714,13 +712,7 @@ async fn answer(inner: &Inner, frame: &Frame, caller: &str, work: BoxFuture<'sta
         }
         return;
     };
-    let seconds = frame
-        .get("t")
-        .and_then(Value::as_f64)
-        .or_else(|| frame.get("promise").and_then(|p| field(p, "interval")).and_then(Value::as_f64))
-        .unwrap_or(DEFAULT_HEARTBEAT)
-        .clamp(0.5, 3600.0);
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(seconds));
+    let mut tick = tokio::time::interval(frame.heartbeat_interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     tokio::pin!(work);

@@ -23,7 +23,22 @@ pub struct Frame {
     pub extra_raw: Vec<u8>,
 }
 
+/// Heartbeats of a call nobody set an interval for (hypha-rpc's default).
+const DEFAULT_HEARTBEAT: f64 = 15.0;
+
 impl Frame {
+    /// How often the callee of this call sends `{session}.heartbeat` while it works: the
+    /// caller's `t`, else its promise's `interval`, else hypha-rpc's default (kept sane).
+    pub fn heartbeat_interval(&self) -> std::time::Duration {
+        let seconds = self
+            .get("t")
+            .and_then(Value::as_f64)
+            .or_else(|| self.get("promise").and_then(|p| field(p, "interval")).and_then(Value::as_f64))
+            .unwrap_or(DEFAULT_HEARTBEAT)
+            .clamp(0.5, 3600.0);
+        std::time::Duration::from_secs_f64(seconds)
+    }
+
     pub fn decode(bytes: &[u8]) -> Result<Frame, CodecError> {
         let mut cursor = std::io::Cursor::new(bytes);
         let main = read_map(&mut cursor)?;

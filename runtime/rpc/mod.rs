@@ -23,7 +23,7 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use codec::{field, map, Frame};
+use codec::{map, Frame};
 use futures::{SinkExt as _, StreamExt as _};
 use rmpv::Value;
 use serde_json::json;
@@ -47,8 +47,6 @@ const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
 /// unpacker refuses a segment over 512,000 bytes.
 const CHUNK_THRESHOLD: usize = 256 * 1024 + 1024;
 const CHUNK_SIZE: usize = 256 * 1024;
-/// The heartbeat interval when the caller names none (hypha's method_timeout / 2).
-const DEFAULT_HEARTBEAT: f64 = 15.0;
 /// Frames queued for one client before senders wait.
 const OUTBOX: usize = 256;
 /// How long the server waits for a client to answer one of its own calls.
@@ -489,13 +487,7 @@ async fn answer(hub: &Hub, client: Arc<Client>, frame: &Frame, to: &str, work: i
         let _ = work.await;
         return;
     };
-    let seconds = frame
-        .get("t")
-        .and_then(Value::as_f64)
-        .or_else(|| frame.get("promise").and_then(|p| field(p, "interval")).and_then(Value::as_f64))
-        .unwrap_or(DEFAULT_HEARTBEAT)
-        .clamp(0.5, 3600.0);
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(seconds));
+    let mut tick = tokio::time::interval(frame.heartbeat_interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     tokio::pin!(work);
