@@ -1,6 +1,13 @@
-//! The app's MCP server: rmcp's Streamable HTTP service around a handler that lists the tools
-//! of every upstream server (prefixed `{server}-{tool}`, filtered by the app's lists) and
-//! forwards each call to its server.
+//! The app's MCP server: rmcp's Streamable HTTP service around a handler that lists the tools,
+//! prompts and resources of every upstream server and forwards each call, prompt and read to
+//! its server.
+//!
+//! Tools and prompts are named `{server}-{name}` (tools filtered by the app's allow/deny lists,
+//! which name tools only). Resource URIs are kept as the upstream wrote them, since clients
+//! open them as URIs, and only their display names are prefixed: a read goes to the server that
+//! listed the URI (or whose template's literal head it starts with), remembered from the last
+//! listing and listed again on a miss, so any instance can serve any read. When two servers list
+//! the same URI the first in the manifest keeps it.
 
 use super::client::McpHttp;
 use super::{prefixed, split_name, Upstream};
@@ -10,14 +17,18 @@ use crate::transport::UpstreamClient;
 use axum::body::Body;
 use axum::response::Response;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult, PaginatedRequestParams,
-    ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, GetPromptRequestParams, GetPromptResponse, Implementation,
+    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    Prompt, ReadResourceRequestParams, ReadResourceResponse, Resource, ResourceTemplate, ServerCapabilities,
+    ServerConfig, Tool,
 };
 use rmcp::service::{RequestContext, RoleClient, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::{StreamableHttpClientTransport, StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceError, ServiceExt};
+use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
@@ -25,7 +36,7 @@ use tracing::Instrument;
 
 /// How long connecting to an upstream (its `initialize` handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long an upstream may take to list its tools.
+/// How long an upstream may take to list its tools, prompts or resources.
 const LIST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why an upstream could not serve a request.
@@ -77,21 +88,75 @@ impl Server {
         }
     }
 
-    async fn tools(&self) -> Result<Vec<Tool>, UpstreamError> {
-        let listed = async { Ok::<_, UpstreamError>(self.peer().await?.list_all_tools().await?) };
-        let result = tokio::time::timeout(LIST_TIMEOUT, listed).await.unwrap_or(Err(UpstreamError::Timeout));
+    /// Runs `request` on the upstream's connection, forgetting the connection when it failed.
+    async fn request<T, F>(&self, request: impl FnOnce(rmcp::Peer<RoleClient>) -> F) -> Result<T, UpstreamError>
+    where
+        F: Future<Output = Result<T, ServiceError>>,
+    {
+        let result = async { Ok(request(self.peer().await?).await?) }.await;
         if let Err(e) = &result {
             self.reset(e).await;
         }
         result
     }
 
-    async fn call(&self, params: CallToolRequestParams) -> Result<CallToolResponse, UpstreamError> {
-        let result = async { Ok(self.peer().await?.call_tool_once(params).await?) }.await;
-        if let Err(e) = &result {
-            self.reset(e).await;
-        }
-        result
+    /// A listing, bounded by [`LIST_TIMEOUT`]; empty when the upstream does not offer
+    /// `capability` (a tools-only server is not down for `prompts/list`).
+    async fn list<T, F>(
+        &self,
+        capability: fn(&ServerCapabilities) -> bool,
+        list: impl FnOnce(rmcp::Peer<RoleClient>) -> F,
+    ) -> Result<Vec<T>, UpstreamError>
+    where
+        F: Future<Output = Result<Vec<T>, ServiceError>>,
+    {
+        let listed = self.request(|peer| async move {
+            let offered = peer.peer_info().is_some_and(|info| capability(&info.capabilities));
+            if offered {
+                list(peer).await
+            } else {
+                Ok(Vec::new())
+            }
+        });
+        tokio::time::timeout(LIST_TIMEOUT, listed).await.unwrap_or(Err(UpstreamError::Timeout))
+    }
+
+    async fn tools(&self) -> Result<Vec<Tool>, UpstreamError> {
+        self.list(|c| c.tools.is_some(), |peer| async move { peer.list_all_tools().await }).await
+    }
+
+    async fn prompts(&self) -> Result<Vec<Prompt>, UpstreamError> {
+        self.list(|c| c.prompts.is_some(), |peer| async move { peer.list_all_prompts().await }).await
+    }
+
+    async fn resources(&self) -> Result<Vec<Resource>, UpstreamError> {
+        self.list(|c| c.resources.is_some(), |peer| async move { peer.list_all_resources().await }).await
+    }
+
+    async fn templates(&self) -> Result<Vec<ResourceTemplate>, UpstreamError> {
+        self.list(|c| c.resources.is_some(), |peer| async move { peer.list_all_resource_templates().await }).await
+    }
+}
+
+/// Which upstream serves a resource URI, as learnt from the last listings.
+#[derive(Default)]
+struct ResourceOwners {
+    /// Exact URIs, from `resources/list`.
+    uris: HashMap<String, usize>,
+    /// Literal heads of URI templates (the text before the first `{`), from
+    /// `resources/templates/list`, with the index of their server.
+    templates: Vec<(String, usize)>,
+}
+
+impl ResourceOwners {
+    fn owner(&self, uri: &str) -> Option<usize> {
+        self.uris.get(uri).copied().or_else(|| {
+            self.templates
+                .iter()
+                .filter(|(head, _)| !head.is_empty() && uri.starts_with(head.as_str()))
+                .max_by_key(|(head, _)| head.len())
+                .map(|(_, server)| *server)
+        })
     }
 }
 
@@ -99,6 +164,7 @@ impl Server {
 pub struct Gateway {
     servers: Vec<Server>,
     logs: Arc<LogBuffer>,
+    owners: std::sync::Mutex<ResourceOwners>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -121,43 +187,147 @@ impl Gateway {
                 connection: Mutex::new(None),
             })
             .collect();
-        Gateway { servers, logs }
+        Gateway { servers, logs, owners: Default::default() }
     }
 
     fn server(&self, name: &str) -> Option<&Server> {
         self.servers.iter().find(|s| s.upstream.name == name)
     }
 
-    /// Every permitted tool of every upstream that answers, prefixed.
-    async fn list(&self) -> Vec<Tool> {
-        let lists = futures::future::join_all(self.servers.iter().map(Server::tools)).await;
-        let mut tools = Vec::new();
-        for (server, list) in self.servers.iter().zip(lists) {
+    /// What `list` gives for each upstream that answers, in the manifest's order; an upstream
+    /// that does not is left out, and logged.
+    async fn each<'a, T, F>(&'a self, what: &str, list: impl Fn(&'a Server) -> F) -> Vec<(usize, Vec<T>)>
+    where
+        F: Future<Output = Result<Vec<T>, UpstreamError>>,
+    {
+        let lists = futures::future::join_all(self.servers.iter().map(list)).await;
+        let mut answered = Vec::new();
+        for (index, (server, list)) in self.servers.iter().zip(lists).enumerate() {
             let name = &server.upstream.name;
             match list {
-                Ok(list) => tools.extend(list.into_iter().filter(|t| server.upstream.permits(&t.name)).map(|mut t| {
-                    t.name = prefixed(name, &t.name).into();
-                    t
-                })),
+                Ok(list) => answered.push((index, list)),
                 Err(e) => {
-                    tracing::warn!(server = name.as_str(), error = %e, "MCP server left out of tools/list");
-                    self.logs.push(LogType::Error, format!("mcp tools/list: server {name} left out: {e}"));
+                    tracing::warn!(server = name.as_str(), error = %e, "MCP server left out of {what}");
+                    self.logs.push(LogType::Error, format!("mcp {what}: server {name} left out: {e}"));
                 }
             }
+        }
+        answered
+    }
+
+    /// Every permitted tool of every upstream that answers, prefixed.
+    pub async fn tools(&self) -> Vec<Tool> {
+        let mut tools = Vec::new();
+        for (index, list) in self.each("tools/list", Server::tools).await {
+            let upstream = &self.servers[index].upstream;
+            tools.extend(list.into_iter().filter(|t| upstream.permits(&t.name)).map(|mut t| {
+                t.name = prefixed(&upstream.name, &t.name).into();
+                t
+            }));
         }
         tools
     }
 
-    async fn call(&self, mut params: CallToolRequestParams) -> Result<CallToolResponse, ErrorData> {
-        let name = params.name.to_string();
+    /// Every prompt of every upstream that answers, prefixed.
+    async fn prompts(&self) -> Vec<Prompt> {
+        let mut prompts = Vec::new();
+        for (index, list) in self.each("prompts/list", Server::prompts).await {
+            let server = &self.servers[index].upstream.name;
+            prompts.extend(list.into_iter().map(|mut p| {
+                p.name = prefixed(server, &p.name);
+                p
+            }));
+        }
+        prompts
+    }
+
+    /// Every resource of every upstream that answers, URIs kept and names prefixed; remembers
+    /// which server listed each URI.
+    async fn resources(&self) -> Vec<Resource> {
+        let mut uris = HashMap::new();
+        let mut resources = Vec::new();
+        for (index, list) in self.each("resources/list", Server::resources).await {
+            let server = &self.servers[index].upstream.name;
+            for mut resource in list {
+                if uris.contains_key(&resource.uri) {
+                    continue;
+                }
+                uris.insert(resource.uri.clone(), index);
+                resource.name = prefixed(server, &resource.name);
+                resources.push(resource);
+            }
+        }
+        if let Ok(mut owners) = self.owners.lock() {
+            owners.uris = uris;
+        }
+        resources
+    }
+
+    /// Every resource template of every upstream that answers, names prefixed.
+    async fn templates(&self) -> Vec<ResourceTemplate> {
+        let mut heads = Vec::new();
+        let mut templates = Vec::new();
+        for (index, list) in self.each("resources/templates/list", Server::templates).await {
+            let server = &self.servers[index].upstream.name;
+            for mut template in list {
+                let head = template.uri_template.split('{').next().unwrap_or_default().to_owned();
+                heads.push((head, index));
+                template.name = prefixed(server, &template.name);
+                templates.push(template);
+            }
+        }
+        if let Ok(mut owners) = self.owners.lock() {
+            owners.templates = heads;
+        }
+        templates
+    }
+
+    fn owner(&self, uri: &str) -> Option<usize> {
+        self.owners.lock().ok().and_then(|owners| owners.owner(uri))
+    }
+
+    /// The server a prefixed tool or prompt name stands for, and the upstream's own name.
+    fn route(&self, what: &str, name: &str) -> Result<(&Server, String), ErrorData> {
         let names = self.servers.iter().map(|s| s.upstream.name.as_str());
-        let Some((server_name, tool)) = split_name(names, &name) else {
-            return Err(ErrorData::invalid_params(
-                format!("unknown tool {name:?}: tools are named {{server}}-{{tool}} after this app's MCP servers"),
+        let (server_name, own) = split_name(names, name).ok_or_else(|| {
+            ErrorData::invalid_params(
+                format!("unknown {what} {name:?}: {what}s are named {{server}}-{{name}} after this app's MCP servers"),
+                None,
+            )
+        })?;
+        let server = self.server(server_name).ok_or_else(|| ErrorData::internal_error("no such server", None))?;
+        Ok((server, own))
+    }
+
+    async fn get_prompt(&self, mut params: GetPromptRequestParams) -> Result<GetPromptResponse, ErrorData> {
+        let (server, prompt) = self.route("prompt", &params.name)?;
+        params.name = prompt;
+        let result = server.request(|peer| async move { peer.get_prompt_once(params).await }).await;
+        result.map_err(|e| unavailable(&server.upstream.name, e))
+    }
+
+    async fn read_resource(&self, params: ReadResourceRequestParams) -> Result<ReadResourceResponse, ErrorData> {
+        let owner = match self.owner(&params.uri) {
+            Some(owner) => Some(owner),
+            // Listed by another instance, or since: learn the owners again.
+            None => {
+                futures::future::join(self.resources(), self.templates()).await;
+                self.owner(&params.uri)
+            }
+        };
+        let Some(server) = owner.and_then(|index| self.servers.get(index)) else {
+            return Err(ErrorData::resource_not_found(
+                format!("no MCP server of this app lists the resource {:?}", params.uri),
                 None,
             ));
         };
-        let server = self.server(server_name).ok_or_else(|| ErrorData::internal_error("no such server", None))?;
+        let result = server.request(|peer| async move { peer.read_resource_once(params).await }).await;
+        result.map_err(|e| unavailable(&server.upstream.name, e))
+    }
+
+    async fn call(&self, mut params: CallToolRequestParams) -> Result<CallToolResponse, ErrorData> {
+        let (server, tool) = self.route("tool", &params.name)?;
+        let server_name = server.upstream.name.as_str();
         if !server.upstream.permits(&tool) {
             return Err(ErrorData::invalid_params(
                 format!("tool {tool:?} of MCP server {server_name:?} is not allowed by this app"),
@@ -167,7 +337,7 @@ impl Gateway {
         params.name = tool.clone().into();
         let started = Instant::now();
         let span = tracing::info_span!("mcp_call", server = server_name, tool = tool.as_str());
-        let result = server.call(params).instrument(span).await;
+        let result = server.request(|peer| async move { peer.call_tool_once(params).await }).instrument(span).await;
         let latency_ms = started.elapsed().as_millis();
         let (kind, status) = match &result {
             Ok(CallToolResponse::Complete(r)) if r.is_error == Some(true) => (LogType::Log, "tool_error".to_owned()),
@@ -178,10 +348,15 @@ impl Gateway {
             kind,
             format!("mcp tools/call server={server_name} tool={tool} latency_ms={latency_ms} status={status}"),
         );
-        result.map_err(|e| match e {
-            UpstreamError::Service(ServiceError::McpError(e)) => e,
-            e => ErrorData::internal_error(format!("MCP server {server_name:?} is unavailable: {e}"), None),
-        })
+        result.map_err(|e| unavailable(server_name, e))
+    }
+}
+
+/// An upstream's own MCP error as it sent it; any other failure as an error naming the server.
+fn unavailable(server: &str, error: UpstreamError) -> ErrorData {
+    match error {
+        UpstreamError::Service(ServiceError::McpError(e)) => e,
+        e => ErrorData::internal_error(format!("MCP server {server:?} is unavailable: {e}"), None),
     }
 }
 
@@ -191,9 +366,12 @@ struct Handler(Arc<Gateway>);
 
 impl ServerHandler for Handler {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_prompts().enable_resources().build())
             .with_server_info(Implementation::new("ferrolite", env!("CARGO_PKG_VERSION")))
-            .with_instructions("The tools of this app's MCP servers, each named {server}-{tool}.")
+            .with_instructions(
+                "The tools, prompts and resources of this app's MCP servers; tools and prompts are named \
+                 {server}-{name}.",
+            )
     }
 
     async fn list_tools(
@@ -201,7 +379,47 @@ impl ServerHandler for Handler {
         _: Option<PaginatedRequestParams>,
         _: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(self.0.list().await))
+        Ok(ListToolsResult::with_all_items(self.0.tools().await))
+    }
+
+    async fn list_prompts(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        Ok(ListPromptsResult::with_all_items(self.0.prompts().await))
+    }
+
+    async fn get_prompt(
+        &self,
+        params: GetPromptRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        self.0.get_prompt(params).await
+    }
+
+    async fn list_resources(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        Ok(ListResourcesResult::with_all_items(self.0.resources().await))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(ListResourceTemplatesResult::with_all_items(self.0.templates().await))
+    }
+
+    async fn read_resource(
+        &self,
+        params: ReadResourceRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        self.0.read_resource(params).await
     }
 
     async fn call_tool(
@@ -247,5 +465,22 @@ impl Endpoint {
             Ok(response) => response.map(Body::new),
             Err(never) => match never {},
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_reads_go_to_the_listing_server_then_the_longest_template_head() {
+        let owners = ResourceOwners {
+            uris: HashMap::from([("docs://readme".to_owned(), 0)]),
+            templates: vec![("docs://".into(), 1), ("docs://pages/".into(), 2), (String::new(), 3)],
+        };
+        assert_eq!(owners.owner("docs://readme"), Some(0));
+        assert_eq!(owners.owner("docs://pages/1"), Some(2));
+        assert_eq!(owners.owner("docs://other"), Some(1));
+        assert_eq!(owners.owner("file:///x"), None, "a template that opens with a variable matches nothing");
     }
 }

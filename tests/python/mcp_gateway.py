@@ -3,7 +3,8 @@
 Starts two MCP servers of the SDK (MCPServer, formerly FastMCP) over Streamable HTTP on the
 ports the Rust test put in the app's manifest, then connects the SDK's client to
 FERROLITE_MCP_URL: initialize, tools listed with their server's prefix and filtered by the app's
-allowed/disallowed lists, a call on each server, an upstream that is down left out (a call to it
+allowed/disallowed lists, a call on each server, prompts and resources (URIs kept, names
+prefixed, reads routed to the server that listed them), an upstream that is down left out (a call to it
 fails naming it), and the gateway's auth (401 without a token, 403 with another workspace's).
 """
 
@@ -56,6 +57,21 @@ def text_server() -> MCPServer:
     def shout(text: str) -> str:
         """Upper-cases text."""
         return text.upper()
+
+    @server.prompt()
+    def greet(name: str) -> str:
+        """Greets someone."""
+        return f"Say hello to {name}."
+
+    @server.resource("text://motto")
+    def motto() -> str:
+        """The server's motto."""
+        return "loud and clear"
+
+    @server.resource("text://words/{word}")
+    def word(word: str) -> str:
+        """A word, shouted."""
+        return word.upper()
 
     return server
 
@@ -114,6 +130,27 @@ async def gateway_checks() -> None:
                 assert not added.is_error and text_of(added) == "42", added
                 shouted = await session.call_tool("text-shout", {"text": "hi"})
                 assert not shouted.is_error and text_of(shouted) == "HI", shouted
+
+                prompts = await session.list_prompts()
+                assert [p.name for p in prompts.prompts] == ["text-greet"], prompts
+                prompt = await session.get_prompt("text-greet", {"name": "Ada"})
+                assert "Say hello to Ada." in prompt.messages[0].content.text, prompt
+
+                # URIs as the upstream wrote them; names prefixed.
+                resources = await session.list_resources()
+                assert [(str(r.uri), r.name) for r in resources.resources] == [("text://motto", "text-motto")], resources
+                templates = await session.list_resource_templates()
+                assert [t.uri_template for t in templates.resource_templates] == ["text://words/{word}"], templates
+                motto = await session.read_resource("text://motto")
+                assert motto.contents[0].text == "loud and clear", motto
+                word = await session.read_resource("text://words/hey")
+                assert word.contents[0].text == "HEY", word
+                try:
+                    await session.read_resource("nowhere://x")
+                except MCPError as e:
+                    assert "nowhere://x" in str(e), str(e)
+                else:
+                    raise AssertionError("an unknown resource was read")
 
                 for name, needle in [
                     ("down-anything", '"down"'),
