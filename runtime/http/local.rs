@@ -1,5 +1,6 @@
 //! Routes ferrolite answers itself from the app's state: models, model info, health,
-//! `/utils/token_counter`, supported parameters, and stored Responses API answers.
+//! `/utils/token_counter`, supported parameters, stored Responses API answers, and the MCP
+//! gateway's REST door (in `http::mcp`).
 
 use super::AppState;
 use crate::apps::responses::{items, Record, ResponsesError};
@@ -110,6 +111,11 @@ pub async fn serve(handler: LocalHandler, local: &Local<'_>, payload: &Payload) 
             })?;
             Json(json!({"supported_openai_params": deployment.provider.spec().chat_params})).into_response()
         }
+        LocalHandler::McpRestToolsList => {
+            let server = super::query::param(query, "server_id");
+            Json(super::mcp::rest_tools_list(session, server.as_deref()).await?).into_response()
+        }
+        LocalHandler::McpRestToolsCall => Json(super::mcp::rest_tools_call(session, payload).await?).into_response(),
     };
     Ok(response)
 }

@@ -138,6 +138,18 @@ impl Server {
     }
 }
 
+/// What each upstream listed, by index, and `"{server}: {error}"` for those that failed.
+struct Listing<T> {
+    answered: Vec<(usize, Vec<T>)>,
+    failed: Vec<String>,
+}
+
+/// The tools clients see, each with its server's name, and the upstreams left out.
+pub struct ToolListing<'a> {
+    pub tools: Vec<(&'a str, Tool)>,
+    pub failed: Vec<String>,
+}
+
 /// Which upstream serves a resource URI, as learnt from the last listings.
 #[derive(Default)]
 struct ResourceOwners {
@@ -200,8 +212,16 @@ impl Gateway {
     where
         F: Future<Output = Result<Vec<T>, UpstreamError>>,
     {
+        self.listing(what, list).await.answered
+    }
+
+    async fn listing<'a, T, F>(&'a self, what: &str, list: impl Fn(&'a Server) -> F) -> Listing<T>
+    where
+        F: Future<Output = Result<Vec<T>, UpstreamError>>,
+    {
         let lists = futures::future::join_all(self.servers.iter().map(list)).await;
         let mut answered = Vec::new();
+        let mut failed = Vec::new();
         for (index, (server, list)) in self.servers.iter().zip(lists).enumerate() {
             let name = &server.upstream.name;
             match list {
@@ -209,23 +229,36 @@ impl Gateway {
                 Err(e) => {
                     tracing::warn!(server = name.as_str(), error = %e, "MCP server left out of {what}");
                     self.logs.push(LogType::Error, format!("mcp {what}: server {name} left out: {e}"));
+                    failed.push(format!("{name}: {e}"));
                 }
             }
         }
-        answered
+        Listing { answered, failed }
     }
 
     /// Every permitted tool of every upstream that answers, prefixed.
-    pub async fn tools(&self) -> Vec<Tool> {
+    async fn tools(&self) -> Vec<Tool> {
+        self.tool_listing().await.tools.into_iter().map(|(_, tool)| tool).collect()
+    }
+
+    /// Every permitted tool of every upstream that answers, prefixed, with its server's name;
+    /// and the upstreams that did not answer.
+    pub async fn tool_listing(&self) -> ToolListing<'_> {
+        let Listing { answered, failed } = self.listing("tools/list", Server::tools).await;
         let mut tools = Vec::new();
-        for (index, list) in self.each("tools/list", Server::tools).await {
+        for (index, list) in answered {
             let upstream = &self.servers[index].upstream;
             tools.extend(list.into_iter().filter(|t| upstream.permits(&t.name)).map(|mut t| {
                 t.name = prefixed(&upstream.name, &t.name).into();
-                t
+                (upstream.name.as_str(), t)
             }));
         }
-        tools
+        ToolListing { tools, failed }
+    }
+
+    /// Whether the app has an MCP server of this name.
+    pub fn has_server(&self, name: &str) -> bool {
+        self.server(name).is_some()
     }
 
     /// Every prompt of every upstream that answers, prefixed.
@@ -325,7 +358,8 @@ impl Gateway {
         result.map_err(|e| unavailable(&server.upstream.name, e))
     }
 
-    async fn call(&self, mut params: CallToolRequestParams) -> Result<CallToolResponse, ErrorData> {
+    /// Calls a prefixed tool on its server, and logs the call.
+    pub async fn call(&self, mut params: CallToolRequestParams) -> Result<CallToolResponse, ErrorData> {
         let (server, tool) = self.route("tool", &params.name)?;
         let server_name = server.upstream.name.as_str();
         if !server.upstream.permits(&tool) {
@@ -456,6 +490,11 @@ impl Endpoint {
             .disable_allowed_hosts();
         let service = StreamableHttpService::new(move || Ok(Handler(shared.clone())), Default::default(), config);
         Endpoint { service, gateway }
+    }
+
+    /// The gateway, for the doors that are not MCP (`/mcp-rest`).
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
     }
 
     /// Serves one HTTP request to `/mcp`.

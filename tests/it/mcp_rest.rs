@@ -1,0 +1,122 @@
+//! `/mcp-rest/tools/*`: the app's MCP tools over plain JSON in litellm's shapes, against an
+//! upstream MCP server built on rmcp (Streamable HTTP, as the gateway's other tests use the
+//! Python SDK's).
+
+use crate::support::{free_port, read_json, TestServer};
+use rmcp::handler::server::ServerHandler;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult, PaginatedRequestParams,
+    ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData, RoleServer};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// An upstream with `echo` (answers its `text`) and `hidden` (disallowed by the app).
+#[derive(Clone)]
+struct Echo;
+
+impl ServerHandler for Echo {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+
+    async fn list_tools(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let schema = |v: Value| Arc::new(v.as_object().cloned().unwrap_or_default());
+        let text = json!({"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]});
+        Ok(ListToolsResult::with_all_items(vec![
+            Tool::new("echo", "Echoes text.", schema(text)),
+            Tool::new("hidden", "Disallowed by the app.", schema(json!({"type": "object"}))),
+        ]))
+    }
+
+    async fn call_tool(
+        &self,
+        params: CallToolRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let text = params.arguments.as_ref().and_then(|a| a.get("text")).and_then(Value::as_str).unwrap_or("");
+        Ok(CallToolResponse::Complete(CallToolResult::success(vec![ContentBlock::text(format!("echo: {text}"))])))
+    }
+}
+
+async fn start_upstream() -> String {
+    let config = StreamableHttpServerConfig::default().disable_allowed_hosts();
+    let service = StreamableHttpService::new(|| Ok(Echo), Arc::new(LocalSessionManager::default()), config);
+    let app = axum::Router::new().nest_service("/mcp", service);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{address}/mcp")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mcp_rest_lists_and_calls_tools_as_litellm_does() {
+    let url = start_upstream().await;
+    let manifest = json!({
+        "name": "Tools",
+        "type": "llm-proxy",
+        "config": {
+            "service_id": "tools",
+            "model_list": [{"model_name": "m", "litellm_params": {"model": "m", "mock_response": "hi"}}],
+            "mcp_servers": {
+                "echo": {"url": url, "disallowed_tools": ["hidden"]},
+                "down": {"url": format!("http://127.0.0.1:{}/mcp", free_port())},
+            },
+        },
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tools.json");
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    let server = TestServer::with_configs(vec![path]).await;
+    let base = format!("{}/default/apps/tools/mcp-rest", server.base);
+
+    let (status, listed) = server.get_json(&format!("{base}/tools/list")).await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["error"], Value::Null, "a down server does not fail the list: {listed}");
+    assert_eq!(
+        listed["tools"],
+        json!([{
+            "name": "echo-echo",
+            "description": "Echoes text.",
+            "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+            "mcp_info": {"server_name": "echo"},
+        }])
+    );
+    let (status, only) = server.get_json(&format!("{base}/tools/list?server_id=down")).await;
+    assert_eq!((status, only["tools"].clone()), (200, json!([])), "{only}");
+    let (status, error) = server.get_json(&format!("{base}/tools/list?server_id=nope")).await;
+    assert_eq!((status, error["error"]["param"].clone()), (404, json!("server_id")), "{error}");
+
+    let call = |body: Value| {
+        let server = &server;
+        let url = format!("{base}/tools/call");
+        async move { server.post_json(&url, &body).await }
+    };
+    let (status, result) = call(json!({"name": "echo-echo", "arguments": {"text": "hi"}})).await;
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(result["content"], json!([{"type": "text", "text": "echo: hi"}]), "{result}");
+    assert_ne!(result["isError"], json!(true), "{result}");
+    // litellm also takes the server's own tool name with server_id.
+    let (status, result) = call(json!({"name": "echo", "server_id": "echo", "arguments": {"text": "yo"}})).await;
+    assert_eq!((status, result["content"][0]["text"].clone()), (200, json!("echo: yo")), "{result}");
+
+    let (status, error) = call(json!({"name": "echo-hidden", "arguments": {}})).await;
+    assert_eq!((status, error["error"]["param"].clone()), (400, json!("name")), "{error}");
+    assert!(error["error"]["message"].as_str().unwrap_or("").contains("not allowed"), "{error}");
+    let (status, error) = call(json!({"arguments": {}})).await;
+    assert_eq!((status, error["error"]["param"].clone()), (400, json!("name")), "{error}");
+    let (status, error) = call(json!({"name": "down-x"})).await;
+    assert_eq!(status, 502, "{error}");
+    assert!(error["error"]["message"].as_str().unwrap_or("").contains("\"down\""), "{error}");
+
+    let response = reqwest::Client::new().get(format!("{base}/tools/list")).send().await.unwrap();
+    assert_eq!(read_json(response).await.0, 401, "the LLM routes' tokens guard it");
+}
