@@ -239,7 +239,9 @@ impl RootAlias {
     }
 }
 
-/// The first path segments of every catalogue route and alias (`v1`, `health`, `chat`, ...).
+/// The first path segments of every catalogue route and alias (`v1`, `health`, `chat`, ...),
+/// and of the routes mounted beside the catalogue (`mcp`: litellm serves its MCP gateway at
+/// the root too).
 fn root_segments() -> &'static [&'static str] {
     static SEGMENTS: OnceLock<Vec<&'static str>> = OnceLock::new();
     SEGMENTS.get_or_init(|| {
@@ -247,6 +249,7 @@ fn root_segments() -> &'static [&'static str] {
             .iter()
             .flat_map(|r| std::iter::once(r.path).chain(r.bare_path))
             .filter_map(|p| p.trim_start_matches('/').split('/').next())
+            .chain(["mcp"])
             .collect();
         found.sort_unstable();
         found.dedup();

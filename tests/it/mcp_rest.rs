@@ -120,3 +120,54 @@ async fn mcp_rest_lists_and_calls_tools_as_litellm_does() {
     let response = reqwest::Client::new().get(format!("{base}/tools/list")).send().await.unwrap();
     assert_eq!(read_json(response).await.0, 401, "the LLM routes' tokens guard it");
 }
+
+const LITELLM_CONFIG: &str = r#"
+model_list:
+  - model_name: m
+    litellm_params:
+      model: m
+      mock_response: hi
+mcp_servers:
+  echo:
+    url: ECHO_URL
+    transport: http
+general_settings:
+  master_key: sk-mcp
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_litellm_config_serves_its_mcp_servers_at_the_root() {
+    let url = start_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, LITELLM_CONFIG.replace("ECHO_URL", &url)).unwrap();
+    let server = TestServer::with_configs(vec![path]).await;
+
+    // litellm's URLs and master key: the MCP endpoint and its REST door at the root.
+    let init = json!({
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
+    });
+    let response = server
+        .client
+        .post(format!("{}/mcp", server.base))
+        .bearer_auth("sk-mcp")
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body(init.to_string())
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read_json(response).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["serverInfo"]["name"], "ferrolite", "{body}");
+
+    let (status, listed) = server.get_json_with(&format!("{}/mcp-rest/tools/list", server.base), "sk-mcp").await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["tools"][0]["name"], "echo-echo", "{listed}");
+
+    let response = server.client.post(format!("{}/mcp", server.base)).bearer_auth("sk-wrong").send().await.unwrap();
+    assert_eq!(read_json(response).await.0, 401, "a wrong key is refused at the root too");
+}
