@@ -118,7 +118,12 @@ impl Server {
                 Ok(Vec::new())
             }
         });
-        tokio::time::timeout(LIST_TIMEOUT, listed).await.unwrap_or(Err(UpstreamError::Timeout))
+        let result = tokio::time::timeout(LIST_TIMEOUT, listed).await.unwrap_or(Err(UpstreamError::Timeout));
+        // A connection that hung is as broken as one that failed.
+        if let Err(e @ UpstreamError::Timeout) = &result {
+            self.reset(e).await;
+        }
+        result
     }
 
     async fn tools(&self) -> Result<Vec<Tool>, UpstreamError> {
