@@ -5,6 +5,7 @@
 use super::AppState;
 use crate::apps::session::Session;
 use crate::exchange::{ApiError, Payload};
+use crate::mcp::GatewayError;
 use crate::observability::request_id::RequestId;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
@@ -154,7 +155,13 @@ pub async fn rest_tools_call(session: &Session, payload: &Payload) -> Result<Val
             "api_error",
             "the tool asked for input or started a task, which only MCP clients can give: call it at /mcp",
         )),
-        Err(e) if e.code == ErrorCode::INVALID_PARAMS => Err(ApiError::bad_request(e.message).with_param("name")),
-        Err(e) => Err(ApiError::new(StatusCode::BAD_GATEWAY, "api_error", e.message)),
+        Err(e @ (GatewayError::UnknownName { .. } | GatewayError::NotAllowed { .. })) => {
+            Err(ApiError::bad_request(e.to_string()).with_param("name"))
+        }
+        // The tool's own server refused the arguments.
+        Err(GatewayError::Upstream(e)) if e.code == ErrorCode::INVALID_PARAMS => {
+            Err(ApiError::bad_request(e.message).with_param("arguments"))
+        }
+        Err(e) => Err(ApiError::new(StatusCode::BAD_GATEWAY, "api_error", e.to_string())),
     }
 }

@@ -52,6 +52,44 @@ enum UpstreamError {
     Service(#[from] ServiceError),
 }
 
+/// Why a tool call, prompt or resource read got no answer from an upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("unknown {what} {name:?}: {what}s are named {{server}}-{{name}} after this app's MCP servers")]
+    UnknownName { what: &'static str, name: String },
+    #[error("tool {tool:?} of MCP server {server:?} is not allowed by this app")]
+    NotAllowed { server: String, tool: String },
+    #[error("no MCP server of this app lists the resource {0:?}")]
+    UnknownResource(String),
+    /// The upstream's own MCP error, passed on as it sent it.
+    #[error("{}", .0.message)]
+    Upstream(ErrorData),
+    #[error("MCP server {server:?} is unavailable: {reason}")]
+    Unavailable { server: String, reason: String },
+}
+
+impl GatewayError {
+    fn from_upstream(server: &str, error: UpstreamError) -> GatewayError {
+        match error {
+            UpstreamError::Service(ServiceError::McpError(e)) => GatewayError::Upstream(e),
+            e => GatewayError::Unavailable { server: server.to_owned(), reason: e.to_string() },
+        }
+    }
+}
+
+impl From<GatewayError> for ErrorData {
+    fn from(error: GatewayError) -> ErrorData {
+        match error {
+            GatewayError::Upstream(e) => e,
+            GatewayError::UnknownResource(_) => ErrorData::resource_not_found(error.to_string(), None),
+            GatewayError::UnknownName { .. } | GatewayError::NotAllowed { .. } => {
+                ErrorData::invalid_params(error.to_string(), None)
+            }
+            GatewayError::Unavailable { .. } => ErrorData::internal_error(error.to_string(), None),
+        }
+    }
+}
+
 /// One upstream and its client connection, opened on first use and again after it breaks.
 struct Server {
     upstream: Upstream,
@@ -325,26 +363,21 @@ impl Gateway {
     }
 
     /// The server a prefixed tool or prompt name stands for, and the upstream's own name.
-    fn route(&self, what: &str, name: &str) -> Result<(&Server, String), ErrorData> {
+    fn route(&self, what: &'static str, name: &str) -> Result<(&Server, String), GatewayError> {
         let names = self.servers.iter().map(|s| s.upstream.name.as_str());
-        let (server_name, own) = split_name(names, name).ok_or_else(|| {
-            ErrorData::invalid_params(
-                format!("unknown {what} {name:?}: {what}s are named {{server}}-{{name}} after this app's MCP servers"),
-                None,
-            )
-        })?;
-        let server = self.server(server_name).ok_or_else(|| ErrorData::internal_error("no such server", None))?;
-        Ok((server, own))
+        split_name(names, name)
+            .and_then(|(server, own)| Some((self.server(server)?, own)))
+            .ok_or_else(|| GatewayError::UnknownName { what, name: name.to_owned() })
     }
 
-    async fn get_prompt(&self, mut params: GetPromptRequestParams) -> Result<GetPromptResponse, ErrorData> {
+    async fn get_prompt(&self, mut params: GetPromptRequestParams) -> Result<GetPromptResponse, GatewayError> {
         let (server, prompt) = self.route("prompt", &params.name)?;
         params.name = prompt;
         let result = server.request(|peer| async move { peer.get_prompt_once(params).await }).await;
-        result.map_err(|e| unavailable(&server.upstream.name, e))
+        result.map_err(|e| GatewayError::from_upstream(&server.upstream.name, e))
     }
 
-    async fn read_resource(&self, params: ReadResourceRequestParams) -> Result<ReadResourceResponse, ErrorData> {
+    async fn read_resource(&self, params: ReadResourceRequestParams) -> Result<ReadResourceResponse, GatewayError> {
         let owner = match self.owner(&params.uri) {
             Some(owner) => Some(owner),
             // Listed by another instance, or since: learn the owners again.
@@ -354,24 +387,18 @@ impl Gateway {
             }
         };
         let Some(server) = owner.and_then(|index| self.servers.get(index)) else {
-            return Err(ErrorData::resource_not_found(
-                format!("no MCP server of this app lists the resource {:?}", params.uri),
-                None,
-            ));
+            return Err(GatewayError::UnknownResource(params.uri));
         };
         let result = server.request(|peer| async move { peer.read_resource_once(params).await }).await;
-        result.map_err(|e| unavailable(&server.upstream.name, e))
+        result.map_err(|e| GatewayError::from_upstream(&server.upstream.name, e))
     }
 
     /// Calls a prefixed tool on its server, and logs the call.
-    pub async fn call(&self, mut params: CallToolRequestParams) -> Result<CallToolResponse, ErrorData> {
+    pub async fn call(&self, mut params: CallToolRequestParams) -> Result<CallToolResponse, GatewayError> {
         let (server, tool) = self.route("tool", &params.name)?;
         let server_name = server.upstream.name.as_str();
         if !server.upstream.permits(&tool) {
-            return Err(ErrorData::invalid_params(
-                format!("tool {tool:?} of MCP server {server_name:?} is not allowed by this app"),
-                None,
-            ));
+            return Err(GatewayError::NotAllowed { server: server_name.to_owned(), tool });
         }
         params.name = tool.clone().into();
         let started = Instant::now();
@@ -387,15 +414,7 @@ impl Gateway {
             kind,
             format!("mcp tools/call server={server_name} tool={tool} latency_ms={latency_ms} status={status}"),
         );
-        result.map_err(|e| unavailable(server_name, e))
-    }
-}
-
-/// An upstream's own MCP error as it sent it; any other failure as an error naming the server.
-fn unavailable(server: &str, error: UpstreamError) -> ErrorData {
-    match error {
-        UpstreamError::Service(ServiceError::McpError(e)) => e,
-        e => ErrorData::internal_error(format!("MCP server {server:?} is unavailable: {e}"), None),
+        result.map_err(|e| GatewayError::from_upstream(server_name, e))
     }
 }
 
@@ -434,7 +453,7 @@ impl ServerHandler for Handler {
         params: GetPromptRequestParams,
         _: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        self.0.get_prompt(params).await
+        Ok(self.0.get_prompt(params).await?)
     }
 
     async fn list_resources(
@@ -458,7 +477,7 @@ impl ServerHandler for Handler {
         params: ReadResourceRequestParams,
         _: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        self.0.read_resource(params).await
+        Ok(self.0.read_resource(params).await?)
     }
 
     async fn call_tool(
@@ -466,7 +485,7 @@ impl ServerHandler for Handler {
         params: CallToolRequestParams,
         _: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        self.0.call(params).await
+        Ok(self.0.call(params).await?)
     }
 }
 

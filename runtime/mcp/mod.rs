@@ -5,7 +5,7 @@
 pub mod client;
 pub mod gateway;
 
-pub use gateway::{Endpoint, Gateway};
+pub use gateway::{Endpoint, Gateway, GatewayError};
 
 use crate::manifest::{McpAuthType, McpServer, McpTransport};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};

@@ -15,7 +15,8 @@ use rmcp::{ErrorData, RoleServer};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-/// An upstream with `echo` (answers its `text`) and `hidden` (disallowed by the app).
+/// An upstream with `echo` (answers its `text`, refuses a call without one) and `hidden`
+/// (disallowed by the app).
 #[derive(Clone)]
 struct Echo;
 
@@ -42,7 +43,9 @@ impl ServerHandler for Echo {
         params: CallToolRequestParams,
         _: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let text = params.arguments.as_ref().and_then(|a| a.get("text")).and_then(Value::as_str).unwrap_or("");
+        let Some(text) = params.arguments.as_ref().and_then(|a| a.get("text")).and_then(Value::as_str) else {
+            return Err(ErrorData::invalid_params("echo needs a string `text`", None));
+        };
         Ok(CallToolResponse::Complete(CallToolResult::success(vec![ContentBlock::text(format!("echo: {text}"))])))
     }
 }
@@ -111,6 +114,9 @@ async fn mcp_rest_lists_and_calls_tools_as_litellm_does() {
     let (status, error) = call(json!({"name": "echo-hidden", "arguments": {}})).await;
     assert_eq!((status, error["error"]["param"].clone()), (400, json!("name")), "{error}");
     assert!(error["error"]["message"].as_str().unwrap_or("").contains("not allowed"), "{error}");
+    let (status, error) = call(json!({"name": "echo-echo", "arguments": {}})).await;
+    assert_eq!((status, error["error"]["param"].clone()), (400, json!("arguments")), "the upstream's refusal: {error}");
+    assert!(error["error"]["message"].as_str().unwrap_or("").contains("needs a string"), "{error}");
     let (status, error) = call(json!({"arguments": {}})).await;
     assert_eq!((status, error["error"]["param"].clone()), (400, json!("name")), "{error}");
     let (status, error) = call(json!({"name": "down-x"})).await;
