@@ -249,7 +249,7 @@ fn mcp_endpoint(
             .map_err(|e| StartError::InvalidMcpServer(name.clone(), e.to_string()))?;
         upstreams.push(upstream);
     }
-    let gateway = crate::mcp::Gateway::new(upstreams, public_only, table.logs.clone());
+    let gateway = crate::mcp::Gateway::new(upstreams, public_only, table.logs.clone(), table.labels.owner());
     Ok(Some(Arc::new(crate::mcp::Endpoint::new(gateway))))
 }
 

@@ -12,6 +12,7 @@
 use super::client::McpHttp;
 use super::{prefixed, split_name, Upstream};
 use crate::manifest::McpTransport;
+use crate::observability::metrics::{self, LabelText};
 use crate::observability::session_log::{LogBuffer, LogType};
 use crate::transport::UpstreamClient;
 use axum::body::Body;
@@ -219,6 +220,8 @@ impl ResourceOwners {
 pub struct Gateway {
     servers: Vec<Server>,
     logs: Arc<LogBuffer>,
+    /// The session's workspace and app, as metric labels.
+    owner: (LabelText, LabelText),
     owners: std::sync::Mutex<ResourceOwners>,
 }
 
@@ -230,7 +233,12 @@ impl std::fmt::Debug for Gateway {
 
 impl Gateway {
     /// `public_only`: the upstreams may be reached at public addresses only (see `transport::guard`).
-    pub fn new(upstreams: Vec<Upstream>, public_only: bool, logs: Arc<LogBuffer>) -> Gateway {
+    pub fn new(
+        upstreams: Vec<Upstream>,
+        public_only: bool,
+        logs: Arc<LogBuffer>,
+        owner: (LabelText, LabelText),
+    ) -> Gateway {
         // One pool for the app's MCP servers, apart from the LLM routes' (a session does not
         // hold the server's state).
         let http = Arc::new(UpstreamClient::new());
@@ -242,7 +250,7 @@ impl Gateway {
                 connection: Mutex::new(None),
             })
             .collect();
-        Gateway { servers, logs, owners: Default::default() }
+        Gateway { servers, logs, owner, owners: Default::default() }
     }
 
     fn server(&self, name: &str) -> Option<&Server> {
@@ -404,12 +412,19 @@ impl Gateway {
         let started = Instant::now();
         let span = tracing::info_span!("mcp_call", server = server_name, tool = tool.as_str());
         let result = server.request(|peer| async move { peer.call_tool_once(params).await }).instrument(span).await;
-        let latency_ms = started.elapsed().as_millis();
+        let elapsed = started.elapsed();
+        let latency_ms = elapsed.as_millis();
         let (kind, status) = match &result {
             Ok(CallToolResponse::Complete(r)) if r.is_error == Some(true) => (LogType::Log, "tool_error".to_owned()),
             Ok(_) => (LogType::Log, "ok".to_owned()),
             Err(e) => (LogType::Error, format!("failed: {e}")),
         };
+        let (label, named) = match &result {
+            Ok(CallToolResponse::Complete(r)) if r.is_error == Some(true) => ("tool_error", tool.as_str()),
+            Ok(_) => ("ok", tool.as_str()),
+            Err(_) => ("failed", ""),
+        };
+        metrics::mcp_call(&self.owner.0, &self.owner.1, server_name, named, label, elapsed);
         self.logs.push(
             kind,
             format!("mcp tools/call server={server_name} tool={tool} latency_ms={latency_ms} status={status}"),

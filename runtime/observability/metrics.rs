@@ -35,6 +35,8 @@ pub const RETRIES: &str = "ferrolite_retries_total";
 pub const FALLBACKS: &str = "ferrolite_fallbacks_total";
 pub const COOLDOWNS: &str = "ferrolite_cooldowns_total";
 pub const BUDGET_REMAINING: &str = "ferrolite_budget_remaining_usd";
+pub const MCP_CALLS: &str = "ferrolite_mcp_calls_total";
+pub const MCP_CALL_DURATION: &str = "ferrolite_mcp_call_duration_seconds";
 
 /// Histogram bucket bounds in seconds: from ferrolite's own overhead (tens of µs) to a long
 /// generation (minutes).
@@ -93,6 +95,11 @@ fn describe() {
     describe_counter!(RETRIES, "Attempts that retried a model group after a failed one.");
     describe_counter!(FALLBACKS, "Times a request moved on to a fallback model group.");
     describe_counter!(COOLDOWNS, "Times a deployment was put in cooldown.");
+    describe_counter!(
+        MCP_CALLS,
+        "MCP tool calls through an app's gateway, by workspace, app, server, tool and status."
+    );
+    describe_histogram!(MCP_CALL_DURATION, ::metrics::Unit::Seconds, "Time an MCP server took to answer a tool call.");
     describe_gauge!(BUDGET_REMAINING, "US dollars left in the current budget period (deployment \"\": the app's).");
 }
 
@@ -169,6 +176,11 @@ impl SessionLabels {
     }
 
     /// The model name of deployment `index`, as its labels hold it.
+    /// The session's workspace and app, as labels.
+    pub fn owner(&self) -> (SharedString, SharedString) {
+        (self.workspace.clone(), self.app.clone())
+    }
+
     pub fn model_name(&self, index: usize) -> Option<SharedString> {
         self.deployments.get(index).map(|d| d.model_name.clone())
     }
@@ -333,6 +345,27 @@ pub fn budget_remaining(l: &SessionLabels, index: Option<usize>, left: f64) {
 
 /// The Prometheus text exposition of everything recorded, with the server's count of requests
 /// in flight (the sessions' own gauges are set by their caller first).
+/// One MCP tool call: `status` is `ok`, `tool_error` (the tool said it failed) or `failed`;
+/// `tool` is `""` unless the server answered for it (a client's unknown names add no series).
+pub fn mcp_call(
+    workspace: &LabelText,
+    app: &LabelText,
+    server: &str,
+    tool: &str,
+    status: &'static str,
+    elapsed: Duration,
+) {
+    let labels = [
+        Label::new("workspace", workspace.clone()),
+        Label::new("app", app.clone()),
+        Label::new("server", server.to_owned()),
+        Label::new("tool", tool.to_owned()),
+        Label::new("status", status),
+    ];
+    counter!(MCP_CALLS, labels.iter()).increment(1);
+    histogram!(MCP_CALL_DURATION, labels.iter()).record(elapsed.as_secs_f64());
+}
+
 pub fn render(server_in_flight: usize) -> String {
     let handle = install();
     gauge!(SERVER_IN_FLIGHT).set(server_in_flight as f64);

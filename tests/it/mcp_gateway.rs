@@ -64,4 +64,17 @@ async fn mcp_gateway_lists_prefixed_filtered_tools_and_calls_each_upstream() {
     assert!(call.contains("latency_ms=") && call.ends_with("status=ok"), "{call}");
     assert!(text.iter().any(|l| l.contains("server=down") && l.contains("failed")), "{text:?}");
     assert!(text.iter().all(|l| !l.contains("text-secret")), "{text:?}");
+
+    // And in the metrics: a call per (server, tool, status); a failed call names no tool.
+    let admin = server.running.state.tokens.issue("default", true, std::time::Duration::from_secs(600));
+    let scraped = server.client.get(format!("{}/metrics", server.base)).bearer_auth(admin).send().await.unwrap();
+    let metrics = scraped.text().await.unwrap();
+    let sample = |needle: &[&str]| {
+        metrics.lines().find(|l| l.starts_with("ferrolite_mcp_calls_total{") && needle.iter().all(|n| l.contains(n)))
+    };
+    let ok =
+        sample(&["app=\"tools\"", "server=\"math\"", "tool=\"add\"", "status=\"ok\""]).expect("an ok call counted");
+    assert!(ok.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok()).is_some_and(|n| n >= 1.0), "{ok}");
+    assert!(sample(&["server=\"down\"", "tool=\"\"", "status=\"failed\""]).is_some(), "{metrics}");
+    assert!(metrics.contains("ferrolite_mcp_call_duration_seconds_bucket{"), "the latency histogram");
 }
