@@ -11,7 +11,7 @@
 use super::service::{announcement, builtin_info, builtin_object, service_object, Call, Service};
 use crate::rpc::chunks::Cache;
 use crate::rpc::codec::{self, field, map, Frame};
-use crate::rpc::{error_value, random_id, Answer, Args, Items};
+use crate::rpc::{error_value, random_id, with_heartbeats, Answer, Args, Items};
 use futures::future::BoxFuture;
 use futures::{SinkExt as _, StreamExt as _};
 use rmpv::Value;
@@ -712,16 +712,8 @@ async fn answer(inner: &Inner, frame: &Frame, caller: &str, work: BoxFuture<'sta
         }
         return;
     };
-    let mut tick = tokio::time::interval(frame.heartbeat_interval());
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    tokio::pin!(work);
-    let outcome = loop {
-        tokio::select! {
-            outcome = &mut work => break outcome,
-            _ = tick.tick() => send_to(inner, caller, &format!("{session}.heartbeat"), None).await,
-        }
-    };
+    let heartbeat = format!("{session}.heartbeat");
+    let outcome = with_heartbeats(frame, work, || send_to(inner, caller, &heartbeat, None)).await;
     let (verb, value) = match outcome {
         Ok(Answer::Value(value)) => ("resolve", value),
         Ok(Answer::Stream(items)) => match lock(&inner.link).as_ref().map(|l| l.info.id()) {

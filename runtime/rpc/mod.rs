@@ -480,6 +480,26 @@ impl Hub {
     }
 }
 
+/// Awaits `work`, running `beat` every heartbeat interval the call's frame asks for (the first
+/// one interval in), so a call longer than the caller's method_timeout stays alive. Both RPC
+/// doors (this server's and the Hypha client's) answer calls through it.
+pub(crate) async fn with_heartbeats<T, B: Future<Output = ()>>(
+    frame: &Frame,
+    work: impl Future<Output = T>,
+    mut beat: impl FnMut() -> B,
+) -> T {
+    let mut tick = tokio::time::interval(frame.heartbeat_interval());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            outcome = &mut work => return outcome,
+            _ = tick.tick() => beat().await,
+        }
+    }
+}
+
 /// Runs a served call: heartbeats every `t` seconds while it works (so a call longer than the
 /// client's method_timeout stays alive), then one `resolve` or `reject` when it asked for one.
 async fn answer(hub: &Hub, client: Arc<Client>, frame: &Frame, to: &str, work: impl Future<Output = Outcome>) {
@@ -487,24 +507,17 @@ async fn answer(hub: &Hub, client: Arc<Client>, frame: &Frame, to: &str, work: i
         let _ = work.await;
         return;
     };
-    let mut tick = tokio::time::interval(frame.heartbeat_interval());
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    tokio::pin!(work);
-    let outcome = loop {
-        tokio::select! {
-            outcome = &mut work => break outcome,
-            _ = tick.tick() => {
-                let main = map([
-                    ("type", Value::from("method")),
-                    ("from", Value::from(to)),
-                    ("to", Value::from(client.id.as_str())),
-                    ("method", Value::from(format!("{session}.heartbeat"))),
-                ]);
-                client.send(codec::encode(&main)).await;
-            }
-        }
-    };
+    let outcome = with_heartbeats(frame, work, || {
+        let main = map([
+            ("type", Value::from("method")),
+            ("from", Value::from(to)),
+            ("to", Value::from(client.id.as_str())),
+            ("method", Value::from(format!("{session}.heartbeat"))),
+        ]);
+        let client = client.clone();
+        async move { client.send(codec::encode(&main)).await }
+    })
+    .await;
     let message = match outcome {
         Ok(Answer::Value(value)) => reply(&client, to, &session, "resolve", value),
         Ok(Answer::Stream(items)) => {

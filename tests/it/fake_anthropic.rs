@@ -103,17 +103,23 @@ fn invalid(message: impl Into<String>) -> Response {
     error(400, "invalid_request_error", message)
 }
 
-fn handle(shared: &Shared, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+/// Keeps a request in the log the tests read; its headers (lowercase names) and JSON body.
+fn record(shared: &Shared, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> (HashMap<String, String>, Option<Value>) {
     let header_map: HashMap<String, String> = headers
         .iter()
         .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
-    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
     shared.log.lock().unwrap().push(Recorded {
         path: uri.path().to_owned(),
         headers: header_map.clone(),
         body: parsed.clone().unwrap_or(Value::Null),
     });
+    (header_map, parsed)
+}
+
+fn handle(shared: &Shared, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let (header_map, parsed) = record(shared, &uri, &headers, &body);
     match header_map.get("x-api-key") {
         Some(key) if *key == shared.key => {}
         _ => return error(401, "authentication_error", "invalid x-api-key"),
@@ -759,16 +765,7 @@ fn handle_scripted(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let header_map: HashMap<String, String> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-        .collect();
-    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-    shared.log.lock().unwrap().push(Recorded {
-        path: uri.path().to_owned(),
-        headers: header_map.clone(),
-        body: parsed.clone().unwrap_or(Value::Null),
-    });
+    let (header_map, parsed) = record(shared, &uri, &headers, &body);
     if header_map.get("x-api-key") != Some(&shared.key) {
         return error(401, "authentication_error", "invalid x-api-key");
     }

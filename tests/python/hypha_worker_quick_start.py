@@ -29,6 +29,8 @@ import urllib.error
 import urllib.request
 
 from hypha_rpc import connect_to_server
+from seed_quick_start import MESSAGES, MOCK_TEXT
+from seed_quick_start import QUICK_START as LLM_APP
 
 SERVER = os.environ["HYPHA_SERVER_URL"]
 ROOT_TOKEN = os.environ["HYPHA_ROOT_TOKEN"]
@@ -38,30 +40,6 @@ WORKSPACE = "team-a"
 # The key the fake OpenAI upstream accepts; the user keeps it in the workspace's env.
 UPSTREAM_KEY = os.environ["UPSTREAM_KEY"]
 
-MOCK_TEXT = "This is a test response from the mock model"
-MESSAGES = [{"role": "user", "content": "Hello!"}]
-
-# The seed's Quick Start manifest, its models answered by mock_response.
-LLM_APP = {
-    "name": "My LLM Proxy",
-    "type": "llm-proxy",
-    "version": "1.0.0",
-    "description": "Multi-provider LLM proxy service",
-    "config": {
-        "service_id": "my-llm-service",
-        "model_list": [
-            {
-                "model_name": "gpt-3.5-turbo",
-                "litellm_params": {"model": "gpt-3.5-turbo", "mock_response": MOCK_TEXT},
-            },
-            {
-                "model_name": "claude-3-opus",
-                "litellm_params": {"model": "claude-3-opus-20240229", "mock_response": MOCK_TEXT},
-            },
-        ],
-        "litellm_settings": {"debug": False, "routing_strategy": "simple-shuffle"},
-    },
-}
 
 AUTO_ID_APP = {
     "name": "Auto Id Proxy",
