@@ -9,3 +9,19 @@ pub mod report;
 
 /// Errors are messages for the person running the harness.
 pub type Res<T> = Result<T, String>;
+
+/// The options every harness binary takes: where results go, which processes it started, and
+/// whether its scratch directory stays.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Harness {
+    /// Where the results (NAME.md and NAME.json) go.
+    #[arg(long, default_value = "benches/results")]
+    pub out_dir: std::path::PathBuf,
+    /// A file to which the id of every process started is appended (the calling script stops
+    /// them from it).
+    #[arg(long, env = "BENCH_PIDFILE")]
+    pub pidfile: Option<std::path::PathBuf>,
+    /// Keep the scratch directory (configs, data dirs, logs) after the run.
+    #[arg(long)]
+    pub keep_tmp: bool,
+}

@@ -81,15 +81,8 @@ struct Args {
     oha: String,
     #[arg(long, default_value = "nginx")]
     nginx: String,
-    /// Where latest.md and latest.json go.
-    #[arg(long, default_value = "benches/results")]
-    out_dir: PathBuf,
-    /// A file to which the id of every process started is appended (run.sh stops them from it).
-    #[arg(long, env = "BENCH_PIDFILE")]
-    pidfile: Option<PathBuf>,
-    /// Keep the scratch directory (configs, data dirs, logs) after the run.
-    #[arg(long)]
-    keep_tmp: bool,
+    #[command(flatten)]
+    harness: ferrolite_bench::Harness,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -482,7 +475,7 @@ struct Ctx {
 
 impl Ctx {
     fn launch(&self) -> Launch<'_> {
-        Launch { bin_dir: &self.args.bin_dir, scratch: &self.tmp, pidfile: self.args.pidfile.as_deref() }
+        Launch { bin_dir: &self.args.bin_dir, scratch: &self.tmp, pidfile: self.args.harness.pidfile.as_deref() }
     }
 
     fn load(&self, call: &Call, connections: usize, rate: Option<u64>) -> Res<Load> {
@@ -560,7 +553,7 @@ fn run(args: Args) -> Res<()> {
         oha: Oha {
             bin: args.oha.clone(),
             ticks: clock_ticks_per_sec(),
-            pidfile: args.pidfile.clone(),
+            pidfile: args.harness.pidfile.clone(),
             bystanders: Bystanders::default(),
         },
         args: args.clone(),
@@ -571,7 +564,7 @@ fn run(args: Args) -> Res<()> {
         fake_port: 0,
     };
     let result = measure(&mut ctx, soak_secs, streams);
-    if result.is_ok() && !args.keep_tmp {
+    if result.is_ok() && !args.harness.keep_tmp {
         let _ = std::fs::remove_dir_all(&tmp);
     } else {
         eprintln!("bench: configs and logs are in {}", tmp.display());
@@ -584,7 +577,7 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     let load_before = loadavg();
     let args = ctx.args.clone();
     let secs = ctx.secs;
-    let pidfile = args.pidfile.as_deref();
+    let pidfile = args.harness.pidfile.as_deref();
     let mut report = Report::default();
     let sampler = Sampler::default();
     sampler.start();
@@ -1396,7 +1389,7 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     );
     out.insert("goals".into(), Value::Array(goals));
     out.extend(report.json);
-    let (md_path, json_path) = write_results(&args.out_dir, "latest", &md, &Value::Object(out))?;
+    let (md_path, json_path) = write_results(&args.harness.out_dir, "latest", &md, &Value::Object(out))?;
     eprintln!("bench: wrote {md_path} and {json_path}");
     Ok(())
 }

@@ -45,15 +45,8 @@ struct Args {
     /// Where `ferrolite` and `fake-upstream` are.
     #[arg(long, default_value = "target/release")]
     bin_dir: PathBuf,
-    /// Where chaos.md and chaos.json go.
-    #[arg(long, default_value = "benches/results")]
-    out_dir: PathBuf,
-    /// A file to which the id of every process started is appended (soak.sh stops them from it).
-    #[arg(long, env = "BENCH_PIDFILE")]
-    pidfile: Option<PathBuf>,
-    /// Keep the scratch directory (data dirs, logs) after the run.
-    #[arg(long)]
-    keep_tmp: bool,
+    #[command(flatten)]
+    harness: ferrolite_bench::Harness,
 }
 
 /// A request with no complete answer after this long is stuck.
@@ -69,7 +62,7 @@ fn main() -> ExitCode {
     let tmp = std::env::temp_dir().join(format!("ferrolite-chaos-{}", std::process::id()));
     let result = std::fs::create_dir_all(&tmp).map_err(|e| e.to_string()).and_then(|()| run(&args, &tmp));
     stop_all();
-    if matches!(result, Ok(true)) && !args.keep_tmp {
+    if matches!(result, Ok(true)) && !args.harness.keep_tmp {
         let _ = std::fs::remove_dir_all(&tmp);
     } else {
         eprintln!("chaos: data dirs and logs are in {}", tmp.display());
@@ -113,7 +106,7 @@ impl Redis {
         cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(log.map(Stdio::from).unwrap_or_else(|_| Stdio::null()))
             .stderr(Stdio::null());
-        let proc = Proc::spawn("redis-server", &mut cmd, args.pidfile.as_deref())
+        let proc = Proc::spawn("redis-server", &mut cmd, args.harness.pidfile.as_deref())
             .map_err(|e| format!("{e} (install it: apt-get install redis-server)"))?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
@@ -170,7 +163,7 @@ impl Instance {
             .args(["--redis-url", &format!("redis://127.0.0.1:{}", redis.port)])
             .stdout(Stdio::piped())
             .stderr(log);
-        let mut proc = Proc::spawn(&format!("ferrolite ({})", self.name), &mut cmd, args.pidfile.as_deref())?;
+        let mut proc = Proc::spawn(&format!("ferrolite ({})", self.name), &mut cmd, args.harness.pidfile.as_deref())?;
         let stdout = proc.child.stdout.take().ok_or("no stdout")?;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -287,7 +280,7 @@ fn run(args: &Args, tmp: &Path) -> Res<bool> {
             .args(["--port", &fake_port.to_string(), "--workers", "1", "--chunks", "10", "--gap-ms", "1"])
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
-        args.pidfile.as_deref(),
+        args.harness.pidfile.as_deref(),
     )?;
     let since = fake.started;
     wait_ready(&mut fake, fake_port, "/health", None, since, Duration::from_secs(20))?;
@@ -575,7 +568,7 @@ fn judge(
     r.put("spend", json!({"counted": spend, "answered": answered, "unstored": unstored, "cut": cut}));
     let pass = checks.iter().all(|(_, _, ok)| *ok);
     r.put("pass", json!(pass));
-    let (md, js) = write_results(&world.args.out_dir, "chaos", &r.md, &Value::Object(r.json))?;
+    let (md, js) = write_results(&world.args.harness.out_dir, "chaos", &r.md, &Value::Object(r.json))?;
     step(&format!("wrote {md} and {js}"));
     print!("{}", r.md);
     Ok(pass)

@@ -89,15 +89,8 @@ struct Args {
     /// Where `ferrolite` and `fake-upstream` are.
     #[arg(long, default_value = "target/release")]
     bin_dir: PathBuf,
-    /// Where soak.md and soak.json go.
-    #[arg(long, default_value = "benches/results")]
-    out_dir: PathBuf,
-    /// A file to which the id of every process started is appended (soak.sh stops them from it).
-    #[arg(long, env = "BENCH_PIDFILE")]
-    pidfile: Option<PathBuf>,
-    /// Keep the scratch directory (configs, data dir, logs) after the run.
-    #[arg(long)]
-    keep_tmp: bool,
+    #[command(flatten)]
+    harness: ferrolite_bench::Harness,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -543,7 +536,7 @@ fn start_fake(args: &Args, tmp: &Path, name: &str, latency_ms: u64, chunks: usiz
             .args(["--gap-ms", &gap_ms.to_string()])
             .stdout(Stdio::null())
             .stderr(log),
-        args.pidfile.as_deref(),
+        args.harness.pidfile.as_deref(),
     )?;
     let since = proc.started;
     wait_ready(&mut proc, port, "/health", None, since, Duration::from_secs(20))?;
@@ -566,7 +559,7 @@ fn run(args: Args) -> Res<bool> {
     let tmp = std::env::temp_dir().join(format!("ferrolite-soak-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
     let result = soak(&args, &tmp);
-    if matches!(result, Ok(true)) && !args.keep_tmp {
+    if matches!(result, Ok(true)) && !args.harness.keep_tmp {
         let _ = std::fs::remove_dir_all(&tmp);
     } else {
         eprintln!("soak: configs and logs are in {}", tmp.display());
@@ -596,7 +589,7 @@ fn soak(args: &Args, tmp: &Path) -> Res<bool> {
     app["config"]["litellm_settings"] = litellm_settings();
     let app_path = tmp.join("soak-app.json");
     std::fs::write(&app_path, app.to_string()).map_err(|e| e.to_string())?;
-    let launch = Launch { bin_dir: &args.bin_dir, scratch: tmp, pidfile: args.pidfile.as_deref() };
+    let launch = Launch { bin_dir: &args.bin_dir, scratch: tmp, pidfile: args.harness.pidfile.as_deref() };
     let mut gw = start_ferrolite(&launch, "soak", &[app_path], "soak", &["--allow-private-upstreams"])?;
     let watched = Watched { pid: gw.proc.pid(), port: gw.port, upstream_ports: vec![fast_port, slow_port] };
     let url = format!("http://127.0.0.1:{}/default/apps/soak/v1/chat/completions", gw.port);
@@ -1039,7 +1032,7 @@ fn soak(args: &Args, tmp: &Path) -> Res<bool> {
         "samples": samples.iter().map(Sample::json).collect::<Vec<_>>(),
         "unexpected_examples": examples,
     });
-    let (md_path, json_path) = write_results(&args.out_dir, "soak", &md, &out)?;
+    let (md_path, json_path) = write_results(&args.harness.out_dir, "soak", &md, &out)?;
 
     eprintln!();
     for v in &verdicts {
