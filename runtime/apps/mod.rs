@@ -549,6 +549,9 @@ impl Controller {
                 started_at: session.created,
             })?;
         }
+        if let (Some(cluster), Some(mcp)) = (&self.cluster, &session.mcp) {
+            mcp.gateway().relay_cancellations(sync::mcp_cancel_relay(cluster.clone(), workspace, &session.service_id));
+        }
         let info = session.info(&self.base_url);
         self.registry.insert(Arc::new(session));
         Ok(info)

@@ -9,6 +9,7 @@ use crate::cluster::{Cluster, Event, SharedApp, SharedSession, Snapshot};
 use crate::manifest::validate;
 use crate::store::StoredApp;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 impl Controller {
     /// The shared state a starting instance restores. Redis holding nothing at all (this call
@@ -124,6 +125,12 @@ impl Controller {
                 Ok(()) | Err(ControllerError::SessionNotFound(_)) => {}
                 Err(e) => return Err(e),
             },
+            Event::McpCancel { workspace, service_id, caller, request_id } => {
+                let session = self.registry.get(&workspace, &service_id);
+                if let Some(mcp) = session.as_ref().and_then(|s| s.mcp.as_deref()) {
+                    mcp.gateway().cancel_call(caller, request_id);
+                }
+            }
             Event::SetEnv { workspace, key } => {
                 if let Some(value) = cluster.get_secret(&workspace, &key)? {
                     self.adopt_secret(&workspace, &key, &value)?;
@@ -205,4 +212,21 @@ impl Controller {
             .collect();
         Ok(Snapshot { apps, secrets: self.store.secrets()?, sessions })
     }
+}
+
+/// Passes an app's MCP cancellations that this instance has no call for to the others: the
+/// client's cancel may reach another instance than the call it names.
+pub(super) fn mcp_cancel_relay(cluster: Arc<Cluster>, workspace: &str, service_id: &str) -> crate::mcp::forward::Relay {
+    let (workspace, service_id) = (workspace.to_owned(), service_id.to_owned());
+    Box::new(move |caller, request_id| {
+        let event =
+            Event::McpCancel { workspace: workspace.clone(), service_id: service_id.clone(), caller, request_id };
+        let cluster = cluster.clone();
+        // Redis's client here is blocking; the door must not wait on it.
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = cluster.publish(event) {
+                tracing::warn!(error = %e, "an MCP cancellation could not be passed to the other instances");
+            }
+        });
+    })
 }

@@ -40,11 +40,34 @@ const SEP: char = '\u{1f}';
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    Install { workspace: String, app_id: String },
-    Uninstall { workspace: String, app_id: String },
-    Start { workspace: String, app_id: String, session_id: String },
-    Stop { workspace: String, session_id: String },
-    SetEnv { workspace: String, key: String },
+    Install {
+        workspace: String,
+        app_id: String,
+    },
+    Uninstall {
+        workspace: String,
+        app_id: String,
+    },
+    Start {
+        workspace: String,
+        app_id: String,
+        session_id: String,
+    },
+    Stop {
+        workspace: String,
+        session_id: String,
+    },
+    SetEnv {
+        workspace: String,
+        key: String,
+    },
+    /// A client cancelled an MCP tool call at an instance that is not serving it.
+    McpCancel {
+        workspace: String,
+        service_id: String,
+        caller: u64,
+        request_id: rmcp::model::RequestId,
+    },
 }
 
 #[derive(Serialize, Deserialize)]

@@ -10,20 +10,22 @@
 //! the same URI the first in the manifest keeps it.
 
 use super::client::McpHttp;
+use super::forward::{self, Downstream, InFlight, Progress, Relay};
 use super::{prefixed, split_name, Upstream};
 use crate::manifest::McpTransport;
 use crate::observability::metrics::{self, LabelText};
 use crate::observability::session_log::{LogBuffer, LogType};
 use crate::transport::UpstreamClient;
 use axum::body::Body;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, GetPromptRequestParams, GetPromptResponse, Implementation,
-    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    Prompt, ReadResourceRequestParams, ReadResourceResponse, Resource, ResourceTemplate, ServerCapabilities,
-    ServerConfig, Tool,
+    CallToolRequest, CallToolRequestParams, CallToolResponse, CallToolResult, CancelledNotificationParam,
+    ClientRequest, GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams, Prompt,
+    ReadResourceRequestParams, ReadResourceResponse, RequestId, Resource, ResourceTemplate, ServerCapabilities,
+    ServerConfig, ServerResult, Tool,
 };
-use rmcp::service::{RequestContext, RoleClient, RunningService};
+use rmcp::service::{PeerRequestOptions, RequestContext, RoleClient, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::{StreamableHttpClientTransport, StreamableHttpServerConfig, StreamableHttpService};
@@ -37,6 +39,8 @@ use tracing::Instrument;
 
 /// How long connecting to an upstream (its `initialize` handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest MCP message a client may POST (rmcp's own limit).
+const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
 /// How long an upstream may take to list its tools, prompts or resources.
 const LIST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -49,6 +53,8 @@ enum UpstreamError {
     Timeout,
     #[error("the {0} transport is not supported yet")]
     Transport(&'static str),
+    #[error("cancelled by the client")]
+    Cancelled,
     #[error(transparent)]
     Service(#[from] ServiceError),
 }
@@ -95,7 +101,9 @@ impl From<GatewayError> for ErrorData {
 struct Server {
     upstream: Upstream,
     http: McpHttp,
-    connection: Mutex<Option<RunningService<RoleClient, ()>>>,
+    /// The connection's handler: where the upstream's progress notifications go.
+    progress: Progress,
+    connection: Mutex<Option<RunningService<RoleClient, Progress>>>,
 }
 
 impl Server {
@@ -110,7 +118,7 @@ impl Server {
         }
         let config = StreamableHttpClientTransportConfig::with_uri(self.upstream.url.clone());
         let transport = StreamableHttpClientTransport::with_client(self.http.clone(), config);
-        let running = tokio::time::timeout(CONNECT_TIMEOUT, ().serve(transport))
+        let running = tokio::time::timeout(CONNECT_TIMEOUT, self.progress.clone().serve(transport))
             .await
             .map_err(|_| UpstreamError::Timeout)?
             .map_err(|e| UpstreamError::Connect(e.to_string()))?;
@@ -122,7 +130,7 @@ impl Server {
     /// Forgets a connection that failed, so the next request opens a new one (an upstream
     /// restarted has forgotten its sessions).
     async fn reset(&self, error: &UpstreamError) {
-        if !matches!(error, UpstreamError::Service(ServiceError::McpError(_))) {
+        if !matches!(error, UpstreamError::Service(ServiceError::McpError(_)) | UpstreamError::Cancelled) {
             self.connection.lock().await.take();
         }
     }
@@ -165,6 +173,37 @@ impl Server {
         result
     }
 
+    /// Calls a tool, its progress routed to `downstream` and the call cancelled upstream when
+    /// the client cancels it.
+    async fn call_tool(
+        &self,
+        params: CallToolRequestParams,
+        downstream: Option<&Downstream>,
+    ) -> Result<CallToolResponse, UpstreamError> {
+        let peer = self.peer().await?;
+        let result = async {
+            let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+            let handle = peer.send_cancellable_request(request, PeerRequestOptions::no_options()).await?;
+            let id = handle.id.clone();
+            let _route = downstream.and_then(|d| self.progress.route(handle.progress_token.clone(), d));
+            let cancel = downstream.map(|d| d.cancel.clone()).unwrap_or_default();
+            tokio::select! {
+                answer = handle.await_response() => Ok(tool_response(answer?)?),
+                () = cancel.cancelled() => {
+                    let notice = CancelledNotificationParam::new(Some(id), Some("cancelled by the client".into()));
+                    // Best effort: the upstream may be gone, and the client no longer waits.
+                    let _ = peer.notify_cancelled(notice).await;
+                    Err(UpstreamError::Cancelled)
+                }
+            }
+        }
+        .await;
+        if let Err(e) = &result {
+            self.reset(e).await;
+        }
+        result
+    }
+
     async fn tools(&self) -> Result<Vec<Tool>, UpstreamError> {
         self.list(|c| c.tools.is_some(), |peer| async move { peer.list_all_tools().await }).await
     }
@@ -179,6 +218,18 @@ impl Server {
 
     async fn templates(&self) -> Result<Vec<ResourceTemplate>, UpstreamError> {
         self.list(|c| c.resources.is_some(), |peer| async move { peer.list_all_resource_templates().await }).await
+    }
+}
+
+/// A `tools/call` answer as rmcp's `call_tool_once` reads it: a result, a request for input,
+/// or a task; a reply without `content` is an empty result.
+fn tool_response(result: ServerResult) -> Result<CallToolResponse, ServiceError> {
+    match result {
+        ServerResult::CallToolResult(result) => Ok(CallToolResponse::Complete(result)),
+        ServerResult::InputRequiredResult(result) => Ok(CallToolResponse::InputRequired(result)),
+        ServerResult::CreateTaskResult(result) => Ok(CallToolResponse::Task(result)),
+        ServerResult::EmptyResult(_) => Ok(CallToolResponse::Complete(CallToolResult::default())),
+        _ => Err(ServiceError::UnexpectedResponse),
     }
 }
 
@@ -223,6 +274,10 @@ pub struct Gateway {
     /// The session's workspace and app, as metric labels.
     owner: (LabelText, LabelText),
     owners: std::sync::Mutex<ResourceOwners>,
+    /// Tool calls in flight, for the clients' cancellations.
+    inflight: InFlight,
+    /// Where cancellations of calls served by other instances go (with `--redis-url`).
+    relay: std::sync::OnceLock<Relay>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -247,10 +302,18 @@ impl Gateway {
             .map(|upstream| Server {
                 http: McpHttp { http: http.clone(), headers: Arc::new(upstream.headers.clone()), public_only },
                 upstream,
+                progress: Progress::default(),
                 connection: Mutex::new(None),
             })
             .collect();
-        Gateway { servers, logs, owner, owners: Default::default() }
+        Gateway {
+            servers,
+            logs,
+            owner,
+            owners: Default::default(),
+            inflight: InFlight::default(),
+            relay: Default::default(),
+        }
     }
 
     fn server(&self, name: &str) -> Option<&Server> {
@@ -305,6 +368,17 @@ impl Gateway {
             }));
         }
         ToolListing { tools, failed }
+    }
+
+    /// Sends the cancellations of calls this instance is not serving to `relay` (set once).
+    pub fn relay_cancellations(&self, relay: Relay) {
+        let _ = self.relay.set(relay);
+    }
+
+    /// Cancels `caller`'s call `id` if this instance serves it (a cancellation relayed from
+    /// another instance); false when it does not.
+    pub fn cancel_call(&self, caller: u64, id: RequestId) -> bool {
+        self.inflight.cancel(caller, id)
     }
 
     /// Whether the app has an MCP server of this name.
@@ -402,7 +476,16 @@ impl Gateway {
     }
 
     /// Calls a prefixed tool on its server, and logs the call.
-    pub async fn call(&self, mut params: CallToolRequestParams) -> Result<CallToolResponse, GatewayError> {
+    pub async fn call(&self, params: CallToolRequestParams) -> Result<CallToolResponse, GatewayError> {
+        self.call_for(params, None).await
+    }
+
+    /// [`Gateway::call`] for an MCP client, which gets the call's progress and may cancel it.
+    async fn call_for(
+        &self,
+        mut params: CallToolRequestParams,
+        downstream: Option<&Downstream>,
+    ) -> Result<CallToolResponse, GatewayError> {
         let (server, tool) = self.route("tool", &params.name)?;
         let server_name = server.upstream.name.as_str();
         if !server.upstream.permits(&tool) {
@@ -411,17 +494,19 @@ impl Gateway {
         params.name = tool.clone().into();
         let started = Instant::now();
         let span = tracing::info_span!("mcp_call", server = server_name, tool = tool.as_str());
-        let result = server.request(|peer| async move { peer.call_tool_once(params).await }).instrument(span).await;
+        let result = server.call_tool(params, downstream).instrument(span).await;
         let elapsed = started.elapsed();
         let latency_ms = elapsed.as_millis();
         let (kind, status) = match &result {
             Ok(CallToolResponse::Complete(r)) if r.is_error == Some(true) => (LogType::Log, "tool_error".to_owned()),
             Ok(_) => (LogType::Log, "ok".to_owned()),
+            Err(UpstreamError::Cancelled) => (LogType::Log, "cancelled".to_owned()),
             Err(e) => (LogType::Error, format!("failed: {e}")),
         };
         let (label, named) = match &result {
             Ok(CallToolResponse::Complete(r)) if r.is_error == Some(true) => ("tool_error", tool.as_str()),
             Ok(_) => ("ok", tool.as_str()),
+            Err(UpstreamError::Cancelled) => ("cancelled", tool.as_str()),
             Err(_) => ("failed", ""),
         };
         metrics::mcp_call(&self.owner.0, &self.owner.1, server_name, named, label, elapsed);
@@ -498,9 +583,15 @@ impl ServerHandler for Handler {
     async fn call_tool(
         &self,
         params: CallToolRequestParams,
-        _: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        Ok(self.0.call(params).await?)
+        let gateway = &self.0;
+        let headers = context.extensions.get::<axum::http::request::Parts>().map(|parts| &parts.headers);
+        let caller = forward::caller(headers);
+        let _inflight = gateway.inflight.enter(caller, context.id.clone(), context.ct.clone());
+        let downstream =
+            Downstream { peer: context.peer, progress_token: context.meta.get_progress_token(), cancel: context.ct };
+        Ok(gateway.call_for(params, Some(&downstream)).await?)
     }
 }
 
@@ -538,11 +629,41 @@ impl Endpoint {
 
     /// Serves one HTTP request to `/mcp`.
     pub async fn serve(&self, request: axum::extract::Request) -> Response {
+        let request = if request.method() == axum::http::Method::POST {
+            match self.note_cancellation(request).await {
+                Ok(request) => request,
+                Err(response) => return response,
+            }
+        } else {
+            request
+        };
         let mut service = self.service.clone();
         match tower::Service::call(&mut service, request).await {
             Ok(response) => response.map(Body::new),
             Err(never) => match never {},
         }
+    }
+}
+
+impl Endpoint {
+    /// Cancels the call a `notifications/cancelled` POST names (rmcp's stateless server drops
+    /// notifications), then hands the request on whole.
+    async fn note_cancellation(&self, request: axum::extract::Request) -> Result<axum::extract::Request, Response> {
+        let (parts, body) = request.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, MAX_REQUEST_BODY).await else {
+            let status = axum::http::StatusCode::PAYLOAD_TOO_LARGE;
+            return Err((status, format!("an MCP message is at most {MAX_REQUEST_BODY} bytes")).into_response());
+        };
+        if let Some(id) = forward::cancelled_request(&bytes) {
+            let caller = forward::caller(Some(&parts.headers));
+            if !self.gateway.inflight.cancel(caller, id.clone()) {
+                // Served by another instance behind the same balancer, or already done.
+                if let Some(relay) = self.gateway.relay.get() {
+                    relay(caller, id);
+                }
+            }
+        }
+        Ok(axum::extract::Request::from_parts(parts, Body::from(bytes)))
     }
 }
 

@@ -3,6 +3,7 @@
 //! only decides what is listed, where a call goes, and what is logged.
 
 pub mod client;
+pub mod forward;
 pub mod gateway;
 
 pub use gateway::{Endpoint, Gateway, GatewayError};

@@ -26,6 +26,9 @@ const ALIASES: &[(&str, Operation)] = &[
     ("chat_completion", Operation::ChatCompletions),
     ("completion", Operation::Completions),
     ("embedding", Operation::Embeddings),
+    // The app's MCP tools, as `/mcp-rest/tools/*` serves them.
+    ("list_mcp_tools", Operation::McpRestToolsList),
+    ("call_mcp_tool", Operation::McpRestToolsCall),
 ];
 
 /// Largest whole (non-streamed) answer read back from the router.

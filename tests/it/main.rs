@@ -36,6 +36,7 @@ mod hypha_server;
 mod hypha_worker;
 mod limits;
 mod litellm_config;
+mod mcp_forwarding;
 mod mcp_gateway;
 mod mcp_rest;
 mod messages_front;

@@ -125,6 +125,10 @@ async fn mcp_rest_lists_and_calls_tools_as_litellm_does() {
 
     let response = reqwest::Client::new().get(format!("{base}/tools/list")).send().await.unwrap();
     assert_eq!(read_json(response).await.0, 401, "the LLM routes' tokens guard it");
+
+    // The same tools over /ws: `list_mcp_tools` and `call_mcp_tool` of the LLM service.
+    let service = ("FERROLITE_SERVICE", "tools".to_owned());
+    crate::rpc::run_hypha_script("hypha_rpc_mcp.py", &server, &[service]).await;
 }
 
 const LITELLM_CONFIG: &str = r#"

@@ -147,7 +147,7 @@ fn python() -> String {
 }
 
 /// Runs a hypha-rpc script of tests/python against `server`; it must print "all checks passed".
-async fn run_hypha_script(script: &str, server: &TestServer, extra: &[(&str, String)]) {
+pub(crate) async fn run_hypha_script(script: &str, server: &TestServer, extra: &[(&str, String)]) {
     let script = repo_root().join("tests/python").join(script);
     let mut envs: Vec<(String, String)> = vec![
         ("FERROLITE_BASE_URL".into(), server.base.clone()),
