@@ -10,6 +10,7 @@
 //! the same URI the first in the manifest keeps it.
 
 use super::client::McpHttp;
+use super::sse::SseTransport;
 use super::{prefixed, split_name, Upstream};
 use crate::manifest::McpTransport;
 use crate::observability::metrics::{self, LabelText};
@@ -47,8 +48,6 @@ enum UpstreamError {
     Connect(String),
     #[error("timed out")]
     Timeout,
-    #[error("the {0} transport is not supported yet")]
-    Transport(&'static str),
     #[error(transparent)]
     Service(#[from] ServiceError),
 }
@@ -102,18 +101,27 @@ impl Server {
     async fn peer(&self) -> Result<rmcp::Peer<RoleClient>, UpstreamError> {
         // One connection per upstream: callers that find none wait for the one being opened.
         let mut slot = self.connection.lock().await;
-        if let Some(running) = slot.as_ref().filter(|r| !r.is_closed()) {
+        // A service whose transport ended (its loop gone) is not cancelled, so `is_closed` alone
+        // misses it; its peer's channel is closed then.
+        if let Some(running) = slot.as_ref().filter(|r| !r.is_closed() && !r.peer().is_transport_closed()) {
             return Ok(running.peer().clone());
         }
-        if self.upstream.transport == McpTransport::Sse {
-            return Err(UpstreamError::Transport("sse"));
-        }
-        let config = StreamableHttpClientTransportConfig::with_uri(self.upstream.url.clone());
-        let transport = StreamableHttpClientTransport::with_client(self.http.clone(), config);
-        let running = tokio::time::timeout(CONNECT_TIMEOUT, ().serve(transport))
-            .await
-            .map_err(|_| UpstreamError::Timeout)?
-            .map_err(|e| UpstreamError::Connect(e.to_string()))?;
+        let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+        let running = match self.upstream.transport {
+            McpTransport::Http => {
+                let config = StreamableHttpClientTransportConfig::with_uri(self.upstream.url.clone());
+                let transport = StreamableHttpClientTransport::with_client(self.http.clone(), config);
+                tokio::time::timeout_at(deadline, ().serve(transport)).await
+            }
+            McpTransport::Sse => {
+                let transport = SseTransport::connect(self.http.clone(), &self.upstream.url, CONNECT_TIMEOUT)
+                    .await
+                    .map_err(|e| UpstreamError::Connect(e.to_string()))?;
+                tokio::time::timeout_at(deadline, ().serve(transport)).await
+            }
+        };
+        let running =
+            running.map_err(|_| UpstreamError::Timeout)?.map_err(|e| UpstreamError::Connect(e.to_string()))?;
         let peer = running.peer().clone();
         *slot = Some(running);
         Ok(peer)

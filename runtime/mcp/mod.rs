@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod gateway;
+pub mod sse;
 
 pub use gateway::{Endpoint, Gateway, GatewayError};
 
