@@ -11,6 +11,7 @@
 
 use super::client::McpHttp;
 use super::forward::{self, Downstream, InFlight, Progress, Relay};
+use super::sse::SseTransport;
 use super::{prefixed, split_name, Upstream};
 use crate::manifest::McpTransport;
 use crate::observability::metrics::{self, LabelText};
@@ -51,8 +52,6 @@ enum UpstreamError {
     Connect(String),
     #[error("timed out")]
     Timeout,
-    #[error("the {0} transport is not supported yet")]
-    Transport(&'static str),
     #[error("cancelled by the client")]
     Cancelled,
     #[error(transparent)]
@@ -110,18 +109,28 @@ impl Server {
     async fn peer(&self) -> Result<rmcp::Peer<RoleClient>, UpstreamError> {
         // One connection per upstream: callers that find none wait for the one being opened.
         let mut slot = self.connection.lock().await;
-        if let Some(running) = slot.as_ref().filter(|r| !r.is_closed()) {
+        // A service whose transport ended (its loop gone) is not cancelled, so `is_closed` alone
+        // misses it; its peer's channel is closed then.
+        if let Some(running) = slot.as_ref().filter(|r| !r.is_closed() && !r.peer().is_transport_closed()) {
             return Ok(running.peer().clone());
         }
-        if self.upstream.transport == McpTransport::Sse {
-            return Err(UpstreamError::Transport("sse"));
-        }
-        let config = StreamableHttpClientTransportConfig::with_uri(self.upstream.url.clone());
-        let transport = StreamableHttpClientTransport::with_client(self.http.clone(), config);
-        let running = tokio::time::timeout(CONNECT_TIMEOUT, self.progress.clone().serve(transport))
-            .await
-            .map_err(|_| UpstreamError::Timeout)?
-            .map_err(|e| UpstreamError::Connect(e.to_string()))?;
+        let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+        let handler = self.progress.clone();
+        let running = match self.upstream.transport {
+            McpTransport::Http => {
+                let config = StreamableHttpClientTransportConfig::with_uri(self.upstream.url.clone());
+                let transport = StreamableHttpClientTransport::with_client(self.http.clone(), config);
+                tokio::time::timeout_at(deadline, handler.serve(transport)).await
+            }
+            McpTransport::Sse => {
+                let transport = SseTransport::connect(self.http.clone(), &self.upstream.url, CONNECT_TIMEOUT)
+                    .await
+                    .map_err(|e| UpstreamError::Connect(e.to_string()))?;
+                tokio::time::timeout_at(deadline, handler.serve(transport)).await
+            }
+        };
+        let running =
+            running.map_err(|_| UpstreamError::Timeout)?.map_err(|e| UpstreamError::Connect(e.to_string()))?;
         let peer = running.peer().clone();
         *slot = Some(running);
         Ok(peer)

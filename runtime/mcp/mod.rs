@@ -5,6 +5,7 @@
 pub mod client;
 pub mod forward;
 pub mod gateway;
+pub mod sse;
 
 pub use gateway::{Endpoint, Gateway, GatewayError};
 

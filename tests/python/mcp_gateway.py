@@ -1,11 +1,12 @@
 """The official MCP Python SDK through ferrolite's MCP gateway.
 
-Starts two MCP servers of the SDK (MCPServer, formerly FastMCP) over Streamable HTTP on the
-ports the Rust test put in the app's manifest, then connects the SDK's client to
-FERROLITE_MCP_URL: initialize, tools listed with their server's prefix and filtered by the app's
-allowed/disallowed lists, a call on each server, prompts and resources (URIs kept, names
-prefixed, reads routed to the server that listed them), an upstream that is down left out (a call to it
-fails naming it), and the gateway's auth (401 without a token, 403 with another workspace's).
+Starts three MCP servers of the SDK (MCPServer, formerly FastMCP) on the ports the Rust test put
+in the app's manifest, two over Streamable HTTP and one (`legacy`) over the older HTTP+SSE
+transport, then connects the SDK's client to FERROLITE_MCP_URL: initialize, tools listed with
+their server's prefix and filtered by the app's allowed/disallowed lists, a call on each server,
+prompts and resources (URIs kept, names prefixed, reads routed to the server that listed them), an
+upstream that is down left out (a call to it fails naming it), and the gateway's auth (401 without
+a token, 403 with another workspace's).
 """
 
 import asyncio
@@ -27,6 +28,8 @@ FOREIGN = os.environ["FERROLITE_FOREIGN_TOKEN"]
 MATH_PORT = int(os.environ["MATH_PORT"])
 TEXT_PORT = int(os.environ["TEXT_PORT"])
 TEXT_AUTH = os.environ["TEXT_AUTH"]
+LEGACY_PORT = int(os.environ["LEGACY_PORT"])
+LEGACY_AUTH = os.environ["LEGACY_AUTH"]
 
 
 def math_server() -> MCPServer:
@@ -76,16 +79,28 @@ def text_server() -> MCPServer:
     return server
 
 
-class RequireAuth:
+def legacy_server() -> MCPServer:
+    server = MCPServer("legacy")
+
+    @server.tool()
+    def reverse(text: str) -> str:
+        """Reverses text (served over HTTP+SSE)."""
+        return text[::-1]
+
+    return server
+
+
+class RequireHeaders:
     """Refuses requests without the credentials the manifest configures for this server."""
 
-    def __init__(self, app):
+    def __init__(self, app, required: dict[bytes, bytes]):
         self.app = app
+        self.required = required
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
             headers = dict(scope["headers"])
-            if headers.get(b"authorization") != f"Bearer {TEXT_AUTH}".encode() or headers.get(b"x-team") != b"t1":
+            if any(headers.get(name) != value for name, value in self.required.items()):
                 await send({"type": "http.response.start", "status": 401, "headers": []})
                 await send({"type": "http.response.body", "body": b"unauthorized"})
                 return
@@ -120,8 +135,9 @@ async def gateway_checks() -> None:
 
                 tools = await session.list_tools()
                 names = sorted(t.name for t in tools.tools)
-                # math: allowed [add, multiply] less disallowed [multiply]; text: all; down: left out.
-                assert names == ["math-add", "text-shout"], names
+                # math: allowed [add, multiply] less disallowed [multiply]; text and legacy: all;
+                # down: left out.
+                assert names == ["legacy-reverse", "math-add", "text-shout"], names
                 add = next(t for t in tools.tools if t.name == "math-add")
                 assert add.description == "Adds two numbers.", add
                 assert set(add.input_schema["properties"]) == {"a", "b"}, add.input_schema
@@ -130,6 +146,9 @@ async def gateway_checks() -> None:
                 assert not added.is_error and text_of(added) == "42", added
                 shouted = await session.call_tool("text-shout", {"text": "hi"})
                 assert not shouted.is_error and text_of(shouted) == "HI", shouted
+                # Over HTTP+SSE: the answer came on the event stream, the call was posted.
+                reversed_ = await session.call_tool("legacy-reverse", {"text": "abc"})
+                assert not reversed_.is_error and text_of(reversed_) == "cba", reversed_
 
                 prompts = await session.list_prompts()
                 assert [p.name for p in prompts.prompts] == ["text-greet"], prompts
@@ -191,7 +210,10 @@ async def version_and_auth_checks() -> None:
 
 def main() -> None:
     serve(math_server().streamable_http_app(), MATH_PORT)
-    serve(RequireAuth(text_server().streamable_http_app()), TEXT_PORT)
+    text_auth = {b"authorization": f"Bearer {TEXT_AUTH}".encode(), b"x-team": b"t1"}
+    serve(RequireHeaders(text_server().streamable_http_app(), text_auth), TEXT_PORT)
+    # The API key on the event stream and on every post.
+    serve(RequireHeaders(legacy_server().sse_app(), {b"x-api-key": LEGACY_AUTH.encode()}), LEGACY_PORT)
     asyncio.run(gateway_checks())
     asyncio.run(version_and_auth_checks())
     print("all checks passed")
