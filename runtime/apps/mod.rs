@@ -550,7 +550,12 @@ impl Controller {
             })?;
         }
         if let (Some(cluster), Some(mcp)) = (&self.cluster, &session.mcp) {
-            mcp.gateway().relay_cancellations(sync::mcp_cancel_relay(cluster.clone(), workspace, &session.service_id));
+            let relay = sync::McpRelay {
+                cluster: cluster.clone(),
+                workspace: workspace.into(),
+                service_id: session.service_id.clone(),
+            };
+            mcp.gateway().notices().set_relay(Box::new(relay));
         }
         let info = session.info(&self.base_url);
         self.registry.insert(Arc::new(session));

@@ -128,7 +128,14 @@ impl Controller {
             Event::McpCancel { workspace, service_id, caller, request_id } => {
                 let session = self.registry.get(&workspace, &service_id);
                 if let Some(mcp) = session.as_ref().and_then(|s| s.mcp.as_deref()) {
-                    mcp.gateway().cancel_call(caller, request_id);
+                    mcp.gateway().notices().inflight.cancel(caller, request_id);
+                }
+            }
+            Event::McpListChanged { workspace, service_id, method } => {
+                let session = self.registry.get(&workspace, &service_id);
+                let change = crate::mcp::forward::ListChange::from_method(&method);
+                if let (Some(mcp), Some(change)) = (session.as_ref().and_then(|s| s.mcp.as_deref()), change) {
+                    mcp.gateway().notices().announce(change);
                 }
             }
             Event::SetEnv { workspace, key } => {
@@ -214,19 +221,35 @@ impl Controller {
     }
 }
 
-/// Passes an app's MCP cancellations that this instance has no call for to the others: the
-/// client's cancel may reach another instance than the call it names.
-pub(super) fn mcp_cancel_relay(cluster: Arc<Cluster>, workspace: &str, service_id: &str) -> crate::mcp::forward::Relay {
-    let (workspace, service_id) = (workspace.to_owned(), service_id.to_owned());
-    Box::new(move |caller, request_id| {
-        let event =
-            Event::McpCancel { workspace: workspace.clone(), service_id: service_id.clone(), caller, request_id };
-        let cluster = cluster.clone();
+/// An app's MCP notices that this instance cannot act on, passed to the others over Redis:
+/// a client's cancel may reach another instance than the call it names, and an upstream's list
+/// change another than the client listening for it.
+pub(super) struct McpRelay {
+    pub cluster: Arc<Cluster>,
+    pub workspace: String,
+    pub service_id: String,
+}
+
+impl McpRelay {
+    fn publish(&self, event: Event) {
+        let cluster = self.cluster.clone();
         // Redis's client here is blocking; the door must not wait on it.
         tokio::task::spawn_blocking(move || {
             if let Err(e) = cluster.publish(event) {
-                tracing::warn!(error = %e, "an MCP cancellation could not be passed to the other instances");
+                tracing::warn!(error = %e, "an MCP notice could not be passed to the other instances");
             }
         });
-    })
+    }
+}
+
+impl crate::mcp::forward::Relay for McpRelay {
+    fn cancel(&self, caller: u64, request_id: rmcp::model::RequestId) {
+        let (workspace, service_id) = (self.workspace.clone(), self.service_id.clone());
+        self.publish(Event::McpCancel { workspace, service_id, caller, request_id });
+    }
+
+    fn list_changed(&self, change: crate::mcp::forward::ListChange) {
+        let (workspace, service_id) = (self.workspace.clone(), self.service_id.clone());
+        self.publish(Event::McpListChanged { workspace, service_id, method: change.method().to_owned() });
+    }
 }

@@ -68,6 +68,12 @@ pub enum Event {
         caller: u64,
         request_id: rmcp::model::RequestId,
     },
+    /// An app's MCP upstream said a list changed (`method` is the notification's).
+    McpListChanged {
+        workspace: String,
+        service_id: String,
+        method: String,
+    },
 }
 
 #[derive(Serialize, Deserialize)]

@@ -1,10 +1,12 @@
-//! What travels with a forwarded tool call besides its answer: the upstream's progress
-//! notifications, routed back to the client whose call they belong to, and the client's
-//! cancellation, passed on to the upstream.
+//! What the gateway forwards besides answers: an upstream's progress notifications, routed back
+//! to the client whose call they belong to; a client's cancellation, passed on to the upstream;
+//! and the upstreams' `list_changed` notifications, told to every client listening.
 //!
 //! The gateway is stateless, so a client's `notifications/cancelled` arrives as a POST of its
 //! own that rmcp's stateless server would drop; [`InFlight`] finds the call it names by the
-//! caller's credential and the JSON-RPC id (ids are only unique per client).
+//! caller's credential and the JSON-RPC id (ids are only unique per client). Behind a load
+//! balancer the cancel and the call, or the change and the listening client, may be on two
+//! instances: a [`Relay`] passes them on (over Redis).
 
 use axum::http::HeaderMap;
 use rmcp::model::{ProgressNotificationParam, ProgressToken, RequestId};
@@ -27,14 +29,99 @@ pub struct Downstream {
 
 type Routes = HashMap<ProgressToken, (Peer<RoleServer>, ProgressToken)>;
 
-/// The handler of one upstream connection: progress notifications by the upstream token rmcp
-/// put in each request, sent on under the client's token.
-#[derive(Clone, Default)]
-pub struct Progress {
-    routes: Arc<Mutex<Routes>>,
+/// Which list an upstream said changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListChange {
+    Tools,
+    Prompts,
+    Resources,
 }
 
-impl Progress {
+impl ListChange {
+    /// The notification's method, as clients get it.
+    pub fn method(self) -> &'static str {
+        match self {
+            ListChange::Tools => "notifications/tools/list_changed",
+            ListChange::Prompts => "notifications/prompts/list_changed",
+            ListChange::Resources => "notifications/resources/list_changed",
+        }
+    }
+
+    pub fn from_method(method: &str) -> Option<ListChange> {
+        [ListChange::Tools, ListChange::Prompts, ListChange::Resources].into_iter().find(|c| c.method() == method)
+    }
+}
+
+/// Passes what this instance cannot act on to the other instances.
+pub trait Relay: Send + Sync {
+    /// A cancellation of a call this instance is not serving.
+    fn cancel(&self, caller: u64, id: RequestId);
+    /// An upstream's list changed, seen on this instance's connection to it.
+    fn list_changed(&self, change: ListChange);
+}
+
+/// How many list changes a slow listener may fall behind before it misses some.
+const CHANGES_BUFFER: usize = 16;
+
+/// What the gateway's upstream connections and its clients share: the calls in flight, the
+/// clients listening for list changes, and the relay to other instances.
+pub struct Notices {
+    pub inflight: InFlight,
+    changes: tokio::sync::broadcast::Sender<ListChange>,
+    relay: std::sync::OnceLock<Box<dyn Relay>>,
+}
+
+impl Default for Notices {
+    fn default() -> Notices {
+        Notices {
+            inflight: InFlight::default(),
+            changes: tokio::sync::broadcast::channel(CHANGES_BUFFER).0,
+            relay: Default::default(),
+        }
+    }
+}
+
+impl Notices {
+    /// Sets the relay to other instances (once; with `--redis-url`).
+    pub fn set_relay(&self, relay: Box<dyn Relay>) {
+        let _ = self.relay.set(relay);
+    }
+
+    pub fn relay(&self) -> Option<&dyn Relay> {
+        self.relay.get().map(|r| &**r)
+    }
+
+    /// Tells this instance's listening clients that a list changed.
+    pub fn announce(&self, change: ListChange) {
+        // No listener is not an error: nobody has the list open.
+        let _ = self.changes.send(change);
+    }
+
+    pub fn listen(&self) -> tokio::sync::broadcast::Receiver<ListChange> {
+        self.changes.subscribe()
+    }
+}
+
+/// The handler of one upstream connection: progress notifications by the upstream token rmcp
+/// put in each request, sent on under the client's token; list changes told to every client.
+#[derive(Clone)]
+pub struct Forwarder {
+    routes: Arc<Mutex<Routes>>,
+    notices: Arc<Notices>,
+}
+
+impl Forwarder {
+    pub fn new(notices: Arc<Notices>) -> Forwarder {
+        Forwarder { routes: Default::default(), notices }
+    }
+
+    fn changed(&self, change: ListChange) {
+        self.notices.announce(change);
+        if let Some(relay) = self.notices.relay() {
+            relay.list_changed(change);
+        }
+    }
+
     /// Routes the upstream's notifications for `upstream` to `downstream` until the guard drops.
     pub fn route(&self, upstream: ProgressToken, downstream: &Downstream) -> Option<RouteGuard> {
         let token = downstream.progress_token.clone()?;
@@ -57,7 +144,7 @@ impl Drop for RouteGuard {
     }
 }
 
-impl ClientHandler for Progress {
+impl ClientHandler for Forwarder {
     async fn on_progress(&self, params: ProgressNotificationParam, _: NotificationContext<RoleClient>) {
         let route = self.routes.lock().ok().and_then(|routes| routes.get(&params.progress_token).cloned());
         let Some((peer, token)) = route else { return };
@@ -67,10 +154,19 @@ impl ClientHandler for Progress {
         // The client may be gone already; its cancellation reaches the upstream separately.
         let _ = peer.notify_progress(forwarded).await;
     }
-}
 
-/// Passes a cancellation this instance has no call for to the other instances.
-pub type Relay = Box<dyn Fn(u64, RequestId) + Send + Sync>;
+    async fn on_tool_list_changed(&self, _: NotificationContext<RoleClient>) {
+        self.changed(ListChange::Tools);
+    }
+
+    async fn on_prompt_list_changed(&self, _: NotificationContext<RoleClient>) {
+        self.changed(ListChange::Prompts);
+    }
+
+    async fn on_resource_list_changed(&self, _: NotificationContext<RoleClient>) {
+        self.changed(ListChange::Resources);
+    }
+}
 
 /// Who is calling, as a hash of the credential they presented (never kept itself); the same
 /// on every instance, so a cancellation can be passed to the one serving the call.
@@ -118,20 +214,35 @@ impl Drop for InFlightGuard {
     }
 }
 
-/// The request a `notifications/cancelled` body names, if `body` is one.
-pub fn cancelled_request(body: &[u8]) -> Option<RequestId> {
-    #[derive(serde::Deserialize)]
-    struct Notification {
-        method: String,
-        params: Params,
+/// What the endpoint needs to know of a POSTed message before rmcp serves it.
+#[derive(Debug, PartialEq)]
+pub enum Posted {
+    /// `initialize`: its answer carries a session id.
+    Initialize,
+    /// `notifications/cancelled` naming a request.
+    Cancelled(RequestId),
+    Other,
+}
+
+impl Posted {
+    pub fn of(body: &[u8]) -> Posted {
+        #[derive(serde::Deserialize)]
+        struct Message {
+            method: Option<String>,
+            params: Option<Params>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Params {
+            request_id: Option<RequestId>,
+        }
+        let Ok(message) = serde_json::from_slice::<Message>(body) else { return Posted::Other };
+        match (message.method.as_deref(), message.params.and_then(|p| p.request_id)) {
+            (Some("initialize"), _) => Posted::Initialize,
+            (Some("notifications/cancelled"), Some(id)) => Posted::Cancelled(id),
+            _ => Posted::Other,
+        }
     }
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Params {
-        request_id: RequestId,
-    }
-    let notification: Notification = serde_json::from_slice(body).ok()?;
-    (notification.method == "notifications/cancelled").then_some(notification.params.request_id)
 }
 
 #[cfg(test)]
@@ -157,11 +268,14 @@ mod tests {
     }
 
     #[test]
-    fn only_cancelled_notifications_name_a_request() {
+    fn posted_messages_are_told_apart() {
         let cancel = br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7,"reason":"x"}}"#;
-        assert_eq!(cancelled_request(cancel), Some(NumberOrString::Number(7)));
+        assert_eq!(Posted::of(cancel), Posted::Cancelled(NumberOrString::Number(7)));
+        let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#;
+        assert_eq!(Posted::of(init), Posted::Initialize);
         let other = br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"requestId":7}}"#;
-        assert_eq!(cancelled_request(other), None);
-        assert_eq!(cancelled_request(b"not json"), None);
+        assert_eq!(Posted::of(other), Posted::Other);
+        assert_eq!(Posted::of(br#"[{"jsonrpc":"2.0"}]"#), Posted::Other);
+        assert_eq!(Posted::of(b"not json"), Posted::Other);
     }
 }

@@ -1,6 +1,5 @@
-//! The app's MCP server: rmcp's Streamable HTTP service around a handler that lists the tools,
-//! prompts and resources of every upstream server and forwards each call, prompt and read to
-//! its server.
+//! The upstream side of the app's MCP server: the connections to its MCP servers, what they
+//! list (merged) and where each call, prompt and read goes.
 //!
 //! Tools and prompts are named `{server}-{name}` (tools filtered by the app's allow/deny lists,
 //! which name tools only). Resource URIs are kept as the upstream wrote them, since clients
@@ -10,27 +9,22 @@
 //! the same URI the first in the manifest keeps it.
 
 use super::client::McpHttp;
-use super::forward::{self, Downstream, InFlight, Progress, Relay};
+use super::forward::{Downstream, Forwarder, Notices};
 use super::sse::SseTransport;
 use super::{prefixed, split_name, Upstream};
 use crate::manifest::McpTransport;
 use crate::observability::metrics::{self, LabelText};
 use crate::observability::session_log::{LogBuffer, LogType};
 use crate::transport::UpstreamClient;
-use axum::body::Body;
-use axum::response::{IntoResponse, Response};
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResponse, CallToolResult, CancelledNotificationParam,
-    ClientRequest, GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
-    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams, Prompt,
-    ReadResourceRequestParams, ReadResourceResponse, RequestId, Resource, ResourceTemplate, ServerCapabilities,
-    ServerConfig, ServerResult, Tool,
+    ClientRequest, GetPromptRequestParams, GetPromptResponse, Prompt, ReadResourceRequestParams, ReadResourceResponse,
+    Resource, ResourceTemplate, ServerCapabilities, ServerResult, Tool,
 };
-use rmcp::service::{PeerRequestOptions, RequestContext, RoleClient, RunningService};
+use rmcp::service::{PeerRequestOptions, RoleClient, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
-use rmcp::transport::{StreamableHttpClientTransport, StreamableHttpServerConfig, StreamableHttpService};
-use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceError, ServiceExt};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{ErrorData, ServiceError, ServiceExt};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -40,8 +34,6 @@ use tracing::Instrument;
 
 /// How long connecting to an upstream (its `initialize` handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The largest MCP message a client may POST (rmcp's own limit).
-const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
 /// How long an upstream may take to list its tools, prompts or resources.
 const LIST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -100,9 +92,9 @@ impl From<GatewayError> for ErrorData {
 struct Server {
     upstream: Upstream,
     http: McpHttp,
-    /// The connection's handler: where the upstream's progress notifications go.
-    progress: Progress,
-    connection: Mutex<Option<RunningService<RoleClient, Progress>>>,
+    /// The connection's handler: where the upstream's notifications go.
+    forwarder: Forwarder,
+    connection: Mutex<Option<RunningService<RoleClient, Forwarder>>>,
 }
 
 impl Server {
@@ -115,7 +107,7 @@ impl Server {
             return Ok(running.peer().clone());
         }
         let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
-        let handler = self.progress.clone();
+        let handler = self.forwarder.clone();
         let running = match self.upstream.transport {
             McpTransport::Http => {
                 let config = StreamableHttpClientTransportConfig::with_uri(self.upstream.url.clone());
@@ -194,7 +186,7 @@ impl Server {
             let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
             let handle = peer.send_cancellable_request(request, PeerRequestOptions::no_options()).await?;
             let id = handle.id.clone();
-            let _route = downstream.and_then(|d| self.progress.route(handle.progress_token.clone(), d));
+            let _route = downstream.and_then(|d| self.forwarder.route(handle.progress_token.clone(), d));
             let cancel = downstream.map(|d| d.cancel.clone()).unwrap_or_default();
             tokio::select! {
                 answer = handle.await_response() => Ok(tool_response(answer?)?),
@@ -283,10 +275,8 @@ pub struct Gateway {
     /// The session's workspace and app, as metric labels.
     owner: (LabelText, LabelText),
     owners: std::sync::Mutex<ResourceOwners>,
-    /// Tool calls in flight, for the clients' cancellations.
-    inflight: InFlight,
-    /// Where cancellations of calls served by other instances go (with `--redis-url`).
-    relay: std::sync::OnceLock<Relay>,
+    /// Calls in flight, clients listening for list changes, the relay to other instances.
+    notices: Arc<Notices>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -306,23 +296,17 @@ impl Gateway {
         // One pool for the app's MCP servers, apart from the LLM routes' (a session does not
         // hold the server's state).
         let http = Arc::new(UpstreamClient::new());
+        let notices = Arc::new(Notices::default());
         let servers = upstreams
             .into_iter()
             .map(|upstream| Server {
                 http: McpHttp { http: http.clone(), headers: Arc::new(upstream.headers.clone()), public_only },
                 upstream,
-                progress: Progress::default(),
+                forwarder: Forwarder::new(notices.clone()),
                 connection: Mutex::new(None),
             })
             .collect();
-        Gateway {
-            servers,
-            logs,
-            owner,
-            owners: Default::default(),
-            inflight: InFlight::default(),
-            relay: Default::default(),
-        }
+        Gateway { servers, logs, owner, owners: Default::default(), notices }
     }
 
     fn server(&self, name: &str) -> Option<&Server> {
@@ -360,7 +344,7 @@ impl Gateway {
     }
 
     /// Every permitted tool of every upstream that answers, prefixed.
-    async fn tools(&self) -> Vec<Tool> {
+    pub(super) async fn tools(&self) -> Vec<Tool> {
         self.tool_listing().await.tools.into_iter().map(|(_, tool)| tool).collect()
     }
 
@@ -379,15 +363,9 @@ impl Gateway {
         ToolListing { tools, failed }
     }
 
-    /// Sends the cancellations of calls this instance is not serving to `relay` (set once).
-    pub fn relay_cancellations(&self, relay: Relay) {
-        let _ = self.relay.set(relay);
-    }
-
-    /// Cancels `caller`'s call `id` if this instance serves it (a cancellation relayed from
-    /// another instance); false when it does not.
-    pub fn cancel_call(&self, caller: u64, id: RequestId) -> bool {
-        self.inflight.cancel(caller, id)
+    /// What the gateway shares with its clients and other instances.
+    pub fn notices(&self) -> &Notices {
+        &self.notices
     }
 
     /// Whether the app has an MCP server of this name.
@@ -396,7 +374,7 @@ impl Gateway {
     }
 
     /// Every prompt of every upstream that answers, prefixed.
-    async fn prompts(&self) -> Vec<Prompt> {
+    pub(super) async fn prompts(&self) -> Vec<Prompt> {
         let mut prompts = Vec::new();
         for (index, list) in self.each("prompts/list", Server::prompts).await {
             let server = &self.servers[index].upstream.name;
@@ -410,7 +388,7 @@ impl Gateway {
 
     /// Every resource of every upstream that answers, URIs kept and names prefixed; remembers
     /// which server listed each URI.
-    async fn resources(&self) -> Vec<Resource> {
+    pub(super) async fn resources(&self) -> Vec<Resource> {
         let mut uris = HashMap::new();
         let mut resources = Vec::new();
         for (index, list) in self.each("resources/list", Server::resources).await {
@@ -431,7 +409,7 @@ impl Gateway {
     }
 
     /// Every resource template of every upstream that answers, names prefixed.
-    async fn templates(&self) -> Vec<ResourceTemplate> {
+    pub(super) async fn templates(&self) -> Vec<ResourceTemplate> {
         let mut heads = Vec::new();
         let mut templates = Vec::new();
         for (index, list) in self.each("resources/templates/list", Server::templates).await {
@@ -461,14 +439,20 @@ impl Gateway {
             .ok_or_else(|| GatewayError::UnknownName { what, name: name.to_owned() })
     }
 
-    async fn get_prompt(&self, mut params: GetPromptRequestParams) -> Result<GetPromptResponse, GatewayError> {
+    pub(super) async fn get_prompt(
+        &self,
+        mut params: GetPromptRequestParams,
+    ) -> Result<GetPromptResponse, GatewayError> {
         let (server, prompt) = self.route("prompt", &params.name)?;
         params.name = prompt;
         let result = server.request(|peer| async move { peer.get_prompt_once(params).await }).await;
         result.map_err(|e| GatewayError::from_upstream(&server.upstream.name, e))
     }
 
-    async fn read_resource(&self, params: ReadResourceRequestParams) -> Result<ReadResourceResponse, GatewayError> {
+    pub(super) async fn read_resource(
+        &self,
+        params: ReadResourceRequestParams,
+    ) -> Result<ReadResourceResponse, GatewayError> {
         let owner = match self.owner(&params.uri) {
             Some(owner) => Some(owner),
             // Listed by another instance, or since: learn the owners again.
@@ -490,7 +474,7 @@ impl Gateway {
     }
 
     /// [`Gateway::call`] for an MCP client, which gets the call's progress and may cancel it.
-    async fn call_for(
+    pub(super) async fn call_for(
         &self,
         mut params: CallToolRequestParams,
         downstream: Option<&Downstream>,
@@ -524,155 +508,6 @@ impl Gateway {
             format!("mcp tools/call server={server_name} tool={tool} latency_ms={latency_ms} status={status}"),
         );
         result.map_err(|e| GatewayError::from_upstream(server_name, e))
-    }
-}
-
-/// rmcp's handler: one per request (the endpoint is stateless), all sharing the gateway.
-#[derive(Clone)]
-struct Handler(Arc<Gateway>);
-
-impl ServerHandler for Handler {
-    fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_prompts().enable_resources().build())
-            .with_server_info(Implementation::new("ferrolite", env!("CARGO_PKG_VERSION")))
-            .with_instructions(
-                "The tools, prompts and resources of this app's MCP servers; tools and prompts are named \
-                 {server}-{name}.",
-            )
-    }
-
-    async fn list_tools(
-        &self,
-        _: Option<PaginatedRequestParams>,
-        _: RequestContext<RoleServer>,
-    ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(self.0.tools().await))
-    }
-
-    async fn list_prompts(
-        &self,
-        _: Option<PaginatedRequestParams>,
-        _: RequestContext<RoleServer>,
-    ) -> Result<ListPromptsResult, ErrorData> {
-        Ok(ListPromptsResult::with_all_items(self.0.prompts().await))
-    }
-
-    async fn get_prompt(
-        &self,
-        params: GetPromptRequestParams,
-        _: RequestContext<RoleServer>,
-    ) -> Result<GetPromptResponse, ErrorData> {
-        Ok(self.0.get_prompt(params).await?)
-    }
-
-    async fn list_resources(
-        &self,
-        _: Option<PaginatedRequestParams>,
-        _: RequestContext<RoleServer>,
-    ) -> Result<ListResourcesResult, ErrorData> {
-        Ok(ListResourcesResult::with_all_items(self.0.resources().await))
-    }
-
-    async fn list_resource_templates(
-        &self,
-        _: Option<PaginatedRequestParams>,
-        _: RequestContext<RoleServer>,
-    ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        Ok(ListResourceTemplatesResult::with_all_items(self.0.templates().await))
-    }
-
-    async fn read_resource(
-        &self,
-        params: ReadResourceRequestParams,
-        _: RequestContext<RoleServer>,
-    ) -> Result<ReadResourceResponse, ErrorData> {
-        Ok(self.0.read_resource(params).await?)
-    }
-
-    async fn call_tool(
-        &self,
-        params: CallToolRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, ErrorData> {
-        let gateway = &self.0;
-        let headers = context.extensions.get::<axum::http::request::Parts>().map(|parts| &parts.headers);
-        let caller = forward::caller(headers);
-        let _inflight = gateway.inflight.enter(caller, context.id.clone(), context.ct.clone());
-        let downstream =
-            Downstream { peer: context.peer, progress_token: context.meta.get_progress_token(), cancel: context.ct };
-        Ok(gateway.call_for(params, Some(&downstream)).await?)
-    }
-}
-
-/// The app's `/mcp` endpoint: rmcp's Streamable HTTP server over the gateway.
-pub struct Endpoint {
-    service: StreamableHttpService<Handler, NeverSessionManager>,
-    gateway: Arc<Gateway>,
-}
-
-impl std::fmt::Debug for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Endpoint").field("gateway", &self.gateway).finish_non_exhaustive()
-    }
-}
-
-impl Endpoint {
-    pub fn new(gateway: Gateway) -> Endpoint {
-        let gateway = Arc::new(gateway);
-        let shared = gateway.clone();
-        // Stateless: no Mcp-Session-Id to keep, so any instance can answer any request; the
-        // upstream sessions are the gateway's own. Host checks guard unauthenticated local
-        // servers against DNS rebinding; this route takes ferrolite's tokens, checked before.
-        let config = StreamableHttpServerConfig::default()
-            .with_legacy_session_mode(false)
-            .with_json_response(true)
-            .disable_allowed_hosts();
-        let service = StreamableHttpService::new(move || Ok(Handler(shared.clone())), Default::default(), config);
-        Endpoint { service, gateway }
-    }
-
-    /// The gateway, for the doors that are not MCP (`/mcp-rest`).
-    pub fn gateway(&self) -> &Gateway {
-        &self.gateway
-    }
-
-    /// Serves one HTTP request to `/mcp`.
-    pub async fn serve(&self, request: axum::extract::Request) -> Response {
-        let request = if request.method() == axum::http::Method::POST {
-            match self.note_cancellation(request).await {
-                Ok(request) => request,
-                Err(response) => return response,
-            }
-        } else {
-            request
-        };
-        let mut service = self.service.clone();
-        match tower::Service::call(&mut service, request).await {
-            Ok(response) => response.map(Body::new),
-            Err(never) => match never {},
-        }
-    }
-}
-
-impl Endpoint {
-    /// Cancels the call a `notifications/cancelled` POST names (rmcp's stateless server drops
-    /// notifications), then hands the request on whole.
-    async fn note_cancellation(&self, request: axum::extract::Request) -> Result<axum::extract::Request, Response> {
-        let (parts, body) = request.into_parts();
-        let Ok(bytes) = axum::body::to_bytes(body, MAX_REQUEST_BODY).await else {
-            let status = axum::http::StatusCode::PAYLOAD_TOO_LARGE;
-            return Err((status, format!("an MCP message is at most {MAX_REQUEST_BODY} bytes")).into_response());
-        };
-        if let Some(id) = forward::cancelled_request(&bytes) {
-            let caller = forward::caller(Some(&parts.headers));
-            if !self.gateway.inflight.cancel(caller, id.clone()) {
-                // Served by another instance behind the same balancer, or already done.
-                if let Some(relay) = self.gateway.relay.get() {
-                    relay(caller, id);
-                }
-            }
-        }
-        Ok(axum::extract::Request::from_parts(parts, Body::from(bytes)))
     }
 }
 

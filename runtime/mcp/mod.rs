@@ -3,11 +3,13 @@
 //! only decides what is listed, where a call goes, and what is logged.
 
 pub mod client;
+pub mod endpoint;
 pub mod forward;
 pub mod gateway;
 pub mod sse;
 
-pub use gateway::{Endpoint, Gateway, GatewayError};
+pub use endpoint::Endpoint;
+pub use gateway::{Gateway, GatewayError};
 
 use crate::manifest::{McpAuthType, McpServer, McpTransport};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};

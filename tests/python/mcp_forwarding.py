@@ -6,6 +6,8 @@ The Rust test starts two ferrolite instances sharing Redis, with an app whose MC
 SDK's client, whose HTTP requests alternate between the two instances, checks:
 - a tool's progress notifications reach the client through the gateway;
 - a call the client gives up on is cancelled at the upstream;
+- an upstream's `tools/list_changed` reaches the client's notification stream (opened once
+  `initialize` gave it a session id), whichever instance the upstream told;
 - an upstream killed mid-call: the call fails naming it, the other server still serves, and
   the killed one is left out of the list.
 """
@@ -22,7 +24,7 @@ import time
 
 import httpx2
 import uvicorn
-from mcp import ClientSession
+from mcp import ClientSession, types
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.shared.exceptions import MCPError
@@ -38,6 +40,18 @@ def work_server(marker: pathlib.Path) -> MCPServer:
             await ctx.report_progress(step, steps, f"step {step}")
             await asyncio.sleep(0.05)
         return f"{steps} steps done"
+
+    @server.tool()
+    async def grow(ctx: Context) -> str:
+        """Adds a tool, and tells its client the list changed."""
+
+        def fresh() -> str:
+            """Added at run time."""
+            return "fresh"
+
+        server.add_tool(fresh)
+        await ctx.session.send_tool_list_changed()
+        return "grown"
 
     @server.tool()
     async def hang(label: str) -> str:
@@ -117,12 +131,19 @@ async def checks(work: subprocess.Popen, marker: pathlib.Path) -> None:
     ports = [int(p) for p in os.environ["FERROLITE_PORTS"].split(",")]
     transport = Alternating(ports)
     headers = {"Authorization": f"Bearer {os.environ['FERROLITE_TOKEN']}"}
+    changed = asyncio.Event()
+
+    async def on_message(message) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            changed.set()
+
     async with httpx2.AsyncClient(headers=headers, timeout=30, transport=transport) as http:
         async with streamable_http_client(url, http_client=http) as (read, write):
-            async with ClientSession(read, write) as session:
-                await session.initialize()
+            async with ClientSession(read, write, message_handler=on_message) as session:
+                init = await session.initialize()
+                assert init.capabilities.tools.list_changed, init.capabilities
                 tools = sorted(t.name for t in (await session.list_tools()).tools)
-                assert tools == ["steady-echo", "work-hang", "work-slow"], tools
+                assert tools == ["steady-echo", "work-grow", "work-hang", "work-slow"], tools
 
                 progress = []
 
@@ -143,6 +164,13 @@ async def checks(work: subprocess.Popen, marker: pathlib.Path) -> None:
                     raise AssertionError("a hanging call answered")
                 await wait_marker(marker, "first cancelled")
                 print("cancellation forwarded")
+
+                grown = await session.call_tool("work-grow", {})
+                assert text_of(grown) == "grown", grown
+                await asyncio.wait_for(changed.wait(), 10)
+                tools = sorted(t.name for t in (await session.list_tools()).tools)
+                assert "work-fresh" in tools, tools
+                print("list_changed forwarded")
 
                 # The upstream dies mid-call: a clear error naming it; the other keeps serving.
                 async def kill_soon() -> None:
