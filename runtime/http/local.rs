@@ -186,12 +186,27 @@ async fn health(state: &AppState, session: &Session) -> Value {
             }
         }
     }
-    json!({
+    let mut report = json!({
         "healthy_endpoints": healthy,
         "unhealthy_endpoints": unhealthy,
         "healthy_count": healthy.len(),
         "unhealthy_count": unhealthy.len(),
-    })
+    });
+    if let Some(mcp) = &session.mcp {
+        // The app's MCP servers: one that does not answer is left out of the tool lists.
+        let servers: Vec<Value> = mcp
+            .gateway()
+            .health()
+            .await
+            .into_iter()
+            .map(|(name, answer)| match answer {
+                Ok(tools) => json!({"server": name, "healthy": true, "tools": tools}),
+                Err(error) => json!({"server": name, "healthy": false, "error": error}),
+            })
+            .collect();
+        report["mcp_servers"] = Value::Array(servers);
+    }
+    report
 }
 
 /// One deployment's health: mock ones always answer; OpenAI-compatible ones must list models.

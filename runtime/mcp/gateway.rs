@@ -122,7 +122,7 @@ impl Server {
             }
         };
         let running =
-            running.map_err(|_| UpstreamError::Timeout)?.map_err(|e| UpstreamError::Connect(e.to_string()))?;
+            running.map_err(|_| UpstreamError::Timeout)?.map_err(|e| UpstreamError::Connect(root_cause(&e)))?;
         let peer = running.peer().clone();
         *slot = Some(running);
         Ok(peer)
@@ -220,6 +220,16 @@ impl Server {
     async fn templates(&self) -> Result<Vec<ResourceTemplate>, UpstreamError> {
         self.list(|c| c.resources.is_some(), |peer| async move { peer.list_all_resource_templates().await }).await
     }
+}
+
+/// The innermost cause of `error`: rmcp's outer layers name its transport's types, which say
+/// nothing to whoever reads the log.
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    cause.to_string()
 }
 
 /// A `tools/call` answer as rmcp's `call_tool_once` reads it: a result, a request for input,
@@ -366,6 +376,21 @@ impl Gateway {
     /// What the gateway shares with its clients and other instances.
     pub fn notices(&self) -> &Notices {
         &self.notices
+    }
+
+    /// Each upstream's health: how many tools it lists that the app permits, or why it does not
+    /// answer (and so is left out of the lists).
+    pub async fn health(&self) -> Vec<(&str, Result<usize, String>)> {
+        let answers = futures::future::join_all(self.servers.iter().map(Server::tools)).await;
+        let count =
+            |server: &Server, tools: Vec<Tool>| tools.iter().filter(|t| server.upstream.permits(&t.name)).count();
+        self.servers
+            .iter()
+            .zip(answers)
+            .map(|(server, answer)| {
+                (server.upstream.name.as_str(), answer.map(|tools| count(server, tools)).map_err(|e| e.to_string()))
+            })
+            .collect()
     }
 
     /// Whether the app has an MCP server of this name.

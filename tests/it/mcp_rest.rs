@@ -126,6 +126,15 @@ async fn mcp_rest_lists_and_calls_tools_as_litellm_does() {
     let response = reqwest::Client::new().get(format!("{base}/tools/list")).send().await.unwrap();
     assert_eq!(read_json(response).await.0, 401, "the LLM routes' tokens guard it");
 
+    // /health reports each MCP server; the down one with why.
+    let (status, health) = server.get_json(&format!("{}/default/apps/tools/health", server.base)).await;
+    assert_eq!(status, 200, "{health}");
+    let servers = health["mcp_servers"].as_array().expect("mcp_servers in the health report");
+    let named = |name: &str| servers.iter().find(|s| s["server"] == name).cloned().unwrap_or_default();
+    assert_eq!(named("echo"), json!({"server": "echo", "healthy": true, "tools": 1}), "hidden is not counted");
+    assert_eq!(named("down")["healthy"], json!(false), "{health}");
+    assert!(named("down")["error"].as_str().is_some_and(|e| e.contains("cannot connect")), "{health}");
+
     // The same tools over /ws: `list_mcp_tools` and `call_mcp_tool` of the LLM service.
     let service = ("FERROLITE_SERVICE", "tools".to_owned());
     crate::rpc::run_hypha_script("hypha_rpc_mcp.py", &server, &[service]).await;
