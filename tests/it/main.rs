@@ -37,6 +37,7 @@ mod hypha_worker;
 mod limits;
 mod litellm_config;
 mod mcp_gateway;
+mod mcp_llm_tools;
 mod mcp_rest;
 mod messages_front;
 mod metrics;
