@@ -15,7 +15,7 @@ use crate::observability::request_id::RequestId;
 use crate::observability::session_log::{LineOutcome, LogType, RequestLine};
 use crate::router::plan::Target;
 use crate::router::stamp::COST_HEADER;
-use crate::router::{failover, Routed};
+use crate::router::Routed;
 use crate::schema_check;
 use axum::body::Body;
 use axum::http::{header, HeaderMap};
@@ -237,7 +237,9 @@ async fn serve(state: &AppState, r: &Request<'_>, payload: Payload) -> Result<Ou
                 body_limit: r.body_limit,
                 started: r.started,
             };
-            let mut outcome = failover::serve(routed, target, payload).await?;
+            // A request naming the app's MCP servers as `mcp` tools runs the tool loop.
+            let gateway = r.session.mcp.as_deref().map(crate::mcp::Endpoint::gateway);
+            let mut outcome = crate::mcp::agent::serve(r.route.op, gateway, routed, target, payload).await?;
             if let Some(recording) = recording {
                 outcome.response = recording.finish(outcome.response, state.limits.max_body_bytes).await?;
             }

@@ -398,6 +398,27 @@ impl Gateway {
         self.server(name).is_some()
     }
 
+    /// The names of the app's MCP servers, in the manifest's order.
+    pub fn server_names(&self) -> impl Iterator<Item = &str> {
+        self.servers.iter().map(|s| s.upstream.name.as_str())
+    }
+
+    /// The permitted tools of one server under their own names: the LLM routes' tool loop
+    /// (`mcp::agent`) lists only the servers a request names, so a down server it does not
+    /// name costs it nothing.
+    pub async fn server_tools(&self, name: &str) -> Result<Vec<Tool>, GatewayError> {
+        let Some(server) = self.server(name) else {
+            return Err(GatewayError::Unavailable { server: name.to_owned(), reason: "no such server".to_owned() });
+        };
+        match server.tools().await {
+            Ok(tools) => Ok(tools.into_iter().filter(|t| server.upstream.permits(&t.name)).collect()),
+            Err(e) => {
+                self.logs.push(LogType::Error, format!("mcp tools/list: server {name} failed: {e}"));
+                Err(GatewayError::from_upstream(name, e))
+            }
+        }
+    }
+
     /// Every prompt of every upstream that answers, prefixed.
     pub(super) async fn prompts(&self) -> Vec<Prompt> {
         let mut prompts = Vec::new();

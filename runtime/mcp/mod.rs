@@ -1,7 +1,9 @@
 //! The MCP gateway: an app's `mcp_servers` served together as one MCP server at
 //! `/{workspace}/apps/{service_id}/mcp`. rmcp speaks the protocol on both sides; this module
-//! only decides what is listed, where a call goes, and what is logged.
+//! only decides what is listed, where a call goes, and what is logged. `agent` runs the tool
+//! loop for the LLM routes' requests that name the app's MCP servers as `mcp` tools.
 
+pub mod agent;
 pub mod client;
 pub mod endpoint;
 pub mod forward;

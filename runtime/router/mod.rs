@@ -37,7 +37,8 @@ use std::sync::Arc;
 use table::Table;
 
 /// A routed request's context: the service, the route, and what the router is handed instead
-/// of the server's state.
+/// of the server's state. Copied for each model turn of a tool loop (`mcp::agent`).
+#[derive(Clone, Copy)]
 pub struct Routed<'a> {
     pub table: &'a Arc<Table>,
     pub route: &'static Route,

@@ -38,6 +38,7 @@ mod limits;
 mod litellm_config;
 mod mcp_forwarding;
 mod mcp_gateway;
+mod mcp_llm_tools;
 mod mcp_rest;
 mod messages_front;
 mod metrics;

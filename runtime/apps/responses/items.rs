@@ -64,7 +64,9 @@ fn with_id(mut item: Map<String, Value>) -> Value {
 /// The conversation `chain` (oldest first) as input items for the next request: each turn's
 /// input then its output. Ids and statuses are left out (an upstream would look them up in a
 /// store of its own); reasoning goes only where it carries its content (`encrypted_content`),
-/// and items of hosted tools, which no upstream takes back, not at all.
+/// and items of hosted tools, which no upstream takes back, not at all. MCP items stay whole
+/// (their ids pair approvals with their requests) for the MCP tool loop, which turns them
+/// into what the model saw, or takes them out (`mcp::agent`).
 pub fn resent(chain: &[Record]) -> Vec<Value> {
     let mut items = Vec::new();
     for record in chain {
@@ -77,6 +79,9 @@ pub fn resent(chain: &[Record]) -> Vec<Value> {
                     item.remove("id");
                     item.remove("status");
                     items.push(Value::Object(item));
+                }
+                Some("mcp_list_tools" | "mcp_call" | "mcp_approval_request" | "mcp_approval_response") => {
+                    items.push(Value::Object(item.clone()));
                 }
                 Some("reasoning") if item.get("encrypted_content").is_some_and(Value::is_string) => {
                     let mut item = item.clone();
@@ -227,6 +232,22 @@ mod tests {
         let ids: Vec<&str> = listed.iter().map(|i| i["id"].as_str().unwrap()).collect();
         assert_eq!(ids.len(), 6);
         assert_eq!(&ids[1..5], ["rs_1", "rs_2", "ws_1", "msg_out"]);
+    }
+
+    #[test]
+    fn mcp_items_are_resent_whole_for_the_tool_loop() {
+        let call = json!({"type": "mcp_call", "id": "mcp_1", "server_label": "s", "name": "t", "arguments": "{}",
+                          "output": "42", "error": null, "status": "completed", "approval_request_id": "mcpr_1"});
+        let turn = Record {
+            response: json!({"id": "resp_1", "output": [call]}),
+            input: stored(Some(
+                &json!([{"type": "mcp_approval_response", "approval_request_id": "mcpr_1", "approve": true}]),
+            )),
+            previous: None,
+        };
+        let resent = resent(std::slice::from_ref(&turn));
+        assert_eq!(resent[0]["approval_request_id"], "mcpr_1");
+        assert_eq!(resent[1], call, "ids and statuses kept: they pair approvals with their calls");
     }
 
     #[test]
