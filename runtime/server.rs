@@ -173,8 +173,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
     if let Some(cluster) = &cluster {
         responses = responses.with_cluster(cluster.clone());
     }
+    // One key ring: the controller fills it, the tokens check requests against it.
+    let keys = Arc::new(crate::auth::keys::KeyRing::default());
     let mut controller = Controller::new(format!("http://{local}"), store, responses)
-        .allow_private_upstreams(config.allow_private_upstreams);
+        .allow_private_upstreams(config.allow_private_upstreams)
+        .with_keys(keys.clone());
     if let Some(cluster) = &cluster {
         controller = controller.with_cluster(cluster.clone());
     }
@@ -185,7 +188,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
         );
     }
     let (apps, root) = start_apps(&controller, &config.configs)?;
-    let mut tokens = Tokens::from_secret(&secret);
+    let mut tokens = Tokens::from_secret(&secret).with_keys(keys);
     if let Some(hypha_secret) = &config.hypha_jwt_secret {
         tokens = tokens.with_hypha_secret(hypha_secret.as_bytes());
     }

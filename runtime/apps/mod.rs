@@ -7,12 +7,14 @@
 
 pub mod demo;
 pub mod figures;
+pub mod keys;
 pub mod registry;
 pub mod responses;
 pub mod session;
 mod sync;
 pub mod upstream_guard;
 
+use crate::auth::keys::KeyRing;
 use crate::clock::unix_now;
 use crate::cluster::{Cluster, ClusterError, SharedApp, SharedSession};
 use crate::grammar::{self, quoted};
@@ -120,6 +122,10 @@ pub enum ControllerError {
     AppNotFound(String),
     #[error("session {} is not running in this workspace", quoted(.0))]
     SessionNotFound(String),
+    #[error("API key {} is not a key of this workspace", quoted(.0))]
+    KeyNotFound(String),
+    #[error(transparent)]
+    KeySpec(#[from] keys::KeySpecError),
     /// A name a caller gave does not keep to its grammar (`grammar.rs`).
     #[error("{0} {1}")]
     InvalidName(&'static str, String),
@@ -185,6 +191,8 @@ pub struct Controller {
     base_url: String,
     /// `--allow-private-upstreams`: every app may call loopback and private addresses.
     allow_private_upstreams: bool,
+    /// The API keys every request checks (shared with the tokens).
+    keys: Arc<KeyRing>,
 }
 
 /// Whether a change starts here (and is announced to other instances) or was announced by one.
@@ -206,7 +214,14 @@ impl Controller {
             responses: Arc::new(responses),
             base_url,
             allow_private_upstreams: false,
+            keys: Default::default(),
         }
+    }
+
+    /// Keeps API keys in `ring`, the one the tokens check.
+    pub fn with_keys(mut self, ring: Arc<KeyRing>) -> Controller {
+        self.keys = ring;
+        self
     }
 
     /// Lets every app (not only admins') call loopback, link-local and private addresses.
@@ -251,9 +266,13 @@ impl Controller {
     pub fn restore(&self) -> Result<Vec<(StoredSession, ControllerError)>, ControllerError> {
         let _change = self.one_change();
         // With Redis the shared state is the truth; alone, the local store is.
-        let (secrets, apps, sessions) = match &self.cluster {
+        let (secrets, apps, sessions, keys) = match &self.cluster {
             Some(cluster) => {
                 let shared = self.shared_at_start(cluster)?;
+                let keys: Vec<_> = shared.keys.into_values().collect();
+                for key in &keys {
+                    self.store.put_key(key)?;
+                }
                 let apps = shared.apps.into_iter().map(|((workspace, id), a)| StoredApp {
                     workspace,
                     id,
@@ -269,10 +288,11 @@ impl Controller {
                 });
                 let mut sessions = sessions.collect::<Vec<_>>();
                 sessions.sort_by_key(|s| s.started_at);
-                (shared.secrets, apps.collect::<Vec<_>>(), sessions)
+                (shared.secrets, apps.collect::<Vec<_>>(), sessions, keys)
             }
-            None => (self.store.secrets()?, self.store.apps()?, self.store.sessions()?),
+            None => (self.store.secrets()?, self.store.apps()?, self.store.sessions()?, self.store.keys()?),
         };
+        self.keys.replace_all(keys);
         {
             let mut state = self.lock();
             state.secrets = secrets;

@@ -43,6 +43,11 @@ impl Controller {
 
     /// Makes this instance hold what `shared` holds.
     fn converge(&self, shared: Snapshot) -> Result<(), ControllerError> {
+        for key in shared.keys.values() {
+            if self.keys.get(&key.id).is_none_or(|known| *known != *key) {
+                self.adopt_key(key.clone())?;
+            }
+        }
         for (workspace, keys) in &shared.secrets {
             for (key, value) in keys {
                 let known = self.lock().secrets.get(workspace).and_then(|k| k.get(key)) == Some(value);
@@ -138,6 +143,11 @@ impl Controller {
                     mcp.gateway().notices().announce(change);
                 }
             }
+            Event::Key { id } => {
+                if let Some(key) = cluster.get_key(&id)? {
+                    self.adopt_key(key)?;
+                }
+            }
             Event::SetEnv { workspace, key } => {
                 if let Some(value) = cluster.get_secret(&workspace, &key)? {
                     self.adopt_secret(&workspace, &key, &value)?;
@@ -198,7 +208,8 @@ impl Controller {
                 ((s.workspace.clone(), s.id.clone()), shared)
             })
             .collect();
-        Snapshot { apps, secrets: state.secrets.clone(), sessions }
+        let keys = self.keys.all().into_iter().map(|k| (k.id.clone(), k)).collect();
+        Snapshot { apps, secrets: state.secrets.clone(), sessions, keys }
     }
 
     /// What this instance's store holds, as the shared state keeps it.
@@ -217,7 +228,8 @@ impl Controller {
             .filter(|s| installed.contains(&(s.workspace.clone(), s.app_id.clone())))
             .map(|s| ((s.workspace, s.session_id), SharedSession { app_id: s.app_id, started_at: s.started_at }))
             .collect();
-        Ok(Snapshot { apps, secrets: self.store.secrets()?, sessions })
+        let keys = self.store.keys()?.into_iter().map(|k| (k.id.clone(), k)).collect();
+        Ok(Snapshot { apps, secrets: self.store.secrets()?, sessions, keys })
     }
 }
 

@@ -71,7 +71,7 @@ fn claims_of(token: HyphaClaims) -> Claims {
     workspaces.push(own.clone());
     let ws = current.or_else(|| workspaces.first().cloned()).unwrap_or(own);
     workspaces.retain(|w| *w != ws);
-    Claims { ws, admin, iat: token.iat.unwrap_or(0), exp: token.exp, also: workspaces }
+    Claims { ws, admin, iat: token.iat.unwrap_or(0), exp: token.exp, also: workspaces, key: None }
 }
 
 #[cfg(test)]

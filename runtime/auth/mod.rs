@@ -5,6 +5,7 @@
 //! With a Hypha server's JWT secret, that server's tokens pass too (`hypha.rs`).
 
 pub mod hypha;
+pub mod keys;
 
 use crate::clock::unix_now;
 use axum::http::HeaderMap;
@@ -27,6 +28,9 @@ pub struct Claims {
     /// Other workspaces the token may act in (a Hypha token's scope); never in ferrolite's own.
     #[serde(skip)]
     pub also: Vec<String>,
+    /// The API key presented, when it was one rather than a token.
+    #[serde(skip)]
+    pub key: Option<keys::KeyRef>,
 }
 
 impl Claims {
@@ -49,6 +53,8 @@ pub enum AuthError {
     Expired,
     #[error("the Hypha server that issued this token could not be asked about it; try again")]
     Unverifiable,
+    #[error(transparent)]
+    Key(#[from] keys::ApiKeyError),
 }
 
 /// Setting up the token keys failed.
@@ -68,6 +74,8 @@ pub struct Tokens {
     verified: VerifiedTokens,
     /// A Hypha server's tokens, accepted too when its JWT secret is given.
     hypha: Option<hypha::HyphaTokens>,
+    /// The API keys of every workspace.
+    keys: std::sync::Arc<keys::KeyRing>,
 }
 
 /// Tokens whose signature was checked recently, so that a client sending the same token on
@@ -133,7 +141,14 @@ impl Tokens {
             validation,
             verified: VerifiedTokens::new(),
             hypha: None,
+            keys: Default::default(),
         }
+    }
+
+    /// Accepts the API keys of `ring` (the controller keeps it up to date).
+    pub fn with_keys(mut self, ring: std::sync::Arc<keys::KeyRing>) -> Tokens {
+        self.keys = ring;
+        self
     }
 
     /// Also accepts the tokens of the Hypha server whose JWT secret is `secret`.
@@ -185,14 +200,32 @@ impl Tokens {
             iat: now,
             exp: now.saturating_add(expires_in.as_secs()),
             also: Vec::new(),
+            key: None,
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing of plain claims cannot fail")
     }
 
-    /// Checks a token's signature and expiry.
+    /// The API keys these tokens accept beside JWTs.
+    pub fn keys(&self) -> &std::sync::Arc<keys::KeyRing> {
+        &self.keys
+    }
+
+    /// Checks a token's signature and expiry, or an API key's standing.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         use jsonwebtoken::errors::ErrorKind;
+        if token.starts_with(keys::PREFIX) {
+            // Never cached: a revoked key is refused from the next request on.
+            let key = self.keys.verify(token)?;
+            return Ok(Claims {
+                ws: key.workspace.clone(),
+                admin: false,
+                iat: key.created_at,
+                exp: key.expires_at.unwrap_or(u64::MAX),
+                also: Vec::new(),
+                key: Some(key),
+            });
+        }
         if let Some(claims) = self.verified.get(token, unix_now()) {
             return Ok(claims);
         }

@@ -9,9 +9,21 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-/// Where the controller is and who is calling it.
+/// `ferrolite apps ...`.
 #[derive(Debug, clap::Args)]
 pub struct AppsArgs {
+    #[command(flatten)]
+    pub connection: Connection,
+    /// `text` for people, `json` for scripts (the controller's answers as they are).
+    #[arg(long, short, value_enum, global = true, default_value_t = Output::Text)]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: AppsCommand,
+}
+
+/// Where the controller is and who is calling it (every client command takes these).
+#[derive(Debug, clap::Args)]
+pub struct Connection {
     /// The server's base URL.
     #[arg(long, env = "FERROLITE_SERVER", default_value = "http://127.0.0.1:9527")]
     pub server: String,
@@ -23,11 +35,6 @@ pub struct AppsArgs {
     /// The workspace to act on; `public` means the token's own.
     #[arg(long, default_value = "public")]
     pub workspace: String,
-    /// `text` for people, `json` for scripts (the controller's answers as they are).
-    #[arg(long, short, value_enum, global = true, default_value_t = Output::Text)]
-    pub output: Output,
-    #[command(subcommand)]
-    pub command: AppsCommand,
 }
 
 /// How results are printed.
@@ -83,7 +90,7 @@ pub enum AppsCommand {
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
 
 pub fn run(args: AppsArgs) -> ExitCode {
-    match Client::new(&args).and_then(|client| client.run(&args)) {
+    match Client::new(&args.connection, args.output).and_then(|client| client.run(&args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("ferrolite apps: {message}");
@@ -93,7 +100,7 @@ pub fn run(args: AppsArgs) -> ExitCode {
 }
 
 /// One runtime and connection pool for all the calls a command makes.
-struct Client {
+pub(super) struct Client {
     runtime: tokio::runtime::Runtime,
     http: reqwest::Client,
     base: String,
@@ -103,7 +110,7 @@ struct Client {
 }
 
 impl Client {
-    fn new(args: &AppsArgs) -> Result<Client, String> {
+    pub(super) fn new(args: &Connection, output: Output) -> Result<Client, String> {
         let token = match &args.token {
             Some(t) => t.clone(),
             None => {
@@ -124,7 +131,7 @@ impl Client {
             base: args.server.trim_end_matches('/').to_owned(),
             workspace: args.workspace.clone(),
             token,
-            output: args.output,
+            output,
         })
     }
 
@@ -308,7 +315,7 @@ impl Client {
     }
 
     /// Calls a controller function; a failure is the server's own error message.
-    fn call(&self, function: &str, kwargs: Value) -> Result<Value, String> {
+    pub(super) fn call(&self, function: &str, kwargs: Value) -> Result<Value, String> {
         let url = format!("{}/{}/services/server-apps/{function}", self.base, self.workspace);
         self.runtime.block_on(async {
             let response = self
@@ -332,12 +339,12 @@ impl Client {
     }
 }
 
-fn print_json(value: &Value) {
+pub(super) fn print_json(value: &Value) {
     println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
 
 /// A cell: strings as they are, lists joined by commas, nothing as `-`.
-fn text(value: &Value) -> String {
+pub(super) fn text(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
         Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(","),
@@ -346,12 +353,12 @@ fn text(value: &Value) -> String {
     }
 }
 
-fn rows(list: &Value, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
+pub(super) fn rows(list: &Value, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
     list.as_array().into_iter().flatten().map(row).collect()
 }
 
 /// Prints rows as aligned columns under a header.
-fn print_table(header: &[&str], rows: &[Vec<String>]) {
+pub(super) fn print_table(header: &[&str], rows: &[Vec<String>]) {
     let widths: Vec<usize> = header
         .iter()
         .enumerate()

@@ -1,6 +1,7 @@
 //! The `ferrolite` command line.
 
 pub mod apps;
+pub mod keys;
 
 use crate::auth::Tokens;
 use crate::manifest::{self, validate};
@@ -36,6 +37,8 @@ pub enum Command {
     },
     /// Manage apps on a running server (install, start, stop, list, ps, logs, uninstall).
     Apps(apps::AppsArgs),
+    /// Manage a workspace's API keys on a running server (create, list, info, update, revoke).
+    Keys(keys::KeysArgs),
     /// Print a signed token for a workspace.
     Token {
         #[arg(long)]
@@ -165,6 +168,7 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Apps(args) => apps::run(args),
+        Command::Keys(args) => keys::run(args),
     }
 }
 

@@ -61,6 +61,10 @@ pub enum Event {
         workspace: String,
         key: String,
     },
+    /// An API key was created, changed or revoked.
+    Key {
+        id: String,
+    },
     /// A client cancelled an MCP tool call at an instance that is not serving it.
     McpCancel {
         workspace: String,

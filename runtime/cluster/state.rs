@@ -1,8 +1,9 @@
-//! The controller's shared state: installed apps, workspace secrets and running sessions, one
-//! Redis hash each (field `workspace<US>id`). Every write is announced; `seed` puts back what an
+//! The controller's shared state: installed apps, workspace secrets, running sessions and API
+//! keys, one Redis hash each (field `workspace<US>id`). Every write is announced; `seed` puts back what an
 //! instance holds without overwriting anything already there.
 
 use super::{field, split, Cluster, ClusterError, Event, SECRET};
+use crate::auth::keys::KeyRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -10,6 +11,8 @@ use std::collections::HashMap;
 const APPS: &str = "ferrolite:apps";
 const SECRETS: &str = "ferrolite:secrets";
 const SESSIONS: &str = "ferrolite:sessions";
+/// API keys by id (their records: hashes, never the keys).
+const KEYS: &str = "ferrolite:keys";
 
 /// A stored app as Redis keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,6 +39,8 @@ pub struct Snapshot {
     pub secrets: HashMap<String, HashMap<String, String>>,
     /// (workspace, session id) -> session.
     pub sessions: HashMap<(String, String), SharedSession>,
+    /// Key id -> key.
+    pub keys: HashMap<String, KeyRecord>,
 }
 
 fn encode<T: Serialize>(value: &T) -> String {
@@ -87,19 +92,33 @@ impl Cluster {
         self.publish(Event::Stop { workspace: workspace.into(), session_id: session_id.into() })
     }
 
+    /// Records an API key (created, changed or revoked) and announces it.
+    pub fn put_key(&self, key: &KeyRecord) -> Result<(), ClusterError> {
+        self.run::<i64>(redis::cmd("HSET").arg(KEYS).arg(&key.id).arg(encode(key)))?;
+        self.publish(Event::Key { id: key.id.clone() })
+    }
+
+    pub fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, ClusterError> {
+        let raw: Option<String> = self.run(redis::cmd("HGET").arg(KEYS).arg(id))?;
+        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
+    }
+
     /// The whole shared state, read in one round trip (so it is one moment's state).
     pub fn snapshot(&self) -> Result<Snapshot, ClusterError> {
         let mut pipe = redis::pipe();
         pipe.atomic().cmd("HGETALL").arg(APPS).cmd("HGETALL").arg(SECRETS).cmd("HGETALL").arg(SESSIONS);
-        type Hashes = (HashMap<String, String>, HashMap<String, String>, HashMap<String, String>);
-        let (apps, secrets, sessions): Hashes = self.run_pipe(&pipe)?;
+        pipe.cmd("HGETALL").arg(KEYS);
+        type Hashes =
+            (HashMap<String, String>, HashMap<String, String>, HashMap<String, String>, HashMap<String, String>);
+        let (apps, secrets, sessions, keys): Hashes = self.run_pipe(&pipe)?;
+        let keys = keys.into_iter().filter_map(|(id, v)| Some((id, serde_json::from_str(&v).ok()?))).collect();
         let mut by_workspace: HashMap<String, HashMap<String, String>> = HashMap::new();
         for (f, v) in secrets {
             if let Some((w, k)) = split(&f) {
                 by_workspace.entry(w).or_default().insert(k, v);
             }
         }
-        Ok(Snapshot { apps: decode(apps), secrets: by_workspace, sessions: decode(sessions) })
+        Ok(Snapshot { apps: decode(apps), secrets: by_workspace, sessions: decode(sessions), keys })
     }
 
     /// Puts back what this instance holds where Redis has nothing (HSETNX: an entry another
@@ -117,6 +136,9 @@ impl Cluster {
         }
         for ((workspace, id), session) in &mine.sessions {
             pipe.cmd("HSETNX").arg(SESSIONS).arg(field(workspace, id)).arg(encode(session)).ignore();
+        }
+        for (id, key) in &mine.keys {
+            pipe.cmd("HSETNX").arg(KEYS).arg(id).arg(encode(key)).ignore();
         }
         let secret = self.secret.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let Some(secret) = secret else { return self.run_pipe::<()>(&pipe) };

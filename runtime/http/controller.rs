@@ -32,6 +32,11 @@ pub const FUNCTIONS: &[&str] = &[
     "set_env",
     "get_env",
     "validate",
+    "create_key",
+    "list_keys",
+    "key_info",
+    "update_key",
+    "revoke_key",
 ];
 
 /// Each function's positional parameters, in order: RPC callers may pass them without names
@@ -45,6 +50,9 @@ pub const POSITIONAL: &[(&str, &[&str])] = &[
     ("uninstall", &["app_id"]),
     ("set_env", &["key", "value"]),
     ("get_env", &["key"]),
+    ("key_info", &["key_id"]),
+    ("update_key", &["key_id"]),
+    ("revoke_key", &["key_id"]),
 ];
 
 /// Largest controller call body (a manifest is small; this bounds a hostile one).
@@ -108,8 +116,10 @@ async fn serve(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Value, ApiError> {
-    let (workspace, admin) = caller(&state, headers, workspace)?;
+    let claims: Claims = state.tokens.authenticate(headers)?;
+    let (workspace, admin) = acting_workspace(&claims, workspace)?;
     check_function(function)?;
+    super::keys::check_caller(&claims, function)?;
     let mut kwargs = query_kwargs(query.as_deref());
     let bytes = super::limits::read_body(body, MAX_CALL_BYTES).await.map_err(|e| match e {
         super::limits::BodyError::TooLarge => ApiError::payload_too_large(MAX_CALL_BYTES),
@@ -219,6 +229,7 @@ fn run(
             to_value(c.set_env(workspace, key, value).map(|()| json!({"key": key, "status": "set"})))
         }
         "get_env" => Ok(json!(c.get_env(workspace, kwargs.get("key").and_then(Value::as_str)))),
+        f if super::keys::FUNCTIONS.contains(&f) => super::keys::run(c, workspace, f, kwargs),
         _ => unreachable!("checked against FUNCTIONS"),
     }
 }

@@ -75,6 +75,8 @@ pub async fn dispatch(state: AppState, op: Operation, call: Call) -> Response {
 async fn handle(state: &AppState, op: Operation, call: Call, request_id: &RequestId) -> Result<Response, ApiError> {
     let (session, claims) = admit(state, &call.headers, &call.workspace, &call.service_id).await?;
     super::limits::check_rates(state, &call.workspace, presented_token(&call.headers))?;
+    let key = claims.as_ref().and_then(|c| c.key.as_ref());
+    let parallel_place = key.map(|k| state.key_limits.admit(k)).transpose()?.flatten();
     let route = op.route();
     let started = Instant::now();
     let Call { params, query, headers, body, .. } = call;
@@ -96,6 +98,11 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
                     LogType::Log,
                     format!("{request_id} request query={query} stream={}", payload.flag("stream")),
                 );
+            }
+            if let (Some(key), Some(model)) =
+                (key, route.model_field.and_then(|f| payload.field(f)).and_then(Value::as_str))
+            {
+                super::key_limits::check_model(key, model)?;
             }
             // Stored responses belong to the caller's workspace (a master key's: the app's).
             let caller = claims.as_ref().map_or(session.workspace.as_str(), |c| c.ws.as_str());
@@ -139,7 +146,15 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
         usage,
         outcome,
     });
-    result.map(|(o, _)| o.response)
+    if let (Some(key), Some(usage)) = (key, usage) {
+        // A whole answer's tokens count now; a stream's when it ends.
+        state.key_limits.add_tokens(&key.id, usage.prompt_tokens + usage.completion_tokens);
+    }
+    let response = result.map(|(o, _)| o.response)?;
+    Ok(match parallel_place {
+        Some(place) => super::limits::hold(response, place),
+        None => response,
+    })
 }
 
 /// Who is calling and which running service: the token checked (or the service's litellm

@@ -4,6 +4,7 @@
 
 use crate::apps::responses::ResponsesError;
 use crate::apps::ControllerError;
+use crate::auth::keys::ApiKeyError;
 use crate::auth::AuthError;
 use crate::cluster::ClusterError;
 use crate::exchange::ApiError;
@@ -29,6 +30,9 @@ impl From<AuthError> for ApiError {
             AuthError::Missing => "missing_token",
             AuthError::Malformed | AuthError::BadSignature => "invalid_token",
             AuthError::Expired => "token_expired",
+            AuthError::Key(ApiKeyError::Unknown) => "invalid_api_key",
+            AuthError::Key(ApiKeyError::Revoked) => "api_key_revoked",
+            AuthError::Key(ApiKeyError::Expired) => "api_key_expired",
             AuthError::Unverifiable => {
                 return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", e.to_string())
                     .with_code("token_check_unavailable")
@@ -57,6 +61,10 @@ impl From<ControllerError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "invalid_request_error", message).with_code("conflict")
             }
             ControllerError::AppNotFound(_) | ControllerError::SessionNotFound(_) => ApiError::not_found(message),
+            ControllerError::KeyNotFound(_) => ApiError::not_found(message).with_param("key_id"),
+            ControllerError::KeySpec(ref bad) => {
+                ApiError::bad_request(message).with_param(bad.field).with_code("invalid_key_setting")
+            }
             ControllerError::Start(_) => ApiError::bad_request(message).with_code("start_failed"),
             ControllerError::InvalidName(what, _) => {
                 ApiError::bad_request(message).with_param(what).with_code("invalid_name")

@@ -66,20 +66,24 @@ pub async fn within_cap(state: &AppState, respond: impl std::future::Future<Outp
         .with_retry_after(Some(1))
         .into_response();
     };
-    let response = respond.await;
+    hold(respond.await, place)
+}
+
+/// `response` with `guard` kept until its body ends (a stream: at its end).
+pub fn hold<G: Send + Sync + Unpin + 'static>(response: Response, guard: G) -> Response {
     let (parts, body) = response.into_parts();
-    Response::from_parts(parts, Body::new(Held { body, _place: place }))
+    Response::from_parts(parts, Body::new(Held { body, _guard: guard }))
 }
 
-/// A response body that keeps its place under the limit until hyper drops it (a stream: at its
-/// end), and is otherwise its inner body. Its exact size still reaches hyper, so a JSON answer
-/// goes out with its `Content-Length` rather than chunked.
-struct Held {
+/// A response body that keeps a guard (a place under a limit) until hyper drops it, and is
+/// otherwise its inner body. Its exact size still reaches hyper, so a JSON answer goes out
+/// with its `Content-Length` rather than chunked.
+struct Held<G> {
     body: Body,
-    _place: Place,
+    _guard: G,
 }
 
-impl HttpBody for Held {
+impl<G: Send + Sync + Unpin + 'static> HttpBody for Held<G> {
     type Data = Bytes;
     type Error = axum::Error;
 

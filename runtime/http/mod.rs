@@ -5,6 +5,8 @@ pub mod controller;
 pub mod dispatch;
 pub mod error;
 pub mod hypha_tokens;
+pub mod key_limits;
+pub mod keys;
 pub mod limits;
 pub mod local;
 pub mod mcp;
@@ -65,6 +67,8 @@ pub struct Shared {
     pub in_flight: limits::InFlightLimit,
     pub rate_limits: limits::RateLimits,
     pub rates: limits::RateCounter,
+    /// API keys' own rpm, tpm and requests at once, on this instance.
+    pub key_limits: key_limits::KeyLimiter,
     /// `GET /metrics` without a token (`--metrics-public`).
     pub metrics_public: bool,
     /// Hypha tokens checked by asking their server (`--hypha-server` without its JWT secret).
@@ -93,6 +97,7 @@ impl AppState {
             in_flight: limits::InFlightLimit::new(limits.max_in_flight),
             rate_limits: limits.rates,
             rates: limits::RateCounter::default(),
+            key_limits: key_limits::KeyLimiter::default(),
             metrics_public: false,
             hypha_tokens: None,
             limits,

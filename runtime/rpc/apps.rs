@@ -14,6 +14,7 @@ pub use crate::http::controller::SERVICE_ID;
 pub(super) async fn serve(hub: &Hub, client: &Client, workspace: &str, function: &str, args: &Args) -> Outcome {
     let claims = client.claims_now(&hub.state.tokens)?;
     let (workspace, admin) = controller::acting_workspace(&claims, workspace).map_err(|e| e.message)?;
+    crate::http::keys::check_caller(&claims, function).map_err(|e| e.message)?;
     let kwargs = args.json_kwargs(positional(function));
     controller::execute(hub.state.clone(), workspace, admin, function.to_owned(), kwargs)
         .await

@@ -49,6 +49,6 @@ pub enum StoreError {
     Open { path: String, source: rusqlite::Error },
     #[error("store: {0}")]
     Sql(#[from] rusqlite::Error),
-    #[error("store: stored manifest of {0} is not JSON: {1}")]
+    #[error("store: the stored record of {0} is not JSON: {1}")]
     Corrupt(String, serde_json::Error),
 }

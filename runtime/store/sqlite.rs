@@ -1,6 +1,7 @@
 //! The embedded SQLite store in the data dir (`ferrolite.db`, mode 0600, WAL journal).
 
 use super::{SpendRow, StoreError, StoredApp, StoredSession};
+use crate::auth::keys::KeyRecord;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::path::Path;
@@ -28,6 +29,11 @@ CREATE TABLE IF NOT EXISTS spend (
     period    INTEGER NOT NULL,
     micros    INTEGER NOT NULL,
     PRIMARY KEY (workspace, app_id, scope)
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id        TEXT NOT NULL PRIMARY KEY,
+    workspace TEXT NOT NULL,
+    record    TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS sessions (
     workspace  TEXT NOT NULL,
@@ -123,6 +129,30 @@ impl SqliteStore {
             params![workspace, key, value],
         )?;
         Ok(())
+    }
+
+    /// Adds or replaces an API key (its record: the hash, never the key).
+    pub fn put_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+        let record = serde_json::to_string(key).map_err(|e| StoreError::Corrupt(key.id.clone(), e))?;
+        self.conn().execute(
+            "INSERT INTO api_keys (id, workspace, record) VALUES (?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET workspace = excluded.workspace, record = excluded.record",
+            params![key.id, key.workspace, record],
+        )?;
+        Ok(())
+    }
+
+    /// Every API key, revoked ones included (their spend and logs still name them).
+    pub fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT id, record FROM api_keys")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut keys = Vec::new();
+        for row in rows {
+            let (id, record) = row?;
+            keys.push(serde_json::from_str(&record).map_err(|e| StoreError::Corrupt(id, e))?);
+        }
+        Ok(keys)
     }
 
     pub fn delete_secret(&self, workspace: &str, key: &str) -> Result<(), StoreError> {

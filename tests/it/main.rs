@@ -1,6 +1,7 @@
 //! ferrolite's integration tests: one binary, the real server on 127.0.0.1, fakes of each
 //! upstream, and real SDK clients where the suite has them.
 
+mod keys;
 mod support;
 
 mod fake_anthropic;

@@ -322,3 +322,9 @@ pub fn schema_example(schema: &Value) -> Value {
         _ => Value::Null,
     }
 }
+
+/// SHA-256 of `text`, hex (what ferrolite keeps of an API key).
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
