@@ -5,11 +5,12 @@ import * as api from './api.js';
 import { h, fill, notice } from './dom.js';
 import apps from './apps.js';
 import install from './install.js';
+import keys from './keys.js';
 import logs from './logs.js';
 import usage from './usage.js';
 import playground from './playground.js';
 
-const VIEWS = { apps, install, logs, usage, playground };
+const VIEWS = { apps, install, logs, usage, keys, playground };
 
 let leave = null; // the current view's cleanup (timers, streams)
 

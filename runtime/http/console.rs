@@ -39,6 +39,7 @@ const ASSETS: &[Asset] = &[
     asset!("install.js", JS),
     asset!("logs.js", JS),
     asset!("usage.js", JS),
+    asset!("keys.js", JS),
     asset!("playground.js", JS),
 ];
 

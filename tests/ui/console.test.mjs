@@ -184,6 +184,30 @@ async function main() {
     await shoot(page, 'usage');
     assert.equal(new URL(page.url()).hash, `#/usage?session=${sessionId}`);
 
+    step('API keys: created once, used, limited, revoked');
+    await page.click('#nav a[data-view=keys]');
+    await page.locator('#key-list .empty').waitFor();
+    await page.fill('#key-name', 'console-key');
+    await page.fill('#key-models', 'console-chat');
+    await page.fill('#key-rpm', '60');
+    await page.click('#create-key');
+    const secret = (await page.locator('#new-key-secret').textContent()).trim();
+    assert.match(secret, /^sk-fl-/);
+    const keyRow = page.locator('#key-list tr[data-key]');
+    await keyRow.waitFor();
+    assert.match(await keyRow.textContent(), /console-key.*console-chat.*60 rpm.*active/);
+    const withKey = (model) => fetch(`${base}/${workspace}/apps/console-mock/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model, messages: [{ role: 'user', content: 'with a key' }] }),
+    });
+    assert.equal((await withKey('console-chat')).status, 200);
+    await shoot(page, 'keys');
+    await keyRow.getByRole('button', { name: 'Revoke' }).click();
+    await keyRow.getByRole('button', { name: 'Confirm revoke' }).click();
+    await page.locator('#key-list tr[data-key] .badge', { hasText: 'revoked' }).waitFor();
+    assert.equal((await withKey('console-chat')).status, 401);
+
     step('stop and uninstall');
     await page.click('#nav a[data-view=apps]');
     await page.locator(`tr[data-session="${sessionId}"]`).getByRole('button', { name: 'Stop' }).click();
