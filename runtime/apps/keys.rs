@@ -34,6 +34,8 @@ pub struct KeySpec {
     max_parallel: Option<Option<u64>>,
     expires_at: Option<Option<u64>>,
     metadata: Option<BTreeMap<String, String>>,
+    mcp_servers: Option<Vec<String>>,
+    mcp_tools: Option<Vec<String>>,
 }
 
 /// A user id or metadata key: letters, digits and `_ . @ + -`, at most 128 characters.
@@ -90,7 +92,7 @@ fn list(field: &'static str, v: &Value) -> Result<Vec<String>, KeySpecError> {
         Value::Array(items) => {
             items.iter().map(|i| text(field, i).map(|s| s.trim().to_owned())).collect::<Result<_, _>>()?
         }
-        _ => return Err(bad(field, "must be a list of model names")),
+        _ => return Err(bad(field, "must be a list of names")),
     };
     for item in &items {
         label(field, item, 256)?;
@@ -99,6 +101,15 @@ fn list(field: &'static str, v: &Value) -> Result<Vec<String>, KeySpecError> {
         }
     }
     Ok(items)
+}
+
+/// A list setting: absent, `null` (cleared: everything) or names.
+fn names(kwargs: &Map<String, Value>, field: &'static str) -> Result<Option<Vec<String>>, KeySpecError> {
+    match kwargs.get(field) {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(Vec::new())),
+        Some(v) => list(field, v).map(Some),
+    }
 }
 
 /// `{"team": "a"}` or `["team=a", ...]` (the command line's `--metadata k=v`).
@@ -156,11 +167,7 @@ impl KeySpec {
         Ok(KeySpec {
             name: setting(kwargs, "name", |v| label("name", text("name", v)?, 128))?,
             user: setting(kwargs, "user", |v| identifier("user", text("user", v)?))?,
-            models: match kwargs.get("models") {
-                None => None,
-                Some(Value::Null) => Some(Vec::new()),
-                Some(v) => Some(list("models", v)?),
-            },
+            models: names(kwargs, "models")?,
             max_budget,
             budget_duration,
             rpm: setting(kwargs, "rpm", |v| count("rpm", v))?,
@@ -172,6 +179,8 @@ impl KeySpec {
                 Some(Value::Null) => Some(BTreeMap::new()),
                 Some(v) => Some(metadata(v)?),
             },
+            mcp_servers: names(kwargs, "mcp_servers")?,
+            mcp_tools: names(kwargs, "mcp_tools")?,
         })
     }
 
@@ -191,6 +200,8 @@ impl KeySpec {
         set(&mut key.max_parallel, self.max_parallel);
         set(&mut key.expires_at, self.expires_at);
         set(&mut key.metadata, self.metadata);
+        set(&mut key.mcp_servers, self.mcp_servers);
+        set(&mut key.mcp_tools, self.mcp_tools);
     }
 }
 

@@ -52,6 +52,12 @@ pub struct KeyRecord {
     pub expires_at: Option<u64>,
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// The app MCP servers the key reaches (by name); empty: all the app has.
+    #[serde(default)]
+    pub mcp_servers: Vec<String>,
+    /// The MCP tools the key may list and call (`{server}-{tool}`); empty: all.
+    #[serde(default)]
+    pub mcp_tools: Vec<String>,
     pub created_at: u64,
     #[serde(default)]
     pub revoked_at: Option<u64>,
@@ -138,6 +144,8 @@ pub fn generate(workspace: &str) -> NewKey {
         max_parallel: None,
         expires_at: None,
         metadata: BTreeMap::new(),
+        mcp_servers: Vec::new(),
+        mcp_tools: Vec::new(),
         created_at: unix_now(),
         revoked_at: None,
     };

@@ -49,6 +49,12 @@ pub struct KeySettings {
     /// key=value, repeatable.
     #[arg(long = "metadata")]
     metadata: Vec<String>,
+    /// The app MCP servers the key reaches, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    mcp_servers: Option<Vec<String>>,
+    /// The MCP tools the key may call, as {server}-{tool}, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    mcp_tools: Option<Vec<String>>,
 }
 
 impl KeySettings {
@@ -70,6 +76,8 @@ impl KeySettings {
         put("max_parallel", self.max_parallel.map(|v| json!(v)));
         put("expires_in", self.expires_in.as_ref().map(|v| json!(v)));
         put("metadata", (!self.metadata.is_empty()).then(|| json!(self.metadata)));
+        put("mcp_servers", self.mcp_servers.as_ref().map(|v| json!(v)));
+        put("mcp_tools", self.mcp_tools.as_ref().map(|v| json!(v)));
         kwargs
     }
 }

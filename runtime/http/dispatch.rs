@@ -106,9 +106,13 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
             }
             // Stored responses belong to the caller's workspace (a master key's: the app's).
             let caller = claims.as_ref().map_or(session.workspace.as_str(), |c| c.ws.as_str());
+            let mcp_access = key.map_or_else(crate::mcp::Access::all, |k| {
+                crate::mcp::Access::new(k.mcp_servers.clone(), k.mcp_tools.clone())
+            });
             let request = Request {
                 request_id,
                 caller,
+                mcp_access: &mcp_access,
                 session: &session,
                 route,
                 params: &params,
@@ -208,6 +212,8 @@ struct Request<'a> {
     request_id: &'a RequestId,
     /// The workspace of the caller's token: where its stored responses live.
     caller: &'a str,
+    /// The app's MCP servers and tools the caller's key reaches.
+    mcp_access: &'a crate::mcp::Access,
     session: &'a Arc<Session>,
     route: &'static Route,
     params: &'a [(&'static str, String)],
@@ -221,7 +227,14 @@ struct Request<'a> {
 async fn serve(state: &AppState, r: &Request<'_>, payload: Payload) -> Result<Outcome, ApiError> {
     match r.route.serve {
         Serve::Local(handler) => {
-            let local = local::Local { state, session: r.session, caller: r.caller, params: r.params, query: r.query };
+            let local = local::Local {
+                state,
+                session: r.session,
+                mcp_access: r.mcp_access,
+                caller: r.caller,
+                params: r.params,
+                query: r.query,
+            };
             local::serve(handler, &local, &payload).await.map(Outcome::local)
         }
         Serve::Providers(_) => {
@@ -253,7 +266,8 @@ async fn serve(state: &AppState, r: &Request<'_>, payload: Payload) -> Result<Ou
                 started: r.started,
             };
             // A request naming the app's MCP servers as `mcp` tools runs the tool loop.
-            let gateway = r.session.mcp.as_deref().map(crate::mcp::Endpoint::gateway);
+            let gateway =
+                r.session.mcp.as_deref().map(|mcp| crate::mcp::Scoped { gateway: mcp.gateway(), access: r.mcp_access });
             let mut outcome = crate::mcp::agent::serve(r.route.op, gateway, routed, target, payload).await?;
             if let Some(recording) = recording {
                 outcome.response = recording.finish(outcome.response, state.limits.max_body_bytes).await?;

@@ -37,6 +37,8 @@ pub fn view(key: &KeyRecord) -> Value {
         "max_parallel": key.max_parallel,
         "expires_at": key.expires_at,
         "metadata": key.metadata,
+        "mcp_servers": key.mcp_servers,
+        "mcp_tools": key.mcp_tools,
         "created_at": key.created_at,
         "revoked_at": key.revoked_at,
         "status": key.status(unix_now()),

@@ -22,6 +22,8 @@ const SECRET_PARAMS: &[&str] = &["api_key", "aws_access_key_id", "aws_secret_acc
 pub struct Local<'a> {
     pub state: &'a AppState,
     pub session: &'a Session,
+    /// The app's MCP servers and tools the caller's key reaches.
+    pub mcp_access: &'a crate::mcp::Access,
     /// The workspace of the caller's token (where its stored responses live).
     pub caller: &'a str,
     pub params: &'a [(&'static str, String)],
@@ -113,9 +115,11 @@ pub async fn serve(handler: LocalHandler, local: &Local<'_>, payload: &Payload) 
         }
         LocalHandler::McpRestToolsList => {
             let server = super::query::param(query, "server_id");
-            Json(super::mcp::rest_tools_list(session, server.as_deref()).await?).into_response()
+            Json(super::mcp::rest_tools_list(session, local.mcp_access, server.as_deref()).await?).into_response()
         }
-        LocalHandler::McpRestToolsCall => Json(super::mcp::rest_tools_call(session, payload).await?).into_response(),
+        LocalHandler::McpRestToolsCall => {
+            Json(super::mcp::rest_tools_call(session, local.mcp_access, payload).await?).into_response()
+        }
     };
     Ok(response)
 }

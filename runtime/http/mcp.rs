@@ -5,7 +5,7 @@
 use super::AppState;
 use crate::apps::session::Session;
 use crate::exchange::{ApiError, Payload};
-use crate::mcp::GatewayError;
+use crate::mcp::{Access, GatewayError, Scoped};
 use crate::observability::request_id::RequestId;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
@@ -37,9 +37,18 @@ pub async fn serve(
     response
 }
 
-async fn admitted(state: &AppState, workspace: &str, service_id: &str, request: Request) -> Result<Response, ApiError> {
-    let (session, _) = super::dispatch::admit(state, request.headers(), workspace, service_id).await?;
+async fn admitted(
+    state: &AppState,
+    workspace: &str,
+    service_id: &str,
+    mut request: Request,
+) -> Result<Response, ApiError> {
+    let (session, claims) = super::dispatch::admit(state, request.headers(), workspace, service_id).await?;
     super::limits::check_rates(state, workspace, crate::auth::presented_token(request.headers()))?;
+    // A key's own lists travel with the request to the MCP handler, which filters by them.
+    if let Some(key) = claims.as_ref().and_then(|c| c.key.as_ref()) {
+        request.extensions_mut().insert(Access::new(key.mcp_servers.clone(), key.mcp_tools.clone()));
+    }
     Ok(endpoint(&session)?.serve(request).await)
 }
 
@@ -83,9 +92,13 @@ pub struct RestToolList {
 }
 
 /// `GET /mcp-rest/tools/list[?server_id=NAME]`.
-pub async fn rest_tools_list(session: &Session, server_id: Option<&str>) -> Result<RestToolList, ApiError> {
+pub async fn rest_tools_list(
+    session: &Session,
+    access: &Access,
+    server_id: Option<&str>,
+) -> Result<RestToolList, ApiError> {
     // No servers is an empty list, as litellm answers it; a named server must exist.
-    let Some(gateway) = session.mcp.as_deref().map(crate::mcp::Endpoint::gateway) else {
+    let Some(gateway) = session.mcp.as_deref().map(|mcp| Scoped { gateway: mcp.gateway(), access }) else {
         return match server_id {
             Some(server) => Err(no_server(server)),
             None => Ok(RestToolList { tools: Vec::new(), error: None, message: "Successfully retrieved tools".into() }),
@@ -131,8 +144,8 @@ struct RestCall {
 
 /// `POST /mcp-rest/tools/call`: the tool's `CallToolResult` as MCP has it (`content`,
 /// `structuredContent`, `isError`); a failure before the tool ran is an OpenAI-style error.
-pub async fn rest_tools_call(session: &Session, payload: &Payload) -> Result<Value, ApiError> {
-    let gateway = endpoint(session)?.gateway();
+pub async fn rest_tools_call(session: &Session, access: &Access, payload: &Payload) -> Result<Value, ApiError> {
+    let gateway = Scoped { gateway: endpoint(session)?.gateway(), access };
     let Payload::Json(body) = payload else {
         return Err(ApiError::bad_request("send a JSON body {name, arguments}"));
     };
@@ -158,6 +171,7 @@ pub async fn rest_tools_call(session: &Session, payload: &Payload) -> Result<Val
         Err(e @ (GatewayError::UnknownName { .. } | GatewayError::NotAllowed { .. })) => {
             Err(ApiError::bad_request(e.to_string()).with_param("name"))
         }
+        Err(GatewayError::Forbidden(message)) => Err(ApiError::forbidden(message).with_param("name")),
         // The tool's own server refused the arguments.
         Err(GatewayError::Upstream(e)) if e.code == ErrorCode::INVALID_PARAMS => {
             Err(ApiError::bad_request(e.message).with_param("arguments"))

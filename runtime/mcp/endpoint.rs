@@ -7,6 +7,7 @@
 //! - `DELETE`: ends a session, which holds nothing;
 //! - a client's `notifications/cancelled`, applied to the call it names (see `forward.rs`).
 
+use super::access::Access;
 use super::forward::{self, Downstream, ListChange, Posted};
 use super::gateway::Gateway;
 use axum::body::Body;
@@ -31,6 +32,13 @@ const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
 /// How often an idle notification stream carries a comment, so proxies keep it open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
+
+/// What the caller reaches: the key's lists the door put in the HTTP request's extensions
+/// (rmcp hands the request's parts to the handler), else everything.
+fn access(context: &RequestContext<RoleServer>) -> Access {
+    let parts = context.extensions.get::<axum::http::request::Parts>();
+    parts.and_then(|p| p.extensions.get::<Access>()).cloned().unwrap_or_default()
+}
 
 /// rmcp's handler: one per request (the endpoint is stateless), all sharing the gateway.
 #[derive(Clone)]
@@ -58,49 +66,49 @@ impl ServerHandler for Handler {
     async fn list_tools(
         &self,
         _: Option<PaginatedRequestParams>,
-        _: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(self.0.tools().await))
+        Ok(ListToolsResult::with_all_items(self.0.tools(&access(&context)).await))
     }
 
     async fn list_prompts(
         &self,
         _: Option<PaginatedRequestParams>,
-        _: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        Ok(ListPromptsResult::with_all_items(self.0.prompts().await))
+        Ok(ListPromptsResult::with_all_items(self.0.prompts(&access(&context)).await))
     }
 
     async fn get_prompt(
         &self,
         params: GetPromptRequestParams,
-        _: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        Ok(self.0.get_prompt(params).await?)
+        Ok(self.0.get_prompt(params, &access(&context)).await?)
     }
 
     async fn list_resources(
         &self,
         _: Option<PaginatedRequestParams>,
-        _: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        Ok(ListResourcesResult::with_all_items(self.0.resources().await))
+        Ok(ListResourcesResult::with_all_items(self.0.resources(&access(&context)).await))
     }
 
     async fn list_resource_templates(
         &self,
         _: Option<PaginatedRequestParams>,
-        _: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        Ok(ListResourceTemplatesResult::with_all_items(self.0.templates().await))
+        Ok(ListResourceTemplatesResult::with_all_items(self.0.templates(&access(&context)).await))
     }
 
     async fn read_resource(
         &self,
         params: ReadResourceRequestParams,
-        _: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        Ok(self.0.read_resource(params).await?)
+        Ok(self.0.read_resource(params, &access(&context)).await?)
     }
 
     async fn call_tool(
@@ -109,6 +117,7 @@ impl ServerHandler for Handler {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let gateway = &self.0;
+        gateway.check_access(&params.name, &access(&context))?;
         let headers = context.extensions.get::<axum::http::request::Parts>().map(|parts| &parts.headers);
         let caller = forward::caller(headers);
         let _inflight = gateway.notices().inflight.enter(caller, context.id.clone(), context.ct.clone());

@@ -8,6 +8,7 @@
 //! listing and listed again on a miss, so any instance can serve any read. When two servers list
 //! the same URI the first in the manifest keeps it.
 
+use super::access::Access;
 use super::client::McpHttp;
 use super::forward::{Downstream, Forwarder, Notices};
 use super::sse::SseTransport;
@@ -59,6 +60,9 @@ pub enum GatewayError {
     NotAllowed { server: String, tool: String },
     #[error("no MCP server of this app lists the resource {0:?}")]
     UnknownResource(String),
+    /// The caller's key does not reach the server or tool.
+    #[error("{0}")]
+    Forbidden(String),
     /// The upstream's own MCP error, passed on as it sent it.
     #[error("{}", .0.message)]
     Upstream(ErrorData),
@@ -80,7 +84,7 @@ impl From<GatewayError> for ErrorData {
         match error {
             GatewayError::Upstream(e) => e,
             GatewayError::UnknownResource(_) => ErrorData::resource_not_found(error.to_string(), None),
-            GatewayError::UnknownName { .. } | GatewayError::NotAllowed { .. } => {
+            GatewayError::UnknownName { .. } | GatewayError::NotAllowed { .. } | GatewayError::Forbidden(_) => {
                 ErrorData::invalid_params(error.to_string(), None)
             }
             GatewayError::Unavailable { .. } => ErrorData::internal_error(error.to_string(), None),
@@ -354,8 +358,9 @@ impl Gateway {
     }
 
     /// Every permitted tool of every upstream that answers, prefixed.
-    pub(super) async fn tools(&self) -> Vec<Tool> {
-        self.tool_listing().await.tools.into_iter().map(|(_, tool)| tool).collect()
+    pub(super) async fn tools(&self, access: &Access) -> Vec<Tool> {
+        let scoped = super::Scoped { gateway: self, access };
+        scoped.tool_listing().await.tools.into_iter().map(|(_, tool)| tool).collect()
     }
 
     /// Every permitted tool of every upstream that answers, prefixed, with its server's name;
@@ -419,11 +424,14 @@ impl Gateway {
         }
     }
 
-    /// Every prompt of every upstream that answers, prefixed.
-    pub(super) async fn prompts(&self) -> Vec<Prompt> {
+    /// Every prompt of every upstream that answers and `access` reaches, prefixed.
+    pub(super) async fn prompts(&self, access: &Access) -> Vec<Prompt> {
         let mut prompts = Vec::new();
         for (index, list) in self.each("prompts/list", Server::prompts).await {
             let server = &self.servers[index].upstream.name;
+            if !access.server(server) {
+                continue;
+            }
             prompts.extend(list.into_iter().map(|mut p| {
                 p.name = prefixed(server, &p.name);
                 p
@@ -432,9 +440,9 @@ impl Gateway {
         prompts
     }
 
-    /// Every resource of every upstream that answers, URIs kept and names prefixed; remembers
-    /// which server listed each URI.
-    pub(super) async fn resources(&self) -> Vec<Resource> {
+    /// Every resource of every upstream that answers and `access` reaches, URIs kept and names
+    /// prefixed; remembers which server listed each URI (of every server).
+    pub(super) async fn resources(&self, access: &Access) -> Vec<Resource> {
         let mut uris = HashMap::new();
         let mut resources = Vec::new();
         for (index, list) in self.each("resources/list", Server::resources).await {
@@ -444,8 +452,10 @@ impl Gateway {
                     continue;
                 }
                 uris.insert(resource.uri.clone(), index);
-                resource.name = prefixed(server, &resource.name);
-                resources.push(resource);
+                if access.server(server) {
+                    resource.name = prefixed(server, &resource.name);
+                    resources.push(resource);
+                }
             }
         }
         if let Ok(mut owners) = self.owners.lock() {
@@ -454,8 +464,9 @@ impl Gateway {
         resources
     }
 
-    /// Every resource template of every upstream that answers, names prefixed.
-    pub(super) async fn templates(&self) -> Vec<ResourceTemplate> {
+    /// Every resource template of every upstream that answers and `access` reaches, names
+    /// prefixed.
+    pub(super) async fn templates(&self, access: &Access) -> Vec<ResourceTemplate> {
         let mut heads = Vec::new();
         let mut templates = Vec::new();
         for (index, list) in self.each("resources/templates/list", Server::templates).await {
@@ -463,8 +474,10 @@ impl Gateway {
             for mut template in list {
                 let head = template.uri_template.split('{').next().unwrap_or_default().to_owned();
                 heads.push((head, index));
-                template.name = prefixed(server, &template.name);
-                templates.push(template);
+                if access.server(server) {
+                    template.name = prefixed(server, &template.name);
+                    templates.push(template);
+                }
             }
         }
         if let Ok(mut owners) = self.owners.lock() {
@@ -488,8 +501,12 @@ impl Gateway {
     pub(super) async fn get_prompt(
         &self,
         mut params: GetPromptRequestParams,
+        access: &Access,
     ) -> Result<GetPromptResponse, GatewayError> {
         let (server, prompt) = self.route("prompt", &params.name)?;
+        if !access.server(&server.upstream.name) {
+            return Err(GatewayError::Forbidden(format!("this key may not use MCP server {:?}", server.upstream.name)));
+        }
         params.name = prompt;
         let result = server.request(|peer| async move { peer.get_prompt_once(params).await }).await;
         result.map_err(|e| GatewayError::from_upstream(&server.upstream.name, e))
@@ -498,20 +515,33 @@ impl Gateway {
     pub(super) async fn read_resource(
         &self,
         params: ReadResourceRequestParams,
+        access: &Access,
     ) -> Result<ReadResourceResponse, GatewayError> {
         let owner = match self.owner(&params.uri) {
             Some(owner) => Some(owner),
             // Listed by another instance, or since: learn the owners again.
             None => {
-                futures::future::join(self.resources(), self.templates()).await;
+                let all = Access::all();
+                futures::future::join(self.resources(&all), self.templates(&all)).await;
                 self.owner(&params.uri)
             }
         };
+        // A server the caller does not reach lists nothing to it: its resources are unknown.
+        let owner = owner.filter(|index| self.servers.get(*index).is_some_and(|s| access.server(&s.upstream.name)));
         let Some(server) = owner.and_then(|index| self.servers.get(index)) else {
             return Err(GatewayError::UnknownResource(params.uri));
         };
         let result = server.request(|peer| async move { peer.read_resource_once(params).await }).await;
         result.map_err(|e| GatewayError::from_upstream(&server.upstream.name, e))
+    }
+
+    /// Refuses a prefixed tool the caller's `access` does not reach.
+    pub fn check_access(&self, name: &str, access: &Access) -> Result<(), GatewayError> {
+        let (server, tool) = self.route("tool", name)?;
+        if access.tool(&server.upstream.name, &tool) {
+            return Ok(());
+        }
+        Err(GatewayError::Forbidden(format!("this key may not call MCP tool {name:?}")))
     }
 
     /// Calls a prefixed tool on its server, and logs the call.

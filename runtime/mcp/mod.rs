@@ -3,6 +3,7 @@
 //! only decides what is listed, where a call goes, and what is logged. `agent` runs the tool
 //! loop for the LLM routes' requests that name the app's MCP servers as `mcp` tools.
 
+pub mod access;
 pub mod agent;
 pub mod client;
 pub mod endpoint;
@@ -10,6 +11,7 @@ pub mod forward;
 pub mod gateway;
 pub mod sse;
 
+pub use access::{Access, Scoped};
 pub use endpoint::Endpoint;
 pub use gateway::{Gateway, GatewayError};
 

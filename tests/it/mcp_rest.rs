@@ -126,6 +126,50 @@ async fn mcp_rest_lists_and_calls_tools_as_litellm_does() {
     let response = reqwest::Client::new().get(format!("{base}/tools/list")).send().await.unwrap();
     assert_eq!(read_json(response).await.0, 401, "the LLM routes' tokens guard it");
 
+    // A key with its own lists sees and calls only what they name, at every door.
+    let limited = server
+        .ok("default", &server.token, "create_key", json!({"mcp_servers": ["echo"], "mcp_tools": ["echo-none"]}))
+        .await;
+    let limited = limited["key"].as_str().unwrap().to_owned();
+    let (status, listed) = server.get_json_with(&format!("{base}/tools/list"), &limited).await;
+    assert_eq!((status, listed["tools"].clone()), (200, json!([])), "{listed}");
+    let response = server
+        .client
+        .post(format!("{base}/tools/call"))
+        .bearer_auth(&limited)
+        .header("content-type", "application/json")
+        .body(json!({"name": "echo-echo", "arguments": {"text": "hi"}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let (status, refused) = read_json(response).await;
+    assert_eq!((status, refused["error"]["param"].clone()), (403, json!("name")), "{refused}");
+    let mcp_url = format!("{}/default/apps/tools/mcp", server.base);
+    let rpc = |key: String, body: Value| {
+        let (client, url) = (server.client.clone(), mcp_url.clone());
+        async move {
+            let response = client
+                .post(url)
+                .bearer_auth(key)
+                .header("accept", "application/json, text/event-stream")
+                .header("content-type", "application/json")
+                .header("mcp-protocol-version", "2025-06-18")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            read_json(response).await.1
+        }
+    };
+    let listed = rpc(limited.clone(), json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})).await;
+    assert_eq!(listed["result"]["tools"], json!([]), "{listed}");
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo-echo", "arguments": {"text": "x"}}});
+    let refused = rpc(limited.clone(), call.clone()).await;
+    assert!(refused["error"]["message"].as_str().is_some_and(|m| m.contains("may not call")), "{refused}");
+    let open = server.ok("default", &server.token, "create_key", json!({"mcp_tools": ["echo-echo"]})).await;
+    let answered = rpc(open["key"].as_str().unwrap().to_owned(), call).await;
+    assert_eq!(answered["result"]["content"][0]["text"], "echo: x", "{answered}");
+
     // /health reports each MCP server; the down one with why.
     let (status, health) = server.get_json(&format!("{}/default/apps/tools/health", server.base)).await;
     assert_eq!(status, 200, "{health}");

@@ -12,7 +12,7 @@ use super::toolbox::{Function, Toolbox};
 use super::{forces, stream, AgentError, MAX_TURNS};
 use crate::api::openai::{AssistantMessage, ChatCompletion, ChatUsage};
 use crate::exchange::{ApiError, Outcome};
-use crate::mcp::Gateway;
+use crate::mcp::Scoped;
 use crate::streaming::sse;
 use axum::response::IntoResponse;
 use serde::Deserialize;
@@ -20,7 +20,7 @@ use serde_json::{json, Map, Value};
 
 pub async fn run(
     model: Model<'_>,
-    gateway: &Gateway,
+    gateway: Scoped<'_>,
     specs: Vec<Spec>,
     mut body: Map<String, Value>,
 ) -> Result<Outcome, ApiError> {

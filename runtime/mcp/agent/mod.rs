@@ -21,7 +21,7 @@ mod toolbox;
 
 use crate::catalogue::Operation;
 use crate::exchange::{ApiError, Outcome, Payload};
-use crate::mcp::Gateway;
+use crate::mcp::Scoped;
 use crate::router::plan::Target;
 use crate::router::{failover, Routed};
 use axum::http::StatusCode;
@@ -119,7 +119,7 @@ fn forces(choice: &Value) -> bool {
 /// upstream would take without the loop to read them).
 pub async fn serve(
     op: Operation,
-    gateway: Option<&Gateway>,
+    gateway: Option<Scoped<'_>>,
     routed: Routed<'_>,
     target: Target<'_>,
     payload: Payload,

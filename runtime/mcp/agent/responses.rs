@@ -16,7 +16,7 @@ use super::spec::Spec;
 use super::toolbox::{Function, Toolbox};
 use super::{forces, stream, AgentError, MAX_TURNS};
 use crate::exchange::{ApiError, Outcome};
-use crate::mcp::Gateway;
+use crate::mcp::Scoped;
 use crate::streaming::sse;
 use axum::response::IntoResponse;
 use serde::Deserialize;
@@ -140,7 +140,7 @@ fn tool_choice(choice: Option<&Value>, toolbox: &mut Toolbox<'_>) -> Option<Valu
 
 pub async fn run(
     model: Model<'_>,
-    gateway: &Gateway,
+    gateway: Scoped<'_>,
     specs: Vec<Spec>,
     mut body: Map<String, Value>,
 ) -> Result<Outcome, ApiError> {

@@ -5,7 +5,7 @@
 //! the credentials the app set.
 
 use super::{AgentError, Dialect};
-use crate::mcp::Gateway;
+use crate::mcp::Scoped;
 use rmcp::model::Tool;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -132,7 +132,7 @@ pub fn is_mcp(tool: &Value) -> bool {
 }
 
 /// The request's `mcp` tools, checked; empty when it has none.
-pub fn read(dialect: Dialect, tools: &[Value], gateway: Option<&Gateway>) -> Result<Vec<Spec>, AgentError> {
+pub fn read(dialect: Dialect, tools: &[Value], gateway: Option<Scoped<'_>>) -> Result<Vec<Spec>, AgentError> {
     let mut specs: Vec<Spec> = Vec::new();
     for (index, tool) in tools.iter().enumerate().filter(|(_, t)| is_mcp(t)) {
         let param = |field: &str| format!("tools[{index}].{field}");

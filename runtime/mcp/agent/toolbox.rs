@@ -8,7 +8,7 @@ use super::items::{self, Call, CallError, CallStatus, ListTools, ListedTool};
 use super::names::Names;
 use super::spec::Spec;
 use super::AgentError;
-use crate::mcp::{prefixed, Gateway, GatewayError};
+use crate::mcp::{prefixed, GatewayError, Scoped};
 use rmcp::model::{CallToolRequestParams, CallToolResponse, ErrorCode, Tool};
 use serde_json::{Map, Value};
 
@@ -30,7 +30,7 @@ pub struct Function<'t> {
 /// The request's MCP servers and their tools' function names.
 #[derive(Debug)]
 pub struct Toolbox<'g> {
-    gateway: &'g Gateway,
+    gateway: Scoped<'g>,
     servers: Vec<Server>,
     names: Names,
 }
@@ -38,7 +38,7 @@ pub struct Toolbox<'g> {
 impl<'g> Toolbox<'g> {
     /// Lists the servers of `specs` (at once); `taken` are the request's own function names.
     pub async fn open(
-        gateway: &'g Gateway,
+        gateway: Scoped<'g>,
         specs: Vec<Spec>,
         taken: impl IntoIterator<Item = String>,
     ) -> Result<Toolbox<'g>, AgentError> {
