@@ -45,11 +45,18 @@ async fn admitted(
 ) -> Result<Response, ApiError> {
     let (session, claims) = super::dispatch::admit(state, request.headers(), workspace, service_id).await?;
     super::limits::check_rates(state, workspace, crate::auth::presented_token(request.headers()))?;
+    let key = claims.as_ref().and_then(|c| c.key.as_ref());
+    // A key's rpm and requests at once count MCP messages as they count LLM requests.
+    let place = key.map(|k| state.key_limits.admit(k)).transpose()?.flatten();
     // A key's own lists travel with the request to the MCP handler, which filters by them.
-    if let Some(key) = claims.as_ref().and_then(|c| c.key.as_ref()) {
+    if let Some(key) = key {
         request.extensions_mut().insert(Access::new(key.mcp_servers.clone(), key.mcp_tools.clone()));
     }
-    Ok(endpoint(&session)?.serve(request).await)
+    let response = endpoint(&session)?.serve(request).await;
+    Ok(match place {
+        Some(place) => super::limits::hold(response, place),
+        None => response,
+    })
 }
 
 /// The app's MCP endpoint, or a 404 saying the manifest sets no servers.

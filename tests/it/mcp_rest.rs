@@ -170,6 +170,15 @@ async fn mcp_rest_lists_and_calls_tools_as_litellm_does() {
     let answered = rpc(open["key"].as_str().unwrap().to_owned(), call).await;
     assert_eq!(answered["result"]["content"][0]["text"], "echo: x", "{answered}");
 
+    // A key's rpm counts MCP messages too.
+    let slow = server.ok("default", &server.token, "create_key", json!({"rpm": 2})).await;
+    let slow = slow["key"].as_str().unwrap().to_owned();
+    let ping = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"});
+    assert!(rpc(slow.clone(), ping.clone()).await["result"].is_object());
+    assert!(rpc(slow.clone(), ping.clone()).await["result"].is_object());
+    let refused = rpc(slow, ping).await;
+    assert_eq!(refused["error"]["code"], "rate_limit_exceeded", "{refused}");
+
     // /health reports each MCP server; the down one with why.
     let (status, health) = server.get_json(&format!("{}/default/apps/tools/health", server.base)).await;
     assert_eq!(status, 200, "{health}");
