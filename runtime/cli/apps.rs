@@ -9,17 +9,24 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-/// Where the controller is and who is calling it.
+/// Where the controller is and who is calling it: what every client command of the controller
+/// (`apps`, `spend`) takes.
 #[derive(Debug, clap::Args)]
-pub struct AppsArgs {
+pub struct Connection {
     /// The server's base URL.
-    #[arg(long, env = "FERROLITE_SERVER", default_value = "http://127.0.0.1:9527")]
+    #[arg(long, global = true, env = "FERROLITE_SERVER", default_value = "http://127.0.0.1:9527")]
     pub server: String,
     /// A token; without one the data dir's admin token is used.
-    #[arg(long, env = "FERROLITE_TOKEN", hide_env_values = true)]
+    #[arg(long, global = true, env = "FERROLITE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    #[arg(long, env = "FERROLITE_DATA_DIR")]
+    #[arg(long, global = true, env = "FERROLITE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AppsArgs {
+    #[command(flatten)]
+    pub connection: Connection,
     /// The workspace to act on; `public` means the token's own.
     #[arg(long, default_value = "public")]
     pub workspace: String,
@@ -93,7 +100,7 @@ pub fn run(args: AppsArgs) -> ExitCode {
 }
 
 /// One runtime and connection pool for all the calls a command makes.
-struct Client {
+pub(super) struct Client {
     runtime: tokio::runtime::Runtime,
     http: reqwest::Client,
     base: String,
@@ -104,10 +111,15 @@ struct Client {
 
 impl Client {
     fn new(args: &AppsArgs) -> Result<Client, String> {
-        let token = match &args.token {
+        Client::connect(&args.connection, &args.workspace, args.output)
+    }
+
+    /// A client of the controller of `workspace` at `connection`'s server.
+    pub(super) fn connect(connection: &Connection, workspace: &str, output: Output) -> Result<Client, String> {
+        let token = match &connection.token {
             Some(t) => t.clone(),
             None => {
-                let dir = args.data_dir.clone().unwrap_or_else(crate::server::default_data_dir);
+                let dir = connection.data_dir.clone().unwrap_or_else(crate::server::default_data_dir);
                 let path = dir.join(crate::server::ADMIN_TOKEN_FILE);
                 std::fs::read_to_string(&path)
                     .map(|t| t.trim().to_owned())
@@ -121,10 +133,10 @@ impl Client {
         Ok(Client {
             runtime,
             http: reqwest::Client::new(),
-            base: args.server.trim_end_matches('/').to_owned(),
-            workspace: args.workspace.clone(),
+            base: connection.server.trim_end_matches('/').to_owned(),
+            workspace: workspace.to_owned(),
             token,
-            output: args.output,
+            output,
         })
     }
 
@@ -308,7 +320,7 @@ impl Client {
     }
 
     /// Calls a controller function; a failure is the server's own error message.
-    fn call(&self, function: &str, kwargs: Value) -> Result<Value, String> {
+    pub(super) fn call(&self, function: &str, kwargs: Value) -> Result<Value, String> {
         let url = format!("{}/{}/services/server-apps/{function}", self.base, self.workspace);
         self.runtime.block_on(async {
             let response = self
@@ -351,7 +363,7 @@ fn rows(list: &Value, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
 }
 
 /// Prints rows as aligned columns under a header.
-fn print_table(header: &[&str], rows: &[Vec<String>]) {
+pub(super) fn print_table(header: &[&str], rows: &[Vec<String>]) {
     let widths: Vec<usize> = header
         .iter()
         .enumerate()

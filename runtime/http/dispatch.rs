@@ -1,18 +1,20 @@
 //! One function serves every catalogue route: authenticate, find the service, check the
 //! body against the route's schema, then answer locally or through the chosen deployment's
-//! provider. The generated handlers (one per route) only gather their inputs and call
-//! [`dispatch`].
+//! provider; then the request's log line, metrics and spend record (a stream's when it ends).
+//! The generated handlers (one per route) only gather their inputs and call [`dispatch`].
 
 use super::{local, AppState};
 use crate::apps::responses::recorder;
 use crate::apps::session::Session;
 use crate::auth::{presented_token, AuthError};
 use crate::catalogue::{BodyKind, Operation, Route, Serve};
-use crate::exchange::{ApiError, MultipartBody, Outcome, Payload};
+use crate::exchange::{ApiError, MultipartBody, Outcome, Payload, Usage};
 use crate::manifest::Visibility;
 use crate::observability::metrics::{self, LabelText};
 use crate::observability::request_id::RequestId;
 use crate::observability::session_log::{LineOutcome, LogType, RequestLine};
+use crate::observability::spend_log::{SpendEnd, SpendOrigin, SpendOutcome, SpendTicket};
+use crate::router::accounting::{Settlement, StreamEnd};
 use crate::router::plan::Target;
 use crate::router::stamp::COST_HEADER;
 use crate::router::Routed;
@@ -75,8 +77,22 @@ pub async fn dispatch(state: AppState, op: Operation, call: Call) -> Response {
 async fn handle(state: &AppState, op: Operation, call: Call, request_id: &RequestId) -> Result<Response, ApiError> {
     let (session, claims) = admit(state, &call.headers, &call.workspace, &call.service_id).await?;
     super::limits::check_rates(state, &call.workspace, presented_token(&call.headers))?;
+    let who = Caller::of(claims.as_ref());
     let route = op.route();
     let started = Instant::now();
+    // A request a provider serves gets its spend record; dropped unfinished (the client left
+    // before the answer), the ticket records that.
+    let mut ticket = matches!(route.serve, Serve::Providers(_)).then(|| {
+        let origin = SpendOrigin {
+            request_id: request_id.as_str().to_owned(),
+            key_id: who.key_id,
+            user: who.user,
+            workspace: session.workspace.clone(),
+            app_id: session.app_id.clone(),
+            service_id: session.service_id.clone(),
+        };
+        SpendTicket::new(state.spend_logs.queue().clone(), origin, started)
+    });
     let Call { params, query, headers, body, .. } = call;
     let body_limit = state.limits.body_limit(route.family);
     let result = match read_payload(state, route, body, &headers, body_limit).await {
@@ -88,6 +104,9 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
                 let known = table.group_label(m).and_then(|i| table.labels.model_name(i));
                 known.unwrap_or_else(|| LabelText::from_owned(m.to_owned()))
             });
+            if let (Some(ticket), Some(model)) = (&mut ticket, &model) {
+                ticket.set_model(model);
+            }
             if table.settings.detailed_debug {
                 table.logs.push(LogType::Log, format!("{request_id} request body: {}", preview(&payload)));
             } else if table.settings.debug {
@@ -128,18 +147,73 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
     // Label indices: only names the app knows become labels.
     let model_label = model.as_deref().and_then(|m| table.group_label(m));
     metrics::request_done(&table.labels, route.path, model_label, deployment, status, elapsed);
+    let deployment = deployment.and_then(|i| table.labels.deployment_id(i));
+    if let Some(ticket) = ticket {
+        let settlement = result.as_ref().ok().and_then(|(o, _)| o.response.extensions().get::<Settlement>());
+        record_spend(ticket, settlement, status, deployment.as_deref(), usage, &outcome);
+    }
     table.logs.push_request(RequestLine {
         at: crate::clock::unix_now(),
         request_id: request_id.clone(),
         route,
         model,
-        deployment: deployment.and_then(|i| table.labels.deployment_id(i)),
+        deployment,
         status,
         elapsed,
         usage,
         outcome,
     });
     result.map(|(o, _)| o.response)
+}
+
+/// Who is calling, as the spend log names them. API keys (issue 20, point 1) fill this in from
+/// the key that authenticated the request; a workspace token names neither.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    pub key_id: Option<String>,
+    pub user: Option<String>,
+}
+
+impl Caller {
+    fn of(_claims: Option<&crate::auth::Claims>) -> Caller {
+        Caller::default()
+    }
+}
+
+/// Finishes a request's spend record: now for a whole answer (its cost as the client's
+/// `x-ferrolite-cost` header says), or when a stream ends, with what the stream settled to.
+fn record_spend(
+    ticket: SpendTicket,
+    settlement: Option<&Settlement>,
+    status: u16,
+    deployment: Option<&str>,
+    usage: Option<Usage>,
+    outcome: &LineOutcome,
+) {
+    let deployment = deployment.map(str::to_owned);
+    match settlement {
+        Some(settlement) => settlement.then(move |settled| {
+            let outcome = match settled.end {
+                StreamEnd::Completed => SpendOutcome::Ok,
+                StreamEnd::Failed => SpendOutcome::Error,
+                StreamEnd::ClientGone => SpendOutcome::ClientDisconnected,
+            };
+            ticket.finish(SpendEnd {
+                deployment,
+                usage: settled.usage,
+                cost: settled.cost,
+                status,
+                outcome: Some(outcome),
+            });
+        }),
+        None => {
+            let cost = match outcome {
+                LineOutcome::Served(Some(cost)) => cost.to_str().ok().and_then(|c| c.parse().ok()).unwrap_or(0.0),
+                _ => 0.0,
+            };
+            ticket.finish(SpendEnd { deployment, usage: usage.unwrap_or_default(), cost, status, outcome: None });
+        }
+    }
 }
 
 /// Who is calling and which running service: the token checked (or the service's litellm
