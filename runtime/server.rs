@@ -10,6 +10,7 @@ use crate::hypha::client::ClientError;
 use crate::hypha::{HyphaOptions, HyphaWorker};
 use crate::manifest::litellm;
 use crate::manifest::validate::{self, LoadError};
+use crate::store::spend_logs::{SpendLogs, SqliteSpendLogs};
 use crate::store::{ResponseDb, SqliteStore, StoreError};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,12 @@ use tokio::task::JoinHandle;
 const SPEND_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 const RESPONSES_FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 const RESPONSES_PURGE_INTERVAL: Duration = Duration::from_secs(300);
+/// How often queued spend records are written (sooner when a batch waits), and how often
+/// records past the retention are removed.
+const SPEND_LOG_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+const SPEND_LOG_PURGE_INTERVAL: Duration = Duration::from_secs(600);
+/// How long spend records are kept unless `--spend-log-retention` says otherwise.
+pub const DEFAULT_SPEND_LOG_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 
 /// The port `ferrolite serve` listens on by default.
 pub const DEFAULT_PORT: u16 = 9527;
@@ -41,6 +48,8 @@ pub struct ServerConfig {
     pub redis_url: Option<String>,
     /// How long stored Responses API answers are kept.
     pub responses_ttl: Duration,
+    /// How long spend records are kept.
+    pub spend_log_retention: Duration,
     /// A Hypha server's JWT secret: its tokens are accepted beside ferrolite's.
     pub hypha_jwt_secret: Option<String>,
     /// A Hypha server asked about its tokens (the worker's server when its secret is not given).
@@ -77,6 +86,7 @@ impl ServerConfig {
             drain_timeout: Duration::from_secs(30),
             redis_url: None,
             responses_ttl: crate::apps::responses::DEFAULT_TTL,
+            spend_log_retention: DEFAULT_SPEND_LOG_RETENTION,
             hypha_jwt_secret: None,
             hypha_token_server: None,
             allow_private_upstreams: false,
@@ -195,7 +205,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
     let (admin_token_file, new_admin_token) = write_admin_token(&config.data_dir, &tokens)?;
     let token = tokens.issue(DEFAULT_WORKSPACE, false, Duration::from_secs(30 * 24 * 3600));
     crate::observability::metrics::install();
-    let mut state = AppState::new(controller, tokens, config.limits).with_metrics_public(config.metrics_public);
+    let spend_logs = Arc::new(SpendLogs::new(SqliteSpendLogs::open(&config.data_dir)?, config.spend_log_retention));
+    let mut state =
+        AppState::new(controller, tokens, config.limits, spend_logs).with_metrics_public(config.metrics_public);
     if let Some(server) = &config.hypha_token_server {
         state = state.with_hypha_token_check(server);
     }
@@ -203,7 +215,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
     // The WebSocket door is mounted last: it calls the finished HTTP router in-process, and a
     // socket that stays open is not an in-flight request.
     let router = crate::rpc::mount(router, state.clone());
-    let mut background = vec![spend_flusher(state.clone()), responses_keeper(state.clone())];
+    let mut background =
+        vec![spend_flusher(state.clone()), responses_keeper(state.clone()), spend_log_writer(state.spend_logs.clone())];
     if let Some(cluster) = cluster {
         background.extend(cluster_tasks(state.clone(), cluster));
     }
@@ -367,6 +380,38 @@ fn responses_keeper(state: AppState) -> JoinHandle<()> {
     })
 }
 
+/// Writes queued spend records every second, or as soon as a batch waits, and removes those
+/// past the retention every few minutes (and once at start).
+fn spend_log_writer(logs: Arc<SpendLogs>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SPEND_LOG_FLUSH_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_purge: Option<std::time::Instant> = None;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = logs.queue().ready() => {}
+            }
+            let purge = last_purge.is_none_or(|at| at.elapsed() >= SPEND_LOG_PURGE_INTERVAL);
+            if purge {
+                last_purge = Some(std::time::Instant::now());
+            }
+            let logs = logs.clone();
+            let kept = tokio::task::spawn_blocking(move || {
+                logs.flush()?;
+                if purge {
+                    logs.purge_expired()?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await;
+            if let Ok(Err(e)) = kept {
+                tracing::warn!("cannot keep the spend log: {e}");
+            }
+        }
+    })
+}
+
 /// What an instance runs to stay in step with the others: it applies their announcements in
 /// order, reads the whole shared state again whenever its subscriber (re)connects, and
 /// exchanges spend, load and cooldown figures every 200 ms (`apps/figures.rs`).
@@ -474,6 +519,9 @@ impl RunningServer {
         }
         if let Err(e) = self.state.controller.responses().flush() {
             tracing::warn!("cannot store responses at shutdown: {e}");
+        }
+        if let Err(e) = self.state.spend_logs.flush() {
+            tracing::warn!("cannot write the spend log at shutdown: {e}");
         }
         drained
     }

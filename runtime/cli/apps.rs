@@ -9,32 +9,32 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-/// `ferrolite apps ...`.
+/// Where the controller is and who is calling it: what every client command of the controller
+/// (`apps`, `spend`) takes.
+#[derive(Debug, clap::Args)]
+pub struct Connection {
+    /// The server's base URL.
+    #[arg(long, global = true, env = "FERROLITE_SERVER", default_value = "http://127.0.0.1:9527")]
+    pub server: String,
+    /// A token; without one the data dir's admin token is used.
+    #[arg(long, global = true, env = "FERROLITE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[arg(long, global = true, env = "FERROLITE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct AppsArgs {
     #[command(flatten)]
     pub connection: Connection,
+    /// The workspace to act on; `public` means the token's own.
+    #[arg(long, default_value = "public")]
+    pub workspace: String,
     /// `text` for people, `json` for scripts (the controller's answers as they are).
     #[arg(long, short, value_enum, global = true, default_value_t = Output::Text)]
     pub output: Output,
     #[command(subcommand)]
     pub command: AppsCommand,
-}
-
-/// Where the controller is and who is calling it (every client command takes these).
-#[derive(Debug, clap::Args)]
-pub struct Connection {
-    /// The server's base URL.
-    #[arg(long, env = "FERROLITE_SERVER", default_value = "http://127.0.0.1:9527")]
-    pub server: String,
-    /// A token; without one the data dir's admin token is used.
-    #[arg(long, env = "FERROLITE_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    #[arg(long, env = "FERROLITE_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// The workspace to act on; `public` means the token's own.
-    #[arg(long, default_value = "public")]
-    pub workspace: String,
 }
 
 /// How results are printed.
@@ -90,7 +90,7 @@ pub enum AppsCommand {
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
 
 pub fn run(args: AppsArgs) -> ExitCode {
-    match Client::new(&args.connection, args.output).and_then(|client| client.run(&args)) {
+    match Client::new(&args).and_then(|client| client.run(&args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("ferrolite apps: {message}");
@@ -110,11 +110,16 @@ pub(super) struct Client {
 }
 
 impl Client {
-    pub(super) fn new(args: &Connection, output: Output) -> Result<Client, String> {
-        let token = match &args.token {
+    fn new(args: &AppsArgs) -> Result<Client, String> {
+        Client::connect(&args.connection, &args.workspace, args.output)
+    }
+
+    /// A client of the controller of `workspace` at `connection`'s server.
+    pub(super) fn connect(connection: &Connection, workspace: &str, output: Output) -> Result<Client, String> {
+        let token = match &connection.token {
             Some(t) => t.clone(),
             None => {
-                let dir = args.data_dir.clone().unwrap_or_else(crate::server::default_data_dir);
+                let dir = connection.data_dir.clone().unwrap_or_else(crate::server::default_data_dir);
                 let path = dir.join(crate::server::ADMIN_TOKEN_FILE);
                 std::fs::read_to_string(&path)
                     .map(|t| t.trim().to_owned())
@@ -128,8 +133,8 @@ impl Client {
         Ok(Client {
             runtime,
             http: reqwest::Client::new(),
-            base: args.server.trim_end_matches('/').to_owned(),
-            workspace: args.workspace.clone(),
+            base: connection.server.trim_end_matches('/').to_owned(),
+            workspace: workspace.to_owned(),
             token,
             output,
         })

@@ -9,6 +9,9 @@ use std::process::ExitCode;
 pub struct KeysArgs {
     #[command(flatten)]
     pub connection: Connection,
+    /// The workspace to act on; `public` means the token's own.
+    #[arg(long, default_value = "public")]
+    pub workspace: String,
     /// `text` for people, `json` for scripts (the controller's answers as they are).
     #[arg(long, short, value_enum, global = true, default_value_t = Output::Text)]
     pub output: Output,
@@ -104,7 +107,7 @@ pub enum KeysCommand {
 }
 
 pub fn run(args: KeysArgs) -> ExitCode {
-    match Client::new(&args.connection, args.output).and_then(|client| execute(&client, &args)) {
+    match Client::connect(&args.connection, &args.workspace, args.output).and_then(|client| execute(&client, &args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("ferrolite keys: {message}");

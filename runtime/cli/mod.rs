@@ -2,6 +2,7 @@
 
 pub mod apps;
 pub mod keys;
+pub mod spend;
 
 use crate::auth::Tokens;
 use crate::manifest::{self, validate};
@@ -39,6 +40,8 @@ pub enum Command {
     Apps(apps::AppsArgs),
     /// Manage a workspace's API keys on a running server (create, list, info, update, revoke).
     Keys(keys::KeysArgs),
+    /// Read a running server's spend log: one record per request served.
+    Spend(spend::SpendArgs),
     /// Print a signed token for a workspace.
     Token {
         #[arg(long)]
@@ -110,6 +113,9 @@ pub struct ServeArgs {
     /// How long stored Responses API answers (`store: true`) are kept, e.g. 30d, 12h, 3600s.
     #[arg(long, default_value = "30d", value_parser = parse_ttl)]
     pub responses_ttl: Duration,
+    /// How long spend log records (one per request served) are kept, e.g. 30d, 12h, 90m.
+    #[arg(long, default_value = "30d", value_parser = parse_ttl)]
+    pub spend_log_retention: Duration,
     /// Seconds a client may take to send a request's head before its connection is closed
     /// (the slowloris guard).
     #[arg(long, default_value_t = 30.0, value_parser = parse_positive_seconds)]
@@ -169,6 +175,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Apps(args) => apps::run(args),
         Command::Keys(args) => keys::run(args),
+        Command::Spend(args) => spend::run(args),
     }
 }
 
@@ -268,6 +275,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.limits.family_body_bytes = args.body_limits.into_iter().collect();
     config.redis_url = args.redis_url;
     config.responses_ttl = args.responses_ttl;
+    config.spend_log_retention = args.spend_log_retention;
     config.hypha_jwt_secret = args.hypha_jwt_secret.filter(|s| !s.is_empty());
     config.allow_private_upstreams = args.allow_private_upstreams;
     config.metrics_public = args.metrics_public;

@@ -8,6 +8,8 @@ use axum::response::Response;
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Of the prompt, the tokens the provider read from its cache, when it says (0 otherwise).
+    pub cached_tokens: u64,
 }
 
 /// A served request: the response and what the log line says about it.

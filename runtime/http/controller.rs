@@ -28,6 +28,7 @@ pub const FUNCTIONS: &[&str] = &[
     "list_running",
     "get_logs",
     "get_usage",
+    "get_spend_logs",
     "uninstall",
     "set_env",
     "get_env",
@@ -222,6 +223,11 @@ fn run(
         "get_usage" => {
             let session_id = required_str(kwargs, "session_id")?;
             Ok(c.get_usage(workspace, session_id)?)
+        }
+        "get_spend_logs" => {
+            let query = super::spend_logs::query(workspace, kwargs)?;
+            let page = state.spend_logs.page(&query).map_err(ControllerError::from)?;
+            Ok(json!(page))
         }
         "set_env" => {
             let key = required_str(kwargs, "key")?;

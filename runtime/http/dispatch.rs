@@ -1,18 +1,20 @@
 //! One function serves every catalogue route: authenticate, find the service, check the
 //! body against the route's schema, then answer locally or through the chosen deployment's
-//! provider. The generated handlers (one per route) only gather their inputs and call
-//! [`dispatch`].
+//! provider; then the request's log line, metrics and spend record (a stream's when it ends).
+//! The generated handlers (one per route) only gather their inputs and call [`dispatch`].
 
 use super::{local, AppState};
 use crate::apps::responses::recorder;
 use crate::apps::session::Session;
 use crate::auth::{presented_token, AuthError};
 use crate::catalogue::{BodyKind, Operation, Route, Serve};
-use crate::exchange::{ApiError, MultipartBody, Outcome, Payload};
+use crate::exchange::{ApiError, MultipartBody, Outcome, Payload, Usage};
 use crate::manifest::Visibility;
 use crate::observability::metrics::{self, LabelText};
 use crate::observability::request_id::RequestId;
 use crate::observability::session_log::{LineOutcome, LogType, RequestLine};
+use crate::observability::spend_log::{SpendEnd, SpendOrigin, SpendOutcome, SpendTicket};
+use crate::router::accounting::{Settlement, StreamEnd};
 use crate::router::plan::Target;
 use crate::router::stamp::COST_HEADER;
 use crate::router::Routed;
@@ -77,8 +79,22 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
     super::limits::check_rates(state, &call.workspace, presented_token(&call.headers))?;
     let key = claims.as_ref().and_then(|c| c.key.as_ref());
     let parallel_place = key.map(|k| state.key_limits.admit(k)).transpose()?.flatten();
+    let who = Caller::of(claims.as_ref());
     let route = op.route();
     let started = Instant::now();
+    // A request a provider serves gets its spend record; dropped unfinished (the client left
+    // before the answer), the ticket records that.
+    let mut ticket = matches!(route.serve, Serve::Providers(_)).then(|| {
+        let origin = SpendOrigin {
+            request_id: request_id.as_str().to_owned(),
+            key_id: who.key_id,
+            user: who.user,
+            workspace: session.workspace.clone(),
+            app_id: session.app_id.clone(),
+            service_id: session.service_id.clone(),
+        };
+        SpendTicket::new(state.spend_logs.queue().clone(), origin, started)
+    });
     let Call { params, query, headers, body, .. } = call;
     let body_limit = state.limits.body_limit(route.family);
     let result = match read_payload(state, route, body, &headers, body_limit).await {
@@ -90,6 +106,9 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
                 let known = table.group_label(m).and_then(|i| table.labels.model_name(i));
                 known.unwrap_or_else(|| LabelText::from_owned(m.to_owned()))
             });
+            if let (Some(ticket), Some(model)) = (&mut ticket, &model) {
+                ticket.set_model(model);
+            }
             if table.settings.detailed_debug {
                 table.logs.push(LogType::Log, format!("{request_id} request body: {}", preview(&payload)));
             } else if table.settings.debug {
@@ -139,26 +158,88 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
     // Label indices: only names the app knows become labels.
     let model_label = model.as_deref().and_then(|m| table.group_label(m));
     metrics::request_done(&table.labels, route.path, model_label, deployment, status, elapsed);
+    let deployment = deployment.and_then(|i| table.labels.deployment_id(i));
+    if let Some(ticket) = ticket {
+        let settlement = result.as_ref().ok().and_then(|(o, _)| o.response.extensions().get::<Settlement>());
+        // A key's tokens count against its tpm when they are known: now, or when a stream ends.
+        let key_tokens = key.map(|k| (state.clone(), k.id.clone()));
+        record_spend(ticket, settlement, status, deployment.as_deref(), usage, &outcome, key_tokens);
+    }
     table.logs.push_request(RequestLine {
         at: crate::clock::unix_now(),
         request_id: request_id.clone(),
         route,
         model,
-        deployment: deployment.and_then(|i| table.labels.deployment_id(i)),
+        deployment,
         status,
         elapsed,
         usage,
         outcome,
     });
-    if let (Some(key), Some(usage)) = (key, usage) {
-        // A whole answer's tokens count now; a stream's when it ends.
-        state.key_limits.add_tokens(&key.id, usage.prompt_tokens + usage.completion_tokens);
-    }
     let response = result.map(|(o, _)| o.response)?;
     Ok(match parallel_place {
         Some(place) => super::limits::hold(response, place),
         None => response,
     })
+}
+
+/// Who is calling, as the spend log names them: the API key that authenticated the request and
+/// its user; a workspace token names neither.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    pub key_id: Option<String>,
+    pub user: Option<String>,
+}
+
+impl Caller {
+    fn of(claims: Option<&crate::auth::Claims>) -> Caller {
+        let key = claims.and_then(|c| c.key.as_ref());
+        Caller { key_id: key.map(|k| k.id.clone()), user: key.and_then(|k| k.user.clone()) }
+    }
+}
+
+/// Finishes a request's spend record: now for a whole answer (its cost as the client's
+/// `x-ferrolite-cost` header says), or when a stream ends, with what the stream settled to.
+fn record_spend(
+    ticket: SpendTicket,
+    settlement: Option<&Settlement>,
+    status: u16,
+    deployment: Option<&str>,
+    usage: Option<Usage>,
+    outcome: &LineOutcome,
+    key_tokens: Option<(AppState, String)>,
+) {
+    let deployment = deployment.map(str::to_owned);
+    let count_tokens = move |usage: Usage| {
+        if let Some((state, key_id)) = &key_tokens {
+            state.key_limits.add_tokens(key_id, usage.prompt_tokens + usage.completion_tokens);
+        }
+    };
+    match settlement {
+        Some(settlement) => settlement.then(move |settled| {
+            let outcome = match settled.end {
+                StreamEnd::Completed => SpendOutcome::Ok,
+                StreamEnd::Failed => SpendOutcome::Error,
+                StreamEnd::ClientGone => SpendOutcome::ClientDisconnected,
+            };
+            count_tokens(settled.usage);
+            ticket.finish(SpendEnd {
+                deployment,
+                usage: settled.usage,
+                cost: settled.cost,
+                status,
+                outcome: Some(outcome),
+            });
+        }),
+        None => {
+            let cost = match outcome {
+                LineOutcome::Served(Some(cost)) => cost.to_str().ok().and_then(|c| c.parse().ok()).unwrap_or(0.0),
+                _ => 0.0,
+            };
+            count_tokens(usage.unwrap_or_default());
+            ticket.finish(SpendEnd { deployment, usage: usage.unwrap_or_default(), cost, status, outcome: None });
+        }
+    }
 }
 
 /// Who is calling and which running service: the token checked (or the service's litellm

@@ -14,12 +14,14 @@ pub mod metrics;
 pub mod query;
 pub mod routes;
 pub mod serve;
+pub mod spend_logs;
 
 use crate::apps::Controller;
 use crate::auth::Tokens;
 use crate::catalogue::{self, Operation, ROUTES};
 use crate::exchange::ApiError;
 use crate::schema_check;
+use crate::store::spend_logs::SpendLogs;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -73,6 +75,8 @@ pub struct Shared {
     pub metrics_public: bool,
     /// Hypha tokens checked by asking their server (`--hypha-server` without its JWT secret).
     pub hypha_tokens: Option<hypha_tokens::HyphaTokenCheck>,
+    /// One record per request served through a provider (`get_spend_logs`).
+    pub spend_logs: Arc<SpendLogs>,
     /// Request-body validators, compiled on first use of each route.
     validators: Vec<OnceLock<Validator>>,
 }
@@ -89,7 +93,7 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(controller: Controller, tokens: Tokens, limits: Limits) -> AppState {
+    pub fn new(controller: Controller, tokens: Tokens, limits: Limits, spend_logs: Arc<SpendLogs>) -> AppState {
         let http = crate::transport::UpstreamClient::new();
         AppState(Arc::new(Shared {
             controller,
@@ -100,6 +104,7 @@ impl AppState {
             key_limits: key_limits::KeyLimiter::default(),
             metrics_public: false,
             hypha_tokens: None,
+            spend_logs,
             limits,
             http,
             validators: ROUTES.iter().map(|_| OnceLock::new()).collect(),

@@ -37,6 +37,7 @@ pub const COOLDOWNS: &str = "ferrolite_cooldowns_total";
 pub const BUDGET_REMAINING: &str = "ferrolite_budget_remaining_usd";
 pub const MCP_CALLS: &str = "ferrolite_mcp_calls_total";
 pub const MCP_CALL_DURATION: &str = "ferrolite_mcp_call_duration_seconds";
+pub const SPEND_LOG_DROPPED: &str = "ferrolite_spend_log_dropped_total";
 
 /// Histogram bucket bounds in seconds: from ferrolite's own overhead (tens of µs) to a long
 /// generation (minutes).
@@ -100,6 +101,7 @@ fn describe() {
         "MCP tool calls through an app's gateway, by workspace, app, server, tool and status."
     );
     describe_histogram!(MCP_CALL_DURATION, ::metrics::Unit::Seconds, "Time an MCP server took to answer a tool call.");
+    describe_counter!(SPEND_LOG_DROPPED, "Spend log records dropped because the queue to their writer was full.");
     describe_gauge!(BUDGET_REMAINING, "US dollars left in the current budget period (deployment \"\": the app's).");
 }
 
@@ -330,6 +332,11 @@ pub fn booked(l: &SessionLabels, index: usize, usage: Usage, cost: f64) {
 }
 
 /// Deployment `index` has `count` requests in flight (sampled at scrape time).
+/// A spend log record was dropped (its queue was full).
+pub fn spend_log_dropped() {
+    counter!(SPEND_LOG_DROPPED).increment(1);
+}
+
 pub fn in_flight(l: &SessionLabels, index: usize, count: u64) {
     gauge!(IN_FLIGHT, l.deployment(index)).set(count as f64);
 }

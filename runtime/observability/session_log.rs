@@ -168,7 +168,7 @@ mod tests {
             deployment: Some(crate::observability::metrics::LabelText::const_str("gpt/0")),
             status,
             elapsed: Duration::from_micros(1_234),
-            usage: Some(Usage { prompt_tokens: 9, completion_tokens: 10 }),
+            usage: Some(Usage { prompt_tokens: 9, completion_tokens: 10, cached_tokens: 0 }),
             outcome,
         }
     }

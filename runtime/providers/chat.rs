@@ -323,7 +323,12 @@ pub fn openai_error(status: StatusCode, body: &[u8], who: &str) -> ApiError {
 
 /// The exchange's usage of an answer's or a chunk's OpenAI usage.
 pub fn usage_of(u: &ChatUsage) -> crate::exchange::Usage {
-    crate::exchange::Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }
+    let cached = u.prompt_tokens_details.as_ref().and_then(|d| d.cached_tokens).unwrap_or(0);
+    crate::exchange::Usage {
+        prompt_tokens: u.prompt_tokens,
+        completion_tokens: u.completion_tokens,
+        cached_tokens: cached,
+    }
 }
 
 /// A usage-only chunk, as decoders emit at the end of a stream.

@@ -59,7 +59,11 @@ fn chat_usage_of(u: Usage) -> ChatUsage {
 pub fn chat_usage(req: &ChatRequest, text: &str) -> Usage {
     let messages: Vec<(String, String)> = req.messages.iter().map(|m| (m.role.clone(), m.text())).collect();
     let n = u64::from(req.n.unwrap_or(1).max(1));
-    Usage { prompt_tokens: tokenizer::count_chat(&messages), completion_tokens: tokenizer::count(text) * n }
+    Usage {
+        prompt_tokens: tokenizer::count_chat(&messages),
+        completion_tokens: tokenizer::count(text) * n,
+        ..Usage::default()
+    }
 }
 
 /// A `chat.completion` object.
@@ -170,6 +174,7 @@ pub fn completion_usage(req: &CompletionRequest, text: &str) -> Usage {
     Usage {
         prompt_tokens: prompts.iter().map(|p| tokenizer::count(p)).sum(),
         completion_tokens: tokenizer::count(text) * answers,
+        ..Usage::default()
     }
 }
 
@@ -240,7 +245,7 @@ pub fn completion_stream(a: &MockAnswer<'_>, req: &CompletionRequest) -> Vec<Byt
 pub fn messages_usage(req: &MessagesRequest<'_>, text: &str) -> Usage {
     let system = req.system.as_ref().map(content_tokens).unwrap_or(0);
     let turns: u64 = req.messages.iter().map(|m| 3 + content_tokens(&m.content)).sum();
-    Usage { prompt_tokens: system + turns + 3, completion_tokens: tokenizer::count(text) }
+    Usage { prompt_tokens: system + turns + 3, completion_tokens: tokenizer::count(text), ..Usage::default() }
 }
 
 /// The tokens of a turn's content, counted as `tokenizer::count_value` counts its JSON: every
@@ -455,7 +460,7 @@ pub fn serve(call: ProviderCall<'_>, translator: Translator) -> Result<Outcome, 
             let req: EmbeddingRequest = parse(call.payload)?;
             let body = embedding_response(&d.upstream_model, &req)?;
             let prompt_tokens = body.usage.prompt_tokens;
-            (axum::Json(body).into_response(), Usage { prompt_tokens, completion_tokens: 0 })
+            (axum::Json(body).into_response(), Usage { prompt_tokens, ..Usage::default() })
         }
         other => {
             return Err(ApiError::bad_request(format!(

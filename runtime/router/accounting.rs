@@ -6,7 +6,8 @@
 //! (each event leaves as soon as it is complete), reads usage on the way, keeps the deployment
 //! counted in flight until the last byte, sends `: keep-alive` comments while the first token
 //! is awaited, and ends a stream whose upstream falls silent past `stream_timeout` with an SSE
-//! error event.
+//! error event. A stream the client leaves is booked for what it used so far. How it ended is
+//! told to whoever waits on the response's [`Settlement`] (the door's spend log).
 
 use super::history::Sample;
 use super::stats::InFlight;
@@ -23,7 +24,7 @@ use futures::{Stream, StreamExt};
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -78,6 +79,63 @@ pub struct Pacing {
     pub keepalive: Option<Duration>,
 }
 
+/// How a stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// The upstream finished it.
+    Completed,
+    /// The upstream broke off or fell silent past `stream_timeout`.
+    Failed,
+    /// The client went away before the end.
+    ClientGone,
+}
+
+/// What a stream came to once it ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settled {
+    pub usage: Usage,
+    /// US dollars, as booked.
+    pub cost: f64,
+    pub end: StreamEnd,
+}
+
+/// A streamed answer's final accounting, for whoever logs the request: the stream ends after
+/// the router (and the door) returned, so [`AccountedStream::wrap`] puts this handle in the
+/// response's extensions and the stream settles it at its end, running what waits on it.
+#[derive(Clone, Default)]
+pub struct Settlement(Arc<Mutex<Settling>>);
+
+#[derive(Default)]
+enum Settling {
+    #[default]
+    Open,
+    Waiting(Box<dyn FnOnce(Settled) + Send>),
+    Done(Settled),
+}
+
+impl Settlement {
+    /// Runs `then` with the stream's accounting when it ends (at once if it has).
+    pub fn then(&self, then: impl FnOnce(Settled) + Send + 'static) {
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match &*state {
+            Settling::Done(settled) => {
+                let settled = *settled;
+                drop(state);
+                then(settled);
+            }
+            _ => *state = Settling::Waiting(Box::new(then)),
+        }
+    }
+
+    fn settle(&self, settled: Settled) {
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Settling::Waiting(then) = std::mem::replace(&mut *state, Settling::Done(settled)) {
+            drop(state);
+            then(settled);
+        }
+    }
+}
+
 /// A streamed (SSE) answer on its way to the client, accounted as it goes: see the module.
 pub struct AccountedStream {
     body: BodyDataStream,
@@ -96,6 +154,7 @@ pub struct AccountedStream {
     sent_data: bool,
     client_wants_usage: bool,
     done: bool,
+    settlement: Settlement,
 }
 
 /// What a stream's timer meant when it fired.
@@ -114,7 +173,9 @@ impl AccountedStream {
         account: Account,
         client_wants_usage: bool,
     ) -> Response {
-        let (parts, body) = response.into_parts();
+        let (mut parts, body) = response.into_parts();
+        let settlement = Settlement::default();
+        parts.extensions.insert(settlement.clone());
         let now = Instant::now();
         let stream = AccountedStream {
             body: body.into_data_stream(),
@@ -130,6 +191,7 @@ impl AccountedStream {
             sent_data: false,
             client_wants_usage,
             done: false,
+            settlement,
         };
         Response::from_parts(parts, Body::from_stream(stream))
     }
@@ -173,6 +235,7 @@ impl AccountedStream {
                     if let Some(u) = usage::from_json(&v) {
                         self.usage.prompt_tokens = self.usage.prompt_tokens.max(u.prompt_tokens);
                         self.usage.completion_tokens = self.usage.completion_tokens.max(u.completion_tokens);
+                        self.usage.cached_tokens = self.usage.cached_tokens.max(u.cached_tokens);
                         self.seen_usage = true;
                     }
                     if !self.client_wants_usage && is_usage_only(&v) {
@@ -189,23 +252,28 @@ impl AccountedStream {
         out
     }
 
-    /// The stream is over: books its usage and notes it in the session's log.
-    fn finish(&mut self) {
+    /// The stream is over: books its usage, notes it in the session's log and settles.
+    fn finish(&mut self, end: StreamEnd) {
         self.done = true;
         let cost = self.account.book(self.usage);
+        let how = match end {
+            StreamEnd::ClientGone => "stream left by the client",
+            StreamEnd::Completed | StreamEnd::Failed => "stream ended",
+        };
         let line = format!(
-            "{} stream ended: tokens={}/{}{} cost=${cost:.6}",
+            "{} {how}: tokens={}/{}{} cost=${cost:.6}",
             self.account.request_id,
             self.usage.prompt_tokens,
             self.usage.completion_tokens,
             if self.seen_usage { "" } else { " (the upstream reported no usage)" }
         );
         self.account.table.logs.push(LogType::Log, line);
+        self.settlement.settle(Settled { usage: self.usage, cost, end });
     }
 
     /// Ends the stream with what is left of the buffer and an SSE `error` event.
     fn end_with(&mut self, error: ApiError) -> Bytes {
-        self.finish();
+        self.finish(StreamEnd::Failed);
         let mut out = std::mem::take(&mut self.buffer);
         out.extend_from_slice(&sse::named("error", &error.body()));
         Bytes::from(out)
@@ -245,7 +313,7 @@ impl Stream for AccountedStream {
                     return Poll::Ready(Some(Ok(this.end_with(error))));
                 }
                 Poll::Ready(None) => {
-                    this.finish();
+                    this.finish(StreamEnd::Completed);
                     let rest = std::mem::take(&mut this.buffer);
                     return Poll::Ready((!rest.is_empty()).then(|| Ok(Bytes::from(rest))));
                 }
@@ -267,6 +335,16 @@ impl Stream for AccountedStream {
                     Poll::Ready(Some(Ok(this.end_with(error))))
                 }
             };
+        }
+    }
+}
+
+impl Drop for AccountedStream {
+    /// A stream dropped before its end was left by the client (or its connection): what it
+    /// used so far is still booked and settled.
+    fn drop(&mut self) {
+        if !self.done {
+            self.finish(StreamEnd::ClientGone);
         }
     }
 }

@@ -1,11 +1,12 @@
-//! Durable state: installed apps, workspace secrets, which sessions were running, and stored
-//! Responses API answers (`responses.rs`).
+//! Durable state: installed apps, workspace secrets, which sessions were running, stored
+//! Responses API answers (`responses.rs`) and the spend log (`spend_logs/`).
 //!
 //! Every change is one SQLite transaction, so a crash (even `kill -9`) leaves either the old
 //! state or the new one, never half of a change. On start the server reloads apps and
 //! secrets and starts again every session that was running.
 
 pub mod responses;
+pub mod spend_logs;
 pub mod sqlite;
 
 pub use responses::{ResponseDb, ResponseRow};

@@ -58,4 +58,5 @@ mod schema_files;
 mod secrets;
 mod security;
 mod shutdown;
+mod spend_logs;
 mod token_counting;

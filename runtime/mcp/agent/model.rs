@@ -95,6 +95,7 @@ impl Model<'_> {
             let sum = totals.usage.get_or_insert_with(Usage::default);
             sum.prompt_tokens += usage.prompt_tokens;
             sum.completion_tokens += usage.completion_tokens;
+            sum.cached_tokens += usage.cached_tokens;
         }
         if let Some(step) = answer.get("usage").filter(|u| u.is_object()) {
             match &mut totals.usage_json {

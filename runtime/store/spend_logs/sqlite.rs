@@ -1,0 +1,287 @@
+//! Spend records in SQLite: `spend_logs.db` in the data dir, a file of its own so that its
+//! appends and purges never wait behind the app store's fsyncs (`ferrolite.db` commits with
+//! `synchronous=FULL`) and an operator can archive or drop it alone. It commits with
+//! `synchronous=NORMAL`: a crash of ferrolite loses nothing written, one of the machine at most
+//! the last batches, as for stored responses.
+
+use super::{Cursor, SpendLogStore, SpendPage, SpendQuery, StatusFilter};
+use crate::observability::spend_log::{SpendOutcome, SpendRecord};
+use crate::store::StoreError;
+use rusqlite::types::Value as Sql;
+use rusqlite::{params, params_from_iter, Connection, Row};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS spend_logs (
+    id                INTEGER PRIMARY KEY,
+    at_ms             INTEGER NOT NULL,
+    request_id        TEXT NOT NULL,
+    key_id            TEXT,
+    user_id           TEXT,
+    workspace         TEXT NOT NULL,
+    app_id            TEXT NOT NULL,
+    service_id        TEXT NOT NULL,
+    model             TEXT,
+    deployment        TEXT,
+    prompt_tokens     INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    cached_tokens     INTEGER NOT NULL,
+    cost              REAL NOT NULL,
+    status            INTEGER NOT NULL,
+    outcome           TEXT NOT NULL,
+    latency_ms        REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS spend_logs_by_time ON spend_logs (workspace, at_ms, id);
+CREATE INDEX IF NOT EXISTS spend_logs_expiry ON spend_logs (at_ms);
+PRAGMA user_version = 1;
+";
+
+const COLUMNS: &str = "id, at_ms, request_id, key_id, user_id, workspace, app_id, service_id, model, deployment, \
+    prompt_tokens, completion_tokens, cached_tokens, cost, status, outcome, latency_ms";
+
+/// Rows a purge deletes per statement, so a large purge never holds the file for long.
+const PURGE_CHUNK: usize = 10_000;
+
+/// The spend log in SQLite.
+pub struct SqliteSpendLogs {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteSpendLogs {
+    /// Opens (creating if needed) `spend_logs.db` in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<SqliteSpendLogs, StoreError> {
+        let path = data_dir.join("spend_logs.db");
+        let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
+        let conn = Connection::open(&path).map_err(open_err)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+        }
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
+        conn.execute_batch(SCHEMA).map_err(open_err)?;
+        Ok(SqliteSpendLogs { conn: Mutex::new(conn) })
+    }
+
+    /// An in-memory store, for tests.
+    pub fn in_memory() -> Result<SqliteSpendLogs, StoreError> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(SqliteSpendLogs { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl SpendLogStore for SqliteSpendLogs {
+    fn append(&self, records: &[SpendRecord]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO spend_logs (at_ms, request_id, key_id, user_id, workspace, app_id, service_id, model,
+                   deployment, prompt_tokens, completion_tokens, cached_tokens, cost, status, outcome, latency_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            )?;
+            for r in records {
+                insert.execute(params![
+                    sql_int(r.at_ms),
+                    r.request_id,
+                    r.key_id,
+                    r.user,
+                    r.workspace,
+                    r.app_id,
+                    r.service_id,
+                    r.model,
+                    r.deployment,
+                    sql_int(r.prompt_tokens),
+                    sql_int(r.completion_tokens),
+                    sql_int(r.cached_tokens),
+                    r.cost,
+                    r.status,
+                    r.outcome.as_str(),
+                    r.latency_ms,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn page(&self, q: &SpendQuery) -> Result<SpendPage, StoreError> {
+        let mut sql = format!("SELECT {COLUMNS} FROM spend_logs WHERE workspace = ?");
+        let mut args: Vec<Sql> = vec![Sql::Text(q.workspace.clone())];
+        let mut and = |clause: &str, values: Vec<Sql>| {
+            sql.push_str(" AND ");
+            sql.push_str(clause);
+            args.extend(values);
+        };
+        if let Some(start) = q.start_ms {
+            and("at_ms >= ?", vec![Sql::Integer(sql_int(start))]);
+        }
+        if let Some(end) = q.end_ms {
+            and("at_ms < ?", vec![Sql::Integer(sql_int(end))]);
+        }
+        let text = |s: &String| Sql::Text(s.clone());
+        if let Some(key) = &q.key_id {
+            and("key_id = ?", vec![text(key)]);
+        }
+        if let Some(user) = &q.user {
+            and("user_id = ?", vec![text(user)]);
+        }
+        if let Some(model) = &q.model {
+            and("model = ?", vec![text(model)]);
+        }
+        if let Some(app) = &q.app {
+            and("(app_id = ? OR service_id = ?)", vec![text(app), text(app)]);
+        }
+        match q.status {
+            Some(StatusFilter::Code(code)) => and("status = ?", vec![Sql::Integer(code.into())]),
+            Some(StatusFilter::Class(class)) => {
+                let low = i64::from(class) * 100;
+                and("status >= ? AND status < ?", vec![Sql::Integer(low), Sql::Integer(low + 100)])
+            }
+            Some(StatusFilter::Outcome(outcome)) => and("outcome = ?", vec![Sql::Text(outcome.as_str().into())]),
+            None => {}
+        }
+        if let Some(Cursor { at_ms, id }) = q.cursor {
+            let at = Sql::Integer(sql_int(at_ms));
+            and("(at_ms < ? OR (at_ms = ? AND id < ?))", vec![at.clone(), at, Sql::Integer(id)]);
+        }
+        // One more than asked: whether there is a next page.
+        sql.push_str(" ORDER BY at_ms DESC, id DESC LIMIT ?");
+        args.push(Sql::Integer(sql_int(q.limit as u64 + 1)));
+        let conn = self.conn();
+        let mut select = conn.prepare_cached(&sql)?;
+        let mut rows: Vec<(i64, SpendRecord)> =
+            select.query_map(params_from_iter(args), read_row)?.collect::<Result<_, _>>()?;
+        let next_cursor = if rows.len() > q.limit {
+            rows.truncate(q.limit);
+            rows.last().map(|(id, r)| Cursor { at_ms: r.at_ms, id: *id }.to_string())
+        } else {
+            None
+        };
+        Ok(SpendPage { items: rows.into_iter().map(|(_, r)| r).collect(), next_cursor })
+    }
+
+    fn purge(&self, before_ms: u64) -> Result<usize, StoreError> {
+        let mut purged = 0;
+        loop {
+            let n = self.conn().execute(
+                "DELETE FROM spend_logs WHERE id IN (SELECT id FROM spend_logs WHERE at_ms < ?1 LIMIT ?2)",
+                params![sql_int(before_ms), PURGE_CHUNK as i64],
+            )?;
+            purged += n;
+            if n < PURGE_CHUNK {
+                return Ok(purged);
+            }
+        }
+    }
+}
+
+/// SQLite integers are signed: counts past `i64::MAX` are stored as that.
+fn sql_int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn read_row(row: &Row<'_>) -> rusqlite::Result<(i64, SpendRecord)> {
+    let count = |i: usize| row.get::<_, i64>(i).map(|n| u64::try_from(n).unwrap_or(0));
+    let outcome: String = row.get(15)?;
+    let record = SpendRecord {
+        at_ms: count(1)?,
+        request_id: row.get(2)?,
+        key_id: row.get(3)?,
+        user: row.get(4)?,
+        workspace: row.get(5)?,
+        app_id: row.get(6)?,
+        service_id: row.get(7)?,
+        model: row.get(8)?,
+        deployment: row.get(9)?,
+        prompt_tokens: count(10)?,
+        completion_tokens: count(11)?,
+        cached_tokens: count(12)?,
+        cost: row.get(13)?,
+        status: row.get(14)?,
+        // A row another version wrote with an outcome this one does not know reads as an error.
+        outcome: SpendOutcome::parse(&outcome).unwrap_or(SpendOutcome::Error),
+        latency_ms: row.get(16)?,
+    };
+    Ok((row.get(0)?, record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(at_ms: u64, id: &str, model: &str, status: u16) -> SpendRecord {
+        SpendRecord {
+            at_ms,
+            request_id: id.into(),
+            key_id: Some(format!("key-{model}")),
+            user: None,
+            workspace: "w".into(),
+            app_id: "app".into(),
+            service_id: "svc".into(),
+            model: Some(model.into()),
+            deployment: Some(format!("{model}/0")),
+            prompt_tokens: 10,
+            completion_tokens: 2,
+            cached_tokens: 1,
+            cost: 0.25,
+            status,
+            outcome: if status < 400 { SpendOutcome::Ok } else { SpendOutcome::Error },
+            latency_ms: 1.5,
+        }
+    }
+
+    fn ids(page: &SpendPage) -> Vec<&str> {
+        page.items.iter().map(|r| r.request_id.as_str()).collect()
+    }
+
+    #[test]
+    fn pages_run_newest_first_through_ties_and_filters() {
+        let db = SqliteSpendLogs::in_memory().unwrap();
+        let mut other = record(5_000, "elsewhere", "a", 200);
+        other.workspace = "v".into();
+        // Two records of the same millisecond: the cursor must not skip or repeat either.
+        let batch =
+            [record(1_000, "r1", "a", 200), record(2_000, "r2", "b", 502), record(2_000, "r3", "a", 200), other];
+        db.append(&batch).unwrap();
+        db.append(&[record(3_000, "r4", "b", 429)]).unwrap();
+
+        let mut query = SpendQuery { limit: 2, ..SpendQuery::workspace("w") };
+        let first = db.page(&query).unwrap();
+        assert_eq!(ids(&first), ["r4", "r3"]);
+        query.cursor = Some(first.next_cursor.as_deref().unwrap().parse().unwrap());
+        let second = db.page(&query).unwrap();
+        assert_eq!((ids(&second), second.next_cursor.as_deref()), (vec!["r2", "r1"], None), "r3 and r2 tie");
+        assert_eq!(second.items[1], batch[0], "a record reads back as written");
+
+        let filtered = |q: SpendQuery| ids(&db.page(&q).unwrap()).into_iter().map(str::to_owned).collect::<Vec<_>>();
+        let all = SpendQuery::workspace("w");
+        assert_eq!(filtered(SpendQuery { model: Some("a".into()), ..all.clone() }), ["r3", "r1"]);
+        assert_eq!(filtered(SpendQuery { key_id: Some("key-b".into()), ..all.clone() }), ["r4", "r2"]);
+        assert_eq!(filtered(SpendQuery { status: Some(StatusFilter::Class(5)), ..all.clone() }), ["r2"]);
+        assert_eq!(filtered(SpendQuery { status: Some(StatusFilter::Code(429)), ..all.clone() }), ["r4"]);
+        let errors = SpendQuery { status: Some(StatusFilter::Outcome(SpendOutcome::Error)), ..all.clone() };
+        assert_eq!(filtered(errors), ["r4", "r2"]);
+        assert_eq!(filtered(SpendQuery { start_ms: Some(2_000), end_ms: Some(3_000), ..all.clone() }), ["r3", "r2"]);
+        assert_eq!(filtered(SpendQuery { app: Some("svc".into()), user: Some("u".into()), ..all.clone() }), [""; 0]);
+        assert_eq!(filtered(SpendQuery::workspace("v")), ["elsewhere"]);
+
+        assert_eq!(db.purge(2_000).unwrap(), 1, "r1 alone is older");
+        assert_eq!(filtered(all).len(), 3);
+    }
+
+    #[test]
+    fn a_reopened_file_keeps_its_records() {
+        let dir = tempfile::tempdir().unwrap();
+        SqliteSpendLogs::open(dir.path()).unwrap().append(&[record(1, "r1", "a", 200)]).unwrap();
+        let reopened = SqliteSpendLogs::open(dir.path()).unwrap();
+        assert_eq!(ids(&reopened.page(&SpendQuery::workspace("w")).unwrap()), ["r1"]);
+    }
+}
