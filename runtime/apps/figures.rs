@@ -1,11 +1,14 @@
 //! This instance's share of the cluster's figures: every 200 ms it sends each running
 //! session's own spend, in-flight count, this minute's requests and tokens and its own
 //! cooldowns, and takes up what the other instances sent (`cluster/figures.rs` says how they
-//! are kept). The request path only ever reads the figures taken up here.
+//! are kept), and floors its figures in the shared budgets (`cluster/budgets.rs`). The request
+//! path only ever reads the figures taken up here.
 
 use super::{Registry, APP_SCOPE};
 use crate::clock::now_ms;
-use crate::cluster::{Cluster, ClusterError, LoadFigure, Others, Outgoing, SpendFigure};
+use crate::cluster::{Cluster, ClusterError, Floor, LoadFigure, Others, Outgoing, ScopePeriod, SpendFigure};
+use crate::router::reservation::{app_scope, deployment_scope};
+use crate::router::spend::Ledger;
 use crate::router::table::Table;
 use std::collections::HashMap;
 
@@ -31,6 +34,7 @@ impl Exchange {
                     spend: own_spend(&s.table),
                     forget,
                     load: own_load(&s.table),
+                    floors: floors(&s.table),
                 }
             })
             .collect();
@@ -63,6 +67,22 @@ fn own_spend(table: &Table) -> Vec<SpendFigure> {
             (micros > 0).then(|| SpendFigure { scope: scope.to_owned(), period, micros })
         })
         .collect()
+}
+
+/// This instance's floors of the app's and deployments' budgets (nothing spent: nothing sent).
+fn floors(table: &Table) -> Vec<Floor> {
+    let floor = |scope: String, ledger: &Ledger| {
+        let (period, micros) = ledger.floor();
+        (micros > 0).then(|| Floor { at: ScopePeriod { scope, period, length: ledger.period_secs() }, micros })
+    };
+    let app = table.app_budget.and_then(|_| floor(app_scope(table), &table.app_spend));
+    let deployments = table
+        .deployment_budgets
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.is_some())
+        .filter_map(|(i, _)| floor(deployment_scope(table, i), &table.deployment_spend[i]));
+    app.into_iter().chain(deployments).collect()
 }
 
 /// This instance's load of each deployment.

@@ -770,6 +770,8 @@ fn usage_report(session: &Session) -> Value {
     json!({
         "session_id": session.id, "app_id": session.app_id, "service_id": session.service_id,
         "spend": table.app_spend.spent(), "budget": budget(table.app_budget),
+        // What this instance's requests in flight hold against the app's budget.
+        "reserved": table.app_spend.reserved() as f64 / 1e6,
         "models": per_model, "deployments": deployments,
         "history": {
             "bucket_seconds": history::LAYOUT.bucket_seconds, "buckets_kept": history::LAYOUT.buckets_kept,

@@ -9,6 +9,7 @@
 //!   `in_flight minute requests tokens cooldown_until_ms written_ms`. A figure not rewritten for
 //!   [`FRESH_MS`] is ignored, so a killed instance's in-flight requests do not linger; the hash
 //!   expires a minute after the last write.
+//! - budgets: this instance's floors of the budgets it holds reservations on (`budgets.rs`).
 
 use super::{Cluster, ClusterError, SEP};
 use std::collections::HashMap;
@@ -52,6 +53,8 @@ pub struct Outgoing {
     pub forget: Vec<String>,
     /// (deployment index, figure).
     pub load: Vec<(usize, LoadFigure)>,
+    /// This instance's floors of the session's budgets.
+    pub floors: Vec<super::Floor>,
 }
 
 /// What the other instances' figures add up to, for one session.
@@ -160,6 +163,7 @@ impl Cluster {
                 }
                 cmd.ignore();
             }
+            super::budgets::add_floors(&mut pipe, &o.floors, &self.instance);
             if !o.forget.is_empty() {
                 pipe.cmd("HDEL").arg(&spend).arg(&o.forget).ignore();
             }

@@ -9,16 +9,22 @@
 //! - Spend, load and cooldowns are figures each instance writes under its own id and every
 //!   instance sums (`figures.rs`), exchanged every 200 ms off the request path: a write repeated
 //!   after a failure never counts twice, and an instance's figures survive Redis restarting.
+//! - Budget reservations: a request's worst-case cost held against every budget at once by a
+//!   Lua script, settled to its real cost by another (`budgets.rs`).
 //! - Stored Responses API answers: one expiring key each (`responses.rs`).
 //!
-//! Requests never wait on Redis but to read or write a stored response: with Redis away, each
-//! instance routes and budgets on its local view plus the last figures it read, and controller
-//! changes fail with 503 so no instance drifts from the others. See README.
+//! Requests wait on Redis only to reserve against a budget (at most 500 ms, and not at all once
+//! Redis failed to answer, until the figures flow again) and to read or write a stored
+//! response: with Redis away, each instance routes and budgets on its local view plus the last
+//! figures it read, and controller changes fail with 503 so no instance drifts from the others.
+//! See README.
 
+mod budgets;
 mod figures;
 mod responses;
 mod state;
 
+pub use budgets::{Floor, Limit, Reserved, ScopePeriod, SharedHold};
 pub use figures::{LoadFigure, Others, Outgoing, SpendFigure};
 pub use state::{SharedApp, SharedSession, Snapshot};
 

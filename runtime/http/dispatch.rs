@@ -345,6 +345,8 @@ async fn serve(state: &AppState, r: &Request<'_>, payload: Payload) -> Result<Ou
                 answer_limit: state.limits.max_body_bytes,
                 body_limit: r.body_limit,
                 started: r.started,
+                spend_scopes: &[],
+                cluster: state.controller.cluster(),
             };
             // A request naming the app's MCP servers as `mcp` tools runs the tool loop.
             let gateway =

@@ -208,6 +208,11 @@ pub struct LitellmParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^\s*[0-9]+(s|m|min|h|d|w|mo)\s*$"))]
     pub budget_duration: Option<String>,
+    /// Output tokens held against budgets for a request that sets no `max_tokens` /
+    /// `max_completion_tokens` / `max_output_tokens` (default 4096): its worst case, priced at
+    /// the output price until the real cost is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_reserved_tokens: Option<u64>,
     /// An OpenAI-compatible server without `/v1/responses`: Responses requests are translated to
     /// chat completions. Defaults to true for prefixes of servers known to lack the route
     /// (`hosted_vllm/`, `lm_studio/`, ...), false otherwise.
@@ -298,6 +303,12 @@ pub struct RoutingSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^\s*[0-9]+(s|m|min|h|d|w|mo)\s*$"))]
     pub budget_duration: Option<String>,
+    /// How long, in seconds, a request's budget reservation outlives an instance that died
+    /// holding it (with `--redis-url`). Default: the longest `timeout` of the app and its
+    /// deployments (600 s when unset) plus 300 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1.0))]
+    pub budget_reservation_ttl: Option<f64>,
     /// Settings ferrolite does not honour, kept as written (each is a warning at install).
     #[serde(flatten)]
     pub extra: Map<String, Value>,

@@ -1,8 +1,10 @@
 //! What a served request used and cost: tokens read from the answer (whole or streamed, in any
 //! vocabulary `exchange::usage` reads), priced by the deployment's price, added to its totals
-//! and to the app's and deployment's spend (which other instances read from this one's figures).
+//! and to the app's, the deployment's and the request's other spend scopes (which other
+//! instances read from this one's figures), settling the attempt's budget reservation.
 //!
-//! A stream is accounted when it ends: [`AccountedStream`] re-frames its body event by event
+//! A stream is accounted when it ends, or when the client leaves it (what the upstream
+//! reported by then): [`AccountedStream`] re-frames its body event by event
 //! (each event leaves as soon as it is complete), reads usage on the way, keeps the deployment
 //! counted in flight until the last byte, sends `: keep-alive` comments while the first token
 //! is awaited, and ends a stream whose upstream falls silent past `stream_timeout` with an SSE
@@ -10,6 +12,8 @@
 //! told to whoever waits on the response's [`Settlement`] (the door's spend log).
 
 use super::history::Sample;
+use super::reservation::{Hold, SpendScope};
+use super::spend;
 use super::stats::InFlight;
 use super::table::Table;
 use crate::exchange::{usage, ApiError, Usage};
@@ -29,18 +33,21 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// Where a request's usage and cost are booked.
-#[derive(Clone)]
 pub struct Account {
     pub table: Arc<Table>,
     pub index: usize,
     pub request_id: RequestId,
     /// When the attempt began: a request's latency in the usage history runs to its last byte.
     pub started: Instant,
+    /// The request's own spend scopes (keys, users, workspaces).
+    pub scopes: Vec<SpendScope>,
+    /// What the attempt holds against budgets: settled to the cost when it is booked.
+    pub hold: Option<Hold>,
 }
 
 impl Account {
-    /// Books `usage`; returns the cost in US dollars.
-    pub fn book(&self, usage: Usage) -> f64 {
+    /// Books `usage` (once: the hold is settled); returns the cost in US dollars.
+    pub fn book(&mut self, usage: Usage) -> f64 {
         let t = &self.table;
         let stats = &t.stats[self.index];
         stats.record_usage(true, usage.prompt_tokens, usage.completion_tokens);
@@ -50,8 +57,25 @@ impl Account {
                 p.input_per_token * usage.prompt_tokens as f64 + p.output_per_token * usage.completion_tokens as f64
             })
             .unwrap_or(0.0);
-        t.app_spend.add(cost);
-        t.deployment_spend[self.index].add(cost);
+        let micros = spend::micros(cost);
+        // The hold books the ledgers it holds; the others are added to here.
+        let (app, deployment, scopes_held) = match self.hold.take() {
+            Some(hold) => {
+                let held = (hold.holds_app(), hold.holds_deployment(), true);
+                hold.settle(micros);
+                held
+            }
+            None => (false, false, false),
+        };
+        if !app {
+            t.app_spend.add_micros(micros);
+        }
+        if !deployment {
+            t.deployment_spend[self.index].add_micros(micros);
+        }
+        for scope in self.scopes.iter().filter(|s| !(scopes_held && s.budget.is_some())) {
+            scope.ledger.add_micros(micros);
+        }
         let sample = Sample {
             ok: true,
             latency: self.started.elapsed(),

@@ -1,7 +1,8 @@
 //! Admission: which deployments of a group may take a request now, or why none may. A
 //! deployment cooling down after failures, over its budget, or (with
 //! `enforce_model_rate_limits`) at its rpm / tpm this minute is left out; the app's own budget
-//! is checked once, before any group. Budget reservations (the keys issue) belong here.
+//! is checked once, before any group. Once a deployment is picked, `reservation.rs` holds the
+//! request's worst case against every budget.
 
 use super::breaker::Failure;
 use super::spend::Budget;
@@ -139,7 +140,7 @@ fn under_rate_limits(table: &Table, i: usize, request_tokens: u64) -> bool {
 }
 
 /// 429 `budget_exceeded`, stating spend and budget.
-fn budget_exceeded(what: &str, spent: f64, budget: Budget, reset: Option<u64>) -> ApiError {
+pub(super) fn budget_exceeded(what: &str, spent: f64, budget: Budget, reset: Option<u64>) -> ApiError {
     let period = match budget.period {
         Some(p) => format!(" per {}s period", p.as_secs()),
         None => String::new(),

@@ -1,6 +1,7 @@
 //! The failover loop: a routed request tried along its [`Plan`] (the group, then fallbacks),
 //! each group's deployments [admitted](super::admission) and [picked](super::pick) by the
-//! strategy, one [attempt](super::attempt) at a time, failures put through the
+//! strategy, the request's worst case [reserved](super::reservation) against every budget on
+//! the picked one, one [attempt](super::attempt) at a time, failures put through the
 //! [breaker](super::breaker) with backoff between retries, and the answer
 //! [accounted](super::accounting) and [stamped](super::stamp). A stream is retried only before
 //! its first byte reaches the client, which holds by construction: an attempt's result is ready
@@ -11,6 +12,7 @@ use super::admission::{self, Refused};
 use super::attempt::{self, attempt, content_type_is, Failed};
 use super::breaker::{self, Failure};
 use super::plan::{take_options, Plan, RequestOptions, Step, Target};
+use super::reservation::{self, Hold, Need, Refusal};
 use super::stamp::{stamp, Stamp};
 use super::{pick, PickContext, Routed};
 use crate::catalogue::Route;
@@ -34,6 +36,8 @@ struct Attempts {
     request_tokens: u64,
     stream: bool,
     client_wants_usage: bool,
+    /// What the request may cost, read from its body once a budget first applies.
+    need: Option<Need>,
 }
 
 /// Serves a provider-routed request with retries, cooldowns and fallbacks.
@@ -55,6 +59,7 @@ pub async fn serve(r: Routed<'_>, target: Target<'_>, mut payload: Payload) -> R
         upstream_time: Duration::ZERO,
         deadline: table.policy.timeout.and_then(|t| attempt::Deadline::after(started, t)),
         last_error: None,
+        need: None,
     };
     let num_retries = options.num_retries.unwrap_or(table.policy.num_retries);
     let mut plan = Plan::new(table, target);
@@ -99,26 +104,47 @@ async fn try_group(r: &Routed<'_>, run: &mut Attempts, step: Step<'_>, num_retri
         return Err(Failure::Fatal);
     }
     let mut tried: Vec<usize> = Vec::new();
+    // Deployments whose own budget cannot take this request.
+    let mut over_budget: Vec<usize> = Vec::new();
     for retry in 0..=num_retries {
-        let available = match admission::admit(table, &indices, step.group, run.request_tokens, retry == 0) {
-            Ok(available) => available,
-            Err(Refused { error, failure }) => {
-                run.last_error = Some(error);
-                return Err(failure);
+        let (index, hold) = loop {
+            let quick = retry == 0 && over_budget.is_empty();
+            let mut available = match admission::admit(table, &indices, step.group, run.request_tokens, quick) {
+                Ok(available) => available,
+                Err(Refused { error, failure }) => {
+                    run.last_error = Some(error);
+                    return Err(failure);
+                }
+            };
+            if !over_budget.is_empty() {
+                available.retain(|i| !over_budget.contains(i));
+                if available.is_empty() {
+                    return Err(Failure::Retryable); // the last deployment's refusal is the answer
+                }
+            }
+            let fresh: Vec<usize> = available.iter().copied().filter(|i| !tried.contains(i)).collect();
+            let pool = if fresh.is_empty() { &available } else { &fresh };
+            let ctx = PickContext {
+                latency_buffer: table.policy.latency_buffer,
+                request_tokens: run.request_tokens,
+                stream: run.stream,
+            };
+            let Some(index) = pick(table, pool, &ctx) else { return Err(Failure::Fatal) };
+            match hold_budgets(r, run, index).await {
+                Ok(hold) => break (index, hold),
+                Err(Refusal { error, deployment_only }) => {
+                    run.last_error = Some(error);
+                    if !deployment_only {
+                        return Err(Failure::Fatal);
+                    }
+                    over_budget.push(index);
+                }
             }
         };
-        let fresh: Vec<usize> = available.iter().copied().filter(|i| !tried.contains(i)).collect();
-        let pool = if fresh.is_empty() { &available } else { &fresh };
-        let ctx = PickContext {
-            latency_buffer: table.policy.latency_buffer,
-            request_tokens: run.request_tokens,
-            stream: run.stream,
-        };
-        let Some(index) = pick(table, pool, &ctx) else { return Err(Failure::Fatal) };
         tried.push(index);
         let Some(payload) = run.next_payload() else { return Err(Failure::Fatal) };
         metrics::attempt(&table.labels, index, retry, step.fallback);
-        let e = match try_one(r, run, index, payload).await {
+        let e = match try_one(r, run, index, payload, hold).await {
             Ok(outcome) => return Ok(outcome),
             Err(Failed::Upstream(e)) => e,
             Err(Failed::Answer(e)) => {
@@ -161,6 +187,16 @@ async fn try_group(r: &Routed<'_>, run: &mut Attempts, step: Step<'_>, num_retri
     Err(Failure::Retryable)
 }
 
+/// Reserves the request's worst case on deployment `index` against every budget that applies;
+/// `None` when none does (then nothing is counted or locked).
+async fn hold_budgets(r: &Routed<'_>, run: &mut Attempts, index: usize) -> Result<Option<Hold>, Refusal> {
+    if !reservation::applies(r, index) {
+        return Ok(None);
+    }
+    let need = *run.need.get_or_insert_with(|| run.kept.as_ref().map(Need::of).unwrap_or_default());
+    reservation::reserve(r, index, &need).await.map(Some)
+}
+
 impl Attempts {
     /// The body for the next attempt: a copy, or the one streamed body, once.
     fn next_payload(&mut self) -> Option<Payload> {
@@ -172,8 +208,14 @@ impl Attempts {
 }
 
 /// One attempt on deployment `index`: sent, then on success accounted and stamped; on failure
-/// its load given back.
-async fn try_one(r: &Routed<'_>, run: &mut Attempts, index: usize, payload: Payload) -> Result<Outcome, Failed> {
+/// its load and its reservation given back.
+async fn try_one(
+    r: &Routed<'_>,
+    run: &mut Attempts,
+    index: usize,
+    payload: Payload,
+    hold: Option<Hold>,
+) -> Result<Outcome, Failed> {
     let table = r.table;
     let d = &table.deployments[index];
     let stats = &table.stats[index];
@@ -184,7 +226,14 @@ async fn try_one(r: &Routed<'_>, run: &mut Attempts, index: usize, payload: Payl
     let elapsed = t0.elapsed();
     run.upstream_time += elapsed;
     metrics::upstream(&table.labels, index, elapsed);
-    let account = Account { table: table.clone(), index, request_id: r.request_id.clone(), started: t0 };
+    let mut account = Account {
+        table: table.clone(),
+        index,
+        request_id: r.request_id.clone(),
+        started: t0,
+        scopes: r.spend_scopes.to_vec(),
+        hold,
+    };
     let mut outcome = match result {
         Ok(outcome) => outcome,
         Err(Failed::Answer(e)) => {

@@ -1,7 +1,8 @@
 //! Choosing a deployment and failing over: a running service's [`table::Table`], one
 //! [`Strategy`] trait with one module per litellm routing strategy and the live
 //! [`stats::DeploymentStats`] they decide by, and the failover loop ([`failover::serve`]) made
-//! of named steps: [`plan`], [`admission`], [`attempt`], [`breaker`], [`accounting`], [`stamp`].
+//! of named steps: [`plan`], [`admission`], [`reservation`], [`attempt`], [`breaker`],
+//! [`accounting`], [`stamp`].
 //!
 //! The router sits below the apps and above the providers: a request brings what it needs (the
 //! upstream client, the shared state, limits) as a [`Routed`].
@@ -18,6 +19,7 @@ pub mod least_busy;
 pub mod plan;
 pub mod policy;
 pub mod prices;
+pub mod reservation;
 pub mod simple_shuffle;
 pub mod spend;
 pub mod stamp;
@@ -26,6 +28,7 @@ pub mod table;
 pub mod usage_based;
 
 use crate::catalogue::Route;
+use crate::cluster::Cluster;
 use crate::manifest::RoutingStrategy;
 use crate::observability::request_id::RequestId;
 use crate::providers::Deployment;
@@ -55,6 +58,11 @@ pub struct Routed<'a> {
     /// When the request was accepted: ferrolite's own time (`x-ferrolite-overhead-ms`) is
     /// counted from here.
     pub started: std::time::Instant,
+    /// Spend scopes the request brings besides the app and the deployment (an API key, a user,
+    /// a workspace), each booked and, with a budget, reserved against with the others.
+    pub spend_scopes: &'a [reservation::SpendScope],
+    /// The shared state, where reservations hold across instances (`--redis-url`).
+    pub cluster: Option<&'a Arc<Cluster>>,
 }
 
 /// A deployment the router may pick, with its live figures.

@@ -28,10 +28,16 @@ pub struct Policy {
     pub enforce_rate_limits: bool,
     /// How often `: keep-alive` comments go out while a stream waits for its first token.
     pub keepalive: Duration,
+    /// How long a budget reservation held in the shared state outlives its instance.
+    pub reservation_ttl: Duration,
 }
 
 /// The whole-request timeout when none is set: litellm's.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How much longer than the longest timeout a reservation lives by default: a request's last
+/// attempt may begin just before its deadline, and its deployment's own timeout runs from there.
+pub const RESERVATION_MARGIN: Duration = Duration::from_secs(300);
 
 impl Default for Policy {
     fn default() -> Self {
@@ -48,6 +54,7 @@ impl Default for Policy {
             latency_buffer: 0.0,
             enforce_rate_limits: false,
             keepalive: Duration::from_secs(15),
+            reservation_ttl: DEFAULT_TIMEOUT + RESERVATION_MARGIN,
         }
     }
 }
@@ -79,10 +86,18 @@ impl Policy {
             };
         }
         let default = Policy::default();
+        let timeout = get!(timeout).or(get!(request_timeout)).and_then(seconds).or(default.timeout);
+        let longest = config
+            .model_list
+            .iter()
+            .filter_map(|m| m.litellm_params.timeout.and_then(seconds))
+            .chain(timeout)
+            .max()
+            .unwrap_or(DEFAULT_TIMEOUT);
         let fallbacks = |rules: Option<Vec<BTreeMap<String, Vec<String>>>>| fallback_map(rules.as_deref());
         Policy {
             num_retries: get!(num_retries).unwrap_or(default.num_retries),
-            timeout: get!(timeout).or(get!(request_timeout)).and_then(seconds).or(default.timeout),
+            timeout,
             stream_timeout: get!(stream_timeout).and_then(seconds),
             allowed_fails: get!(allowed_fails).unwrap_or(default.allowed_fails),
             cooldown: get!(cooldown_time).and_then(seconds).unwrap_or(default.cooldown),
@@ -96,6 +111,10 @@ impl Policy {
                 .and_then(seconds)
                 .filter(|d| !d.is_zero())
                 .unwrap_or(default.keepalive),
+            reservation_ttl: get!(budget_reservation_ttl)
+                .and_then(seconds)
+                .filter(|d| !d.is_zero())
+                .unwrap_or(longest.saturating_add(RESERVATION_MARGIN)),
         }
     }
 }
@@ -127,5 +146,9 @@ mod tests {
         assert_eq!(p.allowed_fails, 3);
         assert_eq!(p.keepalive, Duration::from_secs(15));
         assert_eq!(policy(json!({})).timeout, Some(DEFAULT_TIMEOUT), "litellm's 600 s when unset");
+        assert_eq!(p.reservation_ttl, Duration::from_secs(330), "the longest timeout plus the margin");
+        assert_eq!(policy(json!({})).reservation_ttl, Duration::from_secs(900));
+        let set = policy(json!({"litellm_settings": {"budget_reservation_ttl": 2}}));
+        assert_eq!(set.reservation_ttl, Duration::from_secs(2));
     }
 }

@@ -5,6 +5,11 @@
 //! (and on stop and shutdown), so spend survives restarts; a `kill -9` can lose at most the
 //! last second of it, never more. With several instances each ledger also holds what the
 //! others spent, as last read from the shared state (every 200 ms); budgets count both.
+//!
+//! A ledger also holds what requests in flight may still cost (their reservations, see
+//! `reservation.rs`): [`reserve_all`] takes room on several ledgers in one step or on none,
+//! and [`Ledger::settle`] turns a reservation into the real cost under the same lock, so no
+//! check ever sees a request counted twice or not at all.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -59,12 +64,70 @@ struct Period {
     index: u64,
     own: u64,
     others: u64,
+    /// What this instance's requests in flight may still cost. Not a period's spend: it
+    /// carries over when a period ends, as those requests book into the new one.
+    reserved: u64,
+    /// Part of `own` whose reservation the shared state still holds (its settle is on the
+    /// way): left out of the figure the shared budgets are floored to, which would otherwise
+    /// count it twice.
+    unsettled: u64,
+}
+
+/// Dollars as the micro-dollars ledgers keep (nothing for a negative or non-finite amount).
+pub fn micros(usd: f64) -> u64 {
+    if usd <= 0.0 || !usd.is_finite() {
+        return 0;
+    }
+    (usd * 1e6).round() as u64
+}
+
+/// A reservation that did not fit: which ledger (its position among those asked) and what
+/// it had spent and held then, in micro-dollars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overdrawn {
+    pub position: usize,
+    pub spent: u64,
+    pub held: u64,
+}
+
+/// Whether `micros` more fits under `limit` beside `total`: a request that may cost nothing
+/// still needs the budget not to be used up.
+fn fits(total: u64, micros: u64, limit: u64) -> bool {
+    total < limit && total.saturating_add(micros) <= limit
+}
+
+/// Reserves `micros` on every ledger of `ledgers` (each with its limit, in micro-dollars), or
+/// on none. All are locked together (in address order, so two requests cannot deadlock): a
+/// ledger at a time would let two requests each see room on one budget that only one of them
+/// gets on the other.
+pub fn reserve_all(ledgers: &[(&Ledger, u64)], micros: u64) -> Result<(), Overdrawn> {
+    let address = |i: &usize| ledgers[*i].0 as *const Ledger as usize;
+    let mut order: Vec<usize> = (0..ledgers.len()).collect();
+    order.sort_by_key(address);
+    // The same ledger twice would deadlock on its own lock.
+    order.dedup_by_key(|i| address(i));
+    let mut guards: Vec<Option<std::sync::MutexGuard<'_, Period>>> = ledgers.iter().map(|_| None).collect();
+    for &i in &order {
+        guards[i] = Some(ledgers[i].0.current());
+    }
+    for (position, guard) in guards.iter().enumerate() {
+        let Some(p) = guard else { continue };
+        let spent = p.own + p.others;
+        if !fits(spent + p.reserved, micros, ledgers[position].1) {
+            return Err(Overdrawn { position, spent, held: p.reserved });
+        }
+    }
+    for p in guards.iter_mut().flatten() {
+        p.reserved += micros;
+    }
+    Ok(())
 }
 
 impl Ledger {
     pub fn new(period: Option<Duration>) -> Ledger {
         let index = period_index(period, now_secs());
-        Ledger { period, state: Mutex::new(Period { index, own: 0, others: 0 }), dirty: AtomicBool::new(false) }
+        let state = Period { index, own: 0, others: 0, reserved: 0, unsettled: 0 };
+        Ledger { period, state: Mutex::new(state), dirty: AtomicBool::new(false) }
     }
 
     /// Restores a stored figure of this instance's; one of a past period is discarded.
@@ -87,18 +150,68 @@ impl Ledger {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let now = period_index(self.period, now_secs());
         if state.index != now {
-            *state = Period { index: now, own: 0, others: 0 };
+            *state = Period { index: now, own: 0, others: 0, reserved: state.reserved, unsettled: 0 };
             self.dirty.store(true, Ordering::Relaxed);
         }
         state
     }
 
     pub fn add(&self, usd: f64) {
-        if usd <= 0.0 || !usd.is_finite() {
+        self.add_micros(micros(usd));
+    }
+
+    pub fn add_micros(&self, micros: u64) {
+        if micros == 0 {
             return;
         }
-        self.current().own += (usd * 1e6).round() as u64;
+        self.current().own += micros;
         self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    /// Gives back a reservation of `held` micro-dollars that cost nothing.
+    pub fn release(&self, held: u64) {
+        let mut p = self.current();
+        p.reserved = p.reserved.saturating_sub(held);
+    }
+
+    /// Turns a reservation of `held` into the real `cost`, in one step; `shared` when the
+    /// shared state holds it too, until [`Ledger::settled`]. Returns the period it is booked in.
+    pub fn settle(&self, held: u64, cost: u64, shared: bool) -> u64 {
+        let mut p = self.current();
+        p.reserved = p.reserved.saturating_sub(held);
+        p.own += cost;
+        if shared {
+            p.unsettled += cost;
+        }
+        if cost > 0 {
+            self.dirty.store(true, Ordering::Relaxed);
+        }
+        p.index
+    }
+
+    /// The shared state has settled (or given up on settling) `cost` booked in `period`.
+    pub fn settled(&self, period: u64, cost: u64) {
+        let mut p = self.current();
+        if p.index == period {
+            p.unsettled = p.unsettled.saturating_sub(cost);
+        }
+    }
+
+    /// What this instance's figure in the shared budgets must be at least: (period, its own
+    /// spend but what a settle on the way adds there).
+    pub fn floor(&self) -> (u64, u64) {
+        let p = *self.current();
+        (p.index, p.own - p.unsettled.min(p.own))
+    }
+
+    /// What this instance's requests in flight hold, in micro-dollars.
+    pub fn reserved(&self) -> u64 {
+        self.current().reserved
+    }
+
+    /// The length of a period in seconds (`None`: one period for all time).
+    pub fn period_secs(&self) -> Option<u64> {
+        self.period.map(|p| p.as_secs().max(1))
     }
 
     /// The current period's index.
@@ -161,5 +274,65 @@ mod tests {
         assert_eq!(ledger.own(), (0, 900_000), "only this instance's own spend is stored and shared");
         ledger.set_others(3, 1_000_000);
         assert!((ledger.spent() - 0.95).abs() < 1e-12, "another period's figure is ignored");
+    }
+
+    #[test]
+    fn a_reservation_fits_to_the_last_micro_dollar_and_a_refused_one_holds_nothing() {
+        let ledger = Ledger::new(None);
+        ledger.add_micros(15_000_000);
+        ledger.set_others(0, 3_000_000);
+        assert_eq!(reserve_all(&[(&ledger, 20_000_000)], 1_000_000), Ok(()));
+        assert_eq!(reserve_all(&[(&ledger, 20_000_000)], 1_000_000), Ok(()), "exactly the limit fits");
+        let refused = reserve_all(&[(&ledger, 20_000_000)], 1);
+        assert_eq!(refused, Err(Overdrawn { position: 0, spent: 18_000_000, held: 2_000_000 }));
+        assert_eq!(ledger.reserved(), 2_000_000);
+        ledger.release(1_000_000);
+        assert_eq!(reserve_all(&[(&ledger, 20_000_000)], 0), Ok(()), "a free request fits while room is left");
+        assert!(reserve_all(&[(&ledger, 18_000_000)], 0).is_err(), "but not once the budget is used up");
+    }
+
+    #[test]
+    fn several_budgets_are_reserved_together_or_not_at_all() {
+        let (app, key) = (Ledger::new(None), Ledger::new(None));
+        key.add_micros(9);
+        let refused = reserve_all(&[(&app, 100), (&key, 10), (&app, 100)], 2);
+        assert_eq!(refused, Err(Overdrawn { position: 1, spent: 9, held: 0 }));
+        assert_eq!((app.reserved(), key.reserved()), (0, 0), "nothing held when one budget refuses");
+        assert_eq!(reserve_all(&[(&app, 100), (&key, 10)], 1), Ok(()));
+        assert_eq!((app.reserved(), key.reserved()), (1, 1));
+    }
+
+    #[test]
+    fn settling_turns_the_reservation_into_the_cost_and_floors_leave_out_settles_on_the_way() {
+        let ledger = Ledger::new(None);
+        reserve_all(&[(&ledger, 100)], 40).unwrap();
+        let period = ledger.settle(40, 25, true);
+        assert_eq!((ledger.reserved(), ledger.own(), ledger.floor()), (0, (0, 25), (0, 0)));
+        ledger.add_micros(5);
+        assert_eq!(ledger.floor(), (0, 5), "spend booked without Redis goes into the floor at once");
+        ledger.settled(period, 25);
+        assert_eq!(ledger.floor(), (0, 30));
+        ledger.settled(period + 1, 25);
+        assert_eq!(ledger.floor(), (0, 30), "another period's settle changes nothing");
+    }
+
+    #[test]
+    fn concurrent_reservations_never_pass_the_budget() {
+        let ledger = std::sync::Arc::new(Ledger::new(None));
+        let threads: Vec<_> = (0..100)
+            .map(|_| {
+                let ledger = ledger.clone();
+                std::thread::spawn(move || {
+                    let fits = reserve_all(&[(&ledger, 20_000_000)], 1_000_000).is_ok();
+                    if fits {
+                        ledger.settle(1_000_000, 1_000_000, false);
+                    }
+                    fits
+                })
+            })
+            .collect();
+        let served = threads.into_iter().map(|t| t.join().unwrap());
+        assert_eq!(served.filter(|&fits| fits).count(), 20);
+        assert_eq!((ledger.own().1, ledger.reserved()), (20_000_000, 0));
     }
 }

@@ -71,7 +71,8 @@ async fn an_app_budget_stops_spending_with_429() {
     assert_eq!(refused.1["error"]["type"], "budget_exceeded");
     let message = refused.1["error"]["message"].as_str().unwrap();
     assert!(
-        message.starts_with("budget exceeded: this app has spent $0.0") && message.ends_with("of its $0.030000 budget"),
+        message.starts_with("budget exceeded: this app has spent $0.0")
+            && message.contains("of its $0.030000 budget; this request may cost up to $0.013000"),
         "{message}"
     );
 }

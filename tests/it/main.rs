@@ -18,6 +18,7 @@ mod agent_clients;
 mod architecture;
 mod azure;
 mod bad_input;
+mod budget_reservations;
 mod budgets;
 mod catalogue;
 mod chaos;

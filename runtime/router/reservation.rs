@@ -1,0 +1,364 @@
+//! Budget reservations: before an attempt, its worst-case cost is held against every budget
+//! that applies (the app's, the deployment's, and any the request brings: a key's, a user's, a
+//! workspace's) in one atomic step, so concurrent requests can never spend past a budget
+//! together; the attempt's [`Hold`] is settled to the real cost when it is booked (a stream
+//! when it ends), and given back when dropped (a failed attempt, a request the client left).
+//!
+//! The worst case is priced on the picked deployment: the prompt as the tokenizer estimates it
+//! at the input price, plus the request's `max_tokens` / `max_completion_tokens` /
+//! `max_output_tokens` (else the deployment's `max_reserved_tokens`, else
+//! [`DEFAULT_MAX_RESERVED_TOKENS`]) per choice at the output price. A mock deployment's answer
+//! is known, so its own length is its worst case.
+//!
+//! With several instances (`--redis-url`), Redis holds the reservation too, checked against
+//! every instance's spend and reservations (`cluster/budgets.rs`). This instance's own books
+//! are looked at first (they can only count less than Redis, so a refusal there stands), and
+//! they carry on alone when Redis does not answer in time.
+
+use super::admission;
+use super::prices::Price;
+use super::spend::{self, Budget, Ledger};
+use super::table::Table;
+use super::Routed;
+use crate::cluster::{Cluster, Limit, Reserved, ScopePeriod, SharedHold};
+use crate::exchange::{ApiError, Payload};
+use crate::providers::{Deployment, Provider};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Output tokens reserved per choice when neither the request nor the deployment
+/// (`max_reserved_tokens`) says: a long answer of most chat models.
+pub const DEFAULT_MAX_RESERVED_TOKENS: u64 = 4096;
+
+/// A spend scope a request brings besides its app and deployment (an API key, a user, a
+/// workspace): the request's cost is booked there too, and, when it has a budget, reserved
+/// against it in the same step as the others. Whoever keeps its ledger also sends its floor
+/// with the cluster's figures (as `apps/figures.rs` does for the app's and deployments'), so
+/// its spend in Redis survives Redis restarting and settles that did not get through.
+#[derive(Debug, Clone)]
+pub struct SpendScope {
+    /// Unique among all apps and instances, usable in a Redis key: see [`scope_id`].
+    pub id: Arc<str>,
+    /// What a refusal calls it: `key sk-fl-...abcd`, `user alice`, `workspace team`.
+    pub name: Arc<str>,
+    pub budget: Option<Budget>,
+    pub ledger: Arc<Ledger>,
+}
+
+/// A scope id from its parts (`["key", workspace, key_id]`), joined by the unit separator no
+/// identifier may contain.
+pub fn scope_id(parts: &[&str]) -> String {
+    parts.join("\u{1f}")
+}
+
+/// The app's scope id.
+pub fn app_scope(table: &Table) -> String {
+    scope_id(&["app", &table.ident.workspace, &table.ident.app_id])
+}
+
+/// Deployment `index`'s scope id.
+pub fn deployment_scope(table: &Table, index: usize) -> String {
+    scope_id(&["deployment", &table.ident.workspace, &table.ident.app_id, &table.deployments[index].id])
+}
+
+/// What a request may cost, as far as its body tells before a deployment is picked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Need {
+    /// The prompt, estimated.
+    pub prompt_tokens: u64,
+    /// The request's own limit on output tokens per choice, if it sets one.
+    pub max_output_tokens: Option<u64>,
+    /// Answers asked for (`n`, or a completion's `best_of`).
+    pub choices: u64,
+}
+
+impl Need {
+    /// Reads a request body (any route family: chat, completions, responses, messages).
+    pub fn of(payload: &Payload) -> Need {
+        let number = |name: &str| payload.field(name).and_then(Value::as_u64);
+        let max_output_tokens =
+            ["max_tokens", "max_completion_tokens", "max_output_tokens"].into_iter().filter_map(&number).max();
+        let choices = number("n").into_iter().chain(number("best_of")).max().unwrap_or(1).max(1);
+        Need { prompt_tokens: prompt_tokens(payload), max_output_tokens, choices }
+    }
+
+    /// The worst-case cost on `d` at `price`, in micro-dollars (nothing for an unpriced one).
+    pub fn worst_case(&self, d: &Deployment, price: Option<Price>) -> u64 {
+        let Some(price) = price else { return 0 };
+        let per_choice = match (&d.mock_response, d.provider) {
+            (Some(text), Provider::Mock) => crate::tokenizer::count(text),
+            _ => self.max_output_tokens.or(d.params.max_reserved_tokens).unwrap_or(DEFAULT_MAX_RESERVED_TOKENS),
+        };
+        let output = per_choice.saturating_mul(self.choices) as f64;
+        spend::micros(price.input_per_token * self.prompt_tokens as f64 + price.output_per_token * output)
+    }
+}
+
+/// The prompt's tokens as the tokenizer estimates them: chat messages with OpenAI's framing
+/// (3 per message, 3 to prime the answer), and the text of every other field a prompt is made
+/// of (tools included: providers bill their definitions as input).
+fn prompt_tokens(payload: &Payload) -> u64 {
+    let count = crate::tokenizer::count_value;
+    let messages = match payload.field("messages") {
+        Some(Value::Array(list)) => list.iter().map(|m| 3 + count(m)).sum::<u64>() + 3,
+        _ => 0,
+    };
+    let others = ["prompt", "input", "instructions", "system", "tools", "functions"]
+        .into_iter()
+        .filter_map(|name| payload.field(name))
+        .map(count)
+        .sum::<u64>();
+    messages + others
+}
+
+/// Whether any budget applies to an attempt on deployment `index`: when none does, nothing
+/// is counted, locked or allocated.
+pub fn applies(r: &Routed<'_>, index: usize) -> bool {
+    r.table.app_budget.is_some()
+        || r.table.deployment_budgets[index].is_some()
+        || r.spend_scopes.iter().any(|s| s.budget.is_some())
+}
+
+/// Whose budget it is.
+#[derive(Clone, Copy)]
+enum Owner<'a> {
+    App,
+    Deployment,
+    Scope(&'a SpendScope),
+}
+
+/// One budget an attempt is held to, in the order they are checked: the app's, the request's
+/// own scopes', then the deployment's (the only one another deployment may not be held to).
+struct Budgeted<'a> {
+    owner: Owner<'a>,
+    ledger: &'a Ledger,
+    budget: Budget,
+}
+
+fn budgets<'a>(r: &Routed<'a>, index: usize) -> Vec<Budgeted<'a>> {
+    let table: &'a Table = r.table;
+    let app = table.app_budget.map(|budget| Budgeted { owner: Owner::App, ledger: &table.app_spend, budget });
+    let scopes = r
+        .spend_scopes
+        .iter()
+        .filter_map(|s| s.budget.map(|budget| Budgeted { owner: Owner::Scope(s), ledger: &s.ledger, budget }));
+    let deployment = table.deployment_budgets[index].map(|budget| Budgeted {
+        owner: Owner::Deployment,
+        ledger: &table.deployment_spend[index],
+        budget,
+    });
+    app.into_iter().chain(scopes).chain(deployment).collect()
+}
+
+/// Why an attempt could not reserve.
+#[derive(Debug)]
+pub struct Refusal {
+    /// 429 `budget_exceeded`, naming the budget, its spend and its limit.
+    pub error: ApiError,
+    /// Only the deployment's own budget refused: another deployment may still serve.
+    pub deployment_only: bool,
+}
+
+/// Holds `need`'s worst case on deployment `index` against every budget that applies (see
+/// [`applies`]), here and, with Redis answering, on every instance.
+pub async fn reserve(r: &Routed<'_>, index: usize, need: &Need) -> Result<Hold, Refusal> {
+    let table = r.table;
+    let micros = need.worst_case(&table.deployments[index], table.prices[index]);
+    let budgets = budgets(r, index);
+    let ledgers: Vec<(&Ledger, u64)> = budgets.iter().map(|b| (b.ledger, spend::micros(b.budget.max_usd))).collect();
+    if let Err(o) = spend::reserve_all(&ledgers, micros) {
+        return Err(refusal(table, index, &budgets[o.position], o.spent, o.held, micros));
+    }
+    // From here the hold gives back what it took if this future is dropped.
+    let books = Books {
+        table: table.clone(),
+        index,
+        app: table.app_budget.is_some(),
+        deployment: table.deployment_budgets[index].is_some(),
+        scopes: budgets
+            .iter()
+            .filter_map(|b| match b.owner {
+                Owner::Scope(s) => Some(s.ledger.clone()),
+                _ => None,
+            })
+            .collect(),
+    };
+    let mut hold = Hold { books, micros, shared: None, open: true };
+    let Some(cluster) = r.cluster.filter(|c| c.healthy()) else { return Ok(hold) };
+    let limits: Vec<Limit> = budgets
+        .iter()
+        .zip(&ledgers)
+        .map(|(b, &(ledger, limit))| {
+            let scope = match b.owner {
+                Owner::App => app_scope(table),
+                Owner::Deployment => deployment_scope(table, index),
+                Owner::Scope(s) => s.id.to_string(),
+            };
+            Limit { at: ScopePeriod { scope, period: ledger.period_now(), length: ledger.period_secs() }, limit }
+        })
+        .collect();
+    match cluster.reserve(&limits, micros, table.policy.reservation_ttl).await {
+        Ok(Reserved::Held(shared)) => hold.shared = Some(Shared { cluster: cluster.clone(), hold: shared }),
+        Ok(Reserved::Refused { position, spent, held }) => {
+            if let Some(b) = budgets.get(position).or(budgets.last()) {
+                drop(hold);
+                return Err(refusal(table, index, b, spent, held, micros));
+            }
+        }
+        Err(e) => tracing::warn!("budget reservation on this instance's books only: {e}"),
+    }
+    Ok(hold)
+}
+
+/// The refusal of a reservation of `need` micro-dollars by budget `b`.
+fn refusal(table: &Table, index: usize, b: &Budgeted<'_>, spent: u64, held: u64, need: u64) -> Refusal {
+    let what = match b.owner {
+        Owner::App => "this app".to_owned(),
+        Owner::Deployment => format!("deployment {}", table.deployments[index].id),
+        Owner::Scope(s) => s.name.to_string(),
+    };
+    let usd = |micros: u64| micros as f64 / 1e6;
+    let mut error = admission::budget_exceeded(&what, usd(spent), b.budget, b.ledger.seconds_to_reset());
+    error.message.push_str(&match held {
+        0 => format!("; this request may cost up to ${:.6}", usd(need)),
+        _ => format!("; requests in flight hold ${:.6} and this one may cost up to ${:.6}", usd(held), usd(need)),
+    });
+    Refusal { error, deployment_only: matches!(b.owner, Owner::Deployment) }
+}
+
+/// A reservation Redis holds, and where to settle it.
+struct Shared {
+    cluster: Arc<Cluster>,
+    hold: SharedHold,
+}
+
+/// The ledgers an attempt holds: the app's and the deployment's when they have budgets, and
+/// the request's own budgeted scopes'.
+#[derive(Clone)]
+struct Books {
+    table: Arc<Table>,
+    index: usize,
+    app: bool,
+    deployment: bool,
+    scopes: Vec<Arc<Ledger>>,
+}
+
+impl Books {
+    /// In the order their budgets were checked (Redis's scopes line up).
+    fn ledgers(&self) -> impl Iterator<Item = &Ledger> {
+        let t = &self.table;
+        let app = self.app.then_some(&t.app_spend);
+        let deployment = self.deployment.then_some(&t.deployment_spend[self.index]);
+        app.into_iter().chain(self.scopes.iter().map(|l| &**l)).chain(deployment)
+    }
+}
+
+/// What an attempt holds against its budgets: settled to the real cost by [`Hold::settle`],
+/// given back when dropped unsettled.
+pub struct Hold {
+    books: Books,
+    /// Held on each ledger, in micro-dollars.
+    micros: u64,
+    shared: Option<Shared>,
+    open: bool,
+}
+
+impl Hold {
+    /// Whether the app's ledger is held (the hold books it).
+    pub fn holds_app(&self) -> bool {
+        self.books.app
+    }
+
+    /// Whether the deployment's ledger is held.
+    pub fn holds_deployment(&self) -> bool {
+        self.books.deployment
+    }
+
+    /// Turns the reservation into the real `cost` (micro-dollars) on every held ledger; with
+    /// Redis, settles there too, off the request path.
+    pub fn settle(mut self, cost: u64) {
+        self.open = false;
+        // Without a runtime to settle Redis on, the cost goes into the floor at once.
+        let shared = self.shared.take().filter(|_| tokio::runtime::Handle::try_current().is_ok());
+        let (micros, is_shared) = (self.micros, shared.is_some());
+        let periods: Vec<u64> = self.books.ledgers().map(|l| l.settle(micros, cost, is_shared)).collect();
+        let Some(shared) = shared else { return };
+        let books = self.books.clone();
+        spawn(async move {
+            if let Err(e) = shared.cluster.settle(&shared.hold, cost, &periods).await {
+                tracing::debug!("budget settle left to the next floor: {e}");
+            }
+            // Settled or not, the cost now goes into this instance's floor: a maximum, so a
+            // settle that did run is not counted again.
+            for (ledger, period) in books.ledgers().zip(periods) {
+                ledger.settled(period, cost);
+            }
+        });
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if !self.open {
+            return;
+        }
+        let micros = self.micros;
+        for ledger in self.books.ledgers() {
+            ledger.release(micros);
+        }
+        if let Some(shared) = self.shared.take() {
+            let periods = shared.hold.periods();
+            spawn(async move {
+                if let Err(e) = shared.cluster.settle(&shared.hold, 0, &periods).await {
+                    tracing::debug!("budget reservation left to expire: {e}");
+                }
+            });
+        }
+    }
+}
+
+/// Runs `task` on the runtime when there is one (a hold dropped outside any leaves its Redis
+/// side to expire).
+fn spawn(task: impl std::future::Future<Output = ()> + Send + 'static) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(task);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn need(body: Value) -> Need {
+        Need::of(&Payload::Json(Arc::new(body)))
+    }
+
+    #[test]
+    fn the_need_reads_every_route_familys_output_limit_and_choices() {
+        let chat = need(json!({"messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 7, "n": 2}));
+        assert_eq!(chat, Need { prompt_tokens: 9, max_output_tokens: Some(7), choices: 2 }, "as the mock counts");
+        assert_eq!(need(json!({"input": "hi", "max_output_tokens": 50})).max_output_tokens, Some(50));
+        assert_eq!(need(json!({"prompt": "hi", "max_completion_tokens": 5, "best_of": 3})).choices, 3);
+        let messages = need(json!({"system": "be brief", "messages": [], "max_tokens": 1}));
+        assert_eq!((messages.prompt_tokens, messages.max_output_tokens), (5, Some(1)));
+        assert_eq!(need(json!({"messages": []})).max_output_tokens, None);
+    }
+
+    #[test]
+    fn the_worst_case_uses_the_requests_limit_else_the_deployments_cap_else_the_default() {
+        let price = Some(Price { input_per_token: 1e-6, output_per_token: 2e-6 });
+        let mut d = Deployment::mock("m/0", "m");
+        d.provider = Provider::OpenAi;
+        let n = Need { prompt_tokens: 10, max_output_tokens: Some(100), choices: 2 };
+        assert_eq!(n.worst_case(&d, price), 10 + 2 * 100 * 2);
+        let open = Need { max_output_tokens: None, ..n };
+        assert_eq!(open.worst_case(&d, price), 10 + 2 * DEFAULT_MAX_RESERVED_TOKENS * 2);
+        d.params.max_reserved_tokens = Some(1000);
+        assert_eq!(open.worst_case(&d, price), 10 + 2 * 1000 * 2);
+        assert_eq!(n.worst_case(&d, None), 0, "an unpriced deployment costs nothing");
+        let mut mock = Deployment::mock("m/1", "m");
+        mock.mock_response = Some("four words of answer".into());
+        assert_eq!(n.worst_case(&mock, price), 10 + 2 * 4 * 2, "a mock's answer is known");
+    }
+}
