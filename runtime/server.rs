@@ -462,7 +462,8 @@ fn cluster_tasks(state: AppState, cluster: Arc<Cluster>) -> Vec<JoinHandle<()>> 
         let mut was_healthy = true;
         loop {
             tick.tick().await;
-            let result = exchange.round(state.controller.registry(), &cluster).await;
+            let floors = state.controller.caller_budgets().floors();
+            let result = exchange.round(state.controller.registry(), &cluster, &floors).await;
             // One line when the figures stop flowing and one when they flow again.
             match (&result, was_healthy) {
                 (Err(e), true) => tracing::warn!("shared state: {e}; budgets and routing use this instance's figures and the others' last known ones"),

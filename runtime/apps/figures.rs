@@ -21,7 +21,14 @@ pub struct Exchange {
 
 impl Exchange {
     /// One round: send this instance's figures of every running session, take up the others'.
-    pub async fn round(&mut self, registry: &Registry, cluster: &Cluster) -> Result<(), ClusterError> {
+    /// `unowned`: this instance's floors of the budgets that belong to no session (API keys,
+    /// users, workspaces).
+    pub async fn round(
+        &mut self,
+        registry: &Registry,
+        cluster: &Cluster,
+        unowned: &[Floor],
+    ) -> Result<(), ClusterError> {
         let sessions = registry.all();
         let outgoing: Vec<Outgoing> = sessions
             .iter()
@@ -38,7 +45,7 @@ impl Exchange {
                 }
             })
             .collect();
-        let answers = cluster.exchange(&outgoing).await?;
+        let answers = cluster.exchange(&outgoing, unowned).await?;
         for (session, others) in sessions.iter().zip(answers) {
             take_up(&session.table, &others);
             let over = others.over(|scope| ledger(&session.table, scope).map(|l| l.period_now()));

@@ -5,6 +5,7 @@
 //! apps, secrets and running sessions are written through to the [`SqliteStore`] so a
 //! restart (even after `kill -9`) serves the same services at the same URLs.
 
+pub mod budgets;
 pub mod demo;
 pub mod figures;
 pub mod keys;
@@ -193,6 +194,8 @@ pub struct Controller {
     allow_private_upstreams: bool,
     /// The API keys every request checks (shared with the tokens).
     keys: Arc<KeyRing>,
+    /// Key, user and workspace budgets and spend.
+    budgets: budgets::CallerBudgets,
 }
 
 /// Whether a change starts here (and is announced to other instances) or was announced by one.
@@ -215,6 +218,7 @@ impl Controller {
             base_url,
             allow_private_upstreams: false,
             keys: Default::default(),
+            budgets: Default::default(),
         }
     }
 
@@ -266,12 +270,16 @@ impl Controller {
     pub fn restore(&self) -> Result<Vec<(StoredSession, ControllerError)>, ControllerError> {
         let _change = self.one_change();
         // With Redis the shared state is the truth; alone, the local store is.
-        let (secrets, apps, sessions, keys) = match &self.cluster {
+        let (secrets, apps, sessions, keys, budget_settings) = match &self.cluster {
             Some(cluster) => {
                 let shared = self.shared_at_start(cluster)?;
                 let keys: Vec<_> = shared.keys.into_values().collect();
                 for key in &keys {
                     self.store.put_key(key)?;
+                }
+                let settings: Vec<_> = shared.budgets.into_values().collect();
+                for s in &settings {
+                    self.store.put_budget(&s.workspace, &s.subject(), Some(s))?;
                 }
                 let apps = shared.apps.into_iter().map(|((workspace, id), a)| StoredApp {
                     workspace,
@@ -288,11 +296,18 @@ impl Controller {
                 });
                 let mut sessions = sessions.collect::<Vec<_>>();
                 sessions.sort_by_key(|s| s.started_at);
-                (shared.secrets, apps.collect::<Vec<_>>(), sessions, keys)
+                (shared.secrets, apps.collect::<Vec<_>>(), sessions, keys, settings)
             }
-            None => (self.store.secrets()?, self.store.apps()?, self.store.sessions()?, self.store.keys()?),
+            None => (
+                self.store.secrets()?,
+                self.store.apps()?,
+                self.store.sessions()?,
+                self.store.keys()?,
+                self.store.budgets()?,
+            ),
         };
         self.keys.replace_all(keys);
+        self.restore_budgets(budget_settings)?;
         {
             let mut state = self.lock();
             state.secrets = secrets;
@@ -659,7 +674,8 @@ impl Controller {
 
     /// Writes every running session's changed spend to the store.
     pub fn flush_spend(&self) -> Result<(), ControllerError> {
-        self.write_spend(&self.registry.all())
+        self.write_spend(&self.registry.all())?;
+        self.write_caller_spend()
     }
 
     /// Writes the changed spend of `sessions` in one transaction.

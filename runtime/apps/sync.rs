@@ -43,6 +43,9 @@ impl Controller {
 
     /// Makes this instance hold what `shared` holds.
     fn converge(&self, shared: Snapshot) -> Result<(), ControllerError> {
+        for ((workspace, subject), setting) in &shared.budgets {
+            self.adopt_budget(workspace, subject, Some(setting.clone()))?;
+        }
         for key in shared.keys.values() {
             if self.keys.get(&key.id).is_none_or(|known| *known != *key) {
                 self.adopt_key(key.clone())?;
@@ -143,6 +146,10 @@ impl Controller {
                     mcp.gateway().notices().announce(change);
                 }
             }
+            Event::Budget { workspace, subject } => {
+                let setting = cluster.get_budget(&workspace, &subject)?;
+                self.adopt_budget(&workspace, &subject, setting)?;
+            }
             Event::Key { id } => {
                 if let Some(key) = cluster.get_key(&id)? {
                     self.adopt_key(key)?;
@@ -209,7 +216,14 @@ impl Controller {
             })
             .collect();
         let keys = self.keys.all().into_iter().map(|k| (k.id.clone(), k)).collect();
-        Snapshot { apps, secrets: state.secrets.clone(), sessions, keys }
+        let budgets = self
+            .store
+            .budgets()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|b| ((b.workspace.clone(), b.subject()), b))
+            .collect();
+        Snapshot { apps, secrets: state.secrets.clone(), sessions, keys, budgets }
     }
 
     /// What this instance's store holds, as the shared state keeps it.
@@ -229,7 +243,8 @@ impl Controller {
             .map(|s| ((s.workspace, s.session_id), SharedSession { app_id: s.app_id, started_at: s.started_at }))
             .collect();
         let keys = self.store.keys()?.into_iter().map(|k| (k.id.clone(), k)).collect();
-        Ok(Snapshot { apps, secrets: self.store.secrets()?, sessions, keys })
+        let budgets = self.store.budgets()?.into_iter().map(|b| ((b.workspace.clone(), b.subject()), b)).collect();
+        Ok(Snapshot { apps, secrets: self.store.secrets()?, sessions, keys, budgets })
     }
 }
 

@@ -104,6 +104,18 @@ pub enum KeysCommand {
     },
     /// Revoke a key: refused from now on, on every instance.
     Revoke { key_id: String },
+    /// Set (or with no --max-budget clear) a user's budget (all their keys) or the workspace's.
+    SetBudget {
+        /// The user; without it, the workspace's budget.
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        max_budget: Option<f64>,
+        #[arg(long)]
+        budget_duration: Option<String>,
+    },
+    /// The workspace's user and workspace budgets, and spend per key, user and workspace.
+    Budgets,
 }
 
 pub fn run(args: KeysArgs) -> ExitCode {
@@ -127,6 +139,9 @@ fn execute(client: &Client, args: &KeysArgs) -> Result<(), String> {
             client.call("update_key", Value::Object(kwargs))?
         }
         KeysCommand::Revoke { key_id } => client.call("revoke_key", json!({"key_id": key_id}))?,
+        KeysCommand::SetBudget { user, max_budget, budget_duration } => client
+            .call("set_budget", json!({"user": user, "max_budget": max_budget, "budget_duration": budget_duration}))?,
+        KeysCommand::Budgets => client.call("list_budgets", json!({}))?,
     };
     if args.output == Output::Json {
         print_json(&answer);
@@ -157,6 +172,13 @@ fn execute(client: &Client, args: &KeysArgs) -> Result<(), String> {
             print_table(&["ID", "KEY", "NAME", "USER", "MODELS", "BUDGET", "RPM", "STATUS"], &rows);
         }
         KeysCommand::Revoke { key_id } => println!("revoked {key_id}"),
+        KeysCommand::Budgets => {
+            let rows = rows(&answer["spend"], |s| {
+                vec![text(&s["scope"]), text(&s["name"]), text(&s["spend"]), text(&s["reserved"])]
+            });
+            print_table(&["SCOPE", "NAME", "SPEND", "RESERVED"], &rows);
+        }
+        KeysCommand::SetBudget { .. } => print_json(&answer),
         KeysCommand::Info { .. } | KeysCommand::Update { .. } => print_json(&answer),
     }
     Ok(())

@@ -151,9 +151,11 @@ impl Cluster {
     /// Writes this instance's figures and reads everyone's, one round trip for all sessions.
     /// The answer lines up with `outgoing`. Bounded by [`EXCHANGE_TIMEOUT`]; the outcome is
     /// what [`Cluster::healthy`] reports.
-    pub async fn exchange(&self, outgoing: &[Outgoing]) -> Result<Vec<Others>, ClusterError> {
+    pub async fn exchange(&self, outgoing: &[Outgoing], floors: &[super::Floor]) -> Result<Vec<Others>, ClusterError> {
         let now_ms = crate::clock::now_ms();
         let mut pipe = redis::pipe();
+        // Floors of budgets that belong to no session (API keys, users, workspaces).
+        super::budgets::add_floors(&mut pipe, floors, &self.instance);
         for o in outgoing {
             let spend = spend_key(&o.workspace, &o.app_id);
             if !o.spend.is_empty() {

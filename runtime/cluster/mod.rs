@@ -71,6 +71,11 @@ pub enum Event {
     Key {
         id: String,
     },
+    /// A user's or a workspace's budget was set or cleared.
+    Budget {
+        workspace: String,
+        subject: String,
+    },
     /// A client cancelled an MCP tool call at an instance that is not serving it.
     McpCancel {
         workspace: String,

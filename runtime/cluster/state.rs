@@ -4,6 +4,7 @@
 
 use super::{field, split, Cluster, ClusterError, Event, SECRET};
 use crate::auth::keys::KeyRecord;
+use crate::store::BudgetSetting;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -13,6 +14,8 @@ const SECRETS: &str = "ferrolite:secrets";
 const SESSIONS: &str = "ferrolite:sessions";
 /// API keys by id (their records: hashes, never the keys).
 const KEYS: &str = "ferrolite:keys";
+/// User and workspace budgets, field `workspace<US>subject`.
+const BUDGETS: &str = "ferrolite:budget-settings";
 
 /// A stored app as Redis keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +44,8 @@ pub struct Snapshot {
     pub sessions: HashMap<(String, String), SharedSession>,
     /// Key id -> key.
     pub keys: HashMap<String, KeyRecord>,
+    /// (workspace, subject) -> a user's or the workspace's budget.
+    pub budgets: HashMap<(String, String), BudgetSetting>,
 }
 
 fn encode<T: Serialize>(value: &T) -> String {
@@ -98,6 +103,26 @@ impl Cluster {
         self.publish(Event::Key { id: key.id.clone() })
     }
 
+    /// Sets (or with `None` removes) a user's or workspace's budget, and announces it.
+    pub fn put_budget(
+        &self,
+        workspace: &str,
+        subject: &str,
+        setting: Option<&BudgetSetting>,
+    ) -> Result<(), ClusterError> {
+        let field = field(workspace, subject);
+        match setting {
+            Some(setting) => self.run::<i64>(redis::cmd("HSET").arg(BUDGETS).arg(field).arg(encode(setting)))?,
+            None => self.run::<i64>(redis::cmd("HDEL").arg(BUDGETS).arg(field))?,
+        };
+        self.publish(Event::Budget { workspace: workspace.into(), subject: subject.into() })
+    }
+
+    pub fn get_budget(&self, workspace: &str, subject: &str) -> Result<Option<BudgetSetting>, ClusterError> {
+        let raw: Option<String> = self.run(redis::cmd("HGET").arg(BUDGETS).arg(field(workspace, subject)))?;
+        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
+    }
+
     pub fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, ClusterError> {
         let raw: Option<String> = self.run(redis::cmd("HGET").arg(KEYS).arg(id))?;
         Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
@@ -107,10 +132,9 @@ impl Cluster {
     pub fn snapshot(&self) -> Result<Snapshot, ClusterError> {
         let mut pipe = redis::pipe();
         pipe.atomic().cmd("HGETALL").arg(APPS).cmd("HGETALL").arg(SECRETS).cmd("HGETALL").arg(SESSIONS);
-        pipe.cmd("HGETALL").arg(KEYS);
-        type Hashes =
-            (HashMap<String, String>, HashMap<String, String>, HashMap<String, String>, HashMap<String, String>);
-        let (apps, secrets, sessions, keys): Hashes = self.run_pipe(&pipe)?;
+        pipe.cmd("HGETALL").arg(KEYS).cmd("HGETALL").arg(BUDGETS);
+        type Hash = HashMap<String, String>;
+        let (apps, secrets, sessions, keys, budgets): (Hash, Hash, Hash, Hash, Hash) = self.run_pipe(&pipe)?;
         let keys = keys.into_iter().filter_map(|(id, v)| Some((id, serde_json::from_str(&v).ok()?))).collect();
         let mut by_workspace: HashMap<String, HashMap<String, String>> = HashMap::new();
         for (f, v) in secrets {
@@ -118,7 +142,13 @@ impl Cluster {
                 by_workspace.entry(w).or_default().insert(k, v);
             }
         }
-        Ok(Snapshot { apps: decode(apps), secrets: by_workspace, sessions: decode(sessions), keys })
+        Ok(Snapshot {
+            apps: decode(apps),
+            secrets: by_workspace,
+            sessions: decode(sessions),
+            keys,
+            budgets: decode(budgets),
+        })
     }
 
     /// Puts back what this instance holds where Redis has nothing (HSETNX: an entry another
@@ -139,6 +169,9 @@ impl Cluster {
         }
         for (id, key) in &mine.keys {
             pipe.cmd("HSETNX").arg(KEYS).arg(id).arg(encode(key)).ignore();
+        }
+        for ((workspace, subject), setting) in &mine.budgets {
+            pipe.cmd("HSETNX").arg(BUDGETS).arg(field(workspace, subject)).arg(encode(setting)).ignore();
         }
         let secret = self.secret.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let Some(secret) = secret else { return self.run_pipe::<()>(&pipe) };

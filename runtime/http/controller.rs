@@ -38,6 +38,8 @@ pub const FUNCTIONS: &[&str] = &[
     "key_info",
     "update_key",
     "revoke_key",
+    "set_budget",
+    "list_budgets",
 ];
 
 /// Each function's positional parameters, in order: RPC callers may pass them without names

@@ -132,6 +132,7 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
                 request_id,
                 caller,
                 mcp_access: &mcp_access,
+                key,
                 session: &session,
                 route,
                 params: &params,
@@ -295,6 +296,8 @@ struct Request<'a> {
     caller: &'a str,
     /// The app's MCP servers and tools the caller's key reaches.
     mcp_access: &'a crate::mcp::Access,
+    /// The API key the caller presented, if any.
+    key: Option<&'a crate::auth::keys::KeyRef>,
     session: &'a Arc<Session>,
     route: &'static Route,
     params: &'a [(&'static str, String)],
@@ -334,6 +337,8 @@ async fn serve(state: &AppState, r: &Request<'_>, payload: Payload) -> Result<Ou
                 }
                 _ => (payload, None),
             };
+            // The key's, its user's and the workspace's budgets, beside the app's.
+            let scopes = state.controller.caller_budgets().scopes_for(&r.session.workspace, r.key.map(|k| &**k));
             let routed = Routed {
                 table: &r.session.table,
                 route: r.route,
@@ -345,7 +350,7 @@ async fn serve(state: &AppState, r: &Request<'_>, payload: Payload) -> Result<Ou
                 answer_limit: state.limits.max_body_bytes,
                 body_limit: r.body_limit,
                 started: r.started,
-                spend_scopes: &[],
+                spend_scopes: &scopes,
                 cluster: state.controller.cluster(),
             };
             // A request naming the app's MCP servers as `mcp` tools runs the tool loop.

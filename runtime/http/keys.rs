@@ -1,6 +1,6 @@
-//! The controller's API key functions (`create_key`, `list_keys`, `key_info`, `update_key`,
-//! `revoke_key`), for both doors. Keys are managed with tokens only: a key that could make
-//! keys could make itself one without its limits.
+//! The controller's API key and budget functions (`create_key`, `list_keys`, `key_info`,
+//! `update_key`, `revoke_key`, `set_budget`, `list_budgets`), for both doors. They take tokens
+//! only: a key that could make keys or raise budgets could free itself of its limits.
 
 use crate::apps::keys::KeySpec;
 use crate::apps::{Controller, ControllerError};
@@ -11,7 +11,8 @@ use crate::exchange::ApiError;
 use serde_json::{json, Map, Value};
 
 /// The key functions, as the controller lists them.
-pub const FUNCTIONS: &[&str] = &["create_key", "list_keys", "key_info", "update_key", "revoke_key"];
+pub const FUNCTIONS: &[&str] =
+    &["create_key", "list_keys", "key_info", "update_key", "revoke_key", "set_budget", "list_budgets"];
 
 /// Refuses a key function to a caller that presented an API key.
 pub fn check_caller(claims: &Claims, function: &str) -> Result<(), ApiError> {
@@ -21,9 +22,13 @@ pub fn check_caller(claims: &Claims, function: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A key as the functions show it: its settings and standing, never its hash.
-pub fn view(key: &KeyRecord) -> Value {
+/// A key as the functions show it: its settings, standing and spend this budget period,
+/// never its hash.
+pub fn view(c: &Controller, key: &KeyRecord) -> Value {
+    let spend = c.caller_budgets().spend(&key.workspace);
+    let spent = spend.iter().find(|(kind, name, ..)| kind == "key" && *name == key.id).map_or(0.0, |s| s.2);
     json!({
+        "spend": spent,
         "id": key.id,
         "key_hint": key.hint,
         "workspace": key.workspace,
@@ -45,6 +50,14 @@ pub fn view(key: &KeyRecord) -> Value {
     })
 }
 
+fn optional_str<'a>(kwargs: &'a Map<String, Value>, name: &'static str) -> Result<Option<&'a str>, ApiError> {
+    match kwargs.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s)),
+        Some(v) => Err(ApiError::bad_request(format!("{name}: {v} is not a non-empty string")).with_param(name)),
+    }
+}
+
 fn key_id(kwargs: &Map<String, Value>) -> Result<&str, ApiError> {
     kwargs
         .get("key_id")
@@ -59,15 +72,40 @@ pub fn run(c: &Controller, workspace: &str, function: &str, kwargs: &Map<String,
     match function {
         "create_key" => {
             let (secret, key) = c.create_key(workspace, spec()?)?;
-            let mut shown = view(&key);
+            let mut shown = view(c, &key);
             // The one time the key is shown.
             shown["key"] = json!(secret);
             Ok(shown)
         }
-        "list_keys" => Ok(Value::Array(c.list_keys(workspace).iter().map(view).collect())),
-        "key_info" => Ok(view(&c.key_info(workspace, key_id(kwargs)?)?)),
-        "update_key" => Ok(view(&c.update_key(workspace, key_id(kwargs)?, spec()?)?)),
-        "revoke_key" => Ok(view(&c.revoke_key(workspace, key_id(kwargs)?)?)),
+        "list_keys" => Ok(Value::Array(c.list_keys(workspace).iter().map(|k| view(c, k)).collect())),
+        "key_info" => Ok(view(c, &c.key_info(workspace, key_id(kwargs)?)?)),
+        "update_key" => Ok(view(c, &c.update_key(workspace, key_id(kwargs)?, spec()?)?)),
+        "revoke_key" => Ok(view(c, &c.revoke_key(workspace, key_id(kwargs)?)?)),
+        "set_budget" => {
+            let user = optional_str(kwargs, "user")?;
+            let max_budget = match kwargs.get("max_budget") {
+                None | Some(Value::Null) => None,
+                Some(v) => {
+                    Some(v.as_f64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())).ok_or_else(|| {
+                        ApiError::bad_request(format!("max_budget: {v} is not a dollar amount"))
+                            .with_param("max_budget")
+                    })?)
+                }
+            };
+            let duration = optional_str(kwargs, "budget_duration")?;
+            let set = c.set_budget(workspace, user, max_budget, duration)?;
+            Ok(json!({"workspace": workspace, "user": user, "budget": set}))
+        }
+        "list_budgets" => {
+            let settings = c.caller_budgets().settings(workspace);
+            let spend: Vec<Value> = c
+                .caller_budgets()
+                .spend(workspace)
+                .into_iter()
+                .map(|(scope, name, spent, reserved)| json!({"scope": scope, "name": name, "spend": spent, "reserved": reserved}))
+                .collect();
+            Ok(json!({"budgets": settings, "spend": spend}))
+        }
         other => Err(ApiError::not_found(format!("no key function {other:?}"))),
     }
 }

@@ -43,6 +43,28 @@ pub struct SpendRow<'a> {
     pub micros: u64,
 }
 
+/// A user's or a workspace's budget, as `set_budget` sets it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BudgetSetting {
+    pub workspace: String,
+    /// The user whose keys it limits; none: the whole workspace.
+    #[serde(default)]
+    pub user: Option<String>,
+    pub max_budget: f64,
+    #[serde(default)]
+    pub budget_duration: Option<String>,
+}
+
+impl BudgetSetting {
+    /// Its scope's name in the store and Redis: `user:NAME` or `workspace`.
+    pub fn subject(&self) -> String {
+        match &self.user {
+            Some(user) => format!("user:{user}"),
+            None => "workspace".to_owned(),
+        }
+    }
+}
+
 /// A store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

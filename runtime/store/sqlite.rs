@@ -1,6 +1,6 @@
 //! The embedded SQLite store in the data dir (`ferrolite.db`, mode 0600, WAL journal).
 
-use super::{SpendRow, StoreError, StoredApp, StoredSession};
+use super::{BudgetSetting, SpendRow, StoreError, StoredApp, StoredSession};
 use crate::auth::keys::KeyRecord;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
@@ -29,6 +29,12 @@ CREATE TABLE IF NOT EXISTS spend (
     period    INTEGER NOT NULL,
     micros    INTEGER NOT NULL,
     PRIMARY KEY (workspace, app_id, scope)
+);
+CREATE TABLE IF NOT EXISTS budgets (
+    workspace TEXT NOT NULL,
+    subject   TEXT NOT NULL,
+    setting   TEXT NOT NULL,
+    PRIMARY KEY (workspace, subject)
 );
 CREATE TABLE IF NOT EXISTS api_keys (
     id        TEXT NOT NULL PRIMARY KEY,
@@ -129,6 +135,53 @@ impl SqliteStore {
             params![workspace, key, value],
         )?;
         Ok(())
+    }
+
+    /// Sets (or with `None` removes) a user's or a workspace's budget (`subject`: `user:NAME`
+    /// or `workspace`).
+    pub fn put_budget(
+        &self,
+        workspace: &str,
+        subject: &str,
+        setting: Option<&BudgetSetting>,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn();
+        match setting {
+            Some(setting) => {
+                let text = serde_json::to_string(setting).map_err(|e| StoreError::Corrupt(subject.to_owned(), e))?;
+                conn.execute(
+                    "INSERT INTO budgets (workspace, subject, setting) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (workspace, subject) DO UPDATE SET setting = excluded.setting",
+                    params![workspace, subject, text],
+                )?;
+            }
+            None => {
+                conn.execute("DELETE FROM budgets WHERE workspace = ?1 AND subject = ?2", params![workspace, subject])?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn budgets(&self) -> Result<Vec<BudgetSetting>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT subject, setting FROM budgets")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (subject, setting) = row?;
+            out.push(serde_json::from_str(&setting).map_err(|e| StoreError::Corrupt(subject, e))?);
+        }
+        Ok(out)
+    }
+
+    /// The stored spend rows of `app_id` in every workspace: (workspace, scope, period, micros).
+    pub fn caller_spend(&self, app_id: &str) -> Result<Vec<(String, String, u64, u64)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT workspace, scope, period, micros FROM spend WHERE app_id = ?1")?;
+        let rows = stmt.query_map(params![app_id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)? as u64, r.get::<_, i64>(3)? as u64))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Adds or replaces an API key (its record: the hash, never the key).

@@ -321,3 +321,52 @@ fn reservations_of_a_killed_instance_expire_and_its_spend_stays_right() {
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.starts_with("budget exceeded: this app has spent $3.000000 of its $3.000000 budget"), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_user_and_workspace_budgets_hold_under_concurrency() {
+    let (server, _dir) = server_with(manifest(vec![dollar_mock("dollar")], json!({}))).await;
+    let token = server.token.clone();
+    let make = |kwargs: Value| {
+        let (server, token) = (&server, token.clone());
+        async move { server.ok("default", &token, "create_key", kwargs).await["key"].as_str().unwrap().to_owned() }
+    };
+
+    // A key's own budget: 100 concurrent $1 requests against $20.
+    let key = make(json!({"max_budget": 20})).await;
+    let calls = (0..100).map(|_| chat(&server, &key, "default", hello("dollar")));
+    let (served, refused) = tally(futures::future::join_all(calls).await);
+    assert_eq!((served, refused), (20, 80));
+    let (_, refusal) = chat(&server, &key, "default", hello("dollar")).await;
+    assert!(refusal["error"]["message"].as_str().unwrap().contains("API key"), "{refusal}");
+
+    // A user's budget counts all of the user's keys: two keys of ada share $5.
+    server.ok("default", &token, "set_budget", json!({"user": "ada", "max_budget": 5})).await;
+    let (first, second) = (make(json!({"user": "ada"})).await, make(json!({"user": "ada"})).await);
+    let calls = (0..20).map(|i| chat(&server, if i % 2 == 0 { &first } else { &second }, "default", hello("dollar")));
+    let (served, _) = tally(futures::future::join_all(calls).await);
+    assert_eq!(served, 5, "one budget for both of ada's keys");
+
+    // A workspace budget holds for every caller, tokens included: $20 + $5 are spent already.
+    server.ok("default", &token, "set_budget", json!({"max_budget": 27})).await;
+    let other = make(json!({})).await;
+    let calls = (0..10).map(|i| chat(&server, if i % 2 == 0 { &other } else { &token }, "default", hello("dollar")));
+    let (served, _) = tally(futures::future::join_all(calls).await);
+    assert_eq!(served, 2, "the workspace had $2 left");
+
+    // The spend is reported per key, user and workspace.
+    let listed = server.ok("default", &token, "list_budgets", json!({})).await;
+    let spend = |scope: &str, name: &str| {
+        listed["spend"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["scope"] == scope && s["name"] == name)
+            .map(|s| s["spend"].clone())
+    };
+    assert_eq!(spend("user", "ada"), Some(json!(5.0)), "{listed}");
+    assert_eq!(spend("workspace", "default"), Some(json!(27.0)), "{listed}");
+    let keys = server.ok("default", &token, "list_keys", json!({})).await;
+    assert_eq!(keys[0]["spend"], json!(20.0), "{keys}");
+    let (status, body) = server.controller("default", &key, "set_budget", json!({"max_budget": 1000})).await;
+    assert_eq!(status, 403, "a key cannot raise budgets: {body}");
+}

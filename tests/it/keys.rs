@@ -223,4 +223,8 @@ async fn the_cli_creates_lists_and_revokes_keys() {
     assert_eq!(chat(&server, &key, &model).await.0, 401);
     let (code, _, stderr) = tokio::task::block_in_place(|| cli(&["create", "--rpm", "0"]));
     assert!(code != 0 && stderr.contains("rpm"), "{stderr}");
+    let (code, _, stderr) = tokio::task::block_in_place(|| cli(&["set-budget", "--user", "ada", "--max-budget", "5"]));
+    assert_eq!(code, 0, "{stderr}");
+    let (code, table, stderr) = tokio::task::block_in_place(|| cli(&["budgets"]));
+    assert!(code == 0 && table.contains("SCOPE") && table.contains(&id), "{table} {stderr}");
 }

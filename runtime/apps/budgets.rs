@@ -1,0 +1,254 @@
+//! Budgets beyond an app's and its deployments': per API key (its `max_budget`), per user (all
+//! of a user's keys) and per workspace (all of its apps), set with `set_budget`. A request
+//! brings the ones that apply as spend scopes: its cost is booked in each, and reserved against
+//! each that has a budget in the same step as the app's (`router::reservation`).
+//!
+//! Their spend is kept like an app's: in memory on the request path, flushed to the store with
+//! the apps' (`app_id` empty), floored in Redis with the cluster's figures.
+
+use super::{Controller, ControllerError};
+use crate::auth::keys::KeyRecord;
+use crate::cluster::{Floor, ScopePeriod};
+use crate::router::reservation::{scope_id, SpendScope};
+use crate::router::spend::{parse_duration, Budget, Ledger};
+pub use crate::store::BudgetSetting;
+use crate::store::SpendRow;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// The store's `app_id` of a caller scope's spend: none of an app's, which is never empty.
+pub const CALLER_APP: &str = "";
+
+/// The budget a setting sets.
+fn budget_of(setting: &BudgetSetting) -> Budget {
+    Budget { max_usd: setting.max_budget, period: setting.budget_duration.as_deref().and_then(parse_duration) }
+}
+
+/// One caller scope's ledger and what it is called.
+struct Kept {
+    name: Arc<str>,
+    ledger: Arc<Ledger>,
+    /// The period the ledger counts (a changed `budget_duration` starts a new ledger).
+    period: Option<u64>,
+    /// The stored figure (period index, micros), taken up by the ledger of the right period.
+    stored: Option<(u64, u64)>,
+}
+
+impl Kept {
+    fn new(name: &str, period: Option<u64>, stored: Option<(u64, u64)>) -> Kept {
+        let ledger = Ledger::new(period.map(std::time::Duration::from_secs));
+        if let Some((index, micros)) = stored {
+            ledger.restore(index, micros);
+        }
+        Kept { name: name.into(), ledger: Arc::new(ledger), period, stored }
+    }
+}
+
+/// Every caller scope's ledger on this instance, and the user and workspace budgets.
+#[derive(Default)]
+pub struct CallerBudgets {
+    ledgers: Mutex<HashMap<String, Kept>>,
+    /// (workspace, subject) -> setting.
+    settings: RwLock<HashMap<(String, String), BudgetSetting>>,
+    /// Whether any workspace budget is set: requests without a key skip the lookup otherwise.
+    any_workspace: AtomicBool,
+}
+
+impl CallerBudgets {
+    fn ledger(&self, id: &str, name: &str, budget: Option<&Budget>) -> (Arc<str>, Arc<Ledger>) {
+        let period = budget.and_then(|b| b.period).map(|p| p.as_secs());
+        let mut ledgers = self.ledgers.lock().unwrap_or_else(|p| p.into_inner());
+        let kept = ledgers.entry(id.to_owned()).or_insert_with(|| Kept::new(name, period, None));
+        if kept.period != period || *kept.name != *name {
+            // What was spent under another period stays with it; a stored figure of this
+            // period (a restart's) is taken up.
+            let spent = kept.ledger.own();
+            let carried = if kept.period == period { Some(spent) } else { kept.stored };
+            *kept = Kept::new(name, period, carried);
+        }
+        (kept.name.clone(), kept.ledger.clone())
+    }
+
+    fn scope(&self, id: String, name: String, budget: Option<Budget>) -> SpendScope {
+        let (name, ledger) = self.ledger(&id, &name, budget.as_ref());
+        SpendScope { id: id.into(), name, budget, ledger }
+    }
+
+    /// The scopes a request to an app of `workspace` brings: its key's, its user's and the
+    /// workspace's (a scope is booked even without a budget, so its spend can be reported).
+    pub fn scopes_for(&self, workspace: &str, key: Option<&KeyRecord>) -> Vec<SpendScope> {
+        let mut scopes = Vec::new();
+        let settings = || self.settings.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(key) = key {
+            let budget = key
+                .max_budget
+                .map(|max_usd| Budget { max_usd, period: key.budget_duration.as_deref().and_then(parse_duration) });
+            let id = scope_id(&["key", &key.workspace, &key.id]);
+            scopes.push(self.scope(id, format!("API key {} ({})", key.id, key.hint), budget));
+            if let Some(user) = &key.user {
+                let budget = settings().get(&(key.workspace.clone(), format!("user:{user}"))).map(budget_of);
+                scopes.push(self.scope(scope_id(&["user", &key.workspace, user]), format!("user {user}"), budget));
+            }
+        }
+        if key.is_some() || self.any_workspace.load(Ordering::Relaxed) {
+            let budget = settings().get(&(workspace.to_owned(), "workspace".to_owned())).map(budget_of);
+            if key.is_some() || budget.is_some() {
+                let id = scope_id(&["workspace", workspace]);
+                scopes.push(self.scope(id, format!("workspace {workspace}"), budget));
+            }
+        }
+        scopes
+    }
+
+    /// Sets (or, with `None`, clears) a user's or the workspace's budget.
+    pub fn set(&self, key: (String, String), setting: Option<BudgetSetting>) {
+        let mut settings = self.settings.write().unwrap_or_else(|p| p.into_inner());
+        match setting {
+            Some(s) => settings.insert(key, s),
+            None => settings.remove(&key),
+        };
+        let any = settings.values().any(|s| s.user.is_none());
+        self.any_workspace.store(any, Ordering::Relaxed);
+    }
+
+    pub fn settings(&self, workspace: &str) -> Vec<BudgetSetting> {
+        let settings = self.settings.read().unwrap_or_else(|p| p.into_inner());
+        let mut list: Vec<_> = settings.values().filter(|s| s.workspace == workspace).cloned().collect();
+        list.sort_by_key(BudgetSetting::subject);
+        list
+    }
+
+    /// Spent this period by each caller scope of `workspace`: (kind, name, dollars, reserved).
+    pub fn spend(&self, workspace: &str) -> Vec<(String, String, f64, f64)> {
+        let ledgers = self.ledgers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<_> = ledgers
+            .iter()
+            .filter_map(|(id, kept)| {
+                let mut parts = id.split('\u{1f}');
+                let kind = parts.next()?;
+                (parts.next()? == workspace).then(|| {
+                    let name = parts.next().unwrap_or(workspace).to_owned();
+                    (kind.to_owned(), name, kept.ledger.spent(), kept.ledger.reserved() as f64 / 1e6)
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        out
+    }
+
+    /// This instance's floors of the caller budgets (nothing spent: nothing sent).
+    pub fn floors(&self) -> Vec<Floor> {
+        let ledgers = self.ledgers.lock().unwrap_or_else(|p| p.into_inner());
+        ledgers
+            .iter()
+            .filter_map(|(id, kept)| {
+                let (period, micros) = kept.ledger.floor();
+                let at = ScopePeriod { scope: id.clone(), period, length: kept.ledger.period_secs() };
+                (micros > 0).then_some(Floor { at, micros })
+            })
+            .collect()
+    }
+
+    /// Changed spend to store: (workspace, scope id, period, micros).
+    fn dirty(&self) -> Vec<(String, String, u64, u64)> {
+        let ledgers = self.ledgers.lock().unwrap_or_else(|p| p.into_inner());
+        ledgers
+            .iter()
+            .filter_map(|(id, kept)| {
+                let workspace = id.split('\u{1f}').nth(1)?.to_owned();
+                let (period, micros) = kept.ledger.take_dirty()?;
+                Some((workspace, id.clone(), period, micros))
+            })
+            .collect()
+    }
+
+    /// Restores stored spend: kept with its scope until a request says the budget's period,
+    /// when the ledger of that period takes it up.
+    fn restore(&self, rows: Vec<(String, String, u64, u64)>) {
+        let mut ledgers = self.ledgers.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, id, period, micros) in rows {
+            ledgers.insert(id.clone(), Kept::new("", None, Some((period, micros))));
+        }
+    }
+}
+
+impl Controller {
+    /// The caller budgets every request consults.
+    pub fn caller_budgets(&self) -> &CallerBudgets {
+        &self.budgets
+    }
+
+    /// Sets a user's or the workspace's budget (`max_budget: None` clears it).
+    pub fn set_budget(
+        &self,
+        workspace: &str,
+        user: Option<&str>,
+        max_budget: Option<f64>,
+        budget_duration: Option<&str>,
+    ) -> Result<Option<BudgetSetting>, ControllerError> {
+        let _change = self.one_change();
+        if let Some(d) = budget_duration.filter(|d| parse_duration(d).is_none()) {
+            return Err(super::keys::KeySpecError {
+                field: "budget_duration",
+                reason: format!("{d:?} is not like 30d, 24h"),
+            }
+            .into());
+        }
+        if max_budget.is_some_and(|m| !m.is_finite() || m < 0.0) {
+            return Err(
+                super::keys::KeySpecError { field: "max_budget", reason: "must be a dollar amount".into() }.into()
+            );
+        }
+        let setting = max_budget.map(|max_budget| BudgetSetting {
+            workspace: workspace.to_owned(),
+            user: user.map(str::to_owned),
+            max_budget,
+            budget_duration: budget_duration.map(str::to_owned),
+        });
+        let subject = user.map_or_else(|| "workspace".to_owned(), |u| format!("user:{u}"));
+        if let Some(cluster) = &self.cluster {
+            cluster.put_budget(workspace, &subject, setting.as_ref())?;
+        }
+        self.store.put_budget(workspace, &subject, setting.as_ref())?;
+        self.budgets.set((workspace.to_owned(), subject), setting.clone());
+        Ok(setting)
+    }
+
+    /// A budget setting another instance changed, read back from the shared state.
+    pub(super) fn adopt_budget(
+        &self,
+        workspace: &str,
+        subject: &str,
+        setting: Option<BudgetSetting>,
+    ) -> Result<(), ControllerError> {
+        self.store.put_budget(workspace, subject, setting.as_ref())?;
+        self.budgets.set((workspace.to_owned(), subject.to_owned()), setting);
+        Ok(())
+    }
+
+    /// Loads the stored budget settings and caller spend (at start).
+    pub(super) fn restore_budgets(&self, settings: Vec<BudgetSetting>) -> Result<(), ControllerError> {
+        for setting in settings {
+            self.budgets.set((setting.workspace.clone(), setting.subject()), Some(setting));
+        }
+        self.budgets.restore(self.store.caller_spend(CALLER_APP)?);
+        Ok(())
+    }
+
+    /// Writes the caller scopes' changed spend.
+    pub(super) fn write_caller_spend(&self) -> Result<(), ControllerError> {
+        let dirty = self.budgets.dirty();
+        let rows: Vec<SpendRow<'_>> = dirty
+            .iter()
+            .map(|(workspace, scope, period, micros)| SpendRow {
+                workspace,
+                app_id: CALLER_APP,
+                scope,
+                period: *period,
+                micros: *micros,
+            })
+            .collect();
+        Ok(self.store.put_spends(&rows)?)
+    }
+}
