@@ -293,3 +293,35 @@ async fn an_instance_started_with_the_same_config_leaves_the_running_app_alone()
     let restarted = c.ok("default", &token, "list_running", json!({})).await;
     assert_ne!(restarted[0]["id"], before[0]["id"], "a new manifest starts a new session");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_made_just_after_redis_returns_reach_every_instance() {
+    let redis = Redis::start();
+    let port = redis.port;
+    let a = instance(&redis).await;
+    let b = instance(&redis).await;
+    let token = a.token_for("team");
+    // Redis restarts empty; A installs, starts and makes a key at once, maybe before B's
+    // subscriber is back: B must take all of it up (the resync after its reconnect reads it).
+    drop(redis);
+    let redis = Redis::start_on(port);
+    let mut installed = false;
+    for _ in 0..200 {
+        if a.controller("team", &token, "install", json!({"manifest": manifest("late", "after the restart")})).await.0
+            == 200
+        {
+            installed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(installed, "A never installed once Redis was back");
+    a.ok("team", &token, "start", json!({"app_id": "late"})).await;
+    let key = a.ok("team", &token, "create_key", json!({})).await["key"].as_str().unwrap().to_owned();
+    eventually("B serves the app installed right after Redis returned", || async {
+        let (status, body) = chat(&b, &key).await;
+        status == 200 && body["choices"][0]["message"]["content"] == "after the restart"
+    })
+    .await;
+    drop(redis);
+}

@@ -9,7 +9,7 @@
 
 use clap::Parser;
 use ferrolite_bench::gateway::{
-    chunk_text, deployment, event_content, manifest, start_ferrolite, Launch, UPSTREAM_KEY,
+    chunk_text, deployment, event_content, manifest, start_ferrolite, Ferrolite, Launch, UPSTREAM_KEY,
 };
 use ferrolite_bench::procs::{
     clock_ticks_per_sec, free_port, group_cpu_ticks, group_pids, group_rss_kb, install_signal_handler, stop_all,
@@ -440,6 +440,100 @@ fn litellm_config(fake: u16) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The governed lane
+
+/// Limits high enough never to refuse the load, so the figure is the cost of checking them.
+fn governed_key_settings() -> Value {
+    json!({"name": "bench", "max_budget": 1.0e9, "budget_duration": "30d", "rpm": 1_000_000_000u64, "max_parallel": 100_000})
+}
+
+/// Creates a key on the ferrolite at `port` with `token`.
+fn bench_key(ctx: &Ctx, port: u16, token: &str) -> Res<String> {
+    let url = format!("http://127.0.0.1:{port}/default/services/server-apps/create_key");
+    let made = post_json(&ctx.rt, &ctx.client, &url, token, &governed_key_settings())?;
+    made["key"].as_str().map(str::to_owned).ok_or_else(|| format!("create_key answered no key: {made}"))
+}
+
+/// Pass-through req/s with a token and with a governed key, on the main instance (its token
+/// figure is the throughput step's) and on an instance with Redis (both measured here).
+fn governed(ctx: &mut Ctx, report: &mut Report, gw: &Ferrolite, app: &Path, token_load: &Load) -> Res<Value> {
+    let conns = ctx.args.connections;
+    let base = |port: u16| format!("http://127.0.0.1:{port}/default/apps/bench/v1");
+    let target = |port: u16, auth: &str, leader: u32| Target {
+        name: "ferrolite",
+        base: base(port),
+        auth: Some(auth.to_owned()),
+        leader,
+    };
+    step(&format!("governed lane at {conns} connections: one instance"));
+    let key = bench_key(ctx, gw.port, &gw.token)?;
+    let keyed = target(gw.port, &key, gw.proc.pid()).call(CHAT_BODY, "gpt");
+    ctx.check("governed chat", &keyed, "fake answer")?;
+    let alone = ctx.load(&keyed, conns, None)?;
+
+    step("starting redis-server and a ferrolite that shares state through it");
+    let redis_bin = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .ok_or("redis-server is required for the governed lane (apt-get install redis-server)")?;
+    let redis_port = free_port()?;
+    let pidfile = ctx.args.harness.pidfile.clone();
+    let mut redis = Proc::spawn(
+        "redis-server",
+        Command::new(redis_bin)
+            .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+        pidfile.as_deref(),
+    )?;
+    let redis_url = format!("redis://127.0.0.1:{redis_port}");
+    let shared = start_ferrolite(&ctx.launch(), "redis", &[app.to_path_buf()], "bench", &["--redis-url", &redis_url]);
+    let shared = match shared {
+        Ok(shared) => shared,
+        Err(e) => {
+            redis.stop();
+            return Err(e);
+        }
+    };
+    ctx.oha.bystanders.add(shared.proc.pid());
+    ctx.oha.bystanders.add(redis.pid());
+    step(&format!("governed lane at {conns} connections: with Redis"));
+    let shared_token =
+        ctx.load(&target(shared.port, &shared.token, shared.proc.pid()).call(CHAT_BODY, "gpt"), conns, None)?;
+    let shared_key = bench_key(ctx, shared.port, &shared.token)?;
+    let shared_keyed =
+        ctx.load(&target(shared.port, &shared_key, shared.proc.pid()).call(CHAT_BODY, "gpt"), conns, None)?;
+    let mut shared = shared;
+    shared.proc.stop();
+    redis.stop();
+
+    let row = |lane: &str, token: &Load, key: &Load| {
+        vec![
+            lane.to_owned(),
+            rps(token.rps),
+            rps(key.rps),
+            format!("{:.2}x", key.rps / token.rps),
+            opt_f(token.cpu_secs_per_1k, 3),
+            opt_f(key.cpu_secs_per_1k, 3),
+        ]
+    };
+    report.table(
+        &format!("The governed lane at {conns} connections"),
+        "The pass-through chat with a workspace token and with an API key that has a budget (every request \
+         reserves its worst case and settles it), an rpm limit and a parallel limit, none of them reached. \
+         With Redis the reservation is a Lua script round trip. Target: the key at least 0.9x the token.",
+        &["instance", "token req/s", "key req/s", "key vs token", "token CPU s / 1k", "key CPU s / 1k"],
+        &[row("one", token_load, &alone), row("with Redis", &shared_token, &shared_keyed)],
+    );
+    let value = json!({
+        "one": {"token": token_load, "key": alone},
+        "redis": {"token": shared_token, "key": shared_keyed},
+    });
+    report.put("governed", value.clone());
+    Ok(value)
+}
+
+// ---------------------------------------------------------------------------------------------
 // Targets
 
 /// One thing the load is sent to: the fake directly, nginx, ferrolite or litellm.
@@ -752,6 +846,10 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
         &rows,
     );
     report.put("throughput", json!(throughput));
+
+    // --- 1b. the governed lane: the same traffic with an API key that has a budget (so every
+    // request reserves and settles), an rpm limit and a parallel limit; alone and over Redis.
+    let governed = governed(ctx, &mut report, &gw, &app, &throughput["ferrolite"])?;
 
     // --- 2. one connection
     let mut single: BTreeMap<&str, Load> = BTreeMap::new();
@@ -1230,6 +1328,16 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
         goals.push(json!({"goal": what, "target": target, "measured": measured, "met": pass}));
     };
     let fr = throughput["ferrolite"].rps;
+    for (lane, what) in [("one", "governed lane, one instance"), ("redis", "governed lane, with Redis")] {
+        let (token, key) = (governed[lane]["token"]["rps"].as_f64(), governed[lane]["key"]["rps"].as_f64());
+        let ratio = token.zip(key).map(|(t, k)| k / t);
+        goal(
+            what,
+            ">= 0.9x the token's req/s",
+            ratio.map(|r| format!("{r:.2}x")).unwrap_or_else(|| "–".into()),
+            ratio.map(|r| r >= 0.9),
+        );
+    }
     goal(
         "pass-through req/s at 32 connections",
         ">= 0.5x nginx",
