@@ -65,6 +65,39 @@ impl BudgetSetting {
     }
 }
 
+/// How a database file commits: `Full` survives power loss, `Normal` a crash of the process.
+#[derive(Debug, Clone, Copy)]
+pub enum Durability {
+    Full,
+    Normal,
+}
+
+/// Opens (creating if needed) the SQLite file `name` in `data_dir`, readable by its owner only,
+/// in WAL mode with `durability`, and applies `schema`.
+pub fn open_db(
+    data_dir: &std::path::Path,
+    name: &str,
+    schema: &str,
+    durability: Durability,
+) -> Result<rusqlite::Connection, StoreError> {
+    let path = data_dir.join(name);
+    let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
+    let conn = rusqlite::Connection::open(&path).map_err(open_err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    }
+    let synchronous = match durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
+    conn.pragma_update(None, "synchronous", synchronous).map_err(open_err)?;
+    conn.execute_batch(schema).map_err(open_err)?;
+    Ok(conn)
+}
+
 /// A store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -37,17 +37,7 @@ pub struct ResponseDb {
 impl ResponseDb {
     /// Opens (creating if needed) `responses.db` in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<ResponseDb, StoreError> {
-        let path = data_dir.join("responses.db");
-        let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
-        let conn = Connection::open(&path).map_err(open_err)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-        }
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
-        conn.execute_batch(SCHEMA).map_err(open_err)?;
+        let conn = super::open_db(data_dir, "responses.db", SCHEMA, super::Durability::Normal)?;
         Ok(ResponseDb { conn: Mutex::new(conn) })
     }
 

@@ -59,18 +59,8 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) `ferrolite.db` in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
-        let path = data_dir.join("ferrolite.db");
-        let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
-        let conn = Connection::open(&path).map_err(open_err)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-        }
         // WAL + synchronous=FULL: a committed transaction survives kill -9 and power loss.
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
-        conn.execute_batch(SCHEMA).map_err(open_err)?;
+        let conn = super::open_db(data_dir, "ferrolite.db", SCHEMA, super::Durability::Full)?;
         Ok(SqliteStore { conn: Mutex::new(conn) })
     }
 
