@@ -83,7 +83,7 @@ export default function keys(main) {
   function table(list) {
     if (!list.length) return h('p.empty', 'No API key in this workspace. Create one below.');
     return h('table.list',
-      h('thead', h('tr', h('th', 'Key'), h('th', 'Name'), h('th', 'User'), h('th', 'Models'), h('th', 'Limits'), h('th', 'Created'), h('th', 'Status'), h('th'))),
+      h('thead', h('tr', h('th', 'Key'), h('th', 'Name'), h('th', 'User'), h('th', 'Models'), h('th', 'Limits'), h('th', 'Spent'), h('th', 'Created'), h('th', 'Status'), h('th'))),
       h('tbody', list.map((k) => {
         const revoke = h('button.danger', {
           type: 'button',
@@ -109,6 +109,7 @@ export default function keys(main) {
           h('td', k.user || '—'),
           h('td', k.models.length ? k.models.join(', ') : 'all'),
           h('td', limits(k)),
+          h('td.spent', formatUsd(k.spend || 0)),
           h('td', formatTime(k.created_at)),
           h('td', h(`span.badge${k.status === 'active' ? '.ok' : ''}`, k.status)),
           h('td.actions', k.status === 'active' ? revoke : null),

@@ -693,7 +693,16 @@ impl Controller {
             self.lock().stopped.iter().rev().find(|s| s.workspace == workspace && s.id == session_id).cloned()
         });
         let session = session.ok_or_else(|| ControllerError::SessionNotFound(session_id.to_owned()))?;
-        Ok(usage_report(&session))
+        let mut report = usage_report(&session);
+        // The workspace's spend per API key, user and the workspace itself (across its apps).
+        let callers: Vec<Value> = self
+            .budgets
+            .spend(workspace)
+            .into_iter()
+            .map(|(scope, name, spend, reserved)| serde_json::json!({"scope": scope, "name": name, "spend": spend, "reserved": reserved}))
+            .collect();
+        report["callers"] = Value::Array(callers);
+        Ok(report)
     }
 
     /// Stores a workspace secret for `HYPHA_SECRET:KEY` references (used at the next start).

@@ -367,6 +367,10 @@ async fn key_user_and_workspace_budgets_hold_under_concurrency() {
     assert_eq!(spend("workspace", "default"), Some(json!(27.0)), "{listed}");
     let keys = server.ok("default", &token, "list_keys", json!({})).await;
     assert_eq!(keys[0]["spend"], json!(20.0), "{keys}");
+    let usage = usage(&server, &token, "default").await;
+    let key_id = keys[0]["id"].as_str().unwrap();
+    let by_key = usage["callers"].as_array().unwrap().iter().find(|c| c["scope"] == "key" && c["name"] == key_id);
+    assert_eq!(by_key.map(|c| c["spend"].clone()), Some(json!(20.0)), "get_usage reports spend per key: {usage}");
     let (status, body) = server.controller("default", &key, "set_budget", json!({"max_budget": 1000})).await;
     assert_eq!(status, 403, "a key cannot raise budgets: {body}");
 }

@@ -202,6 +202,8 @@ async function main() {
       body: JSON.stringify({ model, messages: [{ role: 'user', content: 'with a key' }] }),
     });
     assert.equal((await withKey('console-chat')).status, 200);
+    // The key's spend shows on the next refresh.
+    await page.waitForFunction(() => document.querySelector('#key-list tr[data-key] td.spent')?.textContent !== '$0', null, { timeout: 15000 });
     await shoot(page, 'keys');
     await keyRow.getByRole('button', { name: 'Revoke' }).click();
     await keyRow.getByRole('button', { name: 'Confirm revoke' }).click();
