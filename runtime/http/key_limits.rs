@@ -4,21 +4,39 @@
 //! Counted on this instance: with several instances behind a balancer each counts its own
 //! share, so a key's rpm holds per instance (budgets, by contrast, are shared).
 
-use super::limits::RateCounter;
 use crate::auth::keys::KeyRecord;
 use crate::exchange::ApiError;
 use axum::http::StatusCode;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 /// Every key's counters on this instance.
 #[derive(Debug, Default)]
 pub struct KeyLimiter {
-    requests: RateCounter,
-    /// (minute, key id -> tokens used in it).
-    tokens: Mutex<(u64, HashMap<String, u64>)>,
-    parallel: Mutex<HashMap<String, Arc<AtomicU64>>>,
+    keys: RwLock<HashMap<String, Arc<Counters>>>,
+}
+
+/// One key's counters: this minute's requests and tokens, and its requests in flight. A
+/// request touches only atomics once its key's counters exist (no lock held, nothing made).
+#[derive(Debug, Default)]
+struct Counters {
+    /// The minute `requests` and `tokens` count (unix minutes).
+    minute: AtomicU64,
+    requests: AtomicU64,
+    tokens: AtomicU64,
+    parallel: Arc<AtomicU64>,
+}
+
+impl Counters {
+    /// Starts a new minute's counts when the minute changed.
+    fn roll(&self, minute: u64) {
+        let seen = self.minute.load(Ordering::Acquire);
+        if seen != minute && self.minute.compare_exchange(seen, minute, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            self.requests.store(0, Ordering::Release);
+            self.tokens.store(0, Ordering::Release);
+        }
+    }
 }
 
 /// One place among a key's requests at once, held until the response's body ends.
@@ -56,11 +74,25 @@ pub fn check_model(key: &KeyRecord, model: &str) -> Result<(), ApiError> {
 }
 
 impl KeyLimiter {
+    fn counters(&self, key_id: &str) -> Arc<Counters> {
+        if let Some(found) = self.keys.read().unwrap_or_else(|p| p.into_inner()).get(key_id) {
+            return found.clone();
+        }
+        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        keys.entry(key_id.to_owned()).or_default().clone()
+    }
+
     /// Admits one request of `key`: its tpm is not spent, its rpm is counted, and a place
     /// among its requests at once is taken (when it has a limit).
     pub fn admit(&self, key: &KeyRecord) -> Result<Option<ParallelPlace>, ApiError> {
+        if key.tpm.is_none() && key.rpm.is_none() && key.max_parallel.is_none() {
+            return Ok(None);
+        }
+        let counters = self.counters(&key.id);
+        let now = crate::clock::unix_now();
+        counters.roll(now / 60);
         if let Some(tpm) = key.tpm {
-            let used = self.tokens_this_minute(&key.id);
+            let used = counters.tokens.load(Ordering::Acquire);
             if used >= tpm {
                 let message = format!("API key {} used {used} of its {tpm} tokens this minute", key.id);
                 return Err(too_many(message, seconds_to_next_minute()));
@@ -68,12 +100,8 @@ impl KeyLimiter {
         }
         let place = match key.max_parallel {
             Some(max) => {
-                let counter = {
-                    let mut parallel = self.parallel.lock().unwrap_or_else(|p| p.into_inner());
-                    parallel.entry(key.id.clone()).or_default().clone()
-                };
-                let previous = counter.fetch_add(1, Ordering::AcqRel);
-                let place = ParallelPlace(counter);
+                let previous = counters.parallel.fetch_add(1, Ordering::AcqRel);
+                let place = ParallelPlace(counters.parallel.clone());
                 if previous >= max {
                     let message = format!("API key {} already has {max} requests in flight, its max_parallel", key.id);
                     return Err(too_many(message, 1));
@@ -83,30 +111,21 @@ impl KeyLimiter {
             None => None,
         };
         if let Some(rpm) = key.rpm {
-            self.requests.hit(&[(key.id.clone(), rpm)]).map_err(|(_, wait)| {
-                too_many(format!("API key {} is at its {rpm} requests this minute", key.id), wait)
-            })?;
+            let before = counters.requests.fetch_add(1, Ordering::AcqRel);
+            if before >= rpm {
+                counters.requests.fetch_sub(1, Ordering::AcqRel);
+                let message = format!("API key {} is at its {rpm} requests this minute", key.id);
+                return Err(too_many(message, 60 - now % 60));
+            }
         }
         Ok(place)
     }
 
-    fn tokens_this_minute(&self, key_id: &str) -> u64 {
-        let minute = crate::clock::unix_now() / 60;
-        let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        if tokens.0 != minute {
-            return 0;
-        }
-        tokens.1.get(key_id).copied().unwrap_or(0)
-    }
-
     /// Counts tokens a request of `key_id` used, against its tpm.
     pub fn add_tokens(&self, key_id: &str, n: u64) {
-        let minute = crate::clock::unix_now() / 60;
-        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        if tokens.0 != minute {
-            *tokens = (minute, HashMap::new());
-        }
-        *tokens.1.entry(key_id.to_owned()).or_insert(0) += n;
+        let counters = self.counters(key_id);
+        counters.roll(crate::clock::unix_now() / 60);
+        counters.tokens.fetch_add(n, Ordering::AcqRel);
     }
 }
 
