@@ -366,9 +366,11 @@ async fn key_user_and_workspace_budgets_hold_under_concurrency() {
     assert_eq!(spend("user", "ada"), Some(json!(5.0)), "{listed}");
     assert_eq!(spend("workspace", "default"), Some(json!(27.0)), "{listed}");
     let keys = server.ok("default", &token, "list_keys", json!({})).await;
-    assert_eq!(keys[0]["spend"], json!(20.0), "{keys}");
+    // Keys list by creation second, then by (random) id: find the one with the $20 budget.
+    let budgeted = keys.as_array().unwrap().iter().find(|k| k["max_budget"] == json!(20.0));
+    assert_eq!(budgeted.map(|k| &k["spend"]), Some(&json!(20.0)), "{keys}");
     let usage = usage(&server, &token, "default").await;
-    let key_id = keys[0]["id"].as_str().unwrap();
+    let key_id = budgeted.and_then(|k| k["id"].as_str()).unwrap_or_default();
     let by_key = usage["callers"].as_array().unwrap().iter().find(|c| c["scope"] == "key" && c["name"] == key_id);
     assert_eq!(by_key.map(|c| c["spend"].clone()), Some(json!(20.0)), "get_usage reports spend per key: {usage}");
     let (status, body) = server.controller("default", &key, "set_budget", json!({"max_budget": 1000})).await;
