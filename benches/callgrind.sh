@@ -7,6 +7,8 @@
 #   translated    OpenAI chat in, Anthropic deployment out (JSON answer)
 #   responses     OpenAI Responses in, Anthropic deployment out (JSON answer), not stored
 #                 (`store: false`) and stored (the default: recorded in responses.db)
+#   governed      the pass-through with an API key that has a budget (reserved and settled on
+#                 every request), an rpm and a parallel limit
 #
 #   benches/callgrind.sh [N]        # default 2000 requests of each kind
 set -euo pipefail
@@ -70,7 +72,7 @@ def connect():
 
 def request(kind):
     """The route and body of one request of `kind`."""
-    if kind == "pass":
+    if kind in ("pass", "governed"):
         return chat, {"model": "pass", "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 16}
     if kind == "translated":
         return chat, {"model": "translated", "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 16}
@@ -79,12 +81,15 @@ def request(kind):
         body["store"] = False
     return responses, body
 
+governed_key = None
+
 def run(conn, kind, count):
     path, body = request(kind)
     body = json.dumps(body)
     model = kind
+    sent = {**headers, "authorization": f"Bearer {governed_key}"} if kind == "governed" else headers
     for _ in range(count):
-        conn.request("POST", path, body=body, headers=headers)
+        conn.request("POST", path, body=body, headers=sent)
         r = conn.getresponse()
         data = r.read()
         if r.status != 200:
@@ -111,8 +116,15 @@ def counted(model):
     conn.close()
     return total / n
 
+conn = connect()
+settings = {"max_budget": 1e9, "budget_duration": "30d", "rpm": 10**9, "max_parallel": 10**5}
+conn.request("POST", "/default/services/server-apps/create_key", body=json.dumps(settings), headers=headers)
+governed_key = json.loads(conn.getresponse().read())["key"]
+conn.close()
+
 kinds = (
     ("pass-through", "pass"),
+    ("governed (pass-through with a budgeted, rate-limited key)", "governed"),
     ("translated (OpenAI -> Anthropic)", "translated"),
     ("responses (Responses -> Anthropic, store: false)", "responses"),
     ("responses stored (Responses -> Anthropic, store: true)", "responses-stored"),

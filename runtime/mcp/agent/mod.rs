@@ -136,9 +136,11 @@ pub async fn serve(
     match (specs.is_empty(), gateway) {
         (false, Some(gateway)) => {
             let body = body.as_object().cloned().unwrap_or_default();
+            // Boxed: the loop's state is large, and every request's future would otherwise carry
+            // (and move) room for it, MCP tools or not.
             match dialect {
-                Dialect::Responses => responses::run(model, gateway, specs, body).await,
-                Dialect::Chat => chat::run(model, gateway, specs, body).await,
+                Dialect::Responses => Box::pin(responses::run(model, gateway, specs, body)).await,
+                Dialect::Chat => Box::pin(chat::run(model, gateway, specs, body)).await,
             }
         }
         _ => match without_mcp_items(body) {
