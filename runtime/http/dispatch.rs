@@ -319,7 +319,7 @@ async fn serve(state: &AppState, r: &Request<'_>, payload: Payload) -> Result<Ou
                 params: r.params,
                 query: r.query,
             };
-            local::serve(handler, &local, &payload).await.map(Outcome::local)
+            Box::pin(local::serve(handler, &local, &payload)).await.map(Outcome::local)
         }
         Serve::Providers(_) => {
             let target = choose_target(r.session, r.route, r.query, &payload)?;
@@ -330,7 +330,7 @@ async fn serve(state: &AppState, r: &Request<'_>, payload: Payload) -> Result<Ou
                 Operation::CreateResponse | Operation::CountInputTokens => {
                     let forward_unknown = passes_responses_through(r.session, &target);
                     let store = state.controller.responses();
-                    let (payload, recording) = recorder::prepare(store, r.caller, payload, forward_unknown)
+                    let (payload, recording) = Box::pin(recorder::prepare(store, r.caller, payload, forward_unknown))
                         .await
                         .map_err(|e| ApiError::from(e).with_param("previous_response_id"))?;
                     (payload, recording.filter(|_| r.route.op == Operation::CreateResponse))
@@ -358,7 +358,7 @@ async fn serve(state: &AppState, r: &Request<'_>, payload: Payload) -> Result<Ou
                 r.session.mcp.as_deref().map(|mcp| crate::mcp::Scoped { gateway: mcp.gateway(), access: r.mcp_access });
             let mut outcome = crate::mcp::agent::serve(r.route.op, gateway, routed, target, payload).await?;
             if let Some(recording) = recording {
-                outcome.response = recording.finish(outcome.response, state.limits.max_body_bytes).await?;
+                outcome.response = Box::pin(recording.finish(outcome.response, state.limits.max_body_bytes)).await?;
             }
             Ok(outcome)
         }
