@@ -296,6 +296,15 @@ fn start_apps(
     // Apps named on the command line are (re)installed and (re)started with what the file says
     // now; one already running as the file says is left running.
     let start_app = |doc: serde_json::Value, file: String| -> Result<StartedApp, StartupError> {
+        // What the file asks that ferrolite does not do is said at every start, not only the
+        // first install.
+        let manifest =
+            if litellm::is_litellm_config(&doc) { litellm::to_manifest(&doc, "litellm") } else { doc.clone() };
+        if let Ok(validated) = validate::validate(&manifest) {
+            for warning in &validated.warnings {
+                tracing::warn!(file = %file, "{warning}");
+            }
+        }
         if let Some(session) = controller.running_unchanged(DEFAULT_WORKSPACE, &doc) {
             let info = session.info(controller.base_url());
             return Ok(StartedApp { url: info.url, models: info.models });

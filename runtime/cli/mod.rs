@@ -186,7 +186,7 @@ fn validate_files(files: &[PathBuf], output: apps::Output) -> ExitCode {
     let mut failed = false;
     for file in files {
         let name = file.display();
-        let doc = match validate::load_file(file) {
+        let doc = match validate::load_manifest_file(file) {
             Ok(doc) => doc,
             Err(e) => {
                 println!("{name}: {e}");
@@ -228,7 +228,7 @@ fn validate_files_json(files: &[PathBuf]) -> ExitCode {
     let mut report = Vec::new();
     for file in files {
         let name = file.display().to_string();
-        let entry = match validate::load_file(file).map(|doc| validate::validate(&doc)) {
+        let entry = match validate::load_manifest_file(file).map(|doc| validate::validate(&doc)) {
             Err(e) => {
                 serde_json::json!({"file": name, "ok": false, "errors": [{"pointer": "", "message": e.to_string()}], "warnings": []})
             }

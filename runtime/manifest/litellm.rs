@@ -13,23 +13,20 @@ pub fn is_litellm_config(doc: &Value) -> bool {
 /// The manifest a litellm config stands for: its sections move under `config`, as written.
 pub fn to_manifest(doc: &Value, name: &str) -> Value {
     let mut config = Map::new();
-    config.insert("service_id".into(), json!(SERVICE_ID));
-    for section in [
-        "model_list",
-        "litellm_settings",
-        "router_settings",
-        "general_settings",
-        "environment_variables",
-        "mcp_servers",
-    ] {
-        if let Some(v) = doc.get(section).filter(|v| !v.is_null()) {
-            config.insert(section.into(), v.clone());
+    // Every section comes along, those ferrolite does not read too: validation names each.
+    for (section, v) in doc.as_object().into_iter().flatten() {
+        if !v.is_null() {
+            config.insert(section.clone(), v.clone());
         }
     }
-    json!({
+    config.insert("service_id".into(), json!(SERVICE_ID));
+    let mut manifest = json!({
         "name": name,
         "type": "llm-proxy",
         "description": "converted from a litellm proxy config",
         "config": config,
-    })
+    });
+    // litellm's pydantic reads `"60"` as 60 in a JSON config too.
+    super::yaml11::coerce(&mut manifest, false);
+    manifest
 }

@@ -6,6 +6,7 @@
 
 pub mod litellm;
 pub mod validate;
+pub mod yaml11;
 
 use ferrolite_codegen::wire_enum;
 use schemars::{JsonSchema, Schema, SchemaGenerator};

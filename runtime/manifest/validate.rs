@@ -70,7 +70,8 @@ pub enum LoadError {
     Parse(String),
 }
 
-/// Parses manifest text as JSON, or as YAML when it is not JSON.
+/// Parses manifest text as JSON, or as YAML when it is not JSON (its scalars read as litellm's
+/// YAML 1.1 reader reads them where the schema wants numbers or booleans).
 pub fn parse_text(text: &str) -> Result<Value, LoadError> {
     match serde_json::from_str(text) {
         Ok(v) => Ok(v),
@@ -78,7 +79,10 @@ pub fn parse_text(text: &str) -> Result<Value, LoadError> {
             if text.trim_start().starts_with('{') {
                 return Err(LoadError::Parse(format!("JSON: {json_err}")));
             }
-            serde_yaml::from_str(text).map_err(|e| LoadError::Parse(format!("YAML: {e}")))
+            let mut doc: Value = serde_yaml::from_str(text).map_err(|e| LoadError::Parse(format!("YAML: {e}")))?;
+            let litellm_config = super::litellm::is_litellm_config(&doc);
+            super::yaml11::coerce(&mut doc, litellm_config);
+            Ok(doc)
         }
     }
 }
@@ -86,6 +90,13 @@ pub fn parse_text(text: &str) -> Result<Value, LoadError> {
 /// Reads and parses a manifest file (`.json`, `.yaml`, `.yml`, or either by content).
 pub fn load_file(path: &Path) -> Result<Value, LoadError> {
     parse_text(&std::fs::read_to_string(path)?)
+}
+
+/// [`load_file`], with a litellm proxy config turned into the manifest it stands for, as
+/// `serve --config` runs it.
+pub fn load_manifest_file(path: &Path) -> Result<Value, LoadError> {
+    let doc = load_file(path)?;
+    Ok(if super::litellm::is_litellm_config(&doc) { super::litellm::to_manifest(&doc, "litellm") } else { doc })
 }
 
 fn validator() -> &'static Validator {
@@ -191,14 +202,55 @@ fn ignored_settings(config: &Value, out: &mut Vec<Finding>) {
     for (section, honoured) in sections {
         for key in config[*section].as_object().into_iter().flat_map(|m| m.keys()) {
             if !honoured.contains(key) {
+                let hint = hint(key).map(|h| format!(" ({h})")).unwrap_or_default();
                 out.push(Finding {
                     severity: Severity::Warning,
                     pointer: format!("/config/{section}/{}", escape_pointer(key)),
-                    message: format!("{section}.{key} is not a setting ferrolite honours; it is ignored"),
+                    message: format!("{section}.{key} is not a setting ferrolite honours; it is ignored{hint}"),
                 });
             }
         }
     }
+    // A litellm config's other top-level sections (guardrails, credential_list, ...) come
+    // along into `config`; ferrolite reads none of them.
+    const READ: &[&str] = &[
+        "service_id",
+        "visibility",
+        "model_list",
+        "litellm_settings",
+        "router_settings",
+        "general_settings",
+        "environment_variables",
+        "mcp_servers",
+    ];
+    for key in config.as_object().into_iter().flat_map(|m| m.keys()) {
+        if !READ.contains(&key.as_str()) {
+            let hint = hint(key).map(|h| format!(" ({h})")).unwrap_or_default();
+            out.push(Finding {
+                severity: Severity::Warning,
+                pointer: format!("/config/{}", escape_pointer(key)),
+                message: format!("{key} is not a section ferrolite honours; it is ignored{hint}"),
+            });
+        }
+    }
+}
+
+/// What to use instead of a litellm setting ferrolite does not honour, where there is something.
+fn hint(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "success_callback" | "failure_callback" | "callbacks" | "service_callback" | "callback_settings" => {
+            "callbacks are not supported: traces go to --otlp-endpoint, spend to the spend log, read by get_spend_logs"
+        }
+        "cache" | "cache_params" => "ferrolite has no response cache yet: every request reaches a provider",
+        "database_url" => "ferrolite keeps its state in --data-dir, shared state in --redis-url",
+        "pass_through_endpoints" => "pass-through endpoints are not built yet",
+        "model_group_alias" => "model group aliases are not built yet",
+        "guardrails" => "guardrails are not supported",
+        "alerting" | "alerting_threshold" => "alerting is not supported; scrape /metrics",
+        "store_model_in_db" | "credential_list" => "models and credentials come from the config and secrets only",
+        "background_health_checks" | "health_check_interval" => "background health checks are not built yet",
+        _ => return None,
+    })
 }
 
 /// A key as a JSON pointer token (RFC 6901).

@@ -65,7 +65,7 @@ config:
     - model_name: m
       litellm_params: {model: gpt-4o, mock_response: hi}
   litellm_settings:
-    cooldown_time: "5"
+    cooldown_time: "five"
     num_retries: -1
     success_callback: ["langfuse"]
   router_settings:
@@ -422,4 +422,40 @@ fn ureq_post_with_id(url: &str, token: &str, body: &str, id: &str) -> String {
         assert_eq!(response.headers()["x-request-id"], id);
         response.text().await.unwrap()
     })
+}
+
+#[test]
+fn validate_takes_a_litellm_config_as_serve_does_and_names_what_it_ignores() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        r#"model_list:
+  - model_name: gpt-4o
+    litellm_params: {model: openai/gpt-4o, api_key: os.environ/OPENAI_API_KEY, tpm: 20_000, rpm: "60"}
+litellm_settings:
+  drop_params: yes
+  success_callback: ["langfuse"]
+  cache: true
+general_settings:
+  master_key: sk-1234
+  database_url: postgres://db/litellm
+guardrails:
+  - guardrail_name: pii
+"#,
+    )
+    .unwrap();
+    let f = path.to_str().unwrap();
+    let (code, stdout, _) = run(&["validate", f]);
+    assert_eq!(code, 0, "{stdout}");
+    for expected in [
+        format!("{f}: /config/litellm_settings/success_callback: warning: litellm_settings.success_callback is not a setting ferrolite honours; it is ignored (callbacks are not supported: traces go to --otlp-endpoint"),
+        format!("{f}: /config/litellm_settings/cache: warning: litellm_settings.cache is not a setting ferrolite honours; it is ignored (ferrolite has no response cache yet"),
+        format!("{f}: /config/general_settings/database_url: warning: "),
+        format!("{f}: /config/guardrails: warning: guardrails is not a section ferrolite honours; it is ignored (guardrails are not supported)"),
+        format!("{f}: OK (1 model name(s), 1 deployment(s))"),
+    ] {
+        assert!(stdout.lines().any(|l| l.starts_with(&expected)), "missing {expected:?} in:\n{stdout}");
+    }
+    assert!(!stdout.contains("tpm") && !stdout.contains("drop_params"), "YAML 1.1 scalars are quiet:\n{stdout}");
 }

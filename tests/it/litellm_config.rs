@@ -76,3 +76,46 @@ async fn a_litellm_config_runs_unchanged_with_its_master_key_and_urls() {
     assert!(all.contains("routing least-busy"), "router_settings.routing_strategy is honoured: {all}");
     assert!(!all.contains("sk-1234") && !all.contains("sk-ant-test"), "{all}");
 }
+
+/// YAML as litellm's reader takes it: `yes`, `20_000` and `"2"` where numbers and booleans go.
+const YAML_1_1: &str = r#"
+model_list:
+  - model_name: limited
+    litellm_params:
+      model: gpt-4o
+      mock_response: "counted"
+      rpm: "2"
+      tpm: 20_000
+      weight: 1_0
+litellm_settings:
+  enforce_model_rate_limits: yes
+  drop_params: True
+  num_retries: 0x0
+general_settings:
+  master_key: sk-1234
+"#;
+
+#[tokio::test]
+async fn yaml_1_1_scalars_are_read_as_litellm_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, YAML_1_1).unwrap();
+    let server = TestServer::with_configs(vec![path]).await;
+    let session = server.running.state.controller.registry().get("default", "litellm").unwrap();
+    let params = &session.table.deployments[0].params;
+    assert_eq!((params.rpm, params.tpm), (Some(2), Some(20_000)), "\"2\" and 20_000 are numbers");
+    // Limits count per wall-clock minute: stay clear of its end so all three land in one.
+    let into_minute = ferrolite::clock::unix_now() % 60;
+    if into_minute >= 57 {
+        tokio::time::sleep(std::time::Duration::from_secs(61 - into_minute)).await;
+    }
+    let chat = json!({"model": "limited", "messages": [{"role": "user", "content": "Hi"}]});
+    let url = format!("{}/v1/chat/completions", server.base);
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let request = server.client.post(&url).bearer_auth("sk-1234").header("content-type", "application/json");
+        let response = request.body(chat.to_string()).send().await.unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429], "enforce_model_rate_limits: yes is on, rpm \"2\" is 2");
+}
