@@ -322,7 +322,7 @@ async fn serve(state: &AppState, r: &Request<'_>, payload: Payload) -> Result<Ou
             Box::pin(local::serve(handler, &local, &payload)).await.map(Outcome::local)
         }
         Serve::Providers(_) => {
-            let target = choose_target(r.session, r.route, r.query, &payload)?;
+            let (target, wildcard_model) = choose_target(r.session, r.route, r.query, &payload)?;
             // The Responses API's state: a continued conversation's items put in, the answer
             // recorded on its way out. A count of one counts the whole conversation; it records
             // nothing.
@@ -352,6 +352,7 @@ async fn serve(state: &AppState, r: &Request<'_>, payload: Payload) -> Result<Ou
                 started: r.started,
                 spend_scopes: &scopes,
                 cluster: state.controller.cluster(),
+                wildcard_model: wildcard_model.as_deref(),
             };
             // A request naming the app's MCP servers as `mcp` tools runs the tool loop.
             let gateway =
@@ -381,13 +382,15 @@ fn passes_responses_through(session: &Session, target: &Target<'_>) -> bool {
 /// Routes with a model field go to that model group. Routes without one (files, batches,
 /// assistants, ...) or requests that leave it out go to the group named by a
 /// `target_model_names` or `model` query or body field, else to the app's first deployment
-/// whose provider serves the route.
+/// whose provider serves the route. A model no group has by name goes to the wildcard group
+/// that matches it (`openai/*`), with the name (the second value) the deployments are made
+/// concrete for.
 fn choose_target<'t>(
     session: &'t Session,
     route: &'static Route,
     query: Option<&str>,
     payload: &Payload,
-) -> Result<Target<'t>, ApiError> {
+) -> Result<(Target<'t>, Option<String>), ApiError> {
     let from_query =
         |key: &str| super::query::param(query, key).map(|v| v.split(',').next().unwrap_or_default().to_owned());
     let named = route
@@ -400,21 +403,31 @@ fn choose_target<'t>(
         .or_else(|| from_query("target_model_names"))
         .or_else(|| from_query("model"));
     let table = &session.table;
+    let field = route.model_field.unwrap_or("model");
     match named {
-        Some(model) => match table.group_name(&model) {
-            Some(group) => Ok(Target::Group(group)),
-            None => Err(ApiError::not_found(format!(
-                "model {model:?} is not served by this app; available models: {}",
-                table.model_names.join(", ")
-            ))
-            .with_param(route.model_field.unwrap_or("model"))
-            .with_code("model_not_found")),
-        },
+        Some(model) => {
+            if let Some(group) = table.group_name(&model) {
+                return Ok((Target::Group(group), None));
+            }
+            let Some(group) = table.wildcard_group(&model) else {
+                return Err(ApiError::not_found(format!(
+                    "model {model:?} is not served by this app; available models: {}",
+                    table.model_names.join(", ")
+                ))
+                .with_param(field)
+                .with_code("model_not_found"));
+            };
+            // The name goes into upstream URLs (Gemini, Bedrock, Azure): it keeps to their grammar.
+            crate::grammar::upstream_model(&model).map_err(|reason| {
+                ApiError::bad_request(format!("model: {reason}")).with_param(field).with_code("invalid_model")
+            })?;
+            Ok((Target::Group(group), Some(model)))
+        }
         None => table
             .deployments
             .iter()
             .position(|d| route.provider_route(d.provider).is_some())
-            .map(Target::Deployment)
+            .map(|i| (Target::Deployment(i), None))
             .ok_or_else(|| {
                 ApiError::bad_request(format!(
                     "no deployment of this app serves {} {}: its providers are {}",

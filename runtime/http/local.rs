@@ -41,12 +41,13 @@ pub async fn serve(handler: LocalHandler, local: &Local<'_>, payload: &Payload) 
     let table = &session.table;
     let response = match handler {
         LocalHandler::ListModels => {
-            let data: Vec<Value> = table.model_names.iter().map(|m| model_object(session, m)).collect();
+            let names = table.model_names.iter().chain(&table.listed_aliases);
+            let data: Vec<Value> = names.map(|m| model_object(session, m)).collect();
             Json(json!({"object": "list", "data": data})).into_response()
         }
         LocalHandler::GetModel => {
             let name = local.param("model");
-            if table.group(name).is_none() {
+            if table.group_name(name).is_none() {
                 return Err(ApiError::not_found(format!(
                     "model {name:?} is not served by this app; available models: {}",
                     table.model_names.join(", ")

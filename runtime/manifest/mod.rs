@@ -243,6 +243,32 @@ pub struct LitellmSettings {
     pub routing: RoutingSettings,
 }
 
+/// The group a `model_group_alias` entry names, and whether `/v1/models` lists the alias.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum GroupAlias {
+    Name(String),
+    Entry {
+        model: String,
+        #[serde(default)]
+        hidden: bool,
+    },
+}
+
+impl GroupAlias {
+    /// The model group it routes to.
+    pub fn group(&self) -> &str {
+        match self {
+            GroupAlias::Name(model) | GroupAlias::Entry { model, .. } => model,
+        }
+    }
+
+    /// Whether `/v1/models` leaves it out.
+    pub fn hidden(&self) -> bool {
+        matches!(self, GroupAlias::Entry { hidden: true, .. })
+    }
+}
+
 /// How requests are routed and failures handled: accepted in `litellm_settings` and in
 /// `router_settings` (which wins where both set one). Durations are in seconds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
@@ -282,6 +308,10 @@ pub struct RoutingSettings {
     /// Model groups to try, in order, once a group's retries are used up: `[{"gpt-4": ["claude-3-opus"]}]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallbacks: Option<Vec<BTreeMap<String, Vec<String>>>>,
+    /// Other names of model groups: `{"gpt-4": "gpt-4o"}` routes `gpt-4` to the `gpt-4o` group;
+    /// `{"gpt-4": {"model": "gpt-4o", "hidden": true}}` leaves the alias out of `/v1/models`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_group_alias: Option<BTreeMap<String, GroupAlias>>,
     /// Fallbacks for a prompt too long for the model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_window_fallbacks: Option<Vec<BTreeMap<String, Vec<String>>>>,

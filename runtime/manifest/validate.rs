@@ -162,6 +162,15 @@ fn semantic_checks(doc: &Value, out: &mut Vec<Finding>) {
                 }
             }
         }
+        for (alias, target) in config[settings]["model_group_alias"].as_object().into_iter().flatten() {
+            let group = target.as_str().or_else(|| target["model"].as_str()).unwrap_or_default();
+            if !model_names.iter().any(|m| m == group) {
+                error(
+                    format!("/config/{settings}/model_group_alias/{}", escape_pointer(alias)),
+                    format!("{group:?} is not a model_name of this app"),
+                );
+            }
+        }
     }
 
     // Warnings last, so they never hide an error.
@@ -244,7 +253,6 @@ fn hint(key: &str) -> Option<&'static str> {
         "cache" | "cache_params" => "ferrolite has no response cache yet: every request reaches a provider",
         "database_url" => "ferrolite keeps its state in --data-dir, shared state in --redis-url",
         "pass_through_endpoints" => "pass-through endpoints are not built yet",
-        "model_group_alias" => "model group aliases are not built yet",
         "guardrails" => "guardrails are not supported",
         "alerting" | "alerting_threshold" => "alerting is not supported; scrape /metrics",
         "store_model_in_db" | "credential_list" => "models and credentials come from the config and secrets only",
@@ -369,9 +377,16 @@ mod tests {
                     {"model_name": "b", "litellm_params": {}},
                     {"model_name": "c", "litellm_params": {"model": "mystery"}}
                 ],
-                "litellm_settings": {"routing_strategy": "fastest"}
+                "litellm_settings": {"routing_strategy": "fastest"},
+                "router_settings": {"model_group_alias": {"gpt-4": "a", "old": {"model": "gone", "hidden": true}}}
             }
         }));
+        assert!(
+            found.contains(
+                &"/config/router_settings/model_group_alias/old: \"gone\" is not a model_name of this app".to_owned()
+            ),
+            "{found:?}"
+        );
         assert!(
             found.contains(&"/config/model_list/1/litellm_params/model: required property missing".to_owned()),
             "{found:?}"
@@ -393,7 +408,7 @@ mod tests {
                     .starts_with("/config/model_list/2/litellm_params/model: cannot tell the provider of \"mystery\"")),
             "{found:?}"
         );
-        assert_eq!(found.len(), 5, "{found:?}");
+        assert_eq!(found.len(), 6, "{found:?}");
     }
 
     #[test]

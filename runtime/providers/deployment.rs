@@ -41,7 +41,7 @@ pub fn redact(value: &str) -> String {
 }
 
 /// One deployment of a model group, ready to serve.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Deployment {
     /// `model_name/index`: stable within the session, used in logs and headers.
     pub id: String,
@@ -68,6 +68,32 @@ pub struct Deployment {
     /// The headers that carry its credentials, built on first use; `None` when its key cannot
     /// be a header value.
     pub credential_headers: std::sync::OnceLock<Option<axum::http::HeaderMap>>,
+}
+
+impl Deployment {
+    /// This wildcard deployment (`model_name: "openai/*"`, `model: "openai/*"`) as it serves
+    /// `requested`: the part of the name its group's `*` stands for put in place of the `*` of
+    /// its upstream model (a provider prefix the client repeated taken off). `None` when it is
+    /// not a wildcard or the name does not match.
+    pub fn for_model(&self, requested: &str) -> Option<Deployment> {
+        if !self.upstream_model.contains('*') {
+            return None;
+        }
+        let part = capture(&self.model_name, requested)?;
+        let prefix = self.params.model.split_once('/').map(|(p, _)| p);
+        let part = prefix.and_then(|p| part.strip_prefix(p)?.strip_prefix('/')).unwrap_or(part);
+        let mut concrete = self.clone();
+        concrete.upstream_model = self.upstream_model.replacen('*', part, 1);
+        Some(concrete)
+    }
+}
+
+/// What a model name pattern's one `*` stands for in `name`, if `name` matches it (and is not
+/// empty): `capture("openai/*", "openai/gpt-4o")` is `gpt-4o`.
+pub fn capture<'n>(pattern: &str, name: &'n str) -> Option<&'n str> {
+    let (prefix, suffix) = pattern.split_once('*')?;
+    let rest = name.strip_prefix(prefix)?.strip_suffix(suffix)?;
+    (!rest.is_empty()).then_some(rest)
 }
 
 /// The Azure OpenAI API version used when a deployment names none.

@@ -12,6 +12,7 @@
 //! told to whoever waits on the response's [`Settlement`] (the door's spend log).
 
 use super::history::Sample;
+use super::prices::Price;
 use super::reservation::{Hold, SpendScope};
 use super::spend;
 use super::stats::InFlight;
@@ -43,6 +44,8 @@ pub struct Account {
     pub scopes: Vec<SpendScope>,
     /// What the attempt holds against budgets: settled to the cost when it is booked.
     pub hold: Option<Hold>,
+    /// The deployment's price per token (a wildcard's: the real model's).
+    pub price: Option<Price>,
 }
 
 impl Account {
@@ -52,7 +55,8 @@ impl Account {
         let stats = &t.stats[self.index];
         stats.record_usage(true, usage.prompt_tokens, usage.completion_tokens);
         stats.add_tokens(usage.prompt_tokens + usage.completion_tokens);
-        let cost = t.prices[self.index]
+        let cost = self
+            .price
             .map(|p| {
                 p.input_per_token * usage.prompt_tokens as f64 + p.output_per_token * usage.completion_tokens as f64
             })

@@ -217,7 +217,8 @@ async fn try_one(
     hold: Option<Hold>,
 ) -> Result<Outcome, Failed> {
     let table = r.table;
-    let d = &table.deployments[index];
+    let d = r.deployment(index);
+    let d = d.as_ref();
     let stats = &table.stats[index];
     run.count += 1;
     let in_flight = stats.begin();
@@ -233,6 +234,7 @@ async fn try_one(
         started: t0,
         scopes: r.spend_scopes.to_vec(),
         hold,
+        price: r.price(index, d),
     };
     let mut outcome = match result {
         Ok(outcome) => outcome,

@@ -26,6 +26,7 @@ pub mod stamp;
 pub mod stats;
 pub mod table;
 pub mod usage_based;
+pub mod wildcard;
 
 use crate::catalogue::Route;
 use crate::cluster::Cluster;
@@ -63,6 +64,31 @@ pub struct Routed<'a> {
     pub spend_scopes: &'a [reservation::SpendScope],
     /// The shared state, where reservations hold across instances (`--redis-url`).
     pub cluster: Option<&'a Arc<Cluster>>,
+    /// The model the client named, when a wildcard group serves it: each deployment of the
+    /// group is made concrete for it.
+    pub wildcard_model: Option<&'a str>,
+}
+
+impl Routed<'_> {
+    /// Deployment `index` as this request calls it: concrete for its model when the group is
+    /// a wildcard's.
+    pub fn deployment(&self, index: usize) -> std::borrow::Cow<'_, Deployment> {
+        let d = &self.table.deployments[index];
+        match self.wildcard_model.and_then(|m| d.for_model(m)) {
+            Some(concrete) => std::borrow::Cow::Owned(concrete),
+            None => std::borrow::Cow::Borrowed(d),
+        }
+    }
+
+    /// The price per token of `d` (deployment `index` as [`Routed::deployment`] gave it): a
+    /// wildcard's from the price table for the model really called.
+    pub fn price(&self, index: usize, d: &Deployment) -> Option<Price> {
+        if self.wildcard_model.is_some() && d.upstream_model != self.table.deployments[index].upstream_model {
+            prices::price_of(d)
+        } else {
+            self.table.prices[index]
+        }
+    }
 }
 
 /// A deployment the router may pick, with its live figures.

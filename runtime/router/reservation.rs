@@ -163,7 +163,8 @@ pub struct Refusal {
 /// [`applies`]), here and, with Redis answering, on every instance.
 pub async fn reserve(r: &Routed<'_>, index: usize, need: &Need) -> Result<Hold, Refusal> {
     let table = r.table;
-    let micros = need.worst_case(&table.deployments[index], table.prices[index]);
+    let d = r.deployment(index);
+    let micros = need.worst_case(&d, r.price(index, &d));
     let budgets = budgets(r, index);
     let ledgers: Vec<(&Ledger, u64)> = budgets.iter().map(|b| (b.ledger, spend::micros(b.budget.max_usd))).collect();
     if let Err(o) = spend::reserve_all(&ledgers, micros) {

@@ -40,6 +40,12 @@ pub struct Table {
     groups: HashMap<String, ModelGroup>,
     /// model names in the order they first appear in the manifest.
     pub model_names: Vec<String>,
+    /// The model names that are patterns (`openai/*`), most specific first.
+    wildcards: Vec<String>,
+    /// `model_group_alias`: alias -> the group it names (`router_settings`' winning).
+    aliases: HashMap<String, String>,
+    /// The aliases `/v1/models` lists (not hidden), in order.
+    pub listed_aliases: Vec<String>,
     /// The app's spend limit (`max_budget`, `budget_duration`) and its spend this period.
     pub app_budget: Option<Budget>,
     pub app_spend: Ledger,
@@ -89,6 +95,18 @@ impl Table {
             .and_then(|r| r.routing_strategy)
             .or(litellm.routing_strategy)
             .unwrap_or(RoutingStrategy::SimpleShuffle);
+        let mut aliases = HashMap::default();
+        let mut listed_aliases = Vec::new();
+        let alias_maps = [router.and_then(|r| r.model_group_alias.as_ref()), litellm.model_group_alias.as_ref()];
+        for (alias, target) in alias_maps.into_iter().flatten().flatten() {
+            if groups.contains_key(alias) || aliases.contains_key(alias) {
+                continue; // a real group's name is never an alias; router_settings' comes first
+            }
+            aliases.insert(alias.clone(), target.group().to_owned());
+            if !target.hidden() {
+                listed_aliases.push(alias.clone());
+            }
+        }
         let labels = SessionLabels::new(
             &ident.workspace,
             &ident.app_id,
@@ -107,6 +125,9 @@ impl Table {
             stats: (0..deployments.len()).map(|_| Default::default()).collect(),
             deployments,
             groups,
+            wildcards: super::wildcard::ordered(model_names.iter()),
+            aliases,
+            listed_aliases,
             model_names,
             logs: Arc::default(),
             labels,
@@ -118,9 +139,17 @@ impl Table {
         self.groups.get(model_name).map(|g| g.indices.as_slice())
     }
 
-    /// `model_name` as the table holds it, if this app has that model.
+    /// `model_name` as the table holds it, if this app has that model (an alias: the group it
+    /// names).
     pub fn group_name(&self, model_name: &str) -> Option<&str> {
-        self.groups.get_key_value(model_name).map(|(name, _)| name.as_str())
+        let name = self.aliases.get(model_name).map_or(model_name, String::as_str);
+        self.groups.get_key_value(name).map(|(name, _)| name.as_str())
+    }
+
+    /// The wildcard group that serves `model_name` when no group has that exact name.
+    pub fn wildcard_group(&self, model_name: &str) -> Option<&str> {
+        let pattern = self.wildcards.iter().find(|p| super::wildcard::capture(p, model_name).is_some())?;
+        Some(pattern.as_str())
     }
 
     /// The distinct providers of `model_name`'s deployments: what a route's support is asked

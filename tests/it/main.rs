@@ -61,3 +61,4 @@ mod security;
 mod shutdown;
 mod spend_logs;
 mod token_counting;
+mod wildcards;
