@@ -117,6 +117,83 @@ mod tests {
     }
 
     #[test]
+    fn bare_model_names_resolve_by_the_family_table() {
+        let cases = [
+            ("gpt-4o-mini", Provider::OpenAi, "openai"),
+            ("o1-preview", Provider::OpenAi, "openai"),
+            ("o3-mini", Provider::OpenAi, "openai"),
+            ("claude-3-5-sonnet-20241022", Provider::Anthropic, "anthropic"),
+            ("gemini-2.0-flash", Provider::Gemini, "gemini"),
+            ("anthropic.claude-3-sonnet-20240229-v1:0", Provider::Bedrock, "bedrock"),
+            ("us.anthropic.claude-3-7-sonnet-20250219-v1:0", Provider::Bedrock, "bedrock"),
+            ("amazon.nova-pro-v1:0", Provider::Bedrock, "bedrock"),
+            ("meta.llama3-1-70b-instruct-v1:0", Provider::Bedrock, "bedrock"),
+            ("mistral.mistral-large-2402-v1:0", Provider::Bedrock, "bedrock"),
+            ("mistral-large-latest", Provider::OpenAi, "mistral"),
+            ("codestral-latest", Provider::OpenAi, "mistral"),
+            ("open-mixtral-8x22b", Provider::OpenAi, "mistral"),
+            ("deepseek-chat", Provider::OpenAi, "deepseek"),
+            ("grok-2-latest", Provider::OpenAi, "xai"),
+        ];
+        for (name, provider, prefix) in cases {
+            let r = resolve_model(name).unwrap_or_else(|| panic!("{name} resolves"));
+            assert_eq!((r.provider, r.prefix, r.upstream_model.as_str()), (provider, prefix, name), "{name}");
+        }
+        // A family lends its prefix's default base: a bare Mistral name reaches Mistral.
+        assert_eq!(resolve_model("mistral-small-latest").unwrap().default_api_base, Some("https://api.mistral.ai/v1"));
+        for unknown in ["llama3", "my-finetune", "claude", "gemini"] {
+            assert_eq!(resolve_model(unknown), None, "{unknown} has no family");
+        }
+    }
+
+    #[test]
+    fn openai_compatible_hosts_have_their_default_bases() {
+        let cases = [
+            ("openrouter/anthropic/claude-3.5-sonnet", "anthropic/claude-3.5-sonnet", "https://openrouter.ai/api/v1"),
+            (
+                "deepinfra/meta-llama/Meta-Llama-3-8B-Instruct",
+                "meta-llama/Meta-Llama-3-8B-Instruct",
+                "https://api.deepinfra.com/v1/openai",
+            ),
+            (
+                "fireworks_ai/accounts/fireworks/models/llama-v3-70b-instruct",
+                "accounts/fireworks/models/llama-v3-70b-instruct",
+                "https://api.fireworks.ai/inference/v1",
+            ),
+            (
+                "together_ai/meta-llama/Llama-3-8b-chat-hf",
+                "meta-llama/Llama-3-8b-chat-hf",
+                "https://api.together.xyz/v1",
+            ),
+            ("perplexity/sonar-pro", "sonar-pro", "https://api.perplexity.ai"),
+            ("xai/grok-2", "grok-2", "https://api.x.ai/v1"),
+            ("cerebras/llama3.1-8b", "llama3.1-8b", "https://api.cerebras.ai/v1"),
+            ("sambanova/Meta-Llama-3.1-8B-Instruct", "Meta-Llama-3.1-8B-Instruct", "https://api.sambanova.ai/v1"),
+            ("nvidia_nim/meta/llama3-70b-instruct", "meta/llama3-70b-instruct", "https://integrate.api.nvidia.com/v1"),
+            (
+                "huggingface/meta-llama/Llama-3.1-8B-Instruct",
+                "meta-llama/Llama-3.1-8B-Instruct",
+                "https://router.huggingface.co/v1",
+            ),
+            (
+                "anyscale/mistralai/Mistral-7B-Instruct-v0.1",
+                "mistralai/Mistral-7B-Instruct-v0.1",
+                "https://api.endpoints.anyscale.com/v1",
+            ),
+            ("github/gpt-4o", "gpt-4o", "https://models.inference.ai.azure.com"),
+            ("deepseek/deepseek-chat", "deepseek-chat", "https://api.deepseek.com/v1"),
+            ("mistral/mistral-large-latest", "mistral-large-latest", "https://api.mistral.ai/v1"),
+        ];
+        for (model, upstream, base) in cases {
+            let r = resolve_model(model).unwrap_or_else(|| panic!("{model} resolves"));
+            assert_eq!(
+                (r.provider, r.upstream_model.as_str(), r.default_api_base),
+                (Provider::OpenAi, upstream, Some(base))
+            );
+        }
+    }
+
+    #[test]
     fn every_provider_has_its_row_and_runs_what_the_catalogue_asks_of_it() {
         for p in Provider::ALL {
             assert_eq!(p.spec().provider, p, "SPECS is indexed by Provider");

@@ -9,6 +9,7 @@ mod fake_bedrock;
 mod fake_gemini;
 mod provider_anthropic;
 mod provider_bedrock;
+mod provider_compat;
 mod provider_gemini;
 mod translate_anthropic;
 mod translate_bedrock;
