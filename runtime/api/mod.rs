@@ -6,5 +6,6 @@ pub mod anthropic;
 pub mod bedrock;
 pub mod count_tokens;
 pub mod gemini;
+pub mod ollama;
 pub mod openai;
 pub mod responses;

@@ -232,8 +232,11 @@ async fn check(state: &AppState, d: &Deployment) -> Result<(), String> {
             crate::transport::answers_ok(state.http.send(request).await)
         }
         // Providers without a free listing call get what litellm's check sends: a one-token chat.
-        Provider::Azure | Provider::Anthropic | Provider::Gemini | Provider::Bedrock => {
-            crate::providers::chat::probe(&state.http, d).await
-        }
+        Provider::Azure
+        | Provider::Anthropic
+        | Provider::Gemini
+        | Provider::Bedrock
+        | Provider::Ollama
+        | Provider::OllamaChat => crate::providers::chat::probe(&state.http, d).await,
     }
 }

@@ -15,6 +15,7 @@ pub mod deployment;
 pub mod gemini;
 pub mod messages;
 pub mod mock;
+pub mod ollama;
 pub mod openai;
 pub mod reasoning;
 pub mod responses;
@@ -80,6 +81,9 @@ pub async fn serve(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
         }
         Translator::MockResponses => responses::serve_mock(call),
         Translator::GeminiEmbedding => gemini::serve_embedding(call).await,
+        Translator::OllamaChat => chat::serve_openai(call, &ollama::CHAT).await,
+        Translator::OllamaGenerate => chat::serve_openai(call, &ollama::GENERATE).await,
+        Translator::OllamaEmbedding => ollama::serve_embedding(call).await,
         translator @ (Translator::CountTokensAnthropic
         | Translator::CountTokensGemini
         | Translator::CountTokensOpenai
@@ -99,6 +103,8 @@ pub fn chat_provider(provider: Provider) -> Option<&'static dyn translate::ChatP
         Provider::Anthropic => Some(&anthropic::PROVIDER),
         Provider::Gemini => Some(&gemini::PROVIDER),
         Provider::Bedrock => Some(&bedrock::PROVIDER),
+        Provider::Ollama => Some(&ollama::GENERATE),
+        Provider::OllamaChat => Some(&ollama::CHAT),
         Provider::Mock => None,
     }
 }

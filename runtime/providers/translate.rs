@@ -7,7 +7,7 @@
 //! can be snapshot-tested without a network.
 
 use super::Deployment;
-use crate::api::openai::{ChatChunk, ChatCompletion, ChatRequest, ChunkChoice, Delta};
+use crate::api::openai::{ChatChunk, ChatCompletion, ChatRequest, ChunkChoice, Delta, EmbeddingRequest};
 use crate::exchange::ApiError;
 use axum::http::StatusCode;
 use serde_json::Value;
@@ -234,4 +234,28 @@ fn encode_segment(value: &str, out: &mut String) {
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
     let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
     Some(value.parse::<f64>().map(|s| s.ceil().max(0.0) as u64).unwrap_or(1))
+}
+
+/// Whether an embeddings request asks for base64 vectors (`encoding_format`); a format other than
+/// `float` or `base64` is refused.
+pub fn wants_base64(req: &EmbeddingRequest) -> Result<bool, ApiError> {
+    match req.encoding_format.as_deref() {
+        None | Some("float") => Ok(false),
+        Some("base64") => Ok(true),
+        Some(other) => {
+            Err(ApiError::bad_request(format!("encoding_format {other:?} is not supported; use float or base64"))
+                .with_param("encoding_format"))
+        }
+    }
+}
+
+/// One embedding as OpenAI writes it: numbers, or base64 of little-endian f32s.
+pub fn embedding_value(values: &[f32], base64: bool) -> Value {
+    use base64::Engine as _;
+    if base64 {
+        let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
+        Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+    } else {
+        serde_json::json!(values)
+    }
 }
