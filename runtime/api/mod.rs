@@ -4,6 +4,7 @@
 
 pub mod anthropic;
 pub mod bedrock;
+pub mod cohere;
 pub mod count_tokens;
 pub mod gemini;
 pub mod ollama;

@@ -134,6 +134,11 @@ mod tests {
             ("open-mixtral-8x22b", Provider::OpenAi, "mistral"),
             ("deepseek-chat", Provider::OpenAi, "deepseek"),
             ("grok-2-latest", Provider::OpenAi, "xai"),
+            ("command-r-plus", Provider::Cohere, "cohere"),
+            ("command-a-03-2025", Provider::Cohere, "cohere"),
+            ("embed-english-v3.0", Provider::Cohere, "cohere"),
+            ("rerank-v3.5", Provider::Cohere, "cohere"),
+            ("cohere.command-r-v1:0", Provider::Bedrock, "bedrock"),
         ];
         for (name, provider, prefix) in cases {
             let r = resolve_model(name).unwrap_or_else(|| panic!("{name} resolves"));

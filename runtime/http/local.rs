@@ -236,6 +236,7 @@ async fn check(state: &AppState, d: &Deployment) -> Result<(), String> {
         | Provider::Anthropic
         | Provider::Gemini
         | Provider::Bedrock
+        | Provider::Cohere
         | Provider::Ollama
         | Provider::OllamaChat => crate::providers::chat::probe(&state.http, d).await,
     }

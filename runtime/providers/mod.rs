@@ -10,6 +10,7 @@ pub mod anthropic;
 pub mod auth;
 pub mod bedrock;
 pub mod chat;
+pub mod cohere;
 pub mod count_tokens;
 pub mod deployment;
 pub mod gemini;
@@ -81,6 +82,9 @@ pub async fn serve(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
         }
         Translator::MockResponses => responses::serve_mock(call),
         Translator::GeminiEmbedding => gemini::serve_embedding(call).await,
+        Translator::CohereChat => chat::serve_openai(call, &cohere::PROVIDER).await,
+        Translator::CohereEmbedding => cohere::serve_embedding(call).await,
+        Translator::CohereRerank => cohere::serve_rerank(call).await,
         Translator::OllamaChat => chat::serve_openai(call, &ollama::CHAT).await,
         Translator::OllamaGenerate => chat::serve_openai(call, &ollama::GENERATE).await,
         Translator::OllamaEmbedding => ollama::serve_embedding(call).await,
@@ -103,6 +107,7 @@ pub fn chat_provider(provider: Provider) -> Option<&'static dyn translate::ChatP
         Provider::Anthropic => Some(&anthropic::PROVIDER),
         Provider::Gemini => Some(&gemini::PROVIDER),
         Provider::Bedrock => Some(&bedrock::PROVIDER),
+        Provider::Cohere => Some(&cohere::PROVIDER),
         Provider::Ollama => Some(&ollama::GENERATE),
         Provider::OllamaChat => Some(&ollama::CHAT),
         Provider::Mock => None,

@@ -6,10 +6,12 @@ mod support;
 
 mod fake_anthropic;
 mod fake_bedrock;
+mod fake_cohere;
 mod fake_gemini;
 mod fake_ollama;
 mod provider_anthropic;
 mod provider_bedrock;
+mod provider_cohere;
 mod provider_compat;
 mod provider_gemini;
 mod provider_ollama;
