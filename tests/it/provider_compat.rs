@@ -17,6 +17,7 @@ const MODELS: &[(&str, &str, &str)] = &[
     ("infra", "deepinfra/meta-llama/Meta-Llama-3.1-8B-Instruct", "meta-llama/Meta-Llama-3.1-8B-Instruct"),
     ("fast", "cerebras/llama3.1-8b", "llama3.1-8b"),
     ("mistral", "mistral-small-latest", "mistral-small-latest"),
+    ("mistral-prefixed", "mistral/open-mistral-nemo", "open-mistral-nemo"),
 ];
 
 fn manifest(dir: &Path, api_base: &str) -> PathBuf {
@@ -98,4 +99,44 @@ async fn responses_on_a_chat_only_host_go_through_its_chat_completions() {
     assert_eq!(body["output"][0]["content"][0]["text"], "echo: Hi there");
     let paths: Vec<String> = fake.requests().iter().map(|r| r.path.clone()).collect();
     assert_eq!(paths, ["/v1/chat/completions"], "deepinfra has no Responses API");
+}
+
+#[tokio::test]
+async fn mistral_gets_its_own_parameters_as_written() {
+    let (fake, server, _dir) = setup().await;
+    let tools = json!([{"type": "function", "function": {"name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
+    let (status, body) = server
+        .post_json(
+            &server.demo_url("/v1/chat/completions"),
+            &json!({
+                "model": "mistral-prefixed",
+                "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
+                "tools": tools,
+                // Mistral's own: `any` (its `required`), the guardrail prompt, its seed's name, and
+                // the reasoning mode of Magistral models.
+                "tool_choice": "any",
+                "safe_prompt": true,
+                "random_seed": 42,
+                "prompt_mode": "reasoning",
+                "parallel_tool_calls": false,
+                "temperature": 0.2,
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["finish_reason"], "tool_calls");
+    let sent: Value = serde_json::from_slice(&fake.last("/v1/chat/completions").unwrap().body).unwrap();
+    assert_eq!(sent["model"], "open-mistral-nemo");
+    for (name, value) in [
+        ("tool_choice", json!("any")),
+        ("safe_prompt", json!(true)),
+        ("random_seed", json!(42)),
+        ("prompt_mode", json!("reasoning")),
+        ("parallel_tool_calls", json!(false)),
+        ("temperature", json!(0.2)),
+        ("tools", tools),
+    ] {
+        assert_eq!(sent[name], value, "{name} reaches Mistral as written");
+    }
 }
