@@ -15,6 +15,9 @@ pub enum AuthScheme {
     Anthropic { version: &'static str },
     /// AWS Signature Version 4 for `service`, from the deployment's AWS credentials.
     SigV4 { service: &'static str },
+    /// `Authorization: Bearer TOKEN`, the token a Google service account's credential earns
+    /// (`providers::google_auth`).
+    GoogleOAuth,
     /// No credentials: ferrolite answers itself.
     None,
 }
@@ -47,6 +50,8 @@ pub struct Prefix {
     pub default_api_base: Option<&'static str>,
     /// Chat completions but no Responses API (Responses requests are translated to chat).
     pub chat_only: bool,
+    /// The entry applies to models starting with this only (`vertex_ai/claude-*`).
+    pub model_starts_with: Option<&'static str>,
 }
 
 /// What a litellm model string resolves to.
@@ -65,9 +70,13 @@ pub struct ResolvedModel {
 /// Resolves a litellm `model` string to its provider, or `None` when no rule matches: a known
 /// prefix (`anthropic/claude-3`, `hosted_vllm/llama`), else the model family (`gpt-*`, `claude-*`).
 pub fn resolve_model(model: &str) -> Option<ResolvedModel> {
-    let by_prefix = |name: &str| PREFIXES.iter().find(|p| p.prefix == name);
+    // The first entry of the prefix whose model filter, if any, the rest of the name passes.
+    let by_prefix = |name: &str, rest: &str| {
+        PREFIXES.iter().find(|p| p.prefix == name && p.model_starts_with.is_none_or(|start| rest.starts_with(start)))
+    };
     if let Some((prefix, rest)) = model.split_once('/') {
-        if let Some(p) = by_prefix(prefix) {
+        if is_prefix(prefix) {
+            let p = by_prefix(prefix, rest)?;
             return (!rest.is_empty()).then(|| ResolvedModel {
                 provider: p.provider,
                 prefix: p.prefix,
@@ -78,7 +87,7 @@ pub fn resolve_model(model: &str) -> Option<ResolvedModel> {
         }
     }
     let (_, prefix) = FAMILIES.iter().find(|(family, _)| model.starts_with(family))?;
-    let p = by_prefix(prefix)?;
+    let p = by_prefix(prefix, model)?;
     Some(ResolvedModel {
         provider: p.provider,
         prefix: p.prefix,
@@ -88,9 +97,26 @@ pub fn resolve_model(model: &str) -> Option<ResolvedModel> {
     })
 }
 
+/// Whether `name` is a known `provider/` prefix.
+pub fn is_prefix(name: &str) -> bool {
+    PREFIXES.iter().any(|p| p.prefix == name)
+}
+
+/// The model-name starts a prefix serves, when it serves some models only (`vertex_ai`: claude,
+/// gemini); empty when it serves any.
+pub fn prefix_models(name: &str) -> Vec<&'static str> {
+    let entries: Vec<&Prefix> = PREFIXES.iter().filter(|p| p.prefix == name).collect();
+    if entries.iter().any(|p| p.model_starts_with.is_none()) {
+        return Vec::new();
+    }
+    entries.iter().filter_map(|p| p.model_starts_with).collect()
+}
+
 /// The prefixes, comma-separated, for error messages.
 pub fn known_prefixes() -> String {
-    PREFIXES.iter().map(|p| p.prefix).collect::<Vec<_>>().join(", ")
+    let mut names: Vec<&str> = PREFIXES.iter().map(|p| p.prefix).collect();
+    names.dedup();
+    names.join(", ")
 }
 
 include!(concat!(env!("OUT_DIR"), "/providers.rs"));
@@ -114,6 +140,20 @@ mod tests {
         assert_eq!(resolve_model("mystery-model"), None);
         assert_eq!(resolve_model("nosuchprefix/model"), None);
         assert_eq!(resolve_model("openai/"), None);
+    }
+
+    #[test]
+    fn one_prefix_names_a_provider_per_model_family() {
+        let claude = resolve_model("vertex_ai/claude-3-5-sonnet-v2@20241022").unwrap();
+        assert_eq!(
+            (claude.provider, claude.upstream_model.as_str()),
+            (Provider::VertexAiAnthropic, "claude-3-5-sonnet-v2@20241022")
+        );
+        assert_eq!(resolve_model("vertex_ai/gemini-2.0-flash").unwrap().provider, Provider::VertexAi);
+        assert_eq!(resolve_model("vertex_ai/meta/llama-3.1-405b-instruct-maas"), None);
+        assert_eq!(prefix_models("vertex_ai"), ["claude", "gemini"]);
+        assert!(prefix_models("openai").is_empty());
+        assert_eq!(known_prefixes().matches("vertex_ai").count(), 1);
     }
 
     #[test]

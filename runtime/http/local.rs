@@ -238,6 +238,8 @@ async fn check(state: &AppState, d: &Deployment) -> Result<(), String> {
         | Provider::Bedrock
         | Provider::Cohere
         | Provider::Ollama
-        | Provider::OllamaChat => crate::providers::chat::probe(&state.http, d).await,
+        | Provider::OllamaChat
+        | Provider::VertexAi
+        | Provider::VertexAiAnthropic => crate::providers::chat::probe(&state.http, d).await,
     }
 }

@@ -14,6 +14,7 @@ pub mod cohere;
 pub mod count_tokens;
 pub mod deployment;
 pub mod gemini;
+pub mod google_auth;
 pub mod messages;
 pub mod mock;
 pub mod ollama;
@@ -21,6 +22,7 @@ pub mod openai;
 pub mod reasoning;
 pub mod responses;
 pub mod translate;
+pub mod vertex;
 
 pub use crate::catalogue::Provider;
 pub use deployment::Deployment;
@@ -85,6 +87,8 @@ pub async fn serve(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
         Translator::CohereChat => chat::serve_openai(call, &cohere::PROVIDER).await,
         Translator::CohereEmbedding => cohere::serve_embedding(call).await,
         Translator::CohereRerank => cohere::serve_rerank(call).await,
+        Translator::VertexGeminiChat => chat::serve_openai(call, &vertex::GEMINI).await,
+        Translator::VertexAnthropicChat => chat::serve_openai(call, &vertex::ANTHROPIC).await,
         Translator::OllamaChat => chat::serve_openai(call, &ollama::CHAT).await,
         Translator::OllamaGenerate => chat::serve_openai(call, &ollama::GENERATE).await,
         Translator::OllamaEmbedding => ollama::serve_embedding(call).await,
@@ -109,6 +113,8 @@ pub fn chat_provider(provider: Provider) -> Option<&'static dyn translate::ChatP
         Provider::Bedrock => Some(&bedrock::PROVIDER),
         Provider::Cohere => Some(&cohere::PROVIDER),
         Provider::Ollama => Some(&ollama::GENERATE),
+        Provider::VertexAi => Some(&vertex::GEMINI),
+        Provider::VertexAiAnthropic => Some(&vertex::ANTHROPIC),
         Provider::OllamaChat => Some(&ollama::CHAT),
         Provider::Mock => None,
     }

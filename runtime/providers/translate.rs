@@ -206,6 +206,8 @@ fn push_filled_template(
             .or(match name {
                 "model" | "deployment" => Some(d.upstream_model.as_str()),
                 "api_version" => d.api_version.as_deref(),
+                "vertex_project" => d.vertex.as_ref().map(|v| v.project.as_str()),
+                "vertex_location" => d.vertex.as_ref().map(|v| v.location.as_str()),
                 _ => None,
             })
             .unwrap_or_default();
@@ -219,10 +221,11 @@ fn push_filled_template(
     Ok(())
 }
 
-/// Percent-encodes a path segment (RFC 3986 unreserved characters pass).
+/// Percent-encodes a path segment (RFC 3986 unreserved characters pass, and `@`, a path
+/// character Vertex AI's Claude versions are written with: `claude-sonnet-4@20250514`).
 fn encode_segment(value: &str, out: &mut String) {
     for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'@') {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));

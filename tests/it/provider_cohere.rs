@@ -257,6 +257,7 @@ fn deployment() -> Deployment {
         api_key: Some(Secret::new(KEY.into())),
         api_version: None,
         aws: None,
+        vertex: None,
         mock_response: None,
         chat_only: false,
         params: LitellmParams { model: "cohere/command-a-03-2025".into(), ..LitellmParams::default() },

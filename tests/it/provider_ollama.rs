@@ -277,6 +277,7 @@ fn deployment(provider: Provider, model: &str) -> Deployment {
         api_key: Some(Secret::new(KEY.into())),
         api_version: None,
         aws: None,
+        vertex: None,
         mock_response: None,
         chat_only: false,
         params: LitellmParams { model: format!("ollama_chat/{model}"), ..LitellmParams::default() },
