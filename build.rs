@@ -96,9 +96,17 @@ struct ProviderDef {
 #[serde(deny_unknown_fields, tag = "scheme", rename_all = "lowercase")]
 enum AuthDef {
     Bearer,
-    Header { name: String },
-    Anthropic { version: String },
-    Sigv4 { service: String },
+    Header {
+        name: String,
+    },
+    Anthropic {
+        version: String,
+    },
+    Sigv4 {
+        service: String,
+    },
+    /// A Google OAuth access token from a service account (the JWT-bearer grant).
+    Google,
     None,
 }
 
@@ -111,6 +119,9 @@ struct PrefixDef {
     /// An OpenAI-compatible server with chat completions but no Responses API.
     #[serde(default)]
     chat_only: bool,
+    /// The entry applies to models (after the prefix) starting with this only, so one prefix
+    /// can name several providers (`vertex_ai/claude-*` and `vertex_ai/gemini-*`).
+    model_starts_with: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -351,6 +362,7 @@ fn generate_providers(table: &ProviderTable, routes: &[Route]) -> String {
             AuthDef::Header { name } => format!("AuthScheme::Header({name:?})"),
             AuthDef::Anthropic { version } => format!("AuthScheme::Anthropic {{ version: {version:?} }}"),
             AuthDef::Sigv4 { service } => format!("AuthScheme::SigV4 {{ service: {service:?} }}"),
+            AuthDef::Google => "AuthScheme::GoogleOAuth".to_owned(),
             AuthDef::None => "AuthScheme::None".to_owned(),
         };
         let params = match &def.chat_params {
@@ -379,10 +391,11 @@ fn generate_providers(table: &ProviderTable, routes: &[Route]) -> String {
         let base = p.api_base.as_ref().map(|b| format!("Some({b:?})")).unwrap_or_else(|| "None".to_owned());
         let _ = writeln!(
             out,
-            "    Prefix {{ prefix: {:?}, provider: Provider::{}, default_api_base: {base}, chat_only: {} }},",
+            "    Prefix {{ prefix: {:?}, provider: Provider::{}, default_api_base: {base}, chat_only: {}, model_starts_with: {:?} }},",
             p.prefix,
             provider_variant(&p.provider, def),
-            p.chat_only
+            p.chat_only,
+            p.model_starts_with
         );
     }
     out += "];\n\n/// Model-name families recognised without a prefix: (start of the name, prefix).\npub static FAMILIES: &[(&str, &str)] = &[\n";
@@ -449,7 +462,8 @@ fn check_route(file: &str, def: &RouteDef, errors: &mut Vec<String>) {
 }
 
 /// Deployment fields an upstream template may name besides the route's path parameters.
-const DEPLOYMENT_FIELDS: &[&str] = &["model", "deployment", "api_version", "region"];
+const DEPLOYMENT_FIELDS: &[&str] =
+    &["model", "deployment", "api_version", "region", "vertex_project", "vertex_location"];
 
 fn contains_key(v: &Value, key: &str) -> bool {
     match v {

@@ -7,7 +7,7 @@ use crate::api::openai::ChatRequest;
 use crate::apps::session::{SecretSource, Session, SessionSpec};
 use crate::providers::translate::{ChatProvider, StreamMeta};
 use crate::providers::Deployment;
-use crate::providers::{anthropic, bedrock, gemini, messages};
+use crate::providers::{anthropic, bedrock, cohere, gemini, messages, ollama};
 use crate::streaming::sse;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
@@ -105,6 +105,9 @@ fn deployments() -> &'static Session {
             {"model_name": "a", "litellm_params": params("anthropic/claude-3-5-sonnet-20241022")},
             {"model_name": "g", "litellm_params": params("gemini/gemini-1.5-pro")},
             {"model_name": "b", "litellm_params": params("bedrock/anthropic.claude-3-sonnet-20240229-v1:0")},
+            {"model_name": "oc", "litellm_params": params("ollama_chat/llama3.1")},
+            {"model_name": "og", "litellm_params": params("ollama/llama3.1")},
+            {"model_name": "co", "litellm_params": params("cohere/command-r-plus")},
         ]}});
         let manifest = serde_json::from_value(doc).expect("a fixed, valid manifest");
         let spec = SessionSpec {
@@ -134,9 +137,14 @@ pub fn translate_request(data: &[u8]) {
     let _ = anthropic::messages_body(&req, deployment(0));
     let _ = gemini::generate_content_body(&req, "gemini-2.5-flash");
     let _ = bedrock::converse_body(&req, "anthropic.claude-sonnet-4-5");
-    for (i, provider) in
-        [(0, &anthropic::PROVIDER as &dyn ChatProvider), (1, &gemini::PROVIDER), (2, &bedrock::PROVIDER)]
-    {
+    for (i, provider) in [
+        (0, &anthropic::PROVIDER as &dyn ChatProvider),
+        (1, &gemini::PROVIDER),
+        (2, &bedrock::PROVIDER),
+        (3, &ollama::CHAT),
+        (4, &ollama::GENERATE),
+        (5, &cohere::PROVIDER),
+    ] {
         let _ =
             provider.chat_request(&req, deployment(i), "https://example.invalid/x".into(), req.stream == Some(true));
     }
@@ -148,13 +156,20 @@ pub fn translate_response(data: &[u8]) {
     let _ = anthropic::to_openai(&value, "m");
     let _ = gemini::to_openai(data, "m", "id", 1);
     let _ = bedrock::to_openai(data, "m", "id", 1);
+    let _ = ollama::to_openai(data, "m", "id", 1);
+    let _ = cohere::to_openai(data, "m", "id", 1);
     if let Ok(chat) = <crate::api::openai::ChatCompletion as serde::Deserialize>::deserialize(&value) {
         let _ = messages::to_anthropic_message(&chat);
     }
     let status = axum::http::StatusCode::BAD_REQUEST;
-    for (i, provider) in
-        [(0, &anthropic::PROVIDER as &dyn ChatProvider), (1, &gemini::PROVIDER), (2, &bedrock::PROVIDER)]
-    {
+    for (i, provider) in [
+        (0, &anthropic::PROVIDER as &dyn ChatProvider),
+        (1, &gemini::PROVIDER),
+        (2, &bedrock::PROVIDER),
+        (3, &ollama::CHAT),
+        (4, &ollama::GENERATE),
+        (5, &cohere::PROVIDER),
+    ] {
         let _ = provider.chat_response(data, deployment(i));
         let _ = provider.upstream_error(status, data, deployment(i));
     }
@@ -164,7 +179,13 @@ pub fn translate_response(data: &[u8]) {
 /// Anthropic event encoder.
 pub fn provider_streams(data: &[u8]) {
     let (a, b) = split(data);
-    for provider in [&anthropic::PROVIDER as &dyn ChatProvider, &gemini::PROVIDER, &crate::providers::openai::CHAT] {
+    for provider in [
+        &anthropic::PROVIDER as &dyn ChatProvider,
+        &gemini::PROVIDER,
+        &crate::providers::openai::CHAT,
+        &ollama::CHAT,
+        &cohere::PROVIDER,
+    ] {
         let mut decoder = provider.stream_decoder(meta());
         let mut events = messages::AnthropicEvents::new("m");
         for part in [a, b] {

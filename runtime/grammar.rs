@@ -99,6 +99,51 @@ pub fn aws_region(value: &str) -> Result<(), String> {
     }
 }
 
+/// A Google Cloud project (Vertex AI's `vertex_project`), placed in the upstream path: a project
+/// id (`my-project-123`: 6-30 lowercase letters, digits and hyphens, starting with a letter,
+/// not ending with a hyphen), a domain-scoped one (`example.com:my-project`), or a project
+/// number.
+pub fn gcp_project(value: &str) -> Result<(), String> {
+    let (domain, id) = value.rsplit_once(':').map_or((None, value), |(d, id)| (Some(d), id));
+    let domain_ok = domain.is_none_or(|d| {
+        (1..=63).contains(&d.len())
+            && d.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-'))
+            && !d.starts_with(['.', '-'])
+    });
+    let number = (1..=20).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit());
+    let name = (6..=30).contains(&id.len())
+        && id.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && !id.ends_with('-')
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if domain_ok && (name || (number && domain.is_none())) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is not a Google Cloud project: use its id (6-30 lowercase letters, digits and '-', e.g. my-project-123) or its number",
+            quoted(value)
+        ))
+    }
+}
+
+/// A Vertex AI location (`us-central1`, `europe-west4`, `global`): it becomes part of the host
+/// name (`{location}-aiplatform.googleapis.com`), so lowercase letters, digits and single
+/// hyphens only.
+pub fn gcp_location(value: &str) -> Result<(), String> {
+    let ok = (2..=32).contains(&value.len())
+        && value.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && value
+            .split('-')
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is not a Vertex AI location: write one like us-central1, europe-west4 or global",
+            quoted(value)
+        ))
+    }
+}
+
 /// An API version (Azure's `api-version`): `2024-10-21`, `2024-08-01-preview`, `preview`.
 pub fn api_version(value: &str) -> Result<(), String> {
     let mut bytes = value.bytes();
@@ -170,6 +215,44 @@ mod tests {
             "localhost",
         ] {
             assert!(aws_region(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn google_projects_and_locations_keep_to_their_grammars() {
+        for ok in ["my-project", "my-project-123", "example.com:my-project", "123456789012"] {
+            assert_eq!(gcp_project(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "short",
+            "My-Project",
+            "my-project-",
+            "1project",
+            "my_project",
+            "my-project/../../x",
+            "proj@evil.com",
+            "example.com:123",
+            "my-project\n",
+            &"p".repeat(31),
+        ] {
+            assert!(gcp_project(bad).is_err(), "{bad:?} must be refused");
+        }
+        for ok in ["us-central1", "europe-west4", "global", "us", "northamerica-northeast1"] {
+            assert_eq!(gcp_location(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "x",
+            "US-CENTRAL1",
+            "us--central1",
+            "us-central1-",
+            "-us",
+            "evil.com#",
+            "us-central1.attacker.net",
+            "1us",
+        ] {
+            assert!(gcp_location(bad).is_err(), "{bad:?} must be refused");
         }
     }
 

@@ -14,6 +14,8 @@ use std::borrow::Cow;
 /// `POST /v1/messages`. Unknown members a client sends stay in `extra`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MessagesRequest<'a> {
+    /// Empty on Vertex AI, whose URL names the model (and whose body may not): left out then.
+    #[serde(skip_serializing_if = "str::is_empty")]
     pub model: Cow<'a, str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system: Option<Content<'a>>,

@@ -4,7 +4,9 @@
 
 pub mod anthropic;
 pub mod bedrock;
+pub mod cohere;
 pub mod count_tokens;
 pub mod gemini;
+pub mod ollama;
 pub mod openai;
 pub mod responses;

@@ -9,7 +9,8 @@ use crate::catalogue::Provider;
 use crate::grammar;
 use crate::manifest::validate::SecretRef;
 use crate::manifest::{LitellmParams, Manifest, Visibility};
-use crate::providers::deployment::{AwsCredentials, Deployment, Secret, DEFAULT_AZURE_API_VERSION};
+use crate::providers::deployment::{AwsCredentials, Deployment, Secret, VertexAccess, DEFAULT_AZURE_API_VERSION};
+use crate::providers::google_auth::{ServiceAccount, TokenSource};
 use crate::router::table::{Ident, Table};
 use serde::Serialize;
 use std::sync::Arc;
@@ -38,6 +39,66 @@ fn resolve_aws(p: &LitellmParams, secrets: &dyn SecretSource) -> Result<AwsCrede
     })
 }
 
+/// Largest service-account credential file read (Google's are ~2.4 KB).
+const MAX_CREDENTIAL_FILE: u64 = 64 * 1024;
+
+/// Vertex AI's project, location and service account: the `vertex_*` params (references
+/// resolved), else the credential's own project and the environment litellm reads.
+fn resolve_vertex(
+    p: &LitellmParams,
+    secrets: &dyn SecretSource,
+    public_only: bool,
+    id: &str,
+) -> Result<VertexAccess, StartError> {
+    let invalid = |field: &'static str, reason: String| StartError::InvalidValue(id.to_owned(), field, reason);
+    let credential = match resolve_opt(&p.vertex_credentials, secrets)? {
+        Some(credential) => credential,
+        None => secrets.env("GOOGLE_APPLICATION_CREDENTIALS").ok_or(StartError::MissingVertex("vertex_credentials"))?,
+    };
+    // JSON text, or the path of its file.
+    let json = if credential.trim_start().starts_with('{') {
+        credential
+    } else {
+        read_credential_file(&credential, public_only).map_err(|r| invalid("vertex_credentials", r))?
+    };
+    let account =
+        ServiceAccount::parse(&json).map_err(|e| invalid("vertex_credentials", format!("the credential {e}")))?;
+    let project = match resolve_opt(&p.vertex_project, secrets)? {
+        Some(project) => project,
+        None => account
+            .project_id
+            .clone()
+            .or_else(|| secrets.env("VERTEXAI_PROJECT"))
+            .ok_or(StartError::MissingVertex("vertex_project"))?,
+    };
+    grammar::gcp_project(&project).map_err(|r| invalid("vertex_project", r))?;
+    let location = resolve_opt(&p.vertex_location, secrets)?
+        .or_else(|| secrets.env("VERTEXAI_LOCATION"))
+        .unwrap_or_else(|| crate::providers::vertex::DEFAULT_LOCATION.to_owned());
+    grammar::gcp_location(&location).map_err(|r| invalid("vertex_location", r))?;
+    Ok(VertexAccess { project, location, tokens: Arc::new(TokenSource::new(account)) })
+}
+
+/// A credential file's text. Only apps installed with an admin token may name one: a path lets
+/// an app read the server's files, the server's own service accounts among them.
+fn read_credential_file(path: &str, public_only: bool) -> Result<String, String> {
+    use std::io::Read as _;
+    if public_only {
+        return Err("a credential file is read for apps installed with an admin token only: give the JSON itself (e.g. from a workspace secret, HYPHA_SECRET:KEY)".into());
+    }
+    let cannot = |e: std::io::Error| format!("cannot read the credential file {}: {e}", grammar::quoted(path));
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .map_err(cannot)?
+        .take(MAX_CREDENTIAL_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(cannot)?;
+    if text.len() as u64 > MAX_CREDENTIAL_FILE {
+        return Err(format!("the credential file {} is larger than 64 KiB", grammar::quoted(path)));
+    }
+    Ok(text)
+}
+
 /// Why an app could not start.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum StartError {
@@ -47,6 +108,8 @@ pub enum StartError {
     MissingWorkspaceSecret(String),
     #[error("bedrock deployment needs {0} (in litellm_params or the standard AWS environment variables)")]
     MissingAws(String),
+    #[error("vertex_ai deployment needs {0}: set vertex_credentials (a service account's JSON, or its file) and vertex_project in litellm_params, or GOOGLE_APPLICATION_CREDENTIALS and VERTEXAI_PROJECT in the environment")]
+    MissingVertex(&'static str),
     #[error("deployment {0}: {1}; only admin tokens may, or a server started with --allow-private-upstreams")]
     PrivateUpstream(String, String),
     #[error("deployment {0}: litellm_params.{1}: {2}")]
@@ -131,10 +194,16 @@ impl Session {
             if provider != Provider::Mock {
                 grammar::upstream_model(&upstream_model).map_err(|r| invalid("model", r))?;
             }
-            let api_base = match (resolve_opt(&p.api_base, secrets)?, &aws) {
-                (Some(base), _) => Some(base),
-                (None, Some(aws)) => Some(format!("https://bedrock-runtime.{}.amazonaws.com", aws.region)),
-                (None, None) => default_base.map(str::to_owned),
+            let vertex = if matches!(provider, Provider::VertexAi | Provider::VertexAiAnthropic) {
+                Some(resolve_vertex(p, secrets, spec.public_only, &id)?)
+            } else {
+                None
+            };
+            let api_base = match (resolve_opt(&p.api_base, secrets)?, &aws, &vertex) {
+                (Some(base), _, _) => Some(base),
+                (None, Some(aws), _) => Some(format!("https://bedrock-runtime.{}.amazonaws.com", aws.region)),
+                (None, None, Some(vertex)) => Some(crate::providers::vertex::api_base(&vertex.location)),
+                (None, None, None) => default_base.map(str::to_owned),
             };
             deployments.push(Deployment {
                 id,
@@ -151,6 +220,7 @@ impl Session {
                 },
                 api_version,
                 aws,
+                vertex,
                 mock_response: p.mock_response.clone(),
                 chat_only: p.use_chat_completions_api.unwrap_or(chat_only),
                 params: p.clone(),

@@ -15,6 +15,9 @@ pub enum AuthScheme {
     Anthropic { version: &'static str },
     /// AWS Signature Version 4 for `service`, from the deployment's AWS credentials.
     SigV4 { service: &'static str },
+    /// `Authorization: Bearer TOKEN`, the token a Google service account's credential earns
+    /// (`providers::google_auth`).
+    GoogleOAuth,
     /// No credentials: ferrolite answers itself.
     None,
 }
@@ -47,6 +50,8 @@ pub struct Prefix {
     pub default_api_base: Option<&'static str>,
     /// Chat completions but no Responses API (Responses requests are translated to chat).
     pub chat_only: bool,
+    /// The entry applies to models starting with this only (`vertex_ai/claude-*`).
+    pub model_starts_with: Option<&'static str>,
 }
 
 /// What a litellm model string resolves to.
@@ -65,9 +70,13 @@ pub struct ResolvedModel {
 /// Resolves a litellm `model` string to its provider, or `None` when no rule matches: a known
 /// prefix (`anthropic/claude-3`, `hosted_vllm/llama`), else the model family (`gpt-*`, `claude-*`).
 pub fn resolve_model(model: &str) -> Option<ResolvedModel> {
-    let by_prefix = |name: &str| PREFIXES.iter().find(|p| p.prefix == name);
+    // The first entry of the prefix whose model filter, if any, the rest of the name passes.
+    let by_prefix = |name: &str, rest: &str| {
+        PREFIXES.iter().find(|p| p.prefix == name && p.model_starts_with.is_none_or(|start| rest.starts_with(start)))
+    };
     if let Some((prefix, rest)) = model.split_once('/') {
-        if let Some(p) = by_prefix(prefix) {
+        if is_prefix(prefix) {
+            let p = by_prefix(prefix, rest)?;
             return (!rest.is_empty()).then(|| ResolvedModel {
                 provider: p.provider,
                 prefix: p.prefix,
@@ -78,7 +87,7 @@ pub fn resolve_model(model: &str) -> Option<ResolvedModel> {
         }
     }
     let (_, prefix) = FAMILIES.iter().find(|(family, _)| model.starts_with(family))?;
-    let p = by_prefix(prefix)?;
+    let p = by_prefix(prefix, model)?;
     Some(ResolvedModel {
         provider: p.provider,
         prefix: p.prefix,
@@ -88,9 +97,26 @@ pub fn resolve_model(model: &str) -> Option<ResolvedModel> {
     })
 }
 
+/// Whether `name` is a known `provider/` prefix.
+pub fn is_prefix(name: &str) -> bool {
+    PREFIXES.iter().any(|p| p.prefix == name)
+}
+
+/// The model-name starts a prefix serves, when it serves some models only (`vertex_ai`: claude,
+/// gemini); empty when it serves any.
+pub fn prefix_models(name: &str) -> Vec<&'static str> {
+    let entries: Vec<&Prefix> = PREFIXES.iter().filter(|p| p.prefix == name).collect();
+    if entries.iter().any(|p| p.model_starts_with.is_none()) {
+        return Vec::new();
+    }
+    entries.iter().filter_map(|p| p.model_starts_with).collect()
+}
+
 /// The prefixes, comma-separated, for error messages.
 pub fn known_prefixes() -> String {
-    PREFIXES.iter().map(|p| p.prefix).collect::<Vec<_>>().join(", ")
+    let mut names: Vec<&str> = PREFIXES.iter().map(|p| p.prefix).collect();
+    names.dedup();
+    names.join(", ")
 }
 
 include!(concat!(env!("OUT_DIR"), "/providers.rs"));
@@ -114,6 +140,102 @@ mod tests {
         assert_eq!(resolve_model("mystery-model"), None);
         assert_eq!(resolve_model("nosuchprefix/model"), None);
         assert_eq!(resolve_model("openai/"), None);
+    }
+
+    #[test]
+    fn one_prefix_names_a_provider_per_model_family() {
+        let claude = resolve_model("vertex_ai/claude-3-5-sonnet-v2@20241022").unwrap();
+        assert_eq!(
+            (claude.provider, claude.upstream_model.as_str()),
+            (Provider::VertexAiAnthropic, "claude-3-5-sonnet-v2@20241022")
+        );
+        assert_eq!(resolve_model("vertex_ai/gemini-2.0-flash").unwrap().provider, Provider::VertexAi);
+        assert_eq!(resolve_model("vertex_ai/meta/llama-3.1-405b-instruct-maas"), None);
+        assert_eq!(prefix_models("vertex_ai"), ["claude", "gemini"]);
+        assert!(prefix_models("openai").is_empty());
+        assert_eq!(known_prefixes().matches("vertex_ai").count(), 1);
+    }
+
+    #[test]
+    fn bare_model_names_resolve_by_the_family_table() {
+        let cases = [
+            ("gpt-4o-mini", Provider::OpenAi, "openai"),
+            ("o1-preview", Provider::OpenAi, "openai"),
+            ("o3-mini", Provider::OpenAi, "openai"),
+            ("claude-3-5-sonnet-20241022", Provider::Anthropic, "anthropic"),
+            ("gemini-2.0-flash", Provider::Gemini, "gemini"),
+            ("anthropic.claude-3-sonnet-20240229-v1:0", Provider::Bedrock, "bedrock"),
+            ("us.anthropic.claude-3-7-sonnet-20250219-v1:0", Provider::Bedrock, "bedrock"),
+            ("amazon.nova-pro-v1:0", Provider::Bedrock, "bedrock"),
+            ("meta.llama3-1-70b-instruct-v1:0", Provider::Bedrock, "bedrock"),
+            ("mistral.mistral-large-2402-v1:0", Provider::Bedrock, "bedrock"),
+            ("mistral-large-latest", Provider::OpenAi, "mistral"),
+            ("codestral-latest", Provider::OpenAi, "mistral"),
+            ("open-mixtral-8x22b", Provider::OpenAi, "mistral"),
+            ("deepseek-chat", Provider::OpenAi, "deepseek"),
+            ("grok-2-latest", Provider::OpenAi, "xai"),
+            ("command-r-plus", Provider::Cohere, "cohere"),
+            ("command-a-03-2025", Provider::Cohere, "cohere"),
+            ("embed-english-v3.0", Provider::Cohere, "cohere"),
+            ("rerank-v3.5", Provider::Cohere, "cohere"),
+            ("cohere.command-r-v1:0", Provider::Bedrock, "bedrock"),
+        ];
+        for (name, provider, prefix) in cases {
+            let r = resolve_model(name).unwrap_or_else(|| panic!("{name} resolves"));
+            assert_eq!((r.provider, r.prefix, r.upstream_model.as_str()), (provider, prefix, name), "{name}");
+        }
+        // A family lends its prefix's default base: a bare Mistral name reaches Mistral.
+        assert_eq!(resolve_model("mistral-small-latest").unwrap().default_api_base, Some("https://api.mistral.ai/v1"));
+        for unknown in ["llama3", "my-finetune", "claude", "gemini"] {
+            assert_eq!(resolve_model(unknown), None, "{unknown} has no family");
+        }
+    }
+
+    #[test]
+    fn openai_compatible_hosts_have_their_default_bases() {
+        let cases = [
+            ("openrouter/anthropic/claude-3.5-sonnet", "anthropic/claude-3.5-sonnet", "https://openrouter.ai/api/v1"),
+            (
+                "deepinfra/meta-llama/Meta-Llama-3-8B-Instruct",
+                "meta-llama/Meta-Llama-3-8B-Instruct",
+                "https://api.deepinfra.com/v1/openai",
+            ),
+            (
+                "fireworks_ai/accounts/fireworks/models/llama-v3-70b-instruct",
+                "accounts/fireworks/models/llama-v3-70b-instruct",
+                "https://api.fireworks.ai/inference/v1",
+            ),
+            (
+                "together_ai/meta-llama/Llama-3-8b-chat-hf",
+                "meta-llama/Llama-3-8b-chat-hf",
+                "https://api.together.xyz/v1",
+            ),
+            ("perplexity/sonar-pro", "sonar-pro", "https://api.perplexity.ai"),
+            ("xai/grok-2", "grok-2", "https://api.x.ai/v1"),
+            ("cerebras/llama3.1-8b", "llama3.1-8b", "https://api.cerebras.ai/v1"),
+            ("sambanova/Meta-Llama-3.1-8B-Instruct", "Meta-Llama-3.1-8B-Instruct", "https://api.sambanova.ai/v1"),
+            ("nvidia_nim/meta/llama3-70b-instruct", "meta/llama3-70b-instruct", "https://integrate.api.nvidia.com/v1"),
+            (
+                "huggingface/meta-llama/Llama-3.1-8B-Instruct",
+                "meta-llama/Llama-3.1-8B-Instruct",
+                "https://router.huggingface.co/v1",
+            ),
+            (
+                "anyscale/mistralai/Mistral-7B-Instruct-v0.1",
+                "mistralai/Mistral-7B-Instruct-v0.1",
+                "https://api.endpoints.anyscale.com/v1",
+            ),
+            ("github/gpt-4o", "gpt-4o", "https://models.inference.ai.azure.com"),
+            ("deepseek/deepseek-chat", "deepseek-chat", "https://api.deepseek.com/v1"),
+            ("mistral/mistral-large-latest", "mistral-large-latest", "https://api.mistral.ai/v1"),
+        ];
+        for (model, upstream, base) in cases {
+            let r = resolve_model(model).unwrap_or_else(|| panic!("{model} resolves"));
+            assert_eq!(
+                (r.provider, r.upstream_model.as_str(), r.default_api_base),
+                (Provider::OpenAi, upstream, Some(base))
+            );
+        }
     }
 
     #[test]

@@ -233,8 +233,14 @@ async fn check(state: &AppState, d: &Deployment) -> Result<(), String> {
             crate::transport::answers_ok(state.http.send(request).await)
         }
         // Providers without a free listing call get what litellm's check sends: a one-token chat.
-        Provider::Azure | Provider::Anthropic | Provider::Gemini | Provider::Bedrock => {
-            crate::providers::chat::probe(&state.http, d).await
-        }
+        Provider::Azure
+        | Provider::Anthropic
+        | Provider::Gemini
+        | Provider::Bedrock
+        | Provider::Cohere
+        | Provider::Ollama
+        | Provider::OllamaChat
+        | Provider::VertexAi
+        | Provider::VertexAiAnthropic => crate::providers::chat::probe(&state.http, d).await,
     }
 }

@@ -176,6 +176,18 @@ pub struct LitellmParams {
     pub aws_session_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws_region_name: Option<String>,
+    /// Vertex AI: the Google Cloud project (else the credential's `project_id`, else
+    /// `VERTEXAI_PROJECT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vertex_project: Option<String>,
+    /// Vertex AI: the location, e.g. `us-central1` or `global` (else `VERTEXAI_LOCATION`, else
+    /// `us-central1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vertex_location: Option<String>,
+    /// Vertex AI: a service account's JSON credential, as text or as the path of its file (a path
+    /// only for apps installed with an admin token); else `GOOGLE_APPLICATION_CREDENTIALS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vertex_credentials: Option<String>,
     /// Requests per minute this deployment may take.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpm: Option<u64>,

@@ -4,7 +4,7 @@
 //! concerns. Errors block install; warnings (a literal API key in the file) do not.
 
 use super::Manifest;
-use crate::catalogue::providers::{known_prefixes, resolve_model};
+use crate::catalogue::providers::{known_prefixes, prefix_models, resolve_model};
 use crate::grammar;
 use crate::schema_check::{self, Violation};
 use jsonschema::Validator;
@@ -297,6 +297,28 @@ fn check_params(at: &str, params: &Value, error: &mut impl FnMut(String, String)
             error(format!("{at}/api_version"), reason);
         }
     }
+    if let Some(project) = literal("vertex_project") {
+        if let Err(reason) = grammar::gcp_project(project) {
+            error(format!("{at}/vertex_project"), reason);
+        }
+    }
+    if let Some(location) = literal("vertex_location") {
+        if let Err(reason) = grammar::gcp_location(location) {
+            error(format!("{at}/vertex_location"), reason);
+        }
+    }
+    let serves_some = model.split_once('/').map(|(prefix, _)| (prefix, prefix_models(prefix)));
+    if let Some((prefix, starts)) = serves_some.filter(|(_, starts)| !starts.is_empty()) {
+        if resolve_model(model).is_none() {
+            return error(
+                format!("{at}/model"),
+                format!(
+                    "{prefix}/ serves models starting with {} here; {model:?} is not one of them (others are not built)",
+                    starts.join(" or ")
+                ),
+            );
+        }
+    }
     let Some(resolved) = resolve_model(model) else {
         return error(
             format!("{at}/model"),
@@ -309,7 +331,10 @@ fn check_params(at: &str, params: &Value, error: &mut impl FnMut(String, String)
     if let Err(reason) = grammar::upstream_model(&resolved.upstream_model) {
         error(format!("{at}/model"), reason);
     }
-    let needs_base = resolved.default_api_base.is_none() && resolved.provider != crate::catalogue::Provider::Bedrock;
+    // Bedrock's and Vertex AI's bases are built from their region or location.
+    use crate::catalogue::Provider;
+    let builds_base = matches!(resolved.provider, Provider::Bedrock | Provider::VertexAi | Provider::VertexAiAnthropic);
+    let needs_base = resolved.default_api_base.is_none() && !builds_base;
     if needs_base && map.get("api_base").and_then(Value::as_str).is_none_or(str::is_empty) {
         error(format!("{at}/api_base"), format!("{} models need an api_base", resolved.prefix));
     }

@@ -1,11 +1,13 @@
 //! The one place a deployment's credentials go onto an upstream request, by its provider's auth
-//! scheme (`providers.yaml`: bearer, a key header, Anthropic's key and version, SigV4), and the
-//! one place they are scrubbed from anything that comes back (an upstream may echo a key).
+//! scheme (`providers.yaml`: bearer, a key header, Anthropic's key and version, SigV4, a Google
+//! service account's token), and the one place they are scrubbed from anything that comes back
+//! (an upstream may echo a key).
 
 use super::deployment::{AwsCredentials, Deployment, Secret};
 use super::translate::UpstreamRequest;
 use crate::catalogue::providers::AuthScheme;
 use crate::exchange::ApiError;
+use crate::transport::UpstreamClient;
 use aws_sigv4::http_request::{PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use std::time::SystemTime;
@@ -60,12 +62,31 @@ fn build_headers(d: &Deployment, scheme: AuthScheme, client: Option<&HeaderMap>)
             };
             headers.insert(ANTHROPIC_VERSION, version);
         }
-        AuthScheme::SigV4 { .. } | AuthScheme::None => {}
+        AuthScheme::SigV4 { .. } | AuthScheme::GoogleOAuth | AuthScheme::None => {}
     }
     Some(headers)
 }
 
-/// `request` with `d`'s credentials on it: its scheme's headers, or a SigV4 signature (made now).
+/// `request` with `d`'s credentials on it, as [`authorize`] puts them, or a Google access token
+/// (the cached one, or one fetched through `client` now).
+pub async fn authorize_fetching(
+    mut request: UpstreamRequest,
+    d: &Deployment,
+    client: &UpstreamClient,
+) -> Result<UpstreamRequest, ApiError> {
+    if d.provider.spec().auth != AuthScheme::GoogleOAuth {
+        return authorize(request, d);
+    }
+    let vertex = d.vertex.as_ref().ok_or_else(|| {
+        ApiError::bad_request(format!("{} deployment {} has no Google credentials", d.provider, d.id))
+    })?;
+    let token = vertex.tokens.token(client, &d.id, d.public_only).await?;
+    request.headers.push(("authorization".into(), format!("Bearer {}", token.expose())));
+    Ok(request)
+}
+
+/// `request` with `d`'s credentials on it: its scheme's headers, or a SigV4 signature (made
+/// now). A Google token has to be fetched: [`authorize_fetching`] does that.
 pub fn authorize(mut request: UpstreamRequest, d: &Deployment) -> Result<UpstreamRequest, ApiError> {
     match d.provider.spec().auth {
         AuthScheme::SigV4 { service } => {
@@ -73,6 +94,9 @@ pub fn authorize(mut request: UpstreamRequest, d: &Deployment) -> Result<Upstrea
                 ApiError::bad_request(format!("{} deployment {} has no AWS credentials", d.provider, d.id))
             })?;
             sign_sigv4(request, aws, service, SystemTime::now())
+        }
+        AuthScheme::GoogleOAuth => {
+            Err(ApiError::internal(format!("deployment {}: a Google token is fetched by authorize_fetching", d.id)))
         }
         _ => {
             for (name, value) in credential_headers(d, None)?.iter() {

@@ -127,7 +127,7 @@ pub(super) async fn send(
     d: &Deployment,
     timeout: Option<std::time::Duration>,
 ) -> Result<Response, ApiError> {
-    let request = outgoing(auth::authorize(upstream, d)?, d, timeout)?;
+    let request = outgoing(auth::authorize_fetching(upstream, d, client).await?, d, timeout)?;
     client.send(request).await.map_err(|e| super::openai::unreachable_error(&e, d))
 }
 
@@ -385,7 +385,7 @@ pub async fn probe(client: &UpstreamClient, d: &Deployment) -> Result<(), String
     }))
     .map_err(|e| e.to_string())?;
     let upstream = provider.chat_request(&req, d, url, false).map_err(|e| e.message)?;
-    let upstream = auth::authorize(upstream, d).map_err(|e| e.message)?;
+    let upstream = auth::authorize_fetching(upstream, d, client).await.map_err(|e| e.message)?;
     let request = outgoing(upstream, d, Some(std::time::Duration::from_secs(10))).map_err(|e| e.message)?;
     crate::transport::answers_ok(client.send(request).await)
 }

@@ -1,8 +1,10 @@
 //! One deployment as the providers see it: the upstream model, where it lives and the
 //! credentials it is called with, resolved when its app starts.
 
+use super::google_auth::TokenSource;
 use super::Provider;
 use crate::manifest::LitellmParams;
+use std::sync::Arc;
 
 /// A credential resolved at start. Its `Debug` shows at most the last four characters.
 #[derive(Clone, PartialEq, Eq)]
@@ -58,6 +60,8 @@ pub struct Deployment {
     pub api_version: Option<String>,
     /// AWS credentials and region (Bedrock), from the params or the standard AWS environment.
     pub aws: Option<AwsCredentials>,
+    /// Vertex AI's project, location and service account.
+    pub vertex: Option<VertexAccess>,
     pub mock_response: Option<String>,
     /// An OpenAI-compatible server without the Responses API: `/v1/responses` goes through its
     /// chat completions (`use_chat_completions_api`, or its prefix's default).
@@ -108,6 +112,15 @@ pub struct AwsCredentials {
     pub region: String,
 }
 
+/// Where a Vertex AI deployment's models live and whose tokens its requests carry, resolved at
+/// start.
+#[derive(Debug, Clone)]
+pub struct VertexAccess {
+    pub project: String,
+    pub location: String,
+    pub tokens: Arc<TokenSource>,
+}
+
 impl Deployment {
     /// A deployment answered by ferrolite itself (`mock_response`), nothing else set: the
     /// smallest one a router or provider test can hold.
@@ -122,6 +135,7 @@ impl Deployment {
             api_key: None,
             api_version: None,
             aws: None,
+            vertex: None,
             mock_response: Some(String::new()),
             chat_only: false,
             params: LitellmParams::default(),

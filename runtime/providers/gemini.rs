@@ -22,7 +22,9 @@
 //!   entry, which an assistant turn hands back on its first function call (or its last text).
 
 use super::reasoning::{self, Ask, Effort};
-use super::translate::{error_kind, error_message, ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
+use super::translate::{
+    embedding_value, error_kind, error_message, wants_base64, ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest,
+};
 use crate::api::gemini::{
     BatchEmbedContentsRequest, BatchEmbedContentsResponse, Blob, Candidate, Content, EmbedContentRequest, ErrorBody,
     ErrorDetail, FileData, FunctionCall, FunctionCallingConfig, FunctionDeclaration, FunctionResponse, FunctionResult,
@@ -38,7 +40,6 @@ use crate::providers::deployment::Deployment;
 use crate::streaming::sse;
 use crate::tokenizer;
 use axum::http::StatusCode;
-use base64::Engine as _;
 use ferrolite_codegen::str_map;
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
@@ -970,16 +971,6 @@ fn error_from_detail(status: StatusCode, detail: Option<&ErrorDetail<'_>>, body:
 // ---------------------------------------------------------------------------------------------
 // Embeddings
 
-fn wants_base64(req: &EmbeddingRequest) -> Result<bool, ApiError> {
-    match req.encoding_format.as_deref() {
-        None | Some("float") => Ok(false),
-        Some("base64") => Ok(true),
-        Some(other) => {
-            Err(bad(format!("encoding_format {other:?} is not supported; use float or base64"), "encoding_format"))
-        }
-    }
-}
-
 /// The `batchEmbedContents` body: one request per input.
 pub fn batch_embed_body(
     req: &EmbeddingRequest,
@@ -1044,13 +1035,7 @@ pub fn embedding_response(body: &[u8], req: &EmbeddingRequest, d: &Deployment) -
     let mut data = Vec::with_capacity(embeddings.len());
     for (i, e) in embeddings.into_iter().enumerate() {
         let values = e.values.ok_or_else(|| bad_gateway(format!("gemini: embedding {i} has no values")))?;
-        let embedding = if base64 {
-            let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
-            Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
-        } else {
-            json!(values)
-        };
-        data.push(json!({"object": "embedding", "index": i, "embedding": embedding}));
+        data.push(json!({"object": "embedding", "index": i, "embedding": embedding_value(&values, base64)}));
     }
     let tokens: u64 = inputs.iter().map(|t| tokenizer::count(t)).sum();
     Ok(json!({

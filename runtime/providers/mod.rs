@@ -10,15 +10,19 @@ pub mod anthropic;
 pub mod auth;
 pub mod bedrock;
 pub mod chat;
+pub mod cohere;
 pub mod count_tokens;
 pub mod deployment;
 pub mod gemini;
+pub mod google_auth;
 pub mod messages;
 pub mod mock;
+pub mod ollama;
 pub mod openai;
 pub mod reasoning;
 pub mod responses;
 pub mod translate;
+pub mod vertex;
 
 pub use crate::catalogue::Provider;
 pub use deployment::Deployment;
@@ -80,6 +84,14 @@ pub async fn serve(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
         }
         Translator::MockResponses => responses::serve_mock(call),
         Translator::GeminiEmbedding => gemini::serve_embedding(call).await,
+        Translator::CohereChat => chat::serve_openai(call, &cohere::PROVIDER).await,
+        Translator::CohereEmbedding => cohere::serve_embedding(call).await,
+        Translator::CohereRerank => cohere::serve_rerank(call).await,
+        Translator::VertexGeminiChat => chat::serve_openai(call, &vertex::GEMINI).await,
+        Translator::VertexAnthropicChat => chat::serve_openai(call, &vertex::ANTHROPIC).await,
+        Translator::OllamaChat => chat::serve_openai(call, &ollama::CHAT).await,
+        Translator::OllamaGenerate => chat::serve_openai(call, &ollama::GENERATE).await,
+        Translator::OllamaEmbedding => ollama::serve_embedding(call).await,
         translator @ (Translator::CountTokensAnthropic
         | Translator::CountTokensGemini
         | Translator::CountTokensOpenai
@@ -99,6 +111,11 @@ pub fn chat_provider(provider: Provider) -> Option<&'static dyn translate::ChatP
         Provider::Anthropic => Some(&anthropic::PROVIDER),
         Provider::Gemini => Some(&gemini::PROVIDER),
         Provider::Bedrock => Some(&bedrock::PROVIDER),
+        Provider::Cohere => Some(&cohere::PROVIDER),
+        Provider::Ollama => Some(&ollama::GENERATE),
+        Provider::VertexAi => Some(&vertex::GEMINI),
+        Provider::VertexAiAnthropic => Some(&vertex::ANTHROPIC),
+        Provider::OllamaChat => Some(&ollama::CHAT),
         Provider::Mock => None,
     }
 }

@@ -7,7 +7,7 @@
 //! can be snapshot-tested without a network.
 
 use super::Deployment;
-use crate::api::openai::{ChatChunk, ChatCompletion, ChatRequest, ChunkChoice, Delta};
+use crate::api::openai::{ChatChunk, ChatCompletion, ChatRequest, ChunkChoice, Delta, EmbeddingRequest};
 use crate::exchange::ApiError;
 use axum::http::StatusCode;
 use serde_json::Value;
@@ -206,6 +206,8 @@ fn push_filled_template(
             .or(match name {
                 "model" | "deployment" => Some(d.upstream_model.as_str()),
                 "api_version" => d.api_version.as_deref(),
+                "vertex_project" => d.vertex.as_ref().map(|v| v.project.as_str()),
+                "vertex_location" => d.vertex.as_ref().map(|v| v.location.as_str()),
                 _ => None,
             })
             .unwrap_or_default();
@@ -219,10 +221,11 @@ fn push_filled_template(
     Ok(())
 }
 
-/// Percent-encodes a path segment (RFC 3986 unreserved characters pass).
+/// Percent-encodes a path segment (RFC 3986 unreserved characters pass, and `@`, a path
+/// character Vertex AI's Claude versions are written with: `claude-sonnet-4@20250514`).
 fn encode_segment(value: &str, out: &mut String) {
     for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'@') {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -234,4 +237,28 @@ fn encode_segment(value: &str, out: &mut String) {
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
     let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
     Some(value.parse::<f64>().map(|s| s.ceil().max(0.0) as u64).unwrap_or(1))
+}
+
+/// Whether an embeddings request asks for base64 vectors (`encoding_format`); a format other than
+/// `float` or `base64` is refused.
+pub fn wants_base64(req: &EmbeddingRequest) -> Result<bool, ApiError> {
+    match req.encoding_format.as_deref() {
+        None | Some("float") => Ok(false),
+        Some("base64") => Ok(true),
+        Some(other) => {
+            Err(ApiError::bad_request(format!("encoding_format {other:?} is not supported; use float or base64"))
+                .with_param("encoding_format"))
+        }
+    }
+}
+
+/// One embedding as OpenAI writes it: numbers, or base64 of little-endian f32s.
+pub fn embedding_value(values: &[f32], base64: bool) -> Value {
+    use base64::Engine as _;
+    if base64 {
+        let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
+        Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+    } else {
+        serde_json::json!(values)
+    }
 }

@@ -6,10 +6,17 @@ mod support;
 
 mod fake_anthropic;
 mod fake_bedrock;
+mod fake_cohere;
 mod fake_gemini;
+mod fake_ollama;
+mod fake_vertex;
 mod provider_anthropic;
 mod provider_bedrock;
+mod provider_cohere;
+mod provider_compat;
 mod provider_gemini;
+mod provider_ollama;
+mod provider_vertex;
 mod translate_anthropic;
 mod translate_bedrock;
 mod translate_gemini;

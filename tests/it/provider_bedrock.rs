@@ -93,6 +93,7 @@ fn deployment(api_base: &str, secret: &str) -> Deployment {
             session_token: None,
             region: REGION.into(),
         }),
+        vertex: None,
         mock_response: None,
         chat_only: false,
         params: Default::default(),

@@ -650,6 +650,7 @@ fn deployment(secret: &str) -> Deployment {
         api_key: None,
         api_version: None,
         aws: Some(credentials(secret, Some("FwoGZXIvYXdzEXAMPLETOKEN"))),
+        vertex: None,
         mock_response: None,
         chat_only: false,
         params: LitellmParams::default(),

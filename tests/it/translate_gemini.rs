@@ -29,6 +29,7 @@ fn deployment(upstream_model: &str) -> Deployment {
         api_key: Some(Secret::new(KEY.into())),
         api_version: None,
         aws: None,
+        vertex: None,
         mock_response: None,
         chat_only: false,
         params: LitellmParams { model: format!("gemini/{upstream_model}"), ..LitellmParams::default() },

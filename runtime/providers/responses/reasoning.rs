@@ -2,7 +2,7 @@
 //! through the client and back (base64 of their JSON, with who signed them), so that a later
 //! request hands them to the provider again as the thinking of the turn they came with.
 //! Signatures only mean something to the family that made them (Claude's are the same on
-//! Anthropic's API and on Bedrock), so blocks another family signed are left out.
+//! Anthropic's API, Bedrock and Vertex AI), so blocks another family signed are left out.
 
 use crate::api::openai::ThinkingBlock;
 use crate::providers::Provider;
@@ -22,8 +22,8 @@ struct Sealed<'a> {
 /// The family whose signatures a provider's deployments make and take.
 pub fn signer(provider: Provider) -> &'static str {
     match provider {
-        Provider::Anthropic | Provider::Bedrock => "claude",
-        Provider::Gemini => "gemini",
+        Provider::Anthropic | Provider::Bedrock | Provider::VertexAiAnthropic => "claude",
+        Provider::Gemini | Provider::VertexAi => "gemini",
         other => other.as_str(),
     }
 }
