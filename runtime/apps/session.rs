@@ -124,6 +124,23 @@ pub enum StartError {
     ServiceIdInUse(String),
 }
 
+/// Credentials the config and the environment do not give at all leave the deployment
+/// unavailable (noted in `unavailable`); any other failure, an explicit reference that does not
+/// resolve included, still fails the start.
+fn absent_is_unavailable<T>(
+    resolved: Result<T, StartError>,
+    unavailable: &mut Option<String>,
+) -> Result<Option<T>, StartError> {
+    match resolved {
+        Ok(value) => Ok(Some(value)),
+        Err(e @ (StartError::MissingAws(_) | StartError::MissingVertex(_))) => {
+            unavailable.get_or_insert(e.to_string());
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Where secret references are looked up when an app starts.
 pub trait SecretSource {
     fn env(&self, var: &str) -> Option<String>;
@@ -167,11 +184,16 @@ impl Session {
         let mut numbered: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         for entry in &config.model_list {
             let p = &entry.litellm_params;
+            // A deployment that cannot be called (as litellm, which starts such a config and
+            // fails the deployment's requests) is kept with the reason, and the app starts.
+            let mut unavailable = None;
             let (provider, upstream_model, default_base, chat_only) = if p.mock_response.is_some() {
                 (Provider::Mock, p.model.clone(), None, false)
-            } else {
-                let r = resolve_model(&p.model).ok_or_else(|| StartError::UnknownProvider(p.model.clone()))?;
+            } else if let Some(r) = resolve_model(&p.model) {
                 (r.provider, r.upstream_model, r.default_api_base, r.chat_only)
+            } else {
+                unavailable = Some(StartError::UnknownProvider(p.model.clone()).to_string());
+                (Provider::OpenAi, p.model.clone(), None, false)
             };
             let index = numbered.entry(entry.model_name.as_str()).or_default();
             let id = format!("{}/{index}", entry.model_name);
@@ -182,7 +204,10 @@ impl Session {
             // Values that end up in the upstream URL keep to their grammars once resolved (a
             // secret may hold any text): none may move a request to another host or path.
             let invalid = |field: &'static str, reason: String| StartError::InvalidValue(id.clone(), field, reason);
-            let aws = if provider == Provider::Bedrock { Some(resolve_aws(p, secrets)?) } else { None };
+            let aws = match provider {
+                Provider::Bedrock => absent_is_unavailable(resolve_aws(p, secrets), &mut unavailable)?,
+                _ => None,
+            };
             if let Some(aws) = &aws {
                 grammar::aws_region(&aws.region).map_err(|r| invalid("aws_region_name", r))?;
             }
@@ -191,11 +216,11 @@ impl Session {
             if let Some(version) = &api_version {
                 grammar::api_version(version).map_err(|r| invalid("api_version", r))?;
             }
-            if provider != Provider::Mock {
+            if provider != Provider::Mock && unavailable.is_none() {
                 grammar::upstream_model(&upstream_model).map_err(|r| invalid("model", r))?;
             }
             let vertex = if matches!(provider, Provider::VertexAi | Provider::VertexAiAnthropic) {
-                Some(resolve_vertex(p, secrets, spec.public_only, &id)?)
+                absent_is_unavailable(resolve_vertex(p, secrets, spec.public_only, &id), &mut unavailable)?
             } else {
                 None
             };
@@ -205,6 +230,9 @@ impl Session {
                 (None, None, Some(vertex)) => Some(crate::providers::vertex::api_base(&vertex.location)),
                 (None, None, None) => default_base.map(str::to_owned),
             };
+            if let Some(reason) = &unavailable {
+                tracing::warn!(app = %spec.app_id, deployment = %id, "left out: {reason}; its requests get 503");
+            }
             deployments.push(Deployment {
                 id,
                 model_name: entry.model_name.clone(),
@@ -226,6 +254,7 @@ impl Session {
                 params: p.clone(),
                 model_info: entry.model_info.clone(),
                 credential_headers: Default::default(),
+                unavailable,
             });
         }
         let service_id = config.service_id.clone().unwrap_or_else(|| format!("llm-{}", spec.id));

@@ -426,7 +426,7 @@ fn choose_target<'t>(
         None => table
             .deployments
             .iter()
-            .position(|d| route.provider_route(d.provider).is_some())
+            .position(|d| d.unavailable.is_none() && route.provider_route(d.provider).is_some())
             .map(|i| (Target::Deployment(i), None))
             .ok_or_else(|| {
                 ApiError::bad_request(format!(

@@ -175,6 +175,7 @@ fn semantic_checks(doc: &Value, out: &mut Vec<Finding>) {
 
     // Warnings last, so they never hide an error.
     ignored_settings(config, out);
+    unknown_providers(config, out);
     for (i, entry) in config["model_list"].as_array().into_iter().flatten().enumerate() {
         for key in SECRET_KEYS {
             if let Some(v) = entry["litellm_params"][*key].as_str() {
@@ -261,6 +262,34 @@ fn hint(key: &str) -> Option<&'static str> {
     })
 }
 
+/// Deployments whose provider ferrolite cannot tell: litellm starts such a config and fails
+/// the deployment's requests, and so does ferrolite (503 naming it); the rest of the app serves.
+fn unknown_providers(config: &Value, out: &mut Vec<Finding>) {
+    for (i, entry) in config["model_list"].as_array().into_iter().flatten().enumerate() {
+        let params = &entry["litellm_params"];
+        let Some(model) = params["model"].as_str() else { continue };
+        if params.get("mock_response").is_some_and(|v| !v.is_null()) || resolve_model(model).is_some() {
+            continue;
+        }
+        let serves_some = model.split_once('/').map(|(prefix, _)| (prefix, prefix_models(prefix)));
+        let message = match serves_some.filter(|(_, starts)| !starts.is_empty()) {
+            Some((prefix, starts)) => format!(
+                "{prefix}/ serves models starting with {} here; {model:?} is not one of them (others are not built): this deployment is left out and its requests get 503",
+                starts.join(" or ")
+            ),
+            None => format!(
+                "cannot tell the provider of {model:?}: this deployment is left out and its requests get 503 (prefix it with one of {}, e.g. openai/{model}, or use a known model name such as gpt-*, claude-*, gemini-*)",
+                known_prefixes()
+            ),
+        };
+        out.push(Finding {
+            severity: Severity::Warning,
+            pointer: format!("/config/model_list/{i}/litellm_params/model"),
+            message,
+        });
+    }
+}
+
 /// A key as a JSON pointer token (RFC 6901).
 fn escape_pointer(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
@@ -307,27 +336,8 @@ fn check_params(at: &str, params: &Value, error: &mut impl FnMut(String, String)
             error(format!("{at}/vertex_location"), reason);
         }
     }
-    let serves_some = model.split_once('/').map(|(prefix, _)| (prefix, prefix_models(prefix)));
-    if let Some((prefix, starts)) = serves_some.filter(|(_, starts)| !starts.is_empty()) {
-        if resolve_model(model).is_none() {
-            return error(
-                format!("{at}/model"),
-                format!(
-                    "{prefix}/ serves models starting with {} here; {model:?} is not one of them (others are not built)",
-                    starts.join(" or ")
-                ),
-            );
-        }
-    }
-    let Some(resolved) = resolve_model(model) else {
-        return error(
-            format!("{at}/model"),
-            format!(
-                "cannot tell the provider of {model:?}: prefix it with one of {} (e.g. openai/{model}), or use a known model name (gpt-*, claude-*, gemini-*)",
-                known_prefixes()
-            ),
-        );
-    };
+    // A model of no provider ferrolite knows is a warning (see `unknown_providers`).
+    let Some(resolved) = resolve_model(model) else { return };
     if let Err(reason) = grammar::upstream_model(&resolved.upstream_model) {
         error(format!("{at}/model"), reason);
     }
@@ -426,14 +436,8 @@ mod tests {
                 .starts_with("/config/model_list/0/litellm_params/api_key: malformed os.environ reference \"1BAD\"")),
             "{found:?}"
         );
-        assert!(
-            found
-                .iter()
-                .any(|e| e
-                    .starts_with("/config/model_list/2/litellm_params/model: cannot tell the provider of \"mystery\"")),
-            "{found:?}"
-        );
-        assert_eq!(found.len(), 6, "{found:?}");
+        assert!(!found.iter().any(|e| e.contains("mystery")), "an unknown provider is a warning, not an error");
+        assert_eq!(found.len(), 5, "{found:?}");
     }
 
     #[test]
@@ -444,6 +448,23 @@ mod tests {
             found.iter().any(|e| e.starts_with("/type: unknown value \"docker\"; valid values: llm-proxy")),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn a_model_of_no_known_provider_is_a_warning_naming_it() {
+        let ok = validate(&json!({
+            "name": "x", "type": "llm-proxy",
+            "config": {"model_list": [
+                {"model_name": "g", "litellm_params": {"model": "runwayml/gen4_turbo"}},
+                {"model_name": "m", "litellm_params": {"model": "mystery", "mock_response": "hi"}}
+            ]}
+        }))
+        .expect("valid: litellm starts it");
+        assert_eq!(ok.warnings.len(), 1, "{:?}", ok.warnings);
+        assert_eq!(ok.warnings[0].pointer, "/config/model_list/0/litellm_params/model");
+        assert!(ok.warnings[0].message.starts_with(
+            "cannot tell the provider of \"runwayml/gen4_turbo\": this deployment is left out and its requests get 503"
+        ));
     }
 
     #[test]

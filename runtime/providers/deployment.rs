@@ -72,6 +72,10 @@ pub struct Deployment {
     /// The headers that carry its credentials, built on first use; `None` when its key cannot
     /// be a header value.
     pub credential_headers: std::sync::OnceLock<Option<axum::http::HeaderMap>>,
+    /// Why it cannot be called, when it cannot: a provider ferrolite does not serve, or
+    /// credentials absent from the config and the environment. Its app starts (as litellm's
+    /// does) and its group's other deployments serve; alone, its requests get 503 saying this.
+    pub unavailable: Option<String>,
 }
 
 impl Deployment {
@@ -141,6 +145,7 @@ impl Deployment {
             params: LitellmParams::default(),
             model_info: None,
             credential_headers: Default::default(),
+            unavailable: None,
         }
     }
 }

@@ -134,6 +134,13 @@ fn timed_out(d: &Deployment, length: Duration) -> ApiError {
 }
 
 /// 400: the deployment's provider does not serve this route.
+/// The answer for a group none of whose deployments can be called: the first that cannot, and why.
+pub fn unavailable(d: &Deployment) -> ApiError {
+    let reason = d.unavailable.as_deref().unwrap_or("it cannot be called");
+    let message = format!("deployment {} of model {:?} cannot serve: {reason}", d.id, d.model_name);
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", message).with_code("deployment_unavailable")
+}
+
 pub fn unsupported_route(d: &Deployment, route: &Route) -> ApiError {
     ApiError::bad_request(format!(
         "model {:?} is served by provider {}, which does not serve {} {}",

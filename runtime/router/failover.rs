@@ -98,7 +98,10 @@ async fn try_group(r: &Routed<'_>, run: &mut Attempts, step: Step<'_>, num_retri
     let table = r.table;
     let indices = serving(r, step.group, &step.indices);
     if indices.is_empty() {
-        if let Some(&i) = step.indices.first() {
+        let unavailable = step.indices.iter().map(|&i| &table.deployments[i]).find(|d| d.unavailable.is_some());
+        if let Some(d) = unavailable {
+            run.last_error.get_or_insert_with(|| attempt::unavailable(d));
+        } else if let Some(&i) = step.indices.first() {
             run.last_error.get_or_insert_with(|| attempt::unsupported_route(&table.deployments[i], r.route));
         }
         return Err(Failure::Fatal);
@@ -289,11 +292,13 @@ fn failed_attempt(r: &Routed<'_>, index: usize, elapsed: Duration) {
 /// deployment is looked at, however many the group has.
 fn serving<'a>(r: &Routed<'_>, group: Option<&str>, indices: &'a [usize]) -> Cow<'a, [usize]> {
     let (table, route) = (r.table, r.route);
-    let providers = group.and_then(|g| table.group_providers(g));
+    let providers = group.filter(|g| table.group_all_available(g)).and_then(|g| table.group_providers(g));
     if providers.is_some_and(|ps| ps.iter().all(|&p| route.provider_route(p).is_some())) {
         return Cow::Borrowed(indices);
     }
-    indices.iter().copied().filter(|&i| route.provider_route(table.deployments[i].provider).is_some()).collect()
+    let serves =
+        |d: &crate::providers::Deployment| d.unavailable.is_none() && route.provider_route(d.provider).is_some();
+    indices.iter().copied().filter(|&i| serves(&table.deployments[i])).collect()
 }
 
 fn no_deployment(route: &Route) -> ApiError {

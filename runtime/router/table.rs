@@ -67,6 +67,8 @@ struct ModelGroup {
     indices: Vec<usize>,
     /// The distinct providers among them, in order of first appearance.
     providers: Vec<Provider>,
+    /// Whether one of them cannot be called (`Deployment::unavailable`).
+    has_unavailable: bool,
 }
 
 impl Table {
@@ -80,6 +82,7 @@ impl Table {
                 model_names.push(d.model_name.clone());
             }
             group.indices.push(i);
+            group.has_unavailable |= d.unavailable.is_some();
             if !group.providers.contains(&d.provider) {
                 group.providers.push(d.provider);
             }
@@ -150,6 +153,11 @@ impl Table {
     pub fn wildcard_group(&self, model_name: &str) -> Option<&str> {
         let pattern = self.wildcards.iter().find(|p| super::wildcard::capture(p, model_name).is_some())?;
         Some(pattern.as_str())
+    }
+
+    /// Whether every deployment of `model_name` can be called.
+    pub fn group_all_available(&self, model_name: &str) -> bool {
+        self.groups.get(model_name).is_some_and(|g| !g.has_unavailable)
     }
 
     /// The distinct providers of `model_name`'s deployments: what a route's support is asked

@@ -34,12 +34,12 @@ fn validate_reports_every_error_with_file_and_json_path() {
     let starts = [
         format!("{f}: /config/litellm_settings/routing_strategy: unknown value \"round-robin\"; valid values: simple-shuffle, least-busy, usage-based-routing"),
         format!("{f}: /config/model_list/0/litellm_params/api_key: malformed os.environ reference \"9LIVES\""),
-        format!("{f}: /config/model_list/2/litellm_params/model: cannot tell the provider of \"mystery-llm-7b\""),
+        format!("{f}: /config/model_list/2/litellm_params/model: warning: cannot tell the provider of \"mystery-llm-7b\": this deployment is left out"),
     ];
     for prefix in &starts {
         assert!(lines.iter().any(|l| l.starts_with(prefix.as_str())), "missing {prefix:?} in:\n{stdout}");
     }
-    assert_eq!(lines.len(), 5, "exactly the five errors:\n{stdout}");
+    assert_eq!(lines.len(), 5, "exactly the four errors and the warning:\n{stdout}");
 }
 
 #[test]
@@ -101,7 +101,8 @@ fn validate_output_json_reports_each_file_for_scripts() {
     assert_eq!(report[0]["file"], "tests/manifests/mock.yaml");
     assert_eq!(report[0]["ok"], true);
     assert_eq!(report[1]["ok"], false);
-    assert_eq!(report[1]["errors"].as_array().unwrap().len(), 5, "{stdout}");
+    assert_eq!(report[1]["errors"].as_array().unwrap().len(), 4, "{stdout}");
+    assert_eq!(report[1]["warnings"][0]["pointer"], "/config/model_list/2/litellm_params/model", "{stdout}");
     assert!(report[1]["errors"]
         .as_array()
         .unwrap()

@@ -119,3 +119,51 @@ async fn yaml_1_1_scalars_are_read_as_litellm_reads_them() {
     }
     assert_eq!(statuses, [200, 200, 429], "enforce_model_rate_limits: yes is on, rpm \"2\" is 2");
 }
+
+/// Deployments ferrolite cannot call, as litellm treats them: the config starts, they are left
+/// out, their requests get 503 naming them and why, and the rest of the app serves.
+const UNSERVABLE: &str = r#"
+model_list:
+  - model_name: video
+    litellm_params: {model: runwayml/gen4_turbo, api_key: sk-runway}
+  - model_name: claude-on-bedrock
+    litellm_params: {model: bedrock/anthropic.claude-3-haiku-20240307-v1:0, api_base: "http://127.0.0.1:9"}
+  - model_name: mixed
+    litellm_params: {model: predibase/llama-3-8b}
+  - model_name: mixed
+    litellm_params: {model: gpt-4o, mock_response: "the servable one"}
+general_settings:
+  master_key: sk-1234
+"#;
+
+#[tokio::test]
+async fn deployments_ferrolite_cannot_call_are_left_out_and_the_rest_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, UNSERVABLE).unwrap();
+    let server = TestServer::with_configs(vec![path]).await;
+    let ask = |model: &'static str| {
+        let server = &server;
+        async move {
+            let body = json!({"model": model, "messages": [{"role": "user", "content": "Hi"}]});
+            let request = server.client.post(format!("{}/v1/chat/completions", server.base)).bearer_auth("sk-1234");
+            let response =
+                request.header("content-type", "application/json").body(body.to_string()).send().await.unwrap();
+            crate::support::read_json(response).await
+        }
+    };
+    let (status, body) = ask("video").await;
+    assert_eq!((status, &body["error"]["code"]), (503, &json!("deployment_unavailable")), "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("deployment video/0 of model \"video\" cannot serve: cannot tell the provider of model \"runwayml/gen4_turbo\""), "{message}");
+    let (status, body) = ask("claude-on-bedrock").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("bedrock deployment needs aws_access_key_id"),
+        "{body}"
+    );
+    for _ in 0..6 {
+        let (status, body) = ask("mixed").await;
+        assert_eq!((status, body["choices"][0]["message"]["content"].as_str()), (200, Some("the servable one")));
+    }
+}

@@ -99,6 +99,7 @@ fn deployment(api_base: &str, secret: &str) -> Deployment {
         params: Default::default(),
         model_info: None,
         credential_headers: Default::default(),
+        unavailable: None,
     }
 }
 
