@@ -217,6 +217,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
     let router = crate::rpc::mount(router, state.clone());
     let mut background =
         vec![spend_flusher(state.clone()), responses_keeper(state.clone()), spend_log_writer(state.spend_logs.clone())];
+    background.push(health_checker(state.clone()));
     if let Some(cluster) = cluster {
         background.extend(cluster_tasks(state.clone(), cluster));
     }
@@ -355,6 +356,31 @@ fn spend_flusher(state: AppState) -> JoinHandle<()> {
             let flushed = tokio::task::spawn_blocking(move || state.controller.flush_spend()).await;
             if let Ok(Err(e)) = flushed {
                 tracing::warn!("cannot store spend: {e}");
+            }
+        }
+    })
+}
+
+/// Runs the background health checks of the apps that turn them on, each at its interval;
+/// an app's checks start with it and end with it.
+fn health_checker(state: AppState) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut due: std::collections::HashMap<String, std::time::Instant> = Default::default();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let sessions = state.controller.registry().all();
+            due.retain(|id, _| sessions.iter().any(|s| &s.id == id));
+            let now = std::time::Instant::now();
+            for session in sessions {
+                let Some(interval) = session.table.health_check_interval else { continue };
+                let next = due.entry(session.id.clone()).or_insert(now);
+                if *next > now {
+                    continue;
+                }
+                *next = now + interval;
+                let (table, state) = (session.table.clone(), state.clone());
+                tokio::spawn(async move { crate::router::health::check(&table, &state.http).await });
             }
         }
     })

@@ -8,12 +8,11 @@ use crate::apps::session::Session;
 use crate::catalogue::LocalHandler;
 use crate::exchange::{ApiError, Payload};
 use crate::providers::deployment::redact;
-use crate::providers::{auth, Deployment, Provider};
+use crate::providers::Deployment;
 use crate::tokenizer;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
-use std::time::Duration;
 
 /// Keys of `litellm_params` never shown as written unless they are references.
 const SECRET_PARAMS: &[&str] = &["api_key", "aws_access_key_id", "aws_secret_access_key", "aws_session_token"];
@@ -174,7 +173,17 @@ fn model_info(d: &Deployment) -> Value {
 
 /// litellm's health report: each deployment checked, healthy or not with the reason.
 async fn health(state: &AppState, session: &Session) -> Value {
-    let checks = session.table.deployments.iter().map(|d| async move { (d, check(state, d).await) });
+    let table = &session.table;
+    // With background checks on, their last answers (as litellm's /health gives them); a
+    // deployment not checked yet is probed now.
+    let checks = table.deployments.iter().zip(&table.stats).map(|(d, stats)| async move {
+        let kept = table.health_check_interval.and_then(|_| stats.health.lock().ok()?.clone());
+        let answer = match kept {
+            Some(checked) => checked.error.map_or(Ok(()), Err),
+            None => crate::providers::health::probe(&state.http, d).await,
+        };
+        (d, answer)
+    });
     let results = futures::future::join_all(checks).await;
     let mut healthy = Vec::new();
     let mut unhealthy = Vec::new();
@@ -212,35 +221,4 @@ async fn health(state: &AppState, session: &Session) -> Value {
         report["mcp_servers"] = Value::Array(servers);
     }
     report
-}
-
-/// One deployment's health: mock ones always answer; OpenAI-compatible ones must list models.
-async fn check(state: &AppState, d: &Deployment) -> Result<(), String> {
-    match d.provider {
-        Provider::Mock => Ok(()),
-        Provider::OpenAi => {
-            let base = d.api_base.as_deref().ok_or("no api_base")?.trim_end_matches('/');
-            let url = reqwest::Url::parse(&format!("{base}/models")).map_err(|_| "api_base is not a URL")?;
-            let headers = auth::credential_headers(d, None).map_err(|_| "the api_key cannot be sent in a header")?;
-            let request = crate::transport::Request {
-                method: axum::http::Method::GET,
-                url,
-                headers,
-                body: crate::transport::RequestBody::empty(),
-                timeout: Some(Duration::from_secs(10)),
-                public_only: d.public_only,
-            };
-            crate::transport::answers_ok(state.http.send(request).await)
-        }
-        // Providers without a free listing call get what litellm's check sends: a one-token chat.
-        Provider::Azure
-        | Provider::Anthropic
-        | Provider::Gemini
-        | Provider::Bedrock
-        | Provider::Cohere
-        | Provider::Ollama
-        | Provider::OllamaChat
-        | Provider::VertexAi
-        | Provider::VertexAiAnthropic => crate::providers::chat::probe(&state.http, d).await,
-    }
 }

@@ -206,7 +206,10 @@ fn ignored_settings(config: &Value, out: &mut Vec<Finding>) {
         [
             ("litellm_settings", fields("LitellmSettings")),
             ("router_settings", fields("RoutingSettings")),
-            ("general_settings", vec!["master_key".to_owned()]),
+            (
+                "general_settings",
+                ["master_key", "background_health_checks", "health_check_interval"].map(str::to_owned).to_vec(),
+            ),
         ]
     });
     for (section, honoured) in sections {
@@ -257,7 +260,6 @@ fn hint(key: &str) -> Option<&'static str> {
         "guardrails" => "guardrails are not supported",
         "alerting" | "alerting_threshold" => "alerting is not supported; scrape /metrics",
         "store_model_in_db" | "credential_list" => "models and credentials come from the config and secrets only",
-        "background_health_checks" | "health_check_interval" => "background health checks are not built yet",
         _ => return None,
     })
 }

@@ -15,6 +15,7 @@ pub mod count_tokens;
 pub mod deployment;
 pub mod gemini;
 pub mod google_auth;
+pub mod health;
 pub mod messages;
 pub mod mock;
 pub mod ollama;

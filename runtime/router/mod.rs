@@ -13,6 +13,7 @@ pub mod attempt;
 pub mod breaker;
 pub mod cost_based;
 pub mod failover;
+pub mod health;
 pub mod history;
 pub mod latency_based;
 pub mod least_busy;

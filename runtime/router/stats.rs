@@ -78,6 +78,8 @@ pub struct DeploymentStats {
     others: Mutex<Others>,
     /// Per-minute usage of this instance, for the console's charts.
     pub history: super::history::History,
+    /// The last background health check's answer (`general_settings.background_health_checks`).
+    pub health: Mutex<Option<super::health::Checked>>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]

@@ -46,6 +46,9 @@ pub struct Table {
     aliases: HashMap<String, String>,
     /// The aliases `/v1/models` lists (not hidden), in order.
     pub listed_aliases: Vec<String>,
+    /// How often background health checks probe the deployments, when they are on
+    /// (`general_settings.background_health_checks`, `health_check_interval`).
+    pub health_check_interval: Option<std::time::Duration>,
     /// The app's spend limit (`max_budget`, `budget_duration`) and its spend this period.
     pub app_budget: Option<Budget>,
     pub app_spend: Ledger,
@@ -131,6 +134,7 @@ impl Table {
             wildcards: super::wildcard::ordered(model_names.iter()),
             aliases,
             listed_aliases,
+            health_check_interval: health_check_interval(config),
             model_names,
             logs: Arc::default(),
             labels,
@@ -195,6 +199,19 @@ impl Table {
             metrics::budget_remaining(&self.labels, None, budget.max_usd - self.app_spend.spent());
         }
     }
+}
+
+/// litellm's default `health_check_interval`, in seconds.
+const DEFAULT_HEALTH_CHECK_INTERVAL: f64 = 300.0;
+
+/// The background health checks' interval, when `general_settings` turns them on.
+fn health_check_interval(config: &ProxyConfig) -> Option<std::time::Duration> {
+    let general = config.extra.get("general_settings")?;
+    if general.get("background_health_checks").and_then(serde_json::Value::as_bool) != Some(true) {
+        return None;
+    }
+    let seconds = general.get("health_check_interval").and_then(serde_json::Value::as_f64);
+    std::time::Duration::try_from_secs_f64(seconds.unwrap_or(DEFAULT_HEALTH_CHECK_INTERVAL).max(1.0)).ok()
 }
 
 fn budget_of(max: Option<f64>, duration: Option<&str>) -> Option<Budget> {

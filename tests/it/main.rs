@@ -40,6 +40,7 @@ mod failover;
 mod fake_openai;
 mod fuzz_regressions;
 mod h1_differential;
+mod health_checks;
 mod http_api;
 mod hypha_server;
 mod hypha_worker;
