@@ -20,6 +20,7 @@ use std::time::Duration;
 pub mod deadline;
 pub mod guard;
 mod h1;
+pub mod trust;
 
 pub use h1::read_answer;
 
@@ -135,11 +136,14 @@ where
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_all_versions()
-        .wrap_connector(http);
+    let https = match trust::client_config() {
+        Ok(tls) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls),
+        Err(e) => {
+            tracing::warn!("upstream TLS with the built-in roots only: {e}");
+            hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots()
+        }
+    };
+    let https = https.https_or_http().enable_all_versions().wrap_connector(http);
     Client::builder(TokioExecutor::new()).pool_idle_timeout(IDLE_TIMEOUT).pool_timer(TokioTimer::new()).build(https)
 }
 
@@ -328,6 +332,10 @@ fn proxied_client(proxy: Option<reqwest::Proxy>) -> reqwest::Client {
         Some(proxy) => reqwest::Client::builder().proxy(proxy),
         None => reqwest::Client::builder(),
     };
+    let builder = trust::extra_roots().iter().fold(builder, |b, der| match reqwest::Certificate::from_der(der) {
+        Ok(certificate) => b.add_root_certificate(certificate),
+        Err(_) => b,
+    });
     builder
         .pool_idle_timeout(IDLE_TIMEOUT)
         .connect_timeout(CONNECT_TIMEOUT)

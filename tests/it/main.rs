@@ -42,6 +42,7 @@ mod fuzz_regressions;
 mod h1_differential;
 mod health_checks;
 mod http_api;
+mod https_upstream;
 mod hypha_server;
 mod hypha_worker;
 mod limits;
