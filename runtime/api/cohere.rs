@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 use std::borrow::Cow;
 
+/// Tools as Cohere v2 takes them: OpenAI's shape.
+pub use super::openai::{FunctionDeclaration, FunctionTool as Tool};
+
 // ---------------------------------------------------------------------------------------------
 // /v2/chat
 
@@ -90,22 +93,6 @@ pub struct ToolCall<'a> {
 pub struct CalledFunction<'a> {
     pub name: &'a str,
     pub arguments: &'a str,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Tool<'a> {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub function: FunctionDeclaration<'a>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FunctionDeclaration<'a> {
-    pub name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub parameters: Option<&'a Value>,
 }
 
 /// `{"type": "json_object"}`, with a `json_schema` to follow when one is given.

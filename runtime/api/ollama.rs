@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 
+/// Tools as Ollama takes them: OpenAI's shape.
+pub use super::openai::{FunctionDeclaration, FunctionTool as Tool};
+
 /// `POST /api/chat`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatRequest<'a> {
@@ -54,23 +57,6 @@ pub struct ToolCall<'a> {
 pub struct CalledFunction<'a> {
     pub name: &'a str,
     pub arguments: Value,
-}
-
-/// A tool the model may call: `{"type": "function", "function": {...}}`, as OpenAI's.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Tool<'a> {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub function: FunctionDeclaration<'a>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FunctionDeclaration<'a> {
-    pub name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub parameters: Option<&'a Value>,
 }
 
 /// `POST /api/generate`: one prompt, the model's own template around it.

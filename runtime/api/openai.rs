@@ -464,3 +464,21 @@ pub struct EmbeddingUsage {
     #[serde(default)]
     pub total_tokens: u64,
 }
+
+/// A tool the model may call, `{"type": "function", "function": {...}}`, borrowed from the
+/// client's request: what the providers that take OpenAI's tool shape (Cohere v2, Ollama) are sent.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FunctionTool<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub function: FunctionDeclaration<'a>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FunctionDeclaration<'a> {
+    pub name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<&'a Value>,
+}
