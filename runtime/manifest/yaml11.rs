@@ -108,7 +108,7 @@ fn read_scalar(text: &str, types: &[&str]) -> Option<Value> {
 }
 
 /// YAML 1.1's booleans, as PyYAML resolves them.
-fn boolean(text: &str) -> Option<bool> {
+pub fn boolean(text: &str) -> Option<bool> {
     match text {
         "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => Some(true),
         "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => Some(false),

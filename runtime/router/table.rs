@@ -207,10 +207,19 @@ const DEFAULT_HEALTH_CHECK_INTERVAL: f64 = 300.0;
 /// The background health checks' interval, when `general_settings` turns them on.
 fn health_check_interval(config: &ProxyConfig) -> Option<std::time::Duration> {
     let general = config.extra.get("general_settings")?;
-    if general.get("background_health_checks").and_then(serde_json::Value::as_bool) != Some(true) {
+    // `general_settings` is not typed in the schema, so its YAML 1.1 scalars are read here.
+    let on = match general.get("background_health_checks") {
+        Some(serde_json::Value::Bool(on)) => *on,
+        Some(serde_json::Value::String(text)) => crate::manifest::yaml11::boolean(text.trim()) == Some(true),
+        _ => false,
+    };
+    if !on {
         return None;
     }
-    let seconds = general.get("health_check_interval").and_then(serde_json::Value::as_f64);
+    let seconds = general.get("health_check_interval").and_then(|v| match v {
+        serde_json::Value::String(text) => text.replace('_', "").trim().parse().ok(),
+        other => other.as_f64(),
+    });
     std::time::Duration::try_from_secs_f64(seconds.unwrap_or(DEFAULT_HEALTH_CHECK_INTERVAL).max(1.0)).ok()
 }
 

@@ -23,8 +23,8 @@ model_list:
     litellm_params: {{model: runwayml/gen4_turbo}}
 general_settings:
   master_key: sk-1234
-  background_health_checks: true
-  health_check_interval: 60
+  background_health_checks: yes
+  health_check_interval: "60"
 "#,
         live = fake.base_url
     );
