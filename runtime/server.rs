@@ -10,8 +10,8 @@ use crate::hypha::client::ClientError;
 use crate::hypha::{HyphaOptions, HyphaWorker};
 use crate::manifest::litellm;
 use crate::manifest::validate::{self, LoadError};
-use crate::store::spend_logs::{SpendLogs, SqliteSpendLogs};
-use crate::store::{ResponseDb, SqliteStore, StoreError};
+use crate::store::spend_logs::{PgSpendLogs, SpendLogs, SqliteSpendLogs};
+use crate::store::{PgStore, ResponseDb, SqliteStore, Store, StoreError};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,6 +46,8 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// Share state with other instances through this Redis.
     pub redis_url: Option<String>,
+    /// Keep the durable state in this PostgreSQL database instead of SQLite files in the data dir.
+    pub database_url: Option<String>,
     /// How long stored Responses API answers are kept.
     pub responses_ttl: Duration,
     /// How long spend records are kept.
@@ -85,6 +87,7 @@ impl ServerConfig {
             limits: Limits::default(),
             drain_timeout: Duration::from_secs(30),
             redis_url: None,
+            database_url: None,
             responses_ttl: crate::apps::responses::DEFAULT_TTL,
             spend_log_retention: DEFAULT_SPEND_LOG_RETENTION,
             hypha_jwt_secret: None,
@@ -161,7 +164,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
         .map_err(|source| StartupError::Bind { addr: addr.clone(), source })?;
     let local = listener.local_addr().map_err(|source| StartupError::Bind { addr, source })?;
 
-    let store = SqliteStore::open(&config.data_dir)?;
+    // PostgreSQL first: its migrations make the tables the other stores use.
+    let store: Store = match &config.database_url {
+        Some(url) => PgStore::open(url)?.into(),
+        None => SqliteStore::open(&config.data_dir)?.into(),
+    };
     let cluster = match &config.redis_url {
         Some(url) => {
             let instance = crate::cluster::instance_id(&config.data_dir).map_err(StartupError::Cluster)?;
@@ -179,7 +186,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
         }
         None => None,
     };
-    let mut responses = ResponseStore::new(ResponseDb::open(&config.data_dir)?, config.responses_ttl);
+    let response_db = match &config.database_url {
+        Some(url) => ResponseDb::postgres(url)?,
+        None => ResponseDb::open(&config.data_dir)?,
+    };
+    let mut responses = ResponseStore::new(response_db, config.responses_ttl);
     if let Some(cluster) = &cluster {
         responses = responses.with_cluster(cluster.clone());
     }
@@ -205,7 +216,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
     let (admin_token_file, new_admin_token) = write_admin_token(&config.data_dir, &tokens)?;
     let token = tokens.issue(DEFAULT_WORKSPACE, false, Duration::from_secs(30 * 24 * 3600));
     crate::observability::metrics::install();
-    let spend_logs = Arc::new(SpendLogs::new(SqliteSpendLogs::open(&config.data_dir)?, config.spend_log_retention));
+    let spend_logs = Arc::new(match &config.database_url {
+        Some(url) => SpendLogs::new(PgSpendLogs::open(url)?, config.spend_log_retention),
+        None => SpendLogs::new(SqliteSpendLogs::open(&config.data_dir)?, config.spend_log_retention),
+    });
     let mut state =
         AppState::new(controller, tokens, config.limits, spend_logs).with_metrics_public(config.metrics_public);
     if let Some(server) = &config.hypha_token_server {

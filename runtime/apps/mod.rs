@@ -2,7 +2,7 @@
 //!
 //! An *app* is an installed, validated manifest; a *session* is a running service built from
 //! one. Running sessions live in a [`Registry`] that the request path reads without locks;
-//! apps, secrets and running sessions are written through to the [`SqliteStore`] so a
+//! apps, secrets and running sessions are written through to the [`Store`] so a
 //! restart (even after `kill -9`) serves the same services at the same URLs.
 
 pub mod budgets;
@@ -23,7 +23,7 @@ use crate::manifest::validate::{self, Finding, Invalid, LoadError};
 use crate::manifest::{litellm, Manifest};
 use crate::observability::session_log::{LogItem, LogType};
 use crate::providers::deployment::redact;
-use crate::store::{SpendRow, SqliteStore, StoreError, StoredApp, StoredSession};
+use crate::store::{SpendRow, Store, StoreError, StoredApp, StoredSession};
 pub use registry::Registry;
 use serde::Serialize;
 use serde_json::Value;
@@ -183,7 +183,7 @@ pub struct Controller {
     /// of a change, or it would undo it.
     changes: Mutex<()>,
     registry: Registry,
-    store: SqliteStore,
+    store: Store,
     /// Shared state with other instances (`--redis-url`), when configured.
     cluster: Option<Arc<Cluster>>,
     /// Stored Responses API answers (`store: true`).
@@ -207,12 +207,12 @@ enum Origin {
 
 impl Controller {
     /// A controller keeping apps in `store` and stored Responses answers in `responses`.
-    pub fn new(base_url: String, store: SqliteStore, responses: responses::ResponseStore) -> Controller {
+    pub fn new(base_url: String, store: impl Into<Store>, responses: responses::ResponseStore) -> Controller {
         Controller {
             state: Mutex::default(),
             changes: Mutex::default(),
             registry: Registry::default(),
-            store,
+            store: store.into(),
             cluster: None,
             responses: Arc::new(responses),
             base_url,
@@ -859,7 +859,7 @@ fn app_info(app: &App, warnings: &[Finding]) -> AppInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ResponseDb;
+    use crate::store::{ResponseDb, SqliteStore};
     use serde_json::json;
     use std::time::Duration;
 

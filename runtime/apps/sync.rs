@@ -35,8 +35,18 @@ impl Controller {
         let Some(cluster) = self.cluster.clone() else { return Ok(()) };
         let _change = self.one_change();
         if cluster.epoch_changed()?.is_some() {
-            tracing::warn!("shared state (redis) was emptied: putting back this instance's apps, secrets and sessions");
-            cluster.seed(&self.held_snapshot())?;
+            // A shared store is the system of record: what it keeps, not what this instance
+            // happens to hold, goes back (an install another instance made while Redis was
+            // away included).
+            if self.store.is_shared() {
+                tracing::warn!("shared state (redis) was emptied: putting back the stored apps, secrets and sessions");
+                cluster.seed(&self.stored_snapshot()?)?;
+            } else {
+                tracing::warn!(
+                    "shared state (redis) was emptied: putting back this instance's apps, secrets and sessions"
+                );
+                cluster.seed(&self.held_snapshot())?;
+            }
         }
         self.converge(cluster.snapshot()?)
     }

@@ -106,6 +106,11 @@ pub struct ServeArgs {
     /// Share apps, sessions, spend, load and cooldowns with other instances through Redis.
     #[arg(long, env = "FERROLITE_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Keep apps, secrets, sessions, API keys, budgets, spend, spend logs and stored responses in
+    /// this PostgreSQL database (`postgres://user:pass@host/db`) instead of SQLite in the data
+    /// dir: the system of record of every instance that names it. Its schema is migrated at start.
+    #[arg(long, env = "FERROLITE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// Accept the tokens of the Hypha server with this JWT secret (its HYPHA_JWT_SECRET) beside
     /// ferrolite's own; a token of another workspace still gets 403 on a protected service.
     #[arg(long, env = "HYPHA_JWT_SECRET", hide_env_values = true)]
@@ -274,6 +279,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.limits.max_body_bytes = args.max_body_bytes;
     config.limits.family_body_bytes = args.body_limits.into_iter().collect();
     config.redis_url = args.redis_url;
+    config.database_url = args.database_url;
     config.responses_ttl = args.responses_ttl;
     config.spend_log_retention = args.spend_log_retention;
     config.hypha_jwt_secret = args.hypha_jwt_secret.filter(|s| !s.is_empty());

@@ -1,16 +1,83 @@
 //! Durable state: installed apps, workspace secrets, which sessions were running, stored
 //! Responses API answers (`responses.rs`) and the spend log (`spend_logs/`).
 //!
-//! Every change is one SQLite transaction, so a crash (even `kill -9`) leaves either the old
-//! state or the new one, never half of a change. On start the server reloads apps and
-//! secrets and starts again every session that was running.
+//! Every change is one transaction, so a crash (even `kill -9`) leaves either the old state or
+//! the new one, never half of a change. On start the server reloads apps and secrets and
+//! starts again every session that was running. The database is SQLite in the data dir, or
+//! with `--database-url` PostgreSQL (`postgres/`), shared by every instance and their system of
+//! record.
 
+pub mod postgres;
 pub mod responses;
 pub mod spend_logs;
 pub mod sqlite;
 
+pub use self::postgres::PgStore;
 pub use responses::{ResponseDb, ResponseRow};
 pub use sqlite::SqliteStore;
+
+use crate::auth::keys::KeyRecord;
+use std::collections::HashMap;
+
+/// The controller's store: the same calls whichever database keeps it. Blocking: callers run
+/// it off the event loop (PostgreSQL's calls move off a runtime's thread by themselves).
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+impl From<SqliteStore> for Store {
+    fn from(store: SqliteStore) -> Store {
+        Store::Sqlite(store)
+    }
+}
+
+impl From<PgStore> for Store {
+    fn from(store: PgStore) -> Store {
+        Store::Postgres(store)
+    }
+}
+
+macro_rules! delegate {
+    ($($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
+        impl Store {
+            $(pub fn $name(&self, $($arg: $ty),*) -> Result<$ret, StoreError> {
+                match self {
+                    Store::Sqlite(store) => store.$name($($arg),*),
+                    Store::Postgres(store) => store.$name($($arg),*),
+                }
+            })*
+        }
+    };
+}
+
+delegate! {
+    put_app(app: &StoredApp) -> ();
+    delete_app(workspace: &str, id: &str) -> ();
+    apps() -> Vec<StoredApp>;
+    put_secret(workspace: &str, key: &str, value: &str) -> ();
+    delete_secret(workspace: &str, key: &str) -> ();
+    secrets() -> HashMap<String, HashMap<String, String>>;
+    put_budget(workspace: &str, subject: &str, setting: Option<&BudgetSetting>) -> ();
+    budgets() -> Vec<BudgetSetting>;
+    caller_spend(app_id: &str) -> Vec<(String, String, u64, u64)>;
+    put_key(key: &KeyRecord) -> ();
+    keys() -> Vec<KeyRecord>;
+    put_session(s: &StoredSession) -> ();
+    delete_session(workspace: &str, session_id: &str) -> ();
+    sessions() -> Vec<StoredSession>;
+    put_spends(rows: &[SpendRow<'_>]) -> ();
+    spend(workspace: &str, app_id: &str) -> HashMap<String, (u64, u64)>;
+    has_app(workspace: &str, id: &str) -> bool;
+}
+
+impl Store {
+    /// Whether every instance shares this store, so that it, not what one instance holds, is
+    /// what an emptied Redis is seeded with.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Store::Postgres(_))
+    }
+}
 
 /// A stored app: its id, workspace and the manifest as installed.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,6 +172,8 @@ pub enum StoreError {
     Open { path: String, source: rusqlite::Error },
     #[error("store: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("store (postgres): {0}")]
+    Postgres(String),
     #[error("store: the stored record of {0} is not JSON: {1}")]
     Corrupt(String, serde_json::Error),
 }

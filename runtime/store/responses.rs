@@ -1,8 +1,10 @@
 //! Stored Responses API answers (`store: true`), in their own SQLite file beside the app store
 //! (`responses.db` in the data dir). They are written on the request path of every stored
 //! response, so this file commits with `synchronous=NORMAL` (survives a crash of ferrolite, not
-//! necessarily of the machine) and never waits behind the app store's fsyncs.
+//! necessarily of the machine) and never waits behind the app store's fsyncs. With
+//! `--database-url` they are kept in PostgreSQL's `responses` table instead.
 
+use super::postgres::{pg_int, PgClient};
 use super::StoreError;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
@@ -31,25 +33,36 @@ pub struct ResponseRow<'a> {
 
 /// The stored responses of every workspace, each a JSON record kept until `expires_at`.
 pub struct ResponseDb {
-    conn: Mutex<Connection>,
+    db: Db,
+}
+
+enum Db {
+    Sqlite(Mutex<Connection>),
+    Postgres(PgClient),
 }
 
 impl ResponseDb {
     /// Opens (creating if needed) `responses.db` in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<ResponseDb, StoreError> {
         let conn = super::open_db(data_dir, "responses.db", SCHEMA, super::Durability::Normal)?;
-        Ok(ResponseDb { conn: Mutex::new(conn) })
+        Ok(ResponseDb { db: Db::Sqlite(Mutex::new(conn)) })
     }
 
     /// An in-memory store, for tests.
     pub fn in_memory() -> Result<ResponseDb, StoreError> {
         let conn = Connection::open_in_memory()?;
         conn.execute_batch(SCHEMA)?;
-        Ok(ResponseDb { conn: Mutex::new(conn) })
+        Ok(ResponseDb { db: Db::Sqlite(Mutex::new(conn)) })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// The `responses` table of the PostgreSQL database at `url` (its schema migrated by the
+    /// controller's store, opened first).
+    pub fn postgres(url: &str) -> Result<ResponseDb, StoreError> {
+        Ok(ResponseDb { db: Db::Postgres(PgClient::connect(url)?) })
+    }
+
+    fn conn(conn: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
+        conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn put(&self, workspace: &str, id: &str, record: &str, expires_at: u64) -> Result<(), StoreError> {
@@ -58,13 +71,25 @@ impl ResponseDb {
 
     /// Writes `rows` in one transaction (the store batches what requests recorded).
     pub fn put_many(&self, rows: &[ResponseRow<'_>]) -> Result<(), StoreError> {
-        let mut conn = self.conn();
+        const UPSERT: &str = "INSERT INTO responses (workspace, id, record, expires_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (workspace, id) DO UPDATE SET record = excluded.record, expires_at = excluded.expires_at";
+        let conn = match &self.db {
+            Db::Sqlite(conn) => conn,
+            Db::Postgres(pg) => {
+                return pg.with(|c| {
+                    let mut tx = c.transaction()?;
+                    let insert = tx.prepare(UPSERT)?;
+                    for row in rows {
+                        tx.execute(&insert, &[&row.workspace, &row.id, &row.record, &pg_int(row.expires_at)])?;
+                    }
+                    tx.commit()
+                });
+            }
+        };
+        let mut conn = Self::conn(conn);
         let tx = conn.transaction()?;
         {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO responses (workspace, id, record, expires_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (workspace, id) DO UPDATE SET record = excluded.record, expires_at = excluded.expires_at",
-            )?;
+            let mut insert = tx.prepare_cached(UPSERT)?;
             for row in rows {
                 insert.execute(params![row.workspace, row.id, row.record, row.expires_at as i64])?;
             }
@@ -75,26 +100,35 @@ impl ResponseDb {
 
     /// The record, unless it expired before `now`.
     pub fn get(&self, workspace: &str, id: &str, now: u64) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT record FROM responses WHERE workspace = ?1 AND id = ?2 AND expires_at > ?3",
-                params![workspace, id, now as i64],
-                |row| row.get(0),
-            )
-            .optional()?)
+        const SELECT: &str = "SELECT record FROM responses WHERE workspace = $1 AND id = $2 AND expires_at > $3";
+        match &self.db {
+            Db::Sqlite(conn) => Ok(Self::conn(conn)
+                .query_row(SELECT, params![workspace, id, now as i64], |row| row.get(0))
+                .optional()?),
+            Db::Postgres(pg) => {
+                let rows = pg.with(|c| c.query(SELECT, &[&workspace, &id, &pg_int(now)]))?;
+                Ok(rows.first().map(|r| r.get(0)))
+            }
+        }
     }
 
     /// Whether a record was there to delete.
     pub fn delete(&self, workspace: &str, id: &str) -> Result<bool, StoreError> {
-        let n =
-            self.conn().execute("DELETE FROM responses WHERE workspace = ?1 AND id = ?2", params![workspace, id])?;
+        const DELETE: &str = "DELETE FROM responses WHERE workspace = $1 AND id = $2";
+        let n = match &self.db {
+            Db::Sqlite(conn) => Self::conn(conn).execute(DELETE, params![workspace, id])? as u64,
+            Db::Postgres(pg) => pg.with(|c| c.execute(DELETE, &[&workspace, &id]))?,
+        };
         Ok(n > 0)
     }
 
     /// Removes every record expired by `now`; returns how many.
     pub fn purge(&self, now: u64) -> Result<usize, StoreError> {
-        Ok(self.conn().execute("DELETE FROM responses WHERE expires_at <= ?1", params![now as i64])?)
+        const PURGE: &str = "DELETE FROM responses WHERE expires_at <= $1";
+        Ok(match &self.db {
+            Db::Sqlite(conn) => Self::conn(conn).execute(PURGE, params![now as i64])?,
+            Db::Postgres(pg) => pg.with(|c| c.execute(PURGE, &[&pg_int(now)]))? as usize,
+        })
     }
 }
 

@@ -58,6 +58,7 @@ mod node_clients;
 mod openai_provider;
 mod openai_upstream;
 mod persistence;
+mod postgres_store;
 mod python_sdk;
 mod responses_bridge;
 mod responses_reasoning;

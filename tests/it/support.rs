@@ -328,3 +328,77 @@ pub fn sha256_hex(text: &str) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A throwaway PostgreSQL server (Debian's, `FERROLITE_PG_BIN` or /usr/lib/postgresql/*/bin) on
+/// a free loopback port, its cluster and socket in a temp dir, with one empty database. As
+/// root, it runs as the `postgres` user: the server refuses root.
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    root: bool,
+    pub url: String,
+}
+
+impl Postgres {
+    pub fn start() -> Postgres {
+        let bin = std::env::var_os("FERROLITE_PG_BIN").map(PathBuf::from).or_else(|| {
+            let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+                .ok()?
+                .filter_map(|e| Some(e.ok()?.path().join("bin")))
+                .filter(|bin| bin.join("postgres").exists())
+                .collect();
+            found.sort();
+            found.pop()
+        });
+        let bin = bin.unwrap_or_else(|| {
+            panic!("PostgreSQL is missing: scripts/test.sh installs it (apt-get install postgresql), FERROLITE_PG_BIN names its bin dir")
+        });
+        let dir = tempfile::tempdir().expect("temp dir");
+        let uid = std::process::Command::new("id").arg("-u").output().expect("id -u").stdout;
+        let root = String::from_utf8_lossy(&uid).trim() == "0";
+        if root {
+            let status = std::process::Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status();
+            assert!(status.is_ok_and(|s| s.success()), "cannot give the temp dir to the postgres user");
+        }
+        let port = free_port();
+        let pg = Postgres { dir, bin, root, url: format!("postgres://postgres@127.0.0.1:{port}/ferrolite") };
+        let data = pg.dir.path().join("data").display().to_string();
+        let log = pg.dir.path().join("log").display().to_string();
+        let options = format!("-p {port} -h 127.0.0.1 -k {} -F", pg.dir.path().display());
+        pg.run("initdb", &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"]);
+        pg.run("pg_ctl", &["-D", &data, "-l", &log, "-o", &options, "-w", "start"]);
+        pg.run("createdb", &["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "ferrolite"]);
+        pg
+    }
+
+    fn command(&self, tool: &str) -> std::process::Command {
+        let path = self.bin.join(tool);
+        let mut command = if self.root {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
+        } else {
+            std::process::Command::new(&path)
+        };
+        command.current_dir(self.dir.path());
+        command
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let out = self.command(tool).args(args).output().unwrap_or_else(|e| panic!("{tool}: {e}"));
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{tool} failed: {stdout}{stderr}");
+    }
+
+    /// A connection of the test's own.
+    pub fn client(&self) -> ferrolite::store::postgres::PgClient {
+        ferrolite::store::postgres::PgClient::connect(&self.url).expect("connects to postgres")
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data").display().to_string();
+        let _ = self.command("pg_ctl").args(["-D", &data, "-m", "immediate", "stop"]).output();
+    }
+}

@@ -5,10 +5,13 @@
 //! [`SpendLogs::flush`] drains it into the store in one transaction per batch (every second and
 //! whenever a batch waits, from a background task, and at shutdown). Records older than the
 //! retention are purged. The store is a [`SpendLogStore`], so another database can keep the
-//! records without any caller changing; SQLite (`sqlite.rs`) is the one today.
+//! records without any caller changing: SQLite (`sqlite.rs`), or PostgreSQL (`postgres.rs`)
+//! with `--database-url`.
 
+mod postgres;
 mod sqlite;
 
+pub use self::postgres::PgSpendLogs;
 pub use sqlite::SqliteSpendLogs;
 
 use super::StoreError;

@@ -1,0 +1,220 @@
+//! The controller's state in PostgreSQL: the same tables and calls as `sqlite.rs`, shared by
+//! every instance that names the database.
+
+use super::{pg_int, PgClient};
+use crate::auth::keys::KeyRecord;
+use crate::store::{BudgetSetting, SpendRow, StoreError, StoredApp, StoredSession};
+use std::collections::HashMap;
+
+/// The controller's store in PostgreSQL.
+pub struct PgStore {
+    pg: PgClient,
+}
+
+fn corrupt(what: String) -> impl FnOnce(serde_json::Error) -> StoreError {
+    move |e| StoreError::Corrupt(what, e)
+}
+
+impl PgStore {
+    /// Connects to `url` and brings its schema up to date.
+    pub fn open(url: &str) -> Result<PgStore, StoreError> {
+        let pg = PgClient::connect(url)?;
+        let applied = super::migrate(&pg, None)?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "postgres schema migrated");
+        }
+        Ok(PgStore { pg })
+    }
+
+    pub fn put_app(&self, app: &StoredApp) -> Result<(), StoreError> {
+        let manifest = app.manifest.to_string();
+        self.pg.with(|c| {
+            c.execute(
+                "INSERT INTO apps (workspace, id, manifest, installed_at, trusted) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (workspace, id) DO UPDATE SET
+                   manifest = excluded.manifest, installed_at = excluded.installed_at, trusted = excluded.trusted",
+                &[&app.workspace, &app.id, &manifest, &pg_int(app.installed_at), &app.trusted],
+            )
+        })?;
+        Ok(())
+    }
+
+    pub fn delete_app(&self, workspace: &str, id: &str) -> Result<(), StoreError> {
+        self.pg.with(|c| {
+            let mut tx = c.transaction()?;
+            tx.execute("DELETE FROM sessions WHERE workspace = $1 AND app_id = $2", &[&workspace, &id])?;
+            tx.execute("DELETE FROM apps WHERE workspace = $1 AND id = $2", &[&workspace, &id])?;
+            tx.commit()
+        })
+    }
+
+    pub fn apps(&self) -> Result<Vec<StoredApp>, StoreError> {
+        let rows = self.pg.with(|c| {
+            c.query("SELECT workspace, id, manifest, installed_at, trusted FROM apps ORDER BY workspace, id", &[])
+        })?;
+        rows.iter()
+            .map(|r| {
+                let (workspace, id): (String, String) = (r.get(0), r.get(1));
+                let manifest = serde_json::from_str(r.get(2)).map_err(corrupt(format!("{workspace}/{id}")))?;
+                let installed_at = u64::try_from(r.get::<_, i64>(3)).unwrap_or(0);
+                Ok(StoredApp { workspace, id, manifest, installed_at, trusted: r.get(4) })
+            })
+            .collect()
+    }
+
+    pub fn put_secret(&self, workspace: &str, key: &str, value: &str) -> Result<(), StoreError> {
+        self.pg.with(|c| {
+            c.execute(
+                "INSERT INTO secrets (workspace, key, value) VALUES ($1, $2, $3)
+                 ON CONFLICT (workspace, key) DO UPDATE SET value = excluded.value",
+                &[&workspace, &key, &value],
+            )
+        })?;
+        Ok(())
+    }
+
+    pub fn delete_secret(&self, workspace: &str, key: &str) -> Result<(), StoreError> {
+        self.pg.with(|c| c.execute("DELETE FROM secrets WHERE workspace = $1 AND key = $2", &[&workspace, &key]))?;
+        Ok(())
+    }
+
+    pub fn secrets(&self) -> Result<HashMap<String, HashMap<String, String>>, StoreError> {
+        let rows = self.pg.with(|c| c.query("SELECT workspace, key, value FROM secrets", &[]))?;
+        let mut out: HashMap<String, HashMap<String, String>> = HashMap::new();
+        for r in &rows {
+            out.entry(r.get(0)).or_default().insert(r.get(1), r.get(2));
+        }
+        Ok(out)
+    }
+
+    pub fn put_budget(
+        &self,
+        workspace: &str,
+        subject: &str,
+        setting: Option<&BudgetSetting>,
+    ) -> Result<(), StoreError> {
+        match setting {
+            Some(setting) => {
+                let text = serde_json::to_string(setting).map_err(corrupt(subject.to_owned()))?;
+                self.pg.with(|c| {
+                    c.execute(
+                        "INSERT INTO budgets (workspace, subject, setting) VALUES ($1, $2, $3)
+                         ON CONFLICT (workspace, subject) DO UPDATE SET setting = excluded.setting",
+                        &[&workspace, &subject, &text],
+                    )
+                })?;
+            }
+            None => {
+                self.pg.with(|c| {
+                    c.execute("DELETE FROM budgets WHERE workspace = $1 AND subject = $2", &[&workspace, &subject])
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn budgets(&self) -> Result<Vec<BudgetSetting>, StoreError> {
+        let rows = self.pg.with(|c| c.query("SELECT subject, setting FROM budgets", &[]))?;
+        rows.iter().map(|r| serde_json::from_str(r.get(1)).map_err(corrupt(r.get(0)))).collect()
+    }
+
+    pub fn caller_spend(&self, app_id: &str) -> Result<Vec<(String, String, u64, u64)>, StoreError> {
+        let rows = self
+            .pg
+            .with(|c| c.query("SELECT workspace, scope, period, micros FROM spend WHERE app_id = $1", &[&app_id]))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1), unsigned(r.get(2)), unsigned(r.get(3)))).collect())
+    }
+
+    pub fn put_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+        let record = serde_json::to_string(key).map_err(corrupt(key.id.clone()))?;
+        self.pg.with(|c| {
+            c.execute(
+                "INSERT INTO api_keys (id, workspace, record) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO UPDATE SET workspace = excluded.workspace, record = excluded.record",
+                &[&key.id, &key.workspace, &record],
+            )
+        })?;
+        Ok(())
+    }
+
+    pub fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let rows = self.pg.with(|c| c.query("SELECT id, record FROM api_keys", &[]))?;
+        rows.iter().map(|r| serde_json::from_str(r.get(1)).map_err(corrupt(r.get(0)))).collect()
+    }
+
+    pub fn put_session(&self, s: &StoredSession) -> Result<(), StoreError> {
+        self.pg.with(|c| {
+            c.execute(
+                "INSERT INTO sessions (workspace, session_id, app_id, started_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (workspace, session_id) DO UPDATE SET
+                   app_id = excluded.app_id, started_at = excluded.started_at",
+                &[&s.workspace, &s.session_id, &s.app_id, &pg_int(s.started_at)],
+            )
+        })?;
+        Ok(())
+    }
+
+    pub fn delete_session(&self, workspace: &str, session_id: &str) -> Result<(), StoreError> {
+        self.pg.with(|c| {
+            c.execute("DELETE FROM sessions WHERE workspace = $1 AND session_id = $2", &[&workspace, &session_id])
+        })?;
+        Ok(())
+    }
+
+    pub fn sessions(&self) -> Result<Vec<StoredSession>, StoreError> {
+        let rows = self.pg.with(|c| {
+            c.query("SELECT workspace, session_id, app_id, started_at FROM sessions ORDER BY started_at", &[])
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredSession {
+                workspace: r.get(0),
+                session_id: r.get(1),
+                app_id: r.get(2),
+                started_at: unsigned(r.get(3)),
+            })
+            .collect())
+    }
+
+    /// As SQLite's: one transaction, and a figure never goes backwards within a period (each
+    /// instance flushes what it counted, floored with the cluster's figures when there is Redis).
+    pub fn put_spends(&self, rows: &[SpendRow<'_>]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.pg.with(|c| {
+            let mut tx = c.transaction()?;
+            let upsert = tx.prepare(
+                "INSERT INTO spend (workspace, app_id, scope, period, micros) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (workspace, app_id, scope) DO UPDATE SET
+                   micros = CASE WHEN excluded.period = spend.period THEN GREATEST(spend.micros, excluded.micros)
+                            ELSE excluded.micros END,
+                   period = excluded.period",
+            )?;
+            for r in rows {
+                tx.execute(&upsert, &[&r.workspace, &r.app_id, &r.scope, &pg_int(r.period), &pg_int(r.micros)])?;
+            }
+            tx.commit()
+        })
+    }
+
+    pub fn spend(&self, workspace: &str, app_id: &str) -> Result<HashMap<String, (u64, u64)>, StoreError> {
+        let rows = self.pg.with(|c| {
+            c.query(
+                "SELECT scope, period, micros FROM spend WHERE workspace = $1 AND app_id = $2",
+                &[&workspace, &app_id],
+            )
+        })?;
+        Ok(rows.iter().map(|r| (r.get(0), (unsigned(r.get(1)), unsigned(r.get(2))))).collect())
+    }
+
+    pub fn has_app(&self, workspace: &str, id: &str) -> Result<bool, StoreError> {
+        let rows =
+            self.pg.with(|c| c.query("SELECT 1 FROM apps WHERE workspace = $1 AND id = $2", &[&workspace, &id]))?;
+        Ok(!rows.is_empty())
+    }
+}
+
+fn unsigned(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
