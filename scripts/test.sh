@@ -18,6 +18,21 @@ if ! command -v redis-server >/dev/null; then
   fi
 fi
 
+# Debian's postgresql, for the --database-url tests (tests/it/postgres_store.rs): they run its
+# initdb, pg_ctl and postgres from FERROLITE_PG_BIN (as the postgres user when run as root).
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+if [ -z "${FERROLITE_PG_BIN:-}" ] && [ -z "$(pg_bin)" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "scripts/test.sh: installing postgresql" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  else
+    echo "scripts/test.sh: postgresql is required (apt-get install postgresql)" >&2
+    exit 1
+  fi
+fi
+export FERROLITE_PG_BIN="${FERROLITE_PG_BIN:-$(pg_bin)}"
+[ -x "$FERROLITE_PG_BIN/initdb" ] || { echo "scripts/test.sh: no initdb in $FERROLITE_PG_BIN" >&2; exit 1; }
+
 # Debian's chromium, node and npm, for the web console's browser test (tests/ui/).
 apt_missing=()
 [ -x "${FERROLITE_CHROMIUM:-/usr/bin/chromium}" ] || apt_missing+=(chromium)
