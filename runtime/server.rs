@@ -164,14 +164,18 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
         .map_err(|source| StartupError::Bind { addr: addr.clone(), source })?;
     let local = listener.local_addr().map_err(|source| StartupError::Bind { addr, source })?;
 
-    // PostgreSQL first: its migrations make the tables the other stores use.
-    let store: Store = match &config.database_url {
-        Some(url) => PgStore::open(url)?.into(),
-        None => SqliteStore::open(&config.data_dir)?.into(),
+    // The id this instance's figures are kept under, in Redis and in a shared store alike.
+    let instance = match (&config.database_url, &config.redis_url) {
+        (None, None) => None,
+        _ => Some(crate::cluster::instance_id(&config.data_dir).map_err(StartupError::Cluster)?),
     };
-    let cluster = match &config.redis_url {
-        Some(url) => {
-            let instance = crate::cluster::instance_id(&config.data_dir).map_err(StartupError::Cluster)?;
+    // PostgreSQL first: its migrations make the tables the other stores use.
+    let store: Store = match (&config.database_url, &instance) {
+        (Some(url), Some(instance)) => PgStore::open(url, instance)?.into(),
+        _ => SqliteStore::open(&config.data_dir)?.into(),
+    };
+    let cluster = match (&config.redis_url, instance) {
+        (Some(url), Some(instance)) => {
             let cluster = Arc::new(Cluster::connect(url, instance).await.map_err(StartupError::Cluster)?);
             // Behind one load balancer, a token from any instance must pass on every other; the
             // data dir keeps the secret the cluster uses, so `ferrolite token --data-dir` signs
@@ -184,7 +188,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
             }
             Some(cluster)
         }
-        None => None,
+        _ => None,
     };
     let response_db = match &config.database_url {
         Some(url) => ResponseDb::postgres(url)?,
@@ -360,17 +364,23 @@ fn start_apps(
     Ok((apps, root))
 }
 
-/// Spend lives in memory on the request path; this writes it through every second.
+/// Spend lives in memory on the request path; this writes it through every second, and takes
+/// up what the other instances sharing the store wrote.
 fn spend_flusher(state: AppState) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(SPEND_FLUSH_INTERVAL);
         loop {
             tick.tick().await;
             let state = state.clone();
-            let flushed = tokio::task::spawn_blocking(move || state.controller.flush_spend()).await;
-            if let Ok(Err(e)) = flushed {
-                tracing::warn!("cannot store spend: {e}");
-            }
+            let done = tokio::task::spawn_blocking(move || {
+                if let Err(e) = state.controller.flush_spend() {
+                    tracing::warn!("cannot store spend: {e}");
+                }
+                if let Err(e) = state.controller.take_up_others_spend() {
+                    tracing::warn!("cannot read the other instances' spend: {e}");
+                }
+            });
+            let _ = done.await;
         }
     })
 }

@@ -4,7 +4,8 @@
 //! each that has a budget in the same step as the app's (`router::reservation`).
 //!
 //! Their spend is kept like an app's: in memory on the request path, flushed to the store with
-//! the apps' (`app_id` empty), floored in Redis with the cluster's figures.
+//! the apps' (`app_id` empty), floored in Redis with the cluster's figures; with a shared store,
+//! the other instances' stored spend counts beside it (`stored_spend.rs`).
 
 use super::{Controller, ControllerError};
 use crate::auth::keys::KeyRecord;
@@ -33,15 +34,20 @@ struct Kept {
     period: Option<u64>,
     /// The stored figure (period index, micros), taken up by the ledger of the right period.
     stored: Option<(u64, u64)>,
+    /// The other instances' stored figures summed (a shared store's), taken up the same way.
+    others: Option<(u64, u64)>,
 }
 
 impl Kept {
-    fn new(name: &str, period: Option<u64>, stored: Option<(u64, u64)>) -> Kept {
+    fn new(name: &str, period: Option<u64>, stored: Option<(u64, u64)>, others: Option<(u64, u64)>) -> Kept {
         let ledger = Ledger::new(period.map(std::time::Duration::from_secs));
         if let Some((index, micros)) = stored {
             ledger.restore(index, micros);
         }
-        Kept { name: name.into(), ledger: Arc::new(ledger), period, stored }
+        if let Some((index, micros)) = others {
+            ledger.set_others(index, micros);
+        }
+        Kept { name: name.into(), ledger: Arc::new(ledger), period, stored, others }
     }
 }
 
@@ -59,13 +65,13 @@ impl CallerBudgets {
     fn ledger(&self, id: &str, name: &str, budget: Option<&Budget>) -> (Arc<str>, Arc<Ledger>) {
         let period = budget.and_then(|b| b.period).map(|p| p.as_secs());
         let mut ledgers = self.ledgers.lock().unwrap_or_else(|p| p.into_inner());
-        let kept = ledgers.entry(id.to_owned()).or_insert_with(|| Kept::new(name, period, None));
+        let kept = ledgers.entry(id.to_owned()).or_insert_with(|| Kept::new(name, period, None, None));
         if kept.period != period || *kept.name != *name {
             // What was spent under another period stays with it; a stored figure of this
             // period (a restart's) is taken up.
             let spent = kept.ledger.own();
             let carried = if kept.period == period { Some(spent) } else { kept.stored };
-            *kept = Kept::new(name, period, carried);
+            *kept = Kept::new(name, period, carried, kept.others);
         }
         (kept.name.clone(), kept.ledger.clone())
     }
@@ -150,15 +156,15 @@ impl CallerBudgets {
             .collect()
     }
 
-    /// Changed spend to store: (workspace, scope id, period, micros).
-    fn dirty(&self) -> Vec<(String, String, u64, u64)> {
+    /// Changed spend to store: (workspace, scope id, period, period length, micros).
+    fn dirty(&self) -> Vec<(String, String, u64, Option<u64>, u64)> {
         let ledgers = self.ledgers.lock().unwrap_or_else(|p| p.into_inner());
         ledgers
             .iter()
             .filter_map(|(id, kept)| {
                 let workspace = id.split('\u{1f}').nth(1)?.to_owned();
                 let (period, micros) = kept.ledger.take_dirty()?;
-                Some((workspace, id.clone(), period, micros))
+                Some((workspace, id.clone(), period, kept.ledger.period_secs(), micros))
             })
             .collect()
     }
@@ -168,7 +174,21 @@ impl CallerBudgets {
     fn restore(&self, rows: Vec<(String, String, u64, u64)>) {
         let mut ledgers = self.ledgers.lock().unwrap_or_else(|p| p.into_inner());
         for (_, id, period, micros) in rows {
-            ledgers.insert(id.clone(), Kept::new("", None, Some((period, micros))));
+            ledgers.insert(id.clone(), Kept::new("", None, Some((period, micros)), None));
+        }
+    }
+
+    /// Takes up the other instances' stored spend (a shared store's): (scope id, period,
+    /// micro-dollars summed). Kept with its scope like a stored figure of this instance's; of
+    /// several periods, the latest counts.
+    pub(super) fn take_up_others(&self, sums: Vec<(String, u64, u64)>) {
+        let mut ledgers = self.ledgers.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, period, micros) in sums {
+            let kept = ledgers.entry(id).or_insert_with(|| Kept::new("", None, None, None));
+            if kept.others.is_none_or(|(latest, _)| period >= latest) {
+                kept.others = Some((period, micros));
+                kept.ledger.set_others(period, micros);
+            }
         }
     }
 }
@@ -233,6 +253,7 @@ impl Controller {
             self.budgets.set((setting.workspace.clone(), setting.subject()), Some(setting));
         }
         self.budgets.restore(self.store.caller_spend(CALLER_APP)?);
+        self.budgets.take_up_others(super::stored_spend::caller_sums(&self.store.others_spend()?));
         Ok(())
     }
 
@@ -241,11 +262,12 @@ impl Controller {
         let dirty = self.budgets.dirty();
         let rows: Vec<SpendRow<'_>> = dirty
             .iter()
-            .map(|(workspace, scope, period, micros)| SpendRow {
+            .map(|(workspace, scope, period, period_secs, micros)| SpendRow {
                 workspace,
                 app_id: CALLER_APP,
                 scope,
                 period: *period,
+                period_secs: *period_secs,
                 micros: *micros,
             })
             .collect();

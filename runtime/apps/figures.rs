@@ -57,12 +57,13 @@ impl Exchange {
     }
 }
 
-fn ledgers(table: &Table) -> impl Iterator<Item = (&str, &crate::router::spend::Ledger)> {
+/// The app's ledger and each deployment's, with their scopes in the store (`app`, or the id).
+pub(super) fn ledgers(table: &Table) -> impl Iterator<Item = (&str, &Ledger)> {
     std::iter::once((APP_SCOPE, &table.app_spend))
         .chain(table.deployments.iter().map(|d| d.id.as_str()).zip(&table.deployment_spend))
 }
 
-fn ledger<'a>(table: &'a Table, scope: &str) -> Option<&'a crate::router::spend::Ledger> {
+fn ledger<'a>(table: &'a Table, scope: &str) -> Option<&'a Ledger> {
     ledgers(table).find(|(s, _)| *s == scope).map(|(_, l)| l)
 }
 

@@ -12,6 +12,7 @@ pub mod keys;
 pub mod registry;
 pub mod responses;
 pub mod session;
+mod stored_spend;
 mod sync;
 pub mod upstream_guard;
 
@@ -572,6 +573,8 @@ impl Controller {
                 table.deployment_spend[i].restore(period, micros);
             }
         }
+        // A shared store's other instances' spend counts too.
+        stored_spend::take_up_app(table, workspace, app_id, &stored_spend::sums(&self.store.others_spend()?));
         if app.keeping == Keeping::Stored {
             if let (Some(cluster), Origin::Local) = (&self.cluster, origin) {
                 let shared = SharedSession { app_id: app_id.to_owned(), started_at: session.created };
@@ -745,12 +748,10 @@ pub(crate) const APP_SCOPE: &str = "app";
 
 /// The session's spend changed since its last flush (the app's and each deployment's), taken.
 fn dirty_spend<'a>(session: &'a Session, rows: &mut Vec<SpendRow<'a>>) {
-    let (workspace, app_id, table) = (session.workspace.as_str(), session.app_id.as_str(), &session.table);
-    let ledgers = std::iter::once((APP_SCOPE, &table.app_spend))
-        .chain(table.deployments.iter().map(|d| d.id.as_str()).zip(&table.deployment_spend));
-    for (scope, ledger) in ledgers {
+    let (workspace, app_id) = (session.workspace.as_str(), session.app_id.as_str());
+    for (scope, ledger) in figures::ledgers(&session.table) {
         if let Some((period, micros)) = ledger.take_dirty() {
-            rows.push(SpendRow { workspace, app_id, scope, period, micros });
+            rows.push(SpendRow { workspace, app_id, scope, period, period_secs: ledger.period_secs(), micros });
         }
     }
 }

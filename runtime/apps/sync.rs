@@ -24,6 +24,7 @@ impl Controller {
                 );
             }
             cluster.seed(&stored)?;
+            self.put_back_others_spend(cluster)?;
         }
         Ok(cluster.snapshot()?)
     }
@@ -47,6 +48,9 @@ impl Controller {
                 );
                 cluster.seed(&self.held_snapshot())?;
             }
+            // This instance's own figures go back with its next floors; those of instances
+            // that are gone only a shared store still has.
+            self.put_back_others_spend(&cluster)?;
         }
         self.converge(cluster.snapshot()?)
     }

@@ -10,6 +10,9 @@
 //!   [`FRESH_MS`] is ignored, so a killed instance's in-flight requests do not linger; the hash
 //!   expires a minute after the last write.
 //! - budgets: this instance's floors of the budgets it holds reservations on (`budgets.rs`).
+//!
+//! With a shared store (PostgreSQL), an emptied Redis also gets back the figures of instances
+//! that are gone, from their stored spend ([`Cluster::put_back`]).
 
 use super::{Cluster, ClusterError, SEP};
 use std::collections::HashMap;
@@ -147,7 +150,33 @@ fn others_load(all: HashMap<String, String>, me: &str, now_ms: u64) -> HashMap<u
     out
 }
 
+/// Another instance's figures, put back from a shared store after Redis was emptied: an
+/// instance that is gone cannot put back its own.
+#[derive(Debug, Default)]
+pub struct StoredFigures {
+    pub instance: String,
+    /// Its floors of the budgets.
+    pub floors: Vec<super::Floor>,
+    /// Its spend of apps: (workspace, app id, figure).
+    pub spend: Vec<(String, String, SpendFigure)>,
+}
+
 impl Cluster {
+    /// Puts back other instances' figures in one round trip: floors (a maximum, so what a
+    /// running instance wrote since stays) and spend where the instance has none yet (a running
+    /// one writes its own every round).
+    pub fn put_back(&self, stored: &[StoredFigures]) -> Result<(), ClusterError> {
+        let mut pipe = redis::pipe();
+        for s in stored {
+            super::budgets::add_floors(&mut pipe, &s.floors, &s.instance);
+            for (workspace, app_id, f) in &s.spend {
+                let field = spend_field(f, &s.instance);
+                pipe.cmd("HSETNX").arg(spend_key(workspace, app_id)).arg(field).arg(f.micros).ignore();
+            }
+        }
+        self.run_pipe(&pipe)
+    }
+
     /// Writes this instance's figures and reads everyone's, one round trip for all sessions.
     /// The answer lines up with `outgoing`. Bounded by [`EXCHANGE_TIMEOUT`]; the outcome is
     /// what [`Cluster::healthy`] reports.

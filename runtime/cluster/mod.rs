@@ -25,7 +25,7 @@ mod responses;
 mod state;
 
 pub use budgets::{Floor, Limit, Reserved, ScopePeriod, SharedHold};
-pub use figures::{LoadFigure, Others, Outgoing, SpendFigure};
+pub use figures::{LoadFigure, Others, Outgoing, SpendFigure, StoredFigures};
 pub use state::{SharedApp, SharedSession, Snapshot};
 
 use serde::{Deserialize, Serialize};

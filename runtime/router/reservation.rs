@@ -53,12 +53,22 @@ pub fn scope_id(parts: &[&str]) -> String {
 
 /// The app's scope id.
 pub fn app_scope(table: &Table) -> String {
-    scope_id(&["app", &table.ident.workspace, &table.ident.app_id])
+    app_scope_id(&table.ident.workspace, &table.ident.app_id)
 }
 
 /// Deployment `index`'s scope id.
 pub fn deployment_scope(table: &Table, index: usize) -> String {
-    scope_id(&["deployment", &table.ident.workspace, &table.ident.app_id, &table.deployments[index].id])
+    deployment_scope_id(&table.ident.workspace, &table.ident.app_id, &table.deployments[index].id)
+}
+
+/// An app's scope id from its names.
+pub fn app_scope_id(workspace: &str, app_id: &str) -> String {
+    scope_id(&["app", workspace, app_id])
+}
+
+/// A deployment's scope id from its names.
+pub fn deployment_scope_id(workspace: &str, app_id: &str, deployment: &str) -> String {
+    scope_id(&["deployment", workspace, app_id, deployment])
 }
 
 /// What a request may cost, as far as its body tells before a deployment is picked.

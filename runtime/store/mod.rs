@@ -72,6 +72,15 @@ delegate! {
 }
 
 impl Store {
+    /// Every other instance's stored spend: only a shared store has any (SQLite keeps this
+    /// instance's alone).
+    pub fn others_spend(&self) -> Result<Vec<InstanceSpend>, StoreError> {
+        match self {
+            Store::Sqlite(_) => Ok(Vec::new()),
+            Store::Postgres(store) => store.others_spend(),
+        }
+    }
+
     /// Whether every instance shares this store, so that it, not what one instance holds, is
     /// what an emptied Redis is seeded with.
     pub fn is_shared(&self) -> bool {
@@ -99,14 +108,32 @@ pub struct StoredSession {
     pub started_at: u64,
 }
 
-/// An app's or a deployment's spend in one budget period, as flushed from memory.
+/// An app's, a deployment's or a caller scope's spend in one budget period, as flushed from
+/// memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpendRow<'a> {
     pub workspace: &'a str,
+    /// The app's id; empty for a caller scope.
     pub app_id: &'a str,
-    /// `app`, or a deployment's id.
+    /// `app`, a deployment's id, or a caller scope's id.
     pub scope: &'a str,
     pub period: u64,
+    /// The budget period's length (`None`: all time).
+    pub period_secs: Option<u64>,
+    pub micros: u64,
+}
+
+/// One instance's stored spend of one scope in one budget period, as a shared store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceSpend {
+    pub instance: String,
+    pub workspace: String,
+    /// The app's id; empty for a caller scope (an API key, a user, a workspace).
+    pub app_id: String,
+    /// `app`, a deployment's id, or a caller scope's id.
+    pub scope: String,
+    pub period: u64,
+    pub period_secs: Option<u64>,
     pub micros: u64,
 }
 

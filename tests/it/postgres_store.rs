@@ -1,14 +1,18 @@
 //! PostgreSQL as the system of record (`--database-url`), against a real Debian `postgres`:
-//! what the controller keeps outlives an instance and its data dir; two instances sharing Redis
-//! and PostgreSQL hold a budget together and serve everything again after Redis comes back
-//! empty; the spend log and stored responses live in the database; migrations apply once.
+//! what the controller keeps outlives an instance and its data dir; instances sharing it keep
+//! each its own spend and count the others', with Redis and without; two instances sharing
+//! Redis and PostgreSQL hold a budget together and serve everything again after Redis comes back
+//! empty, the spend of an instance that is gone included; the spend log and stored responses
+//! live in the database; migrations apply once.
 
-use crate::support::{read_json, Postgres, Redis, TestServer};
+use crate::support::{free_port, read_json, Postgres, Redis, ServeProcess, TestServer};
 use ferrolite::observability::spend_log::{SpendOutcome, SpendRecord};
 use ferrolite::store::postgres::{applied_migrations, migrate, MIGRATIONS};
 use ferrolite::store::spend_logs::{PgSpendLogs, SpendLogStore, SpendQuery};
 use ferrolite::store::ResponseDb;
 use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// $1 per answer ("four words of answer": 4 tokens at $0.25), and a free model.
@@ -29,9 +33,12 @@ async fn instance(pg: &Postgres, redis: Option<&Redis>) -> TestServer {
 }
 
 async fn chat(server: &TestServer, credential: &str, model: &str) -> (u16, Value) {
-    let response = server
-        .client
-        .post(format!("{}/team/apps/paid/v1/chat/completions", server.base))
+    chat_at(&server.base, credential, model).await
+}
+
+async fn chat_at(base: &str, credential: &str, model: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/team/apps/paid/v1/chat/completions"))
         .bearer_auth(credential)
         .header("content-type", "application/json")
         .body(json!({"model": model, "messages": [{"role": "user", "content": "Hello there"}]}).to_string())
@@ -73,6 +80,15 @@ async fn apps_keys_budgets_and_spend_logs_outlive_the_instance_and_its_data_dir(
     assert_eq!((status, body["error"]["type"].as_str()), (429, Some("budget_exceeded")), "ada's $3 are spent: {body}");
     let logs = b.ok("team", &token, "get_spend_logs", json!({"status": "200"})).await;
     assert_eq!(logs["items"].as_array().map(Vec::len), Some(3), "A's record and B's two: {logs}");
+
+    // The database restarts under B: its connections are made again.
+    pg.restart();
+    b.ok("team", &token, "set_budget", json!({"user": "ada", "max_budget": 4})).await;
+    assert_eq!(chat(&b, &key, "m").await.0, 200, "the fourth dollar, under the raised budget");
+    b.running.shutdown().await.unwrap();
+    let c = instance(&pg, None).await;
+    let (status, body) = chat(&c, &key, "m").await;
+    assert_eq!((status, body["error"]["type"].as_str()), (429, Some("budget_exceeded")), "A's and B's spend: {body}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -123,12 +139,103 @@ async fn two_instances_over_redis_and_postgres_hold_a_budget_and_reload_an_empti
             server.ok("team", &token, "list_apps", json!({})).await.as_array().map(Vec::len) == Some(2)
         })
         .await;
+        // Until its figures flow again an instance budgets on its own books, the others' spend
+        // as last read: a free request shows when it counts the whole budget spent.
+        eventually("each instance counts the budget spent", || async {
+            chat(server, &budgeted, "free").await.0 == 429
+        })
+        .await;
         let (status, body) = chat(server, &budgeted, "m").await;
         assert_eq!((status, body["error"]["type"].as_str()), (429, Some("budget_exceeded")), "{body}");
     }
     // An instance started now finds all of it in Redis and PostgreSQL alike.
     let c = instance(&pg, Some(&redis)).await;
     assert_eq!(chat(&c, &free, "free").await.0, 200);
+}
+
+/// The API keys' stored spend: instance id -> micro-dollars.
+fn stored_key_spend(pg: &Postgres) -> HashMap<String, i64> {
+    let rows = pg
+        .client()
+        .with(|c| c.query("SELECT instance, micros FROM spend WHERE app_id = '' AND scope LIKE 'key%'", &[]))
+        .unwrap();
+    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+fn instance_id(data_dir: &Path) -> String {
+    std::fs::read_to_string(data_dir.join("instance-id")).unwrap().trim().to_owned()
+}
+
+/// `ferrolite serve` on `data_dir` over the database (a process, so it can be killed).
+fn serve(pg: &Postgres, data_dir: &Path) -> ServeProcess {
+    let port = free_port().to_string();
+    tokio::task::block_in_place(|| ServeProcess::spawn(&["--port", &port, "--database-url", &pg.url], data_dir))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_sharing_postgres_without_redis_keep_their_own_spend_and_count_the_others() {
+    let pg = Postgres::start();
+    let a = instance(&pg, None).await;
+    let token = a.token_for("team");
+    a.ok("team", &token, "install", json!({"manifest": manifest()})).await;
+    a.ok("team", &token, "start", json!({"app_id": "paid"})).await;
+    let key = a.ok("team", &token, "create_key", json!({"max_budget": 5})).await["key"].as_str().unwrap().to_owned();
+    // Without Redis, B learns the app and the key from the database when it starts.
+    let b_dir = tempfile::tempdir().unwrap();
+    let b = serve(&pg, b_dir.path());
+    let (a_id, b_id) = (instance_id(a.data_dir()), instance_id(b_dir.path()));
+    for _ in 0..2 {
+        assert_eq!(chat(&a, &key, "m").await.0, 200);
+    }
+    assert_eq!(chat_at(&b.base, &key, "m").await.0, 200);
+    let stored = |a_micros: i64, b_micros: i64| HashMap::from([(a_id.clone(), a_micros), (b_id.clone(), b_micros)]);
+    eventually("each instance's own spend is stored, apart", || async {
+        stored_key_spend(&pg) == stored(2_000_000, 1_000_000)
+    })
+    .await;
+
+    // B is killed and comes back on its data dir: it goes on from its own figure.
+    drop(b);
+    let b = serve(&pg, b_dir.path());
+    assert_eq!(chat_at(&b.base, &key, "m").await.0, 200, "$4 of $5 spent now");
+    assert_eq!(chat(&a, &key, "m").await.0, 200, "the fifth dollar");
+    eventually("B's figure went on from its own", || async { stored_key_spend(&pg) == stored(3_000_000, 2_000_000) })
+        .await;
+
+    // A free request fits while any budget is left: each instance refuses it once it counts
+    // the other's spend beside its own, and neither serves a sixth dollar.
+    eventually("A counts B's spend", || async { chat(&a, &key, "free").await.0 == 429 }).await;
+    eventually("B counts A's spend", || async { chat_at(&b.base, &key, "free").await.0 == 429 }).await;
+    for (status, body) in [chat(&a, &key, "m").await, chat_at(&b.base, &key, "m").await] {
+        assert_eq!((status, body["error"]["type"].as_str()), (429, Some("budget_exceeded")), "{body}");
+    }
+    assert_eq!(stored_key_spend(&pg), stored(3_000_000, 2_000_000));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_emptied_redis_gets_back_the_spend_of_an_instance_that_is_gone() {
+    let (pg, redis) = (Postgres::start(), Redis::start());
+    let port = redis.port;
+    let (a, b) = (instance(&pg, Some(&redis)).await, instance(&pg, Some(&redis)).await);
+    let token = a.token_for("team");
+    a.ok("team", &token, "install", json!({"manifest": manifest()})).await;
+    a.ok("team", &token, "start", json!({"app_id": "paid"})).await;
+    let key = a.ok("team", &token, "create_key", json!({"max_budget": 3})).await["key"].as_str().unwrap().to_owned();
+    eventually("B serves the app with the key", || async { chat(&b, &key, "free").await.0 == 200 }).await;
+    for _ in 0..2 {
+        assert_eq!(chat(&a, &key, "m").await.0, 200);
+    }
+    a.running.shutdown().await.unwrap();
+
+    // Redis restarts empty: only the database still has what A spent, and B puts it back.
+    drop(redis);
+    let redis = Redis::start_on(port);
+    eventually("A's spend is back in Redis", || async { key_spend_in_redis(&redis) == 2_000_000 }).await;
+    assert_eq!(chat(&b, &key, "m").await.0, 200, "the third dollar");
+    eventually("B counts the budget spent", || async { chat(&b, &key, "free").await.0 == 429 }).await;
+    let (status, body) = chat(&b, &key, "m").await;
+    assert_eq!((status, body["error"]["type"].as_str()), (429, Some("budget_exceeded")), "{body}");
+    eventually("B's own spend joins it", || async { key_spend_in_redis(&redis) == 3_000_000 }).await;
 }
 
 /// Every key's spend in Redis, every instance's summed (micro-dollars).

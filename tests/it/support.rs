@@ -390,6 +390,14 @@ impl Postgres {
         assert!(out.status.success(), "{tool} failed: {stdout}{stderr}");
     }
 
+    /// Stops the server (every connection to it broken) and starts it again on the same port.
+    pub fn restart(&self) {
+        let data = self.dir.path().join("data").display().to_string();
+        // Its output goes to the log, or the server would hold the pipe `run` reads to the end.
+        let log = self.dir.path().join("log").display().to_string();
+        self.run("pg_ctl", &["-D", &data, "-l", &log, "-m", "fast", "-w", "restart"]);
+    }
+
     /// A connection of the test's own.
     pub fn client(&self) -> ferrolite::store::postgres::PgClient {
         ferrolite::store::postgres::PgClient::connect(&self.url).expect("connects to postgres")

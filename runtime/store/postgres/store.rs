@@ -3,12 +3,14 @@
 
 use super::{pg_int, PgClient};
 use crate::auth::keys::KeyRecord;
-use crate::store::{BudgetSetting, SpendRow, StoreError, StoredApp, StoredSession};
+use crate::store::{BudgetSetting, InstanceSpend, SpendRow, StoreError, StoredApp, StoredSession};
 use std::collections::HashMap;
 
 /// The controller's store in PostgreSQL.
 pub struct PgStore {
     pg: PgClient,
+    /// This instance's id: its spend figures are its own rows.
+    instance: String,
 }
 
 fn corrupt(what: String) -> impl FnOnce(serde_json::Error) -> StoreError {
@@ -16,14 +18,15 @@ fn corrupt(what: String) -> impl FnOnce(serde_json::Error) -> StoreError {
 }
 
 impl PgStore {
-    /// Connects to `url` and brings its schema up to date.
-    pub fn open(url: &str) -> Result<PgStore, StoreError> {
+    /// Connects to `url` and brings its schema up to date; `instance` names this instance's
+    /// spend figures.
+    pub fn open(url: &str, instance: &str) -> Result<PgStore, StoreError> {
         let pg = PgClient::connect(url)?;
         let applied = super::migrate(&pg, None)?;
         if !applied.is_empty() {
             tracing::info!(?applied, "postgres schema migrated");
         }
-        Ok(PgStore { pg })
+        Ok(PgStore { pg, instance: instance.to_owned() })
     }
 
     pub fn put_app(&self, app: &StoredApp) -> Result<(), StoreError> {
@@ -118,10 +121,14 @@ impl PgStore {
         rows.iter().map(|r| serde_json::from_str(r.get(1)).map_err(corrupt(r.get(0)))).collect()
     }
 
+    /// This instance's spend rows of `app_id` in every workspace.
     pub fn caller_spend(&self, app_id: &str) -> Result<Vec<(String, String, u64, u64)>, StoreError> {
-        let rows = self
-            .pg
-            .with(|c| c.query("SELECT workspace, scope, period, micros FROM spend WHERE app_id = $1", &[&app_id]))?;
+        let rows = self.pg.with(|c| {
+            c.query(
+                "SELECT workspace, scope, period, micros FROM spend WHERE app_id = $1 AND instance = $2",
+                &[&app_id, &self.instance],
+            )
+        })?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1), unsigned(r.get(2)), unsigned(r.get(3)))).collect())
     }
 
@@ -176,8 +183,8 @@ impl PgStore {
             .collect())
     }
 
-    /// As SQLite's: one transaction, and a figure never goes backwards within a period (each
-    /// instance flushes what it counted, floored with the cluster's figures when there is Redis).
+    /// As SQLite's, in this instance's own rows (see the `spend` table's migration): one
+    /// transaction, and a figure never goes backwards within a period.
     pub fn put_spends(&self, rows: &[SpendRow<'_>]) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
@@ -185,27 +192,52 @@ impl PgStore {
         self.pg.with(|c| {
             let mut tx = c.transaction()?;
             let upsert = tx.prepare(
-                "INSERT INTO spend (workspace, app_id, scope, period, micros) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (workspace, app_id, scope) DO UPDATE SET
+                "INSERT INTO spend (workspace, app_id, scope, instance, period, period_secs, micros)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (workspace, app_id, scope, instance) DO UPDATE SET
                    micros = CASE WHEN excluded.period = spend.period THEN GREATEST(spend.micros, excluded.micros)
                             ELSE excluded.micros END,
-                   period = excluded.period",
+                   period = excluded.period, period_secs = excluded.period_secs",
             )?;
             for r in rows {
-                tx.execute(&upsert, &[&r.workspace, &r.app_id, &r.scope, &pg_int(r.period), &pg_int(r.micros)])?;
+                let (period, secs, micros) = (pg_int(r.period), r.period_secs.map(pg_int), pg_int(r.micros));
+                tx.execute(&upsert, &[&r.workspace, &r.app_id, &r.scope, &self.instance, &period, &secs, &micros])?;
             }
             tx.commit()
         })
     }
 
+    /// This instance's spend of an app: scope -> (period, micro-dollars).
     pub fn spend(&self, workspace: &str, app_id: &str) -> Result<HashMap<String, (u64, u64)>, StoreError> {
         let rows = self.pg.with(|c| {
             c.query(
-                "SELECT scope, period, micros FROM spend WHERE workspace = $1 AND app_id = $2",
-                &[&workspace, &app_id],
+                "SELECT scope, period, micros FROM spend WHERE workspace = $1 AND app_id = $2 AND instance = $3",
+                &[&workspace, &app_id, &self.instance],
             )
         })?;
         Ok(rows.iter().map(|r| (r.get(0), (unsigned(r.get(1)), unsigned(r.get(2))))).collect())
+    }
+
+    /// Every other instance's spend rows, of every app and caller scope.
+    pub fn others_spend(&self) -> Result<Vec<InstanceSpend>, StoreError> {
+        let rows = self.pg.with(|c| {
+            c.query(
+                "SELECT instance, workspace, app_id, scope, period, period_secs, micros FROM spend WHERE instance <> $1",
+                &[&self.instance],
+            )
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| InstanceSpend {
+                instance: r.get(0),
+                workspace: r.get(1),
+                app_id: r.get(2),
+                scope: r.get(3),
+                period: unsigned(r.get(4)),
+                period_secs: r.get::<_, Option<i64>>(5).map(unsigned),
+                micros: unsigned(r.get(6)),
+            })
+            .collect())
     }
 
     pub fn has_app(&self, workspace: &str, id: &str) -> Result<bool, StoreError> {
