@@ -57,6 +57,7 @@ mod openai_provider;
 mod openai_upstream;
 mod persistence;
 mod python_sdk;
+mod response_cache;
 mod responses_bridge;
 mod responses_reasoning;
 mod responses_state;
