@@ -66,7 +66,7 @@ impl Controls {
         let controls: Controls =
             Controls::deserialize(field).map_err(|e| CacheError::Controls(format!("invalid `cache` controls: {e}")))?;
         for (name, value) in [("ttl", controls.ttl), ("s-maxage", controls.s_maxage)] {
-            if value.is_some_and(|v| !v.is_finite() || v < 0.0 || v > 3.0e7) {
+            if value.is_some_and(|v| !(0.0..=3.0e7).contains(&v)) {
                 return Err(CacheError::Controls(format!("`cache.{name}` must be a number of seconds from 0 to 3e7")));
             }
         }

@@ -53,8 +53,14 @@ pub async fn lookup(
     if !cacheable(op) {
         return Ok(Lookup::Miss(payload, None));
     }
-    let controls =
-        Controls::of(body.get("cache")).map_err(|e| ApiError::bad_request(e.to_string()).with_param("cache"))?;
+    let cache = session.cache.as_ref().filter(|c| c.serves(op));
+    // Controls are checked only where they act; elsewhere they are just kept from the upstream.
+    let controls = match cache {
+        Some(_) => Controls::of(body.get("cache")).map_err(|e| {
+            ApiError::bad_request(e.to_string()).with_param("cache").with_code("invalid_cache_controls")
+        })?,
+        None => Controls::default(),
+    };
     let body = match body.get("cache") {
         Some(_) => {
             let mut without = Value::clone(body);
@@ -65,7 +71,7 @@ pub async fn lookup(
         }
         None => Arc::clone(body),
     };
-    let Some(cache) = session.cache.as_ref().filter(|c| c.serves(op)) else {
+    let Some(cache) = cache else {
         return Ok(Lookup::Miss(Payload::Json(body), None));
     };
     let key = cache::key::key(&format!("{}/{}", session.workspace, session.app_id), path, &body);

@@ -362,3 +362,35 @@ async fn validate_reads_cache_params_and_warns_of_what_it_ignores() {
         assert_eq!(refused["valid"], false, "{bad} must be refused: {refused}");
     }
 }
+
+#[tokio::test]
+async fn a_text_completion_is_replayed_as_its_stream() {
+    let s = setup(json!({"cache": true})).await;
+    let body = json!({"model": "gpt", "prompt": "Say cached", "max_tokens": 20});
+    let whole = ask(&s.server, &s.token, "/completions", &body).await;
+    assert_eq!((whole.status, whole.cache.as_str()), (200, "miss"), "{}", whole.body);
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let response = post(&s.server, &s.token, "/completions", &streamed).await;
+    assert_eq!(header(&response, "x-ferrolite-cache"), "hit");
+    let data = sse_data(&response.text().await.unwrap());
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    let text: String = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str::<Value>(d).unwrap())
+        .filter_map(|c| c["choices"][0]["text"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(text, whole.body["choices"][0]["text"].as_str().unwrap());
+    assert_eq!(upstream_calls(&s.fake, "/v1/completions"), 1);
+}
+
+#[tokio::test]
+async fn a_redis_cache_without_redis_is_local_and_says_so() {
+    let s = setup(json!({"cache": true, "cache_params": {"type": "redis"}})).await;
+    let running = s.server.ok("team", &s.token, "list_running", json!({})).await;
+    let logs = s.server.ok("team", &s.token, "get_logs", json!({"session_id": running[0]["id"]})).await;
+    assert!(logs.to_string().contains("no --redis-url: answers are cached in this process only"), "{logs}");
+    assert_eq!(ask(&s.server, &s.token, "/chat/completions", &hello(json!({}))).await.cache, "miss");
+    assert_eq!(ask(&s.server, &s.token, "/chat/completions", &hello(json!({}))).await.cache, "hit");
+    assert_eq!(upstream_calls(&s.fake, "/v1/chat/completions"), 1);
+}
