@@ -278,15 +278,31 @@ async fn app_spend(s: &Setup) -> f64 {
 
 #[tokio::test]
 async fn hits_and_misses_are_counted_per_app() {
-    let s = setup(json!({"cache": true})).await;
+    // An app id no other test uses: the metrics recorder is the whole process's.
+    let fake = FakeOpenAi::start(KEY).await;
+    let server = TestServer::start(vec![], |_| {}).await;
+    let token = server.token_for("team");
+    let mut app = manifest(&fake.base_url, json!({"cache": true}));
+    app["id"] = json!("counted");
+    app["config"]["service_id"] = json!("counted");
+    server.ok("team", &token, "install", json!({"manifest": app})).await;
+    server.ok("team", &token, "start", json!({"app_id": "counted"})).await;
     for _ in 0..3 {
-        ask(&s.server, &s.token, "/chat/completions", &hello(json!({"seed": 424242}))).await;
+        let response = server
+            .client
+            .post(format!("{}/team/apps/counted/v1/chat/completions", server.base))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(hello(json!({})).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
     }
-    let admin = s.server.running.state.tokens.issue("default", true, Duration::from_secs(600));
-    let text = s
-        .server
+    let admin = server.running.state.tokens.issue("default", true, Duration::from_secs(600));
+    let text = server
         .client
-        .get(format!("{}/metrics", s.server.base))
+        .get(format!("{}/metrics", server.base))
         .bearer_auth(admin)
         .send()
         .await
@@ -294,15 +310,13 @@ async fn hits_and_misses_are_counted_per_app() {
         .text()
         .await
         .unwrap();
-    // The recorder is the process's: other tests' `team/cached` apps count here too.
     let value = |name: &str| -> f64 {
         text.lines()
-            .filter(|l| l.starts_with(name) && l.contains("workspace=\"team\"") && l.contains("app=\"cached\""))
+            .filter(|l| l.starts_with(name) && l.contains("workspace=\"team\"") && l.contains("app=\"counted\""))
             .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
             .sum()
     };
-    assert!(value("ferrolite_cache_hits_total") >= 2.0, "{text}");
-    assert!(value("ferrolite_cache_misses_total") >= 1.0, "{text}");
+    assert_eq!((value("ferrolite_cache_hits_total"), value("ferrolite_cache_misses_total")), (2.0, 1.0), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
