@@ -10,6 +10,7 @@
 pub mod api;
 pub mod apps;
 pub mod auth;
+pub mod cache;
 pub mod catalogue;
 pub mod cli;
 pub mod clock;

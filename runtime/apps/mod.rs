@@ -565,6 +565,15 @@ impl Controller {
                 table.strategy
             ),
         );
+        if session.cache.as_ref().is_some_and(|c| c.wants_shared()) && self.cluster.is_none() {
+            table.logs.push(
+                LogType::Log,
+                format!(
+                    "{} warning: cache_params.type is redis but this server has no --redis-url: answers are cached in this process only",
+                    unix_now()
+                ),
+            );
+        }
         // Spend carries over from earlier sessions of the app (and from before a restart).
         for (scope, (period, micros)) in self.store.spend(workspace, app_id)? {
             if scope == APP_SCOPE {

@@ -162,6 +162,8 @@ pub struct Session {
     pub table: Arc<Table>,
     /// `/mcp`: the app's MCP servers as one, when it has any.
     pub mcp: Option<Arc<crate::mcp::Endpoint>>,
+    /// The response cache, when the app turns it on (`litellm_settings.cache`).
+    pub cache: Option<Arc<crate::cache::ResponseCache>>,
 }
 
 /// What a new session needs besides the manifest.
@@ -275,6 +277,7 @@ impl Session {
         };
         let table = Arc::new(Table::new(ident, deployments, config));
         let mcp = mcp_endpoint(config, spec.public_only, secrets, &table)?;
+        let cache = crate::cache::ResponseCache::new(&table.settings).map(Arc::new);
         Ok(Session {
             id: spec.id,
             app_id: spec.app_id,
@@ -285,6 +288,7 @@ impl Session {
             master_key,
             table,
             mcp,
+            cache,
         })
     }
 

@@ -20,6 +20,7 @@
 //! See README.
 
 mod budgets;
+mod cache;
 mod figures;
 mod responses;
 mod state;

@@ -14,7 +14,7 @@ fn key(workspace: &str, id: &str) -> String {
 }
 
 impl Cluster {
-    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, ClusterError> {
+    pub(super) async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, ClusterError> {
         let mut conn = self.conn.clone();
         match tokio::time::timeout(TIMEOUT, cmd.query_async::<T>(&mut conn)).await {
             Ok(answer) => Ok(answer?),

@@ -322,6 +322,24 @@ async fn serve(state: &AppState, r: &Request<'_>, payload: Payload) -> Result<Ou
             Box::pin(local::serve(handler, &local, &payload)).await.map(Outcome::local)
         }
         Serve::Providers(_) => {
+            let (payload, pending) =
+                match super::cache::lookup(state, r.session, r.route.op, r.route.path, payload).await? {
+                    super::cache::Lookup::Hit(outcome) => return Ok(outcome),
+                    super::cache::Lookup::Miss(payload, pending) => (payload, pending),
+                };
+            let outcome = Box::pin(serve_providers(state, r, payload)).await?;
+            match pending {
+                Some(pending) => pending.keep(outcome).await,
+                None => Ok(outcome),
+            }
+        }
+    }
+}
+
+/// Serves a request through the router (and the MCP tool loop, and the Responses API's state).
+async fn serve_providers(state: &AppState, r: &Request<'_>, payload: Payload) -> Result<Outcome, ApiError> {
+    {
+        {
             let (target, wildcard_model) = choose_target(r.session, r.route, r.query, &payload)?;
             // The Responses API's state: a continued conversation's items put in, the answer
             // recorded on its way out. A count of one counts the whole conversation; it records

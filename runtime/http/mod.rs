@@ -1,5 +1,6 @@
 //! The HTTP door: shared state, the axum router built from the catalogue, and errors.
 
+pub mod cache;
 pub mod console;
 pub mod controller;
 pub mod dispatch;

@@ -251,8 +251,63 @@ pub struct LitellmSettings {
     /// Drop request parameters a provider does not support instead of failing with 400.
     #[serde(default)]
     pub drop_params: bool,
+    /// Answer repeated requests from a response cache (see `cache_params`).
+    #[serde(default)]
+    pub cache: bool,
+    /// How the response cache keeps its entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_params: Option<CacheParams>,
     #[serde(flatten)]
     pub routing: RoutingSettings,
+}
+
+/// Where cached answers live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheType {
+    /// In this process, bounded by `max_size_in_memory`.
+    #[default]
+    Local,
+    /// In the server's `--redis-url` Redis, shared by every instance (local without one).
+    Redis,
+}
+
+/// litellm's `cache_params`. Redis connection fields (`host`, `port`, `password`, ...) are kept
+/// but ignored: the cache uses the server's own `--redis-url`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct CacheParams {
+    #[serde(default, rename = "type")]
+    pub kind: CacheType,
+    /// Seconds an entry lives (default 600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.001))]
+    pub ttl: Option<f64>,
+    /// Prefix of the Redis keys, so apps (or deployments of ferrolite) can keep apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^[A-Za-z0-9_.:-]{1,64}$"))]
+    pub namespace: Option<String>,
+    /// litellm call types cached (default all that ferrolite caches): `completion`,
+    /// `acompletion`, `text_completion`, `atext_completion`, `embedding`, `aembedding`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supported_call_types: Option<Vec<CallType>>,
+    /// Entries kept in memory at most (default 1000), the least recently used dropped first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub max_size_in_memory: Option<u32>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A litellm call type the response cache can serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CallType {
+    Completion,
+    Acompletion,
+    TextCompletion,
+    AtextCompletion,
+    Embedding,
+    Aembedding,
 }
 
 /// The group a `model_group_alias` entry names, and whether `/v1/models` lists the alias.

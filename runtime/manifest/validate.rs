@@ -175,6 +175,7 @@ fn semantic_checks(doc: &Value, out: &mut Vec<Finding>) {
 
     // Warnings last, so they never hide an error.
     ignored_settings(config, out);
+    cache_params(config, out);
     unknown_providers(config, out);
     for (i, entry) in config["model_list"].as_array().into_iter().flatten().enumerate() {
         for key in SECRET_KEYS {
@@ -248,13 +249,42 @@ fn ignored_settings(config: &Value, out: &mut Vec<Finding>) {
     }
 }
 
+/// `cache_params` keys the response cache does not read: Redis connection fields (the cache
+/// uses the server's `--redis-url`) and litellm's other options, one warning each.
+fn cache_params(config: &Value, out: &mut Vec<Finding>) {
+    static READ: OnceLock<Vec<String>> = OnceLock::new();
+    let read = READ.get_or_init(|| {
+        let schema = super::json_schema();
+        schema["$defs"]["CacheParams"]["properties"]
+            .as_object()
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    });
+    let params = &config["litellm_settings"]["cache_params"];
+    for key in params.as_object().into_iter().flat_map(|m| m.keys()) {
+        if read.contains(key) {
+            continue;
+        }
+        let why = match key.as_str() {
+            "host" | "port" | "password" | "username" | "url" | "redis_url" | "ssl" => {
+                "the redis cache uses the server's --redis-url"
+            }
+            _ => "ferrolite's cache does not read it",
+        };
+        out.push(Finding {
+            severity: Severity::Warning,
+            pointer: format!("/config/litellm_settings/cache_params/{}", escape_pointer(key)),
+            message: format!("cache_params.{key} is ignored: {why}"),
+        });
+    }
+}
+
 /// What to use instead of a litellm setting ferrolite does not honour, where there is something.
 fn hint(key: &str) -> Option<&'static str> {
     Some(match key {
         "success_callback" | "failure_callback" | "callbacks" | "service_callback" | "callback_settings" => {
             "callbacks are not supported: traces go to --otlp-endpoint, spend to the spend log, read by get_spend_logs"
         }
-        "cache" | "cache_params" => "ferrolite has no response cache yet: every request reaches a provider",
         "database_url" => "ferrolite keeps its state in --data-dir, shared state in --redis-url",
         "pass_through_endpoints" => "pass-through endpoints are not built yet",
         "guardrails" => "guardrails are not supported",

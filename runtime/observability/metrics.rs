@@ -38,6 +38,8 @@ pub const BUDGET_REMAINING: &str = "ferrolite_budget_remaining_usd";
 pub const MCP_CALLS: &str = "ferrolite_mcp_calls_total";
 pub const MCP_CALL_DURATION: &str = "ferrolite_mcp_call_duration_seconds";
 pub const SPEND_LOG_DROPPED: &str = "ferrolite_spend_log_dropped_total";
+pub const CACHE_HITS: &str = "ferrolite_cache_hits_total";
+pub const CACHE_MISSES: &str = "ferrolite_cache_misses_total";
 
 /// Histogram bucket bounds in seconds: from ferrolite's own overhead (tens of µs) to a long
 /// generation (minutes).
@@ -102,6 +104,8 @@ fn describe() {
     );
     describe_histogram!(MCP_CALL_DURATION, ::metrics::Unit::Seconds, "Time an MCP server took to answer a tool call.");
     describe_counter!(SPEND_LOG_DROPPED, "Spend log records dropped because the queue to their writer was full.");
+    describe_counter!(CACHE_HITS, "Requests answered from the response cache, by workspace and app.");
+    describe_counter!(CACHE_MISSES, "Cacheable requests the response cache could not answer, by workspace and app.");
     describe_gauge!(BUDGET_REMAINING, "US dollars left in the current budget period (deployment \"\": the app's).");
 }
 
@@ -333,6 +337,13 @@ pub fn booked(l: &SessionLabels, index: usize, usage: Usage, cost: f64) {
 
 /// Deployment `index` has `count` requests in flight (sampled at scrape time).
 /// A spend log record was dropped (its queue was full).
+/// A response cache lookup of one of the session's requests.
+pub fn cache_lookup(l: &SessionLabels, hit: bool) {
+    let labels = [Label::new("workspace", l.workspace.clone()), Label::new("app", l.app.clone())];
+    let name = if hit { CACHE_HITS } else { CACHE_MISSES };
+    counter!(name, labels.iter()).increment(1);
+}
+
 pub fn spend_log_dropped() {
     counter!(SPEND_LOG_DROPPED).increment(1);
 }

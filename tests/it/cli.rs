@@ -438,6 +438,7 @@ litellm_settings:
   drop_params: yes
   success_callback: ["langfuse"]
   cache: true
+  cache_params: {type: redis, host: localhost, ttl: 60}
 general_settings:
   master_key: sk-1234
   database_url: postgres://db/litellm
@@ -451,7 +452,7 @@ guardrails:
     assert_eq!(code, 0, "{stdout}");
     for expected in [
         format!("{f}: /config/litellm_settings/success_callback: warning: litellm_settings.success_callback is not a setting ferrolite honours; it is ignored (callbacks are not supported: traces go to --otlp-endpoint"),
-        format!("{f}: /config/litellm_settings/cache: warning: litellm_settings.cache is not a setting ferrolite honours; it is ignored (ferrolite has no response cache yet"),
+        format!("{f}: /config/litellm_settings/cache_params/host: warning: cache_params.host is ignored: the redis cache uses the server's --redis-url"),
         format!("{f}: /config/general_settings/database_url: warning: "),
         format!("{f}: /config/guardrails: warning: guardrails is not a section ferrolite honours; it is ignored (guardrails are not supported)"),
         format!("{f}: OK (1 model name(s), 1 deployment(s))"),
@@ -459,4 +460,5 @@ guardrails:
         assert!(stdout.lines().any(|l| l.starts_with(&expected)), "missing {expected:?} in:\n{stdout}");
     }
     assert!(!stdout.contains("tpm") && !stdout.contains("drop_params"), "YAML 1.1 scalars are quiet:\n{stdout}");
+    assert!(!stdout.contains("litellm_settings/cache:"), "the response cache is honoured:\n{stdout}");
 }

@@ -60,6 +60,7 @@ mod openai_upstream;
 mod persistence;
 mod postgres_store;
 mod python_sdk;
+mod response_cache;
 mod responses_bridge;
 mod responses_reasoning;
 mod responses_state;
