@@ -315,22 +315,22 @@ fn start_apps(
     // Apps named on the command line are (re)installed and (re)started with what the file says
     // now; one already running as the file says is left running.
     let start_app = |doc: serde_json::Value, file: String| -> Result<StartedApp, StartupError> {
-        // What the file asks that ferrolite does not do is said at every start, not only the
-        // first install.
-        let manifest =
-            if litellm::is_litellm_config(&doc) { litellm::to_manifest(&doc, "litellm") } else { doc.clone() };
-        if let Ok(validated) = validate::validate(&manifest) {
-            for warning in &validated.warnings {
-                tracing::warn!(file = %file, "{warning}");
-            }
-        }
+        // What the file asks that ferrolite does not do is said at every start: by the install's
+        // validation, or, for an app left running as it was, by validating it here.
+        let warn = |warnings: &[String]| warnings.iter().for_each(|w| tracing::warn!(file = %file, "{w}"));
         if let Some(session) = controller.running_unchanged(DEFAULT_WORKSPACE, &doc) {
+            let manifest =
+                if litellm::is_litellm_config(&doc) { litellm::to_manifest(&doc, "litellm") } else { doc.clone() };
+            if let Ok(validated) = validate::validate(&manifest) {
+                warn(&validated.warnings.iter().map(ToString::to_string).collect::<Vec<_>>());
+            }
             let info = session.info(controller.base_url());
             return Ok(StartedApp { url: info.url, models: info.models });
         }
         let app = controller
             .install(DEFAULT_WORKSPACE, Source::Document(doc), true, true)
             .map_err(|source| StartupError::App { file: file.clone(), source })?;
+        warn(&app.warnings);
         for running in controller.registry().sessions_in(DEFAULT_WORKSPACE) {
             if running.app_id == app.id {
                 controller

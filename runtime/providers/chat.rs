@@ -249,9 +249,15 @@ impl StreamEnds {
 
 /// The typed chat request of a JSON payload.
 pub fn parse_chat(payload: &Payload) -> Result<ChatRequest, ApiError> {
+    parse_json(payload)
+}
+
+/// A JSON payload as the typed request `T` (400 naming what does not fit).
+pub fn parse_json<T: serde::de::DeserializeOwned>(payload: &Payload) -> Result<T, ApiError> {
     match payload {
-        Payload::Json(v) => <ChatRequest as serde::Deserialize>::deserialize(v.as_ref())
-            .map_err(|e| ApiError::bad_request(format!("invalid request: {e}"))),
+        Payload::Json(v) => {
+            T::deserialize(v.as_ref()).map_err(|e| ApiError::bad_request(format!("invalid request: {e}")))
+        }
         _ => Err(ApiError::bad_request("this route takes a JSON body")),
     }
 }

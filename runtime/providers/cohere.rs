@@ -497,12 +497,7 @@ pub fn upstream_error(status: StatusCode, body: &[u8]) -> ApiError {
 // Embeddings
 
 fn json_body<T: serde::de::DeserializeOwned>(call: &super::ProviderCall<'_>) -> Result<T, ApiError> {
-    match &call.payload {
-        crate::exchange::Payload::Json(v) => {
-            T::deserialize(v.as_ref()).map_err(|e| ApiError::bad_request(format!("invalid request: {e}")))
-        }
-        _ => Err(ApiError::bad_request("this route takes a JSON body")),
-    }
+    super::chat::parse_json(&call.payload)
 }
 
 /// `POST /v1/embeddings` on a Cohere deployment: `/v2/embed`, answered as OpenAI's list.

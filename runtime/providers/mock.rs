@@ -398,11 +398,7 @@ pub fn embedding_response(model: &str, req: &EmbeddingRequest) -> Result<Embeddi
 }
 
 fn parse<T: DeserializeOwned>(payload: Payload) -> Result<T, ApiError> {
-    match payload {
-        Payload::Json(v) => <T as serde::Deserialize>::deserialize(v.as_ref())
-            .map_err(|e| ApiError::bad_request(format!("invalid request: {e}"))),
-        _ => Err(ApiError::bad_request("this route takes a JSON body")),
-    }
+    super::chat::parse_json(&payload)
 }
 
 fn stream_response(frames: Vec<Bytes>) -> Response {

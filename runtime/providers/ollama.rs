@@ -580,11 +580,7 @@ pub fn upstream_error(status: StatusCode, body: &[u8]) -> ApiError {
 
 /// `POST /v1/embeddings` on an Ollama deployment: `/api/embed`, answered as OpenAI's list.
 pub async fn serve_embedding(call: super::ProviderCall<'_>) -> Result<crate::exchange::Outcome, ApiError> {
-    let req: EmbeddingRequest = match &call.payload {
-        crate::exchange::Payload::Json(v) => <EmbeddingRequest as serde::Deserialize>::deserialize(v.as_ref())
-            .map_err(|e| ApiError::bad_request(format!("invalid request: {e}")))?,
-        _ => return Err(ApiError::bad_request("this route takes a JSON body")),
-    };
+    let req: EmbeddingRequest = super::chat::parse_json(&call.payload)?;
     let d = call.deployment;
     super::chat::one_shot(
         &call,
