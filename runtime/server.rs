@@ -521,6 +521,9 @@ fn cluster_tasks(state: AppState, cluster: Arc<Cluster>) -> Vec<JoinHandle<()>> 
         let mut was_healthy = true;
         loop {
             tick.tick().await;
+            if let Err(e) = cluster.tend_leases().await {
+                tracing::debug!("budget leases not tended this round: {e}");
+            }
             let floors = state.controller.caller_budgets().floors();
             let result = exchange.round(state.controller.registry(), &cluster, &floors).await;
             // One line when the figures stop flowing and one when they flow again.

@@ -149,7 +149,7 @@ impl CallerBudgets {
         ledgers
             .iter()
             .filter_map(|(id, kept)| {
-                let (period, micros) = kept.ledger.floor();
+                let (period, micros) = kept.ledger.own();
                 let at = ScopePeriod { scope: id.clone(), period, length: kept.ledger.period_secs() };
                 (micros > 0).then_some(Floor { at, micros })
             })

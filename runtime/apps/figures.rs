@@ -80,7 +80,7 @@ fn own_spend(table: &Table) -> Vec<SpendFigure> {
 /// This instance's floors of the app's and deployments' budgets (nothing spent: nothing sent).
 fn floors(table: &Table) -> Vec<Floor> {
     let floor = |scope: String, ledger: &Ledger| {
-        let (period, micros) = ledger.floor();
+        let (period, micros) = ledger.own();
         (micros > 0).then(|| Floor { at: ScopePeriod { scope, period, length: ledger.period_secs() }, micros })
     };
     let app = table.app_budget.and_then(|_| floor(app_scope(table), &table.app_spend));

@@ -168,7 +168,7 @@ impl Cluster {
     pub fn put_back(&self, stored: &[StoredFigures]) -> Result<(), ClusterError> {
         let mut pipe = redis::pipe();
         for s in stored {
-            super::budgets::add_floors(&mut pipe, &s.floors, &s.instance);
+            super::budgets::add_floors(&mut pipe, &s.floors, &s.instance, |_| 0);
             for (workspace, app_id, f) in &s.spend {
                 let field = spend_field(f, &s.instance);
                 pipe.cmd("HSETNX").arg(spend_key(workspace, app_id)).arg(field).arg(f.micros).ignore();
@@ -184,7 +184,7 @@ impl Cluster {
         let now_ms = crate::clock::now_ms();
         let mut pipe = redis::pipe();
         // Floors of budgets that belong to no session (API keys, users, workspaces).
-        super::budgets::add_floors(&mut pipe, floors, &self.instance);
+        super::budgets::add_floors(&mut pipe, floors, &self.instance, |at| self.unfolded(at));
         for o in outgoing {
             let spend = spend_key(&o.workspace, &o.app_id);
             if !o.spend.is_empty() {
@@ -194,7 +194,7 @@ impl Cluster {
                 }
                 cmd.ignore();
             }
-            super::budgets::add_floors(&mut pipe, &o.floors, &self.instance);
+            super::budgets::add_floors(&mut pipe, &o.floors, &self.instance, |at| self.unfolded(at));
             if !o.forget.is_empty() {
                 pipe.cmd("HDEL").arg(&spend).arg(&o.forget).ignore();
             }

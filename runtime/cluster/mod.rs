@@ -9,11 +9,12 @@
 //! - Spend, load and cooldowns are figures each instance writes under its own id and every
 //!   instance sums (`figures.rs`), exchanged every 200 ms off the request path: a write repeated
 //!   after a failure never counts twice, and an instance's figures survive Redis restarting.
-//! - Budget reservations: a request's worst-case cost held against every budget at once by a
-//!   Lua script, settled to its real cost by another (`budgets.rs`).
+//! - Budgets: each instance leases headroom of every budget it serves (held in Redis against
+//!   all of them at once by a Lua script), reserves requests' worst-case costs on its leases,
+//!   and folds their real costs into its spend figure (`budgets.rs`, `leases.rs`).
 //! - Stored Responses API answers: one expiring key each (`responses.rs`).
 //!
-//! Requests wait on Redis only to reserve against a budget (at most 500 ms, and not at all once
+//! Requests wait on Redis only to lease more budget headroom (at most 500 ms, and not at all once
 //! Redis failed to answer, until the figures flow again) and to read or write a stored
 //! response: with Redis away, each instance routes and budgets on its local view plus the last
 //! figures it read, and controller changes fail with 503 so no instance drifts from the others.
@@ -22,11 +23,13 @@
 mod budgets;
 mod cache;
 mod figures;
+mod leases;
 mod responses;
 mod state;
 
-pub use budgets::{Floor, Limit, Reserved, ScopePeriod, SharedHold};
+pub use budgets::{Floor, Limit, ScopePeriod};
 pub use figures::{LoadFigure, Others, Outgoing, SpendFigure, StoredFigures};
+pub use leases::{LeaseHold, Reserved};
 pub use state::{SharedApp, SharedSession, Snapshot};
 
 use serde::{Deserialize, Serialize};
@@ -120,6 +123,8 @@ pub struct Cluster {
     epoch: Mutex<Option<String>>,
     /// The token-signing secret (hex) this instance took up, put back when Redis was emptied.
     secret: Mutex<Option<String>>,
+    /// This instance's leases of budget headroom.
+    leases: leases::Leases,
 }
 
 /// How long any one Redis call may take (connect, or one answer).
@@ -159,7 +164,15 @@ impl Cluster {
             .set_number_of_retries(1);
         let conn = redis::aio::ConnectionManager::new_with_config(client.clone(), config).await?;
         let (epoch, secret) = (Mutex::new(None), Mutex::new(None));
-        Ok(Cluster { client, conn, instance, healthy: AtomicBool::new(true), epoch, secret })
+        Ok(Cluster {
+            client,
+            conn,
+            instance,
+            healthy: AtomicBool::new(true),
+            epoch,
+            secret,
+            leases: Default::default(),
+        })
     }
 
     fn sync_conn(&self) -> Result<redis::Connection, ClusterError> {

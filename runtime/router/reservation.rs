@@ -10,17 +10,18 @@
 //! [`DEFAULT_MAX_RESERVED_TOKENS`]) per choice at the output price. A mock deployment's answer
 //! is known, so its own length is its worst case.
 //!
-//! With several instances (`--redis-url`), Redis holds the reservation too, checked against
-//! every instance's spend and reservations (`cluster/budgets.rs`). This instance's own books
-//! are looked at first (they can only count less than Redis, so a refusal there stands), and
-//! they carry on alone when Redis does not answer in time.
+//! With several instances (`--redis-url`), the reservation is also taken on this instance's
+//! leases of the budgets' headroom, which Redis holds against every instance's spend and
+//! leases (`cluster/leases.rs`); only a request its leases have no room for waits on Redis.
+//! This instance's own books are looked at first (they can only count less than Redis, so a
+//! refusal there stands), and they carry on alone when Redis does not answer in time.
 
 use super::admission;
 use super::prices::Price;
 use super::spend::{self, Budget, Ledger};
 use super::table::Table;
 use super::Routed;
-use crate::cluster::{Cluster, Limit, Reserved, ScopePeriod, SharedHold};
+use crate::cluster::{LeaseHold, Limit, Reserved, ScopePeriod};
 use crate::exchange::{ApiError, Payload};
 use crate::providers::{Deployment, Provider};
 use serde_json::Value;
@@ -194,7 +195,7 @@ pub async fn reserve(r: &Routed<'_>, index: usize, need: &Need) -> Result<Hold, 
             })
             .collect(),
     };
-    let mut hold = Hold { books, micros, shared: None, open: true };
+    let mut hold = Hold { books, micros, lease: None, open: true };
     let Some(cluster) = r.cluster.filter(|c| c.healthy()) else { return Ok(hold) };
     let limits: Vec<Limit> = budgets
         .iter()
@@ -209,7 +210,7 @@ pub async fn reserve(r: &Routed<'_>, index: usize, need: &Need) -> Result<Hold, 
         })
         .collect();
     match cluster.reserve(&limits, micros, table.policy.reservation_ttl).await {
-        Ok(Reserved::Held(shared)) => hold.shared = Some(Shared { cluster: cluster.clone(), hold: shared }),
+        Ok(Reserved::Held(lease)) => hold.lease = Some(lease),
         Ok(Reserved::Refused { position, spent, held }) => {
             if let Some(b) = budgets.get(position).or(budgets.last()) {
                 drop(hold);
@@ -235,12 +236,6 @@ fn refusal(table: &Table, index: usize, b: &Budgeted<'_>, spent: u64, held: u64,
         _ => format!("; requests in flight hold ${:.6} and this one may cost up to ${:.6}", usd(held), usd(need)),
     });
     Refusal { error, deployment_only: matches!(b.owner, Owner::Deployment) }
-}
-
-/// A reservation Redis holds, and where to settle it.
-struct Shared {
-    cluster: Arc<Cluster>,
-    hold: SharedHold,
 }
 
 /// The ledgers an attempt holds: the app's and the deployment's when they have budgets, and
@@ -270,7 +265,8 @@ pub struct Hold {
     books: Books,
     /// Held on each ledger, in micro-dollars.
     micros: u64,
-    shared: Option<Shared>,
+    /// Its share of this instance's leases, with Redis.
+    lease: Option<LeaseHold>,
     open: bool,
 }
 
@@ -285,54 +281,26 @@ impl Hold {
         self.books.deployment
     }
 
-    /// Turns the reservation into the real `cost` (micro-dollars) on every held ledger; with
-    /// Redis, settles there too, off the request path.
+    /// Turns the reservation into the real `cost` (micro-dollars) on every held ledger (and
+    /// lease: first, so a floor sent in between never counts the cost twice).
     pub fn settle(mut self, cost: u64) {
         self.open = false;
-        // Without a runtime to settle Redis on, the cost goes into the floor at once.
-        let shared = self.shared.take().filter(|_| tokio::runtime::Handle::try_current().is_ok());
-        let (micros, is_shared) = (self.micros, shared.is_some());
-        let periods: Vec<u64> = self.books.ledgers().map(|l| l.settle(micros, cost, is_shared)).collect();
-        let Some(shared) = shared else { return };
-        let books = self.books.clone();
-        spawn(async move {
-            if let Err(e) = shared.cluster.settle(&shared.hold, cost, &periods).await {
-                tracing::debug!("budget settle left to the next floor: {e}");
-            }
-            // Settled or not, the cost now goes into this instance's floor: a maximum, so a
-            // settle that did run is not counted again.
-            for (ledger, period) in books.ledgers().zip(periods) {
-                ledger.settled(period, cost);
-            }
-        });
+        if let Some(lease) = self.lease.take() {
+            lease.settle(cost);
+        }
+        for ledger in self.books.ledgers() {
+            ledger.settle(self.micros, cost);
+        }
     }
 }
 
 impl Drop for Hold {
     fn drop(&mut self) {
-        if !self.open {
-            return;
+        if self.open {
+            for ledger in self.books.ledgers() {
+                ledger.release(self.micros);
+            }
         }
-        let micros = self.micros;
-        for ledger in self.books.ledgers() {
-            ledger.release(micros);
-        }
-        if let Some(shared) = self.shared.take() {
-            let periods = shared.hold.periods();
-            spawn(async move {
-                if let Err(e) = shared.cluster.settle(&shared.hold, 0, &periods).await {
-                    tracing::debug!("budget reservation left to expire: {e}");
-                }
-            });
-        }
-    }
-}
-
-/// Runs `task` on the runtime when there is one (a hold dropped outside any leaves its Redis
-/// side to expire).
-fn spawn(task: impl std::future::Future<Output = ()> + Send + 'static) {
-    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        runtime.spawn(task);
     }
 }
 

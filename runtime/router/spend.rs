@@ -67,10 +67,6 @@ struct Period {
     /// What this instance's requests in flight may still cost. Not a period's spend: it
     /// carries over when a period ends, as those requests book into the new one.
     reserved: u64,
-    /// Part of `own` whose reservation the shared state still holds (its settle is on the
-    /// way): left out of the figure the shared budgets are floored to, which would otherwise
-    /// count it twice.
-    unsettled: u64,
 }
 
 /// Dollars as the micro-dollars ledgers keep (nothing for a negative or non-finite amount).
@@ -126,7 +122,7 @@ pub fn reserve_all(ledgers: &[(&Ledger, u64)], micros: u64) -> Result<(), Overdr
 impl Ledger {
     pub fn new(period: Option<Duration>) -> Ledger {
         let index = period_index(period, now_secs());
-        let state = Period { index, own: 0, others: 0, reserved: 0, unsettled: 0 };
+        let state = Period { index, own: 0, others: 0, reserved: 0 };
         Ledger { period, state: Mutex::new(state), dirty: AtomicBool::new(false) }
     }
 
@@ -150,7 +146,7 @@ impl Ledger {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let now = period_index(self.period, now_secs());
         if state.index != now {
-            *state = Period { index: now, own: 0, others: 0, reserved: state.reserved, unsettled: 0 };
+            *state = Period { index: now, own: 0, others: 0, reserved: state.reserved };
             self.dirty.store(true, Ordering::Relaxed);
         }
         state
@@ -174,34 +170,14 @@ impl Ledger {
         p.reserved = p.reserved.saturating_sub(held);
     }
 
-    /// Turns a reservation of `held` into the real `cost`, in one step; `shared` when the
-    /// shared state holds it too, until [`Ledger::settled`]. Returns the period it is booked in.
-    pub fn settle(&self, held: u64, cost: u64, shared: bool) -> u64 {
+    /// Turns a reservation of `held` into the real `cost`, in one step.
+    pub fn settle(&self, held: u64, cost: u64) {
         let mut p = self.current();
         p.reserved = p.reserved.saturating_sub(held);
         p.own += cost;
-        if shared {
-            p.unsettled += cost;
-        }
         if cost > 0 {
             self.dirty.store(true, Ordering::Relaxed);
         }
-        p.index
-    }
-
-    /// The shared state has settled (or given up on settling) `cost` booked in `period`.
-    pub fn settled(&self, period: u64, cost: u64) {
-        let mut p = self.current();
-        if p.index == period {
-            p.unsettled = p.unsettled.saturating_sub(cost);
-        }
-    }
-
-    /// What this instance's figure in the shared budgets must be at least: (period, its own
-    /// spend but what a settle on the way adds there).
-    pub fn floor(&self) -> (u64, u64) {
-        let p = *self.current();
-        (p.index, p.own - p.unsettled.min(p.own))
     }
 
     /// What this instance's requests in flight hold, in micro-dollars.
@@ -303,17 +279,12 @@ mod tests {
     }
 
     #[test]
-    fn settling_turns_the_reservation_into_the_cost_and_floors_leave_out_settles_on_the_way() {
+    fn settling_turns_the_reservation_into_the_cost() {
         let ledger = Ledger::new(None);
         reserve_all(&[(&ledger, 100)], 40).unwrap();
-        let period = ledger.settle(40, 25, true);
-        assert_eq!((ledger.reserved(), ledger.own(), ledger.floor()), (0, (0, 25), (0, 0)));
-        ledger.add_micros(5);
-        assert_eq!(ledger.floor(), (0, 5), "spend booked without Redis goes into the floor at once");
-        ledger.settled(period, 25);
-        assert_eq!(ledger.floor(), (0, 30));
-        ledger.settled(period + 1, 25);
-        assert_eq!(ledger.floor(), (0, 30), "another period's settle changes nothing");
+        ledger.settle(40, 25);
+        assert_eq!((ledger.reserved(), ledger.own()), (0, (0, 25)));
+        assert_eq!(ledger.take_dirty(), Some((0, 25)), "the cost is stored with the next flush");
     }
 
     #[test]
@@ -325,7 +296,7 @@ mod tests {
                 std::thread::spawn(move || {
                     let fits = reserve_all(&[(&ledger, 20_000_000)], 1_000_000).is_ok();
                     if fits {
-                        ledger.settle(1_000_000, 1_000_000, false);
+                        ledger.settle(1_000_000, 1_000_000);
                     }
                     fits
                 })

@@ -166,6 +166,47 @@ async fn two_instances_over_redis_serve_exactly_twenty_of_a_hundred_concurrent_d
     }
 }
 
+/// How many scripts Redis has run by their digest (the lease exchanges and their upkeep).
+fn scripts_run(redis: &Redis) -> u64 {
+    let info: String = redis.query(redis::cmd("INFO").arg("commandstats"));
+    let calls = info.lines().find(|l| l.starts_with("cmdstat_evalsha:")).and_then(|l| l.split("calls=").nth(1));
+    calls.and_then(|c| c.split(',').next()).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leased_headroom_serves_most_requests_without_asking_redis_and_is_given_back_when_idle() {
+    let redis = Redis::start();
+    let url = redis.url.clone();
+    let start = || {
+        let url = url.clone();
+        TestServer::start(vec![], move |c| c.redis_url = Some(url))
+    };
+    let (a, b) = (start().await, start().await);
+    let token = a.token_for("team");
+    let app = manifest(vec![dollar_mock("m"), free_mock()], json!({"max_budget": 1000}));
+    a.ok("team", &token, "install", json!({"manifest": app})).await;
+    a.ok("team", &token, "start", json!({"app_id": "paid"})).await;
+    eventually("B serves the app", || async { chat(&b, &token, "team", hello("free")).await.0 == 200 }).await;
+
+    let before = scripts_run(&redis);
+    let calls = (0..200).map(|i| chat(if i % 2 == 0 { &a } else { &b }, &token, "team", hello("m")));
+    let (served, refused) = tally(futures::future::join_all(calls).await);
+    assert_eq!((served, refused), (200, 0));
+    let scripts = scripts_run(&redis) - before;
+    assert!(scripts < 100, "200 budgeted requests ran {scripts} scripts: most must be served on the leases");
+
+    eventually("the spend is folded in and the idle leases are given back", || async {
+        budget_in_redis(&redis) == (200_000_000, 0)
+    })
+    .await;
+    for server in [&a, &b] {
+        eventually("each instance counts the $200, once", || async {
+            (usage(server, &token, "team").await["spend"].as_f64().unwrap() - 200.0).abs() < 1e-9
+        })
+        .await;
+    }
+}
+
 #[tokio::test]
 async fn a_failed_upstream_gives_its_reservation_back() {
     let closed = free_port(); // nothing listens there
