@@ -178,6 +178,28 @@ pub fn upstream_model(value: &str) -> Result<(), String> {
 
 /// `value` in quotes for an error message, cut short and with control characters escaped so a
 /// hostile value cannot forge log lines or terminal output.
+/// A URL path sent on under a base (a pass-through call's, without its leading '/'):
+/// segments of visible ASCII, none empty, `.` or `..` (escaped or not), no escaped `/` or `\`,
+/// and no `\`, `#` or `?`, so it stays under the base it is put on.
+pub fn url_path(path: &str) -> Result<(), &'static str> {
+    if path.is_empty() {
+        return Err("it is empty");
+    }
+    if !path.bytes().all(|b| b.is_ascii_graphic()) || path.contains(['\\', '#', '?']) {
+        return Err("only visible ASCII without '\\', '#' or '?' may be sent");
+    }
+    for segment in path.split('/') {
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+        if segment.is_empty() || decoded == "." || decoded == ".." {
+            return Err("no segment may be empty, '.' or '..'");
+        }
+        if decoded.contains("%2f") || decoded.contains("%5c") {
+            return Err("no segment may hold an escaped '/' or '\\'");
+        }
+    }
+    Ok(())
+}
+
 pub fn quoted(value: &str) -> String {
     const SHOWN: usize = 64;
     let mut out = String::from("\"");

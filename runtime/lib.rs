@@ -25,6 +25,7 @@ pub mod json_scan;
 pub mod manifest;
 pub mod mcp;
 pub mod observability;
+pub mod passthrough;
 pub mod providers;
 pub mod router;
 pub mod rpc;

@@ -350,7 +350,8 @@ fn start_apps(
         let name = file.display().to_string();
         let doc = validate::load_file(file).map_err(|source| StartupError::Load { file: name.clone(), source })?;
         if litellm::is_litellm_config(&doc) && root.is_none() {
-            root = Some(http::RootAlias::new(DEFAULT_WORKSPACE, litellm::SERVICE_ID));
+            let general = doc.get("general_settings");
+            root = Some(http::RootAlias::new(DEFAULT_WORKSPACE, litellm::SERVICE_ID).with_pass_through(general));
         }
         apps.push(start_app(doc, name)?);
     }

@@ -122,6 +122,12 @@ pub enum StartError {
     InvalidMcpServer(String, String),
     #[error("service id {0:?} is already in use in this workspace")]
     ServiceIdInUse(String),
+    #[error(transparent)]
+    InvalidPassThrough(#[from] crate::passthrough::configured::SpecError),
+    #[error(
+        "pass-through endpoint {0}: {1}; only admin tokens may, or a server started with --allow-private-upstreams"
+    )]
+    PrivatePassThrough(String, String),
 }
 
 /// Credentials the config and the environment do not give at all leave the deployment
@@ -164,6 +170,8 @@ pub struct Session {
     pub mcp: Option<Arc<crate::mcp::Endpoint>>,
     /// The response cache, when the app turns it on (`litellm_settings.cache`).
     pub cache: Option<Arc<crate::cache::ResponseCache>>,
+    /// `general_settings.pass_through_endpoints`, resolved.
+    pub pass_through: Vec<crate::passthrough::configured::Endpoint>,
 }
 
 /// What a new session needs besides the manifest.
@@ -278,6 +286,7 @@ impl Session {
         let table = Arc::new(Table::new(ident, deployments, config));
         let mcp = mcp_endpoint(config, spec.public_only, secrets, &table)?;
         let cache = crate::cache::ResponseCache::new(&table.settings).map(Arc::new);
+        let pass_through = pass_through_endpoints(config, spec.public_only, secrets)?;
         Ok(Session {
             id: spec.id,
             app_id: spec.app_id,
@@ -289,6 +298,7 @@ impl Session {
             table,
             mcp,
             cache,
+            pass_through,
         })
     }
 
@@ -354,6 +364,46 @@ fn mcp_endpoint(
     }
     let gateway = crate::mcp::Gateway::new(upstreams, public_only, table.logs.clone(), table.labels.owner());
     Ok(Some(Arc::new(crate::mcp::Endpoint::new(gateway))))
+}
+
+/// `general_settings.pass_through_endpoints` with their secrets resolved, and each target
+/// checked against the address guard when the app is untrusted.
+fn pass_through_endpoints(
+    config: &crate::manifest::ProxyConfig,
+    public_only: bool,
+    secrets: &dyn SecretSource,
+) -> Result<Vec<crate::passthrough::configured::Endpoint>, StartError> {
+    use crate::passthrough::configured;
+    let specs = configured::specs(config.extra.get("general_settings"))?;
+    if !specs.is_empty() {
+        configured::note_some();
+    }
+    let mut endpoints = Vec::with_capacity(specs.len());
+    for (index, spec) in specs.into_iter().enumerate() {
+        let target = resolve_opt(&Some(spec.target.clone()), secrets)?.unwrap_or_default();
+        configured::check_target(&target).map_err(|reason| configured::SpecError { index, field: "target", reason })?;
+        if public_only {
+            crate::transport::guard::check_url(&target)
+                .map_err(|r| StartError::PrivatePassThrough(spec.path.clone(), r))?;
+        }
+        let mut headers = Vec::with_capacity(spec.headers.len());
+        for (name, value) in &spec.headers {
+            let value = match SecretRef::parse(value) {
+                Some(_) => resolve_opt(&Some(value.clone()), secrets)?.unwrap_or_default(),
+                None => configured::resolve_embedded(value, |var| secrets.env(var)).map_err(StartError::MissingEnv)?,
+            };
+            headers.push((name.to_ascii_lowercase(), value));
+        }
+        endpoints.push(configured::Endpoint {
+            path: spec.path,
+            target,
+            headers,
+            forward_headers: spec.forward_headers,
+            include_subpath: spec.include_subpath,
+            public_only,
+        });
+    }
+    Ok(endpoints)
 }
 
 /// Resolves every secret reference of `p` (and forgets the values): one that names a missing

@@ -193,7 +193,7 @@ pub struct Caller {
 }
 
 impl Caller {
-    fn of(claims: Option<&crate::auth::Claims>) -> Caller {
+    pub(super) fn of(claims: Option<&crate::auth::Claims>) -> Caller {
         let key = claims.and_then(|c| c.key.as_ref());
         Caller { key_id: key.map(|k| k.id.clone()), user: key.and_then(|k| k.user.clone()) }
     }

@@ -12,6 +12,7 @@ pub mod limits;
 pub mod local;
 pub mod mcp;
 pub mod metrics;
+pub mod passthrough;
 pub mod query;
 pub mod routes;
 pub mod serve;
@@ -153,13 +154,21 @@ pub fn router(state: AppState) -> (Router, usize) {
         .route("/openapi.json", get(openapi))
         .route("/metrics", get(metrics::serve))
         .route("/{workspace}/apps/{service_id}/mcp", any(mcp::serve))
+        .merge(passthrough_routes())
         .route("/{workspace}/services/server-apps", get(controller::describe))
         .route("/{workspace}/services/server-apps/{function}", get(controller::call).post(controller::call))
-        .fallback(unknown_route)
+        .fallback(passthrough::configured_or_unknown)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::in_flight))
         .with_state(state);
     (router, mounted)
+}
+
+/// litellm's provider pass-through routes, one per provider (`/anthropic/{*rest}`, ...).
+fn passthrough_routes() -> Router<AppState> {
+    crate::passthrough::ROUTES.iter().fold(Router::new(), |router, name| {
+        router.route(&format!("/{{workspace}}/apps/{{service_id}}/{name}/{{*rest}}"), any(passthrough::provider))
+    })
 }
 
 /// The server's front door: catalogue requests on parameter-free paths
@@ -190,6 +199,15 @@ impl tower::Service<axum::extract::Request> for Door {
     }
 
     fn call(&mut self, request: axum::extract::Request) -> Self::Future {
+        // An app's own pass-through endpoint goes before a catalogue route of the same path
+        // (litellm's example forwards `/v1/rerank`).
+        if crate::passthrough::configured::any() && passthrough::is_configured(&self.state, request.uri().path()) {
+            let state = self.state.clone();
+            return Box::pin(async move {
+                let served = passthrough::configured_or_unknown(axum::extract::State(state.clone()), request);
+                Ok(limits::within_cap(&state, served).await)
+            });
+        }
         match plain_target(&request) {
             Some((op, workspace, service_id)) => {
                 let state = self.state.clone();
@@ -224,11 +242,22 @@ fn plain_target(request: &axum::extract::Request) -> Option<(Operation, String, 
 #[derive(Clone)]
 pub struct RootAlias {
     prefix: Arc<str>,
+    /// First segments of the service's own pass-through endpoints' paths.
+    extra: Arc<[String]>,
 }
 
 impl RootAlias {
     pub fn new(workspace: &str, service_id: &str) -> RootAlias {
-        RootAlias { prefix: format!("/{workspace}/apps/{service_id}").into() }
+        RootAlias { prefix: format!("/{workspace}/apps/{service_id}").into(), extra: Arc::new([]) }
+    }
+
+    /// Also rewrites the paths of `general_settings.pass_through_endpoints`, as litellm
+    /// serves them at the root.
+    pub fn with_pass_through(mut self, general_settings: Option<&serde_json::Value>) -> RootAlias {
+        let specs = crate::passthrough::configured::specs(general_settings).unwrap_or_default();
+        let firsts = specs.iter().filter_map(|s| s.path.trim_start_matches('/').split('/').next().map(str::to_owned));
+        self.extra = firsts.collect::<Vec<_>>().into();
+        self
     }
 
     pub fn rewrite(&self, mut request: axum::extract::Request) -> axum::extract::Request {
@@ -236,7 +265,9 @@ impl RootAlias {
         let mut segments = path.trim_start_matches('/').split('/');
         let first = segments.next().unwrap_or_default();
         let second = segments.next().unwrap_or_default();
-        let is_catalogue_root = root_segments().contains(&first) && second != "apps" && second != "services";
+        let is_catalogue_root = (root_segments().contains(&first) || self.extra.iter().any(|e| e == first))
+            && second != "apps"
+            && second != "services";
         if is_catalogue_root {
             let target = match request.uri().query() {
                 Some(q) => format!("{}{path}?{q}", self.prefix),
@@ -251,8 +282,8 @@ impl RootAlias {
 }
 
 /// The first path segments of every catalogue route and alias (`v1`, `health`, `chat`, ...),
-/// and of the routes mounted beside the catalogue (`mcp`: litellm serves its MCP gateway at
-/// the root too).
+/// and of the routes mounted beside the catalogue (`mcp`, and the provider pass-through
+/// routes: litellm serves them at the root too).
 fn root_segments() -> &'static [&'static str] {
     static SEGMENTS: OnceLock<Vec<&'static str>> = OnceLock::new();
     SEGMENTS.get_or_init(|| {
@@ -261,6 +292,7 @@ fn root_segments() -> &'static [&'static str] {
             .flat_map(|r| std::iter::once(r.path).chain(r.bare_path))
             .filter_map(|p| p.trim_start_matches('/').split('/').next())
             .chain(["mcp"])
+            .chain(crate::passthrough::ROUTES.iter().copied())
             .collect();
         found.sort_unstable();
         found.dedup();
@@ -272,11 +304,9 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], catalogue::OPENAPI_JSON).into_response()
 }
 
-async fn unknown_route(uri: axum::http::Uri) -> ApiError {
-    ApiError::not_found(format!(
-        "no route {}: services answer under /{{workspace}}/apps/{{service_id}}/v1/...",
-        uri.path()
-    ))
+/// The answer to a path no route serves.
+fn unknown_route(path: &str) -> ApiError {
+    ApiError::not_found(format!("no route {path}: services answer under /{{workspace}}/apps/{{service_id}}/v1/..."))
 }
 
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {

@@ -5,6 +5,7 @@
 //! is silently dropped; `schema/manifest.schema.json` is generated from these types.
 
 pub mod litellm;
+pub mod pass_through;
 pub mod validate;
 pub mod yaml11;
 

@@ -173,6 +173,10 @@ fn semantic_checks(doc: &Value, out: &mut Vec<Finding>) {
         }
     }
 
+    if let Err(e) = super::pass_through::specs(config.get("general_settings")) {
+        error(e.pointer(), e.to_string());
+    }
+
     // Warnings last, so they never hide an error.
     ignored_settings(config, out);
     cache_params(config, out);
@@ -209,7 +213,9 @@ fn ignored_settings(config: &Value, out: &mut Vec<Finding>) {
             ("router_settings", fields("RoutingSettings")),
             (
                 "general_settings",
-                ["master_key", "background_health_checks", "health_check_interval"].map(str::to_owned).to_vec(),
+                ["master_key", "background_health_checks", "health_check_interval", "pass_through_endpoints"]
+                    .map(str::to_owned)
+                    .to_vec(),
             ),
         ]
     });
@@ -285,8 +291,7 @@ fn hint(key: &str) -> Option<&'static str> {
         "success_callback" | "failure_callback" | "callbacks" | "service_callback" | "callback_settings" => {
             "callbacks are not supported: traces go to --otlp-endpoint, spend to the spend log, read by get_spend_logs"
         }
-        "database_url" => "ferrolite keeps its state in --data-dir, shared state in --redis-url",
-        "pass_through_endpoints" => "pass-through endpoints are not built yet",
+        "database_url" => "ferrolite keeps its state in --data-dir (or --database-url), shared state in --redis-url",
         "guardrails" => "guardrails are not supported",
         "alerting" | "alerting_threshold" => "alerting is not supported; scrape /metrics",
         "store_model_in_db" | "credential_list" => "models and credentials come from the config and secrets only",

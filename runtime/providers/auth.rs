@@ -169,6 +169,15 @@ impl Scrubber {
     pub fn scrub(&self, e: ApiError) -> ApiError {
         scrub_with(e, self.secrets.iter())
     }
+
+    /// `text` with every secret in it masked (an upstream answer passed on as it came).
+    pub fn scrub_text(&self, text: &[u8]) -> Vec<u8> {
+        let mut text = String::from_utf8_lossy(text).into_owned();
+        for secret in &self.secrets {
+            mask(&mut text, secret);
+        }
+        text.into_bytes()
+    }
 }
 
 /// `e` with every one of `d`'s secrets masked wherever its message quotes one.
@@ -183,11 +192,16 @@ fn secrets(d: &Deployment) -> impl Iterator<Item = &Secret> {
 
 fn scrub_with<'a>(mut e: ApiError, secrets: impl Iterator<Item = &'a Secret>) -> ApiError {
     for secret in secrets {
-        let value = secret.expose();
-        // A secret under four characters would mask ordinary words.
-        if value.len() >= 4 && e.message.contains(value) {
-            e.message = e.message.replace(value, &secret.redacted());
-        }
+        mask(&mut e.message, secret);
     }
     e
+}
+
+/// Masks every occurrence of `secret` in `text` to its last four characters.
+fn mask(text: &mut String, secret: &Secret) {
+    let value = secret.expose();
+    // A secret under four characters would mask ordinary words.
+    if value.len() >= 4 && text.contains(value) {
+        *text = text.replace(value, &secret.redacted());
+    }
 }

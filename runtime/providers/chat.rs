@@ -138,6 +138,18 @@ fn outgoing(
     timeout: Option<std::time::Duration>,
 ) -> Result<Request, ApiError> {
     let url = super::translate::parsed_url(&upstream.url, d)?;
+    to_transport(upstream, url, d.public_only, timeout, &format!("deployment {}", d.id))
+}
+
+/// `upstream` as the upstream client sends it to `url` (its own, parsed); `who` names the
+/// sender in the error about a header that cannot be sent.
+pub fn to_transport(
+    upstream: UpstreamRequest,
+    url: reqwest::Url,
+    public_only: bool,
+    timeout: Option<std::time::Duration>,
+    who: &str,
+) -> Result<Request, ApiError> {
     let mut headers = axum::http::HeaderMap::with_capacity(upstream.headers.len());
     for (name, value) in &upstream.headers {
         let (Ok(name), Ok(value)) =
@@ -146,19 +158,12 @@ fn outgoing(
             return Err(ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "upstream_error",
-                format!("deployment {} has a header {name:?} that cannot be sent", d.id),
+                format!("{who} has a header {name:?} that cannot be sent"),
             ));
         };
         headers.append(name, value);
     }
-    Ok(Request {
-        method: upstream.method,
-        url,
-        headers,
-        body: upstream.body.into(),
-        timeout,
-        public_only: d.public_only,
-    })
+    Ok(Request { method: upstream.method, url, headers, body: upstream.body.into(), timeout, public_only })
 }
 
 /// Runs upstream bytes through a decoder, yielding each chunk as soon as it is complete.

@@ -46,21 +46,30 @@ pub struct Account {
     pub hold: Option<Hold>,
     /// The deployment's price per token (a wildcard's: the real model's).
     pub price: Option<Price>,
+    /// The cost booked when the answer reports no usage (a pass-through call's: what it
+    /// held), instead of nothing.
+    pub if_unreported: Option<f64>,
 }
 
 impl Account {
     /// Books `usage` (once: the hold is settled); returns the cost in US dollars.
     pub fn book(&mut self, usage: Usage) -> f64 {
-        let t = &self.table;
-        let stats = &t.stats[self.index];
-        stats.record_usage(true, usage.prompt_tokens, usage.completion_tokens);
-        stats.add_tokens(usage.prompt_tokens + usage.completion_tokens);
         let cost = self
             .price
             .map(|p| {
                 p.input_per_token * usage.prompt_tokens as f64 + p.output_per_token * usage.completion_tokens as f64
             })
             .unwrap_or(0.0);
+        self.book_at(usage, cost)
+    }
+
+    /// Books `usage` at `cost` US dollars, known another way (an answer that reports no
+    /// usage is booked at what it held).
+    pub fn book_at(&mut self, usage: Usage, cost: f64) -> f64 {
+        let t = &self.table;
+        let stats = &t.stats[self.index];
+        stats.record_usage(true, usage.prompt_tokens, usage.completion_tokens);
+        stats.add_tokens(usage.prompt_tokens + usage.completion_tokens);
         let micros = spend::micros(cost);
         // The hold books the ledgers it holds; the others are added to here.
         let (app, deployment, scopes_held) = match self.hold.take() {
@@ -256,7 +265,8 @@ impl AccountedStream {
         while let Some(end) = find_event_end(&self.buffer[start..]) {
             let event = &self.buffer[start..start + end];
             let mut keep = true;
-            if contains(event, b"\"usage\"") {
+            // `"usage"`, and Gemini's `"usageMetadata"`.
+            if contains(event, b"\"usage") {
                 for line in event.split(|b| *b == b'\n') {
                     let Some(data) = line.strip_prefix(b"data:") else { continue };
                     let Ok(v) = serde_json::from_slice::<Value>(data.trim_ascii()) else { continue };
@@ -283,7 +293,10 @@ impl AccountedStream {
     /// The stream is over: books its usage, notes it in the session's log and settles.
     fn finish(&mut self, end: StreamEnd) {
         self.done = true;
-        let cost = self.account.book(self.usage);
+        let cost = match self.account.if_unreported.filter(|_| !self.seen_usage) {
+            Some(cost) => self.account.book_at(self.usage, cost),
+            None => self.account.book(self.usage),
+        };
         let how = match end {
             StreamEnd::ClientGone => "stream left by the client",
             StreamEnd::Completed | StreamEnd::Failed => "stream ended",

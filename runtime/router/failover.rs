@@ -238,6 +238,7 @@ async fn try_one(
         scopes: r.spend_scopes.to_vec(),
         hold,
         price: r.price(index, d),
+        if_unreported: None,
     };
     let mut outcome = match result {
         Ok(outcome) => outcome,

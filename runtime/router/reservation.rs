@@ -21,7 +21,7 @@ use super::prices::Price;
 use super::spend::{self, Budget, Ledger};
 use super::table::Table;
 use super::Routed;
-use crate::cluster::{LeaseHold, Limit, Reserved, ScopePeriod};
+use crate::cluster::{Cluster, LeaseHold, Limit, Reserved, ScopePeriod};
 use crate::exchange::{ApiError, Payload};
 use crate::providers::{Deployment, Provider};
 use serde_json::Value;
@@ -122,12 +122,32 @@ fn prompt_tokens(payload: &Payload) -> u64 {
     messages + others
 }
 
-/// Whether any budget applies to an attempt on deployment `index`: when none does, nothing
-/// is counted, locked or allocated.
+/// The budgets a request is held to: its app's and deployments', and its own scopes'.
+#[derive(Clone, Copy)]
+pub struct Budgeting<'a> {
+    pub table: &'a Arc<Table>,
+    pub spend_scopes: &'a [SpendScope],
+    /// The shared state, where reservations hold across instances (`--redis-url`).
+    pub cluster: Option<&'a Arc<Cluster>>,
+}
+
+impl<'a> Budgeting<'a> {
+    pub fn of(r: &Routed<'a>) -> Budgeting<'a> {
+        Budgeting { table: r.table, spend_scopes: r.spend_scopes, cluster: r.cluster }
+    }
+
+    /// Whether any budget applies to an attempt on deployment `index`: when none does,
+    /// nothing is counted, locked or allocated.
+    pub fn applies(&self, index: usize) -> bool {
+        self.table.app_budget.is_some()
+            || self.table.deployment_budgets[index].is_some()
+            || self.spend_scopes.iter().any(|s| s.budget.is_some())
+    }
+}
+
+/// Whether any budget applies to an attempt on deployment `index` (see [`Budgeting::applies`]).
 pub fn applies(r: &Routed<'_>, index: usize) -> bool {
-    r.table.app_budget.is_some()
-        || r.table.deployment_budgets[index].is_some()
-        || r.spend_scopes.iter().any(|s| s.budget.is_some())
+    Budgeting::of(r).applies(index)
 }
 
 /// Whose budget it is.
@@ -146,7 +166,7 @@ struct Budgeted<'a> {
     budget: Budget,
 }
 
-fn budgets<'a>(r: &Routed<'a>, index: usize) -> Vec<Budgeted<'a>> {
+fn budgets<'a>(r: Budgeting<'a>, index: usize) -> Vec<Budgeted<'a>> {
     let table: &'a Table = r.table;
     let app = table.app_budget.map(|budget| Budgeted { owner: Owner::App, ledger: &table.app_spend, budget });
     let scopes = r
@@ -173,9 +193,13 @@ pub struct Refusal {
 /// Holds `need`'s worst case on deployment `index` against every budget that applies (see
 /// [`applies`]), here and, with Redis answering, on every instance.
 pub async fn reserve(r: &Routed<'_>, index: usize, need: &Need) -> Result<Hold, Refusal> {
-    let table = r.table;
     let d = r.deployment(index);
-    let micros = need.worst_case(&d, r.price(index, &d));
+    reserve_micros(Budgeting::of(r), index, need.worst_case(&d, r.price(index, &d))).await
+}
+
+/// Holds `micros` on deployment `index` against every budget of `r` that applies.
+pub async fn reserve_micros(r: Budgeting<'_>, index: usize, micros: u64) -> Result<Hold, Refusal> {
+    let table = r.table;
     let budgets = budgets(r, index);
     let ledgers: Vec<(&Ledger, u64)> = budgets.iter().map(|b| (b.ledger, spend::micros(b.budget.max_usd))).collect();
     if let Err(o) = spend::reserve_all(&ledgers, micros) {
@@ -271,6 +295,11 @@ pub struct Hold {
 }
 
 impl Hold {
+    /// What it holds on each ledger, in micro-dollars.
+    pub fn micros(&self) -> u64 {
+        self.micros
+    }
+
     /// Whether the app's ledger is held (the hold books it).
     pub fn holds_app(&self) -> bool {
         self.books.app

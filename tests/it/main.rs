@@ -57,6 +57,7 @@ mod mock_provider;
 mod node_clients;
 mod openai_provider;
 mod openai_upstream;
+mod passthrough;
 mod persistence;
 mod postgres_store;
 mod python_sdk;
