@@ -122,6 +122,12 @@ struct PrefixDef {
     /// The entry applies to models (after the prefix) starting with this only, so one prefix
     /// can name several providers (`vertex_ai/claude-*` and `vertex_ai/gemini-*`).
     model_starts_with: Option<String>,
+    /// Environment variables litellm reads the key from when the deployment sets none (the
+    /// first that is set).
+    #[serde(default)]
+    api_key_env: Vec<String>,
+    /// The environment variable litellm reads the base URL from when the deployment sets none.
+    api_base_env: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -391,11 +397,13 @@ fn generate_providers(table: &ProviderTable, routes: &[Route]) -> String {
         let base = p.api_base.as_ref().map(|b| format!("Some({b:?})")).unwrap_or_else(|| "None".to_owned());
         let _ = writeln!(
             out,
-            "    Prefix {{ prefix: {:?}, provider: Provider::{}, default_api_base: {base}, chat_only: {}, model_starts_with: {:?} }},",
+            "    Prefix {{ prefix: {:?}, provider: Provider::{}, default_api_base: {base}, chat_only: {}, model_starts_with: {:?}, api_key_env: &[{}], api_base_env: {:?} }},",
             p.prefix,
             provider_variant(&p.provider, def),
             p.chat_only,
-            p.model_starts_with
+            p.model_starts_with,
+            str_list(&p.api_key_env),
+            p.api_base_env
         );
     }
     out += "];\n\n/// Model-name families recognised without a prefix: (start of the name, prefix).\npub static FAMILIES: &[(&str, &str)] = &[\n";

@@ -193,79 +193,23 @@ impl Session {
         // Deployments are numbered within their model group: `gpt-4/0`, `gpt-4/1`, ...
         let mut numbered: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         for entry in &config.model_list {
-            let p = &entry.litellm_params;
-            // A deployment that cannot be called (as litellm, which starts such a config and
-            // fails the deployment's requests) is kept with the reason, and the app starts.
-            let mut unavailable = None;
-            let (provider, upstream_model, default_base, chat_only) = if p.mock_response.is_some() {
-                (Provider::Mock, p.model.clone(), None, false)
-            } else if let Some(r) = resolve_model(&p.model) {
-                (r.provider, r.upstream_model, r.default_api_base, r.chat_only)
-            } else {
-                unavailable = Some(StartError::UnknownProvider(p.model.clone()).to_string());
-                (Provider::OpenAi, p.model.clone(), None, false)
-            };
-            let index = numbered.entry(entry.model_name.as_str()).or_default();
-            let id = format!("{}/{index}", entry.model_name);
-            *index += 1;
             // Every reference must resolve, whatever the provider: a typo in a mock deployment's
             // key must not surface only once the mock is swapped for a real model.
-            check_references(p, secrets)?;
-            // Values that end up in the upstream URL keep to their grammars once resolved (a
-            // secret may hold any text): none may move a request to another host or path.
-            let invalid = |field: &'static str, reason: String| StartError::InvalidValue(id.clone(), field, reason);
-            let aws = match provider {
-                Provider::Bedrock => absent_is_unavailable(resolve_aws(p, secrets), &mut unavailable)?,
-                _ => None,
-            };
-            if let Some(aws) = &aws {
-                grammar::aws_region(&aws.region).map_err(|r| invalid("aws_region_name", r))?;
+            check_references(&entry.litellm_params, secrets)?;
+            let number = numbered.entry(entry.model_name.as_str()).or_default();
+            if is_catch_all(&entry.litellm_params) {
+                let built = catch_all(entry, &spec, secrets, *number)?;
+                *number += built.len();
+                deployments.extend(built);
+                continue;
             }
-            let api_version = resolve_opt(&p.api_version, secrets)?
-                .or_else(|| (provider == Provider::Azure).then(|| DEFAULT_AZURE_API_VERSION.to_owned()));
-            if let Some(version) = &api_version {
-                grammar::api_version(version).map_err(|r| invalid("api_version", r))?;
+            let id = format!("{}/{number}", entry.model_name);
+            *number += 1;
+            let d = deployment(entry, &entry.litellm_params.model, id, &spec, secrets)?;
+            if let Some(reason) = &d.unavailable {
+                tracing::warn!(app = %spec.app_id, deployment = %d.id, "left out: {reason}; its requests get 503");
             }
-            if provider != Provider::Mock && unavailable.is_none() {
-                grammar::upstream_model(&upstream_model).map_err(|r| invalid("model", r))?;
-            }
-            let vertex = if matches!(provider, Provider::VertexAi | Provider::VertexAiAnthropic) {
-                absent_is_unavailable(resolve_vertex(p, secrets, spec.public_only, &id), &mut unavailable)?
-            } else {
-                None
-            };
-            let api_base = match (resolve_opt(&p.api_base, secrets)?, &aws, &vertex) {
-                (Some(base), _, _) => Some(base),
-                (None, Some(aws), _) => Some(format!("https://bedrock-runtime.{}.amazonaws.com", aws.region)),
-                (None, None, Some(vertex)) => Some(crate::providers::vertex::api_base(&vertex.location)),
-                (None, None, None) => default_base.map(str::to_owned),
-            };
-            if let Some(reason) = &unavailable {
-                tracing::warn!(app = %spec.app_id, deployment = %id, "left out: {reason}; its requests get 503");
-            }
-            deployments.push(Deployment {
-                id,
-                model_name: entry.model_name.clone(),
-                provider,
-                upstream_model,
-                api_base,
-                public_only: spec.public_only,
-                // A mock deployment never calls out, so its key is never needed (nor resolved).
-                api_key: if provider == Provider::Mock {
-                    None
-                } else {
-                    resolve_opt(&p.api_key, secrets)?.map(Secret::new)
-                },
-                api_version,
-                aws,
-                vertex,
-                mock_response: p.mock_response.clone(),
-                chat_only: p.use_chat_completions_api.unwrap_or(chat_only),
-                params: p.clone(),
-                model_info: entry.model_info.clone(),
-                credential_headers: Default::default(),
-                unavailable,
-            });
+            deployments.push(d);
         }
         let service_id = config.service_id.clone().unwrap_or_else(|| format!("llm-{}", spec.id));
         let master_key = config
@@ -324,6 +268,145 @@ impl Session {
     }
 }
 
+/// One deployment of `entry`, calling `model` (the entry's own, or one a catch-all stands for).
+/// One that cannot be called is kept with the reason in `unavailable`.
+fn deployment(
+    entry: &crate::manifest::ModelEntry,
+    model: &str,
+    id: String,
+    spec: &SessionSpec<'_>,
+    secrets: &dyn SecretSource,
+) -> Result<Deployment, StartError> {
+    let p = &entry.litellm_params;
+    // A deployment that cannot be called (as litellm, which starts such a config and
+    // fails the deployment's requests) is kept with the reason, and the app starts.
+    let mut unavailable = None;
+    // Where litellm reads a key or base URL the deployment does not set: the server's
+    // environment, for apps the operator trusts (never a workspace's own app).
+    let (mut key_env, mut base_env): (&[&str], Option<&str>) = (&[], None);
+    let (provider, upstream_model, default_base, chat_only) = if p.mock_response.is_some() {
+        (Provider::Mock, model.to_owned(), None, false)
+    } else if let Some(r) = resolve_model(model) {
+        if !spec.public_only {
+            (key_env, base_env) = (r.api_key_env, r.api_base_env);
+        }
+        (r.provider, r.upstream_model, r.default_api_base, r.chat_only)
+    } else {
+        unavailable = Some(StartError::UnknownProvider(model.to_owned()).to_string());
+        (Provider::OpenAi, model.to_owned(), None, false)
+    };
+    // Values that end up in the upstream URL keep to their grammars once resolved (a
+    // secret may hold any text): none may move a request to another host or path.
+    let invalid = |field: &'static str, reason: String| StartError::InvalidValue(id.clone(), field, reason);
+    let aws = match provider {
+        Provider::Bedrock => absent_is_unavailable(resolve_aws(p, secrets), &mut unavailable)?,
+        _ => None,
+    };
+    if let Some(aws) = &aws {
+        grammar::aws_region(&aws.region).map_err(|r| invalid("aws_region_name", r))?;
+    }
+    let azure = provider == Provider::Azure;
+    let api_version = resolve_opt(&p.api_version, secrets)?
+        .or_else(|| azure.then(|| secrets.env("AZURE_API_VERSION")).flatten().filter(|_| !spec.public_only))
+        .or_else(|| azure.then(|| DEFAULT_AZURE_API_VERSION.to_owned()));
+    if let Some(version) = &api_version {
+        grammar::api_version(version).map_err(|r| invalid("api_version", r))?;
+    }
+    if provider != Provider::Mock && unavailable.is_none() {
+        grammar::upstream_model(&upstream_model).map_err(|r| invalid("model", r))?;
+    }
+    let vertex = if matches!(provider, Provider::VertexAi | Provider::VertexAiAnthropic) {
+        absent_is_unavailable(resolve_vertex(p, secrets, spec.public_only, &id), &mut unavailable)?
+    } else {
+        None
+    };
+    let api_base = match (resolve_opt(&p.api_base, secrets)?, &aws, &vertex) {
+        (Some(base), _, _) => Some(base),
+        (None, Some(aws), _) => Some(format!("https://bedrock-runtime.{}.amazonaws.com", aws.region)),
+        (None, None, Some(vertex)) => Some(crate::providers::vertex::api_base(&vertex.location)),
+        (None, None, None) => base_env.and_then(|v| secrets.env(v)).or(default_base.map(str::to_owned)),
+    };
+    let extra_headers = upstream_headers(p, provider, secrets, &id)?;
+    Ok(Deployment {
+        id,
+        model_name: entry.model_name.clone(),
+        provider,
+        upstream_model,
+        api_base,
+        public_only: spec.public_only,
+        // A mock deployment never calls out, so its key is never needed (nor resolved).
+        api_key: if provider == Provider::Mock {
+            None
+        } else {
+            let from_env = || key_env.iter().find_map(|v| secrets.env(v));
+            resolve_opt(&p.api_key, secrets)?.or_else(from_env).map(Secret::new)
+        },
+        api_version,
+        aws,
+        vertex,
+        mock_response: p.mock_response.clone(),
+        chat_only: p.use_chat_completions_api.unwrap_or(chat_only),
+        params: p.clone(),
+        model_info: entry.model_info.clone(),
+        credential_headers: Default::default(),
+        extra_headers,
+        unavailable,
+        catch_all: None,
+    })
+}
+
+/// Whether an entry is litellm's catch-all, `model: "*"`: any model a client names, sent to the
+/// provider its name tells (`claude-3-5-haiku` to Anthropic, `groq/llama-3` to Groq).
+fn is_catch_all(p: &LitellmParams) -> bool {
+    p.model == "*" && p.mock_response.is_none()
+}
+
+/// A catch-all entry as deployments: one per provider prefix the entry or (for an app the
+/// operator trusts) the server's environment holds credentials for, each serving the requested
+/// models that name its provider (`Deployment::catch_all_serves`). With none, one deployment
+/// that says so, so that the app starts and its requests get 503.
+fn catch_all(
+    entry: &crate::manifest::ModelEntry,
+    spec: &SessionSpec<'_>,
+    secrets: &dyn SecretSource,
+    first: usize,
+) -> Result<Vec<Deployment>, StartError> {
+    let mut built = Vec::new();
+    for (prefix, model) in crate::catalogue::providers::catch_all_models() {
+        let id = format!("{}/{}", entry.model_name, first + built.len());
+        match deployment(entry, &model, id, spec, secrets) {
+            Ok(mut d) if d.unavailable.is_none() && reachable(&d, prefix) => {
+                d.catch_all = Some(prefix);
+                built.push(d);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(app = %spec.app_id, model = %entry.model_name, "catch-all: {prefix}/ left out: {e}")
+            }
+        }
+    }
+    if built.is_empty() {
+        let id = format!("{}/{first}", entry.model_name);
+        let mut d = deployment(entry, "*", id, spec, secrets)?;
+        let reason =
+            "a catch-all (model: \"*\") with no provider's credentials in the config or the server's environment";
+        tracing::warn!(app = %spec.app_id, deployment = %d.id, "left out: {reason}; its requests get 503");
+        d.unavailable = Some(reason.to_owned());
+        built.push(d);
+    }
+    let prefixes: Vec<&str> = built.iter().filter_map(|d| d.catch_all).collect();
+    tracing::info!(app = %spec.app_id, model = %entry.model_name, "catch-all serves the models of: {}", prefixes.join(", "));
+    Ok(built)
+}
+
+/// Whether a catch-all's deployment for `prefix` can be called at all: it has a base URL and
+/// credentials, or (a local server such as Ollama) a base URL the config or environment set.
+fn reachable(d: &Deployment, prefix: &str) -> bool {
+    let default_base = crate::catalogue::providers::default_api_base(prefix);
+    let credentials = d.api_key.is_some() || d.aws.is_some() || d.vertex.is_some() || !d.extra_headers.is_empty();
+    d.api_base.is_some() && (credentials || d.api_base.as_deref() != default_base)
+}
+
 /// A session as the controller reports it.
 #[derive(Debug, Clone, Serialize)]
 pub struct SessionInfo {
@@ -364,6 +447,44 @@ fn mcp_endpoint(
     }
     let gateway = crate::mcp::Gateway::new(upstreams, public_only, table.logs.clone(), table.labels.owner());
     Ok(Some(Arc::new(crate::mcp::Endpoint::new(gateway))))
+}
+
+/// The headers litellm puts on a deployment's every call besides its key: `extra_headers`,
+/// OpenAI's `organization`, and Azure's `azure_ad_token` (as a bearer token, when no key is
+/// set). A header name HTTP does not allow is left out with a warning, as litellm's client
+/// would fail on it at request time.
+fn upstream_headers(
+    p: &LitellmParams,
+    provider: Provider,
+    secrets: &dyn SecretSource,
+    id: &str,
+) -> Result<Vec<(String, Secret)>, StartError> {
+    let text = |key: &str| p.extra.get(key).and_then(serde_json::Value::as_str).map(str::to_owned);
+    let mut headers = Vec::new();
+    for (name, value) in p.extra.get("extra_headers").and_then(serde_json::Value::as_object).into_iter().flatten() {
+        let Some(value) = value.as_str().map(str::to_owned).or_else(|| value.as_number().map(|n| n.to_string())) else {
+            continue;
+        };
+        let value = resolve_opt(&Some(value), secrets)?.unwrap_or_default();
+        let valid = axum::http::HeaderName::try_from(name.as_str()).is_ok()
+            && axum::http::HeaderValue::from_str(&value).is_ok();
+        if valid {
+            headers.push((name.to_ascii_lowercase(), Secret::new(value)));
+        } else {
+            tracing::warn!(deployment = %id, "extra_headers.{name}: not a valid HTTP header; left out");
+        }
+    }
+    if matches!(provider, Provider::OpenAi | Provider::Azure) {
+        if let Some(org) = resolve_opt(&text("organization"), secrets)? {
+            headers.push(("openai-organization".into(), Secret::new(org)));
+        }
+    }
+    if provider == Provider::Azure && p.api_key.is_none() {
+        if let Some(token) = resolve_opt(&text("azure_ad_token"), secrets)? {
+            headers.push(("authorization".into(), Secret::new(format!("Bearer {token}"))));
+        }
+    }
+    Ok(headers)
 }
 
 /// `general_settings.pass_through_endpoints` with their secrets resolved, and each target

@@ -124,6 +124,8 @@ impl ResponseCache {
                 CallType::Completion | CallType::Acompletion => Operation::ChatCompletions,
                 CallType::TextCompletion | CallType::AtextCompletion => Operation::Completions,
                 CallType::Embedding | CallType::Aembedding => Operation::Embeddings,
+                // Not cached (`validate` says so).
+                _ => continue,
             };
             if !ops.contains(&op) {
                 ops.push(op);

@@ -52,6 +52,10 @@ pub struct Prefix {
     pub chat_only: bool,
     /// The entry applies to models starting with this only (`vertex_ai/claude-*`).
     pub model_starts_with: Option<&'static str>,
+    /// Where litellm reads the key when the deployment sets none: the first variable set.
+    pub api_key_env: &'static [&'static str],
+    /// Where litellm reads the base URL when the deployment sets none.
+    pub api_base_env: Option<&'static str>,
 }
 
 /// What a litellm model string resolves to.
@@ -65,6 +69,10 @@ pub struct ResolvedModel {
     pub default_api_base: Option<&'static str>,
     /// Chat completions but no Responses API.
     pub chat_only: bool,
+    /// Where the key is read from the environment when the deployment sets none.
+    pub api_key_env: &'static [&'static str],
+    /// Where the base URL is read from the environment when the deployment sets none.
+    pub api_base_env: Option<&'static str>,
 }
 
 /// Resolves a litellm `model` string to its provider, or `None` when no rule matches: a known
@@ -83,6 +91,8 @@ pub fn resolve_model(model: &str) -> Option<ResolvedModel> {
                 upstream_model: rest.to_owned(),
                 default_api_base: p.default_api_base,
                 chat_only: p.chat_only,
+                api_key_env: p.api_key_env,
+                api_base_env: p.api_base_env,
             });
         }
     }
@@ -94,7 +104,23 @@ pub fn resolve_model(model: &str) -> Option<ResolvedModel> {
         upstream_model: model.to_owned(),
         default_api_base: p.default_api_base,
         chat_only: p.chat_only,
+        api_key_env: p.api_key_env,
+        api_base_env: p.api_base_env,
     })
+}
+
+/// What a catch-all deployment (`model: "*"`) stands for, one model string per provider a
+/// prefix names: `openai/*`, `vertex_ai/claude*`, `vertex_ai/gemini*`, ... with its prefix.
+pub fn catch_all_models() -> impl Iterator<Item = (&'static str, String)> {
+    PREFIXES
+        .iter()
+        .filter(|p| p.provider != Provider::Mock)
+        .map(|p| (p.prefix, format!("{}/{}*", p.prefix, p.model_starts_with.unwrap_or_default())))
+}
+
+/// The base URL a prefix's deployments use when they set none.
+pub fn default_api_base(prefix: &str) -> Option<&'static str> {
+    PREFIXES.iter().find(|p| p.prefix == prefix).and_then(|p| p.default_api_base)
 }
 
 /// Whether `name` is a known `provider/` prefix.

@@ -439,6 +439,9 @@ fn choose_target<'t>(
             crate::grammar::upstream_model(&model).map_err(|reason| {
                 ApiError::bad_request(format!("model: {reason}")).with_param(field).with_code("invalid_model")
             })?;
+            if table.is_catch_all(group) {
+                catch_all_check(table, group, &model, field)?;
+            }
             Ok((Target::Group(group), Some(model)))
         }
         None => table
@@ -455,6 +458,39 @@ fn choose_target<'t>(
                 ))
                 .with_code("unsupported_route")
             }),
+    }
+}
+
+/// A catch-all (`model: "*"`) serves a model through the deployment of the provider its name
+/// tells: a name that tells none is the client's to fix (400), a provider the app holds no
+/// credentials for is the operator's (503).
+fn catch_all_check(table: &crate::router::table::Table, group: &str, model: &str, field: &str) -> Result<(), ApiError> {
+    let mut deployments = table.group(group).into_iter().flatten();
+    if deployments.clone().any(|d| d.catch_all_serves(model)) {
+        return Ok(());
+    }
+    let written = deployments.next().and_then(|d| d.catch_all_model(model)).unwrap_or_else(|| model.to_owned());
+    match crate::catalogue::providers::resolve_model(&written) {
+        None => Err(ApiError::bad_request(format!(
+            "model {model:?} names no provider ferrolite knows: name it as provider/model (openai/..., anthropic/..., \
+             gemini/..., bedrock/..., groq/..., ...)"
+        ))
+        .with_param(field)
+        .with_code("invalid_model")),
+        Some(r) => {
+            let env =
+                if r.api_key_env.is_empty() { String::new() } else { format!(" ({})", r.api_key_env.join(" or ")) };
+            Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                format!(
+                    "model {model:?} is served by {}/, and this app's catch-all {group:?} holds no credentials for it: \
+                     set them in its litellm_params or the server's environment{env}",
+                    r.prefix
+                ),
+            )
+            .with_code("deployment_unavailable"))
+        }
     }
 }
 

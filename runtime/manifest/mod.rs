@@ -178,12 +178,12 @@ pub struct LitellmParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws_region_name: Option<String>,
     /// Vertex AI: the Google Cloud project (else the credential's `project_id`, else
-    /// `VERTEXAI_PROJECT`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `VERTEXAI_PROJECT`). litellm also reads it as `vertex_ai_project`.
+    #[serde(default, alias = "vertex_ai_project", skip_serializing_if = "Option::is_none")]
     pub vertex_project: Option<String>,
     /// Vertex AI: the location, e.g. `us-central1` or `global` (else `VERTEXAI_LOCATION`, else
-    /// `us-central1`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `us-central1`). litellm also reads it as `vertex_ai_location`.
+    #[serde(default, alias = "vertex_ai_location", skip_serializing_if = "Option::is_none")]
     pub vertex_location: Option<String>,
     /// Vertex AI: a service account's JSON credential, as text or as the path of its file (a path
     /// only for apps installed with an admin token); else `GOOGLE_APPLICATION_CREDENTIALS`.
@@ -262,15 +262,30 @@ pub struct LitellmSettings {
     pub routing: RoutingSettings,
 }
 
-/// Where cached answers live.
+/// Where cached answers live. litellm's other caches (semantic ones, object stores, disk) are
+/// accepted as its configs name them and served by the local exact-match cache, which
+/// `validate` says.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum CacheType {
     /// In this process, bounded by `max_size_in_memory`.
     #[default]
     Local,
     /// In the server's `--redis-url` Redis, shared by every instance (local without one).
     Redis,
+    RedisSemantic,
+    QdrantSemantic,
+    S3,
+    Gcs,
+    Disk,
+    AzureBlob,
+}
+
+impl CacheType {
+    /// Whether ferrolite keeps this kind of cache itself (the others run as `local`).
+    pub fn is_served(self) -> bool {
+        matches!(self, CacheType::Local | CacheType::Redis)
+    }
 }
 
 /// litellm's `cache_params`. Redis connection fields (`host`, `port`, `password`, ...) are kept
@@ -288,7 +303,8 @@ pub struct CacheParams {
     #[schemars(pattern(r"^[A-Za-z0-9_.:-]{1,64}$"))]
     pub namespace: Option<String>,
     /// litellm call types cached (default all that ferrolite caches): `completion`,
-    /// `acompletion`, `text_completion`, `atext_completion`, `embedding`, `aembedding`.
+    /// `acompletion`, `text_completion`, `atext_completion`, `embedding`, `aembedding`; litellm's
+    /// other call types are accepted and not cached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supported_call_types: Option<Vec<CallType>>,
     /// Entries kept in memory at most (default 1000), the least recently used dropped first.
@@ -299,7 +315,9 @@ pub struct CacheParams {
     pub extra: Map<String, Value>,
 }
 
-/// A litellm call type the response cache can serve.
+/// A litellm call type, as `supported_call_types` names them. The response cache serves the
+/// completion, text completion and embedding calls; the others are accepted (litellm's
+/// configs name them) and not cached, which `validate` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CallType {
@@ -309,6 +327,33 @@ pub enum CallType {
     AtextCompletion,
     Embedding,
     Aembedding,
+    Transcription,
+    Atranscription,
+    Speech,
+    Aspeech,
+    Rerank,
+    Arerank,
+    Responses,
+    Aresponses,
+    ImageGeneration,
+    AimageGeneration,
+    Moderation,
+    Amoderation,
+}
+
+impl CallType {
+    /// Whether the response cache serves calls of this type.
+    pub fn is_cached(self) -> bool {
+        matches!(
+            self,
+            CallType::Completion
+                | CallType::Acompletion
+                | CallType::TextCompletion
+                | CallType::AtextCompletion
+                | CallType::Embedding
+                | CallType::Aembedding
+        )
+    }
 }
 
 /// The group a `model_group_alias` entry names, and whether `/v1/models` lists the alias.

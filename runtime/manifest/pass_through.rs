@@ -35,8 +35,9 @@ impl SpecError {
     }
 }
 
-/// The entries of a `general_settings` section, each checked (secrets are resolved when the
-/// app starts: a target given as a reference is checked then).
+/// The entries of a `general_settings` section ferrolite serves, each checked (secrets are
+/// resolved when the app starts: a target given as a reference is checked then). An entry whose
+/// target is a Python adapter is left out ([`python_adapters`] says which).
 pub fn specs(general: Option<&Value>) -> Result<Vec<EndpointSpec>, SpecError> {
     let Some(list) = general.and_then(|g| g.get("pass_through_endpoints")) else { return Ok(Vec::new()) };
     let fail = |index, field, reason: String| SpecError { index, field, reason };
@@ -49,6 +50,9 @@ pub fn specs(general: Option<&Value>) -> Result<Vec<EndpointSpec>, SpecError> {
             .map_err(|e| fail(index, "path", format!("expected {{path, target, headers, forward_headers}}: {e}")))?;
         let path = spec.path.strip_prefix('/').ok_or_else(|| fail(index, "path", "must start with '/'".into()))?;
         crate::grammar::url_path(path).map_err(|reason| fail(index, "path", format!("{} {reason}", spec.path)))?;
+        if is_python_adapter(&spec.target) {
+            continue;
+        }
         if specs.iter().any(|s| s.path == spec.path) {
             return Err(fail(index, "path", format!("{} is served by an earlier entry", spec.path)));
         }
@@ -62,6 +66,30 @@ pub fn specs(general: Option<&Value>) -> Result<Vec<EndpointSpec>, SpecError> {
         specs.push(spec);
     }
     Ok(specs)
+}
+
+/// The entries whose target is a Python adapter (`custom_callbacks.anthropic_adapter`, litellm's
+/// custom pass-through handlers): ferrolite cannot run them, so they are left out with a warning
+/// and their path is served as if they were absent (by the catalogue, when it has the route).
+pub fn python_adapters(general: Option<&Value>) -> Vec<(usize, String)> {
+    let list = general.and_then(|g| g.get("pass_through_endpoints")).and_then(Value::as_array);
+    list.into_iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, entry)| {
+            let target = entry.get("target")?.as_str()?;
+            is_python_adapter(target).then(|| (i, target.to_owned()))
+        })
+        .collect()
+}
+
+/// A dotted Python path (`module.attribute`), which no URL is.
+fn is_python_adapter(target: &str) -> bool {
+    let ident = |s: &str| {
+        s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    target.contains('.') && !target.contains("://") && target.split('.').all(ident)
 }
 
 /// A target is an absolute http(s) URL without credentials or a fragment.
@@ -100,5 +128,11 @@ mod tests {
         assert!(
             specs(Some(&json!({"pass_through_endpoints": [{"path": "/x", "target": "os.environ/TARGET"}]}))).is_ok()
         );
+        // A Python adapter is left out, and said so; a bare word is still no URL.
+        let adapter =
+            json!({"pass_through_endpoints": [{"path": "/v1/messages", "target": "custom_callbacks.adapter"}]});
+        assert!(specs(Some(&adapter)).unwrap().is_empty());
+        assert_eq!(python_adapters(Some(&adapter)), [(0, "custom_callbacks.adapter".to_owned())]);
+        assert!(specs(Some(&general(json!({"path": "/x", "target": "localhost"})))).is_err());
     }
 }

@@ -176,6 +176,16 @@ fn semantic_checks(doc: &Value, out: &mut Vec<Finding>) {
     if let Err(e) = super::pass_through::specs(config.get("general_settings")) {
         error(e.pointer(), e.to_string());
     }
+    for (i, target) in super::pass_through::python_adapters(config.get("general_settings")) {
+        out.push(Finding {
+            severity: Severity::Warning,
+            pointer: format!("/config/general_settings/pass_through_endpoints/{i}/target"),
+            message: format!(
+                "{target:?} is a Python adapter (or a URL without its scheme): ferrolite runs no Python, so this \
+                 endpoint is left out and its path answered as if it were absent"
+            ),
+        });
+    }
 
     // Warnings last, so they never hide an error.
     ignored_settings(config, out);
@@ -283,6 +293,31 @@ fn cache_params(config: &Value, out: &mut Vec<Finding>) {
             message: format!("cache_params.{key} is ignored: {why}"),
         });
     }
+    if let Some(kind) = params["type"].as_str() {
+        let served =
+            serde_json::from_value::<super::CacheType>(Value::from(kind)).is_ok_and(super::CacheType::is_served);
+        if !served {
+            out.push(Finding {
+                severity: Severity::Warning,
+                pointer: "/config/litellm_settings/cache_params/type".into(),
+                message: format!(
+                    "a {kind} cache is not supported: answers are cached in memory by exact match instead (type local, or redis to share them)"
+                ),
+            });
+        }
+    }
+    for (i, kind) in params["supported_call_types"].as_array().into_iter().flatten().enumerate() {
+        let cached = serde_json::from_value::<super::CallType>(kind.clone()).is_ok_and(super::CallType::is_cached);
+        if !cached {
+            out.push(Finding {
+                severity: Severity::Warning,
+                pointer: format!("/config/litellm_settings/cache_params/supported_call_types/{i}"),
+                message: format!(
+                    "{kind} calls are not cached: ferrolite caches completion, text_completion and embedding calls"
+                ),
+            });
+        }
+    }
 }
 
 /// What to use instead of a litellm setting ferrolite does not honour, where there is something.
@@ -307,6 +342,9 @@ fn unknown_providers(config: &Value, out: &mut Vec<Finding>) {
         let Some(model) = params["model"].as_str() else { continue };
         if params.get("mock_response").is_some_and(|v| !v.is_null()) || resolve_model(model).is_some() {
             continue;
+        }
+        if model == "*" {
+            continue; // a catch-all: served through the providers it finds credentials for
         }
         let serves_some = model.split_once('/').map(|(prefix, _)| (prefix, prefix_models(prefix)));
         let message = match serves_some.filter(|(_, starts)| !starts.is_empty()) {

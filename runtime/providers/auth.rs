@@ -38,7 +38,10 @@ pub fn credential_headers(d: &Deployment, client: Option<&HeaderMap>) -> Result<
 }
 
 fn build_headers(d: &Deployment, scheme: AuthScheme, client: Option<&HeaderMap>) -> Option<HeaderMap> {
-    let mut headers = HeaderMap::with_capacity(2);
+    let mut headers = HeaderMap::with_capacity(2 + d.extra_headers.len());
+    for (name, value) in &d.extra_headers {
+        headers.append(HeaderName::try_from(name.as_str()).ok()?, HeaderValue::from_str(value.expose()).ok()?);
+    }
     let key = || d.api_key.as_ref().map(|k| HeaderValue::from_str(k.expose())).transpose();
     match scheme {
         AuthScheme::Bearer => {
@@ -81,8 +84,14 @@ pub async fn authorize_fetching(
         ApiError::bad_request(format!("{} deployment {} has no Google credentials", d.provider, d.id))
     })?;
     let token = vertex.tokens.token(client, &d.id, d.public_only).await?;
+    extend_extra(&mut request, d);
     request.headers.push(("authorization".into(), format!("Bearer {}", token.expose())));
     Ok(request)
+}
+
+/// `d`'s extra headers on a request whose scheme builds no header map (SigV4, Google).
+fn extend_extra(request: &mut UpstreamRequest, d: &Deployment) {
+    request.headers.extend(d.extra_headers.iter().map(|(n, v)| (n.clone(), v.expose().to_owned())));
 }
 
 /// `request` with `d`'s credentials on it: its scheme's headers, or a SigV4 signature (made
@@ -93,6 +102,8 @@ pub fn authorize(mut request: UpstreamRequest, d: &Deployment) -> Result<Upstrea
             let aws = d.aws.as_ref().ok_or_else(|| {
                 ApiError::bad_request(format!("{} deployment {} has no AWS credentials", d.provider, d.id))
             })?;
+            // Signed with the rest.
+            extend_extra(&mut request, d);
             sign_sigv4(request, aws, service, SystemTime::now())
         }
         AuthScheme::GoogleOAuth => {
@@ -187,7 +198,7 @@ pub fn scrub(e: ApiError, d: &Deployment) -> ApiError {
 
 fn secrets(d: &Deployment) -> impl Iterator<Item = &Secret> {
     let aws = d.aws.iter().flat_map(|a| [Some(&a.secret_access_key), a.session_token.as_ref(), Some(&a.access_key_id)]);
-    d.api_key.iter().chain(aws.flatten())
+    d.api_key.iter().chain(aws.flatten()).chain(d.extra_headers.iter().map(|(_, v)| v))
 }
 
 fn scrub_with<'a>(mut e: ApiError, secrets: impl Iterator<Item = &'a Secret>) -> ApiError {

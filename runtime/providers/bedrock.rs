@@ -100,16 +100,16 @@ str_map! {
 // ---------------------------------------------------------------------------------------------
 // Request: OpenAI chat -> Converse
 
-fn invalid(param: impl Into<String>, message: impl Into<String>) -> ApiError {
+pub(crate) fn invalid(param: impl Into<String>, message: impl Into<String>) -> ApiError {
     ApiError::bad_request(format!("bedrock: {}", message.into())).with_param(param)
 }
 
-fn bad_upstream(message: impl Into<String>) -> ApiError {
+pub(crate) fn bad_upstream(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("bedrock: {}", message.into()))
 }
 
 /// An upstream body serde could not read: not JSON at all, or JSON of another shape.
-fn unreadable(what: &str, e: serde_json::Error) -> ApiError {
+pub(crate) fn unreadable(what: &str, e: serde_json::Error) -> ApiError {
     if e.is_data() {
         bad_upstream(format!("{what} is not of the expected shape ({e})"))
     } else {

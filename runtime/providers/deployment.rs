@@ -72,36 +72,113 @@ pub struct Deployment {
     /// The headers that carry its credentials, built on first use; `None` when its key cannot
     /// be a header value.
     pub credential_headers: std::sync::OnceLock<Option<axum::http::HeaderMap>>,
+    /// Headers sent on every upstream call besides the credentials (litellm's `extra_headers`,
+    /// OpenAI's `organization`, Azure's `azure_ad_token`), values resolved.
+    pub extra_headers: Vec<(String, Secret)>,
     /// Why it cannot be called, when it cannot: a provider ferrolite does not serve, or
     /// credentials absent from the config and the environment. Its app starts (as litellm's
     /// does) and its group's other deployments serve; alone, its requests get 503 saying this.
     pub unavailable: Option<String>,
+    /// In a catch-all group (`model: "*"`), the provider prefix this deployment was built for:
+    /// it serves the requested models that name that provider (`claude-*`, `anthropic/...`).
+    pub catch_all: Option<&'static str>,
 }
 
 impl Deployment {
     /// This wildcard deployment (`model_name: "openai/*"`, `model: "openai/*"`) as it serves
-    /// `requested`: the part of the name its group's `*` stands for put in place of the `*` of
-    /// its upstream model (a provider prefix the client repeated taken off). `None` when it is
-    /// not a wildcard or the name does not match.
+    /// `requested`: what its group's `*`s stand for put in place of the `*`s of its upstream
+    /// model, in order (a provider prefix the client repeated taken off). A catch-all's
+    /// (`model: "*"`) upstream model is the requested one as its provider knows it. `None` when
+    /// it is not a wildcard or the name does not match.
     pub fn for_model(&self, requested: &str) -> Option<Deployment> {
         if !self.upstream_model.contains('*') {
             return None;
         }
-        let part = capture(&self.model_name, requested)?;
-        let prefix = self.params.model.split_once('/').map(|(p, _)| p);
-        let part = prefix.and_then(|p| part.strip_prefix(p)?.strip_prefix('/')).unwrap_or(part);
+        let parts = captures(&self.model_name, requested)?;
+        let upstream = match self.catch_all {
+            Some(_) => crate::catalogue::providers::resolve_model(&fill(&self.params.model, &parts))?.upstream_model,
+            None => {
+                let mut parts = parts;
+                // `model_name: "*"` over `model: "openai/*"`: a client's `openai/gpt-4o` is `gpt-4o`.
+                if let ([part], Some((prefix, _))) = (parts.as_mut_slice(), self.params.model.split_once('/')) {
+                    *part = part.strip_prefix(prefix).and_then(|p| p.strip_prefix('/')).unwrap_or(part);
+                }
+                fill(&self.upstream_model, &parts)
+            }
+        };
         let mut concrete = self.clone();
-        concrete.upstream_model = self.upstream_model.replacen('*', part, 1);
+        concrete.upstream_model = upstream;
         Some(concrete)
+    }
+
+    /// Whether this deployment of a catch-all group (`model: "*"`) serves `requested`: the
+    /// provider the model name tells is the one it was built for.
+    pub fn catch_all_serves(&self, requested: &str) -> bool {
+        let Some(prefix) = self.catch_all else { return false };
+        self.catch_all_model(requested)
+            .and_then(|m| crate::catalogue::providers::resolve_model(&m))
+            .is_some_and(|r| r.prefix == prefix && r.provider == self.provider)
+    }
+
+    /// The litellm model string a catch-all's entry stands for when a client names `requested`
+    /// (its `model` with the group's captures in place of its `*`s).
+    pub fn catch_all_model(&self, requested: &str) -> Option<String> {
+        captures(&self.model_name, requested).map(|parts| fill(&self.params.model, &parts))
     }
 }
 
-/// What a model name pattern's one `*` stands for in `name`, if `name` matches it (and is not
-/// empty): `capture("openai/*", "openai/gpt-4o")` is `gpt-4o`.
-pub fn capture<'n>(pattern: &str, name: &'n str) -> Option<&'n str> {
-    let (prefix, suffix) = pattern.split_once('*')?;
-    let rest = name.strip_prefix(prefix)?.strip_suffix(suffix)?;
-    (!rest.is_empty()).then_some(rest)
+/// What each `*` of a model name pattern stands for in `name`, in order, if `name` matches it
+/// (each part non-empty; earlier stars take as much as they can, as litellm's `(.*)` does):
+/// `captures("openai/*", "openai/gpt-4o")` is `["gpt-4o"]`. `None` for a name with no `*`.
+pub fn captures<'n>(pattern: &str, name: &'n str) -> Option<Vec<&'n str>> {
+    let mut literals = pattern.split('*');
+    let first = literals.next()?;
+    let rest: Vec<&str> = literals.collect();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut parts = Vec::with_capacity(rest.len());
+    match_from(name.strip_prefix(first)?, &rest, &mut parts).then_some(parts)
+}
+
+/// Matches `name` against `*L1*L2...` (the literals after each star), filling `parts`.
+fn match_from<'n>(name: &'n str, literals: &[&str], parts: &mut Vec<&'n str>) -> bool {
+    let Some((literal, later)) = literals.split_first() else { return name.is_empty() };
+    if later.is_empty() {
+        // The last star takes all but the final literal.
+        return match name.strip_suffix(literal) {
+            Some(part) if !part.is_empty() => {
+                parts.push(part);
+                true
+            }
+            _ => false,
+        };
+    }
+    // Longest first: each place the literal occurs, from the right.
+    for (at, _) in name.rmatch_indices(literal) {
+        if at == 0 {
+            continue;
+        }
+        parts.push(&name[..at]);
+        if match_from(&name[at + literal.len()..], later, parts) {
+            return true;
+        }
+        parts.pop();
+    }
+    false
+}
+
+/// `pattern` with its `*`s replaced by `parts` in order (a star without a part stays).
+pub fn fill(pattern: &str, parts: &[&str]) -> String {
+    let mut out = String::with_capacity(pattern.len() + parts.iter().map(|p| p.len()).sum::<usize>());
+    let mut parts = parts.iter();
+    for (i, literal) in pattern.split('*').enumerate() {
+        if i > 0 {
+            out.push_str(parts.next().copied().unwrap_or("*"));
+        }
+        out.push_str(literal);
+    }
+    out
 }
 
 /// The Azure OpenAI API version used when a deployment names none.
@@ -145,7 +222,9 @@ impl Deployment {
             params: LitellmParams::default(),
             model_info: None,
             credential_headers: Default::default(),
+            extra_headers: Vec::new(),
             unavailable: None,
+            catch_all: None,
         }
     }
 }

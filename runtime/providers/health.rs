@@ -5,10 +5,19 @@ use crate::transport::UpstreamClient;
 use std::time::Duration;
 
 /// One deployment's health: mock ones always answer; OpenAI-compatible ones must list models;
-/// one that cannot be called says why.
+/// one that cannot be called says why; a wildcard is asked about its `health_check_model`.
 pub async fn probe(upstream: &UpstreamClient, d: &Deployment) -> Result<(), String> {
     if let Some(reason) = &d.unavailable {
         return Err(reason.clone());
+    }
+    // A wildcard names no model to ask for: it is probed through the one its `model_info`
+    // names (`health_check_model`, as litellm's), else counted healthy without a call.
+    if d.upstream_model.contains('*') && d.provider != Provider::OpenAi {
+        let model = d.model_info.as_ref().and_then(|i| i.get("health_check_model")).and_then(|m| m.as_str());
+        return match model.and_then(|m| d.for_model(m)) {
+            Some(concrete) => Box::pin(probe(upstream, &concrete)).await,
+            None => Ok(()),
+        };
     }
     match d.provider {
         Provider::Mock => Ok(()),

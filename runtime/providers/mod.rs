@@ -9,6 +9,7 @@
 pub mod anthropic;
 pub mod auth;
 pub mod bedrock;
+pub mod bedrock_embedding;
 pub mod chat;
 pub mod cohere;
 pub mod count_tokens;
@@ -70,6 +71,7 @@ pub async fn serve(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
         Translator::AnthropicChat => chat::serve_openai(call, &anthropic::PROVIDER).await,
         Translator::GeminiChat => chat::serve_openai(call, &gemini::PROVIDER).await,
         Translator::BedrockChat => chat::serve_openai(call, &bedrock::PROVIDER).await,
+        Translator::BedrockEmbedding => bedrock_embedding::serve(call).await,
         Translator::MessagesViaChat => {
             let provider = chat_provider(call.deployment.provider).ok_or_else(|| {
                 ApiError::not_built(format!("/v1/messages for {} deployments", call.deployment.provider))

@@ -293,6 +293,13 @@ fn failed_attempt(r: &Routed<'_>, index: usize, elapsed: Duration) {
 /// deployment is looked at, however many the group has.
 fn serving<'a>(r: &Routed<'_>, group: Option<&str>, indices: &'a [usize]) -> Cow<'a, [usize]> {
     let (table, route) = (r.table, r.route);
+    // A catch-all's deployments serve the models of their own provider only.
+    if let Some(model) = r.wildcard_model.filter(|_| group.is_some_and(|g| table.is_catch_all(g))) {
+        let serves = |d: &crate::providers::Deployment| {
+            d.unavailable.is_none() && d.catch_all_serves(model) && route.provider_route(d.provider).is_some()
+        };
+        return indices.iter().copied().filter(|&i| serves(&table.deployments[i])).collect();
+    }
     let providers = group.filter(|g| table.group_all_available(g)).and_then(|g| table.group_providers(g));
     if providers.is_some_and(|ps| ps.iter().all(|&p| route.provider_route(p).is_some())) {
         return Cow::Borrowed(indices);

@@ -72,6 +72,8 @@ struct ModelGroup {
     providers: Vec<Provider>,
     /// Whether one of them cannot be called (`Deployment::unavailable`).
     has_unavailable: bool,
+    /// A catch-all's (`model: "*"`): each deployment serves the models of one provider.
+    catch_all: bool,
 }
 
 impl Table {
@@ -86,6 +88,7 @@ impl Table {
             }
             group.indices.push(i);
             group.has_unavailable |= d.unavailable.is_some();
+            group.catch_all |= d.catch_all.is_some();
             if !group.providers.contains(&d.provider) {
                 group.providers.push(d.provider);
             }
@@ -155,8 +158,14 @@ impl Table {
 
     /// The wildcard group that serves `model_name` when no group has that exact name.
     pub fn wildcard_group(&self, model_name: &str) -> Option<&str> {
-        let pattern = self.wildcards.iter().find(|p| super::wildcard::capture(p, model_name).is_some())?;
+        let pattern = self.wildcards.iter().find(|p| super::wildcard::captures(p, model_name).is_some())?;
         Some(pattern.as_str())
+    }
+
+    /// Whether `model_name` is a catch-all's group (`model: "*"`), whose deployments each serve
+    /// one provider's models.
+    pub fn is_catch_all(&self, model_name: &str) -> bool {
+        self.groups.get(model_name).is_some_and(|g| g.catch_all)
     }
 
     /// Whether every deployment of `model_name` can be called.

@@ -3,7 +3,7 @@
 //! the `*` in the upstream call. Exact names win over wildcards; among wildcards, the one with
 //! the most literal text (`openai/gpt-4*` before `openai/*` before `*`).
 
-pub use crate::providers::deployment::capture;
+pub use crate::providers::deployment::{captures, fill};
 
 /// Whether a model name is a pattern.
 pub fn is_pattern(model_name: &str) -> bool {
@@ -22,13 +22,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_pattern_captures_what_its_star_stands_for() {
-        assert_eq!(capture("openai/*", "openai/gpt-4o-mini"), Some("gpt-4o-mini"));
-        assert_eq!(capture("*", "anything/at-all"), Some("anything/at-all"));
-        assert_eq!(capture("claude-*-latest", "claude-3-5-sonnet-latest"), Some("3-5-sonnet"));
-        assert_eq!(capture("openai/*", "anthropic/claude"), None);
-        assert_eq!(capture("openai/*", "openai/"), None, "the star stands for something");
-        assert_eq!(capture("gpt-4o", "gpt-4o"), None, "not a pattern");
+    fn a_pattern_captures_what_its_stars_stand_for() {
+        assert_eq!(captures("openai/*", "openai/gpt-4o-mini"), Some(vec!["gpt-4o-mini"]));
+        assert_eq!(captures("*", "anything/at-all"), Some(vec!["anything/at-all"]));
+        assert_eq!(captures("claude-*-latest", "claude-3-5-sonnet-latest"), Some(vec!["3-5-sonnet"]));
+        assert_eq!(captures("openai/*", "anthropic/claude"), None);
+        assert_eq!(captures("openai/*", "openai/"), None, "the star stands for something");
+        assert_eq!(captures("gpt-4o", "gpt-4o"), None, "not a pattern");
+        // litellm's own example: two stars, the first as long as it can be.
+        assert_eq!(captures("fo::*:static::*", "fo::hi::static::hi"), Some(vec!["hi:", "hi"]));
+        assert_eq!(captures("a*b*c", "axbybzc"), Some(vec!["xby", "z"]));
+        assert_eq!(captures("a*b*c", "abc"), None, "each star stands for something");
+        assert_eq!(captures("*-*", "x-y-z"), Some(vec!["x-y", "z"]));
+    }
+
+    #[test]
+    fn stars_are_filled_in_order() {
+        assert_eq!(fill("openai/fo::*:static::*", &["hi:", "hi"]), "openai/fo::hi::static::hi");
+        assert_eq!(fill("openai/*", &["gpt-4o"]), "openai/gpt-4o");
+        assert_eq!(fill("a*b*", &["x"]), "axb*");
     }
 
     #[test]

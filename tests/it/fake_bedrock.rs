@@ -1,5 +1,6 @@
-//! A fake AWS Bedrock runtime on 127.0.0.1:0: `Converse` (JSON) and `ConverseStream` (binary
-//! `application/vnd.amazon.eventstream` frames with real CRCs), behind the checks AWS makes.
+//! A fake AWS Bedrock runtime on 127.0.0.1:0: `Converse` (JSON), `ConverseStream` (binary
+//! `application/vnd.amazon.eventstream` frames with real CRCs) and `InvokeModel` for the Titan and
+//! Cohere embedding models ([`invoke`]), behind the checks AWS makes.
 //!
 //! Every request must carry a SigV4 `Authorization` for service `bedrock`, scoped to the fake's
 //! key id and region, dated within 15 minutes, and its signature is recomputed here from the
@@ -414,6 +415,7 @@ fn answer(
     verify(method.as_str(), uri.path(), uri.query(), headers, body, &expected)?;
     let segments: Vec<&str> = uri.path().trim_start_matches('/').split('/').collect();
     let stream = match (method, segments.as_slice()) {
+        (&Method::POST, ["model", model, "invoke"]) if !model.is_empty() => return invoke(model, headers, body),
         (&Method::POST, ["model", model, "converse"]) if !model.is_empty() => false,
         (&Method::POST, ["model", model, "converse-stream"]) if !model.is_empty() => true,
         _ => {
@@ -844,4 +846,203 @@ fn stream_response(reply: &Reply) -> Response {
         .header("x-amzn-requestid", "00000000-0000-4000-8000-fakebedrock00")
         .body(Body::from_stream(body))
         .unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// InvokeModel: Titan text embeddings and Cohere embed, with Bedrock's schema checks
+
+/// Titan v1's vector size.
+pub const TITAN_V1_DIMENSIONS: usize = 1536;
+/// Titan v2's vector size when `dimensions` is not given (256 and 512 can be asked for).
+pub const TITAN_V2_DIMENSIONS: usize = 1024;
+/// Cohere embed v3's vector size.
+pub const COHERE_DIMENSIONS: usize = 1024;
+/// Most texts Cohere embed takes in one call on Bedrock.
+pub const COHERE_MAX_TEXTS: usize = 96;
+
+/// The fake's vector of a text: deterministic, different for each text, values in [-1, 1];
+/// scaled to unit length when `normalize`.
+pub fn embed_text(text: &str, dimensions: usize, normalize: bool) -> Vec<f32> {
+    let mut state =
+        text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let mut vector: Vec<f32> = (0..dimensions)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 40) as f32 / (1u64 << 23) as f32) - 1.0
+        })
+        .collect();
+    if normalize {
+        let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
+        vector.iter_mut().for_each(|x| *x /= norm);
+    }
+    vector
+}
+
+/// A path segment with its `%XX` escapes decoded (model ids arrive with `:` as `%3A`).
+fn percent_decoded(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A schema violation, worded as Bedrock words InvokeModel's.
+fn malformed(problem: impl std::fmt::Display) -> AwsError {
+    validation(format!("Malformed input request: {problem}, please reformat your input and try again."))
+}
+
+/// Refuses keys a model's schema does not have.
+fn only_keys(body: &Map<String, Value>, allowed: &[&str]) -> Result<(), AwsError> {
+    match body.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(extra) => Err(malformed(format!("#: extraneous key [{extra}] is not permitted"))),
+        None => Ok(()),
+    }
+}
+
+/// A string field, checked against an enum when one is given.
+fn enum_field<'a>(body: &'a Map<String, Value>, key: &str, values: &[&str]) -> Result<Option<&'a str>, AwsError> {
+    match body.get(key) {
+        None => Ok(None),
+        Some(Value::String(s)) if values.contains(&s.as_str()) => Ok(Some(s)),
+        Some(Value::String(s)) => Err(malformed(format!("#/{key}: {s} is not a valid enum value"))),
+        Some(other) => Err(malformed(format!("#/{key}: expected type: String, found: {}", json_type(other)))),
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "Null",
+        Value::Bool(_) => "Boolean",
+        Value::Number(_) => "Number",
+        Value::String(_) => "String",
+        Value::Array(_) => "JSONArray",
+        Value::Object(_) => "JSONObject",
+    }
+}
+
+/// An InvokeModel answer: the JSON body and the token-count and latency headers Bedrock adds.
+fn invoke_answer(body: Value, input_tokens: u64) -> Response {
+    let mut response = axum::Json(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert("x-amzn-bedrock-input-token-count", input_tokens.to_string().parse().unwrap());
+    headers.insert("x-amzn-bedrock-invocation-latency", "42".parse().unwrap());
+    response
+}
+
+/// `POST /model/{modelId}/invoke` for the embedding models the fake knows.
+fn invoke(model: &str, headers: &HashMap<String, String>, body: &[u8]) -> Result<Response, AwsError> {
+    let model = percent_decoded(model);
+    if let Some(accept) = headers.get("accept").filter(|a| !a.contains("application/json") && !a.contains("*/*")) {
+        return Err(validation(format!("The requested accept type {accept} is not supported.")));
+    }
+    let request: Value = serde_json::from_slice(body).map_err(|e| malformed(format!("#: {e}")))?;
+    let request = request
+        .as_object()
+        .ok_or_else(|| malformed(format!("#: expected type: JSONObject, found: {}", json_type(&request))))?;
+    match model.as_str() {
+        "amazon.titan-embed-text-v1" | "amazon.titan-embed-g1-text-02" => titan(request, false),
+        "amazon.titan-embed-text-v2:0" => titan(request, true),
+        "cohere.embed-english-v3" | "cohere.embed-multilingual-v3" => cohere(request),
+        _ => Err(validation("The provided model identifier is invalid.")),
+    }
+}
+
+/// Titan text embeddings: one `inputText`; v2 takes `dimensions` (256, 512, 1024) and
+/// `normalize` (default true).
+fn titan(body: &Map<String, Value>, v2: bool) -> Result<Response, AwsError> {
+    let allowed: &[&str] =
+        if v2 { &["inputText", "dimensions", "normalize", "embeddingTypes"] } else { &["inputText"] };
+    only_keys(body, allowed)?;
+    let text = match body.get("inputText") {
+        None => return Err(malformed("#: required key [inputText] not found")),
+        Some(Value::String(s)) if s.is_empty() => {
+            return Err(malformed("#/inputText: expected minLength: 1, actual: 0"))
+        }
+        Some(Value::String(s)) => s,
+        Some(other) => {
+            return Err(malformed(format!("#/inputText: expected type: String, found: {}", json_type(other))))
+        }
+    };
+    let dimensions = match body.get("dimensions") {
+        None => {
+            if v2 {
+                TITAN_V2_DIMENSIONS
+            } else {
+                TITAN_V1_DIMENSIONS
+            }
+        }
+        Some(d) if [256, 512, 1024].contains(&d.as_u64().unwrap_or(0)) => d.as_u64().unwrap() as usize,
+        Some(d) => return Err(malformed(format!("#/dimensions: {d} is not a valid enum value"))),
+    };
+    let normalize = match body.get("normalize") {
+        None => v2,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(malformed(format!("#/normalize: expected type: Boolean, found: {}", json_type(other))))
+        }
+    };
+    let vector = embed_text(text, dimensions, normalize);
+    let tokens = words(text).max(1);
+    let mut answer = json!({"embedding": vector, "inputTextTokenCount": tokens});
+    if v2 {
+        answer["embeddingsByType"] = json!({"float": vector});
+    }
+    Ok(invoke_answer(answer, tokens))
+}
+
+/// Cohere embed v3: `texts` (at most 96) and a required `input_type`.
+fn cohere(body: &Map<String, Value>) -> Result<Response, AwsError> {
+    only_keys(body, &["texts", "images", "input_type", "truncate", "embedding_types"])?;
+    let texts = match body.get("texts") {
+        None => return Err(malformed("#: required key [texts] not found")),
+        Some(Value::Array(texts)) if texts.len() > COHERE_MAX_TEXTS => {
+            return Err(malformed(format!("#/texts: expected maxItems: {COHERE_MAX_TEXTS}, actual: {}", texts.len())))
+        }
+        Some(Value::Array(texts)) => texts,
+        Some(other) => {
+            return Err(malformed(format!("#/texts: expected type: JSONArray, found: {}", json_type(other))))
+        }
+    };
+    let texts: Vec<&str> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| match t {
+            Value::String(s) if s.chars().count() > 2048 => {
+                Err(malformed(format!("#/texts/{i}: expected maxLength: 2048, actual: {}", s.chars().count())))
+            }
+            Value::String(s) => Ok(s.as_str()),
+            other => Err(malformed(format!("#/texts/{i}: expected type: String, found: {}", json_type(other)))),
+        })
+        .collect::<Result<_, _>>()?;
+    if enum_field(body, "input_type", &["search_document", "search_query", "classification", "clustering"])?.is_none() {
+        return Err(malformed("#: required key [input_type] not found"));
+    }
+    enum_field(body, "truncate", &["NONE", "START", "END"])?;
+    let vectors: Vec<Vec<f32>> = texts.iter().map(|t| embed_text(t, COHERE_DIMENSIONS, false)).collect();
+    let tokens: u64 = texts.iter().map(|t| words(t)).sum();
+    let id = format!("{:032x}", texts.iter().fold(0u128, |h, t| h.wrapping_mul(31).wrapping_add(t.len() as u128 + 1)));
+    let answer = match body.get("embedding_types").and_then(Value::as_array) {
+        Some(kinds) => {
+            let by_type: Map<String, Value> =
+                kinds.iter().filter_map(Value::as_str).map(|k| (k.to_owned(), json!(vectors))).collect();
+            json!({"id": id, "embeddings": by_type, "texts": texts, "response_type": "embeddings_by_type"})
+        }
+        None => json!({"id": id, "embeddings": vectors, "texts": texts, "response_type": "embeddings_floats"}),
+    };
+    Ok(invoke_answer(answer, tokens))
 }

@@ -109,7 +109,10 @@ async fn handle_azure(
     body: Bytes,
 ) -> Response {
     log(&shared, &method, &uri, &headers, &body);
-    if headers.get("api-key").and_then(|v| v.to_str().ok()) != Some(shared.key.as_str()) {
+    // A key in `api-key`, or a Microsoft Entra ID token as a bearer token.
+    let key = headers.get("api-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if key.as_deref() != Some(shared.key.as_str()) && bearer != Some(shared.key.as_str()) {
         let message = "Access denied due to invalid subscription key or wrong API endpoint.";
         return error(StatusCode::UNAUTHORIZED, message, None, None).into_response();
     }
@@ -119,6 +122,9 @@ async fn handle_azure(
     match (method.as_str(), segments.as_slice()) {
         ("POST", ["openai", "deployments", _, "chat", "completions"]) if versioned => {
             chat_completions(&req).unwrap_or_else(IntoResponse::into_response)
+        }
+        ("POST", ["openai", "deployments", _, "embeddings"]) if versioned => {
+            embeddings(&req).unwrap_or_else(IntoResponse::into_response)
         }
         _ => error(StatusCode::NOT_FOUND, "Resource not found", None, None).into_response(),
     }

@@ -283,7 +283,9 @@ fn deployment(provider: Provider, model: &str) -> Deployment {
         params: LitellmParams { model: format!("ollama_chat/{model}"), ..LitellmParams::default() },
         model_info: None,
         credential_headers: Default::default(),
+        extra_headers: Vec::new(),
         unavailable: None,
+        catch_all: None,
     }
 }
 

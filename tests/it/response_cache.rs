@@ -371,7 +371,12 @@ async fn validate_reads_cache_params_and_warns_of_what_it_ignores() {
     }
     assert!(warnings.contains("--redis-url"), "{warnings}");
     assert!(!warnings.contains("litellm_settings/cache\""), "cache is honoured now: {warnings}");
-    for bad in [json!({"type": "s3"}), json!({"ttl": -1}), json!({"supported_call_types": ["aspeech"]})] {
+    // litellm's other backends and call types are known: kept, with a warning saying what is served.
+    let known = check(json!({"type": "s3", "supported_call_types": ["acompletion", "aspeech"]})).await;
+    assert_eq!(known["valid"], true, "{known}");
+    let warnings = known["warnings"].to_string();
+    assert!(warnings.contains("a s3 cache is not supported") && warnings.contains("aspeech"), "{warnings}");
+    for bad in [json!({"type": "floppy"}), json!({"ttl": -1}), json!({"supported_call_types": ["asing"]})] {
         let refused = check(bad.clone()).await;
         assert_eq!(refused["valid"], false, "{bad} must be refused: {refused}");
     }

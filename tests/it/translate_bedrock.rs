@@ -656,7 +656,9 @@ fn deployment(secret: &str) -> Deployment {
         params: LitellmParams::default(),
         model_info: None,
         credential_headers: Default::default(),
+        extra_headers: Vec::new(),
         unavailable: None,
+        catch_all: None,
     }
 }
 
