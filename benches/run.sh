@@ -2,8 +2,9 @@
 # ferrolite's benchmark (issue 6): installs what the harness needs, builds the release binaries,
 # and runs the driver, which writes benches/results/latest.md and latest.json.
 #
-#   benches/run.sh                          # full run (10 s per measurement, 5-minute soak, litellm)
+#   benches/run.sh                          # full run (10 s per measurement, 5-minute soak, litellm, Portkey)
 #   benches/run.sh --quick --skip-litellm   # a few minutes, without litellm
+#   benches/run.sh --skip-portkey           # without Portkey's gateway (node and npm not needed)
 #
 # Every argument is passed to the driver (target/release/bench --help lists them). Every process
 # the run starts is stopped when it ends, fails or is interrupted. All traffic stays on 127.0.0.1.
@@ -11,9 +12,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 skip_litellm=0
+skip_portkey=0
 for arg in "$@"; do
   case "$arg" in
     --skip-litellm) skip_litellm=1 ;;
+    --skip-portkey) skip_portkey=1 ;;
     -h|--help) ;;
   esac
 done
@@ -56,6 +59,28 @@ if [ "$skip_litellm" = 0 ]; then
   fi
 fi
 
+# Portkey's open-source gateway, pinned in benches/portkey/package.json and package-lock.json,
+# installed there with `npm ci` (node_modules is not committed) and run with this machine's node.
+portkey_dir="$PWD/benches/portkey"
+portkey_version="1.15.2"
+node_bin="$(command -v node || echo node)"
+if [ "$skip_portkey" = 0 ]; then
+  command -v node >/dev/null && command -v npm >/dev/null \
+    || { say "node and npm are required for Portkey's gateway (as root: apt-get install -y nodejs npm), or pass --skip-portkey"; exit 1; }
+  node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 18 || (a === 18 && b >= 18) ? 0 : 1)' \
+    || { say "node $(node --version) is too old for Portkey's gateway (18.18 or newer), or pass --skip-portkey"; exit 1; }
+  stamp="$portkey_dir/node_modules/.ferrolite-bench-lock"
+  installed="$(node -p "require('$portkey_dir/node_modules/@portkey-ai/gateway/package.json').version" 2>/dev/null || true)"
+  if [ "$installed" != "$portkey_version" ] || ! cmp -s "$portkey_dir/package-lock.json" "$stamp"; then
+    say "installing @portkey-ai/gateway@$portkey_version into $portkey_dir/node_modules (npm ci)"
+    # No install scripts: the package's only one (patch-package) has no patches to apply outside its repo.
+    (cd "$portkey_dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+    installed="$(node -p "require('$portkey_dir/node_modules/@portkey-ai/gateway/package.json').version")"
+    [ "$installed" = "$portkey_version" ] || { say "npm ci installed @portkey-ai/gateway $installed, not $portkey_version"; exit 1; }
+    cp "$portkey_dir/package-lock.json" "$stamp"
+  fi
+fi
+
 say "building the release binaries"
 cargo build --release -p ferrolite -p ferrolite-bench
 # The binaries live wherever cargo put them (CARGO_TARGET_DIR may point outside the clone).
@@ -88,6 +113,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
-BENCH_PIDFILE="$pidfile" "$bin/bench" --bin-dir "$bin" --nginx "$nginx_bin" --oha "$(command -v oha)" --venv "$venv" "$@" &
+BENCH_PIDFILE="$pidfile" "$bin/bench" --bin-dir "$bin" --nginx "$nginx_bin" --oha "$(command -v oha)" --venv "$venv" \
+  --portkey-dir "$portkey_dir" --node "$node_bin" "$@" &
 driver=$!
 wait "$driver"

@@ -4,6 +4,7 @@
 use crate::procs::{free_port, wait_ready, Proc};
 use crate::Res;
 use serde_json::{json, Value};
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -54,6 +55,19 @@ pub fn start_ferrolite(
     service: &str,
     extra: &[&str],
 ) -> Res<Ferrolite> {
+    start_ferrolite_with_env(launch, tag, configs, service, extra, &[])
+}
+
+/// [`start_ferrolite`] with changes to the environment the server inherits: each variable set to
+/// the value given, or removed when the value is None (e.g. `SSL_CERT_FILE` naming a private CA).
+pub fn start_ferrolite_with_env(
+    launch: &Launch,
+    tag: &str,
+    configs: &[PathBuf],
+    service: &str,
+    extra: &[&str],
+    env: &[(&str, Option<&OsStr>)],
+) -> Res<Ferrolite> {
     let ferrolite = launch.bin_dir.join("ferrolite");
     let data = launch.scratch.join(format!("data-{tag}"));
     let _ = std::fs::remove_dir_all(&data);
@@ -75,6 +89,12 @@ pub fn start_ferrolite(
         cmd.arg("--config").arg(c);
     }
     cmd.args(extra);
+    for (name, value) in env {
+        match value {
+            Some(value) => cmd.env(name, value),
+            None => cmd.env_remove(name),
+        };
+    }
     let log = std::fs::File::create(launch.scratch.join(format!("ferrolite-{tag}.log"))).map_err(|e| e.to_string())?;
     cmd.stdout(Stdio::piped()).stderr(log);
     let mut proc = Proc::spawn(&format!("ferrolite ({tag})"), &mut cmd, launch.pidfile)?;

@@ -4,8 +4,10 @@
 
 pub mod cluster_client;
 pub mod gateway;
+pub mod https_lane;
 pub mod procs;
 pub mod report;
+pub mod stream_capacity;
 
 /// Errors are messages for the person running the harness.
 pub type Res<T> = Result<T, String>;

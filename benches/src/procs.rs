@@ -36,6 +36,13 @@ impl Bystanders {
         }
     }
 
+    /// `leader`'s group is no longer paused (it is about to stop, and its id may be reused).
+    pub fn remove(&self, leader: u32) {
+        if let Ok(mut all) = self.0.lock() {
+            all.retain(|p| *p != leader);
+        }
+    }
+
     /// Pauses every group but `target`'s until the guard drops.
     pub fn pause_all_but(&self, target: Option<u32>) -> Paused {
         let paused: Vec<u32> = self.0.lock().map(|all| all.clone()).unwrap_or_default();

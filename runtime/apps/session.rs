@@ -403,7 +403,8 @@ fn catch_all(
 /// credentials, or (a local server such as Ollama) a base URL the config or environment set.
 fn reachable(d: &Deployment, prefix: &str) -> bool {
     let default_base = crate::catalogue::providers::default_api_base(prefix);
-    let credentials = d.api_key.is_some() || d.aws.is_some() || d.vertex.is_some() || !d.extra_headers.is_empty();
+    let bearer = d.extra_headers.iter().any(|(name, _)| name == "authorization"); // Azure's AD token
+    let credentials = d.api_key.is_some() || d.aws.is_some() || d.vertex.is_some() || bearer;
     d.api_base.is_some() && (credentials || d.api_base.as_deref() != default_base)
 }
 

@@ -1,9 +1,10 @@
 //! The benchmark driver of issue 6: one run on one machine measures a fake upstream directly, through
-//! nginx (a plain `proxy_pass` hop, the physical limit of one proxy hop here), through ferrolite and
-//! through litellm's proxy, and writes `benches/results/latest.md` and `latest.json`.
+//! nginx (a plain `proxy_pass` hop, the physical limit of one proxy hop here), through ferrolite,
+//! through litellm's proxy and through Portkey's open-source gateway, and writes
+//! `benches/results/latest.md` and `latest.json`.
 //!
 //! It builds nothing: `benches/run.sh` builds the release binaries and installs the load tool
-//! (`oha`), nginx and litellm, then runs this with its arguments. Every process it starts runs in a
+//! (`oha`), nginx, litellm and Portkey's gateway, then runs this with its arguments. Every process it starts runs in a
 //! process group of its own and is stopped when the run ends, fails or is interrupted. All traffic
 //! goes to 127.0.0.1.
 
@@ -31,7 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Measure ferrolite beside a direct hop, nginx and litellm on this machine.
+/// Measure ferrolite beside a direct hop, nginx, litellm and Portkey's gateway on this machine.
 #[derive(Debug, Parser, Clone)]
 #[command(name = "bench")]
 struct Args {
@@ -47,9 +48,19 @@ struct Args {
     /// Do not install or measure litellm (the results say so).
     #[arg(long)]
     skip_litellm: bool,
+    /// Do not install or measure Portkey's open-source gateway (the results say so).
+    #[arg(long)]
+    skip_portkey: bool,
     /// Do not measure routing with many deployments and many apps.
     #[arg(long)]
     skip_routing: bool,
+    /// In the routing lane, stop at 1,000 deployments and 1,000 apps (issue 22's scale is
+    /// 100,000 deployments in one group and 10,000 running apps).
+    #[arg(long)]
+    skip_scale: bool,
+    /// Do not measure the HTTPS upstream lane (ferrolite and nginx to a fake behind TLS).
+    #[arg(long)]
+    skip_https: bool,
     /// Connections of the throughput measurement.
     #[arg(long, default_value_t = 32)]
     connections: usize,
@@ -77,10 +88,18 @@ struct Args {
     /// The virtualenv that holds litellm.
     #[arg(long, default_value = "benches/.venv")]
     venv: PathBuf,
+    /// The folder where `npm ci` installed Portkey's gateway (`@portkey-ai/gateway`).
+    #[arg(long, default_value = "benches/portkey")]
+    portkey_dir: PathBuf,
+    /// The node that runs Portkey's gateway.
+    #[arg(long, default_value = "node")]
+    node: String,
     #[arg(long, default_value = "oha")]
     oha: String,
     #[arg(long, default_value = "nginx")]
     nginx: String,
+    #[command(flatten)]
+    stream_capacity: ferrolite_bench::stream_capacity::Options,
     #[command(flatten)]
     harness: ferrolite_bench::Harness,
 }
@@ -196,6 +215,8 @@ struct Call {
     auth: Option<String>,
     /// The process group whose CPU time this call is charged to.
     leader: Option<u32>,
+    /// More headers sent with every request (Portkey takes its provider and upstream this way).
+    extra_headers: Vec<(String, String)>,
 }
 
 struct Oha {
@@ -218,6 +239,9 @@ impl Oha {
         cmd.args(["-m", "POST", "-H", "content-type: application/json", "-d", &call.body, "-t", "30s", "-w"]);
         if let Some(token) = &call.auth {
             cmd.args(["-H", &format!("authorization: Bearer {token}")]);
+        }
+        for (name, value) in &call.extra_headers {
+            cmd.args(["-H", &format!("{name}: {value}")]);
         }
         if let Some(rate) = rate {
             cmd.args(["-q", &rate.to_string(), "--latency-correction"]);
@@ -303,6 +327,9 @@ async fn stream_once(client: &reqwest::Client, call: &Call, chunks: usize) -> Re
     let mut request = client.post(&call.url).header("content-type", "application/json").body(call.body.clone());
     if let Some(token) = &call.auth {
         request = request.bearer_auth(token).header("x-api-key", token);
+    }
+    for (name, value) in &call.extra_headers {
+        request = request.header(name, value);
     }
     let response = request.send().await.map_err(|e| format!("stream {}: {e}", call.url))?;
     let status = response.status().as_u16();
@@ -398,6 +425,8 @@ const ANTHROPIC_BODY: &str =
 const ANTHROPIC_STREAM_BODY: &str = r#"{"model":"claude-3-5-sonnet-20241022","max_tokens":256,"stream":true,"messages":[{"role":"user","content":"Hello!"}]}"#;
 const LITELLM_KEY: &str = "sk-bench-master";
 const MOCK_TEXT: &str = "This is a mock benchmark response";
+/// Portkey's start script (the package's `bin`), under `--portkey-dir`.
+const PORTKEY_SCRIPT: &str = "node_modules/@portkey-ai/gateway/build/start-server.js";
 
 fn body(template: &str, model: &str) -> String {
     template.replace("MODEL", model)
@@ -439,6 +468,25 @@ fn litellm_config(fake: u16) -> String {
     out
 }
 
+/// Portkey's gateway has no config file here: each request names its provider and upstream in
+/// headers, and its `Authorization` is the upstream's key. `gpt` goes to the fake as OpenAI
+/// (passed through); `claude` goes to the fake as Anthropic (translated from the OpenAI request).
+fn portkey_target(port: u16, leader: u32, fake: u16) -> Target {
+    let route = |provider: &str| {
+        vec![
+            ("x-portkey-provider".to_owned(), provider.to_owned()),
+            ("x-portkey-custom-host".to_owned(), format!("http://127.0.0.1:{fake}/v1")),
+        ]
+    };
+    Target {
+        name: "portkey",
+        base: format!("http://127.0.0.1:{port}/v1"),
+        auth: Some(UPSTREAM_KEY.into()),
+        leader,
+        model_headers: vec![("gpt", route("openai")), ("claude", route("anthropic"))],
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The governed lane
 
@@ -464,6 +512,7 @@ fn governed(ctx: &mut Ctx, report: &mut Report, gw: &Ferrolite, app: &Path, toke
         base: base(port),
         auth: Some(auth.to_owned()),
         leader,
+        model_headers: Vec::new(),
     };
     step(&format!("governed lane at {conns} connections: one instance"));
     let key = bench_key(ctx, gw.port, &gw.token)?;
@@ -536,7 +585,7 @@ fn governed(ctx: &mut Ctx, report: &mut Report, gw: &Ferrolite, app: &Path, toke
 // ---------------------------------------------------------------------------------------------
 // Targets
 
-/// One thing the load is sent to: the fake directly, nginx, ferrolite or litellm.
+/// One thing the load is sent to: the fake directly, nginx, ferrolite, litellm or Portkey.
 #[derive(Clone)]
 struct Target {
     name: &'static str,
@@ -544,6 +593,9 @@ struct Target {
     base: String,
     auth: Option<String>,
     leader: u32,
+    /// Headers sent with a model's requests, by model name (Portkey's provider and upstream);
+    /// none for a model not listed, and none at all for the other targets.
+    model_headers: Vec<(&'static str, Vec<(String, String)>)>,
 }
 
 impl Target {
@@ -553,6 +605,12 @@ impl Target {
             body: body(template, model),
             auth: self.auth.clone(),
             leader: Some(self.leader),
+            extra_headers: self
+                .model_headers
+                .iter()
+                .find(|(m, _)| *m == model)
+                .map(|(_, h)| h.clone())
+                .unwrap_or_default(),
         }
     }
 }
@@ -581,6 +639,9 @@ impl Ctx {
             self.client.post(&call.url).header("content-type", "application/json").body(call.body.clone());
         if let Some(token) = &call.auth {
             request = request.bearer_auth(token);
+        }
+        for (name, value) in &call.extra_headers {
+            request = request.header(name, value);
         }
         let text = self.rt.block_on(async {
             let response = request.send().await.map_err(|e| format!("{what}: {e}"))?;
@@ -640,6 +701,13 @@ fn run(args: Args) -> Res<()> {
             litellm_bin.display()
         ));
     }
+    let portkey_script = args.portkey_dir.join(PORTKEY_SCRIPT);
+    if !args.skip_portkey && !portkey_script.exists() {
+        return Err(format!(
+            "{} is missing: benches/run.sh installs it with npm ci (or pass --skip-portkey)",
+            portkey_script.display()
+        ));
+    }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().map_err(|e| e.to_string())?;
     let started_at = Instant::now();
@@ -675,6 +743,19 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     let mut report = Report::default();
     let sampler = Sampler::default();
     sampler.start();
+
+    // --- 0. stream capacity (issue 22, src/stream_capacity.rs): its own fake, nginx, ferrolite
+    // and litellm, started and stopped before the rest; `--only-stream-capacity` ends the run here.
+    let lane = ferrolite_bench::stream_capacity::Env {
+        launch: ctx.launch(),
+        nginx: &args.nginx,
+        litellm: (!args.skip_litellm).then(|| args.venv.join("bin/litellm")),
+        quick: args.quick,
+        out_dir: &args.harness.out_dir,
+    };
+    if ferrolite_bench::stream_capacity::driver_lane(&lane, &args.stream_capacity, &mut report)? {
+        return Ok(());
+    }
 
     // --- the fake upstream
     step("starting the fake upstream");
@@ -755,20 +836,60 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
         litellm = Some((proc, port, ready));
     }
 
+    // --- Portkey's open-source gateway (node), routed per request by headers (`portkey_target`)
+    let mut portkey: Option<(Proc, u16, Duration)> = None;
+    if !args.skip_portkey {
+        step("starting Portkey's gateway");
+        let port = free_port()?;
+        let dir = args.portkey_dir.canonicalize().map_err(|e| format!("{}: {e}", args.portkey_dir.display()))?;
+        let log = std::fs::File::create(ctx.tmp.join("portkey.log")).map_err(|e| e.to_string())?;
+        let log2 = log.try_clone().map_err(|e| e.to_string())?;
+        let mut proc = Proc::spawn(
+            "portkey",
+            Command::new(&args.node)
+                // Its start script listens on every interface; this makes it 127.0.0.1 only.
+                .arg("--import")
+                .arg(dir.join("loopback.mjs"))
+                .arg(dir.join(PORTKEY_SCRIPT))
+                .args([&format!("--port={port}"), "--headless"])
+                // The custom hosts it may send to without its SSRF check (127.0.0.1 is also its
+                // default list; set so that the fake stays allowed whatever the environment says).
+                .env("TRUSTED_CUSTOM_HOSTS", "127.0.0.1")
+                .current_dir(&dir)
+                .stdin(Stdio::null())
+                .stdout(log)
+                .stderr(log2),
+            pidfile,
+        )?;
+        let since = proc.started;
+        let ready = wait_ready(&mut proc, port, "/", None, since, Duration::from_secs(60))?;
+        sampler.watch("portkey", proc.pid());
+        ctx.oha.bystanders.add(proc.pid());
+        portkey = Some((proc, port, ready));
+    }
+
     let direct = Target {
         name: "direct",
         base: format!("http://127.0.0.1:{fake_port}/v1"),
         auth: Some(UPSTREAM_KEY.into()),
         leader: fake.pid(),
+        model_headers: Vec::new(),
     };
     let mut targets = vec![
         direct.clone(),
-        Target { name: "nginx", base: format!("http://127.0.0.1:{nginx_port}/v1"), auth: None, leader: nginx.pid() },
+        Target {
+            name: "nginx",
+            base: format!("http://127.0.0.1:{nginx_port}/v1"),
+            auth: None,
+            leader: nginx.pid(),
+            model_headers: Vec::new(),
+        },
         Target {
             name: "ferrolite",
             base: format!("http://127.0.0.1:{}/default/apps/bench/v1", gw.port),
             auth: Some(gw.token.clone()),
             leader: gw.proc.pid(),
+            model_headers: Vec::new(),
         },
     ];
     if let Some((proc, port, _)) = &litellm {
@@ -777,9 +898,16 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
             base: format!("http://127.0.0.1:{port}/v1"),
             auth: Some(LITELLM_KEY.into()),
             leader: proc.pid(),
+            model_headers: Vec::new(),
         });
     }
-    let gateways: Vec<&Target> = targets.iter().filter(|t| t.name == "ferrolite" || t.name == "litellm").collect();
+    if let Some((proc, port, _)) = &portkey {
+        targets.push(portkey_target(*port, proc.pid(), fake_port));
+    }
+    // The gateways that translate (`claude` to the Anthropic fake); all but Portkey also answer
+    // `mock` without an upstream (Portkey has no mock_response, so it is not in that table).
+    let gateways: Vec<&Target> =
+        targets.iter().filter(|t| matches!(t.name, "ferrolite" | "litellm" | "portkey")).collect();
 
     // --- idle memory, before any load
     std::thread::sleep(Duration::from_secs(2));
@@ -793,13 +921,16 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     }
     for t in &gateways {
         ctx.check(&format!("{} claude", t.name), &t.call(CHAT_BODY, "claude"), "fake answer")?;
-        ctx.check(&format!("{} mock", t.name), &t.call(CHAT_BODY, "mock"), "mock benchmark")?;
+        if t.name != "portkey" {
+            ctx.check(&format!("{} mock", t.name), &t.call(CHAT_BODY, "mock"), "mock benchmark")?;
+        }
     }
     let anthropic_direct = Call {
         url: format!("http://127.0.0.1:{fake_port}/v1/messages"),
         body: ANTHROPIC_BODY.into(),
         auth: None,
         leader: Some(fake.pid()),
+        extra_headers: Vec::new(),
     };
     ctx.check("direct messages", &anthropic_direct, "fake answer")?;
 
@@ -995,8 +1126,13 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     // --- 5. streams
     let chunks = args.stream_chunks;
     let mut stream_results: Vec<(String, StreamStats, Option<f64>)> = Vec::new();
-    let anthropic_stream =
-        Call { url: anthropic_direct.url.clone(), body: ANTHROPIC_STREAM_BODY.into(), auth: None, leader: None };
+    let anthropic_stream = Call {
+        url: anthropic_direct.url.clone(),
+        body: ANTHROPIC_STREAM_BODY.into(),
+        auth: None,
+        leader: None,
+        extra_headers: Vec::new(),
+    };
     // Like every load, each run of streams has the other targets paused.
     let streams_of = |call: &Call| {
         let _paused = ctx.oha.bystanders.pause_all_but(call.leader);
@@ -1146,7 +1282,7 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
 
     // --- 7. mock_response
     let mut mock: BTreeMap<&str, Load> = BTreeMap::new();
-    for t in &gateways {
+    for t in gateways.iter().filter(|t| t.name != "portkey") {
         step(&format!("mock_response: {}", t.name));
         mock.insert(t.name, ctx.load(&t.call(CHAT_BODY, "mock"), conns, None)?);
     }
@@ -1158,7 +1294,8 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     report.table(
         "mock_response chat",
         &format!(
-            "{conns} connections, {secs} s, no upstream. ferrolite / litellm: {}.",
+            "{conns} connections, {secs} s, no upstream (Portkey's gateway has no such answer). \
+             ferrolite / litellm: {}.",
             mock_ratio.map(|r| format!("{r:.0}x")).unwrap_or_else(|| "litellm not measured".into())
         ),
         &["target", "req/s", "p50", "p99", "CPU s / 1k req"],
@@ -1274,18 +1411,22 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     if let Some((_, _, ready)) = &litellm {
         rows.push(vec!["litellm".into(), ms(ready.as_secs_f64() * 1000.0), "".into(), "1".into()]);
     }
+    if let Some((_, _, ready)) = &portkey {
+        rows.push(vec!["portkey".into(), ms(ready.as_secs_f64() * 1000.0), "".into(), "1".into()]);
+    }
     report.table(
         "Time from process start to the first 200 on readiness",
         "ferrolite: `/default/apps/bench/health/readiness` with the bench app (3 deployments), a fresh data dir \
          each start (only the token secret made beforehand), polled every 0.5 ms over new connections. litellm: \
-         `/health/readiness`; nginx: a proxied `/health`.",
+         `/health/readiness`; Portkey: `/`; nginx: a proxied `/health`.",
         &["target", "median", "max", "starts"],
         &rows,
     );
     report.put(
         "ready",
         json!({"ferrolite_ms": ready_ms, "nginx_ms": nginx_ready.as_secs_f64() * 1000.0,
-            "litellm_ms": litellm.as_ref().map(|l| l.2.as_secs_f64() * 1000.0)}),
+            "litellm_ms": litellm.as_ref().map(|l| l.2.as_secs_f64() * 1000.0),
+            "portkey_ms": portkey.as_ref().map(|l| l.2.as_secs_f64() * 1000.0)}),
     );
 
     // --- 10. routing cost as deployments and apps grow
@@ -1294,8 +1435,37 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
         routing_summary = Some(routing(ctx, &mut report, &d1)?);
     }
 
+    // --- 11. an HTTPS upstream: ferrolite and nginx over TLS to the fake (src/https_lane.rs)
+    if !args.skip_https {
+        use ferrolite_bench::https_lane::{measure, Call as TlsCall, Hooks, Setup};
+        let call = |c: &TlsCall| Call {
+            url: c.url.clone(),
+            body: c.body.clone(),
+            auth: c.auth.clone(),
+            leader: Some(c.leader),
+            extra_headers: Vec::new(),
+        };
+        let setup = Setup {
+            launch: ctx.launch(),
+            nginx: &args.nginx,
+            fake_workers: args.fake_workers,
+            upstream_latency_ms: args.upstream_latency_ms,
+            connections: conns,
+            secs,
+            bystanders: ctx.oha.bystanders.clone(),
+        };
+        let hooks = Hooks {
+            load: &|c, n, s| ctx.oha.run(&call(c), n, s, None).map(|l| json!(l)),
+            check: &|what, c, expect| ctx.check(what, &call(c), expect),
+        };
+        measure(&setup, &hooks, &mut report)?;
+    }
+
     // --- stop the targets
     if let Some((mut proc, _, _)) = litellm.take() {
+        proc.stop();
+    }
+    if let Some((mut proc, _, _)) = portkey.take() {
         proc.stop();
     }
     let mut gw = gw;
@@ -1393,7 +1563,7 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     }
     let ready_median = median(&ready_ms);
     goal("ready from start", "<= 100 ms", ms(ready_median), Some(ready_median <= 100.0));
-    match routing_summary {
+    match &routing_summary {
         Some(r) => {
             goal(
                 "routing with 1,000 deployments vs 1",
@@ -1416,6 +1586,29 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
         }
         None => goal("routing with 1,000 deployments vs 1", "<= 2x", "skipped (--skip-routing)".into(), None),
     }
+    match routing_summary.as_ref().and_then(|r| r.scale.as_ref()) {
+        Some(s) => {
+            goal(
+                "scale: 100,000 deployments in one group vs 1",
+                "report",
+                format!("CPU per request {:.2}x; RSS {:.0} MB", s.deploy_cpu, s.deploy_rss_mb),
+                None,
+            );
+            goal(
+                "scale: 10,000 running apps vs 1",
+                "report",
+                format!(
+                    "CPU per request {:.2}x; RSS {:.0} MB vs {:.0} MB ({:.1} KB per app)",
+                    s.apps_cpu,
+                    s.apps_rss_mb,
+                    s.apps_rss_mb_one,
+                    (s.apps_rss_mb - s.apps_rss_mb_one) * 1024.0 / 9_999.0
+                ),
+                None,
+            );
+        }
+        None => goal("scale: 100,000 deployments, 10,000 apps", "report", "skipped".into(), None),
+    }
 
     // --- write
     let cpu_model = cpu_model();
@@ -1433,6 +1626,17 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
             &args.venv.join("bin/python").display().to_string(),
             &["-c", "import importlib.metadata as m; print('litellm', m.version('litellm'))"],
         )
+    };
+    let portkey_version = if args.skip_portkey {
+        "Portkey skipped (--skip-portkey)".to_owned()
+    } else {
+        let package = args.portkey_dir.join("node_modules/@portkey-ai/gateway/package.json");
+        let version = std::fs::read_to_string(package)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|v| v["version"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "unknown".into());
+        format!("@portkey-ai/gateway {version} on node {}", cmd_output(&args.node, &["--version"]))
     };
     let mut md = String::new();
     let _ = writeln!(md, "# ferrolite benchmark results\n");
@@ -1453,7 +1657,8 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     );
     let _ = writeln!(
         md,
-        "- versions: {ferrolite_version} (commit {commit}{}), {nginx_version}, {oha_version}, {litellm_version}",
+        "- versions: {ferrolite_version} (commit {commit}{}), {nginx_version}, {oha_version}, {litellm_version}, \
+         {portkey_version}",
         if dirty { ", uncommitted changes" } else { "" }
     );
     let _ = writeln!(
@@ -1463,11 +1668,15 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
         args.upstream_latency_ms,
         if args.skip_litellm { "; **litellm was not measured (--skip-litellm)**" } else { "" }
     );
+    if args.skip_portkey {
+        let _ = writeln!(md, "- **Portkey's gateway was not measured (--skip-portkey)**");
+    }
     let _ = writeln!(
         md,
-        "- reproduce: `benches/run.sh{}{}`",
+        "- reproduce: `benches/run.sh{}{}{}`",
         if args.quick { " --quick" } else { "" },
-        if args.skip_litellm { " --skip-litellm" } else { "" }
+        if args.skip_litellm { " --skip-litellm" } else { "" },
+        if args.skip_portkey { " --skip-portkey" } else { "" }
     );
     let _ = writeln!(md, "\n## Targets of issue 6\n");
     let _ = writeln!(md, "| goal | target | measured | |");
@@ -1486,14 +1695,14 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     out.insert(
         "versions".into(),
         json!({"ferrolite": ferrolite_version, "commit": commit, "dirty": dirty, "nginx": nginx_version,
-            "oha": oha_version, "litellm": litellm_version}),
+            "oha": oha_version, "litellm": litellm_version, "portkey": portkey_version}),
     );
     out.insert(
         "settings".into(),
         json!({"quick": args.quick, "duration_secs": secs, "soak_secs": soak_secs, "connections": conns,
             "rates": args.rates, "stream_chunks": chunks, "stream_gap_ms": args.stream_gap_ms, "streams": streams,
             "upstream_latency_ms": args.upstream_latency_ms, "fake_workers": args.fake_workers,
-            "skip_litellm": args.skip_litellm, "skip_routing": args.skip_routing}),
+            "skip_litellm": args.skip_litellm, "skip_portkey": args.skip_portkey, "skip_routing": args.skip_routing}),
     );
     out.insert("goals".into(), Value::Array(goals));
     out.extend(report.json);
@@ -1511,11 +1720,33 @@ struct RoutingRatios {
     apps_cpu: f64,
     apps_added: f64,
     apps_rps: f64,
+    /// Issue 22's scale, when measured (not `--skip-scale`): 100,000 deployments over 1 and
+    /// 10,000 apps over 1, CPU per request, and the RSS of each.
+    scale: Option<ScaleRatios>,
 }
 
-/// Routing cost with 1, 100 and 1,000 deployments in one model group, and with 1, 100 and 1,000
-/// running apps.
+struct ScaleRatios {
+    deploy_cpu: f64,
+    deploy_rss_mb: f64,
+    apps_cpu: f64,
+    apps_rss_mb: f64,
+    apps_rss_mb_one: f64,
+}
+
+/// The deployment counts and app counts the routing lane measures: issue 6's 1, 100, 1,000,
+/// and issue 22's 100,000 deployments and 10,000 apps unless `--skip-scale`.
+fn routing_steps(skip_scale: bool) -> (Vec<usize>, Vec<usize>) {
+    if skip_scale {
+        (vec![1, 100, 1000], vec![1, 100, 1000])
+    } else {
+        (vec![1, 100, 1000, 100_000], vec![1, 100, 1000, 10_000])
+    }
+}
+
+/// Routing cost with 1, 100 and 1,000 (and 100,000) deployments in one model group, and with 1,
+/// 100 and 1,000 (and 10,000) running apps.
 fn routing(ctx: &mut Ctx, report: &mut Report, d1: &Load) -> Res<RoutingRatios> {
+    let (deploy_steps, app_steps) = routing_steps(ctx.args.skip_scale);
     let fake = ctx.fake_port;
     let conns = ctx.args.connections;
     let mut rows = Vec::new();
@@ -1539,21 +1770,23 @@ fn routing(ctx: &mut Ctx, report: &mut Report, d1: &Load) -> Res<RoutingRatios> 
 
     // Deployments: three apps on one instance, each with one model group of N deployments.
     let mut configs = Vec::new();
-    for n in [1usize, 100, 1000] {
+    for &n in &deploy_steps {
         let path = ctx.tmp.join(format!("deploy-{n}.json"));
         let models: Vec<Value> = (0..n).map(|_| deployment("gpt", fake)).collect();
         std::fs::write(&path, manifest(&format!("deploy-{n}"), models).to_string()).map_err(|e| e.to_string())?;
         configs.push(path);
     }
-    step("routing: starting ferrolite with 1, 100 and 1,000 deployments");
-    let mut inst = start_ferrolite(&ctx.launch(), "deployments", &configs, "deploy-1000", &[])?;
+    step(&format!("routing: starting ferrolite with {deploy_steps:?} deployments"));
+    let last = format!("deploy-{}", deploy_steps.last().copied().unwrap_or(1));
+    let mut inst = start_ferrolite(&ctx.launch(), "deployments", &configs, &last, &[])?;
     let mut per_deploy = Vec::new();
-    for n in [1usize, 100, 1000] {
+    for &n in &deploy_steps {
         let t = Target {
             name: "ferrolite",
             base: format!("http://127.0.0.1:{}/default/apps/deploy-{n}/v1", inst.port),
             auth: Some(inst.token.clone()),
             leader: inst.proc.pid(),
+            model_headers: Vec::new(),
         };
         ctx.check(&format!("deploy-{n}"), &t.call(CHAT_BODY, "gpt"), "fake answer")?;
         let warm_secs = ctx.secs;
@@ -1562,6 +1795,7 @@ fn routing(ctx: &mut Ctx, report: &mut Report, d1: &Load) -> Res<RoutingRatios> 
         ctx.secs = warm_secs;
         per_deploy.push(measure(ctx, format!("{n} deployment(s) in the group"), &t)?);
     }
+    let deploy_rss_kb = group_rss_kb(inst.proc.pid());
     inst.proc.stop();
     let added = |l: &Load| l.p50_ms - d1.p50_ms;
     let deploy_ratio = cpu(&per_deploy[2].0) / cpu(&per_deploy[0].0);
@@ -1582,12 +1816,14 @@ fn routing(ctx: &mut Ctx, report: &mut Report, d1: &Load) -> Res<RoutingRatios> 
         base: format!("http://127.0.0.1:{}/default/apps/apps-0/v1", inst.port),
         auth: Some(inst.token.clone()),
         leader: inst.proc.pid(),
+        model_headers: Vec::new(),
     };
     let controller = format!("http://127.0.0.1:{}/default/services/server-apps", inst.port);
     let mut per_apps = Vec::new();
     let mut running = 1usize;
     let mut install_secs = Vec::new();
-    for target_count in [1usize, 100, 1000] {
+    let mut apps_rss_kb = Vec::new();
+    for &target_count in &app_steps {
         let t0 = Instant::now();
         let before = running;
         if running < target_count {
@@ -1615,20 +1851,29 @@ fn routing(ctx: &mut Ctx, report: &mut Report, d1: &Load) -> Res<RoutingRatios> 
             return Err(format!("list_running shows {count} sessions, expected {target_count}"));
         }
         per_apps.push(measure(ctx, format!("{target_count} running app(s)"), &t)?);
+        apps_rss_kb.push(group_rss_kb(inst.proc.pid()));
     }
     inst.proc.stop();
     let apps_ratio = cpu(&per_apps[2].0) / cpu(&per_apps[0].0);
     let apps_added = added(&per_apps[2].1) / added(&per_apps[0].1);
     let apps_rps = per_apps[0].0.rps / per_apps[2].0.rps;
+    let mb_of = |kb: u64| kb as f64 / 1024.0;
+    let scale = (per_deploy.len() > 3 && per_apps.len() > 3).then(|| ScaleRatios {
+        deploy_cpu: cpu(&per_deploy[3].0) / cpu(&per_deploy[0].0),
+        deploy_rss_mb: mb_of(deploy_rss_kb),
+        apps_cpu: cpu(&per_apps[3].0) / cpu(&per_apps[0].0),
+        apps_rss_mb: mb_of(apps_rss_kb[3]),
+        apps_rss_mb_one: mb_of(apps_rss_kb[0]),
+    });
     report.table(
         "Routing cost as deployments and apps grow (ferrolite)",
         &format!(
             "Each row: req/s and ferrolite's CPU per 1,000 requests at {conns} connections, p50 at one connection \
              and added p50 (minus the direct p50 measured earlier), RSS after. Deployments: three apps on one \
-             instance whose `gpt` group has 1, 100 and 1,000 deployments (simple-shuffle, all to the fake). Apps: \
-             one instance where 99 then 900 more one-deployment apps are installed and started through the \
-             server-apps controller while the first is measured. 1,000 over 1, CPU per request: deployments \
-             {deploy_ratio:.2}x, apps {apps_ratio:.2}x."
+             instance whose `gpt` group has {deploy_steps:?} deployments (simple-shuffle, all to the fake). \
+             Apps: one instance where one-deployment apps are installed and started through the server-apps \
+             controller up to {app_steps:?} while the first is measured. 1,000 over 1, CPU per request: \
+             deployments {deploy_ratio:.2}x, apps {apps_ratio:.2}x."
         ),
         &["case", "req/s", "CPU s / 1k req", "p50 (1 conn)", "added p50", "RSS"],
         &rows,
@@ -1638,7 +1883,18 @@ fn routing(ctx: &mut Ctx, report: &mut Report, d1: &Load) -> Res<RoutingRatios> 
         json!({"cases": results, "deployments_cpu_ratio_1000_over_1": deploy_ratio,
             "deployments_added_p50_ratio_1000_over_1": deploy_added, "deployments_rps_1_over_1000": deploy_rps,
             "apps_cpu_ratio_1000_over_1": apps_ratio, "apps_added_p50_ratio_1000_over_1": apps_added,
-            "apps_rps_1_over_1000": apps_rps, "app_installs": install_secs}),
+            "apps_rps_1_over_1000": apps_rps, "app_installs": install_secs,
+            "scale": scale.as_ref().map(|s| json!({"deployments_cpu_ratio_100000_over_1": s.deploy_cpu,
+                "deployments_100000_rss_mb": s.deploy_rss_mb, "apps_cpu_ratio_10000_over_1": s.apps_cpu,
+                "apps_10000_rss_mb": s.apps_rss_mb, "apps_1_rss_mb": s.apps_rss_mb_one}))}),
     );
-    Ok(RoutingRatios { deploy_cpu: deploy_ratio, deploy_added, deploy_rps, apps_cpu: apps_ratio, apps_added, apps_rps })
+    Ok(RoutingRatios {
+        deploy_cpu: deploy_ratio,
+        deploy_added,
+        deploy_rps,
+        apps_cpu: apps_ratio,
+        apps_added,
+        apps_rps,
+        scale,
+    })
 }

@@ -4,6 +4,9 @@
 //! It runs on its own small tokio runtime (`--workers`, default 1) so that the load tool and the
 //! gateway under test keep the machine's other cores. Answers are fixed text; streams send
 //! `--chunks` content chunks `--gap-ms` apart, after `--latency-ms` of fixed latency.
+//!
+//! With `--tls-cert` and `--tls-key` it serves the same routes over TLS only (rustls; HTTP/1.1 or
+//! HTTP/2 as ALPN settles, `--tls-alpn`), and `GET /tls-stats` tells what it saw over TLS.
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -13,8 +16,11 @@ use axum::routing::{get, post};
 use axum::Router;
 use clap::Parser;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A fake OpenAI / Anthropic upstream for benchmarks (listens on 127.0.0.1 only).
@@ -35,6 +41,19 @@ struct Args {
     /// Pause between two streamed chunks, in milliseconds (0: sent back to back).
     #[arg(long, default_value_t = 1)]
     gap_ms: u64,
+    /// Bytes of text in each streamed chunk: `t{i} ` padded with dots to this length (0: no
+    /// padding, the default; a longer `t{i} ` is never cut).
+    #[arg(long, default_value_t = 0)]
+    chunk_bytes: usize,
+    /// Serve HTTPS with this certificate chain (PEM; the leaf first) instead of plain HTTP.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// With TLS: the protocols offered by ALPN, in order of preference (h2, http/1.1).
+    #[arg(long, value_delimiter = ',', default_value = "h2,http/1.1")]
+    tls_alpn: Vec<String>,
 }
 
 struct Fake {
@@ -71,6 +90,7 @@ fn now() -> u64 {
 
 impl Fake {
     fn new(args: &Args) -> Fake {
+        CHUNK_BYTES.store(args.chunk_bytes, std::sync::atomic::Ordering::Relaxed);
         let chat = serde_json::json!({
             "id": "chatcmpl-fake",
             "object": "chat.completion",
@@ -143,9 +163,18 @@ fn sse(events: impl futures::Stream<Item = Result<Bytes, Infallible>> + Send + '
         .expect("response")
 }
 
-/// The word sent as chunk `i` of a stream: its number, so a client can check order and count.
+/// `--chunk-bytes`, set once at the start (the chunk builders are plain `fn`s).
+static CHUNK_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The word sent as chunk `i` of a stream: its number, so a client can check order and count
+/// (padded with dots to `--chunk-bytes`).
 fn token(i: usize) -> String {
-    format!("t{i} ")
+    let mut word = format!("t{i} ");
+    let bytes = CHUNK_BYTES.load(std::sync::atomic::Ordering::Relaxed);
+    while word.len() < bytes {
+        word.push('.');
+    }
+    word
 }
 
 fn openai_chunk(i: usize, created: u64) -> Bytes {
@@ -305,6 +334,16 @@ async fn models(State(fake): State<Arc<Fake>>) -> Response {
 
 fn main() {
     let args = Args::parse();
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match tls_acceptor(cert, key, &args.tls_alpn) {
+            Ok(acceptor) => Some(acceptor),
+            Err(e) => {
+                eprintln!("fake-upstream: {e}");
+                std::process::exit(1);
+            }
+        },
+        _ => None,
+    };
     let fake = Arc::new(Fake::new(&args));
     let app = Router::new()
         .route("/v1/chat/completions", post(chat))
@@ -314,6 +353,7 @@ fn main() {
         .route("/models", get(models))
         .route("/health", get(|| async { "ok" }))
         .with_state(fake);
+    let app = if tls.is_some() { tls_counted(app) } else { app };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers.max(1))
         .enable_all()
@@ -327,7 +367,8 @@ fn main() {
                 std::process::exit(1);
             }
         };
-        println!("fake-upstream listening on http://127.0.0.1:{}", args.port);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        println!("fake-upstream listening on {scheme}://127.0.0.1:{}", args.port);
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
@@ -340,8 +381,118 @@ fn main() {
         let stop = async {
             tokio::select! { _ = shutdown => {}, _ = sigterm => {} }
         };
+        if let Some(acceptor) = tls {
+            serve_tls(listener, app, acceptor, stop).await;
+            return;
+        }
         if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
             eprintln!("fake-upstream: {e}");
         }
     });
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTPS (--tls-cert and --tls-key): the same routes over rustls, HTTP/1.1 or HTTP/2 by ALPN
+
+/// Completed TLS handshakes by protocol version, cipher suite and ALPN protocol.
+static HANDSHAKES: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+static FAILED_HANDSHAKES: AtomicU64 = AtomicU64::new(0);
+/// Requests served over TLS (but `/tls-stats`): HTTP/1.x, HTTP/2, other.
+static REQUESTS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+
+/// The TLS server configuration: the chain and key of the PEM files, ring, TLS 1.2 and 1.3,
+/// and `alpn` offered.
+fn tls_acceptor(cert: &Path, key: &Path, alpn: &[String]) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<_, _>>())
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key))
+        .map_err(|e| format!("TLS configuration: {e}"))?;
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// `app` with `GET /tls-stats` (what the fake saw over TLS, so the harness can tell which
+/// protocol each client negotiated) and every other request counted by its HTTP version.
+fn tls_counted(app: Router) -> Router {
+    async fn count(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+        if request.uri().path() != "/tls-stats" {
+            let slot = match request.version() {
+                axum::http::Version::HTTP_10 | axum::http::Version::HTTP_11 => 0,
+                axum::http::Version::HTTP_2 => 1,
+                _ => 2,
+            };
+            REQUESTS[slot].fetch_add(1, Ordering::Relaxed);
+        }
+        next.run(request).await
+    }
+    async fn stats() -> Response {
+        let handshakes = HANDSHAKES.lock().map(|h| h.clone()).unwrap_or_default();
+        let [h1, h2, other] = &REQUESTS;
+        let body = serde_json::json!({
+            "handshakes": handshakes,
+            "failed_handshakes": FAILED_HANDSHAKES.load(Ordering::Relaxed),
+            "requests": {"HTTP/1.1": h1.load(Ordering::Relaxed), "HTTP/2": h2.load(Ordering::Relaxed),
+                "other": other.load(Ordering::Relaxed)},
+        });
+        json(Bytes::from(body.to_string()))
+    }
+    app.route("/tls-stats", get(stats)).layer(axum::middleware::from_fn(count))
+}
+
+/// Accepts connections until `stop`, each served over TLS by hyper (HTTP/1.1 or HTTP/2, whichever
+/// the client speaks after ALPN).
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    acceptor: tokio_rustls::TlsAcceptor,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let builder = Arc::new(hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new()));
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let socket = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((socket, _)) => socket,
+                Err(e) => {
+                    eprintln!("fake-upstream: accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => return,
+        };
+        let _ = socket.set_nodelay(true);
+        let (acceptor, app, builder) = (acceptor.clone(), app.clone(), builder.clone());
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(socket).await {
+                Ok(tls) => tls,
+                Err(e) => {
+                    FAILED_HANDSHAKES.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("fake-upstream: TLS handshake: {e}");
+                    return;
+                }
+            };
+            let session = tls.get_ref().1;
+            let alpn = session.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned());
+            let seen = format!(
+                "{} {} alpn={}",
+                session.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default(),
+                session.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_default(),
+                alpn.as_deref().unwrap_or("none")
+            );
+            if let Ok(mut all) = HANDSHAKES.lock() {
+                *all.entry(seen).or_default() += 1;
+            }
+            let io = hyper_util::rt::TokioIo::new(tls);
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ = builder.serve_connection(io, service).await;
+        });
+    }
 }

@@ -1,0 +1,1031 @@
+//! The stream capacity lane (issue 22), defined as the public OTB gateway benchmark does: every
+//! stream is 64 chunks of 16 bytes of text that the upstream sends 20 ms apart, and a stream
+//! **fails** when its status is not 200, a chunk is missing, the text is not the one sent, or two
+//! consecutive chunks arrive more than 200 ms apart at the client. A target's capacity is the most
+//! concurrent streams it carried with no stream failing.
+//!
+//! The lane starts what it measures itself, one target at a time: a fake upstream of its own
+//! (`--chunks 64 --gap-ms 20 --chunk-bytes 16`), then the fake alone (the harness's own limit),
+//! nginx (a plain `proxy_pass`), ferrolite passing OpenAI through, ferrolite translating (OpenAI
+//! in, Anthropic out) and litellm when the run measures it. For each it ramps the streams (250,
+//! 500, 1000, 2000, 4000 by default; below 250 by halves when 250 already fails) and stops at the
+//! first level with a failure. The streams of a level are opened evenly over one second.
+//!
+//! The client is lean so that it is not what gives way on two shared cores: one task per stream
+//! on a multi-thread runtime, a plain TCP connection, the request written once from shared bytes,
+//! and the answer's chunked framing and SSE lines parsed in place in one reused buffer (the text of
+//! each event is found by a byte scan, not a JSON parse).
+
+use crate::gateway::{chunk_text, deployment, manifest, start_ferrolite, Launch, UPSTREAM_KEY};
+use crate::procs::{
+    clock_ticks_per_sec, free_port, group_cpu_ticks, group_pids, group_rss_kb, proc_stat, vm_rss_kb, wait_ready, Proc,
+};
+use crate::report::{cmd_output, cores, cpu_model, loadavg, ms, percentile, write_results, Report};
+use crate::Res;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Content chunks in one stream.
+pub const CHUNKS: usize = 64;
+/// Bytes of text in each chunk.
+pub const CHUNK_BYTES: usize = 16;
+/// The upstream's pause between two chunks, in milliseconds.
+pub const GAP_MS: u64 = 20;
+/// A stream fails when two consecutive chunks arrive further apart than this, in milliseconds.
+pub const MAX_GAP_MS: u64 = 200;
+/// The first level of the ramp; each next one doubles, up to `--stream-capacity-max`.
+pub const FIRST_LEVEL: usize = 250;
+/// The lowest level tried when the first one already fails.
+pub const LOWEST_LEVEL: usize = 25;
+/// Issue 22's target for ferrolite: resident memory per open stream.
+pub const TARGET_KB_PER_STREAM: f64 = 10.0;
+/// The streams of one level are opened evenly over this long.
+const SPREAD: Duration = Duration::from_secs(1);
+/// The RSS of the target is sampled this often while a level runs.
+const RSS_EVERY: Duration = Duration::from_millis(20);
+/// Chunks received are counted in slots of this many milliseconds (for the best one-second rate).
+const SLOT_MS: u64 = 100;
+const LITELLM_KEY: &str = "sk-bench-master";
+const STREAM_BODY: &str =
+    r#"{"model":"MODEL","messages":[{"role":"user","content":"Hello!"}],"max_tokens":256,"stream":true}"#;
+
+/// The driver's options of this lane.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// Do not measure the stream capacity lane.
+    #[arg(long)]
+    pub skip_stream_capacity: bool,
+    /// Measure only the stream capacity lane, and write it to stream-capacity.md / .json in
+    /// --out-dir (latest.md is left alone).
+    #[arg(long, conflicts_with = "skip_stream_capacity")]
+    pub only_stream_capacity: bool,
+    /// The most concurrent streams the lane's ramp tries (250, 500, 1000, ... up to this).
+    #[arg(long, default_value_t = 4000)]
+    pub stream_capacity_max: usize,
+}
+
+/// What the lane needs from the driver.
+pub struct Env<'a> {
+    pub launch: Launch<'a>,
+    /// The nginx binary.
+    pub nginx: &'a str,
+    /// The litellm binary, when the run measures litellm.
+    pub litellm: Option<PathBuf>,
+    pub quick: bool,
+    /// Where `--only-stream-capacity` writes its results.
+    pub out_dir: &'a Path,
+}
+
+/// One level of the ramp.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Level {
+    pub streams: usize,
+    pub failed: usize,
+    /// Failed streams by their first reason: `error` (connect, read, cut short), `timeout`,
+    /// `status`, `missing` (fewer or more chunks than sent), `text`, `gap`.
+    pub failures: BTreeMap<&'static str, usize>,
+    /// The first failure seen, in words.
+    pub first_failure: Option<String>,
+    /// The most streams open at one time.
+    pub peak_open: usize,
+    /// Text chunks the client received, all streams.
+    pub chunks: u64,
+    /// The most chunks received in one second (ten consecutive 100 ms slots).
+    pub chunks_per_sec: f64,
+    /// From the first stream opened to the last one ended.
+    pub secs: f64,
+    pub gap_p50_ms: f64,
+    pub gap_p99_ms: f64,
+    pub gap_max_ms: f64,
+    /// Request sent to first text chunk.
+    pub ttft_p50_ms: f64,
+    pub ttft_p99_ms: f64,
+    /// The target's process group, just before the level.
+    pub idle_rss_kb: u64,
+    /// The highest of samples every 20 ms while the level ran.
+    pub peak_rss_kb: u64,
+    /// (peak - idle) / streams.
+    pub rss_per_stream_kb: f64,
+    /// CPU of the target's process group over the level.
+    pub cpu_secs: f64,
+    /// CPU of the client (this process) over the level.
+    pub client_cpu_secs: f64,
+}
+
+impl Level {
+    pub fn passed(&self) -> bool {
+        self.failed == 0
+    }
+}
+
+/// One target's ramp.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Capacity {
+    pub target: String,
+    /// The most concurrent streams with no failure (None: not even the lowest level).
+    pub max_streams: Option<usize>,
+    /// Every level passed, so the capacity is at least the cap.
+    pub reached_cap: bool,
+    pub levels: Vec<Level>,
+    /// Why the target could not be measured.
+    pub error: Option<String>,
+}
+
+impl Capacity {
+    /// The level of `max_streams`.
+    pub fn at_max(&self) -> Option<&Level> {
+        self.max_streams.and_then(|n| self.levels.iter().find(|l| l.streams == n && l.passed()))
+    }
+
+    /// The first level that failed.
+    pub fn first_failed(&self) -> Option<&Level> {
+        self.levels.iter().find(|l| !l.passed())
+    }
+}
+
+/// The levels of the ramp up to `max`: 250, 500, 1000, ... and `max` itself last.
+pub fn ramp(max: usize) -> Vec<usize> {
+    let mut levels = Vec::new();
+    let mut level = FIRST_LEVEL;
+    while level < max {
+        levels.push(level);
+        level *= 2;
+    }
+    levels.push(max.max(1));
+    levels
+}
+
+/// The text the lane's fake sends as chunk `i` (`t{i} ` padded with dots to 16 bytes).
+pub fn chunk_text_padded(i: usize) -> String {
+    let mut word = chunk_text(i);
+    while word.len() < CHUNK_BYTES {
+        word.push('.');
+    }
+    word
+}
+
+// ---------------------------------------------------------------------------------------------
+// The client
+
+/// One target's request, as bytes written on every stream's connection.
+struct Request {
+    addr: SocketAddr,
+    bytes: Vec<u8>,
+}
+
+impl Request {
+    fn new(port: u16, path: &str, model: &str, auth: Option<&str>) -> Request {
+        let body = STREAM_BODY.replace("MODEL", model);
+        let mut head = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+             Accept: text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n",
+            body.len()
+        );
+        if let Some(token) = auth {
+            let _ = write!(head, "Authorization: Bearer {token}\r\n");
+        }
+        head += "\r\n";
+        head += &body;
+        Request { addr: SocketAddr::from(([127, 0, 0, 1], port)), bytes: head.into_bytes() }
+    }
+}
+
+/// What every stream of a level shares.
+struct Shared {
+    request: Request,
+    /// The whole text a stream must deliver.
+    expected: Vec<u8>,
+    start: Instant,
+    /// Chunks received per `SLOT_MS` since `start`.
+    slots: Vec<AtomicU32>,
+    open: AtomicUsize,
+    peak_open: AtomicUsize,
+}
+
+impl Shared {
+    fn count_chunk(&self, at: Instant) {
+        let slot = (at.saturating_duration_since(self.start).as_millis() as u64 / SLOT_MS) as usize;
+        if let Some(s) = self.slots.get(slot.min(self.slots.len().saturating_sub(1))) {
+            s.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What one stream saw.
+struct Outcome {
+    status: u16,
+    chunks: usize,
+    text_ok: bool,
+    /// Microseconds from the request to the first text chunk.
+    ttft_us: Option<u32>,
+    /// Microseconds between consecutive text chunks.
+    gaps_us: Vec<u32>,
+    error: Option<&'static str>,
+}
+
+impl Outcome {
+    /// The reason the stream failed, or None.
+    fn failure(&self, expected_chunks: usize) -> Option<&'static str> {
+        if let Some(e) = self.error {
+            return Some(if e == "timeout" { "timeout" } else { "error" });
+        }
+        if self.status != 200 {
+            Some("status")
+        } else if self.chunks != expected_chunks {
+            Some("missing")
+        } else if !self.text_ok {
+            Some("text")
+        } else if self.gaps_us.iter().any(|g| u64::from(*g) > MAX_GAP_MS * 1000) {
+            Some("gap")
+        } else {
+            None
+        }
+    }
+
+    fn describe(&self, expected_chunks: usize) -> String {
+        match self.failure(expected_chunks) {
+            Some("error") | Some("timeout") => {
+                format!("{} after {} chunks", self.error.unwrap_or("error"), self.chunks)
+            }
+            Some("status") => format!("status {}", self.status),
+            Some("missing") => format!("{} of {expected_chunks} chunks", self.chunks),
+            Some("text") => "text not the one sent".into(),
+            Some("gap") => {
+                let max = self.gaps_us.iter().max().copied().unwrap_or(0);
+                format!("a gap of {}", ms(f64::from(max) / 1000.0))
+            }
+            _ => "none".into(),
+        }
+    }
+}
+
+/// The text of an OpenAI chunk's `"content":"..."` (raw, escapes left as they are), or None.
+fn content_of(json: &[u8]) -> Option<&[u8]> {
+    const KEY: &[u8] = b"\"content\":";
+    let mut from = 0;
+    let at = loop {
+        let quote = from + json[from..].iter().position(|b| *b == b'"')?;
+        if json[quote..].starts_with(KEY) {
+            break quote + KEY.len();
+        }
+        from = quote + 1;
+    };
+    let mut rest = &json[at..];
+    while let [b' ', tail @ ..] = rest {
+        rest = tail;
+    }
+    let rest = rest.strip_prefix(b"\"")?;
+    let mut i = 0;
+    while i < rest.len() {
+        match rest[i] {
+            b'"' => return Some(&rest[..i]),
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// SSE lines of one stream, fed as the body's bytes arrive.
+struct Sse<'a> {
+    shared: &'a Shared,
+    started: Instant,
+    /// A line not ended yet (most lines end within one read and are never copied here).
+    partial: Vec<u8>,
+    /// How much of the expected text has arrived.
+    pos: usize,
+    last: Option<Instant>,
+}
+
+impl Sse<'_> {
+    fn feed(&mut self, mut data: &[u8], now: Instant, out: &mut Outcome) {
+        while let Some(end) = data.iter().position(|b| *b == b'\n') {
+            if self.partial.is_empty() {
+                self.line(&data[..end], now, out);
+            } else {
+                let mut line = std::mem::take(&mut self.partial);
+                line.extend_from_slice(&data[..end]);
+                self.line(&line, now, out);
+                line.clear();
+                self.partial = line;
+            }
+            data = &data[end + 1..];
+        }
+        self.partial.extend_from_slice(data);
+    }
+
+    fn line(&mut self, line: &[u8], now: Instant, out: &mut Outcome) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(data) = line.strip_prefix(b"data:") else { return };
+        let Some(text) = content_of(data) else { return };
+        if text.is_empty() {
+            return;
+        }
+        out.chunks += 1;
+        match self.last {
+            Some(last) => {
+                out.gaps_us.push(now.saturating_duration_since(last).as_micros().min(u32::MAX as u128) as u32)
+            }
+            None => {
+                out.ttft_us = Some(now.saturating_duration_since(self.started).as_micros().min(u32::MAX as u128) as u32)
+            }
+        }
+        self.last = Some(now);
+        let expected = &self.shared.expected;
+        if out.text_ok && expected.get(self.pos..self.pos + text.len()) == Some(text) {
+            self.pos += text.len();
+        } else {
+            out.text_ok = false;
+        }
+        self.shared.count_chunk(now);
+    }
+}
+
+/// The framing of an answer's body.
+enum Framing {
+    /// `Transfer-Encoding: chunked`: the bytes left in the current chunk, or None between chunks.
+    Chunked(Option<usize>),
+    Length(usize),
+    /// Until the connection closes.
+    Close,
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The status and the framing of an answer's head.
+fn parse_head(head: &[u8]) -> (u16, Framing) {
+    let text = String::from_utf8_lossy(head);
+    let mut lines = text.split("\r\n");
+    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut framing = Framing::Close;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else { continue };
+        let (name, value) = (name.trim(), value.trim());
+        if name.eq_ignore_ascii_case("transfer-encoding") && value.to_ascii_lowercase().contains("chunked") {
+            framing = Framing::Chunked(None);
+        } else if name.eq_ignore_ascii_case("content-length") && !matches!(framing, Framing::Chunked(_)) {
+            framing = Framing::Length(value.parse().unwrap_or(0));
+        }
+    }
+    (status, framing)
+}
+
+/// One stream: connect, send the request, read the answer to its end.
+async fn drive(shared: &Shared, out: &mut Outcome) -> Result<(), &'static str> {
+    let started = Instant::now();
+    let mut socket = tokio::net::TcpStream::connect(shared.request.addr).await.map_err(|_| "connect failed")?;
+    let _ = socket.set_nodelay(true);
+    let open = shared.open.fetch_add(1, Ordering::Relaxed) + 1;
+    shared.peak_open.fetch_max(open, Ordering::Relaxed);
+    let result = read_answer(shared, &mut socket, started, out).await;
+    shared.open.fetch_sub(1, Ordering::Relaxed);
+    result
+}
+
+async fn read_answer(
+    shared: &Shared,
+    socket: &mut tokio::net::TcpStream,
+    started: Instant,
+    out: &mut Outcome,
+) -> Result<(), &'static str> {
+    socket.write_all(&shared.request.bytes).await.map_err(|_| "write failed")?;
+    let mut buf = vec![0u8; 4096];
+    let (mut start, mut end) = (0usize, 0usize);
+    let mut framing: Option<Framing> = None;
+    let mut sse = Sse { shared, started, partial: Vec::new(), pos: 0, last: None };
+    loop {
+        if start == end {
+            (start, end) = (0, 0);
+        } else if end == buf.len() {
+            if start > 0 {
+                buf.copy_within(start..end, 0);
+                (start, end) = (0, end - start);
+            } else {
+                buf.resize(buf.len() * 2, 0);
+            }
+        }
+        let n = socket.read(&mut buf[end..]).await.map_err(|_| "read failed")?;
+        if n == 0 {
+            return match framing {
+                Some(Framing::Close) => Ok(()),
+                _ => Err("closed early"),
+            };
+        }
+        end += n;
+        let now = Instant::now();
+        if framing.is_none() {
+            let Some(at) = find(&buf[start..end], b"\r\n\r\n") else { continue };
+            let (status, f) = parse_head(&buf[start..start + at]);
+            out.status = status;
+            if status != 200 {
+                return Ok(());
+            }
+            framing = Some(f);
+            start += at + 4;
+        }
+        match framing.as_mut() {
+            Some(Framing::Close) => {
+                sse.feed(&buf[start..end], now, out);
+                start = end;
+            }
+            Some(Framing::Length(left)) => {
+                let take = (*left).min(end - start);
+                sse.feed(&buf[start..start + take], now, out);
+                start += take;
+                *left -= take;
+                if *left == 0 {
+                    break;
+                }
+            }
+            Some(Framing::Chunked(state)) => loop {
+                match state {
+                    None => {
+                        // "SIZE[;ext]\r\n", after the previous chunk's "\r\n".
+                        let avail = &buf[start..end];
+                        let skip = if avail.starts_with(b"\r\n") { 2 } else { 0 };
+                        let Some(line_end) = find(&avail[skip..], b"\r\n") else { break };
+                        let line = &avail[skip..skip + line_end];
+                        let hex = line.split(|b| *b == b';').next().unwrap_or(b"");
+                        let size = std::str::from_utf8(hex)
+                            .ok()
+                            .and_then(|h| usize::from_str_radix(h.trim(), 16).ok())
+                            .ok_or("bad chunk size")?;
+                        start += skip + line_end + 2;
+                        if size == 0 {
+                            return finish(&sse, out);
+                        }
+                        *state = Some(size);
+                    }
+                    Some(left) => {
+                        if start == end {
+                            break;
+                        }
+                        let take = (*left).min(end - start);
+                        sse.feed(&buf[start..start + take], now, out);
+                        start += take;
+                        *left -= take;
+                        if *left == 0 {
+                            *state = None;
+                        }
+                    }
+                }
+            },
+            None => {}
+        }
+    }
+    finish(&sse, out)
+}
+
+fn finish(sse: &Sse, out: &mut Outcome) -> Result<(), &'static str> {
+    out.text_ok = out.text_ok && sse.pos == sse.shared.expected.len();
+    Ok(())
+}
+
+async fn one_stream(shared: Arc<Shared>, deadline: Duration) -> Outcome {
+    let mut out = Outcome {
+        status: 0,
+        chunks: 0,
+        text_ok: true,
+        ttft_us: None,
+        gaps_us: Vec::with_capacity(CHUNKS),
+        error: None,
+    };
+    match tokio::time::timeout(deadline, drive(&shared, &mut out)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => out.error = Some(e),
+        Err(_) => out.error = Some("timeout"),
+    }
+    out
+}
+
+/// utime + stime of this process (the client), in clock ticks.
+fn own_cpu_ticks() -> u64 {
+    proc_stat(std::process::id())
+        .map(|f| [11, 12].iter().filter_map(|i| f.get(*i).and_then(|v| v.parse::<u64>().ok())).sum())
+        .unwrap_or(0)
+}
+
+/// Samples the RSS of a process group (its members as they are now) until stopped; the peak.
+struct RssWatch {
+    stop: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<u64>,
+}
+
+impl RssWatch {
+    fn start(leader: u32) -> RssWatch {
+        let pids = group_pids(leader);
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut peak = 0;
+            loop {
+                peak = peak.max(pids.iter().map(|p| vm_rss_kb(*p)).sum::<u64>());
+                if flag.load(Ordering::Relaxed) {
+                    return peak;
+                }
+                std::thread::sleep(RSS_EVERY);
+            }
+        });
+        RssWatch { stop, handle }
+    }
+
+    fn peak(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().unwrap_or(0)
+    }
+}
+
+/// One target as the lane drives it.
+struct Target {
+    name: String,
+    leader: u32,
+    port: u16,
+    path: String,
+    model: &'static str,
+    auth: Option<String>,
+}
+
+struct Runner {
+    rt: tokio::runtime::Runtime,
+    ticks: f64,
+    settle: Duration,
+    /// Each stream's own time limit.
+    deadline: Duration,
+}
+
+impl Runner {
+    /// `streams` streams opened evenly over `spread`, all to their end.
+    fn level(&self, target: &Target, streams: usize, spread: Duration) -> Level {
+        let idle_rss_kb = group_rss_kb(target.leader);
+        let cpu_before = group_cpu_ticks(target.leader);
+        let client_before = own_cpu_ticks();
+        let watch = RssWatch::start(target.leader);
+        let slots = ((spread + self.deadline).as_millis() as u64 / SLOT_MS + 2) as usize;
+        let expected: String = (0..CHUNKS).map(chunk_text_padded).collect();
+        let shared = Arc::new(Shared {
+            request: Request::new(target.port, &target.path, target.model, target.auth.as_deref()),
+            expected: expected.into_bytes(),
+            start: Instant::now(),
+            slots: (0..slots).map(|_| AtomicU32::new(0)).collect(),
+            open: AtomicUsize::new(0),
+            peak_open: AtomicUsize::new(0),
+        });
+        let deadline = self.deadline;
+        let outcomes: Vec<Outcome> = self.rt.block_on(async {
+            let mut handles = Vec::with_capacity(streams);
+            for k in 0..streams {
+                let at = shared.start + spread.mul_f64(k as f64 / streams as f64);
+                tokio::time::sleep_until(at.into()).await;
+                handles.push(tokio::spawn(one_stream(shared.clone(), deadline)));
+            }
+            let mut outcomes = Vec::with_capacity(streams);
+            for h in handles {
+                outcomes.push(h.await.unwrap_or_else(|_| Outcome {
+                    status: 0,
+                    chunks: 0,
+                    text_ok: false,
+                    ttft_us: None,
+                    gaps_us: Vec::new(),
+                    error: Some("client task failed"),
+                }));
+            }
+            outcomes
+        });
+        let secs = shared.start.elapsed().as_secs_f64();
+        let peak_rss_kb = watch.peak();
+        let cpu_secs = group_cpu_ticks(target.leader).saturating_sub(cpu_before) as f64 / self.ticks;
+        let client_cpu_secs = own_cpu_ticks().saturating_sub(client_before) as f64 / self.ticks;
+        let mut level =
+            Level { streams, idle_rss_kb, peak_rss_kb, secs, cpu_secs, client_cpu_secs, ..Level::default() };
+        let mut gaps = Vec::with_capacity(streams * CHUNKS);
+        let mut ttfts = Vec::with_capacity(streams);
+        for o in &outcomes {
+            level.chunks += o.chunks as u64;
+            gaps.extend(o.gaps_us.iter().map(|g| f64::from(*g) / 1000.0));
+            ttfts.extend(o.ttft_us.map(|t| f64::from(t) / 1000.0));
+            if let Some(reason) = o.failure(CHUNKS) {
+                level.failed += 1;
+                *level.failures.entry(reason).or_default() += 1;
+                if level.first_failure.is_none() {
+                    level.first_failure = Some(o.describe(CHUNKS));
+                }
+            }
+        }
+        let per_slot: Vec<u64> = shared.slots.iter().map(|s| u64::from(s.load(Ordering::Relaxed))).collect();
+        let window = (1000 / SLOT_MS) as usize;
+        level.chunks_per_sec =
+            per_slot.windows(window.min(per_slot.len())).map(|w| w.iter().sum::<u64>()).max().unwrap_or(0) as f64;
+        level.peak_open = shared.peak_open.load(Ordering::Relaxed);
+        level.gap_p50_ms = percentile(&gaps, 50.0);
+        level.gap_p99_ms = percentile(&gaps, 99.0);
+        level.gap_max_ms = gaps.iter().copied().fold(f64::NAN, f64::max);
+        level.ttft_p50_ms = percentile(&ttfts, 50.0);
+        level.ttft_p99_ms = percentile(&ttfts, 99.0);
+        level.rss_per_stream_kb = peak_rss_kb.saturating_sub(idle_rss_kb) as f64 / streams.max(1) as f64;
+        level
+    }
+
+    /// The ramp up to `max`, stopping at the first level with a failure (and going down by halves
+    /// when the first level fails).
+    fn ramp(&self, target: &Target, max: usize) -> Capacity {
+        let mut cap = Capacity { target: target.name.clone(), ..Capacity::default() };
+        // A few streams first, not counted: connections, pools and code paths warm.
+        let warm = self.level(target, 8, Duration::from_millis(100));
+        if !warm.passed() {
+            step(&format!(
+                "{}: {} of 8 warm-up streams failed ({})",
+                target.name,
+                warm.failed,
+                warm.first_failure.as_deref().unwrap_or("")
+            ));
+        }
+        let levels = ramp(max);
+        for (i, &n) in levels.iter().enumerate() {
+            std::thread::sleep(self.settle);
+            step(&format!("stream capacity: {}: {n} streams", target.name));
+            let level = self.level(target, n, SPREAD);
+            let passed = level.passed();
+            say_level(&level);
+            cap.levels.push(level);
+            if passed {
+                cap.max_streams = Some(n);
+                cap.reached_cap = i + 1 == levels.len();
+                continue;
+            }
+            if i == 0 {
+                let mut lower = n / 2;
+                while lower >= LOWEST_LEVEL {
+                    std::thread::sleep(self.settle);
+                    step(&format!("stream capacity: {}: {lower} streams", target.name));
+                    let level = self.level(target, lower, SPREAD);
+                    let passed = level.passed();
+                    say_level(&level);
+                    cap.levels.push(level);
+                    if passed {
+                        cap.max_streams = Some(lower);
+                        break;
+                    }
+                    lower /= 2;
+                }
+            }
+            break;
+        }
+        cap
+    }
+}
+
+fn step(what: &str) {
+    eprintln!("bench: {what}");
+}
+
+fn say_level(l: &Level) {
+    eprintln!(
+        "bench:   {} failed, peak open {}, {:.0} chunks/s, gap p99 {} max {}, RSS {:.1} KB/stream, CPU {:.2} s \
+         (client {:.2} s){}",
+        l.failed,
+        l.peak_open,
+        l.chunks_per_sec,
+        ms(l.gap_p99_ms),
+        ms(l.gap_max_ms),
+        l.rss_per_stream_kb,
+        l.cpu_secs,
+        l.client_cpu_secs,
+        l.first_failure.as_ref().map(|f| format!(" (first failure: {f})")).unwrap_or_default()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The targets
+
+fn start_fake(env: &Env) -> Res<(Proc, u16)> {
+    let port = free_port()?;
+    let log = std::fs::File::create(env.launch.scratch.join("streams-fake.log")).map_err(|e| e.to_string())?;
+    let mut fake = Proc::spawn(
+        "fake-upstream (stream capacity)",
+        Command::new(env.launch.bin_dir.join("fake-upstream"))
+            .args(["--port", &port.to_string(), "--workers", &cores().to_string()])
+            .args(["--chunks", &CHUNKS.to_string(), "--gap-ms", &GAP_MS.to_string()])
+            .args(["--chunk-bytes", &CHUNK_BYTES.to_string()])
+            .stdout(Stdio::null())
+            .stderr(log),
+        env.launch.pidfile,
+    )?;
+    let since = fake.started;
+    wait_ready(&mut fake, port, "/health", None, since, Duration::from_secs(20))?;
+    Ok((fake, port))
+}
+
+/// nginx as the driver's (one worker per core, `proxy_pass` to an upstream with `keepalive 64`),
+/// with room for two connections per stream in one worker.
+fn start_nginx(env: &Env, fake: u16, max: usize) -> Res<(Proc, u16)> {
+    let dir = env.launch.scratch.join("streams-nginx");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let port = free_port()?;
+    let d = dir.display();
+    let connections = (2 * max + 256).max(4096);
+    let conf = format!(
+        "worker_processes auto;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log warn;\n\
+         events {{ worker_connections {connections}; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
+         fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
+         upstream fake {{ server 127.0.0.1:{fake}; keepalive 64; }}\n  \
+         server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://fake;\n      \
+         proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }}\n  }}\n}}\n"
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).map_err(|e| e.to_string())?;
+    let log = std::fs::File::create(dir.join("nginx.log")).map_err(|e| e.to_string())?;
+    let mut nginx = Proc::spawn(
+        "nginx (stream capacity)",
+        Command::new(env.nginx)
+            .arg("-e")
+            .arg(dir.join("nginx-error.log"))
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(log),
+        env.launch.pidfile,
+    )?;
+    let since = nginx.started;
+    wait_ready(&mut nginx, port, "/health", None, since, Duration::from_secs(20))?;
+    Ok((nginx, port))
+}
+
+fn start_litellm(env: &Env, bin: &Path, fake: u16) -> Res<(Proc, u16)> {
+    let port = free_port()?;
+    let model = json!({"model_name": "gpt", "litellm_params": {
+        "model": "openai/gpt-4o", "api_base": format!("http://127.0.0.1:{fake}/v1"), "api_key": UPSTREAM_KEY}});
+    let config = env.launch.scratch.join("streams-litellm.yaml");
+    std::fs::write(&config, format!("model_list:\n  - {model}\ngeneral_settings:\n  master_key: {LITELLM_KEY}\n"))
+        .map_err(|e| e.to_string())?;
+    let log = std::fs::File::create(env.launch.scratch.join("streams-litellm.log")).map_err(|e| e.to_string())?;
+    let log2 = log.try_clone().map_err(|e| e.to_string())?;
+    let mut proc = Proc::spawn(
+        "litellm (stream capacity)",
+        Command::new(bin)
+            .arg("--config")
+            .arg(&config)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            .env("NO_DOCS", "True")
+            .stdout(log)
+            .stderr(log2),
+        env.launch.pidfile,
+    )?;
+    let since = proc.started;
+    wait_ready(&mut proc, port, "/health/readiness", None, since, Duration::from_secs(300))?;
+    Ok((proc, port))
+}
+
+/// Runs the lane: every target's ramp.
+pub fn measure(env: &Env, opts: &Options) -> Res<Vec<Capacity>> {
+    let max = opts.stream_capacity_max.max(1);
+    let runner = Runner {
+        rt: tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cores())
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?,
+        ticks: clock_ticks_per_sec(),
+        settle: Duration::from_millis(if env.quick { 500 } else { 1500 }),
+        deadline: Duration::from_millis(CHUNKS as u64 * GAP_MS) + Duration::from_secs(if env.quick { 5 } else { 10 }),
+    };
+    step("stream capacity: starting its fake upstream (64 chunks of 16 bytes, 20 ms apart)");
+    let (mut fake, fake_port) = start_fake(env)?;
+    let mut results = Vec::new();
+    let chat = "/v1/chat/completions";
+    let target = |name: &str, leader: u32, port: u16, path: &str, model: &'static str, auth: Option<&str>| Target {
+        name: name.to_owned(),
+        leader,
+        port,
+        path: path.to_owned(),
+        model,
+        auth: auth.map(str::to_owned),
+    };
+
+    // The fake alone: what the client and the fake sustain on this machine without a hop.
+    let direct = target("direct (the fake, no hop)", fake.pid(), fake_port, chat, "gpt", Some(UPSTREAM_KEY));
+    results.push(runner.ramp(&direct, max));
+
+    step("stream capacity: starting nginx");
+    match start_nginx(env, fake_port, max) {
+        Ok((mut nginx, port)) => {
+            results.push(runner.ramp(&target("nginx", nginx.pid(), port, chat, "gpt", None), max));
+            nginx.stop();
+        }
+        Err(e) => results.push(Capacity { target: "nginx".into(), error: Some(e), ..Capacity::default() }),
+    }
+
+    let claude = json!({"model_name": "claude", "litellm_params": {
+        "model": "anthropic/claude-3-5-sonnet-20241022", "api_base": format!("http://127.0.0.1:{fake_port}"),
+        "api_key": UPSTREAM_KEY}});
+    let app = env.launch.scratch.join("streams-app.json");
+    std::fs::write(&app, manifest("streams", vec![deployment("gpt", fake_port), claude]).to_string())
+        .map_err(|e| e.to_string())?;
+    let service = "/default/apps/streams/v1/chat/completions";
+    // A fresh instance per path, so each one's idle RSS is its own.
+    for (tag, name, model) in [
+        ("streams-gpt", "ferrolite (gpt, pass-through)", "gpt"),
+        ("streams-claude", "ferrolite (claude, OpenAI -> Anthropic)", "claude"),
+    ] {
+        step(&format!("stream capacity: starting {name}"));
+        match start_ferrolite(&env.launch, tag, std::slice::from_ref(&app), "streams", &[]) {
+            Ok(mut gw) => {
+                let t = target(name, gw.proc.pid(), gw.port, service, model, Some(gw.token.as_str()));
+                results.push(runner.ramp(&t, max));
+                gw.proc.stop();
+            }
+            Err(e) => results.push(Capacity { target: name.into(), error: Some(e), ..Capacity::default() }),
+        }
+    }
+
+    if let Some(bin) = &env.litellm {
+        step("stream capacity: starting litellm");
+        match start_litellm(env, bin, fake_port) {
+            Ok((mut proc, port)) => {
+                results.push(runner.ramp(&target("litellm", proc.pid(), port, chat, "gpt", Some(LITELLM_KEY)), max));
+                proc.stop();
+            }
+            Err(e) => results.push(Capacity { target: "litellm".into(), error: Some(e), ..Capacity::default() }),
+        }
+    }
+    fake.stop();
+    Ok(results)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The report
+
+/// Adds the lane's tables and its JSON (`stream_capacity`) to `report`.
+pub fn write_into(report: &mut Report, results: &[Capacity], opts: &Options, quick: bool) {
+    let max = opts.stream_capacity_max;
+    let kb = |v: f64| if v.is_finite() { format!("{v:.1} KB") } else { "–".into() };
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .map(|c| {
+            let at = c.at_max();
+            let failed = match (c.first_failed(), &c.error) {
+                (_, Some(e)) => format!("not measured: {e}"),
+                (Some(l), None) => format!(
+                    "{}: {} failed ({}; first: {})",
+                    l.streams,
+                    l.failed,
+                    l.failures.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
+                    l.first_failure.as_deref().unwrap_or("")
+                ),
+                (None, None) => format!("none up to {max} (the cap)"),
+            };
+            let max_streams = match c.max_streams {
+                Some(n) if c.reached_cap => format!(">= {n}"),
+                Some(n) => format!("{n}"),
+                None if c.error.is_some() => "–".into(),
+                None => format!("< {}", c.levels.last().map(|l| l.streams).unwrap_or(LOWEST_LEVEL)),
+            };
+            vec![
+                c.target.clone(),
+                max_streams,
+                at.map(|l| format!("{:.0}", l.chunks_per_sec)).unwrap_or_else(|| "–".into()),
+                at.map(|l| kb(l.rss_per_stream_kb)).unwrap_or_else(|| "–".into()),
+                at.map(|l| match (l.rss_per_stream_kb <= TARGET_KB_PER_STREAM, c.target.starts_with("ferrolite")) {
+                    (true, _) => "yes".to_string(),
+                    // The target is ferrolite's; the others' figures are for comparison.
+                    (false, true) => "**no**".to_string(),
+                    (false, false) => "no".to_string(),
+                })
+                .unwrap_or_else(|| "–".into()),
+                at.map(|l| ms(l.gap_p99_ms)).unwrap_or_else(|| "–".into()),
+                at.map(|l| ms(l.ttft_p99_ms)).unwrap_or_else(|| "–".into()),
+                failed,
+            ]
+        })
+        .collect();
+    report.table(
+        "Stream capacity (issue 22)",
+        &format!(
+            "As the OTB gateway benchmark defines it: each stream is {CHUNKS} chunks of {CHUNK_BYTES} bytes of text \
+             that a fake upstream of the lane's own sends {GAP_MS} ms apart; a stream fails when its status is not \
+             200, a chunk is missing, the text differs, or two consecutive chunks reach the client more than \
+             {MAX_GAP_MS} ms apart. Ramp: {} concurrent streams (below {FIRST_LEVEL} by halves when {FIRST_LEVEL} \
+             already fails), each level's streams opened evenly over 1 s, stopping at the first level with a \
+             failure. Max streams = the highest level with none; at that level: chunks/s = the most text chunks \
+             the client received in one second, RSS / stream = (the target's process-group RSS, highest of samples \
+             every 20 ms while the level ran, minus its RSS just before the level) / streams, against issue 22's \
+             target for ferrolite of <= {TARGET_KB_PER_STREAM:.0} KB; gap p99 over every stream's gaps. The direct \
+             row is the fake alone (what the client and the fake carry here, no hop). Each target is started for \
+             the lane (ferrolite fresh per path; nginx as the driver's, with `worker_connections` raised) and \
+             stopped after it; the client, the fake ({} worker threads) and the target share this machine's {} \
+             cores.",
+            ramp(max).iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", "),
+            cores(),
+            cores(),
+        ),
+        &[
+            "target",
+            "max streams, no failure",
+            "chunks/s",
+            "RSS / stream",
+            "<= 10 KB",
+            "gap p99",
+            "TTFT p99",
+            "first failing level",
+        ],
+        &rows,
+    );
+    let mut rows = Vec::new();
+    for c in results {
+        for l in &c.levels {
+            rows.push(vec![
+                c.target.clone(),
+                l.streams.to_string(),
+                if l.passed() { "0".into() } else { format!("**{}**", l.failed) },
+                l.peak_open.to_string(),
+                format!("{:.0}", l.chunks_per_sec),
+                kb(l.rss_per_stream_kb),
+                format!("{:.1} MB / {:.1} MB", l.idle_rss_kb as f64 / 1024.0, l.peak_rss_kb as f64 / 1024.0),
+                ms(l.gap_p50_ms),
+                ms(l.gap_p99_ms),
+                ms(l.gap_max_ms),
+                ms(l.ttft_p99_ms),
+                format!("{:.2} / {:.2}", l.cpu_secs, l.client_cpu_secs),
+            ]);
+        }
+    }
+    report.table(
+        "Stream capacity, every level",
+        "Peak open = the most streams the client had open at one time (the streams of a level are opened over 1 s \
+         and each lasts about 1.3 s). RSS idle / peak of the target's process group; CPU = the target's seconds \
+         over the level, and the client's (the driver's own process) beside it.",
+        &[
+            "target",
+            "streams",
+            "failed",
+            "peak open",
+            "chunks/s",
+            "RSS / stream",
+            "RSS idle / peak",
+            "gap p50",
+            "gap p99",
+            "gap max",
+            "TTFT p99",
+            "CPU s target / client",
+        ],
+        &rows,
+    );
+    report.put(
+        "stream_capacity",
+        json!({
+            "settings": {"chunks": CHUNKS, "chunk_bytes": CHUNK_BYTES, "gap_ms": GAP_MS, "max_gap_ms": MAX_GAP_MS,
+                "levels": ramp(max), "spread_secs": SPREAD.as_secs_f64(), "quick": quick,
+                "target_kb_per_stream": TARGET_KB_PER_STREAM},
+            "targets": results,
+        }),
+    );
+}
+
+/// The driver's hook: runs the lane unless skipped and adds it to `report`; with
+/// `--only-stream-capacity` it also writes stream-capacity.md / .json and answers true (the
+/// driver then stops).
+pub fn driver_lane(env: &Env, opts: &Options, report: &mut Report) -> Res<bool> {
+    if opts.skip_stream_capacity {
+        return Ok(false);
+    }
+    let load_before = loadavg();
+    let results = measure(env, opts)?;
+    if !opts.only_stream_capacity {
+        write_into(report, &results, opts, env.quick);
+        return Ok(false);
+    }
+    let mut alone = Report::default();
+    write_into(&mut alone, &results, opts, env.quick);
+    let commit = cmd_output("git", &["rev-parse", "--short", "HEAD"]);
+    let dirty = !cmd_output("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty();
+    let date = cmd_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+    let mut md = String::from("# ferrolite stream capacity\n\n");
+    let _ = writeln!(md, "- date: {date}");
+    let _ = writeln!(md, "- machine: {} cores, {}", cores(), cpu_model());
+    let _ = writeln!(md, "- load average before: {load_before}; after: {}", loadavg());
+    let _ = writeln!(md, "- commit {commit}{}", if dirty { ", uncommitted changes" } else { "" });
+    let _ = writeln!(md, "- mode: {}", if env.quick { "quick" } else { "full" });
+    md += &alone.md;
+    let mut out = serde_json::Map::new();
+    out.insert("date".into(), json!(date));
+    out.insert("machine".into(), json!({"cores": cores(), "cpu_model": cpu_model()}));
+    out.insert("versions".into(), json!({"commit": commit, "dirty": dirty}));
+    out.extend(alone.json);
+    let (md_path, json_path) = write_results(env.out_dir, "stream-capacity", &md, &Value::Object(out))?;
+    step(&format!("wrote {md_path} and {json_path}"));
+    Ok(true)
+}
