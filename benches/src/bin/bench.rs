@@ -1591,13 +1591,13 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
         Some(s) => {
             goal(
                 "scale: 100,000 deployments in one group vs 1",
-                "report",
+                "–",
                 format!("CPU per request {:.2}x; RSS {:.0} MB", s.deploy_cpu, s.deploy_rss_mb),
                 None,
             );
             goal(
                 "scale: 10,000 running apps vs 1",
-                "report",
+                "–",
                 format!(
                     "CPU per request {:.2}x; RSS {:.0} MB vs {:.0} MB ({:.1} KB per app)",
                     s.apps_cpu,
@@ -1608,7 +1608,7 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
                 None,
             );
         }
-        None => goal("scale: 100,000 deployments, 10,000 apps", "report", "skipped".into(), None),
+        None => goal("scale: 100,000 deployments, 10,000 apps", "–", "skipped (--skip-scale)".into(), None),
     }
 
     // --- write
