@@ -13,6 +13,35 @@ use std::time::Duration;
 /// The API key every deployment sends to a fake upstream.
 pub const UPSTREAM_KEY: &str = "sk-bench-upstream";
 
+/// litellm's proxy (`bin`) on 127.0.0.1:`port` with `config`, its output in `log`, ready (its
+/// first start takes a while): the process and how long it took.
+pub fn start_litellm(
+    name: &str,
+    bin: &Path,
+    config: &Path,
+    port: u16,
+    log: &Path,
+    pidfile: Option<&Path>,
+) -> Res<(Proc, Duration)> {
+    let out = std::fs::File::create(log).map_err(|e| e.to_string())?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    let mut proc = Proc::spawn(
+        name,
+        Command::new(bin)
+            .arg("--config")
+            .arg(config)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            .env("NO_DOCS", "True")
+            .stdout(out)
+            .stderr(err),
+        pidfile,
+    )?;
+    let since = proc.started;
+    let ready = wait_ready(&mut proc, port, "/health/readiness", None, since, Duration::from_secs(300))?;
+    Ok((proc, ready))
+}
+
 /// An OpenAI deployment named `model_name` whose upstream is the fake on port `fake`.
 pub fn deployment(model_name: &str, fake: u16) -> Value {
     json!({"model_name": model_name, "litellm_params": {

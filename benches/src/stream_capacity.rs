@@ -764,29 +764,16 @@ fn start_nginx(env: &Env, fake: u16, max: usize) -> Res<(Proc, u16)> {
     Ok((nginx, port))
 }
 
-fn start_litellm(env: &Env, bin: &Path, fake: u16) -> Res<(Proc, u16)> {
+fn litellm_for_streams(env: &Env, bin: &Path, fake: u16) -> Res<(Proc, u16)> {
     let port = free_port()?;
     let model = json!({"model_name": "gpt", "litellm_params": {
         "model": "openai/gpt-4o", "api_base": format!("http://127.0.0.1:{fake}/v1"), "api_key": UPSTREAM_KEY}});
     let config = env.launch.scratch.join("streams-litellm.yaml");
     std::fs::write(&config, format!("model_list:\n  - {model}\ngeneral_settings:\n  master_key: {LITELLM_KEY}\n"))
         .map_err(|e| e.to_string())?;
-    let log = std::fs::File::create(env.launch.scratch.join("streams-litellm.log")).map_err(|e| e.to_string())?;
-    let log2 = log.try_clone().map_err(|e| e.to_string())?;
-    let mut proc = Proc::spawn(
-        "litellm (stream capacity)",
-        Command::new(bin)
-            .arg("--config")
-            .arg(&config)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-            .env("NO_DOCS", "True")
-            .stdout(log)
-            .stderr(log2),
-        env.launch.pidfile,
-    )?;
-    let since = proc.started;
-    wait_ready(&mut proc, port, "/health/readiness", None, since, Duration::from_secs(300))?;
+    let log = env.launch.scratch.join("streams-litellm.log");
+    let (proc, _) =
+        crate::gateway::start_litellm("litellm (stream capacity)", bin, &config, port, &log, env.launch.pidfile)?;
     Ok((proc, port))
 }
 
@@ -854,7 +841,7 @@ pub fn measure(env: &Env, opts: &Options) -> Res<Vec<Capacity>> {
 
     if let Some(bin) = &env.litellm {
         step("stream capacity: starting litellm");
-        match start_litellm(env, bin, fake_port) {
+        match litellm_for_streams(env, bin, fake_port) {
             Ok((mut proc, port)) => {
                 results.push(runner.ramp(&target("litellm", proc.pid(), port, chat, "gpt", Some(LITELLM_KEY)), max));
                 proc.stop();

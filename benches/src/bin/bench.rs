@@ -10,7 +10,7 @@
 
 use clap::Parser;
 use ferrolite_bench::gateway::{
-    chunk_text, deployment, event_content, manifest, start_ferrolite, Ferrolite, Launch, UPSTREAM_KEY,
+    chunk_text, deployment, event_content, manifest, start_ferrolite, start_litellm, Ferrolite, Launch, UPSTREAM_KEY,
 };
 use ferrolite_bench::procs::{
     clock_ticks_per_sec, free_port, group_cpu_ticks, group_pids, group_rss_kb, install_signal_handler, stop_all,
@@ -816,22 +816,14 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
         let port = free_port()?;
         let config = ctx.tmp.join("litellm-config.yaml");
         std::fs::write(&config, litellm_config(fake_port)).map_err(|e| e.to_string())?;
-        let log = std::fs::File::create(ctx.tmp.join("litellm.log")).map_err(|e| e.to_string())?;
-        let log2 = log.try_clone().map_err(|e| e.to_string())?;
-        let mut proc = Proc::spawn(
+        let (proc, ready) = start_litellm(
             "litellm",
-            Command::new(args.venv.join("bin/litellm"))
-                .arg("--config")
-                .arg(&config)
-                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-                .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-                .env("NO_DOCS", "True")
-                .stdout(log)
-                .stderr(log2),
+            &args.venv.join("bin/litellm"),
+            &config,
+            port,
+            &ctx.tmp.join("litellm.log"),
             pidfile,
         )?;
-        let since = proc.started;
-        let ready = wait_ready(&mut proc, port, "/health/readiness", None, since, Duration::from_secs(300))?;
         sampler.watch("litellm", proc.pid());
         ctx.oha.bystanders.add(proc.pid());
         litellm = Some((proc, port, ready));
