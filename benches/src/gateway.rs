@@ -13,6 +13,54 @@ use std::time::Duration;
 /// The API key every deployment sends to a fake upstream.
 pub const UPSTREAM_KEY: &str = "sk-bench-upstream";
 
+/// An nginx config in `dir` proxying 127.0.0.1:`port` to the fake on `fake` the way every lane
+/// runs it: one worker per core with `worker_connections` each, an upstream block with
+/// `keepalive 64`, HTTP/1.1 with keep-alive; `scheme` is `http` or `https`, and `location` adds
+/// directives to the proxied location (the HTTPS lane's `proxy_ssl_*`).
+pub fn nginx_conf(dir: &Path, port: u16, fake: u16, worker_connections: usize, scheme: &str, location: &str) -> String {
+    let d = dir.display();
+    format!(
+        "worker_processes auto;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log warn;\n\
+         events {{ worker_connections {worker_connections}; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/nginx-body;\n  proxy_temp_path {d}/nginx-proxy;\n  \
+         fastcgi_temp_path {d}/nginx-fastcgi;\n  uwsgi_temp_path {d}/nginx-uwsgi;\n  scgi_temp_path {d}/nginx-scgi;\n  \
+         upstream fake {{ server 127.0.0.1:{fake}; keepalive 64; }}\n  \
+         server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass {scheme}://fake;\n      \
+         proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n{location}    }}\n  }}\n}}\n"
+    )
+}
+
+/// nginx (`bin`) run with `conf` written to `dir/nginx.conf`, ready once its proxied `/health`
+/// answers on `port`: the process and how long it took.
+pub fn start_nginx(
+    name: &str,
+    bin: impl AsRef<OsStr>,
+    dir: &Path,
+    conf: &str,
+    port: u16,
+    pidfile: Option<&Path>,
+) -> Res<(Proc, Duration)> {
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).map_err(|e| e.to_string())?;
+    let log = std::fs::File::create(dir.join("nginx.log")).map_err(|e| e.to_string())?;
+    let mut nginx = Proc::spawn(
+        name,
+        Command::new(bin)
+            .arg("-e")
+            .arg(dir.join("nginx-error.log"))
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(log),
+        pidfile,
+    )?;
+    let since = nginx.started;
+    let ready = wait_ready(&mut nginx, port, "/health", None, since, Duration::from_secs(20))?;
+    Ok((nginx, ready))
+}
+
 /// litellm's proxy (`bin`) on 127.0.0.1:`port` with `config`, its output in `log`, ready (its
 /// first start takes a while): the process and how long it took.
 pub fn start_litellm(

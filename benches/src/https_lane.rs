@@ -13,7 +13,7 @@
 //! everything else (processes, certificates, configs, the report's table) is here.
 
 use crate::gateway::{manifest, start_ferrolite_with_env, Launch, UPSTREAM_KEY};
-use crate::procs::{free_port, raw_get, wait_ready, Bystanders, Proc};
+use crate::procs::{free_port, raw_get, Bystanders, Proc};
 use crate::report::{median, ms, opt_f, rps, verdict, Report};
 use crate::Res;
 use serde::Serialize;
@@ -143,19 +143,13 @@ pub fn make_certificates(dir: &Path) -> Res<Certificates> {
 /// explicitly: nginx before 1.23.4 (Debian 12 has 1.22) speaks only up to TLS 1.2 upstream by
 /// default, and ferrolite and the fake settle on 1.3.
 pub fn nginx_conf(dir: &Path, port: u16, fake: u16, ca: &Path) -> String {
-    let (d, ca) = (dir.display(), ca.display());
-    format!(
-        "worker_processes auto;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log warn;\n\
-         events {{ worker_connections 4096; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {d}/nginx-body;\n  proxy_temp_path {d}/nginx-proxy;\n  \
-         fastcgi_temp_path {d}/nginx-fastcgi;\n  uwsgi_temp_path {d}/nginx-uwsgi;\n  scgi_temp_path {d}/nginx-scgi;\n  \
-         upstream fake_tls {{ server 127.0.0.1:{fake}; keepalive 64; }}\n  \
-         server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass https://fake_tls;\n      \
-         proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      \
-         proxy_ssl_trusted_certificate {ca};\n      proxy_ssl_verify on;\n      proxy_ssl_verify_depth 2;\n      \
+    let ssl = format!(
+        "      proxy_ssl_trusted_certificate {};\n      proxy_ssl_verify on;\n      proxy_ssl_verify_depth 2;\n      \
          proxy_ssl_name localhost;\n      proxy_ssl_server_name on;\n      proxy_ssl_session_reuse on;\n      \
-         proxy_ssl_protocols TLSv1.2 TLSv1.3;\n    }}\n  }}\n}}\n"
-    )
+         proxy_ssl_protocols TLSv1.2 TLSv1.3;\n",
+        ca.display()
+    );
+    crate::gateway::nginx_conf(dir, port, fake, 4096, "https", &ssl)
 }
 
 /// A fake upstream behind TLS.
@@ -341,25 +335,16 @@ pub fn measure(setup: &Setup, hooks: &Hooks, report: &mut Report) -> Res<HttpsLa
 
     step("starting nginx (proxy_pass https://, proxy_ssl_verify on)");
     let nginx_port = free_port()?;
-    let conf = dir.join("nginx.conf");
-    std::fs::write(&conf, nginx_conf(&dir, nginx_port, fake.port, &certs.ca)).map_err(|e| e.to_string())?;
-    let nginx_log = std::fs::File::create(dir.join("nginx.log")).map_err(|e| e.to_string())?;
-    let mut nginx = Proc::spawn(
+    // nginx's /health is the fake's, fetched over verified TLS.
+    let conf = nginx_conf(&dir, nginx_port, fake.port, &certs.ca);
+    let (nginx, _) = crate::gateway::start_nginx(
         "nginx (https upstream)",
-        Command::new(setup.nginx)
-            .arg("-e")
-            .arg(dir.join("nginx-error.log"))
-            .arg("-p")
-            .arg(&dir)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(nginx_log),
+        setup.nginx,
+        &dir,
+        &conf,
+        nginx_port,
         setup.launch.pidfile,
     )?;
-    let since = nginx.started;
-    // nginx's /health is the fake's, fetched over verified TLS.
-    wait_ready(&mut nginx, nginx_port, "/health", None, since, Duration::from_secs(20))?;
     let nginx_standing = Standing::new(&setup.bystanders, nginx.pid());
 
     step("starting ferrolite with SSL_CERT_FILE naming the run's CA");

@@ -732,35 +732,10 @@ fn start_nginx(env: &Env, fake: u16, max: usize) -> Res<(Proc, u16)> {
     let dir = env.launch.scratch.join("streams-nginx");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let port = free_port()?;
-    let d = dir.display();
     let connections = (2 * max + 256).max(4096);
-    let conf = format!(
-        "worker_processes auto;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log warn;\n\
-         events {{ worker_connections {connections}; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
-         fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
-         upstream fake {{ server 127.0.0.1:{fake}; keepalive 64; }}\n  \
-         server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://fake;\n      \
-         proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }}\n  }}\n}}\n"
-    );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, conf).map_err(|e| e.to_string())?;
-    let log = std::fs::File::create(dir.join("nginx.log")).map_err(|e| e.to_string())?;
-    let mut nginx = Proc::spawn(
-        "nginx (stream capacity)",
-        Command::new(env.nginx)
-            .arg("-e")
-            .arg(dir.join("nginx-error.log"))
-            .arg("-p")
-            .arg(&dir)
-            .arg("-c")
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(log),
-        env.launch.pidfile,
-    )?;
-    let since = nginx.started;
-    wait_ready(&mut nginx, port, "/health", None, since, Duration::from_secs(20))?;
+    let conf = crate::gateway::nginx_conf(&dir, port, fake, connections, "http", "");
+    let (nginx, _) =
+        crate::gateway::start_nginx("nginx (stream capacity)", env.nginx, &dir, &conf, port, env.launch.pidfile)?;
     Ok((nginx, port))
 }
 

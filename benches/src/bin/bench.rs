@@ -10,7 +10,8 @@
 
 use clap::Parser;
 use ferrolite_bench::gateway::{
-    chunk_text, deployment, event_content, manifest, start_ferrolite, start_litellm, Ferrolite, Launch, UPSTREAM_KEY,
+    chunk_text, deployment, event_content, manifest, nginx_conf, start_ferrolite, start_litellm, start_nginx,
+    Ferrolite, Launch, UPSTREAM_KEY,
 };
 use ferrolite_bench::procs::{
     clock_ticks_per_sec, free_port, group_cpu_ticks, group_pids, group_rss_kb, install_signal_handler, stop_all,
@@ -442,21 +443,6 @@ fn model_list(fake: u16) -> Vec<Value> {
     ]
 }
 
-/// nginx with one worker per core, as Debian's own config runs it and as ferrolite runs one
-/// connection lane per core: the best a plain hop does here.
-fn nginx_conf(dir: &Path, port: u16, fake: u16) -> String {
-    let d = dir.display();
-    format!(
-        "worker_processes auto;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log warn;\n\
-         events {{ worker_connections 4096; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {d}/nginx-body;\n  proxy_temp_path {d}/nginx-proxy;\n  \
-         fastcgi_temp_path {d}/nginx-fastcgi;\n  uwsgi_temp_path {d}/nginx-uwsgi;\n  scgi_temp_path {d}/nginx-scgi;\n  \
-         upstream fake {{ server 127.0.0.1:{fake}; keepalive 64; }}\n  \
-         server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://fake;\n      \
-         proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }}\n  }}\n}}\n"
-    )
-}
-
 /// litellm's config.yaml: the same model list (JSON is valid YAML).
 fn litellm_config(fake: u16) -> String {
     let models = model_list(fake);
@@ -780,24 +766,10 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     // --- nginx
     step("starting nginx");
     let nginx_port = free_port()?;
-    let conf = ctx.tmp.join("nginx.conf");
-    std::fs::write(&conf, nginx_conf(&ctx.tmp, nginx_port, fake_port)).map_err(|e| e.to_string())?;
-    let nginx_log = std::fs::File::create(ctx.tmp.join("nginx.log")).map_err(|e| e.to_string())?;
-    let mut nginx = Proc::spawn(
-        "nginx",
-        Command::new(&args.nginx)
-            .arg("-e")
-            .arg(ctx.tmp.join("nginx-error.log"))
-            .arg("-p")
-            .arg(&ctx.tmp)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(nginx_log),
-        pidfile,
-    )?;
-    let since = nginx.started;
-    let nginx_ready = wait_ready(&mut nginx, nginx_port, "/health", None, since, Duration::from_secs(20))?;
+    // One worker per core, as Debian's own config runs it and as ferrolite runs one connection
+    // lane per core: the best a plain hop does here.
+    let conf = nginx_conf(&ctx.tmp, nginx_port, fake_port, 4096, "http", "");
+    let (mut nginx, nginx_ready) = start_nginx("nginx", &args.nginx, &ctx.tmp, &conf, nginx_port, pidfile)?;
     sampler.watch("nginx", nginx.pid());
     ctx.oha.bystanders.add(nginx.pid());
 
