@@ -466,11 +466,14 @@ fn choose_target<'t>(
 /// credentials for is the operator's (503).
 fn catch_all_check(table: &crate::router::table::Table, group: &str, model: &str, field: &str) -> Result<(), ApiError> {
     let mut deployments = table.group(group).into_iter().flatten();
-    if deployments.clone().any(|d| d.catch_all_serves(model)) {
-        return Ok(());
+    let first = deployments.clone().next();
+    let target = first.and_then(|d| d.catch_all_target(model));
+    if let Some(t) = &target {
+        if deployments.any(|d| d.catch_all_serves(t)) {
+            return Ok(());
+        }
     }
-    let written = deployments.next().and_then(|d| d.catch_all_model(model)).unwrap_or_else(|| model.to_owned());
-    match crate::catalogue::providers::resolve_model(&written) {
+    match target {
         None => Err(ApiError::bad_request(format!(
             "model {model:?} names no provider ferrolite knows: name it as provider/model (openai/..., anthropic/..., \
              gemini/..., bedrock/..., groq/..., ...)"

@@ -111,13 +111,17 @@ impl Deployment {
         Some(concrete)
     }
 
-    /// Whether this deployment of a catch-all group (`model: "*"`) serves `requested`: the
-    /// provider the model name tells is the one it was built for.
-    pub fn catch_all_serves(&self, requested: &str) -> bool {
-        let Some(prefix) = self.catch_all else { return false };
-        self.catch_all_model(requested)
-            .and_then(|m| crate::catalogue::providers::resolve_model(&m))
-            .is_some_and(|r| r.prefix == prefix && r.provider == self.provider)
+    /// Whether this deployment of a catch-all group (`model: "*"`) serves a requested model
+    /// that resolves to `target` ([`Deployment::catch_all_target`]): the provider the model name
+    /// tells is the one it was built for.
+    pub fn catch_all_serves(&self, target: &crate::catalogue::providers::ResolvedModel) -> bool {
+        self.catch_all == Some(target.prefix) && self.provider == target.provider
+    }
+
+    /// What a requested model resolves to through this catch-all deployment's entry (the same
+    /// for every deployment of the group: they share the entry).
+    pub fn catch_all_target(&self, requested: &str) -> Option<crate::catalogue::providers::ResolvedModel> {
+        crate::catalogue::providers::resolve_model(&self.catch_all_model(requested)?)
     }
 
     /// The litellm model string a catch-all's entry stands for when a client names `requested`

@@ -295,8 +295,12 @@ fn serving<'a>(r: &Routed<'_>, group: Option<&str>, indices: &'a [usize]) -> Cow
     let (table, route) = (r.table, r.route);
     // A catch-all's deployments serve the models of their own provider only.
     if let Some(model) = r.wildcard_model.filter(|_| group.is_some_and(|g| table.is_catch_all(g))) {
+        // Resolved once for the group: its deployments share their entry.
+        let target = indices.first().and_then(|&i| table.deployments[i].catch_all_target(model));
         let serves = |d: &crate::providers::Deployment| {
-            d.unavailable.is_none() && d.catch_all_serves(model) && route.provider_route(d.provider).is_some()
+            d.unavailable.is_none()
+                && target.as_ref().is_some_and(|t| d.catch_all_serves(t))
+                && route.provider_route(d.provider).is_some()
         };
         return indices.iter().copied().filter(|&i| serves(&table.deployments[i])).collect();
     }
