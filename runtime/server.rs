@@ -65,6 +65,9 @@ pub struct ServerConfig {
     /// Threads that serve connections, each on its own runtime (`http::serve::Lanes`); 0 serves
     /// them on the caller's runtime.
     pub io_threads: usize,
+    /// Call TLS upstreams over HTTP/2 where they offer it, instead of the lanes' own HTTP/1.1
+    /// keep-alive connections.
+    pub upstream_http2: bool,
     /// Worker mode: run the `llm-proxy` apps of this Hypha server.
     pub hypha: Option<HyphaSettings>,
 }
@@ -96,6 +99,7 @@ impl ServerConfig {
             metrics_public: false,
             connections: serve::ConnectionSettings::default(),
             io_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            upstream_http2: false,
             hypha: None,
         }
     }
@@ -224,8 +228,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
         Some(url) => SpendLogs::new(PgSpendLogs::open(url)?, config.spend_log_retention),
         None => SpendLogs::new(SqliteSpendLogs::open(&config.data_dir)?, config.spend_log_retention),
     });
-    let mut state =
-        AppState::new(controller, tokens, config.limits, spend_logs).with_metrics_public(config.metrics_public);
+    let mut state = AppState::new(controller, tokens, config.limits, spend_logs)
+        .with_metrics_public(config.metrics_public)
+        .with_upstream_http2(config.upstream_http2);
     if let Some(server) = &config.hypha_token_server {
         state = state.with_hypha_token_check(server);
     }

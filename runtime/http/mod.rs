@@ -126,6 +126,16 @@ impl AppState {
         self
     }
 
+    /// Calls TLS upstreams over HTTP/2 where they offer it (`--upstream-http2`); see
+    /// [`crate::transport`].
+    pub fn with_upstream_http2(mut self, http2: bool) -> AppState {
+        match Arc::get_mut(&mut self.0) {
+            Some(shared) => shared.http = std::mem::take(&mut shared.http).with_http2(http2),
+            None => tracing::warn!("with_upstream_http2 on a shared state: left unchanged"),
+        }
+        self
+    }
+
     pub fn with_metrics_public(mut self, public: bool) -> AppState {
         match Arc::get_mut(&mut self.0) {
             Some(shared) => shared.metrics_public = public,

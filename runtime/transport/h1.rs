@@ -1,14 +1,15 @@
-//! Plain-HTTP upstreams called from a connection lane: HTTP/1.1 on the lane's own keep-alive
-//! connections, written and read by the task that serves the client.
+//! Upstreams called from a connection lane: HTTP/1.1 on the lane's own keep-alive connections
+//! (plain, or TLS: [`super::stream`]), written and read by the task that serves the client.
 //!
 //! hyper's pooled client runs each upstream connection as a task of its own, so a proxied
 //! request crossed tasks three times (the request to the connection's task, the answer's head
 //! back, its body), and the pool hashed the origin with SipHash on every checkout and return:
 //! together about a quarter of a proxied request's instructions. A lane owns its connections
 //! outright (nothing else runs on its thread), so here one task writes the request, reads the
-//! answer and gives the connection back once the body has been read to its end. TLS, HTTP/2 and
-//! upstreams behind a proxy still go through hyper's client.
+//! answer and gives the connection back once the body has been read to its end. HTTP/2 (when the
+//! operator asks for it) and upstreams behind a proxy go through hyper's client.
 
+use super::stream::Stream;
 use super::{Response, SendError};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
@@ -43,11 +44,26 @@ thread_local! {
 /// registered with.
 static NEXT_LANE: AtomicU64 = AtomicU64::new(1);
 
-/// One lane's idle connections, by origin (`host:port`).
+/// One lane's idle connections, by kind ([`Kind::slot`]) and origin (`host[:port]` as the URL
+/// writes it).
 struct Pool {
     lane: u64,
     idle_timeout: Duration,
-    idle: foldhash::HashMap<Arc<str>, Vec<Idle>>,
+    idle: [foldhash::HashMap<Arc<str>, Vec<Idle>>; 4],
+}
+
+/// What a connection may carry besides its origin: TLS or not, and whether it was opened under
+/// the guard (to public addresses only). Connections of different kinds are never shared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Kind {
+    tls: bool,
+    guarded: bool,
+}
+
+impl Kind {
+    fn slot(self) -> usize {
+        usize::from(self.tls) * 2 + usize::from(self.guarded)
+    }
 }
 
 struct Idle {
@@ -57,9 +73,10 @@ struct Idle {
 
 /// An open connection to one origin, with what was read of it and not used yet.
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     buf: BytesMut,
     origin: Arc<str>,
+    kind: Kind,
     lane: u64,
 }
 
@@ -81,10 +98,12 @@ pub fn sweep() {
     POOL.with(|pool| {
         if let Some(pool) = pool.borrow_mut().as_mut() {
             let timeout = pool.idle_timeout;
-            pool.idle.retain(|_, idle| {
-                idle.retain(|i| i.since.elapsed() < timeout);
-                !idle.is_empty()
-            });
+            for by_origin in &mut pool.idle {
+                by_origin.retain(|_, idle| {
+                    idle.retain(|i| i.since.elapsed() < timeout);
+                    !idle.is_empty()
+                });
+            }
         }
     });
 }
@@ -92,7 +111,7 @@ pub fn sweep() {
 /// How many idle connections the calling lane holds (all origins).
 #[cfg(test)]
 fn idle_count() -> usize {
-    POOL.with(|pool| pool.borrow().as_ref().map_or(0, |p| p.idle.values().map(Vec::len).sum()))
+    POOL.with(|pool| pool.borrow().as_ref().map_or(0, |p| p.idle.iter().flat_map(|m| m.values()).map(Vec::len).sum()))
 }
 
 /// Where a request goes, read off its URL without copying.
@@ -102,6 +121,7 @@ struct Origin<'a> {
     /// The host to connect to: a name, or an address (IPv6 without its brackets).
     host: &'a str,
     port: u16,
+    tls: bool,
 }
 
 impl<'a> Origin<'a> {
@@ -110,14 +130,14 @@ impl<'a> Origin<'a> {
         let port = url.port_or_known_default()?;
         let authority = &url[url::Position::BeforeHost..url::Position::AfterPort];
         let host = name.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(name);
-        Some(Origin { authority, host, port })
+        Some(Origin { authority, host, port, tls: url.scheme() == "https" })
     }
 }
 
-/// Sends a request with a body already in memory over a connection of the calling lane;
-/// resolves when the answer's head has arrived. The body streams as it is read. With
-/// `public_only`, a new connection goes only to public addresses (see [`super::guard`]), and
-/// guarded connections are pooled apart from the others.
+/// Sends a request with a body already in memory over a connection of the calling lane (`http`
+/// or `https`); resolves when the answer's head has arrived. The body streams as it is read.
+/// With `public_only`, a new connection goes only to public addresses (see [`super::guard`]),
+/// and guarded connections are pooled apart from the others.
 pub async fn send(
     method: &Method,
     url: &reqwest::Url,
@@ -128,19 +148,13 @@ pub async fn send(
     let unreachable = |cause: String| SendError::Unreachable { host: url.host_str().unwrap_or("").to_owned(), cause };
     let origin = Origin::of(url).ok_or_else(|| unreachable("the URL names no host".into()))?;
     let head = request_head(method, url, origin.authority, headers, body.len());
-    let guarded_key;
-    let pool_key = if public_only {
-        guarded_key = format!("guarded {}", origin.authority);
-        guarded_key.as_str()
-    } else {
-        origin.authority
-    };
+    let kind = Kind { tls: origin.tls, guarded: public_only };
     // The upstream may have closed a kept-alive connection while it sat idle (its own idle
     // timeout), and the close may not have been seen yet. A request that could not even be
     // written goes again on a new connection, as browsers and Go's client do; one that was
     // written and got no answer goes again only when repeating it is harmless (GET, HEAD,
     // OPTIONS, TRACE): the upstream may have acted on a POST before it closed.
-    if let Some(conn) = checkout(pool_key) {
+    if let Some(conn) = checkout(kind, origin.authority) {
         match exchange(conn, method, &head, body).await {
             Ok(answer) => return Ok(answer),
             Err(Failure::NotSent) => {}
@@ -149,7 +163,7 @@ pub async fn send(
             Err(Failure::Broken(cause)) => return Err(unreachable(cause)),
         }
     }
-    let conn = connect(&origin, pool_key, public_only).await?;
+    let conn = connect(&origin, kind).await?;
     match exchange(conn, method, &head, body).await {
         Ok(answer) => Ok(answer),
         Err(Failure::NotSent | Failure::Unanswered) => Err(unreachable(UNANSWERED.into())),
@@ -173,34 +187,20 @@ enum Failure {
     Broken(String),
 }
 
-/// A kept-alive connection to `origin`, if the lane has a live one.
-fn checkout(origin: &str) -> Option<Conn> {
+/// A kept-alive connection of `kind` to `origin`, if the lane has a live one.
+fn checkout(kind: Kind, origin: &str) -> Option<Conn> {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
         let pool = pool.as_mut()?;
-        let idle = pool.idle.get_mut(origin)?;
+        let idle = pool.idle[kind.slot()].get_mut(origin)?;
         // Most recently used first: the likeliest to be alive and warm.
-        while let Some(Idle { conn, since }) = idle.pop() {
-            if since.elapsed() < pool.idle_timeout && is_quiet(&conn.stream) {
+        while let Some(Idle { mut conn, since }) = idle.pop() {
+            if since.elapsed() < pool.idle_timeout && conn.stream.is_quiet() {
                 return Some(conn);
             }
         }
         None
     })
-}
-
-/// Whether an idle connection has nothing to read: a close from the upstream (or bytes it
-/// should not have sent) makes it readable. The reactor's cached readiness answers without a
-/// system call unless the socket was marked readable.
-fn is_quiet(stream: &TcpStream) -> bool {
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    match stream.poll_read_ready(&mut cx) {
-        Poll::Pending => true,
-        Poll::Ready(Err(_)) => false,
-        Poll::Ready(Ok(())) => {
-            matches!(stream.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-        }
-    }
 }
 
 /// Gives a connection whose last answer was read to its end back to its lane's pool.
@@ -213,36 +213,43 @@ fn give_back(conn: Conn) {
         if !conn.buf.is_empty() {
             return; // bytes past the answer's end: the connection is out of step
         }
-        let idle = pool.idle.entry(conn.origin.clone()).or_default();
+        let idle = pool.idle[conn.kind.slot()].entry(conn.origin.clone()).or_default();
         if idle.len() < MAX_IDLE_PER_ORIGIN {
             idle.push(Idle { conn, since: Instant::now() });
         }
     });
 }
 
-async fn connect(origin: &Origin<'_>, pool_key: &str, public_only: bool) -> Result<Conn, SendError> {
+async fn connect(origin: &Origin<'_>, kind: Kind) -> Result<Conn, SendError> {
     let unreachable = |e: io::Error| SendError::Unreachable { host: origin.host.to_owned(), cause: e.to_string() };
     let lane = POOL.with(|pool| pool.borrow().as_ref().map(|p| p.lane)).unwrap_or(0);
     let connecting = async {
-        if public_only {
+        let tcp = if kind.guarded {
             // Resolved once and checked; the connection goes to exactly these addresses.
             let addrs = match super::guard::resolve_public(origin.host, origin.port).await {
                 Ok(addrs) => addrs,
                 Err(super::guard::GuardedLookup::Refused(refused)) => return Err(SendError::Refused(refused)),
                 Err(super::guard::GuardedLookup::Lookup(e)) => return Err(unreachable(e)),
             };
-            TcpStream::connect(&addrs[..]).await.map_err(unreachable)
+            TcpStream::connect(&addrs[..]).await.map_err(unreachable)?
         } else {
             // An address is used as it is; a name is looked up (off the lane's thread).
-            TcpStream::connect((origin.host, origin.port)).await.map_err(unreachable)
+            TcpStream::connect((origin.host, origin.port)).await.map_err(unreachable)?
+        };
+        // Requests are written whole; Nagle's algorithm would only hold back their last segment.
+        tcp.set_nodelay(true).map_err(unreachable)?;
+        if kind.tls {
+            super::stream::tls(tcp, origin.host).await.map_err(unreachable)
+        } else {
+            Ok(Stream::Plain(tcp))
         }
     };
+    // The handshake is part of connecting: an upstream that accepts and never answers it is
+    // given up on as one that never accepts.
     let stream = tokio::time::timeout(super::CONNECT_TIMEOUT, connecting)
         .await
         .map_err(|_| unreachable(io::Error::new(io::ErrorKind::TimedOut, "timed out connecting")))??;
-    // Requests are written whole; Nagle's algorithm would only hold back their last segment.
-    stream.set_nodelay(true).map_err(unreachable)?;
-    Ok(Conn { stream, buf: BytesMut::with_capacity(READ_CHUNK), origin: pool_key.into(), lane })
+    Ok(Conn { stream, buf: BytesMut::with_capacity(READ_CHUNK), origin: origin.authority.into(), kind, lane })
 }
 
 /// The request line and headers. `Host` and the body's length are ours; a caller's own
@@ -311,7 +318,7 @@ async fn exchange(mut conn: Conn, method: &Method, head: &[u8], body: &[u8]) -> 
     }
 }
 
-async fn write_all(stream: &mut TcpStream, head: &[u8], body: &[u8]) -> io::Result<()> {
+async fn write_all(stream: &mut Stream, head: &[u8], body: &[u8]) -> io::Result<()> {
     let mut slices = [IoSlice::new(head), IoSlice::new(body)];
     let mut rest: &mut [IoSlice<'_>] = if body.is_empty() { &mut slices[..1] } else { &mut slices[..] };
     while !rest.is_empty() {
@@ -321,7 +328,8 @@ async fn write_all(stream: &mut TcpStream, head: &[u8], body: &[u8]) -> io::Resu
         }
         IoSlice::advance_slices(&mut rest, n);
     }
-    Ok(())
+    // TLS may hold back records the socket would not take yet; plain TCP holds nothing.
+    stream.flush().await
 }
 
 /// Reads more of the connection into its buffer; `Ok(0)` at its end.

@@ -1,7 +1,8 @@
-//! The HTTP client that calls upstreams. On a connection lane, plain-HTTP upstreams are called
-//! over the lane's own HTTP/1.1 connections ([`h1`]); TLS upstreams go through hyper's pooled
-//! client over rustls (keep-alive, HTTP/2 where the upstream offers it by ALPN), one pool per
-//! lane, keyed by host.
+//! The HTTP client that calls upstreams. On a connection lane, upstreams are called over the
+//! lane's own HTTP/1.1 keep-alive connections, plain or TLS ([`h1`], [`stream`]), as nginx and
+//! litellm (httpx) call theirs. With `--upstream-http2`, TLS upstreams go through hyper's pooled
+//! client instead, which speaks HTTP/2 where the upstream offers it by ALPN (one pool per lane,
+//! keyed by host); so do calls made off the lanes and request bodies that stream.
 //!
 //! reqwest on this path cost ~12% of a proxied request's instructions (a URL parse per request
 //! for its redirect policy and its response, large futures moved around) for features a gateway
@@ -20,6 +21,7 @@ use std::time::Duration;
 pub mod deadline;
 pub mod guard;
 mod h1;
+mod stream;
 pub mod trust;
 
 pub use h1::read_answer;
@@ -154,6 +156,8 @@ pub struct UpstreamClient {
     guarded: GuardedClient,
     /// Set when the environment names a proxy; every call then goes through it.
     proxied: Option<reqwest::Client>,
+    /// TLS upstreams go through hyper's client, HTTP/2 where offered (`--upstream-http2`).
+    http2: bool,
 }
 
 impl UpstreamClient {
@@ -162,7 +166,24 @@ impl UpstreamClient {
             direct: direct_client(HttpConnector::new()),
             guarded: direct_client(HttpConnector::new_with_resolver(guard::PublicResolver)),
             proxied: environment_proxy().then(|| proxied_client(None)),
+            http2: false,
         }
+    }
+
+    /// Calls TLS upstreams over HTTP/2 where they offer it (by ALPN), on hyper's pooled client,
+    /// rather than over the lane's own HTTP/1.1 connections.
+    pub fn with_http2(self, http2: bool) -> UpstreamClient {
+        UpstreamClient { http2, ..self }
+    }
+
+    /// Whether a request to `url` goes over the calling lane's own connections.
+    fn on_lane_connection(&self, url: &reqwest::Url) -> bool {
+        let lane_scheme = match url.scheme() {
+            "http" => true,
+            "https" => !self.http2,
+            _ => false,
+        };
+        lane_scheme && h1::on_lane()
     }
 
     /// Sends `request`; resolves when the answer's head has arrived.
@@ -177,7 +198,7 @@ impl UpstreamClient {
                     }
                     send_proxied(client, method, &url, headers, body.into_body()).await
                 }
-                (None, RequestBody::Full(bytes)) if url.scheme() == "http" && h1::on_lane() => {
+                (None, RequestBody::Full(bytes)) if self.on_lane_connection(&url) => {
                     h1::send(&method, &url, &headers, &bytes, public_only).await
                 }
                 (None, body) => self.send_direct(method, &url, headers, body.into_body(), public_only).await,

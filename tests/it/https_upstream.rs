@@ -118,3 +118,97 @@ async fn a_private_ca_upstream_is_trusted_through_ssl_cert_file_or_dir_only() {
     let message = body["error"]["message"].as_str().unwrap_or_default().to_ascii_lowercase();
     assert!(message.contains("certificate") || message.contains("issuer"), "{message}");
 }
+
+/// What the h2-capable upstream saw: TCP connections accepted, and each request's HTTP version.
+#[derive(Default)]
+struct Seen {
+    connections: std::sync::atomic::AtomicUsize,
+    versions: std::sync::Mutex<Vec<String>>,
+}
+
+/// An OpenAI-style chat upstream over TLS that offers HTTP/2 and HTTP/1.1 by ALPN and keeps
+/// connections alive, served by hyper.
+async fn h2_capable_upstream(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> (u16, Arc<Seen>) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Seen::default());
+    let counted = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            counted.connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let (acceptor, seen) = (acceptor.clone(), counted.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(socket).await else { return };
+                let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                    seen.versions.lock().unwrap().push(format!("{:?}", request.version()));
+                    async move {
+                        let body = json!({
+                            "id": "chatcmpl-tls", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+                            "choices": [{"index": 0, "message": {"role": "assistant", "content": "kept alive"}, "finish_reason": "stop"}],
+                            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+                        });
+                        let answer = hyper::Response::builder()
+                            .header("content-type", "application/json")
+                            .body(axum::body::Body::from(body.to_string()))
+                            .unwrap();
+                        Ok::<_, std::convert::Infallible>(answer)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_upstreams_get_kept_alive_http1_connections_unless_http2_is_asked_for() {
+    let (ca_pem, cert, key) = certificates();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca_pem).unwrap();
+    for (http2, expected) in [(false, "HTTP/1.1"), (true, "HTTP/2.0")] {
+        let (port, seen) = h2_capable_upstream(cert.clone(), key.clone_key()).await;
+        let config = dir.path().join(format!("app-{http2}.json"));
+        let manifest = json!({"name": "tls", "type": "llm-proxy", "config": {"service_id": "tls", "model_list": [
+            {"model_name": "gpt", "litellm_params": {"model": "openai/gpt-4o", "api_base": format!("https://localhost:{port}/v1"), "api_key": "sk-upstream"}}
+        ]}});
+        std::fs::write(&config, manifest.to_string()).unwrap();
+        let (data, ca) = (dir.path().join(format!("data-{http2}")), ca_file.display().to_string());
+        let answers = tokio::task::spawn_blocking(move || {
+            // One I/O thread: every request is served by the lane whose connections it reuses.
+            let port = free_port().to_string();
+            let mut args = vec!["--port", &port, "--io-threads", "1", "--config", config.to_str().unwrap()];
+            if http2 {
+                args.push("--upstream-http2");
+            }
+            let server = ServeProcess::spawn_with_env(&args, &data, &[("SSL_CERT_FILE", &ca)]);
+            let body = json!({"model": "gpt", "messages": [{"role": "user", "content": "Hi"}]});
+            let url = format!("{}/default/apps/tls/v1/chat/completions", server.base);
+            (0..5).map(|_| blocking_post(&url, &server.token, &body)).collect::<Vec<_>>()
+        })
+        .await
+        .unwrap();
+        for (status, body) in &answers {
+            assert_eq!(*status, 200, "http2 {http2}: {body}");
+            assert_eq!(body["choices"][0]["message"]["content"], "kept alive");
+        }
+        let versions = seen.versions.lock().unwrap().clone();
+        assert_eq!(versions, vec![expected; 5], "http2 {http2}: every request over {expected}");
+        // TLS 1.3 session tickets arrive on the idle connection after the handshake: they must
+        // not make it look closed.
+        assert_eq!(seen.connections.load(std::sync::atomic::Ordering::SeqCst), 1, "http2 {http2}: one connection");
+    }
+}
