@@ -5,6 +5,7 @@
 #   benches/run.sh                          # full run (10 s per measurement, 5-minute soak, litellm, Portkey)
 #   benches/run.sh --quick --skip-litellm   # a few minutes, without litellm
 #   benches/run.sh --skip-portkey           # without Portkey's gateway (node and npm not needed)
+#   benches/run.sh --only-cross-check       # only the plain HTTP cross-check (nginx x2, ferrolite; oha and wrk)
 #
 # Every argument is passed to the driver (target/release/bench --help lists them). Every process
 # the run starts is stopped when it ends, fails or is interrupted. All traffic stays on 127.0.0.1.
@@ -13,10 +14,14 @@ cd "$(dirname "$0")/.."
 
 skip_litellm=0
 skip_portkey=0
+skip_cross_check=0
 for arg in "$@"; do
   case "$arg" in
     --skip-litellm) skip_litellm=1 ;;
     --skip-portkey) skip_portkey=1 ;;
+    --skip-cross-check) skip_cross_check=1 ;;
+    # The cross-check alone measures neither litellm nor Portkey: nothing to install for them.
+    --only-cross-check) skip_litellm=1; skip_portkey=1 ;;
     -h|--help) ;;
   esac
 done
@@ -42,6 +47,21 @@ if [ -z "$nginx_bin" ]; then
     nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
   else
     say "nginx is required (as root: apt-get install -y nginx)"
+    exit 1
+  fi
+fi
+
+# wrk from Debian's packages: the second load tool of the plain HTTP cross-check.
+wrk_bin="$(command -v wrk || true)"
+[ -z "$wrk_bin" ] && [ -x /usr/bin/wrk ] && wrk_bin=/usr/bin/wrk
+if [ -z "$wrk_bin" ] && [ "$skip_cross_check" = 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing wrk (apt-get install wrk)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+    wrk_bin="$(command -v wrk || echo /usr/bin/wrk)"
+  else
+    say "wrk is required for the plain HTTP cross-check (as root: apt-get install -y wrk), or pass --skip-cross-check"
     exit 1
   fi
 fi
@@ -113,7 +133,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
-BENCH_PIDFILE="$pidfile" "$bin/bench" --bin-dir "$bin" --nginx "$nginx_bin" --oha "$(command -v oha)" --venv "$venv" \
-  --portkey-dir "$portkey_dir" --node "$node_bin" "$@" &
+BENCH_PIDFILE="$pidfile" "$bin/bench" --bin-dir "$bin" --nginx "$nginx_bin" --oha "$(command -v oha)" \
+  --wrk "${wrk_bin:-wrk}" --venv "$venv" --portkey-dir "$portkey_dir" --node "$node_bin" "$@" &
 driver=$!
 wait "$driver"

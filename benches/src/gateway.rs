@@ -14,13 +14,22 @@ use std::time::Duration;
 pub const UPSTREAM_KEY: &str = "sk-bench-upstream";
 
 /// An nginx config in `dir` proxying 127.0.0.1:`port` to the fake on `fake` the way every lane
-/// runs it: one worker per core with `worker_connections` each, an upstream block with
-/// `keepalive 64`, HTTP/1.1 with keep-alive; `scheme` is `http` or `https`, and `location` adds
-/// directives to the proxied location (the HTTPS lane's `proxy_ssl_*`).
-pub fn nginx_conf(dir: &Path, port: u16, fake: u16, worker_connections: usize, scheme: &str, location: &str) -> String {
+/// runs it: `workers` worker processes (None: `auto`, one per core) with `worker_connections`
+/// each, an upstream block with `keepalive 64`, HTTP/1.1 with keep-alive; `scheme` is `http` or
+/// `https`, and `location` adds directives to the proxied location (the HTTPS lane's `proxy_ssl_*`).
+pub fn nginx_conf(
+    dir: &Path,
+    port: u16,
+    fake: u16,
+    workers: Option<usize>,
+    worker_connections: usize,
+    scheme: &str,
+    location: &str,
+) -> String {
     let d = dir.display();
+    let workers = workers.map_or_else(|| "auto".to_owned(), |n| n.to_string());
     format!(
-        "worker_processes auto;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log warn;\n\
+        "worker_processes {workers};\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log warn;\n\
          events {{ worker_connections {worker_connections}; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {d}/nginx-body;\n  proxy_temp_path {d}/nginx-proxy;\n  \
          fastcgi_temp_path {d}/nginx-fastcgi;\n  uwsgi_temp_path {d}/nginx-uwsgi;\n  scgi_temp_path {d}/nginx-scgi;\n  \

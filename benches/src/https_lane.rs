@@ -149,7 +149,7 @@ pub fn nginx_conf(dir: &Path, port: u16, fake: u16, ca: &Path) -> String {
          proxy_ssl_protocols TLSv1.2 TLSv1.3;\n",
         ca.display()
     );
-    crate::gateway::nginx_conf(dir, port, fake, 4096, "https", &ssl)
+    crate::gateway::nginx_conf(dir, port, fake, None, 4096, "https", &ssl)
 }
 
 /// A fake upstream behind TLS.

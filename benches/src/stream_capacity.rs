@@ -733,7 +733,7 @@ fn start_nginx(env: &Env, fake: u16, max: usize) -> Res<(Proc, u16)> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let port = free_port()?;
     let connections = (2 * max + 256).max(4096);
-    let conf = crate::gateway::nginx_conf(&dir, port, fake, connections, "http", "");
+    let conf = crate::gateway::nginx_conf(&dir, port, fake, None, connections, "http", "");
     let (nginx, _) =
         crate::gateway::start_nginx("nginx (stream capacity)", env.nginx, &dir, &conf, port, env.launch.pidfile)?;
     Ok((nginx, port))

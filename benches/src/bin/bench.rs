@@ -3,16 +3,17 @@
 //! through litellm's proxy and through Portkey's open-source gateway, and writes
 //! `benches/results/latest.md` and `latest.json`.
 //!
-//! It builds nothing: `benches/run.sh` builds the release binaries and installs the load tool
-//! (`oha`), nginx, litellm and Portkey's gateway, then runs this with its arguments. Every process it starts runs in a
-//! process group of its own and is stopped when the run ends, fails or is interrupted. All traffic
-//! goes to 127.0.0.1.
+//! It builds nothing: `benches/run.sh` builds the release binaries and installs the load tools
+//! (`oha`, and `wrk` for the plain HTTP cross-check), nginx, litellm and Portkey's gateway, then
+//! runs this with its arguments. Every process it starts runs in a process group of its own and is
+//! stopped when the run ends, fails or is interrupted. All traffic goes to 127.0.0.1.
 
 use clap::Parser;
 use ferrolite_bench::gateway::{
     chunk_text, deployment, event_content, manifest, nginx_conf, start_ferrolite, start_litellm, start_nginx,
     Ferrolite, Launch, UPSTREAM_KEY,
 };
+use ferrolite_bench::load::{Call, Load};
 use ferrolite_bench::procs::{
     clock_ticks_per_sec, free_port, group_cpu_ticks, group_pids, group_rss_kb, install_signal_handler, stop_all,
     vm_rss_kb, wait_ready, Bystanders, Proc,
@@ -21,6 +22,7 @@ use ferrolite_bench::report::{
     cmd_output, cores, cpu_model, loadavg, mb, median, ms, opt_f, percentile, rps, thp_mode, verdict, write_results,
     Report,
 };
+use ferrolite_bench::wrk::Wrk;
 use ferrolite_bench::Res;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -97,6 +99,17 @@ struct Args {
     node: String,
     #[arg(long, default_value = "oha")]
     oha: String,
+    /// wrk (4.1, Debian's), the second load tool of the plain HTTP cross-check.
+    #[arg(long, default_value = "wrk")]
+    wrk: String,
+    /// Do not run the plain HTTP cross-check (nginx with one worker per core and with one worker,
+    /// and ferrolite, each under oha and wrk).
+    #[arg(long)]
+    skip_cross_check: bool,
+    /// Run only the fake, the two nginx, ferrolite and the plain HTTP cross-check, and write it to
+    /// cross-check.md / .json in --out-dir (latest.md is left alone).
+    #[arg(long, conflicts_with_all = ["skip_cross_check", "only_stream_capacity"])]
+    only_cross_check: bool,
     #[arg(long, default_value = "nginx")]
     nginx: String,
     #[command(flatten)]
@@ -187,38 +200,6 @@ fn post_json(
 
 // ---------------------------------------------------------------------------------------------
 // The load tool
-
-/// One load measurement, from oha's JSON output (and /proc for the target's CPU).
-#[derive(Debug, Clone, Default, Serialize)]
-struct Load {
-    connections: usize,
-    /// Open-loop rate asked for (with latency correction), or None for closed loop.
-    rate: Option<u64>,
-    secs: f64,
-    requests: u64,
-    ok: u64,
-    errors: u64,
-    error_rate: f64,
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    p999_ms: f64,
-    mean_ms: f64,
-    cpu_secs: Option<f64>,
-    cpu_secs_per_1k: Option<f64>,
-}
-
-/// A request oha sends again and again.
-#[derive(Clone)]
-struct Call {
-    url: String,
-    body: String,
-    auth: Option<String>,
-    /// The process group whose CPU time this call is charged to.
-    leader: Option<u32>,
-    /// More headers sent with every request (Portkey takes its provider and upstream this way).
-    extra_headers: Vec<(String, String)>,
-}
 
 struct Oha {
     bin: String,
@@ -607,6 +588,7 @@ struct Ctx {
     tmp: PathBuf,
     secs: u64,
     oha: Oha,
+    wrk: Wrk,
     rt: tokio::runtime::Runtime,
     client: reqwest::Client,
     fake_port: u16,
@@ -667,11 +649,29 @@ fn step(what: &str) {
     eprintln!("bench: {what}");
 }
 
-fn run(args: Args) -> Res<()> {
+fn run(mut args: Args) -> Res<()> {
+    if args.only_cross_check {
+        // Just the fake, the two nginx and ferrolite.
+        args.skip_litellm = true;
+        args.skip_portkey = true;
+        args.stream_capacity.skip_stream_capacity = true;
+    }
     let secs = args.duration_secs.unwrap_or(if args.quick { 3 } else { 10 });
     let soak_secs = args.soak_secs.unwrap_or(if args.quick { 20 } else { 300 });
     let streams = args.streams.unwrap_or(if args.quick { 8 } else { 20 });
     let tmp = std::env::temp_dir().join(format!("ferrolite-bench-{}", std::process::id()));
+    let bystanders = Bystanders::default();
+    let wrk = Wrk {
+        bin: args.wrk.clone(),
+        ticks: clock_ticks_per_sec(),
+        pidfile: args.harness.pidfile.clone(),
+        bystanders: bystanders.clone(),
+        scratch: tmp.clone(),
+    };
+    if !args.skip_cross_check {
+        // Now, not after the lanes before it: a missing wrk fails the run at once.
+        wrk.version().map_err(|e| format!("the plain HTTP cross-check: {e}; --skip-cross-check leaves it out"))?;
+    }
     std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
     for bin in ["ferrolite", "fake-upstream"] {
         if !args.bin_dir.join(bin).exists() {
@@ -703,8 +703,9 @@ fn run(args: Args) -> Res<()> {
             bin: args.oha.clone(),
             ticks: clock_ticks_per_sec(),
             pidfile: args.harness.pidfile.clone(),
-            bystanders: Bystanders::default(),
+            bystanders,
         },
+        wrk,
         args: args.clone(),
         tmp: tmp.clone(),
         secs,
@@ -768,10 +769,24 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     let nginx_port = free_port()?;
     // One worker per core, as Debian's own config runs it and as ferrolite runs one connection
     // lane per core: the best a plain hop does here.
-    let conf = nginx_conf(&ctx.tmp, nginx_port, fake_port, 4096, "http", "");
+    let conf = nginx_conf(&ctx.tmp, nginx_port, fake_port, None, 4096, "http", "");
     let (mut nginx, nginx_ready) = start_nginx("nginx", &args.nginx, &ctx.tmp, &conf, nginx_port, pidfile)?;
     sampler.watch("nginx", nginx.pid());
     ctx.oha.bystanders.add(nginx.pid());
+    // The same with one worker, for the plain HTTP cross-check: a directory of its own (pid and
+    // temp files), a port of its own.
+    let mut nginx_one: Option<(Proc, u16)> = None;
+    if !args.skip_cross_check {
+        step("starting nginx with one worker");
+        let dir = ctx.tmp.join("nginx-one-worker");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let port = free_port()?;
+        let conf = nginx_conf(&dir, port, fake_port, Some(1), 4096, "http", "");
+        let (proc, _) = start_nginx("nginx (one worker)", &args.nginx, &dir, &conf, port, pidfile)?;
+        sampler.watch("nginx (one worker)", proc.pid());
+        ctx.oha.bystanders.add(proc.pid());
+        nginx_one = Some((proc, port));
+    }
 
     // --- ferrolite
     step("starting ferrolite");
@@ -908,6 +923,36 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
         warm?;
     }
 
+    // The plain HTTP cross-check's targets: nginx both ways, and ferrolite.
+    let cross_targets: Vec<Target> = match &nginx_one {
+        Some((proc, port)) => {
+            let mut per_core = targets.iter().find(|t| t.name == "nginx").cloned().ok_or("no nginx target")?;
+            per_core.name = NGINX_PER_CORE;
+            let one = Target {
+                name: NGINX_ONE_WORKER,
+                base: format!("http://127.0.0.1:{port}/v1"),
+                auth: None,
+                leader: proc.pid(),
+                model_headers: Vec::new(),
+            };
+            let fer = targets.iter().find(|t| t.name == "ferrolite").cloned().ok_or("no ferrolite target")?;
+            vec![per_core, one, fer]
+        }
+        None => Vec::new(),
+    };
+    if args.only_cross_check {
+        cross_check(ctx, &mut report, &cross_targets)?;
+        let mut gw = gw;
+        gw.proc.stop();
+        if let Some((mut proc, _)) = nginx_one.take() {
+            proc.stop();
+        }
+        nginx.stop();
+        fake.stop();
+        sampler.stop.store(true, Ordering::Relaxed);
+        return write_cross_check_alone(ctx, report, &load_before);
+    }
+
     // --- 1. throughput at N connections
     let conns = args.connections;
     let mut throughput: BTreeMap<&str, Load> = BTreeMap::new();
@@ -942,6 +987,12 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
         &rows,
     );
     report.put("throughput", json!(throughput));
+
+    // --- 1a. plain HTTP cross-check: nginx with one worker per core and with one worker, and
+    // ferrolite, each under oha and under wrk (issue 22).
+    if !args.skip_cross_check {
+        cross_check(ctx, &mut report, &cross_targets)?;
+    }
 
     // --- 1b. the governed lane: the same traffic with an API key that has a budget (so every
     // request reserves and settles), an rpm limit and a parallel limit; alone and over Redis.
@@ -1435,6 +1486,9 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     }
     let mut gw = gw;
     gw.proc.stop();
+    if let Some((mut proc, _)) = nginx_one.take() {
+        proc.stop();
+    }
     nginx.stop();
     fake.stop();
     sampler.stop.store(true, Ordering::Relaxed);
@@ -1584,6 +1638,11 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     let ferrolite_version = cmd_output(&args.bin_dir.join("ferrolite").display().to_string(), &["--version"]);
     let nginx_version = cmd_output(&args.nginx, &["-v"]);
     let oha_version = cmd_output(&args.oha, &["--version"]);
+    let wrk_version = if args.skip_cross_check {
+        "wrk not run (--skip-cross-check)".to_owned()
+    } else {
+        ctx.wrk.version().unwrap_or_else(|e| e)
+    };
     let litellm_version = if args.skip_litellm {
         "skipped (--skip-litellm)".to_owned()
     } else {
@@ -1622,8 +1681,8 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     );
     let _ = writeln!(
         md,
-        "- versions: {ferrolite_version} (commit {commit}{}), {nginx_version}, {oha_version}, {litellm_version}, \
-         {portkey_version}",
+        "- versions: {ferrolite_version} (commit {commit}{}), {nginx_version}, {oha_version}, {wrk_version}, \
+         {litellm_version}, {portkey_version}",
         if dirty { ", uncommitted changes" } else { "" }
     );
     let _ = writeln!(
@@ -1660,19 +1719,155 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     out.insert(
         "versions".into(),
         json!({"ferrolite": ferrolite_version, "commit": commit, "dirty": dirty, "nginx": nginx_version,
-            "oha": oha_version, "litellm": litellm_version, "portkey": portkey_version}),
+            "oha": oha_version, "wrk": wrk_version, "litellm": litellm_version, "portkey": portkey_version}),
     );
     out.insert(
         "settings".into(),
         json!({"quick": args.quick, "duration_secs": secs, "soak_secs": soak_secs, "connections": conns,
             "rates": args.rates, "stream_chunks": chunks, "stream_gap_ms": args.stream_gap_ms, "streams": streams,
             "upstream_latency_ms": args.upstream_latency_ms, "fake_workers": args.fake_workers,
-            "skip_litellm": args.skip_litellm, "skip_portkey": args.skip_portkey, "skip_routing": args.skip_routing}),
+            "skip_litellm": args.skip_litellm, "skip_portkey": args.skip_portkey, "skip_routing": args.skip_routing,
+            "skip_cross_check": args.skip_cross_check}),
     );
     out.insert("goals".into(), Value::Array(goals));
     out.extend(report.json);
     let (md_path, json_path) = write_results(&args.harness.out_dir, "latest", &md, &Value::Object(out))?;
     eprintln!("bench: wrote {md_path} and {json_path}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The plain HTTP cross-check (issue 22)
+
+/// The cross-check's names of the two nginx.
+const NGINX_PER_CORE: &str = "nginx, one worker per core";
+const NGINX_ONE_WORKER: &str = "nginx, one worker";
+
+/// Plain-HTTP throughput at `--connections` measured so that the comparison depends neither on
+/// nginx's worker count nor on one load tool: nginx with one worker per core and with one worker,
+/// and ferrolite (`targets`, in that order), each under oha and under wrk with one thread.
+fn cross_check(ctx: &mut Ctx, report: &mut Report, targets: &[Target]) -> Res<()> {
+    let conns = ctx.args.connections;
+    let secs = ctx.secs;
+    // The one-worker nginx is in no other section: checked and warmed up here.
+    for t in targets.iter().filter(|t| t.name == NGINX_ONE_WORKER) {
+        let call = t.call(CHAT_BODY, "gpt");
+        ctx.check(t.name, &call, "fake answer")?;
+        ctx.secs = 1;
+        let warm = ctx.load(&call, 8, None);
+        ctx.secs = secs;
+        warm?;
+    }
+    let mut loads: Vec<(&str, &str, Load)> = Vec::new();
+    for t in targets {
+        let call = t.call(CHAT_BODY, "gpt");
+        step(&format!("plain HTTP cross-check at {conns} connections: {} under oha", t.name));
+        loads.push((t.name, "oha", ctx.load(&call, conns, None)?));
+        step(&format!("plain HTTP cross-check at {conns} connections: {} under wrk", t.name));
+        loads.push((t.name, "wrk", ctx.wrk.run(&call, conns, secs)?));
+    }
+    let rps_of = |target: &str, tool: &str| {
+        loads.iter().find(|(n, t, _)| *n == target && *t == tool).map_or(f64::NAN, |(_, _, l)| l.rps)
+    };
+    let ratio = |v: f64| if v.is_finite() { format!("{v:.2}x") } else { "–".into() };
+    let mut rows = Vec::new();
+    let mut out = Vec::new();
+    for (target, tool, l) in &loads {
+        let per_core = l.rps / rps_of(NGINX_PER_CORE, tool);
+        let one = l.rps / rps_of(NGINX_ONE_WORKER, tool);
+        rows.push(vec![
+            target.to_string(),
+            tool.to_string(),
+            rps(l.rps),
+            ratio(per_core),
+            ratio(one),
+            format!("{:.2}%", l.error_rate * 100.0),
+            ms(l.p50_ms),
+            ms(l.p99_ms),
+            opt_f(l.cpu_secs_per_1k, 3),
+        ]);
+        out.push(json!({"target": target, "tool": tool, "load": l,
+            "vs_nginx_per_core": per_core, "vs_nginx_one_worker": one}));
+    }
+    report.table(
+        &format!("Plain HTTP cross-check at {conns} connections (chat, JSON)"),
+        &format!(
+            "Closed loop, {secs} s per row, {conns} connections, each target under oha (as in every other table) \
+             and under wrk 4.1 with one thread (`-t1`, the POST set by a Lua script). nginx runs twice, with \
+             `worker_processes auto` (one per core, the nginx of the other tables) and with `worker_processes 1`, \
+             otherwise the same config. The `vs` columns are req/s over that nginx's under the same tool. wrk \
+             counts answers above 399 and socket errors as errors. CPU is the target's process group, seconds per \
+             1,000 requests."
+        ),
+        &[
+            "target",
+            "tool",
+            "req/s",
+            "vs nginx per-core",
+            "vs nginx 1 worker",
+            "errors",
+            "p50",
+            "p99",
+            "CPU s / 1k req",
+        ],
+        &rows,
+    );
+    report.put("plain_http_cross_check", json!({"connections": conns, "secs": secs, "wrk_threads": 1, "rows": out}));
+    Ok(())
+}
+
+/// `--only-cross-check`: the section alone, written to cross-check.md / .json in `--out-dir`.
+fn write_cross_check_alone(ctx: &Ctx, report: Report, load_before: &str) -> Res<()> {
+    let args = &ctx.args;
+    let date = cmd_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+    let commit = cmd_output("git", &["rev-parse", "--short", "HEAD"]);
+    let dirty = !cmd_output("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty();
+    let ferrolite_version = cmd_output(&args.bin_dir.join("ferrolite").display().to_string(), &["--version"]);
+    let nginx_version = cmd_output(&args.nginx, &["-v"]);
+    let oha_version = cmd_output(&args.oha, &["--version"]);
+    let wrk_version = ctx.wrk.version().unwrap_or_else(|e| e);
+    let (cores, cpu_model, load_after) = (cores(), cpu_model(), loadavg());
+    let mut md = String::from("# ferrolite plain HTTP cross-check\n\n");
+    let _ = writeln!(md, "- date: {date}");
+    let _ = writeln!(
+        md,
+        "- machine: {cores} cores, {cpu_model}; the load tool, the fake upstream ({} worker thread(s)) and the \
+         target share them",
+        args.fake_workers
+    );
+    let _ = writeln!(md, "- load average (1, 5, 15 min) before the run: {load_before}; after: {load_after}");
+    let _ = writeln!(
+        md,
+        "- versions: {ferrolite_version} (commit {commit}{}), {nginx_version}, {oha_version}, {wrk_version}",
+        if dirty { ", uncommitted changes" } else { "" }
+    );
+    let _ = writeln!(
+        md,
+        "- mode: {}; {} s per measurement; fake upstream latency {} ms",
+        if args.quick { "quick" } else { "full" },
+        ctx.secs,
+        args.upstream_latency_ms
+    );
+    let _ =
+        writeln!(md, "- reproduce: `benches/run.sh --only-cross-check{}`", if args.quick { " --quick" } else { "" });
+    md += &report.md;
+    let mut out = serde_json::Map::new();
+    out.insert("date".into(), json!(date));
+    out.insert("machine".into(), json!({"cores": cores, "cpu_model": cpu_model}));
+    out.insert("loadavg".into(), json!({"before": load_before, "after": load_after}));
+    out.insert(
+        "versions".into(),
+        json!({"ferrolite": ferrolite_version, "commit": commit, "dirty": dirty, "nginx": nginx_version,
+            "oha": oha_version, "wrk": wrk_version}),
+    );
+    out.insert(
+        "settings".into(),
+        json!({"quick": args.quick, "duration_secs": ctx.secs, "connections": args.connections,
+            "upstream_latency_ms": args.upstream_latency_ms, "fake_workers": args.fake_workers}),
+    );
+    out.extend(report.json);
+    let (md_path, json_path) = write_results(&args.harness.out_dir, "cross-check", &md, &Value::Object(out))?;
+    step(&format!("wrote {md_path} and {json_path}"));
     Ok(())
 }
 
