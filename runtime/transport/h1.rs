@@ -31,8 +31,11 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 100;
 /// Longest chunk-size or trailer line of a chunked body.
 const MAX_LINE: usize = 4096;
-/// Bytes asked of the socket per read.
-const READ_CHUNK: usize = 16 * 1024;
+/// Bytes asked of the socket per read at first. A stream's events and most JSON answers fit,
+/// and what a stream's buffer has touched stays resident for as long as the stream runs.
+const FIRST_READ: usize = 4 * 1024;
+/// The most asked per read: reads that fill what was asked double the next (a large answer).
+const MAX_READ: usize = 64 * 1024;
 /// Idle connections a lane keeps per origin; more are closed when they come back.
 const MAX_IDLE_PER_ORIGIN: usize = 256;
 
@@ -75,6 +78,8 @@ struct Idle {
 struct Conn {
     stream: Stream,
     buf: BytesMut,
+    /// Bytes the next read asks for (`FIRST_READ` to `MAX_READ`).
+    read_size: usize,
     origin: Arc<str>,
     kind: Kind,
     lane: u64,
@@ -163,7 +168,9 @@ pub async fn send(
             Err(Failure::Broken(cause)) => return Err(unreachable(cause)),
         }
     }
-    let conn = connect(&origin, kind).await?;
+    // Boxed: connecting (a TLS handshake's state above all) is rare next to reusing a kept
+    // connection, and inline it would grow every request's future, which is moved whole.
+    let conn = Box::pin(connect(&origin, kind)).await?;
     match exchange(conn, method, &head, body).await {
         Ok(answer) => Ok(answer),
         Err(Failure::NotSent | Failure::Unanswered) => Err(unreachable(UNANSWERED.into())),
@@ -249,7 +256,8 @@ async fn connect(origin: &Origin<'_>, kind: Kind) -> Result<Conn, SendError> {
     let stream = tokio::time::timeout(super::CONNECT_TIMEOUT, connecting)
         .await
         .map_err(|_| unreachable(io::Error::new(io::ErrorKind::TimedOut, "timed out connecting")))??;
-    Ok(Conn { stream, buf: BytesMut::with_capacity(READ_CHUNK), origin: origin.authority.into(), kind, lane })
+    let buf = BytesMut::with_capacity(FIRST_READ);
+    Ok(Conn { stream, buf, read_size: FIRST_READ, origin: origin.authority.into(), kind, lane })
 }
 
 /// The request line and headers. `Host` and the body's length are ours; a caller's own
@@ -334,10 +342,17 @@ async fn write_all(stream: &mut Stream, head: &[u8], body: &[u8]) -> io::Result<
 
 /// Reads more of the connection into its buffer; `Ok(0)` at its end.
 fn fill(conn: &mut Conn, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-    if conn.buf.capacity() - conn.buf.len() < READ_CHUNK / 4 {
-        conn.buf.reserve(READ_CHUNK);
+    // Once the bytes read before are taken (a stream's events are), `reserve` reuses the same
+    // buffer from its start: a long stream keeps touching the same few pages.
+    if conn.buf.capacity() - conn.buf.len() < conn.read_size / 4 {
+        conn.buf.reserve(conn.read_size);
     }
-    tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, &mut conn.buf)
+    let asked = conn.buf.capacity() - conn.buf.len();
+    let read = ready!(tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, &mut conn.buf))?;
+    if read == asked && conn.read_size < MAX_READ {
+        conn.read_size *= 2;
+    }
+    Poll::Ready(Ok(read))
 }
 
 /// An answer's head, parsed.
@@ -787,6 +802,26 @@ mod tests {
             assert_eq!(headers.get_all("x-a").iter().collect::<Vec<_>>(), ["1", "2"]);
             // The same connection served the second request.
             assert!(seen.recv().await.unwrap().starts_with("#1 POST"));
+        });
+    }
+
+    #[test]
+    fn reads_start_small_and_grow_for_a_large_answer() {
+        lane().block_on(async {
+            let body = "x".repeat(300 * 1024);
+            let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+            let (url, _seen) = upstream(vec![Box::leak(answer.into_bytes().into_boxed_slice())]).await;
+            let (status, _, read) = send_on_lane(&url, "{}").await.unwrap();
+            assert_eq!(status, StatusCode::OK);
+            assert!(read == body, "the whole body, in order");
+            let sizes: Vec<(usize, usize)> = POOL.with(|pool| {
+                let pool = pool.borrow();
+                let idle = pool.as_ref().unwrap().idle.iter().flat_map(|m| m.values()).flatten();
+                idle.map(|i| (i.conn.read_size, i.conn.buf.capacity())).collect()
+            });
+            // A kept connection, whose reads grew from FIRST_READ as they came back full.
+            assert_eq!(sizes.len(), 1);
+            assert!(sizes[0].0 > FIRST_READ && sizes[0].0 <= MAX_READ, "{sizes:?}");
         });
     }
 
