@@ -89,11 +89,14 @@ pub struct HttpsLane {
     pub rounds: usize,
     pub certificate: String,
     pub nginx: TargetResult,
-    /// ferrolite against the fake that offers h2 and http/1.1 (what it negotiates by itself).
+    /// ferrolite against the fake that offers h2 and http/1.1 (its default: HTTP/1.1 on the
+    /// lanes' own connections).
     pub ferrolite: TargetResult,
     /// ferrolite against the fake that offers http/1.1 only (the protocol nginx speaks upstream).
     pub ferrolite_http1: TargetResult,
-    /// Whether ferrolite's upstream client negotiated HTTP/2 when offered.
+    /// A second ferrolite run with `--upstream-http2`, against the fake that offers h2.
+    pub ferrolite_http2: TargetResult,
+    /// Whether that one negotiated HTTP/2 (and only it).
     pub ferrolite_negotiated_h2: bool,
     /// ferrolite's req/s over nginx's (medians).
     pub rps_ratio: f64,
@@ -101,6 +104,8 @@ pub struct HttpsLane {
     pub cpu_ratio: Option<f64>,
     pub http1_rps_ratio: f64,
     pub http1_cpu_ratio: Option<f64>,
+    pub http2_rps_ratio: f64,
+    pub http2_cpu_ratio: Option<f64>,
     /// ferrolite at least 0.9x nginx's req/s.
     pub target_met: bool,
 }
@@ -361,13 +366,18 @@ pub fn measure(setup: &Setup, hooks: &Hooks, report: &mut Report) -> Res<HttpsLa
     let env = [("SSL_CERT_FILE", Some(certs.ca.as_os_str())), ("SSL_CERT_DIR", None)];
     let gw = start_ferrolite_with_env(&setup.launch, "https", &[app_h2, app_h1], "https", &[], &env)?;
     let gw_standing = Standing::new(&setup.bystanders, gw.proc.pid());
+    step("starting a second ferrolite with --upstream-http2");
+    let (app_h2c, _) = app("https-h2", fake.port)?;
+    let gw2 = start_ferrolite_with_env(&setup.launch, "https-h2", &[app_h2c], "https-h2", &["--upstream-http2"], &env)?;
+    let gw2_standing = Standing::new(&setup.bystanders, gw2.proc.pid());
 
-    let gateway_call = |service: &str| Call {
+    let call_on = |gw: &crate::gateway::Ferrolite, service: &str| Call {
         url: format!("http://127.0.0.1:{}/default/apps/{service}/v1/chat/completions", gw.port),
         body: CHAT_BODY.to_owned(),
         auth: Some(gw.token.clone()),
         leader: gw.proc.pid(),
     };
+    let gateway_call = |service: &str| call_on(&gw, service);
     let nginx_call = Call {
         url: format!("http://127.0.0.1:{nginx_port}/v1/chat/completions"),
         body: CHAT_BODY.to_owned(),
@@ -376,8 +386,9 @@ pub fn measure(setup: &Setup, hooks: &Hooks, report: &mut Report) -> Res<HttpsLa
     };
     let mut lanes = [
         Lane::new("nginx", nginx_call, &fake, format!("https://localhost:{}/v1 (127.0.0.1)", fake.port)),
-        Lane::new("ferrolite", gateway_call("https"), &fake, base_h2),
+        Lane::new("ferrolite", gateway_call("https"), &fake, base_h2.clone()),
         Lane::new("ferrolite (http/1.1 only)", gateway_call("https-h1"), &fake_h1, base_h1),
+        Lane::new("ferrolite --upstream-http2", call_on(&gw2, "https-h2"), &fake, base_h2),
     ];
 
     step("checking that each target answers through TLS");
@@ -401,9 +412,12 @@ pub fn measure(setup: &Setup, hooks: &Hooks, report: &mut Report) -> Res<HttpsLa
             l.rounds.push(load);
         }
     }
-    let [nginx_lane, gw_lane, gw_h1_lane] = lanes;
+    let [nginx_lane, gw_lane, gw_h1_lane, gw_h2_lane] = lanes;
     let (nginx_result, gw_result, gw_h1_result) = (nginx_lane.result(), gw_lane.result(), gw_h1_lane.result());
+    let gw_h2_result = gw_h2_lane.result();
     // Stop them before the report is written (bystanders first, by the guards' drop order).
+    drop(gw2_standing);
+    drop(gw2);
     drop(gw_standing);
     drop(gw);
     drop(nginx_standing);
@@ -414,8 +428,8 @@ pub fn measure(setup: &Setup, hooks: &Hooks, report: &mut Report) -> Res<HttpsLa
     let cpu_ratio = |a: &TargetResult, b: &TargetResult| {
         a.cpu_secs_per_1k_median.zip(b.cpu_secs_per_1k_median).filter(|(_, b)| *b > 0.0).map(|(a, b)| a / b)
     };
-    let negotiated_h2 = gw_result.upstream_requests.get("HTTP/2").copied().unwrap_or(0) > 0
-        && gw_result.upstream_requests.get("HTTP/1.1").copied().unwrap_or(0) == 0;
+    let negotiated_h2 = gw_h2_result.upstream_requests.get("HTTP/2").copied().unwrap_or(0) > 0
+        && gw_h2_result.upstream_requests.get("HTTP/1.1").copied().unwrap_or(0) == 0;
     let lane = HttpsLane {
         connections: conns,
         secs: setup.secs,
@@ -425,11 +439,14 @@ pub fn measure(setup: &Setup, hooks: &Hooks, report: &mut Report) -> Res<HttpsLa
         cpu_ratio: cpu_ratio(&gw_result, &nginx_result),
         http1_rps_ratio: gw_h1_result.rps_median / nginx_result.rps_median,
         http1_cpu_ratio: cpu_ratio(&gw_h1_result, &nginx_result),
+        http2_rps_ratio: gw_h2_result.rps_median / nginx_result.rps_median,
+        http2_cpu_ratio: cpu_ratio(&gw_h2_result, &nginx_result),
         target_met: gw_result.rps_median >= 0.9 * nginx_result.rps_median,
         ferrolite_negotiated_h2: negotiated_h2,
         nginx: nginx_result,
         ferrolite: gw_result,
         ferrolite_http1: gw_h1_result,
+        ferrolite_http2: gw_h2_result,
     };
     write_table(report, &lane);
     Ok(lane)
@@ -466,7 +483,7 @@ fn write_table(report: &mut Report, lane: &HttpsLane) {
                 .unwrap_or_else(|| "–".into()),
         ]
     };
-    let rows = vec![row(&lane.nginx), row(&lane.ferrolite), row(&lane.ferrolite_http1)];
+    let rows = vec![row(&lane.nginx), row(&lane.ferrolite), row(&lane.ferrolite_http1), row(&lane.ferrolite_http2)];
     report.table(
         &format!("HTTPS upstream at {} connections (chat, JSON)", lane.connections),
         &format!(
@@ -477,12 +494,15 @@ fn write_table(report: &mut Report, lane: &HttpsLane) {
              `proxy_ssl_session_reuse on` and `proxy_ssl_protocols TLSv1.2 TLSv1.3` (the plain nginx's worker \
              settings; nginx closes an upstream connection after 1,000 requests, its default \
              `keepalive_requests`, hence its handshakes). The fake offers h2 and http/1.1 \
-             by ALPN; the last row is ferrolite against a second fake that offers http/1.1 only. Closed loop, \
+             by ALPN; ferrolite calls it over HTTP/1.1 on its lanes' own connections by default, the \
+             `--upstream-http2` row is a second ferrolite that takes HTTP/2 where offered (hyper's pooled \
+             client), and the http/1.1-only row is ferrolite against a second fake that offers http/1.1 only. \
+             Closed loop, \
              {} s per load, {} rounds taking the targets in turn: req/s and CPU (the target's process group, \
              seconds per 1,000 requests) are the medians, errors and latency the median round's. Upstream \
              requests and TLS handshakes are what the fake counted from each target over its check, warm-up \
-             and rounds. Target: ferrolite at least 0.9x nginx's req/s: {:.2}x ({}); ferrolite's upstream \
-             client {} HTTP/2.",
+             and rounds. Target: ferrolite at least 0.9x nginx's req/s: {:.2}x ({}); with --upstream-http2 \
+             it {} HTTP/2.",
             lane.certificate,
             lane.secs,
             lane.rounds,
