@@ -45,7 +45,7 @@ pub const MAX_GAP_MS: u64 = 200;
 /// The first level of the ramp; each next one doubles, up to `--stream-capacity-max`.
 pub const FIRST_LEVEL: usize = 250;
 /// The lowest level tried when the first one already fails.
-pub const LOWEST_LEVEL: usize = 25;
+pub const LOWEST_LEVEL: usize = 1;
 /// Issue 22's target for ferrolite: resident memory per open stream.
 pub const TARGET_KB_PER_STREAM: f64 = 10.0;
 /// The streams of one level are opened evenly over this long.
@@ -636,6 +636,21 @@ impl Runner {
         level
     }
 
+    /// After a failed level, waits (a minute at most) until a single stream passes again, so that
+    /// the next, lower level is not measured against the backlog of the one before: a target
+    /// that queues streams it cannot serve (litellm) is still sending the last level's streams.
+    fn recover(&self, target: &Target) {
+        let until = Instant::now() + Duration::from_secs(60);
+        std::thread::sleep(self.settle);
+        while Instant::now() < until {
+            if self.level(target, 1, Duration::ZERO).passed() {
+                return;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        step(&format!("{}: still failing a single stream after a minute", target.name));
+    }
+
     /// The ramp up to `max`, stopping at the first level with a failure (and going down by halves
     /// when the first level fails).
     fn ramp(&self, target: &Target, max: usize) -> Capacity {
@@ -666,7 +681,7 @@ impl Runner {
             if i == 0 {
                 let mut lower = n / 2;
                 while lower >= LOWEST_LEVEL {
-                    std::thread::sleep(self.settle);
+                    self.recover(target);
                     step(&format!("stream capacity: {}: {lower} streams", target.name));
                     let level = self.level(target, lower, SPREAD);
                     let passed = level.passed();
@@ -856,12 +871,20 @@ pub fn write_into(report: &mut Report, results: &[Capacity], opts: &Options, qui
                 None if c.error.is_some() => "–".into(),
                 None => format!("< {}", c.levels.last().map(|l| l.streams).unwrap_or(LOWEST_LEVEL)),
             };
+            // Reached by going down from a failed level, the target's memory already holds what the
+            // larger level made it take: what it grows by then says nothing per stream.
+            let after_larger = at.is_some_and(|l| c.levels.iter().any(|o| o.streams > l.streams));
+            let rss_at = at.filter(|_| !after_larger);
             vec![
                 c.target.clone(),
                 max_streams,
                 at.map(|l| format!("{:.0}", l.chunks_per_sec)).unwrap_or_else(|| "–".into()),
-                at.map(|l| kb(l.rss_per_stream_kb)).unwrap_or_else(|| "–".into()),
-                at.map(|l| match (l.rss_per_stream_kb <= TARGET_KB_PER_STREAM, c.target.starts_with("ferrolite")) {
+                match at {
+                    Some(_) if after_larger => "– (after a larger level)".into(),
+                    Some(l) => kb(l.rss_per_stream_kb),
+                    None => "–".into(),
+                },
+                rss_at.map(|l| match (l.rss_per_stream_kb <= TARGET_KB_PER_STREAM, c.target.starts_with("ferrolite")) {
                     (true, _) => "yes".to_string(),
                     // The target is ferrolite's; the others' figures are for comparison.
                     (false, true) => "**no**".to_string(),
@@ -881,7 +904,7 @@ pub fn write_into(report: &mut Report, results: &[Capacity], opts: &Options, qui
              that a fake upstream of the lane's own sends {GAP_MS} ms apart; a stream fails when its status is not \
              200, a chunk is missing, the text differs, or two consecutive chunks reach the client more than \
              {MAX_GAP_MS} ms apart. Ramp: {} concurrent streams (below {FIRST_LEVEL} by halves when {FIRST_LEVEL} \
-             already fails), each level's streams opened evenly over 1 s, stopping at the first level with a \
+             already fails, each after the target serves a single stream again), each level's streams opened evenly over 1 s, stopping at the first level with a \
              failure. Max streams = the highest level with none; at that level: chunks/s = the most text chunks \
              the client received in one second, RSS / stream = (the target's process-group RSS, highest of samples \
              every 20 ms while the level ran, minus its RSS just before the level) / streams, against issue 22's \
