@@ -115,6 +115,34 @@ pub struct Proc {
     stopped: bool,
 }
 
+/// What a load tool printed, and how it ended.
+pub struct Finished {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` to its end in a process group of its own (so an interrupted run stops it too; its
+/// id in `pidfile`), reading its stdout and stderr as it runs.
+pub fn run_to_end(name: &str, cmd: &mut Command, pidfile: Option<&Path>) -> Res<Finished> {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut proc = Proc::spawn(name, cmd, pidfile)?;
+    let stderr = proc.child.stderr.take().map(|mut e| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = e.read_to_string(&mut text);
+            text
+        })
+    });
+    let mut stdout = String::new();
+    if let Some(mut o) = proc.child.stdout.take() {
+        let _ = o.read_to_string(&mut stdout);
+    }
+    let status = proc.wait().map_err(|e| format!("{name}: {e}"))?;
+    let stderr = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
+    Ok(Finished { status, stdout, stderr })
+}
+
 impl Proc {
     pub fn spawn(name: &str, cmd: &mut Command, pidfile: Option<&Path>) -> Res<Proc> {
         cmd.process_group(0);

@@ -884,13 +884,14 @@ pub fn write_into(report: &mut Report, results: &[Capacity], opts: &Options, qui
                     Some(l) => kb(l.rss_per_stream_kb),
                     None => "–".into(),
                 },
-                rss_at.map(|l| match (l.rss_per_stream_kb <= TARGET_KB_PER_STREAM, c.target.starts_with("ferrolite")) {
-                    (true, _) => "yes".to_string(),
-                    // The target is ferrolite's; the others' figures are for comparison.
-                    (false, true) => "**no**".to_string(),
-                    (false, false) => "no".to_string(),
-                })
-                .unwrap_or_else(|| "–".into()),
+                rss_at
+                    .map(|l| match (l.rss_per_stream_kb <= TARGET_KB_PER_STREAM, c.target.starts_with("ferrolite")) {
+                        (true, _) => "yes".to_string(),
+                        // The target is ferrolite's; the others' figures are for comparison.
+                        (false, true) => "**no**".to_string(),
+                        (false, false) => "no".to_string(),
+                    })
+                    .unwrap_or_else(|| "–".into()),
                 at.map(|l| ms(l.gap_p99_ms)).unwrap_or_else(|| "–".into()),
                 at.map(|l| ms(l.ttft_p99_ms)).unwrap_or_else(|| "–".into()),
                 failed,

@@ -6,12 +6,11 @@
 //! process group of its own, its id in the pid file.
 
 use crate::load::{Call, Load};
-use crate::procs::{group_cpu_ticks, Bystanders, Proc};
+use crate::procs::{group_cpu_ticks, run_to_end, Bystanders, Finished};
 use crate::Res;
 use std::fmt::Write as _;
-use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -195,23 +194,8 @@ impl Wrk {
         cmd.arg("-s").arg(&script).arg(&call.url);
         let cpu_before = call.leader.map(group_cpu_ticks);
         let started = Instant::now();
-        // A process group of its own, so an interrupted run stops it too.
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut proc =
-            Proc::spawn("wrk", &mut cmd, self.pidfile.as_deref()).map_err(|e| format!("{e}; {INSTALL_HINT}"))?;
-        let stderr = proc.child.stderr.take().map(|mut e| {
-            std::thread::spawn(move || {
-                let mut text = String::new();
-                let _ = e.read_to_string(&mut text);
-                text
-            })
-        });
-        let mut stdout = String::new();
-        if let Some(mut o) = proc.child.stdout.take() {
-            let _ = o.read_to_string(&mut stdout);
-        }
-        let status = proc.wait().map_err(|e| format!("wrk: {e}"))?;
-        let stderr = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
+        let Finished { status, stdout, stderr } =
+            run_to_end("wrk", &mut cmd, self.pidfile.as_deref()).map_err(|e| format!("{e}; {INSTALL_HINT}"))?;
         let cpu_after = call.leader.map(group_cpu_ticks);
         if !status.success() {
             return Err(format!("wrk failed ({status}) on {}: {stderr}{stdout}", call.url));

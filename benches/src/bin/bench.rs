@@ -15,8 +15,8 @@ use ferrolite_bench::gateway::{
 };
 use ferrolite_bench::load::{Call, Load};
 use ferrolite_bench::procs::{
-    clock_ticks_per_sec, free_port, group_cpu_ticks, group_pids, group_rss_kb, install_signal_handler, stop_all,
-    vm_rss_kb, wait_ready, Bystanders, Proc,
+    clock_ticks_per_sec, free_port, group_cpu_ticks, group_pids, group_rss_kb, install_signal_handler, run_to_end,
+    stop_all, vm_rss_kb, wait_ready, Bystanders, Finished, Proc,
 };
 use ferrolite_bench::report::{
     cmd_output, cores, cpu_model, loadavg, mb, median, ms, opt_f, percentile, rps, thp_mode, verdict, write_results,
@@ -28,7 +28,6 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -231,22 +230,7 @@ impl Oha {
         cmd.arg(&call.url);
         let cpu_before = call.leader.map(group_cpu_ticks);
         let started = Instant::now();
-        // A process group of its own, so an interrupted run stops it too.
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut proc = Proc::spawn("oha", &mut cmd, self.pidfile.as_deref())?;
-        let stderr = proc.child.stderr.take().map(|mut e| {
-            std::thread::spawn(move || {
-                let mut text = String::new();
-                let _ = e.read_to_string(&mut text);
-                text
-            })
-        });
-        let mut stdout = String::new();
-        if let Some(mut o) = proc.child.stdout.take() {
-            let _ = o.read_to_string(&mut stdout);
-        }
-        let status = proc.wait().map_err(|e| format!("oha: {e}"))?;
-        let stderr = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
+        let Finished { status, stdout, stderr } = run_to_end("oha", &mut cmd, self.pidfile.as_deref())?;
         let elapsed = started.elapsed().as_secs_f64();
         let cpu_after = call.leader.map(group_cpu_ticks);
         if !status.success() {
