@@ -114,34 +114,33 @@ impl AppState {
     }
 }
 
+/// Settings applied to the state just built, before it is cloned: a shared state is left as it
+/// is, with a warning naming the setting.
 impl AppState {
-    /// Opens `GET /metrics` to callers without a token. Call it on the state just built,
-    /// before it is cloned (a shared state is left as it is).
-    /// Accepts the tokens of the Hypha server at `server` by asking it about each.
-    pub fn with_hypha_token_check(mut self, server: &str) -> AppState {
+    fn configured(mut self, setting: &str, set: impl FnOnce(&mut Shared)) -> AppState {
         match Arc::get_mut(&mut self.0) {
-            Some(shared) => shared.hypha_tokens = Some(hypha_tokens::HyphaTokenCheck::new(server)),
-            None => tracing::warn!("with_hypha_token_check on a shared state: left unchanged"),
+            Some(shared) => set(shared),
+            None => tracing::warn!("{setting} on a shared state: left unchanged"),
         }
         self
+    }
+
+    /// Accepts the tokens of the Hypha server at `server` by asking it about each.
+    pub fn with_hypha_token_check(self, server: &str) -> AppState {
+        self.configured("with_hypha_token_check", |shared| {
+            shared.hypha_tokens = Some(hypha_tokens::HyphaTokenCheck::new(server))
+        })
     }
 
     /// Calls TLS upstreams over HTTP/2 where they offer it (`--upstream-http2`); see
     /// [`crate::transport`].
-    pub fn with_upstream_http2(mut self, http2: bool) -> AppState {
-        match Arc::get_mut(&mut self.0) {
-            Some(shared) => shared.http = std::mem::take(&mut shared.http).with_http2(http2),
-            None => tracing::warn!("with_upstream_http2 on a shared state: left unchanged"),
-        }
-        self
+    pub fn with_upstream_http2(self, http2: bool) -> AppState {
+        self.configured("with_upstream_http2", |shared| shared.http.set_http2(http2))
     }
 
-    pub fn with_metrics_public(mut self, public: bool) -> AppState {
-        match Arc::get_mut(&mut self.0) {
-            Some(shared) => shared.metrics_public = public,
-            None => tracing::warn!("with_metrics_public on a shared state: left unchanged"),
-        }
-        self
+    /// Opens `GET /metrics` to callers without a token.
+    pub fn with_metrics_public(self, public: bool) -> AppState {
+        self.configured("with_metrics_public", |shared| shared.metrics_public = public)
     }
 }
 

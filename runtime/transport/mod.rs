@@ -172,8 +172,8 @@ impl UpstreamClient {
 
     /// Calls TLS upstreams over HTTP/2 where they offer it (by ALPN), on hyper's pooled client,
     /// rather than over the lane's own HTTP/1.1 connections.
-    pub fn with_http2(self, http2: bool) -> UpstreamClient {
-        UpstreamClient { http2, ..self }
+    pub fn set_http2(&mut self, http2: bool) {
+        self.http2 = http2;
     }
 
     /// Whether a request to `url` goes over the calling lane's own connections.
