@@ -36,34 +36,33 @@ if ! command -v oha >/dev/null; then
   cargo install oha --locked
 fi
 
-# nginx from Debian's packages: the plain proxy_pass hop ferrolite is compared with.
-nginx_bin="$(command -v nginx || true)"
-[ -z "$nginx_bin" ] && [ -x /usr/sbin/nginx ] && nginx_bin=/usr/sbin/nginx
-if [ -z "$nginx_bin" ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    say "installing nginx (apt-get install nginx)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
-    nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
-  else
-    say "nginx is required (as root: apt-get install -y nginx)"
-    exit 1
+# A tool from Debian's packages: its path on stdout, installed with apt-get when missing and
+# run as root; otherwise the run stops (set -e: the failed assignment), saying what for ($3) and
+# what else to do ($4).
+debian_tool() {
+  local name="$1" fallback="$2" why="$3" otherwise="$4" found
+  found="$(command -v "$name" || true)"
+  [ -z "$found" ] && [ -x "$fallback" ] && found="$fallback"
+  if [ -z "$found" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      say "installing $name (apt-get install $name)"
+      apt-get update -qq >&2
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$name" >/dev/null
+      found="$(command -v "$name" || echo "$fallback")"
+    else
+      say "$name is required${why:+ $why} (as root: apt-get install -y $name)$otherwise"
+      exit 1
+    fi
   fi
-fi
+  echo "$found"
+}
 
-# wrk from Debian's packages: the second load tool of the plain HTTP cross-check.
-wrk_bin="$(command -v wrk || true)"
-[ -z "$wrk_bin" ] && [ -x /usr/bin/wrk ] && wrk_bin=/usr/bin/wrk
-if [ -z "$wrk_bin" ] && [ "$skip_cross_check" = 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    say "installing wrk (apt-get install wrk)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
-    wrk_bin="$(command -v wrk || echo /usr/bin/wrk)"
-  else
-    say "wrk is required for the plain HTTP cross-check (as root: apt-get install -y wrk), or pass --skip-cross-check"
-    exit 1
-  fi
+# nginx: the plain proxy_pass hop ferrolite is compared with.
+nginx_bin="$(debian_tool nginx /usr/sbin/nginx "" "")"
+# wrk: the second load tool of the plain HTTP cross-check.
+wrk_bin=""
+if [ "$skip_cross_check" = 0 ]; then
+  wrk_bin="$(debian_tool wrk /usr/bin/wrk "for the plain HTTP cross-check" ", or pass --skip-cross-check")"
 fi
 
 # litellm's proxy, pinned, in a virtualenv of its own (benches/.venv).

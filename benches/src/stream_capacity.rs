@@ -665,15 +665,19 @@ impl Runner {
                 warm.first_failure.as_deref().unwrap_or("")
             ));
         }
-        let levels = ramp(max);
-        for (i, &n) in levels.iter().enumerate() {
-            std::thread::sleep(self.settle);
+        // One level measured and kept; whether it passed.
+        let measure = |n: usize, levels: &mut Vec<Level>| {
             step(&format!("stream capacity: {}: {n} streams", target.name));
             let level = self.level(target, n, SPREAD);
             let passed = level.passed();
             say_level(&level);
-            cap.levels.push(level);
-            if passed {
+            levels.push(level);
+            passed
+        };
+        let levels = ramp(max);
+        for (i, &n) in levels.iter().enumerate() {
+            std::thread::sleep(self.settle);
+            if measure(n, &mut cap.levels) {
                 cap.max_streams = Some(n);
                 cap.reached_cap = i + 1 == levels.len();
                 continue;
@@ -682,12 +686,7 @@ impl Runner {
                 let mut lower = n / 2;
                 while lower >= LOWEST_LEVEL {
                     self.recover(target);
-                    step(&format!("stream capacity: {}: {lower} streams", target.name));
-                    let level = self.level(target, lower, SPREAD);
-                    let passed = level.passed();
-                    say_level(&level);
-                    cap.levels.push(level);
-                    if passed {
+                    if measure(lower, &mut cap.levels) {
                         cap.max_streams = Some(lower);
                         break;
                     }

@@ -754,7 +754,7 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     // One worker per core, as Debian's own config runs it and as ferrolite runs one connection
     // lane per core: the best a plain hop does here.
     let conf = nginx_conf(&ctx.tmp, nginx_port, fake_port, None, 4096, "http", "");
-    let (mut nginx, nginx_ready) = start_nginx("nginx", &args.nginx, &ctx.tmp, &conf, nginx_port, pidfile)?;
+    let (nginx, nginx_ready) = start_nginx("nginx", &args.nginx, &ctx.tmp, &conf, nginx_port, pidfile)?;
     sampler.watch("nginx", nginx.pid());
     ctx.oha.bystanders.add(nginx.pid());
     // The same with one worker, for the plain HTTP cross-check: a directory of its own (pid and
@@ -926,14 +926,7 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     };
     if args.only_cross_check {
         cross_check(ctx, &mut report, &cross_targets)?;
-        let mut gw = gw;
-        gw.proc.stop();
-        if let Some((mut proc, _)) = nginx_one.take() {
-            proc.stop();
-        }
-        nginx.stop();
-        fake.stop();
-        sampler.stop.store(true, Ordering::Relaxed);
+        stop_targets([gw.proc].into_iter().chain(nginx_one.map(|n| n.0)).chain([nginx, fake]), &sampler);
         return write_cross_check_alone(ctx, report, &load_before);
     }
 
@@ -1462,20 +1455,8 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     }
 
     // --- stop the targets
-    if let Some((mut proc, _, _)) = litellm.take() {
-        proc.stop();
-    }
-    if let Some((mut proc, _, _)) = portkey.take() {
-        proc.stop();
-    }
-    let mut gw = gw;
-    gw.proc.stop();
-    if let Some((mut proc, _)) = nginx_one.take() {
-        proc.stop();
-    }
-    nginx.stop();
-    fake.stop();
-    sampler.stop.store(true, Ordering::Relaxed);
+    let gateways = litellm.map(|l| l.0).into_iter().chain(portkey.map(|p| p.0)).chain([gw.proc]);
+    stop_targets(gateways.chain(nginx_one.map(|n| n.0)).chain([nginx, fake]), &sampler);
 
     // --- the targets of issue 6
     let nginx_added_p50 = single["nginx"].p50_ms - d1.p50_ms;
@@ -1813,6 +1794,15 @@ fn cross_check(ctx: &mut Ctx, report: &mut Report, targets: &[Target]) -> Res<()
     );
     report.put("plain_http_cross_check", json!({"connections": conns, "secs": secs, "wrk_threads": 1, "rows": out}));
     Ok(())
+}
+
+/// Stops the run's targets in the order given (the fake last, so that nothing in flight towards
+/// it sees it gone first), then the memory sampler.
+fn stop_targets(targets: impl IntoIterator<Item = Proc>, sampler: &Sampler) {
+    for mut proc in targets {
+        proc.stop();
+    }
+    sampler.stop.store(true, Ordering::Relaxed);
 }
 
 /// Rounds of the plain HTTP cross-check.
