@@ -117,6 +117,7 @@ fn deployments() -> &'static Session {
             manifest: &manifest,
             created: 1,
             public_only: false,
+            mcp_http: Default::default(),
         };
         Session::build(spec, &NoSecrets).expect("a fixed, valid session")
     })

@@ -206,6 +206,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
     let keys = Arc::new(crate::auth::keys::KeyRing::default());
     let mut controller = Controller::new(format!("http://{local}"), store, responses)
         .allow_private_upstreams(config.allow_private_upstreams)
+        .upstream_http2(config.upstream_http2)
         .with_keys(keys.clone());
     if let Some(cluster) = &cluster {
         controller = controller.with_cluster(cluster.clone());

@@ -193,6 +193,9 @@ pub struct Controller {
     base_url: String,
     /// `--allow-private-upstreams`: every app may call loopback and private addresses.
     allow_private_upstreams: bool,
+    /// What every app's MCP servers are called through: one pool, apart from the LLM routes'
+    /// (a session does not hold the server's state), with the same `--upstream-http2`.
+    mcp_http: Arc<crate::transport::UpstreamClient>,
     /// The API keys every request checks (shared with the tokens).
     keys: Arc<KeyRing>,
     /// Key, user and workspace budgets and spend.
@@ -218,6 +221,7 @@ impl Controller {
             responses: Arc::new(responses),
             base_url,
             allow_private_upstreams: false,
+            mcp_http: Default::default(),
             keys: Default::default(),
             budgets: Default::default(),
         }
@@ -232,6 +236,14 @@ impl Controller {
     /// Lets every app (not only admins') call loopback, link-local and private addresses.
     pub fn allow_private_upstreams(mut self, allow: bool) -> Controller {
         self.allow_private_upstreams = allow;
+        self
+    }
+
+    /// Calls TLS MCP servers over HTTP/2 where they offer it (`--upstream-http2`).
+    pub fn upstream_http2(mut self, http2: bool) -> Controller {
+        let mut http = crate::transport::UpstreamClient::new();
+        http.set_http2(http2);
+        self.mcp_http = Arc::new(http);
         self
     }
 
@@ -536,6 +548,7 @@ impl Controller {
                 manifest: &app.manifest,
                 created: unix_now(),
                 public_only: !app.trusted && !self.allow_private_upstreams,
+                mcp_http: self.mcp_http.clone(),
             },
             &secrets,
         )?;

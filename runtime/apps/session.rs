@@ -183,6 +183,8 @@ pub struct SessionSpec<'a> {
     pub created: u64,
     /// Its deployments may call public addresses only (see `transport::guard`).
     pub public_only: bool,
+    /// What its MCP servers are called through: one client (and pool) for every app's.
+    pub mcp_http: Arc<crate::transport::UpstreamClient>,
 }
 
 impl Session {
@@ -228,7 +230,7 @@ impl Session {
             service_id: service_id.clone(),
         };
         let table = Arc::new(Table::new(ident, deployments, config));
-        let mcp = mcp_endpoint(config, spec.public_only, secrets, &table)?;
+        let mcp = mcp_endpoint(config, &spec, secrets, &table)?;
         let cache = crate::cache::ResponseCache::new(&table.settings).map(Arc::new);
         let pass_through = pass_through_endpoints(config, spec.public_only, secrets)?;
         Ok(Session {
@@ -424,7 +426,7 @@ pub struct SessionInfo {
 /// and its final `url` checked against the address guard when the app is untrusted.
 fn mcp_endpoint(
     config: &crate::manifest::ProxyConfig,
-    public_only: bool,
+    spec: &SessionSpec<'_>,
     secrets: &dyn SecretSource,
     table: &Table,
 ) -> Result<Option<Arc<crate::mcp::Endpoint>>, StartError> {
@@ -432,6 +434,7 @@ fn mcp_endpoint(
         return Ok(None);
     }
     let mut upstreams = Vec::with_capacity(config.mcp_servers.len());
+    let public_only = spec.public_only;
     for (name, server) in &config.mcp_servers {
         let url = resolve_opt(&Some(server.url.clone()), secrets)?.unwrap_or_default();
         if public_only {
@@ -446,7 +449,13 @@ fn mcp_endpoint(
             .map_err(|e| StartError::InvalidMcpServer(name.clone(), e.to_string()))?;
         upstreams.push(upstream);
     }
-    let gateway = crate::mcp::Gateway::new(upstreams, public_only, table.logs.clone(), table.labels.owner());
+    let gateway = crate::mcp::Gateway::new(
+        upstreams,
+        spec.mcp_http.clone(),
+        public_only,
+        table.logs.clone(),
+        table.labels.owner(),
+    );
     Ok(Some(Arc::new(crate::mcp::Endpoint::new(gateway))))
 }
 

@@ -303,13 +303,11 @@ impl Gateway {
     /// `public_only`: the upstreams may be reached at public addresses only (see `transport::guard`).
     pub fn new(
         upstreams: Vec<Upstream>,
+        http: Arc<UpstreamClient>,
         public_only: bool,
         logs: Arc<LogBuffer>,
         owner: (LabelText, LabelText),
     ) -> Gateway {
-        // One pool for the app's MCP servers, apart from the LLM routes' (a session does not
-        // hold the server's state).
-        let http = Arc::new(UpstreamClient::new());
         let notices = Arc::new(Notices::default());
         let servers = upstreams
             .into_iter()

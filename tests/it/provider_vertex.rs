@@ -200,6 +200,7 @@ fn start(params: Value, env: &Env, public_only: bool) -> Result<Session, StartEr
         manifest: &manifest,
         created: 0,
         public_only,
+        mcp_http: Default::default(),
     };
     Session::build(spec, env)
 }

@@ -45,6 +45,7 @@ fn session(strategy: &str, model_list: Vec<Value>) -> Session {
         manifest: &manifest,
         created: 0,
         public_only: false,
+        mcp_http: Default::default(),
     };
     Session::build(spec, &NoSecrets).expect("the session starts")
 }

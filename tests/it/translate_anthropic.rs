@@ -47,6 +47,7 @@ fn session_of(upstream_model: &str) -> Session {
         manifest: &manifest,
         created: 1_700_000_000,
         public_only: false,
+        mcp_http: Default::default(),
     };
     Session::build(spec, &Secrets).expect("the session starts")
 }
