@@ -4,6 +4,7 @@ pub mod cache;
 pub mod console;
 pub mod controller;
 pub mod dispatch;
+mod drain;
 pub mod error;
 pub mod hypha_tokens;
 pub mod key_limits;

@@ -7,19 +7,21 @@ use axum::extract::Request;
 use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tower::{Service, ServiceExt};
+
+use super::drain::Drain;
 
 /// How each client connection is served.
 #[derive(Debug, Clone, Copy)]
@@ -47,15 +49,15 @@ where
     S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    let builder = connection_builder(settings);
-    let graceful = GracefulShutdown::new();
+    let builders = Builders::new(settings);
+    let drain = Drain::default();
     tokio::pin!(shutdown);
     while let Some(stream) = accept(&listener, &mut shutdown).await {
-        spawn_connection(&builder, &graceful, stream, service.clone());
+        spawn_connection(&builders, &drain, stream, service.clone());
     }
     // Stop accepting before draining, so new clients are refused rather than kept waiting.
     drop(listener);
-    graceful.shutdown().await;
+    drain.shutdown().await;
     Ok(())
 }
 
@@ -117,16 +119,16 @@ impl Lanes {
                 (hooks.on_start)();
                 runtime.block_on(async move {
                     tokio::spawn(every_second(hooks.every_second));
-                    let builder = connection_builder(settings);
-                    let graceful = GracefulShutdown::new();
+                    let builders = Builders::new(settings);
+                    let drain = Drain::default();
                     let serving = async {
                         while let Some(stream) = connections.recv().await {
                             match TcpStream::from_std(stream) {
-                                Ok(stream) => spawn_connection(&builder, &graceful, stream, service.clone()),
+                                Ok(stream) => spawn_connection(&builders, &drain, stream, service.clone()),
                                 Err(e) => tracing::warn!("cannot take a connection on its lane: {e}"),
                             }
                         }
-                        graceful.shutdown().await;
+                        drain.shutdown().await;
                     };
                     tokio::select! {
                         () = serving => {}
@@ -168,12 +170,50 @@ async fn every_second(upkeep: fn()) {
     }
 }
 
-fn connection_builder(settings: ConnectionSettings) -> Builder<TokioExecutor> {
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(settings.header_read_timeout);
-    // WebSockets over HTTP/2 need the extended CONNECT protocol.
-    builder.http2().enable_connect_protocol();
-    builder
+/// The two ways a connection is served, both with the same settings.
+struct Builders {
+    /// A client whose first bytes are not HTTP/2's preface: hyper's HTTP/1.1 connection,
+    /// handed the socket itself.
+    http1: hyper::server::conn::http1::Builder,
+    /// A client that may be speaking HTTP/2 (h2c with prior knowledge): hyper-util reads the
+    /// preface and picks the protocol.
+    auto: auto::Builder<TokioExecutor>,
+    header_read_timeout: Duration,
+}
+
+impl Builders {
+    fn new(settings: ConnectionSettings) -> Arc<Builders> {
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1.timer(TokioTimer::new()).header_read_timeout(settings.header_read_timeout);
+        let mut auto = auto::Builder::new(TokioExecutor::new());
+        auto.http1().timer(TokioTimer::new()).header_read_timeout(settings.header_read_timeout);
+        // WebSockets over HTTP/2 need the extended CONNECT protocol.
+        auto.http2().enable_connect_protocol();
+        Arc::new(Builders { http1, auto, header_read_timeout: settings.header_read_timeout })
+    }
+}
+
+/// HTTP/2's connection preface, which a client speaking h2c with prior knowledge sends first.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What a client's first bytes say it speaks.
+#[derive(Debug, PartialEq, Eq)]
+enum Speaks {
+    /// Not HTTP/2's preface: HTTP/1.x (or garbage, which hyper's HTTP/1.1 parser answers).
+    Http1,
+    /// The preface, or too few bytes yet to tell.
+    Http2OrUnknown,
+}
+
+/// Looks at the client's first bytes without taking them. hyper-util's own sniffing reads them
+/// into a buffer of its own and hands them back through a wrapper; hyper's HTTP/1.1 reader then
+/// found 24 bytes already buffered, and doubled its read buffer to 16 KiB for the rest of the
+/// head, a buffer every connection kept for its whole life.
+async fn sniff(stream: &TcpStream) -> io::Result<Speaks> {
+    let mut first = [0u8; H2_PREFACE.len()];
+    let n = stream.peek(&mut first).await?;
+    // A request line starts with a method, and no method is `PRI`: two bytes tell them apart.
+    Ok(if n > 0 && first[..n] != H2_PREFACE[..n] { Speaks::Http1 } else { Speaks::Http2OrUnknown })
 }
 
 /// The next client connection, or `None` once `shutdown` resolves.
@@ -189,24 +229,32 @@ async fn accept(listener: &TcpListener, shutdown: &mut Pin<&mut impl Future<Outp
     }
 }
 
-/// Serves one connection on the current runtime, watched by `graceful`.
-fn spawn_connection<S>(builder: &Builder<TokioExecutor>, graceful: &GracefulShutdown, stream: TcpStream, service: S)
+/// Serves one connection on the current runtime, watched by `drain`.
+fn spawn_connection<S>(builders: &Arc<Builders>, drain: &Drain, stream: TcpStream, service: S)
 where
     S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
     // Answers are written whole; Nagle's algorithm would only delay the last segment.
     let _ = stream.set_nodelay(true);
-    let service = service.map_request(|r: hyper::Request<Incoming>| r.map(Body::new));
-    let connection = builder
-        .serve_connection_with_upgrades(
-            TokioIo::new(JsonProtocolErrors::new(stream)),
-            TowerToHyperService::new(service),
-        )
-        .into_owned();
-    let connection = graceful.watch(connection);
+    let service = TowerToHyperService::new(service.map_request(|r: hyper::Request<Incoming>| r.map(Body::new)));
+    let builders = Arc::clone(builders);
+    let watcher = drain.watcher();
     tokio::spawn(async move {
-        if let Err(e) = connection.await {
+        // A client that sends nothing at all is held no longer than one that sends half a head.
+        let speaks = match tokio::time::timeout(builders.header_read_timeout, sniff(&stream)).await {
+            Ok(Ok(speaks)) => speaks,
+            Ok(Err(e)) => return tracing::debug!("connection ended before its first byte: {e}"),
+            Err(_) => return tracing::debug!("connection sent nothing within the header read timeout"),
+        };
+        let io = TokioIo::new(JsonProtocolErrors::new(stream));
+        let ended = match speaks {
+            Speaks::Http1 => {
+                watcher.watch(builders.http1.serve_connection(io, service).with_upgrades()).await.map_err(Into::into)
+            }
+            Speaks::Http2OrUnknown => watcher.watch(builders.auto.serve_connection_with_upgrades(io, service)).await,
+        };
+        if let Err(e) = ended {
             tracing::debug!("connection ended with an error: {e}");
         }
     });

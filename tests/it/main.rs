@@ -34,6 +34,7 @@ mod cli;
 mod cluster;
 mod codegen;
 mod conformance;
+mod connections;
 mod console;
 mod controller_http;
 mod durability;
