@@ -211,7 +211,7 @@ fn checkout(kind: Kind, origin: &str) -> Option<Conn> {
 }
 
 /// Gives a connection whose last answer was read to its end back to its lane's pool.
-fn give_back(conn: Conn) {
+fn give_back(mut conn: Conn) {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
         // Another thread (or a lane since stopped) cannot use a socket registered with this
@@ -220,6 +220,8 @@ fn give_back(conn: Conn) {
         if !conn.buf.is_empty() {
             return; // bytes past the answer's end: the connection is out of step
         }
+        // An idle connection holds no buffer; its next answer's first read takes one.
+        conn.buf = BytesMut::new();
         let idle = pool.idle[conn.kind.slot()].entry(conn.origin.clone()).or_default();
         if idle.len() < MAX_IDLE_PER_ORIGIN {
             idle.push(Idle { conn, since: Instant::now() });
@@ -256,8 +258,7 @@ async fn connect(origin: &Origin<'_>, kind: Kind) -> Result<Conn, SendError> {
     let stream = tokio::time::timeout(super::CONNECT_TIMEOUT, connecting)
         .await
         .map_err(|_| unreachable(io::Error::new(io::ErrorKind::TimedOut, "timed out connecting")))??;
-    let buf = BytesMut::with_capacity(FIRST_READ);
-    Ok(Conn { stream, buf, read_size: FIRST_READ, origin: origin.authority.into(), kind, lane })
+    Ok(Conn { stream, buf: BytesMut::new(), read_size: FIRST_READ, origin: origin.authority.into(), kind, lane })
 }
 
 /// The request line and headers. `Host` and the body's length are ours; a caller's own
@@ -342,8 +343,14 @@ async fn write_all(stream: &mut Stream, head: &[u8], body: &[u8]) -> io::Result<
 
 /// Reads more of the connection into its buffer; `Ok(0)` at its end.
 fn fill(conn: &mut Conn, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-    // Once the bytes read before are taken (a stream's events are), `reserve` reuses the same
-    // buffer from its start: a long stream keeps touching the same few pages.
+    if conn.buf.is_empty() {
+        // Everything read before is taken (a stream's events are handed on as they come), so
+        // the buffer goes while the connection waits: a stream between two events, or a pooled
+        // connection between requests, holds no page of memory. The next read takes a buffer
+        // once there is something to read; the allocator hands back the block just freed.
+        conn.buf = BytesMut::new();
+        ready!(conn.stream.poll_read_ready(cx))?;
+    }
     if conn.buf.capacity() - conn.buf.len() < conn.read_size / 4 {
         conn.buf.reserve(conn.read_size);
     }
@@ -819,9 +826,11 @@ mod tests {
                 let idle = pool.as_ref().unwrap().idle.iter().flat_map(|m| m.values()).flatten();
                 idle.map(|i| (i.conn.read_size, i.conn.buf.capacity())).collect()
             });
-            // A kept connection, whose reads grew from FIRST_READ as they came back full.
+            // A kept connection, whose reads grew from FIRST_READ as they came back full, and
+            // which holds no buffer while it idles.
             assert_eq!(sizes.len(), 1);
             assert!(sizes[0].0 > FIRST_READ && sizes[0].0 <= MAX_READ, "{sizes:?}");
+            assert_eq!(sizes[0].1, 0, "an idle connection's buffer: {sizes:?}");
         });
     }
 

@@ -51,6 +51,15 @@ impl Stream {
         let mut buf = ReadBuf::new(&mut byte);
         matches!(Pin::new(self).poll_read(&mut cx, &mut buf), Poll::Pending)
     }
+
+    /// Ready once a read may find bytes. Plain TCP says so before any buffer is handed to it;
+    /// TLS may hold decrypted bytes the socket does not show, so it is always worth a read.
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Stream::Plain(s) => s.poll_read_ready(cx),
+            Stream::Tls(_) => Poll::Ready(Ok(())),
+        }
+    }
 }
 
 impl AsyncRead for Stream {
