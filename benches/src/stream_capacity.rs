@@ -115,6 +115,12 @@ pub struct Level {
     pub peak_rss_kb: u64,
     /// (peak - idle) / streams.
     pub rss_per_stream_kb: f64,
+    /// The target's process group after the warm-up, before the ramp's first level.
+    pub start_rss_kb: u64,
+    /// (peak - start) / streams: the same for a target that keeps the memory a level took
+    /// (nginx: a larger level then grows only by what the smaller one did not take, and the
+    /// figure above shrinks with the ramp) and one that gives it back between levels.
+    pub rss_per_stream_from_start_kb: f64,
     /// CPU of the target's process group over the level.
     pub cpu_secs: f64,
     /// CPU of the client (this process) over the level.
@@ -665,10 +671,14 @@ impl Runner {
                 warm.first_failure.as_deref().unwrap_or("")
             ));
         }
+        let start_rss_kb = group_rss_kb(target.leader);
         // One level measured and kept; whether it passed.
         let measure = |n: usize, levels: &mut Vec<Level>| {
             step(&format!("stream capacity: {}: {n} streams", target.name));
-            let level = self.level(target, n, SPREAD);
+            let mut level = self.level(target, n, SPREAD);
+            level.start_rss_kb = start_rss_kb;
+            level.rss_per_stream_from_start_kb =
+                level.peak_rss_kb.saturating_sub(start_rss_kb) as f64 / level.streams.max(1) as f64;
             let passed = level.passed();
             say_level(&level);
             levels.push(level);
@@ -883,6 +893,7 @@ pub fn write_into(report: &mut Report, results: &[Capacity], opts: &Options, qui
                     Some(l) => kb(l.rss_per_stream_kb),
                     None => "–".into(),
                 },
+                rss_at.map(|l| kb(l.rss_per_stream_from_start_kb)).unwrap_or_else(|| "–".into()),
                 rss_at
                     .map(|l| match (l.rss_per_stream_kb <= TARGET_KB_PER_STREAM, c.target.starts_with("ferrolite")) {
                         (true, _) => "yes".to_string(),
@@ -908,7 +919,9 @@ pub fn write_into(report: &mut Report, results: &[Capacity], opts: &Options, qui
              failure. Max streams = the highest level with none; at that level: chunks/s = the most text chunks \
              the client received in one second, RSS / stream = (the target's process-group RSS, highest of samples \
              every 20 ms while the level ran, minus its RSS just before the level) / streams, against issue 22's \
-             target for ferrolite of <= {TARGET_KB_PER_STREAM:.0} KB; gap p99 over every stream's gaps. The direct \
+             target for ferrolite of <= {TARGET_KB_PER_STREAM:.0} KB; from start = (that peak minus the target's \
+             RSS after the warm-up, before the first level) / streams, the same whether a target keeps the memory \
+             a smaller level took (nginx) or gives it back between levels (ferrolite); gap p99 over every stream's gaps. The direct \
              row is the fake alone (what the client and the fake carry here, no hop). Each target is started for \
              the lane (ferrolite fresh per path; nginx as the driver's, with `worker_connections` raised) and \
              stopped after it; the client, the fake ({} worker threads) and the target share this machine's {} \
@@ -922,6 +935,7 @@ pub fn write_into(report: &mut Report, results: &[Capacity], opts: &Options, qui
             "max streams, no failure",
             "chunks/s",
             "RSS / stream",
+            "from start",
             "<= 10 KB",
             "gap p99",
             "TTFT p99",
@@ -939,6 +953,7 @@ pub fn write_into(report: &mut Report, results: &[Capacity], opts: &Options, qui
                 l.peak_open.to_string(),
                 format!("{:.0}", l.chunks_per_sec),
                 kb(l.rss_per_stream_kb),
+                kb(l.rss_per_stream_from_start_kb),
                 format!("{:.1} MB / {:.1} MB", l.idle_rss_kb as f64 / 1024.0, l.peak_rss_kb as f64 / 1024.0),
                 ms(l.gap_p50_ms),
                 ms(l.gap_p99_ms),
@@ -960,6 +975,7 @@ pub fn write_into(report: &mut Report, results: &[Capacity], opts: &Options, qui
             "peak open",
             "chunks/s",
             "RSS / stream",
+            "from start",
             "RSS idle / peak",
             "gap p50",
             "gap p99",
