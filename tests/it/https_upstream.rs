@@ -1,7 +1,7 @@
 //! An upstream behind TLS with a private CA (issue 22, point 2): trusted through SSL_CERT_FILE
 //! or SSL_CERT_DIR beside the built-in roots, and refused without them.
 
-use crate::support::{blocking_post, free_port, ServeProcess};
+use crate::support::{blocking_post, free_port, read_json, ServeProcess};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -126,10 +126,11 @@ struct Seen {
     versions: std::sync::Mutex<Vec<String>>,
 }
 
-/// An OpenAI-style chat upstream over TLS that offers HTTP/2 and HTTP/1.1 by ALPN and keeps
-/// connections alive, served by hyper.
-async fn h2_capable_upstream(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> (u16, Arc<Seen>) {
+/// `app` over TLS, offering HTTP/2 and HTTP/1.1 by ALPN and keeping connections alive, served by
+/// hyper; what it saw is counted.
+async fn h2_capable(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>, app: axum::Router) -> (u16, Arc<Seen>) {
     use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tower::ServiceExt;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -146,23 +147,12 @@ async fn h2_capable_upstream(cert: CertificateDer<'static>, key: PrivateKeyDer<'
     tokio::spawn(async move {
         while let Ok((socket, _)) = listener.accept().await {
             counted.connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let (acceptor, seen) = (acceptor.clone(), counted.clone());
+            let (acceptor, seen, app) = (acceptor.clone(), counted.clone(), app.clone());
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(socket).await else { return };
                 let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                     seen.versions.lock().unwrap().push(format!("{:?}", request.version()));
-                    async move {
-                        let body = json!({
-                            "id": "chatcmpl-tls", "object": "chat.completion", "created": 1, "model": "gpt-4o",
-                            "choices": [{"index": 0, "message": {"role": "assistant", "content": "kept alive"}, "finish_reason": "stop"}],
-                            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
-                        });
-                        let answer = hyper::Response::builder()
-                            .header("content-type", "application/json")
-                            .body(axum::body::Body::from(body.to_string()))
-                            .unwrap();
-                        Ok::<_, std::convert::Infallible>(answer)
-                    }
+                    app.clone().oneshot(request.map(axum::body::Body::new))
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tls), service)
@@ -171,6 +161,18 @@ async fn h2_capable_upstream(cert: CertificateDer<'static>, key: PrivateKeyDer<'
         }
     });
     (port, seen)
+}
+
+/// An OpenAI-style chat upstream: [`h2_capable`] with one route.
+async fn h2_capable_upstream(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> (u16, Arc<Seen>) {
+    let chat = axum::routing::post(|| async {
+        axum::Json(json!({
+            "id": "chatcmpl-tls", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "kept alive"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+        }))
+    });
+    h2_capable(cert, key, axum::Router::new().route("/v1/chat/completions", chat)).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -210,5 +212,64 @@ async fn https_upstreams_get_kept_alive_http1_connections_unless_http2_is_asked_
         // TLS 1.3 session tickets arrive on the idle connection after the handshake: they must
         // not make it look closed.
         assert_eq!(seen.connections.load(std::sync::atomic::Ordering::SeqCst), 1, "http2 {http2}: one connection");
+    }
+}
+
+/// An MCP server with one tool, `ping`.
+#[derive(Clone)]
+struct Ping;
+
+impl rmcp::handler::server::ServerHandler for Ping {
+    fn get_info(&self) -> rmcp::model::ServerConfig {
+        rmcp::model::ServerConfig::new(rmcp::model::ServerCapabilities::builder().enable_tools().build())
+    }
+
+    async fn list_tools(
+        &self,
+        _: Option<rmcp::model::PaginatedRequestParams>,
+        _: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::ListToolsResult, rmcp::ErrorData> {
+        let schema = Arc::new(json!({"type": "object"}).as_object().cloned().unwrap_or_default());
+        Ok(rmcp::model::ListToolsResult::with_all_items(vec![rmcp::model::Tool::new("ping", "Pings.", schema)]))
+    }
+}
+
+/// An app's MCP servers are called like its LLM upstreams: over the lane's HTTP/1.1 connections,
+/// or over HTTP/2 with `--upstream-http2`.
+#[tokio::test(flavor = "multi_thread")]
+async fn mcp_servers_over_https_follow_upstream_http2() {
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+    use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+    let (ca_pem, cert, key) = certificates();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca_pem).unwrap();
+    for (http2, expected) in [(false, "HTTP/1.1"), (true, "HTTP/2.0")] {
+        let config = StreamableHttpServerConfig::default().disable_allowed_hosts();
+        let mcp = StreamableHttpService::new(|| Ok(Ping), Arc::new(LocalSessionManager::default()), config);
+        let (port, seen) =
+            h2_capable(cert.clone(), key.clone_key(), axum::Router::new().nest_service("/mcp", mcp)).await;
+        let config = dir.path().join(format!("mcp-{http2}.json"));
+        let manifest = json!({"name": "tls", "type": "llm-proxy", "config": {"service_id": "tls",
+            "model_list": [{"model_name": "m", "litellm_params": {"model": "m", "mock_response": "hi"}}],
+            "mcp_servers": {"ping": {"url": format!("https://localhost:{port}/mcp")}}}});
+        std::fs::write(&config, manifest.to_string()).unwrap();
+        let (data, ca) = (dir.path().join(format!("mcp-data-{http2}")), ca_file.display().to_string());
+        let server = tokio::task::spawn_blocking(move || {
+            let port = free_port().to_string();
+            let mut args = vec!["--port", &port, "--io-threads", "1", "--config", config.to_str().unwrap()];
+            if http2 {
+                args.push("--upstream-http2");
+            }
+            ServeProcess::spawn_with_env(&args, &data, &[("SSL_CERT_FILE", &ca)])
+        })
+        .await
+        .unwrap();
+        let url = format!("{}/default/apps/tls/mcp-rest/tools/list", server.base);
+        let answer = reqwest::Client::new().get(&url).bearer_auth(&server.token).send().await.unwrap();
+        let (_, listed) = read_json(answer).await;
+        assert_eq!(listed["tools"][0]["name"], "ping-ping", "http2 {http2}: {listed}");
+        let versions = seen.versions.lock().unwrap().clone();
+        assert!(!versions.is_empty() && versions.iter().all(|v| v == expected), "http2 {http2}: {versions:?}");
     }
 }
