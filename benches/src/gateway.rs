@@ -70,6 +70,61 @@ pub fn start_nginx(
     Ok((nginx, ready))
 }
 
+/// Portkey's start script (the package's `bin`), under the folder where `npm ci` installed it.
+pub const PORTKEY_SCRIPT: &str = "node_modules/@portkey-ai/gateway/build/start-server.js";
+
+/// How Portkey's open-source gateway is run: by `node`, from `dir` (`benches/portkey`).
+#[derive(Debug, Clone, Copy)]
+pub struct PortkeyLaunch<'a> {
+    pub node: &'a str,
+    pub dir: &'a Path,
+}
+
+/// Portkey's gateway on 127.0.0.1:`port`, its output in `log`, ready: the process and how long
+/// it took. It has no config file here: each request names its provider and upstream in headers
+/// ([`portkey_route`]).
+pub fn start_portkey(
+    name: &str,
+    launch: PortkeyLaunch<'_>,
+    port: u16,
+    log: &Path,
+    pidfile: Option<&Path>,
+) -> Res<(Proc, Duration)> {
+    let dir = launch.dir.canonicalize().map_err(|e| format!("{}: {e}", launch.dir.display()))?;
+    let out = std::fs::File::create(log).map_err(|e| e.to_string())?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    let mut proc = Proc::spawn(
+        name,
+        Command::new(launch.node)
+            // Its start script listens on every interface; this makes it 127.0.0.1 only.
+            .arg("--import")
+            .arg(dir.join("loopback.mjs"))
+            .arg(dir.join(PORTKEY_SCRIPT))
+            .args([&format!("--port={port}"), "--headless"])
+            // The custom hosts it may send to without its SSRF check (127.0.0.1 is also its
+            // default list; set so that the fake stays allowed whatever the environment says).
+            .env("TRUSTED_CUSTOM_HOSTS", "127.0.0.1")
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err),
+        pidfile,
+    )?;
+    let since = proc.started;
+    let ready = wait_ready(&mut proc, port, "/", None, since, Duration::from_secs(60))?;
+    Ok((proc, ready))
+}
+
+/// The headers that route a request through Portkey's gateway to the fake on port `fake` as
+/// `provider` (`openai`: passed through; `anthropic`: translated from the OpenAI request). Its
+/// `Authorization` is the upstream's key.
+pub fn portkey_route(provider: &str, fake: u16) -> Vec<(String, String)> {
+    vec![
+        ("x-portkey-provider".to_owned(), provider.to_owned()),
+        ("x-portkey-custom-host".to_owned(), format!("http://127.0.0.1:{fake}/v1")),
+    ]
+}
+
 /// litellm's proxy (`bin`) on 127.0.0.1:`port` with `config`, its output in `log`, ready (its
 /// first start takes a while): the process and how long it took.
 pub fn start_litellm(

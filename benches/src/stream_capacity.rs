@@ -7,7 +7,8 @@
 //! The lane starts what it measures itself, one target at a time: a fake upstream of its own
 //! (`--chunks 64 --gap-ms 20 --chunk-bytes 16`), then the fake alone (the harness's own limit),
 //! nginx (a plain `proxy_pass`), ferrolite passing OpenAI through, ferrolite translating (OpenAI
-//! in, Anthropic out) and litellm when the run measures it. For each it ramps the streams (250,
+//! in, Anthropic out), and litellm and Portkey's gateway (passing OpenAI through) when the run
+//! measures them. For each it ramps the streams (250,
 //! 500, 1000, 2000, 4000 by default; below 250 by halves when 250 already fails) and stops at the
 //! first level with a failure. The streams of a level are opened evenly over one second.
 //!
@@ -16,7 +17,10 @@
 //! and the answer's chunked framing and SSE lines parsed in place in one reused buffer (the text of
 //! each event is found by a byte scan, not a JSON parse).
 
-use crate::gateway::{chunk_text, deployment, manifest, start_ferrolite, Launch, UPSTREAM_KEY};
+use crate::gateway::{
+    chunk_text, deployment, manifest, portkey_route, start_ferrolite, start_portkey, Launch, PortkeyLaunch,
+    UPSTREAM_KEY,
+};
 use crate::procs::{
     clock_ticks_per_sec, free_port, group_cpu_ticks, group_pids, group_rss_kb, proc_stat, vm_rss_kb, wait_ready, Proc,
 };
@@ -80,6 +84,8 @@ pub struct Env<'a> {
     pub nginx: &'a str,
     /// The litellm binary, when the run measures litellm.
     pub litellm: Option<PathBuf>,
+    /// How to run Portkey's gateway, when the run measures it.
+    pub portkey: Option<PortkeyLaunch<'a>>,
     pub quick: bool,
     /// Where `--only-stream-capacity` writes its results.
     pub out_dir: &'a Path,
@@ -189,7 +195,7 @@ struct Request {
 }
 
 impl Request {
-    fn new(port: u16, path: &str, model: &str, auth: Option<&str>) -> Request {
+    fn new(port: u16, path: &str, model: &str, auth: Option<&str>, headers: &[(String, String)]) -> Request {
         let body = STREAM_BODY.replace("MODEL", model);
         let mut head = format!(
             "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
@@ -198,6 +204,9 @@ impl Request {
         );
         if let Some(token) = auth {
             let _ = write!(head, "Authorization: Bearer {token}\r\n");
+        }
+        for (name, value) in headers {
+            let _ = write!(head, "{name}: {value}\r\n");
         }
         head += "\r\n";
         head += &body;
@@ -560,6 +569,8 @@ struct Target {
     path: String,
     model: &'static str,
     auth: Option<String>,
+    /// More headers on every request (Portkey's route).
+    headers: Vec<(String, String)>,
 }
 
 struct Runner {
@@ -580,7 +591,7 @@ impl Runner {
         let slots = ((spread + self.deadline).as_millis() as u64 / SLOT_MS + 2) as usize;
         let expected: String = (0..CHUNKS).map(chunk_text_padded).collect();
         let shared = Arc::new(Shared {
-            request: Request::new(target.port, &target.path, target.model, target.auth.as_deref()),
+            request: Request::new(target.port, &target.path, target.model, target.auth.as_deref(), &target.headers),
             expected: expected.into_bytes(),
             start: Instant::now(),
             slots: (0..slots).map(|_| AtomicU32::new(0)).collect(),
@@ -800,6 +811,7 @@ pub fn measure(env: &Env, opts: &Options) -> Res<Vec<Capacity>> {
         path: path.to_owned(),
         model,
         auth: auth.map(str::to_owned),
+        headers: Vec::new(),
     };
 
     // The fake alone: what the client and the fake sustain on this machine without a hop.
@@ -848,6 +860,23 @@ pub fn measure(env: &Env, opts: &Options) -> Res<Vec<Capacity>> {
             Err(e) => results.push(Capacity { target: "litellm".into(), error: Some(e), ..Capacity::default() }),
         }
     }
+
+    if let Some(launch) = env.portkey {
+        step("stream capacity: starting Portkey's gateway");
+        let started = free_port().and_then(|port| {
+            let log = env.launch.scratch.join("streams-portkey.log");
+            start_portkey("portkey (stream capacity)", launch, port, &log, env.launch.pidfile).map(|(p, _)| (p, port))
+        });
+        match started {
+            Ok((mut proc, port)) => {
+                let mut t = target("portkey", proc.pid(), port, chat, "gpt", Some(UPSTREAM_KEY));
+                t.headers = portkey_route("openai", fake_port);
+                results.push(runner.ramp(&t, max));
+                proc.stop();
+            }
+            Err(e) => results.push(Capacity { target: "portkey".into(), error: Some(e), ..Capacity::default() }),
+        }
+    }
     fake.stop();
     Ok(results)
 }
@@ -881,8 +910,10 @@ pub fn write_into(report: &mut Report, results: &[Capacity], opts: &Options, qui
                 None => format!("< {}", c.levels.last().map(|l| l.streams).unwrap_or(LOWEST_LEVEL)),
             };
             // Reached by going down from a failed level, the target's memory already holds what the
-            // larger level made it take: what it grows by then says nothing per stream.
-            let after_larger = at.is_some_and(|l| c.levels.iter().any(|o| o.streams > l.streams));
+            // larger level made it take: what it grows by then says nothing per stream. (A larger
+            // level measured after it, the one that failed going up, changes nothing.)
+            let after_larger =
+                at.is_some_and(|l| c.levels.iter().take_while(|o| !std::ptr::eq(*o, l)).any(|o| o.streams > l.streams));
             let rss_at = at.filter(|_| !after_larger);
             vec![
                 c.target.clone(),

@@ -10,8 +10,8 @@
 
 use clap::Parser;
 use ferrolite_bench::gateway::{
-    chunk_text, deployment, event_content, manifest, nginx_conf, start_ferrolite, start_litellm, start_nginx,
-    Ferrolite, Launch, UPSTREAM_KEY,
+    chunk_text, deployment, event_content, manifest, nginx_conf, portkey_route, start_ferrolite, start_litellm,
+    start_nginx, start_portkey, Ferrolite, Launch, PortkeyLaunch, PORTKEY_SCRIPT, UPSTREAM_KEY,
 };
 use ferrolite_bench::load::{Call, Load};
 use ferrolite_bench::procs::{
@@ -391,8 +391,9 @@ const ANTHROPIC_BODY: &str =
 const ANTHROPIC_STREAM_BODY: &str = r#"{"model":"claude-3-5-sonnet-20241022","max_tokens":256,"stream":true,"messages":[{"role":"user","content":"Hello!"}]}"#;
 const LITELLM_KEY: &str = "sk-bench-master";
 const MOCK_TEXT: &str = "This is a mock benchmark response";
-/// Portkey's start script (the package's `bin`), under `--portkey-dir`.
-const PORTKEY_SCRIPT: &str = "node_modules/@portkey-ai/gateway/build/start-server.js";
+fn portkey_launch(args: &Args) -> PortkeyLaunch<'_> {
+    PortkeyLaunch { node: &args.node, dir: &args.portkey_dir }
+}
 
 fn body(template: &str, model: &str) -> String {
     template.replace("MODEL", model)
@@ -419,16 +420,10 @@ fn litellm_config(fake: u16) -> String {
     out
 }
 
-/// Portkey's gateway has no config file here: each request names its provider and upstream in
-/// headers, and its `Authorization` is the upstream's key. `gpt` goes to the fake as OpenAI
-/// (passed through); `claude` goes to the fake as Anthropic (translated from the OpenAI request).
+/// Portkey's gateway, routed per request by headers: `gpt` goes to the fake as OpenAI (passed
+/// through); `claude` goes to the fake as Anthropic (translated from the OpenAI request).
 fn portkey_target(port: u16, leader: u32, fake: u16) -> Target {
-    let route = |provider: &str| {
-        vec![
-            ("x-portkey-provider".to_owned(), provider.to_owned()),
-            ("x-portkey-custom-host".to_owned(), format!("http://127.0.0.1:{fake}/v1")),
-        ]
-    };
+    let route = |provider: &str| portkey_route(provider, fake);
     Target {
         name: "portkey",
         base: format!("http://127.0.0.1:{port}/v1"),
@@ -722,6 +717,7 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
         launch: ctx.launch(),
         nginx: &args.nginx,
         litellm: (!args.skip_litellm).then(|| args.venv.join("bin/litellm")),
+        portkey: (!args.skip_portkey).then(|| portkey_launch(&args)),
         quick: args.quick,
         out_dir: &args.harness.out_dir,
     };
@@ -805,28 +801,8 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     if !args.skip_portkey {
         step("starting Portkey's gateway");
         let port = free_port()?;
-        let dir = args.portkey_dir.canonicalize().map_err(|e| format!("{}: {e}", args.portkey_dir.display()))?;
-        let log = std::fs::File::create(ctx.tmp.join("portkey.log")).map_err(|e| e.to_string())?;
-        let log2 = log.try_clone().map_err(|e| e.to_string())?;
-        let mut proc = Proc::spawn(
-            "portkey",
-            Command::new(&args.node)
-                // Its start script listens on every interface; this makes it 127.0.0.1 only.
-                .arg("--import")
-                .arg(dir.join("loopback.mjs"))
-                .arg(dir.join(PORTKEY_SCRIPT))
-                .args([&format!("--port={port}"), "--headless"])
-                // The custom hosts it may send to without its SSRF check (127.0.0.1 is also its
-                // default list; set so that the fake stays allowed whatever the environment says).
-                .env("TRUSTED_CUSTOM_HOSTS", "127.0.0.1")
-                .current_dir(&dir)
-                .stdin(Stdio::null())
-                .stdout(log)
-                .stderr(log2),
-            pidfile,
-        )?;
-        let since = proc.started;
-        let ready = wait_ready(&mut proc, port, "/", None, since, Duration::from_secs(60))?;
+        let (proc, ready) =
+            start_portkey("portkey", portkey_launch(&args), port, &ctx.tmp.join("portkey.log"), pidfile)?;
         sampler.watch("portkey", proc.pid());
         ctx.oha.bystanders.add(proc.pid());
         portkey = Some((proc, port, ready));
