@@ -4,6 +4,7 @@
 use crate::support::{blocking_post, free_port, read_json, ServeProcess};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{json, Value};
+use std::path::Path;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -175,6 +176,24 @@ async fn h2_capable_upstream(cert: CertificateDer<'static>, key: PrivateKeyDer<'
     h2_capable(cert, key, axum::Router::new().route("/v1/chat/completions", chat)).await
 }
 
+/// `ferrolite serve` on one I/O thread (every request is served by the lane whose connections it
+/// reuses) with `manifest`, trusting the CA in `ca_file`, with `--upstream-http2` or not.
+async fn serve_trusting(dir: &Path, name: &str, manifest: &Value, ca_file: &Path, http2: bool) -> ServeProcess {
+    let config = dir.join(format!("{name}.json"));
+    std::fs::write(&config, manifest.to_string()).unwrap();
+    let (data, ca) = (dir.join(format!("data-{name}")), ca_file.display().to_string());
+    tokio::task::spawn_blocking(move || {
+        let port = free_port().to_string();
+        let mut args = vec!["--port", &port, "--io-threads", "1", "--config", config.to_str().unwrap()];
+        if http2 {
+            args.push("--upstream-http2");
+        }
+        ServeProcess::spawn_with_env(&args, &data, &[("SSL_CERT_FILE", &ca)])
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn https_upstreams_get_kept_alive_http1_connections_unless_http2_is_asked_for() {
     let (ca_pem, cert, key) = certificates();
@@ -183,26 +202,18 @@ async fn https_upstreams_get_kept_alive_http1_connections_unless_http2_is_asked_
     std::fs::write(&ca_file, &ca_pem).unwrap();
     for (http2, expected) in [(false, "HTTP/1.1"), (true, "HTTP/2.0")] {
         let (port, seen) = h2_capable_upstream(cert.clone(), key.clone_key()).await;
-        let config = dir.path().join(format!("app-{http2}.json"));
         let manifest = json!({"name": "tls", "type": "llm-proxy", "config": {"service_id": "tls", "model_list": [
             {"model_name": "gpt", "litellm_params": {"model": "openai/gpt-4o", "api_base": format!("https://localhost:{port}/v1"), "api_key": "sk-upstream"}}
         ]}});
-        std::fs::write(&config, manifest.to_string()).unwrap();
-        let (data, ca) = (dir.path().join(format!("data-{http2}")), ca_file.display().to_string());
-        let answers = tokio::task::spawn_blocking(move || {
-            // One I/O thread: every request is served by the lane whose connections it reuses.
-            let port = free_port().to_string();
-            let mut args = vec!["--port", &port, "--io-threads", "1", "--config", config.to_str().unwrap()];
-            if http2 {
-                args.push("--upstream-http2");
-            }
-            let server = ServeProcess::spawn_with_env(&args, &data, &[("SSL_CERT_FILE", &ca)]);
-            let body = json!({"model": "gpt", "messages": [{"role": "user", "content": "Hi"}]});
-            let url = format!("{}/default/apps/tls/v1/chat/completions", server.base);
-            (0..5).map(|_| blocking_post(&url, &server.token, &body)).collect::<Vec<_>>()
-        })
-        .await
-        .unwrap();
+        let server = serve_trusting(dir.path(), &format!("chat-{http2}"), &manifest, &ca_file, http2).await;
+        let body = json!({"model": "gpt", "messages": [{"role": "user", "content": "Hi"}]});
+        let url = format!("{}/default/apps/tls/v1/chat/completions", server.base);
+        let client = reqwest::Client::new();
+        let mut answers = Vec::new();
+        for _ in 0..5 {
+            let sent = client.post(&url).bearer_auth(&server.token).header("content-type", "application/json");
+            answers.push(read_json(sent.body(body.to_string()).send().await.unwrap()).await);
+        }
         for (status, body) in &answers {
             assert_eq!(*status, 200, "http2 {http2}: {body}");
             assert_eq!(body["choices"][0]["message"]["content"], "kept alive");
@@ -249,22 +260,10 @@ async fn mcp_servers_over_https_follow_upstream_http2() {
         let mcp = StreamableHttpService::new(|| Ok(Ping), Arc::new(LocalSessionManager::default()), config);
         let (port, seen) =
             h2_capable(cert.clone(), key.clone_key(), axum::Router::new().nest_service("/mcp", mcp)).await;
-        let config = dir.path().join(format!("mcp-{http2}.json"));
         let manifest = json!({"name": "tls", "type": "llm-proxy", "config": {"service_id": "tls",
             "model_list": [{"model_name": "m", "litellm_params": {"model": "m", "mock_response": "hi"}}],
             "mcp_servers": {"ping": {"url": format!("https://localhost:{port}/mcp")}}}});
-        std::fs::write(&config, manifest.to_string()).unwrap();
-        let (data, ca) = (dir.path().join(format!("mcp-data-{http2}")), ca_file.display().to_string());
-        let server = tokio::task::spawn_blocking(move || {
-            let port = free_port().to_string();
-            let mut args = vec!["--port", &port, "--io-threads", "1", "--config", config.to_str().unwrap()];
-            if http2 {
-                args.push("--upstream-http2");
-            }
-            ServeProcess::spawn_with_env(&args, &data, &[("SSL_CERT_FILE", &ca)])
-        })
-        .await
-        .unwrap();
+        let server = serve_trusting(dir.path(), &format!("mcp-{http2}"), &manifest, &ca_file, http2).await;
         let url = format!("{}/default/apps/tls/mcp-rest/tools/list", server.base);
         let answer = reqwest::Client::new().get(&url).bearer_auth(&server.token).send().await.unwrap();
         let (_, listed) = read_json(answer).await;

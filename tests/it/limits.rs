@@ -212,9 +212,9 @@ async fn a_thousand_clients_hanging_up_mid_stream_leave_nothing_behind() {
     }
 }
 
-/// A client that sends part of a request head and then nothing has its connection closed once
-/// the header-read timeout passes, not before; other clients are served meanwhile. Both ways of
-/// running connections: lanes and the shared runtime.
+/// A client that sends part of a request head and then nothing, or nothing at all, has its
+/// connection closed once the header-read timeout passes, not before; other clients are served
+/// meanwhile. Both ways of running connections: lanes and the shared runtime.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_head_that_never_ends_is_cut_off_at_the_header_read_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -226,16 +226,25 @@ async fn a_request_head_that_never_ends_is_cut_off_at_the_header_read_timeout() 
         .await;
         let mut slow = tokio::net::TcpStream::connect(server.running.addr).await.unwrap();
         slow.write_all(b"POST /default/apps/demo/v1/chat/completions HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+        let mut silent = tokio::net::TcpStream::connect(server.running.addr).await.unwrap();
         let started = std::time::Instant::now();
 
         let (status, _) = server.get_json(&server.demo_url("/v1/models")).await;
-        assert_eq!(status, 200, "a prompt client is served while the slow one waits");
+        assert_eq!(status, 200, "a prompt client is served while the slow ones wait");
 
-        let mut buf = [0u8; 256];
-        let read = tokio::time::timeout(Duration::from_secs(10), slow.read(&mut buf))
-            .await
-            .unwrap_or_else(|_| panic!("io_threads {io_threads}: the slow connection is still open after 10 s"));
-        assert!(matches!(read, Ok(0) | Err(_)), "io_threads {io_threads}: closed without an answer: {read:?}");
-        assert!(started.elapsed() >= Duration::from_millis(500), "io_threads {io_threads}: closed too early");
+        for (what, client) in [("half a head", &mut slow), ("nothing", &mut silent)] {
+            let mut buf = [0u8; 256];
+            let read = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("io_threads {io_threads}, {what}: still open after 10 s"));
+            assert!(
+                matches!(read, Ok(0) | Err(_)),
+                "io_threads {io_threads}, {what}: closed without an answer: {read:?}"
+            );
+            assert!(
+                started.elapsed() >= Duration::from_millis(500),
+                "io_threads {io_threads}, {what}: closed too early"
+            );
+        }
     }
 }
