@@ -64,6 +64,34 @@ pub fn verdict(pass: bool) -> &'static str {
     }
 }
 
+/// The commit a results file measured, and whether tracked files differed from it.
+#[derive(Debug, Clone)]
+pub struct Checkout {
+    pub commit: String,
+    pub dirty: bool,
+}
+
+impl Checkout {
+    /// The working tree's, by git.
+    pub fn current() -> Checkout {
+        Checkout {
+            commit: cmd_output("git", &["rev-parse", "--short", "HEAD"]),
+            dirty: !cmd_output("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty(),
+        }
+    }
+}
+
+/// `abc1234`, or `abc1234, uncommitted changes`: what follows "commit" in a results header.
+impl std::fmt::Display for Checkout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.commit)?;
+        if self.dirty {
+            f.write_str(", uncommitted changes")?;
+        }
+        Ok(())
+    }
+}
+
 pub fn cmd_output(program: &str, args: &[&str]) -> String {
     Command::new(program)
         .args(args)

@@ -24,7 +24,7 @@ use crate::gateway::{
 use crate::procs::{
     clock_ticks_per_sec, free_port, group_cpu_ticks, group_pids, group_rss_kb, proc_stat, vm_rss_kb, wait_ready, Proc,
 };
-use crate::report::{cmd_output, cores, cpu_model, loadavg, ms, percentile, write_results, Report};
+use crate::report::{cmd_output, cores, cpu_model, loadavg, ms, percentile, write_results, Checkout, Report};
 use crate::Res;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -1042,20 +1042,19 @@ pub fn driver_lane(env: &Env, opts: &Options, report: &mut Report) -> Res<bool> 
     }
     let mut alone = Report::default();
     write_into(&mut alone, &results, opts, env.quick);
-    let commit = cmd_output("git", &["rev-parse", "--short", "HEAD"]);
-    let dirty = !cmd_output("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty();
+    let checkout = Checkout::current();
     let date = cmd_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
     let mut md = String::from("# ferrolite stream capacity\n\n");
     let _ = writeln!(md, "- date: {date}");
     let _ = writeln!(md, "- machine: {} cores, {}", cores(), cpu_model());
     let _ = writeln!(md, "- load average before: {load_before}; after: {}", loadavg());
-    let _ = writeln!(md, "- commit {commit}{}", if dirty { ", uncommitted changes" } else { "" });
+    let _ = writeln!(md, "- commit {checkout}");
     let _ = writeln!(md, "- mode: {}", if env.quick { "quick" } else { "full" });
     md += &alone.md;
     let mut out = serde_json::Map::new();
     out.insert("date".into(), json!(date));
     out.insert("machine".into(), json!({"cores": cores(), "cpu_model": cpu_model()}));
-    out.insert("versions".into(), json!({"commit": commit, "dirty": dirty}));
+    out.insert("versions".into(), json!({"commit": checkout.commit, "dirty": checkout.dirty}));
     out.extend(alone.json);
     let (md_path, json_path) = write_results(env.out_dir, "stream-capacity", &md, &Value::Object(out))?;
     step(&format!("wrote {md_path} and {json_path}"));

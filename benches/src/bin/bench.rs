@@ -20,7 +20,7 @@ use ferrolite_bench::procs::{
 };
 use ferrolite_bench::report::{
     cmd_output, cores, cpu_model, loadavg, mb, median, ms, opt_f, percentile, rps, thp_mode, verdict, write_results,
-    Report,
+    Checkout, Report,
 };
 use ferrolite_bench::wrk::Wrk;
 use ferrolite_bench::Res;
@@ -1574,8 +1574,7 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     let cpu_model = cpu_model();
     let cores = cores();
     let date = cmd_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
-    let commit = cmd_output("git", &["rev-parse", "--short", "HEAD"]);
-    let dirty = !cmd_output("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty();
+    let checkout = Checkout::current();
     let ferrolite_version = cmd_output(&args.bin_dir.join("ferrolite").display().to_string(), &["--version"]);
     let nginx_version = cmd_output(&args.nginx, &["-v"]);
     let oha_version = cmd_output(&args.oha, &["--version"]);
@@ -1622,9 +1621,8 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     );
     let _ = writeln!(
         md,
-        "- versions: {ferrolite_version} (commit {commit}{}), {nginx_version}, {oha_version}, {wrk_version}, \
-         {litellm_version}, {portkey_version}",
-        if dirty { ", uncommitted changes" } else { "" }
+        "- versions: {ferrolite_version} (commit {checkout}), {nginx_version}, {oha_version}, {wrk_version}, \
+         {litellm_version}, {portkey_version}"
     );
     let _ = writeln!(
         md,
@@ -1659,7 +1657,7 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     out.insert("loadavg".into(), json!({"before": load_before, "after": load_after}));
     out.insert(
         "versions".into(),
-        json!({"ferrolite": ferrolite_version, "commit": commit, "dirty": dirty, "nginx": nginx_version,
+        json!({"ferrolite": ferrolite_version, "commit": checkout.commit, "dirty": checkout.dirty, "nginx": nginx_version,
             "oha": oha_version, "wrk": wrk_version, "litellm": litellm_version, "portkey": portkey_version}),
     );
     out.insert(
@@ -1799,8 +1797,7 @@ fn median_round(mut loads: Vec<Load>) -> Load {
 fn write_cross_check_alone(ctx: &Ctx, report: Report, load_before: &str) -> Res<()> {
     let args = &ctx.args;
     let date = cmd_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
-    let commit = cmd_output("git", &["rev-parse", "--short", "HEAD"]);
-    let dirty = !cmd_output("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty();
+    let checkout = Checkout::current();
     let ferrolite_version = cmd_output(&args.bin_dir.join("ferrolite").display().to_string(), &["--version"]);
     let nginx_version = cmd_output(&args.nginx, &["-v"]);
     let oha_version = cmd_output(&args.oha, &["--version"]);
@@ -1817,8 +1814,7 @@ fn write_cross_check_alone(ctx: &Ctx, report: Report, load_before: &str) -> Res<
     let _ = writeln!(md, "- load average (1, 5, 15 min) before the run: {load_before}; after: {load_after}");
     let _ = writeln!(
         md,
-        "- versions: {ferrolite_version} (commit {commit}{}), {nginx_version}, {oha_version}, {wrk_version}",
-        if dirty { ", uncommitted changes" } else { "" }
+        "- versions: {ferrolite_version} (commit {checkout}), {nginx_version}, {oha_version}, {wrk_version}"
     );
     let _ = writeln!(
         md,
@@ -1836,7 +1832,7 @@ fn write_cross_check_alone(ctx: &Ctx, report: Report, load_before: &str) -> Res<
     out.insert("loadavg".into(), json!({"before": load_before, "after": load_after}));
     out.insert(
         "versions".into(),
-        json!({"ferrolite": ferrolite_version, "commit": commit, "dirty": dirty, "nginx": nginx_version,
+        json!({"ferrolite": ferrolite_version, "commit": checkout.commit, "dirty": checkout.dirty, "nginx": nginx_version,
             "oha": oha_version, "wrk": wrk_version}),
     );
     out.insert(

@@ -23,7 +23,7 @@ use ferrolite_bench::procs::{
     TCP_CLOSE_WAIT, TCP_ESTABLISHED,
 };
 use ferrolite_bench::report::{
-    cmd_output, cores, cpu_model, loadavg, mb, ms, percentile, verdict, write_results, Report,
+    cmd_output, cores, cpu_model, loadavg, mb, ms, percentile, verdict, write_results, Checkout, Report,
 };
 use ferrolite_bench::Res;
 use serde_json::{json, Value};
@@ -955,8 +955,7 @@ fn soak(args: &Args, tmp: &Path) -> Res<bool> {
     let cores = cores();
     let cpu_model = cpu_model();
     let date = cmd_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
-    let commit = cmd_output("git", &["rev-parse", "--short", "HEAD"]);
-    let dirty = !cmd_output("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty();
+    let checkout = Checkout::current();
     let ferrolite_version = cmd_output(&args.bin_dir.join("ferrolite").display().to_string(), &["--version"]);
     let load_after = loadavg();
     let mix: Vec<String> = CLASSES.iter().map(|c| format!("{} {}%", c.name, c.weight)).collect();
@@ -972,11 +971,7 @@ fn soak(args: &Args, tmp: &Path) -> Res<bool> {
     let _ =
         writeln!(md, "- machine: {cores} cores, {cpu_model}; the client, both fake upstreams and ferrolite share them");
     let _ = writeln!(md, "- load average (1, 5, 15 min) before: {load_before}; after: {load_after}");
-    let _ = writeln!(
-        md,
-        "- version: {ferrolite_version} (commit {commit}{})",
-        if dirty { ", uncommitted changes" } else { "" }
-    );
+    let _ = writeln!(md, "- version: {ferrolite_version} (commit {checkout})");
     let _ = writeln!(
         md,
         "- traffic: {} req/s open loop for {:.1} min ({sent} requests), warm-up {warmup_secs:.0} s, a sample every {} s; \
@@ -1010,7 +1005,7 @@ fn soak(args: &Args, tmp: &Path) -> Res<bool> {
         "machine": {"cores": cores, "cpu_model": cpu_model,
             "shared": "the client, both fake upstreams and ferrolite share the cores"},
         "loadavg": {"before": load_before, "after": load_after},
-        "versions": {"ferrolite": ferrolite_version, "commit": commit, "dirty": dirty},
+        "versions": {"ferrolite": ferrolite_version, "commit": checkout.commit, "dirty": checkout.dirty},
         "parameters": {
             "rate": args.rate, "minutes": args.minutes, "sample_secs": args.sample_secs, "warmup_secs": warmup_secs,
             "rss_tolerance": args.rss_tolerance, "fd_slack": args.fd_slack, "fd_other_slack": args.fd_other_slack, "p99_factor": args.p99_factor,
