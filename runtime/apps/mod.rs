@@ -239,11 +239,13 @@ impl Controller {
         self
     }
 
-    /// Calls TLS MCP servers over HTTP/2 where they offer it (`--upstream-http2`).
+    /// Calls TLS MCP servers over HTTP/2 where they offer it (`--upstream-http2`). Set on the
+    /// controller just built, before any session shares its client.
     pub fn upstream_http2(mut self, http2: bool) -> Controller {
-        let mut http = crate::transport::UpstreamClient::new();
-        http.set_http2(http2);
-        self.mcp_http = Arc::new(http);
+        match Arc::get_mut(&mut self.mcp_http) {
+            Some(http) => http.set_http2(http2),
+            None => tracing::warn!("upstream_http2 on a controller whose MCP client is shared: left unchanged"),
+        }
         self
     }
 
