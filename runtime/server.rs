@@ -454,17 +454,22 @@ fn spend_log_writer(logs: Arc<SpendLogs>) -> JoinHandle<()> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_purge: Option<std::time::Instant> = None;
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = logs.queue().ready() => {}
-            }
+            // A ready batch is written alone; the tick writes whatever waits.
+            let whole = tokio::select! {
+                _ = tick.tick() => false,
+                _ = logs.queue().ready() => true,
+            };
             let purge = last_purge.is_none_or(|at| at.elapsed() >= SPEND_LOG_PURGE_INTERVAL);
             if purge {
                 last_purge = Some(std::time::Instant::now());
             }
             let logs = logs.clone();
             let kept = tokio::task::spawn_blocking(move || {
-                logs.flush()?;
+                if whole {
+                    logs.flush_full_batches()?;
+                } else {
+                    logs.flush()?;
+                }
                 if purge {
                     logs.purge_expired()?;
                 }

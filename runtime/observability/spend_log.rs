@@ -154,6 +154,11 @@ impl SpendQueue {
         batch
     }
 
+    /// Records queued and not yet taken by the writer.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
+    }
+
     /// Records dropped because the queue was full, since start.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)

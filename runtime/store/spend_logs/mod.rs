@@ -163,22 +163,41 @@ impl SpendLogs {
         self.retention
     }
 
-    /// Writes every queued record to the store, a batch per transaction (blocking: run it off
-    /// the event loop); how many. A batch the store refuses is lost, and said so.
+    /// Writes every record queued when it is called to the store, a batch per transaction
+    /// (blocking: run it off the event loop); how many. It stops at the first batch short of
+    /// [`BATCH`]: records pushed while it writes wait for the next flush, so a steady stream of
+    /// requests cannot keep it writing (a page read waiting on it) or cut the batches small.
+    /// A batch the store refuses is lost, and said so.
     pub fn flush(&self) -> Result<usize, StoreError> {
+        self.write_batches(|_| true)
+    }
+
+    /// Writes only whole batches of [`BATCH`] records, while one waits; how many. The writer
+    /// calls it when the queue says a batch is ready: the rest waits for its tick, so records
+    /// arriving during a write are not committed a few at a time (each commit rewrites the
+    /// table's and the index's last pages).
+    pub fn flush_full_batches(&self) -> Result<usize, StoreError> {
+        self.write_batches(|queue| queue.pending() >= BATCH)
+    }
+
+    fn write_batches(&self, go_on: impl Fn(&SpendQueue) -> bool) -> Result<usize, StoreError> {
         let _flushing = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
         let mut written = 0;
-        loop {
+        while go_on(&self.queue) {
             let batch = self.queue.drain(BATCH);
             if batch.is_empty() {
-                return Ok(written);
+                break;
             }
             if let Err(e) = self.store.append(&batch) {
                 tracing::warn!(lost = batch.len(), "cannot write spend log records: {e}");
                 return Err(e);
             }
             written += batch.len();
+            if batch.len() < BATCH {
+                break;
+            }
         }
+        Ok(written)
     }
 
     /// Removes the records older than the retention; how many.
@@ -209,5 +228,30 @@ mod tests {
         let cursor = Cursor { at_ms: 1_735_689_600_000, id: 42 };
         assert_eq!(cursor.to_string().parse(), Ok(cursor));
         assert!("x-1".parse::<Cursor>().is_err() && "17".parse::<Cursor>().is_err());
+    }
+
+    fn push(logs: &SpendLogs, count: usize) {
+        use crate::observability::spend_log::{SpendEnd, SpendOrigin, SpendTicket};
+        for _ in 0..count {
+            let origin = SpendOrigin { workspace: "w".into(), ..Default::default() };
+            SpendTicket::new(logs.queue().clone(), origin, std::time::Instant::now())
+                .finish(SpendEnd { status: 200, ..Default::default() });
+        }
+    }
+
+    #[test]
+    fn a_ready_batch_is_written_whole_and_the_rest_waits_for_the_tick() {
+        let logs = SpendLogs::new(SqliteSpendLogs::in_memory().unwrap(), Duration::from_secs(60));
+        push(&logs, BATCH - 1);
+        assert_eq!(logs.flush_full_batches().unwrap(), 0, "no whole batch waits yet");
+        push(&logs, BATCH + 5);
+        assert_eq!(logs.flush_full_batches().unwrap(), 2 * BATCH);
+        assert_eq!(logs.queue().pending(), 4);
+        // The tick's flush writes the remainder.
+        assert_eq!(logs.flush().unwrap(), 4);
+        assert_eq!(logs.queue().pending(), 0);
+        let page = logs.page(&SpendQuery { limit: MAX_LIMIT, ..SpendQuery::workspace("w") }).unwrap();
+        assert_eq!(page.items.len(), MAX_LIMIT);
+        assert!(page.next_cursor.is_some(), "{} records written in all", 2 * BATCH + 4);
     }
 }
