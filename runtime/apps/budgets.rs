@@ -14,7 +14,7 @@ use crate::router::reservation::{scope_id, SpendScope};
 use crate::router::spend::{parse_duration, Budget, Ledger};
 pub use crate::store::BudgetSetting;
 use crate::store::SpendRow;
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 

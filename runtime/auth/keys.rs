@@ -7,10 +7,11 @@
 //! revoked it, and on the others when the announcement arrives).
 
 use crate::clock::unix_now;
+use foldhash::HashMap;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 /// What every key starts with, so a key is told from a JWT without parsing either.
@@ -158,17 +159,41 @@ pub struct KeyRing {
     keys: RwLock<Keys>,
 }
 
+/// A key's SHA-256, as bytes: what the ring is indexed by. A record's hex is read once, when the
+/// record arrives, so a request hashes its key and looks the digest up without writing hex.
+type KeyDigest = [u8; 32];
+
+/// The digest a record's hex `hash` stands for; `None` for one no secret can match.
+fn digest_of(record: &KeyRecord) -> Option<KeyDigest> {
+    super::decode_hex(&record.hash)?.try_into().ok()
+}
+
 #[derive(Debug, Default)]
 struct Keys {
-    by_hash: HashMap<String, Arc<KeyRecord>>,
+    by_digest: HashMap<KeyDigest, Arc<KeyRecord>>,
     by_id: HashMap<String, Arc<KeyRecord>>,
+}
+
+impl Keys {
+    /// Adds `record`, or replaces the one with its id (and the old digest with it).
+    fn index(&mut self, record: Arc<KeyRecord>) {
+        if let Some(old) = self.by_id.insert(record.id.clone(), record.clone()) {
+            if let Some(digest) = digest_of(&old) {
+                self.by_digest.remove(&digest);
+            }
+        }
+        if let Some(digest) = digest_of(&record) {
+            self.by_digest.insert(digest, record);
+        }
+    }
 }
 
 impl KeyRing {
     /// The key `secret` stands for, if it is known, not revoked and not expired.
     pub fn verify(&self, secret: &str) -> Result<KeyRef, ApiKeyError> {
+        let digest: KeyDigest = Sha256::digest(secret.as_bytes()).into();
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
-        let record = keys.by_hash.get(&hash(secret)).ok_or(ApiKeyError::Unknown)?;
+        let record = keys.by_digest.get(&digest).ok_or(ApiKeyError::Unknown)?;
         match record.status(unix_now()) {
             "revoked" => Err(ApiKeyError::Revoked),
             "expired" => Err(ApiKeyError::Expired),
@@ -178,21 +203,14 @@ impl KeyRing {
 
     /// Adds a key, or replaces the one with its id.
     pub fn put(&self, record: KeyRecord) {
-        let record = Arc::new(record);
-        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = keys.by_id.insert(record.id.clone(), record.clone()) {
-            keys.by_hash.remove(&old.hash);
-        }
-        keys.by_hash.insert(record.hash.clone(), record);
+        self.keys.write().unwrap_or_else(|p| p.into_inner()).index(Arc::new(record));
     }
 
     /// Replaces every key at once (a reload from the shared state).
     pub fn replace_all(&self, records: impl IntoIterator<Item = KeyRecord>) {
         let mut fresh = Keys::default();
         for record in records {
-            let record = Arc::new(record);
-            fresh.by_hash.insert(record.hash.clone(), record.clone());
-            fresh.by_id.insert(record.id.clone(), record);
+            fresh.index(Arc::new(record));
         }
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = fresh;
     }
@@ -239,6 +257,17 @@ mod tests {
         assert_eq!(ring.verify(&secret), Err(ApiKeyError::Revoked));
         assert_eq!(ring.list("team").len(), 1);
         assert!(ring.list("other").is_empty());
+
+        // The same id with another secret (a record replaced): the old secret no longer opens it.
+        let other = generate("team");
+        let rotated = KeyRecord { hash: other.record.hash.clone(), revoked_at: None, ..record.clone() };
+        ring.put(rotated);
+        assert_eq!(ring.verify(&secret), Err(ApiKeyError::Unknown));
+        assert_eq!(ring.verify(&other.secret).map(|k| k.id.clone()), Ok(record.id.clone()));
+        // A record whose hash is not a SHA-256 in hex matches no secret, and is still listed.
+        ring.replace_all([KeyRecord { hash: "not hex".into(), ..record.clone() }]);
+        assert_eq!(ring.verify(&other.secret), Err(ApiKeyError::Unknown));
+        assert_eq!(ring.list("team").len(), 1);
     }
 
     #[test]

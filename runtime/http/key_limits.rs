@@ -7,7 +7,7 @@
 use crate::auth::keys::KeyRecord;
 use crate::exchange::ApiError;
 use axum::http::StatusCode;
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
