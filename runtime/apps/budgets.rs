@@ -10,7 +10,7 @@
 use super::{Controller, ControllerError};
 use crate::auth::keys::KeyRecord;
 use crate::cluster::{Floor, ScopePeriod};
-use crate::router::reservation::{scope_id, SpendScope};
+use crate::router::reservation::{push_scope_id, SpendScope};
 use crate::router::spend::{parse_duration, Budget, Ledger};
 pub use crate::store::BudgetSetting;
 use crate::store::SpendRow;
@@ -26,8 +26,62 @@ fn budget_of(setting: &BudgetSetting) -> Budget {
     Budget { max_usd: setting.max_budget, period: setting.budget_duration.as_deref().and_then(parse_duration) }
 }
 
+/// `buf` holding the scope id of `parts`.
+fn scope_id_in<'b>(buf: &'b mut String, parts: &[&str]) -> &'b str {
+    buf.clear();
+    push_scope_id(buf, parts);
+    buf
+}
+
+/// `buf` holding the settings map's key of `workspace`'s budget for the subject written by
+/// `subject` (`["user:", "alice"]` or `["workspace"]`).
+fn settings_id_in<'b>(buf: &'b mut String, workspace: &str, subject: &[&str]) -> &'b str {
+    buf.clear();
+    push_scope_id(buf, &[workspace, ""]);
+    subject.iter().for_each(|part| buf.push_str(part));
+    buf
+}
+
+/// What a caller scope is called, as its parts: written out only when its ledger is made or
+/// renamed, not for every request.
+#[derive(Debug, Clone, Copy)]
+enum ScopeName<'a> {
+    /// `API key key_... (sk-fl-Ab...9z)`
+    Key { id: &'a str, hint: &'a str },
+    /// `user alice`
+    User(&'a str),
+    /// `workspace team`
+    Workspace(&'a str),
+}
+
+impl ScopeName<'_> {
+    /// Whether `text` is this name written out.
+    fn is(self, text: &str) -> bool {
+        match self {
+            ScopeName::Key { id, hint } => {
+                let rest = text.strip_prefix("API key ").and_then(|t| t.strip_prefix(id));
+                rest.and_then(|t| t.strip_prefix(" (")).and_then(|t| t.strip_suffix(')')) == Some(hint)
+            }
+            ScopeName::User(user) => text.strip_prefix("user ") == Some(user),
+            ScopeName::Workspace(workspace) => text.strip_prefix("workspace ") == Some(workspace),
+        }
+    }
+}
+
+impl std::fmt::Display for ScopeName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScopeName::Key { id, hint } => write!(f, "API key {id} ({hint})"),
+            ScopeName::User(user) => write!(f, "user {user}"),
+            ScopeName::Workspace(workspace) => write!(f, "workspace {workspace}"),
+        }
+    }
+}
+
 /// One caller scope's ledger and what it is called.
 struct Kept {
+    /// The scope id the ledger is kept under, shared with every request's [`SpendScope`].
+    id: Arc<str>,
     name: Arc<str>,
     ledger: Arc<Ledger>,
     /// The period the ledger counts (a changed `budget_duration` starts a new ledger).
@@ -39,7 +93,13 @@ struct Kept {
 }
 
 impl Kept {
-    fn new(name: &str, period: Option<u64>, stored: Option<(u64, u64)>, others: Option<(u64, u64)>) -> Kept {
+    fn new(
+        id: Arc<str>,
+        name: &str,
+        period: Option<u64>,
+        stored: Option<(u64, u64)>,
+        others: Option<(u64, u64)>,
+    ) -> Kept {
         let ledger = Ledger::new(period.map(std::time::Duration::from_secs));
         if let Some((index, micros)) = stored {
             ledger.restore(index, micros);
@@ -47,7 +107,7 @@ impl Kept {
         if let Some((index, micros)) = others {
             ledger.set_others(index, micros);
         }
-        Kept { name: name.into(), ledger: Arc::new(ledger), period, stored, others }
+        Kept { id, name: name.into(), ledger: Arc::new(ledger), period, stored, others }
     }
 }
 
@@ -55,60 +115,69 @@ impl Kept {
 #[derive(Default)]
 pub struct CallerBudgets {
     ledgers: Mutex<HashMap<String, Kept>>,
-    /// (workspace, subject) -> setting.
-    settings: RwLock<HashMap<(String, String), BudgetSetting>>,
+    /// Settings by `scope_id([workspace, subject])`.
+    settings: RwLock<HashMap<String, BudgetSetting>>,
     /// Whether any workspace budget is set: requests without a key skip the lookup otherwise.
     any_workspace: AtomicBool,
 }
 
 impl CallerBudgets {
-    fn ledger(&self, id: &str, name: &str, budget: Option<&Budget>) -> (Arc<str>, Arc<Ledger>) {
+    /// The scope with id `id` and its ledger, made (or renamed, or moved to another period)
+    /// as needed. A request finds its scopes without allocating: the id is looked up as given
+    /// and the name compared in parts.
+    fn scope(&self, id: &str, name: ScopeName<'_>, budget: Option<Budget>) -> SpendScope {
         let period = budget.and_then(|b| b.period).map(|p| p.as_secs());
         let mut ledgers = self.ledgers.lock().unwrap_or_else(|p| p.into_inner());
-        let kept = ledgers.entry(id.to_owned()).or_insert_with(|| Kept::new(name, period, None, None));
-        if kept.period != period || *kept.name != *name {
+        if !ledgers.contains_key(id) {
+            ledgers.insert(id.to_owned(), Kept::new(id.into(), &name.to_string(), period, None, None));
+        }
+        let Some(kept) = ledgers.get_mut(id) else { unreachable!("inserted above") };
+        if kept.period != period || !name.is(&kept.name) {
             // What was spent under another period stays with it; a stored figure of this
             // period (a restart's) is taken up.
             let spent = kept.ledger.own();
             let carried = if kept.period == period { Some(spent) } else { kept.stored };
-            *kept = Kept::new(name, period, carried, kept.others);
+            *kept = Kept::new(kept.id.clone(), &name.to_string(), period, carried, kept.others);
         }
-        (kept.name.clone(), kept.ledger.clone())
-    }
-
-    fn scope(&self, id: String, name: String, budget: Option<Budget>) -> SpendScope {
-        let (name, ledger) = self.ledger(&id, &name, budget.as_ref());
-        SpendScope { id: id.into(), name, budget, ledger }
+        SpendScope { id: kept.id.clone(), name: kept.name.clone(), budget, ledger: kept.ledger.clone() }
     }
 
     /// The scopes a request to an app of `workspace` brings: its key's, its user's and the
     /// workspace's (a scope is booked even without a budget, so its spend can be reported).
     pub fn scopes_for(&self, workspace: &str, key: Option<&KeyRecord>) -> Vec<SpendScope> {
         let mut scopes = Vec::new();
-        let settings = || self.settings.read().unwrap_or_else(|p| p.into_inner());
+        // One buffer for every id this request looks up.
+        let mut id = String::new();
         if let Some(key) = key {
             let budget = key
                 .max_budget
                 .map(|max_usd| Budget { max_usd, period: key.budget_duration.as_deref().and_then(parse_duration) });
-            let id = scope_id(&["key", &key.workspace, &key.id]);
-            scopes.push(self.scope(id, format!("API key {} ({})", key.id, key.hint), budget));
+            let name = ScopeName::Key { id: &key.id, hint: &key.hint };
+            scopes.push(self.scope(scope_id_in(&mut id, &["key", &key.workspace, &key.id]), name, budget));
             if let Some(user) = &key.user {
-                let budget = settings().get(&(key.workspace.clone(), format!("user:{user}"))).map(budget_of);
-                scopes.push(self.scope(scope_id(&["user", &key.workspace, user]), format!("user {user}"), budget));
+                let budget = self.setting(settings_id_in(&mut id, &key.workspace, &["user:", user]));
+                let id = scope_id_in(&mut id, &["user", &key.workspace, user]);
+                scopes.push(self.scope(id, ScopeName::User(user), budget));
             }
         }
         if key.is_some() || self.any_workspace.load(Ordering::Relaxed) {
-            let budget = settings().get(&(workspace.to_owned(), "workspace".to_owned())).map(budget_of);
+            let budget = self.setting(settings_id_in(&mut id, workspace, &["workspace"]));
             if key.is_some() || budget.is_some() {
-                let id = scope_id(&["workspace", workspace]);
-                scopes.push(self.scope(id, format!("workspace {workspace}"), budget));
+                let id = scope_id_in(&mut id, &["workspace", workspace]);
+                scopes.push(self.scope(id, ScopeName::Workspace(workspace), budget));
             }
         }
         scopes
     }
 
+    /// The budget set under `settings_id` (see [`settings_id_in`]), if any.
+    fn setting(&self, settings_id: &str) -> Option<Budget> {
+        self.settings.read().unwrap_or_else(|p| p.into_inner()).get(settings_id).map(budget_of)
+    }
+
     /// Sets (or, with `None`, clears) a user's or the workspace's budget.
-    pub fn set(&self, key: (String, String), setting: Option<BudgetSetting>) {
+    pub fn set(&self, (workspace, subject): (String, String), setting: Option<BudgetSetting>) {
+        let key = settings_id_in(&mut String::new(), &workspace, &[&subject]).to_owned();
         let mut settings = self.settings.write().unwrap_or_else(|p| p.into_inner());
         match setting {
             Some(s) => settings.insert(key, s),
@@ -174,7 +243,7 @@ impl CallerBudgets {
     fn restore(&self, rows: Vec<(String, String, u64, u64)>) {
         let mut ledgers = self.ledgers.lock().unwrap_or_else(|p| p.into_inner());
         for (_, id, period, micros) in rows {
-            ledgers.insert(id.clone(), Kept::new("", None, Some((period, micros)), None));
+            ledgers.insert(id.clone(), Kept::new(id.as_str().into(), "", None, Some((period, micros)), None));
         }
     }
 
@@ -184,7 +253,7 @@ impl CallerBudgets {
     pub(super) fn take_up_others(&self, sums: Vec<(String, u64, u64)>) {
         let mut ledgers = self.ledgers.lock().unwrap_or_else(|p| p.into_inner());
         for (id, period, micros) in sums {
-            let kept = ledgers.entry(id).or_insert_with(|| Kept::new("", None, None, None));
+            let kept = ledgers.entry(id).or_insert_with_key(|id| Kept::new(id.as_str().into(), "", None, None, None));
             if kept.others.is_none_or(|(latest, _)| period >= latest) {
                 kept.others = Some((period, micros));
                 kept.ledger.set_others(period, micros);
@@ -272,5 +341,60 @@ impl Controller {
             })
             .collect();
         Ok(self.store.put_spends(&rows)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scope_name_matches_exactly_its_written_form() {
+        let names = [
+            ScopeName::Key { id: "key_00000000000000ab", hint: "sk-fl-Ab...9z" },
+            ScopeName::User("ada"),
+            ScopeName::Workspace("team"),
+        ];
+        for name in names {
+            let text = name.to_string();
+            assert!(name.is(&text), "{text}");
+            for other in ["", "user ", "workspace ", &format!("{text} "), &text[..text.len() - 1]] {
+                assert!(!name.is(other), "{name:?} is not {other:?}");
+            }
+        }
+        assert!(!ScopeName::User("ada").is("workspace ada"));
+        assert!(!ScopeName::Key { id: "key_1", hint: "h" }.is("API key key_1 (h2)"));
+    }
+
+    #[test]
+    fn a_requests_scopes_are_found_again_and_follow_their_settings() {
+        let budgets = CallerBudgets::default();
+        let crate::auth::keys::NewKey { mut record, .. } = crate::auth::keys::generate("team");
+        record.user = Some("ada".into());
+        let first = budgets.scopes_for("team", Some(&record));
+        let ids: Vec<&str> = first.iter().map(|s| &*s.id).collect();
+        assert_eq!(
+            ids,
+            [format!("key\u{1f}team\u{1f}{}", record.id).as_str(), "user\u{1f}team\u{1f}ada", "workspace\u{1f}team"]
+        );
+        assert!(first.iter().all(|s| s.budget.is_none()));
+        // The same ledgers the next time, not fresh ones.
+        let again = budgets.scopes_for("team", Some(&record));
+        assert!(first.iter().zip(&again).all(|(a, b)| Arc::ptr_eq(&a.ledger, &b.ledger) && Arc::ptr_eq(&a.id, &b.id)));
+
+        let setting = |user: Option<&str>, max_budget| BudgetSetting {
+            workspace: "team".into(),
+            user: user.map(str::to_owned),
+            max_budget,
+            budget_duration: None,
+        };
+        budgets.set(("team".into(), "user:ada".into()), Some(setting(Some("ada"), 5.0)));
+        budgets.set(("team".into(), "workspace".into()), Some(setting(None, 50.0)));
+        let budgeted = budgets.scopes_for("team", Some(&record));
+        let maxima: Vec<Option<f64>> = budgeted.iter().map(|s| s.budget.map(|b| b.max_usd)).collect();
+        assert_eq!(maxima, [None, Some(5.0), Some(50.0)]);
+        // A token (no key) brings the workspace's scope once a workspace budget is set.
+        assert_eq!(budgets.scopes_for("team", None).len(), 1);
+        assert!(budgets.scopes_for("elsewhere", None).is_empty());
     }
 }

@@ -49,7 +49,19 @@ pub struct SpendScope {
 /// A scope id from its parts (`["key", workspace, key_id]`), joined by the unit separator no
 /// identifier may contain.
 pub fn scope_id(parts: &[&str]) -> String {
-    parts.join("\u{1f}")
+    let mut id = String::new();
+    push_scope_id(&mut id, parts);
+    id
+}
+
+/// Writes the scope id of `parts` after `out`'s text.
+pub fn push_scope_id(out: &mut String, parts: &[&str]) {
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push('\u{1f}');
+        }
+        out.push_str(part);
+    }
 }
 
 /// The app's scope id.
