@@ -126,14 +126,18 @@ impl SpendQueue {
     /// Queues `record` without waiting; a full queue drops it (counted and warned about).
     /// Whether it was queued.
     pub fn push(&self, record: SpendRecord) -> bool {
+        // Counted before it is sent, so the count is never below what the queue holds (a
+        // drain between the send and the count would otherwise leave it one too high for good).
+        let pending = self.pending.fetch_add(1, Ordering::Relaxed) + 1;
         match self.tx.try_send(record) {
             Ok(()) => {
-                if self.pending.fetch_add(1, Ordering::Relaxed) + 1 == self.batch {
+                if pending == self.batch {
                     self.ready.notify_one();
                 }
                 true
             }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.pending.fetch_sub(1, Ordering::Relaxed);
                 let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 metrics::spend_log_dropped();
                 // Powers of two: a writer that cannot keep up is reported, not once per request.
@@ -290,8 +294,10 @@ mod tests {
             SpendTicket::new(queue.clone(), origin(id), started).finish(SpendEnd { status: 200, ..Default::default() });
         }
         assert_eq!(queue.dropped(), 2);
+        assert_eq!(queue.pending(), 2, "dropped records are not counted as waiting");
         let kept: Vec<String> = queue.drain(10).into_iter().map(|r| r.request_id).collect();
         assert_eq!(kept, ["r1", "r2"]);
+        assert_eq!(queue.pending(), 0);
         // Room again once the writer took them.
         SpendTicket::new(queue.clone(), origin("r5"), started).finish(SpendEnd { status: 200, ..Default::default() });
         assert_eq!(queue.drain(10).len(), 1);

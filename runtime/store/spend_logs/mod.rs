@@ -163,13 +163,12 @@ impl SpendLogs {
         self.retention
     }
 
-    /// Writes every record queued when it is called to the store, a batch per transaction
-    /// (blocking: run it off the event loop); how many. It stops at the first batch short of
-    /// [`BATCH`]: records pushed while it writes wait for the next flush, so a steady stream of
-    /// requests cannot keep it writing (a page read waiting on it) or cut the batches small.
-    /// A batch the store refuses is lost, and said so.
+    /// Writes the records queued when it is called to the store, a batch per transaction
+    /// (blocking: run it off the event loop); how many. Records pushed while it writes wait for
+    /// the next flush, so a steady stream of requests cannot keep it writing (a page read
+    /// waiting on it). A batch the store refuses is lost, and said so.
     pub fn flush(&self) -> Result<usize, StoreError> {
-        self.write_batches(|_| true)
+        self.write_batches(false)
     }
 
     /// Writes only whole batches of [`BATCH`] records, while one waits; how many. The writer
@@ -177,14 +176,22 @@ impl SpendLogs {
     /// arriving during a write are not committed a few at a time (each commit rewrites the
     /// table's and the index's last pages).
     pub fn flush_full_batches(&self) -> Result<usize, StoreError> {
-        self.write_batches(|queue| queue.pending() >= BATCH)
+        self.write_batches(true)
     }
 
-    fn write_batches(&self, go_on: impl Fn(&SpendQueue) -> bool) -> Result<usize, StoreError> {
+    fn write_batches(&self, whole_only: bool) -> Result<usize, StoreError> {
         let _flushing = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
+        // Counted after taking the lock: a flush that drained records before this one holds
+        // them until they are written.
+        let queued = self.queue.pending();
         let mut written = 0;
-        while go_on(&self.queue) {
-            let batch = self.queue.drain(BATCH);
+        loop {
+            let take = match whole_only {
+                true if self.queue.pending() < BATCH => break,
+                true => BATCH,
+                false => BATCH.min(queued.saturating_sub(written)),
+            };
+            let batch = self.queue.drain(take);
             if batch.is_empty() {
                 break;
             }
@@ -193,9 +200,6 @@ impl SpendLogs {
                 return Err(e);
             }
             written += batch.len();
-            if batch.len() < BATCH {
-                break;
-            }
         }
         Ok(written)
     }
