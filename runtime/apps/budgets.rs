@@ -37,6 +37,7 @@ fn scope_id_in<'b>(buf: &'b mut String, parts: &[&str]) -> &'b str {
 /// `subject` (`["user:", "alice"]` or `["workspace"]`).
 fn settings_id_in<'b>(buf: &'b mut String, workspace: &str, subject: &[&str]) -> &'b str {
     buf.clear();
+    // The separator after the workspace, then the subject's parts run together.
     push_scope_id(buf, &[workspace, ""]);
     subject.iter().for_each(|part| buf.push_str(part));
     buf
@@ -177,7 +178,8 @@ impl CallerBudgets {
 
     /// Sets (or, with `None`, clears) a user's or the workspace's budget.
     pub fn set(&self, (workspace, subject): (String, String), setting: Option<BudgetSetting>) {
-        let key = settings_id_in(&mut String::new(), &workspace, &[&subject]).to_owned();
+        let mut key = String::new();
+        settings_id_in(&mut key, &workspace, &[&subject]);
         let mut settings = self.settings.write().unwrap_or_else(|p| p.into_inner());
         match setting {
             Some(s) => settings.insert(key, s),

@@ -120,7 +120,12 @@ pub struct NewKey {
 
 /// SHA-256 of a key, hex: how a key is found without keeping it.
 pub fn hash(secret: &str) -> String {
-    super::encode_hex(&Sha256::digest(secret.as_bytes()))
+    super::encode_hex(&digest(secret))
+}
+
+/// SHA-256 of a key, as bytes.
+fn digest(secret: &str) -> KeyDigest {
+    Sha256::digest(secret.as_bytes()).into()
 }
 
 /// Makes a key for `workspace`; the caller fills in the record's limits.
@@ -191,7 +196,7 @@ impl Keys {
 impl KeyRing {
     /// The key `secret` stands for, if it is known, not revoked and not expired.
     pub fn verify(&self, secret: &str) -> Result<KeyRef, ApiKeyError> {
-        let digest: KeyDigest = Sha256::digest(secret.as_bytes()).into();
+        let digest = digest(secret);
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
         let record = keys.by_digest.get(&digest).ok_or(ApiKeyError::Unknown)?;
         match record.status(unix_now()) {

@@ -126,8 +126,8 @@ impl SpendQueue {
     /// Queues `record` without waiting; a full queue drops it (counted and warned about).
     /// Whether it was queued.
     pub fn push(&self, record: SpendRecord) -> bool {
-        // Counted before it is sent, so the count is never below what the queue holds (a
-        // drain between the send and the count would otherwise leave it one too high for good).
+        // Counted before it is sent: counted after, a drain between the send and the count
+        // would subtract first (saturating at zero) and the count would stay one too high.
         let pending = self.pending.fetch_add(1, Ordering::Relaxed) + 1;
         match self.tx.try_send(record) {
             Ok(()) => {
