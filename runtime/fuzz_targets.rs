@@ -25,6 +25,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("provider_streams", provider_streams),
     ("json_scan", json_scan),
     ("h1_answer", h1_answer),
+    ("h1_request", h1_request),
 ];
 
 /// Manifest text (JSON or YAML) through parsing and validation.
@@ -210,5 +211,15 @@ pub fn h1_answer(data: &[u8]) {
             assert!(body.len() <= data.len(), "a body longer than the answer");
             assert!(method != axum::http::Method::HEAD || body.is_empty(), "a HEAD answer with a body ({status})");
         }
+    }
+}
+
+/// A client's request (request line, headers, a body framed by length or chunks with extensions
+/// and trailers) through the reader of ferrolite's own HTTP/1.1 server, as if the connection
+/// ended where the bytes do. `tests/it/h1_server_differential.rs` holds the same reader to
+/// hyper's server.
+pub fn h1_request(data: &[u8]) {
+    if let Ok((_, body)) = crate::http::h1::read_request(data) {
+        assert!(body.len() <= data.len(), "a body longer than the request");
     }
 }

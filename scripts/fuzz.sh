@@ -9,12 +9,13 @@ seconds="${1:-60}"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 status=0
-for target in manifest sse eventstream translate_request translate_response provider_streams json_scan h1_answer; do
+for target in manifest sse eventstream translate_request translate_response provider_streams json_scan h1_answer h1_request; do
   corpus="fuzz/corpus/$target"
   mkdir -p "$corpus"
   case "$target" in
     manifest) cp tests/manifests/* "$corpus"/ ;;
     h1_answer) cp tests/fixtures/http1/* "$corpus"/ ;;
+    h1_request) cp tests/fixtures/http1_requests/* "$corpus"/ ;;
     *) cp tests/fixtures/*.json tests/fixtures/*.sse tests/fixtures/*.eventstream "$corpus"/ 2>/dev/null || true ;;
   esac
   echo "== fuzz $target for ${seconds}s"

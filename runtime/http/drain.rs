@@ -2,9 +2,10 @@
 //! watches one signal; when it fires, a connection finishes the request in hand and closes, and
 //! the loop waits until every watcher is gone.
 //!
+//! The door's own HTTP/1.1 connections (`h1::conn`) look at the signal themselves, between
+//! requests; hyper's (h2c, and a connection once it upgrades) are asked through [`Drainable`].
 //! hyper-util's `GracefulShutdown` does this for the connection types it knows, but its trait is
-//! sealed and leaves out hyper's own HTTP/1.1 connection with upgrades, which is what serves
-//! every plain HTTP/1.1 client here (see `serve::spawn_connection`).
+//! sealed and leaves out hyper's own HTTP/1.1 connection with upgrades.
 
 use std::future::Future;
 use std::pin::{pin, Pin};
@@ -58,7 +59,7 @@ impl Drain {
     /// A watch on the signal, taken before the connection's task is spawned so that a drain
     /// started in between still reaches it.
     pub fn watcher(&self) -> Watcher {
-        Watcher { signal: self.signal.subscribe() }
+        Watcher { signal: self.signal.subscribe(), fired: false }
     }
 
     /// Asks every watched connection to finish, then waits until all have.
@@ -71,17 +72,34 @@ impl Drain {
 /// One connection's watch on a [`Drain`].
 pub struct Watcher {
     signal: watch::Receiver<()>,
+    /// The signal has fired (a watch reports a change once).
+    fired: bool,
 }
 
 impl Watcher {
+    /// Resolves once the signal fires (or its [`Drain`] is gone); at once if it has.
+    pub async fn draining(&mut self) {
+        if !self.fired {
+            let _ = self.signal.changed().await;
+            self.fired = true;
+        }
+    }
+
+    /// Whether the signal has fired.
+    pub fn is_draining(&self) -> bool {
+        self.fired || self.signal.has_changed().unwrap_or(true)
+    }
+
     /// Runs `connection` to its end, asking it to drain when the signal fires (or its
     /// [`Drain`] is dropped). The watch is held until the connection has ended.
     pub async fn watch<C: Drainable>(self, connection: C) -> C::Output {
-        let Watcher { mut signal } = self;
+        let Watcher { mut signal, fired } = self;
         let mut connection = pin!(connection);
-        tokio::select! {
-            ended = connection.as_mut() => return ended,
-            _ = signal.changed() => {}
+        if !fired {
+            tokio::select! {
+                ended = connection.as_mut() => return ended,
+                _ = signal.changed() => {}
+            }
         }
         connection.as_mut().start_drain();
         let ended = connection.await;

@@ -6,6 +6,7 @@ pub mod controller;
 pub mod dispatch;
 mod drain;
 pub mod error;
+pub mod h1;
 pub mod hypha_tokens;
 pub mod key_limits;
 pub mod keys;

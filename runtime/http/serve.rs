@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use tower::{Service, ServiceExt};
 
 use super::drain::Drain;
+use super::h1::{self, conn::Ended, rewind::Rewind};
 
 /// How each client connection is served.
 #[derive(Debug, Clone, Copy)]
@@ -237,7 +238,8 @@ where
 {
     // Answers are written whole; Nagle's algorithm would only delay the last segment.
     let _ = stream.set_nodelay(true);
-    let service = TowerToHyperService::new(service.map_request(|r: hyper::Request<Incoming>| r.map(Body::new)));
+    let hyper_service =
+        TowerToHyperService::new(service.clone().map_request(|r: hyper::Request<Incoming>| r.map(Body::new)));
     let builders = Arc::clone(builders);
     let watcher = drain.watcher();
     tokio::spawn(async move {
@@ -247,12 +249,26 @@ where
             Ok(Err(e)) => return tracing::debug!("connection ended before its first byte: {e}"),
             Err(_) => return tracing::debug!("connection sent nothing within the header read timeout"),
         };
-        let io = TokioIo::new(JsonProtocolErrors::new(stream));
         let ended = match speaks {
             Speaks::Http1 => {
-                watcher.watch(builders.http1.serve_connection(io, service).with_upgrades()).await.map_err(Into::into)
+                let mut watcher = watcher;
+                match h1::conn::serve(stream, service, builders.header_read_timeout, &mut watcher).await {
+                    Ok(Ended::Closed) => Ok(()),
+                    // hyper reads the request again from the bytes put back, and switches.
+                    Ok(Ended::Upgrade(stream, read)) => {
+                        let io = TokioIo::new(JsonProtocolErrors::new(Rewind::new(read, stream)));
+                        watcher
+                            .watch(builders.http1.serve_connection(io, hyper_service).with_upgrades())
+                            .await
+                            .map_err(Into::into)
+                    }
+                    Err(e) => Err(e.into()),
+                }
             }
-            Speaks::Http2OrUnknown => watcher.watch(builders.auto.serve_connection_with_upgrades(io, service)).await,
+            Speaks::Http2OrUnknown => {
+                let io = TokioIo::new(JsonProtocolErrors::new(stream));
+                watcher.watch(builders.auto.serve_connection_with_upgrades(io, hyper_service)).await
+            }
         };
         if let Err(e) = ended {
             tracing::debug!("connection ended with an error: {e}");
@@ -273,15 +289,15 @@ async fn accept_failed(e: io::Error) {
 /// The connection as hyper sees it. Hyper answers requests it cannot parse itself, with an empty
 /// body; this rewrites exactly those answers (a complete head with `content-length: 0` and no
 /// `content-type`, which no handler of ours produces) to carry a JSON error naming the problem.
-struct JsonProtocolErrors {
-    inner: TcpStream,
+struct JsonProtocolErrors<IO> {
+    inner: IO,
     /// A rewritten answer being written: its bytes, how many are out, and the length hyper asked
     /// to write (reported once all of ours are out).
     pending: Option<(Vec<u8>, usize, usize)>,
 }
 
-impl JsonProtocolErrors {
-    fn new(inner: TcpStream) -> Self {
+impl<IO: AsyncWrite + Unpin> JsonProtocolErrors<IO> {
+    fn new(inner: IO) -> Self {
         JsonProtocolErrors { inner, pending: None }
     }
 
@@ -338,13 +354,13 @@ fn rewrite_protocol_error(buf: &[u8]) -> Option<Vec<u8>> {
     Some(answer.into_bytes())
 }
 
-impl AsyncRead for JsonProtocolErrors {
+impl<IO: AsyncRead + Unpin> AsyncRead for JsonProtocolErrors<IO> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
-impl AsyncWrite for JsonProtocolErrors {
+impl<IO: AsyncWrite + Unpin> AsyncWrite for JsonProtocolErrors<IO> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         if self.pending.is_none() {
             match rewrite_protocol_error(buf) {

@@ -9,6 +9,7 @@
 //! answer and gives the connection back once the body has been read to its end. HTTP/2 (when the
 //! operator asks for it) and upstreams behind a proxy go through hyper's client.
 
+use super::framing::{BodyDecoder, Framing, FramingError, Step};
 use super::stream::Stream;
 use super::{Response, SendError};
 use axum::body::{Body, Bytes};
@@ -29,8 +30,6 @@ use tokio::net::TcpStream;
 const MAX_HEAD: usize = 64 * 1024;
 /// Most headers an answer may have (hyper's limit too).
 const MAX_HEADERS: usize = 100;
-/// Longest chunk-size or trailer line of a chunked body.
-const MAX_LINE: usize = 4096;
 /// Bytes asked of the socket per read at first. A stream's events and most JSON answers fit,
 /// and what a stream's buffer has touched stays resident for as long as the stream runs.
 const FIRST_READ: usize = 4 * 1024;
@@ -370,15 +369,6 @@ struct Head {
     keep_alive: bool,
 }
 
-/// How an answer's body ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    Length(u64),
-    Chunked,
-    /// Read until the upstream closes the connection.
-    UntilClose,
-}
-
 enum Parsed {
     Answer(Head),
     /// A 1xx answer, consumed: the real one follows.
@@ -495,105 +485,6 @@ struct AnswerBody {
     keep_alive: bool,
 }
 
-/// Where the body's reader stands.
-#[derive(Debug, Clone, Copy)]
-enum State {
-    /// This many bytes are still to come.
-    Length(u64),
-    /// A chunk-size line is next.
-    ChunkSize,
-    /// This many bytes of the current chunk are still to come.
-    ChunkData(u64),
-    /// The CRLF that ends a chunk's data.
-    ChunkEnd,
-    /// Trailer lines, up to an empty one.
-    Trailers,
-    UntilClose,
-    /// The body has ended.
-    Done,
-}
-
-/// Cuts an answer's body out of the bytes that arrive: the socket-free half of [`AnswerBody`],
-/// which [`read_answer`] also drives (the fuzz target and the comparison with hyper).
-#[derive(Debug, Clone, Copy)]
-struct BodyDecoder {
-    state: State,
-}
-
-/// What the buffered bytes give next.
-enum Step {
-    Data(Bytes),
-    /// The body needs bytes that have not arrived.
-    NeedMore,
-    End,
-}
-
-impl BodyDecoder {
-    fn new(framing: Framing) -> BodyDecoder {
-        let state = match framing {
-            Framing::Length(0) => State::Done,
-            Framing::Length(n) => State::Length(n),
-            Framing::Chunked => State::ChunkSize,
-            Framing::UntilClose => State::UntilClose,
-        };
-        BodyDecoder { state }
-    }
-
-    /// Whether the body has ended.
-    fn is_done(&self) -> bool {
-        matches!(self.state, State::Done)
-    }
-
-    /// The next piece of the body `buf` holds; what it uses is taken from `buf`.
-    fn step(&mut self, buf: &mut BytesMut) -> io::Result<Step> {
-        loop {
-            match self.state {
-                State::Done => return Ok(Step::End),
-                _ if buf.is_empty() => return Ok(Step::NeedMore),
-                State::Length(left) | State::ChunkData(left) => {
-                    let take = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    let data = buf.split_to(take).freeze();
-                    let left = left - take as u64;
-                    self.state = match self.state {
-                        State::Length(_) if left == 0 => State::Done,
-                        State::Length(_) => State::Length(left),
-                        _ if left == 0 => State::ChunkEnd,
-                        _ => State::ChunkData(left),
-                    };
-                    return Ok(Step::Data(data));
-                }
-                State::UntilClose => return Ok(Step::Data(buf.split().freeze())),
-                State::ChunkSize => {
-                    let Some(line) = take_line(buf)? else { return Ok(Step::NeedMore) };
-                    let size = chunk_size(&line)?;
-                    self.state = if size == 0 { State::Trailers } else { State::ChunkData(size) };
-                }
-                State::ChunkEnd => {
-                    let Some(line) = take_line(buf)? else { return Ok(Step::NeedMore) };
-                    if !line.is_empty() {
-                        return Err(broken("a chunk is longer than its size"));
-                    }
-                    self.state = State::ChunkSize;
-                }
-                State::Trailers => {
-                    let Some(line) = take_line(buf)? else { return Ok(Step::NeedMore) };
-                    if line.is_empty() {
-                        self.state = State::Done;
-                    }
-                }
-            }
-        }
-    }
-
-    /// The connection ended: fine where the body runs to the close, or had ended already.
-    fn at_eof(&self) -> io::Result<()> {
-        match self.state {
-            State::UntilClose | State::Done => Ok(()),
-            _ => Err(broken("the connection closed before the end")),
-        }
-    }
-}
-
 /// An answer read from `bytes` as this client reads one from a connection that ends where
 /// `bytes` do (a request of `method`): its status and whole body, or why it is refused.
 pub fn read_answer(bytes: &[u8], method: &Method) -> Result<(StatusCode, Vec<u8>), String> {
@@ -609,11 +500,11 @@ pub fn read_answer(bytes: &[u8], method: &Method) -> Result<(StatusCode, Vec<u8>
     let mut decoder = BodyDecoder::new(head.framing);
     let mut body = Vec::new();
     loop {
-        match decoder.step(&mut buf).map_err(|e| e.to_string())? {
+        match decoder.step(&mut buf).map_err(|e| broken(e).to_string())? {
             Step::Data(data) => body.extend_from_slice(&data),
             Step::End => return Ok((head.status, body)),
             Step::NeedMore => {
-                decoder.at_eof().map_err(|e| e.to_string())?;
+                decoder.at_eof().map_err(|e| broken(e).to_string())?;
                 return Ok((head.status, body));
             }
         }
@@ -631,41 +522,8 @@ impl AnswerBody {
     }
 }
 
-fn broken(message: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("the upstream's answer broke off: {message}"))
-}
-
-/// The next CRLF-terminated line at the start of `buf` (without its line end), removed from it.
-fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, io::Error> {
-    match buf.iter().position(|&b| b == b'\n') {
-        Some(end) => {
-            let mut line = buf.split_to(end + 1);
-            line.truncate(end);
-            if line.last() == Some(&b'\r') {
-                line.truncate(end - 1);
-            }
-            Ok(Some(line))
-        }
-        None if buf.len() > MAX_LINE => Err(broken("a chunk line is too long")),
-        None => Ok(None),
-    }
-}
-
-/// A chunk-size line: `1*HEXDIG [BWS] [";" extensions]` (RFC 9112 section 7.1). Chunk
-/// extensions carry nothing a proxy uses. Nothing else passes: no sign, no leading space, no
-/// more hex digits than a u64 holds.
-fn chunk_size(line: &[u8]) -> Result<u64, io::Error> {
-    let malformed = || broken("a malformed chunk size");
-    let size_part = line.split(|&b| b == b';').next().unwrap_or_default();
-    let digits_end = size_part.iter().position(|b| !b.is_ascii_hexdigit()).unwrap_or(size_part.len());
-    let (digits, rest) = size_part.split_at(digits_end);
-    if digits.is_empty() || digits.len() > 16 || !rest.iter().all(|&b| b == b' ' || b == b'\t') {
-        return Err(malformed());
-    }
-    digits.iter().try_fold(0u64, |n, &b| {
-        let digit = char::from(b).to_digit(16).ok_or_else(malformed)?;
-        n.checked_mul(16).and_then(|n| n.checked_add(u64::from(digit))).ok_or_else(malformed)
-    })
+fn broken(e: FramingError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("the upstream's answer broke off: {e}"))
 }
 
 impl hyper::body::Body for AnswerBody {
@@ -689,13 +547,13 @@ impl hyper::body::Body for AnswerBody {
                 Ok(Step::NeedMore) => {}
                 Err(e) => {
                     this.conn = None;
-                    return Poll::Ready(Some(Err(e)));
+                    return Poll::Ready(Some(Err(broken(e))));
                 }
             }
             match ready!(fill(conn, cx)) {
                 Ok(0) => {
                     this.conn = None;
-                    return Poll::Ready(this.decoder.at_eof().err().map(Err));
+                    return Poll::Ready(this.decoder.at_eof().err().map(|e| Err(broken(e))));
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -711,8 +569,8 @@ impl hyper::body::Body for AnswerBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self.decoder.state {
-            State::Length(left) if self.conn.is_some() => SizeHint::with_exact(left),
+        match self.decoder.length_left() {
+            Some(left) if self.conn.is_some() => SizeHint::with_exact(left),
             _ if self.conn.is_none() => SizeHint::with_exact(0),
             _ => SizeHint::default(),
         }

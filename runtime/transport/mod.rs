@@ -19,6 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::time::Duration;
 
 pub mod deadline;
+pub mod framing;
 pub mod guard;
 mod h1;
 mod stream;

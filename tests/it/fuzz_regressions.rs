@@ -19,6 +19,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
     inputs.extend(match target {
         "manifest" => read_dir("tests/manifests"),
         "h1_answer" => read_dir("tests/fixtures/http1"),
+        "h1_request" => read_dir("tests/fixtures/http1_requests"),
         _ => read_dir("tests/fixtures"),
     });
     inputs.push(Vec::new());

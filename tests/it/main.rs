@@ -42,6 +42,7 @@ mod failover;
 mod fake_openai;
 mod fuzz_regressions;
 mod h1_differential;
+mod h1_server_differential;
 mod health_checks;
 mod http_api;
 mod https_upstream;

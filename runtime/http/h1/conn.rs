@@ -1,0 +1,386 @@
+//! One client's HTTP/1.1 connection: requests read one after another (pipelined ones in order),
+//! each handed to the router, its answer written back; until the client closes, asks to close,
+//! or the server drains.
+//!
+//! Buffers are sized by what arrives: the read buffer grows from 4 KiB only for a longer head and
+//! is given back whenever it is empty, and a stream's answer is written piece by piece from a
+//! small buffer. While an answer streams, the socket is watched for the client leaving without a
+//! buffer at all (a peek), so an open stream holds no read buffer.
+
+use super::answer::{self, Sending};
+use super::body::{self, Feed, Piece};
+use super::request::{self, HeadError};
+use crate::transport::framing::{BodyDecoder, Framing, Step};
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::header::{CONNECTION, CONTENT_LENGTH};
+use axum::http::{HeaderValue, Method, Version};
+use axum::response::Response;
+use bytes::{Buf, Bytes, BytesMut};
+use hyper::body::Body as _;
+use std::convert::Infallible;
+use std::future::poll_fn;
+use std::io;
+use std::pin::{pin, Pin};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tower::{Service, ServiceExt};
+
+use crate::http::drain::Watcher;
+
+/// What a read asks of the socket when a head or body needs more.
+const READ: usize = 4 * 1024;
+/// The most a body read asks for at once.
+const MAX_BODY_READ: usize = 64 * 1024;
+/// Pieces of an answer at least this long are written from where they are, not copied.
+const WRITE_IN_PLACE: usize = 16 * 1024;
+/// How long, and for how many bytes, a closing connection keeps reading what a client still
+/// sends (an unread body), so that closing does not reset the connection under the answer.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 4 * 1024 * 1024;
+
+/// How a connection ended.
+#[derive(Debug)]
+pub enum Ended {
+    Closed,
+    /// The client asked to switch protocols: the socket, and every byte read from it so far
+    /// (that request's head first), for a server that can upgrade it.
+    Upgrade(TcpStream, Bytes),
+}
+
+/// Serves `stream` until it ends. `drain` is watched: once it fires, an idle connection closes
+/// and a busy one closes after the answer in hand.
+pub async fn serve<S>(
+    mut stream: TcpStream,
+    service: S,
+    header_timeout: Duration,
+    drain: &mut Watcher,
+) -> io::Result<Ended>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let mut buf = BytesMut::new();
+    let mut deadline = pin!(tokio::time::sleep(header_timeout));
+    loop {
+        // A whole head, however many reads it takes.
+        let mut waiting = false;
+        let (head, head_len) = loop {
+            if !buf.is_empty() {
+                match request::parse(&buf) {
+                    Ok(Some(head)) => break head,
+                    Ok(None) => {}
+                    Err(e) => return refuse(stream, e).await,
+                }
+            }
+            if !waiting {
+                // A client gets the timeout for its whole head, from the moment we wait for it.
+                deadline.as_mut().reset(Instant::now() + header_timeout);
+                waiting = true;
+            }
+            reserve(&mut buf, READ);
+            let read = tokio::select! {
+                biased;
+                read = read_some(&stream, &mut buf) => read?,
+                () = &mut deadline => {
+                    tracing::debug!("a client did not send its request's head within the header read timeout");
+                    return Ok(Ended::Closed);
+                }
+                () = drain.draining(), if buf.is_empty() => return Ok(Ended::Closed),
+            };
+            if read == 0 {
+                return Ok(Ended::Closed);
+            }
+        };
+        if head.upgrade {
+            return Ok(Ended::Upgrade(stream, buf.freeze()));
+        }
+        buf.advance(head_len);
+
+        let request::RequestHead { parts, framing, keep_alive, expects_continue, upgrade: _ } = head;
+        let http11 = parts.version == Version::HTTP_11;
+        let is_head = parts.method == Method::HEAD;
+        let mut reading: Option<(BodyDecoder, Feed)> = None;
+        let body = match framing {
+            Framing::Length(0) => Body::empty(),
+            // The common case: the body came with its head.
+            Framing::Length(n) if buf.len() as u64 >= n => Body::from(buf.split_to(n as usize).freeze()),
+            framing => {
+                if expects_continue {
+                    stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+                }
+                let (feed, incoming) = body::channel(match framing {
+                    Framing::Length(n) => Some(n),
+                    _ => None,
+                });
+                reading = Some((BodyDecoder::new(framing), feed));
+                Body::new(incoming)
+            }
+        };
+        if buf.is_empty() {
+            // Nothing pipelined behind this request: hold no buffer while it is served.
+            buf = BytesMut::new();
+        }
+
+        let mut call = pin!(service.clone().oneshot(Request::from_parts(parts, body)));
+        let mut body_whole = reading.is_none();
+        let response = loop {
+            tokio::select! {
+                biased;
+                answered = &mut call => break answered.unwrap_or_else(|never| match never {}),
+                fed = feed(&stream, &mut buf, reading.as_mut().map(|(d, f)| (d, &*f))), if reading.is_some() => {
+                    body_whole = fed == Fed::Whole;
+                    reading = None;
+                }
+                // The client left: the handler (and any upstream call) is dropped with it.
+                () = client_gone(&stream), if reading.is_none() => return Ok(Ended::Closed),
+            }
+        };
+        // A body the handler did not wait for is still arriving: the connection cannot carry
+        // another request.
+        let body_whole = body_whole && reading.is_none();
+        drop(reading);
+
+        let (mut parts, body) = response.into_parts();
+        let exact = body.size_hint().exact();
+        if is_head && !parts.headers.contains_key(CONTENT_LENGTH) {
+            if let Some(n) = exact {
+                parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
+            }
+        }
+        let how = answer::sending(parts.status, &parts.headers, exact, is_head, http11);
+        let keep_alive = keep_alive
+            && body_whole
+            && how != Sending::UntilClose
+            && !drain.is_draining()
+            && !parts.headers.get(CONNECTION).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        let mut out = Vec::with_capacity(512 + exact.map_or(0, |n| n.min(WRITE_IN_PLACE as u64) as usize));
+        answer::write_head(&mut out, parts.status, &parts.headers, how, keep_alive, http11);
+        let whole = match how {
+            Sending::Nothing => {
+                stream.write_all(&out).await?;
+                true
+            }
+            how => send_body(&mut stream, out, body, how).await?,
+        };
+        if !whole {
+            // An answer cut short: the client learns it from the close.
+            return Ok(Ended::Closed);
+        }
+        if !keep_alive {
+            if !body_whole {
+                linger(stream).await;
+            }
+            return Ok(Ended::Closed);
+        }
+    }
+}
+
+/// Reads what the socket has into `buf`: 0 at the end of the stream.
+async fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    loop {
+        stream.readable().await?;
+        match stream.try_read_buf(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            read => return read,
+        }
+    }
+}
+
+/// Room for at least `want` more bytes in `buf` (doubling it once it holds a part of a head).
+fn reserve(buf: &mut BytesMut, want: usize) {
+    if buf.capacity() - buf.len() < want / 4 {
+        buf.reserve(want.max(buf.len()));
+    }
+}
+
+/// How reading a request body ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Fed {
+    /// Read to its end and handed over.
+    Whole,
+    /// The handler dropped the body before its end.
+    Abandoned,
+    /// The client broke the body's framing or closed; the handler got the error.
+    Failed,
+}
+
+/// Reads the body `decoder` frames and hands it to the handler through `feed`. Dropped when the
+/// answer is ready; what it had in hand then is not needed any more.
+async fn feed(stream: &TcpStream, buf: &mut BytesMut, reading: Option<(&mut BodyDecoder, &Feed)>) -> Fed {
+    let Some((decoder, feed)) = reading else { return std::future::pending().await };
+    loop {
+        let piece = match decoder.step(buf) {
+            Ok(Step::Data(data)) => Piece::Data(data),
+            Ok(Step::End) => {
+                let _ = feed.send(Piece::End).await;
+                return Fed::Whole;
+            }
+            Ok(Step::NeedMore) => {
+                let want = decoder.length_left().map_or(MAX_BODY_READ, |left| left.min(MAX_BODY_READ as u64) as usize);
+                reserve(buf, want.max(READ));
+                match read_some(stream, buf).await {
+                    Ok(0) => Piece::Failed(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the client closed before its body ended",
+                    )),
+                    Ok(_) => continue,
+                    Err(e) => Piece::Failed(e),
+                }
+            }
+            Err(e) => {
+                Piece::Failed(io::Error::new(io::ErrorKind::InvalidData, format!("the request body is malformed: {e}")))
+            }
+        };
+        let failed = matches!(piece, Piece::Failed(_));
+        if feed.send(piece).await.is_err() {
+            return Fed::Abandoned;
+        }
+        if failed {
+            return Fed::Failed;
+        }
+    }
+}
+
+/// Resolves once the client has closed its side or the connection broke. A client that sent more
+/// (a pipelined request) is still there: that is left for later, and this never resolves.
+async fn client_gone(stream: &TcpStream) {
+    let mut probe = [0u8; 1];
+    match stream.peek(&mut probe).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
+    }
+}
+
+/// Writes `out` (an answer's head) and `body` as `how` says. `Ok(false)`: the body failed or did
+/// not match its length, and the connection must close.
+async fn send_body(stream: &mut TcpStream, mut out: Vec<u8>, mut body: Body, how: Sending) -> io::Result<bool> {
+    let mut sent: u64 = 0;
+    let mut whole = true;
+    while !body.is_end_stream() {
+        let next = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
+        let frame = tokio::select! {
+            biased;
+            frame = next => frame,
+            () = client_gone(stream) => return Err(io::ErrorKind::ConnectionReset.into()),
+        };
+        let data = match frame {
+            None => break,
+            Some(Err(e)) => {
+                tracing::debug!("an answer's body failed while it was sent: {e}");
+                whole = false;
+                break;
+            }
+            // Trailers are not sent on: no client of ours asks for them.
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) if !data.is_empty() => data,
+                _ => continue,
+            },
+        };
+        match how {
+            Sending::Length(n) => {
+                let room = n - sent;
+                let data = if data.len() as u64 > room {
+                    whole = false;
+                    data.slice(..room as usize)
+                } else {
+                    data
+                };
+                sent += data.len() as u64;
+                put(stream, &mut out, &data).await?;
+            }
+            Sending::Chunked => {
+                let mut size = [0u8; 18];
+                let hex = chunk_size_line(&mut size, data.len());
+                out.extend_from_slice(hex);
+                put(stream, &mut out, &data).await?;
+                out.extend_from_slice(b"\r\n");
+            }
+            Sending::UntilClose | Sending::Nothing => put(stream, &mut out, &data).await?,
+        }
+        if !whole {
+            break;
+        }
+        if !body.is_end_stream() {
+            // More may come later: what there is goes out now.
+            stream.write_all(&out).await?;
+            out.clear();
+        }
+    }
+    match how {
+        Sending::Length(n) if sent != n => whole = false,
+        Sending::Chunked if whole => out.extend_from_slice(b"0\r\n\r\n"),
+        _ => {}
+    }
+    stream.write_all(&out).await?;
+    Ok(whole && how != Sending::UntilClose)
+}
+
+/// Adds `data` to what is to be written, or writes both now when `data` is long.
+async fn put(stream: &mut TcpStream, out: &mut Vec<u8>, data: &[u8]) -> io::Result<()> {
+    if data.len() < WRITE_IN_PLACE {
+        out.extend_from_slice(data);
+        return Ok(());
+    }
+    stream.write_all(out).await?;
+    out.clear();
+    stream.write_all(data).await
+}
+
+/// `len` as a chunk-size line (`1a\r\n`), written into `buf`.
+fn chunk_size_line(buf: &mut [u8; 18], len: usize) -> &[u8] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut at = 16;
+    let mut n = len;
+    loop {
+        at -= 1;
+        buf[at] = HEX[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    buf[16] = b'\r';
+    buf[17] = b'\n';
+    &buf[at..]
+}
+
+/// Answers a head that cannot be served, then closes.
+async fn refuse(mut stream: TcpStream, error: HeadError) -> io::Result<Ended> {
+    tracing::debug!("refused a request head: {error}");
+    stream.write_all(&answer::head_error(error)).await?;
+    linger(stream).await;
+    Ok(Ended::Closed)
+}
+
+/// Closes after reading (and dropping) what the client is still sending, for a moment: a socket
+/// closed with unread bytes resets the connection, and the client may lose the answer with it.
+async fn linger(mut stream: TcpStream) {
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let mut read = 0;
+    let _ = tokio::time::timeout(LINGER, async {
+        while read < LINGER_BYTES {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunk_size_line;
+
+    #[test]
+    fn chunk_sizes_are_lowercase_hex_lines() {
+        let mut buf = [0u8; 18];
+        assert_eq!(chunk_size_line(&mut buf, 0), b"0\r\n");
+        assert_eq!(chunk_size_line(&mut buf, 26), b"1a\r\n");
+        assert_eq!(chunk_size_line(&mut buf, usize::MAX), b"ffffffffffffffff\r\n");
+    }
+}
