@@ -1,5 +1,6 @@
-//! The accept loop: one hyper connection per client (HTTP/1.1 with upgrades, or h2c), graceful
-//! shutdown, a deadline on slow request heads, and hyper's own protocol-error answers (a header
+//! The accept loop: each client served by the door's own HTTP/1.1 server (`h1`) or, for h2c and
+//! a connection that upgrades, by hyper; graceful shutdown, a deadline on slow request heads,
+//! and hyper's own protocol-error answers (a header
 //! flood, a malformed request line) given the OpenAI-style JSON body every other error has.
 
 use axum::body::Body;
@@ -159,9 +160,9 @@ pub struct LaneHooks {
 
 /// Runs `upkeep` once a second. The tick also keeps a timer of the lane due within a second:
 /// tokio's timer driver wakes its own event loop (an eventfd write and one more turn of the
-/// loop) whenever a timer is set earlier than the earliest it parked for; hyper sets the
-/// header-read timer afresh for every request, and between requests no earlier timer existed,
-/// so every request paid for that wake. With this tick pending, a 30 s header timer is never
+/// loop) whenever a timer is set earlier than the earliest it parked for; the HTTP/1.1 server
+/// sets the header-read timer afresh for every request, and between requests no earlier timer
+/// existed, so every request paid for that wake. With this tick pending, a 30 s header timer is never
 /// the earliest.
 async fn every_second(upkeep: fn()) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -173,8 +174,8 @@ async fn every_second(upkeep: fn()) {
 
 /// The two ways a connection is served, both with the same settings.
 struct Builders {
-    /// A client whose first bytes are not HTTP/2's preface: hyper's HTTP/1.1 connection,
-    /// handed the socket itself.
+    /// A connection whose request asks to switch protocols: hyper's HTTP/1.1 connection, handed
+    /// the socket with the bytes read put back in front.
     http1: hyper::server::conn::http1::Builder,
     /// A client that may be speaking HTTP/2 (h2c with prior knowledge): hyper-util reads the
     /// preface and picks the protocol.
@@ -200,7 +201,7 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// What a client's first bytes say it speaks.
 #[derive(Debug, PartialEq, Eq)]
 enum Speaks {
-    /// Not HTTP/2's preface: HTTP/1.x (or garbage, which hyper's HTTP/1.1 parser answers).
+    /// Not HTTP/2's preface: HTTP/1.x (or garbage, which the HTTP/1.1 server answers).
     Http1,
     /// The preface, or too few bytes yet to tell.
     Http2OrUnknown,
