@@ -6,6 +6,7 @@
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
+use bytes::BytesMut;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -17,7 +18,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tower::{Service, ServiceExt};
@@ -203,19 +204,26 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 enum Speaks {
     /// Not HTTP/2's preface: HTTP/1.x (or garbage, which the HTTP/1.1 server answers).
     Http1,
-    /// The preface, or too few bytes yet to tell.
-    Http2OrUnknown,
+    /// HTTP/2's preface: h2c with prior knowledge.
+    Http2,
 }
 
-/// Looks at the client's first bytes without taking them. hyper-util's own sniffing reads them
-/// into a buffer of its own and hands them back through a wrapper; hyper's HTTP/1.1 reader then
-/// found 24 bytes already buffered, and doubled its read buffer to 16 KiB for the rest of the
-/// head, a buffer every connection kept for its whole life.
-async fn sniff(stream: &TcpStream) -> io::Result<Speaks> {
-    let mut first = [0u8; H2_PREFACE.len()];
-    let n = stream.peek(&mut first).await?;
-    // A request line starts with a method, and no method is `PRI`: two bytes tell them apart.
-    Ok(if n > 0 && first[..n] != H2_PREFACE[..n] { Speaks::Http1 } else { Speaks::Http2OrUnknown })
+/// Reads a client's first bytes, until they tell HTTP/2's preface from an HTTP/1.x request (a
+/// request line starts with a method, and no method is `PRI`), into the buffer the HTTP/1.1
+/// server goes on reading into. A client that sends its first bytes one at a time is read as
+/// many times as it takes.
+async fn first_bytes(stream: &mut TcpStream) -> io::Result<(Speaks, BytesMut)> {
+    let mut buf = BytesMut::with_capacity(4096);
+    loop {
+        let read = stream.read_buf(&mut buf).await?;
+        let seen = buf.len().min(H2_PREFACE.len());
+        if buf[..seen] != H2_PREFACE[..seen] || read == 0 {
+            return Ok((Speaks::Http1, buf));
+        }
+        if seen == H2_PREFACE.len() {
+            return Ok((Speaks::Http2, buf));
+        }
+    }
 }
 
 /// The next client connection, or `None` once `shutdown` resolves.
@@ -245,15 +253,16 @@ where
     let watcher = drain.watcher();
     tokio::spawn(async move {
         // A client that sends nothing at all is held no longer than one that sends half a head.
-        let speaks = match tokio::time::timeout(builders.header_read_timeout, sniff(&stream)).await {
-            Ok(Ok(speaks)) => speaks,
+        let mut stream = stream;
+        let (speaks, first) = match tokio::time::timeout(builders.header_read_timeout, first_bytes(&mut stream)).await {
+            Ok(Ok(first)) => first,
             Ok(Err(e)) => return tracing::debug!("connection ended before its first byte: {e}"),
             Err(_) => return tracing::debug!("connection sent nothing within the header read timeout"),
         };
         let ended = match speaks {
             Speaks::Http1 => {
                 let mut watcher = watcher;
-                match h1::conn::serve(stream, service, builders.header_read_timeout, &mut watcher).await {
+                match h1::conn::serve(stream, first, service, builders.header_read_timeout, &mut watcher).await {
                     Ok(Ended::Closed) => Ok(()),
                     // hyper reads the request again from the bytes put back, and switches.
                     Ok(Ended::Upgrade(stream, read)) => {
@@ -266,8 +275,8 @@ where
                     Err(e) => Err(e.into()),
                 }
             }
-            Speaks::Http2OrUnknown => {
-                let io = TokioIo::new(JsonProtocolErrors::new(stream));
+            Speaks::Http2 => {
+                let io = TokioIo::new(JsonProtocolErrors::new(Rewind::new(first.freeze(), stream)));
                 watcher.watch(builders.auto.serve_connection_with_upgrades(io, hyper_service)).await
             }
         };

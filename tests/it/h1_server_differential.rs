@@ -380,3 +380,52 @@ async fn a_client_that_expects_100_continue_gets_it_before_sending_its_body() {
     let echo: Value = serde_json::from_slice(&answers[0].1).expect("the echo");
     assert_eq!((answers[0].0, &echo["body_len"]), (200, &json!(5)), "{echo}");
 }
+
+/// Writes `request` in pieces of `piece` bytes, each its own segment, then half-closes and reads
+/// the answer: heads and bodies split anywhere.
+async fn exchange_in_pieces(addr: SocketAddr, request: &[u8], piece: usize) -> Vec<u8> {
+    let socket = TcpStream::connect(addr).await.expect("connects");
+    socket.set_nodelay(true).expect("sets nodelay");
+    let (mut read, mut write) = socket.into_split();
+    let writing = async {
+        for part in request.chunks(piece) {
+            if write.write_all(part).await.is_err() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        let _ = write.shutdown().await;
+    };
+    let mut answer = Vec::new();
+    let reading = tokio::time::timeout(READ_FOR, read.read_to_end(&mut answer));
+    let _ = tokio::join!(writing, reading);
+    answer
+}
+
+/// A request that arrives in many small pieces is served as the same request arriving whole:
+/// every accepted request of the corpus, in pieces of 1, 7 and 1,000 bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_split_anywhere_are_served_as_when_whole() {
+    let ours = start_ours().await;
+    let corpus = corpus();
+    let whole = answers(ours, &corpus).await;
+    let mut checked = 0;
+    // A body that has not arrived with its head gets a `100 Continue` first; the answers after
+    // it are what is compared.
+    let finals =
+        |bytes: &[u8]| parse_answers(bytes).into_iter().filter(|(status, _)| *status >= 200).collect::<Vec<_>>();
+    for ((name, request), whole) in corpus.iter().zip(&whole) {
+        let whole = finals(whole);
+        if !whole.first().is_some_and(|(status, _)| (200..300).contains(status)) || request.len() > 80_000 {
+            continue;
+        }
+        for piece in [1, 7, 1000] {
+            let split = finals(&exchange_in_pieces(ours, request, piece).await);
+            if let Some(how) = difference(&whole, &split) {
+                panic!("{name} in pieces of {piece}: {how}");
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10, "{checked} accepted requests checked");
+}

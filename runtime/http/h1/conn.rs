@@ -50,10 +50,11 @@ pub enum Ended {
     Upgrade(TcpStream, Bytes),
 }
 
-/// Serves `stream` until it ends. `drain` is watched: once it fires, an idle connection closes
-/// and a busy one closes after the answer in hand.
+/// Serves `stream`, whose first bytes are already in `buf`, until it ends. `drain` is watched:
+/// once it fires, an idle connection closes and a busy one closes after the answer in hand.
 pub async fn serve<S>(
     mut stream: TcpStream,
+    mut buf: BytesMut,
     service: S,
     header_timeout: Duration,
     drain: &mut Watcher,
@@ -62,7 +63,6 @@ where
     S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    let mut buf = BytesMut::new();
     let mut deadline = pin!(tokio::time::sleep(header_timeout));
     loop {
         // A whole head, however many reads it takes.
@@ -83,7 +83,7 @@ where
             reserve(&mut buf, READ);
             let read = tokio::select! {
                 biased;
-                read = read_some(&stream, &mut buf) => read?,
+                read = stream.read_buf(&mut buf) => read?,
                 () = &mut deadline => {
                     tracing::debug!("a client did not send its request's head within the header read timeout");
                     return Ok(Ended::Closed);
@@ -130,12 +130,14 @@ where
             tokio::select! {
                 biased;
                 answered = &mut call => break answered.unwrap_or_else(|never| match never {}),
-                fed = feed(&stream, &mut buf, reading.as_mut().map(|(d, f)| (d, &*f))), if reading.is_some() => {
-                    body_whole = fed == Fed::Whole;
-                    reading = None;
-                }
-                // The client left: the handler (and any upstream call) is dropped with it.
-                () = client_gone(&stream), if reading.is_none() => return Ok(Ended::Closed),
+                heard = attend(&mut stream, &mut buf, reading.as_mut()) => match heard {
+                    Heard::Fed(fed) => {
+                        body_whole = fed == Fed::Whole;
+                        reading = None;
+                    }
+                    // The client left: the handler (and any upstream call) is dropped with it.
+                    Heard::Gone => return Ok(Ended::Closed),
+                },
             }
         };
         // A body the handler did not wait for is still arriving: the connection cannot carry
@@ -178,17 +180,6 @@ where
     }
 }
 
-/// Reads what the socket has into `buf`: 0 at the end of the stream.
-async fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
-    loop {
-        stream.readable().await?;
-        match stream.try_read_buf(buf) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            read => return read,
-        }
-    }
-}
-
 /// Room for at least `want` more bytes in `buf` (doubling it once it holds a part of a head).
 fn reserve(buf: &mut BytesMut, want: usize) {
     if buf.capacity() - buf.len() < want / 4 {
@@ -207,10 +198,30 @@ enum Fed {
     Failed,
 }
 
+/// What the client did while its request was being handled.
+enum Heard {
+    /// Its body (still being read) has ended, one way or another.
+    Fed(Fed),
+    Gone,
+}
+
+/// Reads the request's body while there is one to read, then watches for the client leaving.
+/// One future for both: each needs the socket, and reads through `AsyncRead` (unlike
+/// `try_read`) note a short read as the socket drained, so the watch that follows waits for the
+/// socket to become readable instead of asking the kernel again.
+async fn attend(stream: &mut TcpStream, buf: &mut BytesMut, reading: Option<&mut (BodyDecoder, Feed)>) -> Heard {
+    match reading {
+        Some((decoder, body)) => Heard::Fed(feed(stream, buf, decoder, body).await),
+        None => {
+            client_gone(stream).await;
+            Heard::Gone
+        }
+    }
+}
+
 /// Reads the body `decoder` frames and hands it to the handler through `feed`. Dropped when the
 /// answer is ready; what it had in hand then is not needed any more.
-async fn feed(stream: &TcpStream, buf: &mut BytesMut, reading: Option<(&mut BodyDecoder, &Feed)>) -> Fed {
-    let Some((decoder, feed)) = reading else { return std::future::pending().await };
+async fn feed(stream: &mut TcpStream, buf: &mut BytesMut, decoder: &mut BodyDecoder, feed: &Feed) -> Fed {
     loop {
         let piece = match decoder.step(buf) {
             Ok(Step::Data(data)) => Piece::Data(data),
@@ -221,7 +232,7 @@ async fn feed(stream: &TcpStream, buf: &mut BytesMut, reading: Option<(&mut Body
             Ok(Step::NeedMore) => {
                 let want = decoder.length_left().map_or(MAX_BODY_READ, |left| left.min(MAX_BODY_READ as u64) as usize);
                 reserve(buf, want.max(READ));
-                match read_some(stream, buf).await {
+                match stream.read_buf(buf).await {
                     Ok(0) => Piece::Failed(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "the client closed before its body ended",

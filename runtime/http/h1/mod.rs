@@ -58,4 +58,40 @@ mod tests {
         assert!(read_request(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab").is_err());
         assert!(read_request(b"GET / HTTP/1.1\r\nHost: a\r\n").is_err());
     }
+
+    /// A small fuzz run inside the test suite (libFuzzer runs the `h1_request` target at
+    /// length): mutations of valid requests, none of which may panic or read a body longer
+    /// than the bytes given.
+    #[test]
+    fn mutated_requests_never_panic() {
+        let seeds: [&[u8]; 3] = [
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n{\"a\":\"bc\"}",
+            b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4;a=b\r\nabcd\r\n0\r\nt: 1\r\n\r\n",
+            b"GET /health?x=1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..30_000 {
+            let mut bytes = seeds[round % seeds.len()].to_vec();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() as usize) % (bytes.len() + 1);
+                const BYTES: &[u8] = b"\r\n:;, 0fF-+\t\x00\xffaZ";
+                let byte = BYTES[(next() as usize) % BYTES.len()];
+                match next() % 4 {
+                    0 if at < bytes.len() => bytes[at] = byte,
+                    1 => bytes.insert(at, byte),
+                    2 if at < bytes.len() => drop(bytes.remove(at)),
+                    _ => bytes.truncate(at),
+                }
+            }
+            if let Ok((_, body)) = read_request(&bytes) {
+                assert!(body.len() <= bytes.len(), "{:?}", String::from_utf8_lossy(&bytes));
+            }
+        }
+    }
 }
