@@ -80,10 +80,9 @@ where
                 deadline.as_mut().reset(Instant::now() + header_timeout);
                 waiting = true;
             }
-            reserve(&mut buf, READ);
             let read = tokio::select! {
                 biased;
-                read = stream.read_buf(&mut buf) => read?,
+                read = read_head(&mut stream, &mut buf) => read?,
                 () = &mut deadline => {
                     tracing::debug!("a client did not send its request's head within the header read timeout");
                     return Ok(Ended::Closed);
@@ -178,6 +177,16 @@ where
             return Ok(Ended::Closed);
         }
     }
+}
+
+/// Reads more of a request's head into `buf`. A kept-alive connection waiting for its next
+/// request holds no buffer: one is taken when the socket becomes readable.
+async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    if buf.is_empty() {
+        stream.readable().await?;
+    }
+    reserve(buf, READ);
+    stream.read_buf(buf).await
 }
 
 /// Room for at least `want` more bytes in `buf` (doubling it once it holds a part of a head).
