@@ -161,6 +161,7 @@ where
         answer::write_head(&mut out, parts.status, &parts.headers, how, keep_alive, http11);
         let whole = match how {
             Sending::Nothing => {
+                drop(body);
                 stream.write_all(&out).await?;
                 true
             }
@@ -334,6 +335,9 @@ async fn send_body(stream: &mut TcpStream, mut out: Vec<u8>, mut body: Body, how
         Sending::Chunked if whole => out.extend_from_slice(b"0\r\n\r\n"),
         _ => {}
     }
+    // What the body holds (a parallel-request place, a budget's settlement) is let go before
+    // the client can read the end and send its next request.
+    drop(body);
     stream.write_all(&out).await?;
     Ok(whole && how != Sending::UntilClose)
 }
