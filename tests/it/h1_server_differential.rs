@@ -429,3 +429,27 @@ async fn requests_split_anywhere_are_served_as_when_whole() {
     }
     assert!(checked >= 10, "{checked} accepted requests checked");
 }
+
+/// A request refused before its body is read (a handler that answers without asking for it)
+/// gives no `100 Continue`: the client that waits for one gets the refusal instead, and never
+/// sends the body.
+#[tokio::test]
+async fn a_request_refused_unread_gets_no_100_continue() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let addr = listener.local_addr().expect("an address");
+    let refusing = Router::new().fallback(|| async { (StatusCode::PAYLOAD_TOO_LARGE, "too large") });
+    tokio::spawn(serve(listener, refusing, ConnectionSettings::default(), std::future::pending()));
+    let mut socket = TcpStream::connect(addr).await.expect("connects");
+    socket
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 100000000\r\n\r\n")
+        .await
+        .expect("writes the head");
+    let mut answer = Vec::new();
+    tokio::time::timeout(READ_FOR, socket.read_to_end(&mut answer))
+        .await
+        .expect("an answer and a close")
+        .expect("reads");
+    let answers = parse_answers(&answer);
+    let statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
+    assert_eq!(statuses, [413], "{}", String::from_utf8_lossy(&answer));
+}

@@ -6,7 +6,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Pieces in flight between the connection and the handler: the reader stays at most this far
 /// ahead of the handler, so a large upload is not buffered whole.
@@ -28,15 +28,26 @@ pub struct Incoming {
     /// Bytes still to come of a body with a length.
     left: Option<u64>,
     ended: bool,
+    /// Told when the handler first asks for the body: a client that sent `Expect: 100-continue`
+    /// gets its go-ahead then, not before (a request refused without its body never sends it).
+    asked: Option<oneshot::Sender<()>>,
 }
 
 /// The connection's end.
 pub type Feed = mpsc::Sender<Piece>;
 
-/// A body of `length` (if the request gave one), fed through the returned sender.
-pub fn channel(length: Option<u64>) -> (Feed, Incoming) {
+/// A body of `length` (if the request gave one), fed through the returned sender. With
+/// `wants_go_ahead`, the receiver resolves when the handler first asks for the body (and fails
+/// if it drops the body unasked).
+pub fn channel(length: Option<u64>, wants_go_ahead: bool) -> (Feed, Incoming, Option<oneshot::Receiver<()>>) {
     let (feed, pieces) = mpsc::channel(AHEAD);
-    (feed, Incoming { pieces, left: length, ended: false })
+    let (asked, go_ahead) = if wants_go_ahead {
+        let (tx, rx) = oneshot::channel();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    (feed, Incoming { pieces, left: length, ended: false, asked }, go_ahead)
 }
 
 impl Body for Incoming {
@@ -46,6 +57,9 @@ impl Body for Incoming {
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         if self.ended {
             return Poll::Ready(None);
+        }
+        if let Some(asked) = self.asked.take() {
+            let _ = asked.send(());
         }
         let piece = ready!(self.pieces.poll_recv(cx));
         Poll::Ready(match piece {
@@ -91,9 +105,11 @@ mod tests {
 
     #[tokio::test]
     async fn pieces_arrive_in_order_and_the_end_is_told() {
-        let (feed, body) = channel(Some(5));
+        let (feed, body, go_ahead) = channel(Some(5), true);
+        let go_ahead = go_ahead.unwrap();
         assert_eq!(body.size_hint().exact(), Some(5));
         tokio::spawn(async move {
+            go_ahead.await.expect("asked for");
             feed.send(Piece::Data(Bytes::from_static(b"ab"))).await.unwrap();
             feed.send(Piece::Data(Bytes::from_static(b"cde"))).await.unwrap();
             feed.send(Piece::End).await.unwrap();
@@ -103,9 +119,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_feed_dropped_before_the_end_is_an_error_not_a_short_body() {
-        let (feed, body) = channel(None);
+        let (feed, body, _) = channel(None, false);
         feed.send(Piece::Data(Bytes::from_static(b"ab"))).await.unwrap();
         drop(feed);
         assert!(to_bytes(AxumBody::new(body), usize::MAX).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_unasked_gives_no_go_ahead() {
+        let (_feed, body, go_ahead) = channel(Some(5), true);
+        drop(body);
+        assert!(go_ahead.unwrap().await.is_err());
     }
 }

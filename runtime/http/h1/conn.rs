@@ -25,6 +25,7 @@ use std::pin::{pin, Pin};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
@@ -101,20 +102,18 @@ where
         let request::RequestHead { parts, framing, keep_alive, expects_continue, upgrade: _ } = head;
         let http11 = parts.version == Version::HTTP_11;
         let is_head = parts.method == Method::HEAD;
-        let mut reading: Option<(BodyDecoder, Feed)> = None;
+        let mut reading: Option<Reading> = None;
         let body = match framing {
             Framing::Length(0) => Body::empty(),
             // The common case: the body came with its head.
             Framing::Length(n) if buf.len() as u64 >= n => Body::from(buf.split_to(n as usize).freeze()),
             framing => {
-                if expects_continue {
-                    stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
-                }
-                let (feed, incoming) = body::channel(match framing {
+                let length = match framing {
                     Framing::Length(n) => Some(n),
                     _ => None,
-                });
-                reading = Some((BodyDecoder::new(framing), feed));
+                };
+                let (feed, incoming, go_ahead) = body::channel(length, expects_continue);
+                reading = Some(Reading { decoder: BodyDecoder::new(framing), feed, go_ahead });
                 Body::new(incoming)
             }
         };
@@ -219,9 +218,9 @@ enum Heard {
 /// One future for both: each needs the socket, and reads through `AsyncRead` (unlike
 /// `try_read`) note a short read as the socket drained, so the watch that follows waits for the
 /// socket to become readable instead of asking the kernel again.
-async fn attend(stream: &mut TcpStream, buf: &mut BytesMut, reading: Option<&mut (BodyDecoder, Feed)>) -> Heard {
+async fn attend(stream: &mut TcpStream, buf: &mut BytesMut, reading: Option<&mut Reading>) -> Heard {
     match reading {
-        Some((decoder, body)) => Heard::Fed(feed(stream, buf, decoder, body).await),
+        Some(reading) => Heard::Fed(feed(stream, buf, reading).await),
         None => {
             client_gone(stream).await;
             Heard::Gone
@@ -229,9 +228,27 @@ async fn attend(stream: &mut TcpStream, buf: &mut BytesMut, reading: Option<&mut
     }
 }
 
+/// A request body being read.
+struct Reading {
+    decoder: BodyDecoder,
+    feed: Feed,
+    /// Resolves when the handler asks for the body, for a client waiting for `100 Continue`.
+    go_ahead: Option<oneshot::Receiver<()>>,
+}
+
 /// Reads the body `decoder` frames and hands it to the handler through `feed`. Dropped when the
 /// answer is ready; what it had in hand then is not needed any more.
-async fn feed(stream: &mut TcpStream, buf: &mut BytesMut, decoder: &mut BodyDecoder, feed: &Feed) -> Fed {
+async fn feed(stream: &mut TcpStream, buf: &mut BytesMut, reading: &mut Reading) -> Fed {
+    let Reading { decoder, feed, go_ahead } = reading;
+    if let Some(asked) = go_ahead.take() {
+        if asked.await.is_err() {
+            return Fed::Abandoned;
+        }
+        if stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+            let _ = feed.send(Piece::Failed(io::ErrorKind::ConnectionReset.into())).await;
+            return Fed::Failed;
+        }
+    }
     loop {
         let piece = match decoder.step(buf) {
             Ok(Step::Data(data)) => Piece::Data(data),
