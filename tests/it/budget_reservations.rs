@@ -209,8 +209,9 @@ async fn leased_headroom_serves_most_requests_without_asking_redis_and_is_given_
 
 #[tokio::test]
 async fn a_failed_upstream_gives_its_reservation_back() {
-    let closed = free_port(); // nothing listens there
-    let down = json!({"model_name": "down", "litellm_params": {"model": "openai/gpt-4o", "api_base": format!("http://127.0.0.1:{closed}/v1"), "api_key": "sk-none", "input_cost_per_token": 0.0, "output_cost_per_token": 0.25, "max_reserved_tokens": 4}});
+    // Port 1 (tcpmux): nothing listens there, and no test binds it. A port found free could be
+    // taken by another test's server before the call (one answered 404 here once).
+    let down = json!({"model_name": "down", "litellm_params": {"model": "openai/gpt-4o", "api_base": "http://127.0.0.1:1/v1", "api_key": "sk-none", "input_cost_per_token": 0.0, "output_cost_per_token": 0.25, "max_reserved_tokens": 4}});
     let settings = json!({"max_budget": 1, "num_retries": 1, "retry_backoff": 0.0});
     let (server, _dir) = server_with(manifest(vec![down, dollar_mock("m")], settings)).await;
     let (status, body) = chat(&server, &server.token, "default", hello("down")).await;
