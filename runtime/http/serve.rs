@@ -328,40 +328,26 @@ impl<IO: AsyncWrite + Unpin> JsonProtocolErrors<IO> {
 }
 
 /// The JSON answer that replaces hyper's empty one, if `buf` is such an answer: a 400, 414 or
-/// 431 head whose only headers are `connection: close`, `content-length: 0` and `date`.
+/// 431 head whose only headers are `connection: close`, `content-length: 0` and `date`. It is
+/// the answer the door's own HTTP/1.1 server gives the same refusal.
 fn rewrite_protocol_error(buf: &[u8]) -> Option<Vec<u8>> {
     let head = std::str::from_utf8(buf).ok()?.strip_suffix("\r\n\r\n")?;
     let mut lines = head.split("\r\n");
-    let status_line = lines.next()?;
-    let (message, code) = match status_line.strip_prefix("HTTP/1.1 ")?.get(..3)? {
-        "431" => (
-            "request header fields too large: at most 100 headers and about 400 KB of head are read",
-            "request_header_fields_too_large",
-        ),
-        "414" => ("request URI too long", "uri_too_long"),
-        "400" => ("malformed HTTP request: the request line or a header cannot be parsed", "malformed_request"),
+    let error = match lines.next()?.strip_prefix("HTTP/1.1 ")?.get(..3)? {
+        "431" => h1::HeadError::TooLarge,
+        "414" => h1::HeadError::UriTooLong,
+        "400" => h1::UNPARSEABLE,
         _ => return None,
     };
-    let mut date = None;
     let mut seen = 0;
     for line in lines {
         let (name, value) = line.split_once(": ")?;
         match (name.to_ascii_lowercase().as_str(), value) {
-            ("connection", "close") | ("content-length", "0") => seen += 1,
-            ("date", value) => date = Some(value),
+            ("connection", "close") | ("content-length", "0") | ("date", _) => seen += 1,
             _ => return None,
         }
     }
-    let date = date.filter(|_| seen == 2)?;
-    let body = serde_json::json!({
-        "error": {"message": message, "type": "invalid_request_error", "param": null, "code": code}
-    })
-    .to_string();
-    let answer = format!(
-        "{status_line}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\ndate: {date}\r\n\r\n{body}",
-        body.len()
-    );
-    Some(answer.into_bytes())
+    (seen == 3).then(|| h1::head_error(error))
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for JsonProtocolErrors<IO> {

@@ -1,7 +1,10 @@
 //! HTTP/1.1 message bodies cut out of the bytes a connection delivers: by length, chunked (RFC
-//! 9112 section 7.1), or up to the close. Socket-free, so the upstream client (answers) and the
-//! door's server (requests) share it, and the fuzz targets drive it directly.
+//! 9112 section 7.1), or up to the close; and the header rules both ends of a connection read
+//! (the last transfer coding, `connection` tokens). Socket-free, so the upstream client (answers)
+//! and the door's server (requests) share it, and the fuzz targets drive it directly.
 
+use axum::http::header::CONNECTION;
+use axum::http::{HeaderMap, HeaderValue};
 use bytes::{Bytes, BytesMut};
 
 /// Longest chunk-size or trailer line of a chunked body.
@@ -133,6 +136,36 @@ impl BodyDecoder {
             State::UntilClose | State::Done => Ok(()),
             _ => Err(FramingError::CutShort),
         }
+    }
+}
+
+/// The whole body in `buf`, as read from a connection that ends where `buf` does.
+pub fn read_to_end(mut decoder: BodyDecoder, buf: &mut BytesMut) -> Result<Vec<u8>, FramingError> {
+    let mut body = Vec::new();
+    loop {
+        match decoder.step(buf)? {
+            Step::Data(data) => body.extend_from_slice(&data),
+            Step::End => return Ok(body),
+            Step::NeedMore => return decoder.at_eof().map(|()| body),
+        }
+    }
+}
+
+/// Whether a `transfer-encoding` value's last coding is `chunked`.
+pub fn ends_in_chunked(codings: &HeaderValue) -> bool {
+    let last = codings.to_str().unwrap_or_default().rsplit(',').next().unwrap_or_default();
+    last.trim().eq_ignore_ascii_case("chunked")
+}
+
+/// Whether a message's sender keeps the connection for another: HTTP/1.1 unless it says
+/// `connection: close`, HTTP/1.0 only if it says `keep-alive`.
+pub fn wants_keep_alive(headers: &HeaderMap, http11: bool) -> bool {
+    let mut tokens =
+        headers.get_all(CONNECTION).iter().flat_map(|v| v.to_str().unwrap_or_default().split(',')).map(str::trim);
+    if http11 {
+        !tokens.any(|t| t.eq_ignore_ascii_case("close"))
+    } else {
+        tokens.any(|t| t.eq_ignore_ascii_case("keep-alive"))
     }
 }
 

@@ -9,7 +9,7 @@
 //! answer and gives the connection back once the body has been read to its end. HTTP/2 (when the
 //! operator asks for it) and upstreams behind a proxy go through hyper's client.
 
-use super::framing::{BodyDecoder, Framing, FramingError, Step};
+use super::framing::{ends_in_chunked, read_to_end, wants_keep_alive, BodyDecoder, Framing, FramingError, Step};
 use super::stream::Stream;
 use super::{Response, SendError};
 use axum::body::{Body, Bytes};
@@ -430,8 +430,7 @@ fn framing(method: &Method, status: StatusCode, headers: &HeaderMap) -> Result<F
         return Ok(Framing::Length(0));
     }
     if let Some(codings) = headers.get_all(TRANSFER_ENCODING).iter().next_back() {
-        let last = codings.to_str().unwrap_or_default().rsplit(',').next().unwrap_or_default().trim();
-        return Ok(if last.eq_ignore_ascii_case("chunked") { Framing::Chunked } else { Framing::UntilClose });
+        return Ok(if ends_in_chunked(codings) { Framing::Chunked } else { Framing::UntilClose });
     }
     let mut length = None;
     for value in headers.get_all(CONTENT_LENGTH) {
@@ -444,19 +443,6 @@ fn framing(method: &Method, status: StatusCode, headers: &HeaderMap) -> Result<F
         }
     }
     Ok(length.map_or(Framing::UntilClose, Framing::Length))
-}
-
-fn wants_keep_alive(headers: &HeaderMap, http11: bool) -> bool {
-    let mut tokens = headers
-        .get_all(axum::http::header::CONNECTION)
-        .iter()
-        .flat_map(|v| v.to_str().unwrap_or_default().split(','))
-        .map(str::trim);
-    if http11 {
-        !tokens.any(|t| t.eq_ignore_ascii_case("close"))
-    } else {
-        tokens.any(|t| t.eq_ignore_ascii_case("keep-alive"))
-    }
 }
 
 fn answer(conn: Conn, head: Head) -> Response {
@@ -497,18 +483,8 @@ pub fn read_answer(bytes: &[u8], method: &Method) -> Result<(StatusCode, Vec<u8>
             Parsed::Partial => return Err("the connection closed in the middle of the answer's head".into()),
         }
     };
-    let mut decoder = BodyDecoder::new(head.framing);
-    let mut body = Vec::new();
-    loop {
-        match decoder.step(&mut buf).map_err(|e| broken(e).to_string())? {
-            Step::Data(data) => body.extend_from_slice(&data),
-            Step::End => return Ok((head.status, body)),
-            Step::NeedMore => {
-                decoder.at_eof().map_err(|e| broken(e).to_string())?;
-                return Ok((head.status, body));
-            }
-        }
-    }
+    let body = read_to_end(BodyDecoder::new(head.framing), &mut buf).map_err(|e| broken(e).to_string())?;
+    Ok((head.status, body))
 }
 
 impl AnswerBody {

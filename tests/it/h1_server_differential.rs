@@ -109,11 +109,16 @@ fn router() -> Router {
     Router::new().fallback(echo)
 }
 
-/// ferrolite's server, as `ferrolite serve` runs it.
+/// ferrolite's server, as `ferrolite serve` runs it, with the echo router.
 async fn start_ours() -> SocketAddr {
+    start_ours_with(router()).await
+}
+
+/// ferrolite's server with `router`.
+async fn start_ours_with(router: Router) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
     let addr = listener.local_addr().expect("an address");
-    tokio::spawn(serve(listener, router(), ConnectionSettings::default(), std::future::pending()));
+    tokio::spawn(serve(listener, router, ConnectionSettings::default(), std::future::pending()));
     addr
 }
 
@@ -139,20 +144,10 @@ async fn start_hypers() -> SocketAddr {
     addr
 }
 
-/// Writes `request` on a fresh connection, half-closes it, and reads what comes back until the
-/// server closes or `READ_FOR` passes. Reading runs alongside writing, so an answer sent before
-/// the whole request is taken is read before a reset can discard it.
+/// Writes `request` whole on a fresh connection, half-closes it, and reads what comes back
+/// until the server closes or `READ_FOR` passes.
 async fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
-    let socket = TcpStream::connect(addr).await.expect("connects");
-    let (mut read, mut write) = socket.into_split();
-    let writing = async {
-        let _ = write.write_all(request).await;
-        let _ = write.shutdown().await;
-    };
-    let mut answer = Vec::new();
-    let reading = tokio::time::timeout(READ_FOR, read.read_to_end(&mut answer));
-    let _ = tokio::join!(writing, reading);
-    answer
+    exchange_in_pieces(addr, request, request.len().max(1)).await
 }
 
 /// Every corpus file's answer bytes from the server at `addr`, all connections at once.
@@ -382,7 +377,9 @@ async fn a_client_that_expects_100_continue_gets_it_before_sending_its_body() {
 }
 
 /// Writes `request` in pieces of `piece` bytes, each its own segment, then half-closes and reads
-/// the answer: heads and bodies split anywhere.
+/// the answer until the server closes or `READ_FOR` passes: heads and bodies split anywhere.
+/// Reading runs alongside writing, so an answer sent before the whole request is taken is read
+/// before a reset can discard it.
 async fn exchange_in_pieces(addr: SocketAddr, request: &[u8], piece: usize) -> Vec<u8> {
     let socket = TcpStream::connect(addr).await.expect("connects");
     socket.set_nodelay(true).expect("sets nodelay");
@@ -435,10 +432,8 @@ async fn requests_split_anywhere_are_served_as_when_whole() {
 /// sends the body.
 #[tokio::test]
 async fn a_request_refused_unread_gets_no_100_continue() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-    let addr = listener.local_addr().expect("an address");
     let refusing = Router::new().fallback(|| async { (StatusCode::PAYLOAD_TOO_LARGE, "too large") });
-    tokio::spawn(serve(listener, refusing, ConnectionSettings::default(), std::future::pending()));
+    let addr = start_ours_with(refusing).await;
     let mut socket = TcpStream::connect(addr).await.expect("connects");
     socket
         .write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 100000000\r\n\r\n")

@@ -10,10 +10,10 @@
 use super::answer::{self, Sending};
 use super::body::{self, Feed, Piece};
 use super::request::{self, HeadError};
-use crate::transport::framing::{BodyDecoder, Framing, Step};
+use crate::transport::framing::{wants_keep_alive, BodyDecoder, Framing, Step};
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::header::{CONNECTION, CONTENT_LENGTH};
+use axum::http::header::CONTENT_LENGTH;
 use axum::http::{HeaderValue, Method, Version};
 use axum::response::Response;
 use bytes::{Buf, Bytes, BytesMut};
@@ -155,7 +155,7 @@ where
             && body_whole
             && how != Sending::UntilClose
             && !drain.is_draining()
-            && !parts.headers.get(CONNECTION).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+            && wants_keep_alive(&parts.headers, true);
         let mut out = Vec::with_capacity(512 + exact.map_or(0, |n| n.min(WRITE_IN_PLACE as u64) as usize));
         answer::write_head(&mut out, parts.status, &parts.headers, how, keep_alive, http11);
         let whole = match how {

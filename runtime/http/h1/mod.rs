@@ -14,10 +14,11 @@ pub mod conn;
 mod request;
 pub mod rewind;
 
-use crate::transport::framing::{BodyDecoder, Step};
+use crate::transport::framing::{read_to_end, BodyDecoder};
+pub use answer::head_error;
 use axum::http::request::Parts;
 use bytes::BytesMut;
-pub use request::{HeadError, MAX_HEAD, MAX_HEADERS};
+pub use request::{HeadError, MAX_HEAD, MAX_HEADERS, UNPARSEABLE};
 
 /// One request read from `bytes` as the server reads one from a connection that ends where
 /// `bytes` do: its head and whole body, or why it is refused.
@@ -26,18 +27,9 @@ pub fn read_request(bytes: &[u8]) -> Result<(Parts, Vec<u8>), String> {
         return Err("the connection closed in the middle of the request's head".into());
     };
     let mut buf = BytesMut::from(&bytes[len..]);
-    let mut decoder = BodyDecoder::new(head.framing);
-    let mut body = Vec::new();
-    loop {
-        match decoder.step(&mut buf).map_err(|e| format!("the request body is malformed: {e}"))? {
-            Step::Data(data) => body.extend_from_slice(&data),
-            Step::End => return Ok((head.parts, body)),
-            Step::NeedMore => {
-                decoder.at_eof().map_err(|e| format!("the request body is malformed: {e}"))?;
-                return Ok((head.parts, body));
-            }
-        }
-    }
+    let body = read_to_end(BodyDecoder::new(head.framing), &mut buf)
+        .map_err(|e| format!("the request body is malformed: {e}"))?;
+    Ok((head.parts, body))
 }
 
 #[cfg(test)]

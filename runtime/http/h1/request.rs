@@ -2,7 +2,7 @@
 //! (a body's framing that could be read two ways is refused), and built into the `http` types
 //! the router takes.
 
-use crate::transport::framing::Framing;
+use crate::transport::framing::{ends_in_chunked, wants_keep_alive, Framing};
 use axum::http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
@@ -58,7 +58,7 @@ impl HeadError {
     }
 }
 
-const UNPARSEABLE: HeadError = HeadError::Malformed("the request line or a header cannot be parsed");
+pub const UNPARSEABLE: HeadError = HeadError::Malformed("the request line or a header cannot be parsed");
 
 /// Parses the head at the start of `buf` (nothing is taken from it): the head and its length in
 /// bytes, or `None` while it is incomplete.
@@ -93,7 +93,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError> {
     let keep_alive = wants_keep_alive(&headers, http11);
     let expects_continue =
         http11 && headers.get(EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let upgrade = method == Method::CONNECT || (headers.contains_key(UPGRADE) && has_token(&headers, "upgrade"));
+    let upgrade = method == Method::CONNECT || (headers.contains_key(UPGRADE) && asks_upgrade(&headers));
     let (mut parts, ()) = Request::new(()).into_parts();
     parts.method = method;
     parts.uri = uri;
@@ -114,8 +114,7 @@ fn framing(headers: &mut HeaderMap, http11: bool) -> Result<Framing, HeadError> 
         if headers.contains_key(CONTENT_LENGTH) {
             return Err(HeadError::Malformed("a request may not carry both transfer-encoding and content-length"));
         }
-        let last = codings.to_str().unwrap_or_default().rsplit(',').next().unwrap_or_default().trim();
-        if !last.eq_ignore_ascii_case("chunked") {
+        if !ends_in_chunked(codings) {
             return Err(HeadError::Malformed("a request's transfer-encoding must end with chunked"));
         }
         return Ok(Framing::Chunked);
@@ -148,20 +147,13 @@ fn digits(text: &[u8]) -> Option<u64> {
     })
 }
 
-fn has_token(headers: &HeaderMap, token: &str) -> bool {
+/// A `connection` header naming `upgrade`.
+fn asks_upgrade(headers: &HeaderMap) -> bool {
     headers
         .get_all(CONNECTION)
         .iter()
         .flat_map(|v| v.to_str().unwrap_or_default().split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
-fn wants_keep_alive(headers: &HeaderMap, http11: bool) -> bool {
-    if http11 {
-        !has_token(headers, "close")
-    } else {
-        has_token(headers, "keep-alive")
-    }
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
 #[cfg(test)]
