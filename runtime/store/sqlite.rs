@@ -262,7 +262,7 @@ impl SqliteStore {
                    micros = CASE WHEN excluded.period = spend.period THEN max(spend.micros, excluded.micros) ELSE excluded.micros END,
                    period = excluded.period",
             )?;
-            for r in rows {
+            for r in SpendRow::in_key_order(rows) {
                 upsert.execute(params![r.workspace, r.app_id, r.scope, r.period as i64, r.micros as i64])?;
             }
         }
