@@ -127,8 +127,10 @@ impl SpendRow<'_> {
     /// `rows` in the order of the spend table's key. A flush can carry one row for every
     /// deployment that served since the last (tens of thousands in a large group), and
     /// upserts that walk the key's b-tree in order find their pages where the last one left
-    /// off: in a 100,000-row table they cost a third of the same upserts in the order the
-    /// ledgers were found. The sort is stable, so two rows of one key keep their order.
+    /// off: into a 100,000-row table, rows in key order took a third of the time of the same
+    /// rows in random order. Ledgers come in table order, which is near key order for the
+    /// generated ids (`gpt/0`, `gpt/1`, ...) but not for ids an app sets itself (UUIDs, often).
+    /// The sort is stable, so two rows of one key keep their order.
     pub fn in_key_order<'r, 'a>(rows: &'r [SpendRow<'a>]) -> Vec<&'r SpendRow<'a>> {
         let mut sorted: Vec<&SpendRow<'a>> = rows.iter().collect();
         sorted.sort_by(|a, b| a.key().cmp(&b.key()));

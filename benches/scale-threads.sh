@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# CPU per 1,000 requests by thread group with 1 and with 100,000 deployments in one model group:
+# where a large group's cost goes (benches/results/scale-threads.md). One instance serves two
+# apps, `deploy-1` and `deploy-100000`, every deployment calling the bench fake upstream; wrk
+# (one thread, 32 connections) loads one app per round, and each round prints the CPU seconds per
+# 1,000 requests of the lanes (the request path), the metrics upkeep thread, and the blocking
+# pool (the spend flush and the spend log's writer), read from /proc/PID/task/*/stat.
+#
+#   benches/scale-threads.sh [ROUNDS_AT_100000]     # default 4 rounds of 8 s, then 1 again
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds="${1:-4}"
+say() { echo "benches/scale-threads.sh: $*" >&2; }
+command -v wrk >/dev/null || { say "wrk is required (apt-get install wrk)"; exit 1; }
+command -v python3 >/dev/null || { say "python3 is required"; exit 1; }
+
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+say "building the release binaries"
+cargo build --release -q -p ferrolite -p ferrolite-bench
+bin="$target/release"
+
+scratch="$(mktemp -d)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$scratch"
+}
+trap cleanup EXIT INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+fake_port="$(free_port)"
+port="$(free_port)"
+"$bin/fake-upstream" --port "$fake_port" >/dev/null 2>&1 &
+pids+=($!)
+
+python3 - "$scratch" "$fake_port" <<'EOF'
+import json, sys
+scratch, fake = sys.argv[1], sys.argv[2]
+deployment = {"model_name": "gpt", "litellm_params": {"model": "openai/gpt-4o",
+              "api_base": f"http://127.0.0.1:{fake}/v1", "api_key": "sk-bench-upstream"}}
+for n in (1, 100_000):
+    app = {"name": f"deploy-{n}", "type": "llm-proxy", "version": "1.0.0",
+           "config": {"service_id": f"deploy-{n}", "model_list": [deployment] * n}}
+    json.dump(app, open(f"{scratch}/deploy-{n}.json", "w"))
+EOF
+mkdir -p "$scratch/data"
+token="$("$bin/ferrolite" token --workspace default --data-dir "$scratch/data")"
+"$bin/ferrolite" serve --port "$port" --data-dir "$scratch/data" \
+  --config "$scratch/deploy-1.json" --config "$scratch/deploy-100000.json" >"$scratch/serve.log" 2>&1 &
+pids+=($!)
+serve_pid=$!
+for _ in $(seq 1 120); do
+  if python3 - "$port" "$token" <<'EOF' 2>/dev/null; then break; fi
+import http.client, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=2)
+c.request("GET", "/default/apps/deploy-100000/health/readiness", headers={"authorization": f"Bearer {sys.argv[2]}"})
+sys.exit(0 if c.getresponse().status == 200 else 1)
+EOF
+  sleep 0.5
+done
+
+cat >"$scratch/post.lua" <<EOF
+wrk.method = "POST"
+wrk.body = '{"model": "gpt", "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 16}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $token"
+EOF
+
+# CPU ticks per thread group: lanes (and the main thread), metrics upkeep, blocking pool.
+ticks() {
+  for task in /proc/"$serve_pid"/task/*; do
+    comm="$(cat "$task/comm")"
+    case "$comm" in
+      ferrolite*) group=lanes ;;
+      metrics-upkeep) group=upkeep ;;
+      *) group=blocking ;;
+    esac
+    echo "$group $(awk '{print $14 + $15}' "$task/stat")"
+  done | awk '{t[$1] += $2} END {printf "%d %d %d\n", t["lanes"], t["upkeep"], t["blocking"]}'
+}
+
+hz="$(getconf CLK_TCK)"
+apps=(1)
+for _ in $(seq 1 "$rounds"); do apps+=(100000); done
+apps+=(1)
+echo "| deployments | requests | lanes | metrics upkeep | blocking pool | all |"
+echo "| --- | --- | --- | --- | --- | --- |"
+for n in "${apps[@]}"; do
+  read -r l0 u0 b0 < <(ticks)
+  requests="$(wrk -t1 -c32 -d8s -s "$scratch/post.lua" "http://127.0.0.1:$port/default/apps/deploy-$n/v1/chat/completions" \
+    | awk '/requests in/ {print $1}')"
+  sleep 1  # the spend flush's tick for this round's requests
+  read -r l1 u1 b1 < <(ticks)
+  python3 -c "
+n, r, hz = $n, $requests, $hz
+l, u, b = ($l1 - $l0) / hz, ($u1 - $u0) / hz, ($b1 - $b0) / hz
+per = lambda s: f'{s / r * 1000:.4f}'
+print(f'| {n:,} | {r:,} | {per(l)} | {per(u)} | {per(b)} | {per(l + u + b)} |')"
+done
