@@ -72,11 +72,22 @@ pub struct Checkout {
 }
 
 impl Checkout {
-    /// The working tree's, by git.
+    /// The checkout this harness was built from, by git, wherever it is run from (`unknown`
+    /// outside a git checkout, rather than git's complaint).
     pub fn current() -> Checkout {
+        let git = |args: &[&str]| {
+            Command::new("git")
+                .arg("-C")
+                .arg(env!("CARGO_MANIFEST_DIR"))
+                .args(args)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        };
         Checkout {
-            commit: cmd_output("git", &["rev-parse", "--short", "HEAD"]),
-            dirty: !cmd_output("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty(),
+            commit: git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into()),
+            dirty: git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty()),
         }
     }
 }
