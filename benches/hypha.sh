@@ -9,26 +9,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n="${1:-300}"
-say() { echo "benches/hypha.sh: $*" >&2; }
+. benches/lib.sh
 cache="${FERROLITE_CI_CACHE:-$HOME/.cache/ferrolite-ci}"
 hypha_python="${FERROLITE_HYPHA_PYTHON:-$cache/hypha-venv/bin/python}"
 client_python="${FERROLITE_PYTHON:-$cache/venv/bin/python}"
 [ -x "$hypha_python" ] || { say "no hypha venv at $hypha_python: run scripts/test.sh once"; exit 1; }
 [ -x "$client_python" ] || { say "no client venv at $client_python: run scripts/test.sh once"; exit 1; }
-target="${CARGO_TARGET_DIR:-$PWD/target}"
-say "building the release binary"
-cargo build --release -q -p ferrolite
+build_release -p ferrolite
 bin="$target/release/ferrolite"
 
-scratch="$(mktemp -d)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$scratch"
-}
-trap cleanup EXIT INT TERM
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 s3_port="$(free_port)"; hypha_port="$(free_port)"; port="$(free_port)"
 root="$(python3 -c "import secrets; print(secrets.token_urlsafe(32))")"  # Hypha refuses simple ones
 secret="benchmark-hypha-jwt-secret-0123456789"

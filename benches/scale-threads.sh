@@ -10,25 +10,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-4}"
-say() { echo "benches/scale-threads.sh: $*" >&2; }
+. benches/lib.sh
 command -v wrk >/dev/null || { say "wrk is required (apt-get install wrk)"; exit 1; }
 command -v python3 >/dev/null || { say "python3 is required"; exit 1; }
 
-target="${CARGO_TARGET_DIR:-$PWD/target}"
-say "building the release binaries"
-cargo build --release -q -p ferrolite -p ferrolite-bench
+build_release -p ferrolite -p ferrolite-bench
 bin="$target/release"
 
-scratch="$(mktemp -d)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$scratch"
-}
-trap cleanup EXIT INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 fake_port="$(free_port)"
 port="$(free_port)"
 "$bin/fake-upstream" --port "$fake_port" >/dev/null 2>&1 &

@@ -1,0 +1,21 @@
+# Shared by the benches' shell scripts; sourced after `cd` to the repository root. It sets
+# `target` (the cargo target directory) and `scratch` (a directory removed on exit, kept with
+# KEEP=1), stops on exit every pid a script adds to `pids`, and defines `say`, `free_port` and
+# `build_release`.
+bench_script="benches/$(basename "$0")"
+say() { echo "$bench_script: $*" >&2; }
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+scratch="$(mktemp -d)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ -n "${KEEP:-}" ]; then echo "kept $scratch" >&2; else rm -rf "$scratch"; fi
+}
+trap cleanup EXIT INT TERM
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# `cargo build --release` of the packages named.
+build_release() {
+  say "building the release binaries"
+  cargo build --release -q "$@"
+}
