@@ -15,16 +15,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 n="${1:-2000}"
 . benches/lib.sh
-command -v valgrind >/dev/null || { say "valgrind is required (apt-get install valgrind)"; exit 1; }
-command -v python3 >/dev/null || { say "python3 is required"; exit 1; }
+need valgrind "apt-get install valgrind"
+need python3 "apt-get install python3"
 
 build_release -p ferrolite -p ferrolite-bench
 bin="$target/release"
 
-fake_port="$(free_port)"
+start_fake
 port="$(free_port)"
-"$bin/fake-upstream" --port "$fake_port" >/dev/null 2>&1 &
-pids+=($!)
 
 cat > "$scratch/app.json" <<EOF
 {"name": "callgrind", "type": "llm-proxy", "config": {"service_id": "bench", "model_list": [

@@ -19,3 +19,13 @@ build_release() {
   say "building the release binaries"
   cargo build --release -q "$@"
 }
+# Fails loudly when a tool is missing: `need valgrind "apt-get install valgrind"`.
+need() {
+  command -v "$1" >/dev/null || { say "$1 is required ($2)"; exit 1; }
+}
+# The bench fake upstream from `$bin` on a free port, in `fake_port`.
+start_fake() {
+  fake_port="$(free_port)"
+  "$bin/fake-upstream" --port "$fake_port" >/dev/null 2>&1 &
+  pids+=($!)
+}

@@ -11,16 +11,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-4}"
 . benches/lib.sh
-command -v wrk >/dev/null || { say "wrk is required (apt-get install wrk)"; exit 1; }
-command -v python3 >/dev/null || { say "python3 is required"; exit 1; }
+need wrk "apt-get install wrk"
+need python3 "apt-get install python3"
 
 build_release -p ferrolite -p ferrolite-bench
 bin="$target/release"
 
-fake_port="$(free_port)"
+start_fake
 port="$(free_port)"
-"$bin/fake-upstream" --port "$fake_port" >/dev/null 2>&1 &
-pids+=($!)
 
 python3 - "$scratch" "$fake_port" <<'EOF'
 import json, sys
