@@ -3,7 +3,7 @@
 //! each its own spend and count the others', with Redis and without; two instances sharing
 //! Redis and PostgreSQL hold a budget together and serve everything again after Redis comes back
 //! empty, the spend of an instance that is gone included; the spend log and stored responses
-//! live in the database; migrations apply once.
+//! live in the database; migrations apply once; a large spend flush is one statement.
 
 use crate::support::{free_port, read_json, Postgres, Redis, ServeProcess, TestServer};
 use ferrolite::observability::spend_log::{SpendOutcome, SpendRecord};
@@ -312,4 +312,46 @@ async fn migrations_apply_once_and_bring_an_older_database_up_to_date() {
     let _second = instance(&pg, None).await;
     assert_eq!(applied_migrations(&client).unwrap(), latest, "a second start applies nothing again");
     assert_eq!(migrate(&client, None).unwrap(), Vec::<i64>::new());
+}
+
+/// A large group's flush in one statement: 5,000 deployment rows (ids in no key order, one key
+/// twice in a period and one moving to the next period within the flush, one all-time budget),
+/// read back as the instance restores them; a later flush never takes a figure back.
+#[test]
+fn a_large_spend_flush_is_one_statement_with_each_key_once() {
+    use ferrolite::store::postgres::PgStore;
+    use ferrolite::store::SpendRow;
+    let pg = Postgres::start();
+    migrate(&pg.client(), None).unwrap();
+    let store = PgStore::open(&pg.url, "instance-a").unwrap();
+    let ids: Vec<String> = (0..5_000u64).map(|i| format!("gpt/{}", (i * 7_919) % 5_000)).collect();
+    let row = |scope: &'static str, period, micros| SpendRow {
+        workspace: "w",
+        app_id: "big",
+        scope,
+        period,
+        period_secs: Some(86_400),
+        micros,
+    };
+    let mut rows: Vec<SpendRow<'_>> = ids
+        .iter()
+        .map(|id| SpendRow {
+            workspace: "w",
+            app_id: "big",
+            scope: id,
+            period: 7,
+            period_secs: Some(86_400),
+            micros: 10,
+        })
+        .collect();
+    rows.push(row("gpt/3", 7, 25)); // the same period: the higher figure stays
+    rows.push(row("gpt/4", 8, 1)); // the next period: it replaces the last
+    rows.push(SpendRow { period_secs: None, ..row("app", 0, 99) });
+    store.put_spends(&rows).unwrap();
+    let stored = store.spend("w", "big").unwrap();
+    assert_eq!(stored.len(), 5_001, "each key once");
+    assert_eq!((stored["gpt/0"], stored["gpt/3"], stored["gpt/4"], stored["app"]), ((7, 10), (7, 25), (8, 1), (0, 99)));
+    // A flush with a lower figure in the same period leaves the higher one.
+    store.put_spends(&[row("gpt/3", 7, 12)]).unwrap();
+    assert_eq!(store.spend("w", "big").unwrap()["gpt/3"], (7, 25));
 }
