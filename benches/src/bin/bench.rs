@@ -675,7 +675,14 @@ fn run(mut args: Args) -> Res<()> {
         ));
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().map_err(|e| e.to_string())?;
+    // The client's connection tasks run only inside `rt.block_on`, so between two calls nothing
+    // notices a server closing an idle connection (ferrolite and nginx do, after 30 s and 75 s):
+    // a pooled connection idle that long is not reused, or the next call fails on it.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .pool_idle_timeout(Duration::from_secs(20))
+        .build()
+        .map_err(|e| e.to_string())?;
     let started_at = Instant::now();
     let mut ctx = Ctx {
         oha: Oha {
