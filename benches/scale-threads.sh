@@ -4,7 +4,8 @@
 # apps, `deploy-1` and `deploy-100000`, every deployment calling the bench fake upstream; wrk
 # (one thread, 32 connections) loads one app per round, and each round prints the CPU seconds per
 # 1,000 requests of the lanes (the request path), the metrics upkeep thread, and the blocking
-# pool (the spend flush and the spend log's writer), read from /proc/PID/task/*/stat.
+# pool (the spend flush and the spend log's writer), read from /proc/PID/task/*/stat, and the
+# instance's RSS after the round.
 #
 #   benches/scale-threads.sh [ROUNDS_AT_100000]     # default 4 rounds of 8 s, then 1 again
 set -euo pipefail
@@ -70,17 +71,18 @@ hz="$(getconf CLK_TCK)"
 apps=(1)
 for _ in $(seq 1 "$rounds"); do apps+=(100000); done
 apps+=(1)
-echo "| deployments | requests | lanes | metrics upkeep | blocking pool | all |"
-echo "| --- | --- | --- | --- | --- | --- |"
+echo "| deployments | requests | lanes | metrics upkeep | blocking pool | all | RSS after |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
 for n in "${apps[@]}"; do
   read -r l0 u0 b0 < <(ticks)
   requests="$(wrk -t1 -c32 -d8s -s "$scratch/post.lua" "http://127.0.0.1:$port/default/apps/deploy-$n/v1/chat/completions" \
     | awk '/requests in/ {print $1}')"
   sleep 1  # the spend flush's tick for this round's requests
   read -r l1 u1 b1 < <(ticks)
+  rss_kb="$(awk '/^VmRSS/ {print $2}' /proc/"$serve_pid"/status)"
   python3 -c "
 n, r, hz = $n, $requests, $hz
 l, u, b = ($l1 - $l0) / hz, ($u1 - $u0) / hz, ($b1 - $b0) / hz
 per = lambda s: f'{s / r * 1000:.4f}'
-print(f'| {n:,} | {r:,} | {per(l)} | {per(u)} | {per(b)} | {per(l + u + b)} |')"
+print(f'| {n:,} | {r:,} | {per(l)} | {per(u)} | {per(b)} | {per(l + u + b)} | {$rss_kb / 1024:.0f} MB |')"
 done
