@@ -137,10 +137,9 @@ impl SpendRow<'_> {
         sorted
     }
 
-    /// Rows in key order with each key's run folded into the one row whose upsert leaves what
-    /// the run's upserts, one after another, would: within one period the highest figure; a
-    /// later period replaces an earlier one (so the last row's period, and the highest figure
-    /// of the rows of that period at the run's end).
+    /// Rows in key order with each key's run folded into one row: within one period the highest
+    /// figure, and a later period replaces an earlier one. Its upsert leaves what the run's
+    /// upserts one after another would, as long as periods only move forward (a ledger's do).
     pub fn merged<'a>(in_order: &[&SpendRow<'a>]) -> Vec<SpendRow<'a>> {
         let mut out: Vec<SpendRow<'a>> = Vec::with_capacity(in_order.len());
         for &row in in_order {
