@@ -37,15 +37,19 @@ token="$("$bin/ferrolite" token --workspace default --data-dir "$scratch/data")"
   --config "$scratch/deploy-1.json" --config "$scratch/deploy-100000.json" >"$scratch/serve.log" 2>&1 &
 pids+=($!)
 serve_pid=$!
-for _ in $(seq 1 120); do
-  if python3 - "$port" "$token" <<'EOF' 2>/dev/null; then break; fi
-import http.client, sys
-c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=2)
-c.request("GET", "/default/apps/deploy-100000/health/readiness", headers={"authorization": f"Bearer {sys.argv[2]}"})
-sys.exit(0 if c.getresponse().status == 200 else 1)
+python3 - "$port" "$token" <<'EOF' || { say "ferrolite did not become ready (its log: $scratch/serve.log)"; KEEP=1; exit 1; }
+import http.client, sys, time
+for _ in range(120):
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=2)
+        c.request("GET", "/default/apps/deploy-100000/health/readiness", headers={"authorization": f"Bearer {sys.argv[2]}"})
+        if c.getresponse().status == 200:
+            sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(0.5)
+sys.exit(1)
 EOF
-  sleep 0.5
-done
 
 cat >"$scratch/post.lua" <<EOF
 wrk.method = "POST"

@@ -324,26 +324,11 @@ fn a_large_spend_flush_is_one_statement_with_each_key_once() {
     let pg = Postgres::start();
     migrate(&pg.client(), None).unwrap();
     let store = PgStore::open(&pg.url, "instance-a").unwrap();
+    fn row(scope: &str, period: u64, micros: u64) -> SpendRow<'_> {
+        SpendRow { workspace: "w", app_id: "big", scope, period, period_secs: Some(86_400), micros }
+    }
     let ids: Vec<String> = (0..5_000u64).map(|i| format!("gpt/{}", (i * 7_919) % 5_000)).collect();
-    let row = |scope: &'static str, period, micros| SpendRow {
-        workspace: "w",
-        app_id: "big",
-        scope,
-        period,
-        period_secs: Some(86_400),
-        micros,
-    };
-    let mut rows: Vec<SpendRow<'_>> = ids
-        .iter()
-        .map(|id| SpendRow {
-            workspace: "w",
-            app_id: "big",
-            scope: id,
-            period: 7,
-            period_secs: Some(86_400),
-            micros: 10,
-        })
-        .collect();
+    let mut rows: Vec<SpendRow<'_>> = ids.iter().map(|id| row(id, 7, 10)).collect();
     rows.push(row("gpt/3", 7, 25)); // the same period: the higher figure stays
     rows.push(row("gpt/4", 8, 1)); // the next period: it replaces the last
     rows.push(SpendRow { period_secs: None, ..row("app", 0, 99) });
