@@ -16,6 +16,13 @@ pub trait Drainable: Future {
     fn start_drain(self: Pin<&mut Self>);
 }
 
+/// A boxed connection: what a task holds of one of hyper's, whose futures are kilobytes.
+impl<C: Drainable> Drainable for Pin<Box<C>> {
+    fn start_drain(self: Pin<&mut Self>) {
+        self.get_mut().as_mut().start_drain();
+    }
+}
+
 impl<I, S> Drainable for hyper::server::conn::http1::UpgradeableConnection<I, S>
 where
     S: hyper::service::HttpService<hyper::body::Incoming>,

@@ -5,7 +5,7 @@
 
 use axum::http::header::CONNECTION;
 use axum::http::{HeaderMap, HeaderValue};
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 /// Longest chunk-size or trailer line of a chunked body.
 const MAX_LINE: usize = 4096;
@@ -105,6 +105,7 @@ impl BodyDecoder {
                         _ if left == 0 => State::ChunkEnd,
                         _ => State::ChunkData(left),
                     };
+                    self.read_ahead(buf);
                     return Ok(Step::Data(data));
                 }
                 State::UntilClose => return Ok(Step::Data(buf.split().freeze())),
@@ -127,6 +128,47 @@ impl BodyDecoder {
                     }
                 }
             }
+        }
+    }
+
+    /// Takes the framing that follows a chunk's data while it is already in `buf`: the CRLF
+    /// ending the chunk, and the last chunk and its trailers. A stream's upstream sends each
+    /// event as a chunk; left in the buffer, the two bytes of its CRLF kept the connection's
+    /// whole read buffer alive between events, and the end of the body unseen until the next
+    /// read. Framing that is incomplete or broken is left for the next [`step`](Self::step),
+    /// which waits for the rest or reports it.
+    fn read_ahead(&mut self, buf: &mut BytesMut) {
+        loop {
+            match self.state {
+                State::ChunkEnd => match buf.first() {
+                    Some(b'\n') => buf.advance(1),
+                    Some(b'\r') if buf.get(1) == Some(&b'\n') => buf.advance(2),
+                    _ => return,
+                },
+                State::ChunkSize => {
+                    let Some(end) = buf.iter().position(|&b| b == b'\n') else { return };
+                    let line = buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end]);
+                    // Only the last chunk: a data chunk is read by `step` as it arrives.
+                    if chunk_size(line) != Ok(0) {
+                        return;
+                    }
+                    buf.advance(end + 1);
+                    self.state = State::Trailers;
+                    continue;
+                }
+                State::Trailers => {
+                    let Some(end) = buf.iter().position(|&b| b == b'\n') else { return };
+                    let empty = buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end]).is_empty();
+                    buf.advance(end + 1);
+                    if empty {
+                        self.state = State::Done;
+                        return;
+                    }
+                    continue;
+                }
+                _ => return,
+            }
+            self.state = State::ChunkSize;
         }
     }
 
@@ -200,4 +242,73 @@ fn chunk_size(line: &[u8]) -> Result<u64, FramingError> {
         let digit = char::from(b).to_digit(16).ok_or_else(malformed)?;
         n.checked_mul(16).and_then(|n| n.checked_add(u64::from(digit))).ok_or_else(malformed)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Steps a chunked body through `bytes`: the data pieces, what stays in the buffer, and
+    /// whether the body has ended.
+    fn chunked(bytes: &[u8]) -> (BodyDecoder, Vec<Bytes>, BytesMut, Result<Step, FramingError>) {
+        let mut decoder = BodyDecoder::new(Framing::Chunked);
+        let mut buf = BytesMut::from(bytes);
+        let mut data = Vec::new();
+        loop {
+            match decoder.step(&mut buf) {
+                Ok(Step::Data(piece)) => data.push(piece),
+                last => return (decoder, data, buf, last),
+            }
+        }
+    }
+
+    #[test]
+    fn a_chunks_crlf_is_taken_with_its_data_so_nothing_stays_buffered_between_chunks() {
+        let mut decoder = BodyDecoder::new(Framing::Chunked);
+        let mut buf = BytesMut::from(&b"5\r\nhello\r\n"[..]);
+        assert!(matches!(decoder.step(&mut buf), Ok(Step::Data(d)) if d == "hello"));
+        assert!(buf.is_empty(), "left {buf:?}");
+        assert!(!decoder.is_done());
+        // The next chunk reads on from there.
+        buf.extend_from_slice(b"6\r\n world\r\n");
+        assert!(matches!(decoder.step(&mut buf), Ok(Step::Data(d)) if d == " world"));
+        assert!(buf.is_empty());
+        // A bare LF ends a chunk as well (as `step` reads lines).
+        buf.extend_from_slice(b"1\r\n!\n");
+        assert!(matches!(decoder.step(&mut buf), Ok(Step::Data(d)) if d == "!"));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn the_last_chunk_and_trailers_already_read_end_the_body_with_the_last_data() {
+        for tail in [&b"0\r\n\r\n"[..], b"0;ext=1\r\nx-trailer: 1\r\n\r\n", b"0\n\n"] {
+            let mut decoder = BodyDecoder::new(Framing::Chunked);
+            let mut buf = BytesMut::from(&b"5\r\nhello\r\n"[..]);
+            buf.extend_from_slice(tail);
+            assert!(matches!(decoder.step(&mut buf), Ok(Step::Data(d)) if d == "hello"));
+            assert!(decoder.is_done() && buf.is_empty(), "{tail:?}: left {buf:?}");
+            assert!(matches!(decoder.step(&mut buf), Ok(Step::End)));
+        }
+    }
+
+    #[test]
+    fn framing_split_across_reads_or_broken_is_left_to_the_next_step() {
+        // Half a CRLF waits for the rest.
+        let (mut decoder, data, mut buf, last) = chunked(b"5\r\nhello\r");
+        assert_eq!(data, ["hello"]);
+        assert!(matches!(last, Ok(Step::NeedMore)));
+        buf.extend_from_slice(b"\n0\r\n\r\n");
+        assert!(matches!(decoder.step(&mut buf), Ok(Step::End)));
+        // A last chunk without its closing line yet.
+        let (decoder, data, buf, last) = chunked(b"5\r\nhello\r\n0\r\n");
+        assert_eq!(data, ["hello"]);
+        assert!(matches!(last, Ok(Step::NeedMore)) && !decoder.is_done() && buf.is_empty());
+        // Broken framing after the data: the data is handed on, the error comes next.
+        let (_, data, _, last) = chunked(b"5\r\nhelloXX\r\n");
+        assert_eq!(data, ["hello"]);
+        assert_eq!(last.err(), Some(FramingError::ChunkTooLong));
+        let (_, data, _, last) = chunked(b"5\r\nhello\r\nzz\r\n");
+        assert_eq!(data, ["hello"]);
+        assert_eq!(last.err(), Some(FramingError::MalformedChunkSize));
+    }
 }

@@ -158,6 +158,9 @@ where
             && wants_keep_alive(&parts.headers, true);
         let mut out = Vec::with_capacity(512 + exact.map_or(0, |n| n.min(WRITE_IN_PLACE as u64) as usize));
         answer::write_head(&mut out, parts.status, &parts.headers, how, keep_alive, http11);
+        // The head is written. Its header values may be slices of the upstream's read buffer
+        // (its answer's head), which a stream would otherwise keep whole while it lasts.
+        drop(parts);
         let whole = match how {
             Sending::Nothing => {
                 drop(body);
@@ -400,7 +403,9 @@ async fn refuse(mut stream: TcpStream, error: HeadError) -> io::Result<Ended> {
 /// closed with unread bytes resets the connection, and the client may lose the answer with it.
 async fn linger(mut stream: TcpStream) {
     let _ = stream.shutdown().await;
-    let mut sink = [0u8; 4096];
+    // On the heap: on the stack, the sink would be part of every connection's task, lingering
+    // or not (an async fn holds room for the largest of the futures it awaits).
+    let mut sink = vec![0u8; 4096];
     let mut read = 0;
     let _ = tokio::time::timeout(LINGER, async {
         while read < LINGER_BYTES {
