@@ -18,7 +18,6 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use futures::{Stream, StreamExt};
 use serde_json::{json, Value};
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -174,41 +173,48 @@ fn decode<E: std::fmt::Display>(
     struct State<S> {
         bytes: Pin<Box<S>>,
         decoder: Box<dyn ChunkDecoder>,
-        pending: VecDeque<Result<ChatChunk, ApiError>>,
-        done: bool,
+        /// The last read's chunks not handed on yet, in the decoder's own Vec, which goes once
+        /// they are out: a stream waiting for its next event holds no queue (a queue kept for
+        /// the stream's length was its largest allocation after the connection's task).
+        chunks: std::vec::IntoIter<ChatChunk>,
+        /// How the stream ends once `chunks` are out: `Some(None)` at its end, `Some(Some(e))`
+        /// with `e` first.
+        end: Option<Option<ApiError>>,
     }
-    let state = State { bytes: Box::pin(bytes), decoder, pending: VecDeque::new(), done: false };
+    let state = State { bytes: Box::pin(bytes), decoder, chunks: Vec::new().into_iter(), end: None };
     Box::pin(futures::stream::unfold(state, |mut s| async move {
         loop {
-            if let Some(item) = s.pending.pop_front() {
-                return Some((item, s));
+            if let Some(chunk) = s.chunks.next() {
+                return Some((Ok(chunk), s));
             }
-            if s.done {
-                return None;
+            s.chunks = Vec::new().into_iter();
+            match s.end.take() {
+                Some(Some(e)) => {
+                    s.end = Some(None);
+                    return Some((Err(e), s));
+                }
+                Some(None) => return None,
+                None => {}
             }
             match s.bytes.next().await {
                 Some(Ok(bytes)) => match s.decoder.feed(&bytes) {
-                    Ok(chunks) => s.pending.extend(chunks.into_iter().map(Ok)),
-                    Err(e) => {
-                        s.pending.push_back(Err(e));
-                        s.done = true;
-                    }
+                    Ok(chunks) => s.chunks = chunks.into_iter(),
+                    Err(e) => s.end = Some(Some(e)),
                 },
                 Some(Err(e)) => {
-                    s.pending.push_back(Err(ApiError::new(
+                    s.end = Some(Some(ApiError::new(
                         StatusCode::BAD_GATEWAY,
                         "upstream_error",
                         format!("the upstream stream broke off: {e}"),
                     )));
-                    s.done = true;
                 }
-                None => {
-                    match s.decoder.finish() {
-                        Ok(chunks) => s.pending.extend(chunks.into_iter().map(Ok)),
-                        Err(e) => s.pending.push_back(Err(e)),
+                None => match s.decoder.finish() {
+                    Ok(chunks) => {
+                        s.chunks = chunks.into_iter();
+                        s.end = Some(None);
                     }
-                    s.done = true;
-                }
+                    Err(e) => s.end = Some(Some(e)),
+                },
             }
         }
     }))
@@ -399,4 +405,60 @@ pub async fn probe(client: &UpstreamClient, d: &Deployment) -> Result<(), String
     let upstream = auth::authorize_fetching(upstream, d, client).await.map_err(|e| e.message)?;
     let request = outgoing(upstream, d, Some(std::time::Duration::from_secs(10))).map_err(|e| e.message)?;
     crate::transport::answers_ok(client.send(request).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    /// Each `;`-ended word fed becomes a chunk whose id is the word; `!` fails the stream; what
+    /// is left unended comes out at the finish.
+    struct Words(String);
+
+    fn chunk(id: &str) -> ChatChunk {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "object": "chat.completion.chunk", "created": 0, "model": "m", "choices": []
+        }))
+        .expect("a chunk")
+    }
+
+    impl ChunkDecoder for Words {
+        fn feed(&mut self, bytes: &[u8]) -> Result<Vec<ChatChunk>, ApiError> {
+            self.0.push_str(std::str::from_utf8(bytes).unwrap_or_default());
+            if self.0.contains('!') {
+                return Err(ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", "a bad event"));
+            }
+            let ended = self.0.rfind(';').map_or(0, |at| at + 1);
+            let words: Vec<ChatChunk> = self.0[..ended].split_terminator(';').map(chunk).collect();
+            self.0.drain(..ended);
+            Ok(words)
+        }
+
+        fn finish(&mut self) -> Result<Vec<ChatChunk>, ApiError> {
+            Ok(std::mem::take(&mut self.0).split_terminator(';').map(chunk).collect())
+        }
+    }
+
+    async fn run(reads: &[Result<&'static str, &'static str>]) -> Vec<String> {
+        let bytes = futures::stream::iter(
+            reads.iter().map(|r| r.map(|s| Bytes::from_static(s.as_bytes()))).collect::<Vec<_>>(),
+        );
+        decode(bytes, Box::new(Words(String::new())))
+            .map(|item| match item {
+                Ok(c) => c.id,
+                Err(e) => format!("error: {}", e.message),
+            })
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn chunks_come_out_in_order_then_the_end_or_the_error_that_ends_the_stream() {
+        assert_eq!(run(&[Ok("a;b"), Ok(";c;"), Ok("d")]).await, ["a", "b", "c", "d"]);
+        assert_eq!(run(&[Ok("a;b;"), Ok("c!"), Ok("d;")]).await, ["a", "b", "error: a bad event"]);
+        let broken = run(&[Ok("a;"), Err("reset"), Ok("b;")]).await;
+        assert_eq!(broken, ["a", "error: the upstream stream broke off: reset"]);
+        assert!(run(&[]).await.is_empty());
+    }
 }

@@ -22,6 +22,7 @@ use std::convert::Infallible;
 use std::future::poll_fn;
 use std::io;
 use std::pin::{pin, Pin};
+use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -301,11 +302,21 @@ async fn send_body(stream: &mut TcpStream, mut out: Vec<u8>, mut body: Body, how
     let mut sent: u64 = 0;
     let mut whole = true;
     while !body.is_end_stream() {
-        let next = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
-        let frame = tokio::select! {
-            biased;
-            frame = next => frame,
-            () = client_gone(stream) => return Err(io::ErrorKind::ConnectionReset.into()),
+        let frame = match poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                // Nothing to send yet (a stream between two events): wait holding no write
+                // buffer, unless it still holds the head, which goes out with the first data.
+                if out.is_empty() {
+                    out = Vec::new();
+                }
+                let next = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
+                tokio::select! {
+                    biased;
+                    frame = next => frame,
+                    () = client_gone(stream) => return Err(io::ErrorKind::ConnectionReset.into()),
+                }
+            }
         };
         let data = match frame {
             None => break,
@@ -320,6 +331,8 @@ async fn send_body(stream: &mut TcpStream, mut out: Vec<u8>, mut body: Body, how
                 _ => continue,
             },
         };
+        // Room for the piece and its chunk framing at once (data this long is written in place).
+        out.reserve(data.len().min(WRITE_IN_PLACE) + 24);
         match how {
             Sending::Length(n) => {
                 let room = n - sent;
