@@ -56,8 +56,15 @@ fn read_pem(path: &Path) -> Vec<CertificateDer<'static>> {
 }
 
 /// The TLS client configuration of every upstream connection: TLS 1.2 and 1.3 over ring, the
-/// built-in roots and the environment's.
+/// built-in roots and the environment's. Built once and shared (a copy shares its roots): the
+/// roots take some hundreds of kilobytes, and every upstream client has its own configuration
+/// (two for each lane and for the controller, and the lanes' own connector).
 pub fn client_config() -> Result<rustls::ClientConfig, rustls::Error> {
+    static CONFIG: OnceLock<Result<rustls::ClientConfig, rustls::Error>> = OnceLock::new();
+    CONFIG.get_or_init(build_client_config).clone()
+}
+
+fn build_client_config() -> Result<rustls::ClientConfig, rustls::Error> {
     let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     let (added, ignored) = roots.add_parsable_certificates(extra_roots().iter().cloned());
     if ignored > 0 {
