@@ -517,7 +517,8 @@ fn governed(ctx: &mut Ctx, report: &mut Report, gw: &Ferrolite, app: &Path, toke
         &format!("The governed lane at {conns} connections"),
         "The pass-through chat with a workspace token and with an API key that has a budget (every request \
          reserves its worst case and settles it), an rpm limit and a parallel limit, none of them reached. \
-         With Redis the reservation is a Lua script round trip. Target: the key at least 0.9x the token.",
+         With Redis the budget is held through this instance's leases, renewed every 200 ms: no Redis call per \
+         request. Target: the key at least 0.9x the token.",
         &["instance", "token req/s", "key req/s", "key vs token", "token CPU s / 1k", "key CPU s / 1k"],
         &[row("one", token_load, &alone), row("with Redis", &shared_token, &shared_keyed)],
     );
