@@ -354,7 +354,18 @@ fn fill(conn: &mut Conn, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         conn.buf.reserve(conn.read_size);
     }
     let asked = conn.buf.capacity() - conn.buf.len();
-    let read = ready!(tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, &mut conn.buf))?;
+    let read = match tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, &mut conn.buf) {
+        Poll::Ready(read) => read?,
+        Poll::Pending => {
+            // Nothing came after all: a TLS connection, which cannot tell readiness before it
+            // reads, or a socket marked readable from before. The buffer goes while it waits,
+            // as above.
+            if conn.buf.is_empty() {
+                conn.buf = BytesMut::new();
+            }
+            return Poll::Pending;
+        }
+    };
     if read == asked && conn.read_size < MAX_READ {
         conn.read_size *= 2;
     }
