@@ -18,9 +18,10 @@
 //! each event is found by a byte scan, not a JSON parse).
 
 use crate::gateway::{
-    chunk_text, deployment, manifest, portkey_route, start_ferrolite, start_portkey, Launch, PortkeyLaunch,
-    UPSTREAM_KEY,
+    chunk_text, deployment, manifest, portkey_route, start_ferrolite, start_ferrolite_with_env, start_portkey, Launch,
+    PortkeyLaunch, UPSTREAM_KEY,
 };
+use crate::https_lane::{make_certificates, Certificates};
 use crate::procs::{
     clock_ticks_per_sec, free_port, group_cpu_ticks, group_pids, group_rss_kb, proc_stat, vm_rss_kb, wait_ready, Proc,
 };
@@ -743,22 +744,79 @@ fn say_level(l: &Level) {
 // ---------------------------------------------------------------------------------------------
 // The targets
 
-fn start_fake(env: &Env) -> Res<(Proc, u16)> {
+/// The lane's fake upstream; with `tls`, behind TLS (HTTP/1.1 by ALPN) with that certificate.
+fn start_fake(env: &Env, tls: Option<&Certificates>) -> Res<(Proc, u16)> {
     let port = free_port()?;
-    let log = std::fs::File::create(env.launch.scratch.join("streams-fake.log")).map_err(|e| e.to_string())?;
-    let mut fake = Proc::spawn(
-        "fake-upstream (stream capacity)",
-        Command::new(env.launch.bin_dir.join("fake-upstream"))
-            .args(["--port", &port.to_string(), "--workers", &cores().to_string()])
-            .args(["--chunks", &CHUNKS.to_string(), "--gap-ms", &GAP_MS.to_string()])
-            .args(["--chunk-bytes", &CHUNK_BYTES.to_string()])
-            .stdout(Stdio::null())
-            .stderr(log),
-        env.launch.pidfile,
-    )?;
+    let tag = if tls.is_some() { "streams-fake-tls" } else { "streams-fake" };
+    let log = std::fs::File::create(env.launch.scratch.join(format!("{tag}.log"))).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(env.launch.bin_dir.join("fake-upstream"));
+    cmd.args(["--port", &port.to_string(), "--workers", &cores().to_string()])
+        .args(["--chunks", &CHUNKS.to_string(), "--gap-ms", &GAP_MS.to_string()])
+        .args(["--chunk-bytes", &CHUNK_BYTES.to_string()])
+        .stdout(Stdio::null())
+        .stderr(log);
+    if let Some(certs) = tls {
+        cmd.arg("--tls-cert").arg(&certs.cert).arg("--tls-key").arg(&certs.key).args(["--tls-alpn", "http/1.1"]);
+    }
+    let mut fake = Proc::spawn(&format!("fake-upstream ({tag})"), &mut cmd, env.launch.pidfile)?;
     let since = fake.started;
-    wait_ready(&mut fake, port, "/health", None, since, Duration::from_secs(20))?;
+    match tls {
+        None => wait_ready(&mut fake, port, "/health", None, since, Duration::from_secs(20))?,
+        // It speaks TLS only; ferrolite's own start checks nothing of it, the ramp's first
+        // stream does.
+        Some(_) => wait_listening(&mut fake, port, Duration::from_secs(20))?,
+    };
     Ok((fake, port))
+}
+
+/// Waits until `proc` accepts connections on `port`.
+fn wait_listening(proc: &mut Proc, port: u16, timeout: Duration) -> Res<Duration> {
+    let since = Instant::now();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    loop {
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(since.elapsed());
+        }
+        if let Some(exit) = proc.exited() {
+            return Err(exit);
+        }
+        if since.elapsed() > timeout {
+            return Err(format!("{} did not listen on port {port} within {timeout:?}", proc.name));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// ferrolite passing streams through from the fake behind TLS (a CA made for the run, trusted
+/// through `SSL_CERT_FILE`): what a stream costs when the upstream is HTTPS, as real ones are.
+fn ramp_over_tls(env: &Env, runner: &Runner, name: &str, max: usize) -> Res<Capacity> {
+    let dir = env.launch.scratch.join("streams-tls");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let certs = make_certificates(&dir)?;
+    let (mut fake, fake_port) = start_fake(env, Some(&certs))?;
+    let gpt = json!({"model_name": "gpt", "litellm_params": {
+        "model": "openai/gpt-4o", "api_base": format!("https://127.0.0.1:{fake_port}/v1"), "api_key": UPSTREAM_KEY}});
+    let app = dir.join("streams-tls-app.json");
+    let written = std::fs::write(&app, manifest("streams", vec![gpt]).to_string()).map_err(|e| e.to_string());
+    let trust = [("SSL_CERT_FILE", Some(certs.ca.as_os_str())), ("SSL_CERT_DIR", None)];
+    let started =
+        written.and_then(|()| start_ferrolite_with_env(&env.launch, "streams-tls", &[app], "streams", &[], &trust));
+    let capacity = started.map(|mut gw| {
+        let t = Target {
+            name: name.to_owned(),
+            leader: gw.proc.pid(),
+            port: gw.port,
+            path: "/default/apps/streams/v1/chat/completions".to_owned(),
+            model: "gpt",
+            auth: Some(gw.token.clone()),
+            headers: Vec::new(),
+        };
+        let capacity = runner.ramp(&t, max);
+        gw.proc.stop();
+        capacity
+    });
+    fake.stop();
+    capacity
 }
 
 /// nginx as the driver's (one worker per core, `proxy_pass` to an upstream with `keepalive 64`),
@@ -801,7 +859,7 @@ pub fn measure(env: &Env, opts: &Options) -> Res<Vec<Capacity>> {
         deadline: Duration::from_millis(CHUNKS as u64 * GAP_MS) + Duration::from_secs(if env.quick { 5 } else { 10 }),
     };
     step("stream capacity: starting its fake upstream (64 chunks of 16 bytes, 20 ms apart)");
-    let (mut fake, fake_port) = start_fake(env)?;
+    let (mut fake, fake_port) = start_fake(env, None)?;
     let mut results = Vec::new();
     let chat = "/v1/chat/completions";
     let target = |name: &str, leader: u32, port: u16, path: &str, model: &'static str, auth: Option<&str>| Target {
@@ -849,6 +907,14 @@ pub fn measure(env: &Env, opts: &Options) -> Res<Vec<Capacity>> {
             Err(e) => results.push(Capacity { target: name.into(), error: Some(e), ..Capacity::default() }),
         }
     }
+
+    let name = "ferrolite (gpt, pass-through, HTTPS upstream)";
+    step(&format!("stream capacity: starting {name} and the fake behind TLS"));
+    results.push(ramp_over_tls(env, &runner, name, max).unwrap_or_else(|e| Capacity {
+        target: name.into(),
+        error: Some(e),
+        ..Capacity::default()
+    }));
 
     if let Some(bin) = &env.litellm {
         step("stream capacity: starting litellm");
@@ -956,7 +1022,8 @@ pub fn write_into(report: &mut Report, results: &[Capacity], opts: &Options, qui
              row is the fake alone (what the client and the fake carry here, no hop). Each target is started for \
              the lane (ferrolite fresh per path; nginx as the driver's, with `worker_connections` raised) and \
              stopped after it; the client, the fake ({} worker threads) and the target share this machine's {} \
-             cores.",
+             cores. The HTTPS row is ferrolite passing through from a second fake, the same streams behind TLS \
+             (HTTP/1.1; a CA made for the run, trusted through `SSL_CERT_FILE`).",
             ramp(max).iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", "),
             cores(),
             cores(),
