@@ -301,15 +301,36 @@ pub fn wait_ready(
     since: Instant,
     timeout: Duration,
 ) -> Res<Duration> {
+    poll_until(proc, since, timeout, &format!("answer 200 on {path}"), || raw_get(port, path, auth) == Some(200))
+}
+
+/// Waits until `proc` accepts connections on `port` (a server whose protocol the harness does
+/// not speak, such as the fake behind TLS); the time since `since`.
+pub fn wait_listening(proc: &mut Proc, port: u16, since: Instant, timeout: Duration) -> Res<Duration> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    poll_until(proc, since, timeout, &format!("listen on port {port}"), || {
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+    })
+}
+
+/// Polls `ready` until it holds, failing when `proc` exits first or `timeout` passes (naming
+/// what it was to do).
+fn poll_until(
+    proc: &mut Proc,
+    since: Instant,
+    timeout: Duration,
+    what: &str,
+    mut ready: impl FnMut() -> bool,
+) -> Res<Duration> {
     loop {
-        if raw_get(port, path, auth) == Some(200) {
+        if ready() {
             return Ok(since.elapsed());
         }
         if let Some(exit) = proc.exited() {
             return Err(exit);
         }
         if since.elapsed() > timeout {
-            return Err(format!("{} did not answer 200 on {path} within {timeout:?}", proc.name));
+            return Err(format!("{} did not {what} within {timeout:?}", proc.name));
         }
         std::thread::sleep(Duration::from_micros(500));
     }

@@ -23,7 +23,8 @@ use crate::gateway::{
 };
 use crate::https_lane::{make_certificates, Certificates};
 use crate::procs::{
-    clock_ticks_per_sec, free_port, group_cpu_ticks, group_pids, group_rss_kb, proc_stat, vm_rss_kb, wait_ready, Proc,
+    clock_ticks_per_sec, free_port, group_cpu_ticks, group_pids, group_rss_kb, proc_stat, vm_rss_kb, wait_listening,
+    wait_ready, Proc,
 };
 use crate::report::{cmd_output, cores, cpu_model, loadavg, ms, percentile, write_results, Checkout, Report};
 use crate::Res;
@@ -764,27 +765,9 @@ fn start_fake(env: &Env, tls: Option<&Certificates>) -> Res<(Proc, u16)> {
         None => wait_ready(&mut fake, port, "/health", None, since, Duration::from_secs(20))?,
         // It speaks TLS only; ferrolite's own start checks nothing of it, the ramp's first
         // stream does.
-        Some(_) => wait_listening(&mut fake, port, Duration::from_secs(20))?,
+        Some(_) => wait_listening(&mut fake, port, since, Duration::from_secs(20))?,
     };
     Ok((fake, port))
-}
-
-/// Waits until `proc` accepts connections on `port`.
-fn wait_listening(proc: &mut Proc, port: u16, timeout: Duration) -> Res<Duration> {
-    let since = Instant::now();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    loop {
-        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok(since.elapsed());
-        }
-        if let Some(exit) = proc.exited() {
-            return Err(exit);
-        }
-        if since.elapsed() > timeout {
-            return Err(format!("{} did not listen on port {port} within {timeout:?}", proc.name));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// ferrolite passing streams through from the fake behind TLS (a CA made for the run, trusted
