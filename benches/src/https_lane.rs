@@ -143,18 +143,18 @@ pub fn make_certificates(dir: &Path) -> Res<Certificates> {
 }
 
 /// nginx in front of the HTTPS fake: the worker settings of the driver's plain nginx config (one
-/// worker per core, 4,096 connections each), an upstream block with keepalive, and the upstream's
+/// worker per core, `worker_connections` each), an upstream block with keepalive, and the upstream's
 /// certificate verified against the run's CA under the name `localhost`. TLS 1.3 is allowed
 /// explicitly: nginx before 1.23.4 (Debian 12 has 1.22) speaks only up to TLS 1.2 upstream by
 /// default, and ferrolite and the fake settle on 1.3.
-pub fn nginx_conf(dir: &Path, port: u16, fake: u16, ca: &Path) -> String {
+pub fn nginx_conf(dir: &Path, port: u16, fake: u16, ca: &Path, worker_connections: usize) -> String {
     let ssl = format!(
         "      proxy_ssl_trusted_certificate {};\n      proxy_ssl_verify on;\n      proxy_ssl_verify_depth 2;\n      \
          proxy_ssl_name localhost;\n      proxy_ssl_server_name on;\n      proxy_ssl_session_reuse on;\n      \
          proxy_ssl_protocols TLSv1.2 TLSv1.3;\n",
         ca.display()
     );
-    crate::gateway::nginx_conf(dir, port, fake, None, 4096, "https", &ssl)
+    crate::gateway::nginx_conf(dir, port, fake, None, worker_connections, "https", &ssl)
 }
 
 /// A fake upstream behind TLS.
@@ -341,7 +341,7 @@ pub fn measure(setup: &Setup, hooks: &Hooks, report: &mut Report) -> Res<HttpsLa
     step("starting nginx (proxy_pass https://, proxy_ssl_verify on)");
     let nginx_port = free_port()?;
     // nginx's /health is the fake's, fetched over verified TLS.
-    let conf = nginx_conf(&dir, nginx_port, fake.port, &certs.ca);
+    let conf = nginx_conf(&dir, nginx_port, fake.port, &certs.ca, 4096);
     let (nginx, _) = crate::gateway::start_nginx(
         "nginx (https upstream)",
         setup.nginx,

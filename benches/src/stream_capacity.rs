@@ -770,13 +770,38 @@ fn start_fake(env: &Env, tls: Option<&Certificates>) -> Res<(Proc, u16)> {
     Ok((fake, port))
 }
 
-/// ferrolite passing streams through from the fake behind TLS (a CA made for the run, trusted
-/// through `SSL_CERT_FILE`): what a stream costs when the upstream is HTTPS, as real ones are.
-fn ramp_over_tls(env: &Env, runner: &Runner, name: &str, max: usize) -> Res<Capacity> {
+/// nginx and ferrolite passing streams through from the fake behind TLS (a CA made for the run,
+/// trusted through `SSL_CERT_FILE` by ferrolite and `proxy_ssl_trusted_certificate` by nginx):
+/// what a stream costs when the upstream is HTTPS, as real ones are.
+fn ramp_over_tls(env: &Env, runner: &Runner, max: usize) -> Res<Vec<Capacity>> {
     let dir = env.launch.scratch.join("streams-tls");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let certs = make_certificates(&dir)?;
     let (mut fake, fake_port) = start_fake(env, Some(&certs))?;
+    let target = |name: &str, leader: u32, port: u16, path: &str, auth: Option<&str>| Target {
+        name: name.to_owned(),
+        leader,
+        port,
+        path: path.to_owned(),
+        model: "gpt",
+        auth: auth.map(str::to_owned),
+        headers: Vec::new(),
+    };
+    let mut rows = Vec::new();
+
+    let name = "nginx (HTTPS upstream)";
+    step(&format!("stream capacity: starting {name}"));
+    rows.push(match start_nginx(env, fake_port, max, Some(&certs)) {
+        Ok((mut nginx, port)) => {
+            let capacity = runner.ramp(&target(name, nginx.pid(), port, "/v1/chat/completions", None), max);
+            nginx.stop();
+            capacity
+        }
+        Err(e) => Capacity { target: name.into(), error: Some(e), ..Capacity::default() },
+    });
+
+    let name = "ferrolite (gpt, pass-through, HTTPS upstream)";
+    step(&format!("stream capacity: starting {name}"));
     let gpt = json!({"model_name": "gpt", "litellm_params": {
         "model": "openai/gpt-4o", "api_base": format!("https://127.0.0.1:{fake_port}/v1"), "api_key": UPSTREAM_KEY}});
     let app = dir.join("streams-tls-app.json");
@@ -784,32 +809,31 @@ fn ramp_over_tls(env: &Env, runner: &Runner, name: &str, max: usize) -> Res<Capa
     let trust = [("SSL_CERT_FILE", Some(certs.ca.as_os_str())), ("SSL_CERT_DIR", None)];
     let started =
         written.and_then(|()| start_ferrolite_with_env(&env.launch, "streams-tls", &[app], "streams", &[], &trust));
-    let capacity = started.map(|mut gw| {
-        let t = Target {
-            name: name.to_owned(),
-            leader: gw.proc.pid(),
-            port: gw.port,
-            path: "/default/apps/streams/v1/chat/completions".to_owned(),
-            model: "gpt",
-            auth: Some(gw.token.clone()),
-            headers: Vec::new(),
-        };
-        let capacity = runner.ramp(&t, max);
-        gw.proc.stop();
-        capacity
+    rows.push(match started {
+        Ok(mut gw) => {
+            let path = "/default/apps/streams/v1/chat/completions";
+            let capacity = runner.ramp(&target(name, gw.proc.pid(), gw.port, path, Some(&gw.token)), max);
+            gw.proc.stop();
+            capacity
+        }
+        Err(e) => Capacity { target: name.into(), error: Some(e), ..Capacity::default() },
     });
     fake.stop();
-    capacity
+    Ok(rows)
 }
 
 /// nginx as the driver's (one worker per core, `proxy_pass` to an upstream with `keepalive 64`),
-/// with room for two connections per stream in one worker.
-fn start_nginx(env: &Env, fake: u16, max: usize) -> Res<(Proc, u16)> {
-    let dir = env.launch.scratch.join("streams-nginx");
+/// with room for two connections per stream in one worker; with `tls`, to the fake behind TLS
+/// as the HTTPS lane's nginx calls it.
+fn start_nginx(env: &Env, fake: u16, max: usize, tls: Option<&Certificates>) -> Res<(Proc, u16)> {
+    let dir = env.launch.scratch.join(if tls.is_some() { "streams-nginx-tls" } else { "streams-nginx" });
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let port = free_port()?;
     let connections = (2 * max + 256).max(4096);
-    let conf = crate::gateway::nginx_conf(&dir, port, fake, None, connections, "http", "");
+    let conf = match tls {
+        None => crate::gateway::nginx_conf(&dir, port, fake, None, connections, "http", ""),
+        Some(certs) => crate::https_lane::nginx_conf(&dir, port, fake, &certs.ca, connections),
+    };
     let (nginx, _) =
         crate::gateway::start_nginx("nginx (stream capacity)", env.nginx, &dir, &conf, port, env.launch.pidfile)?;
     Ok((nginx, port))
@@ -860,7 +884,7 @@ pub fn measure(env: &Env, opts: &Options) -> Res<Vec<Capacity>> {
     results.push(runner.ramp(&direct, max));
 
     step("stream capacity: starting nginx");
-    match start_nginx(env, fake_port, max) {
+    match start_nginx(env, fake_port, max, None) {
         Ok((mut nginx, port)) => {
             results.push(runner.ramp(&target("nginx", nginx.pid(), port, chat, "gpt", None), max));
             nginx.stop();
@@ -891,13 +915,11 @@ pub fn measure(env: &Env, opts: &Options) -> Res<Vec<Capacity>> {
         }
     }
 
-    let name = "ferrolite (gpt, pass-through, HTTPS upstream)";
-    step(&format!("stream capacity: starting {name} and the fake behind TLS"));
-    results.push(ramp_over_tls(env, &runner, name, max).unwrap_or_else(|e| Capacity {
-        target: name.into(),
-        error: Some(e),
-        ..Capacity::default()
-    }));
+    step("stream capacity: starting the fake behind TLS");
+    match ramp_over_tls(env, &runner, max) {
+        Ok(rows) => results.extend(rows),
+        Err(e) => results.push(Capacity { target: "HTTPS upstream".into(), error: Some(e), ..Capacity::default() }),
+    }
 
     if let Some(bin) = &env.litellm {
         step("stream capacity: starting litellm");
@@ -1005,8 +1027,9 @@ pub fn write_into(report: &mut Report, results: &[Capacity], opts: &Options, qui
              row is the fake alone (what the client and the fake carry here, no hop). Each target is started for \
              the lane (ferrolite fresh per path; nginx as the driver's, with `worker_connections` raised) and \
              stopped after it; the client, the fake ({} worker threads) and the target share this machine's {} \
-             cores. The HTTPS row is ferrolite passing through from a second fake, the same streams behind TLS \
-             (HTTP/1.1; a CA made for the run, trusted through `SSL_CERT_FILE`).",
+             cores. The HTTPS rows are nginx and ferrolite passing through from a second fake, the same streams \
+             behind TLS (HTTP/1.1; a CA made for the run, which ferrolite trusts through `SSL_CERT_FILE`, nginx \
+             through `proxy_ssl_trusted_certificate`).",
             ramp(max).iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", "),
             cores(),
             cores(),
