@@ -73,7 +73,7 @@ pub struct TargetResult {
     pub fake_alpn: String,
     /// HTTP versions of the requests the fake received from this target (check, warm-up, rounds).
     pub upstream_requests: BTreeMap<String, u64>,
-    /// TLS handshakes the fake completed meanwhile, by "version suite alpn=protocol".
+    /// TLS handshakes the fake completed meanwhile, by "version suite alpn=protocol full|resumed".
     pub tls_handshakes: BTreeMap<String, u64>,
     pub rps_median: f64,
     pub cpu_secs_per_1k_median: Option<f64>,

@@ -394,7 +394,8 @@ fn main() {
 // ---------------------------------------------------------------------------------------------
 // HTTPS (--tls-cert and --tls-key): the same routes over rustls, HTTP/1.1 or HTTP/2 by ALPN
 
-/// Completed TLS handshakes by protocol version, cipher suite and ALPN protocol.
+/// Completed TLS handshakes by protocol version, cipher suite, ALPN protocol and whether the
+/// session was resumed.
 static HANDSHAKES: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
 static FAILED_HANDSHAKES: AtomicU64 = AtomicU64::new(0);
 /// Requests served over TLS (but `/tls-stats`): HTTP/1.x, HTTP/2, other.
@@ -482,10 +483,14 @@ async fn serve_tls(
             let session = tls.get_ref().1;
             let alpn = session.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned());
             let seen = format!(
-                "{} {} alpn={}",
+                "{} {} alpn={} {}",
                 session.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default(),
                 session.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_default(),
-                alpn.as_deref().unwrap_or("none")
+                alpn.as_deref().unwrap_or("none"),
+                match session.handshake_kind() {
+                    Some(rustls::HandshakeKind::Resumed) => "resumed",
+                    _ => "full",
+                }
             );
             if let Ok(mut all) = HANDSHAKES.lock() {
                 *all.entry(seen).or_default() += 1;
