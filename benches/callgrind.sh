@@ -19,7 +19,6 @@ need valgrind "apt-get install valgrind"
 need python3 "apt-get install python3"
 
 build_release -p ferrolite -p ferrolite-bench
-bin="$target/release"
 
 start_fake
 port="$(free_port)"

@@ -16,7 +16,6 @@ client_python="${FERROLITE_PYTHON:-$cache/venv/bin/python}"
 [ -x "$hypha_python" ] || { say "no hypha venv at $hypha_python: run scripts/test.sh once"; exit 1; }
 [ -x "$client_python" ] || { say "no client venv at $client_python: run scripts/test.sh once"; exit 1; }
 build_release -p ferrolite
-bin="$target/release/ferrolite"
 
 s3_port="$(free_port)"; hypha_port="$(free_port)"; port="$(free_port)"
 root="$(python3 -c "import secrets; print(secrets.token_urlsafe(32))")"  # Hypha refuses simple ones
@@ -33,7 +32,7 @@ curl -sf "http://127.0.0.1:$hypha_port/health/liveness" >/dev/null || { say "hyp
 
 export HYPHA_SERVER_URL="http://127.0.0.1:$hypha_port" HYPHA_ROOT_TOKEN="$root" NATIVE_URL="http://127.0.0.1:$port"
 export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
-"$client_python" - "$n" "$scratch" "$bin" "$port" "$secret" <<'PY'
+"$client_python" - "$n" "$scratch" "$bin/ferrolite" "$port" "$secret" <<'PY'
 import asyncio, json, os, statistics, subprocess, sys, time, urllib.request
 from hypha_rpc import connect_to_server
 

@@ -1,7 +1,7 @@
 # Shared by the benches' shell scripts; sourced after `cd` to the repository root. It sets
 # `target` (the cargo target directory) and `scratch` (a directory removed on exit, kept with
-# KEEP=1), stops on exit every pid a script adds to `pids`, and defines `say`, `free_port` and
-# `build_release`.
+# KEEP=1), stops on exit every pid a script adds to `pids`, and defines `say`, `free_port`,
+# `build_release` (which sets `bin`), `need` and `start_fake`.
 bench_script="benches/$(basename "$0")"
 say() { echo "$bench_script: $*" >&2; }
 target="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -14,10 +14,11 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# `cargo build --release` of the packages named.
+# `cargo build --release` of the packages named; `bin` is where their binaries are.
 build_release() {
   say "building the release binaries"
   cargo build --release -q "$@"
+  bin="$target/release"
 }
 # Fails loudly when a tool is missing: `need valgrind "apt-get install valgrind"`.
 need() {

@@ -16,7 +16,6 @@ need wrk "apt-get install wrk"
 need python3 "apt-get install python3"
 
 build_release -p ferrolite -p ferrolite-bench
-bin="$target/release"
 
 start_fake
 port="$(free_port)"

@@ -575,6 +575,20 @@ struct Target {
     headers: Vec<(String, String)>,
 }
 
+impl Target {
+    fn new(name: &str, leader: u32, port: u16, path: &str, model: &'static str, auth: Option<&str>) -> Target {
+        Target {
+            name: name.to_owned(),
+            leader,
+            port,
+            path: path.to_owned(),
+            model,
+            auth: auth.map(str::to_owned),
+            headers: Vec::new(),
+        }
+    }
+}
+
 struct Runner {
     rt: tokio::runtime::Runtime,
     ticks: f64,
@@ -778,22 +792,13 @@ fn ramp_over_tls(env: &Env, runner: &Runner, max: usize) -> Res<Vec<Capacity>> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let certs = make_certificates(&dir)?;
     let (mut fake, fake_port) = start_fake(env, Some(&certs))?;
-    let target = |name: &str, leader: u32, port: u16, path: &str, auth: Option<&str>| Target {
-        name: name.to_owned(),
-        leader,
-        port,
-        path: path.to_owned(),
-        model: "gpt",
-        auth: auth.map(str::to_owned),
-        headers: Vec::new(),
-    };
     let mut rows = Vec::new();
 
     let name = "nginx (HTTPS upstream)";
     step(&format!("stream capacity: starting {name}"));
     rows.push(match start_nginx(env, fake_port, max, Some(&certs)) {
         Ok((mut nginx, port)) => {
-            let capacity = runner.ramp(&target(name, nginx.pid(), port, "/v1/chat/completions", None), max);
+            let capacity = runner.ramp(&Target::new(name, nginx.pid(), port, "/v1/chat/completions", "gpt", None), max);
             nginx.stop();
             capacity
         }
@@ -812,7 +817,7 @@ fn ramp_over_tls(env: &Env, runner: &Runner, max: usize) -> Res<Vec<Capacity>> {
     rows.push(match started {
         Ok(mut gw) => {
             let path = "/default/apps/streams/v1/chat/completions";
-            let capacity = runner.ramp(&target(name, gw.proc.pid(), gw.port, path, Some(&gw.token)), max);
+            let capacity = runner.ramp(&Target::new(name, gw.proc.pid(), gw.port, path, "gpt", Some(&gw.token)), max);
             gw.proc.stop();
             capacity
         }
@@ -869,24 +874,15 @@ pub fn measure(env: &Env, opts: &Options) -> Res<Vec<Capacity>> {
     let (mut fake, fake_port) = start_fake(env, None)?;
     let mut results = Vec::new();
     let chat = "/v1/chat/completions";
-    let target = |name: &str, leader: u32, port: u16, path: &str, model: &'static str, auth: Option<&str>| Target {
-        name: name.to_owned(),
-        leader,
-        port,
-        path: path.to_owned(),
-        model,
-        auth: auth.map(str::to_owned),
-        headers: Vec::new(),
-    };
 
     // The fake alone: what the client and the fake sustain on this machine without a hop.
-    let direct = target("direct (the fake, no hop)", fake.pid(), fake_port, chat, "gpt", Some(UPSTREAM_KEY));
+    let direct = Target::new("direct (the fake, no hop)", fake.pid(), fake_port, chat, "gpt", Some(UPSTREAM_KEY));
     results.push(runner.ramp(&direct, max));
 
     step("stream capacity: starting nginx");
     match start_nginx(env, fake_port, max, None) {
         Ok((mut nginx, port)) => {
-            results.push(runner.ramp(&target("nginx", nginx.pid(), port, chat, "gpt", None), max));
+            results.push(runner.ramp(&Target::new("nginx", nginx.pid(), port, chat, "gpt", None), max));
             nginx.stop();
         }
         Err(e) => results.push(Capacity { target: "nginx".into(), error: Some(e), ..Capacity::default() }),
@@ -907,7 +903,7 @@ pub fn measure(env: &Env, opts: &Options) -> Res<Vec<Capacity>> {
         step(&format!("stream capacity: starting {name}"));
         match start_ferrolite(&env.launch, tag, std::slice::from_ref(&app), "streams", &[]) {
             Ok(mut gw) => {
-                let t = target(name, gw.proc.pid(), gw.port, service, model, Some(gw.token.as_str()));
+                let t = Target::new(name, gw.proc.pid(), gw.port, service, model, Some(gw.token.as_str()));
                 results.push(runner.ramp(&t, max));
                 gw.proc.stop();
             }
@@ -925,7 +921,8 @@ pub fn measure(env: &Env, opts: &Options) -> Res<Vec<Capacity>> {
         step("stream capacity: starting litellm");
         match litellm_for_streams(env, bin, fake_port) {
             Ok((mut proc, port)) => {
-                results.push(runner.ramp(&target("litellm", proc.pid(), port, chat, "gpt", Some(LITELLM_KEY)), max));
+                results
+                    .push(runner.ramp(&Target::new("litellm", proc.pid(), port, chat, "gpt", Some(LITELLM_KEY)), max));
                 proc.stop();
             }
             Err(e) => results.push(Capacity { target: "litellm".into(), error: Some(e), ..Capacity::default() }),
@@ -940,7 +937,7 @@ pub fn measure(env: &Env, opts: &Options) -> Res<Vec<Capacity>> {
         });
         match started {
             Ok((mut proc, port)) => {
-                let mut t = target("portkey", proc.pid(), port, chat, "gpt", Some(UPSTREAM_KEY));
+                let mut t = Target::new("portkey", proc.pid(), port, chat, "gpt", Some(UPSTREAM_KEY));
                 t.headers = portkey_route("openai", fake_port);
                 results.push(runner.ramp(&t, max));
                 proc.stop();
