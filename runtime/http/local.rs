@@ -177,15 +177,17 @@ async fn health(state: &AppState, session: &Session) -> Value {
     // With background checks on, their last answers (as litellm's /health gives them); a
     // deployment not checked yet is probed now.
     let checks = table.deployments.iter().zip(&table.stats).map(|(d, stats)| async move {
-        let kept = table.health_check_interval.and_then(|_| stats.health.lock().ok()?.clone());
-        let answer = match (kept, table.health_check_interval) {
-            (Some(checked), _) => checked.error.map_or(Ok(()), Err),
-            (None, Some(interval)) => {
+        let Some(interval) = table.health_check_interval else {
+            return (d, crate::providers::health::probe(&state.http, d).await);
+        };
+        let kept = stats.health.lock().ok().and_then(|h| h.clone());
+        let answer = match kept {
+            Some(checked) => checked.error.map_or(Ok(()), Err),
+            None => {
                 let answer = crate::providers::health::probe(&state.http, d).await;
                 crate::router::health::record(d, stats, interval, answer.clone());
                 answer
             }
-            (None, None) => crate::providers::health::probe(&state.http, d).await,
         };
         (d, answer)
     });

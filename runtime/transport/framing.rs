@@ -138,37 +138,19 @@ impl BodyDecoder {
     /// read. Framing that is incomplete or broken is left for the next [`step`](Self::step),
     /// which waits for the rest or reports it.
     fn read_ahead(&mut self, buf: &mut BytesMut) {
-        loop {
-            match self.state {
-                State::ChunkEnd => match buf.first() {
-                    Some(b'\n') => buf.advance(1),
-                    Some(b'\r') if buf.get(1) == Some(&b'\n') => buf.advance(2),
-                    _ => return,
-                },
-                State::ChunkSize => {
-                    let Some(end) = buf.iter().position(|&b| b == b'\n') else { return };
-                    let line = buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end]);
-                    // Only the last chunk: a data chunk is read by `step` as it arrives.
-                    if chunk_size(line) != Ok(0) {
-                        return;
-                    }
-                    buf.advance(end + 1);
-                    self.state = State::Trailers;
-                    continue;
-                }
-                State::Trailers => {
-                    let Some(end) = buf.iter().position(|&b| b == b'\n') else { return };
-                    let empty = buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end]).is_empty();
-                    buf.advance(end + 1);
-                    if empty {
-                        self.state = State::Done;
-                        return;
-                    }
-                    continue;
-                }
+        while let Some((line, used)) = peek_line(buf) {
+            self.state = match self.state {
+                State::ChunkEnd if line.is_empty() => State::ChunkSize,
+                // Only the last chunk: a data chunk is read by `step` as it arrives.
+                State::ChunkSize if chunk_size(line) == Ok(0) => State::Trailers,
+                State::Trailers if line.is_empty() => State::Done,
+                State::Trailers => State::Trailers,
                 _ => return,
+            };
+            buf.advance(used);
+            if self.is_done() {
+                return;
             }
-            self.state = State::ChunkSize;
         }
     }
 
@@ -213,18 +195,24 @@ pub fn wants_keep_alive(headers: &HeaderMap, http11: bool) -> bool {
 
 /// The next CRLF-terminated line at the start of `buf` (without its line end), removed from it.
 fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, FramingError> {
-    match buf.iter().position(|&b| b == b'\n') {
-        Some(end) => {
-            let mut line = buf.split_to(end + 1);
-            line.truncate(end);
-            if line.last() == Some(&b'\r') {
-                line.truncate(end - 1);
-            }
+    match peek_line(buf) {
+        Some((line, used)) => {
+            let len = line.len();
+            let mut line = buf.split_to(used);
+            line.truncate(len);
             Ok(Some(line))
         }
         None if buf.len() > MAX_LINE => Err(FramingError::LineTooLong),
         None => Ok(None),
     }
+}
+
+/// The first line of `buf` without its LF (or CRLF), and the bytes it takes with its end;
+/// `None` while its end has not arrived.
+fn peek_line(buf: &[u8]) -> Option<(&[u8], usize)> {
+    let end = buf.iter().position(|&b| b == b'\n')?;
+    let line = &buf[..end];
+    Some((line.strip_suffix(b"\r").unwrap_or(line), end + 1))
 }
 
 /// A chunk-size line: `1*HEXDIG [BWS] [";" extensions]` (RFC 9112 section 7.1). Chunk
