@@ -52,12 +52,24 @@ impl Stream {
         matches!(Pin::new(self).poll_read(&mut cx, &mut buf), Poll::Pending)
     }
 
-    /// Ready once a read may find bytes. Plain TCP says so before any buffer is handed to it;
-    /// TLS may hold decrypted bytes the socket does not show, so it is always worth a read.
+    /// Ready once a read may find bytes, told without a system call: the socket's readiness,
+    /// which a short or blocked read clears. TLS is ready besides when its session holds what
+    /// a read returns without the socket (decrypted bytes, or the peer's close). A stream that
+    /// waits for its next record then takes no read buffer and goes through no TLS layer to
+    /// learn that nothing came.
     pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
             Stream::Plain(s) => s.poll_read_ready(cx),
-            Stream::Tls(_) => Poll::Ready(Ok(())),
+            Stream::Tls(s) => {
+                let (tcp, session) = s.get_ref();
+                // rustls decrypts every whole record as it reads them, so a session that wants
+                // to read holds nothing a read would return.
+                if session.wants_read() {
+                    tcp.poll_read_ready(cx)
+                } else {
+                    Poll::Ready(Ok(()))
+                }
+            }
         }
     }
 }
@@ -106,5 +118,92 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use std::future::poll_fn;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A TLS server for `localhost` that writes `hello` and `world` as two records as soon as
+    /// the handshake is done, then `again` when told; and a client's connector that trusts it.
+    async fn server() -> (u16, TlsConnector, tokio::sync::oneshot::Sender<()>) {
+        let ca_key = rcgen::KeyPair::generate().expect("key");
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca.self_signed(&ca_key).expect("CA");
+        let leaf_key = rcgen::KeyPair::generate().expect("key");
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+        let leaf = leaf.signed_by(&leaf_key, &ca, &ca_key).expect("leaf");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+            )
+            .expect("server config");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.der().clone()).expect("root");
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (again, told) = tokio::sync::oneshot::channel::<()>();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("accept");
+            let mut tls = acceptor.accept(socket).await.expect("handshake");
+            for record in [&b"hello"[..], b"world"] {
+                tls.write_all(record).await.expect("write");
+                tls.flush().await.expect("flush");
+            }
+            let _ = told.await;
+            tls.write_all(b"again").await.expect("write");
+            tls.flush().await.expect("flush");
+            // Held open until the client is done.
+            let _ = tls.read(&mut [0u8; 1]).await;
+        });
+        (port, TlsConnector::from(Arc::new(client)), again)
+    }
+
+    #[tokio::test]
+    async fn tls_is_ready_while_its_session_holds_what_the_socket_no_longer_does() {
+        let (port, connector, again) = server().await;
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+        let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+        let mut stream = Stream::Tls(Box::new(connector.connect(name, tcp).await.expect("handshake")));
+        // Both records reach the socket before the first read, which takes them in and decrypts
+        // them together; five bytes are asked for, so `world` stays in the session alone.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut five = [0u8; 5];
+        stream.read_exact(&mut five).await.expect("read");
+        assert_eq!(&five, b"hello");
+        let ready = tokio::time::timeout(Duration::from_secs(2), poll_fn(|cx| stream.poll_read_ready(cx))).await;
+        assert!(ready.is_ok(), "the session holds `world`, and readiness said to wait for the socket");
+        stream.read_exact(&mut five).await.expect("read");
+        assert_eq!(&five, b"world");
+
+        // Nothing held and nothing sent: not ready, until the server writes again.
+        assert!(stream.is_quiet());
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(stream.poll_read_ready(&mut cx).is_pending());
+        again.send(()).expect("server");
+        tokio::time::timeout(Duration::from_secs(5), poll_fn(|cx| stream.poll_read_ready(cx)))
+            .await
+            .expect("ready once the server writes")
+            .expect("ready");
+        stream.read_exact(&mut five).await.expect("read");
+        assert_eq!(&five, b"again");
     }
 }
