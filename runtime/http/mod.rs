@@ -1,5 +1,6 @@
 //! The HTTP door: shared state, the axum router built from the catalogue, and errors.
 
+mod admission;
 pub mod cache;
 pub mod console;
 pub mod controller;

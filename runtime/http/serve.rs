@@ -120,6 +120,7 @@ impl Lanes {
             let service = service.clone();
             std::thread::Builder::new().name(format!("ferrolite-lane-{index}")).spawn(move || {
                 (hooks.on_start)();
+                super::admission::on_lane();
                 runtime.block_on(async move {
                     tokio::spawn(every_second(hooks.every_second));
                     let builders = Builders::new(settings);
@@ -257,6 +258,7 @@ where
     S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
+    let _open = super::admission::Open::count();
     let hyper_service =
         TowerToHyperService::new(service.clone().map_request(|r: hyper::Request<Incoming>| r.map(Body::new)));
     // A client that sends nothing at all is held no longer than one that sends half a head.

@@ -10,6 +10,7 @@
 use super::answer::{self, Sending};
 use super::body::{self, Feed, Piece};
 use super::request::{self, HeadError};
+use crate::http::admission;
 use crate::transport::framing::{wants_keep_alive, BodyDecoder, Framing, Step};
 use axum::body::Body;
 use axum::extract::Request;
@@ -123,7 +124,9 @@ where
             buf = BytesMut::new();
         }
 
-        let mut call = pin!(service.clone().oneshot(Request::from_parts(parts, body)));
+        // Held first while the lane is behind its streams (see `admission`); the client is
+        // watched meanwhile, as while it is served.
+        let mut call = pin!(admission::admitted(service.clone().oneshot(Request::from_parts(parts, body))));
         let mut body_whole = reading.is_none();
         let response = loop {
             tokio::select! {

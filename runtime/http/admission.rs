@@ -1,0 +1,223 @@
+//! Holding new requests back while a connection lane is behind its streams.
+//!
+//! A lane serves every connection handed to it on one thread. When more streams are open than
+//! its share of the machine can carry, every stream's next chunk waits behind every other's, and
+//! a burst of new requests (each with its connect, TLS handshake and routing) makes all of them
+//! stutter at once. nginx gets around it as a side effect: with `multi_accept` off it accepts one
+//! connection per turn of its event loop and leaves the rest in the listen backlog. A lane
+//! instead measures how long one turn of its scheduler takes, and while that is past
+//! [`ROUND_TARGET`], new requests wait their turn one at a time: the streams already flowing keep
+//! their pace, and a new one starts later (its first byte, never its later ones). None waits
+//! longer than [`MAX_HOLD`].
+//!
+//! Only a lane with [`BUSY`] connections or more measures at all: below that a request pays
+//! nothing but a counter. Requests on the lane's own HTTP/1.1 server are held; HTTP/2 and
+//! upgraded connections (hyper's) are not.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+/// Open connections on a lane from which its new requests are measured.
+pub const BUSY: usize = 256;
+/// A scheduler turn longer than this means the lane is behind: its streams' chunks (a typical
+/// model's come 20 to 50 ms apart) arrive in clumps, on the way to gaps a reader notices.
+pub const ROUND_TARGET: Duration = Duration::from_millis(50);
+/// The longest a request is held; past it, it goes ahead however busy the lane is.
+pub const MAX_HOLD: Duration = Duration::from_secs(3);
+
+thread_local! {
+    /// This thread's lane, if it is one.
+    static LANE: Cell<Option<&'static Lane>> = const { Cell::new(None) };
+}
+
+/// One lane's connection count and the gate its held requests pass one at a time. (Only its
+/// own thread touches the count; atomic so that a connection's task stays `Send`.)
+struct Lane {
+    open: AtomicUsize,
+    gate: Arc<Semaphore>,
+}
+
+/// Makes the calling thread a lane: its connections are counted, its requests gated. Called once
+/// by each lane thread, which lives as long as the process (the lane's state is leaked with it).
+pub fn on_lane() {
+    let lane: &'static Lane =
+        Box::leak(Box::new(Lane { open: AtomicUsize::new(0), gate: Arc::new(Semaphore::new(1)) }));
+    LANE.with(|l| l.set(Some(lane)));
+}
+
+/// A connection open on a lane; counted while it lives. Connections of other threads are not.
+pub struct Open(Option<&'static Lane>);
+
+impl Open {
+    pub fn count() -> Open {
+        let lane = LANE.with(Cell::get);
+        if let Some(lane) = lane {
+            lane.open.fetch_add(1, Ordering::Relaxed);
+        }
+        Open(lane)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if let Some(lane) = self.0 {
+            lane.open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's handling, started once its lane admits it.
+    pub struct Admitted<F> {
+        hold: Option<Hold>,
+        #[pin]
+        call: F,
+    }
+}
+
+/// The wait of a held request. Boxed: it is rare, and inline it would grow every request's
+/// future.
+type Hold = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// `call` (a request's handling, not polled yet), first held while the calling lane is behind.
+pub fn admitted<F: Future>(call: F) -> Admitted<F> {
+    Admitted { hold: admission(), call }
+}
+
+impl<F: Future> Future for Admitted<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        if let Some(hold) = this.hold {
+            ready!(hold.as_mut().poll(cx));
+            *this.hold = None;
+        }
+        this.call.poll(cx)
+    }
+}
+
+/// What a new request waits for before it is served: nothing (`None`) unless the calling lane
+/// is busy.
+fn admission() -> Option<Hold> {
+    let lane = LANE.with(Cell::get)?;
+    if lane.open.load(Ordering::Relaxed) < BUSY {
+        return None;
+    }
+    Some(Box::pin(admit(Arc::clone(&lane.gate))))
+}
+
+async fn admit(gate: Arc<Semaphore>) {
+    let arrived = Instant::now();
+    if round().await <= ROUND_TARGET {
+        return;
+    }
+    // Behind: one held request at a time waits for a quick turn, so that when the lane catches
+    // up they start one per turn rather than all at once.
+    let Ok(_turn) = tokio::time::timeout_at(arrived + MAX_HOLD, gate.acquire()).await else { return };
+    loop {
+        let took = round().await;
+        if took <= ROUND_TARGET || arrived.elapsed() >= MAX_HOLD {
+            return;
+        }
+        // Measuring is a turn of its own: wait as long as the slow one took before the next.
+        tokio::time::sleep(took.min(MAX_HOLD.saturating_sub(arrived.elapsed()))).await;
+    }
+}
+
+/// How long one turn of the calling thread's scheduler takes: the tasks ready before this one
+/// and what the I/O driver wakes meanwhile run first (a yield is resumed after the driver's
+/// next poll).
+async fn round() -> Duration {
+    let asked = Instant::now();
+    tokio::task::yield_now().await;
+    asked.elapsed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lane on a runtime of its own, as the server makes them.
+    fn lane_runtime() -> tokio::runtime::Runtime {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async { on_lane() });
+        rt
+    }
+
+    #[test]
+    fn only_a_busy_lane_measures_its_requests() {
+        // Off a lane: nothing is counted or held.
+        assert!(admission().is_none());
+        let open = Open::count();
+        assert!(open.0.is_none());
+        drop(open);
+
+        let rt = lane_runtime();
+        rt.block_on(async {
+            let mut opened: Vec<Open> = (0..BUSY - 1).map(|_| Open::count()).collect();
+            assert!(admission().is_none(), "below BUSY a request goes straight in");
+            opened.push(Open::count());
+            let wait = admission().expect("a busy lane measures");
+            // An idle scheduler turns at once: the request goes ahead.
+            tokio::time::timeout(Duration::from_secs(5), wait).await.expect("admitted");
+            opened.clear();
+            assert!(admission().is_none(), "connections closing take the count down");
+        });
+    }
+
+    #[test]
+    fn a_lane_behind_holds_new_requests_until_it_catches_up() {
+        let rt = lane_runtime();
+        rt.block_on(async {
+            let _opened: Vec<Open> = (0..BUSY).map(|_| Open::count()).collect();
+            // Other work that keeps every turn of the scheduler slow for a while: a task that
+            // blocks its thread 30 ms at a time (past ROUND_TARGET), ten times.
+            let hog = tokio::spawn(async {
+                for _ in 0..10 {
+                    std::thread::sleep(ROUND_TARGET + Duration::from_millis(10));
+                    tokio::task::yield_now().await;
+                }
+            });
+            tokio::task::yield_now().await;
+            let asked = Instant::now();
+            admission().expect("busy").await;
+            let held = asked.elapsed();
+            assert!(hog.is_finished(), "the request went ahead while the lane was still behind ({held:?})");
+            assert!(held < MAX_HOLD, "held {held:?}");
+        });
+    }
+
+    #[test]
+    fn no_request_is_held_past_the_limit() {
+        let rt = lane_runtime();
+        rt.block_on(async {
+            let _opened: Vec<Open> = (0..BUSY).map(|_| Open::count()).collect();
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let hog = tokio::spawn({
+                let stop = Arc::clone(&stop);
+                async move {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::thread::sleep(ROUND_TARGET * 2);
+                        tokio::task::yield_now().await;
+                    }
+                }
+            });
+            tokio::task::yield_now().await;
+            let asked = Instant::now();
+            admission().expect("busy").await;
+            let held = asked.elapsed();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            hog.await.expect("hog");
+            assert!(held >= MAX_HOLD, "went ahead after {held:?} with the lane still behind");
+            assert!(held < MAX_HOLD + Duration::from_millis(500), "held {held:?}");
+        });
+    }
+}
