@@ -52,6 +52,10 @@ pub const MAX_GAP_MS: u64 = 200;
 pub const FIRST_LEVEL: usize = 250;
 /// The lowest level tried when the first one already fails.
 pub const LOWEST_LEVEL: usize = 1;
+/// Levels tried between the last level that passed and the first that failed, each halving
+/// the interval; rounded down to a multiple of `REFINE_ROUND`.
+const REFINE_STEPS: usize = 2;
+const REFINE_ROUND: usize = 50;
 /// Issue 22's target for ferrolite: resident memory per open stream.
 pub const TARGET_KB_PER_STREAM: f64 = 10.0;
 /// The streams of one level are opened evenly over this long.
@@ -77,6 +81,9 @@ pub struct Options {
     /// The most concurrent streams the lane's ramp tries (250, 500, 1000, ... up to this).
     #[arg(long, default_value_t = 4000)]
     pub stream_capacity_max: usize,
+    /// Measure only the lane's rows from an HTTPS upstream (nginx and ferrolite).
+    #[arg(long)]
+    pub stream_capacity_https_only: bool,
 }
 
 /// What the lane needs from the driver.
@@ -105,6 +112,9 @@ pub struct Level {
     pub first_failure: Option<String>,
     /// The most streams open at one time.
     pub peak_open: usize,
+    /// The most streams at one time between their first chunk and their end: what the target
+    /// carried at once, whether or not it let streams wait before their first chunk.
+    pub peak_streaming: usize,
     /// Text chunks the client received, all streams.
     pub chunks: u64,
     /// The most chunks received in one second (ten consecutive 100 ms slots).
@@ -160,9 +170,30 @@ impl Capacity {
         self.max_streams.and_then(|n| self.levels.iter().find(|l| l.streams == n && l.passed()))
     }
 
-    /// The first level that failed.
+    /// The most streams carried at once (first chunk to end) in a level with no failure.
+    pub fn most_streaming(&self) -> Option<usize> {
+        self.levels.iter().filter(|l| l.passed()).map(|l| l.peak_streaming).max()
+    }
+
+    /// The smallest level that failed.
     pub fn first_failed(&self) -> Option<&Level> {
-        self.levels.iter().find(|l| !l.passed())
+        self.levels.iter().filter(|l| !l.passed()).min_by_key(|l| l.streams)
+    }
+
+    /// The largest level that passed before any larger level ran: its memory figures are its
+    /// own (a level run after a larger one finds the target holding what that one took).
+    pub fn memory_level(&self) -> Option<&Level> {
+        let mut largest = 0;
+        let mut found = None;
+        for l in &self.levels {
+            if l.streams > largest {
+                largest = l.streams;
+                if l.passed() {
+                    found = Some(l);
+                }
+            }
+        }
+        found
     }
 }
 
@@ -226,6 +257,8 @@ struct Shared {
     slots: Vec<AtomicU32>,
     open: AtomicUsize,
     peak_open: AtomicUsize,
+    streaming: AtomicUsize,
+    peak_streaming: AtomicUsize,
 }
 
 impl Shared {
@@ -323,6 +356,16 @@ struct Sse<'a> {
     last: Option<Instant>,
 }
 
+/// A stream that had its first chunk stops counting as streaming when it ends, however it ends
+/// (a timeout drops it).
+impl Drop for Sse<'_> {
+    fn drop(&mut self) {
+        if self.last.is_some() {
+            self.shared.streaming.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
 impl Sse<'_> {
     fn feed(&mut self, mut data: &[u8], now: Instant, out: &mut Outcome) {
         while let Some(end) = data.iter().position(|b| *b == b'\n') {
@@ -353,7 +396,10 @@ impl Sse<'_> {
                 out.gaps_us.push(now.saturating_duration_since(last).as_micros().min(u32::MAX as u128) as u32)
             }
             None => {
-                out.ttft_us = Some(now.saturating_duration_since(self.started).as_micros().min(u32::MAX as u128) as u32)
+                out.ttft_us =
+                    Some(now.saturating_duration_since(self.started).as_micros().min(u32::MAX as u128) as u32);
+                let streaming = self.shared.streaming.fetch_add(1, Ordering::Relaxed) + 1;
+                self.shared.peak_streaming.fetch_max(streaming, Ordering::Relaxed);
             }
         }
         self.last = Some(now);
@@ -613,6 +659,8 @@ impl Runner {
             slots: (0..slots).map(|_| AtomicU32::new(0)).collect(),
             open: AtomicUsize::new(0),
             peak_open: AtomicUsize::new(0),
+            streaming: AtomicUsize::new(0),
+            peak_streaming: AtomicUsize::new(0),
         });
         let deadline = self.deadline;
         let outcomes: Vec<Outcome> = self.rt.block_on(async {
@@ -660,6 +708,7 @@ impl Runner {
         level.chunks_per_sec =
             per_slot.windows(window.min(per_slot.len())).map(|w| w.iter().sum::<u64>()).max().unwrap_or(0) as f64;
         level.peak_open = shared.peak_open.load(Ordering::Relaxed);
+        level.peak_streaming = shared.peak_streaming.load(Ordering::Relaxed);
         level.gap_p50_ms = percentile(&gaps, 50.0);
         level.gap_p99_ms = percentile(&gaps, 99.0);
         level.gap_max_ms = gaps.iter().copied().fold(f64::NAN, f64::max);
@@ -684,8 +733,8 @@ impl Runner {
         step(&format!("{}: still failing a single stream after a minute", target.name));
     }
 
-    /// The ramp up to `max`, stopping at the first level with a failure (and going down by halves
-    /// when the first level fails).
+    /// The ramp up to `max`, stopping at the first level with a failure: refined between it and
+    /// the level before, or, when the first level fails, going down by halves.
     fn ramp(&self, target: &Target, max: usize) -> Capacity {
         let mut cap = Capacity { target: target.name.clone(), ..Capacity::default() };
         // A few streams first, not counted: connections, pools and code paths warm.
@@ -718,6 +767,24 @@ impl Runner {
                 cap.max_streams = Some(n);
                 cap.reached_cap = i + 1 == levels.len();
                 continue;
+            }
+            if let Some(passed) = cap.max_streams {
+                // Between the last level that passed and this one, halved twice: the capacity to
+                // a quarter of the step rather than to a doubling.
+                let (mut low, mut high) = (passed, n);
+                for _ in 0..REFINE_STEPS {
+                    let mid = (low + high) / 2 / REFINE_ROUND * REFINE_ROUND;
+                    if mid <= low || mid >= high {
+                        break;
+                    }
+                    self.recover(target);
+                    if measure(mid, &mut cap.levels) {
+                        cap.max_streams = Some(mid);
+                        low = mid;
+                    } else {
+                        high = mid;
+                    }
+                }
             }
             if i == 0 {
                 let mut lower = n / 2;
@@ -870,6 +937,10 @@ pub fn measure(env: &Env, opts: &Options) -> Res<Vec<Capacity>> {
         settle: Duration::from_millis(if env.quick { 500 } else { 1500 }),
         deadline: Duration::from_millis(CHUNKS as u64 * GAP_MS) + Duration::from_secs(if env.quick { 5 } else { 10 }),
     };
+    if opts.stream_capacity_https_only {
+        step("stream capacity: starting the fake behind TLS");
+        return ramp_over_tls(env, &runner, max);
+    }
     step("stream capacity: starting its fake upstream (64 chunks of 16 bytes, 20 ms apart)");
     let (mut fake, fake_port) = start_fake(env, None)?;
     let mut results = Vec::new();
@@ -977,19 +1048,23 @@ pub fn write_into(report: &mut Report, results: &[Capacity], opts: &Options, qui
                 None if c.error.is_some() => "–".into(),
                 None => format!("< {}", c.levels.last().map(|l| l.streams).unwrap_or(LOWEST_LEVEL)),
             };
-            // Reached by going down from a failed level, the target's memory already holds what the
-            // larger level made it take: what it grows by then says nothing per stream. (A larger
-            // level measured after it, the one that failed going up, changes nothing.)
-            let after_larger =
-                at.is_some_and(|l| c.levels.iter().take_while(|o| !std::ptr::eq(*o, l)).any(|o| o.streams > l.streams));
-            let rss_at = at.filter(|_| !after_larger);
+            // Memory per stream from the largest level that passed on the way up: a level run
+            // after a larger one (going down, or refining) finds the target holding what that one
+            // took, so what it grows by says nothing per stream.
+            let rss_at = c.memory_level();
+            let at_level = |l: &Level| match at {
+                Some(a) if a.streams != l.streams => format!(" (at {})", l.streams),
+                _ => String::new(),
+            };
             vec![
                 c.target.clone(),
                 max_streams,
+                at.map(|l| l.peak_open.to_string()).unwrap_or_else(|| "–".into()),
+                c.most_streaming().map(|n| n.to_string()).unwrap_or_else(|| "–".into()),
                 at.map(|l| format!("{:.0}", l.chunks_per_sec)).unwrap_or_else(|| "–".into()),
-                match at {
-                    Some(_) if after_larger => "– (after a larger level)".into(),
-                    Some(l) => kb(l.rss_per_stream_kb),
+                match rss_at {
+                    Some(l) => format!("{}{}", kb(l.rss_per_stream_kb), at_level(l)),
+                    None if at.is_some() => "– (after a larger level)".into(),
                     None => "–".into(),
                 },
                 rss_at.map(|l| kb(l.rss_per_stream_from_start_kb)).unwrap_or_else(|| "–".into()),
@@ -1014,11 +1089,18 @@ pub fn write_into(report: &mut Report, results: &[Capacity], opts: &Options, qui
              that a fake upstream of the lane's own sends {GAP_MS} ms apart; a stream fails when its status is not \
              200, a chunk is missing, the text differs, or two consecutive chunks reach the client more than \
              {MAX_GAP_MS} ms apart. Ramp: {} concurrent streams (below {FIRST_LEVEL} by halves when {FIRST_LEVEL} \
-             already fails, each after the target serves a single stream again), each level's streams opened evenly over 1 s, stopping at the first level with a \
-             failure. Max streams = the highest level with none; at that level: chunks/s = the most text chunks \
-             the client received in one second, RSS / stream = (the target's process-group RSS, highest of samples \
+             already fails), each level's streams opened evenly over 1 s, stopping at the first level with a \
+             failure; then {REFINE_STEPS} levels halving the step between it and the last level that passed \
+             (rounded down to {REFINE_ROUND}), each after the target serves a single stream again. Max streams = \
+             the highest level with none; at that level: peak open = the most streams the client had open at \
+             one time (below the level when the target answers later than the client opens streams); most \
+             streaming at once = over every level with no failure, the most streams between their first chunk \
+             and their end at one time (what a target carried at once, whether or not it made new streams wait \
+             for their first chunk: compare targets on it); chunks/s = \
+             the most text chunks the client received in one second; RSS / stream = (the target's process-group RSS, highest of samples \
              every 20 ms while the level ran, minus its RSS just before the level) / streams, against issue 22's \
-             target for ferrolite of <= {TARGET_KB_PER_STREAM:.0} KB; from start = (that peak minus the target's \
+             target for ferrolite of <= {TARGET_KB_PER_STREAM:.0} KB, at the largest level that passed on the way \
+             up (a level run after a larger one finds the target holding what that one took); from start = (that peak minus the target's \
              RSS after the warm-up, before the first level) / streams, the same whether a target keeps the memory \
              a smaller level took (nginx) or gives it back between levels (ferrolite); gap p99 over every stream's gaps. The direct \
              row is the fake alone (what the client and the fake carry here, no hop). Each target is started for \
@@ -1034,6 +1116,8 @@ pub fn write_into(report: &mut Report, results: &[Capacity], opts: &Options, qui
         &[
             "target",
             "max streams, no failure",
+            "peak open",
+            "most streaming at once, no failure",
             "chunks/s",
             "RSS / stream",
             "from start",
@@ -1052,6 +1136,7 @@ pub fn write_into(report: &mut Report, results: &[Capacity], opts: &Options, qui
                 l.streams.to_string(),
                 if l.passed() { "0".into() } else { format!("**{}**", l.failed) },
                 l.peak_open.to_string(),
+                l.peak_streaming.to_string(),
                 format!("{:.0}", l.chunks_per_sec),
                 kb(l.rss_per_stream_kb),
                 kb(l.rss_per_stream_from_start_kb),
@@ -1066,7 +1151,8 @@ pub fn write_into(report: &mut Report, results: &[Capacity], opts: &Options, qui
     }
     report.table(
         "Stream capacity, every level",
-        "Peak open = the most streams the client had open at one time (the streams of a level are opened over 1 s \
+        "Peak open = the most streams the client had open at one time, streaming at once = the most between their \
+         first chunk and their end (the streams of a level are opened over 1 s \
          and each lasts about 1.3 s). RSS idle / peak of the target's process group; CPU = the target's seconds \
          over the level, and the client's (the driver's own process) beside it.",
         &[
@@ -1074,6 +1160,7 @@ pub fn write_into(report: &mut Report, results: &[Capacity], opts: &Options, qui
             "streams",
             "failed",
             "peak open",
+            "streaming at once",
             "chunks/s",
             "RSS / stream",
             "from start",
