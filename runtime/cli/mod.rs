@@ -125,6 +125,11 @@ pub struct ServeArgs {
     /// (the slowloris guard).
     #[arg(long, default_value_t = 30.0, value_parser = parse_positive_seconds)]
     pub header_read_timeout: f64,
+    /// Seconds a new request may be held while its I/O thread is behind the streams it carries
+    /// (with 256 connections or more, a turn of its event loop over 50 ms), so that they keep
+    /// their pace; 0 holds none. At most 60.
+    #[arg(long, default_value_t = 3.0, value_parser = parse_hold_seconds)]
+    pub overload_hold: f64,
     /// Threads serving connections, each with its own event loop [default: one per core];
     /// 0 serves them on the shared runtime. At most 1024.
     #[arg(long, env = "FERROLITE_IO_THREADS", value_parser = clap::value_parser!(u16).range(0..=1024))]
@@ -291,6 +296,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.allow_private_upstreams = args.allow_private_upstreams;
     config.metrics_public = args.metrics_public;
     config.connections.header_read_timeout = std::time::Duration::from_secs_f64(args.header_read_timeout);
+    config.connections.overload_hold = std::time::Duration::from_secs_f64(args.overload_hold);
     if let Some(threads) = args.io_threads {
         config.io_threads = usize::from(threads);
     }
@@ -335,6 +341,15 @@ fn parse_positive_seconds(text: &str) -> Result<f64, String> {
         Ok(seconds)
     } else {
         Err(format!("{text:?}: expected seconds above 0 and at most 86400"))
+    }
+}
+
+fn parse_hold_seconds(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text.parse().map_err(|e| format!("{text:?}: {e}"))?;
+    if (0.0..=60.0).contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err(format!("{text:?}: expected seconds from 0 to 60"))
     }
 }
 

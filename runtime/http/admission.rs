@@ -8,7 +8,7 @@
 //! instead measures how long one turn of its scheduler takes, and while that is past
 //! [`ROUND_TARGET`], new requests wait their turn one at a time: the streams already flowing keep
 //! their pace, and a new one starts later (its first byte, never its later ones). None waits
-//! longer than [`MAX_HOLD`].
+//! longer than the lane's hold (`--overload-hold`, [`MAX_HOLD`] by default; zero holds none).
 //!
 //! Only a lane with [`BUSY`] connections or more measures at all: below that a request pays
 //! nothing but a counter. Requests on the lane's own HTTP/1.1 server are held; HTTP/2 and
@@ -29,7 +29,7 @@ pub const BUSY: usize = 256;
 /// A scheduler turn longer than this means the lane is behind: its streams' chunks (a typical
 /// model's come 20 to 50 ms apart) arrive in clumps, on the way to gaps a reader notices.
 pub const ROUND_TARGET: Duration = Duration::from_millis(50);
-/// The longest a request is held; past it, it goes ahead however busy the lane is.
+/// The longest a request is held by default; past it, it goes ahead however busy the lane is.
 pub const MAX_HOLD: Duration = Duration::from_secs(3);
 
 thread_local! {
@@ -37,18 +37,24 @@ thread_local! {
     static LANE: Cell<Option<&'static Lane>> = const { Cell::new(None) };
 }
 
-/// One lane's connection count and the gate its held requests pass one at a time. (Only its
-/// own thread touches the count; atomic so that a connection's task stays `Send`.)
+/// One lane's connection count, the gate its held requests pass one at a time and how long one
+/// may be held. (Only its own thread touches the count; atomic so that a connection's task
+/// stays `Send`.)
 struct Lane {
     open: AtomicUsize,
     gate: Arc<Semaphore>,
+    max_hold: Duration,
 }
 
-/// Makes the calling thread a lane: its connections are counted, its requests gated. Called once
-/// by each lane thread, which lives as long as the process (the lane's state is leaked with it).
-pub fn on_lane() {
-    let lane: &'static Lane =
-        Box::leak(Box::new(Lane { open: AtomicUsize::new(0), gate: Arc::new(Semaphore::new(1)) }));
+/// Makes the calling thread a lane whose requests are held up to `max_hold` while it is behind
+/// (zero: never, and its connections are not counted). Called once by each lane thread, which
+/// lives as long as the process (the lane's state is leaked with it).
+pub fn on_lane(max_hold: Duration) {
+    if max_hold.is_zero() {
+        return;
+    }
+    let lane = Lane { open: AtomicUsize::new(0), gate: Arc::new(Semaphore::new(1)), max_hold };
+    let lane: &'static Lane = Box::leak(Box::new(lane));
     LANE.with(|l| l.set(Some(lane)));
 }
 
@@ -111,24 +117,24 @@ fn admission() -> Option<Hold> {
     if lane.open.load(Ordering::Relaxed) < BUSY {
         return None;
     }
-    Some(Box::pin(admit(Arc::clone(&lane.gate))))
+    Some(Box::pin(admit(Arc::clone(&lane.gate), lane.max_hold)))
 }
 
-async fn admit(gate: Arc<Semaphore>) {
+async fn admit(gate: Arc<Semaphore>, max_hold: Duration) {
     let arrived = Instant::now();
     if round().await <= ROUND_TARGET {
         return;
     }
     // Behind: one held request at a time waits for a quick turn, so that when the lane catches
     // up they start one per turn rather than all at once.
-    let Ok(_turn) = tokio::time::timeout_at(arrived + MAX_HOLD, gate.acquire()).await else { return };
+    let Ok(_turn) = tokio::time::timeout_at(arrived + max_hold, gate.acquire()).await else { return };
     loop {
         let took = round().await;
-        if took <= ROUND_TARGET || arrived.elapsed() >= MAX_HOLD {
+        if took <= ROUND_TARGET || arrived.elapsed() >= max_hold {
             return;
         }
         // Measuring is a turn of its own: wait as long as the slow one took before the next.
-        tokio::time::sleep(took.min(MAX_HOLD.saturating_sub(arrived.elapsed()))).await;
+        tokio::time::sleep(took.min(max_hold.saturating_sub(arrived.elapsed()))).await;
     }
 }
 
@@ -145,10 +151,11 @@ async fn round() -> Duration {
 mod tests {
     use super::*;
 
-    /// A lane on a runtime of its own, as the server makes them.
-    fn lane_runtime() -> tokio::runtime::Runtime {
+    /// A lane on a runtime of its own, as the server makes them, holding requests up to
+    /// `max_hold`.
+    fn lane_runtime(max_hold: Duration) -> tokio::runtime::Runtime {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        rt.block_on(async { on_lane() });
+        rt.block_on(async { on_lane(max_hold) });
         rt
     }
 
@@ -160,7 +167,7 @@ mod tests {
         assert!(open.0.is_none());
         drop(open);
 
-        let rt = lane_runtime();
+        let rt = lane_runtime(MAX_HOLD);
         rt.block_on(async {
             let mut opened: Vec<Open> = (0..BUSY - 1).map(|_| Open::count()).collect();
             assert!(admission().is_none(), "below BUSY a request goes straight in");
@@ -174,8 +181,18 @@ mod tests {
     }
 
     #[test]
+    fn a_lane_with_no_hold_counts_and_holds_nothing() {
+        let rt = lane_runtime(Duration::ZERO);
+        rt.block_on(async {
+            let opened: Vec<Open> = (0..BUSY).map(|_| Open::count()).collect();
+            assert!(opened.iter().all(|o| o.0.is_none()));
+            assert!(admission().is_none());
+        });
+    }
+
+    #[test]
     fn a_lane_behind_holds_new_requests_until_it_catches_up() {
-        let rt = lane_runtime();
+        let rt = lane_runtime(MAX_HOLD);
         rt.block_on(async {
             let _opened: Vec<Open> = (0..BUSY).map(|_| Open::count()).collect();
             // Other work that keeps every turn of the scheduler slow for a while: a task that
@@ -197,7 +214,8 @@ mod tests {
 
     #[test]
     fn no_request_is_held_past_the_limit() {
-        let rt = lane_runtime();
+        let limit = Duration::from_millis(600);
+        let rt = lane_runtime(limit);
         rt.block_on(async {
             let _opened: Vec<Open> = (0..BUSY).map(|_| Open::count()).collect();
             let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -216,8 +234,8 @@ mod tests {
             let held = asked.elapsed();
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             hog.await.expect("hog");
-            assert!(held >= MAX_HOLD, "went ahead after {held:?} with the lane still behind");
-            assert!(held < MAX_HOLD + Duration::from_millis(500), "held {held:?}");
+            assert!(held >= limit, "went ahead after {held:?} with the lane still behind");
+            assert!(held < limit + Duration::from_millis(500), "held {held:?}");
         });
     }
 }

@@ -32,11 +32,14 @@ pub struct ConnectionSettings {
     /// How long a client may take to send a request's head (slowloris guard); the connection is
     /// closed when it passes.
     pub header_read_timeout: Duration,
+    /// The longest a lane behind its streams holds a new request (see `admission`); zero holds
+    /// none.
+    pub overload_hold: Duration,
 }
 
 impl Default for ConnectionSettings {
     fn default() -> Self {
-        ConnectionSettings { header_read_timeout: Duration::from_secs(30) }
+        ConnectionSettings { header_read_timeout: Duration::from_secs(30), overload_hold: super::admission::MAX_HOLD }
     }
 }
 
@@ -120,7 +123,7 @@ impl Lanes {
             let service = service.clone();
             std::thread::Builder::new().name(format!("ferrolite-lane-{index}")).spawn(move || {
                 (hooks.on_start)();
-                super::admission::on_lane();
+                super::admission::on_lane(settings.overload_hold);
                 runtime.block_on(async move {
                     tokio::spawn(every_second(hooks.every_second));
                     let builders = Builders::new(settings);

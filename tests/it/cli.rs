@@ -360,6 +360,8 @@ fn serve_refuses_connection_settings_out_of_range() {
         ("--io-threads", "5000", "5000 is not in 0..=1024"),
         ("--header-read-timeout", "0", "expected seconds above 0"),
         ("--header-read-timeout", "NaN", "expected seconds above 0"),
+        ("--overload-hold", "61", "expected seconds from 0 to 60"),
+        ("--overload-hold", "NaN", "expected seconds from 0 to 60"),
     ] {
         let (code, _, err) = run(&["serve", "--port", "0", flag, value]);
         assert_eq!(code, 2, "{flag} {value}: {err}");
