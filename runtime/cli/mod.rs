@@ -126,7 +126,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 30.0, value_parser = parse_positive_seconds)]
     pub header_read_timeout: f64,
     /// Seconds a new request may be held while its I/O thread is behind the streams it carries
-    /// (with 256 connections or more, a turn of its event loop over 50 ms), so that they keep
+    /// (with 256 requests in flight or more, a turn of its event loop over 50 ms), so that they keep
     /// their pace; 0 holds none. At most 60.
     #[arg(long, default_value_t = 3.0, value_parser = parse_hold_seconds)]
     pub overload_hold: f64,

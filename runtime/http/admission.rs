@@ -10,8 +10,9 @@
 //! their pace, and a new one starts later (its first byte, never its later ones). None waits
 //! longer than the lane's hold (`--overload-hold`, [`MAX_HOLD`] by default; zero holds none).
 //!
-//! Only a lane with [`BUSY`] connections or more measures at all: below that a request pays
-//! nothing but a counter. Requests on the lane's own HTTP/1.1 server are held; HTTP/2 and
+//! Only a lane with [`BUSY`] requests in flight or more measures at all (a stream is in flight
+//! until its last byte; an idle kept-alive connection is not): below that a request pays nothing
+//! but a counter. Requests on the lane's own HTTP/1.1 server are counted and held; HTTP/2 and
 //! upgraded connections (hyper's) are not.
 
 use std::cell::Cell;
@@ -24,7 +25,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-/// Open connections on a lane from which its new requests are measured.
+/// Requests in flight on a lane from which its new ones are measured.
 pub const BUSY: usize = 256;
 /// A scheduler turn longer than this means the lane is behind: its streams' chunks (a typical
 /// model's come 20 to 50 ms apart) arrive in clumps, on the way to gaps a reader notices.
@@ -37,44 +38,44 @@ thread_local! {
     static LANE: Cell<Option<&'static Lane>> = const { Cell::new(None) };
 }
 
-/// One lane's connection count, the gate its held requests pass one at a time and how long one
-/// may be held. (Only its own thread touches the count; atomic so that a connection's task
+/// One lane's requests in flight, the gate its held requests pass one at a time and how long
+/// one may be held. (Only its own thread touches the count; atomic so that a connection's task
 /// stays `Send`.)
 struct Lane {
-    open: AtomicUsize,
+    in_flight: AtomicUsize,
     gate: Arc<Semaphore>,
     max_hold: Duration,
 }
 
 /// Makes the calling thread a lane whose requests are held up to `max_hold` while it is behind
-/// (zero: never, and its connections are not counted). Called once by each lane thread, which
+/// (zero: never, and its requests are not counted). Called once by each lane thread, which
 /// lives as long as the process (the lane's state is leaked with it).
 pub fn on_lane(max_hold: Duration) {
     if max_hold.is_zero() {
         return;
     }
-    let lane = Lane { open: AtomicUsize::new(0), gate: Arc::new(Semaphore::new(1)), max_hold };
+    let lane = Lane { in_flight: AtomicUsize::new(0), gate: Arc::new(Semaphore::new(1)), max_hold };
     let lane: &'static Lane = Box::leak(Box::new(lane));
     LANE.with(|l| l.set(Some(lane)));
 }
 
-/// A connection open on a lane; counted while it lives. Connections of other threads are not.
-pub struct Open(Option<&'static Lane>);
+/// A request in flight on a lane, counted while it lives. Requests of other threads are not.
+pub struct InFlight(Option<&'static Lane>);
 
-impl Open {
-    pub fn count() -> Open {
+impl InFlight {
+    pub fn count() -> InFlight {
         let lane = LANE.with(Cell::get);
         if let Some(lane) = lane {
-            lane.open.fetch_add(1, Ordering::Relaxed);
+            lane.in_flight.fetch_add(1, Ordering::Relaxed);
         }
-        Open(lane)
+        InFlight(lane)
     }
 }
 
-impl Drop for Open {
+impl Drop for InFlight {
     fn drop(&mut self) {
         if let Some(lane) = self.0 {
-            lane.open.fetch_sub(1, Ordering::Relaxed);
+            lane.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -114,7 +115,7 @@ impl<F: Future> Future for Admitted<F> {
 /// is busy.
 fn admission() -> Option<Hold> {
     let lane = LANE.with(Cell::get)?;
-    if lane.open.load(Ordering::Relaxed) < BUSY {
+    if lane.in_flight.load(Ordering::Relaxed) < BUSY {
         return None;
     }
     Some(Box::pin(admit(Arc::clone(&lane.gate), lane.max_hold)))
@@ -163,20 +164,20 @@ mod tests {
     fn only_a_busy_lane_measures_its_requests() {
         // Off a lane: nothing is counted or held.
         assert!(admission().is_none());
-        let open = Open::count();
+        let open = InFlight::count();
         assert!(open.0.is_none());
         drop(open);
 
         let rt = lane_runtime(MAX_HOLD);
         rt.block_on(async {
-            let mut opened: Vec<Open> = (0..BUSY - 1).map(|_| Open::count()).collect();
+            let mut opened: Vec<InFlight> = (0..BUSY - 1).map(|_| InFlight::count()).collect();
             assert!(admission().is_none(), "below BUSY a request goes straight in");
-            opened.push(Open::count());
+            opened.push(InFlight::count());
             let wait = admission().expect("a busy lane measures");
             // An idle scheduler turns at once: the request goes ahead.
             tokio::time::timeout(Duration::from_secs(5), wait).await.expect("admitted");
             opened.clear();
-            assert!(admission().is_none(), "connections closing take the count down");
+            assert!(admission().is_none(), "requests ending take the count down");
         });
     }
 
@@ -184,7 +185,7 @@ mod tests {
     fn a_lane_with_no_hold_counts_and_holds_nothing() {
         let rt = lane_runtime(Duration::ZERO);
         rt.block_on(async {
-            let opened: Vec<Open> = (0..BUSY).map(|_| Open::count()).collect();
+            let opened: Vec<InFlight> = (0..BUSY).map(|_| InFlight::count()).collect();
             assert!(opened.iter().all(|o| o.0.is_none()));
             assert!(admission().is_none());
         });
@@ -194,7 +195,7 @@ mod tests {
     fn a_lane_behind_holds_new_requests_until_it_catches_up() {
         let rt = lane_runtime(MAX_HOLD);
         rt.block_on(async {
-            let _opened: Vec<Open> = (0..BUSY).map(|_| Open::count()).collect();
+            let _opened: Vec<InFlight> = (0..BUSY).map(|_| InFlight::count()).collect();
             // Other work that keeps every turn of the scheduler slow for a while: a task that
             // blocks its thread 30 ms at a time (past ROUND_TARGET), ten times.
             let hog = tokio::spawn(async {
@@ -217,7 +218,7 @@ mod tests {
         let limit = Duration::from_millis(600);
         let rt = lane_runtime(limit);
         rt.block_on(async {
-            let _opened: Vec<Open> = (0..BUSY).map(|_| Open::count()).collect();
+            let _opened: Vec<InFlight> = (0..BUSY).map(|_| InFlight::count()).collect();
             let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let hog = tokio::spawn({
                 let stop = Arc::clone(&stop);

@@ -261,7 +261,6 @@ where
     S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    let _open = super::admission::Open::count();
     let hyper_service =
         TowerToHyperService::new(service.clone().map_request(|r: hyper::Request<Incoming>| r.map(Body::new)));
     // A client that sends nothing at all is held no longer than one that sends half a head.
