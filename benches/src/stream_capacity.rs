@@ -1217,3 +1217,35 @@ pub fn driver_lane(env: &Env, opts: &Options, report: &mut Report) -> Res<bool> 
     step(&format!("wrote {md_path} and {json_path}"));
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn level(streams: usize, failed: usize, peak_streaming: usize) -> Level {
+        Level { streams, failed, peak_streaming, ..Level::default() }
+    }
+
+    /// The ramp went 2,000 (passed), 4,000 (failed), then refined: 3,000 (passed), 3,500 (failed).
+    #[test]
+    fn a_refined_ramp_reports_its_own_levels() {
+        let cap = Capacity {
+            target: "t".into(),
+            max_streams: Some(3000),
+            levels: vec![level(2000, 0, 1990), level(4000, 12, 3900), level(3000, 0, 2600), level(3500, 3, 3400)],
+            ..Capacity::default()
+        };
+        assert_eq!(cap.at_max().map(|l| l.streams), Some(3000));
+        assert_eq!(cap.first_failed().map(|l| l.streams), Some(3500), "the smallest failing level");
+        // Memory from the largest level passed on the way up: 3,000 ran after 4,000.
+        assert_eq!(cap.memory_level().map(|l| l.streams), Some(2000));
+        // The most carried at once counts only levels with no failure.
+        assert_eq!(cap.most_streaming(), Some(2600));
+    }
+
+    #[test]
+    fn the_ramp_doubles_up_to_its_cap() {
+        assert_eq!(ramp(4000), vec![250, 500, 1000, 2000, 4000]);
+        assert_eq!(ramp(3000), vec![250, 500, 1000, 2000, 3000]);
+    }
+}
