@@ -126,8 +126,13 @@ async fn admit(gate: Arc<Semaphore>, max_hold: Duration) {
     if round().await <= ROUND_TARGET {
         return;
     }
-    // Behind: one held request at a time waits for a quick turn, so that when the lane catches
-    // up they start one per turn rather than all at once.
+    hold(gate, max_hold, arrived).await;
+    crate::observability::metrics::overload_held(arrived.elapsed());
+}
+
+/// Behind: one held request at a time waits for a quick turn, so that when the lane catches up
+/// they start one per turn rather than all at once.
+async fn hold(gate: Arc<Semaphore>, max_hold: Duration, arrived: Instant) {
     let Ok(_turn) = tokio::time::timeout_at(arrived + max_hold, gate.acquire()).await else { return };
     loop {
         let took = round().await;

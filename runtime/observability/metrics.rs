@@ -40,6 +40,8 @@ pub const MCP_CALL_DURATION: &str = "ferrolite_mcp_call_duration_seconds";
 pub const SPEND_LOG_DROPPED: &str = "ferrolite_spend_log_dropped_total";
 pub const CACHE_HITS: &str = "ferrolite_cache_hits_total";
 pub const CACHE_MISSES: &str = "ferrolite_cache_misses_total";
+pub const OVERLOAD_HELD: &str = "ferrolite_overload_held_total";
+pub const OVERLOAD_HOLD: &str = "ferrolite_overload_hold_seconds";
 
 /// Histogram bucket bounds in seconds: from ferrolite's own overhead (tens of µs) to a long
 /// generation (minutes).
@@ -107,6 +109,18 @@ fn describe() {
     describe_counter!(CACHE_HITS, "Requests answered from the response cache, by workspace and app.");
     describe_counter!(CACHE_MISSES, "Cacheable requests the response cache could not answer, by workspace and app.");
     describe_gauge!(BUDGET_REMAINING, "US dollars left in the current budget period (deployment \"\": the app's).");
+    describe_counter!(OVERLOAD_HELD, "New requests held because their I/O thread was behind its streams.");
+    describe_histogram!(
+        OVERLOAD_HOLD,
+        ::metrics::Unit::Seconds,
+        "How long a held request waited before it was served."
+    );
+}
+
+/// A new request was held `waited` while its I/O thread caught up with its streams.
+pub fn overload_held(waited: Duration) {
+    counter!(OVERLOAD_HELD).increment(1);
+    histogram!(OVERLOAD_HOLD).record(waited.as_secs_f64());
 }
 
 /// A session's label values, shared by all its requests.
@@ -393,6 +407,22 @@ pub fn render(server_in_flight: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The value of the unlabelled series `name` in a scrape.
+    fn value(text: &str, name: &str) -> Option<f64> {
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    #[test]
+    fn a_held_request_is_counted_with_its_wait() {
+        let handle = install();
+        let before = value(&handle.render(), OVERLOAD_HELD).unwrap_or(0.0);
+        overload_held(Duration::from_millis(120));
+        let text = handle.render();
+        assert!(value(&text, OVERLOAD_HELD).is_some_and(|n| n >= before + 1.0), "{text}");
+        assert!(value(&text, &format!("{OVERLOAD_HOLD}_count")).is_some_and(|n| n >= 1.0), "{text}");
+        assert!(value(&text, &format!("{OVERLOAD_HOLD}_sum")).is_some_and(|s| s >= 0.12), "{text}");
+    }
 
     #[test]
     fn status_labels_are_static_for_http_codes_and_formatted_otherwise() {
