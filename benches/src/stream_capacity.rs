@@ -115,6 +115,9 @@ pub struct Level {
     /// The most streams at one time between their first chunk and their end: what the target
     /// carried at once, whether or not it let streams wait before their first chunk.
     pub peak_streaming: usize,
+    /// Requests ferrolite held while a lane was behind its streams (its
+    /// `ferrolite_overload_held_total` over the level); None for other targets.
+    pub held: Option<u64>,
     /// Text chunks the client received, all streams.
     pub chunks: u64,
     /// The most chunks received in one second (ten consecutive 100 ms slots).
@@ -619,6 +622,8 @@ struct Target {
     auth: Option<String>,
     /// More headers on every request (Portkey's route).
     headers: Vec<(String, String)>,
+    /// ferrolite's: its `/metrics` is open (`--metrics-public`), read before and after a level.
+    metrics: bool,
 }
 
 impl Target {
@@ -631,8 +636,32 @@ impl Target {
             model,
             auth: auth.map(str::to_owned),
             headers: Vec::new(),
+            metrics: false,
         }
     }
+
+    /// The target's count of requests held so far, if it is ferrolite and answers.
+    fn held(&self) -> Option<u64> {
+        if !self.metrics {
+            return None;
+        }
+        let text = http_get(self.port, "/metrics")?;
+        let line = text.lines().find_map(|l| l.strip_prefix("ferrolite_overload_held_total "));
+        // Absent until the first request is held.
+        Some(line.and_then(|v| v.trim().parse::<f64>().ok()).map_or(0, |v| v as u64))
+    }
+}
+
+/// The body of `GET path` on 127.0.0.1:`port` (HTTP/1.1, the connection closed after it).
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    socket.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(socket, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }
 
 struct Runner {
@@ -647,6 +676,7 @@ impl Runner {
     /// `streams` streams opened evenly over `spread`, all to their end.
     fn level(&self, target: &Target, streams: usize, spread: Duration) -> Level {
         let idle_rss_kb = group_rss_kb(target.leader);
+        let held_before = target.held();
         let cpu_before = group_cpu_ticks(target.leader);
         let client_before = own_cpu_ticks();
         let watch = RssWatch::start(target.leader);
@@ -709,6 +739,7 @@ impl Runner {
             per_slot.windows(window.min(per_slot.len())).map(|w| w.iter().sum::<u64>()).max().unwrap_or(0) as f64;
         level.peak_open = shared.peak_open.load(Ordering::Relaxed);
         level.peak_streaming = shared.peak_streaming.load(Ordering::Relaxed);
+        level.held = held_before.zip(target.held()).map(|(before, after)| after.saturating_sub(before));
         level.gap_p50_ms = percentile(&gaps, 50.0);
         level.gap_p99_ms = percentile(&gaps, 99.0);
         level.gap_max_ms = gaps.iter().copied().fold(f64::NAN, f64::max);
@@ -879,12 +910,15 @@ fn ramp_over_tls(env: &Env, runner: &Runner, max: usize) -> Res<Vec<Capacity>> {
     let app = dir.join("streams-tls-app.json");
     let written = std::fs::write(&app, manifest("streams", vec![gpt]).to_string()).map_err(|e| e.to_string());
     let trust = [("SSL_CERT_FILE", Some(certs.ca.as_os_str())), ("SSL_CERT_DIR", None)];
-    let started =
-        written.and_then(|()| start_ferrolite_with_env(&env.launch, "streams-tls", &[app], "streams", &[], &trust));
+    let started = written.and_then(|()| {
+        start_ferrolite_with_env(&env.launch, "streams-tls", &[app], "streams", &["--metrics-public"], &trust)
+    });
     rows.push(match started {
         Ok(mut gw) => {
             let path = "/default/apps/streams/v1/chat/completions";
-            let capacity = runner.ramp(&Target::new(name, gw.proc.pid(), gw.port, path, "gpt", Some(&gw.token)), max);
+            let mut target = Target::new(name, gw.proc.pid(), gw.port, path, "gpt", Some(&gw.token));
+            target.metrics = true;
+            let capacity = runner.ramp(&target, max);
             gw.proc.stop();
             capacity
         }
@@ -972,9 +1006,10 @@ pub fn measure(env: &Env, opts: &Options) -> Res<Vec<Capacity>> {
         ("streams-claude", "ferrolite (claude, OpenAI -> Anthropic)", "claude"),
     ] {
         step(&format!("stream capacity: starting {name}"));
-        match start_ferrolite(&env.launch, tag, std::slice::from_ref(&app), "streams", &[]) {
+        match start_ferrolite(&env.launch, tag, std::slice::from_ref(&app), "streams", &["--metrics-public"]) {
             Ok(mut gw) => {
-                let t = Target::new(name, gw.proc.pid(), gw.port, service, model, Some(gw.token.as_str()));
+                let mut t = Target::new(name, gw.proc.pid(), gw.port, service, model, Some(gw.token.as_str()));
+                t.metrics = true;
                 results.push(runner.ramp(&t, max));
                 gw.proc.stop();
             }
@@ -1137,6 +1172,7 @@ pub fn write_into(report: &mut Report, results: &[Capacity], opts: &Options, qui
                 if l.passed() { "0".into() } else { format!("**{}**", l.failed) },
                 l.peak_open.to_string(),
                 l.peak_streaming.to_string(),
+                l.held.map(|n| n.to_string()).unwrap_or_else(|| "–".into()),
                 format!("{:.0}", l.chunks_per_sec),
                 kb(l.rss_per_stream_kb),
                 kb(l.rss_per_stream_from_start_kb),
@@ -1152,7 +1188,8 @@ pub fn write_into(report: &mut Report, results: &[Capacity], opts: &Options, qui
     report.table(
         "Stream capacity, every level",
         "Peak open = the most streams the client had open at one time, streaming at once = the most between their \
-         first chunk and their end (the streams of a level are opened over 1 s \
+         first chunk and their end, held = requests ferrolite held while a lane was behind its streams (its \
+         `ferrolite_overload_held_total` over the level; `--overload-hold`) (the streams of a level are opened over 1 s \
          and each lasts about 1.3 s). RSS idle / peak of the target's process group; CPU = the target's seconds \
          over the level, and the client's (the driver's own process) beside it.",
         &[
@@ -1161,6 +1198,7 @@ pub fn write_into(report: &mut Report, results: &[Capacity], opts: &Options, qui
             "failed",
             "peak open",
             "streaming at once",
+            "held",
             "chunks/s",
             "RSS / stream",
             "from start",
