@@ -268,8 +268,9 @@ pub fn group_cpu_ticks(leader: u32) -> u64 {
         .sum()
 }
 
-/// One HTTP/1.1 GET over a fresh connection; the status, or None when nothing answered.
-pub fn raw_get(port: u16, path: &str, auth: Option<&str>) -> Option<u16> {
+/// A fresh connection with an HTTP/1.1 GET written on it (the connection closed after the
+/// answer).
+fn send_get(port: u16, path: &str, auth: Option<&str>) -> Option<TcpStream> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     stream.set_nodelay(true).ok()?;
@@ -279,6 +280,21 @@ pub fn raw_get(port: u16, path: &str, auth: Option<&str>) -> Option<u16> {
     }
     request += "\r\n";
     stream.write_all(request.as_bytes()).ok()?;
+    Some(stream)
+}
+
+/// The status and body of one GET (an answer framed by its length or its close), or None when
+/// nothing answered.
+pub fn get_text(port: u16, path: &str, auth: Option<&str>) -> Option<(u16, String)> {
+    let mut answer = String::new();
+    send_get(port, path, auth)?.read_to_string(&mut answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    Some((head.split_whitespace().nth(1)?.parse().ok()?, body.to_owned()))
+}
+
+/// One HTTP/1.1 GET over a fresh connection; the status, or None when nothing answered.
+pub fn raw_get(port: u16, path: &str, auth: Option<&str>) -> Option<u16> {
+    let mut stream = send_get(port, path, auth)?;
     let mut head = [0u8; 64];
     let mut got = 0;
     while got < 12 {

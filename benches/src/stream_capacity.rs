@@ -18,8 +18,8 @@
 //! each event is found by a byte scan, not a JSON parse).
 
 use crate::gateway::{
-    chunk_text, deployment, manifest, portkey_route, start_ferrolite, start_ferrolite_with_env, start_portkey, Launch,
-    PortkeyLaunch, UPSTREAM_KEY,
+    chunk_text, deployment, manifest, portkey_route, start_ferrolite, start_ferrolite_with_env, start_portkey,
+    Ferrolite, Launch, PortkeyLaunch, UPSTREAM_KEY,
 };
 use crate::https_lane::{make_certificates, Certificates};
 use crate::procs::{
@@ -65,6 +65,8 @@ const RSS_EVERY: Duration = Duration::from_millis(20);
 /// Chunks received are counted in slots of this many milliseconds (for the best one-second rate).
 const SLOT_MS: u64 = 100;
 const LITELLM_KEY: &str = "sk-bench-master";
+/// ferrolite's arguments in the lane: its `/metrics` open, read around each level.
+const FERROLITE_ARGS: &[&str] = &["--metrics-public"];
 const STREAM_BODY: &str =
     r#"{"model":"MODEL","messages":[{"role":"user","content":"Hello!"}],"max_tokens":256,"stream":true}"#;
 
@@ -640,28 +642,24 @@ impl Target {
         }
     }
 
+    /// ferrolite started with [`FERROLITE_ARGS`], serving `path` as `model` with its token.
+    fn ferrolite(name: &str, gw: &Ferrolite, path: &str, model: &'static str) -> Target {
+        Target { metrics: true, ..Target::new(name, gw.proc.pid(), gw.port, path, model, Some(gw.token.as_str())) }
+    }
+
     /// The target's count of requests held so far, if it is ferrolite and answers.
     fn held(&self) -> Option<u64> {
         if !self.metrics {
             return None;
         }
-        let text = http_get(self.port, "/metrics")?;
+        let text = match crate::procs::get_text(self.port, "/metrics", None)? {
+            (200, text) => text,
+            _ => return None,
+        };
         let line = text.lines().find_map(|l| l.strip_prefix("ferrolite_overload_held_total "));
         // Absent until the first request is held.
         Some(line.and_then(|v| v.trim().parse::<f64>().ok()).map_or(0, |v| v as u64))
     }
-}
-
-/// The body of `GET path` on 127.0.0.1:`port` (HTTP/1.1, the connection closed after it).
-fn http_get(port: u16, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    socket.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(socket, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").ok()?;
-    let mut answer = String::new();
-    socket.read_to_string(&mut answer).ok()?;
-    let (head, body) = answer.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }
 
 struct Runner {
@@ -910,15 +908,12 @@ fn ramp_over_tls(env: &Env, runner: &Runner, max: usize) -> Res<Vec<Capacity>> {
     let app = dir.join("streams-tls-app.json");
     let written = std::fs::write(&app, manifest("streams", vec![gpt]).to_string()).map_err(|e| e.to_string());
     let trust = [("SSL_CERT_FILE", Some(certs.ca.as_os_str())), ("SSL_CERT_DIR", None)];
-    let started = written.and_then(|()| {
-        start_ferrolite_with_env(&env.launch, "streams-tls", &[app], "streams", &["--metrics-public"], &trust)
-    });
+    let started = written
+        .and_then(|()| start_ferrolite_with_env(&env.launch, "streams-tls", &[app], "streams", FERROLITE_ARGS, &trust));
     rows.push(match started {
         Ok(mut gw) => {
             let path = "/default/apps/streams/v1/chat/completions";
-            let mut target = Target::new(name, gw.proc.pid(), gw.port, path, "gpt", Some(&gw.token));
-            target.metrics = true;
-            let capacity = runner.ramp(&target, max);
+            let capacity = runner.ramp(&Target::ferrolite(name, &gw, path, "gpt"), max);
             gw.proc.stop();
             capacity
         }
@@ -1006,11 +1001,9 @@ pub fn measure(env: &Env, opts: &Options) -> Res<Vec<Capacity>> {
         ("streams-claude", "ferrolite (claude, OpenAI -> Anthropic)", "claude"),
     ] {
         step(&format!("stream capacity: starting {name}"));
-        match start_ferrolite(&env.launch, tag, std::slice::from_ref(&app), "streams", &["--metrics-public"]) {
+        match start_ferrolite(&env.launch, tag, std::slice::from_ref(&app), "streams", FERROLITE_ARGS) {
             Ok(mut gw) => {
-                let mut t = Target::new(name, gw.proc.pid(), gw.port, service, model, Some(gw.token.as_str()));
-                t.metrics = true;
-                results.push(runner.ramp(&t, max));
+                results.push(runner.ramp(&Target::ferrolite(name, &gw, service, model), max));
                 gw.proc.stop();
             }
             Err(e) => results.push(Capacity { target: name.into(), error: Some(e), ..Capacity::default() }),

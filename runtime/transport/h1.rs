@@ -357,9 +357,8 @@ fn fill(conn: &mut Conn, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
     let read = match tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, &mut conn.buf) {
         Poll::Ready(read) => read?,
         Poll::Pending => {
-            // Nothing came after all: a TLS connection, which cannot tell readiness before it
-            // reads, or a socket marked readable from before. The buffer goes while it waits,
-            // as above.
+            // Nothing came after all: a socket marked readable from before, or TLS that took in
+            // only part of a record. The buffer goes while it waits, as above.
             if conn.buf.is_empty() {
                 conn.buf = BytesMut::new();
             }
