@@ -883,6 +883,26 @@ fn start_fake(env: &Env, tls: Option<&Certificates>) -> Res<(Proc, u16)> {
 /// nginx and ferrolite passing streams through from the fake behind TLS (a CA made for the run,
 /// trusted through `SSL_CERT_FILE` by ferrolite and `proxy_ssl_trusted_certificate` by nginx):
 /// what a stream costs when the upstream is HTTPS, as real ones are.
+/// nginx in front of the fake on `fake_port` (behind TLS with `tls`), started for its ramp.
+fn ramp_nginx(
+    env: &Env,
+    runner: &Runner,
+    name: &str,
+    fake_port: u16,
+    max: usize,
+    tls: Option<&Certificates>,
+) -> Capacity {
+    step(&format!("stream capacity: starting {name}"));
+    match start_nginx(env, fake_port, max, tls) {
+        Ok((mut nginx, port)) => {
+            let capacity = runner.ramp(&Target::new(name, nginx.pid(), port, "/v1/chat/completions", "gpt", None), max);
+            nginx.stop();
+            capacity
+        }
+        Err(e) => Capacity { target: name.into(), error: Some(e), ..Capacity::default() },
+    }
+}
+
 fn ramp_over_tls(env: &Env, runner: &Runner, max: usize) -> Res<Vec<Capacity>> {
     let dir = env.launch.scratch.join("streams-tls");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -890,16 +910,7 @@ fn ramp_over_tls(env: &Env, runner: &Runner, max: usize) -> Res<Vec<Capacity>> {
     let (mut fake, fake_port) = start_fake(env, Some(&certs))?;
     let mut rows = Vec::new();
 
-    let name = "nginx (HTTPS upstream)";
-    step(&format!("stream capacity: starting {name}"));
-    rows.push(match start_nginx(env, fake_port, max, Some(&certs)) {
-        Ok((mut nginx, port)) => {
-            let capacity = runner.ramp(&Target::new(name, nginx.pid(), port, "/v1/chat/completions", "gpt", None), max);
-            nginx.stop();
-            capacity
-        }
-        Err(e) => Capacity { target: name.into(), error: Some(e), ..Capacity::default() },
-    });
+    rows.push(ramp_nginx(env, runner, "nginx (HTTPS upstream)", fake_port, max, Some(&certs)));
 
     let name = "ferrolite (gpt, pass-through, HTTPS upstream)";
     step(&format!("stream capacity: starting {name}"));
@@ -979,14 +990,7 @@ pub fn measure(env: &Env, opts: &Options) -> Res<Vec<Capacity>> {
     let direct = Target::new("direct (the fake, no hop)", fake.pid(), fake_port, chat, "gpt", Some(UPSTREAM_KEY));
     results.push(runner.ramp(&direct, max));
 
-    step("stream capacity: starting nginx");
-    match start_nginx(env, fake_port, max, None) {
-        Ok((mut nginx, port)) => {
-            results.push(runner.ramp(&Target::new("nginx", nginx.pid(), port, chat, "gpt", None), max));
-            nginx.stop();
-        }
-        Err(e) => results.push(Capacity { target: "nginx".into(), error: Some(e), ..Capacity::default() }),
-    }
+    results.push(ramp_nginx(env, &runner, "nginx", fake_port, max, None));
 
     let claude = json!({"model_name": "claude", "litellm_params": {
         "model": "anthropic/claude-3-5-sonnet-20241022", "api_base": format!("http://127.0.0.1:{fake_port}"),
