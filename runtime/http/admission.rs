@@ -12,9 +12,12 @@
 //!
 //! Only a lane with [`BUSY`] requests in flight or more measures at all (a stream is in flight
 //! until its last byte; an idle kept-alive connection is not): below that a request pays nothing
-//! but a counter. Requests on the lane's own HTTP/1.1 server are counted and held; HTTP/2 and
-//! upgraded connections (hyper's) are not.
+//! but a counter. Requests on the lane's own HTTP/1.1 server are counted and held there; those
+//! of HTTP/2 and upgraded connections, which hyper serves, through [`counted`].
 
+use axum::body::{Body, Bytes};
+use axum::response::Response;
+use hyper::body::{Frame, SizeHint};
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
@@ -144,6 +147,65 @@ async fn hold(gate: Arc<Semaphore>, max_hold: Duration, arrived: Instant) {
     }
 }
 
+/// `service` as hyper's connections call it (HTTP/2 streams, an upgraded connection's requests):
+/// each request counted on its lane until its answer's body is done with (a stream until its
+/// last chunk), and held first while the lane is behind, as the lane's own server does.
+pub fn counted<S, R>(service: S) -> tower::util::MapFuture<S, impl FnMut(S::Future) -> Counted<S::Future> + Clone>
+where
+    S: tower::Service<R, Response = Response>,
+{
+    tower::ServiceExt::map_future(service, |call| Counted { in_flight: Some(InFlight::count()), call: admitted(call) })
+}
+
+pin_project_lite::pin_project! {
+    /// A request of hyper's, counted from its call; its answer's body carries the count on.
+    pub struct Counted<F> {
+        in_flight: Option<InFlight>,
+        #[pin]
+        call: Admitted<F>,
+    }
+}
+
+impl<F, E> Future for Counted<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let answered = ready!(this.call.poll(cx));
+        let in_flight = this.in_flight.take();
+        Poll::Ready(
+            answered.map(|response| response.map(|body| Body::new(CountedBody { body, _in_flight: in_flight }))),
+        )
+    }
+}
+
+/// An answer's body that keeps its request counted until hyper drops it (sent, or the client
+/// gone).
+struct CountedBody {
+    body: Body,
+    _in_flight: Option<InFlight>,
+}
+
+impl hyper::body::Body for CountedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// How long one turn of the calling thread's scheduler takes: the tasks ready before this one
 /// and what the I/O driver wakes meanwhile run first (a yield is resumed after the driver's
 /// next poll).
@@ -183,6 +245,37 @@ mod tests {
             tokio::time::timeout(Duration::from_secs(5), wait).await.expect("admitted");
             opened.clear();
             assert!(admission().is_none(), "requests ending take the count down");
+        });
+    }
+
+    /// The calling lane's requests in flight.
+    fn lane_in_flight() -> usize {
+        LANE.with(Cell::get).expect("on a lane").in_flight.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn hypers_requests_are_counted_until_their_answer_body_is_done_with() {
+        use tower::{Service, ServiceExt};
+        let rt = lane_runtime(MAX_HOLD);
+        rt.block_on(async {
+            let inner = tower::service_fn(|_: ()| async {
+                Ok::<_, std::convert::Infallible>(Response::new(Body::from("streamed")))
+            });
+            let mut service = counted(inner);
+            let call = service.ready().await.expect("ready").call(());
+            assert_eq!(lane_in_flight(), 1, "counted from its call, before it is polled");
+            let response = call.await.expect("answered");
+            assert_eq!(lane_in_flight(), 1, "the answer's body carries the count");
+            let body = axum::body::to_bytes(response.into_body(), 1024).await.expect("body");
+            assert_eq!(&body[..], b"streamed");
+            assert_eq!(lane_in_flight(), 0, "a body read and dropped ends the count");
+
+            // A lane with BUSY requests open measures hyper's new ones as the own server's.
+            let _opened: Vec<InFlight> = (0..BUSY).map(|_| InFlight::count()).collect();
+            let call = service.ready().await.expect("ready").call(());
+            assert!(call.call.hold.is_some(), "a busy lane measures hyper's requests too");
+            drop(call);
+            assert_eq!(lane_in_flight(), BUSY);
         });
     }
 

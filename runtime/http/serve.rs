@@ -261,8 +261,10 @@ where
     S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    let hyper_service =
-        TowerToHyperService::new(service.clone().map_request(|r: hyper::Request<Incoming>| r.map(Body::new)));
+    // hyper's requests are counted and held on their lane as the own server's are.
+    let hyper_service = TowerToHyperService::new(super::admission::counted(
+        service.clone().map_request(|r: hyper::Request<Incoming>| r.map(Body::new)),
+    ));
     // A client that sends nothing at all is held no longer than one that sends half a head.
     let (speaks, first) = match tokio::time::timeout(builders.header_read_timeout, first_bytes(&mut stream)).await {
         Ok(Ok(first)) => first,
