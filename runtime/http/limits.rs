@@ -176,10 +176,15 @@ pub enum BodyError {
 pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, BodyError> {
     use futures::StreamExt;
     let mut stream = body.into_data_stream();
+    // A body that comes in one piece (most: it arrived with its head) is that piece, not a
+    // copy; pieces are joined only when a second one comes.
+    let mut first = axum::body::Bytes::new();
     let mut buffer = Vec::new();
+    let mut read = 0usize;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| BodyError::Broken(e.to_string()))?;
-        if buffer.len() + chunk.len() > limit {
+        read += chunk.len();
+        if read > limit {
             let mut drained = 0usize;
             while let Some(Ok(more)) = stream.next().await {
                 drained += more.len();
@@ -189,7 +194,40 @@ pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Bo
             }
             return Err(BodyError::TooLarge);
         }
-        buffer.extend_from_slice(&chunk);
+        if first.is_empty() && buffer.is_empty() {
+            first = chunk;
+        } else {
+            if buffer.is_empty() {
+                buffer.extend_from_slice(&first);
+            }
+            buffer.extend_from_slice(&chunk);
+        }
     }
-    Ok(buffer.into())
+    Ok(if buffer.is_empty() { first } else { buffer.into() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Bytes;
+
+    fn pieces(parts: &[&'static str]) -> Body {
+        let parts: Vec<Result<Bytes, std::io::Error>> =
+            parts.iter().map(|p| Ok(Bytes::from_static(p.as_bytes()))).collect();
+        Body::from_stream(futures::stream::iter(parts))
+    }
+
+    #[tokio::test]
+    async fn a_body_in_one_piece_is_that_piece_and_pieces_are_joined_within_the_limit() {
+        let whole = Bytes::from_static(b"{\"model\":\"m\"}");
+        let read = read_body(Body::from(whole.clone()), 64).await.expect("read");
+        assert_eq!(read.as_ptr(), whole.as_ptr(), "one piece is handed on, not copied");
+        for parts in [&["", "ab", "", "cd"][..], &["ab", "", "cd"], &["ab", "cd", ""], &["a", "b", "c", "d"]] {
+            let read = read_body(pieces(parts), 4).await.expect("read");
+            assert_eq!(&read[..], b"abcd", "{parts:?}");
+        }
+        assert!(read_body(pieces(&[]), 4).await.expect("read").is_empty());
+        assert!(matches!(read_body(pieces(&["ab", "cd", "e"]), 4).await, Err(BodyError::TooLarge)));
+        assert!(matches!(read_body(Body::from("abcde"), 4).await, Err(BodyError::TooLarge)));
+    }
 }
