@@ -15,9 +15,7 @@
 //! but a counter. Requests on the lane's own HTTP/1.1 server are counted and held there; those
 //! of HTTP/2 and upgraded connections, which hyper serves, through [`counted`].
 
-use axum::body::{Body, Bytes};
 use axum::response::Response;
-use hyper::body::{Frame, SizeHint};
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
@@ -176,33 +174,8 @@ where
         let this = self.project();
         let answered = ready!(this.call.poll(cx));
         let in_flight = this.in_flight.take();
-        Poll::Ready(
-            answered.map(|response| response.map(|body| Body::new(CountedBody { body, _in_flight: in_flight }))),
-        )
-    }
-}
-
-/// An answer's body that keeps its request counted until hyper drops it (sent, or the client
-/// gone).
-struct CountedBody {
-    body: Body,
-    _in_flight: Option<InFlight>,
-}
-
-impl hyper::body::Body for CountedBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        // Its answer's body carries the count on until hyper drops it (sent, or the client gone).
+        Poll::Ready(answered.map(|response| super::limits::hold(response, in_flight)))
     }
 }
 
@@ -259,7 +232,7 @@ mod tests {
         let rt = lane_runtime(MAX_HOLD);
         rt.block_on(async {
             let inner = tower::service_fn(|_: ()| async {
-                Ok::<_, std::convert::Infallible>(Response::new(Body::from("streamed")))
+                Ok::<_, std::convert::Infallible>(Response::new(axum::body::Body::from("streamed")))
             });
             let mut service = counted(inner);
             let call = service.ready().await.expect("ready").call(());
