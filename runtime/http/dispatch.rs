@@ -76,7 +76,7 @@ pub async fn dispatch(state: AppState, op: Operation, call: Call) -> Response {
 
 async fn handle(state: &AppState, op: Operation, call: Call, request_id: &RequestId) -> Result<Response, ApiError> {
     let (session, claims) = admit(state, &call.headers, &call.workspace, &call.service_id).await?;
-    super::limits::check_rates(state, &call.workspace, presented_token(&call.headers))?;
+    super::limits::check_rates(state, &call.workspace, &call.headers)?;
     let key = claims.as_ref().and_then(|c| c.key.as_ref());
     let parallel_place = key.map(|k| state.key_limits.admit(k)).transpose()?.flatten();
     let who = Caller::of(claims.as_ref());

@@ -134,14 +134,17 @@ impl RateCounter {
 }
 
 /// Applies the per-workspace and per-token limits to one request.
-pub fn check_rates(state: &AppState, workspace: &str, token: Option<&str>) -> Result<(), ApiError> {
+pub fn check_rates(state: &AppState, workspace: &str, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
     let mut keys = Vec::new();
     let mut names = Vec::new();
     if let Some(limit) = state.rate_limits.per_workspace {
         keys.push((format!("ws:{workspace}"), limit));
         names.push(format!("workspace {workspace:?}"));
     }
-    if let (Some(limit), Some(token)) = (state.rate_limits.per_token, token) {
+    // The token is looked for only when tokens have a limit: reading it is a cost on every
+    // request otherwise.
+    let per_token = state.rate_limits.per_token.and_then(|limit| Some((limit, crate::auth::presented_token(headers)?)));
+    if let Some((limit, token)) = per_token {
         // Keyed by the token's signature: unique per token, and not the credential itself.
         keys.push((format!("tk:{}", token.rsplit('.').next().unwrap_or(token)), limit));
         names.push("this token".to_owned());

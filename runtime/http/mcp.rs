@@ -44,7 +44,7 @@ async fn admitted(
     mut request: Request,
 ) -> Result<Response, ApiError> {
     let (session, claims) = super::dispatch::admit(state, request.headers(), workspace, service_id).await?;
-    super::limits::check_rates(state, workspace, crate::auth::presented_token(request.headers()))?;
+    super::limits::check_rates(state, workspace, request.headers())?;
     let key = claims.as_ref().and_then(|c| c.key.as_ref());
     // A key's rpm and requests at once count MCP messages as they count LLM requests.
     let place = key.map(|k| state.key_limits.admit(k)).transpose()?.flatten();

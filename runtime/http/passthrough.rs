@@ -113,7 +113,7 @@ async fn door(
         let mut headers = parts.headers;
         let query = gemini_key_as_token(&mut headers, parts.uri.query());
         let (session, claims) = admit(state, &headers, workspace, service_id).await?;
-        super::limits::check_rates(state, workspace, crate::auth::presented_token(&headers))?;
+        super::limits::check_rates(state, workspace, &headers)?;
         let key = claims.as_ref().and_then(|c| c.key.clone());
         let place = key.as_ref().map(|k| state.key_limits.admit(k)).transpose()?.flatten();
         let who = Caller::of(claims.as_ref());
