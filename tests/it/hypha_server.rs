@@ -50,6 +50,9 @@ fn spawn_hypha(dir: &tempfile::TempDir, port: u16, s3_port: u16) -> Child {
         .args(["--access-key-id=testing", "--secret-access-key=testing", "--region-name=us-east-1"])
         .arg(format!("--root-token={ROOT_TOKEN}"))
         .env("HYPHA_JWT_SECRET", JWT_SECRET)
+        // Hypha keeps its database in a temporary file: in the test's own directory, removed with
+        // it, rather than left behind in /tmp by every run.
+        .env("TMPDIR", dir.path())
         .current_dir(dir.path())
         .stdout(log_file(dir, "hypha.out"))
         .stderr(log_file(dir, "hypha.log"))
@@ -66,6 +69,7 @@ impl HyphaServer {
         let (s3_port, port) = (free_port(), free_port());
         let moto = Command::new(bin.join("moto_server"))
             .args(["-H", "127.0.0.1", "-p", &s3_port.to_string()])
+            .env("TMPDIR", dir.path())
             .current_dir(dir.path())
             .stdout(Stdio::null())
             .stderr(log_file(&dir, "moto.log"))
