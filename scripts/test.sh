@@ -79,8 +79,12 @@ if [ ! -x "$hypha_venv/bin/python" ]; then
 fi
 "$hypha_venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/python/hypha-server-requirements.txt \
   || { echo "scripts/test.sh: cannot install the pinned Hypha server into $hypha_venv" >&2; exit 1; }
-"$hypha_venv/bin/python" -c "import hypha.server, moto.server" \
-  || { echo "scripts/test.sh: the Hypha server in $hypha_venv does not import" >&2; exit 1; }
+# Importing hypha.server makes its store, which opens a temporary SQLite file: in a directory of
+# the check's own, removed after it, not left in /tmp.
+import_tmp="$(mktemp -d)"
+TMPDIR="$import_tmp" "$hypha_venv/bin/python" -c "import hypha.server, moto.server" \
+  || { rm -rf "$import_tmp"; echo "scripts/test.sh: the Hypha server in $hypha_venv does not import" >&2; exit 1; }
+rm -rf "$import_tmp"
 export FERROLITE_HYPHA_PYTHON="$hypha_venv/bin/python"
 
 # cargo prints one "test result" line per target; the last may be a target with no tests, so
