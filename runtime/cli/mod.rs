@@ -336,20 +336,21 @@ fn serve(args: ServeArgs) -> ExitCode {
 
 /// A number of seconds above zero and at most a day (`Duration` cannot hold every float).
 fn parse_positive_seconds(text: &str) -> Result<f64, String> {
-    let seconds: f64 = text.parse().map_err(|e| format!("{text:?}: {e}"))?;
-    if seconds > 0.0 && seconds <= 86_400.0 {
-        Ok(seconds)
-    } else {
-        Err(format!("{text:?}: expected seconds above 0 and at most 86400"))
-    }
+    seconds_where(text, |s| s > 0.0 && s <= 86_400.0, "seconds above 0 and at most 86400")
 }
 
+/// `--overload-hold`: from zero (none held) to a minute.
 fn parse_hold_seconds(text: &str) -> Result<f64, String> {
+    seconds_where(text, |s| (0.0..=60.0).contains(&s), "seconds from 0 to 60")
+}
+
+/// Seconds read from `text` that `fits` accepts (NaN never does); `expected` says which.
+fn seconds_where(text: &str, fits: impl Fn(f64) -> bool, expected: &str) -> Result<f64, String> {
     let seconds: f64 = text.parse().map_err(|e| format!("{text:?}: {e}"))?;
-    if (0.0..=60.0).contains(&seconds) {
+    if fits(seconds) {
         Ok(seconds)
     } else {
-        Err(format!("{text:?}: expected seconds from 0 to 60"))
+        Err(format!("{text:?}: expected {expected}"))
     }
 }
 
