@@ -64,7 +64,7 @@ pub fn on_lane(max_hold: Duration) {
 pub struct InFlight(Option<&'static Lane>);
 
 impl InFlight {
-    pub fn count() -> InFlight {
+    fn count() -> InFlight {
         let lane = LANE.with(Cell::get);
         if let Some(lane) = lane {
             lane.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -94,9 +94,13 @@ pin_project_lite::pin_project! {
 /// future.
 type Hold = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// `call` (a request's handling, not polled yet), first held while the calling lane is behind.
-pub fn admitted<F: Future>(call: F) -> Admitted<F> {
-    Admitted { hold: admission(), call }
+/// A new request on the calling thread: counted on its lane while the returned `InFlight`
+/// lives, and its handling `call` (not polled yet) first held while the lane is behind. The
+/// lane is looked up once for both.
+pub fn enter<F: Future>(call: F) -> (InFlight, Admitted<F>) {
+    let in_flight = InFlight::count();
+    let hold = in_flight.0.and_then(admission);
+    (in_flight, Admitted { hold, call })
 }
 
 impl<F: Future> Future for Admitted<F> {
@@ -112,10 +116,9 @@ impl<F: Future> Future for Admitted<F> {
     }
 }
 
-/// What a new request waits for before it is served: nothing (`None`) unless the calling lane
-/// is busy.
-fn admission() -> Option<Hold> {
-    let lane = LANE.with(Cell::get)?;
+/// What a new request on `lane` waits for before it is served: nothing (`None`) unless the
+/// lane is busy.
+fn admission(lane: &'static Lane) -> Option<Hold> {
     if lane.in_flight.load(Ordering::Relaxed) < BUSY {
         return None;
     }
@@ -127,13 +130,13 @@ async fn admit(gate: Arc<Semaphore>, max_hold: Duration) {
     if round().await <= ROUND_TARGET {
         return;
     }
-    hold(gate, max_hold, arrived).await;
+    wait_turn(gate, max_hold, arrived).await;
     crate::observability::metrics::overload_held(arrived.elapsed());
 }
 
 /// Behind: one held request at a time waits for a quick turn, so that when the lane catches up
 /// they start one per turn rather than all at once.
-async fn hold(gate: Arc<Semaphore>, max_hold: Duration, arrived: Instant) {
+async fn wait_turn(gate: Arc<Semaphore>, max_hold: Duration, arrived: Instant) {
     let Ok(_turn) = tokio::time::timeout_at(arrived + max_hold, gate.acquire()).await else { return };
     loop {
         let took = round().await;
@@ -152,13 +155,16 @@ pub fn counted<S, R>(service: S) -> tower::util::MapFuture<S, impl FnMut(S::Futu
 where
     S: tower::Service<R, Response = Response>,
 {
-    tower::ServiceExt::map_future(service, |call| Counted { in_flight: Some(InFlight::count()), call: admitted(call) })
+    tower::ServiceExt::map_future(service, |call| {
+        let (in_flight, call) = enter(call);
+        Counted { in_flight, call }
+    })
 }
 
 pin_project_lite::pin_project! {
     /// A request of hyper's, counted from its call; its answer's body carries the count on.
     pub struct Counted<F> {
-        in_flight: Option<InFlight>,
+        in_flight: InFlight,
         #[pin]
         call: Admitted<F>,
     }
@@ -173,8 +179,8 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let answered = ready!(this.call.poll(cx));
-        let in_flight = this.in_flight.take();
         // Its answer's body carries the count on until hyper drops it (sent, or the client gone).
+        let in_flight = std::mem::replace(this.in_flight, InFlight(None));
         Poll::Ready(answered.map(|response| super::limits::hold(response, in_flight)))
     }
 }
@@ -191,6 +197,11 @@ async fn round() -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a new request on the calling thread would wait for (nothing off a lane).
+    fn admission() -> Option<Hold> {
+        LANE.with(Cell::get).and_then(super::admission)
+    }
 
     /// A lane on a runtime of its own, as the server makes them, holding requests up to
     /// `max_hold`.

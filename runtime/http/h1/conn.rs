@@ -126,8 +126,8 @@ where
 
         // Counted on its lane until its answer is written; held first while the lane is behind
         // its streams (see `admission`), the client watched meanwhile as while it is served.
-        let _in_flight = admission::InFlight::count();
-        let mut call = pin!(admission::admitted(service.clone().oneshot(Request::from_parts(parts, body))));
+        let (_in_flight, call) = admission::enter(service.clone().oneshot(Request::from_parts(parts, body)));
+        let mut call = pin!(call);
         let mut body_whole = reading.is_none();
         let response = loop {
             tokio::select! {
