@@ -67,6 +67,8 @@ const SLOT_MS: u64 = 100;
 const LITELLM_KEY: &str = "sk-bench-master";
 /// ferrolite's arguments in the lane: its `/metrics` open, read around each level.
 const FERROLITE_ARGS: &[&str] = &["--metrics-public"];
+/// The chat route of the lane's ferrolite app (`streams`).
+const STREAMS_CHAT: &str = "/default/apps/streams/v1/chat/completions";
 const STREAM_BODY: &str =
     r#"{"model":"MODEL","messages":[{"role":"user","content":"Hello!"}],"max_tokens":256,"stream":true}"#;
 
@@ -173,6 +175,11 @@ impl Capacity {
     /// The level of `max_streams`.
     pub fn at_max(&self) -> Option<&Level> {
         self.max_streams.and_then(|n| self.levels.iter().find(|l| l.streams == n && l.passed()))
+    }
+
+    /// A target that could not be measured, and why.
+    pub fn failed(target: &str, error: String) -> Capacity {
+        Capacity { target: target.into(), error: Some(error), ..Capacity::default() }
     }
 
     /// The most streams carried at once (first chunk to end) in a level with no failure.
@@ -899,7 +906,20 @@ fn ramp_nginx(
             nginx.stop();
             capacity
         }
-        Err(e) => Capacity { target: name.into(), error: Some(e), ..Capacity::default() },
+        Err(e) => Capacity::failed(name, e),
+    }
+}
+
+/// The lane's ferrolite (`started` with [`FERROLITE_ARGS`]) ramped on `model` of its `streams`
+/// app, then stopped.
+fn ramp_ferrolite(runner: &Runner, name: &str, started: Res<Ferrolite>, model: &'static str, max: usize) -> Capacity {
+    match started {
+        Ok(mut gw) => {
+            let capacity = runner.ramp(&Target::ferrolite(name, &gw, STREAMS_CHAT, model), max);
+            gw.proc.stop();
+            capacity
+        }
+        Err(e) => Capacity::failed(name, e),
     }
 }
 
@@ -921,15 +941,7 @@ fn ramp_over_tls(env: &Env, runner: &Runner, max: usize) -> Res<Vec<Capacity>> {
     let trust = [("SSL_CERT_FILE", Some(certs.ca.as_os_str())), ("SSL_CERT_DIR", None)];
     let started = written
         .and_then(|()| start_ferrolite_with_env(&env.launch, "streams-tls", &[app], "streams", FERROLITE_ARGS, &trust));
-    rows.push(match started {
-        Ok(mut gw) => {
-            let path = "/default/apps/streams/v1/chat/completions";
-            let capacity = runner.ramp(&Target::ferrolite(name, &gw, path, "gpt"), max);
-            gw.proc.stop();
-            capacity
-        }
-        Err(e) => Capacity { target: name.into(), error: Some(e), ..Capacity::default() },
-    });
+    rows.push(ramp_ferrolite(runner, name, started, "gpt", max));
     fake.stop();
     Ok(rows)
 }
@@ -998,26 +1010,20 @@ pub fn measure(env: &Env, opts: &Options) -> Res<Vec<Capacity>> {
     let app = env.launch.scratch.join("streams-app.json");
     std::fs::write(&app, manifest("streams", vec![deployment("gpt", fake_port), claude]).to_string())
         .map_err(|e| e.to_string())?;
-    let service = "/default/apps/streams/v1/chat/completions";
     // A fresh instance per path, so each one's idle RSS is its own.
     for (tag, name, model) in [
         ("streams-gpt", "ferrolite (gpt, pass-through)", "gpt"),
         ("streams-claude", "ferrolite (claude, OpenAI -> Anthropic)", "claude"),
     ] {
         step(&format!("stream capacity: starting {name}"));
-        match start_ferrolite(&env.launch, tag, std::slice::from_ref(&app), "streams", FERROLITE_ARGS) {
-            Ok(mut gw) => {
-                results.push(runner.ramp(&Target::ferrolite(name, &gw, service, model), max));
-                gw.proc.stop();
-            }
-            Err(e) => results.push(Capacity { target: name.into(), error: Some(e), ..Capacity::default() }),
-        }
+        let started = start_ferrolite(&env.launch, tag, std::slice::from_ref(&app), "streams", FERROLITE_ARGS);
+        results.push(ramp_ferrolite(&runner, name, started, model, max));
     }
 
     step("stream capacity: starting the fake behind TLS");
     match ramp_over_tls(env, &runner, max) {
         Ok(rows) => results.extend(rows),
-        Err(e) => results.push(Capacity { target: "HTTPS upstream".into(), error: Some(e), ..Capacity::default() }),
+        Err(e) => results.push(Capacity::failed("HTTPS upstream", e)),
     }
 
     if let Some(bin) = &env.litellm {
@@ -1028,7 +1034,7 @@ pub fn measure(env: &Env, opts: &Options) -> Res<Vec<Capacity>> {
                     .push(runner.ramp(&Target::new("litellm", proc.pid(), port, chat, "gpt", Some(LITELLM_KEY)), max));
                 proc.stop();
             }
-            Err(e) => results.push(Capacity { target: "litellm".into(), error: Some(e), ..Capacity::default() }),
+            Err(e) => results.push(Capacity::failed("litellm", e)),
         }
     }
 
@@ -1045,7 +1051,7 @@ pub fn measure(env: &Env, opts: &Options) -> Res<Vec<Capacity>> {
                 results.push(runner.ramp(&t, max));
                 proc.stop();
             }
-            Err(e) => results.push(Capacity { target: "portkey".into(), error: Some(e), ..Capacity::default() }),
+            Err(e) => results.push(Capacity::failed("portkey", e)),
         }
     }
     fake.stop();
