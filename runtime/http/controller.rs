@@ -124,10 +124,7 @@ async fn serve(
     check_function(function)?;
     super::keys::check_caller(&claims, function)?;
     let mut kwargs = query_kwargs(query.as_deref());
-    let bytes = super::limits::read_body(body, MAX_CALL_BYTES).await.map_err(|e| match e {
-        super::limits::BodyError::TooLarge => ApiError::payload_too_large(MAX_CALL_BYTES),
-        super::limits::BodyError::Broken(e) => ApiError::bad_request(format!("could not read the request body: {e}")),
-    })?;
+    let bytes = super::limits::read_body(body, MAX_CALL_BYTES).await?;
     if !bytes.iter().all(u8::is_ascii_whitespace) {
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(body)) => kwargs.extend(body),

@@ -511,14 +511,7 @@ async fn read_payload(
     headers: &HeaderMap,
     limit: usize,
 ) -> Result<Payload, ApiError> {
-    let read = |body: Body| async move {
-        super::limits::read_body(body, limit).await.map_err(|e| match e {
-            super::limits::BodyError::TooLarge => ApiError::payload_too_large(limit),
-            super::limits::BodyError::Broken(e) => {
-                ApiError::bad_request(format!("could not read the request body: {e}"))
-            }
-        })
-    };
+    let read = |body: Body| async move { super::limits::read_body(body, limit).await.map_err(ApiError::from) };
     let payload = match route.request {
         BodyKind::Json => {
             let bytes = read(body).await?;

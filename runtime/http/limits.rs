@@ -168,10 +168,21 @@ pub fn check_rates(state: &AppState, workspace: &str, headers: &axum::http::Head
 const DRAIN_PAST_LIMIT: usize = 64 * 1024 * 1024;
 
 /// Why a body could not be read.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum BodyError {
-    TooLarge,
+    #[error("request body is larger than the {0} byte limit")]
+    TooLarge(usize),
+    #[error("could not read the request body: {0}")]
     Broken(String),
+}
+
+impl From<BodyError> for ApiError {
+    fn from(e: BodyError) -> ApiError {
+        match e {
+            BodyError::TooLarge(limit) => ApiError::payload_too_large(limit),
+            BodyError::Broken(_) => ApiError::bad_request(e.to_string()),
+        }
+    }
 }
 
 /// Reads a whole body of at most `limit` bytes. Past the limit, the rest is drained (up to
@@ -195,7 +206,7 @@ pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Bo
                     break;
                 }
             }
-            return Err(BodyError::TooLarge);
+            return Err(BodyError::TooLarge(limit));
         }
         if first.is_empty() && buffer.is_empty() {
             first = chunk;
@@ -230,7 +241,7 @@ mod tests {
             assert_eq!(&read[..], b"abcd", "{parts:?}");
         }
         assert!(read_body(pieces(&[]), 4).await.expect("read").is_empty());
-        assert!(matches!(read_body(pieces(&["ab", "cd", "e"]), 4).await, Err(BodyError::TooLarge)));
-        assert!(matches!(read_body(Body::from("abcde"), 4).await, Err(BodyError::TooLarge)));
+        assert!(matches!(read_body(pieces(&["ab", "cd", "e"]), 4).await, Err(BodyError::TooLarge(4))));
+        assert!(matches!(read_body(Body::from("abcde"), 4).await, Err(BodyError::TooLarge(4))));
     }
 }

@@ -153,12 +153,9 @@ fn gemini_key_as_token(headers: &mut HeaderMap, query: Option<&str>) -> Option<S
     (!others.is_empty()).then(|| others.join("&"))
 }
 
-/// Reads the call's body, within the server's limit.
+/// Reads the call's body, within the server's limit (drained past it, so the 413 arrives).
 async fn read_body(state: &AppState, body: Body) -> Result<Vec<u8>, ApiError> {
-    let limit = state.limits.max_body_bytes;
-    axum::body::to_bytes(body, limit).await.map(|b| b.to_vec()).map_err(|_| {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", format!("the body is over {limit} bytes"))
-    })
+    Ok(super::limits::read_body(body, state.limits.max_body_bytes).await?.into())
 }
 
 /// A call to a provider route.

@@ -43,7 +43,8 @@ impl Setup {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pass.json");
         std::fs::write(&path, doc.to_string()).unwrap();
-        let server = TestServer::with_configs(vec![path]).await;
+        // A small body limit, for the refused oversized call.
+        let server = TestServer::start(vec![path], |c| c.limits.max_body_bytes = 64 * 1024).await;
         Setup { anthropic, gemini, bedrock, server, _dir: dir }
     }
 
@@ -155,6 +156,13 @@ async fn pass_through_refuses_callers_paths_and_providers_it_cannot_serve() {
     let raw = raw_post(&s.server.base, "/default/apps/pass/anthropic/v1/../../admin", &auth, &hello).await;
     assert!(raw.starts_with("HTTP/1.1 400"), "{raw}");
     assert!(raw.contains("'..'"), "{raw}");
+    // Over the server's body limit: the same 413 as on litellm's routes.
+    let long = json!({"model": "claude-3-5-haiku-20241022", "max_tokens": 8,
+        "messages": [{"role": "user", "content": "x".repeat(100 * 1024)}]});
+    let (status, body) = read_json(s.post("/anthropic/v1/messages", &[("authorization", &auth)], &long).await).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], "payload_too_large", "{body}");
+    assert_eq!(body["error"]["message"], "request body is larger than the 65536 byte limit", "{body}");
     assert!(s.anthropic.recorded().is_empty(), "nothing refused reached the upstream");
 
     // A key's budget holds the call's worst case (8 output tokens at $0.002 and the prompt).
