@@ -65,9 +65,9 @@ pub struct ServerConfig {
     /// Threads that serve connections, each on its own runtime (`http::serve::Lanes`); 0 serves
     /// them on the caller's runtime.
     pub io_threads: usize,
-    /// Call TLS upstreams over HTTP/2 where they offer it, instead of the lanes' own HTTP/1.1
-    /// keep-alive connections.
-    pub upstream_http2: bool,
+    /// How upstreams are called: TLS ones over HTTP/2 where they offer it instead of the lanes'
+    /// own HTTP/1.1 keep-alive connections, and how many requests an HTTP/2 connection carries.
+    pub upstream: crate::transport::Settings,
     /// Worker mode: run the `llm-proxy` apps of this Hypha server.
     pub hypha: Option<HyphaSettings>,
 }
@@ -99,7 +99,7 @@ impl ServerConfig {
             metrics_public: false,
             connections: serve::ConnectionSettings::default(),
             io_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            upstream_http2: false,
+            upstream: Default::default(),
             hypha: None,
         }
     }
@@ -206,7 +206,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
     let keys = Arc::new(crate::auth::keys::KeyRing::default());
     let mut controller = Controller::new(format!("http://{local}"), store, responses)
         .allow_private_upstreams(config.allow_private_upstreams)
-        .upstream_http2(config.upstream_http2)
+        .upstream(config.upstream)
         .with_keys(keys.clone());
     if let Some(cluster) = &cluster {
         controller = controller.with_cluster(cluster.clone());
@@ -231,7 +231,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartupError> 
     });
     let mut state = AppState::new(controller, tokens, config.limits, spend_logs)
         .with_metrics_public(config.metrics_public)
-        .with_upstream_http2(config.upstream_http2);
+        .with_upstream(config.upstream);
     if let Some(server) = &config.hypha_token_server {
         state = state.with_hypha_token_check(server);
     }

@@ -239,12 +239,12 @@ impl Controller {
         self
     }
 
-    /// Calls TLS MCP servers over HTTP/2 where they offer it (`--upstream-http2`). Set on the
-    /// controller just built, before any session shares its client.
-    pub fn upstream_http2(mut self, http2: bool) -> Controller {
+    /// Calls MCP servers as `settings` say (`--upstream-http2`: TLS ones over HTTP/2 where they
+    /// offer it). Set on the controller just built, before any session shares its client.
+    pub fn upstream(mut self, settings: crate::transport::Settings) -> Controller {
         match Arc::get_mut(&mut self.mcp_http) {
-            Some(http) => http.set_http2(http2),
-            None => tracing::warn!("upstream_http2 on a controller whose MCP client is shared: left unchanged"),
+            Some(http) => http.configure(settings),
+            None => tracing::warn!("upstream settings on a controller whose MCP client is shared: left unchanged"),
         }
         self
     }

@@ -139,6 +139,13 @@ pub struct ServeArgs {
     /// thread's own, as nginx and litellm call theirs: fewer instructions per request.
     #[arg(long, env = "FERROLITE_UPSTREAM_HTTP2")]
     pub upstream_http2: bool,
+    /// The most requests one upstream HTTP/2 connection carries at once; past it ferrolite opens
+    /// another to the same upstream rather than queue streams behind each other. At most the
+    /// provider's own limit (SETTINGS_MAX_CONCURRENT_STREAMS: 100 to 256 at most). 1 to 10000.
+    #[arg(long, env = "FERROLITE_UPSTREAM_HTTP2_STREAMS",
+        default_value_t = crate::transport::spread::DEFAULT_STREAMS_PER_CONNECTION as u16,
+        value_parser = clap::value_parser!(u16).range(1..=10000))]
+    pub upstream_http2_streams: u16,
     /// Run as the llm-proxy worker of this Hypha server (http(s)://host[:port]): the apps its
     /// users install through public/server-apps run here, served at Hypha's URL too.
     #[arg(long, env = "FERROLITE_HYPHA_SERVER", requires = "hypha_token")]
@@ -300,7 +307,10 @@ fn serve(args: ServeArgs) -> ExitCode {
     if let Some(threads) = args.io_threads {
         config.io_threads = usize::from(threads);
     }
-    config.upstream_http2 = args.upstream_http2;
+    config.upstream = crate::transport::Settings {
+        http2: args.upstream_http2,
+        streams_per_connection: usize::from(args.upstream_http2_streams),
+    };
     config.limits.max_in_flight = args.max_in_flight.max(1);
     config.limits.rates.per_workspace = args.workspace_rpm;
     config.limits.rates.per_token = args.token_rpm;

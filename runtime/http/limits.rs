@@ -4,17 +4,14 @@
 
 use super::AppState;
 use crate::exchange::ApiError;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 /// Requests being served right now, bounded.
 #[derive(Debug)]
@@ -72,32 +69,7 @@ pub async fn within_cap(state: &AppState, respond: impl std::future::Future<Outp
 /// `response` with `guard` kept until its body ends (a stream: at its end).
 pub fn hold<G: Send + Sync + Unpin + 'static>(response: Response, guard: G) -> Response {
     let (parts, body) = response.into_parts();
-    Response::from_parts(parts, Body::new(Held { body, _guard: guard }))
-}
-
-/// A response body that keeps a guard (a place under a limit) until hyper drops it, and is
-/// otherwise its inner body. Its exact size still reaches hyper, so a JSON answer goes out
-/// with its `Content-Length` rather than chunked.
-struct Held<G> {
-    body: Body,
-    _guard: G,
-}
-
-impl<G: Send + Sync + Unpin + 'static> HttpBody for Held<G> {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
+    Response::from_parts(parts, crate::transport::held::hold(body, guard))
 }
 
 /// Requests per minute allowed per workspace and per token (`None`: unlimited).

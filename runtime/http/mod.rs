@@ -135,10 +135,10 @@ impl AppState {
         })
     }
 
-    /// Calls TLS upstreams over HTTP/2 where they offer it (`--upstream-http2`); see
+    /// Calls upstreams as `settings` say (`--upstream-http2`, `--upstream-http2-streams`); see
     /// [`crate::transport`].
-    pub fn with_upstream_http2(self, http2: bool) -> AppState {
-        self.configured("with_upstream_http2", |shared| shared.http.set_http2(http2))
+    pub fn with_upstream(self, settings: crate::transport::Settings) -> AppState {
+        self.configured("with_upstream", |shared| shared.http.configure(settings))
     }
 
     /// Opens `GET /metrics` to callers without a token.

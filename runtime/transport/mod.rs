@@ -1,8 +1,9 @@
 //! The HTTP client that calls upstreams. On a connection lane, upstreams are called over the
 //! lane's own HTTP/1.1 keep-alive connections, plain or TLS ([`h1`], [`stream`]), as nginx and
 //! litellm (httpx) call theirs. With `--upstream-http2`, TLS upstreams go through hyper's pooled
-//! client instead, which speaks HTTP/2 where the upstream offers it by ALPN (one pool per lane,
-//! keyed by host); so do calls made off the lanes and request bodies that stream.
+//! clients instead, which speak HTTP/2 where the upstream offers it by ALPN (one set per lane,
+//! each HTTP/2 connection carrying at most `--upstream-http2-streams` requests: [`spread`]); so
+//! do calls made off the lanes and request bodies that stream.
 //!
 //! reqwest on this path cost ~12% of a proxied request's instructions (a URL parse per request
 //! for its redirect policy and its response, large futures moved around) for features a gateway
@@ -16,12 +17,15 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use spread::Spread;
 use std::time::Duration;
 
 pub mod deadline;
 pub mod framing;
 pub mod guard;
 mod h1;
+pub mod held;
+pub mod spread;
 mod stream;
 pub mod trust;
 
@@ -107,17 +111,17 @@ type GuardedClient = Client<HttpsConnector<HttpConnector<guard::PublicResolver>>
 thread_local! {
     /// A lane thread's own clients: their connections' tasks run on the lane's runtime, where
     /// the requests that use them run.
-    static LANE_CLIENT: std::cell::OnceCell<DirectClient> = const { std::cell::OnceCell::new() };
-    static LANE_GUARDED: std::cell::OnceCell<GuardedClient> = const { std::cell::OnceCell::new() };
+    static LANE_CLIENT: std::cell::OnceCell<Spread<DirectClient>> = const { std::cell::OnceCell::new() };
+    static LANE_GUARDED: std::cell::OnceCell<Spread<GuardedClient>> = const { std::cell::OnceCell::new() };
 }
 
 /// Gives the calling thread (a connection lane) its own upstream connection pools.
 pub fn use_lane_pool() {
     LANE_CLIENT.with(|lane| {
-        let _ = lane.set(direct_client(HttpConnector::new()));
+        let _ = lane.set(spread_of(HttpConnector::new()));
     });
     LANE_GUARDED.with(|lane| {
-        let _ = lane.set(direct_client(HttpConnector::new_with_resolver(guard::PublicResolver)));
+        let _ = lane.set(spread_of(HttpConnector::new_with_resolver(guard::PublicResolver)));
     });
     h1::enable(IDLE_TIMEOUT);
     deadline::enable();
@@ -130,7 +134,10 @@ pub fn sweep_lane_pool() {
     deadline::expire();
 }
 
-fn direct_client<R>(mut http: HttpConnector<R>) -> Client<HttpsConnector<HttpConnector<R>>, Body>
+/// hyper's pooled clients over `http`, TLS where the URL says so (HTTP/2 where ALPN settles on
+/// it), spread so that no HTTP/2 connection carries too many requests ([`spread`]). They share
+/// one connector: one TLS configuration, one session cache.
+fn spread_of<R>(mut http: HttpConnector<R>) -> Spread<Client<HttpsConnector<HttpConnector<R>>, Body>>
 where
     R: tower::Service<hyper_util::client::legacy::connect::dns::Name> + Clone + Send + Sync + 'static,
     HttpConnector<R>: tower::Service<Uri>,
@@ -147,41 +154,62 @@ where
         }
     };
     let https = https.https_or_http().enable_all_versions().wrap_connector(http);
-    Client::builder(TokioExecutor::new()).pool_idle_timeout(IDLE_TIMEOUT).pool_timer(TokioTimer::new()).build(https)
+    Spread::new(move || {
+        Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(IDLE_TIMEOUT)
+            .pool_timer(TokioTimer::new())
+            .build(https.clone())
+    })
+}
+
+/// How upstreams are called (`--upstream-http2`, `--upstream-http2-streams`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// TLS upstreams go through hyper's pooled clients, HTTP/2 where offered, rather than over
+    /// the lanes' own HTTP/1.1 connections.
+    pub http2: bool,
+    /// The most requests one upstream HTTP/2 connection carries at once; past it another opens.
+    pub streams_per_connection: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings { http2: false, streams_per_connection: spread::DEFAULT_STREAMS_PER_CONNECTION }
+    }
 }
 
 /// The client every upstream call goes through.
 pub struct UpstreamClient {
     /// Used off the lanes (background tasks on the main runtime).
-    direct: DirectClient,
-    guarded: GuardedClient,
+    direct: Spread<DirectClient>,
+    guarded: Spread<GuardedClient>,
     /// Set when the environment names a proxy; every call then goes through it.
     proxied: Option<reqwest::Client>,
-    /// TLS upstreams go through hyper's client, HTTP/2 where offered (`--upstream-http2`).
-    http2: bool,
+    settings: Settings,
 }
 
 impl UpstreamClient {
     pub fn new() -> UpstreamClient {
         UpstreamClient {
-            direct: direct_client(HttpConnector::new()),
-            guarded: direct_client(HttpConnector::new_with_resolver(guard::PublicResolver)),
+            direct: spread_of(HttpConnector::new()),
+            guarded: spread_of(HttpConnector::new_with_resolver(guard::PublicResolver)),
             proxied: environment_proxy().then(|| proxied_client(None)),
-            http2: false,
+            settings: Settings::default(),
         }
     }
 
-    /// Calls TLS upstreams over HTTP/2 where they offer it (by ALPN), on hyper's pooled client,
-    /// rather than over the lane's own HTTP/1.1 connections.
-    pub fn set_http2(&mut self, http2: bool) {
-        self.http2 = http2;
+    /// Sets how upstreams are called: over HTTP/2 where TLS upstreams offer it (by ALPN), on
+    /// hyper's pooled clients, rather than over the lane's own HTTP/1.1 connections; and how
+    /// many requests an HTTP/2 connection carries at once.
+    pub fn configure(&mut self, settings: Settings) {
+        self.settings = settings;
     }
 
     /// Whether a request to `url` goes over the calling lane's own connections.
     fn on_lane_connection(&self, url: &reqwest::Url) -> bool {
         let lane_scheme = match url.scheme() {
             "http" => true,
-            "https" => !self.http2,
+            "https" => !self.settings.http2,
             _ => false,
         };
         lane_scheme && h1::on_lane()
@@ -231,26 +259,25 @@ impl UpstreamClient {
         *outgoing.method_mut() = method;
         *outgoing.uri_mut() = uri;
         *outgoing.headers_mut() = headers;
-        let pending = if public_only {
+        // The request's place on its client's connection, held with the answer's body.
+        let origin = &url[..url::Position::BeforePath];
+        let cap = self.settings.streams_per_connection;
+        let (pending, carried) = if public_only {
             // hyper connects to a literal address without asking the resolver.
             if let Some(ip) = literal_ip(url) {
                 if guard::private_kind(ip).is_some() {
                     return Err(SendError::Refused(guard::Refused { host: request_host(url) }));
                 }
             }
-            LANE_GUARDED.with(|lane| match lane.get() {
-                Some(client) => client.request(outgoing),
-                None => self.guarded.request(outgoing),
-            })
+            let (client, carried) = LANE_GUARDED.with(|lane| lane.get().unwrap_or(&self.guarded).pick(origin, cap));
+            (client.request(outgoing), carried)
         } else {
-            LANE_CLIENT.with(|lane| match lane.get() {
-                Some(client) => client.request(outgoing),
-                None => self.direct.request(outgoing),
-            })
+            let (client, carried) = LANE_CLIENT.with(|lane| lane.get().unwrap_or(&self.direct).pick(origin, cap));
+            (client.request(outgoing), carried)
         };
         let answer = pending.await.map_err(|e| unreachable(&e))?;
         let (parts, body) = answer.into_parts();
-        Ok(Response { status: parts.status, headers: parts.headers, body: Body::new(body) })
+        Ok(Response { status: parts.status, headers: parts.headers, body: held::hold(body, carried) })
     }
 }
 

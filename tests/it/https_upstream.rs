@@ -120,16 +120,29 @@ async fn a_private_ca_upstream_is_trusted_through_ssl_cert_file_or_dir_only() {
     assert!(message.contains("certificate") || message.contains("issuer"), "{message}");
 }
 
-/// What the h2-capable upstream saw: TCP connections accepted, and each request's HTTP version.
+/// What the h2-capable upstream saw: TCP connections accepted, each request's HTTP version, and
+/// the connections (numbered as accepted) that carried requests.
 #[derive(Default)]
 struct Seen {
     connections: std::sync::atomic::AtomicUsize,
     versions: std::sync::Mutex<Vec<String>>,
+    serving: std::sync::Mutex<std::collections::BTreeSet<usize>>,
 }
 
 /// `app` over TLS, offering HTTP/2 and HTTP/1.1 by ALPN and keeping connections alive, served by
 /// hyper; what it saw is counted.
 async fn h2_capable(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>, app: axum::Router) -> (u16, Arc<Seen>) {
+    h2_limited(cert, key, app, None).await
+}
+
+/// [`h2_capable`], allowing at most `streams` streams at once on an HTTP/2 connection
+/// (SETTINGS_MAX_CONCURRENT_STREAMS; hyper's default, 200, when `None`).
+async fn h2_limited(
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+    app: axum::Router,
+    streams: Option<u32>,
+) -> (u16, Arc<Seen>) {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use tower::ServiceExt;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -147,17 +160,20 @@ async fn h2_capable(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>, 
     let counted = seen.clone();
     tokio::spawn(async move {
         while let Ok((socket, _)) = listener.accept().await {
-            counted.connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let number = counted.connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let (acceptor, seen, app) = (acceptor.clone(), counted.clone(), app.clone());
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(socket).await else { return };
                 let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                     seen.versions.lock().unwrap().push(format!("{:?}", request.version()));
+                    seen.serving.lock().unwrap().insert(number);
                     app.clone().oneshot(request.map(axum::body::Body::new))
                 });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), service)
-                    .await;
+                let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                if let Some(streams) = streams {
+                    server.http2().max_concurrent_streams(streams);
+                }
+                let _ = server.serve_connection(TokioIo::new(tls), service).await;
             });
         }
     });
@@ -179,15 +195,25 @@ async fn h2_capable_upstream(cert: CertificateDer<'static>, key: PrivateKeyDer<'
 /// `ferrolite serve` on one I/O thread (every request is served by the lane whose connections it
 /// reuses) with `manifest`, trusting the CA in `ca_file`, with `--upstream-http2` or not.
 async fn serve_trusting(dir: &Path, name: &str, manifest: &Value, ca_file: &Path, http2: bool) -> ServeProcess {
+    serve_trusting_with(dir, name, manifest, ca_file, if http2 { &["--upstream-http2"] } else { &[] }).await
+}
+
+/// [`serve_trusting`] with `extra` arguments.
+async fn serve_trusting_with(
+    dir: &Path,
+    name: &str,
+    manifest: &Value,
+    ca_file: &Path,
+    extra: &[&'static str],
+) -> ServeProcess {
     let config = dir.join(format!("{name}.json"));
     std::fs::write(&config, manifest.to_string()).unwrap();
     let (data, ca) = (dir.join(format!("data-{name}")), ca_file.display().to_string());
+    let extra = extra.to_vec();
     tokio::task::spawn_blocking(move || {
         let port = free_port().to_string();
         let mut args = vec!["--port", &port, "--io-threads", "1", "--config", config.to_str().unwrap()];
-        if http2 {
-            args.push("--upstream-http2");
-        }
+        args.extend(extra);
         ServeProcess::spawn_with_env(&args, &data, &[("SSL_CERT_FILE", &ca)])
     })
     .await
@@ -271,4 +297,99 @@ async fn mcp_servers_over_https_follow_upstream_http2() {
         let versions = seen.versions.lock().unwrap().clone();
         assert!(!versions.is_empty() && versions.iter().all(|v| v == expected), "http2 {http2}: {versions:?}");
     }
+}
+
+/// A chat stream from an upstream that holds it open: its first event at once, the rest when
+/// `release` turns true.
+fn held_stream(release: tokio::sync::watch::Receiver<bool>) -> axum::response::Response {
+    let event = |delta: Value, finish: Value| {
+        let chunk = json!({"id": "chatcmpl-held", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+        format!("data: {chunk}\n\n")
+    };
+    let first = event(json!({"role": "assistant", "content": "first"}), Value::Null);
+    let rest = event(json!({}), json!("stop")) + "data: [DONE]\n\n";
+    let events = futures::stream::unfold((0, release), move |(step, mut release)| {
+        let (first, rest) = (first.clone(), rest.clone());
+        async move {
+            let text = match step {
+                0 => first,
+                1 => {
+                    let _ = release.wait_for(|go| *go).await;
+                    rest
+                }
+                _ => return None,
+            };
+            Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(text)), (step + 1, release)))
+        }
+    });
+    axum::response::Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(axum::body::Body::from_stream(events))
+        .unwrap()
+}
+
+/// hyper's pool keeps one HTTP/2 connection per upstream and queues a request past the server's
+/// stream limit until a stream on it ends: long streams would wait for each other. Past
+/// `--upstream-http2-streams` ferrolite opens another connection, so all of them run at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_past_an_http2_connections_limit_get_another_connection_instead_of_waiting() {
+    use futures::StreamExt;
+    let (ca_pem, cert, key) = certificates();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca_pem).unwrap();
+    let (release, held) = tokio::sync::watch::channel(false);
+    let chat = axum::routing::post(move || {
+        let held = held.clone();
+        async move { held_stream(held) }
+    });
+    // The upstream allows two streams at once per connection.
+    let app = axum::Router::new().route("/v1/chat/completions", chat);
+    let (port, seen) = h2_limited(cert, key, app, Some(2)).await;
+    let manifest = json!({"name": "tls", "type": "llm-proxy", "config": {"service_id": "tls", "model_list": [
+        {"model_name": "gpt", "litellm_params": {"model": "openai/gpt-4o", "api_base": format!("https://localhost:{port}/v1"), "api_key": "sk-upstream"}}
+    ]}});
+    let args = ["--upstream-http2", "--upstream-http2-streams", "2"];
+    let server = serve_trusting_with(dir.path(), "held", &manifest, &ca_file, &args).await;
+    let url = format!("{}/default/apps/tls/v1/chat/completions", server.base);
+    let body = json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}).to_string();
+
+    // Five streams at once: each gets its first event while none has ended.
+    let client = reqwest::Client::new();
+    let first_events = (0..5).map(|_| {
+        let sent = client.post(&url).bearer_auth(&server.token).header("content-type", "application/json");
+        let body = body.clone();
+        async move {
+            let answer = sent.body(body).send().await.unwrap();
+            assert_eq!(answer.status(), 200);
+            let mut events = answer.bytes_stream();
+            let first = events.next().await.unwrap().unwrap();
+            assert!(String::from_utf8_lossy(&first).contains("first"), "{first:?}");
+            events
+        }
+    });
+    let all = futures::future::join_all(first_events);
+    let open = tokio::time::timeout(std::time::Duration::from_secs(10), all)
+        .await
+        .expect("every stream's first event arrives while the others are open");
+    // (hyper opens a connection per request of a burst until ALPN tells it the upstream speaks
+    // HTTP/2, then keeps one: the others carried nothing.)
+    assert_eq!(seen.serving.lock().unwrap().len(), 3, "two streams per connection");
+    assert!(seen.versions.lock().unwrap().iter().all(|v| v == "HTTP/2.0"));
+
+    // Released, every stream ends whole; the places they held are free again.
+    release.send(true).unwrap();
+    for mut events in open {
+        let mut text = String::new();
+        while let Some(chunk) = events.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+        assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    }
+    // A stream after them finds a place on a connection already open.
+    let sent = client.post(&url).bearer_auth(&server.token).header("content-type", "application/json");
+    let text = sent.body(body).send().await.unwrap().text().await.unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert_eq!(seen.serving.lock().unwrap().len(), 3, "the places were given back");
 }
