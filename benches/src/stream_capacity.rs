@@ -85,7 +85,7 @@ pub struct Options {
     /// The most concurrent streams the lane's ramp tries (250, 500, 1000, ... up to this).
     #[arg(long, default_value_t = 4000)]
     pub stream_capacity_max: usize,
-    /// Measure only the lane's rows from an HTTPS upstream (nginx and ferrolite).
+    /// Measure only the lane's rows from an HTTPS upstream (nginx, ferrolite, ferrolite over HTTP/2).
     #[arg(long)]
     pub stream_capacity_https_only: bool,
 }
@@ -862,10 +862,14 @@ fn say_level(l: &Level) {
 // ---------------------------------------------------------------------------------------------
 // The targets
 
-/// The lane's fake upstream; with `tls`, behind TLS (HTTP/1.1 by ALPN) with that certificate.
-fn start_fake(env: &Env, tls: Option<&Certificates>) -> Res<(Proc, u16)> {
+/// The lane's fake upstream; with `tls`, behind TLS with that certificate, offering the ALPN
+/// protocols `alpn` names ("http/1.1", or "h2,http/1.1").
+fn start_fake(env: &Env, tls: Option<(&Certificates, &str)>) -> Res<(Proc, u16)> {
     let port = free_port()?;
-    let tag = if tls.is_some() { "streams-fake-tls" } else { "streams-fake" };
+    let tag = match tls {
+        None => "streams-fake".to_owned(),
+        Some((_, alpn)) => format!("streams-fake-tls-{}", alpn.split(',').next().unwrap_or("tls").replace('/', "")),
+    };
     let log = std::fs::File::create(env.launch.scratch.join(format!("{tag}.log"))).map_err(|e| e.to_string())?;
     let mut cmd = Command::new(env.launch.bin_dir.join("fake-upstream"));
     cmd.args(["--port", &port.to_string(), "--workers", &cores().to_string()])
@@ -873,8 +877,8 @@ fn start_fake(env: &Env, tls: Option<&Certificates>) -> Res<(Proc, u16)> {
         .args(["--chunk-bytes", &CHUNK_BYTES.to_string()])
         .stdout(Stdio::null())
         .stderr(log);
-    if let Some(certs) = tls {
-        cmd.arg("--tls-cert").arg(&certs.cert).arg("--tls-key").arg(&certs.key).args(["--tls-alpn", "http/1.1"]);
+    if let Some((certs, alpn)) = tls {
+        cmd.arg("--tls-cert").arg(&certs.cert).arg("--tls-key").arg(&certs.key).args(["--tls-alpn", alpn]);
     }
     let mut fake = Proc::spawn(&format!("fake-upstream ({tag})"), &mut cmd, env.launch.pidfile)?;
     let since = fake.started;
@@ -887,9 +891,6 @@ fn start_fake(env: &Env, tls: Option<&Certificates>) -> Res<(Proc, u16)> {
     Ok((fake, port))
 }
 
-/// nginx and ferrolite passing streams through from the fake behind TLS (a CA made for the run,
-/// trusted through `SSL_CERT_FILE` by ferrolite and `proxy_ssl_trusted_certificate` by nginx):
-/// what a stream costs when the upstream is HTTPS, as real ones are.
 /// nginx in front of the fake on `fake_port` (behind TLS with `tls`), started for its ramp.
 fn ramp_nginx(
     env: &Env,
@@ -923,27 +924,67 @@ fn ramp_ferrolite(runner: &Runner, name: &str, started: Res<Ferrolite>, model: &
     }
 }
 
+/// nginx and ferrolite passing streams through from the fake behind TLS (a CA made for the run,
+/// trusted through `SSL_CERT_FILE` by ferrolite and `proxy_ssl_trusted_certificate` by nginx):
+/// what a stream costs when the upstream is HTTPS, as real ones are. Then ferrolite again over
+/// HTTP/2, from a fake that offers it.
 fn ramp_over_tls(env: &Env, runner: &Runner, max: usize) -> Res<Vec<Capacity>> {
     let dir = env.launch.scratch.join("streams-tls");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let certs = make_certificates(&dir)?;
-    let (mut fake, fake_port) = start_fake(env, Some(&certs))?;
+    let (mut fake, fake_port) = start_fake(env, Some((&certs, "http/1.1")))?;
     let mut rows = Vec::new();
 
     rows.push(ramp_nginx(env, runner, "nginx (HTTPS upstream)", fake_port, max, Some(&certs)));
+    rows.push(ramp_ferrolite_over_tls(
+        env,
+        runner,
+        ("streams-tls", "ferrolite (gpt, pass-through, HTTPS upstream)"),
+        fake_port,
+        &certs,
+        &[],
+        max,
+    ));
+    fake.stop();
 
-    let name = "ferrolite (gpt, pass-through, HTTPS upstream)";
+    // The same streams from a fake that offers HTTP/2, taken with --upstream-http2: many streams
+    // on each connection (at most --upstream-http2-streams, 100), so a burst opens tens of TLS
+    // connections rather than thousands.
+    step("stream capacity: starting the fake behind TLS, offering HTTP/2");
+    let (mut fake, fake_port) = start_fake(env, Some((&certs, "h2,http/1.1")))?;
+    rows.push(ramp_ferrolite_over_tls(
+        env,
+        runner,
+        ("streams-tls-h2", "ferrolite --upstream-http2 (gpt, pass-through, HTTPS upstream over HTTP/2)"),
+        fake_port,
+        &certs,
+        &["--upstream-http2"],
+        max,
+    ));
+    fake.stop();
+    Ok(rows)
+}
+
+/// The lane's ferrolite passing streams through from the fake behind TLS on `fake_port`
+/// (trusting its CA through `SSL_CERT_FILE`), started with `extra` arguments, ramped, stopped.
+fn ramp_ferrolite_over_tls(
+    env: &Env,
+    runner: &Runner,
+    (tag, name): (&str, &str),
+    fake_port: u16,
+    certs: &Certificates,
+    extra: &[&str],
+    max: usize,
+) -> Capacity {
     step(&format!("stream capacity: starting {name}"));
     let gpt = json!({"model_name": "gpt", "litellm_params": {
         "model": "openai/gpt-4o", "api_base": format!("https://127.0.0.1:{fake_port}/v1"), "api_key": UPSTREAM_KEY}});
-    let app = dir.join("streams-tls-app.json");
+    let app = env.launch.scratch.join("streams-tls").join(format!("{tag}-app.json"));
     let written = std::fs::write(&app, manifest("streams", vec![gpt]).to_string()).map_err(|e| e.to_string());
     let trust = [("SSL_CERT_FILE", Some(certs.ca.as_os_str())), ("SSL_CERT_DIR", None)];
-    let started = written
-        .and_then(|()| start_ferrolite_with_env(&env.launch, "streams-tls", &[app], "streams", FERROLITE_ARGS, &trust));
-    rows.push(ramp_ferrolite(runner, name, started, "gpt", max));
-    fake.stop();
-    Ok(rows)
+    let args: Vec<&str> = FERROLITE_ARGS.iter().chain(extra).copied().collect();
+    let started = written.and_then(|()| start_ferrolite_with_env(&env.launch, tag, &[app], "streams", &args, &trust));
+    ramp_ferrolite(runner, name, started, "gpt", max)
 }
 
 /// nginx as the driver's (one worker per core, `proxy_pass` to an upstream with `keepalive 64`),
@@ -1146,7 +1187,9 @@ pub fn write_into(report: &mut Report, results: &[Capacity], opts: &Options, qui
              stopped after it; the client, the fake ({} worker threads) and the target share this machine's {} \
              cores. The HTTPS rows are nginx and ferrolite passing through from a second fake, the same streams \
              behind TLS (HTTP/1.1; a CA made for the run, which ferrolite trusts through `SSL_CERT_FILE`, nginx \
-             through `proxy_ssl_trusted_certificate`).",
+             through `proxy_ssl_trusted_certificate`); the `--upstream-http2` row is ferrolite from a third fake \
+             that offers HTTP/2 by ALPN (hyper's server: at most 200 streams per connection), ferrolite carrying \
+             at most 100 per connection (nginx speaks HTTP/1.1 to upstreams).",
             ramp(max).iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", "),
             cores(),
             cores(),

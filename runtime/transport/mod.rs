@@ -154,10 +154,11 @@ where
         }
     };
     let https = https.https_or_http().enable_all_versions().wrap_connector(http);
-    Spread::new(move || {
+    Spread::new(move |protocol| {
         Client::builder(TokioExecutor::new())
             .pool_idle_timeout(IDLE_TIMEOUT)
             .pool_timer(TokioTimer::new())
+            .http2_only(protocol == spread::Protocol::Http2)
             .build(https.clone())
     })
 }
@@ -262,23 +263,41 @@ impl UpstreamClient {
         // The request's place on its client's connection, held with the answer's body.
         let origin = &url[..url::Position::BeforePath];
         let cap = self.settings.streams_per_connection;
-        let (pending, carried) = if public_only {
+        let (answer, carried) = if public_only {
             // hyper connects to a literal address without asking the resolver.
             if let Some(ip) = literal_ip(url) {
                 if guard::private_kind(ip).is_some() {
                     return Err(SendError::Refused(guard::Refused { host: request_host(url) }));
                 }
             }
-            let (client, carried) = LANE_GUARDED.with(|lane| lane.get().unwrap_or(&self.guarded).pick(origin, cap));
-            (client.request(outgoing), carried)
+            spread_send(&LANE_GUARDED, &self.guarded, origin, cap, outgoing).await
         } else {
-            let (client, carried) = LANE_CLIENT.with(|lane| lane.get().unwrap_or(&self.direct).pick(origin, cap));
-            (client.request(outgoing), carried)
+            spread_send(&LANE_CLIENT, &self.direct, origin, cap, outgoing).await
         };
-        let answer = pending.await.map_err(|e| unreachable(&e))?;
+        let answer = answer.map_err(|e| unreachable(&e))?;
         let (parts, body) = answer.into_parts();
         Ok(Response { status: parts.status, headers: parts.headers, body: held::hold(body, carried) })
     }
+}
+
+/// Sends `outgoing` to `origin` through the calling lane's clients in `lane` (`shared` off the
+/// lanes), and learns from the answer whether the origin speaks HTTP/2. The request's place on
+/// its client comes back with the answer, to be held with its body.
+async fn spread_send<K>(
+    lane: &'static std::thread::LocalKey<std::cell::OnceCell<Spread<Client<K, Body>>>>,
+    shared: &Spread<Client<K, Body>>,
+    origin: &str,
+    cap: usize,
+    outgoing: axum::http::Request<Body>,
+) -> (Result<axum::http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error>, spread::Carried)
+where
+    K: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    let picked = lane.with(|lane| lane.get().unwrap_or(shared).pick(origin, cap));
+    let answer = picked.client.request(outgoing).await;
+    let version = answer.as_ref().ok().map(|a| a.version());
+    lane.with(|lane| lane.get().unwrap_or(shared).learn(origin, picked.protocol, version));
+    (answer, picked.carried)
 }
 
 /// The address a URL names literally, if it names one.

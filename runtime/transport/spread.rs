@@ -11,10 +11,17 @@
 //! clients share one connector, so one TLS configuration and one session cache: a new
 //! connection resumes a session another opened.
 //!
+//! Until a connection has settled on HTTP/2 by ALPN, hyper opens one per waiting request and
+//! keeps one of them: a burst of a hundred streams to a new client would make a hundred TLS
+//! handshakes. So once an origin has answered over HTTP/2 it is sent through clients that speak
+//! only HTTP/2, whose pools open one connection at a time and let the burst wait for it; if such
+//! a call fails, the origin is negotiated again.
+//!
 //! An origin served over HTTP/1.1 is counted too: its first client's pool opens a connection
 //! per request already, so a second client changes nothing but which pool holds them.
 
-use std::collections::HashMap;
+use axum::http::Version;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -22,13 +29,37 @@ use std::sync::{Arc, Mutex};
 /// should allow (RFC 9113, 6.5.2), and what most providers allow or more.
 pub const DEFAULT_STREAMS_PER_CONNECTION: usize = 100;
 
-/// Origins a client's counts are kept for before the idle ones are dropped.
+/// Origins a client's counts are kept for before the idle ones are dropped; origins known to
+/// speak HTTP/2 kept before they are all forgotten.
 const ORIGINS_KEPT: usize = 256;
+
+/// What a client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// What ALPN settles on (HTTP/1.1 for plain HTTP).
+    Negotiated,
+    /// HTTP/2 only, for origins known to speak it.
+    Http2,
+}
 
 /// Clients made by `make`, each with its count of requests carried per origin.
 pub struct Spread<C> {
-    make: Box<dyn Fn() -> C + Send + Sync>,
-    clients: Mutex<Vec<Counted<C>>>,
+    make: Box<dyn Fn(Protocol) -> C + Send + Sync>,
+    clients: Mutex<Clients<C>>,
+}
+
+struct Clients<C> {
+    negotiated: Vec<Counted<C>>,
+    http2: Vec<Counted<C>>,
+    /// Origins that answered over HTTP/2.
+    speak_http2: HashSet<String>,
+}
+
+/// The client a request goes through, what it speaks, and the request's place on it.
+pub struct Picked<C> {
+    pub client: C,
+    pub protocol: Protocol,
+    pub carried: Carried,
 }
 
 struct Counted<C> {
@@ -47,33 +78,65 @@ impl Drop for Carried {
 }
 
 impl<C: Clone> Spread<C> {
-    pub fn new(make: impl Fn() -> C + Send + Sync + 'static) -> Spread<C> {
-        Spread { make: Box::new(make), clients: Mutex::new(Vec::new()) }
+    pub fn new(make: impl Fn(Protocol) -> C + Send + Sync + 'static) -> Spread<C> {
+        let clients = Clients { negotiated: Vec::new(), http2: Vec::new(), speak_http2: HashSet::new() };
+        Spread { make: Box::new(make), clients: Mutex::new(clients) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Clients<C>> {
+        self.clients.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The client to send a request to `origin` through, and the request's place on it: the
-    /// first client carrying fewer than `cap` requests to `origin`, or a new one.
-    pub fn pick(&self, origin: &str, cap: usize) -> (C, Carried) {
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        for counted in clients.iter_mut() {
+    /// first client carrying fewer than `cap` requests to `origin`, or a new one; one that
+    /// speaks only HTTP/2 when `origin` is known to.
+    pub fn pick(&self, origin: &str, cap: usize) -> Picked<C> {
+        let mut clients = self.lock();
+        let protocol = if clients.speak_http2.contains(origin) { Protocol::Http2 } else { Protocol::Negotiated };
+        let list = match protocol {
+            Protocol::Negotiated => &mut clients.negotiated,
+            Protocol::Http2 => &mut clients.http2,
+        };
+        for counted in list.iter_mut() {
             let count = counted.count_for(origin);
             // Only this lock adds to a count, so a count read under it cannot pass the cap.
             if count.load(Ordering::Relaxed) < cap.max(1) {
                 count.fetch_add(1, Ordering::Relaxed);
-                return (counted.client.clone(), Carried(count));
+                return Picked { client: counted.client.clone(), protocol, carried: Carried(count) };
             }
         }
-        let mut counted = Counted { client: (self.make)(), carrying: HashMap::new() };
+        let mut counted = Counted { client: (self.make)(protocol), carrying: HashMap::new() };
         let count = counted.count_for(origin);
         count.fetch_add(1, Ordering::Relaxed);
-        let picked = (counted.client.clone(), Carried(count));
-        clients.push(counted);
+        let picked = Picked { client: counted.client.clone(), protocol, carried: Carried(count) };
+        list.push(counted);
         picked
+    }
+
+    /// Learns from a call to `origin` through a client speaking `protocol`: `answered` is the
+    /// version of its answer, `None` when it failed.
+    pub fn learn(&self, origin: &str, protocol: Protocol, answered: Option<Version>) {
+        match (protocol, answered) {
+            (Protocol::Negotiated, Some(Version::HTTP_2)) => {
+                let mut clients = self.lock();
+                if clients.speak_http2.len() >= ORIGINS_KEPT {
+                    clients.speak_http2.clear();
+                }
+                if !clients.speak_http2.contains(origin) {
+                    clients.speak_http2.insert(origin.to_owned());
+                }
+            }
+            (Protocol::Http2, None) => {
+                self.lock().speak_http2.remove(origin);
+            }
+            _ => {}
+        }
     }
 
     /// How many clients there are (each has a pool of its own).
     pub fn clients(&self) -> usize {
-        self.clients.lock().unwrap_or_else(|p| p.into_inner()).len()
+        let clients = self.lock();
+        clients.negotiated.len() + clients.http2.len()
     }
 }
 
@@ -93,36 +156,61 @@ impl<C> Counted<C> {
 mod tests {
     use super::*;
 
-    /// Clients told apart by the number they were made with.
-    fn numbered() -> Spread<usize> {
+    /// Clients told apart by the order they were made in and what they speak.
+    fn numbered() -> Spread<(usize, Protocol)> {
         let made = AtomicUsize::new(0);
-        Spread::new(move || made.fetch_add(1, Ordering::Relaxed))
+        Spread::new(move |protocol| (made.fetch_add(1, Ordering::Relaxed), protocol))
+    }
+
+    fn number(picked: &Picked<(usize, Protocol)>) -> usize {
+        picked.client.0
     }
 
     #[test]
     fn a_client_carries_up_to_the_cap_per_origin_then_another_is_made() {
         let spread = numbered();
         let first: Vec<_> = (0..3).map(|_| spread.pick("https://a:443", 3)).collect();
-        assert!(first.iter().all(|(client, _)| *client == 0));
-        let (fourth, carried) = spread.pick("https://a:443", 3);
-        assert_eq!(fourth, 1, "the first client carries its cap: a second one is made");
+        assert!(first.iter().all(|p| number(p) == 0));
+        let fourth = spread.pick("https://a:443", 3);
+        assert_eq!(number(&fourth), 1, "the first client carries its cap: a second one is made");
         // Another origin has its own count on the first client.
-        assert_eq!(spread.pick("https://b:443", 3).0, 0);
+        assert_eq!(number(&spread.pick("https://b:443", 3)), 0);
         assert_eq!(spread.clients(), 2);
 
         // A request that ends frees its place: the next goes to the first client again.
         drop(first);
-        assert_eq!(spread.pick("https://a:443", 3).0, 0);
-        drop(carried);
+        assert_eq!(number(&spread.pick("https://a:443", 3)), 0);
+        drop(fourth);
         assert_eq!(spread.clients(), 2, "clients are kept for the next burst");
     }
 
     #[test]
     fn a_cap_of_zero_is_taken_as_one() {
         let spread = numbered();
-        let (a, _keep_a) = spread.pick("o", 0);
-        let (b, _keep_b) = spread.pick("o", 0);
-        assert_eq!((a, b), (0, 1));
+        let a = spread.pick("o", 0);
+        let b = spread.pick("o", 0);
+        assert_eq!((number(&a), number(&b)), (0, 1));
+    }
+
+    #[test]
+    fn an_origin_that_answered_over_http2_goes_through_http2_only_clients_until_a_call_fails() {
+        let spread = numbered();
+        let first = spread.pick("https://a", 2);
+        assert_eq!(first.protocol, Protocol::Negotiated);
+        spread.learn("https://a", first.protocol, Some(Version::HTTP_11));
+        assert_eq!(spread.pick("https://a", 2).protocol, Protocol::Negotiated, "HTTP/1.1 teaches nothing");
+
+        spread.learn("https://a", first.protocol, Some(Version::HTTP_2));
+        let picked: Vec<_> = (0..3).map(|_| spread.pick("https://a", 2)).collect();
+        assert!(picked.iter().all(|p| p.protocol == Protocol::Http2 && p.client.1 == Protocol::Http2));
+        assert_eq!(picked.iter().map(number).collect::<Vec<_>>(), [1, 1, 2], "their own clients, two each");
+        assert_eq!(spread.pick("https://b", 2).protocol, Protocol::Negotiated, "other origins still negotiate");
+
+        // A failed call through them sends the origin back to negotiating.
+        spread.learn("https://a", Protocol::Http2, Some(Version::HTTP_2));
+        assert_eq!(spread.pick("https://a", 2).protocol, Protocol::Http2);
+        spread.learn("https://a", Protocol::Http2, None);
+        assert_eq!(spread.pick("https://a", 2).protocol, Protocol::Negotiated);
     }
 
     #[test]
@@ -131,9 +219,11 @@ mod tests {
         let _busy = spread.pick("busy", 10);
         for i in 0..ORIGINS_KEPT + 10 {
             drop(spread.pick(&format!("o{i}"), 10));
+            spread.learn(&format!("o{i}"), Protocol::Negotiated, Some(Version::HTTP_2));
         }
-        let clients = spread.clients.lock().unwrap();
-        assert!(clients[0].carrying.len() <= ORIGINS_KEPT);
-        assert_eq!(clients[0].carrying["busy"].load(Ordering::Relaxed), 1, "a busy origin keeps its count");
+        let clients = spread.lock();
+        assert!(clients.negotiated[0].carrying.len() <= ORIGINS_KEPT);
+        assert_eq!(clients.negotiated[0].carrying["busy"].load(Ordering::Relaxed), 1, "a busy origin keeps its count");
+        assert!(clients.speak_http2.len() <= ORIGINS_KEPT);
     }
 }
