@@ -22,6 +22,23 @@ fn certificates() -> (String, CertificateDer<'static>, PrivateKeyDer<'static>) {
     (ca.pem(), leaf.der().clone(), key)
 }
 
+/// A test's directory holding the CA's PEM (`ca.pem`, for `SSL_CERT_FILE`), and the upstream's
+/// certificate and key.
+struct Trusted {
+    dir: tempfile::TempDir,
+    ca_file: std::path::PathBuf,
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+}
+
+fn trusted() -> Trusted {
+    let (ca_pem, cert, key) = certificates();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca_pem).unwrap();
+    Trusted { dir, ca_file, cert, key }
+}
+
 /// An OpenAI-style chat upstream over TLS: one answer per connection.
 async fn tls_upstream(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> u16 {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -82,14 +99,11 @@ async fn tls_upstream(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_private_ca_upstream_is_trusted_through_ssl_cert_file_or_dir_only() {
-    let (ca_pem, cert, key) = certificates();
+    let Trusted { dir, ca_file, cert, key } = trusted();
     let port = tls_upstream(cert, key).await;
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &ca_pem).unwrap();
     let ca_dir = dir.path().join("certs");
     std::fs::create_dir_all(&ca_dir).unwrap();
-    std::fs::write(ca_dir.join("private-ca.pem"), &ca_pem).unwrap();
+    std::fs::copy(&ca_file, ca_dir.join("private-ca.pem")).unwrap();
     let config = dir.path().join("app.json");
     let manifest = json!({"name": "tls", "type": "llm-proxy", "config": {"service_id": "tls", "model_list": [
         {"model_name": "gpt", "litellm_params": {"model": "openai/gpt-4o", "api_base": format!("https://localhost:{port}/v1"), "api_key": "sk-upstream"}}
@@ -222,10 +236,7 @@ async fn serve_trusting_with(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn https_upstreams_get_kept_alive_http1_connections_unless_http2_is_asked_for() {
-    let (ca_pem, cert, key) = certificates();
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &ca_pem).unwrap();
+    let Trusted { dir, ca_file, cert, key } = trusted();
     for (http2, expected) in [(false, "HTTP/1.1"), (true, "HTTP/2.0")] {
         let (port, seen) = h2_capable_upstream(cert.clone(), key.clone_key()).await;
         let manifest = json!({"name": "tls", "type": "llm-proxy", "config": {"service_id": "tls", "model_list": [
@@ -280,10 +291,7 @@ impl rmcp::handler::server::ServerHandler for Ping {
 async fn mcp_servers_over_https_follow_upstream_http2() {
     use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
     use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
-    let (ca_pem, cert, key) = certificates();
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &ca_pem).unwrap();
+    let Trusted { dir, ca_file, cert, key } = trusted();
     for (http2, expected) in [(false, "HTTP/1.1"), (true, "HTTP/2.0")] {
         let config = StreamableHttpServerConfig::default().disable_allowed_hosts();
         let mcp = StreamableHttpService::new(|| Ok(Ping), Arc::new(LocalSessionManager::default()), config);
@@ -338,10 +346,7 @@ fn held_stream(release: tokio::sync::watch::Receiver<bool>) -> axum::response::R
 #[tokio::test(flavor = "multi_thread")]
 async fn streams_past_an_http2_connections_limit_get_another_connection_instead_of_waiting() {
     use futures::StreamExt;
-    let (ca_pem, cert, key) = certificates();
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &ca_pem).unwrap();
+    let Trusted { dir, ca_file, cert, key } = trusted();
     let (release, held) = tokio::sync::watch::channel(false);
     let chat = axum::routing::post(move || {
         let held = held.clone();
