@@ -140,8 +140,9 @@ pub struct ServeArgs {
     #[arg(long, env = "FERROLITE_UPSTREAM_HTTP2")]
     pub upstream_http2: bool,
     /// The most requests one upstream HTTP/2 connection carries at once; past it ferrolite opens
-    /// another to the same upstream rather than queue streams behind each other. At most the
-    /// provider's own limit (SETTINGS_MAX_CONCURRENT_STREAMS: 100 to 256 at most). 1 to 10000.
+    /// another to the same upstream rather than queue streams behind each other. Keep it at or
+    /// under the provider's own limit (its SETTINGS_MAX_CONCURRENT_STREAMS, 100 to 256 at most
+    /// providers). 1 to 10000.
     #[arg(long, env = "FERROLITE_UPSTREAM_HTTP2_STREAMS",
         default_value_t = crate::transport::spread::DEFAULT_STREAMS_PER_CONNECTION as u16,
         value_parser = clap::value_parser!(u16).range(1..=10000))]
