@@ -68,7 +68,6 @@ struct Counted<C> {
 }
 
 /// A request carried by a client: counted until this is dropped (with its answer's body).
-#[derive(Debug)]
 pub struct Carried(Arc<AtomicUsize>);
 
 impl Drop for Carried {
@@ -97,20 +96,16 @@ impl<C: Clone> Spread<C> {
             Protocol::Negotiated => &mut clients.negotiated,
             Protocol::Http2 => &mut clients.http2,
         };
-        for counted in list.iter_mut() {
-            let count = counted.count_for(origin);
-            // Only this lock adds to a count, so a count read under it cannot pass the cap.
-            if count.load(Ordering::Relaxed) < cap.max(1) {
-                count.fetch_add(1, Ordering::Relaxed);
-                return Picked { client: counted.client.clone(), protocol, carried: Carried(count) };
-            }
-        }
-        let mut counted = Counted { client: (self.make)(protocol), carrying: HashMap::new() };
+        // Only this lock adds to a count, so a count read under it cannot pass the cap.
+        let cap = cap.max(1);
+        let index = list.iter().position(|counted| counted.carrying(origin) < cap).unwrap_or_else(|| {
+            list.push(Counted { client: (self.make)(protocol), carrying: HashMap::new() });
+            list.len() - 1
+        });
+        let counted = &mut list[index];
         let count = counted.count_for(origin);
         count.fetch_add(1, Ordering::Relaxed);
-        let picked = Picked { client: counted.client.clone(), protocol, carried: Carried(count) };
-        list.push(counted);
-        picked
+        Picked { client: counted.client.clone(), protocol, carried: Carried(count) }
     }
 
     /// Learns from a call to `origin` through a client speaking `protocol`: `answered` is the
@@ -132,15 +127,15 @@ impl<C: Clone> Spread<C> {
             _ => {}
         }
     }
-
-    /// How many clients there are (each has a pool of its own).
-    pub fn clients(&self) -> usize {
-        let clients = self.lock();
-        clients.negotiated.len() + clients.http2.len()
-    }
 }
 
 impl<C> Counted<C> {
+    /// Requests this client carries to `origin` now.
+    fn carrying(&self, origin: &str) -> usize {
+        self.carrying.get(origin).map_or(0, |count| count.load(Ordering::Relaxed))
+    }
+
+    /// The count of requests to `origin`, made on first use.
     fn count_for(&mut self, origin: &str) -> Arc<AtomicUsize> {
         if let Some(count) = self.carrying.get(origin) {
             return count.clone();
@@ -166,6 +161,12 @@ mod tests {
         picked.client.0
     }
 
+    /// Clients made so far.
+    fn made<C: Clone>(spread: &Spread<C>) -> usize {
+        let clients = spread.lock();
+        clients.negotiated.len() + clients.http2.len()
+    }
+
     #[test]
     fn a_client_carries_up_to_the_cap_per_origin_then_another_is_made() {
         let spread = numbered();
@@ -175,13 +176,13 @@ mod tests {
         assert_eq!(number(&fourth), 1, "the first client carries its cap: a second one is made");
         // Another origin has its own count on the first client.
         assert_eq!(number(&spread.pick("https://b:443", 3)), 0);
-        assert_eq!(spread.clients(), 2);
+        assert_eq!(made(&spread), 2);
 
         // A request that ends frees its place: the next goes to the first client again.
         drop(first);
         assert_eq!(number(&spread.pick("https://a:443", 3)), 0);
         drop(fourth);
-        assert_eq!(spread.clients(), 2, "clients are kept for the next burst");
+        assert_eq!(made(&spread), 2, "clients are kept for the next burst");
     }
 
     #[test]
