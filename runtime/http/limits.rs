@@ -67,7 +67,7 @@ pub async fn within_cap(state: &AppState, respond: impl std::future::Future<Outp
 }
 
 /// `response` with `guard` kept until its body ends (a stream: at its end).
-pub fn hold<G: Send + Sync + Unpin + 'static>(response: Response, guard: G) -> Response {
+pub fn hold<G: Send + Unpin + 'static>(response: Response, guard: G) -> Response {
     let (parts, body) = response.into_parts();
     Response::from_parts(parts, crate::transport::held::hold(body, guard))
 }

@@ -32,20 +32,20 @@ pub struct Stamp<'a> {
 pub fn stamp(headers: &mut HeaderMap, labels: &SessionLabels, s: Stamp<'_>) {
     metrics::overhead(labels, s.overhead);
     if let Some(cost) = s.cost {
-        headers.insert(COST_HEADER, number(crate::decimal::text(cost, 8)));
+        headers.insert(COST_HEADER, header_value(crate::decimal::text(cost, 8)));
     }
     headers.insert(DEPLOYMENT_HEADER, header_value(s.deployment));
     headers.insert(ATTEMPTS_HEADER, HeaderValue::from(s.attempts));
-    headers.insert(OVERHEAD_HEADER, number(crate::decimal::text(s.overhead.as_secs_f64() * 1000.0, 3)));
+    headers.insert(OVERHEAD_HEADER, header_value(crate::decimal::text(s.overhead.as_secs_f64() * 1000.0, 3)));
 }
 
-/// A number's text as a header value, its buffer taken over rather than copied.
-fn number(text: String) -> HeaderValue {
+/// `text` as a header value, `-` where it cannot be one. A `String` (a number's text) gives its
+/// buffer over rather than being copied.
+fn header_value<T>(text: T) -> HeaderValue
+where
+    HeaderValue: TryFrom<T>,
+{
     HeaderValue::try_from(text).unwrap_or(HeaderValue::from_static("-"))
-}
-
-fn header_value(text: &str) -> HeaderValue {
-    HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("-"))
 }
 
 #[cfg(test)]
