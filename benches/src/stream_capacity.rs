@@ -936,15 +936,9 @@ fn ramp_over_tls(env: &Env, runner: &Runner, max: usize) -> Res<Vec<Capacity>> {
     let mut rows = Vec::new();
 
     rows.push(ramp_nginx(env, runner, "nginx (HTTPS upstream)", fake_port, max, Some(&certs)));
-    rows.push(ramp_ferrolite_over_tls(
-        env,
-        runner,
-        ("streams-tls", "ferrolite (gpt, pass-through, HTTPS upstream)"),
-        fake_port,
-        &certs,
-        &[],
-        max,
-    ));
+    let upstream = TlsUpstream { dir: &dir, certs: &certs, port: fake_port };
+    let name = ("streams-tls", "ferrolite (gpt, pass-through, HTTPS upstream)");
+    rows.push(ramp_ferrolite_over_tls(env, runner, name, &upstream, &[], max));
     fake.stop();
 
     // The same streams from a fake that offers HTTP/2, taken with --upstream-http2: many streams
@@ -952,34 +946,35 @@ fn ramp_over_tls(env: &Env, runner: &Runner, max: usize) -> Res<Vec<Capacity>> {
     // connections rather than thousands.
     step("stream capacity: starting the fake behind TLS, offering HTTP/2");
     let (mut fake, fake_port) = start_fake(env, Some((&certs, "h2,http/1.1")))?;
-    rows.push(ramp_ferrolite_over_tls(
-        env,
-        runner,
-        ("streams-tls-h2", "ferrolite --upstream-http2 (gpt, pass-through, HTTPS upstream over HTTP/2)"),
-        fake_port,
-        &certs,
-        &["--upstream-http2"],
-        max,
-    ));
+    let upstream = TlsUpstream { dir: &dir, certs: &certs, port: fake_port };
+    let name = ("streams-tls-h2", "ferrolite --upstream-http2 (gpt, pass-through, HTTPS upstream over HTTP/2)");
+    rows.push(ramp_ferrolite_over_tls(env, runner, name, &upstream, &["--upstream-http2"], max));
     fake.stop();
     Ok(rows)
 }
 
-/// The lane's ferrolite passing streams through from the fake behind TLS on `fake_port`
-/// (trusting its CA through `SSL_CERT_FILE`), started with `extra` arguments, ramped, stopped.
+/// A fake behind TLS on `port`, with the run's certificates kept in `dir`.
+struct TlsUpstream<'a> {
+    dir: &'a Path,
+    certs: &'a Certificates,
+    port: u16,
+}
+
+/// The lane's ferrolite passing streams through from `upstream` (trusting its CA through
+/// `SSL_CERT_FILE`), started with `extra` arguments, ramped, stopped.
 fn ramp_ferrolite_over_tls(
     env: &Env,
     runner: &Runner,
     (tag, name): (&str, &str),
-    fake_port: u16,
-    certs: &Certificates,
+    upstream: &TlsUpstream<'_>,
     extra: &[&str],
     max: usize,
 ) -> Capacity {
     step(&format!("stream capacity: starting {name}"));
+    let TlsUpstream { dir, certs, port } = upstream;
     let gpt = json!({"model_name": "gpt", "litellm_params": {
-        "model": "openai/gpt-4o", "api_base": format!("https://127.0.0.1:{fake_port}/v1"), "api_key": UPSTREAM_KEY}});
-    let app = env.launch.scratch.join("streams-tls").join(format!("{tag}-app.json"));
+        "model": "openai/gpt-4o", "api_base": format!("https://127.0.0.1:{port}/v1"), "api_key": UPSTREAM_KEY}});
+    let app = dir.join(format!("{tag}-app.json"));
     let written = std::fs::write(&app, manifest("streams", vec![gpt]).to_string()).map_err(|e| e.to_string());
     let trust = [("SSL_CERT_FILE", Some(certs.ca.as_os_str())), ("SSL_CERT_DIR", None)];
     let args: Vec<&str> = FERROLITE_ARGS.iter().chain(extra).copied().collect();
