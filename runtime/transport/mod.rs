@@ -184,8 +184,9 @@ pub struct UpstreamClient {
     /// Used off the lanes (background tasks on the main runtime).
     direct: Spread<DirectClient>,
     guarded: Spread<GuardedClient>,
-    /// Set when the environment names a proxy; every call then goes through it.
-    proxied: Option<reqwest::Client>,
+    /// Set when the environment names a proxy; every call then goes through it (reqwest's
+    /// clients, spread as hyper's are: their pools are hyper's).
+    proxied: Option<Spread<reqwest::Client>>,
     settings: Settings,
 }
 
@@ -194,7 +195,7 @@ impl UpstreamClient {
         UpstreamClient {
             direct: spread_of(HttpConnector::new()),
             guarded: spread_of(HttpConnector::new_with_resolver(guard::PublicResolver)),
-            proxied: environment_proxy().then(|| proxied_client(None)),
+            proxied: environment_proxy().then(|| proxied_spread(None)),
             settings: Settings::default(),
         }
     }
@@ -221,12 +222,13 @@ impl UpstreamClient {
         let Request { method, url, headers, body, timeout, public_only } = request;
         let answer = async {
             match (&self.proxied, body) {
-                (Some(client), body) => {
+                (Some(spread), body) => {
                     if public_only {
                         // The proxy connects, so this look-up is the guard's only say.
                         check_public(&url).await?;
                     }
-                    send_proxied(client, method, &url, headers, body.into_body()).await
+                    let cap = self.settings.streams_per_connection;
+                    send_proxied(spread, cap, method, &url, headers, body.into_body()).await
                 }
                 (None, RequestBody::Full(bytes)) if self.on_lane_connection(&url) => {
                     h1::send(&method, &url, &headers, &bytes, public_only).await
@@ -394,8 +396,13 @@ fn environment_proxy() -> bool {
         .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
 }
 
-/// reqwest's client, through `proxy` or else the proxies the environment names.
-fn proxied_client(proxy: Option<reqwest::Proxy>) -> reqwest::Client {
+/// reqwest's clients, through `proxy` or else the proxies the environment names.
+fn proxied_spread(proxy: Option<reqwest::Proxy>) -> Spread<reqwest::Client> {
+    Spread::new(move |protocol| proxied_client(proxy.clone(), protocol))
+}
+
+/// One of [`proxied_spread`]'s clients, speaking `protocol`.
+fn proxied_client(proxy: Option<reqwest::Proxy>, protocol: spread::Protocol) -> reqwest::Client {
     let builder = match proxy {
         Some(proxy) => reqwest::Client::builder().proxy(proxy),
         None => reqwest::Client::builder(),
@@ -404,6 +411,10 @@ fn proxied_client(proxy: Option<reqwest::Proxy>) -> reqwest::Client {
         Ok(certificate) => b.add_root_certificate(certificate),
         Err(_) => b,
     });
+    let builder = match protocol {
+        spread::Protocol::Negotiated => builder,
+        spread::Protocol::Http2 => builder.http2_prior_knowledge(),
+    };
     builder
         .pool_idle_timeout(IDLE_TIMEOUT)
         .connect_timeout(CONNECT_TIMEOUT)
@@ -415,21 +426,26 @@ fn proxied_client(proxy: Option<reqwest::Proxy>) -> reqwest::Client {
 }
 
 async fn send_proxied(
-    client: &reqwest::Client,
+    spread: &Spread<reqwest::Client>,
+    cap: usize,
     method: Method,
     url: &reqwest::Url,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, SendError> {
-    let answer = client
+    let origin = &url[..url::Position::BeforePath];
+    let picked = spread.pick(origin, cap);
+    let answer = picked
+        .client
         .request(method, url.clone())
         .headers(headers)
         .body(reqwest::Body::wrap_stream(body.into_data_stream()))
         .send()
-        .await
-        .map_err(|e| SendError::Unreachable { host: request_host(url), cause: cause(&e) })?;
+        .await;
+    spread.learn(origin, picked.protocol, answer.as_ref().ok().map(reqwest::Response::version));
+    let answer = answer.map_err(|e| SendError::Unreachable { host: request_host(url), cause: cause(&e) })?;
     let (status, headers) = (answer.status(), answer.headers().clone());
-    Ok(Response { status, headers, body: Body::from_stream(answer.bytes_stream()) })
+    Ok(Response { status, headers, body: held::hold(Body::from_stream(answer.bytes_stream()), picked.carried) })
 }
 
 #[cfg(test)]
@@ -453,7 +469,7 @@ mod tests {
             String::from_utf8_lossy(&head).into_owned()
         });
         let client = UpstreamClient {
-            proxied: Some(proxied_client(Some(reqwest::Proxy::http(&proxy).unwrap()))),
+            proxied: Some(proxied_spread(Some(reqwest::Proxy::http(&proxy).unwrap()))),
             ..UpstreamClient::new()
         };
         let request = Request {

@@ -209,7 +209,7 @@ async fn h2_capable_upstream(cert: CertificateDer<'static>, key: PrivateKeyDer<'
 /// `ferrolite serve` on one I/O thread (every request is served by the lane whose connections it
 /// reuses) with `manifest`, trusting the CA in `ca_file`, with `--upstream-http2` or not.
 async fn serve_trusting(dir: &Path, name: &str, manifest: &Value, ca_file: &Path, http2: bool) -> ServeProcess {
-    serve_trusting_with(dir, name, manifest, ca_file, if http2 { &["--upstream-http2"] } else { &[] }).await
+    serve_trusting_with(dir, name, manifest, ca_file, if http2 { &["--upstream-http2"] } else { &[] }, &[]).await
 }
 
 /// [`serve_trusting`] with `extra` arguments.
@@ -219,16 +219,19 @@ async fn serve_trusting_with(
     manifest: &Value,
     ca_file: &Path,
     extra: &[&'static str],
+    env: &[(&'static str, String)],
 ) -> ServeProcess {
     let config = dir.join(format!("{name}.json"));
     std::fs::write(&config, manifest.to_string()).unwrap();
     let (data, ca) = (dir.join(format!("data-{name}")), ca_file.display().to_string());
-    let extra = extra.to_vec();
+    let (extra, env) = (extra.to_vec(), env.to_vec());
     tokio::task::spawn_blocking(move || {
         let port = free_port().to_string();
         let mut args = vec!["--port", &port, "--io-threads", "1", "--config", config.to_str().unwrap()];
         args.extend(extra);
-        ServeProcess::spawn_with_env(&args, &data, &[("SSL_CERT_FILE", &ca)])
+        let mut env: Vec<(&str, &str)> = env.iter().map(|(name, value)| (*name, value.as_str())).collect();
+        env.push(("SSL_CERT_FILE", &ca));
+        ServeProcess::spawn_with_env(&args, &data, &env)
     })
     .await
     .unwrap()
@@ -345,6 +348,58 @@ fn held_stream(release: tokio::sync::watch::Receiver<bool>) -> axum::response::R
 /// `--upstream-http2-streams` ferrolite opens another connection, so all of them run at once.
 #[tokio::test(flavor = "multi_thread")]
 async fn streams_past_an_http2_connections_limit_get_another_connection_instead_of_waiting() {
+    held_streams_are_spread(&["--upstream-http2", "--upstream-http2-streams", "2"], &[]).await;
+}
+
+/// Behind an environment proxy, calls go through reqwest, whose pool is hyper's: they are
+/// spread over connections (tunnels) the same way, HTTP/2 taken where the upstream offers it.
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_through_an_https_proxy_are_spread_over_tunnels_as_well() {
+    let (proxy, tunnels) = connect_proxy().await;
+    let env = [("HTTPS_PROXY", format!("http://127.0.0.1:{proxy}")), ("NO_PROXY", String::new())];
+    held_streams_are_spread(&["--upstream-http2-streams", "2"], &env).await;
+    assert!(tunnels.load(std::sync::atomic::Ordering::SeqCst) >= 6, "every upstream connection went through the proxy");
+}
+
+/// A CONNECT proxy on 127.0.0.1 that tunnels each connection to the host it names, counting
+/// the tunnels.
+async fn connect_proxy() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tunnels = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = tunnels.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let Some(target) = head.strip_prefix("CONNECT ").and_then(|rest| rest.split(' ').next()) else {
+                    return;
+                };
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await else { return };
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if client.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n").await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+            });
+        }
+    });
+    (port, tunnels)
+}
+
+/// Bursts of five streams held open by an upstream that allows two per HTTP/2 connection, through
+/// ferrolite started with `extra` arguments and `env`: each stream gets its first event while
+/// the others are open, and connections open two streams apiece, none wasted once the upstream
+/// is known to speak HTTP/2.
+async fn held_streams_are_spread(extra: &[&'static str], env: &[(&'static str, String)]) {
     use futures::StreamExt;
     let Trusted { dir, ca_file, cert, key } = trusted();
     let (release, held) = tokio::sync::watch::channel(false);
@@ -358,8 +413,7 @@ async fn streams_past_an_http2_connections_limit_get_another_connection_instead_
     let manifest = json!({"name": "tls", "type": "llm-proxy", "config": {"service_id": "tls", "model_list": [
         {"model_name": "gpt", "litellm_params": {"model": "openai/gpt-4o", "api_base": format!("https://localhost:{port}/v1"), "api_key": "sk-upstream"}}
     ]}});
-    let args = ["--upstream-http2", "--upstream-http2-streams", "2"];
-    let server = serve_trusting_with(dir.path(), "held", &manifest, &ca_file, &args).await;
+    let server = serve_trusting_with(dir.path(), "held", &manifest, &ca_file, extra, env).await;
     let url = format!("{}/default/apps/tls/v1/chat/completions", server.base);
     let body = json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}).to_string();
 
