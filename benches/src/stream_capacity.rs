@@ -926,8 +926,9 @@ fn ramp_ferrolite(runner: &Runner, name: &str, started: Res<Ferrolite>, model: &
 
 /// nginx and ferrolite passing streams through from the fake behind TLS (a CA made for the run,
 /// trusted through `SSL_CERT_FILE` by ferrolite and `proxy_ssl_trusted_certificate` by nginx):
-/// what a stream costs when the upstream is HTTPS, as real ones are. Then ferrolite again over
-/// HTTP/2, from a fake that offers it.
+/// what a stream costs when the upstream is HTTPS, as real ones are (ferrolite learns that the
+/// fake offers only HTTP/1.1 and carries its streams on the lanes' connections). Then ferrolite
+/// again from a fake that offers HTTP/2, which its streams take by default.
 fn ramp_over_tls(env: &Env, runner: &Runner, max: usize) -> Res<Vec<Capacity>> {
     let dir = env.launch.scratch.join("streams-tls");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -941,14 +942,14 @@ fn ramp_over_tls(env: &Env, runner: &Runner, max: usize) -> Res<Vec<Capacity>> {
     rows.push(ramp_ferrolite_over_tls(env, runner, name, &upstream, &[], max));
     fake.stop();
 
-    // The same streams from a fake that offers HTTP/2, taken with --upstream-http2: many streams
-    // on each connection (at most --upstream-http2-streams, 100), so a burst opens tens of TLS
-    // connections rather than thousands.
+    // The same streams from a fake that offers HTTP/2, which streams take by default: many
+    // streams on each connection (at most --upstream-http2-streams, 100), so a burst opens tens
+    // of TLS connections rather than thousands.
     step("stream capacity: starting the fake behind TLS, offering HTTP/2");
     let (mut fake, fake_port) = start_fake(env, Some((&certs, "h2,http/1.1")))?;
     let upstream = TlsUpstream { dir: &dir, certs: &certs, port: fake_port };
-    let name = ("streams-tls-h2", "ferrolite --upstream-http2 (gpt, pass-through, HTTPS upstream over HTTP/2)");
-    rows.push(ramp_ferrolite_over_tls(env, runner, name, &upstream, &["--upstream-http2"], max));
+    let name = ("streams-tls-h2", "ferrolite (gpt, pass-through, HTTPS upstream over HTTP/2)");
+    rows.push(ramp_ferrolite_over_tls(env, runner, name, &upstream, &[], max));
     fake.stop();
     Ok(rows)
 }
@@ -1182,9 +1183,9 @@ pub fn write_into(report: &mut Report, results: &[Capacity], opts: &Options, qui
              stopped after it; the client, the fake ({} worker threads) and the target share this machine's {} \
              cores. The HTTPS rows are nginx and ferrolite passing through from a second fake, the same streams \
              behind TLS (HTTP/1.1; a CA made for the run, which ferrolite trusts through `SSL_CERT_FILE`, nginx \
-             through `proxy_ssl_trusted_certificate`); the `--upstream-http2` row is ferrolite from a third fake \
-             that offers HTTP/2 by ALPN (hyper's server: at most 200 streams per connection), ferrolite carrying \
-             at most 100 per connection (nginx speaks HTTP/1.1 to upstreams).",
+             through `proxy_ssl_trusted_certificate`); the HTTP/2 row is ferrolite, started as the others, from a \
+             third fake that offers HTTP/2 by ALPN (hyper's server: at most 200 streams per connection), which \
+             ferrolite's streams take by default, at most 100 per connection (nginx speaks HTTP/1.1 to upstreams).",
             ramp(max).iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", "),
             cores(),
             cores(),

@@ -134,11 +134,14 @@ pub struct ServeArgs {
     /// 0 serves them on the shared runtime. At most 1024.
     #[arg(long, env = "FERROLITE_IO_THREADS", value_parser = clap::value_parser!(u16).range(0..=1024))]
     pub io_threads: Option<u16>,
-    /// Call HTTPS upstreams over HTTP/2 where they offer it (ALPN), multiplexing requests on
-    /// fewer connections. By default they get HTTP/1.1 keep-alive connections of each I/O
-    /// thread's own, as nginx and litellm call theirs: fewer instructions per request.
-    #[arg(long, env = "FERROLITE_UPSTREAM_HTTP2")]
-    pub upstream_http2: bool,
+    /// Which calls to HTTPS upstreams go over HTTP/2 where the upstream offers it (ALPN):
+    /// `streams` (streamed answers: one connection carries a hundred, with less memory and CPU
+    /// per stream; short JSON calls keep each I/O thread's own HTTP/1.1 keep-alive connections,
+    /// as nginx and litellm call theirs, which cost fewer instructions), `always` (every call;
+    /// the flag alone), or `never`.
+    #[arg(long, env = "FERROLITE_UPSTREAM_HTTP2", value_name = "WHEN", num_args = 0..=1,
+        default_value = "streams", default_missing_value = "always", value_parser = parse_http2)]
+    pub upstream_http2: crate::transport::Http2,
     /// The most requests one upstream HTTP/2 connection carries at once; past it ferrolite opens
     /// another to the same upstream rather than queue streams behind each other. Keep it at or
     /// under the provider's own limit (its SETTINGS_MAX_CONCURRENT_STREAMS, 100 to 256 at most
@@ -353,6 +356,17 @@ fn parse_positive_seconds(text: &str) -> Result<f64, String> {
 /// `--overload-hold`: from zero (none held) to a minute.
 fn parse_hold_seconds(text: &str) -> Result<f64, String> {
     seconds_where(text, |s| (0.0..=60.0).contains(&s), "seconds from 0 to 60")
+}
+
+/// `--upstream-http2`'s value; a boolean as the bare flag's environment variable took it.
+fn parse_http2(text: &str) -> Result<crate::transport::Http2, String> {
+    use crate::transport::Http2;
+    match text.to_ascii_lowercase().as_str() {
+        "streams" => Ok(Http2::Streams),
+        "always" | "true" | "1" | "yes" | "on" => Ok(Http2::Always),
+        "never" | "false" | "0" | "no" | "off" => Ok(Http2::Never),
+        _ => Err(format!("{text:?}: expected streams, always or never")),
+    }
 }
 
 /// Seconds read from `text` that `fits` accepts (NaN never does); `expected` says which.

@@ -110,6 +110,7 @@ impl HyphaTokenCheck {
             body: RequestBody::empty(),
             timeout: Some(TIMEOUT),
             public_only: false,
+            streamed: false,
         };
         match http.send(request).await {
             Ok(response) => Ok(response.status == StatusCode::OK),

@@ -163,6 +163,7 @@ async fn provider_call(state: &AppState, call: Call, route: &'static str, rest: 
     let Call { session, key, method, headers, query, body, request_id, mut ticket, started } = call;
     let body = read_body(state, body).await?;
     let json = serde_json::from_slice::<Value>(&body).ok().filter(Value::is_object);
+    let streamed = passthrough::asks_stream(&rest, &body);
     let model = json.as_ref().and_then(|v| v["model"].as_str());
     let table = &session.table;
     let index = passthrough::pick(table, route, &rest, model)?;
@@ -192,8 +193,13 @@ async fn provider_call(state: &AppState, call: Call, route: &'static str, rest: 
     };
     let held = hold.as_ref().map_or(0.0, |h| h.micros() as f64 / 1e6);
 
-    let mut upstream =
-        UpstreamRequest { method: method.clone(), url, headers: passthrough::forwarded_headers(&headers), body };
+    let mut upstream = UpstreamRequest {
+        method: method.clone(),
+        url,
+        headers: passthrough::forwarded_headers(&headers),
+        body,
+        streamed,
+    };
     upstream = auth::authorize_fetching(upstream, d, &state.http).await?;
     passthrough::first_of_each(&mut upstream.headers);
     let parsed = reqwest::Url::parse(&upstream.url).map_err(|e| ApiError::bad_request(format!("upstream URL: {e}")))?;
@@ -307,7 +313,8 @@ async fn configured_call(state: &AppState, call: Call, path: String) -> Result<R
     passthrough::first_of_each(&mut sent);
     let parsed = reqwest::Url::parse(&url).map_err(|e| ApiError::bad_request(format!("upstream URL: {e}")))?;
     let who = format!("pass-through endpoint {}", endpoint.path);
-    let upstream = UpstreamRequest { method, url, headers: sent, body };
+    let streamed = passthrough::asks_stream(&path, &body);
+    let upstream = UpstreamRequest { method, url, headers: sent, body, streamed };
     let request = crate::providers::chat::to_transport(upstream, parsed, endpoint.public_only, None, &who)?;
     let answer = match state.http.send(request).await {
         Ok(answer) => answer,

@@ -62,6 +62,8 @@ impl McpHttp {
             headers.insert(name.clone(), value.clone());
         }
         headers.extend(custom);
+        // A GET opens the server's event stream, open as long as the session.
+        let streamed = method == Method::GET;
         let request = Request {
             method,
             url,
@@ -69,6 +71,7 @@ impl McpHttp {
             body: body.into(),
             timeout: Some(HEAD_TIMEOUT),
             public_only: self.public_only,
+            streamed,
         };
         self.http.send(request).await.map_err(|e| StreamableHttpError::Client(e.into()))
     }

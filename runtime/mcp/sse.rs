@@ -140,7 +140,9 @@ fn request(
     for (name, value) in http.headers.iter() {
         headers.insert(name.clone(), value.clone());
     }
-    Request { method, url, headers, body: body.into(), timeout, public_only: http.public_only }
+    // A GET opens the session's event stream; POSTs are answered at once.
+    let streamed = method == Method::GET;
+    Request { method, url, headers, body: body.into(), timeout, public_only: http.public_only, streamed }
 }
 
 impl Transport<RoleClient> for SseTransport {

@@ -117,6 +117,25 @@ pub fn checked_path(path: &str) -> Result<&str, PassThroughError> {
         .map_err(|reason| PassThroughError::BadPath { path: path.chars().take(200).collect(), reason })
 }
 
+/// Whether a call to `path` (no query) with `body` asks for a streamed answer: `"stream": true`
+/// at the top of its JSON (OpenAI's, Anthropic's, ...), or a streaming action as its last
+/// segment (Gemini's `:streamGenerateContent`, Vertex's `:streamRawPredict`, Bedrock's
+/// `converse-stream` and `invoke-with-response-stream`). It decides the upstream connection only.
+pub fn asks_stream(path: &str, body: &[u8]) -> bool {
+    let last = path.rsplit('/').next().unwrap_or_default();
+    let action = last.rsplit_once(':').map(|(_, action)| action);
+    if action.is_some_and(|a| a.starts_with("stream")) || last.ends_with("-stream") {
+        return true;
+    }
+    let mut stream = false;
+    let _ = crate::json_scan::members(body, |key, value| {
+        if key == b"stream" {
+            stream = body.get(value) == Some(b"true".as_slice());
+        }
+    });
+    stream
+}
+
 /// Client headers that never go upstream: the caller's credentials (the deployment's replace
 /// them), hop-by-hop headers, and what the body is re-sent with.
 const DROPPED: &[&str] = &[
@@ -163,6 +182,21 @@ pub fn first_of_each(headers: &mut Vec<(String, String)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_is_asked_for_in_the_body_or_by_the_path() {
+        assert!(asks_stream("v1/messages", br#"{"model": "c", "stream": true}"#));
+        assert!(!asks_stream("v1/messages", br#"{"model": "c", "stream": false}"#));
+        assert!(!asks_stream("v1/messages", br#"{"model": "c", "meta": {"stream": true}}"#), "the top level only");
+        assert!(!asks_stream("v1/messages", b"not json, \"stream\": true"));
+        assert!(!asks_stream("v1/models", b""));
+        assert!(asks_stream("v1beta/models/gemini-2.0-flash:streamGenerateContent", b"{}"));
+        assert!(!asks_stream("v1beta/models/gemini-2.0-flash:generateContent", b"{}"));
+        assert!(asks_stream("v1/projects/p/locations/l/publishers/anthropic/models/c:streamRawPredict", b"{}"));
+        assert!(asks_stream("model/anthropic.claude-3/converse-stream", b"{}"));
+        assert!(asks_stream("model/anthropic.claude-3/invoke-with-response-stream", b"{}"));
+        assert!(!asks_stream("model/anthropic.claude-3/converse", b"{}"));
+    }
 
     #[test]
     fn targets_join_the_base_and_the_path_without_repeating_the_version() {

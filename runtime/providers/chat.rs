@@ -99,7 +99,8 @@ pub async fn execute(
         ApiError::internal(format!("the catalogue gives {} no upstream for {}", d.provider, call.route.path))
     })?;
     let url = super::translate::upstream_url(d, template.path, call.params)?;
-    let upstream = provider.chat_request(&req, d, url, stream)?;
+    let mut upstream = provider.chat_request(&req, d, url, stream)?;
+    upstream.streamed = stream;
     let response = send(call.upstream, upstream, d, None).await?;
     let status = response.status;
     if !status.is_success() {
@@ -162,7 +163,8 @@ pub fn to_transport(
         };
         headers.append(name, value);
     }
-    Ok(Request { method: upstream.method, url, headers, body: upstream.body.into(), timeout, public_only })
+    let streamed = upstream.streamed;
+    Ok(Request { method: upstream.method, url, headers, body: upstream.body.into(), timeout, public_only, streamed })
 }
 
 /// Runs upstream bytes through a decoder, yielding each chunk as soon as it is complete.

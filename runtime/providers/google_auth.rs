@@ -257,6 +257,7 @@ impl TokenSource {
             body: body.into_bytes().into(),
             timeout: Some(Duration::from_secs(30)),
             public_only,
+            streamed: false,
         };
         let unreachable = |cause: String| {
             ApiError::new(

@@ -32,6 +32,7 @@ pub async fn probe(upstream: &UpstreamClient, d: &Deployment) -> Result<(), Stri
                 body: crate::transport::RequestBody::empty(),
                 timeout: Some(Duration::from_secs(10)),
                 public_only: d.public_only,
+                streamed: false,
             };
             crate::transport::answers_ok(upstream.send(request).await)
         }

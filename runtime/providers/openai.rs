@@ -168,6 +168,7 @@ pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
         body,
         timeout: None,
         public_only: d.public_only,
+        streamed: wants_stream,
     };
     let upstream_response = call.upstream.send(request).await.map_err(|e| {
         // A multipart body that failed on the client's side is the client's error, not the upstream's.

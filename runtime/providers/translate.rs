@@ -20,6 +20,8 @@ pub struct UpstreamRequest {
     /// Headers to send, credentials included (never logged).
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The answer is expected to stream (see `transport::Request::streamed`).
+    pub streamed: bool,
 }
 
 impl UpstreamRequest {
@@ -30,6 +32,7 @@ impl UpstreamRequest {
             url,
             headers: vec![("content-type".into(), "application/json".into())],
             body: serde_json::to_vec(body).unwrap_or_default(),
+            streamed: false,
         }
     }
 

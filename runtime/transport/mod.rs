@@ -1,9 +1,12 @@
 //! The HTTP client that calls upstreams. On a connection lane, upstreams are called over the
 //! lane's own HTTP/1.1 keep-alive connections, plain or TLS ([`h1`], [`stream`]), as nginx and
-//! litellm (httpx) call theirs. With `--upstream-http2`, TLS upstreams go through hyper's pooled
-//! clients instead, which speak HTTP/2 where the upstream offers it by ALPN (one set per lane,
-//! each HTTP/2 connection carrying at most `--upstream-http2-streams` requests: [`spread`]); so
-//! do calls made off the lanes and request bodies that stream.
+//! litellm (httpx) call theirs: for short JSON answers they cost the fewest instructions. Calls
+//! whose answer streams go to TLS upstreams through hyper's pooled clients instead, which speak
+//! HTTP/2 where the upstream offers it by ALPN (one set per lane, each HTTP/2 connection
+//! carrying at most `--upstream-http2-streams` requests: [`spread`]): a connection carries a
+//! hundred long streams with less memory and CPU than a hundred connections. `--upstream-http2`
+//! says which calls go that way ([`Http2`]); calls made off the lanes and request bodies that
+//! stream always do.
 //!
 //! reqwest on this path cost ~12% of a proxied request's instructions (a URL parse per request
 //! for its redirect policy and its response, large futures moved around) for features a gateway
@@ -48,6 +51,8 @@ pub struct Request {
     pub timeout: Option<Duration>,
     /// Only public addresses may be connected to (an untrusted app's request; see [`guard`]).
     pub public_only: bool,
+    /// The answer is expected to stream (an event stream): it may take HTTP/2 ([`Http2`]).
+    pub streamed: bool,
 }
 
 /// What a request sends.
@@ -163,19 +168,32 @@ where
     })
 }
 
+/// Which calls to TLS upstreams go over HTTP/2 where the upstream offers it (`--upstream-http2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Http2 {
+    /// None: every call rides the lanes' own HTTP/1.1 connections.
+    Never,
+    /// Calls whose answer streams; short JSON calls keep the lanes' HTTP/1.1 connections. A TLS
+    /// upstream that settles on HTTP/1.1 is remembered and its streams ride the lanes' too.
+    #[default]
+    Streams,
+    /// Every call.
+    Always,
+}
+
 /// How upstreams are called (`--upstream-http2`, `--upstream-http2-streams`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
-    /// TLS upstreams go through hyper's pooled clients, HTTP/2 where offered, rather than over
+    /// Which TLS calls go through hyper's pooled clients, HTTP/2 where offered, rather than over
     /// the lanes' own HTTP/1.1 connections.
-    pub http2: bool,
+    pub http2: Http2,
     /// The most requests one upstream HTTP/2 connection carries at once; past it another opens.
     pub streams_per_connection: usize,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { http2: false, streams_per_connection: spread::DEFAULT_STREAMS_PER_CONNECTION }
+        Settings { http2: Http2::default(), streams_per_connection: spread::DEFAULT_STREAMS_PER_CONNECTION }
     }
 }
 
@@ -200,26 +218,40 @@ impl UpstreamClient {
         }
     }
 
-    /// Sets how upstreams are called: over HTTP/2 where TLS upstreams offer it (by ALPN), on
-    /// hyper's pooled clients, rather than over the lane's own HTTP/1.1 connections; and how
-    /// many requests an HTTP/2 connection carries at once.
+    /// Sets how upstreams are called: which calls to TLS upstreams go over HTTP/2 where offered
+    /// (by ALPN), on hyper's pooled clients, rather than over the lane's own HTTP/1.1
+    /// connections; and how many requests an HTTP/2 connection carries at once.
     pub fn configure(&mut self, settings: Settings) {
         self.settings = settings;
     }
 
     /// Whether a request to `url` goes over the calling lane's own connections.
-    fn on_lane_connection(&self, url: &reqwest::Url) -> bool {
-        let lane_scheme = match url.scheme() {
+    fn on_lane_connection(&self, url: &reqwest::Url, streamed: bool, public_only: bool) -> bool {
+        if !h1::on_lane() {
+            return false;
+        }
+        match url.scheme() {
             "http" => true,
-            "https" => !self.settings.http2,
+            "https" => match self.settings.http2 {
+                Http2::Never => true,
+                Http2::Always => false,
+                Http2::Streams if !streamed => true,
+                Http2::Streams => {
+                    let origin = &url[..url::Position::BeforePath];
+                    if public_only {
+                        speaks_only_http1(&LANE_GUARDED, origin)
+                    } else {
+                        speaks_only_http1(&LANE_CLIENT, origin)
+                    }
+                }
+            },
             _ => false,
-        };
-        lane_scheme && h1::on_lane()
+        }
     }
 
     /// Sends `request`; resolves when the answer's head has arrived.
     pub async fn send(&self, request: Request) -> Result<Response, SendError> {
-        let Request { method, url, headers, body, timeout, public_only } = request;
+        let Request { method, url, headers, body, timeout, public_only, streamed } = request;
         let answer = async {
             match (&self.proxied, body) {
                 (Some(spread), body) => {
@@ -230,7 +262,7 @@ impl UpstreamClient {
                     let cap = self.settings.streams_per_connection;
                     send_proxied(spread, cap, method, &url, headers, body.into_body()).await
                 }
-                (None, RequestBody::Full(bytes)) if self.on_lane_connection(&url) => {
+                (None, RequestBody::Full(bytes)) if self.on_lane_connection(&url, streamed, public_only) => {
                     h1::send(&method, &url, &headers, &bytes, public_only).await
                 }
                 (None, body) => self.send_direct(method, &url, headers, body.into_body(), public_only).await,
@@ -300,6 +332,14 @@ where
     let version = answer.as_ref().ok().map(|a| a.version());
     lane.with(|lane| lane.get().unwrap_or(shared).learn(origin, picked.protocol, version));
     (answer, picked.carried)
+}
+
+/// Whether the calling lane's clients in `lane` learned that `origin` speaks only HTTP/1.1.
+fn speaks_only_http1<C: Clone>(
+    lane: &'static std::thread::LocalKey<std::cell::OnceCell<Spread<C>>>,
+    origin: &str,
+) -> bool {
+    lane.with(|spread| spread.get().is_some_and(|spread| spread.speaks_only_http1(origin)))
 }
 
 /// The address a URL names literally, if it names one.
@@ -479,6 +519,7 @@ mod tests {
             body: RequestBody::from(b"{}".to_vec()),
             timeout: Some(Duration::from_secs(10)),
             public_only: false,
+            streamed: false,
         };
         let answer = client.send(request).await.unwrap();
         assert_eq!(answer.status, StatusCode::OK);

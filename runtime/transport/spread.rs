@@ -18,12 +18,15 @@
 //! a call fails, the origin is negotiated again.
 //!
 //! An origin served over HTTP/1.1 is counted too: its first client's pool opens a connection
-//! per request already, so a second client changes nothing but which pool holds them.
+//! per request already, so a second client changes nothing but which pool holds them. A TLS
+//! origin that settled on HTTP/1.1 is remembered for a while ([`Spread::speaks_only_http1`]), so
+//! that its streams ride the lanes' own HTTP/1.1 connections instead of asking again.
 
 use axum::http::Version;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Requests carried at once on one HTTP/2 connection unless told otherwise: the least a server
 /// should allow (RFC 9113, 6.5.2), and what most providers allow or more.
@@ -32,6 +35,10 @@ pub const DEFAULT_STREAMS_PER_CONNECTION: usize = 100;
 /// Origins a client's counts are kept for before the idle ones are dropped; origins known to
 /// speak HTTP/2 kept before they are all forgotten.
 const ORIGINS_KEPT: usize = 256;
+
+/// How long a TLS origin that settled on HTTP/1.1 is taken to speak only that: after it, the
+/// next stream asks again, so an upstream that starts offering HTTP/2 is found.
+const HTTP1_KEPT: Duration = Duration::from_secs(600);
 
 /// What a client speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +60,8 @@ struct Clients<C> {
     http2: Vec<Counted<C>>,
     /// Origins that answered over HTTP/2.
     speak_http2: HashSet<String>,
+    /// TLS origins whose ALPN settled on HTTP/1.1, and when it did.
+    speak_http1: HashMap<String, Instant>,
 }
 
 /// The client a request goes through, what it speaks, and the request's place on it.
@@ -78,7 +87,12 @@ impl Drop for Carried {
 
 impl<C: Clone> Spread<C> {
     pub fn new(make: impl Fn(Protocol) -> C + Send + Sync + 'static) -> Spread<C> {
-        let clients = Clients { negotiated: Vec::new(), http2: Vec::new(), speak_http2: HashSet::new() };
+        let clients = Clients {
+            negotiated: Vec::new(),
+            http2: Vec::new(),
+            speak_http2: HashSet::new(),
+            speak_http1: HashMap::new(),
+        };
         Spread { make: Box::new(make), clients: Mutex::new(clients) }
     }
 
@@ -114,6 +128,7 @@ impl<C: Clone> Spread<C> {
         match (protocol, answered) {
             (Protocol::Negotiated, Some(Version::HTTP_2)) => {
                 let mut clients = self.lock();
+                clients.speak_http1.remove(origin);
                 if clients.speak_http2.len() >= ORIGINS_KEPT {
                     clients.speak_http2.clear();
                 }
@@ -121,11 +136,28 @@ impl<C: Clone> Spread<C> {
                     clients.speak_http2.insert(origin.to_owned());
                 }
             }
+            // Plain HTTP is HTTP/1.1 without asking: only TLS origins have chosen it.
+            (Protocol::Negotiated, Some(Version::HTTP_11)) if origin.starts_with("https:") => {
+                let mut clients = self.lock();
+                if clients.speak_http1.len() >= ORIGINS_KEPT {
+                    clients.speak_http1.retain(|_, since| since.elapsed() < HTTP1_KEPT);
+                    if clients.speak_http1.len() >= ORIGINS_KEPT {
+                        clients.speak_http1.clear();
+                    }
+                }
+                clients.speak_http1.insert(origin.to_owned(), Instant::now());
+            }
             (Protocol::Http2, None) => {
                 self.lock().speak_http2.remove(origin);
             }
             _ => {}
         }
+    }
+
+    /// Whether `origin` settled on HTTP/1.1 by ALPN lately: asking it again would only cost a
+    /// connection of hyper's beside the lanes' own.
+    pub fn speaks_only_http1(&self, origin: &str) -> bool {
+        self.lock().speak_http1.get(origin).is_some_and(|since| since.elapsed() < HTTP1_KEPT)
     }
 }
 
@@ -199,9 +231,11 @@ mod tests {
         let first = spread.pick("https://a", 2);
         assert_eq!(first.protocol, Protocol::Negotiated);
         spread.learn("https://a", first.protocol, Some(Version::HTTP_11));
-        assert_eq!(spread.pick("https://a", 2).protocol, Protocol::Negotiated, "HTTP/1.1 teaches nothing");
+        assert_eq!(spread.pick("https://a", 2).protocol, Protocol::Negotiated, "HTTP/1.1 picks no other client");
+        assert!(spread.speaks_only_http1("https://a"));
 
         spread.learn("https://a", first.protocol, Some(Version::HTTP_2));
+        assert!(!spread.speaks_only_http1("https://a"), "an origin that starts offering HTTP/2 is taken at its word");
         let picked: Vec<_> = (0..3).map(|_| spread.pick("https://a", 2)).collect();
         assert!(picked.iter().all(|p| p.protocol == Protocol::Http2 && p.client.1 == Protocol::Http2));
         assert_eq!(picked.iter().map(number).collect::<Vec<_>>(), [1, 1, 2], "their own clients, two each");
@@ -212,6 +246,26 @@ mod tests {
         assert_eq!(spread.pick("https://a", 2).protocol, Protocol::Http2);
         spread.learn("https://a", Protocol::Http2, None);
         assert_eq!(spread.pick("https://a", 2).protocol, Protocol::Negotiated);
+    }
+
+    #[test]
+    fn only_tls_origins_are_remembered_as_speaking_http1_and_only_for_a_while() {
+        let spread = numbered();
+        spread.learn("http://plain", Protocol::Negotiated, Some(Version::HTTP_11));
+        assert!(!spread.speaks_only_http1("http://plain"), "plain HTTP chose nothing");
+        spread.learn("https://old", Protocol::Negotiated, Some(Version::HTTP_11));
+        assert!(spread.speaks_only_http1("https://old"));
+        // Learned longer ago than it is kept for: asked again.
+        let long_ago = Instant::now().checked_sub(HTTP1_KEPT + Duration::from_secs(1));
+        if let Some(long_ago) = long_ago {
+            spread.lock().speak_http1.insert("https://old".into(), long_ago);
+            assert!(!spread.speaks_only_http1("https://old"));
+        }
+        // Bounded: past the origins kept, the stale ones go first, then all.
+        for i in 0..ORIGINS_KEPT + 10 {
+            spread.learn(&format!("https://o{i}"), Protocol::Negotiated, Some(Version::HTTP_11));
+        }
+        assert!(spread.lock().speak_http1.len() <= ORIGINS_KEPT);
     }
 
     #[test]

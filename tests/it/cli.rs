@@ -364,6 +364,7 @@ fn serve_refuses_connection_settings_out_of_range() {
         ("--overload-hold", "NaN", "expected seconds from 0 to 60"),
         ("--upstream-http2-streams", "0", "0 is not in 1..=10000"),
         ("--upstream-http2-streams", "10001", "10001 is not in 1..=10000"),
+        ("--upstream-http2", "sometimes", "expected streams, always or never"),
     ] {
         let (code, _, err) = run(&["serve", "--port", "0", flag, value]);
         assert_eq!(code, 2, "{flag} {value}: {err}");

@@ -57,6 +57,7 @@ fn ours(url: String) -> Outcome {
                 body: RequestBody::empty(),
                 timeout: Some(Duration::from_secs(5)),
                 public_only: false,
+                streamed: false,
             };
             let answer = UpstreamClient::new().send(request).await.map_err(|e| e.to_string())?;
             let status = answer.status.as_u16();

@@ -134,12 +134,14 @@ async fn a_private_ca_upstream_is_trusted_through_ssl_cert_file_or_dir_only() {
     assert!(message.contains("certificate") || message.contains("issuer"), "{message}");
 }
 
-/// What the h2-capable upstream saw: TCP connections accepted, each request's HTTP version, and
-/// the connections (numbered as accepted) that carried requests.
+/// What a hyper upstream saw: TCP connections accepted, each request's HTTP version and the
+/// connection (numbered as accepted) that carried it, and the connections that carried any.
 #[derive(Default)]
 struct Seen {
     connections: std::sync::atomic::AtomicUsize,
     versions: std::sync::Mutex<Vec<String>>,
+    methods: std::sync::Mutex<Vec<axum::http::Method>>,
+    carriers: std::sync::Mutex<Vec<usize>>,
     serving: std::sync::Mutex<std::collections::BTreeSet<usize>>,
 }
 
@@ -157,6 +159,23 @@ async fn h2_limited(
     app: axum::Router,
     streams: Option<u32>,
 ) -> (u16, Arc<Seen>) {
+    hyper_upstream(cert, key, app, &[b"h2", b"http/1.1"], streams).await
+}
+
+/// `app` over TLS offering only HTTP/1.1 by ALPN, served by hyper; what it saw is counted.
+async fn h1_only(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>, app: axum::Router) -> (u16, Arc<Seen>) {
+    hyper_upstream(cert, key, app, &[b"http/1.1"], None).await
+}
+
+/// `app` over TLS offering `alpn`, keeping connections alive, served by hyper (at most `streams`
+/// streams at once on an HTTP/2 connection); what it saw is counted.
+async fn hyper_upstream(
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+    app: axum::Router,
+    alpn: &[&[u8]],
+    streams: Option<u32>,
+) -> (u16, Arc<Seen>) {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use tower::ServiceExt;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -166,7 +185,7 @@ async fn h2_limited(
         .with_no_client_auth()
         .with_single_cert(vec![cert], key)
         .unwrap();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -180,6 +199,8 @@ async fn h2_limited(
                 let Ok(tls) = acceptor.accept(socket).await else { return };
                 let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                     seen.versions.lock().unwrap().push(format!("{:?}", request.version()));
+                    seen.carriers.lock().unwrap().push(number);
+                    seen.methods.lock().unwrap().push(request.method().clone());
                     seen.serving.lock().unwrap().insert(number);
                     app.clone().oneshot(request.map(axum::body::Body::new))
                 });
@@ -269,6 +290,85 @@ async fn https_upstreams_get_kept_alive_http1_connections_unless_http2_is_asked_
     }
 }
 
+/// An OpenAI-style chat upstream answering JSON, or a short event stream when asked for one.
+fn chat_or_stream() -> axum::Router {
+    use axum::response::IntoResponse;
+    let chat = axum::routing::post(|axum::Json(body): axum::Json<Value>| async move {
+        if body["stream"] == true {
+            let chunk = json!({"id": "chatcmpl-tls", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o",
+                "choices": [{"index": 0, "delta": {"role": "assistant", "content": "streamed"}, "finish_reason": "stop"}]});
+            let events = format!("data: {chunk}\n\ndata: [DONE]\n\n");
+            ([("content-type", "text/event-stream")], events).into_response()
+        } else {
+            axum::Json(json!({
+                "id": "chatcmpl-tls", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "whole"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+            }))
+            .into_response()
+        }
+    });
+    axum::Router::new().route("/v1/chat/completions", chat)
+}
+
+/// A chat app whose one deployment is the OpenAI-style upstream on `port` over TLS.
+fn chat_app(port: u16) -> Value {
+    json!({"name": "tls", "type": "llm-proxy", "config": {"service_id": "tls", "model_list": [
+        {"model_name": "gpt", "litellm_params": {"model": "openai/gpt-4o", "api_base": format!("https://localhost:{port}/v1"), "api_key": "sk-upstream"}}
+    ]}})
+}
+
+/// Sends `server` one chat call after another, streamed or not as `streams` says, checking each
+/// answer whole.
+async fn chats(server: &ServeProcess, streams: &[bool]) {
+    let url = format!("{}/default/apps/tls/v1/chat/completions", server.base);
+    let client = reqwest::Client::new();
+    for &stream in streams {
+        let body = json!({"model": "gpt", "stream": stream, "messages": [{"role": "user", "content": "Hi"}]});
+        let sent = client.post(&url).bearer_auth(&server.token).header("content-type", "application/json");
+        let answer = sent.body(body.to_string()).send().await.unwrap();
+        assert_eq!(answer.status(), 200, "stream {stream}");
+        let text = answer.text().await.unwrap();
+        let expected = if stream { "streamed" } else { "whole" };
+        assert!(text.contains(expected), "stream {stream}: {text}");
+        assert_eq!(text.ends_with("data: [DONE]\n\n"), stream, "{text}");
+    }
+}
+
+/// By default a call whose answer streams takes HTTP/2 where the TLS upstream offers it (one
+/// connection carries many streams), while JSON calls keep the lane's HTTP/1.1 connection. An
+/// upstream that settles on HTTP/1.1 gets its later streams on the lane's connections too, and
+/// `--upstream-http2 never` keeps every call there.
+#[tokio::test(flavor = "multi_thread")]
+async fn by_default_streams_take_http2_where_offered_and_json_calls_the_lanes_http1() {
+    let Trusted { dir, ca_file, cert, key } = trusted();
+    let (json_call, stream) = (false, true);
+    let calls = [json_call, stream, stream, json_call];
+
+    let (port, seen) = h2_capable(cert.clone(), key.clone_key(), chat_or_stream()).await;
+    let server = serve_trusting(dir.path(), "h2-default", &chat_app(port), &ca_file, false).await;
+    chats(&server, &calls).await;
+    let versions = seen.versions.lock().unwrap().clone();
+    assert_eq!(versions, ["HTTP/1.1", "HTTP/2.0", "HTTP/2.0", "HTTP/1.1"]);
+    let carriers = seen.carriers.lock().unwrap().clone();
+    assert_eq!(carriers[0], carriers[3], "JSON calls share the lane's kept-alive connection: {carriers:?}");
+
+    // ALPN settles on HTTP/1.1: the first stream learns it on a connection of hyper's, the next
+    // rides the lane's kept-alive connection the JSON call opened.
+    let (port, seen) = h1_only(cert.clone(), key.clone_key(), chat_or_stream()).await;
+    let server = serve_trusting(dir.path(), "h1-only", &chat_app(port), &ca_file, false).await;
+    chats(&server, &calls).await;
+    assert!(seen.versions.lock().unwrap().iter().all(|v| v == "HTTP/1.1"));
+    assert_eq!(*seen.carriers.lock().unwrap(), [0, 1, 0, 0]);
+
+    let (port, seen) = h2_capable(cert, key, chat_or_stream()).await;
+    let never = ["--upstream-http2", "never"];
+    let server = serve_trusting_with(dir.path(), "h2-never", &chat_app(port), &ca_file, &never, &[]).await;
+    chats(&server, &calls).await;
+    assert!(seen.versions.lock().unwrap().iter().all(|v| v == "HTTP/1.1"));
+    assert_eq!(*seen.carriers.lock().unwrap(), [0, 0, 0, 0], "one kept-alive connection");
+}
+
 /// An MCP server with one tool, `ping`.
 #[derive(Clone)]
 struct Ping;
@@ -288,14 +388,17 @@ impl rmcp::handler::server::ServerHandler for Ping {
     }
 }
 
-/// An app's MCP servers are called like its LLM upstreams: over the lane's HTTP/1.1 connections,
-/// or over HTTP/2 with `--upstream-http2`.
+/// An app's MCP servers are called like its LLM upstreams: requests over the lane's HTTP/1.1
+/// connections and the session's event stream (a GET) over HTTP/2 by default, every call over
+/// one or the other with `--upstream-http2 never` or `always`.
 #[tokio::test(flavor = "multi_thread")]
 async fn mcp_servers_over_https_follow_upstream_http2() {
     use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
     use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
     let Trusted { dir, ca_file, cert, key } = trusted();
-    for (http2, expected) in [(false, "HTTP/1.1"), (true, "HTTP/2.0")] {
+    for (http2, posts, gets) in
+        [("never", "HTTP/1.1", "HTTP/1.1"), ("streams", "HTTP/1.1", "HTTP/2.0"), ("always", "HTTP/2.0", "HTTP/2.0")]
+    {
         let config = StreamableHttpServerConfig::default().disable_allowed_hosts();
         let mcp = StreamableHttpService::new(|| Ok(Ping), Arc::new(LocalSessionManager::default()), config);
         let (port, seen) =
@@ -303,13 +406,27 @@ async fn mcp_servers_over_https_follow_upstream_http2() {
         let manifest = json!({"name": "tls", "type": "llm-proxy", "config": {"service_id": "tls",
             "model_list": [{"model_name": "m", "litellm_params": {"model": "m", "mock_response": "hi"}}],
             "mcp_servers": {"ping": {"url": format!("https://localhost:{port}/mcp")}}}});
-        let server = serve_trusting(dir.path(), &format!("mcp-{http2}"), &manifest, &ca_file, http2).await;
+        let flag = ["--upstream-http2", http2];
+        let server = serve_trusting_with(dir.path(), &format!("mcp-{http2}"), &manifest, &ca_file, &flag, &[]).await;
         let url = format!("{}/default/apps/tls/mcp-rest/tools/list", server.base);
         let answer = reqwest::Client::new().get(&url).bearer_auth(&server.token).send().await.unwrap();
         let (_, listed) = read_json(answer).await;
         assert_eq!(listed["tools"][0]["name"], "ping-ping", "http2 {http2}: {listed}");
+        // rmcp opens the session's event stream beside its first calls: wait for it.
+        let has_get = || seen.methods.lock().unwrap().contains(&axum::http::Method::GET);
+        for _ in 0..100 {
+            if has_get() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         let versions = seen.versions.lock().unwrap().clone();
-        assert!(!versions.is_empty() && versions.iter().all(|v| v == expected), "http2 {http2}: {versions:?}");
+        let methods = seen.methods.lock().unwrap().clone();
+        assert!(methods.contains(&axum::http::Method::POST) && has_get(), "http2 {http2}: {methods:?}");
+        for (method, version) in methods.iter().zip(&versions) {
+            let expected = if method == axum::http::Method::GET { gets } else { posts };
+            assert_eq!(version, expected, "http2 {http2}: {method} in {methods:?} {versions:?}");
+        }
     }
 }
 
@@ -346,8 +463,10 @@ fn held_stream(release: tokio::sync::watch::Receiver<bool>) -> axum::response::R
 /// hyper's pool keeps one HTTP/2 connection per upstream and queues a request past the server's
 /// stream limit until a stream on it ends: long streams would wait for each other. Past
 /// `--upstream-http2-streams` ferrolite opens another connection, so all of them run at once.
+/// Streams take HTTP/2 by default; with `--upstream-http2` (every call) they are spread alike.
 #[tokio::test(flavor = "multi_thread")]
 async fn streams_past_an_http2_connections_limit_get_another_connection_instead_of_waiting() {
+    held_streams_are_spread(&["--upstream-http2-streams", "2"], &[]).await;
     held_streams_are_spread(&["--upstream-http2", "--upstream-http2-streams", "2"], &[]).await;
 }
 
