@@ -14,7 +14,7 @@
 //! reached through a proxy the environment names (`HTTPS_PROXY`, ...).
 
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, Version};
 use futures::StreamExt;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -239,13 +239,27 @@ impl UpstreamClient {
                 Http2::Streams => {
                     let origin = &url[..url::Position::BeforePath];
                     if public_only {
-                        speaks_only_http1(&LANE_GUARDED, origin)
+                        with_spread(&LANE_GUARDED, &self.guarded, |spread| spread.speaks_only_http1(origin))
                     } else {
-                        speaks_only_http1(&LANE_CLIENT, origin)
+                        with_spread(&LANE_CLIENT, &self.direct, |spread| spread.speaks_only_http1(origin))
                     }
                 }
             },
             _ => false,
+        }
+    }
+
+    /// A wait for the scout out to `url`'s origin on the clients a call to it goes through, if
+    /// one is (see [`spread`]).
+    fn scouting(&self, url: &reqwest::Url, public_only: bool) -> Option<spread::Waiting> {
+        if url.scheme() != "https" {
+            return None;
+        }
+        let origin = &url[..url::Position::BeforePath];
+        if public_only {
+            with_spread(&LANE_GUARDED, &self.guarded, |spread| spread.scouting(origin))
+        } else {
+            with_spread(&LANE_CLIENT, &self.direct, |spread| spread.scouting(origin))
         }
     }
 
@@ -262,10 +276,24 @@ impl UpstreamClient {
                     let cap = self.settings.streams_per_connection;
                     send_proxied(spread, cap, method, &url, headers, body.into_body()).await
                 }
-                (None, RequestBody::Full(bytes)) if self.on_lane_connection(&url, streamed, public_only) => {
-                    h1::send(&method, &url, &headers, &bytes, public_only).await
+                (None, body) => {
+                    let whole = matches!(body, RequestBody::Full(_));
+                    let mut on_lane = whole && self.on_lane_connection(&url, streamed, public_only);
+                    if !on_lane {
+                        // A new TLS origin's first call is out to learn what it speaks: wait for
+                        // it, then choose with what it learned.
+                        if let Some(waiting) = self.scouting(&url, public_only) {
+                            waiting.done_within(CONNECT_TIMEOUT).await;
+                            on_lane = whole && self.on_lane_connection(&url, streamed, public_only);
+                        }
+                    }
+                    match body {
+                        RequestBody::Full(bytes) if on_lane => {
+                            h1::send(&method, &url, &headers, &bytes, public_only).await
+                        }
+                        body => self.send_direct(method, &url, headers, body.into_body(), public_only).await,
+                    }
                 }
-                (None, body) => self.send_direct(method, &url, headers, body.into_body(), public_only).await,
             }
         };
         match timeout {
@@ -315,31 +343,55 @@ impl UpstreamClient {
 }
 
 /// Sends `outgoing` to `origin` through the calling lane's clients in `lane` (`shared` off the
-/// lanes), and learns from the answer whether the origin speaks HTTP/2. The request's place on
-/// its client comes back with the answer, to be held with its body.
+/// lanes), and learns whether the origin speaks HTTP/2: from the connection when the request is
+/// its scout, else from the answer. The request's place on its client comes back with the
+/// answer, to be held with its body.
 async fn spread_send<K>(
     lane: &'static std::thread::LocalKey<std::cell::OnceCell<Spread<Client<K, Body>>>>,
     shared: &Spread<Client<K, Body>>,
     origin: &str,
     cap: usize,
-    outgoing: axum::http::Request<Body>,
+    mut outgoing: axum::http::Request<Body>,
 ) -> (Result<axum::http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error>, spread::Carried)
 where
     K: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
 {
-    let picked = lane.with(|lane| lane.get().unwrap_or(shared).pick(origin, cap));
-    let answer = picked.client.request(outgoing).await;
+    let spread::Picked { client, protocol, carried, scout } =
+        with_spread(lane, shared, |spread| spread.pick_scouting(origin, cap));
+    let answer = match scout {
+        None => client.request(outgoing).await,
+        Some(scout) => {
+            let mut connection = hyper_util::client::legacy::connect::capture_connection(&mut outgoing);
+            let answer = client.request(outgoing);
+            futures::pin_mut!(answer);
+            // `None` when the request ended without a connection.
+            let settled =
+                async { connection.wait_for_connection_metadata().await.as_ref().map(|c| c.is_negotiated_h2()) };
+            tokio::select! {
+                answer = &mut answer => answer,
+                http2 = settled => {
+                    if let Some(http2) = http2 {
+                        let version = if http2 { Version::HTTP_2 } else { Version::HTTP_11 };
+                        with_spread(lane, shared, |spread| spread.learn(origin, protocol, Some(version)));
+                    }
+                    drop(scout);
+                    answer.await
+                }
+            }
+        }
+    };
     let version = answer.as_ref().ok().map(|a| a.version());
-    lane.with(|lane| lane.get().unwrap_or(shared).learn(origin, picked.protocol, version));
-    (answer, picked.carried)
+    with_spread(lane, shared, |spread| spread.learn(origin, protocol, version));
+    (answer, carried)
 }
 
-/// Whether the calling lane's clients in `lane` learned that `origin` speaks only HTTP/1.1.
-fn speaks_only_http1<C: Clone>(
+/// `f` of the calling lane's clients in `lane`, or of `shared` off the lanes.
+fn with_spread<C: Clone, T>(
     lane: &'static std::thread::LocalKey<std::cell::OnceCell<Spread<C>>>,
-    origin: &str,
-) -> bool {
-    lane.with(|spread| spread.get().is_some_and(|spread| spread.speaks_only_http1(origin)))
+    shared: &Spread<C>,
+    f: impl FnOnce(&Spread<C>) -> T,
+) -> T {
+    lane.with(|lane| f(lane.get().unwrap_or(shared)))
 }
 
 /// The address a URL names literally, if it names one.

@@ -13,9 +13,13 @@
 //!
 //! Until a connection has settled on HTTP/2 by ALPN, hyper opens one per waiting request and
 //! keeps one of them: a burst of a hundred streams to a new client would make a hundred TLS
-//! handshakes. So once an origin has answered over HTTP/2 it is sent through clients that speak
-//! only HTTP/2, whose pools open one connection at a time and let the burst wait for it; if such
-//! a call fails, the origin is negotiated again.
+//! handshakes. So once an origin is known to speak HTTP/2 it is sent through clients that speak
+//! only that, whose pools open one connection at a time and let the burst wait for it; if such
+//! a call fails, the origin is negotiated again. To know it, a new TLS origin is asked once: the
+//! first call to it is its scout ([`Spread::pick_scouting`]), and the others wait until the
+//! scout's connection has settled by ALPN ([`Spread::scouting`]), then go where it taught them
+//! (a burst of streams to a provider first met, on start, would otherwise make a handshake per
+//! stream and keep one connection).
 //!
 //! An origin served over HTTP/1.1 is counted too: its first client's pool opens a connection
 //! per request already, so a second client changes nothing but which pool holds them. A TLS
@@ -27,6 +31,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// Requests carried at once on one HTTP/2 connection unless told otherwise: the least a server
 /// should allow (RFC 9113, 6.5.2), and what most providers allow or more.
@@ -62,6 +67,8 @@ struct Clients<C> {
     speak_http2: HashSet<String>,
     /// TLS origins whose ALPN settled on HTTP/1.1, and when it did.
     speak_http1: HashMap<String, Instant>,
+    /// Origins a scout is out to; the scout's end wakes its receivers.
+    scouts: HashMap<String, watch::Receiver<()>>,
 }
 
 /// The client a request goes through, what it speaks, and the request's place on it.
@@ -69,6 +76,27 @@ pub struct Picked<C> {
     pub client: C,
     pub protocol: Protocol,
     pub carried: Carried,
+    /// Set when the request is the first to a new TLS origin: the others wait until it is
+    /// dropped, once the request's connection has settled (and been learned from) or failed.
+    pub scout: Option<Scout>,
+}
+
+/// A request out to learn what a new origin speaks (see [`Picked::scout`]): held, not read;
+/// dropping it ends the others' wait.
+pub struct Scout {
+    _done: watch::Sender<()>,
+}
+
+/// A wait for another request's scout: over when that one is dropped.
+pub struct Waiting(watch::Receiver<()>);
+
+impl Waiting {
+    /// Resolves when the scout is done, or after `limit` (a scout whose handshake hangs holds
+    /// no one long).
+    pub async fn done_within(mut self, limit: Duration) {
+        // Nothing is ever sent: `changed` returns when the sender goes.
+        let _ = tokio::time::timeout(limit, self.0.changed()).await;
+    }
 }
 
 struct Counted<C> {
@@ -92,6 +120,7 @@ impl<C: Clone> Spread<C> {
             http2: Vec::new(),
             speak_http2: HashSet::new(),
             speak_http1: HashMap::new(),
+            scouts: HashMap::new(),
         };
         Spread { make: Box::new(make), clients: Mutex::new(clients) }
     }
@@ -104,7 +133,25 @@ impl<C: Clone> Spread<C> {
     /// first client carrying fewer than `cap` requests to `origin`, or a new one; one that
     /// speaks only HTTP/2 when `origin` is known to.
     pub fn pick(&self, origin: &str, cap: usize) -> Picked<C> {
+        self.pick_with(origin, cap, false)
+    }
+
+    /// [`Spread::pick`], with a scout on the picked request when `origin` is a TLS origin not
+    /// yet known and none is out to it (the caller learns from its connection: [`Picked::scout`]).
+    pub fn pick_scouting(&self, origin: &str, cap: usize) -> Picked<C> {
+        self.pick_with(origin, cap, true)
+    }
+
+    /// A wait for the scout out to `origin`, if one is.
+    pub fn scouting(&self, origin: &str) -> Option<Waiting> {
+        let clients = self.lock();
+        let out = clients.scouts.get(origin).filter(|scout| scout.has_changed().is_ok())?;
+        Some(Waiting(out.clone()))
+    }
+
+    fn pick_with(&self, origin: &str, cap: usize, scouting: bool) -> Picked<C> {
         let mut clients = self.lock();
+        let scout = (scouting && clients.unknown(origin)).then(|| clients.send_scout(origin)).flatten();
         let protocol = if clients.speak_http2.contains(origin) { Protocol::Http2 } else { Protocol::Negotiated };
         let list = match protocol {
             Protocol::Negotiated => &mut clients.negotiated,
@@ -119,7 +166,7 @@ impl<C: Clone> Spread<C> {
         let counted = &mut list[index];
         let count = counted.count_for(origin);
         count.fetch_add(1, Ordering::Relaxed);
-        Picked { client: counted.client.clone(), protocol, carried: Carried(count) }
+        Picked { client: counted.client.clone(), protocol, carried: Carried(count), scout }
     }
 
     /// Learns from a call to `origin` through a client speaking `protocol`: `answered` is the
@@ -157,7 +204,32 @@ impl<C: Clone> Spread<C> {
     /// Whether `origin` settled on HTTP/1.1 by ALPN lately: asking it again would only cost a
     /// connection of hyper's beside the lanes' own.
     pub fn speaks_only_http1(&self, origin: &str) -> bool {
-        self.lock().speak_http1.get(origin).is_some_and(|since| since.elapsed() < HTTP1_KEPT)
+        self.lock().http1_lately(origin)
+    }
+}
+
+impl<C> Clients<C> {
+    /// Whether `origin` is a TLS origin whose protocol is not known (lately).
+    fn unknown(&self, origin: &str) -> bool {
+        origin.starts_with("https:") && !self.speak_http2.contains(origin) && !self.http1_lately(origin)
+    }
+
+    /// Whether `origin` settled on HTTP/1.1 by ALPN less than [`HTTP1_KEPT`] ago.
+    fn http1_lately(&self, origin: &str) -> bool {
+        self.speak_http1.get(origin).is_some_and(|since| since.elapsed() < HTTP1_KEPT)
+    }
+
+    /// A scout to `origin`, unless one is out.
+    fn send_scout(&mut self, origin: &str) -> Option<Scout> {
+        if self.scouts.get(origin).is_some_and(|out| out.has_changed().is_ok()) {
+            return None;
+        }
+        if self.scouts.len() >= ORIGINS_KEPT {
+            self.scouts.retain(|_, out| out.has_changed().is_ok());
+        }
+        let (scout, out) = watch::channel(());
+        self.scouts.insert(origin.to_owned(), out);
+        Some(Scout { _done: scout })
     }
 }
 
@@ -266,6 +338,36 @@ mod tests {
             spread.learn(&format!("https://o{i}"), Protocol::Negotiated, Some(Version::HTTP_11));
         }
         assert!(spread.lock().speak_http1.len() <= ORIGINS_KEPT);
+    }
+
+    #[tokio::test]
+    async fn the_first_call_to_a_new_tls_origin_scouts_and_the_others_wait_for_it() {
+        let spread = numbered();
+        assert!(spread.pick_scouting("http://plain", 2).scout.is_none(), "plain HTTP has nothing to learn");
+        assert!(spread.pick("https://a", 2).scout.is_none(), "only asked for");
+
+        let scout = spread.pick_scouting("https://a", 2);
+        assert!(scout.scout.is_some());
+        assert!(spread.pick_scouting("https://a", 2).scout.is_none(), "one scout at a time");
+        let waiting = spread.scouting("https://a").expect("a scout is out");
+        assert!(spread.scouting("https://b").is_none());
+
+        // The wait ends when the scout is dropped, having learned or not.
+        let waited = tokio::spawn(waiting.done_within(Duration::from_secs(60)));
+        spread.learn("https://a", scout.protocol, Some(Version::HTTP_2));
+        drop(scout);
+        tokio::time::timeout(Duration::from_secs(5), waited).await.unwrap().unwrap();
+        assert!(spread.scouting("https://a").is_none());
+        assert!(spread.pick_scouting("https://a", 2).scout.is_none(), "known now");
+
+        // A scout that hangs holds no one past the limit.
+        let hanging = spread.pick_scouting("https://slow", 2);
+        assert!(hanging.scout.is_some());
+        let waiting = spread.scouting("https://slow").unwrap();
+        tokio::time::timeout(Duration::from_secs(5), waiting.done_within(Duration::from_millis(10))).await.unwrap();
+        // Its end without learning lets the next call scout.
+        drop(hanging);
+        assert!(spread.pick_scouting("https://slow", 2).scout.is_some());
     }
 
     #[test]

@@ -466,8 +466,8 @@ fn held_stream(release: tokio::sync::watch::Receiver<bool>) -> axum::response::R
 /// Streams take HTTP/2 by default; with `--upstream-http2` (every call) they are spread alike.
 #[tokio::test(flavor = "multi_thread")]
 async fn streams_past_an_http2_connections_limit_get_another_connection_instead_of_waiting() {
-    held_streams_are_spread(&["--upstream-http2-streams", "2"], &[]).await;
-    held_streams_are_spread(&["--upstream-http2", "--upstream-http2-streams", "2"], &[]).await;
+    held_streams_are_spread(&["--upstream-http2-streams", "2"], &[], 3).await;
+    held_streams_are_spread(&["--upstream-http2", "--upstream-http2-streams", "2"], &[], 3).await;
 }
 
 /// Behind an environment proxy, calls go through reqwest, whose pool is hyper's: they are
@@ -476,7 +476,9 @@ async fn streams_past_an_http2_connections_limit_get_another_connection_instead_
 async fn streams_through_an_https_proxy_are_spread_over_tunnels_as_well() {
     let (proxy, tunnels) = connect_proxy().await;
     let env = [("HTTPS_PROXY", format!("http://127.0.0.1:{proxy}")), ("NO_PROXY", String::new())];
-    held_streams_are_spread(&["--upstream-http2-streams", "2"], &env).await;
+    // reqwest tells nothing of a connection before its answer: the first burst negotiates on
+    // a connection per stream.
+    held_streams_are_spread(&["--upstream-http2-streams", "2"], &env, 5).await;
     assert!(tunnels.load(std::sync::atomic::Ordering::SeqCst) >= 6, "every upstream connection went through the proxy");
 }
 
@@ -517,8 +519,9 @@ async fn connect_proxy() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
 /// Bursts of five streams held open by an upstream that allows two per HTTP/2 connection, through
 /// ferrolite started with `extra` arguments and `env`: each stream gets its first event while
 /// the others are open, and connections open two streams apiece, none wasted once the upstream
-/// is known to speak HTTP/2.
-async fn held_streams_are_spread(extra: &[&'static str], env: &[(&'static str, String)]) {
+/// is known to speak HTTP/2. The first burst, to the upstream still unknown, makes
+/// `first_connections`.
+async fn held_streams_are_spread(extra: &[&'static str], env: &[(&'static str, String)], first_connections: usize) {
     use futures::StreamExt;
     let Trusted { dir, ca_file, cert, key } = trusted();
     let (release, held) = tokio::sync::watch::channel(false);
@@ -571,18 +574,22 @@ async fn held_streams_are_spread(extra: &[&'static str], env: &[(&'static str, S
         counts
     };
 
-    // The upstream is new: hyper opens a connection per request until ALPN settles on HTTP/2,
-    // then keeps one per client; two streams on each of three.
-    let (_, first_serving) = burst().await;
+    // The upstream is new: the first stream's connection learns by ALPN that it speaks HTTP/2
+    // while the others wait (hyper would open a connection per request until ALPN settles),
+    // then they go two to a connection.
+    let (first_accepted, first_serving) = burst().await;
     assert_eq!(first_serving, 3, "two streams per connection");
+    assert_eq!(first_accepted, first_connections, "connections opened by the first burst");
     assert!(seen.versions.lock().unwrap().iter().all(|v| v == "HTTP/2.0"));
 
     // Known to speak HTTP/2, it is called through clients that speak only that, whose pools open
-    // one connection at a time: three more connections, no more.
-    let before = accepted();
-    let (after, second_serving) = burst().await;
-    assert_eq!(after - before, 3, "one TLS connection per two streams, none wasted");
-    assert_eq!(second_serving, 6);
+    // one connection at a time: five streams on three connections, and every connection opened
+    // for them carries some (with a scout, two of the three were opened by the first burst).
+    let (before, from) = (accepted(), seen.carriers.lock().unwrap().len());
+    let (after, _) = burst().await;
+    let carriers: std::collections::BTreeSet<usize> = seen.carriers.lock().unwrap()[from..].iter().copied().collect();
+    assert_eq!(carriers.len(), 3, "two streams per connection: {carriers:?}");
+    assert!((before..after).all(|c| carriers.contains(&c)), "no connection wasted: {carriers:?} {before}..{after}");
 
     // The places are given back when streams end: the next burst finds them on open connections.
     let (again, _) = burst().await;
