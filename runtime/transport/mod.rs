@@ -6,7 +6,8 @@
 //! carrying at most `--upstream-http2-streams` requests: [`spread`]): a connection carries a
 //! hundred long streams with less memory and CPU than a hundred connections. `--upstream-http2`
 //! says which calls go that way ([`Http2`]); calls made off the lanes and request bodies that
-//! stream always do.
+//! stream always do. Which origins speak HTTP/2, and which only HTTP/1.1, is learned from calls
+//! to them ([`origins`]).
 //!
 //! reqwest on this path cost ~12% of a proxied request's instructions (a URL parse per request
 //! for its redirect policy and its response, large futures moved around) for features a gateway
@@ -28,6 +29,7 @@ pub mod framing;
 pub mod guard;
 mod h1;
 pub mod held;
+pub mod origins;
 pub mod spread;
 mod stream;
 pub mod trust;
@@ -163,7 +165,7 @@ where
         Client::builder(TokioExecutor::new())
             .pool_idle_timeout(IDLE_TIMEOUT)
             .pool_timer(TokioTimer::new())
-            .http2_only(protocol == spread::Protocol::Http2)
+            .http2_only(protocol == origins::Protocol::Http2)
             .build(https.clone())
     })
 }
@@ -238,28 +240,29 @@ impl UpstreamClient {
                 Http2::Streams if !streamed => true,
                 Http2::Streams => {
                     let origin = &url[..url::Position::BeforePath];
-                    if public_only {
-                        with_spread(&LANE_GUARDED, &self.guarded, |spread| spread.speaks_only_http1(origin))
-                    } else {
-                        with_spread(&LANE_CLIENT, &self.direct, |spread| spread.speaks_only_http1(origin))
-                    }
+                    self.origins(public_only, |origins| origins.speaks_only_http1(origin))
                 }
             },
             _ => false,
         }
     }
 
-    /// A wait for the scout out to `url`'s origin on the clients a call to it goes through, if
-    /// one is (see [`spread`]).
-    fn scouting(&self, url: &reqwest::Url, public_only: bool) -> Option<spread::Waiting> {
+    /// A wait for the scout out to `url`'s origin ([`origins`]), if one is.
+    fn scouting(&self, url: &reqwest::Url, public_only: bool) -> Option<origins::Waiting> {
         if url.scheme() != "https" {
             return None;
         }
         let origin = &url[..url::Position::BeforePath];
+        self.origins(public_only, |origins| origins.scouting(origin))
+    }
+
+    /// `f` of what is known of origins on the clients a call goes through (the calling lane's,
+    /// or the shared ones off the lanes; guarded ones for `public_only` calls).
+    fn origins<T>(&self, public_only: bool, f: impl FnOnce(&origins::Origins) -> T) -> T {
         if public_only {
-            with_spread(&LANE_GUARDED, &self.guarded, |spread| spread.scouting(origin))
+            with_spread(&LANE_GUARDED, &self.guarded, |spread| f(spread.origins()))
         } else {
-            with_spread(&LANE_CLIENT, &self.direct, |spread| spread.scouting(origin))
+            with_spread(&LANE_CLIENT, &self.direct, |spread| f(spread.origins()))
         }
     }
 
@@ -364,7 +367,7 @@ where
             let mut connection = hyper_util::client::legacy::connect::capture_connection(&mut outgoing);
             let answer = client.request(outgoing);
             futures::pin_mut!(answer);
-            // `None` when the request ended without a connection.
+            // The connection's ALPN, or `None` when the request ended without a connection.
             let settled =
                 async { connection.wait_for_connection_metadata().await.as_ref().map(|c| c.is_negotiated_h2()) };
             tokio::select! {
@@ -372,7 +375,7 @@ where
                 http2 = settled => {
                     if let Some(http2) = http2 {
                         let version = if http2 { Version::HTTP_2 } else { Version::HTTP_11 };
-                        with_spread(lane, shared, |spread| spread.learn(origin, protocol, Some(version)));
+                        with_spread(lane, shared, |spread| spread.origins().learn(origin, protocol, Some(version)));
                     }
                     drop(scout);
                     answer.await
@@ -381,7 +384,7 @@ where
         }
     };
     let version = answer.as_ref().ok().map(|a| a.version());
-    with_spread(lane, shared, |spread| spread.learn(origin, protocol, version));
+    with_spread(lane, shared, |spread| spread.origins().learn(origin, protocol, version));
     (answer, carried)
 }
 
@@ -494,7 +497,7 @@ fn proxied_spread(proxy: Option<reqwest::Proxy>) -> Spread<reqwest::Client> {
 }
 
 /// One of [`proxied_spread`]'s clients, speaking `protocol`.
-fn proxied_client(proxy: Option<reqwest::Proxy>, protocol: spread::Protocol) -> reqwest::Client {
+fn proxied_client(proxy: Option<reqwest::Proxy>, protocol: origins::Protocol) -> reqwest::Client {
     let builder = match proxy {
         Some(proxy) => reqwest::Client::builder().proxy(proxy),
         None => reqwest::Client::builder(),
@@ -504,8 +507,8 @@ fn proxied_client(proxy: Option<reqwest::Proxy>, protocol: spread::Protocol) -> 
         Err(_) => b,
     });
     let builder = match protocol {
-        spread::Protocol::Negotiated => builder,
-        spread::Protocol::Http2 => builder.http2_prior_knowledge(),
+        origins::Protocol::Negotiated => builder,
+        origins::Protocol::Http2 => builder.http2_prior_knowledge(),
     };
     builder
         .pool_idle_timeout(IDLE_TIMEOUT)
@@ -534,7 +537,7 @@ async fn send_proxied(
         .body(reqwest::Body::wrap_stream(body.into_data_stream()))
         .send()
         .await;
-    spread.learn(origin, picked.protocol, answer.as_ref().ok().map(reqwest::Response::version));
+    spread.origins().learn(origin, picked.protocol, answer.as_ref().ok().map(reqwest::Response::version));
     let answer = answer.map_err(|e| SendError::Unreachable { host: request_host(url), cause: cause(&e) })?;
     let (status, headers) = (answer.status(), answer.headers().clone());
     Ok(Response { status, headers, body: held::hold(Body::from_stream(answer.bytes_stream()), picked.carried) })
