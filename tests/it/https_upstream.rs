@@ -369,6 +369,89 @@ async fn by_default_streams_take_http2_where_offered_and_json_calls_the_lanes_ht
     assert_eq!(*seen.carriers.lock().unwrap(), [0, 0, 0, 0], "one kept-alive connection");
 }
 
+/// An Anthropic-style messages upstream answering JSON, or a short event stream when asked for one.
+fn messages_or_stream() -> axum::Router {
+    use axum::response::IntoResponse;
+    let messages = axum::routing::post(|axum::Json(body): axum::Json<Value>| async move {
+        let model = "claude-3-5-sonnet-20241022";
+        if body["stream"] == true {
+            let events = [
+                (
+                    "message_start",
+                    json!({"type": "message_start", "message": {"id": "msg_tls", "type": "message",
+                    "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
+                    "usage": {"input_tokens": 3, "output_tokens": 1}}}),
+                ),
+                (
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+                ),
+                (
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "streamed"}}),
+                ),
+                ("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
+                (
+                    "message_delta",
+                    json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 2}}),
+                ),
+                ("message_stop", json!({"type": "message_stop"})),
+            ];
+            let text: String = events.iter().map(|(name, data)| format!("event: {name}\ndata: {data}\n\n")).collect();
+            ([("content-type", "text/event-stream")], text).into_response()
+        } else {
+            axum::Json(json!({"id": "msg_tls", "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": "whole"}], "stop_reason": "end_turn", "stop_sequence": null,
+                "usage": {"input_tokens": 3, "output_tokens": 2}}))
+            .into_response()
+        }
+    });
+    axum::Router::new().route("/v1/messages", messages)
+}
+
+/// Streams take HTTP/2 by default whichever way they reach the upstream: translated (OpenAI chat
+/// in, Anthropic messages out) or passed through (`/anthropic/v1/messages`); their JSON twins
+/// keep the lane's HTTP/1.1.
+#[tokio::test(flavor = "multi_thread")]
+async fn translated_and_passed_through_streams_take_http2_by_default_too() {
+    let Trusted { dir, ca_file, cert, key } = trusted();
+    let (port, seen) = h2_capable(cert, key, messages_or_stream()).await;
+    let manifest = json!({"name": "tls", "type": "llm-proxy", "config": {"service_id": "tls", "model_list": [
+        {"model_name": "claude", "litellm_params": {"model": "anthropic/claude-3-5-sonnet-20241022",
+            "api_base": format!("https://localhost:{port}"), "api_key": "sk-upstream"}}
+    ]}});
+    let server = serve_trusting(dir.path(), "anthropic", &manifest, &ca_file, false).await;
+    let client = reqwest::Client::new();
+    let app = format!("{}/default/apps/tls", server.base);
+    let calls = [
+        ("/v1/chat/completions", json!({"model": "claude", "messages": [{"role": "user", "content": "Hi"}]})),
+        (
+            "/v1/chat/completions",
+            json!({"model": "claude", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}),
+        ),
+        (
+            "/anthropic/v1/messages",
+            json!({"model": "claude-3-5-sonnet-20241022", "max_tokens": 16, "stream": true,
+            "messages": [{"role": "user", "content": "Hi"}]}),
+        ),
+        (
+            "/anthropic/v1/messages",
+            json!({"model": "claude-3-5-sonnet-20241022", "max_tokens": 16,
+            "messages": [{"role": "user", "content": "Hi"}]}),
+        ),
+    ];
+    for (path, body) in &calls {
+        let sent = client.post(format!("{app}{path}")).bearer_auth(&server.token);
+        let answer = sent.header("content-type", "application/json").body(body.to_string()).send().await.unwrap();
+        assert_eq!(answer.status(), 200, "{path} {body}");
+        let text = answer.text().await.unwrap();
+        let expected = if body["stream"] == true { "streamed" } else { "whole" };
+        assert!(text.contains(expected), "{path} {body}: {text}");
+    }
+    let versions = seen.versions.lock().unwrap().clone();
+    assert_eq!(versions, ["HTTP/1.1", "HTTP/2.0", "HTTP/2.0", "HTTP/1.1"]);
+}
+
 /// An MCP server with one tool, `ping`.
 #[derive(Clone)]
 struct Ping;
