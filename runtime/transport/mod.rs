@@ -286,7 +286,8 @@ impl UpstreamClient {
                         // A new TLS origin's first call is out to learn what it speaks: wait for
                         // it, then choose with what it learned.
                         if let Some(waiting) = self.scouting(&url, public_only) {
-                            waiting.done_within(CONNECT_TIMEOUT).await;
+                            // Boxed: the rare wait's timer stays out of every request's future.
+                            Box::pin(waiting.done_within(CONNECT_TIMEOUT)).await;
                             on_lane = whole && self.on_lane_connection(&url, streamed, public_only);
                         }
                     }
@@ -354,7 +355,7 @@ async fn spread_send<K>(
     shared: &Spread<Client<K, Body>>,
     origin: &str,
     cap: usize,
-    mut outgoing: axum::http::Request<Body>,
+    outgoing: axum::http::Request<Body>,
 ) -> (Result<axum::http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error>, spread::Carried)
 where
     K: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
@@ -363,29 +364,46 @@ where
         with_spread(lane, shared, |spread| spread.pick_scouting(origin, cap));
     let answer = match scout {
         None => client.request(outgoing).await,
+        // Boxed: a scout's extra state stays out of every request's future.
         Some(scout) => {
-            let mut connection = hyper_util::client::legacy::connect::capture_connection(&mut outgoing);
-            let answer = client.request(outgoing);
-            futures::pin_mut!(answer);
-            // The connection's ALPN, or `None` when the request ended without a connection.
-            let settled =
-                async { connection.wait_for_connection_metadata().await.as_ref().map(|c| c.is_negotiated_h2()) };
-            tokio::select! {
-                answer = &mut answer => answer,
-                http2 = settled => {
-                    if let Some(http2) = http2 {
-                        let version = if http2 { Version::HTTP_2 } else { Version::HTTP_11 };
-                        with_spread(lane, shared, |spread| spread.origins().learn(origin, protocol, Some(version)));
-                    }
-                    drop(scout);
-                    answer.await
-                }
-            }
+            Box::pin(scouted(&client, outgoing, scout, |version| {
+                with_spread(lane, shared, |spread| spread.origins().learn(origin, protocol, Some(version)))
+            }))
+            .await
         }
     };
     let version = answer.as_ref().ok().map(|a| a.version());
     with_spread(lane, shared, |spread| spread.origins().learn(origin, protocol, version));
     (answer, carried)
+}
+
+/// Sends `outgoing`, the scout to a new origin, through `client`: `learn` is told the version its
+/// connection settled on by ALPN as soon as it has, and the scout is dropped then, so that the
+/// calls waiting for it go on while this one waits for its answer.
+async fn scouted<K>(
+    client: &Client<K, Body>,
+    mut outgoing: axum::http::Request<Body>,
+    scout: origins::Scout,
+    learn: impl FnOnce(Version),
+) -> Result<axum::http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error>
+where
+    K: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    let mut connection = hyper_util::client::legacy::connect::capture_connection(&mut outgoing);
+    let answer = client.request(outgoing);
+    futures::pin_mut!(answer);
+    // The connection's ALPN, or `None` when the request ended without a connection.
+    let settled = async { connection.wait_for_connection_metadata().await.as_ref().map(|c| c.is_negotiated_h2()) };
+    tokio::select! {
+        answer = &mut answer => answer,
+        http2 = settled => {
+            if let Some(http2) = http2 {
+                learn(if http2 { Version::HTTP_2 } else { Version::HTTP_11 });
+            }
+            drop(scout);
+            answer.await
+        }
+    }
 }
 
 /// `f` of the calling lane's clients in `lane`, or of `shared` off the lanes.
