@@ -238,10 +238,7 @@ impl UpstreamClient {
                 Http2::Never => true,
                 Http2::Always => false,
                 Http2::Streams if !streamed => true,
-                Http2::Streams => {
-                    let origin = &url[..url::Position::BeforePath];
-                    self.origins(public_only, |origins| origins.speaks_only_http1(origin))
-                }
+                Http2::Streams => self.origins(public_only, |origins| origins.speaks_only_http1(origin(url))),
             },
             _ => false,
         }
@@ -252,8 +249,21 @@ impl UpstreamClient {
         if url.scheme() != "https" {
             return None;
         }
-        let origin = &url[..url::Position::BeforePath];
-        self.origins(public_only, |origins| origins.scouting(origin))
+        self.origins(public_only, |origins| origins.scouting(origin(url)))
+    }
+
+    /// Whether a request to `url` goes over the calling lane's own connections (only one whose
+    /// body is `whole` can), once the scout out to its origin, if one is, has taught what the
+    /// origin speaks.
+    async fn on_lane_once_known(&self, url: &reqwest::Url, whole: bool, streamed: bool, public_only: bool) -> bool {
+        let on_lane = |client: &Self| whole && client.on_lane_connection(url, streamed, public_only);
+        if on_lane(self) {
+            return true;
+        }
+        let Some(waiting) = self.scouting(url, public_only) else { return false };
+        // Boxed: the rare wait's timer stays out of every request's future.
+        Box::pin(waiting.done_within(CONNECT_TIMEOUT)).await;
+        on_lane(self)
     }
 
     /// `f` of what is known of origins on the clients a call goes through (the calling lane's,
@@ -281,16 +291,7 @@ impl UpstreamClient {
                 }
                 (None, body) => {
                     let whole = matches!(body, RequestBody::Full(_));
-                    let mut on_lane = whole && self.on_lane_connection(&url, streamed, public_only);
-                    if !on_lane {
-                        // A new TLS origin's first call is out to learn what it speaks: wait for
-                        // it, then choose with what it learned.
-                        if let Some(waiting) = self.scouting(&url, public_only) {
-                            // Boxed: the rare wait's timer stays out of every request's future.
-                            Box::pin(waiting.done_within(CONNECT_TIMEOUT)).await;
-                            on_lane = whole && self.on_lane_connection(&url, streamed, public_only);
-                        }
-                    }
+                    let on_lane = self.on_lane_once_known(&url, whole, streamed, public_only).await;
                     match body {
                         RequestBody::Full(bytes) if on_lane => {
                             h1::send(&method, &url, &headers, &bytes, public_only).await
@@ -327,7 +328,7 @@ impl UpstreamClient {
         *outgoing.uri_mut() = uri;
         *outgoing.headers_mut() = headers;
         // The request's place on its client's connection, held with the answer's body.
-        let origin = &url[..url::Position::BeforePath];
+        let origin = origin(url);
         let cap = self.settings.streams_per_connection;
         let (answer, carried) = if public_only {
             // hyper connects to a literal address without asking the resolver.
@@ -413,6 +414,11 @@ fn with_spread<C: Clone, T>(
     f: impl FnOnce(&Spread<C>) -> T,
 ) -> T {
     lane.with(|lane| f(lane.get().unwrap_or(shared)))
+}
+
+/// `url`'s origin (scheme, host and port): what clients' counts and what is learned are kept by.
+fn origin(url: &reqwest::Url) -> &str {
+    &url[..url::Position::BeforePath]
 }
 
 /// The address a URL names literally, if it names one.
@@ -546,7 +552,7 @@ async fn send_proxied(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, SendError> {
-    let origin = &url[..url::Position::BeforePath];
+    let origin = origin(url);
     let picked = spread.pick(origin, cap);
     let answer = picked
         .client

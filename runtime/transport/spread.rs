@@ -40,7 +40,6 @@ pub struct Spread<C> {
     origins: Origins,
 }
 
-#[derive(Default)]
 struct Clients<C> {
     negotiated: Vec<Counted<C>>,
     http2: Vec<Counted<C>>,
