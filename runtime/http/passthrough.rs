@@ -163,7 +163,8 @@ async fn provider_call(state: &AppState, call: Call, route: &'static str, rest: 
     let Call { session, key, method, headers, query, body, request_id, mut ticket, started } = call;
     let body = read_body(state, body).await?;
     let json = serde_json::from_slice::<Value>(&body).ok().filter(Value::is_object);
-    let streamed = passthrough::asks_stream(&rest, &body);
+    // The body is parsed already: its flag is read there, not scanned again.
+    let streamed = passthrough::asks_stream(&rest, || json.as_ref().is_some_and(|v| v["stream"] == true));
     let model = json.as_ref().and_then(|v| v["model"].as_str());
     let table = &session.table;
     let index = passthrough::pick(table, route, &rest, model)?;
@@ -313,7 +314,7 @@ async fn configured_call(state: &AppState, call: Call, path: String) -> Result<R
     passthrough::first_of_each(&mut sent);
     let parsed = reqwest::Url::parse(&url).map_err(|e| ApiError::bad_request(format!("upstream URL: {e}")))?;
     let who = format!("pass-through endpoint {}", endpoint.path);
-    let streamed = passthrough::asks_stream(&path, &body);
+    let streamed = passthrough::asks_stream(&path, || passthrough::says_stream(&body));
     let upstream = UpstreamRequest { method, url, headers: sent, body, streamed };
     let request = crate::providers::chat::to_transport(upstream, parsed, endpoint.public_only, None, &who)?;
     let answer = match state.http.send(request).await {

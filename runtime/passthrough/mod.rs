@@ -117,16 +117,19 @@ pub fn checked_path(path: &str) -> Result<&str, PassThroughError> {
         .map_err(|reason| PassThroughError::BadPath { path: path.chars().take(200).collect(), reason })
 }
 
-/// Whether a call to `path` (no query) with `body` asks for a streamed answer: `"stream": true`
-/// at the top of its JSON (OpenAI's, Anthropic's, ...), or a streaming action as its last
-/// segment (Gemini's `:streamGenerateContent`, Vertex's `:streamRawPredict`, Bedrock's
-/// `converse-stream` and `invoke-with-response-stream`). It decides the upstream connection only.
-pub fn asks_stream(path: &str, body: &[u8]) -> bool {
+/// Whether a call asks for a streamed answer: its path (no query) names a streaming action as
+/// its last segment (Gemini's `:streamGenerateContent`, Vertex's `:streamRawPredict`, Bedrock's
+/// `converse-stream` and `invoke-with-response-stream`), or its body says `"stream": true`
+/// (OpenAI's, Anthropic's, ...): `body_streams`, asked only when the path does not tell. It
+/// decides the upstream connection only.
+pub fn asks_stream(path: &str, body_streams: impl FnOnce() -> bool) -> bool {
     let last = path.rsplit('/').next().unwrap_or_default();
     let action = last.rsplit_once(':').map(|(_, action)| action);
-    if action.is_some_and(|a| a.starts_with("stream")) || last.ends_with("-stream") {
-        return true;
-    }
+    action.is_some_and(|a| a.starts_with("stream")) || last.ends_with("-stream") || body_streams()
+}
+
+/// Whether the JSON `body` says `"stream": true` at its top level, read without parsing it.
+pub fn says_stream(body: &[u8]) -> bool {
     let mut stream = false;
     let _ = crate::json_scan::members(body, |key, value| {
         if key == b"stream" {
@@ -185,17 +188,19 @@ mod tests {
 
     #[test]
     fn a_stream_is_asked_for_in_the_body_or_by_the_path() {
-        assert!(asks_stream("v1/messages", br#"{"model": "c", "stream": true}"#));
-        assert!(!asks_stream("v1/messages", br#"{"model": "c", "stream": false}"#));
-        assert!(!asks_stream("v1/messages", br#"{"model": "c", "meta": {"stream": true}}"#), "the top level only");
-        assert!(!asks_stream("v1/messages", b"not json, \"stream\": true"));
-        assert!(!asks_stream("v1/models", b""));
-        assert!(asks_stream("v1beta/models/gemini-2.0-flash:streamGenerateContent", b"{}"));
-        assert!(!asks_stream("v1beta/models/gemini-2.0-flash:generateContent", b"{}"));
-        assert!(asks_stream("v1/projects/p/locations/l/publishers/anthropic/models/c:streamRawPredict", b"{}"));
-        assert!(asks_stream("model/anthropic.claude-3/converse-stream", b"{}"));
-        assert!(asks_stream("model/anthropic.claude-3/invoke-with-response-stream", b"{}"));
-        assert!(!asks_stream("model/anthropic.claude-3/converse", b"{}"));
+        let asks = |path, body: &'static [u8]| asks_stream(path, || says_stream(body));
+        assert!(asks("v1/messages", br#"{"model": "c", "stream": true}"#));
+        assert!(!asks("v1/messages", br#"{"model": "c", "stream": false}"#));
+        assert!(!asks("v1/messages", br#"{"model": "c", "meta": {"stream": true}}"#), "the top level only");
+        assert!(!asks("v1/messages", b"not json, \"stream\": true"));
+        assert!(!asks("v1/models", b""));
+        assert!(asks("v1beta/models/gemini-2.0-flash:streamGenerateContent", b"{}"));
+        assert!(!asks("v1beta/models/gemini-2.0-flash:generateContent", b"{}"));
+        assert!(asks("v1/projects/p/locations/l/publishers/anthropic/models/c:streamRawPredict", b"{}"));
+        assert!(asks("model/anthropic.claude-3/converse-stream", b"{}"));
+        assert!(asks("model/anthropic.claude-3/invoke-with-response-stream", b"{}"));
+        assert!(!asks("model/anthropic.claude-3/converse", b"{}"));
+        assert!(asks_stream("v1/x:streamGenerateContent", || unreachable!("the path tells")));
     }
 
     #[test]
