@@ -318,20 +318,31 @@ fn chat_app(port: u16) -> Value {
     ]}})
 }
 
+/// Sends `server` each call in turn (a path under the app, a JSON body), checking that each
+/// answer is a 200 saying "streamed" when its body asked for a stream and "whole" when not; the
+/// answers' text.
+async fn in_turn(server: &ServeProcess, calls: &[(&str, Value)]) -> Vec<String> {
+    let client = reqwest::Client::new();
+    let mut texts = Vec::new();
+    for (path, body) in calls {
+        let sent = client.post(format!("{}/default/apps/tls{path}", server.base)).bearer_auth(&server.token);
+        let answer = sent.header("content-type", "application/json").body(body.to_string()).send().await.unwrap();
+        assert_eq!(answer.status(), 200, "{path} {body}");
+        let text = answer.text().await.unwrap();
+        let expected = if body["stream"] == true { "streamed" } else { "whole" };
+        assert!(text.contains(expected), "{path} {body}: {text}");
+        texts.push(text);
+    }
+    texts
+}
+
 /// Sends `server` one chat call after another, streamed or not as `streams` says, checking each
 /// answer whole.
 async fn chats(server: &ServeProcess, streams: &[bool]) {
-    let url = format!("{}/default/apps/tls/v1/chat/completions", server.base);
-    let client = reqwest::Client::new();
-    for &stream in streams {
-        let body = json!({"model": "gpt", "stream": stream, "messages": [{"role": "user", "content": "Hi"}]});
-        let sent = client.post(&url).bearer_auth(&server.token).header("content-type", "application/json");
-        let answer = sent.body(body.to_string()).send().await.unwrap();
-        assert_eq!(answer.status(), 200, "stream {stream}");
-        let text = answer.text().await.unwrap();
-        let expected = if stream { "streamed" } else { "whole" };
-        assert!(text.contains(expected), "stream {stream}: {text}");
-        assert_eq!(text.ends_with("data: [DONE]\n\n"), stream, "{text}");
+    let chat = |stream| json!({"model": "gpt", "stream": stream, "messages": [{"role": "user", "content": "Hi"}]});
+    let calls: Vec<_> = streams.iter().map(|&stream| ("/v1/chat/completions", chat(stream))).collect();
+    for (text, stream) in in_turn(server, &calls).await.iter().zip(streams) {
+        assert_eq!(text.ends_with("data: [DONE]\n\n"), *stream, "{text}");
     }
 }
 
@@ -421,8 +432,6 @@ async fn translated_and_passed_through_streams_take_http2_by_default_too() {
             "api_base": format!("https://localhost:{port}"), "api_key": "sk-upstream"}}
     ]}});
     let server = serve_trusting(dir.path(), "anthropic", &manifest, &ca_file, false).await;
-    let client = reqwest::Client::new();
-    let app = format!("{}/default/apps/tls", server.base);
     let calls = [
         ("/v1/chat/completions", json!({"model": "claude", "messages": [{"role": "user", "content": "Hi"}]})),
         (
@@ -440,14 +449,7 @@ async fn translated_and_passed_through_streams_take_http2_by_default_too() {
             "messages": [{"role": "user", "content": "Hi"}]}),
         ),
     ];
-    for (path, body) in &calls {
-        let sent = client.post(format!("{app}{path}")).bearer_auth(&server.token);
-        let answer = sent.header("content-type", "application/json").body(body.to_string()).send().await.unwrap();
-        assert_eq!(answer.status(), 200, "{path} {body}");
-        let text = answer.text().await.unwrap();
-        let expected = if body["stream"] == true { "streamed" } else { "whole" };
-        assert!(text.contains(expected), "{path} {body}: {text}");
-    }
+    in_turn(&server, &calls).await;
     let versions = seen.versions.lock().unwrap().clone();
     assert_eq!(versions, ["HTTP/1.1", "HTTP/2.0", "HTTP/2.0", "HTTP/1.1"]);
 }
