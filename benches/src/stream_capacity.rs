@@ -939,7 +939,7 @@ fn ramp_over_tls(env: &Env, runner: &Runner, max: usize) -> Res<Vec<Capacity>> {
     rows.push(ramp_nginx(env, runner, "nginx (HTTPS upstream)", fake_port, max, Some(&certs)));
     let upstream = TlsUpstream { dir: &dir, certs: &certs, port: fake_port };
     let name = ("streams-tls", "ferrolite (gpt, pass-through, HTTPS upstream)");
-    rows.push(ramp_ferrolite_over_tls(env, runner, name, &upstream, &[], max));
+    rows.push(ramp_ferrolite_over_tls(env, runner, name, &upstream, max));
     fake.stop();
 
     // The same streams from a fake that offers HTTP/2, which streams take by default: many
@@ -949,7 +949,7 @@ fn ramp_over_tls(env: &Env, runner: &Runner, max: usize) -> Res<Vec<Capacity>> {
     let (mut fake, fake_port) = start_fake(env, Some((&certs, "h2,http/1.1")))?;
     let upstream = TlsUpstream { dir: &dir, certs: &certs, port: fake_port };
     let name = ("streams-tls-h2", "ferrolite (gpt, pass-through, HTTPS upstream over HTTP/2)");
-    rows.push(ramp_ferrolite_over_tls(env, runner, name, &upstream, &[], max));
+    rows.push(ramp_ferrolite_over_tls(env, runner, name, &upstream, max));
     fake.stop();
     Ok(rows)
 }
@@ -962,13 +962,12 @@ struct TlsUpstream<'a> {
 }
 
 /// The lane's ferrolite passing streams through from `upstream` (trusting its CA through
-/// `SSL_CERT_FILE`), started with `extra` arguments, ramped, stopped.
+/// `SSL_CERT_FILE`), started as the lane's others are, ramped, stopped.
 fn ramp_ferrolite_over_tls(
     env: &Env,
     runner: &Runner,
     (tag, name): (&str, &str),
     upstream: &TlsUpstream<'_>,
-    extra: &[&str],
     max: usize,
 ) -> Capacity {
     step(&format!("stream capacity: starting {name}"));
@@ -978,8 +977,8 @@ fn ramp_ferrolite_over_tls(
     let app = dir.join(format!("{tag}-app.json"));
     let written = std::fs::write(&app, manifest("streams", vec![gpt]).to_string()).map_err(|e| e.to_string());
     let trust = [("SSL_CERT_FILE", Some(certs.ca.as_os_str())), ("SSL_CERT_DIR", None)];
-    let args: Vec<&str> = FERROLITE_ARGS.iter().chain(extra).copied().collect();
-    let started = written.and_then(|()| start_ferrolite_with_env(&env.launch, tag, &[app], "streams", &args, &trust));
+    let started =
+        written.and_then(|()| start_ferrolite_with_env(&env.launch, tag, &[app], "streams", FERROLITE_ARGS, &trust));
     ramp_ferrolite(runner, name, started, "gpt", max)
 }
 
