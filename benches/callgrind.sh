@@ -9,6 +9,8 @@
 #                 (`store: false`) and stored (the default: recorded in responses.db)
 #   governed      the pass-through with an API key that has a budget (reserved and settled on
 #                 every request), an rpm and a parallel limit
+#   long          the pass-through with an agent's long conversation: a 112 KB body of 181
+#                 messages (tool calls and their results) and 20 tools; a tenth as many counted
 #
 #   benches/callgrind.sh [N]        # default 2000 requests of each kind
 set -euo pipefail
@@ -55,8 +57,30 @@ def connect():
             time.sleep(0.1)
     sys.exit("ferrolite did not start under valgrind")
 
+def long_conversation():
+    """An agent's turn late in a session: its history of tool calls and results, its tools."""
+    import random
+    rng = random.Random(7)
+    words = "the quick brown fox jumps over a lazy dog while agents call tools and read files".split()
+    text = lambda n: " ".join(rng.choice(words) for _ in range(n))
+    messages = [{"role": "system", "content": text(300)}]
+    for i in range(60):
+        call = {"id": f"call_{i}", "type": "function",
+                "function": {"name": "read_file", "arguments": json.dumps({"path": f"src/file{i}.rs"})}}
+        messages += [
+            {"role": "user", "content": text(200)},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": f"call_{i}", "content": 'fn main() {\n    println!("hello");\n}\n' * 10},
+        ]
+    tools = [{"type": "function", "function": {"name": f"tool{i}", "description": "does a thing " * 20,
+              "parameters": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}}
+             for i in range(20)]
+    return {"model": "pass", "messages": messages, "tools": tools, "max_tokens": 16}
+
 def request(kind):
     """The route and body of one request of `kind`."""
+    if kind == "long":
+        return chat, long_conversation()
     if kind in ("pass", "governed"):
         return chat, {"model": "pass", "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 16}
     if kind == "translated":
@@ -85,14 +109,15 @@ def control(*args):
 
 def counted(model):
     conn = connect()
-    run(conn, model, 300)  # warm: connections, caches, metric handles
+    count = max(n // 10, 1) if model == "long" else n
+    run(conn, model, 300 if model != "long" else 30)  # warm: connections, caches, metric handles
     # The spend log's writer commits whole batches at once and the rest on its one-second tick:
     # the warm-up's records are written before counting starts, and the counted requests' own
     # before it stops, so the count holds exactly their rows.
     time.sleep(1.5)
     control("--zero")
     control("--instr=on")
-    run(conn, model, n)
+    run(conn, model, count)
     time.sleep(1.5)
     control("--instr=off")
     before = set(glob.glob(f"{scratch}/cg.*"))
@@ -104,7 +129,7 @@ def counted(model):
         if line.startswith("summary:") or line.startswith("totals:"):
             total = int(line.split()[1])
     conn.close()
-    return total / n
+    return total / count
 
 conn = connect()
 settings = {"max_budget": 1e9, "budget_duration": "30d", "rpm": 10**9, "max_parallel": 10**5}
@@ -118,6 +143,7 @@ kinds = (
     ("translated (OpenAI -> Anthropic)", "translated"),
     ("responses (Responses -> Anthropic, store: false)", "responses"),
     ("responses stored (Responses -> Anthropic, store: true)", "responses-stored"),
+    ("long (the pass-through with a 112 KB conversation)", "long"),
 )
 for label, kind in kinds:
     print(f"{label}: {counted(kind):,.0f} instructions per request")

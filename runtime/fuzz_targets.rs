@@ -41,15 +41,26 @@ pub fn manifest(data: &[u8]) {
 
 /// The JSON scan that reads an answer's usage, against serde_json: both must accept and refuse
 /// the same texts, and where a valid text spells its keys plainly (no escapes) both must read
-/// the same usage from it.
+/// the same usage from it. Members spliced into a valid object's bytes must read back as the
+/// parsed value with those members set.
 pub fn json_scan(data: &[u8]) {
     let scanned = crate::json_scan::members(data, |_, _| {});
     let serde = serde_json::from_slice::<serde::de::IgnoredAny>(data);
     assert_eq!(scanned.is_ok(), serde.is_ok(), "scan {scanned:?}, serde_json {serde:?}");
-    if let (Ok(()), Ok(value)) = (scanned, serde_json::from_slice::<Value>(data)) {
+    if let (Ok(_), Ok(value)) = (scanned, serde_json::from_slice::<Value>(data)) {
         if !data.contains(&b'\\') {
             let usage = crate::exchange::usage::from_answer(data).ok().flatten();
             assert_eq!(usage, crate::exchange::usage::from_json(&value));
+        }
+        let sets: [(&str, &[u8]); 2] = [("model", b"\"fz\""), ("stream_options", b"{\"include_usage\":true}")];
+        if let Some(spliced) = crate::json_edit::set_members(data, &value, &sets) {
+            let mut expected = value;
+            if let Value::Object(map) = &mut expected {
+                map.insert("model".into(), "fz".into());
+                map.insert("stream_options".into(), serde_json::json!({"include_usage": true}));
+            }
+            let read: Value = serde_json::from_slice(&spliced).expect("spliced bytes are JSON");
+            assert_eq!(read, expected);
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod fuzz_targets;
 pub mod grammar;
 pub mod http;
 pub mod hypha;
+pub mod json_edit;
 pub mod json_scan;
 pub mod manifest;
 pub mod mcp;

@@ -1,14 +1,16 @@
 //! A request's body once read and checked against its route's schema, shared by every attempt.
 
 use super::multipart::MultipartBody;
+use bytes::Bytes;
 use serde_json::Value;
+use std::ops::Deref;
 use std::sync::Arc;
 
 /// A request body after it was read and checked against the route's schema.
 #[derive(Debug)]
 pub enum Payload {
     /// Shared by every attempt of a request: a retry sends the same body without copying it.
-    Json(Arc<Value>),
+    Json(JsonBody),
     /// Leading text fields read; files still streaming from the client.
     Multipart(Box<MultipartBody>),
     Empty,
@@ -18,7 +20,7 @@ impl Payload {
     /// A copy for another attempt; `None` for a streamed multipart body, which is sent once.
     pub fn try_clone(&self) -> Option<Payload> {
         match self {
-            Payload::Json(v) => Some(Payload::Json(Arc::clone(v))),
+            Payload::Json(v) => Some(Payload::Json(v.clone())),
             Payload::Empty => Some(Payload::Empty),
             Payload::Multipart(_) => None,
         }
@@ -41,6 +43,71 @@ impl Payload {
             Payload::Multipart(form) => form.fields.get(name),
             Payload::Empty => None,
         }
+    }
+}
+
+impl Payload {
+    /// A JSON body built here rather than read from a client.
+    pub fn json(value: Value) -> Payload {
+        Payload::Json(JsonBody::new(value))
+    }
+}
+
+/// A JSON body: its value, and the bytes the client sent for as long as nothing changed the
+/// value. An upstream that takes the body nearly as it came gets those bytes with its few edits
+/// spliced in (`json_edit`) instead of the value written out again, which for an agent's long
+/// conversation costs more than parsing it did. Cloning shares both; one pointer wide, as the
+/// payload moves through every future of the request path.
+#[derive(Debug, Clone)]
+pub struct JsonBody(Arc<Read>);
+
+#[derive(Debug, Clone)]
+struct Read {
+    value: Value,
+    sent: Option<Bytes>,
+}
+
+impl JsonBody {
+    /// A value made here: there are no client bytes to keep.
+    pub fn new(value: Value) -> JsonBody {
+        JsonBody(Arc::new(Read { value, sent: None }))
+    }
+
+    /// The value parsed from `sent`, the client's bytes.
+    pub fn read(sent: Bytes, value: Value) -> JsonBody {
+        JsonBody(Arc::new(Read { value, sent: Some(sent) }))
+    }
+
+    /// A top-level field of the value.
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        small_object_field(&self.0.value, name)
+    }
+
+    /// The client's bytes, when they still say what the value does.
+    pub fn sent(&self) -> Option<&[u8]> {
+        self.0.sent.as_deref()
+    }
+
+    /// The value to change (copied first if an attempt shares it); the client's bytes no longer
+    /// say the same, so they go.
+    pub fn to_mut(&mut self) -> &mut Value {
+        let read = Arc::make_mut(&mut self.0);
+        read.sent = None;
+        &mut read.value
+    }
+}
+
+impl AsRef<Value> for JsonBody {
+    fn as_ref(&self) -> &Value {
+        &self.0.value
+    }
+}
+
+impl Deref for JsonBody {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        &self.0.value
     }
 }
 

@@ -61,16 +61,12 @@ pub async fn lookup(
         })?,
         None => Controls::default(),
     };
-    let body = match body.get("cache") {
-        Some(_) => {
-            let mut without = Value::clone(body);
-            if let Value::Object(map) = &mut without {
-                map.shift_remove("cache");
-            }
-            Arc::new(without)
+    let mut body = body.clone();
+    if body.get("cache").is_some() {
+        if let Value::Object(map) = body.to_mut() {
+            map.shift_remove("cache");
         }
-        None => Arc::clone(body),
-    };
+    }
     let Some(cache) = cache else {
         return Ok(Lookup::Miss(Payload::Json(body), None));
     };

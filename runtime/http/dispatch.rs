@@ -8,7 +8,7 @@ use crate::apps::responses::recorder;
 use crate::apps::session::Session;
 use crate::auth::{presented_token, AuthError};
 use crate::catalogue::{BodyKind, Operation, Route, Serve};
-use crate::exchange::{ApiError, MultipartBody, Outcome, Payload, Usage};
+use crate::exchange::{ApiError, JsonBody, MultipartBody, Outcome, Payload, Usage};
 use crate::manifest::Visibility;
 use crate::observability::metrics::{self, LabelText};
 use crate::observability::request_id::RequestId;
@@ -521,7 +521,7 @@ async fn read_payload(
             let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
                 ApiError::bad_request(format!("request body is not valid JSON: {e}")).with_code("invalid_json")
             })?;
-            Payload::Json(Arc::new(value))
+            Payload::Json(JsonBody::read(bytes, value))
         }
         BodyKind::Multipart => {
             let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();

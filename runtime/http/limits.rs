@@ -160,7 +160,11 @@ impl From<BodyError> for ApiError {
 /// Reads a whole body of at most `limit` bytes. Past the limit, the rest is drained (up to
 /// 64 MiB more) so the 413 reaches the client intact.
 pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, BodyError> {
+    use axum::body::HttpBody;
     use futures::StreamExt;
+    // A body of known length (Content-Length) is joined in one buffer of that size, not in one
+    // grown by doubling, which copies a large body over again at each step.
+    let expected = usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX).min(limit);
     let mut stream = body.into_data_stream();
     // A body that comes in one piece (most: it arrived with its head) is that piece, not a
     // copy; pieces are joined only when a second one comes.
@@ -184,6 +188,7 @@ pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Bo
             first = chunk;
         } else {
             if buffer.is_empty() {
+                buffer.reserve(expected.max(first.len() + chunk.len()));
                 buffer.extend_from_slice(&first);
             }
             buffer.extend_from_slice(&chunk);

@@ -185,7 +185,7 @@ async fn provider_call(state: &AppState, call: Call, route: &'static str, rest: 
     let hold = if budgeting.applies(index) {
         let need = match (&method, json) {
             (&Method::GET | &Method::HEAD | &Method::DELETE, _) => 0,
-            (_, Some(v)) => Need::of(&Payload::Json(Arc::new(v))).worst_case(d, price),
+            (_, Some(v)) => Need::of(&Payload::json(v)).worst_case(d, price),
             (_, None) => Need::default().worst_case(d, price),
         };
         Some(reservation::reserve_micros(budgeting, index, need).await.map_err(|r| r.error)?)

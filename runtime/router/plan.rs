@@ -10,7 +10,6 @@ use crate::exchange::Payload;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// Where a request goes: a model group (its name as the table holds it), or (model-less
 /// routes) one deployment.
@@ -56,7 +55,7 @@ pub fn take_options(payload: &mut Payload, group: &str) -> RequestOptions {
         return RequestOptions::default();
     }
     // Not shared yet (no attempt has started), so this copies nothing.
-    let Value::Object(body) = Arc::make_mut(shared) else { return RequestOptions::default() };
+    let Value::Object(body) = shared.to_mut() else { return RequestOptions::default() };
     RequestOptions {
         fallbacks: names(body.remove("fallbacks"), group),
         context_window_fallbacks: names(body.remove("context_window_fallbacks"), group),
@@ -179,7 +178,7 @@ mod tests {
     #[test]
     fn routing_options_leave_the_body() {
         let body = json!({"model": "a", "messages": [], "fallbacks": ["b"], "num_retries": 1});
-        let mut payload = Payload::Json(Arc::new(body));
+        let mut payload = Payload::json(body);
         let options = take_options(&mut payload, "a");
         assert_eq!(options.fallbacks, ["b"]);
         assert_eq!(options.num_retries, Some(1));

@@ -351,7 +351,7 @@ mod tests {
     use serde_json::json;
 
     fn need(body: Value) -> Need {
-        Need::of(&Payload::Json(Arc::new(body)))
+        Need::of(&Payload::json(body))
     }
 
     #[test]

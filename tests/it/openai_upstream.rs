@@ -16,16 +16,19 @@ struct Received {
     path: String,
     authorization: Option<String>,
     body: Value,
+    /// The bytes as they came.
+    raw: Bytes,
 }
 
 type Log = Arc<Mutex<Vec<Received>>>;
 
-async fn fake_chat(State(log): State<Log>, uri: axum::http::Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+async fn fake_chat(State(log): State<Log>, uri: axum::http::Uri, headers: HeaderMap, raw: Bytes) -> Response {
+    let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
     log.lock().unwrap().push(Received {
         path: uri.path().to_owned(),
         authorization: headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned),
         body: body.clone(),
+        raw,
     });
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer sk-test-123") {
         return (
@@ -100,6 +103,46 @@ async fn chat_is_forwarded_with_the_deployment_key_and_model() {
     let data = sse_data(&response.text().await.unwrap());
     assert_eq!(data.len(), 5);
     assert_eq!(data[4], "[DONE]");
+}
+
+/// A long body (an agent's conversation) goes upstream as the client wrote it, its spacing,
+/// escapes and number spellings kept, with only the model and the stream's usage request
+/// spliced in; one that could mean two things to two parsers (a key written twice) goes as the
+/// gateway read it.
+#[tokio::test]
+async fn a_long_body_goes_upstream_as_written_but_for_the_members_the_gateway_sets() {
+    let (api_base, log) = start_fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::with_configs(vec![manifest(dir.path(), &api_base, "sk-test-123")]).await;
+    let history = "fn main() {\\n    println!(\\\"caf\\u00e9\\\");\\n}\\n".repeat(40);
+    let send = |text: String| {
+        let request = server.client.post(server.demo_url("/v1/chat/completions")).bearer_auth(&server.token);
+        let log = log.clone();
+        async move {
+            let response = request.header("content-type", "application/json").body(text).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            let _ = response.bytes().await.unwrap();
+            log.lock().unwrap().pop().unwrap()
+        }
+    };
+    let text = format!(
+        "{{\n  \"messages\": [{{\"role\": \"tool\", \"tool_call_id\": \"c1\", \"content\": \"{history}\"}}],\n  \"model\": \"gpt\",\n  \"temperature\": 0.50,\n  \"stream\": true\n}}\n"
+    );
+    let received = send(text.clone()).await;
+    let expected = text
+        .replace("\"model\": \"gpt\"", "\"model\": \"gpt-4o\"")
+        .replace("\"stream\": true\n}", "\"stream\": true,\"stream_options\":{\"include_usage\":true}\n}");
+    assert_eq!(String::from_utf8_lossy(&received.raw), expected);
+
+    // The last max_tokens is what the gateway read, and all the upstream sees.
+    let twice = format!(
+        "{{\"model\": \"gpt\", \"max_tokens\": 100000, \"max_tokens\": 5, \"messages\": [{{\"role\": \"user\", \"content\": \"{history}\"}}]}}"
+    );
+    let received = send(twice).await;
+    let raw = String::from_utf8_lossy(&received.raw);
+    assert_eq!(raw.matches("max_tokens").count(), 1, "{raw:.200}");
+    assert_eq!(received.body["max_tokens"], 5);
+    assert_eq!(received.body["model"], "gpt-4o");
 }
 
 #[tokio::test]

@@ -65,7 +65,7 @@ pub async fn prepare(
     continued.insert("input".into(), Value::Array(conversation));
     continued.remove("previous_response_id");
     let recording = wants_store.then(|| recording(Some(previous.to_owned())));
-    Ok((Payload::Json(Arc::new(Value::Object(continued))), recording))
+    Ok((Payload::json(Value::Object(continued)), recording))
 }
 
 impl Recording {

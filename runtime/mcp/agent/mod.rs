@@ -27,7 +27,6 @@ use crate::router::{failover, Routed};
 use axum::http::StatusCode;
 use model::Model;
 use serde_json::{Map, Value};
-use std::sync::Arc;
 
 /// The most model turns one request runs: a model that keeps calling tools is stopped there.
 pub const MAX_TURNS: usize = 8;
@@ -144,7 +143,7 @@ pub async fn serve(
             }
         }
         _ => match without_mcp_items(body) {
-            Some(stripped) => failover::serve(routed, target, Payload::Json(Arc::new(stripped))).await,
+            Some(stripped) => failover::serve(routed, target, Payload::json(stripped)).await,
             None => failover::serve(routed, target, payload).await,
         },
     }

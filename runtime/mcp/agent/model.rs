@@ -9,7 +9,6 @@ use crate::router::stamp::COST_HEADER;
 use crate::router::{failover, Routed};
 use axum::http::{header, HeaderMap, HeaderValue};
 use serde_json::{Map, Value};
-use std::sync::Arc;
 use std::time::Instant;
 
 /// Where the turns go.
@@ -72,7 +71,7 @@ impl Model<'_> {
         body.remove("stream_options");
         // Each turn has the deadline and overhead of its own.
         let routed = Routed { started: Instant::now(), ..self.routed };
-        let outcome = failover::serve(routed, self.target, Payload::Json(Arc::new(Value::Object(body)))).await?;
+        let outcome = failover::serve(routed, self.target, Payload::json(Value::Object(body))).await?;
         totals.turns += 1;
         let is_json = outcome
             .response
