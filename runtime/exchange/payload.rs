@@ -17,6 +17,11 @@ pub enum Payload {
 }
 
 impl Payload {
+    /// A JSON body built here rather than read from a client.
+    pub fn json(value: Value) -> Payload {
+        Payload::Json(JsonBody::new(value))
+    }
+
     /// A copy for another attempt; `None` for a streamed multipart body, which is sent once.
     pub fn try_clone(&self) -> Option<Payload> {
         match self {
@@ -39,17 +44,10 @@ impl Payload {
     /// A top-level field of the body (JSON) or form (multipart).
     pub fn field(&self, name: &str) -> Option<&Value> {
         match self {
-            Payload::Json(v) => small_object_field(v, name),
+            Payload::Json(v) => v.field(name),
             Payload::Multipart(form) => form.fields.get(name),
             Payload::Empty => None,
         }
-    }
-}
-
-impl Payload {
-    /// A JSON body built here rather than read from a client.
-    pub fn json(value: Value) -> Payload {
-        Payload::Json(JsonBody::new(value))
     }
 }
 
