@@ -17,6 +17,8 @@ pub const UPSTREAM_KEY: &str = "sk-bench-upstream";
 /// runs it: `workers` worker processes (None: `auto`, one per core) with `worker_connections`
 /// each, an upstream block with `keepalive 64`, HTTP/1.1 with keep-alive; `scheme` is `http` or
 /// `https`, and `location` adds directives to the proxied location (the HTTPS lane's `proxy_ssl_*`).
+/// Request bodies up to 1 MiB stay in memory (nginx's default writes one past 16 KiB to a temp
+/// file), as ferrolite keeps them: the long-conversation lane's 112 KB bodies compare the hops.
 pub fn nginx_conf(
     dir: &Path,
     port: u16,
@@ -31,7 +33,7 @@ pub fn nginx_conf(
     format!(
         "worker_processes {workers};\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log warn;\n\
          events {{ worker_connections {worker_connections}; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {d}/nginx-body;\n  proxy_temp_path {d}/nginx-proxy;\n  \
+         http {{\n  access_log off;\n  client_body_buffer_size 1m;\n  client_body_temp_path {d}/nginx-body;\n  proxy_temp_path {d}/nginx-proxy;\n  \
          fastcgi_temp_path {d}/nginx-fastcgi;\n  uwsgi_temp_path {d}/nginx-uwsgi;\n  scgi_temp_path {d}/nginx-scgi;\n  \
          upstream fake {{ server 127.0.0.1:{fake}; keepalive 64; }}\n  \
          server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass {scheme}://fake;\n      \

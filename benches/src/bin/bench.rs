@@ -530,6 +530,55 @@ fn governed(ctx: &mut Ctx, report: &mut Report, gw: &Ferrolite, app: &Path, toke
     Ok(value)
 }
 
+/// The pass-through with an agent's long conversation (`long_conversation::body`, 110 KB) at
+/// the throughput lane's connections: the fake alone, nginx and ferrolite. The other gateways
+/// are left out: the lane compares the hop's cost per byte with the plain proxy's.
+fn long_conversation(ctx: &mut Ctx, report: &mut Report, targets: &[Target]) -> Res<()> {
+    let conns = ctx.args.connections;
+    let template = ferrolite_bench::long_conversation::body();
+    let measured: Vec<&Target> =
+        targets.iter().filter(|t| matches!(t.name, "direct" | "nginx" | "ferrolite")).collect();
+    let mut loads: BTreeMap<&str, Load> = BTreeMap::new();
+    for t in &measured {
+        let call = t.call(&template, "gpt");
+        ctx.check(&format!("{} long conversation", t.name), &call, "fake answer")?;
+        step(&format!("long conversation at {conns} connections: {}", t.name));
+        loads.insert(t.name, ctx.load(&call, conns, None)?);
+    }
+    let nginx = loads.get("nginx").map_or(f64::NAN, |l| l.rps);
+    let mb = template.len() as f64 / 1e6;
+    let rows: Vec<Vec<String>> = measured
+        .iter()
+        .map(|t| {
+            let l = &loads[t.name];
+            vec![
+                t.name.to_string(),
+                rps(l.rps),
+                format!("{:.2}x", l.rps / nginx),
+                format!("{:.0}", l.rps * mb),
+                format!("{:.2}%", l.error_rate * 100.0),
+                ms(l.p50_ms),
+                ms(l.p99_ms),
+                opt_f(l.cpu_secs_per_1k, 3),
+            ]
+        })
+        .collect();
+    report.table(
+        &format!("A long conversation at {conns} connections"),
+        &format!(
+            "The pass-through chat with an agent's turn late in a session: {} bytes of 181 messages (tool calls \
+             and their results) and 20 tools, answered with the short JSON answer. MB/s counts request bodies. \
+             nginx keeps bodies up to 1 MiB in memory, as ferrolite does. The direct row's CPU is the fake's, \
+             which parses each body too.",
+            template.len()
+        ),
+        &["target", "req/s", "vs nginx", "MB/s", "errors", "p50", "p99", "CPU s / 1k req"],
+        &rows,
+    );
+    report.put("long_conversation", json!({"body_bytes": template.len(), "loads": loads}));
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Targets
 
@@ -958,6 +1007,9 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     // --- 1b. the governed lane: the same traffic with an API key that has a budget (so every
     // request reserves and settles), an rpm limit and a parallel limit; alone and over Redis.
     let governed = governed(ctx, &mut report, &gw, &app, &throughput["ferrolite"])?;
+
+    // --- 1c. an agent's long conversation: the same hop with a 112 KB body.
+    long_conversation(ctx, &mut report, &targets)?;
 
     // --- 2. one connection
     let mut single: BTreeMap<&str, Load> = BTreeMap::new();
