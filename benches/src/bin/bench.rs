@@ -530,6 +530,19 @@ fn governed(ctx: &mut Ctx, report: &mut Report, gw: &Ferrolite, app: &Path, toke
     Ok(value)
 }
 
+/// A closed-loop load's row: target, req/s, over nginx's, errors, p50, p99, CPU per 1,000.
+fn load_row(name: &str, l: &Load, nginx_rps: f64) -> Vec<String> {
+    vec![
+        name.to_string(),
+        rps(l.rps),
+        format!("{:.2}x", l.rps / nginx_rps),
+        format!("{:.2}%", l.error_rate * 100.0),
+        ms(l.p50_ms),
+        ms(l.p99_ms),
+        opt_f(l.cpu_secs_per_1k, 3),
+    ]
+}
+
 /// The pass-through with an agent's long conversation (`long_conversation::body`, 110 KB) at
 /// the throughput lane's connections: the fake alone, nginx and ferrolite. The other gateways
 /// are left out: the lane compares the hop's cost per byte with the plain proxy's.
@@ -551,16 +564,9 @@ fn long_conversation(ctx: &mut Ctx, report: &mut Report, targets: &[Target]) -> 
         .iter()
         .map(|t| {
             let l = &loads[t.name];
-            vec![
-                t.name.to_string(),
-                rps(l.rps),
-                format!("{:.2}x", l.rps / nginx),
-                format!("{:.0}", l.rps * mb),
-                format!("{:.2}%", l.error_rate * 100.0),
-                ms(l.p50_ms),
-                ms(l.p99_ms),
-                opt_f(l.cpu_secs_per_1k, 3),
-            ]
+            let mut row = load_row(t.name, l, nginx);
+            row.insert(3, format!("{:.0}", l.rps * mb));
+            row
         })
         .collect();
     report.table(
@@ -972,21 +978,7 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     }
     let direct_rps = throughput["direct"].rps;
     let nginx_rps = throughput["nginx"].rps;
-    let rows: Vec<Vec<String>> = targets
-        .iter()
-        .map(|t| {
-            let l = &throughput[t.name];
-            vec![
-                t.name.to_string(),
-                rps(l.rps),
-                format!("{:.2}x", l.rps / nginx_rps),
-                format!("{:.2}%", l.error_rate * 100.0),
-                ms(l.p50_ms),
-                ms(l.p99_ms),
-                opt_f(l.cpu_secs_per_1k, 3),
-            ]
-        })
-        .collect();
+    let rows: Vec<Vec<String>> = targets.iter().map(|t| load_row(t.name, &throughput[t.name], nginx_rps)).collect();
     report.table(
         &format!("Throughput at {conns} connections (chat, JSON)"),
         &format!(
