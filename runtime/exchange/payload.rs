@@ -51,6 +51,16 @@ impl Payload {
     }
 }
 
+/// A client's JSON body read into a value. Its UTF-8 is checked once, a word at a time over
+/// ASCII, so that serde_json takes each string as it is instead of checking them one call each;
+/// bytes that are not UTF-8 go to serde_json as bytes, whose error says where.
+pub fn parse_json(bytes: &[u8]) -> serde_json::Result<Value> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(bytes),
+    }
+}
+
 /// A JSON body: its value, and the bytes the client sent for as long as nothing changed the
 /// value. An upstream that takes the body nearly as it came gets those bytes with its few edits
 /// spliced in (`json_edit`) instead of the value written out again, which for an agent's long

@@ -54,15 +54,17 @@ pub async fn lookup(
         return Ok(Lookup::Miss(payload, None));
     }
     let cache = session.cache.as_ref().filter(|c| c.serves(op));
+    let asked = body.field("cache");
     // Controls are checked only where they act; elsewhere they are just kept from the upstream.
     let controls = match cache {
-        Some(_) => Controls::of(body.get("cache")).map_err(|e| {
+        Some(_) => Controls::of(asked).map_err(|e| {
             ApiError::bad_request(e.to_string()).with_param("cache").with_code("invalid_cache_controls")
         })?,
         None => Controls::default(),
     };
+    let asked = asked.is_some();
     let mut body = body.clone();
-    if body.get("cache").is_some() {
+    if asked {
         if let Value::Object(map) = body.to_mut() {
             map.shift_remove("cache");
         }

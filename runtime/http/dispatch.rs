@@ -518,14 +518,7 @@ async fn read_payload(
             if bytes.is_empty() {
                 return Err(ApiError::bad_request("request body is empty: this route takes a JSON object"));
             }
-            // The whole body's UTF-8 checked at once (an ASCII run a word at a time) lets serde_json
-            // take each string as it is, instead of checking them one call each. Bytes that are
-            // not UTF-8 go to serde_json as bytes, whose error says where.
-            let parsed = match std::str::from_utf8(&bytes) {
-                Ok(text) => serde_json::from_str::<Value>(text),
-                Err(_) => serde_json::from_slice::<Value>(&bytes),
-            };
-            let value = parsed.map_err(|e| {
+            let value = crate::exchange::parse_json(&bytes).map_err(|e| {
                 ApiError::bad_request(format!("request body is not valid JSON: {e}")).with_code("invalid_json")
             })?;
             Payload::Json(JsonBody::read(bytes, value))
