@@ -41,8 +41,9 @@ pub fn manifest(data: &[u8]) {
 
 /// The JSON scan that reads an answer's usage, against serde_json: both must accept and refuse
 /// the same texts, and where a valid text spells its keys plainly (no escapes) both must read
-/// the same usage from it. Members spliced into a valid object's bytes must read back as the
-/// parsed value with those members set.
+/// the same usage from it. The body reader that finds a layout (`json_edit::read`) must read
+/// every text as serde_json does (the same value, or the same error), and members spliced into
+/// bytes it found a layout in must read back as the value with those members set.
 pub fn json_scan(data: &[u8]) {
     let scanned = crate::json_scan::members(data, |_, _| {});
     let serde = serde_json::from_slice::<serde::de::IgnoredAny>(data);
@@ -52,16 +53,23 @@ pub fn json_scan(data: &[u8]) {
             let usage = crate::exchange::usage::from_answer(data).ok().flatten();
             assert_eq!(usage, crate::exchange::usage::from_json(&value));
         }
+    }
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let read = crate::json_edit::read(text);
+    match serde_json::from_str::<Value>(text) {
+        Ok(value) => assert_eq!(read.as_ref().ok().map(|(v, _)| v), Some(&value)),
+        Err(e) => assert_eq!(read.as_ref().err().map(ToString::to_string), Some(e.to_string())),
+    }
+    if let Ok((value, Some(layout))) = read {
         let sets: [(&str, &[u8]); 2] = [("model", b"\"fz\""), ("stream_options", b"{\"include_usage\":true}")];
-        if let Some(spliced) = crate::json_edit::set_members(data, &value, &sets) {
-            let mut expected = value;
-            if let Value::Object(map) = &mut expected {
-                map.insert("model".into(), "fz".into());
-                map.insert("stream_options".into(), serde_json::json!({"include_usage": true}));
-            }
-            let read: Value = serde_json::from_slice(&spliced).expect("spliced bytes are JSON");
-            assert_eq!(read, expected);
+        let spliced = crate::json_edit::set_members(data, &layout, &sets).expect("a layout takes two edits");
+        let mut expected = value;
+        if let Value::Object(map) = &mut expected {
+            map.insert("model".into(), "fz".into());
+            map.insert("stream_options".into(), serde_json::json!({"include_usage": true}));
         }
+        let read: Value = serde_json::from_slice(&spliced).expect("spliced bytes are JSON");
+        assert_eq!(read, expected);
     }
 }
 

@@ -1,6 +1,7 @@
 //! A request's body once read and checked against its route's schema, shared by every attempt.
 
 use super::multipart::MultipartBody;
+use crate::json_edit::Layout;
 use bytes::Bytes;
 use serde_json::Value;
 use std::ops::Deref;
@@ -61,8 +62,8 @@ pub fn parse_json(bytes: &[u8]) -> serde_json::Result<Value> {
     }
 }
 
-/// A JSON body: its value, and the bytes the client sent for as long as nothing changed the
-/// value. An upstream that takes the body nearly as it came gets those bytes with its few edits
+/// A JSON body: its value, and the bytes the client sent (with where their members stand) for as
+/// long as nothing changed the value and they can be edited safely. An upstream that takes the body nearly as it came gets those bytes with its few edits
 /// spliced in (`json_edit`) instead of the value written out again, which for an agent's long
 /// conversation costs more than parsing it did. Cloning shares both; one pointer wide, as the
 /// payload moves through every future of the request path.
@@ -72,7 +73,7 @@ pub struct JsonBody(Arc<Read>);
 #[derive(Debug, Clone)]
 struct Read {
     value: Value,
-    sent: Option<Bytes>,
+    sent: Option<(Bytes, Layout)>,
 }
 
 impl JsonBody {
@@ -81,9 +82,16 @@ impl JsonBody {
         JsonBody(Arc::new(Read { value, sent: None }))
     }
 
-    /// The value parsed from `sent`, the client's bytes.
-    pub fn read(sent: Bytes, value: Value) -> JsonBody {
-        JsonBody(Arc::new(Read { value, sent: Some(sent) }))
+    /// The client's bytes read, as [`parse_json`] reads them; from
+    /// [`json_edit::LAYOUT_FROM`](crate::json_edit::LAYOUT_FROM) bytes with their layout found
+    /// on the way (`json_edit::read`), and then kept when they have one.
+    pub fn parse(bytes: Bytes) -> serde_json::Result<JsonBody> {
+        let (value, layout) = match std::str::from_utf8(&bytes) {
+            Ok(text) if text.len() >= crate::json_edit::LAYOUT_FROM => crate::json_edit::read(text)?,
+            Ok(text) => (serde_json::from_str(text)?, None),
+            Err(_) => (serde_json::from_slice(&bytes)?, None),
+        };
+        Ok(JsonBody(Arc::new(Read { value, sent: layout.map(|layout| (bytes, layout)) })))
     }
 
     /// A top-level field of the value.
@@ -91,9 +99,10 @@ impl JsonBody {
         small_object_field(&self.0.value, name)
     }
 
-    /// The client's bytes, when they still say what the value does.
-    pub fn sent(&self) -> Option<&[u8]> {
-        self.0.sent.as_deref()
+    /// The client's bytes and their layout, when they still say what the value does and can be
+    /// edited safely.
+    pub fn editable(&self) -> Option<(&[u8], &Layout)> {
+        self.0.sent.as_ref().map(|(bytes, layout)| (&bytes[..], layout))
     }
 
     /// The value to change (copied first if an attempt shares it); the client's bytes no longer
@@ -127,5 +136,45 @@ fn small_object_field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
         map.iter().find_map(|(key, v)| (key == name).then_some(v))
     } else {
         map.get(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(text: &str) -> serde_json::Result<JsonBody> {
+        JsonBody::parse(Bytes::copy_from_slice(text.as_bytes()))
+    }
+
+    #[test]
+    fn a_long_bodys_bytes_are_kept_with_their_layout_until_its_value_changes() {
+        let pad = "p".repeat(crate::json_edit::LAYOUT_FROM);
+        let text = format!(r#"{{"model": "m", "user": "{pad}"}}"#);
+        let mut long = body(&text).unwrap();
+        assert_eq!(long.field("model"), Some(&Value::from("m")));
+        assert_eq!(long.editable().map(|(bytes, _)| bytes), Some(text.as_bytes()));
+        // A clone shares them; a change to the value drops them from the changed copy only.
+        let shared = long.clone();
+        long.to_mut()["model"] = "n".into();
+        assert!(long.editable().is_none());
+        assert!(shared.editable().is_some());
+        // Short bodies, and long ones that cannot be edited safely, keep only their value.
+        assert!(body(r#"{"model": "m"}"#).unwrap().editable().is_none());
+        let twice = format!(r#"{{"model": "m", "model": "n", "user": "{pad}"}}"#);
+        let twice = body(&twice).unwrap();
+        assert!(twice.editable().is_none());
+        assert_eq!(twice.field("model"), Some(&Value::from("n")));
+    }
+
+    #[test]
+    fn bytes_that_are_not_json_are_refused_where_they_go_wrong() {
+        let pad = "p".repeat(crate::json_edit::LAYOUT_FROM);
+        let error = body(&format!("{{\"user\": \"{pad}\",\n \"model\": }}")).unwrap_err();
+        assert_eq!((error.line(), error.column()), (2, 11));
+        let mut bytes = format!("{{\"user\": \"{pad}\"}}").into_bytes();
+        bytes[12] = 0xff;
+        let error = JsonBody::parse(bytes.into()).unwrap_err();
+        assert_eq!((error.line(), error.column()), (1, 13));
     }
 }

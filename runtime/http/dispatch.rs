@@ -518,10 +518,9 @@ async fn read_payload(
             if bytes.is_empty() {
                 return Err(ApiError::bad_request("request body is empty: this route takes a JSON object"));
             }
-            let value = crate::exchange::parse_json(&bytes).map_err(|e| {
+            Payload::Json(JsonBody::parse(bytes).map_err(|e| {
                 ApiError::bad_request(format!("request body is not valid JSON: {e}")).with_code("invalid_json")
-            })?;
-            Payload::Json(JsonBody::read(bytes, value))
+            })?)
         }
         BodyKind::Multipart => {
             let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();

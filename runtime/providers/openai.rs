@@ -201,14 +201,9 @@ struct UpstreamBody<'a> {
     ask_usage: bool,
 }
 
-/// The size from which a client's bytes are spliced rather than its value written: below it,
-/// writing costs less than the scan splicing needs (1.5k instructions against 2.4k for a short
-/// chat); a long conversation's value costs twice its scan to write.
-const SPLICE_FROM: usize = 1024;
-
 impl UpstreamBody<'_> {
     fn bytes(&self) -> serde_json::Result<Vec<u8>> {
-        let Some(sent) = self.body.sent().filter(|sent| sent.len() >= SPLICE_FROM) else {
+        let Some((sent, layout)) = self.body.editable() else {
             return serde_json::to_vec(self);
         };
         // Only a model field the body has is replaced, as writing the value does.
@@ -223,7 +218,7 @@ impl UpstreamBody<'_> {
         let mut sets: Vec<(&str, &[u8])> = Vec::with_capacity(2);
         sets.extend(model.as_ref().map(|(field, value)| (*field, value.as_slice())));
         sets.extend(usage.as_deref().map(|value| ("stream_options", value)));
-        match crate::json_edit::set_members(sent, self.body, &sets) {
+        match crate::json_edit::set_members(sent, layout, &sets) {
             Some(bytes) => Ok(bytes),
             None => serde_json::to_vec(self),
         }
@@ -322,14 +317,14 @@ mod tests {
         String::from_utf8(b.bytes().unwrap()).unwrap()
     }
 
-    /// The body as the upstream gets it, written from the value. Made long enough to be spliced
-    /// (a `user` member at its end), it must come out of the client's bytes (here the value's
-    /// compact text) as it is written from the value.
+    /// The body as the upstream gets it, written from the value. Made long enough to be read
+    /// with its layout (a `user` member at its end), it must come out of the client's bytes
+    /// (here the value's compact text) as it is written from the value.
     fn upstream(body: serde_json::Value, ask_usage: bool) -> String {
         let mut long = body.clone();
-        long["user"] = "u".repeat(super::SPLICE_FROM).into();
-        let sent = JsonBody::read(serde_json::to_vec(&long).unwrap().into(), long.clone());
-        assert!(sent.sent().is_some_and(|s| s.len() >= super::SPLICE_FROM));
+        long["user"] = "u".repeat(crate::json_edit::LAYOUT_FROM).into();
+        let sent = JsonBody::parse(serde_json::to_vec(&long).unwrap().into()).unwrap();
+        assert!(sent.editable().is_some());
         assert_eq!(
             write(&sent, ask_usage),
             write(&JsonBody::new(long), ask_usage),
@@ -340,11 +335,11 @@ mod tests {
 
     #[test]
     fn the_clients_bytes_go_upstream_as_written_but_for_the_members_edited() {
-        let pad = "p".repeat(super::SPLICE_FROM);
+        let pad = "p".repeat(crate::json_edit::LAYOUT_FROM);
         let text = format!(
             "{{ \"model\": \"gpt\",\n  \"messages\": [{{\"role\": \"user\", \"content\": \"caf\\u00e9 {pad}\"}}], \"temperature\": 1.50 }}"
         );
-        let sent = |text: &str| JsonBody::read(text.as_bytes().to_vec().into(), serde_json::from_str(text).unwrap());
+        let sent = |text: &str| JsonBody::parse(text.as_bytes().to_vec().into()).unwrap();
         assert_eq!(
             write(&sent(&text), true),
             format!(
