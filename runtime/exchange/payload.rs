@@ -63,10 +63,11 @@ pub fn parse_json(bytes: &[u8]) -> serde_json::Result<Value> {
 }
 
 /// A JSON body: its value, and the bytes the client sent (with where their members stand) for as
-/// long as nothing changed the value and they can be edited safely. An upstream that takes the body nearly as it came gets those bytes with its few edits
-/// spliced in (`json_edit`) instead of the value written out again, which for an agent's long
-/// conversation costs more than parsing it did. Cloning shares both; one pointer wide, as the
-/// payload moves through every future of the request path.
+/// long as nothing changed the value and they can be edited safely. An upstream that takes the
+/// body nearly as it came gets those bytes with its few edits spliced in (`json_edit`) instead
+/// of the value written out again, which for an agent's long conversation costs more than
+/// parsing it did. Cloning shares both; one pointer wide, as the payload moves through every
+/// future of the request path.
 #[derive(Debug, Clone)]
 pub struct JsonBody(Arc<Read>);
 
