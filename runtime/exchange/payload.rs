@@ -52,10 +52,11 @@ impl Payload {
     }
 }
 
-/// A client's JSON body read into a value. Its UTF-8 is checked once, a word at a time over
-/// ASCII, so that serde_json takes each string as it is instead of checking them one call each;
-/// bytes that are not UTF-8 go to serde_json as bytes, whose error says where.
-pub fn parse_json(bytes: &[u8]) -> serde_json::Result<Value> {
+/// JSON bytes (a client's body, an upstream's answer) read into a `T`. Their UTF-8 is checked
+/// once, a word at a time over ASCII, so that serde_json takes each string as it is instead of
+/// checking them one call each; bytes that are not UTF-8 go to serde_json as bytes, whose error
+/// says where.
+pub fn parse_json<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> serde_json::Result<T> {
     match std::str::from_utf8(bytes) {
         Ok(text) => serde_json::from_str(text),
         Err(_) => serde_json::from_slice(bytes),

@@ -8,7 +8,7 @@ use crate::cache::record::{Recording, Saver};
 use crate::cache::{self, Controls, ResponseCache, Shape};
 use crate::catalogue::Operation;
 use crate::cluster::Cluster;
-use crate::exchange::{ApiError, Outcome, Payload};
+use crate::exchange::{parse_json, ApiError, Outcome, Payload};
 use crate::observability::metrics;
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -135,7 +135,7 @@ impl Pending {
                 let bytes = axum::body::to_bytes(body, self.limit).await.map_err(|e| {
                     ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("could not read the answer: {e}"))
                 })?;
-                if let Ok(answer) = serde_json::from_slice::<Value>(&bytes) {
+                if let Ok(answer) = parse_json::<Value>(&bytes) {
                     saver.save(answer).await;
                 }
                 Response::from_parts(parts, Body::from(bytes))

@@ -11,7 +11,7 @@
 use super::dispatch::{admit, Caller};
 use super::AppState;
 use crate::apps::session::Session;
-use crate::exchange::{usage, ApiError, Payload, Usage};
+use crate::exchange::{parse_json, usage, ApiError, Payload, Usage};
 use crate::observability::request_id::RequestId;
 use crate::observability::session_log::LogType;
 use crate::observability::spend_log::{SpendEnd, SpendOrigin, SpendOutcome, SpendTicket};
@@ -162,7 +162,7 @@ async fn read_body(state: &AppState, body: Body) -> Result<Vec<u8>, ApiError> {
 async fn provider_call(state: &AppState, call: Call, route: &'static str, rest: String) -> Result<Response, ApiError> {
     let Call { session, key, method, headers, query, body, request_id, mut ticket, started } = call;
     let body = read_body(state, body).await?;
-    let json = crate::exchange::parse_json(&body).ok().filter(Value::is_object);
+    let json = parse_json(&body).ok().filter(Value::is_object);
     // The body is parsed already: its flag is read there, not scanned again.
     let streamed = passthrough::asks_stream(&rest, || json.as_ref().is_some_and(|v| v["stream"] == true));
     let model = json.as_ref().and_then(|v| v["model"].as_str());

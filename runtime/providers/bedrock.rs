@@ -25,7 +25,7 @@ use crate::api::openai::{
     AssistantMessage, ChatChunk, ChatCompletion, ChatMessage, ChatRequest, ChatUsage, Choice, ChunkChoice, Delta,
     FunctionCall, FunctionDelta, ThinkingBlock, ToolCall, ToolCallDelta,
 };
-use crate::exchange::ApiError;
+use crate::exchange::{parse_json, ApiError};
 use crate::providers::deployment::Deployment;
 use crate::providers::reasoning::{self, ClaudeThinking};
 use crate::providers::translate::{error_kind, error_message, ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
@@ -614,7 +614,7 @@ impl AnswerParts {
 
 /// A whole Converse answer (its body's bytes) as a `chat.completion`.
 pub fn to_openai(body: &[u8], model: &str, id: &str, created: u64) -> Result<ChatCompletion, ApiError> {
-    let answer: ConverseResponse = serde_json::from_slice(body).map_err(|e| unreadable("the answer", e))?;
+    let answer: ConverseResponse = parse_json(body).map_err(|e| unreadable("the answer", e))?;
     let blocks = answer
         .output
         .and_then(|o| o.message)

@@ -28,7 +28,7 @@ use crate::api::openai::{
     AssistantMessage, ChatChunk, ChatCompletion, ChatMessage, ChatRequest, ChatUsage, Choice, Delta, EmbeddingRequest,
     FunctionCall, FunctionDelta, ThinkingBlock, ToolCall as OpenAiToolCall, ToolCallDelta,
 };
-use crate::exchange::ApiError;
+use crate::exchange::{parse_json, ApiError};
 use crate::providers::deployment::Deployment;
 use crate::streaming::sse;
 use axum::http::StatusCode;
@@ -298,8 +298,8 @@ fn openai_usage(usage: &Usage) -> ChatUsage {
 
 /// A whole `/v2/chat` answer as an OpenAI `chat.completion`.
 pub fn to_openai(body: &[u8], model: &str, id: &str, created: u64) -> Result<ChatCompletion, ApiError> {
-    let answer: ChatResponse = serde_json::from_slice(body)
-        .map_err(|e| bad_gateway(format!("cohere: the answer is not of the expected shape: {e}")))?;
+    let answer: ChatResponse =
+        parse_json(body).map_err(|e| bad_gateway(format!("cohere: the answer is not of the expected shape: {e}")))?;
     let message = answer.message.unwrap_or_default();
     let (mut text, mut thinking) = (String::new(), String::new());
     for item in message.content.iter().flatten() {

@@ -35,7 +35,7 @@ use crate::api::openai::{
     self, AssistantMessage, ChatChunk, ChatCompletion, ChatMessage, ChatRequest, ChatUsage, Choice, ChunkChoice, Delta,
     EmbeddingRequest, FunctionDelta, ThinkingBlock, ToolCall, ToolCallDelta,
 };
-use crate::exchange::ApiError;
+use crate::exchange::{parse_json, ApiError};
 use crate::providers::deployment::Deployment;
 use crate::streaming::sse;
 use crate::tokenizer;
@@ -723,7 +723,7 @@ fn blocked(feedback: Option<&PromptFeedback<'_>>) -> bool {
 
 /// A `GenerateContentResponse`'s bytes as an OpenAI `chat.completion`.
 pub fn to_openai(body: &[u8], model: &str, id: &str, created: u64) -> Result<ChatCompletion, ApiError> {
-    let answer: GenerateContentResponse<'_> = serde_json::from_slice(body).map_err(|e| unreadable("the answer", &e))?;
+    let answer: GenerateContentResponse<'_> = parse_json(body).map_err(|e| unreadable("the answer", &e))?;
     completion(&answer, model, id, created)
 }
 

@@ -28,7 +28,7 @@ use crate::api::openai::{
     AssistantMessage, ChatChunk, ChatCompletion, ChatMessage, ChatRequest, ChatUsage, Choice, Delta, EmbeddingRequest,
     FunctionCall, FunctionDelta, ThinkingBlock, ToolCall as OpenAiToolCall, ToolCallDelta,
 };
-use crate::exchange::ApiError;
+use crate::exchange::{parse_json, ApiError};
 use crate::providers::deployment::Deployment;
 use crate::streaming::ndjson;
 use axum::http::StatusCode;
@@ -387,8 +387,7 @@ pub fn generate_body<'a>(
 // Answers
 
 fn read_answer(body: &[u8]) -> Result<Answer, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| bad_gateway(format!("ollama: the answer is not of the expected shape: {e}")))
+    parse_json(body).map_err(|e| bad_gateway(format!("ollama: the answer is not of the expected shape: {e}")))
 }
 
 /// OpenAI's `finish_reason` for Ollama's `done_reason`.
@@ -491,7 +490,7 @@ impl StreamDecoder {
     }
 
     fn line(&mut self, line: &[u8]) -> Result<Vec<ChatChunk>, ApiError> {
-        let answer: Answer = serde_json::from_slice(line)
+        let answer: Answer = parse_json(line)
             .map_err(|e| bad_gateway(format!("ollama: a stream line is not of the expected shape: {e}")))?;
         if let Some(error) = &answer.error {
             return Err(ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("ollama: {error}")));

@@ -7,7 +7,7 @@ use super::translate::{ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
 use super::{Deployment, Provider, ProviderCall};
 use crate::api::openai::{ChatChunk, ChatCompletion, ChatRequest};
 use crate::catalogue::Operation;
-use crate::exchange::{ApiError, JsonBody, Outcome, Payload};
+use crate::exchange::{parse_json, ApiError, JsonBody, Outcome, Payload};
 use crate::transport::{RequestBody, SendError};
 use axum::body::Body;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
@@ -44,7 +44,7 @@ impl ChatProvider for OpenAiChat {
     }
 
     fn chat_response(&self, body: &[u8], d: &Deployment) -> Result<ChatCompletion, ApiError> {
-        serde_json::from_slice(body).map_err(|e| {
+        parse_json(body).map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "upstream_error",

@@ -17,7 +17,7 @@ use super::reservation::{Hold, SpendScope};
 use super::spend;
 use super::stats::InFlight;
 use super::table::Table;
-use crate::exchange::{usage, ApiError, Usage};
+use crate::exchange::{parse_json, usage, ApiError, Usage};
 use crate::observability::metrics;
 use crate::observability::request_id::RequestId;
 use crate::observability::session_log::LogType;
@@ -269,7 +269,7 @@ impl AccountedStream {
             if contains(event, b"\"usage") {
                 for line in event.split(|b| *b == b'\n') {
                     let Some(data) = line.strip_prefix(b"data:") else { continue };
-                    let Ok(v) = serde_json::from_slice::<Value>(data.trim_ascii()) else { continue };
+                    let Ok(v) = parse_json::<Value>(data.trim_ascii()) else { continue };
                     if let Some(u) = usage::from_json(&v) {
                         self.usage.prompt_tokens = self.usage.prompt_tokens.max(u.prompt_tokens);
                         self.usage.completion_tokens = self.usage.completion_tokens.max(u.completion_tokens);

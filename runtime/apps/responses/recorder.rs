@@ -6,7 +6,7 @@
 //! reads the end of a stream and at once continues from it finds the response stored.
 
 use super::{items, Record, ResponseStore, ResponsesError};
-use crate::exchange::Payload;
+use crate::exchange::{parse_json, Payload};
 use crate::streaming::sse;
 use axum::body::{Body, Bytes};
 use axum::http::header;
@@ -94,7 +94,7 @@ impl Recording {
             }
             return Ok(Response::from_parts(parts, Body::from(bytes)));
         }
-        let Ok(Value::Object(mut object)) = serde_json::from_slice::<Value>(&bytes) else {
+        let Ok(Value::Object(mut object)) = parse_json::<Value>(&bytes) else {
             return Ok(Response::from_parts(parts, Body::from(bytes)));
         };
         self.echo_previous(&mut object);

@@ -3,7 +3,7 @@
 //! streamed; the answer read whole. What the turns cost adds up for the client's answer.
 
 use super::AgentError;
-use crate::exchange::{ApiError, Outcome, Payload, Usage};
+use crate::exchange::{parse_json, ApiError, Outcome, Payload, Usage};
 use crate::router::plan::Target;
 use crate::router::stamp::COST_HEADER;
 use crate::router::{failover, Routed};
@@ -87,8 +87,7 @@ impl Model<'_> {
         let bytes = axum::body::to_bytes(body, self.routed.answer_limit)
             .await
             .map_err(|e| ApiError::from(AgentError::Answer(e.to_string())))?;
-        let answer: Value =
-            serde_json::from_slice(&bytes).map_err(|e| ApiError::from(AgentError::Answer(e.to_string())))?;
+        let answer: Value = parse_json(&bytes).map_err(|e| ApiError::from(AgentError::Answer(e.to_string())))?;
         totals.deployment = deployment.or(totals.deployment);
         if let Some(usage) = usage {
             let sum = totals.usage.get_or_insert_with(Usage::default);

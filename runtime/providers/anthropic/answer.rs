@@ -89,7 +89,7 @@ pub struct ErrorView<'a> {
 impl<'a> Answer<'a> {
     /// Reads an answer from its bytes (`Err` only when they are not JSON).
     pub fn from_slice(body: &'a [u8]) -> serde_json::Result<Answer<'a>> {
-        serde_json::from_slice::<Lenient<'a, Answer<'a>>>(body).map(|l| l.0)
+        crate::exchange::parse_json::<Lenient<'a, Answer<'a>>>(body).map(|l| l.0)
     }
 
     /// Reads an answer already parsed.
