@@ -11,4 +11,4 @@ pub mod usage;
 pub use answer::{Outcome, Usage};
 pub use error::ApiError;
 pub use multipart::MultipartBody;
-pub use payload::{parse_json, JsonBody, Payload};
+pub use payload::{object_field, parse_json, JsonBody, Payload};

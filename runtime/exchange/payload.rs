@@ -39,7 +39,7 @@ impl Payload {
 
     /// Whether the client asked a stream for its usage (`stream_options.include_usage`).
     pub fn wants_stream_usage(&self) -> bool {
-        self.field("stream_options").and_then(|o| small_object_field(o, "include_usage")) == Some(&Value::Bool(true))
+        self.field("stream_options").and_then(|o| object_field(o, "include_usage")) == Some(&Value::Bool(true))
     }
 
     /// A top-level field of the body (JSON) or form (multipart).
@@ -98,7 +98,7 @@ impl JsonBody {
 
     /// A top-level field of the value.
     pub fn field(&self, name: &str) -> Option<&Value> {
-        small_object_field(&self.0.value, name)
+        object_field(&self.0.value, name)
     }
 
     /// The client's bytes and their layout, when they still say what the value does and can be
@@ -132,7 +132,7 @@ impl Deref for JsonBody {
 
 /// A field of a JSON object. A request body has a handful of fields: comparing names beats
 /// hashing one with the map's SipHash (`preserve_order` maps are keyed that way).
-fn small_object_field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
+pub fn object_field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
     let Value::Object(map) = value else { return None };
     if map.len() <= 16 {
         map.iter().find_map(|(key, v)| (key == name).then_some(v))

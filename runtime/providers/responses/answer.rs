@@ -13,6 +13,7 @@ use crate::api::responses::{
     IncompleteDetails, InputTokensDetails, OutputContent, OutputItem, OutputTokensDetails, ReasoningConfig, Response,
     ResponseUsage, ResponsesRequest, SummaryText,
 };
+use crate::exchange::object_field;
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
 
@@ -61,13 +62,12 @@ impl Shell {
             temperature: req.temperature,
             top_p: req.top_p,
             user: req.user.clone(),
-            text: raw
-                .get("text")
+            text: object_field(raw, "text")
                 .filter(|t| t.is_object())
                 .cloned()
                 .unwrap_or_else(|| json!({"format": {"type": "text"}})),
-            tool_choice: raw.get("tool_choice").cloned().unwrap_or_else(|| Value::String("auto".into())),
-            tools: raw.get("tools").and_then(Value::as_array).cloned().unwrap_or_default(),
+            tool_choice: object_field(raw, "tool_choice").cloned().unwrap_or_else(|| Value::String("auto".into())),
+            tools: object_field(raw, "tools").and_then(Value::as_array).cloned().unwrap_or_default(),
             metadata: req.metadata.clone().unwrap_or_default(),
         }
     }
