@@ -8,6 +8,7 @@
 //! one with every field absent.
 
 use crate::api::anthropic::{OutputConfig, Thinking};
+use crate::exchange::parse_json;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Number, Value};
 use std::borrow::Cow;
@@ -336,14 +337,14 @@ impl<'a> StreamEvent<'a> {
     pub fn parse(event_type: &str, payload: &'a [u8]) -> serde_json::Result<StreamEvent<'a>> {
         let payload: &'a [u8] = if payload.is_empty() { b"{}" } else { payload };
         Ok(match event_type {
-            "messageStart" => StreamEvent::MessageStart(serde_json::from_slice(payload)?),
-            "contentBlockStart" => StreamEvent::ContentBlockStart(serde_json::from_slice(payload)?),
-            "contentBlockDelta" => StreamEvent::ContentBlockDelta(serde_json::from_slice(payload)?),
-            "contentBlockStop" => StreamEvent::ContentBlockStop(serde_json::from_slice(payload)?),
-            "messageStop" => StreamEvent::MessageStop(serde_json::from_slice(payload)?),
-            "metadata" => StreamEvent::Metadata(serde_json::from_slice(payload)?),
+            "messageStart" => StreamEvent::MessageStart(parse_json(payload)?),
+            "contentBlockStart" => StreamEvent::ContentBlockStart(parse_json(payload)?),
+            "contentBlockDelta" => StreamEvent::ContentBlockDelta(parse_json(payload)?),
+            "contentBlockStop" => StreamEvent::ContentBlockStop(parse_json(payload)?),
+            "messageStop" => StreamEvent::MessageStop(parse_json(payload)?),
+            "metadata" => StreamEvent::Metadata(parse_json(payload)?),
             _ => {
-                serde_json::from_slice::<serde::de::IgnoredAny>(payload)?;
+                parse_json::<serde::de::IgnoredAny>(payload)?;
                 StreamEvent::Other
             }
         })

@@ -5,7 +5,7 @@
 use super::AppState;
 use crate::apps::{ControllerError, Source};
 use crate::auth::Claims;
-use crate::exchange::ApiError;
+use crate::exchange::{parse_json, ApiError};
 use crate::manifest::validate::Severity;
 use crate::observability::session_log::LogType;
 use axum::body::Body;
@@ -126,7 +126,7 @@ async fn serve(
     let mut kwargs = query_kwargs(query.as_deref());
     let bytes = super::limits::read_body(body, MAX_CALL_BYTES).await?;
     if !bytes.iter().all(u8::is_ascii_whitespace) {
-        match serde_json::from_slice::<Value>(&bytes) {
+        match parse_json::<Value>(&bytes) {
             Ok(Value::Object(body)) => kwargs.extend(body),
             Ok(_) => return Err(ApiError::bad_request("the body must be a JSON object of keyword arguments")),
             Err(e) => {

@@ -8,6 +8,7 @@
 //! service of another workspace then asks the server about that one too.
 
 use crate::auth::{AuthError, Claims};
+use crate::exchange::parse_json;
 use crate::transport::{Request, RequestBody, UpstreamClient};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use base64::Engine as _;
@@ -126,5 +127,5 @@ impl HyphaTokenCheck {
 fn unverified(token: &str) -> Option<Unverified> {
     let payload = token.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    serde_json::from_slice(&bytes).ok()
+    parse_json(&bytes).ok()
 }

@@ -3,6 +3,7 @@
 //! checked where the connection is made), the environment's proxy and the pooled connections
 //! of the LLM routes, rather than a second HTTP stack (rmcp's built-in client is reqwest 0.13).
 
+use crate::exchange::parse_json;
 use crate::transport::{ReadError, Request, SendError, UpstreamClient};
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
@@ -120,7 +121,7 @@ impl StreamableHttpClient for McpHttp {
             status if !status.is_success() => {
                 // A JSON-RPC error in the body is the server's own answer (a bad request).
                 let body = answer.head_of_body(64 * 1024).await;
-                return match serde_json::from_slice::<ServerJsonRpcMessage>(&body) {
+                return match parse_json::<ServerJsonRpcMessage>(&body) {
                     Ok(message @ rmcp::model::JsonRpcMessage::Error(_)) => {
                         Ok(StreamableHttpPostResponse::Json(message, None))
                     }
@@ -134,7 +135,7 @@ impl StreamableHttpClient for McpHttp {
             Ok(StreamableHttpPostResponse::Sse(sse_of(answer), session))
         } else if is(&answer.headers, "application/json") {
             let bytes = answer.bytes(MAX_JSON_ANSWER).await.map_err(|e| StreamableHttpError::Client(e.into()))?;
-            Ok(StreamableHttpPostResponse::Json(serde_json::from_slice(&bytes)?, session))
+            Ok(StreamableHttpPostResponse::Json(parse_json(&bytes)?, session))
         } else {
             let found = answer.headers.get(CONTENT_TYPE).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
             Err(StreamableHttpError::UnexpectedContentType(found))

@@ -8,6 +8,7 @@
 //! balancer the cancel and the call, or the change and the listening client, may be on two
 //! instances: a [`Relay`] passes them on (over Redis).
 
+use crate::exchange::parse_json;
 use axum::http::HeaderMap;
 use rmcp::model::{ProgressNotificationParam, ProgressToken, RequestId};
 use rmcp::service::{NotificationContext, RoleClient};
@@ -236,7 +237,7 @@ impl Posted {
         struct Params {
             request_id: Option<RequestId>,
         }
-        let Ok(message) = serde_json::from_slice::<Message>(body) else { return Posted::Other };
+        let Ok(message) = parse_json::<Message>(body) else { return Posted::Other };
         match (message.method.as_deref(), message.params.and_then(|p| p.request_id)) {
             (Some("initialize"), _) => Posted::Initialize,
             (Some("notifications/cancelled"), Some(id)) => Posted::Cancelled(id),

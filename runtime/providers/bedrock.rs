@@ -899,8 +899,7 @@ impl ChunkDecoder for ConverseStreamDecoder {
 /// An error body's message: Bedrock's `{"message": ...}` (or a proxy's `{"error": {"message":
 /// ...}}`, which wins when both are there); any other body gets the shared lenient reading.
 fn error_text(body: &[u8]) -> String {
-    let typed =
-        serde_json::from_slice::<ErrorBody>(body).ok().and_then(|b| b.error.and_then(|e| e.message).or(b.message));
+    let typed = parse_json::<ErrorBody>(body).ok().and_then(|b| b.error.and_then(|e| e.message).or(b.message));
     typed.map_or_else(|| error_message(body), Cow::into_owned)
 }
 

@@ -22,7 +22,7 @@ use super::cohere::DEFAULT_INPUT_TYPE;
 use super::translate::{embedding_value, retry_after, upstream_url, wants_base64, ChatProvider, UpstreamRequest};
 use super::{bedrock, Deployment, ProviderCall};
 use crate::api::openai::EmbeddingRequest;
-use crate::exchange::{usage, ApiError, Outcome};
+use crate::exchange::{parse_json, usage, ApiError, Outcome};
 use crate::observability::session_log::LogType;
 use crate::transport::ReadError;
 use axum::http::{HeaderMap, StatusCode};
@@ -176,8 +176,7 @@ enum CohereEmbeddings {
 
 /// A Titan answer: its vector and its input token count.
 pub fn titan_answer(body: &[u8]) -> Result<(Vec<f32>, Option<u64>), ApiError> {
-    let answer: TitanResponse =
-        serde_json::from_slice(body).map_err(|e| bedrock::unreadable("the embeddings answer", e))?;
+    let answer: TitanResponse = parse_json(body).map_err(|e| bedrock::unreadable("the embeddings answer", e))?;
     let vector = answer
         .embedding
         .or_else(|| answer.embeddings_by_type.and_then(|t| t.float))
@@ -187,8 +186,7 @@ pub fn titan_answer(body: &[u8]) -> Result<(Vec<f32>, Option<u64>), ApiError> {
 
 /// A Cohere embed answer's vectors, one for each of `inputs` texts.
 pub fn cohere_answer(body: &[u8], inputs: usize) -> Result<Vec<Vec<f32>>, ApiError> {
-    let answer: CohereResponse =
-        serde_json::from_slice(body).map_err(|e| bedrock::unreadable("the embeddings answer", e))?;
+    let answer: CohereResponse = parse_json(body).map_err(|e| bedrock::unreadable("the embeddings answer", e))?;
     let vectors = match answer.embeddings {
         CohereEmbeddings::Floats(vectors) => vectors,
         CohereEmbeddings::ByType(by_type) => {

@@ -323,7 +323,7 @@ pub fn openai_frames(
 
 /// An OpenAI-style error from an OpenAI-compatible upstream body.
 pub fn openai_error(status: StatusCode, body: &[u8], who: &str) -> ApiError {
-    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let parsed: Option<Value> = crate::exchange::parse_json(body).ok();
     let error = parsed.as_ref().and_then(|v| v.get("error"));
     let message = super::translate::error_message(body);
     let mut api_error = ApiError::new(

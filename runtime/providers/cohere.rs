@@ -487,8 +487,7 @@ impl ChunkDecoder for StreamDecoder {
 
 /// Cohere's `{"message"}` body as an OpenAI-style error with the upstream's status.
 pub fn upstream_error(status: StatusCode, body: &[u8]) -> ApiError {
-    let message =
-        serde_json::from_slice::<ErrorBody>(body).ok().and_then(|e| e.message).unwrap_or_else(|| error_message(body));
+    let message = parse_json::<ErrorBody>(body).ok().and_then(|e| e.message).unwrap_or_else(|| error_message(body));
     let message = if message.is_empty() { format!("upstream answered {status}") } else { message };
     ApiError::new(status, error_kind(status), format!("cohere: {message}"))
 }
@@ -541,7 +540,7 @@ pub fn embedding_request(req: &EmbeddingRequest, d: &Deployment, url: String) ->
 /// A `/v2/embed` answer as an OpenAI embeddings `list`, its usage the billed input tokens.
 pub fn embedding_response(body: &[u8], req: &EmbeddingRequest, d: &Deployment) -> Result<Value, ApiError> {
     let base64 = wants_base64(req)?;
-    let answer: EmbedResponse = serde_json::from_slice(body)
+    let answer: EmbedResponse = parse_json(body)
         .map_err(|e| bad_gateway(format!("cohere: the embeddings answer is not of the expected shape: {e}")))?;
     let vectors =
         answer.embeddings.float.ok_or_else(|| bad_gateway("cohere: the embeddings answer has no float embeddings"))?;
@@ -622,7 +621,7 @@ pub fn rerank_request(query: &RerankQuery, d: &Deployment, url: String) -> Resul
 
 /// A `/v2/rerank` answer, with each result's document when the request asked for them.
 pub fn rerank_response(body: &[u8], query: &RerankQuery) -> Result<Value, ApiError> {
-    let answer: RerankResponse = serde_json::from_slice(body)
+    let answer: RerankResponse = parse_json(body)
         .map_err(|e| bad_gateway(format!("cohere: the rerank answer is not of the expected shape: {e}")))?;
     let mut results = Vec::with_capacity(answer.results.len());
     for r in &answer.results {

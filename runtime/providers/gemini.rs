@@ -949,7 +949,7 @@ impl ChunkDecoder for StreamDecoder {
 /// key, should a message ever quote it, is redacted. A body of another shape still gives its
 /// text as the message.
 pub fn upstream_error(status: StatusCode, body: &[u8]) -> ApiError {
-    let parsed: Option<ErrorBody<'_>> = serde_json::from_slice(body).ok();
+    let parsed: Option<ErrorBody<'_>> = parse_json(body).ok();
     error_from_detail(status, parsed.as_ref().and_then(ErrorBody::detail), body)
 }
 
@@ -1016,8 +1016,7 @@ pub fn embedding_request(req: &EmbeddingRequest, d: &Deployment, url: String) ->
 /// little-endian f32 when asked), with prompt tokens estimated from the inputs.
 pub fn embedding_response(body: &[u8], req: &EmbeddingRequest, d: &Deployment) -> Result<Value, ApiError> {
     let base64 = wants_base64(req)?;
-    let answer: BatchEmbedContentsResponse =
-        serde_json::from_slice(body).map_err(|e| unreadable("the embeddings answer", &e))?;
+    let answer: BatchEmbedContentsResponse = parse_json(body).map_err(|e| unreadable("the embeddings answer", &e))?;
     let embeddings =
         answer.embeddings.ok_or_else(|| bad_gateway("gemini: embeddings answer has no embeddings list"))?;
     let inputs = req.inputs();

@@ -10,7 +10,7 @@
 //! so the address guard applies to the `token_uri` as to any upstream.
 
 use super::deployment::Secret;
-use crate::exchange::ApiError;
+use crate::exchange::{parse_json, ApiError};
 use crate::transport::{Request, UpstreamClient};
 use arc_swap::ArcSwapOption;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -271,7 +271,7 @@ impl TokenSource {
         let status = response.status;
         let answer = response.bytes(ANSWER_LIMIT).await.map_err(|e| unreachable(e.to_string()))?;
         if !status.is_success() {
-            let refusal: Option<TokenRefusal> = serde_json::from_slice(&answer).ok();
+            let refusal: Option<TokenRefusal> = parse_json(&answer).ok();
             let reason = match refusal {
                 Some(TokenRefusal { error: Some(error), error_description }) => {
                     format!("{error}{}", error_description.map(|d| format!(": {d}")).unwrap_or_default())
@@ -287,8 +287,8 @@ impl TokenSource {
             )
             .with_code("google_token_refused"));
         }
-        let answer: TokenAnswer = serde_json::from_slice(&answer)
-            .map_err(|e| unreachable(format!("the token endpoint's answer is not a token: {e}")))?;
+        let answer: TokenAnswer =
+            parse_json(&answer).map_err(|e| unreachable(format!("the token endpoint's answer is not a token: {e}")))?;
         let lifetime = answer.expires_in.unwrap_or(ASSERTION_LIFETIME);
         let margin = REFRESH_MARGIN.min(lifetime / 2);
         Ok(Token { value: Secret::new(answer.access_token), refresh_at: now + lifetime - margin })

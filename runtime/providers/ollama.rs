@@ -566,7 +566,7 @@ impl ChunkDecoder for StreamDecoder {
 
 /// Ollama's `{"error": "..."}` as an OpenAI-style error with the upstream's status.
 pub fn upstream_error(status: StatusCode, body: &[u8]) -> ApiError {
-    let message = match serde_json::from_slice::<ErrorBody>(body) {
+    let message = match parse_json::<ErrorBody>(body) {
         Ok(e) => e.error,
         Err(_) => error_message(body),
     };
@@ -611,7 +611,7 @@ pub fn embedding_request(req: &EmbeddingRequest, d: &Deployment, url: String) ->
 /// An `/api/embed` answer as an OpenAI embeddings `list`, its usage Ollama's `prompt_eval_count`.
 pub fn embedding_response(body: &[u8], req: &EmbeddingRequest, d: &Deployment) -> Result<Value, ApiError> {
     let base64 = wants_base64(req)?;
-    let answer: EmbedResponse = serde_json::from_slice(body)
+    let answer: EmbedResponse = parse_json(body)
         .map_err(|e| bad_gateway(format!("ollama: the embeddings answer is not of the expected shape: {e}")))?;
     let inputs = req.inputs();
     if answer.embeddings.len() != inputs.len() {

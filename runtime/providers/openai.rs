@@ -283,7 +283,7 @@ pub fn unreachable_error(e: &SendError, d: &Deployment) -> ApiError {
 /// Keeps the upstream's status and its OpenAI-style error; wraps anything else in one.
 async fn upstream_error(status: StatusCode, response: crate::transport::Response, d: &Deployment) -> ApiError {
     let body = response.head_of_body(ERROR_BODY_LIMIT).await;
-    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    let parsed: Option<Value> = parse_json(&body).ok();
     let error = parsed.as_ref().and_then(|v| v.get("error"));
     let message = error
         .and_then(|e| e.get("message").and_then(Value::as_str).or_else(|| e.as_str()))

@@ -8,7 +8,7 @@
 
 use super::Deployment;
 use crate::api::openai::{ChatChunk, ChatCompletion, ChatRequest, ChunkChoice, Delta, EmbeddingRequest};
-use crate::exchange::ApiError;
+use crate::exchange::{parse_json, ApiError};
 use axum::http::StatusCode;
 use serde_json::Value;
 
@@ -127,7 +127,7 @@ fn push_base_url(d: &Deployment, out: &mut String) -> Result<(), ApiError> {
 
 /// An upstream error body's message, for error mapping: `error.message`, `message`, or the text.
 pub fn error_message(body: &[u8]) -> String {
-    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let parsed: Option<Value> = parse_json(body).ok();
     let from_json = parsed.as_ref().and_then(|v| {
         v.pointer("/error/message")
             .or_else(|| v.get("message"))

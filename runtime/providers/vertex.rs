@@ -14,7 +14,7 @@ use super::translate::{error_kind, error_message, ChatProvider, ChunkDecoder, St
 use crate::api::anthropic::MessagesRequest;
 use crate::api::gemini::ErrorBody;
 use crate::api::openai::{ChatCompletion, ChatRequest};
-use crate::exchange::ApiError;
+use crate::exchange::{parse_json, ApiError};
 use crate::providers::deployment::Deployment;
 use axum::http::StatusCode;
 use serde::Serialize;
@@ -46,7 +46,7 @@ pub static ANTHROPIC: VertexAnthropic = VertexAnthropic;
 /// A Vertex error: Google's `{"error": {"code", "message", "status"}}`, or (from Claude's
 /// publisher) Anthropic's `{"error": {"type", "message"}}`; the status kept.
 pub fn upstream_error(status: StatusCode, body: &[u8]) -> ApiError {
-    let google: Option<ErrorBody<'_>> = serde_json::from_slice(body).ok();
+    let google: Option<ErrorBody<'_>> = parse_json(body).ok();
     let detail = google.as_ref().and_then(ErrorBody::detail);
     let message = detail.and_then(|d| d.message.as_deref()).map(str::to_owned).unwrap_or_else(|| error_message(body));
     let message = if message.is_empty() { format!("upstream answered {status}") } else { message };

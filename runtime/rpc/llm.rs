@@ -11,6 +11,7 @@ use super::codec;
 use super::{Answer, Args, Outcome, SERVER_ID};
 use crate::apps::session::Session;
 use crate::catalogue::{BodyKind, HttpMethod, Operation, Route, ROUTES};
+use crate::exchange::parse_json;
 use crate::streaming::sse;
 use axum::body::Body;
 use axum::http::{header, Request, Response};
@@ -139,14 +140,14 @@ where
         .map_err(|e| format!("cannot read the answer: {e}"))?;
     if !status.is_success() {
         // The caller's RemoteException carries the HTTP error's own message.
-        let message = serde_json::from_slice::<Json>(&bytes)
+        let message = parse_json::<Json>(&bytes)
             .ok()
             .and_then(|v| v.pointer("/error/message").and_then(Json::as_str).map(str::to_owned))
             .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
         return Err(message);
     }
     if content_type.starts_with("application/json") {
-        let value: Json = serde_json::from_slice(&bytes).map_err(|e| format!("the answer is not JSON: {e}"))?;
+        let value: Json = parse_json(&bytes).map_err(|e| format!("the answer is not JSON: {e}"))?;
         return Ok(Answer::Value(codec::from_json(&value)));
     }
     if content_type.starts_with("text/") {

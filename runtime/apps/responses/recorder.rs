@@ -213,7 +213,7 @@ fn response_id(response: &str) -> Option<String> {
     {
         return Some(id.to_owned());
     }
-    serde_json::from_slice(top_level_raw(response.as_bytes(), b"id")?).ok()
+    parse_json(top_level_raw(response.as_bytes(), b"id")?).ok()
 }
 
 /// An event's type: its `event:` name, else the `type` its data starts with (every Responses

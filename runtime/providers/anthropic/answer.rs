@@ -10,6 +10,7 @@
 //! [`ContentBlock::Other`] without its members (the translation has nothing to say of them).
 
 use crate::api::anthropic::{ContentBlock, Usage};
+use crate::exchange::parse_json;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -89,7 +90,7 @@ pub struct ErrorView<'a> {
 impl<'a> Answer<'a> {
     /// Reads an answer from its bytes (`Err` only when they are not JSON).
     pub fn from_slice(body: &'a [u8]) -> serde_json::Result<Answer<'a>> {
-        crate::exchange::parse_json::<Lenient<'a, Answer<'a>>>(body).map(|l| l.0)
+        parse_json::<Lenient<'a, Answer<'a>>>(body).map(|l| l.0)
     }
 
     /// Reads an answer already parsed.
@@ -108,7 +109,7 @@ impl<'a> Event<'a> {
 
 /// The `error` of an error body (`{"type": "error", "error": {...}}`), when the body is JSON.
 pub fn error_of(body: &[u8]) -> Option<ErrorView<'_>> {
-    serde_json::from_slice::<Lenient<'_, ErrorBody<'_>>>(body).ok().and_then(|l| l.0.error)
+    parse_json::<Lenient<'_, ErrorBody<'_>>>(body).ok().and_then(|l| l.0.error)
 }
 
 /// A value read from a JSON object member by member, through a builder.

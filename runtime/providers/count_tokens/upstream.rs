@@ -10,7 +10,7 @@ use crate::api::count_tokens::{
 };
 use crate::api::openai::ChatRequest;
 use crate::api::responses::ResponsesRequest;
-use crate::exchange::ApiError;
+use crate::exchange::{parse_json, ApiError};
 use crate::providers::translate::UpstreamRequest;
 use crate::providers::{anthropic, gemini, messages, responses, Deployment};
 use axum::http::HeaderMap;
@@ -92,15 +92,15 @@ fn responses_chat(body: &Value, d: &Deployment) -> Result<ChatRequest, ApiError>
 
 /// The count of Anthropic's answer.
 pub fn read_anthropic(answer: &[u8]) -> Result<u64, serde_json::Error> {
-    serde_json::from_slice::<MessagesTokenCount>(answer).map(|c| c.input_tokens)
+    parse_json::<MessagesTokenCount>(answer).map(|c| c.input_tokens)
 }
 
 /// The count of Gemini's answer.
 pub fn read_gemini(answer: &[u8]) -> Result<u64, serde_json::Error> {
-    serde_json::from_slice::<GeminiTokenCount>(answer).map(|c| c.total_tokens)
+    parse_json::<GeminiTokenCount>(answer).map(|c| c.total_tokens)
 }
 
 /// The count of OpenAI's answer.
 pub fn read_openai(answer: &[u8]) -> Result<u64, serde_json::Error> {
-    serde_json::from_slice::<InputTokenCount>(answer).map(|c| c.input_tokens)
+    parse_json::<InputTokenCount>(answer).map(|c| c.input_tokens)
 }

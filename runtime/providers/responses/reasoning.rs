@@ -5,6 +5,7 @@
 //! Anthropic's API, Bedrock and Vertex AI), so blocks another family signed are left out.
 
 use crate::api::openai::ThinkingBlock;
+use crate::exchange::parse_json;
 use crate::providers::Provider;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -50,7 +51,7 @@ pub fn seal(signer: &str, blocks: &[ThinkingBlock]) -> Option<String> {
 /// for content ferrolite did not seal (OpenAI's own, when a conversation changes models).
 pub fn open(signer: &str, encrypted: &str) -> Vec<ThinkingBlock> {
     let Ok(json) = STANDARD.decode(encrypted.trim()) else { return Vec::new() };
-    match serde_json::from_slice::<Sealed<'_>>(&json) {
+    match parse_json::<Sealed<'_>>(&json) {
         Ok(sealed) if sealed.signer == signer => sealed.blocks.into_owned().into_iter().filter(kept).collect(),
         _ => Vec::new(),
     }
