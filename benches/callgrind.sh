@@ -109,8 +109,8 @@ def control(*args):
 
 def counted(model):
     conn = connect()
-    count = max(n // 10, 1) if model == "long" else n
-    run(conn, model, 300 if model != "long" else 30)  # warm: connections, caches, metric handles
+    warm, count = (30, max(n // 10, 1)) if model == "long" else (300, n)
+    run(conn, model, warm)  # warm: connections, caches, metric handles
     # The spend log's writer commits whole batches at once and the rest on its one-second tick:
     # the warm-up's records are written before counting starts, and the counted requests' own
     # before it stops, so the count holds exactly their rows.

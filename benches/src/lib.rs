@@ -1,6 +1,7 @@
 //! What the benchmark driver (`bench`), the soak (`soak`) and its fault phase (`chaos`) share:
 //! process handling, ferrolite's start and manifests, the report's pieces, the load tools' request
-//! and figures (and wrk's runner), the long-conversation lane's body, and the chaos client (which the test suite's chaos test uses too).
+//! and figures (and wrk's runner), the long-conversation lane's body, and the chaos client (which
+//! the test suite's chaos test uses too).
 
 pub mod cluster_client;
 pub mod gateway;

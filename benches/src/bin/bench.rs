@@ -1000,7 +1000,7 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     // request reserves and settles), an rpm limit and a parallel limit; alone and over Redis.
     let governed = governed(ctx, &mut report, &gw, &app, &throughput["ferrolite"])?;
 
-    // --- 1c. an agent's long conversation: the same hop with a 112 KB body.
+    // --- 1c. an agent's long conversation: the same hop with a 110 KB body.
     long_conversation(ctx, &mut report, &targets)?;
 
     // --- 2. one connection
