@@ -11,7 +11,7 @@
 use super::dispatch::{admit, Caller};
 use super::AppState;
 use crate::apps::session::Session;
-use crate::exchange::{parse_json, usage, ApiError, Payload, Usage};
+use crate::exchange::{object_field, parse_json, usage, ApiError, Payload, Usage};
 use crate::observability::request_id::RequestId;
 use crate::observability::session_log::LogType;
 use crate::observability::spend_log::{SpendEnd, SpendOrigin, SpendOutcome, SpendTicket};
@@ -164,8 +164,9 @@ async fn provider_call(state: &AppState, call: Call, route: &'static str, rest: 
     let body = read_body(state, body).await?;
     let json = parse_json(&body).ok().filter(Value::is_object);
     // The body is parsed already: its flag is read there, not scanned again.
-    let streamed = passthrough::asks_stream(&rest, || json.as_ref().is_some_and(|v| v["stream"] == true));
-    let model = json.as_ref().and_then(|v| v["model"].as_str());
+    let field = |name| json.as_ref().and_then(|v| object_field(v, name));
+    let streamed = passthrough::asks_stream(&rest, || field("stream") == Some(&Value::Bool(true)));
+    let model = field("model").and_then(Value::as_str);
     let table = &session.table;
     let index = passthrough::pick(table, route, &rest, model)?;
     let d = &table.deployments[index];

@@ -20,7 +20,7 @@ mod stream;
 mod toolbox;
 
 use crate::catalogue::Operation;
-use crate::exchange::{ApiError, Outcome, Payload};
+use crate::exchange::{object_field, ApiError, Outcome, Payload};
 use crate::mcp::Scoped;
 use crate::router::plan::Target;
 use crate::router::{failover, Routed};
@@ -129,7 +129,7 @@ pub async fn serve(
         _ => return failover::serve(routed, target, payload).await,
     };
     let Payload::Json(body) = &payload else { return failover::serve(routed, target, payload).await };
-    let tools = body.get("tools").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let tools = body.field("tools").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
     let specs = if op == Operation::CountInputTokens { Vec::new() } else { spec::read(dialect, tools, gateway)? };
     let model = Model { routed, target };
     match (specs.is_empty(), gateway) {
@@ -152,7 +152,7 @@ pub async fn serve(
 /// The body without the MCP items of its `input`, when it has any.
 fn without_mcp_items(body: &Value) -> Option<Value> {
     let is_mcp = |item: &Value| item.get("type").and_then(Value::as_str).is_some_and(items::McpItem::is_mcp);
-    let input = body.get("input").and_then(Value::as_array)?;
+    let input = object_field(body, "input").and_then(Value::as_array)?;
     if !input.iter().any(is_mcp) {
         return None;
     }
