@@ -125,11 +125,7 @@ async fn rpm_limits_are_enforced_when_asked() {
     let (server, _dir) =
         server_with(vec![priced_mock("m", 0.0, 0.0, json!({"rpm": 2}))], json!({"enforce_model_rate_limits": true}))
             .await;
-    // Limits count per wall-clock minute: stay clear of its end so all three land in one.
-    let into_minute = ferrolite::clock::unix_now() % 60;
-    if into_minute >= 57 {
-        tokio::time::sleep(std::time::Duration::from_secs(61 - into_minute)).await;
-    }
+    crate::support::inside_a_minute().await;
     assert_eq!(chat(&server, "m").await.0, 200);
     assert_eq!(chat(&server, "m").await.0, 200);
     let (status, body, headers) = chat(&server, "m").await;

@@ -3,13 +3,14 @@
 //! does not answer sits out of the rotation until it does.
 
 use crate::fake_openai::FakeOpenAi;
-use crate::support::{free_port, read_json, TestServer};
+use crate::support::{read_json, DeadPort, TestServer};
 use serde_json::{json, Value};
 
 #[tokio::test]
 async fn background_checks_report_every_deployment_and_keep_a_dead_one_out_of_rotation() {
     let fake = FakeOpenAi::start("sk-fake-upstream-123").await;
-    let dead = format!("http://127.0.0.1:{}/v1", free_port());
+    let dead_port = DeadPort::new();
+    let dead = dead_port.url("/v1");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
     let config = format!(

@@ -47,6 +47,7 @@ async fn keys_work_as_tokens_in_their_workspace_until_revoked_and_keep_their_lim
     assert!(!listed.to_string().contains(&crate::support::sha256_hex(&key)), "nor its hash");
 
     // As Bearer and as x-api-key; the rpm of 3 then refuses the fourth in the minute.
+    crate::support::inside_a_minute().await;
     assert_eq!(chat_as(&server, "default/apps/demo", &key, "bearer", &model).await.0, 200);
     assert_eq!(chat_as(&server, "default/apps/demo", &key, "x-api-key", &model).await.0, 200);
     assert_eq!(chat(&server, &key, &model).await.0, 200);
@@ -73,6 +74,7 @@ async fn keys_work_as_tokens_in_their_workspace_until_revoked_and_keep_their_lim
     assert_eq!(chat(&server, limited_key, &model).await.0, 200, "the update holds at once");
 
     // tpm: the first request spends the minute's tokens, the next is refused.
+    crate::support::inside_a_minute().await;
     let tpm = server.ok("default", &token, "create_key", json!({"tpm": 1})).await;
     let tpm_key = tpm["key"].as_str().unwrap();
     assert_eq!(chat(&server, tpm_key, &model).await.0, 200);

@@ -105,10 +105,7 @@ async fn yaml_1_1_scalars_are_read_as_litellm_reads_them() {
     let params = &session.table.deployments[0].params;
     assert_eq!((params.rpm, params.tpm), (Some(2), Some(20_000)), "\"2\" and 20_000 are numbers");
     // Limits count per wall-clock minute: stay clear of its end so all three land in one.
-    let into_minute = ferrolite::clock::unix_now() % 60;
-    if into_minute >= 57 {
-        tokio::time::sleep(std::time::Duration::from_secs(61 - into_minute)).await;
-    }
+    crate::support::inside_a_minute().await;
     let chat = json!({"model": "limited", "messages": [{"role": "user", "content": "Hi"}]});
     let url = format!("{}/v1/chat/completions", server.base);
     let mut statuses = Vec::new();

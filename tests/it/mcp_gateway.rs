@@ -4,7 +4,7 @@
 //! (see tests/python/mcp_gateway.py for what it checks). And HTTP+SSE upstreams against a bare
 //! fake server of this file: an endpoint on another origin refused, a stream that ends reopened.
 
-use crate::support::{free_port, repo_root, TestServer};
+use crate::support::{free_port, repo_root, DeadPort, TestServer};
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mcp_gateway_lists_prefixed_filtered_tools_and_calls_each_upstream() {
-    let (math, text, legacy, down) = (free_port(), free_port(), free_port(), free_port());
+    let (math, text, legacy, down) = (free_port(), free_port(), free_port(), DeadPort::new());
     let manifest = json!({
         "name": "Tools",
         "type": "llm-proxy",
@@ -46,7 +46,7 @@ async fn mcp_gateway_lists_prefixed_filtered_tools_and_calls_each_upstream() {
                     "auth_type": "api_key",
                     "auth_value": "legacy-secret",
                 },
-                "down": {"url": format!("http://127.0.0.1:{down}/mcp")},
+                "down": {"url": down.url("/mcp")},
             },
         },
     });

@@ -2,7 +2,7 @@
 //! upstream MCP server built on rmcp (Streamable HTTP, as the gateway's other tests use the
 //! Python SDK's).
 
-use crate::support::{free_port, read_json, TestServer};
+use crate::support::{read_json, DeadPort, TestServer};
 use rmcp::handler::server::ServerHandler;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult, PaginatedRequestParams,
@@ -63,6 +63,7 @@ async fn start_upstream() -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn mcp_rest_lists_and_calls_tools_as_litellm_does() {
     let url = start_upstream().await;
+    let down = DeadPort::new();
     let manifest = json!({
         "name": "Tools",
         "type": "llm-proxy",
@@ -71,7 +72,7 @@ async fn mcp_rest_lists_and_calls_tools_as_litellm_does() {
             "model_list": [{"model_name": "m", "litellm_params": {"model": "m", "mock_response": "hi"}}],
             "mcp_servers": {
                 "echo": {"url": url, "disallowed_tools": ["hidden"]},
-                "down": {"url": format!("http://127.0.0.1:{}/mcp", free_port())},
+                "down": {"url": down.url("/mcp")},
             },
         },
     });
@@ -174,6 +175,7 @@ async fn mcp_rest_lists_and_calls_tools_as_litellm_does() {
     let slow = server.ok("default", &server.token, "create_key", json!({"rpm": 2})).await;
     let slow = slow["key"].as_str().unwrap().to_owned();
     let ping = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"});
+    crate::support::inside_a_minute().await;
     assert!(rpc(slow.clone(), ping.clone()).await["result"].is_object());
     assert!(rpc(slow.clone(), ping.clone()).await["result"].is_object());
     let refused = rpc(slow, ping).await;

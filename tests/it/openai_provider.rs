@@ -401,7 +401,8 @@ async fn stateful_route_families_round_trip_through_the_upstream() {
 #[tokio::test]
 async fn health_reports_each_openai_deployment() {
     let fake = FakeOpenAi::start("sk-fake-upstream-123").await;
-    let dead = format!("http://127.0.0.1:{}/v1", crate::support::free_port());
+    let dead_port = crate::support::DeadPort::new();
+    let dead = dead_port.url("/v1");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("health.json");
     let manifest = serde_json::json!({"name": "h", "type": "llm-proxy", "config": {"service_id": "demo", "model_list": [

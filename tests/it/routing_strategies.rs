@@ -64,14 +64,6 @@ fn share(count: usize) -> f64 {
     count as f64 / PICKS as f64
 }
 
-/// The per-minute figures reset on the minute: start a minute-sensitive test well inside one.
-fn inside_a_minute() {
-    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64 % 60_000;
-    if ms > 55_000 {
-        std::thread::sleep(Duration::from_millis(60_000 - ms + 100));
-    }
-}
-
 #[test]
 fn simple_shuffle_follows_weights_then_rpm() {
     let s = session("simple-shuffle", vec![mock(json!({"weight": 1.0})), mock(json!({"weight": 3.0}))]);
@@ -106,7 +98,7 @@ fn least_busy_avoids_the_busier_and_spreads_among_equals() {
 
 #[test]
 fn usage_based_respects_tpm_and_rpm_then_prefers_the_least_used() {
-    inside_a_minute();
+    crate::support::inside_a_minute_blocking();
     for strategy in ["usage-based-routing", "usage-based-routing-v2"] {
         // The least used this minute, but this request would take it past its tpm.
         let s = session(strategy, vec![mock(json!({"tpm": 1_000})), mock(json!({}))]);

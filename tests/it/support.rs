@@ -208,6 +208,46 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
+/// Rate limits count per wall-clock minute (as litellm's do), so a test that spends a minute's
+/// allowance and then expects a refusal would pass its limit in two minutes when one ends
+/// midway. Called just before such a step: when the minute has under 15 s left, waits it out.
+pub async fn inside_a_minute() {
+    if let Some(wait) = rest_of_a_closing_minute() {
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// [`inside_a_minute`] for tests outside an async runtime.
+pub fn inside_a_minute_blocking() {
+    if let Some(wait) = rest_of_a_closing_minute() {
+        std::thread::sleep(wait);
+    }
+}
+
+fn rest_of_a_closing_minute() -> Option<Duration> {
+    let into = ferrolite::clock::now_ms() % 60_000;
+    (into > 45_000).then(|| Duration::from_millis(60_000 - into + 100))
+}
+
+/// A loopback port nothing listens on, held while this lives: bound but not listening, so a
+/// connection is refused, and no other socket can take the port meanwhile. (A port that was
+/// merely free a moment ago can be another test's listener by the time it is dialled.)
+pub struct DeadPort(tokio::net::TcpSocket);
+
+impl DeadPort {
+    pub fn new() -> DeadPort {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket.bind(([127, 0, 0, 1], 0).into()).expect("a loopback port");
+        DeadPort(socket)
+    }
+
+    /// `http://127.0.0.1:{port}{path}`.
+    pub fn url(&self, path: &str) -> String {
+        let port = self.0.local_addr().expect("a bound socket").port();
+        format!("http://127.0.0.1:{port}{path}")
+    }
+}
+
 /// Runs `ferrolite ARGS` to completion: (exit code, stdout, stderr).
 pub fn run_cli(args: &[&str]) -> (i32, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrolite"))

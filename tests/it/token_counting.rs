@@ -7,7 +7,7 @@
 use crate::fake_anthropic::{self, FakeAnthropic};
 use crate::fake_gemini::{self, FakeGemini};
 use crate::fake_openai::{self, FakeOpenAi};
-use crate::support::{free_port, read_json, TestServer};
+use crate::support::{read_json, DeadPort, TestServer};
 use serde_json::{json, Value};
 
 const ANTHROPIC_KEY: &str = "sk-ant-fake-count-1";
@@ -20,6 +20,7 @@ struct Setup {
     anthropic: FakeAnthropic,
     gemini: FakeGemini,
     openai: FakeOpenAi,
+    _nowhere: DeadPort,
     _dir: tempfile::TempDir,
 }
 
@@ -29,7 +30,8 @@ async fn setup() -> Setup {
     let openai = FakeOpenAi::start(OPENAI_KEY).await;
     let v1 = openai.base_url.clone();
     // Nothing listens there: the estimate never calls it, and a count asked of it fails.
-    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let dead = DeadPort::new();
+    let nowhere = dead.url("");
     let doc = json!({"name": "Counting everywhere", "type": "llm-proxy", "config": {"service_id": "demo", "model_list": [
         {"model_name": "claude", "litellm_params": {"model": "anthropic/claude-3-5-sonnet-20241022", "api_base": anthropic.base_url, "api_key": ANTHROPIC_KEY}},
         {"model_name": "gemini", "litellm_params": {"model": "gemini/gemini-1.5-pro", "api_base": gemini.base_url, "api_key": GEMINI_KEY}},
@@ -44,7 +46,7 @@ async fn setup() -> Setup {
     let path = dir.path().join("counting.json");
     std::fs::write(&path, doc.to_string()).unwrap();
     let server = TestServer::with_configs(vec![path]).await;
-    Setup { server, anthropic, gemini, openai, _dir: dir }
+    Setup { server, anthropic, gemini, openai, _nowhere: dead, _dir: dir }
 }
 
 /// A counting route's answer: status, body, and what `x-ferrolite-token-count` and
