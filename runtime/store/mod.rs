@@ -233,6 +233,8 @@ pub fn open_db(
 pub enum StoreError {
     #[error("store {path}: {source}")]
     Open { path: String, source: rusqlite::Error },
+    #[error("store {path}: written by a newer ferrolite (layout version {found}; this one reads up to {known})")]
+    Newer { path: String, found: i64, known: i64 },
     #[error("store: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("store (postgres): {0}")]

@@ -3,95 +3,99 @@
 //! `synchronous=FULL`) and an operator can archive or drop it alone. It commits with
 //! `synchronous=NORMAL`: a crash of ferrolite loses nothing written, one of the machine at most
 //! the last batches, as for stored responses.
+//!
+//! A row keeps its workspace and refers to the rest of its names (app, model, deployment, key,
+//! user) by a route id (`routes.rs`); `schema.rs` has the tables and brings an older file's
+//! rows over.
+
+mod routes;
+mod schema;
 
 use super::{Cursor, SpendLogStore, SpendPage, SpendQuery, StatusFilter};
 use crate::observability::spend_log::{SpendOutcome, SpendRecord};
 use crate::store::StoreError;
+use routes::{Names, RouteIds};
 use rusqlite::types::{ToSqlOutput, Value as Sql, ValueRef};
 use rusqlite::{params_from_iter, Connection, OptionalExtension, Row};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS spend_logs (
-    id                INTEGER PRIMARY KEY,
-    at_ms             INTEGER NOT NULL,
-    request_id        TEXT NOT NULL,
-    key_id            TEXT,
-    user_id           TEXT,
-    workspace         TEXT NOT NULL,
-    app_id            TEXT NOT NULL,
-    service_id        TEXT NOT NULL,
-    model             TEXT,
-    deployment        TEXT,
-    prompt_tokens     INTEGER NOT NULL,
-    completion_tokens INTEGER NOT NULL,
-    cached_tokens     INTEGER NOT NULL,
-    cost              REAL NOT NULL,
-    status            INTEGER NOT NULL,
-    outcome           TEXT NOT NULL,
-    latency_ms        REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS spend_logs_by_time ON spend_logs (workspace, at_ms, id);
--- Purges walk the rowid order instead of an index on at_ms, which cost every append a third
--- b-tree insert (version 1 made one).
-DROP INDEX IF EXISTS spend_logs_expiry;
-PRAGMA user_version = 1;
-";
-
-const COLUMNS: &str = "id, at_ms, request_id, key_id, user_id, workspace, app_id, service_id, model, deployment, \
-    prompt_tokens, completion_tokens, cached_tokens, cost, status, outcome, latency_ms";
+/// What a page reads, in [`read_row`]'s order: the row and its route's names. `CROSS JOIN` keeps
+/// the row the outer loop, so the page walks `spend_logs_by_time` in order and looks each route
+/// up by id.
+const FROM: &str = "SELECT l.id, l.at_ms, l.request_id, r.key_id, r.user_id, l.workspace, r.app_id, r.service_id, \
+    r.model, r.deployment, l.prompt_tokens, l.completion_tokens, l.cached_tokens, l.cost, l.status, l.outcome, \
+    l.latency_ms FROM spend_logs l CROSS JOIN spend_routes r ON r.id = l.route";
 
 /// Rows a purge deletes per statement, so a large purge never holds the file for long.
 const PURGE_CHUNK: usize = 10_000;
 
 /// The spend log in SQLite.
 pub struct SqliteSpendLogs {
-    conn: Mutex<Connection>,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    conn: Connection,
+    /// The ids of the routes committed to the file.
+    routes: RouteIds,
 }
 
 impl SqliteSpendLogs {
     /// Opens (creating if needed) `spend_logs.db` in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<SqliteSpendLogs, StoreError> {
-        let conn = crate::store::open_db(data_dir, "spend_logs.db", SCHEMA, crate::store::Durability::Normal)?;
-        Ok(SqliteSpendLogs { conn: Mutex::new(conn) })
+        let mut conn = crate::store::open_db(data_dir, "spend_logs.db", "", crate::store::Durability::Normal)?;
+        schema::prepare(&mut conn, &data_dir.join("spend_logs.db").display().to_string())?;
+        Ok(SqliteSpendLogs::with(conn))
     }
 
     /// An in-memory store, for tests.
     pub fn in_memory() -> Result<SqliteSpendLogs, StoreError> {
-        let conn = Connection::open_in_memory()?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(SqliteSpendLogs { conn: Mutex::new(conn) })
+        let mut conn = Connection::open_in_memory()?;
+        schema::prepare(&mut conn, ":memory:")?;
+        Ok(SqliteSpendLogs::with(conn))
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    fn with(conn: Connection) -> SqliteSpendLogs {
+        SqliteSpendLogs { inner: Mutex::new(Inner { conn, routes: RouteIds::default() }) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 impl SpendLogStore for SqliteSpendLogs {
     fn append(&self, records: &[SpendRecord]) -> Result<(), StoreError> {
-        let mut conn = self.conn();
+        let mut inner = self.lock();
+        let Inner { conn, routes } = &mut *inner;
         let tx = conn.transaction()?;
+        let mut pending = routes.pending();
+        let rows = records
+            .iter()
+            .map(|record| Ok((record, pending.id(&tx, names(record))?)))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let found = pending.found();
         {
-            let mut chunks = records.chunks_exact(ROWS_PER_INSERT);
+            let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
             if chunks.len() > 0 {
                 let mut insert = tx.prepare_cached(insert_sql(ROWS_PER_INSERT))?;
                 for chunk in &mut chunks {
-                    insert.execute(params_from_iter(chunk.iter().flat_map(row_values)))?;
+                    insert.execute(params_from_iter(chunk.iter().flat_map(|&(r, route)| row_values(r, route))))?;
                 }
             }
             let mut insert = tx.prepare_cached(insert_sql(1))?;
-            for record in chunks.remainder() {
-                insert.execute(params_from_iter(row_values(record)))?;
+            for &(record, route) in chunks.remainder() {
+                insert.execute(params_from_iter(row_values(record, route)))?;
             }
         }
         tx.commit()?;
+        routes.learn(found);
         Ok(())
     }
 
     fn page(&self, q: &SpendQuery) -> Result<SpendPage, StoreError> {
-        let mut sql = format!("SELECT {COLUMNS} FROM spend_logs WHERE workspace = ?");
+        let mut sql = format!("{FROM} WHERE l.workspace = ?");
         let mut args: Vec<Sql> = vec![Sql::Text(q.workspace.clone())];
         let mut and = |clause: &str, values: Vec<Sql>| {
             sql.push_str(" AND ");
@@ -99,42 +103,42 @@ impl SpendLogStore for SqliteSpendLogs {
             args.extend(values);
         };
         if let Some(start) = q.start_ms {
-            and("at_ms >= ?", vec![Sql::Integer(sql_int(start))]);
+            and("l.at_ms >= ?", vec![Sql::Integer(sql_int(start))]);
         }
         if let Some(end) = q.end_ms {
-            and("at_ms < ?", vec![Sql::Integer(sql_int(end))]);
+            and("l.at_ms < ?", vec![Sql::Integer(sql_int(end))]);
         }
         let text = |s: &String| Sql::Text(s.clone());
         if let Some(key) = &q.key_id {
-            and("key_id = ?", vec![text(key)]);
+            and("r.key_id = ?", vec![text(key)]);
         }
         if let Some(user) = &q.user {
-            and("user_id = ?", vec![text(user)]);
+            and("r.user_id = ?", vec![text(user)]);
         }
         if let Some(model) = &q.model {
-            and("model = ?", vec![text(model)]);
+            and("r.model = ?", vec![text(model)]);
         }
         if let Some(app) = &q.app {
-            and("(app_id = ? OR service_id = ?)", vec![text(app), text(app)]);
+            and("(r.app_id = ? OR r.service_id = ?)", vec![text(app), text(app)]);
         }
         match q.status {
-            Some(StatusFilter::Code(code)) => and("status = ?", vec![Sql::Integer(code.into())]),
+            Some(StatusFilter::Code(code)) => and("l.status = ?", vec![Sql::Integer(code.into())]),
             Some(StatusFilter::Class(class)) => {
                 let low = i64::from(class) * 100;
-                and("status >= ? AND status < ?", vec![Sql::Integer(low), Sql::Integer(low + 100)])
+                and("l.status >= ? AND l.status < ?", vec![Sql::Integer(low), Sql::Integer(low + 100)])
             }
-            Some(StatusFilter::Outcome(outcome)) => and("outcome = ?", vec![Sql::Text(outcome.as_str().into())]),
+            Some(StatusFilter::Outcome(outcome)) => and("l.outcome = ?", vec![Sql::Text(outcome.as_str().into())]),
             None => {}
         }
         if let Some(Cursor { at_ms, id }) = q.cursor {
             let at = Sql::Integer(sql_int(at_ms));
-            and("(at_ms < ? OR (at_ms = ? AND id < ?))", vec![at.clone(), at, Sql::Integer(id)]);
+            and("(l.at_ms < ? OR (l.at_ms = ? AND l.id < ?))", vec![at.clone(), at, Sql::Integer(id)]);
         }
         // One more than asked: whether there is a next page.
-        sql.push_str(" ORDER BY at_ms DESC, id DESC LIMIT ?");
+        sql.push_str(" ORDER BY l.at_ms DESC, l.id DESC LIMIT ?");
         args.push(Sql::Integer(sql_int(q.limit as u64 + 1)));
-        let conn = self.conn();
-        let mut select = conn.prepare_cached(&sql)?;
+        let inner = self.lock();
+        let mut select = inner.conn.prepare_cached(&sql)?;
         let mut rows: Vec<(i64, SpendRecord)> =
             select.query_map(params_from_iter(args), read_row)?.collect::<Result<_, _>>()?;
         let next_cursor = if rows.len() > q.limit {
@@ -152,7 +156,8 @@ impl SpendLogStore for SqliteSpendLogs {
     /// the rows after it until it expires too, minutes later.
     fn purge(&self, before_ms: u64) -> Result<usize, StoreError> {
         let boundary: Option<i64> = self
-            .conn()
+            .lock()
+            .conn
             .query_row("SELECT id FROM spend_logs WHERE at_ms >= ?1 ORDER BY id LIMIT 1", [sql_int(before_ms)], |row| {
                 row.get(0)
             })
@@ -161,7 +166,7 @@ impl SpendLogStore for SqliteSpendLogs {
         let mut purged = 0;
         loop {
             // In chunks, so a large purge never holds the file for long.
-            let conn = self.conn();
+            let conn = &self.lock().conn;
             let lowest: Option<i64> = conn.query_row("SELECT min(id) FROM spend_logs", [], |row| row.get(0))?;
             let Some(lowest) = lowest.filter(|&id| id < boundary) else { return Ok(purged) };
             let upto = lowest.saturating_add(PURGE_CHUNK as i64).min(boundary);
@@ -179,11 +184,10 @@ fn insert_sql(rows: usize) -> &'static str {
     static ONE: OnceLock<String> = OnceLock::new();
     static CHUNK: OnceLock<String> = OnceLock::new();
     let make = || {
-        let row = format!("({})", vec!["?"; 16].join(", "));
+        let row = format!("({})", ["?"; 11].join(", "));
         format!(
-            "INSERT OR FAIL INTO spend_logs (at_ms, request_id, key_id, user_id, workspace, app_id, service_id, \
-             model, deployment, prompt_tokens, completion_tokens, cached_tokens, cost, status, outcome, latency_ms) \
-             VALUES {}",
+            "INSERT OR FAIL INTO spend_logs (at_ms, request_id, workspace, route, prompt_tokens, completion_tokens, \
+             cached_tokens, cost, status, outcome, latency_ms) VALUES {}",
             vec![row; rows].join(", ")
         )
     };
@@ -194,16 +198,26 @@ fn insert_sql(rows: usize) -> &'static str {
     }
 }
 
-/// A record's 16 column values, in [`insert_sql`]'s order, borrowed from it.
-fn row_values(r: &SpendRecord) -> [ToSqlOutput<'_>; 16] {
+/// A record's route, as `spend_routes` keeps it.
+fn names(r: &SpendRecord) -> Names<'_> {
+    [
+        Some(r.workspace.as_str()),
+        Some(r.app_id.as_str()),
+        Some(r.service_id.as_str()),
+        r.model.as_deref(),
+        r.deployment.as_deref(),
+        r.key_id.as_deref(),
+        r.user.as_deref(),
+    ]
+}
+
+/// A record's 11 column values, in [`insert_sql`]'s order, borrowed from it.
+fn row_values(r: &SpendRecord, route: i64) -> [ToSqlOutput<'_>; 11] {
     fn value(v: ValueRef<'_>) -> ToSqlOutput<'_> {
         ToSqlOutput::Borrowed(v)
     }
     fn text(s: &str) -> ToSqlOutput<'_> {
         value(ValueRef::Text(s.as_bytes()))
-    }
-    fn optional(s: &Option<String>) -> ToSqlOutput<'_> {
-        s.as_deref().map_or(value(ValueRef::Null), text)
     }
     fn int(n: u64) -> ToSqlOutput<'static> {
         value(ValueRef::Integer(sql_int(n)))
@@ -211,13 +225,8 @@ fn row_values(r: &SpendRecord) -> [ToSqlOutput<'_>; 16] {
     [
         int(r.at_ms),
         text(&r.request_id),
-        optional(&r.key_id),
-        optional(&r.user),
         text(&r.workspace),
-        text(&r.app_id),
-        text(&r.service_id),
-        optional(&r.model),
-        optional(&r.deployment),
+        value(ValueRef::Integer(route)),
         int(r.prompt_tokens),
         int(r.completion_tokens),
         int(r.cached_tokens),
@@ -354,6 +363,29 @@ mod tests {
         let mut read = page.items;
         read.reverse();
         assert_eq!(read, batch, "newest first, otherwise as written");
+    }
+
+    #[test]
+    fn a_route_is_stored_once_and_found_again_after_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let routes = |dir: &std::path::Path| -> i64 {
+            Connection::open(dir.join("spend_logs.db"))
+                .unwrap()
+                .query_row("SELECT count(*) FROM spend_routes", [], |row| row.get(0))
+                .unwrap()
+        };
+        let db = SqliteSpendLogs::open(dir.path()).unwrap();
+        let mut keyless = record(3, "r3", "a", 200);
+        keyless.key_id = None;
+        db.append(&[record(1, "r1", "a", 200), record(2, "r2", "b", 200), keyless.clone()]).unwrap();
+        db.append(&[record(4, "r4", "a", 200)]).unwrap();
+        assert_eq!(routes(dir.path()), 3, "a, b, and a without its key");
+        drop(db);
+        let db = SqliteSpendLogs::open(dir.path()).unwrap();
+        db.append(&[record(5, "r5", "b", 200), keyless]).unwrap();
+        assert_eq!(routes(dir.path()), 3, "found in the file, not added again");
+        let page = db.page(&SpendQuery { model: Some("a".into()), ..SpendQuery::workspace("w") }).unwrap();
+        assert_eq!(ids(&page), ["r4", "r3", "r3", "r1"]);
     }
 
     #[test]
