@@ -80,6 +80,20 @@ pub struct SpendPage {
     pub next_cursor: Option<String>,
 }
 
+impl SpendPage {
+    /// A page of `limit` records from up to `limit + 1` rows read newest first with their
+    /// ids: the one past the limit says there is a next page, which starts after the last kept.
+    fn from_rows(mut rows: Vec<(i64, SpendRecord)>, limit: usize) -> SpendPage {
+        let next_cursor = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(|(id, r)| Cursor { at_ms: r.at_ms, id: *id }.to_string())
+        } else {
+            None
+        };
+        SpendPage { items: rows.into_iter().map(|(_, r)| r).collect(), next_cursor }
+    }
+}
+
 /// Which statuses match: one code (`429`), a class (`5xx`) or an outcome (`ok`, `error`,
 /// `client_disconnected`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -111,14 +111,7 @@ impl SpendLogStore for PgSpendLogs {
         args.push(Box::new(pg_int(q.limit as u64 + 1)));
         let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as &(dyn ToSql + Sync)).collect();
         let rows = self.pg.with(|c| c.query(&sql, &params))?;
-        let mut rows: Vec<(i64, SpendRecord)> = rows.iter().map(read_row).collect();
-        let next_cursor = if rows.len() > q.limit {
-            rows.truncate(q.limit);
-            rows.last().map(|(id, r)| Cursor { at_ms: r.at_ms, id: *id }.to_string())
-        } else {
-            None
-        };
-        Ok(SpendPage { items: rows.into_iter().map(|(_, r)| r).collect(), next_cursor })
+        Ok(SpendPage::from_rows(rows.iter().map(read_row).collect(), q.limit))
     }
 
     fn purge(&self, before_ms: u64) -> Result<usize, StoreError> {

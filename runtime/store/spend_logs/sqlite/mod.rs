@@ -139,15 +139,8 @@ impl SpendLogStore for SqliteSpendLogs {
         args.push(Sql::Integer(sql_int(q.limit as u64 + 1)));
         let inner = self.lock();
         let mut select = inner.conn.prepare_cached(&sql)?;
-        let mut rows: Vec<(i64, SpendRecord)> =
-            select.query_map(params_from_iter(args), read_row)?.collect::<Result<_, _>>()?;
-        let next_cursor = if rows.len() > q.limit {
-            rows.truncate(q.limit);
-            rows.last().map(|(id, r)| Cursor { at_ms: r.at_ms, id: *id }.to_string())
-        } else {
-            None
-        };
-        Ok(SpendPage { items: rows.into_iter().map(|(_, r)| r).collect(), next_cursor })
+        let rows = select.query_map(params_from_iter(args), read_row)?.collect::<Result<_, _>>()?;
+        Ok(SpendPage::from_rows(rows, q.limit))
     }
 
     /// Rows are appended in the order requests finish, so the rowid order is the time order
