@@ -46,10 +46,15 @@ PRAGMA user_version = 2;
 
 /// Brings `conn`'s file to this version's layout, then makes sure its tables exist.
 pub fn prepare(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
-    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let open_err = |source| StoreError::Open { path: path.to_owned(), source };
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(open_err)?;
     if version > VERSION {
         return Err(StoreError::Newer { path: path.to_owned(), found: version, known: VERSION });
     }
+    bring_up(conn).map_err(open_err)
+}
+
+fn bring_up(conn: &mut Connection) -> rusqlite::Result<()> {
     // Versions 0 and 1 had the same columns (1 only dropped an index).
     let names_in_rows: bool =
         conn.query_row("SELECT count(*) > 0 FROM pragma_table_info('spend_logs') WHERE name = 'app_id'", [], |row| {
@@ -58,8 +63,7 @@ pub fn prepare(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
     if names_in_rows {
         from_version_1(conn)?;
     }
-    conn.execute_batch(SCHEMA)?;
-    Ok(())
+    conn.execute_batch(SCHEMA)
 }
 
 /// Version 1's rows (the names in the row) moved into version 2's tables, ids kept, in one
