@@ -12,13 +12,26 @@
 #   long          the pass-through with an agent's long conversation: a 112 KB body of 181
 #                 messages (tool calls and their results) and 20 tools; a tenth as many counted
 #
-#   benches/callgrind.sh [N]        # default 2000 requests of each kind
+#   benches/callgrind.sh [N]          # default 2000 requests of each kind
+#   benches/callgrind.sh --redis [N]  # pass-through and governed only, with --redis-url: the
+#                                     # budget held on this instance's Redis leases
 set -euo pipefail
 cd "$(dirname "$0")/.."
+with_redis=0
+if [ "${1:-}" = "--redis" ]; then with_redis=1; shift; fi
 n="${1:-2000}"
 . benches/lib.sh
 need valgrind "apt-get install valgrind"
 need python3 "apt-get install python3"
+redis_args=()
+if [ "$with_redis" = 1 ]; then
+  need redis-server "apt-get install redis-server"
+  redis_port="$(free_port)"
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do (: >"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null && break; sleep 0.05; done
+  redis_args=(--redis-url "redis://127.0.0.1:$redis_port")
+fi
 
 build_release -p ferrolite -p ferrolite-bench
 
@@ -35,13 +48,14 @@ mkdir -p "$scratch/data"
 token="$("$bin/ferrolite" token --workspace default --data-dir "$scratch/data")"
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$scratch/cg.%p" \
   "$bin/ferrolite" serve --port "$port" --io-threads 1 --data-dir "$scratch/data" --config "$scratch/app.json" \
-  >"$scratch/serve.log" 2>&1 &
+  "${redis_args[@]}" >"$scratch/serve.log" 2>&1 &
 pids+=($!)
 serve_pid=$!
 
-python3 - "$port" "$token" "$n" "$serve_pid" "$scratch" <<'EOF'
+python3 - "$port" "$token" "$n" "$serve_pid" "$scratch" "$with_redis" <<'EOF'
 import glob, http.client, json, subprocess, sys, time
 port, token, n, pid, scratch = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+with_redis = sys.argv[6] == "1"
 headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
 chat = "/default/apps/bench/v1/chat/completions"
 responses = "/default/apps/bench/v1/responses"
@@ -145,6 +159,8 @@ kinds = (
     ("responses stored (Responses -> Anthropic, store: true)", "responses-stored"),
     ("long (the pass-through with a 112 KB conversation)", "long"),
 )
+if with_redis:
+    kinds = tuple((f"{label} with Redis", kind) for label, kind in kinds[:2])
 for label, kind in kinds:
     print(f"{label}: {counted(kind):,.0f} instructions per request")
 EOF
