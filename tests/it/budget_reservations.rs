@@ -4,7 +4,7 @@
 //! real `redis-server`, where a killed instance's reservations expire.
 
 use crate::fake_openai::FakeOpenAi;
-use crate::support::{free_port, read_json, Redis, ServeProcess, TestServer};
+use crate::support::{read_json, Redis, ServeProcess, TestServer};
 use futures::StreamExt as _;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -315,8 +315,7 @@ fn reservations_of_a_killed_instance_expire_and_its_spend_stays_right() {
     let config = dir.path().join("app.json");
     std::fs::write(&config, manifest(vec![slow, dollar_mock("m"), free_mock()], settings).to_string()).unwrap();
     let spawn = |name: &str| {
-        let port = free_port().to_string();
-        let args = ["--port", &port, "--config", config.to_str().unwrap(), "--redis-url", &redis.url];
+        let args = ["--port", "0", "--config", config.to_str().unwrap(), "--redis-url", &redis.url];
         ServeProcess::spawn(&[&args[..], &["--allow-private-upstreams"]].concat(), &dir.path().join(name))
     };
     let a = spawn("a");

@@ -1,6 +1,6 @@
 //! The `ferrolite` binary as a newcomer runs it.
 
-use crate::support::{blocking_post, free_port, repo_root, ServeProcess};
+use crate::support::{blocking_post, repo_root, ServeProcess};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -225,7 +225,7 @@ fn apps(server: &ServeProcess, data_dir: &std::path::Path, args: &[&str]) -> (i3
 }
 
 fn serve_on_a_free_port(dir: &std::path::Path) -> ServeProcess {
-    ServeProcess::spawn(&["--port", &free_port().to_string()], dir)
+    ServeProcess::spawn(&["--port", "0"], dir)
 }
 
 #[test]
@@ -329,9 +329,8 @@ fn apps_logs_follow_prints_new_lines_as_requests_arrive() {
 #[test]
 fn serve_log_format_json_writes_one_json_object_per_line_with_the_request_id() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port().to_string();
     let mut server = ServeProcess::spawn_with_env(
-        &["--port", &port, "--log-format", "json"],
+        &["--port", "0", "--log-format", "json"],
         dir.path(),
         &[("RUST_LOG", "ferrolite=debug")],
     );
@@ -378,7 +377,7 @@ fn serve_refuses_connection_settings_out_of_range() {
 #[cfg(target_os = "linux")]
 fn serve_runs_with_transparent_huge_pages_off() {
     let dir = tempfile::tempdir().unwrap();
-    let server = ServeProcess::spawn(&["--port", &free_port().to_string()], dir.path());
+    let server = ServeProcess::spawn(&["--port", "0"], dir.path());
     let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
     let thp = status.lines().find_map(|l| l.strip_prefix("THP_enabled:")).map(str::trim);
     assert_eq!(thp, Some("0"), "{status}");

@@ -1,7 +1,7 @@
 //! An upstream behind TLS with a private CA (issue 22, point 2): trusted through SSL_CERT_FILE
 //! or SSL_CERT_DIR beside the built-in roots, and refused without them.
 
-use crate::support::{blocking_post, free_port, read_json, ServeProcess};
+use crate::support::{blocking_post, read_json, ServeProcess};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -113,10 +113,9 @@ async fn a_private_ca_upstream_is_trusted_through_ssl_cert_file_or_dir_only() {
     let ask = |env: Vec<(&'static str, String)>, name: &'static str| {
         let (config, data) = (config.clone(), dir.path().join(name));
         tokio::task::spawn_blocking(move || {
-            let port = free_port().to_string();
             let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let server =
-                ServeProcess::spawn_with_env(&["--port", &port, "--config", config.to_str().unwrap()], &data, &env);
+                ServeProcess::spawn_with_env(&["--port", "0", "--config", config.to_str().unwrap()], &data, &env);
             let body = json!({"model": "gpt", "messages": [{"role": "user", "content": "Hi"}]});
             let url = format!("{}/default/apps/tls/v1/chat/completions", server.base);
             blocking_post(&url, &server.token, &body)
@@ -247,8 +246,7 @@ async fn serve_trusting_with(
     let (data, ca) = (dir.join(format!("data-{name}")), ca_file.display().to_string());
     let (extra, env) = (extra.to_vec(), env.to_vec());
     tokio::task::spawn_blocking(move || {
-        let port = free_port().to_string();
-        let mut args = vec!["--port", &port, "--io-threads", "1", "--config", config.to_str().unwrap()];
+        let mut args = vec!["--port", "0", "--io-threads", "1", "--config", config.to_str().unwrap()];
         args.extend(extra);
         let mut env: Vec<(&str, &str)> = env.iter().map(|(name, value)| (*name, value.as_str())).collect();
         env.push(("SSL_CERT_FILE", &ca));

@@ -15,7 +15,7 @@ use crate::fake_gemini::FakeGemini;
 use crate::fake_ollama::FakeOllama;
 use crate::fake_openai::FakeOpenAi;
 use crate::fake_vertex::{self, FakeVertex};
-use crate::support::{free_port, read_json, repo_root, ServeProcess};
+use crate::support::{read_json, repo_root, ServeProcess};
 use crate::{fake_bedrock, fake_bedrock::FakeBedrock};
 use ferrolite::catalogue::providers::resolve_model;
 use ferrolite::providers::Provider;
@@ -225,8 +225,7 @@ async fn every_litellm_documentation_config_starts_and_each_of_its_models_answer
         std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
         let env = fakes.environment(&text);
         let data = dir.path().join(format!("data-{name}"));
-        let port = free_port().to_string();
-        let args = ["--port".to_owned(), port, "--config".into(), path.display().to_string()];
+        let args = ["--port".to_owned(), "0".to_owned(), "--config".into(), path.display().to_string()];
         let server = tokio::task::spawn_blocking(move || {
             let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -71,7 +71,7 @@ fn running_apps_survive_kill_9_at_the_same_url() {
 #[test]
 fn cli_errors_print_the_server_message() {
     let dir = tempfile::tempdir().unwrap();
-    let server = ServeProcess::spawn(&["--port", &free_port().to_string()], dir.path());
+    let server = ServeProcess::spawn(&["--port", "0"], dir.path());
     let (code, _, err) =
         run_cli(&["apps", "--server", &server.base, "--data-dir", dir.path().to_str().unwrap(), "start", "ghost"]);
     assert_eq!(code, 1);

@@ -5,7 +5,7 @@
 //! empty, the spend of an instance that is gone included; the spend log and stored responses
 //! live in the database; migrations apply once; a large spend flush is one statement.
 
-use crate::support::{free_port, read_json, Postgres, Redis, ServeProcess, TestServer};
+use crate::support::{read_json, Postgres, Redis, ServeProcess, TestServer};
 use ferrolite::observability::spend_log::{SpendOutcome, SpendRecord};
 use ferrolite::store::postgres::{applied_migrations, migrate, MIGRATIONS};
 use ferrolite::store::spend_logs::{PgSpendLogs, SpendLogStore, SpendQuery};
@@ -168,8 +168,7 @@ fn instance_id(data_dir: &Path) -> String {
 
 /// `ferrolite serve` on `data_dir` over the database (a process, so it can be killed).
 fn serve(pg: &Postgres, data_dir: &Path) -> ServeProcess {
-    let port = free_port().to_string();
-    tokio::task::block_in_place(|| ServeProcess::spawn(&["--port", &port, "--database-url", &pg.url], data_dir))
+    tokio::task::block_in_place(|| ServeProcess::spawn(&["--port", "0", "--database-url", &pg.url], data_dir))
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,7 +3,7 @@
 //! and the server's own output over a session that exercises them, including an upstream that
 //! echoes the key it was sent. They appear nowhere.
 
-use crate::support::{free_port, ServeProcess};
+use crate::support::ServeProcess;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -39,8 +39,7 @@ async fn known_secrets_appear_in_no_output() {
     ], "litellm_settings": {"debug": true, "detailed_debug": true}}});
     std::fs::write(&config, manifest.to_string()).unwrap();
     let data = dir.path().join("data");
-    let port = free_port().to_string();
-    let server = ServeProcess::spawn(&["--port", &port, "--allow-private-upstreams"], &data);
+    let server = ServeProcess::spawn(&["--port", "0", "--allow-private-upstreams"], &data);
     let server_secret = std::fs::read_to_string(data.join("server-secret")).unwrap().trim().to_owned();
     let admin = std::fs::read_to_string(data.join("admin-token")).unwrap().trim().to_owned();
     let client = reqwest::Client::new();

@@ -1,7 +1,7 @@
 //! SIGTERM with 100 streams open: new requests are refused, open streams finish, exit 0; the
 //! same with connections on the shared runtime (`--io-threads 0`); and the drain deadline.
 
-use crate::support::{free_port, ServeProcess, TestServer};
+use crate::support::{ServeProcess, TestServer};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::Router;
@@ -56,9 +56,8 @@ async fn drains_100_streams(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("app.json");
     std::fs::write(&config, streams_manifest(&upstream).to_string()).unwrap();
-    let port = free_port().to_string();
     let data = dir.path().join("data");
-    let mut args = vec!["--port", &port, "--config", config.to_str().unwrap()];
+    let mut args = vec!["--port", "0", "--config", config.to_str().unwrap()];
     args.extend_from_slice(extra);
     let mut server = ServeProcess::spawn(&args, &data);
     let url = format!("{}/default/apps/s/v1/chat/completions", server.base);
