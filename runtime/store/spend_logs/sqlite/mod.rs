@@ -27,6 +27,9 @@ const FROM: &str = "SELECT l.id, l.at_ms, l.request_id, r.key_id, r.user_id, l.w
     r.model, r.deployment, l.prompt_tokens, l.completion_tokens, l.cached_tokens, l.cost, l.status, l.outcome, \
     l.latency_ms FROM spend_logs l CROSS JOIN spend_routes r ON r.id = l.route";
 
+/// The file in the data dir.
+const FILE: &str = "spend_logs.db";
+
 /// Rows a purge deletes per statement, so a large purge never holds the file for long.
 const PURGE_CHUNK: usize = 10_000;
 
@@ -44,8 +47,8 @@ struct Inner {
 impl SqliteSpendLogs {
     /// Opens (creating if needed) `spend_logs.db` in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<SqliteSpendLogs, StoreError> {
-        let mut conn = crate::store::open_db(data_dir, "spend_logs.db", "", crate::store::Durability::Normal)?;
-        schema::prepare(&mut conn, &data_dir.join("spend_logs.db").display().to_string())?;
+        let mut conn = crate::store::open_db(data_dir, FILE, "", crate::store::Durability::Normal)?;
+        schema::prepare(&mut conn, &data_dir.join(FILE).display().to_string())?;
         Ok(SqliteSpendLogs::with(conn))
     }
 
