@@ -123,7 +123,7 @@ impl Pending {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|t| t.starts_with("text/event-stream"));
-        let (parts, body) = response.into_parts();
+        let (parts, mut body) = response.into_parts();
         outcome.response = match (is_stream, self.shape) {
             (true, Some(shape)) => {
                 let recording = Recording::new(body.into_data_stream(), shape, self.limit, saver);
@@ -132,7 +132,7 @@ impl Pending {
             (true, None) => Response::from_parts(parts, body),
             (false, _) => {
                 // A whole answer is in memory already (the router read it for its usage).
-                let bytes = axum::body::to_bytes(body, self.limit).await.map_err(|e| {
+                let bytes = crate::exchange::whole(&mut body, self.limit).await.map_err(|e| {
                     ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("could not read the answer: {e}"))
                 })?;
                 if let Ok(answer) = parse_json::<Value>(&bytes) {

@@ -42,18 +42,21 @@ pub struct Call {
 /// Serves `request` as operation `op` of the service at `/{workspace}/apps/{service_id}`, with
 /// the route's own path parameters already taken from its path: what every generated handler
 /// and the request path's own match ([`super::Door`]) call.
-pub async fn serve_request(
+///
+/// Not `async` itself: the request is taken apart before the future is made, so the future is
+/// `dispatch`'s alone rather than one that also holds the request it took.
+pub fn serve_request(
     state: AppState,
     op: Operation,
     workspace: String,
     service_id: String,
     params: Vec<(&'static str, String)>,
     request: axum::extract::Request,
-) -> Response {
+) -> impl std::future::Future<Output = Response> + Send {
     // The request taken whole: its headers move into the call instead of being cloned.
     let (parts, body) = request.into_parts();
     let query = parts.uri.query().map(str::to_owned);
-    dispatch(state, op, Call { workspace, service_id, params, query, headers: parts.headers, body }).await
+    dispatch(state, op, Call { workspace, service_id, params, query, headers: parts.headers, body })
 }
 
 /// Serves one catalogue operation.
@@ -327,7 +330,7 @@ async fn serve(state: &AppState, r: &Request<'_>, payload: Payload) -> Result<Ou
                     super::cache::Lookup::Hit(outcome) => return Ok(outcome),
                     super::cache::Lookup::Miss(payload, pending) => (payload, pending),
                 };
-            let outcome = Box::pin(serve_providers(state, r, payload)).await?;
+            let outcome = serve_providers(state, r, payload).await?;
             match pending {
                 Some(pending) => pending.keep(outcome).await,
                 None => Ok(outcome),

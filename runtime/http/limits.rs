@@ -3,8 +3,9 @@
 //! rates per minute (429 with `Retry-After`).
 
 use super::AppState;
-use crate::exchange::ApiError;
+use crate::exchange::{ApiError, WholeError};
 use axum::body::Body;
+use axum::body::HttpBody;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
@@ -53,17 +54,58 @@ pub async fn in_flight(State(state): State<AppState>, request: Request, next: Ne
 /// Serves `respond` under the in-flight cap: 503 beyond it; otherwise its response, holding a
 /// place until the response's body ends.
 pub async fn within_cap(state: &AppState, respond: impl std::future::Future<Output = Response>) -> Response {
-    let Some(place) = state.in_flight.enter() else {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
-            format!("ferrolite is serving its limit of {} requests at once; retry shortly", state.in_flight.max),
-        )
-        .with_code("overloaded")
-        .with_retry_after(Some(1))
-        .into_response();
-    };
-    hold(respond.await, place)
+    match state.in_flight.enter() {
+        Some(place) => hold(respond.await, place),
+        None => overloaded(state),
+    }
+}
+
+/// The 503 of a request past the in-flight cap.
+fn overloaded(state: &AppState) -> Response {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "server_error",
+        format!("ferrolite is serving its limit of {} requests at once; retry shortly", state.in_flight.max),
+    )
+    .with_code("overloaded")
+    .with_retry_after(Some(1))
+    .into_response()
+}
+
+/// [`within_cap`] for the door's direct path, as a future of its own: the place is taken when
+/// the request arrives, and `respond` is kept in place rather than moved into an async
+/// wrapper's state (which holds it twice: as argument and as the future awaited).
+pub fn capped<F: std::future::Future<Output = Response>>(state: &AppState, respond: F) -> Capped<F> {
+    match state.in_flight.enter() {
+        Some(place) => Capped::Serving { respond, place: Some(place) },
+        None => Capped::Refused { refused: Some(overloaded(state)) },
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future [`capped`] returns.
+    #[project = CappedProj]
+    pub enum Capped<F> {
+        Serving { #[pin] respond: F, place: Option<Place> },
+        Refused { refused: Option<Response> },
+    }
+}
+
+impl<F: std::future::Future<Output = Response>> std::future::Future for Capped<F> {
+    type Output = Result<Response, std::convert::Infallible>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        match self.project() {
+            CappedProj::Serving { respond, place } => {
+                let response = std::task::ready!(respond.poll(cx));
+                std::task::Poll::Ready(Ok(hold(response, place.take())))
+            }
+            // Polled again after it answered: an empty 503 rather than a panic.
+            CappedProj::Refused { refused } => std::task::Poll::Ready(Ok(refused
+                .take()
+                .unwrap_or_else(|| StatusCode::SERVICE_UNAVAILABLE.into_response()))),
+        }
+    }
 }
 
 /// `response` with `guard` kept until its body ends (a stream: at its end).
@@ -159,42 +201,21 @@ impl From<BodyError> for ApiError {
 
 /// Reads a whole body of at most `limit` bytes. Past the limit, the rest is drained (up to
 /// 64 MiB more) so the 413 reaches the client intact.
-pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, BodyError> {
-    use axum::body::HttpBody;
-    use futures::StreamExt;
-    // A body of known length (Content-Length) is joined in one buffer of that size, not in one
-    // grown by doubling, which copies a large body over again at each step.
-    let expected = usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX).min(limit);
-    let mut stream = body.into_data_stream();
-    // A body that comes in one piece (most: it arrived with its head) is that piece, not a
-    // copy; pieces are joined only when a second one comes.
-    let mut first = axum::body::Bytes::new();
-    let mut buffer = Vec::new();
-    let mut read = 0usize;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| BodyError::Broken(e.to_string()))?;
-        read += chunk.len();
-        if read > limit {
+pub async fn read_body(mut body: Body, limit: usize) -> Result<axum::body::Bytes, BodyError> {
+    match crate::exchange::whole(&mut body, limit).await {
+        Ok(bytes) => Ok(bytes),
+        Err(WholeError::Broken(why)) => Err(BodyError::Broken(why)),
+        Err(WholeError::TooLarge(_)) => {
             let mut drained = 0usize;
-            while let Some(Ok(more)) = stream.next().await {
-                drained += more.len();
+            while let Some(Ok(frame)) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
+                drained += frame.data_ref().map_or(0, |d| d.len());
                 if drained > DRAIN_PAST_LIMIT {
                     break;
                 }
             }
-            return Err(BodyError::TooLarge(limit));
-        }
-        if first.is_empty() && buffer.is_empty() {
-            first = chunk;
-        } else {
-            if buffer.is_empty() {
-                buffer.reserve(expected.max(first.len() + chunk.len()));
-                buffer.extend_from_slice(&first);
-            }
-            buffer.extend_from_slice(&chunk);
+            Err(BodyError::TooLarge(limit))
         }
     }
-    Ok(if buffer.is_empty() { first } else { buffer.into() })
 }
 
 #[cfg(test)]

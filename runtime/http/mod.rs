@@ -222,11 +222,9 @@ impl tower::Service<axum::extract::Request> for Door {
         }
         match plain_target(&request) {
             Some((op, workspace, service_id)) => {
-                let state = self.state.clone();
-                Box::pin(async move {
-                    let served = dispatch::serve_request(state.clone(), op, workspace, service_id, Vec::new(), request);
-                    Ok(limits::within_cap(&state, served).await)
-                })
+                let served =
+                    dispatch::serve_request(self.state.clone(), op, workspace, service_id, Vec::new(), request);
+                Box::pin(limits::capped(&self.state, served))
             }
             None => Box::pin(tower::Service::call(&mut self.router, request)),
         }

@@ -8,7 +8,7 @@
 
 use super::Routed;
 use crate::catalogue::Route;
-use crate::exchange::{usage, ApiError, Outcome, Payload};
+use crate::exchange::{usage, ApiError, Outcome, Payload, WholeError};
 use crate::providers::{self, auth, Deployment, ProviderCall};
 use axum::body::Body;
 use axum::http::header::CONTENT_TYPE;
@@ -92,13 +92,14 @@ async fn read_json(outcome: Outcome, limit: usize, count_usage: bool, who: &str)
         return Ok(outcome);
     }
     let Outcome { response, deployment, usage: known } = outcome;
-    let (parts, body) = response.into_parts();
+    let (parts, mut body) = response.into_parts();
     let broken = |message: String| {
         ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", message).with_code("bad_upstream_answer")
     };
-    let bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|e| broken(format!("deployment {who}'s answer broke off: {e}")))?;
+    let bytes = crate::exchange::whole(&mut body, limit).await.map_err(|e| match e {
+        WholeError::TooLarge(_) => broken(format!("deployment {who}'s answer is {e}")),
+        WholeError::Broken(_) => broken(format!("deployment {who}'s answer broke off: {e}")),
+    })?;
     let usage = match (known, count_usage) {
         (Some(usage), _) => Some(usage),
         (None, true) => {

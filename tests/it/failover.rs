@@ -51,6 +51,12 @@ async fn chat(State(flaky): State<Flaky>, Path(name): Path<String>, body: axum::
             "This model's maximum context length is 8192 tokens",
         ),
         n if n.starts_with("garbage") => ([("content-type", "application/json")], "<html>oops</html>").into_response(),
+        n if n.starts_with("huge") => {
+            // Valid JSON, 100 KB: past a gateway whose answer limit is smaller.
+            let answer = json!({"id": "chatcmpl-1", "object": "chat.completion", "choices": [{"index": 0,
+                "message": {"role": "assistant", "content": "x".repeat(100_000)}, "finish_reason": "stop"}]});
+            axum::Json(answer).into_response()
+        }
         n if n.starts_with("truncated") => {
             // Promises 500 bytes, sends 20, hangs up.
             let stream = futures::stream::unfold(0u8, |step| async move {
@@ -165,6 +171,16 @@ async fn start_flaky() -> (String, Flaky) {
 
 /// An app whose deployments are `(model_name, behaviour)` pairs on the fake.
 async fn app(base: &str, deployments: &[(&str, &str)], settings: Value) -> (TestServer, tempfile::TempDir) {
+    app_with(base, deployments, settings, |_| {}).await
+}
+
+/// [`app`] on a server `tune` configures.
+async fn app_with(
+    base: &str,
+    deployments: &[(&str, &str)],
+    settings: Value,
+    tune: impl FnOnce(&mut ferrolite::server::ServerConfig),
+) -> (TestServer, tempfile::TempDir) {
     let model_list: Vec<Value> = deployments
         .iter()
         .map(|(model, behaviour)| {
@@ -175,7 +191,7 @@ async fn app(base: &str, deployments: &[(&str, &str)], settings: Value) -> (Test
     let path = dir.path().join("app.json");
     let manifest = json!({"name": "flaky", "type": "llm-proxy", "config": {"service_id": "demo", "model_list": model_list, "litellm_settings": settings}});
     std::fs::write(&path, manifest.to_string()).unwrap();
-    (TestServer::with_configs(vec![path]).await, dir)
+    (TestServer::start(vec![path], tune).await, dir)
 }
 
 async fn ask(server: &TestServer, body: Value) -> (u16, Value, reqwest::header::HeaderMap) {
@@ -426,6 +442,18 @@ async fn least_busy_steers_away_from_a_slow_deployment() {
     assert!(slow * 4 <= fast, "the slow deployment, busy longer, gets far fewer requests: slow {slow}, fast {fast}");
 }
 
+/// An answer past the gateway's body limit is refused whole, not cut into invalid JSON.
+#[tokio::test]
+async fn answers_over_the_limit_are_a_clear_502() {
+    let (base, flaky) = start_flaky().await;
+    let (server, _dir) = app_with(&base, &[("gpt", "huge")], json!({}), |c| c.limits.max_body_bytes = 64 * 1024).await;
+    let (status, body, _) = ask(&server, hi("gpt")).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["code"], "bad_upstream_answer");
+    assert_eq!(body["error"]["message"], "deployment gpt/0's answer is larger than the 65536 byte limit");
+    assert_eq!(flaky.hits("huge"), 1, "the upstream took the request: not sent again");
+}
+
 #[tokio::test]
 async fn non_json_and_truncated_answers_are_a_clear_502() {
     let (base, _flaky) = start_flaky().await;
@@ -436,6 +464,7 @@ async fn non_json_and_truncated_answers_are_a_clear_502() {
     assert!(body["error"]["message"].as_str().unwrap().starts_with("deployment gpt/0 answered invalid JSON"), "{body}");
     let (status, body, _) = ask(&server, hi("cut")).await;
     assert_eq!(status, 502, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().starts_with("deployment cut/0's answer broke off"), "{body}");
     let session = server.running.state.controller.registry().get("default", "demo").unwrap();
     let (errors, _) = session.table.logs.read(Some(ferrolite::observability::session_log::LogType::Error), 0, None);
     assert!(errors.len() >= 2, "both failures are in get_logs: {errors:?}");

@@ -80,11 +80,11 @@ impl Recording {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
-        let (mut parts, body) = response.into_parts();
+        let (mut parts, mut body) = response.into_parts();
         if is_stream {
             return Ok(Response::from_parts(parts, self.stream(body)));
         }
-        let bytes = axum::body::to_bytes(body, limit)
+        let bytes = crate::exchange::whole(&mut body, limit)
             .await
             .map_err(|e| ResponsesError::Answer(format!("reading the answer to record it: {e}")))?;
         if self.previous.is_none() {

@@ -83,8 +83,8 @@ impl Model<'_> {
             return Ok(Answer::Other(outcome));
         }
         let Outcome { response, deployment, usage } = outcome;
-        let (parts, body) = response.into_parts();
-        let bytes = axum::body::to_bytes(body, self.routed.answer_limit)
+        let (parts, mut body) = response.into_parts();
+        let bytes = crate::exchange::whole(&mut body, self.routed.answer_limit)
             .await
             .map_err(|e| ApiError::from(AgentError::Answer(e.to_string())))?;
         let answer: Value = parse_json(&bytes).map_err(|e| ApiError::from(AgentError::Answer(e.to_string())))?;
