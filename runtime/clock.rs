@@ -1,5 +1,6 @@
-//! The wall clock, read in the two units the gateway keeps time in. A leaf every layer may read;
-//! the request path reads it once per decision, not once per deployment.
+//! The wall clock, read in the two units the gateway keeps time in, precisely or to the last
+//! clock tick. A leaf every layer may read; the request path reads it once per decision, not
+//! once per deployment.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -11,6 +12,27 @@ pub fn unix_now() -> u64 {
 /// Unix milliseconds.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Unix milliseconds as of the kernel's last clock tick (1 to 4 ms ago): for minute windows,
+/// budget periods, cooldowns and expiries, which a request checks several times. A precise read
+/// measures the time-stamp counter, several times the cost of this one, which reads what the
+/// kernel stored at its tick.
+pub fn coarse_ms() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+        u64::try_from(t.tv_sec).unwrap_or(0) * 1000 + u64::try_from(t.tv_nsec).unwrap_or(0) / 1_000_000
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        now_ms()
+    }
+}
+
+/// Unix seconds, as [`coarse_ms`] reads them.
+pub fn coarse_secs() -> u64 {
+    coarse_ms() / 1000
 }
 
 /// Unix milliseconds as RFC 3339 in UTC, to the millisecond: `2025-01-02T03:04:05.678Z`.
@@ -133,6 +155,20 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_coarse_clock_trails_the_precise_one_by_at_most_a_few_ticks() {
+        let mut last = 0;
+        for _ in 0..1000 {
+            let before = now_ms();
+            let coarse = coarse_ms();
+            let after = now_ms();
+            // A tick is at most 10 ms (HZ=100); the margin allows for a descheduled thread.
+            assert!(coarse + 50 >= before && coarse <= after, "{before} {coarse} {after}");
+            assert!(coarse >= last, "never backwards while the wall clock is not set back");
+            last = coarse;
+        }
+    }
 
     #[test]
     fn instants_read_as_unix_seconds_or_rfc_3339_and_print_back() {

@@ -7,7 +7,7 @@
 pub mod hypha;
 pub mod keys;
 
-use crate::clock::unix_now;
+use crate::clock::coarse_secs;
 use axum::http::HeaderMap;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
@@ -193,7 +193,7 @@ pub fn replace_secret(data_dir: &Path, secret: &[u8]) -> Result<(), KeyError> {
 impl Tokens {
     /// A token for `workspace`, valid for `expires_in`.
     pub fn issue(&self, workspace: &str, admin: bool, expires_in: Duration) -> String {
-        let now = unix_now();
+        let now = coarse_secs();
         let claims = Claims {
             ws: workspace.to_owned(),
             admin,
@@ -226,7 +226,7 @@ impl Tokens {
                 key: Some(key),
             });
         }
-        if let Some(claims) = self.verified.get(token, unix_now()) {
+        if let Some(claims) = self.verified.get(token, coarse_secs()) {
             return Ok(claims);
         }
         let ours =

@@ -56,7 +56,7 @@ fn too_many(message: String, wait: u64) -> ApiError {
 }
 
 fn seconds_to_next_minute() -> u64 {
-    60 - crate::clock::unix_now() % 60
+    60 - crate::clock::coarse_secs() % 60
 }
 
 /// 403 when the key may not call `model` (a name the client asked for).
@@ -89,7 +89,7 @@ impl KeyLimiter {
             return Ok(None);
         }
         let counters = self.counters(&key.id);
-        let now = crate::clock::unix_now();
+        let now = crate::clock::coarse_secs();
         counters.roll(now / 60);
         if let Some(tpm) = key.tpm {
             let used = counters.tokens.load(Ordering::Acquire);
@@ -124,7 +124,7 @@ impl KeyLimiter {
     /// Counts tokens a request of `key_id` used, against its tpm.
     pub fn add_tokens(&self, key_id: &str, n: u64) {
         let counters = self.counters(key_id);
-        counters.roll(crate::clock::unix_now() / 60);
+        counters.roll(crate::clock::coarse_secs() / 60);
         counters.tokens.fetch_add(n, Ordering::AcqRel);
     }
 }

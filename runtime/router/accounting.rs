@@ -96,7 +96,7 @@ impl Account {
             completion_tokens: usage.completion_tokens,
             cost,
         };
-        stats.history.record(crate::clock::now_ms(), sample);
+        stats.history.record(crate::clock::coarse_ms(), sample);
         metrics::booked(&t.labels, self.index, usage, cost);
         cost
     }

@@ -7,7 +7,7 @@
 use super::breaker::Failure;
 use super::spend::Budget;
 use super::table::Table;
-use crate::clock::now_ms;
+use crate::clock::coarse_ms;
 use crate::exchange::ApiError;
 use crate::manifest::RoutingStrategy;
 use axum::http::StatusCode;
@@ -43,7 +43,7 @@ pub fn admit(
     quick: bool,
 ) -> Result<Vec<usize>, Refused> {
     // One clock read for the whole group.
-    let now = now_ms();
+    let now = coarse_ms();
     if quick {
         if let Some(i) = quick_pick(table, indices, request_tokens, now) {
             return Ok(vec![i]);
@@ -63,7 +63,7 @@ pub fn admit(
     if table.policy.enforce_rate_limits {
         available.retain(|&i| under_rate_limits(table, i, request_tokens));
         if available.is_empty() && before_limits > 0 {
-            let wait = 60 - (crate::clock::unix_now() % 60);
+            let wait = 60 - (crate::clock::coarse_secs() % 60);
             let what = group.unwrap_or("this route");
             let error = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,

@@ -72,7 +72,7 @@ pub fn trip(table: &Table, index: usize, e: &ApiError) {
 /// Whether every deployment of `indices` is cooling down (waiting to retry then only delays
 /// the answer).
 pub fn all_cooling(table: &Table, indices: &[usize]) -> bool {
-    let now = crate::clock::now_ms();
+    let now = crate::clock::coarse_ms();
     indices.iter().all(|&i| table.stats[i].cooling_at(now).is_some())
 }
 

@@ -285,7 +285,7 @@ fn failed_attempt(r: &Routed<'_>, index: usize, elapsed: Duration) {
     let stats = &table.stats[index];
     stats.record_usage(false, 0, 0);
     let sample = super::history::Sample { ok: false, latency: elapsed, ..Default::default() };
-    stats.history.record(crate::clock::now_ms(), sample);
+    stats.history.record(crate::clock::coarse_ms(), sample);
 }
 
 /// The deployments of `indices` whose provider serves the route. A group's distinct providers

@@ -13,7 +13,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// A spend limit: US dollars per period (or for all time).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -40,8 +40,9 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     (seconds > 0).then(|| Duration::from_secs(seconds))
 }
 
+/// Periods are seconds long at least: the last clock tick's time is close enough.
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    crate::clock::coarse_secs()
 }
 
 /// The period a moment falls in: periods are aligned to the epoch (0 when unbounded).

@@ -4,7 +4,7 @@
 //! Updated on every request without blocking others: counters are atomics, the minute window
 //! and latency sit behind tiny mutexes held for a few instructions.
 
-use crate::clock::now_ms;
+use crate::clock::coarse_ms;
 use crate::cluster::LoadFigure;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -108,7 +108,7 @@ impl Drop for InFlight {
 impl DeploymentStats {
     /// Requests now in flight, on every instance.
     pub fn in_flight(&self) -> u64 {
-        self.in_flight.load(Ordering::Relaxed) + self.others(now_ms()).in_flight
+        self.in_flight.load(Ordering::Relaxed) + self.others(coarse_ms()).in_flight
     }
 
     fn others(&self, now: u64) -> Others {
@@ -122,14 +122,14 @@ impl DeploymentStats {
     /// Records the other instances' figures (their in-flight count, and their requests and
     /// tokens in wall-clock `minute`), as read from the shared state now.
     pub fn set_others(&self, in_flight: u64, minute: u64, requests: u64, tokens: u64) {
-        let read_ms = now_ms();
+        let read_ms = coarse_ms();
         *self.others.lock().unwrap_or_else(|p| p.into_inner()) =
             Others { read_ms, in_flight, minute, requests, tokens };
     }
 
     /// This instance's own figures, for the others.
     pub fn own_figures(&self) -> LoadFigure {
-        let now = now_ms();
+        let now = coarse_ms();
         let usage = *self.lock_window().current(now);
         LoadFigure {
             in_flight: self.in_flight.load(Ordering::Relaxed),
@@ -143,7 +143,7 @@ impl DeploymentStats {
     /// Marks a request in flight (and counts it in this minute's requests).
     pub fn begin(&self) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.lock_window().current(now_ms()).requests += 1;
+        self.lock_window().current(coarse_ms()).requests += 1;
         InFlight(self.in_flight.clone())
     }
 
@@ -153,7 +153,7 @@ impl DeploymentStats {
 
     /// This minute's figures (requests and tokens of every instance; failures of this one).
     pub fn minute(&self) -> MinuteUsage {
-        let now = now_ms();
+        let now = coarse_ms();
         let mut usage = *self.lock_window().current(now);
         let others = self.others(now);
         if others.minute == now / 60_000 {
@@ -165,7 +165,7 @@ impl DeploymentStats {
 
     /// Adds tokens used to this minute's count.
     pub fn add_tokens(&self, tokens: u64) {
-        self.lock_window().current(now_ms()).tokens += tokens;
+        self.lock_window().current(coarse_ms()).tokens += tokens;
     }
 
     /// Counts a finished request (and its tokens) in the session totals.
@@ -201,14 +201,14 @@ impl DeploymentStats {
     /// Counts a failure this minute; returns the failures so far this minute.
     pub fn record_failure(&self) -> u64 {
         let mut w = self.lock_window();
-        let usage = w.current(now_ms());
+        let usage = w.current(coarse_ms());
         usage.failures += 1;
         usage.failures
     }
 
     /// Skips this deployment for `duration` from now.
     pub fn cool_down(&self, duration: Duration) {
-        let until = now_ms() + duration.as_millis() as u64;
+        let until = coarse_ms() + duration.as_millis() as u64;
         self.own_cooldown_until_ms.fetch_max(until, Ordering::Relaxed);
         self.cooldown_until_ms.fetch_max(until, Ordering::Relaxed);
     }
@@ -220,10 +220,10 @@ impl DeploymentStats {
 
     /// How long the cooldown still runs, if it does.
     pub fn cooling_for(&self) -> Option<Duration> {
-        self.cooling_at(now_ms())
+        self.cooling_at(coarse_ms())
     }
 
-    /// How long the cooldown still runs at `now` (from [`now_ms`]).
+    /// How long the cooldown still runs at `now` (from [`coarse_ms`]).
     pub fn cooling_at(&self, now: u64) -> Option<Duration> {
         let until = self.cooldown_until_ms.load(Ordering::Relaxed);
         (until > now).then(|| Duration::from_millis(until - now))
@@ -248,11 +248,11 @@ mod tests {
         assert!(s.cooling_for().is_some());
         std::thread::sleep(Duration::from_millis(60));
         assert!(s.cooling_for().is_none());
-        s.set_others(3, now_ms() / 60_000, 5, 40);
+        s.set_others(3, coarse_ms() / 60_000, 5, 40);
         let _held = s.begin();
         assert_eq!((s.in_flight(), s.minute().requests), (4, 8), "the other instances' figures add to this one's");
         assert_eq!((s.own_figures().in_flight, s.own_figures().requests), (1, 3), "only its own go out");
-        s.adopt_cooldown(now_ms() + 60_000);
+        s.adopt_cooldown(coarse_ms() + 60_000);
         assert!(s.cooling_for().is_some());
         assert_eq!(
             s.own_figures().cooldown_until_ms,
