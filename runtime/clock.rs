@@ -35,6 +35,12 @@ pub fn coarse_secs() -> u64 {
     coarse_ms() / 1000
 }
 
+/// Seconds from `at_secs` (Unix seconds) to the next whole minute, when per-minute windows
+/// start again: a rate limit's `Retry-After`.
+pub fn seconds_left_in_minute(at_secs: u64) -> u64 {
+    60 - at_secs % 60
+}
+
 /// Unix milliseconds as RFC 3339 in UTC, to the millisecond: `2025-01-02T03:04:05.678Z`.
 pub fn rfc3339_ms(ms: u64) -> String {
     let (secs, millis) = (ms / 1000, ms % 1000);

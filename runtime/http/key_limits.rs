@@ -55,10 +55,6 @@ fn too_many(message: String, wait: u64) -> ApiError {
         .with_retry_after(Some(wait))
 }
 
-fn seconds_to_next_minute() -> u64 {
-    60 - crate::clock::coarse_secs() % 60
-}
-
 /// 403 when the key may not call `model` (a name the client asked for).
 pub fn check_model(key: &KeyRecord, model: &str) -> Result<(), ApiError> {
     if key.allows_model(model) {
@@ -95,7 +91,7 @@ impl KeyLimiter {
             let used = counters.tokens.load(Ordering::Acquire);
             if used >= tpm {
                 let message = format!("API key {} used {used} of its {tpm} tokens this minute", key.id);
-                return Err(too_many(message, seconds_to_next_minute()));
+                return Err(too_many(message, crate::clock::seconds_left_in_minute(now)));
             }
         }
         let place = match key.max_parallel {
@@ -115,7 +111,7 @@ impl KeyLimiter {
             if before >= rpm {
                 counters.requests.fetch_sub(1, Ordering::AcqRel);
                 let message = format!("API key {} is at its {rpm} requests this minute", key.id);
-                return Err(too_many(message, 60 - now % 60));
+                return Err(too_many(message, crate::clock::seconds_left_in_minute(now)));
             }
         }
         Ok(place)

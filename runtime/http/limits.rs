@@ -5,7 +5,6 @@
 use super::AppState;
 use crate::exchange::{ApiError, WholeError};
 use axum::body::Body;
-use axum::body::HttpBody;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
@@ -54,10 +53,7 @@ pub async fn in_flight(State(state): State<AppState>, request: Request, next: Ne
 /// Serves `respond` under the in-flight cap: 503 beyond it; otherwise its response, holding a
 /// place until the response's body ends.
 pub async fn within_cap(state: &AppState, respond: impl std::future::Future<Output = Response>) -> Response {
-    match state.in_flight.enter() {
-        Some(place) => hold(respond.await, place),
-        None => overloaded(state),
-    }
+    capped(state, respond).await
 }
 
 /// The 503 of a request past the in-flight cap.
@@ -72,7 +68,7 @@ fn overloaded(state: &AppState) -> Response {
     .into_response()
 }
 
-/// [`within_cap`] for the door's direct path, as a future of its own: the place is taken when
+/// [`within_cap`] as a future of its own, for the door's direct path: the place is taken when
 /// the request arrives, and `respond` is kept in place rather than moved into an async
 /// wrapper's state (which holds it twice: as argument and as the future awaited).
 pub fn capped<F: std::future::Future<Output = Response>>(state: &AppState, respond: F) -> Capped<F> {
@@ -92,18 +88,18 @@ pin_project_lite::pin_project! {
 }
 
 impl<F: std::future::Future<Output = Response>> std::future::Future for Capped<F> {
-    type Output = Result<Response, std::convert::Infallible>;
+    type Output = Response;
 
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Response> {
         match self.project() {
             CappedProj::Serving { respond, place } => {
                 let response = std::task::ready!(respond.poll(cx));
-                std::task::Poll::Ready(Ok(hold(response, place.take())))
+                std::task::Poll::Ready(hold(response, place.take()))
             }
             // Polled again after it answered: an empty 503 rather than a panic.
-            CappedProj::Refused { refused } => std::task::Poll::Ready(Ok(refused
-                .take()
-                .unwrap_or_else(|| StatusCode::SERVICE_UNAVAILABLE.into_response()))),
+            CappedProj::Refused { refused } => std::task::Poll::Ready(
+                refused.take().unwrap_or_else(|| StatusCode::SERVICE_UNAVAILABLE.into_response()),
+            ),
         }
     }
 }
@@ -131,14 +127,14 @@ impl RateCounter {
     /// Counts a request against every `(key, limit)` at once, or against none when one is
     /// spent: `Err((index of the spent one, seconds to wait))`.
     pub fn hit(&self, keys: &[(String, u64)]) -> Result<(), (usize, u64)> {
-        let now = crate::clock::unix_now();
+        let now = crate::clock::coarse_secs();
         let minute = now / 60;
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         if windows.0 != minute {
             *windows = (minute, HashMap::new());
         }
         if let Some(spent) = keys.iter().position(|(key, limit)| windows.1.get(key).copied().unwrap_or(0) >= *limit) {
-            return Err((spent, 60 - now % 60));
+            return Err((spent, crate::clock::seconds_left_in_minute(now)));
         }
         for (key, _) in keys {
             *windows.1.entry(key.clone()).or_insert(0) += 1;
@@ -206,9 +202,11 @@ pub async fn read_body(mut body: Body, limit: usize) -> Result<axum::body::Bytes
         Ok(bytes) => Ok(bytes),
         Err(WholeError::Broken(why)) => Err(BodyError::Broken(why)),
         Err(WholeError::TooLarge(_)) => {
+            use futures::StreamExt;
+            let mut rest = body.into_data_stream();
             let mut drained = 0usize;
-            while let Some(Ok(frame)) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
-                drained += frame.data_ref().map_or(0, |d| d.len());
+            while let Some(Ok(more)) = rest.next().await {
+                drained += more.len();
                 if drained > DRAIN_PAST_LIMIT {
                     break;
                 }

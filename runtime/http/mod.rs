@@ -224,7 +224,7 @@ impl tower::Service<axum::extract::Request> for Door {
             Some((op, workspace, service_id)) => {
                 let served =
                     dispatch::serve_request(self.state.clone(), op, workspace, service_id, Vec::new(), request);
-                Box::pin(limits::capped(&self.state, served))
+                Box::pin(futures::FutureExt::map(limits::capped(&self.state, served), Ok))
             }
             None => Box::pin(tower::Service::call(&mut self.router, request)),
         }

@@ -63,7 +63,7 @@ pub fn admit(
     if table.policy.enforce_rate_limits {
         available.retain(|&i| under_rate_limits(table, i, request_tokens));
         if available.is_empty() && before_limits > 0 {
-            let wait = 60 - (crate::clock::coarse_secs() % 60);
+            let wait = crate::clock::seconds_left_in_minute(crate::clock::coarse_secs());
             let what = group.unwrap_or("this route");
             let error = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
