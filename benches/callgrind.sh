@@ -11,6 +11,8 @@
 #                 every request), an rpm and a parallel limit
 #   long          the pass-through with an agent's long conversation: a 112 KB body of 181
 #                 messages (tool calls and their results) and 20 tools; a tenth as many counted
+#   pass-through and long again, to an app whose deployments are all OpenAI-compatible: there
+#                 a body the text check admits is never read into a value
 #
 #   benches/callgrind.sh [N]          # default 2000 requests of each kind
 #   benches/callgrind.sh --redis [N]  # pass-through and governed only, with --redis-url: the
@@ -44,10 +46,17 @@ cat > "$scratch/app.json" <<EOF
   {"model_name": "translated", "litellm_params": {"model": "anthropic/claude-3-5-sonnet-20241022", "api_base": "http://127.0.0.1:$fake_port", "api_key": "sk-bench-upstream"}}
 ]}}
 EOF
+# The same pass-through deployment alone in an app: every deployment takes bodies as sent, so
+# a body the text check admits is never read into a value (the lanes marked "OpenAI-only app").
+cat > "$scratch/app-openai.json" <<EOF
+{"name": "callgrind-openai", "type": "llm-proxy", "config": {"service_id": "bench-openai", "model_list": [
+  {"model_name": "pass", "litellm_params": {"model": "openai/gpt-4o", "api_base": "http://127.0.0.1:$fake_port/v1", "api_key": "sk-bench-upstream"}}
+]}}
+EOF
 mkdir -p "$scratch/data"
 token="$("$bin/ferrolite" token --workspace default --data-dir "$scratch/data")"
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$scratch/cg.%p" \
-  "$bin/ferrolite" serve --port "$port" --io-threads 1 --data-dir "$scratch/data" --config "$scratch/app.json" \
+  "$bin/ferrolite" serve --port "$port" --io-threads 1 --data-dir "$scratch/data" --config "$scratch/app.json" --config "$scratch/app-openai.json" \
   "${redis_args[@]}" >"$scratch/serve.log" 2>&1 &
 pids+=($!)
 serve_pid=$!
@@ -93,6 +102,9 @@ def long_conversation():
 
 def request(kind):
     """The route and body of one request of `kind`."""
+    if kind.endswith("-openai"):
+        path, body = request(kind.removesuffix("-openai"))
+        return path.replace("/apps/bench/", "/apps/bench-openai/"), body
     if kind == "long":
         return chat, long_conversation()
     if kind in ("pass", "governed"):
@@ -123,7 +135,7 @@ def control(*args):
 
 def counted(model):
     conn = connect()
-    warm, count = (30, max(n // 10, 1)) if model == "long" else (300, n)
+    warm, count = (30, max(n // 10, 1)) if model.startswith("long") else (300, n)
     run(conn, model, warm)  # warm: connections, caches, metric handles
     # The spend log's writer commits whole batches at once and the rest on its one-second tick:
     # the warm-up's records are written before counting starts, and the counted requests' own
@@ -158,6 +170,8 @@ kinds = (
     ("responses (Responses -> Anthropic, store: false)", "responses"),
     ("responses stored (Responses -> Anthropic, store: true)", "responses-stored"),
     ("long (the pass-through with a 112 KB conversation)", "long"),
+    ("pass-through, OpenAI-only app", "pass-openai"),
+    ("long, OpenAI-only app", "long-openai"),
 )
 if with_redis:
     kinds = tuple((f"{label} with Redis", kind) for label, kind in kinds[:2])

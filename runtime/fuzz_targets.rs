@@ -55,6 +55,7 @@ pub fn json_scan(data: &[u8]) {
         }
     }
     let Ok(text) = std::str::from_utf8(data) else { return };
+    text_check(text);
     let read = crate::json_edit::read(text);
     match serde_json::from_str::<Value>(text) {
         Ok(value) => assert_eq!(read.as_ref().ok().map(|(v, _)| v), Some(&value)),
@@ -70,6 +71,28 @@ pub fn json_scan(data: &[u8]) {
         }
         let read: Value = serde_json::from_slice(&spliced).expect("spliced bytes are JSON");
         assert_eq!(read, expected);
+    }
+}
+
+/// The request-body check over text (`schema_check::text`) against the reader it stands in
+/// for: a text it admits reads as a `Value` with the members it found, which the chat route's
+/// schema accepts.
+fn text_check(text: &str) {
+    static CHAT: OnceLock<(crate::schema_check::text::Plan, jsonschema::Validator)> = OnceLock::new();
+    let (plan, validator) = CHAT.get_or_init(|| {
+        let schema = crate::catalogue::Operation::ChatCompletions.route().request_schema.unwrap_or("{}");
+        let schema: Value = serde_json::from_str(schema).unwrap_or_default();
+        let plan = crate::schema_check::text::Plan::compile(&schema).expect("the chat schema is walked");
+        (plan, crate::schema_check::compile(&schema).expect("the chat schema compiles"))
+    });
+    let Some(found) = plan.check(text.as_bytes()) else { return };
+    let value: Value = serde_json::from_str(text).expect("an admitted text reads as a value");
+    assert!(validator.is_valid(&value), "admitted, but jsonschema refuses");
+    let fields = value.as_object().expect("an admitted text is an object");
+    assert_eq!(found.members.len(), fields.len());
+    for ((key, span), (name, field)) in found.members.iter().zip(fields) {
+        assert_eq!(&text[key.clone()], name);
+        assert_eq!(&serde_json::from_str::<Value>(&text[span.clone()]).expect("a member reads"), field);
     }
 }
 

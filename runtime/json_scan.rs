@@ -4,6 +4,7 @@
 //! `json_scan` checks the two agree), at a fraction of the cost of deserializing into a
 //! `serde_json::Value` or skipping with `IgnoredAny`.
 
+use smallvec::SmallVec;
 use std::ops::Range;
 
 /// Why the text is not one JSON value.
@@ -19,7 +20,7 @@ pub struct ScanError {
 /// of its value. Like serde_json skipping a value, it leaves the bytes inside strings to
 /// whoever reads them: it does not decode them, so it does not check their UTF-8 either.
 pub fn members(doc: &[u8], mut member: impl FnMut(&[u8], Range<usize>)) -> Result<(), ScanError> {
-    let mut scan = Scanner { doc, pos: 0 };
+    let mut scan = Scanner::new(doc);
     scan.skip_space();
     if scan.peek() == Some(b'{') {
         scan.pos += 1;
@@ -123,27 +124,117 @@ impl Nesting {
     }
 }
 
-struct Scanner<'a> {
+/// A walk over JSON text. Plain, it checks the text is JSON (as serde_json skipping a value
+/// does). [`Scanner::doubting`] it also notes whether reading the text into a `Value` could
+/// still fail or mean something else than the bytes say: see [`Doubts`].
+pub(crate) struct Scanner<'a> {
     doc: &'a [u8],
-    pos: usize,
+    pub(crate) pos: usize,
+    doubts: Option<Doubts>,
 }
 
-impl Scanner<'_> {
-    fn peek(&self) -> Option<u8> {
+/// What a scan that accepted a text found that serde_json's reading of a `Value` could refuse
+/// or read otherwise: an escaped surrogate (refused when unpaired), a number with an exponent
+/// or hundreds of digits (refused when out of range), nesting near its recursion limit, a key
+/// an object repeats (the value keeps the last, another reader may take the first) or spells
+/// with an escape (so repeats cannot be told by the bytes), and serde_json's raw-value key.
+/// Open objects' keys are kept to find repeats, up to [`Doubts::MOST_KEYS`] per object.
+#[derive(Default)]
+struct Doubts {
+    found: bool,
+    depth: usize,
+    /// Inline for a request's usual few keys: a body checked this way costs no allocation.
+    keys: SmallVec<[Range<usize>; 16]>,
+    /// Where each open object's keys start in `keys`.
+    objects: SmallVec<[usize; 8]>,
+}
+
+impl Doubts {
+    /// Nesting from which a text is doubted (serde_json refuses past 127 levels).
+    const MOST_NESTED: usize = 100;
+    /// Keys per object compared for repeats; an object with more is doubted instead.
+    const MOST_KEYS: usize = 64;
+}
+
+impl<'a> Scanner<'a> {
+    pub(crate) fn new(doc: &'a [u8]) -> Scanner<'a> {
+        Scanner { doc, pos: 0, doubts: None }
+    }
+
+    /// A scanner that notes [`Doubts`].
+    pub(crate) fn doubting(doc: &'a [u8]) -> Scanner<'a> {
+        Scanner { doc, pos: 0, doubts: Some(Doubts::default()) }
+    }
+
+    /// Whether the text scanned so far holds something a `Value` reading could refuse or read
+    /// otherwise (always `false` for a plain scanner).
+    pub(crate) fn doubtful(&self) -> bool {
+        self.doubts.as_ref().is_some_and(|d| d.found)
+    }
+
+    fn doubt(&mut self) {
+        if let Some(d) = &mut self.doubts {
+            d.found = true;
+        }
+    }
+
+    pub(crate) fn text(&self, span: Range<usize>) -> &'a [u8] {
+        &self.doc[span]
+    }
+
+    /// An object or array was entered.
+    pub(crate) fn enter(&mut self, object: bool) {
+        if let Some(d) = &mut self.doubts {
+            d.depth += 1;
+            d.found |= d.depth >= Doubts::MOST_NESTED;
+            if object {
+                d.objects.push(d.keys.len());
+            }
+        }
+    }
+
+    /// An object or array was left.
+    pub(crate) fn leave(&mut self, object: bool) {
+        if let Some(d) = &mut self.doubts {
+            d.depth = d.depth.saturating_sub(1);
+            if object {
+                let start = d.objects.pop().unwrap_or(0);
+                d.keys.truncate(start);
+            }
+        }
+    }
+
+    /// A key of the innermost open object, the text between its quotes. Kept out of line: the
+    /// plain scan (an answer's usage) never comes here.
+    #[inline(never)]
+    fn note_key(&mut self, key: Range<usize>) {
+        let doc = self.doc;
+        let Some(d) = &mut self.doubts else { return };
+        let start = d.objects.last().copied().unwrap_or(0);
+        let text = &doc[key.clone()];
+        let repeated = d.keys[start..].iter().any(|k| &doc[k.clone()] == text);
+        let raw_value = text == b"$serde_json::private::RawValue";
+        if repeated || raw_value || text.contains(&b'\\') || d.keys.len() - start >= Doubts::MOST_KEYS {
+            d.found = true;
+        }
+        d.keys.push(key);
+    }
+
+    pub(crate) fn peek(&self) -> Option<u8> {
         self.doc.get(self.pos).copied()
     }
 
-    fn error(&self, reason: &'static str) -> ScanError {
+    pub(crate) fn error(&self, reason: &'static str) -> ScanError {
         ScanError { reason, offset: self.pos }
     }
 
-    fn skip_space(&mut self) {
+    pub(crate) fn skip_space(&mut self) {
         while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
             self.pos += 1;
         }
     }
 
-    fn expect(&mut self, byte: u8, reason: &'static str) -> Result<(), ScanError> {
+    pub(crate) fn expect(&mut self, byte: u8, reason: &'static str) -> Result<(), ScanError> {
         if self.peek() == Some(byte) {
             self.pos += 1;
             Ok(())
@@ -153,13 +244,17 @@ impl Scanner<'_> {
     }
 
     /// A member's key and its colon, with the space around them.
-    fn key(&mut self) -> Result<Range<usize>, ScanError> {
+    #[inline]
+    pub(crate) fn key(&mut self) -> Result<Range<usize>, ScanError> {
         match self.peek() {
             Some(b'"') => {}
             Some(_) => return Err(self.error("key must be a string")),
             None => return Err(self.error("EOF while parsing an object")),
         }
         let key = self.string()?;
+        if self.doubts.is_some() {
+            self.note_key(key.clone());
+        }
         self.skip_space();
         self.expect(b':', "expected `:`")?;
         self.skip_space();
@@ -169,7 +264,7 @@ impl Scanner<'_> {
     /// One value at `pos`, nested as deep as it goes. The walk keeps its own stack of open
     /// containers rather than recursing, so no depth of nesting can exhaust the thread's stack
     /// (serde_json's skipping of a value has no depth limit either).
-    fn value(&mut self) -> Result<(), ScanError> {
+    pub(crate) fn value(&mut self) -> Result<(), ScanError> {
         let mut open = Nesting::default();
         loop {
             // A value is due.
@@ -181,6 +276,7 @@ impl Scanner<'_> {
                         self.pos += 1;
                     } else {
                         open.push(true);
+                        self.enter(true);
                         self.key()?;
                         continue;
                     }
@@ -192,6 +288,7 @@ impl Scanner<'_> {
                         self.pos += 1;
                     } else {
                         open.push(false);
+                        self.enter(false);
                         continue;
                     }
                 }
@@ -201,7 +298,9 @@ impl Scanner<'_> {
                 Some(b't') => self.literal(b"true")?,
                 Some(b'f') => self.literal(b"false")?,
                 Some(b'n') => self.literal(b"null")?,
-                Some(b'-' | b'0'..=b'9') => self.number()?,
+                Some(b'-' | b'0'..=b'9') => {
+                    self.number()?;
+                }
                 Some(_) => return Err(self.error("expected value")),
                 None => return Err(self.error("EOF while parsing a value")),
             }
@@ -224,6 +323,7 @@ impl Scanner<'_> {
                     (Some(b'}'), true) | (Some(b']'), false) => {
                         self.pos += 1;
                         open.pop();
+                        self.leave(in_object);
                     }
                     (Some(_), true) => return Err(self.error("expected `,` or `}`")),
                     (Some(_), false) => return Err(self.error("expected `,` or `]`")),
@@ -235,7 +335,8 @@ impl Scanner<'_> {
     }
 
     /// A string at `pos`; the range of its text between the quotes.
-    fn string(&mut self) -> Result<Range<usize>, ScanError> {
+    #[inline]
+    pub(crate) fn string(&mut self) -> Result<Range<usize>, ScanError> {
         self.pos += 1;
         let start = self.pos;
         loop {
@@ -263,10 +364,27 @@ impl Scanner<'_> {
                 Ok(())
             }
             Some(b'u') => {
-                // Four hex digits; like serde_json when it skips a value, surrogates are not
-                // paired up (nothing here decodes the text).
+                // Four hex digits. A plain scan, like serde_json skipping a value, does not pair
+                // surrogates up (nothing here decodes the text); a doubting one notes those a
+                // `Value` reading would refuse.
                 self.pos += 1;
-                self.hex4().map(drop)
+                let code = self.hex4()?;
+                if (0xd800..=0xdfff).contains(&code) && self.doubts.is_some() {
+                    // A pair (high, then low) is one character; anything else serde_json refuses.
+                    let mark = self.pos;
+                    let low = match code < 0xdc00 && self.doc[self.pos..].starts_with(b"\\u") {
+                        true => {
+                            self.pos += 2;
+                            self.hex4().ok()
+                        }
+                        false => None,
+                    };
+                    if !low.is_some_and(|low| (0xdc00..=0xdfff).contains(&low)) {
+                        self.pos = mark;
+                        self.doubt();
+                    }
+                }
+                Ok(())
             }
             Some(_) => Err(self.error("invalid escape")),
             None => Err(self.error("EOF while parsing a string")),
@@ -292,7 +410,10 @@ impl Scanner<'_> {
         self.pos - start
     }
 
-    fn number(&mut self) -> Result<(), ScanError> {
+    /// A number at `pos`; its text.
+    #[inline]
+    pub(crate) fn number(&mut self) -> Result<Range<usize>, ScanError> {
+        let start = self.pos;
         if self.peek() == Some(b'-') {
             self.pos += 1;
         }
@@ -317,11 +438,15 @@ impl Scanner<'_> {
             if self.digits() == 0 {
                 return Err(self.error("invalid number"));
             }
+            self.doubt();
         }
-        Ok(())
+        if self.doubts.is_some() && self.pos - start > 300 {
+            self.doubt();
+        }
+        Ok(start..self.pos)
     }
 
-    fn literal(&mut self, word: &'static [u8]) -> Result<(), ScanError> {
+    pub(crate) fn literal(&mut self, word: &'static [u8]) -> Result<(), ScanError> {
         if self.doc[self.pos..].starts_with(word) {
             self.pos += word.len();
             Ok(())

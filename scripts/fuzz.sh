@@ -18,6 +18,7 @@ for target in manifest sse eventstream translate_request translate_response prov
     h1_request) cp tests/fixtures/http1_requests/* "$corpus"/ ;;
     *) cp tests/fixtures/*.json tests/fixtures/*.sse tests/fixtures/*.eventstream "$corpus"/ 2>/dev/null || true ;;
   esac
+  cp fuzz/regressions/"$target"/* "$corpus"/ 2>/dev/null || true
   echo "== fuzz $target for ${seconds}s"
   if ! cargo fuzz run --sanitizer none "$target" "$corpus" -- -max_total_time="$seconds" -rss_limit_mb=2048; then
     status=1

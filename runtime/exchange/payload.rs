@@ -5,7 +5,7 @@ use crate::json_edit::Layout;
 use bytes::Bytes;
 use serde_json::Value;
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// A request body after it was read and checked against the route's schema.
 #[derive(Debug)]
@@ -67,21 +67,41 @@ pub fn parse_json<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> serde_json:
 /// long as nothing changed the value and they can be edited safely. An upstream that takes the
 /// body nearly as it came gets those bytes with its few edits spliced in (`json_edit`) instead
 /// of the value written out again, which for an agent's long conversation costs more than
-/// parsing it did. Cloning shares both; one pointer wide, as the payload moves through every
+/// parsing it did. A body admitted by the text check (`schema_check::text`) is not read into a
+/// value until something asks for the whole of it: a pass-through reads only the members it
+/// needs. Cloning shares all of it; one pointer wide, as the payload moves through every
 /// future of the request path.
 #[derive(Debug, Clone)]
 pub struct JsonBody(Arc<Read>);
 
 #[derive(Debug, Clone)]
 struct Read {
-    value: Value,
+    value: OnceLock<Value>,
     sent: Option<(Bytes, Layout)>,
+    /// The top-level members read one at a time (in the layout's order) while the whole value
+    /// is not read; empty for a body read whole.
+    members: Box<[OnceLock<Value>]>,
+}
+
+impl Read {
+    /// The value of the client's bytes. Only a body the text check admitted is read here, and
+    /// that check admits no text serde_json would refuse (the `json_scan` fuzz target holds it
+    /// to that); were it ever wrong, the body reads as `null` and the error is logged.
+    fn value(&self) -> &Value {
+        self.value.get_or_init(|| {
+            let bytes = self.sent.as_ref().map_or(&b"null"[..], |(bytes, _)| &bytes[..]);
+            parse_json(bytes).unwrap_or_else(|e| {
+                tracing::error!("a request body the text check admitted did not read: {e}");
+                Value::Null
+            })
+        })
+    }
 }
 
 impl JsonBody {
     /// A value made here: there are no client bytes to keep.
     pub fn new(value: Value) -> JsonBody {
-        JsonBody(Arc::new(Read { value, sent: None }))
+        JsonBody(Arc::new(Read { value: OnceLock::from(value), sent: None, members: Box::default() }))
     }
 
     /// The client's bytes read, as [`parse_json`] reads them; from
@@ -93,12 +113,51 @@ impl JsonBody {
             Ok(text) => (serde_json::from_str(text)?, None),
             Err(_) => (serde_json::from_slice(&bytes)?, None),
         };
-        Ok(JsonBody(Arc::new(Read { value, sent: layout.map(|layout| (bytes, layout)) })))
+        let sent = layout.map(|layout| (bytes, layout));
+        Ok(JsonBody(Arc::new(Read { value: OnceLock::from(value), sent, members: Box::default() })))
+    }
+
+    /// A client's bytes the text check admitted (`members` as it found them), read into a value
+    /// only when something needs the whole of it.
+    pub fn checked(bytes: Bytes, members: crate::schema_check::text::Members) -> JsonBody {
+        let layout = Layout::of_members(members.open, members.members);
+        let unread = (0..layout.len()).map(|_| OnceLock::new()).collect();
+        JsonBody(Arc::new(Read { value: OnceLock::new(), sent: Some((bytes, layout)), members: unread }))
     }
 
     /// A top-level field of the value.
     pub fn field(&self, name: &str) -> Option<&Value> {
-        object_field(&self.0.value, name)
+        let read = &*self.0;
+        match (read.value.get(), &read.sent) {
+            (None, Some((bytes, layout))) if !read.members.is_empty() => {
+                let (at, span) = layout.find(bytes, name)?;
+                Some(read.members[at].get_or_init(|| match serde_json::from_slice(&bytes[span]) {
+                    Ok(value) => value,
+                    // As for the whole body (see `Read::value`): not expected to happen.
+                    Err(e) => {
+                        tracing::error!("a member of a request body the text check admitted did not read: {e}");
+                        Value::Null
+                    }
+                }))
+            }
+            _ => object_field(read.value(), name),
+        }
+    }
+
+    /// Whether the body has a top-level field with one of `names`, told by the keys alone.
+    pub fn has_any_field(&self, names: &[&str]) -> bool {
+        match (self.0.value.get(), &self.0.sent) {
+            (None, Some((bytes, layout))) => layout.keys(bytes).any(|k| names.iter().any(|n| n.as_bytes() == k)),
+            _ => match self.0.value() {
+                Value::Object(map) => map.keys().any(|k| names.contains(&k.as_str())),
+                _ => false,
+            },
+        }
+    }
+
+    /// Whether the whole value was read (a body the text check admitted is read on demand).
+    pub fn is_read(&self) -> bool {
+        self.0.value.get().is_some()
     }
 
     /// The client's bytes and their layout, when they still say what the value does and can be
@@ -111,14 +170,16 @@ impl JsonBody {
     /// say the same, so they go.
     pub fn to_mut(&mut self) -> &mut Value {
         let read = Arc::make_mut(&mut self.0);
+        read.value();
         read.sent = None;
-        &mut read.value
+        read.members = Box::default();
+        read.value.get_mut().expect("the value was read just above")
     }
 }
 
 impl AsRef<Value> for JsonBody {
     fn as_ref(&self) -> &Value {
-        &self.0.value
+        self.0.value()
     }
 }
 
@@ -126,7 +187,7 @@ impl Deref for JsonBody {
     type Target = Value;
 
     fn deref(&self) -> &Value {
-        &self.0.value
+        self.0.value()
     }
 }
 
@@ -147,6 +208,29 @@ mod tests {
 
     fn body(text: &str) -> serde_json::Result<JsonBody> {
         JsonBody::parse(Bytes::copy_from_slice(text.as_bytes()))
+    }
+
+    #[test]
+    fn a_checked_body_is_read_by_member_until_its_whole_value_is_asked_for() {
+        let text = r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}"#;
+        let schema: Value =
+            serde_json::from_str(crate::catalogue::Operation::ChatCompletions.route().request_schema.unwrap()).unwrap();
+        let plan = crate::schema_check::text::Plan::compile(&schema).unwrap();
+        let members = plan.check(text.as_bytes()).unwrap();
+        let mut body = JsonBody::checked(Bytes::from_static(text.as_bytes()), members);
+        assert_eq!(body.field("model"), Some(&Value::from("m")));
+        assert_eq!(body.field("stream"), Some(&Value::Bool(true)));
+        assert_eq!(body.field("absent"), None);
+        assert!(body.has_any_field(&["x", "stream"]) && !body.has_any_field(&["fallbacks"]));
+        assert!(!body.is_read(), "members were read one at a time");
+        assert_eq!(body.editable().map(|(bytes, _)| bytes), Some(text.as_bytes()));
+        let shared = body.clone();
+        assert_eq!(*body, serde_json::from_str::<Value>(text).unwrap());
+        assert!(body.is_read() && shared.is_read(), "the whole value is read once, for every clone");
+        body.to_mut()["model"] = "n".into();
+        assert!(body.editable().is_none());
+        assert_eq!(body.field("model"), Some(&Value::from("n")));
+        assert_eq!(shared.field("model"), Some(&Value::from("m")));
     }
 
     #[test]

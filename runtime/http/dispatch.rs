@@ -100,7 +100,10 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
     });
     let Call { params, query, headers, body, .. } = call;
     let body_limit = state.limits.body_limit(route.family);
-    let result = match read_payload(state, route, body, &headers, body_limit).await {
+    let unread = matches!(route.request, BodyKind::Json)
+        && route.request_schema.is_some()
+        && may_stay_unread(state, &session, route, key);
+    let result = match read_payload(state, route, body, &headers, body_limit, unread).await {
         Ok(payload) => {
             let table = &session.table;
             // The model asked for, as the log line and the metrics name it: the app's own
@@ -506,13 +509,38 @@ fn providers_of(session: &Session) -> String {
     names.join(", ")
 }
 
-/// Reads the body within the size limit and checks it against the route's schema.
+/// Whether a request's JSON body may stay unread (see [`read_payload`]): every deployment of
+/// the app takes it as sent, and no budget needs its prompt counted. Where either is not so
+/// the body is read whole anyway, and checking its text first would only add to the reading.
+fn may_stay_unread(
+    state: &AppState,
+    session: &Session,
+    route: &Route,
+    key: Option<&crate::auth::keys::KeyRef>,
+) -> bool {
+    let table = &session.table;
+    table.forwards_as_sent(route)
+        && !table.budgeted()
+        && state
+            .controller
+            .caller_budgets()
+            .scopes_for(&session.workspace, key.map(|k| &**k))
+            .iter()
+            .all(|s| s.budget.is_none())
+}
+
+/// Reads the body within the size limit and checks it against the route's schema. A JSON body
+/// that may stay `unread` is checked over its text first where the route's schema allows
+/// (`schema_check::text`): when that check is sure the body is fine, the body is read into a
+/// value only if something needs it (a pass-through never does). Otherwise, and for every
+/// other body, it is read into a value and checked by `jsonschema`, which says what is wrong.
 async fn read_payload(
     state: &AppState,
     route: &'static Route,
     body: Body,
     headers: &HeaderMap,
     limit: usize,
+    unread: bool,
 ) -> Result<Payload, ApiError> {
     let read = |body: Body| async move { super::limits::read_body(body, limit).await.map_err(ApiError::from) };
     let payload = match route.request {
@@ -520,6 +548,10 @@ async fn read_payload(
             let bytes = read(body).await?;
             if bytes.is_empty() {
                 return Err(ApiError::bad_request("request body is empty: this route takes a JSON object"));
+            }
+            let plan = route.request_schema.filter(|_| unread).and_then(|schema| state.text_plan(route.op, schema));
+            if let Some(members) = plan.filter(|_| std::str::from_utf8(&bytes).is_ok()).and_then(|p| p.check(&bytes)) {
+                return Ok(Payload::Json(JsonBody::checked(bytes, members)));
             }
             Payload::Json(JsonBody::parse(bytes).map_err(|e| {
                 ApiError::bad_request(format!("request body is not valid JSON: {e}")).with_code("invalid_json")

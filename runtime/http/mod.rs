@@ -84,6 +84,8 @@ pub struct Shared {
     pub spend_logs: Arc<SpendLogs>,
     /// Request-body validators, compiled on first use of each route.
     validators: Vec<OnceLock<Validator>>,
+    /// The same schemas as the text check walks them, where it can (`schema_check::text`).
+    text_plans: Vec<OnceLock<Option<schema_check::text::Plan>>>,
 }
 
 /// Cheap-to-clone handle on [`Shared`].
@@ -113,6 +115,7 @@ impl AppState {
             limits,
             http,
             validators: ROUTES.iter().map(|_| OnceLock::new()).collect(),
+            text_plans: ROUTES.iter().map(|_| OnceLock::new()).collect(),
         }))
     }
 }
@@ -154,6 +157,17 @@ impl Shared {
             let value = serde_json::from_str(schema).expect("build.rs writes schemas as JSON");
             schema_check::compile(&value).expect("build.rs checked that every catalogue schema compiles")
         })
+    }
+
+    /// `op`'s request schema as the text check walks it; `None` when it uses more of JSON
+    /// Schema than the walk knows.
+    pub fn text_plan(&self, op: Operation, schema: &'static str) -> Option<&schema_check::text::Plan> {
+        self.text_plans[op as usize]
+            .get_or_init(|| {
+                let value = serde_json::from_str(schema).expect("build.rs writes schemas as JSON");
+                schema_check::text::Plan::compile(&value)
+            })
+            .as_ref()
     }
 }
 

@@ -36,6 +36,35 @@ struct Member {
     value: Range<usize>,
 }
 
+impl Layout {
+    /// The layout of an object whose members another reader found, for text it found to spell
+    /// its keys plainly and repeat none (`schema_check::text`).
+    pub fn of_members(open: usize, members: impl IntoIterator<Item = (Range<usize>, Range<usize>)>) -> Layout {
+        Layout { open, members: members.into_iter().map(|(key, value)| Member { key, value }).collect() }
+    }
+
+    /// How many members the object has.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether the object is empty.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The members' keys in `doc` (the text the layout is of), as written.
+    pub fn keys<'d>(&self, doc: &'d [u8]) -> impl Iterator<Item = &'d [u8]> + use<'_, 'd> {
+        self.members.iter().map(move |m| doc.get(m.key.clone()).unwrap_or_default())
+    }
+
+    /// The position and value span of member `name` in `doc` (the text the layout is of).
+    pub fn find(&self, doc: &[u8], name: &str) -> Option<(usize, Range<usize>)> {
+        let at = self.members.iter().position(|m| doc.get(m.key.clone()) == Some(name.as_bytes()))?;
+        Some((at, self.members[at].value.clone()))
+    }
+}
+
 /// `doc`, a JSON object read with its `layout`, with each `(key, value)` of `sets` made: a
 /// member already there gets the new value (JSON text) in its place, one not there is added at
 /// the end. Everything else stays as the client wrote it. `sets`' keys are plain names, written

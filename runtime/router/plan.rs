@@ -49,9 +49,9 @@ fn names(v: Option<Value>, group: &str) -> Vec<String> {
 /// Takes the routing options out of a request to `group`'s body (they are not the upstream's).
 pub fn take_options(payload: &mut Payload, group: &str) -> RequestOptions {
     let Payload::Json(shared) = payload else { return RequestOptions::default() };
-    let Value::Object(body) = shared.as_ref() else { return RequestOptions::default() };
-    // Most bodies carry none: one pass over their few keys rather than a hashed look-up each.
-    if !body.keys().any(|k| ROUTING_FIELDS.contains(&k.as_str())) {
+    // Most bodies carry none: one pass over their few keys rather than a hashed look-up each
+    // (and a body not read whole stays so).
+    if !shared.has_any_field(ROUTING_FIELDS) {
         return RequestOptions::default();
     }
     // Not shared yet (no attempt has started), so this copies nothing.

@@ -8,7 +8,7 @@ use super::policy::Policy;
 use super::prices::{price_of, Price};
 use super::spend::{parse_duration, Budget, Ledger};
 use super::stats::DeploymentStats;
-use crate::catalogue::Provider;
+use crate::catalogue::{Provider, Route, Translator};
 use crate::manifest::{LitellmSettings, ProxyConfig, RoutingStrategy};
 use crate::observability::metrics::{self, SessionLabels};
 use crate::observability::session_log::LogBuffer;
@@ -38,6 +38,10 @@ pub struct Table {
     pub prices: Vec<Option<Price>>,
     /// model_name -> its deployments.
     groups: HashMap<String, ModelGroup>,
+    /// The distinct providers of all the deployments, in order of first appearance.
+    providers: Vec<Provider>,
+    /// Whether the app or any of its deployments has a budget.
+    budgeted: bool,
     /// model names in the order they first appear in the manifest.
     pub model_names: Vec<String>,
     /// The model names that are patterns (`openai/*`), most specific first.
@@ -100,6 +104,7 @@ impl Table {
         let app_budget = budget_of(max_budget, duration);
         let deployment_budgets: Vec<_> =
             deployments.iter().map(|d| budget_of(d.params.max_budget, d.params.budget_duration.as_deref())).collect();
+        let budgeted = app_budget.is_some() || deployment_budgets.iter().any(Option::is_some);
         let strategy = router
             .and_then(|r| r.routing_strategy)
             .or(litellm.routing_strategy)
@@ -132,6 +137,13 @@ impl Table {
             deployment_spend: deployment_budgets.iter().map(|b| Ledger::new(b.and_then(|b| b.period))).collect(),
             deployment_budgets,
             stats: (0..deployments.len()).map(|_| Default::default()).collect(),
+            budgeted,
+            providers: deployments.iter().fold(Vec::new(), |mut all, d| {
+                if !all.contains(&d.provider) {
+                    all.push(d.provider);
+                }
+                all
+            }),
             deployments,
             groups,
             wildcards: super::wildcard::ordered(model_names.iter()),
@@ -171,6 +183,18 @@ impl Table {
     /// Whether every deployment of `model_name` can be called.
     pub fn group_all_available(&self, model_name: &str) -> bool {
         self.groups.get(model_name).is_some_and(|g| !g.has_unavailable)
+    }
+
+    /// Whether every deployment of the app that serves `route` takes the client's body as sent
+    /// (an OpenAI-compatible pass-through, no translation), so that nothing on the way reads
+    /// the whole of it. Asked once per distinct provider.
+    pub fn forwards_as_sent(&self, route: &Route) -> bool {
+        self.providers.iter().all(|&p| route.provider_route(p).is_none_or(|r| r.translate == Translator::Passthrough))
+    }
+
+    /// Whether the app or any of its deployments has a budget (requests are then priced ahead).
+    pub fn budgeted(&self) -> bool {
+        self.budgeted
     }
 
     /// The distinct providers of `model_name`'s deployments: what a route's support is asked

@@ -20,7 +20,7 @@ mod stream;
 mod toolbox;
 
 use crate::catalogue::Operation;
-use crate::exchange::{object_field, ApiError, Outcome, Payload};
+use crate::exchange::{ApiError, JsonBody, Outcome, Payload};
 use crate::mcp::Scoped;
 use crate::router::plan::Target;
 use crate::router::{failover, Routed};
@@ -150,9 +150,10 @@ pub async fn serve(
 }
 
 /// The body without the MCP items of its `input`, when it has any.
-fn without_mcp_items(body: &Value) -> Option<Value> {
+fn without_mcp_items(body: &JsonBody) -> Option<Value> {
     let is_mcp = |item: &Value| item.get("type").and_then(Value::as_str).is_some_and(items::McpItem::is_mcp);
-    let input = object_field(body, "input").and_then(Value::as_array)?;
+    // Read by field: a pass-through's body is not read whole for this.
+    let input = body.field("input").and_then(Value::as_array)?;
     if !input.iter().any(is_mcp) {
         return None;
     }

@@ -4,6 +4,8 @@
 //! a JSON pointer to the offending value plus a short reason, e.g.
 //! `/config/model_list/1/litellm_params/model: required property missing`.
 
+pub mod text;
+
 use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::{ValidationError, Validator};
 use serde_json::Value;
