@@ -342,17 +342,8 @@ impl Walk<'_> {
                 if let Some(members) = members.as_deref_mut() {
                     members.push((key, start..self.scan.pos));
                 }
-                self.scan.skip_space();
-                match self.scan.peek() {
-                    Some(b',') => {
-                        self.scan.pos += 1;
-                        self.scan.skip_space();
-                    }
-                    Some(b'}') => {
-                        self.scan.pos += 1;
-                        break;
-                    }
-                    _ => return Err(Stop::Syntax),
+                if self.closed(b'}')? {
+                    break;
                 }
             }
         }
@@ -360,6 +351,24 @@ impl Walk<'_> {
         match shape.required & !seen {
             0 => Ok(()),
             _ => Err(Stop::Invalid),
+        }
+    }
+
+    /// After a container's member or element: `true` at its `close`, `false` past a comma
+    /// (space skipped either way).
+    fn closed(&mut self, close: u8) -> Result<bool, Stop> {
+        self.scan.skip_space();
+        match self.scan.peek() {
+            Some(b',') => {
+                self.scan.pos += 1;
+                self.scan.skip_space();
+                Ok(false)
+            }
+            Some(byte) if byte == close => {
+                self.scan.pos += 1;
+                Ok(true)
+            }
+            _ => Err(Stop::Syntax),
         }
     }
 
@@ -377,17 +386,8 @@ impl Walk<'_> {
                     None => self.scan.value()?,
                 }
                 count += 1;
-                self.scan.skip_space();
-                match self.scan.peek() {
-                    Some(b',') => {
-                        self.scan.pos += 1;
-                        self.scan.skip_space();
-                    }
-                    Some(b']') => {
-                        self.scan.pos += 1;
-                        break;
-                    }
-                    _ => return Err(Stop::Syntax),
+                if self.closed(b']')? {
+                    break;
                 }
             }
         }
