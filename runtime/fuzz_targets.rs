@@ -85,7 +85,7 @@ fn text_check(text: &str) {
         let plan = crate::schema_check::text::Plan::compile(&schema).expect("the chat schema is walked");
         (plan, crate::schema_check::compile(&schema).expect("the chat schema compiles"))
     });
-    let Some(found) = plan.check(text.as_bytes()) else { return };
+    let Some(found) = plan.check(text) else { return };
     let value: Value = serde_json::from_str(text).expect("an admitted text reads as a value");
     assert!(validator.is_valid(&value), "admitted, but jsonschema refuses");
     let fields = value.as_object().expect("an admitted text is an object");

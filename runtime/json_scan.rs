@@ -224,7 +224,7 @@ impl<'a> Scanner<'a> {
         self.doc.get(self.pos).copied()
     }
 
-    pub(crate) fn error(&self, reason: &'static str) -> ScanError {
+    fn error(&self, reason: &'static str) -> ScanError {
         ScanError { reason, offset: self.pos }
     }
 
@@ -234,7 +234,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    pub(crate) fn expect(&mut self, byte: u8, reason: &'static str) -> Result<(), ScanError> {
+    fn expect(&mut self, byte: u8, reason: &'static str) -> Result<(), ScanError> {
         if self.peek() == Some(byte) {
             self.pos += 1;
             Ok(())
@@ -446,7 +446,7 @@ impl<'a> Scanner<'a> {
         Ok(start..self.pos)
     }
 
-    pub(crate) fn literal(&mut self, word: &'static [u8]) -> Result<(), ScanError> {
+    fn literal(&mut self, word: &'static [u8]) -> Result<(), ScanError> {
         if self.doc[self.pos..].starts_with(word) {
             self.pos += word.len();
             Ok(())

@@ -84,18 +84,20 @@ struct Read {
 }
 
 impl Read {
-    /// The value of the client's bytes. Only a body the text check admitted is read here, and
-    /// that check admits no text serde_json would refuse (the `json_scan` fuzz target holds it
-    /// to that); were it ever wrong, the body reads as `null` and the error is logged.
+    /// The value of the client's bytes, read once.
     fn value(&self) -> &Value {
-        self.value.get_or_init(|| {
-            let bytes = self.sent.as_ref().map_or(&b"null"[..], |(bytes, _)| &bytes[..]);
-            parse_json(bytes).unwrap_or_else(|e| {
-                tracing::error!("a request body the text check admitted did not read: {e}");
-                Value::Null
-            })
-        })
+        self.value.get_or_init(|| admitted(self.sent.as_ref().map_or(&b"null"[..], |(bytes, _)| &bytes[..])))
     }
+}
+
+/// The value of text the text check admitted (a body, or one of its members). The check admits
+/// no text serde_json would refuse (the `json_scan` fuzz target holds it to that); were it ever
+/// wrong, the text reads as `null` and the error is logged.
+fn admitted(text: &[u8]) -> Value {
+    parse_json(text).unwrap_or_else(|e| {
+        tracing::error!("a request body the text check admitted did not read: {e}");
+        Value::Null
+    })
 }
 
 impl JsonBody {
@@ -120,8 +122,8 @@ impl JsonBody {
     /// A client's bytes the text check admitted (`members` as it found them), read into a value
     /// only when something needs the whole of it.
     pub fn checked(bytes: Bytes, members: crate::schema_check::text::Members) -> JsonBody {
+        let unread = members.members.iter().map(|_| OnceLock::new()).collect();
         let layout = Layout::of_members(members.open, members.members);
-        let unread = (0..layout.len()).map(|_| OnceLock::new()).collect();
         JsonBody(Arc::new(Read { value: OnceLock::new(), sent: Some((bytes, layout)), members: unread }))
     }
 
@@ -131,14 +133,7 @@ impl JsonBody {
         match (read.value.get(), &read.sent) {
             (None, Some((bytes, layout))) if !read.members.is_empty() => {
                 let (at, span) = layout.find(bytes, name)?;
-                Some(read.members[at].get_or_init(|| match serde_json::from_slice(&bytes[span]) {
-                    Ok(value) => value,
-                    // As for the whole body (see `Read::value`): not expected to happen.
-                    Err(e) => {
-                        tracing::error!("a member of a request body the text check admitted did not read: {e}");
-                        Value::Null
-                    }
-                }))
+                Some(read.members[at].get_or_init(|| admitted(&bytes[span])))
             }
             _ => object_field(read.value(), name),
         }
@@ -216,7 +211,7 @@ mod tests {
         let schema: Value =
             serde_json::from_str(crate::catalogue::Operation::ChatCompletions.route().request_schema.unwrap()).unwrap();
         let plan = crate::schema_check::text::Plan::compile(&schema).unwrap();
-        let members = plan.check(text.as_bytes()).unwrap();
+        let members = plan.check(text).unwrap();
         let mut body = JsonBody::checked(Bytes::from_static(text.as_bytes()), members);
         assert_eq!(body.field("model"), Some(&Value::from("m")));
         assert_eq!(body.field("stream"), Some(&Value::Bool(true)));

@@ -16,6 +16,7 @@ use crate::observability::session_log::{LineOutcome, LogType, RequestLine};
 use crate::observability::spend_log::{SpendEnd, SpendOrigin, SpendOutcome, SpendTicket};
 use crate::router::accounting::{Settlement, StreamEnd};
 use crate::router::plan::Target;
+use crate::router::reservation::SpendScope;
 use crate::router::stamp::COST_HEADER;
 use crate::router::Routed;
 use crate::schema_check;
@@ -100,9 +101,15 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
     });
     let Call { params, query, headers, body, .. } = call;
     let body_limit = state.limits.body_limit(route.family);
+    // The key's, its user's and the workspace's budgets, beside the app's: what a provider's
+    // answer is held to, and whether the body must be read to price the request.
+    let spend_scopes = match route.serve {
+        Serve::Providers(_) => state.controller.caller_budgets().scopes_for(&session.workspace, key.map(|k| &**k)),
+        Serve::Local(_) => Vec::new(),
+    };
     let unread = matches!(route.request, BodyKind::Json)
         && route.request_schema.is_some()
-        && may_stay_unread(state, &session, route, key);
+        && may_stay_unread(&session, route, &spend_scopes);
     let result = match read_payload(state, route, body, &headers, body_limit, unread).await {
         Ok(payload) => {
             let table = &session.table;
@@ -138,7 +145,6 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
                 request_id,
                 caller,
                 mcp_access: &mcp_access,
-                key,
                 session: &session,
                 route,
                 params: &params,
@@ -146,6 +152,7 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
                 headers: &headers,
                 body_limit,
                 started,
+                spend_scopes: &spend_scopes,
             };
             serve(state, &request, payload).await.map(|o| (o, model))
         }
@@ -302,8 +309,6 @@ struct Request<'a> {
     caller: &'a str,
     /// The app's MCP servers and tools the caller's key reaches.
     mcp_access: &'a crate::mcp::Access,
-    /// The API key the caller presented, if any.
-    key: Option<&'a crate::auth::keys::KeyRef>,
     session: &'a Arc<Session>,
     route: &'static Route,
     params: &'a [(&'static str, String)],
@@ -312,6 +317,8 @@ struct Request<'a> {
     /// The body limit of the route's family.
     body_limit: usize,
     started: Instant,
+    /// The budgets of the caller's key, its user and the workspace (none for a local route).
+    spend_scopes: &'a [SpendScope],
 }
 
 async fn serve(state: &AppState, r: &Request<'_>, payload: Payload) -> Result<Outcome, ApiError> {
@@ -361,8 +368,6 @@ async fn serve_providers(state: &AppState, r: &Request<'_>, payload: Payload) ->
                 }
                 _ => (payload, None),
             };
-            // The key's, its user's and the workspace's budgets, beside the app's.
-            let scopes = state.controller.caller_budgets().scopes_for(&r.session.workspace, r.key.map(|k| &**k));
             let routed = Routed {
                 table: &r.session.table,
                 route: r.route,
@@ -374,7 +379,7 @@ async fn serve_providers(state: &AppState, r: &Request<'_>, payload: Payload) ->
                 answer_limit: state.limits.max_body_bytes,
                 body_limit: r.body_limit,
                 started: r.started,
-                spend_scopes: &scopes,
+                spend_scopes: r.spend_scopes,
                 cluster: state.controller.cluster(),
                 wildcard_model: wildcard_model.as_deref(),
             };
@@ -512,21 +517,9 @@ fn providers_of(session: &Session) -> String {
 /// Whether a request's JSON body may stay unread (see [`read_payload`]): every deployment of
 /// the app takes it as sent, and no budget needs its prompt counted. Where either is not so
 /// the body is read whole anyway, and checking its text first would only add to the reading.
-fn may_stay_unread(
-    state: &AppState,
-    session: &Session,
-    route: &Route,
-    key: Option<&crate::auth::keys::KeyRef>,
-) -> bool {
+fn may_stay_unread(session: &Session, route: &Route, spend_scopes: &[SpendScope]) -> bool {
     let table = &session.table;
-    table.forwards_as_sent(route)
-        && !table.budgeted()
-        && state
-            .controller
-            .caller_budgets()
-            .scopes_for(&session.workspace, key.map(|k| &**k))
-            .iter()
-            .all(|s| s.budget.is_none())
+    table.forwards_as_sent(route) && !table.budgeted() && spend_scopes.iter().all(|s| s.budget.is_none())
 }
 
 /// Reads the body within the size limit and checks it against the route's schema. A JSON body
@@ -550,7 +543,8 @@ async fn read_payload(
                 return Err(ApiError::bad_request("request body is empty: this route takes a JSON object"));
             }
             let plan = route.request_schema.filter(|_| unread).and_then(|schema| state.text_plan(route.op, schema));
-            if let Some(members) = plan.filter(|_| std::str::from_utf8(&bytes).is_ok()).and_then(|p| p.check(&bytes)) {
+            let text = plan.and_then(|_| std::str::from_utf8(&bytes).ok());
+            if let Some(members) = plan.zip(text).and_then(|(plan, text)| plan.check(text)) {
                 return Ok(Payload::Json(JsonBody::checked(bytes, members)));
             }
             Payload::Json(JsonBody::parse(bytes).map_err(|e| {

@@ -43,16 +43,6 @@ impl Layout {
         Layout { open, members: members.into_iter().map(|(key, value)| Member { key, value }).collect() }
     }
 
-    /// How many members the object has.
-    pub fn len(&self) -> usize {
-        self.members.len()
-    }
-
-    /// Whether the object is empty.
-    pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
-    }
-
     /// The members' keys in `doc` (the text the layout is of), as written.
     pub fn keys<'d>(&self, doc: &'d [u8]) -> impl Iterator<Item = &'d [u8]> + use<'_, 'd> {
         self.members.iter().map(move |m| doc.get(m.key.clone()).unwrap_or_default())

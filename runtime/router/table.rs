@@ -85,7 +85,11 @@ impl Table {
     pub fn new(ident: Ident, deployments: Vec<Deployment>, config: &ProxyConfig) -> Table {
         let mut groups: HashMap<String, ModelGroup> = HashMap::default();
         let mut model_names = Vec::new();
+        let mut providers = Vec::new();
         for (i, d) in deployments.iter().enumerate() {
+            if !providers.contains(&d.provider) {
+                providers.push(d.provider);
+            }
             let group = groups.entry(d.model_name.clone()).or_default();
             if group.indices.is_empty() {
                 model_names.push(d.model_name.clone());
@@ -138,12 +142,7 @@ impl Table {
             deployment_budgets,
             stats: (0..deployments.len()).map(|_| Default::default()).collect(),
             budgeted,
-            providers: deployments.iter().fold(Vec::new(), |mut all, d| {
-                if !all.contains(&d.provider) {
-                    all.push(d.provider);
-                }
-                all
-            }),
+            providers,
             deployments,
             groups,
             wildcards: super::wildcard::ordered(model_names.iter()),

@@ -135,9 +135,9 @@ impl Plan {
 
     /// `doc`'s top-level members when it is one JSON object that matches the plan and that
     /// serde_json reads into a `Value` meaning what its bytes say; `None` otherwise (the body
-    /// then takes the reading and checking that say what is wrong with it). `doc` is UTF-8.
-    pub fn check(&self, doc: &[u8]) -> Option<Members> {
-        let mut walk = Walk { scan: Scanner::doubting(doc) };
+    /// then takes the reading and checking that say what is wrong with it).
+    pub fn check(&self, text: &str) -> Option<Members> {
+        let mut walk = Walk { scan: Scanner::doubting(text.as_bytes()) };
         walk.scan.skip_space();
         if walk.scan.peek() != Some(b'{') {
             return None;
@@ -279,6 +279,7 @@ impl Walk<'_> {
                 if text.contains(&b'\\') {
                     return Err(Stop::Unsure);
                 }
+                // The whole text is UTF-8 and a string's span ends at its quotes.
                 let chars = std::str::from_utf8(text).map_err(|_| Stop::Unsure)?.chars().count() as u64;
                 match shape.max_length.is_some_and(|most| chars > most) {
                     true => Err(Stop::Invalid),
@@ -414,7 +415,7 @@ mod tests {
         let schema = schema(op);
         let plan = Plan::compile(&schema).unwrap();
         let validator = crate::schema_check::compile(&schema).unwrap();
-        let found = plan.check(text.as_bytes());
+        let found = plan.check(text);
         let value = serde_json::from_str::<Value>(text);
         if let Some(found) = &found {
             let value = value.as_ref().unwrap_or_else(|e| panic!("{text}: admitted, serde_json says {e}"));
