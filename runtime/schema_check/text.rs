@@ -322,13 +322,8 @@ impl Walk<'_> {
         shape: &Shape,
         mut members: Option<&mut Vec<(Range<usize>, Range<usize>)>>,
     ) -> Result<(), Stop> {
-        self.scan.pos += 1;
-        self.scan.enter(true);
-        self.scan.skip_space();
         let mut seen = 0u64;
-        if self.scan.peek() == Some(b'}') {
-            self.scan.pos += 1;
-        } else {
+        if !self.opened(true) {
             loop {
                 let key = self.scan.key()?;
                 let start = self.scan.pos;
@@ -355,6 +350,18 @@ impl Walk<'_> {
         }
     }
 
+    /// Enters the object or array at the scanner: `true` when it is empty (and already closed).
+    fn opened(&mut self, object: bool) -> bool {
+        self.scan.pos += 1;
+        self.scan.enter(object);
+        self.scan.skip_space();
+        let empty = self.scan.peek() == Some(if object { b'}' } else { b']' });
+        if empty {
+            self.scan.pos += 1;
+        }
+        empty
+    }
+
     /// After a container's member or element: `true` at its `close`, `false` past a comma
     /// (space skipped either way).
     fn closed(&mut self, close: u8) -> Result<bool, Stop> {
@@ -374,13 +381,8 @@ impl Walk<'_> {
     }
 
     fn array(&mut self, shape: &Shape) -> Result<(), Stop> {
-        self.scan.pos += 1;
-        self.scan.enter(false);
-        self.scan.skip_space();
         let mut count = 0u64;
-        if self.scan.peek() == Some(b']') {
-            self.scan.pos += 1;
-        } else {
+        if !self.opened(false) {
             loop {
                 match &shape.items {
                     Some(items) => self.value(items)?,
