@@ -60,22 +60,26 @@ pub fn members(doc: &[u8], mut member: impl FnMut(&[u8], Range<usize>)) -> Resul
 
 /// A whole-number member value (`9`, not `9.0`, `"9"` or `-1`), as `Value::as_u64` reads one.
 pub fn whole_number(text: &[u8]) -> Option<u64> {
-    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
+    if text.is_empty() {
         return None;
     }
-    std::str::from_utf8(text).ok()?.parse().ok()
+    text.iter().try_fold(0u64, |n, &b| match b {
+        b'0'..=b'9' => n.checked_mul(10)?.checked_add(u64::from(b - b'0')),
+        _ => None,
+    })
 }
 
-/// The length of the plain text at the start of `bytes`: the index of its first `"`, `\` or
-/// control character. Eight bytes at a time: string text is most of an answer's bytes.
-fn plain_run(bytes: &[u8]) -> Option<usize> {
+/// The index of the first `"`, `\` or control character of `doc` at or after `from`. Eight
+/// bytes at a time: string text is most of an answer's bytes.
+#[inline]
+fn plain_run(doc: &[u8], from: usize) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     // Each test sets a byte's high bit where that byte matches; a borrow can set bits above a
     // match as well, but never below one, so the lowest bit set is the first match.
     let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x;
-    let mut at = 0;
-    while let Some(chunk) = bytes.get(at..at + 8) {
+    let mut at = from;
+    while let Some(chunk) = doc.get(at..at + 8) {
         let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
         let quote = zero_byte(word ^ (ONES * u64::from(b'"')));
         let backslash = zero_byte(word ^ (ONES * u64::from(b'\\')));
@@ -86,7 +90,8 @@ fn plain_run(bytes: &[u8]) -> Option<usize> {
         }
         at += 8;
     }
-    bytes[at..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).map(|p| at + p)
+    let rest = doc.get(at..)?;
+    rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).map(|p| at + p)
 }
 
 /// The containers open around the scan, innermost last (`true`: an object). The first 128
@@ -96,6 +101,8 @@ struct Nesting {
     bits: u128,
     depth: usize,
     deeper: Vec<bool>,
+    /// The innermost container's kind, kept at hand: it is asked after every value.
+    last: Option<bool>,
 }
 
 impl Nesting {
@@ -106,6 +113,7 @@ impl Nesting {
             self.deeper.push(object);
         }
         self.depth += 1;
+        self.last = Some(object);
     }
 
     fn pop(&mut self) {
@@ -113,14 +121,15 @@ impl Nesting {
         if self.depth >= 128 {
             self.deeper.pop();
         }
-    }
-
-    fn last(&self) -> Option<bool> {
-        match self.depth {
+        self.last = match self.depth {
             0 => None,
             d if d <= 128 => Some((self.bits >> (d - 1)) & 1 == 1),
             _ => self.deeper.last().copied(),
-        }
+        };
+    }
+
+    fn last(&self) -> Option<bool> {
+        self.last
     }
 }
 
@@ -243,8 +252,9 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// A member's key and its colon, with the space around them.
-    #[inline]
+    /// A member's key and its colon, with the space around them. Always inlined, as the string
+    /// it begins with: keys are half the strings of a document.
+    #[inline(always)]
     pub(crate) fn key(&mut self) -> Result<Range<usize>, ScanError> {
         match self.peek() {
             Some(b'"') => {}
@@ -334,25 +344,39 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// A string at `pos`; the range of its text between the quotes.
+    /// A string at `pos`; the range of its text between the quotes. The usual string, plain
+    /// text up to its closing quote, is found here; escapes and errors are left to
+    /// [`Scanner::string_rest`], so this part stays small enough to inline.
     #[inline]
     pub(crate) fn string(&mut self) -> Result<Range<usize>, ScanError> {
-        self.pos += 1;
-        let start = self.pos;
+        let start = self.pos + 1;
+        match plain_run(self.doc, start) {
+            Some(end) if self.doc[end] == b'"' => {
+                self.pos = end + 1;
+                Ok(start..end)
+            }
+            stop => self.string_rest(start, stop),
+        }
+    }
+
+    /// The rest of the string begun at `start` from `stop`, the first byte that is not plain text.
+    #[inline(never)]
+    fn string_rest(&mut self, start: usize, mut stop: Option<usize>) -> Result<Range<usize>, ScanError> {
         loop {
-            let Some(stop) = plain_run(&self.doc[self.pos..]) else {
+            let Some(at) = stop else {
                 self.pos = self.doc.len();
                 return Err(self.error("EOF while parsing a string"));
             };
-            self.pos += stop;
-            match self.doc[self.pos] {
+            self.pos = at;
+            match self.doc[at] {
                 b'"' => {
                     self.pos += 1;
-                    return Ok(start..self.pos - 1);
+                    return Ok(start..at);
                 }
                 b'\\' => self.escape()?,
                 _ => return Err(self.error("control character in a string")),
             }
+            stop = plain_run(self.doc, self.pos);
         }
     }
 
@@ -548,17 +572,24 @@ mod tests {
     #[test]
     fn plain_runs_stop_at_the_first_quote_backslash_or_control_byte() {
         let mut text = vec![b'a'; 40];
-        assert_eq!(plain_run(&text), None);
+        assert_eq!(plain_run(&text, 0), None);
         for (at, stop) in [(0, b'"'), (7, b'\\'), (8, 0x1f), (13, b'"'), (39, b'\n')] {
             let mut t = text.clone();
             t[at] = stop;
             // A later match never hides an earlier one, nor non-ASCII bytes count.
             t[at.saturating_sub(1)] = if at > 0 { 0xc3 } else { t[0] };
-            assert_eq!(plain_run(&t), Some(at), "{at}");
+            assert_eq!(plain_run(&t, 0), Some(at), "{at}");
+            // From any point before it, in the eight-byte steps or the tail.
+            for from in 0..=at {
+                assert_eq!(plain_run(&t, from), Some(at), "{at} from {from}");
+            }
         }
         text[20] = b'"';
         text[21] = 0;
-        assert_eq!(plain_run(&text), Some(20));
+        assert_eq!(plain_run(&text, 0), Some(20));
+        assert_eq!(plain_run(&text, 21), Some(21));
+        assert_eq!(plain_run(&text, 40), None);
+        assert_eq!(plain_run(&text, 41), None);
     }
 
     #[test]
