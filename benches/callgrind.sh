@@ -11,8 +11,9 @@
 #                 every request), an rpm and a parallel limit
 #   long          the pass-through with an agent's long conversation: a 112 KB body of 181
 #                 messages (tool calls and their results) and 20 tools; a tenth as many counted
-#   pass-through and long again, to an app whose deployments are all OpenAI-compatible: there
-#                 a body the text check admits is never read into a value
+#   pass-through, governed and long again, to an app whose deployments are all
+#                 OpenAI-compatible: there a body the text check admits is never read into a
+#                 value (a budget estimates its prompt over its text)
 #
 #   benches/callgrind.sh [N]          # default 2000 requests of each kind
 #   benches/callgrind.sh --redis [N]  # pass-through and governed only, with --redis-url: the
@@ -122,7 +123,7 @@ def run(conn, kind, count):
     path, body = request(kind)
     body = json.dumps(body)
     model = kind
-    sent = {**headers, "authorization": f"Bearer {governed_key}"} if kind == "governed" else headers
+    sent = {**headers, "authorization": f"Bearer {governed_key}"} if kind.startswith("governed") else headers
     for _ in range(count):
         conn.request("POST", path, body=body, headers=sent)
         r = conn.getresponse()
@@ -171,6 +172,7 @@ kinds = (
     ("responses stored (Responses -> Anthropic, store: true)", "responses-stored"),
     ("long (the pass-through with a 112 KB conversation)", "long"),
     ("pass-through, OpenAI-only app", "pass-openai"),
+    ("governed, OpenAI-only app", "governed-openai"),
     ("long, OpenAI-only app", "long-openai"),
 )
 if with_redis:

@@ -76,7 +76,7 @@ pub fn json_scan(data: &[u8]) {
 
 /// The request-body check over text (`schema_check::text`) against the reader it stands in
 /// for: a text it admits reads as a `Value` with the members it found, which the chat route's
-/// schema accepts.
+/// schema accepts, and each member's tokens count over its text as over its value.
 fn text_check(text: &str) {
     static CHAT: OnceLock<(crate::schema_check::text::Plan, jsonschema::Validator)> = OnceLock::new();
     let (plan, validator) = CHAT.get_or_init(|| {
@@ -93,6 +93,10 @@ fn text_check(text: &str) {
     for ((key, span), (name, field)) in found.members.iter().zip(fields) {
         assert_eq!(&text[key.clone()], name);
         assert_eq!(&serde_json::from_str::<Value>(&text[span.clone()]).expect("a member reads"), field);
+        // A budget estimates an unread body's prompt over its text, as it would over its value.
+        let counted = crate::tokenizer::count_json(&text[span.clone()]);
+        assert_eq!(counted.tokens, crate::tokenizer::count_value(field), "{name}'s tokens");
+        assert_eq!(counted.items, field.as_array().map(Vec::len), "{name}'s items");
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::multipart::MultipartBody;
 use crate::json_edit::Layout;
+use crate::tokenizer::{self, JsonCount};
 use bytes::Bytes;
 use serde_json::Value;
 use std::ops::Deref;
@@ -42,12 +43,70 @@ impl Payload {
         self.field("stream_options").and_then(|o| object_field(o, "include_usage")) == Some(&Value::Bool(true))
     }
 
+    /// A top-level field's tokens as `tokenizer::count_value` estimates them, and its items
+    /// when it is an array; `None` when there is no such field. A JSON body not read into a
+    /// value is counted over its text, so a budget's estimate does not make it be read.
+    pub fn field_tokens(&self, name: &str) -> Option<JsonCount> {
+        if let Payload::Json(body) = self {
+            if let Some(member) = body.unread_member(name) {
+                return member.map(|text| Field::Text(text.as_bytes()).tokens());
+            }
+        }
+        self.field(name).map(|value| Field::Value(value).tokens())
+    }
+
+    /// Every top-level field once, in one pass: for a reader of many of them, cheaper than
+    /// asking for each by name. A JSON body not read into a value gives its members' text.
+    pub fn each_field(&self, mut visit: impl FnMut(&str, Field<'_>)) {
+        match self {
+            Payload::Json(body) => match body.unread_members() {
+                Some(members) => members.for_each(|(name, text)| visit(name, Field::Text(text))),
+                None => {
+                    if let Value::Object(map) = &**body {
+                        map.iter().for_each(|(name, value)| visit(name, Field::Value(value)));
+                    }
+                }
+            },
+            Payload::Multipart(form) => form.fields.iter().for_each(|(name, value)| visit(name, Field::Value(value))),
+            Payload::Empty => {}
+        }
+    }
+
     /// A top-level field of the body (JSON) or form (multipart).
     pub fn field(&self, name: &str) -> Option<&Value> {
         match self {
             Payload::Json(v) => v.field(name),
             Payload::Multipart(form) => form.fields.get(name),
             Payload::Empty => None,
+        }
+    }
+}
+
+/// A top-level field of a body: its value, or, while the body is not read into one, its JSON
+/// text as the client wrote it (text the check admitted: see `schema_check::text`), taken as
+/// UTF-8 only where its strings are read.
+#[derive(Debug, Clone, Copy)]
+pub enum Field<'a> {
+    Value(&'a Value),
+    Text(&'a [u8]),
+}
+
+impl Field<'_> {
+    /// The field as a whole number, as `Value::as_u64` reads one.
+    pub fn as_u64(self) -> Option<u64> {
+        match self {
+            Field::Value(value) => value.as_u64(),
+            Field::Text(text) => crate::json_scan::whole_number(text),
+        }
+    }
+
+    /// Its tokens as `tokenizer::count_value` estimates them, and its items when it is an array.
+    pub fn tokens(self) -> JsonCount {
+        match self {
+            Field::Value(value) => {
+                JsonCount { tokens: tokenizer::count_value(value), items: value.as_array().map(Vec::len) }
+            }
+            Field::Text(text) => std::str::from_utf8(text).map(tokenizer::count_json).unwrap_or_default(),
         }
     }
 }
@@ -136,6 +195,31 @@ impl JsonBody {
                 Some(read.members[at].get_or_init(|| admitted(&bytes[span])))
             }
             _ => object_field(read.value(), name),
+        }
+    }
+
+    /// While the body is not read into a value: its top-level member `name` as the client wrote
+    /// it, or `Some(None)` when it has none. `None` once the value is read.
+    pub fn unread_member(&self, name: &str) -> Option<Option<&str>> {
+        let read = &*self.0;
+        match (read.value.get(), &read.sent) {
+            (None, Some((bytes, layout))) if !read.members.is_empty() => {
+                // The text check admitted these bytes as UTF-8 (`Plan::check` takes `&str`).
+                Some(layout.find(bytes, name).and_then(|(_, span)| std::str::from_utf8(&bytes[span]).ok()))
+            }
+            _ => None,
+        }
+    }
+
+    /// While the body is not read into a value: its top-level members, each key with its value
+    /// as the client wrote them. `None` once the value is read.
+    fn unread_members(&self) -> Option<impl Iterator<Item = (&str, &[u8])>> {
+        let read = &*self.0;
+        match (read.value.get(), &read.sent) {
+            (None, Some((bytes, layout))) if !read.members.is_empty() => {
+                Some(layout.entries(bytes).filter_map(|(key, value)| Some((std::str::from_utf8(key).ok()?, value))))
+            }
+            _ => None,
         }
     }
 

@@ -102,14 +102,13 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
     let Call { params, query, headers, body, .. } = call;
     let body_limit = state.limits.body_limit(route.family);
     // The key's, its user's and the workspace's budgets, beside the app's: what a provider's
-    // answer is held to, and whether the body must be read to price the request.
+    // answer is held to.
     let spend_scopes = match route.serve {
         Serve::Providers(_) => state.controller.caller_budgets().scopes_for(&session.workspace, key.map(|k| &**k)),
         Serve::Local(_) => Vec::new(),
     };
-    let unread = matches!(route.request, BodyKind::Json)
-        && route.request_schema.is_some()
-        && may_stay_unread(&session, route, &spend_scopes);
+    let unread =
+        matches!(route.request, BodyKind::Json) && route.request_schema.is_some() && may_stay_unread(&session, route);
     let result = match read_payload(state, route, body, &headers, body_limit, unread).await {
         Ok(payload) => {
             let table = &session.table;
@@ -515,11 +514,11 @@ fn providers_of(session: &Session) -> String {
 }
 
 /// Whether a request's JSON body may stay unread (see [`read_payload`]): every deployment of
-/// the app takes it as sent, and no budget needs its prompt counted. Where either is not so
-/// the body is read whole anyway, and checking its text first would only add to the reading.
-fn may_stay_unread(session: &Session, route: &Route, spend_scopes: &[SpendScope]) -> bool {
-    let table = &session.table;
-    table.forwards_as_sent(route) && !table.budgeted() && spend_scopes.iter().all(|s| s.budget.is_none())
+/// the app takes it as sent. Where one translates it the body is read whole anyway, and
+/// checking its text first would only add to the reading. A budget does not need it read: the
+/// prompt is estimated over the text (`Payload::field_tokens`).
+fn may_stay_unread(session: &Session, route: &Route) -> bool {
+    session.table.forwards_as_sent(route)
 }
 
 /// Reads the body within the size limit and checks it against the route's schema. A JSON body

@@ -48,6 +48,13 @@ impl Layout {
         self.members.iter().map(move |m| doc.get(m.key.clone()).unwrap_or_default())
     }
 
+    /// The members in `doc` (the text the layout is of): each key as written, with its value.
+    pub fn entries<'d>(&self, doc: &'d [u8]) -> impl Iterator<Item = (&'d [u8], &'d [u8])> + use<'_, 'd> {
+        self.members
+            .iter()
+            .map(move |m| (doc.get(m.key.clone()).unwrap_or_default(), doc.get(m.value.clone()).unwrap_or_default()))
+    }
+
     /// The position and value span of member `name` in `doc` (the text the layout is of).
     pub fn find(&self, doc: &[u8], name: &str) -> Option<(usize, Range<usize>)> {
         let at = self.members.iter().position(|m| doc.get(m.key.clone()) == Some(name.as_bytes()))?;

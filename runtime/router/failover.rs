@@ -83,11 +83,9 @@ pub async fn serve(r: Routed<'_>, target: Target<'_>, mut payload: Payload) -> R
 /// Only usage-based routing weighs the request's size; counting it costs a pass over the body.
 fn request_tokens(strategy: RoutingStrategy, payload: &Payload) -> u64 {
     match strategy {
-        RoutingStrategy::UsageBasedRouting | RoutingStrategy::UsageBasedRoutingV2 => payload
-            .field("messages")
-            .or_else(|| payload.field("prompt"))
-            .map(crate::tokenizer::count_value)
-            .unwrap_or(0),
+        RoutingStrategy::UsageBasedRouting | RoutingStrategy::UsageBasedRoutingV2 => {
+            payload.field_tokens("messages").or_else(|| payload.field_tokens("prompt")).map_or(0, |field| field.tokens)
+        }
         _ => 0,
     }
 }

@@ -24,7 +24,7 @@ use super::Routed;
 use crate::cluster::{Cluster, LeaseHold, Limit, Reserved, ScopePeriod};
 use crate::exchange::{ApiError, Payload};
 use crate::providers::{Deployment, Provider};
-use serde_json::Value;
+use crate::tokenizer::JsonCount;
 use std::sync::Arc;
 
 /// Output tokens reserved per choice when neither the request nor the deployment
@@ -96,13 +96,28 @@ pub struct Need {
 }
 
 impl Need {
-    /// Reads a request body (any route family: chat, completions, responses, messages).
+    /// Reads a request body (any route family: chat, completions, responses, messages), in
+    /// one pass over its fields. The prompt is estimated by the tokenizer: chat messages with
+    /// OpenAI's framing (3 per message, 3 to prime the answer), and the text of every other
+    /// field a prompt is made of (tools included: providers bill their definitions as input).
     pub fn of(payload: &Payload) -> Need {
-        let number = |name: &str| payload.field(name).and_then(Value::as_u64);
-        let max_output_tokens =
-            ["max_tokens", "max_completion_tokens", "max_output_tokens"].into_iter().filter_map(&number).max();
-        let choices = number("n").into_iter().chain(number("best_of")).max().unwrap_or(1).max(1);
-        Need { prompt_tokens: prompt_tokens(payload), max_output_tokens, choices }
+        let mut need = Need { choices: 1, ..Need::default() };
+        payload.each_field(|name, field| match name {
+            "max_tokens" | "max_completion_tokens" | "max_output_tokens" => {
+                need.max_output_tokens = need.max_output_tokens.max(field.as_u64());
+            }
+            "n" | "best_of" => need.choices = need.choices.max(field.as_u64().unwrap_or(1)),
+            "messages" => {
+                if let JsonCount { tokens, items: Some(items) } = field.tokens() {
+                    need.prompt_tokens += 3 * items as u64 + tokens + 3;
+                }
+            }
+            "prompt" | "input" | "instructions" | "system" | "tools" | "functions" => {
+                need.prompt_tokens += field.tokens().tokens;
+            }
+            _ => {}
+        });
+        need
     }
 
     /// The worst-case cost on `d` at `price`, in micro-dollars (nothing for an unpriced one).
@@ -115,23 +130,6 @@ impl Need {
         let output = per_choice.saturating_mul(self.choices) as f64;
         spend::micros(price.input_per_token * self.prompt_tokens as f64 + price.output_per_token * output)
     }
-}
-
-/// The prompt's tokens as the tokenizer estimates them: chat messages with OpenAI's framing
-/// (3 per message, 3 to prime the answer), and the text of every other field a prompt is made
-/// of (tools included: providers bill their definitions as input).
-fn prompt_tokens(payload: &Payload) -> u64 {
-    let count = crate::tokenizer::count_value;
-    let messages = match payload.field("messages") {
-        Some(Value::Array(list)) => list.iter().map(|m| 3 + count(m)).sum::<u64>() + 3,
-        _ => 0,
-    };
-    let others = ["prompt", "input", "instructions", "system", "tools", "functions"]
-        .into_iter()
-        .filter_map(|name| payload.field(name))
-        .map(count)
-        .sum::<u64>();
-    messages + others
 }
 
 /// The budgets a request is held to: its app's and deployments', and its own scopes'.
@@ -348,7 +346,7 @@ impl Drop for Hold {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn need(body: Value) -> Need {
         Need::of(&Payload::json(body))
@@ -363,6 +361,22 @@ mod tests {
         let messages = need(json!({"system": "be brief", "messages": [], "max_tokens": 1}));
         assert_eq!((messages.prompt_tokens, messages.max_output_tokens), (5, Some(1)));
         assert_eq!(need(json!({"messages": []})).max_output_tokens, None);
+    }
+
+    #[test]
+    fn a_body_the_text_check_admitted_is_priced_over_its_text_and_stays_unread() {
+        let schema = crate::catalogue::Operation::ChatCompletions.route().request_schema.unwrap();
+        let plan = crate::schema_check::text::Plan::compile(&serde_json::from_str(schema).unwrap()).unwrap();
+        let text = r#"{"model":"m","messages":[{"role":"system","content":"Be brief.\nNo \"quotes\"."},
+            {"role":"user","content":[{"type":"text","text":"caf\u00e9 at 10:30?"}]}],
+            "tools":[{"type":"function","function":{"name":"clock","parameters":{"type":"object"}}}],
+            "max_tokens":64,"n":2}"#;
+        let unread =
+            crate::exchange::JsonBody::checked(bytes::Bytes::from_static(text.as_bytes()), plan.check(text).unwrap());
+        let priced = Need::of(&Payload::Json(unread.clone()));
+        assert!(!unread.is_read(), "the prompt was counted over the text");
+        assert_eq!(priced, need(serde_json::from_str(text).unwrap()));
+        assert_eq!((priced.max_output_tokens, priced.choices), (Some(64), 2));
     }
 
     #[test]

@@ -40,8 +40,6 @@ pub struct Table {
     groups: HashMap<String, ModelGroup>,
     /// The distinct providers of all the deployments, in order of first appearance.
     providers: Vec<Provider>,
-    /// Whether the app or any of its deployments has a budget.
-    budgeted: bool,
     /// model names in the order they first appear in the manifest.
     pub model_names: Vec<String>,
     /// The model names that are patterns (`openai/*`), most specific first.
@@ -108,7 +106,6 @@ impl Table {
         let app_budget = budget_of(max_budget, duration);
         let deployment_budgets: Vec<_> =
             deployments.iter().map(|d| budget_of(d.params.max_budget, d.params.budget_duration.as_deref())).collect();
-        let budgeted = app_budget.is_some() || deployment_budgets.iter().any(Option::is_some);
         let strategy = router
             .and_then(|r| r.routing_strategy)
             .or(litellm.routing_strategy)
@@ -141,7 +138,6 @@ impl Table {
             deployment_spend: deployment_budgets.iter().map(|b| Ledger::new(b.and_then(|b| b.period))).collect(),
             deployment_budgets,
             stats: (0..deployments.len()).map(|_| Default::default()).collect(),
-            budgeted,
             providers,
             deployments,
             groups,
@@ -189,11 +185,6 @@ impl Table {
     /// the whole of it. Asked once per distinct provider.
     pub fn forwards_as_sent(&self, route: &Route) -> bool {
         self.providers.iter().all(|&p| route.provider_route(p).is_none_or(|r| r.translate == Translator::Passthrough))
-    }
-
-    /// Whether the app or any of its deployments has a budget (requests are then priced ahead).
-    pub fn budgeted(&self) -> bool {
-        self.budgeted
     }
 
     /// The distinct providers of `model_name`'s deployments: what a route's support is asked
