@@ -10,48 +10,33 @@ use serde_json::Value;
 
 /// Estimated tokens in `text`.
 pub fn count(text: &str) -> u64 {
-    let mut counter = Counter::default();
-    text.chars().for_each(|c| counter.push(c));
-    counter.finish()
-}
-
-/// The estimate over a text's characters as they come: runs of letters or digits make
-/// tokens when they end.
-#[derive(Default)]
-struct Counter {
-    tokens: u64,
-    word: usize,
-    digits: usize,
-}
-
-impl Counter {
-    #[inline]
-    fn push(&mut self, c: char) {
-        let flush = |len: &mut usize, per: usize, tokens: &mut u64| {
-            if *len > 0 {
-                *tokens += len.div_ceil(per) as u64;
-                *len = 0;
-            }
-        };
+    let mut tokens = 0u64;
+    let mut word = 0usize;
+    let mut digits = 0usize;
+    let flush = |len: &mut usize, per: usize, tokens: &mut u64| {
+        if *len > 0 {
+            *tokens += len.div_ceil(per) as u64;
+            *len = 0;
+        }
+    };
+    for c in text.chars() {
         if c.is_alphabetic() {
-            flush(&mut self.digits, 3, &mut self.tokens);
-            self.word += 1;
+            flush(&mut digits, 3, &mut tokens);
+            word += 1;
         } else if c.is_ascii_digit() {
-            flush(&mut self.word, 8, &mut self.tokens);
-            self.digits += 1;
+            flush(&mut word, 8, &mut tokens);
+            digits += 1;
         } else {
-            flush(&mut self.word, 8, &mut self.tokens);
-            flush(&mut self.digits, 3, &mut self.tokens);
+            flush(&mut word, 8, &mut tokens);
+            flush(&mut digits, 3, &mut tokens);
             if !c.is_whitespace() {
-                self.tokens += 1;
+                tokens += 1;
             }
         }
     }
-
-    fn finish(mut self) -> u64 {
-        self.push(' ');
-        self.tokens
-    }
+    flush(&mut word, 8, &mut tokens);
+    flush(&mut digits, 3, &mut tokens);
+    tokens
 }
 
 /// Estimated prompt tokens of an OpenAI `messages` list: each message's text plus the
@@ -96,7 +81,7 @@ pub fn count_json(text: &str) -> JsonCount {
                 let Ok(span) = scan.string() else { break };
                 scan.skip_space();
                 if scan.peek() != Some(b':') {
-                    found.tokens += count_escaped(&text[span]);
+                    found.tokens += count_string(&text[span.start - 1..span.end + 1]);
                 }
             }
             b'-' | b'0'..=b'9' => {
@@ -131,59 +116,14 @@ pub fn count_json(text: &str) -> JsonCount {
     found
 }
 
-/// [`count`] of a JSON string's text as written between its quotes: escapes count as the
-/// characters they stand for.
-fn count_escaped(raw: &str) -> u64 {
+/// [`count`] of a JSON string (`quoted`: its text with its quotes) as its value: escapes count
+/// as the characters they stand for, decoded by serde_json as a value's strings are.
+fn count_string(quoted: &str) -> u64 {
+    let raw = &quoted[1..quoted.len() - 1];
     if !raw.contains('\\') {
         return count(raw);
     }
-    let mut counter = Counter::default();
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            counter.push(c);
-            continue;
-        }
-        let unescaped = match chars.next() {
-            Some('n') => '\n',
-            Some('t') => '\t',
-            Some('r') => '\r',
-            Some('b') => '\u{8}',
-            Some('f') => '\u{c}',
-            Some('u') => {
-                let high = hex4(&mut chars);
-                match high {
-                    Some(h @ 0xd800..=0xdbff) => {
-                        // A pair stands for one character; the text check admits no other.
-                        let mut ahead = chars.clone();
-                        let low = (ahead.next() == Some('\\') && ahead.next() == Some('u')).then(|| hex4(&mut ahead));
-                        match low.flatten() {
-                            Some(l @ 0xdc00..=0xdfff) => {
-                                chars = ahead;
-                                char::from_u32(0x10000 + ((h - 0xd800) << 10) + (l - 0xdc00)).unwrap_or('\u{fffd}')
-                            }
-                            _ => '\u{fffd}',
-                        }
-                    }
-                    Some(code) => char::from_u32(code).unwrap_or('\u{fffd}'),
-                    None => '\u{fffd}',
-                }
-            }
-            Some(other) => other,
-            None => break,
-        };
-        counter.push(unescaped);
-    }
-    counter.finish()
-}
-
-/// Four hex digits of a `\u` escape.
-fn hex4(chars: &mut std::str::Chars<'_>) -> Option<u32> {
-    let mut code = 0;
-    for _ in 0..4 {
-        code = code * 16 + chars.next()?.to_digit(16)?;
-    }
-    Some(code)
+    serde_json::from_str::<String>(quoted).map_or_else(|_| count(raw), |text| count(&text))
 }
 
 #[cfg(test)]

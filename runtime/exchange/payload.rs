@@ -49,7 +49,7 @@ impl Payload {
     pub fn field_tokens(&self, name: &str) -> Option<JsonCount> {
         if let Payload::Json(body) = self {
             if let Some(member) = body.unread_member(name) {
-                return member.map(|text| Field::Text(text.as_bytes()).tokens());
+                return member.map(|text| Field::Text(text).tokens());
             }
         }
         self.field(name).map(|value| Field::Value(value).tokens())
@@ -147,6 +147,15 @@ impl Read {
     fn value(&self) -> &Value {
         self.value.get_or_init(|| admitted(self.sent.as_ref().map_or(&b"null"[..], |(bytes, _)| &bytes[..])))
     }
+
+    /// The client's bytes and their layout while the value is not read (a body the text check
+    /// admitted, until something asks for the whole of it).
+    fn unread(&self) -> Option<(&[u8], &Layout)> {
+        match (self.value.get(), &self.sent) {
+            (None, Some((bytes, layout))) => Some((bytes, layout)),
+            _ => None,
+        }
+    }
 }
 
 /// The value of text the text check admitted (a body, or one of its members). The check admits
@@ -189,45 +198,34 @@ impl JsonBody {
     /// A top-level field of the value.
     pub fn field(&self, name: &str) -> Option<&Value> {
         let read = &*self.0;
-        match (read.value.get(), &read.sent) {
-            (None, Some((bytes, layout))) if !read.members.is_empty() => {
+        match read.unread() {
+            Some((bytes, layout)) => {
                 let (at, span) = layout.find(bytes, name)?;
                 Some(read.members[at].get_or_init(|| admitted(&bytes[span])))
             }
-            _ => object_field(read.value(), name),
+            None => object_field(read.value(), name),
         }
     }
 
     /// While the body is not read into a value: its top-level member `name` as the client wrote
     /// it, or `Some(None)` when it has none. `None` once the value is read.
-    pub fn unread_member(&self, name: &str) -> Option<Option<&str>> {
-        let read = &*self.0;
-        match (read.value.get(), &read.sent) {
-            (None, Some((bytes, layout))) if !read.members.is_empty() => {
-                // The text check admitted these bytes as UTF-8 (`Plan::check` takes `&str`).
-                Some(layout.find(bytes, name).and_then(|(_, span)| std::str::from_utf8(&bytes[span]).ok()))
-            }
-            _ => None,
-        }
+    fn unread_member(&self, name: &str) -> Option<Option<&[u8]>> {
+        let (bytes, layout) = self.0.unread()?;
+        Some(layout.find(bytes, name).map(|(_, span)| &bytes[span]))
     }
 
     /// While the body is not read into a value: its top-level members, each key with its value
     /// as the client wrote them. `None` once the value is read.
     fn unread_members(&self) -> Option<impl Iterator<Item = (&str, &[u8])>> {
-        let read = &*self.0;
-        match (read.value.get(), &read.sent) {
-            (None, Some((bytes, layout))) if !read.members.is_empty() => {
-                Some(layout.entries(bytes).filter_map(|(key, value)| Some((std::str::from_utf8(key).ok()?, value))))
-            }
-            _ => None,
-        }
+        let (bytes, layout) = self.0.unread()?;
+        Some(layout.entries(bytes).filter_map(|(key, value)| Some((std::str::from_utf8(key).ok()?, value))))
     }
 
     /// Whether the body has a top-level field with one of `names`, told by the keys alone.
     pub fn has_any_field(&self, names: &[&str]) -> bool {
-        match (self.0.value.get(), &self.0.sent) {
-            (None, Some((bytes, layout))) => layout.keys(bytes).any(|k| names.iter().any(|n| n.as_bytes() == k)),
-            _ => match self.0.value() {
+        match self.0.unread() {
+            Some((bytes, layout)) => layout.entries(bytes).any(|(key, _)| names.iter().any(|n| n.as_bytes() == key)),
+            None => match self.0.value() {
                 Value::Object(map) => map.keys().any(|k| names.contains(&k.as_str())),
                 _ => false,
             },

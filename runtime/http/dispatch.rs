@@ -107,8 +107,13 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
         Serve::Providers(_) => state.controller.caller_budgets().scopes_for(&session.workspace, key.map(|k| &**k)),
         Serve::Local(_) => Vec::new(),
     };
-    let unread =
-        matches!(route.request, BodyKind::Json) && route.request_schema.is_some() && may_stay_unread(&session, route);
+    // A JSON body may stay unread (see `read_payload`) where every deployment of the app takes
+    // it as sent. Where one translates it the body is read whole anyway, and checking its text
+    // first would only add to the reading. A budget does not need it read: the prompt is
+    // estimated over the text (`Payload::each_field`).
+    let unread = matches!(route.request, BodyKind::Json)
+        && route.request_schema.is_some()
+        && session.table.forwards_as_sent(route);
     let result = match read_payload(state, route, body, &headers, body_limit, unread).await {
         Ok(payload) => {
             let table = &session.table;
@@ -511,14 +516,6 @@ fn providers_of(session: &Session) -> String {
     let mut names: Vec<&str> = session.table.deployments.iter().map(|d| d.provider.as_str()).collect();
     names.dedup();
     names.join(", ")
-}
-
-/// Whether a request's JSON body may stay unread (see [`read_payload`]): every deployment of
-/// the app takes it as sent. Where one translates it the body is read whole anyway, and
-/// checking its text first would only add to the reading. A budget does not need it read: the
-/// prompt is estimated over the text (`Payload::field_tokens`).
-fn may_stay_unread(session: &Session, route: &Route) -> bool {
-    session.table.forwards_as_sent(route)
 }
 
 /// Reads the body within the size limit and checks it against the route's schema. A JSON body

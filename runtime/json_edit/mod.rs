@@ -43,11 +43,6 @@ impl Layout {
         Layout { open, members: members.into_iter().map(|(key, value)| Member { key, value }).collect() }
     }
 
-    /// The members' keys in `doc` (the text the layout is of), as written.
-    pub fn keys<'d>(&self, doc: &'d [u8]) -> impl Iterator<Item = &'d [u8]> + use<'_, 'd> {
-        self.members.iter().map(move |m| doc.get(m.key.clone()).unwrap_or_default())
-    }
-
     /// The members in `doc` (the text the layout is of): each key as written, with its value.
     pub fn entries<'d>(&self, doc: &'d [u8]) -> impl Iterator<Item = (&'d [u8], &'d [u8])> + use<'_, 'd> {
         self.members
