@@ -12,8 +12,10 @@
 #   long          the pass-through with an agent's long conversation: a 112 KB body of 181
 #                 messages (tool calls and their results) and 20 tools; a tenth as many counted
 #   pass-through, governed and long again, to an app whose deployments are all
-#                 OpenAI-compatible: there a body the text check admits is never read into a
-#                 value (a budget estimates its prompt over its text)
+#                 OpenAI-compatible: there the body's model is not even guessed (in the mixed
+#                 app it is, to find whether its group takes the body as sent); either way a
+#                 body the text check admits is never read into a value (a budget estimates
+#                 its prompt over its text)
 #
 #   benches/callgrind.sh [N]          # default 2000 requests of each kind
 #   benches/callgrind.sh --redis [N]  # pass-through and governed only, with --redis-url: the
@@ -48,7 +50,7 @@ cat > "$scratch/app.json" <<EOF
 ]}}
 EOF
 # The same pass-through deployment alone in an app: every deployment takes bodies as sent, so
-# a body the text check admits is never read into a value (the lanes marked "OpenAI-only app").
+# the body's model need not be guessed to know it (the lanes marked "OpenAI-only app").
 cat > "$scratch/app-openai.json" <<EOF
 {"name": "callgrind-openai", "type": "llm-proxy", "config": {"service_id": "bench-openai", "model_list": [
   {"model_name": "pass", "litellm_params": {"model": "openai/gpt-4o", "api_base": "http://127.0.0.1:$fake_port/v1", "api_key": "sk-bench-upstream"}}

@@ -69,6 +69,33 @@ pub fn whole_number(text: &[u8]) -> Option<u64> {
     })
 }
 
+/// A guess at a string member's value without walking the text: the first `"key": "value"`
+/// found anywhere in a document, its value without escapes. Not a read: the match may sit in a
+/// nested object, and the text may not even be JSON. It serves only decisions whose every
+/// outcome is correct, where a good guess makes the common case cheaper (whether a request's
+/// model group forwards its body as sent). The key's search is built once: building it costs
+/// more than searching a short body.
+pub struct StringMemberGuess {
+    quoted_key: memchr::memmem::Finder<'static>,
+}
+
+impl StringMemberGuess {
+    pub fn new(key: &str) -> StringMemberGuess {
+        let quoted = format!("\"{key}\"");
+        StringMemberGuess { quoted_key: memchr::memmem::Finder::new(quoted.as_bytes()).into_owned() }
+    }
+
+    pub fn guess<'a>(&self, doc: &'a [u8]) -> Option<&'a str> {
+        let key_len = self.quoted_key.needle().len();
+        self.quoted_key.find_iter(doc).find_map(|at| {
+            let after = doc.get(at + key_len..)?;
+            let after = after.trim_ascii_start().strip_prefix(b":")?.trim_ascii_start().strip_prefix(b"\"")?;
+            let end = memchr::memchr2(b'"', b'\\', after)?;
+            (after[end] == b'"').then(|| std::str::from_utf8(&after[..end]).ok()).flatten()
+        })
+    }
+}
+
 /// The index of the first `"`, `\` or control character of `doc` at or after `from`. Eight
 /// bytes at a time: string text is most of an answer's bytes.
 #[inline]
@@ -507,6 +534,24 @@ mod tests {
                 ("n".into(), "-1.5e3".into()),
             ]
         );
+    }
+
+    #[test]
+    fn a_string_member_is_guessed_from_its_first_key_value_shape() {
+        let model = StringMemberGuess::new("model");
+        let guess = |doc: &'static str| model.guess(doc.as_bytes());
+        assert_eq!(guess(r#"{"messages":[],"model" :	"gpt-4o"}"#), Some("gpt-4o"));
+        // A value "model" (Gemini's role) is no key: the search goes on to the next one.
+        assert_eq!(guess(r#"{"contents":[{"role":"model"}],"model":"m"}"#), Some("m"));
+        // Escaped quotes in a message's text are not a key.
+        assert_eq!(guess(r#"{"messages":[{"content":"say \"model\": \"x\""}],"model":"y"}"#), Some("y"));
+        // A value with an escape, or no string at all, is no guess.
+        assert_eq!(guess(r#"{"model":"a\u0062"}"#), None);
+        assert_eq!(guess(r#"{"model":7}"#), None);
+        assert_eq!(guess(r#"{"model":"unterminated"#), None);
+        assert_eq!(guess(r#"{"models":"x"}"#), None);
+        // Only a guess: a nested member is taken as readily as the outer one.
+        assert_eq!(guess(r#"{"metadata":{"model":"inner"},"model":"outer"}"#), Some("inner"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::apps::session::Session;
 use crate::auth::{presented_token, AuthError};
 use crate::catalogue::{BodyKind, Operation, Route, Serve};
 use crate::exchange::{ApiError, JsonBody, MultipartBody, Outcome, Payload, Usage};
+use crate::json_scan;
 use crate::manifest::Visibility;
 use crate::observability::metrics::{self, LabelText};
 use crate::observability::request_id::RequestId;
@@ -24,7 +25,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -78,6 +79,10 @@ pub async fn dispatch(state: AppState, op: Operation, call: Call) -> Response {
     response
 }
 
+/// Where a body's model is guessed from before it is read. Every catalogue route that names a
+/// model calls its member `model`; a route that named another would just not be guessed.
+static MODEL: LazyLock<json_scan::StringMemberGuess> = LazyLock::new(|| json_scan::StringMemberGuess::new("model"));
+
 async fn handle(state: &AppState, op: Operation, call: Call, request_id: &RequestId) -> Result<Response, ApiError> {
     let (session, claims) = admit(state, &call.headers, &call.workspace, &call.service_id).await?;
     super::limits::check_rates(state, &call.workspace, &call.headers)?;
@@ -107,14 +112,17 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
         Serve::Providers(_) => state.controller.caller_budgets().scopes_for(&session.workspace, key.map(|k| &**k)),
         Serve::Local(_) => Vec::new(),
     };
-    // A JSON body may stay unread (see `read_payload`) where every deployment of the app takes
-    // it as sent. Where one translates it the body is read whole anyway, and checking its text
-    // first would only add to the reading. A budget does not need it read: the prompt is
-    // estimated over the text (`Payload::each_field`).
-    let unread = matches!(route.request, BodyKind::Json)
-        && route.request_schema.is_some()
-        && session.table.forwards_as_sent(route);
-    let result = match read_payload(state, route, body, &headers, body_limit, unread).await {
+    // A JSON body may stay unread (see `read_payload`) where every deployment that would serve
+    // it takes it as sent. Where one translates it the body is read whole anyway, and checking
+    // its text first would only add to the reading. Which group serves it is the body's model,
+    // guessed from the text before anything reads it (a wrong guess costs time, not
+    // correctness: either way of reading serves every deployment). A budget does not need it
+    // read: the prompt is estimated over the text (`Payload::each_field`).
+    let may_stay_unread = |bytes: &[u8]| {
+        let model = || route.model_field.filter(|&field| field == "model").and_then(|_| MODEL.guess(bytes));
+        route.request_schema.is_some() && session.table.forwards_as_sent(route, model)
+    };
+    let result = match read_payload(state, route, body, &headers, body_limit, may_stay_unread).await {
         Ok(payload) => {
             let table = &session.table;
             // The model asked for, as the log line and the metrics name it: the app's own
@@ -519,7 +527,7 @@ fn providers_of(session: &Session) -> String {
 }
 
 /// Reads the body within the size limit and checks it against the route's schema. A JSON body
-/// that may stay `unread` is checked over its text first where the route's schema allows
+/// that `may_stay_unread` (asked of its bytes) is checked over its text first where the route's schema allows
 /// (`schema_check::text`): when that check is sure the body is fine, the body is read into a
 /// value only if something needs it (a pass-through never does). Otherwise, and for every
 /// other body, it is read into a value and checked by `jsonschema`, which says what is wrong.
@@ -529,7 +537,7 @@ async fn read_payload(
     body: Body,
     headers: &HeaderMap,
     limit: usize,
-    unread: bool,
+    may_stay_unread: impl FnOnce(&[u8]) -> bool,
 ) -> Result<Payload, ApiError> {
     let read = |body: Body| async move { super::limits::read_body(body, limit).await.map_err(ApiError::from) };
     let payload = match route.request {
@@ -538,7 +546,10 @@ async fn read_payload(
             if bytes.is_empty() {
                 return Err(ApiError::bad_request("request body is empty: this route takes a JSON object"));
             }
-            let plan = route.request_schema.filter(|_| unread).and_then(|schema| state.text_plan(route.op, schema));
+            let plan = route
+                .request_schema
+                .filter(|_| may_stay_unread(&bytes))
+                .and_then(|schema| state.text_plan(route.op, schema));
             let text = plan.and_then(|_| std::str::from_utf8(&bytes).ok());
             if let Some(members) = plan.zip(text).and_then(|(plan, text)| plan.check(text)) {
                 return Ok(Payload::Json(JsonBody::checked(bytes, members)));

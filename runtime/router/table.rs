@@ -180,11 +180,25 @@ impl Table {
         self.groups.get(model_name).is_some_and(|g| !g.has_unavailable)
     }
 
-    /// Whether every deployment of the app that serves `route` takes the client's body as sent
-    /// (an OpenAI-compatible pass-through, no translation), so that nothing on the way reads
-    /// the whole of it. Asked once per distinct provider.
-    pub fn forwards_as_sent(&self, route: &Route) -> bool {
-        self.providers.iter().all(|&p| route.provider_route(p).is_none_or(|r| r.translate == Translator::Passthrough))
+    /// Whether every deployment that would serve `route` for the request's model takes the
+    /// client's body as sent (an OpenAI-compatible pass-through, no translation), so that
+    /// nothing on the way reads the whole of it. Where the app's deployments all do, or none
+    /// does, that is the answer; in an app that mixes them, `model`'s group (through an alias or
+    /// a pattern) decides, or all the app's deployments when it names no group. `model` is asked
+    /// only then. Asked once per distinct provider.
+    pub fn forwards_as_sent<'m>(&self, route: &Route, model: impl FnOnce() -> Option<&'m str>) -> bool {
+        let as_sent = |&p: &Provider| route.provider_route(p).is_none_or(|r| r.translate == Translator::Passthrough);
+        let taking = self.providers.iter().filter(|p| as_sent(p)).count();
+        if taking == 0 || taking == self.providers.len() {
+            return taking > 0;
+        }
+        let group = |name: &str| self.groups.get(name);
+        let group = model().and_then(|m| {
+            group(m)
+                .or_else(|| self.aliases.get(m).and_then(|g| group(g)))
+                .or_else(|| self.wildcard_group(m).and_then(group))
+        });
+        group.is_some_and(|g| g.providers.iter().all(as_sent))
     }
 
     /// The distinct providers of `model_name`'s deployments: what a route's support is asked
@@ -268,4 +282,49 @@ pub fn for_tests(config: serde_json::Value) -> Table {
         .collect();
     let ident = Ident { workspace: "w".into(), app_id: "a".into(), session_id: "s".into(), service_id: "x".into() };
     Table::new(ident, deployments, &config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::Operation;
+    use serde_json::json;
+
+    /// A table of `(model_name, model)` deployments, each of the provider its model names.
+    fn table(entries: &[(&str, &str)]) -> Table {
+        let list: Vec<_> = entries
+            .iter()
+            .map(|(name, model)| json!({"model_name": name, "litellm_params": {"model": model}}))
+            .collect();
+        let config: ProxyConfig = serde_json::from_value(json!({"service_id": "x", "model_list": list,
+            "router_settings": {"model_group_alias": {"fast": "gpt", "smart": "claude"}}}))
+        .expect("a test config");
+        let deployments = entries
+            .iter()
+            .enumerate()
+            .map(|(i, (name, model))| {
+                let mut d = Deployment::mock(&format!("{name}/{i}"), name);
+                d.provider = if model.starts_with("anthropic/") { Provider::Anthropic } else { Provider::OpenAi };
+                d
+            })
+            .collect();
+        let ident = Ident { workspace: "w".into(), app_id: "a".into(), session_id: "s".into(), service_id: "x".into() };
+        Table::new(ident, deployments, &config)
+    }
+
+    #[test]
+    fn the_models_group_says_whether_a_body_goes_as_sent() {
+        let chat = Operation::ChatCompletions.route();
+        let mixed =
+            table(&[("gpt", "openai/gpt-4o"), ("claude", "anthropic/claude-3-5-sonnet"), ("openai/*", "openai/*")]);
+        let as_sent = |model| mixed.forwards_as_sent(chat, || model);
+        assert!(as_sent(Some("gpt")) && as_sent(Some("fast")) && as_sent(Some("openai/gpt-4.1")));
+        assert!(!as_sent(Some("claude")) && !as_sent(Some("smart")));
+        // A model the app does not have, or none: every deployment of the app counts.
+        assert!(!as_sent(Some("unknown")) && !as_sent(None));
+        // Where all the app's deployments agree, the model is not even asked.
+        let unasked = || -> Option<&str> { panic!("the model was asked") };
+        assert!(table(&[("gpt", "openai/gpt-4o")]).forwards_as_sent(chat, unasked));
+        assert!(!table(&[("claude", "anthropic/claude-3-5-sonnet")]).forwards_as_sent(chat, unasked));
+    }
 }

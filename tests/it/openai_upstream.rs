@@ -145,6 +145,41 @@ async fn a_long_body_goes_upstream_as_written_but_for_the_members_the_gateway_se
     assert_eq!(received.body["model"], "gpt-4o");
 }
 
+/// In an app whose other group translates (Anthropic), a body for the pass-through group is
+/// still taken as sent: checked over its text and forwarded as written with only its model
+/// set, never read into a value and written out again. The other group is never called here.
+#[tokio::test]
+async fn a_pass_through_groups_body_goes_as_written_in_an_app_that_also_translates() {
+    let (api_base, log) = start_fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mixed.json");
+    let doc = json!({
+        "name": "mixed proxy", "type": "llm-proxy",
+        "config": {"service_id": "demo", "model_list": [
+            {"model_name": "claude", "litellm_params": {"model": "anthropic/claude-3-5-sonnet-20241022", "api_base": "http://127.0.0.1:9", "api_key": "sk-ant"}},
+            {"model_name": "gpt", "litellm_params": {"model": "openai/gpt-4o", "api_base": api_base, "api_key": "sk-test-123"}}
+        ]}
+    });
+    std::fs::write(&path, doc.to_string()).unwrap();
+    let server = TestServer::with_configs(vec![path]).await;
+    // A short body, with spacing and a number spelling a re-written value would not keep.
+    let text =
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}],  \"model\" : \"gpt\", \"temperature\": 0.50}";
+    let response = server
+        .client
+        .post(server.demo_url("/v1/chat/completions"))
+        .bearer_auth(&server.token)
+        .header("content-type", "application/json")
+        .body(text)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let _ = response.bytes().await.unwrap();
+    let received = log.lock().unwrap().pop().unwrap();
+    assert_eq!(String::from_utf8_lossy(&received.raw), text.replace("\"gpt\"", "\"gpt-4o\""));
+}
+
 #[tokio::test]
 async fn upstream_errors_keep_their_status_and_message() {
     let (api_base, _log) = start_fake().await;
