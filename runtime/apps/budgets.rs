@@ -147,8 +147,9 @@ impl CallerBudgets {
     /// workspace's (a scope is booked even without a budget, so its spend can be reported).
     pub fn scopes_for(&self, workspace: &str, key: Option<&KeyRecord>) -> Vec<SpendScope> {
         let mut scopes = Vec::new();
-        // One buffer for every id this request looks up.
-        let mut id = String::new();
+        // One buffer for every id this request looks up, long enough for the usual ids at once
+        // (grown a part at a time, it was reallocated several times a request).
+        let mut id = String::with_capacity(128);
         if let Some(key) = key {
             let budget = key
                 .max_budget
