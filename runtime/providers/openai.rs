@@ -14,8 +14,8 @@ use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
 
-/// Request headers a client may set that mean the same upstream (names built at compile time:
-/// a `&str` name is parsed and hashed again on every look-up).
+/// Request headers a client may set that mean the same upstream (names built at compile time,
+/// compared with the client's as they are).
 const FORWARDED_HEADERS: [HeaderName; 3] =
     [header::ACCEPT, HeaderName::from_static("openai-beta"), HeaderName::from_static("anthropic-beta")];
 
@@ -132,9 +132,15 @@ pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
 
     let url = super::translate::parsed_url(&url, d)?;
     let mut headers = auth::credential_headers(d, Some(call.headers))?;
-    for name in FORWARDED_HEADERS {
-        if let Some(v) = call.headers.get(&name) {
-            headers.insert(name, v.clone());
+    // One pass over the client's few headers instead of a hashed look-up per name; each name's
+    // first value goes, over the deployment's own (as `HeaderMap::get` would pick it).
+    let mut forwarded = 0u8;
+    for (name, value) in call.headers {
+        if let Some(bit) = FORWARDED_HEADERS.iter().position(|n| n == name).map(|i| 1 << i) {
+            if forwarded & bit == 0 {
+                forwarded |= bit;
+                headers.insert(name.clone(), value.clone());
+            }
         }
     }
     let mut failure = None;

@@ -140,3 +140,31 @@ async fn mistral_gets_its_own_parameters_as_written() {
         assert_eq!(sent[name], value, "{name} reaches Mistral as written");
     }
 }
+
+/// The client's `Accept` and beta headers mean the same upstream and go there (a name's first
+/// value); its other headers do not.
+#[tokio::test]
+async fn the_clients_accept_and_beta_headers_go_upstream_and_no_others() {
+    let (fake, server, _dir) = setup().await;
+    let response = server
+        .client
+        .post(server.demo_url("/v1/chat/completions"))
+        .bearer_auth(&server.token)
+        .header("accept", "application/json")
+        .header("openai-beta", "assistants=v2")
+        .header("openai-beta", "second=1")
+        .header("anthropic-beta", "tools-2024-04-04")
+        .header("x-private", "stays here")
+        .header("content-type", "application/json")
+        .body(json!({"model": "fast", "messages": [{"role": "user", "content": "Hi"}]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let recorded = fake.last("/v1/chat/completions").expect("the request reached the fake");
+    let header = |name: &str| recorded.headers.get(name).map(String::as_str);
+    assert_eq!(header("accept"), Some("application/json"));
+    assert_eq!(header("openai-beta"), Some("assistants=v2"));
+    assert_eq!(header("anthropic-beta"), Some("tools-2024-04-04"));
+    assert_eq!(header("x-private"), None);
+}
