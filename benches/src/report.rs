@@ -72,23 +72,27 @@ pub struct Checkout {
 }
 
 impl Checkout {
-    /// The checkout this harness was built from, by git, wherever it is run from (`unknown`
-    /// outside a git checkout, rather than git's complaint).
+    /// The checkout this harness was built from, by git, wherever it is run from; failing that
+    /// (the build reused from a clone since removed, through a shared `CARGO_TARGET_DIR`), the
+    /// one it is run in (`run.sh` runs from its checkout's root). `unknown` outside a git
+    /// checkout, rather than git's complaint.
     pub fn current() -> Checkout {
-        let git = |args: &[&str]| {
+        let git = |dir: &str, args: &[&str]| {
             Command::new("git")
                 .arg("-C")
-                .arg(env!("CARGO_MANIFEST_DIR"))
+                .arg(dir)
                 .args(args)
                 .output()
                 .ok()
                 .filter(|o| o.status.success())
                 .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         };
-        Checkout {
-            commit: git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into()),
-            dirty: git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty()),
-        }
+        let head = [env!("CARGO_MANIFEST_DIR"), "."]
+            .into_iter()
+            .find_map(|dir| git(dir, &["rev-parse", "--short", "HEAD"]).map(|commit| (dir, commit)));
+        let Some((dir, commit)) = head else { return Checkout { commit: "unknown".into(), dirty: false } };
+        let dirty = git(dir, &["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+        Checkout { commit, dirty }
     }
 }
 
