@@ -529,8 +529,9 @@ fn providers_of(session: &Session) -> String {
 /// Reads the body within the size limit and checks it against the route's schema. A JSON body
 /// that `may_stay_unread` (asked of its bytes) is checked over its text first where the route's
 /// schema allows (`schema_check::text`): when that check is sure the body is fine, the body is
-/// read into a value only if something needs it (a pass-through never does). Otherwise, and for every
-/// other body, it is read into a value and checked by `jsonschema`, which says what is wrong.
+/// read into a value only if something needs it (a pass-through never does). Otherwise, and for
+/// every other body, it is read into a value and checked by `jsonschema`, which says what is
+/// wrong.
 async fn read_payload(
     state: &AppState,
     route: &'static Route,

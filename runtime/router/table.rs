@@ -159,8 +159,13 @@ impl Table {
     /// `model_name` as the table holds it, if this app has that model (an alias: the group it
     /// names).
     pub fn group_name(&self, model_name: &str) -> Option<&str> {
+        self.named_group(model_name).map(|(name, _)| name.as_str())
+    }
+
+    /// `model_name`'s group and its name as the table holds them (an alias: the group it names).
+    fn named_group(&self, model_name: &str) -> Option<(&String, &ModelGroup)> {
         let name = self.aliases.get(model_name).map_or(model_name, String::as_str);
-        self.groups.get_key_value(name).map(|(name, _)| name.as_str())
+        self.groups.get_key_value(name)
     }
 
     /// The wildcard group that serves `model_name` when no group has that exact name.
@@ -192,11 +197,11 @@ impl Table {
         if taking == 0 || taking == self.providers.len() {
             return taking > 0;
         }
-        let group = |name: &str| self.groups.get(name);
+        // The group routing would pick (as `http::dispatch` finds its target): by name or
+        // alias, else by pattern.
         let group = model().and_then(|m| {
-            group(m)
-                .or_else(|| self.aliases.get(m).and_then(|g| group(g)))
-                .or_else(|| self.wildcard_group(m).and_then(group))
+            let named = self.named_group(m).map(|(_, group)| group);
+            named.or_else(|| self.wildcard_group(m).and_then(|pattern| self.groups.get(pattern)))
         });
         group.is_some_and(|g| g.providers.iter().all(as_sent))
     }
