@@ -11,7 +11,12 @@ use crate::clock::coarse_ms;
 use crate::exchange::ApiError;
 use crate::manifest::RoutingStrategy;
 use axum::http::StatusCode;
+use smallvec::SmallVec;
 use std::time::Duration;
+
+/// Deployment indices of one group: inline for the usual few, so admitting a request to a
+/// group of one or two allocates nothing.
+pub type Indices = SmallVec<[usize; 8]>;
 
 /// 429 once the app's spend this period reached its `max_budget`. With several instances the
 /// ledger holds the others' spend too, as last read (never waited for here).
@@ -41,17 +46,17 @@ pub fn admit(
     group: Option<&str>,
     request_tokens: u64,
     quick: bool,
-) -> Result<Vec<usize>, Refused> {
+) -> Result<Indices, Refused> {
     // One clock read for the whole group.
     let now = coarse_ms();
     if quick {
         if let Some(i) = quick_pick(table, indices, request_tokens, now) {
-            return Ok(vec![i]);
+            return Ok(smallvec::smallvec![i]);
         }
     }
     let (mut available, cooling) = split_cooling(table, indices, now);
     let before_limits = available.len();
-    available.retain(|&i| under_budget(table, i));
+    available.retain(|i| under_budget(table, *i));
     if available.is_empty() && before_limits > 0 {
         let i = indices[0];
         let budget = table.deployment_budgets[i].unwrap_or(Budget { max_usd: 0.0, period: None });
@@ -61,7 +66,7 @@ pub fn admit(
         return Err(Refused { error, failure: Failure::Retryable });
     }
     if table.policy.enforce_rate_limits {
-        available.retain(|&i| under_rate_limits(table, i, request_tokens));
+        available.retain(|i| under_rate_limits(table, *i, request_tokens));
         if available.is_empty() && before_limits > 0 {
             let wait = crate::clock::seconds_left_in_minute(crate::clock::coarse_secs());
             let what = group.unwrap_or("this route");
@@ -95,8 +100,8 @@ pub fn admit(
 }
 
 /// `indices` split into those that can take a request now and how long the others still cool.
-fn split_cooling(table: &Table, indices: &[usize], now: u64) -> (Vec<usize>, Vec<Duration>) {
-    let mut available = Vec::with_capacity(indices.len());
+fn split_cooling(table: &Table, indices: &[usize], now: u64) -> (Indices, Vec<Duration>) {
+    let mut available = Indices::new();
     let mut cooling = Vec::new();
     for &i in indices {
         match table.stats[i].cooling_at(now) {
@@ -175,7 +180,7 @@ mod tests {
     fn cooling_deployments_are_left_out_and_a_group_all_cooling_says_when_to_retry() {
         let t = group(3, json!({}), json!({}));
         t.stats[0].cool_down(Duration::from_secs(30));
-        assert_eq!(admit(&t, &[0, 1, 2], Some("g"), 0, false).unwrap(), [1, 2]);
+        assert_eq!(admit(&t, &[0, 1, 2], Some("g"), 0, false).unwrap().as_slice(), [1, 2]);
         t.stats[1].cool_down(Duration::from_secs(5));
         t.stats[2].cool_down(Duration::from_secs(9));
         let refused = admit(&t, &[0, 1, 2], Some("g"), 0, false).unwrap_err();
@@ -192,7 +197,7 @@ mod tests {
     fn a_deployment_over_its_budget_leaves_and_a_group_all_over_is_refused() {
         let t = group(2, json!({"max_budget": 1.0}), json!({}));
         t.deployment_spend[0].add(1.5);
-        assert_eq!(admit(&t, &[0, 1], Some("g"), 0, false).unwrap(), [1]);
+        assert_eq!(admit(&t, &[0, 1], Some("g"), 0, false).unwrap().as_slice(), [1]);
         t.deployment_spend[1].add(1.0);
         let refused = admit(&t, &[0, 1], Some("g"), 0, false).unwrap_err();
         assert_eq!(refused.error.code.as_deref(), Some("budget_exceeded"));
@@ -202,7 +207,7 @@ mod tests {
     fn rate_limits_count_only_when_enforced() {
         let t = group(1, json!({"rpm": 1}), json!({}));
         let _first = t.stats[0].begin();
-        assert_eq!(admit(&t, &[0], Some("g"), 0, false).unwrap(), [0], "rpm is a weight unless enforced");
+        assert_eq!(admit(&t, &[0], Some("g"), 0, false).unwrap().as_slice(), [0], "rpm is a weight unless enforced");
         let t = group(1, json!({"rpm": 1}), json!({"enforce_model_rate_limits": true}));
         let _first = t.stats[0].begin();
         let refused = admit(&t, &[0], Some("g"), 0, false).unwrap_err();
@@ -219,6 +224,10 @@ mod tests {
             assert!(!admitted.contains(&2), "{admitted:?}");
         }
         let weighted = group(2, json!({"weight": 1.0}), json!({}));
-        assert_eq!(admit(&weighted, &[0, 1], Some("g"), 0, true).unwrap(), [0, 1], "weights need the full look");
+        assert_eq!(
+            admit(&weighted, &[0, 1], Some("g"), 0, true).unwrap().as_slice(),
+            [0, 1],
+            "weights need the full look"
+        );
     }
 }

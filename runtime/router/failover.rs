@@ -8,7 +8,7 @@
 //! only once the upstream answered.
 
 use super::accounting::{Account, AccountedStream, Pacing};
-use super::admission::{self, Refused};
+use super::admission::{self, Indices, Refused};
 use super::attempt::{self, attempt, content_type_is, Failed};
 use super::breaker::{self, Failure};
 use super::plan::{take_options, Plan, RequestOptions, Step, Target};
@@ -104,9 +104,9 @@ async fn try_group(r: &Routed<'_>, run: &mut Attempts, step: Step<'_>, num_retri
         }
         return Err(Failure::Fatal);
     }
-    let mut tried: Vec<usize> = Vec::new();
+    let mut tried = Indices::new();
     // Deployments whose own budget cannot take this request.
-    let mut over_budget: Vec<usize> = Vec::new();
+    let mut over_budget = Indices::new();
     for retry in 0..=num_retries {
         let (index, hold) = loop {
             let quick = retry == 0 && over_budget.is_empty();
@@ -118,12 +118,12 @@ async fn try_group(r: &Routed<'_>, run: &mut Attempts, step: Step<'_>, num_retri
                 }
             };
             if !over_budget.is_empty() {
-                available.retain(|i| !over_budget.contains(i));
+                available.retain(|i| !over_budget.contains(&*i));
                 if available.is_empty() {
                     return Err(Failure::Retryable); // the last deployment's refusal is the answer
                 }
             }
-            let fresh: Vec<usize> = available.iter().copied().filter(|i| !tried.contains(i)).collect();
+            let fresh: Indices = available.iter().copied().filter(|i| !tried.contains(i)).collect();
             let pool = if fresh.is_empty() { &available } else { &fresh };
             let ctx = PickContext {
                 latency_buffer: table.policy.latency_buffer,

@@ -134,6 +134,10 @@ pub fn strategy(s: RoutingStrategy) -> &'static dyn Strategy {
 /// Picks one of a table's deployments among `indices` by its strategy; `None` only when
 /// `indices` is empty.
 pub fn pick(table: &Table, indices: &[usize], ctx: &PickContext) -> Option<usize> {
+    // Every strategy picks among its candidates: one is the pick, with nothing to weigh.
+    if let [only] = indices {
+        return Some(*only);
+    }
     let candidates: Vec<Candidate<'_>> = indices
         .iter()
         .map(|&index| Candidate {
