@@ -19,7 +19,11 @@ impl RequestId {
     /// The client's id if it is acceptable, else a new `req_<16 hex>`.
     pub fn from_headers(headers: &HeaderMap) -> RequestId {
         match headers.get(&HEADER) {
-            Some(v) if v.to_str().is_ok_and(is_acceptable) => RequestId(v.clone()),
+            // Copied: the client's value is a slice of its request's whole head, which an id
+            // kept for a long stream's bookkeeping would otherwise keep alive.
+            Some(v) if v.to_str().is_ok_and(is_acceptable) => {
+                RequestId(HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone()))
+            }
             _ => RequestId::new(),
         }
     }

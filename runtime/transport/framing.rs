@@ -3,8 +3,8 @@
 //! (the last transfer coding, `connection` tokens). Socket-free, so the upstream client (answers)
 //! and the door's server (requests) share it, and the fuzz targets drive it directly.
 
-use axum::http::header::CONNECTION;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING, UPGRADE};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use bytes::{Buf, Bytes, BytesMut};
 
 /// Longest chunk-size or trailer line of a chunked body.
@@ -181,9 +181,52 @@ pub fn ends_in_chunked(codings: &HeaderValue) -> bool {
     last.trim().eq_ignore_ascii_case("chunked")
 }
 
+/// Which of the names that decide a message's framing and its connection's reuse a head
+/// carries. Noted while the head's headers are built (a comparison each, no hashing), so the
+/// usual head, with none of them but a length, is read without a look-up in its map.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeadNames {
+    pub transfer_encoding: bool,
+    pub content_length: bool,
+    pub connection: bool,
+    pub expect: bool,
+    pub upgrade: bool,
+    pub date: bool,
+}
+
+impl HeadNames {
+    /// The names among `headers`.
+    pub fn of(headers: &HeaderMap) -> HeadNames {
+        let mut names = HeadNames::default();
+        headers.keys().for_each(|name| names.note(name));
+        names
+    }
+
+    /// Notes `name` if it is one of these.
+    #[inline]
+    pub fn note(&mut self, name: &HeaderName) {
+        if *name == CONTENT_LENGTH {
+            self.content_length = true;
+        } else if *name == TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+        } else if *name == CONNECTION {
+            self.connection = true;
+        } else if *name == EXPECT {
+            self.expect = true;
+        } else if *name == UPGRADE {
+            self.upgrade = true;
+        } else if *name == DATE {
+            self.date = true;
+        }
+    }
+}
+
 /// Whether a message's sender keeps the connection for another: HTTP/1.1 unless it says
-/// `connection: close`, HTTP/1.0 only if it says `keep-alive`.
-pub fn wants_keep_alive(headers: &HeaderMap, http11: bool) -> bool {
+/// `connection: close`, HTTP/1.0 only if it says `keep-alive`. `names` are its head's.
+pub fn wants_keep_alive(headers: &HeaderMap, names: HeadNames, http11: bool) -> bool {
+    if !names.connection {
+        return http11;
+    }
     let mut tokens =
         headers.get_all(CONNECTION).iter().flat_map(|v| v.to_str().unwrap_or_default().split(',')).map(str::trim);
     if http11 {
@@ -235,6 +278,30 @@ fn chunk_size(line: &[u8]) -> Result<u64, FramingError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn head_names_are_noted_however_spelt_and_decide_keep_alive_without_a_look_up() {
+        let mut headers = HeaderMap::new();
+        for name in ["Content-Length", "TRANSFER-ENCODING", "connection", "Expect", "upgrade", "Date", "x-other"] {
+            headers.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_static("close"));
+        }
+        let all = HeadNames {
+            transfer_encoding: true,
+            content_length: true,
+            connection: true,
+            expect: true,
+            upgrade: true,
+            date: true,
+        };
+        assert_eq!(HeadNames::of(&headers), all);
+        let mut one = HeadNames::default();
+        one.note(&HeaderName::from_static("accept"));
+        assert_eq!(one, HeadNames::default());
+        // `connection: close` is read where it is noted; without the name, the version decides.
+        assert!(!wants_keep_alive(&headers, all, true));
+        assert!(wants_keep_alive(&HeaderMap::new(), HeadNames::default(), true));
+        assert!(!wants_keep_alive(&HeaderMap::new(), HeadNames::default(), false));
+    }
 
     /// Steps a chunked body through `bytes`: the data pieces, what stays in the buffer, and
     /// whether the body has ended.

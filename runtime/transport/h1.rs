@@ -9,7 +9,9 @@
 //! answer and gives the connection back once the body has been read to its end. HTTP/2 (when the
 //! operator asks for it) and upstreams behind a proxy go through hyper's client.
 
-use super::framing::{ends_in_chunked, read_to_end, wants_keep_alive, BodyDecoder, Framing, FramingError, Step};
+use super::framing::{
+    ends_in_chunked, read_to_end, wants_keep_alive, BodyDecoder, Framing, FramingError, HeadNames, Step,
+};
 use super::stream::Stream;
 use super::{Response, SendError};
 use axum::body::{Body, Bytes};
@@ -414,10 +416,12 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, String> {
     // Header values are kept as slices of the head, not copied one by one.
     let base = buf.as_ptr() as usize;
     let mut fields = Vec::with_capacity(parsed.headers.len());
+    let mut names = HeadNames::default();
     for h in parsed.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| format!("the upstream sent a malformed header name {:?}", h.name))?;
         let start = h.value.as_ptr() as usize - base;
+        names.note(&name);
         fields.push((name, start..start + h.value.len()));
     }
     let http11 = parsed.version == Some(1);
@@ -428,19 +432,23 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, String> {
             .map_err(|_| format!("the upstream sent a malformed value for {name}"))?;
         headers.append(name, value);
     }
-    let framing = framing(method, status, &headers)?;
-    let keep_alive = framing != Framing::UntilClose && wants_keep_alive(&headers, http11);
+    let framing = framing(method, status, &headers, names)?;
+    let keep_alive = framing != Framing::UntilClose && wants_keep_alive(&headers, names, http11);
     Ok(Parsed::Answer(Head { status, headers, framing, keep_alive }))
 }
 
 /// The body's framing, as RFC 9112 section 6.3 orders the rules.
-fn framing(method: &Method, status: StatusCode, headers: &HeaderMap) -> Result<Framing, String> {
+fn framing(method: &Method, status: StatusCode, headers: &HeaderMap, names: HeadNames) -> Result<Framing, String> {
     use axum::http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
     if *method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Ok(Framing::Length(0));
     }
-    if let Some(codings) = headers.get_all(TRANSFER_ENCODING).iter().next_back() {
+    let codings = names.transfer_encoding.then(|| headers.get_all(TRANSFER_ENCODING).iter().next_back()).flatten();
+    if let Some(codings) = codings {
         return Ok(if ends_in_chunked(codings) { Framing::Chunked } else { Framing::UntilClose });
+    }
+    if !names.content_length {
+        return Ok(Framing::UntilClose);
     }
     let mut length = None;
     for value in headers.get_all(CONTENT_LENGTH) {

@@ -2,7 +2,8 @@
 //! needs (the length or chunked coding, `connection`, `date`).
 
 use super::request::HeadError;
-use axum::http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
+use crate::transport::framing::HeadNames;
+use axum::http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use axum::http::{HeaderMap, StatusCode};
 use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -24,6 +25,7 @@ pub enum Sending {
 pub fn sending(
     status: StatusCode,
     headers: &HeaderMap,
+    names: HeadNames,
     exact: Option<u64>,
     method_is_head: bool,
     http11: bool,
@@ -36,7 +38,12 @@ pub fn sending(
         return Sending::Nothing;
     }
     // A length the handler set wins; a body that disagrees with it ends the connection.
-    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
+    let declared = names
+        .content_length
+        .then(|| headers.get(CONTENT_LENGTH))
+        .flatten()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
     match declared.or(exact) {
         Some(n) => Sending::Length(n),
         None if http11 => Sending::Chunked,
@@ -44,12 +51,13 @@ pub fn sending(
     }
 }
 
-/// Writes the head of an answer sent as `how` into `out`. `keep_alive` says whether the
-/// connection stays open after it.
+/// Writes the head of an answer sent as `how` into `out`; `names` are those of `headers`.
+/// `keep_alive` says whether the connection stays open after it.
 pub fn write_head(
     out: &mut Vec<u8>,
     status: StatusCode,
     headers: &HeaderMap,
+    names: HeadNames,
     how: Sending,
     keep_alive: bool,
     http11: bool,
@@ -65,8 +73,7 @@ pub fn write_head(
     }
     // Framing headers are ours to write: a handler's copy of an upstream's could contradict
     // how the body is actually sent.
-    let skip_framing =
-        headers.contains_key(TRANSFER_ENCODING) || (how != Sending::Nothing && headers.contains_key(CONTENT_LENGTH));
+    let skip_framing = names.transfer_encoding || (how != Sending::Nothing && names.content_length);
     for (name, value) in headers {
         if skip_framing && (name == TRANSFER_ENCODING || name == CONTENT_LENGTH) {
             continue;
@@ -78,14 +85,14 @@ pub fn write_head(
         Sending::Chunked => push_header(out, b"transfer-encoding", b"chunked"),
         Sending::Nothing | Sending::UntilClose => {}
     }
-    if !headers.contains_key(CONNECTION) {
+    if !names.connection {
         if !keep_alive {
             push_header(out, b"connection", b"close");
         } else if !http11 {
             push_header(out, b"connection", b"keep-alive");
         }
     }
-    if !headers.contains_key(DATE) {
+    if !names.date {
         with_date(|date| push_header(out, b"date", date));
     }
     out.extend_from_slice(b"\r\n");
@@ -108,7 +115,8 @@ pub fn head_error(error: HeadError) -> Vec<u8> {
     let mut headers = HeaderMap::new();
     headers.insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
     let mut out = Vec::with_capacity(256 + body.len());
-    write_head(&mut out, error.status(), &headers, Sending::Length(body.len() as u64), false, true);
+    let names = HeadNames::of(&headers);
+    write_head(&mut out, error.status(), &headers, names, Sending::Length(body.len() as u64), false, true);
     out.extend_from_slice(body.as_bytes());
     out
 }
@@ -137,7 +145,7 @@ mod tests {
 
     fn head(status: StatusCode, headers: &HeaderMap, how: Sending, keep_alive: bool, http11: bool) -> String {
         let mut out = Vec::new();
-        write_head(&mut out, status, headers, how, keep_alive, http11);
+        write_head(&mut out, status, headers, HeadNames::of(headers), how, keep_alive, http11);
         String::from_utf8(out).unwrap()
     }
 
@@ -163,15 +171,38 @@ mod tests {
     }
 
     #[test]
+    fn a_handlers_own_date_and_connection_are_sent_alone() {
+        let mut headers = HeaderMap::new();
+        headers.insert(axum::http::header::DATE, HeaderValue::from_static("Sun, 06 Dec 2026 12:00:00 GMT"));
+        headers.insert(axum::http::header::CONNECTION, HeaderValue::from_static("close"));
+        let text = head(StatusCode::OK, &headers, Sending::Length(0), false, true);
+        assert_eq!(text.matches("date: ").count(), 1, "{text}");
+        assert!(text.contains("date: Sun, 06 Dec 2026 12:00:00 GMT\r\n"), "{text}");
+        assert_eq!(text.matches("connection: ").count(), 1, "{text}");
+    }
+
+    #[test]
     fn a_head_answer_keeps_the_handlers_length_and_sends_no_body() {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_LENGTH, HeaderValue::from_static("42"));
-        assert_eq!(sending(StatusCode::OK, &headers, Some(0), true, true), Sending::Nothing);
+        assert_eq!(sending(StatusCode::OK, &headers, HeadNames::of(&headers), Some(0), true, true), Sending::Nothing);
         assert!(head(StatusCode::OK, &headers, Sending::Nothing, true, true).contains("content-length: 42\r\n"));
-        assert_eq!(sending(StatusCode::OK, &headers, Some(7), false, true), Sending::Length(42));
-        assert_eq!(sending(StatusCode::OK, &HeaderMap::new(), None, false, true), Sending::Chunked);
-        assert_eq!(sending(StatusCode::OK, &HeaderMap::new(), None, false, false), Sending::UntilClose);
-        assert_eq!(sending(StatusCode::NO_CONTENT, &HeaderMap::new(), None, false, true), Sending::Nothing);
+        assert_eq!(
+            sending(StatusCode::OK, &headers, HeadNames::of(&headers), Some(7), false, true),
+            Sending::Length(42)
+        );
+        assert_eq!(
+            sending(StatusCode::OK, &HeaderMap::new(), HeadNames::default(), None, false, true),
+            Sending::Chunked
+        );
+        assert_eq!(
+            sending(StatusCode::OK, &HeaderMap::new(), HeadNames::default(), None, false, false),
+            Sending::UntilClose
+        );
+        assert_eq!(
+            sending(StatusCode::NO_CONTENT, &HeaderMap::new(), HeadNames::default(), None, false, true),
+            Sending::Nothing
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::answer::{self, Sending};
 use super::body::{self, Feed, Piece};
 use super::request::{self, HeadError};
 use crate::http::admission;
-use crate::transport::framing::{wants_keep_alive, BodyDecoder, Framing, Step};
+use crate::transport::framing::{wants_keep_alive, BodyDecoder, Framing, HeadNames, Step};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::header::CONTENT_LENGTH;
@@ -155,14 +155,16 @@ where
                 parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
             }
         }
-        let how = answer::sending(parts.status, &parts.headers, exact, is_head, http11);
+        // One pass over the answer's names instead of a look-up for each that decides its head.
+        let names = HeadNames::of(&parts.headers);
+        let how = answer::sending(parts.status, &parts.headers, names, exact, is_head, http11);
         let keep_alive = keep_alive
             && body_whole
             && how != Sending::UntilClose
             && !drain.is_draining()
-            && wants_keep_alive(&parts.headers, true);
+            && wants_keep_alive(&parts.headers, names, true);
         let mut out = Vec::with_capacity(512 + exact.map_or(0, |n| n.min(WRITE_IN_PLACE as u64) as usize));
-        answer::write_head(&mut out, parts.status, &parts.headers, how, keep_alive, http11);
+        answer::write_head(&mut out, parts.status, &parts.headers, names, how, keep_alive, http11);
         // The head is written. Its header values may be slices of the upstream's read buffer
         // (its answer's head), which a stream would otherwise keep whole while it lasts.
         drop(parts);

@@ -2,10 +2,11 @@
 //! (a body's framing that could be read two ways is refused), and built into the `http` types
 //! the router takes.
 
-use crate::transport::framing::{ends_in_chunked, wants_keep_alive, Framing};
-use axum::http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
+use crate::transport::framing::{ends_in_chunked, wants_keep_alive, Framing, HeadNames};
+use axum::http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
+use bytes::Bytes;
 
 /// Most headers a request may have.
 pub const MAX_HEADERS: usize = 100;
@@ -81,19 +82,30 @@ pub fn parse(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError> {
     if target.len() > MAX_URI {
         return Err(HeadError::UriTooLong);
     }
-    let uri = Uri::try_from(target).map_err(|_| HeadError::Malformed("the request target is not a valid URI"))?;
+    // The head copied once, exactly: the target and every value are slices of the copy rather
+    // than an allocation each, and what they keep alive is the head, not the read buffer.
+    let raw = Bytes::copy_from_slice(&buf[..len]);
+    let shared = |part: &[u8]| {
+        let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+        raw.slice(start..start + part.len())
+    };
+    let uri = Uri::from_maybe_shared(shared(target.as_bytes()))
+        .map_err(|_| HeadError::Malformed("the request target is not a valid URI"))?;
     let http11 = version == 1;
     let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    let mut names = HeadNames::default();
     for h in parsed.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| UNPARSEABLE)?;
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| UNPARSEABLE)?;
+        let value = HeaderValue::from_maybe_shared(shared(h.value)).map_err(|_| UNPARSEABLE)?;
+        names.note(&name);
         headers.append(name, value);
     }
-    let framing = framing(&mut headers, http11)?;
-    let keep_alive = wants_keep_alive(&headers, http11);
-    let expects_continue =
-        http11 && headers.get(EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let upgrade = method == Method::CONNECT || (headers.contains_key(UPGRADE) && asks_upgrade(&headers));
+    let framing = framing(&mut headers, names, http11)?;
+    let keep_alive = wants_keep_alive(&headers, names, http11);
+    let expects_continue = http11
+        && names.expect
+        && headers.get(EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let upgrade = method == Method::CONNECT || (names.upgrade && asks_upgrade(&headers));
     let (mut parts, ()) = Request::new(()).into_parts();
     parts.method = method;
     parts.uri = uri;
@@ -104,20 +116,24 @@ pub fn parse(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError> {
 
 /// The body's framing, as RFC 9112 section 6.3 orders the rules for a request. Repeated equal
 /// `content-length` headers are folded into one, so the router (and an upstream) sees one.
-fn framing(headers: &mut HeaderMap, http11: bool) -> Result<Framing, HeadError> {
-    if let Some(codings) = headers.get_all(TRANSFER_ENCODING).iter().next_back() {
+fn framing(headers: &mut HeaderMap, names: HeadNames, http11: bool) -> Result<Framing, HeadError> {
+    let codings = names.transfer_encoding.then(|| headers.get_all(TRANSFER_ENCODING).iter().next_back()).flatten();
+    if let Some(codings) = codings {
         if !http11 {
             return Err(HeadError::Malformed("transfer-encoding is not allowed in an HTTP/1.0 request"));
         }
         // Two framings a proxy in front of us could read differently: the classic smuggling
         // vector, refused rather than resolved.
-        if headers.contains_key(CONTENT_LENGTH) {
+        if names.content_length {
             return Err(HeadError::Malformed("a request may not carry both transfer-encoding and content-length"));
         }
         if !ends_in_chunked(codings) {
             return Err(HeadError::Malformed("a request's transfer-encoding must end with chunked"));
         }
         return Ok(Framing::Chunked);
+    }
+    if !names.content_length {
+        return Ok(Framing::Length(0));
     }
     let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
     let Some(first) = lengths.next() else { return Ok(Framing::Length(0)) };
@@ -177,6 +193,31 @@ mod tests {
         assert_eq!(h.framing, Framing::Length(12));
         assert_eq!(h.parts.headers.get_all("x-a").iter().count(), 2);
         assert!(h.keep_alive && !h.expects_continue && !h.upgrade);
+    }
+
+    #[test]
+    fn the_target_and_values_are_slices_of_one_copy_of_the_head_alone() {
+        let raw = "POST /v1/x?y=1 HTTP/1.1\r\nHost: a\r\nX-Request-Id: abc\r\nContent-Length: 2\r\n\r\n{}";
+        let (h, len) = parse(raw.as_bytes()).unwrap().unwrap();
+        assert_eq!(h.parts.headers["x-request-id"], "abc");
+        assert_eq!(h.parts.uri.path_and_query().map(|p| p.as_str()), Some("/v1/x?y=1"));
+        let spans: Vec<(usize, usize)> = h
+            .parts
+            .headers
+            .values()
+            .map(|v| v.as_bytes())
+            .map(|v| {
+                let start = v.as_ptr() as usize;
+                (start, start + v.len())
+            })
+            .collect();
+        let lowest = spans.iter().map(|s| s.0).min().unwrap();
+        let highest = spans.iter().map(|s| s.1).max().unwrap();
+        // Within one block no longer than the head...
+        assert!(highest - lowest <= len, "{spans:?}");
+        // ...that is not the buffer the head was read from.
+        let read = raw.as_ptr() as usize..raw.as_ptr() as usize + raw.len();
+        assert!(spans.iter().all(|&(start, _)| !read.contains(&start)));
     }
 
     #[test]
