@@ -219,6 +219,8 @@ pub(crate) struct Scanner<'a> {
 #[derive(Default)]
 struct Doubts {
     found: bool,
+    /// Whether the string scanned last had an escape: a key's is asked without searching it.
+    escaped: bool,
     depth: usize,
     /// Inline for a request's usual few keys: a body checked this way costs no allocation.
     keys: SmallVec<[Range<usize>; 16]>,
@@ -291,7 +293,7 @@ impl<'a> Scanner<'a> {
         let text = &doc[key.clone()];
         let repeated = d.keys[start..].iter().any(|k| &doc[k.clone()] == text);
         let raw_value = text == b"$serde_json::private::RawValue";
-        if repeated || raw_value || text.contains(&b'\\') || d.keys.len() - start >= Doubts::MOST_KEYS {
+        if repeated || raw_value || d.escaped || d.keys.len() - start >= Doubts::MOST_KEYS {
             d.found = true;
         }
         d.keys.push(key);
@@ -328,6 +330,9 @@ impl<'a> Scanner<'a> {
             Some(b'"') => {}
             Some(_) => return Err(self.error("key must be a string")),
             None => return Err(self.error("EOF while parsing an object")),
+        }
+        if let Some(d) = &mut self.doubts {
+            d.escaped = false;
         }
         let key = self.string()?;
         if self.doubts.is_some() {
@@ -442,7 +447,12 @@ impl<'a> Scanner<'a> {
                     self.pos += 1;
                     return Ok(start..at);
                 }
-                b'\\' => self.escape()?,
+                b'\\' => {
+                    if let Some(d) = &mut self.doubts {
+                        d.escaped = true;
+                    }
+                    self.escape()?
+                }
                 _ => return Err(self.error("control character in a string")),
             }
             stop = plain_run(self.doc, self.pos);
