@@ -351,6 +351,7 @@ fn deployment(
         params: p.clone(),
         model_info: entry.model_info.clone(),
         credential_headers: Default::default(),
+        id_header: Default::default(),
         extra_headers,
         unavailable,
         catch_all: None,

@@ -72,6 +72,9 @@ pub struct Deployment {
     /// The headers that carry its credentials, built on first use; `None` when its key cannot
     /// be a header value.
     pub credential_headers: std::sync::OnceLock<Option<axum::http::HeaderMap>>,
+    /// Its id as the value of the header that stamps its answers, made on first use: a clone
+    /// of it is a count, not a copy.
+    pub id_header: std::sync::OnceLock<axum::http::HeaderValue>,
     /// Headers sent on every upstream call besides the credentials (litellm's `extra_headers`,
     /// OpenAI's `organization`, Azure's `azure_ad_token`), values resolved.
     pub extra_headers: Vec<(String, Secret)>,
@@ -226,6 +229,7 @@ impl Deployment {
             params: LitellmParams::default(),
             model_info: None,
             credential_headers: Default::default(),
+            id_header: Default::default(),
             extra_headers: Vec::new(),
             unavailable: None,
             catch_all: None,

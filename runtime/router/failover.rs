@@ -272,7 +272,8 @@ async fn try_one(
     }
     outcome.deployment = Some(index);
     let overhead = run.started.elapsed().saturating_sub(run.upstream_time);
-    let s = Stamp { deployment: &d.id, attempts: run.count, cost, overhead };
+    let id = d.id_header.get_or_init(|| super::stamp::deployment_value(&d.id));
+    let s = Stamp { deployment: id, attempts: run.count, cost, overhead };
     stamp(outcome.response.headers_mut(), &table.labels, s);
     Ok(outcome)
 }

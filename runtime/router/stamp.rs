@@ -20,7 +20,8 @@ pub const OVERHEAD_HEADER: HeaderName = HeaderName::from_static("x-ferrolite-ove
 /// What the stamp says.
 #[derive(Debug, Clone, Copy)]
 pub struct Stamp<'a> {
-    pub deployment: &'a str,
+    /// The deployment's id as a header value ([`deployment_value`]).
+    pub deployment: &'a HeaderValue,
     pub attempts: u32,
     /// Known for whole answers; a stream is priced when it ends.
     pub cost: Option<f64>,
@@ -34,9 +35,29 @@ pub fn stamp(headers: &mut HeaderMap, labels: &SessionLabels, s: Stamp<'_>) {
     if let Some(cost) = s.cost {
         headers.insert(COST_HEADER, header_value(crate::decimal::text(cost, 8)));
     }
-    headers.insert(DEPLOYMENT_HEADER, header_value(s.deployment));
-    headers.insert(ATTEMPTS_HEADER, HeaderValue::from(s.attempts));
+    headers.insert(DEPLOYMENT_HEADER, s.deployment.clone());
+    let attempts = usize::try_from(s.attempts).ok().and_then(|n| FEW_ATTEMPTS.get(n));
+    headers.insert(ATTEMPTS_HEADER, attempts.cloned().unwrap_or_else(|| HeaderValue::from(s.attempts)));
     headers.insert(OVERHEAD_HEADER, header_value(crate::decimal::text(s.overhead.as_secs_f64() * 1000.0, 3)));
+}
+
+/// The usual counts of attempts, as values that are not allocated for each answer.
+static FEW_ATTEMPTS: [HeaderValue; 10] = [
+    HeaderValue::from_static("0"),
+    HeaderValue::from_static("1"),
+    HeaderValue::from_static("2"),
+    HeaderValue::from_static("3"),
+    HeaderValue::from_static("4"),
+    HeaderValue::from_static("5"),
+    HeaderValue::from_static("6"),
+    HeaderValue::from_static("7"),
+    HeaderValue::from_static("8"),
+    HeaderValue::from_static("9"),
+];
+
+/// A deployment's id as the value of [`DEPLOYMENT_HEADER`]: `-` where it cannot be one.
+pub fn deployment_value(id: &str) -> HeaderValue {
+    header_value(id)
 }
 
 /// `text` as a header value, `-` where it cannot be one. A `String` (a number's text) gives its
@@ -57,14 +78,20 @@ mod tests {
         let labels = SessionLabels::new("w", "a", std::iter::once(("m", "m/0")));
         let mut headers = HeaderMap::new();
         let overhead = Duration::from_micros(1_250);
-        stamp(&mut headers, &labels, Stamp { deployment: "m/0", attempts: 2, cost: Some(0.000_122_5), overhead });
+        let id = deployment_value("m/0");
+        stamp(&mut headers, &labels, Stamp { deployment: &id, attempts: 2, cost: Some(0.000_122_5), overhead });
         assert_eq!(headers[DEPLOYMENT_HEADER], "m/0");
         assert_eq!(headers[ATTEMPTS_HEADER], "2");
         assert_eq!(headers[COST_HEADER], "0.00012250");
         assert_eq!(headers[OVERHEAD_HEADER], "1.250");
         let mut stream = HeaderMap::new();
-        stamp(&mut stream, &labels, Stamp { deployment: "m\n/0", attempts: 1, cost: None, overhead });
+        let bad = deployment_value("m\n/0");
+        stamp(&mut stream, &labels, Stamp { deployment: &bad, attempts: 1, cost: None, overhead });
         assert!(!stream.contains_key(COST_HEADER), "a stream is priced when it ends");
         assert_eq!(stream[DEPLOYMENT_HEADER], "-", "a value that cannot be a header is not sent");
+        assert_eq!(stream[ATTEMPTS_HEADER], "1");
+        let mut many = HeaderMap::new();
+        stamp(&mut many, &labels, Stamp { deployment: &id, attempts: 12, cost: None, overhead });
+        assert_eq!(many[ATTEMPTS_HEADER], "12");
     }
 }

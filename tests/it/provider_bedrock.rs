@@ -99,6 +99,7 @@ fn deployment(api_base: &str, secret: &str) -> Deployment {
         params: Default::default(),
         model_info: None,
         credential_headers: Default::default(),
+        id_header: Default::default(),
         extra_headers: Vec::new(),
         unavailable: None,
         catch_all: None,

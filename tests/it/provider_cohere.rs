@@ -263,6 +263,7 @@ fn deployment() -> Deployment {
         params: LitellmParams { model: "cohere/command-a-03-2025".into(), ..LitellmParams::default() },
         model_info: None,
         credential_headers: Default::default(),
+        id_header: Default::default(),
         extra_headers: Vec::new(),
         unavailable: None,
         catch_all: None,

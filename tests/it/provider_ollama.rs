@@ -283,6 +283,7 @@ fn deployment(provider: Provider, model: &str) -> Deployment {
         params: LitellmParams { model: format!("ollama_chat/{model}"), ..LitellmParams::default() },
         model_info: None,
         credential_headers: Default::default(),
+        id_header: Default::default(),
         extra_headers: Vec::new(),
         unavailable: None,
         catch_all: None,

@@ -656,6 +656,7 @@ fn deployment(secret: &str) -> Deployment {
         params: LitellmParams::default(),
         model_info: None,
         credential_headers: Default::default(),
+        id_header: Default::default(),
         extra_headers: Vec::new(),
         unavailable: None,
         catch_all: None,

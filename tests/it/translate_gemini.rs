@@ -35,6 +35,7 @@ fn deployment(upstream_model: &str) -> Deployment {
         params: LitellmParams { model: format!("gemini/{upstream_model}"), ..LitellmParams::default() },
         model_info: None,
         credential_headers: Default::default(),
+        id_header: Default::default(),
         extra_headers: Vec::new(),
         unavailable: None,
         catch_all: None,
