@@ -98,6 +98,11 @@ fn text_check(text: &str) {
         assert_eq!(counted.tokens, crate::tokenizer::count_value(field), "{name}'s tokens");
         assert_eq!(counted.items, field.as_array().map(Vec::len), "{name}'s items");
     }
+    // Each member read alone, as a request's fields are while its body stays unread.
+    let body = crate::exchange::JsonBody::checked(bytes::Bytes::copy_from_slice(text.as_bytes()), found);
+    for (name, field) in fields {
+        assert_eq!(body.field(name), Some(field), "{name} read alone");
+    }
 }
 
 /// Splits input at a point chosen by its first byte: the second half arrives as a later read.
