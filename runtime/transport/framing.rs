@@ -202,6 +202,15 @@ impl HeadNames {
         names
     }
 
+    /// The last of the head's transfer codings (the one that frames its body), looked up only
+    /// where the head has `transfer-encoding`.
+    pub fn last_transfer_coding(self, headers: &HeaderMap) -> Option<&HeaderValue> {
+        match self.transfer_encoding {
+            true => headers.get_all(TRANSFER_ENCODING).iter().next_back(),
+            false => None,
+        }
+    }
+
     /// Notes `name` if it is one of these.
     #[inline]
     pub fn note(&mut self, name: &HeaderName) {

@@ -439,12 +439,11 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, String> {
 
 /// The body's framing, as RFC 9112 section 6.3 orders the rules.
 fn framing(method: &Method, status: StatusCode, headers: &HeaderMap, names: HeadNames) -> Result<Framing, String> {
-    use axum::http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+    use axum::http::header::CONTENT_LENGTH;
     if *method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Ok(Framing::Length(0));
     }
-    let codings = names.transfer_encoding.then(|| headers.get_all(TRANSFER_ENCODING).iter().next_back()).flatten();
-    if let Some(codings) = codings {
+    if let Some(codings) = names.last_transfer_coding(headers) {
         return Ok(if ends_in_chunked(codings) { Framing::Chunked } else { Framing::UntilClose });
     }
     if !names.content_length {

@@ -3,7 +3,7 @@
 //! the router takes.
 
 use crate::transport::framing::{ends_in_chunked, wants_keep_alive, Framing, HeadNames};
-use axum::http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
+use axum::http::header::{CONNECTION, CONTENT_LENGTH, EXPECT};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 use bytes::Bytes;
@@ -117,8 +117,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError> {
 /// The body's framing, as RFC 9112 section 6.3 orders the rules for a request. Repeated equal
 /// `content-length` headers are folded into one, so the router (and an upstream) sees one.
 fn framing(headers: &mut HeaderMap, names: HeadNames, http11: bool) -> Result<Framing, HeadError> {
-    let codings = names.transfer_encoding.then(|| headers.get_all(TRANSFER_ENCODING).iter().next_back()).flatten();
-    if let Some(codings) = codings {
+    if let Some(codings) = names.last_transfer_coding(headers) {
         if !http11 {
             return Err(HeadError::Malformed("transfer-encoding is not allowed in an HTTP/1.0 request"));
         }
