@@ -7,6 +7,7 @@
 //! formats and translation) -> `transport` (the upstream HTTP client) -> leaves (`exchange`,
 //! `catalogue`, `manifest`, `auth`, `store`, `cluster`, `streaming`, `observability`, ...).
 
+pub mod allocator;
 pub mod api;
 pub mod apps;
 pub mod auth;

@@ -5,7 +5,7 @@ use clap::Parser;
 /// A request allocates and frees many small buffers across threads; mimalloc's thread-local
 /// free lists cut the allocator's share of a proxied request from ~20% of instructions.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: ferrolite::allocator::Mimalloc = ferrolite::allocator::Mimalloc;
 
 fn main() -> std::process::ExitCode {
     keep_the_heap_in_small_pages();
