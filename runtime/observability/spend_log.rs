@@ -152,7 +152,10 @@ impl SpendQueue {
     /// Up to `max` queued records, oldest first.
     pub fn drain(&self, max: usize) -> Vec<SpendRecord> {
         let rx = self.rx.lock().unwrap_or_else(|p| p.into_inner());
-        let batch: Vec<SpendRecord> = rx.try_iter().take(max).collect();
+        // Sized for what waits: collected into a growing vector, a batch of records was copied
+        // again at every doubling.
+        let mut batch = Vec::with_capacity(max.min(self.pending()));
+        batch.extend(rx.try_iter().take(max));
         let taken = batch.len();
         let _ = self.pending.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| Some(p.saturating_sub(taken)));
         batch
