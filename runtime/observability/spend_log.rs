@@ -209,11 +209,11 @@ pub struct SpendEnd {
 }
 
 impl SpendTicket {
-    /// A ticket for a request accepted at `started` (now, on the wall clock).
+    /// A ticket for a request accepted at `started`, which is now: the record's time is the
+    /// wall clock's now, read once (`started` is measured from for the latency only).
     pub fn new(queue: Arc<SpendQueue>, origin: SpendOrigin, started: Instant) -> SpendTicket {
         let record = SpendRecord {
-            // The wall clock when `started` was.
-            at_ms: crate::clock::now_ms().saturating_sub(started.elapsed().as_millis() as u64),
+            at_ms: crate::clock::now_ms(),
             request_id: origin.request_id,
             key_id: origin.key_id,
             user: origin.user,

@@ -66,7 +66,7 @@ fn header_value<T>(text: T) -> HeaderValue
 where
     HeaderValue: TryFrom<T>,
 {
-    HeaderValue::try_from(text).unwrap_or(HeaderValue::from_static("-"))
+    HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 #[cfg(test)]
