@@ -31,7 +31,17 @@ pub fn members(doc: &[u8], mut member: impl FnMut(&[u8], Range<usize>)) -> Resul
             loop {
                 let key = scan.key()?;
                 let start = scan.pos;
-                scan.value()?;
+                // Most members are a string or a number, taken here in place: `value` first
+                // sets up for the nesting only containers have.
+                match scan.peek() {
+                    Some(b'"') => {
+                        scan.string()?;
+                    }
+                    Some(b'-' | b'0'..=b'9') => {
+                        scan.number()?;
+                    }
+                    _ => scan.value()?,
+                }
                 member(&doc[key], start..scan.pos);
                 scan.skip_space();
                 match scan.peek() {

@@ -116,6 +116,20 @@ impl Line {
         std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
     }
 
+    /// One ASCII byte (a separator), written in place rather than copied as a slice.
+    #[inline]
+    fn push_byte(&mut self, byte: u8) {
+        debug_assert!(byte.is_ascii());
+        match (&mut self.spilled, self.bytes.get_mut(self.len)) {
+            (None, Some(slot)) => {
+                *slot = byte;
+                self.len += 1;
+            }
+            _ => self.push(char::from(byte).encode_utf8(&mut [0; 4])),
+        }
+    }
+
+    #[inline]
     fn push(&mut self, text: &str) {
         if let Some(spilled) = &mut self.spilled {
             spilled.push_str(text);
@@ -158,11 +172,11 @@ impl PlainVisitor {
     /// Writes the separator and `name=` (nothing for the message).
     fn start(&mut self, field: &tracing::field::Field) {
         if !std::mem::take(&mut self.first) {
-            self.line.push(" ");
+            self.line.push_byte(b' ');
         }
         if field.name() != "message" {
             self.line.push(field.name());
-            self.line.push("=");
+            self.line.push_byte(b'=');
         }
     }
 }
@@ -195,6 +209,20 @@ mod line_tests {
         let _ = write!(line, "x={long}");
         let text = line.spilled.as_deref().expect("spilled");
         assert_eq!(text, format!("id=req_1 op=chat_completions x={long}"));
+    }
+
+    #[test]
+    fn a_byte_fills_the_last_inline_place_then_follows_the_spilled_text() {
+        let mut line = Line::default();
+        line.push(&"a".repeat(Line::INLINE - 1));
+        line.push_byte(b'=');
+        assert!(line.spilled.is_none());
+        assert_eq!(line.as_str().len(), Line::INLINE);
+        assert!(line.as_str().ends_with("a="));
+        line.push_byte(b' ');
+        line.push("b");
+        let text = line.spilled.as_deref().expect("spilled");
+        assert_eq!(text, format!("{}= b", "a".repeat(Line::INLINE - 1)));
     }
 }
 
