@@ -31,17 +31,7 @@ pub fn members(doc: &[u8], mut member: impl FnMut(&[u8], Range<usize>)) -> Resul
             loop {
                 let key = scan.key()?;
                 let start = scan.pos;
-                // Most members are a string or a number, taken here in place: `value` first
-                // sets up for the nesting only containers have.
-                match scan.peek() {
-                    Some(b'"') => {
-                        scan.string()?;
-                    }
-                    Some(b'-' | b'0'..=b'9') => {
-                        scan.number()?;
-                    }
-                    _ => scan.value()?,
-                }
+                scan.value()?;
                 member(&doc[key], start..scan.pos);
                 scan.skip_space();
                 match scan.peek() {
@@ -354,10 +344,22 @@ impl<'a> Scanner<'a> {
         Ok(key)
     }
 
-    /// One value at `pos`, nested as deep as it goes. The walk keeps its own stack of open
-    /// containers rather than recursing, so no depth of nesting can exhaust the thread's stack
-    /// (serde_json's skipping of a value has no depth limit either).
+    /// One value at `pos`, nested as deep as it goes. Most values are a string or a number,
+    /// taken here in place; the rest go to [`Scanner::nested`], which first sets up the stack
+    /// of open containers only they need.
+    #[inline(always)]
     pub(crate) fn value(&mut self) -> Result<(), ScanError> {
+        match self.peek() {
+            Some(b'"') => self.string().map(drop),
+            Some(b'-' | b'0'..=b'9') => self.number().map(drop),
+            _ => self.nested(),
+        }
+    }
+
+    /// [`Scanner::value`] for any value. The walk keeps its own stack of open containers rather
+    /// than recursing, so no depth of nesting can exhaust the thread's stack (serde_json's
+    /// skipping of a value has no depth limit either).
+    fn nested(&mut self) -> Result<(), ScanError> {
         let mut open = Nesting::default();
         loop {
             // A value is due.
