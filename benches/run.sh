@@ -6,6 +6,7 @@
 #   benches/run.sh --quick --skip-litellm   # a few minutes, without litellm
 #   benches/run.sh --skip-portkey           # without Portkey's gateway (node and npm not needed)
 #   benches/run.sh --only-cross-check       # only the plain HTTP cross-check (nginx x2, ferrolite; oha and wrk)
+#   benches/run.sh --pgo --quick            # ferrolite built by scripts/build-pgo.sh (profile-guided)
 #
 # Every argument is passed to the driver (target/release/bench --help lists them). Every process
 # the run starts is stopped when it ends, fails or is interrupted. All traffic stays on 127.0.0.1.
@@ -15,8 +16,10 @@ cd "$(dirname "$0")/.."
 skip_litellm=0
 skip_portkey=0
 skip_cross_check=0
+pgo=0
 for arg in "$@"; do
   case "$arg" in
+    --pgo) pgo=1 ;;
     --skip-litellm) skip_litellm=1 ;;
     --skip-portkey) skip_portkey=1 ;;
     --skip-cross-check) skip_cross_check=1 ;;
@@ -104,6 +107,19 @@ say "building the release binaries"
 cargo build --release -p ferrolite -p ferrolite-bench
 # The binaries live wherever cargo put them (CARGO_TARGET_DIR may point outside the clone).
 bin="${CARGO_TARGET_DIR:-$PWD/target}/release"
+pgo_bin_dir=""
+if [ "$pgo" = 1 ]; then
+  # The driver finds every binary in one folder: the release build's, with the profile-guided
+  # ferrolite in place of the plain one.
+  say "building the profile-guided ferrolite (scripts/build-pgo.sh)"
+  pgo_ferrolite="$(scripts/build-pgo.sh | tail -n 1)"
+  pgo_bin_dir="$(mktemp -d)"
+  for file in "$bin"/*; do
+    [ -f "$file" ] && [ -x "$file" ] && ln -s "$file" "$pgo_bin_dir/"
+  done
+  ln -sf "$pgo_ferrolite" "$pgo_bin_dir/ferrolite"
+  bin="$pgo_bin_dir"
+fi
 
 # The driver appends the id of every process group it starts to this file; whatever happens, they
 # are stopped here too (the driver stops them itself on a normal end, an error or a signal).
@@ -127,6 +143,7 @@ cleanup() {
     kill -KILL -- "-$pid" 2>/dev/null || true
   done < "$pidfile"
   rm -f "$pidfile"
+  [ -n "$pgo_bin_dir" ] && rm -rf "$pgo_bin_dir"
   exit "$status"
 }
 trap cleanup EXIT

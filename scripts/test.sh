@@ -38,12 +38,14 @@ apt_missing=()
 [ -x "${FERROLITE_CHROMIUM:-/usr/bin/chromium}" ] || apt_missing+=(chromium)
 command -v node >/dev/null || apt_missing+=(nodejs)
 command -v npm >/dev/null || apt_missing+=(npm)
+# openssl makes the CA of the profile-guided build's training run (tests/it/pgo_training.rs).
+command -v openssl >/dev/null || apt_missing+=(openssl)
 if [ "${#apt_missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "scripts/test.sh: installing ${apt_missing[*]}" >&2
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}" >/dev/null
   else
-    echo "scripts/test.sh: ${apt_missing[*]} required for the console test (apt-get install ${apt_missing[*]})" >&2
+    echo "scripts/test.sh: ${apt_missing[*]} required for the console and PGO training tests (apt-get install ${apt_missing[*]})" >&2
     exit 1
   fi
 fi
@@ -86,6 +88,10 @@ TMPDIR="$import_tmp" "$hypha_venv/bin/python" -c "import hypha.server, moto.serv
   || { rm -rf "$import_tmp"; echo "scripts/test.sh: the Hypha server in $hypha_venv does not import" >&2; exit 1; }
 rm -rf "$import_tmp"
 export FERROLITE_HYPHA_PYTHON="$hypha_venv/bin/python"
+
+# The bench fake upstream, which tests/it/pgo_training.rs runs beside the debug ferrolite: cargo
+# test builds another package's binaries only as test harnesses.
+cargo build --quiet -p ferrolite-bench --bin fake-upstream
 
 # cargo prints one "test result" line per target; the last may be a target with no tests, so
 # end with the totals.

@@ -63,6 +63,7 @@ mod openai_provider;
 mod openai_upstream;
 mod passthrough;
 mod persistence;
+mod pgo_training;
 mod postgres_store;
 mod python_sdk;
 mod response_cache;

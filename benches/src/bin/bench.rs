@@ -87,6 +87,10 @@ struct Args {
     /// Where `ferrolite` and `fake-upstream` are.
     #[arg(long, default_value = "target/release")]
     bin_dir: PathBuf,
+    /// The `ferrolite` in --bin-dir is the profile-guided build of `scripts/build-pgo.sh`
+    /// (`benches/run.sh --pgo` builds it and passes this on): the results say so.
+    #[arg(long)]
+    pgo: bool,
     /// The virtualenv that holds litellm.
     #[arg(long, default_value = "benches/.venv")]
     venv: PathBuf,
@@ -115,6 +119,17 @@ struct Args {
     stream_capacity: ferrolite_bench::stream_capacity::Options,
     #[command(flatten)]
     harness: ferrolite_bench::Harness,
+}
+
+/// `ferrolite --version` of the binary measured, and how it was built when not by the plain
+/// `cargo build --release`.
+fn ferrolite_version(args: &Args) -> String {
+    let version = cmd_output(&args.bin_dir.join("ferrolite").display().to_string(), &["--version"]);
+    if args.pgo {
+        format!("{version} (profile-guided build, scripts/build-pgo.sh)")
+    } else {
+        version
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1627,7 +1642,7 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     let cores = cores();
     let date = cmd_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
     let checkout = Checkout::current();
-    let ferrolite_version = cmd_output(&args.bin_dir.join("ferrolite").display().to_string(), &["--version"]);
+    let ferrolite_version = ferrolite_version(&args);
     let nginx_version = cmd_output(&args.nginx, &["-v"]);
     let oha_version = cmd_output(&args.oha, &["--version"]);
     let wrk_version = if args.skip_cross_check {
@@ -1688,7 +1703,8 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     }
     let _ = writeln!(
         md,
-        "- reproduce: `benches/run.sh{}{}{}`",
+        "- reproduce: `benches/run.sh{}{}{}{}`",
+        if args.pgo { " --pgo" } else { "" },
         if args.quick { " --quick" } else { "" },
         if args.skip_litellm { " --skip-litellm" } else { "" },
         if args.skip_portkey { " --skip-portkey" } else { "" }
@@ -1850,7 +1866,7 @@ fn write_cross_check_alone(ctx: &Ctx, report: Report, load_before: &str) -> Res<
     let args = &ctx.args;
     let date = cmd_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
     let checkout = Checkout::current();
-    let ferrolite_version = cmd_output(&args.bin_dir.join("ferrolite").display().to_string(), &["--version"]);
+    let ferrolite_version = ferrolite_version(args);
     let nginx_version = cmd_output(&args.nginx, &["-v"]);
     let oha_version = cmd_output(&args.oha, &["--version"]);
     let wrk_version = ctx.wrk.version().unwrap_or_else(|e| e);
@@ -1875,8 +1891,12 @@ fn write_cross_check_alone(ctx: &Ctx, report: Report, load_before: &str) -> Res<
         ctx.secs,
         args.upstream_latency_ms
     );
-    let _ =
-        writeln!(md, "- reproduce: `benches/run.sh --only-cross-check{}`", if args.quick { " --quick" } else { "" });
+    let _ = writeln!(
+        md,
+        "- reproduce: `benches/run.sh --only-cross-check{}{}`",
+        if args.pgo { " --pgo" } else { "" },
+        if args.quick { " --quick" } else { "" }
+    );
     md += &report.md;
     let mut out = serde_json::Map::new();
     out.insert("date".into(), json!(date));

@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
 use clap::Parser;
 use serde::Deserialize;
@@ -385,6 +386,12 @@ fn main() {
             serve_tls(listener, app, acceptor, stop).await;
             return;
         }
+        // Chunks go out as written, as a provider's server sends them: without TCP_NODELAY a
+        // stream's first chunk after the head waited for the reader's delayed ACK (up to 40 ms)
+        // on a kept-alive connection.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
             eprintln!("fake-upstream: {e}");
         }
