@@ -66,6 +66,8 @@ serve_pid=$!
 
 python3 - "$port" "$token" "$n" "$serve_pid" "$scratch" "$with_redis" <<'EOF'
 import glob, http.client, json, subprocess, sys, time
+sys.path.insert(0, "benches")
+from conversation import long_conversation
 port, token, n, pid, scratch = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 with_redis = sys.argv[6] == "1"
 headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
@@ -82,26 +84,6 @@ def connect():
         except OSError:
             time.sleep(0.1)
     sys.exit("ferrolite did not start under valgrind")
-
-def long_conversation():
-    """An agent's turn late in a session: its history of tool calls and results, its tools."""
-    import random
-    rng = random.Random(7)
-    words = "the quick brown fox jumps over a lazy dog while agents call tools and read files".split()
-    text = lambda n: " ".join(rng.choice(words) for _ in range(n))
-    messages = [{"role": "system", "content": text(300)}]
-    for i in range(60):
-        call = {"id": f"call_{i}", "type": "function",
-                "function": {"name": "read_file", "arguments": json.dumps({"path": f"src/file{i}.rs"})}}
-        messages += [
-            {"role": "user", "content": text(200)},
-            {"role": "assistant", "content": None, "tool_calls": [call]},
-            {"role": "tool", "tool_call_id": f"call_{i}", "content": 'fn main() {\n    println!("hello");\n}\n' * 10},
-        ]
-    tools = [{"type": "function", "function": {"name": f"tool{i}", "description": "does a thing " * 20,
-              "parameters": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}}
-             for i in range(20)]
-    return {"model": "pass", "messages": messages, "tools": tools, "max_tokens": 16}
 
 def request(kind):
     """The route and body of one request of `kind`."""

@@ -13,34 +13,18 @@ checked, so a profile is never taken from a run that served errors instead of an
 
 import http.client
 import json
-import random
+import os
 import sys
 import threading
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benches"))
+from conversation import long_conversation  # noqa: E402
 
 port, token = int(sys.argv[1]), sys.argv[2]
 seconds = float(sys.argv[3]) if len(sys.argv) > 3 else 3.0
 base = "/default/apps/pgo"
 connections = 8
-
-
-def conversation():
-    """An agent's turn late in a session: tool calls, their results and the tools offered."""
-    rng = random.Random(7)
-    words = "the quick brown fox jumps over a lazy dog while agents call tools and read files".split()
-    text = lambda n: " ".join(rng.choice(words) for _ in range(n))
-    messages = [{"role": "system", "content": text(300)}]
-    for i in range(40):
-        call = {"id": f"call_{i}", "type": "function",
-                "function": {"name": "read_file", "arguments": json.dumps({"path": f"src/file{i}.rs"})}}
-        messages += [
-            {"role": "user", "content": text(100)},
-            {"role": "assistant", "content": None, "tool_calls": [call]},
-            {"role": "tool", "tool_call_id": f"call_{i}", "content": 'fn main() {\n    println!("hi");\n}\n' * 5},
-        ]
-    tools = [{"type": "function", "function": {"name": f"tool{i}", "description": "does a thing",
-              "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}} for i in range(10)]
-    return {"model": "pass", "messages": messages, "tools": tools, "max_tokens": 16}
 
 
 def chat(model, **extra):
@@ -62,7 +46,7 @@ KINDS = [
     ("messages", "POST", "/v1/messages",
      {"model": "claude", "max_tokens": 16, "messages": [{"role": "user", "content": "Hello!"}]}, 200, None),
     ("governed", "POST", "/v1/chat/completions", chat("pass"), 200, "key"),
-    ("long conversation", "POST", "/v1/chat/completions", conversation(), 200, None),
+    ("long conversation", "POST", "/v1/chat/completions", long_conversation(), 200, None),
     ("models", "GET", "/v1/models", None, 200, None),
     ("unknown model", "POST", "/v1/chat/completions", chat("nope"), 404, None),
     ("bad body", "POST", "/v1/chat/completions", {"model": "pass", "messages": "x"}, 400, None),
