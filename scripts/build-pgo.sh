@@ -10,8 +10,8 @@
 # 3. merges the profile (llvm-profdata from rustup's llvm-tools, installed when missing) and
 #    builds the release binary again with -Cprofile-use, in a third target dir.
 # The request path's hot code is then laid out together and its branches ordered by what the
-# traffic took; cold code (start-up, the CLI, errors) moves out of the way. About half an hour on
-# 2 cores the first time (two fat-LTO builds besides the usual one); later runs rebuild what
+# traffic took; cold code (start-up, the CLI, errors) moves out of the way. 20-30 minutes on 2
+# cores the first time (two fat-LTO builds besides the usual one); later runs rebuild what
 # changed. The profile's path stays the same, so crates that did not change keep the code an
 # earlier profile laid out: remove $CARGO_TARGET_DIR/pgo-use to rebuild all of it.
 set -euo pipefail
