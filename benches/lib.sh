@@ -1,8 +1,10 @@
-# Shared by the benches' shell scripts; sourced after `cd` to the repository root. It sets
-# `target` (the cargo target directory) and `scratch` (a directory removed on exit, kept with
-# KEEP=1), stops on exit every pid a script adds to `pids`, and defines `say`, `free_port`,
-# `build_release` (which sets `bin`), `need` and `start_fake`.
-bench_script="benches/$(basename "$0")"
+# Shared by the benches' shell scripts and the profile-guided build's (scripts/build-pgo.sh,
+# scripts/pgo-serve-train.sh); sourced after `cd` to the repository root. It sets `target` (the
+# cargo target directory) and `scratch` (a directory removed on exit, kept with KEEP=1), stops on
+# exit every pid a script adds to `pids`, and defines `say`, `free_port`, `wait_port`,
+# `build_release` (which sets `bin`), `need` and `start_fake`. `say` names the script: the
+# caller's `script_name`, else benches/ and the file's name.
+bench_script="${script_name:-benches/$(basename "$0")}"
 say() { echo "$bench_script: $*" >&2; }
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 scratch="$(mktemp -d)"
@@ -14,6 +16,12 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Waits up to 20 s for something to listen on 127.0.0.1:$1, else stops naming what ($2).
+wait_port() {
+  for _ in $(seq 400); do (: >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
+  say "nothing listens on 127.0.0.1:$1 ($2)"
+  exit 1
+}
 # `cargo build --release` of the packages named; `bin` is where their binaries are.
 build_release() {
   say "building the release binaries"

@@ -16,14 +16,14 @@
 # earlier profile laid out: remove $CARGO_TARGET_DIR/pgo-use to rebuild all of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-say() { echo "scripts/build-pgo.sh: $*" >&2; }
-need() { command -v "$1" >/dev/null || { say "$1 is required ($2)"; exit 1; }; }
+script_name=scripts/build-pgo.sh
+. benches/lib.sh
 need cargo "https://rustup.rs"
 need rustup "https://rustup.rs"
+# The training run checks these too; here they fail before the builds rather than after.
 need python3 "apt-get install python3"
 need openssl "apt-get install openssl"
 
-target="${CARGO_TARGET_DIR:-$PWD/target}"
 sysroot="$(rustc --print sysroot)"
 host="$(rustc -vV | sed -n 's/^host: //p')"
 profdata="$sysroot/lib/rustlib/$host/bin/llvm-profdata"
@@ -33,8 +33,7 @@ if [ ! -x "$profdata" ]; then
 fi
 [ -x "$profdata" ] || { say "llvm-profdata not found at $profdata after installing llvm-tools"; exit 1; }
 
-say "building the bench fake upstream"
-cargo build -q --release -p ferrolite-bench --bin fake-upstream
+build_release -p ferrolite-bench --bin fake-upstream
 
 profiles="$target/pgo-profiles"
 rm -rf "$profiles"
@@ -44,7 +43,7 @@ CARGO_TARGET_DIR="$target/pgo-generate" RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-gene
   cargo build -q --release -p ferrolite
 
 say "training: the instrumented ferrolite serves scripts/pgo-train.py's traffic"
-scripts/pgo-serve-train.sh "$target/pgo-generate/release/ferrolite" "$target/release/fake-upstream" >&2
+scripts/pgo-serve-train.sh "$target/pgo-generate/release/ferrolite" "$bin/fake-upstream" >&2
 ls "$profiles"/*.profraw >/dev/null 2>&1 || { say "no profile was written to $profiles"; exit 1; }
 
 "$profdata" merge -o "$target/pgo.profdata" "$profiles"

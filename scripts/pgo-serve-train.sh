@@ -9,30 +9,15 @@
 #   scripts/pgo-serve-train.sh FERROLITE FAKE_UPSTREAM    # PGO_TRAIN_SECONDS per kind (default 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-say() { echo "scripts/pgo-serve-train.sh: $*" >&2; }
+script_name=scripts/pgo-serve-train.sh
+. benches/lib.sh
 [ $# = 2 ] || { say "usage: scripts/pgo-serve-train.sh FERROLITE FAKE_UPSTREAM"; exit 2; }
 ferrolite="$1"
 fake_bin="$2"
-for tool in python3 openssl; do
-  command -v "$tool" >/dev/null || { say "$tool is required"; exit 1; }
-done
+need python3 "apt-get install python3"
+need openssl "apt-get install openssl"
 [ -x "$ferrolite" ] || { say "no ferrolite binary at $ferrolite"; exit 1; }
 [ -x "$fake_bin" ] || { say "no fake-upstream binary at $fake_bin (cargo build -p ferrolite-bench)"; exit 1; }
-
-scratch="$(mktemp -d)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$scratch"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 400); do (: >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
-  say "nothing listens on 127.0.0.1:$1 ($2)"
-  exit 1
-}
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=ferrolite pgo CA" \
   -keyout "$scratch/ca.key" -out "$scratch/ca.pem" -addext "basicConstraints=critical,CA:TRUE" \

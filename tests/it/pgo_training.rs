@@ -10,12 +10,12 @@ use std::process::Command;
 #[test]
 fn the_pgo_training_traffic_is_served_and_the_server_stops_cleanly() {
     let ferrolite = Path::new(env!("CARGO_BIN_EXE_ferrolite"));
-    // The bench fake is another package's binary: `cargo test --workspace --all-targets` (the
-    // test command) builds it beside ferrolite.
+    // The bench fake is another package's binary, which cargo test builds only as a test
+    // harness: scripts/test.sh (the test command) builds it beside ferrolite first.
     let fake = ferrolite.with_file_name("fake-upstream");
     assert!(
         fake.exists(),
-        "{} is missing: build it with `cargo build -p ferrolite-bench` (scripts/test.sh does, through --workspace --all-targets)",
+        "{} is missing: build it with `cargo build -p ferrolite-bench --bin fake-upstream` (scripts/test.sh does)",
         fake.display()
     );
     let out = Command::new(repo_root().join("scripts/pgo-serve-train.sh"))
