@@ -41,7 +41,8 @@ pub fn manifest(data: &[u8]) {
 
 /// The JSON scan that reads an answer's usage, against serde_json: both must accept and refuse
 /// the same texts, and where a valid text spells its keys plainly (no escapes) both must read
-/// the same usage from it. The body reader that finds a layout (`json_edit::read`) must read
+/// the same usage from it, and the stream event reader must tell OpenAI's usage-only chunk as
+/// the parsed value shows it. The body reader that finds a layout (`json_edit::read`) must read
 /// every text as serde_json does (the same value, or the same error), and members spliced into
 /// bytes it found a layout in must read back as the value with those members set.
 pub fn json_scan(data: &[u8]) {
@@ -52,6 +53,11 @@ pub fn json_scan(data: &[u8]) {
         if !data.contains(&b'\\') {
             let usage = crate::exchange::usage::from_answer(data).ok().flatten();
             assert_eq!(usage, crate::exchange::usage::from_json(&value));
+            let (event_usage, usage_only) = crate::exchange::usage::from_event(data).expect("a valid text");
+            assert_eq!(event_usage, usage);
+            let parsed_usage_only = value["choices"].as_array().is_some_and(Vec::is_empty)
+                && value.get("usage").is_some_and(Value::is_object);
+            assert_eq!(usage_only, parsed_usage_only);
         }
     }
     let Ok(text) = std::str::from_utf8(data) else { return };

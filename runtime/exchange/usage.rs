@@ -55,14 +55,50 @@ fn counted(prompt: Option<u64>, completion: Option<u64>, cached: Option<u64>) ->
 /// The token counts of a JSON answer, read without building it (the whole answer is still
 /// checked to be JSON): the same places [`from_json`] looks, with keys as written.
 pub fn from_answer(doc: &[u8]) -> Result<Option<Usage>, ScanError> {
-    let (mut usage, mut message, mut response, mut metadata) = (None, None, None, None);
-    json_scan::members(doc, |key, span| match key {
-        b"usage" => usage = Some(span),
-        b"message" => message = Some(span),
-        b"response" => response = Some(span),
-        b"usageMetadata" => metadata = Some(span),
-        _ => {}
-    })?;
+    counts_at(doc, &Places::of(doc)?)
+}
+
+/// A stream event's usage, read as [`from_answer`] reads an answer, and whether the event is
+/// nothing but that: the chunk OpenAI ends a stream with when asked for usage (`choices: []`
+/// beside a `usage` object), which goes to the client only if it asked.
+pub fn from_event(doc: &[u8]) -> Result<(Option<Usage>, bool), ScanError> {
+    let places = Places::of(doc)?;
+    // A scanned value: `[` then only spaces before its `]` is the empty array.
+    let empty_array =
+        |v: &[u8]| v.first() == Some(&b'[') && v[1..].iter().all(|&b| b == b']' || b.is_ascii_whitespace());
+    let usage_only = places.choices.clone().is_some_and(|s| empty_array(&doc[s]))
+        && places.usage.clone().is_some_and(|s| doc[s].first() == Some(&b'{'));
+    Ok((counts_at(doc, &places)?, usage_only))
+}
+
+/// Where a document's top-level members that can hold usage are (the last of a repeated name,
+/// as a parsed map keeps it).
+#[derive(Default)]
+struct Places {
+    usage: Option<Range<usize>>,
+    message: Option<Range<usize>>,
+    response: Option<Range<usize>>,
+    metadata: Option<Range<usize>>,
+    choices: Option<Range<usize>>,
+}
+
+impl Places {
+    fn of(doc: &[u8]) -> Result<Places, ScanError> {
+        let mut places = Places::default();
+        json_scan::members(doc, |key, span| match key {
+            b"usage" => places.usage = Some(span),
+            b"message" => places.message = Some(span),
+            b"response" => places.response = Some(span),
+            b"usageMetadata" => places.metadata = Some(span),
+            b"choices" => places.choices = Some(span),
+            _ => {}
+        })?;
+        Ok(places)
+    }
+}
+
+/// The token counts at `places` of `doc`.
+fn counts_at(doc: &[u8], places: &Places) -> Result<Option<Usage>, ScanError> {
     let object = |span: Option<Range<usize>>| span.map(|s| &doc[s]).filter(|v| v.first() == Some(&b'{'));
     let nested = |span: Option<Range<usize>>| {
         let outer = object(span)?;
@@ -75,8 +111,11 @@ pub fn from_answer(doc: &[u8]) -> Result<Option<Usage>, ScanError> {
         .ok()?;
         inner.map(|s| &outer[s]).filter(|v| v.first() == Some(&b'{'))
     };
-    let Some(counts) = object(usage).or_else(|| nested(message)).or_else(|| nested(response)) else {
-        return match object(metadata) {
+    let counts = object(places.usage.clone())
+        .or_else(|| nested(places.message.clone()))
+        .or_else(|| nested(places.response.clone()));
+    let Some(counts) = counts else {
+        return match object(places.metadata.clone()) {
             Some(meta) => gemini_from_answer(meta),
             None => Ok(None),
         };

@@ -29,12 +29,13 @@ pub struct LogItem {
     pub content: String,
 }
 
-/// A line as kept: text, or a request's facts written out only when read (every request makes
-/// one; few are ever read).
+/// A line as kept: text, or a request's or a stream's facts written out only when read (every
+/// request makes one; few are ever read).
 #[derive(Debug)]
 enum Content {
     Text(String),
     Request(Box<RequestLine>),
+    StreamEnd(Box<StreamEndLine>),
 }
 
 #[derive(Debug)]
@@ -48,6 +49,7 @@ impl Entry {
         let content = match &self.content {
             Content::Text(text) => text.clone(),
             Content::Request(line) => line.to_string(),
+            Content::StreamEnd(line) => line.to_string(),
         };
         LogItem { kind: self.kind, content }
     }
@@ -106,6 +108,35 @@ impl fmt::Display for RequestLine {
     }
 }
 
+/// How a streamed answer ended: `id stream ended: tokens=prompt/completion cost=$`, the cost
+/// with six decimals, and a note when the upstream reported no usage.
+#[derive(Debug)]
+pub struct StreamEndLine {
+    pub request_id: RequestId,
+    /// Whether the client left before the end.
+    pub client_left: bool,
+    pub usage: Usage,
+    /// Whether the upstream reported the usage.
+    pub reported: bool,
+    /// US dollars, as booked.
+    pub cost: f64,
+}
+
+impl fmt::Display for StreamEndLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let how = if self.client_left { "stream left by the client" } else { "stream ended" };
+        write!(
+            f,
+            "{} {how}: tokens={}/{}{} cost=${:.6}",
+            self.request_id,
+            self.usage.prompt_tokens,
+            self.usage.completion_tokens,
+            if self.reported { "" } else { " (the upstream reported no usage)" },
+            self.cost
+        )
+    }
+}
+
 /// A session's recent log lines. `total` counts every line ever written, so offsets stay
 /// meaningful after old lines are dropped.
 #[derive(Debug, Default)]
@@ -129,6 +160,11 @@ impl LogBuffer {
         let failed = matches!(line.outcome, LineOutcome::Failed(_)) || line.status >= 400;
         let kind = if failed { LogType::Error } else { LogType::Log };
         self.push_entry(Entry { kind, content: Content::Request(Box::new(line)) });
+    }
+
+    /// A streamed answer's end.
+    pub fn push_stream_end(&self, line: StreamEndLine) {
+        self.push_entry(Entry { kind: LogType::Log, content: Content::StreamEnd(Box::new(line)) });
     }
 
     fn push_entry(&self, entry: Entry) {
@@ -195,5 +231,34 @@ mod tests {
         );
         let (errors, total) = logs.read(Some(LogType::Error), 0, None);
         assert_eq!((errors.len(), total), (1, 1));
+    }
+
+    #[test]
+    fn a_stream_end_is_written_out_when_read() {
+        let logs = LogBuffer::default();
+        let request_id = line(200, LineOutcome::Served(None)).request_id;
+        let usage = Usage { prompt_tokens: 9, completion_tokens: 3, cached_tokens: 0 };
+        logs.push_stream_end(StreamEndLine {
+            request_id: request_id.clone(),
+            client_left: false,
+            usage,
+            reported: true,
+            cost: 1.5e-4,
+        });
+        let nothing = Usage::default();
+        logs.push_stream_end(StreamEndLine {
+            request_id,
+            client_left: true,
+            usage: nothing,
+            reported: false,
+            cost: 0.0,
+        });
+        let (items, _) = logs.read(None, 0, None);
+        assert_eq!(items[0].content, "req_1 stream ended: tokens=9/3 cost=$0.000150");
+        assert_eq!(
+            items[1].content,
+            "req_1 stream left by the client: tokens=0/0 (the upstream reported no usage) cost=$0.000000"
+        );
+        assert!(items.iter().all(|item| item.kind == LogType::Log));
     }
 }

@@ -4,8 +4,8 @@
 //! instances read from this one's figures), settling the attempt's budget reservation.
 //!
 //! A stream is accounted when it ends, or when the client leaves it (what the upstream
-//! reported by then): [`AccountedStream`] re-frames its body event by event
-//! (each event leaves as soon as it is complete), reads usage on the way, keeps the deployment
+//! reported by then): [`AccountedStream`] passes its body on event by event
+//! ([`super::stream_events`]: each event leaves once complete, its usage read), keeps the deployment
 //! counted in flight until the last byte, sends `: keep-alive` comments while the first token
 //! is awaited, and ends a stream whose upstream falls silent past `stream_timeout` with an SSE
 //! error event. A stream the client leaves is booked for what it used so far. How it ended is
@@ -16,17 +16,17 @@ use super::prices::Price;
 use super::reservation::{Hold, SpendScope};
 use super::spend;
 use super::stats::InFlight;
+use super::stream_events::Events;
 use super::table::Table;
-use crate::exchange::{parse_json, usage, ApiError, Usage};
+use crate::exchange::{ApiError, Usage};
 use crate::observability::metrics;
 use crate::observability::request_id::RequestId;
-use crate::observability::session_log::LogType;
+use crate::observability::session_log::{LogType, StreamEndLine};
 use crate::streaming::sse;
 use axum::body::{Body, BodyDataStream, Bytes};
 use axum::http::StatusCode;
 use axum::response::Response;
 use futures::{Stream, StreamExt};
-use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -102,11 +102,6 @@ impl Account {
     }
 }
 
-/// Whether an event is the usage-only chunk OpenAI sends last (`choices: []`).
-fn is_usage_only(v: &Value) -> bool {
-    v["choices"].as_array().is_some_and(Vec::is_empty) && v.get("usage").is_some_and(Value::is_object)
-}
-
 /// How a stream's silences are bounded.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Pacing {
@@ -176,10 +171,7 @@ impl Settlement {
 /// A streamed (SSE) answer on its way to the client, accounted as it goes: see the module.
 pub struct AccountedStream {
     body: BodyDataStream,
-    /// Bytes of an event not complete yet.
-    buffer: Vec<u8>,
-    usage: Usage,
-    seen_usage: bool,
+    events: Events,
     account: Account,
     _in_flight: InFlight,
     pacing: Pacing,
@@ -189,7 +181,6 @@ pub struct AccountedStream {
     /// The one timer of the stream, moved to whichever of the two comes first.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     sent_data: bool,
-    client_wants_usage: bool,
     done: bool,
     settlement: Settlement,
 }
@@ -216,9 +207,7 @@ impl AccountedStream {
         let now = Instant::now();
         let stream = AccountedStream {
             body: body.into_data_stream(),
-            buffer: Vec::new(),
-            usage: Usage::default(),
-            seen_usage: false,
+            events: Events::new(client_wants_usage),
             account,
             _in_flight: in_flight,
             pacing,
@@ -226,7 +215,6 @@ impl AccountedStream {
             next_keepalive: now + pacing.keepalive.unwrap_or_default(),
             timer: None,
             sent_data: false,
-            client_wants_usage,
             done: false,
             settlement,
         };
@@ -258,64 +246,28 @@ impl AccountedStream {
         Poll::Ready(Silence::KeepAlive)
     }
 
-    /// The complete events in the buffer, minus any dropped usage chunk; usage noted.
-    fn complete_events(&mut self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.buffer.len());
-        let mut start = 0;
-        while let Some(end) = find_event_end(&self.buffer[start..]) {
-            let event = &self.buffer[start..start + end];
-            let mut keep = true;
-            // `"usage"`, and Gemini's `"usageMetadata"`.
-            if contains(event, b"\"usage") {
-                for line in event.split(|b| *b == b'\n') {
-                    let Some(data) = line.strip_prefix(b"data:") else { continue };
-                    let Ok(v) = parse_json::<Value>(data.trim_ascii()) else { continue };
-                    if let Some(u) = usage::from_json(&v) {
-                        self.usage.prompt_tokens = self.usage.prompt_tokens.max(u.prompt_tokens);
-                        self.usage.completion_tokens = self.usage.completion_tokens.max(u.completion_tokens);
-                        self.usage.cached_tokens = self.usage.cached_tokens.max(u.cached_tokens);
-                        self.seen_usage = true;
-                    }
-                    if !self.client_wants_usage && is_usage_only(&v) {
-                        keep = false;
-                    }
-                }
-            }
-            if keep {
-                out.extend_from_slice(event);
-            }
-            start += end;
-        }
-        self.buffer.drain(..start);
-        out
-    }
-
     /// The stream is over: books its usage, notes it in the session's log and settles.
     fn finish(&mut self, end: StreamEnd) {
         self.done = true;
-        let cost = match self.account.if_unreported.filter(|_| !self.seen_usage) {
-            Some(cost) => self.account.book_at(self.usage, cost),
-            None => self.account.book(self.usage),
+        let (usage, seen_usage) = (self.events.usage, self.events.seen_usage);
+        let cost = match self.account.if_unreported.filter(|_| !seen_usage) {
+            Some(cost) => self.account.book_at(usage, cost),
+            None => self.account.book(usage),
         };
-        let how = match end {
-            StreamEnd::ClientGone => "stream left by the client",
-            StreamEnd::Completed | StreamEnd::Failed => "stream ended",
-        };
-        let line = format!(
-            "{} {how}: tokens={}/{}{} cost=${cost:.6}",
-            self.account.request_id,
-            self.usage.prompt_tokens,
-            self.usage.completion_tokens,
-            if self.seen_usage { "" } else { " (the upstream reported no usage)" }
-        );
-        self.account.table.logs.push(LogType::Log, line);
-        self.settlement.settle(Settled { usage: self.usage, cost, end });
+        self.account.table.logs.push_stream_end(StreamEndLine {
+            request_id: self.account.request_id.clone(),
+            client_left: end == StreamEnd::ClientGone,
+            usage,
+            reported: seen_usage,
+            cost,
+        });
+        self.settlement.settle(Settled { usage, cost, end });
     }
 
     /// Ends the stream with what is left of the buffer and an SSE `error` event.
     fn end_with(&mut self, error: ApiError) -> Bytes {
         self.finish(StreamEnd::Failed);
-        let mut out = std::mem::take(&mut self.buffer);
+        let mut out = self.events.rest();
         out.extend_from_slice(&sse::named("error", &error.body()));
         Bytes::from(out)
     }
@@ -333,11 +285,10 @@ impl Stream for AccountedStream {
             match this.body.poll_next_unpin(cx) {
                 Poll::Ready(Some(Ok(bytes))) => {
                     this.since_data = Instant::now();
-                    this.buffer.extend_from_slice(&bytes);
-                    let out = this.complete_events();
+                    let out = this.events.take(bytes);
                     if !out.is_empty() {
                         this.sent_data = true;
-                        return Poll::Ready(Some(Ok(Bytes::from(out))));
+                        return Poll::Ready(Some(Ok(out)));
                     }
                     continue;
                 }
@@ -355,7 +306,7 @@ impl Stream for AccountedStream {
                 }
                 Poll::Ready(None) => {
                     this.finish(StreamEnd::Completed);
-                    let rest = std::mem::take(&mut this.buffer);
+                    let rest = this.events.rest();
                     return Poll::Ready((!rest.is_empty()).then(|| Ok(Bytes::from(rest))));
                 }
                 Poll::Pending => {}
@@ -387,36 +338,5 @@ impl Drop for AccountedStream {
         if !self.done {
             self.finish(StreamEnd::ClientGone);
         }
-    }
-}
-
-/// The length of the first complete SSE event (through its blank line), if there is one.
-fn find_event_end(bytes: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i + 1 < bytes.len() {
-        if bytes[i] == b'\n' && bytes[i + 1] == b'\n' {
-            return Some(i + 2);
-        }
-        if bytes[i] == b'\n' && bytes[i + 1] == b'\r' && bytes.get(i + 2) == Some(&b'\n') {
-            return Some(i + 3);
-        }
-        i += 1;
-    }
-    None
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn events_end_at_a_blank_line() {
-        assert_eq!(find_event_end(b"data: a\n\ndata: b"), Some(9));
-        assert_eq!(find_event_end(b"data: a\n\r\ndata: b"), Some(10));
-        assert_eq!(find_event_end(b"data: a\n"), None);
     }
 }

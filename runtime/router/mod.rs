@@ -25,6 +25,7 @@ pub mod simple_shuffle;
 pub mod spend;
 pub mod stamp;
 pub mod stats;
+mod stream_events;
 pub mod table;
 pub mod usage_based;
 pub mod wildcard;
