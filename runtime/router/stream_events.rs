@@ -86,7 +86,7 @@ impl Events {
 /// Notes the usage `event`'s data lines report (each count the largest seen, as Anthropic
 /// reports the prompt at the start and the completion at the end); whether the event goes on.
 fn note(counts: &mut Usage, seen: &mut bool, client_wants_usage: bool, event: &[u8]) -> bool {
-    if USAGE.find(event).is_none() {
+    if USAGE.find_iter(event).all(|at| null_member(&event[at + USAGE.needle().len()..])) {
         return true;
     }
     let mut keep = true;
@@ -105,6 +105,17 @@ fn note(counts: &mut Usage, seen: &mut bool, client_wants_usage: bool, event: &[
         }
     }
     keep
+}
+
+/// Whether `rest`, what follows a `"usage` in an event, makes a `"usage": null` member. An
+/// event whose every `"usage` does reports no usage (a usage object, Anthropic's nested one and
+/// Gemini's `usageMetadata` each have a `"usage` that does not), so it need not be scanned:
+/// OpenAI sends one such member in every chunk of a stream that asked for usage. Inside a JSON
+/// string a quote is escaped, so text cannot pass for the member.
+fn null_member(rest: &[u8]) -> bool {
+    let member = rest.strip_prefix(b"\"").map(<[u8]>::trim_ascii_start);
+    let value = member.and_then(|m| m.strip_prefix(b":")).map(<[u8]>::trim_ascii_start);
+    value.is_some_and(|v| v.starts_with(b"null"))
 }
 
 /// The length of the first complete SSE event (through its blank line), if there is one.
@@ -183,6 +194,24 @@ mod tests {
         let mut events = Events::new(false);
         assert_eq!(&events.take(Bytes::from_static(both))[..], both);
         assert!(events.seen_usage);
+    }
+
+    #[test]
+    fn null_usage_members_are_not_scanned_but_counts_are() {
+        assert!(null_member(b"\":null}"));
+        assert!(null_member(b"\" :\n null}"));
+        assert!(!null_member(b"\":{\"prompt_tokens\":1}}"));
+        assert!(!null_member(b"Metadata\":null}"));
+        assert!(!null_member(b"\\\": null\"}"));
+        // A chunk whose text quotes a usage member: escaped, so the event is read, and reports none.
+        let quoted = b"data: {\"choices\":[{\"delta\":{\"content\":\"\\\"usage\\\": {}\"}}],\"usage\":null}\n\n";
+        let mut events = Events::new(false);
+        assert_eq!(&events.take(Bytes::from_static(quoted))[..], quoted);
+        assert!(!events.seen_usage);
+        // A null member beside a counted one (nested, as Anthropic's start event has it): counted.
+        let nested = b"data: {\"usage\":null,\"message\":{\"usage\":{\"input_tokens\":4}}}\n\n";
+        assert_eq!(&events.take(Bytes::from_static(nested))[..], nested);
+        assert_eq!(events.usage.prompt_tokens, 4);
     }
 
     #[test]

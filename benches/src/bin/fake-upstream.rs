@@ -178,13 +178,15 @@ fn token(i: usize) -> String {
     word
 }
 
-fn openai_chunk(i: usize, created: u64) -> Bytes {
+/// Chunk `i` of a stream; with `include_usage` asked, it carries `"usage": null` as OpenAI's do
+/// (every chunk but the last, which holds the counts).
+fn openai_chunk(i: usize, created: u64, include_usage: bool) -> Bytes {
     let delta = if i == 0 {
         serde_json::json!({"role": "assistant", "content": token(i)})
     } else {
         serde_json::json!({"content": token(i)})
     };
-    let chunk = serde_json::json!({
+    let mut chunk = serde_json::json!({
         "id": "chatcmpl-fake",
         "object": "chat.completion.chunk",
         "created": created,
@@ -192,11 +194,14 @@ fn openai_chunk(i: usize, created: u64) -> Bytes {
         "system_fingerprint": "fp_fake",
         "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": null}]
     });
+    if include_usage {
+        chunk["usage"] = serde_json::Value::Null;
+    }
     Bytes::from(format!("data: {chunk}\n\n"))
 }
 
 fn openai_tail(created: u64, chunks: usize, include_usage: bool) -> Bytes {
-    let last = serde_json::json!({
+    let mut last = serde_json::json!({
         "id": "chatcmpl-fake",
         "object": "chat.completion.chunk",
         "created": created,
@@ -204,6 +209,9 @@ fn openai_tail(created: u64, chunks: usize, include_usage: bool) -> Bytes {
         "system_fingerprint": "fp_fake",
         "choices": [{"index": 0, "delta": {}, "logprobs": null, "finish_reason": "stop"}]
     });
+    if include_usage {
+        last["usage"] = serde_json::Value::Null;
+    }
     let mut out = format!("data: {last}\n\n");
     if include_usage {
         let usage = serde_json::json!({
@@ -268,7 +276,7 @@ fn anthropic_tail(chunks: usize) -> Bytes {
 fn paced(
     fake: Arc<Fake>,
     head: Option<Bytes>,
-    chunk: fn(usize, u64) -> Bytes,
+    chunk: impl Fn(usize, u64) -> Bytes + Clone + Send + Sync + 'static,
     tail: Bytes,
 ) -> impl futures::Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     let created = now();
@@ -276,6 +284,7 @@ fn paced(
         let fake = fake.clone();
         let head = head.clone();
         let tail = tail.clone();
+        let chunk = chunk.clone();
         async move {
             let n = fake.chunks;
             if i > n {
@@ -313,7 +322,7 @@ async fn chat(State(fake): State<Arc<Fake>>, body: Bytes) -> Response {
     }
     let usage = request.stream_options.unwrap_or_default().include_usage;
     let tail = openai_tail(now(), fake.chunks, usage);
-    sse(paced(fake.clone(), None, openai_chunk, tail))
+    sse(paced(fake.clone(), None, move |i, created| openai_chunk(i, created, usage), tail))
 }
 
 async fn messages(State(fake): State<Arc<Fake>>, body: Bytes) -> Response {
