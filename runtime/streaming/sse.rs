@@ -9,9 +9,14 @@ use axum::response::Response;
 use futures::Stream;
 use serde::Serialize;
 
+/// Room an event is written into: a chat chunk is about 200 bytes. A buffer grown from its
+/// first few bytes was reallocated three or four times per event.
+const EVENT_ROOM: usize = 256;
+
 /// `data: {json}\n\n`, the OpenAI framing.
 pub fn data<T: Serialize + ?Sized>(value: &T) -> Bytes {
-    let mut out = b"data: ".to_vec();
+    let mut out = Vec::with_capacity(EVENT_ROOM);
+    out.extend_from_slice(b"data: ");
     write_json(&mut out, value);
     out.extend_from_slice(b"\n\n");
     Bytes::from(out)
@@ -19,7 +24,7 @@ pub fn data<T: Serialize + ?Sized>(value: &T) -> Bytes {
 
 /// `event: NAME\ndata: {json}\n\n`, the Anthropic framing.
 pub fn named<T: Serialize + ?Sized>(event: &str, value: &T) -> Bytes {
-    let mut out = Vec::with_capacity(128);
+    let mut out = Vec::with_capacity(EVENT_ROOM);
     out.extend_from_slice(b"event: ");
     out.extend_from_slice(event.as_bytes());
     out.extend_from_slice(b"\ndata: ");
@@ -87,25 +92,21 @@ impl Decoder {
     /// Consumes bytes; returns the events they complete.
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<Event> {
         self.buffer.extend_from_slice(bytes);
+        // Taken out while its lines are read, so that each line is borrowed, not copied.
+        let buffer = std::mem::take(&mut self.buffer);
         let mut events = Vec::new();
         let mut start = 0;
-        let mut i = 0;
-        while i < self.buffer.len() {
-            let b = self.buffer[i];
-            if b == b'\n' || b == b'\r' {
-                // A lone '\r' at the very end may be half of "\r\n": wait for more bytes.
-                if b == b'\r' && i + 1 == self.buffer.len() {
-                    break;
-                }
-                let line = String::from_utf8_lossy(&self.buffer[start..i]).into_owned();
-                self.line(&line, &mut events);
-                if b == b'\r' && self.buffer.get(i + 1) == Some(&b'\n') {
-                    i += 1;
-                }
-                start = i + 1;
+        while let Some(at) = memchr::memchr2(b'\n', b'\r', &buffer[start..]) {
+            let end = start + at;
+            let cr = buffer[end] == b'\r';
+            // A lone '\r' at the very end may be half of "\r\n": wait for more bytes.
+            if cr && end + 1 == buffer.len() {
+                break;
             }
-            i += 1;
+            self.line(&String::from_utf8_lossy(&buffer[start..end]), &mut events);
+            start = if cr && buffer.get(end + 1) == Some(&b'\n') { end + 2 } else { end + 1 };
         }
+        self.buffer = buffer;
         self.buffer.drain(..start);
         events
     }
@@ -163,13 +164,16 @@ mod tests {
         assert!(all.is_empty());
         all.extend(d.feed(b": 1}\r\n\r\n: keep-alive\n\ndata: line1\ndata: line2\n"));
         all.extend(d.feed(b"\n"));
-        all.extend(d.feed(b"data: [DONE]"));
+        all.extend(d.feed(b"data: \xff\r"));
+        all.extend(d.feed(b"\rdata: [DONE]"));
         all.extend(d.finish());
         assert_eq!(
             all,
             vec![
                 Event { event: Some("message_start".into()), data: "{\"a\": 1}".into() },
                 Event { event: None, data: "line1\nline2".into() },
+                // A lone CR ends a line too; bytes that are not UTF-8 read as U+FFFD.
+                Event { event: None, data: "\u{fffd}".into() },
                 Event { event: None, data: "[DONE]".into() },
             ]
         );
