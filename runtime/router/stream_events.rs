@@ -35,10 +35,7 @@ impl Events {
     pub fn take(&mut self, piece: Bytes) -> Bytes {
         if !self.partial.is_empty() {
             self.partial.extend_from_slice(&piece);
-            let mut out = Vec::with_capacity(self.partial.len());
-            let taken = self.drain(&mut out);
-            self.partial.drain(..taken);
-            return Bytes::from(out);
+            return self.drained(Vec::with_capacity(self.partial.len()));
         }
         let mut at = 0;
         while let Some(len) = event_end(&piece[at..]) {
@@ -47,9 +44,7 @@ impl Events {
                 let mut out = Vec::with_capacity(piece.len());
                 out.extend_from_slice(&piece[..at]);
                 self.partial.extend_from_slice(&piece[at + len..]);
-                let taken = self.drain(&mut out);
-                self.partial.drain(..taken);
-                return Bytes::from(out);
+                return self.drained(out);
             }
             at += len;
         }
@@ -62,49 +57,49 @@ impl Events {
         std::mem::take(&mut self.partial)
     }
 
-    /// Appends the complete events held in `partial` to `out` (those kept); the length taken.
-    fn drain(&mut self, out: &mut Vec<u8>) -> usize {
+    /// `out`, then the complete events held in `partial` that are kept; what is left of an
+    /// event stays.
+    fn drained(&mut self, mut out: Vec<u8>) -> Bytes {
+        // Taken out while its events are read, so that each is borrowed, not copied.
+        let mut partial = std::mem::take(&mut self.partial);
         let mut at = 0;
-        while let Some(len) = event_end(&self.partial[at..]) {
-            let event = at..at + len;
-            let keep =
-                note(&mut self.usage, &mut self.seen_usage, self.client_wants_usage, &self.partial[event.clone()]);
-            if keep {
-                out.extend_from_slice(&self.partial[event]);
+        while let Some(len) = event_end(&partial[at..]) {
+            let event = &partial[at..at + len];
+            if self.keeps(event) {
+                out.extend_from_slice(event);
             }
             at += len;
         }
-        at
+        partial.drain(..at);
+        self.partial = partial;
+        Bytes::from(out)
     }
 
-    /// Notes `event`'s usage; whether it goes to the client.
+    /// Notes the usage `event`'s data lines report (each count the largest seen, as Anthropic
+    /// reports the prompt at the start and the completion at the end); whether the event goes
+    /// on.
     fn keeps(&mut self, event: &[u8]) -> bool {
-        note(&mut self.usage, &mut self.seen_usage, self.client_wants_usage, event)
-    }
-}
-
-/// Notes the usage `event`'s data lines report (each count the largest seen, as Anthropic
-/// reports the prompt at the start and the completion at the end); whether the event goes on.
-fn note(counts: &mut Usage, seen: &mut bool, client_wants_usage: bool, event: &[u8]) -> bool {
-    if USAGE.find_iter(event).all(|at| null_member(&event[at + USAGE.needle().len()..])) {
-        return true;
-    }
-    let mut keep = true;
-    for line in event.split(|b| *b == b'\n') {
-        let Some(data) = line.strip_prefix(b"data:") else { continue };
-        // Not JSON: passed on as it is, as a client would see it from the upstream.
-        let Ok((found, usage_only)) = usage::from_event(data.trim_ascii()) else { continue };
-        if let Some(u) = found {
-            counts.prompt_tokens = counts.prompt_tokens.max(u.prompt_tokens);
-            counts.completion_tokens = counts.completion_tokens.max(u.completion_tokens);
-            counts.cached_tokens = counts.cached_tokens.max(u.cached_tokens);
-            *seen = true;
+        if USAGE.find_iter(event).all(|at| null_member(&event[at + USAGE.needle().len()..])) {
+            return true;
         }
-        if usage_only && !client_wants_usage {
-            keep = false;
+        let mut keep = true;
+        for line in event.split(|b| *b == b'\n') {
+            let Some(data) = line.strip_prefix(b"data:") else { continue };
+            // Not JSON: passed on as it is, as a client would see it from the upstream.
+            let Ok((found, usage_only)) = usage::from_event(data.trim_ascii()) else { continue };
+            if let Some(u) = found {
+                let counts = &mut self.usage;
+                counts.prompt_tokens = counts.prompt_tokens.max(u.prompt_tokens);
+                counts.completion_tokens = counts.completion_tokens.max(u.completion_tokens);
+                counts.cached_tokens = counts.cached_tokens.max(u.cached_tokens);
+                self.seen_usage = true;
+            }
+            if usage_only && !self.client_wants_usage {
+                keep = false;
+            }
         }
+        keep
     }
-    keep
 }
 
 /// Whether `rest`, what follows a `"usage` in an event, makes a `"usage": null` member. An
