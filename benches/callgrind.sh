@@ -16,10 +16,14 @@
 #                 app it is, to find whether its group takes the body as sent); either way a
 #                 body the text check admits is never read into a value (a budget estimates
 #                 its prompt over its text)
+#   stream        the pass-through and the translated chat streamed (`stream_options.include_usage`),
+#                 and the Responses request (`store: false`) streamed: the fake's 200 chunks, 1 ms
+#                 apart
 #
 #   benches/callgrind.sh [N]          # default 2000 requests of each kind
 #   benches/callgrind.sh --redis [N]  # pass-through and governed only, with --redis-url: the
 #                                     # budget held on this instance's Redis leases
+#   KINDS=stream-pass,translated benches/callgrind.sh   # only these kinds (the names below)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 with_redis=0
@@ -65,7 +69,7 @@ pids+=($!)
 serve_pid=$!
 
 python3 - "$port" "$token" "$n" "$serve_pid" "$scratch" "$with_redis" <<'EOF'
-import glob, http.client, json, subprocess, sys, time
+import glob, http.client, json, os, subprocess, sys, time
 sys.path.insert(0, "benches")
 from conversation import long_conversation
 port, token, n, pid, scratch = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
@@ -90,6 +94,11 @@ def request(kind):
     if kind.endswith("-openai"):
         path, body = request(kind.removesuffix("-openai"))
         return path.replace("/apps/bench/", "/apps/bench-openai/"), body
+    if kind.startswith("stream-"):
+        path, body = request(kind.removeprefix("stream-"))
+        if path == responses:
+            return path, {**body, "stream": True}
+        return path, {**body, "stream": True, "stream_options": {"include_usage": True}}
     if kind == "long":
         return chat, long_conversation()
     if kind in ("pass", "governed"):
@@ -158,9 +167,17 @@ kinds = (
     ("pass-through, OpenAI-only app", "pass-openai"),
     ("governed, OpenAI-only app", "governed-openai"),
     ("long, OpenAI-only app", "long-openai"),
+    ("stream, pass-through (the fake's 200 chunks 1 ms apart, usage asked for)", "stream-pass"),
+    ("stream, translated (Anthropic's events for 200 chunks -> OpenAI chunks)", "stream-translated"),
+    ("stream, responses (Anthropic's events for 200 chunks -> Responses events, store: false)", "stream-responses"),
 )
 if with_redis:
     kinds = tuple((f"{label} with Redis", kind) for label, kind in kinds[:2])
+only = [k for k in os.environ.get("KINDS", "").split(",") if k]
+unknown = set(only) - {kind for _, kind in kinds}
+if unknown:
+    sys.exit(f"KINDS names no such kind: {', '.join(sorted(unknown))} (kinds: {', '.join(k for _, k in kinds)})")
+kinds = tuple((label, kind) for label, kind in kinds if not only or kind in only)
 for label, kind in kinds:
     print(f"{label}: {counted(kind):,.0f} instructions per request")
 EOF

@@ -3,11 +3,12 @@
 //! `tests/it/fuzz_regressions.rs` replays every input kept in `fuzz/regressions/` through the
 //! same functions, so a crash once found stays fixed. None of them may panic.
 
-use crate::api::openai::ChatRequest;
+use crate::api::openai::{ChatChunk, ChatRequest};
 use crate::apps::session::{SecretSource, Session, SessionSpec};
 use crate::providers::translate::{ChatProvider, StreamMeta};
 use crate::providers::Deployment;
 use crate::providers::{anthropic, bedrock, cohere, gemini, messages, ollama};
+use crate::streaming::chat_chunks::ChunkWriter;
 use crate::streaming::sse;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
@@ -117,13 +118,18 @@ fn split(data: &[u8]) -> (&[u8], &[u8]) {
     data.split_at(at.min(data.len()))
 }
 
-/// The SSE parser, fed in two reads.
+/// The SSE parser: two reads, and one byte at a time, give the events of one read.
 pub fn sse_decoder(data: &[u8]) {
+    let read = |pieces: &mut dyn Iterator<Item = &[u8]>| {
+        let mut decoder = sse::Decoder::new();
+        let mut events: Vec<sse::Event> = pieces.flat_map(|piece| decoder.feed(piece)).collect();
+        events.extend(decoder.finish());
+        events
+    };
+    let whole = read(&mut std::iter::once(data));
     let (a, b) = split(data);
-    let mut decoder = sse::Decoder::new();
-    let _ = decoder.feed(a);
-    let _ = decoder.feed(b);
-    let _ = decoder.finish();
+    assert_eq!(read(&mut [a, b].into_iter()), whole, "two reads");
+    assert_eq!(read(&mut data.chunks(1)), whole, "one byte at a time");
 }
 
 fn meta() -> StreamMeta {
@@ -247,14 +253,24 @@ pub fn provider_streams(data: &[u8]) {
     ] {
         let mut decoder = provider.stream_decoder(meta());
         let mut events = messages::AnthropicEvents::new("m");
+        // The chunks as OpenAI events: the writer that keeps a stream's head writes what serde does.
+        let mut writer = ChunkWriter::new();
+        let mut write = |chunks: &[ChatChunk]| {
+            for chunk in chunks {
+                assert_eq!(writer.event(chunk), sse::data(chunk), "{chunk:?}");
+            }
+        };
         for part in [a, b] {
             if let Ok(chunks) = decoder.feed(part) {
+                write(&chunks);
                 for chunk in &chunks {
                     let _ = events.push(chunk);
                 }
             }
         }
-        let _ = decoder.finish();
+        if let Ok(chunks) = decoder.finish() {
+            write(&chunks);
+        }
         let _ = events.finish();
     }
 }

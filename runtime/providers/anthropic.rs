@@ -868,7 +868,7 @@ impl StreamDecoder {
                     out.push(self.content(""));
                 }
             }
-            "content_block_start" => out.extend(self.block_start(index, data.content_block)),
+            "content_block_start" => out.extend(self.block_start(index, data.content_block.map(|b| *b))),
             "content_block_delta" => {
                 let delta = data.delta.unwrap_or_default();
                 let piece = match delta.kind.as_deref() {
@@ -899,7 +899,7 @@ impl StreamDecoder {
                 }
             }
             "message_stop" => out.extend(self.usage_chunk()),
-            "error" => return Err(stream_error(data.error.unwrap_or_default())),
+            "error" => return Err(stream_error(data.error.map(|e| *e).unwrap_or_default())),
             // ping, content_block_stop, and events added later.
             _ => {}
         }

@@ -11,15 +11,17 @@ use crate::api::openai::{ChatChunk, ChatCompletion, ChatRequest, ChatUsage};
 use crate::catalogue::providers::OPENAI_CHAT_PARAMS;
 use crate::exchange::{usage, ApiError, Outcome, Payload};
 use crate::observability::session_log::{LogBuffer, LogType};
+use crate::streaming::chat_chunks::ChunkWriter;
 use crate::streaming::sse;
 use crate::transport::{ReadError, Request, Response, UpstreamClient};
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use serde_json::{json, Value};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 /// OpenAI chunks as they arrive, or the error that ended the stream.
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, ApiError>> + Send>>;
@@ -172,33 +174,49 @@ fn decode<E: std::fmt::Display>(
     bytes: impl Stream<Item = Result<Bytes, E>> + Send + 'static,
     decoder: Box<dyn ChunkDecoder>,
 ) -> ChunkStream {
-    struct State<S> {
-        bytes: Pin<Box<S>>,
-        decoder: Box<dyn ChunkDecoder>,
-        /// The last read's chunks not handed on yet, in the decoder's own Vec, which goes once
-        /// they are out: a stream waiting for its next event holds no queue (a queue kept for
-        /// the stream's length was its largest allocation after the connection's task).
-        chunks: std::vec::IntoIter<ChatChunk>,
-        /// How the stream ends once `chunks` are out: `Some(None)` at its end, `Some(Some(e))`
-        /// with `e` first.
-        end: Option<Option<ApiError>>,
-    }
-    let state = State { bytes: Box::pin(bytes), decoder, chunks: Vec::new().into_iter(), end: None };
-    Box::pin(futures::stream::unfold(state, |mut s| async move {
+    Box::pin(Decoded { bytes: Box::pin(bytes), decoder, chunks: Vec::new().into_iter(), end: None })
+}
+
+/// [`decode`]'s stream. A `Stream` of its own rather than an `unfold`, which moves its state
+/// (and each chunk) in and out of a future on every item.
+struct Decoded<S> {
+    bytes: Pin<Box<S>>,
+    decoder: Box<dyn ChunkDecoder>,
+    /// The last read's chunks not handed on yet, in the decoder's own Vec, which goes once
+    /// they are out: a stream waiting for its next event holds no queue (a queue kept for
+    /// the stream's length was its largest allocation after the connection's task).
+    chunks: std::vec::IntoIter<ChatChunk>,
+    /// How the stream ends once `chunks` are out: `Some(None)` at its end, `Some(Some(e))`
+    /// with `e` first.
+    end: Option<Option<ApiError>>,
+}
+
+impl<S, E> Stream for Decoded<S>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+    E: std::fmt::Display,
+{
+    type Item = Result<ChatChunk, ApiError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let s = self.get_mut();
         loop {
             if let Some(chunk) = s.chunks.next() {
-                return Some((Ok(chunk), s));
+                return Poll::Ready(Some(Ok(chunk)));
             }
             s.chunks = Vec::new().into_iter();
             match s.end.take() {
                 Some(Some(e)) => {
                     s.end = Some(None);
-                    return Some((Err(e), s));
+                    return Poll::Ready(Some(Err(e)));
                 }
-                Some(None) => return None,
+                Some(None) => {
+                    s.end = Some(None);
+                    return Poll::Ready(None);
+                }
                 None => {}
             }
-            match s.bytes.next().await {
+            match std::task::ready!(s.bytes.as_mut().poll_next(cx)) {
                 Some(Ok(bytes)) => match s.decoder.feed(&bytes) {
                     Ok(chunks) => s.chunks = chunks.into_iter(),
                     Err(e) => s.end = Some(Some(e)),
@@ -219,7 +237,7 @@ fn decode<E: std::fmt::Display>(
                 },
             }
         }
-    }))
+    }
 }
 
 /// A fresh OpenAI-style completion id for answers a translation builds.
@@ -282,43 +300,51 @@ pub fn openai_frames(
     include_usage: bool,
     ends: StreamEnds,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-    struct State {
-        chunks: ChunkStream,
-        finished: bool,
-    }
-    let ends = Arc::new(ends);
-    futures::stream::unfold(State { chunks, finished: false }, move |mut s| {
-        let ends = ends.clone();
-        async move {
-            loop {
-                if s.finished {
-                    return None;
+    OpenAiFrames { chunks, writer: ChunkWriter::new(), include_usage, ends, finished: false }
+}
+
+/// [`openai_frames`]' stream.
+struct OpenAiFrames {
+    chunks: ChunkStream,
+    writer: ChunkWriter,
+    include_usage: bool,
+    ends: StreamEnds,
+    finished: bool,
+}
+
+impl Stream for OpenAiFrames {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let s = self.get_mut();
+        loop {
+            if s.finished {
+                return Poll::Ready(None);
+            }
+            match std::task::ready!(s.chunks.as_mut().poll_next(cx)) {
+                Some(Ok(mut chunk)) => {
+                    if chunk.is_usage_only() && !s.include_usage {
+                        continue;
+                    }
+                    // As OpenAI does: with usage asked for, every other chunk says `null`.
+                    if s.include_usage {
+                        chunk.usage.get_or_insert(None);
+                    } else {
+                        chunk.usage = None;
+                    }
+                    return Poll::Ready(Some(Ok(s.writer.event(&chunk))));
                 }
-                match s.chunks.next().await {
-                    Some(Ok(mut chunk)) => {
-                        if chunk.is_usage_only() && !include_usage {
-                            continue;
-                        }
-                        // As OpenAI does: with usage asked for, every other chunk says `null`.
-                        if include_usage {
-                            chunk.usage.get_or_insert(None);
-                        } else {
-                            chunk.usage = None;
-                        }
-                        return Some((Ok(sse::data(&chunk)), s));
-                    }
-                    Some(Err(e)) => {
-                        s.finished = true;
-                        return Some((Ok(sse::named("error", &ends.failed(e).body())), s));
-                    }
-                    None => {
-                        s.finished = true;
-                        return Some((Ok(sse::done()), s));
-                    }
+                Some(Err(e)) => {
+                    s.finished = true;
+                    return Poll::Ready(Some(Ok(sse::named("error", &s.ends.failed(e).body()))));
+                }
+                None => {
+                    s.finished = true;
+                    return Poll::Ready(Some(Ok(sse::done())));
                 }
             }
         }
-    })
+    }
 }
 
 /// An OpenAI-style error from an OpenAI-compatible upstream body.

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 /// Room an event is written into: a chat chunk is about 200 bytes. A buffer grown from its
 /// first few bytes was reallocated three or four times per event.
-const EVENT_ROOM: usize = 256;
+pub(crate) const EVENT_ROOM: usize = 256;
 
 /// `data: {json}\n\n`, the OpenAI framing.
 pub fn data<T: Serialize + ?Sized>(value: &T) -> Bytes {
@@ -91,23 +91,20 @@ impl Decoder {
 
     /// Consumes bytes; returns the events they complete.
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<Event> {
-        self.buffer.extend_from_slice(bytes);
-        // Taken out while its lines are read, so that each line is borrowed, not copied.
-        let buffer = std::mem::take(&mut self.buffer);
         let mut events = Vec::new();
-        let mut start = 0;
-        while let Some(at) = memchr::memchr2(b'\n', b'\r', &buffer[start..]) {
-            let end = start + at;
-            let cr = buffer[end] == b'\r';
-            // A lone '\r' at the very end may be half of "\r\n": wait for more bytes.
-            if cr && end + 1 == buffer.len() {
-                break;
-            }
-            self.line(&String::from_utf8_lossy(&buffer[start..end]), &mut events);
-            start = if cr && buffer.get(end + 1) == Some(&b'\n') { end + 2 } else { end + 1 };
+        if self.buffer.is_empty() {
+            // The usual case, a read of whole lines: they are read where they lie, and only an
+            // unfinished last line is kept.
+            let used = self.lines(bytes, &mut events);
+            self.buffer.extend_from_slice(&bytes[used..]);
+        } else {
+            self.buffer.extend_from_slice(bytes);
+            // Taken out while its lines are read, so that each line is borrowed, not copied.
+            let buffer = std::mem::take(&mut self.buffer);
+            let used = self.lines(&buffer, &mut events);
+            self.buffer = buffer;
+            self.buffer.drain(..used);
         }
-        self.buffer = buffer;
-        self.buffer.drain(..start);
         events
     }
 
@@ -116,13 +113,29 @@ impl Decoder {
         let rest = std::mem::take(&mut self.buffer);
         let mut events = Vec::new();
         if !rest.is_empty() {
-            self.line(&String::from_utf8_lossy(&rest), &mut events);
+            self.line(&rest, &mut events);
         }
-        self.line("", &mut events);
+        self.line(b"", &mut events);
         events.pop()
     }
 
-    fn line(&mut self, line: &str, events: &mut Vec<Event>) {
+    /// Reads the whole lines at the start of `text`; returns how many bytes they took.
+    fn lines(&mut self, text: &[u8], events: &mut Vec<Event>) -> usize {
+        let mut start = 0;
+        while let Some(at) = memchr::memchr2(b'\n', b'\r', &text[start..]) {
+            let end = start + at;
+            let cr = text[end] == b'\r';
+            // A lone '\r' at the very end may be half of "\r\n": wait for more bytes.
+            if cr && end + 1 == text.len() {
+                break;
+            }
+            self.line(&text[start..end], events);
+            start = if cr && text.get(end + 1) == Some(&b'\n') { end + 2 } else { end + 1 };
+        }
+        start
+    }
+
+    fn line(&mut self, line: &[u8], events: &mut Vec<Event>) {
         if line.is_empty() {
             if self.has_data {
                 events.push(std::mem::take(&mut self.current));
@@ -132,24 +145,35 @@ impl Decoder {
             }
             return;
         }
-        if line.starts_with(':') {
+        if line[0] == b':' {
             return; // a comment, e.g. a keep-alive
         }
-        let (field, value) = match line.split_once(':') {
-            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-            None => (line, ""),
+        // Split before decoding: ':' is never part of a multi-byte character, so this reads as
+        // splitting the decoded line would.
+        let (field, value) = match memchr::memchr(b':', line) {
+            Some(at) => (&line[..at], line[at + 1..].strip_prefix(b" ").unwrap_or(&line[at + 1..])),
+            None => (line, &b""[..]),
         };
         match field {
-            "event" => self.current.event = Some(value.to_owned()),
-            "data" => {
+            b"event" => self.current.event = Some(text(value).into_owned()),
+            b"data" => {
                 if self.has_data {
                     self.current.data.push('\n');
                 }
-                self.current.data.push_str(value);
+                self.current.data.push_str(&text(value));
                 self.has_data = true;
             }
             _ => {}
         }
+    }
+}
+
+/// A field's value as text; bytes that are not UTF-8 read as U+FFFD. Checked whole first: the
+/// lossy reading walks every character, the check skips ASCII a word at a time.
+fn text(value: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(value) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(value),
     }
 }
 
@@ -177,5 +201,27 @@ mod tests {
                 Event { event: None, data: "[DONE]".into() },
             ]
         );
+    }
+
+    /// Every way of cutting a stream into reads gives the same events as reading it whole.
+    #[test]
+    fn any_cut_reads_as_the_whole() {
+        let stream: &[u8] = b"event: a\r\ndata: {\"x\": \"\xc3\xa9\xff\"}\r\n\r\n: ping\n\ndata: 1\rdata: 2\r\rid: 7\ndata:3\n\ndata: open";
+        let read = |pieces: &[&[u8]]| {
+            let mut d = Decoder::new();
+            let mut all: Vec<Event> = pieces.iter().flat_map(|p| d.feed(p)).collect();
+            all.extend(d.finish());
+            all
+        };
+        let whole = read(&[stream]);
+        assert_eq!(whole.len(), 4, "{whole:?}");
+        assert_eq!(whole[0], Event { event: Some("a".into()), data: "{\"x\": \"\u{e9}\u{fffd}\"}".into() });
+        let data: Vec<&str> = whole[1..].iter().map(|e| e.data.as_str()).collect();
+        assert_eq!(data, ["1\n2", "3", "open"]);
+        for at in 0..=stream.len() {
+            assert_eq!(read(&[&stream[..at], &stream[at..]]), whole, "cut at {at}");
+        }
+        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(read(&bytes), whole, "byte by byte");
     }
 }

@@ -11,6 +11,7 @@
 //! and its `.done` carries the blocks sealed as `encrypted_content`, as a whole answer's do.
 
 use super::answer::{status_of, usage, Shell};
+use super::delta_frames::DeltaFrames;
 use crate::api::openai::{ChatChunk, ChatUsage, ChunkChoice, ThinkingBlock, ToolCallDelta};
 use crate::api::responses::{OutputContent, OutputItem, ResponseError, Sequenced, StreamEvent, SummaryText};
 use crate::exchange::ApiError;
@@ -34,6 +35,7 @@ enum Open {
     Message {
         id: String,
         text: String,
+        deltas: DeltaFrames,
     },
     /// A function call, for the chat tool call of `chat_index`.
     Call {
@@ -42,6 +44,7 @@ enum Open {
         call_id: String,
         name: String,
         arguments: String,
+        deltas: DeltaFrames,
     },
 }
 
@@ -214,21 +217,15 @@ impl ResponsesEvents {
             part: OutputContent::text(""),
         };
         self.emit(part, out);
-        self.open = Some(Open::Message { id, text: String::new() });
+        let deltas = DeltaFrames::text(&id, output_index);
+        self.open = Some(Open::Message { id, text: String::new(), deltas });
     }
 
     fn text_delta(&mut self, piece: &str, out: &mut Vec<Bytes>) {
-        let output_index = self.index();
-        let Some(Open::Message { id, text }) = &mut self.open else { return };
+        let Some(Open::Message { text, deltas, .. }) = &mut self.open else { return };
         text.push_str(piece);
-        let event = StreamEvent::OutputTextDelta {
-            item_id: Cow::Borrowed(id),
-            output_index,
-            content_index: 0,
-            delta: Cow::Borrowed(piece),
-            logprobs: [],
-        };
-        out.push(Self::frame(&mut self.sequence, &event));
+        out.push(deltas.frame(piece, self.sequence));
+        self.sequence += 1;
     }
 
     /// A piece of a tool call: one with an id, or of another index, starts a new function call.
@@ -243,18 +240,15 @@ impl ResponsesEvents {
             let name = call.function.as_ref().and_then(|f| f.name.clone()).unwrap_or_default();
             let item = self.shell.function_call(id.clone(), &call_id, &name, Cow::Borrowed(""), "in_progress");
             out.push(Self::frame(&mut self.sequence, &StreamEvent::OutputItemAdded { output_index, item }));
-            self.open = Some(Open::Call { id, chat_index: call.index, call_id, name, arguments: String::new() });
+            let deltas = DeltaFrames::arguments(&id, output_index);
+            self.open =
+                Some(Open::Call { id, chat_index: call.index, call_id, name, arguments: String::new(), deltas });
         }
         let piece = call.function.as_ref().and_then(|f| f.arguments.as_deref()).filter(|a| !a.is_empty());
-        let output_index = self.index();
-        if let (Some(piece), Some(Open::Call { id, arguments, .. })) = (piece, &mut self.open) {
+        if let (Some(piece), Some(Open::Call { arguments, deltas, .. })) = (piece, &mut self.open) {
             arguments.push_str(piece);
-            let event = StreamEvent::FunctionCallArgumentsDelta {
-                item_id: Cow::Borrowed(id),
-                output_index,
-                delta: Cow::Borrowed(piece),
-            };
-            out.push(Self::frame(&mut self.sequence, &event));
+            out.push(deltas.frame(piece, self.sequence));
+            self.sequence += 1;
         }
     }
 
@@ -286,7 +280,7 @@ impl ResponsesEvents {
                 }
                 self.shell.reasoning(id, text, &blocks)
             }
-            Open::Message { id, text } => {
+            Open::Message { id, text, .. } => {
                 let item_id = Cow::Borrowed(id.as_str());
                 let events = [
                     StreamEvent::OutputTextDone {
