@@ -232,12 +232,23 @@ impl AccountedStream {
                 None => return Poll::Pending,
             },
         };
-        let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at.into())));
-        if timer.deadline() != at.into() {
-            timer.as_mut().reset(at.into());
+        let at_tokio = tokio::time::Instant::from_std(at);
+        let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at_tokio)));
+        // Every piece of data moves the gap's end later. The timer is not moved after it each
+        // time (a move takes it out of tokio's timer wheel and puts it back, for every chunk):
+        // it fires at its earlier deadline and is moved then. A deadline that came earlier
+        // moves it at once.
+        if timer.deadline() > at_tokio {
+            timer.as_mut().reset(at_tokio);
         }
-        if timer.as_mut().poll(cx).is_pending() {
-            return Poll::Pending;
+        loop {
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if timer.deadline() >= at_tokio {
+                break;
+            }
+            timer.as_mut().reset(at_tokio);
         }
         if gap_ends.is_some_and(|g| g <= at) {
             return Poll::Ready(Silence::TooLong);

@@ -141,6 +141,22 @@ async fn chat(State(flaky): State<Flaky>, Path(name): Path<String>, body: axum::
             });
             ([("content-type", "text/event-stream")], axum::body::Body::from_stream(stream)).into_response()
         }
+        n if n.starts_with("steady") => {
+            // Six chunks 200 ms apart, then the end: longer in all than a gap it never exceeds.
+            let stream = futures::stream::unfold(0u8, move |step| async move {
+                let piece = match step {
+                    0 => String::new(),
+                    1..=6 => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        format!("data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"t{step}\"}},\"finish_reason\":null}}]}}\n\n")
+                    }
+                    7 => "data: [DONE]\n\n".to_owned(),
+                    _ => return None,
+                };
+                Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(piece)), step + 1))
+            });
+            ([("content-type", "text/event-stream")], axum::body::Body::from_stream(stream)).into_response()
+        }
         n if n.starts_with("trickle") => {
             // One chunk, then silence.
             let first = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"},\"finish_reason\":null}]}\n\n";
@@ -374,6 +390,22 @@ async fn a_stream_that_falls_silent_ends_with_an_error_event() {
     let session = server.running.state.controller.registry().get("default", "demo").unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(session.table.stats[0].in_flight(), 0);
+}
+
+#[tokio::test]
+async fn a_stream_whose_chunks_keep_coming_outlives_its_stream_timeout() {
+    let (base, _flaky) = start_flaky().await;
+    let (server, _dir) = app(&base, &[("gpt", "steady")], json!({"stream_timeout": 0.5})).await;
+    let response = server
+        .post(
+            server.demo_url("/v1/chat/completions"),
+            &json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}),
+        )
+        .await;
+    let text = response.text().await.unwrap();
+    let pieces: Vec<String> = (1..=6).map(|n| format!("\"content\":\"t{n}\"")).collect();
+    assert!(pieces.iter().all(|p| text.contains(p.as_str())), "every chunk: {text}");
+    assert!(!text.contains("stream_timeout") && text.ends_with("data: [DONE]\n\n"), "{text}");
 }
 
 #[tokio::test]
