@@ -210,6 +210,12 @@ async fn app_with(
     (TestServer::start(vec![path], tune).await, dir)
 }
 
+/// The whole text of a streamed answer of the demo app's `gpt`.
+async fn streamed(server: &TestServer) -> String {
+    let body = json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "Hi"}]});
+    server.post(server.demo_url("/v1/chat/completions"), &body).await.text().await.unwrap()
+}
+
 async fn ask(server: &TestServer, body: Value) -> (u16, Value, reqwest::header::HeaderMap) {
     let response = server.post(server.demo_url("/v1/chat/completions"), &body).await;
     let headers = response.headers().clone();
@@ -376,13 +382,7 @@ async fn a_stream_that_falls_silent_ends_with_an_error_event() {
     let (base, _flaky) = start_flaky().await;
     let (server, _dir) = app(&base, &[("gpt", "trickle")], json!({"stream_timeout": 0.5})).await;
     let started = Instant::now();
-    let response = server
-        .post(
-            server.demo_url("/v1/chat/completions"),
-            &json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}),
-        )
-        .await;
-    let text = response.text().await.unwrap();
+    let text = streamed(&server).await;
     assert!(started.elapsed() < Duration::from_secs(3));
     assert!(text.contains("\"content\":\"Hel\""), "the first chunk arrived: {text}");
     assert!(text.contains("event: error") && text.contains("stream_timeout"), "{text}");
@@ -396,13 +396,7 @@ async fn a_stream_that_falls_silent_ends_with_an_error_event() {
 async fn a_stream_whose_chunks_keep_coming_outlives_its_stream_timeout() {
     let (base, _flaky) = start_flaky().await;
     let (server, _dir) = app(&base, &[("gpt", "steady")], json!({"stream_timeout": 0.5})).await;
-    let response = server
-        .post(
-            server.demo_url("/v1/chat/completions"),
-            &json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}),
-        )
-        .await;
-    let text = response.text().await.unwrap();
+    let text = streamed(&server).await;
     let pieces: Vec<String> = (1..=6).map(|n| format!("\"content\":\"t{n}\"")).collect();
     assert!(pieces.iter().all(|p| text.contains(p.as_str())), "every chunk: {text}");
     assert!(!text.contains("stream_timeout") && text.ends_with("data: [DONE]\n\n"), "{text}");
@@ -430,13 +424,7 @@ async fn an_upstream_dying_mid_stream_ends_the_stream_cleanly_with_an_error_even
 async fn a_long_wait_for_the_first_token_sends_keep_alive_comments() {
     let (base, _flaky) = start_flaky().await;
     let (server, _dir) = app(&base, &[("gpt", "slowstart")], json!({"stream_keepalive_interval": 0.2})).await;
-    let response = server
-        .post(
-            server.demo_url("/v1/chat/completions"),
-            &json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}),
-        )
-        .await;
-    let text = response.text().await.unwrap();
+    let text = streamed(&server).await;
     let first_data = text.find("data: ").expect("the answer arrives");
     let comments = text[..first_data].matches(": keep-alive\n\n").count();
     assert!(comments >= 2, "keep-alives while waiting: {text:?}");
