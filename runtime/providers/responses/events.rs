@@ -60,6 +60,13 @@ pub struct ResponsesEvents {
     usage: Option<ChatUsage>,
 }
 
+/// The stream's next sequence number, taken.
+fn next(sequence: &mut u64) -> u64 {
+    let taken = *sequence;
+    *sequence += 1;
+    taken
+}
+
 fn summary(text: String) -> SummaryText {
     SummaryText { kind: Cow::Borrowed("summary_text"), text }
 }
@@ -75,9 +82,7 @@ impl ResponsesEvents {
     }
 
     fn frame(sequence: &mut u64, event: &StreamEvent<'_>) -> Bytes {
-        let sequence_number = *sequence;
-        *sequence += 1;
-        sse::named(event.name(), &Sequenced { event, sequence_number })
+        sse::named(event.name(), &Sequenced { event, sequence_number: next(sequence) })
     }
 
     fn emit(&mut self, event: StreamEvent<'_>, out: &mut Vec<Bytes>) {
@@ -224,8 +229,7 @@ impl ResponsesEvents {
     fn text_delta(&mut self, piece: &str, out: &mut Vec<Bytes>) {
         let Some(Open::Message { text, deltas, .. }) = &mut self.open else { return };
         text.push_str(piece);
-        out.push(deltas.frame(piece, self.sequence));
-        self.sequence += 1;
+        out.push(deltas.frame(piece, next(&mut self.sequence)));
     }
 
     /// A piece of a tool call: one with an id, or of another index, starts a new function call.
@@ -247,8 +251,7 @@ impl ResponsesEvents {
         let piece = call.function.as_ref().and_then(|f| f.arguments.as_deref()).filter(|a| !a.is_empty());
         if let (Some(piece), Some(Open::Call { arguments, deltas, .. })) = (piece, &mut self.open) {
             arguments.push_str(piece);
-            out.push(deltas.frame(piece, self.sequence));
-            self.sequence += 1;
+            out.push(deltas.frame(piece, next(&mut self.sequence)));
         }
     }
 
