@@ -224,6 +224,24 @@ pub fn inside_a_minute_blocking() {
     }
 }
 
+/// Runs `check` until one run of it starts and ends in the same wall-clock minute (at most three
+/// runs), for a check with no effects outside its own state whose figures live in the minute's
+/// window: under a loaded machine a run can outlast the margin [`inside_a_minute_blocking`]
+/// leaves, and the window's figures reset midway. A failure within one minute is the check's own
+/// and propagates. The minute is read off the coarse clock, the one the windows count by.
+pub fn within_one_minute<R>(mut check: impl FnMut() -> R) -> R {
+    let minute = || ferrolite::clock::coarse_ms() / 60_000;
+    inside_a_minute_blocking();
+    for _ in 0..3 {
+        let started = minute();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut check));
+        if minute() == started {
+            return result.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        }
+    }
+    panic!("three runs of the check each crossed a minute's end")
+}
+
 fn rest_of_a_closing_minute() -> Option<Duration> {
     let into = ferrolite::clock::now_ms() % 60_000;
     (into > 45_000).then(|| Duration::from_millis(60_000 - into + 100))
