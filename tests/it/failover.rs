@@ -24,6 +24,26 @@ impl Flaky {
     }
 }
 
+/// One chat chunk event of the fake's streams: `delta` and `finish_reason` as JSON text.
+fn chunk_event(delta: &str, finish_reason: &str) -> String {
+    format!(
+        "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"finish_reason\":{finish_reason}}}]}}\n\n"
+    )
+}
+
+/// The first chunk of the streams that then break or fall silent.
+fn first_chunk() -> axum::body::Bytes {
+    chunk_event(r#"{"role":"assistant","content":"Hel"}"#, "null").into()
+}
+
+/// `stream` as an SSE answer.
+fn event_stream<S>(stream: S) -> Response
+where
+    S: futures::Stream<Item = Result<axum::body::Bytes, std::io::Error>> + Send + 'static,
+{
+    ([("content-type", "text/event-stream")], axum::body::Body::from_stream(stream)).into_response()
+}
+
 fn completion(model: &str, text: &str) -> Value {
     json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
@@ -114,10 +134,9 @@ async fn chat(State(flaky): State<Flaky>, Path(name): Path<String>, body: axum::
         }
         n if n.starts_with("breaks") => {
             // One chunk, then the connection dies mid-body.
-            let first = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"},\"finish_reason\":null}]}\n\n";
-            let stream = futures::stream::unfold(0u8, move |step| async move {
+            let stream = futures::stream::unfold(0u8, |step| async move {
                 match step {
-                    0 => Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(first)), 1)),
+                    0 => Some((Ok::<_, std::io::Error>(first_chunk()), 1)),
                     1 => {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         Some((Err(std::io::Error::other("connection reset")), 2))
@@ -125,21 +144,22 @@ async fn chat(State(flaky): State<Flaky>, Path(name): Path<String>, body: axum::
                     _ => None,
                 }
             });
-            ([("content-type", "text/event-stream")], axum::body::Body::from_stream(stream)).into_response()
+            event_stream(stream)
         }
         n if n.starts_with("slowstart") => {
             // Headers at once, the first token only after 700 ms, then the end.
-            let chunk = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hi\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
-            let stream = futures::stream::unfold(0u8, move |step| async move {
+            let stream = futures::stream::unfold(0u8, |step| async move {
                 match step {
                     0 => {
                         tokio::time::sleep(Duration::from_millis(700)).await;
+                        let chunk =
+                            chunk_event(r#"{"role":"assistant","content":"Hi"}"#, r#""stop""#) + "data: [DONE]\n\n";
                         Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(chunk)), 1))
                     }
                     _ => None,
                 }
             });
-            ([("content-type", "text/event-stream")], axum::body::Body::from_stream(stream)).into_response()
+            event_stream(stream)
         }
         n if n.starts_with("steady") => {
             // Six chunks 200 ms apart, then the end: longer in all than a gap it never exceeds.
@@ -148,28 +168,27 @@ async fn chat(State(flaky): State<Flaky>, Path(name): Path<String>, body: axum::
                     0 => String::new(),
                     1..=6 => {
                         tokio::time::sleep(Duration::from_millis(200)).await;
-                        format!("data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"t{step}\"}},\"finish_reason\":null}}]}}\n\n")
+                        chunk_event(&format!(r#"{{"content":"t{step}"}}"#), "null")
                     }
                     7 => "data: [DONE]\n\n".to_owned(),
                     _ => return None,
                 };
                 Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(piece)), step + 1))
             });
-            ([("content-type", "text/event-stream")], axum::body::Body::from_stream(stream)).into_response()
+            event_stream(stream)
         }
         n if n.starts_with("trickle") => {
             // One chunk, then silence.
-            let first = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"},\"finish_reason\":null}]}\n\n";
-            let stream = futures::stream::unfold(0u8, move |step| async move {
+            let stream = futures::stream::unfold(0u8, |step| async move {
                 match step {
-                    0 => Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(first)), 1)),
+                    0 => Some((Ok::<_, std::io::Error>(first_chunk()), 1)),
                     _ => {
                         tokio::time::sleep(Duration::from_secs(5)).await;
                         None
                     }
                 }
             });
-            ([("content-type", "text/event-stream")], axum::body::Body::from_stream(stream)).into_response()
+            event_stream(stream)
         }
         _ => axum::Json(completion(body["model"].as_str().unwrap_or("m"), &format!("answered by {name}")))
             .into_response(),

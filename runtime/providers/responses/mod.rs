@@ -3,7 +3,8 @@
 //! only. The request becomes a chat request (`request.rs`), runs through the deployment's chat
 //! translation (`providers::chat::execute`, so parameters, errors and usage behave as chat's),
 //! and the answer comes back as a `response` (`answer.rs`) or as the Responses event stream
-//! (`events.rs`; its most frequent events written by `delta_frames.rs`). OpenAI deployments that have the route are passed through untouched.
+//! (`events.rs`; its most frequent events written by `delta_frames.rs`). OpenAI deployments
+//! that have the route are passed through untouched.
 //! `reasoning.effort` rides along as chat's `reasoning_effort`; the thinking that comes back is
 //! `reasoning` items whose `encrypted_content` (`reasoning.rs`) brings it back to the provider.
 
