@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::sync::Arc;
 
 /// `POST /v1/chat/completions`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -123,6 +125,22 @@ where
     T: Deserialize<'de>,
 {
     Option::<T>::deserialize(d).map(Some)
+}
+
+/// Serde helper for an `Arc<str>` read in one allocation (serde's own reads a `String`, then
+/// copies it into the `Arc`).
+pub fn shared_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
+    struct Text;
+    impl serde::de::Visitor<'_> for Text {
+        type Value = Arc<str>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E>(self, text: &str) -> Result<Arc<str>, E> {
+            Ok(Arc::from(text))
+        }
+    }
+    d.deserialize_str(Text)
 }
 
 /// A `chat.completion` answer.
@@ -316,11 +334,15 @@ impl ChatUsage {
 /// One `chat.completion.chunk` of a streamed answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatChunk {
-    pub id: String,
+    /// Shared by every chunk of a stream a translation makes, as `model` is: each would
+    /// otherwise copy both.
+    #[serde(deserialize_with = "shared_text")]
+    pub id: Arc<str>,
     /// `chat.completion.chunk`.
-    pub object: String,
+    pub object: Cow<'static, str>,
     pub created: u64,
-    pub model: String,
+    #[serde(deserialize_with = "shared_text")]
+    pub model: Arc<str>,
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
     pub system_fingerprint: Option<Option<String>>,
     pub choices: Vec<ChunkChoice>,

@@ -112,7 +112,11 @@ pub async fn execute(
         return Err(provider.upstream_error(status, &body, d).with_retry_after(retry_after));
     }
     if stream {
-        let meta = StreamMeta { id: new_chat_id(), created: crate::clock::unix_now(), model: d.upstream_model.clone() };
+        let meta = StreamMeta {
+            id: new_chat_id().into(),
+            created: crate::clock::unix_now(),
+            model: d.upstream_model.as_str().into(),
+        };
         Ok(ChatOutput::Stream(decode(response.into_stream(), provider.stream_decoder(meta))))
     } else {
         let body = response.bytes(call.answer_limit).await.map_err(|e| {
@@ -474,7 +478,7 @@ mod tests {
         );
         decode(bytes, Box::new(Words(String::new())))
             .map(|item| match item {
-                Ok(c) => c.id,
+                Ok(c) => c.id.to_string(),
                 Err(e) => format!("error: {}", e.message),
             })
             .collect()

@@ -99,10 +99,10 @@ fn chat_chunk(a: &MockAnswer<'_>, index: Option<u32>, delta: Delta, finish: Opti
         extra: Map::new(),
     };
     ChatChunk {
-        id: a.id.to_owned(),
+        id: a.id.into(),
         object: "chat.completion.chunk".into(),
         created: a.created,
-        model: a.model.to_owned(),
+        model: a.model.into(),
         system_fingerprint: Some(None),
         choices: index.map(choice).into_iter().collect(),
         usage: None,

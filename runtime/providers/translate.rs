@@ -11,6 +11,8 @@ use crate::api::openai::{ChatChunk, ChatCompletion, ChatRequest, ChunkChoice, De
 use crate::exchange::{parse_json, ApiError};
 use axum::http::StatusCode;
 use serde_json::Value;
+use std::borrow::Cow;
+use std::sync::Arc;
 
 /// An HTTP request ready for the upstream.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,10 +48,10 @@ impl UpstreamRequest {
 #[derive(Debug, Clone)]
 pub struct StreamMeta {
     /// One id for every chunk of the stream (`chatcmpl-...`).
-    pub id: String,
+    pub id: Arc<str>,
     pub created: u64,
     /// The model reported in chunks (the deployment's upstream model).
-    pub model: String,
+    pub model: Arc<str>,
 }
 
 impl StreamMeta {
@@ -57,10 +59,10 @@ impl StreamMeta {
     /// `"system_fingerprint": null`, as some translations always have.
     pub fn chunk(&self, choices: Vec<ChunkChoice>, null_fingerprint: bool) -> ChatChunk {
         ChatChunk {
-            id: self.id.clone(),
-            object: "chat.completion.chunk".into(),
+            id: Arc::clone(&self.id),
+            object: Cow::Borrowed("chat.completion.chunk"),
             created: self.created,
-            model: self.model.clone(),
+            model: Arc::clone(&self.model),
             system_fingerprint: null_fingerprint.then_some(None),
             choices,
             usage: None,

@@ -185,10 +185,10 @@ fn item_events(w: &mut Writer, output_index: usize, item: &Value) {
 /// finish in another; with `include_usage`, the usage in a last chunk of its own.
 pub fn chat(completion: &ChatCompletion, include_usage: bool) -> Vec<Bytes> {
     let chunk = |choices: Vec<ChunkChoice>| ChatChunk {
-        id: completion.id.clone(),
+        id: completion.id.as_str().into(),
         object: "chat.completion.chunk".into(),
         created: completion.created,
-        model: completion.model.clone(),
+        model: completion.model.as_str().into(),
         system_fingerprint: completion.system_fingerprint.clone(),
         choices,
         usage: include_usage.then_some(None),
