@@ -24,6 +24,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("translate_request", translate_request),
     ("translate_response", translate_response),
     ("provider_streams", provider_streams),
+    ("anthropic_events", anthropic_events),
     ("json_scan", json_scan),
     ("h1_answer", h1_answer),
     ("h1_request", h1_request),
@@ -272,6 +273,21 @@ pub fn provider_streams(data: &[u8]) {
             write(&chunks);
         }
         let _ = events.finish();
+    }
+}
+
+/// Anthropic stream events (each line's text after an optional `data:`, and the whole input as
+/// one) through the hand reader of text deltas: what it reads, serde's reader reads the same.
+pub fn anthropic_events(data: &[u8]) {
+    for line in data.split(|&b| b == b'\n').chain(std::iter::once(data)) {
+        let Ok(line) = std::str::from_utf8(line) else { continue };
+        let text = line.strip_prefix("data:").map_or(line, |t| t.strip_prefix(' ').unwrap_or(t));
+        if let Some(fast) = anthropic::read_text_delta(text) {
+            match anthropic::StreamEvent::read_with_serde(text) {
+                Ok(slow) => assert_eq!(format!("{fast:?}"), format!("{slow:?}"), "{text}"),
+                Err(e) => panic!("the hand reader took what serde refuses ({e}): {text}"),
+            }
+        }
     }
 }
 

@@ -28,6 +28,12 @@
 //!   before its text and tool calls (Claude wants them back when it thinks and uses tools).
 
 mod answer;
+mod text_delta;
+
+/// The stream event reader and its hand reader of text deltas, for the fuzz target that holds
+/// the two to each other.
+pub(crate) use answer::Event as StreamEvent;
+pub(crate) use text_delta::read as read_text_delta;
 
 use crate::api::anthropic::{
     Content, ContentBlock, Message, MessagesRequest, Metadata, OutputConfig, Source, Tool, ToolChoice, Usage,

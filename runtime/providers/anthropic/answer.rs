@@ -103,8 +103,17 @@ impl<'a> Answer<'a> {
 }
 
 impl<'a> Event<'a> {
-    /// Reads one event's `data` (`Err` only when it is not JSON).
+    /// Reads one event's `data` (`Err` only when it is not JSON): a text delta as Anthropic
+    /// writes it by hand (`text_delta.rs`), any other through serde.
     pub fn read(data: &'a str) -> serde_json::Result<Event<'a>> {
+        match super::text_delta::read(data) {
+            Some(event) => Ok(event),
+            None => Event::read_with_serde(data),
+        }
+    }
+
+    /// [`Event::read`] without the hand-read text delta: what that one is held to.
+    pub fn read_with_serde(data: &'a str) -> serde_json::Result<Event<'a>> {
         serde_json::from_str::<Lenient<'a, Event<'a>>>(data).map(|l| l.0)
     }
 }
