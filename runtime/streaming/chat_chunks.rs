@@ -126,42 +126,40 @@ fn write_choice(out: &mut Vec<u8>, choice: &ChunkChoice) -> serde_json::Result<(
 fn write_delta(out: &mut Vec<u8>, delta: &Delta) -> serde_json::Result<()> {
     out.push(b'{');
     let start = out.len();
-    // Every member but the first follows a comma.
-    let comma = |out: &mut Vec<u8>| {
-        if out.len() > start {
-            out.push(b',');
-        }
-    };
-    if let Some(role) = &delta.role {
-        out.extend_from_slice(b"\"role\":");
-        serde_json::to_writer(&mut *out, role)?;
-    }
-    if let Some(content) = &delta.content {
-        comma(out);
-        out.extend_from_slice(b"\"content\":");
-        serde_json::to_writer(&mut *out, content)?;
-    }
-    if let Some(calls) = &delta.tool_calls {
-        comma(out);
-        out.extend_from_slice(b"\"tool_calls\":");
-        serde_json::to_writer(&mut *out, calls)?;
-    }
-    if let Some(reasoning) = &delta.reasoning_content {
-        comma(out);
-        out.extend_from_slice(b"\"reasoning_content\":");
-        serde_json::to_writer(&mut *out, reasoning)?;
-    }
-    if let Some(blocks) = &delta.thinking_blocks {
-        comma(out);
-        out.extend_from_slice(b"\"thinking_blocks\":");
-        serde_json::to_writer(&mut *out, blocks)?;
-    }
+    let mut members = Members { out, start };
+    members.optional(b"\"role\":", delta.role.as_ref())?;
+    members.optional(b"\"content\":", delta.content.as_ref())?;
+    members.optional(b"\"tool_calls\":", delta.tool_calls.as_ref())?;
+    members.optional(b"\"reasoning_content\":", delta.reasoning_content.as_ref())?;
+    members.optional(b"\"thinking_blocks\":", delta.thinking_blocks.as_ref())?;
     for (name, value) in &delta.extra {
-        comma(out);
-        member(out, name, value)?;
+        members.comma();
+        member(members.out, name, value)?;
     }
     out.push(b'}');
     Ok(())
+}
+
+/// An object's members written after `start`, each but the first after a comma.
+struct Members<'a> {
+    out: &'a mut Vec<u8>,
+    start: usize,
+}
+
+impl Members<'_> {
+    fn comma(&mut self) {
+        if self.out.len() > self.start {
+            self.out.push(b',');
+        }
+    }
+
+    /// `key` (`"name":`, as written) and `value`, when there is one.
+    fn optional<T: Serialize>(&mut self, key: &[u8], value: Option<&T>) -> serde_json::Result<()> {
+        let Some(value) = value else { return Ok(()) };
+        self.comma();
+        self.out.extend_from_slice(key);
+        serde_json::to_writer(&mut *self.out, value)
+    }
 }
 
 /// `"key":value`, compact.
