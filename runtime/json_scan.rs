@@ -96,11 +96,21 @@ impl StringMemberGuess {
     }
 }
 
+/// The index of the first byte of `doc` at or after `at` that is not JSON whitespace (space,
+/// tab, line feed, carriage return: not the form feed `trim_ascii_start` also takes).
+#[inline]
+pub fn space_end(doc: &[u8], mut at: usize) -> usize {
+    while matches!(doc.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        at += 1;
+    }
+    at
+}
+
 /// The index of the first `"`, `\` or control character of `doc` at or after `from`: where a
 /// string's plain text stops. Sixteen bytes at a time with SSE2 (part of every x86-64), the
 /// rest eight at a time: string text is most of a body's and an answer's bytes.
 #[inline]
-fn plain_run(doc: &[u8], from: usize) -> Option<usize> {
+pub fn plain_run(doc: &[u8], from: usize) -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
     let from = match plain_run_sse2(doc, from) {
         Ok(found) => return Some(found),
@@ -308,9 +318,7 @@ impl<'a> Scanner<'a> {
     }
 
     pub(crate) fn skip_space(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.pos += 1;
-        }
+        self.pos = space_end(self.doc, self.pos);
     }
 
     fn expect(&mut self, byte: u8, reason: &'static str) -> Result<(), ScanError> {

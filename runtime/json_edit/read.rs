@@ -4,6 +4,7 @@
 //! stream reader says where the value ended.
 
 use super::{Layout, Member};
+use crate::json_scan::{plain_run, space_end};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 use std::cell::Cell;
@@ -31,14 +32,14 @@ pub fn read(text: &str) -> serde_json::Result<(Value, Option<Layout>)> {
 /// The walk over the top-level object; `None` hands the text to serde_json.
 fn read_object(text: &str) -> Option<(Value, Option<Layout>)> {
     let bytes = text.as_bytes();
-    let open = skip_space(bytes, 0);
+    let open = space_end(bytes, 0);
     if bytes.get(open) != Some(&b'{') {
         return None;
     }
     let mut map = Map::new();
     let mut members = Vec::new();
     let mut repeated = false;
-    let mut at = skip_space(bytes, open + 1);
+    let mut at = space_end(bytes, open + 1);
     if bytes.get(at) == Some(&b'}') {
         at += 1;
     } else {
@@ -47,8 +48,7 @@ fn read_object(text: &str) -> Option<(Value, Option<Layout>)> {
                 return None;
             }
             let key_start = at + 1;
-            let key_len = bytes[key_start..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-            let key_end = key_start + key_len;
+            let key_end = plain_run(bytes, key_start)?;
             if bytes[key_end] != b'"' {
                 return None;
             }
@@ -56,19 +56,19 @@ fn read_object(text: &str) -> Option<(Value, Option<Layout>)> {
             if members.is_empty() && key == RAW_VALUE_KEY {
                 return None;
             }
-            at = skip_space(bytes, key_end + 1);
+            at = space_end(bytes, key_end + 1);
             if bytes.get(at) != Some(&b':') {
                 return None;
             }
-            at = skip_space(bytes, at + 1);
+            at = space_end(bytes, at + 1);
             let mut values = serde_json::Deserializer::from_str(&text[at..]).into_iter::<Checked>();
             let Checked { value, repeated: inside } = values.next()?.ok()?;
             let end = at + values.byte_offset();
             repeated |= inside | map.insert(key.to_owned(), value).is_some();
             members.push(Member { key: key_start..key_end, value: at..end });
-            at = skip_space(bytes, end);
+            at = space_end(bytes, end);
             match bytes.get(at) {
-                Some(b',') => at = skip_space(bytes, at + 1),
+                Some(b',') => at = space_end(bytes, at + 1),
                 Some(b'}') => {
                     at += 1;
                     break;
@@ -77,19 +77,11 @@ fn read_object(text: &str) -> Option<(Value, Option<Layout>)> {
             }
         }
     }
-    if skip_space(bytes, at) != bytes.len() {
+    if space_end(bytes, at) != bytes.len() {
         return None;
     }
     let layout = (!repeated).then_some(Layout { open, members });
     Some((Value::Object(map), layout))
-}
-
-/// The index of the first byte at or after `at` that is not JSON whitespace.
-fn skip_space(bytes: &[u8], mut at: usize) -> usize {
-    while matches!(bytes.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-        at += 1;
-    }
-    at
 }
 
 /// The most arrays and objects serde_json reads nested in one another (its recursion limit).

@@ -7,6 +7,7 @@
 //! (`fuzz_targets::anthropic_events` holds the two to that).
 
 use super::answer::{Delta, Event};
+use crate::json_scan;
 use std::borrow::Cow;
 
 /// The tokens before the index, and after it up to the text, each with its compact spelling.
@@ -69,30 +70,26 @@ impl<'a> Cursor<'a> {
     }
 
     fn skip_space(&self) -> &'a str {
-        let spaces = self.0.bytes().take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')).count();
-        &self.0[spaces..]
+        &self.0[json_scan::space_end(self.0.as_bytes(), 0)..]
     }
 
     /// A JSON integer that fits a `u64`: no sign, fraction, exponent or leading zero.
     fn count(&mut self) -> Option<u64> {
         let rest = self.skip_space();
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        // Nineteen digits always fit; a longer number is left to serde.
-        if digits == 0 || digits > 19 || (digits > 1 && rest.starts_with('0')) {
-            return None;
-        }
-        if matches!(rest.as_bytes().get(digits), Some(b'.' | b'e' | b'E')) {
-            return None;
-        }
         let (number, after) = rest.split_at(digits);
+        // What serde reads otherwise (or refuses) is left to it, a number too large included.
+        if (digits > 1 && number.starts_with('0')) || matches!(after.as_bytes().first(), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
         self.0 = after;
-        number.parse().ok()
+        json_scan::whole_number(number.as_bytes())
     }
 
     /// A JSON string with no escape in it, as the text between its quotes.
     fn plain_string(&mut self) -> Option<&'a str> {
         let rest = self.skip_space().strip_prefix('"')?;
-        let end = rest.bytes().position(|b| b == b'"' || b == b'\\' || b < 0x20)?;
+        let end = json_scan::plain_run(rest.as_bytes(), 0)?;
         if rest.as_bytes()[end] != b'"' {
             return None;
         }
