@@ -16,18 +16,26 @@
 #                 app it is, to find whether its group takes the body as sent); either way a
 #                 body the text check admits is never read into a value (a budget estimates
 #                 its prompt over its text)
+#   messages      Anthropic's Messages in, OpenAI deployment out (JSON answer)
 #   stream        the pass-through and the translated chat streamed (`stream_options.include_usage`),
-#                 and the Responses request (`store: false`) streamed: the fake's 200 chunks, 1 ms
-#                 apart
+#                 the Responses request (`store: false`) and the Messages one streamed: the
+#                 fake's 200 chunks, 1 ms apart
 #
 #   benches/callgrind.sh [N]          # default 2000 requests of each kind
 #   benches/callgrind.sh --redis [N]  # pass-through and governed only, with --redis-url: the
 #                                     # budget held on this instance's Redis leases
+#   benches/callgrind.sh --tls [N]    # every upstream behind TLS (the fake over rustls, HTTP/1.1,
+#                                     # a CA made for the run trusted through SSL_CERT_FILE): what
+#                                     # the HTTPS lane's requests cost, TLS records included
 #   KINDS=stream-pass,translated benches/callgrind.sh   # only these kinds (the names below)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 with_redis=0
-if [ "${1:-}" = "--redis" ]; then with_redis=1; shift; fi
+with_tls=0
+case "${1:-}" in
+  --redis) with_redis=1; shift ;;
+  --tls) with_tls=1; shift ;;
+esac
 n="${1:-2000}"
 . benches/lib.sh
 need valgrind "apt-get install valgrind"
@@ -44,20 +52,42 @@ fi
 
 build_release -p ferrolite -p ferrolite-bench
 
-start_fake
+upstream="http://127.0.0.1"
+if [ "$with_tls" = 1 ]; then
+  need openssl "apt-get install openssl"
+  # A CA and a leaf for localhost (ECDSA P-256, as the HTTPS lane's), kept in the scratch dir.
+  (
+    cd "$scratch"
+    openssl ecparam -name prime256v1 -genkey -noout -out ca-key.pem
+    openssl req -x509 -new -key ca-key.pem -sha256 -days 2 -subj "/CN=ferrolite callgrind CA" -out ca.pem
+    openssl ecparam -name prime256v1 -genkey -noout -out leaf-key.pem
+    openssl req -new -key leaf-key.pem -subj "/CN=localhost" -out leaf.csr
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >leaf.ext
+    openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 -sha256 \
+      -extfile leaf.ext -out leaf.pem
+  ) 2>/dev/null
+  fake_port="$(free_port)"
+  "$bin/fake-upstream" --port "$fake_port" --tls-cert "$scratch/leaf.pem" --tls-key "$scratch/leaf-key.pem" \
+    --tls-alpn http/1.1 >/dev/null 2>&1 &
+  pids+=($!)
+  upstream="https://localhost"
+  export SSL_CERT_FILE="$scratch/ca.pem"
+else
+  start_fake
+fi
 port="$(free_port)"
 
 cat > "$scratch/app.json" <<EOF
 {"name": "callgrind", "type": "llm-proxy", "config": {"service_id": "bench", "model_list": [
-  {"model_name": "pass", "litellm_params": {"model": "openai/gpt-4o", "api_base": "http://127.0.0.1:$fake_port/v1", "api_key": "sk-bench-upstream"}},
-  {"model_name": "translated", "litellm_params": {"model": "anthropic/claude-3-5-sonnet-20241022", "api_base": "http://127.0.0.1:$fake_port", "api_key": "sk-bench-upstream"}}
+  {"model_name": "pass", "litellm_params": {"model": "openai/gpt-4o", "api_base": "$upstream:$fake_port/v1", "api_key": "sk-bench-upstream"}},
+  {"model_name": "translated", "litellm_params": {"model": "anthropic/claude-3-5-sonnet-20241022", "api_base": "$upstream:$fake_port", "api_key": "sk-bench-upstream"}}
 ]}}
 EOF
 # The same pass-through deployment alone in an app: every deployment takes bodies as sent, so
 # the body's model need not be guessed to know it (the lanes marked "OpenAI-only app").
 cat > "$scratch/app-openai.json" <<EOF
 {"name": "callgrind-openai", "type": "llm-proxy", "config": {"service_id": "bench-openai", "model_list": [
-  {"model_name": "pass", "litellm_params": {"model": "openai/gpt-4o", "api_base": "http://127.0.0.1:$fake_port/v1", "api_key": "sk-bench-upstream"}}
+  {"model_name": "pass", "litellm_params": {"model": "openai/gpt-4o", "api_base": "$upstream:$fake_port/v1", "api_key": "sk-bench-upstream"}}
 ]}}
 EOF
 mkdir -p "$scratch/data"
@@ -68,15 +98,17 @@ valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$scratch/cg.%
 pids+=($!)
 serve_pid=$!
 
-python3 - "$port" "$token" "$n" "$serve_pid" "$scratch" "$with_redis" <<'EOF'
+python3 - "$port" "$token" "$n" "$serve_pid" "$scratch" "$with_redis" "$with_tls" <<'EOF'
 import glob, http.client, json, os, subprocess, sys, time
 sys.path.insert(0, "benches")
 from conversation import long_conversation
 port, token, n, pid, scratch = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 with_redis = sys.argv[6] == "1"
+with_tls = sys.argv[7] == "1"
 headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
 chat = "/default/apps/bench/v1/chat/completions"
 responses = "/default/apps/bench/v1/responses"
+messages = "/default/apps/bench/v1/messages"
 
 def connect():
     for _ in range(600):
@@ -96,13 +128,15 @@ def request(kind):
         return path.replace("/apps/bench/", "/apps/bench-openai/"), body
     if kind.startswith("stream-"):
         path, body = request(kind.removeprefix("stream-"))
-        if path == responses:
+        if path in (responses, messages):
             return path, {**body, "stream": True}
         return path, {**body, "stream": True, "stream_options": {"include_usage": True}}
     if kind == "long":
         return chat, long_conversation()
     if kind in ("pass", "governed"):
         return chat, {"model": "pass", "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 16}
+    if kind == "messages":
+        return messages, {"model": "pass", "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 16}
     if kind == "translated":
         return chat, {"model": "translated", "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 16}
     body = {"model": "translated", "input": "Hello!", "max_output_tokens": 16}
@@ -163,6 +197,7 @@ kinds = (
     ("translated (OpenAI -> Anthropic)", "translated"),
     ("responses (Responses -> Anthropic, store: false)", "responses"),
     ("responses stored (Responses -> Anthropic, store: true)", "responses-stored"),
+    ("messages (Anthropic's Messages -> OpenAI)", "messages"),
     ("long (the pass-through with a 112 KB conversation)", "long"),
     ("pass-through, OpenAI-only app", "pass-openai"),
     ("governed, OpenAI-only app", "governed-openai"),
@@ -170,9 +205,12 @@ kinds = (
     ("stream, pass-through (the fake's 200 chunks 1 ms apart, usage asked for)", "stream-pass"),
     ("stream, translated (Anthropic's events for 200 chunks -> OpenAI chunks)", "stream-translated"),
     ("stream, responses (Anthropic's events for 200 chunks -> Responses events, store: false)", "stream-responses"),
+    ("stream, messages (OpenAI's 200 chunks -> Anthropic's events)", "stream-messages"),
 )
 if with_redis:
     kinds = tuple((f"{label} with Redis", kind) for label, kind in kinds[:2])
+if with_tls:
+    kinds = tuple((f"{label}, HTTPS upstream", kind) for label, kind in kinds)
 only = [k for k in os.environ.get("KINDS", "").split(",") if k]
 unknown = set(only) - {kind for _, kind in kinds}
 if unknown:
