@@ -12,6 +12,7 @@ use crate::transport::{RequestBody, SendError};
 use axum::body::Body;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
+use serde::Deserialize;
 use serde_json::Value;
 
 /// Request headers a client may set that mean the same upstream (names built at compile time,
@@ -66,28 +67,46 @@ impl ChatProvider for OpenAiChat {
 struct OpenAiChunks(crate::streaming::sse::Decoder);
 
 impl OpenAiChunks {
+    /// Each event is read once, as a chunk. An error event mid-stream is `{"error": {...}}`: it
+    /// is no chunk (it has no `id`), so it is looked for when the chunk reading fails, or in
+    /// the members a chunk does not declare when one carries both. Reading every event as an
+    /// error first cost a chunk some 4k instructions (serde's failure message included).
     fn parse(events: Vec<crate::streaming::sse::Event>) -> Result<Vec<ChatChunk>, ApiError> {
         let mut chunks = Vec::with_capacity(events.len());
         for event in events {
             if event.data == "[DONE]" {
                 continue;
             }
-            let invalid = |e: serde_json::Error| {
-                ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_error",
-                    format!("the upstream sent an invalid chunk: {e}"),
-                )
-            };
-            // An error event mid-stream is `{"error": {...}}`, not a chunk.
-            if let Ok(UpstreamFailure { error }) = serde_json::from_str::<UpstreamFailure>(&event.data) {
-                let message = error.message.unwrap_or_else(|| "upstream error".to_owned());
-                return Err(ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", message));
+            match serde_json::from_str::<ChatChunk>(&event.data) {
+                Ok(chunk) => match chunk.extra.get("error").and_then(failure_message) {
+                    Some(message) => return Err(upstream_failure(message)),
+                    None => chunks.push(chunk),
+                },
+                Err(e) => {
+                    return Err(match serde_json::from_str::<UpstreamFailure>(&event.data) {
+                        Ok(UpstreamFailure { error }) => upstream_failure(error.message),
+                        Err(_) => ApiError::new(
+                            StatusCode::BAD_GATEWAY,
+                            "upstream_error",
+                            format!("the upstream sent an invalid chunk: {e}"),
+                        ),
+                    })
+                }
             }
-            chunks.push(serde_json::from_str(&event.data).map_err(invalid)?);
         }
         Ok(chunks)
     }
+}
+
+/// The message of an `error` member that has an error's shape (an object whose `message`, if
+/// any, is text); `None` for any other value, which a chunk may carry as an unknown member.
+fn failure_message(error: &Value) -> Option<Option<String>> {
+    FailureDetail::deserialize(error).ok().map(|detail| detail.message)
+}
+
+fn upstream_failure(message: Option<String>) -> ApiError {
+    let message = message.unwrap_or_else(|| "upstream error".to_owned());
+    ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", message)
 }
 
 /// An OpenAI error event: `{"error": {"message": ...}}`.
@@ -389,5 +408,41 @@ mod tests {
             upstream(null_options, true),
             r#"{"model":"gpt-4o-2024-08-06","stream_options":{"include_usage":true}}"#
         );
+    }
+
+    /// A stream's events as the decoder reads them: the chunks, or the error it stops on.
+    fn decode(events: &[&str]) -> Result<Vec<super::ChatChunk>, String> {
+        use super::ChunkDecoder as _;
+        let mut decoder = super::OpenAiChunks(crate::streaming::sse::Decoder::new());
+        let text: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+        decoder.feed(text.as_bytes()).map_err(|e| {
+            assert_eq!((e.status.as_u16(), e.kind), (502, "upstream_error"));
+            e.message
+        })
+    }
+
+    #[test]
+    fn an_error_event_stops_the_stream_with_its_message_and_other_chunks_pass() {
+        let chunk = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}"#;
+        let read = decode(&[chunk, "[DONE]"]).unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].choices[0].delta.content, Some(Some("hi".to_owned())));
+        // An error alone, with or without a message.
+        assert_eq!(
+            decode(&[chunk, r#"{"error":{"message":"overloaded","type":"server_error"}}"#]).unwrap_err(),
+            "overloaded"
+        );
+        assert_eq!(decode(&[r#"{"error":{"code":500}}"#]).unwrap_err(), "upstream error");
+        // An error riding on a chunk's members is still an error.
+        let both = chunk.replacen('{', r#"{"error":{"message":"cut short"},"#, 1);
+        assert_eq!(decode(&[&both]).unwrap_err(), "cut short");
+        // An `error` member without an error's shape is one more member of a chunk.
+        let member = chunk.replacen('{', r#"{"error":null,"#, 1);
+        assert_eq!(decode(&[&member]).unwrap()[0].extra["error"], serde_json::Value::Null);
+        let text = chunk.replacen('{', r#"{"error":"none","#, 1);
+        assert_eq!(decode(&[&text]).unwrap().len(), 1);
+        // Anything else is an invalid chunk, named as one.
+        let invalid = decode(&[r#"{"id":"c"}"#]).unwrap_err();
+        assert!(invalid.starts_with("the upstream sent an invalid chunk: missing field"), "{invalid}");
     }
 }
