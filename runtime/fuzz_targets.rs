@@ -25,6 +25,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("translate_response", translate_response),
     ("provider_streams", provider_streams),
     ("anthropic_events", anthropic_events),
+    ("openai_chunks", openai_chunks),
     ("json_scan", json_scan),
     ("h1_answer", h1_answer),
     ("h1_request", h1_request),
@@ -285,6 +286,23 @@ pub fn anthropic_events(data: &[u8]) {
         if let Some(fast) = anthropic::read_text_delta(text) {
             match anthropic::StreamEvent::read_with_serde(text) {
                 Ok(slow) => assert_eq!(format!("{fast:?}"), format!("{slow:?}"), "{text}"),
+                Err(e) => panic!("the hand reader took what serde refuses ({e}): {text}"),
+            }
+        }
+    }
+}
+
+/// OpenAI stream events (each line's text after an optional `data:`, and the whole input as
+/// one) through the hand reader of chunks: what it reads, serde reads the same; and a stream's
+/// id and model shared from one chunk to the next are the ones its text names.
+pub fn openai_chunks(data: &[u8]) {
+    let mut names = crate::providers::openai::ChunkNames::default();
+    for line in data.split(|&b| b == b'\n').chain(std::iter::once(data)) {
+        let Ok(line) = std::str::from_utf8(line) else { continue };
+        let text = line.strip_prefix("data:").map_or(line, |t| t.strip_prefix(' ').unwrap_or(t));
+        if let Some(fast) = crate::providers::openai::read_chunk(text, &mut names) {
+            match serde_json::from_str::<ChatChunk>(text) {
+                Ok(slow) => assert_eq!(fast, slow, "{text}"),
                 Err(e) => panic!("the hand reader took what serde refuses ({e}): {text}"),
             }
         }

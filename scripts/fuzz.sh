@@ -9,7 +9,7 @@ seconds="${1:-60}"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 status=0
-for target in manifest sse eventstream translate_request translate_response provider_streams anthropic_events json_scan h1_answer h1_request; do
+for target in manifest sse eventstream translate_request translate_response provider_streams anthropic_events openai_chunks json_scan h1_answer h1_request; do
   corpus="fuzz/corpus/$target"
   mkdir -p "$corpus"
   case "$target" in

@@ -1,6 +1,8 @@
 //! OpenAI and OpenAI-compatible upstreams: requests are forwarded as they are, with the
 //! deployment's key and its model name, and answers stream back as they arrive.
 
+mod chunk;
+
 use super::auth;
 use super::translate::upstream_url;
 use super::translate::{ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
@@ -12,6 +14,7 @@ use crate::transport::{RequestBody, SendError};
 use axum::body::Body;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
+pub use chunk::{read as read_chunk, Names as ChunkNames};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -55,7 +58,7 @@ impl ChatProvider for OpenAiChat {
     }
 
     fn stream_decoder(&self, _meta: StreamMeta) -> Box<dyn ChunkDecoder> {
-        Box::new(OpenAiChunks(crate::streaming::sse::Decoder::new()))
+        Box::new(OpenAiChunks { events: crate::streaming::sse::Decoder::new(), names: chunk::Names::default() })
     }
 
     fn upstream_error(&self, status: StatusCode, body: &[u8], d: &Deployment) -> ApiError {
@@ -64,17 +67,26 @@ impl ChatProvider for OpenAiChat {
 }
 
 /// OpenAI SSE in, the same chunks out.
-struct OpenAiChunks(crate::streaming::sse::Decoder);
+struct OpenAiChunks {
+    events: crate::streaming::sse::Decoder,
+    names: chunk::Names,
+}
 
 impl OpenAiChunks {
-    /// Each event is read once, as a chunk. An error event mid-stream is `{"error": {...}}`: it
-    /// is no chunk (it has no `id`), so it is looked for when the chunk reading fails, or in
-    /// the members a chunk does not declare when one carries both. Reading every event as an
-    /// error first cost a chunk some 4k instructions (serde's failure message included).
-    fn parse(events: Vec<crate::streaming::sse::Event>) -> Result<Vec<ChatChunk>, ApiError> {
+    /// Each event is read once, as a chunk: by hand when it has the shape text streams in
+    /// (`chunk::read`), else by serde. An error event mid-stream is `{"error": {...}}`: it is
+    /// no chunk (it has no `id`), so it is looked for when the chunk reading fails, or in the
+    /// members a chunk does not declare when one carries both. Reading every event as an error
+    /// first cost a chunk some 4k instructions (serde's failure message included).
+    fn parse(&mut self, events: Vec<crate::streaming::sse::Event>) -> Result<Vec<ChatChunk>, ApiError> {
         let mut chunks = Vec::with_capacity(events.len());
         for event in events {
             if event.data == "[DONE]" {
+                continue;
+            }
+            if let Some(chunk) = chunk::read(&event.data, &mut self.names) {
+                // The hand reader takes only declared members and strings, so no `error` object.
+                chunks.push(chunk);
                 continue;
             }
             match serde_json::from_str::<ChatChunk>(&event.data) {
@@ -122,11 +134,13 @@ struct FailureDetail {
 
 impl ChunkDecoder for OpenAiChunks {
     fn feed(&mut self, bytes: &[u8]) -> Result<Vec<ChatChunk>, ApiError> {
-        Self::parse(self.0.feed(bytes))
+        let events = self.events.feed(bytes);
+        self.parse(events)
     }
 
     fn finish(&mut self) -> Result<Vec<ChatChunk>, ApiError> {
-        Self::parse(self.0.finish().into_iter().collect())
+        let events = self.events.finish().into_iter().collect();
+        self.parse(events)
     }
 }
 
@@ -413,7 +427,10 @@ mod tests {
     /// A stream's events as the decoder reads them: the chunks, or the error it stops on.
     fn decode(events: &[&str]) -> Result<Vec<super::ChatChunk>, String> {
         use super::ChunkDecoder as _;
-        let mut decoder = super::OpenAiChunks(crate::streaming::sse::Decoder::new());
+        let mut decoder = super::OpenAiChunks {
+            events: crate::streaming::sse::Decoder::new(),
+            names: super::chunk::Names::default(),
+        };
         let text: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
         decoder.feed(text.as_bytes()).map_err(|e| {
             assert_eq!((e.status.as_u16(), e.kind), (502, "upstream_error"));
