@@ -6,13 +6,15 @@
 //! delta / stop, message_delta, message_stop), so the Anthropic SDK works against GPT,
 //! Gemini or Bedrock deployments.
 
+mod delta_frames;
+
 use super::auth::Scrubber;
 use super::chat::{execute, usage_of, ChatOutput, ChunkStream, StreamEnds};
 use super::translate::ChatProvider;
 use super::ProviderCall;
 use crate::api::anthropic::{
-    BlockDelta, Content, ContentBlock, ErrorDetail, Message, MessageDelta, MessageResponse, MessagesRequest, Source,
-    StreamEvent, Tool, ToolChoice, Usage,
+    Content, ContentBlock, ErrorDetail, Message, MessageDelta, MessageResponse, MessagesRequest, Source, StreamEvent,
+    Tool, ToolChoice, Usage,
 };
 use crate::api::openai::{ChatChunk, ChatCompletion, ChatMessage, ChatRequest, ChatUsage, ChunkChoice, ToolCallDelta};
 use crate::exchange::{ApiError, Outcome, Payload};
@@ -335,8 +337,7 @@ impl AnthropicEvents {
                 Some((index, Block::Text)) => index,
                 _ => self.open(Block::Text, ContentBlock::text(""), out),
             };
-            let delta = BlockDelta::TextDelta { text: Cow::Borrowed(text) };
-            out.push(frame(&StreamEvent::ContentBlockDelta { index, delta }));
+            out.push(delta_frames::text(index, text));
         }
         for call in choice.delta.tool_calls.iter().flatten() {
             self.tool_call(call, out);
@@ -361,8 +362,7 @@ impl AnthropicEvents {
             }
         };
         if let Some(partial) = call.function.as_ref().and_then(|f| f.arguments.as_deref()).filter(|a| !a.is_empty()) {
-            let delta = BlockDelta::InputJsonDelta { partial_json: Cow::Borrowed(partial) };
-            out.push(frame(&StreamEvent::ContentBlockDelta { index, delta }));
+            out.push(delta_frames::input_json(index, partial));
         }
     }
 
