@@ -218,18 +218,22 @@ impl<'a> Cursor<'a> {
         Some(text)
     }
 
-    /// A JSON integer that fits a `u64`: no sign, fraction, exponent or leading zero.
+    /// A JSON integer that fits a `u64`: no sign, fraction, exponent or leading zero. What
+    /// serde reads otherwise (or refuses) is left to it, a number too large included.
     fn count(&mut self) -> Option<u64> {
-        self.at = json_scan::space_end(self.text.as_bytes(), self.at);
-        let rest = &self.text.as_bytes()[self.at..];
-        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-        let (number, after) = rest.split_at(digits);
-        // What serde reads otherwise (or refuses) is left to it, a number too large included.
-        if (digits > 1 && number[0] == b'0') || matches!(after.first(), Some(b'.' | b'e' | b'E')) {
+        let bytes = self.text.as_bytes();
+        let start = json_scan::space_end(bytes, self.at);
+        let (mut at, mut n) = (start, 0u64);
+        while let Some(digit) = bytes.get(at).and_then(|b| b.checked_sub(b'0')).filter(|d| *d < 10) {
+            n = n.checked_mul(10)?.checked_add(u64::from(digit))?;
+            at += 1;
+        }
+        let leading_zero = at - start > 1 && bytes[start] == b'0';
+        if at == start || leading_zero || matches!(bytes.get(at), Some(b'.' | b'e' | b'E')) {
             return None;
         }
-        self.at += digits;
-        json_scan::whole_number(number)
+        self.at = at;
+        Some(n)
     }
 
     /// Nothing but whitespace left.
@@ -319,6 +323,12 @@ mod tests {
             "",
         ] {
             assert!(read(data, &mut names).is_none(), "{data}");
+        }
+        // Cut anywhere, a chunk is no chunk (and reading it panics nowhere).
+        let whole = r#"{"id":"c","object":"chat.completion.chunk","created":17,"model":"m","choices":[{"index":0,"delta":{"content":"a\"b"},"logprobs":null,"finish_reason":null}],"usage":null}"#;
+        assert!(read(whole, &mut names).is_some());
+        for end in 0..whole.len() {
+            assert!(read(&whole[..end], &mut names).is_none(), "{}", &whole[..end]);
         }
     }
 }
