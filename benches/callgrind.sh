@@ -17,9 +17,11 @@
 #                 body the text check admits is never read into a value (a budget estimates
 #                 its prompt over its text)
 #   messages      Anthropic's Messages in, OpenAI deployment out (JSON answer)
+#   responses-chat  the Responses request (`store: false`) to an OpenAI-compatible deployment
+#                 with chat completions only (`use_chat_completions_api`), through its chat route
 #   stream        the pass-through and the translated chat streamed (`stream_options.include_usage`),
-#                 the Responses request (`store: false`) and the Messages one streamed: the
-#                 fake's 200 chunks, 1 ms apart
+#                 the Responses request (`store: false`, to Anthropic and over chat) and the
+#                 Messages one streamed: the fake's 200 chunks, 1 ms apart
 #
 #   benches/callgrind.sh [N]          # default 2000 requests of each kind
 #   benches/callgrind.sh --redis [N]  # pass-through and governed only, with --redis-url: the
@@ -90,10 +92,18 @@ cat > "$scratch/app-openai.json" <<EOF
   {"model_name": "pass", "litellm_params": {"model": "openai/gpt-4o", "api_base": "$upstream:$fake_port/v1", "api_key": "sk-bench-upstream"}}
 ]}}
 EOF
+# An OpenAI-compatible server with chat completions only (vLLM, say): the Responses API reaches
+# it through its chat translation, and its chunks are read back.
+cat > "$scratch/app-chat.json" <<EOF
+{"name": "callgrind-chat", "type": "llm-proxy", "config": {"service_id": "bench-chat", "model_list": [
+  {"model_name": "pass", "litellm_params": {"model": "openai/gpt-4o", "api_base": "$upstream:$fake_port/v1", "api_key": "sk-bench-upstream", "use_chat_completions_api": true}}
+]}}
+EOF
 mkdir -p "$scratch/data"
 token="$("$bin/ferrolite" token --workspace default --data-dir "$scratch/data")"
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$scratch/cg.%p" \
   "$bin/ferrolite" serve --port "$port" --io-threads 1 --data-dir "$scratch/data" --config "$scratch/app.json" --config "$scratch/app-openai.json" \
+  --config "$scratch/app-chat.json" \
   "${redis_args[@]}" >"$scratch/serve.log" 2>&1 &
 pids+=($!)
 serve_pid=$!
@@ -126,6 +136,9 @@ def request(kind):
     if kind.endswith("-openai"):
         path, body = request(kind.removesuffix("-openai"))
         return path.replace("/apps/bench/", "/apps/bench-openai/"), body
+    if kind.endswith("-chat"):
+        path, body = request(kind.removesuffix("-chat"))
+        return path.replace("/apps/bench/", "/apps/bench-chat/"), {**body, "model": "pass"}
     if kind.startswith("stream-"):
         path, body = request(kind.removeprefix("stream-"))
         if path in (responses, messages):
@@ -198,6 +211,7 @@ kinds = (
     ("responses (Responses -> Anthropic, store: false)", "responses"),
     ("responses stored (Responses -> Anthropic, store: true)", "responses-stored"),
     ("messages (Anthropic's Messages -> OpenAI)", "messages"),
+    ("responses over chat (Responses -> an OpenAI-compatible server's chat, store: false)", "responses-chat"),
     ("long (the pass-through with a 112 KB conversation)", "long"),
     ("pass-through, OpenAI-only app", "pass-openai"),
     ("governed, OpenAI-only app", "governed-openai"),
@@ -206,6 +220,7 @@ kinds = (
     ("stream, translated (Anthropic's events for 200 chunks -> OpenAI chunks)", "stream-translated"),
     ("stream, responses (Anthropic's events for 200 chunks -> Responses events, store: false)", "stream-responses"),
     ("stream, messages (OpenAI's 200 chunks -> Anthropic's events)", "stream-messages"),
+    ("stream, responses over chat (OpenAI's 200 chunks -> Responses events, store: false)", "stream-responses-chat"),
 )
 if with_redis:
     kinds = tuple((f"{label} with Redis", kind) for label, kind in kinds[:2])

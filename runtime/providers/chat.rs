@@ -351,6 +351,78 @@ impl Stream for OpenAiFrames {
     }
 }
 
+/// What a front that is not chat makes of a chat stream (Anthropic's Messages events, the
+/// Responses API's): its frames at the start, for each chunk, for the failure that ends it and
+/// at its end.
+pub trait FrontEvents {
+    fn start(&mut self) -> Vec<Bytes>;
+    fn chunk(&mut self, chunk: &ChatChunk) -> Vec<Bytes>;
+    fn fail(&mut self, e: &ApiError) -> Vec<Bytes>;
+    fn finish(&mut self) -> Vec<Bytes>;
+}
+
+/// The SSE frames `events` makes of `chunks`; an upstream failure is logged, and ends the
+/// stream with the front's own error frames.
+pub fn front_frames<E>(
+    chunks: ChunkStream,
+    events: E,
+    ends: StreamEnds,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static
+where
+    E: FrontEvents + Send + Unpin + 'static,
+{
+    FrontFrames { chunks, events, ends, pending: Vec::new().into_iter(), phase: Phase::Start }
+}
+
+/// [`front_frames`]' stream, polled in place: written as an `unfold`, it moved its whole state
+/// into a future and back out for every chunk (some 1k instructions of copies a chunk).
+struct FrontFrames<E> {
+    chunks: ChunkStream,
+    events: E,
+    ends: StreamEnds,
+    /// The frames made and not yet taken.
+    pending: std::vec::IntoIter<Bytes>,
+    phase: Phase,
+}
+
+enum Phase {
+    Start,
+    Chunks,
+    Finished,
+}
+
+impl<E: FrontEvents + Unpin> Stream for FrontFrames<E> {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let s = self.get_mut();
+        loop {
+            if let Some(frame) = s.pending.next() {
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            let frames = match s.phase {
+                Phase::Start => {
+                    s.phase = Phase::Chunks;
+                    s.events.start()
+                }
+                Phase::Chunks => match std::task::ready!(s.chunks.as_mut().poll_next(cx)) {
+                    Some(Ok(chunk)) => s.events.chunk(&chunk),
+                    Some(Err(e)) => {
+                        s.phase = Phase::Finished;
+                        s.events.fail(&s.ends.failed(e))
+                    }
+                    None => {
+                        s.phase = Phase::Finished;
+                        s.events.finish()
+                    }
+                },
+                Phase::Finished => return Poll::Ready(None),
+            };
+            s.pending = frames.into_iter();
+        }
+    }
+}
+
 /// An OpenAI-style error from an OpenAI-compatible upstream body.
 pub fn openai_error(status: StatusCode, body: &[u8], who: &str) -> ApiError {
     let parsed: Option<Value> = crate::exchange::parse_json(body).ok();
@@ -492,5 +564,54 @@ mod tests {
         let broken = run(&[Ok("a;"), Err("reset"), Ok("b;")]).await;
         assert_eq!(broken, ["a", "error: the upstream stream broke off: reset"]);
         assert!(run(&[]).await.is_empty());
+    }
+
+    /// Frames named after what the front was asked: `start`, each chunk's id, `fail: ...`, `end`.
+    struct Named;
+
+    impl FrontEvents for Named {
+        fn start(&mut self) -> Vec<Bytes> {
+            vec![Bytes::from("start")]
+        }
+        fn chunk(&mut self, chunk: &ChatChunk) -> Vec<Bytes> {
+            // Two frames for one chunk, none for another: each comes out, in order.
+            match &*chunk.id {
+                "skip" => Vec::new(),
+                id => vec![Bytes::from(id.to_owned()), Bytes::from(format!("{id}'"))],
+            }
+        }
+        fn fail(&mut self, e: &ApiError) -> Vec<Bytes> {
+            vec![Bytes::from(format!("fail: {}", e.message))]
+        }
+        fn finish(&mut self) -> Vec<Bytes> {
+            vec![Bytes::from("end")]
+        }
+    }
+
+    /// The frames, and the error lines the session's log got.
+    async fn fronted(reads: &[Result<&'static str, &'static str>]) -> (Vec<String>, Vec<String>) {
+        let bytes = futures::stream::iter(
+            reads.iter().map(|r| r.map(|s| Bytes::from_static(s.as_bytes()))).collect::<Vec<_>>(),
+        );
+        let chunks: ChunkStream = Box::pin(decode(bytes, Box::new(Words(String::new()))));
+        let logs = Arc::new(LogBuffer::default());
+        let ends = StreamEnds { logs: logs.clone(), scrubber: Scrubber::default() };
+        let frames = front_frames(chunks, Named, ends)
+            .map(|frame| String::from_utf8(frame.expect("a frame").to_vec()).expect("text"))
+            .collect()
+            .await;
+        let errors = logs.read(Some(LogType::Error), 0, None).0.into_iter().map(|line| line.content).collect();
+        (frames, errors)
+    }
+
+    #[tokio::test]
+    async fn a_front_frames_the_start_each_chunk_and_the_end_or_the_failure_that_ends_it() {
+        let (frames, errors) = fronted(&[Ok("a;skip;"), Ok("b;")]).await;
+        assert_eq!(frames, ["start", "a", "a'", "b", "b'", "end"]);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(fronted(&[]).await.0, ["start", "end"]);
+        let (frames, errors) = fronted(&[Ok("a;"), Ok("!"), Ok("b;")]).await;
+        assert_eq!(frames, ["start", "a", "a'", "fail: a bad event"]);
+        assert_eq!(errors, ["stream ended by an upstream error: a bad event"]);
     }
 }

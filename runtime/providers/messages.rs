@@ -9,7 +9,7 @@
 mod delta_frames;
 
 use super::auth::Scrubber;
-use super::chat::{execute, usage_of, ChatOutput, ChunkStream, StreamEnds};
+use super::chat::{execute, front_frames, usage_of, ChatOutput, FrontEvents, StreamEnds};
 use super::translate::ChatProvider;
 use super::ProviderCall;
 use crate::api::anthropic::{
@@ -22,11 +22,9 @@ use crate::streaming::sse;
 use axum::body::Bytes;
 use axum::response::IntoResponse;
 use ferrolite_codegen::str_map;
-use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
-use std::sync::Arc;
 
 str_map! {
     /// OpenAI `finish_reason` -> Anthropic `stop_reason`.
@@ -396,39 +394,23 @@ pub fn error_event(e: &ApiError) -> Bytes {
     frame(&StreamEvent::Error { error: ErrorDetail { kind: Cow::Borrowed(kind), message: Cow::Borrowed(&e.message) } })
 }
 
-fn anthropic_frames(
-    chunks: ChunkStream,
-    model: String,
-    ends: StreamEnds,
-) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-    struct State {
-        chunks: ChunkStream,
-        events: AnthropicEvents,
-        finished: bool,
+impl FrontEvents for AnthropicEvents {
+    /// Nothing: `message_start` is named after the first chunk.
+    fn start(&mut self) -> Vec<Bytes> {
+        Vec::new()
     }
-    let state = State { chunks, events: AnthropicEvents::new(&model), finished: false };
-    let ends = Arc::new(ends);
-    futures::stream::unfold(state, move |mut s| {
-        let ends = ends.clone();
-        async move {
-            if s.finished {
-                return None;
-            }
-            let frames = match s.chunks.next().await {
-                Some(Ok(chunk)) => s.events.push(&chunk),
-                Some(Err(e)) => {
-                    s.finished = true;
-                    vec![error_event(&ends.failed(e))]
-                }
-                None => {
-                    s.finished = true;
-                    s.events.finish()
-                }
-            };
-            Some((futures::stream::iter(frames.into_iter().map(Ok)), s))
-        }
-    })
-    .flatten()
+
+    fn chunk(&mut self, chunk: &ChatChunk) -> Vec<Bytes> {
+        self.push(chunk)
+    }
+
+    fn fail(&mut self, e: &ApiError) -> Vec<Bytes> {
+        vec![error_event(e)]
+    }
+
+    fn finish(&mut self) -> Vec<Bytes> {
+        AnthropicEvents::finish(self)
+    }
 }
 
 /// `POST /v1/messages` for a deployment that is not Anthropic, through its chat translation.
@@ -443,7 +425,7 @@ pub async fn serve(call: ProviderCall<'_>, provider: &dyn ChatProvider) -> Resul
         }
         ChatOutput::Stream(chunks) => {
             let ends = StreamEnds { logs: call.logs.clone(), scrubber: Scrubber::of(call.deployment) };
-            let frames = anthropic_frames(chunks, call.deployment.upstream_model.clone(), ends);
+            let frames = front_frames(chunks, AnthropicEvents::new(&call.deployment.upstream_model), ends);
             Ok(Outcome { response: sse::response(frames), deployment: None, usage: None })
         }
     }

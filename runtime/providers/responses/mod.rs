@@ -15,10 +15,10 @@ pub mod reasoning;
 pub mod request;
 
 use super::auth::Scrubber;
-use super::chat::{execute, usage_of, ChatOutput, ChunkStream, StreamEnds};
+use super::chat::{execute, front_frames, usage_of, ChatOutput, FrontEvents, StreamEnds};
 use super::translate::ChatProvider;
 use super::ProviderCall;
-use crate::api::openai::ChatRequest;
+use crate::api::openai::{ChatChunk, ChatRequest};
 use crate::api::responses::ResponsesRequest;
 use crate::catalogue::Operation;
 use crate::exchange::{ApiError, Outcome, Payload};
@@ -28,9 +28,7 @@ use answer::Shell;
 use axum::body::Bytes;
 use axum::response::IntoResponse;
 use events::ResponsesEvents;
-use futures::{Stream, StreamExt};
 use serde::Deserialize;
-use std::sync::Arc;
 
 /// The request, its chat translation, and the shell of its response.
 struct Prepared {
@@ -79,7 +77,11 @@ pub async fn serve(call: ProviderCall<'_>, provider: &dyn ChatProvider) -> Resul
         }
         ChatOutput::Stream(chunks) => {
             let ends = StreamEnds { logs: call.logs.clone(), scrubber: Scrubber::of(call.deployment) };
-            Ok(Outcome { response: sse::response(frames(chunks, shell, ends)), deployment: None, usage: None })
+            Ok(Outcome {
+                response: sse::response(front_frames(chunks, ResponsesEvents::new(shell), ends)),
+                deployment: None,
+                usage: None,
+            })
         }
     }
 }
@@ -119,46 +121,20 @@ pub fn serve_mock(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
 }
 
 /// Chat chunks as Responses events, each sent as soon as its chunk arrives.
-fn frames(
-    chunks: ChunkStream,
-    shell: Shell,
-    ends: StreamEnds,
-) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-    enum Phase {
-        Start,
-        Chunks,
-        Finished,
+impl FrontEvents for ResponsesEvents {
+    fn start(&mut self) -> Vec<Bytes> {
+        ResponsesEvents::start(self)
     }
-    struct State {
-        chunks: ChunkStream,
-        events: ResponsesEvents,
-        phase: Phase,
+
+    fn chunk(&mut self, chunk: &ChatChunk) -> Vec<Bytes> {
+        self.push(chunk)
     }
-    let state = State { chunks, events: ResponsesEvents::new(shell), phase: Phase::Start };
-    let ends = Arc::new(ends);
-    futures::stream::unfold(state, move |mut s| {
-        let ends = ends.clone();
-        async move {
-            let frames = match s.phase {
-                Phase::Finished => return None,
-                Phase::Start => {
-                    s.phase = Phase::Chunks;
-                    s.events.start()
-                }
-                Phase::Chunks => match s.chunks.next().await {
-                    Some(Ok(chunk)) => s.events.push(&chunk),
-                    Some(Err(e)) => {
-                        s.phase = Phase::Finished;
-                        s.events.fail(&ends.failed(e))
-                    }
-                    None => {
-                        s.phase = Phase::Finished;
-                        s.events.finish()
-                    }
-                },
-            };
-            Some((futures::stream::iter(frames.into_iter().map(Ok)), s))
-        }
-    })
-    .flatten()
+
+    fn fail(&mut self, e: &ApiError) -> Vec<Bytes> {
+        ResponsesEvents::fail(self, e)
+    }
+
+    fn finish(&mut self) -> Vec<Bytes> {
+        ResponsesEvents::finish(self)
+    }
 }
