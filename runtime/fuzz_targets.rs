@@ -280,9 +280,7 @@ pub fn provider_streams(data: &[u8]) {
 /// Anthropic stream events (each line's text after an optional `data:`, and the whole input as
 /// one) through the hand reader of text deltas: what it reads, serde's reader reads the same.
 pub fn anthropic_events(data: &[u8]) {
-    for line in data.split(|&b| b == b'\n').chain(std::iter::once(data)) {
-        let Ok(line) = std::str::from_utf8(line) else { continue };
-        let text = line.strip_prefix("data:").map_or(line, |t| t.strip_prefix(' ').unwrap_or(t));
+    for text in event_texts(data) {
         if let Some(fast) = anthropic::read_text_delta(text) {
             match anthropic::StreamEvent::read_with_serde(text) {
                 Ok(slow) => assert_eq!(format!("{fast:?}"), format!("{slow:?}"), "{text}"),
@@ -297,9 +295,7 @@ pub fn anthropic_events(data: &[u8]) {
 /// id and model shared from one chunk to the next are the ones its text names.
 pub fn openai_chunks(data: &[u8]) {
     let mut names = crate::providers::openai::ChunkNames::default();
-    for line in data.split(|&b| b == b'\n').chain(std::iter::once(data)) {
-        let Ok(line) = std::str::from_utf8(line) else { continue };
-        let text = line.strip_prefix("data:").map_or(line, |t| t.strip_prefix(' ').unwrap_or(t));
+    for text in event_texts(data) {
         if let Some(fast) = crate::providers::openai::read_chunk(text, &mut names) {
             match serde_json::from_str::<ChatChunk>(text) {
                 Ok(slow) => assert_eq!(fast, slow, "{text}"),
@@ -307,6 +303,15 @@ pub fn openai_chunks(data: &[u8]) {
             }
         }
     }
+}
+
+/// The event texts in fuzzed bytes: each UTF-8 line's text after an optional `data:`, and the
+/// whole input as one.
+fn event_texts(data: &[u8]) -> impl Iterator<Item = &str> {
+    data.split(|&b| b == b'\n').chain(std::iter::once(data)).filter_map(|line| {
+        let line = std::str::from_utf8(line).ok()?;
+        Some(line.strip_prefix("data:").map_or(line, |t| t.strip_prefix(' ').unwrap_or(t)))
+    })
 }
 
 /// An upstream's answer (status line, headers, a body framed by length, chunks with extensions

@@ -4,6 +4,9 @@
 //! `json_scan` checks the two agree), at a fraction of the cost of deserializing into a
 //! `serde_json::Value` or skipping with `IgnoredAny`.
 
+mod cursor;
+
+pub use cursor::Cursor;
 use smallvec::SmallVec;
 use std::ops::Range;
 

@@ -7,7 +7,7 @@
 //! (`fuzz_targets::anthropic_events` holds the two to that).
 
 use super::answer::{Delta, Event};
-use crate::json_scan;
+use crate::json_scan::Cursor;
 use std::borrow::Cow;
 
 /// The tokens before the index, and after it up to the text, each with its compact spelling.
@@ -29,13 +29,13 @@ struct Tokens {
 /// The event `data` holds, when it is a text delta of that shape; `None` otherwise (which says
 /// nothing of whether it is one).
 pub fn read(data: &str) -> Option<Event<'_>> {
-    let mut at = Cursor(data);
-    at.tokens(&HEAD)?;
+    let mut at = Cursor::new(data);
+    tokens(&mut at, &HEAD)?;
     let index = at.count()?;
-    at.tokens(&TO_TEXT)?;
+    tokens(&mut at, &TO_TEXT)?;
     let text = at.plain_string()?;
-    at.token("}")?;
-    at.token("}")?;
+    at.token(b'}')?;
+    at.token(b'}')?;
     at.end()?;
     Some(Event {
         kind: Some(Cow::Borrowed("content_block_delta")),
@@ -49,58 +49,9 @@ pub fn read(data: &str) -> Option<Event<'_>> {
     })
 }
 
-/// What is left of the event's text.
-struct Cursor<'a>(&'a str);
-
-impl<'a> Cursor<'a> {
-    /// `tokens` in their compact spelling, or else one by one with any JSON whitespace before
-    /// each.
-    fn tokens(&mut self, tokens: &Tokens) -> Option<()> {
-        if let Some(rest) = self.0.strip_prefix(tokens.compact) {
-            self.0 = rest;
-            return Some(());
-        }
-        tokens.each.iter().try_for_each(|token| self.token(token))
-    }
-
-    /// JSON's whitespace, then `token`.
-    fn token(&mut self, token: &str) -> Option<()> {
-        self.0 = self.skip_space().strip_prefix(token)?;
-        Some(())
-    }
-
-    fn skip_space(&self) -> &'a str {
-        &self.0[json_scan::space_end(self.0.as_bytes(), 0)..]
-    }
-
-    /// A JSON integer that fits a `u64`: no sign, fraction, exponent or leading zero.
-    fn count(&mut self) -> Option<u64> {
-        let rest = self.skip_space();
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let (number, after) = rest.split_at(digits);
-        // What serde reads otherwise (or refuses) is left to it, a number too large included.
-        if (digits > 1 && number.starts_with('0')) || matches!(after.as_bytes().first(), Some(b'.' | b'e' | b'E')) {
-            return None;
-        }
-        self.0 = after;
-        json_scan::whole_number(number.as_bytes())
-    }
-
-    /// A JSON string with no escape in it, as the text between its quotes.
-    fn plain_string(&mut self) -> Option<&'a str> {
-        let rest = self.skip_space().strip_prefix('"')?;
-        let end = json_scan::plain_run(rest.as_bytes(), 0)?;
-        if rest.as_bytes()[end] != b'"' {
-            return None;
-        }
-        self.0 = &rest[end + 1..];
-        Some(&rest[..end])
-    }
-
-    /// Nothing but whitespace left.
-    fn end(&self) -> Option<()> {
-        self.skip_space().is_empty().then_some(())
-    }
+/// `tokens` in their compact spelling, or else one by one with any JSON whitespace before each.
+fn tokens(at: &mut Cursor<'_>, tokens: &Tokens) -> Option<()> {
+    at.exactly(tokens.compact).or_else(|| tokens.each.iter().try_for_each(|token| at.literal(token)))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //! (`fuzz_targets::openai_chunks` holds the two to that).
 
 use crate::api::openai::{ChatChunk, ChunkChoice, Delta};
-use crate::json_scan;
+use crate::json_scan::Cursor;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -34,7 +34,7 @@ impl Names {
 /// The chunk `data` holds, when it has that shape; `None` otherwise (which says nothing of
 /// whether it is a chunk).
 pub fn read(data: &str, names: &mut Names) -> Option<ChatChunk> {
-    let mut at = Cursor { text: data, at: 0 };
+    let mut at = Cursor::new(data);
     let (mut id, mut object, mut created, mut model) = (None, None, None, None);
     let (mut fingerprint, mut choices, mut usage) = (None, None, None);
     let mut extra = Map::new();
@@ -44,7 +44,7 @@ pub fn read(data: &str, names: &mut Names) -> Option<ChatChunk> {
         "created" => once(&mut created, at.count()?),
         "model" => once(&mut model, Names::share(&mut names.model, &at.string()?)),
         "system_fingerprint" => once(&mut fingerprint, at.nullable_string()?.map(Cow::into_owned)),
-        "choices" => once(&mut choices, at.array(Cursor::choice)?),
+        "choices" => once(&mut choices, at.array(read_choice)?),
         "usage" => once(&mut usage, at.null()?),
         _ => other(&mut extra, key, at),
     })?;
@@ -86,160 +86,38 @@ fn other(extra: &mut Map<String, Value>, key: &str, at: &mut Cursor<'_>) -> Opti
     extra.insert(key.to_owned(), value).is_none().then_some(())
 }
 
-/// What is left of the chunk's text: `text[at..]`.
-struct Cursor<'a> {
-    text: &'a str,
-    at: usize,
+/// One of `choices`.
+fn read_choice(at: &mut Cursor<'_>) -> Option<ChunkChoice> {
+    let (mut index, mut delta, mut logprobs, mut finish_reason) = (None, None, None, None);
+    let mut extra = Map::new();
+    at.object(|at, key| match key {
+        "index" => once(&mut index, u32::try_from(at.count()?).ok()?),
+        "delta" => once(&mut delta, read_delta(at)?),
+        "logprobs" => once(&mut logprobs, at.null()?),
+        "finish_reason" => once(&mut finish_reason, at.nullable_string()?.map(Cow::into_owned)),
+        _ => other(&mut extra, key, at),
+    })?;
+    Some(ChunkChoice {
+        index: index?,
+        delta: delta?,
+        logprobs: logprobs.map(|()| None),
+        finish_reason: finish_reason.flatten(),
+        extra,
+    })
 }
 
-impl<'a> Cursor<'a> {
-    fn choice(&mut self) -> Option<ChunkChoice> {
-        let (mut index, mut delta, mut logprobs, mut finish_reason) = (None, None, None, None);
-        let mut extra = Map::new();
-        self.object(|at, key| match key {
-            "index" => once(&mut index, u32::try_from(at.count()?).ok()?),
-            "delta" => once(&mut delta, at.delta()?),
-            "logprobs" => once(&mut logprobs, at.null()?),
-            "finish_reason" => once(&mut finish_reason, at.nullable_string()?.map(Cow::into_owned)),
-            _ => other(&mut extra, key, at),
-        })?;
-        Some(ChunkChoice {
-            index: index?,
-            delta: delta?,
-            logprobs: logprobs.map(|()| None),
-            finish_reason: finish_reason.flatten(),
-            extra,
-        })
-    }
-
-    fn delta(&mut self) -> Option<Delta> {
-        let (mut role, mut content) = (None, None);
-        let mut extra = Map::new();
-        self.object(|at, key| match key {
-            "role" => once(&mut role, at.nullable_string()?.map(Cow::into_owned)),
-            "content" => once(&mut content, at.nullable_string()?.map(Cow::into_owned)),
-            // Declared members of other shapes: serde's.
-            "tool_calls" | "reasoning_content" | "thinking_blocks" => None,
-            _ => other(&mut extra, key, at),
-        })?;
-        Some(Delta { role: role.flatten(), content, extra, ..Delta::default() })
-    }
-
-    /// An object, calling `member` with each key (written without escapes) to read its value.
-    fn object(&mut self, mut member: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
-        self.token(b'{')?;
-        if self.next_is(b'}') {
-            return Some(());
-        }
-        loop {
-            let key = self.plain_string()?;
-            self.token(b':')?;
-            member(self, key)?;
-            if self.next_is(b'}') {
-                return Some(());
-            }
-            self.token(b',')?;
-        }
-    }
-
-    /// An array of what `item` reads.
-    fn array<T>(&mut self, mut item: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
-        self.token(b'[')?;
-        let mut items = Vec::with_capacity(1);
-        if self.next_is(b']') {
-            return Some(items);
-        }
-        loop {
-            items.push(item(self)?);
-            if self.next_is(b']') {
-                return Some(items);
-            }
-            self.token(b',')?;
-        }
-    }
-
-    /// JSON's whitespace, then `byte`.
-    fn token(&mut self, byte: u8) -> Option<()> {
-        self.next_is(byte).then_some(())
-    }
-
-    /// Whether `byte` comes next after whitespace; when it does, it is passed.
-    fn next_is(&mut self, byte: u8) -> bool {
-        self.at = json_scan::space_end(self.text.as_bytes(), self.at);
-        let found = self.text.as_bytes().get(self.at) == Some(&byte);
-        self.at += usize::from(found);
-        found
-    }
-
-    fn null(&mut self) -> Option<()> {
-        self.at = json_scan::space_end(self.text.as_bytes(), self.at);
-        self.text[self.at..].starts_with("null").then(|| self.at += 4)
-    }
-
-    /// `null` (`None`) or a string.
-    fn nullable_string(&mut self) -> Option<Option<Cow<'a, str>>> {
-        match self.null() {
-            Some(()) => Some(None),
-            None => self.string().map(Some),
-        }
-    }
-
-    /// A string: borrowed when it has nothing to unescape, else unescaped by serde_json (which
-    /// refuses what it refuses anywhere, a lone surrogate's escape included).
-    fn string(&mut self) -> Option<Cow<'a, str>> {
-        self.token(b'"')?;
-        let start = self.at;
-        let bytes = self.text.as_bytes();
-        let mut end = json_scan::plain_run(bytes, start)?;
-        if bytes[end] == b'"' {
-            self.at = end + 1;
-            return Some(Cow::Borrowed(&self.text[start..end]));
-        }
-        while bytes[end] == b'\\' {
-            // The escaped byte is passed whatever it is: serde_json judges the escape.
-            end = json_scan::plain_run(bytes, end + 2)?;
-        }
-        if bytes[end] != b'"' {
-            return None;
-        }
-        self.at = end + 1;
-        serde_json::from_str(&self.text[start - 1..=end]).ok().map(Cow::Owned)
-    }
-
-    /// A string with nothing to unescape, as the text between its quotes.
-    fn plain_string(&mut self) -> Option<&'a str> {
-        self.token(b'"')?;
-        let end = json_scan::plain_run(self.text.as_bytes(), self.at)?;
-        if self.text.as_bytes()[end] != b'"' {
-            return None;
-        }
-        let text = &self.text[self.at..end];
-        self.at = end + 1;
-        Some(text)
-    }
-
-    /// A JSON integer that fits a `u64`: no sign, fraction, exponent or leading zero. What
-    /// serde reads otherwise (or refuses) is left to it, a number too large included.
-    fn count(&mut self) -> Option<u64> {
-        let bytes = self.text.as_bytes();
-        let start = json_scan::space_end(bytes, self.at);
-        let (mut at, mut n) = (start, 0u64);
-        while let Some(digit) = bytes.get(at).and_then(|b| b.checked_sub(b'0')).filter(|d| *d < 10) {
-            n = n.checked_mul(10)?.checked_add(u64::from(digit))?;
-            at += 1;
-        }
-        let leading_zero = at - start > 1 && bytes[start] == b'0';
-        if at == start || leading_zero || matches!(bytes.get(at), Some(b'.' | b'e' | b'E')) {
-            return None;
-        }
-        self.at = at;
-        Some(n)
-    }
-
-    /// Nothing but whitespace left.
-    fn end(&self) -> Option<()> {
-        (json_scan::space_end(self.text.as_bytes(), self.at) == self.text.len()).then_some(())
-    }
+/// A choice's `delta`.
+fn read_delta(at: &mut Cursor<'_>) -> Option<Delta> {
+    let (mut role, mut content) = (None, None);
+    let mut extra = Map::new();
+    at.object(|at, key| match key {
+        "role" => once(&mut role, at.nullable_string()?.map(Cow::into_owned)),
+        "content" => once(&mut content, at.nullable_string()?.map(Cow::into_owned)),
+        // Declared members of other shapes: serde's.
+        "tool_calls" | "reasoning_content" | "thinking_blocks" => None,
+        _ => other(&mut extra, key, at),
+    })?;
+    Some(Delta { role: role.flatten(), content, extra, ..Delta::default() })
 }
 
 #[cfg(test)]
