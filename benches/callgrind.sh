@@ -9,6 +9,9 @@
 #                 (`store: false`) and stored (the default: recorded in responses.db)
 #   governed      the pass-through with an API key that has a budget (reserved and settled on
 #                 every request), an rpm and a parallel limit
+#   pass-real     the pass-through with real traffic's headers: the 17 the openai SDK (Python,
+#                 3.57) sends, where the other kinds send 5, and OpenAI's 18 on the answer
+#                 (`fake-upstream --provider-headers`), where the fake otherwise sends 3
 #   long          the pass-through with an agent's long conversation: a 112 KB body of 181
 #                 messages (tool calls and their results) and 20 tools; a tenth as many counted
 #   pass-through, governed and long again, to an app whose deployments are all
@@ -77,6 +80,14 @@ if [ "$with_tls" = 1 ]; then
 else
   start_fake
 fi
+# A second fake whose answers carry the headers OpenAI's do (kind pass-real).
+real_port="$(free_port)"
+real_args=(--port "$real_port" --provider-headers)
+if [ "$with_tls" = 1 ]; then
+  real_args+=(--tls-cert "$scratch/leaf.pem" --tls-key "$scratch/leaf-key.pem" --tls-alpn http/1.1)
+fi
+"$bin/fake-upstream" "${real_args[@]}" >/dev/null 2>&1 &
+pids+=($!)
 port="$(free_port)"
 
 cat > "$scratch/app.json" <<EOF
@@ -99,11 +110,16 @@ cat > "$scratch/app-chat.json" <<EOF
   {"model_name": "pass", "litellm_params": {"model": "openai/gpt-4o", "api_base": "$upstream:$fake_port/v1", "api_key": "sk-bench-upstream", "use_chat_completions_api": true}}
 ]}}
 EOF
+cat > "$scratch/app-real.json" <<EOF
+{"name": "callgrind-real", "type": "llm-proxy", "config": {"service_id": "bench-real", "model_list": [
+  {"model_name": "pass", "litellm_params": {"model": "openai/gpt-4o", "api_base": "$upstream:$real_port/v1", "api_key": "sk-bench-upstream"}}
+]}}
+EOF
 mkdir -p "$scratch/data"
 token="$("$bin/ferrolite" token --workspace default --data-dir "$scratch/data")"
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$scratch/cg.%p" \
   "$bin/ferrolite" serve --port "$port" --io-threads 1 --data-dir "$scratch/data" --config "$scratch/app.json" --config "$scratch/app-openai.json" \
-  --config "$scratch/app-chat.json" \
+  --config "$scratch/app-chat.json" --config "$scratch/app-real.json" \
   "${redis_args[@]}" >"$scratch/serve.log" 2>&1 &
 pids+=($!)
 serve_pid=$!
@@ -119,6 +135,25 @@ headers = {"authorization": f"Bearer {token}", "content-type": "application/json
 chat = "/default/apps/bench/v1/chat/completions"
 responses = "/default/apps/bench/v1/responses"
 messages = "/default/apps/bench/v1/messages"
+# What the openai SDK (Python, 3.57.0) sends beside the body (http.client adds host and
+# content-length), as a capture of its request shows them: kind pass-real.
+sdk_headers = {
+    "accept-encoding": "gzip, deflate",
+    "connection": "keep-alive",
+    "authorization": f"Bearer {token}",
+    "accept": "application/json",
+    "content-type": "application/json",
+    "user-agent": "OpenAI/Python 3.57.0",
+    "x-stainless-lang": "python",
+    "x-stainless-package-version": "3.57.0",
+    "x-stainless-os": "Linux",
+    "x-stainless-arch": "x64",
+    "x-stainless-runtime": "CPython",
+    "x-stainless-runtime-version": "3.11.7",
+    "x-stainless-async": "false",
+    "x-stainless-retry-count": "0",
+    "x-stainless-read-timeout": "600",
+}
 
 def connect():
     for _ in range(600):
@@ -146,6 +181,9 @@ def request(kind):
         return path, {**body, "stream": True, "stream_options": {"include_usage": True}}
     if kind == "long":
         return chat, long_conversation()
+    if kind == "pass-real":
+        path, body = request("pass")
+        return path.replace("/apps/bench/", "/apps/bench-real/"), body
     if kind in ("pass", "governed"):
         return chat, {"model": "pass", "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 16}
     if kind == "messages":
@@ -164,6 +202,8 @@ def run(conn, kind, count):
     body = json.dumps(body)
     model = kind
     sent = {**headers, "authorization": f"Bearer {governed_key}"} if kind.startswith("governed") else headers
+    if kind == "pass-real":
+        sent = sdk_headers
     for _ in range(count):
         conn.request("POST", path, body=body, headers=sent)
         r = conn.getresponse()
@@ -216,6 +256,7 @@ kinds = (
     ("pass-through, OpenAI-only app", "pass-openai"),
     ("governed, OpenAI-only app", "governed-openai"),
     ("long, OpenAI-only app", "long-openai"),
+    ("pass-through with real headers (the openai SDK's 17 in, OpenAI's 18 more out)", "pass-real"),
     ("stream, pass-through (the fake's 200 chunks 1 ms apart, usage asked for)", "stream-pass"),
     ("stream, translated (Anthropic's events for 200 chunks -> OpenAI chunks)", "stream-translated"),
     ("stream, responses (Anthropic's events for 200 chunks -> Responses events, store: false)", "stream-responses"),

@@ -55,6 +55,45 @@ struct Args {
     /// With TLS: the protocols offered by ALPN, in order of preference (h2, http/1.1).
     #[arg(long, value_delimiter = ',', default_value = "h2,http/1.1")]
     tls_alpn: Vec<String>,
+    /// Every answer also carries the headers OpenAI's API answers with ([`PROVIDER_HEADERS`]),
+    /// where the fake otherwise sends only its content type: what a gateway reads past on
+    /// real traffic.
+    #[arg(long)]
+    provider_headers: bool,
+}
+
+/// The headers OpenAI's API reference lists on its answers (organization, processing time, API
+/// version, request id, the six rate-limit ones) and those its CDN adds, with values of their
+/// usual lengths.
+const PROVIDER_HEADERS: [(&str, &str); 18] = [
+    ("openai-organization", "user-abc123def456ghi789jkl0"),
+    ("openai-processing-ms", "412"),
+    ("openai-project", "proj_AbCdEfGhIjKlMnOpQrStUvWx"),
+    ("openai-version", "2020-10-01"),
+    ("x-request-id", "req_0123456789abcdef0123456789abcdef"),
+    ("x-ratelimit-limit-requests", "10000"),
+    ("x-ratelimit-limit-tokens", "30000000"),
+    ("x-ratelimit-remaining-requests", "9999"),
+    ("x-ratelimit-remaining-tokens", "29999986"),
+    ("x-ratelimit-reset-requests", "6ms"),
+    ("x-ratelimit-reset-tokens", "0s"),
+    ("access-control-expose-headers", "X-Request-ID"),
+    ("strict-transport-security", "max-age=31536000; includeSubDomains; preload"),
+    ("cf-cache-status", "DYNAMIC"),
+    ("x-content-type-options", "nosniff"),
+    ("server", "cloudflare"),
+    ("cf-ray", "8f1e2d3c4b5a6978-AMS"),
+    ("alt-svc", "h3=\":443\"; ma=86400"),
+];
+
+/// Adds [`PROVIDER_HEADERS`] to an answer.
+async fn provider_headers(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in PROVIDER_HEADERS {
+        headers.append(header::HeaderName::from_static(name), HeaderValue::from_static(value));
+    }
+    response
 }
 
 struct Fake {
@@ -363,6 +402,7 @@ fn main() {
         .route("/models", get(models))
         .route("/health", get(|| async { "ok" }))
         .with_state(fake);
+    let app = if args.provider_headers { app.layer(axum::middleware::from_fn(provider_headers)) } else { app };
     let app = if tls.is_some() { tls_counted(app) } else { app };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers.max(1))
