@@ -5,6 +5,7 @@
 mod answer;
 mod body;
 mod error;
+pub mod header_name;
 pub mod multipart;
 mod payload;
 pub mod usage;

@@ -112,6 +112,7 @@ impl HyphaTokenCheck {
             timeout: Some(TIMEOUT),
             public_only: false,
             streamed: false,
+            answer_headers: crate::transport::AnswerHeaders::All,
         };
         match http.send(request).await {
             Ok(response) => Ok(response.status == StatusCode::OK),

@@ -20,6 +20,7 @@ use crate::providers::auth::{self, Scrubber};
 use crate::providers::translate::UpstreamRequest;
 use crate::router::accounting::{Account, AccountedStream, Pacing, StreamEnd};
 use crate::router::reservation::{self, Budgeting, Need};
+use crate::transport::AnswerHeaders;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -201,6 +202,8 @@ async fn provider_call(state: &AppState, call: Call, route: &'static str, rest: 
         headers: passthrough::forwarded_headers(&headers),
         body,
         streamed,
+        // Handed on to the client.
+        answer_headers: AnswerHeaders::All,
     };
     upstream = auth::authorize_fetching(upstream, d, &state.http).await?;
     passthrough::first_of_each(&mut upstream.headers);
@@ -316,7 +319,7 @@ async fn configured_call(state: &AppState, call: Call, path: String) -> Result<R
     let parsed = reqwest::Url::parse(&url).map_err(|e| ApiError::bad_request(format!("upstream URL: {e}")))?;
     let who = format!("pass-through endpoint {}", endpoint.path);
     let streamed = passthrough::asks_stream(&path, || passthrough::says_stream(&body));
-    let upstream = UpstreamRequest { method, url, headers: sent, body, streamed };
+    let upstream = UpstreamRequest { method, url, headers: sent, body, streamed, answer_headers: AnswerHeaders::All };
     let request = crate::providers::chat::to_transport(upstream, parsed, endpoint.public_only, None, &who)?;
     let answer = match state.http.send(request).await {
         Ok(answer) => answer,

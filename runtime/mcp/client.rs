@@ -73,6 +73,7 @@ impl McpHttp {
             timeout: Some(HEAD_TIMEOUT),
             public_only: self.public_only,
             streamed,
+            answer_headers: crate::transport::AnswerHeaders::All,
         };
         self.http.send(request).await.map_err(|e| StreamableHttpError::Client(e.into()))
     }

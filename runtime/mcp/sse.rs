@@ -8,7 +8,7 @@
 //! headers and credentials, so the address guard and the proxy apply as for Streamable HTTP.
 
 use super::client::McpHttp;
-use crate::transport::{ReadError, Request, SendError};
+use crate::transport::{AnswerHeaders, ReadError, Request, SendError};
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, Method};
 use futures::stream::{BoxStream, StreamExt};
@@ -142,7 +142,16 @@ fn request(
     }
     // A GET opens the session's event stream; POSTs are answered at once.
     let streamed = method == Method::GET;
-    Request { method, url, headers, body: body.into(), timeout, public_only: http.public_only, streamed }
+    Request {
+        method,
+        url,
+        headers,
+        body: body.into(),
+        timeout,
+        public_only: http.public_only,
+        streamed,
+        answer_headers: AnswerHeaders::All,
+    }
 }
 
 impl Transport<RoleClient> for SseTransport {

@@ -24,7 +24,7 @@ use super::{bedrock, Deployment, ProviderCall};
 use crate::api::openai::EmbeddingRequest;
 use crate::exchange::{parse_json, usage, ApiError, Outcome};
 use crate::observability::session_log::LogType;
-use crate::transport::ReadError;
+use crate::transport::{AnswerHeaders, ReadError};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use futures::{StreamExt as _, TryStreamExt as _};
@@ -297,7 +297,9 @@ async fn titan_call(
 /// Bedrock chat maps it.
 async fn invoke(call: &ProviderCall<'_>, url: String, body: &impl Serialize) -> Result<(HeaderMap, Vec<u8>), ApiError> {
     let d: &Deployment = call.deployment;
-    let request = UpstreamRequest::post_json(url, body).header("accept", "application/json");
+    let mut request = UpstreamRequest::post_json(url, body).header("accept", "application/json");
+    // Titan's count comes in a header of the answer.
+    request.answer_headers = AnswerHeaders::All;
     let mut response = super::chat::send(call.upstream, request, d, None).await?;
     let headers = std::mem::take(&mut response.headers);
     let status = response.status;

@@ -169,8 +169,17 @@ pub fn to_transport(
         };
         headers.append(name, value);
     }
-    let streamed = upstream.streamed;
-    Ok(Request { method: upstream.method, url, headers, body: upstream.body.into(), timeout, public_only, streamed })
+    let (streamed, answer_headers) = (upstream.streamed, upstream.answer_headers);
+    Ok(Request {
+        method: upstream.method,
+        url,
+        headers,
+        body: upstream.body.into(),
+        timeout,
+        public_only,
+        streamed,
+        answer_headers,
+    })
 }
 
 /// Runs upstream bytes through a decoder, yielding each chunk as soon as it is complete.

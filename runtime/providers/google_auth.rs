@@ -258,6 +258,7 @@ impl TokenSource {
             timeout: Some(Duration::from_secs(30)),
             public_only,
             streamed: false,
+            answer_headers: crate::transport::AnswerHeaders::All,
         };
         let unreachable = |cause: String| {
             ApiError::new(

@@ -33,6 +33,7 @@ pub async fn probe(upstream: &UpstreamClient, d: &Deployment) -> Result<(), Stri
                 timeout: Some(Duration::from_secs(10)),
                 public_only: d.public_only,
                 streamed: false,
+                answer_headers: crate::transport::AnswerHeaders::All,
             };
             crate::transport::answers_ok(upstream.send(request).await)
         }

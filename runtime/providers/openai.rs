@@ -208,6 +208,7 @@ pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
         timeout: None,
         public_only: d.public_only,
         streamed: wants_stream,
+        answer_headers: super::translate::READ_ANSWER_HEADERS,
     };
     let upstream_response = call.upstream.send(request).await.map_err(|e| {
         // A multipart body that failed on the client's side is the client's error, not the upstream's.

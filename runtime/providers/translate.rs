@@ -9,6 +9,7 @@
 use super::Deployment;
 use crate::api::openai::{ChatChunk, ChatCompletion, ChatRequest, ChunkChoice, Delta, EmbeddingRequest};
 use crate::exchange::{parse_json, ApiError};
+use crate::transport::AnswerHeaders;
 use axum::http::StatusCode;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -24,10 +25,16 @@ pub struct UpstreamRequest {
     pub body: Vec<u8>,
     /// The answer is expected to stream (see `transport::Request::streamed`).
     pub streamed: bool,
+    /// Which of the answer's headers are read (see `transport::Request::answer_headers`).
+    pub answer_headers: AnswerHeaders,
 }
 
+/// The answer headers a provider's translation reads: its content type, and on an error how
+/// long to wait. Nothing else of a provider's head reaches the client.
+pub const READ_ANSWER_HEADERS: AnswerHeaders = AnswerHeaders::Only(&["content-type", "retry-after"]);
+
 impl UpstreamRequest {
-    /// A JSON POST to `url`.
+    /// A JSON POST to `url`, whose answer's headers are read as [`READ_ANSWER_HEADERS`] says.
     pub fn post_json<T: serde::Serialize + ?Sized>(url: String, body: &T) -> UpstreamRequest {
         UpstreamRequest {
             method: reqwest::Method::POST,
@@ -35,6 +42,7 @@ impl UpstreamRequest {
             headers: vec![("content-type".into(), "application/json".into())],
             body: serde_json::to_vec(body).unwrap_or_default(),
             streamed: false,
+            answer_headers: READ_ANSWER_HEADERS,
         }
     }
 

@@ -13,9 +13,10 @@ use super::framing::{
     ends_in_chunked, read_to_end, wants_keep_alive, BodyDecoder, Framing, FramingError, HeadNames, Step,
 };
 use super::stream::Stream;
-use super::{Response, SendError};
+use super::{AnswerHeaders, Response, SendError};
+use crate::exchange::header_name;
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use bytes::{Buf, BytesMut};
 use hyper::body::{Frame, SizeHint};
 use std::cell::RefCell;
@@ -143,13 +144,15 @@ impl<'a> Origin<'a> {
 /// Sends a request with a body already in memory over a connection of the calling lane (`http`
 /// or `https`); resolves when the answer's head has arrived. The body streams as it is read.
 /// With `public_only`, a new connection goes only to public addresses (see [`super::guard`]),
-/// and guarded connections are pooled apart from the others.
+/// and guarded connections are pooled apart from the others. The answer's map holds the
+/// headers `keep` names.
 pub async fn send(
     method: &Method,
     url: &reqwest::Url,
     headers: &HeaderMap,
     body: &Bytes,
     public_only: bool,
+    keep: AnswerHeaders,
 ) -> Result<Response, SendError> {
     let unreachable = |cause: String| SendError::Unreachable { host: url.host_str().unwrap_or("").to_owned(), cause };
     let origin = Origin::of(url).ok_or_else(|| unreachable("the URL names no host".into()))?;
@@ -161,7 +164,7 @@ pub async fn send(
     // written and got no answer goes again only when repeating it is harmless (GET, HEAD,
     // OPTIONS, TRACE): the upstream may have acted on a POST before it closed.
     if let Some(conn) = checkout(kind, origin.authority) {
-        match exchange(conn, method, &head, body).await {
+        match exchange(conn, method, &head, body, keep).await {
             Ok(answer) => return Ok(answer),
             Err(Failure::NotSent) => {}
             Err(Failure::Unanswered) if is_replayable(method) => {}
@@ -172,7 +175,7 @@ pub async fn send(
     // Boxed: connecting (a TLS handshake's state above all) is rare next to reusing a kept
     // connection, and inline it would grow every request's future, which is moved whole.
     let conn = Box::pin(connect(&origin, kind)).await?;
-    match exchange(conn, method, &head, body).await {
+    match exchange(conn, method, &head, body, keep).await {
         Ok(answer) => Ok(answer),
         Err(Failure::NotSent | Failure::Unanswered) => Err(unreachable(UNANSWERED.into())),
         Err(Failure::Broken(cause)) => Err(unreachable(cause)),
@@ -300,7 +303,13 @@ fn push_header(head: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 }
 
 /// Writes one request on `conn` and reads its answer's head.
-async fn exchange(mut conn: Conn, method: &Method, head: &[u8], body: &[u8]) -> Result<Response, Failure> {
+async fn exchange(
+    mut conn: Conn,
+    method: &Method,
+    head: &[u8],
+    body: &[u8],
+    keep: AnswerHeaders,
+) -> Result<Response, Failure> {
     if let Err(e) = write_all(&mut conn.stream, head, body).await {
         return Err(match e.kind() {
             io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Failure::NotSent,
@@ -311,7 +320,7 @@ async fn exchange(mut conn: Conn, method: &Method, head: &[u8], body: &[u8]) -> 
     loop {
         if !conn.buf.is_empty() {
             seen_any = true;
-            match parse_head(&mut conn.buf, method).map_err(Failure::Broken)? {
+            match parse_head(&mut conn.buf, method, keep).map_err(Failure::Broken)? {
                 Parsed::Answer(head) => return Ok(answer(conn, head)),
                 Parsed::Informational => continue,
                 Parsed::Partial => {}
@@ -388,8 +397,9 @@ enum Parsed {
     Partial,
 }
 
-/// Parses the head at the start of `buf` and removes it from there.
-fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, String> {
+/// Parses the head at the start of `buf` and removes it from there; its map holds the headers
+/// `keep` names.
+fn parse_head(buf: &mut BytesMut, method: &Method, keep: AnswerHeaders) -> Result<Parsed, String> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut slots);
     let len = match parsed.parse(buf) {
@@ -417,9 +427,9 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, String> {
     let base = buf.as_ptr() as usize;
     let mut fields = Vec::with_capacity(parsed.headers.len());
     let mut names = HeadNames::default();
-    for h in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| format!("the upstream sent a malformed header name {:?}", h.name))?;
+    for h in parsed.headers.iter().filter(|h| keep.keeps(h.name)) {
+        let name =
+            header_name::read(h.name).map_err(|_| format!("the upstream sent a malformed header name {:?}", h.name))?;
         let start = h.value.as_ptr() as usize - base;
         names.note(&name);
         fields.push((name, start..start + h.value.len()));
@@ -493,7 +503,7 @@ struct AnswerBody {
 pub fn read_answer(bytes: &[u8], method: &Method) -> Result<(StatusCode, Vec<u8>), String> {
     let mut buf = BytesMut::from(bytes);
     let head = loop {
-        match parse_head(&mut buf, method)? {
+        match parse_head(&mut buf, method, AnswerHeaders::All)? {
             Parsed::Answer(head) => break head,
             Parsed::Informational => continue,
             Parsed::Partial if buf.is_empty() => return Err(UNANSWERED.into()),
@@ -622,9 +632,10 @@ mod tests {
     async fn send_on_lane(url: &reqwest::Url, body: &'static str) -> Result<(StatusCode, HeaderMap, String), String> {
         let mut headers = HeaderMap::new();
         headers.insert("authorization", HeaderValue::from_static("Bearer sk-test"));
-        let answer = send(&Method::POST, url, &headers, &Bytes::from_static(body.as_bytes()), false)
-            .await
-            .map_err(|e| e.to_string())?;
+        let answer =
+            send(&Method::POST, url, &headers, &Bytes::from_static(body.as_bytes()), false, AnswerHeaders::All)
+                .await
+                .map_err(|e| e.to_string())?;
         let bytes = axum::body::to_bytes(answer.body, usize::MAX).await.map_err(|e| e.to_string())?;
         Ok((answer.status, answer.headers, String::from_utf8_lossy(&bytes).into_owned()))
     }
@@ -725,7 +736,10 @@ mod tests {
     fn a_body_cut_short_is_an_error_and_malformed_answers_are_refused() {
         lane().block_on(async {
             let url = answers_once_and_closes(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort").await;
-            let answer = send(&Method::POST, &url, &HeaderMap::new(), &Bytes::from_static(b"{}"), false).await.unwrap();
+            let answer =
+                send(&Method::POST, &url, &HeaderMap::new(), &Bytes::from_static(b"{}"), false, AnswerHeaders::All)
+                    .await
+                    .unwrap();
             let error = axum::body::to_bytes(answer.body, usize::MAX).await.unwrap_err().to_string();
             assert!(error.contains("broke off"), "{error}");
             assert_eq!(idle_count(), 0);
@@ -798,7 +812,9 @@ mod tests {
                     }
                 });
                 let send_once = |url: reqwest::Url, method: Method| async move {
-                    let answer = send(&method, &url, &HeaderMap::new(), &Bytes::from_static(b"{}"), false).await?;
+                    let answer =
+                        send(&method, &url, &HeaderMap::new(), &Bytes::from_static(b"{}"), false, AnswerHeaders::All)
+                            .await?;
                     let _ = axum::body::to_bytes(answer.body, usize::MAX).await;
                     Ok::<_, SendError>(answer.status)
                 };
@@ -843,7 +859,7 @@ mod tests {
             ] {
                 let url = reqwest::Url::parse(&url).unwrap();
                 let body = Bytes::from_static(b"{}");
-                match send(&Method::POST, &url, &HeaderMap::new(), &body, true).await {
+                match send(&Method::POST, &url, &HeaderMap::new(), &body, true, AnswerHeaders::All).await {
                     Err(SendError::Refused(refused)) => {
                         said.push(refused.to_string().replace(&open_port.to_string(), ""))
                     }
@@ -885,5 +901,24 @@ mod tests {
         assert_eq!(get, b"GET /v1/models HTTP/1.1\r\nhost: up.example:8080\r\nx-api-key: k\r\n\r\n");
         let post = request_head(&Method::POST, &url, "up.example:8080", &HeaderMap::new(), 0);
         assert_eq!(post, b"POST /v1/models HTTP/1.1\r\nhost: up.example:8080\r\ncontent-length: 0\r\n\r\n");
+    }
+
+    #[test]
+    fn an_answer_keeps_the_headers_asked_for_and_those_that_frame_it() {
+        let head: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n\
+            x-ratelimit-remaining-tokens: 0\r\nRetry-After: 2\r\ncf-ray: 8f1e-AMS\r\n\
+            Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+        let read = |keep| match parse_head(&mut BytesMut::from(head), &Method::POST, keep) {
+            Ok(Parsed::Answer(head)) => head,
+            _ => panic!("the head parses"),
+        };
+        let few = read(AnswerHeaders::Only(&["content-type", "retry-after"]));
+        let kept: Vec<&str> = few.headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(kept, ["content-type", "retry-after", "transfer-encoding", "connection"]);
+        assert_eq!(few.framing, Framing::Chunked);
+        assert!(!few.keep_alive, "connection: close is read even where other headers are not kept");
+        let all = read(AnswerHeaders::All);
+        assert_eq!(all.headers.len(), 6);
+        assert_eq!(all.headers["x-ratelimit-remaining-tokens"], "0");
     }
 }

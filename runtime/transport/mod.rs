@@ -55,6 +55,39 @@ pub struct Request {
     pub public_only: bool,
     /// The answer is expected to stream (an event stream): it may take HTTP/2 ([`Http2`]).
     pub streamed: bool,
+    /// Which of the answer's headers the caller reads.
+    pub answer_headers: AnswerHeaders,
+}
+
+/// Which of an answer's headers a caller reads. A provider's answer carries a score of them
+/// (its request id, rate limits, its CDN's) that a gateway writing its own answer never looks
+/// at; the lanes' HTTP/1.1 client leaves those out of the map rather than build each one.
+/// Other ways (HTTP/2, a proxy) may bring them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerHeaders {
+    /// Every header: the caller hands them on (a pass-through) or may read any.
+    All,
+    /// These names (in lower case) and those that frame the body.
+    Only(&'static [&'static str]),
+}
+
+impl AnswerHeaders {
+    /// Whether the answer's header `name` (as the upstream spelled it) is kept. The framing
+    /// headers always are: the client reads the body by them.
+    #[inline]
+    fn keeps(self, name: &str) -> bool {
+        const FRAMING: [&str; 3] = ["content-length", "transfer-encoding", "connection"];
+        match self {
+            AnswerHeaders::All => true,
+            // Length and first letter first: most names differ in one or the other.
+            AnswerHeaders::Only(names) => FRAMING.iter().chain(names).any(|n| {
+                let (n, name) = (n.as_bytes(), name.as_bytes());
+                n.len() == name.len()
+                    && n.first() == name.first().map(u8::to_ascii_lowercase).as_ref()
+                    && n.eq_ignore_ascii_case(name)
+            }),
+        }
+    }
 }
 
 /// What a request sends.
@@ -278,7 +311,7 @@ impl UpstreamClient {
 
     /// Sends `request`; resolves when the answer's head has arrived.
     pub async fn send(&self, request: Request) -> Result<Response, SendError> {
-        let Request { method, url, headers, body, timeout, public_only, streamed } = request;
+        let Request { method, url, headers, body, timeout, public_only, streamed, answer_headers } = request;
         let answer = async {
             match (&self.proxied, body) {
                 (Some(spread), body) => {
@@ -294,7 +327,7 @@ impl UpstreamClient {
                     let on_lane = self.on_lane_once_known(&url, whole, streamed, public_only).await;
                     match body {
                         RequestBody::Full(bytes) if on_lane => {
-                            h1::send(&method, &url, &headers, &bytes, public_only).await
+                            h1::send(&method, &url, &headers, &bytes, public_only, answer_headers).await
                         }
                         body => self.send_direct(method, &url, headers, body.into_body(), public_only).await,
                     }
@@ -599,6 +632,7 @@ mod tests {
             timeout: Some(Duration::from_secs(10)),
             public_only: false,
             streamed: false,
+            answer_headers: AnswerHeaders::All,
         };
         let answer = client.send(request).await.unwrap();
         assert_eq!(answer.status, StatusCode::OK);

@@ -1,12 +1,15 @@
 //! The lanes' own HTTP/1.1 client against hyper's, the library it replaces: every answer of the
 //! corpus (`tests/fixtures/http1/`, also the `h1_answer` fuzz target's seeds) is served by a raw
 //! socket to both, and both must come out the same: the same status and body, or both refused.
-//! hyper is given the same 64 KB limit on an answer's head.
+//! hyper is given the same 64 KB limit on an answer's head. Ours reads each answer twice: keeping
+//! every header, and keeping only those a provider's translation reads (the others are not
+//! even made into names), which must not change what comes out.
 
 use crate::support::repo_root;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method};
-use ferrolite::transport::{Request, RequestBody, UpstreamClient};
+use ferrolite::providers::translate::READ_ANSWER_HEADERS;
+use ferrolite::transport::{AnswerHeaders, Request, RequestBody, UpstreamClient};
 use futures::StreamExt;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -44,8 +47,9 @@ async fn serve(answer: Vec<u8>) -> String {
     url
 }
 
-/// The answer through ferrolite's client, on a lane (where plain-HTTP upstreams use it).
-fn ours(url: String) -> Outcome {
+/// The answer through ferrolite's client, on a lane (where plain-HTTP upstreams use it), its map
+/// holding the headers `keep` names.
+fn ours(url: String, keep: AnswerHeaders) -> Outcome {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
         runtime.block_on(async move {
@@ -58,6 +62,7 @@ fn ours(url: String) -> Outcome {
                 timeout: Some(Duration::from_secs(5)),
                 public_only: false,
                 streamed: false,
+                answer_headers: keep,
             };
             let answer = UpstreamClient::new().send(request).await.map_err(|e| e.to_string())?;
             let status = answer.status.as_u16();
@@ -104,8 +109,19 @@ async fn our_client_reads_every_answer_as_hyper_does() {
         let theirs = hypers(&url).await;
         let mine = {
             let url = url.clone();
-            tokio::task::spawn_blocking(move || ours(url)).await.unwrap_or_else(|e| Err(e.to_string()))
+            tokio::task::spawn_blocking(move || ours(url, AnswerHeaders::All))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()))
         };
+        let few = {
+            let url = serve(answer.clone()).await;
+            tokio::task::spawn_blocking(move || ours(url, READ_ANSWER_HEADERS))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()))
+        };
+        if few != mine {
+            differences.push(format!("{name}: every header kept {mine:?}, a provider's few {few:?}"));
+        }
         let stricter = STRICTER.iter().any(|(case, _)| *case == name);
         match (&theirs, &mine) {
             (Ok(a), Ok(b)) if a == b && !stricter => accepted += 1,

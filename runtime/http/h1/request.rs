@@ -5,7 +5,7 @@
 use crate::transport::framing::{ends_in_chunked, wants_keep_alive, Framing, HeadNames};
 use axum::http::header::{CONNECTION, CONTENT_LENGTH, EXPECT};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri, Version};
 use bytes::Bytes;
 
 /// Most headers a request may have.
@@ -95,7 +95,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError> {
     let mut headers = HeaderMap::with_capacity(parsed.headers.len());
     let mut names = HeadNames::default();
     for h in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| UNPARSEABLE)?;
+        let name = crate::exchange::header_name::read(h.name).map_err(|_| UNPARSEABLE)?;
         let value = HeaderValue::from_maybe_shared(shared(h.value)).map_err(|_| UNPARSEABLE)?;
         names.note(&name);
         headers.append(name, value);
