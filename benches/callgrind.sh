@@ -11,7 +11,7 @@
 #                 every request), an rpm and a parallel limit
 #   pass-real     the pass-through with real traffic's headers: the 17 the openai SDK (Python,
 #                 3.57) sends, where the other kinds send 5, and OpenAI's 18 on the answer
-#                 (`fake-upstream --provider-headers`), where the fake otherwise sends 3
+#                 (the fake's routes under /real), where the fake otherwise sends 3
 #   long          the pass-through with an agent's long conversation: a 112 KB body of 181
 #                 messages (tool calls and their results) and 20 tools; a tenth as many counted
 #   pass-through, governed and long again, to an app whose deployments are all
@@ -80,14 +80,6 @@ if [ "$with_tls" = 1 ]; then
 else
   start_fake
 fi
-# A second fake whose answers carry the headers OpenAI's do (kind pass-real).
-real_port="$(free_port)"
-real_args=(--port "$real_port" --provider-headers)
-if [ "$with_tls" = 1 ]; then
-  real_args+=(--tls-cert "$scratch/leaf.pem" --tls-key "$scratch/leaf-key.pem" --tls-alpn http/1.1)
-fi
-"$bin/fake-upstream" "${real_args[@]}" >/dev/null 2>&1 &
-pids+=($!)
 port="$(free_port)"
 
 cat > "$scratch/app.json" <<EOF
@@ -112,7 +104,7 @@ cat > "$scratch/app-chat.json" <<EOF
 EOF
 cat > "$scratch/app-real.json" <<EOF
 {"name": "callgrind-real", "type": "llm-proxy", "config": {"service_id": "bench-real", "model_list": [
-  {"model_name": "pass", "litellm_params": {"model": "openai/gpt-4o", "api_base": "$upstream:$real_port/v1", "api_key": "sk-bench-upstream"}}
+  {"model_name": "pass", "litellm_params": {"model": "openai/gpt-4o", "api_base": "$upstream:$fake_port/real/v1", "api_key": "sk-bench-upstream"}}
 ]}}
 EOF
 mkdir -p "$scratch/data"

@@ -417,6 +417,10 @@ fn body(template: &str, model: &str) -> String {
 fn model_list(fake: u16) -> Vec<Value> {
     vec![
         deployment("gpt", fake),
+        // The same upstream answering with OpenAI's headers (the fake's routes under /real).
+        json!({"model_name": REAL_MODEL, "litellm_params": {
+            "model": "openai/gpt-4o", "api_base": format!("http://127.0.0.1:{fake}/real/v1"),
+            "api_key": UPSTREAM_KEY}}),
         json!({"model_name": "claude", "litellm_params": {
             "model": "anthropic/claude-3-5-sonnet-20241022", "api_base": format!("http://127.0.0.1:{fake}"),
             "api_key": UPSTREAM_KEY}}),
@@ -979,7 +983,8 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
         None => Vec::new(),
     };
     if args.only_cross_check {
-        cross_check(ctx, &mut report, &cross_targets)?;
+        cross_check(ctx, &mut report, &cross_targets, Shape::Plain)?;
+        cross_check(ctx, &mut report, &cross_targets, Shape::RealHeaders)?;
         stop_targets([gw.proc].into_iter().chain(nginx_one.map(|n| n.0)).chain([nginx, fake]), &sampler);
         return write_cross_check_alone(ctx, report, &load_before);
     }
@@ -1008,7 +1013,8 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
     // --- 1a. plain HTTP cross-check: nginx with one worker per core and with one worker, and
     // ferrolite, each under oha and under wrk (issue 22).
     if !args.skip_cross_check {
-        cross_check(ctx, &mut report, &cross_targets)?;
+        cross_check(ctx, &mut report, &cross_targets, Shape::Plain)?;
+        cross_check(ctx, &mut report, &cross_targets, Shape::RealHeaders)?;
     }
 
     // --- 1b. the governed lane: the same traffic with an API key that has a budget (so every
@@ -1753,13 +1759,67 @@ const NGINX_ONE_WORKER: &str = "nginx, one worker";
 /// Plain-HTTP throughput at `--connections` measured so that the comparison depends neither on
 /// nginx's worker count nor on one load tool: nginx with one worker per core and with one worker,
 /// and ferrolite (`targets`, in that order), each under oha and under wrk with one thread.
-fn cross_check(ctx: &mut Ctx, report: &mut Report, targets: &[Target]) -> Res<()> {
+/// The model of `model_list` whose upstream answers with OpenAI's headers.
+const REAL_MODEL: &str = "gpt-real";
+
+/// What the openai SDK (Python, 3.57.0) sends besides the body, its host, length and content
+/// type (the load tools send those), as a capture of its request shows them; the key goes as
+/// each target's own authorization.
+const SDK_HEADERS: [(&str, &str); 13] = [
+    ("accept-encoding", "gzip, deflate"),
+    ("connection", "keep-alive"),
+    ("accept", "application/json"),
+    ("user-agent", "OpenAI/Python 3.57.0"),
+    ("x-stainless-lang", "python"),
+    ("x-stainless-package-version", "3.57.0"),
+    ("x-stainless-os", "Linux"),
+    ("x-stainless-arch", "x64"),
+    ("x-stainless-runtime", "CPython"),
+    ("x-stainless-runtime-version", "3.11.7"),
+    ("x-stainless-async", "false"),
+    ("x-stainless-retry-count", "0"),
+    ("x-stainless-read-timeout", "600"),
+];
+
+/// The traffic of a cross-check.
+#[derive(Clone, Copy, PartialEq)]
+enum Shape {
+    /// The chat with the load tool's few headers, answered with the fake's three.
+    Plain,
+    /// The same chat with the openai SDK's headers, answered with OpenAI's besides the fake's
+    /// (the fake's routes under `/real`, which nginx passes on as it passes any path).
+    RealHeaders,
+}
+
+impl Shape {
+    fn call(self, t: &Target) -> Call {
+        match self {
+            Shape::Plain => t.call(CHAT_BODY, "gpt"),
+            Shape::RealHeaders => {
+                // nginx proxies any path to the fake; ferrolite names the upstream by model.
+                let nginx = t.name != "ferrolite";
+                let mut call = t.call(CHAT_BODY, if nginx { "gpt" } else { REAL_MODEL });
+                if nginx {
+                    call.url = call.url.replacen("/v1/", "/real/v1/", 1);
+                }
+                call.extra_headers.extend(SDK_HEADERS.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+                call
+            }
+        }
+    }
+}
+
+fn cross_check(ctx: &mut Ctx, report: &mut Report, targets: &[Target], shape: Shape) -> Res<()> {
     let conns = ctx.args.connections;
     let secs = ctx.secs;
-    // The one-worker nginx is in no other section: checked and warmed up here.
-    for t in targets.iter().filter(|t| t.name == NGINX_ONE_WORKER) {
-        let call = t.call(CHAT_BODY, "gpt");
+    // The one-worker nginx is in no other section, nor the real headers' paths: checked (and
+    // the nginx warmed up) here.
+    for t in targets {
+        let call = shape.call(t);
         ctx.check(t.name, &call, "fake answer")?;
+        if t.name != NGINX_ONE_WORKER {
+            continue;
+        }
         ctx.secs = 1;
         let warm = ctx.load(&call, 8, None);
         ctx.secs = secs;
@@ -1770,10 +1830,11 @@ fn cross_check(ctx: &mut Ctx, report: &mut Report, targets: &[Target]) -> Res<()
     let mut rounds: Vec<(&str, &str, Vec<Load>)> = Vec::new();
     for round in 1..=CROSS_CHECK_ROUNDS {
         for t in targets {
-            let call = t.call(CHAT_BODY, "gpt");
+            let call = shape.call(t);
             for tool in ["oha", "wrk"] {
+                let what = if shape == Shape::Plain { "" } else { ", real headers" };
                 step(&format!(
-                    "plain HTTP cross-check at {conns} connections, round {round} of {CROSS_CHECK_ROUNDS}: {} under {tool}",
+                    "plain HTTP cross-check{what} at {conns} connections, round {round} of {CROSS_CHECK_ROUNDS}: {} under {tool}",
                     t.name
                 ));
                 let load =
@@ -1809,8 +1870,24 @@ fn cross_check(ctx: &mut Ctx, report: &mut Report, targets: &[Target]) -> Res<()
         out.push(json!({"target": target, "tool": tool, "load": l,
             "vs_nginx_per_core": per_core, "vs_nginx_one_worker": one}));
     }
+    let (title, key, about) = match shape {
+        Shape::Plain => ("(chat, JSON)", "plain_http_cross_check", String::new()),
+        Shape::RealHeaders => (
+            "with real traffic's headers",
+            "plain_http_cross_check_real_headers",
+            format!(
+                " Here every request carries the {} headers the openai SDK sends (its user agent and ten \
+                 `x-stainless-*` among them) and every answer the {} headers OpenAI's API answers with \
+                 besides the fake's (request id, rate limits, its CDN's: the fake's routes under `/real`). nginx \
+                 hands all of them on both ways; ferrolite reads the request's, sends the upstream its own, and \
+                 keeps of the answer's only its content type.",
+                SDK_HEADERS.len() + 4,
+                18
+            ),
+        ),
+    };
     report.table(
-        &format!("Plain HTTP cross-check at {conns} connections (chat, JSON)"),
+        &format!("Plain HTTP cross-check at {conns} connections {title}"),
         &format!(
             "Closed loop, {secs} s per run, {conns} connections, {CROSS_CHECK_ROUNDS} rounds taking the targets in \
              turn: each row is the median round by req/s (its errors and latency), with the median CPU. Each \
@@ -1819,7 +1896,7 @@ fn cross_check(ctx: &mut Ctx, report: &mut Report, targets: &[Target]) -> Res<()
              `worker_processes auto` (one per core, the nginx of the other tables) and with `worker_processes 1`, \
              otherwise the same config. The `vs` columns are req/s over that nginx's under the same tool. wrk \
              counts answers above 399 and socket errors as errors. CPU is the target's process group, seconds per \
-             1,000 requests."
+             1,000 requests.{about}"
         ),
         &[
             "target",
@@ -1834,7 +1911,7 @@ fn cross_check(ctx: &mut Ctx, report: &mut Report, targets: &[Target]) -> Res<()
         ],
         &rows,
     );
-    report.put("plain_http_cross_check", json!({"connections": conns, "secs": secs, "wrk_threads": 1, "rows": out}));
+    report.put(key, json!({"connections": conns, "secs": secs, "wrk_threads": 1, "rows": out}));
     Ok(())
 }
 

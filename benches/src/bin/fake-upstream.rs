@@ -5,6 +5,9 @@
 //! gateway under test keep the machine's other cores. Answers are fixed text; streams send
 //! `--chunks` content chunks `--gap-ms` apart, after `--latency-ms` of fixed latency.
 //!
+//! Under `/real` the same routes answer with the headers OpenAI's API sends besides
+//! ([`PROVIDER_HEADERS`]).
+//!
 //! With `--tls-cert` and `--tls-key` it serves the same routes over TLS only (rustls; HTTP/1.1 or
 //! HTTP/2 as ALPN settles, `--tls-alpn`), and `GET /tls-stats` tells what it saw over TLS.
 
@@ -55,11 +58,6 @@ struct Args {
     /// With TLS: the protocols offered by ALPN, in order of preference (h2, http/1.1).
     #[arg(long, value_delimiter = ',', default_value = "h2,http/1.1")]
     tls_alpn: Vec<String>,
-    /// Every answer also carries the headers OpenAI's API answers with ([`PROVIDER_HEADERS`]),
-    /// where the fake otherwise sends only its content type: what a gateway reads past on
-    /// real traffic.
-    #[arg(long)]
-    provider_headers: bool,
 }
 
 /// The headers OpenAI's API reference lists on its answers (organization, processing time, API
@@ -86,7 +84,9 @@ const PROVIDER_HEADERS: [(&str, &str); 18] = [
     ("alt-svc", "h3=\":443\"; ma=86400"),
 ];
 
-/// Adds [`PROVIDER_HEADERS`] to an answer.
+/// Adds [`PROVIDER_HEADERS`] to an answer: every route under `/real` (`/real/v1/chat/completions`,
+/// ...) is the same route answering with them, where the fake's own answers carry their content
+/// type alone. What a gateway reads past on real traffic.
 async fn provider_headers(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
@@ -402,7 +402,7 @@ fn main() {
         .route("/models", get(models))
         .route("/health", get(|| async { "ok" }))
         .with_state(fake);
-    let app = if args.provider_headers { app.layer(axum::middleware::from_fn(provider_headers)) } else { app };
+    let app = app.clone().nest("/real", app.layer(axum::middleware::from_fn(provider_headers)));
     let app = if tls.is_some() { tls_counted(app) } else { app };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers.max(1))
