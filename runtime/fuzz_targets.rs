@@ -316,13 +316,20 @@ fn event_texts(data: &[u8]) -> impl Iterator<Item = &str> {
 
 /// An upstream's answer (status line, headers, a body framed by length, chunks with extensions
 /// and trailers, or the close) through the reader of the lanes' own HTTP/1.1 client, as a GET's
-/// and as a HEAD's answer. `tests/it/h1_differential.rs` holds the same reader to hyper's.
+/// and as a HEAD's answer, keeping every header and a provider's few. `tests/it/h1_differential.rs`
+/// holds the same reader to hyper's.
 pub fn h1_answer(data: &[u8]) {
+    use crate::transport::{read_answer, AnswerHeaders};
     for method in [axum::http::Method::GET, axum::http::Method::HEAD] {
-        if let Ok((status, body)) = crate::transport::read_answer(data, &method) {
+        let all = read_answer(data, &method, AnswerHeaders::All);
+        if let Ok((status, body)) = &all {
             assert!(body.len() <= data.len(), "a body longer than the answer");
             assert!(method != axum::http::Method::HEAD || body.is_empty(), "a HEAD answer with a body ({status})");
         }
+        // Keeping only a provider's few headers changes nothing of what is read, nor whether.
+        let few = read_answer(data, &method, crate::providers::translate::READ_ANSWER_HEADERS);
+        assert_eq!(all.is_ok(), few.is_ok(), "every header {all:?}, a provider's few {few:?}");
+        assert_eq!(all.ok(), few.ok());
     }
 }
 

@@ -499,11 +499,12 @@ struct AnswerBody {
 }
 
 /// An answer read from `bytes` as this client reads one from a connection that ends where
-/// `bytes` do (a request of `method`): its status and whole body, or why it is refused.
-pub fn read_answer(bytes: &[u8], method: &Method) -> Result<(StatusCode, Vec<u8>), String> {
+/// `bytes` do (a request of `method`, the headers `keep` names kept): its status and whole
+/// body, or why it is refused.
+pub fn read_answer(bytes: &[u8], method: &Method, keep: AnswerHeaders) -> Result<(StatusCode, Vec<u8>), String> {
     let mut buf = BytesMut::from(bytes);
     let head = loop {
-        match parse_head(&mut buf, method, AnswerHeaders::All)? {
+        match parse_head(&mut buf, method, keep)? {
             Parsed::Answer(head) => break head,
             Parsed::Informational => continue,
             Parsed::Partial if buf.is_empty() => return Err(UNANSWERED.into()),
