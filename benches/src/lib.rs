@@ -1,6 +1,6 @@
 //! What the benchmark driver (`bench`), the soak (`soak`) and its fault phase (`chaos`) share:
 //! process handling, ferrolite's start and manifests, the report's pieces, the load tools' request
-//! and figures (and wrk's runner), the long-conversation lane's body, and the chaos client (which
+//! and figures (and wrk's runner), the long-conversation lane's body, real traffic's headers, and the chaos client (which
 //! the test suite's chaos test uses too).
 
 pub mod cluster_client;
@@ -9,6 +9,7 @@ pub mod https_lane;
 pub mod load;
 pub mod long_conversation;
 pub mod procs;
+pub mod real_headers;
 pub mod report;
 pub mod stream_capacity;
 pub mod wrk;

@@ -18,6 +18,7 @@ use ferrolite_bench::procs::{
     clock_ticks_per_sec, free_port, group_cpu_ticks, group_pids, group_rss_kb, install_signal_handler, run_to_end,
     stop_all, vm_rss_kb, wait_ready, Bystanders, Finished, Proc,
 };
+use ferrolite_bench::real_headers::{PROVIDER_HEADERS, SDK_HEADERS};
 use ferrolite_bench::report::{
     cmd_output, cores, cpu_model, loadavg, mb, median, ms, opt_f, percentile, rps, thp_mode, verdict, write_results,
     Checkout, Report,
@@ -1756,30 +1757,8 @@ fn measure(ctx: &mut Ctx, soak_secs: u64, streams: usize) -> Res<()> {
 const NGINX_PER_CORE: &str = "nginx, one worker per core";
 const NGINX_ONE_WORKER: &str = "nginx, one worker";
 
-/// Plain-HTTP throughput at `--connections` measured so that the comparison depends neither on
-/// nginx's worker count nor on one load tool: nginx with one worker per core and with one worker,
-/// and ferrolite (`targets`, in that order), each under oha and under wrk with one thread.
 /// The model of `model_list` whose upstream answers with OpenAI's headers.
 const REAL_MODEL: &str = "gpt-real";
-
-/// What the openai SDK (Python, 3.57.0) sends besides the body, its host, length and content
-/// type (the load tools send those), as a capture of its request shows them; the key goes as
-/// each target's own authorization.
-const SDK_HEADERS: [(&str, &str); 13] = [
-    ("accept-encoding", "gzip, deflate"),
-    ("connection", "keep-alive"),
-    ("accept", "application/json"),
-    ("user-agent", "OpenAI/Python 3.57.0"),
-    ("x-stainless-lang", "python"),
-    ("x-stainless-package-version", "3.57.0"),
-    ("x-stainless-os", "Linux"),
-    ("x-stainless-arch", "x64"),
-    ("x-stainless-runtime", "CPython"),
-    ("x-stainless-runtime-version", "3.11.7"),
-    ("x-stainless-async", "false"),
-    ("x-stainless-retry-count", "0"),
-    ("x-stainless-read-timeout", "600"),
-];
 
 /// The traffic of a cross-check.
 #[derive(Clone, Copy, PartialEq)]
@@ -1809,6 +1788,10 @@ impl Shape {
     }
 }
 
+/// Plain-HTTP throughput at `--connections` measured so that the comparison depends neither on
+/// nginx's worker count nor on one load tool: nginx with one worker per core and with one worker,
+/// and ferrolite (`targets`, in that order), each under oha and under wrk with one thread,
+/// with the traffic of `shape`.
 fn cross_check(ctx: &mut Ctx, report: &mut Report, targets: &[Target], shape: Shape) -> Res<()> {
     let conns = ctx.args.connections;
     let secs = ctx.secs;
@@ -1882,7 +1865,7 @@ fn cross_check(ctx: &mut Ctx, report: &mut Report, targets: &[Target], shape: Sh
                  hands all of them on both ways; ferrolite reads the request's, sends the upstream its own, and \
                  keeps of the answer's only its content type.",
                 SDK_HEADERS.len() + 4,
-                18
+                PROVIDER_HEADERS.len()
             ),
         ),
     };

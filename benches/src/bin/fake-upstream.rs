@@ -19,6 +19,7 @@ use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::Router;
 use clap::Parser;
+use ferrolite_bench::real_headers::PROVIDER_HEADERS;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -60,31 +61,7 @@ struct Args {
     tls_alpn: Vec<String>,
 }
 
-/// The headers OpenAI's API reference lists on its answers (organization, processing time, API
-/// version, request id, the six rate-limit ones) and those its CDN adds, with values of their
-/// usual lengths.
-const PROVIDER_HEADERS: [(&str, &str); 18] = [
-    ("openai-organization", "user-abc123def456ghi789jkl0"),
-    ("openai-processing-ms", "412"),
-    ("openai-project", "proj_AbCdEfGhIjKlMnOpQrStUvWx"),
-    ("openai-version", "2020-10-01"),
-    ("x-request-id", "req_0123456789abcdef0123456789abcdef"),
-    ("x-ratelimit-limit-requests", "10000"),
-    ("x-ratelimit-limit-tokens", "30000000"),
-    ("x-ratelimit-remaining-requests", "9999"),
-    ("x-ratelimit-remaining-tokens", "29999986"),
-    ("x-ratelimit-reset-requests", "6ms"),
-    ("x-ratelimit-reset-tokens", "0s"),
-    ("access-control-expose-headers", "X-Request-ID"),
-    ("strict-transport-security", "max-age=31536000; includeSubDomains; preload"),
-    ("cf-cache-status", "DYNAMIC"),
-    ("x-content-type-options", "nosniff"),
-    ("server", "cloudflare"),
-    ("cf-ray", "8f1e2d3c4b5a6978-AMS"),
-    ("alt-svc", "h3=\":443\"; ma=86400"),
-];
-
-/// Adds [`PROVIDER_HEADERS`] to an answer: every route under `/real` (`/real/v1/chat/completions`,
+/// Adds OpenAI's headers ([`PROVIDER_HEADERS`]) to an answer: every route under `/real` (`/real/v1/chat/completions`,
 /// ...) is the same route answering with them, where the fake's own answers carry their content
 /// type alone. What a gateway reads past on real traffic.
 async fn provider_headers(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
