@@ -12,6 +12,7 @@ use axum::http::HeaderMap;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -81,38 +82,42 @@ pub struct Tokens {
 /// Tokens whose signature was checked recently, so that a client sending the same token on
 /// every request pays for the HMAC once (it was ~9% of a proxied request's instructions).
 /// A fixed set of slots, each chosen by the token's last bytes (its signature): bounded
-/// memory, no eviction bookkeeping; a collision only costs a fresh check.
+/// memory, no eviction bookkeeping; a collision only costs a fresh check. Each thread keeps
+/// its own slots: shared ones put every lane's requests with one token through one lock, whose
+/// cache line the lanes then took turns holding.
 struct VerifiedTokens {
-    slots: Box<[Slot]>,
+    slots: thread_local::ThreadLocal<RefCell<Box<[Slot]>>>,
 }
 
 /// One remembered token and its claims.
-type Slot = std::sync::Mutex<Option<(Box<str>, Claims)>>;
+type Slot = Option<(Box<str>, Claims)>;
 
 impl VerifiedTokens {
     const SLOTS: usize = 256;
 
     fn new() -> Self {
-        VerifiedTokens { slots: (0..Self::SLOTS).map(|_| std::sync::Mutex::new(None)).collect() }
+        VerifiedTokens { slots: thread_local::ThreadLocal::new() }
     }
 
-    fn slot(&self, token: &str) -> &Slot {
+    /// This thread's slots and the index of `token`'s.
+    fn slots(&self, token: &str) -> (&RefCell<Box<[Slot]>>, usize) {
         let tail =
             token.as_bytes().iter().rev().take(8).fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(*b as usize));
-        &self.slots[tail % Self::SLOTS]
+        let slots = self.slots.get_or(|| RefCell::new((0..Self::SLOTS).map(|_| None).collect()));
+        (slots, tail % Self::SLOTS)
     }
 
     /// The claims of `token` if it was verified before and has not expired since.
     fn get(&self, token: &str, now: u64) -> Option<Claims> {
-        let slot = self.slot(token).lock().ok()?;
-        let (known, claims) = slot.as_ref()?;
+        let (slots, at) = self.slots(token);
+        let slots = slots.borrow();
+        let (known, claims) = slots[at].as_ref()?;
         (constant_time_eq(known.as_bytes(), token.as_bytes()) && claims.exp >= now).then(|| claims.clone())
     }
 
     fn put(&self, token: &str, claims: &Claims) {
-        if let Ok(mut slot) = self.slot(token).lock() {
-            *slot = Some((token.into(), claims.clone()));
-        }
+        let (slots, at) = self.slots(token);
+        slots.borrow_mut()[at] = Some((token.into(), claims.clone()));
     }
 }
 
@@ -329,6 +334,21 @@ mod tests {
         assert!(tokens.verify(&forged).is_err());
         std::thread::sleep(Duration::from_millis(2100));
         assert_eq!(tokens.verify(&short), Err(AuthError::Expired), "the cache honours expiry");
+    }
+
+    #[test]
+    fn each_thread_remembers_tokens_of_its_own() {
+        let tokens = std::sync::Arc::new(Tokens::from_secret(&[5u8; 32]));
+        let token = tokens.issue("alice", false, Duration::from_secs(60));
+        assert_eq!(tokens.verify(&token).unwrap().ws, "alice");
+        let mut forged = token.clone().into_bytes();
+        forged[40] = if forged[40] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        let elsewhere = {
+            let tokens = tokens.clone();
+            std::thread::spawn(move || (tokens.verify(&token).map(|c| c.ws), tokens.verify(&forged).is_err()))
+        };
+        assert_eq!(elsewhere.join().unwrap(), (Ok("alice".to_owned()), true));
     }
 
     #[cfg(unix)]

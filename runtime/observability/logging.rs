@@ -2,9 +2,10 @@
 //! `RUST_LOG` (default `info`), and, in a binary built with the `otlp` feature, spans exported
 //! to an OpenTelemetry collector over OTLP.
 
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -43,7 +44,7 @@ impl Drop for Guard {
 
 /// Installs the process-wide subscriber (a second call keeps the first one).
 pub fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> Result<Guard, LoggingError> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = Filter::from_directives(std::env::var(EnvFilter::DEFAULT_ENV).ok().as_deref()).layer();
     // Colour codes only for a terminal: in a log file they are noise, and formatting them
     // showed up in profiles of the request path.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -71,6 +72,39 @@ pub fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> Result<Guard, Log
             let (layer, provider) = otlp::layer(endpoint)?;
             let _ = registry.with(layer).try_init();
             Ok(Guard { provider: Some(provider) })
+        }
+    }
+}
+
+/// The filter `RUST_LOG` asks for (`info` when unset or unreadable). Targets and levels alone,
+/// what nearly every setting says, make a static filter: `EnvFilter`, which span and field
+/// directives need, takes a process-wide lock each time any span is entered or left (some
+/// fifteen atomic operations a request on one cache line, from every lane).
+#[derive(Debug)]
+// Made once, at start: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Filter {
+    Static(Targets),
+    Spans(EnvFilter),
+}
+
+impl Filter {
+    fn from_directives(directives: Option<&str>) -> Filter {
+        match directives {
+            None => Filter::Static(Targets::new().with_default(tracing::Level::INFO)),
+            // A blank setting is left to EnvFilter, which gives it a meaning of its own.
+            Some(text) if !text.trim().is_empty() => match text.parse::<Targets>() {
+                Ok(targets) => Filter::Static(targets),
+                Err(_) => Filter::Spans(EnvFilter::try_new(text).unwrap_or_else(|_| EnvFilter::new("info"))),
+            },
+            Some(text) => Filter::Spans(EnvFilter::try_new(text).unwrap_or_else(|_| EnvFilter::new("info"))),
+        }
+    }
+
+    fn layer(self) -> Box<dyn Layer<Registry> + Send + Sync> {
+        match self {
+            Filter::Static(targets) => targets.boxed(),
+            Filter::Spans(filter) => filter.boxed(),
         }
     }
 }
@@ -321,5 +355,57 @@ mod plain_tests {
         let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         assert!(text.contains("request{id=req_1 op=chat_completions n=3}:"), "{text}");
         assert!(text.contains("served fine status=200 path=/v1/x"), "{text}");
+    }
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::Filter;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    fn passes(directives: Option<&str>, level: tracing::Level, in_span: bool) -> bool {
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let subscriber =
+            tracing_subscriber::registry().with(Filter::from_directives(directives).layer()).with(Seen(seen.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request", id = "req_1");
+            let _entered = in_span.then(|| span.enter());
+            match level {
+                tracing::Level::DEBUG => tracing::debug!(target: "ferrolite::router", "x"),
+                tracing::Level::INFO => tracing::info!(target: "ferrolite::router", "x"),
+                _ => tracing::warn!(target: "hyper::proto", "x"),
+            }
+        });
+        seen.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    struct Seen(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Seen {
+        fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn targets_and_levels_make_a_static_filter_that_filters_as_env_filter_does() {
+        assert!(matches!(Filter::from_directives(None), Filter::Static(_)));
+        assert!(matches!(Filter::from_directives(Some("ferrolite=debug,warn")), Filter::Static(_)));
+        assert!(passes(None, tracing::Level::INFO, false));
+        assert!(!passes(None, tracing::Level::DEBUG, false));
+        assert!(passes(Some("ferrolite=debug,error"), tracing::Level::DEBUG, false));
+        assert!(!passes(Some("ferrolite=debug,error"), tracing::Level::WARN, false), "hyper's warning is under error");
+        assert!(!passes(Some("off"), tracing::Level::WARN, false));
+    }
+
+    #[test]
+    fn span_directives_and_unreadable_settings_go_to_env_filter() {
+        let spans = Some("warn,[request{id=req_1}]=debug");
+        assert!(matches!(Filter::from_directives(spans), Filter::Spans(_)));
+        assert!(passes(spans, tracing::Level::DEBUG, true), "inside the span the debug event passes");
+        assert!(!passes(spans, tracing::Level::DEBUG, false));
+        assert!(matches!(Filter::from_directives(Some("=!=")), Filter::Spans(_)));
+        assert!(passes(Some("=!="), tracing::Level::INFO, false), "an unreadable setting means info");
+        assert!(!passes(Some("=!="), tracing::Level::DEBUG, false));
     }
 }
