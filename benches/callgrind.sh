@@ -33,6 +33,8 @@
 #                                     # a CA made for the run trusted through SSL_CERT_FILE): what
 #                                     # the HTTPS lane's requests cost, TLS records included
 #   KINDS=stream-pass,translated benches/callgrind.sh   # only these kinds (the names below)
+#   ATOMICS=1 benches/callgrind.sh    # also the atomic operations a request runs (benches/atomics.py),
+#                                     # and the functions that run most of them
 set -euo pipefail
 cd "$(dirname "$0")/.."
 with_redis=0
@@ -109,20 +111,33 @@ cat > "$scratch/app-real.json" <<EOF
 EOF
 mkdir -p "$scratch/data"
 token="$("$bin/ferrolite" token --workspace default --data-dir "$scratch/data")"
-valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$scratch/cg.%p" \
+dump_instr=()
+if [ -n "${ATOMICS:-}" ]; then
+  need objdump "apt-get install binutils"
+  dump_instr=(--dump-instr=yes)
+fi
+valgrind --tool=callgrind "${dump_instr[@]}" --instr-atstart=no --callgrind-out-file="$scratch/cg.%p" \
   "$bin/ferrolite" serve --port "$port" --io-threads 1 --data-dir "$scratch/data" --config "$scratch/app.json" --config "$scratch/app-openai.json" \
   --config "$scratch/app-chat.json" --config "$scratch/app-real.json" \
   "${redis_args[@]}" >"$scratch/serve.log" 2>&1 &
 pids+=($!)
 serve_pid=$!
 
-python3 - "$port" "$token" "$n" "$serve_pid" "$scratch" "$with_redis" "$with_tls" <<'EOF'
+python3 - "$port" "$token" "$n" "$serve_pid" "$scratch" "$with_redis" "$with_tls" "$bin/ferrolite" <<'EOF'
 import glob, http.client, json, os, subprocess, sys, time
 sys.path.insert(0, "benches")
+import atomics
 from conversation import long_conversation
 port, token, n, pid, scratch = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 with_redis = sys.argv[6] == "1"
 with_tls = sys.argv[7] == "1"
+# With ATOMICS set: the locked instructions of ferrolite and of libc (its futexes and
+# cancellation points), by the path callgrind names each object with.
+locked = {}
+if os.environ.get("ATOMICS"):
+    for path in (sys.argv[8], "/usr/lib/x86_64-linux-gnu/libc.so.6"):
+        if os.path.exists(path):
+            locked[os.path.realpath(path)] = atomics.locked_addresses(path)
 headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
 chat = "/default/apps/bench/v1/chat/completions"
 responses = "/default/apps/bench/v1/responses"
@@ -228,7 +243,16 @@ def counted(model):
         if line.startswith("summary:") or line.startswith("totals:"):
             total = int(line.split()[1])
     conn.close()
-    return total / count
+    by_function = None
+    if locked:
+        objects = {}
+        for line in open(dumps[-1]):
+            if line.startswith(("ob=(", "cob=(")) and " " in line:
+                name = line.split(" ", 1)[1].strip()
+                if os.path.realpath(name) in locked:
+                    objects[name] = locked[os.path.realpath(name)]
+        by_function = atomics.count(dumps[-1], objects)
+    return total / count, by_function, count
 
 conn = connect()
 settings = {"max_budget": 1e9, "budget_duration": "30d", "rpm": 10**9, "max_parallel": 10**5}
@@ -265,5 +289,11 @@ if unknown:
     sys.exit(f"KINDS names no such kind: {', '.join(sorted(unknown))} (kinds: {', '.join(k for _, k in kinds)})")
 kinds = tuple((label, kind) for label, kind in kinds if not only or kind in only)
 for label, kind in kinds:
-    print(f"{label}: {counted(kind):,.0f} instructions per request")
+    per_request, by_function, count = counted(kind)
+    if by_function is None:
+        print(f"{label}: {per_request:,.0f} instructions per request")
+        continue
+    print(f"{label}: {per_request:,.0f} instructions and {sum(by_function.values()) / count:,.1f} atomic operations per request")
+    for name, ops in by_function.most_common(12):
+        print(f"    {ops / count:6.2f}  {name}")
 EOF
