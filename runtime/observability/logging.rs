@@ -364,9 +364,12 @@ mod filter_tests {
     use tracing_subscriber::layer::SubscriberExt;
 
     fn passes(directives: Option<&str>, level: tracing::Level, in_span: bool) -> bool {
+        passes_through(Filter::from_directives(directives), level, in_span)
+    }
+
+    fn passes_through(filter: Filter, level: tracing::Level, in_span: bool) -> bool {
         let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let subscriber =
-            tracing_subscriber::registry().with(Filter::from_directives(directives).layer()).with(Seen(seen.clone()));
+        let subscriber = tracing_subscriber::registry().with(filter.layer()).with(Seen(seen.clone()));
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("request", id = "req_1");
             let _entered = in_span.then(|| span.enter());
@@ -396,6 +399,20 @@ mod filter_tests {
         assert!(passes(Some("ferrolite=debug,error"), tracing::Level::DEBUG, false));
         assert!(!passes(Some("ferrolite=debug,error"), tracing::Level::WARN, false), "hyper's warning is under error");
         assert!(!passes(Some("off"), tracing::Level::WARN, false));
+        // Whatever the static filter takes, it decides as EnvFilter would.
+        for directives in
+            ["info", "ferrolite=debug", "ferrolite=debug,warn", "hyper=warn", "ferrolite::router=info", "off", "trace"]
+        {
+            assert!(matches!(Filter::from_directives(Some(directives)), Filter::Static(_)), "{directives}");
+            for level in [tracing::Level::DEBUG, tracing::Level::INFO, tracing::Level::WARN] {
+                let env = super::EnvFilter::try_new(directives).unwrap();
+                assert_eq!(
+                    passes(Some(directives), level, false),
+                    passes_through(Filter::Spans(env), level, false),
+                    "{directives} at {level}"
+                );
+            }
+        }
     }
 
     #[test]
