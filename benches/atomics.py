@@ -5,10 +5,11 @@ tens of cycles for it, and more when another core wrote its cache line last; thi
 figure instruction counts cannot show (`benches/callgrind.sh` with ATOMICS=1)."""
 
 import collections
+import os
 import re
 import subprocess
 
-_LOCKED = re.compile(r"^\s*([0-9a-f]+):\s+(lock |xchg\s+\S*\()|^\s*([0-9a-f]+):\s+xchg\s+%\w+,\S*\(")
+_LOCKED = re.compile(r"^\s*([0-9a-f]+):\s+(?:lock |xchg\s+\S*\()")
 _NAMED = re.compile(r"(c?ob|c?fn|c?fl|fi|fe)=\((\d+)\)(?: (.*))?")
 
 
@@ -21,7 +22,7 @@ def locked_addresses(path):
     for line in text.splitlines():
         m = _LOCKED.match(line)
         if m:
-            found.add(int(m.group(1) or m.group(3), 16))
+            found.add(int(m.group(1), 16))
     return found
 
 
@@ -36,8 +37,8 @@ def _position(token, previous):
 
 
 def count(dump, objects):
-    """Atomic operations executed in `dump`, by function: `objects` maps an object's path (as
-    callgrind names it) to its locked addresses. Call lines' inclusive costs are skipped."""
+    """Atomic operations executed in `dump`, by function: `objects` maps an object's real path
+    to its locked addresses. Call lines' inclusive costs are skipped."""
     names = {"ob": {}, "fn": {}}
     ob = fn = None
     address = 0
@@ -54,7 +55,8 @@ def count(dump, objects):
                 kind = key.lstrip("c")
                 if kind in names:
                     if name:
-                        names[kind][index] = name
+                        # An object is kept as its locked addresses (None: one not counted).
+                        names[kind][index] = objects.get(os.path.realpath(name)) if kind == "ob" else name
                     if key == "ob":
                         ob = names["ob"].get(index)
                     elif key == "fn":
@@ -70,7 +72,6 @@ def count(dump, objects):
             if after_call:
                 after_call = False
                 continue
-            locked = objects.get(ob)
-            if locked and address in locked and len(parts) >= 3:
+            if ob and address in ob and len(parts) >= 3:
                 by_function[fn] += int(parts[-1])
     return by_function

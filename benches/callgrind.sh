@@ -132,7 +132,7 @@ port, token, n, pid, scratch = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), 
 with_redis = sys.argv[6] == "1"
 with_tls = sys.argv[7] == "1"
 # With ATOMICS set: the locked instructions of ferrolite and of libc (its futexes and
-# cancellation points), by the path callgrind names each object with.
+# cancellation points), by real path.
 locked = {}
 if os.environ.get("ATOMICS"):
     for path in (sys.argv[8], "/usr/lib/x86_64-linux-gnu/libc.so.6"):
@@ -243,15 +243,7 @@ def counted(model):
         if line.startswith("summary:") or line.startswith("totals:"):
             total = int(line.split()[1])
     conn.close()
-    by_function = None
-    if locked:
-        objects = {}
-        for line in open(dumps[-1]):
-            if line.startswith(("ob=(", "cob=(")) and " " in line:
-                name = line.split(" ", 1)[1].strip()
-                if os.path.realpath(name) in locked:
-                    objects[name] = locked[os.path.realpath(name)]
-        by_function = atomics.count(dumps[-1], objects)
+    by_function = atomics.count(dumps[-1], locked) if locked else None
     return total / count, by_function, count
 
 conn = connect()

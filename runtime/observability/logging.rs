@@ -90,15 +90,14 @@ enum Filter {
 
 impl Filter {
     fn from_directives(directives: Option<&str>) -> Filter {
-        match directives {
-            None => Filter::Static(Targets::new().with_default(tracing::Level::INFO)),
-            // A blank setting is left to EnvFilter, which gives it a meaning of its own.
-            Some(text) if !text.trim().is_empty() => match text.parse::<Targets>() {
-                Ok(targets) => Filter::Static(targets),
-                Err(_) => Filter::Spans(EnvFilter::try_new(text).unwrap_or_else(|_| EnvFilter::new("info"))),
-            },
-            Some(text) => Filter::Spans(EnvFilter::try_new(text).unwrap_or_else(|_| EnvFilter::new("info"))),
+        let Some(text) = directives else { return Filter::Static(Targets::new().with_default(tracing::Level::INFO)) };
+        // A blank setting is left to EnvFilter, which gives it a meaning of its own.
+        if !text.trim().is_empty() {
+            if let Ok(targets) = text.parse::<Targets>() {
+                return Filter::Static(targets);
+            }
         }
+        Filter::Spans(EnvFilter::try_new(text).unwrap_or_else(|_| EnvFilter::new("info")))
     }
 
     fn layer(self) -> Box<dyn Layer<Registry> + Send + Sync> {
