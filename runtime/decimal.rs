@@ -5,26 +5,53 @@
 
 use std::fmt::Write;
 
+/// Room for any text [`fixed`] writes: a sign, 20 integer digits, a point and 18 places.
+pub const FIXED_ROOM: usize = 40;
+
 /// Appends `value` with exactly `places` decimals, rounded half away from zero.
 pub fn push(out: &mut String, value: f64, places: u32) {
-    let scale = 10u64.pow(places.min(18));
+    let mut text = [0; FIXED_ROOM];
+    match fixed(&mut text, value, places) {
+        // Only ASCII digits, a sign and a point were written.
+        Some(len) => out.push_str(std::str::from_utf8(&text[..len]).unwrap_or_default()),
+        None => {
+            let _ = write!(out, "{value:.prec$}", prec = places as usize);
+        }
+    }
+}
+
+/// Writes `value` with exactly `places` decimals into `out` and gives its length: a header
+/// value's text with no `String` made for it. `None` for a value whose digits do not fit in
+/// integers (or is not finite) and past 18 places, which `{:.N}` writes.
+pub fn fixed(out: &mut [u8; FIXED_ROOM], value: f64, places: u32) -> Option<usize> {
+    if places > 18 {
+        return None;
+    }
+    let scale = 10u64.pow(places);
     let scaled = (value.abs() * scale as f64).round();
     if !scaled.is_finite() || scaled >= u64::MAX as f64 {
-        let _ = write!(out, "{value:.prec$}", prec = places as usize);
-        return;
+        return None;
     }
     let scaled = scaled as u64;
+    let mut len = 0;
+    let mut put = |bytes: &[u8]| {
+        out[len..len + bytes.len()].copy_from_slice(bytes);
+        len += bytes.len();
+    };
     if value.is_sign_negative() && scaled != 0 {
-        out.push('-');
+        put(b"-");
     }
     let mut digits = itoa::Buffer::new();
-    out.push_str(digits.format(scaled / scale));
+    put(digits.format(scaled / scale).as_bytes());
     if places > 0 {
-        out.push('.');
+        put(b".");
         let fraction = digits.format(scaled % scale);
-        out.extend(std::iter::repeat_n('0', (places as usize).saturating_sub(fraction.len())));
-        out.push_str(fraction);
+        for _ in fraction.len()..places as usize {
+            put(b"0");
+        }
+        put(fraction.as_bytes());
     }
+    Some(len)
 }
 
 /// `value` with exactly `places` decimals.
@@ -36,7 +63,7 @@ pub fn text(value: f64, places: u32) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::text;
+    use super::{fixed, text, FIXED_ROOM};
 
     #[test]
     fn matches_float_formatting() {
@@ -55,5 +82,28 @@ mod tests {
         }
         assert_eq!(text(0.125, 2), "0.13", "half rounds away from zero");
         assert_eq!(text(f64::INFINITY, 2), "inf");
+    }
+
+    #[test]
+    fn fixed_writes_what_text_does_and_leaves_the_rest_to_float_formatting() {
+        let mut room = [0; FIXED_ROOM];
+        for value in [0.0, 0.000_122_5, 1.25, -3.5, 99_999.999_9, 1.8e19, 1e12] {
+            for places in 0..=8 {
+                let Some(len) = fixed(&mut room, value, places) else { continue };
+                let written = std::str::from_utf8(&room[..len]).unwrap();
+                // Exactly `places` decimals, within half of the last one of the value.
+                let decimals = written.split_once('.').map_or(0, |(_, d)| d.len());
+                assert_eq!(decimals, places as usize, "{value} {places}: {written}");
+                let off = (written.parse::<f64>().unwrap() - value).abs();
+                let half = 0.5 / 10f64.powi(places as i32);
+                assert!(off <= half * (1.0 + 1e-9) + value.abs() * 1e-15, "{value} {places}: {written}");
+            }
+        }
+        assert_eq!(fixed(&mut room, 1.0, 19), None, "past 18 places");
+        assert_eq!(fixed(&mut room, 1e300, 2), None, "past integers");
+        assert_eq!(fixed(&mut room, f64::NAN, 2), None);
+        let len = fixed(&mut room, -1.25e-16, 18).unwrap();
+        assert_eq!(&room[..len], b"-0.000000000000000125", "a sign and 18 places");
+        assert_eq!(text(1e300, 2), format!("{:.2}", 1e300));
     }
 }

@@ -147,6 +147,11 @@ impl CallerBudgets {
     /// workspace's (a scope is booked even without a budget, so its spend can be reported).
     pub fn scopes_for(&self, workspace: &str, key: Option<&KeyRecord>) -> Vec<SpendScope> {
         let mut scopes = Vec::new();
+        // A workspace token where no workspace has a budget: nothing to look up, nothing to
+        // allocate.
+        if key.is_none() && !self.any_workspace.load(Ordering::Relaxed) {
+            return scopes;
+        }
         // One buffer for every id this request looks up, long enough for the usual ids at once
         // (grown a part at a time, it was reallocated several times a request).
         let mut id = String::with_capacity(128);
@@ -162,12 +167,10 @@ impl CallerBudgets {
                 scopes.push(self.scope(id, ScopeName::User(user), budget));
             }
         }
-        if key.is_some() || self.any_workspace.load(Ordering::Relaxed) {
-            let budget = self.setting(settings_id_in(&mut id, workspace, &["workspace"]));
-            if key.is_some() || budget.is_some() {
-                let id = scope_id_in(&mut id, &["workspace", workspace]);
-                scopes.push(self.scope(id, ScopeName::Workspace(workspace), budget));
-            }
+        let budget = self.setting(settings_id_in(&mut id, workspace, &["workspace"]));
+        if key.is_some() || budget.is_some() {
+            let id = scope_id_in(&mut id, &["workspace", workspace]);
+            scopes.push(self.scope(id, ScopeName::Workspace(workspace), budget));
         }
         scopes
     }

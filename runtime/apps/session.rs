@@ -352,6 +352,7 @@ fn deployment(
         model_info: entry.model_info.clone(),
         credential_headers: Default::default(),
         id_header: Default::default(),
+        upstream_model_json: Default::default(),
         extra_headers,
         unavailable,
         catch_all: None,

@@ -71,7 +71,7 @@ fn claims_of(token: HyphaClaims) -> Claims {
     workspaces.push(own.clone());
     let ws = current.or_else(|| workspaces.first().cloned()).unwrap_or(own);
     workspaces.retain(|w| *w != ws);
-    Claims { ws, admin, iat: token.iat.unwrap_or(0), exp: token.exp, also: workspaces, key: None }
+    Claims { ws: ws.into(), admin, iat: token.iat.unwrap_or(0), exp: token.exp, also: workspaces, key: None }
 }
 
 #[cfg(test)]
@@ -93,7 +93,7 @@ mod tests {
         let tokens = HyphaTokens::new(SECRET);
         let far = crate::clock::unix_now() + 3600;
         let claims = tokens.verify(&hypha_token("ws:team-a#rw ws:team-b#r cid:c1 wid:team-a", far)).unwrap();
-        assert_eq!((claims.ws.as_str(), claims.admin), ("team-a", false));
+        assert_eq!((&*claims.ws, claims.admin), ("team-a", false));
         assert!(claims.may_enter("team-a") && claims.may_enter("team-b") && claims.may_enter("ws-user-u1"));
         assert!(!claims.may_enter("team-c"));
         let root = tokens.verify(&hypha_token("ws:*#a wid:ws-user-root", far)).unwrap();

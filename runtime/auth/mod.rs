@@ -19,8 +19,9 @@ use std::time::Duration;
 /// What a token says about its holder.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
-    /// The workspace the token belongs to.
-    pub ws: String,
+    /// The workspace the token belongs to. Shared: a verified token's claims are handed to
+    /// every request that presents it.
+    pub ws: std::sync::Arc<str>,
     /// Admin tokens act on every workspace.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub admin: bool,
@@ -37,7 +38,7 @@ pub struct Claims {
 impl Claims {
     /// Whether this token may act inside `workspace`.
     pub fn may_enter(&self, workspace: &str) -> bool {
-        self.admin || self.ws == workspace || self.also.iter().any(|w| w == workspace)
+        self.admin || *self.ws == *workspace || self.also.iter().any(|w| w == workspace)
     }
 }
 
@@ -200,7 +201,7 @@ impl Tokens {
     pub fn issue(&self, workspace: &str, admin: bool, expires_in: Duration) -> String {
         let now = coarse_secs();
         let claims = Claims {
-            ws: workspace.to_owned(),
+            ws: workspace.into(),
             admin,
             iat: now,
             exp: now.saturating_add(expires_in.as_secs()),
@@ -223,7 +224,7 @@ impl Tokens {
             // Never cached: a revoked key is refused from the next request on.
             let key = self.keys.verify(token)?;
             return Ok(Claims {
-                ws: key.workspace.clone(),
+                ws: key.workspace.as_str().into(),
                 admin: false,
                 iat: key.created_at,
                 exp: key.expires_at.unwrap_or(u64::MAX),
@@ -306,12 +307,12 @@ mod tests {
         let tokens = Tokens::load_or_create(dir.path()).unwrap();
         let t = tokens.issue("alice", false, Duration::from_secs(60));
         let claims = tokens.verify(&t).unwrap();
-        assert_eq!(claims.ws, "alice");
+        assert_eq!(&*claims.ws, "alice");
         assert!(claims.may_enter("alice") && !claims.may_enter("bob"));
 
         // Same data dir, same secret: tokens survive a restart.
         let again = Tokens::load_or_create(dir.path()).unwrap();
-        assert_eq!(again.verify(&t).unwrap().ws, "alice");
+        assert_eq!(&*again.verify(&t).unwrap().ws, "alice");
 
         let other = Tokens::from_secret(&[7u8; 32]);
         assert_eq!(other.verify(&t), Err(AuthError::BadSignature));
@@ -325,8 +326,8 @@ mod tests {
     fn a_remembered_token_still_expires_and_a_tampered_one_is_checked_afresh() {
         let tokens = Tokens::from_secret(&[3u8; 32]);
         let short = tokens.issue("alice", false, Duration::from_secs(1));
-        assert_eq!(tokens.verify(&short).unwrap().ws, "alice");
-        assert_eq!(tokens.verify(&short).unwrap().ws, "alice", "from the cache");
+        assert_eq!(&*tokens.verify(&short).unwrap().ws, "alice");
+        assert_eq!(&*tokens.verify(&short).unwrap().ws, "alice", "from the cache");
         // Same length, same last bytes (same slot), one flipped byte in the payload.
         let mut forged = short.clone().into_bytes();
         forged[40] = if forged[40] == b'A' { b'B' } else { b'A' };
@@ -340,13 +341,15 @@ mod tests {
     fn each_thread_remembers_tokens_of_its_own() {
         let tokens = std::sync::Arc::new(Tokens::from_secret(&[5u8; 32]));
         let token = tokens.issue("alice", false, Duration::from_secs(60));
-        assert_eq!(tokens.verify(&token).unwrap().ws, "alice");
+        assert_eq!(&*tokens.verify(&token).unwrap().ws, "alice");
         let mut forged = token.clone().into_bytes();
         forged[40] = if forged[40] == b'A' { b'B' } else { b'A' };
         let forged = String::from_utf8(forged).unwrap();
         let elsewhere = {
             let tokens = tokens.clone();
-            std::thread::spawn(move || (tokens.verify(&token).map(|c| c.ws), tokens.verify(&forged).is_err()))
+            std::thread::spawn(move || {
+                (tokens.verify(&token).map(|c| c.ws.to_string()), tokens.verify(&forged).is_err())
+            })
         };
         assert_eq!(elsewhere.join().unwrap(), (Ok("alice".to_owned()), true));
     }

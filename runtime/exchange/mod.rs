@@ -6,6 +6,7 @@ mod answer;
 mod body;
 mod error;
 pub mod header_name;
+pub mod header_value;
 pub mod multipart;
 mod payload;
 pub mod usage;

@@ -100,7 +100,7 @@ fn caller(state: &AppState, headers: &HeaderMap, workspace: &str) -> Result<(Str
 /// it is an admin. Both doors (HTTP, RPC) check the caller here.
 pub(crate) fn acting_workspace(claims: &Claims, workspace: &str) -> Result<(String, bool), ApiError> {
     if workspace == "public" {
-        return Ok((claims.ws.clone(), claims.admin));
+        return Ok((claims.ws.to_string(), claims.admin));
     }
     if !claims.may_enter(workspace) {
         return Err(ApiError::forbidden(format!(

@@ -25,6 +25,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 use tracing::Instrument;
@@ -149,7 +150,7 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
                 super::key_limits::check_model(key, model)?;
             }
             // Stored responses belong to the caller's workspace (a master key's: the app's).
-            let caller = claims.as_ref().map_or(session.workspace.as_str(), |c| c.ws.as_str());
+            let caller = claims.as_ref().map_or(session.workspace.as_str(), |c| &*c.ws);
             let mcp_access = key.map_or_else(crate::mcp::Access::all, |k| {
                 crate::mcp::Access::new(k.mcp_servers.clone(), k.mcp_tools.clone())
             });
@@ -432,15 +433,17 @@ fn choose_target<'t>(
     query: Option<&str>,
     payload: &Payload,
 ) -> Result<(Target<'t>, Option<String>), ApiError> {
-    let from_query =
-        |key: &str| super::query::param(query, key).map(|v| v.split(',').next().unwrap_or_default().to_owned());
+    // The body's name is borrowed: it is a group's name on nearly every request.
+    let from_query = |key: &str| {
+        super::query::param(query, key).map(|v| Cow::Owned(v.split(',').next().unwrap_or_default().to_owned()))
+    };
     let named = route
         .model_field
         .and_then(|f| payload.field(f))
         .or_else(|| payload.field("target_model_names"))
         .or_else(|| payload.field("model"))
         .and_then(Value::as_str)
-        .map(|s| s.split(',').next().unwrap_or(s).trim().to_owned())
+        .map(|s| Cow::Borrowed(s.split(',').next().unwrap_or(s).trim()))
         .or_else(|| from_query("target_model_names"))
         .or_else(|| from_query("model"));
     let table = &session.table;
@@ -465,7 +468,7 @@ fn choose_target<'t>(
             if table.is_catch_all(group) {
                 catch_all_check(table, group, &model, field)?;
             }
-            Ok((Target::Group(group), Some(model)))
+            Ok((Target::Group(group), Some(model.into_owned())))
         }
         None => table
             .deployments

@@ -65,7 +65,7 @@ impl HyphaTokenCheck {
         if !self.may_read(http, token, &own, exp).await? {
             return Err(AuthError::BadSignature);
         }
-        let mut claims = Claims { ws: own.clone(), admin: false, iat: 0, exp, also: Vec::new(), key: None };
+        let mut claims = Claims { ws: own.as_str().into(), admin: false, iat: 0, exp, also: Vec::new(), key: None };
         if target != own && self.may_read(http, token, target, exp).await? {
             claims.also.push(target.to_owned());
         }

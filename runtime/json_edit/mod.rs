@@ -80,8 +80,21 @@ pub fn set_members(doc: &[u8], layout: &Layout, sets: &[(&str, &[u8])]) -> Optio
             found[i] = Some(member.value.clone());
         }
     }
-    let extra: usize = sets.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
-    let mut out = Vec::with_capacity(doc.len() + extra);
+    // Sized exactly: `Bytes` takes a vector whose length is its capacity without allocating
+    // again (one with room to spare gets a shared header of its own).
+    let mut len = doc.len();
+    let mut added = 0usize;
+    for (span, (key, value)) in found.iter().zip(sets) {
+        match span {
+            Some(span) => len = len - span.len() + value.len(),
+            None => {
+                len += key.len() + value.len() + 3; // `"key":value`
+                added += 1;
+            }
+        }
+    }
+    let commas = if last_end.is_some() { added } else { added.saturating_sub(1) };
+    let mut out = Vec::with_capacity(len + commas);
     // Values replaced in place, in the order they stand in the body.
     let mut replaced: [(Range<usize>, &[u8]); MOST] = Default::default();
     let mut count = 0;
@@ -112,6 +125,7 @@ pub fn set_members(doc: &[u8], layout: &Layout, sets: &[(&str, &[u8])]) -> Optio
         any = true;
     }
     out.extend_from_slice(&doc[insert_at..]);
+    debug_assert_eq!(out.len(), out.capacity());
     Some(out)
 }
 
@@ -123,7 +137,9 @@ mod tests {
     fn edit<const N: usize>(doc: &str, sets: [(&str, &str); N]) -> Option<String> {
         let sets = sets.map(|(k, v)| (k, v.as_bytes()));
         let layout = read(doc).ok()?.1?;
-        set_members(doc.as_bytes(), &layout, &sets).map(|b| String::from_utf8(b).unwrap())
+        let out = set_members(doc.as_bytes(), &layout, &sets)?;
+        assert_eq!(out.len(), out.capacity(), "sized exactly, so `Bytes` takes it as it is");
+        Some(String::from_utf8(out).unwrap())
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The request id: a client's own `x-request-id` when it is a plausible id, else a fresh one.
 //! It goes into the request's span, its log lines and the `x-request-id` response header.
 
+use crate::exchange::header_value::short;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
 /// The header that carries it both ways.
@@ -11,7 +12,8 @@ const MAX_LEN: usize = 128;
 
 /// A request's id: 1-128 characters of `[A-Za-z0-9._:-]`, so it is always a valid header value
 /// and cannot forge a log line or a field. Held as the header value itself, so the response
-/// header, the span and every log line share one copy.
+/// header, the span and every log line share one copy (made inline in one allocation, see
+/// `exchange::header_value`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(HeaderValue);
 
@@ -22,7 +24,7 @@ impl RequestId {
             // Copied: the client's value is a slice of its request's whole head, which an id
             // kept for a long stream's bookkeeping would otherwise keep alive.
             Some(v) if v.to_str().is_ok_and(is_acceptable) => {
-                RequestId(HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone()))
+                RequestId(short(v.as_bytes()).unwrap_or_else(|_| v.clone()))
             }
             _ => RequestId::new(),
         }
@@ -37,7 +39,7 @@ impl RequestId {
         for (i, byte) in id[4..].iter_mut().enumerate() {
             *byte = HEX[((n >> ((15 - i) * 4)) & 0xf) as usize];
         }
-        RequestId(HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("req_0")))
+        RequestId(short(&id).unwrap_or_else(|_| HeaderValue::from_static("req_0")))
     }
 
     pub fn as_str(&self) -> &str {

@@ -75,6 +75,9 @@ pub struct Deployment {
     /// Its id as the value of the header that stamps its answers, made on first use: a clone
     /// of it is a count, not a copy.
     pub id_header: std::sync::OnceLock<axum::http::HeaderValue>,
+    /// `upstream_model` as a JSON string, made on first use: what a body sent as the client
+    /// wrote it gets as its model member, without writing it again for every request.
+    pub upstream_model_json: std::sync::OnceLock<Box<[u8]>>,
     /// Headers sent on every upstream call besides the credentials (litellm's `extra_headers`,
     /// OpenAI's `organization`, Azure's `azure_ad_token`), values resolved.
     pub extra_headers: Vec<(String, Secret)>,
@@ -111,6 +114,8 @@ impl Deployment {
         };
         let mut concrete = self.clone();
         concrete.upstream_model = upstream;
+        // Made of the model it replaces, were it made.
+        concrete.upstream_model_json = Default::default();
         Some(concrete)
     }
 
@@ -230,6 +235,7 @@ impl Deployment {
             model_info: None,
             credential_headers: Default::default(),
             id_header: Default::default(),
+            upstream_model_json: Default::default(),
             extra_headers: Vec::new(),
             unavailable: None,
             catch_all: None,

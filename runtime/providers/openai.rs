@@ -184,7 +184,7 @@ pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
             let counts_tokens = matches!(call.route.op, Operation::ChatCompletions | Operation::Completions);
             let ask_usage = wants_stream && counts_tokens && d.provider != Provider::Anthropic;
             let upstream_body =
-                UpstreamBody { body: &body, model_field: call.route.model_field, model: &d.upstream_model, ask_usage };
+                UpstreamBody { body: &body, model_field: call.route.model_field, deployment: d, ask_usage };
             let bytes = upstream_body.bytes().map_err(|e| ApiError::internal(e.to_string()))?;
             headers.insert(header::CONTENT_TYPE, JSON);
             RequestBody::from(bytes)
@@ -240,7 +240,7 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json");
 struct UpstreamBody<'a> {
     body: &'a JsonBody,
     model_field: Option<&'a str>,
-    model: &'a str,
+    deployment: &'a Deployment,
     ask_usage: bool,
 }
 
@@ -250,18 +250,21 @@ impl UpstreamBody<'_> {
             return serde_json::to_vec(self);
         };
         // Only a model field the body has is replaced, as writing the value does.
-        let model = match self.model_field.filter(|f| self.body.field(f).is_some()) {
-            Some(field) => Some((field, serde_json::to_vec(self.model)?)),
-            None => None,
-        };
+        let model = self.model_field.filter(|f| self.body.field(f).is_some()).map(|field| {
+            let d = self.deployment;
+            (field, &**d.upstream_model_json.get_or_init(|| quoted(&d.upstream_model)))
+        });
         let usage = match self.ask_usage {
             true => Some(serde_json::to_vec(&WithUsage(self.body.field("stream_options").unwrap_or(&Value::Null)))?),
             false => None,
         };
-        let mut sets: Vec<(&str, &[u8])> = Vec::with_capacity(2);
-        sets.extend(model.as_ref().map(|(field, value)| (*field, value.as_slice())));
-        sets.extend(usage.as_deref().map(|value| ("stream_options", value)));
-        match crate::json_edit::set_members(sent, layout, &sets) {
+        let mut sets: [(&str, &[u8]); 2] = [("", b""); 2];
+        let mut count = 0;
+        for set in model.into_iter().chain(usage.as_deref().map(|value| ("stream_options", value))) {
+            sets[count] = set;
+            count += 1;
+        }
+        match crate::json_edit::set_members(sent, layout, &sets[..count]) {
             Some(bytes) => Ok(bytes),
             None => serde_json::to_vec(self),
         }
@@ -276,7 +279,7 @@ impl serde::Serialize for UpstreamBody<'_> {
         let mut asked = false;
         for (key, value) in fields {
             if Some(key.as_str()) == self.model_field {
-                map.serialize_entry(key, self.model)?;
+                map.serialize_entry(key, &self.deployment.upstream_model)?;
             } else if key == "stream_options" && self.ask_usage {
                 asked = true;
                 map.serialize_entry(key, &WithUsage(value))?;
@@ -289,6 +292,12 @@ impl serde::Serialize for UpstreamBody<'_> {
         }
         map.end()
     }
+}
+
+/// `text` as a JSON string.
+fn quoted(text: &str) -> Box<[u8]> {
+    // A `str` always serializes; the empty string stands in for what cannot happen.
+    serde_json::to_vec(text).unwrap_or_else(|_| b"\"\"".to_vec()).into_boxed_slice()
 }
 
 /// `stream_options` with `include_usage: true` (an object keeps its other options).
@@ -356,7 +365,8 @@ mod tests {
     use serde_json::json;
 
     fn write(body: &JsonBody, ask_usage: bool) -> String {
-        let b = UpstreamBody { body, model_field: Some("model"), model: "gpt-4o-2024-08-06", ask_usage };
+        let deployment = crate::providers::Deployment::mock("d", "gpt-4o-2024-08-06");
+        let b = UpstreamBody { body, model_field: Some("model"), deployment: &deployment, ask_usage };
         String::from_utf8(b.bytes().unwrap()).unwrap()
     }
 
@@ -402,6 +412,22 @@ mod tests {
             format!(r#"{{"model":"gpt-4o-2024-08-06","max_tokens":2,"input":"{pad}"}}"#)
         );
         assert_eq!(write(&sent(r#"{ "model": "gpt" }"#), false), r#"{"model":"gpt-4o-2024-08-06"}"#);
+    }
+
+    #[test]
+    fn a_wildcard_deployment_made_concrete_sends_its_own_model() {
+        let pad = "p".repeat(crate::json_edit::LAYOUT_FROM);
+        let sent = JsonBody::parse(format!(r#"{{"model": "x", "input": "{pad}"}}"#).into_bytes().into()).unwrap();
+        let send = |deployment: &crate::providers::Deployment| {
+            let b = UpstreamBody { body: &sent, model_field: Some("model"), deployment, ask_usage: false };
+            String::from_utf8(b.bytes().unwrap()).unwrap()
+        };
+        let wildcard = crate::providers::Deployment::mock("d", "gpt-*");
+        assert!(send(&wildcard).starts_with(r#"{"model": "gpt-*","#), "its model's text made and kept");
+        let concrete = wildcard.for_model("gpt-4o").unwrap();
+        assert!(send(&concrete).starts_with(r#"{"model": "gpt-4o","#), "not the wildcard's kept text");
+        let quoted = crate::providers::Deployment::mock("d", "a\"b");
+        assert!(send(&quoted).starts_with(r#"{"model": "a\"b","#), "written as a JSON string");
     }
 
     #[test]

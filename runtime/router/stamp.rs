@@ -2,6 +2,8 @@
 //! answered, after how many attempts, at what cost, and ferrolite's own time), and the overhead
 //! metric. The request's log line and its per-route metrics are the door's (`http::dispatch`).
 
+use crate::decimal;
+use crate::exchange::header_value::short;
 use crate::observability::metrics;
 use crate::observability::metrics::SessionLabels;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
@@ -33,12 +35,22 @@ pub struct Stamp<'a> {
 pub fn stamp(headers: &mut HeaderMap, labels: &SessionLabels, s: Stamp<'_>) {
     metrics::overhead(labels, s.overhead);
     if let Some(cost) = s.cost {
-        headers.insert(COST_HEADER, header_value(crate::decimal::text(cost, 8)));
+        headers.insert(COST_HEADER, decimal_value(cost, 8));
     }
     headers.insert(DEPLOYMENT_HEADER, s.deployment.clone());
     let attempts = usize::try_from(s.attempts).ok().and_then(|n| FEW_ATTEMPTS.get(n));
     headers.insert(ATTEMPTS_HEADER, attempts.cloned().unwrap_or_else(|| HeaderValue::from(s.attempts)));
-    headers.insert(OVERHEAD_HEADER, header_value(crate::decimal::text(s.overhead.as_secs_f64() * 1000.0, 3)));
+    headers.insert(OVERHEAD_HEADER, decimal_value(s.overhead.as_secs_f64() * 1000.0, 3));
+}
+
+/// `value` with `places` decimals as a header value, `-` where it cannot be one (`NaN`).
+fn decimal_value(value: f64, places: u32) -> HeaderValue {
+    let mut text = [0; decimal::FIXED_ROOM];
+    let value = match decimal::fixed(&mut text, value, places) {
+        Some(len) => short(&text[..len]),
+        None => HeaderValue::try_from(decimal::text(value, places)),
+    };
+    value.unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 /// The usual counts of attempts, as values that are not allocated for each answer.
@@ -57,16 +69,7 @@ static FEW_ATTEMPTS: [HeaderValue; 10] = [
 
 /// A deployment's id as the value of [`DEPLOYMENT_HEADER`]: `-` where it cannot be one.
 pub fn deployment_value(id: &str) -> HeaderValue {
-    header_value(id)
-}
-
-/// `text` as a header value, `-` where it cannot be one. A `String` (a number's text) gives its
-/// buffer over rather than being copied.
-fn header_value<T>(text: T) -> HeaderValue
-where
-    HeaderValue: TryFrom<T>,
-{
-    HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    HeaderValue::try_from(id).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 #[cfg(test)]

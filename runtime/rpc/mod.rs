@@ -84,7 +84,7 @@ impl Client {
             "is_anonymous": false,
             "email": null,
             "roles": if self.claims.admin { vec!["admin"] } else { vec![] },
-            "scope": {"workspaces": {self.claims.ws.clone(): "rw"}},
+            "scope": {"workspaces": {self.claims.ws.to_string(): "rw"}},
         }))
     }
 
@@ -299,7 +299,7 @@ impl Hub {
             Some(t) => self.state.tokens.verify(t),
         }
         .map_err(|e| crate::exchange::ApiError::from(e).message)?;
-        let workspace = workspace.filter(|w| !w.is_empty()).unwrap_or_else(|| claims.ws.clone());
+        let workspace = workspace.filter(|w| !w.is_empty()).unwrap_or_else(|| claims.ws.to_string());
         if !claims.may_enter(&workspace) {
             return Err(format!("a token of workspace {:?} cannot enter workspace {workspace:?}", claims.ws));
         }

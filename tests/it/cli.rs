@@ -138,7 +138,7 @@ fn token_command_signs_with_the_data_dir_secret() {
     assert_eq!(code, 0, "{stderr}");
     let tokens = ferrolite::auth::Tokens::load_or_create(dir.path()).unwrap();
     let claims = tokens.verify(stdout.trim()).unwrap();
-    assert_eq!(claims.ws, "alice");
+    assert_eq!(&*claims.ws, "alice");
     assert!(!claims.admin);
     assert!(claims.exp - claims.iat == 60);
 }

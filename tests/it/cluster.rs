@@ -40,7 +40,7 @@ async fn two_instances_share_apps_budgets_and_stops() {
     let a = instance(&redis).await;
     let b = instance(&redis).await;
     let token = a.token_for("team");
-    assert_eq!(b.running.state.tokens.verify(&token).unwrap().ws, "team", "instances share the signing secret");
+    assert_eq!(&*b.running.state.tokens.verify(&token).unwrap().ws, "team", "instances share the signing secret");
 
     let manifest = json!({"name": "Shared", "type": "llm-proxy", "config": {
         "service_id": "shared",

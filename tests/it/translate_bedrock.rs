@@ -657,6 +657,7 @@ fn deployment(secret: &str) -> Deployment {
         model_info: None,
         credential_headers: Default::default(),
         id_header: Default::default(),
+        upstream_model_json: Default::default(),
         extra_headers: Vec::new(),
         unavailable: None,
         catch_all: None,
