@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Instructions per proxied request, counted by callgrind: the figure README's request-path
-# numbers come from, the same whatever else the machine runs. ferrolite (release, one lane) runs
+# numbers come from, the same whatever else the machine runs; beside them, the allocations a
+# request makes (calls into the allocator, benches/allocations.py). ferrolite (release, one lane) runs
 # under valgrind in front of the bench fake upstream; after a warm-up, counting is switched on
 # for N requests on one kept-alive connection of each kind:
 #   pass-through  OpenAI chat in, OpenAI deployment out (JSON answer)
@@ -126,7 +127,7 @@ serve_pid=$!
 python3 - "$port" "$token" "$n" "$serve_pid" "$scratch" "$with_redis" "$with_tls" "$bin/ferrolite" <<'EOF'
 import glob, http.client, json, os, subprocess, sys, time
 sys.path.insert(0, "benches")
-import atomics
+import allocations, atomics
 from conversation import long_conversation
 port, token, n, pid, scratch = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 with_redis = sys.argv[6] == "1"
@@ -243,8 +244,9 @@ def counted(model):
         if line.startswith("summary:") or line.startswith("totals:"):
             total = int(line.split()[1])
     conn.close()
+    allocated = sum(allocations.count(dumps[-1]).values())
     by_function = atomics.count(dumps[-1], locked) if locked else None
-    return total / count, by_function, count
+    return total / count, allocated / count, by_function, count
 
 conn = connect()
 settings = {"max_budget": 1e9, "budget_duration": "30d", "rpm": 10**9, "max_parallel": 10**5}
@@ -281,11 +283,12 @@ if unknown:
     sys.exit(f"KINDS names no such kind: {', '.join(sorted(unknown))} (kinds: {', '.join(k for _, k in kinds)})")
 kinds = tuple((label, kind) for label, kind in kinds if not only or kind in only)
 for label, kind in kinds:
-    per_request, by_function, count = counted(kind)
+    per_request, allocated, by_function, count = counted(kind)
     if by_function is None:
-        print(f"{label}: {per_request:,.0f} instructions per request")
+        print(f"{label}: {per_request:,.0f} instructions and {allocated:,.1f} allocations per request")
         continue
-    print(f"{label}: {per_request:,.0f} instructions and {sum(by_function.values()) / count:,.1f} atomic operations per request")
+    print(f"{label}: {per_request:,.0f} instructions, {allocated:,.1f} allocations and "
+          f"{sum(by_function.values()) / count:,.1f} atomic operations per request")
     for name, ops in by_function.most_common(12):
         print(f"    {ops / count:6.2f}  {name}")
 EOF
