@@ -160,6 +160,8 @@ pub struct Session {
     pub app_id: String,
     pub workspace: String,
     pub service_id: String,
+    /// The three names above as spend records share them.
+    pub spend_names: crate::observability::spend_log::SpendNames,
     pub visibility: Visibility,
     pub created: u64,
     /// litellm's `general_settings.master_key`: also accepted as a token for this service.
@@ -234,6 +236,7 @@ impl Session {
         let cache = crate::cache::ResponseCache::new(&table.settings).map(Arc::new);
         let pass_through = pass_through_endpoints(config, spec.public_only, secrets)?;
         Ok(Session {
+            spend_names: crate::observability::spend_log::SpendNames::new(&spec.workspace, &spec.app_id, &service_id),
             id: spec.id,
             app_id: spec.app_id,
             workspace: spec.workspace,

@@ -99,9 +99,7 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
             request_id: request_id.as_str().to_owned(),
             key_id: who.key_id,
             user: who.user,
-            workspace: session.workspace.clone(),
-            app_id: session.app_id.clone(),
-            service_id: session.service_id.clone(),
+            app: session.spend_names.clone(),
         };
         SpendTicket::new(state.spend_logs.queue().clone(), origin, started)
     });

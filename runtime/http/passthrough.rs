@@ -123,9 +123,7 @@ async fn door(
             request_id: request_id.as_str().to_owned(),
             key_id: who.key_id,
             user: who.user,
-            workspace: session.workspace.clone(),
-            app_id: session.app_id.clone(),
-            service_id: session.service_id.clone(),
+            app: session.spend_names.clone(),
         };
         let ticket = SpendTicket::new(state.spend_logs.queue().clone(), origin, started);
         let call = Call { session, key, method: parts.method, headers, query, body, request_id, ticket, started };

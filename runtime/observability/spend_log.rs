@@ -57,10 +57,11 @@ pub struct SpendRecord {
     pub key_id: Option<String>,
     /// The user the key belongs to, when it names one.
     pub user: Option<String>,
-    /// The workspace of the app that served it.
-    pub workspace: String,
-    pub app_id: String,
-    pub service_id: String,
+    /// The workspace of the app that served it. The app's names are shared with its session
+    /// ([`SpendNames`]): every record of the app holds them.
+    pub workspace: Arc<str>,
+    pub app_id: Arc<str>,
+    pub service_id: Arc<str>,
     /// The model the client asked for.
     pub model: Option<String>,
     /// The deployment that answered.
@@ -192,9 +193,22 @@ pub struct SpendOrigin {
     pub request_id: String,
     pub key_id: Option<String>,
     pub user: Option<String>,
-    pub workspace: String,
-    pub app_id: String,
-    pub service_id: String,
+    pub app: SpendNames,
+}
+
+/// An app's names as its records carry them, made once with its session: each record shares
+/// them instead of copying three strings.
+#[derive(Debug, Clone, Default)]
+pub struct SpendNames {
+    pub workspace: Arc<str>,
+    pub app_id: Arc<str>,
+    pub service_id: Arc<str>,
+}
+
+impl SpendNames {
+    pub fn new(workspace: &str, app_id: &str, service_id: &str) -> SpendNames {
+        SpendNames { workspace: workspace.into(), app_id: app_id.into(), service_id: service_id.into() }
+    }
 }
 
 /// The parts of a record known when a request ends.
@@ -217,9 +231,9 @@ impl SpendTicket {
             request_id: origin.request_id,
             key_id: origin.key_id,
             user: origin.user,
-            workspace: origin.workspace,
-            app_id: origin.app_id,
-            service_id: origin.service_id,
+            workspace: origin.app.workspace,
+            app_id: origin.app.app_id,
+            service_id: origin.app.service_id,
             model: None,
             deployment: None,
             prompt_tokens: 0,
@@ -279,13 +293,7 @@ mod tests {
     use super::*;
 
     fn origin(id: &str) -> SpendOrigin {
-        SpendOrigin {
-            request_id: id.into(),
-            workspace: "w".into(),
-            app_id: "a".into(),
-            service_id: "s".into(),
-            ..Default::default()
-        }
+        SpendOrigin { request_id: id.into(), app: SpendNames::new("w", "a", "s"), ..Default::default() }
     }
 
     #[test]

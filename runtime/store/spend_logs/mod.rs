@@ -249,9 +249,10 @@ mod tests {
     }
 
     fn push(logs: &SpendLogs, count: usize) {
-        use crate::observability::spend_log::{SpendEnd, SpendOrigin, SpendTicket};
+        use crate::observability::spend_log::{SpendEnd, SpendNames, SpendOrigin, SpendTicket};
         for _ in 0..count {
-            let origin = SpendOrigin { workspace: "w".into(), ..Default::default() };
+            let app = SpendNames { workspace: "w".into(), ..Default::default() };
+            let origin = SpendOrigin { app, ..Default::default() };
             SpendTicket::new(logs.queue().clone(), origin, std::time::Instant::now())
                 .finish(SpendEnd { status: 200, ..Default::default() });
         }

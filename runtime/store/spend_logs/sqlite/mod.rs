@@ -197,9 +197,9 @@ fn insert_sql(rows: usize) -> &'static str {
 /// A record's route, as `spend_routes` keeps it.
 fn names(r: &SpendRecord) -> Names<'_> {
     [
-        Some(r.workspace.as_str()),
-        Some(r.app_id.as_str()),
-        Some(r.service_id.as_str()),
+        Some(&*r.workspace),
+        Some(&*r.app_id),
+        Some(&*r.service_id),
         r.model.as_deref(),
         r.deployment.as_deref(),
         r.key_id.as_deref(),
