@@ -3,7 +3,7 @@
 //!
 //! The `mimalloc` crate's allocator passes every layout to `mi_malloc_aligned`. Its fast path
 //! costs more than `mi_malloc`'s, and a block over 1 KiB whose size class is not a power of two
-//! takes its over-allocating path, even at an alignment of 8. A proxied request makes some 47
+//! takes its over-allocating path, even at an alignment of 8. A proxied request makes some 44
 //! allocations, 3 or 4 of them that large. Rust's own `System` allocator draws the same line over
 //! libc's malloc.
 
