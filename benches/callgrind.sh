@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Instructions per proxied request, counted by callgrind: the figure README's request-path
-# numbers come from, the same whatever else the machine runs; beside them, the allocations a
+# numbers come from, the same from run to run on a quiet machine (beside a build, the lane waits
+# on slower peers and polls more: run it alone); beside them, the allocations a
 # request makes (calls into the allocator, benches/allocations.py). ferrolite (release, one lane) runs
 # under valgrind in front of the bench fake upstream; after a warm-up, counting is switched on
 # for N requests on one kept-alive connection of each kind:
