@@ -258,13 +258,9 @@ impl UpstreamBody<'_> {
             true => Some(serde_json::to_vec(&WithUsage(self.body.field("stream_options").unwrap_or(&Value::Null)))?),
             false => None,
         };
-        let mut sets: [(&str, &[u8]); 2] = [("", b""); 2];
-        let mut count = 0;
-        for set in model.into_iter().chain(usage.as_deref().map(|value| ("stream_options", value))) {
-            sets[count] = set;
-            count += 1;
-        }
-        match crate::json_edit::set_members(sent, layout, &sets[..count]) {
+        let sets: smallvec::SmallVec<[(&str, &[u8]); 2]> =
+            model.into_iter().chain(usage.as_deref().map(|value| ("stream_options", value))).collect();
+        match crate::json_edit::set_members(sent, layout, &sets) {
             Some(bytes) => Ok(bytes),
             None => serde_json::to_vec(self),
         }

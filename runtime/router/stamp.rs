@@ -35,12 +35,17 @@ pub struct Stamp<'a> {
 pub fn stamp(headers: &mut HeaderMap, labels: &SessionLabels, s: Stamp<'_>) {
     metrics::overhead(labels, s.overhead);
     if let Some(cost) = s.cost {
-        headers.insert(COST_HEADER, decimal_value(cost, 8));
+        headers.insert(COST_HEADER, cost_value(cost));
     }
     headers.insert(DEPLOYMENT_HEADER, s.deployment.clone());
     let attempts = usize::try_from(s.attempts).ok().and_then(|n| FEW_ATTEMPTS.get(n));
     headers.insert(ATTEMPTS_HEADER, attempts.cloned().unwrap_or_else(|| HeaderValue::from(s.attempts)));
     headers.insert(OVERHEAD_HEADER, decimal_value(s.overhead.as_secs_f64() * 1000.0, 3));
+}
+
+/// A cost in USD as the value of [`COST_HEADER`].
+pub fn cost_value(cost: f64) -> HeaderValue {
+    decimal_value(cost, 8)
 }
 
 /// `value` with `places` decimals as a header value, `-` where it cannot be one (`NaN`).

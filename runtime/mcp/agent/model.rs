@@ -7,7 +7,7 @@ use crate::exchange::{parse_json, ApiError, Outcome, Payload, Usage};
 use crate::router::plan::Target;
 use crate::router::stamp::COST_HEADER;
 use crate::router::{failover, Routed};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap};
 use serde_json::{Map, Value};
 use std::time::Instant;
 
@@ -48,9 +48,7 @@ impl Totals {
         headers.remove(header::TRANSFER_ENCODING);
         headers.remove(header::CONTENT_ENCODING);
         if let Some(cost) = self.cost {
-            if let Ok(value) = HeaderValue::from_str(&crate::decimal::text(cost, 8)) {
-                headers.insert(COST_HEADER, value);
-            }
+            headers.insert(COST_HEADER, crate::router::stamp::cost_value(cost));
         }
         headers
     }
