@@ -188,7 +188,7 @@ async fn handle(state: &AppState, op: Operation, call: Call, request_id: &Reques
         let settlement = result.as_ref().ok().and_then(|(o, _)| o.response.extensions().get::<Settlement>());
         // A key's tokens count against its tpm when they are known: now, or when a stream ends.
         let key_tokens = key.map(|k| (state.clone(), k.id.clone()));
-        record_spend(ticket, settlement, status, deployment.as_deref(), usage, &outcome, key_tokens);
+        record_spend(ticket, settlement, status, deployment.clone(), usage, &outcome, key_tokens);
     }
     table.logs.push_request(RequestLine {
         at: crate::clock::unix_now(),
@@ -229,12 +229,11 @@ fn record_spend(
     ticket: SpendTicket,
     settlement: Option<&Settlement>,
     status: u16,
-    deployment: Option<&str>,
+    deployment: Option<LabelText>,
     usage: Option<Usage>,
     outcome: &LineOutcome,
     key_tokens: Option<(AppState, String)>,
 ) {
-    let deployment = deployment.map(str::to_owned);
     let count_tokens = move |usage: Usage| {
         if let Some((state, key_id)) = &key_tokens {
             state.key_limits.add_tokens(key_id, usage.prompt_tokens + usage.completion_tokens);

@@ -106,8 +106,8 @@ impl HyphaTokenCheck {
         headers.insert(header::AUTHORIZATION, bearer);
         let request = Request {
             method: Method::GET,
-            url,
-            headers,
+            url: url.into(),
+            headers: headers.into(),
             body: RequestBody::empty(),
             timeout: Some(TIMEOUT),
             public_only: false,

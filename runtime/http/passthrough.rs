@@ -12,6 +12,7 @@ use super::dispatch::{admit, Caller};
 use super::AppState;
 use crate::apps::session::Session;
 use crate::exchange::{object_field, parse_json, usage, ApiError, Payload, Usage};
+use crate::observability::metrics::LabelText;
 use crate::observability::request_id::RequestId;
 use crate::observability::session_log::LogType;
 use crate::observability::spend_log::{SpendEnd, SpendOrigin, SpendOutcome, SpendTicket};
@@ -172,7 +173,7 @@ async fn provider_call(state: &AppState, call: Call, route: &'static str, rest: 
     if let Some(key) = &key {
         super::key_limits::check_model(key, &d.model_name)?;
     }
-    ticket.set_model(&d.model_name);
+    ticket.set_model(&LabelText::from_owned(d.model_name.clone()));
     let base = d.api_base.as_deref().ok_or_else(|| {
         ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("deployment {} has no api_base", d.id))
     })?;
@@ -210,10 +211,10 @@ async fn provider_call(state: &AppState, call: Call, route: &'static str, rest: 
         d.params.timeout.and_then(|s| std::time::Duration::try_from_secs_f64(s).ok()).or(table.policy.timeout);
     let request = crate::providers::chat::to_transport(
         upstream,
-        parsed,
+        parsed.into(),
         d.public_only,
         timeout,
-        &format!("deployment {}", d.id),
+        &format_args!("deployment {}", d.id),
     )?;
     let stats = &table.stats[index];
     let in_flight = stats.begin();
@@ -318,7 +319,7 @@ async fn configured_call(state: &AppState, call: Call, path: String) -> Result<R
     let who = format!("pass-through endpoint {}", endpoint.path);
     let streamed = passthrough::asks_stream(&path, || passthrough::says_stream(&body));
     let upstream = UpstreamRequest { method, url, headers: sent, body, streamed, answer_headers: AnswerHeaders::All };
-    let request = crate::providers::chat::to_transport(upstream, parsed, endpoint.public_only, None, &who)?;
+    let request = crate::providers::chat::to_transport(upstream, parsed.into(), endpoint.public_only, None, &who)?;
     let answer = match state.http.send(request).await {
         Ok(answer) => answer,
         Err(e) => {
@@ -344,7 +345,13 @@ fn keeps(name: &str) -> bool {
 }
 
 fn end(deployment: &str, usage: Usage, cost: f64, status: u16, outcome: SpendOutcome) -> SpendEnd {
-    SpendEnd { deployment: Some(deployment.to_owned()), usage, cost, status, outcome: Some(outcome) }
+    SpendEnd {
+        deployment: Some(LabelText::from_owned(deployment.to_owned())),
+        usage,
+        cost,
+        status,
+        outcome: Some(outcome),
+    }
 }
 
 /// `body`, keeping the deployment counted in flight until it ends.

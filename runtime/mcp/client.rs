@@ -67,8 +67,8 @@ impl McpHttp {
         let streamed = method == Method::GET;
         let request = Request {
             method,
-            url,
-            headers,
+            url: url.into(),
+            headers: headers.into(),
             body: body.into(),
             timeout: Some(HEAD_TIMEOUT),
             public_only: self.public_only,

@@ -144,8 +144,8 @@ fn request(
     let streamed = method == Method::GET;
     Request {
         method,
-        url,
-        headers,
+        url: url.into(),
+        headers: headers.into(),
         body: body.into(),
         timeout,
         public_only: http.public_only,

@@ -4,7 +4,7 @@
 //! dropped, counted in `ferrolite_spend_log_dropped_total` and warned about, and the request
 //! goes on.
 
-use super::metrics;
+use super::metrics::{self, LabelText};
 use crate::exchange::Usage;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -62,10 +62,13 @@ pub struct SpendRecord {
     pub workspace: Arc<str>,
     pub app_id: Arc<str>,
     pub service_id: Arc<str>,
-    /// The model the client asked for.
-    pub model: Option<String>,
-    /// The deployment that answered.
-    pub deployment: Option<String>,
+    /// The model the client asked for: the app's own name for it, shared, when it has the
+    /// model; the client's text otherwise.
+    #[serde(default, with = "shared_text")]
+    pub model: Option<LabelText>,
+    /// The deployment that answered, its id shared with the app's labels.
+    #[serde(default, with = "shared_text")]
+    pub deployment: Option<LabelText>,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     /// Of the prompt, the tokens read from the provider's cache (0 when it did not say).
@@ -77,6 +80,23 @@ pub struct SpendRecord {
     pub outcome: SpendOutcome,
     /// From acceptance to the answer's last byte (a stream's too).
     pub latency_ms: f64,
+}
+
+/// Shared text as a plain string.
+mod shared_text {
+    use super::LabelText;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(text: &Option<LabelText>, s: S) -> Result<S::Ok, S::Error> {
+        match text {
+            Some(text) => s.serialize_some(&**text),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<LabelText>, D::Error> {
+        Ok(Option::<String>::deserialize(d)?.map(LabelText::from_owned))
+    }
 }
 
 /// Unix milliseconds as RFC 3339 text.
@@ -214,7 +234,7 @@ impl SpendNames {
 /// The parts of a record known when a request ends.
 #[derive(Debug, Clone, Default)]
 pub struct SpendEnd {
-    pub deployment: Option<String>,
+    pub deployment: Option<LabelText>,
     pub usage: Usage,
     /// US dollars.
     pub cost: f64,
@@ -247,14 +267,19 @@ impl SpendTicket {
         SpendTicket { record: Some(record), started, queue }
     }
 
-    /// The model the client asked for, once its body is read.
-    pub fn set_model(&mut self, model: &str) {
+    /// The model the client asked for, once its body is read: shared as it is, or cut to
+    /// [`MAX_MODEL_LEN`] bytes.
+    pub fn set_model(&mut self, model: &LabelText) {
         if let Some(record) = &mut self.record {
-            let mut cut = model.len().min(MAX_MODEL_LEN);
+            if model.len() <= MAX_MODEL_LEN {
+                record.model = Some(model.clone());
+                return;
+            }
+            let mut cut = MAX_MODEL_LEN;
             while !model.is_char_boundary(cut) {
                 cut -= 1;
             }
-            record.model = Some(model[..cut].to_owned());
+            record.model = Some(LabelText::from_owned(model[..cut].to_owned()));
         }
     }
 
@@ -319,7 +344,7 @@ mod tests {
     fn a_ticket_is_pushed_once_and_an_unfinished_one_says_the_client_left() {
         let queue = Arc::new(SpendQueue::default());
         let mut ticket = SpendTicket::new(queue.clone(), origin("r1"), Instant::now());
-        ticket.set_model(&"m".repeat(1000));
+        ticket.set_model(&LabelText::from_owned("m".repeat(1000)));
         ticket.finish(SpendEnd { status: 502, cost: 0.5, ..Default::default() });
         drop(SpendTicket::new(queue.clone(), origin("r2"), Instant::now()));
         let records = queue.drain(10);

@@ -7,9 +7,10 @@ use super::deployment::{AwsCredentials, Deployment, Secret};
 use super::translate::UpstreamRequest;
 use crate::catalogue::providers::AuthScheme;
 use crate::exchange::ApiError;
-use crate::transport::UpstreamClient;
+use crate::transport::{Headers, UpstreamClient};
 use aws_sigv4::http_request::{PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 /// The header a client names its Anthropic API version in.
@@ -17,16 +18,18 @@ const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version
 const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// The headers that carry `d`'s credentials (none for SigV4, which signs the whole request in
-/// [`authorize`]). `client` is the caller's own request when it is passed through: Anthropic's
-/// version is then the one the client names. Built once per deployment otherwise.
-pub fn credential_headers(d: &Deployment, client: Option<&HeaderMap>) -> Result<HeaderMap, ApiError> {
+/// [`authorize`]), for a request to add its own to. `client` is the caller's own request when it
+/// is passed through: Anthropic's version is then the one the client names. Built once per
+/// deployment otherwise, and shared by its requests.
+pub fn credential_headers(d: &Deployment, client: Option<&HeaderMap>) -> Result<Headers, ApiError> {
     let scheme = d.provider.spec().auth;
     let chosen_by_client = matches!(scheme, AuthScheme::Anthropic { .. })
         && client.and_then(|c| c.get(ANTHROPIC_VERSION)).is_some_and(|v| !v.is_empty());
     let headers = if chosen_by_client {
-        build_headers(d, scheme, client)
+        build_headers(d, scheme, client).map(Headers::from)
     } else {
-        d.credential_headers.get_or_init(|| build_headers(d, scheme, None)).clone()
+        let shared = d.credential_headers.get_or_init(|| build_headers(d, scheme, None).map(Arc::new));
+        shared.as_ref().map(|map| Headers::shared(Arc::clone(map)))
     };
     headers.ok_or_else(|| {
         ApiError::new(

@@ -144,17 +144,17 @@ fn outgoing(
     timeout: Option<std::time::Duration>,
 ) -> Result<Request, ApiError> {
     let url = super::translate::parsed_url(&upstream.url, d)?;
-    to_transport(upstream, url, d.public_only, timeout, &format!("deployment {}", d.id))
+    to_transport(upstream, url, d.public_only, timeout, &format_args!("deployment {}", d.id))
 }
 
 /// `upstream` as the upstream client sends it to `url` (its own, parsed); `who` names the
-/// sender in the error about a header that cannot be sent.
+/// sender in the error about a header that cannot be sent (written only then).
 pub fn to_transport(
     upstream: UpstreamRequest,
-    url: reqwest::Url,
+    url: std::sync::Arc<reqwest::Url>,
     public_only: bool,
     timeout: Option<std::time::Duration>,
-    who: &str,
+    who: &dyn std::fmt::Display,
 ) -> Result<Request, ApiError> {
     let mut headers = axum::http::HeaderMap::with_capacity(upstream.headers.len());
     for (name, value) in &upstream.headers {
@@ -173,7 +173,7 @@ pub fn to_transport(
     Ok(Request {
         method: upstream.method,
         url,
-        headers,
+        headers: headers.into(),
         body: upstream.body.into(),
         timeout,
         public_only,

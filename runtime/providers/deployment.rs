@@ -71,7 +71,7 @@ pub struct Deployment {
     pub model_info: Option<serde_json::Map<String, serde_json::Value>>,
     /// The headers that carry its credentials, built on first use; `None` when its key cannot
     /// be a header value.
-    pub credential_headers: std::sync::OnceLock<Option<axum::http::HeaderMap>>,
+    pub credential_headers: std::sync::OnceLock<Option<std::sync::Arc<axum::http::HeaderMap>>>,
     /// Its id as the value of the header that stamps its answers, made on first use: a clone
     /// of it is a count, not a copy.
     pub id_header: std::sync::OnceLock<axum::http::HeaderValue>,

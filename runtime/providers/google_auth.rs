@@ -252,8 +252,8 @@ impl TokenSource {
         headers.insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
         let request = Request {
             method: Method::POST,
-            url: self.account.token_uri.clone(),
-            headers,
+            url: self.account.token_uri.clone().into(),
+            headers: headers.into(),
             body: body.into_bytes().into(),
             timeout: Some(Duration::from_secs(30)),
             public_only,

@@ -27,7 +27,7 @@ pub async fn probe(upstream: &UpstreamClient, d: &Deployment) -> Result<(), Stri
             let headers = auth::credential_headers(d, None).map_err(|_| "the api_key cannot be sent in a header")?;
             let request = crate::transport::Request {
                 method: axum::http::Method::GET,
-                url,
+                url: url.into(),
                 headers,
                 body: crate::transport::RequestBody::empty(),
                 timeout: Some(Duration::from_secs(10)),

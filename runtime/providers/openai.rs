@@ -4,7 +4,6 @@
 mod chunk;
 
 use super::auth;
-use super::translate::upstream_url;
 use super::translate::{ChatProvider, ChunkDecoder, StreamMeta, UpstreamRequest};
 use super::{Deployment, Provider, ProviderCall};
 use crate::api::openai::{ChatChunk, ChatCompletion, ChatRequest};
@@ -157,13 +156,7 @@ pub async fn forward(call: ProviderCall<'_>) -> Result<Outcome, ApiError> {
         call.provider_route.upstream
     }
     .ok_or_else(|| ApiError::internal(format!("the catalogue gives no upstream for {}", call.route.path)))?;
-    let mut url = upstream_url(d, upstream.path, call.params)?;
-    if let Some(q) = call.query.filter(|q| !q.is_empty()) {
-        url.push(if url.contains('?') { '&' } else { '?' });
-        url.push_str(q);
-    }
-
-    let url = super::translate::parsed_url(&url, d)?;
+    let url = super::translate::parsed_upstream_url(d, upstream.path, call.params, call.query)?;
     let mut headers = auth::credential_headers(d, Some(call.headers))?;
     // One pass over the client's few headers instead of a hashed look-up per name; each name's
     // first value goes, over the deployment's own (as `HeaderMap::get` would pick it).

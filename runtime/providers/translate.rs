@@ -164,12 +164,12 @@ pub fn error_kind(status: StatusCode) -> &'static str {
 /// remembered; the set is bounded and starts over when full. Each thread keeps its own: one
 /// set behind a lock was written by every lane on every request (the lock's word), and the
 /// lanes took turns holding its cache line.
-pub fn parsed_url(url: &str, d: &Deployment) -> Result<reqwest::Url, ApiError> {
+pub fn parsed_url(url: &str, d: &Deployment) -> Result<Arc<reqwest::Url>, ApiError> {
     use foldhash::HashMap;
     use std::cell::RefCell;
     const MAX_REMEMBERED: usize = 4096;
     thread_local! {
-        static PARSED: RefCell<HashMap<Box<str>, reqwest::Url>> = RefCell::default();
+        static PARSED: RefCell<HashMap<Box<str>, Arc<reqwest::Url>>> = RefCell::default();
     }
     if let Some(known) = PARSED.with_borrow(|m| m.get(url).cloned()) {
         return Ok(known);
@@ -182,21 +182,61 @@ pub fn parsed_url(url: &str, d: &Deployment) -> Result<reqwest::Url, ApiError> {
         )
         .with_code("invalid_upstream_url")
     })?;
+    let fresh = Arc::new(fresh);
     PARSED.with_borrow_mut(|m| {
         if m.len() >= MAX_REMEMBERED {
             m.clear();
         }
-        m.insert(url.into(), fresh.clone());
+        m.insert(url.into(), Arc::clone(&fresh));
     });
     Ok(fresh)
+}
+
+/// [`upstream_url`] with the client's `query` after it, parsed ([`parsed_url`]). The text is
+/// written into a buffer the thread keeps, so a URL seen before costs no allocation at all.
+pub fn parsed_upstream_url(
+    d: &Deployment,
+    template: &str,
+    params: &[(&'static str, String)],
+    query: Option<&str>,
+) -> Result<Arc<reqwest::Url>, ApiError> {
+    use std::cell::RefCell;
+    /// A buffer past this (a long query) is let go rather than kept for the thread's life.
+    const KEPT: usize = 4096;
+    thread_local! {
+        static TEXT: RefCell<String> = const { RefCell::new(String::new()) };
+    }
+    TEXT.with_borrow_mut(|text| {
+        text.clear();
+        push_upstream_url(d, template, params, text)?;
+        if let Some(q) = query.filter(|q| !q.is_empty()) {
+            text.push(if text.contains('?') { '&' } else { '?' });
+            text.push_str(q);
+        }
+        let parsed = parsed_url(text, d);
+        if text.capacity() > KEPT {
+            *text = String::new();
+        }
+        parsed
+    })
 }
 
 /// The full upstream URL: the deployment's base and the catalogue's path template, filled.
 pub fn upstream_url(d: &Deployment, template: &str, params: &[(&'static str, String)]) -> Result<String, ApiError> {
     let mut url = String::with_capacity(d.api_base.as_ref().map_or(64, String::len) + template.len() + 32);
-    push_base_url(d, &mut url)?;
-    push_filled_template(template, params, d, &mut url)?;
+    push_upstream_url(d, template, params, &mut url)?;
     Ok(url)
+}
+
+/// [`upstream_url`], written into `out`.
+pub fn push_upstream_url(
+    d: &Deployment,
+    template: &str,
+    params: &[(&'static str, String)],
+    out: &mut String,
+) -> Result<(), ApiError> {
+    push_base_url(d, out)?;
+    push_filled_template(template, params, d, out)
 }
 
 /// Appends an upstream path, its `{name}`s filled from the route's parameters and the deployment.

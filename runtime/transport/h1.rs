@@ -13,7 +13,7 @@ use super::framing::{
     ends_in_chunked, read_to_end, wants_keep_alive, BodyDecoder, Framing, FramingError, HeadNames, Step,
 };
 use super::stream::Stream;
-use super::{AnswerHeaders, Response, SendError};
+use super::{AnswerHeaders, Headers, Response, SendError};
 use crate::exchange::header_name;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -149,7 +149,7 @@ impl<'a> Origin<'a> {
 pub async fn send(
     method: &Method,
     url: &reqwest::Url,
-    headers: &HeaderMap,
+    headers: &Headers,
     body: &Bytes,
     public_only: bool,
     keep: AnswerHeaders,
@@ -267,7 +267,7 @@ async fn connect(origin: &Origin<'_>, kind: Kind) -> Result<Conn, SendError> {
 
 /// The request line and headers. `Host` and the body's length are ours; a caller's own
 /// framing headers are not sent (they would contradict ours).
-fn request_head(method: &Method, url: &reqwest::Url, host: &str, headers: &HeaderMap, body_len: usize) -> Vec<u8> {
+fn request_head(method: &Method, url: &reqwest::Url, host: &str, headers: &Headers, body_len: usize) -> Vec<u8> {
     use axum::http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
     let mut head = Vec::with_capacity(256);
     head.extend_from_slice(method.as_str().as_bytes());
@@ -278,10 +278,10 @@ fn request_head(method: &Method, url: &reqwest::Url, host: &str, headers: &Heade
         head.extend_from_slice(query.as_bytes());
     }
     head.extend_from_slice(b" HTTP/1.1\r\n");
-    if !headers.contains_key(HOST) {
+    if !headers.contains_key(&HOST) {
         push_header(&mut head, b"host", host.as_bytes());
     }
-    for (name, value) in headers {
+    for (name, value) in headers.iter() {
         if name != CONTENT_LENGTH && name != TRANSFER_ENCODING && name != CONNECTION {
             push_header(&mut head, name.as_str().as_bytes(), value.as_bytes());
         }
@@ -633,6 +633,7 @@ mod tests {
     async fn send_on_lane(url: &reqwest::Url, body: &'static str) -> Result<(StatusCode, HeaderMap, String), String> {
         let mut headers = HeaderMap::new();
         headers.insert("authorization", HeaderValue::from_static("Bearer sk-test"));
+        let headers = Headers::from(headers);
         let answer =
             send(&Method::POST, url, &headers, &Bytes::from_static(body.as_bytes()), false, AnswerHeaders::All)
                 .await
@@ -738,7 +739,7 @@ mod tests {
         lane().block_on(async {
             let url = answers_once_and_closes(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort").await;
             let answer =
-                send(&Method::POST, &url, &HeaderMap::new(), &Bytes::from_static(b"{}"), false, AnswerHeaders::All)
+                send(&Method::POST, &url, &Headers::new(), &Bytes::from_static(b"{}"), false, AnswerHeaders::All)
                     .await
                     .unwrap();
             let error = axum::body::to_bytes(answer.body, usize::MAX).await.unwrap_err().to_string();
@@ -814,7 +815,7 @@ mod tests {
                 });
                 let send_once = |url: reqwest::Url, method: Method| async move {
                     let answer =
-                        send(&method, &url, &HeaderMap::new(), &Bytes::from_static(b"{}"), false, AnswerHeaders::All)
+                        send(&method, &url, &Headers::new(), &Bytes::from_static(b"{}"), false, AnswerHeaders::All)
                             .await?;
                     let _ = axum::body::to_bytes(answer.body, usize::MAX).await;
                     Ok::<_, SendError>(answer.status)
@@ -860,7 +861,7 @@ mod tests {
             ] {
                 let url = reqwest::Url::parse(&url).unwrap();
                 let body = Bytes::from_static(b"{}");
-                match send(&Method::POST, &url, &HeaderMap::new(), &body, true, AnswerHeaders::All).await {
+                match send(&Method::POST, &url, &Headers::new(), &body, true, AnswerHeaders::All).await {
                     Err(SendError::Refused(refused)) => {
                         said.push(refused.to_string().replace(&open_port.to_string(), ""))
                     }
@@ -898,9 +899,9 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("content-length", HeaderValue::from_static("999"));
         headers.insert("x-api-key", HeaderValue::from_static("k"));
-        let get = request_head(&Method::GET, &url, "up.example:8080", &headers, 0);
+        let get = request_head(&Method::GET, &url, "up.example:8080", &headers.into(), 0);
         assert_eq!(get, b"GET /v1/models HTTP/1.1\r\nhost: up.example:8080\r\nx-api-key: k\r\n\r\n");
-        let post = request_head(&Method::POST, &url, "up.example:8080", &HeaderMap::new(), 0);
+        let post = request_head(&Method::POST, &url, "up.example:8080", &Headers::new(), 0);
         assert_eq!(post, b"POST /v1/models HTTP/1.1\r\nhost: up.example:8080\r\ncontent-length: 0\r\n\r\n");
     }
 

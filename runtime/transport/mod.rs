@@ -22,12 +22,14 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use spread::Spread;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub mod deadline;
 pub mod framing;
 pub mod guard;
 mod h1;
+mod headers;
 pub mod held;
 pub mod origins;
 pub mod spread;
@@ -35,6 +37,7 @@ mod stream;
 pub mod trust;
 
 pub use h1::read_answer;
+pub use headers::Headers;
 
 /// How long an idle upstream connection stays in the pool.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -46,8 +49,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A request for an upstream.
 pub struct Request {
     pub method: Method,
-    pub url: reqwest::Url,
-    pub headers: HeaderMap,
+    /// Shared: a deployment's few URLs are parsed once and counted, not copied, per request.
+    pub url: Arc<reqwest::Url>,
+    pub headers: Headers,
     pub body: RequestBody,
     /// Bounds the wait for the answer's head (the caller bounds the rest).
     pub timeout: Option<Duration>,
@@ -320,7 +324,7 @@ impl UpstreamClient {
                         check_public(&url).await?;
                     }
                     let cap = self.settings.streams_per_connection;
-                    send_proxied(spread, cap, method, &url, headers, body.into_body()).await
+                    send_proxied(spread, cap, method, &url, headers.into_map(), body.into_body()).await
                 }
                 (None, body) => {
                     let whole = matches!(body, RequestBody::Full(_));
@@ -329,7 +333,7 @@ impl UpstreamClient {
                         RequestBody::Full(bytes) if on_lane => {
                             h1::send(&method, &url, &headers, &bytes, public_only, answer_headers).await
                         }
-                        body => self.send_direct(method, &url, headers, body.into_body(), public_only).await,
+                        body => self.send_direct(method, &url, headers.into_map(), body.into_body(), public_only).await,
                     }
                 }
             }
@@ -626,8 +630,8 @@ mod tests {
         };
         let request = Request {
             method: Method::POST,
-            url: reqwest::Url::parse("http://upstream.invalid/v1/chat/completions").unwrap(),
-            headers: HeaderMap::new(),
+            url: Arc::new(reqwest::Url::parse("http://upstream.invalid/v1/chat/completions").unwrap()),
+            headers: Headers::new(),
             body: RequestBody::from(b"{}".to_vec()),
             timeout: Some(Duration::from_secs(10)),
             public_only: false,

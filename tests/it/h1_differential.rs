@@ -7,9 +7,9 @@
 
 use crate::support::repo_root;
 use axum::body::Body;
-use axum::http::{HeaderMap, Method};
+use axum::http::Method;
 use ferrolite::providers::translate::READ_ANSWER_HEADERS;
-use ferrolite::transport::{AnswerHeaders, Request, RequestBody, UpstreamClient};
+use ferrolite::transport::{AnswerHeaders, Headers, Request, RequestBody, UpstreamClient};
 use futures::StreamExt;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -56,8 +56,8 @@ fn ours(url: String, keep: AnswerHeaders) -> Outcome {
             ferrolite::transport::use_lane_pool();
             let request = Request {
                 method: Method::GET,
-                url: reqwest::Url::parse(&url).map_err(|e| e.to_string())?,
-                headers: HeaderMap::new(),
+                url: reqwest::Url::parse(&url).map_err(|e| e.to_string())?.into(),
+                headers: Headers::new(),
                 body: RequestBody::empty(),
                 timeout: Some(Duration::from_secs(5)),
                 public_only: false,

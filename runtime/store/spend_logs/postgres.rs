@@ -2,6 +2,7 @@
 //! place, so a page shows the cluster's requests whichever instance serves it.
 
 use super::{Cursor, SpendLogStore, SpendPage, SpendQuery, StatusFilter};
+use crate::observability::metrics::LabelText;
 use crate::observability::spend_log::{SpendOutcome, SpendRecord};
 use crate::store::postgres::{pg_int, PgClient};
 use crate::store::StoreError;
@@ -45,8 +46,8 @@ impl SpendLogStore for PgSpendLogs {
                         &&*r.workspace,
                         &&*r.app_id,
                         &&*r.service_id,
-                        &r.model,
-                        &r.deployment,
+                        &r.model.as_deref(),
+                        &r.deployment.as_deref(),
                         &pg_int(r.prompt_tokens),
                         &pg_int(r.completion_tokens),
                         &pg_int(r.cached_tokens),
@@ -142,8 +143,8 @@ fn read_row(row: &Row) -> (i64, SpendRecord) {
         workspace: row.get::<_, &str>(5).into(),
         app_id: row.get::<_, &str>(6).into(),
         service_id: row.get::<_, &str>(7).into(),
-        model: row.get(8),
-        deployment: row.get(9),
+        model: row.get::<_, Option<String>>(8).map(LabelText::from_owned),
+        deployment: row.get::<_, Option<String>>(9).map(LabelText::from_owned),
         prompt_tokens: count(10),
         completion_tokens: count(11),
         cached_tokens: count(12),

@@ -12,6 +12,7 @@ mod routes;
 mod schema;
 
 use super::{Cursor, SpendLogStore, SpendPage, SpendQuery, StatusFilter};
+use crate::observability::metrics::LabelText;
 use crate::observability::spend_log::{SpendOutcome, SpendRecord};
 use crate::store::StoreError;
 use routes::{Names, RouteIds};
@@ -249,8 +250,8 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<(i64, SpendRecord)> {
         workspace: row.get(5)?,
         app_id: row.get(6)?,
         service_id: row.get(7)?,
-        model: row.get(8)?,
-        deployment: row.get(9)?,
+        model: row.get::<_, Option<String>>(8)?.map(LabelText::from_owned),
+        deployment: row.get::<_, Option<String>>(9)?.map(LabelText::from_owned),
         prompt_tokens: count(10)?,
         completion_tokens: count(11)?,
         cached_tokens: count(12)?,
@@ -276,8 +277,8 @@ mod tests {
             workspace: "w".into(),
             app_id: "app".into(),
             service_id: "svc".into(),
-            model: Some(model.into()),
-            deployment: Some(format!("{model}/0")),
+            model: Some(LabelText::from_owned(model.to_owned())),
+            deployment: Some(format!("{model}/0").into()),
             prompt_tokens: 10,
             completion_tokens: 2,
             cached_tokens: 1,
