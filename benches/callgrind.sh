@@ -37,6 +37,12 @@
 #   KINDS=stream-pass,translated benches/callgrind.sh   # only these kinds (the names below)
 #   ATOMICS=1 benches/callgrind.sh    # also the atomic operations a request runs (benches/atomics.py),
 #                                     # and the functions that run most of them
+#   CACHE=1 benches/callgrind.sh      # also the data cache misses a request makes, first level and
+#                                     # last, from callgrind's cache simulation (this host's cache
+#                                     # sizes, as valgrind models them): what an allocation costs
+#                                     # beyond its instructions. Not with ATOMICS.
+#   BIN_DIR=dir benches/callgrind.sh  # ferrolite and fake-upstream from dir (a release build of
+#                                     # another commit, to compare) instead of building this checkout
 set -euo pipefail
 cd "$(dirname "$0")/.."
 with_redis=0
@@ -59,7 +65,16 @@ if [ "$with_redis" = 1 ]; then
   redis_args=(--redis-url "redis://127.0.0.1:$redis_port")
 fi
 
-build_release -p ferrolite -p ferrolite-bench
+if [ -n "${BIN_DIR:-}" ]; then
+  bin="$BIN_DIR"
+  [ -x "$bin/ferrolite" ] && [ -x "$bin/fake-upstream" ] || { say "BIN_DIR=$bin holds no ferrolite and fake-upstream"; exit 1; }
+else
+  build_release -p ferrolite -p ferrolite-bench
+fi
+if [ -n "${CACHE:-}" ] && [ -n "${ATOMICS:-}" ]; then
+  say "CACHE and ATOMICS are counted in separate runs"
+  exit 1
+fi
 
 upstream="http://127.0.0.1"
 if [ "$with_tls" = 1 ]; then
@@ -117,6 +132,9 @@ dump_instr=()
 if [ -n "${ATOMICS:-}" ]; then
   need objdump "apt-get install binutils"
   dump_instr=(--dump-instr=yes)
+fi
+if [ -n "${CACHE:-}" ]; then
+  dump_instr=(--cache-sim=yes)
 fi
 valgrind --tool=callgrind "${dump_instr[@]}" --instr-atstart=no --callgrind-out-file="$scratch/cg.%p" \
   "$bin/ferrolite" serve --port "$port" --io-threads 1 --data-dir "$scratch/data" --config "$scratch/app.json" --config "$scratch/app-openai.json" \
@@ -240,14 +258,23 @@ def counted(model):
     control("--dump")
     time.sleep(0.5)
     dumps = sorted(set(glob.glob(f"{scratch}/cg.*")) - before) or sorted(glob.glob(f"{scratch}/cg.*"))
-    total = 0
+    events, totals = ["Ir"], [0]
     for line in open(dumps[-1]):
+        if line.startswith("events:"):
+            events = line.split()[1:]
         if line.startswith("summary:") or line.startswith("totals:"):
-            total = int(line.split()[1])
+            totals = [int(v) for v in line.split()[1:]]
+    by_event = dict(zip(events, totals))
     conn.close()
     allocated = sum(allocations.count(dumps[-1]).values())
     by_function = atomics.count(dumps[-1], locked) if locked else None
-    return total / count, allocated / count, by_function, count
+    # With the cache simulated: data misses at the first level (reads and writes) and the last.
+    misses = None
+    if "D1mr" in by_event:
+        first = by_event["D1mr"] + by_event["D1mw"]
+        last = by_event["DLmr"] + by_event["DLmw"]
+        misses = (first / count, last / count)
+    return by_event["Ir"] / count, allocated / count, by_function, count, misses
 
 conn = connect()
 settings = {"max_budget": 1e9, "budget_duration": "30d", "rpm": 10**9, "max_parallel": 10**5}
@@ -284,7 +311,11 @@ if unknown:
     sys.exit(f"KINDS names no such kind: {', '.join(sorted(unknown))} (kinds: {', '.join(k for _, k in kinds)})")
 kinds = tuple((label, kind) for label, kind in kinds if not only or kind in only)
 for label, kind in kinds:
-    per_request, allocated, by_function, count = counted(kind)
+    per_request, allocated, by_function, count, misses = counted(kind)
+    if misses is not None:
+        print(f"{label}: {per_request:,.0f} instructions, {allocated:,.1f} allocations, "
+              f"{misses[0]:,.0f} first-level and {misses[1]:,.1f} last-level data cache misses per request")
+        continue
     if by_function is None:
         print(f"{label}: {per_request:,.0f} instructions and {allocated:,.1f} allocations per request")
         continue
