@@ -208,12 +208,13 @@ pub fn parsed_upstream_url(
     }
     TEXT.with_borrow_mut(|text| {
         text.clear();
-        push_upstream_url(d, template, params, text)?;
-        if let Some(q) = query.filter(|q| !q.is_empty()) {
-            text.push(if text.contains('?') { '&' } else { '?' });
-            text.push_str(q);
-        }
-        let parsed = parsed_url(text, d);
+        let parsed = push_upstream_url(d, template, params, text).and_then(|()| {
+            if let Some(q) = query.filter(|q| !q.is_empty()) {
+                text.push(if text.contains('?') { '&' } else { '?' });
+                text.push_str(q);
+            }
+            parsed_url(text, d)
+        });
         if text.capacity() > KEPT {
             *text = String::new();
         }
@@ -318,5 +319,32 @@ pub fn embedding_value(values: &[f32], base64: bool) -> Value {
         Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
     } else {
         serde_json::json!(values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upstream_url_is_parsed_once_and_shared_with_the_query_after_it() {
+        let mut d = Deployment::mock("m/0", "m");
+        d.api_base = Some("http://up.example:8080/v1/".into());
+        d.upstream_model = "gpt-x".into();
+        let template = "/deployments/{model}/chat/completions";
+        let first = parsed_upstream_url(&d, template, &[], Some("api-version=1")).unwrap();
+        assert_eq!(first.as_str(), "http://up.example:8080/v1/deployments/gpt-x/chat/completions?api-version=1");
+        let again = parsed_upstream_url(&d, template, &[], Some("api-version=1")).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "the second is the first, counted");
+        let bare = parsed_upstream_url(&d, template, &[], Some("")).unwrap();
+        assert_eq!(bare.query(), None);
+        // A template with a query of its own takes the client's after an `&`.
+        let joined = parsed_upstream_url(&d, "/x?a=1", &[], Some("b=2")).unwrap();
+        assert_eq!(joined.query(), Some("a=1&b=2"));
+        // A value that would step up the path is refused, and the next URL is written afresh.
+        let dots = [("model", "..".to_owned())];
+        assert!(parsed_upstream_url(&d, "/{model}/x", &dots, None).is_err());
+        let after = parsed_upstream_url(&d, "/y", &[], None).unwrap();
+        assert_eq!(after.as_str(), "http://up.example:8080/v1/y");
     }
 }
