@@ -173,7 +173,11 @@ async fn provider_call(state: &AppState, call: Call, route: &'static str, rest: 
     if let Some(key) = &key {
         super::key_limits::check_model(key, &d.model_name)?;
     }
-    ticket.set_model(&LabelText::from_owned(d.model_name.clone()));
+    // The spend record's names, shared with the app's labels as the routed door's are.
+    if let Some(model) = table.labels.model_name(index) {
+        ticket.set_model(&model);
+    }
+    let deployment = table.labels.deployment_id(index);
     let base = d.api_base.as_deref().ok_or_else(|| {
         ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("deployment {} has no api_base", d.id))
     })?;
@@ -234,7 +238,7 @@ async fn provider_call(state: &AppState, call: Call, route: &'static str, rest: 
         Err(e) => {
             drop(account); // gives the hold back: nothing was spent
             let error = crate::providers::openai::unreachable_error(&e, d);
-            ticket.finish(end(&d.id, Usage::default(), 0.0, error.status.as_u16(), SpendOutcome::Error));
+            ticket.finish(end(deployment.clone(), Usage::default(), 0.0, error.status.as_u16(), SpendOutcome::Error));
             return Err(error);
         }
     };
@@ -250,7 +254,7 @@ async fn provider_call(state: &AppState, call: Call, route: &'static str, rest: 
         // Answered, badly: nothing spent. Its body goes back with the deployment's secrets masked.
         let body = Scrubber::of(d).scrub_text(&answer.head_of_body(ERROR_BODY_LIMIT).await);
         account.book_at(Usage::default(), 0.0);
-        ticket.finish(end(&d.id, Usage::default(), 0.0, status.as_u16(), SpendOutcome::Error));
+        ticket.finish(end(deployment.clone(), Usage::default(), 0.0, status.as_u16(), SpendOutcome::Error));
         table.logs.push(LogType::Log, line("upstream error"));
         return response.body(Body::from(body)).map_err(|e| ApiError::internal(e.to_string()));
     }
@@ -259,14 +263,14 @@ async fn provider_call(state: &AppState, call: Call, route: &'static str, rest: 
         let pacing = Pacing { gap: table.policy.stream_timeout.or(timeout), keepalive: None };
         let response = AccountedStream::wrap(response, in_flight, pacing, account, true);
         if let Some(settlement) = response.extensions().get::<crate::router::accounting::Settlement>() {
-            let id = d.id.clone();
+            let deployment = deployment.clone();
             settlement.then(move |settled| {
                 let outcome = match settled.end {
                     StreamEnd::Completed => SpendOutcome::Ok,
                     StreamEnd::Failed => SpendOutcome::Error,
                     StreamEnd::ClientGone => SpendOutcome::ClientDisconnected,
                 };
-                ticket.finish(end(&id, settled.usage, settled.cost, status.as_u16(), outcome));
+                ticket.finish(end(deployment, settled.usage, settled.cost, status.as_u16(), outcome));
             });
         }
         table.logs.push(LogType::Log, line("stream"));
@@ -281,7 +285,7 @@ async fn provider_call(state: &AppState, call: Call, route: &'static str, rest: 
             Some(u) => (u, account.book(u)),
             None => (Usage::default(), account.book_at(Usage::default(), held)),
         };
-        ticket.finish(end(&d.id, usage, cost, status.as_u16(), SpendOutcome::Ok));
+        ticket.finish(end(deployment.clone(), usage, cost, status.as_u16(), SpendOutcome::Ok));
         table.logs.push(
             LogType::Log,
             line(&format!("tokens={}/{} cost=${cost:.6}", usage.prompt_tokens, usage.completion_tokens)),
@@ -296,7 +300,7 @@ async fn provider_call(state: &AppState, call: Call, route: &'static str, rest: 
     // Another kind of answer (Bedrock's binary event stream, audio, ...): its usage cannot be
     // read on the way, so it is booked at what it held, and passed on as it comes.
     let cost = account.book_at(Usage::default(), held);
-    ticket.finish(end(&d.id, Usage::default(), cost, status.as_u16(), SpendOutcome::Ok));
+    ticket.finish(end(deployment.clone(), Usage::default(), cost, status.as_u16(), SpendOutcome::Ok));
     table.logs.push(LogType::Log, line(&format!("unmetered, booked at ${cost:.6}")));
     let body = Body::from_stream(held_until_end(answer.body, in_flight));
     response.body(body).map_err(|e| ApiError::internal(e.to_string()))
@@ -323,13 +327,19 @@ async fn configured_call(state: &AppState, call: Call, path: String) -> Result<R
     let answer = match state.http.send(request).await {
         Ok(answer) => answer,
         Err(e) => {
-            ticket.finish(end(&who, Usage::default(), 0.0, 502, SpendOutcome::Error));
+            ticket.finish(end(
+                Some(LabelText::from_owned(who.clone())),
+                Usage::default(),
+                0.0,
+                502,
+                SpendOutcome::Error,
+            ));
             return Err(ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("{who}: {e}")));
         }
     };
     let status = answer.status;
     let outcome = if status.is_success() { SpendOutcome::Ok } else { SpendOutcome::Error };
-    ticket.finish(end(&who, Usage::default(), 0.0, status.as_u16(), outcome));
+    ticket.finish(end(Some(LabelText::from_owned(who.clone())), Usage::default(), 0.0, status.as_u16(), outcome));
     session.table.logs.push(LogType::Log, format!("{request_id} {who}: {}", status.as_u16()));
     let mut response = Response::builder().status(status);
     for (name, value) in answer.headers.iter().filter(|(n, _)| keeps(n.as_str())) {
@@ -344,14 +354,8 @@ fn keeps(name: &str) -> bool {
     !matches!(name, "connection" | "keep-alive" | "transfer-encoding" | "content-length" | "upgrade" | "trailer")
 }
 
-fn end(deployment: &str, usage: Usage, cost: f64, status: u16, outcome: SpendOutcome) -> SpendEnd {
-    SpendEnd {
-        deployment: Some(LabelText::from_owned(deployment.to_owned())),
-        usage,
-        cost,
-        status,
-        outcome: Some(outcome),
-    }
+fn end(deployment: Option<LabelText>, usage: Usage, cost: f64, status: u16, outcome: SpendOutcome) -> SpendEnd {
+    SpendEnd { deployment, usage, cost, status, outcome: Some(outcome) }
 }
 
 /// `body`, keeping the deployment counted in flight until it ends.
