@@ -73,8 +73,9 @@ pub async fn dispatch(state: AppState, op: Operation, call: Call) -> Response {
         service = call.service_id.as_str(),
     );
     // Boxed: the request's whole state machine is large, and axum's layers move the future
-    // they are handed; a box moves as a pointer.
-    let handled = Box::pin(handle(&state, op, call, &request_id).instrument(span)).await;
+    // they are handed; a box moves as a pointer. Boxed before it is instrumented, so that it is
+    // copied once, into its box, and the span's wrapper moves the pointer.
+    let handled = Box::pin(handle(&state, op, call, &request_id)).instrument(span).await;
     let mut response = handled.unwrap_or_else(IntoResponse::into_response);
     response.headers_mut().insert(crate::observability::request_id::HEADER, request_id.header_value());
     response
