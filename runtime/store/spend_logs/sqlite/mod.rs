@@ -63,9 +63,9 @@ impl SqliteSpendLogs {
     fn with(conn: Connection) -> Result<SqliteSpendLogs, StoreError> {
         // The bundled SQLite enforces foreign keys by default: every appended row would open
         // `spend_routes` and look its route up (nine more steps of the row's program, ~940
-        // instructions a pass-through). A row's route id is always one this file holds: `RouteIds` hands out
-        // only ids read from it or added to it in the same transaction, and routes are never
-        // deleted.
+        // instructions a pass-through). A row's route id is always one this file holds:
+        // `RouteIds` hands out only ids read from it or added to it in the same transaction,
+        // and routes are never deleted.
         conn.pragma_update(None, "foreign_keys", false)?;
         Ok(SqliteSpendLogs { inner: Mutex::new(Inner { conn, routes: RouteIds::default() }) })
     }
